@@ -1,0 +1,406 @@
+#include "tracker/proc_net_tcp.h"
+
+#include <algorithm>
+#include <cstdio>
+#include <cstring>
+
+#include "proc_net_tcp_line.h"
+#include "scan_kernel.h"
+
+namespace skopos::tracker {
+
+static_assert(detail::kScanMaxLine == kMaxLineLength);
+
+std::string_view tcp_table_name(TcpTableFamily family) {
+  return family == TcpTableFamily::kIpv4 ? "tcp" : "tcp6";
+}
+
+std::string_view socket_kind_name(SocketKind kind) {
+  switch (kind) {
+    case SocketKind::kFull: return "full";
+    case SocketKind::kTimeWait: return "time-wait";
+    case SocketKind::kRequest: return "request";
+  }
+  return "?";
+}
+
+std::string DecodeError::message() const {
+  std::string text = "line " + std::to_string(line) + ", byte " + std::to_string(column) +
+                     " (offset " + std::to_string(offset) + "): ";
+  switch (kind) {
+    case DecodeErrorKind::kEmptyInput: text += "empty input"; break;
+    case DecodeErrorKind::kBadHeader: text += "not a /proc/net/tcp or /proc/net/tcp6 header"; break;
+    case DecodeErrorKind::kUnexpectedByte: break;
+    case DecodeErrorKind::kNumberOutOfRange: text += "number out of range"; break;
+    case DecodeErrorKind::kUnknownState: text += "unknown TCP state"; break;
+    case DecodeErrorKind::kLineTooLong:
+      text += "line longer than " + std::to_string(kMaxLineLength) + " bytes";
+      break;
+    case DecodeErrorKind::kMissingNewline: text += "input ends inside a line"; break;
+  }
+  if (!expected.empty()) {
+    if (kind != DecodeErrorKind::kUnexpectedByte) text += "; ";
+    text += "expected ";
+    text += expected;
+    text += ", found ";
+    if (found < 0) {
+      text += "end of line";
+    } else if (found == '\n') {
+      text += "newline";
+    } else if (found >= 0x20 && found < 0x7f) {
+      text += '\'';
+      text += static_cast<char>(found);
+      text += '\'';
+    } else {
+      char hex[16];
+      std::snprintf(hex, sizeof hex, "0x%02X", static_cast<unsigned>(found));
+      text += hex;
+    }
+  }
+  return text;
+}
+
+// ---------------------------------------------------------------------------------
+// Kernel selection.
+
+std::string_view scan_kernel_name(ScanKernel kernel) {
+  switch (kernel) {
+    case ScanKernel::kAuto: return "auto";
+    case ScanKernel::kPortable: return "portable";
+    case ScanKernel::kAvx2: return "avx2";
+    case ScanKernel::kAvx512: return "avx512";
+  }
+  return "?";
+}
+
+bool scan_kernel_supported(ScanKernel kernel) {
+  switch (kernel) {
+    case ScanKernel::kAuto:
+    case ScanKernel::kPortable: return true;
+#if defined(SKOPOS_X86_KERNELS)
+    case ScanKernel::kAvx2:
+      return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("bmi2") &&
+             __builtin_cpu_supports("popcnt");
+    case ScanKernel::kAvx512:
+      return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+             __builtin_cpu_supports("bmi2") && __builtin_cpu_supports("popcnt");
+#else
+    case ScanKernel::kAvx2:
+    case ScanKernel::kAvx512: return false;
+#endif
+  }
+  return false;
+}
+
+ScanKernel best_scan_kernel() {
+  static const ScanKernel best = [] {
+    if (scan_kernel_supported(ScanKernel::kAvx512)) return ScanKernel::kAvx512;
+    if (scan_kernel_supported(ScanKernel::kAvx2)) return ScanKernel::kAvx2;
+    return ScanKernel::kPortable;
+  }();
+  return best;
+}
+
+namespace detail {
+
+const char* count_line_portable(const char* line, const char* end, bool ipv6,
+                                const CountTarget& target) {
+  const auto available = static_cast<std::size_t>(end - line);
+  const auto* newline =
+      static_cast<const char*>(std::memchr(line, '\n', std::min(available, kMaxLineLength)));
+  if (newline == nullptr) return available >= kMaxLineLength ? nullptr : line;
+  TcpSocketRecord record;
+  LineError error;
+  if (!parse_socket_line(line, newline, ipv6 ? TcpTableFamily::kIpv6 : TcpTableFamily::kIpv4,
+                         record, error)) {
+    return nullptr;
+  }
+  std::uint32_t* row = target.cells + std::size_t{record.local_port} * kTcpStateSlots;
+  if (row[0] == 0) {
+    row[0] = 1;
+    target.used_ports[(*target.used_count)++] = record.local_port;
+  }
+  ++row[static_cast<std::size_t>(record.state)];
+  return newline + 1;
+}
+
+ScanProgress count_lines_portable(const char* begin, const char* end, bool ipv6,
+                                  const CountTarget& target) {
+  ScanProgress progress{begin, 0, 0, false};
+  while (progress.stop < end) {
+    const char* next = count_line_portable(progress.stop, end, ipv6, target);
+    if (next == nullptr) {
+      progress.failed = true;
+      break;
+    }
+    if (next == progress.stop) break;
+    progress.stop = next;
+    ++progress.lines;
+  }
+  progress.fallback_lines = progress.lines;
+  return progress;
+}
+
+// Splits a file's chunks into lines: reads the header, hands runs of complete lines to
+// scan(), and carries a line split across chunks in a fixed buffer until its end
+// arrives. Line numbers and file offsets for errors are kept here.
+class LineFramer {
+ public:
+  virtual ~LineFramer() = default;
+
+  DecodeStatus feed(std::span<const char> chunk) {
+    if (error_) return unexpected(*error_);
+    if (chunk.empty()) return {};
+    seen_input_ = true;
+    const char* p = chunk.data();
+    const char* const end = p + chunk.size();
+
+    // Complete the line carried from earlier chunks (always the case for the header).
+    if (carry_size_ > 0 || !family_) {
+      const std::size_t room = carry_.size() - carry_size_;
+      const auto* newline = static_cast<const char*>(
+          std::memchr(p, '\n', std::min(room, static_cast<std::size_t>(end - p))));
+      if (newline == nullptr) {
+        // The line's byte at column kMaxLineLength - 1 is p[room - 1].
+        if (static_cast<std::size_t>(end - p) >= room) return too_long(p[room - 1]);
+        std::memcpy(carry_.data() + carry_size_, p, static_cast<std::size_t>(end - p));
+        carry_size_ += static_cast<std::size_t>(end - p);
+        return {};
+      }
+      const auto taken = static_cast<std::size_t>(newline + 1 - p);
+      std::memcpy(carry_.data() + carry_size_, p, taken);
+      const std::size_t size = carry_size_ + taken;
+      carry_size_ = 0;
+      p += taken;
+      if (auto status = consume(carry_.data(), carry_.data() + size); !status) return status;
+    }
+
+    if (p < end) {
+      if (auto status = consume(p, end); !status) return status;
+      // What is left is the start of a line shorter than kMaxLineLength: scan() would
+      // have reported a longer one.
+      const auto left = static_cast<std::size_t>(end - next_);
+      std::memcpy(carry_.data(), next_, left);
+      carry_size_ = left;
+    }
+    return {};
+  }
+
+  DecodeStatus finish() {
+    if (error_) return unexpected(*error_);
+    if (!seen_input_) {
+      return fail(DecodeError{.kind = DecodeErrorKind::kEmptyInput,
+                              .line = 1,
+                              .expected = "the table's header line"});
+    }
+    if (carry_size_ > 0) {
+      return fail(DecodeError{.kind = DecodeErrorKind::kMissingNewline,
+                              .line = lines_ + 1,
+                              .column = carry_size_,
+                              .offset = offset_ + carry_size_,
+                              .expected = "newline"});
+    }
+    return {};
+  }
+
+  void reset() {
+    carry_size_ = 0;
+    family_.reset();
+    lines_ = 0;
+    offset_ = 0;
+    error_.reset();
+    seen_input_ = false;
+  }
+
+  std::optional<TcpTableFamily> family() const { return family_; }
+  std::uint64_t lines() const { return lines_; }
+
+ protected:
+  // Consumes complete socket lines from [begin, end) without reading past end.
+  // `first_line` is the line number of the line at begin.
+  virtual ScanProgress scan(const char* begin, const char* end, TcpTableFamily family,
+                            std::uint64_t first_line) = 0;
+
+ private:
+  // Consumes the complete lines of [begin, end); next_ is where it stopped.
+  DecodeStatus consume(const char* begin, const char* end) {
+    if (!family_) {
+      // The header: begin..end is exactly one line, newline included.
+      family_ = match_header(begin, end - 1);
+      if (!family_) {
+        return fail(DecodeError{.kind = DecodeErrorKind::kBadHeader,
+                                .line = 1,
+                                .expected = "the /proc/net/tcp or /proc/net/tcp6 header",
+                                .found = static_cast<unsigned char>(*begin)});
+      }
+      lines_ = 1;
+      offset_ = static_cast<std::uint64_t>(end - begin);
+      next_ = end;
+      return {};
+    }
+    const ScanProgress progress = scan(begin, end, *family_, lines_ + 1);
+    lines_ += progress.lines;
+    offset_ += static_cast<std::uint64_t>(progress.stop - begin);
+    next_ = progress.stop;
+    if (progress.failed) return diagnose(progress.stop, end);
+    return {};
+  }
+
+  // The scan found the line at `line` invalid: say exactly why, with the full parser.
+  DecodeStatus diagnose(const char* line, const char* end) {
+    const std::size_t available = std::min(static_cast<std::size_t>(end - line), kMaxLineLength);
+    const auto* newline = static_cast<const char*>(std::memchr(line, '\n', available));
+    if (newline == nullptr) return too_long(line[kMaxLineLength - 1]);
+    TcpSocketRecord record;
+    LineError error;
+    if (parse_socket_line(line, newline, *family_, record, error)) {
+      // A kernel and the parser disagree: a bug, and one the fuzzer hunts for.
+      error = LineError{.kind = DecodeErrorKind::kUnexpectedByte, .expected = "(internal error)"};
+    }
+    return fail(DecodeError{.kind = error.kind,
+                            .line = lines_ + 1,
+                            .column = error.column,
+                            .offset = offset_ + error.column,
+                            .expected = error.expected,
+                            .found = error.found});
+  }
+
+  DecodeStatus too_long(char found) {
+    return fail(DecodeError{.kind = DecodeErrorKind::kLineTooLong,
+                            .line = lines_ + 1,
+                            .column = kMaxLineLength - 1,
+                            .offset = offset_ + kMaxLineLength - 1,
+                            .expected = "newline",
+                            .found = static_cast<unsigned char>(found)});
+  }
+
+  DecodeStatus fail(DecodeError error) {
+    error_ = error;
+    return unexpected(error);
+  }
+
+  std::array<char, kMaxLineLength> carry_{};
+  std::size_t carry_size_ = 0;
+  const char* next_ = nullptr;
+  std::optional<TcpTableFamily> family_;
+  std::uint64_t lines_ = 0;   // lines consumed, header included
+  std::uint64_t offset_ = 0;  // file offset of the first byte not consumed
+  std::optional<DecodeError> error_;
+  bool seen_input_ = false;
+};
+
+}  // namespace detail
+
+// ---------------------------------------------------------------------------------
+// The full-record path.
+
+class TcpTableDecoder::Scanner : public detail::LineFramer {
+ public:
+  RecordSink* sink = nullptr;
+
+ protected:
+  detail::ScanProgress scan(const char* begin, const char* end, TcpTableFamily family,
+                            std::uint64_t first_line) override {
+    detail::ScanProgress progress{begin, 0, 0, false};
+    while (progress.stop < end) {
+      const auto available = static_cast<std::size_t>(end - progress.stop);
+      const auto* newline = static_cast<const char*>(
+          std::memchr(progress.stop, '\n', std::min(available, kMaxLineLength)));
+      if (newline == nullptr) {
+        progress.failed = available >= kMaxLineLength;
+        break;
+      }
+      detail::LineError error;
+      if (!detail::parse_socket_line(progress.stop, newline, family, record_, error)) {
+        progress.failed = true;
+        break;
+      }
+      record_.line = first_line + progress.lines;
+      (*sink)(record_);
+      ++progress.lines;
+      progress.stop = newline + 1;
+    }
+    return progress;
+  }
+
+ private:
+  TcpSocketRecord record_;
+};
+
+TcpTableDecoder::TcpTableDecoder() : scanner_(std::make_unique<Scanner>()) {}
+TcpTableDecoder::~TcpTableDecoder() = default;
+
+DecodeStatus TcpTableDecoder::feed(std::span<const char> chunk, RecordSink sink) {
+  scanner_->sink = &sink;
+  DecodeStatus status = scanner_->feed(chunk);
+  scanner_->sink = nullptr;
+  return status;
+}
+
+DecodeStatus TcpTableDecoder::finish() { return scanner_->finish(); }
+void TcpTableDecoder::reset() { scanner_->reset(); }
+std::optional<TcpTableFamily> TcpTableDecoder::family() const { return scanner_->family(); }
+std::uint64_t TcpTableDecoder::lines() const { return scanner_->lines(); }
+
+// ---------------------------------------------------------------------------------
+// The counting path.
+
+class TcpTableCounter::Scanner : public detail::LineFramer {
+ public:
+  using Kernel = detail::ScanProgress (*)(const char*, const char*, bool,
+                                          const detail::CountTarget&);
+
+  Scanner(PortStateTally& tally, ScanKernel kernel)
+      : target_{tally.cells(), tally.used_ports(), tally.used_count()}, kernel_(kernel) {
+    switch (kernel) {
+#if defined(SKOPOS_X86_KERNELS)
+      case ScanKernel::kAvx2: run_ = &detail::count_lines_avx2; break;
+      case ScanKernel::kAvx512: run_ = &detail::count_lines_avx512; break;
+#endif
+      default: run_ = &detail::count_lines_portable; break;
+    }
+  }
+
+  ScanKernel kernel() const { return kernel_; }
+  std::uint64_t fallback_lines() const { return fallback_lines_; }
+  void reset_counter() {
+    reset();
+    fallback_lines_ = 0;
+  }
+
+ protected:
+  detail::ScanProgress scan(const char* begin, const char* end, TcpTableFamily family,
+                            std::uint64_t /*first_line*/) override {
+    const detail::ScanProgress progress = run_(begin, end, family == TcpTableFamily::kIpv6, target_);
+    fallback_lines_ += progress.fallback_lines;
+    return progress;
+  }
+
+ private:
+  std::uint64_t fallback_lines_ = 0;
+  detail::CountTarget target_;
+  ScanKernel kernel_;
+  Kernel run_ = nullptr;
+};
+
+namespace {
+ScanKernel resolve(ScanKernel requested) {
+  if (requested == ScanKernel::kAuto) return best_scan_kernel();
+  // A kernel this CPU cannot run would die of SIGILL; fall back instead.
+  return scan_kernel_supported(requested) ? requested : ScanKernel::kPortable;
+}
+}  // namespace
+
+TcpTableCounter::TcpTableCounter(PortStateTally& tally, ScanKernel kernel)
+    : scanner_(std::make_unique<Scanner>(tally, resolve(kernel))) {}
+TcpTableCounter::~TcpTableCounter() = default;
+
+DecodeStatus TcpTableCounter::feed(std::span<const char> chunk) { return scanner_->feed(chunk); }
+DecodeStatus TcpTableCounter::finish() { return scanner_->finish(); }
+void TcpTableCounter::reset() { scanner_->reset_counter(); }
+std::optional<TcpTableFamily> TcpTableCounter::family() const { return scanner_->family(); }
+std::uint64_t TcpTableCounter::lines() const { return scanner_->lines(); }
+ScanKernel TcpTableCounter::kernel() const { return scanner_->kernel(); }
+std::uint64_t TcpTableCounter::fallback_lines() const { return scanner_->fallback_lines(); }
+
+}  // namespace skopos::tracker
