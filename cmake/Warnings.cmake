@@ -2,7 +2,7 @@
 function(skopos_warnings target)
   target_compile_options(${target} PRIVATE
     -Wall -Wextra -Wpedantic -Wshadow -Wconversion -Wsign-conversion
-    -Wnon-virtual-dtor -Wold-style-cast -Woverloaded-virtual -Wnull-dereference
+    -Wnon-virtual-dtor -Wold-style-cast -Woverloaded-virtual
     -Wimplicit-fallthrough -Wformat=2)
   if(SKOPOS_WERROR)
     target_compile_options(${target} PRIVATE -Werror)

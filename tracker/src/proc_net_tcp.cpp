@@ -1,5 +1,7 @@
 #include "tracker/proc_net_tcp.h"
 
+#include <arpa/inet.h>
+
 #include <algorithm>
 #include <cstdio>
 #include <cstring>
@@ -24,12 +26,22 @@ std::string_view socket_kind_name(SocketKind kind) {
   return "?";
 }
 
+std::string format_address(TcpTableFamily family, const std::array<std::uint8_t, 16>& address) {
+  char text[INET6_ADDRSTRLEN];
+  if (family == TcpTableFamily::kIpv4) {
+    ::inet_ntop(AF_INET, &address[12], text, sizeof text);
+  } else {
+    ::inet_ntop(AF_INET6, address.data(), text, sizeof text);
+  }
+  return text;
+}
+
 std::string DecodeError::message() const {
   std::string text = "line " + std::to_string(line) + ", byte " + std::to_string(column) +
                      " (offset " + std::to_string(offset) + "): ";
   switch (kind) {
     case DecodeErrorKind::kEmptyInput: text += "empty input"; break;
-    case DecodeErrorKind::kBadHeader: text += "not a /proc/net/tcp or /proc/net/tcp6 header"; break;
+    case DecodeErrorKind::kBadHeader:  // `expected` says it all
     case DecodeErrorKind::kUnexpectedByte: break;
     case DecodeErrorKind::kNumberOutOfRange: text += "number out of range"; break;
     case DecodeErrorKind::kUnknownState: text += "unknown TCP state"; break;
@@ -39,7 +51,7 @@ std::string DecodeError::message() const {
     case DecodeErrorKind::kMissingNewline: text += "input ends inside a line"; break;
   }
   if (!expected.empty()) {
-    if (kind != DecodeErrorKind::kUnexpectedByte) text += "; ";
+    if (kind != DecodeErrorKind::kUnexpectedByte && kind != DecodeErrorKind::kBadHeader) text += "; ";
     text += "expected ";
     text += expected;
     text += ", found ";

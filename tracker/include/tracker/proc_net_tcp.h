@@ -93,6 +93,10 @@ struct TcpSocketRecord {
   std::int32_t ssthresh = 0;         // -1 in initial slow start; fastopen queue length for LISTEN
 };
 
+// An address as people write it: "127.0.0.1" for the tcp table, "::1" or
+// "::ffff:127.0.0.1" for tcp6.
+std::string format_address(TcpTableFamily family, const std::array<std::uint8_t, 16>& address);
+
 enum class DecodeErrorKind : std::uint8_t {
   kEmptyInput,        // no bytes at all
   kBadHeader,         // the first line is neither table's header

@@ -1,0 +1,71 @@
+// Reading live (or saved) tcp tables from the file system through the counting decoder,
+// and finding the network namespaces to read.
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "skopos/result.h"
+#include "tracker/port_state_tally.h"
+#include "tracker/proc_net_tcp.h"
+
+namespace skopos::tracker {
+
+// Reads /proc/net/tcp and /proc/net/tcp6 files in large chunks (the kernel hands out
+// about a page per read; gathering reads into one buffer keeps nearly every line on
+// the SIMD path) and counts them. One buffer, allocated once. Not thread-safe.
+class ProcNetReader {
+ public:
+  explicit ProcNetReader(ScanKernel kernel = ScanKernel::kAuto);
+
+  // Adds one table file to `tally`. Errors name the file: open/read errors carry
+  // errno; a decode error carries the line, byte and what was expected.
+  Result<void> count_file(const std::string& path, PortStateTally& tally);
+
+  // Clears `tally`, then counts <net_dir>/tcp and <net_dir>/tcp6 -- one network
+  // namespace's tables, e.g. net_dir = "/proc/1234/net". A missing tcp6 (a kernel
+  // without IPv6) is not an error. On error the tally is incomplete; discard it.
+  Result<void> count_namespace(const std::string& net_dir, PortStateTally& tally);
+
+  // Adds the table read from `fd` (a pipe, stdin) to `tally`; `name` is for errors.
+  Result<void> count_fd(int fd, const std::string& name, PortStateTally& tally);
+
+  // Bytes read by the last count_* call.
+  std::uint64_t bytes_read() const { return bytes_read_; }
+
+ private:
+  Result<void> count_stream(int fd, const std::string& name, PortStateTally& tally);
+
+  ScanKernel kernel_;
+  std::unique_ptr<char[]> buffer_;
+  std::uint64_t bytes_read_ = 0;
+};
+
+// One network namespace of this machine.
+struct NetworkNamespace {
+  std::uint64_t inode = 0;  // identity: the nsfs inode of /proc/<pid>/ns/net
+  pid_t pid = -1;           // a process in it (the lowest pid), or -1
+  std::string command;      // that process's comm
+  std::vector<std::string> names;  // names under /run/netns bound to it
+  std::uint32_t processes = 0;     // processes in it that we could see
+
+  // Where its tables are: /proc/<pid>/net, or empty when no visible process is in it.
+  std::string net_dir(const std::string& proc_root = "/proc") const;
+};
+
+// Every network namespace that has a visible process or a name under `run_netns`,
+// sorted by inode. Processes that exit while we look are skipped; namespaces of other
+// users' processes are visible only to root.
+Result<std::vector<NetworkNamespace>> list_network_namespaces(
+    const std::string& proc_root = "/proc", const std::string& run_netns = "/run/netns");
+
+// Counts the tables of a namespace that has no process in it, by entering it from a
+// short-lived thread (setns needs CAP_SYS_ADMIN). `netns_path` is e.g. /run/netns/x.
+Result<void> count_namespace_by_path(ProcNetReader& reader, const std::string& netns_path,
+                                     PortStateTally& tally);
+
+}  // namespace skopos::tracker
