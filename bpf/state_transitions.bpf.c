@@ -23,6 +23,23 @@ struct skopos_transition_counts counts = {};
 /* IPPROTO_TCP; the uapi enum is not in vmlinux.h on every kernel. */
 #define SKOPOS_IPPROTO_TCP 6
 
+static __always_inline void count_state(__u64 *table, __u32 state)
+{
+	if (state >= SKOPOS_TCP_STATE_SLOTS) {
+		__sync_fetch_and_add(&counts.out_of_range, 1);
+		return;
+	}
+	/*
+	 * clang turns the comparison above into a test on a copy of `state` and indexes
+	 * with the original register, about which the verifier then knows nothing
+	 * ("unbounded memory access"). barrier_var() hides from clang that `state` is
+	 * already in range, so the mask stays and bounds the register actually used.
+	 */
+	barrier_var(state);
+	state &= SKOPOS_TCP_STATE_SLOTS - 1;
+	__sync_fetch_and_add(&table[state], 1);
+}
+
 /*
  * tp_btf gives typed arguments from BTF with no tracefs and no per-event copy: the
  * raw tracepoint passes (const struct sock *sk, int oldstate, int newstate).
@@ -48,17 +65,7 @@ int BPF_PROG(count_transition, const struct sock *sk, int oldstate, int newstate
 			return 0;
 	}
 
-	/* Unsigned indices keep the verifier's bounds check to one comparison each. */
-	__u32 to = (__u32)newstate;
-	__u32 from = (__u32)oldstate;
-
-	if (to < SKOPOS_TCP_STATE_SLOTS)
-		__sync_fetch_and_add(&counts.into[to], 1);
-	else
-		__sync_fetch_and_add(&counts.out_of_range, 1);
-	if (from < SKOPOS_TCP_STATE_SLOTS)
-		__sync_fetch_and_add(&counts.out_of[from], 1);
-	else
-		__sync_fetch_and_add(&counts.out_of_range, 1);
+	count_state(counts.into, (__u32)newstate);
+	count_state(counts.out_of, (__u32)oldstate);
 	return 0;
 }

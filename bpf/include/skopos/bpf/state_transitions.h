@@ -15,7 +15,7 @@
  * TCP states are 1..13 in include/net/tcp_states.h (TCP_ESTABLISHED .. TCP_BOUND_INACTIVE);
  * 16 slots leave room for states a future kernel adds without changing the layout.
  */
-#define SKOPOS_TCP_STATE_SLOTS 16
+#define SKOPOS_TCP_STATE_SLOTS 16 /* a power of two: the program masks indices with it */
 
 /* Counts of inet_sock_set_state transitions seen for TCP sockets. */
 struct skopos_transition_counts {
