@@ -5,33 +5,56 @@
 namespace skopos::tracker {
 
 namespace {
-constexpr std::size_t kPorts = 65536;
+constexpr std::size_t kWords = PortStateTally::kPorts / 64;
+
+// Calls f(port) for every port in use, in ascending order.
+template <class F>
+void for_each_port(const std::uint64_t* in_use, F f) {
+  for (std::size_t word = 0; word < kWords; ++word) {
+    for (std::uint64_t bits = in_use[word]; bits != 0; bits &= bits - 1) {
+      f(static_cast<std::uint16_t>(word * 64 + static_cast<std::size_t>(__builtin_ctzll(bits))));
+    }
+  }
+}
 }  // namespace
 
-// make_unique<T[]> value-initialises: the table starts at zero, and the kernel maps
-// the 4 MiB lazily, so a namespace with few ports touches few pages.
+// make_unique<T[]> value-initialises: the table starts at zero.
 PortStateTally::PortStateTally()
-    : cells_(std::make_unique<std::uint32_t[]>(kCells)),
-      used_(std::make_unique<std::uint16_t[]>(kPorts)) {}
+    : cells_(std::make_unique<std::uint32_t[]>(kCells)), in_use_(std::make_unique<std::uint64_t[]>(kWords)) {}
+
+std::uint32_t PortStateTally::ports_in_use() const {
+  std::uint32_t ports = 0;
+  for (std::size_t word = 0; word < kWords; ++word) ports += static_cast<std::uint32_t>(__builtin_popcountll(in_use_[word]));
+  return ports;
+}
 
 void PortStateTally::clear() {
-  for (std::uint32_t i = 0; i < used_count_; ++i) {
-    std::fill_n(&cells_[std::size_t{used_[i]} * kTcpStateSlots], kTcpStateSlots, 0U);
+  // A state's cells lie in one 256 KiB array: with many ports in use, wiping the whole
+  // array beats scattered stores; with few, zero just their cells.
+  const bool many = ports_in_use() >= kPorts / 32;
+  for (std::size_t state = 0; state < kTcpStateSlots; ++state) {
+    if ((states_used_ & (1u << state)) == 0) continue;
+    std::uint32_t* cells = &cells_[state * kPorts];
+    if (many) {
+      std::fill_n(cells, kPorts, 0U);
+    } else {
+      for_each_port(in_use_.get(), [&](std::uint16_t port) { cells[port] = 0; });
+    }
   }
-  used_count_ = 0;
+  std::fill_n(in_use_.get(), kWords, std::uint64_t{0});
+  states_used_ = 0;
 }
 
 TallySummary PortStateTally::summarize() const {
   TallySummary summary;
-  summary.ports.reserve(used_count_);
-  for (std::uint32_t i = 0; i < used_count_; ++i) {
-    PortCounts port{.port = used_[i]};
-    std::copy_n(&cells_[std::size_t{used_[i]} * kTcpStateSlots + 1], kTcpStateSlots - 1,
-                port.counts.begin() + 1);
-    summary.ports.push_back(port);
-  }
-  std::sort(summary.ports.begin(), summary.ports.end(),
-            [](const PortCounts& a, const PortCounts& b) { return a.port < b.port; });
+  summary.ports.reserve(ports_in_use());
+  for_each_port(in_use_.get(), [&](std::uint16_t port) {
+    PortCounts counts{.port = port};
+    for (std::size_t state = 1; state < kTcpStateSlots; ++state) {
+      if ((states_used_ & (1u << state)) != 0) counts.counts[state] = cells_[state * kPorts + port];
+    }
+    summary.ports.push_back(counts);
+  });
   for (const PortCounts& port : summary.ports) {
     for (std::size_t state = 1; state < port.counts.size(); ++state) {
       summary.by_state[state] += port.counts[state];

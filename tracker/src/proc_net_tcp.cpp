@@ -95,6 +95,8 @@ bool scan_kernel_supported(ScanKernel kernel) {
              __builtin_cpu_supports("popcnt");
     case ScanKernel::kAvx512:
       return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+             __builtin_cpu_supports("avx512cd") && __builtin_cpu_supports("avx512vbmi") &&
+             __builtin_cpu_supports("avx512vpopcntdq") &&
              __builtin_cpu_supports("bmi2") && __builtin_cpu_supports("popcnt");
 #else
     case ScanKernel::kAvx2:
@@ -127,12 +129,7 @@ const char* count_line_portable(const char* line, const char* end, bool ipv6,
                          record, error)) {
     return nullptr;
   }
-  std::uint32_t* row = target.cells + std::size_t{record.local_port} * kTcpStateSlots;
-  if (row[0] == 0) {
-    row[0] = 1;
-    target.used_ports[(*target.used_count)++] = record.local_port;
-  }
-  ++row[static_cast<std::size_t>(record.state)];
+  count_socket(target, record.local_port, static_cast<unsigned>(record.state));
   return newline + 1;
 }
 
@@ -306,40 +303,82 @@ class LineFramer {
 // ---------------------------------------------------------------------------------
 // The full-record path.
 
+namespace {
+ScanKernel resolve(ScanKernel requested) {
+  if (requested == ScanKernel::kAuto) return best_scan_kernel();
+  // A kernel this CPU cannot run would die of SIGILL; fall back instead.
+  return scan_kernel_supported(requested) ? requested : ScanKernel::kPortable;
+}
+}  // namespace
+
+
 class TcpTableDecoder::Scanner : public detail::LineFramer {
  public:
+  explicit Scanner(ScanKernel kernel) : kernel_(kernel) {}
+
   RecordSink* sink = nullptr;
 
  protected:
   detail::ScanProgress scan(const char* begin, const char* end, TcpTableFamily family,
                             std::uint64_t first_line) override {
+    family_ = family;
+    next_line_ = first_line;
+    const bool ipv6 = family == TcpTableFamily::kIpv6;
+    const detail::RecordTarget target{this, &Scanner::on_line, &Scanner::fallback};
+    switch (kernel_) {
+#if defined(SKOPOS_X86_KERNELS)
+      case ScanKernel::kAvx2: return detail::shape_lines_avx2(begin, end, ipv6, target);
+      case ScanKernel::kAvx512: return detail::shape_lines_avx512(begin, end, ipv6, target);
+#endif
+      default: break;
+    }
     detail::ScanProgress progress{begin, 0, 0, false};
     while (progress.stop < end) {
-      const auto available = static_cast<std::size_t>(end - progress.stop);
-      const auto* newline = static_cast<const char*>(
-          std::memchr(progress.stop, '\n', std::min(available, kMaxLineLength)));
-      if (newline == nullptr) {
-        progress.failed = available >= kMaxLineLength;
-        break;
-      }
-      detail::LineError error;
-      if (!detail::parse_socket_line(progress.stop, newline, family, record_, error)) {
+      const char* next = fallback(this, progress.stop, end);
+      if (next == nullptr) {
         progress.failed = true;
         break;
       }
-      record_.line = first_line + progress.lines;
-      (*sink)(record_);
+      if (next == progress.stop) break;
+      progress.stop = next;
       ++progress.lines;
-      progress.stop = newline + 1;
     }
+    progress.fallback_lines = progress.lines;
     return progress;
   }
 
  private:
+  // A line a kernel proved well-formed.
+  static void on_line(void* context, const detail::LineShape& shape) {
+    auto* self = static_cast<Scanner*>(context);
+    detail::record_from_shape(shape, self->family_, self->record_);
+    self->emit();
+  }
+
+  // Any other line: the full parser decides.
+  static const char* fallback(void* context, const char* line, const char* end) {
+    auto* self = static_cast<Scanner*>(context);
+    const auto available = static_cast<std::size_t>(end - line);
+    const auto* newline = static_cast<const char*>(std::memchr(line, '\n', std::min(available, kMaxLineLength)));
+    if (newline == nullptr) return available >= kMaxLineLength ? nullptr : line;
+    detail::LineError error;
+    if (!detail::parse_socket_line(line, newline, self->family_, self->record_, error)) return nullptr;
+    self->emit();
+    return newline + 1;
+  }
+
+  void emit() {
+    record_.line = next_line_++;
+    (*sink)(record_);
+  }
+
+  ScanKernel kernel_;
+  TcpTableFamily family_ = TcpTableFamily::kIpv4;
+  std::uint64_t next_line_ = 0;
   TcpSocketRecord record_;
 };
 
-TcpTableDecoder::TcpTableDecoder() : scanner_(std::make_unique<Scanner>()) {}
+TcpTableDecoder::TcpTableDecoder(ScanKernel kernel) : scanner_(std::make_unique<Scanner>(resolve(kernel))) {}
 TcpTableDecoder::~TcpTableDecoder() = default;
 
 DecodeStatus TcpTableDecoder::feed(std::span<const char> chunk, RecordSink sink) {
@@ -363,7 +402,7 @@ class TcpTableCounter::Scanner : public detail::LineFramer {
                                           const detail::CountTarget&);
 
   Scanner(PortStateTally& tally, ScanKernel kernel)
-      : target_{tally.cells(), tally.used_ports(), tally.used_count()}, kernel_(kernel) {
+      : target_{tally.cells(), tally.in_use(), tally.states_used()}, kernel_(kernel) {
     switch (kernel) {
 #if defined(SKOPOS_X86_KERNELS)
       case ScanKernel::kAvx2: run_ = &detail::count_lines_avx2; break;
@@ -395,13 +434,6 @@ class TcpTableCounter::Scanner : public detail::LineFramer {
   Kernel run_ = nullptr;
 };
 
-namespace {
-ScanKernel resolve(ScanKernel requested) {
-  if (requested == ScanKernel::kAuto) return best_scan_kernel();
-  // A kernel this CPU cannot run would die of SIGILL; fall back instead.
-  return scan_kernel_supported(requested) ? requested : ScanKernel::kPortable;
-}
-}  // namespace
 
 TcpTableCounter::TcpTableCounter(PortStateTally& tally, ScanKernel kernel)
     : scanner_(std::make_unique<Scanner>(tally, resolve(kernel))) {}

@@ -197,7 +197,119 @@ bool endpoint(Cursor& c, TcpTableFamily family, std::array<std::uint8_t, 16>& ad
   return true;
 }
 
+// --- Reading fields of a proven line (record_from_shape) ---------------------------
+// Every byte read here was checked by a kernel: hex fields hold [0-9A-F] (the
+// pointer [0-9a-f]), decimal fields [0-9] with at most a leading '-' on ssthresh.
+
+// A hex digit's value, for either case: bit 6 is set for letters only.
+constexpr unsigned nibble(char c) {
+  const auto b = static_cast<unsigned char>(c);
+  return (b & 0x0Fu) + 9u * (b >> 6);
+}
+
+std::uint64_t hex_run(const char* p, const char* end) {
+  std::uint64_t v = 0;
+  for (; p < end; ++p) v = (v << 4) | nibble(*p);
+  return v;
+}
+
+// Eight hex digits at once (SWAR): the value of "%08X".
+std::uint32_t hex8(const char* p) {
+  std::uint64_t x;
+  std::memcpy(&x, p, 8);
+  // Byte i becomes the value of character i (character 0 is the most significant).
+  const std::uint64_t n = (x & 0x0F0F0F0F0F0F0F0FULL) + 9 * ((x >> 6) & 0x0101010101010101ULL);
+  // Pairs of nibbles into bytes, then the four bytes together: B0 | B1 << 8 | ...
+  std::uint64_t t = ((n << 4) | (n >> 8)) & 0x00FF00FF00FF00FFULL;
+  t = (t | (t >> 8)) & 0x0000FFFF0000FFFFULL;
+  t = (t | (t >> 16)) & 0xFFFFFFFFULL;
+  return __builtin_bswap32(static_cast<std::uint32_t>(t));
+}
+
+std::uint64_t decimal_run(const char* p, const char* end) {
+  std::uint64_t v = 0;
+  for (; p < end; ++p) v = v * 10 + static_cast<std::uint64_t>(*p - '0');
+  return v;
+}
+
+void words_to_address(const char* p, int words, std::uint8_t* bytes) {
+  for (int i = 0; i < words; ++i) {
+    const std::uint32_t word = hex8(p + 8 * i);
+    // The address bytes are the word in host (little-endian) order; see address_word().
+    for (int b = 0; b < 4; ++b) bytes[4 * i + b] = static_cast<std::uint8_t>(word >> (8 * b));
+  }
+}
+
 }  // namespace
+
+void record_from_shape(const LineShape& shape, TcpTableFamily family, TcpSocketRecord& out) {
+  const char* p = shape.begin;
+  const bool v4 = family == TcpTableFamily::kIpv4;
+  const int address_digits = v4 ? 8 : 32;
+  const auto field = [&](int i) { return std::pair{p + shape.field_begin[i], p + shape.field_end[i]}; };
+
+  out.family = family;
+  const char* slot = p;
+  while (*slot == ' ') ++slot;
+  out.slot = decimal_run(slot, p + shape.slot_digits);
+
+  const char* local = p + shape.slot_digits + 2;                  // after "%4d: "
+  const char* remote = local + address_digits + 1 + 4 + 1;        // after "ADDR:PORT "
+  const char* state = remote + address_digits + 1 + 4 + 1;
+  out.local_address = {};
+  out.remote_address = {};
+  if (v4) {
+    out.local_address[10] = out.local_address[11] = 0xff;
+    out.remote_address[10] = out.remote_address[11] = 0xff;
+    words_to_address(local, 1, &out.local_address[12]);
+    words_to_address(remote, 1, &out.remote_address[12]);
+  } else {
+    words_to_address(local, 4, out.local_address.data());
+    words_to_address(remote, 4, out.remote_address.data());
+  }
+  out.local_port = static_cast<std::uint16_t>(hex_run(local + address_digits + 1, local + address_digits + 5));
+  out.remote_port = static_cast<std::uint16_t>(hex_run(remote + address_digits + 1, remote + address_digits + 5));
+  out.state = static_cast<TcpState>(hex_run(state, state + 2));
+  // "%02X %08X:%08X %02X:%08lX %08X " from the state on.
+  out.tx_queue = hex8(state + 3);
+  out.rx_queue = hex8(state + 12);
+  out.timer = static_cast<std::uint8_t>(hex_run(state + 21, state + 23));
+  out.timer_expires = hex8(state + 24);
+  out.retransmits = hex8(state + 33);
+
+  auto [uid_begin, uid_end] = field(0);
+  out.uid = static_cast<std::uint32_t>(decimal_run(uid_begin, uid_end));
+  auto [probes_begin, probes_end] = field(1);
+  out.probes = static_cast<std::int32_t>(decimal_run(probes_begin, probes_end));
+  auto [inode_begin, inode_end] = field(2);
+  out.inode = decimal_run(inode_begin, inode_end);
+  auto [ref_begin, ref_end] = field(3);
+  out.refcount = static_cast<std::int32_t>(decimal_run(ref_begin, ref_end));
+  auto [pointer_begin, pointer_end] = field(4);
+  out.kernel_pointer = pointer_end - pointer_begin == 16
+                           ? (std::uint64_t{hex8(pointer_begin)} << 32) | hex8(pointer_begin + 8)
+                           : hex_run(pointer_begin, pointer_end);
+  if (shape.fields == 5) {
+    out.kind = out.state == TcpState::kSynRecv ? SocketKind::kRequest : SocketKind::kTimeWait;
+    out.rto = out.ato = 0;
+    out.ack_quick_pingpong = out.snd_cwnd = 0;
+    out.ssthresh = 0;
+    return;
+  }
+  out.kind = SocketKind::kFull;
+  auto [rto_begin, rto_end] = field(5);
+  out.rto = decimal_run(rto_begin, rto_end);
+  auto [ato_begin, ato_end] = field(6);
+  out.ato = decimal_run(ato_begin, ato_end);
+  auto [quick_begin, quick_end] = field(7);
+  out.ack_quick_pingpong = static_cast<std::uint32_t>(decimal_run(quick_begin, quick_end));
+  auto [cwnd_begin, cwnd_end] = field(8);
+  out.snd_cwnd = static_cast<std::uint32_t>(decimal_run(cwnd_begin, cwnd_end));
+  auto [ss_begin, ss_end] = field(9);
+  const bool negative = *ss_begin == '-';
+  const auto magnitude = static_cast<std::int64_t>(decimal_run(ss_begin + (negative ? 1 : 0), ss_end));
+  out.ssthresh = static_cast<std::int32_t>(negative ? -magnitude : magnitude);
+}
 
 std::optional<TcpTableFamily> match_header(const char* begin, const char* newline) {
   const std::string_view line(begin, static_cast<std::size_t>(newline - begin));

@@ -7,6 +7,7 @@
 #include <optional>
 #include <string_view>
 
+#include "scan_kernel.h"
 #include "tracker/proc_net_tcp.h"
 
 namespace skopos::tracker::detail {
@@ -28,5 +29,10 @@ std::optional<TcpTableFamily> match_header(const char* begin, const char* newlin
 // the line does not follow the grammar.
 bool parse_socket_line(const char* begin, const char* newline, TcpTableFamily family,
                        TcpSocketRecord& out, LineError& error);
+
+// The record of a line a kernel proved well-formed: the same record parse_socket_line()
+// makes of it, read from known offsets without re-checking. Fills every field of `out`
+// except `line`.
+void record_from_shape(const LineShape& shape, TcpTableFamily family, TcpSocketRecord& out);
 
 }  // namespace skopos::tracker::detail

@@ -1,8 +1,8 @@
-// Internal: the interface between the counting path (proc_net_tcp.cpp) and its scan
-// kernels. The SIMD kernels live in translation units compiled with their own -m
-// flags, so this header holds only plain types: nothing here may instantiate a
-// standard-library template, whose out-of-line copy the linker could otherwise pick
-// from an AVX-512 unit and run on a CPU without AVX-512.
+// Internal: the interface between the decoder (proc_net_tcp.cpp) and its scan kernels.
+// The SIMD kernels live in translation units compiled with their own -m flags, so this
+// header holds only plain types: nothing here may instantiate a standard-library
+// template, whose out-of-line copy the linker could otherwise pick from an AVX-512 unit
+// and run on a CPU without AVX-512.
 #pragma once
 
 #include <cstddef>
@@ -16,34 +16,60 @@ inline constexpr std::size_t kScanMaxLine = 512;
 
 // Where counted sockets go: the raw table of a PortStateTally (port_state_tally.h).
 struct CountTarget {
-  std::uint32_t* cells;  // [port * 16 + state]; slot 0 marks a port in use
-  std::uint16_t* used_ports;
-  std::uint32_t* used_count;
+  std::uint32_t* cells;        // [state * 65536 + port]
+  std::uint64_t* in_use;       // a bit per port
+  std::uint32_t* states_used;  // a bit per state
+};
+
+// Adds one socket, as PortStateTally::add does.
+inline void count_socket(const CountTarget& target, unsigned port, unsigned state) {
+  target.in_use[port / 64] |= std::uint64_t{1} << (port % 64);
+  *target.states_used |= 1u << state;
+  ++target.cells[std::size_t{state} * 65536 + port];
+}
+
+// A line a kernel proved well-formed: every byte of its fixed-width prefix is what the
+// grammar wants, and its tail is 5 or 10 fields in the grammar's shape. Offsets are
+// from `begin`.
+struct LineShape {
+  const char* begin;
+  const char* newline;
+  std::uint32_t slot_digits;  // the slot's width: 4 for "%4d" below 10000, more above
+  std::uint32_t fields;       // 5 (mini-socket) or 10 (full socket)
+  std::uint16_t field_begin[10];
+  std::uint16_t field_end[10];
+};
+
+// Callbacks of the record kernels into the decoder. `on_line` receives each proven
+// line. `fallback` gets each line the kernel could not prove and parses it fully:
+// it returns the byte after the line's newline, `line` itself when [line, end) holds no
+// newline yet (more input needed), or nullptr when the line is invalid.
+struct RecordTarget {
+  void* context;
+  void (*on_line)(void* context, const LineShape& shape);
+  const char* (*fallback)(void* context, const char* line, const char* end);
 };
 
 // The result of scanning a run of complete lines.
 struct ScanProgress {
-  const char* stop;     // the first byte not consumed, always the start of a line
-  std::uint64_t lines;  // lines consumed
+  const char* stop;              // the first byte not consumed, always a line start
+  std::uint64_t lines;           // lines consumed
   std::uint64_t fallback_lines;  // of those, lines the full parser decided
-  bool failed;          // the line at `stop` is invalid
+  bool failed;                   // the line at `stop` is invalid
 };
 
 // The portable path for one line: finds its newline within [line, end) and parses it
-// with the full-record parser. Returns the byte after the newline; `line` itself when
-// [line, end) holds no newline yet and is shorter than a maximal line; nullptr when the
-// line is invalid or too long.
-const char* count_line_portable(const char* line, const char* end, bool ipv6,
-                                const CountTarget& target);
+// with the full-record parser. Same returns as RecordTarget::fallback.
+const char* count_line_portable(const char* line, const char* end, bool ipv6, const CountTarget& target);
 
 // Count every complete line in [begin, end). Reads never go past `end`.
-ScanProgress count_lines_portable(const char* begin, const char* end, bool ipv6,
-                                  const CountTarget& target);
+ScanProgress count_lines_portable(const char* begin, const char* end, bool ipv6, const CountTarget& target);
 #if defined(SKOPOS_X86_KERNELS)
-ScanProgress count_lines_avx2(const char* begin, const char* end, bool ipv6,
-                              const CountTarget& target);
-ScanProgress count_lines_avx512(const char* begin, const char* end, bool ipv6,
-                                const CountTarget& target);
+ScanProgress count_lines_avx2(const char* begin, const char* end, bool ipv6, const CountTarget& target);
+ScanProgress count_lines_avx512(const char* begin, const char* end, bool ipv6, const CountTarget& target);
+// Hand every complete line in [begin, end) to `target`, proven or as a fallback.
+ScanProgress shape_lines_avx2(const char* begin, const char* end, bool ipv6, const RecordTarget& target);
+ScanProgress shape_lines_avx512(const char* begin, const char* end, bool ipv6, const RecordTarget& target);
 #endif
 
 }  // namespace skopos::tracker::detail

@@ -1,25 +1,32 @@
-// Internal: the SIMD counting kernel, written once over a 64-byte `Block` type and
-// included by one translation unit per instruction set (count_avx2.cpp,
-// count_avx512.cpp). Everything here has internal linkage so that each unit keeps its
-// own copy; see scan_kernel.h for why no standard-library templates appear.
+// Internal: the SIMD kernels, written once over a 64-byte `Block` type and included by
+// one translation unit per instruction set (scan_avx2.cpp, scan_avx512.cpp).
+// Everything here has internal linkage so that each unit keeps its own copy; see
+// scan_kernel.h for why no standard-library templates appear.
 //
 // How it works. A socket line is a fixed-width prefix (slot, both endpoints, state,
 // queues, timer, retransmits) followed by a short tail of space-separated decimal
-// fields and the kernel pointer. For each line the kernel:
+// fields and the kernel pointer; every line the kernel prints ends 129 to 192 bytes
+// after it starts. For each line the kernel:
 //
-//  1. classifies the prefix's bytes with two nibble lookups and checks every position
+//  1. finds its newline with one compare of the 64 bytes at line + 128. This is all
+//     the next line waits for, so consecutive lines overlap in the CPU instead of each
+//     waiting for the previous one's checks (a memchr line split cannot do that);
+//  2. classifies the prefix's bytes with two nibble lookups and checks every position
 //     against a template (hex digit here, ':' there) in a handful of vector ops;
-//  2. classifies one 64-byte window of the tail and checks, on bitmasks, that it is
-//     5 or 10 well-formed fields ending in a newline;
-//  3. reads the port and state straight from their fixed offsets and counts them.
+//  3. classifies the tail and checks, on bitmasks, that it is 5 or 10 well-formed
+//     fields with only spaces up to the newline -- which also proves that no earlier
+//     newline hides in the line;
+//  4. reads port and state (counting) or every field (records) at known offsets.
 //
 // The checks are a sufficient condition for parse_socket_line() to accept the line
-// with the same port and state. Any line that does not pass them -- a wide slot
-// number, lowercase hex, a long tail, a negative field other than ssthresh, or a
-// malformed line -- goes to the full parser, which either counts it or reports the
-// error. So the kernel never decides that a line is invalid, and both paths agree on
-// every input by construction (tests/fuzz checks it).
+// with the same fields. Any line that does not pass them -- a wide slot number,
+// lowercase hex, a long or short line, a negative field other than ssthresh, or a
+// malformed line -- goes to the full parser, which either accepts it or reports the
+// error. So a kernel never decides that a line is invalid, and every path agrees on
+// every input by construction (the unit tests' mutations and tests/fuzz check it).
 #pragma once
+
+#include <immintrin.h>
 
 #include <cstddef>
 #include <cstdint>
@@ -53,9 +60,16 @@ constexpr std::uint8_t kByHighNibble[16] = {
     kNewline, 0, kSpace | kMinus, kDigit | kColon, kUpper, 0, kLower, 0, 0, 0, 0, 0, 0, 0, 0, 0};
 
 constexpr std::size_t kPrefixWindow = 128;  // two blocks cover the longest prefix
-// The furthest a line's checks read past its first byte: the last 64-byte window of
-// the newline search starts before kScanMaxLine.
-constexpr std::size_t kReadAhead = kScanMaxLine + 64;
+// The newline window: kernel-printed lines end within [128, 192) bytes of their start.
+constexpr std::size_t kNewlineWindow = 128;
+// A line takes the fast path only when this many bytes are readable from its start
+// (and the windows past a long tail stay within the input, which check_line tests).
+// Reads per line: head, body and newline windows [0, 192), the tail window, and one
+// more window past a long tail, which ends before 256.
+constexpr std::size_t kReadAhead = 256;
+// How far ahead of the current line to prefetch: some 20 lines, found by measuring
+// (bench_proc_net_tcp) 1, 2 and 4 KiB.
+constexpr std::size_t kPrefetchDistance = 4096;
 
 // The fixed-width prefix of a socket line, up to and including the space after
 // retrnsmt. 'd' is a slot digit or its padding, 'H' an uppercase hex digit as %X
@@ -66,73 +80,53 @@ constexpr char kIpv6Pattern[] =
     "dddd: HHHHHHHHHHHHHHHHHHHHHHHHHHHHHHHH:HHHH HHHHHHHHHHHHHHHHHHHHHHHHHHHHHHHH:HHHH HH "
     "HHHHHHHH:HHHHHHHH HH:HHHHHHHH HHHHHHHH ";
 
-// Slot numbers of 4 to 8 digits take the fast path ("%4d" widens past 9999 sockets);
-// a layout per width keeps the prefix check to two aligned template compares.
-constexpr std::size_t kMaxSlotShift = 4;
+// Slot numbers of 4 to 8 digits take the fast path ("%4d" widens past 9999 sockets).
+constexpr unsigned kMaxSlotShift = 4;
 
-struct Layout {
-  std::uint8_t allowed[kPrefixWindow];  // per position: the classes allowed there
-  std::uint64_t checked[2];             // positions of each 64-byte half to check
-  std::size_t prefix;                   // prefix length: where the tail starts
-  std::size_t port_at;                  // the local port's 4 hex digits
-  std::size_t state_at;                 // the state's 2 hex digits
+// One table's prefix template for every slot width at once: per position, the classes
+// allowed there, with kMaxSlotShift extra slot columns in front of the pattern. The
+// template for a slot `shift` columns wider than 4 starts at allowed + kMaxSlotShift -
+// shift, and everything after the prefix moves right by `shift`.
+struct Family {
+  std::uint8_t allowed[kMaxSlotShift + kPrefixWindow];  // zero past the pattern
+  unsigned prefix;    // prefix length with a 4-column slot: where the tail starts
+  unsigned port_at;   // the local port's 4 hex digits
+  unsigned state_at;  // the state's 2 hex digits
 };
 
-struct Layouts {
-  Layout by_shift[kMaxSlotShift + 1];  // [slot digits - 4]
-};
-
-// `pattern` is the layout for a 4-column slot; `shift` more slot columns move
-// everything right.
 template <std::size_t N>
-constexpr Layout make_layout(const char (&pattern)[N], std::size_t shift, std::size_t port_at,
-                             std::size_t state_at) {
-  Layout layout{};
-  layout.prefix = N - 1 + shift;
-  layout.port_at = port_at + shift;
-  layout.state_at = state_at + shift;
-  for (std::size_t i = 0; i < layout.prefix; ++i) {
+constexpr Family make_family(const char (&pattern)[N], unsigned port_at, unsigned state_at) {
+  Family family{};
+  family.prefix = static_cast<unsigned>(N - 1);
+  family.port_at = port_at;
+  family.state_at = state_at;
+  for (std::size_t i = 0; i < kMaxSlotShift + N - 1; ++i) {
     std::uint8_t allowed = 0;
-    switch (i < shift ? 'd' : pattern[i - shift]) {
+    switch (i < kMaxSlotShift ? 'd' : pattern[i - kMaxSlotShift]) {
       case 'd': allowed = kDigit | kSpace; break;
       case 'H': allowed = kDigit | kUpper; break;
       case ':': allowed = kColon; break;
       case ' ': allowed = kSpace; break;
       default: break;
     }
-    layout.allowed[i] = allowed;
-    layout.checked[i / 64] |= std::uint64_t{1} << (i % 64);
+    family.allowed[i] = allowed;
   }
-  return layout;
-}
-
-template <std::size_t N>
-constexpr Layouts make_layouts(const char (&pattern)[N], std::size_t port_at, std::size_t state_at) {
-  Layouts layouts{};
-  for (std::size_t shift = 0; shift <= kMaxSlotShift; ++shift) {
-    layouts.by_shift[shift] = make_layout(pattern, shift, port_at, state_at);
-  }
-  return layouts;
+  return family;
 }
 
 // Offsets: "dddd: " is 6 bytes; an IPv4 address 8 hex digits, an IPv6 one 32.
-constexpr Layouts kIpv4Layouts = make_layouts(kIpv4Pattern, 6 + 8 + 1, 6 + 2 * (8 + 1 + 4 + 1));
-constexpr Layouts kIpv6Layouts = make_layouts(kIpv6Pattern, 6 + 32 + 1, 6 + 2 * (32 + 1 + 4 + 1));
-static_assert(kIpv4Layouts.by_shift[0].prefix == 76 && kIpv6Layouts.by_shift[0].prefix == 124);
-static_assert(kIpv6Layouts.by_shift[kMaxSlotShift].prefix <= kPrefixWindow);
+constexpr Family kIpv4 = make_family(kIpv4Pattern, 6 + 8 + 1, 6 + 2 * (8 + 1 + 4 + 1));
+constexpr Family kIpv6 = make_family(kIpv6Pattern, 6 + 32 + 1, 6 + 2 * (32 + 1 + 4 + 1));
+static_assert(kIpv4.prefix == 76 && kIpv6.prefix == 124);
 static_assert(kIpv4Pattern[6 + 8] == ':' && kIpv4Pattern[6 + 2 * (8 + 1 + 4 + 1) - 1] == ' ');
 static_assert(kIpv6Pattern[6 + 32] == ':' && kIpv6Pattern[6 + 2 * (32 + 1 + 4 + 1) - 1] == ' ');
-
-// Hex digits already known to be [0-9A-F]: '0'-'9' have bit 6 clear, 'A'-'F' set, and
-// their low nibble is the value (digits) or the value minus 9 (letters).
-inline unsigned hex_digits(const char* p, int count) {
-  unsigned value = 0;
-  for (int i = 0; i < count; ++i) {
-    const auto c = static_cast<unsigned char>(p[i]);
-    value = (value << 4) | ((c & 0x0Fu) + 9u * (c >> 6));
-  }
-  return value;
-}
+// Every prefix is longer than one block (the head block is checked whole) and fits two.
+static_assert(kIpv4.prefix > 64 && kIpv6.prefix + kMaxSlotShift <= kPrefixWindow);
+// Stage A only takes lines whose newline is [128, 192) from their start: such a line is
+// never too long, and has a tail after even the widest prefix (an empty one has no
+// fields and fails the field count).
+static_assert(kNewlineWindow + 64 <= kScanMaxLine);
+static_assert(kNewlineWindow >= kIpv6.prefix + kMaxSlotShift);
 
 inline std::uint64_t low_bits(unsigned n) { return n >= 64 ? ~std::uint64_t{0} : (std::uint64_t{1} << n) - 1; }
 // Bits [from, to).
@@ -143,141 +137,342 @@ inline unsigned highest(std::uint64_t x) { return 63u - static_cast<unsigned>(__
 // ones from `start` up, which holds because the bits above the window are clear).
 inline unsigned run_end(std::uint64_t set, unsigned start) { return start + lowest(~(set >> start)); }
 
-// After a tail window with no newline: every byte must be a space up to the newline,
-// which must come before the line reaches kScanMaxLine bytes. Returns the newline or null.
-template <class Block>
-inline const char* spaces_to_newline(const char* from, const char* line) {
-  for (const char* q = from; q < line + kScanMaxLine; q += 64) {
-    const Block block = Block::load(q);
-    const std::uint64_t newline = block.has(kNewline);
-    const std::uint64_t space = block.has(kSpace);
-    if (newline != 0) {
-      const std::uint64_t before = low_bits(lowest(newline));
-      return (space & before) == before ? q + lowest(newline) : nullptr;
-    }
-    if (space != ~std::uint64_t{0}) return nullptr;
-  }
-  return nullptr;
+// --- Stage B: judging lines from what stage A recorded --------------------------------
+//
+// Stage A records, per line, raw inputs: masks of the tail window's spaces, digits,
+// lowercase hex letters and minus signs, the number of window bytes before the newline
+// (64 when the window has none; what follows was checked to be spaces), a problems word
+// for the prefix (nonzero: wrong), the slot's colon position and space mask, and the
+// characters of port and state. judge() decides whether the line is proven and reads
+// port and state. It is written once, without branches, over a 64-bit word type W:
+// Word for one line, Lanes8 (scan_avx512.cpp) for eight at once.
+//
+// A line is proven when the prefix had no problem, the slot is spaces then at least one
+// digit, the state is 1..13, and the tail is 5 or 10 fields in the grammar's shape --
+// SP* uid SP+ probes SP inode SP refcount SP pointer [SP rto SP ato SP quick SP cwnd SP
+// ssthresh] SP* -- with every number short enough to fit its field.
+template <class W>
+struct Judged {
+  decltype(is_zero(W{})) ok;
+  W port;
+  W state;
+};
+
+// Four or two hex characters, known to be [0-9A-F] and loaded little-endian, as a number:
+// '0'-'9' have bit 6 clear and 'A'-'F' set, and the low nibble is the value (digits) or
+// the value minus 9 (letters). Byte i becomes the value of character i.
+template <class W>
+W hex_digit_values(const W& chars) {
+  const W letters = (chars >> 6) & W::broadcast(0x01010101);
+  return (chars & W::broadcast(0x0F0F0F0F)) + letters + (letters << 3);
 }
 
-// Checks the tail of a line: "SP* uid SP+ timeout SP inode SP refcnt SP pointer" and,
-// for full sockets, " rto ato quick cwnd ssthresh", then SP* and the newline. Returns
-// the newline, or null if the line needs the full parser.
-template <class Block>
-inline const char* tail_end(const char* line, const char* tail) {
-  const Block w = Block::load(tail);
-  const std::uint64_t newline = w.has(kNewline);
-  const std::uint64_t space = w.has(kSpace);
-  const std::uint64_t digit = w.has(kDigit);
-  const std::uint64_t lower = w.has(kLower);
-  const std::uint64_t minus = w.has(kMinus);
+template <class W>
+inline Judged<W> judge(W space, W digit, W lower, W minus, const W& length, const W& prefix_problems,
+                       const W& colon, const W& slot_spaces, const W& port_chars, const W& state_chars) {
+  const W one = W::broadcast(1);
+  const W valid = ~(W::broadcast(~std::uint64_t{0}) << length);  // shifts of 64 give 0
+  space = space & valid;
+  lower = lower & valid;
+  minus = minus & valid;
 
-  const std::uint64_t valid = newline != 0 ? low_bits(lowest(newline)) : ~std::uint64_t{0};
-  if (((space | digit | lower | minus) & valid) != valid) return nullptr;
-  const std::uint64_t field = (digit | lower | minus) & valid;
-  const char* end = nullptr;
-  if (newline != 0) {
-    end = tail + lowest(newline);
-  } else {
-    // A field running into the window's end is complete only if spaces follow, which
-    // spaces_to_newline() insists on.
-    end = spaces_to_newline<Block>(tail + 64, line);
-    if (end == nullptr) return nullptr;
-  }
-  if (static_cast<std::size_t>(end - line) >= kScanMaxLine) return nullptr;
+  // Port and state.
+  const W p = hex_digit_values(port_chars);
+  const W port = ((p & W::broadcast(0xF)) << 12) | (p & W::broadcast(0xF00)) | ((p >> 12) & W::broadcast(0xF0)) |
+                 (p >> 24);
+  const W s = hex_digit_values(state_chars);
+  const W state = ((s & W::broadcast(0xF)) << 4) | ((s >> 8) & W::broadcast(0xF));
+  // "%4d": spaces, then digits, of which the one before the colon is not a space.
+  const W slot_padding = slot_spaces & ((one << colon) - one);
+  const W slot_problems = (slot_padding & (slot_padding + one)) | (shift_right(slot_padding, colon - one) & one);
 
+  const W field = (digit | lower | minus) & valid;
   // The byte before the tail is the prefix's final space, so a field starting at bit
   // 0 is a field start too.
-  const std::uint64_t starts = field & ~(field << 1);
-  const int fields = __builtin_popcountll(starts);
-  if (fields != 5 && fields != 10) return nullptr;
-  std::uint64_t rest = starts;
-  rest &= rest - 1;
-  const unsigned second = lowest(rest);
-  rest &= rest - 1;
-  const unsigned third = lowest(rest);  // inode
-  rest &= rest - 1;
-  rest &= rest - 1;
-  const unsigned fifth = lowest(rest);  // kernel pointer
-  const unsigned last = highest(starts);
-  const std::uint64_t inode = bit_span(third, run_end(field, third));
-  const std::uint64_t pointer = bit_span(fifth, run_end(field, fifth));
-
-  // Hex letters only in the pointer.
-  if ((lower & ~pointer) != 0) return nullptr;
-  // A minus sign only at the start of ssthresh, the last field of a full socket, and
-  // followed by a digit. (The full parser also takes signed timeout and refcnt fields,
-  // which the kernel never prints negative.)
-  if (minus != 0) {
-    if (fields != 10 || minus != (std::uint64_t{1} << last)) return nullptr;
-    if (((minus << 1) & ~digit) != 0) return nullptr;
-  }
-  // Field widths: at most 9 characters, so that every 32-bit field fits; the inode may
-  // have 19 digits (always fits 64 bits) and the pointer 16 hex digits.
-  const std::uint64_t run2 = field & (field >> 1);
-  const std::uint64_t run4 = run2 & (run2 >> 2);
-  const std::uint64_t run8 = run4 & (run4 >> 4);
-  const std::uint64_t run16 = run8 & (run8 >> 8);
-  const std::uint64_t run10 = run8 & (run2 >> 8);
-  const std::uint64_t run17 = run16 & (field >> 16);
-  const std::uint64_t run20 = run16 & (run4 >> 16);
-  if ((run10 & ~(inode | pointer)) != 0 || (run17 & ~inode) != 0 || run20 != 0) return nullptr;
-  // Several spaces in a row only as the padding of "%5u %8d" (before the second
-  // field) and after the last field.
-  const std::uint64_t double_space = space & valid & ((space << 1) | 1);
-  const std::uint64_t padding = low_bits(second) | (valid & ~low_bits(run_end(field, last)));
-  if ((double_space & ~padding) != 0) return nullptr;
-  return end;
+  const W starts = field & ~(field << 1);
+  const W count = popcount(starts);
+  const W rest1 = starts & (starts - one);
+  const W second = rest1 & -rest1;
+  const W rest2 = rest1 & (rest1 - one);
+  const W third = rest2 & -rest2;  // inode
+  const W rest3 = rest2 & (rest2 - one);
+  const W rest4 = rest3 & (rest3 - one);
+  const W fifth = rest4 & -rest4;  // kernel pointer
+  const W last = highest_bit(starts);
+  // The first byte after the field starting at `start` (0 if it runs to the window's
+  // end), and so the field's bits as end - start.
+  const W gaps = ~field;
+  const auto end_of = [&](const W& start) {
+    const W after = gaps & ~(start - one);
+    return after & -after;
+  };
+  const W inode = end_of(third) - third;
+  const W pointer = end_of(fifth) - fifth;
+  const W after_last = end_of(last);
+  // Runs of 2, 4, ... field bytes: a set bit starts such a run.
+  const W run2 = field & (field >> 1);
+  const W run4 = run2 & (run2 >> 2);
+  const W run8 = run4 & (run4 >> 4);
+  const W run16 = run8 & (run8 >> 8);
+  const W run10 = run8 & (run2 >> 8);
+  const W run17 = run16 & (field >> 16);
+  const W run20 = run16 & (run4 >> 16);
+  const W double_space = space & ((space << 1) | one);
+  // Several spaces in a row only as the padding of "%5u %8d" (before the second field)
+  // and after the last field.
+  const W padding = (second - one) | (valid & ~(after_last - one));
+  const W problems =
+      prefix_problems | slot_problems |
+      // A byte that is none of the tail's classes.
+      (valid & ~(space | digit | lower | minus)) |
+      // Hex letters outside the pointer.
+      (lower & ~pointer) |
+      // Fields longer than 9 characters, so that every 32-bit field fits; the inode may
+      // have 19 digits (always fits 64 bits) and the pointer 16 hex digits.
+      (run10 & ~(inode | pointer)) | (run17 & ~inode) | run20 |
+      (double_space & ~padding) |
+      // A minus sign only to start ssthresh, the last field of a full socket, and only
+      // before a digit. (The full parser also takes signed probes and refcount, which
+      // the kernel never prints negative.)
+      (minus & ~select(count == W::broadcast(10), last)) | (minus & ~(digit >> 1));
+  using Mask = decltype(is_zero(W{}));
+  const auto ok = static_cast<Mask>(is_zero(problems) & ((count == W::broadcast(5)) | (count == W::broadcast(10))) &
+                                    at_most(state - one, W::broadcast(12)));
+  return {ok, port, state};
 }
 
-// The kernel proper: every complete line in [begin, end), reading nothing past end.
+// One line's 64-bit word for judge().
+struct Word {
+  std::uint64_t v;
+  static Word broadcast(std::uint64_t x) { return {x}; }
+  friend Word operator&(Word a, Word b) { return {a.v & b.v}; }
+  friend Word operator|(Word a, Word b) { return {a.v | b.v}; }
+  friend Word operator~(Word a) { return {~a.v}; }
+  friend Word operator+(Word a, Word b) { return {a.v + b.v}; }
+  friend Word operator-(Word a, Word b) { return {a.v - b.v}; }
+  friend Word operator-(Word a) { return {0 - a.v}; }
+  friend Word operator<<(Word a, int n) { return {a.v << n}; }
+  friend Word operator>>(Word a, int n) { return {a.v >> n}; }
+  // Shifts by 64 or more give 0, as vpsllvq and vpsrlvq do.
+  friend Word operator<<(Word a, Word n) { return {n.v >= 64 ? 0 : a.v << n.v}; }
+  friend Word shift_right(Word a, Word n) { return {n.v >= 64 ? 0 : a.v >> n.v}; }
+  friend bool operator==(Word a, Word b) { return a.v == b.v; }
+  friend bool at_most(Word a, Word b) { return a.v <= b.v; }
+  friend Word popcount(Word a) { return {static_cast<std::uint64_t>(__builtin_popcountll(a.v))}; }
+  friend Word highest_bit(Word a) { return {std::uint64_t{1} << highest(a.v | 1)}; }
+  friend Word select(bool condition, Word a) { return {condition ? a.v : 0}; }
+  friend bool is_zero(Word a) { return a.v == 0; }
+};
+
+// --- Batches -------------------------------------------------------------------------
+//
+// Lines are examined in batches of eight: stage A checks each line's prefix with
+// vector compares and records the rest; stage B judges the batch; then the lines are
+// committed in order. A line whose newline lies outside the window ends the batch early
+// and goes to the full parser.
+constexpr int kBatch = 8;
+
+struct alignas(64) Batch {
+  // Stage A's records, one array per input of judge().
+  std::uint64_t space[kBatch];
+  std::uint64_t digit[kBatch];
+  std::uint64_t lower[kBatch];
+  std::uint64_t minus[kBatch];
+  std::uint64_t length[kBatch];
+  std::uint64_t problems[kBatch];
+  std::uint64_t colon[kBatch];
+  std::uint64_t slot_spaces[kBatch];
+  std::uint64_t port_chars[kBatch];
+  std::uint64_t state_chars[kBatch];
+  // Stage B's readings.
+  std::uint64_t port[kBatch];
+  std::uint64_t state[kBatch];
+  const char* begin[kBatch];
+  const char* newline[kBatch];
+  std::uint8_t prefix[kBatch];  // where the tail starts
+  int size = 0;
+};
+
+// Stage B, one line at a time (any CPU). Returns bit i set for each proven line i.
+inline unsigned judge_each(Batch& batch) {
+  unsigned ok = 0;
+  for (int i = 0; i < batch.size; ++i) {
+    const Judged<Word> line =
+        judge(Word{batch.space[i]}, Word{batch.digit[i]}, Word{batch.lower[i]}, Word{batch.minus[i]},
+              Word{batch.length[i]}, Word{batch.problems[i]}, Word{batch.colon[i]}, Word{batch.slot_spaces[i]},
+              Word{batch.port_chars[i]}, Word{batch.state_chars[i]});
+    ok |= static_cast<unsigned>(line.ok) << i;
+    batch.port[i] = line.port.v;
+    batch.state[i] = line.state.v;
+  }
+  return ok;
+}
+
+// Stage A for the line at `line`: finds its newline (nullptr if it does not end where
+// kernel-printed lines end), checks the prefix against its template, and records what
+// stage B needs. The caller has checked that kReadAhead bytes from `line` are readable.
 template <class Block>
-inline ScanProgress count_lines(const char* begin, const char* end, bool ipv6,
-                                const CountTarget& target) {
-  const Layouts& layouts = ipv6 ? kIpv6Layouts : kIpv4Layouts;
+[[gnu::always_inline]] inline const char* stage_a(const char* line, const Family& family, Batch& batch) {
+  const std::uint64_t newlines = Block::newlines(line + kNewlineWindow);
+  if (newlines == 0) return nullptr;
+  const char* newline = line + kNewlineWindow + lowest(newlines);
+
+  // The prefix, against the template for its slot width: the first colon ends the slot.
+  const Block head = Block::load(line);
+  const Block body = Block::load(line + 64);
+  const unsigned colon = lowest(head.has(kColon) | (std::uint64_t{1} << 63));
+  const unsigned wider = colon - 4u;  // huge when the colon comes early
+  std::uint64_t problems = wider > kMaxSlotShift;
+  const unsigned shift = wider > kMaxSlotShift ? 0 : wider;
+  const std::uint8_t* allowed = family.allowed + kMaxSlotShift - shift;
+  const unsigned prefix = family.prefix + shift;
+  problems |= ~head.allows(allowed);
+  problems |= ~body.allows(allowed + 64) & low_bits(prefix - 64);
+
+  // The tail: its classes for stage B, and nothing but spaces past the window.
+  const char* tail = line + prefix;
+  const auto tail_length = static_cast<std::size_t>(newline - tail);
+  const Block w = Block::load(tail);
+  if (tail_length > 64) {
+    // newline < line + 192 and the tail starts at or after line + 76, so one more
+    // window always reaches the newline.
+    problems |= low_bits(static_cast<unsigned>(tail_length - 64)) & ~Block::equal(tail + 64, ' ');
+  }
+  const int i = batch.size++;
+  batch.space[i] = w.has(kSpace);
+  batch.digit[i] = w.has(kDigit);
+  batch.lower[i] = w.has(kLower);
+  batch.minus[i] = w.has(kMinus);
+  batch.length[i] = tail_length < 64 ? tail_length : 64;
+  batch.problems[i] = problems;
+  batch.colon[i] = colon;
+  batch.slot_spaces[i] = head.has(kSpace);
+  std::uint32_t port_chars;
+  std::memcpy(&port_chars, line + family.port_at + shift, 4);
+  batch.port_chars[i] = port_chars;
+  std::uint16_t state_chars;
+  std::memcpy(&state_chars, line + family.state_at + shift, 2);
+  batch.state_chars[i] = state_chars;
+  batch.begin[i] = line;
+  batch.newline[i] = newline;
+  batch.prefix[i] = static_cast<std::uint8_t>(prefix);
+  return newline;
+}
+
+// The scan loop shared by counting and records. `Sink` takes proven lines
+// (accept(batch, i)) and decides the others (fallback(line, end), with the returns of
+// RecordTarget::fallback).
+template <class Block, unsigned (*Judge)(Batch&), class Sink>
+inline ScanProgress scan_lines(const char* begin, const char* end, bool ipv6, Sink& sink) {
+  const Family& family = ipv6 ? kIpv6 : kIpv4;
+  ScanProgress progress{begin, 0, 0, false};
   const char* p = begin;
-  std::uint64_t lines = 0;
-  std::uint64_t fallback = 0;
   while (p < end) {
-    if (static_cast<std::size_t>(end - p) >= kReadAhead) {
-      const Block head = Block::load(p);
-      // The slot's colon: at column 4 for slots below 10000, further right above.
-      const unsigned colon = lowest(head.has(kColon) | (std::uint64_t{1} << 63));
-      if (colon - 4u <= kMaxSlotShift) {
-        const Layout& layout = layouts.by_shift[colon - 4u];
-        const Block body = Block::load(p + 64);
-        const std::uint64_t slot = low_bits(colon);
-        const std::uint64_t slot_padding = head.has(kSpace) & slot;
-        if ((head.allows(layout.allowed) & layout.checked[0]) == layout.checked[0] &&
-            (body.allows(layout.allowed + 64) & layout.checked[1]) == layout.checked[1] &&
-            // "%4d": spaces, then at least one digit.
-            (slot_padding & (slot_padding + 1)) == 0 && slot_padding != slot) {
-          const unsigned port = hex_digits(p + layout.port_at, 4);
-          const unsigned state = hex_digits(p + layout.state_at, 2);
-          const char* newline =
-              state - 1u < 13u ? tail_end<Block>(p, p + layout.prefix) : nullptr;
-          if (newline != nullptr) {
-            std::uint32_t* row = target.cells + std::size_t{port} * 16;
-            if (row[0] == 0) {
-              row[0] = 1;
-              target.used_ports[(*target.used_count)++] = static_cast<std::uint16_t>(port);
-            }
-            ++row[state];
-            ++lines;
-            p = newline + 1;
-            continue;
-          }
-        }
+    Batch batch;
+    while (batch.size < kBatch && static_cast<std::size_t>(end - p) >= kReadAhead) {
+      // The hardware prefetcher alone falls behind a stream consumed this fast.
+      __builtin_prefetch(p + kPrefetchDistance);
+      const char* newline = stage_a<Block>(p, family, batch);
+      if (newline == nullptr) break;
+      p = newline + 1;
+    }
+    for (int i = batch.size; i < kBatch; ++i) {
+      // Stage B reads all eight lanes; give the unused ones defined contents.
+      batch.space[i] = batch.digit[i] = batch.lower[i] = batch.minus[i] = batch.length[i] = 0;
+      batch.colon[i] = batch.slot_spaces[i] = batch.port_chars[i] = batch.state_chars[i] = 0;
+      batch.problems[i] = 1;
+    }
+    const unsigned ok = batch.size > 0 ? Judge(batch) : 0;
+    bool realigned = false;
+    for (int i = 0; i < batch.size; ++i) {
+      if ((ok >> i) & 1u) {
+        sink.accept(batch, i);
+        ++progress.lines;
+        continue;
+      }
+      // Not proven: the full parser decides, and finds the line's true end. If that is
+      // not where stage A thought, the batch's later lines started in the wrong place.
+      const char* next = sink.fallback(batch.begin[i], end);
+      if (next == nullptr) {
+        progress.stop = batch.begin[i];
+        progress.failed = true;
+        return progress;
+      }
+      ++progress.lines;
+      ++progress.fallback_lines;
+      if (next != batch.newline[i] + 1) {
+        p = next;
+        realigned = true;
+        break;
       }
     }
-    const char* next = count_line_portable(p, end, ipv6, target);
-    if (next == nullptr) return ScanProgress{p, lines, fallback, true};
-    if (next == p) break;
-    ++lines;
-    ++fallback;
+    if (batch.size == kBatch || realigned) continue;
+    // The batch ended early: the line at p is not one stage A can judge.
+    if (p >= end) break;
+    const char* next = sink.fallback(p, end);
+    if (next == nullptr) {
+      progress.failed = true;
+      break;
+    }
+    if (next == p) break;  // an incomplete last line
+    ++progress.lines;
+    ++progress.fallback_lines;
     p = next;
   }
-  return ScanProgress{p, lines, fallback, false};
+  progress.stop = p;
+  return progress;
+}
+
+// The counting path's sink: the tally, and the portable parser for the rest.
+struct CountSink {
+  const CountTarget& target;
+  bool ipv6;
+  void accept(const Batch& batch, int i) const {
+    count_socket(target, static_cast<unsigned>(batch.port[i]), static_cast<unsigned>(batch.state[i]));
+  }
+  const char* fallback(const char* line, const char* end) const {
+    return count_line_portable(line, end, ipv6, target);
+  }
+};
+
+// The record path's sink: field positions for the decoder, which reads the fields.
+struct ShapeSink {
+  const RecordTarget& target;
+  bool ipv6;
+  void accept(const Batch& batch, int i) const {
+    LineShape shape;
+    shape.begin = batch.begin[i];
+    shape.newline = batch.newline[i];
+    const unsigned tail = batch.prefix[i];
+    shape.slot_digits = tail - (ipv6 ? 120u : 72u);
+    const std::uint64_t valid = low_bits(static_cast<unsigned>(batch.length[i]));
+    const std::uint64_t field = (batch.digit[i] | batch.lower[i] | batch.minus[i]) & valid;
+    std::uint64_t starts = field & ~(field << 1);
+    int n = 0;
+    for (; starts != 0; ++n) {
+      const unsigned first = lowest(starts);
+      starts &= starts - 1;
+      shape.field_begin[n] = static_cast<std::uint16_t>(tail + first);
+      shape.field_end[n] = static_cast<std::uint16_t>(tail + run_end(field, first));
+    }
+    shape.fields = static_cast<std::uint32_t>(n);
+    target.on_line(target.context, shape);
+  }
+  const char* fallback(const char* line, const char* end) const {
+    return target.fallback(target.context, line, end);
+  }
+};
+
+template <class Block, unsigned (*Judge)(Batch&)>
+inline ScanProgress count_lines(const char* begin, const char* end, bool ipv6, const CountTarget& target) {
+  CountSink sink{target, ipv6};
+  return scan_lines<Block, Judge>(begin, end, ipv6, sink);
+}
+
+template <class Block, unsigned (*Judge)(Batch&)>
+inline ScanProgress shape_lines(const char* begin, const char* end, bool ipv6, const RecordTarget& target) {
+  ShapeSink sink{target, ipv6};
+  return scan_lines<Block, Judge>(begin, end, ipv6, sink);
 }
 
 }  // namespace

@@ -90,9 +90,9 @@ Outcome count(const std::vector<std::string_view>& chunks, ScanKernel kernel) {
   return outcome;
 }
 
-Outcome count_records(const std::vector<std::string_view>& chunks) {
+Outcome count_records(const std::vector<std::string_view>& chunks, ScanKernel kernel) {
   PortStateTally& tally = scratch_tally();
-  TcpTableDecoder decoder;
+  TcpTableDecoder decoder(kernel);
   Outcome outcome;
   for (std::string_view chunk : chunks) {
     auto status = decoder.feed(chunk, [&](const TcpSocketRecord& r) { tally.add(r.local_port, r.state); });
@@ -110,8 +110,22 @@ Outcome count_records(const std::vector<std::string_view>& chunks) {
   return outcome;
 }
 
-std::vector<TcpSocketRecord> records_of(std::string_view text) {
-  TcpTableDecoder decoder;
+RecordsOutcome decode_records(const std::vector<std::string_view>& chunks, ScanKernel kernel) {
+  TcpTableDecoder decoder(kernel);
+  RecordsOutcome outcome;
+  for (std::string_view chunk : chunks) {
+    auto status = decoder.feed(chunk, [&](const TcpSocketRecord& r) { outcome.records.push_back(r); });
+    if (!status) {
+      outcome.error = status.error();
+      return outcome;
+    }
+  }
+  if (auto status = decoder.finish(); !status) outcome.error = status.error();
+  return outcome;
+}
+
+std::vector<TcpSocketRecord> records_of(std::string_view text, ScanKernel kernel) {
+  TcpTableDecoder decoder(kernel);
   std::vector<TcpSocketRecord> records;
   auto status = decoder.feed(text, [&](const TcpSocketRecord& r) { records.push_back(r); });
   EXPECT_TRUE(status) << status.error().message();

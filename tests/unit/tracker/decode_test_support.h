@@ -39,8 +39,15 @@ void PrintTo(const Outcome& outcome, std::ostream* os);
 // The counting path over one file given in chunks.
 Outcome count(const std::vector<std::string_view>& chunks, ScanKernel kernel);
 // The record path over the same, tallying each record's local port and state.
-Outcome count_records(const std::vector<std::string_view>& chunks);
+Outcome count_records(const std::vector<std::string_view>& chunks, ScanKernel kernel = ScanKernel::kPortable);
 // All records of a whole text (which must decode).
-std::vector<TcpSocketRecord> records_of(std::string_view text);
+std::vector<TcpSocketRecord> records_of(std::string_view text, ScanKernel kernel = ScanKernel::kPortable);
+// The records of a text, or its error, through one kernel.
+struct RecordsOutcome {
+  std::vector<TcpSocketRecord> records;
+  std::optional<DecodeError> error;
+  bool operator==(const RecordsOutcome&) const = default;
+};
+RecordsOutcome decode_records(const std::vector<std::string_view>& chunks, ScanKernel kernel);
 
 }  // namespace skopos::tracker::testing

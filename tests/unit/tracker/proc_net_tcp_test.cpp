@@ -93,6 +93,19 @@ Outcome decode_everywhere(std::string_view text) {
   return reference;
 }
 
+TEST(ProcNetTcpRecords, EveryKernelMakesTheSameRecordsOfTheCaptures) {
+  for (const char* name : {"netns.tcp", "netns.tcp6"}) {
+    // Repeated, so that most lines have the read-ahead the SIMD kernels need.
+    std::string text = testdata(name);
+    const std::string body = text.substr(text.find('\n') + 1);
+    for (int i = 0; i < 3; ++i) text += body;
+    const auto reference = records_of(text, ScanKernel::kPortable);
+    for (ScanKernel kernel : runnable_kernels()) {
+      EXPECT_EQ(records_of(text, kernel), reference) << scan_kernel_name(kernel) << " " << name;
+    }
+  }
+}
+
 TEST(ProcNetTcpRecords, DecodesEveryFieldOfCapturedIpv4Table) {
   const auto records = records_of(testdata("netns.tcp"));
   ASSERT_EQ(records.size(), 10u);
@@ -445,8 +458,8 @@ TEST(ProcNetTcpChunking, EverySplitOffsetGivesTheSameResultOnEveryPath) {
     ASSERT_FALSE(whole.error) << whole.error->message();
     for (std::size_t cut = 0; cut <= sample.size(); ++cut) {
       const auto parts = split_at(sample, {cut});
-      ASSERT_EQ(count_records(parts), whole) << "records, cut at " << cut;
       for (ScanKernel kernel : runnable_kernels()) {
+        ASSERT_EQ(count_records(parts, kernel), whole) << scan_kernel_name(kernel) << " records, cut at " << cut;
         ASSERT_EQ(count(parts, kernel), whole) << scan_kernel_name(kernel) << ", cut at " << cut;
       }
     }
@@ -479,13 +492,13 @@ TEST(ProcNetTcpEquivalence, SingleByteMutationsAgreeOnEveryPath) {
       // IPv4 lines with their padding, so that the padding is mutated too.
       std::string line(shape);
       if (!v6) line.resize(149, ' ');
-      // Unmutated, the first two lines are judged by the SIMD kernels themselves (the
-      // last three lack read-ahead), so a mutant in first place tests the fast path.
+      // Unmutated, all but the last line are judged by the SIMD kernels themselves
+      // (the last lacks read-ahead), so a mutant in first place tests the fast path.
       for (ScanKernel kernel : runnable_kernels()) {
         if (kernel == ScanKernel::kPortable) continue;
         const std::string plain = v6 ? v6_table({line, line, line, line, line})
                                      : v4_table({line, line, line, line, line});
-        ASSERT_EQ(count({plain}, kernel).fallback_lines, 3u) << scan_kernel_name(kernel) << " on " << line;
+        ASSERT_EQ(count({plain}, kernel).fallback_lines, 1u) << scan_kernel_name(kernel) << " on " << line;
       }
       for (std::size_t at = 0; at <= line.size(); ++at) {
         std::vector<std::string> mutants;
@@ -500,9 +513,12 @@ TEST(ProcNetTcpEquivalence, SingleByteMutationsAgreeOnEveryPath) {
           const std::vector<std::string_view> lines = {mutant, line, line, line, line};
           const std::string text = v6 ? v6_table(lines) : v4_table(lines);
           const Outcome reference = count_records({text});
+          const testing::RecordsOutcome reference_records = testing::decode_records({text}, ScanKernel::kPortable);
           for (ScanKernel kernel : runnable_kernels()) {
             ASSERT_EQ(count({text}, kernel), reference)
                 << scan_kernel_name(kernel) << " on \"" << mutant << "\"";
+            ASSERT_TRUE(testing::decode_records({text}, kernel) == reference_records)
+                << scan_kernel_name(kernel) << " records of \"" << mutant << "\"";
           }
           ++variants;
         }
@@ -527,10 +543,16 @@ TEST(ProcNetTcpCounting, GeneratedTablesMatchTheGeneratorOnEveryPathAndChunking)
     EXPECT_EQ(records.summary.count(TcpState::kEstablished), truth.established);
     EXPECT_EQ(records.summary.established_inbound, truth.established_inbound);
     EXPECT_EQ(records.summary.established_outbound, truth.established - truth.established_inbound);
+    const testing::RecordsOutcome reference = testing::decode_records({table}, ScanKernel::kPortable);
+    ASSERT_EQ(reference.records.size(), kSockets);
     for (ScanKernel kernel : runnable_kernels()) {
       for (std::size_t chunk : {std::size_t{4096}, std::size_t{65536}, table.size()}) {
         EXPECT_EQ(count(chunks_of(table, chunk), kernel), records)
             << scan_kernel_name(kernel) << " in chunks of " << chunk;
+        EXPECT_EQ(count_records(chunks_of(table, chunk), kernel), records)
+            << scan_kernel_name(kernel) << " records in chunks of " << chunk;
+        EXPECT_TRUE(testing::decode_records(chunks_of(table, chunk), kernel) == reference)
+            << scan_kernel_name(kernel) << " records in chunks of " << chunk;
       }
     }
   }

@@ -91,6 +91,8 @@ struct TcpSocketRecord {
   std::uint32_t ack_quick_pingpong = 0;
   std::uint32_t snd_cwnd = 0;
   std::int32_t ssthresh = 0;         // -1 in initial slow start; fastopen queue length for LISTEN
+
+  bool operator==(const TcpSocketRecord&) const = default;
 };
 
 // An address as people write it: "127.0.0.1" for the tcp table, "::1" or
@@ -124,13 +126,13 @@ struct DecodeError {
 
 using DecodeStatus = Result<void, DecodeError>;
 
-// The implementation of the counting path. kAuto picks the fastest this CPU runs;
-// the others exist so tests and benchmarks can pin one.
+// The implementation behind both paths. kAuto picks the fastest this CPU runs; the
+// others exist so tests and benchmarks can pin one.
 enum class ScanKernel : std::uint8_t {
   kAuto,
   kPortable,  // the full-record parser on every line; any CPU
   kAvx2,      // x86_64 with AVX2 and BMI2
-  kAvx512,    // x86_64 with AVX-512BW and BMI2
+  kAvx512,   // x86_64 with AVX-512 BW, CD and VPOPCNTDQ (Ice Lake and later) and BMI2
 };
 
 std::string_view scan_kernel_name(ScanKernel kernel);
@@ -138,13 +140,15 @@ bool scan_kernel_supported(ScanKernel kernel);
 // What kAuto resolves to on this CPU.
 ScanKernel best_scan_kernel();
 
-// The full-record path. Feed one file's bytes in order, then finish().
+// The full-record path. Feed one file's bytes in order, then finish(). With a SIMD
+// kernel, lines it proves well-formed are read from known offsets and the rest go
+// through the full parser; the records are the same either way.
 // Not thread-safe; one decoder per file at a time (reset() to reuse it).
 class TcpTableDecoder {
  public:
   using RecordSink = FunctionRef<void(const TcpSocketRecord&)>;
 
-  TcpTableDecoder();
+  explicit TcpTableDecoder(ScanKernel kernel = ScanKernel::kAuto);
   ~TcpTableDecoder();
   TcpTableDecoder(const TcpTableDecoder&) = delete;
   TcpTableDecoder& operator=(const TcpTableDecoder&) = delete;

@@ -1,4 +1,4 @@
-// The counting kernel for x86_64 with AVX2 (compiled with -mavx2 -mbmi -mbmi2 -mpopcnt
+// The scan kernels for x86_64 with AVX2 (compiled with -mavx2 -mbmi -mbmi2 -mpopcnt
 // -mlzcnt; called only when the CPU has them). See scan_kernel_impl.h.
 #include <immintrin.h>
 
@@ -39,6 +39,17 @@ struct Avx2Block {
     return ~((std::uint64_t{none_hi} << 32) | none_lo);
   }
 
+  // Positions of byte c in the 64 raw bytes at p (no classification needed).
+  static std::uint64_t equal(const char* p, char c) {
+    const __m256i wanted = _mm256_set1_epi8(c);
+    const auto lo = static_cast<std::uint32_t>(_mm256_movemask_epi8(
+        _mm256_cmpeq_epi8(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)), wanted)));
+    const auto hi = static_cast<std::uint32_t>(_mm256_movemask_epi8(
+        _mm256_cmpeq_epi8(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + 32)), wanted)));
+    return (std::uint64_t{hi} << 32) | lo;
+  }
+  static std::uint64_t newlines(const char* p) { return equal(p, '\n'); }
+
   std::uint64_t has(std::uint8_t classes) const {
     const __m256i c = _mm256_set1_epi8(static_cast<char>(classes));
     return intersect(low, high, c, c);
@@ -52,9 +63,13 @@ struct Avx2Block {
 
 }  // namespace
 
-ScanProgress count_lines_avx2(const char* begin, const char* end, bool ipv6,
-                              const CountTarget& target) {
-  return count_lines<Avx2Block>(begin, end, ipv6, target);
+// AVX2 has no 64-bit popcount or leading-zero count per lane: stage B runs line by line.
+ScanProgress count_lines_avx2(const char* begin, const char* end, bool ipv6, const CountTarget& target) {
+  return count_lines<Avx2Block, judge_each>(begin, end, ipv6, target);
+}
+
+ScanProgress shape_lines_avx2(const char* begin, const char* end, bool ipv6, const RecordTarget& target) {
+  return shape_lines<Avx2Block, judge_each>(begin, end, ipv6, target);
 }
 
 }  // namespace skopos::tracker::detail

@@ -1,0 +1,389 @@
+// Benchmarks of the /proc/net/tcp{,6} decoder, with in-run baselines, ending in a
+// comparison table against the goals of the foundation issue.
+//
+//   build/bin/bench_proc_net_tcp                      # everything (about two minutes)
+//   build/bin/bench_proc_net_tcp --live_sockets=20000 # sockets per table for the live part
+//
+// In memory: generated tables of 1k to 1M lines (bench/proc_net_tcp_gen.h), decoded by
+//   memchr_split  a plain memchr line split: the practical floor
+//   naive         std::getline + std::istringstream + std::stoul, as most tools do it
+//   count/<k>     the counting path with kernel k (portable, avx2, avx512)
+//   records       the full-record path
+// Live: this machine's /proc/net/tcp and tcp6 holding --live_sockets sockets each (in a
+// network namespace of its own when run as root), read plainly vs. read and counted.
+#include <benchmark/benchmark.h>
+#include <fcntl.h>
+#include <net/if.h>
+#include <netinet/in.h>
+#include <sched.h>
+#include <sys/ioctl.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <map>
+#include <new>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "proc_net_tcp_gen.h"
+#include "skopos/unique_fd.h"
+#include "tracker/proc_net_reader.h"
+
+// Every allocation in the process is counted, so each benchmark can report how many
+// its loop makes (the decoder's contract: none per line).
+namespace {
+std::atomic<std::uint64_t> g_allocations{0};
+}  // namespace
+
+// The replacements pair malloc with free, which GCC's heuristic mistakes for a
+// mismatch when it sees operator new and free together.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
+void* operator new(std::size_t size) {
+  g_allocations.fetch_add(1, std::memory_order_relaxed);
+  if (void* p = std::malloc(size == 0 ? 1 : size)) return p;
+  throw std::bad_alloc();
+}
+void operator delete(void* p) noexcept { std::free(p); }
+void operator delete(void* p, std::size_t) noexcept { std::free(p); }
+#pragma GCC diagnostic pop
+
+namespace skopos::bench {
+namespace {
+
+using tracker::PortStateTally;
+using tracker::ScanKernel;
+using tracker::TcpState;
+using tracker::TcpTableFamily;
+
+const std::string& table(TcpTableFamily family, std::size_t lines) {
+  static std::map<std::pair<TcpTableFamily, std::size_t>, std::string> cache;
+  auto& text = cache[{family, lines}];
+  if (text.empty()) text = generate_tcp_table(family, lines, 42);
+  return text;
+}
+
+// Reports bytes/s and allocations per iteration.
+class Meter {
+ public:
+  explicit Meter(benchmark::State& state) : state_(state), before_(g_allocations.load()) {}
+  ~Meter() {
+    const auto iterations = static_cast<double>(state_.iterations());
+    state_.SetBytesProcessed(static_cast<std::int64_t>(bytes_));
+    state_.counters["allocs/iter"] =
+        benchmark::Counter(static_cast<double>(g_allocations.load() - before_) / std::max(1.0, iterations));
+  }
+  void add_bytes(std::uint64_t bytes) { bytes_ += bytes; }
+
+ private:
+  benchmark::State& state_;
+  std::uint64_t before_;
+  std::uint64_t bytes_ = 0;
+};
+
+void memchr_split(benchmark::State& state, TcpTableFamily family, std::size_t lines) {
+  const std::string& text = table(family, lines);
+  Meter meter(state);
+  for (auto _ : state) {
+    std::size_t count = 0;
+    const char* p = text.data();
+    const char* const end = p + text.size();
+    while (p < end) {
+      const auto* newline = static_cast<const char*>(std::memchr(p, '\n', static_cast<std::size_t>(end - p)));
+      if (newline == nullptr) break;
+      ++count;
+      p = newline + 1;
+    }
+    benchmark::DoNotOptimize(count);
+    meter.add_bytes(text.size());
+  }
+}
+
+void naive(benchmark::State& state, TcpTableFamily family, std::size_t lines) {
+  const std::string& text = table(family, lines);
+  PortStateTally tally;
+  Meter meter(state);
+  for (auto _ : state) {
+    tally.clear();
+    std::istringstream in(text);
+    std::string line;
+    std::getline(in, line);  // header
+    while (std::getline(in, line)) {
+      std::istringstream fields(line);
+      std::string slot, local, remote, st;
+      fields >> slot >> local >> remote >> st;
+      const auto port = static_cast<std::uint16_t>(std::stoul(local.substr(local.find(':') + 1), nullptr, 16));
+      tally.add(port, static_cast<TcpState>(std::stoul(st, nullptr, 16)));
+    }
+    meter.add_bytes(text.size());
+  }
+  state.counters["sockets"] = static_cast<double>(tally.summarize().sockets);
+}
+
+void count(benchmark::State& state, TcpTableFamily family, std::size_t lines, ScanKernel kernel) {
+  const std::string& text = table(family, lines);
+  PortStateTally tally;
+  tracker::TcpTableCounter counter(tally, kernel);
+  Meter meter(state);
+  for (auto _ : state) {
+    tally.clear();
+    counter.reset();
+    if (!counter.feed(text) || !counter.finish()) state.SkipWithError("decode failed");
+    meter.add_bytes(text.size());
+  }
+  state.counters["fallback_lines"] = static_cast<double>(counter.fallback_lines());
+}
+
+void records(benchmark::State& state, TcpTableFamily family, std::size_t lines) {
+  const std::string& text = table(family, lines);
+  tracker::TcpTableDecoder decoder;
+  std::uint64_t sum = 0;
+  Meter meter(state);
+  for (auto _ : state) {
+    decoder.reset();
+    auto status = decoder.feed(text, [&](const tracker::TcpSocketRecord& r) { sum += r.inode + r.local_port; });
+    if (!status || !decoder.finish()) state.SkipWithError("decode failed");
+    meter.add_bytes(text.size());
+  }
+  benchmark::DoNotOptimize(sum);
+}
+
+// --- Live /proc ------------------------------------------------------------------
+
+struct LiveSockets {
+  std::vector<UniqueFd> fds;
+  std::string where;
+};
+
+// Puts `per_table` sockets in each of tcp and tcp6: half connections' clients, half
+// accepted servers.
+LiveSockets open_live_sockets(std::size_t per_table) {
+  LiveSockets live;
+  live.where = "this process's network namespace";
+  if (::geteuid() == 0 && ::unshare(CLONE_NEWNET) == 0) {
+    // A namespace of our own: only our sockets in the tables, nothing else's churn.
+    UniqueFd fd(::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+    ifreq request{};
+    std::strncpy(request.ifr_name, "lo", IFNAMSIZ - 1);
+    if (::ioctl(fd.get(), SIOCGIFFLAGS, &request) == 0) {
+      request.ifr_flags = static_cast<short>(request.ifr_flags | IFF_UP);
+      ::ioctl(fd.get(), SIOCSIFFLAGS, &request);
+    }
+    live.where = "a network namespace of its own";
+  }
+  rlimit limit{};
+  ::getrlimit(RLIMIT_NOFILE, &limit);
+  limit.rlim_cur = std::max<rlim_t>(limit.rlim_cur, std::min<rlim_t>(limit.rlim_max, 4 * per_table + 64));
+  ::setrlimit(RLIMIT_NOFILE, &limit);
+
+  for (int family : {AF_INET, AF_INET6}) {
+    UniqueFd listener(::socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    sockaddr_storage address{};
+    socklen_t length = 0;
+    if (family == AF_INET) {
+      auto* v4 = reinterpret_cast<sockaddr_in*>(&address);
+      v4->sin_family = AF_INET;
+      v4->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+      length = sizeof *v4;
+    } else {
+      auto* v6 = reinterpret_cast<sockaddr_in6*>(&address);
+      v6->sin6_family = AF_INET6;
+      v6->sin6_addr = in6addr_loopback;
+      length = sizeof *v6;
+    }
+    if (::bind(listener.get(), reinterpret_cast<sockaddr*>(&address), length) != 0 ||
+        ::listen(listener.get(), 4096) != 0 ||
+        ::getsockname(listener.get(), reinterpret_cast<sockaddr*>(&address), &length) != 0) {
+      std::fprintf(stderr, "live sockets: listen: %s\n", std::strerror(errno));
+      return live;
+    }
+    for (std::size_t i = 0; i + 1 < per_table; i += 2) {
+      UniqueFd client(::socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0));
+      if (!client || ::connect(client.get(), reinterpret_cast<sockaddr*>(&address), length) != 0) {
+        std::fprintf(stderr, "live sockets: stopped at %zu: %s\n", i, std::strerror(errno));
+        break;
+      }
+      UniqueFd server(::accept4(listener.get(), nullptr, nullptr, SOCK_CLOEXEC));
+      live.fds.push_back(std::move(client));
+      live.fds.push_back(std::move(server));
+    }
+    live.fds.push_back(std::move(listener));
+  }
+  return live;
+}
+
+// What every /proc consumer has to do at least: open, read to the end, close.
+void plain_read(benchmark::State& state, const char* path) {
+  std::vector<char> buffer(256 * 1024);
+  Meter meter(state);
+  for (auto _ : state) {
+    UniqueFd fd(::open(path, O_RDONLY | O_CLOEXEC));
+    ssize_t n = 0;
+    while ((n = ::read(fd.get(), buffer.data(), buffer.size())) > 0) meter.add_bytes(static_cast<std::uint64_t>(n));
+  }
+}
+
+void read_and_count(benchmark::State& state, const char* path) {
+  tracker::ProcNetReader reader;
+  PortStateTally tally;
+  Meter meter(state);
+  for (auto _ : state) {
+    tally.clear();
+    if (!reader.count_file(path, tally)) state.SkipWithError("read failed");
+    meter.add_bytes(reader.bytes_read());
+  }
+  state.counters["sockets"] = static_cast<double>(tally.summarize().sockets);
+}
+
+// --- The comparison table ------------------------------------------------------
+
+class ComparisonReporter : public benchmark::ConsoleReporter {
+ public:
+  explicit ComparisonReporter(std::string live_note) : live_note_(std::move(live_note)) {}
+
+  void ReportRuns(const std::vector<Run>& runs) override {
+    for (const Run& run : runs) {
+      if (run.run_type == Run::RT_Aggregate && run.aggregate_name != "median") continue;
+      if (run.error_occurred) continue;
+      const std::string name = run.run_name.function_name;
+      const auto rate = run.counters.find("bytes_per_second");
+      if (rate != run.counters.end()) gbps_[name] = rate->second.value / 1e9;
+      seconds_[name] = run.GetAdjustedRealTime() / benchmark::GetTimeUnitMultiplier(run.time_unit);
+    }
+    ConsoleReporter::ReportRuns(runs);
+  }
+
+  void Finalize() override {
+    ConsoleReporter::Finalize();
+    print_table();
+  }
+
+ private:
+  std::string cell(const std::string& name) const {
+    const auto it = gbps_.find(name);
+    char text[32];
+    if (it == gbps_.end()) {
+      std::snprintf(text, sizeof text, "%8s", "-");
+    } else {
+      std::snprintf(text, sizeof text, "%8.2f", it->second);
+    }
+    return text;
+  }
+
+  void print_table() const {
+    const std::string best(tracker::scan_kernel_name(tracker::best_scan_kernel()));
+    std::printf("\nDecoding in memory, GB/s (10^9 bytes/s), higher is better; best kernel here: %s\n", best.c_str());
+    std::printf("%-6s %8s  %8s %8s %8s %8s  %8s %8s  %s\n", "table", "lines", "memchr", "avx512", "avx2", "portable",
+                "records", "naive", "count/memchr");
+    for (const char* family : {"tcp", "tcp6"}) {
+      for (const char* lines : {"1000", "10000", "100000", "1000000"}) {
+        const std::string suffix = std::string("/") + family + "/" + lines;
+        const auto memchr = gbps_.find("memchr_split" + suffix);
+        const auto counted = gbps_.find("count" + suffix + "/" + best);
+        char ratio[32] = "-";
+        if (memchr != gbps_.end() && counted != gbps_.end()) {
+          std::snprintf(ratio, sizeof ratio, "%.2f x", counted->second / memchr->second);
+        }
+        std::printf("%-6s %8s  %s %s %s %s  %s %s  %s\n", family, lines, cell("memchr_split" + suffix).c_str(),
+                    cell("count" + suffix + "/avx512").c_str(), cell("count" + suffix + "/avx2").c_str(),
+                    cell("count" + suffix + "/portable").c_str(), cell("records" + suffix).c_str(),
+                    cell("naive" + suffix).c_str(), ratio);
+      }
+    }
+
+    std::printf("\nGoals (1M tcp6 lines in memory; live /proc %s):\n", live_note_.c_str());
+    const auto goal = [&](const char* what, bool known, double value, const char* unit, double target, bool at_most) {
+      if (!known) {
+        std::printf("  %-44s not measured in this run\n", what);
+        return;
+      }
+      const bool met = at_most ? value <= target : value >= target;
+      std::printf("  %-44s %8.3f %-5s (goal %s %.2f)  %s\n", what, value, unit, at_most ? "<=" : ">=", target,
+                  met ? "met" : "MISSED");
+    };
+    const auto find = [&](const std::string& name, double& value) {
+      const auto it = gbps_.find(name);
+      if (it == gbps_.end()) return false;
+      value = it->second;
+      return true;
+    };
+    double count = 0;
+    double memchr = 0;
+    double full = 0;
+    const bool have_count = find("count/tcp6/1000000/" + best, count);
+    const bool have_memchr = find("memchr_split/tcp6/1000000", memchr);
+    goal("counting path", have_count, count, "GB/s", 12.0, false);
+    goal("counting path / memchr split", have_count && have_memchr, have_memchr ? count / memchr : 0, "x", 0.6, false);
+    goal("full-record path", find("records/tcp6/1000000", full), full, "GB/s", 3.0, false);
+    for (const char* file : {"tcp", "tcp6"}) {
+      const auto plain = seconds_.find(std::string("live_read/") + file);
+      const auto decoded = seconds_.find(std::string("live_read_count/") + file);
+      const bool known = plain != seconds_.end() && decoded != seconds_.end();
+      const std::string what = std::string("live /proc/net/") + file + ": read+count / plain read";
+      goal(what.c_str(), known, known ? decoded->second / plain->second : 0, "x", 1.05, true);
+    }
+  }
+
+  std::string live_note_;
+  std::map<std::string, double> gbps_;
+  std::map<std::string, double> seconds_;
+};
+
+}  // namespace
+}  // namespace skopos::bench
+
+int main(int argc, char** argv) {
+  using namespace skopos::bench;
+  using skopos::tracker::ScanKernel;
+  using skopos::tracker::TcpTableFamily;
+
+  std::size_t live_sockets = 20000;
+  std::vector<char*> args;
+  for (int i = 0; i < argc; ++i) {
+    const std::string arg = argv[i];
+    if (arg.rfind("--live_sockets=", 0) == 0) {
+      live_sockets = std::stoul(arg.substr(15));
+    } else {
+      args.push_back(argv[i]);
+    }
+  }
+  int remaining = static_cast<int>(args.size());
+  benchmark::Initialize(&remaining, args.data());
+  if (benchmark::ReportUnrecognizedArguments(remaining, args.data())) return 1;
+
+  for (TcpTableFamily family : {TcpTableFamily::kIpv4, TcpTableFamily::kIpv6}) {
+    const std::string name(skopos::tracker::tcp_table_name(family));
+    for (std::size_t lines : {1'000UL, 10'000UL, 100'000UL, 1'000'000UL}) {
+      const std::string suffix = "/" + name + "/" + std::to_string(lines);
+      benchmark::RegisterBenchmark(("memchr_split" + suffix).c_str(), memchr_split, family, lines);
+      for (ScanKernel kernel : {ScanKernel::kAvx512, ScanKernel::kAvx2, ScanKernel::kPortable}) {
+        if (!skopos::tracker::scan_kernel_supported(kernel)) continue;
+        const std::string kernel_name(skopos::tracker::scan_kernel_name(kernel));
+        benchmark::RegisterBenchmark(("count" + suffix + "/" + kernel_name).c_str(), count, family, lines, kernel);
+      }
+      benchmark::RegisterBenchmark(("records" + suffix).c_str(), records, family, lines);
+      benchmark::RegisterBenchmark(("naive" + suffix).c_str(), naive, family, lines);
+    }
+  }
+
+  const LiveSockets live = open_live_sockets(live_sockets);
+  for (const char* file : {"tcp", "tcp6"}) {
+    static const std::string tcp = "/proc/thread-self/net/tcp";
+    static const std::string tcp6 = "/proc/thread-self/net/tcp6";
+    const char* path = std::string_view(file) == "tcp" ? tcp.c_str() : tcp6.c_str();
+    benchmark::RegisterBenchmark((std::string("live_read/") + file).c_str(), plain_read, path);
+    benchmark::RegisterBenchmark((std::string("live_read_count/") + file).c_str(), read_and_count, path);
+  }
+
+  ComparisonReporter reporter(std::to_string(live.fds.size() / 2) + " sockets per table, in " + live.where);
+  benchmark::RunSpecifiedBenchmarks(&reporter);
+  benchmark::Shutdown();
+  return 0;
+}
