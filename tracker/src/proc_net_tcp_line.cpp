@@ -1,5 +1,10 @@
 #include "proc_net_tcp_line.h"
 
+#if defined(SKOPOS_X86_KERNELS)
+#include <immintrin.h>
+#endif
+
+#include <bit>
 #include <cstring>
 #include <limits>
 
@@ -197,7 +202,10 @@ bool endpoint(Cursor& c, TcpTableFamily family, std::array<std::uint8_t, 16>& ad
   return true;
 }
 
+#if defined(SKOPOS_X86_KERNELS)
 // --- Reading fields of a proven line (record_from_shape) ---------------------------
+// These run once per field of every line, so they are forced inline: GCC's size
+// heuristics otherwise leave the digit parser as a call per field.
 // Every byte read here was checked by a kernel: hex fields hold [0-9A-F] (the
 // pointer [0-9a-f]), decimal fields [0-9] with at most a leading '-' on ssthresh.
 
@@ -207,51 +215,87 @@ constexpr unsigned nibble(char c) {
   return (b & 0x0Fu) + 9u * (b >> 6);
 }
 
-std::uint64_t hex_run(const char* p, const char* end) {
+[[gnu::always_inline]] inline std::uint64_t hex_run(const char* p, const char* end) {
   std::uint64_t v = 0;
   for (; p < end; ++p) v = (v << 4) | nibble(*p);
   return v;
 }
 
-// Eight hex digits at once (SWAR): the value of "%08X".
-std::uint32_t hex8(const char* p) {
+// Eight hex digits at once: the value of "%08X". Byte i of n becomes the value of
+// character i; reversed, pext gathers the nibbles with character 7 lowest.
+[[gnu::always_inline, gnu::target("bmi2")]] inline std::uint32_t hex8(const char* p) {
   std::uint64_t x;
   std::memcpy(&x, p, 8);
-  // Byte i becomes the value of character i (character 0 is the most significant).
   const std::uint64_t n = (x & 0x0F0F0F0F0F0F0F0FULL) + 9 * ((x >> 6) & 0x0101010101010101ULL);
-  // Pairs of nibbles into bytes, then the four bytes together: B0 | B1 << 8 | ...
-  std::uint64_t t = ((n << 4) | (n >> 8)) & 0x00FF00FF00FF00FFULL;
-  t = (t | (t >> 8)) & 0x0000FFFF0000FFFFULL;
-  t = (t | (t >> 16)) & 0xFFFFFFFFULL;
-  return __builtin_bswap32(static_cast<std::uint32_t>(t));
+  return static_cast<std::uint32_t>(_pext_u64(__builtin_bswap64(n), 0x0F0F0F0F0F0F0F0FULL));
 }
 
-std::uint64_t decimal_run(const char* p, const char* end) {
+// Four and two hex digits, likewise.
+[[gnu::always_inline, gnu::target("bmi2")]] inline std::uint32_t hex4(const char* p) {
+  std::uint32_t x;
+  std::memcpy(&x, p, 4);
+  const std::uint32_t n = (x & 0x0F0F0F0Fu) + 9u * ((x >> 6) & 0x01010101u);
+  return _pext_u32(__builtin_bswap32(n), 0x0F0F0F0Fu);
+}
+[[gnu::always_inline]] inline std::uint32_t hex2(const char* p) { return (nibble(p[0]) << 4) | nibble(p[1]); }
+
+// Up to eight decimal digits at once (SWAR, no branch per digit): the eight bytes at p
+// are read, of which the first `count` are digits. Bytes past the field are inside the
+// kernel's read-ahead.
+[[gnu::always_inline]] inline std::uint64_t eight_digits(const char* p, unsigned count) {
+  std::uint64_t chunk;
+  std::memcpy(&chunk, p, 8);
+  // Keep the digits, move them to the high bytes and fill the low ones with '0': the
+  // eight bytes then spell the number with leading zeros, most significant first.
+  chunk <<= 8 * (8 - count);
+  chunk |= 0x3030303030303030ULL & ((std::uint64_t{1} << (64 - 8 * count)) - 1);
+  chunk -= 0x3030303030303030ULL;
+  chunk = chunk * 10 + (chunk >> 8);  // pairs of digits
+  return (((chunk & 0x000000FF000000FFULL) * (100 + (1000000ULL << 32))) +
+          (((chunk >> 16) & 0x000000FF000000FFULL) * (1 + (10000ULL << 32)))) >>
+         32;
+}
+
+[[gnu::always_inline]] inline std::uint64_t decimal_run(const char* p, const char* end) {
+  const auto count = static_cast<unsigned>(end - p);
+  if (count <= 8) return eight_digits(p, count);
   std::uint64_t v = 0;
   for (; p < end; ++p) v = v * 10 + static_cast<std::uint64_t>(*p - '0');
   return v;
 }
 
-void words_to_address(const char* p, int words, std::uint8_t* bytes) {
+static_assert(std::endian::native == std::endian::little,
+              "addresses are the kernel's words in little-endian order; see address_word()");
+
+[[gnu::always_inline, gnu::target("bmi2")]] inline void words_to_address(const char* p, int words, std::uint8_t* bytes) {
   for (int i = 0; i < words; ++i) {
     const std::uint32_t word = hex8(p + 8 * i);
-    // The address bytes are the word in host (little-endian) order; see address_word().
-    for (int b = 0; b < 4; ++b) bytes[4 * i + b] = static_cast<std::uint8_t>(word >> (8 * b));
+    std::memcpy(bytes + 4 * i, &word, 4);
   }
 }
 
+#endif  // SKOPOS_X86_KERNELS
+
 }  // namespace
 
-void record_from_shape(const LineShape& shape, TcpTableFamily family, TcpSocketRecord& out) {
+#if defined(SKOPOS_X86_KERNELS)
+// Only the SIMD kernels, which run only on CPUs with BMI2, ever call this; so it may use
+// pext.
+[[gnu::target("bmi2")]] void record_from_shape(const LineShape& shape, TcpTableFamily family,
+                                                TcpSocketRecord& out) {
   const char* p = shape.begin;
   const bool v4 = family == TcpTableFamily::kIpv4;
   const int address_digits = v4 ? 8 : 32;
   const auto field = [&](int i) { return std::pair{p + shape.field_begin[i], p + shape.field_end[i]}; };
 
   out.family = family;
-  const char* slot = p;
-  while (*slot == ' ') ++slot;
-  out.slot = decimal_run(slot, p + shape.slot_digits);
+  // The slot's padding spaces become leading zeros: ' ' | 0x10 is '0'; digits keep.
+  std::uint64_t slot;
+  std::memcpy(&slot, p, 8);
+  slot |= 0x1010101010101010ULL;
+  char slot_text[8];
+  std::memcpy(slot_text, &slot, 8);
+  out.slot = eight_digits(slot_text, shape.slot_digits);
 
   const char* local = p + shape.slot_digits + 2;                  // after "%4d: "
   const char* remote = local + address_digits + 1 + 4 + 1;        // after "ADDR:PORT "
@@ -267,13 +311,13 @@ void record_from_shape(const LineShape& shape, TcpTableFamily family, TcpSocketR
     words_to_address(local, 4, out.local_address.data());
     words_to_address(remote, 4, out.remote_address.data());
   }
-  out.local_port = static_cast<std::uint16_t>(hex_run(local + address_digits + 1, local + address_digits + 5));
-  out.remote_port = static_cast<std::uint16_t>(hex_run(remote + address_digits + 1, remote + address_digits + 5));
-  out.state = static_cast<TcpState>(hex_run(state, state + 2));
+  out.local_port = static_cast<std::uint16_t>(hex4(local + address_digits + 1));
+  out.remote_port = static_cast<std::uint16_t>(hex4(remote + address_digits + 1));
+  out.state = static_cast<TcpState>(hex2(state));
   // "%02X %08X:%08X %02X:%08lX %08X " from the state on.
   out.tx_queue = hex8(state + 3);
   out.rx_queue = hex8(state + 12);
-  out.timer = static_cast<std::uint8_t>(hex_run(state + 21, state + 23));
+  out.timer = static_cast<std::uint8_t>(hex2(state + 21));
   out.timer_expires = hex8(state + 24);
   out.retransmits = hex8(state + 33);
 
@@ -310,6 +354,7 @@ void record_from_shape(const LineShape& shape, TcpTableFamily family, TcpSocketR
   const auto magnitude = static_cast<std::int64_t>(decimal_run(ss_begin + (negative ? 1 : 0), ss_end));
   out.ssthresh = static_cast<std::int32_t>(negative ? -magnitude : magnitude);
 }
+#endif  // SKOPOS_X86_KERNELS
 
 std::optional<TcpTableFamily> match_header(const char* begin, const char* newline) {
   const std::string_view line(begin, static_cast<std::size_t>(newline - begin));

@@ -30,9 +30,11 @@ std::optional<TcpTableFamily> match_header(const char* begin, const char* newlin
 bool parse_socket_line(const char* begin, const char* newline, TcpTableFamily family,
                        TcpSocketRecord& out, LineError& error);
 
+#if defined(SKOPOS_X86_KERNELS)
 // The record of a line a kernel proved well-formed: the same record parse_socket_line()
 // makes of it, read from known offsets without re-checking. Fills every field of `out`
-// except `line`.
+// except `line`. Needs BMI2, as do the kernels that call it.
 void record_from_shape(const LineShape& shape, TcpTableFamily family, TcpSocketRecord& out);
+#endif
 
 }  // namespace skopos::tracker::detail
