@@ -9,6 +9,8 @@ packages=(
   build-essential cmake ninja-build pkg-config git
   # BPF: clang compiles *.bpf.c, bpftool generates skeletons, libbpf loads them.
   clang llvm libclang-rt-14-dev libbpf-dev bpftool libelf-dev zlib1g-dev
+  # JSON (simdjson parses what clients and servers send us; tests parse our output).
+  libsimdjson-dev
   # Tests and benchmarks.
   googletest libgtest-dev libgmock-dev libbenchmark-dev
   # Privileged tests: network namespaces and `ss` to cross-check the decoder.

@@ -1,5 +1,7 @@
 #include "privileged_support.h"
 
+#include "process.h"
+
 #include <fcntl.h>
 #include <sched.h>
 #include <sys/stat.h>
@@ -23,64 +25,15 @@ std::string privilege_problem() {
   return {};
 }
 
-namespace {
-
-std::string read_all(int fd) {
-  std::string text;
-  char buffer[4096];
-  for (;;) {
-    const ssize_t n = ::read(fd, buffer, sizeof buffer);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) break;
-    text.append(buffer, static_cast<std::size_t>(n));
-  }
-  return text;
-}
-
-}  // namespace
-
 Result<std::string> run_command(const std::vector<std::string>& argv) {
-  int out[2];
-  int err[2];
-  if (::pipe2(out, O_CLOEXEC) != 0) return unexpected(Error::from_errno(errno, "pipe", argv.front()));
-  if (::pipe2(err, O_CLOEXEC) != 0) {
-    ::close(out[0]);
-    ::close(out[1]);
-    return unexpected(Error::from_errno(errno, "pipe", argv.front()));
-  }
-  std::vector<char*> args;
-  for (const std::string& arg : argv) args.push_back(const_cast<char*>(arg.c_str()));
-  args.push_back(nullptr);
-  const pid_t pid = ::fork();
-  if (pid == 0) {
-    ::dup2(out[1], STDOUT_FILENO);
-    ::dup2(err[1], STDERR_FILENO);
-    ::execvp(args[0], args.data());
-    ::_exit(127);
-  }
-  ::close(out[1]);
-  ::close(err[1]);
-  if (pid < 0) {
-    ::close(out[0]);
-    ::close(err[0]);
-    return unexpected(Error::from_errno(errno, "fork", argv.front()));
-  }
-  // Commands here print little; reading stdout to the end before stderr cannot
-  // deadlock on a full stderr pipe for them.
-  std::string output = read_all(out[0]);
-  std::string errors = read_all(err[0]);
-  ::close(out[0]);
-  ::close(err[0]);
-  int status = 0;
-  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-  }
-  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+  ProcessResult result = run_process(argv);
+  if (result.exit_code != 0) {
     std::string command;
     for (const std::string& arg : argv) command += (command.empty() ? "" : " ") + arg;
     return unexpected(Error::invalid("run", command,
-                                     "exit status " + std::to_string(WEXITSTATUS(status)) + ": " + errors));
+                                     "exit status " + std::to_string(result.exit_code) + ": " + result.err));
   }
-  return output;
+  return std::move(result.out);
 }
 
 Result<std::unique_ptr<TestNetns>> TestNetns::create(const std::string& prefix) {

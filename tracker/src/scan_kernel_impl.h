@@ -253,7 +253,8 @@ inline Judged<W> judge(W space, W digit, W lower, W minus, const W& length, cons
   return {ok, port, state};
 }
 
-// One line's 64-bit word for judge().
+// One line's 64-bit word for judge(). Its comparisons give 0 or 1 as an unsigned, the
+// one-lane counterpart of Lanes8's __mmask8, so that judge() combines them bitwise.
 struct Word {
   std::uint64_t v;
   static Word broadcast(std::uint64_t x) { return {x}; }
@@ -268,12 +269,12 @@ struct Word {
   // Shifts by 64 or more give 0, as vpsllvq and vpsrlvq do.
   friend Word operator<<(Word a, Word n) { return {n.v >= 64 ? 0 : a.v << n.v}; }
   friend Word shift_right(Word a, Word n) { return {n.v >= 64 ? 0 : a.v >> n.v}; }
-  friend bool operator==(Word a, Word b) { return a.v == b.v; }
-  friend bool at_most(Word a, Word b) { return a.v <= b.v; }
+  friend unsigned operator==(Word a, Word b) { return a.v == b.v ? 1u : 0u; }
+  friend unsigned at_most(Word a, Word b) { return a.v <= b.v ? 1u : 0u; }
   friend Word popcount(Word a) { return {static_cast<std::uint64_t>(__builtin_popcountll(a.v))}; }
   friend Word highest_bit(Word a) { return {std::uint64_t{1} << highest(a.v | 1)}; }
-  friend Word select(bool condition, Word a) { return {condition ? a.v : 0}; }
-  friend bool is_zero(Word a) { return a.v == 0; }
+  friend Word select(unsigned condition, Word a) { return {condition != 0 ? a.v : 0}; }
+  friend unsigned is_zero(Word a) { return a.v == 0 ? 1u : 0u; }
 };
 
 // --- Batches -------------------------------------------------------------------------

@@ -1,0 +1,52 @@
+#include "skopos/cli_args.h"
+
+#include <gtest/gtest.h>
+
+#include "skopos/result.h"
+
+namespace skopos {
+namespace {
+
+const CliSpec kSpec{"tool cmd", {"json", "records"}, {"kernel", "timeout"}};
+
+CliArgs parse(std::vector<std::string> args) {
+  std::vector<char*> argv;
+  for (std::string& arg : args) argv.push_back(arg.data());
+  return CliArgs::parse(kSpec, static_cast<int>(argv.size()), argv.data(), 0);
+}
+
+std::string failure(std::vector<std::string> args) {
+  try {
+    parse(std::move(args));
+  } catch (const FatalError& error) {
+    return error.message();
+  }
+  return "(accepted)";
+}
+
+TEST(CliArgs, FlagsOptionsAndPositionals) {
+  const CliArgs args = parse({"a", "--json", "--kernel=avx2", "--timeout", "300s", "b", "-"});
+  EXPECT_TRUE(args.flag("json"));
+  EXPECT_FALSE(args.flag("records"));
+  EXPECT_EQ(args.option("kernel"), "avx2");
+  EXPECT_EQ(args.option("timeout"), "300s");
+  EXPECT_EQ(args.option("absent", "fallback"), "fallback");
+  EXPECT_FALSE(args.has("absent"));
+  EXPECT_EQ(args.positional(), (std::vector<std::string>{"a", "b", "-"}));
+}
+
+TEST(CliArgs, DoubleDashEndsOptions) {
+  const CliArgs args = parse({"--", "--json", "-x"});
+  EXPECT_FALSE(args.flag("json"));
+  EXPECT_EQ(args.positional(), (std::vector<std::string>{"--json", "-x"}));
+}
+
+TEST(CliArgs, RejectsWhatItDoesNotKnowNamingIt) {
+  EXPECT_EQ(failure({"--jsn"}), "tool cmd: unknown option '--jsn'");
+  EXPECT_EQ(failure({"-j"}), "tool cmd: unknown option '-j'");
+  EXPECT_EQ(failure({"--json=1"}), "tool cmd: option '--json' takes no value");
+  EXPECT_EQ(failure({"--kernel"}), "tool cmd: option '--kernel' needs a value");
+}
+
+}  // namespace
+}  // namespace skopos

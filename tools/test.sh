@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# Runs every test tier, as CI does: dependencies, configure, build, then
+#   unit         no root, no network
+#   integration  our binaries as operators run them
+#   privileged   root: BPF, network namespaces (a skip is a failure when run as root)
+#   bench        a seconds-long smoke run of the benchmarks, so they cannot rot
+#   sanitize     a clang build with ASan+UBSan; unit and integration tests again there
+#   fuzz         a bounded libFuzzer run of the decoder (SKOPOS_FUZZ_SECONDS, default 60)
+#
+# Usage: tools/test.sh [tier...]     e.g. tools/test.sh unit integration
+set -euo pipefail
+top=$(cd "$(dirname "$0")/.." && pwd)
+cd "$top"
+
+all_tiers=(unit integration privileged bench sanitize fuzz)
+tiers=("$@")
+[ ${#tiers[@]} -gt 0 ] || tiers=("${all_tiers[@]}")
+for tier in "${tiers[@]}"; do
+  case " ${all_tiers[*]} " in *" $tier "*) ;; *) echo "test.sh: unknown tier '$tier' (one of: ${all_tiers[*]})" >&2; exit 2 ;; esac
+done
+wants() { case " ${tiers[*]} " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
+
+step() { printf '\n== %s\n' "$*"; }
+started=$(date +%s)
+
+step "dependencies"
+tools/install-deps.sh
+
+if wants unit || wants integration || wants privileged || wants bench; then
+  step "configure and build (gcc, warnings as errors)"
+  cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSKOPOS_WERROR=ON
+  cmake --build build -j "$(nproc)"
+fi
+
+# When we can run privileged tests, a privileged test that skips is a failure.
+if [ "$(id -u)" -eq 0 ]; then
+  export SKOPOS_REQUIRE_PRIVILEGED=1
+fi
+
+run_tier() {
+  local dir=$1 label=$2
+  step "tier: $label ($dir)"
+  ctest --test-dir "$dir" -L "^${label}\$" --no-tests=error --output-on-failure -j "$(nproc)"
+}
+
+wants unit && run_tier build unit
+wants integration && run_tier build integration
+if wants privileged; then
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "test.sh: the privileged tier needs root (sudo tools/test.sh privileged)" >&2
+    exit 1
+  fi
+  # Serially: these tests move threads between network namespaces.
+  step "tier: privileged (build)"
+  status=0
+  ctest --test-dir build -L '^privileged$' --no-tests=error --output-on-failure || status=$?
+  # A test that crashed may have left its namespace behind; remove it and say so.
+  leftover=$(ip netns list | awk '/^skopos-/ {print $1}')
+  if [ -n "$leftover" ]; then
+    echo "test.sh: removing namespaces left behind: $leftover" >&2
+    for ns in $leftover; do ip netns delete "$ns" || true; done
+    status=1
+  fi
+  [ $status -eq 0 ] || exit $status
+fi
+wants bench && run_tier build bench
+
+if wants sanitize || wants fuzz; then
+  step "configure and build (clang, ASan+UBSan, libFuzzer)"
+  CC=clang CXX=clang++ cmake -S . -B build/fuzz -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+    -DSKOPOS_FUZZ=ON -DSKOPOS_BPF=OFF -DSKOPOS_BENCH=OFF -DSKOPOS_WERROR=ON \
+    -DSKOPOS_FUZZ_SECONDS="${SKOPOS_FUZZ_SECONDS:-60}"
+  cmake --build build/fuzz -j "$(nproc)"
+fi
+if wants sanitize; then
+  run_tier build/fuzz unit
+  run_tier build/fuzz integration
+fi
+wants fuzz && run_tier build/fuzz fuzz
+
+step "all requested tiers passed (${tiers[*]}) in $(( $(date +%s) - started ))s"
