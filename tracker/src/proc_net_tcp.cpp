@@ -117,27 +117,15 @@ ScanKernel best_scan_kernel() {
 
 namespace detail {
 
-const char* count_line_portable(const char* line, const char* end, bool ipv6,
-                                const CountTarget& target) {
-  const auto available = static_cast<std::size_t>(end - line);
-  const auto* newline =
-      static_cast<const char*>(std::memchr(line, '\n', std::min(available, kMaxLineLength)));
-  if (newline == nullptr) return available >= kMaxLineLength ? nullptr : line;
-  TcpSocketRecord record;
-  LineError error;
-  if (!parse_socket_line(line, newline, ipv6 ? TcpTableFamily::kIpv6 : TcpTableFamily::kIpv4,
-                         record, error)) {
-    return nullptr;
-  }
-  count_socket(target, record.local_port, static_cast<unsigned>(record.state));
-  return newline + 1;
-}
+namespace {
 
-ScanProgress count_lines_portable(const char* begin, const char* end, bool ipv6,
-                                  const CountTarget& target) {
+// The portable scan: every complete line of [begin, end) through `step`, which has the
+// returns of parse_line_at().
+template <class Step>
+ScanProgress scan_each(const char* begin, const char* end, Step step) {
   ScanProgress progress{begin, 0, 0, false};
   while (progress.stop < end) {
-    const char* next = count_line_portable(progress.stop, end, ipv6, target);
+    const char* next = step(progress.stop);
     if (next == nullptr) {
       progress.failed = true;
       break;
@@ -148,6 +136,22 @@ ScanProgress count_lines_portable(const char* begin, const char* end, bool ipv6,
   }
   progress.fallback_lines = progress.lines;
   return progress;
+}
+
+TcpTableFamily family_of(bool ipv6) { return ipv6 ? TcpTableFamily::kIpv6 : TcpTableFamily::kIpv4; }
+
+}  // namespace
+
+const char* count_line_portable(const char* line, const char* end, bool ipv6, const CountTarget& target) {
+  TcpSocketRecord record;
+  LineError error;
+  const char* next = parse_line_at(line, end, family_of(ipv6), record, error);
+  if (next != nullptr && next != line) count_socket(target, record.local_port, static_cast<unsigned>(record.state));
+  return next;
+}
+
+ScanProgress count_lines_portable(const char* begin, const char* end, bool ipv6, const CountTarget& target) {
+  return scan_each(begin, end, [&](const char* line) { return count_line_portable(line, end, ipv6, target); });
 }
 
 // Splits a file's chunks into lines: reads the header, hands runs of complete lines to
@@ -257,12 +261,9 @@ class LineFramer {
 
   // The scan found the line at `line` invalid: say exactly why, with the full parser.
   DecodeStatus diagnose(const char* line, const char* end) {
-    const std::size_t available = std::min(static_cast<std::size_t>(end - line), kMaxLineLength);
-    const auto* newline = static_cast<const char*>(std::memchr(line, '\n', available));
-    if (newline == nullptr) return too_long(line[kMaxLineLength - 1]);
     TcpSocketRecord record;
     LineError error;
-    if (parse_socket_line(line, newline, *family_, record, error)) {
+    if (parse_line_at(line, end, *family_, record, error) != nullptr) {
       // A kernel and the parser disagree: a bug, and one the fuzzer hunts for.
       error = LineError{.kind = DecodeErrorKind::kUnexpectedByte, .expected = "(internal error)"};
     }
@@ -332,19 +333,7 @@ class TcpTableDecoder::Scanner : public detail::LineFramer {
 #endif
       default: break;
     }
-    detail::ScanProgress progress{begin, 0, 0, false};
-    while (progress.stop < end) {
-      const char* next = fallback(this, progress.stop, end);
-      if (next == nullptr) {
-        progress.failed = true;
-        break;
-      }
-      if (next == progress.stop) break;
-      progress.stop = next;
-      ++progress.lines;
-    }
-    progress.fallback_lines = progress.lines;
-    return progress;
+    return detail::scan_each(begin, end, [&](const char* line) { return fallback(this, line, end); });
   }
 
  private:
@@ -358,13 +347,10 @@ class TcpTableDecoder::Scanner : public detail::LineFramer {
   // Any other line: the full parser decides.
   static const char* fallback(void* context, const char* line, const char* end) {
     auto* self = static_cast<Scanner*>(context);
-    const auto available = static_cast<std::size_t>(end - line);
-    const auto* newline = static_cast<const char*>(std::memchr(line, '\n', std::min(available, kMaxLineLength)));
-    if (newline == nullptr) return available >= kMaxLineLength ? nullptr : line;
     detail::LineError error;
-    if (!detail::parse_socket_line(line, newline, self->family_, self->record_, error)) return nullptr;
-    self->emit();
-    return newline + 1;
+    const char* next = detail::parse_line_at(line, end, self->family_, self->record_, error);
+    if (next != nullptr && next != line) self->emit();
+    return next;
   }
 
   void emit() {

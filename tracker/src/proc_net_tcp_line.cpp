@@ -4,6 +4,7 @@
 #include <immintrin.h>
 #endif
 
+#include <algorithm>
 #include <bit>
 #include <cstring>
 #include <limits>
@@ -361,6 +362,21 @@ std::optional<TcpTableFamily> match_header(const char* begin, const char* newlin
   if (header_is(line, kIpv4Header)) return TcpTableFamily::kIpv4;
   if (header_is(line, kIpv6Header)) return TcpTableFamily::kIpv6;
   return std::nullopt;
+}
+
+const char* parse_line_at(const char* line, const char* end, TcpTableFamily family, TcpSocketRecord& out,
+                          LineError& error) {
+  const auto available = static_cast<std::size_t>(end - line);
+  const auto* newline = static_cast<const char*>(std::memchr(line, '\n', std::min(available, kMaxLineLength)));
+  if (newline == nullptr) {
+    if (available < kMaxLineLength) return line;
+    error = LineError{.kind = DecodeErrorKind::kLineTooLong,
+                      .column = static_cast<std::uint32_t>(kMaxLineLength - 1),
+                      .expected = "newline",
+                      .found = static_cast<unsigned char>(line[kMaxLineLength - 1])};
+    return nullptr;
+  }
+  return parse_socket_line(line, newline, family, out, error) ? newline + 1 : nullptr;
 }
 
 bool parse_socket_line(const char* begin, const char* newline, TcpTableFamily family,

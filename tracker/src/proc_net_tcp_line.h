@@ -30,6 +30,13 @@ std::optional<TcpTableFamily> match_header(const char* begin, const char* newlin
 bool parse_socket_line(const char* begin, const char* newline, TcpTableFamily family,
                        TcpSocketRecord& out, LineError& error);
 
+// Finds and parses the line that starts at `line` within [line, end). Returns the byte
+// after its newline; `line` itself when [line, end) holds no newline and is shorter
+// than kMaxLineLength (more input needed); nullptr when the line is invalid or too long,
+// with `error` saying why.
+const char* parse_line_at(const char* line, const char* end, TcpTableFamily family, TcpSocketRecord& out,
+                          LineError& error);
+
 #if defined(SKOPOS_X86_KERNELS)
 // The record of a line a kernel proved well-formed: the same record parse_socket_line()
 // makes of it, read from known offsets without re-checking. Fills every field of `out`

@@ -6,17 +6,17 @@
 // How it works. A socket line is a fixed-width prefix (slot, both endpoints, state,
 // queues, timer, retransmits) followed by a short tail of space-separated decimal
 // fields and the kernel pointer; every line the kernel prints ends 129 to 192 bytes
-// after it starts. For each line the kernel:
+// after it starts. Lines go through in batches of eight:
 //
-//  1. finds its newline with one compare of the 64 bytes at line + 128. This is all
-//     the next line waits for, so consecutive lines overlap in the CPU instead of each
-//     waiting for the previous one's checks (a memchr line split cannot do that);
-//  2. classifies the prefix's bytes with two nibble lookups and checks every position
-//     against a template (hex digit here, ':' there) in a handful of vector ops;
-//  3. classifies the tail and checks, on bitmasks, that it is 5 or 10 well-formed
-//     fields with only spaces up to the newline -- which also proves that no earlier
-//     newline hides in the line;
-//  4. reads port and state (counting) or every field (records) at known offsets.
+//  A. per line: find the newline with one compare of the 64 bytes at line + 128 --
+//     all the next line waits for, so consecutive lines overlap in the CPU instead of
+//     each waiting for the previous one's checks (a memchr line split cannot do
+//     that); classify the line's bytes (digit, hex letter, space, ...) and check every
+//     prefix position against a template (hex digit here, ':' there); record the
+//     tail's class masks and the raw port and state characters;
+//  B. per batch: judge() checks the slot, the state and the tail's field structure
+//     on bitmasks -- eight lines at once in AVX-512 lanes -- and reads port and state;
+//  C. per line again, in order: count it (or hand the decoder its field positions).
 //
 // The checks are a sufficient condition for parse_socket_line() to accept the line
 // with the same fields. Any line that does not pass them -- a wide slot number,
@@ -44,28 +44,29 @@ constexpr std::uint8_t kLower = 0x04;    // a-f
 constexpr std::uint8_t kSpace = 0x08;    // ' '
 constexpr std::uint8_t kColon = 0x10;    // ':'
 constexpr std::uint8_t kMinus = 0x20;    // '-'
-constexpr std::uint8_t kNewline = 0x40;  // '\n'
 
 // class(b) = kByLowNibble[b & 15] & kByHighNibble[b >> 4]: each class is the set of
 // bytes whose low nibble and high nibble both allow it (' ' is 0x20, '-' 0x2D, ':'
-// 0x3A, '\n' 0x0A). Bytes >= 0x80 have a high nibble of 8..15, which allows nothing.
+// 0x3A). Bytes >= 0x80 have a high nibble of 8..15, which allows nothing. The newline
+// belongs to no class: stage A finds it by a plain compare, and nowhere else in a
+// line is one allowed.
 constexpr std::uint8_t kByLowNibble[16] = {
     kDigit | kSpace,          kDigit | kUpper | kLower, kDigit | kUpper | kLower,
     kDigit | kUpper | kLower, kDigit | kUpper | kLower, kDigit | kUpper | kLower,
     kDigit | kUpper | kLower, kDigit,                   kDigit,
-    kDigit,                   kColon | kNewline,        0,
+    kDigit,                   kColon,                   0,
     0,                        kMinus,                   0,
     0};
 constexpr std::uint8_t kByHighNibble[16] = {
-    kNewline, 0, kSpace | kMinus, kDigit | kColon, kUpper, 0, kLower, 0, 0, 0, 0, 0, 0, 0, 0, 0};
+    0, 0, kSpace | kMinus, kDigit | kColon, kUpper, 0, kLower, 0, 0, 0, 0, 0, 0, 0, 0, 0};
 
 constexpr std::size_t kPrefixWindow = 128;  // two blocks cover the longest prefix
 // The newline window: kernel-printed lines end within [128, 192) bytes of their start.
 constexpr std::size_t kNewlineWindow = 128;
-// A line takes the fast path only when this many bytes are readable from its start
-// (and the windows past a long tail stay within the input, which check_line tests).
-// Reads per line: head, body and newline windows [0, 192), the tail window, and one
-// more window past a long tail, which ends before 256.
+// A line takes the fast path only when this many bytes are readable from its start.
+// Stage A reads the head, body and newline windows [0, 192), the tail window and, past a
+// long tail, one more window, which ends before 256; the record path reads a field's
+// eight bytes, which end before 200.
 constexpr std::size_t kReadAhead = 256;
 // How far ahead of the current line to prefetch: some 20 lines, the best of 2, 4 and
 // 8 KiB measured with bench_proc_net_tcp. The hardware prefetcher alone falls behind a
@@ -141,14 +142,8 @@ static_assert(kNewlineWindow + 64 <= kScanMaxLine);
 static_assert(kNewlineWindow >= kIpv6.prefix + kMaxSlotShift);
 
 inline std::uint64_t low_bits(unsigned n) { return n >= 64 ? ~std::uint64_t{0} : (std::uint64_t{1} << n) - 1; }
-// Bits [from, to).
-inline std::uint64_t bit_span(unsigned from, unsigned to) { return low_bits(to) & ~low_bits(from); }
 inline unsigned lowest(std::uint64_t x) { return static_cast<unsigned>(__builtin_ctzll(x)); }
 inline unsigned highest(std::uint64_t x) { return 63u - static_cast<unsigned>(__builtin_clzll(x)); }
-// The first position at or after `start` that is not in `set` (`set` must not be all
-// ones from `start` up, which holds because the bits above the window are clear).
-inline unsigned run_end(std::uint64_t set, unsigned start) { return start + lowest(~(set >> start)); }
-
 // --- Stage B: judging lines from what stage A recorded --------------------------------
 //
 // Stage A records, per line, raw inputs: masks of the tail window's spaces, digits,
