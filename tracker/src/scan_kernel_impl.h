@@ -458,7 +458,8 @@ struct ShapeSink {
     shape.begin = batch.begin[i];
     shape.newline = batch.newline[i];
     const unsigned tail = batch.prefix[i];
-    shape.slot_digits = tail - (ipv6 ? 120u : 72u);
+    // The prefix grows by one for every slot digit past four.
+    shape.slot_digits = 4 + tail - (ipv6 ? kIpv6.prefix : kIpv4.prefix);
     const std::uint64_t valid = low_bits(static_cast<unsigned>(batch.length[i]));
     const std::uint64_t field = (batch.digit[i] | batch.lower[i] | batch.minus[i]) & valid;
     // First and last byte of every field; a field may run to the window's end.
