@@ -189,13 +189,15 @@ TEST(TrackerCliDecode, AMissingFileIsAnErrorWithTheSystemsReason) {
 }
 
 TEST(TrackerCliDecode, EveryKernelGivesTheSameOutput) {
-  const ProcessResult reference = cli({"decode", "--json", "--kernel=portable", kTcp, kTcp6});
-  ASSERT_EQ(reference.exit_code, 0);
-  for (const char* kernel : {"auto", "avx2", "avx512"}) {
-    const ProcessResult r = cli({"decode", "--json", std::string("--kernel=") + kernel, kTcp, kTcp6});
-    if (r.exit_code == 2 && r.err.find("this CPU cannot run") != std::string::npos) continue;
-    EXPECT_EQ(r.exit_code, 0) << kernel << ": " << r.err;
-    EXPECT_EQ(r.out, reference.out) << kernel;
+  for (const char* mode : {"--json", "--records"}) {
+    const ProcessResult reference = cli({"decode", mode, "--kernel=portable", kTcp, kTcp6});
+    ASSERT_EQ(reference.exit_code, 0);
+    for (const char* kernel : {"auto", "avx2", "avx512"}) {
+      const ProcessResult r = cli({"decode", mode, std::string("--kernel=") + kernel, kTcp, kTcp6});
+      if (r.exit_code == 2 && r.err.find("this CPU cannot run") != std::string::npos) continue;
+      EXPECT_EQ(r.exit_code, 0) << kernel << ": " << r.err;
+      EXPECT_EQ(r.out, reference.out) << kernel << " " << mode;
+    }
   }
 }
 

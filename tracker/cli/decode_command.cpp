@@ -32,7 +32,7 @@ constexpr const char* kHelp =
     "\n"
     "  --json          one JSON document instead of a table\n"
     "  --records       every decoded line instead of counts\n"
-    "  --kernel=NAME   counting implementation: auto (default), portable, avx2, avx512\n"
+    "  --kernel=NAME   decoder implementation: auto (default), portable, avx2, avx512\n"
     "\n"
     "Exit status: 0 decoded, 1 a file could not be read or decoded (the error names the\n"
     "file, line and byte), 2 usage error.\n";
@@ -175,7 +175,7 @@ std::string decode_file(const std::string& file, TcpTableDecoder& decoder, TcpTa
   }
 }
 
-int print_records(const std::vector<std::string>& files, bool json) {
+int print_records(const std::vector<std::string>& files, bool json, ScanKernel kernel) {
   const bool several_files = files.size() > 1;
   Output out;
   JsonWriter w(out.text());
@@ -190,7 +190,7 @@ int print_records(const std::vector<std::string>& files, bool json) {
                   "REMOTE", "TX-QUEUE", "RX-QUEUE", "UID", "INODE");
     out.text() += header;
   }
-  TcpTableDecoder decoder;
+  TcpTableDecoder decoder(kernel);
   for (const std::string& file : files) {
     std::optional<DecodeError> decode_error;
     const std::string error = decode_file(
@@ -244,7 +244,7 @@ int decode_command(int argc, char** argv) {
                      "tracker-cli decode /proc/net/tcp /proc/net/tcp6 (or - for standard input)");
   }
   const ScanKernel kernel = parse_kernel(spec.command, args.option("kernel", "auto"));
-  if (args.flag("records")) return print_records(args.positional(), args.flag("json"));
+  if (args.flag("records")) return print_records(args.positional(), args.flag("json"), kernel);
   return print_counts(args.positional(), args.flag("json"), kernel);
 }
 

@@ -25,7 +25,7 @@ constexpr const char* kHelp =
     "CLOSE_WAIT and the listening ports. Run as root to see every namespace.\n"
     "\n"
     "  --json          one JSON document instead of a table\n"
-    "  --kernel=NAME   counting implementation: auto (default), portable, avx2, avx512\n";
+    "  --kernel=NAME   decoder implementation: auto (default), portable, avx2, avx512\n";
 
 struct Row {
   NetworkNamespace netns;
