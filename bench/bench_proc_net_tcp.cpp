@@ -21,39 +21,19 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include <atomic>
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <map>
-#include <new>
 #include <sstream>
 #include <string>
 #include <vector>
 
+#include "allocation_counter.h"
 #include "proc_net_tcp_gen.h"
 #include "skopos/unique_fd.h"
 #include "tracker/proc_net_reader.h"
-
-// Every allocation in the process is counted, so each benchmark can report how many
-// its loop makes (the decoder's contract: none per line).
-namespace {
-std::atomic<std::uint64_t> g_allocations{0};
-}  // namespace
-
-// The replacements pair malloc with free, which GCC's heuristic mistakes for a
-// mismatch when it sees operator new and free together.
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
-void* operator new(std::size_t size) {
-  g_allocations.fetch_add(1, std::memory_order_relaxed);
-  if (void* p = std::malloc(size == 0 ? 1 : size)) return p;
-  throw std::bad_alloc();
-}
-void operator delete(void* p) noexcept { std::free(p); }
-void operator delete(void* p, std::size_t) noexcept { std::free(p); }
-#pragma GCC diagnostic pop
 
 namespace skopos::bench {
 namespace {
@@ -73,12 +53,12 @@ const std::string& table(TcpTableFamily family, std::size_t lines) {
 // Reports bytes/s and allocations per iteration.
 class Meter {
  public:
-  explicit Meter(benchmark::State& state) : state_(state), before_(g_allocations.load()) {}
+  explicit Meter(benchmark::State& state) : state_(state), before_(allocations()) {}
   ~Meter() {
     const auto iterations = static_cast<double>(state_.iterations());
     state_.SetBytesProcessed(static_cast<std::int64_t>(bytes_));
     state_.counters["allocs/iter"] =
-        benchmark::Counter(static_cast<double>(g_allocations.load() - before_) / std::max(1.0, iterations));
+        benchmark::Counter(static_cast<double>(allocations() - before_) / std::max(1.0, iterations));
   }
   void add_bytes(std::uint64_t bytes) { bytes_ += bytes; }
 

@@ -65,21 +65,17 @@ JsonWriter& JsonWriter::value(bool flag) {
   return *this;
 }
 
-JsonWriter& JsonWriter::value(std::int64_t number) {
+template <class Integer>
+JsonWriter& JsonWriter::number(Integer value) {
   before_value();
   char digits[24];
-  const auto result = std::to_chars(digits, digits + sizeof digits, number);
+  const auto result = std::to_chars(digits, digits + sizeof digits, value);
   out_.append(digits, result.ptr);
   return *this;
 }
 
-JsonWriter& JsonWriter::value(std::uint64_t number) {
-  before_value();
-  char digits[24];
-  const auto result = std::to_chars(digits, digits + sizeof digits, number);
-  out_.append(digits, result.ptr);
-  return *this;
-}
+JsonWriter& JsonWriter::value(std::int64_t number) { return this->number(number); }
+JsonWriter& JsonWriter::value(std::uint64_t number) { return this->number(number); }
 
 JsonWriter& JsonWriter::null() {
   before_value();

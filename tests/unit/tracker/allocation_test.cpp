@@ -1,44 +1,16 @@
 // The decoder's contract: no heap allocation per line, on either path, whatever the
-// chunking. Every allocation of this test binary is counted while `counting` is set.
+// chunking. This binary links skopos_allocation_counter, which counts every allocation.
 #include <gtest/gtest.h>
 
-#include <atomic>
-#include <cstdlib>
-#include <new>
-
+#include "allocation_counter.h"
 #include "decode_test_support.h"
 #include "proc_net_tcp_gen.h"
 #include "tracker/proc_net_tcp.h"
 
-namespace {
-std::atomic<bool> counting{false};
-std::atomic<std::uint64_t> allocations{0};
-}  // namespace
-
-// Replacements pair malloc with free, which GCC's heuristic mistakes for a mismatch.
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
-void* operator new(std::size_t size) {
-  if (counting.load(std::memory_order_relaxed)) allocations.fetch_add(1, std::memory_order_relaxed);
-  if (void* p = std::malloc(size == 0 ? 1 : size)) return p;
-  throw std::bad_alloc();
-}
-void operator delete(void* p) noexcept { std::free(p); }
-void operator delete(void* p, std::size_t) noexcept { std::free(p); }
-#pragma GCC diagnostic pop
-
 namespace skopos::tracker {
 namespace {
 
-// Allocations made while `work` runs.
-template <class F>
-std::uint64_t allocations_during(F work) {
-  allocations = 0;
-  counting = true;
-  work();
-  counting = false;
-  return allocations.load();
-}
+using bench::allocations_during;
 
 TEST(DecoderAllocation, NoneWhileDecodingOnEitherPath) {
   for (TcpTableFamily family : {TcpTableFamily::kIpv4, TcpTableFamily::kIpv6}) {

@@ -37,6 +37,8 @@ class JsonWriter {
   bool complete() const { return stack_.empty(); }
 
  private:
+  template <class Integer>
+  JsonWriter& number(Integer value);
   void before_value();
   void escape(std::string_view text);
 
