@@ -13,28 +13,18 @@
 #include <cstdio>
 #include <cstdlib>
 #include <memory>
-#include <optional>
+#include <string>
 #include <string_view>
 #include <vector>
 
-#include "tracker/port_state_tally.h"
-#include "tracker/proc_net_tcp.h"
+#include "decode_runs.h"
 
 namespace {
 
 using namespace skopos::tracker;
-
-struct Records {
-  std::vector<TcpSocketRecord> records;
-  std::optional<DecodeError> error;
-  bool operator==(const Records&) const = default;
-};
-
-struct Counts {
-  std::vector<PortCounts> ports;
-  std::optional<DecodeError> error;
-  bool operator==(const Counts&) const = default;
-};
+using skopos::tracker::testing::count;
+using skopos::tracker::testing::count_records;
+using skopos::tracker::testing::decode_records;
 
 [[noreturn]] void violated(const char* what, ScanKernel kernel) {
   std::fprintf(stderr, "property violated: %s (kernel %s)\n", what, std::string(scan_kernel_name(kernel)).c_str());
@@ -57,55 +47,6 @@ std::vector<std::string_view> cut(std::string_view text, unsigned selector) {
   return chunks;
 }
 
-Records decode(const std::vector<std::string_view>& chunks, ScanKernel kernel) {
-  TcpTableDecoder decoder(kernel);
-  Records out;
-  for (std::string_view chunk : chunks) {
-    auto status = decoder.feed(chunk, [&](const TcpSocketRecord& r) { out.records.push_back(r); });
-    if (!status) {
-      out.error = status.error();
-      return out;
-    }
-  }
-  if (auto status = decoder.finish(); !status) out.error = status.error();
-  return out;
-}
-
-PortStateTally& tally() {
-  static PortStateTally instance;
-  return instance;
-}
-
-Counts count(const std::vector<std::string_view>& chunks, ScanKernel kernel) {
-  PortStateTally& t = tally();
-  t.clear();
-  TcpTableCounter counter(t, kernel);
-  Counts out;
-  for (std::string_view chunk : chunks) {
-    if (auto status = counter.feed(chunk); !status) {
-      out.error = status.error();
-      return out;
-    }
-  }
-  if (auto status = counter.finish(); !status) {
-    out.error = status.error();
-    return out;
-  }
-  out.ports = t.summarize().ports;
-  return out;
-}
-
-Counts count_of(const Records& records) {
-  Counts out;
-  out.error = records.error;
-  if (records.error) return out;
-  PortStateTally& t = tally();
-  t.clear();
-  for (const TcpSocketRecord& r : records.records) t.add(r.local_port, r.state);
-  out.ports = t.summarize().ports;
-  return out;
-}
-
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
@@ -115,14 +56,14 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   const std::string_view text(reinterpret_cast<const char*>(data + 1), size - 1);
   const std::vector<std::string_view> whole = {text};
 
-  const Records reference = decode(whole, ScanKernel::kPortable);
-  const Counts reference_counts = count_of(reference);
+  const auto reference = decode_records(whole, ScanKernel::kPortable);
+  // The portable records, tallied: what every counting path must make.
+  const auto reference_counts = count_records(whole, ScanKernel::kPortable);
   const std::vector<std::string_view> chunks = cut(text, selector);
-  for (ScanKernel kernel : {ScanKernel::kPortable, ScanKernel::kAvx2, ScanKernel::kAvx512}) {
-    if (!scan_kernel_supported(kernel)) continue;
-    if (!(decode(whole, kernel) == reference)) violated("records differ from the portable parser's", kernel);
+  for (ScanKernel kernel : testing::runnable_kernels()) {
+    if (!(decode_records(whole, kernel) == reference)) violated("records differ from the portable parser's", kernel);
     if (!(count(whole, kernel) == reference_counts)) violated("counts differ from the records' tally", kernel);
-    if (!(decode(chunks, kernel) == reference)) violated("chunked records differ", kernel);
+    if (!(decode_records(chunks, kernel) == reference)) violated("chunked records differ", kernel);
     if (!(count(chunks, kernel) == reference_counts)) violated("chunked counts differ", kernel);
   }
   return 0;
