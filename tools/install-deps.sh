@@ -13,8 +13,14 @@ packages=(
   libsimdjson-dev
   # Tests and benchmarks.
   googletest libgtest-dev libgmock-dev libbenchmark-dev
-  # Privileged tests: network namespaces and `ss` to cross-check the decoder.
-  iproute2
+  # Tracker: conntrack source and the Docker Engine API client (Asio over a Unix socket).
+  libnetfilter-conntrack-dev libmnl-dev libboost-dev
+  # Privileged tests: network namespaces, `ss` to cross-check the decoder, conntrack
+  # and iptables for the DNAT path.
+  iproute2 conntrack iptables
+  # Container integration tests: podman serves the Docker Engine API, runc runs the
+  # containers, busybox-static is the root filesystem of the test image.
+  podman runc busybox-static
 )
 
 missing=()

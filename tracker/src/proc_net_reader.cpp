@@ -42,15 +42,15 @@ std::string read_small_file(const std::string& path) {
 }  // namespace
 
 ProcNetReader::ProcNetReader(ScanKernel kernel)
-    : kernel_(kernel), buffer_(std::make_unique<char[]>(kBufferSize)) {}
+    : kernel_(kernel), decoder_(kernel), buffer_(std::make_unique<char[]>(kBufferSize)) {}
 
 Result<void> ProcNetReader::count_fd(int fd, const std::string& name, PortStateTally& tally) {
   bytes_read_ = 0;
   return count_stream(fd, name, tally);
 }
 
-Result<void> ProcNetReader::count_stream(int fd, const std::string& path, PortStateTally& tally) {
-  TcpTableCounter counter(tally, kernel_);
+Result<void> ProcNetReader::read_stream(int fd, const std::string& path,
+                                        FunctionRef<DecodeStatus(std::span<const char>)> feed) {
   bool eof = false;
   while (!eof) {
     std::size_t used = 0;
@@ -67,11 +67,28 @@ Result<void> ProcNetReader::count_stream(int fd, const std::string& path, PortSt
       used += static_cast<std::size_t>(n);
     }
     bytes_read_ += used;
-    if (auto status = counter.feed({buffer_.get(), used}); !status) {
+    if (auto status = feed({buffer_.get(), used}); !status) {
       return unexpected(Error::invalid("decode", path, status.error().message()));
     }
   }
+  return {};
+}
+
+Result<void> ProcNetReader::count_stream(int fd, const std::string& path, PortStateTally& tally) {
+  TcpTableCounter counter(tally, kernel_);
+  auto feed = [&](std::span<const char> chunk) { return counter.feed(chunk); };
+  if (auto status = read_stream(fd, path, feed); !status) return status;
   if (auto status = counter.finish(); !status) {
+    return unexpected(Error::invalid("decode", path, status.error().message()));
+  }
+  return {};
+}
+
+Result<void> ProcNetReader::decode_stream(int fd, const std::string& path, TcpTableDecoder::RecordSink sink) {
+  decoder_.reset();
+  auto feed = [&](std::span<const char> chunk) { return decoder_.feed(chunk, sink); };
+  if (auto status = read_stream(fd, path, feed); !status) return status;
+  if (auto status = decoder_.finish(); !status) {
     return unexpected(Error::invalid("decode", path, status.error().message()));
   }
   return {};
@@ -84,8 +101,8 @@ Result<void> ProcNetReader::count_file(const std::string& path, PortStateTally& 
   return count_stream(fd.get(), path, tally);
 }
 
-Result<void> ProcNetReader::count_namespace(const std::string& net_dir, PortStateTally& tally) {
-  tally.clear();
+Result<void> ProcNetReader::for_each_table(const std::string& net_dir,
+                                           FunctionRef<Result<void>(int, const std::string&)> read) {
   bytes_read_ = 0;
   for (const char* table : {"tcp", "tcp6"}) {
     const std::string path = net_dir + "/" + table;
@@ -95,9 +112,18 @@ Result<void> ProcNetReader::count_namespace(const std::string& net_dir, PortStat
       if (errno == ENOENT && std::string_view(table) == "tcp6") continue;
       return unexpected(Error::from_errno(errno, "open", path));
     }
-    if (auto status = count_stream(fd.get(), path, tally); !status) return status;
+    if (auto status = read(fd.get(), path); !status) return status;
   }
   return {};
+}
+
+Result<void> ProcNetReader::count_namespace(const std::string& net_dir, PortStateTally& tally) {
+  tally.clear();
+  return for_each_table(net_dir, [&](int fd, const std::string& path) { return count_stream(fd, path, tally); });
+}
+
+Result<void> ProcNetReader::decode_namespace(const std::string& net_dir, TcpTableDecoder::RecordSink sink) {
+  return for_each_table(net_dir, [&](int fd, const std::string& path) { return decode_stream(fd, path, sink); });
 }
 
 std::string NetworkNamespace::net_dir(const std::string& proc_root) const {
@@ -152,8 +178,7 @@ Result<std::vector<NetworkNamespace>> list_network_namespaces(const std::string&
   return namespaces;
 }
 
-Result<void> count_namespace_by_path(ProcNetReader& reader, const std::string& netns_path,
-                                     PortStateTally& tally) {
+Result<void> run_in_namespace(const std::string& netns_path, FunctionRef<Result<void>()> work) {
   UniqueFd ns(::open(netns_path.c_str(), O_RDONLY | O_CLOEXEC));
   if (!ns) return unexpected(Error::from_errno(errno, "open", netns_path));
   // setns() moves only the calling thread, and /proc/thread-self/net follows the
@@ -164,10 +189,15 @@ Result<void> count_namespace_by_path(ProcNetReader& reader, const std::string& n
       result = unexpected(Error::from_errno(errno, "setns", netns_path));
       return;
     }
-    result = reader.count_namespace("/proc/thread-self/net", tally);
+    result = work();
   });
   worker.join();
   return result;
+}
+
+Result<void> count_namespace_by_path(ProcNetReader& reader, const std::string& netns_path,
+                                     PortStateTally& tally) {
+  return run_in_namespace(netns_path, [&] { return reader.count_namespace("/proc/thread-self/net", tally); });
 }
 
 }  // namespace skopos::tracker

@@ -34,13 +34,23 @@ class ProcNetReader {
   // Adds the table read from `fd` (a pipe, stdin) to `tally`; `name` is for errors.
   Result<void> count_fd(int fd, const std::string& name, PortStateTally& tally);
 
+  // Decodes <net_dir>/tcp and <net_dir>/tcp6 into full records, tcp first. Same errors
+  // as count_namespace; after an error `sink` has seen only part of the tables.
+  Result<void> decode_namespace(const std::string& net_dir, TcpTableDecoder::RecordSink sink);
+
   // Bytes read by the last count_* call.
   std::uint64_t bytes_read() const { return bytes_read_; }
 
  private:
-  Result<void> count_stream(int fd, const std::string& name, PortStateTally& tally);
+  Result<void> read_stream(int fd, const std::string& path,
+                          FunctionRef<DecodeStatus(std::span<const char>)> feed);
+  Result<void> count_stream(int fd, const std::string& path, PortStateTally& tally);
+  Result<void> decode_stream(int fd, const std::string& path, TcpTableDecoder::RecordSink sink);
+  Result<void> for_each_table(const std::string& net_dir,
+                              FunctionRef<Result<void>(int, const std::string&)> read);
 
   ScanKernel kernel_;
+  TcpTableDecoder decoder_;
   std::unique_ptr<char[]> buffer_;
   std::uint64_t bytes_read_ = 0;
 };
@@ -62,6 +72,11 @@ struct NetworkNamespace {
 // users' processes are visible only to root.
 Result<std::vector<NetworkNamespace>> list_network_namespaces(
     const std::string& proc_root = "/proc", const std::string& run_netns = "/run/netns");
+
+// Runs `work` on a short-lived thread that has joined the network namespace at
+// `netns_path` (setns needs CAP_SYS_ADMIN), and returns its result. Inside, the
+// namespace's tables are at /proc/thread-self/net. The calling thread never moves.
+Result<void> run_in_namespace(const std::string& netns_path, FunctionRef<Result<void>()> work);
 
 // Counts the tables of a namespace that has no process in it, by entering it from a
 // short-lived thread (setns needs CAP_SYS_ADMIN). `netns_path` is e.g. /run/netns/x.

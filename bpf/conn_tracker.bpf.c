@@ -1,0 +1,218 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * Exact counts of ESTABLISHED TCP sockets per (network namespace, port, direction),
+ * in every namespace, kept by the kernel as sockets change state. See the ABI header
+ * for the contract; this file states the kernel facts the contract rests on.
+ */
+#include "vmlinux.h"
+#include <bpf/bpf_core_read.h>
+#include <bpf/bpf_endian.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_tracing.h>
+
+#include "skopos/bpf/conn_tracker.h"
+
+char LICENSE[] SEC("license") = "GPL";
+
+/* IPPROTO_TCP; the uapi enum is not in vmlinux.h on every kernel. */
+#define SKOPOS_IPPROTO_TCP 6
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, SKOPOS_CONN_MAX_KEYS);
+	__type(key, struct skopos_conn_key);
+	__type(value, __u64);
+} conn_counts SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_SK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, struct skopos_sock_mark);
+} sock_marks SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, SKOPOS_CONN_RINGBUF_BYTES);
+} conn_events SEC(".maps");
+
+struct skopos_conn_stats stats = {};
+
+/*
+ * Snapshot state, written by userspace (through the mmapped .bss) before each run of the
+ * iterator; runs are serialised by userspace. The iterator sees a namespace's listeners
+ * before its established sockets (bpf_iter_tcp walks the listening hash first), so the
+ * bitmap is complete by the time it is needed.
+ */
+__u32 snapshot_netns = 0;
+__u64 snapshot_listeners[SKOPOS_PORT_BITMAP_WORDS] = {};
+
+static __always_inline void send_event(const struct skopos_conn_key *key, __s32 delta)
+{
+	struct skopos_conn_event *event;
+
+	event = bpf_ringbuf_reserve(&conn_events, sizeof(*event), 0);
+	if (!event) {
+		__sync_fetch_and_add(&stats.lost_events, 1);
+		return;
+	}
+	event->key = *key;
+	event->delta = delta;
+	event->pad = 0;
+	bpf_ringbuf_submit(event, 0);
+}
+
+/* Adds the socket to `key` and marks it; false when it could not be counted. */
+static __always_inline bool count_socket(struct skopos_sock_mark *mark, const struct skopos_conn_key *key)
+{
+	__u64 zero = 0;
+	__u64 *count;
+
+	count = bpf_map_lookup_elem(&conn_counts, key);
+	if (!count) {
+		/* -EEXIST means another CPU created it first: fine. */
+		bpf_map_update_elem(&conn_counts, key, &zero, BPF_NOEXIST);
+		count = bpf_map_lookup_elem(&conn_counts, key);
+		if (!count) {
+			__sync_fetch_and_add(&stats.count_failures, 1);
+			return false;
+		}
+	}
+	__sync_fetch_and_add(count, 1);
+	mark->key = *key;
+	mark->counted = 1;
+	send_event(key, 1);
+	return true;
+}
+
+static __always_inline void uncount_socket(struct skopos_sock_mark *mark)
+{
+	__u64 *count;
+
+	mark->counted = 0;
+	count = bpf_map_lookup_elem(&conn_counts, &mark->key);
+	/* Entries are never deleted while the program runs, and a marked socket added 1. */
+	if (!count || *count == 0) {
+		__sync_fetch_and_add(&stats.underflows, 1);
+		return;
+	}
+	__sync_fetch_and_add(count, -1);
+	send_event(&mark->key, -1);
+}
+
+static __always_inline void fill_key(struct skopos_conn_key *key, const struct sock *sk, bool inbound)
+{
+	key->netns = BPF_CORE_READ(sk, __sk_common.skc_net.net, ns.inum);
+	key->direction = inbound ? SKOPOS_DIRECTION_INBOUND : SKOPOS_DIRECTION_OUTBOUND;
+	key->pad = 0;
+	/* skc_num is the local port in host order; skc_dport the remote one, network order. */
+	if (inbound)
+		key->port = BPF_CORE_READ(sk, __sk_common.skc_num);
+	else
+		key->port = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
+}
+
+/*
+ * tp_btf: typed arguments from BTF, no tracefs, no copy. inet_sock_set_state fires from
+ * tcp_set_state() and inet_sk_state_store() for every TCP state change in every network
+ * namespace (and for DCCP, SCTP and MPTCP sockets, which the protocol check drops), always
+ * with the socket locked -- the lock that also serialises this with the iterator below.
+ *
+ * An accepted socket is cloned from its listener (inet_csk_clone_lock: LISTEN->SYN_RECV)
+ * and enters ESTABLISHED from SYN_RECV, including TCP Fast Open and syncookie children;
+ * connect() enters it from SYN_SENT.
+ */
+SEC("tp_btf/inet_sock_set_state")
+int BPF_PROG(track_transition, struct sock *sk, int oldstate, int newstate)
+{
+	struct skopos_sock_mark *mark;
+	struct skopos_conn_key key;
+
+	if (newstate != TCP_ESTABLISHED && oldstate != TCP_ESTABLISHED)
+		return 0;
+	/* sk_protocol was an 8-bit bitfield before 5.6 and a u16 since. */
+	if (BPF_CORE_READ_BITFIELD_PROBED(sk, sk_protocol) != SKOPOS_IPPROTO_TCP)
+		return 0;
+	__sync_fetch_and_add(&stats.transitions, 1);
+
+	if (newstate == TCP_ESTABLISHED) {
+		mark = bpf_sk_storage_get(&sock_marks, sk, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
+		if (!mark) {
+			__sync_fetch_and_add(&stats.storage_failures, 1);
+			return 0;
+		}
+		if (mark->counted)
+			return 0;
+		fill_key(&key, sk, oldstate == TCP_SYN_RECV);
+		count_socket(mark, &key);
+		return 0;
+	}
+
+	/* Leaving ESTABLISHED. No mark: established before we loaded and not yet found by
+	 * a snapshot, so it was never counted. */
+	mark = bpf_sk_storage_get(&sock_marks, sk, 0, 0);
+	if (mark && mark->counted)
+		uncount_socket(mark);
+	return 0;
+}
+
+/*
+ * The snapshot: counts the ESTABLISHED sockets of one namespace that no transition has
+ * counted yet. bpf_iter_tcp runs this for each socket of the namespace the iterator was
+ * created in, with the socket locked (lock_sock_fast) and skipping sockets already
+ * unhashed, so a socket is either counted here or by the tracepoint, never both.
+ */
+SEC("iter/tcp")
+int snapshot_namespace(struct bpf_iter__tcp *ctx)
+{
+	struct sock_common *skc = ctx->sk_common;
+	struct skopos_sock_mark *mark;
+	struct skopos_conn_key key;
+	struct tcp_sock *tp;
+	__u16 port;
+	__u8 state;
+	bool inbound;
+
+	if (!skc)
+		return 0;
+	if (BPF_CORE_READ(skc, skc_net.net, ns.inum) != snapshot_netns)
+		return 0;
+	state = BPF_CORE_READ(skc, skc_state);
+	port = BPF_CORE_READ(skc, skc_num);
+
+	if (state == TCP_LISTEN) {
+		__u32 word = port / 64;
+
+		/* See the verifier note in state_transitions.bpf.c: keep the bound on the
+		 * register actually used for the index. */
+		barrier_var(word);
+		word &= SKOPOS_PORT_BITMAP_WORDS - 1;
+		__sync_fetch_and_or(&snapshot_listeners[word], 1ULL << (port % 64));
+		return 0;
+	}
+	if (state != TCP_ESTABLISHED)
+		return 0;
+	/* Request and time-wait mini-sockets have no storage; only full sockets count. */
+	tp = bpf_skc_to_tcp_sock(skc);
+	if (!tp)
+		return 0;
+	mark = bpf_sk_storage_get(&sock_marks, tp, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
+	if (!mark) {
+		__sync_fetch_and_add(&stats.storage_failures, 1);
+		return 0;
+	}
+	if (mark->counted)
+		return 0;
+
+	{
+		__u32 word = port / 64;
+
+		barrier_var(word);
+		word &= SKOPOS_PORT_BITMAP_WORDS - 1;
+		inbound = (snapshot_listeners[word] >> (port % 64)) & 1;
+	}
+	fill_key(&key, (struct sock *)tp, inbound);
+	if (count_socket(mark, &key))
+		__sync_fetch_and_add(&stats.snapshot_counted, 1);
+	return 0;
+}

@@ -1,0 +1,78 @@
+/* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
+/*
+ * ABI of bpf/conn_tracker.bpf.c, the one definition that both the BPF program and its
+ * userspace owner (tracker/src/bpf_connection_source.cpp) include.
+ *
+ * The program keeps, for every network namespace, the number of ESTABLISHED TCP sockets
+ * per (port, direction) in the hash map `conn_counts`, and sends the key of every change
+ * through the ring buffer `conn_events`. The map is the truth; an event only says which
+ * key to read again, so lost or reordered events can never make a count wrong.
+ *
+ * A socket is counted at most once: the socket-local storage `sock_marks` records the
+ * key it was counted under. It is set when the socket enters ESTABLISHED (or when the
+ * snapshot iterator finds it ESTABLISHED and unmarked) and cleared when it leaves;
+ * a socket that leaves ESTABLISHED unmarked was never counted and changes nothing.
+ * Both the tracepoint and the iterator run under the socket's lock, so the two can
+ * never both count one socket.
+ */
+#ifndef SKOPOS_BPF_CONN_TRACKER_H
+#define SKOPOS_BPF_CONN_TRACKER_H
+
+#ifndef __VMLINUX_H__
+#include <linux/types.h>
+#endif
+
+/*
+ * Direction of an ESTABLISHED socket, fixed when it is first counted:
+ *  - inbound: accepted from a listener (it entered ESTABLISHED from SYN_RECV), keyed by
+ *    its local port; for sockets found by the snapshot, a socket whose local port has a
+ *    listener in the same namespace.
+ *  - outbound: everything else (connect()), keyed by the REMOTE port, because the local
+ *    port of an outgoing connection is an ephemeral number that tells nobody anything.
+ */
+#define SKOPOS_DIRECTION_INBOUND 0
+#define SKOPOS_DIRECTION_OUTBOUND 1
+
+/* Keys of conn_counts. `netns` is the inode number of the network namespace (ns.inum). */
+struct skopos_conn_key {
+	__u32 netns;
+	__u16 port;     /* host byte order */
+	__u8 direction; /* SKOPOS_DIRECTION_* */
+	__u8 pad;       /* always 0: keys are compared as bytes */
+};
+
+/* What sock_marks holds for a counted socket. */
+struct skopos_sock_mark {
+	struct skopos_conn_key key; /* where the socket is counted */
+	__u32 counted;              /* 1 while counted */
+};
+
+/* One ring buffer record: the count of `key` changed by `delta`. */
+struct skopos_conn_event {
+	struct skopos_conn_key key;
+	__s32 delta; /* +1 or -1 */
+	__u32 pad;
+};
+
+/*
+ * Things that went wrong in the kernel, as counters (never per-event logs). Any nonzero
+ * lost_events makes userspace re-read the whole map; any nonzero count_failures or
+ * storage_failures means a count may be off and is reported as such.
+ */
+struct skopos_conn_stats {
+	__u64 lost_events;      /* ring buffer full: an event was not sent */
+	__u64 count_failures;   /* conn_counts full: a socket could not be counted */
+	__u64 storage_failures; /* no socket storage: a socket could not be marked */
+	__u64 underflows;       /* a decrement found 0 (must never happen) */
+	__u64 transitions;      /* TCP transitions into or out of ESTABLISHED seen */
+	__u64 snapshot_counted; /* sockets counted by the snapshot iterator */
+};
+
+/* Capacity of conn_counts: (namespace, port, direction) keys. */
+#define SKOPOS_CONN_MAX_KEYS 65536
+/* Ring buffer size in bytes (a power of two and a multiple of the page size). */
+#define SKOPOS_CONN_RINGBUF_BYTES (1 << 20)
+/* The snapshot iterator's listener bitmap: one bit per port. */
+#define SKOPOS_PORT_BITMAP_WORDS (65536 / 64)
+
+#endif /* SKOPOS_BPF_CONN_TRACKER_H */

@@ -1,0 +1,274 @@
+// The connection sources against real sockets in a namespace the test owns: connections
+// that existed before counting began, connections opened and closed while it runs, IPv4
+// and IPv6, inbound and outbound. Every scenario runs against the BPF and the /proc
+// source at once, and both must equal the expected numbers -- and so each other.
+#include <poll.h>
+
+#include <atomic>
+#include <chrono>
+#include <thread>
+
+#include "privileged_support.h"
+#include "tracker/bpf_connection_source.h"
+#include "tracker/proc_connection_source.h"
+
+namespace skopos::tracker {
+namespace {
+
+using skopos::testing::tcp_accept;
+using skopos::testing::tcp_connect;
+using skopos::testing::tcp_listen;
+using skopos::testing::TestNetns;
+
+NamespaceHandle handle_of(const TestNetns& netns) {
+  return NamespaceHandle{netns.inode(), "/run/netns/" + netns.name()};
+}
+
+struct Expected {
+  std::uint16_t port;
+  std::uint32_t inbound;
+  std::uint32_t outbound;
+};
+
+NamespaceCounts make_counts(std::initializer_list<Expected> entries) {
+  NamespaceCounts counts;
+  for (const Expected& e : entries) {
+    counts.set(e.port, Direction::kInbound, e.inbound);
+    counts.set(e.port, Direction::kOutbound, e.outbound);
+  }
+  return counts;
+}
+
+std::string describe(const NamespaceCounts* counts) {
+  if (counts == nullptr) return "(unknown)";
+  std::string text;
+  for (const PortConnections& p : counts->ports()) {
+    text += std::to_string(p.port) + ":in=" + std::to_string(p.inbound) + ",out=" + std::to_string(p.outbound) + " ";
+  }
+  return text.empty() ? "(none)" : text;
+}
+
+// Updates `source` until its counts for `inode` equal `want` or 5 s pass (a bound, not
+// a timing assertion: loopback transitions complete within microseconds). Returns
+// whether they matched; the caller prints both.
+bool settles_to(ConnectionSource& source, std::uint64_t inode, const NamespaceCounts& want) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  for (;;) {
+    auto status = source.update([](std::uint64_t) {});
+    EXPECT_TRUE(status) << status.error().message();
+    const NamespaceCounts* have = source.counts(inode);
+    if (have != nullptr && *have == want) return true;
+    if (std::chrono::steady_clock::now() >= deadline) return false;
+    if (source.wait_fd() >= 0) {
+      pollfd pfd{source.wait_fd(), POLLIN, 0};
+      ::poll(&pfd, 1, 20);
+    } else {
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+  }
+}
+
+#define EXPECT_SETTLES(source, inode, want)                                                   \
+  EXPECT_TRUE(settles_to(source, inode, want))                                                \
+      << source_name((source).kind()) << " has " << describe((source).counts(inode)) << "; want " \
+      << describe(&(want))
+
+struct Connection {
+  UniqueFd client;
+  UniqueFd server;
+};
+
+Connection open_connection(int listener, const std::string& address, std::uint16_t port) {
+  Connection c;
+  c.client = tcp_connect(address, port);
+  c.server = tcp_accept(listener);
+  return c;
+}
+
+class PrivilegedConnectionSources : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    SKOPOS_REQUIRE_ROOT();
+    auto netns = TestNetns::create("skopos-src");
+    ASSERT_TRUE(netns) << netns.error().message();
+    netns_ = std::move(*netns);
+  }
+
+  std::unique_ptr<ConnectionSource> make_bpf() {
+    auto bpf = BpfConnectionSource::create();
+    EXPECT_TRUE(bpf) << bpf.error().message();
+    return bpf ? std::unique_ptr<ConnectionSource>(std::move(*bpf)) : nullptr;
+  }
+
+  std::unique_ptr<TestNetns> netns_;
+};
+
+TEST_F(PrivilegedConnectionSources, PreexistingOpenedAndClosedCountExactlyInBothSources) {
+  constexpr std::uint16_t kV4Port = 8080;
+  constexpr std::uint16_t kV6Port = 8443;
+  std::vector<Connection> v4;
+  std::vector<Connection> v6;
+  UniqueFd listener4;
+  UniqueFd listener6;
+  const auto open_in_netns = [&](std::vector<Connection>& into, int listener, const char* address,
+                                 std::uint16_t port, int count) {
+    TestNetns::Inside inside(*netns_);
+    for (int i = 0; i < count; ++i) into.push_back(open_connection(listener, address, port));
+  };
+  {
+    TestNetns::Inside inside(*netns_);
+    listener4 = tcp_listen("127.0.0.1", kV4Port);
+    listener6 = tcp_listen("::1", kV6Port);
+  }
+  // N pre-existing connections, before any source exists.
+  open_in_netns(v4, listener4.get(), "127.0.0.1", kV4Port, 5);
+  open_in_netns(v6, listener6.get(), "::1", kV6Port, 3);
+
+  auto bpf = make_bpf();
+  ASSERT_NE(bpf, nullptr);
+  ProcConnectionSource proc;
+  const NamespaceHandle ns = handle_of(*netns_);
+  ASSERT_EQ(bpf->counts(ns.inode), nullptr) << "an untracked namespace is unknown, not zero";
+  ASSERT_TRUE(bpf->track(ns));
+  ASSERT_TRUE(proc.track(ns));
+
+  // Each connection has both ends in the namespace: the accepted end is inbound on the
+  // listening port, the connecting end outbound to it.
+  NamespaceCounts want = make_counts({{kV4Port, 5, 5}, {kV6Port, 3, 3}});
+  EXPECT_SETTLES(*bpf, ns.inode, want);
+  EXPECT_SETTLES(proc, ns.inode, want);
+
+  // M opened and K closed while counting: 7 new IPv4, 4 new IPv6; 3 of the pre-existing
+  // IPv4 (counted by the snapshot) and 2 of the new IPv6 (counted live) closed.
+  open_in_netns(v4, listener4.get(), "127.0.0.1", kV4Port, 7);
+  open_in_netns(v6, listener6.get(), "::1", kV6Port, 4);
+  v4.erase(v4.begin(), v4.begin() + 3);
+  v6.erase(v6.end() - 2, v6.end());
+  want = make_counts({{kV4Port, 9, 9}, {kV6Port, 5, 5}});
+  EXPECT_SETTLES(*bpf, ns.inode, want);
+  EXPECT_SETTLES(proc, ns.inode, want);
+
+  // Closing only the server ends leaves the clients in CLOSE_WAIT: nothing established.
+  for (Connection& c : v4) c.server.reset();
+  want = make_counts({{kV6Port, 5, 5}});
+  EXPECT_SETTLES(*bpf, ns.inode, want);
+  EXPECT_SETTLES(proc, ns.inode, want);
+
+  v4.clear();
+  v6.clear();
+  const NamespaceCounts none;
+  EXPECT_SETTLES(*bpf, ns.inode, none);
+  EXPECT_SETTLES(proc, ns.inode, none);
+  const SourceStats stats = bpf->stats();
+  EXPECT_EQ(stats.underflows, 0u);
+  EXPECT_EQ(stats.count_failures, 0u);
+  EXPECT_EQ(stats.storage_failures, 0u);
+  EXPECT_EQ(stats.snapshot_counted, 16u) << "5 + 3 pre-existing connections, both ends";
+}
+
+TEST_F(PrivilegedConnectionSources, OutboundIsKeyedByRemotePortAndInboundNeedsAListener) {
+  auto peer = TestNetns::create("skopos-peer");
+  ASSERT_TRUE(peer) << peer.error().message();
+  // A veth pair joins the two namespaces: the client namespace dials out to the peer.
+  ASSERT_TRUE(testing::run_command({"ip", "link", "add", "skv0", "netns", netns_->name(), "type", "veth", "peer",
+                                    "name", "skv1", "netns", (*peer)->name()}));
+  ASSERT_TRUE(testing::run_command({"ip", "-n", netns_->name(), "addr", "add", "10.231.0.1/30", "dev", "skv0"}));
+  ASSERT_TRUE(testing::run_command({"ip", "-n", (*peer)->name(), "addr", "add", "10.231.0.2/30", "dev", "skv1"}));
+  ASSERT_TRUE(testing::run_command({"ip", "-n", netns_->name(), "link", "set", "skv0", "up"}));
+  ASSERT_TRUE(testing::run_command({"ip", "-n", (*peer)->name(), "link", "set", "skv1", "up"}));
+
+  UniqueFd db_listener;
+  {
+    TestNetns::Inside inside(**peer);
+    db_listener = tcp_listen("10.231.0.2", 5432);
+  }
+  std::vector<Connection> pool;
+  const auto dial = [&](int count) {
+    for (int i = 0; i < count; ++i) {
+      Connection c;
+      {
+        TestNetns::Inside inside(*netns_);
+        c.client = tcp_connect("10.231.0.2", 5432);
+      }
+      c.server = tcp_accept(db_listener.get());
+      pool.push_back(std::move(c));
+    }
+  };
+  dial(2);
+  auto bpf = make_bpf();
+  ASSERT_NE(bpf, nullptr);
+  ProcConnectionSource proc;
+  const NamespaceHandle client_ns = handle_of(*netns_);
+  const NamespaceHandle server_ns = handle_of(**peer);
+  for (ConnectionSource* source : {bpf.get(), static_cast<ConnectionSource*>(&proc)}) {
+    ASSERT_TRUE(source->track(client_ns));
+    ASSERT_TRUE(source->track(server_ns));
+  }
+  dial(4);
+  // The pool is outbound from the client namespace, keyed by the database's port, and
+  // inbound to the peer: the drain must never wait on the client's pool.
+  const NamespaceCounts client_want = make_counts({{5432, 0, 6}});
+  const NamespaceCounts server_want = make_counts({{5432, 6, 0}});
+  for (ConnectionSource* source : {bpf.get(), static_cast<ConnectionSource*>(&proc)}) {
+    EXPECT_SETTLES(*source, client_ns.inode, client_want);
+    EXPECT_SETTLES(*source, server_ns.inode, server_want);
+  }
+  pool.clear();
+  const NamespaceCounts none;
+  for (ConnectionSource* source : {bpf.get(), static_cast<ConnectionSource*>(&proc)}) {
+    EXPECT_SETTLES(*source, client_ns.inode, none);
+    EXPECT_SETTLES(*source, server_ns.inode, none);
+  }
+}
+
+// Snapshots taken while connections open and close as fast as one thread can churn
+// them: no socket counted twice, none negative, and afterwards the BPF counts equal the
+// /proc truth.
+TEST_F(PrivilegedConnectionSources, SnapshotDuringChurnAgreesWithProcAfterwards) {
+  constexpr std::uint16_t kPort = 7000;
+  UniqueFd listener;
+  std::vector<Connection> held;
+  {
+    TestNetns::Inside inside(*netns_);
+    listener = tcp_listen("127.0.0.1", kPort, true, 1024);
+    for (int i = 0; i < 50; ++i) held.push_back(open_connection(listener.get(), "127.0.0.1", kPort));
+  }
+  std::atomic<bool> stop{false};
+  std::atomic<std::uint64_t> churned{0};
+  std::thread churn([&] {
+    TestNetns::Inside inside(*netns_);
+    // Bounded: stops when told, or after 200k connections whatever happens.
+    std::vector<Connection> window;
+    for (int i = 0; i < 200000 && !stop.load(); ++i) {
+      window.push_back(open_connection(listener.get(), "127.0.0.1", kPort));
+      if (window.size() > 20) window.erase(window.begin(), window.begin() + 10);
+      churned.fetch_add(1);
+    }
+  });
+
+  const NamespaceHandle ns = handle_of(*netns_);
+  std::vector<std::unique_ptr<ConnectionSource>> sources;
+  // Several independent sources, each snapshotting at a different moment of the churn.
+  for (int round = 0; round < 4; ++round) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    sources.push_back(make_bpf());
+    ASSERT_NE(sources.back(), nullptr);
+    ASSERT_TRUE(sources.back()->track(ns));
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  stop = true;
+  churn.join();
+  EXPECT_GT(churned.load(), 1000u) << "the churn did not run";
+
+  ProcConnectionSource proc;
+  NamespaceCounts truth;
+  ASSERT_TRUE(proc.read(ns, truth));
+  EXPECT_EQ(truth.get(kPort, Direction::kInbound), 50u);
+  for (auto& source : sources) {
+    EXPECT_SETTLES(*source, ns.inode, truth);
+    EXPECT_EQ(source->stats().underflows, 0u);
+  }
+}
+
+}  // namespace
+}  // namespace skopos::tracker

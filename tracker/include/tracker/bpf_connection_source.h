@@ -1,0 +1,73 @@
+// BpfConnectionSource: exact counts kept by the kernel (bpf/conn_tracker.bpf.c).
+//
+// A tp_btf program on inet_sock_set_state counts every socket entering and leaving
+// ESTABLISHED, in every namespace, from the moment create() returns. track() runs the
+// snapshot iterator in the namespace, which counts the sockets that were ESTABLISHED
+// before and that no transition has counted yet; socket-local storage makes the two
+// agree with no double count and no negative count, however the sockets churn meanwhile.
+//
+// Change events arrive through a ring buffer: wait on wait_fd(), then update(). Events
+// only name the (namespace, port, direction) to re-read from the kernel's map, so lost
+// or reordered events never make a count wrong; lost events trigger a full re-read.
+//
+// Not thread-safe: one thread calls everything (the tracker's event loop).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <unordered_map>
+#include <vector>
+
+#include "tracker/connection_source.h"
+
+struct conn_tracker;  // the bpftool skeleton
+struct ring_buffer;   // libbpf
+
+namespace skopos::tracker {
+
+class BpfConnectionSource final : public ConnectionSource {
+ public:
+  // Loads, verifies and attaches the programs. Needs root (CAP_BPF, CAP_PERFMON,
+  // CAP_SYS_ADMIN for setns) and kernel BTF; errors name the step and carry errno.
+  static Result<std::unique_ptr<BpfConnectionSource>> create();
+
+  // Detaches the programs and frees the maps; nothing stays pinned.
+  ~BpfConnectionSource() override;
+  BpfConnectionSource(const BpfConnectionSource&) = delete;
+  BpfConnectionSource& operator=(const BpfConnectionSource&) = delete;
+
+  SourceKind kind() const override { return SourceKind::kBpf; }
+  Result<void> track(const NamespaceHandle& ns) override;
+  void untrack(std::uint64_t inode) override;
+  bool tracking(std::uint64_t inode) const override { return tracked_.contains(inode); }
+  const NamespaceCounts* counts(std::uint64_t inode) const override;
+  Result<void> update(FunctionRef<void(std::uint64_t inode)> changed) override;
+  int wait_fd() const override;
+  SourceStats stats() const override;
+
+  // The kernel's id of the tracepoint program, as `bpftool prog show id N` lists it.
+  std::uint32_t program_id() const { return program_id_; }
+  // The kernel's counts for a namespace read straight from the map (tracked or not),
+  // bypassing the event path; for tests and the consistency check.
+  Result<NamespaceCounts> read_map(std::uint64_t inode) const;
+
+ private:
+  explicit BpfConnectionSource(conn_tracker* skeleton) : skeleton_(skeleton) {}
+  static int on_event(void* context, void* data, std::size_t size);
+  Result<void> snapshot(const NamespaceHandle& ns);
+  // Re-reads every tracked namespace from the map.
+  Result<void> reread_all(FunctionRef<void(std::uint64_t inode)> changed);
+
+  conn_tracker* skeleton_;
+  ring_buffer* ring_ = nullptr;
+  std::uint32_t program_id_ = 0;
+  std::unordered_map<std::uint64_t, NamespaceCounts> tracked_;
+  // Keys named by the events of the current update(), as packed 64-bit values.
+  std::vector<std::uint64_t> pending_;
+  std::uint64_t events_ = 0;
+  std::uint64_t updates_ = 0;
+  std::uint64_t resyncs_ = 0;
+  std::uint64_t lost_seen_ = 0;  // stats.lost_events at the last full re-read
+};
+
+}  // namespace skopos::tracker

@@ -1,0 +1,69 @@
+// ConnectionSource: one way of counting established connections per network namespace.
+// Implementations: BpfConnectionSource (bpf_connection_source.h), ProcConnectionSource
+// (proc_connection_source.h). The tracker picks one with --source and falls back from
+// BPF to /proc when BPF cannot load.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "skopos/function_ref.h"
+#include "skopos/result.h"
+#include "tracker/connection_counts.h"
+
+namespace skopos::tracker {
+
+// A network namespace to count and how to reach it.
+struct NamespaceHandle {
+  std::uint64_t inode = 0;  // identity: the nsfs inode
+  // A file that refers to it and that setns() accepts: /proc/<pid>/ns/net or
+  // /run/netns/<name>.
+  std::string ns_path;
+};
+
+// Counters a source keeps about itself; all monotonic except `tracked`.
+struct SourceStats {
+  std::uint64_t tracked = 0;           // namespaces being counted now
+  std::uint64_t updates = 0;           // update() calls that did work
+  std::uint64_t events = 0;            // kernel change events consumed (BPF)
+  std::uint64_t lost_events = 0;       // events the kernel could not send (BPF ring full)
+  std::uint64_t resyncs = 0;           // full re-reads after lost events
+  std::uint64_t count_failures = 0;    // sockets that could not be counted (map full)
+  std::uint64_t storage_failures = 0;  // sockets that could not be marked
+  std::uint64_t underflows = 0;        // decrements of a zero count (a bug if nonzero)
+  std::uint64_t snapshot_counted = 0;  // pre-existing sockets found by snapshots
+  std::uint64_t read_errors = 0;       // namespaces that could not be read (/proc)
+};
+
+class ConnectionSource {
+ public:
+  virtual ~ConnectionSource() = default;
+
+  virtual SourceKind kind() const = 0;
+
+  // Starts counting `ns`, including connections that already exist: once this returns
+  // ok, counts(ns.inode) is exact. Tracking a tracked namespace again is a no-op.
+  // Errors (the namespace vanished, no permission) leave it untracked.
+  virtual Result<void> track(const NamespaceHandle& ns) = 0;
+  // Stops counting; its counts become unknown.
+  virtual void untrack(std::uint64_t inode) = 0;
+  virtual bool tracking(std::uint64_t inode) const = 0;
+
+  // The current counts of a tracked namespace, or nullptr when it is not tracked:
+  // unknown, which callers must never read as zero. The pointer is valid until the next
+  // non-const call.
+  virtual const NamespaceCounts* counts(std::uint64_t inode) const = 0;
+
+  // Brings the counts up to date and calls `changed` once for each tracked namespace
+  // whose counts may have changed. BPF: consumes pending kernel events (cheap; call when
+  // wait_fd() is readable). /proc: re-reads every tracked namespace (call on an interval).
+  virtual Result<void> update(FunctionRef<void(std::uint64_t inode)> changed) = 0;
+
+  // A descriptor that becomes readable when update() has work, or -1 when the source
+  // must be updated on a timer instead.
+  virtual int wait_fd() const = 0;
+
+  virtual SourceStats stats() const = 0;
+};
+
+}  // namespace skopos::tracker
