@@ -1,5 +1,8 @@
 #include "skopos/cli_args.h"
 
+#include <charconv>
+#include <fstream>
+
 #include "skopos/result.h"
 
 namespace skopos {
@@ -46,6 +49,59 @@ CliArgs CliArgs::parse(const CliSpec& spec, int argc, char** argv, int first) {
 std::string CliArgs::option(const std::string& name, std::string_view fallback) const {
   const auto it = options_.find(name);
   return it == options_.end() ? std::string(fallback) : it->second;
+}
+
+namespace {
+
+std::string_view trim(std::string_view text) {
+  while (!text.empty() && (text.front() == ' ' || text.front() == '\t')) text.remove_prefix(1);
+  while (!text.empty() && (text.back() == ' ' || text.back() == '\t' || text.back() == '\r')) text.remove_suffix(1);
+  return text;
+}
+
+}  // namespace
+
+void CliArgs::merge_config_file(const CliSpec& spec, const std::string& path) {
+  std::ifstream in(path);
+  if (!in) throw FatalError(spec.command + ": cannot read config file '" + path + "'", "check the path given to --config");
+  std::string raw;
+  int number = 0;
+  while (std::getline(in, raw)) {
+    ++number;
+    const std::string where = path + ":" + std::to_string(number);
+    std::string_view line = trim(raw);
+    if (line.empty() || line.front() == '#') continue;
+    const auto equals = line.find('=');
+    if (equals == std::string_view::npos) {
+      throw FatalError(spec.command + ": " + where + ": expected 'name = value', found '" + std::string(line) + "'");
+    }
+    const std::string name(trim(line.substr(0, equals)));
+    std::string value(trim(line.substr(equals + 1)));
+    if (value.size() >= 2 && value.front() == '"' && value.back() == '"') value = value.substr(1, value.size() - 2);
+    if (spec.options.count(name) == 0 || name == "config") {
+      throw FatalError(spec.command + ": " + where + ": unknown setting '" + name + "'",
+                       "settings are the long options of '" + spec.command + " --help' without the dashes");
+    }
+    options_.emplace(name, value);  // keeps a command-line value
+  }
+}
+
+std::chrono::milliseconds CliArgs::duration(const std::string& name, std::chrono::milliseconds fallback) const {
+  const auto it = options_.find(name);
+  if (it == options_.end()) return fallback;
+  const std::string& text = it->second;
+  std::uint64_t number = 0;
+  const auto parsed = std::from_chars(text.data(), text.data() + text.size(), number);
+  const std::string_view unit(parsed.ptr, static_cast<std::size_t>(text.data() + text.size() - parsed.ptr));
+  std::uint64_t scale = 0;
+  if (unit == "ms") scale = 1;
+  else if (unit == "s" || unit.empty()) scale = 1000;
+  else if (unit == "m") scale = 60'000;
+  else if (unit == "h") scale = 3'600'000;
+  if (parsed.ec != std::errc{} || parsed.ptr == text.data() || scale == 0 || number > UINT64_MAX / 3'600'000) {
+    throw FatalError("option '--" + name + "': '" + text + "' is not a duration", "write e.g. 500ms, 5s, 2m or 1h");
+  }
+  return std::chrono::milliseconds(number * scale);
 }
 
 }  // namespace skopos

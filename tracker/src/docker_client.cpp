@@ -142,7 +142,7 @@ void DockerClient::stop_events() {
   });
 }
 
-Result<void> DockerClient::stream_events(FunctionRef<bool(const DockerEvent&)> on_event) {
+Result<void> DockerClient::stream_events_since(std::int64_t since, FunctionRef<bool(const DockerEvent&)> on_event) {
   Events& events = *events_;
   if (events.stopped) return {};
   asio::io_context& context = events.context;
@@ -151,7 +151,8 @@ Result<void> DockerClient::stream_events(FunctionRef<bool(const DockerEvent&)> o
   socket.close(ignored);
   socket = Socket(context);
 
-  const std::string target = "/events?filters=%7B%22type%22%3A%5B%22container%22%5D%7D";
+  std::string target = "/events?filters=%7B%22type%22%3A%5B%22container%22%5D%7D";
+  if (since > 0) target += "&since=" + std::to_string(since);
   const std::string object = socket_path_ + " GET /events";
   const auto request = make_get(target);
   boost::beast::flat_buffer buffer;

@@ -3,6 +3,7 @@
 // it, so a typo never silently changes what a command does.
 #pragma once
 
+#include <chrono>
 #include <map>
 #include <set>
 #include <string>
@@ -28,6 +29,16 @@ class CliArgs {
   std::string option(const std::string& name, std::string_view fallback = {}) const;
   bool has(const std::string& name) const { return options_.count(name) > 0; }
   const std::vector<std::string>& positional() const { return positional_; }
+
+  // Adds the options of a config file that the command line did not give: one
+  // `name = value` per line (names as the long options, without "--"), '#' comments,
+  // blank lines. Command-line values win. Throws FatalError naming the file and line
+  // for an unreadable file, a malformed line or an unknown name.
+  void merge_config_file(const CliSpec& spec, const std::string& path);
+
+  // The option as a duration ("250ms", "5s", "2m", "1h"; a bare number is seconds), or
+  // `fallback`. Throws FatalError naming the option for anything else.
+  std::chrono::milliseconds duration(const std::string& name, std::chrono::milliseconds fallback) const;
 
  private:
   std::set<std::string> flags_;

@@ -42,7 +42,11 @@ class DockerClient {
   // returns false, the daemon closes the stream, or stop_events() is called (then it
   // returns ok). Connecting and the response header are under the deadline.
   // A line that is not an event is an error that ends the stream.
-  Result<void> stream_events(FunctionRef<bool(const DockerEvent&)> on_event);
+  Result<void> stream_events(FunctionRef<bool(const DockerEvent&)> on_event) {
+    return stream_events_since(0, on_event);
+  }
+  // The same, starting with the events since `since` (Unix seconds; 0: from now).
+  Result<void> stream_events_since(std::int64_t since, FunctionRef<bool(const DockerEvent&)> on_event);
   void stop_events();
 
   // The body of a response with status 200..299, for any GET path.

@@ -1,0 +1,105 @@
+// skopos-tracker: counts established connections per container and network namespace.
+// Wiring only: flags and config file -> DaemonOptions -> TrackerDaemon.
+#include <cstdio>
+#include <cstring>
+
+#include "skopos/cli_args.h"
+#include "skopos/log.h"
+#include "tracker/daemon.h"
+
+namespace {
+
+constexpr const char* kUsage =
+    "usage: skopos-tracker [options]\n"
+    "\n"
+    "Counts established TCP connections per container (Docker Engine API) and per\n"
+    "network namespace, inbound and outbound, per port. Runs in the foreground; logs to\n"
+    "stderr (journald priorities under systemd); stops cleanly on SIGTERM.\n"
+    "\n"
+    "options (each may also be set in the --config file as 'name = value'):\n"
+    "  --config FILE            read settings from FILE; command-line options win\n"
+    "  --source auto|bpf|proc   counting source (default auto: bpf, else /proc)\n"
+    "  --docker-socket PATH     Docker Engine API socket (default /var/run/docker.sock;\n"
+    "                           'none' disables container discovery)\n"
+    "  --docker-timeout D       deadline of each Docker request (default 5s)\n"
+    "  --proc-interval D        /proc source re-read period (default 1s)\n"
+    "  --rescan-interval D      namespace rescan period (default 5s)\n"
+    "  --check-interval D       bpf vs /proc consistency check period (default 30s; 0 off)\n"
+    "  --print-interval D       print a snapshot every D (default 0: off)\n"
+    "  --format json|table      snapshot format (default json: one object per line)\n"
+    "  --once                   print one snapshot once containers are known, and exit\n"
+    "  --log-level LEVEL        error, warning, notice, info (default) or debug\n"
+    "\n"
+    "Durations: 500ms, 5s, 2m, 1h (a bare number is seconds).\n"
+    "Exit status: 0 after SIGTERM/SIGINT or --once; 1 when the tracker cannot start;\n"
+    "2 for a usage or configuration error.\n";
+
+skopos::tracker::DaemonOptions parse_options(int argc, char** argv) {
+  using skopos::FatalError;
+  const skopos::CliSpec spec{
+      "skopos-tracker",
+      {"once", "help"},
+      {"config", "source", "docker-socket", "docker-timeout", "proc-interval", "rescan-interval", "check-interval",
+       "print-interval", "format", "log-level"}};
+  skopos::CliArgs args = skopos::CliArgs::parse(spec, argc, argv, 1);
+  if (args.flag("help")) {
+    std::fputs(kUsage, stdout);
+    std::exit(0);
+  }
+  if (!args.positional().empty()) {
+    throw FatalError("skopos-tracker: unexpected argument '" + args.positional().front() + "'", "see --help");
+  }
+  if (args.has("config")) args.merge_config_file(spec, args.option("config"));
+
+  skopos::tracker::DaemonOptions options;
+  const std::string source = args.option("source", "auto");
+  if (source == "auto") options.source = skopos::tracker::SourceChoice::kAuto;
+  else if (source == "bpf") options.source = skopos::tracker::SourceChoice::kBpf;
+  else if (source == "proc") options.source = skopos::tracker::SourceChoice::kProc;
+  else throw FatalError("skopos-tracker: --source must be auto, bpf or proc, not '" + source + "'");
+
+  options.docker_socket = args.option("docker-socket", options.docker_socket);
+  if (options.docker_socket == "none") options.docker_socket.clear();
+  options.docker_timeout = args.duration("docker-timeout", options.docker_timeout);
+  options.proc_interval = args.duration("proc-interval", options.proc_interval);
+  options.rescan_interval = args.duration("rescan-interval", options.rescan_interval);
+  options.check_interval = args.duration("check-interval", options.check_interval);
+  options.print_interval = args.duration("print-interval", options.print_interval);
+  for (auto [name, value] : {std::pair{"docker-timeout", options.docker_timeout},
+                             std::pair{"proc-interval", options.proc_interval},
+                             std::pair{"rescan-interval", options.rescan_interval}}) {
+    if (value.count() == 0) throw FatalError(std::string("skopos-tracker: --") + name + " must be more than 0");
+  }
+  const std::string format = args.option("format", "json");
+  if (format != "json" && format != "table") {
+    throw FatalError("skopos-tracker: --format must be json or table, not '" + format + "'");
+  }
+  options.print_json = format == "json";
+  options.once = args.flag("once");
+  skopos::LogLevel level = skopos::LogLevel::kInfo;
+  if (!skopos::parse_log_level(args.option("log-level", "info"), level)) {
+    throw FatalError("skopos-tracker: unknown --log-level '" + args.option("log-level") + "'",
+                     "one of error, warning, notice, info, debug");
+  }
+  skopos::set_log_level(level);
+  return options;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  skopos::tracker::DaemonOptions options;
+  try {
+    options = parse_options(argc, argv);
+  } catch (const skopos::FatalError& error) {
+    std::fprintf(stderr, "%s\n", error.message().c_str());
+    if (!error.hint().empty()) std::fprintf(stderr, "hint: %s\n", error.hint().c_str());
+    return 2;
+  }
+  auto daemon = skopos::tracker::TrackerDaemon::create(std::move(options));
+  if (!daemon) {
+    skopos::log_error("cannot start: " + daemon.error().message());
+    return 1;
+  }
+  return (*daemon)->run();
+}

@@ -1,0 +1,63 @@
+// ContainerDiscovery: keeps the set of running containers current from the Docker
+// Engine API, on a thread of its own (Docker calls block; the tracker's event loop must
+// not). It lists and inspects every running container, then follows the /events stream
+// from just before the list (since=), so nothing that starts or dies in between is
+// missed; when the stream breaks it lists again, with a bounded backoff while the
+// daemon is unreachable. A container that is gone by the time it is inspected is
+// simply skipped.
+#pragma once
+
+#include <chrono>
+#include <condition_variable>
+#include <functional>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "tracker/docker_client.h"
+
+namespace skopos::tracker {
+
+struct DiscoveryUpdate {
+  enum class Kind : std::uint8_t {
+    kFullList,  // `containers` is every running container; forget all others
+    kStarted,   // `containers` holds the one container that started (or restarted)
+    kGone,      // container `id` stopped or was removed
+    kUnavailable,  // the daemon cannot be reached; `error` says why; containers unknown
+  };
+  Kind kind = Kind::kFullList;
+  std::vector<ContainerInfo> containers;
+  std::string id;
+  std::string error;
+};
+
+class ContainerDiscovery {
+ public:
+  // Called on the discovery thread; the tracker posts the update to its event loop.
+  using Sink = std::function<void(DiscoveryUpdate)>;
+
+  ContainerDiscovery(std::string socket_path, std::chrono::milliseconds request_timeout, Sink sink);
+  ~ContainerDiscovery();  // stops and joins
+  ContainerDiscovery(const ContainerDiscovery&) = delete;
+  ContainerDiscovery& operator=(const ContainerDiscovery&) = delete;
+
+  void start();
+  void stop();
+
+ private:
+  void run();
+  // Lists and inspects; false when the daemon failed (error in `error`).
+  bool list_all(DiscoveryUpdate& update);
+  void sleep_for(std::chrono::milliseconds delay);
+
+  DockerClient client_;
+  DockerClient inspector_;  // inspects during the event stream, on its own connection
+  Sink sink_;
+  std::thread thread_;
+  std::mutex mutex_;
+  std::condition_variable wake_;
+  bool stopping_ = false;
+};
+
+}  // namespace skopos::tracker

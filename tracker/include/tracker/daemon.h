@@ -1,0 +1,54 @@
+// TrackerDaemon: skopos-tracker's event loop (Boost.Asio, one thread). It wires the
+// Tracker to its inputs -- the BPF ring buffer's descriptor, timers for /proc reads,
+// namespace rescans and consistency checks, container updates posted by
+// ContainerDiscovery -- and stops cleanly on SIGTERM or SIGINT: discovery joined, BPF
+// programs detached, nothing left pinned.
+#pragma once
+
+#include <chrono>
+#include <cstdio>
+#include <memory>
+#include <string>
+
+#include "skopos/result.h"
+#include "tracker/tracker.h"
+
+namespace skopos::tracker {
+
+enum class SourceChoice : std::uint8_t { kAuto, kBpf, kProc };
+
+struct DaemonOptions {
+  SourceChoice source = SourceChoice::kAuto;
+  std::string docker_socket = "/var/run/docker.sock";  // empty: no container discovery
+  std::chrono::milliseconds docker_timeout{5000};
+  std::chrono::milliseconds proc_interval{1000};    // /proc source: re-read period
+  std::chrono::milliseconds rescan_interval{5000};  // namespace and host-port rescan
+  std::chrono::milliseconds check_interval{30000};  // BPF vs /proc check; 0: off
+  std::chrono::milliseconds print_interval{0};      // print snapshots; 0: off
+  bool print_json = true;
+  bool once = false;  // print one snapshot once containers are known, then exit
+  Tracker::Options tracker;
+};
+
+// Builds the source --source asks for: kAuto tries BPF and falls back to /proc with a
+// warning that says why; kBpf fails if BPF cannot load.
+Result<std::unique_ptr<ConnectionSource>> make_source(SourceChoice choice);
+
+class TrackerDaemon {
+ public:
+  static Result<std::unique_ptr<TrackerDaemon>> create(DaemonOptions options);
+  ~TrackerDaemon();
+
+  // Runs until SIGTERM/SIGINT (or, with `once`, until the snapshot is printed).
+  // Returns the process exit code.
+  int run();
+
+ private:
+  TrackerDaemon(DaemonOptions options, std::unique_ptr<Tracker> tracker)
+      : options_(std::move(options)), tracker_(std::move(tracker)) {}
+  class Loop;
+  DaemonOptions options_;
+  std::unique_ptr<Tracker> tracker_;
+};
+
+}  // namespace skopos::tracker

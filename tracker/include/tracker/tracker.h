@@ -1,0 +1,139 @@
+// Tracker: the tracker's state, independent of how it is driven. It knows the network
+// namespaces of the machine and the containers in them, keeps the chosen
+// ConnectionSource counting every one of them, and answers with a TrackerSnapshot --
+// the data model the stream publishes: per container, per port, {inbound, outbound}
+// established connections, plus the source and a timestamp.
+//
+// Containers are attributed like this:
+//  * bridge (and container:<id>) mode: everything in the container's own namespace,
+//    found from State.Pid. The pid's start time is recorded and checked, so a pid that
+//    the kernel reuses for an unrelated process never yields the wrong namespace.
+//  * host mode: the host namespace's INBOUND connections on the ports the container
+//    listens on -- the listening sockets owned by its processes, plus the ports Docker
+//    and Marathon declare for it. Outbound connections of host-mode containers cannot be
+//    told apart from the host's own and are not attributed (outbound_attributed=false).
+//
+// Single-threaded: the daemon's event loop calls everything.
+#pragma once
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "tracker/connection_source.h"
+#include "tracker/container_discovery.h"
+#include "tracker/docker_api.h"
+#include "tracker/proc_connection_source.h"
+#include "tracker/proc_net_reader.h"
+
+namespace skopos::tracker {
+
+struct ContainerCounts {
+  std::string id;
+  std::string name;
+  NetworkMode network_mode = NetworkMode::kBridge;
+  std::string mesos_task_id;
+  std::string marathon_app_id;
+  std::vector<ContainerPort> declared_ports;  // from Docker (exposed and published)
+  std::uint64_t netns = 0;                    // 0 when unknown
+  bool known = false;  // false: the counts are unknown (never read them as zero)
+  bool outbound_attributed = true;
+  std::vector<PortConnections> ports;
+  std::uint64_t inbound = 0;
+  std::uint64_t outbound = 0;
+};
+
+struct NamespaceEntry {
+  std::uint64_t inode = 0;
+  bool known = false;
+  pid_t pid = -1;
+  std::string command;
+  std::vector<std::string> names;          // /run/netns names
+  std::vector<std::string> container_ids;  // containers in it (bridge mode)
+  NamespaceCounts counts;
+};
+
+struct TrackerSnapshot {
+  static constexpr int kVersion = 1;
+  SourceKind source = SourceKind::kProc;
+  std::int64_t timestamp_ns = 0;  // Unix time of the snapshot
+  bool containers_known = false;  // false without a reachable Docker API
+  std::vector<ContainerCounts> containers;  // sorted by name
+  std::vector<NamespaceEntry> namespaces;   // sorted by inode
+};
+
+struct TrackerStats {
+  SourceStats source;
+  std::uint64_t consistency_checks = 0;
+  std::uint64_t consistency_mismatches = 0;  // namespaces where BPF and /proc disagreed twice
+  std::uint64_t containers = 0;
+  std::uint64_t namespaces = 0;
+};
+
+class Tracker {
+ public:
+  struct Options {
+    std::string proc_root = "/proc";
+    std::string run_netns = "/run/netns";
+  };
+
+  // `checker` (may be null) reads /proc for the consistency check of a BPF source.
+  Tracker(std::unique_ptr<ConnectionSource> source, std::unique_ptr<ProcConnectionSource> checker, Options options);
+
+  ConnectionSource& source() { return *source_; }
+
+  // Finds the machine's namespaces: tracks new ones, forgets vanished ones, refreshes
+  // host-mode containers' listening ports. Errors are logged and counted, never fatal.
+  void rescan();
+  // Applies a container update from ContainerDiscovery.
+  void apply(const DiscoveryUpdate& update);
+  // Lets the source catch up (BPF: consume events; /proc: re-read). Returns the number
+  // of namespaces whose counts changed.
+  std::size_t update_source();
+  // BPF only: compares each tracked namespace with a /proc read; a namespace that
+  // disagrees on two reads in a row (so not mere churn) is a mismatch, counted and
+  // logged. Returns the mismatches of this run.
+  std::size_t check_consistency();
+
+  TrackerSnapshot snapshot() const;
+  TrackerStats stats() const;
+
+ private:
+  struct Container {
+    ContainerInfo info;
+    std::uint64_t netns = 0;
+    std::uint64_t pid_start = 0;  // /proc/<pid>/stat starttime when the namespace was resolved
+    std::vector<std::uint16_t> listen_ports;  // host mode
+  };
+
+  void add_container(ContainerInfo info);
+  void resolve(Container& container);
+  void track_namespace(const NamespaceHandle& handle, std::string_view what);
+  std::vector<std::uint16_t> host_listen_ports(const Container& container);
+
+  std::unique_ptr<ConnectionSource> source_;
+  std::unique_ptr<ProcConnectionSource> checker_;
+  Options options_;
+  std::uint64_t host_netns_ = 0;
+  std::map<std::string, Container> containers_;  // by id
+  bool containers_known_ = false;
+  std::map<std::uint64_t, NetworkNamespace> namespaces_;  // by inode, from the last rescan
+  std::map<std::uint64_t, int> suspect_;  // namespaces that disagreed on the last check
+  ProcNetReader reader_;
+  TrackerStats stats_;
+};
+
+// The pid's start time (field 22 of /proc/<pid>/stat, clock ticks since boot), or an
+// error when the process does not exist.
+Result<std::uint64_t> process_start_time(const std::string& proc_root, pid_t pid);
+
+// JSON (one line, no newline) and the human table of a snapshot.
+std::string snapshot_json(const TrackerSnapshot& snapshot);
+std::string snapshot_table(const TrackerSnapshot& snapshot);
+
+}  // namespace skopos::tracker

@@ -1,0 +1,189 @@
+#include "tracker/daemon.h"
+
+#include <unistd.h>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/posix/stream_descriptor.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <boost/asio/steady_timer.hpp>
+
+#include "skopos/log.h"
+#include "tracker/container_discovery.h"
+#if SKOPOS_HAVE_BPF
+#include "tracker/bpf_connection_source.h"
+#endif
+
+namespace skopos::tracker {
+
+namespace asio = boost::asio;
+using boost::system::error_code;
+
+Result<std::unique_ptr<ConnectionSource>> make_source(SourceChoice choice) {
+  if (choice == SourceChoice::kProc) return std::unique_ptr<ConnectionSource>(std::make_unique<ProcConnectionSource>());
+#if SKOPOS_HAVE_BPF
+  auto bpf = BpfConnectionSource::create();
+  if (bpf) {
+    log_info("counting with bpf: tp_btf/inet_sock_set_state program id " + std::to_string((*bpf)->program_id()));
+    return std::unique_ptr<ConnectionSource>(std::move(*bpf));
+  }
+  if (choice == SourceChoice::kBpf) return unexpected(std::move(bpf).error());
+  log_warning("bpf source unavailable, falling back to /proc: " + bpf.error().message());
+#else
+  if (choice == SourceChoice::kBpf) {
+    return unexpected(Error::invalid("select source", "bpf", "this build has no BPF support (SKOPOS_BPF=OFF)"));
+  }
+#endif
+  return std::unique_ptr<ConnectionSource>(std::make_unique<ProcConnectionSource>());
+}
+
+Result<std::unique_ptr<TrackerDaemon>> TrackerDaemon::create(DaemonOptions options) {
+  auto source = make_source(options.source);
+  if (!source) return unexpected(std::move(source).error());
+  std::unique_ptr<ProcConnectionSource> checker;
+  if ((*source)->kind() == SourceKind::kBpf && options.check_interval.count() > 0) {
+    checker = std::make_unique<ProcConnectionSource>();
+  }
+  auto tracker = std::make_unique<Tracker>(std::move(*source), std::move(checker), options.tracker);
+  return std::unique_ptr<TrackerDaemon>(new TrackerDaemon(std::move(options), std::move(tracker)));
+}
+
+TrackerDaemon::~TrackerDaemon() = default;
+
+// Everything that lives for one run().
+class TrackerDaemon::Loop {
+ public:
+  Loop(const DaemonOptions& options, Tracker& tracker)
+      : options_(options),
+        tracker_(tracker),
+        signals_(context_, SIGTERM, SIGINT),
+        rescan_timer_(context_),
+        proc_timer_(context_),
+        check_timer_(context_),
+        print_timer_(context_),
+        once_timer_(context_),
+        source_fd_(context_) {}
+
+  int run() {
+    signals_.async_wait([this](const error_code& ec, int signal) {
+      if (ec) return;
+      log_notice(std::string("stopping on ") + (signal == SIGTERM ? "SIGTERM" : "SIGINT"));
+      shutdown(0);
+    });
+    tracker_.rescan();
+    const TrackerStats stats = tracker_.stats();
+    log_info("tracking " + std::to_string(stats.source.tracked) + " network namespaces with " +
+             std::string(source_name(tracker_.source().kind())));
+
+    if (!options_.docker_socket.empty()) {
+      discovery_ = std::make_unique<ContainerDiscovery>(
+          options_.docker_socket, options_.docker_timeout, [this](DiscoveryUpdate update) {
+            asio::post(context_, [this, update = std::move(update)] {
+              tracker_.apply(update);
+              if (options_.once && !printed_) print_and_finish();
+            });
+          });
+      discovery_->start();
+    } else {
+      log_notice("no docker socket configured: reporting per network namespace only");
+    }
+
+    arm_source();
+    every(rescan_timer_, options_.rescan_interval, [this] { tracker_.rescan(); });
+    if (tracker_.source().wait_fd() < 0) {
+      every(proc_timer_, options_.proc_interval, [this] { tracker_.update_source(); });
+    }
+    if (options_.check_interval.count() > 0) {
+      every(check_timer_, options_.check_interval, [this] { tracker_.check_consistency(); });
+    }
+    if (options_.print_interval.count() > 0) every(print_timer_, options_.print_interval, [this] { print(); });
+    if (options_.once) {
+      // Without Docker, or if it does not answer within its deadline, print what we have.
+      const auto wait = options_.docker_socket.empty() ? std::chrono::milliseconds(0)
+                                                       : options_.docker_timeout + std::chrono::seconds(1);
+      once_timer_.expires_after(wait);
+      once_timer_.async_wait([this](const error_code& ec) {
+        if (!ec && !printed_) print_and_finish();
+      });
+    }
+    context_.run();
+    if (discovery_) discovery_->stop();
+    return exit_code_;
+  }
+
+ private:
+  template <class Work>
+  void every(asio::steady_timer& timer, std::chrono::milliseconds period, Work work) {
+    timer.expires_after(period);
+    timer.async_wait([this, &timer, period, work](const error_code& ec) {
+      if (ec) return;
+      work();
+      every(timer, period, work);
+    });
+  }
+
+  // The BPF ring buffer's epoll descriptor becomes readable when events are pending.
+  void arm_source() {
+    const int fd = tracker_.source().wait_fd();
+    if (fd < 0) return;
+    if (!source_fd_.is_open()) {
+      const int copy = ::dup(fd);  // the stream_descriptor owns and closes its copy
+      if (copy < 0) {
+        log_error("cannot watch the bpf ring buffer: dup failed");
+        return shutdown(1);
+      }
+      source_fd_.assign(copy);
+    }
+    source_fd_.async_wait(asio::posix::stream_descriptor::wait_read, [this](const error_code& ec) {
+      if (ec) return;
+      tracker_.update_source();
+      arm_source();
+    });
+  }
+
+  void print() {
+    tracker_.update_source();
+    const TrackerSnapshot snapshot = tracker_.snapshot();
+    std::string text = options_.print_json ? snapshot_json(snapshot) + "\n" : snapshot_table(snapshot) + "\n";
+    std::fwrite(text.data(), 1, text.size(), stdout);
+    std::fflush(stdout);
+  }
+
+  void print_and_finish() {
+    printed_ = true;
+    print();
+    shutdown(0);
+  }
+
+  void shutdown(int code) {
+    exit_code_ = code;
+    error_code ignored;
+    signals_.cancel(ignored);
+    for (asio::steady_timer* timer : {&rescan_timer_, &proc_timer_, &check_timer_, &print_timer_, &once_timer_}) {
+      timer->cancel();
+    }
+    source_fd_.close(ignored);
+    context_.stop();
+  }
+
+  const DaemonOptions& options_;
+  Tracker& tracker_;
+  asio::io_context context_;
+  asio::signal_set signals_;
+  asio::steady_timer rescan_timer_;
+  asio::steady_timer proc_timer_;
+  asio::steady_timer check_timer_;
+  asio::steady_timer print_timer_;
+  asio::steady_timer once_timer_;
+  asio::posix::stream_descriptor source_fd_;
+  std::unique_ptr<ContainerDiscovery> discovery_;
+  bool printed_ = false;
+  int exit_code_ = 0;
+};
+
+int TrackerDaemon::run() {
+  Loop loop(options_, *tracker_);
+  return loop.run();
+}
+
+}  // namespace skopos::tracker

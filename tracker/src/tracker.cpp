@@ -1,0 +1,509 @@
+#include "tracker/tracker.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <charconv>
+#include <set>
+#include <unordered_map>
+#include <unordered_set>
+
+#include "skopos/json_writer.h"
+#include "skopos/log.h"
+#include "skopos/text_table.h"
+#include "skopos/unique_fd.h"
+
+namespace skopos::tracker {
+
+namespace {
+
+std::string read_text(const std::string& path, std::size_t limit = 4096) {
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd) return {};
+  std::string text(limit, '\0');
+  std::size_t used = 0;
+  while (used < limit) {
+    const ssize_t n = ::read(fd.get(), text.data() + used, limit - used);
+    if (n <= 0) break;
+    used += static_cast<std::size_t>(n);
+  }
+  text.resize(used);
+  return text;
+}
+
+// Fields of /proc/<pid>/stat after the command, which may itself hold spaces and ')'.
+std::vector<std::string_view> stat_fields(std::string_view stat) {
+  std::vector<std::string_view> fields;
+  const auto close = stat.rfind(')');
+  if (close == std::string_view::npos) return fields;
+  std::string_view rest = stat.substr(close + 1);
+  while (!rest.empty()) {
+    while (!rest.empty() && rest.front() == ' ') rest.remove_prefix(1);
+    const auto end = rest.find(' ');
+    if (!rest.empty()) fields.push_back(rest.substr(0, end));
+    rest = end == std::string_view::npos ? std::string_view{} : rest.substr(end);
+  }
+  return fields;
+}
+
+template <class Integer>
+bool parse_integer(std::string_view text, Integer& value) {
+  const auto parsed = std::from_chars(text.data(), text.data() + text.size(), value);
+  return parsed.ec == std::errc{} && parsed.ptr == text.data() + text.size();
+}
+
+std::string quoted_id(const std::string& id) { return "'" + id.substr(0, 12) + "'"; }
+
+// Every process's parent, for finding a container's process tree.
+std::unordered_map<pid_t, std::vector<pid_t>> children_by_parent(const std::string& proc_root) {
+  std::unordered_map<pid_t, std::vector<pid_t>> children;
+  DIR* dir = ::opendir(proc_root.c_str());
+  if (dir == nullptr) return children;
+  while (const dirent* entry = ::readdir(dir)) {
+    pid_t pid = 0;
+    if (!parse_integer(std::string_view(entry->d_name), pid)) continue;
+    const auto fields = stat_fields(read_text(proc_root + "/" + entry->d_name + "/stat"));
+    pid_t parent = 0;
+    // Fields after the command: state (3), ppid (4).
+    if (fields.size() > 1 && parse_integer(fields[1], parent)) children[parent].push_back(pid);
+  }
+  ::closedir(dir);
+  return children;
+}
+
+// Socket inodes held open by `pid` ("socket:[12345]" links under /proc/<pid>/fd).
+void socket_inodes(const std::string& proc_root, pid_t pid, std::unordered_set<std::uint64_t>& inodes) {
+  const std::string fd_dir = proc_root + "/" + std::to_string(pid) + "/fd";
+  DIR* dir = ::opendir(fd_dir.c_str());
+  if (dir == nullptr) return;
+  char target[64];
+  while (const dirent* entry = ::readdir(dir)) {
+    if (entry->d_name[0] == '.') continue;
+    const ssize_t n = ::readlinkat(::dirfd(dir), entry->d_name, target, sizeof target - 1);
+    if (n <= 0) continue;
+    const std::string_view link(target, static_cast<std::size_t>(n));
+    if (!link.starts_with("socket:[") || !link.ends_with("]")) continue;
+    std::uint64_t inode = 0;
+    if (parse_integer(link.substr(8, link.size() - 9), inode)) inodes.insert(inode);
+  }
+  ::closedir(dir);
+}
+
+}  // namespace
+
+Result<std::uint64_t> process_start_time(const std::string& proc_root, pid_t pid) {
+  const std::string path = proc_root + "/" + std::to_string(pid) + "/stat";
+  const std::string stat = read_text(path);
+  if (stat.empty()) return unexpected(Error::from_errno(ESRCH, "read", path));
+  const auto fields = stat_fields(stat);
+  // starttime is field 22 of the line; fields[0] is field 3.
+  std::uint64_t start = 0;
+  if (fields.size() < 20 || !parse_integer(fields[19], start)) {
+    return unexpected(Error::invalid("parse", path, "no starttime field"));
+  }
+  return start;
+}
+
+Tracker::Tracker(std::unique_ptr<ConnectionSource> source, std::unique_ptr<ProcConnectionSource> checker,
+                 Options options)
+    : source_(std::move(source)), checker_(std::move(checker)), options_(std::move(options)) {
+  if (auto inode = namespace_inode(options_.proc_root + "/self/ns/net")) host_netns_ = *inode;
+}
+
+void Tracker::track_namespace(const NamespaceHandle& handle, std::string_view what) {
+  if (source_->tracking(handle.inode)) return;
+  if (auto status = source_->track(handle); !status) {
+    // Processes exit while we look; that is routine, not worth a warning.
+    log_debug("cannot count namespace " + std::to_string(handle.inode) + " of " + std::string(what) + ": " +
+              status.error().message());
+  }
+}
+
+void Tracker::rescan() {
+  auto listed = list_network_namespaces(options_.proc_root, options_.run_netns);
+  if (!listed) {
+    log_error("cannot list network namespaces: " + listed.error().message());
+    return;
+  }
+  std::map<std::uint64_t, NetworkNamespace> fresh;
+  for (NetworkNamespace& ns : *listed) {
+    NamespaceHandle handle{ns.inode, {}};
+    if (ns.pid >= 0) {
+      handle.ns_path = options_.proc_root + "/" + std::to_string(ns.pid) + "/ns/net";
+    } else if (!ns.names.empty()) {
+      handle.ns_path = options_.run_netns + "/" + ns.names.front();
+    }
+    if (!handle.ns_path.empty()) track_namespace(handle, ns.command.empty() ? "a named namespace" : ns.command);
+    fresh.emplace(ns.inode, std::move(ns));
+  }
+  // Forget namespaces that are gone (and are not a container's, which follows its pid).
+  std::set<std::uint64_t> in_use;
+  for (const auto& [id, container] : containers_) in_use.insert(container.netns);
+  for (const auto& [inode, ns] : namespaces_) {
+    if (!fresh.contains(inode) && !in_use.contains(inode)) {
+      source_->untrack(inode);
+      suspect_.erase(inode);
+    }
+  }
+  namespaces_ = std::move(fresh);
+
+  // A container whose first process is no longer the one we resolved has died; its
+  // namespace is unknown until Docker says what happened.
+  bool any_host = false;
+  for (auto& [id, container] : containers_) {
+    if (container.netns == 0) {
+      resolve(container);
+      continue;
+    }
+    auto start = process_start_time(options_.proc_root, container.info.pid);
+    if (!start || *start != container.pid_start) {
+      log_notice("container " + quoted_id(id) + " process " + std::to_string(container.info.pid) +
+                 " is gone; its counts are unknown until it restarts");
+      container.netns = 0;
+    }
+    any_host = any_host || container.info.network_mode == NetworkMode::kHost;
+  }
+  if (any_host) {
+    for (auto& [id, container] : containers_) {
+      if (container.info.network_mode == NetworkMode::kHost && container.netns != 0) {
+        container.listen_ports = host_listen_ports(container);
+      }
+    }
+  }
+  stats_.namespaces = namespaces_.size();
+}
+
+std::vector<std::uint16_t> Tracker::host_listen_ports(const Container& container) {
+  std::vector<std::uint16_t> ports = container.info.task_ports;
+  for (const ContainerPort& port : container.info.ports) {
+    if (port.protocol != "tcp") continue;
+    ports.push_back(port.host_port != 0 ? port.host_port : port.container_port);
+  }
+  // The listening sockets owned by the container's process tree.
+  const auto children = children_by_parent(options_.proc_root);
+  std::unordered_set<std::uint64_t> inodes;
+  std::vector<pid_t> work{container.info.pid};
+  std::unordered_set<pid_t> seen;
+  while (!work.empty() && seen.size() < 100000) {
+    const pid_t pid = work.back();
+    work.pop_back();
+    if (!seen.insert(pid).second) continue;
+    socket_inodes(options_.proc_root, pid, inodes);
+    if (auto it = children.find(pid); it != children.end()) work.insert(work.end(), it->second.begin(), it->second.end());
+  }
+  if (!inodes.empty()) {
+    auto status = reader_.decode_namespace(options_.proc_root + "/" + std::to_string(container.info.pid) + "/net",
+                                           [&](const TcpSocketRecord& record) {
+                                             if (record.state == TcpState::kListen && inodes.contains(record.inode)) {
+                                               ports.push_back(record.local_port);
+                                             }
+                                           });
+    if (!status) log_debug("listening ports of container " + quoted_id(container.info.id) + ": " + status.error().message());
+  }
+  std::sort(ports.begin(), ports.end());
+  ports.erase(std::unique(ports.begin(), ports.end()), ports.end());
+  return ports;
+}
+
+void Tracker::resolve(Container& container) {
+  container.netns = 0;
+  const pid_t pid = container.info.pid;
+  if (pid <= 0) return;
+  if (container.info.network_mode == NetworkMode::kNone) return;
+  const std::string ns_path = options_.proc_root + "/" + std::to_string(pid) + "/ns/net";
+  // Start time, namespace, start time again: if the pid was reused in between, the two
+  // start times differ and we do not trust the namespace.
+  auto before = process_start_time(options_.proc_root, pid);
+  auto inode = namespace_inode(ns_path);
+  auto after = process_start_time(options_.proc_root, pid);
+  if (!before || !inode || !after || *before != *after) {
+    log_debug("container " + quoted_id(container.info.id) + " process " + std::to_string(pid) + " vanished while resolving");
+    return;
+  }
+  container.pid_start = *before;
+  if (container.info.network_mode == NetworkMode::kHost || *inode == host_netns_) {
+    container.netns = host_netns_;
+    container.listen_ports = host_listen_ports(container);
+    return;
+  }
+  container.netns = *inode;
+  track_namespace(NamespaceHandle{*inode, ns_path}, "container " + quoted_id(container.info.id));
+}
+
+void Tracker::add_container(ContainerInfo info) {
+  Container container;
+  container.info = std::move(info);
+  resolve(container);
+  const std::string id = container.info.id;
+  const bool known = containers_.contains(id);
+  log_info(std::string(known ? "container restarted: " : "container found: ") + quoted_id(id) + " name '" +
+           container.info.name + "' mode " + std::string(network_mode_name(container.info.network_mode)) +
+           (container.netns != 0 ? " netns " + std::to_string(container.netns) : std::string(" netns unknown")));
+  containers_[id] = std::move(container);
+}
+
+void Tracker::apply(const DiscoveryUpdate& update) {
+  switch (update.kind) {
+    case DiscoveryUpdate::Kind::kFullList: {
+      containers_known_ = true;
+      std::set<std::string> listed;
+      for (const ContainerInfo& info : update.containers) listed.insert(info.id);
+      for (auto it = containers_.begin(); it != containers_.end();) {
+        if (!listed.contains(it->first)) {
+          log_info("container gone: " + quoted_id(it->first));
+          it = containers_.erase(it);
+        } else {
+          ++it;
+        }
+      }
+      for (const ContainerInfo& info : update.containers) {
+        auto it = containers_.find(info.id);
+        // Unchanged: same first process, already resolved.
+        if (it != containers_.end() && it->second.info.pid == info.pid && it->second.netns != 0) continue;
+        add_container(info);
+      }
+      break;
+    }
+    case DiscoveryUpdate::Kind::kStarted:
+      containers_known_ = true;
+      for (const ContainerInfo& info : update.containers) add_container(info);
+      break;
+    case DiscoveryUpdate::Kind::kGone:
+      if (containers_.erase(update.id) > 0) log_info("container gone: " + quoted_id(update.id));
+      break;
+    case DiscoveryUpdate::Kind::kUnavailable:
+      // Keep the last known containers: their namespaces are still counted, and a
+      // container must not look drained because Docker is restarting.
+      containers_known_ = false;
+      break;
+  }
+  stats_.containers = containers_.size();
+}
+
+std::size_t Tracker::update_source() {
+  std::size_t changed = 0;
+  auto status = source_->update([&](std::uint64_t) { ++changed; });
+  if (!status) log_error("updating " + std::string(source_name(source_->kind())) + " counts failed: " + status.error().message());
+  return changed;
+}
+
+std::size_t Tracker::check_consistency() {
+  if (!checker_ || source_->kind() != SourceKind::kBpf) return 0;
+  ++stats_.consistency_checks;
+  update_source();
+  std::size_t mismatches = 0;
+  NamespaceCounts truth;
+  for (const auto& [inode, ns] : namespaces_) {
+    const NamespaceCounts* counted = source_->counts(inode);
+    if (counted == nullptr || ns.pid < 0) continue;
+    const NamespaceHandle handle{inode, options_.proc_root + "/" + std::to_string(ns.pid) + "/ns/net"};
+    if (!checker_->read(handle, truth)) continue;  // the process exited: nothing to compare
+    update_source();
+    counted = source_->counts(inode);
+    if (counted == nullptr) continue;
+    if (*counted == truth) {
+      suspect_.erase(inode);
+      continue;
+    }
+    // Connections that open or close during the read make a single difference
+    // meaningless; the same namespace differing on the next check too is not churn.
+    if (++suspect_[inode] < 2) continue;
+    ++mismatches;
+    ++stats_.consistency_mismatches;
+    log_warning("bpf and /proc counts disagree in namespace " + std::to_string(inode) + " ('" + ns.command +
+                "'): bpf inbound " + std::to_string(counted->inbound()) + " outbound " +
+                std::to_string(counted->outbound()) + ", /proc inbound " + std::to_string(truth.inbound()) +
+                " outbound " + std::to_string(truth.outbound()));
+    suspect_.erase(inode);
+  }
+  return mismatches;
+}
+
+TrackerSnapshot Tracker::snapshot() const {
+  TrackerSnapshot snapshot;
+  snapshot.source = source_->kind();
+  snapshot.timestamp_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                              std::chrono::system_clock::now().time_since_epoch())
+                              .count();
+  snapshot.containers_known = containers_known_;
+  std::map<std::uint64_t, std::vector<std::string>> by_netns;
+  for (const auto& [id, container] : containers_) {
+    ContainerCounts out;
+    out.id = id;
+    out.name = container.info.name;
+    out.network_mode = container.info.network_mode;
+    out.mesos_task_id = container.info.mesos_task_id;
+    out.marathon_app_id = container.info.marathon_app_id;
+    out.declared_ports = container.info.ports;
+    out.netns = container.netns;
+    const NamespaceCounts* counts = container.netns != 0 ? source_->counts(container.netns) : nullptr;
+    out.known = counts != nullptr;
+    if (counts != nullptr && container.info.network_mode == NetworkMode::kHost) {
+      out.outbound_attributed = false;
+      for (const PortConnections& port : counts->ports()) {
+        if (port.inbound == 0) continue;
+        if (!std::binary_search(container.listen_ports.begin(), container.listen_ports.end(), port.port)) continue;
+        out.ports.push_back(PortConnections{port.port, port.inbound, 0});
+        out.inbound += port.inbound;
+      }
+    } else if (counts != nullptr) {
+      out.ports = counts->ports();
+      out.inbound = counts->inbound();
+      out.outbound = counts->outbound();
+      by_netns[container.netns].push_back(id);
+    }
+    snapshot.containers.push_back(std::move(out));
+  }
+  std::sort(snapshot.containers.begin(), snapshot.containers.end(),
+            [](const ContainerCounts& a, const ContainerCounts& b) { return std::tie(a.name, a.id) < std::tie(b.name, b.id); });
+  for (const auto& [inode, ns] : namespaces_) {
+    NamespaceEntry entry;
+    entry.inode = inode;
+    entry.pid = ns.pid;
+    entry.command = ns.command;
+    entry.names = ns.names;
+    if (auto it = by_netns.find(inode); it != by_netns.end()) entry.container_ids = it->second;
+    const NamespaceCounts* counts = source_->counts(inode);
+    entry.known = counts != nullptr;
+    if (counts != nullptr) entry.counts = *counts;
+    snapshot.namespaces.push_back(std::move(entry));
+  }
+  return snapshot;
+}
+
+TrackerStats Tracker::stats() const {
+  TrackerStats stats = stats_;
+  stats.source = source_->stats();
+  return stats;
+}
+
+namespace {
+
+void write_ports(JsonWriter& json, const std::vector<PortConnections>& ports) {
+  json.key("ports").begin_array();
+  for (const PortConnections& port : ports) {
+    json.begin_object()
+        .key("port")
+        .value(unsigned{port.port})
+        .key("inbound")
+        .value(port.inbound)
+        .key("outbound")
+        .value(port.outbound)
+        .end_object();
+  }
+  json.end_array();
+}
+
+std::string ports_text(const std::vector<PortConnections>& ports, bool inbound) {
+  std::string text;
+  for (const PortConnections& port : ports) {
+    const std::uint32_t count = inbound ? port.inbound : port.outbound;
+    if (count == 0) continue;
+    if (!text.empty()) text += ' ';
+    text += std::to_string(port.port) + ":" + std::to_string(count);
+  }
+  return text.empty() ? "-" : text;
+}
+
+}  // namespace
+
+std::string snapshot_json(const TrackerSnapshot& snapshot) {
+  std::string out;
+  JsonWriter json(out);
+  json.begin_object()
+      .key("version")
+      .value(TrackerSnapshot::kVersion)
+      .key("source")
+      .value(source_name(snapshot.source))
+      .key("timestamp_ns")
+      .value(snapshot.timestamp_ns)
+      .key("containers_known")
+      .value(snapshot.containers_known);
+  json.key("containers").begin_array();
+  for (const ContainerCounts& c : snapshot.containers) {
+    json.begin_object().key("id").value(c.id).key("name").value(c.name);
+    json.key("network_mode").value(network_mode_name(c.network_mode));
+    json.key("mesos_task_id").value(c.mesos_task_id).key("marathon_app_id").value(c.marathon_app_id);
+    json.key("netns").value(c.netns).key("known").value(c.known);
+    if (c.known) {
+      json.key("inbound").value(c.inbound);
+      if (c.outbound_attributed) {
+        json.key("outbound").value(c.outbound);
+      } else {
+        json.key("outbound").null();
+      }
+    } else {
+      // Unknown is not zero: a reader must never see a 0 it could act on.
+      json.key("inbound").null().key("outbound").null();
+    }
+    write_ports(json, c.ports);
+    json.key("declared_ports").begin_array();
+    for (const ContainerPort& port : c.declared_ports) {
+      json.begin_object()
+          .key("container_port")
+          .value(unsigned{port.container_port})
+          .key("protocol")
+          .value(port.protocol)
+          .key("host_ip")
+          .value(port.host_ip)
+          .key("host_port")
+          .value(unsigned{port.host_port})
+          .end_object();
+    }
+    json.end_array().end_object();
+  }
+  json.end_array();
+  json.key("namespaces").begin_array();
+  for (const NamespaceEntry& ns : snapshot.namespaces) {
+    json.begin_object().key("inode").value(ns.inode).key("known").value(ns.known);
+    json.key("pid").value(static_cast<std::int64_t>(ns.pid)).key("command").value(ns.command);
+    json.key("names").begin_array();
+    for (const std::string& name : ns.names) json.value(name);
+    json.end_array().key("containers").begin_array();
+    for (const std::string& id : ns.container_ids) json.value(id);
+    json.end_array();
+    if (ns.known) {
+      json.key("inbound").value(ns.counts.inbound()).key("outbound").value(ns.counts.outbound());
+    } else {
+      json.key("inbound").null().key("outbound").null();
+    }
+    write_ports(json, ns.counts.ports());
+    json.end_object();
+  }
+  json.end_array().end_object();
+  return out;
+}
+
+std::string snapshot_table(const TrackerSnapshot& snapshot) {
+  std::string out;
+  if (snapshot.containers_known || !snapshot.containers.empty()) {
+    TextTable containers({"CONTAINER", "MODE", "APP", "IN", "OUT", "INBOUND BY PORT"}, {false, false, false, true, true, false});
+    for (const ContainerCounts& c : snapshot.containers) {
+      const std::string app = !c.marathon_app_id.empty() ? c.marathon_app_id : (c.mesos_task_id.empty() ? "-" : c.mesos_task_id);
+      containers.add_row({c.name, std::string(network_mode_name(c.network_mode)), app,
+                          c.known ? std::to_string(c.inbound) : "?",
+                          c.known && c.outbound_attributed ? std::to_string(c.outbound) : (c.known ? "n/a" : "?"),
+                          c.known ? ports_text(c.ports, true) : "unknown"});
+    }
+    out += containers.render();
+    if (!snapshot.containers_known) out += "(docker API unavailable: container list may be stale)\n";
+    out += '\n';
+  }
+  TextTable namespaces({"NETNS", "PID", "COMMAND", "IN", "OUT", "INBOUND BY PORT"}, {true, true, false, true, true, false});
+  for (const NamespaceEntry& ns : snapshot.namespaces) {
+    std::string command = ns.command;
+    if (!ns.names.empty()) command += (command.empty() ? "" : " ") + std::string("[") + ns.names.front() + "]";
+    namespaces.add_row({std::to_string(ns.inode), ns.pid >= 0 ? std::to_string(ns.pid) : "-", command.empty() ? "-" : command,
+                        ns.known ? std::to_string(ns.counts.inbound()) : "?",
+                        ns.known ? std::to_string(ns.counts.outbound()) : "?",
+                        ns.known ? ports_text(ns.counts.ports(), true) : "unknown"});
+  }
+  out += namespaces.render();
+  out += "source: " + std::string(source_name(snapshot.source)) + "\n";
+  return out;
+}
+
+}  // namespace skopos::tracker
