@@ -24,17 +24,6 @@ std::string privilege_problem() {
   return {};
 }
 
-Result<std::string> run_command(const std::vector<std::string>& argv) {
-  ProcessResult result = run_process(argv);
-  if (result.exit_code != 0) {
-    std::string command;
-    for (const std::string& arg : argv) command += (command.empty() ? "" : " ") + arg;
-    return unexpected(Error::invalid("run", command,
-                                     "exit status " + std::to_string(result.exit_code) + ": " + result.err));
-  }
-  return std::move(result.out);
-}
-
 Result<std::unique_ptr<TestNetns>> TestNetns::create(const std::string& prefix) {
   static std::atomic<int> sequence{0};
   const std::string name = prefix + "-" + std::to_string(::getpid()) + "-" + std::to_string(sequence++);

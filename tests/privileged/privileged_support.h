@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "skopos/result.h"
+#include "process.h"
 #include "skopos/unique_fd.h"
 
 namespace skopos::testing {
@@ -30,9 +31,6 @@ std::string privilege_problem();
 
 bool privileged_required();
 
-// Runs argv (no shell) and returns its standard output; an error if it cannot start or
-// exits non-zero (with its standard error in the detail).
-Result<std::string> run_command(const std::vector<std::string>& argv);
 
 // A network namespace made with `ip netns add`, loopback up, deleted on destruction.
 class TestNetns {

@@ -2,8 +2,14 @@
 // printed and how it exited.
 #pragma once
 
+#include <sys/types.h>
+
+#include <chrono>
+#include <optional>
 #include <string>
 #include <vector>
+
+#include "skopos/result.h"
 
 namespace skopos::testing {
 
@@ -16,5 +22,34 @@ struct ProcessResult {
 // Runs argv[0] (searched in PATH) with `input` on its standard input, and waits for it.
 // Aborts the test binary if the program cannot even be started.
 ProcessResult run_process(const std::vector<std::string>& argv, const std::string& input = {});
+
+// Runs argv (no shell) and returns its standard output; an error if it cannot start or
+// exits non-zero (with its standard error in the detail).
+Result<std::string> run_command(const std::vector<std::string>& argv);
+
+// A long-running child (a daemon under test): its standard output is read line by line,
+// its standard error goes to the test's. Killed (SIGKILL) on destruction if still alive.
+class ChildProcess {
+ public:
+  // Starts argv[0] (searched in PATH); aborts the test binary if it cannot.
+  explicit ChildProcess(const std::vector<std::string>& argv);
+  ~ChildProcess();
+  ChildProcess(const ChildProcess&) = delete;
+  ChildProcess& operator=(const ChildProcess&) = delete;
+
+  pid_t pid() const { return pid_; }
+  // The next line of output (without its newline), or nullopt if none came within
+  // `timeout` or the output ended.
+  std::optional<std::string> read_line(std::chrono::milliseconds timeout);
+  // Sends `signal` and waits up to `timeout` for the exit; returns the exit code as
+  // ProcessResult does, or -1 if it did not exit in time (it is then killed).
+  int stop(int signal, std::chrono::milliseconds timeout);
+
+ private:
+  pid_t pid_ = -1;
+  int out_ = -1;
+  std::string pending_;
+  bool eof_ = false;
+};
 
 }  // namespace skopos::testing

@@ -93,27 +93,25 @@ void ContainerDiscovery::run() {
 
     auto streamed = client_.stream_events_since(since, [&](const DockerEvent& event) {
       if (event.type != "container" || event.id.empty()) return true;
-      if (is_start(event.action)) {
-        auto info = inspector_.inspect(event.id);
-        if (!info) {
-          log_warning("docker inspect of started container '" + event.id + "' failed: " + info.error().message());
-          return false;  // list again
-        }
-        DiscoveryUpdate started;
-        if (info->has_value() && (*info)->running) {
-          started.kind = DiscoveryUpdate::Kind::kStarted;
-          started.containers.push_back(std::move(**info));
-        } else {
-          started.kind = DiscoveryUpdate::Kind::kGone;
-          started.id = event.id;
-        }
-        sink_(std::move(started));
-      } else if (is_gone(event.action)) {
-        DiscoveryUpdate gone;
-        gone.kind = DiscoveryUpdate::Kind::kGone;
-        gone.id = event.id;
-        sink_(std::move(gone));
+      if (!is_start(event.action) && !is_gone(event.action)) return true;
+      // Inspect on every start AND every death: podman writes "died" from a cleanup
+      // process, so it can arrive after the restarted container's "start"; what the
+      // daemon says now is the truth, whatever order the events came in.
+      auto info = inspector_.inspect(event.id);
+      if (!info) {
+        log_warning("docker inspect of container '" + event.id.substr(0, 12) + "' after '" + event.action +
+                    "' failed: " + info.error().message());
+        return false;  // list again
       }
+      DiscoveryUpdate changed;
+      if (info->has_value() && (*info)->running) {
+        changed.kind = DiscoveryUpdate::Kind::kStarted;
+        changed.containers.push_back(std::move(**info));
+      } else {
+        changed.kind = DiscoveryUpdate::Kind::kGone;
+        changed.id = event.id;
+      }
+      sink_(std::move(changed));
       return true;
     });
     if (!streamed) log_warning("docker event stream ended: " + streamed.error().message());

@@ -195,7 +195,8 @@ Result<void> DockerClient::stream_events_since(std::int64_t since, FunctionRef<b
     parser.get().body().data = chunk;
     parser.get().body().size = sizeof chunk;
     done = false;
-    http::async_read(socket, buffer, parser, [&](const error_code& ec, std::size_t) { finish(ec); });
+    // read_some: return whatever has arrived; read() would wait for a full buffer.
+    http::async_read_some(socket, buffer, parser, [&](const error_code& ec, std::size_t) { finish(ec); });
     context.restart();
     while (!done && context.run_one() > 0) {
     }

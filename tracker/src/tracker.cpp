@@ -269,7 +269,12 @@ void Tracker::apply(const DiscoveryUpdate& update) {
     }
     case DiscoveryUpdate::Kind::kStarted:
       containers_known_ = true;
-      for (const ContainerInfo& info : update.containers) add_container(info);
+      for (const ContainerInfo& info : update.containers) {
+        auto it = containers_.find(info.id);
+        // The same incarnation again (a replayed or late event): nothing changed.
+        if (it != containers_.end() && it->second.info.pid == info.pid && it->second.netns != 0) continue;
+        add_container(info);
+      }
       break;
     case DiscoveryUpdate::Kind::kGone:
       if (containers_.erase(update.id) > 0) log_info("container gone: " + quoted_id(update.id));
