@@ -25,6 +25,7 @@ struct ContainerView {
   std::string mode;
   std::int64_t netns = 0;
   std::int64_t inbound = -1;
+  std::int64_t conntrack_inbound = -1;
   std::map<std::uint64_t, std::uint64_t> inbound_by_port;
 };
 
@@ -46,6 +47,8 @@ std::map<std::string, ContainerView> parse_snapshot(const std::string& line, std
     view.mode = std::string(c["network_mode"].get_string().value());
     view.netns = static_cast<std::int64_t>(c["netns"].get_uint64().value());
     if (view.known) view.inbound = c["inbound"].get_int64().value();
+    std::int64_t conntrack = 0;
+    if (c["conntrack_inbound"].get(conntrack) == simdjson::SUCCESS) view.conntrack_inbound = conntrack;
     for (simdjson::dom::element port : c["ports"].get_array()) {
       const std::uint64_t in = port["inbound"].get_uint64().value();
       if (in > 0) view.inbound_by_port[port["port"].get_uint64().value()] = in;
@@ -142,6 +145,11 @@ TEST(Containers, TrackerAttributesConnectionsToBridgeAndHostContainersAcrossARes
   std::vector<UniqueFd> to_host = connect_n(host_port, 4);
   EXPECT_TRUE(tracker.wait_for(inbound_is({{bridge_name, {{8080, 5}}}, {host_name, {{host_port, 4}}}})))
       << describe(tracker.last);
+  // The host's conntrack table sees the same five flows DNAT'ed into the container.
+  EXPECT_TRUE(tracker.wait_for([&](const std::map<std::string, ContainerView>& views) {
+    auto it = views.find(bridge_name);
+    return it != views.end() && it->second.conntrack_inbound == 5;
+  })) << "conntrack_inbound " << tracker.last[bridge_name].conntrack_inbound;
 
   to_bridge.clear();
   more.clear();

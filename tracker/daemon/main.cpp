@@ -25,6 +25,8 @@ constexpr const char* kUsage =
     "  --proc-interval D        /proc source re-read period (default 1s)\n"
     "  --rescan-interval D      namespace rescan period (default 5s)\n"
     "  --check-interval D       bpf vs /proc consistency check period (default 30s; 0 off)\n"
+    "  --conntrack auto|on|off  conntrack cross-check of DNAT'ed flows (default auto)\n"
+    "  --conntrack-resync D     full conntrack dump period (default 30s)\n"
     "  --print-interval D       print a snapshot every D (default 0: off)\n"
     "  --format json|table      snapshot format (default json: one object per line)\n"
     "  --once                   print one snapshot once containers are known, and exit\n"
@@ -40,7 +42,7 @@ skopos::tracker::DaemonOptions parse_options(int argc, char** argv) {
       "skopos-tracker",
       {"once", "help"},
       {"config", "source", "docker-socket", "docker-timeout", "proc-interval", "rescan-interval", "check-interval",
-       "print-interval", "format", "log-level"}};
+       "print-interval", "format", "log-level", "conntrack", "conntrack-resync"}};
   skopos::CliArgs args = skopos::CliArgs::parse(spec, argc, argv, 1);
   if (args.flag("help")) {
     std::fputs(kUsage, stdout);
@@ -58,6 +60,13 @@ skopos::tracker::DaemonOptions parse_options(int argc, char** argv) {
   else if (source == "proc") options.source = skopos::tracker::SourceChoice::kProc;
   else throw FatalError("skopos-tracker: --source must be auto, bpf or proc, not '" + source + "'");
 
+  const std::string conntrack = args.option("conntrack", "auto");
+  if (conntrack == "auto") options.conntrack = skopos::tracker::FeatureChoice::kAuto;
+  else if (conntrack == "on") options.conntrack = skopos::tracker::FeatureChoice::kOn;
+  else if (conntrack == "off") options.conntrack = skopos::tracker::FeatureChoice::kOff;
+  else throw FatalError("skopos-tracker: --conntrack must be auto, on or off, not '" + conntrack + "'");
+  options.conntrack_resync = args.duration("conntrack-resync", options.conntrack_resync);
+
   options.docker_socket = args.option("docker-socket", options.docker_socket);
   if (options.docker_socket == "none") options.docker_socket.clear();
   options.docker_timeout = args.duration("docker-timeout", options.docker_timeout);
@@ -67,7 +76,8 @@ skopos::tracker::DaemonOptions parse_options(int argc, char** argv) {
   options.print_interval = args.duration("print-interval", options.print_interval);
   for (auto [name, value] : {std::pair{"docker-timeout", options.docker_timeout},
                              std::pair{"proc-interval", options.proc_interval},
-                             std::pair{"rescan-interval", options.rescan_interval}}) {
+                             std::pair{"rescan-interval", options.rescan_interval},
+                             std::pair{"conntrack-resync", options.conntrack_resync}}) {
     if (value.count() == 0) throw FatalError(std::string("skopos-tracker: --") + name + " must be more than 0");
   }
   const std::string format = args.option("format", "json");

@@ -45,6 +45,16 @@ Result<std::unique_ptr<TrackerDaemon>> TrackerDaemon::create(DaemonOptions optio
     checker = std::make_unique<ProcConnectionSource>();
   }
   auto tracker = std::make_unique<Tracker>(std::move(*source), std::move(checker), options.tracker);
+  if (options.conntrack != FeatureChoice::kOff) {
+    auto conntrack = ConntrackSource::create();
+    if (conntrack) {
+      tracker->set_conntrack(std::move(*conntrack));
+    } else if (options.conntrack == FeatureChoice::kOn) {
+      return unexpected(std::move(conntrack).error());
+    } else {
+      log_warning("conntrack cross-check unavailable: " + conntrack.error().message());
+    }
+  }
   return std::unique_ptr<TrackerDaemon>(new TrackerDaemon(std::move(options), std::move(tracker)));
 }
 
@@ -62,7 +72,9 @@ class TrackerDaemon::Loop {
         check_timer_(context_),
         print_timer_(context_),
         once_timer_(context_),
-        source_fd_(context_) {}
+        conntrack_timer_(context_),
+        source_fd_(context_),
+        conntrack_fd_(context_) {}
 
   int run() {
     signals_.async_wait([this](const error_code& ec, int signal) {
@@ -89,6 +101,12 @@ class TrackerDaemon::Loop {
     }
 
     arm_source();
+    arm_conntrack();
+    if (tracker_.conntrack() != nullptr) {
+      every(conntrack_timer_, options_.conntrack_resync, [this] {
+        if (auto status = tracker_.conntrack()->resync(); !status) log_error("conntrack dump failed: " + status.error().message());
+      });
+    }
     every(rescan_timer_, options_.rescan_interval, [this] { tracker_.rescan(); });
     if (tracker_.source().wait_fd() < 0) {
       every(proc_timer_, options_.proc_interval, [this] { tracker_.update_source(); });
@@ -141,6 +159,26 @@ class TrackerDaemon::Loop {
     });
   }
 
+  void arm_conntrack() {
+    ConntrackSource* conntrack = tracker_.conntrack();
+    if (conntrack == nullptr) return;
+    if (!conntrack_fd_.is_open()) {
+      const int copy = ::dup(conntrack->wait_fd());
+      if (copy < 0) {
+        log_error("cannot watch conntrack events: dup failed");
+        return shutdown(1);
+      }
+      conntrack_fd_.assign(copy);
+    }
+    conntrack_fd_.async_wait(asio::posix::stream_descriptor::wait_read, [this](const error_code& ec) {
+      if (ec) return;
+      if (auto status = tracker_.conntrack()->update(); !status) {
+        log_error("conntrack events failed: " + status.error().message());
+      }
+      arm_conntrack();
+    });
+  }
+
   void print() {
     tracker_.update_source();
     const TrackerSnapshot snapshot = tracker_.snapshot();
@@ -159,10 +197,12 @@ class TrackerDaemon::Loop {
     exit_code_ = code;
     error_code ignored;
     signals_.cancel(ignored);
-    for (asio::steady_timer* timer : {&rescan_timer_, &proc_timer_, &check_timer_, &print_timer_, &once_timer_}) {
+    for (asio::steady_timer* timer :
+         {&rescan_timer_, &proc_timer_, &check_timer_, &print_timer_, &once_timer_, &conntrack_timer_}) {
       timer->cancel();
     }
     source_fd_.close(ignored);
+    conntrack_fd_.close(ignored);
     context_.stop();
   }
 
@@ -175,7 +215,9 @@ class TrackerDaemon::Loop {
   asio::steady_timer check_timer_;
   asio::steady_timer print_timer_;
   asio::steady_timer once_timer_;
+  asio::steady_timer conntrack_timer_;
   asio::posix::stream_descriptor source_fd_;
+  asio::posix::stream_descriptor conntrack_fd_;
   std::unique_ptr<ContainerDiscovery> discovery_;
   bool printed_ = false;
   int exit_code_ = 0;

@@ -360,6 +360,13 @@ TrackerSnapshot Tracker::snapshot() const {
       out.outbound = counts->outbound();
       by_netns[container.netns].push_back(id);
     }
+    if (conntrack_ && container.info.network_mode == NetworkMode::kBridge && !container.info.addresses.empty()) {
+      out.conntrack_inbound = 0;
+      for (const std::string& text : container.info.addresses) {
+        IpAddress address{};
+        if (parse_ip_address(text, address)) out.conntrack_inbound += conntrack_->established(address);
+      }
+    }
     snapshot.containers.push_back(std::move(out));
   }
   std::sort(snapshot.containers.begin(), snapshot.containers.end(),
@@ -382,6 +389,8 @@ TrackerSnapshot Tracker::snapshot() const {
 TrackerStats Tracker::stats() const {
   TrackerStats stats = stats_;
   stats.source = source_->stats();
+  stats.conntrack = conntrack_ != nullptr;
+  if (conntrack_) stats.conntrack_stats = conntrack_->stats();
   return stats;
 }
 
@@ -443,6 +452,12 @@ std::string snapshot_json(const TrackerSnapshot& snapshot) {
     } else {
       // Unknown is not zero: a reader must never see a 0 it could act on.
       json.key("inbound").null().key("outbound").null();
+    }
+    json.key("conntrack_inbound");
+    if (c.conntrack_inbound >= 0) {
+      json.value(c.conntrack_inbound);
+    } else {
+      json.null();
     }
     write_ports(json, c.ports);
     json.key("declared_ports").begin_array();

@@ -16,6 +16,9 @@
 namespace skopos::tracker {
 
 enum class SourceChoice : std::uint8_t { kAuto, kBpf, kProc };
+// An optional input: kAuto uses it when it can be opened (warning otherwise), kOn
+// refuses to start without it.
+enum class FeatureChoice : std::uint8_t { kAuto, kOn, kOff };
 
 struct DaemonOptions {
   SourceChoice source = SourceChoice::kAuto;
@@ -25,6 +28,8 @@ struct DaemonOptions {
   std::chrono::milliseconds rescan_interval{5000};  // namespace and host-port rescan
   std::chrono::milliseconds check_interval{30000};  // BPF vs /proc check; 0: off
   std::chrono::milliseconds print_interval{0};      // print snapshots; 0: off
+  FeatureChoice conntrack = FeatureChoice::kAuto;
+  std::chrono::milliseconds conntrack_resync{30000};  // full conntrack dump period
   bool print_json = true;
   bool once = false;  // print one snapshot once containers are known, then exit
   Tracker::Options tracker;

@@ -25,6 +25,7 @@
 #include <string>
 #include <vector>
 
+#include "tracker/conntrack_source.h"
 #include "tracker/connection_source.h"
 #include "tracker/container_discovery.h"
 #include "tracker/docker_api.h"
@@ -46,6 +47,9 @@ struct ContainerCounts {
   std::vector<PortConnections> ports;
   std::uint64_t inbound = 0;
   std::uint64_t outbound = 0;
+  // Bridge mode with conntrack: ESTABLISHED DNAT'ed flows to the container's addresses
+  // (the cross-check); -1 when not available.
+  std::int64_t conntrack_inbound = -1;
 };
 
 struct NamespaceEntry {
@@ -69,6 +73,8 @@ struct TrackerSnapshot {
 
 struct TrackerStats {
   SourceStats source;
+  bool conntrack = false;
+  ConntrackStats conntrack_stats;
   std::uint64_t consistency_checks = 0;
   std::uint64_t consistency_mismatches = 0;  // namespaces where BPF and /proc disagreed twice
   std::uint64_t containers = 0;
@@ -86,6 +92,9 @@ class Tracker {
   Tracker(std::unique_ptr<ConnectionSource> source, std::unique_ptr<ProcConnectionSource> checker, Options options);
 
   ConnectionSource& source() { return *source_; }
+  // The conntrack cross-check, when available (null otherwise).
+  void set_conntrack(std::unique_ptr<ConntrackSource> conntrack) { conntrack_ = std::move(conntrack); }
+  ConntrackSource* conntrack() { return conntrack_.get(); }
 
   // Finds the machine's namespaces: tracks new ones, forgets vanished ones, refreshes
   // host-mode containers' listening ports. Errors are logged and counted, never fatal.
@@ -118,6 +127,7 @@ class Tracker {
 
   std::unique_ptr<ConnectionSource> source_;
   std::unique_ptr<ProcConnectionSource> checker_;
+  std::unique_ptr<ConntrackSource> conntrack_;
   Options options_;
   std::uint64_t host_netns_ = 0;
   std::map<std::string, Container> containers_;  // by id
