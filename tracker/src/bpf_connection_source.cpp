@@ -60,7 +60,8 @@ Result<std::unique_ptr<BpfConnectionSource>> BpfConnectionSource::create() {
 
   if (int ret = conn_tracker__load(skeleton); ret != 0) {
     Error error = Error::from_errno(failure_errno(ret), "bpf load", kObject);
-    error.detail = "the verifier log is above; loading needs root (CAP_BPF, CAP_PERFMON) and kernel BTF";
+    error.detail = error.code == EPERM ? "loading BPF programs needs root (CAP_BPF, CAP_PERFMON, CAP_SYS_ADMIN)"
+                                       : "libbpf's log above says why; the kernel needs BTF (/sys/kernel/btf/vmlinux)";
     return unexpected(std::move(error));
   }
   // Attaches the tracepoint, and makes the iterator's link (an iterator runs only when

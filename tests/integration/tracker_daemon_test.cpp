@@ -1,0 +1,132 @@
+// skopos-tracker as operators start it: flags, the config file, what it does without
+// privilege or without Docker, and how it reports mistakes.
+#include <gtest/gtest.h>
+#include <simdjson.h>
+#include <unistd.h>
+
+#include <fstream>
+#include <string>
+
+#include "process.h"
+
+namespace {
+
+using skopos::testing::ProcessResult;
+using skopos::testing::run_process;
+
+const std::string kTracker = SKOPOS_TRACKER;
+
+// Runs the tracker without privilege: as root through setpriv (uid/gid nobody, no
+// capabilities), otherwise as we are.
+ProcessResult unprivileged(std::vector<std::string> args) {
+  args.insert(args.begin(), kTracker);
+  if (::geteuid() == 0) {
+    args.insert(args.begin(), {"setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all",
+                               "--bounding-set=-all", "--"});
+  }
+  return run_process(args);
+}
+
+class TempConfig {
+ public:
+  explicit TempConfig(const std::string& text) : path_("/tmp/skopos-tracker-test-" + std::to_string(::getpid()) + "-" +
+                                                         std::to_string(counter_++) + ".conf") {
+    std::ofstream(path_) << text;
+    ::chmod(path_.c_str(), 0644);
+  }
+  ~TempConfig() { ::unlink(path_.c_str()); }
+  const std::string& path() const { return path_; }
+
+ private:
+  static inline int counter_ = 0;
+  std::string path_;
+};
+
+simdjson::dom::element parse(simdjson::dom::parser& parser, const std::string& text) {
+  simdjson::dom::element doc;
+  const auto error = parser.parse(text).get(doc);
+  EXPECT_EQ(error, simdjson::SUCCESS) << simdjson::error_message(error) << "\n" << text;
+  return doc;
+}
+
+TEST(TrackerDaemon, UsageErrorsExit2AndNameWhatWasWrong) {
+  struct Case {
+    std::vector<std::string> args;
+    std::string says;
+  };
+  TempConfig bad_key("# comment\nsource = proc\nsorce = bpf\n");
+  TempConfig bad_line("source proc\n");
+  const std::vector<Case> cases = {
+      {{"--source", "magic"}, "--source must be auto, bpf or proc, not 'magic'"},
+      {{"--bogus"}, "unknown option '--bogus'"},
+      {{"--proc-interval", "5x"}, "'--proc-interval': '5x' is not a duration"},
+      {{"--proc-interval", "0"}, "--proc-interval must be more than 0"},
+      {{"--format", "xml"}, "--format must be json or table"},
+      {{"--config", bad_key.path()}, bad_key.path() + ":3: unknown setting 'sorce'"},
+      {{"--config", bad_line.path()}, bad_line.path() + ":1: expected 'name = value'"},
+      {{"--config", "/nonexistent/skopos.conf"}, "cannot read config file '/nonexistent/skopos.conf'"},
+      {{"stray"}, "unexpected argument 'stray'"},
+  };
+  for (const Case& c : cases) {
+    std::vector<std::string> args = c.args;
+    args.insert(args.begin(), kTracker);
+    const ProcessResult result = run_process(args);
+    EXPECT_EQ(result.exit_code, 2) << c.says;
+    EXPECT_NE(result.err.find(c.says), std::string::npos) << "stderr: " << result.err;
+    EXPECT_TRUE(result.out.empty());
+  }
+}
+
+TEST(TrackerDaemon, WithoutPrivilegeAutoFallsBackToProcAndBpfRefusesToStart) {
+  const ProcessResult fallback = unprivileged({"--once", "--docker-socket", "none", "--conntrack", "off"});
+  ASSERT_EQ(fallback.exit_code, 0) << fallback.err;
+#if SKOPOS_HAVE_BPF
+  EXPECT_NE(fallback.err.find("falling back to /proc"), std::string::npos) << fallback.err;
+#endif
+  simdjson::dom::parser parser;
+  const auto doc = parse(parser, fallback.out);
+  EXPECT_EQ(std::string_view(doc["source"].get_string().value()), "proc");
+  EXPECT_GE(doc["namespaces"].get_array().size(), 1u) << "its own namespace at least";
+
+  const ProcessResult bpf = unprivileged({"--once", "--source", "bpf", "--docker-socket", "none", "--conntrack", "off"});
+  EXPECT_EQ(bpf.exit_code, 1);
+#if SKOPOS_HAVE_BPF
+  EXPECT_NE(bpf.err.find("cannot start: bpf load \"conn_tracker\": loading BPF programs needs root"), std::string::npos)
+      << bpf.err;
+#else
+  EXPECT_NE(bpf.err.find("this build has no BPF support"), std::string::npos) << bpf.err;
+#endif
+  EXPECT_TRUE(bpf.out.empty());
+
+  const ProcessResult conntrack = unprivileged({"--once", "--source", "proc", "--docker-socket", "none", "--conntrack", "on"});
+  EXPECT_EQ(conntrack.exit_code, 1);
+  EXPECT_NE(conntrack.err.find("cannot start: nfct_open events \"conntrack\""), std::string::npos) << conntrack.err;
+}
+
+TEST(TrackerDaemon, WithoutDockerItStillReportsNamespacesAndSaysContainersAreUnknown) {
+  const ProcessResult result = unprivileged({"--once", "--source", "proc", "--conntrack", "off", "--docker-socket",
+                                             "/nonexistent/docker.sock", "--docker-timeout", "300ms"});
+  ASSERT_EQ(result.exit_code, 0) << result.err;
+  EXPECT_NE(result.err.find("docker API unavailable"), std::string::npos) << result.err;
+  EXPECT_NE(result.err.find("/nonexistent/docker.sock"), std::string::npos) << result.err;
+  simdjson::dom::parser parser;
+  const auto doc = parse(parser, result.out);
+  EXPECT_FALSE(doc["containers_known"].get_bool().value());
+  EXPECT_EQ(doc["containers"].get_array().size(), 0u);
+  EXPECT_GE(doc["namespaces"].get_array().size(), 1u);
+}
+
+TEST(TrackerDaemon, ConfigFileSettingsApplyAndTheCommandLineWins) {
+  TempConfig config("source = proc\ndocker-socket = none\nconntrack = off\nformat = \"table\"\n");
+  const ProcessResult table = unprivileged({"--config", config.path(), "--once"});
+  ASSERT_EQ(table.exit_code, 0) << table.err;
+  EXPECT_NE(table.out.find("NETNS"), std::string::npos) << table.out;
+  EXPECT_NE(table.out.find("source: proc"), std::string::npos) << table.out;
+
+  const ProcessResult json = unprivileged({"--config", config.path(), "--once", "--format", "json"});
+  ASSERT_EQ(json.exit_code, 0) << json.err;
+  simdjson::dom::parser parser;
+  EXPECT_EQ(std::string_view(parse(parser, json.out)["source"].get_string().value()), "proc");
+}
+
+}  // namespace
