@@ -1,0 +1,272 @@
+// Tracker's bookkeeping with a fake source and a fake /proc tree: which namespace a
+// container is counted in, what happens when its pid is reused, how host-mode
+// containers are attributed, and that unknown never reads as zero.
+#include <gtest/gtest.h>
+#include <simdjson.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <map>
+
+#include "tracker/tracker.h"
+
+namespace skopos::tracker {
+namespace {
+
+namespace fs = std::filesystem;
+
+class FakeSource final : public ConnectionSource {
+ public:
+  SourceKind kind() const override { return SourceKind::kBpf; }
+  Result<void> track(const NamespaceHandle& ns) override {
+    handles[ns.inode] = ns.ns_path;
+    if (!counts_.contains(ns.inode)) counts_[ns.inode] = NamespaceCounts{};
+    return {};
+  }
+  void untrack(std::uint64_t inode) override {
+    handles.erase(inode);
+    counts_.erase(inode);
+  }
+  bool tracking(std::uint64_t inode) const override { return handles.contains(inode); }
+  const NamespaceCounts* counts(std::uint64_t inode) const override {
+    auto it = counts_.find(inode);
+    return it == counts_.end() || !handles.contains(inode) ? nullptr : &it->second;
+  }
+  Result<void> update(FunctionRef<void(std::uint64_t)>) override { return {}; }
+  int wait_fd() const override { return -1; }
+  SourceStats stats() const override { return {}; }
+
+  void set(std::uint64_t inode, std::uint16_t port, Direction direction, std::uint32_t value) {
+    counts_[inode].set(port, direction, value);
+  }
+
+  std::map<std::uint64_t, std::string> handles;
+
+ private:
+  std::map<std::uint64_t, NamespaceCounts> counts_;
+};
+
+// /proc with processes whose ns/net are plain files: each file's inode is the
+// "namespace" identity, exactly as the Tracker reads it with stat().
+class FakeProc {
+ public:
+  FakeProc() : root_(fs::temp_directory_path() / ("skopos-fakeproc-" + std::to_string(::getpid()))) {
+    fs::remove_all(root_);
+    host_ = add_namespace_file("self");
+  }
+  ~FakeProc() { fs::remove_all(root_); }
+
+  std::string root() const { return root_.string(); }
+  std::uint64_t host() const { return host_; }
+
+  // A process with its own namespace file; returns that file's inode.
+  std::uint64_t add_process(int pid, std::uint64_t start_time, const std::string& comm) {
+    const std::uint64_t inode = add_namespace_file(std::to_string(pid));
+    set_start_time(pid, start_time, comm);
+    return inode;
+  }
+  // A process sharing the host namespace.
+  void add_host_process(int pid, std::uint64_t start_time, const std::string& comm) {
+    fs::create_directories(root_ / std::to_string(pid) / "ns");
+    fs::create_hard_link(root_ / "self" / "ns" / "net", root_ / std::to_string(pid) / "ns" / "net");
+    set_start_time(pid, start_time, comm);
+  }
+  void set_start_time(int pid, std::uint64_t start_time, const std::string& comm) {
+    std::ofstream(root_ / std::to_string(pid) / "stat")
+        << pid << " (" << comm << ") S 1 " << pid << " " << pid << " 0 -1 4194560 100 0 0 0 0 0 0 0 20 0 1 0 "
+        << start_time << " 1000 100\n";
+    std::ofstream(root_ / std::to_string(pid) / "comm") << comm << "\n";
+  }
+  void remove_process(int pid) { fs::remove_all(root_ / std::to_string(pid)); }
+
+ private:
+  std::uint64_t add_namespace_file(const std::string& dir) {
+    fs::create_directories(root_ / dir / "ns");
+    const fs::path file = root_ / dir / "ns" / "net";
+    std::ofstream(file) << dir;
+    struct stat st {};
+    ::stat(file.c_str(), &st);
+    return st.st_ino;
+  }
+
+  fs::path root_;
+  std::uint64_t host_ = 0;
+};
+
+ContainerInfo container(const std::string& id, const std::string& name, pid_t pid, NetworkMode mode) {
+  ContainerInfo info;
+  info.id = id;
+  info.name = name;
+  info.running = true;
+  info.pid = pid;
+  info.network_mode = mode;
+  return info;
+}
+
+class TrackerTest : public ::testing::Test {
+ protected:
+  TrackerTest() {
+    auto fake = std::make_unique<FakeSource>();
+    source_ = fake.get();
+    tracker_ = std::make_unique<Tracker>(std::move(fake), nullptr,
+                                         Tracker::Options{proc_.root(), proc_.root() + "/no-run-netns"});
+  }
+
+  const ContainerCounts* find(const TrackerSnapshot& snapshot, const std::string& name) {
+    for (const ContainerCounts& c : snapshot.containers) {
+      if (c.name == name) return &c;
+    }
+    return nullptr;
+  }
+
+  FakeProc proc_;
+  FakeSource* source_ = nullptr;
+  std::unique_ptr<Tracker> tracker_;
+};
+
+TEST_F(TrackerTest, BridgeContainerIsCountedInItsOwnNamespace) {
+  const std::uint64_t netns = proc_.add_process(4242, 777, "httpd");
+  tracker_->rescan();
+  ASSERT_TRUE(source_->tracking(netns));
+  source_->set(netns, 8080, Direction::kInbound, 3);
+  source_->set(netns, 5432, Direction::kOutbound, 2);
+
+  DiscoveryUpdate update;
+  update.containers.push_back(container("abc123", "web", 4242, NetworkMode::kBridge));
+  tracker_->apply(update);
+  const TrackerSnapshot snapshot = tracker_->snapshot();
+  EXPECT_TRUE(snapshot.containers_known);
+  const ContainerCounts* web = find(snapshot, "web");
+  ASSERT_NE(web, nullptr);
+  EXPECT_TRUE(web->known);
+  EXPECT_EQ(web->netns, netns);
+  EXPECT_EQ(web->inbound, 3u);
+  EXPECT_EQ(web->outbound, 2u);
+  ASSERT_EQ(web->ports.size(), 2u);
+  EXPECT_EQ(web->ports[0], (PortConnections{5432, 0, 2}));
+  EXPECT_EQ(web->ports[1], (PortConnections{8080, 3, 0}));
+  EXPECT_EQ(source_->handles[netns], proc_.root() + "/4242/ns/net");
+
+  simdjson::dom::parser parser;
+  simdjson::dom::element doc;
+  ASSERT_EQ(parser.parse(simdjson::padded_string(snapshot_json(snapshot))).get(doc), simdjson::SUCCESS);
+  EXPECT_EQ(doc["version"].get_int64().value(), 1);
+  EXPECT_EQ(std::string_view(doc["source"].get_string().value()), "bpf");
+  EXPECT_EQ(doc.at_pointer("/containers/0/inbound").get_int64().value(), 3);
+  EXPECT_EQ(doc.at_pointer("/containers/0/ports/1/port").get_int64().value(), 8080);
+}
+
+TEST_F(TrackerTest, AReusedPidMakesTheCountsUnknownNeverZero) {
+  const std::uint64_t netns = proc_.add_process(4242, 777, "httpd");
+  tracker_->rescan();
+  source_->set(netns, 8080, Direction::kInbound, 3);
+  DiscoveryUpdate update;
+  update.containers.push_back(container("abc123", "web", 4242, NetworkMode::kBridge));
+  tracker_->apply(update);
+  ASSERT_TRUE(find(tracker_->snapshot(), "web")->known);
+
+  // The container's process died and an unrelated process got its pid.
+  proc_.set_start_time(4242, 99999, "intruder");
+  tracker_->rescan();
+  const TrackerSnapshot snapshot = tracker_->snapshot();
+  const ContainerCounts* web = find(snapshot, "web");
+  ASSERT_NE(web, nullptr);
+  EXPECT_FALSE(web->known);
+  EXPECT_EQ(web->netns, 0u);
+  EXPECT_NE(snapshot_json(snapshot).find(R"("known":false,"inbound":null,"outbound":null)"), std::string::npos);
+}
+
+TEST_F(TrackerTest, ContainersWithoutAProcessAreUnknown) {
+  DiscoveryUpdate update;
+  update.containers.push_back(container("nopid", "starting", 0, NetworkMode::kBridge));
+  update.containers.push_back(container("gone", "vanished", 31337, NetworkMode::kBridge));
+  tracker_->apply(update);
+  const TrackerSnapshot snapshot = tracker_->snapshot();
+  EXPECT_FALSE(find(snapshot, "starting")->known);
+  EXPECT_FALSE(find(snapshot, "vanished")->known);
+}
+
+TEST_F(TrackerTest, HostModeContainersGetInboundOnTheirPortsOnly) {
+  proc_.add_host_process(5000, 100, "server");
+  tracker_->rescan();
+  ASSERT_TRUE(source_->tracking(proc_.host()));
+  source_->set(proc_.host(), 31000, Direction::kInbound, 4);
+  source_->set(proc_.host(), 22, Direction::kInbound, 1);  // the host's sshd
+  source_->set(proc_.host(), 443, Direction::kOutbound, 9);
+
+  ContainerInfo info = container("hosty", "hostweb", 5000, NetworkMode::kHost);
+  info.task_ports = {31000};
+  DiscoveryUpdate update;
+  update.containers.push_back(info);
+  tracker_->apply(update);
+  const TrackerSnapshot snapshot = tracker_->snapshot();
+  const ContainerCounts* hostweb = find(snapshot, "hostweb");
+  ASSERT_NE(hostweb, nullptr);
+  EXPECT_TRUE(hostweb->known);
+  EXPECT_EQ(hostweb->netns, proc_.host());
+  EXPECT_EQ(hostweb->inbound, 4u);
+  EXPECT_FALSE(hostweb->outbound_attributed);
+  ASSERT_EQ(hostweb->ports.size(), 1u);
+  EXPECT_EQ(hostweb->ports[0], (PortConnections{31000, 4, 0}));
+}
+
+TEST_F(TrackerTest, DiscoveryUpdatesAddRemoveAndSurviveAnUnavailableDaemon) {
+  proc_.add_process(10, 1, "a");
+  proc_.add_process(20, 2, "b");
+  tracker_->rescan();
+  DiscoveryUpdate list;
+  list.containers = {container("a", "alpha", 10, NetworkMode::kBridge), container("b", "beta", 20, NetworkMode::kBridge)};
+  tracker_->apply(list);
+  EXPECT_EQ(tracker_->snapshot().containers.size(), 2u);
+
+  DiscoveryUpdate gone;
+  gone.kind = DiscoveryUpdate::Kind::kGone;
+  gone.id = "a";
+  tracker_->apply(gone);
+  EXPECT_EQ(find(tracker_->snapshot(), "alpha"), nullptr);
+
+  // Docker restarting must not make containers look drained or gone.
+  DiscoveryUpdate down;
+  down.kind = DiscoveryUpdate::Kind::kUnavailable;
+  down.error = "connect: No such file or directory";
+  tracker_->apply(down);
+  TrackerSnapshot snapshot = tracker_->snapshot();
+  EXPECT_FALSE(snapshot.containers_known);
+  ASSERT_NE(find(snapshot, "beta"), nullptr);
+  EXPECT_TRUE(find(snapshot, "beta")->known);
+
+  // A full list replaces the set.
+  proc_.add_process(30, 3, "c");
+  DiscoveryUpdate relist;
+  relist.containers = {container("c", "gamma", 30, NetworkMode::kBridge)};
+  tracker_->apply(relist);
+  snapshot = tracker_->snapshot();
+  EXPECT_TRUE(snapshot.containers_known);
+  ASSERT_EQ(snapshot.containers.size(), 1u);
+  EXPECT_EQ(snapshot.containers[0].name, "gamma");
+}
+
+TEST_F(TrackerTest, VanishedNamespacesAreForgotten) {
+  const std::uint64_t netns = proc_.add_process(77, 5, "job");
+  tracker_->rescan();
+  EXPECT_TRUE(source_->tracking(netns));
+  proc_.remove_process(77);
+  tracker_->rescan();
+  EXPECT_FALSE(source_->tracking(netns));
+  for (const NamespaceEntry& ns : tracker_->snapshot().namespaces) EXPECT_NE(ns.inode, netns);
+}
+
+TEST(ProcessStartTime, ReadsField22EvenWithSpacesAndParensInTheCommand) {
+  const fs::path root = fs::temp_directory_path() / ("skopos-stat-" + std::to_string(::getpid()));
+  fs::create_directories(root / "9");
+  std::ofstream(root / "9" / "stat") << "9 (a b) c) S 1 9 9 0 -1 4194560 1 0 0 0 0 0 0 0 20 0 1 0 424242 1 1\n";
+  auto start = process_start_time(root.string(), 9);
+  ASSERT_TRUE(start) << start.error().message();
+  EXPECT_EQ(*start, 424242u);
+  EXPECT_FALSE(process_start_time(root.string(), 10));
+  fs::remove_all(root);
+}
+
+}  // namespace
+}  // namespace skopos::tracker
