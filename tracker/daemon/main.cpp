@@ -28,6 +28,8 @@ constexpr const char* kUsage =
     "  --conntrack auto|on|off  conntrack cross-check of DNAT'ed flows (default auto)\n"
     "  --conntrack-resync D     full conntrack dump period (default 30s)\n"
     "  --print-interval D       print a snapshot every D (default 0: off)\n"
+    "  --coalesce D             after a burst of bpf events, wait D before the next\n"
+    "                           (default 1ms: at most one wakeup per ms; 0: none)\n"
     "  --format json|table      snapshot format (default json: one object per line)\n"
     "  --once                   print one snapshot once containers are known, and exit\n"
     "  --log-level LEVEL        error, warning, notice, info (default) or debug\n"
@@ -42,7 +44,7 @@ skopos::tracker::DaemonOptions parse_options(int argc, char** argv) {
       "skopos-tracker",
       {"once", "help"},
       {"config", "source", "docker-socket", "docker-timeout", "proc-interval", "rescan-interval", "check-interval",
-       "print-interval", "format", "log-level", "conntrack", "conntrack-resync"}};
+       "print-interval", "format", "log-level", "conntrack", "conntrack-resync", "coalesce"}};
   skopos::CliArgs args = skopos::CliArgs::parse(spec, argc, argv, 1);
   if (args.flag("help")) {
     std::fputs(kUsage, stdout);
@@ -74,6 +76,7 @@ skopos::tracker::DaemonOptions parse_options(int argc, char** argv) {
   options.rescan_interval = args.duration("rescan-interval", options.rescan_interval);
   options.check_interval = args.duration("check-interval", options.check_interval);
   options.print_interval = args.duration("print-interval", options.print_interval);
+  options.coalesce = args.duration("coalesce", std::chrono::duration_cast<std::chrono::milliseconds>(options.coalesce));
   for (auto [name, value] : {std::pair{"docker-timeout", options.docker_timeout},
                              std::pair{"proc-interval", options.proc_interval},
                              std::pair{"rescan-interval", options.rescan_interval},

@@ -73,6 +73,7 @@ class TrackerDaemon::Loop {
         print_timer_(context_),
         once_timer_(context_),
         conntrack_timer_(context_),
+        coalesce_timer_(context_),
         source_fd_(context_),
         conntrack_fd_(context_) {}
 
@@ -155,7 +156,13 @@ class TrackerDaemon::Loop {
     source_fd_.async_wait(asio::posix::stream_descriptor::wait_read, [this](const error_code& ec) {
       if (ec) return;
       tracker_.update_source();
-      arm_source();
+      if (options_.coalesce.count() == 0) return arm_source();
+      // Events that arrive meanwhile wait in the ring buffer; the next wait returns at
+      // once if there are any.
+      coalesce_timer_.expires_after(options_.coalesce);
+      coalesce_timer_.async_wait([this](const error_code& ec2) {
+        if (!ec2) arm_source();
+      });
     });
   }
 
@@ -198,7 +205,7 @@ class TrackerDaemon::Loop {
     error_code ignored;
     signals_.cancel(ignored);
     for (asio::steady_timer* timer :
-         {&rescan_timer_, &proc_timer_, &check_timer_, &print_timer_, &once_timer_, &conntrack_timer_}) {
+         {&rescan_timer_, &proc_timer_, &check_timer_, &print_timer_, &once_timer_, &conntrack_timer_, &coalesce_timer_}) {
       timer->cancel();
     }
     source_fd_.close(ignored);
@@ -216,6 +223,7 @@ class TrackerDaemon::Loop {
   asio::steady_timer print_timer_;
   asio::steady_timer once_timer_;
   asio::steady_timer conntrack_timer_;
+  asio::steady_timer coalesce_timer_;
   asio::posix::stream_descriptor source_fd_;
   asio::posix::stream_descriptor conntrack_fd_;
   std::unique_ptr<ContainerDiscovery> discovery_;

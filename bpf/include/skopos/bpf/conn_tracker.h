@@ -64,7 +64,6 @@ struct skopos_conn_stats {
 	__u64 count_failures;   /* conn_counts full: a socket could not be counted */
 	__u64 storage_failures; /* no socket storage: a socket could not be marked */
 	__u64 underflows;       /* a decrement found 0 (must never happen) */
-	__u64 transitions;      /* TCP transitions into or out of ESTABLISHED seen */
 	__u64 snapshot_counted; /* sockets counted by the snapshot iterator */
 };
 

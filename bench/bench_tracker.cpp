@@ -1,0 +1,469 @@
+// bench_tracker: the tracker's goals from the tracker-core issue, measured on this
+// machine with real sockets in a network namespace of its own (needs root):
+//
+//  1. A count query for a namespace with 100k established connections (200k
+//     ESTABLISHED sockets: both ends live here): the BPF source against a /proc read
+//     and a sock_diag dump of the same namespace.
+//  2. Kernel-side cost of the BPF program per state transition, from the kernel's
+//     own BPF run-time statistics, and as extra wall time per connection (churn with
+//     and without the program attached).
+//  3. CPU used by the skopos-tracker daemon while connections churn at 10k/s.
+//
+// Prints a comparison table with the goals. A harness, not Google Benchmark: the
+// setup (200k sockets in 11 processes) is done once and every part reuses it.
+//
+// Usage: bench_tracker [--connections N] [--churn-rate R] [--churn-seconds S]
+//                      [--transitions M] [--tracker PATH]
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <linux/inet_diag.h>
+#include <linux/netlink.h>
+#include <linux/sock_diag.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sched.h>
+#include <signal.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <bpf/bpf.h>
+
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "skopos/cli_args.h"
+#include "skopos/unique_fd.h"
+#include "tracker/bpf_connection_source.h"
+#include "tracker/proc_connection_source.h"
+#include "tracker/proc_net_reader.h"
+
+namespace {
+
+using skopos::UniqueFd;
+using namespace skopos::tracker;
+using Clock = std::chrono::steady_clock;
+
+[[noreturn]] void die(const std::string& what) {
+  std::fprintf(stderr, "bench_tracker: %s: %s\n", what.c_str(), std::strerror(errno));
+  std::exit(1);
+}
+
+double seconds_since(Clock::time_point start) {
+  return std::chrono::duration<double>(Clock::now() - start).count();
+}
+
+int run(const std::vector<std::string>& argv) {
+  const pid_t pid = ::fork();
+  if (pid == 0) {
+    std::vector<char*> args;
+    for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+    args.push_back(nullptr);
+    ::execvp(args[0], args.data());
+    ::_exit(127);
+  }
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  return WIFEXITED(status) ? WEXITSTATUS(status) : 128;
+}
+
+// A network namespace of our own, deleted on destruction.
+class BenchNetns {
+ public:
+  BenchNetns() : name_("skopos-bench-" + std::to_string(::getpid())) {
+    if (run({"ip", "netns", "add", name_}) != 0) die("ip netns add " + name_);
+    run({"ip", "-n", name_, "link", "set", "lo", "up"});
+    fd_ = UniqueFd(::open(path().c_str(), O_RDONLY | O_CLOEXEC));
+    if (!fd_) die("open " + path());
+    auto inode = namespace_inode(path());
+    inode_ = inode ? *inode : 0;
+  }
+  ~BenchNetns() {
+    fd_.reset();
+    run({"ip", "netns", "delete", name_});
+  }
+  std::string path() const { return "/run/netns/" + name_; }
+  int fd() const { return fd_.get(); }
+  std::uint64_t inode() const { return inode_; }
+
+ private:
+  std::string name_;
+  UniqueFd fd_;
+  std::uint64_t inode_ = 0;
+};
+
+void enter(const BenchNetns& netns) {
+  if (::setns(netns.fd(), CLONE_NEWNET) != 0) die("setns");
+}
+
+UniqueFd listen_on(std::uint16_t port) {
+  UniqueFd fd(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  const int one = 1;
+  ::setsockopt(fd.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_port = htons(port);
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (::bind(fd.get(), reinterpret_cast<sockaddr*>(&address), sizeof address) != 0) die("bind");
+  if (::listen(fd.get(), 4096) != 0) die("listen");
+  return fd;
+}
+
+// One connection to 127.0.0.1:port and its accepted end. Linger 0 makes close() send
+// RST, so churned sockets leave no TIME_WAIT behind to exhaust the ports.
+bool connect_pair(int listener, std::uint16_t port, UniqueFd& client, UniqueFd& server, bool reset = false) {
+  client = UniqueFd(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_port = htons(port);
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (::connect(client.get(), reinterpret_cast<sockaddr*>(&address), sizeof address) != 0) return false;
+  server = UniqueFd(::accept4(listener, nullptr, nullptr, SOCK_CLOEXEC));
+  if (!server) return false;
+  if (reset) {
+    const linger off{1, 0};
+    ::setsockopt(client.get(), SOL_SOCKET, SO_LINGER, &off, sizeof off);
+  }
+  return true;
+}
+
+// Processes that each hold `per_worker` connections inside the namespace until the
+// parent closes their control pipe (or dies).
+class ConnectionHolders {
+ public:
+  ConnectionHolders(const BenchNetns& netns, int connections) {
+    rlimit limit{};
+    ::getrlimit(RLIMIT_NOFILE, &limit);
+    const int per_worker = static_cast<int>(std::min<rlim_t>(limit.rlim_max, 1 << 20) / 2) - 100;
+    int left = connections;
+    for (int w = 0; left > 0; ++w) {
+      const int mine = std::min(left, per_worker);
+      left -= mine;
+      int ready[2], control[2];
+      if (::pipe2(ready, O_CLOEXEC) != 0 || ::pipe2(control, O_CLOEXEC) != 0) die("pipe");
+      const pid_t pid = ::fork();
+      if (pid == 0) {
+        ::close(ready[0]);
+        ::close(control[1]);
+        limit.rlim_cur = limit.rlim_max;
+        ::setrlimit(RLIMIT_NOFILE, &limit);
+        enter(netns);
+        const std::uint16_t port = static_cast<std::uint16_t>(20000 + w);
+        UniqueFd listener = listen_on(port);
+        std::vector<UniqueFd> held;
+        held.reserve(static_cast<std::size_t>(mine) * 2);
+        for (int i = 0; i < mine; ++i) {
+          UniqueFd client, server;
+          if (!connect_pair(listener.get(), port, client, server)) die("connect");
+          held.push_back(std::move(client));
+          held.push_back(std::move(server));
+        }
+        const char ok = 1;
+        (void)!::write(ready[1], &ok, 1);
+        char byte;
+        (void)!::read(control[0], &byte, 1);  // returns when the parent closes it
+        ::_exit(0);
+      }
+      ::close(ready[1]);
+      ::close(control[0]);
+      pids_.push_back(pid);
+      controls_.push_back(control[1]);
+      char byte = 0;
+      if (::read(ready[0], &byte, 1) != 1) die("a connection holder failed");
+      ::close(ready[0]);
+      ports_.push_back(static_cast<std::uint16_t>(20000 + w));
+    }
+  }
+  ~ConnectionHolders() {
+    for (int fd : controls_) ::close(fd);
+    for (pid_t pid : pids_) ::waitpid(pid, nullptr, 0);
+  }
+  std::size_t processes() const { return pids_.size(); }
+  const std::vector<std::uint16_t>& ports() const { return ports_; }
+
+ private:
+  std::vector<pid_t> pids_;
+  std::vector<int> controls_;
+  std::vector<std::uint16_t> ports_;
+};
+
+// ESTABLISHED TCP sockets of the calling thread's namespace, by a sock_diag dump.
+std::uint64_t sock_diag_established() {
+  std::uint64_t count = 0;
+  for (const std::uint8_t family : {std::uint8_t{AF_INET}, std::uint8_t{AF_INET6}}) {
+    UniqueFd fd(::socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG));
+    struct {
+      nlmsghdr header;
+      inet_diag_req_v2 request;
+    } message{};
+    message.header.nlmsg_len = sizeof message;
+    message.header.nlmsg_type = SOCK_DIAG_BY_FAMILY;
+    message.header.nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
+    message.request.sdiag_family = family;
+    message.request.sdiag_protocol = IPPROTO_TCP;
+    message.request.idiag_states = 1u << TCP_ESTABLISHED;
+    if (::send(fd.get(), &message, sizeof message, 0) < 0) die("sock_diag send");
+    static char buffer[256 * 1024];
+    for (bool done = false; !done;) {
+      const ssize_t n = ::recv(fd.get(), buffer, sizeof buffer, 0);
+      if (n <= 0) die("sock_diag recv");
+      auto* header = reinterpret_cast<nlmsghdr*>(buffer);
+      for (auto left = static_cast<unsigned>(n); NLMSG_OK(header, left); header = NLMSG_NEXT(header, left)) {
+        if (header->nlmsg_type == NLMSG_DONE) {
+          done = true;
+          break;
+        }
+        if (header->nlmsg_type == NLMSG_ERROR) die("sock_diag error");
+        ++count;
+      }
+    }
+  }
+  return count;
+}
+
+template <class F>
+double best_of(int runs, F work) {
+  double best = 1e30;
+  for (int i = 0; i < runs; ++i) {
+    const auto start = Clock::now();
+    work();
+    best = std::min(best, seconds_since(start));
+  }
+  return best;
+}
+
+// Opens and closes `count` connections in the namespace as fast as one thread can.
+double churn(const BenchNetns& netns, int count, std::uint16_t port) {
+  double elapsed = 0;
+  std::thread worker([&] {
+    enter(netns);
+    UniqueFd listener = listen_on(port);
+    const auto start = Clock::now();
+    for (int i = 0; i < count; ++i) {
+      UniqueFd client, server;
+      if (!connect_pair(listener.get(), port, client, server, true)) die("churn connect");
+    }
+    elapsed = seconds_since(start);
+  });
+  worker.join();
+  return elapsed;
+}
+
+struct ProgramStats {
+  std::uint64_t run_time_ns = 0;
+  std::uint64_t run_count = 0;
+};
+
+ProgramStats program_stats(std::uint32_t id) {
+  UniqueFd fd(bpf_prog_get_fd_by_id(id));
+  bpf_prog_info info{};
+  std::uint32_t length = sizeof info;
+  if (!fd || bpf_obj_get_info_by_fd(fd.get(), &info, &length) != 0) die("bpf prog info");
+  return {info.run_time_ns, info.run_cnt};
+}
+
+std::uint64_t process_cpu_ticks(pid_t pid) {
+  FILE* file = std::fopen(("/proc/" + std::to_string(pid) + "/stat").c_str(), "r");
+  if (file == nullptr) return 0;
+  char text[1024] = {};
+  const std::size_t n = std::fread(text, 1, sizeof text - 1, file);
+  std::fclose(file);
+  std::string_view stat(text, n);
+  stat.remove_prefix(stat.rfind(')') + 2);
+  // Fields after the command: utime and stime are the 12th and 13th.
+  std::uint64_t ticks = 0;
+  for (int field = 0; field < 13; ++field) {
+    const auto space = stat.find(' ');
+    if (field >= 11) ticks += std::strtoull(std::string(stat.substr(0, space)).c_str(), nullptr, 10);
+    stat.remove_prefix(space + 1);
+  }
+  return ticks;
+}
+
+struct Row {
+  std::string what;
+  double value;
+  std::string unit;
+  std::string goal;
+  std::string verdict;
+};
+
+void print_rows(const std::vector<Row>& rows) {
+  std::printf("\n%-58s %12s %-8s %-12s %s\n", "measurement", "value", "unit", "goal", "");
+  for (const Row& row : rows) {
+    std::printf("%-58s %12.3f %-8s %-12s %s\n", row.what.c_str(), row.value, row.unit.c_str(), row.goal.c_str(),
+                row.verdict.c_str());
+  }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const skopos::CliSpec spec{"bench_tracker", {"help"}, {"connections", "churn-rate", "churn-seconds", "transitions", "tracker"}};
+  skopos::CliArgs args;
+  int connections = 0, rate = 0, churn_seconds = 0, transitions = 0;
+  try {
+    args = skopos::CliArgs::parse(spec, argc, argv, 1);
+    connections = std::stoi(args.option("connections", "100000"));
+    rate = std::stoi(args.option("churn-rate", "10000"));
+    churn_seconds = std::stoi(args.option("churn-seconds", "5"));
+    transitions = std::stoi(args.option("transitions", "50000"));
+  } catch (const std::exception&) {
+    std::fprintf(stderr, "bench_tracker: bad option; see the comment at the top of bench/bench_tracker.cpp\n");
+    return 2;
+  } catch (const skopos::FatalError& error) {
+    std::fprintf(stderr, "%s\n", error.message().c_str());
+    return 2;
+  }
+  const std::string tracker_binary = args.option("tracker", SKOPOS_TRACKER_BINARY);
+  if (::geteuid() != 0) {
+    std::fprintf(stderr, "bench_tracker: needs root (BPF, network namespaces)\n");
+    return 1;
+  }
+  ::signal(SIGPIPE, SIG_IGN);
+  std::vector<Row> rows;
+  BenchNetns netns;
+  const NamespaceHandle handle{netns.inode(), netns.path()};
+
+  // ---- 1. Count query with `connections` established connections.
+  std::printf("opening %d connections (%d ESTABLISHED sockets) in %s ...\n", connections, 2 * connections,
+              netns.path().c_str());
+  const auto setup_start = Clock::now();
+  auto holders = std::make_unique<ConnectionHolders>(netns, connections);
+  std::printf("  done in %.1f s with %zu holder processes\n", seconds_since(setup_start), holders->processes());
+
+  auto created = BpfConnectionSource::create();
+  if (!created) {
+    std::fprintf(stderr, "bench_tracker: %s\n", created.error().message().c_str());
+    return 1;
+  }
+  BpfConnectionSource& bpf = **created;
+  const auto snapshot_start = Clock::now();
+  if (auto status = bpf.track(handle); !status) {
+    std::fprintf(stderr, "bench_tracker: %s\n", status.error().message().c_str());
+    return 1;
+  }
+  const double snapshot_s = seconds_since(snapshot_start);
+  const std::uint16_t port = holders->ports().front();
+  const NamespaceCounts* counted = bpf.counts(netns.inode());
+  const std::uint64_t bpf_inbound = counted != nullptr ? counted->inbound() : 0;
+
+  constexpr int kQueries = 1'000'000;
+  std::uint64_t sink = 0;
+  const auto query_start = Clock::now();
+  for (int i = 0; i < kQueries; ++i) {
+    const NamespaceCounts* c = bpf.counts(netns.inode());
+    sink += c->get(port, Direction::kInbound);
+    asm volatile("" : : "r"(sink) : "memory");
+  }
+  const double query_ns = seconds_since(query_start) * 1e9 / kQueries;
+  const double map_walk_s = best_of(5, [&] { sink += bpf.read_map(netns.inode())->inbound(); });
+
+  ProcConnectionSource proc;
+  NamespaceCounts truth;
+  const double proc_s = best_of(5, [&] {
+    if (!proc.read(handle, truth)) die("proc read");
+  });
+  ProcNetReader reader;
+  PortStateTally tally;
+  double counter_s = 0;
+  double diag_s = 0;
+  std::uint64_t diag_count = 0;
+  std::thread inside([&] {
+    enter(netns);
+    counter_s = best_of(5, [&] {
+      if (!reader.count_namespace("/proc/thread-self/net", tally)) die("count");
+    });
+    diag_s = best_of(5, [&] { diag_count = sock_diag_established(); });
+  });
+  inside.join();
+  std::printf("  bpf inbound %llu, /proc inbound %llu, sock_diag established %llu (expect %d, %d, %d)\n",
+              static_cast<unsigned long long>(bpf_inbound), static_cast<unsigned long long>(truth.inbound()),
+              static_cast<unsigned long long>(diag_count), connections, connections, 2 * connections);
+  const bool counts_agree = bpf_inbound == static_cast<std::uint64_t>(connections) && truth == *counted;
+  const std::string n = std::to_string(connections / 1000) + "k";
+  rows.push_back({"query one container, bpf source (" + n + " conns)", query_ns / 1e3, "us", "< 1000 us",
+                  query_ns / 1e6 < 1.0 ? "met" : "MISSED"});
+  rows.push_back({"  same, re-reading the kernel map (cold)", map_walk_s * 1e6, "us", "< 1000 us",
+                  map_walk_s < 1e-3 ? "met" : "MISSED"});
+  rows.push_back({"  bpf snapshot of the namespace at start (iter/tcp)", snapshot_s * 1e3, "ms", "", ""});
+  rows.push_back({"query by /proc read, full records (" + n + " conns)", proc_s * 1e3, "ms", "(~200 ms)", ""});
+  rows.push_back({"query by /proc read, counting path", counter_s * 1e3, "ms", "", ""});
+  rows.push_back({"query by sock_diag dump (" + n + " conns)", diag_s * 1e3, "ms", "(~80 ms)", ""});
+  rows.push_back({"bpf == /proc == expected counts", counts_agree ? 1.0 : 0.0, "bool", "1", counts_agree ? "met" : "MISSED"});
+  holders.reset();
+  created->reset();
+
+  // ---- 2. Kernel cost per transition.
+  const double bare_s = churn(netns, transitions, 30001);
+  auto second = BpfConnectionSource::create();
+  if (!second) die("bpf create");
+  UniqueFd stats_fd(bpf_enable_stats(BPF_STATS_RUN_TIME));
+  if (!stats_fd) die("bpf_enable_stats");
+  const ProgramStats before = program_stats((*second)->program_id());
+  const double traced_s = churn(netns, transitions, 30002);
+  const ProgramStats after = program_stats((*second)->program_id());
+  stats_fd.reset();
+  // Drain so the ring buffer does not fill (it would only count lost events).
+  (void)(*second)->update([](std::uint64_t) {});
+  const double ns_per_run = static_cast<double>(after.run_time_ns - before.run_time_ns) /
+                            static_cast<double>(std::max<std::uint64_t>(1, after.run_count - before.run_count));
+  const double runs_per_connection =
+      static_cast<double>(after.run_count - before.run_count) / static_cast<double>(transitions);
+  rows.push_back({"bpf program per state transition (kernel bpf stats)", ns_per_run, "ns", "< 300 ns",
+                  ns_per_run < 300 ? "met" : "MISSED"});
+  rows.push_back({"  transitions per churned connection (both ends)", runs_per_connection, "", "", ""});
+  rows.push_back({"  churn wall time per connection, no program", bare_s * 1e9 / transitions, "ns", "", ""});
+  rows.push_back({"  churn wall time per connection, program attached", traced_s * 1e9 / transitions, "ns", "", ""});
+  second->reset();
+
+  // ---- 3. Tracker CPU under churn.
+  const pid_t tracker = ::fork();
+  if (tracker == 0) {
+    const int null = ::open("/dev/null", O_WRONLY);
+    ::dup2(null, STDOUT_FILENO);
+    ::dup2(null, STDERR_FILENO);
+    ::execl(tracker_binary.c_str(), tracker_binary.c_str(), "--source", "bpf", "--docker-socket", "none", "--conntrack",
+            "off", "--check-interval", "0", static_cast<char*>(nullptr));
+    ::_exit(127);
+  }
+  std::this_thread::sleep_for(std::chrono::seconds(1));  // startup: load, attach, snapshot
+  const std::uint64_t ticks_before = process_cpu_ticks(tracker);
+  int opened = 0;
+  const auto churn_start = Clock::now();
+  std::thread load([&] {
+    enter(netns);
+    UniqueFd listener = listen_on(30003);
+    const auto deadline = churn_start + std::chrono::seconds(churn_seconds);
+    // Paced in 1 ms slots; bounded by the deadline whatever happens.
+    for (auto slot = churn_start; Clock::now() < deadline; slot += std::chrono::milliseconds(1)) {
+      const int due = static_cast<int>(std::chrono::duration<double>(slot - churn_start).count() * rate);
+      for (; opened < due && Clock::now() < deadline; ++opened) {
+        UniqueFd client, server;
+        if (!connect_pair(listener.get(), 30003, client, server, true)) die("load connect");
+      }
+      std::this_thread::sleep_until(slot + std::chrono::milliseconds(1));
+    }
+  });
+  load.join();
+  const double churn_wall = seconds_since(churn_start);
+  const std::uint64_t ticks_after = process_cpu_ticks(tracker);
+  ::kill(tracker, SIGTERM);
+  int status = 0;
+  ::waitpid(tracker, &status, 0);
+  const double cpu_share = static_cast<double>(ticks_after - ticks_before) / static_cast<double>(::sysconf(_SC_CLK_TCK)) /
+                           churn_wall * 100.0;
+  rows.push_back({"skopos-tracker CPU at " + std::to_string(rate) + " connections/s", cpu_share, "% core", "< 5 %",
+                  cpu_share < 5.0 ? "met" : "MISSED"});
+  rows.push_back({"  connections/s achieved by the load", opened / churn_wall, "conn/s", "", ""});
+  rows.push_back({"  tracker exit status after SIGTERM", WIFEXITED(status) ? WEXITSTATUS(status) : -1.0, "", "0", ""});
+
+  print_rows(rows);
+  return counts_agree ? 0 : 1;
+}
