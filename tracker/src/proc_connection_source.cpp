@@ -9,7 +9,8 @@ namespace skopos::tracker {
 std::string proc_net_dir(const NamespaceHandle& ns) {
   constexpr std::string_view kSuffix = "/ns/net";
   const std::string_view path = ns.ns_path;
-  if (path.starts_with("/proc/") && path.ends_with(kSuffix)) {
+  // <proc root>/<pid>/ns/net: the same process's tables are at <proc root>/<pid>/net.
+  if (path.ends_with(kSuffix)) {
     return std::string(path.substr(0, path.size() - kSuffix.size())) + "/net";
   }
   return {};

@@ -303,8 +303,9 @@ std::size_t Tracker::check_consistency() {
   NamespaceCounts truth;
   for (const auto& [inode, ns] : namespaces_) {
     const NamespaceCounts* counted = source_->counts(inode);
-    if (counted == nullptr || ns.pid < 0) continue;
-    const NamespaceHandle handle{inode, options_.proc_root + "/" + std::to_string(ns.pid) + "/ns/net"};
+    if (counted == nullptr) continue;
+    const NamespaceHandle handle{inode, ns.pid >= 0 ? options_.proc_root + "/" + std::to_string(ns.pid) + "/ns/net"
+                                                    : options_.run_netns + "/" + ns.names.front()};
     if (!checker_->read(handle, truth)) continue;  // the process exited: nothing to compare
     update_source();
     counted = source_->counts(inode);

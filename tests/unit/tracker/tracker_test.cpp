@@ -79,6 +79,13 @@ class FakeProc {
     std::ofstream(root_ / std::to_string(pid) / "comm") << comm << "\n";
   }
   void remove_process(int pid) { fs::remove_all(root_ / std::to_string(pid)); }
+  // Gives a process the saved tcp tables of tests/unit/tracker/testdata.
+  void add_tables(int pid) {
+    fs::create_directories(root_ / std::to_string(pid) / "net");
+    for (const char* table : {"tcp", "tcp6"}) {
+      fs::copy_file(std::string(SKOPOS_TESTDATA_DIR) + "/netns." + table, root_ / std::to_string(pid) / "net" / table);
+    }
+  }
 
  private:
   std::uint64_t add_namespace_file(const std::string& dir) {
@@ -109,7 +116,7 @@ class TrackerTest : public ::testing::Test {
   TrackerTest() {
     auto fake = std::make_unique<FakeSource>();
     source_ = fake.get();
-    tracker_ = std::make_unique<Tracker>(std::move(fake), nullptr,
+    tracker_ = std::make_unique<Tracker>(std::move(fake), std::make_unique<ProcConnectionSource>(),
                                          Tracker::Options{proc_.root(), proc_.root() + "/no-run-netns"});
   }
 
@@ -255,6 +262,29 @@ TEST_F(TrackerTest, VanishedNamespacesAreForgotten) {
   tracker_->rescan();
   EXPECT_FALSE(source_->tracking(netns));
   for (const NamespaceEntry& ns : tracker_->snapshot().namespaces) EXPECT_NE(ns.inode, netns);
+}
+
+TEST_F(TrackerTest, ConsistencyCheckReportsOnlyDifferencesThatPersist) {
+  const std::uint64_t netns = proc_.add_process(4242, 777, "httpd");
+  proc_.add_tables(4242);
+  tracker_->rescan();
+  ProcConnectionSource proc;
+  NamespaceCounts truth;
+  ASSERT_TRUE(proc.read(NamespaceHandle{netns, proc_.root() + "/4242/ns/net"}, truth));
+  ASSERT_GT(truth.inbound(), 0u);
+  for (const PortConnections& port : truth.ports()) {
+    source_->set(netns, port.port, Direction::kInbound, port.inbound);
+    source_->set(netns, port.port, Direction::kOutbound, port.outbound);
+  }
+  EXPECT_EQ(tracker_->check_consistency(), 0u);
+
+  // The source loses a connection: the first check may be churn, the second is not.
+  const PortConnections first = truth.ports().front();
+  source_->set(netns, first.port, Direction::kInbound, first.inbound + 1);
+  EXPECT_EQ(tracker_->check_consistency(), 0u);
+  EXPECT_EQ(tracker_->check_consistency(), 1u);
+  EXPECT_EQ(tracker_->stats().consistency_checks, 3u);
+  EXPECT_EQ(tracker_->stats().consistency_mismatches, 1u);
 }
 
 TEST(ProcessStartTime, ReadsField22EvenWithSpacesAndParensInTheCommand) {

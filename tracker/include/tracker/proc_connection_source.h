@@ -55,8 +55,8 @@ class ProcConnectionSource final : public ConnectionSource {
   SourceStats stats_;
 };
 
-// The /proc/<pid>/net directory of a handle whose ns_path is /proc/<pid>/ns/net, or
-// empty when the namespace must be entered with setns instead.
+// The <proc>/<pid>/net directory of a handle whose ns_path is <proc>/<pid>/ns/net, or
+// empty when the namespace must be entered with setns instead (/run/netns/<name>).
 std::string proc_net_dir(const NamespaceHandle& ns);
 
 // The nsfs inode that `ns_path` refers to now, or an error (it does not exist).
