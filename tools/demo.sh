@@ -1,20 +1,77 @@
 #!/usr/bin/env bash
-# The main job, as far as it exists today: builds Skopos, then shows this machine's
-# live TCP connection counts per network namespace, decoded from /proc by the same
-# decoder the tracker uses. (The drain issue turns this into the full drain demo.)
+# The main job, as far as it exists today: builds Skopos, starts two real containers (a
+# bridge-mode one behind a published port and a host-mode one) under a private podman
+# that serves the Docker Engine API, opens connections to them, and shows what
+# skopos-tracker counts -- per container and per network namespace, inbound and
+# outbound, from eBPF. Everything it starts is removed on exit.
+# Without root it shows this machine's namespaces from /proc instead.
+# (The drain issue turns this into the full drain demo.)
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 cd "$top"
 
 tools/install-deps.sh
 cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
-cmake --build build -j "$(nproc)" --target tracker-cli
+cmake --build build -j "$(nproc)" --target skopos-tracker tracker-cli
 
-cli=build/bin/tracker-cli
-printf '\n== Connections per network namespace (%s netns)\n\n' "$cli"
-"$cli" netns
-printf '\n== This namespace, per local port and TCP state (%s decode /proc/net/tcp /proc/net/tcp6)\n\n' "$cli"
-tables=(/proc/net/tcp)
-[ -e /proc/net/tcp6 ] && tables+=(/proc/net/tcp6)
-"$cli" decode "${tables[@]}"
-printf '\nMore: %s decode --records --json FILE..., %s netns --json\n' "$cli" "$cli"
+tracker=build/bin/skopos-tracker
+if [ "$(id -u)" -ne 0 ]; then
+  printf '\n== Not root: connections per network namespace from /proc (%s --once --source proc)\n\n' "$tracker"
+  exec "$tracker" --once --source proc --docker-socket none --conntrack off --format table
+fi
+
+dir=$(mktemp -d /tmp/skopos-demo.XXXXXX)
+export CONTAINERS_CONF=$dir/containers.conf
+podman=(podman --root "$dir/root" --runroot "$dir/run" --storage-driver vfs --runtime runc
+        --cgroup-manager cgroupfs --events-backend file)
+service_pid=
+cleanup() {
+  exec 3>&- 4>&- 5>&- 6>&- 7>&- 2>/dev/null || true
+  "${podman[@]}" rm --force --all --time 0 >/dev/null 2>&1 || true
+  [ -n "$service_pid" ] && kill "$service_pid" 2>/dev/null && wait "$service_pid" 2>/dev/null || true
+  "${podman[@]}" rmi --force --all >/dev/null 2>&1 || true
+  rm -rf "$dir"
+}
+trap cleanup EXIT
+
+# crun fails on this kernel's hybrid cgroup layout (runc works), containers cannot
+# raise RLIMIT_NOFILE here, and no registry is reachable: a private config and a
+# busybox image built from the busybox-static package.
+cat >"$CONTAINERS_CONF" <<'CONF'
+[containers]
+default_ulimits = []
+[engine]
+runtime = "runc"
+cgroup_manager = "cgroupfs"
+events_logger = "file"
+CONF
+mkdir -p "$dir/image/bin"
+cp /bin/busybox "$dir/image/bin/"
+for applet in sh httpd sleep; do ln -s busybox "$dir/image/bin/$applet"; done
+tar -C "$dir/image" -cf "$dir/image.tar" .
+"${podman[@]}" import "$dir/image.tar" localhost/skopos-demo:latest >/dev/null
+
+socket=$dir/docker.sock
+"${podman[@]}" system service --time=0 "unix://$socket" 2>/dev/null &
+service_pid=$!
+for _ in $(seq 100); do [ -S "$socket" ] && break; sleep 0.1; done
+
+published=18480
+host_port=18481
+printf '\n== Two containers: web (bridge, 127.0.0.1:%s -> 8080) and edge (host network, port %s)\n' "$published" "$host_port"
+"${podman[@]}" run -d --name web -p "127.0.0.1:$published:8080" -e MARATHON_APP_ID=/demo/web \
+  localhost/skopos-demo:latest /bin/httpd -f -p 8080 >/dev/null
+"${podman[@]}" run -d --name edge --network host -e MARATHON_APP_ID=/demo/edge \
+  localhost/skopos-demo:latest /bin/httpd -f -p "127.0.0.1:$host_port" >/dev/null
+sleep 0.5
+
+printf '== Opening 3 connections to web and 2 to edge (held open by this script)\n'
+exec 3<>"/dev/tcp/127.0.0.1/$published" 4<>"/dev/tcp/127.0.0.1/$published" 5<>"/dev/tcp/127.0.0.1/$published"
+exec 6<>"/dev/tcp/127.0.0.1/$host_port" 7<>"/dev/tcp/127.0.0.1/$host_port"
+
+printf '\n== What the tracker sees (%s --once --docker-socket %s --format table)\n\n' "$tracker" "$socket"
+"$tracker" --once --docker-socket "$socket" --format table 2>&1
+
+printf '\n== The same as JSON for scripts, web only (--format json)\n\n'
+"$tracker" --once --docker-socket "$socket" --log-level warning |
+  python3 -c 'import json,sys; d=json.load(sys.stdin); print(json.dumps([c for c in d["containers"] if c["name"]=="web"], indent=1))'
