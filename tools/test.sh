@@ -37,6 +37,17 @@ if [ "$(id -u)" -eq 0 ]; then
   export SKOPOS_REQUIRE_PRIVILEGED=1
 fi
 
+# Container tests run a private podman under /tmp/skopos-podman-<pid>; one that crashed
+# may have left it behind.
+check_podman_leftovers() {
+  local left
+  left=$(ls -d /tmp/skopos-podman-* 2>/dev/null || true)
+  if [ -n "$left" ]; then
+    echo "test.sh: container test directories left behind: $left" >&2
+    return 1
+  fi
+}
+
 run_tier() {
   local dir=$1 label=$2
   step "tier: $label ($dir)"
@@ -44,7 +55,10 @@ run_tier() {
 }
 
 wants unit && run_tier build unit
-wants integration && run_tier build integration
+if wants integration; then
+  run_tier build integration
+  check_podman_leftovers
+fi
 if wants privileged; then
   if [ "$(id -u)" -ne 0 ]; then
     echo "test.sh: the privileged tier needs root (sudo tools/test.sh privileged)" >&2
@@ -75,6 +89,7 @@ fi
 if wants sanitize; then
   run_tier build/fuzz unit
   run_tier build/fuzz integration
+  check_podman_leftovers
 fi
 wants fuzz && run_tier build/fuzz fuzz
 

@@ -65,7 +65,8 @@ std::unordered_map<pid_t, std::vector<pid_t>> children_by_parent(const std::stri
   while (const dirent* entry = ::readdir(dir)) {
     pid_t pid = 0;
     if (!parse_integer(std::string_view(entry->d_name), pid)) continue;
-    const auto fields = stat_fields(read_text(proc_root + "/" + entry->d_name + "/stat"));
+    const std::string stat = read_text(proc_root + "/" + entry->d_name + "/stat");
+    const auto fields = stat_fields(stat);  // views into `stat`
     pid_t parent = 0;
     // Fields after the command: state (3), ppid (4).
     if (fields.size() > 1 && parse_integer(fields[1], parent)) children[parent].push_back(pid);
