@@ -157,6 +157,7 @@ void Tracker::rescan() {
   for (auto& [id, container] : containers_) {
     if (container.netns == 0) {
       resolve(container);
+      if (container.netns != 0) mark_changed(container.slot);
       continue;
     }
     auto start = process_start_time(options_.proc_root, container.info.pid);
@@ -164,13 +165,18 @@ void Tracker::rescan() {
       log_notice("container " + quoted_id(id) + " process " + std::to_string(container.info.pid) +
                  " is gone; its counts are unknown until it restarts");
       container.netns = 0;
+      mark_changed(container.slot);
     }
     any_host = any_host || container.info.network_mode == NetworkMode::kHost;
   }
   if (any_host) {
     for (auto& [id, container] : containers_) {
       if (container.info.network_mode == NetworkMode::kHost && container.netns != 0) {
-        container.listen_ports = host_listen_ports(container);
+        auto ports = host_listen_ports(container);
+        if (ports != container.listen_ports) {
+          container.listen_ports = std::move(ports);
+          mark_changed(container.slot);
+        }
       }
     }
   }
@@ -234,16 +240,65 @@ void Tracker::resolve(Container& container) {
   track_namespace(NamespaceHandle{*inode, ns_path}, "container " + quoted_id(container.info.id));
 }
 
+void Tracker::mark_changed(std::uint32_t slot) {
+  if (slot >= changed_flag_.size()) changed_flag_.resize(slots_.size(), 0);
+  if (changed_flag_[slot] != 0) return;
+  changed_flag_[slot] = 1;
+  changed_.push_back(slot);
+}
+
+void Tracker::mark_namespace_changed(std::uint64_t inode) {
+  for (const Container* container : slots_) {
+    if (container != nullptr && container->netns == inode) mark_changed(container->slot);
+  }
+}
+
 void Tracker::add_container(ContainerInfo info) {
   Container container;
   container.info = std::move(info);
   resolve(container);
   const std::string id = container.info.id;
-  const bool known = containers_.contains(id);
+  auto it = containers_.find(id);
+  const bool known = it != containers_.end();
   log_info(std::string(known ? "container restarted: " : "container found: ") + quoted_id(id) + " name '" +
            container.info.name + "' mode " + std::string(network_mode_name(container.info.network_mode)) +
            (container.netns != 0 ? " netns " + std::to_string(container.netns) : std::string(" netns unknown")));
-  containers_[id] = std::move(container);
+  if (known) {
+    container.slot = it->second.slot;
+    it->second = std::move(container);
+  } else {
+    if (free_slots_.empty()) {
+      container.slot = static_cast<std::uint32_t>(slots_.size());
+      slots_.push_back(nullptr);
+      changed_flag_.push_back(0);
+    } else {
+      container.slot = free_slots_.back();
+      free_slots_.pop_back();
+    }
+    it = containers_.emplace(id, std::move(container)).first;
+    slots_[it->second.slot] = &it->second;
+  }
+  mark_changed(it->second.slot);
+}
+
+void Tracker::remove_container(std::map<std::string, Container>::iterator it) {
+  log_info("container gone: " + quoted_id(it->first));
+  const std::uint32_t slot = it->second.slot;
+  slots_[slot] = nullptr;
+  free_slots_.push_back(slot);
+  removed_.push_back(it->first);
+  containers_.erase(it);
+}
+
+void Tracker::take_changes(std::vector<std::uint32_t>& changed, std::vector<std::string>& removed) {
+  changed.clear();
+  removed.clear();
+  for (std::uint32_t slot : changed_) {
+    changed_flag_[slot] = 0;
+    if (slot_live(slot)) changed.push_back(slot);
+  }
+  changed_.clear();
+  removed.swap(removed_);
 }
 
 void Tracker::apply(const DiscoveryUpdate& update) {
@@ -253,12 +308,9 @@ void Tracker::apply(const DiscoveryUpdate& update) {
       std::set<std::string> listed;
       for (const ContainerInfo& info : update.containers) listed.insert(info.id);
       for (auto it = containers_.begin(); it != containers_.end();) {
-        if (!listed.contains(it->first)) {
-          log_info("container gone: " + quoted_id(it->first));
-          it = containers_.erase(it);
-        } else {
-          ++it;
-        }
+        auto next = std::next(it);
+        if (!listed.contains(it->first)) remove_container(it);
+        it = next;
       }
       for (const ContainerInfo& info : update.containers) {
         auto it = containers_.find(info.id);
@@ -278,11 +330,16 @@ void Tracker::apply(const DiscoveryUpdate& update) {
       }
       break;
     case DiscoveryUpdate::Kind::kGone:
-      if (containers_.erase(update.id) > 0) log_info("container gone: " + quoted_id(update.id));
+      if (auto it = containers_.find(update.id); it != containers_.end()) remove_container(it);
       break;
     case DiscoveryUpdate::Kind::kUnavailable:
       // Keep the last known containers: their namespaces are still counted, and a
       // container must not look drained because Docker is restarting.
+      if (containers_known_) {
+        for (const Container* container : slots_) {
+          if (container != nullptr) mark_changed(container->slot);
+        }
+      }
       containers_known_ = false;
       break;
   }
@@ -291,7 +348,10 @@ void Tracker::apply(const DiscoveryUpdate& update) {
 
 std::size_t Tracker::update_source() {
   std::size_t changed = 0;
-  auto status = source_->update([&](std::uint64_t) { ++changed; });
+  auto status = source_->update([&](std::uint64_t inode) {
+    ++changed;
+    mark_namespace_changed(inode);
+  });
   if (!status) log_error("updating " + std::string(source_name(source_->kind())) + " counts failed: " + status.error().message());
   return changed;
 }
@@ -329,6 +389,43 @@ std::size_t Tracker::check_consistency() {
   return mismatches;
 }
 
+ContainerView Tracker::view(std::uint32_t slot) const {
+  const Container& container = *slots_[slot];
+  ContainerView out;
+  out.id = container.info.id;
+  out.name = container.info.name;
+  out.network_mode = container.info.network_mode;
+  out.mesos_task_id = container.info.mesos_task_id;
+  out.marathon_app_id = container.info.marathon_app_id;
+  out.declared_ports = container.info.ports;
+  out.netns = container.netns;
+  const NamespaceCounts* counts = container.netns != 0 ? source_->counts(container.netns) : nullptr;
+  out.known = counts != nullptr;
+  if (counts != nullptr && container.info.network_mode == NetworkMode::kHost) {
+    out.outbound_attributed = false;
+    view_ports_.clear();
+    for (const PortConnections& port : counts->ports()) {
+      if (port.inbound == 0) continue;
+      if (!std::binary_search(container.listen_ports.begin(), container.listen_ports.end(), port.port)) continue;
+      view_ports_.push_back(PortConnections{port.port, port.inbound, 0});
+      out.inbound += port.inbound;
+    }
+    out.ports = view_ports_;
+  } else if (counts != nullptr) {
+    out.ports = counts->ports();
+    out.inbound = counts->inbound();
+    out.outbound = counts->outbound();
+  }
+  if (conntrack_ && container.info.network_mode == NetworkMode::kBridge && !container.info.addresses.empty()) {
+    out.conntrack_inbound = 0;
+    for (const std::string& text : container.info.addresses) {
+      IpAddress address{};
+      if (parse_ip_address(text, address)) out.conntrack_inbound += conntrack_->established(address);
+    }
+  }
+  return out;
+}
+
 TrackerSnapshot Tracker::snapshot() const {
   TrackerSnapshot snapshot;
   snapshot.source = source_->kind();
@@ -338,37 +435,22 @@ TrackerSnapshot Tracker::snapshot() const {
   snapshot.containers_known = containers_known_;
   std::map<std::uint64_t, std::vector<std::string>> by_netns;
   for (const auto& [id, container] : containers_) {
+    const ContainerView v = view(container.slot);
     ContainerCounts out;
     out.id = id;
     out.name = container.info.name;
-    out.network_mode = container.info.network_mode;
+    out.network_mode = v.network_mode;
     out.mesos_task_id = container.info.mesos_task_id;
     out.marathon_app_id = container.info.marathon_app_id;
     out.declared_ports = container.info.ports;
-    out.netns = container.netns;
-    const NamespaceCounts* counts = container.netns != 0 ? source_->counts(container.netns) : nullptr;
-    out.known = counts != nullptr;
-    if (counts != nullptr && container.info.network_mode == NetworkMode::kHost) {
-      out.outbound_attributed = false;
-      for (const PortConnections& port : counts->ports()) {
-        if (port.inbound == 0) continue;
-        if (!std::binary_search(container.listen_ports.begin(), container.listen_ports.end(), port.port)) continue;
-        out.ports.push_back(PortConnections{port.port, port.inbound, 0});
-        out.inbound += port.inbound;
-      }
-    } else if (counts != nullptr) {
-      out.ports = counts->ports();
-      out.inbound = counts->inbound();
-      out.outbound = counts->outbound();
-      by_netns[container.netns].push_back(id);
-    }
-    if (conntrack_ && container.info.network_mode == NetworkMode::kBridge && !container.info.addresses.empty()) {
-      out.conntrack_inbound = 0;
-      for (const std::string& text : container.info.addresses) {
-        IpAddress address{};
-        if (parse_ip_address(text, address)) out.conntrack_inbound += conntrack_->established(address);
-      }
-    }
+    out.netns = v.netns;
+    out.known = v.known;
+    out.outbound_attributed = v.outbound_attributed;
+    out.ports.assign(v.ports.begin(), v.ports.end());
+    out.inbound = v.inbound;
+    out.outbound = v.outbound;
+    out.conntrack_inbound = v.conntrack_inbound;
+    if (v.known && v.network_mode != NetworkMode::kHost) by_netns[container.netns].push_back(id);
     snapshot.containers.push_back(std::move(out));
   }
   std::sort(snapshot.containers.begin(), snapshot.containers.end(),
@@ -398,7 +480,7 @@ TrackerStats Tracker::stats() const {
 
 namespace {
 
-void write_ports(JsonWriter& json, const std::vector<PortConnections>& ports) {
+void write_ports(JsonWriter& json, std::span<const PortConnections> ports) {
   json.key("ports").begin_array();
   for (const PortConnections& port : ports) {
     json.begin_object()
@@ -426,6 +508,63 @@ std::string ports_text(const std::vector<PortConnections>& ports, bool inbound) 
 
 }  // namespace
 
+ContainerView view_of(const ContainerCounts& c) {
+  ContainerView view;
+  view.id = c.id;
+  view.name = c.name;
+  view.network_mode = c.network_mode;
+  view.mesos_task_id = c.mesos_task_id;
+  view.marathon_app_id = c.marathon_app_id;
+  view.declared_ports = c.declared_ports;
+  view.netns = c.netns;
+  view.known = c.known;
+  view.outbound_attributed = c.outbound_attributed;
+  view.ports = c.ports;
+  view.inbound = c.inbound;
+  view.outbound = c.outbound;
+  view.conntrack_inbound = c.conntrack_inbound;
+  return view;
+}
+
+void write_container(JsonWriter& json, const ContainerView& c) {
+  json.begin_object().key("id").value(c.id).key("name").value(c.name);
+  json.key("network_mode").value(network_mode_name(c.network_mode));
+  json.key("mesos_task_id").value(c.mesos_task_id).key("marathon_app_id").value(c.marathon_app_id);
+  json.key("netns").value(c.netns).key("known").value(c.known);
+  if (c.known) {
+    json.key("inbound").value(c.inbound);
+    if (c.outbound_attributed) {
+      json.key("outbound").value(c.outbound);
+    } else {
+      json.key("outbound").null();
+    }
+  } else {
+    // Unknown is not zero: a reader must never see a 0 it could act on.
+    json.key("inbound").null().key("outbound").null();
+  }
+  json.key("conntrack_inbound");
+  if (c.conntrack_inbound >= 0) {
+    json.value(c.conntrack_inbound);
+  } else {
+    json.null();
+  }
+  write_ports(json, c.ports);
+  json.key("declared_ports").begin_array();
+  for (const ContainerPort& port : c.declared_ports) {
+    json.begin_object()
+        .key("container_port")
+        .value(unsigned{port.container_port})
+        .key("protocol")
+        .value(port.protocol)
+        .key("host_ip")
+        .value(port.host_ip)
+        .key("host_port")
+        .value(unsigned{port.host_port})
+        .end_object();
+  }
+  json.end_array().end_object();
+}
+
 std::string snapshot_json(const TrackerSnapshot& snapshot) {
   std::string out;
   JsonWriter json(out);
@@ -439,44 +578,7 @@ std::string snapshot_json(const TrackerSnapshot& snapshot) {
       .key("containers_known")
       .value(snapshot.containers_known);
   json.key("containers").begin_array();
-  for (const ContainerCounts& c : snapshot.containers) {
-    json.begin_object().key("id").value(c.id).key("name").value(c.name);
-    json.key("network_mode").value(network_mode_name(c.network_mode));
-    json.key("mesos_task_id").value(c.mesos_task_id).key("marathon_app_id").value(c.marathon_app_id);
-    json.key("netns").value(c.netns).key("known").value(c.known);
-    if (c.known) {
-      json.key("inbound").value(c.inbound);
-      if (c.outbound_attributed) {
-        json.key("outbound").value(c.outbound);
-      } else {
-        json.key("outbound").null();
-      }
-    } else {
-      // Unknown is not zero: a reader must never see a 0 it could act on.
-      json.key("inbound").null().key("outbound").null();
-    }
-    json.key("conntrack_inbound");
-    if (c.conntrack_inbound >= 0) {
-      json.value(c.conntrack_inbound);
-    } else {
-      json.null();
-    }
-    write_ports(json, c.ports);
-    json.key("declared_ports").begin_array();
-    for (const ContainerPort& port : c.declared_ports) {
-      json.begin_object()
-          .key("container_port")
-          .value(unsigned{port.container_port})
-          .key("protocol")
-          .value(port.protocol)
-          .key("host_ip")
-          .value(port.host_ip)
-          .key("host_port")
-          .value(unsigned{port.host_port})
-          .end_object();
-    }
-    json.end_array().end_object();
-  }
+  for (const ContainerCounts& c : snapshot.containers) write_container(json, view_of(c));
   json.end_array();
   json.key("namespaces").begin_array();
   for (const NamespaceEntry& ns : snapshot.namespaces) {

@@ -22,9 +22,12 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
+#include "skopos/json_writer.h"
 #include "tracker/conntrack_source.h"
 #include "tracker/connection_source.h"
 #include "tracker/container_discovery.h"
@@ -51,6 +54,29 @@ struct ContainerCounts {
   // (the cross-check); -1 when not available.
   std::int64_t conntrack_inbound = -1;
 };
+
+// One container's published state, borrowed (no copies): what the stream encodes per
+// change. Valid until the Tracker's next non-const call.
+struct ContainerView {
+  std::string_view id;
+  std::string_view name;
+  NetworkMode network_mode = NetworkMode::kBridge;
+  std::string_view mesos_task_id;
+  std::string_view marathon_app_id;
+  std::span<const ContainerPort> declared_ports;
+  std::uint64_t netns = 0;
+  bool known = false;
+  bool outbound_attributed = true;
+  std::span<const PortConnections> ports;
+  std::uint64_t inbound = 0;
+  std::uint64_t outbound = 0;
+  std::int64_t conntrack_inbound = -1;
+};
+ContainerView view_of(const ContainerCounts& counts);
+
+// Writes one container as the JSON object of the snapshot and the stream (the same
+// shape everywhere). Allocates nothing beyond growing `json`'s string.
+void write_container(JsonWriter& json, const ContainerView& container);
 
 struct NamespaceEntry {
   std::uint64_t inode = 0;
@@ -112,8 +138,21 @@ class Tracker {
   TrackerSnapshot snapshot() const;
   TrackerStats stats() const;
 
+  // Change tracking for the stream. Every container has a slot number, stable while it
+  // exists and reused after it is gone. take_changes() hands over the slots whose
+  // published state may have changed and the ids of containers removed since the last
+  // call, and clears both (the vectors are reused: no allocation in steady state).
+  void take_changes(std::vector<std::uint32_t>& changed, std::vector<std::string>& removed);
+  std::uint32_t slot_count() const { return static_cast<std::uint32_t>(slots_.size()); }
+  bool slot_live(std::uint32_t slot) const { return slot < slots_.size() && slots_[slot] != nullptr; }
+  // The container in a live slot, as published.
+  ContainerView view(std::uint32_t slot) const;
+  // Whether the container list is from a reachable Docker API.
+  bool containers_known() const { return containers_known_; }
+
  private:
   struct Container {
+    std::uint32_t slot = 0;
     ContainerInfo info;
     std::uint64_t netns = 0;
     std::uint64_t pid_start = 0;  // /proc/<pid>/stat starttime when the namespace was resolved
@@ -121,6 +160,9 @@ class Tracker {
   };
 
   void add_container(ContainerInfo info);
+  void remove_container(std::map<std::string, Container>::iterator it);
+  void mark_changed(std::uint32_t slot);
+  void mark_namespace_changed(std::uint64_t inode);
   void resolve(Container& container);
   void track_namespace(const NamespaceHandle& handle, std::string_view what);
   std::vector<std::uint16_t> host_listen_ports(const Container& container);
@@ -131,6 +173,12 @@ class Tracker {
   Options options_;
   std::uint64_t host_netns_ = 0;
   std::map<std::string, Container> containers_;  // by id
+  std::vector<Container*> slots_;                 // slot -> container (map nodes are stable)
+  std::vector<std::uint32_t> free_slots_;
+  std::vector<std::uint32_t> changed_;
+  std::vector<std::uint8_t> changed_flag_;  // by slot
+  std::vector<std::string> removed_;
+  mutable std::vector<PortConnections> view_ports_;  // host-mode ports of the last view()
   bool containers_known_ = false;
   std::map<std::uint64_t, NetworkNamespace> namespaces_;  // by inode, from the last rescan
   std::map<std::uint64_t, int> suspect_;  // namespaces that disagreed on the last check
