@@ -1,7 +1,10 @@
 // skopos-tracker: counts established connections per container and network namespace.
 // Wiring only: flags and config file -> DaemonOptions -> TrackerDaemon.
+#include <charconv>
 #include <cstdio>
 #include <cstring>
+#include <string_view>
+#include <vector>
 
 #include "skopos/cli_args.h"
 #include "skopos/log.h"
@@ -32,11 +35,38 @@ constexpr const char* kUsage =
     "                           (default 1ms: at most one wakeup per ms; 0: none)\n"
     "  --format json|table      snapshot format (default json: one object per line)\n"
     "  --once                   print one snapshot once containers are known, and exit\n"
+    "  --stream-socket PATH     the subscribers' socket (default /run/skopos/tracker.sock;\n"
+    "                           'none' disables it); see tracker/PROTOCOL.md\n"
+    "  --stream-group GROUP     group of the socket (mode 0660); default ours\n"
+    "  --stream-allow-uids L    uids allowed to subscribe, comma-separated (default 0 and ours)\n"
+    "  --stream-allow-gids L    gids allowed to subscribe (default the socket's group)\n"
+    "  --stream-max-clients N   most subscribers at once (default 256)\n"
+    "  --heartbeat D            heartbeat period to quiet subscribers (default 1s)\n"
+    "  --stream-stall-timeout D drop a subscriber whose message is in flight this long (default 10s)\n"
     "  --log-level LEVEL        error, warning, notice, info (default) or debug\n"
     "\n"
     "Durations: 500ms, 5s, 2m, 1h (a bare number is seconds).\n"
     "Exit status: 0 after SIGTERM/SIGINT or --once; 1 when the tracker cannot start;\n"
     "2 for a usage or configuration error.\n";
+
+// A comma-separated list of numbers ("0,1000"); FatalError naming the option otherwise.
+template <class Number>
+std::vector<Number> parse_ids(const skopos::CliArgs& args, const std::string& name) {
+  std::vector<Number> ids;
+  std::string_view text = args.option(name);
+  while (!text.empty()) {
+    const auto comma = text.find(',');
+    const std::string_view item = text.substr(0, comma);
+    Number value{};
+    const auto parsed = std::from_chars(item.data(), item.data() + item.size(), value);
+    if (parsed.ec != std::errc{} || parsed.ptr != item.data() + item.size() || item.empty()) {
+      throw skopos::FatalError("skopos-tracker: --" + name + ": '" + std::string(item) + "' is not a number");
+    }
+    ids.push_back(value);
+    text = comma == std::string_view::npos ? std::string_view{} : text.substr(comma + 1);
+  }
+  return ids;
+}
 
 skopos::tracker::DaemonOptions parse_options(int argc, char** argv) {
   using skopos::FatalError;
@@ -44,7 +74,8 @@ skopos::tracker::DaemonOptions parse_options(int argc, char** argv) {
       "skopos-tracker",
       {"once", "help"},
       {"config", "source", "docker-socket", "docker-timeout", "proc-interval", "rescan-interval", "check-interval",
-       "print-interval", "format", "log-level", "conntrack", "conntrack-resync", "coalesce"}};
+       "print-interval", "format", "log-level", "conntrack", "conntrack-resync", "coalesce", "stream-socket", "stream-group", "stream-allow-uids",
+       "stream-allow-gids", "stream-max-clients", "heartbeat", "stream-stall-timeout"}};
   skopos::CliArgs args = skopos::CliArgs::parse(spec, argc, argv, 1);
   if (args.flag("help")) {
     std::fputs(kUsage, stdout);
@@ -89,6 +120,24 @@ skopos::tracker::DaemonOptions parse_options(int argc, char** argv) {
   }
   options.print_json = format == "json";
   options.once = args.flag("once");
+  const std::string stream_socket = args.option("stream-socket", "/run/skopos/tracker.sock");
+  if (stream_socket == "none") {
+    options.stream.reset();
+  } else {
+    skopos::tracker::StreamOptions& stream = *options.stream;
+    stream.path = stream_socket;
+    stream.group = args.option("stream-group");
+    stream.allow_uids = parse_ids<uid_t>(args, "stream-allow-uids");
+    stream.allow_gids = parse_ids<gid_t>(args, "stream-allow-gids");
+    const auto max_clients = parse_ids<std::size_t>(args, "stream-max-clients");
+    if (max_clients.size() > 1 || (!max_clients.empty() && max_clients.front() == 0)) {
+      throw FatalError("skopos-tracker: --stream-max-clients must be one number above 0");
+    }
+    if (!max_clients.empty()) stream.max_clients = max_clients.front();
+    stream.heartbeat = args.duration("heartbeat", stream.heartbeat);
+    stream.stall_timeout = args.duration("stream-stall-timeout", stream.stall_timeout);
+    if (stream.heartbeat.count() < 4) throw FatalError("skopos-tracker: --heartbeat must be at least 4ms");
+  }
   skopos::LogLevel level = skopos::LogLevel::kInfo;
   if (!skopos::parse_log_level(args.option("log-level", "info"), level)) {
     throw FatalError("skopos-tracker: unknown --log-level '" + args.option("log-level") + "'",

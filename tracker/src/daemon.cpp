@@ -9,6 +9,7 @@
 #include <boost/asio/steady_timer.hpp>
 
 #include "skopos/log.h"
+#include "skopos/sd_notify.h"
 #include "tracker/container_discovery.h"
 #if SKOPOS_HAVE_BPF
 #include "tracker/bpf_connection_source.h"
@@ -74,6 +75,7 @@ class TrackerDaemon::Loop {
         once_timer_(context_),
         conntrack_timer_(context_),
         coalesce_timer_(context_),
+        watchdog_timer_(context_),
         source_fd_(context_),
         conntrack_fd_(context_) {}
 
@@ -81,6 +83,7 @@ class TrackerDaemon::Loop {
     signals_.async_wait([this](const error_code& ec, int signal) {
       if (ec) return;
       log_notice(std::string("stopping on ") + (signal == SIGTERM ? "SIGTERM" : "SIGINT"));
+      (void)sd_notify("STOPPING=1");
       shutdown(0);
     });
     tracker_.rescan();
@@ -88,11 +91,19 @@ class TrackerDaemon::Loop {
     log_info("tracking " + std::to_string(stats.source.tracked) + " network namespaces with " +
              std::string(source_name(tracker_.source().kind())));
 
+    if (options_.stream && !options_.once) {
+      stream_ = std::make_unique<StreamServer>(context_, tracker_, *options_.stream);
+      if (auto started = stream_->start(); !started) {
+        log_error("cannot serve the stream: " + started.error().message());
+        return 1;
+      }
+    }
     if (!options_.docker_socket.empty()) {
       discovery_ = std::make_unique<ContainerDiscovery>(
           options_.docker_socket, options_.docker_timeout, [this](DiscoveryUpdate update) {
             asio::post(context_, [this, update = std::move(update)] {
               tracker_.apply(update);
+              publish();
               if (options_.once && !printed_) print_and_finish();
             });
           });
@@ -108,12 +119,25 @@ class TrackerDaemon::Loop {
         if (auto status = tracker_.conntrack()->resync(); !status) log_error("conntrack dump failed: " + status.error().message());
       });
     }
-    every(rescan_timer_, options_.rescan_interval, [this] { tracker_.rescan(); });
+    every(rescan_timer_, options_.rescan_interval, [this] {
+      tracker_.rescan();
+      publish();
+    });
     if (tracker_.source().wait_fd() < 0) {
-      every(proc_timer_, options_.proc_interval, [this] { tracker_.update_source(); });
+      every(proc_timer_, options_.proc_interval, [this] {
+        tracker_.update_source();
+        publish();
+      });
     }
     if (options_.check_interval.count() > 0) {
-      every(check_timer_, options_.check_interval, [this] { tracker_.check_consistency(); });
+      every(check_timer_, options_.check_interval, [this] {
+        tracker_.check_consistency();
+        publish();
+      });
+    }
+    if (auto watchdog = sd_watchdog_interval()) {
+      const auto period = std::chrono::duration_cast<std::chrono::milliseconds>(*watchdog / 2);
+      every(watchdog_timer_, std::max(period, std::chrono::milliseconds(1)), [] { (void)sd_notify("WATCHDOG=1"); });
     }
     if (options_.print_interval.count() > 0) every(print_timer_, options_.print_interval, [this] { print(); });
     if (options_.once) {
@@ -125,8 +149,12 @@ class TrackerDaemon::Loop {
         if (!ec && !printed_) print_and_finish();
       });
     }
+    if (!options_.once) {
+      if (auto notified = sd_notify("READY=1"); !notified) log_warning("sd_notify: " + notified.error().message());
+    }
     context_.run();
     if (discovery_) discovery_->stop();
+    if (stream_) stream_->stop();
     return exit_code_;
   }
 
@@ -156,6 +184,7 @@ class TrackerDaemon::Loop {
     source_fd_.async_wait(asio::posix::stream_descriptor::wait_read, [this](const error_code& ec) {
       if (ec) return;
       tracker_.update_source();
+      publish();
       if (options_.coalesce.count() == 0) return arm_source();
       // Events that arrive meanwhile wait in the ring buffer; the next wait returns at
       // once if there are any.
@@ -186,6 +215,10 @@ class TrackerDaemon::Loop {
     });
   }
 
+  void publish() {
+    if (stream_) stream_->publish();
+  }
+
   void print() {
     tracker_.update_source();
     const TrackerSnapshot snapshot = tracker_.snapshot();
@@ -205,11 +238,13 @@ class TrackerDaemon::Loop {
     error_code ignored;
     signals_.cancel(ignored);
     for (asio::steady_timer* timer :
-         {&rescan_timer_, &proc_timer_, &check_timer_, &print_timer_, &once_timer_, &conntrack_timer_, &coalesce_timer_}) {
+         {&rescan_timer_, &proc_timer_, &check_timer_, &print_timer_, &once_timer_, &conntrack_timer_, &coalesce_timer_,
+          &watchdog_timer_}) {
       timer->cancel();
     }
     source_fd_.close(ignored);
     conntrack_fd_.close(ignored);
+    if (stream_) stream_->stop();
     context_.stop();
   }
 
@@ -224,9 +259,11 @@ class TrackerDaemon::Loop {
   asio::steady_timer once_timer_;
   asio::steady_timer conntrack_timer_;
   asio::steady_timer coalesce_timer_;
+  asio::steady_timer watchdog_timer_;
   asio::posix::stream_descriptor source_fd_;
   asio::posix::stream_descriptor conntrack_fd_;
   std::unique_ptr<ContainerDiscovery> discovery_;
+  std::unique_ptr<StreamServer> stream_;
   bool printed_ = false;
   int exit_code_ = 0;
 };

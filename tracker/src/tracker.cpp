@@ -286,11 +286,11 @@ void Tracker::remove_container(std::map<std::string, Container>::iterator it) {
   const std::uint32_t slot = it->second.slot;
   slots_[slot] = nullptr;
   free_slots_.push_back(slot);
-  removed_.push_back(it->first);
+  removed_.push_back(Removed{slot, it->first});
   containers_.erase(it);
 }
 
-void Tracker::take_changes(std::vector<std::uint32_t>& changed, std::vector<std::string>& removed) {
+void Tracker::take_changes(std::vector<std::uint32_t>& changed, std::vector<Removed>& removed) {
   changed.clear();
   removed.clear();
   for (std::uint32_t slot : changed_) {

@@ -33,6 +33,13 @@ class JsonWriter {
   JsonWriter& value(unsigned number) { return value(static_cast<std::uint64_t>(number)); }
   JsonWriter& null();
 
+  // Forgets any unfinished document (keeping its buffers), to write a new one into the
+  // same string; the caller clears or keeps the string.
+  void reset() {
+    stack_.clear();
+    after_key_ = false;
+  }
+
   // True when every object and array opened has been closed.
   bool complete() const { return stack_.empty(); }
 

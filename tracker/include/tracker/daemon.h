@@ -10,7 +10,10 @@
 #include <memory>
 #include <string>
 
+#include <optional>
+
 #include "skopos/result.h"
+#include "tracker/stream_server.h"
 #include "tracker/tracker.h"
 
 namespace skopos::tracker {
@@ -36,6 +39,7 @@ struct DaemonOptions {
   std::chrono::milliseconds conntrack_resync{30000};  // full conntrack dump period
   bool print_json = true;
   bool once = false;  // print one snapshot once containers are known, then exit
+  std::optional<StreamOptions> stream = StreamOptions{};  // nullopt: no stream socket
   Tracker::Options tracker;
 };
 

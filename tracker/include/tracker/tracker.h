@@ -142,7 +142,11 @@ class Tracker {
   // exists and reused after it is gone. take_changes() hands over the slots whose
   // published state may have changed and the ids of containers removed since the last
   // call, and clears both (the vectors are reused: no allocation in steady state).
-  void take_changes(std::vector<std::uint32_t>& changed, std::vector<std::string>& removed);
+  struct Removed {
+    std::uint32_t slot;
+    std::string id;
+  };
+  void take_changes(std::vector<std::uint32_t>& changed, std::vector<Removed>& removed);
   std::uint32_t slot_count() const { return static_cast<std::uint32_t>(slots_.size()); }
   bool slot_live(std::uint32_t slot) const { return slot < slots_.size() && slots_[slot] != nullptr; }
   // The container in a live slot, as published.
@@ -177,7 +181,7 @@ class Tracker {
   std::vector<std::uint32_t> free_slots_;
   std::vector<std::uint32_t> changed_;
   std::vector<std::uint8_t> changed_flag_;  // by slot
-  std::vector<std::string> removed_;
+  std::vector<Removed> removed_;
   mutable std::vector<PortConnections> view_ports_;  // host-mode ports of the last view()
   bool containers_known_ = false;
   std::map<std::uint64_t, NetworkNamespace> namespaces_;  // by inode, from the last rescan

@@ -1,0 +1,108 @@
+// The tracker stream's messages (tracker/PROTOCOL.md), as value types, with the parsers
+// for both directions: ClientMessageParser for what subscribers send (hostile input:
+// bounded, fuzzed), ServerMessageParser for what the tracker sends (the client library).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "skopos/result.h"
+
+namespace skopos::tracker {
+
+inline constexpr int kStreamProtocol = 1;
+// Longest client line, newline included.
+inline constexpr std::size_t kMaxClientLine = 4096;
+// Most strings in one filter list.
+inline constexpr std::size_t kMaxFilterStrings = 256;
+
+struct StreamFilter {
+  std::vector<std::string> ids;  // full ids or prefixes of at least 12 characters
+  std::vector<std::string> names;
+  std::vector<std::string> mesos_task_ids;
+  std::vector<std::string> marathon_app_ids;
+
+  bool empty() const { return ids.empty() && names.empty() && mesos_task_ids.empty() && marathon_app_ids.empty(); }
+  // Any list matching is a match; an empty filter matches everything.
+  bool matches(std::string_view id, std::string_view name, std::string_view mesos_task_id,
+               std::string_view marathon_app_id) const;
+};
+
+struct SubscribeMessage {
+  int protocol = 0;
+  StreamFilter filter;
+};
+
+// Why a client message was refused: `code` is the error code the server sends back.
+struct ProtocolError {
+  std::string code;  // "bad_message", "protocol_version", "message_too_large"
+  std::string message;
+};
+
+// Parses one client line (without its newline). Reuses its buffers; not thread-safe.
+class ClientMessageParser {
+ public:
+  ClientMessageParser();
+  ~ClientMessageParser();
+  Result<SubscribeMessage, ProtocolError> parse(std::string_view line);
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+// A container as the stream publishes it (see PROTOCOL.md, CONTAINER).
+struct StreamPort {
+  std::uint16_t port = 0;
+  std::uint32_t inbound = 0;
+  std::uint32_t outbound = 0;
+};
+
+struct StreamContainer {
+  std::string id;
+  std::string name;
+  std::string network_mode;
+  std::string mesos_task_id;
+  std::string marathon_app_id;
+  std::uint64_t netns = 0;
+  bool known = false;
+  std::int64_t inbound = -1;   // -1: null (unknown)
+  std::int64_t outbound = -1;  // -1: null (unknown, or not attributable)
+  std::int64_t conntrack_inbound = -1;
+  std::vector<StreamPort> ports;
+};
+
+struct ServerMessage {
+  enum class Type : std::uint8_t { kHello, kSnapshot, kUpdate, kHeartbeat, kError };
+  Type type = Type::kHeartbeat;
+  std::uint64_t seq = 0;
+  std::int64_t timestamp_ns = 0;
+  // hello
+  int protocol = 0;
+  std::string source;
+  std::int64_t heartbeat_ms = 0;
+  // snapshot, update
+  bool containers_known = false;
+  std::vector<StreamContainer> containers;
+  std::vector<std::string> removed;
+  // error
+  std::string error_code;
+  std::string error_message;
+};
+
+// Parses one server line. Errors say which field was wrong.
+class ServerMessageParser {
+ public:
+  ServerMessageParser();
+  ~ServerMessageParser();
+  Result<ServerMessage> parse(std::string_view line);
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace skopos::tracker

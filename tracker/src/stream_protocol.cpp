@@ -1,0 +1,213 @@
+#include "tracker/stream_protocol.h"
+
+#include <simdjson.h>
+
+namespace skopos::tracker {
+
+namespace dom = simdjson::dom;
+
+namespace {
+
+bool id_matches(std::string_view wanted, std::string_view id) {
+  if (wanted == id) return true;
+  return wanted.size() >= 12 && id.starts_with(wanted);
+}
+
+bool any_equal(const std::vector<std::string>& list, std::string_view value) {
+  for (const std::string& entry : list) {
+    if (!value.empty() && entry == value) return true;
+  }
+  return false;
+}
+
+// Reads an optional field: absent, null or of another type leaves `out` as it was.
+template <class T>
+void read_optional(simdjson::simdjson_result<dom::element> field, T& out) {
+  T value{};
+  if (field.get(value) == simdjson::SUCCESS) out = value;
+}
+
+ProtocolError bad(std::string message) { return ProtocolError{"bad_message", std::move(message)}; }
+
+}  // namespace
+
+bool StreamFilter::matches(std::string_view id, std::string_view name, std::string_view mesos_task_id,
+                           std::string_view marathon_app_id) const {
+  if (empty()) return true;
+  for (const std::string& wanted : ids) {
+    if (id_matches(wanted, id)) return true;
+  }
+  return any_equal(names, name) || any_equal(mesos_task_ids, mesos_task_id) ||
+         any_equal(marathon_app_ids, marathon_app_id);
+}
+
+struct ClientMessageParser::Impl {
+  dom::parser parser{kMaxClientLine};
+  simdjson::padded_string buffer;
+};
+
+ClientMessageParser::ClientMessageParser() : impl_(std::make_unique<Impl>()) {}
+ClientMessageParser::~ClientMessageParser() = default;
+
+Result<SubscribeMessage, ProtocolError> ClientMessageParser::parse(std::string_view line) {
+  if (line.size() >= kMaxClientLine) {
+    return unexpected(ProtocolError{"message_too_large", "a client message may be at most " +
+                                                             std::to_string(kMaxClientLine - 1) + " bytes"});
+  }
+  dom::element root;
+  // parse() copies into its own padded buffer when the input has no padding.
+  if (auto error = impl_->parser.parse(line.data(), line.size(), true).get(root); error != simdjson::SUCCESS) {
+    return unexpected(bad(std::string("not JSON: ") + simdjson::error_message(error)));
+  }
+  dom::object object;
+  if (root.get(object) != simdjson::SUCCESS) return unexpected(bad("a message must be a JSON object"));
+  std::string_view type;
+  if (object["type"].get(type) != simdjson::SUCCESS) return unexpected(bad("\"type\" must be a string"));
+  if (type != "subscribe") {
+    return unexpected(bad("unknown message type '" + std::string(type.substr(0, 64)) +
+                          "'; the stream accepts only \"subscribe\""));
+  }
+  SubscribeMessage message;
+  std::int64_t protocol = 0;
+  if (object["protocol"].get(protocol) != simdjson::SUCCESS) return unexpected(bad("\"protocol\" must be an integer"));
+  if (protocol != kStreamProtocol) {
+    return unexpected(ProtocolError{"protocol_version", "protocol " + std::to_string(protocol) +
+                                                            " is not supported; this tracker speaks " +
+                                                            std::to_string(kStreamProtocol)});
+  }
+  message.protocol = static_cast<int>(protocol);
+  for (auto [key, value] : object) {
+    if (key != "type" && key != "protocol" && key != "filter") {
+      return unexpected(bad("unknown field '" + std::string(key.substr(0, 64)) + "' in subscribe"));
+    }
+  }
+  dom::element filter_element;
+  if (object["filter"].get(filter_element) == simdjson::SUCCESS && !filter_element.is_null()) {
+    dom::object filter;
+    if (filter_element.get(filter) != simdjson::SUCCESS) return unexpected(bad("\"filter\" must be an object"));
+    for (auto [key, value] : filter) {
+      std::vector<std::string>* target = nullptr;
+      if (key == "ids") target = &message.filter.ids;
+      else if (key == "names") target = &message.filter.names;
+      else if (key == "mesos_task_ids") target = &message.filter.mesos_task_ids;
+      else if (key == "marathon_app_ids") target = &message.filter.marathon_app_ids;
+      else return unexpected(bad("unknown filter '" + std::string(key.substr(0, 64)) + "'"));
+      dom::array list;
+      if (value.get(list) != simdjson::SUCCESS) return unexpected(bad("filter." + std::string(key) + " must be an array"));
+      if (list.size() > kMaxFilterStrings) {
+        return unexpected(bad("filter." + std::string(key) + " has more than " + std::to_string(kMaxFilterStrings) +
+                              " entries"));
+      }
+      for (dom::element entry : list) {
+        std::string_view text;
+        if (entry.get(text) != simdjson::SUCCESS) {
+          return unexpected(bad("filter." + std::string(key) + " must hold strings"));
+        }
+        target->emplace_back(text);
+      }
+    }
+  }
+  return message;
+}
+
+struct ServerMessageParser::Impl {
+  dom::parser parser;
+};
+
+ServerMessageParser::ServerMessageParser() : impl_(std::make_unique<Impl>()) {}
+ServerMessageParser::~ServerMessageParser() = default;
+
+namespace {
+
+Error server_error(std::string_view field, std::string_view problem) {
+  return Error::invalid("parse tracker message", std::string(field), std::string(problem));
+}
+
+std::int64_t nullable_int(dom::object object, std::string_view key) {
+  std::int64_t value = -1;
+  if (object[key].get(value) != simdjson::SUCCESS) return -1;
+  return value;
+}
+
+Result<StreamContainer> parse_container(dom::element element) {
+  dom::object object;
+  if (element.get(object) != simdjson::SUCCESS) return unexpected(server_error("containers[]", "not an object"));
+  StreamContainer c;
+  std::string_view text;
+  if (object["id"].get(text) != simdjson::SUCCESS) return unexpected(server_error("containers[].id", "missing"));
+  c.id = std::string(text);
+  for (auto [key, target] : {std::pair{"name", &c.name}, std::pair{"network_mode", &c.network_mode},
+                             std::pair{"mesos_task_id", &c.mesos_task_id},
+                             std::pair{"marathon_app_id", &c.marathon_app_id}}) {
+    if (object[key].get(text) == simdjson::SUCCESS) *target = std::string(text);
+  }
+  read_optional(object["netns"], c.netns);
+  if (object["known"].get(c.known) != simdjson::SUCCESS) return unexpected(server_error("containers[].known", "missing"));
+  c.inbound = nullable_int(object, "inbound");
+  c.outbound = nullable_int(object, "outbound");
+  c.conntrack_inbound = nullable_int(object, "conntrack_inbound");
+  dom::array ports;
+  if (object["ports"].get(ports) == simdjson::SUCCESS) {
+    for (dom::element p : ports) {
+      StreamPort port;
+      std::uint64_t number = 0, in = 0, out = 0;
+      if (p["port"].get(number) != simdjson::SUCCESS || number > 65535) {
+        return unexpected(server_error("containers[].ports[].port", "not a port"));
+      }
+      read_optional(p["inbound"], in);
+      read_optional(p["outbound"], out);
+      port.port = static_cast<std::uint16_t>(number);
+      port.inbound = static_cast<std::uint32_t>(in);
+      port.outbound = static_cast<std::uint32_t>(out);
+      c.ports.push_back(port);
+    }
+  }
+  return c;
+}
+
+}  // namespace
+
+Result<ServerMessage> ServerMessageParser::parse(std::string_view line) {
+  dom::element root;
+  if (auto error = impl_->parser.parse(line.data(), line.size(), true).get(root); error != simdjson::SUCCESS) {
+    return unexpected(server_error("(line)", simdjson::error_message(error)));
+  }
+  dom::object object;
+  if (root.get(object) != simdjson::SUCCESS) return unexpected(server_error("(line)", "not an object"));
+  std::string_view type;
+  if (object["type"].get(type) != simdjson::SUCCESS) return unexpected(server_error("type", "missing"));
+  ServerMessage message;
+  if (type == "hello") message.type = ServerMessage::Type::kHello;
+  else if (type == "snapshot") message.type = ServerMessage::Type::kSnapshot;
+  else if (type == "update") message.type = ServerMessage::Type::kUpdate;
+  else if (type == "heartbeat") message.type = ServerMessage::Type::kHeartbeat;
+  else if (type == "error") message.type = ServerMessage::Type::kError;
+  else return unexpected(server_error("type", "unknown type '" + std::string(type) + "'"));
+  read_optional(object["seq"], message.seq);
+  read_optional(object["timestamp_ns"], message.timestamp_ns);
+  std::int64_t protocol = 0;
+  if (object["protocol"].get(protocol) == simdjson::SUCCESS) message.protocol = static_cast<int>(protocol);
+  std::string_view text;
+  if (object["source"].get(text) == simdjson::SUCCESS) message.source = std::string(text);
+  read_optional(object["heartbeat_ms"], message.heartbeat_ms);
+  read_optional(object["containers_known"], message.containers_known);
+  if (object["code"].get(text) == simdjson::SUCCESS) message.error_code = std::string(text);
+  if (object["message"].get(text) == simdjson::SUCCESS) message.error_message = std::string(text);
+  dom::array containers;
+  if (object["containers"].get(containers) == simdjson::SUCCESS) {
+    for (dom::element element : containers) {
+      auto container = parse_container(element);
+      if (!container) return unexpected(std::move(container).error());
+      message.containers.push_back(std::move(*container));
+    }
+  }
+  dom::array removed;
+  if (object["removed"].get(removed) == simdjson::SUCCESS) {
+    for (dom::element element : removed) {
+      if (element.get(text) == simdjson::SUCCESS) message.removed.emplace_back(text);
+    }
+  }
+  return message;
+}
+
+}  // namespace skopos::tracker
