@@ -6,5 +6,8 @@ namespace skopos::tracker::cli {
 
 int decode_command(int argc, char** argv);
 int netns_command(int argc, char** argv);
+int snapshot_command(int argc, char** argv);
+int watch_command(int argc, char** argv);
+int top_command(int argc, char** argv);
 
 }  // namespace skopos::tracker::cli

@@ -16,6 +16,9 @@ constexpr const char* kUsage =
     "  decode FILE...   decode saved or live /proc/net/tcp and tcp6 files: per-port counts\n"
     "                   by TCP state, ESTABLISHED split into inbound and outbound\n"
     "  netns            the same for every network namespace of this machine, live\n"
+    "  snapshot         the running tracker's counts per container, once\n"
+    "  watch NAME...    follow containers' inbound counts; --until-zero waits for 0\n"
+    "  top              a live view of every container's connections\n"
     "\n"
     "Run 'tracker-cli <command> --help' for a command's options.\n";
 
@@ -30,6 +33,9 @@ int main(int argc, char** argv) {
   try {
     if (command == "decode") return skopos::tracker::cli::decode_command(argc, argv);
     if (command == "netns") return skopos::tracker::cli::netns_command(argc, argv);
+    if (command == "snapshot") return skopos::tracker::cli::snapshot_command(argc, argv);
+    if (command == "watch") return skopos::tracker::cli::watch_command(argc, argv);
+    if (command == "top") return skopos::tracker::cli::top_command(argc, argv);
     std::fprintf(stderr, "tracker-cli: unknown command '%s'\n\n%s", argv[1], kUsage);
     return 2;
   } catch (const skopos::FatalError& error) {
