@@ -173,6 +173,10 @@ void StreamServer::on_accept(std::shared_ptr<Client> client) {
   if (::getsockopt(client->socket.native_handle(), SOL_SOCKET, SO_PEERCRED, &client->peer, &length) != 0) {
     client->peer = ucred{-1, static_cast<uid_t>(-1), static_cast<gid_t>(-1)};
   }
+  // The kernel's share of a client's backlog: small, so a client that stops reading
+  // is noticed (its write stays in flight) long before it holds much memory.
+  const int send_buffer = 64 * 1024;
+  ::setsockopt(client->socket.native_handle(), SOL_SOCKET, SO_SNDBUF, &send_buffer, sizeof send_buffer);
   ++stats_.accepted;
   clients_.push_back(client);
   if (!allowed(client->peer.uid, client->peer.gid)) {
