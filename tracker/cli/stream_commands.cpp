@@ -101,7 +101,8 @@ ClientOptions client_options(const CliArgs& args) {
   const char* env = std::getenv("SKOPOS_TRACKER_SOCKET");
   options.path = args.option("socket", env != nullptr && env[0] != '\0' ? env : "/run/skopos/tracker.sock");
   const auto split = [&](const std::string& name, std::vector<std::string>& into) {
-    std::string_view text = args.option(name);
+    const std::string value = args.option(name);
+    std::string_view text = value;
     while (!text.empty()) {
       const auto comma = text.find(',');
       if (comma != 0) into.emplace_back(text.substr(0, comma));

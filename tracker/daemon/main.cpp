@@ -53,7 +53,8 @@ constexpr const char* kUsage =
 template <class Number>
 std::vector<Number> parse_ids(const skopos::CliArgs& args, const std::string& name) {
   std::vector<Number> ids;
-  std::string_view text = args.option(name);
+  const std::string list = args.option(name);
+  std::string_view text = list;
   while (!text.empty()) {
     const auto comma = text.find(',');
     const std::string_view item = text.substr(0, comma);
