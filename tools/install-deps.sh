@@ -21,6 +21,8 @@ packages=(
   # Container integration tests: podman serves the Docker Engine API, runc runs the
   # containers, busybox-static is the root filesystem of the test image.
   podman runc busybox-static
+  # The systemd unit is checked with systemd-analyze; tracker-cli top is driven in tmux.
+  systemd tmux
 )
 
 missing=()

@@ -14,7 +14,11 @@
 #include <functional>
 #include <thread>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+
 #include "fake_docker.h"
+#include "podman.h"
 #include "privileged_support.h"
 #include "tracker/stream_client.h"
 
@@ -411,6 +415,55 @@ TEST_F(PrivilegedStream, TheClientBeyondTheLimitIsRefused) {
   std::this_thread::sleep_for(200ms);
   auto client = TrackerClient::connect(options());
   EXPECT_TRUE(client) << client.error().message();
+}
+
+// GET http://127.0.0.1:port/metrics, the body.
+std::string http_get_metrics(std::uint16_t port) {
+  UniqueFd fd(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_port = htons(port);
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (::connect(fd.get(), reinterpret_cast<const sockaddr*>(&address), sizeof address) != 0) return "";
+  const std::string request = "GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n";
+  (void)!::send(fd.get(), request.data(), request.size(), MSG_NOSIGNAL);
+  std::string response;
+  char chunk[65536];
+  for (ssize_t n; (n = ::recv(fd.get(), chunk, sizeof chunk, 0)) > 0;) response.append(chunk, static_cast<std::size_t>(n));
+  const auto body = response.find("\r\n\r\n");
+  return body == std::string::npos ? "" : response.substr(body + 4);
+}
+
+TEST_F(PrivilegedStream, MetricsShowContainerGaugesAndStreamDisconnects) {
+  const std::uint16_t port = free_loopback_port();
+  start_tracker({"--metrics-listen", "127.0.0.1:" + std::to_string(port)});
+  auto client = TrackerClient::connect(options());
+  ASSERT_TRUE(client) << client.error().message();
+  auto fds = connect_to(0, 3);
+  ASSERT_TRUE(wait_until(**client, [](const TrackerClient& c) { return inbound(c, "web") == 3; }));
+  {
+    RawClient bad(stream_);
+    bad.line();
+    bad.send("nonsense\n");
+    EXPECT_TRUE(bad.closed());
+  }
+  const std::string web_labels = R"({id=")" + FakeDocker::make_id(1).substr(0, 12) +
+                                 R"(",name="web",marathon_app_id="/web",mesos_task_id="web.1",network_mode="bridge"})";
+  std::string metrics;
+  const auto deadline = Clock::now() + 5s;
+  do {
+    metrics = http_get_metrics(port);
+  } while (metrics.find("skopos_tracker_container_inbound" + web_labels + " 3\n") == std::string::npos &&
+           Clock::now() < deadline && (std::this_thread::sleep_for(50ms), true));
+  EXPECT_NE(metrics.find("skopos_tracker_container_inbound" + web_labels + " 3\n"), std::string::npos) << metrics;
+  EXPECT_NE(metrics.find("skopos_tracker_container_outbound" + web_labels + " 3\n"), std::string::npos) << metrics;
+  EXPECT_NE(metrics.find("skopos_tracker_container_known" + web_labels + " 1\n"), std::string::npos);
+  EXPECT_NE(metrics.find("skopos_tracker_source{source=\"bpf\"} 1\n"), std::string::npos);
+  EXPECT_NE(metrics.find("skopos_tracker_stream_clients 1\n"), std::string::npos) << metrics;
+  EXPECT_NE(metrics.find("skopos_tracker_stream_disconnects_total{reason=\"bad_message\"} 1\n"), std::string::npos)
+      << metrics;
+  EXPECT_NE(metrics.find("skopos_tracker_ringbuffer_lost_events_total 0\n"), std::string::npos);
+  EXPECT_NE(metrics.find("# TYPE skopos_tracker_events_total counter\n"), std::string::npos);
 }
 
 TEST_F(PrivilegedStream, TopShowsTheCountsInA80x24Terminal) {

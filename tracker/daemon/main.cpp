@@ -43,6 +43,8 @@ constexpr const char* kUsage =
     "  --stream-max-clients N   most subscribers at once (default 256)\n"
     "  --heartbeat D            heartbeat period to quiet subscribers (default 1s)\n"
     "  --stream-stall-timeout D drop a subscriber whose message is in flight this long (default 10s)\n"
+    "  --metrics-listen A:P     serve Prometheus metrics on this loopback address (e.g.\n"
+    "                           127.0.0.1:9464; default off)\n"
     "  --log-level LEVEL        error, warning, notice, info (default) or debug\n"
     "\n"
     "Durations: 500ms, 5s, 2m, 1h (a bare number is seconds).\n"
@@ -76,7 +78,7 @@ skopos::tracker::DaemonOptions parse_options(int argc, char** argv) {
       {"once", "help"},
       {"config", "source", "docker-socket", "docker-timeout", "proc-interval", "rescan-interval", "check-interval",
        "print-interval", "format", "log-level", "conntrack", "conntrack-resync", "coalesce", "stream-socket", "stream-group", "stream-allow-uids",
-       "stream-allow-gids", "stream-max-clients", "heartbeat", "stream-stall-timeout"}};
+       "stream-allow-gids", "stream-max-clients", "heartbeat", "stream-stall-timeout", "metrics-listen"}};
   skopos::CliArgs args = skopos::CliArgs::parse(spec, argc, argv, 1);
   if (args.flag("help")) {
     std::fputs(kUsage, stdout);
@@ -121,6 +123,7 @@ skopos::tracker::DaemonOptions parse_options(int argc, char** argv) {
   }
   options.print_json = format == "json";
   options.once = args.flag("once");
+  options.metrics_listen = args.option("metrics-listen");
   const std::string stream_socket = args.option("stream-socket", "/run/skopos/tracker.sock");
   if (stream_socket == "none") {
     options.stream.reset();

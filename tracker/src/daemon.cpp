@@ -11,6 +11,7 @@
 #include "skopos/log.h"
 #include "skopos/sd_notify.h"
 #include "tracker/container_discovery.h"
+#include "tracker/metrics.h"
 #if SKOPOS_HAVE_BPF
 #include "tracker/bpf_connection_source.h"
 #endif
@@ -98,6 +99,17 @@ class TrackerDaemon::Loop {
         return 1;
       }
     }
+    if (!options_.metrics_listen.empty() && !options_.once) {
+      metrics_ = std::make_unique<MetricsServer>(context_, [this] {
+        if (!stream_) return render_metrics(tracker_, nullptr);
+        const StreamStats stream_stats = stream_->stats();
+        return render_metrics(tracker_, &stream_stats);
+      });
+      if (auto started = metrics_->start(options_.metrics_listen); !started) {
+        log_error("cannot serve metrics: " + started.error().message());
+        return 1;
+      }
+    }
     if (!options_.docker_socket.empty()) {
       discovery_ = std::make_unique<ContainerDiscovery>(
           options_.docker_socket, options_.docker_timeout, [this](DiscoveryUpdate update) {
@@ -155,6 +167,7 @@ class TrackerDaemon::Loop {
     context_.run();
     if (discovery_) discovery_->stop();
     if (stream_) stream_->stop();
+    if (metrics_) metrics_->stop();
     return exit_code_;
   }
 
@@ -245,6 +258,7 @@ class TrackerDaemon::Loop {
     source_fd_.close(ignored);
     conntrack_fd_.close(ignored);
     if (stream_) stream_->stop();
+    if (metrics_) metrics_->stop();
     context_.stop();
   }
 
@@ -264,6 +278,7 @@ class TrackerDaemon::Loop {
   asio::posix::stream_descriptor conntrack_fd_;
   std::unique_ptr<ContainerDiscovery> discovery_;
   std::unique_ptr<StreamServer> stream_;
+  std::unique_ptr<MetricsServer> metrics_;
   bool printed_ = false;
   int exit_code_ = 0;
 };

@@ -40,6 +40,7 @@ struct DaemonOptions {
   bool print_json = true;
   bool once = false;  // print one snapshot once containers are known, then exit
   std::optional<StreamOptions> stream = StreamOptions{};  // nullopt: no stream socket
+  std::string metrics_listen;  // "127.0.0.1:9464"; empty: no metrics listener
   Tracker::Options tracker;
 };
 

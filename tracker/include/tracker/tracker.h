@@ -118,6 +118,7 @@ class Tracker {
   Tracker(std::unique_ptr<ConnectionSource> source, std::unique_ptr<ProcConnectionSource> checker, Options options);
 
   ConnectionSource& source() { return *source_; }
+  const ConnectionSource& const_source() const { return *source_; }
   // The conntrack cross-check, when available (null otherwise).
   void set_conntrack(std::unique_ptr<ConntrackSource> conntrack) { conntrack_ = std::move(conntrack); }
   ConntrackSource* conntrack() { return conntrack_.get(); }
