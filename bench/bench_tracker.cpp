@@ -38,6 +38,7 @@
 #include <thread>
 #include <vector>
 
+#include "bench_support.h"
 #include "skopos/cli_args.h"
 #include "skopos/unique_fd.h"
 #include "tracker/bpf_connection_source.h"
@@ -48,90 +49,7 @@ namespace {
 
 using skopos::UniqueFd;
 using namespace skopos::tracker;
-using Clock = std::chrono::steady_clock;
-
-[[noreturn]] void die(const std::string& what) {
-  std::fprintf(stderr, "bench_tracker: %s: %s\n", what.c_str(), std::strerror(errno));
-  std::exit(1);
-}
-
-double seconds_since(Clock::time_point start) {
-  return std::chrono::duration<double>(Clock::now() - start).count();
-}
-
-int run(const std::vector<std::string>& argv) {
-  const pid_t pid = ::fork();
-  if (pid == 0) {
-    std::vector<char*> args;
-    for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
-    args.push_back(nullptr);
-    ::execvp(args[0], args.data());
-    ::_exit(127);
-  }
-  int status = 0;
-  ::waitpid(pid, &status, 0);
-  return WIFEXITED(status) ? WEXITSTATUS(status) : 128;
-}
-
-// A network namespace of our own, deleted on destruction.
-class BenchNetns {
- public:
-  BenchNetns() : name_("skopos-bench-" + std::to_string(::getpid())) {
-    if (run({"ip", "netns", "add", name_}) != 0) die("ip netns add " + name_);
-    run({"ip", "-n", name_, "link", "set", "lo", "up"});
-    fd_ = UniqueFd(::open(path().c_str(), O_RDONLY | O_CLOEXEC));
-    if (!fd_) die("open " + path());
-    auto inode = namespace_inode(path());
-    inode_ = inode ? *inode : 0;
-  }
-  ~BenchNetns() {
-    fd_.reset();
-    run({"ip", "netns", "delete", name_});
-  }
-  std::string path() const { return "/run/netns/" + name_; }
-  int fd() const { return fd_.get(); }
-  std::uint64_t inode() const { return inode_; }
-
- private:
-  std::string name_;
-  UniqueFd fd_;
-  std::uint64_t inode_ = 0;
-};
-
-void enter(const BenchNetns& netns) {
-  if (::setns(netns.fd(), CLONE_NEWNET) != 0) die("setns");
-}
-
-UniqueFd listen_on(std::uint16_t port) {
-  UniqueFd fd(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  const int one = 1;
-  ::setsockopt(fd.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-  sockaddr_in address{};
-  address.sin_family = AF_INET;
-  address.sin_port = htons(port);
-  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (::bind(fd.get(), reinterpret_cast<sockaddr*>(&address), sizeof address) != 0) die("bind");
-  if (::listen(fd.get(), 4096) != 0) die("listen");
-  return fd;
-}
-
-// One connection to 127.0.0.1:port and its accepted end. Linger 0 makes close() send
-// RST, so churned sockets leave no TIME_WAIT behind to exhaust the ports.
-bool connect_pair(int listener, std::uint16_t port, UniqueFd& client, UniqueFd& server, bool reset = false) {
-  client = UniqueFd(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  sockaddr_in address{};
-  address.sin_family = AF_INET;
-  address.sin_port = htons(port);
-  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (::connect(client.get(), reinterpret_cast<sockaddr*>(&address), sizeof address) != 0) return false;
-  server = UniqueFd(::accept4(listener, nullptr, nullptr, SOCK_CLOEXEC));
-  if (!server) return false;
-  if (reset) {
-    const linger off{1, 0};
-    ::setsockopt(client.get(), SOL_SOCKET, SO_LINGER, &off, sizeof off);
-  }
-  return true;
-}
+using namespace skopos::bench;
 
 // Processes that each hold `per_worker` connections inside the namespace until the
 // parent closes their control pipe (or dies).
@@ -153,7 +71,7 @@ class ConnectionHolders {
         ::close(control[1]);
         limit.rlim_cur = limit.rlim_max;
         ::setrlimit(RLIMIT_NOFILE, &limit);
-        enter(netns);
+        enter_netns(netns.fd());
         const std::uint16_t port = static_cast<std::uint16_t>(20000 + w);
         UniqueFd listener = listen_on(port);
         std::vector<UniqueFd> held;
@@ -242,7 +160,7 @@ double best_of(int runs, F work) {
 double churn(const BenchNetns& netns, int count, std::uint16_t port) {
   double elapsed = 0;
   std::thread worker([&] {
-    enter(netns);
+    enter_netns(netns.fd());
     UniqueFd listener = listen_on(port);
     const auto start = Clock::now();
     for (int i = 0; i < count; ++i) {
@@ -266,40 +184,6 @@ ProgramStats program_stats(std::uint32_t id) {
   std::uint32_t length = sizeof info;
   if (!fd || bpf_obj_get_info_by_fd(fd.get(), &info, &length) != 0) die("bpf prog info");
   return {info.run_time_ns, info.run_cnt};
-}
-
-std::uint64_t process_cpu_ticks(pid_t pid) {
-  FILE* file = std::fopen(("/proc/" + std::to_string(pid) + "/stat").c_str(), "r");
-  if (file == nullptr) return 0;
-  char text[1024] = {};
-  const std::size_t n = std::fread(text, 1, sizeof text - 1, file);
-  std::fclose(file);
-  std::string_view stat(text, n);
-  stat.remove_prefix(stat.rfind(')') + 2);
-  // Fields after the command: utime and stime are the 12th and 13th.
-  std::uint64_t ticks = 0;
-  for (int field = 0; field < 13; ++field) {
-    const auto space = stat.find(' ');
-    if (field >= 11) ticks += std::strtoull(std::string(stat.substr(0, space)).c_str(), nullptr, 10);
-    stat.remove_prefix(space + 1);
-  }
-  return ticks;
-}
-
-struct Row {
-  std::string what;
-  double value;
-  std::string unit;
-  std::string goal;
-  std::string verdict;
-};
-
-void print_rows(const std::vector<Row>& rows) {
-  std::printf("\n%-58s %12s %-8s %-12s %s\n", "measurement", "value", "unit", "goal", "");
-  for (const Row& row : rows) {
-    std::printf("%-58s %12.3f %-8s %-12s %s\n", row.what.c_str(), row.value, row.unit.c_str(), row.goal.c_str(),
-                row.verdict.c_str());
-  }
 }
 
 }  // namespace
@@ -328,7 +212,7 @@ int main(int argc, char** argv) {
   }
   ::signal(SIGPIPE, SIG_IGN);
   std::vector<Row> rows;
-  BenchNetns netns;
+  BenchNetns netns("skopos-bench");
   const NamespaceHandle handle{netns.inode(), netns.path()};
 
   // ---- 1. Count query with `connections` established connections.
@@ -376,7 +260,7 @@ int main(int argc, char** argv) {
   double diag_s = 0;
   std::uint64_t diag_count = 0;
   std::thread inside([&] {
-    enter(netns);
+    enter_netns(netns.fd());
     counter_s = best_of(5, [&] {
       if (!reader.count_namespace("/proc/thread-self/net", tally)) die("count");
     });
@@ -438,7 +322,7 @@ int main(int argc, char** argv) {
   int opened = 0;
   const auto churn_start = Clock::now();
   std::thread load([&] {
-    enter(netns);
+    enter_netns(netns.fd());
     UniqueFd listener = listen_on(30003);
     const auto deadline = churn_start + std::chrono::seconds(churn_seconds);
     // Paced in 1 ms slots; bounded by the deadline whatever happens.

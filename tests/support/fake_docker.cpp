@@ -1,6 +1,9 @@
 #include "fake_docker.h"
 
 #include <fcntl.h>
+#include <net/if.h>
+#include <netinet/in.h>
+#include <sys/ioctl.h>
 #include <poll.h>
 #include <sched.h>
 #include <signal.h>
@@ -46,11 +49,7 @@ std::string FakeDocker::make_id(int n) {
   // The number first, so ids differ within their first 12 characters as real ones do.
   char head[9];
   std::snprintf(head, sizeof head, "%08x", static_cast<unsigned>(n));
-  std::string id = std::string(head) + std::string(56, 'b');
-  for (char& c : id) {
-    if (c == '0') c = 'a';  // ids that do not look like numbers
-  }
-  return id;
+  return std::string(head) + std::string(56, 'b');
 }
 
 FakeDocker::FakeDocker(std::string socket_path) : socket_(std::move(socket_path)) {
@@ -173,6 +172,34 @@ ParkedProcess::ParkedProcess(int netns_fd) {
   char byte = 0;
   if (::read(ready[0], &byte, 1) != 1) std::abort();
   ::close(ready[0]);
+}
+
+std::unique_ptr<ParkedProcess> ParkedProcess::with_own_netns() {
+  std::unique_ptr<ParkedProcess> process(new ParkedProcess());
+  int ready[2];
+  if (::pipe2(ready, O_CLOEXEC) != 0) std::abort();
+  process->pid_ = ::fork();
+  if (process->pid_ == 0) {
+    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (::unshare(CLONE_NEWNET) != 0) ::_exit(1);
+    // Loopback up, as every runtime does.
+    const int fd = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    ifreq request{};
+    std::strncpy(request.ifr_name, "lo", IFNAMSIZ - 1);
+    if (::ioctl(fd, SIOCGIFFLAGS, &request) == 0) {
+      request.ifr_flags = static_cast<short>(request.ifr_flags | IFF_UP);
+      ::ioctl(fd, SIOCSIFFLAGS, &request);
+    }
+    ::close(fd);
+    const char ok = 1;
+    (void)!::write(ready[1], &ok, 1);
+    for (;;) ::pause();
+  }
+  ::close(ready[1]);
+  char byte = 0;
+  if (::read(ready[0], &byte, 1) != 1) std::abort();
+  ::close(ready[0]);
+  return process;
 }
 
 ParkedProcess::~ParkedProcess() {

@@ -7,6 +7,7 @@
 #include <sys/types.h>
 
 #include <map>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -59,13 +60,19 @@ class FakeDocker {
 // A process parked inside a network namespace until destroyed: a container's pid.
 class ParkedProcess {
  public:
+  // Joins the namespace `netns_fd` refers to.
   explicit ParkedProcess(int netns_fd);
+  // Makes a network namespace of its own (loopback up), as a container runtime does.
+  static std::unique_ptr<ParkedProcess> with_own_netns();
   ~ParkedProcess();
   ParkedProcess(const ParkedProcess&) = delete;
   ParkedProcess& operator=(const ParkedProcess&) = delete;
   pid_t pid() const { return pid_; }
+  // Where its namespace can be entered from.
+  std::string netns_path() const { return "/proc/" + std::to_string(pid_) + "/ns/net"; }
 
  private:
+  ParkedProcess() = default;
   pid_t pid_ = -1;
 };
 

@@ -31,8 +31,8 @@ constexpr const char* kUsage =
     "  --conntrack auto|on|off  conntrack cross-check of DNAT'ed flows (default auto)\n"
     "  --conntrack-resync D     full conntrack dump period (default 30s)\n"
     "  --print-interval D       print a snapshot every D (default 0: off)\n"
-    "  --coalesce D             after a burst of bpf events, wait D before the next\n"
-    "                           (default 1ms: at most one wakeup per ms; 0: none)\n"
+    "  --coalesce D             when bpf events stream in faster than one per D, wait D\n"
+    "                           after each batch (default 250us; 0: never)\n"
     "  --format json|table      snapshot format (default json: one object per line)\n"
     "  --once                   print one snapshot once containers are known, and exit\n"
     "  --stream-socket PATH     the subscribers' socket (default /run/skopos/tracker.sock;\n"
@@ -47,7 +47,7 @@ constexpr const char* kUsage =
     "                           127.0.0.1:9464; default off)\n"
     "  --log-level LEVEL        error, warning, notice, info (default) or debug\n"
     "\n"
-    "Durations: 500ms, 5s, 2m, 1h (a bare number is seconds).\n"
+    "Durations: 250us, 500ms, 5s, 2m, 1h (a bare number is seconds).\n"
     "Exit status: 0 after SIGTERM/SIGINT or --once; 1 when the tracker cannot start;\n"
     "2 for a usage or configuration error.\n";
 
@@ -110,7 +110,7 @@ skopos::tracker::DaemonOptions parse_options(int argc, char** argv) {
   options.rescan_interval = args.duration("rescan-interval", options.rescan_interval);
   options.check_interval = args.duration("check-interval", options.check_interval);
   options.print_interval = args.duration("print-interval", options.print_interval);
-  options.coalesce = args.duration("coalesce", std::chrono::duration_cast<std::chrono::milliseconds>(options.coalesce));
+  options.coalesce = args.duration_us("coalesce", options.coalesce);
   for (auto [name, value] : {std::pair{"docker-timeout", options.docker_timeout},
                              std::pair{"proc-interval", options.proc_interval},
                              std::pair{"rescan-interval", options.rescan_interval},

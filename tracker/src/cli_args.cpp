@@ -87,21 +87,26 @@ void CliArgs::merge_config_file(const CliSpec& spec, const std::string& path) {
 }
 
 std::chrono::milliseconds CliArgs::duration(const std::string& name, std::chrono::milliseconds fallback) const {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(duration_us(name, fallback));
+}
+
+std::chrono::microseconds CliArgs::duration_us(const std::string& name, std::chrono::microseconds fallback) const {
   const auto it = options_.find(name);
   if (it == options_.end()) return fallback;
   const std::string& text = it->second;
   std::uint64_t number = 0;
   const auto parsed = std::from_chars(text.data(), text.data() + text.size(), number);
   const std::string_view unit(parsed.ptr, static_cast<std::size_t>(text.data() + text.size() - parsed.ptr));
-  std::uint64_t scale = 0;
-  if (unit == "ms") scale = 1;
-  else if (unit == "s" || unit.empty()) scale = 1000;
-  else if (unit == "m") scale = 60'000;
-  else if (unit == "h") scale = 3'600'000;
-  if (parsed.ec != std::errc{} || parsed.ptr == text.data() || scale == 0 || number > UINT64_MAX / 3'600'000) {
+  std::uint64_t scale = 0;  // microseconds per unit
+  if (unit == "us") scale = 1;
+  else if (unit == "ms") scale = 1000;
+  else if (unit == "s" || unit.empty()) scale = 1'000'000;
+  else if (unit == "m") scale = 60'000'000;
+  else if (unit == "h") scale = 3'600'000'000;
+  if (parsed.ec != std::errc{} || parsed.ptr == text.data() || scale == 0 || number > UINT64_MAX / 3'600'000'000) {
     throw FatalError("option '--" + name + "': '" + text + "' is not a duration", "write e.g. 500ms, 5s, 2m or 1h");
   }
-  return std::chrono::milliseconds(number * scale);
+  return std::chrono::microseconds(number * scale);
 }
 
 }  // namespace skopos

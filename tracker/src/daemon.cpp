@@ -198,7 +198,13 @@ class TrackerDaemon::Loop {
       if (ec) return;
       tracker_.update_source();
       publish();
-      if (options_.coalesce.count() == 0) return arm_source();
+      // Coalesce only when busy: a wakeup soon after the previous one means events are
+      // streaming in, and waiting a moment batches them; after a quiet spell the next
+      // change goes out at once, so an idle host sees every change with no added delay.
+      const auto now = std::chrono::steady_clock::now();
+      const bool busy = now - last_source_wakeup_ < options_.coalesce;
+      last_source_wakeup_ = now;
+      if (options_.coalesce.count() == 0 || !busy) return arm_source();
       // Events that arrive meanwhile wait in the ring buffer; the next wait returns at
       // once if there are any.
       coalesce_timer_.expires_after(options_.coalesce);
@@ -281,6 +287,7 @@ class TrackerDaemon::Loop {
   std::unique_ptr<MetricsServer> metrics_;
   bool printed_ = false;
   int exit_code_ = 0;
+  std::chrono::steady_clock::time_point last_source_wakeup_{};
 };
 
 int TrackerDaemon::run() {

@@ -16,6 +16,12 @@ void JsonWriter::before_value() {
   }
 }
 
+JsonWriter& JsonWriter::raw_value(std::string_view json) {
+  before_value();
+  out_.append(json);
+  return *this;
+}
+
 JsonWriter& JsonWriter::begin_object() {
   before_value();
   out_ += '{';
@@ -115,6 +121,18 @@ void JsonWriter::escape(std::string_view text) {
   static constexpr char kHex[] = "0123456789abcdef";
   out_ += '"';
   for (std::size_t i = 0; i < text.size(); ++i) {
+    // Plain printable ASCII needs no escaping: copy the whole run at once.
+    std::size_t run = i;
+    while (run < text.size()) {
+      const auto b = static_cast<unsigned char>(text[run]);
+      if (b < 0x20 || b >= 0x80 || b == '"' || b == '\\') break;
+      ++run;
+    }
+    if (run > i) {
+      out_.append(text.data() + i, run - i);
+      i = run - 1;
+      continue;
+    }
     const char c = text[i];
     const auto byte = static_cast<unsigned char>(c);
     if (byte >= 0x80) {

@@ -139,6 +139,8 @@ Result<ServerMessage> TrackerClient::read_message(std::chrono::milliseconds time
 
 void TrackerClient::apply(ServerMessage& message) {
   timestamp_ns_ = message.timestamp_ns;
+  ++messages_received_;
+  states_received_ += message.containers.size();
   if (message.type == ServerMessage::Type::kSnapshot) {
     containers_.clear();
     containers_known_ = message.containers_known;

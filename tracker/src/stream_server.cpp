@@ -272,6 +272,21 @@ void StreamServer::drop(const std::shared_ptr<Client>& client, const std::string
   client->socket.close(ignored);
 }
 
+const std::string& StreamServer::slot_json(std::uint32_t slot) {
+  if (slot >= slot_json_.size()) {
+    slot_json_.resize(tracker_.slot_count());
+    slot_json_valid_.resize(tracker_.slot_count(), 0);
+  }
+  if (slot_json_valid_[slot] == 0) {
+    encode_buffer_.clear();
+    encoder_.reset();
+    write_container(encoder_, tracker_.view(slot));
+    slot_json_[slot].assign(encode_buffer_);  // reuses the slot's capacity
+    slot_json_valid_[slot] = 1;
+  }
+  return slot_json_[slot];
+}
+
 void StreamServer::write_snapshot(Client& client) {
   const std::uint32_t slots = tracker_.slot_count();
   client.grow(slots);
@@ -296,7 +311,7 @@ void StreamServer::write_snapshot(Client& client) {
     if (!tracker_.slot_live(slot)) continue;
     const ContainerView view = tracker_.view(slot);
     if (!matches(client.filter, view)) continue;
-    write_container(json, view);
+    json.raw_value(slot_json(slot));
     client.sent[slot] = 1;
     ++stats_.container_updates;
   }
@@ -318,7 +333,7 @@ void StreamServer::write_update(Client& client) {
   for (std::uint32_t slot : client.dirty_list) {
     client.dirty[slot] = 0;
     if (!tracker_.slot_live(slot)) continue;
-    write_container(json, tracker_.view(slot));
+    json.raw_value(slot_json(slot));
     client.sent[slot] = 1;
     ++stats_.container_updates;
   }
@@ -378,6 +393,13 @@ void StreamServer::flush(const std::shared_ptr<Client>& client) {
 void StreamServer::publish() {
   tracker_.take_changes(changed_, removed_);
   if (changed_.empty() && removed_.empty()) return;
+  // Changed containers are encoded again on first use.
+  for (std::uint32_t slot : changed_) {
+    if (slot < slot_json_valid_.size()) slot_json_valid_[slot] = 0;
+  }
+  for (const Tracker::Removed& gone : removed_) {
+    if (gone.slot < slot_json_valid_.size()) slot_json_valid_[gone.slot] = 0;
+  }
   for (const auto& client : clients_) {
     if (!client->subscribed || client->closing) continue;
     client->grow(tracker_.slot_count());

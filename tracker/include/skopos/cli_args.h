@@ -39,6 +39,8 @@ class CliArgs {
   // The option as a duration ("250ms", "5s", "2m", "1h"; a bare number is seconds), or
   // `fallback`. Throws FatalError naming the option for anything else.
   std::chrono::milliseconds duration(const std::string& name, std::chrono::milliseconds fallback) const;
+  // The same with microseconds, which also accepts "us" ("250us").
+  std::chrono::microseconds duration_us(const std::string& name, std::chrono::microseconds fallback) const;
 
  private:
   std::set<std::string> flags_;

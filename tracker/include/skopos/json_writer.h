@@ -32,6 +32,8 @@ class JsonWriter {
   JsonWriter& value(int number) { return value(static_cast<std::int64_t>(number)); }
   JsonWriter& value(unsigned number) { return value(static_cast<std::uint64_t>(number)); }
   JsonWriter& null();
+  // A value that is already JSON (written by another JsonWriter), inserted as is.
+  JsonWriter& raw_value(std::string_view json);
 
   // Forgets any unfinished document (keeping its buffers), to write a new one into the
   // same string; the caller clears or keeps the string.

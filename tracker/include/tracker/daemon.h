@@ -31,10 +31,11 @@ struct DaemonOptions {
   std::chrono::milliseconds rescan_interval{5000};  // namespace and host-port rescan
   std::chrono::milliseconds check_interval{30000};  // BPF vs /proc check; 0: off
   std::chrono::milliseconds print_interval{0};      // print snapshots; 0: off
-  // After handling a burst of BPF events, wait this long before waiting for more, so a
-  // churning host costs one wakeup per window instead of one per event. It bounds how
-  // late a change is seen; 0 handles every wakeup at once.
-  std::chrono::microseconds coalesce{1000};
+  // When BPF events come in faster than this, wait this long after handling a batch
+  // before waiting for more, so a churning host costs one wakeup per window instead of
+  // one per event; it bounds how late a change is seen then. A change after a quiet
+  // spell is handled at once. 0 handles every wakeup at once.
+  std::chrono::microseconds coalesce{250};
   FeatureChoice conntrack = FeatureChoice::kAuto;
   std::chrono::milliseconds conntrack_resync{30000};  // full conntrack dump period
   bool print_json = true;

@@ -43,6 +43,9 @@ class TrackerClient {
   std::chrono::milliseconds heartbeat() const { return heartbeat_; }
   // The last message's timestamp (the tracker's clock).
   std::int64_t timestamp_ns() const { return timestamp_ns_; }
+  // Container states received in snapshots and updates so far, and messages.
+  std::uint64_t container_states_received() const { return states_received_; }
+  std::uint64_t messages_received() const { return messages_received_; }
 
  private:
   TrackerClient(UniqueFd fd, std::string path) : fd_(std::move(fd)), path_(std::move(path)) {}
@@ -58,6 +61,8 @@ class TrackerClient {
   std::string source_;
   std::chrono::milliseconds heartbeat_{1000};
   std::int64_t timestamp_ns_ = 0;
+  std::uint64_t states_received_ = 0;
+  std::uint64_t messages_received_ = 0;
 };
 
 class ReconnectingClient {

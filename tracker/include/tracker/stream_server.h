@@ -23,6 +23,7 @@
 #include <string>
 #include <vector>
 
+#include "skopos/json_writer.h"
 #include "skopos/result.h"
 #include "tracker/tracker.h"
 
@@ -78,6 +79,8 @@ class StreamServer {
   bool allowed(uid_t uid, gid_t gid) const;
   void write_snapshot(Client& client);
   void write_update(Client& client);
+  // The container's JSON, encoded once per change and shared by every client.
+  const std::string& slot_json(std::uint32_t slot);
 
   boost::asio::io_context& context_;
   Tracker& tracker_;
@@ -87,6 +90,10 @@ class StreamServer {
   std::vector<std::shared_ptr<Client>> clients_;
   std::vector<std::uint32_t> changed_;
   std::vector<Tracker::Removed> removed_;
+  std::vector<std::string> slot_json_;
+  std::vector<std::uint8_t> slot_json_valid_;
+  std::string encode_buffer_;
+  JsonWriter encoder_{encode_buffer_};
   gid_t socket_gid_ = 0;
   bool running_ = false;
   std::uint64_t next_client_id_ = 1;

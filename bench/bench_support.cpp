@@ -1,0 +1,122 @@
+#include "bench_support.h"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <sched.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+
+namespace skopos::bench {
+
+void die(const std::string& what) {
+  std::fprintf(stderr, "bench: %s: %s\n", what.c_str(), std::strerror(errno));
+  std::exit(1);
+}
+
+double seconds_since(Clock::time_point start) { return std::chrono::duration<double>(Clock::now() - start).count(); }
+
+int run(const std::vector<std::string>& argv) {
+  const pid_t pid = ::fork();
+  if (pid == 0) {
+    std::vector<char*> args;
+    for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+    args.push_back(nullptr);
+    ::execvp(args[0], args.data());
+    ::_exit(127);
+  }
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  return WIFEXITED(status) ? WEXITSTATUS(status) : 128;
+}
+
+BenchNetns::BenchNetns(const std::string& prefix) : name_(prefix + "-" + std::to_string(::getpid())) {
+  if (run({"ip", "netns", "add", name_}) != 0) die("ip netns add " + name_);
+  run({"ip", "-n", name_, "link", "set", "lo", "up"});
+  fd_ = UniqueFd(::open(path().c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd_) die("open " + path());
+  struct stat st {};
+  ::fstat(fd_.get(), &st);
+  inode_ = st.st_ino;
+}
+
+BenchNetns::~BenchNetns() {
+  fd_.reset();
+  run({"ip", "netns", "delete", name_});
+}
+
+void enter_netns(int fd) {
+  if (::setns(fd, CLONE_NEWNET) != 0) die("setns");
+}
+
+UniqueFd listen_on(std::uint16_t port) {
+  UniqueFd fd(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  const int one = 1;
+  ::setsockopt(fd.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_port = htons(port);
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (::bind(fd.get(), reinterpret_cast<sockaddr*>(&address), sizeof address) != 0) die("bind");
+  if (::listen(fd.get(), 4096) != 0) die("listen");
+  return fd;
+}
+
+bool connect_pair(int listener, std::uint16_t port, UniqueFd& client, UniqueFd& server, bool reset) {
+  client = UniqueFd(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_port = htons(port);
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (::connect(client.get(), reinterpret_cast<sockaddr*>(&address), sizeof address) != 0) return false;
+  server = UniqueFd(::accept4(listener, nullptr, nullptr, SOCK_CLOEXEC));
+  if (!server) return false;
+  if (reset) {
+    const linger off{1, 0};
+    ::setsockopt(client.get(), SOL_SOCKET, SO_LINGER, &off, sizeof off);
+  }
+  return true;
+}
+
+std::uint64_t process_cpu_ticks(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+  std::string stat((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const auto close = stat.rfind(')');
+  if (close == std::string::npos) return 0;
+  std::string_view rest(stat);
+  rest.remove_prefix(close + 2);
+  // Fields after the command: utime and stime are the 12th and 13th.
+  std::uint64_t ticks = 0;
+  for (int field = 0; field < 13; ++field) {
+    const auto space = rest.find(' ');
+    if (field >= 11) ticks += std::strtoull(std::string(rest.substr(0, space)).c_str(), nullptr, 10);
+    rest.remove_prefix(space + 1);
+  }
+  return ticks;
+}
+
+std::uint64_t process_status_kb(pid_t pid, const std::string& field) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/status");
+  for (std::string line; std::getline(in, line);) {
+    if (line.rfind(field + ":", 0) == 0) return std::strtoull(line.c_str() + field.size() + 1, nullptr, 10);
+  }
+  return 0;
+}
+
+void print_rows(const std::vector<Row>& rows) {
+  std::printf("\n%-58s %12s %-8s %-12s %s\n", "measurement", "value", "unit", "goal", "");
+  for (const Row& row : rows) {
+    std::printf("%-58s %12.3f %-8s %-12s %s\n", row.what.c_str(), row.value, row.unit.c_str(), row.goal.c_str(),
+                row.verdict.c_str());
+  }
+}
+
+}  // namespace skopos::bench

@@ -1,0 +1,61 @@
+// Helpers the root-only benchmark harnesses share: a network namespace of their own,
+// loopback connections inside it, and reading a process's CPU time and memory.
+#pragma once
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "skopos/unique_fd.h"
+
+namespace skopos::bench {
+
+using Clock = std::chrono::steady_clock;
+
+[[noreturn]] void die(const std::string& what);
+double seconds_since(Clock::time_point start);
+// Runs argv (no shell) and waits; its exit status.
+int run(const std::vector<std::string>& argv);
+
+// `ip netns add` of a namespace named for this process, deleted on destruction.
+class BenchNetns {
+ public:
+  explicit BenchNetns(const std::string& prefix = "skopos-bench");
+  ~BenchNetns();
+  std::string path() const { return "/run/netns/" + name_; }
+  int fd() const { return fd_.get(); }
+  std::uint64_t inode() const { return inode_; }
+
+ private:
+  std::string name_;
+  UniqueFd fd_;
+  std::uint64_t inode_ = 0;
+};
+
+// Moves the calling thread into the namespace `fd` refers to; dies on failure.
+void enter_netns(int fd);
+// A listener on 127.0.0.1:port with a large backlog.
+UniqueFd listen_on(std::uint16_t port);
+// One connection to 127.0.0.1:port and its accepted end. With `reset`, close() sends
+// RST (no TIME_WAIT left to exhaust ports under churn).
+bool connect_pair(int listener, std::uint16_t port, UniqueFd& client, UniqueFd& server, bool reset = false);
+
+// utime + stime of a process, in clock ticks; 0 if it is gone.
+std::uint64_t process_cpu_ticks(pid_t pid);
+// A field of /proc/<pid>/status in kB ("VmRSS", "VmHWM"); 0 if absent.
+std::uint64_t process_status_kb(pid_t pid, const std::string& field);
+
+// A measurement, its goal and whether it was met, printed as one table.
+struct Row {
+  std::string what;
+  double value;
+  std::string unit;
+  std::string goal;
+  std::string verdict;
+};
+void print_rows(const std::vector<Row>& rows);
+
+}  // namespace skopos::bench
