@@ -417,6 +417,43 @@ TEST_F(PrivilegedStream, TheClientBeyondTheLimitIsRefused) {
   EXPECT_TRUE(client) << client.error().message();
 }
 
+TEST_F(PrivilegedStream, WatchUntilZeroWaitsForTheLastConnectionAndReportsHoldersOnTimeout) {
+  start_tracker();
+  auto fds = connect_to(0, 2);
+  // Times out while web holds connections: exit 1, and says who holds what.
+  const ProcessResult held = run_process({SKOPOS_TRACKER_CLI, "watch", "web", "api", "--until-zero", "--timeout", "1s",
+                                          "--socket", stream_});
+  EXPECT_EQ(held.exit_code, 1) << held.out << held.err;
+  EXPECT_NE(held.out.find("still holding connections or unknown:\n  web: 2 inbound (8080:2)"), std::string::npos)
+      << held.out;
+  EXPECT_EQ(held.out.find("  api:"), std::string::npos) << "api has none and is not listed: " << held.out;
+
+  // Drained while watching: exits 0 as soon as the last one closes.
+  std::thread closer([&] {
+    std::this_thread::sleep_for(500ms);
+    fds.clear();
+  });
+  const auto start = Clock::now();
+  const ProcessResult drained = run_process({SKOPOS_TRACKER_CLI, "watch", "web", "--until-zero", "--timeout", "30s",
+                                             "--socket", stream_});
+  closer.join();
+  EXPECT_EQ(drained.exit_code, 0) << drained.out << drained.err;
+  EXPECT_LT(Clock::now() - start, 20s) << "it waited for the timeout instead of the drain";
+  EXPECT_NE(drained.out.find("web: 2 inbound"), std::string::npos) << "progress lines: " << drained.out;
+  EXPECT_NE(drained.out.find("all 1 container(s) have 0 inbound connections"), std::string::npos) << drained.out;
+
+  // A container the tracker does not know is never taken for drained.
+  const ProcessResult unknown = run_process({SKOPOS_TRACKER_CLI, "watch", "nosuch", "--until-zero", "--timeout", "500ms",
+                                             "--socket", stream_});
+  EXPECT_EQ(unknown.exit_code, 1);
+  EXPECT_NE(unknown.out.find("nosuch: not known to the tracker"), std::string::npos) << unknown.out;
+
+  // No tracker: exit 3 with the reason.
+  const ProcessResult missing = run_process({SKOPOS_TRACKER_CLI, "snapshot", "--socket", "/tmp/skopos-no-such.sock"});
+  EXPECT_EQ(missing.exit_code, 3);
+  EXPECT_NE(missing.err.find("skopos-tracker is not running"), std::string::npos) << missing.err;
+}
+
 // GET http://127.0.0.1:port/metrics, the body.
 std::string http_get_metrics(std::uint16_t port) {
   UniqueFd fd(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
