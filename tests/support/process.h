@@ -41,7 +41,7 @@ class ChildProcess {
   // The next line of output (without its newline), or nullopt if none came within
   // `timeout` or the output ended.
   std::optional<std::string> read_line(std::chrono::milliseconds timeout);
-  // Sends `signal` and waits up to `timeout` for the exit; returns the exit code as
+  // Sends `signal` (0: none, just wait) and waits up to `timeout` for the exit; returns the exit code as
   // ProcessResult does, or -1 if it did not exit in time (it is then killed).
   int stop(int signal, std::chrono::milliseconds timeout);
 

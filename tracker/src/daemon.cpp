@@ -1,5 +1,6 @@
 #include "tracker/daemon.h"
 
+#include <signal.h>
 #include <unistd.h>
 
 #include <boost/asio/io_context.hpp>
@@ -165,6 +166,12 @@ class TrackerDaemon::Loop {
       if (auto notified = sd_notify("READY=1"); !notified) log_warning("sd_notify: " + notified.error().message());
     }
     context_.run();
+    // Shutting down: a second SIGTERM (an impatient operator) must not cut the cleanup
+    // short -- BPF programs are detached and the socket removed below.
+    error_code ignored;
+    signals_.clear(ignored);
+    ::signal(SIGTERM, SIG_IGN);
+    ::signal(SIGINT, SIG_IGN);
     if (discovery_) discovery_->stop();
     if (stream_) stream_->stop();
     if (metrics_) metrics_->stop();
