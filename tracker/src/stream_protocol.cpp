@@ -94,7 +94,8 @@ Result<SubscribeMessage, ProtocolError> ClientMessageParser::parse(std::string_v
       else return unexpected(bad("unknown filter '" + std::string(key.substr(0, 64)) + "'"));
       dom::array list;
       if (value.get(list) != simdjson::SUCCESS) return unexpected(bad("filter." + std::string(key) + " must be an array"));
-      if (list.size() > kMaxFilterStrings) {
+      // The total, not per occurrence: a key may be repeated in hostile JSON.
+      if (target->size() + list.size() > kMaxFilterStrings) {
         return unexpected(bad("filter." + std::string(key) + " has more than " + std::to_string(kMaxFilterStrings) +
                               " entries"));
       }
