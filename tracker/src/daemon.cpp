@@ -9,6 +9,7 @@
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
 
+#include "skopos/handler_memory.h"
 #include "skopos/log.h"
 #include "skopos/sd_notify.h"
 #include "tracker/container_discovery.h"
@@ -201,7 +202,8 @@ class TrackerDaemon::Loop {
       }
       source_fd_.assign(copy);
     }
-    source_fd_.async_wait(asio::posix::stream_descriptor::wait_read, [this](const error_code& ec) {
+    // Both waits reuse their own handler memory: this runs for every batch of events.
+    source_fd_.async_wait(asio::posix::stream_descriptor::wait_read, source_memory_.wrap([this](const error_code& ec) {
       if (ec) return;
       tracker_.update_source();
       publish();
@@ -215,10 +217,10 @@ class TrackerDaemon::Loop {
       // Events that arrive meanwhile wait in the ring buffer; the next wait returns at
       // once if there are any.
       coalesce_timer_.expires_after(options_.coalesce);
-      coalesce_timer_.async_wait([this](const error_code& ec2) {
+      coalesce_timer_.async_wait(coalesce_memory_.wrap([this](const error_code& ec2) {
         if (!ec2) arm_source();
-      });
-    });
+      }));
+    }));
   }
 
   void arm_conntrack() {
@@ -295,6 +297,8 @@ class TrackerDaemon::Loop {
   bool printed_ = false;
   int exit_code_ = 0;
   std::chrono::steady_clock::time_point last_source_wakeup_{};
+  HandlerMemory source_memory_;
+  HandlerMemory coalesce_memory_;
 };
 
 int TrackerDaemon::run() {

@@ -14,6 +14,7 @@
 #include <charconv>
 #include <filesystem>
 
+#include "skopos/handler_memory.h"
 #include "skopos/json_writer.h"
 #include "skopos/log.h"
 #include "skopos/unique_fd.h"
@@ -43,6 +44,7 @@ class StreamServer::Client {
   std::vector<std::string> removed;
   std::string out;  // the message being written (reused)
   JsonWriter json;
+  HandlerMemory write_memory;  // for the one write in flight
   bool writing = false;
   bool closing = false;  // an error is queued or sent; close after it
   std::string closing_reason;   // the error code still to send; empty once sent
@@ -206,11 +208,11 @@ void StreamServer::on_accept(std::shared_ptr<Client> client) {
   client->out.push_back('\n');
   client->writing = true;
   client->write_started = Clock::now();
-  asio::async_write(client->socket, asio::buffer(client->out), [this, client](const error_code& ec, std::size_t) {
+  asio::async_write(client->socket, asio::buffer(client->out), client->write_memory.wrap([this, client](const error_code& ec, std::size_t) {
     client->writing = false;
     if (ec) return drop(client, "client_closed");
     flush(client);
-  });
+  }));
   read(client);
 }
 
@@ -363,10 +365,10 @@ void StreamServer::flush(const std::shared_ptr<Client>& client) {
     client->out.push_back('\n');
     client->writing = true;
     client->write_started = Clock::now();
-    asio::async_write(client->socket, asio::buffer(client->out), [this, client, code](const error_code&, std::size_t) {
+    asio::async_write(client->socket, asio::buffer(client->out), client->write_memory.wrap([this, client, code](const error_code&, std::size_t) {
       client->writing = false;
       drop(client, code);
-    });
+    }));
     return;
   }
   if (!client->subscribed) return;
@@ -382,12 +384,12 @@ void StreamServer::flush(const std::shared_ptr<Client>& client) {
   ++stats_.messages;
   client->writing = true;
   client->write_started = Clock::now();
-  asio::async_write(client->socket, asio::buffer(client->out), [this, client](const error_code& ec, std::size_t) {
+  asio::async_write(client->socket, asio::buffer(client->out), client->write_memory.wrap([this, client](const error_code& ec, std::size_t) {
     client->writing = false;
     client->last_sent = Clock::now();
     if (ec) return drop(client, "client_closed");
     flush(client);
-  });
+  }));
 }
 
 void StreamServer::publish() {
@@ -459,12 +461,12 @@ void StreamServer::tick() {
         client->out.push_back('\n');
         client->writing = true;
         client->write_started = now;
-        asio::async_write(client->socket, asio::buffer(client->out), [this, client](const error_code& ec2, std::size_t) {
+        asio::async_write(client->socket, asio::buffer(client->out), client->write_memory.wrap([this, client](const error_code& ec2, std::size_t) {
           client->writing = false;
           client->last_sent = Clock::now();
           if (ec2) return drop(client, "client_closed");
           flush(client);
-        });
+        }));
       }
     }
     tick();
