@@ -13,6 +13,7 @@ cd "$top"
 tools/install-deps.sh
 cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 cmake --build build -j "$(nproc)" --target skopos-tracker tracker-cli
+cli=build/bin/tracker-cli
 
 tracker=build/bin/skopos-tracker
 if [ "$(id -u)" -ne 0 ]; then
@@ -25,7 +26,9 @@ export CONTAINERS_CONF=$dir/containers.conf
 podman=(podman --root "$dir/root" --runroot "$dir/run" --storage-driver vfs --runtime runc
         --cgroup-manager cgroupfs --events-backend file)
 service_pid=
+tracker_pid=
 cleanup() {
+  [ -n "$tracker_pid" ] && kill "$tracker_pid" 2>/dev/null && wait "$tracker_pid" 2>/dev/null || true
   exec 3>&- 4>&- 5>&- 6>&- 7>&- 2>/dev/null || true
   "${podman[@]}" rm --force --all --time 0 >/dev/null 2>&1 || true
   [ -n "$service_pid" ] && kill "$service_pid" 2>/dev/null && wait "$service_pid" 2>/dev/null || true
@@ -75,3 +78,19 @@ printf '\n== What the tracker sees (%s --once --docker-socket %s --format table)
 printf '\n== The same as JSON for scripts, web only (--format json)\n\n'
 "$tracker" --once --docker-socket "$socket" --log-level warning |
   python3 -c 'import json,sys; d=json.load(sys.stdin); print(json.dumps([c for c in d["containers"] if c["name"]=="web"], indent=1))'
+
+printf '\n== The tracker as a daemon, publishing on %s (tracker-cli snapshot)\n\n' "$dir/tracker.sock"
+# (Not inheriting this script's connections: the tracker must not hold them open.)
+"$tracker" --docker-socket "$socket" --stream-socket "$dir/tracker.sock" --log-level warning \
+  3>&- 4>&- 5>&- 6>&- 7>&- &
+tracker_pid=$!
+for _ in $(seq 100); do "$cli" snapshot --socket "$dir/tracker.sock" >/dev/null 2>&1 && break; sleep 0.1; done
+"$cli" snapshot --socket "$dir/tracker.sock"
+
+printf '\n== Waiting for web to drain (tracker-cli watch web --until-zero); its connections close in 2 s\n\n'
+"$cli" watch web --until-zero --timeout 30s --socket "$dir/tracker.sock" 3>&- 4>&- 5>&- 6>&- 7>&- &
+watch_pid=$!
+sleep 2
+exec 3>&- 4>&- 5>&-
+wait "$watch_pid"
+printf '\n(live view of the same: %s top --socket SOCKET)\n' "$cli"
