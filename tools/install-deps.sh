@@ -23,6 +23,8 @@ packages=(
   podman runc busybox-static
   # The systemd unit is checked with systemd-analyze; tracker-cli top is driven in tmux.
   systemd tmux
+  # Driver: TLS for the HTTP client; a real etcd for the lock tests.
+  libssl-dev etcd-server etcd-client
 )
 
 missing=()

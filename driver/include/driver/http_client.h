@@ -1,0 +1,128 @@
+// HttpClient: the HTTP/1.1 client every driver client is built on (etcd, Mesos,
+// Marathon, Docker). Boost.Beast over Asio, synchronous for its caller, with:
+//
+//  * a deadline on every request (connect, TLS handshake, send and the whole response);
+//  * several endpoints with failover: a request goes to the endpoint that last worked,
+//    and moves on when an endpoint cannot be reached;
+//  * retries with backoff only where that is safe: when the request never reached the
+//    server (connect or TLS failed), or when the caller marked it idempotent;
+//  * TLS (OpenSSL) with a CA file, a client certificate and key, and host-name checking;
+//  * basic auth or a bearer token; a response size limit;
+//  * typed errors that say whether the request may have been applied (a timeout or a
+//    reset after sending), so callers such as the etcd client re-read before deciding.
+//
+// Endpoints: "http://host:port", "https://host:port", "unix:///path/to.sock"; a path
+// after the authority is a prefix for every request target.
+//
+// Not thread-safe: one client per thread.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "skopos/result.h"
+
+namespace skopos::driver {
+
+struct HttpEndpoint {
+  enum class Scheme : std::uint8_t { kHttp, kHttps, kUnix };
+  Scheme scheme = Scheme::kHttp;
+  std::string host;       // http/https
+  std::uint16_t port = 0;
+  std::string unix_path;  // unix
+  std::string base_path;  // "" or "/prefix"
+  std::string text;       // as given, for messages
+
+  // Errors name what is wrong with the text.
+  static Result<HttpEndpoint> parse(std::string_view text);
+};
+
+struct TlsOptions {
+  std::string ca_file;    // empty: the system's trust store
+  std::string cert_file;  // client certificate (with key_file), optional
+  std::string key_file;
+  bool verify = true;     // peer certificate and host name
+};
+
+struct HttpOptions {
+  std::vector<HttpEndpoint> endpoints;
+  std::chrono::milliseconds timeout{5000};  // per attempt
+  int attempts = 3;                         // per request, across endpoints
+  std::chrono::milliseconds backoff{100};   // doubles per retry
+  std::size_t max_response_bytes = 16 * 1024 * 1024;
+  TlsOptions tls;
+  std::string basic_user;  // basic auth when set
+  std::string basic_password;
+  std::string bearer_token;  // Authorization: Bearer, when set
+  std::string user_agent = "skopos";
+};
+
+struct HttpRequest {
+  std::string method = "GET";
+  std::string target = "/";  // path and query, appended to the endpoint's base path
+  std::string body;
+  std::string content_type;
+  std::vector<std::pair<std::string, std::string>> headers;
+  // Safe to send twice (GET, or an operation the server makes idempotent): then a
+  // timeout or reset after sending is retried too.
+  bool idempotent = false;
+};
+
+struct HttpResponse {
+  unsigned status = 0;
+  std::string body;
+  std::map<std::string, std::string> headers;  // lower-case names
+  std::string endpoint;                         // which endpoint answered
+
+  std::string header(const std::string& name) const;
+};
+
+struct HttpError {
+  enum class Kind : std::uint8_t {
+    kConnect,   // could not connect (refused, unreachable, no such socket): not sent
+    kTls,       // TLS handshake or certificate failure: not sent
+    kTimeout,   // the deadline passed
+    kIo,        // connection reset or closed mid-exchange
+    kProtocol,  // not HTTP, or a response larger than the limit
+  };
+  Kind kind = Kind::kConnect;
+  // True when the server may have received and applied the request: the caller must
+  // find out (re-read) before acting on a guess.
+  bool maybe_applied = false;
+  std::string endpoint;
+  std::string detail;
+
+  std::string message() const;  // "POST http://127.0.0.1:2379/v3/kv/put: timed out after 5000 ms (may have been applied)"
+};
+
+class HttpClient {
+ public:
+  static Result<std::unique_ptr<HttpClient>> create(HttpOptions options);
+  ~HttpClient();
+  HttpClient(const HttpClient&) = delete;
+  HttpClient& operator=(const HttpClient&) = delete;
+
+  // Sends the request and returns the response, whatever its status; errors are
+  // transport errors only. A 5xx from one endpoint is returned as is (the caller knows
+  // whether its request may be repeated).
+  Result<HttpResponse, HttpError> request(const HttpRequest& request);
+
+  const HttpOptions& options() const { return options_; }
+
+ private:
+  explicit HttpClient(HttpOptions options);
+  Result<HttpResponse, HttpError> attempt(const HttpEndpoint& endpoint, const HttpRequest& request);
+
+  struct Tls;
+  HttpOptions options_;
+  std::unique_ptr<Tls> tls_;
+  std::size_t preferred_ = 0;  // the endpoint that last answered
+};
+
+}  // namespace skopos::driver

@@ -1,0 +1,326 @@
+#include "driver/http_client.h"
+
+#include <boost/asio/connect.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/local/stream_protocol.hpp>
+#include <boost/asio/ssl.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/beast/core/detail/base64.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/http.hpp>
+
+#include <algorithm>
+#include <cctype>
+#include <charconv>
+#include <thread>
+
+namespace skopos::driver {
+
+namespace asio = boost::asio;
+namespace http = boost::beast::http;
+namespace ssl = boost::asio::ssl;
+using boost::system::error_code;
+using Clock = std::chrono::steady_clock;
+
+Result<HttpEndpoint> HttpEndpoint::parse(std::string_view text) {
+  HttpEndpoint endpoint;
+  endpoint.text = std::string(text);
+  const auto bad = [&](std::string why) {
+    return unexpected(Error::invalid("parse endpoint", std::string(text), std::move(why)));
+  };
+  std::string_view rest;
+  if (text.starts_with("http://")) {
+    endpoint.scheme = Scheme::kHttp;
+    rest = text.substr(7);
+  } else if (text.starts_with("https://")) {
+    endpoint.scheme = Scheme::kHttps;
+    rest = text.substr(8);
+  } else if (text.starts_with("unix://")) {
+    endpoint.scheme = Scheme::kUnix;
+    endpoint.unix_path = std::string(text.substr(7));
+    if (endpoint.unix_path.empty() || endpoint.unix_path.front() != '/') return bad("expected unix:///absolute/path");
+    return endpoint;
+  } else {
+    return bad("expected http://, https:// or unix://");
+  }
+  const auto slash = rest.find('/');
+  std::string_view authority = rest.substr(0, slash);
+  if (slash != std::string_view::npos) {
+    endpoint.base_path = std::string(rest.substr(slash));
+    while (!endpoint.base_path.empty() && endpoint.base_path.back() == '/') endpoint.base_path.pop_back();
+  }
+  std::string_view port_text;
+  if (authority.starts_with('[')) {  // [::1]:2379
+    const auto close = authority.find(']');
+    if (close == std::string_view::npos) return bad("unclosed '[' in the host");
+    endpoint.host = std::string(authority.substr(1, close - 1));
+    if (close + 1 < authority.size()) {
+      if (authority[close + 1] != ':') return bad("expected ':' after ']'");
+      port_text = authority.substr(close + 2);
+    }
+  } else {
+    const auto colon = authority.rfind(':');
+    endpoint.host = std::string(authority.substr(0, colon));
+    if (colon != std::string_view::npos) port_text = authority.substr(colon + 1);
+  }
+  if (endpoint.host.empty()) return bad("no host");
+  if (port_text.empty()) {
+    endpoint.port = endpoint.scheme == Scheme::kHttps ? 443 : 80;
+  } else {
+    const auto parsed = std::from_chars(port_text.data(), port_text.data() + port_text.size(), endpoint.port);
+    if (parsed.ec != std::errc{} || parsed.ptr != port_text.data() + port_text.size() || endpoint.port == 0) {
+      return bad("bad port '" + std::string(port_text) + "'");
+    }
+  }
+  return endpoint;
+}
+
+std::string HttpResponse::header(const std::string& name) const {
+  std::string lower = name;
+  std::transform(lower.begin(), lower.end(), lower.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  auto it = headers.find(lower);
+  return it == headers.end() ? std::string() : it->second;
+}
+
+std::string HttpError::message() const {
+  std::string text = endpoint + ": " + detail;
+  if (maybe_applied) text += " (the request may have been applied)";
+  return text;
+}
+
+struct HttpClient::Tls {
+  ssl::context context{ssl::context::tls_client};
+};
+
+Result<std::unique_ptr<HttpClient>> HttpClient::create(HttpOptions options) {
+  if (options.endpoints.empty()) return unexpected(Error::invalid("http client", "endpoints", "no endpoint given"));
+  if (options.attempts < 1) options.attempts = 1;
+  std::unique_ptr<HttpClient> client(new HttpClient(std::move(options)));
+  const bool any_tls = std::any_of(client->options_.endpoints.begin(), client->options_.endpoints.end(),
+                                   [](const HttpEndpoint& e) { return e.scheme == HttpEndpoint::Scheme::kHttps; });
+  if (any_tls) {
+    client->tls_ = std::make_unique<Tls>();
+    ssl::context& context = client->tls_->context;
+    const TlsOptions& tls = client->options_.tls;
+    error_code ec;
+    context.set_options(ssl::context::default_workarounds | ssl::context::no_sslv2 | ssl::context::no_sslv3 |
+                            ssl::context::no_tlsv1 | ssl::context::no_tlsv1_1,
+                        ec);
+    if (tls.ca_file.empty()) {
+      context.set_default_verify_paths(ec);
+    } else {
+      context.load_verify_file(tls.ca_file, ec);
+      if (ec) return unexpected(Error::invalid("load CA file", tls.ca_file, ec.message()));
+    }
+    if (!tls.cert_file.empty() || !tls.key_file.empty()) {
+      if (tls.cert_file.empty() || tls.key_file.empty()) {
+        return unexpected(Error::invalid("tls", "client certificate", "give both the certificate and the key file"));
+      }
+      context.use_certificate_chain_file(tls.cert_file, ec);
+      if (ec) return unexpected(Error::invalid("load client certificate", tls.cert_file, ec.message()));
+      context.use_private_key_file(tls.key_file, ssl::context::pem, ec);
+      if (ec) return unexpected(Error::invalid("load client key", tls.key_file, ec.message()));
+    }
+    context.set_verify_mode(tls.verify ? ssl::verify_peer : ssl::verify_none);
+  }
+  return client;
+}
+
+HttpClient::HttpClient(HttpOptions options) : options_(std::move(options)) {}
+HttpClient::~HttpClient() = default;
+
+namespace {
+
+// Runs `context` until `done` or `deadline`; on timeout calls `cancel` (which closes the
+// socket, ending every pending operation) and drains. Returns whether it finished.
+template <class Cancel>
+bool run_until(asio::io_context& context, const bool& done, Clock::time_point deadline, Cancel cancel) {
+  context.restart();
+  while (!done && context.run_one_until(deadline) > 0) {
+  }
+  if (done) return true;
+  cancel();
+  context.restart();
+  context.run();
+  return false;
+}
+
+struct Exchange {
+  http::request<http::string_body> request;
+  http::response_parser<http::string_body> parser;
+  boost::beast::flat_buffer buffer;
+  bool written = false;  // the whole request reached the kernel: the server may have it
+  std::uint64_t limit = 0;
+  std::string step = "connect";
+  error_code error;
+  bool done = false;
+
+  void finish(const error_code& ec) {
+    error = ec;
+    done = true;
+  }
+
+  // Sends the request and reads the response on a connected stream.
+  template <class Stream>
+  void talk(Stream& stream) {
+    step = "send";
+    http::async_write(stream, request, [this, &stream](const error_code& ec, std::size_t) {
+      if (ec) return finish(ec);
+      written = true;
+      step = "receive";
+      http::async_read_header(stream, buffer, parser, [this, &stream](const error_code& ec2, std::size_t) {
+        if (ec2) return finish(ec2);
+        // A declared length over the limit is refused before a byte of it is read.
+        if (parser.content_length() && *parser.content_length() > limit) return finish(http::error::body_limit);
+        http::async_read(stream, buffer, parser, [this](const error_code& ec3, std::size_t) { finish(ec3); });
+      });
+    });
+  }
+};
+
+}  // namespace
+
+Result<HttpResponse, HttpError> HttpClient::attempt(const HttpEndpoint& endpoint, const HttpRequest& request) {
+  asio::io_context context;
+  Exchange exchange;
+  http::request<http::string_body>& out = exchange.request;
+  out.method_string(request.method);
+  out.target(endpoint.base_path + request.target);
+  out.version(11);
+  out.set(http::field::host, endpoint.scheme == HttpEndpoint::Scheme::kUnix ? std::string("localhost")
+                                                                            : endpoint.host + ":" + std::to_string(endpoint.port));
+  out.set(http::field::user_agent, options_.user_agent);
+  out.set(http::field::connection, "close");
+  if (!options_.bearer_token.empty()) {
+    out.set(http::field::authorization, "Bearer " + options_.bearer_token);
+  } else if (!options_.basic_user.empty()) {
+    const std::string plain = options_.basic_user + ":" + options_.basic_password;
+    std::string encoded(boost::beast::detail::base64::encoded_size(plain.size()), '\0');
+    encoded.resize(boost::beast::detail::base64::encode(encoded.data(), plain.data(), plain.size()));
+    out.set(http::field::authorization, "Basic " + encoded);
+  }
+  for (const auto& [name, value] : request.headers) out.set(name, value);
+  if (!request.content_type.empty()) out.set(http::field::content_type, request.content_type);
+  out.body() = request.body;
+  out.prepare_payload();
+  exchange.parser.body_limit(options_.max_response_bytes);
+  exchange.limit = options_.max_response_bytes;
+  exchange.parser.header_limit(64 * 1024);
+
+  const auto deadline = Clock::now() + options_.timeout;
+  const std::string name = request.method + " " + endpoint.text + request.target;
+  bool finished = false;
+  bool tls_failed = false;
+
+  if (endpoint.scheme == HttpEndpoint::Scheme::kUnix) {
+    asio::local::stream_protocol::socket socket(context);
+    socket.async_connect(asio::local::stream_protocol::endpoint(endpoint.unix_path), [&](const error_code& ec) {
+      if (ec) return exchange.finish(ec);
+      exchange.talk(socket);
+    });
+    finished = run_until(context, exchange.done, deadline, [&] {
+      error_code ignored;
+      socket.close(ignored);
+    });
+  } else {
+    asio::ip::tcp::resolver resolver(context);
+    asio::ip::tcp::socket plain(context);
+    std::unique_ptr<ssl::stream<asio::ip::tcp::socket&>> secure;
+    if (endpoint.scheme == HttpEndpoint::Scheme::kHttps) {
+      secure = std::make_unique<ssl::stream<asio::ip::tcp::socket&>>(plain, tls_->context);
+      // SNI, and the certificate must name the host we asked for.
+      // SSL_set_tlsext_host_name() is a macro with a C cast; this is what it expands to.
+      SSL_ctrl(secure->native_handle(), SSL_CTRL_SET_TLSEXT_HOSTNAME, TLSEXT_NAMETYPE_host_name,
+               const_cast<char*>(endpoint.host.c_str()));
+      if (options_.tls.verify) secure->set_verify_callback(ssl::host_name_verification(endpoint.host));
+    }
+    resolver.async_resolve(endpoint.host, std::to_string(endpoint.port),
+                           [&](const error_code& ec, const asio::ip::tcp::resolver::results_type& results) {
+                             if (ec) return exchange.finish(ec);
+                             asio::async_connect(plain, results, [&](const error_code& ec2, const auto&) {
+                               if (ec2) return exchange.finish(ec2);
+                               if (!secure) return exchange.talk(plain);
+                               exchange.step = "TLS handshake";
+                               secure->async_handshake(ssl::stream_base::client, [&](const error_code& ec3) {
+                                 if (ec3) {
+                                   tls_failed = true;
+                                   return exchange.finish(ec3);
+                                 }
+                                 exchange.talk(*secure);
+                               });
+                             });
+                           });
+    finished = run_until(context, exchange.done, deadline, [&] {
+      resolver.cancel();
+      error_code ignored;
+      plain.close(ignored);
+    });
+  }
+
+  HttpError error;
+  error.endpoint = name;
+  if (!finished) {
+    error.kind = HttpError::Kind::kTimeout;
+    error.maybe_applied = exchange.written;
+    error.detail = "timed out after " + std::to_string(options_.timeout.count()) + " ms (" + exchange.step + ")";
+    return unexpected(std::move(error));
+  }
+  if (exchange.error) {
+    const error_code& ec = exchange.error;
+    error.maybe_applied = exchange.written;
+    error.detail = exchange.step + ": " + ec.message();
+    if (exchange.step == "connect") {
+      error.kind = HttpError::Kind::kConnect;
+    } else if (tls_failed) {
+      error.kind = HttpError::Kind::kTls;
+    } else if (ec == http::error::body_limit || ec == http::error::header_limit) {
+      error.kind = HttpError::Kind::kProtocol;
+      error.detail = "response larger than " + std::to_string(options_.max_response_bytes) + " bytes";
+    } else if (ec.category() == error_code(http::error::end_of_stream).category() &&
+               ec != http::error::end_of_stream && ec != http::error::partial_message) {
+      error.kind = HttpError::Kind::kProtocol;
+      error.detail = "not an HTTP response: " + ec.message();
+    } else {
+      error.kind = HttpError::Kind::kIo;
+    }
+    return unexpected(std::move(error));
+  }
+  HttpResponse response;
+  response.status = exchange.parser.get().result_int();
+  response.body = std::move(exchange.parser.get().body());
+  response.endpoint = endpoint.text;
+  for (const auto& field : exchange.parser.get()) {
+    std::string key(field.name_string());
+    std::transform(key.begin(), key.end(), key.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+    response.headers[key] = std::string(field.value());
+  }
+  return response;
+}
+
+Result<HttpResponse, HttpError> HttpClient::request(const HttpRequest& request) {
+  HttpError last;
+  auto backoff = options_.backoff;
+  const std::size_t count = options_.endpoints.size();
+  for (int attempt = 0; attempt < options_.attempts; ++attempt) {
+    const std::size_t index = (preferred_ + static_cast<std::size_t>(attempt)) % count;
+    auto result = this->attempt(options_.endpoints[index], request);
+    if (result) {
+      preferred_ = index;
+      return result;
+    }
+    last = std::move(result).error();
+    // Only what certainly did not reach a server, or what may be repeated, is retried.
+    const bool not_sent = last.kind == HttpError::Kind::kConnect || last.kind == HttpError::Kind::kTls;
+    if (!not_sent && !request.idempotent) break;
+    if (last.kind == HttpError::Kind::kProtocol) break;
+    if (attempt + 1 < options_.attempts) {
+      // Another endpoint is worth trying at once; the same one after a pause.
+      if (count == 1 || (attempt + 1) % static_cast<int>(count) == 0) std::this_thread::sleep_for(backoff);
+      backoff *= 2;
+    }
+  }
+  return unexpected(std::move(last));
+}
+
+}  // namespace skopos::driver

@@ -1,0 +1,289 @@
+// HttpClient against a scripted server on loopback: what it sends, how it fails over,
+// what it retries and what it refuses to, its deadlines and limits, and errors that say
+// whether a request may have been applied.
+#include <arpa/inet.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <functional>
+#include <mutex>
+#include <thread>
+
+#include "driver/http_client.h"
+#include "skopos/unique_fd.h"
+
+namespace skopos::driver {
+namespace {
+
+using namespace std::chrono_literals;
+
+// A one-thread server: reads each request whole, then does what `behave` says.
+class ScriptedServer {
+ public:
+  enum class Mode { kOk, kStatus500, kHang, kGarbage, kHuge, kCloseAfterRequest };
+
+  explicit ScriptedServer(Mode mode, const std::string& unix_path = "") : mode_(mode) {
+    if (unix_path.empty()) {
+      fd_ = UniqueFd(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+      sockaddr_in address{};
+      address.sin_family = AF_INET;
+      address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+      ::bind(fd_.get(), reinterpret_cast<sockaddr*>(&address), sizeof address);
+      socklen_t length = sizeof address;
+      ::getsockname(fd_.get(), reinterpret_cast<sockaddr*>(&address), &length);
+      endpoint_ = "http://127.0.0.1:" + std::to_string(ntohs(address.sin_port));
+    } else {
+      ::unlink(unix_path.c_str());
+      fd_ = UniqueFd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+      sockaddr_un address{};
+      address.sun_family = AF_UNIX;
+      unix_path.copy(address.sun_path, sizeof address.sun_path - 1);
+      ::bind(fd_.get(), reinterpret_cast<sockaddr*>(&address), sizeof address);
+      endpoint_ = "unix://" + unix_path;
+      unix_path_ = unix_path;
+    }
+    ::listen(fd_.get(), 16);
+    thread_ = std::thread([this] { serve(); });
+  }
+  ~ScriptedServer() {
+    stop_ = true;
+    ::shutdown(fd_.get(), SHUT_RDWR);
+    thread_.join();
+    if (!unix_path_.empty()) ::unlink(unix_path_.c_str());
+  }
+  const std::string& endpoint() const { return endpoint_; }
+  int requests() const { return requests_; }
+  std::string last_request() {
+    std::lock_guard lock(mutex_);
+    return last_;
+  }
+
+ private:
+  void serve() {
+    while (!stop_) {
+      UniqueFd client(::accept4(fd_.get(), nullptr, nullptr, SOCK_CLOEXEC));
+      if (!client) return;
+      std::string request;
+      char buffer[65536];
+      std::size_t need = std::string::npos;
+      while (need == std::string::npos || request.size() < need) {
+        pollfd pfd{client.get(), POLLIN, 0};
+        if (::poll(&pfd, 1, 2000) <= 0) break;
+        const ssize_t n = ::recv(client.get(), buffer, sizeof buffer, 0);
+        if (n <= 0) break;
+        request.append(buffer, static_cast<std::size_t>(n));
+        const auto end = request.find("\r\n\r\n");
+        if (end != std::string::npos && need == std::string::npos) {
+          std::size_t body = 0;
+          const auto cl = request.find("Content-Length: ");
+          if (cl != std::string::npos && cl < end) body = std::stoul(request.substr(cl + 16));
+          need = end + 4 + body;
+        }
+      }
+      ++requests_;
+      {
+        std::lock_guard lock(mutex_);
+        last_ = request;
+      }
+      std::string reply;
+      switch (mode_) {
+        case Mode::kOk:
+          reply = "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nX-Echo-Length: " + std::to_string(request.size()) +
+                  "\r\nContent-Length: 5\r\n\r\nhello";
+          break;
+        case Mode::kStatus500:
+          reply = "HTTP/1.1 500 Internal Server Error\r\nContent-Length: 16\r\n\r\netcdserver: oops";
+          break;
+        case Mode::kHang:
+          while (!stop_) std::this_thread::sleep_for(10ms);
+          continue;
+        case Mode::kGarbage: reply = "SSH-2.0-OpenSSH_9.2\r\n"; break;
+        case Mode::kHuge: reply = "HTTP/1.1 200 OK\r\nContent-Length: 100000000\r\n\r\n" + std::string(200000, 'x'); break;
+        case Mode::kCloseAfterRequest: continue;  // the request arrived; the connection just closes
+      }
+      (void)!::send(client.get(), reply.data(), reply.size(), MSG_NOSIGNAL);
+    }
+  }
+
+  Mode mode_;
+  UniqueFd fd_;
+  std::string endpoint_;
+  std::string unix_path_;
+  std::thread thread_;
+  std::atomic<bool> stop_{false};
+  std::atomic<int> requests_{0};
+  std::mutex mutex_;
+  std::string last_;
+};
+
+std::unique_ptr<HttpClient> make_client(std::vector<std::string> endpoints, std::chrono::milliseconds timeout = 2s,
+                                        int attempts = 3) {
+  HttpOptions options;
+  for (const std::string& text : endpoints) {
+    auto endpoint = HttpEndpoint::parse(text);
+    EXPECT_TRUE(endpoint) << endpoint.error().message();
+    options.endpoints.push_back(*endpoint);
+  }
+  options.timeout = timeout;
+  options.attempts = attempts;
+  options.backoff = 10ms;
+  options.max_response_bytes = 64 * 1024;
+  options.basic_user = "root";
+  options.basic_password = "secret";
+  auto client = HttpClient::create(options);
+  EXPECT_TRUE(client) << client.error().message();
+  return std::move(*client);
+}
+
+// A loopback port with nothing listening.
+std::string dead_endpoint() {
+  UniqueFd fd(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ::bind(fd.get(), reinterpret_cast<sockaddr*>(&address), sizeof address);
+  socklen_t length = sizeof address;
+  ::getsockname(fd.get(), reinterpret_cast<sockaddr*>(&address), &length);
+  return "http://127.0.0.1:" + std::to_string(ntohs(address.sin_port));
+}
+
+TEST(HttpEndpointParse, AcceptsWhatOperatorsWriteAndNamesWhatIsWrong) {
+  auto plain = HttpEndpoint::parse("http://10.0.0.1:2379");
+  ASSERT_TRUE(plain);
+  EXPECT_EQ(plain->host, "10.0.0.1");
+  EXPECT_EQ(plain->port, 2379);
+  auto v6 = HttpEndpoint::parse("https://[::1]:8443/marathon/");
+  ASSERT_TRUE(v6);
+  EXPECT_EQ(v6->host, "::1");
+  EXPECT_EQ(v6->base_path, "/marathon");
+  auto unix_socket = HttpEndpoint::parse("unix:///var/run/docker.sock");
+  ASSERT_TRUE(unix_socket);
+  EXPECT_EQ(unix_socket->unix_path, "/var/run/docker.sock");
+  EXPECT_EQ(HttpEndpoint::parse("https://mesos")->port, 443);
+  for (const char* bad : {"10.0.0.1:2379", "http://", "http://host:0", "http://host:99999", "unix://relative",
+                          "http://[::1", "ftp://x"}) {
+    auto parsed = HttpEndpoint::parse(bad);
+    EXPECT_FALSE(parsed) << bad;
+    if (!parsed) {
+      EXPECT_NE(parsed.error().message().find(bad), std::string::npos);
+    }
+  }
+}
+
+TEST(HttpClient, SendsMethodBodyAuthAndReturnsStatusHeadersBody) {
+  ScriptedServer server(ScriptedServer::Mode::kOk);
+  auto client = make_client({server.endpoint()});
+  HttpRequest request;
+  request.method = "POST";
+  request.target = "/v3/kv/range";
+  request.body = R"({"key":"Zm9v"})";
+  request.content_type = "application/json";
+  auto response = client->request(request);
+  ASSERT_TRUE(response) << response.error().message();
+  EXPECT_EQ(response->status, 200u);
+  EXPECT_EQ(response->body, "hello");
+  EXPECT_EQ(response->header("Content-Type"), "text/plain");
+  const std::string sent = server.last_request();
+  EXPECT_TRUE(sent.starts_with("POST /v3/kv/range HTTP/1.1\r\n")) << sent;
+  EXPECT_NE(sent.find("Authorization: Basic cm9vdDpzZWNyZXQ=\r\n"), std::string::npos) << sent;
+  EXPECT_NE(sent.find("Content-Type: application/json\r\n"), std::string::npos);
+  EXPECT_TRUE(sent.ends_with(R"({"key":"Zm9v"})"));
+}
+
+TEST(HttpClient, SpeaksOverUnixSockets) {
+  const std::string path = "/tmp/skopos-http-" + std::to_string(::getpid()) + ".sock";
+  ScriptedServer server(ScriptedServer::Mode::kOk, path);
+  auto client = make_client({"unix://" + path});
+  auto response = client->request(HttpRequest{});
+  ASSERT_TRUE(response) << response.error().message();
+  EXPECT_EQ(response->body, "hello");
+}
+
+TEST(HttpClient, FailsOverFromADeadEndpointAndRemembersTheLiveOne) {
+  ScriptedServer server(ScriptedServer::Mode::kOk);
+  auto client = make_client({dead_endpoint(), server.endpoint()});
+  HttpRequest post;
+  post.method = "POST";  // not idempotent: still safe, a refused connect sent nothing
+  for (int i = 0; i < 3; ++i) {
+    auto response = client->request(post);
+    ASSERT_TRUE(response) << response.error().message();
+    EXPECT_EQ(response->endpoint, server.endpoint());
+  }
+  EXPECT_EQ(server.requests(), 3);
+}
+
+TEST(HttpClient, AllEndpointsDeadIsAConnectErrorThatWasNotApplied) {
+  auto client = make_client({dead_endpoint(), dead_endpoint()});
+  auto response = client->request(HttpRequest{});
+  ASSERT_FALSE(response);
+  EXPECT_EQ(response.error().kind, HttpError::Kind::kConnect);
+  EXPECT_FALSE(response.error().maybe_applied);
+  EXPECT_NE(response.error().message().find("Connection refused"), std::string::npos) << response.error().message();
+}
+
+TEST(HttpClient, AHungServerTimesOutAndThePostMayHaveBeenApplied) {
+  ScriptedServer server(ScriptedServer::Mode::kHang);
+  auto client = make_client({server.endpoint()}, 300ms);
+  HttpRequest post;
+  post.method = "POST";
+  post.body = "x";
+  const auto start = std::chrono::steady_clock::now();
+  auto response = client->request(post);
+  ASSERT_FALSE(response);
+  EXPECT_EQ(response.error().kind, HttpError::Kind::kTimeout);
+  EXPECT_TRUE(response.error().maybe_applied);
+  EXPECT_NE(response.error().message().find("may have been applied"), std::string::npos);
+  EXPECT_EQ(server.requests(), 1) << "a POST whose outcome is unknown is never sent again";
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 2s);
+}
+
+TEST(HttpClient, IdempotentRequestsAreRetriedAfterAReset) {
+  ScriptedServer server(ScriptedServer::Mode::kCloseAfterRequest);
+  auto client = make_client({server.endpoint()}, 1s, 3);
+  HttpRequest get;
+  get.idempotent = true;
+  auto response = client->request(get);
+  ASSERT_FALSE(response);
+  EXPECT_EQ(server.requests(), 3);
+  EXPECT_TRUE(response.error().maybe_applied);
+
+  ScriptedServer again(ScriptedServer::Mode::kCloseAfterRequest);
+  auto post_client = make_client({again.endpoint()}, 1s, 3);
+  HttpRequest post;
+  post.method = "POST";
+  auto failed = post_client->request(post);
+  ASSERT_FALSE(failed);
+  EXPECT_EQ(again.requests(), 1);
+  EXPECT_EQ(failed.error().kind, HttpError::Kind::kIo);
+}
+
+TEST(HttpClient, ErrorStatusesAreResponsesNotTransportErrors) {
+  ScriptedServer server(ScriptedServer::Mode::kStatus500);
+  auto client = make_client({server.endpoint()});
+  auto response = client->request(HttpRequest{});
+  ASSERT_TRUE(response);
+  EXPECT_EQ(response->status, 500u);
+  EXPECT_EQ(response->body, "etcdserver: oops");
+}
+
+TEST(HttpClient, GarbageAndOversizedResponsesAreProtocolErrors) {
+  ScriptedServer garbage(ScriptedServer::Mode::kGarbage);
+  auto response = make_client({garbage.endpoint()})->request(HttpRequest{});
+  ASSERT_FALSE(response);
+  EXPECT_EQ(response.error().kind, HttpError::Kind::kProtocol) << response.error().message();
+
+  ScriptedServer huge(ScriptedServer::Mode::kHuge);
+  auto big = make_client({huge.endpoint()})->request(HttpRequest{});
+  ASSERT_FALSE(big);
+  EXPECT_EQ(big.error().kind, HttpError::Kind::kProtocol);
+  EXPECT_NE(big.error().message().find("larger than 65536 bytes"), std::string::npos) << big.error().message();
+}
+
+}  // namespace
+}  // namespace skopos::driver
