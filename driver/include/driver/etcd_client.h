@@ -1,0 +1,108 @@
+// EtcdClient: etcd v3 through its JSON gateway, as etcd 3.4 serves it (POST only;
+// keys and values base64; int64 as strings; default fields omitted: a failed txn has
+// no "succeeded", a range without matches no "kvs"). See ../shared/fixtures/etcd/.
+//
+// Reads are linearizable unless asked otherwise. Errors distinguish a refusal (etcd
+// answered with an error: nothing was applied) from an unknown outcome (timeout or reset
+// after sending): after the latter, callers re-read before deciding.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "driver/http_client.h"
+#include "skopos/result.h"
+
+namespace skopos::driver {
+
+struct KeyValue {
+  std::string key;
+  std::string value;
+  std::int64_t create_revision = 0;
+  std::int64_t mod_revision = 0;
+  std::int64_t version = 0;
+  std::int64_t lease = 0;
+};
+
+struct EtcdError {
+  enum class Kind : std::uint8_t {
+    kUnavailable,     // no endpoint answered; nothing was applied
+    kUnknownOutcome,  // sent, no answer: it may have been applied
+    kRefused,         // etcd answered with an error (grpc code in `code`); not applied
+    kBadResponse,     // etcd's answer could not be understood; do not act on it
+  };
+  Kind kind = Kind::kUnavailable;
+  int code = 0;  // gRPC status code for kRefused (5 NOT_FOUND, 9 FAILED_PRECONDITION, ...)
+  std::string message;
+};
+
+struct RangeResult {
+  std::int64_t revision = 0;  // the store's revision when read
+  std::vector<KeyValue> kvs;
+  std::int64_t count = 0;
+  bool more = false;
+};
+
+// One comparison of a transaction.
+struct Compare {
+  enum class Target : std::uint8_t { kCreateRevision, kModRevision, kVersion, kValue };
+  enum class Result : std::uint8_t { kEqual, kNotEqual, kGreater, kLess };
+  std::string key;
+  Target target = Target::kCreateRevision;
+  Result result = Result::kEqual;
+  std::int64_t number = 0;  // for the revision/version targets
+  std::string value;        // for kValue
+};
+
+// One operation of a transaction.
+struct TxnOp {
+  enum class Kind : std::uint8_t { kPut, kDelete, kRange };
+  Kind kind = Kind::kPut;
+  std::string key;
+  std::string value;         // put
+  std::int64_t lease = 0;    // put
+  std::string range_end;     // delete/range: "" for the key alone
+};
+
+struct TxnResult {
+  bool succeeded = false;
+  std::int64_t revision = 0;
+  std::vector<RangeResult> ranges;  // the range operations' results, in order
+};
+
+struct EtcdOptions {
+  HttpOptions http;  // endpoints, deadlines, TLS, auth
+};
+
+class EtcdClient {
+ public:
+  static Result<std::unique_ptr<EtcdClient>, EtcdError> create(EtcdOptions options);
+
+  // `range_end` "" reads one key; prefix_end(p) reads a prefix.
+  Result<RangeResult, EtcdError> range(const std::string& key, const std::string& range_end = {},
+                                       std::int64_t limit = 0);
+  // The revision of the put.
+  Result<std::int64_t, EtcdError> put(const std::string& key, const std::string& value, std::int64_t lease = 0);
+  Result<std::int64_t, EtcdError> delete_range(const std::string& key, const std::string& range_end = {});
+  Result<TxnResult, EtcdError> txn(const std::vector<Compare>& compares, const std::vector<TxnOp>& success,
+                                   const std::vector<TxnOp>& failure);
+  // A lease of `ttl_seconds` (etcd raises it to its minimum); its id.
+  Result<std::int64_t, EtcdError> lease_grant(std::int64_t ttl_seconds);
+  // Refreshes the lease; its remaining TTL, 0 when the lease no longer exists.
+  Result<std::int64_t, EtcdError> lease_keepalive(std::int64_t id);
+  Result<void, EtcdError> lease_revoke(std::int64_t id);
+
+  // The key right after every key that starts with `prefix`, for range_end.
+  static std::string prefix_end(const std::string& prefix);
+
+ private:
+  explicit EtcdClient(std::unique_ptr<HttpClient> http) : http_(std::move(http)) {}
+  Result<std::string, EtcdError> call(const std::string& path, const std::string& body, bool idempotent);
+
+  std::unique_ptr<HttpClient> http_;
+};
+
+}  // namespace skopos::driver

@@ -1,0 +1,327 @@
+#include "driver/etcd_client.h"
+
+#include <simdjson.h>
+
+#include <boost/beast/core/detail/base64.hpp>
+
+#include <charconv>
+
+#include "skopos/json_writer.h"
+
+namespace skopos::driver {
+
+namespace dom = simdjson::dom;
+namespace base64 = boost::beast::detail::base64;
+
+namespace {
+
+std::string encode64(const std::string& raw) {
+  std::string out(base64::encoded_size(raw.size()), '\0');
+  out.resize(base64::encode(out.data(), raw.data(), raw.size()));
+  return out;
+}
+
+// Strict: every character must be base64, with at most two '=' of padding at the end.
+bool decode64(std::string_view text, std::string& out) {
+  std::size_t padding = 0;
+  while (padding < 2 && padding < text.size() && text[text.size() - 1 - padding] == '=') ++padding;
+  const std::string_view body = text.substr(0, text.size() - padding);
+  out.assign(base64::decoded_size(text.size()), '\0');
+  const auto [written, read] = base64::decode(out.data(), body.data(), body.size());
+  if (read != body.size() || (text.size() % 4) != 0) return false;
+  out.resize(written);
+  return true;
+}
+
+EtcdError bad_response(const std::string& what) { return EtcdError{EtcdError::Kind::kBadResponse, 0, what}; }
+
+// int64 fields arrive as strings ("12"), occasionally as numbers; absent means 0.
+bool read_int64(dom::object object, std::string_view key, std::int64_t& out) {
+  out = 0;
+  dom::element value;
+  if (object[key].get(value) != simdjson::SUCCESS) return true;
+  std::string_view text;
+  if (value.get(text) == simdjson::SUCCESS) {
+    const auto parsed = std::from_chars(text.data(), text.data() + text.size(), out);
+    return parsed.ec == std::errc{} && parsed.ptr == text.data() + text.size();
+  }
+  return value.get(out) == simdjson::SUCCESS;
+}
+
+Result<KeyValue, EtcdError> parse_kv(dom::element element) {
+  dom::object object;
+  if (element.get(object) != simdjson::SUCCESS) return unexpected(bad_response("kvs[] is not an object"));
+  KeyValue kv;
+  std::string_view text;
+  if (object["key"].get(text) != simdjson::SUCCESS || !decode64(text, kv.key)) {
+    return unexpected(bad_response("kvs[].key is not base64"));
+  }
+  if (object["value"].get(text) == simdjson::SUCCESS) {
+    if (!decode64(text, kv.value)) return unexpected(bad_response("kvs[].value is not base64"));
+  }
+  if (!read_int64(object, "create_revision", kv.create_revision) || !read_int64(object, "mod_revision", kv.mod_revision) ||
+      !read_int64(object, "version", kv.version) || !read_int64(object, "lease", kv.lease)) {
+    return unexpected(bad_response("kvs[] has a revision that is not an integer"));
+  }
+  return kv;
+}
+
+Result<RangeResult, EtcdError> parse_range(dom::object object, std::int64_t header_revision) {
+  RangeResult range;
+  range.revision = header_revision;
+  dom::array kvs;
+  if (object["kvs"].get(kvs) == simdjson::SUCCESS) {
+    for (dom::element element : kvs) {
+      auto kv = parse_kv(element);
+      if (!kv) return unexpected(std::move(kv).error());
+      range.kvs.push_back(std::move(*kv));
+    }
+  }
+  if (!read_int64(object, "count", range.count)) return unexpected(bad_response("count is not an integer"));
+  bool more = false;
+  if (object["more"].get(more) == simdjson::SUCCESS) range.more = more;
+  return range;
+}
+
+Result<std::int64_t, EtcdError> header_revision(dom::object object) {
+  dom::object header;
+  if (object["header"].get(header) != simdjson::SUCCESS) return unexpected(bad_response("no header"));
+  std::int64_t revision = 0;
+  if (!read_int64(header, "revision", revision)) return unexpected(bad_response("header.revision is not an integer"));
+  return revision;
+}
+
+const char* target_name(Compare::Target target) {
+  switch (target) {
+    case Compare::Target::kCreateRevision: return "CREATE";
+    case Compare::Target::kModRevision: return "MOD";
+    case Compare::Target::kVersion: return "VERSION";
+    case Compare::Target::kValue: return "VALUE";
+  }
+  return "CREATE";
+}
+
+const char* result_name(Compare::Result result) {
+  switch (result) {
+    case Compare::Result::kEqual: return "EQUAL";
+    case Compare::Result::kNotEqual: return "NOT_EQUAL";
+    case Compare::Result::kGreater: return "GREATER";
+    case Compare::Result::kLess: return "LESS";
+  }
+  return "EQUAL";
+}
+
+void write_ops(JsonWriter& json, const char* name, const std::vector<TxnOp>& ops) {
+  json.key(name).begin_array();
+  for (const TxnOp& op : ops) {
+    json.begin_object();
+    switch (op.kind) {
+      case TxnOp::Kind::kPut:
+        json.key("request_put").begin_object().key("key").value(encode64(op.key)).key("value").value(encode64(op.value));
+        if (op.lease != 0) json.key("lease").value(std::to_string(op.lease));
+        json.end_object();
+        break;
+      case TxnOp::Kind::kDelete:
+        json.key("request_delete_range").begin_object().key("key").value(encode64(op.key));
+        if (!op.range_end.empty()) json.key("range_end").value(encode64(op.range_end));
+        json.end_object();
+        break;
+      case TxnOp::Kind::kRange:
+        json.key("request_range").begin_object().key("key").value(encode64(op.key));
+        if (!op.range_end.empty()) json.key("range_end").value(encode64(op.range_end));
+        json.end_object();
+        break;
+    }
+    json.end_object();
+  }
+  json.end_array();
+}
+
+}  // namespace
+
+std::string EtcdClient::prefix_end(const std::string& prefix) {
+  std::string end = prefix;
+  while (!end.empty()) {
+    if (static_cast<unsigned char>(end.back()) < 0xff) {
+      end.back() = static_cast<char>(static_cast<unsigned char>(end.back()) + 1);
+      return end;
+    }
+    end.pop_back();
+  }
+  return std::string(1, '\0');  // every key
+}
+
+Result<std::unique_ptr<EtcdClient>, EtcdError> EtcdClient::create(EtcdOptions options) {
+  auto http = HttpClient::create(std::move(options.http));
+  if (!http) return unexpected(EtcdError{EtcdError::Kind::kUnavailable, 0, http.error().message()});
+  return std::unique_ptr<EtcdClient>(new EtcdClient(std::move(*http)));
+}
+
+Result<std::string, EtcdError> EtcdClient::call(const std::string& path, const std::string& body, bool idempotent) {
+  HttpRequest request;
+  request.method = "POST";
+  request.target = path;
+  request.body = body;
+  request.content_type = "application/json";
+  request.idempotent = idempotent;
+  auto response = http_->request(request);
+  if (!response) {
+    const HttpError& error = response.error();
+    const bool unknown = error.maybe_applied;
+    return unexpected(EtcdError{unknown ? EtcdError::Kind::kUnknownOutcome : EtcdError::Kind::kUnavailable, 0,
+                                "etcd " + path + ": " + error.message()});
+  }
+  if (response->status != 200) {
+    // {"error":"...","message":"...","code":N}; the gateway's own 404/405 are text.
+    EtcdError error{EtcdError::Kind::kRefused, 0, "etcd " + path + ": HTTP " + std::to_string(response->status)};
+    dom::parser parser;
+    dom::element root;
+    std::string_view message;
+    std::int64_t code = 0;
+    if (parser.parse(response->body).get(root) == simdjson::SUCCESS) {
+      if (root["message"].get(message) == simdjson::SUCCESS) error.message += ": " + std::string(message);
+      if (root["code"].get(code) == simdjson::SUCCESS) error.code = static_cast<int>(code);
+    } else {
+      error.message += ": " + response->body.substr(0, 200);
+    }
+    // A 5xx other than a clean gRPC refusal (e.g. a proxy's 502) says nothing about
+    // whether a write happened.
+    if (response->status >= 500 && error.code == 0 && !idempotent) error.kind = EtcdError::Kind::kUnknownOutcome;
+    return unexpected(std::move(error));
+  }
+  return std::move(response->body);
+}
+
+Result<RangeResult, EtcdError> EtcdClient::range(const std::string& key, const std::string& range_end,
+                                                 std::int64_t limit) {
+  std::string body;
+  JsonWriter json(body);
+  json.begin_object().key("key").value(encode64(key));
+  if (!range_end.empty()) json.key("range_end").value(encode64(range_end));
+  if (limit > 0) json.key("limit").value(std::to_string(limit));
+  json.end_object();
+  auto text = call("/v3/kv/range", body, true);
+  if (!text) return unexpected(std::move(text).error());
+  dom::parser parser;
+  dom::object object;
+  if (parser.parse(*text).get(object) != simdjson::SUCCESS) return unexpected(bad_response("range: not a JSON object"));
+  auto revision = header_revision(object);
+  if (!revision) return unexpected(std::move(revision).error());
+  return parse_range(object, *revision);
+}
+
+Result<std::int64_t, EtcdError> EtcdClient::put(const std::string& key, const std::string& value, std::int64_t lease) {
+  std::string body;
+  JsonWriter json(body);
+  json.begin_object().key("key").value(encode64(key)).key("value").value(encode64(value));
+  if (lease != 0) json.key("lease").value(std::to_string(lease));
+  json.end_object();
+  auto text = call("/v3/kv/put", body, false);
+  if (!text) return unexpected(std::move(text).error());
+  dom::parser parser;
+  dom::object object;
+  if (parser.parse(*text).get(object) != simdjson::SUCCESS) return unexpected(bad_response("put: not a JSON object"));
+  return header_revision(object);
+}
+
+Result<std::int64_t, EtcdError> EtcdClient::delete_range(const std::string& key, const std::string& range_end) {
+  std::string body;
+  JsonWriter json(body);
+  json.begin_object().key("key").value(encode64(key));
+  if (!range_end.empty()) json.key("range_end").value(encode64(range_end));
+  json.end_object();
+  auto text = call("/v3/kv/deleterange", body, false);
+  if (!text) return unexpected(std::move(text).error());
+  dom::parser parser;
+  dom::object object;
+  if (parser.parse(*text).get(object) != simdjson::SUCCESS) return unexpected(bad_response("deleterange: not JSON"));
+  std::int64_t deleted = 0;
+  if (!read_int64(object, "deleted", deleted)) return unexpected(bad_response("deleted is not an integer"));
+  return deleted;
+}
+
+Result<TxnResult, EtcdError> EtcdClient::txn(const std::vector<Compare>& compares, const std::vector<TxnOp>& success,
+                                             const std::vector<TxnOp>& failure) {
+  std::string body;
+  JsonWriter json(body);
+  json.begin_object().key("compare").begin_array();
+  for (const Compare& c : compares) {
+    json.begin_object()
+        .key("key")
+        .value(encode64(c.key))
+        .key("target")
+        .value(target_name(c.target))
+        .key("result")
+        .value(result_name(c.result));
+    switch (c.target) {
+      case Compare::Target::kCreateRevision: json.key("create_revision").value(std::to_string(c.number)); break;
+      case Compare::Target::kModRevision: json.key("mod_revision").value(std::to_string(c.number)); break;
+      case Compare::Target::kVersion: json.key("version").value(std::to_string(c.number)); break;
+      case Compare::Target::kValue: json.key("value").value(encode64(c.value)); break;
+    }
+    json.end_object();
+  }
+  json.end_array();
+  write_ops(json, "success", success);
+  write_ops(json, "failure", failure);
+  json.end_object();
+  auto text = call("/v3/kv/txn", body, false);
+  if (!text) return unexpected(std::move(text).error());
+  dom::parser parser;
+  dom::object object;
+  if (parser.parse(*text).get(object) != simdjson::SUCCESS) return unexpected(bad_response("txn: not a JSON object"));
+  TxnResult result;
+  auto revision = header_revision(object);
+  if (!revision) return unexpected(std::move(revision).error());
+  result.revision = *revision;
+  bool succeeded = false;
+  // Omitted when false.
+  if (object["succeeded"].get(succeeded) == simdjson::SUCCESS) result.succeeded = succeeded;
+  dom::array responses;
+  if (object["responses"].get(responses) == simdjson::SUCCESS) {
+    for (dom::element response : responses) {
+      dom::object range;
+      if (response["response_range"].get(range) != simdjson::SUCCESS) continue;
+      auto parsed = parse_range(range, result.revision);
+      if (!parsed) return unexpected(std::move(parsed).error());
+      result.ranges.push_back(std::move(*parsed));
+    }
+  }
+  return result;
+}
+
+Result<std::int64_t, EtcdError> EtcdClient::lease_grant(std::int64_t ttl_seconds) {
+  auto text = call("/v3/lease/grant", R"({"TTL":")" + std::to_string(ttl_seconds) + "\"}", false);
+  if (!text) return unexpected(std::move(text).error());
+  dom::parser parser;
+  dom::object object;
+  if (parser.parse(*text).get(object) != simdjson::SUCCESS) return unexpected(bad_response("lease grant: not JSON"));
+  std::int64_t id = 0;
+  if (!read_int64(object, "ID", id) || id == 0) return unexpected(bad_response("lease grant: no ID"));
+  return id;
+}
+
+Result<std::int64_t, EtcdError> EtcdClient::lease_keepalive(std::int64_t id) {
+  auto text = call("/v3/lease/keepalive", R"({"ID":")" + std::to_string(id) + "\"}", true);
+  if (!text) return unexpected(std::move(text).error());
+  // The gateway streams {"result":{...,"TTL":"5"}}; an expired lease has no TTL.
+  dom::parser parser;
+  dom::object object;
+  const auto newline = text->find('\n');
+  if (parser.parse(text->substr(0, newline)).get(object) != simdjson::SUCCESS) {
+    return unexpected(bad_response("lease keepalive: not JSON"));
+  }
+  dom::object result;
+  if (object["result"].get(result) != simdjson::SUCCESS) return unexpected(bad_response("lease keepalive: no result"));
+  std::int64_t ttl = 0;
+  if (!read_int64(result, "TTL", ttl)) return unexpected(bad_response("lease keepalive: TTL is not an integer"));
+  return ttl;
+}
+
+Result<void, EtcdError> EtcdClient::lease_revoke(std::int64_t id) {
+  auto text = call("/v3/lease/revoke", R"({"ID":")" + std::to_string(id) + "\"}", false);
+  if (!text) return unexpected(std::move(text).error());
+  return {};
+}
+
+}  // namespace skopos::driver

@@ -1,0 +1,137 @@
+// EtcdClient against a real etcd 3.4 on loopback: what it writes is what it reads,
+// transactions report success and failure as the gateway encodes them (a failed txn has
+// no "succeeded"), leases live and die, and errors say whether anything was applied.
+#include <gtest/gtest.h>
+
+#include "driver/etcd_client.h"
+#include "etcd_server.h"
+
+namespace skopos::driver {
+namespace {
+
+std::unique_ptr<EtcdClient> client_for(const std::string& endpoint) {
+  EtcdOptions options;
+  auto parsed = HttpEndpoint::parse(endpoint);
+  EXPECT_TRUE(parsed);
+  options.http.endpoints.push_back(*parsed);
+  options.http.timeout = std::chrono::seconds(5);
+  auto client = EtcdClient::create(std::move(options));
+  EXPECT_TRUE(client);
+  return std::move(*client);
+}
+
+class EtcdClientTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() { server_ = testing::EtcdServer::start().release(); }
+  static void TearDownTestSuite() {
+    delete server_;
+    server_ = nullptr;
+  }
+  void SetUp() override { etcd_ = client_for(server_->endpoint()); }
+
+  static testing::EtcdServer* server_;
+  std::unique_ptr<EtcdClient> etcd_;
+};
+testing::EtcdServer* EtcdClientTest::server_ = nullptr;
+
+TEST_F(EtcdClientTest, PutThenRangeRoundTripsAnyBytes) {
+  const std::string key = std::string("skopos/\x01\xff key", 13);
+  const std::string value = std::string("{\"phase\":\"drain\"}\n\0tail", 23);
+  auto put = etcd_->put(key, value);
+  ASSERT_TRUE(put) << put.error().message;
+  auto range = etcd_->range(key);
+  ASSERT_TRUE(range) << range.error().message;
+  ASSERT_EQ(range->kvs.size(), 1u);
+  EXPECT_EQ(range->kvs[0].key, key);
+  EXPECT_EQ(range->kvs[0].value, value);
+  EXPECT_EQ(range->kvs[0].mod_revision, *put);
+  EXPECT_EQ(range->kvs[0].version, 1);
+  EXPECT_GE(range->revision, *put);
+
+  auto none = etcd_->range("skopos/absent");
+  ASSERT_TRUE(none);
+  EXPECT_TRUE(none->kvs.empty());
+  EXPECT_EQ(none->count, 0);
+}
+
+TEST_F(EtcdClientTest, PrefixRangesAndDeletes) {
+  for (const char* k : {"p/a", "p/b", "p/c", "q/a"}) ASSERT_TRUE(etcd_->put(k, "1"));
+  auto prefix = etcd_->range("p/", EtcdClient::prefix_end("p/"));
+  ASSERT_TRUE(prefix) << prefix.error().message;
+  EXPECT_EQ(prefix->kvs.size(), 3u);
+  EXPECT_EQ(prefix->count, 3);
+  auto limited = etcd_->range("p/", EtcdClient::prefix_end("p/"), 2);
+  ASSERT_TRUE(limited);
+  EXPECT_EQ(limited->kvs.size(), 2u);
+  EXPECT_TRUE(limited->more);
+  EXPECT_EQ(limited->count, 3) << "count is the total, not the page";
+  auto deleted = etcd_->delete_range("p/", EtcdClient::prefix_end("p/"));
+  ASSERT_TRUE(deleted);
+  EXPECT_EQ(*deleted, 3);
+  auto again = etcd_->delete_range("p/", EtcdClient::prefix_end("p/"));
+  ASSERT_TRUE(again);
+  EXPECT_EQ(*again, 0) << "no match: the gateway omits \"deleted\"";
+}
+
+TEST_F(EtcdClientTest, CreateIfAbsentSucceedsOnceAndReportsTheHolderOtherwise) {
+  const std::vector<Compare> absent = {{"lock/slot", Compare::Target::kCreateRevision, Compare::Result::kEqual, 0, {}}};
+  const std::vector<TxnOp> take = {{TxnOp::Kind::kPut, "lock/slot", "machine-a", 0, {}}};
+  const std::vector<TxnOp> who = {{TxnOp::Kind::kRange, "lock/slot", {}, 0, {}}};
+  auto first = etcd_->txn(absent, take, who);
+  ASSERT_TRUE(first) << first.error().message;
+  EXPECT_TRUE(first->succeeded);
+  auto second = etcd_->txn(absent, {{TxnOp::Kind::kPut, "lock/slot", "machine-b", 0, {}}}, who);
+  ASSERT_TRUE(second) << second.error().message;
+  EXPECT_FALSE(second->succeeded);
+  ASSERT_EQ(second->ranges.size(), 1u);
+  ASSERT_EQ(second->ranges[0].kvs.size(), 1u);
+  EXPECT_EQ(second->ranges[0].kvs[0].value, "machine-a");
+  EXPECT_EQ(second->ranges[0].kvs[0].create_revision, first->revision) << "the holder's fencing token";
+
+  // Compare-and-swap on the holder's revision.
+  const std::int64_t token = second->ranges[0].kvs[0].mod_revision;
+  auto cas = etcd_->txn({{"lock/slot", Compare::Target::kModRevision, Compare::Result::kEqual, token, {}}},
+                        {{TxnOp::Kind::kPut, "lock/slot", "machine-a:phase2", 0, {}}}, {});
+  ASSERT_TRUE(cas);
+  EXPECT_TRUE(cas->succeeded);
+  auto stale = etcd_->txn({{"lock/slot", Compare::Target::kModRevision, Compare::Result::kEqual, token, {}}},
+                          {{TxnOp::Kind::kPut, "lock/slot", "late writer", 0, {}}}, {});
+  ASSERT_TRUE(stale);
+  EXPECT_FALSE(stale->succeeded) << "a stale fencing token must not write";
+  auto now = etcd_->range("lock/slot");
+  ASSERT_TRUE(now && now->kvs.size() == 1);
+  EXPECT_EQ(now->kvs[0].value, "machine-a:phase2");
+}
+
+TEST_F(EtcdClientTest, LeasesKeepKeysAliveUntilRevoked) {
+  auto lease = etcd_->lease_grant(1);  // etcd raises it to its minimum
+  ASSERT_TRUE(lease) << lease.error().message;
+  ASSERT_TRUE(etcd_->put("heartbeat/a", "alive", *lease));
+  auto ttl = etcd_->lease_keepalive(*lease);
+  ASSERT_TRUE(ttl) << ttl.error().message;
+  EXPECT_GE(*ttl, 1);
+  auto held = etcd_->range("heartbeat/a");
+  ASSERT_TRUE(held && held->kvs.size() == 1);
+  EXPECT_EQ(held->kvs[0].lease, *lease);
+  ASSERT_TRUE(etcd_->lease_revoke(*lease));
+  auto after = etcd_->range("heartbeat/a");
+  ASSERT_TRUE(after);
+  EXPECT_TRUE(after->kvs.empty()) << "revoking the lease deletes its keys";
+  auto gone = etcd_->lease_keepalive(*lease);
+  ASSERT_TRUE(gone) << gone.error().message;
+  EXPECT_EQ(*gone, 0) << "an expired lease has no TTL";
+  auto revoke_again = etcd_->lease_revoke(*lease);
+  ASSERT_FALSE(revoke_again);
+  EXPECT_EQ(revoke_again.error().kind, EtcdError::Kind::kRefused);
+  EXPECT_EQ(revoke_again.error().code, 5) << revoke_again.error().message;
+}
+
+TEST(EtcdClientDown, NoEtcdIsUnavailableNotUnknown) {
+  auto etcd = client_for("http://127.0.0.1:1");
+  auto put = etcd->put("k", "v");
+  ASSERT_FALSE(put);
+  EXPECT_EQ(put.error().kind, EtcdError::Kind::kUnavailable) << put.error().message;
+}
+
+}  // namespace
+}  // namespace skopos::driver
