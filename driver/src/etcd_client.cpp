@@ -290,6 +290,94 @@ Result<TxnResult, EtcdError> EtcdClient::txn(const std::vector<Compare>& compare
   return result;
 }
 
+Result<WatchResult, EtcdError> EtcdClient::wait_for_change(const std::string& key, const std::string& range_end,
+                                                           std::int64_t start_revision,
+                                                           std::chrono::steady_clock::time_point until) {
+  std::string body;
+  JsonWriter json(body);
+  json.begin_object().key("create_request").begin_object().key("key").value(encode64(key));
+  if (!range_end.empty()) json.key("range_end").value(encode64(range_end));
+  if (start_revision > 0) json.key("start_revision").value(std::to_string(start_revision));
+  json.end_object().end_object();
+  HttpRequest request;
+  request.method = "POST";
+  request.target = "/v3/watch";
+  request.body = body;
+  request.content_type = "application/json";
+
+  WatchResult result;
+  std::optional<EtcdError> failure;
+  std::string pending;
+  dom::parser parser;
+  bool finished = false;
+  // Each line is {"result":{...}}: first "created", then events, or "canceled".
+  const auto on_line = [&](std::string_view line) {
+    dom::object object;
+    if (parser.parse(line.data(), line.size(), true).get(object) != simdjson::SUCCESS) {
+      failure = bad_response("watch: a line that is not JSON");
+      return;
+    }
+    dom::object message;
+    if (object["result"].get(message) != simdjson::SUCCESS) {
+      std::string_view error;
+      failure = bad_response(object["error"].get(error) == simdjson::SUCCESS ? "watch: " + std::string(error)
+                                                                               : "watch: no result");
+      return;
+    }
+    bool canceled = false;
+    if (message["canceled"].get(canceled) == simdjson::SUCCESS && canceled) {
+      result.compacted = true;
+      if (!read_int64(message, "compact_revision", result.compact_revision)) {
+        failure = bad_response("watch: compact_revision is not an integer");
+      }
+      finished = true;
+      return;
+    }
+    dom::array events;
+    if (message["events"].get(events) != simdjson::SUCCESS) return;  // "created", progress
+    auto revision = header_revision(message);
+    if (!revision) {
+      failure = std::move(revision).error();
+      return;
+    }
+    result.revision = *revision;
+    for (dom::element event : events) {
+      WatchEvent out;
+      std::string_view type;
+      if (event["type"].get(type) == simdjson::SUCCESS && type == "DELETE") out.type = WatchEvent::Type::kDelete;
+      dom::element kv_element;
+      if (event["kv"].get(kv_element) != simdjson::SUCCESS) {
+        failure = bad_response("watch: an event without kv");
+        return;
+      }
+      auto kv = parse_kv(kv_element);
+      if (!kv) {
+        failure = std::move(kv).error();
+        return;
+      }
+      out.kv = std::move(*kv);
+      result.events.push_back(std::move(out));
+    }
+    finished = !result.events.empty();
+  };
+  unsigned status = 0;
+  auto streamed = http_->stream(request, until, [&](std::string_view data) {
+    pending.append(data);
+    for (auto newline = pending.find('\n'); newline != std::string::npos; newline = pending.find('\n')) {
+      on_line(std::string_view(pending).substr(0, newline));
+      pending.erase(0, newline + 1);
+      if (failure || finished) return false;
+    }
+    return pending.size() < 16 * 1024 * 1024;
+  }, status);
+  if (!streamed) {
+    return unexpected(EtcdError{EtcdError::Kind::kUnavailable, 0, "etcd watch: " + streamed.error().message()});
+  }
+  if (status != 200) return unexpected(EtcdError{EtcdError::Kind::kRefused, 0, "etcd watch: HTTP " + std::to_string(status)});
+  if (failure) return unexpected(std::move(*failure));
+  return result;
+}
+
 Result<std::int64_t, EtcdError> EtcdClient::lease_grant(std::int64_t ttl_seconds) {
   auto text = call("/v3/lease/grant", R"({"TTL":")" + std::to_string(ttl_seconds) + "\"}", false);
   if (!text) return unexpected(std::move(text).error());

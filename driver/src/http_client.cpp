@@ -298,6 +298,94 @@ Result<HttpResponse, HttpError> HttpClient::attempt(const HttpEndpoint& endpoint
   return response;
 }
 
+Result<void, HttpError> HttpClient::stream(const HttpRequest& request, Clock::time_point until,
+                                           FunctionRef<bool(std::string_view data)> on_data, unsigned& status) {
+  // Plain TCP and Unix only: watches go to etcd's gateway, and TLS streams can come
+  // when an endpoint needs them.
+  HttpError error;
+  for (std::size_t tried = 0; tried < options_.endpoints.size(); ++tried) {
+    const std::size_t index = (preferred_ + tried) % options_.endpoints.size();
+    const HttpEndpoint& endpoint = options_.endpoints[index];
+    error = HttpError{};
+    error.endpoint = request.method + " " + endpoint.text + request.target;
+    if (endpoint.scheme != HttpEndpoint::Scheme::kHttp) {
+      error.kind = HttpError::Kind::kProtocol;
+      error.detail = "streaming is implemented for http:// endpoints only";
+      return unexpected(std::move(error));
+    }
+    asio::io_context context;
+    asio::ip::tcp::resolver resolver(context);
+    asio::ip::tcp::socket socket(context);
+    http::request<http::string_body> out{http::string_to_verb(request.method), endpoint.base_path + request.target, 11};
+    out.set(http::field::host, endpoint.host + ":" + std::to_string(endpoint.port));
+    out.set(http::field::user_agent, options_.user_agent);
+    if (!request.content_type.empty()) out.set(http::field::content_type, request.content_type);
+    out.body() = request.body;
+    out.prepare_payload();
+    http::response_parser<http::buffer_body> parser;
+    parser.body_limit(boost::none);
+    boost::beast::flat_buffer buffer;
+    error_code result;
+    bool done = false;
+    std::string step = "connect";
+    const auto finish = [&](const error_code& ec) {
+      result = ec;
+      done = true;
+    };
+    resolver.async_resolve(endpoint.host, std::to_string(endpoint.port),
+                           [&](const error_code& ec, const asio::ip::tcp::resolver::results_type& results) {
+                             if (ec) return finish(ec);
+                             asio::async_connect(socket, results, [&](const error_code& ec2, const auto&) {
+                               if (ec2) return finish(ec2);
+                               step = "send";
+                               http::async_write(socket, out, [&](const error_code& ec3, std::size_t) {
+                                 if (ec3) return finish(ec3);
+                                 step = "receive header";
+                                 http::async_read_header(socket, buffer, parser,
+                                                         [&](const error_code& ec4, std::size_t) { finish(ec4); });
+                               });
+                             });
+                           });
+    const auto cancel = [&] {
+      resolver.cancel();
+      error_code ignored;
+      socket.close(ignored);
+    };
+    if (!run_until(context, done, std::min(until, Clock::now() + options_.timeout), cancel)) {
+      error.kind = step == "connect" ? HttpError::Kind::kConnect : HttpError::Kind::kTimeout;
+      error.detail = "timed out (" + step + ")";
+      if (step == "connect" && Clock::now() < until) continue;  // try the next endpoint
+      return unexpected(std::move(error));
+    }
+    if (result) {
+      error.kind = step == "connect" ? HttpError::Kind::kConnect : HttpError::Kind::kIo;
+      error.detail = step + ": " + result.message();
+      if (step == "connect") continue;
+      return unexpected(std::move(error));
+    }
+    preferred_ = index;
+    status = parser.get().result_int();
+    char chunk[16384];
+    for (;;) {
+      if (parser.is_done()) return {};
+      parser.get().body().data = chunk;
+      parser.get().body().size = sizeof chunk;
+      done = false;
+      http::async_read_some(socket, buffer, parser, [&](const error_code& ec, std::size_t) { finish(ec); });
+      if (!run_until(context, done, until, cancel)) return {};  // `until` passed: fine
+      if (result && result != http::error::need_buffer) {
+        if (result == http::error::end_of_stream || result == asio::error::eof) return {};
+        error.kind = HttpError::Kind::kIo;
+        error.detail = "stream: " + result.message();
+        return unexpected(std::move(error));
+      }
+      const std::size_t got = sizeof chunk - parser.get().body().size;
+      if (got > 0 && !on_data(std::string_view(chunk, got))) return {};
+    }
+  }
+  return unexpected(std::move(error));
+}
+
 Result<HttpResponse, HttpError> HttpClient::request(const HttpRequest& request) {
   HttpError last;
   auto backoff = options_.backoff;

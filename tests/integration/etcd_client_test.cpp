@@ -3,6 +3,8 @@
 // no "succeeded"), leases live and die, and errors say whether anything was applied.
 #include <gtest/gtest.h>
 
+#include <thread>
+
 #include "driver/etcd_client.h"
 #include "etcd_server.h"
 
@@ -124,6 +126,40 @@ TEST_F(EtcdClientTest, LeasesKeepKeysAliveUntilRevoked) {
   ASSERT_FALSE(revoke_again);
   EXPECT_EQ(revoke_again.error().kind, EtcdError::Kind::kRefused);
   EXPECT_EQ(revoke_again.error().code, 5) << revoke_again.error().message;
+}
+
+TEST_F(EtcdClientTest, WatchWakesOnAChangeAndWaitsOutQuietPeriods) {
+  auto start = etcd_->put("w/seed", "x");
+  ASSERT_TRUE(start);
+  // Nothing changes: it waits until the deadline and reports no events.
+  const auto quiet_start = std::chrono::steady_clock::now();
+  auto quiet = etcd_->wait_for_change("w/slots/", EtcdClient::prefix_end("w/slots/"), *start + 1,
+                                      quiet_start + std::chrono::milliseconds(300));
+  ASSERT_TRUE(quiet) << quiet.error().message;
+  EXPECT_TRUE(quiet->events.empty());
+  EXPECT_GE(std::chrono::steady_clock::now() - quiet_start, std::chrono::milliseconds(250));
+
+  // A change made while it waits wakes it, with the event.
+  std::thread writer([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    auto other = client_for(server_->endpoint());
+    (void)other->put("w/slots/1", "holder");
+    (void)other->delete_range("w/slots/1");
+  });
+  auto woke = etcd_->wait_for_change("w/slots/", EtcdClient::prefix_end("w/slots/"), *start + 1,
+                                     std::chrono::steady_clock::now() + std::chrono::seconds(5));
+  writer.join();
+  ASSERT_TRUE(woke) << woke.error().message;
+  ASSERT_FALSE(woke->events.empty());
+  EXPECT_EQ(woke->events[0].type, WatchEvent::Type::kPut);
+  EXPECT_EQ(woke->events[0].kv.key, "w/slots/1");
+
+  // Replayed from a past revision: the delete is there too.
+  auto replay = etcd_->wait_for_change("w/slots/", EtcdClient::prefix_end("w/slots/"), woke->revision + 1,
+                                       std::chrono::steady_clock::now() + std::chrono::seconds(5));
+  ASSERT_TRUE(replay) << replay.error().message;
+  ASSERT_FALSE(replay->events.empty());
+  EXPECT_EQ(replay->events[0].type, WatchEvent::Type::kDelete);
 }
 
 TEST(EtcdClientDown, NoEtcdIsUnavailableNotUnknown) {

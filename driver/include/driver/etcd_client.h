@@ -7,6 +7,7 @@
 // after sending): after the latter, callers re-read before deciding.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -73,6 +74,19 @@ struct TxnResult {
   std::vector<RangeResult> ranges;  // the range operations' results, in order
 };
 
+struct WatchEvent {
+  enum class Type : std::uint8_t { kPut, kDelete };
+  Type type = Type::kPut;
+  KeyValue kv;
+};
+
+struct WatchResult {
+  std::vector<WatchEvent> events;  // empty: nothing changed before the deadline
+  std::int64_t revision = 0;       // the header revision of the events' message
+  bool compacted = false;          // start_revision is older than etcd keeps
+  std::int64_t compact_revision = 0;
+};
+
 struct EtcdOptions {
   HttpOptions http;  // endpoints, deadlines, TLS, auth
 };
@@ -94,6 +108,12 @@ class EtcdClient {
   // Refreshes the lease; its remaining TTL, 0 when the lease no longer exists.
   Result<std::int64_t, EtcdError> lease_keepalive(std::int64_t id);
   Result<void, EtcdError> lease_revoke(std::int64_t id);
+
+  // Waits (etcd watch, not polling) until a key in [key, range_end) changes at or after
+  // `start_revision`, or until `until`; returns the first batch of events, or none.
+  Result<WatchResult, EtcdError> wait_for_change(const std::string& key, const std::string& range_end,
+                                                 std::int64_t start_revision,
+                                                 std::chrono::steady_clock::time_point until);
 
   // The key right after every key that starts with `prefix`, for range_end.
   static std::string prefix_end(const std::string& prefix);

@@ -26,6 +26,7 @@
 #include <string_view>
 #include <vector>
 
+#include "skopos/function_ref.h"
 #include "skopos/result.h"
 
 namespace skopos::driver {
@@ -112,6 +113,14 @@ class HttpClient {
   // transport errors only. A 5xx from one endpoint is returned as is (the caller knows
   // whether its request may be repeated).
   Result<HttpResponse, HttpError> request(const HttpRequest& request);
+
+  // A streaming exchange (a watch): sends the request to the first endpoint that accepts
+  // it and hands the response body to `on_data` as it arrives, until `on_data` returns
+  // false, the server ends the response, or `until` passes (then it returns ok: waiting
+  // out a quiet stream is not an error). Connecting and the response header have the
+  // usual per-attempt deadline. `status` receives the HTTP status.
+  Result<void, HttpError> stream(const HttpRequest& request, std::chrono::steady_clock::time_point until,
+                                 FunctionRef<bool(std::string_view data)> on_data, unsigned& status);
 
   const HttpOptions& options() const { return options_; }
 
