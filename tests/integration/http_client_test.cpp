@@ -16,6 +16,7 @@
 #include <thread>
 
 #include "driver/http_client.h"
+#include "process.h"
 #include "skopos/unique_fd.h"
 
 namespace skopos::driver {
@@ -142,16 +143,7 @@ std::unique_ptr<HttpClient> make_client(std::vector<std::string> endpoints, std:
 }
 
 // A loopback port with nothing listening.
-std::string dead_endpoint() {
-  UniqueFd fd(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  sockaddr_in address{};
-  address.sin_family = AF_INET;
-  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ::bind(fd.get(), reinterpret_cast<sockaddr*>(&address), sizeof address);
-  socklen_t length = sizeof address;
-  ::getsockname(fd.get(), reinterpret_cast<sockaddr*>(&address), &length);
-  return "http://127.0.0.1:" + std::to_string(ntohs(address.sin_port));
-}
+std::string dead_endpoint() { return "http://127.0.0.1:" + std::to_string(testing::free_loopback_port()); }
 
 TEST(HttpEndpointParse, AcceptsWhatOperatorsWriteAndNamesWhatIsWrong) {
   auto plain = HttpEndpoint::parse("http://10.0.0.1:2379");

@@ -18,7 +18,6 @@
 #include <netinet/in.h>
 
 #include "fake_docker.h"
-#include "podman.h"
 #include "privileged_support.h"
 #include "tracker/stream_client.h"
 

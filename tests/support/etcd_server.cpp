@@ -18,17 +18,6 @@ namespace skopos::testing {
 
 namespace {
 
-std::uint16_t free_port() {
-  UniqueFd fd(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  sockaddr_in address{};
-  address.sin_family = AF_INET;
-  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ::bind(fd.get(), reinterpret_cast<sockaddr*>(&address), sizeof address);
-  socklen_t length = sizeof address;
-  ::getsockname(fd.get(), reinterpret_cast<sockaddr*>(&address), &length);
-  return ntohs(address.sin_port);
-}
-
 bool answers(std::uint16_t port) {
   UniqueFd fd(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
   sockaddr_in address{};
@@ -55,8 +44,8 @@ std::unique_ptr<EtcdServer> EtcdServer::start() {
   server->dir_ = "/tmp/skopos-etcd-" + std::to_string(::getpid()) + "-" + std::to_string(sequence++);
   std::filesystem::remove_all(server->dir_);
   std::filesystem::create_directories(server->dir_);
-  const std::uint16_t client = free_port();
-  const std::uint16_t peer = free_port();
+  const std::uint16_t client = free_loopback_port();
+  const std::uint16_t peer = free_loopback_port();
   server->endpoint_ = "http://127.0.0.1:" + std::to_string(client);
   const std::string peer_url = "http://127.0.0.1:" + std::to_string(peer);
   server->process_ = std::make_unique<ChildProcess>(std::vector<std::string>{

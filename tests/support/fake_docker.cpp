@@ -156,13 +156,18 @@ void FakeDocker::handle(int fd) {
   ::close(fd);
 }
 
-ParkedProcess::ParkedProcess(int netns_fd) {
+namespace {
+
+// Forks a child that runs `enter` (joining or making its network namespace), tells the
+// parent it is inside, and pauses until killed; returns its pid once it is inside.
+template <class Enter>
+pid_t park(Enter enter) {
   int ready[2];
   if (::pipe2(ready, O_CLOEXEC) != 0) std::abort();
-  pid_ = ::fork();
-  if (pid_ == 0) {
+  const pid_t pid = ::fork();
+  if (pid == 0) {
     ::prctl(PR_SET_PDEATHSIG, SIGKILL);
-    if (::setns(netns_fd, CLONE_NEWNET) != 0) ::_exit(1);
+    if (!enter()) ::_exit(1);
     const char ok = 1;
     (void)!::write(ready[1], &ok, 1);
     for (;;) ::pause();
@@ -172,16 +177,17 @@ ParkedProcess::ParkedProcess(int netns_fd) {
   char byte = 0;
   if (::read(ready[0], &byte, 1) != 1) std::abort();
   ::close(ready[0]);
+  return pid;
 }
+
+}  // namespace
+
+ParkedProcess::ParkedProcess(int netns_fd) : pid_(park([netns_fd] { return ::setns(netns_fd, CLONE_NEWNET) == 0; })) {}
 
 std::unique_ptr<ParkedProcess> ParkedProcess::with_own_netns() {
   std::unique_ptr<ParkedProcess> process(new ParkedProcess());
-  int ready[2];
-  if (::pipe2(ready, O_CLOEXEC) != 0) std::abort();
-  process->pid_ = ::fork();
-  if (process->pid_ == 0) {
-    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
-    if (::unshare(CLONE_NEWNET) != 0) ::_exit(1);
+  process->pid_ = park([] {
+    if (::unshare(CLONE_NEWNET) != 0) return false;
     // Loopback up, as every runtime does.
     const int fd = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
     ifreq request{};
@@ -191,14 +197,8 @@ std::unique_ptr<ParkedProcess> ParkedProcess::with_own_netns() {
       ::ioctl(fd, SIOCSIFFLAGS, &request);
     }
     ::close(fd);
-    const char ok = 1;
-    (void)!::write(ready[1], &ok, 1);
-    for (;;) ::pause();
-  }
-  ::close(ready[1]);
-  char byte = 0;
-  if (::read(ready[0], &byte, 1) != 1) std::abort();
-  ::close(ready[0]);
+    return true;
+  });
   return process;
 }
 

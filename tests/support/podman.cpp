@@ -37,18 +37,6 @@ std::string trim(std::string text) {
 
 }  // namespace
 
-std::uint16_t free_loopback_port() {
-  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_in address{};
-  address.sin_family = AF_INET;
-  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t length = sizeof address;
-  ::bind(fd, reinterpret_cast<const sockaddr*>(&address), sizeof address);
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length);
-  ::close(fd);
-  return ntohs(address.sin_port);
-}
-
 std::vector<std::string> PodmanService::global_flags() const {
   return {"podman", "--root", dir_ + "/root", "--runroot", dir_ + "/run", "--storage-driver", "vfs",
           "--runtime", "runc", "--cgroup-manager", "cgroupfs", "--events-backend", "file"};

@@ -40,7 +40,4 @@ class PodmanService {
   std::unique_ptr<ChildProcess> service_;
 };
 
-// A TCP port on 127.0.0.1 that nothing listens on right now.
-std::uint16_t free_loopback_port();
-
 }  // namespace skopos::testing

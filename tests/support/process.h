@@ -5,6 +5,7 @@
 #include <sys/types.h>
 
 #include <chrono>
+#include <cstdint>
 #include <optional>
 #include <string>
 #include <vector>
@@ -22,6 +23,9 @@ struct ProcessResult {
 // Runs argv[0] (searched in PATH) with `input` on its standard input, and waits for it.
 // Aborts the test binary if the program cannot even be started.
 ProcessResult run_process(const std::vector<std::string>& argv, const std::string& input = {});
+
+// A TCP port on 127.0.0.1 that nothing listens on right now.
+std::uint16_t free_loopback_port();
 
 // Runs argv (no shell) and returns its standard output; an error if it cannot start or
 // exits non-zero (with its standard error in the detail).
