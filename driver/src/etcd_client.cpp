@@ -151,6 +151,18 @@ std::string EtcdClient::prefix_end(const std::string& prefix) {
   return std::string(1, '\0');  // every key
 }
 
+EtcdClient::EtcdClient(std::unique_ptr<HttpClient> http)
+    : http_(std::move(http)), parser_(std::make_unique<dom::parser>()) {}
+EtcdClient::~EtcdClient() = default;
+
+Result<dom::object, EtcdError> EtcdClient::parse_object(std::string_view text, const char* what) {
+  dom::object object;
+  if (parser_->parse(text.data(), text.size(), true).get(object) != simdjson::SUCCESS) {
+    return unexpected(bad_response(std::string(what) + ": not a JSON object"));
+  }
+  return object;
+}
+
 Result<std::unique_ptr<EtcdClient>, EtcdError> EtcdClient::create(EtcdOptions options) {
   auto http = HttpClient::create(std::move(options.http));
   if (!http) return unexpected(EtcdError{EtcdError::Kind::kUnavailable, 0, http.error().message()});
@@ -174,11 +186,10 @@ Result<std::string, EtcdError> EtcdClient::call(const std::string& path, const s
   if (response->status != 200) {
     // {"error":"...","message":"...","code":N}; the gateway's own 404/405 are text.
     EtcdError error{EtcdError::Kind::kRefused, 0, "etcd " + path + ": HTTP " + std::to_string(response->status)};
-    dom::parser parser;
     dom::element root;
     std::string_view message;
     std::int64_t code = 0;
-    if (parser.parse(response->body).get(root) == simdjson::SUCCESS) {
+    if (parser_->parse(response->body).get(root) == simdjson::SUCCESS) {
       if (root["message"].get(message) == simdjson::SUCCESS) error.message += ": " + std::string(message);
       if (root["code"].get(code) == simdjson::SUCCESS) error.code = static_cast<int>(code);
     } else {
@@ -202,9 +213,9 @@ Result<RangeResult, EtcdError> EtcdClient::range(const std::string& key, const s
   json.end_object();
   auto text = call("/v3/kv/range", body, true);
   if (!text) return unexpected(std::move(text).error());
-  dom::parser parser;
-  dom::object object;
-  if (parser.parse(*text).get(object) != simdjson::SUCCESS) return unexpected(bad_response("range: not a JSON object"));
+  auto parsed = parse_object(*text, "range");
+  if (!parsed) return unexpected(std::move(parsed).error());
+  const dom::object object = *parsed;
   auto revision = header_revision(object);
   if (!revision) return unexpected(std::move(revision).error());
   return parse_range(object, *revision);
@@ -218,9 +229,9 @@ Result<std::int64_t, EtcdError> EtcdClient::put(const std::string& key, const st
   json.end_object();
   auto text = call("/v3/kv/put", body, false);
   if (!text) return unexpected(std::move(text).error());
-  dom::parser parser;
-  dom::object object;
-  if (parser.parse(*text).get(object) != simdjson::SUCCESS) return unexpected(bad_response("put: not a JSON object"));
+  auto parsed = parse_object(*text, "put");
+  if (!parsed) return unexpected(std::move(parsed).error());
+  const dom::object object = *parsed;
   return header_revision(object);
 }
 
@@ -232,9 +243,9 @@ Result<std::int64_t, EtcdError> EtcdClient::delete_range(const std::string& key,
   json.end_object();
   auto text = call("/v3/kv/deleterange", body, false);
   if (!text) return unexpected(std::move(text).error());
-  dom::parser parser;
-  dom::object object;
-  if (parser.parse(*text).get(object) != simdjson::SUCCESS) return unexpected(bad_response("deleterange: not JSON"));
+  auto parsed = parse_object(*text, "deleterange");
+  if (!parsed) return unexpected(std::move(parsed).error());
+  const dom::object object = *parsed;
   std::int64_t deleted = 0;
   if (!read_int64(object, "deleted", deleted)) return unexpected(bad_response("deleted is not an integer"));
   return deleted;
@@ -267,9 +278,9 @@ Result<TxnResult, EtcdError> EtcdClient::txn(const std::vector<Compare>& compare
   json.end_object();
   auto text = call("/v3/kv/txn", body, false);
   if (!text) return unexpected(std::move(text).error());
-  dom::parser parser;
-  dom::object object;
-  if (parser.parse(*text).get(object) != simdjson::SUCCESS) return unexpected(bad_response("txn: not a JSON object"));
+  auto parsed = parse_object(*text, "txn");
+  if (!parsed) return unexpected(std::move(parsed).error());
+  const dom::object object = *parsed;
   TxnResult result;
   auto revision = header_revision(object);
   if (!revision) return unexpected(std::move(revision).error());
@@ -282,9 +293,9 @@ Result<TxnResult, EtcdError> EtcdClient::txn(const std::vector<Compare>& compare
     for (dom::element response : responses) {
       dom::object range;
       if (response["response_range"].get(range) != simdjson::SUCCESS) continue;
-      auto parsed = parse_range(range, result.revision);
-      if (!parsed) return unexpected(std::move(parsed).error());
-      result.ranges.push_back(std::move(*parsed));
+      auto one = parse_range(range, result.revision);
+      if (!one) return unexpected(std::move(one).error());
+      result.ranges.push_back(std::move(*one));
     }
   }
   return result;
@@ -308,15 +319,15 @@ Result<WatchResult, EtcdError> EtcdClient::wait_for_change(const std::string& ke
   WatchResult result;
   std::optional<EtcdError> failure;
   std::string pending;
-  dom::parser parser;
   bool finished = false;
   // Each line is {"result":{...}}: first "created", then events, or "canceled".
   const auto on_line = [&](std::string_view line) {
-    dom::object object;
-    if (parser.parse(line.data(), line.size(), true).get(object) != simdjson::SUCCESS) {
-      failure = bad_response("watch: a line that is not JSON");
+    auto parsed = parse_object(line, "watch");
+    if (!parsed) {
+      failure = std::move(parsed).error();
       return;
     }
+    const dom::object object = *parsed;
     dom::object message;
     if (object["result"].get(message) != simdjson::SUCCESS) {
       std::string_view error;
@@ -381,9 +392,9 @@ Result<WatchResult, EtcdError> EtcdClient::wait_for_change(const std::string& ke
 Result<std::int64_t, EtcdError> EtcdClient::lease_grant(std::int64_t ttl_seconds) {
   auto text = call("/v3/lease/grant", R"({"TTL":")" + std::to_string(ttl_seconds) + "\"}", false);
   if (!text) return unexpected(std::move(text).error());
-  dom::parser parser;
-  dom::object object;
-  if (parser.parse(*text).get(object) != simdjson::SUCCESS) return unexpected(bad_response("lease grant: not JSON"));
+  auto parsed = parse_object(*text, "lease grant");
+  if (!parsed) return unexpected(std::move(parsed).error());
+  const dom::object object = *parsed;
   std::int64_t id = 0;
   if (!read_int64(object, "ID", id) || id == 0) return unexpected(bad_response("lease grant: no ID"));
   return id;
@@ -393,12 +404,9 @@ Result<std::int64_t, EtcdError> EtcdClient::lease_keepalive(std::int64_t id) {
   auto text = call("/v3/lease/keepalive", R"({"ID":")" + std::to_string(id) + "\"}", true);
   if (!text) return unexpected(std::move(text).error());
   // The gateway streams {"result":{...,"TTL":"5"}}; an expired lease has no TTL.
-  dom::parser parser;
-  dom::object object;
-  const auto newline = text->find('\n');
-  if (parser.parse(text->substr(0, newline)).get(object) != simdjson::SUCCESS) {
-    return unexpected(bad_response("lease keepalive: not JSON"));
-  }
+  auto parsed = parse_object(std::string_view(*text).substr(0, text->find('\n')), "lease keepalive");
+  if (!parsed) return unexpected(std::move(parsed).error());
+  const dom::object object = *parsed;
   dom::object result;
   if (object["result"].get(result) != simdjson::SUCCESS) return unexpected(bad_response("lease keepalive: no result"));
   std::int64_t ttl = 0;

@@ -17,6 +17,11 @@
 #include "driver/http_client.h"
 #include "skopos/result.h"
 
+namespace simdjson::dom {
+class parser;
+class object;
+}  // namespace simdjson::dom
+
 namespace skopos::driver {
 
 struct KeyValue {
@@ -93,6 +98,7 @@ struct EtcdOptions {
 
 class EtcdClient {
  public:
+  ~EtcdClient();
   static Result<std::unique_ptr<EtcdClient>, EtcdError> create(EtcdOptions options);
 
   // `range_end` "" reads one key; prefix_end(p) reads a prefix.
@@ -119,10 +125,14 @@ class EtcdClient {
   static std::string prefix_end(const std::string& prefix);
 
  private:
-  explicit EtcdClient(std::unique_ptr<HttpClient> http) : http_(std::move(http)) {}
+  explicit EtcdClient(std::unique_ptr<HttpClient> http);
   Result<std::string, EtcdError> call(const std::string& path, const std::string& body, bool idempotent);
+  // Parses an answer into the client's one reused parser; the object lives until the
+  // next parse. `what` names the call in errors.
+  Result<simdjson::dom::object, EtcdError> parse_object(std::string_view text, const char* what);
 
   std::unique_ptr<HttpClient> http_;
+  std::unique_ptr<simdjson::dom::parser> parser_;
 };
 
 }  // namespace skopos::driver
