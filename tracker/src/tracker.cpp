@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <charconv>
+#include <optional>
 #include <set>
 #include <unordered_map>
 #include <unordered_set>
@@ -170,9 +171,11 @@ void Tracker::rescan() {
     any_host = any_host || container.info.network_mode == NetworkMode::kHost;
   }
   if (any_host) {
+    std::optional<HostSockets> host;
     for (auto& [id, container] : containers_) {
       if (container.info.network_mode == NetworkMode::kHost && container.netns != 0) {
-        auto ports = host_listen_ports(container);
+        if (!host) host = read_host_sockets(container.info.pid);
+        auto ports = host_listen_ports(container, *host);
         if (ports != container.listen_ports) {
           container.listen_ports = std::move(ports);
           mark_changed(container.slot);
@@ -183,14 +186,26 @@ void Tracker::rescan() {
   stats_.namespaces = namespaces_.size();
 }
 
-std::vector<std::uint16_t> Tracker::host_listen_ports(const Container& container) {
+Tracker::HostSockets Tracker::read_host_sockets(pid_t any_host_pid) {
+  HostSockets host;
+  host.children = children_by_parent(options_.proc_root);
+  auto status = reader_.decode_namespace(options_.proc_root + "/" + std::to_string(any_host_pid) + "/net",
+                                         [&](const TcpSocketRecord& record) {
+                                           if (record.state == TcpState::kListen) {
+                                             host.listeners.emplace(record.inode, record.local_port);
+                                           }
+                                         });
+  if (!status) log_debug("listening sockets of the host namespace: " + status.error().message());
+  return host;
+}
+
+std::vector<std::uint16_t> Tracker::host_listen_ports(const Container& container, const HostSockets& host) {
   std::vector<std::uint16_t> ports = container.info.task_ports;
   for (const ContainerPort& port : container.info.ports) {
     if (port.protocol != "tcp") continue;
     ports.push_back(port.host_port != 0 ? port.host_port : port.container_port);
   }
   // The listening sockets owned by the container's process tree.
-  const auto children = children_by_parent(options_.proc_root);
   std::unordered_set<std::uint64_t> inodes;
   std::vector<pid_t> work{container.info.pid};
   std::unordered_set<pid_t> seen;
@@ -199,16 +214,12 @@ std::vector<std::uint16_t> Tracker::host_listen_ports(const Container& container
     work.pop_back();
     if (!seen.insert(pid).second) continue;
     socket_inodes(options_.proc_root, pid, inodes);
-    if (auto it = children.find(pid); it != children.end()) work.insert(work.end(), it->second.begin(), it->second.end());
+    if (auto it = host.children.find(pid); it != host.children.end()) {
+      work.insert(work.end(), it->second.begin(), it->second.end());
+    }
   }
-  if (!inodes.empty()) {
-    auto status = reader_.decode_namespace(options_.proc_root + "/" + std::to_string(container.info.pid) + "/net",
-                                           [&](const TcpSocketRecord& record) {
-                                             if (record.state == TcpState::kListen && inodes.contains(record.inode)) {
-                                               ports.push_back(record.local_port);
-                                             }
-                                           });
-    if (!status) log_debug("listening ports of container " + quoted_id(container.info.id) + ": " + status.error().message());
+  for (const std::uint64_t inode : inodes) {
+    if (auto it = host.listeners.find(inode); it != host.listeners.end()) ports.push_back(it->second);
   }
   std::sort(ports.begin(), ports.end());
   ports.erase(std::unique(ports.begin(), ports.end()), ports.end());
@@ -233,7 +244,7 @@ void Tracker::resolve(Container& container) {
   container.pid_start = *before;
   if (container.info.network_mode == NetworkMode::kHost || *inode == host_netns_) {
     container.netns = host_netns_;
-    container.listen_ports = host_listen_ports(container);
+    container.listen_ports = host_listen_ports(container, read_host_sockets(pid));
     return;
   }
   container.netns = *inode;

@@ -25,6 +25,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <vector>
 
 #include "skopos/json_writer.h"
@@ -170,7 +171,14 @@ class Tracker {
   void mark_namespace_changed(std::uint64_t inode);
   void resolve(Container& container);
   void track_namespace(const NamespaceHandle& handle, std::string_view what);
-  std::vector<std::uint16_t> host_listen_ports(const Container& container);
+  // The host's processes and its listening sockets, read once per rescan and shared
+  // by every host-mode container.
+  struct HostSockets {
+    std::unordered_map<pid_t, std::vector<pid_t>> children;      // by parent pid
+    std::unordered_map<std::uint64_t, std::uint16_t> listeners;  // socket inode -> port
+  };
+  HostSockets read_host_sockets(pid_t any_host_pid);
+  std::vector<std::uint16_t> host_listen_ports(const Container& container, const HostSockets& host);
 
   std::unique_ptr<ConnectionSource> source_;
   std::unique_ptr<ProcConnectionSource> checker_;
