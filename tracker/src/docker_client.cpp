@@ -6,7 +6,7 @@
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/http.hpp>
 
-#include <mutex>
+#include <functional>
 
 namespace skopos::tracker {
 
@@ -52,6 +52,23 @@ bool run_until(asio::io_context& context, Socket& socket, const bool& done, std:
   return false;
 }
 
+// Connects to the socket, sends `request`, then starts `receive` (a read of the
+// response or of its header); records the first error and the step it happened in.
+template <class Parser, class Receive>
+void start_exchange(Socket& socket, const std::string& path, const http::request<http::empty_body>& request,
+                    boost::beast::flat_buffer& buffer, Parser& parser, std::string& step, Receive receive,
+                    const std::function<void(const error_code&)>& finish) {
+  socket.async_connect(asio::local::stream_protocol::endpoint(path), [&, receive, finish](const error_code& ec) {
+    if (ec) return finish(ec);
+    step = "send";
+    http::async_write(socket, request, [&, receive, finish](const error_code& ec2, std::size_t) {
+      if (ec2) return finish(ec2);
+      step = "receive";
+      receive(socket, buffer, parser, [finish](const error_code& ec3, std::size_t) { finish(ec3); });
+    });
+  });
+}
+
 }  // namespace
 
 // The event stream's connection: its own io_context, so a stream can be stopped from
@@ -83,15 +100,9 @@ Result<DockerClient::Response> DockerClient::request(const std::string& target) 
     done = true;
   };
 
-  socket.async_connect(asio::local::stream_protocol::endpoint(socket_path_), [&](const error_code& ec) {
-    if (ec) return finish(ec);
-    step = "send";
-    http::async_write(socket, request, [&](const error_code& ec2, std::size_t) {
-      if (ec2) return finish(ec2);
-      step = "receive";
-      http::async_read(socket, buffer, parser, [&](const error_code& ec3, std::size_t) { finish(ec3); });
-    });
-  });
+  start_exchange(socket, socket_path_, request, buffer, parser, step,
+                 [](auto& stream, auto& buf, auto& p, auto handler) { http::async_read(stream, buf, p, handler); },
+                 finish);
   const std::string object = socket_path_ + " GET " + target;
   if (!run_until(context, socket, done, timeout_)) {
     Error error = Error::invalid("docker " + step, object, "timed out after " + std::to_string(timeout_.count()) + " ms");
@@ -165,15 +176,9 @@ Result<void> DockerClient::stream_events_since(std::int64_t since, FunctionRef<b
     result = ec;
     done = true;
   };
-  socket.async_connect(asio::local::stream_protocol::endpoint(socket_path_), [&](const error_code& ec) {
-    if (ec) return finish(ec);
-    step = "send";
-    http::async_write(socket, request, [&](const error_code& ec2, std::size_t) {
-      if (ec2) return finish(ec2);
-      step = "receive header";
-      http::async_read_header(socket, buffer, parser, [&](const error_code& ec3, std::size_t) { finish(ec3); });
-    });
-  });
+  start_exchange(
+      socket, socket_path_, request, buffer, parser, step,
+      [](auto& stream, auto& buf, auto& p, auto handler) { http::async_read_header(stream, buf, p, handler); }, finish);
   if (!run_until(context, socket, done, timeout_)) {
     if (events.stopped) return {};
     Error error = Error::invalid("docker " + step, object, "timed out");

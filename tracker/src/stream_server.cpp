@@ -242,9 +242,8 @@ void StreamServer::read(const std::shared_ptr<Client>& client) {
 }
 
 void StreamServer::on_line(const std::shared_ptr<Client>& client, std::string_view line) {
-  static ClientMessageParser parser;  // the event loop is single-threaded
   if (line.empty()) return;
-  auto message = parser.parse(line);
+  auto message = parser_.parse(line);
   if (!message) {
     log_notice("stream " + client->describe() + " sent a bad message: " + message.error().message);
     return fail(client, message.error().code, message.error().message);

@@ -25,6 +25,7 @@
 
 #include "skopos/json_writer.h"
 #include "skopos/result.h"
+#include "tracker/stream_protocol.h"
 #include "tracker/tracker.h"
 
 namespace skopos::tracker {
@@ -90,6 +91,7 @@ class StreamServer {
   std::vector<std::shared_ptr<Client>> clients_;
   std::vector<std::uint32_t> changed_;
   std::vector<Tracker::Removed> removed_;
+  ClientMessageParser parser_;  // what clients send, one line at a time
   std::vector<std::string> slot_json_;
   std::vector<std::uint8_t> slot_json_valid_;
   std::string encode_buffer_;
