@@ -198,6 +198,10 @@ Result<std::string, EtcdError> EtcdClient::call(const std::string& path, const s
     // A 5xx other than a clean gRPC refusal (e.g. a proxy's 502) says nothing about
     // whether a write happened.
     if (response->status >= 500 && error.code == 0 && !idempotent) error.kind = EtcdError::Kind::kUnknownOutcome;
+    // etcd's "leader changed", "request timed out" and "timed out due to leader failure"
+    // are gRPC UNAVAILABLE (14) or DEADLINE_EXCEEDED (4) after the proposal went to raft:
+    // the write may still be applied.
+    if ((error.code == 14 || error.code == 4) && !idempotent) error.kind = EtcdError::Kind::kUnknownOutcome;
     return unexpected(std::move(error));
   }
   return std::move(response->body);
@@ -264,6 +268,7 @@ Result<TxnResult, EtcdError> EtcdClient::txn(const std::vector<Compare>& compare
         .value(target_name(c.target))
         .key("result")
         .value(result_name(c.result));
+    if (!c.range_end.empty()) json.key("range_end").value(encode64(c.range_end));
     switch (c.target) {
       case Compare::Target::kCreateRevision: json.key("create_revision").value(std::to_string(c.number)); break;
       case Compare::Target::kModRevision: json.key("mod_revision").value(std::to_string(c.number)); break;

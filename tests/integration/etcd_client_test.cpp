@@ -75,8 +75,30 @@ TEST_F(EtcdClientTest, PrefixRangesAndDeletes) {
   EXPECT_EQ(*again, 0) << "no match: the gateway omits \"deleted\"";
 }
 
+TEST_F(EtcdClientTest, RangeCompareHoldsForEveryKeyOfTheRangeAndForAnEmptyRange) {
+  // "No key under holders/ was created after revision R": true for an empty range...
+  auto empty = etcd_->range("range-compare/");
+  ASSERT_TRUE(empty);
+  Compare none_newer{"range-compare/", Compare::Target::kCreateRevision, Compare::Result::kLess, empty->revision + 1,
+                     {}, EtcdClient::prefix_end("range-compare/")};
+  auto first = etcd_->txn({none_newer}, {{TxnOp::Kind::kPut, "range-compare/a", "1", 0, {}}}, {});
+  ASSERT_TRUE(first) << first.error().message;
+  EXPECT_TRUE(first->succeeded);
+  // ...and false once one key of the range is newer than the revision compared with.
+  auto second = etcd_->txn({none_newer}, {{TxnOp::Kind::kPut, "range-compare/b", "1", 0, {}}}, {});
+  ASSERT_TRUE(second);
+  EXPECT_FALSE(second->succeeded);
+  none_newer.number = first->revision + 1;
+  auto third = etcd_->txn({none_newer}, {{TxnOp::Kind::kPut, "range-compare/b", "1", 0, {}}}, {});
+  ASSERT_TRUE(third);
+  EXPECT_TRUE(third->succeeded);
+  auto keys = etcd_->range("range-compare/", EtcdClient::prefix_end("range-compare/"));
+  ASSERT_TRUE(keys);
+  EXPECT_EQ(keys->kvs.size(), 2u);
+}
+
 TEST_F(EtcdClientTest, CreateIfAbsentSucceedsOnceAndReportsTheHolderOtherwise) {
-  const std::vector<Compare> absent = {{"lock/slot", Compare::Target::kCreateRevision, Compare::Result::kEqual, 0, {}}};
+  const std::vector<Compare> absent = {{"lock/slot", Compare::Target::kCreateRevision, Compare::Result::kEqual, 0, {}, {}}};
   const std::vector<TxnOp> take = {{TxnOp::Kind::kPut, "lock/slot", "machine-a", 0, {}}};
   const std::vector<TxnOp> who = {{TxnOp::Kind::kRange, "lock/slot", {}, 0, {}}};
   auto first = etcd_->txn(absent, take, who);
@@ -92,11 +114,11 @@ TEST_F(EtcdClientTest, CreateIfAbsentSucceedsOnceAndReportsTheHolderOtherwise) {
 
   // Compare-and-swap on the holder's revision.
   const std::int64_t token = second->ranges[0].kvs[0].mod_revision;
-  auto cas = etcd_->txn({{"lock/slot", Compare::Target::kModRevision, Compare::Result::kEqual, token, {}}},
+  auto cas = etcd_->txn({{"lock/slot", Compare::Target::kModRevision, Compare::Result::kEqual, token, {}, {}}},
                         {{TxnOp::Kind::kPut, "lock/slot", "machine-a:phase2", 0, {}}}, {});
   ASSERT_TRUE(cas);
   EXPECT_TRUE(cas->succeeded);
-  auto stale = etcd_->txn({{"lock/slot", Compare::Target::kModRevision, Compare::Result::kEqual, token, {}}},
+  auto stale = etcd_->txn({{"lock/slot", Compare::Target::kModRevision, Compare::Result::kEqual, token, {}, {}}},
                           {{TxnOp::Kind::kPut, "lock/slot", "late writer", 0, {}}}, {});
   ASSERT_TRUE(stale);
   EXPECT_FALSE(stale->succeeded) << "a stale fencing token must not write";

@@ -2,6 +2,7 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -18,23 +19,46 @@ namespace skopos::testing {
 
 namespace {
 
-bool answers(std::uint16_t port) {
+// One HTTP/1.0 exchange with a member; the response body, or "" if it did not answer.
+std::string exchange(std::uint16_t port, const std::string& method, const std::string& path, const std::string& body) {
   UniqueFd fd(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
   sockaddr_in address{};
   address.sin_family = AF_INET;
   address.sin_port = htons(port);
   address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (::connect(fd.get(), reinterpret_cast<sockaddr*>(&address), sizeof address) != 0) return false;
-  const std::string request = "GET /health HTTP/1.0\r\n\r\n";
+  if (::connect(fd.get(), reinterpret_cast<sockaddr*>(&address), sizeof address) != 0) return {};
+  const std::string request = method + " " + path + " HTTP/1.0\r\nContent-Type: application/json\r\nContent-Length: " +
+                              std::to_string(body.size()) + "\r\n\r\n" + body;
   (void)!::send(fd.get(), request.data(), request.size(), MSG_NOSIGNAL);
-  char buffer[512] = {};
-  const ssize_t n = ::recv(fd.get(), buffer, sizeof buffer - 1, 0);
-  return n > 0 && std::string_view(buffer, static_cast<std::size_t>(n)).find("\"health\":\"true\"") != std::string_view::npos;
+  std::string response;
+  char buffer[4096];
+  for (;;) {
+    pollfd pfd{fd.get(), POLLIN, 0};
+    if (::poll(&pfd, 1, 2000) <= 0) return {};
+    const ssize_t n = ::recv(fd.get(), buffer, sizeof buffer, 0);
+    if (n <= 0) break;
+    response.append(buffer, static_cast<std::size_t>(n));
+  }
+  const auto end = response.find("\r\n\r\n");
+  return end == std::string::npos ? std::string() : response.substr(end + 4);
+}
+
+bool healthy(std::uint16_t port) {
+  return exchange(port, "GET", "/health", "").find("\"health\":\"true\"") != std::string::npos;
+}
+
+// A JSON string field's value, found textually (the answers here are small and flat).
+std::string field(const std::string& json, const std::string& name) {
+  const std::string key = "\"" + name + "\":\"";
+  const auto start = json.find(key);
+  if (start == std::string::npos) return {};
+  const auto end = json.find('"', start + key.size());
+  return json.substr(start + key.size(), end - start - key.size());
 }
 
 }  // namespace
 
-std::unique_ptr<EtcdServer> EtcdServer::start() {
+std::unique_ptr<EtcdServer> EtcdServer::start(int members) {
   if (::access("/usr/bin/etcd", X_OK) != 0) {
     std::fprintf(stderr, "EtcdServer: /usr/bin/etcd is missing; run tools/install-deps.sh\n");
     std::abort();
@@ -43,31 +67,88 @@ std::unique_ptr<EtcdServer> EtcdServer::start() {
   static int sequence = 0;
   server->dir_ = "/tmp/skopos-etcd-" + std::to_string(::getpid()) + "-" + std::to_string(sequence++);
   std::filesystem::remove_all(server->dir_);
-  std::filesystem::create_directories(server->dir_);
-  const std::uint16_t client = free_loopback_port();
-  const std::uint16_t peer = free_loopback_port();
-  server->endpoint_ = "http://127.0.0.1:" + std::to_string(client);
-  const std::string peer_url = "http://127.0.0.1:" + std::to_string(peer);
-  server->process_ = std::make_unique<ChildProcess>(std::vector<std::string>{
-      "/usr/bin/etcd", "--name", "skopos-test", "--data-dir", server->dir_ + "/data", "--listen-client-urls",
-      server->endpoint_, "--advertise-client-urls", server->endpoint_, "--listen-peer-urls", peer_url,
-      "--initial-advertise-peer-urls", peer_url, "--initial-cluster", "skopos-test=" + peer_url, "--logger", "zap",
-      "--log-outputs",
-      server->dir_ + "/etcd.log"});
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
-  while (!answers(client)) {
+  for (int i = 0; i < members; ++i) {
+    Member member;
+    member.name = "member" + std::to_string(i);
+    member.dir = server->dir_ + "/" + member.name;
+    member.client_port = free_loopback_port();
+    member.client_url = "http://127.0.0.1:" + std::to_string(member.client_port);
+    member.peer_url = "http://127.0.0.1:" + std::to_string(free_loopback_port());
+    std::filesystem::create_directories(member.dir);
+    server->initial_cluster_ += (i == 0 ? "" : ",") + member.name + "=" + member.peer_url;
+    server->members_.push_back(std::move(member));
+  }
+  for (Member& member : server->members_) server->launch(member, false);
+  for (const Member& member : server->members_) server->wait_healthy(member);
+  return server;
+}
+
+void EtcdServer::launch(Member& member, bool existing) {
+  member.process = std::make_unique<ChildProcess>(std::vector<std::string>{
+      "/usr/bin/etcd", "--name", member.name, "--data-dir", member.dir + "/data", "--listen-client-urls",
+      member.client_url, "--advertise-client-urls", member.client_url, "--listen-peer-urls", member.peer_url,
+      "--initial-advertise-peer-urls", member.peer_url, "--initial-cluster", initial_cluster_,
+      "--initial-cluster-state", existing ? "existing" : "new", "--initial-cluster-token", dir_, "--logger", "zap",
+      "--log-outputs", member.dir + "/etcd.log"});
+}
+
+void EtcdServer::wait_healthy(const Member& member) const {
+  // /health is true once the member sees a leader and can serve.
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  while (!healthy(member.client_port)) {
     if (std::chrono::steady_clock::now() >= deadline) {
-      std::fprintf(stderr, "EtcdServer: etcd did not become healthy in 20 s (log in %s)\n", server->dir_.c_str());
+      std::fprintf(stderr, "EtcdServer: %s did not become healthy in 30 s (log in %s/etcd.log)\n", member.name.c_str(),
+                   member.dir.c_str());
       std::abort();
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
-  return server;
+}
+
+std::vector<std::string> EtcdServer::endpoints() const {
+  std::vector<std::string> out;
+  for (const Member& member : members_) out.push_back(member.client_url);
+  return out;
+}
+
+std::string EtcdServer::endpoint_list() const {
+  std::string out;
+  for (const Member& member : members_) out += (out.empty() ? "" : ",") + member.client_url;
+  return out;
+}
+
+void EtcdServer::kill(int member) {
+  Member& m = members_[static_cast<std::size_t>(member)];
+  if (m.process) m.process->stop(SIGKILL, std::chrono::seconds(10));
+  m.process.reset();
+}
+
+void EtcdServer::restart(int member) {
+  Member& m = members_[static_cast<std::size_t>(member)];
+  if (!m.process) launch(m, true);
+  wait_healthy(m);
+}
+
+int EtcdServer::leader(std::chrono::milliseconds timeout) const {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (std::chrono::steady_clock::now() < deadline) {
+    for (std::size_t i = 0; i < members_.size(); ++i) {
+      if (!members_[i].process) continue;
+      // {"header":{"member_id":"N",...},"leader":"N",...}: the member that is its own leader.
+      const std::string status = exchange(members_[i].client_port, "POST", "/v3/maintenance/status", "{}");
+      const std::string self = field(status, "member_id");
+      if (!self.empty() && self == field(status, "leader")) return static_cast<int>(i);
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  return -1;
 }
 
 EtcdServer::~EtcdServer() {
-  if (process_) process_->stop(SIGTERM, std::chrono::seconds(10));
-  process_.reset();
+  for (Member& member : members_) {
+    if (member.process) member.process->stop(SIGTERM, std::chrono::seconds(10));
+    member.process.reset();
+  }
   std::error_code ec;
   std::filesystem::remove_all(dir_, ec);
 }

@@ -38,6 +38,8 @@ struct EtcdError {
     kUnavailable,     // no endpoint answered; nothing was applied
     kUnknownOutcome,  // sent, no answer: it may have been applied
     kRefused,         // etcd answered with an error (grpc code in `code`); not applied
+                      // (a write refused with UNAVAILABLE, e.g. "leader changed" or
+                      // "request timed out", is kUnknownOutcome: raft may still apply it)
     kBadResponse,     // etcd's answer could not be understood; do not act on it
   };
   Kind kind = Kind::kUnavailable;
@@ -61,6 +63,9 @@ struct Compare {
   Result result = Result::kEqual;
   std::int64_t number = 0;  // for the revision/version targets
   std::string value;        // for kValue
+  // Non-empty: the comparison holds for every key in [key, range_end) (etcd 3.3+); with
+  // no key in the range it is made against an absent key (revisions and version 0).
+  std::string range_end;
 };
 
 // One operation of a transaction.

@@ -1,0 +1,8 @@
+// The `skopos` subcommands; each returns the process exit status (see global_options.h).
+#pragma once
+
+namespace skopos::driver::cli {
+
+int lock_command(int argc, char** argv);
+
+}  // namespace skopos::driver::cli

@@ -1,0 +1,53 @@
+// The options every `skopos` subcommand shares: configuration file, etcd endpoints,
+// prefix and TLS files, this machine's id, JSON output, log level.
+#pragma once
+
+#include <memory>
+#include <set>
+#include <string>
+
+#include "driver/etcd_client.h"
+#include "driver/host_identity.h"
+#include "driver/lock_service.h"
+#include "skopos/cli_args.h"
+
+namespace skopos::driver::cli {
+
+// Exit statuses of every skopos subcommand (documented in `skopos --help`).
+enum ExitCode : int {
+  kExitOk = 0,
+  kExitTimedOut = 1,  // waited the whole --timeout (not an error)
+  kExitUsage = 2,     // bad flag, argument or configuration
+  kExitFailed = 3,    // etcd (or another system) unreachable, unknown outcome, bad data
+  kExitRefused = 4,   // the state forbids it: held by another, another token, live holder
+};
+
+// The help text of the global options.
+extern const char* const kGlobalOptionsHelp;
+
+// A subcommand's spec with the global options added.
+CliSpec with_global_options(std::string command, std::set<std::string> flags, std::set<std::string> options);
+
+struct GlobalOptions {
+  EtcdOptions etcd;
+  std::string prefix = "/skopos";
+  std::string machine_id;  // "" = detect
+  bool json = false;
+};
+
+// Parses argv[first..) with the spec, merges --config (or /etc/skopos/skopos.conf when it
+// exists), applies --log-level and reads the global options. Throws FatalError.
+GlobalOptions parse_global_options(const CliSpec& spec, CliArgs& args);
+
+// The pieces a lock subcommand needs, built from the options. Throws FatalError when the
+// identity cannot be read (that is configuration).
+struct LockContext {
+  std::unique_ptr<EtcdClient> etcd;
+  std::unique_ptr<LockService> locks;
+};
+LockContext connect_locks(const GlobalOptions& options);
+
+// The exit code for a lock error; prints it to stderr.
+int report(const LockError& error);
+
+}  // namespace skopos::driver::cli

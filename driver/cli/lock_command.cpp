@@ -1,0 +1,389 @@
+// skopos lock: the cluster's semaphores and this host's lock, by hand.
+#include <signal.h>
+
+#include <cerrno>
+#include <charconv>
+#include <cstdio>
+#include <ctime>
+#include <string>
+
+#include "commands.h"
+#include "driver/heartbeat.h"
+#include "global_options.h"
+#include "skopos/json_writer.h"
+#include "skopos/log.h"
+#include "skopos/text_table.h"
+
+namespace skopos::driver::cli {
+
+namespace {
+
+constexpr const char* kLockUsage =
+    "usage: skopos lock <command> [arguments] [options]\n"
+    "\n"
+    "commands:\n"
+    "  status [--metrics]              every lock and group: max, holders with phase, age,\n"
+    "                                  fencing token and heartbeat (fresh or stale);\n"
+    "                                  --metrics prints Prometheus text instead\n"
+    "  acquire LOCK GROUP [--token T] [--timeout D]\n"
+    "                                  take a slot for this machine, waiting up to D\n"
+    "                                  (default 0: do not wait); already holding it with\n"
+    "                                  the same token is a no-op that prints its fencing\n"
+    "                                  token (default token: manual)\n"
+    "  release LOCK GROUP [--fencing-token N]\n"
+    "                                  give this machine's slot back (no slot: ok)\n"
+    "  guard LOCK GROUP --fencing-token N --phase P\n"
+    "                                  succeed only while this machine holds the slot with\n"
+    "                                  fencing token N, recording phase P\n"
+    "  unlock LOCK GROUP MACHINE-ID [--force --confirm MACHINE-ID]\n"
+    "                                  break another machine's slot; a holder whose\n"
+    "                                  heartbeat is fresh needs --force, and --force needs\n"
+    "                                  the machine id repeated in --confirm\n"
+    "  set-max LOCK GROUP N            holder limit (0 closes the group); never evicts\n"
+    "  host-status                     this machine's host lock\n"
+    "  host-lock TOKEN                 lock this host for REBOOT, DRAIN or BOOSTER\n"
+    "  host-unlock TOKEN               unlock it; only the token that holds it may\n"
+    "  heartbeat [--ttl D] [--for D]   keep this machine's heartbeat alive until SIGTERM\n"
+    "                                  or SIGINT (or for D), then withdraw it\n"
+    "\n"
+    "%s"
+    "\n"
+    "Exit status: 0 done (also: nothing to release or unlock); 1 timed out waiting for a\n"
+    "slot; 2 usage or configuration error; 3 etcd unreachable, an outcome that stayed\n"
+    "unknown, or unreadable data (nothing was written on it); 4 refused: held by another\n"
+    "token, a live holder without --force, a slot that is no longer ours.\n";
+
+void print_usage(std::FILE* out) { std::fprintf(out, kLockUsage, kGlobalOptionsHelp); }
+
+std::string iso_time(std::int64_t seconds) {
+  const std::time_t t = static_cast<std::time_t>(seconds);
+  std::tm tm{};
+  ::gmtime_r(&t, &tm);
+  char text[32];
+  std::strftime(text, sizeof text, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return text;
+}
+
+std::string age_text(std::int64_t seconds) {
+  if (seconds < 0) seconds = 0;
+  if (seconds < 120) return std::to_string(seconds) + "s";
+  if (seconds < 7200) return std::to_string(seconds / 60) + "m";
+  if (seconds < 172800) return std::to_string(seconds / 3600) + "h" + std::to_string(seconds % 3600 / 60) + "m";
+  return std::to_string(seconds / 86400) + "d";
+}
+
+std::int64_t now_seconds() { return static_cast<std::int64_t>(std::time(nullptr)); }
+
+// "fresh", "stale", or "fresh (rebooted)" when the live heartbeat has another boot id.
+std::string heartbeat_text(const Holder& holder) {
+  if (!holder.heartbeat) return "stale";
+  if (holder.valid && !holder.heartbeat_boot_id.empty() && holder.heartbeat_boot_id != holder.record.boot_id) {
+    return "fresh (rebooted)";
+  }
+  return "fresh";
+}
+
+void write_holder(JsonWriter& json, const Holder& holder) {
+  json.begin_object().key("machine_id").value(holder.machine_id).key("fencing_token").value(holder.fencing_token);
+  json.key("valid").value(holder.valid);
+  if (!holder.valid) json.key("problem").value(holder.problem);
+  if (holder.valid) {
+    const HolderRecord& r = holder.record;
+    json.key("token").value(r.token).key("phase").value(r.phase).key("hostname").value(r.hostname);
+    json.key("boot_id").value(r.boot_id).key("acquired_at").value(iso_time(r.acquired_at));
+    json.key("age_seconds").value(std::max<std::int64_t>(0, now_seconds() - r.acquired_at));
+  }
+  json.key("heartbeat").value(holder.heartbeat ? "fresh" : "stale");
+  json.key("heartbeat_boot_id").value(holder.heartbeat_boot_id);
+  json.end_object();
+}
+
+void write_group(JsonWriter& json, const GroupState& group) {
+  std::int64_t stale = 0;
+  for (const Holder& holder : group.holders) stale += holder.heartbeat ? 0 : 1;
+  json.begin_object().key("lock").value(group.lock).key("group").value(group.group);
+  json.key("max").value(group.max).key("max_set").value(group.max_set);
+  if (!group.max_problem.empty()) json.key("max_problem").value(group.max_problem);
+  json.key("held").value(static_cast<std::int64_t>(group.holders.size())).key("stale").value(stale);
+  json.key("holders").begin_array();
+  for (const Holder& holder : group.holders) write_holder(json, holder);
+  json.end_array().end_object();
+}
+
+void add_holder_rows(TextTable& table, const GroupState& group) {
+  const std::string max = group.max_problem.empty() ? std::to_string(group.max) + (group.max_set ? "" : " (default)")
+                                                    : "unreadable";
+  const std::string held = std::to_string(group.holders.size());
+  if (group.holders.empty()) table.add_row({group.lock, group.group, max, held, "-", "", "", "", "", "", ""});
+  for (const Holder& holder : group.holders) {
+    const HolderRecord& r = holder.record;
+    table.add_row({group.lock, group.group, max, held, holder.machine_id, holder.valid ? r.hostname : "?",
+                   holder.valid ? r.token : "?", holder.valid ? r.phase : "unreadable record",
+                   holder.valid ? age_text(now_seconds() - r.acquired_at) : "?", heartbeat_text(holder),
+                   std::to_string(holder.fencing_token)});
+  }
+}
+
+int status_command(LockService& locks, const GlobalOptions& options, bool metrics) {
+  auto status = locks.status();
+  if (!status) return report(status.error());
+  if (metrics) {
+    std::string out =
+        "# HELP skopos_lock_max Holder limit of a lock group.\n# TYPE skopos_lock_max gauge\n"
+        "# HELP skopos_lock_holders Machines holding a slot of a lock group.\n# TYPE skopos_lock_holders gauge\n"
+        "# HELP skopos_lock_stale_holders Holders without a live heartbeat.\n# TYPE skopos_lock_stale_holders gauge\n";
+    for (const GroupState& group : status->groups) {
+      std::int64_t stale = 0;
+      for (const Holder& holder : group.holders) stale += holder.heartbeat ? 0 : 1;
+      const std::string labels = "{lock=\"" + group.lock + "\",group=\"" + group.group + "\"}";
+      out += "skopos_lock_max" + labels + " " + std::to_string(group.max) + "\n";
+      out += "skopos_lock_holders" + labels + " " + std::to_string(group.holders.size()) + "\n";
+      out += "skopos_lock_stale_holders" + labels + " " + std::to_string(stale) + "\n";
+    }
+    std::fputs(out.c_str(), stdout);
+    return kExitOk;
+  }
+  if (options.json) {
+    std::string out;
+    JsonWriter json(out);
+    json.begin_object().key("revision").value(status->revision).key("prefix").value(locks.prefix());
+    json.key("groups").begin_array();
+    for (const GroupState& group : status->groups) write_group(json, group);
+    json.end_array().key("unrecognized_keys").begin_array();
+    for (const std::string& key : status->unrecognized_keys) json.value(key);
+    json.end_array().end_object();
+    std::printf("%s\n", out.c_str());
+    return kExitOk;
+  }
+  if (status->groups.empty()) {
+    std::printf("no locks under %s/locks/\n", locks.prefix().c_str());
+  } else {
+    TextTable table({"LOCK", "GROUP", "MAX", "HELD", "HOLDER", "HOST", "TOKEN", "PHASE", "AGE", "HEARTBEAT", "FENCING"},
+                    {false, false, true, true, false, false, false, false, true, false, true});
+    for (const GroupState& group : status->groups) add_holder_rows(table, group);
+    std::fputs(table.render().c_str(), stdout);
+  }
+  for (const std::string& key : status->unrecognized_keys) std::printf("warning: unrecognized key %s\n", key.c_str());
+  return kExitOk;
+}
+
+std::int64_t parse_number(const std::string& text, const char* what) {
+  std::int64_t value = 0;
+  const auto [ptr, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+  if (text.empty() || ec != std::errc{} || ptr != text.data() + text.size() || value < 0) {
+    throw FatalError("skopos lock: " + std::string(what) + " '" + text + "' is not a non-negative integer");
+  }
+  return value;
+}
+
+void print_json_or_text(const GlobalOptions& options, const std::string& json, const std::string& text) {
+  std::printf("%s\n", options.json ? json.c_str() : text.c_str());
+}
+
+void print_host_state(const GlobalOptions& options, const HostLockState& state) {
+  std::string out;
+  JsonWriter json(out);
+  json.begin_object().key("machine_id").value(state.machine_id).key("locked").value(state.locked);
+  if (state.locked) {
+    json.key("token").value(state.token).key("hostname").value(state.hostname).key("boot_id").value(state.boot_id);
+    json.key("locked_at").value(iso_time(state.locked_at)).key("revision").value(state.revision);
+    json.key("already").value(state.already);
+  }
+  json.end_object();
+  const std::string text = state.locked ? "host '" + state.machine_id + "' locked for " + state.token + " since " +
+                                              iso_time(state.locked_at) + (state.already ? " (already)" : "")
+                                        : "host '" + state.machine_id + "' is not locked";
+  print_json_or_text(options, out, text);
+}
+
+// Keeps the heartbeat until SIGTERM/SIGINT or `run_for` passes.
+int heartbeat_command(LockContext& context, const GlobalOptions& options, std::chrono::seconds ttl,
+                      std::chrono::milliseconds run_for) {
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  Heartbeat heartbeat(*context.etcd, context.locks->self(), options.prefix, ttl);
+  const auto end = run_for.count() > 0 ? std::chrono::steady_clock::now() + run_for
+                                       : std::chrono::steady_clock::time_point::max();
+  bool reported = false;
+  for (;;) {
+    auto beat = heartbeat.beat();
+    if (!beat) {
+      log_warning(beat.error().message);
+      reported = false;
+    } else if (!reported) {
+      log_info("heartbeat '" + heartbeat.key() + "' alive (ttl " + std::to_string(ttl.count()) + " s)");
+      reported = true;
+    }
+    auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(heartbeat.interval());
+    const auto left = end - std::chrono::steady_clock::now();
+    if (left <= std::chrono::steady_clock::duration::zero()) break;
+    if (left < wait) wait = std::chrono::duration_cast<std::chrono::milliseconds>(left);
+    const timespec timeout{static_cast<std::time_t>(wait.count() / 1000), static_cast<long>(wait.count() % 1000) * 1000000};
+    const int signal = sigtimedwait(&signals, nullptr, &timeout);
+    if (signal == SIGTERM || signal == SIGINT) break;
+  }
+  auto stopped = heartbeat.stop();
+  if (!stopped) return report(stopped.error());
+  log_info("heartbeat '" + heartbeat.key() + "' withdrawn");
+  return kExitOk;
+}
+
+}  // namespace
+
+int lock_command(int argc, char** argv) {
+  if (argc < 3 || std::string_view(argv[2]) == "--help" || std::string_view(argv[2]) == "-h") {
+    print_usage(argc < 3 ? stderr : stdout);
+    return argc < 3 ? kExitUsage : kExitOk;
+  }
+  const std::string command = argv[2];
+  struct Shape {
+    const char* name;
+    std::size_t positional;
+    std::set<std::string> flags;
+    std::set<std::string> options;
+  };
+  static const Shape kShapes[] = {
+      {"status", 0, {"metrics"}, {}},
+      {"acquire", 2, {}, {"token", "timeout"}},
+      {"release", 2, {}, {"fencing-token"}},
+      {"guard", 2, {}, {"fencing-token", "phase"}},
+      {"unlock", 3, {"force"}, {"confirm"}},
+      {"set-max", 3, {}, {}},
+      {"host-status", 0, {}, {}},
+      {"host-lock", 1, {}, {}},
+      {"host-unlock", 1, {}, {}},
+      {"heartbeat", 0, {}, {"ttl", "for"}},
+  };
+  const Shape* shape = nullptr;
+  for (const Shape& candidate : kShapes) {
+    if (command == candidate.name) shape = &candidate;
+  }
+  if (shape == nullptr) {
+    std::fprintf(stderr, "skopos lock: unknown command '%s'\n\n", command.c_str());
+    print_usage(stderr);
+    return kExitUsage;
+  }
+  const CliSpec spec = with_global_options("skopos lock " + command, shape->flags, shape->options);
+  CliArgs args = CliArgs::parse(spec, argc, argv, 3);
+  if (args.flag("help")) {
+    print_usage(stdout);
+    return kExitOk;
+  }
+  const GlobalOptions options = parse_global_options(spec, args);
+  const auto& positional = args.positional();
+  if (positional.size() != shape->positional) {
+    throw FatalError("skopos lock " + command + ": expects " + std::to_string(shape->positional) +
+                         " argument(s), got " + std::to_string(positional.size()),
+                     "see 'skopos lock --help'");
+  }
+  for (std::size_t i = 0; i < positional.size() && command != "set-max"; ++i) {
+    if (!valid_key_name(positional[i])) {
+      throw FatalError("skopos lock " + command + ": '" + positional[i] + "' is not a valid name",
+                       "names are 1-128 of letters, digits, '_', '.' and '-'");
+    }
+  }
+  if (command == "set-max" && (!valid_key_name(positional[0]) || !valid_key_name(positional[1]))) {
+    throw FatalError("skopos lock set-max: invalid lock or group name");
+  }
+  if (command == "unlock" && args.flag("force") && args.option("confirm") != positional[2]) {
+    throw FatalError("skopos lock unlock: --force breaks a live holder's lock; confirm it with --confirm " +
+                     positional[2]);
+  }
+  if (command == "guard" && (!args.has("fencing-token") || !args.has("phase"))) {
+    throw FatalError("skopos lock guard: --fencing-token and --phase are required");
+  }
+  // Parse numbers and durations before touching etcd.
+  const std::int64_t fencing = parse_number(args.option("fencing-token", "0"), "--fencing-token");
+  const std::int64_t max = command == "set-max" ? parse_number(positional[2], "max") : 0;
+  const auto timeout = args.duration("timeout", std::chrono::milliseconds(0));
+  const auto ttl = std::chrono::duration_cast<std::chrono::seconds>(args.duration("ttl", std::chrono::seconds(15)));
+  const auto run_for = args.duration("for", std::chrono::milliseconds(0));
+
+  LockContext context = connect_locks(options);
+  LockService& locks = *context.locks;
+  if (command == "status") return status_command(locks, options, args.flag("metrics"));
+  if (command == "heartbeat") return heartbeat_command(context, options, ttl, run_for);
+  if (command == "acquire") {
+    const std::string token = args.option("token", "manual");
+    auto acquired = locks.acquire(positional[0], positional[1], token, std::chrono::steady_clock::now() + timeout);
+    if (!acquired) return report(acquired.error());
+    std::string out;
+    JsonWriter json(out);
+    json.begin_object().key("lock").value(positional[0]).key("group").value(positional[1]);
+    json.key("machine_id").value(locks.self().machine_id).key("token").value(token);
+    json.key("fencing_token").value(acquired->fencing_token).key("already_held").value(acquired->already_held);
+    json.end_object();
+    print_json_or_text(options, out,
+                       (acquired->already_held ? "already held " : "acquired ") + positional[0] + "/" + positional[1] +
+                           " (fencing token " + std::to_string(acquired->fencing_token) + ")");
+    return kExitOk;
+  }
+  if (command == "release") {
+    auto released = locks.release(positional[0], positional[1], fencing);
+    if (!released) return report(released.error());
+    print_json_or_text(options, std::string("{\"released\":") + (*released ? "true" : "false") + "}",
+                       *released ? "released " + positional[0] + "/" + positional[1]
+                                 : "this machine held no slot of " + positional[0] + "/" + positional[1]);
+    return kExitOk;
+  }
+  if (command == "guard") {
+    auto guarded = locks.guard(positional[0], positional[1], fencing, args.option("phase"));
+    if (!guarded) return report(guarded.error());
+    print_json_or_text(options, "{\"held\":true}", "held; phase '" + args.option("phase") + "' recorded");
+    return kExitOk;
+  }
+  if (command == "unlock") {
+    auto removed = locks.unlock(positional[0], positional[1], positional[2], args.flag("force"));
+    if (!removed) return report(removed.error());
+    std::string out;
+    JsonWriter json(out);
+    json.begin_object().key("removed").value(removed->has_value());
+    if (removed->has_value()) {
+      json.key("holder");
+      write_holder(json, **removed);
+    }
+    json.end_object();
+    print_json_or_text(options, out,
+                       removed->has_value() ? "removed holder '" + positional[2] + "' of " + positional[0] + "/" +
+                                                  positional[1] + " (fencing token " +
+                                                  std::to_string((*removed)->fencing_token) + ")"
+                                            : "'" + positional[2] + "' held no slot of " + positional[0] + "/" +
+                                                  positional[1]);
+    return kExitOk;
+  }
+  if (command == "set-max") {
+    auto group = locks.set_max(positional[0], positional[1], max);
+    if (!group) return report(group.error());
+    std::string out;
+    JsonWriter json(out);
+    write_group(json, *group);
+    print_json_or_text(options, out,
+                       positional[0] + "/" + positional[1] + ": max " + std::to_string(max) + ", " +
+                           std::to_string(group->holders.size()) + " holding");
+    return kExitOk;
+  }
+  if (command == "host-status") {
+    auto state = locks.host_status(locks.self().machine_id);
+    if (!state) return report(state.error());
+    print_host_state(options, *state);
+    return kExitOk;
+  }
+  if (command == "host-lock") {
+    auto state = locks.host_lock(positional[0]);
+    if (!state) return report(state.error());
+    print_host_state(options, *state);
+    return kExitOk;
+  }
+  // host-unlock
+  auto unlocked = locks.host_unlock(positional[0]);
+  if (!unlocked) return report(unlocked.error());
+  print_json_or_text(options, std::string("{\"unlocked\":") + (*unlocked ? "true" : "false") + "}",
+                     *unlocked ? "host '" + locks.self().machine_id + "' unlocked"
+                               : "host '" + locks.self().machine_id + "' was not locked");
+  return kExitOk;
+}
+
+}  // namespace skopos::driver::cli

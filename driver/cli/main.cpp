@@ -1,0 +1,42 @@
+// skopos: the drain driver's CLI. Wiring only; each subcommand lives in its own file.
+#include <cstdio>
+#include <cstring>
+#include <string_view>
+
+#include "commands.h"
+#include "global_options.h"
+#include "skopos/result.h"
+
+namespace {
+
+constexpr const char* kUsage =
+    "usage: skopos <command> [arguments] [options]\n"
+    "\n"
+    "commands:\n"
+    "  lock     the cluster's semaphores (per lock and tier) and this host's lock\n"
+    "\n"
+    "Run 'skopos <command> --help' for a command's arguments and options.\n"
+    "\n"
+    "Exit status: 0 done; 1 timed out waiting; 2 usage or configuration error; 3 a system\n"
+    "we depend on failed (etcd unreachable, an unknown outcome, unreadable data); 4 refused\n"
+    "by the current state.\n";
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  namespace cli = skopos::driver::cli;
+  if (argc < 2 || std::strcmp(argv[1], "--help") == 0 || std::strcmp(argv[1], "-h") == 0) {
+    std::fputs(kUsage, argc < 2 ? stderr : stdout);
+    return argc < 2 ? cli::kExitUsage : cli::kExitOk;
+  }
+  const std::string_view command = argv[1];
+  try {
+    if (command == "lock") return cli::lock_command(argc, argv);
+    std::fprintf(stderr, "skopos: unknown command '%s'\n\n%s", argv[1], kUsage);
+    return cli::kExitUsage;
+  } catch (const skopos::FatalError& error) {
+    std::fprintf(stderr, "%s\n", error.message().c_str());
+    if (!error.hint().empty()) std::fprintf(stderr, "hint: %s\n", error.hint().c_str());
+    return cli::kExitUsage;
+  }
+}

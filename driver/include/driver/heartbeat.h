@@ -1,0 +1,47 @@
+// Heartbeat: this machine's liveness key, P/heartbeats/<machine-id>, on an etcd lease
+// that the running driver keeps alive. Lock holders are judged by it: a holder whose
+// heartbeat key is gone is "stale" (reported, never reclaimed). The value records the
+// boot id, so a holder that rebooted and came back shows a new one.
+//
+// The owner calls beat() every interval(); beat() re-creates the lease and key when the
+// lease expired (etcd was away longer than the TTL). stop() revokes the lease, so the key
+// goes at once. Not thread-safe; give it its own EtcdClient.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <string>
+
+#include "driver/etcd_client.h"
+#include "driver/host_identity.h"
+#include "driver/lock_service.h"
+
+namespace skopos::driver {
+
+class Heartbeat {
+ public:
+  // `ttl` is rounded to whole seconds (etcd's leases are) and raised to at least 2 s.
+  Heartbeat(EtcdClient& etcd, HostIdentity self, std::string prefix, std::chrono::seconds ttl);
+
+  // Creates the lease and key on the first call or after the lease expired; otherwise
+  // refreshes the lease. Errors are etcd's; the next beat() tries again.
+  Result<void, LockError> beat();
+  // Revokes the lease (the key disappears). Safe to call when never started.
+  Result<void, LockError> stop();
+
+  std::chrono::milliseconds interval() const { return std::chrono::duration_cast<std::chrono::milliseconds>(ttl_) / 3; }
+  std::int64_t lease() const { return lease_; }
+  const std::string& key() const { return key_; }
+
+ private:
+  Result<void, LockError> start();
+
+  EtcdClient& etcd_;
+  HostIdentity self_;
+  std::string key_;
+  std::chrono::seconds ttl_;
+  std::int64_t lease_ = 0;
+  std::int64_t started_at_ = 0;
+};
+
+}  // namespace skopos::driver

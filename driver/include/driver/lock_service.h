@@ -1,0 +1,189 @@
+// LockService: the cluster's locks on etcd v3. Cluster-wide semaphores per lock name and
+// group (tier), host locks with a reason token, and the guard the driver runs before
+// each side effect.
+//
+// Keys under the prefix P (default "/skopos"):
+//   P/locks/<lock>/<group>/max                decimal holder limit; absent means 1
+//   P/locks/<lock>/<group>/holders/<machine>  holder record (JSON), NOT on a lease: it
+//                                             survives the holder's reboot; its
+//                                             create_revision is the fencing token
+//   P/heartbeats/<machine>                    liveness, on a lease (see heartbeat.h)
+//   P/hosts/<machine>                         host lock record (JSON), not on a lease
+//
+// Taking a slot is one transaction that compares: no holder key was created in the group
+// after the revision we counted at (a range comparison, so a concurrent taker makes it
+// fail), our own holder key is absent, and the max key is unchanged. Releases only lower
+// the count, so they never invalidate a decision. Every decision reads linearizably;
+// after a write whose outcome is unknown (timeout, reset, leader change) the next step
+// re-reads before deciding. A holder whose heartbeat is gone is reported stale, never
+// reclaimed: only `unlock` removes another machine's record.
+//
+// Not thread-safe: one LockService (and one EtcdClient) per thread.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "driver/etcd_client.h"
+#include "driver/host_identity.h"
+#include "skopos/result.h"
+
+namespace simdjson::dom {
+class parser;
+}
+
+namespace skopos::driver {
+
+struct LockError {
+  enum class Kind : std::uint8_t {
+    kEtcd,      // etcd could not be reached, refused, or the outcome stayed unknown
+    kTimedOut,  // the deadline passed while waiting for a free slot
+    kConflict,  // the state forbids it: another token, a live holder, a lost slot
+    kBadData,   // a key we rely on holds something we cannot read; nothing was written
+    kInvalid,   // a bad argument (name, token, number)
+  };
+  Kind kind = Kind::kEtcd;
+  std::string message;
+};
+
+// The record a holder writes into its slot.
+struct HolderRecord {
+  std::string machine_id;
+  std::string token;     // what the slot is for ("REBOOT", a change ticket, ...)
+  std::string boot_id;   // the boot that acquired, or that last ran guard()
+  std::string phase;     // the driver's phase, recorded by guard()
+  std::string hostname;
+  std::int64_t acquired_at = 0;  // unix seconds
+};
+
+struct Holder {
+  std::string machine_id;         // from the key
+  std::int64_t fencing_token = 0; // the key's create_revision
+  std::int64_t updated_revision = 0;
+  bool valid = false;             // false: `problem` says what is wrong with the record
+  std::string problem;
+  HolderRecord record;
+  bool heartbeat = false;         // false: stale (no live heartbeat)
+  std::string heartbeat_boot_id;  // the boot id the live heartbeat reports
+};
+
+struct GroupState {
+  std::string lock;
+  std::string group;
+  std::int64_t max = 1;
+  bool max_set = false;        // false: no max key, the default 1 applies
+  std::string max_problem;     // non-empty: the max key holds garbage (blocks acquire)
+  std::int64_t max_mod_revision = 0;
+  std::vector<Holder> holders;  // by machine id
+};
+
+struct LockStatus {
+  std::int64_t revision = 0;
+  std::vector<GroupState> groups;            // by lock, then group
+  std::vector<std::string> unrecognized_keys;  // under P/locks/ but not ours
+};
+
+struct Acquired {
+  std::int64_t fencing_token = 0;
+  bool already_held = false;  // this machine held it before the call (idempotent no-op)
+  HolderRecord record;
+};
+
+struct HostLockState {
+  bool locked = false;
+  std::string machine_id;
+  std::string token;  // REBOOT, DRAIN or BOOSTER
+  std::string hostname;
+  std::string boot_id;
+  std::int64_t locked_at = 0;  // unix seconds
+  std::int64_t revision = 0;   // the key's create_revision
+  bool already = false;        // host_lock: this token held it before the call
+};
+
+struct LockServiceOptions {
+  std::string prefix = "/skopos";
+  // How long a single operation (release, guard, unlock, ...) keeps retrying while etcd
+  // is unavailable or an outcome is unknown, before it reports the error.
+  std::chrono::milliseconds operation_timeout{20000};
+  std::chrono::milliseconds retry_backoff{50};  // doubles up to 1 s
+};
+
+class LockService {
+ public:
+  LockService(EtcdClient& etcd, HostIdentity self, LockServiceOptions options);
+  ~LockService();
+  LockService(const LockService&) = delete;
+  LockService& operator=(const LockService&) = delete;
+
+  // Takes a slot of `lock`/`group` for this machine, waiting (etcd watch) until one is
+  // free or `until` passes (kTimedOut). If this machine already holds it with the same
+  // token, returns the existing fencing token (already_held); with another token,
+  // kConflict. Never writes when the max key or this machine's record is unreadable.
+  Result<Acquired, LockError> acquire(const std::string& lock, const std::string& group, const std::string& token,
+                                      std::chrono::steady_clock::time_point until);
+
+  // Gives this machine's slot back. `fencing_token` != 0: only if it is still that
+  // holding (else kConflict). Returns whether a slot was held; releasing nothing is ok.
+  Result<bool, LockError> release(const std::string& lock, const std::string& group, std::int64_t fencing_token = 0);
+
+  // One transaction before each side effect: succeeds only while this machine still
+  // holds the slot with `fencing_token`, and records `phase` and this boot id. kConflict
+  // when the slot is gone or is another holding.
+  Result<void, LockError> guard(const std::string& lock, const std::string& group, std::int64_t fencing_token,
+                                const std::string& phase);
+
+  // The admin's break: removes `machine_id`'s record. A holder with a live heartbeat is
+  // refused (kConflict) unless `force`. Returns whether there was a record.
+  Result<std::optional<Holder>, LockError> unlock(const std::string& lock, const std::string& group,
+                                                  const std::string& machine_id, bool force);
+
+  // Sets the holder limit (0 closes the group). Never evicts: holders above the new max
+  // keep their slots and only new takers wait. Returns the group as it is now.
+  Result<GroupState, LockError> set_max(const std::string& lock, const std::string& group, std::int64_t max);
+
+  // Every lock group with its holders and their heartbeats, from one consistent read.
+  Result<LockStatus, LockError> status();
+  // One group (also when it has no keys yet: max 1, no holders).
+  Result<GroupState, LockError> group_status(const std::string& lock, const std::string& group);
+
+  // Host locks of this machine (host_status: of any machine).
+  Result<HostLockState, LockError> host_status(const std::string& machine_id);
+  // Takes the host lock for `token` (REBOOT, DRAIN, BOOSTER). The same token again is a
+  // no-op (already); another token holding it is kConflict.
+  Result<HostLockState, LockError> host_lock(const std::string& token);
+  // Releases it; only the token that holds it may (else kConflict). Unlocked: ok, false.
+  Result<bool, LockError> host_unlock(const std::string& token);
+
+  const HostIdentity& self() const { return self_; }
+  const std::string& prefix() const { return options_.prefix; }
+  std::string group_prefix(const std::string& lock, const std::string& group) const;
+  std::string holder_key(const std::string& lock, const std::string& group, const std::string& machine_id) const;
+  std::string heartbeat_key(const std::string& machine_id) const;
+  std::string host_key(const std::string& machine_id) const;
+
+  static bool valid_host_token(const std::string& token);
+
+ private:
+  // The group's keys, parsed. Holder records that cannot be read still count as
+  // holders (they occupy a slot); `valid` and `problem` say what is wrong.
+  Result<GroupState, EtcdError> read_group(const std::string& lock, const std::string& group, std::int64_t& revision);
+  Result<std::vector<std::string>, LockError> live_heartbeats(std::vector<Holder>& holders);
+  Result<std::optional<HostLockState>, EtcdError> read_host(const std::string& machine_id, std::string& problem);
+  // One machine's holder record in the group, if there is one (parsed; see `valid`).
+  Result<std::optional<Holder>, EtcdError> read_holder(const std::string& lock, const std::string& group,
+                                                       const std::string& machine_id);
+  std::string holder_json(const HolderRecord& record) const;
+
+  EtcdClient& etcd_;
+  HostIdentity self_;
+  LockServiceOptions options_;
+  std::unique_ptr<simdjson::dom::parser> parser_;
+};
+
+// Human-readable kind names for messages and JSON ("etcd", "timed-out", ...).
+const char* lock_error_kind_name(LockError::Kind kind);
+
+}  // namespace skopos::driver

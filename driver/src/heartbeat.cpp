@@ -1,0 +1,62 @@
+#include "driver/heartbeat.h"
+
+#include <unistd.h>
+
+#include <ctime>
+
+#include "skopos/json_writer.h"
+#include "skopos/log.h"
+
+namespace skopos::driver {
+
+Heartbeat::Heartbeat(EtcdClient& etcd, HostIdentity self, std::string prefix, std::chrono::seconds ttl)
+    : etcd_(etcd), self_(std::move(self)), ttl_(std::max<std::chrono::seconds>(ttl, std::chrono::seconds(2))) {
+  while (prefix.size() > 1 && prefix.back() == '/') prefix.pop_back();
+  key_ = prefix + "/heartbeats/" + self_.machine_id;
+}
+
+Result<void, LockError> Heartbeat::start() {
+  auto lease = etcd_.lease_grant(ttl_.count());
+  if (!lease) return unexpected(LockError{LockError::Kind::kEtcd, "heartbeat lease: " + lease.error().message});
+  if (started_at_ == 0) started_at_ = static_cast<std::int64_t>(std::time(nullptr));
+  std::string value;
+  JsonWriter json(value);
+  json.begin_object()
+      .key("boot_id").value(self_.boot_id)
+      .key("hostname").value(self_.hostname)
+      .key("pid").value(static_cast<std::int64_t>(::getpid()))
+      .key("since").value(started_at_)
+      .end_object();
+  auto put = etcd_.put(key_, value, *lease);
+  if (!put) {
+    // The key may or may not be there; either way the lease is ours to drop. Without the
+    // key a live lease is useless, so revoke it and let the next beat start over.
+    (void)etcd_.lease_revoke(*lease);
+    return unexpected(LockError{LockError::Kind::kEtcd, "heartbeat key: " + put.error().message});
+  }
+  lease_ = *lease;
+  return {};
+}
+
+Result<void, LockError> Heartbeat::beat() {
+  if (lease_ == 0) return start();
+  auto ttl = etcd_.lease_keepalive(lease_);
+  if (!ttl) return unexpected(LockError{LockError::Kind::kEtcd, "heartbeat keepalive: " + ttl.error().message});
+  if (*ttl > 0) return {};
+  log_warning("heartbeat lease of '" + self_.machine_id + "' had expired (etcd unreachable for longer than " +
+              std::to_string(ttl_.count()) + " s); this host looked stale meanwhile; renewing");
+  lease_ = 0;
+  return start();
+}
+
+Result<void, LockError> Heartbeat::stop() {
+  if (lease_ == 0) return {};
+  auto revoked = etcd_.lease_revoke(lease_);
+  if (!revoked && !(revoked.error().kind == EtcdError::Kind::kRefused && revoked.error().code == 5)) {
+    return unexpected(LockError{LockError::Kind::kEtcd, "heartbeat revoke: " + revoked.error().message});
+  }
+  lease_ = 0;
+  return {};
+}
+
+}  // namespace skopos::driver

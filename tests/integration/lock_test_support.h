@@ -1,0 +1,53 @@
+// Helpers shared by the lock tests: a "machine" is an EtcdClient plus a LockService with
+// its own identity, as each host's driver has.
+#pragma once
+
+#include <gtest/gtest.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "driver/etcd_client.h"
+#include "driver/lock_service.h"
+
+namespace skopos::driver::testing {
+
+inline std::unique_ptr<EtcdClient> etcd_client(const std::vector<std::string>& endpoints,
+                                               std::chrono::milliseconds timeout = std::chrono::seconds(5)) {
+  EtcdOptions options;
+  for (const std::string& text : endpoints) {
+    auto parsed = HttpEndpoint::parse(text);
+    EXPECT_TRUE(parsed) << text;
+    options.http.endpoints.push_back(*parsed);
+  }
+  options.http.timeout = timeout;
+  options.http.backoff = std::chrono::milliseconds(20);
+  auto client = EtcdClient::create(std::move(options));
+  EXPECT_TRUE(client);
+  return std::move(*client);
+}
+
+struct Machine {
+  std::unique_ptr<EtcdClient> etcd;
+  std::unique_ptr<LockService> locks;
+};
+
+inline Machine machine(const std::vector<std::string>& endpoints, const std::string& prefix, const std::string& id,
+                       const std::string& boot_id = "boot-1",
+                       std::chrono::milliseconds timeout = std::chrono::seconds(5)) {
+  Machine m;
+  m.etcd = etcd_client(endpoints, timeout);
+  LockServiceOptions options;
+  options.prefix = prefix;
+  options.operation_timeout = std::chrono::seconds(30);
+  options.retry_backoff = std::chrono::milliseconds(20);
+  m.locks = std::make_unique<LockService>(*m.etcd, HostIdentity{id, boot_id, "host-" + id}, options);
+  return m;
+}
+
+inline std::chrono::steady_clock::time_point in(std::chrono::milliseconds d) {
+  return std::chrono::steady_clock::now() + d;
+}
+
+}  // namespace skopos::driver::testing
