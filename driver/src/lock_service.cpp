@@ -48,7 +48,9 @@ class Retry {
     if (!transient(error)) return false;
     const auto now = Clock::now();
     if (now + backoff_ >= until_) return false;
-    log_debug("etcd: " + error.message + "; retrying in " + std::to_string(backoff_.count()) + " ms");
+    // The first failure of an operation is worth a line; the retries after it are not.
+    log(tries_++ == 0 ? LogLevel::kWarning : LogLevel::kDebug,
+        error.message + "; retrying in " + std::to_string(backoff_.count()) + " ms");
     std::this_thread::sleep_for(backoff_);
     backoff_ = std::min<std::chrono::milliseconds>(backoff_ * 2, std::chrono::seconds(1));
     return true;
@@ -57,6 +59,7 @@ class Retry {
  private:
   std::chrono::milliseconds backoff_;
   Clock::time_point until_;
+  int tries_ = 0;
 };
 
 std::int64_t unix_now() { return static_cast<std::int64_t>(std::time(nullptr)); }

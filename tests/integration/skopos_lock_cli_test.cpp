@@ -1,1 +1,227 @@
-// placeholder
+// `skopos lock` as an operator runs it, against a real etcd: exit codes (timed out is
+// not an error; refused is not a failure), JSON and metrics output, the confirmation an
+// admin needs to break a live holder, host-lock tokens, a heartbeat process that dies,
+// and bad flags, bad data and an unreachable etcd.
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <simdjson.h>
+
+#include <chrono>
+#include <fstream>
+#include <thread>
+
+#include "etcd_server.h"
+#include "process.h"
+
+namespace {
+
+using namespace std::chrono_literals;
+using skopos::testing::ProcessResult;
+using skopos::testing::run_process;
+
+class SkoposLockCliTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() { server_ = skopos::testing::EtcdServer::start().release(); }
+  static void TearDownTestSuite() {
+    delete server_;
+    server_ = nullptr;
+  }
+  void SetUp() override {
+    prefix_ = std::string("/cli/") + ::testing::UnitTest::GetInstance()->current_test_info()->name();
+  }
+  // skopos lock ARGS... as machine `machine`.
+  ProcessResult lock(const std::string& machine, std::vector<std::string> args) {
+    std::vector<std::string> argv = {SKOPOS_CLI, "lock"};
+    argv.insert(argv.end(), args.begin(), args.end());
+    for (const std::string& option : {std::string("--etcd-endpoints"), server_->endpoint(), std::string("--etcd-prefix"),
+                                      prefix_, std::string("--machine-id"), machine}) {
+      argv.push_back(option);
+    }
+    return run_process(argv);
+  }
+  simdjson::dom::element json(const ProcessResult& result) {
+    simdjson::dom::element root;
+    EXPECT_EQ(parser_.parse(result.out).get(root), simdjson::SUCCESS) << result.out;
+    return root;
+  }
+  std::string heartbeat_of(const std::string& machine) {
+    auto status = lock("admin", {"status", "--json"});
+    EXPECT_EQ(status.exit_code, 0) << status.err;
+    for (simdjson::dom::element group : json(status)["groups"].get_array()) {
+      for (simdjson::dom::element holder : group["holders"].get_array()) {
+        if (std::string_view(holder["machine_id"]) == machine) return std::string(std::string_view(holder["heartbeat"]));
+      }
+    }
+    return "absent";
+  }
+
+  static skopos::testing::EtcdServer* server_;
+  std::string prefix_;
+  simdjson::dom::parser parser_;
+};
+skopos::testing::EtcdServer* SkoposLockCliTest::server_ = nullptr;
+
+TEST_F(SkoposLockCliTest, AcquireWaitReleaseWithExitCodesJsonAndMetrics) {
+  ASSERT_EQ(lock("admin", {"set-max", "reboot", "worker", "1"}).exit_code, 0);
+  auto first = lock("machine-a", {"acquire", "reboot", "worker", "--token", "REBOOT", "--json"});
+  ASSERT_EQ(first.exit_code, 0) << first.err;
+  const std::int64_t fencing = json(first)["fencing_token"].get_int64();
+  EXPECT_GT(fencing, 0);
+  EXPECT_FALSE(json(first)["already_held"].get_bool().value());
+
+  auto again = lock("machine-a", {"acquire", "reboot", "worker", "--token", "REBOOT", "--json"});
+  ASSERT_EQ(again.exit_code, 0);
+  EXPECT_EQ(json(again)["fencing_token"].get_int64().value(), fencing) << "idempotent: the same fencing token";
+  EXPECT_TRUE(json(again)["already_held"].get_bool().value());
+
+  auto busy = lock("machine-b", {"acquire", "reboot", "worker", "--timeout", "300ms"});
+  EXPECT_EQ(busy.exit_code, 1) << "timed out waiting is exit 1, not an error";
+  EXPECT_NE(busy.err.find("timed out waiting for lock 'reboot' group 'worker'"), std::string::npos) << busy.err;
+  EXPECT_NE(busy.err.find("'machine-a'"), std::string::npos) << "names who holds it";
+
+  auto metrics = lock("admin", {"status", "--metrics"});
+  ASSERT_EQ(metrics.exit_code, 0);
+  EXPECT_NE(metrics.out.find("skopos_lock_holders{lock=\"reboot\",group=\"worker\"} 1\n"), std::string::npos)
+      << metrics.out;
+  EXPECT_NE(metrics.out.find("skopos_lock_stale_holders{lock=\"reboot\",group=\"worker\"} 1\n"), std::string::npos)
+      << "no heartbeat runs for machine-a";
+
+  auto guarded = lock("machine-a", {"guard", "reboot", "worker", "--fencing-token", std::to_string(fencing), "--phase",
+                                    "draining"});
+  EXPECT_EQ(guarded.exit_code, 0) << guarded.err;
+  auto wrong = lock("machine-a", {"guard", "reboot", "worker", "--fencing-token", std::to_string(fencing + 1000),
+                                  "--phase", "draining"});
+  EXPECT_EQ(wrong.exit_code, 4) << "a stale fencing token is refused";
+
+  auto status = lock("admin", {"status"});
+  ASSERT_EQ(status.exit_code, 0);
+  EXPECT_NE(status.out.find("machine-a"), std::string::npos) << status.out;
+  EXPECT_NE(status.out.find("draining"), std::string::npos) << status.out;
+  EXPECT_NE(status.out.find("stale"), std::string::npos) << status.out;
+
+  EXPECT_EQ(lock("machine-a", {"release", "reboot", "worker"}).exit_code, 0);
+  auto nothing = lock("machine-a", {"release", "reboot", "worker", "--json"});
+  EXPECT_EQ(nothing.exit_code, 0);
+  EXPECT_FALSE(json(nothing)["released"].get_bool().value());
+  EXPECT_EQ(lock("machine-b", {"acquire", "reboot", "worker"}).exit_code, 0);
+}
+
+TEST_F(SkoposLockCliTest, BreakingALiveHolderNeedsForceAndConfirmationAStaleOneDoesNot) {
+  ASSERT_EQ(lock("machine-a", {"acquire", "reboot", "control", "--token", "REBOOT"}).exit_code, 0);
+  skopos::testing::ChildProcess heartbeat({SKOPOS_CLI, "lock", "heartbeat", "--ttl", "2s", "--etcd-endpoints",
+                                           server_->endpoint(), "--etcd-prefix", prefix_, "--machine-id", "machine-a"});
+  std::string state;
+  for (int i = 0; i < 50 && state != "fresh"; ++i) {
+    std::this_thread::sleep_for(100ms);
+    state = heartbeat_of("machine-a");
+  }
+  ASSERT_EQ(state, "fresh");
+
+  auto refused = lock("admin", {"unlock", "reboot", "control", "machine-a"});
+  EXPECT_EQ(refused.exit_code, 4) << refused.err;
+  EXPECT_NE(refused.err.find("--force --confirm machine-a"), std::string::npos) << refused.err;
+  auto unconfirmed = lock("admin", {"unlock", "reboot", "control", "machine-a", "--force"});
+  EXPECT_EQ(unconfirmed.exit_code, 2) << "--force alone is a usage error";
+  auto mistyped = lock("admin", {"unlock", "reboot", "control", "machine-a", "--force", "--confirm", "machine-b"});
+  EXPECT_EQ(mistyped.exit_code, 2);
+  EXPECT_EQ(heartbeat_of("machine-a"), "fresh") << "still held";
+
+  // The host dies: no revoke, its lease runs out.
+  heartbeat.stop(SIGKILL, 5s);
+  for (int i = 0; i < 100 && state != "stale"; ++i) {
+    std::this_thread::sleep_for(100ms);
+    state = heartbeat_of("machine-a");
+  }
+  ASSERT_EQ(state, "stale") << "a dead holder is reported stale";
+  auto broken = lock("admin", {"unlock", "reboot", "control", "machine-a", "--json"});
+  EXPECT_EQ(broken.exit_code, 0) << broken.err;
+  EXPECT_TRUE(json(broken)["removed"].get_bool().value());
+  EXPECT_EQ(heartbeat_of("machine-a"), "absent");
+}
+
+TEST_F(SkoposLockCliTest, AHeartbeatStoppedCleanlyWithdrawsItselfAtOnce) {
+  ASSERT_EQ(lock("machine-a", {"acquire", "reboot", "proxy"}).exit_code, 0);
+  skopos::testing::ChildProcess heartbeat({SKOPOS_CLI, "lock", "heartbeat", "--ttl", "30s", "--etcd-endpoints",
+                                           server_->endpoint(), "--etcd-prefix", prefix_, "--machine-id", "machine-a"});
+  std::string state;
+  for (int i = 0; i < 50 && state != "fresh"; ++i) {
+    std::this_thread::sleep_for(100ms);
+    state = heartbeat_of("machine-a");
+  }
+  ASSERT_EQ(state, "fresh");
+  EXPECT_EQ(heartbeat.stop(SIGTERM, 10s), 0);
+  EXPECT_EQ(heartbeat_of("machine-a"), "stale") << "revoked on SIGTERM, not left to expire after 30 s";
+}
+
+TEST_F(SkoposLockCliTest, HostLockTakesOneTokenAndOnlyThatTokenUnlocks) {
+  auto locked = lock("machine-a", {"host-lock", "DRAIN", "--json"});
+  ASSERT_EQ(locked.exit_code, 0) << locked.err;
+  EXPECT_TRUE(json(locked)["locked"].get_bool().value());
+  EXPECT_EQ(lock("machine-a", {"host-lock", "DRAIN"}).exit_code, 0) << "the same token again is a no-op";
+  auto other = lock("machine-a", {"host-lock", "REBOOT"});
+  EXPECT_EQ(other.exit_code, 4);
+  EXPECT_NE(other.err.find("locked for DRAIN"), std::string::npos) << other.err;
+  EXPECT_EQ(lock("machine-a", {"host-unlock", "REBOOT"}).exit_code, 4);
+  EXPECT_EQ(lock("machine-a", {"host-lock", "reboot"}).exit_code, 2) << "tokens are REBOOT, DRAIN, BOOSTER";
+  auto status = lock("machine-a", {"host-status", "--json"});
+  ASSERT_EQ(status.exit_code, 0);
+  EXPECT_EQ(std::string_view(json(status)["token"]), "DRAIN");
+  EXPECT_EQ(lock("machine-b", {"host-status", "--json"}).out.find("\"locked\":false") != std::string::npos, true)
+      << "host locks are per machine";
+  EXPECT_EQ(lock("machine-a", {"host-unlock", "DRAIN"}).exit_code, 0);
+  auto free = lock("machine-a", {"host-status"});
+  EXPECT_NE(free.out.find("is not locked"), std::string::npos) << free.out;
+}
+
+TEST_F(SkoposLockCliTest, BadFlagsBadDataAndAnUnreachableEtcdEachSayWhatIsWrong) {
+  auto unknown = lock("machine-a", {"acquire", "reboot", "worker", "--tokn", "X"});
+  EXPECT_EQ(unknown.exit_code, 2);
+  EXPECT_NE(unknown.err.find("tokn"), std::string::npos) << unknown.err;
+  EXPECT_EQ(lock("machine-a", {"acquire", "reboot"}).exit_code, 2) << "missing argument";
+  EXPECT_EQ(lock("machine-a", {"set-max", "reboot", "worker", "two"}).exit_code, 2);
+  EXPECT_EQ(lock("machine-a", {"acquire", "re/boot", "worker"}).exit_code, 2);
+  EXPECT_EQ(lock("machine-a", {"frobnicate"}).exit_code, 2);
+  auto bad_endpoint = run_process({SKOPOS_CLI, "lock", "status", "--etcd-endpoints", "ftp://127.0.0.1:1"});
+  EXPECT_EQ(bad_endpoint.exit_code, 2);
+  EXPECT_NE(bad_endpoint.err.find("ftp://127.0.0.1:1"), std::string::npos) << bad_endpoint.err;
+
+  const std::string dead = "http://127.0.0.1:" + std::to_string(skopos::testing::free_loopback_port());
+  auto unreachable = run_process({SKOPOS_CLI, "lock", "acquire", "reboot", "worker", "--etcd-endpoints", dead,
+                                  "--machine-id", "machine-a", "--etcd-timeout", "500ms"});
+  EXPECT_EQ(unreachable.exit_code, 3) << unreachable.err;
+  EXPECT_NE(unreachable.err.find(dead), std::string::npos) << "names the endpoint: " << unreachable.err;
+
+  // Garbage in the semaphore key: a clear error and no write.
+  auto etcdctl = run_process({"etcdctl", "--endpoints", server_->endpoint(), "put", prefix_ + "/locks/reboot/worker/max",
+                              "{\"max\": 2}"},
+                             {});
+  ASSERT_EQ(etcdctl.exit_code, 0) << etcdctl.err;
+  auto garbage = lock("machine-a", {"acquire", "reboot", "worker"});
+  EXPECT_EQ(garbage.exit_code, 3);
+  EXPECT_NE(garbage.err.find("not a count"), std::string::npos) << garbage.err;
+  auto status = lock("admin", {"status", "--json"});
+  ASSERT_EQ(status.exit_code, 0);
+  EXPECT_EQ(json(status)["groups"].at(0)["held"].get_int64().value(), 0) << "nothing was written";
+}
+
+TEST_F(SkoposLockCliTest, SettingsComeFromTheConfigFileAndTheCommandLineWins) {
+  const std::string config = "/tmp/skopos-cli-test-" + std::to_string(::getpid()) + ".conf";
+  {
+    std::ofstream out(config);
+    out << "# skopos settings\netcd-endpoints = " << server_->endpoint() << "\netcd-prefix = " << prefix_
+        << "\nmachine-id = from-config\n";
+  }
+  auto taken = run_process({SKOPOS_CLI, "lock", "acquire", "reboot", "worker", "--config", config, "--json"});
+  EXPECT_EQ(taken.exit_code, 0) << taken.err;
+  EXPECT_NE(taken.out.find("\"machine_id\":\"from-config\""), std::string::npos) << taken.out;
+  auto other = run_process({SKOPOS_CLI, "lock", "acquire", "reboot", "worker", "--config", config, "--machine-id",
+                            "from-flag"});
+  EXPECT_EQ(other.exit_code, 1) << "from-flag waits behind from-config: " << other.err;
+  std::ofstream(config, std::ios::app) << "bogus-setting = 1\n";
+  auto bad = run_process({SKOPOS_CLI, "lock", "status", "--config", config});
+  EXPECT_EQ(bad.exit_code, 2);
+  EXPECT_NE(bad.err.find("bogus-setting"), std::string::npos) << bad.err;
+  std::remove(config.c_str());
+}
+
+}  // namespace
