@@ -5,6 +5,8 @@
 # skopos-tracker counts -- per container and per network namespace, inbound and
 # outbound, from eBPF. Everything it starts is removed on exit.
 # Without root it shows this machine's namespaces from /proc instead.
+# Then the cluster locks: a private etcd on loopback and `skopos lock` taking, waiting
+# for and giving back a tier's reboot slot, and this host's lock.
 # (The drain issue turns this into the full drain demo.)
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
@@ -12,13 +14,54 @@ cd "$top"
 
 tools/install-deps.sh
 cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
-cmake --build build -j "$(nproc)" --target skopos-tracker tracker-cli
+cmake --build build -j "$(nproc)" --target skopos-tracker tracker-cli skopos
 cli=build/bin/tracker-cli
+
+# The cluster locks with a private single-member etcd on loopback ports.
+etcd_pid=
+edir=
+lock_cleanup() {
+  [ -n "$etcd_pid" ] && kill "$etcd_pid" 2>/dev/null && wait "$etcd_pid" 2>/dev/null || true
+  [ -n "$edir" ] && rm -rf "$edir"
+  etcd_pid=
+  edir=
+}
+lock_demo() {
+  local port skopos=build/bin/skopos
+  edir=$(mktemp -d /tmp/skopos-demo-etcd.XXXXXX)
+  port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+  etcd --data-dir "$edir/data" --listen-client-urls "http://127.0.0.1:$port" \
+    --advertise-client-urls "http://127.0.0.1:$port" --listen-peer-urls "http://127.0.0.1:$((port + 1))" \
+    --initial-advertise-peer-urls "http://127.0.0.1:$((port + 1))" \
+    --initial-cluster "default=http://127.0.0.1:$((port + 1))" --logger zap --log-outputs "$edir/etcd.log" \
+    >/dev/null 2>&1 &
+  etcd_pid=$!
+  # skopos lock COMMAND ARGS... against the private etcd.
+  lock() { "$skopos" lock "$1" --etcd-endpoints "http://127.0.0.1:$port" --log-level warning "${@:2}"; }
+  for _ in $(seq 100); do lock status >/dev/null 2>&1 && break; sleep 0.1; done
+
+  printf '\n== Cluster locks on etcd (a private etcd on 127.0.0.1:%s)\n' "$port"
+  printf '\n$ skopos lock set-max reboot worker 1\n'; lock set-max reboot worker 1
+  printf '\n$ skopos lock acquire reboot worker --token REBOOT   (this machine)\n'
+  lock acquire reboot worker --token REBOOT
+  printf '\n$ skopos lock acquire reboot worker --machine-id other-host --timeout 1s\n'
+  lock acquire reboot worker --machine-id other-host --timeout 1s || printf '(exit %d: timed out waiting)\n' $?
+  printf '\n$ skopos lock host-lock REBOOT\n'; lock host-lock REBOOT
+  printf '\n$ skopos lock status   (no driver keeps a heartbeat here, so the holder shows stale)\n'
+  lock status
+  printf '\n$ skopos lock release reboot worker; skopos lock host-unlock REBOOT\n'
+  lock release reboot worker
+  lock host-unlock REBOOT
+  lock_cleanup
+}
 
 tracker=build/bin/skopos-tracker
 if [ "$(id -u)" -ne 0 ]; then
   printf '\n== Not root: connections per network namespace from /proc (%s --once --source proc)\n\n' "$tracker"
-  exec "$tracker" --once --source proc --docker-socket none --conntrack off --format table
+  "$tracker" --once --source proc --docker-socket none --conntrack off --format table
+  trap lock_cleanup EXIT
+  lock_demo
+  exit 0
 fi
 
 dir=$(mktemp -d /tmp/skopos-demo.XXXXXX)
@@ -28,6 +71,7 @@ podman=(podman --root "$dir/root" --runroot "$dir/run" --storage-driver vfs --ru
 service_pid=
 tracker_pid=
 cleanup() {
+  lock_cleanup
   [ -n "$tracker_pid" ] && kill "$tracker_pid" 2>/dev/null && wait "$tracker_pid" 2>/dev/null || true
   exec 3>&- 4>&- 5>&- 6>&- 7>&- 2>/dev/null || true
   "${podman[@]}" rm --force --all --time 0 >/dev/null 2>&1 || true
@@ -94,3 +138,5 @@ sleep 2
 exec 3>&- 4>&- 5>&-
 wait "$watch_pid"
 printf '\n(live view of the same: %s top --socket SOCKET)\n' "$cli"
+
+lock_demo

@@ -39,11 +39,12 @@ fi
 
 # Container tests run a private podman under /tmp/skopos-podman-<pid>; one that crashed
 # may have left it behind.
+# The same for the etcd servers the lock tests start under /tmp/skopos-etcd-<pid>-<n>.
 check_podman_leftovers() {
   local left
-  left=$(ls -d /tmp/skopos-podman-* 2>/dev/null || true)
+  left=$(ls -d /tmp/skopos-podman-* /tmp/skopos-etcd-* 2>/dev/null || true)
   if [ -n "$left" ]; then
-    echo "test.sh: container test directories left behind: $left" >&2
+    echo "test.sh: test directories left behind (podman or etcd): $left" >&2
     return 1
   fi
 }

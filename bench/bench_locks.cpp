@@ -1,0 +1,134 @@
+// The lock goals against a real etcd 3.4 started here on loopback (data on /tmp, so
+// every write is fsync'ed as in production):
+//   * uncontended acquire + release: p50 < 5 ms;
+//   * a released slot is taken by a waiting contender within 50 ms (etcd watch).
+// Prints a goals table. Usage: bench_locks [--cycles N] [--handoffs N]
+#include <algorithm>
+#include <cstdio>
+#include <cstring>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "bench_support.h"
+#include "driver/lock_service.h"
+#include "etcd_server.h"
+#include "skopos/log.h"
+
+namespace {
+
+using namespace std::chrono_literals;
+using skopos::bench::Clock;
+using namespace skopos::driver;
+
+double ms(Clock::duration d) { return std::chrono::duration<double, std::milli>(d).count(); }
+
+double percentile(std::vector<double> values, double p) {
+  if (values.empty()) return 0;
+  std::sort(values.begin(), values.end());
+  const auto index = static_cast<std::size_t>(p * static_cast<double>(values.size() - 1));
+  return values[index];
+}
+
+struct Node {
+  std::unique_ptr<EtcdClient> etcd;
+  std::unique_ptr<LockService> locks;
+};
+
+Node node(const std::string& endpoint, const std::string& id) {
+  EtcdOptions options;
+  auto parsed = HttpEndpoint::parse(endpoint);
+  if (!parsed) skopos::bench::die("endpoint " + endpoint);
+  options.http.endpoints.push_back(*parsed);
+  auto etcd = EtcdClient::create(options);
+  if (!etcd) skopos::bench::die("etcd client: " + etcd.error().message);
+  Node n;
+  n.etcd = std::move(*etcd);
+  LockServiceOptions lock_options;
+  lock_options.prefix = "/bench";
+  n.locks = std::make_unique<LockService>(*n.etcd, HostIdentity{id, "boot", id}, lock_options);
+  return n;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  int cycles = 1000;
+  int handoffs = 100;
+  for (int i = 1; i + 1 < argc; i += 2) {
+    if (std::strcmp(argv[i], "--cycles") == 0) {
+      cycles = std::atoi(argv[i + 1]);
+    } else if (std::strcmp(argv[i], "--handoffs") == 0) {
+      handoffs = std::atoi(argv[i + 1]);
+    } else {
+      std::fprintf(stderr, "bench_locks: unknown option '%s'; see bench/bench_locks.cpp\n", argv[i]);
+      return 2;
+    }
+  }
+  if (cycles <= 0 || handoffs <= 0) {
+    std::fprintf(stderr, "bench_locks: --cycles and --handoffs must be positive\n");
+    return 2;
+  }
+  skopos::set_log_level(skopos::LogLevel::kError);
+  auto server = skopos::testing::EtcdServer::start(1);
+  std::printf("etcd 3.4 on %s (one member, data on /tmp); %d cycles, %d handoffs\n", server->endpoint().c_str(),
+              cycles, handoffs);
+
+  // Uncontended: one machine takes and gives back the slot.
+  auto a = node(server->endpoint(), "bench-a");
+  std::vector<double> acquire_ms, release_ms, cycle_ms;
+  for (int i = 0; i < cycles; ++i) {
+    const auto start = Clock::now();
+    auto held = a.locks->acquire("reboot", "worker", "REBOOT", Clock::now() + 10s);
+    const auto taken = Clock::now();
+    if (!held || held->already_held) skopos::bench::die("acquire: " + (held ? "already held" : held.error().message));
+    auto released = a.locks->release("reboot", "worker", held->fencing_token);
+    const auto end = Clock::now();
+    if (!released || !*released) skopos::bench::die("release");
+    acquire_ms.push_back(ms(taken - start));
+    release_ms.push_back(ms(end - taken));
+    cycle_ms.push_back(ms(end - start));
+  }
+
+  // Handoff: A holds, B waits (watching); A releases; how long until B holds.
+  auto b = node(server->endpoint(), "bench-b");
+  std::vector<double> handoff_ms;
+  Node* holder = &a;
+  Node* waiter = &b;
+  for (int i = 0; i < handoffs; ++i) {
+    auto held = holder->locks->acquire("reboot", "worker", "REBOOT", Clock::now() + 10s);
+    if (!held) skopos::bench::die("acquire: " + held.error().message);
+    Clock::time_point waited_at;
+    bool ok = false;
+    std::thread thread([&] {
+      auto got = waiter->locks->acquire("reboot", "worker", "REBOOT", Clock::now() + 30s);
+      waited_at = Clock::now();
+      ok = static_cast<bool>(got);
+    });
+    std::this_thread::sleep_for(30ms);  // the waiter has read the group and is watching
+    auto released = holder->locks->release("reboot", "worker", held->fencing_token);
+    const auto released_at = Clock::now();
+    thread.join();
+    if (!released || !ok) skopos::bench::die("handoff");
+    handoff_ms.push_back(ms(waited_at - released_at));
+    std::swap(holder, waiter);
+  }
+  if (!holder->locks->release("reboot", "worker")) skopos::bench::die("final release");
+
+  using skopos::bench::Row;
+  const double p50_cycle = percentile(cycle_ms, 0.5);
+  const double p50_handoff = percentile(handoff_ms, 0.5);
+  const double p99_handoff = percentile(handoff_ms, 0.99);
+  std::vector<Row> rows = {
+      {"uncontended acquire + release, p50", p50_cycle, "ms", "< 5 ms", p50_cycle < 5 ? "met" : "MISSED"},
+      {"uncontended acquire + release, p90", percentile(cycle_ms, 0.9), "ms", "", ""},
+      {"uncontended acquire + release, p99", percentile(cycle_ms, 0.99), "ms", "", ""},
+      {"  acquire alone, p50", percentile(acquire_ms, 0.5), "ms", "", ""},
+      {"  release alone, p50", percentile(release_ms, 0.5), "ms", "", ""},
+      {"released slot taken by a waiter, p50", p50_handoff, "ms", "< 50 ms", p50_handoff < 50 ? "met" : "MISSED"},
+      {"released slot taken by a waiter, p99", p99_handoff, "ms", "< 50 ms", p99_handoff < 50 ? "met" : "MISSED"},
+      {"released slot taken by a waiter, max", *std::max_element(handoff_ms.begin(), handoff_ms.end()), "ms", "", ""},
+  };
+  skopos::bench::print_rows(rows);
+  return 0;
+}
