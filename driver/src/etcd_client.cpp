@@ -179,6 +179,10 @@ Result<std::string, EtcdError> EtcdClient::call(const std::string& path, const s
   auto response = http_->request(request);
   if (!response) {
     const HttpError& error = response.error();
+    if (error.kind == HttpError::Kind::kTls) {
+      // A certificate problem is configuration: refused, nothing applied, not worth a retry.
+      return unexpected(EtcdError{EtcdError::Kind::kRefused, 16, "etcd " + path + ": " + error.message()});
+    }
     const bool unknown = error.maybe_applied;
     return unexpected(EtcdError{unknown ? EtcdError::Kind::kUnknownOutcome : EtcdError::Kind::kUnavailable, 0,
                                 "etcd " + path + ": " + error.message()});

@@ -179,23 +179,21 @@ struct Exchange {
   }
 };
 
-}  // namespace
-
-Result<HttpResponse, HttpError> HttpClient::attempt(const HttpEndpoint& endpoint, const HttpRequest& request) {
-  asio::io_context context;
-  Exchange exchange;
-  http::request<http::string_body>& out = exchange.request;
+// The request as every exchange sends it: target under the endpoint's base path, Host,
+// User-Agent, one request per connection, and the configured authorization.
+void build_request(http::request<http::string_body>& out, const HttpEndpoint& endpoint, const HttpRequest& request,
+                   const HttpOptions& options) {
   out.method_string(request.method);
   out.target(endpoint.base_path + request.target);
   out.version(11);
   out.set(http::field::host, endpoint.scheme == HttpEndpoint::Scheme::kUnix ? std::string("localhost")
                                                                             : endpoint.host + ":" + std::to_string(endpoint.port));
-  out.set(http::field::user_agent, options_.user_agent);
+  out.set(http::field::user_agent, options.user_agent);
   out.set(http::field::connection, "close");
-  if (!options_.bearer_token.empty()) {
-    out.set(http::field::authorization, "Bearer " + options_.bearer_token);
-  } else if (!options_.basic_user.empty()) {
-    const std::string plain = options_.basic_user + ":" + options_.basic_password;
+  if (!options.bearer_token.empty()) {
+    out.set(http::field::authorization, "Bearer " + options.bearer_token);
+  } else if (!options.basic_user.empty()) {
+    const std::string plain = options.basic_user + ":" + options.basic_password;
     std::string encoded(boost::beast::detail::base64::encoded_size(plain.size()), '\0');
     encoded.resize(boost::beast::detail::base64::encode(encoded.data(), plain.data(), plain.size()));
     out.set(http::field::authorization, "Basic " + encoded);
@@ -204,6 +202,51 @@ Result<HttpResponse, HttpError> HttpClient::attempt(const HttpEndpoint& endpoint
   if (!request.content_type.empty()) out.set(http::field::content_type, request.content_type);
   out.body() = request.body;
   out.prepare_payload();
+}
+
+// A TLS stream over `socket` that sends SNI and, when verifying, checks that the
+// certificate names the host we asked for.
+std::unique_ptr<ssl::stream<asio::ip::tcp::socket&>> make_tls_stream(asio::ip::tcp::socket& socket,
+                                                                     ssl::context& context, const std::string& host,
+                                                                     bool verify) {
+  auto secure = std::make_unique<ssl::stream<asio::ip::tcp::socket&>>(socket, context);
+  // SSL_set_tlsext_host_name() is a macro with a C cast; this is what it expands to.
+  SSL_ctrl(secure->native_handle(), SSL_CTRL_SET_TLSEXT_HOSTNAME, TLSEXT_NAMETYPE_host_name,
+           const_cast<char*>(host.c_str()));
+  if (verify) secure->set_verify_callback(ssl::host_name_verification(host));
+  return secure;
+}
+
+// OpenSSL refusing the peer, or the peer refusing us: a failed certificate check in the
+// handshake, or the server's alert that it does not accept our certificate (with TLS 1.3
+// that alert arrives after the client's handshake, when the request was already written;
+// the server never read it). Retrying cannot help. A connection that merely broke during
+// the handshake is not this: it is reported as a failed connect.
+bool tls_refusal(const error_code& ec) {
+  if (ec.category() != asio::error::get_ssl_category()) return false;
+  switch (ERR_GET_REASON(static_cast<unsigned long>(ec.value()))) {
+    case SSL_R_CERTIFICATE_VERIFY_FAILED:
+    case SSL_R_SSLV3_ALERT_BAD_CERTIFICATE:
+    case SSL_R_SSLV3_ALERT_CERTIFICATE_EXPIRED:
+    case SSL_R_SSLV3_ALERT_CERTIFICATE_REVOKED:
+    case SSL_R_SSLV3_ALERT_CERTIFICATE_UNKNOWN:
+    case SSL_R_SSLV3_ALERT_UNSUPPORTED_CERTIFICATE:
+    case SSL_R_TLSV1_ALERT_UNKNOWN_CA:
+    case SSL_R_TLSV1_ALERT_ACCESS_DENIED:
+    case SSL_R_TLSV13_ALERT_CERTIFICATE_REQUIRED:
+    case SSL_R_SSLV3_ALERT_HANDSHAKE_FAILURE:
+      return true;
+    default:
+      return false;
+  }
+}
+
+}  // namespace
+
+Result<HttpResponse, HttpError> HttpClient::attempt(const HttpEndpoint& endpoint, const HttpRequest& request) {
+  asio::io_context context;
+  Exchange exchange;
+  build_request(exchange.request, endpoint, request, options_);
   exchange.parser.body_limit(options_.max_response_bytes);
   exchange.limit = options_.max_response_bytes;
   exchange.parser.header_limit(64 * 1024);
@@ -228,12 +271,7 @@ Result<HttpResponse, HttpError> HttpClient::attempt(const HttpEndpoint& endpoint
     asio::ip::tcp::socket plain(context);
     std::unique_ptr<ssl::stream<asio::ip::tcp::socket&>> secure;
     if (endpoint.scheme == HttpEndpoint::Scheme::kHttps) {
-      secure = std::make_unique<ssl::stream<asio::ip::tcp::socket&>>(plain, tls_->context);
-      // SNI, and the certificate must name the host we asked for.
-      // SSL_set_tlsext_host_name() is a macro with a C cast; this is what it expands to.
-      SSL_ctrl(secure->native_handle(), SSL_CTRL_SET_TLSEXT_HOSTNAME, TLSEXT_NAMETYPE_host_name,
-               const_cast<char*>(endpoint.host.c_str()));
-      if (options_.tls.verify) secure->set_verify_callback(ssl::host_name_verification(endpoint.host));
+      secure = make_tls_stream(plain, tls_->context, endpoint.host, options_.tls.verify);
     }
     resolver.async_resolve(endpoint.host, std::to_string(endpoint.port),
                            [&](const error_code& ec, const asio::ip::tcp::resolver::results_type& results) {
@@ -270,10 +308,11 @@ Result<HttpResponse, HttpError> HttpClient::attempt(const HttpEndpoint& endpoint
     const error_code& ec = exchange.error;
     error.maybe_applied = exchange.written;
     error.detail = exchange.step + ": " + ec.message();
-    if (exchange.step == "connect") {
-      error.kind = HttpError::Kind::kConnect;
-    } else if (tls_failed) {
+    if (tls_refusal(ec)) {
       error.kind = HttpError::Kind::kTls;
+      error.maybe_applied = false;
+    } else if (exchange.step == "connect" || tls_failed) {
+      error.kind = HttpError::Kind::kConnect;  // nothing was sent
     } else if (ec == http::error::body_limit || ec == http::error::header_limit) {
       error.kind = HttpError::Kind::kProtocol;
       error.detail = "response larger than " + std::to_string(options_.max_response_bytes) + " bytes";
@@ -300,28 +339,26 @@ Result<HttpResponse, HttpError> HttpClient::attempt(const HttpEndpoint& endpoint
 
 Result<void, HttpError> HttpClient::stream(const HttpRequest& request, Clock::time_point until,
                                            FunctionRef<bool(std::string_view data)> on_data, unsigned& status) {
-  // Plain TCP and Unix only: watches go to etcd's gateway, and TLS streams can come
-  // when an endpoint needs them.
   HttpError error;
   for (std::size_t tried = 0; tried < options_.endpoints.size(); ++tried) {
     const std::size_t index = (preferred_ + tried) % options_.endpoints.size();
     const HttpEndpoint& endpoint = options_.endpoints[index];
     error = HttpError{};
     error.endpoint = request.method + " " + endpoint.text + request.target;
-    if (endpoint.scheme != HttpEndpoint::Scheme::kHttp) {
+    if (endpoint.scheme == HttpEndpoint::Scheme::kUnix) {
       error.kind = HttpError::Kind::kProtocol;
-      error.detail = "streaming is implemented for http:// endpoints only";
+      error.detail = "streaming is implemented for http:// and https:// endpoints";
       return unexpected(std::move(error));
     }
     asio::io_context context;
     asio::ip::tcp::resolver resolver(context);
     asio::ip::tcp::socket socket(context);
-    http::request<http::string_body> out{http::string_to_verb(request.method), endpoint.base_path + request.target, 11};
-    out.set(http::field::host, endpoint.host + ":" + std::to_string(endpoint.port));
-    out.set(http::field::user_agent, options_.user_agent);
-    if (!request.content_type.empty()) out.set(http::field::content_type, request.content_type);
-    out.body() = request.body;
-    out.prepare_payload();
+    std::unique_ptr<ssl::stream<asio::ip::tcp::socket&>> secure;
+    if (endpoint.scheme == HttpEndpoint::Scheme::kHttps) {
+      secure = make_tls_stream(socket, tls_->context, endpoint.host, options_.tls.verify);
+    }
+    http::request<http::string_body> out;
+    build_request(out, endpoint, request, options_);
     http::response_parser<http::buffer_body> parser;
     parser.body_limit(boost::none);
     boost::beast::flat_buffer buffer;
@@ -332,17 +369,25 @@ Result<void, HttpError> HttpClient::stream(const HttpRequest& request, Clock::ti
       result = ec;
       done = true;
     };
+    // Sends the request and reads the response header on the connected (or secured) stream.
+    const auto converse = [&](auto& stream) {
+      step = "send";
+      http::async_write(stream, out, [&](const error_code& ec, std::size_t) {
+        if (ec) return finish(ec);
+        step = "receive header";
+        http::async_read_header(stream, buffer, parser, [&](const error_code& ec2, std::size_t) { finish(ec2); });
+      });
+    };
     resolver.async_resolve(endpoint.host, std::to_string(endpoint.port),
                            [&](const error_code& ec, const asio::ip::tcp::resolver::results_type& results) {
                              if (ec) return finish(ec);
                              asio::async_connect(socket, results, [&](const error_code& ec2, const auto&) {
                                if (ec2) return finish(ec2);
-                               step = "send";
-                               http::async_write(socket, out, [&](const error_code& ec3, std::size_t) {
+                               if (!secure) return converse(socket);
+                               step = "TLS handshake";
+                               secure->async_handshake(ssl::stream_base::client, [&](const error_code& ec3) {
                                  if (ec3) return finish(ec3);
-                                 step = "receive header";
-                                 http::async_read_header(socket, buffer, parser,
-                                                         [&](const error_code& ec4, std::size_t) { finish(ec4); });
+                                 converse(*secure);
                                });
                              });
                            });
@@ -351,6 +396,7 @@ Result<void, HttpError> HttpClient::stream(const HttpRequest& request, Clock::ti
       error_code ignored;
       socket.close(ignored);
     };
+    // Connecting, the handshake and the response header have the per-attempt deadline.
     if (!run_until(context, done, std::min(until, Clock::now() + options_.timeout), cancel)) {
       error.kind = step == "connect" ? HttpError::Kind::kConnect : HttpError::Kind::kTimeout;
       error.detail = "timed out (" + step + ")";
@@ -358,9 +404,11 @@ Result<void, HttpError> HttpClient::stream(const HttpRequest& request, Clock::ti
       return unexpected(std::move(error));
     }
     if (result) {
-      error.kind = step == "connect" ? HttpError::Kind::kConnect : HttpError::Kind::kIo;
+      error.kind = tls_refusal(result)                                   ? HttpError::Kind::kTls
+                   : step == "connect" || step == "TLS handshake" ? HttpError::Kind::kConnect
+                                                                  : HttpError::Kind::kIo;
       error.detail = step + ": " + result.message();
-      if (step == "connect") continue;
+      if (error.kind == HttpError::Kind::kConnect) continue;
       return unexpected(std::move(error));
     }
     preferred_ = index;
@@ -371,10 +419,16 @@ Result<void, HttpError> HttpClient::stream(const HttpRequest& request, Clock::ti
       parser.get().body().data = chunk;
       parser.get().body().size = sizeof chunk;
       done = false;
-      http::async_read_some(socket, buffer, parser, [&](const error_code& ec, std::size_t) { finish(ec); });
+      if (secure) {
+        http::async_read_some(*secure, buffer, parser, [&](const error_code& ec, std::size_t) { finish(ec); });
+      } else {
+        http::async_read_some(socket, buffer, parser, [&](const error_code& ec, std::size_t) { finish(ec); });
+      }
       if (!run_until(context, done, until, cancel)) return {};  // `until` passed: fine
       if (result && result != http::error::need_buffer) {
-        if (result == http::error::end_of_stream || result == asio::error::eof) return {};
+        if (result == http::error::end_of_stream || result == asio::error::eof || result == ssl::error::stream_truncated) {
+          return {};
+        }
         error.kind = HttpError::Kind::kIo;
         error.detail = "stream: " + result.message();
         return unexpected(std::move(error));
@@ -399,9 +453,9 @@ Result<HttpResponse, HttpError> HttpClient::request(const HttpRequest& request) 
     }
     last = std::move(result).error();
     // Only what certainly did not reach a server, or what may be repeated, is retried.
-    const bool not_sent = last.kind == HttpError::Kind::kConnect || last.kind == HttpError::Kind::kTls;
-    if (!not_sent && !request.idempotent) break;
-    if (last.kind == HttpError::Kind::kProtocol) break;
+    // A refused certificate or a protocol error will be the same next time.
+    if (last.kind == HttpError::Kind::kProtocol || last.kind == HttpError::Kind::kTls) break;
+    if (last.kind != HttpError::Kind::kConnect && !request.idempotent) break;
     if (attempt + 1 < options_.attempts) {
       // Another endpoint is worth trying at once; the same one after a pause.
       if (count == 1 || (attempt + 1) % static_cast<int>(count) == 0) std::this_thread::sleep_for(backoff);

@@ -58,7 +58,7 @@ std::string field(const std::string& json, const std::string& name) {
 
 }  // namespace
 
-std::unique_ptr<EtcdServer> EtcdServer::start(int members) {
+std::unique_ptr<EtcdServer> EtcdServer::start(int members, const EtcdTls* tls) {
   if (::access("/usr/bin/etcd", X_OK) != 0) {
     std::fprintf(stderr, "EtcdServer: /usr/bin/etcd is missing; run tools/install-deps.sh\n");
     std::abort();
@@ -67,12 +67,14 @@ std::unique_ptr<EtcdServer> EtcdServer::start(int members) {
   static int sequence = 0;
   server->dir_ = "/tmp/skopos-etcd-" + std::to_string(::getpid()) + "-" + std::to_string(sequence++);
   std::filesystem::remove_all(server->dir_);
+  if (tls != nullptr) server->tls_ = *tls;
   for (int i = 0; i < members; ++i) {
     Member member;
     member.name = "member" + std::to_string(i);
     member.dir = server->dir_ + "/" + member.name;
     member.client_port = free_loopback_port();
-    member.client_url = "http://127.0.0.1:" + std::to_string(member.client_port);
+    member.client_url = (tls != nullptr ? "https://127.0.0.1:" : "http://127.0.0.1:") + std::to_string(member.client_port);
+    member.metrics_port = free_loopback_port();
     member.peer_url = "http://127.0.0.1:" + std::to_string(free_loopback_port());
     std::filesystem::create_directories(member.dir);
     server->initial_cluster_ += (i == 0 ? "" : ",") + member.name + "=" + member.peer_url;
@@ -84,18 +86,27 @@ std::unique_ptr<EtcdServer> EtcdServer::start(int members) {
 }
 
 void EtcdServer::launch(Member& member, bool existing) {
-  member.process = std::make_unique<ChildProcess>(std::vector<std::string>{
+  std::vector<std::string> argv = {
       "/usr/bin/etcd", "--name", member.name, "--data-dir", member.dir + "/data", "--listen-client-urls",
       member.client_url, "--advertise-client-urls", member.client_url, "--listen-peer-urls", member.peer_url,
       "--initial-advertise-peer-urls", member.peer_url, "--initial-cluster", initial_cluster_,
-      "--initial-cluster-state", existing ? "existing" : "new", "--initial-cluster-token", dir_, "--logger", "zap",
-      "--log-outputs", member.dir + "/etcd.log"});
+      "--initial-cluster-state", existing ? "existing" : "new", "--initial-cluster-token", dir_,
+      "--listen-metrics-urls", "http://127.0.0.1:" + std::to_string(member.metrics_port), "--logger", "zap",
+      "--log-outputs", member.dir + "/etcd.log"};
+  if (tls_) {
+    for (const std::string& arg : {std::string("--cert-file"), tls_->cert_file, std::string("--key-file"),
+                                   tls_->key_file, std::string("--trusted-ca-file"), tls_->ca_file,
+                                   std::string("--client-cert-auth")}) {
+      argv.push_back(arg);
+    }
+  }
+  member.process = std::make_unique<ChildProcess>(argv);
 }
 
 void EtcdServer::wait_healthy(const Member& member) const {
   // /health is true once the member sees a leader and can serve.
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
-  while (!healthy(member.client_port)) {
+  while (!healthy(member.metrics_port)) {
     if (std::chrono::steady_clock::now() >= deadline) {
       std::fprintf(stderr, "EtcdServer: %s did not become healthy in 30 s (log in %s/etcd.log)\n", member.name.c_str(),
                    member.dir.c_str());

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -12,14 +13,23 @@
 
 namespace skopos::testing {
 
+// Serve clients over TLS with these PEM files, and require client certificates signed by
+// `ca_file`.
+struct EtcdTls {
+  std::string cert_file;
+  std::string key_file;
+  std::string ca_file;
+};
+
 class EtcdServer {
  public:
-  // Starts `members` members and waits (bounded) until every one answers /health.
-  // Aborts the test binary if etcd is not installed (tools/install-deps.sh installs it).
-  static std::unique_ptr<EtcdServer> start(int members = 1);
+  // Starts `members` members and waits (bounded) until every one answers /health (on a
+  // plain-HTTP metrics port, so this works for TLS members too). Aborts the test binary
+  // if etcd is not installed (tools/install-deps.sh installs it).
+  static std::unique_ptr<EtcdServer> start(int members = 1, const EtcdTls* tls = nullptr);
   ~EtcdServer();
 
-  const std::string& endpoint() const { return members_.front().client_url; }  // http://127.0.0.1:PORT
+  const std::string& endpoint() const { return members_.front().client_url; }  // http(s)://127.0.0.1:PORT
   std::uint16_t port(int member = 0) const { return members_[static_cast<std::size_t>(member)].client_port; }
   // Every member's client URL, and the same joined with commas.
   std::vector<std::string> endpoints() const;
@@ -40,6 +50,7 @@ class EtcdServer {
     std::string dir;
     std::string client_url;
     std::uint16_t client_port = 0;
+    std::uint16_t metrics_port = 0;  // plain HTTP /health and /metrics
     std::string peer_url;
     std::unique_ptr<ChildProcess> process;
   };
@@ -49,6 +60,7 @@ class EtcdServer {
 
   std::string dir_;
   std::string initial_cluster_;
+  std::optional<EtcdTls> tls_;
   std::vector<Member> members_;
 };
 

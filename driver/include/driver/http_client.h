@@ -87,7 +87,8 @@ struct HttpResponse {
 struct HttpError {
   enum class Kind : std::uint8_t {
     kConnect,   // could not connect (refused, unreachable, no such socket): not sent
-    kTls,       // TLS handshake or certificate failure: not sent
+    kTls,       // a certificate refused (ours or theirs): not processed, and retrying
+                // will not help (a connection that broke mid-handshake is kConnect)
     kTimeout,   // the deadline passed
     kIo,        // connection reset or closed mid-exchange
     kProtocol,  // not HTTP, or a response larger than the limit
