@@ -4,6 +4,7 @@
 
 #include <cstdio>
 
+#include "skopos/json_writer.h"
 #include "skopos/log.h"
 #include "skopos/result.h"
 
@@ -96,8 +97,15 @@ LockContext connect_locks(const GlobalOptions& options) {
   return context;
 }
 
-int report(const LockError& error) {
+int report(const LockError& error, bool json) {
   std::fprintf(stderr, "skopos: %s\n", error.message.c_str());
+  if (json) {
+    std::string out;
+    JsonWriter writer(out);
+    writer.begin_object().key("error").begin_object().key("kind").value(lock_error_kind_name(error.kind));
+    writer.key("message").value(error.message).end_object().end_object();
+    std::printf("%s\n", out.c_str());
+  }
   switch (error.kind) {
     case LockError::Kind::kTimedOut: return kExitTimedOut;
     case LockError::Kind::kConflict: return kExitRefused;

@@ -47,7 +47,8 @@ struct LockContext {
 };
 LockContext connect_locks(const GlobalOptions& options);
 
-// The exit code for a lock error; prints it to stderr.
-int report(const LockError& error);
+// The exit code for a lock error. Prints it to stderr and, with --json, as
+// {"error":{"kind":"timed-out","message":"..."}} to stdout.
+int report(const LockError& error, bool json);
 
 }  // namespace skopos::driver::cli

@@ -55,15 +55,6 @@ constexpr const char* kLockUsage =
 
 void print_usage(std::FILE* out) { std::fprintf(out, kLockUsage, kGlobalOptionsHelp); }
 
-std::string iso_time(std::int64_t seconds) {
-  const std::time_t t = static_cast<std::time_t>(seconds);
-  std::tm tm{};
-  ::gmtime_r(&t, &tm);
-  char text[32];
-  std::strftime(text, sizeof text, "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return text;
-}
-
 std::string age_text(std::int64_t seconds) {
   if (seconds < 0) seconds = 0;
   if (seconds < 120) return std::to_string(seconds) + "s";
@@ -90,7 +81,7 @@ void write_holder(JsonWriter& json, const Holder& holder) {
   if (holder.valid) {
     const HolderRecord& r = holder.record;
     json.key("token").value(r.token).key("phase").value(r.phase).key("hostname").value(r.hostname);
-    json.key("boot_id").value(r.boot_id).key("acquired_at").value(iso_time(r.acquired_at));
+    json.key("boot_id").value(r.boot_id).key("acquired_at").value(utc_time(r.acquired_at));
     json.key("age_seconds").value(std::max<std::int64_t>(0, now_seconds() - r.acquired_at));
   }
   json.key("heartbeat").value(holder.heartbeat ? "fresh" : "stale");
@@ -126,7 +117,7 @@ void add_holder_rows(TextTable& table, const GroupState& group) {
 
 int status_command(LockService& locks, const GlobalOptions& options, bool metrics) {
   auto status = locks.status();
-  if (!status) return report(status.error());
+  if (!status) return report(status.error(), options.json);
   if (metrics) {
     std::string out =
         "# HELP skopos_lock_max Holder limit of a lock group.\n# TYPE skopos_lock_max gauge\n"
@@ -186,12 +177,12 @@ void print_host_state(const GlobalOptions& options, const HostLockState& state) 
   json.begin_object().key("machine_id").value(state.machine_id).key("locked").value(state.locked);
   if (state.locked) {
     json.key("token").value(state.token).key("hostname").value(state.hostname).key("boot_id").value(state.boot_id);
-    json.key("locked_at").value(iso_time(state.locked_at)).key("revision").value(state.revision);
+    json.key("locked_at").value(utc_time(state.locked_at)).key("revision").value(state.revision);
     json.key("already").value(state.already);
   }
   json.end_object();
   const std::string text = state.locked ? "host '" + state.machine_id + "' locked for " + state.token + " since " +
-                                              iso_time(state.locked_at) + (state.already ? " (already)" : "")
+                                              utc_time(state.locked_at) + (state.already ? " (already)" : "")
                                         : "host '" + state.machine_id + "' is not locked";
   print_json_or_text(options, out, text);
 }
@@ -226,7 +217,7 @@ int heartbeat_command(LockContext& context, const GlobalOptions& options, std::c
     if (signal == SIGTERM || signal == SIGINT) break;
   }
   auto stopped = heartbeat.stop();
-  if (!stopped) return report(stopped.error());
+  if (!stopped) return report(stopped.error(), options.json);
   log_info("heartbeat '" + heartbeat.key() + "' withdrawn");
   return kExitOk;
 }
@@ -309,7 +300,7 @@ int lock_command(int argc, char** argv) {
   if (command == "acquire") {
     const std::string token = args.option("token", "manual");
     auto acquired = locks.acquire(positional[0], positional[1], token, std::chrono::steady_clock::now() + timeout);
-    if (!acquired) return report(acquired.error());
+    if (!acquired) return report(acquired.error(), options.json);
     std::string out;
     JsonWriter json(out);
     json.begin_object().key("lock").value(positional[0]).key("group").value(positional[1]);
@@ -323,7 +314,7 @@ int lock_command(int argc, char** argv) {
   }
   if (command == "release") {
     auto released = locks.release(positional[0], positional[1], fencing);
-    if (!released) return report(released.error());
+    if (!released) return report(released.error(), options.json);
     print_json_or_text(options, std::string("{\"released\":") + (*released ? "true" : "false") + "}",
                        *released ? "released " + positional[0] + "/" + positional[1]
                                  : "this machine held no slot of " + positional[0] + "/" + positional[1]);
@@ -331,13 +322,13 @@ int lock_command(int argc, char** argv) {
   }
   if (command == "guard") {
     auto guarded = locks.guard(positional[0], positional[1], fencing, args.option("phase"));
-    if (!guarded) return report(guarded.error());
+    if (!guarded) return report(guarded.error(), options.json);
     print_json_or_text(options, "{\"held\":true}", "held; phase '" + args.option("phase") + "' recorded");
     return kExitOk;
   }
   if (command == "unlock") {
     auto removed = locks.unlock(positional[0], positional[1], positional[2], args.flag("force"));
-    if (!removed) return report(removed.error());
+    if (!removed) return report(removed.error(), options.json);
     std::string out;
     JsonWriter json(out);
     json.begin_object().key("removed").value(removed->has_value());
@@ -356,7 +347,7 @@ int lock_command(int argc, char** argv) {
   }
   if (command == "set-max") {
     auto group = locks.set_max(positional[0], positional[1], max);
-    if (!group) return report(group.error());
+    if (!group) return report(group.error(), options.json);
     std::string out;
     JsonWriter json(out);
     write_group(json, *group);
@@ -367,19 +358,19 @@ int lock_command(int argc, char** argv) {
   }
   if (command == "host-status") {
     auto state = locks.host_status(locks.self().machine_id);
-    if (!state) return report(state.error());
+    if (!state) return report(state.error(), options.json);
     print_host_state(options, *state);
     return kExitOk;
   }
   if (command == "host-lock") {
     auto state = locks.host_lock(positional[0]);
-    if (!state) return report(state.error());
+    if (!state) return report(state.error(), options.json);
     print_host_state(options, *state);
     return kExitOk;
   }
   // host-unlock
   auto unlocked = locks.host_unlock(positional[0]);
-  if (!unlocked) return report(unlocked.error());
+  if (!unlocked) return report(unlocked.error(), options.json);
   print_json_or_text(options, std::string("{\"unlocked\":") + (*unlocked ? "true" : "false") + "}",
                      *unlocked ? "host '" + locks.self().machine_id + "' unlocked"
                                : "host '" + locks.self().machine_id + "' was not locked");

@@ -62,9 +62,28 @@ class Retry {
   int tries_ = 0;
 };
 
+std::string printable(const std::string& raw) {
+  std::string out;
+  for (const char c : raw.substr(0, 60)) out += (c >= 0x20 && c < 0x7f) ? c : '?';
+  return raw.size() > 60 ? out + "..." : out;
+}
+
 std::int64_t unix_now() { return static_cast<std::int64_t>(std::time(nullptr)); }
 
-std::string iso_time(std::int64_t seconds) {
+// kInvalid naming the first of `names` that cannot be part of a key, if any.
+std::optional<LockError> invalid_name(std::initializer_list<std::pair<const char*, const std::string*>> names) {
+  for (const auto& [what, name] : names) {
+    if (!valid_key_name(*name)) {
+      return LockError{LockError::Kind::kInvalid, std::string("invalid ") + what + " '" + printable(*name) +
+                                                      "': use 1-128 of letters, digits, '_', '.' and '-'"};
+    }
+  }
+  return std::nullopt;
+}
+
+}  // namespace
+
+std::string utc_time(std::int64_t seconds) {
   const std::time_t t = static_cast<std::time_t>(seconds);
   std::tm tm{};
   ::gmtime_r(&t, &tm);
@@ -73,7 +92,9 @@ std::string iso_time(std::int64_t seconds) {
   return text;
 }
 
-bool parse_iso_time(std::string_view text, std::int64_t& out) {
+namespace {
+
+bool parse_utc_time(std::string_view text, std::int64_t& out) {
   std::tm tm{};
   const std::string copy(text);
   const char* end = ::strptime(copy.c_str(), "%Y-%m-%dT%H:%M:%SZ", &tm);
@@ -102,11 +123,6 @@ bool read_strings(dom::object object, std::initializer_list<std::pair<const char
   return true;
 }
 
-std::string printable(const std::string& raw) {
-  std::string out;
-  for (const char c : raw.substr(0, 60)) out += (c >= 0x20 && c < 0x7f) ? c : '?';
-  return raw.size() > 60 ? out + "..." : out;
-}
 
 }  // namespace
 
@@ -154,7 +170,7 @@ std::string LockService::holder_json(const HolderRecord& record) const {
       .key("boot_id").value(record.boot_id)
       .key("phase").value(record.phase)
       .key("hostname").value(record.hostname)
-      .key("acquired_at").value(iso_time(record.acquired_at))
+      .key("acquired_at").value(utc_time(record.acquired_at))
       .end_object();
   return out;
 }
@@ -179,7 +195,7 @@ void parse_holder(dom::parser& parser, const KeyValue& kv, const std::string& ma
                     holder.problem)) {
     return;
   }
-  if (!parse_iso_time(acquired, r.acquired_at)) {
+  if (!parse_utc_time(acquired, r.acquired_at)) {
     holder.problem = "acquired_at '" + printable(acquired) + "' is not a UTC time";
     return;
   }
@@ -285,13 +301,7 @@ Result<std::vector<std::string>, LockError> LockService::live_heartbeats(std::ve
 
 Result<Acquired, LockError> LockService::acquire(const std::string& lock, const std::string& group,
                                                  const std::string& token, Clock::time_point until) {
-  if (!valid_key_name(lock) || !valid_key_name(group)) {
-    return unexpected(make_error(LockError::Kind::kInvalid, "invalid lock or group name: '" + printable(lock) + "' '" +
-                                                                printable(group) + "'"));
-  }
-  if (!valid_key_name(token)) {
-    return unexpected(make_error(LockError::Kind::kInvalid, "invalid token '" + printable(token) + "'"));
-  }
+  if (auto bad = invalid_name({{"lock", &lock}, {"group", &group}, {"token", &token}})) return unexpected(*bad);
   const std::string my_key = holder_key(lock, group, self_.machine_id);
   const std::string prefix = group_prefix(lock, group);
   const std::string holders_prefix = prefix + "holders/";
@@ -395,9 +405,7 @@ Result<std::optional<Holder>, EtcdError> LockService::read_holder(const std::str
 
 Result<bool, LockError> LockService::release(const std::string& lock, const std::string& group,
                                              std::int64_t fencing_token) {
-  if (!valid_key_name(lock) || !valid_key_name(group)) {
-    return unexpected(make_error(LockError::Kind::kInvalid, "invalid lock or group name"));
-  }
+  if (auto bad = invalid_name({{"lock", &lock}, {"group", &group}})) return unexpected(*bad);
   const std::string my_key = holder_key(lock, group, self_.machine_id);
   Retry retry(options_.retry_backoff, Clock::now() + options_.operation_timeout);
   bool released = false;  // a delete of ours whose outcome was unknown, then found gone
@@ -432,7 +440,7 @@ Result<bool, LockError> LockService::release(const std::string& lock, const std:
 
 Result<void, LockError> LockService::guard(const std::string& lock, const std::string& group,
                                            std::int64_t fencing_token, const std::string& phase) {
-  if (!valid_key_name(phase)) return unexpected(make_error(LockError::Kind::kInvalid, "invalid phase name"));
+  if (auto bad = invalid_name({{"lock", &lock}, {"group", &group}, {"phase", &phase}})) return unexpected(*bad);
   const std::string my_key = holder_key(lock, group, self_.machine_id);
   Retry retry(options_.retry_backoff, Clock::now() + options_.operation_timeout);
   for (;;) {
@@ -475,8 +483,8 @@ Result<void, LockError> LockService::guard(const std::string& lock, const std::s
 
 Result<std::optional<Holder>, LockError> LockService::unlock(const std::string& lock, const std::string& group,
                                                              const std::string& machine_id, bool force) {
-  if (!valid_key_name(lock) || !valid_key_name(group) || !valid_key_name(machine_id)) {
-    return unexpected(make_error(LockError::Kind::kInvalid, "invalid lock, group or machine id"));
+  if (auto bad = invalid_name({{"lock", &lock}, {"group", &group}, {"machine id", &machine_id}})) {
+    return unexpected(*bad);
   }
   const std::string key = holder_key(lock, group, machine_id);
   Retry retry(options_.retry_backoff, Clock::now() + options_.operation_timeout);
@@ -517,9 +525,7 @@ Result<std::optional<Holder>, LockError> LockService::unlock(const std::string& 
 
 Result<GroupState, LockError> LockService::set_max(const std::string& lock, const std::string& group,
                                                    std::int64_t max) {
-  if (!valid_key_name(lock) || !valid_key_name(group)) {
-    return unexpected(make_error(LockError::Kind::kInvalid, "invalid lock or group name"));
-  }
+  if (auto bad = invalid_name({{"lock", &lock}, {"group", &group}})) return unexpected(*bad);
   if (max < 0 || max > 1000000) {
     return unexpected(make_error(LockError::Kind::kInvalid, "max must be between 0 and 1000000"));
   }
@@ -542,9 +548,7 @@ Result<GroupState, LockError> LockService::set_max(const std::string& lock, cons
 }
 
 Result<GroupState, LockError> LockService::group_status(const std::string& lock, const std::string& group) {
-  if (!valid_key_name(lock) || !valid_key_name(group)) {
-    return unexpected(make_error(LockError::Kind::kInvalid, "invalid lock or group name"));
-  }
+  if (auto bad = invalid_name({{"lock", &lock}, {"group", &group}})) return unexpected(*bad);
   Retry retry(options_.retry_backoff, Clock::now() + options_.operation_timeout);
   for (;;) {
     std::int64_t revision = 0;
@@ -602,7 +606,7 @@ bool parse_host_record(dom::parser& parser, const KeyValue& kv, HostLockState& s
     problem = "token '" + printable(state.token) + "' is not REBOOT, DRAIN or BOOSTER";
     return false;
   }
-  if (!parse_iso_time(since, state.locked_at)) {
+  if (!parse_utc_time(since, state.locked_at)) {
     problem = "locked_at '" + printable(since) + "' is not a UTC time";
     return false;
   }
@@ -627,7 +631,7 @@ Result<std::optional<HostLockState>, EtcdError> LockService::read_host(const std
 }
 
 Result<HostLockState, LockError> LockService::host_status(const std::string& machine_id) {
-  if (!valid_key_name(machine_id)) return unexpected(make_error(LockError::Kind::kInvalid, "invalid machine id"));
+  if (auto bad = invalid_name({{"machine id", &machine_id}})) return unexpected(*bad);
   Retry retry(options_.retry_backoff, Clock::now() + options_.operation_timeout);
   for (;;) {
     std::string problem;
@@ -664,7 +668,7 @@ Result<HostLockState, LockError> LockService::host_lock(const std::string& token
       if (current->token != token) {
         return unexpected(make_error(LockError::Kind::kConflict,
                                      "host '" + self_.machine_id + "' is locked for " + current->token + " since " +
-                                         iso_time(current->locked_at) + ", not " + token));
+                                         utc_time(current->locked_at) + ", not " + token));
       }
       current->already = !maybe_ours;
       return current;
@@ -676,7 +680,7 @@ Result<HostLockState, LockError> LockService::host_lock(const std::string& token
         .key("token").value(token)
         .key("hostname").value(self_.hostname)
         .key("boot_id").value(self_.boot_id)
-        .key("locked_at").value(iso_time(now))
+        .key("locked_at").value(utc_time(now))
         .end_object();
     auto txn = etcd_.txn({Compare{key, Compare::Target::kCreateRevision, Compare::Result::kEqual, 0, {}, {}}},
                          {TxnOp{TxnOp::Kind::kPut, key, value, 0, {}}}, {});

@@ -78,6 +78,9 @@ TEST_F(SkoposLockCliTest, AcquireWaitReleaseWithExitCodesJsonAndMetrics) {
   EXPECT_EQ(busy.exit_code, 1) << "timed out waiting is exit 1, not an error";
   EXPECT_NE(busy.err.find("timed out waiting for lock 'reboot' group 'worker'"), std::string::npos) << busy.err;
   EXPECT_NE(busy.err.find("'machine-a'"), std::string::npos) << "names who holds it";
+  auto busy_json = lock("machine-b", {"acquire", "reboot", "worker", "--json"});
+  EXPECT_EQ(busy_json.exit_code, 1);
+  EXPECT_EQ(std::string_view(json(busy_json)["error"]["kind"]), "timed-out") << busy_json.out;
 
   auto metrics = lock("admin", {"status", "--metrics"});
   ASSERT_EQ(metrics.exit_code, 0);

@@ -183,6 +183,9 @@ class LockService {
   std::unique_ptr<simdjson::dom::parser> parser_;
 };
 
+// "2026-11-21T12:50:09Z": how records store times.
+std::string utc_time(std::int64_t unix_seconds);
+
 // Human-readable kind names for messages and JSON ("etcd", "timed-out", ...).
 const char* lock_error_kind_name(LockError::Kind kind);
 
