@@ -244,6 +244,10 @@ bool tls_refusal(const error_code& ec) {
 }  // namespace
 
 Result<HttpResponse, HttpError> HttpClient::attempt(const HttpEndpoint& endpoint, const HttpRequest& request) {
+  if (endpoint.scheme == HttpEndpoint::Scheme::kHttps && !tls_) {
+    // Only reachable through request_at() with an https endpoint on a plain-HTTP client.
+    return unexpected(HttpError{HttpError::Kind::kTls, false, endpoint.text, "this client has no TLS settings"});
+  }
   asio::io_context context;
   Exchange exchange;
   build_request(exchange.request, endpoint, request, options_);

@@ -123,6 +123,12 @@ class HttpClient {
   Result<void, HttpError> stream(const HttpRequest& request, std::chrono::steady_clock::time_point until,
                                  FunctionRef<bool(std::string_view data)> on_data, unsigned& status);
 
+  // One attempt at `endpoint` (e.g. where a redirect points) with this client's deadline,
+  // TLS settings and credentials; no failover and no retry.
+  Result<HttpResponse, HttpError> request_at(const HttpEndpoint& endpoint, const HttpRequest& request) {
+    return attempt(endpoint, request);
+  }
+
   const HttpOptions& options() const { return options_; }
 
  private:

@@ -1,4 +1,4 @@
-// The Docker Engine API parsers against upstream examples (testdata/docker, copied from
+// The Docker Engine API parsers against upstream examples (tests/fixtures/upstream/docker, copied from
 // ../shared/fixtures/docker; see its README for provenance) and against broken input.
 #include <gtest/gtest.h>
 
@@ -13,7 +13,7 @@ namespace skopos::tracker {
 namespace {
 
 std::string fixture(const std::string& name) {
-  std::ifstream in(std::string(SKOPOS_TESTDATA_DIR) + "/docker/" + name);
+  std::ifstream in(std::string(SKOPOS_FIXTURES_DIR) + "/docker/" + name);
   EXPECT_TRUE(in) << name;
   std::stringstream text;
   text << in.rdbuf();
