@@ -23,8 +23,9 @@ packages=(
   podman runc busybox-static
   # The systemd unit is checked with systemd-analyze; tracker-cli top is driven in tmux.
   systemd tmux
-  # Driver: TLS for the HTTP client; a real etcd for the lock tests.
-  libssl-dev etcd-server etcd-client
+  # Driver: TLS for the HTTP client (openssl makes the test certificates); a real etcd
+  # for the lock tests; python3 runs the Mesos and Marathon simulators in tools/.
+  libssl-dev openssl etcd-server etcd-client python3
 )
 
 missing=()
