@@ -100,7 +100,8 @@ void EtcdServer::launch(Member& member, bool existing) {
       argv.push_back(arg);
     }
   }
-  member.process = std::make_unique<ChildProcess>(argv);
+  // etcd 3.4 still logs some warnings (e.g. /health before a leader) to stderr.
+  member.process = std::make_unique<ChildProcess>(argv, member.dir + "/etcd.stderr");
 }
 
 void EtcdServer::wait_healthy(const Member& member) const {

@@ -114,9 +114,11 @@ Result<std::string> run_command(const std::vector<std::string>& argv) {
   return std::move(result.out);
 }
 
-ChildProcess::ChildProcess(const std::vector<std::string>& argv) {
+ChildProcess::ChildProcess(const std::vector<std::string>& argv, const std::string& stderr_path) {
   int out[2];
   if (::pipe2(out, O_CLOEXEC) != 0) die("pipe");
+  const int err = stderr_path.empty() ? -1 : ::open(stderr_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+  if (!stderr_path.empty() && err < 0) die(("open " + stderr_path).c_str());
   std::vector<char*> args;
   for (const std::string& arg : argv) args.push_back(const_cast<char*>(arg.c_str()));
   args.push_back(nullptr);
@@ -124,9 +126,11 @@ ChildProcess::ChildProcess(const std::vector<std::string>& argv) {
   if (pid_ < 0) die("fork");
   if (pid_ == 0) {
     ::dup2(out[1], STDOUT_FILENO);
+    if (err >= 0) ::dup2(err, STDERR_FILENO);
     ::execvp(args[0], args.data());
     ::_exit(127);
   }
+  if (err >= 0) ::close(err);
   ::close(out[1]);
   out_ = out[0];
 }

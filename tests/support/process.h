@@ -35,8 +35,9 @@ Result<std::string> run_command(const std::vector<std::string>& argv);
 // its standard error goes to the test's. Killed (SIGKILL) on destruction if still alive.
 class ChildProcess {
  public:
-  // Starts argv[0] (searched in PATH); aborts the test binary if it cannot.
-  explicit ChildProcess(const std::vector<std::string>& argv);
+  // Starts argv[0] (searched in PATH); aborts the test binary if it cannot. A non-empty
+  // `stderr_path` receives the child's standard error instead (appended).
+  explicit ChildProcess(const std::vector<std::string>& argv, const std::string& stderr_path = {});
   ~ChildProcess();
   ChildProcess(const ChildProcess&) = delete;
   ChildProcess& operator=(const ChildProcess&) = delete;
