@@ -4,5 +4,6 @@
 namespace skopos::driver::cli {
 
 int lock_command(int argc, char** argv);
+int maintenance_command(int argc, char** argv);
 
 }  // namespace skopos::driver::cli

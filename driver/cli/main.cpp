@@ -13,7 +13,8 @@ constexpr const char* kUsage =
     "usage: skopos <command> [arguments] [options]\n"
     "\n"
     "commands:\n"
-    "  lock     the cluster's semaphores (per lock and tier) and this host's lock\n"
+    "  lock         the cluster's semaphores (per lock and tier) and this host's lock\n"
+    "  maintenance  the Mesos maintenance schedule, machines down and up, agent draining\n"
     "\n"
     "Run 'skopos <command> --help' for a command's arguments and options.\n"
     "\n"
@@ -32,6 +33,7 @@ int main(int argc, char** argv) {
   const std::string_view command = argv[1];
   try {
     if (command == "lock") return cli::lock_command(argc, argv);
+    if (command == "maintenance") return cli::maintenance_command(argc, argv);
     std::fprintf(stderr, "skopos: unknown command '%s'\n\n%s", argv[1], kUsage);
     return cli::kExitUsage;
   } catch (const skopos::FatalError& error) {

@@ -7,7 +7,7 @@ namespace skopos::driver {
 namespace {
 
 MaintenanceError mesos_error(const char* what, const MesosError& error) {
-  return MaintenanceError{MaintenanceError::Kind::kMesos, std::string(what) + ": " + error.message};
+  return MaintenanceError{MaintenanceError::Kind::kMesos, error.status, std::string(what) + ": " + error.message};
 }
 
 }  // namespace
@@ -56,7 +56,7 @@ Result<MaintenanceSchedule, MaintenanceError> MaintenanceScheduler::edit(
   auto held = locks_.acquire(options_.lock, options_.group, "SCHEDULE",
                              std::chrono::steady_clock::now() + options_.lock_wait);
   if (!held) {
-    return unexpected(MaintenanceError{MaintenanceError::Kind::kLock,
+    return unexpected(MaintenanceError{MaintenanceError::Kind::kLock, 0,
                                        std::string(what) + ": the schedule lock: " + held.error().message});
   }
   // Whatever happens below, the lock goes back (a failed release is logged: the slot is
@@ -78,7 +78,7 @@ Result<MaintenanceSchedule, MaintenanceError> MaintenanceScheduler::edit(
     if (applied(*current)) return std::move(*current);
     // The guard before the side effect: we still hold the schedule lock.
     if (auto guarded = locks_.guard(options_.lock, options_.group, held->fencing_token, "posting"); !guarded) {
-      return unexpected(MaintenanceError{MaintenanceError::Kind::kLock,
+      return unexpected(MaintenanceError{MaintenanceError::Kind::kLock, 0,
                                          std::string(what) + ": lost the schedule lock: " + guarded.error().message});
     }
     auto posted = master_.update_schedule(change(*current));
@@ -92,7 +92,7 @@ Result<MaintenanceSchedule, MaintenanceError> MaintenanceScheduler::edit(
     log_warning(std::string(what) + ": the schedule read back lacks the change (attempt " + std::to_string(attempt) +
                 "); someone outside skopos edited it; trying again");
   }
-  return unexpected(MaintenanceError{MaintenanceError::Kind::kNotApplied,
+  return unexpected(MaintenanceError{MaintenanceError::Kind::kNotApplied, 0,
                                      std::string(what) + ": the schedule never showed the change after " +
                                          std::to_string(options_.attempts) + " attempts"});
 }

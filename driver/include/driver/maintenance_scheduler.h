@@ -27,6 +27,7 @@ struct MaintenanceError {
     kNotApplied,  // the read-back never showed our change
   };
   Kind kind = Kind::kMesos;
+  unsigned status = 0;  // the master's HTTP status, for kMesos refusals
   std::string message;
 };
 
