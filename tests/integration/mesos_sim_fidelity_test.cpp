@@ -3,11 +3,8 @@
 // types wherever both have a field, and every field our clients read), so tests against
 // it mean something.
 #include <gtest/gtest.h>
-#include <simdjson.h>
 
-#include <fstream>
-#include <sstream>
-
+#include "json_shapes.h"
 #include "simulators.h"
 
 namespace {
@@ -15,53 +12,7 @@ namespace {
 using skopos::testing::Simulator;
 
 std::string fixture(const std::string& name) {
-  std::ifstream in(std::string(SKOPOS_FIXTURES_DIR) + "/" + name);
-  EXPECT_TRUE(in) << name;
-  std::stringstream text;
-  text << in.rdbuf();
-  return text.str();
-}
-
-const char* type_name(simdjson::dom::element_type type) {
-  switch (type) {
-    case simdjson::dom::element_type::ARRAY: return "array";
-    case simdjson::dom::element_type::OBJECT: return "object";
-    case simdjson::dom::element_type::INT64:
-    case simdjson::dom::element_type::UINT64: return "integer";
-    case simdjson::dom::element_type::DOUBLE: return "double";
-    case simdjson::dom::element_type::STRING: return "string";
-    case simdjson::dom::element_type::BOOL: return "bool";
-    case simdjson::dom::element_type::NULL_VALUE: return "null";
-  }
-  return "?";
-}
-
-// Fields present in both with different JSON types, as "path: ours vs upstream".
-void compare_shapes(simdjson::dom::element ours, simdjson::dom::element upstream, const std::string& path,
-                    std::vector<std::string>& mismatches) {
-  if (std::string(type_name(ours.type())) != type_name(upstream.type())) {
-    mismatches.push_back(path + ": " + type_name(ours.type()) + " vs upstream " + type_name(upstream.type()));
-    return;
-  }
-  if (ours.type() == simdjson::dom::element_type::OBJECT) {
-    for (auto [key, value] : simdjson::dom::object(ours)) {
-      simdjson::dom::element other;
-      if (upstream[key].get(other) == simdjson::SUCCESS) {
-        compare_shapes(value, other, path + "." + std::string(key), mismatches);
-      }
-    }
-  } else if (ours.type() == simdjson::dom::element_type::ARRAY) {
-    simdjson::dom::array mine = ours;
-    simdjson::dom::array theirs = upstream;
-    if (mine.size() > 0 && theirs.size() > 0) compare_shapes(mine.at(0), theirs.at(0), path + "[0]", mismatches);
-  }
-}
-
-// Every field path of the upstream example that our answer lacks, among `required`.
-void expect_fields(simdjson::dom::element ours, const std::vector<std::string>& pointers, const std::string& what) {
-  for (const std::string& pointer : pointers) {
-    EXPECT_EQ(ours.at_pointer(pointer).error(), simdjson::SUCCESS) << what << " lacks " << pointer;
-  }
+  return skopos::testing::read_fixture(SKOPOS_FIXTURES_DIR, name);
 }
 
 class MesosSimFidelity : public ::testing::Test {
@@ -73,17 +24,10 @@ class MesosSimFidelity : public ::testing::Test {
     master_ = sim_->list("masters").at(0);
     agent_ = sim_->map("agents").at("S0");
   }
-  void check(const std::string& ours_text, const std::string& fixture_name, const std::vector<std::string>& needed) {
-    simdjson::dom::parser a;
-    simdjson::dom::parser b;
-    simdjson::dom::element ours;
-    simdjson::dom::element upstream;
-    ASSERT_EQ(a.parse(ours_text).get(ours), simdjson::SUCCESS) << ours_text;
-    ASSERT_EQ(b.parse(fixture(fixture_name)).get(upstream), simdjson::SUCCESS) << fixture_name;
-    std::vector<std::string> mismatches;
-    compare_shapes(ours, upstream, "", mismatches);
-    for (const std::string& mismatch : mismatches) ADD_FAILURE() << fixture_name << ": " << mismatch;
-    expect_fields(ours, needed, fixture_name);
+  void check(const std::string& ours, const std::string& fixture_name, const std::vector<std::string>& needed) {
+    for (const std::string& difference : skopos::testing::shape_differences(ours, fixture(fixture_name), needed)) {
+      ADD_FAILURE() << fixture_name << ": " << difference;
+    }
   }
 
   std::unique_ptr<Simulator> sim_;

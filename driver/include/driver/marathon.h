@@ -1,0 +1,137 @@
+// Marathon: apps and tasks with their health, leadership, task kills and deployments, as
+// Marathon 1.x behaves (../shared/fixtures/marathon):
+//
+//  * every instance answers for the leader; with none, 503 (and GET /v2/leader 404
+//    "There is no leader"), which is waited out within `leader_wait`;
+//  * DELETE /v2/leader answers 200 and the leader steps down ~0.5 s later: abdicate()
+//    waits until a DIFFERENT leader answers;
+//  * /v2/tasks/delete never combines `scale` with `wipe` (Marathon refuses it), and a 200
+//    on a kill is not proof: wait_tasks_gone() reads the task list back;
+//  * errors are {"message": ...} and become the error's message.
+//
+// The disruption budget (disruption_budget()) is computed from apps with their tasks.
+// Not thread-safe: one client per thread.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "driver/http_client.h"
+#include "skopos/result.h"
+
+namespace simdjson::dom {
+class parser;
+}
+
+namespace skopos::driver {
+
+struct MarathonTask {
+  std::string id;
+  std::string app_id;
+  std::string host;      // the Mesos agent's host name
+  std::string slave_id;
+  std::string state;     // TASK_RUNNING, TASK_STAGING, ...
+  bool health_reported = false;  // healthCheckResults present and not empty
+  bool alive = false;            // every health result alive
+};
+
+struct MarathonApp {
+  std::string id;
+  std::int64_t instances = 0;
+  std::map<std::string, std::string> labels;
+  bool health_checks = false;
+  std::vector<MarathonTask> tasks;         // with ?embed=apps.tasks
+  std::vector<std::string> deployments;    // ids of deployments in progress
+
+  // Running, and healthy if the app has health checks.
+  bool healthy(const MarathonTask& task) const;
+};
+
+struct MarathonInfo {
+  std::string version;
+  std::string leader;  // host:port
+  bool elected = false;
+  std::string framework_id;
+};
+
+struct MarathonDeployment {
+  std::string id;
+  std::vector<std::string> affected_apps;
+};
+
+struct MarathonError {
+  enum class Kind : std::uint8_t { kUnavailable, kUnknownOutcome, kNoLeader, kRefused, kBadResponse, kTimedOut };
+  Kind kind = Kind::kUnavailable;
+  unsigned status = 0;
+  std::string message;
+};
+
+struct MarathonOptions {
+  HttpOptions http;
+  std::chrono::milliseconds leader_wait{30000};
+  std::chrono::milliseconds poll_interval{200};  // Marathon has no watch: leader and kill checks poll
+};
+
+class Marathon {
+ public:
+  static Result<std::unique_ptr<Marathon>, MarathonError> create(MarathonOptions options);
+  ~Marathon();
+
+  Result<MarathonInfo, MarathonError> info();
+  // GET /v2/leader: "host:port"; kNoLeader when there is none.
+  Result<std::string, MarathonError> leader();
+  // DELETE /v2/leader, then waits until a leader other than the one that abdicated
+  // answers; returns it. kTimedOut when none did by `until`.
+  Result<std::string, MarathonError> abdicate(std::chrono::steady_clock::time_point until);
+  // Every app with its tasks (GET /v2/apps?embed=apps.tasks).
+  Result<std::vector<MarathonApp>, MarathonError> apps();
+  Result<std::vector<MarathonTask>, MarathonError> tasks();
+  Result<std::vector<MarathonDeployment>, MarathonError> deployments();
+  // POST /v2/tasks/delete: kill `task_ids`, with `scale` shrinking their apps (never
+  // with wipe). A 200 is not proof: follow with wait_tasks_gone(). With scale, the
+  // deployment's id.
+  Result<std::string, MarathonError> kill_tasks(const std::vector<std::string>& task_ids, bool scale);
+  // Reads the task list until none of `task_ids` is in it; kTimedOut naming the ones
+  // still there at `until`.
+  Result<void, MarathonError> wait_tasks_gone(const std::vector<std::string>& task_ids,
+                                              std::chrono::steady_clock::time_point until);
+
+ private:
+  explicit Marathon(MarathonOptions options, std::unique_ptr<HttpClient> http);
+  Result<HttpResponse, MarathonError> send(const std::string& method, const std::string& target,
+                                           const std::string& body, bool idempotent);
+
+  MarathonOptions options_;
+  std::unique_ptr<HttpClient> http_;
+  std::unique_ptr<simdjson::dom::parser> parser_;
+};
+
+// Apps that would fall short if `host` went away: for every app with a task on `host`,
+// its healthy tasks on other hosts against the minimum (the app's `label`, a count;
+// else `default_minimum`). A label that is not a count is a shortfall with a problem:
+// we do not guess.
+struct BudgetShortfall {
+  std::string app_id;
+  std::int64_t on_host = 0;
+  std::int64_t healthy_elsewhere = 0;
+  std::int64_t required = 0;
+  std::string problem;
+};
+std::vector<BudgetShortfall> disruption_budget(const std::vector<MarathonApp>& apps, const std::string& host,
+                                               const std::string& label = "skopos.min-healthy",
+                                               std::int64_t default_minimum = 1);
+
+// Parsers, exposed for the fixture tests: {"apps": [...]} or {"app": {...}}; {"tasks":
+// [...]} or {"task": {...}}; a deployment list. Errors name the field.
+Result<std::vector<MarathonApp>, std::string> parse_marathon_apps(simdjson::dom::parser& parser, std::string_view json);
+Result<std::vector<MarathonTask>, std::string> parse_marathon_tasks(simdjson::dom::parser& parser,
+                                                                    std::string_view json);
+Result<std::vector<MarathonDeployment>, std::string> parse_marathon_deployments(simdjson::dom::parser& parser,
+                                                                                std::string_view json);
+
+}  // namespace skopos::driver
