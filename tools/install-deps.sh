@@ -26,6 +26,8 @@ packages=(
   # Driver: TLS for the HTTP client (openssl makes the test certificates); a real etcd
   # for the lock tests; python3 runs the Mesos and Marathon simulators in tools/.
   libssl-dev openssl etcd-server etcd-client python3
+  # A real ZooKeeper (with its Java runtime) for the health checks' tests.
+  zookeeper
 )
 
 missing=()

@@ -39,12 +39,13 @@ fi
 
 # Container tests run a private podman under /tmp/skopos-podman-<pid>; one that crashed
 # may have left it behind.
-# The same for the etcd servers the lock tests start under /tmp/skopos-etcd-<pid>-<n>.
+# The same for the etcd and ZooKeeper servers the driver tests start under
+# /tmp/skopos-etcd-* and /tmp/skopos-zk-*.
 check_podman_leftovers() {
   local left
-  left=$(ls -d /tmp/skopos-podman-* /tmp/skopos-etcd-* 2>/dev/null || true)
+  left=$(ls -d /tmp/skopos-podman-* /tmp/skopos-etcd-* /tmp/skopos-zk-* 2>/dev/null || true)
   if [ -n "$left" ]; then
-    echo "test.sh: test directories left behind (podman or etcd): $left" >&2
+    echo "test.sh: test directories left behind (podman, etcd or ZooKeeper): $left" >&2
     return 1
   fi
 }
