@@ -349,14 +349,10 @@ Result<void, HttpError> HttpClient::stream(const HttpRequest& request, Clock::ti
     const HttpEndpoint& endpoint = options_.endpoints[index];
     error = HttpError{};
     error.endpoint = request.method + " " + endpoint.text + request.target;
-    if (endpoint.scheme == HttpEndpoint::Scheme::kUnix) {
-      error.kind = HttpError::Kind::kProtocol;
-      error.detail = "streaming is implemented for http:// and https:// endpoints";
-      return unexpected(std::move(error));
-    }
     asio::io_context context;
     asio::ip::tcp::resolver resolver(context);
     asio::ip::tcp::socket socket(context);
+    asio::local::stream_protocol::socket local(context);
     std::unique_ptr<ssl::stream<asio::ip::tcp::socket&>> secure;
     if (endpoint.scheme == HttpEndpoint::Scheme::kHttps) {
       secure = make_tls_stream(socket, tls_->context, endpoint.host, options_.tls.verify);
@@ -382,24 +378,32 @@ Result<void, HttpError> HttpClient::stream(const HttpRequest& request, Clock::ti
         http::async_read_header(stream, buffer, parser, [&](const error_code& ec2, std::size_t) { finish(ec2); });
       });
     };
-    resolver.async_resolve(endpoint.host, std::to_string(endpoint.port),
-                           [&](const error_code& ec, const asio::ip::tcp::resolver::results_type& results) {
-                             if (ec) return finish(ec);
-                             asio::async_connect(socket, results, [&](const error_code& ec2, const auto&) {
-                               if (ec2) return finish(ec2);
-                               if (!secure) return converse(socket);
-                               step = "TLS handshake";
-                               secure->async_handshake(ssl::stream_base::client, [&](const error_code& ec3) {
-                                 if (ec3) return finish(ec3);
-                                 converse(*secure);
-                               });
-                             });
-                           });
     const auto cancel = [&] {
       resolver.cancel();
       error_code ignored;
       socket.close(ignored);
+      local.close(ignored);
     };
+    if (endpoint.scheme == HttpEndpoint::Scheme::kUnix) {
+      local.async_connect(asio::local::stream_protocol::endpoint(endpoint.unix_path), [&](const error_code& ec) {
+        if (ec) return finish(ec);
+        converse(local);
+      });
+    } else {
+      resolver.async_resolve(endpoint.host, std::to_string(endpoint.port),
+                             [&](const error_code& ec, const asio::ip::tcp::resolver::results_type& results) {
+                               if (ec) return finish(ec);
+                               asio::async_connect(socket, results, [&](const error_code& ec2, const auto&) {
+                                 if (ec2) return finish(ec2);
+                                 if (!secure) return converse(socket);
+                                 step = "TLS handshake";
+                                 secure->async_handshake(ssl::stream_base::client, [&](const error_code& ec3) {
+                                   if (ec3) return finish(ec3);
+                                   converse(*secure);
+                                 });
+                               });
+                             });
+    }
     // Connecting, the handshake and the response header have the per-attempt deadline.
     if (!run_until(context, done, std::min(until, Clock::now() + options_.timeout), cancel)) {
       error.kind = step == "connect" ? HttpError::Kind::kConnect : HttpError::Kind::kTimeout;
@@ -417,29 +421,32 @@ Result<void, HttpError> HttpClient::stream(const HttpRequest& request, Clock::ti
     }
     preferred_ = index;
     status = parser.get().result_int();
+    // The body, piece by piece, until the server ends it, `on_data` has enough, or `until`.
     char chunk[16384];
-    for (;;) {
-      if (parser.is_done()) return {};
-      parser.get().body().data = chunk;
-      parser.get().body().size = sizeof chunk;
-      done = false;
-      if (secure) {
-        http::async_read_some(*secure, buffer, parser, [&](const error_code& ec, std::size_t) { finish(ec); });
-      } else {
-        http::async_read_some(socket, buffer, parser, [&](const error_code& ec, std::size_t) { finish(ec); });
-      }
-      if (!run_until(context, done, until, cancel)) return {};  // `until` passed: fine
-      if (result && result != http::error::need_buffer) {
-        if (result == http::error::end_of_stream || result == asio::error::eof || result == ssl::error::stream_truncated) {
-          return {};
+    const auto read_body = [&](auto& stream) -> Result<void, HttpError> {
+      for (;;) {
+        if (parser.is_done()) return {};
+        parser.get().body().data = chunk;
+        parser.get().body().size = sizeof chunk;
+        done = false;
+        http::async_read_some(stream, buffer, parser, [&](const error_code& ec, std::size_t) { finish(ec); });
+        if (!run_until(context, done, until, cancel)) return {};  // `until` passed: fine
+        if (result && result != http::error::need_buffer) {
+          if (result == http::error::end_of_stream || result == asio::error::eof ||
+              result == ssl::error::stream_truncated) {
+            return {};
+          }
+          error.kind = HttpError::Kind::kIo;
+          error.detail = "stream: " + result.message();
+          return unexpected(std::move(error));
         }
-        error.kind = HttpError::Kind::kIo;
-        error.detail = "stream: " + result.message();
-        return unexpected(std::move(error));
+        const std::size_t got = sizeof chunk - parser.get().body().size;
+        if (got > 0 && !on_data(std::string_view(chunk, got))) return {};
       }
-      const std::size_t got = sizeof chunk - parser.get().body().size;
-      if (got > 0 && !on_data(std::string_view(chunk, got))) return {};
-    }
+    };
+    if (endpoint.scheme == HttpEndpoint::Scheme::kUnix) return read_body(local);
+    if (secure) return read_body(*secure);
+    return read_body(socket);
   }
   return unexpected(std::move(error));
 }

@@ -1,0 +1,179 @@
+#include "driver/docker_engine.h"
+
+#include <simdjson.h>
+
+namespace skopos::driver {
+
+namespace {
+
+std::string escape_path(const std::string& id) {
+  std::string out;
+  for (const char c : id) {
+    const bool plain = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
+                       c == '_' || c == '.';
+    if (plain) {
+      out += c;
+    } else {
+      static const char* hex = "0123456789ABCDEF";
+      out += '%';
+      out += hex[(static_cast<unsigned char>(c) >> 4) & 0xf];
+      out += hex[static_cast<unsigned char>(c) & 0xf];
+    }
+  }
+  return out;
+}
+
+DockerError refused(const std::string& what, const HttpResponse& response) {
+  const std::string message = tracker::parse_docker_error(response.body);
+  return DockerError{response.status == 404 ? DockerError::Kind::kNotFound : DockerError::Kind::kRefused,
+                     response.status, "docker " + what + ": HTTP " + std::to_string(response.status) + ": " + message};
+}
+
+}  // namespace
+
+DockerEngine::DockerEngine(DockerEngineOptions options, std::unique_ptr<HttpClient> http)
+    : options_(std::move(options)), http_(std::move(http)) {}
+DockerEngine::~DockerEngine() = default;
+
+Result<std::unique_ptr<DockerEngine>, DockerError> DockerEngine::create(DockerEngineOptions options) {
+  auto http = HttpClient::create(options.http);
+  if (!http) return unexpected(DockerError{DockerError::Kind::kUnavailable, 0, http.error().message()});
+  return std::unique_ptr<DockerEngine>(new DockerEngine(std::move(options), std::move(*http)));
+}
+
+std::string DockerEngine::path(const std::string& rest) const {
+  return options_.api_version.empty() ? rest : "/" + options_.api_version + rest;
+}
+
+Result<HttpResponse, DockerError> DockerEngine::send(const std::string& method, const std::string& target,
+                                                     bool idempotent) {
+  HttpRequest request;
+  request.method = method;
+  request.target = path(target);
+  request.idempotent = idempotent;
+  auto response = http_->request(request);
+  if (!response) {
+    return unexpected(DockerError{response.error().maybe_applied ? DockerError::Kind::kUnknownOutcome
+                                                                 : DockerError::Kind::kUnavailable,
+                                  0, "docker " + response.error().message()});
+  }
+  return std::move(*response);
+}
+
+Result<std::vector<tracker::ListedContainer>, DockerError> DockerEngine::list(bool all) {
+  auto response = send("GET", std::string("/containers/json") + (all ? "?all=1" : ""), true);
+  if (!response) return unexpected(std::move(response).error());
+  if (response->status != 200) return unexpected(refused("list", *response));
+  auto list = tracker::parse_container_list(response->body);
+  if (!list) return unexpected(DockerError{DockerError::Kind::kBadResponse, 0, "docker list: " + list.error().message()});
+  return std::move(*list);
+}
+
+Result<tracker::ContainerInfo, DockerError> DockerEngine::inspect(const std::string& id) {
+  auto response = send("GET", "/containers/" + escape_path(id) + "/json", true);
+  if (!response) return unexpected(std::move(response).error());
+  if (response->status != 200) return unexpected(refused("inspect '" + id + "'", *response));
+  auto info = tracker::parse_container_inspect(response->body);
+  if (!info) {
+    return unexpected(DockerError{DockerError::Kind::kBadResponse, 0, "docker inspect '" + id + "': " + info.error().message()});
+  }
+  return std::move(*info);
+}
+
+Result<DockerEngine::StopOutcome, DockerError> DockerEngine::stop(const std::string& id, std::chrono::seconds grace) {
+  // The daemon answers only once the container stopped: up to `grace`, then the kill.
+  HttpRequest request;
+  request.method = "POST";
+  request.target = path("/containers/" + escape_path(id) + "/stop?t=" + std::to_string(grace.count()));
+  HttpOptions longer = options_.http;
+  longer.timeout += std::chrono::duration_cast<std::chrono::milliseconds>(grace);
+  auto client = HttpClient::create(longer);
+  if (!client) return unexpected(DockerError{DockerError::Kind::kUnavailable, 0, client.error().message()});
+  auto response = (*client)->request(request);
+  if (!response) {
+    return unexpected(DockerError{response.error().maybe_applied ? DockerError::Kind::kUnknownOutcome
+                                                                 : DockerError::Kind::kUnavailable,
+                                  0, "docker stop '" + id + "': " + response.error().message()});
+  }
+  switch (response->status) {
+    case 204: return StopOutcome::kStopped;
+    case 304: return StopOutcome::kAlreadyStopped;
+    case 404: return StopOutcome::kGone;
+    default: return unexpected(refused("stop '" + id + "'", *response));
+  }
+}
+
+Result<DockerEngine::KillOutcome, DockerError> DockerEngine::kill(const std::string& id, const std::string& signal) {
+  auto response = send("POST", "/containers/" + escape_path(id) + "/kill?signal=" + escape_path(signal), false);
+  if (!response) return unexpected(std::move(response).error());
+  switch (response->status) {
+    case 204: return KillOutcome::kKilled;
+    case 409: return KillOutcome::kNotRunning;
+    case 404: return KillOutcome::kGone;
+    default:
+      // podman's compatible API answers 500 "can only kill running containers ...
+      // container state improper" where Docker answers 409.
+      if (response->status == 500 && tracker::parse_docker_error(response->body).find("can only kill running containers") !=
+                                         std::string::npos) {
+        return KillOutcome::kNotRunning;
+      }
+      return unexpected(refused("kill '" + id + "'", *response));
+  }
+}
+
+Result<std::int64_t, DockerError> DockerEngine::wait(const std::string& id, std::chrono::steady_clock::time_point until) {
+  // POST /wait answers when the container stops; stream() has the long deadline.
+  HttpRequest request;
+  request.method = "POST";
+  request.target = path("/containers/" + escape_path(id) + "/wait?condition=not-running");
+  std::string body;
+  unsigned status = 0;
+  auto streamed = http_->stream(request, until, [&](std::string_view data) {
+    body.append(data);
+    return body.size() < 64 * 1024;
+  }, status);
+  if (!streamed) return unexpected(DockerError{DockerError::Kind::kUnavailable, 0, "docker wait '" + id + "': " + streamed.error().message()});
+  if (status == 404) return unexpected(DockerError{DockerError::Kind::kNotFound, 404, "docker wait '" + id + "': no such container"});
+  if (status != 200) return unexpected(DockerError{DockerError::Kind::kRefused, status, "docker wait '" + id + "': HTTP " + std::to_string(status) + ": " + tracker::parse_docker_error(body)});
+  simdjson::dom::parser parser;
+  std::int64_t code = 0;
+  if (body.empty()) {
+    return unexpected(DockerError{DockerError::Kind::kUnknownOutcome, 0, "docker wait '" + id + "': still running at the deadline"});
+  }
+  if (parser.parse(body)["StatusCode"].get(code) != simdjson::SUCCESS) {
+    return unexpected(DockerError{DockerError::Kind::kBadResponse, 0, "docker wait '" + id + "': no StatusCode in '" + body.substr(0, 100) + "'"});
+  }
+  return code;
+}
+
+Result<void, DockerError> DockerEngine::events(std::int64_t since, std::chrono::steady_clock::time_point until,
+                                               FunctionRef<bool(const tracker::DockerEvent&)> on_event) {
+  HttpRequest request;
+  request.method = "GET";
+  request.target = path("/events?since=" + std::to_string(since) + "&filters=%7B%22type%22%3A%5B%22container%22%5D%7D");
+  std::string pending;
+  std::optional<DockerError> failure;
+  unsigned status = 0;
+  auto streamed = http_->stream(request, until, [&](std::string_view data) {
+    pending.append(data);
+    // Concatenated JSON objects, one per line on current daemons.
+    for (auto newline = pending.find('\n'); newline != std::string::npos; newline = pending.find('\n')) {
+      const std::string line = pending.substr(0, newline);
+      pending.erase(0, newline + 1);
+      if (line.empty()) continue;
+      auto event = tracker::parse_docker_event(line);
+      if (!event) {
+        failure = DockerError{DockerError::Kind::kBadResponse, 0, "docker events: " + event.error().message()};
+        return false;
+      }
+      if (!on_event(*event)) return false;
+    }
+    return pending.size() < 1024 * 1024;
+  }, status);
+  if (!streamed) return unexpected(DockerError{DockerError::Kind::kUnavailable, 0, "docker events: " + streamed.error().message()});
+  if (status != 200) return unexpected(DockerError{DockerError::Kind::kRefused, status, "docker events: HTTP " + std::to_string(status)});
+  if (failure) return unexpected(std::move(*failure));
+  return {};
+}
+
+}  // namespace skopos::driver
