@@ -27,8 +27,10 @@ bool iequal(std::string_view a, std::string_view b) {
          });
 }
 
+}  // namespace
+
 // The text of {"message": ...}, or the body itself.
-std::string error_text(dom::parser& parser, const std::string& body) {
+std::string marathon_error_text(dom::parser& parser, const std::string& body) {
   dom::object object;
   std::string_view message;
   if (parser.parse(body).get(object) == simdjson::SUCCESS && object["message"].get(message) == simdjson::SUCCESS) {
@@ -38,6 +40,8 @@ std::string error_text(dom::parser& parser, const std::string& body) {
   while (!text.empty() && std::isspace(static_cast<unsigned char>(text.back()))) text.pop_back();
   return text;
 }
+
+namespace {
 
 Result<MarathonTask, std::string> parse_task(dom::element element, const std::string& where) {
   dom::object object;
@@ -250,7 +254,7 @@ Result<HttpResponse, MarathonError> Marathon::send(const std::string& method, co
     }
     // 503: no leader to proxy to; nothing was done, so asking again is safe.
     if (response->status == 503) {
-      const std::string text = error_text(*parser_, response->body);
+      const std::string text = marathon_error_text(*parser_, response->body);
       if (Clock::now() + backoff >= give_up) {
         return unexpected(MarathonError{MarathonError::Kind::kNoLeader, 503,
                                         "marathon " + method + " " + target + ": HTTP 503: " + text});
@@ -264,26 +268,53 @@ Result<HttpResponse, MarathonError> Marathon::send(const std::string& method, co
       return unexpected(MarathonError{MarathonError::Kind::kRefused, response->status,
                                       "marathon " + method + " " + target + ": HTTP " +
                                           std::to_string(response->status) + ": " +
-                                          error_text(*parser_, response->body)});
+                                          marathon_error_text(*parser_, response->body)});
     }
     return std::move(*response);
   }
 }
 
-Result<MarathonInfo, MarathonError> Marathon::info() {
-  auto response = send("GET", "/v2/info", {}, true);
-  if (!response) return unexpected(std::move(response).error());
+Result<MarathonInfo, std::string> parse_marathon_info(dom::parser& parser, std::string_view json) {
   dom::object object;
-  if (parser_->parse(response->body).get(object) != simdjson::SUCCESS) return unexpected(bad("marathon /v2/info: not a JSON object"));
+  if (parser.parse(json.data(), json.size(), true).get(object) != simdjson::SUCCESS) {
+    return unexpected(std::string("/v2/info: not a JSON object"));
+  }
   MarathonInfo info;
   std::string_view text;
-  if (object["version"].get(text) != simdjson::SUCCESS) return unexpected(bad("marathon /v2/info: no version"));
+  if (object["version"].get(text) != simdjson::SUCCESS) return unexpected(std::string("/v2/info: no version"));
   info.version.assign(text);
   if (object["leader"].get(text) == simdjson::SUCCESS) info.leader.assign(text);
   if (object["frameworkId"].get(text) == simdjson::SUCCESS) info.framework_id.assign(text);
   bool elected = false;
   if (object["elected"].get(elected) == simdjson::SUCCESS) info.elected = elected;
   return info;
+}
+
+Result<std::string, std::string> parse_marathon_leader(dom::parser& parser, std::string_view json) {
+  dom::object object;
+  std::string_view leader;
+  if (parser.parse(json.data(), json.size(), true).get(object) != simdjson::SUCCESS ||
+      object["leader"].get(leader) != simdjson::SUCCESS) {
+    return unexpected(std::string("/v2/leader: no \"leader\" in the answer"));
+  }
+  return std::string(leader);
+}
+
+std::string kill_tasks_json(const std::vector<std::string>& task_ids) {
+  std::string body;
+  JsonWriter json(body);
+  json.begin_object().key("ids").begin_array();
+  for (const std::string& id : task_ids) json.value(id);
+  json.end_array().end_object();
+  return body;
+}
+
+Result<MarathonInfo, MarathonError> Marathon::info() {
+  auto response = send("GET", "/v2/info", {}, true);
+  if (!response) return unexpected(std::move(response).error());
+  auto info = parse_marathon_info(*parser_, response->body);
+  if (!info) return unexpected(bad("marathon " + info.error()));
+  return std::move(*info);
 }
 
 Result<std::string, MarathonError> Marathon::leader() {
@@ -293,13 +324,9 @@ Result<std::string, MarathonError> Marathon::leader() {
     if (error.kind == MarathonError::Kind::kRefused && error.status == 404) error.kind = MarathonError::Kind::kNoLeader;
     return unexpected(std::move(error));
   }
-  dom::object object;
-  std::string_view leader;
-  if (parser_->parse(response->body).get(object) != simdjson::SUCCESS ||
-      object["leader"].get(leader) != simdjson::SUCCESS) {
-    return unexpected(bad("marathon /v2/leader: no \"leader\" in the answer"));
-  }
-  return std::string(leader);
+  auto parsed = parse_marathon_leader(*parser_, response->body);
+  if (!parsed) return unexpected(bad("marathon " + parsed.error()));
+  return std::move(*parsed);
 }
 
 Result<std::string, MarathonError> Marathon::abdicate(Clock::time_point until) {
@@ -354,11 +381,7 @@ Result<std::vector<MarathonDeployment>, MarathonError> Marathon::deployments() {
 }
 
 Result<std::string, MarathonError> Marathon::kill_tasks(const std::vector<std::string>& task_ids, bool scale) {
-  std::string body;
-  JsonWriter json(body);
-  json.begin_object().key("ids").begin_array();
-  for (const std::string& id : task_ids) json.value(id);
-  json.end_array().end_object();
+  const std::string body = kill_tasks_json(task_ids);
   // Never `wipe`: Marathon refuses it with scale, and without scale it forgets the
   // instance's reservation, which a drain must not do.
   auto response = send("POST", std::string("/v2/tasks/delete?scale=") + (scale ? "true" : "false"), body, false);

@@ -97,23 +97,6 @@ void write_machine(JsonWriter& json, const MachineId& machine) {
   json.end_object();
 }
 
-std::string machines_json(const std::vector<MachineId>& machines) {
-  std::string out;
-  JsonWriter json(out);
-  json.begin_array();
-  for (const MachineId& machine : machines) write_machine(json, machine);
-  json.end_array();
-  return out;
-}
-
-std::string agent_call(const char* type, const char* field, const std::string& agent_id) {
-  std::string out;
-  JsonWriter json(out);
-  json.begin_object().key("type").value(type).key(field).begin_object().key("agent_id").begin_object();
-  json.key("value").value(agent_id).end_object().end_object().end_object();
-  return out;
-}
-
 // "//host:port/path" (scheme-less, as the master sends it) or "http(s)://host:port/path".
 bool parse_location(const std::string& location, HttpEndpoint::Scheme scheme, HttpEndpoint& endpoint,
                     std::string& target) {
@@ -141,6 +124,38 @@ std::string trimmed(std::string text) {
 }
 
 }  // namespace
+
+std::string machines_json(const std::vector<MachineId>& machines) {
+  std::string out;
+  JsonWriter json(out);
+  json.begin_array();
+  for (const MachineId& machine : machines) write_machine(json, machine);
+  json.end_array();
+  return out;
+}
+
+std::string agent_call_json(const char* type, const char* field, const std::string& agent_id) {
+  std::string out;
+  JsonWriter json(out);
+  json.begin_object().key("type").value(type).key(field).begin_object().key("agent_id").begin_object();
+  json.key("value").value(agent_id).end_object().end_object().end_object();
+  return out;
+}
+
+std::string drain_agent_json(const std::string& agent_id, std::optional<std::chrono::seconds> max_grace_period,
+                             bool mark_gone) {
+  std::string body;
+  JsonWriter json(body);
+  json.begin_object().key("type").value("DRAIN_AGENT").key("drain_agent").begin_object();
+  json.key("agent_id").begin_object().key("value").value(agent_id).end_object();
+  // A google.protobuf.Duration that Mesos parses as a plain message: {"seconds": N}.
+  if (max_grace_period) {
+    json.key("max_grace_period").begin_object().key("seconds").value(static_cast<std::int64_t>(max_grace_period->count()));
+    json.end_object();
+  }
+  json.key("mark_gone").value(mark_gone).end_object().end_object();
+  return body;
+}
 
 bool MachineId::operator==(const MachineId& other) const { return iequal(hostname, other.hostname) && ip == other.ip; }
 
@@ -450,30 +465,20 @@ Result<void, MesosError> MesosMaster::machines_up(const std::vector<MachineId>& 
 Result<void, MesosError> MesosMaster::drain_agent(const std::string& agent_id,
                                                   std::optional<std::chrono::seconds> max_grace_period,
                                                   bool mark_gone) {
-  std::string body;
-  JsonWriter json(body);
-  json.begin_object().key("type").value("DRAIN_AGENT").key("drain_agent").begin_object();
-  json.key("agent_id").begin_object().key("value").value(agent_id).end_object();
-  // A google.protobuf.Duration that Mesos parses as a plain message: {"seconds": N}.
-  if (max_grace_period) {
-    json.key("max_grace_period").begin_object().key("seconds").value(static_cast<std::int64_t>(max_grace_period->count()));
-    json.end_object();
-  }
-  json.key("mark_gone").value(mark_gone).end_object().end_object();
   // DRAIN_AGENT on a draining agent is accepted again: safe to repeat.
-  auto response = call_api(body, true);
+  auto response = call_api(drain_agent_json(agent_id, max_grace_period, mark_gone), true);
   if (!response) return unexpected(std::move(response).error());
   return {};
 }
 
 Result<void, MesosError> MesosMaster::deactivate_agent(const std::string& agent_id) {
-  auto response = call_api(agent_call("DEACTIVATE_AGENT", "deactivate_agent", agent_id), true);
+  auto response = call_api(agent_call_json("DEACTIVATE_AGENT", "deactivate_agent", agent_id), true);
   if (!response) return unexpected(std::move(response).error());
   return {};
 }
 
 Result<void, MesosError> MesosMaster::reactivate_agent(const std::string& agent_id) {
-  auto response = call_api(agent_call("REACTIVATE_AGENT", "reactivate_agent", agent_id), false);
+  auto response = call_api(agent_call_json("REACTIVATE_AGENT", "reactivate_agent", agent_id), false);
   if (!response) return unexpected(std::move(response).error());
   return {};
 }

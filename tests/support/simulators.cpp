@@ -98,4 +98,9 @@ std::string Simulator::post(const std::string& endpoint, const std::string& path
   return exchange(endpoint, "POST", path, body);
 }
 
+std::string Simulator::request(const std::string& endpoint, const std::string& method, const std::string& path,
+                               const std::string& body) {
+  return exchange(endpoint, method, path, body);
+}
+
 }  // namespace skopos::testing

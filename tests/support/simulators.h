@@ -32,6 +32,8 @@ class Simulator {
   // GET `path` on `endpoint`, or POST `body` there (as application/json); the reply body.
   static std::string get(const std::string& endpoint, const std::string& path);
   static std::string post(const std::string& endpoint, const std::string& path, const std::string& body);
+  static std::string request(const std::string& endpoint, const std::string& method, const std::string& path,
+                             const std::string& body);
 
  private:
   Simulator() = default;

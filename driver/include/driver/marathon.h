@@ -133,5 +133,12 @@ Result<std::vector<MarathonTask>, std::string> parse_marathon_tasks(simdjson::do
                                                                     std::string_view json);
 Result<std::vector<MarathonDeployment>, std::string> parse_marathon_deployments(simdjson::dom::parser& parser,
                                                                                 std::string_view json);
+Result<MarathonInfo, std::string> parse_marathon_info(simdjson::dom::parser& parser, std::string_view json);
+// GET /v2/leader: "host:port".
+Result<std::string, std::string> parse_marathon_leader(simdjson::dom::parser& parser, std::string_view json);
+// The "message" of an error body, or the body's text.
+std::string marathon_error_text(simdjson::dom::parser& parser, const std::string& body);
+// The /v2/tasks/delete request body.
+std::string kill_tasks_json(const std::vector<std::string>& task_ids);
 
 }  // namespace skopos::driver

@@ -144,5 +144,10 @@ Result<MaintenanceSchedule, std::string> parse_schedule(simdjson::dom::parser& p
 Result<MaintenanceStatus, std::string> parse_maintenance_status(simdjson::dom::parser& parser, std::string_view json);
 Result<std::vector<MesosAgentInfo>, std::string> parse_get_agents(simdjson::dom::parser& parser, std::string_view json);
 std::string schedule_json(const MaintenanceSchedule& schedule);
+// The request bodies we send, exposed to compare with the documented requests.
+std::string machines_json(const std::vector<MachineId>& machines);
+std::string drain_agent_json(const std::string& agent_id, std::optional<std::chrono::seconds> max_grace_period,
+                             bool mark_gone);
+std::string agent_call_json(const char* type, const char* field, const std::string& agent_id);
 
 }  // namespace skopos::driver
