@@ -127,6 +127,24 @@ Result<std::unique_ptr<HttpClient>> HttpClient::create(HttpOptions options) {
   return client;
 }
 
+HttpRequest json_request(std::string method, std::string target, std::string body, bool idempotent) {
+  HttpRequest request;
+  request.method = std::move(method);
+  request.target = std::move(target);
+  if (!body.empty()) request.content_type = "application/json";
+  request.body = std::move(body);
+  request.headers.emplace_back("Accept", "application/json");
+  request.idempotent = idempotent;
+  return request;
+}
+
+bool DeadlineBackoff::sleep() {
+  if (Clock::now() + next_ >= deadline_) return false;
+  std::this_thread::sleep_for(next_);
+  next_ = std::min(next_ * 2, max_);
+  return true;
+}
+
 HttpClient::HttpClient(HttpOptions options) : options_(std::move(options)) {}
 HttpClient::~HttpClient() = default;
 

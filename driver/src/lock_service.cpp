@@ -42,23 +42,18 @@ bool transient(const EtcdError& error) {
 // Backoff between tries of one operation, bounded by its deadline.
 class Retry {
  public:
-  Retry(std::chrono::milliseconds backoff, Clock::time_point until) : backoff_(backoff), until_(until) {}
+  Retry(std::chrono::milliseconds backoff, Clock::time_point until) : backoff_(backoff, std::chrono::seconds(1), until) {}
   // After a transient error: sleeps and returns true while the deadline allows.
   bool again(const EtcdError& error) {
     if (!transient(error)) return false;
-    const auto now = Clock::now();
-    if (now + backoff_ >= until_) return false;
     // The first failure of an operation is worth a line; the retries after it are not.
     log(tries_++ == 0 ? LogLevel::kWarning : LogLevel::kDebug,
-        error.message + "; retrying in " + std::to_string(backoff_.count()) + " ms");
-    std::this_thread::sleep_for(backoff_);
-    backoff_ = std::min<std::chrono::milliseconds>(backoff_ * 2, std::chrono::seconds(1));
-    return true;
+        error.message + "; retrying in " + std::to_string(backoff_.next().count()) + " ms");
+    return backoff_.sleep();
   }
 
  private:
-  std::chrono::milliseconds backoff_;
-  Clock::time_point until_;
+  DeadlineBackoff backoff_;
   int tries_ = 0;
 };
 

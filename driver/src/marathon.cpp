@@ -235,15 +235,8 @@ Result<std::unique_ptr<Marathon>, MarathonError> Marathon::create(MarathonOption
 
 Result<HttpResponse, MarathonError> Marathon::send(const std::string& method, const std::string& target,
                                                    const std::string& body, bool idempotent) {
-  HttpRequest request;
-  request.method = method;
-  request.target = target;
-  request.body = body;
-  if (!body.empty()) request.content_type = "application/json";
-  request.headers.emplace_back("Accept", "application/json");
-  request.idempotent = idempotent;
-  const auto give_up = Clock::now() + options_.leader_wait;
-  auto backoff = std::chrono::milliseconds(100);
+  const HttpRequest request = json_request(method, target, body, idempotent);
+  DeadlineBackoff backoff(std::chrono::milliseconds(100), std::chrono::seconds(2), Clock::now() + options_.leader_wait);
   for (;;) {
     auto response = http_->request(request);
     if (!response) {
@@ -255,13 +248,11 @@ Result<HttpResponse, MarathonError> Marathon::send(const std::string& method, co
     // 503: no leader to proxy to; nothing was done, so asking again is safe.
     if (response->status == 503) {
       const std::string text = marathon_error_text(*parser_, response->body);
-      if (Clock::now() + backoff >= give_up) {
+      log_info("marathon: " + text + "; retrying in " + std::to_string(backoff.next().count()) + " ms");
+      if (!backoff.sleep()) {
         return unexpected(MarathonError{MarathonError::Kind::kNoLeader, 503,
                                         "marathon " + method + " " + target + ": HTTP 503: " + text});
       }
-      log_info("marathon: " + text + "; retrying in " + std::to_string(backoff.count()) + " ms");
-      std::this_thread::sleep_for(backoff);
-      backoff = std::min<std::chrono::milliseconds>(backoff * 2, std::chrono::seconds(2));
       continue;
     }
     if (response->status >= 400) {

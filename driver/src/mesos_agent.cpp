@@ -96,14 +96,7 @@ Result<std::unique_ptr<MesosAgent>, MesosError> MesosAgent::create(HttpOptions o
 
 Result<std::string, MesosError> MesosAgent::exchange(const std::string& method, const std::string& path,
                                                      const std::string& body) {
-  HttpRequest request;
-  request.method = method;
-  request.target = path;
-  request.body = body;
-  if (!body.empty()) request.content_type = "application/json";
-  request.headers.emplace_back("Accept", "application/json");
-  request.idempotent = true;  // reads only
-  auto response = http_->request(request);
+  auto response = http_->request(json_request(method, path, body, true));  // reads only: idempotent
   if (!response) {
     return unexpected(MesosError{MesosError::Kind::kUnavailable, 0, "mesos agent " + response.error().message()});
   }

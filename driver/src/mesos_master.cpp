@@ -329,15 +329,8 @@ std::string MesosMaster::leader() const { return leader_ ? leader_->text : std::
 
 Result<HttpResponse, MesosError> MesosMaster::send(const std::string& method, const std::string& path,
                                                    const std::string& body, bool idempotent) {
-  HttpRequest request;
-  request.method = method;
-  request.target = path;
-  request.body = body;
-  if (!body.empty()) request.content_type = "application/json";
-  request.headers.emplace_back("Accept", "application/json");
-  request.idempotent = idempotent;
-  const auto give_up = Clock::now() + options_.leader_wait;
-  auto backoff = std::chrono::milliseconds(100);
+  HttpRequest request = json_request(method, path, body, idempotent);
+  DeadlineBackoff backoff(std::chrono::milliseconds(100), std::chrono::seconds(2), Clock::now() + options_.leader_wait);
   int redirects = 0;
   for (;;) {
     auto response = leader_ ? http_->request_at(*leader_, request) : http_->request(request);
@@ -379,14 +372,12 @@ Result<HttpResponse, MesosError> MesosMaster::send(const std::string& method, co
     const std::string text = trimmed(response->body);
     if (response->status == 503 && (text.starts_with("No leader elected") ||
                                     text.starts_with("Master has not finished recovery"))) {
-      if (Clock::now() + backoff >= give_up) {
+      log_info("mesos: " + text + "; retrying in " + std::to_string(backoff.next().count()) + " ms");
+      if (!backoff.sleep()) {
         return unexpected(MesosError{MesosError::Kind::kNoLeader, 503,
                                      "mesos " + path + ": " + text + " (waited " +
                                          std::to_string(options_.leader_wait.count()) + " ms)"});
       }
-      log_info("mesos: " + text + "; retrying in " + std::to_string(backoff.count()) + " ms");
-      std::this_thread::sleep_for(backoff);
-      backoff = std::min<std::chrono::milliseconds>(backoff * 2, std::chrono::seconds(2));
       leader_.reset();
       request.target = path;
       redirects = 0;

@@ -1,10 +1,6 @@
 #include "etcd_server.h"
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <poll.h>
 #include <signal.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -13,38 +9,13 @@
 #include <filesystem>
 #include <thread>
 
-#include "skopos/unique_fd.h"
 
 namespace skopos::testing {
 
 namespace {
 
-// One HTTP/1.0 exchange with a member; the response body, or "" if it did not answer.
-std::string exchange(std::uint16_t port, const std::string& method, const std::string& path, const std::string& body) {
-  UniqueFd fd(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  sockaddr_in address{};
-  address.sin_family = AF_INET;
-  address.sin_port = htons(port);
-  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (::connect(fd.get(), reinterpret_cast<sockaddr*>(&address), sizeof address) != 0) return {};
-  const std::string request = method + " " + path + " HTTP/1.0\r\nContent-Type: application/json\r\nContent-Length: " +
-                              std::to_string(body.size()) + "\r\n\r\n" + body;
-  (void)!::send(fd.get(), request.data(), request.size(), MSG_NOSIGNAL);
-  std::string response;
-  char buffer[4096];
-  for (;;) {
-    pollfd pfd{fd.get(), POLLIN, 0};
-    if (::poll(&pfd, 1, 2000) <= 0) return {};
-    const ssize_t n = ::recv(fd.get(), buffer, sizeof buffer, 0);
-    if (n <= 0) break;
-    response.append(buffer, static_cast<std::size_t>(n));
-  }
-  const auto end = response.find("\r\n\r\n");
-  return end == std::string::npos ? std::string() : response.substr(end + 4);
-}
-
 bool healthy(std::uint16_t port) {
-  return exchange(port, "GET", "/health", "").find("\"health\":\"true\"") != std::string::npos;
+  return loopback_http(port, "GET", "/health").find("\"health\":\"true\"") != std::string::npos;
 }
 
 // A JSON string field's value, found textually (the answers here are small and flat).
@@ -147,7 +118,7 @@ int EtcdServer::leader(std::chrono::milliseconds timeout) const {
     for (std::size_t i = 0; i < members_.size(); ++i) {
       if (!members_[i].process) continue;
       // {"header":{"member_id":"N",...},"leader":"N",...}: the member that is its own leader.
-      const std::string status = exchange(members_[i].client_port, "POST", "/v3/maintenance/status", "{}");
+      const std::string status = loopback_http(members_[i].client_port, "POST", "/v3/maintenance/status", "{}");
       const std::string self = field(status, "member_id");
       if (!self.empty() && self == field(status, "leader")) return static_cast<int>(i);
     }

@@ -186,3 +186,36 @@ int ChildProcess::stop(int signal, std::chrono::milliseconds timeout) {
 }
 
 }  // namespace skopos::testing
+
+namespace skopos::testing {
+
+std::string loopback_exchange(std::uint16_t port, const std::string& bytes, std::chrono::milliseconds timeout) {
+  UniqueFd fd(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_port = htons(port);
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (::connect(fd.get(), reinterpret_cast<sockaddr*>(&address), sizeof address) != 0) return {};
+  (void)!::send(fd.get(), bytes.data(), bytes.size(), MSG_NOSIGNAL);
+  std::string answer;
+  char buffer[8192];
+  for (;;) {
+    pollfd pfd{fd.get(), POLLIN, 0};
+    if (::poll(&pfd, 1, static_cast<int>(timeout.count())) <= 0) break;
+    const ssize_t n = ::recv(fd.get(), buffer, sizeof buffer, 0);
+    if (n <= 0) break;
+    answer.append(buffer, static_cast<std::size_t>(n));
+  }
+  return answer;
+}
+
+std::string loopback_http(std::uint16_t port, const std::string& method, const std::string& path,
+                          const std::string& body) {
+  const std::string response =
+      loopback_exchange(port, method + " " + path + " HTTP/1.0\r\nContent-Type: application/json\r\nContent-Length: " +
+                                  std::to_string(body.size()) + "\r\n\r\n" + body);
+  const auto end = response.find("\r\n\r\n");
+  return end == std::string::npos ? std::string() : response.substr(end + 4);
+}
+
+}  // namespace skopos::testing

@@ -27,6 +27,16 @@ ProcessResult run_process(const std::vector<std::string>& argv, const std::strin
 // A TCP port on 127.0.0.1 that nothing listens on right now.
 std::uint16_t free_loopback_port();
 
+// Sends `bytes` to 127.0.0.1:`port` and returns everything the server sends back until
+// it closes (each wait bounded by `timeout`); "" if the connection failed. For talking
+// to servers under test without the code under test: ZooKeeper's four-letter words, or
+// HTTP/1.0 as loopback_http() writes it.
+std::string loopback_exchange(std::uint16_t port, const std::string& bytes,
+                              std::chrono::milliseconds timeout = std::chrono::seconds(5));
+// One HTTP/1.0 request (JSON body) to 127.0.0.1:`port`; the response body, "" on failure.
+std::string loopback_http(std::uint16_t port, const std::string& method, const std::string& path,
+                          const std::string& body = {});
+
 // Runs argv (no shell) and returns its standard output; an error if it cannot start or
 // exits non-zero (with its standard error in the detail).
 Result<std::string> run_command(const std::vector<std::string>& argv);

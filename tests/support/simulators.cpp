@@ -1,48 +1,20 @@
 #include "simulators.h"
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <poll.h>
 #include <signal.h>
 #include <simdjson.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
 
-#include "skopos/unique_fd.h"
 
 namespace skopos::testing {
 
 namespace {
 
-// One HTTP/1.0 exchange with http://127.0.0.1:PORT; the body, or "" if none came.
-std::string exchange(const std::string& endpoint, const std::string& method, const std::string& path,
-                     const std::string& body) {
-  const auto colon = endpoint.rfind(':');
-  const int port = std::atoi(endpoint.c_str() + colon + 1);
-  UniqueFd fd(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  sockaddr_in address{};
-  address.sin_family = AF_INET;
-  address.sin_port = htons(static_cast<std::uint16_t>(port));
-  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (::connect(fd.get(), reinterpret_cast<sockaddr*>(&address), sizeof address) != 0) return {};
-  const std::string request = method + " " + path + " HTTP/1.0\r\nContent-Type: application/json\r\nContent-Length: " +
-                              std::to_string(body.size()) + "\r\n\r\n" + body;
-  (void)!::send(fd.get(), request.data(), request.size(), MSG_NOSIGNAL);
-  std::string response;
-  char buffer[8192];
-  for (;;) {
-    pollfd pfd{fd.get(), POLLIN, 0};
-    if (::poll(&pfd, 1, 5000) <= 0) return {};
-    const ssize_t n = ::recv(fd.get(), buffer, sizeof buffer, 0);
-    if (n <= 0) break;
-    response.append(buffer, static_cast<std::size_t>(n));
-  }
-  const auto end = response.find("\r\n\r\n");
-  return end == std::string::npos ? std::string() : response.substr(end + 4);
+std::uint16_t port_of(const std::string& endpoint) {
+  return static_cast<std::uint16_t>(std::atoi(endpoint.c_str() + endpoint.rfind(':') + 1));
 }
 
 }  // namespace
@@ -87,20 +59,20 @@ std::map<std::string, std::string> Simulator::map(const std::string& field) cons
 }
 
 std::string Simulator::control(const std::string& endpoint, const std::string& json) {
-  return exchange(endpoint, "POST", "/__sim/control", json);
+  return loopback_http(port_of(endpoint), "POST", "/__sim/control", json);
 }
 
 std::string Simulator::get(const std::string& endpoint, const std::string& path) {
-  return exchange(endpoint, "GET", path, "");
+  return loopback_http(port_of(endpoint), "GET", path);
 }
 
 std::string Simulator::post(const std::string& endpoint, const std::string& path, const std::string& body) {
-  return exchange(endpoint, "POST", path, body);
+  return loopback_http(port_of(endpoint), "POST", path, body);
 }
 
 std::string Simulator::request(const std::string& endpoint, const std::string& method, const std::string& path,
                                const std::string& body) {
-  return exchange(endpoint, method, path, body);
+  return loopback_http(port_of(endpoint), method, path, body);
 }
 
 }  // namespace skopos::testing

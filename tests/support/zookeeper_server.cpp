@@ -1,10 +1,6 @@
 #include "zookeeper_server.h"
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <poll.h>
 #include <signal.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -14,7 +10,6 @@
 #include <fstream>
 #include <thread>
 
-#include "skopos/unique_fd.h"
 
 namespace skopos::testing {
 
@@ -25,23 +20,7 @@ constexpr const char* kClasspath =
     "/usr/share/java/log4j-1.2.jar:/usr/share/java/netty-all.jar";
 
 std::string word(std::uint16_t port, const std::string& command) {
-  UniqueFd fd(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  sockaddr_in address{};
-  address.sin_family = AF_INET;
-  address.sin_port = htons(port);
-  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (::connect(fd.get(), reinterpret_cast<sockaddr*>(&address), sizeof address) != 0) return {};
-  (void)!::send(fd.get(), command.data(), command.size(), MSG_NOSIGNAL);
-  std::string answer;
-  char buffer[4096];
-  for (;;) {
-    pollfd pfd{fd.get(), POLLIN, 0};
-    if (::poll(&pfd, 1, 2000) <= 0) break;
-    const ssize_t n = ::recv(fd.get(), buffer, sizeof buffer, 0);
-    if (n <= 0) break;
-    answer.append(buffer, static_cast<std::size_t>(n));
-  }
-  return answer;
+  return loopback_exchange(port, command, std::chrono::seconds(2));
 }
 
 bool serving(std::uint16_t port) {

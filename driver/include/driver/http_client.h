@@ -75,6 +75,27 @@ struct HttpRequest {
   bool idempotent = false;
 };
 
+// A request whose body (if any) is JSON and that accepts JSON.
+HttpRequest json_request(std::string method, std::string target, std::string body, bool idempotent);
+
+// The pause between tries of one operation: doubling from `initial` up to `max`, and
+// never past `deadline`.
+class DeadlineBackoff {
+ public:
+  DeadlineBackoff(std::chrono::milliseconds initial, std::chrono::milliseconds max,
+                  std::chrono::steady_clock::time_point deadline)
+      : next_(initial), max_(max), deadline_(deadline) {}
+  // Sleeps and returns true if another try can start before the deadline; false (at
+  // once) if not.
+  bool sleep();
+  std::chrono::milliseconds next() const { return next_; }
+
+ private:
+  std::chrono::milliseconds next_;
+  std::chrono::milliseconds max_;
+  std::chrono::steady_clock::time_point deadline_;
+};
+
 struct HttpResponse {
   unsigned status = 0;
   std::string body;
