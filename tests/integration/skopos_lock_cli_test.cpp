@@ -55,6 +55,23 @@ class SkoposLockCliTest : public ::testing::Test {
     return "absent";
   }
 
+  // `skopos lock heartbeat` for `machine` in the background.
+  std::unique_ptr<skopos::testing::ChildProcess> start_heartbeat(const std::string& machine, const std::string& ttl) {
+    return std::make_unique<skopos::testing::ChildProcess>(std::vector<std::string>{
+        SKOPOS_CLI, "lock", "heartbeat", "--ttl", ttl, "--etcd-endpoints", server_->endpoint(), "--etcd-prefix", prefix_,
+        "--machine-id", machine});
+  }
+  // Polls status until `machine`'s heartbeat reads `want` or `limit` passes; the last reading.
+  std::string wait_heartbeat(const std::string& machine, const std::string& want, std::chrono::seconds limit) {
+    const auto deadline = std::chrono::steady_clock::now() + limit;
+    std::string state = heartbeat_of(machine);
+    while (state != want && std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::sleep_for(100ms);
+      state = heartbeat_of(machine);
+    }
+    return state;
+  }
+
   static skopos::testing::EtcdServer* server_;
   std::string prefix_;
   simdjson::dom::parser parser_;
@@ -111,14 +128,8 @@ TEST_F(SkoposLockCliTest, AcquireWaitReleaseWithExitCodesJsonAndMetrics) {
 
 TEST_F(SkoposLockCliTest, BreakingALiveHolderNeedsForceAndConfirmationAStaleOneDoesNot) {
   ASSERT_EQ(lock("machine-a", {"acquire", "reboot", "control", "--token", "REBOOT"}).exit_code, 0);
-  skopos::testing::ChildProcess heartbeat({SKOPOS_CLI, "lock", "heartbeat", "--ttl", "2s", "--etcd-endpoints",
-                                           server_->endpoint(), "--etcd-prefix", prefix_, "--machine-id", "machine-a"});
-  std::string state;
-  for (int i = 0; i < 50 && state != "fresh"; ++i) {
-    std::this_thread::sleep_for(100ms);
-    state = heartbeat_of("machine-a");
-  }
-  ASSERT_EQ(state, "fresh");
+  auto heartbeat = start_heartbeat("machine-a", "2s");
+  ASSERT_EQ(wait_heartbeat("machine-a", "fresh", 5s), "fresh");
 
   auto refused = lock("admin", {"unlock", "reboot", "control", "machine-a"});
   EXPECT_EQ(refused.exit_code, 4) << refused.err;
@@ -130,12 +141,8 @@ TEST_F(SkoposLockCliTest, BreakingALiveHolderNeedsForceAndConfirmationAStaleOneD
   EXPECT_EQ(heartbeat_of("machine-a"), "fresh") << "still held";
 
   // The host dies: no revoke, its lease runs out.
-  heartbeat.stop(SIGKILL, 5s);
-  for (int i = 0; i < 100 && state != "stale"; ++i) {
-    std::this_thread::sleep_for(100ms);
-    state = heartbeat_of("machine-a");
-  }
-  ASSERT_EQ(state, "stale") << "a dead holder is reported stale";
+  heartbeat->stop(SIGKILL, 5s);
+  ASSERT_EQ(wait_heartbeat("machine-a", "stale", 10s), "stale") << "a dead holder is reported stale";
   auto broken = lock("admin", {"unlock", "reboot", "control", "machine-a", "--json"});
   EXPECT_EQ(broken.exit_code, 0) << broken.err;
   EXPECT_TRUE(json(broken)["removed"].get_bool().value());
@@ -144,15 +151,9 @@ TEST_F(SkoposLockCliTest, BreakingALiveHolderNeedsForceAndConfirmationAStaleOneD
 
 TEST_F(SkoposLockCliTest, AHeartbeatStoppedCleanlyWithdrawsItselfAtOnce) {
   ASSERT_EQ(lock("machine-a", {"acquire", "reboot", "proxy"}).exit_code, 0);
-  skopos::testing::ChildProcess heartbeat({SKOPOS_CLI, "lock", "heartbeat", "--ttl", "30s", "--etcd-endpoints",
-                                           server_->endpoint(), "--etcd-prefix", prefix_, "--machine-id", "machine-a"});
-  std::string state;
-  for (int i = 0; i < 50 && state != "fresh"; ++i) {
-    std::this_thread::sleep_for(100ms);
-    state = heartbeat_of("machine-a");
-  }
-  ASSERT_EQ(state, "fresh");
-  EXPECT_EQ(heartbeat.stop(SIGTERM, 10s), 0);
+  auto heartbeat = start_heartbeat("machine-a", "30s");
+  ASSERT_EQ(wait_heartbeat("machine-a", "fresh", 5s), "fresh");
+  EXPECT_EQ(heartbeat->stop(SIGTERM, 10s), 0);
   EXPECT_EQ(heartbeat_of("machine-a"), "stale") << "revoked on SIGTERM, not left to expire after 30 s";
 }
 

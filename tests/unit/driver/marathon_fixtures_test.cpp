@@ -4,8 +4,7 @@
 #include <gtest/gtest.h>
 #include <simdjson.h>
 
-#include <fstream>
-#include <sstream>
+#include "json_shapes.h"
 
 #include "driver/marathon.h"
 
@@ -13,11 +12,7 @@ namespace skopos::driver {
 namespace {
 
 std::string fixture(const std::string& name) {
-  std::ifstream in(std::string(SKOPOS_FIXTURES_DIR) + "/marathon/" + name);
-  EXPECT_TRUE(in) << name;
-  std::stringstream text;
-  text << in.rdbuf();
-  return text.str();
+  return skopos::testing::read_fixture(std::string(SKOPOS_FIXTURES_DIR) + "/marathon", name);
 }
 
 TEST(MarathonFixtures, AppsAndTheirEmbeddedTasksParse) {

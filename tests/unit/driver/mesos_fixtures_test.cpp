@@ -5,8 +5,7 @@
 #include <gtest/gtest.h>
 #include <simdjson.h>
 
-#include <fstream>
-#include <sstream>
+#include "json_shapes.h"
 
 #include "driver/mesos_agent.h"
 #include "driver/mesos_master.h"
@@ -15,11 +14,7 @@ namespace skopos::driver {
 namespace {
 
 std::string fixture(const std::string& name) {
-  std::ifstream in(std::string(SKOPOS_FIXTURES_DIR) + "/mesos-master/" + name);
-  EXPECT_TRUE(in) << name;
-  std::stringstream text;
-  text << in.rdbuf();
-  return text.str();
+  return skopos::testing::read_fixture(std::string(SKOPOS_FIXTURES_DIR) + "/mesos-master", name);
 }
 
 TEST(MesosFixtures, GetAgentsGivesIdHostnameAndTheIpOfThePid) {
@@ -159,11 +154,7 @@ namespace skopos::driver {
 namespace {
 
 std::string agent_fixture(const std::string& name) {
-  std::ifstream in(std::string(SKOPOS_FIXTURES_DIR) + "/mesos-agent/" + name);
-  EXPECT_TRUE(in) << name;
-  std::stringstream text;
-  text << in.rdbuf();
-  return text.str();
+  return skopos::testing::read_fixture(std::string(SKOPOS_FIXTURES_DIR) + "/mesos-agent", name);
 }
 
 TEST(MesosAgentFixtures, GetTasksAndStateParse) {
