@@ -6,7 +6,8 @@
 # outbound, from eBPF. Everything it starts is removed on exit.
 # Without root it shows this machine's namespaces from /proc instead.
 # Then the cluster locks: a private etcd on loopback and `skopos lock` taking, waiting
-# for and giving back a tier's reboot slot, and this host's lock.
+# for and giving back a tier's reboot slot, and this host's lock; and Mesos maintenance
+# with `skopos maintenance` against tools/mesos-sim.
 # (The drain issue turns this into the full drain demo.)
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
@@ -17,13 +18,17 @@ cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 cmake --build build -j "$(nproc)" --target skopos-tracker tracker-cli skopos
 cli=build/bin/tracker-cli
 
-# The cluster locks with a private single-member etcd on loopback ports.
+# The cluster locks with a private single-member etcd on loopback ports, then Mesos
+# maintenance against tools/mesos-sim (Mesos has no Debian package).
 etcd_pid=
+sim_pid=
 edir=
 lock_cleanup() {
+  [ -n "$sim_pid" ] && kill "$sim_pid" 2>/dev/null && wait "$sim_pid" 2>/dev/null || true
   [ -n "$etcd_pid" ] && kill "$etcd_pid" 2>/dev/null && wait "$etcd_pid" 2>/dev/null || true
   [ -n "$edir" ] && rm -rf "$edir"
   etcd_pid=
+  sim_pid=
   edir=
 }
 lock_demo() {
@@ -52,6 +57,32 @@ lock_demo() {
   printf '\n$ skopos lock release reboot worker; skopos lock host-unlock REBOOT\n'
   lock release reboot worker
   lock host-unlock REBOOT
+
+  # Two Mesos masters (the CLI is given the follower) and three agents, simulated.
+  cat >"$edir/cluster.json" <<'JSON'
+{"masters": 2, "agents": [
+  {"id": "S0", "hostname": "worker-1", "ip": "127.0.0.2"},
+  {"id": "S1", "hostname": "worker-2", "ip": "127.0.0.3"},
+  {"id": "S2", "hostname": "proxy-1", "ip": "127.0.0.4"}]}
+JSON
+  tools/mesos-sim "$edir/cluster.json" >"$edir/sim.json" &
+  sim_pid=$!
+  for _ in $(seq 100); do [ -s "$edir/sim.json" ] && break; sleep 0.1; done
+  local follower
+  follower=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["masters"][1])' "$edir/sim.json")
+  maintenance() {
+    "$skopos" maintenance "$1" --mesos-master "$follower" --etcd-endpoints "http://127.0.0.1:$port" \
+      --log-level warning "${@:2}"
+  }
+  printf '\n== Mesos maintenance (tools/mesos-sim; the CLI is given a follower and finds the leader)\n'
+  printf '\n$ skopos maintenance schedule "worker-*" --duration 2h\n'; maintenance schedule 'worker-*' --duration 2h
+  printf '\n$ skopos maintenance down worker-1\n'; maintenance down worker-1
+  printf '\n$ skopos maintenance down worker-1   (again: Mesos refuses, in its words)\n'
+  maintenance down worker-1 || printf '(exit %d: refused)\n' $?
+  printf '\n$ skopos maintenance status\n'; maintenance status
+  printf '\n$ skopos maintenance up worker-1; skopos maintenance cancel worker-2\n'
+  maintenance up worker-1
+  maintenance cancel worker-2
   lock_cleanup
 }
 
