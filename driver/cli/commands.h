@@ -5,5 +5,6 @@ namespace skopos::driver::cli {
 
 int lock_command(int argc, char** argv);
 int maintenance_command(int argc, char** argv);
+int fence_command(int argc, char** argv);
 
 }  // namespace skopos::driver::cli

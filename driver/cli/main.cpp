@@ -15,6 +15,7 @@ constexpr const char* kUsage =
     "commands:\n"
     "  lock         the cluster's semaphores (per lock and tier) and this host's lock\n"
     "  maintenance  the Mesos maintenance schedule, machines down and up, agent draining\n"
+    "  fence        refuse new connections to task ports (iptables), show, remove\n"
     "\n"
     "Run 'skopos <command> --help' for a command's arguments and options.\n"
     "\n"
@@ -34,6 +35,7 @@ int main(int argc, char** argv) {
   try {
     if (command == "lock") return cli::lock_command(argc, argv);
     if (command == "maintenance") return cli::maintenance_command(argc, argv);
+    if (command == "fence") return cli::fence_command(argc, argv);
     std::fprintf(stderr, "skopos: unknown command '%s'\n\n%s", argv[1], kUsage);
     return cli::kExitUsage;
   } catch (const skopos::FatalError& error) {

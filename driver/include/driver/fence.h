@@ -1,0 +1,82 @@
+// Fence: stops NEW connections to this host's task ports while established ones keep
+// flowing, so balancers fail over at once and the drain only waits for what is already
+// in flight.
+//
+// One iptables chain (default SKOPOS) in the filter table, jumped to first from INPUT
+// (host-mode containers), FORWARD (bridge-mode containers reached from other hosts) and
+// OUTPUT for loopback-origin traffic (a balancer on this host reaching a published port,
+// which DNAT sends straight out to the bridge). Its rules REJECT a SYN of a new
+// connection, with a TCP reset, whose ORIGINAL destination port (conntrack, before DNAT)
+// is a fenced port:
+//
+//   -A SKOPOS -p tcp --syn -m conntrack --ctstate NEW --ctorigdstport 31000 -j REJECT --reject-with tcp-reset
+//
+// Everything is applied in one `iptables-restore --noflush` transaction: the chain is
+// created or flushed and refilled, and only missing jumps are added (a jump found more
+// than once is cut back to one), so applying again never accumulates anything. Removal
+// deletes exactly the jumps to the chain and the chain itself, again in one transaction.
+//
+// Optional and OFF by default: rejecting the cloud balancer's health check (a string
+// match on its request) to make it take the host out of rotation. A cloud autoscaler
+// may read a failing health check as a dead instance and terminate it, as once happened
+// to a host holding the reboot lock; fencing the task ports is enough for balancers
+// that follow connection resets.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "skopos/result.h"
+
+namespace skopos::driver {
+
+struct HealthCheckFence {
+  std::uint16_t port = 0;
+  std::string match;  // bytes of the health check request, e.g. "GET /health"
+};
+
+struct FenceOptions {
+  std::string chain = "SKOPOS";
+  std::string iptables_save = "iptables-save";
+  std::string iptables_restore = "iptables-restore";
+  std::chrono::milliseconds timeout{10000};
+  std::optional<HealthCheckFence> health_check;  // off by default: see above
+};
+
+struct FenceState {
+  bool chain_exists = false;
+  std::vector<std::string> jumps;              // "-A INPUT -j SKOPOS", as iptables-save prints them
+  std::vector<std::string> rules;              // "-A SKOPOS ...", likewise
+  std::vector<std::uint16_t> ports;            // the fenced ports read back from the rules
+
+  bool active() const { return chain_exists || !jumps.empty(); }
+};
+
+class Fence {
+ public:
+  explicit Fence(FenceOptions options = {});
+
+  // What is in place now.
+  Result<FenceState> show() const;
+  // The iptables-restore input that apply(ports) would run now (for --dry-run).
+  Result<std::string> plan(const std::vector<std::uint16_t>& ports) const;
+  // Fences exactly `ports` (replacing what the chain held). Atomic.
+  Result<FenceState> apply(const std::vector<std::uint16_t>& ports) const;
+  // Removes the jumps and the chain; false when there was nothing. Atomic.
+  Result<bool> remove() const;
+
+  const FenceOptions& options() const { return options_; }
+
+ private:
+  Result<std::string> save() const;
+  FenceState parse(const std::string& saved) const;
+  Result<void> restore(const std::string& input) const;
+  std::string plan_for(const FenceState& state, const std::vector<std::uint16_t>& ports) const;
+
+  FenceOptions options_;
+};
+
+}  // namespace skopos::driver

@@ -1,0 +1,145 @@
+#include "driver/fence.h"
+
+#include <algorithm>
+#include <charconv>
+#include <map>
+#include <sstream>
+
+#include "skopos/log.h"
+#include "skopos/subprocess.h"
+
+namespace skopos::driver {
+
+namespace {
+
+// The hooks and how each jumps to the chain. OUTPUT only for connections that were
+// addressed to loopback (before DNAT): this host's own connections elsewhere are not ours
+// to refuse.
+struct Hook {
+  const char* chain;
+  const char* match;  // what iptables-save prints between "-A <chain>" and "-j"
+};
+constexpr Hook kHooks[] = {
+    {"INPUT", ""},
+    {"FORWARD", ""},
+    {"OUTPUT", "-m conntrack --ctorigdst 127.0.0.0/8"},
+};
+
+std::string jump_spec(const Hook& hook, const std::string& chain) {
+  std::string spec = std::string(hook.chain) + " ";
+  if (*hook.match != '\0') spec += std::string(hook.match) + " ";
+  return spec + "-j " + chain;
+}
+
+}  // namespace
+
+Fence::Fence(FenceOptions options) : options_(std::move(options)) {}
+
+Result<std::string> Fence::save() const {
+  auto saved = run_program({options_.iptables_save, "-t", "filter"}, {}, options_.timeout);
+  if (!saved) return unexpected(std::move(saved).error());
+  if (saved->exit_code != 0) {
+    return unexpected(Error::invalid(options_.iptables_save, "-t filter",
+                                     "exit " + std::to_string(saved->exit_code) + ": " + saved->err));
+  }
+  return std::move(saved->out);
+}
+
+Result<void> Fence::restore(const std::string& input) const {
+  auto restored = run_program({options_.iptables_restore, "--noflush"}, input, options_.timeout);
+  if (!restored) return unexpected(std::move(restored).error());
+  if (restored->exit_code != 0) {
+    // iptables-restore applies all or nothing: a refusal changed nothing.
+    return unexpected(Error::invalid(options_.iptables_restore, "--noflush",
+                                     "exit " + std::to_string(restored->exit_code) + ": " + restored->err));
+  }
+  return {};
+}
+
+FenceState Fence::parse(const std::string& saved) const {
+  FenceState state;
+  const std::string declaration = ":" + options_.chain + " ";
+  const std::string rule_prefix = "-A " + options_.chain + " ";
+  const std::string jump_suffix = "-j " + options_.chain;
+  std::istringstream in(saved);
+  for (std::string line; std::getline(in, line);) {
+    if (line.rfind(declaration, 0) == 0) {
+      state.chain_exists = true;
+    } else if (line.rfind(rule_prefix, 0) == 0) {
+      state.rules.push_back(line);
+      const std::string marker = "--ctorigdstport ";
+      if (const auto at = line.find(marker); at != std::string::npos) {
+        std::uint16_t port = 0;
+        const char* begin = line.data() + at + marker.size();
+        if (std::from_chars(begin, line.data() + line.size(), port).ec == std::errc{}) state.ports.push_back(port);
+      }
+    } else if (line.rfind("-A ", 0) == 0 && line.size() >= jump_suffix.size() &&
+               line.compare(line.size() - jump_suffix.size(), jump_suffix.size(), jump_suffix) == 0) {
+      state.jumps.push_back(line);
+    }
+  }
+  return state;
+}
+
+Result<FenceState> Fence::show() const {
+  auto saved = save();
+  if (!saved) return unexpected(std::move(saved).error());
+  return parse(*saved);
+}
+
+std::string Fence::plan_for(const FenceState& state, const std::vector<std::uint16_t>& ports) const {
+  std::vector<std::uint16_t> unique = ports;
+  std::sort(unique.begin(), unique.end());
+  unique.erase(std::unique(unique.begin(), unique.end()), unique.end());
+  std::string out = "*filter\n:" + options_.chain + " - [0:0]\n";  // created, or flushed (--noflush)
+  for (const std::uint16_t port : unique) {
+    out += "-A " + options_.chain + " -p tcp --syn -m conntrack --ctstate NEW --ctorigdstport " + std::to_string(port) +
+           " -j REJECT --reject-with tcp-reset\n";
+  }
+  if (options_.health_check) {
+    out += "-A " + options_.chain + " -p tcp --dport " + std::to_string(options_.health_check->port) +
+           " -m string --algo bm --string \"" + options_.health_check->match + "\" -j REJECT --reject-with tcp-reset\n";
+  }
+  // Exactly one jump per hook, first in its chain.
+  std::map<std::string, int> present;
+  for (const std::string& jump : state.jumps) ++present[jump.substr(3)];
+  for (const Hook& hook : kHooks) {
+    const std::string spec = jump_spec(hook, options_.chain);
+    const int count = present.count(spec) > 0 ? present[spec] : 0;
+    if (count == 0) out += "-I " + std::string(hook.chain) + " 1" + spec.substr(std::string(hook.chain).size()) + "\n";
+    for (int extra = 1; extra < count; ++extra) out += "-D " + spec + "\n";
+  }
+  return out + "COMMIT\n";
+}
+
+Result<std::string> Fence::plan(const std::vector<std::uint16_t>& ports) const {
+  auto state = show();
+  if (!state) return unexpected(std::move(state).error());
+  return plan_for(*state, ports);
+}
+
+Result<FenceState> Fence::apply(const std::vector<std::uint16_t>& ports) const {
+  auto state = show();
+  if (!state) return unexpected(std::move(state).error());
+  if (auto applied = restore(plan_for(*state, ports)); !applied) return unexpected(std::move(applied).error());
+  auto now = show();
+  if (!now) return unexpected(std::move(now).error());
+  log_notice("fence '" + options_.chain + "' applied to " + std::to_string(now->ports.size()) + " port(s)");
+  return std::move(*now);
+}
+
+Result<bool> Fence::remove() const {
+  auto state = show();
+  if (!state) return unexpected(std::move(state).error());
+  if (!state->active()) return false;
+  std::string input = "*filter\n";
+  // Every jump to the chain, whatever its match (also ones we did not add).
+  for (const std::string& jump : state->jumps) input += "-D " + jump.substr(3) + "\n";
+  if (state->chain_exists) input += ":" + options_.chain + " - [0:0]\n-X " + options_.chain + "\n";
+  input += "COMMIT\n";
+  if (auto removed = restore(input); !removed) return unexpected(std::move(removed).error());
+  log_notice("fence '" + options_.chain + "' removed");
+  return true;
+}
+
+}  // namespace skopos::driver

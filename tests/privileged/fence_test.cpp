@@ -1,0 +1,174 @@
+// The fence in network namespaces of the test's own, with real iptables: new
+// connections to a fenced port are reset at once (also to a port that DNAT sends to a
+// "container" in another namespace), established connections keep flowing both ways,
+// applying again changes nothing, and removal leaves the tables as they were.
+#include <arpa/inet.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+
+#include "driver/fence.h"
+#include "privileged_support.h"
+#include "skopos/subprocess.h"
+
+namespace skopos::driver {
+namespace {
+
+using skopos::testing::TestNetns;
+using skopos::testing::tcp_accept;
+using skopos::testing::tcp_listen;
+
+// A connect that reports errno instead of asserting: 0 when connected.
+int try_connect(const std::string& address, std::uint16_t port) {
+  UniqueFd fd(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  sockaddr_in target{};
+  target.sin_family = AF_INET;
+  target.sin_port = htons(port);
+  ::inet_pton(AF_INET, address.c_str(), &target.sin_addr);
+  timeval timeout{2, 0};
+  ::setsockopt(fd.get(), SOL_SOCKET, SO_SNDTIMEO, &timeout, sizeof timeout);
+  return ::connect(fd.get(), reinterpret_cast<sockaddr*>(&target), sizeof target) == 0 ? 0 : errno;
+}
+
+// One byte each way on an established connection.
+bool still_flows(int client, int server) {
+  char byte = 'x';
+  if (::send(client, &byte, 1, MSG_NOSIGNAL) != 1 || ::recv(server, &byte, 1, 0) != 1) return false;
+  return ::send(server, &byte, 1, MSG_NOSIGNAL) == 1 && ::recv(client, &byte, 1, 0) == 1;
+}
+
+class PrivilegedFence : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    SKOPOS_REQUIRE_ROOT();
+    auto host = TestNetns::create("skopos-fence");
+    ASSERT_TRUE(host) << host.error().message();
+    host_ = std::move(*host);
+  }
+  static std::string without_comments(const std::string& text) {
+    std::string out;
+    std::size_t start = 0;
+    while (start < text.size()) {
+      const std::size_t end = std::min(text.find('\n', start), text.size());
+      if (text[start] != '#') out += text.substr(start, end - start) + "\n";
+      start = end + 1;
+    }
+    return out;
+  }
+
+  std::unique_ptr<TestNetns> host_;
+};
+
+TEST_F(PrivilegedFence, NewConnectionsAreResetEstablishedOnesFlowAndRemovalIsExact) {
+  TestNetns::Inside inside(*host_);
+  const std::string before = without_comments(run_program({"iptables-save", "-t", "filter"}, {}, std::chrono::seconds(5))->out);
+  UniqueFd listener = tcp_listen("127.0.0.1", 31000);
+  UniqueFd other = tcp_listen("127.0.0.1", 31001);
+  UniqueFd client = skopos::testing::tcp_connect("127.0.0.1", 31000);
+  UniqueFd server = tcp_accept(listener.get());
+
+  Fence fence;
+  auto applied = fence.apply({31000});
+  ASSERT_TRUE(applied) << applied.error().message();
+  EXPECT_EQ(applied->jumps.size(), 3u) << "INPUT, FORWARD, OUTPUT";
+  EXPECT_EQ(applied->ports, std::vector<std::uint16_t>{31000});
+  EXPECT_EQ(try_connect("127.0.0.1", 31000), ECONNREFUSED) << "a new connection gets a reset at once";
+  EXPECT_EQ(try_connect("127.0.0.1", 31001), 0) << "other ports are not fenced";
+  EXPECT_TRUE(still_flows(client.get(), server.get())) << "the established connection keeps flowing";
+
+  auto again = fence.apply({31000});
+  ASSERT_TRUE(again);
+  EXPECT_EQ(again->jumps.size(), 3u) << "applying again adds nothing";
+  EXPECT_EQ(again->rules.size(), 1u);
+  auto wider = fence.apply({31000, 31001, 31001});
+  ASSERT_TRUE(wider);
+  EXPECT_EQ(wider->ports, (std::vector<std::uint16_t>{31000, 31001}));
+  EXPECT_EQ(try_connect("127.0.0.1", 31001), ECONNREFUSED);
+
+  // A duplicate jump (say, from an older tool) is cut back to one.
+  ASSERT_EQ(run_program({"iptables", "-I", "INPUT", "-j", "SKOPOS"}, {}, std::chrono::seconds(5))->exit_code, 0);
+  auto deduplicated = fence.apply({31000});
+  ASSERT_TRUE(deduplicated);
+  EXPECT_EQ(deduplicated->jumps.size(), 3u) << "duplicates never accumulate";
+  EXPECT_EQ(try_connect("127.0.0.1", 31001), 0) << "the chain holds exactly the ports of the last apply";
+
+  auto removed = fence.remove();
+  ASSERT_TRUE(removed) << removed.error().message();
+  EXPECT_TRUE(*removed);
+  EXPECT_EQ(try_connect("127.0.0.1", 31000), 0);
+  EXPECT_TRUE(still_flows(client.get(), server.get()));
+  const std::string after = without_comments(run_program({"iptables-save", "-t", "filter"}, {}, std::chrono::seconds(5))->out);
+  EXPECT_EQ(after, before) << "removal leaves the table as it was";
+  auto nothing = fence.remove();
+  ASSERT_TRUE(nothing);
+  EXPECT_FALSE(*nothing);
+  auto state = fence.show();
+  ASSERT_TRUE(state);
+  EXPECT_FALSE(state->active());
+}
+
+TEST_F(PrivilegedFence, APublishedPortDnatedToAContainerIsFencedByItsOriginalPort) {
+  // The "container": a namespace behind a veth, its server on 10.232.0.2:8080, published
+  // on the host's 127.0.0.1:32000 by DNAT (as podman/docker publish ports).
+  auto container = TestNetns::create("skopos-fctr");
+  ASSERT_TRUE(container) << container.error().message();
+  const auto run = [](std::vector<std::string> argv) {
+    auto out = run_program(argv, {}, std::chrono::seconds(5));
+    ASSERT_TRUE(out) << out.error().message();
+    ASSERT_EQ(out->exit_code, 0) << argv[0] << " " << argv[1] << ": " << out->err;
+  };
+  run({"ip", "link", "add", "skfh0", "netns", host_->name(), "type", "veth", "peer", "name", "skfc0", "netns",
+       (*container)->name()});
+  run({"ip", "-n", host_->name(), "addr", "add", "10.232.0.1/30", "dev", "skfh0"});
+  run({"ip", "-n", (*container)->name(), "addr", "add", "10.232.0.2/30", "dev", "skfc0"});
+  run({"ip", "-n", host_->name(), "link", "set", "skfh0", "up"});
+  run({"ip", "-n", (*container)->name(), "link", "set", "skfc0", "up"});
+  UniqueFd listener;
+  {
+    TestNetns::Inside inside(**container);
+    listener = tcp_listen("10.232.0.2", 8080);
+  }
+  TestNetns::Inside inside(*host_);
+  run({"sysctl", "-q", "-w", "net.ipv4.conf.all.route_localnet=1"});
+  run({"iptables", "-t", "nat", "-A", "OUTPUT", "-p", "tcp", "-d", "127.0.0.1", "--dport", "32000", "-j", "DNAT",
+       "--to-destination", "10.232.0.2:8080"});
+  run({"iptables", "-t", "nat", "-A", "POSTROUTING", "-s", "127.0.0.1", "-d", "10.232.0.2", "-j", "SNAT", "--to-source",
+       "10.232.0.1"});
+  UniqueFd client = skopos::testing::tcp_connect("127.0.0.1", 32000);
+  UniqueFd server;
+  {
+    TestNetns::Inside in_container(**container);
+    server = tcp_accept(listener.get());
+  }
+  Fence fence;
+  ASSERT_TRUE(fence.apply({32000}));
+  EXPECT_EQ(try_connect("127.0.0.1", 32000), ECONNREFUSED) << "fenced by the port it was published on";
+  EXPECT_TRUE(still_flows(client.get(), server.get()));
+  EXPECT_EQ(try_connect("10.232.0.2", 8080), 0) << "the container port itself, reached directly, is another port";
+  ASSERT_TRUE(fence.remove());
+  EXPECT_EQ(try_connect("127.0.0.1", 32000), 0);
+}
+
+TEST_F(PrivilegedFence, ARefusedRestoreChangesNothingAndSaysWhy) {
+  TestNetns::Inside inside(*host_);
+  FenceOptions options;
+  options.chain = "SKOPOS-WITH-A-NAME-FAR-TOO-LONG-FOR-IPTABLES";
+  Fence fence(options);
+  auto refused = fence.apply({31000});
+  ASSERT_FALSE(refused);
+  EXPECT_NE(refused.error().message().find("iptables-restore"), std::string::npos) << refused.error().message();
+  auto state = fence.show();
+  ASSERT_TRUE(state);
+  EXPECT_FALSE(state->active()) << "all or nothing";
+  FenceOptions missing;
+  missing.iptables_save = "/nonexistent/iptables-save";
+  auto cannot = Fence(missing).show();
+  ASSERT_FALSE(cannot);
+  EXPECT_NE(cannot.error().message().find("/nonexistent/iptables-save"), std::string::npos) << cannot.error().message();
+}
+
+}  // namespace
+}  // namespace skopos::driver

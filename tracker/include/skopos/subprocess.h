@@ -1,0 +1,26 @@
+// Running a program as the driver's side effects need (iptables-restore, a reboot
+// command): fork/exec with an argv array (never a shell), text on its standard input,
+// its output and exit status, and a deadline after which it is killed.
+#pragma once
+
+#include <chrono>
+#include <string>
+#include <vector>
+
+#include "skopos/result.h"
+
+namespace skopos {
+
+struct ProgramOutput {
+  int exit_code = -1;  // the exit status, or 128 + signal number
+  std::string out;
+  std::string err;
+};
+
+// Runs argv[0] (searched in PATH). Errors: it could not be started, or it ran past
+// `timeout` (then it was killed with SIGKILL). A non-zero exit is not an error here:
+// the caller reads exit_code and err.
+Result<ProgramOutput> run_program(const std::vector<std::string>& argv, const std::string& input,
+                                  std::chrono::milliseconds timeout);
+
+}  // namespace skopos

@@ -1,0 +1,106 @@
+#include "skopos/subprocess.h"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+
+#include "skopos/unique_fd.h"
+
+namespace skopos {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+int exit_code_of(int status) {
+  if (WIFEXITED(status)) return WEXITSTATUS(status);
+  if (WIFSIGNALED(status)) return 128 + WTERMSIG(status);
+  return -1;
+}
+
+}  // namespace
+
+Result<ProgramOutput> run_program(const std::vector<std::string>& argv, const std::string& input,
+                                  std::chrono::milliseconds timeout) {
+  if (argv.empty()) return unexpected(Error::invalid("run", "", "no program given"));
+  int in[2];
+  int out[2];
+  int err[2];
+  if (::pipe2(in, O_CLOEXEC) != 0) return unexpected(Error::from_errno(errno, "pipe", argv[0]));
+  UniqueFd in_read(in[0]);
+  UniqueFd in_write(in[1]);
+  if (::pipe2(out, O_CLOEXEC) != 0) return unexpected(Error::from_errno(errno, "pipe", argv[0]));
+  UniqueFd out_read(out[0]);
+  UniqueFd out_write(out[1]);
+  if (::pipe2(err, O_CLOEXEC) != 0) return unexpected(Error::from_errno(errno, "pipe", argv[0]));
+  UniqueFd err_read(err[0]);
+  UniqueFd err_write(err[1]);
+  std::vector<char*> args;
+  for (const std::string& arg : argv) args.push_back(const_cast<char*>(arg.c_str()));
+  args.push_back(nullptr);
+  const pid_t pid = ::fork();
+  if (pid < 0) return unexpected(Error::from_errno(errno, "fork", argv[0]));
+  if (pid == 0) {
+    ::dup2(in_read.get(), STDIN_FILENO);
+    ::dup2(out_write.get(), STDOUT_FILENO);
+    ::dup2(err_write.get(), STDERR_FILENO);
+    ::execvp(args[0], args.data());
+    ::_exit(127);
+  }
+  in_read.reset();
+  out_write.reset();
+  err_write.reset();
+  ::fcntl(in_write.get(), F_SETFL, O_NONBLOCK);
+  ProgramOutput result;
+  std::size_t written = 0;
+  if (input.empty()) in_write.reset();
+  const auto deadline = Clock::now() + timeout;
+  bool timed_out = false;
+  while (out_read || err_read) {
+    pollfd fds[3] = {{out_read ? out_read.get() : -1, POLLIN, 0},
+                     {err_read ? err_read.get() : -1, POLLIN, 0},
+                     {in_write ? in_write.get() : -1, POLLOUT, 0}};
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
+    if (left <= 0) {
+      timed_out = true;
+      break;
+    }
+    if (::poll(fds, 3, static_cast<int>(left)) < 0 && errno != EINTR) break;
+    char buffer[8192];
+    for (int i = 0; i < 2; ++i) {
+      if (fds[i].revents == 0) continue;
+      UniqueFd& fd = i == 0 ? out_read : err_read;
+      const ssize_t n = ::read(fd.get(), buffer, sizeof buffer);
+      if (n <= 0) {
+        fd.reset();
+      } else {
+        (i == 0 ? result.out : result.err).append(buffer, static_cast<std::size_t>(n));
+      }
+    }
+    if (fds[2].revents != 0 && in_write) {
+      const ssize_t n = ::write(in_write.get(), input.data() + written, input.size() - written);
+      if (n > 0) written += static_cast<std::size_t>(n);
+      if (n < 0 || written == input.size()) in_write.reset();
+    }
+  }
+  in_write.reset();
+  if (timed_out) ::kill(pid, SIGKILL);
+  int status = 0;
+  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  if (timed_out) {
+    return unexpected(Error::invalid("run", argv[0], "still running after " + std::to_string(timeout.count()) +
+                                                         " ms; killed"));
+  }
+  result.exit_code = exit_code_of(status);
+  if (result.exit_code == 127 && result.err.empty()) {
+    return unexpected(Error::invalid("run", argv[0], "could not be started (not installed, or not in PATH)"));
+  }
+  return result;
+}
+
+}  // namespace skopos
