@@ -55,6 +55,14 @@ Result<ProgramOutput> run_program(const std::vector<std::string>& argv, const st
   out_write.reset();
   err_write.reset();
   ::fcntl(in_write.get(), F_SETFL, O_NONBLOCK);
+  // A child that exits without reading its input makes our write fail with EPIPE; the
+  // SIGPIPE that comes with it must not end this process. Blocked for this thread here,
+  // and a pending one is consumed before the mask is restored.
+  sigset_t pipe_signal;
+  sigset_t previous_mask;
+  sigemptyset(&pipe_signal);
+  sigaddset(&pipe_signal, SIGPIPE);
+  ::pthread_sigmask(SIG_BLOCK, &pipe_signal, &previous_mask);
   ProgramOutput result;
   std::size_t written = 0;
   if (input.empty()) in_write.reset();
@@ -88,6 +96,10 @@ Result<ProgramOutput> run_program(const std::vector<std::string>& argv, const st
     }
   }
   in_write.reset();
+  const timespec no_wait{0, 0};
+  while (::sigtimedwait(&pipe_signal, nullptr, &no_wait) == SIGPIPE) {
+  }
+  ::pthread_sigmask(SIG_SETMASK, &previous_mask, nullptr);
   if (timed_out) ::kill(pid, SIGKILL);
   int status = 0;
   while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {

@@ -1,0 +1,49 @@
+// run_program: argv without a shell, standard input in, output and exit status out, a
+// deadline that kills, and a clear error for a program that is not there.
+#include <gtest/gtest.h>
+
+#include "skopos/subprocess.h"
+
+namespace skopos {
+namespace {
+
+using namespace std::chrono_literals;
+
+TEST(RunProgram, PassesInputAndReturnsOutputAndExitStatus) {
+  auto cat = run_program({"cat"}, "line one\nline two\n", 5s);
+  ASSERT_TRUE(cat) << cat.error().message();
+  EXPECT_EQ(cat->exit_code, 0);
+  EXPECT_EQ(cat->out, "line one\nline two\n");
+  auto failing = run_program({"sh", "-c", "echo oops >&2; exit 3"}, {}, 5s);
+  ASSERT_TRUE(failing);
+  EXPECT_EQ(failing->exit_code, 3) << "a non-zero exit is a result, not an error";
+  EXPECT_EQ(failing->err, "oops\n");
+  // Arguments are not interpreted by a shell.
+  auto literal = run_program({"echo", "$HOME; rm -rf /"}, {}, 5s);
+  ASSERT_TRUE(literal);
+  EXPECT_EQ(literal->out, "$HOME; rm -rf /\n");
+  // Large input and output do not deadlock on full pipes.
+  const std::string big(1 << 20, 'x');
+  auto copied = run_program({"cat"}, big, 10s);
+  ASSERT_TRUE(copied);
+  EXPECT_EQ(copied->out.size(), big.size());
+  // A program that exits without reading its input does not take us down (SIGPIPE).
+  auto ignoring = run_program({"true"}, big, 5s);
+  ASSERT_TRUE(ignoring) << ignoring.error().message();
+  EXPECT_EQ(ignoring->exit_code, 0);
+}
+
+TEST(RunProgram, ADeadlineKillsAndAMissingProgramIsNamed) {
+  const auto start = std::chrono::steady_clock::now();
+  auto slow = run_program({"sleep", "30"}, {}, 300ms);
+  ASSERT_FALSE(slow);
+  EXPECT_NE(slow.error().message().find("killed"), std::string::npos) << slow.error().message();
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 5s);
+  auto missing = run_program({"/nonexistent/skopos-tool"}, {}, 5s);
+  ASSERT_FALSE(missing);
+  EXPECT_NE(missing.error().message().find("/nonexistent/skopos-tool"), std::string::npos) << missing.error().message();
+  EXPECT_FALSE(run_program({}, {}, 1s));
+}
+
+}  // namespace
+}  // namespace skopos
