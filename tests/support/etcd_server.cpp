@@ -37,23 +37,40 @@ std::unique_ptr<EtcdServer> EtcdServer::start(int members, const EtcdTls* tls) {
   std::unique_ptr<EtcdServer> server(new EtcdServer());
   static int sequence = 0;
   server->dir_ = "/tmp/skopos-etcd-" + std::to_string(::getpid()) + "-" + std::to_string(sequence++);
-  std::filesystem::remove_all(server->dir_);
   if (tls != nullptr) server->tls_ = *tls;
-  for (int i = 0; i < members; ++i) {
-    Member member;
-    member.name = "member" + std::to_string(i);
-    member.dir = server->dir_ + "/" + member.name;
-    member.client_port = free_loopback_port();
-    member.client_url = (tls != nullptr ? "https://127.0.0.1:" : "http://127.0.0.1:") + std::to_string(member.client_port);
-    member.metrics_port = free_loopback_port();
-    member.peer_url = "http://127.0.0.1:" + std::to_string(free_loopback_port());
-    std::filesystem::create_directories(member.dir);
-    server->initial_cluster_ += (i == 0 ? "" : ",") + member.name + "=" + member.peer_url;
-    server->members_.push_back(std::move(member));
+  // A port chosen free can be taken by another test before etcd binds it (tests run in
+  // parallel); a member that exits at once is started again on new ports.
+  for (int attempt = 1;; ++attempt) {
+    std::filesystem::remove_all(server->dir_);
+    server->members_.clear();
+    server->initial_cluster_.clear();
+    for (int i = 0; i < members; ++i) {
+      Member member;
+      member.name = "member" + std::to_string(i);
+      member.dir = server->dir_ + "/" + member.name;
+      member.client_port = free_loopback_port();
+      member.client_url =
+          (tls != nullptr ? "https://127.0.0.1:" : "http://127.0.0.1:") + std::to_string(member.client_port);
+      member.metrics_port = free_loopback_port();
+      member.peer_url = "http://127.0.0.1:" + std::to_string(free_loopback_port());
+      std::filesystem::create_directories(member.dir);
+      server->initial_cluster_ += (i == 0 ? "" : ",") + member.name + "=" + member.peer_url;
+      server->members_.push_back(std::move(member));
+    }
+    for (Member& member : server->members_) server->launch(member, false);
+    bool started = true;
+    for (Member& member : server->members_) started = started && server->wait_healthy(member);
+    if (started) return server;
+    if (attempt == 3) {
+      std::fprintf(stderr, "EtcdServer: a member exited at start three times (logs in %s)\n", server->dir_.c_str());
+      std::abort();
+    }
+    std::fprintf(stderr, "EtcdServer: a member exited at start (a port taken?); starting again on new ports\n");
+    for (Member& member : server->members_) {
+      if (member.process) member.process->stop(SIGKILL, std::chrono::seconds(10));
+      member.process.reset();
+    }
   }
-  for (Member& member : server->members_) server->launch(member, false);
-  for (const Member& member : server->members_) server->wait_healthy(member);
-  return server;
 }
 
 void EtcdServer::launch(Member& member, bool existing) {
@@ -75,17 +92,23 @@ void EtcdServer::launch(Member& member, bool existing) {
   member.process = std::make_unique<ChildProcess>(argv, member.dir + "/etcd.stderr");
 }
 
-void EtcdServer::wait_healthy(const Member& member) const {
-  // /health is true once the member sees a leader and can serve.
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+bool EtcdServer::wait_healthy(Member& member) const {
+  // /health is true once the member sees a leader and can serve. The bound is generous:
+  // under the sanitizers, with other tests running, elections are slow.
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(90);
   while (!healthy(member.metrics_port)) {
+    if (member.process && member.process->stop(0, std::chrono::milliseconds(0)) != -1) {
+      member.process.reset();  // it exited
+      return false;
+    }
     if (std::chrono::steady_clock::now() >= deadline) {
-      std::fprintf(stderr, "EtcdServer: %s did not become healthy in 30 s (log in %s/etcd.log)\n", member.name.c_str(),
+      std::fprintf(stderr, "EtcdServer: %s did not become healthy in 90 s (log in %s/etcd.log)\n", member.name.c_str(),
                    member.dir.c_str());
       std::abort();
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
+  return true;
 }
 
 std::vector<std::string> EtcdServer::endpoints() const {
@@ -109,7 +132,10 @@ void EtcdServer::kill(int member) {
 void EtcdServer::restart(int member) {
   Member& m = members_[static_cast<std::size_t>(member)];
   if (!m.process) launch(m, true);
-  wait_healthy(m);
+  if (!wait_healthy(m)) {
+    std::fprintf(stderr, "EtcdServer: %s exited on restart (log in %s/etcd.log)\n", m.name.c_str(), m.dir.c_str());
+    std::abort();
+  }
 }
 
 int EtcdServer::leader(std::chrono::milliseconds timeout) const {

@@ -56,7 +56,8 @@ class EtcdServer {
   };
   EtcdServer() = default;
   void launch(Member& member, bool existing);
-  void wait_healthy(const Member& member) const;
+  // False when the member exited instead (then `process` is reset).
+  bool wait_healthy(Member& member) const;
 
   std::string dir_;
   std::string initial_cluster_;

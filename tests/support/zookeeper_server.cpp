@@ -38,21 +38,36 @@ std::unique_ptr<ZooKeeperEnsemble> ZooKeeperEnsemble::start(int count, bool four
   std::unique_ptr<ZooKeeperEnsemble> ensemble(new ZooKeeperEnsemble());
   static int sequence = 0;
   ensemble->dir_ = "/tmp/skopos-zk-" + std::to_string(::getpid()) + "-" + std::to_string(sequence++);
-  std::filesystem::remove_all(ensemble->dir_);
+  // A port chosen free can be taken by another test before ZooKeeper binds it; a server
+  // that exits at start is started again, with the whole ensemble, on new ports.
+  for (int attempt = 1;; ++attempt) {
+    if (ensemble->configure_and_launch(count, four_letter_words)) return ensemble;
+    if (attempt == 3) {
+      std::fprintf(stderr, "ZooKeeperEnsemble: a server exited at start three times (logs under %s)\n",
+                   ensemble->dir_.c_str());
+      std::abort();
+    }
+    for (std::size_t i = 0; i < ensemble->servers_.size(); ++i) ensemble->kill(static_cast<int>(i));
+  }
+}
+
+bool ZooKeeperEnsemble::configure_and_launch(int count, bool four_letter_words) {
+  std::filesystem::remove_all(dir_);
+  servers_.clear();
   std::string members;
   for (int i = 0; i < count; ++i) {
     Server server;
-    server.dir = ensemble->dir_ + "/server" + std::to_string(i);
+    server.dir = dir_ + "/server" + std::to_string(i);
     server.client_port = free_loopback_port();
     std::filesystem::create_directories(server.dir + "/data");
     if (count > 1) {
       members += "server." + std::to_string(i + 1) + "=127.0.0.1:" + std::to_string(free_loopback_port()) + ":" +
                  std::to_string(free_loopback_port()) + "\n";
     }
-    ensemble->servers_.push_back(std::move(server));
+    servers_.push_back(std::move(server));
   }
   for (int i = 0; i < count; ++i) {
-    Server& server = ensemble->servers_[static_cast<std::size_t>(i)];
+    Server& server = servers_[static_cast<std::size_t>(i)];
     std::ofstream(server.dir + "/data/myid") << i + 1 << "\n";
     std::ofstream config(server.dir + "/zoo.cfg");
     // Short ticks: elections and session checks in tenths of a second.
@@ -67,19 +82,22 @@ std::unique_ptr<ZooKeeperEnsemble> ZooKeeperEnsemble::start(int count, bool four
                                                     << "log4j.appender.FILE.layout=org.apache.log4j.PatternLayout\n"
                                                     << "log4j.appender.FILE.layout.ConversionPattern=%d %p %c: %m%n\n";
   }
-  for (Server& server : ensemble->servers_) ensemble->launch(server);
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
-  for (const Server& server : ensemble->servers_) {
+  for (Server& server : servers_) launch(server);
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(90);
+  for (Server& server : servers_) {
     while (!serving(server.client_port)) {
+      if (server.process && server.process->stop(0, std::chrono::milliseconds(0)) != -1) {
+        server.process.reset();
+        return false;  // it exited
+      }
       if (std::chrono::steady_clock::now() >= deadline) {
-        std::fprintf(stderr, "ZooKeeperEnsemble: a server did not serve within 60 s (logs under %s)\n",
-                     ensemble->dir_.c_str());
+        std::fprintf(stderr, "ZooKeeperEnsemble: a server did not serve within 90 s (logs under %s)\n", dir_.c_str());
         std::abort();
       }
       std::this_thread::sleep_for(std::chrono::milliseconds(100));
     }
   }
-  return ensemble;
+  return true;
 }
 
 void ZooKeeperEnsemble::launch(Server& server) {

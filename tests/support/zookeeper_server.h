@@ -34,6 +34,9 @@ class ZooKeeperEnsemble {
   };
   ZooKeeperEnsemble() = default;
   void launch(Server& server);
+  // Writes the configuration with fresh ports and starts every server; false when one
+  // exited instead of serving.
+  bool configure_and_launch(int count, bool four_letter_words);
   std::string dir_;
   std::vector<Server> servers_;
 };
