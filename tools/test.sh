@@ -56,6 +56,14 @@ run_tier() {
   ctest --test-dir "$dir" -L "^${label}\$" --no-tests=error --output-on-failure -j "$(nproc)"
 }
 
+# What an earlier, interrupted run left behind is not this run's fault: remove it, say
+# so, and from here on fail on anything this run leaves.
+stale=$(ls -d /tmp/skopos-podman-* /tmp/skopos-etcd-* /tmp/skopos-zk-* 2>/dev/null || true)
+if [ -n "$stale" ]; then
+  echo "test.sh: removing test directories an earlier run left behind: $stale" >&2
+  rm -rf $stale
+fi
+
 wants unit && run_tier build unit
 if wants integration; then
   run_tier build integration
