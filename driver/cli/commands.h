@@ -6,5 +6,9 @@ namespace skopos::driver::cli {
 int lock_command(int argc, char** argv);
 int maintenance_command(int argc, char** argv);
 int fence_command(int argc, char** argv);
+// argv[1] is "drain", "undrain" or "booster".
+int drain_command(int argc, char** argv);
+int agent_command(int argc, char** argv);
+int rolling_reboot_command(int argc, char** argv);
 
 }  // namespace skopos::driver::cli

@@ -3,6 +3,8 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <cstdlib>
+#include <fstream>
 
 #include "skopos/json_writer.h"
 #include "skopos/log.h"
@@ -21,6 +23,8 @@ const char* const kGlobalOptionsHelp =
     "  --etcd-cert FILE        client certificate, with --etcd-key FILE\n"
     "  --etcd-timeout D        deadline of each etcd request (default 5s)\n"
     "  --machine-id ID         this machine (default $MACHINEID, else /etc/machine-id)\n"
+    "  --boot-id-file FILE     where this boot's id is read (default\n"
+    "                          /proc/sys/kernel/random/boot_id)\n"
     "  --json                  machine-readable output\n"
     "  --log-level L           error, warning, notice, info (default), debug\n";
 
@@ -33,7 +37,7 @@ constexpr const char* kDefaultConfig = "/etc/skopos/skopos.conf";
 CliSpec with_global_options(std::string command, std::set<std::string> flags, std::set<std::string> options) {
   flags.insert({"json", "help"});
   options.insert({"config", "etcd-endpoints", "etcd-prefix", "etcd-cacert", "etcd-cert", "etcd-key", "etcd-timeout",
-                  "machine-id", "log-level"});
+                  "machine-id", "boot-id-file", "log-level"});
   return CliSpec{std::move(command), std::move(flags), std::move(options)};
 }
 
@@ -53,6 +57,7 @@ GlobalOptions parse_global_options(const CliSpec& spec, CliArgs& args) {
   GlobalOptions options;
   options.json = args.flag("json");
   options.machine_id = args.option("machine-id");
+  options.boot_id_file = args.option("boot-id-file", HostIdentity::kBootIdPath);
   options.prefix = args.option("etcd-prefix", "/skopos");
   if (options.prefix.empty() || options.prefix.front() != '/') {
     throw FatalError(spec.command + ": --etcd-prefix '" + options.prefix + "' must start with '/'");
@@ -82,7 +87,7 @@ GlobalOptions parse_global_options(const CliSpec& spec, CliArgs& args) {
 }
 
 LockContext connect_locks(const GlobalOptions& options) {
-  auto identity = HostIdentity::detect(options.machine_id);
+  auto identity = HostIdentity::detect(options.machine_id, options.boot_id_file);
   if (!identity) {
     throw FatalError("skopos: cannot tell which machine this is: " + identity.error().message(),
                      "pass --machine-id ID or set MACHINEID");
@@ -95,6 +100,61 @@ LockContext connect_locks(const GlobalOptions& options) {
   lock_options.prefix = options.prefix;
   context.locks = std::make_unique<LockService>(*context.etcd, std::move(*identity), lock_options);
   return context;
+}
+
+std::string env_or(const char* name, const std::string& fallback) {
+  const char* value = std::getenv(name);
+  return value != nullptr && *value != '\0' ? std::string(value) : fallback;
+}
+
+std::vector<HttpEndpoint> parse_url_list(const std::string& text, const std::string& what) {
+  std::vector<HttpEndpoint> out;
+  std::size_t start = 0;
+  while (start <= text.size()) {
+    const std::size_t comma = std::min(text.find(',', start), text.size());
+    const std::string one = text.substr(start, comma - start);
+    auto endpoint = HttpEndpoint::parse(one);
+    if (!endpoint || endpoint->scheme == HttpEndpoint::Scheme::kUnix) {
+      throw FatalError(what + ": '" + one + "' is not an http:// or https:// URL",
+                       "give URLs such as http://10.0.0.5:5050,http://10.0.0.6:5050");
+    }
+    out.push_back(std::move(*endpoint));
+    start = comma + 1;
+  }
+  return out;
+}
+
+const std::set<std::string> kMesosOptions = {"mesos-master", "mesos-user", "mesos-password-file", "mesos-cacert",
+                                             "mesos-cert",   "mesos-key",  "mesos-timeout",       "leader-wait"};
+
+const char* const kMesosOptionsHelp =
+    "Mesos options (also in the config file, or from the environment as noted):\n"
+    "  --mesos-master URLS       comma-separated master URLs, any of them; the leader is\n"
+    "                            found by following redirects ($SKOPOS_MESOS_MASTER)\n"
+    "  --mesos-user U            basic auth user ($SKOPOS_MESOS_USER)\n"
+    "  --mesos-password-file F   basic auth password, first line of F\n"
+    "                            ($SKOPOS_MESOS_PASSWORD holds it directly)\n"
+    "  --mesos-cacert FILE, --mesos-cert FILE, --mesos-key FILE   TLS\n"
+    "  --mesos-timeout D         deadline per request (default 10s)\n"
+    "  --leader-wait D           how long to wait for a leader to be elected (default 30s)\n";
+
+MesosMasterOptions mesos_options(const CliArgs& args, const std::string& command, const std::string& default_master) {
+  MesosMasterOptions options;
+  const std::string masters = args.option("mesos-master", env_or("SKOPOS_MESOS_MASTER", default_master));
+  if (!masters.empty()) options.http.endpoints = parse_url_list(masters, command + ": --mesos-master");
+  options.http.basic_user = args.option("mesos-user", env_or("SKOPOS_MESOS_USER", ""));
+  options.http.basic_password = env_or("SKOPOS_MESOS_PASSWORD", "");
+  if (args.has("mesos-password-file")) {
+    std::ifstream in(args.option("mesos-password-file"));
+    if (!in) throw FatalError(command + ": cannot read --mesos-password-file '" + args.option("mesos-password-file") + "'");
+    std::getline(in, options.http.basic_password);
+  }
+  options.http.tls.ca_file = args.option("mesos-cacert");
+  options.http.tls.cert_file = args.option("mesos-cert");
+  options.http.tls.key_file = args.option("mesos-key");
+  options.http.timeout = args.duration("mesos-timeout", std::chrono::seconds(10));
+  options.leader_wait = args.duration("leader-wait", std::chrono::seconds(30));
+  return options;
 }
 
 int report(const LockError& error, bool json) {

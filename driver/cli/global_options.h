@@ -9,6 +9,7 @@
 #include "driver/etcd_client.h"
 #include "driver/host_identity.h"
 #include "driver/lock_service.h"
+#include "driver/mesos_master.h"
 #include "skopos/cli_args.h"
 
 namespace skopos::driver::cli {
@@ -32,6 +33,7 @@ struct GlobalOptions {
   EtcdOptions etcd;
   std::string prefix = "/skopos";
   std::string machine_id;  // "" = detect
+  std::string boot_id_file = HostIdentity::kBootIdPath;
   bool json = false;
 };
 
@@ -46,6 +48,20 @@ struct LockContext {
   std::unique_ptr<LockService> locks;
 };
 LockContext connect_locks(const GlobalOptions& options);
+
+// The value of the environment variable `name`, or `fallback` when unset or empty.
+std::string env_or(const char* name, const std::string& fallback);
+
+// A comma-separated list of http(s) URLs; FatalError naming `what` and the bad one.
+std::vector<HttpEndpoint> parse_url_list(const std::string& text, const std::string& what);
+
+// The Mesos master options (--mesos-master, credentials, TLS, deadlines) every command
+// that talks to Mesos takes, and their reading. `default_master` empty: the masters
+// must be given (flag, config or $SKOPOS_MESOS_MASTER), else no endpoints are returned.
+extern const std::set<std::string> kMesosOptions;
+extern const char* const kMesosOptionsHelp;
+MesosMasterOptions mesos_options(const CliArgs& args, const std::string& command,
+                                 const std::string& default_master = "http://127.0.0.1:5050");
 
 // The exit code for a lock error. Prints it to stderr and, with --json, as
 // {"error":{"kind":"timed-out","message":"..."}} to stdout.

@@ -16,12 +16,19 @@ constexpr const char* kUsage =
     "  lock         the cluster's semaphores (per lock and tier) and this host's lock\n"
     "  maintenance  the Mesos maintenance schedule, machines down and up, agent draining\n"
     "  fence        refuse new connections to task ports (iptables), show, remove\n"
+    "  drain        take this host out of service without failing a request (--reboot:\n"
+    "               and reboot it); resumes after a crash; --dry-run shows the plan\n"
+    "  undrain      bring this host back (= drain --abort)\n"
+    "  booster      the end-of-life drain (no reboot, optional Mesos mark_gone)\n"
+    "  agent        the reboot daemon under systemd: waits for a trigger, drains,\n"
+    "               reboots, recovers after boot\n"
+    "  rolling-reboot  ask every host of a tier to reboot, one (or max) at a time\n"
     "\n"
     "Run 'skopos <command> --help' for a command's arguments and options.\n"
     "\n"
     "Exit status: 0 done; 1 timed out waiting; 2 usage or configuration error; 3 a system\n"
     "we depend on failed (etcd unreachable, an unknown outcome, unreadable data); 4 refused\n"
-    "by the current state.\n";
+    "by the current state; 5 (drain) interrupted at a safe point.\n";
 
 }  // namespace
 
@@ -36,6 +43,9 @@ int main(int argc, char** argv) {
     if (command == "lock") return cli::lock_command(argc, argv);
     if (command == "maintenance") return cli::maintenance_command(argc, argv);
     if (command == "fence") return cli::fence_command(argc, argv);
+    if (command == "drain" || command == "undrain" || command == "booster") return cli::drain_command(argc, argv);
+    if (command == "agent") return cli::agent_command(argc, argv);
+    if (command == "rolling-reboot") return cli::rolling_reboot_command(argc, argv);
     std::fprintf(stderr, "skopos: unknown command '%s'\n\n%s", argv[1], kUsage);
     return cli::kExitUsage;
   } catch (const skopos::FatalError& error) {

@@ -80,40 +80,6 @@ int report_mesos(const MesosError& error, bool json) {
   return refused ? kExitRefused : kExitFailed;
 }
 
-std::string env_or(const char* name, const std::string& fallback) {
-  const char* value = std::getenv(name);
-  return value != nullptr && *value != '\0' ? std::string(value) : fallback;
-}
-
-MesosMasterOptions mesos_options(const CliArgs& args) {
-  MesosMasterOptions options;
-  const std::string masters = args.option("mesos-master", env_or("SKOPOS_MESOS_MASTER", "http://127.0.0.1:5050"));
-  std::size_t start = 0;
-  while (start <= masters.size()) {
-    const std::size_t comma = std::min(masters.find(',', start), masters.size());
-    const std::string one = masters.substr(start, comma - start);
-    auto endpoint = HttpEndpoint::parse(one);
-    if (!endpoint || endpoint->scheme == HttpEndpoint::Scheme::kUnix) {
-      throw FatalError("skopos maintenance: --mesos-master: '" + one + "' is not an http:// or https:// URL");
-    }
-    options.http.endpoints.push_back(std::move(*endpoint));
-    start = comma + 1;
-  }
-  options.http.basic_user = args.option("mesos-user", env_or("SKOPOS_MESOS_USER", ""));
-  options.http.basic_password = env_or("SKOPOS_MESOS_PASSWORD", "");
-  if (args.has("mesos-password-file")) {
-    std::ifstream in(args.option("mesos-password-file"));
-    if (!in) throw FatalError("skopos maintenance: cannot read --mesos-password-file '" + args.option("mesos-password-file") + "'");
-    std::getline(in, options.http.basic_password);
-  }
-  options.http.tls.ca_file = args.option("mesos-cacert");
-  options.http.tls.cert_file = args.option("mesos-cert");
-  options.http.tls.key_file = args.option("mesos-key");
-  options.http.timeout = args.duration("mesos-timeout", std::chrono::seconds(10));
-  options.leader_wait = args.duration("leader-wait", std::chrono::seconds(30));
-  return options;
-}
-
 // "now", "+30m", or "2026-11-21T14:00:00Z"; unix nanoseconds.
 std::int64_t parse_start(const std::string& text) {
   const std::int64_t now = static_cast<std::int64_t>(std::time(nullptr));
@@ -279,8 +245,7 @@ int maintenance_command(int argc, char** argv) {
     return kExitUsage;
   }
   std::set<std::string> options = shape->second.second;
-  options.insert({"mesos-master", "mesos-user", "mesos-password-file", "mesos-cacert", "mesos-cert", "mesos-key",
-                  "mesos-timeout", "leader-wait"});
+  options.insert(kMesosOptions.begin(), kMesosOptions.end());
   const CliSpec spec = with_global_options("skopos maintenance " + command, shape->second.first, options);
   CliArgs args = CliArgs::parse(spec, argc, argv, 3);
   if (args.flag("help")) {
@@ -299,7 +264,7 @@ int maintenance_command(int argc, char** argv) {
   const auto grace = args.duration("grace", std::chrono::milliseconds(-1));
   const auto lock_wait = args.duration("lock-wait", std::chrono::minutes(2));
 
-  auto master = MesosMaster::create(mesos_options(args));
+  auto master = MesosMaster::create(mesos_options(args, "skopos maintenance"));
   if (!master) throw FatalError("skopos maintenance: " + master.error().message);
   auto inventory = read_inventory(**master);
   if (!inventory) return report_mesos(inventory.error(), global.json);

@@ -34,7 +34,7 @@ bool valid_key_name(std::string_view name) {
   return true;
 }
 
-Result<HostIdentity> HostIdentity::detect(const std::string& machine_id) {
+Result<HostIdentity> HostIdentity::detect(const std::string& machine_id, const std::string& boot_id_path) {
   HostIdentity identity;
   if (!machine_id.empty()) {
     identity.machine_id = machine_id;
@@ -49,7 +49,7 @@ Result<HostIdentity> HostIdentity::detect(const std::string& machine_id) {
     return unexpected(Error::invalid("machine id", identity.machine_id,
                                      "must be 1-128 of letters, digits, '_', '.' and '-'"));
   }
-  auto boot = read_line("/proc/sys/kernel/random/boot_id");
+  auto boot = read_line(boot_id_path.c_str());
   if (!boot) return unexpected(std::move(boot).error());
   identity.boot_id = std::move(*boot);
   char name[HOST_NAME_MAX + 1] = {};

@@ -90,10 +90,7 @@ std::chrono::milliseconds CliArgs::duration(const std::string& name, std::chrono
   return std::chrono::duration_cast<std::chrono::milliseconds>(duration_us(name, fallback));
 }
 
-std::chrono::microseconds CliArgs::duration_us(const std::string& name, std::chrono::microseconds fallback) const {
-  const auto it = options_.find(name);
-  if (it == options_.end()) return fallback;
-  const std::string& text = it->second;
+std::optional<std::chrono::microseconds> parse_duration(std::string_view text) {
   std::uint64_t number = 0;
   const auto parsed = std::from_chars(text.data(), text.data() + text.size(), number);
   const std::string_view unit(parsed.ptr, static_cast<std::size_t>(text.data() + text.size() - parsed.ptr));
@@ -104,9 +101,19 @@ std::chrono::microseconds CliArgs::duration_us(const std::string& name, std::chr
   else if (unit == "m") scale = 60'000'000;
   else if (unit == "h") scale = 3'600'000'000;
   if (parsed.ec != std::errc{} || parsed.ptr == text.data() || scale == 0 || number > UINT64_MAX / 3'600'000'000) {
-    throw FatalError("option '--" + name + "': '" + text + "' is not a duration", "write e.g. 500ms, 5s, 2m or 1h");
+    return std::nullopt;
   }
   return std::chrono::microseconds(number * scale);
+}
+
+std::chrono::microseconds CliArgs::duration_us(const std::string& name, std::chrono::microseconds fallback) const {
+  const auto it = options_.find(name);
+  if (it == options_.end()) return fallback;
+  const auto value = parse_duration(it->second);
+  if (!value) {
+    throw FatalError("option '--" + name + "': '" + it->second + "' is not a duration", "write e.g. 500ms, 5s, 2m or 1h");
+  }
+  return *value;
 }
 
 }  // namespace skopos

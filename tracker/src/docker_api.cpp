@@ -234,6 +234,12 @@ Result<ContainerInfo> parse_container_inspect(std::string_view json) {
       }
     }
     if (has_env) read_task_ports(env, info);
+    if (has_labels) {
+      for (auto [key, value] : labels) {
+        std::string_view label;
+        if (value.get(label) == simdjson::SUCCESS) info.labels.emplace(std::string(key), std::string(label));
+      }
+    }
     // Exposed-only ports of the image that NetworkSettings does not list (stopped
     // containers have no NetworkSettings.Ports).
     dom::object exposed;

@@ -16,9 +16,11 @@ struct HostIdentity {
 
   // The machine id is `machine_id` when given, else $MACHINEID (as the first generation
   // read it), else /etc/machine-id. The boot id comes from
-  // /proc/sys/kernel/random/boot_id, the name from gethostname(). Errors name the file
-  // that could not be read or the id that is not a valid name.
-  static Result<HostIdentity> detect(const std::string& machine_id);
+  // `boot_id_path` (the kernel's /proc/sys/kernel/random/boot_id), the name from
+  // gethostname(). Errors name the file that could not be read or the id that is not a
+  // valid name.
+  static constexpr const char* kBootIdPath = "/proc/sys/kernel/random/boot_id";
+  static Result<HostIdentity> detect(const std::string& machine_id, const std::string& boot_id_path = kBootIdPath);
 };
 
 // A name we put into an etcd key: 1 to 128 of [A-Za-z0-9_.-], and not "." or "..".

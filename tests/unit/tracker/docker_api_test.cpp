@@ -51,6 +51,10 @@ TEST(DockerApi, ParsesTheUpstreamInspectExample) {
   // the tracker refuses to resolve a namespace from pid 0.
   EXPECT_EQ(info->pid, 0);
   EXPECT_TRUE(info->mesos_task_id.empty());
+  // Labels carry the drain's per-app overrides (skopos.stop-grace, ...).
+  const std::map<std::string, std::string> labels{
+      {"com.example.vendor", "Acme"}, {"com.example.license", "GPL"}, {"com.example.version", "1.0"}};
+  EXPECT_EQ(info->labels, labels);
 }
 
 TEST(DockerApi, ParsesTheContainerList) {

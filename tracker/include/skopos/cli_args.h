@@ -5,6 +5,7 @@
 
 #include <chrono>
 #include <map>
+#include <optional>
 #include <set>
 #include <string>
 #include <string_view>
@@ -17,6 +18,9 @@ struct CliSpec {
   std::set<std::string> flags;       // names without "--", take no value
   std::set<std::string> options;     // names without "--", take a value
 };
+
+// "250us", "500ms", "5s", "2m", "1h"; a bare number is seconds. nullopt for anything else.
+std::optional<std::chrono::microseconds> parse_duration(std::string_view text);
 
 class CliArgs {
  public:

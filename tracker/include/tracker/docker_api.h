@@ -8,6 +8,7 @@
 #include <sys/types.h>
 
 #include <cstdint>
+#include <map>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -46,6 +47,7 @@ struct ContainerInfo {
   std::vector<std::uint16_t> task_ports;
   std::string mesos_task_id;    // MESOS_TASK_ID label, else env
   std::string marathon_app_id;  // MARATHON_APP_ID label, else env
+  std::map<std::string, std::string> labels;  // Config.Labels (string values only)
 };
 
 struct ListedContainer {

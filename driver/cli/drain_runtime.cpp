@@ -1,0 +1,486 @@
+#include "drain_runtime.h"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <charconv>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+
+#include "skopos/json_writer.h"
+#include "skopos/log.h"
+
+namespace skopos::driver::cli {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+std::vector<std::string> split_words(const std::string& text, char separator) {
+  std::vector<std::string> out;
+  std::string word;
+  std::istringstream in(text);
+  while (std::getline(in, word, separator)) {
+    if (!word.empty()) out.push_back(word);
+  }
+  return out;
+}
+
+std::uint16_t parse_port_option(const std::string& command, const std::string& name, const std::string& text) {
+  unsigned value = 0;
+  const auto [ptr, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+  if (text.empty() || ec != std::errc{} || ptr != text.data() + text.size() || value == 0 || value > 65535) {
+    throw FatalError(command + ": --" + name + " '" + text + "' is not a port (1-65535)");
+  }
+  return static_cast<std::uint16_t>(value);
+}
+
+std::chrono::seconds whole_seconds(const CliArgs& args, const std::string& name, std::chrono::seconds fallback) {
+  return std::chrono::duration_cast<std::chrono::seconds>(args.duration(name, fallback));
+}
+
+std::string ms_text(std::chrono::milliseconds ms) {
+  char text[32];
+  std::snprintf(text, sizeof text, "%.1f s", static_cast<double>(ms.count()) / 1000.0);
+  return text;
+}
+
+}  // namespace
+
+const std::set<std::string> kDrainOptions = {
+    "tier",           "hostname",         "mesos-mode",         "maintenance-window", "marathon",
+    "marathon-user",  "marathon-password-file", "marathon-timeout", "marathon-self",    "docker-socket",
+    "tracker-socket", "connection-deadline", "stop-grace",       "lock-wait",          "recover-timeout",
+    "leader-move-wait", "fence-chain",    "health-check-port",  "health-check-match", "zookeeper",
+    "reboot-command", "journal",          "notify",             "heartbeat-ttl",      "progress-interval",
+    "mesos-master",   "mesos-user",       "mesos-password-file", "mesos-cacert",      "mesos-cert",
+    "mesos-key",      "mesos-timeout",    "leader-wait"};
+
+const char* const kDrainOptionsHelp =
+    "drain options (each may also be set in the config file as 'name = value'):\n"
+    "  --tier T                  control, proxy or worker (default worker): the cluster\n"
+    "                            lock's group, and what the control tier also checks\n"
+    "  --hostname H              this host as Mesos and Marathon name it (default: the\n"
+    "                            host name)\n"
+    "  --connection-deadline D   how long to wait for inbound connections to close\n"
+    "                            (default 300s; label skopos.drain-deadline per app)\n"
+    "  --stop-grace D            docker stop's SIGTERM-to-SIGKILL grace (default 300s;\n"
+    "                            label skopos.stop-grace per app; skopos.ignore-ports\n"
+    "                            lists ports whose connections are not waited for)\n"
+    "  --lock-wait D             how long to wait for the tier's lock (default 1h)\n"
+    "  --recover-timeout D       how long recovery waits for the agent and the apps\n"
+    "                            (default 15m; on timeout the locks are kept)\n"
+    "  --journal FILE            the drain's journal (default /var/lib/skopos/journal)\n"
+    "  --tracker-socket PATH     skopos-tracker's stream (default /run/skopos/tracker.sock)\n"
+    "  --docker-socket URL       the Docker Engine API (default unix:///var/run/docker.sock)\n"
+    "  --all-containers          take every running container out, not only Mesos and\n"
+    "                            Marathon tasks\n"
+    "  --marathon URLS           Marathon (any instance); without it, no budget check\n"
+    "                            and no task release ($SKOPOS_MARATHON)\n"
+    "  --marathon-user U, --marathon-password-file F, --marathon-timeout D\n"
+    "  --marathon-self HOST:PORT control tier: this host's Marathon as /v2/leader names it;\n"
+    "                            if it leads, it abdicates and the drain waits for a new one\n"
+    "  --leader-move-wait D      how long to wait for that (default 60s)\n"
+    "  --mesos-mode M            auto (default), schedule or drain-api\n"
+    "  --maintenance-window D    length of the Mesos maintenance window (default 2h)\n"
+    "  --zookeeper HOST:PORT,... control tier: the ensemble that must keep its quorum\n"
+    "  --fence-chain NAME        the iptables chain (default SKOPOS)\n"
+    "  --health-check-port P, --health-check-match TEXT\n"
+    "                            also reset the cloud balancer's health check; off by\n"
+    "                            default: an autoscaler may terminate a host whose health\n"
+    "                            check fails, even one holding the reboot lock\n"
+    "  --reboot-command CMD      run to reboot (default 'systemctl reboot'; split on\n"
+    "                            spaces, no shell)\n"
+    "  --notify URL              POSTed {machine_id, hostname, kind, outcome, drain_id} at\n"
+    "                            the end ($NOTIFY; {machine_id} in the URL is replaced)\n"
+    "  --heartbeat-ttl D         this driver's liveness lease (default 15s)\n"
+    "  --progress-interval D     progress lines under systemd (default 5s)\n"
+    "  --mesos-master URLS ...   as for 'skopos maintenance'; without it, Mesos is not\n"
+    "                            told ($SKOPOS_MESOS_MASTER)\n";
+
+// ---- the runtime ---------------------------------------------------------------------
+
+DrainRuntime::DrainRuntime(const GlobalOptions& global, const CliArgs& args, const std::string& command, DrainKind kind)
+    : global_(global) {
+  auto identity = HostIdentity::detect(global.machine_id, global.boot_id_file);
+  if (!identity) {
+    throw FatalError(command + ": cannot tell which machine this is: " + identity.error().message(),
+                     "pass --machine-id ID or set MACHINEID");
+  }
+  identity_ = std::move(*identity);
+
+  options_.kind = kind;
+  options_.tier = args.option("tier", "worker");
+  if (options_.tier != "control" && options_.tier != "proxy" && options_.tier != "worker") {
+    throw FatalError(command + ": --tier '" + options_.tier + "' is not control, proxy or worker");
+  }
+  options_.hostname = args.option("hostname", identity_.hostname);
+  options_.connection_deadline = whole_seconds(args, "connection-deadline", options_.connection_deadline);
+  options_.stop_grace = whole_seconds(args, "stop-grace", options_.stop_grace);
+  options_.lock_wait = args.duration("lock-wait", options_.lock_wait);
+  options_.recover_timeout = args.duration("recover-timeout", options_.recover_timeout);
+  options_.leader_wait = args.duration("leader-move-wait", options_.leader_wait);
+  options_.progress_interval = args.duration("progress-interval", options_.progress_interval);
+  if (options_.progress_interval.count() <= 0) throw FatalError(command + ": --progress-interval must be positive");
+  options_.marathon_self = args.option("marathon-self");
+  options_.mark_gone = args.flag("mark-gone");
+  options_.dry_run = args.flag("dry-run");
+  journal_path_ = args.option("journal", "/var/lib/skopos/journal");
+  heartbeat_ttl_ = whole_seconds(args, "heartbeat-ttl", heartbeat_ttl_);
+
+  // etcd and the locks (always: every drain takes the host lock).
+  auto etcd = EtcdClient::create(global.etcd);
+  if (!etcd) throw FatalError(command + ": etcd client: " + etcd.error().message);
+  etcd_ = std::move(*etcd);
+  LockServiceOptions lock_options;
+  lock_options.prefix = global.prefix;
+  locks_ = std::make_unique<LockService>(*etcd_, identity_, lock_options);
+  drain_locks_ = std::make_unique<EtcdDrainLocks>(*locks_);
+
+  // Mesos, when masters are given.
+  MesosMasterOptions mesos = mesos_options(args, command, "");
+  MesosStepsOptions steps;
+  if (args.has("mesos-mode") && args.option("mesos-mode") != "auto") {
+    MesosMachine::Mode mode = MesosMachine::Mode::kNone;
+    if (!parse_mesos_mode(args.option("mesos-mode"), mode) || mode == MesosMachine::Mode::kNone) {
+      throw FatalError(command + ": --mesos-mode '" + args.option("mesos-mode") + "' is not auto, schedule or drain-api");
+    }
+    steps.mode = mode;
+  }
+  steps.window = whole_seconds(args, "maintenance-window", steps.window);
+  if (!mesos.http.endpoints.empty()) {
+    auto master = MesosMaster::create(mesos);
+    if (!master) throw FatalError(command + ": Mesos client: " + master.error().message);
+    master_ = std::move(*master);
+    scheduler_ = std::make_unique<MaintenanceScheduler>(*master_, *locks_);
+  }
+  mesos_ = std::make_unique<MesosDrainSteps>(master_.get(), scheduler_.get(), steps);
+
+  // Marathon, when given.
+  const std::string marathon_urls = args.option("marathon", env_or("SKOPOS_MARATHON", ""));
+  if (!marathon_urls.empty()) {
+    MarathonOptions marathon;
+    marathon.http.endpoints = parse_url_list(marathon_urls, command + ": --marathon");
+    marathon.http.timeout = args.duration("marathon-timeout", std::chrono::seconds(10));
+    marathon.http.basic_user = args.option("marathon-user", env_or("SKOPOS_MARATHON_USER", ""));
+    marathon.http.basic_password = env_or("SKOPOS_MARATHON_PASSWORD", "");
+    if (args.has("marathon-password-file")) {
+      std::ifstream in(args.option("marathon-password-file"));
+      if (!in) throw FatalError(command + ": cannot read --marathon-password-file '" + args.option("marathon-password-file") + "'");
+      std::getline(in, marathon.http.basic_password);
+    }
+    auto client = Marathon::create(marathon);
+    if (!client) throw FatalError(command + ": Marathon client: " + client.error().message);
+    marathon_ = std::move(*client);
+  }
+  marathon_steps_ = std::make_unique<MarathonDrainSteps>(marathon_.get());
+
+  // Docker.
+  DockerContainersOptions docker;
+  auto endpoint = HttpEndpoint::parse(args.option("docker-socket", "unix:///var/run/docker.sock"));
+  if (!endpoint) throw FatalError(command + ": --docker-socket: " + endpoint.error().message());
+  docker.engine.http.endpoints.push_back(std::move(*endpoint));
+  docker.engine.http.timeout = std::chrono::seconds(10);
+  docker.all_containers = args.flag("all-containers");
+  containers_ = std::make_unique<DockerDrainContainers>(docker);
+
+  // The tracker.
+  TrackerConnectionsOptions tracker;
+  tracker.socket = args.option("tracker-socket", env_or("SKOPOS_TRACKER_SOCKET", tracker.socket));
+  connections_ = std::make_unique<TrackerDrainConnections>(tracker);
+
+  // The fence.
+  FenceOptions fence;
+  fence.chain = args.option("fence-chain", "SKOPOS");
+  if (fence.chain.empty() || fence.chain.size() > 28) throw FatalError(command + ": --fence-chain must be 1-28 characters");
+  if (args.has("health-check-port") != args.has("health-check-match")) {
+    throw FatalError(command + ": --health-check-port and --health-check-match go together");
+  }
+  if (args.has("health-check-port")) {
+    fence.health_check = HealthCheckFence{parse_port_option(command, "health-check-port", args.option("health-check-port")),
+                                          args.option("health-check-match")};
+  }
+  fence_ = std::make_unique<IptablesDrainFence>(fence);
+
+  // This host.
+  LocalHostOptions host;
+  if (args.has("reboot-command")) host.reboot_command = split_words(args.option("reboot-command"), ' ');
+  host.boot_id_path = global.boot_id_file;
+  if (args.has("zookeeper")) host.zookeeper = split_words(args.option("zookeeper"), ',');
+  host.notify_url = args.option("notify", env_or("NOTIFY", ""));
+  host.machine_id = identity_.machine_id;
+  host.hostname = options_.hostname;
+  host_ = std::make_unique<LocalDrainHost>(host);
+}
+
+DrainRuntime::~DrainRuntime() = default;
+
+DrainSystems DrainRuntime::systems() {
+  return DrainSystems{*drain_locks_, *mesos_, *marathon_steps_, *containers_, *connections_, *fence_, *host_};
+}
+
+// ---- the local lock ------------------------------------------------------------------
+
+Result<LocalDrainLock> LocalDrainLock::take(const std::string& journal_path, bool take_over,
+                                            std::chrono::milliseconds wait) {
+  const std::string path = journal_path + ".lock";
+  if (auto opened = Journal::open(journal_path); !opened) return unexpected(opened.error());  // creates the directory
+  UniqueFd fd(::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600));
+  if (!fd) return unexpected(Error::from_errno(errno, "open", path));
+  const auto deadline = Clock::now() + wait;
+  bool signalled = false;
+  while (::flock(fd.get(), LOCK_EX | LOCK_NB) != 0) {
+    if (errno != EWOULDBLOCK) return unexpected(Error::from_errno(errno, "flock", path));
+    char text[32] = {};
+    (void)::pread(fd.get(), text, sizeof text - 1, 0);
+    const long pid = std::strtol(text, nullptr, 10);
+    if (!take_over) {
+      return unexpected(Error::invalid("lock", path, "another skopos drain (pid " + std::to_string(pid) +
+                                                         ") is running on this host; 'skopos drain --abort' stops it"));
+    }
+    if (!signalled && pid > 0) {
+      log_notice("asking the running drain (pid " + std::to_string(pid) + ") to stop");
+      ::kill(static_cast<pid_t>(pid), SIGTERM);
+      signalled = true;
+    }
+    if (Clock::now() >= deadline) {
+      return unexpected(Error::invalid("lock", path, "the running drain (pid " + std::to_string(pid) +
+                                                         ") did not stop within " + ms_text(wait)));
+    }
+    ::usleep(100000);
+  }
+  const std::string pid = std::to_string(::getpid()) + "\n";
+  if (::ftruncate(fd.get(), 0) != 0 || ::pwrite(fd.get(), pid.data(), pid.size(), 0) < 0) {
+    return unexpected(Error::from_errno(errno, "write", path));
+  }
+  return LocalDrainLock(std::move(fd));
+}
+
+// ---- heartbeat -----------------------------------------------------------------------
+
+HeartbeatThread::HeartbeatThread(const EtcdOptions& etcd, const HostIdentity& self, const std::string& prefix,
+                                 std::chrono::seconds ttl) {
+  auto client = EtcdClient::create(etcd);
+  if (!client) throw FatalError("heartbeat: etcd client: " + client.error().message);
+  etcd_ = std::move(*client);
+  heartbeat_ = std::make_unique<Heartbeat>(*etcd_, self, prefix, ttl);
+  thread_ = std::thread([this] {
+    std::unique_lock<std::mutex> lock(mutex_);
+    std::string last_error;
+    while (!stopping_) {
+      lock.unlock();
+      auto beat = heartbeat_->beat();
+      lock.lock();
+      // One line when it starts failing and one when it recovers, not one per beat.
+      const std::string error = beat ? std::string() : beat.error().message;
+      if (error != last_error) {
+        if (!error.empty()) log_warning("heartbeat: " + error);
+        if (error.empty()) log_info("heartbeat: alive again");
+        last_error = error;
+      }
+      wake_.wait_for(lock, heartbeat_->interval(), [this] { return stopping_; });
+    }
+    if (revoke_) (void)heartbeat_->stop();
+  });
+}
+
+void HeartbeatThread::stop(bool revoke) {
+  {
+    const std::lock_guard<std::mutex> lock(mutex_);
+    if (stopping_) return;
+    stopping_ = true;
+    revoke_ = revoke;
+  }
+  wake_.notify_all();
+  if (thread_.joinable()) thread_.join();
+}
+
+HeartbeatThread::~HeartbeatThread() { stop(true); }
+
+// ---- signals -------------------------------------------------------------------------
+
+namespace {
+std::atomic<bool> g_stop{false};
+void on_stop_signal(int) { g_stop.store(true); }
+}  // namespace
+
+const std::atomic<bool>& install_stop_signals() {
+  struct sigaction action {};
+  action.sa_handler = on_stop_signal;
+  sigemptyset(&action.sa_mask);
+  ::sigaction(SIGINT, &action, nullptr);
+  ::sigaction(SIGTERM, &action, nullptr);
+  return g_stop;
+}
+
+// ---- reporting -----------------------------------------------------------------------
+
+DrainReporter::DrainReporter(bool json, bool live, std::chrono::milliseconds interval)
+    : json_(json), live_(live && !json), interval_(interval) {}
+
+void DrainReporter::clear_live() {
+  if (live_lines_ > 0) {
+    std::printf("\033[%dA\033[J", live_lines_);
+    live_lines_ = 0;
+  }
+}
+
+void DrainReporter::operator()(const DrainEvent& event) {
+  if (event.type == DrainEvent::Type::kProgress) {
+    progress(*event.progress);
+    return;
+  }
+  if (event.type == DrainEvent::Type::kInfo && event.phase == DrainPhase::kFence) {
+    if (const auto it = event.fields.find("connections"); it != event.fields.end()) at_fence_ = it->second;
+  }
+  if (json_) {
+    std::string out;
+    JsonWriter json(out);
+    const char* type = event.type == DrainEvent::Type::kPhase     ? "phase"
+                       : event.type == DrainEvent::Type::kWarning ? "warning"
+                       : event.type == DrainEvent::Type::kPlan    ? "plan"
+                       : event.type == DrainEvent::Type::kDone    ? "done"
+                                                                  : "info";
+    json.begin_object().key("event").value(type).key("phase").value(drain_phase_name(event.phase));
+    json.key("message").value(event.message);
+    for (const auto& [key, value] : event.fields) json.key(key).value(value);
+    json.end_object();
+    std::printf("%s\n", out.c_str());
+    std::fflush(stdout);
+    return;
+  }
+  clear_live();
+  switch (event.type) {
+    case DrainEvent::Type::kPhase: log_notice("phase " + event.message); break;
+    case DrainEvent::Type::kWarning: log_warning(event.message); break;
+    case DrainEvent::Type::kPlan: std::printf("%s\n", event.message.c_str()); break;
+    default: log_info(event.message); break;
+  }
+  std::fflush(stdout);
+}
+
+void DrainReporter::progress(const WaitProgress& p) {
+  const std::string eta = p.eta ? std::to_string(p.eta->count()) + " s" : std::string("-");
+  char rate[32];
+  std::snprintf(rate, sizeof rate, "%.1f/s", p.closing_per_second);
+  if (json_) {
+    std::string out;
+    JsonWriter json(out);
+    json.begin_object().key("event").value("progress").key("elapsed_ms").value(static_cast<std::int64_t>(p.elapsed.count()));
+    json.key("inbound").value(p.total).key("unknown").value(p.unknown).key("connected").value(p.connected);
+    char number[32];
+    std::snprintf(number, sizeof number, "%.2f", p.closing_per_second);
+    json.key("closing_per_second").raw_value(number).key("oldest_peer").value(p.oldest_peer);
+    if (p.eta) {
+      json.key("eta_seconds").value(static_cast<std::int64_t>(p.eta->count()));
+    }
+    json.key("containers").begin_array();
+    for (const ContainerCount& c : p.containers) {
+      json.begin_object().key("id").value(c.id).key("name").value(c.name);
+      json.key("inbound");
+      if (c.inbound < 0) {
+        json.null();
+      } else {
+        json.value(c.inbound);
+      }
+      json.key("deadline_passed").value(c.deadline_passed).key("gone").value(c.gone).end_object();
+    }
+    json.end_array().end_object();
+    std::printf("%s\n", out.c_str());
+    std::fflush(stdout);
+    return;
+  }
+  std::string per_container;
+  for (const ContainerCount& c : p.containers) {
+    if (!per_container.empty()) per_container += ", ";
+    per_container += c.name + " " + (c.inbound < 0 ? std::string("?") : std::to_string(c.inbound)) +
+                     (c.gone ? " (gone)" : c.deadline_passed ? " (deadline)" : "");
+  }
+  const std::string head = std::to_string(p.total) + " inbound connection(s)" +
+                           (p.unknown ? " + " + std::to_string(p.unknown) + " unknown" : "") + " in " +
+                           std::to_string(p.containers.size()) + " container(s), closing " + rate + ", ETA " + eta +
+                           ", waited " + ms_text(p.elapsed) + (p.connected ? "" : " [tracker not connected]");
+  if (live_) {
+    clear_live();
+    std::printf("waiting: %s\n", head.c_str());
+    live_lines_ = 1;
+    for (const ContainerCount& c : p.containers) {
+      std::printf("  %-40s %8s%s\n", c.name.c_str(), c.inbound < 0 ? "?" : std::to_string(c.inbound).c_str(),
+                  c.gone ? "  gone" : c.deadline_passed ? "  deadline passed" : "");
+      ++live_lines_;
+    }
+    std::printf("  oldest: %s\n", p.oldest_peer.empty() ? "-" : p.oldest_peer.c_str());
+    ++live_lines_;
+    std::fflush(stdout);
+    return;
+  }
+  // Lines (under systemd): one per interval, and the one that says it reached zero.
+  const auto now = Clock::now();
+  if (p.total != 0 && now - last_line_ < interval_) return;
+  last_line_ = now;
+  log_info("waiting: " + head + " [" + per_container + "]" + (p.oldest_peer.empty() ? "" : "; oldest " + p.oldest_peer));
+}
+
+void DrainReporter::result(const std::string& command, const Result<DrainResult, DrainError>& result) {
+  clear_live();
+  if (!result) {
+    const DrainError& error = result.error();
+    std::fprintf(stderr, "%s: %s\n", command.c_str(), error.message.c_str());
+    if (json_) {
+      std::string out;
+      JsonWriter json(out);
+      json.begin_object().key("event").value("result").key("outcome").value(drain_error_kind_name(error.kind));
+      json.key("message").value(error.message).end_object();
+      std::printf("%s\n", out.c_str());
+    }
+    return;
+  }
+  const DrainResult& r = *result;
+  const char* outcome = r.reached == DrainPhase::kDone     ? "recovered"
+                        : r.reached == DrainPhase::kReboot ? "rebooting"
+                        : r.reached == DrainPhase::kDrained ? "drained"
+                                                            : "planned";
+  if (json_) {
+    std::string out;
+    JsonWriter json(out);
+    json.begin_object().key("event").value("result").key("outcome").value(outcome);
+    json.key("phase").value(drain_phase_name(r.reached)).key("took_ms").value(static_cast<std::int64_t>(r.took.count()));
+    json.key("containers").value(static_cast<std::uint64_t>(r.facts.containers.size()));
+    json.key("connections_at_fence").value(at_fence_);
+    json.key("connections_zero").value(r.facts.connections_zero);
+    if (r.wait) json.key("waited_ms").value(static_cast<std::int64_t>(r.wait->waited.count()));
+    json.end_object();
+    std::printf("%s\n", out.c_str());
+    return;
+  }
+  if (std::string_view(outcome) == "planned") return;  // a dry run printed its plan
+  std::string line = std::string(outcome) + " in " + ms_text(r.took);
+  if (r.reached != DrainPhase::kDone) {
+    line += ": " + std::to_string(r.facts.containers.size()) + " container(s), " + at_fence_ +
+            " inbound connection(s) when fenced";
+    if (r.wait) {
+      line += r.wait->all_zero ? ", all closed after " + ms_text(r.wait->waited)
+                               : ", deadline reached after " + ms_text(r.wait->waited) + " with " +
+                                     std::to_string(r.wait->last.total) + " left";
+    }
+  }
+  std::printf("%s\n", line.c_str());
+}
+
+int drain_exit_code(const DrainError& error) {
+  switch (error.kind) {
+    case DrainError::Kind::kFailed: return kExitFailed;
+    case DrainError::Kind::kRefused: return kExitRefused;
+    case DrainError::Kind::kTimedOut: return kExitTimedOut;
+    case DrainError::Kind::kInterrupted: return kExitInterrupted;
+    case DrainError::Kind::kUsage: return kExitUsage;
+  }
+  return kExitFailed;
+}
+
+}  // namespace skopos::driver::cli

@@ -1,0 +1,207 @@
+// Drain: taking this host out of service without failing a request, and bringing it
+// back -- the state machine of ../shared/BRIEF.md, "The drain":
+//
+//   host-lock       this host's lock, token REBOOT, DRAIN or BOOSTER
+//   cluster-lock    reboot and booster drains: a slot of the tier's semaphore (its
+//                   fencing token is checked by guard() before every later side effect)
+//   budget          every Marathon app on this host keeps enough healthy instances on
+//                   other hosts, or the drain is refused (read-only)
+//   announce        Mesos: a maintenance window or DEACTIVATE_AGENT; control tier: the
+//                   Marathon leader moved away from this host
+//   fence           new connections to the task ports are reset; established ones flow
+//   wait            until every container's inbound count is 0, or its deadline
+//   stop            docker stop with grace, then kill
+//   release-tasks   Marathon kills the (stopped) tasks without scaling, so it replaces
+//                   them elsewhere, verified by reading back
+//   take-down       Mesos /machine/down (or DRAIN_AGENT; mark_gone for booster)
+//   drained         DRAIN and BOOSTER end here (booster releases its cluster lock and
+//                   calls the notification URL); REBOOT goes on:
+//   reboot          the boot id is recorded, then the reboot command runs
+//
+// and recovery, after the reboot or for `skopos undrain` / `--abort`, in order: health
+// checks (ZooKeeper quorum on the control tier), unfence, Mesos up/reactivate, the agent
+// registered again, the apps that were here back at full strength, locks released.
+//
+// Crash safety: before each phase's side effect the phase and everything undoing needs
+// (the facts) are appended to the journal and fdatasync'ed, then the lock guard runs.
+// A drain started again with a journal in progress resumes at the recorded phase: every
+// step is idempotent (the same lock token comes back, a fence is applied again without
+// duplicates, stopping a stopped container is a no-op, Mesos states already reached are
+// accepted). Recovery reads the real state (the fence, the machine's Mesos mode) rather
+// than trusting the journal alone.
+//
+// Not thread-safe. `stop` (set by a signal handler) makes waits return at a safe point.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "driver/drain_systems.h"
+#include "driver/journal.h"
+#include "skopos/result.h"
+
+namespace skopos::driver {
+
+enum class DrainKind : std::uint8_t { kReboot, kDrain, kBooster };
+const char* drain_kind_token(DrainKind kind);  // "REBOOT", "DRAIN", "BOOSTER"
+bool parse_drain_kind(const std::string& token, DrainKind& kind);
+
+enum class DrainPhase : std::uint8_t {
+  kHostLock,
+  kClusterLock,
+  kBudget,
+  kAnnounce,
+  kFence,
+  kWait,
+  kStop,
+  kReleaseTasks,
+  kTakeDown,
+  kDrained,
+  kReboot,
+  // Recovery.
+  kRecoverChecks,
+  kUnfence,
+  kBringUp,
+  kAgentBack,
+  kAppsHealthy,
+  kReleaseLocks,
+  kDone,
+};
+const char* drain_phase_name(DrainPhase phase);  // "host-lock", "cluster-lock", ...
+bool parse_drain_phase(const std::string& name, DrainPhase& phase);
+
+// What the drain has learned and done, carried in every journal entry's facts so a
+// restarted driver (or recovery after the reboot) knows it without asking anyone.
+struct DrainFacts {
+  DrainKind kind = DrainKind::kDrain;
+  std::string tier;
+  std::string lock;                 // the cluster lock ("" for DRAIN)
+  std::int64_t fencing_token = 0;   // its fencing token
+  std::int64_t host_lock_revision = 0;
+  std::string boot_id;              // the boot the drain ran in (reboot: the one to leave)
+  MesosMachine machine;
+  std::vector<std::uint16_t> fenced_ports;
+  std::vector<std::string> containers;  // "id name" of the containers taken out
+  std::vector<std::string> apps;        // Marathon apps that had tasks here
+  std::vector<std::string> tasks;       // their tasks on this host
+  bool leader_moved = false;
+  bool connections_zero = false;        // the wait ended because every count was 0
+  std::string trigger;                  // what started it: "cli", "file", "rolling:<request id>"
+
+  std::map<std::string, std::string> to_map() const;
+  // Errors name the fact that is wrong.
+  static Result<DrainFacts, std::string> from_map(const std::map<std::string, std::string>& facts);
+};
+
+struct DrainOptions {
+  DrainKind kind = DrainKind::kDrain;
+  std::string tier = "worker";       // control, proxy, worker: the cluster lock's group
+  std::string hostname;              // as Mesos and Marathon name this host
+  std::string reboot_lock = "reboot";
+  std::string booster_lock = "booster";
+  std::chrono::milliseconds lock_wait{std::chrono::hours(1)};
+  std::chrono::seconds connection_deadline{300};
+  std::chrono::seconds stop_grace{300};
+  std::chrono::milliseconds recover_timeout{std::chrono::minutes(15)};
+  std::chrono::milliseconds leader_wait{std::chrono::seconds(60)};
+  std::chrono::milliseconds progress_interval{std::chrono::seconds(5)};
+  std::string marathon_self;  // control tier: "host:port" of this host's Marathon
+  bool mark_gone = false;     // booster: DRAIN_AGENT with mark_gone
+  std::string trigger = "cli";
+  bool dry_run = false;
+};
+
+// What the drain reports as it goes: one event per phase and per progress tick. The
+// CLI renders them as log lines, a live view on a terminal, or JSON lines.
+struct DrainEvent {
+  enum class Type : std::uint8_t { kPhase, kInfo, kWarning, kProgress, kPlan, kDone };
+  Type type = Type::kInfo;
+  DrainPhase phase = DrainPhase::kHostLock;
+  std::string message;
+  const WaitProgress* progress = nullptr;  // kProgress
+  std::map<std::string, std::string> fields;
+};
+
+struct DrainSystems {
+  DrainLocks& locks;
+  DrainMesos& mesos;
+  DrainMarathon& marathon;
+  DrainContainers& containers;
+  DrainConnections& connections;
+  DrainFence& fence;
+  DrainHost& host;
+};
+
+struct DrainResult {
+  DrainPhase reached = DrainPhase::kHostLock;
+  DrainFacts facts;
+  std::optional<WaitOutcome> wait;
+  std::chrono::milliseconds took{0};
+  bool rebooting = false;  // the reboot command ran: this process should end quietly
+};
+
+class Drain {
+ public:
+  Drain(DrainSystems systems, Journal& journal, DrainOptions options, std::function<void(const DrainEvent&)> on_event,
+        const std::atomic<bool>& stop);
+
+  // Runs the drain (or resumes the one in the journal) up to `drained`, and for REBOOT
+  // through the reboot. A journal whose drain already rebooted (another boot id) is
+  // recovered instead. With dry_run: reports the plan and changes nothing.
+  Result<DrainResult, DrainError> run();
+
+  // Brings the host back from wherever the journal (and the real state) says it is:
+  // unfence, Mesos up, agent and apps back, locks released, journal finished. With no
+  // journal: removes a fence left behind and releases this host's lock if ours.
+  // `wait_apps`: wait for the apps that were here to be back at full strength.
+  Result<DrainResult, DrainError> recover(bool wait_apps = true);
+
+  // What the journal holds, for status output: the facts and the phase, if any drain
+  // is in progress.
+  static std::optional<std::pair<DrainPhase, DrainFacts>> in_progress(const Journal& journal, std::string* problem);
+
+  // Per-app overrides (labels on the container, then on its Marathon app; then the
+  // defaults): skopos.drain-deadline, skopos.stop-grace (durations), skopos.ignore-ports
+  // (comma-separated ports). A label that cannot be read is an error naming it.
+  static Result<void, std::string> apply_overrides(DrainContainer& container,
+                                                   const std::map<std::string, std::string>& app_labels,
+                                                   std::chrono::seconds default_deadline,
+                                                   std::chrono::seconds default_grace);
+
+ private:
+  Result<void, DrainError> enter(DrainPhase phase);
+  Result<void, DrainError> guard(DrainPhase phase);
+  Result<void, DrainError> step(DrainPhase phase);
+  Result<void, DrainError> plan();
+  Result<std::vector<DrainContainer>, DrainError> targets(const HostTasks& tasks);
+  // After a restart past the budget phase: the containers it chose that still run.
+  Result<void, DrainError> resume_containers();
+  Result<void, DrainError> journal_finish();
+  Result<void, DrainError> recover_steps(DrainPhase from, bool wait_apps);
+  void emit(DrainEvent::Type type, std::string message, std::map<std::string, std::string> fields = {});
+  bool stopping() const { return stop_.load(std::memory_order_relaxed); }
+  std::string lock_name() const;
+
+  DrainSystems systems_;
+  Journal& journal_;
+  DrainOptions options_;
+  std::function<void(const DrainEvent&)> on_event_;
+  const std::atomic<bool>& stop_;
+  std::string drain_id_;
+  DrainPhase phase_ = DrainPhase::kHostLock;
+  DrainFacts facts_;
+  std::vector<DrainContainer> containers_;  // computed in this run (fence..stop)
+  HostTasks host_tasks_;
+  std::optional<WaitOutcome> wait_;
+};
+
+// A new random drain id ("d-" + 16 hex digits).
+std::string new_drain_id();
+
+}  // namespace skopos::driver

@@ -1,0 +1,858 @@
+#include "driver/drain.h"
+
+#include <algorithm>
+#include <charconv>
+#include <ctime>
+#include <random>
+#include <set>
+#include <thread>
+
+#include "skopos/cli_args.h"
+#include "skopos/log.h"
+
+namespace skopos::driver {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using namespace std::chrono_literals;
+
+constexpr std::pair<DrainPhase, const char*> kPhaseNames[] = {
+    {DrainPhase::kHostLock, "host-lock"},         {DrainPhase::kClusterLock, "cluster-lock"},
+    {DrainPhase::kBudget, "budget"},              {DrainPhase::kAnnounce, "announce"},
+    {DrainPhase::kFence, "fence"},                {DrainPhase::kWait, "wait"},
+    {DrainPhase::kStop, "stop"},                  {DrainPhase::kReleaseTasks, "release-tasks"},
+    {DrainPhase::kTakeDown, "take-down"},         {DrainPhase::kDrained, "drained"},
+    {DrainPhase::kReboot, "reboot"},              {DrainPhase::kRecoverChecks, "recover-checks"},
+    {DrainPhase::kUnfence, "unfence"},            {DrainPhase::kBringUp, "bring-up"},
+    {DrainPhase::kAgentBack, "agent-back"},       {DrainPhase::kAppsHealthy, "apps-healthy"},
+    {DrainPhase::kReleaseLocks, "release-locks"}, {DrainPhase::kDone, "done"},
+};
+
+DrainPhase next(DrainPhase phase) { return static_cast<DrainPhase>(static_cast<int>(phase) + 1); }
+
+std::string join(const std::vector<std::string>& items, const char* separator = ",") {
+  std::string out;
+  for (const std::string& item : items) {
+    if (!out.empty()) out += separator;
+    out += item;
+  }
+  return out;
+}
+
+std::vector<std::string> split(const std::string& text, char separator = ',') {
+  std::vector<std::string> out;
+  std::size_t start = 0;
+  while (start < text.size()) {
+    const std::size_t end = std::min(text.find(separator, start), text.size());
+    if (end > start) out.push_back(text.substr(start, end - start));
+    start = end + 1;
+  }
+  return out;
+}
+
+bool parse_int(const std::string& text, std::int64_t& value) {
+  const auto [ptr, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+  return !text.empty() && ec == std::errc{} && ptr == text.data() + text.size();
+}
+
+bool parse_port(std::string_view text, std::uint16_t& port) {
+  unsigned value = 0;
+  const auto [ptr, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+  if (text.empty() || ec != std::errc{} || ptr != text.data() + text.size() || value == 0 || value > 65535) return false;
+  port = static_cast<std::uint16_t>(value);
+  return true;
+}
+
+std::string ports_text(const std::vector<std::uint16_t>& ports) {
+  std::string out;
+  for (const std::uint16_t port : ports) {
+    if (!out.empty()) out += ",";
+    out += std::to_string(port);
+  }
+  return out;
+}
+
+std::string seconds_text(std::chrono::milliseconds duration) {
+  const auto ms = duration.count();
+  if (ms % 1000 == 0) return std::to_string(ms / 1000) + "s";
+  return std::to_string(ms / 1000) + "." + std::to_string(ms % 1000 / 100) + "s";
+}
+
+}  // namespace
+
+const char* drain_error_kind_name(DrainError::Kind kind) {
+  switch (kind) {
+    case DrainError::Kind::kFailed: return "failed";
+    case DrainError::Kind::kRefused: return "refused";
+    case DrainError::Kind::kTimedOut: return "timed-out";
+    case DrainError::Kind::kInterrupted: return "interrupted";
+    case DrainError::Kind::kUsage: return "usage";
+  }
+  return "failed";
+}
+
+const char* mesos_mode_name(MesosMachine::Mode mode) {
+  switch (mode) {
+    case MesosMachine::Mode::kNone: return "none";
+    case MesosMachine::Mode::kSchedule: return "schedule";
+    case MesosMachine::Mode::kDrainApi: return "drain-api";
+  }
+  return "none";
+}
+
+bool parse_mesos_mode(const std::string& text, MesosMachine::Mode& mode) {
+  for (const auto candidate : {MesosMachine::Mode::kNone, MesosMachine::Mode::kSchedule, MesosMachine::Mode::kDrainApi}) {
+    if (text == mesos_mode_name(candidate)) {
+      mode = candidate;
+      return true;
+    }
+  }
+  return false;
+}
+
+const char* drain_kind_token(DrainKind kind) {
+  switch (kind) {
+    case DrainKind::kReboot: return "REBOOT";
+    case DrainKind::kDrain: return "DRAIN";
+    case DrainKind::kBooster: return "BOOSTER";
+  }
+  return "DRAIN";
+}
+
+bool parse_drain_kind(const std::string& token, DrainKind& kind) {
+  for (const auto candidate : {DrainKind::kReboot, DrainKind::kDrain, DrainKind::kBooster}) {
+    if (token == drain_kind_token(candidate)) {
+      kind = candidate;
+      return true;
+    }
+  }
+  return false;
+}
+
+const char* drain_phase_name(DrainPhase phase) {
+  for (const auto& [candidate, name] : kPhaseNames) {
+    if (candidate == phase) return name;
+  }
+  return "?";
+}
+
+bool parse_drain_phase(const std::string& name, DrainPhase& phase) {
+  for (const auto& [candidate, candidate_name] : kPhaseNames) {
+    if (name == candidate_name) {
+      phase = candidate;
+      return true;
+    }
+  }
+  return false;
+}
+
+std::string new_drain_id() {
+  std::random_device random;
+  const std::uint64_t value = (static_cast<std::uint64_t>(random()) << 32) ^ random();
+  char text[20];
+  std::snprintf(text, sizeof text, "d-%016llx", static_cast<unsigned long long>(value));
+  return text;
+}
+
+// ---- facts ---------------------------------------------------------------------------
+
+std::map<std::string, std::string> DrainFacts::to_map() const {
+  std::map<std::string, std::string> out;
+  out["kind"] = drain_kind_token(kind);
+  out["tier"] = tier;
+  out["lock"] = lock;
+  out["fencing_token"] = std::to_string(fencing_token);
+  out["host_lock_revision"] = std::to_string(host_lock_revision);
+  out["boot_id"] = boot_id;
+  out["mesos_mode"] = mesos_mode_name(machine.mode);
+  out["mesos_hostname"] = machine.hostname;
+  out["mesos_ip"] = machine.ip;
+  out["mesos_agent_id"] = machine.agent_id;
+  out["fenced_ports"] = ports_text(fenced_ports);
+  out["containers"] = join(containers);
+  out["apps"] = join(apps);
+  out["tasks"] = join(tasks);
+  out["leader_moved"] = leader_moved ? "true" : "false";
+  out["connections_zero"] = connections_zero ? "true" : "false";
+  out["trigger"] = trigger;
+  return out;
+}
+
+Result<DrainFacts, std::string> DrainFacts::from_map(const std::map<std::string, std::string>& facts) {
+  const auto get = [&](const char* name) -> const std::string* {
+    const auto it = facts.find(name);
+    return it == facts.end() ? nullptr : &it->second;
+  };
+  DrainFacts out;
+  for (const char* required : {"kind", "tier", "lock", "fencing_token", "host_lock_revision", "boot_id", "mesos_mode"}) {
+    if (get(required) == nullptr) return unexpected("fact '" + std::string(required) + "' is missing");
+  }
+  if (!parse_drain_kind(*get("kind"), out.kind)) return unexpected("fact kind='" + *get("kind") + "' is not a drain kind");
+  out.tier = *get("tier");
+  out.lock = *get("lock");
+  if (!parse_int(*get("fencing_token"), out.fencing_token) || out.fencing_token < 0) {
+    return unexpected("fact fencing_token='" + *get("fencing_token") + "' is not a revision");
+  }
+  if (!parse_int(*get("host_lock_revision"), out.host_lock_revision) || out.host_lock_revision < 0) {
+    return unexpected("fact host_lock_revision='" + *get("host_lock_revision") + "' is not a revision");
+  }
+  out.boot_id = *get("boot_id");
+  if (!parse_mesos_mode(*get("mesos_mode"), out.machine.mode)) {
+    return unexpected("fact mesos_mode='" + *get("mesos_mode") + "' is not none, schedule or drain-api");
+  }
+  if (const auto* value = get("mesos_hostname")) out.machine.hostname = *value;
+  if (const auto* value = get("mesos_ip")) out.machine.ip = *value;
+  if (const auto* value = get("mesos_agent_id")) out.machine.agent_id = *value;
+  if (const auto* value = get("fenced_ports")) {
+    for (const std::string& text : split(*value)) {
+      std::uint16_t port = 0;
+      if (!parse_port(text, port)) return unexpected("fact fenced_ports has '" + text + "', not a port");
+      out.fenced_ports.push_back(port);
+    }
+  }
+  if (const auto* value = get("containers")) out.containers = split(*value);
+  if (const auto* value = get("apps")) out.apps = split(*value);
+  if (const auto* value = get("tasks")) out.tasks = split(*value);
+  if (const auto* value = get("leader_moved")) out.leader_moved = *value == "true";
+  if (const auto* value = get("connections_zero")) out.connections_zero = *value == "true";
+  if (const auto* value = get("trigger")) out.trigger = *value;
+  return out;
+}
+
+// ---- overrides -----------------------------------------------------------------------
+
+Result<void, std::string> Drain::apply_overrides(DrainContainer& container,
+                                                 const std::map<std::string, std::string>& app_labels,
+                                                 std::chrono::seconds default_deadline,
+                                                 std::chrono::seconds default_grace) {
+  // The container's own label wins over its app's.
+  const auto label = [&](const char* name) -> std::optional<std::pair<std::string, std::string>> {
+    if (const auto it = container.labels.find(name); it != container.labels.end()) {
+      return std::pair{it->second, std::string("container label")};
+    }
+    if (const auto it = app_labels.find(name); it != app_labels.end()) {
+      return std::pair{it->second, std::string("Marathon app label")};
+    }
+    return std::nullopt;
+  };
+  const auto duration = [&](const char* name, std::chrono::seconds fallback,
+                            std::chrono::seconds& out) -> Result<void, std::string> {
+    out = fallback;
+    const auto value = label(name);
+    if (!value) return {};
+    const auto parsed = parse_duration(value->first);
+    if (!parsed) {
+      return unexpected(value->second + " " + name + "='" + value->first + "' of container '" + container.name +
+                        "' is not a duration (write e.g. 90s or 5m)");
+    }
+    out = std::chrono::duration_cast<std::chrono::seconds>(*parsed);
+    return {};
+  };
+  if (auto ok = duration("skopos.drain-deadline", default_deadline, container.deadline); !ok) return ok;
+  if (auto ok = duration("skopos.stop-grace", default_grace, container.grace); !ok) return ok;
+  container.ignore_ports.clear();
+  if (const auto value = label("skopos.ignore-ports")) {
+    for (const std::string& text : split(value->first)) {
+      std::uint16_t port = 0;
+      if (!parse_port(text, port)) {
+        return unexpected(value->second + " skopos.ignore-ports='" + value->first + "' of container '" +
+                          container.name + "' has '" + text + "', not a port");
+      }
+      container.ignore_ports.push_back(port);
+    }
+  }
+  return {};
+}
+
+// ---- the state machine ---------------------------------------------------------------
+
+Drain::Drain(DrainSystems systems, Journal& journal, DrainOptions options,
+             std::function<void(const DrainEvent&)> on_event, const std::atomic<bool>& stop)
+    : systems_(systems), journal_(journal), options_(std::move(options)), on_event_(std::move(on_event)), stop_(stop) {}
+
+void Drain::emit(DrainEvent::Type type, std::string message, std::map<std::string, std::string> fields) {
+  DrainEvent event;
+  event.type = type;
+  event.phase = phase_;
+  event.message = std::move(message);
+  event.fields = std::move(fields);
+  if (on_event_) on_event_(event);
+}
+
+std::string Drain::lock_name() const {
+  switch (facts_.kind) {
+    case DrainKind::kReboot: return options_.reboot_lock;
+    case DrainKind::kBooster: return options_.booster_lock;
+    case DrainKind::kDrain: return {};
+  }
+  return {};
+}
+
+std::optional<std::pair<DrainPhase, DrainFacts>> Drain::in_progress(const Journal& journal, std::string* problem) {
+  if (!journal.last()) return std::nullopt;
+  const JournalEntry& last = *journal.last();
+  DrainPhase phase = DrainPhase::kHostLock;
+  if (!parse_drain_phase(last.phase, phase)) {
+    if (problem) *problem = "journal " + journal.path() + ": phase '" + last.phase + "' is not a drain phase";
+    return std::nullopt;
+  }
+  auto facts = DrainFacts::from_map(last.facts);
+  if (!facts) {
+    if (problem) *problem = "journal " + journal.path() + ": " + facts.error();
+    return std::nullopt;
+  }
+  return std::pair{phase, std::move(*facts)};
+}
+
+Result<void, DrainError> Drain::enter(DrainPhase phase) {
+  phase_ = phase;
+  if (stopping()) {
+    return drain_error(DrainError::Kind::kInterrupted,
+                       std::string("stopped before phase ") + drain_phase_name(phase) + "; run again to resume, or undrain");
+  }
+  JournalEntry entry;
+  entry.drain_id = drain_id_;
+  entry.phase = drain_phase_name(phase);
+  entry.fencing_token = facts_.fencing_token;
+  entry.boot_id = systems_.host.boot_id();
+  entry.at = static_cast<std::int64_t>(std::time(nullptr));
+  entry.facts = facts_.to_map();
+  if (auto recorded = journal_.record(std::move(entry)); !recorded) {
+    return drain_error(DrainError::Kind::kFailed, "journal: " + recorded.error().message() + "; nothing more was done");
+  }
+  emit(DrainEvent::Type::kPhase, drain_phase_name(phase));
+  return guard(phase);
+}
+
+Result<void, DrainError> Drain::guard(DrainPhase phase) {
+  if (facts_.fencing_token != 0 && !facts_.lock.empty()) {
+    auto guarded = systems_.locks.guard(facts_.lock, facts_.tier, facts_.fencing_token, drain_phase_name(phase));
+    if (!guarded) {
+      return drain_error(guarded.error().kind, "lock guard before " + std::string(drain_phase_name(phase)) + ": " +
+                                                   guarded.error().message);
+    }
+    return {};
+  }
+  if (facts_.host_lock_revision != 0) {
+    auto host = systems_.locks.host_status();
+    if (!host) return unexpected(std::move(host).error());
+    if (!host->locked || host->token != drain_kind_token(facts_.kind) || host->revision != facts_.host_lock_revision) {
+      return drain_error(DrainError::Kind::kRefused,
+                         "lock guard before " + std::string(drain_phase_name(phase)) + ": this host's " +
+                             drain_kind_token(facts_.kind) + " lock (revision " +
+                             std::to_string(facts_.host_lock_revision) + ") is no longer held" +
+                             (host->locked ? " (now " + host->token + ", revision " + std::to_string(host->revision) + ")"
+                                           : ""));
+    }
+  }
+  return {};
+}
+
+Result<std::vector<DrainContainer>, DrainError> Drain::targets(const HostTasks& tasks) {
+  auto running = systems_.containers.running();
+  if (!running) return unexpected(std::move(running).error());
+  std::map<std::string, const HostTasks::App*> apps;
+  for (const HostTasks::App& app : tasks.apps) apps.emplace(app.id, &app);
+  static const std::map<std::string, std::string> kNoLabels;
+  for (DrainContainer& container : *running) {
+    const auto app = apps.find(container.app_id);
+    auto ok = apply_overrides(container, app == apps.end() ? kNoLabels : app->second->labels,
+                              options_.connection_deadline, options_.stop_grace);
+    if (!ok) return drain_error(DrainError::Kind::kRefused, ok.error());
+    if (container.fence_ports.empty()) {
+      emit(DrainEvent::Type::kWarning, "container '" + container.name +
+                                           "' has no published or task ports: its new connections cannot be fenced");
+    }
+  }
+  return running;
+}
+
+Result<DrainResult, DrainError> Drain::run() {
+  const auto started = Clock::now();
+  std::string problem;
+  const auto existing = in_progress(journal_, &problem);
+  if (!problem.empty()) return drain_error(DrainError::Kind::kUsage, problem + "; inspect it, or move it away");
+  DrainPhase start = DrainPhase::kHostLock;
+  if (existing) {
+    const auto& [phase, facts] = *existing;
+    if (facts.kind != options_.kind) {
+      return drain_error(DrainError::Kind::kRefused,
+                         std::string("a ") + drain_kind_token(facts.kind) + " drain is in progress (phase " +
+                             drain_phase_name(phase) + "); finish it or run 'skopos undrain' first");
+    }
+    facts_ = facts;
+    drain_id_ = journal_.last()->drain_id;
+    phase_ = phase;
+    if (phase > DrainPhase::kReboot || (phase == DrainPhase::kReboot && facts.boot_id != systems_.host.boot_id())) {
+      emit(DrainEvent::Type::kInfo, phase == DrainPhase::kReboot ? "this host rebooted (boot id changed): recovering"
+                                                                 : "recovery in progress: resuming it");
+      return recover(true);
+    }
+    start = phase;
+    if (phase == DrainPhase::kDrained && options_.kind != DrainKind::kReboot) {
+      emit(DrainEvent::Type::kInfo, "already drained (drain '" + drain_id_ + "'); 'skopos undrain' brings it back");
+      DrainResult result;
+      result.reached = phase;
+      result.facts = facts_;
+      return result;
+    }
+    if (!options_.dry_run) {
+      emit(DrainEvent::Type::kInfo, "resuming drain '" + drain_id_ + "' at phase " + drain_phase_name(phase),
+           {{"drain_id", drain_id_}, {"phase", drain_phase_name(phase)}});
+    }
+  } else {
+    drain_id_ = new_drain_id();
+    facts_.kind = options_.kind;
+    facts_.tier = options_.tier;
+    facts_.boot_id = systems_.host.boot_id();
+    facts_.trigger = options_.trigger;
+  }
+  if (options_.dry_run) {
+    if (auto planned = plan(); !planned) return unexpected(std::move(planned).error());
+    DrainResult result;
+    result.reached = start;
+    result.facts = facts_;
+    return result;
+  }
+  const DrainPhase last = options_.kind == DrainKind::kReboot ? DrainPhase::kReboot : DrainPhase::kDrained;
+  for (DrainPhase phase = start; phase <= last; phase = next(phase)) {
+    if (auto entered = enter(phase); !entered) return unexpected(std::move(entered).error());
+    auto done = step(phase);
+    if (!done) {
+      if (done.error().kind != DrainError::Kind::kInterrupted && phase <= DrainPhase::kBudget) {
+        // Nothing but the locks was taken: give them back, so a refused (or failed)
+        // drain leaves nothing behind. A host lock refused to us was never ours.
+        const bool nothing_taken = phase == DrainPhase::kHostLock && done.error().kind == DrainError::Kind::kRefused;
+        emit(DrainEvent::Type::kWarning, done.error().message + (nothing_taken ? "" : "; releasing the locks taken"));
+        auto undone = nothing_taken ? journal_finish() : recover_steps(DrainPhase::kReleaseLocks, false);
+        if (!undone) emit(DrainEvent::Type::kWarning, "could not give the locks back: " + undone.error().message);
+      }
+      if (done.error().kind != DrainError::Kind::kInterrupted) {
+        systems_.host.notify(drain_kind_token(facts_.kind), std::string("failed at ") + drain_phase_name(phase), drain_id_);
+      }
+      return unexpected(std::move(done).error());
+    }
+  }
+  DrainResult result;
+  result.reached = phase_;
+  result.facts = facts_;
+  result.wait = wait_;
+  result.took = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - started);
+  result.rebooting = phase_ == DrainPhase::kReboot;
+  return result;
+}
+
+Result<void, DrainError> Drain::step(DrainPhase phase) {
+  const std::string token = drain_kind_token(facts_.kind);
+  switch (phase) {
+    case DrainPhase::kHostLock: {
+      auto host = systems_.locks.host_lock(token);
+      if (!host) return unexpected(std::move(host).error());
+      facts_.host_lock_revision = host->revision;
+      emit(DrainEvent::Type::kInfo, "host locked for " + token, {{"revision", std::to_string(host->revision)}});
+      return {};
+    }
+    case DrainPhase::kClusterLock: {
+      facts_.lock = lock_name();
+      if (facts_.lock.empty()) return {};
+      emit(DrainEvent::Type::kInfo, "waiting (up to " + seconds_text(options_.lock_wait) + ") for a slot of lock '" +
+                                        facts_.lock + "' group '" + facts_.tier + "'");
+      auto token_held = systems_.locks.acquire(facts_.lock, facts_.tier, token, Clock::now() + options_.lock_wait);
+      if (!token_held) return unexpected(std::move(token_held).error());
+      facts_.fencing_token = *token_held;
+      emit(DrainEvent::Type::kInfo, "holding lock '" + facts_.lock + "' group '" + facts_.tier + "'",
+           {{"fencing_token", std::to_string(*token_held)}});
+      return {};
+    }
+    case DrainPhase::kBudget: {
+      // Read-only: what is here, and whether taking it away is allowed. Everything later
+      // phases need is put into the facts, so it is journaled before any side effect.
+      if (options_.tier == "control") {
+        std::string summary;
+        auto healthy = systems_.host.zookeeper_healthy(summary);
+        if (!healthy) return unexpected(std::move(healthy).error());
+        if (!*healthy) {
+          return drain_error(DrainError::Kind::kRefused,
+                             "ZooKeeper is not healthy (" + summary + "): taking a control host down could lose its quorum");
+        }
+      }
+      if (systems_.marathon.configured()) {
+        auto shortfalls = systems_.marathon.budget(options_.hostname);
+        if (!shortfalls) return unexpected(std::move(shortfalls).error());
+        if (!shortfalls->empty()) {
+          std::string text;
+          for (const AppShortfall& s : *shortfalls) {
+            if (!text.empty()) text += "; ";
+            text += "app '" + s.app_id + "': " +
+                    (s.problem.empty() ? std::to_string(s.healthy_elsewhere) + " healthy elsewhere, needs " +
+                                             std::to_string(s.required)
+                                       : s.problem);
+          }
+          return drain_error(DrainError::Kind::kRefused, "disruption budget: " + text);
+        }
+        auto tasks = systems_.marathon.on_host(options_.hostname);
+        if (!tasks) return unexpected(std::move(tasks).error());
+        host_tasks_ = std::move(*tasks);
+        facts_.apps.clear();
+        facts_.tasks.clear();
+        for (const HostTasks::App& app : host_tasks_.apps) {
+          facts_.apps.push_back(app.id);
+          facts_.tasks.insert(facts_.tasks.end(), app.task_ids.begin(), app.task_ids.end());
+        }
+      }
+      auto machine = systems_.mesos.locate(options_.hostname);
+      if (!machine) return unexpected(std::move(machine).error());
+      facts_.machine = *machine;
+      if (systems_.mesos.configured() && machine->mode == MesosMachine::Mode::kNone) {
+        if (options_.tier == "worker") {
+          return drain_error(DrainError::Kind::kRefused, "Mesos knows no agent or machine named '" + options_.hostname +
+                                                             "'; give the name it registered with (--mesos-hostname)");
+        }
+        emit(DrainEvent::Type::kWarning, "Mesos knows no agent named '" + options_.hostname + "': not telling Mesos");
+      }
+      auto containers = targets(host_tasks_);
+      if (!containers) return unexpected(std::move(containers).error());
+      containers_ = std::move(*containers);
+      facts_.containers.clear();
+      std::set<std::uint16_t> ports;
+      for (const DrainContainer& container : containers_) {
+        facts_.containers.push_back(container.id + ":" + container.name);
+        ports.insert(container.fence_ports.begin(), container.fence_ports.end());
+      }
+      facts_.fenced_ports.assign(ports.begin(), ports.end());
+      emit(DrainEvent::Type::kInfo,
+           "budget ok: " + std::to_string(facts_.apps.size()) + " app(s), " + std::to_string(containers_.size()) +
+               " container(s), ports " + (ports.empty() ? std::string("none") : ports_text(facts_.fenced_ports)) +
+               ", Mesos " + mesos_mode_name(facts_.machine.mode));
+      return {};
+    }
+    case DrainPhase::kAnnounce: {
+      if (facts_.machine.mode != MesosMachine::Mode::kNone) {
+        auto announced = systems_.mesos.announce(facts_.machine);
+        if (!announced) return unexpected(std::move(announced).error());
+      }
+      if (options_.tier == "control" && systems_.marathon.configured() && !options_.marathon_self.empty()) {
+        auto leader = systems_.marathon.leader();
+        if (!leader) return unexpected(std::move(leader).error());
+        if (*leader == options_.marathon_self) {
+          emit(DrainEvent::Type::kInfo, "Marathon leader is this host ('" + *leader + "'): abdicating");
+          auto moved = systems_.marathon.abdicate(Clock::now() + options_.leader_wait);
+          if (!moved) return unexpected(std::move(moved).error());
+          facts_.leader_moved = true;
+          emit(DrainEvent::Type::kInfo, "Marathon leader is now '" + *moved + "'");
+        }
+      }
+      return {};
+    }
+    case DrainPhase::kFence: {
+      if (facts_.fenced_ports.empty()) {
+        emit(DrainEvent::Type::kWarning, "no task ports to fence");
+        return {};
+      }
+      if (auto applied = systems_.fence.apply(facts_.fenced_ports); !applied) return unexpected(std::move(applied).error());
+      auto counts = systems_.connections.counts(containers_);
+      emit(DrainEvent::Type::kInfo, "fenced ports " + ports_text(facts_.fenced_ports),
+           {{"ports", ports_text(facts_.fenced_ports)},
+            {"connections", counts ? std::to_string(counts->total) + (counts->unknown ? "+?" : "") : "?"}});
+      return {};
+    }
+    case DrainPhase::kWait: {
+      if (auto resumed = resume_containers(); !resumed) return resumed;
+      if (containers_.empty()) return {};
+      auto outcome = systems_.connections.wait_zero(
+          containers_, options_.progress_interval,
+          [&](const WaitProgress& progress) {
+            DrainEvent event;
+            event.type = DrainEvent::Type::kProgress;
+            event.phase = phase_;
+            event.progress = &progress;
+            if (on_event_) on_event_(event);
+          },
+          stop_);
+      if (!outcome) return unexpected(std::move(outcome).error());
+      facts_.connections_zero = outcome->all_zero;
+      wait_ = *outcome;
+      if (outcome->all_zero) {
+        emit(DrainEvent::Type::kInfo, "every container reached 0 inbound connections in " + seconds_text(outcome->waited),
+             {{"reason", "zero"}, {"waited_ms", std::to_string(outcome->waited.count())}});
+      } else {
+        emit(DrainEvent::Type::kWarning,
+             "deadline reached with " + std::to_string(outcome->last.total) + " inbound connection(s) left" +
+                 (outcome->last.unknown ? " and " + std::to_string(outcome->last.unknown) + " unknown count(s)" : "") +
+                 ": stopping anyway",
+             {{"reason", "deadline"}, {"waited_ms", std::to_string(outcome->waited.count())}});
+      }
+      return {};
+    }
+    case DrainPhase::kStop: {
+      if (auto resumed = resume_containers(); !resumed) return resumed;
+      if (containers_.empty()) return {};
+      if (auto stopped = systems_.containers.stop(containers_); !stopped) return unexpected(std::move(stopped).error());
+      emit(DrainEvent::Type::kInfo, "stopped " + std::to_string(containers_.size()) + " container(s)");
+      return {};
+    }
+    case DrainPhase::kReleaseTasks: {
+      if (!systems_.marathon.configured() || facts_.tasks.empty()) return {};
+      auto released = systems_.marathon.release_tasks(facts_.tasks, Clock::now() + options_.leader_wait);
+      if (!released) return unexpected(std::move(released).error());
+      emit(DrainEvent::Type::kInfo, "Marathon released " + std::to_string(facts_.tasks.size()) + " task(s) of this host");
+      return {};
+    }
+    case DrainPhase::kTakeDown: {
+      if (facts_.machine.mode == MesosMachine::Mode::kNone) return {};
+      const bool gone = facts_.kind == DrainKind::kBooster && options_.mark_gone;
+      return systems_.mesos.take_down(facts_.machine, gone);
+    }
+    case DrainPhase::kDrained: {
+      if (facts_.kind == DrainKind::kBooster && !facts_.lock.empty() && facts_.fencing_token != 0) {
+        // The booster slot limits drains in progress; a drained host is on its way out.
+        auto released = systems_.locks.release(facts_.lock, facts_.tier, facts_.fencing_token);
+        if (!released) return unexpected(std::move(released).error());
+        facts_.fencing_token = 0;
+        facts_.lock.clear();
+        JournalEntry entry = *journal_.last();
+        entry.fencing_token = 0;
+        entry.facts = facts_.to_map();
+        if (auto recorded = journal_.record(std::move(entry)); !recorded) {
+          return drain_error(DrainError::Kind::kFailed, "journal: " + recorded.error().message());
+        }
+      }
+      emit(DrainEvent::Type::kDone, "drained", {{"drain_id", drain_id_}});
+      if (facts_.kind != DrainKind::kReboot) systems_.host.notify(token, "drained", drain_id_);
+      return {};
+    }
+    case DrainPhase::kReboot: {
+      emit(DrainEvent::Type::kInfo, "rebooting (boot id " + facts_.boot_id + ")");
+      systems_.host.notify(token, "rebooting", drain_id_);
+      return systems_.host.reboot();
+    }
+    default:
+      return drain_error(DrainError::Kind::kUsage, std::string("phase ") + drain_phase_name(phase) + " is not a drain step");
+  }
+}
+
+Result<void, DrainError> Drain::journal_finish() {
+  if (auto finished = journal_.finish(); !finished) {
+    return drain_error(DrainError::Kind::kFailed, "journal: " + finished.error().message());
+  }
+  return {};
+}
+
+Result<void, DrainError> Drain::resume_containers() {
+  // Resumed past the budget phase: the containers are the ones it chose, if still running.
+  if (!containers_.empty() || facts_.containers.empty()) return {};
+  if (host_tasks_.apps.empty() && systems_.marathon.configured()) {
+    // For the apps' override labels; without Marathon the containers' own labels apply.
+    if (auto tasks = systems_.marathon.on_host(options_.hostname)) host_tasks_ = std::move(*tasks);
+  }
+  auto running = systems_.containers.running();
+  if (!running) return unexpected(std::move(running).error());
+  std::set<std::string> chosen;
+  for (const std::string& entry : facts_.containers) chosen.insert(entry.substr(0, entry.find(':')));
+  for (DrainContainer& container : *running) {
+    if (chosen.count(container.id) == 0) continue;
+    const auto app = std::find_if(host_tasks_.apps.begin(), host_tasks_.apps.end(),
+                                  [&](const HostTasks::App& a) { return a.id == container.app_id; });
+    static const std::map<std::string, std::string> kNoLabels;
+    auto ok = apply_overrides(container, app == host_tasks_.apps.end() ? kNoLabels : app->labels,
+                              options_.connection_deadline, options_.stop_grace);
+    if (!ok) return drain_error(DrainError::Kind::kRefused, ok.error());
+    containers_.push_back(std::move(container));
+  }
+  return {};
+}
+
+Result<void, DrainError> Drain::plan() {
+  const std::string token = drain_kind_token(facts_.kind);
+  const auto line = [&](std::string text) { emit(DrainEvent::Type::kPlan, std::move(text)); };
+  line(std::string("drain ") + token + " of '" + options_.hostname + "', tier " + options_.tier + " (dry run: nothing is changed)");
+  auto host = systems_.locks.host_status();
+  if (!host) return unexpected(std::move(host).error());
+  line("host lock: take " + token + (host->locked ? " (now held for " + host->token + ")" : " (now free)"));
+  if (const std::string lock = lock_name(); !lock.empty()) {
+    auto group = systems_.locks.describe(lock, options_.tier);
+    if (!group) return unexpected(std::move(group).error());
+    line("cluster lock: a slot of '" + lock + "' group '" + options_.tier + "' (" + *group + ")");
+  }
+  if (systems_.marathon.configured()) {
+    auto shortfalls = systems_.marathon.budget(options_.hostname);
+    if (!shortfalls) return unexpected(std::move(shortfalls).error());
+    auto tasks = systems_.marathon.on_host(options_.hostname);
+    if (!tasks) return unexpected(std::move(tasks).error());
+    host_tasks_ = *tasks;
+    for (const HostTasks::App& app : tasks->apps) {
+      line("app '" + app.id + "': " + std::to_string(app.task_ids.size()) + " task(s) here of " +
+           std::to_string(app.instances) + "; Marathon will replace them elsewhere");
+    }
+    for (const AppShortfall& s : *shortfalls) {
+      line("REFUSED by the budget: app '" + s.app_id + "' " +
+           (s.problem.empty() ? std::to_string(s.healthy_elsewhere) + " healthy elsewhere, needs " + std::to_string(s.required)
+                              : s.problem));
+    }
+    if (shortfalls->empty()) line("disruption budget: ok");
+  } else {
+    line("Marathon: not configured (no budget check, no task release)");
+  }
+  auto machine = systems_.mesos.locate(options_.hostname);
+  if (!machine) return unexpected(std::move(machine).error());
+  for (const std::string& call : systems_.mesos.describe(*machine, facts_.kind == DrainKind::kBooster && options_.mark_gone)) {
+    line("Mesos: " + call);
+  }
+  auto containers = targets(host_tasks_);
+  if (!containers) return unexpected(std::move(containers).error());
+  std::set<std::uint16_t> ports;
+  for (const DrainContainer& c : *containers) {
+    ports.insert(c.fence_ports.begin(), c.fence_ports.end());
+    line("container '" + c.name + "' (" + c.id.substr(0, 12) + ", " + (c.host_network ? "host" : "bridge") +
+         "): fence ports " + (c.fence_ports.empty() ? std::string("none") : ports_text(c.fence_ports)) + ", deadline " +
+         seconds_text(c.deadline) + ", stop grace " + seconds_text(c.grace) +
+         (c.ignore_ports.empty() ? "" : ", ignoring ports " + ports_text(c.ignore_ports)));
+  }
+  if (containers->empty()) line("containers: none to take out");
+  const std::vector<std::uint16_t> port_list(ports.begin(), ports.end());
+  if (!port_list.empty()) {
+    auto rules = systems_.fence.plan(port_list);
+    if (!rules) return unexpected(std::move(rules).error());
+    line("fence (iptables-restore --noflush):\n" + *rules);
+  }
+  auto counts = systems_.connections.counts(*containers);
+  if (counts) {
+    for (const ContainerCount& c : counts->containers) {
+      line("now: '" + c.name + "' " + (c.inbound < 0 ? std::string("? (unknown)") : std::to_string(c.inbound)) +
+           " inbound connection(s)");
+    }
+  } else {
+    line("now: connection counts unknown (" + counts.error().message + ")");
+  }
+  if (facts_.kind == DrainKind::kReboot) line("then: reboot, holding the cluster lock; recovery after boot");
+  return {};
+}
+
+// ---- recovery ------------------------------------------------------------------------
+
+Result<DrainResult, DrainError> Drain::recover(bool wait_apps) {
+  const auto started = Clock::now();
+  std::string problem;
+  const auto existing = in_progress(journal_, &problem);
+  if (!problem.empty()) return drain_error(DrainError::Kind::kUsage, problem + "; inspect it, or move it away");
+  DrainResult result;
+  if (!existing) {
+    // Nothing recorded. A fence without a journal is what a crash before the journal
+    // existed, or a hand-made fence, leaves: say so, never guess at locks.
+    auto fenced = systems_.fence.fenced();
+    if (fenced && !fenced->empty()) {
+      emit(DrainEvent::Type::kWarning, "no drain in progress, but ports " + ports_text(*fenced) +
+                                           " are fenced; 'skopos fence remove' removes the fence");
+    } else {
+      emit(DrainEvent::Type::kInfo, "no drain in progress on this host");
+    }
+    result.reached = DrainPhase::kDone;
+    return result;
+  }
+  facts_ = existing->second;
+  drain_id_ = journal_.last()->drain_id;
+  const DrainPhase from = std::max(existing->first, DrainPhase::kRecoverChecks);
+  emit(DrainEvent::Type::kInfo, "bringing the host back from phase " + std::string(drain_phase_name(existing->first)) +
+                                    " (drain '" + drain_id_ + "')");
+  if (auto done = recover_steps(from, wait_apps); !done) return unexpected(std::move(done).error());
+  result.reached = DrainPhase::kDone;
+  result.facts = facts_;
+  result.took = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - started);
+  return result;
+}
+
+Result<void, DrainError> Drain::recover_steps(DrainPhase from, bool wait_apps) {
+  // A bounded wait for `ready`, polled; kTimedOut with `what` when it does not come.
+  const auto wait_for = [&](const std::string& what, auto ready) -> Result<void, DrainError> {
+    const auto deadline = Clock::now() + options_.recover_timeout;
+    emit(DrainEvent::Type::kInfo, "waiting (up to " + seconds_text(options_.recover_timeout) + ") for " + what);
+    auto backoff = 200ms;
+    std::string last;
+    for (;;) {
+      if (stopping()) return drain_error(DrainError::Kind::kInterrupted, "stopped while waiting for " + what);
+      auto ok = ready(last);
+      if (!ok) return unexpected(std::move(ok).error());
+      if (*ok) return {};
+      if (Clock::now() + backoff > deadline) {
+        return drain_error(DrainError::Kind::kTimedOut,
+                           "gave up waiting for " + what + (last.empty() ? "" : " (" + last + ")") +
+                               "; the locks are kept so no other host of the tier goes down; run again to keep waiting");
+      }
+      std::this_thread::sleep_for(backoff);
+      backoff = std::min(backoff * 2, std::chrono::milliseconds(2000));
+    }
+  };
+  for (DrainPhase phase = from; phase <= DrainPhase::kDone; phase = next(phase)) {
+    if (phase == DrainPhase::kDone) {
+      phase_ = phase;
+      if (auto finished = journal_finish(); !finished) return finished;
+      emit(DrainEvent::Type::kDone, "back in service", {{"drain_id", drain_id_}});
+      systems_.host.notify(drain_kind_token(facts_.kind), "recovered", drain_id_);
+      return {};
+    }
+    if (auto entered = enter(phase); !entered) {
+      // Bringing the host back is safe even when the cluster lock was taken from us
+      // meanwhile: say so and go on. Everything else stops here.
+      if (entered.error().kind != DrainError::Kind::kRefused) return entered;
+      emit(DrainEvent::Type::kWarning, entered.error().message + "; recovering anyway");
+    }
+    switch (phase) {
+      case DrainPhase::kRecoverChecks:
+        if (options_.tier == "control") {
+          auto ok = wait_for("a healthy ZooKeeper quorum", [&](std::string& last) -> Result<bool, DrainError> {
+            return systems_.host.zookeeper_healthy(last);
+          });
+          if (!ok) return ok;
+        }
+        break;
+      case DrainPhase::kUnfence: {
+        auto removed = systems_.fence.remove();
+        if (!removed) return unexpected(std::move(removed).error());
+        emit(DrainEvent::Type::kInfo, *removed ? "fence removed" : "no fence to remove");
+        break;
+      }
+      case DrainPhase::kBringUp:
+        if (facts_.machine.mode != MesosMachine::Mode::kNone) {
+          if (auto up = systems_.mesos.bring_up(facts_.machine); !up) return up;
+        }
+        break;
+      case DrainPhase::kAgentBack:
+        if (facts_.machine.mode != MesosMachine::Mode::kNone && !facts_.machine.agent_id.empty()) {
+          auto ok = wait_for("the Mesos agent of '" + facts_.machine.hostname + "' to be registered and active",
+                             [&](std::string&) { return systems_.mesos.agent_active(facts_.machine); });
+          if (!ok) return ok;
+        }
+        break;
+      case DrainPhase::kAppsHealthy:
+        if (wait_apps && systems_.marathon.configured() && !facts_.apps.empty()) {
+          auto ok = wait_for("the apps that were here at full healthy strength",
+                             [&](std::string& last) -> Result<bool, DrainError> {
+                               auto below = systems_.marathon.below_strength(facts_.apps);
+                               if (!below) return unexpected(std::move(below).error());
+                               last = join(*below, ", ");
+                               return below->empty();
+                             });
+          if (!ok) return ok;
+        }
+        break;
+      case DrainPhase::kReleaseLocks: {
+        if (!facts_.lock.empty() && facts_.fencing_token != 0) {
+          auto released = systems_.locks.release(facts_.lock, facts_.tier, facts_.fencing_token);
+          if (!released && released.error().kind != DrainError::Kind::kRefused) return unexpected(std::move(released).error());
+          if (!released) emit(DrainEvent::Type::kWarning, released.error().message);
+        }
+        auto unlocked = systems_.locks.host_unlock(drain_kind_token(facts_.kind));
+        if (!unlocked && unlocked.error().kind != DrainError::Kind::kRefused) return unexpected(std::move(unlocked).error());
+        if (!unlocked) emit(DrainEvent::Type::kWarning, unlocked.error().message);
+        emit(DrainEvent::Type::kInfo, "locks released");
+        break;
+      }
+      default:
+        break;
+    }
+  }
+  return {};
+}
+
+}  // namespace skopos::driver

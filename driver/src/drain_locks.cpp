@@ -1,0 +1,76 @@
+// EtcdDrainLocks: the drain's locks on LockService (etcd).
+#include "driver/drain_systems_impl.h"
+
+namespace skopos::driver {
+
+namespace {
+
+DrainError from_lock(const LockError& error) {
+  switch (error.kind) {
+    case LockError::Kind::kTimedOut: return {DrainError::Kind::kTimedOut, error.message};
+    case LockError::Kind::kConflict: return {DrainError::Kind::kRefused, error.message};
+    case LockError::Kind::kInvalid: return {DrainError::Kind::kUsage, error.message};
+    case LockError::Kind::kEtcd:
+    case LockError::Kind::kBadData: return {DrainError::Kind::kFailed, error.message};
+  }
+  return {DrainError::Kind::kFailed, error.message};
+}
+
+HostLockInfo host_info(const HostLockState& state) { return HostLockInfo{state.locked, state.token, state.revision}; }
+
+}  // namespace
+
+Result<HostLockInfo, DrainError> EtcdDrainLocks::host_status() {
+  auto state = locks_.host_status(locks_.self().machine_id);
+  if (!state) return unexpected(from_lock(state.error()));
+  return host_info(*state);
+}
+
+Result<HostLockInfo, DrainError> EtcdDrainLocks::host_lock(const std::string& token) {
+  auto state = locks_.host_lock(token);
+  if (!state) return unexpected(from_lock(state.error()));
+  return host_info(*state);
+}
+
+Result<bool, DrainError> EtcdDrainLocks::host_unlock(const std::string& token) {
+  auto removed = locks_.host_unlock(token);
+  if (!removed) return unexpected(from_lock(removed.error()));
+  return *removed;
+}
+
+Result<std::int64_t, DrainError> EtcdDrainLocks::acquire(const std::string& lock, const std::string& group,
+                                                         const std::string& token,
+                                                         std::chrono::steady_clock::time_point until) {
+  auto acquired = locks_.acquire(lock, group, token, until);
+  if (!acquired) return unexpected(from_lock(acquired.error()));
+  return acquired->fencing_token;
+}
+
+Result<bool, DrainError> EtcdDrainLocks::release(const std::string& lock, const std::string& group,
+                                                 std::int64_t fencing_token) {
+  auto released = locks_.release(lock, group, fencing_token);
+  if (!released) return unexpected(from_lock(released.error()));
+  return *released;
+}
+
+Result<void, DrainError> EtcdDrainLocks::guard(const std::string& lock, const std::string& group,
+                                               std::int64_t fencing_token, const std::string& phase) {
+  auto guarded = locks_.guard(lock, group, fencing_token, phase);
+  if (!guarded) return unexpected(from_lock(guarded.error()));
+  return {};
+}
+
+Result<std::string, DrainError> EtcdDrainLocks::describe(const std::string& lock, const std::string& group) {
+  auto state = locks_.group_status(lock, group);
+  if (!state) return unexpected(from_lock(state.error()));
+  std::string out = "max " + std::to_string(state->max) + ", ";
+  if (state->holders.empty()) return out + "free";
+  out += "held by:";
+  for (const Holder& holder : state->holders) {
+    out += " " + (holder.record.hostname.empty() ? holder.machine_id : holder.record.hostname) + " (" +
+           holder.record.token + (holder.heartbeat ? "" : ", stale") + ")";
+  }
+  return out;
+}
+
+}  // namespace skopos::driver

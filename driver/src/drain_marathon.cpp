@@ -1,0 +1,105 @@
+// MarathonDrainSteps: the apps on this host, the disruption budget, leadership, and
+// handing the stopped tasks back to Marathon so it replaces them elsewhere.
+#include <algorithm>
+#include <cctype>
+#include <set>
+
+#include "driver/drain_systems_impl.h"
+
+namespace skopos::driver {
+
+namespace {
+
+DrainError from_marathon(const std::string& what, const MarathonError& error) {
+  DrainError::Kind kind = DrainError::Kind::kFailed;
+  if (error.kind == MarathonError::Kind::kTimedOut) kind = DrainError::Kind::kTimedOut;
+  if (error.kind == MarathonError::Kind::kRefused && error.status >= 400 && error.status < 500) {
+    kind = DrainError::Kind::kRefused;
+  }
+  return {kind, "Marathon " + what + ": " + error.message};
+}
+
+bool same_host(const std::string& a, const std::string& b) {
+  return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
+           return std::tolower(static_cast<unsigned char>(x)) == std::tolower(static_cast<unsigned char>(y));
+         });
+}
+
+}  // namespace
+
+Result<HostTasks, DrainError> MarathonDrainSteps::on_host(const std::string& hostname) {
+  auto apps = marathon_->apps();
+  if (!apps) return unexpected(from_marathon("apps", apps.error()));
+  HostTasks out;
+  for (const MarathonApp& app : *apps) {
+    HostTasks::App entry{app.id, app.instances, app.labels, {}};
+    for (const MarathonTask& task : app.tasks) {
+      if (same_host(task.host, hostname)) entry.task_ids.push_back(task.id);
+    }
+    if (!entry.task_ids.empty()) out.apps.push_back(std::move(entry));
+  }
+  return out;
+}
+
+Result<std::vector<AppShortfall>, DrainError> MarathonDrainSteps::budget(const std::string& hostname) {
+  auto apps = marathon_->apps();
+  if (!apps) return unexpected(from_marathon("apps", apps.error()));
+  std::vector<AppShortfall> out;
+  for (const BudgetShortfall& s : disruption_budget(*apps, hostname, label_, default_min_)) {
+    out.push_back(AppShortfall{s.app_id, s.on_host, s.healthy_elsewhere, s.required, s.problem});
+  }
+  return out;
+}
+
+Result<std::string, DrainError> MarathonDrainSteps::leader() {
+  auto leader = marathon_->leader();
+  if (!leader) {
+    if (leader.error().kind == MarathonError::Kind::kNoLeader) return std::string();
+    return unexpected(from_marathon("leader", leader.error()));
+  }
+  return *leader;
+}
+
+Result<std::string, DrainError> MarathonDrainSteps::abdicate(std::chrono::steady_clock::time_point until) {
+  auto leader = marathon_->abdicate(until);
+  if (!leader) return unexpected(from_marathon("abdicate", leader.error()));
+  return *leader;
+}
+
+Result<void, DrainError> MarathonDrainSteps::release_tasks(const std::vector<std::string>& task_ids,
+                                                           std::chrono::steady_clock::time_point until) {
+  // Only the tasks Marathon still lists: after a restart some may be gone already, and
+  // Marathon refuses to kill tasks it does not know.
+  auto tasks = marathon_->tasks();
+  if (!tasks) return unexpected(from_marathon("tasks", tasks.error()));
+  const std::set<std::string> wanted(task_ids.begin(), task_ids.end());
+  std::vector<std::string> present;
+  for (const MarathonTask& task : *tasks) {
+    if (wanted.count(task.id) != 0) present.push_back(task.id);
+  }
+  if (present.empty()) return {};
+  auto killed = marathon_->kill_tasks(present, false);
+  if (!killed) return unexpected(from_marathon("kill tasks", killed.error()));
+  auto gone = marathon_->wait_tasks_gone(present, until);
+  if (!gone) return unexpected(from_marathon("kill tasks", gone.error()));
+  return {};
+}
+
+Result<std::vector<std::string>, DrainError> MarathonDrainSteps::below_strength(const std::vector<std::string>& app_ids) {
+  auto apps = marathon_->apps();
+  if (!apps) return unexpected(from_marathon("apps", apps.error()));
+  const std::set<std::string> wanted(app_ids.begin(), app_ids.end());
+  std::vector<std::string> out;
+  for (const MarathonApp& app : *apps) {
+    if (wanted.count(app.id) == 0) continue;
+    const auto healthy = std::count_if(app.tasks.begin(), app.tasks.end(),
+                                       [&](const MarathonTask& task) { return app.healthy(task); });
+    if (healthy < app.instances || !app.deployments.empty()) {
+      out.push_back(app.id + " " + std::to_string(healthy) + "/" + std::to_string(app.instances) +
+                    (app.deployments.empty() ? "" : " deploying"));
+    }
+  }
+  return out;
+}
+
+}  // namespace skopos::driver
