@@ -50,6 +50,12 @@ std::string ms_text(std::chrono::milliseconds ms) {
   return text;
 }
 
+// CLOCK_REALTIME in nanoseconds: JSON events carry it so other processes (tests,
+// benchmarks, log pipelines) can line them up with their own clocks.
+std::int64_t wall_ns() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
 }  // namespace
 
 const std::set<std::string> kDrainOptions = {
@@ -347,6 +353,7 @@ void DrainReporter::operator()(const DrainEvent& event) {
                        : event.type == DrainEvent::Type::kDone    ? "done"
                                                                   : "info";
     json.begin_object().key("event").value(type).key("phase").value(drain_phase_name(event.phase));
+    json.key("time_ns").value(wall_ns());
     json.key("message").value(event.message);
     for (const auto& [key, value] : event.fields) json.key(key).value(value);
     json.end_object();
@@ -371,7 +378,8 @@ void DrainReporter::progress(const WaitProgress& p) {
   if (json_) {
     std::string out;
     JsonWriter json(out);
-    json.begin_object().key("event").value("progress").key("elapsed_ms").value(static_cast<std::int64_t>(p.elapsed.count()));
+    json.begin_object().key("event").value("progress").key("time_ns").value(wall_ns());
+    json.key("elapsed_ms").value(static_cast<std::int64_t>(p.elapsed.count()));
     json.key("inbound").value(p.total).key("unknown").value(p.unknown).key("connected").value(p.connected);
     char number[32];
     std::snprintf(number, sizeof number, "%.2f", p.closing_per_second);

@@ -146,7 +146,6 @@ Result<WaitOutcome, DrainError> TrackerDrainConnections::wait_zero(const std::ve
   auto next_tick = started;
   std::int64_t reported_total = -2;
   std::int64_t reported_unknown = -2;
-  bool first = true;
   for (;;) {
     if (stop.load(std::memory_order_relaxed)) {
       return drain_error(DrainError::Kind::kInterrupted, "stopped while waiting for connections to close");
@@ -157,9 +156,7 @@ Result<WaitOutcome, DrainError> TrackerDrainConnections::wait_zero(const std::ve
     for (const auto& d : deadlines) {
       if (d > now) wake = std::min(wake, d);
     }
-    auto event = first ? Result<tracker::ReconnectingClient::Event>(tracker::ReconnectingClient::Event::kHeartbeat)
-                       : client.next(wake);
-    first = false;
+    auto event = client.next(wake);
     if (!event && event.error().code != ETIMEDOUT) {
       // Not permitted, another protocol: no counts. Unknown is never zero: wait on to the
       // deadlines, saying why.
