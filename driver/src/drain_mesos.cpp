@@ -146,16 +146,32 @@ Result<void, DrainError> MesosDrainSteps::take_down(const MesosMachine& machine,
 
 Result<void, DrainError> MesosDrainSteps::bring_up(const MesosMachine& machine) {
   if (machine.mode == MesosMachine::Mode::kDrainApi) {
-    auto agents = master_->agents();
-    if (!agents) return unexpected(from_mesos("GET_AGENTS", agents.error()));
-    for (const MesosAgentInfo& agent : *agents) {
-      if (!same_host(agent.hostname, machine.hostname) && agent.id != machine.agent_id) continue;
-      if (!agent.deactivated && agent.drain == MesosAgentInfo::DrainState::kNone) continue;
-      auto done = master_->reactivate_agent(agent.id);
-      if (!done) return unexpected(from_mesos("REACTIVATE_AGENT " + agent.id, done.error()));
-      log_notice("Mesos agent '" + agent.id + "' reactivated");
+    // Mesos refuses to reactivate an agent that is still DRAINING: wait (bounded) for it
+    // to be DRAINED first.
+    const auto deadline = std::chrono::steady_clock::now() + options_.drain_settle;
+    DeadlineBackoff backoff(std::chrono::milliseconds(100), std::chrono::milliseconds(1000), deadline);
+    for (;;) {
+      auto agents = master_->agents();
+      if (!agents) return unexpected(from_mesos("GET_AGENTS", agents.error()));
+      bool draining = false;
+      for (const MesosAgentInfo& agent : *agents) {
+        if (!same_host(agent.hostname, machine.hostname) && agent.id != machine.agent_id) continue;
+        if (agent.drain == MesosAgentInfo::DrainState::kDraining) {
+          draining = true;
+          continue;
+        }
+        if (!agent.deactivated && agent.drain == MesosAgentInfo::DrainState::kNone) continue;
+        auto done = master_->reactivate_agent(agent.id);
+        if (!done) return unexpected(from_mesos("REACTIVATE_AGENT " + agent.id, done.error()));
+        log_notice("Mesos agent '" + agent.id + "' reactivated");
+      }
+      if (!draining) return {};
+      if (!backoff.sleep()) {
+        return drain_error(DrainError::Kind::kTimedOut, "Mesos agent of '" + machine.hostname + "' is still DRAINING after " +
+                                                            std::to_string(options_.drain_settle.count()) +
+                                                            " s; it can be reactivated once DRAINED");
+      }
     }
-    return {};
   }
   if (machine.mode != MesosMachine::Mode::kSchedule) return {};
   const MachineId id = machine_id(machine);

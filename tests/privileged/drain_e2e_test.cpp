@@ -13,7 +13,11 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <poll.h>
+
 #include <chrono>
+#include <functional>
+#include <mutex>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -316,6 +320,217 @@ TEST(PrivilegedDrainEndToEnd, KilledAtEveryPhaseAndRestartedItConvergesWithoutAF
                             "bring-up", "agent-back", "apps-healthy"}) {
     EXPECT_GT(hit[phase], 0) << "never killed at " << phase << " (hit: " << summary << ")";
   }
+}
+
+// ---- the reboot agent ----------------------------------------------------------------
+
+bool wait_until(std::chrono::seconds timeout, const std::function<bool()>& done) {
+  const auto deadline = Clock::now() + timeout;
+  while (Clock::now() < deadline) {
+    if (done()) return true;
+    std::this_thread::sleep_for(50ms);
+  }
+  return done();
+}
+
+bool exists(const std::string& path) { return ::access(path.c_str(), F_OK) == 0; }
+
+TEST(PrivilegedDrainEndToEnd, AgentRebootsOnItsTriggersOnceEachAndRecoversAfterBoot) {
+  SKOPOS_REQUIRE_ROOT();
+  auto sandbox = start_sandbox(1);
+  ASSERT_TRUE(sandbox);
+  const std::string trigger = sandbox->dir() + "/needs_reboot";
+  const std::string rebooted = sandbox->dir() + "/rebooted";
+  const std::string log = sandbox->dir() + "/agent.log";
+  // The "reboot" only leaves a mark; the test then plays the machine: it stops the agent
+  // as a shutdown would, changes the boot id and starts the agent again.
+  const auto agent_argv = sandbox->skopos("agent", {"--trigger-file", trigger, "--reboot-command", "touch " + rebooted,
+                                                    "--recheck", "2s", "--recover-timeout", "60s", "--heartbeat-ttl", "3s"});
+  const std::string holder = "/skopos/locks/reboot/worker/holders/sandbox-a";
+  const auto etcd_has = [&](const std::string& key) {
+    return run({"etcdctl", "--endpoints", sandbox->etcd(), "get", key, "--keys-only"}).out.find(key) != std::string::npos;
+  };
+  Load load(sandbox->apps()[0].frontend, 4000);
+  {
+    Driver agent(agent_argv, log);
+    std::this_thread::sleep_for(1s);
+    ASSERT_FALSE(exists(rebooted)) << "no reboot without a trigger";
+    std::ofstream(trigger) << "kernel update\n";
+    ASSERT_TRUE(wait_until(90s, [&] { return exists(rebooted); })) << read_file(log);
+    EXPECT_FALSE(exists(trigger)) << "the trigger is consumed when the reboot is journaled";
+    EXPECT_EQ(sandbox->journal_phase(), "reboot");
+    EXPECT_TRUE(etcd_has(holder)) << "the reboot lock is held through the reboot";
+    agent.signal(SIGTERM);
+    EXPECT_EQ(agent.wait(20s), 0) << read_file(log);
+  }
+  sandbox->new_boot();
+  std::filesystem::remove(rebooted);
+  {
+    Driver agent(agent_argv, log);
+    ASSERT_TRUE(wait_until(90s, [&] { return sandbox->journal_phase().empty(); })) << read_file(log);
+    EXPECT_FALSE(etcd_has(holder)) << "released after recovery";
+    EXPECT_EQ(join(sandbox->leftovers()), "");
+
+    // A rolling reboot of the tier: this agent takes its turn.
+    const ProcessResult requested = run({SKOPOS_BIN_DIR "/skopos", "rolling-reboot", "--tier", "worker",
+                                         "--etcd-endpoints", sandbox->etcd(), "--machine-id", "operator"});
+    ASSERT_EQ(requested.exit_code, 0) << requested.err;
+    ASSERT_TRUE(wait_until(90s, [&] { return exists(rebooted); })) << read_file(log);
+    EXPECT_EQ(sandbox->journal_phase(), "reboot");
+    agent.signal(SIGTERM);
+    EXPECT_EQ(agent.wait(20s), 0) << read_file(log);
+  }
+  sandbox->new_boot();
+  std::filesystem::remove(rebooted);
+  {
+    Driver agent(agent_argv, log);
+    ASSERT_TRUE(wait_until(90s, [&] { return sandbox->journal_phase().empty(); })) << read_file(log);
+    // Once per request: the same request does not reboot it again.
+    std::this_thread::sleep_for(5s);
+    EXPECT_FALSE(exists(rebooted)) << read_file(log);
+    const ProcessResult status = run({SKOPOS_BIN_DIR "/skopos", "rolling-reboot", "--tier", "worker", "--status",
+                                      "--json", "--etcd-endpoints", sandbox->etcd(), "--machine-id", "operator"});
+    EXPECT_NE(status.out.find("\"machine_id\":\"sandbox-a\""), std::string::npos) << status.out;
+    agent.signal(SIGTERM);
+    EXPECT_EQ(agent.wait(20s), 0) << read_file(log);
+  }
+  ASSERT_EQ(run({SKOPOS_BIN_DIR "/skopos", "rolling-reboot", "--tier", "worker", "--cancel", "--etcd-endpoints",
+                 sandbox->etcd(), "--machine-id", "operator"})
+                .exit_code,
+            0);
+  const Load::Totals totals = load.wait();
+  EXPECT_EQ(totals.failed, 0) << totals.text;
+  EXPECT_EQ(totals.served, 4000) << totals.text;
+  EXPECT_EQ(join(sandbox->leftovers()), "");
+}
+
+// ---- the control tier ----------------------------------------------------------------
+
+TEST(PrivilegedDrainEndToEnd, ControlTierMovesTheMarathonLeaderAwayAndRefusesToBreakZooKeeperQuorum) {
+  SKOPOS_REQUIRE_ROOT();
+  auto sandbox = start_sandbox(1);
+  ASSERT_TRUE(sandbox);
+  auto zookeeper = ZooKeeperEnsemble::start(3);
+  ASSERT_TRUE(zookeeper);
+  std::string zk;
+  for (const std::string& endpoint : zookeeper->endpoints()) zk += (zk.empty() ? "" : ",") + endpoint;
+  // Two Marathon instances; the leader is "this host's".
+  auto marathon = Simulator::start(SKOPOS_SOURCE_DIR "/tools", "marathon-sim",
+                                   R"({"instances": 2, "hosts": ["sandbox-a", "sandbox-b"], "apps": []})");
+  const auto instances = marathon->list("instances");
+  ASSERT_EQ(instances.size(), 2U);
+  const auto leader_of = [&] {
+    const std::string body = Simulator::get(instances[1], "/v2/leader");
+    simdjson::dom::parser parser;
+    std::string_view value;
+    if (parser.parse(body)["leader"].get(value) != simdjson::SUCCESS) return std::string();
+    return std::string(value);
+  };
+  const std::string leader = leader_of();
+  ASSERT_FALSE(leader.empty());
+  const std::vector<std::string> control = {"--tier", "control", "--marathon", instances[0] + "," + instances[1],
+                                            "--marathon-self", leader, "--zookeeper", zk, "--json",
+                                            "--log-level", "warning"};
+  const ProcessResult drained = run(sandbox->skopos("drain", control));
+  ASSERT_EQ(drained.exit_code, 0) << drained.err << drained.out;
+  const Events events = parse_events(drained.out);
+  EXPECT_NE(join(events.messages).find("abdicating"), std::string::npos) << drained.out;
+  const std::string new_leader = leader_of();
+  EXPECT_FALSE(new_leader.empty());
+  EXPECT_NE(new_leader, leader) << "the leader moved off this host";
+  ASSERT_EQ(run(sandbox->skopos("undrain", control)).exit_code, 0);
+  EXPECT_EQ(join(sandbox->leftovers()), "");
+
+  // With one of three ZooKeeper servers left, taking a control host down would lose the
+  // quorum for good: refused, and nothing is left behind.
+  ASSERT_TRUE(sandbox->reset());
+  zookeeper->kill(0);
+  zookeeper->kill(1);
+  const ProcessResult refused = run(sandbox->skopos("drain", control));
+  EXPECT_EQ(refused.exit_code, 4) << refused.err << refused.out;
+  EXPECT_NE(refused.err.find("ZooKeeper is not healthy"), std::string::npos) << refused.err;
+  EXPECT_EQ(join(sandbox->leftovers()), "");
+}
+
+// ---- the booster drain ---------------------------------------------------------------
+
+// Accepts one HTTP request on 127.0.0.1 and answers 200; the request as received.
+class NotificationReceiver {
+ public:
+  NotificationReceiver() {
+    listener_ = tcp_listen("127.0.0.1", 0, true, 4);
+    port_ = local_port(listener_.get());
+    thread_ = std::thread([this] {
+      pollfd pfd{listener_.get(), POLLIN, 0};
+      if (::poll(&pfd, 1, 120000) != 1) return;
+      UniqueFd fd(::accept4(listener_.get(), nullptr, nullptr, SOCK_CLOEXEC));
+      std::string text;
+      char buffer[4096];
+      for (;;) {
+        const auto end = text.find("\r\n\r\n");
+        if (end != std::string::npos) {
+          const auto length_at = text.find("Content-Length: ");
+          const std::size_t length = length_at == std::string::npos ? 0 : std::stoul(text.substr(length_at + 16));
+          if (text.size() >= end + 4 + length) break;
+        }
+        const ssize_t n = ::recv(fd.get(), buffer, sizeof buffer, 0);
+        if (n <= 0) break;
+        text.append(buffer, static_cast<std::size_t>(n));
+      }
+      const std::string ok = "HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+      (void)::send(fd.get(), ok.data(), ok.size(), MSG_NOSIGNAL);
+      const std::lock_guard<std::mutex> lock(mutex_);
+      request_ = text;
+    });
+  }
+  ~NotificationReceiver() {
+    if (thread_.joinable()) thread_.join();
+  }
+  std::uint16_t port() const { return port_; }
+  std::string request() {
+    if (thread_.joinable()) thread_.join();
+    const std::lock_guard<std::mutex> lock(mutex_);
+    return request_;
+  }
+
+ private:
+  UniqueFd listener_;
+  std::uint16_t port_ = 0;
+  std::mutex mutex_;
+  std::string request_;
+  std::thread thread_;
+};
+
+TEST(PrivilegedDrainEndToEnd, BoosterDrainsForGoodMarksTheAgentGoneAndNotifies) {
+  SKOPOS_REQUIRE_ROOT();
+  auto sandbox = start_sandbox(1);
+  ASSERT_TRUE(sandbox);
+  NotificationReceiver receiver;
+  Load load(sandbox->apps()[0].frontend, 3000);
+  std::this_thread::sleep_for(1s);
+  const ProcessResult drained = run(sandbox->skopos(
+      "booster", {"--mesos-mode", "drain-api", "--mark-gone", "--json", "--log-level", "warning", "--notify",
+                  "http://127.0.0.1:" + std::to_string(receiver.port()) + "/retired/{machine_id}"}));
+  ASSERT_EQ(drained.exit_code, 0) << drained.err << drained.out;
+  const Events events = parse_events(drained.out);
+  EXPECT_EQ(events.result.at("outcome"), "drained");
+  EXPECT_EQ(events.result.at("connections_zero"), "true");
+  const std::string request = receiver.request();
+  EXPECT_EQ(request.rfind("POST /retired/sandbox-a ", 0), 0U) << request;
+  EXPECT_NE(request.find("\"kind\":\"BOOSTER\""), std::string::npos) << request;
+  EXPECT_NE(request.find("\"outcome\":\"drained\""), std::string::npos) << request;
+  // Mesos drained the agent and forgot it (mark_gone).
+  EXPECT_TRUE(wait_until(10s, [&] { return sandbox->mesos_get("/__sim/state").find("\"S-a\"") == std::string::npos; }))
+      << sandbox->mesos_get("/__sim/state");
+  // The booster slot is given back; the host keeps its BOOSTER lock and its fence: it
+  // is on its way out.
+  const ProcessResult keys = run({"etcdctl", "--endpoints", sandbox->etcd(), "get", "--prefix", "/skopos", "--keys-only"});
+  EXPECT_EQ(keys.out.find("/skopos/locks/booster/worker/holders/"), std::string::npos) << keys.out;
+  EXPECT_NE(keys.out.find("/skopos/hosts/sandbox-a"), std::string::npos) << keys.out;
+  EXPECT_EQ(run({"iptables", "-S", sandbox->chain()}).exit_code, 0);
+  const Load::Totals totals = load.wait();
+  EXPECT_EQ(totals.failed, 0) << totals.text;
+  EXPECT_EQ(totals.served, 3000) << totals.text;
 }
 
 }  // namespace

@@ -44,6 +44,7 @@ struct MesosStepsOptions {
   std::optional<MesosMachine::Mode> mode;      // forced; otherwise detected per master version and agent
   std::chrono::seconds window{2 * 3600};       // the maintenance window's length
   std::chrono::seconds drain_grace{0};         // DRAIN_AGENT's max_grace_period (tasks are stopped by then)
+  std::chrono::seconds drain_settle{120};      // bring_up: how long an agent may stay DRAINING
 };
 
 class MesosDrainSteps final : public DrainMesos {
