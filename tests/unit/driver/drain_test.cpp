@@ -1,0 +1,550 @@
+// The drain's state machine against fakes of every system it steers: each side effect
+// happens only after its phase is journaled (and, holding a cluster lock, after the
+// guard passed); a refused drain gives back what it took; a drain started again
+// resumes at the journaled phase without redoing earlier side effects; recovery undoes
+// in order; a dry run changes nothing; per-app overrides and the journal's facts.
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <map>
+
+#include "driver/drain.h"
+
+namespace skopos::driver {
+namespace {
+
+using namespace std::chrono_literals;
+
+// Every fake appends "call@phase" to one log: the call and the journal's last phase
+// when it happened, so the order and the journal-before-side-effect rule are visible.
+struct World {
+  std::string journal_path;
+  std::vector<std::string> calls;
+  std::string boot_id = "boot-1";
+  std::map<std::string, DrainError> fail;  // call -> the error it returns (once)
+  std::atomic<bool> stop{false};
+
+  std::string phase() const {
+    auto journal = Journal::open(journal_path);
+    return journal && journal->last() ? journal->last()->phase : "-";
+  }
+  // Records the call; returns the error it should fail with, if any.
+  std::optional<DrainError> call(const std::string& name) {
+    calls.push_back(name + "@" + phase());
+    const auto it = fail.find(name);
+    if (it == fail.end()) return std::nullopt;
+    DrainError error = it->second;
+    fail.erase(it);
+    return error;
+  }
+  bool called(const std::string& name) const {
+    return std::any_of(calls.begin(), calls.end(), [&](const std::string& c) { return c.rfind(name + "@", 0) == 0; });
+  }
+  std::vector<std::string> side_effects() const {
+    std::vector<std::string> out;
+    for (const std::string& c : calls) {
+      for (const char* name : {"host_lock", "acquire", "announce", "abdicate", "apply", "stop", "release_tasks",
+                               "take_down", "reboot", "remove", "bring_up", "release", "host_unlock"}) {
+        if (c.rfind(std::string(name) + "@", 0) == 0) out.push_back(c);
+      }
+    }
+    return out;
+  }
+};
+
+#define SKOPOS_FAKE_FAIL(world, name)                           \
+  if (auto error_ = (world).call(name)) return unexpected(*error_)
+
+class FakeLocks : public DrainLocks {
+ public:
+  explicit FakeLocks(World& world) : w_(world) {}
+  Result<HostLockInfo, DrainError> host_status() override {
+    w_.call("host_status");
+    return host_;
+  }
+  Result<HostLockInfo, DrainError> host_lock(const std::string& token) override {
+    SKOPOS_FAKE_FAIL(w_, "host_lock");
+    if (host_.locked && host_.token != token) return drain_error(DrainError::Kind::kRefused, "locked for " + host_.token);
+    if (!host_.locked) host_ = HostLockInfo{true, token, 42};
+    return host_;
+  }
+  Result<bool, DrainError> host_unlock(const std::string& token) override {
+    SKOPOS_FAKE_FAIL(w_, "host_unlock");
+    if (!host_.locked) return false;
+    if (host_.token != token) return drain_error(DrainError::Kind::kRefused, "not " + token);
+    host_ = {};
+    return true;
+  }
+  Result<std::int64_t, DrainError> acquire(const std::string&, const std::string&, const std::string&,
+                                           std::chrono::steady_clock::time_point) override {
+    SKOPOS_FAKE_FAIL(w_, "acquire");
+    held_ = true;
+    return std::int64_t{77};
+  }
+  Result<bool, DrainError> release(const std::string&, const std::string&, std::int64_t) override {
+    SKOPOS_FAKE_FAIL(w_, "release");
+    const bool was = held_;
+    held_ = false;
+    return was;
+  }
+  Result<void, DrainError> guard(const std::string&, const std::string&, std::int64_t token,
+                                 const std::string& phase) override {
+    SKOPOS_FAKE_FAIL(w_, "guard:" + phase);
+    if (!held_ || token != 77) return drain_error(DrainError::Kind::kRefused, "slot lost");
+    return {};
+  }
+  Result<std::string, DrainError> describe(const std::string&, const std::string&) override { return std::string("free"); }
+
+  HostLockInfo host_;
+  bool held_ = false;
+
+ private:
+  World& w_;
+};
+
+class FakeMesos : public DrainMesos {
+ public:
+  explicit FakeMesos(World& world) : w_(world) {}
+  bool configured() const override { return true; }
+  Result<MesosMachine, DrainError> locate(const std::string& hostname) override {
+    SKOPOS_FAKE_FAIL(w_, "locate");
+    return MesosMachine{MesosMachine::Mode::kSchedule, hostname, "10.0.0.5", "S1"};
+  }
+  Result<void, DrainError> announce(const MesosMachine&) override {
+    SKOPOS_FAKE_FAIL(w_, "announce");
+    return {};
+  }
+  Result<void, DrainError> take_down(const MesosMachine&, bool) override {
+    SKOPOS_FAKE_FAIL(w_, "take_down");
+    return {};
+  }
+  Result<void, DrainError> bring_up(const MesosMachine&) override {
+    SKOPOS_FAKE_FAIL(w_, "bring_up");
+    return {};
+  }
+  Result<bool, DrainError> agent_active(const MesosMachine&) override {
+    w_.call("agent_active");
+    return true;
+  }
+  std::vector<std::string> describe(const MesosMachine&, bool) const override { return {"window", "down"}; }
+
+ private:
+  World& w_;
+};
+
+class FakeMarathon : public DrainMarathon {
+ public:
+  explicit FakeMarathon(World& world) : w_(world) {}
+  bool configured() const override { return true; }
+  Result<HostTasks, DrainError> on_host(const std::string&) override {
+    w_.call("on_host");
+    HostTasks tasks;
+    tasks.apps.push_back({"/web", 2, app_labels, {"web.1"}});
+    return tasks;
+  }
+  Result<std::vector<AppShortfall>, DrainError> budget(const std::string&) override {
+    SKOPOS_FAKE_FAIL(w_, "budget");
+    return shortfalls;
+  }
+  Result<std::string, DrainError> leader() override { return leader_; }
+  Result<std::string, DrainError> abdicate(std::chrono::steady_clock::time_point) override {
+    SKOPOS_FAKE_FAIL(w_, "abdicate");
+    leader_ = "other:8080";
+    return leader_;
+  }
+  Result<void, DrainError> release_tasks(const std::vector<std::string>&, std::chrono::steady_clock::time_point) override {
+    SKOPOS_FAKE_FAIL(w_, "release_tasks");
+    return {};
+  }
+  Result<std::vector<std::string>, DrainError> below_strength(const std::vector<std::string>&) override {
+    w_.call("below_strength");
+    return std::vector<std::string>{};
+  }
+
+  std::vector<AppShortfall> shortfalls;
+  std::map<std::string, std::string> app_labels;
+  std::string leader_ = "self:8080";
+
+ private:
+  World& w_;
+};
+
+class FakeContainers : public DrainContainers {
+ public:
+  explicit FakeContainers(World& world) : w_(world) {
+    DrainContainer web;
+    web.id = "c1";
+    web.name = "mesos-1";
+    web.app_id = "/web";
+    web.fence_ports = {31000};
+    web.listen_ports = {8080};
+    running_.push_back(web);
+  }
+  Result<std::vector<DrainContainer>, DrainError> running() override {
+    SKOPOS_FAKE_FAIL(w_, "running");
+    return running_;
+  }
+  Result<void, DrainError> stop(const std::vector<DrainContainer>& containers) override {
+    SKOPOS_FAKE_FAIL(w_, "stop");
+    stopped = containers;
+    running_.clear();
+    return {};
+  }
+  std::vector<DrainContainer> running_;
+  std::vector<DrainContainer> stopped;
+
+ private:
+  World& w_;
+};
+
+class FakeConnections : public DrainConnections {
+ public:
+  explicit FakeConnections(World& world) : w_(world) {}
+  Result<WaitOutcome, DrainError> wait_zero(const std::vector<DrainContainer>& containers, std::chrono::milliseconds,
+                                            FunctionRef<void(const WaitProgress&)> on_progress,
+                                            const std::atomic<bool>& stop) override {
+    SKOPOS_FAKE_FAIL(w_, "wait");
+    waited_for = containers;
+    if (stop_during_wait) w_.stop = true;
+    if (stop.load()) return drain_error(DrainError::Kind::kInterrupted, "stopped");
+    WaitOutcome outcome;
+    outcome.all_zero = reach_zero;
+    outcome.last.total = reach_zero ? 0 : 3;
+    outcome.waited = 1500ms;
+    on_progress(outcome.last);
+    return outcome;
+  }
+  Result<WaitProgress, DrainError> counts(const std::vector<DrainContainer>&) override {
+    WaitProgress progress;
+    progress.total = 5;
+    return progress;
+  }
+  bool reach_zero = true;
+  bool stop_during_wait = false;
+  std::vector<DrainContainer> waited_for;
+
+ private:
+  World& w_;
+};
+
+class FakeFence : public DrainFence {
+ public:
+  explicit FakeFence(World& world) : w_(world) {}
+  Result<std::vector<std::uint16_t>, DrainError> fenced() override { return ports; }
+  Result<void, DrainError> apply(const std::vector<std::uint16_t>& p) override {
+    SKOPOS_FAKE_FAIL(w_, "apply");
+    ports = p;
+    return {};
+  }
+  Result<bool, DrainError> remove() override {
+    SKOPOS_FAKE_FAIL(w_, "remove");
+    const bool was = !ports.empty();
+    ports.clear();
+    return was;
+  }
+  Result<std::string, DrainError> plan(const std::vector<std::uint16_t>&) override { return std::string("*filter\n"); }
+  std::vector<std::uint16_t> ports;
+
+ private:
+  World& w_;
+};
+
+class FakeHost : public DrainHost {
+ public:
+  explicit FakeHost(World& world) : w_(world) {}
+  std::string boot_id() override { return w_.boot_id; }
+  Result<void, DrainError> reboot() override {
+    SKOPOS_FAKE_FAIL(w_, "reboot");
+    return {};
+  }
+  Result<bool, DrainError> zookeeper_healthy(std::string& summary) override {
+    summary = zookeeper_ok ? "leader, 3 of 3 serving" : "1 of 3 serving";
+    return zookeeper_ok;
+  }
+  void notify(const std::string& kind, const std::string& outcome, const std::string&) override {
+    notified.push_back(kind + " " + outcome);
+  }
+  bool zookeeper_ok = true;
+  std::vector<std::string> notified;
+
+ private:
+  World& w_;
+};
+
+class DrainTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = "/tmp/skopos-drain-test-" + std::to_string(::getpid());
+    std::filesystem::remove_all(dir_);
+    world_.journal_path = dir_ + "/journal";
+  }
+  void TearDown() override { std::filesystem::remove_all(dir_); }
+
+  Result<DrainResult, DrainError> run(DrainOptions options, bool recover = false) {
+    options.hostname = "host-a";
+    auto journal = Journal::open(world_.journal_path);
+    EXPECT_TRUE(journal) << journal.error().message();
+    events_.clear();
+    Drain drain(DrainSystems{locks_, mesos_, marathon_, containers_, connections_, fence_, host_}, *journal, options,
+                [&](const DrainEvent& event) { events_.push_back(event.message); }, world_.stop);
+    return recover ? drain.recover(true) : drain.run();
+  }
+  static DrainOptions kind(DrainKind k) {
+    DrainOptions options;
+    options.kind = k;
+    return options;
+  }
+  bool journal_done() const {
+    auto journal = Journal::open(world_.journal_path);
+    return journal && !journal->last();
+  }
+
+  std::string dir_;
+  World world_;
+  FakeLocks locks_{world_};
+  FakeMesos mesos_{world_};
+  FakeMarathon marathon_{world_};
+  FakeContainers containers_{world_};
+  FakeConnections connections_{world_};
+  FakeFence fence_{world_};
+  FakeHost host_{world_};
+  std::vector<std::string> events_;
+};
+
+TEST_F(DrainTest, EverySideEffectHappensAfterItsPhaseIsJournaled) {
+  auto result = run(kind(DrainKind::kDrain));
+  ASSERT_TRUE(result) << result.error().message;
+  EXPECT_EQ(result->reached, DrainPhase::kDrained);
+  EXPECT_EQ(world_.side_effects(),
+            (std::vector<std::string>{"host_lock@host-lock", "announce@announce", "apply@fence", "stop@stop",
+                                      "release_tasks@release-tasks", "take_down@take-down"}));
+  EXPECT_TRUE(world_.called("wait")) << "waited on the tracker";
+  EXPECT_EQ(fence_.ports, std::vector<std::uint16_t>{31000});
+  EXPECT_EQ(containers_.stopped.size(), 1U);
+  EXPECT_TRUE(result->facts.connections_zero);
+  EXPECT_EQ(result->facts.tasks, std::vector<std::string>{"web.1"});
+  // A plain drain stays out of service: the journal still says so.
+  EXPECT_EQ(world_.phase(), "drained");
+  EXPECT_EQ(host_.notified, std::vector<std::string>{"DRAIN drained"});
+}
+
+TEST_F(DrainTest, RebootHoldsTheClusterLockAndGuardsEveryLaterPhase) {
+  auto result = run(kind(DrainKind::kReboot));
+  ASSERT_TRUE(result) << result.error().message;
+  EXPECT_TRUE(result->rebooting);
+  EXPECT_EQ(result->facts.fencing_token, 77);
+  EXPECT_EQ(world_.side_effects().front(), "host_lock@host-lock");
+  EXPECT_EQ(world_.side_effects()[1], "acquire@cluster-lock");
+  EXPECT_EQ(world_.side_effects().back(), "reboot@reboot");
+  // The guard ran, in its phase, before each phase after the lock was taken.
+  for (const char* phase : {"budget", "announce", "fence", "wait", "stop", "release-tasks", "take-down", "drained", "reboot"}) {
+    EXPECT_TRUE(world_.called(std::string("guard:") + phase)) << phase;
+  }
+  EXPECT_TRUE(locks_.held_) << "held through the reboot";
+}
+
+TEST_F(DrainTest, ALostLockStopsTheDrainBeforeTheSideEffect) {
+  world_.fail["guard:fence"] = DrainError{DrainError::Kind::kRefused, "slot taken by an admin"};
+  auto result = run(kind(DrainKind::kReboot));
+  ASSERT_FALSE(result);
+  EXPECT_EQ(result.error().kind, DrainError::Kind::kRefused);
+  EXPECT_NE(result.error().message.find("slot taken"), std::string::npos);
+  EXPECT_FALSE(world_.called("apply")) << "not fenced without the lock";
+  EXPECT_EQ(world_.phase(), "fence");
+}
+
+TEST_F(DrainTest, ABudgetShortfallIsRefusedAndTheLocksAreGivenBack) {
+  marathon_.shortfalls.push_back({"/web", 1, 0, 1, ""});
+  auto result = run(kind(DrainKind::kReboot));
+  ASSERT_FALSE(result);
+  EXPECT_EQ(result.error().kind, DrainError::Kind::kRefused);
+  EXPECT_NE(result.error().message.find("app '/web': 0 healthy elsewhere, needs 1"), std::string::npos)
+      << result.error().message;
+  EXPECT_FALSE(world_.called("announce"));
+  EXPECT_FALSE(world_.called("apply"));
+  EXPECT_FALSE(locks_.held_);
+  EXPECT_FALSE(locks_.host_.locked);
+  EXPECT_TRUE(journal_done()) << "nothing left in progress";
+}
+
+TEST_F(DrainTest, AHostLockHeldForAnotherReasonIsRefusedAndNotTouched) {
+  locks_.host_ = HostLockInfo{true, "BOOSTER", 9};
+  auto result = run(kind(DrainKind::kReboot));
+  ASSERT_FALSE(result);
+  EXPECT_EQ(result.error().kind, DrainError::Kind::kRefused);
+  EXPECT_FALSE(world_.called("host_unlock"));
+  EXPECT_EQ(locks_.host_.token, "BOOSTER");
+  EXPECT_TRUE(journal_done());
+}
+
+TEST_F(DrainTest, StartedAgainItResumesAtTheJournaledPhaseWithoutRedoingEarlierOnes) {
+  world_.fail["stop"] = DrainError{DrainError::Kind::kFailed, "Docker: connection refused"};
+  auto first = run(kind(DrainKind::kReboot));
+  ASSERT_FALSE(first);
+  EXPECT_EQ(world_.phase(), "stop");
+  world_.calls.clear();
+  auto second = run(kind(DrainKind::kReboot));
+  ASSERT_TRUE(second) << second.error().message;
+  EXPECT_EQ(world_.side_effects(),
+            (std::vector<std::string>{"stop@stop", "release_tasks@release-tasks", "take_down@take-down", "reboot@reboot"}));
+  EXPECT_FALSE(world_.called("budget")) << "the budget is not re-checked mid-drain";
+  EXPECT_EQ(containers_.stopped.size(), 1U) << "the containers the first run chose";
+}
+
+TEST_F(DrainTest, AnotherKindOfDrainInProgressIsRefused) {
+  ASSERT_TRUE(run(kind(DrainKind::kDrain)));
+  auto booster = run(kind(DrainKind::kBooster));
+  ASSERT_FALSE(booster);
+  EXPECT_EQ(booster.error().kind, DrainError::Kind::kRefused);
+  EXPECT_NE(booster.error().message.find("a DRAIN drain is in progress"), std::string::npos);
+}
+
+TEST_F(DrainTest, ASignalDuringTheWaitLeavesTheJournalToResumeFrom) {
+  connections_.stop_during_wait = true;
+  auto result = run(kind(DrainKind::kDrain));
+  ASSERT_FALSE(result);
+  EXPECT_EQ(result.error().kind, DrainError::Kind::kInterrupted);
+  EXPECT_EQ(world_.phase(), "wait");
+  EXPECT_FALSE(world_.called("stop"));
+  EXPECT_EQ(fence_.ports, std::vector<std::uint16_t>{31000}) << "still fenced: safe";
+}
+
+TEST_F(DrainTest, TheDeadlineStopsTheContainersAnywayAndSaysSo) {
+  connections_.reach_zero = false;
+  auto result = run(kind(DrainKind::kDrain));
+  ASSERT_TRUE(result);
+  EXPECT_FALSE(result->facts.connections_zero);
+  EXPECT_TRUE(world_.called("stop"));
+  EXPECT_TRUE(std::any_of(events_.begin(), events_.end(),
+                          [](const std::string& e) { return e.find("deadline reached with 3") != std::string::npos; }));
+}
+
+TEST_F(DrainTest, RecoveryUndoesInOrderAndFinishesTheJournal) {
+  ASSERT_TRUE(run(kind(DrainKind::kReboot)));
+  world_.boot_id = "boot-2";  // rebooted
+  world_.calls.clear();
+  auto result = run(kind(DrainKind::kReboot));  // the same command after boot recovers
+  ASSERT_TRUE(result) << result.error().message;
+  EXPECT_EQ(result->reached, DrainPhase::kDone);
+  EXPECT_EQ(world_.side_effects(), (std::vector<std::string>{"remove@unfence", "bring_up@bring-up",
+                                                             "release@release-locks", "host_unlock@release-locks"}));
+  EXPECT_TRUE(world_.called("agent_active"));
+  EXPECT_TRUE(world_.called("below_strength"));
+  EXPECT_TRUE(fence_.ports.empty());
+  EXPECT_FALSE(locks_.held_);
+  EXPECT_FALSE(locks_.host_.locked);
+  EXPECT_TRUE(journal_done());
+}
+
+TEST_F(DrainTest, TheSameBootAfterTheRebootPhaseRunsTheRebootAgain) {
+  world_.fail["reboot"] = DrainError{DrainError::Kind::kFailed, "reboot command exited 1"};
+  ASSERT_FALSE(run(kind(DrainKind::kReboot)));
+  world_.calls.clear();
+  auto again = run(kind(DrainKind::kReboot));
+  ASSERT_TRUE(again) << again.error().message;
+  EXPECT_EQ(world_.side_effects(), std::vector<std::string>{"reboot@reboot"});
+}
+
+TEST_F(DrainTest, UndrainOfAnInterruptedDrainUndoesWhatWasDone) {
+  world_.fail["wait"] = DrainError{DrainError::Kind::kFailed, "tracker gone"};
+  ASSERT_FALSE(run(kind(DrainKind::kDrain)));
+  world_.calls.clear();
+  auto result = run(kind(DrainKind::kDrain), true);
+  ASSERT_TRUE(result) << result.error().message;
+  EXPECT_EQ(world_.side_effects(), (std::vector<std::string>{"remove@unfence", "bring_up@bring-up",
+                                                             "host_unlock@release-locks"}));
+  EXPECT_TRUE(journal_done());
+}
+
+TEST_F(DrainTest, ADryRunChangesNothing) {
+  DrainOptions options = kind(DrainKind::kReboot);
+  options.dry_run = true;
+  auto result = run(options);
+  ASSERT_TRUE(result) << result.error().message;
+  EXPECT_TRUE(world_.side_effects().empty()) << world_.side_effects().front();
+  EXPECT_TRUE(journal_done());
+  EXPECT_TRUE(std::any_of(events_.begin(), events_.end(),
+                          [](const std::string& e) { return e.find("fence ports 31000") != std::string::npos; }));
+}
+
+TEST_F(DrainTest, ABadOverrideLabelRefusesBeforeAnySideEffectButTheLocks) {
+  marathon_.app_labels["skopos.stop-grace"] = "soon";
+  auto result = run(kind(DrainKind::kDrain));
+  ASSERT_FALSE(result);
+  EXPECT_EQ(result.error().kind, DrainError::Kind::kRefused);
+  EXPECT_NE(result.error().message.find("skopos.stop-grace='soon'"), std::string::npos) << result.error().message;
+  EXPECT_FALSE(world_.called("announce"));
+  EXPECT_FALSE(locks_.host_.locked);
+}
+
+TEST_F(DrainTest, TheControlTierMovesTheMarathonLeaderAndNeedsZooKeeper) {
+  DrainOptions options = kind(DrainKind::kReboot);
+  options.tier = "control";
+  options.marathon_self = "self:8080";
+  auto result = run(options);
+  ASSERT_TRUE(result) << result.error().message;
+  EXPECT_TRUE(result->facts.leader_moved);
+  EXPECT_TRUE(world_.called("abdicate"));
+
+  DrainTest::TearDown();
+  DrainTest::SetUp();
+  host_.zookeeper_ok = false;
+  locks_.host_ = {};
+  locks_.held_ = false;
+  auto refused = run(options);
+  ASSERT_FALSE(refused);
+  EXPECT_EQ(refused.error().kind, DrainError::Kind::kRefused);
+  EXPECT_NE(refused.error().message.find("ZooKeeper is not healthy (1 of 3 serving)"), std::string::npos);
+}
+
+TEST(DrainOverrides, ContainerLabelsWinOverAppLabelsOverDefaults) {
+  DrainContainer container;
+  container.name = "web";
+  container.labels = {{"skopos.stop-grace", "90s"}, {"skopos.ignore-ports", "9090,9091"}};
+  ASSERT_TRUE(Drain::apply_overrides(container, {{"skopos.stop-grace", "10m"}, {"skopos.drain-deadline", "2m"}}, 300s, 300s));
+  EXPECT_EQ(container.grace, 90s);
+  EXPECT_EQ(container.deadline, 120s);
+  EXPECT_EQ(container.ignore_ports, (std::vector<std::uint16_t>{9090, 9091}));
+
+  DrainContainer plain;
+  ASSERT_TRUE(Drain::apply_overrides(plain, {}, 60s, 30s));
+  EXPECT_EQ(plain.deadline, 60s);
+  EXPECT_EQ(plain.grace, 30s);
+
+  DrainContainer bad;
+  bad.name = "api";
+  bad.labels = {{"skopos.ignore-ports", "9090,http"}};
+  auto error = Drain::apply_overrides(bad, {}, 60s, 30s);
+  ASSERT_FALSE(error);
+  EXPECT_EQ(error.error(), "container label skopos.ignore-ports='9090,http' of container 'api' has 'http', not a port");
+}
+
+TEST(DrainFactsTest, RoundTripThroughTheJournalAndBadFactsAreNamed) {
+  DrainFacts facts;
+  facts.kind = DrainKind::kBooster;
+  facts.tier = "proxy";
+  facts.lock = "booster";
+  facts.fencing_token = 1234567890123;
+  facts.machine = MesosMachine{MesosMachine::Mode::kDrainApi, "proxy-1", "10.0.0.9", "S7"};
+  facts.fenced_ports = {80, 443};
+  facts.containers = {"abc:mesos-1", "def:mesos-2"};
+  facts.apps = {"/edge"};
+  facts.trigger = "rolling:r-1";
+  auto back = DrainFacts::from_map(facts.to_map());
+  ASSERT_TRUE(back) << back.error();
+  EXPECT_EQ(back->to_map(), facts.to_map());
+
+  auto map = facts.to_map();
+  map["fenced_ports"] = "80,99999";
+  EXPECT_EQ(DrainFacts::from_map(map).error(), "fact fenced_ports has '99999', not a port");
+  map = facts.to_map();
+  map.erase("kind");
+  EXPECT_EQ(DrainFacts::from_map(map).error(), "fact 'kind' is missing");
+  map = facts.to_map();
+  map["mesos_mode"] = "maybe";
+  EXPECT_EQ(DrainFacts::from_map(map).error(), "fact mesos_mode='maybe' is not none, schedule or drain-api");
+}
+
+}  // namespace
+}  // namespace skopos::driver
