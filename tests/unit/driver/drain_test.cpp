@@ -7,9 +7,13 @@
 #include <unistd.h>
 
 #include <filesystem>
+#include <fstream>
+#include <sstream>
 #include <map>
 
 #include "driver/drain.h"
+#include "driver/drain_systems_impl.h"
+#include "tracker/docker_api.h"
 
 namespace skopos::driver {
 namespace {
@@ -544,6 +548,35 @@ TEST(DrainFactsTest, RoundTripThroughTheJournalAndBadFactsAreNamed) {
   map = facts.to_map();
   map["mesos_mode"] = "maybe";
   EXPECT_EQ(DrainFacts::from_map(map).error(), "fact mesos_mode='maybe' is not none, schedule or drain-api");
+}
+
+std::string docker_fixture(const std::string& name) {
+  std::ifstream in(std::string(SKOPOS_FIXTURES_DIR) + "/docker/" + name);
+  std::stringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
+TEST(DockerDrainContainersTest, BridgeContainersAreFencedByPublishedPortsHostOnesByTaskPorts) {
+  auto bridge = tracker::parse_container_inspect(docker_fixture("container-inspect.mesos-bridge.derived.json"));
+  ASSERT_TRUE(bridge) << bridge.error().message();
+  EXPECT_TRUE(DockerDrainContainers::is_task_container(*bridge));
+  const DrainContainer b = DockerDrainContainers::from_inspect(*bridge);
+  EXPECT_FALSE(b.host_network);
+  EXPECT_EQ(b.fence_ports, std::vector<std::uint16_t>{31045}) << "the published host port";
+  EXPECT_EQ(b.listen_ports, std::vector<std::uint16_t>{8080}) << "the port it accepts on inside";
+  EXPECT_EQ(b.app_id, "/toggle");
+
+  auto host = tracker::parse_container_inspect(docker_fixture("container-inspect.mesos-host.derived.json"));
+  ASSERT_TRUE(host) << host.error().message();
+  const DrainContainer h = DockerDrainContainers::from_inspect(*host);
+  EXPECT_TRUE(h.host_network);
+  EXPECT_EQ(h.fence_ports, std::vector<std::uint16_t>{31045}) << "the task's port (PORT0)";
+  EXPECT_EQ(h.listen_ports, std::vector<std::uint16_t>{31045});
+
+  auto plain = tracker::parse_container_inspect(docker_fixture("container-inspect.response.json"));
+  ASSERT_TRUE(plain);
+  EXPECT_FALSE(DockerDrainContainers::is_task_container(*plain)) << "not Mesos's: left alone unless --all-containers";
 }
 
 }  // namespace
