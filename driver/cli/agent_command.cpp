@@ -86,10 +86,12 @@ class TriggerWatcher {
     if (thread_.joinable()) thread_.join();
   }
 
-  // Waits until something may have changed, `timeout` passes, or `stop`.
-  void wait(std::chrono::milliseconds timeout, const std::atomic<bool>& stop) {
+  // Waits until something may have changed, `timeout` passes, or `stop`; calls `tick`
+  // every 200 ms meanwhile (the watchdog's sign of life).
+  void wait(std::chrono::milliseconds timeout, const std::atomic<bool>& stop, FunctionRef<void()> tick) {
     const auto until = Clock::now() + timeout;
     while (!stop.load() && Clock::now() < until) {
+      tick();
       pollfd fds[2] = {{wake_.get(), POLLIN, 0}, {inotify_ ? inotify_.get() : -1, POLLIN, 0}};
       if (::poll(fds, 2, 200) > 0) {
         char buffer[4096];
@@ -202,6 +204,7 @@ int agent_command(int argc, char** argv) {
   HeartbeatThread heartbeat(global.etcd, self, global.prefix, runtime.heartbeat_ttl());
   TriggerWatcher triggers(trigger_file, global.etcd, global.prefix, tier);
   Watchdog watchdog;
+  const auto alive = [&] { watchdog.alive(); };
   RollingReboot rolling(runtime.etcd(), global.prefix);
   (void)sd_notify("READY=1");
   status_line("agent of '" + self.hostname + "' (tier " + tier + ", boot " + self.boot_id + ") watching '" +
@@ -213,14 +216,14 @@ int agent_command(int argc, char** argv) {
     auto journal = Journal::open(runtime.journal_path());
     if (!journal) {
       log_error("journal: " + journal.error().message());
-      triggers.wait(recheck, stop);
+      triggers.wait(recheck, stop, alive);
       continue;
     }
     std::string problem;
     const auto progress = Drain::in_progress(*journal, &problem);
     if (!problem.empty()) {
       log_error(problem + "; not draining until a person looks at it");
-      triggers.wait(recheck, stop);
+      triggers.wait(recheck, stop, alive);
       continue;
     }
     std::string trigger;
@@ -229,7 +232,7 @@ int agent_command(int argc, char** argv) {
         if (!told_manual) status_line(std::string("a ") + drain_kind_token(progress->second.kind) +
                                       " drain is in progress: no reboots until it is undrained");
         told_manual = true;
-        triggers.wait(recheck, stop);
+        triggers.wait(recheck, stop, alive);
         continue;
       }
       trigger = progress->second.trigger;  // resume or recover it
@@ -246,7 +249,7 @@ int agent_command(int argc, char** argv) {
       } else if (request) {
         trigger = "rolling:" + request->id;
       } else {
-        triggers.wait(recheck, stop);
+        triggers.wait(recheck, stop, alive);
         continue;
       }
       status_line("reboot requested (" + trigger + ")");
@@ -256,7 +259,7 @@ int agent_command(int argc, char** argv) {
     auto local = LocalDrainLock::take(runtime.journal_path(), false, std::chrono::milliseconds(0));
     if (!local) {
       log_warning(local.error().message());
-      triggers.wait(recheck, stop);
+      triggers.wait(recheck, stop, alive);
       continue;
     }
     watchdog.busy(true);
@@ -284,12 +287,12 @@ int agent_command(int argc, char** argv) {
       if (result.error().kind == DrainError::Kind::kInterrupted) break;
       status_line("drain failed: " + result.error().message + "; trying again in " +
                   std::to_string(std::chrono::duration_cast<std::chrono::seconds>(recheck).count()) + " s");
-      triggers.wait(recheck, stop);
+      triggers.wait(recheck, stop, alive);
       continue;
     }
     if (result->rebooting) {
       status_line("reboot command ran; waiting for the shutdown");
-      triggers.wait(reboot_wait, stop);
+      triggers.wait(reboot_wait, stop, alive);
       if (!stop.load()) log_error("still running " + std::to_string(reboot_wait.count() / 1000) + " s after the reboot command");
       continue;
     }

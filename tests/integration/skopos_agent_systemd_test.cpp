@@ -1,0 +1,121 @@
+// skopos agent under systemd: its unit file passes `systemd-analyze verify`, and the
+// agent speaks the notification protocol -- READY=1 once it watches its triggers, a
+// STATUS= line saying what it waits for, WATCHDOG=1 while idle at half of WatchdogSec,
+// STOPPING=1 and exit 0 on SIGTERM -- checked by listening on NOTIFY_SOCKET as systemd
+// would. (Its drains and reboots are tested end to end in privileged/drain_e2e_test.)
+#include <gtest/gtest.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <string>
+
+#include "etcd_server.h"
+#include "process.h"
+#include "skopos/unique_fd.h"
+
+namespace {
+
+using namespace std::chrono_literals;
+using skopos::UniqueFd;
+using skopos::testing::ChildProcess;
+using skopos::testing::run_process;
+using Clock = std::chrono::steady_clock;
+
+TEST(SkoposAgentSystemd, TheUnitFilePassesSystemdAnalyzeVerify) {
+  std::ifstream in(std::string(SKOPOS_SOURCE_DIR) + "/driver/systemd/skopos-agent.service");
+  ASSERT_TRUE(in);
+  std::stringstream text;
+  text << in.rdbuf();
+  std::string unit = text.str();
+  const std::string installed = "ExecStart=/usr/local/bin/skopos";
+  const auto at = unit.find(installed);
+  ASSERT_NE(at, std::string::npos);
+  unit.replace(at, installed.size(), std::string("ExecStart=") + SKOPOS_CLI);
+  const std::string dir = "/tmp/skopos-unit-agent-" + std::to_string(::getpid());
+  ::mkdir(dir.c_str(), 0700);
+  const std::string path = dir + "/skopos-agent.service";
+  std::ofstream(path) << unit;
+  const auto result = run_process({"systemd-analyze", "verify", path});
+  EXPECT_EQ(result.exit_code, 0) << result.err;
+  EXPECT_EQ(result.err, "") << "warnings are mistakes too";
+  EXPECT_NE(unit.find("Type=notify"), std::string::npos);
+  EXPECT_NE(unit.find("WatchdogSec="), std::string::npos);
+  EXPECT_NE(unit.find("Restart=always"), std::string::npos);
+  std::filesystem::remove_all(dir);
+}
+
+class NotifySocket {
+ public:
+  explicit NotifySocket(std::string path) : path_(std::move(path)) {
+    ::unlink(path_.c_str());
+    fd_ = UniqueFd(::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+    sockaddr_un address{};
+    address.sun_family = AF_UNIX;
+    path_.copy(address.sun_path, sizeof address.sun_path - 1);
+    EXPECT_EQ(::bind(fd_.get(), reinterpret_cast<const sockaddr*>(&address), sizeof address), 0);
+  }
+  ~NotifySocket() { ::unlink(path_.c_str()); }
+  const std::string& path() const { return path_; }
+  std::string next(std::chrono::milliseconds timeout) {
+    pollfd pfd{fd_.get(), POLLIN, 0};
+    if (::poll(&pfd, 1, static_cast<int>(timeout.count())) <= 0) return "";
+    char buffer[4096];
+    const ssize_t n = ::recv(fd_.get(), buffer, sizeof buffer, 0);
+    return n > 0 ? std::string(buffer, static_cast<std::size_t>(n)) : "";
+  }
+
+ private:
+  std::string path_;
+  UniqueFd fd_;
+};
+
+TEST(SkoposAgentSystemd, NotifiesReadyStatusWatchdogAndStopping) {
+  auto etcd = skopos::testing::EtcdServer::start();
+  const std::string dir = "/tmp/skopos-agent-notify-" + std::to_string(::getpid());
+  std::filesystem::create_directories(dir);
+  NotifySocket notify(dir + "/notify.sock");
+  ::setenv("NOTIFY_SOCKET", notify.path().c_str(), 1);
+  ::setenv("WATCHDOG_USEC", "400000", 1);
+  ChildProcess agent({SKOPOS_CLI, "agent", "--etcd-endpoints", etcd->endpoint(), "--machine-id", "agent-test",
+                      "--journal", dir + "/journal", "--trigger-file", dir + "/needs_reboot", "--docker-socket",
+                      "unix://" + dir + "/no-docker.sock", "--tracker-socket", dir + "/no-tracker.sock"});
+  ::unsetenv("NOTIFY_SOCKET");
+  ::unsetenv("WATCHDOG_USEC");
+
+  std::string first;
+  for (auto deadline = Clock::now() + 10s; first.empty() && Clock::now() < deadline;) first = notify.next(1s);
+  ASSERT_EQ(first, "READY=1");
+  std::string status = notify.next(2s);
+  EXPECT_EQ(status.rfind("STATUS=agent of ", 0), 0U) << status;
+  EXPECT_NE(status.find(dir + "/needs_reboot"), std::string::npos) << status;
+
+  // Idle, it still tells the watchdog it lives: a WATCHDOG=1 every 200 ms.
+  int watchdogs = 0;
+  for (auto deadline = Clock::now() + 3s; watchdogs < 5 && Clock::now() < deadline;) {
+    if (notify.next(500ms) == "WATCHDOG=1") ++watchdogs;
+  }
+  EXPECT_EQ(watchdogs, 5);
+
+  ::kill(agent.pid(), SIGTERM);
+  std::string stopping;
+  for (auto deadline = Clock::now() + 5s; stopping != "STOPPING=1" && Clock::now() < deadline;) {
+    stopping = notify.next(1s);
+  }
+  EXPECT_EQ(stopping, "STOPPING=1");
+  EXPECT_EQ(agent.stop(0, 10s), 0);
+  // Its heartbeat is revoked at once on a clean stop.
+  const auto keys = run_process({"etcdctl", "--endpoints", etcd->endpoint(), "get", "--prefix", "/skopos", "--keys-only"});
+  EXPECT_EQ(keys.out, "") << keys.out;
+  std::filesystem::remove_all(dir);
+}
+
+}  // namespace
