@@ -265,7 +265,7 @@ int agent_command(int argc, char** argv) {
     watchdog.busy(true);
     DrainOptions options = runtime.options();
     options.trigger = trigger;
-    DrainReporter reporter(false, false, options.progress_interval);
+    DrainReporter reporter(false, false, options.progress_interval, args.option("events"));
     Drain drain(runtime.systems(), *journal, options,
                 [&](const DrainEvent& event) {
                   reporter(event);

@@ -42,6 +42,7 @@ constexpr const char* kDrainUsage =
     "  --status         what the journal says: the drain in progress and its phase\n"
     "  --json           one JSON object per event and progress tick, and the result\n"
     "  --no-live        progress as lines even on a terminal\n"
+
     "\n"
     "%s\n%s"
     "\n"
@@ -87,7 +88,13 @@ int print_status(const std::string& journal_path, bool json_output) {
               drain_kind_token(facts.kind), facts.tier.c_str(), drain_phase_name(progress->first),
               utc_time(journal->last()->at).c_str());
   for (const auto& [key, value] : facts.to_map()) {
-    if (!value.empty()) std::printf("  %-20s %s\n", key.c_str(), value.c_str());
+    if (value.empty() || key == "containers") continue;
+    std::printf("  %-20s %s\n", key.c_str(), value.c_str());
+  }
+  for (const std::string& container : facts.containers) {
+    // "id:name": the name, and the id as docker ps shows it.
+    const auto colon = container.find(':');
+    std::printf("  %-20s %s (%s)\n", "container", container.substr(colon + 1).c_str(), container.substr(0, 12).c_str());
   }
   return kExitOk;
 }
@@ -141,7 +148,7 @@ int drain_command(int argc, char** argv) {
   if (!journal->damage().empty()) log_warning("journal repaired: " + journal->damage());
 
   DrainReporter reporter(global.json, ::isatty(STDOUT_FILENO) == 1 && !args.flag("no-live"),
-                         runtime.options().progress_interval);
+                         runtime.options().progress_interval, args.option("events"));
   std::optional<HeartbeatThread> heartbeat;
   if (!args.flag("dry-run")) {
     heartbeat.emplace(global.etcd, runtime.identity(), global.prefix, runtime.heartbeat_ttl());

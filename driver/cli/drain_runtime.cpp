@@ -64,6 +64,7 @@ const std::set<std::string> kDrainOptions = {
     "tracker-socket", "connection-deadline", "stop-grace",       "lock-wait",          "recover-timeout",
     "leader-move-wait", "fence-chain",    "health-check-port",  "health-check-match", "zookeeper",
     "reboot-command", "journal",          "notify",             "heartbeat-ttl",      "progress-interval",
+    "events",
     "mesos-master",   "mesos-user",       "mesos-password-file", "mesos-cacert",      "mesos-cert",
     "mesos-key",      "mesos-timeout",    "leader-wait"};
 
@@ -106,6 +107,8 @@ const char* const kDrainOptionsHelp =
     "                            the end ($NOTIFY; {machine_id} in the URL is replaced)\n"
     "  --heartbeat-ttl D         this driver's liveness lease (default 15s)\n"
     "  --progress-interval D     progress lines under systemd (default 5s)\n"
+    "  --events FILE             also append every event and the result to FILE as JSON\n"
+    "                            lines (an audit trail for automation)\n"
     "  --mesos-master URLS ...   as for 'skopos maintenance'; without it, Mesos is not\n"
     "                            told ($SKOPOS_MESOS_MASTER)\n";
 
@@ -326,8 +329,30 @@ const std::atomic<bool>& install_stop_signals() {
 
 // ---- reporting -----------------------------------------------------------------------
 
-DrainReporter::DrainReporter(bool json, bool live, std::chrono::milliseconds interval)
-    : json_(json), live_(live && !json), interval_(interval) {}
+DrainReporter::DrainReporter(bool json, bool live, std::chrono::milliseconds interval, const std::string& events_file)
+    : json_(json), live_(live && !json), interval_(interval) {
+  if (!events_file.empty()) {
+    events_ = std::fopen(events_file.c_str(), "ae");
+    if (events_ == nullptr) {
+      throw FatalError("--events: cannot open '" + events_file + "' for appending: " + std::strerror(errno));
+    }
+  }
+}
+
+DrainReporter::~DrainReporter() {
+  if (events_ != nullptr) std::fclose(events_);
+}
+
+void DrainReporter::json_line(const std::string& line) {
+  if (json_) {
+    std::printf("%s\n", line.c_str());
+    std::fflush(stdout);
+  }
+  if (events_ != nullptr) {
+    std::fprintf(events_, "%s\n", line.c_str());
+    std::fflush(events_);
+  }
+}
 
 void DrainReporter::clear_live() {
   if (live_lines_ > 0) {
@@ -344,7 +369,7 @@ void DrainReporter::operator()(const DrainEvent& event) {
   if (event.type == DrainEvent::Type::kInfo && event.phase == DrainPhase::kFence) {
     if (const auto it = event.fields.find("connections"); it != event.fields.end()) at_fence_ = it->second;
   }
-  if (json_) {
+  if (json_ || events_ != nullptr) {
     std::string out;
     JsonWriter json(out);
     const char* type = event.type == DrainEvent::Type::kPhase     ? "phase"
@@ -357,9 +382,8 @@ void DrainReporter::operator()(const DrainEvent& event) {
     json.key("message").value(event.message);
     for (const auto& [key, value] : event.fields) json.key(key).value(value);
     json.end_object();
-    std::printf("%s\n", out.c_str());
-    std::fflush(stdout);
-    return;
+    json_line(out);
+    if (json_) return;
   }
   clear_live();
   switch (event.type) {
@@ -375,7 +399,7 @@ void DrainReporter::progress(const WaitProgress& p) {
   const std::string eta = p.eta ? std::to_string(p.eta->count()) + " s" : std::string("-");
   char rate[32];
   std::snprintf(rate, sizeof rate, "%.1f/s", p.closing_per_second);
-  if (json_) {
+  if (json_ || events_ != nullptr) {
     std::string out;
     JsonWriter json(out);
     json.begin_object().key("event").value("progress").key("time_ns").value(wall_ns());
@@ -399,9 +423,8 @@ void DrainReporter::progress(const WaitProgress& p) {
       json.key("deadline_passed").value(c.deadline_passed).key("gone").value(c.gone).end_object();
     }
     json.end_array().end_object();
-    std::printf("%s\n", out.c_str());
-    std::fflush(stdout);
-    return;
+    json_line(out);
+    if (json_) return;
   }
   std::string per_container;
   for (const ContainerCount& c : p.containers) {
@@ -418,7 +441,7 @@ void DrainReporter::progress(const WaitProgress& p) {
     std::printf("waiting: %s\n", head.c_str());
     live_lines_ = 1;
     for (const ContainerCount& c : p.containers) {
-      std::printf("  %-40s %8s%s\n", c.name.c_str(), c.inbound < 0 ? "?" : std::to_string(c.inbound).c_str(),
+      std::printf("  %-44s %6s%s\n", c.name.c_str(), c.inbound < 0 ? "?" : std::to_string(c.inbound).c_str(),
                   c.gone ? "  gone" : c.deadline_passed ? "  deadline passed" : "");
       ++live_lines_;
     }
@@ -439,13 +462,11 @@ void DrainReporter::result(const std::string& command, const Result<DrainResult,
   if (!result) {
     const DrainError& error = result.error();
     std::fprintf(stderr, "%s: %s\n", command.c_str(), error.message.c_str());
-    if (json_) {
-      std::string out;
-      JsonWriter json(out);
-      json.begin_object().key("event").value("result").key("outcome").value(drain_error_kind_name(error.kind));
-      json.key("message").value(error.message).end_object();
-      std::printf("%s\n", out.c_str());
-    }
+    std::string out;
+    JsonWriter json(out);
+    json.begin_object().key("event").value("result").key("time_ns").value(wall_ns());
+    json.key("outcome").value(drain_error_kind_name(error.kind)).key("message").value(error.message).end_object();
+    json_line(out);
     return;
   }
   const DrainResult& r = *result;
@@ -453,20 +474,17 @@ void DrainReporter::result(const std::string& command, const Result<DrainResult,
                         : r.reached == DrainPhase::kReboot ? "rebooting"
                         : r.reached == DrainPhase::kDrained ? "drained"
                                                             : "planned";
-  if (json_) {
-    std::string out;
-    JsonWriter json(out);
-    json.begin_object().key("event").value("result").key("outcome").value(outcome);
-    json.key("phase").value(drain_phase_name(r.reached)).key("took_ms").value(static_cast<std::int64_t>(r.took.count()));
-    json.key("containers").value(static_cast<std::uint64_t>(r.facts.containers.size()));
-    json.key("connections_at_fence").value(at_fence_);
-    json.key("connections_zero").value(r.facts.connections_zero);
-    if (r.wait) json.key("waited_ms").value(static_cast<std::int64_t>(r.wait->waited.count()));
-    json.end_object();
-    std::printf("%s\n", out.c_str());
-    return;
-  }
-  if (std::string_view(outcome) == "planned") return;  // a dry run printed its plan
+  std::string out;
+  JsonWriter json(out);
+  json.begin_object().key("event").value("result").key("time_ns").value(wall_ns()).key("outcome").value(outcome);
+  json.key("phase").value(drain_phase_name(r.reached)).key("took_ms").value(static_cast<std::int64_t>(r.took.count()));
+  json.key("containers").value(static_cast<std::uint64_t>(r.facts.containers.size()));
+  if (r.reached != DrainPhase::kDone) json.key("connections_at_fence").value(at_fence_);
+  json.key("connections_zero").value(r.facts.connections_zero);
+  if (r.wait) json.key("waited_ms").value(static_cast<std::int64_t>(r.wait->waited.count()));
+  json.end_object();
+  json_line(out);
+  if (json_ || std::string_view(outcome) == "planned") return;  // a dry run printed its plan
   std::string line = std::string(outcome) + " in " + ms_text(r.took);
   if (r.reached != DrainPhase::kDone) {
     line += ": " + std::to_string(r.facts.containers.size()) + " container(s), " + at_fence_ +

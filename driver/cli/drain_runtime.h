@@ -7,6 +7,7 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <cstdio>
 #include <memory>
 #include <mutex>
 #include <set>
@@ -98,10 +99,15 @@ class HeartbeatThread {
 // SIGINT and SIGTERM set the returned flag (the drain stops at its next safe point).
 const std::atomic<bool>& install_stop_signals();
 
-// Renders drain events for people or programs.
+// Renders drain events for people (log lines, or a live view on a terminal) or programs
+// (JSON lines on stdout with --json), and appends them as JSON lines to `events_file`
+// when given (an audit trail and a machine-readable result next to the human view).
 class DrainReporter {
  public:
-  DrainReporter(bool json, bool live, std::chrono::milliseconds interval);
+  DrainReporter(bool json, bool live, std::chrono::milliseconds interval, const std::string& events_file = {});
+  ~DrainReporter();
+  DrainReporter(const DrainReporter&) = delete;
+  DrainReporter& operator=(const DrainReporter&) = delete;
   void operator()(const DrainEvent& event);
   // The closing line (stdout): what happened, with the figures.
   void result(const std::string& command, const Result<DrainResult, DrainError>& result);
@@ -111,6 +117,7 @@ class DrainReporter {
  private:
   void progress(const WaitProgress& progress);
   void clear_live();
+  void json_line(const std::string& line);
 
   bool json_;
   bool live_;
@@ -118,6 +125,7 @@ class DrainReporter {
   std::chrono::steady_clock::time_point last_line_{};
   int live_lines_ = 0;
   std::string at_fence_ = "?";
+  std::FILE* events_ = nullptr;
 };
 
 // Exit status for a drain error.

@@ -143,7 +143,8 @@ Result<WaitOutcome, DrainError> TrackerDrainConnections::wait_zero(const std::ve
   WaitOutcome outcome;
   WaitProgress& progress = outcome.last;
   std::deque<std::pair<Clock::time_point, std::int64_t>> history;  // (when, total) for the rate
-  auto next_tick = started;
+  // The first line comes with the first snapshot (a change), the next after a tick.
+  auto next_tick = started + tick;
   std::int64_t reported_total = -2;
   std::int64_t reported_unknown = -2;
   for (;;) {
@@ -179,16 +180,18 @@ Result<WaitOutcome, DrainError> TrackerDrainConnections::wait_zero(const std::ve
 
     const bool changed = progress.total != reported_total || progress.unknown != reported_unknown;
     if (changed || at >= next_tick || done) {
-      history.emplace_back(at, progress.total);
+      // The rate only from readings that knew every count.
+      if (progress.connected && progress.unknown == 0) history.emplace_back(at, progress.total);
       while (history.size() > 1 && at - history.front().first > 10s) history.pop_front();
-      const double span = std::chrono::duration<double>(at - history.front().first).count();
-      const double closed = static_cast<double>(history.front().second - progress.total);
+      const double span = history.empty() ? 0 : std::chrono::duration<double>(at - history.front().first).count();
+      const double closed = history.empty() ? 0 : static_cast<double>(history.front().second - progress.total);
       progress.closing_per_second = span > 0.5 && closed > 0 ? closed / span : 0;
       progress.eta.reset();
       if (progress.closing_per_second > 0 && progress.unknown == 0) {
         progress.eta = std::chrono::seconds(
             static_cast<std::int64_t>(static_cast<double>(progress.total) / progress.closing_per_second + 0.5));
       }
+      if (changed && !progress.connected && !done && at < next_tick) continue;  // not connected yet
       if (at >= next_tick && !done) {
         progress.oldest_peer = peers_->oldest(containers, progress.containers);
         next_tick = at + tick;
