@@ -1,0 +1,196 @@
+// bench_drain (root): the drain driver's own cost, on tools/drain-sandbox with real
+// parts (podman containers, skopos-tracker on BPF, etcd, iptables, the simulators).
+//
+//  overhead   `skopos drain` of a host with N containers (default 20), then `skopos
+//             undrain`, timed per phase from the driver's own JSON events. The waits that
+//             belong to the drain's purpose are counted apart: connections closing (here
+//             none are open, so this is the driver seeing zero), and the Docker engine
+//             stopping the containers. Goal: everything else < 1 s.
+//  notice     the time from the last inbound connection of a container closing to the
+//             driver's wait (TrackerDrainConnections::wait_zero, as `skopos drain` runs
+//             it) returning. Goal: < 50 ms (the first generation polled every second).
+//
+// Usage: bench_drain [--containers N] [--runs R] [--closes K] [--parts overhead,notice]
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <simdjson.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <cstring>
+#include <map>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "bench_support.h"
+#include "drain_sandbox.h"
+#include "driver/drain_systems_impl.h"
+#include "process.h"
+
+namespace {
+
+using namespace skopos;
+using namespace skopos::bench;
+using namespace std::chrono_literals;
+using skopos::testing::DrainSandbox;
+
+double percentile(std::vector<double> values, double p) {
+  if (values.empty()) return 0;
+  std::sort(values.begin(), values.end());
+  const auto index = static_cast<std::size_t>(p * static_cast<double>(values.size() - 1) + 0.5);
+  return values[std::min(index, values.size() - 1)];
+}
+
+// Seconds spent in each phase of one `skopos ... --json` run, from its events' clocks.
+struct Run {
+  std::map<std::string, double> phases;
+  double total = 0;
+  int exit_code = -1;
+};
+
+Run timed(const std::vector<std::string>& argv) {
+  const auto started = Clock::now();
+  const auto result = skopos::testing::run_process(argv);
+  Run run;
+  run.total = seconds_since(started);
+  run.exit_code = result.exit_code;
+  simdjson::dom::parser parser;
+  std::istringstream lines(result.out);
+  std::string phase;
+  std::int64_t phase_at = 0;
+  std::int64_t last = 0;
+  for (std::string line; std::getline(lines, line);) {
+    simdjson::dom::object event;
+    if (parser.parse(line).get(event) != simdjson::SUCCESS) continue;
+    std::int64_t at = 0;
+    if (event["time_ns"].get(at) != simdjson::SUCCESS) continue;
+    last = at;
+    std::string_view type;
+    if (event["event"].get(type) != simdjson::SUCCESS || type != "phase") continue;
+    if (!phase.empty()) run.phases[phase] += static_cast<double>(at - phase_at) / 1e9;
+    phase = std::string(std::string_view(event["phase"]));
+    phase_at = at;
+  }
+  if (!phase.empty()) run.phases[phase] += static_cast<double>(last - phase_at) / 1e9;
+  if (run.exit_code != 0) std::fprintf(stderr, "%s\n%s\n", result.out.c_str(), result.err.c_str());
+  return run;
+}
+
+UniqueFd connect_to(std::uint16_t port) {
+  UniqueFd fd(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_port = htons(port);
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (::connect(fd.get(), reinterpret_cast<const sockaddr*>(&address), sizeof address) != 0) die("connect");
+  return fd;
+}
+
+void overhead(DrainSandbox& sandbox, int runs, std::vector<Row>& rows) {
+  std::vector<double> totals, overheads, waits, stops, recoveries;
+  std::map<std::string, std::vector<double>> per_phase;
+  for (int i = 0; i < runs; ++i) {
+    if (i > 0 && !sandbox.reset()) die("sandbox reset");
+    const Run drain = timed(sandbox.skopos("drain", {"--json", "--log-level", "warning"}));
+    if (drain.exit_code != 0) die("skopos drain failed");
+    const Run undrain = timed(sandbox.skopos("undrain", {"--json", "--log-level", "warning"}));
+    if (undrain.exit_code != 0) die("skopos undrain failed");
+    const double wait = drain.phases.count("wait") ? drain.phases.at("wait") : 0;
+    const double stop = drain.phases.count("stop") ? drain.phases.at("stop") : 0;
+    totals.push_back(drain.total);
+    waits.push_back(wait);
+    stops.push_back(stop);
+    overheads.push_back(drain.total - stop);
+    recoveries.push_back(undrain.total);
+    for (const auto& [phase, seconds] : drain.phases) per_phase[phase].push_back(seconds);
+    std::printf("run %d: drain %.3f s (wait %.3f, docker stop %.3f), undrain %.3f s\n", i + 1, drain.total, wait, stop,
+                undrain.total);
+  }
+  std::printf("\nper phase (median of %d runs):\n", runs);
+  for (const auto& [phase, seconds] : per_phase) std::printf("  %-14s %8.3f s\n", phase.c_str(), percentile(seconds, 0.5));
+  const double median_overhead = percentile(overheads, 0.5);
+  rows.push_back({"drain, whole command (" + std::to_string(sandbox.apps().size()) + " containers, median)",
+                  percentile(totals, 0.5), "s", "", ""});
+  rows.push_back({"  of which the Docker engine stopping them", percentile(stops, 0.5), "s", "inherent", ""});
+  rows.push_back({"  of which waiting for zero connections", percentile(waits, 0.5), "s", "counted as overhead", ""});
+  rows.push_back({"driver overhead beyond the stop (median)", median_overhead, "s", "< 1 s",
+                  median_overhead < 1.0 ? "met" : "NOT met"});
+  rows.push_back({"driver overhead beyond the stop (max)", *std::max_element(overheads.begin(), overheads.end()), "s",
+                  "< 1 s", *std::max_element(overheads.begin(), overheads.end()) < 1.0 ? "met" : "NOT met"});
+  rows.push_back({"undrain (median)", percentile(recoveries, 0.5), "s", "", ""});
+}
+
+void notice(DrainSandbox& sandbox, int closes, std::vector<Row>& rows) {
+  if (!sandbox.reset()) die("sandbox reset");
+  driver::DockerContainersOptions docker;
+  docker.engine.http.endpoints.push_back(*driver::HttpEndpoint::parse(sandbox.docker()));
+  driver::DockerDrainContainers containers(docker);
+  auto running = containers.running();
+  if (!running || running->empty()) die("no containers in the sandbox");
+  const driver::DrainContainer target = running->front();
+  const std::uint16_t port = target.fence_ports.front();
+  driver::TrackerConnectionsOptions options;
+  options.socket = sandbox.dir() + "/tracker.sock";
+  driver::TrackerDrainConnections connections(options);
+  std::vector<double> latencies;
+  for (int i = 0; i < closes; ++i) {
+    UniqueFd held = connect_to(port);
+    // Until the tracker counts it.
+    for (int tries = 0;; ++tries) {
+      auto counts = connections.counts({target});
+      if (counts && counts->total >= 1) break;
+      if (tries > 200) die("the tracker never counted the connection");
+      std::this_thread::sleep_for(5ms);
+    }
+    std::atomic<bool> stop{false};
+    Clock::time_point returned{};
+    std::thread waiter([&] {
+      auto outcome = connections.wait_zero({target}, 10s, [](const driver::WaitProgress&) {}, stop);
+      returned = Clock::now();
+      if (!outcome || !outcome->all_zero) die("wait_zero did not see zero");
+    });
+    std::this_thread::sleep_for(300ms);  // the waiter is subscribed and waiting
+    const auto closed = Clock::now();
+    held.reset();
+    waiter.join();
+    latencies.push_back(std::chrono::duration<double, std::milli>(returned - closed).count());
+  }
+  std::printf("notice latency over %d closes: p50 %.2f ms, p90 %.2f ms, p99 %.2f ms, max %.2f ms\n", closes,
+              percentile(latencies, 0.5), percentile(latencies, 0.9), percentile(latencies, 0.99),
+              *std::max_element(latencies.begin(), latencies.end()));
+  const double p99 = percentile(latencies, 0.99);
+  rows.push_back({"last connection closed -> drain notices, p50", percentile(latencies, 0.5), "ms", "< 50 ms",
+                  percentile(latencies, 0.5) < 50 ? "met" : "NOT met"});
+  rows.push_back({"last connection closed -> drain notices, p99", p99, "ms", "< 50 ms", p99 < 50 ? "met" : "NOT met"});
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  int containers = 20;
+  int runs = 3;
+  int closes = 50;
+  std::string parts = "overhead,notice";
+  for (int i = 1; i + 1 < argc; i += 2) {
+    const std::string option = argv[i];
+    if (option == "--containers") containers = std::atoi(argv[i + 1]);
+    else if (option == "--runs") runs = std::atoi(argv[i + 1]);
+    else if (option == "--closes") closes = std::atoi(argv[i + 1]);
+    else if (option == "--parts") parts = argv[i + 1];
+    else die("unknown option " + option + " (--containers N --runs R --closes K --parts overhead,notice)");
+  }
+  if (::geteuid() != 0) die("bench_drain needs root (containers, BPF, iptables, network namespaces)");
+  std::printf("starting the sandbox with %d containers...\n", containers);
+  auto sandbox = DrainSandbox::up(SKOPOS_SOURCE_DIR, SKOPOS_BIN_DIR, containers);
+  if (!sandbox) die(sandbox.error().message());
+  std::vector<Row> rows;
+  if (parts.find("overhead") != std::string::npos) overhead(**sandbox, runs, rows);
+  if (parts.find("notice") != std::string::npos) notice(**sandbox, closes, rows);
+  std::printf("\n");
+  print_rows(rows);
+  return 0;
+}
