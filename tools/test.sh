@@ -40,12 +40,14 @@ fi
 # Container tests run a private podman under /tmp/skopos-podman-<pid>; one that crashed
 # may have left it behind.
 # The same for the etcd and ZooKeeper servers the driver tests start under
-# /tmp/skopos-etcd-* and /tmp/skopos-zk-*.
+# /tmp/skopos-etcd-* and /tmp/skopos-zk-*, and the drain sandboxes (tools/drain-sandbox)
+# under /tmp/skopos-sandbox-*.
+test_dirs=(/tmp/skopos-podman-* /tmp/skopos-etcd-* /tmp/skopos-zk-* /tmp/skopos-sandbox-*)
 check_podman_leftovers() {
   local left
-  left=$(ls -d /tmp/skopos-podman-* /tmp/skopos-etcd-* /tmp/skopos-zk-* 2>/dev/null || true)
+  left=$(ls -d "${test_dirs[@]}" 2>/dev/null || true)
   if [ -n "$left" ]; then
-    echo "test.sh: test directories left behind (podman, etcd or ZooKeeper): $left" >&2
+    echo "test.sh: test directories left behind (podman, etcd, ZooKeeper or a drain sandbox): $left" >&2
     return 1
   fi
 }
@@ -58,10 +60,14 @@ run_tier() {
 
 # What an earlier, interrupted run left behind is not this run's fault: remove it, say
 # so, and from here on fail on anything this run leaves.
-stale=$(ls -d /tmp/skopos-podman-* /tmp/skopos-etcd-* /tmp/skopos-zk-* 2>/dev/null || true)
+stale=$(ls -d "${test_dirs[@]}" 2>/dev/null || true)
 if [ -n "$stale" ]; then
   echo "test.sh: removing test directories an earlier run left behind: $stale" >&2
-  rm -rf $stale
+  for one in $stale; do
+    # A sandbox also has processes, containers, a namespace and maybe a fence.
+    case $one in /tmp/skopos-sandbox-*) SKOPOS_SANDBOX=$one tools/drain-sandbox down || true ;; esac
+    rm -rf "$one"
+  done
 fi
 
 wants unit && run_tier build unit
@@ -85,6 +91,7 @@ if wants privileged; then
     for ns in $leftover; do ip netns delete "$ns" || true; done
     status=1
   fi
+  check_podman_leftovers || status=1
   [ $status -eq 0 ] || exit $status
 fi
 wants bench && run_tier build bench

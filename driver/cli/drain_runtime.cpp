@@ -176,13 +176,7 @@ DrainRuntime::DrainRuntime(const GlobalOptions& global, const CliArgs& args, con
     MarathonOptions marathon;
     marathon.http.endpoints = parse_url_list(marathon_urls, command + ": --marathon");
     marathon.http.timeout = args.duration("marathon-timeout", std::chrono::seconds(10));
-    marathon.http.basic_user = args.option("marathon-user", env_or("SKOPOS_MARATHON_USER", ""));
-    marathon.http.basic_password = env_or("SKOPOS_MARATHON_PASSWORD", "");
-    if (args.has("marathon-password-file")) {
-      std::ifstream in(args.option("marathon-password-file"));
-      if (!in) throw FatalError(command + ": cannot read --marathon-password-file '" + args.option("marathon-password-file") + "'");
-      std::getline(in, marathon.http.basic_password);
-    }
+    read_basic_auth(args, command, "marathon", "SKOPOS_MARATHON", marathon.http);
     auto client = Marathon::create(marathon);
     if (!client) throw FatalError(command + ": Marathon client: " + client.error().message);
     marathon_ = std::move(*client);

@@ -62,19 +62,8 @@ GlobalOptions parse_global_options(const CliSpec& spec, CliArgs& args) {
   if (options.prefix.empty() || options.prefix.front() != '/') {
     throw FatalError(spec.command + ": --etcd-prefix '" + options.prefix + "' must start with '/'");
   }
-  const std::string endpoints = args.option("etcd-endpoints", "http://127.0.0.1:2379");
-  std::size_t start = 0;
-  while (start <= endpoints.size()) {
-    const std::size_t comma = std::min(endpoints.find(',', start), endpoints.size());
-    const std::string one = endpoints.substr(start, comma - start);
-    auto endpoint = HttpEndpoint::parse(one);
-    if (!endpoint || endpoint->scheme == HttpEndpoint::Scheme::kUnix) {
-      throw FatalError(spec.command + ": --etcd-endpoints: '" + one + "' is not an http:// or https:// URL",
-                       "give URLs such as http://10.0.0.5:2379,http://10.0.0.6:2379");
-    }
-    options.etcd.http.endpoints.push_back(std::move(*endpoint));
-    start = comma + 1;
-  }
+  options.etcd.http.endpoints =
+      parse_url_list(args.option("etcd-endpoints", "http://127.0.0.1:2379"), spec.command + ": --etcd-endpoints");
   options.etcd.http.tls.ca_file = args.option("etcd-cacert");
   options.etcd.http.tls.cert_file = args.option("etcd-cert");
   options.etcd.http.tls.key_file = args.option("etcd-key");
@@ -116,12 +105,24 @@ std::vector<HttpEndpoint> parse_url_list(const std::string& text, const std::str
     auto endpoint = HttpEndpoint::parse(one);
     if (!endpoint || endpoint->scheme == HttpEndpoint::Scheme::kUnix) {
       throw FatalError(what + ": '" + one + "' is not an http:// or https:// URL",
-                       "give URLs such as http://10.0.0.5:5050,http://10.0.0.6:5050");
+                       "give comma-separated URLs such as http://10.0.0.5:2379,http://10.0.0.6:2379");
     }
     out.push_back(std::move(*endpoint));
     start = comma + 1;
   }
   return out;
+}
+
+void read_basic_auth(const CliArgs& args, const std::string& command, const std::string& system,
+                     const std::string& env_prefix, HttpOptions& http) {
+  http.basic_user = args.option(system + "-user", env_or((env_prefix + "_USER").c_str(), ""));
+  http.basic_password = env_or((env_prefix + "_PASSWORD").c_str(), "");
+  const std::string file_option = system + "-password-file";
+  if (args.has(file_option)) {
+    std::ifstream in(args.option(file_option));
+    if (!in) throw FatalError(command + ": cannot read --" + file_option + " '" + args.option(file_option) + "'");
+    std::getline(in, http.basic_password);
+  }
 }
 
 const std::set<std::string> kMesosOptions = {"mesos-master", "mesos-user", "mesos-password-file", "mesos-cacert",
@@ -142,13 +143,7 @@ MesosMasterOptions mesos_options(const CliArgs& args, const std::string& command
   MesosMasterOptions options;
   const std::string masters = args.option("mesos-master", env_or("SKOPOS_MESOS_MASTER", default_master));
   if (!masters.empty()) options.http.endpoints = parse_url_list(masters, command + ": --mesos-master");
-  options.http.basic_user = args.option("mesos-user", env_or("SKOPOS_MESOS_USER", ""));
-  options.http.basic_password = env_or("SKOPOS_MESOS_PASSWORD", "");
-  if (args.has("mesos-password-file")) {
-    std::ifstream in(args.option("mesos-password-file"));
-    if (!in) throw FatalError(command + ": cannot read --mesos-password-file '" + args.option("mesos-password-file") + "'");
-    std::getline(in, options.http.basic_password);
-  }
+  read_basic_auth(args, command, "mesos", "SKOPOS_MESOS", options.http);
   options.http.tls.ca_file = args.option("mesos-cacert");
   options.http.tls.cert_file = args.option("mesos-cert");
   options.http.tls.key_file = args.option("mesos-key");

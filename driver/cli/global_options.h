@@ -55,6 +55,11 @@ std::string env_or(const char* name, const std::string& fallback);
 // A comma-separated list of http(s) URLs; FatalError naming `what` and the bad one.
 std::vector<HttpEndpoint> parse_url_list(const std::string& text, const std::string& what);
 
+// Basic auth of `system` ("mesos", "marathon"): --SYSTEM-user (else $PREFIX_USER), the
+// password from the first line of --SYSTEM-password-file (else $PREFIX_PASSWORD).
+void read_basic_auth(const CliArgs& args, const std::string& command, const std::string& system,
+                     const std::string& env_prefix, HttpOptions& http);
+
 // The Mesos master options (--mesos-master, credentials, TLS, deadlines) every command
 // that talks to Mesos takes, and their reading. `default_master` empty: the masters
 // must be given (flag, config or $SKOPOS_MESOS_MASTER), else no endpoints are returned.

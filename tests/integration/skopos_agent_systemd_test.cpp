@@ -20,6 +20,7 @@
 
 #include "etcd_server.h"
 #include "process.h"
+#include "systemd_support.h"
 #include "skopos/unique_fd.h"
 
 namespace {
@@ -27,56 +28,20 @@ namespace {
 using namespace std::chrono_literals;
 using skopos::UniqueFd;
 using skopos::testing::ChildProcess;
+using skopos::testing::NotifySocket;
 using skopos::testing::run_process;
 using Clock = std::chrono::steady_clock;
 
 TEST(SkoposAgentSystemd, TheUnitFilePassesSystemdAnalyzeVerify) {
-  std::ifstream in(std::string(SKOPOS_SOURCE_DIR) + "/driver/systemd/skopos-agent.service");
-  ASSERT_TRUE(in);
-  std::stringstream text;
-  text << in.rdbuf();
-  std::string unit = text.str();
-  const std::string installed = "ExecStart=/usr/local/bin/skopos";
-  const auto at = unit.find(installed);
-  ASSERT_NE(at, std::string::npos);
-  unit.replace(at, installed.size(), std::string("ExecStart=") + SKOPOS_CLI);
-  const std::string dir = "/tmp/skopos-unit-agent-" + std::to_string(::getpid());
-  ::mkdir(dir.c_str(), 0700);
-  const std::string path = dir + "/skopos-agent.service";
-  std::ofstream(path) << unit;
-  const auto result = run_process({"systemd-analyze", "verify", path});
-  EXPECT_EQ(result.exit_code, 0) << result.err;
-  EXPECT_EQ(result.err, "") << "warnings are mistakes too";
-  EXPECT_NE(unit.find("Type=notify"), std::string::npos);
-  EXPECT_NE(unit.find("WatchdogSec="), std::string::npos);
-  EXPECT_NE(unit.find("Restart=always"), std::string::npos);
-  std::filesystem::remove_all(dir);
+  const auto unit = skopos::testing::verify_unit(std::string(SKOPOS_SOURCE_DIR) + "/driver/systemd/skopos-agent.service",
+                                                 "/usr/local/bin/skopos", SKOPOS_CLI);
+  ASSERT_NE(unit.text.find("ExecStart=/usr/local/bin/skopos agent"), std::string::npos);
+  EXPECT_EQ(unit.verify.exit_code, 0) << unit.verify.err;
+  EXPECT_EQ(unit.verify.err, "") << "warnings are mistakes too";
+  EXPECT_NE(unit.text.find("Type=notify"), std::string::npos);
+  EXPECT_NE(unit.text.find("WatchdogSec="), std::string::npos);
+  EXPECT_NE(unit.text.find("Restart=always"), std::string::npos);
 }
-
-class NotifySocket {
- public:
-  explicit NotifySocket(std::string path) : path_(std::move(path)) {
-    ::unlink(path_.c_str());
-    fd_ = UniqueFd(::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0));
-    sockaddr_un address{};
-    address.sun_family = AF_UNIX;
-    path_.copy(address.sun_path, sizeof address.sun_path - 1);
-    EXPECT_EQ(::bind(fd_.get(), reinterpret_cast<const sockaddr*>(&address), sizeof address), 0);
-  }
-  ~NotifySocket() { ::unlink(path_.c_str()); }
-  const std::string& path() const { return path_; }
-  std::string next(std::chrono::milliseconds timeout) {
-    pollfd pfd{fd_.get(), POLLIN, 0};
-    if (::poll(&pfd, 1, static_cast<int>(timeout.count())) <= 0) return "";
-    char buffer[4096];
-    const ssize_t n = ::recv(fd_.get(), buffer, sizeof buffer, 0);
-    return n > 0 ? std::string(buffer, static_cast<std::size_t>(n)) : "";
-  }
-
- private:
-  std::string path_;
-  UniqueFd fd_;
-};
 
 TEST(SkoposAgentSystemd, NotifiesReadyStatusWatchdogAndStopping) {
   auto etcd = skopos::testing::EtcdServer::start();

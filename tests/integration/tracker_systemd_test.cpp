@@ -16,6 +16,7 @@
 #include <string>
 
 #include "process.h"
+#include "systemd_support.h"
 #include "skopos/unique_fd.h"
 
 namespace {
@@ -23,60 +24,20 @@ namespace {
 using namespace std::chrono_literals;
 using skopos::UniqueFd;
 using skopos::testing::ChildProcess;
+using skopos::testing::NotifySocket;
 using skopos::testing::run_process;
 using Clock = std::chrono::steady_clock;
 
 TEST(TrackerSystemd, TheUnitFilePassesSystemdAnalyzeVerify) {
-  std::ifstream in(std::string(SKOPOS_SOURCE_DIR) + "/tracker/systemd/skopos-tracker.service");
-  ASSERT_TRUE(in);
-  std::stringstream text;
-  text << in.rdbuf();
-  std::string unit = text.str();
-  // verify checks that ExecStart exists: point it at the binary we built.
-  const std::string installed = "ExecStart=/usr/local/bin/skopos-tracker";
-  const auto at = unit.find(installed);
-  ASSERT_NE(at, std::string::npos);
-  unit.replace(at, installed.size(), std::string("ExecStart=") + SKOPOS_TRACKER);
-  const std::string dir = "/tmp/skopos-unit-" + std::to_string(::getpid());
-  ::mkdir(dir.c_str(), 0700);
-  const std::string path = dir + "/skopos-tracker.service";
-  std::ofstream(path) << unit;
-  const auto result = run_process({"systemd-analyze", "verify", path});
-  EXPECT_EQ(result.exit_code, 0) << result.err;
-  EXPECT_EQ(result.err, "") << "warnings are mistakes too";
-  EXPECT_NE(unit.find("Type=notify"), std::string::npos);
-  EXPECT_NE(unit.find("WatchdogSec="), std::string::npos);
-  EXPECT_NE(unit.find("Restart=on-failure"), std::string::npos);
-  ::unlink(path.c_str());
-  ::rmdir(dir.c_str());
+  const auto unit = skopos::testing::verify_unit(std::string(SKOPOS_SOURCE_DIR) + "/tracker/systemd/skopos-tracker.service",
+                                                 "/usr/local/bin/skopos-tracker", SKOPOS_TRACKER);
+  ASSERT_NE(unit.text.find("ExecStart=/usr/local/bin/skopos-tracker"), std::string::npos);
+  EXPECT_EQ(unit.verify.exit_code, 0) << unit.verify.err;
+  EXPECT_EQ(unit.verify.err, "") << "warnings are mistakes too";
+  EXPECT_NE(unit.text.find("Type=notify"), std::string::npos);
+  EXPECT_NE(unit.text.find("WatchdogSec="), std::string::npos);
+  EXPECT_NE(unit.text.find("Restart=on-failure"), std::string::npos);
 }
-
-// A datagram socket where the daemon sends its notifications.
-class NotifySocket {
- public:
-  explicit NotifySocket(std::string path) : path_(std::move(path)) {
-    ::unlink(path_.c_str());
-    fd_ = UniqueFd(::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0));
-    sockaddr_un address{};
-    address.sun_family = AF_UNIX;
-    path_.copy(address.sun_path, sizeof address.sun_path - 1);
-    EXPECT_EQ(::bind(fd_.get(), reinterpret_cast<const sockaddr*>(&address), sizeof address), 0);
-  }
-  ~NotifySocket() { ::unlink(path_.c_str()); }
-  const std::string& path() const { return path_; }
-  // The next datagram, or "" after `timeout`.
-  std::string next(std::chrono::milliseconds timeout) {
-    pollfd pfd{fd_.get(), POLLIN, 0};
-    if (::poll(&pfd, 1, static_cast<int>(timeout.count())) <= 0) return "";
-    char buffer[4096];
-    const ssize_t n = ::recv(fd_.get(), buffer, sizeof buffer, 0);
-    return n > 0 ? std::string(buffer, static_cast<std::size_t>(n)) : "";
-  }
-
- private:
-  std::string path_;
-  UniqueFd fd_;
-};
 
 bool connects(const std::string& path) {
   UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
