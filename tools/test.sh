@@ -42,10 +42,10 @@ fi
 # The same for the etcd and ZooKeeper servers the driver tests start under
 # /tmp/skopos-etcd-* and /tmp/skopos-zk-*, and the drain sandboxes (tools/drain-sandbox)
 # under /tmp/skopos-sandbox-*.
-test_dirs=(/tmp/skopos-podman-* /tmp/skopos-etcd-* /tmp/skopos-zk-* /tmp/skopos-sandbox-*)
+test_dirs() { ls -d /tmp/skopos-podman-* /tmp/skopos-etcd-* /tmp/skopos-zk-* /tmp/skopos-sandbox-* 2>/dev/null || true; }
 check_podman_leftovers() {
   local left
-  left=$(ls -d "${test_dirs[@]}" 2>/dev/null || true)
+  left=$(test_dirs)
   if [ -n "$left" ]; then
     echo "test.sh: test directories left behind (podman, etcd, ZooKeeper or a drain sandbox): $left" >&2
     return 1
@@ -60,7 +60,7 @@ run_tier() {
 
 # What an earlier, interrupted run left behind is not this run's fault: remove it, say
 # so, and from here on fail on anything this run leaves.
-stale=$(ls -d "${test_dirs[@]}" 2>/dev/null || true)
+stale=$(test_dirs)
 if [ -n "$stale" ]; then
   echo "test.sh: removing test directories an earlier run left behind: $stale" >&2
   for one in $stale; do
