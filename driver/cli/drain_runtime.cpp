@@ -64,7 +64,7 @@ const std::set<std::string> kDrainOptions = {
     "tracker-socket", "connection-deadline", "stop-grace",       "lock-wait",          "recover-timeout",
     "leader-move-wait", "fence-chain",    "health-check-port",  "health-check-match", "zookeeper",
     "reboot-command", "journal",          "notify",             "heartbeat-ttl",      "progress-interval",
-    "events",
+    "events",         "fence-ipv6",
     "mesos-master",   "mesos-user",       "mesos-password-file", "mesos-cacert",      "mesos-cert",
     "mesos-key",      "mesos-timeout",    "leader-wait"};
 
@@ -97,6 +97,8 @@ const char* const kDrainOptionsHelp =
     "  --maintenance-window D    length of the Mesos maintenance window (default 2h)\n"
     "  --zookeeper HOST:PORT,... control tier: the ensemble that must keep its quorum\n"
     "  --fence-chain NAME        the iptables chain (default SKOPOS)\n"
+    "  --fence-ipv6 on|off       fence IPv6 too, with ip6tables (default on; skipped with a\n"
+    "                            warning where ip6tables cannot run)\n"
     "  --health-check-port P, --health-check-match TEXT\n"
     "                            also reset the cloud balancer's health check; off by\n"
     "                            default: an autoscaler may terminate a host whose health\n"
@@ -208,7 +210,9 @@ DrainRuntime::DrainRuntime(const GlobalOptions& global, const CliArgs& args, con
     fence.health_check = HealthCheckFence{parse_port_option(command, "health-check-port", args.option("health-check-port")),
                                           args.option("health-check-match")};
   }
-  fence_ = std::make_unique<IptablesDrainFence>(fence);
+  const std::string ipv6 = args.option("fence-ipv6", "on");
+  if (ipv6 != "on" && ipv6 != "off") throw FatalError(command + ": --fence-ipv6 '" + ipv6 + "' is not on or off");
+  fence_ = std::make_unique<IptablesDrainFence>(fence, ipv6 == "on");
 
   // This host.
   LocalHostOptions host;

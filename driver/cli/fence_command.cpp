@@ -8,6 +8,7 @@
 #include "driver/fence.h"
 #include "global_options.h"
 #include "skopos/json_writer.h"
+#include "skopos/log.h"
 
 namespace skopos::driver::cli {
 
@@ -27,6 +28,8 @@ constexpr const char* kFenceUsage =
     "\n"
     "options:\n"
     "  --chain NAME                  the chain (default SKOPOS)\n"
+    "  --ipv6 on|off                 the same with ip6tables (default on; skipped with a\n"
+    "                                warning where ip6tables cannot run)\n"
     "  --health-check-port P, --health-check-match TEXT\n"
     "                                also reset the cloud balancer's health check. Off by\n"
     "                                default: an autoscaler may take a failing health check\n"
@@ -45,29 +48,43 @@ std::uint16_t parse_port(const std::string& text) {
   return static_cast<std::uint16_t>(value);
 }
 
-void print_state(const FenceState& state, const std::string& chain, bool json_output) {
+void print_states(const std::vector<std::pair<std::string, FenceState>>& states, const std::string& chain,
+                  bool json_output) {
   if (json_output) {
+    // The union of the families' ports, and each family's rules.
+    std::set<std::uint16_t> ports;
+    bool active = false;
+    for (const auto& [family, state] : states) {
+      ports.insert(state.ports.begin(), state.ports.end());
+      active = active || state.active();
+    }
     std::string out;
     JsonWriter json(out);
-    json.begin_object().key("chain").value(chain).key("active").value(state.active()).key("ports").begin_array();
-    for (const std::uint16_t port : state.ports) json.value(static_cast<std::uint64_t>(port));
-    json.end_array().key("jumps").begin_array();
-    for (const std::string& jump : state.jumps) json.value(jump);
-    json.end_array().key("rules").begin_array();
-    for (const std::string& rule : state.rules) json.value(rule);
-    json.end_array().end_object();
+    json.begin_object().key("chain").value(chain).key("active").value(active).key("ports").begin_array();
+    for (const std::uint16_t port : ports) json.value(static_cast<std::uint64_t>(port));
+    json.end_array().key("families").begin_object();
+    for (const auto& [family, state] : states) {
+      json.key(family).begin_object().key("active").value(state.active()).key("jumps").begin_array();
+      for (const std::string& jump : state.jumps) json.value(jump);
+      json.end_array().key("rules").begin_array();
+      for (const std::string& rule : state.rules) json.value(rule);
+      json.end_array().end_object();
+    }
+    json.end_object().end_object();
     std::printf("%s\n", out.c_str());
     return;
   }
-  if (!state.active()) {
-    std::printf("no fence (chain %s absent)\n", chain.c_str());
-    return;
+  for (const auto& [family, state] : states) {
+    if (!state.active()) {
+      std::printf("%s: no fence (chain %s absent)\n", family.c_str(), chain.c_str());
+      continue;
+    }
+    std::printf("%s: fence %s: %zu port(s)", family.c_str(), chain.c_str(), state.ports.size());
+    for (const std::uint16_t port : state.ports) std::printf(" %u", static_cast<unsigned>(port));
+    std::printf("\n");
+    for (const std::string& jump : state.jumps) std::printf("  %s\n", jump.c_str());
+    for (const std::string& rule : state.rules) std::printf("  %s\n", rule.c_str());
   }
-  std::printf("fence %s: %zu port(s)", chain.c_str(), state.ports.size());
-  for (const std::uint16_t port : state.ports) std::printf(" %u", static_cast<unsigned>(port));
-  std::printf("\n");
-  for (const std::string& jump : state.jumps) std::printf("  %s\n", jump.c_str());
-  for (const std::string& rule : state.rules) std::printf("  %s\n", rule.c_str());
 }
 
 }  // namespace
@@ -83,7 +100,7 @@ int fence_command(int argc, char** argv) {
     return kExitUsage;
   }
   const CliSpec spec = with_global_options("skopos fence " + command, {"dry-run"},
-                                           {"chain", "health-check-port", "health-check-match"});
+                                           {"chain", "health-check-port", "health-check-match", "ipv6"});
   CliArgs args = CliArgs::parse(spec, argc, argv, 3);
   if (args.flag("help")) {
     std::fputs(kFenceUsage, stdout);
@@ -104,35 +121,50 @@ int fence_command(int argc, char** argv) {
   if (command == "apply" ? ports.empty() : !ports.empty()) {
     throw FatalError("skopos fence " + command + (command == "apply" ? ": which ports?" : ": takes no ports"));
   }
-  Fence fence(options);
+  const std::string ipv6 = args.option("ipv6", "on");
+  if (ipv6 != "on" && ipv6 != "off") throw FatalError("skopos fence: --ipv6 '" + ipv6 + "' is not on or off");
+  // Both families; IPv6 only where ip6tables works.
+  std::vector<std::pair<std::string, Fence>> fences{{"IPv4", Fence(options)}};
+  if (ipv6 == "on") {
+    Fence v6(options.ipv6());
+    if (auto probe = v6.show(); probe) {
+      fences.emplace_back("IPv6", std::move(v6));
+    } else {
+      log_warning("IPv6 fence skipped: " + probe.error().message());
+    }
+  }
   const auto failed = [&](const Error& error) {
     std::fprintf(stderr, "skopos: fence: %s\n", error.message().c_str());
     return kExitFailed;
   };
-  if (command == "show") {
-    auto state = fence.show();
-    if (!state) return failed(state.error());
-    print_state(*state, options.chain, global.json);
+  if (command == "show" || (command == "apply" && !args.flag("dry-run"))) {
+    std::vector<std::pair<std::string, FenceState>> states;
+    for (const auto& [family, fence] : fences) {
+      auto state = command == "show" ? fence.show() : fence.apply(ports);
+      if (!state) return failed(state.error());
+      states.emplace_back(family, std::move(*state));
+    }
+    print_states(states, options.chain, global.json);
     return kExitOk;
   }
   if (command == "apply") {
-    if (args.flag("dry-run")) {
+    for (const auto& [family, fence] : fences) {
       auto plan = fence.plan(ports);
       if (!plan) return failed(plan.error());
-      std::fputs(plan->c_str(), stdout);
-      return kExitOk;
+      std::printf("# %s (%s --noflush)\n%s", family.c_str(), fence.options().iptables_restore.c_str(), plan->c_str());
     }
-    auto state = fence.apply(ports);
-    if (!state) return failed(state.error());
-    print_state(*state, options.chain, global.json);
     return kExitOk;
   }
-  auto removed = fence.remove();
-  if (!removed) return failed(removed.error());
+  bool any = false;
+  for (const auto& [family, fence] : fences) {
+    auto removed = fence.remove();
+    if (!removed) return failed(removed.error());
+    any = any || *removed;
+  }
   if (global.json) {
-    std::printf("{\"removed\":%s}\n", *removed ? "true" : "false");
+    std::printf("{\"removed\":%s}\n", any ? "true" : "false");
   } else {
-    std::printf("%s\n", *removed ? "fence removed" : "no fence to remove");
+    std::printf("%s\n", any ? "fence removed" : "no fence to remove");
   }
   return kExitOk;
 }

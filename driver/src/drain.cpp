@@ -420,9 +420,12 @@ Result<DrainResult, DrainError> Drain::run() {
     if (auto entered = enter(phase); !entered) return unexpected(std::move(entered).error());
     auto done = step(phase);
     if (!done) {
-      if (done.error().kind != DrainError::Kind::kInterrupted && phase <= DrainPhase::kBudget) {
-        // Nothing but the locks was taken: give them back, so a refused (or failed)
-        // drain leaves nothing behind. A host lock refused to us was never ours.
+      const auto kind = done.error().kind;
+      if ((kind == DrainError::Kind::kRefused || kind == DrainError::Kind::kTimedOut) && phase <= DrainPhase::kBudget) {
+        // Nothing but the locks was taken and the answer is final (refused, or no slot
+        // in time): give them back, so the drain leaves nothing behind. A host lock
+        // refused to us was never ours. A failure (etcd, Docker, Mesos unreachable)
+        // keeps the journal: running again resumes, undrain gives everything back.
         const bool nothing_taken = phase == DrainPhase::kHostLock && done.error().kind == DrainError::Kind::kRefused;
         emit(DrainEvent::Type::kWarning, done.error().message + (nothing_taken ? "" : "; releasing the locks taken"));
         auto undone = nothing_taken ? journal_finish() : recover_steps(DrainPhase::kReleaseLocks, false);

@@ -15,23 +15,28 @@ namespace {
 // The hooks and how each jumps to the chain. OUTPUT only for connections that were
 // addressed to loopback (before DNAT): this host's own connections elsewhere are not ours
 // to refuse.
-struct Hook {
-  const char* chain;
-  const char* match;  // what iptables-save prints between "-A <chain>" and "-j"
-};
-constexpr Hook kHooks[] = {
-    {"INPUT", ""},
-    {"FORWARD", ""},
-    {"OUTPUT", "-m conntrack --ctorigdst 127.0.0.0/8"},
-};
+constexpr const char* kHooks[] = {"INPUT", "FORWARD", "OUTPUT"};
 
-std::string jump_spec(const Hook& hook, const std::string& chain) {
-  std::string spec = std::string(hook.chain) + " ";
-  if (*hook.match != '\0') spec += std::string(hook.match) + " ";
-  return spec + "-j " + chain;
+// What iptables-save prints between "-A <hook>" and "-j <chain>".
+std::string hook_match(const char* hook, const FenceOptions& options) {
+  return std::string_view(hook) == "OUTPUT" ? "-m conntrack --ctorigdst " + options.loopback : std::string();
+}
+
+std::string jump_spec(const char* hook, const FenceOptions& options) {
+  std::string spec = std::string(hook) + " ";
+  if (const std::string match = hook_match(hook, options); !match.empty()) spec += match + " ";
+  return spec + "-j " + options.chain;
 }
 
 }  // namespace
+
+FenceOptions FenceOptions::ipv6() const {
+  FenceOptions out = *this;
+  out.iptables_save = "ip6tables-save";
+  out.iptables_restore = "ip6tables-restore";
+  out.loopback = "::1";
+  return out;
+}
 
 Fence::Fence(FenceOptions options) : options_(std::move(options)) {}
 
@@ -103,10 +108,10 @@ std::string Fence::plan_for(const FenceState& state, const std::vector<std::uint
   // Exactly one jump per hook, first in its chain.
   std::map<std::string, int> present;
   for (const std::string& jump : state.jumps) ++present[jump.substr(3)];
-  for (const Hook& hook : kHooks) {
-    const std::string spec = jump_spec(hook, options_.chain);
+  for (const char* hook : kHooks) {
+    const std::string spec = jump_spec(hook, options_);
     const int count = present.count(spec) > 0 ? present[spec] : 0;
-    if (count == 0) out += "-I " + std::string(hook.chain) + " 1" + spec.substr(std::string(hook.chain).size()) + "\n";
+    if (count == 0) out += "-I " + std::string(hook) + " 1" + spec.substr(std::string(hook).size()) + "\n";
     for (int extra = 1; extra < count; ++extra) out += "-D " + spec + "\n";
   }
   return out + "COMMIT\n";
@@ -124,7 +129,8 @@ Result<FenceState> Fence::apply(const std::vector<std::uint16_t>& ports) const {
   if (auto applied = restore(plan_for(*state, ports)); !applied) return unexpected(std::move(applied).error());
   auto now = show();
   if (!now) return unexpected(std::move(now).error());
-  log_notice("fence '" + options_.chain + "' applied to " + std::to_string(now->ports.size()) + " port(s)");
+  log_notice("fence '" + options_.chain + "' applied to " + std::to_string(now->ports.size()) + " port(s) (" +
+             options_.iptables_restore + ")");
   return std::move(*now);
 }
 
@@ -138,7 +144,7 @@ Result<bool> Fence::remove() const {
   if (state->chain_exists) input += ":" + options_.chain + " - [0:0]\n-X " + options_.chain + "\n";
   input += "COMMIT\n";
   if (auto removed = restore(input); !removed) return unexpected(std::move(removed).error());
-  log_notice("fence '" + options_.chain + "' removed");
+  log_notice("fence '" + options_.chain + "' removed (" + options_.iptables_restore + ")");
   return true;
 }
 

@@ -10,6 +10,7 @@
 
 #include <cerrno>
 
+#include "driver/drain_systems_impl.h"
 #include "driver/fence.h"
 #include "privileged_support.h"
 #include "skopos/subprocess.h"
@@ -28,6 +29,17 @@ int try_connect(const std::string& address, std::uint16_t port) {
   target.sin_family = AF_INET;
   target.sin_port = htons(port);
   ::inet_pton(AF_INET, address.c_str(), &target.sin_addr);
+  timeval timeout{2, 0};
+  ::setsockopt(fd.get(), SOL_SOCKET, SO_SNDTIMEO, &timeout, sizeof timeout);
+  return ::connect(fd.get(), reinterpret_cast<sockaddr*>(&target), sizeof target) == 0 ? 0 : errno;
+}
+
+int try_connect6(std::uint16_t port) {
+  UniqueFd fd(::socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  sockaddr_in6 target{};
+  target.sin6_family = AF_INET6;
+  target.sin6_port = htons(port);
+  target.sin6_addr = in6addr_loopback;
   timeval timeout{2, 0};
   ::setsockopt(fd.get(), SOL_SOCKET, SO_SNDTIMEO, &timeout, sizeof timeout);
   return ::connect(fd.get(), reinterpret_cast<sockaddr*>(&target), sizeof target) == 0 ? 0 : errno;
@@ -168,6 +180,43 @@ TEST_F(PrivilegedFence, ARefusedRestoreChangesNothingAndSaysWhy) {
   auto cannot = Fence(missing).show();
   ASSERT_FALSE(cannot);
   EXPECT_NE(cannot.error().message().find("/nonexistent/iptables-save"), std::string::npos) << cannot.error().message();
+}
+
+// The drain's fence covers IPv6 too: a task listening on [::] is reached over ::1 (or
+// any v6 address) by a balancer that would otherwise bypass an IPv4-only fence.
+TEST_F(PrivilegedFence, TheDrainFencesIpv6AsWellAndRemovesBoth) {
+  TestNetns::Inside inside(*host_);
+  const auto save = [](const char* tool) {
+    return without_comments(run_program({tool, "-t", "filter"}, {}, std::chrono::seconds(5))->out);
+  };
+  const std::string before4 = save("iptables-save");
+  const std::string before6 = save("ip6tables-save");
+  UniqueFd listener = tcp_listen("::", 31000, false);  // both families
+  UniqueFd client = skopos::testing::tcp_connect("::1", 31000);
+  UniqueFd server = tcp_accept(listener.get());
+
+  IptablesDrainFence fence(FenceOptions{}, true);
+  const std::string plan = *fence.plan({31000});
+  EXPECT_NE(plan.find("-I OUTPUT 1 -m conntrack --ctorigdst ::1 -j SKOPOS"), std::string::npos) << plan;
+  ASSERT_TRUE(fence.apply({31000}));
+  EXPECT_EQ(try_connect6(31000), ECONNREFUSED) << "IPv6: a new connection gets a reset at once";
+  EXPECT_EQ(try_connect("127.0.0.1", 31000), ECONNREFUSED) << "IPv4 as well";
+  EXPECT_TRUE(still_flows(client.get(), server.get())) << "the established IPv6 connection keeps flowing";
+  auto fenced = fence.fenced();
+  ASSERT_TRUE(fenced);
+  EXPECT_EQ(*fenced, std::vector<std::uint16_t>{31000});
+
+  auto removed = fence.remove();
+  ASSERT_TRUE(removed);
+  EXPECT_TRUE(*removed);
+  EXPECT_EQ(try_connect6(31000), 0);
+  EXPECT_EQ(save("iptables-save"), before4);
+  EXPECT_EQ(save("ip6tables-save"), before6) << "removal leaves the IPv6 table as it was";
+
+  IptablesDrainFence v4_only(FenceOptions{}, false);
+  ASSERT_TRUE(v4_only.apply({31000}));
+  EXPECT_EQ(try_connect6(31000), 0) << "--fence-ipv6 off";
+  ASSERT_TRUE(v4_only.remove());
 }
 
 }  // namespace

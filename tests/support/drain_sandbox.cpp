@@ -134,9 +134,11 @@ std::string DrainSandbox::marathon_get(const std::string& path) const {
 
 std::vector<std::string> DrainSandbox::leftovers() const {
   std::vector<std::string> out;
-  if (run_process({"iptables", "-S", chain_}).exit_code == 0) out.push_back("iptables chain " + chain_);
-  const std::string saved = run_process({"iptables-save"}).out;
-  if (saved.find("-j " + chain_) != std::string::npos) out.push_back("a jump to " + chain_);
+  for (const std::string family : {"iptables", "ip6tables"}) {
+    if (run_process({family, "-S", chain_}).exit_code == 0) out.push_back(family + " chain " + chain_);
+    const std::string saved = run_process({family + "-save"}).out;
+    if (saved.find("-j " + chain_) != std::string::npos) out.push_back("an " + family + " jump to " + chain_);
+  }
   const ProcessResult keys =
       run_process({"etcdctl", "--endpoints", etcd_, "get", "--prefix", "/skopos", "--keys-only"});
   std::istringstream lines(keys.out);

@@ -135,16 +135,24 @@ class TrackerDrainConnections final : public DrainConnections {
   std::unique_ptr<Peers> peers_;
 };
 
+// The fence for both families: iptables, and ip6tables with the same rules (a balancer
+// or client reaching a task over IPv6 must be refused too). Where ip6tables cannot run
+// (no IPv6 in the kernel, no ip6tables) the IPv6 half is skipped with one warning.
 class IptablesDrainFence final : public DrainFence {
  public:
-  explicit IptablesDrainFence(FenceOptions options) : fence_(std::move(options)) {}
+  IptablesDrainFence(FenceOptions options, bool ipv6);
   Result<std::vector<std::uint16_t>, DrainError> fenced() override;
   Result<void, DrainError> apply(const std::vector<std::uint16_t>& ports) override;
   Result<bool, DrainError> remove() override;
   Result<std::string, DrainError> plan(const std::vector<std::uint16_t>& ports) override;
 
  private:
-  Fence fence_;
+  // The IPv6 fence, if ip6tables works here (probed once).
+  const Fence* ipv6();
+
+  Fence v4_;
+  std::optional<Fence> v6_;
+  bool v6_probed_ = false;
 };
 
 struct LocalHostOptions {

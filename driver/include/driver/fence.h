@@ -2,7 +2,8 @@
 // flowing, so balancers fail over at once and the drain only waits for what is already
 // in flight.
 //
-// One iptables chain (default SKOPOS) in the filter table, jumped to first from INPUT
+// One iptables chain (default SKOPOS) in the filter table (and the same with ip6tables for
+// IPv6: FenceOptions::ipv6()), jumped to first from INPUT
 // (host-mode containers), FORWARD (bridge-mode containers reached from other hosts) and
 // OUTPUT for loopback-origin traffic (a balancer on this host reaching a published port,
 // which DNAT sends straight out to the bridge). Its rules REJECT a SYN of a new
@@ -44,6 +45,11 @@ struct FenceOptions {
   std::string iptables_restore = "iptables-restore";
   std::chrono::milliseconds timeout{10000};
   std::optional<HealthCheckFence> health_check;  // off by default: see above
+  // The OUTPUT jump matches connections addressed to this (as iptables-save prints it).
+  std::string loopback = "127.0.0.0/8";
+
+  // The same fence for IPv6: ip6tables-save/-restore, loopback ::1.
+  FenceOptions ipv6() const;
 };
 
 struct FenceState {
