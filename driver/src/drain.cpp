@@ -744,12 +744,19 @@ Result<DrainResult, DrainError> Drain::recover(bool wait_apps) {
     // Nothing recorded. A fence without a journal is what a crash before the journal
     // existed, or a hand-made fence, leaves: say so, never guess at locks.
     auto fenced = systems_.fence.fenced();
+    auto host = systems_.locks.host_status();
+    bool clean = true;
     if (fenced && !fenced->empty()) {
+      clean = false;
       emit(DrainEvent::Type::kWarning, "no drain in progress, but ports " + ports_text(*fenced) +
                                            " are fenced; 'skopos fence remove' removes the fence");
-    } else {
-      emit(DrainEvent::Type::kInfo, "no drain in progress on this host");
     }
+    if (host && host->locked) {
+      clean = false;
+      emit(DrainEvent::Type::kWarning, "no drain in progress here, but this host is locked for " + host->token +
+                                           "; 'skopos lock host-unlock " + host->token + "' releases it");
+    }
+    if (clean) emit(DrainEvent::Type::kInfo, "no drain in progress on this host");
     result.reached = DrainPhase::kDone;
     return result;
   }
