@@ -480,7 +480,9 @@ Result<void, DrainError> Drain::step(DrainPhase phase) {
                              "ZooKeeper is not healthy (" + summary + "): taking a control host down could lose its quorum");
         }
       }
-      if (systems_.marathon.configured()) {
+      if (!systems_.marathon.configured()) {
+        emit(DrainEvent::Type::kWarning, "Marathon is not configured: no disruption budget check, no task release");
+      } else {
         auto shortfalls = systems_.marathon.budget(options_.hostname);
         if (!shortfalls) return unexpected(std::move(shortfalls).error());
         if (!shortfalls->empty()) {
