@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <cstdlib>
 #include <functional>
 #include <map>
 #include <mutex>
@@ -97,8 +98,16 @@ class HolderWatcher {
   std::thread thread_;
 };
 
+// 100 cycles per contender (2,000 in all), the goal's size. SKOPOS_CONTENTION_CYCLES
+// lowers it where the run is about something else: tools/test.sh's sanitizer tier reruns
+// these tests for memory errors, not for the 2,000-cycle proof the gcc tier gives.
+int default_cycles() {
+  const char* value = std::getenv("SKOPOS_CONTENTION_CYCLES");
+  return value != nullptr && std::atoi(value) > 0 ? std::atoi(value) : 100;
+}
+
 struct RunOptions {
-  int cycles_per_contender = 100;
+  int cycles_per_contender = default_cycles();
   std::vector<std::string> endpoints;
   std::chrono::milliseconds request_timeout = 2s;
   // Contender i talks to these endpoints instead, when set (a fault proxy).
@@ -180,7 +189,9 @@ Outcome run_contention(const std::string& prefix, const RunOptions& options) {
 void expect_safe_and_live(const Outcome& outcome, int cycles_per_contender) {
   for (const std::string& error : outcome.errors) ADD_FAILURE() << error;
   EXPECT_EQ(outcome.cycles_done, kContenders * cycles_per_contender);
-  EXPECT_GE(outcome.cycles_done, 2000);
+  if (std::getenv("SKOPOS_CONTENTION_CYCLES") == nullptr) {
+    EXPECT_GE(outcome.cycles_done, 2000);
+  }
   EXPECT_LE(outcome.max_holders_seen, kMax) << "the holder set exceeded max at some revision";
   EXPECT_EQ(outcome.max_holders_seen, kMax) << "the lock was contended: max holders at once";
   EXPECT_EQ(outcome.acquisitions.size(), static_cast<std::size_t>(kContenders)) << "every contender got the lock";
