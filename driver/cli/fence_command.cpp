@@ -1,5 +1,4 @@
 // skopos fence: the iptables chain that refuses new connections to task ports, by hand.
-#include <charconv>
 #include <cstdio>
 #include <set>
 #include <string>
@@ -8,7 +7,6 @@
 #include "driver/fence.h"
 #include "global_options.h"
 #include "skopos/json_writer.h"
-#include "skopos/log.h"
 
 namespace skopos::driver::cli {
 
@@ -28,8 +26,8 @@ constexpr const char* kFenceUsage =
     "\n"
     "options:\n"
     "  --chain NAME                  the chain (default SKOPOS)\n"
-    "  --ipv6 on|off                 the same with ip6tables (default on; skipped with a\n"
-    "                                warning where ip6tables cannot run)\n"
+    "  --ipv6 on|off                 the same with ip6tables (default on where the kernel\n"
+    "                                has IPv6); an ip6tables failure is an error\n"
     "  --health-check-port P, --health-check-match TEXT\n"
     "                                also reset the cloud balancer's health check. Off by\n"
     "                                default: an autoscaler may take a failing health check\n"
@@ -38,15 +36,6 @@ constexpr const char* kFenceUsage =
     "\n"
     "Exit status: 0 done (also: nothing to remove); 2 usage error; 3 iptables failed (it\n"
     "changes all or nothing: nothing was changed).\n";
-
-std::uint16_t parse_port(const std::string& text) {
-  unsigned value = 0;
-  const auto [ptr, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
-  if (text.empty() || ec != std::errc{} || ptr != text.data() + text.size() || value == 0 || value > 65535) {
-    throw FatalError("skopos fence: '" + text + "' is not a port (1-65535)");
-  }
-  return static_cast<std::uint16_t>(value);
-}
 
 void print_states(const std::vector<std::pair<std::string, FenceState>>& states, const std::string& chain,
                   bool json_output) {
@@ -114,50 +103,41 @@ int fence_command(int argc, char** argv) {
     throw FatalError("skopos fence: --health-check-port and --health-check-match go together");
   }
   if (args.has("health-check-port")) {
-    options.health_check = HealthCheckFence{parse_port(args.option("health-check-port")), args.option("health-check-match")};
+    options.health_check = HealthCheckFence{port_value("skopos fence:", args.option("health-check-port")), args.option("health-check-match")};
   }
   std::vector<std::uint16_t> ports;
-  for (const std::string& text : args.positional()) ports.push_back(parse_port(text));
+  for (const std::string& text : args.positional()) ports.push_back(port_value("skopos fence:", text));
   if (command == "apply" ? ports.empty() : !ports.empty()) {
     throw FatalError("skopos fence " + command + (command == "apply" ? ": which ports?" : ": takes no ports"));
   }
-  const std::string ipv6 = args.option("ipv6", "on");
+  const std::string ipv6 = args.option("ipv6", kernel_has_ipv6() ? "on" : "off");
   if (ipv6 != "on" && ipv6 != "off") throw FatalError("skopos fence: --ipv6 '" + ipv6 + "' is not on or off");
-  // Both families; IPv6 only where ip6tables works.
-  std::vector<std::pair<std::string, Fence>> fences{{"IPv4", Fence(options)}};
-  if (ipv6 == "on") {
-    Fence v6(options.ipv6());
-    if (auto probe = v6.show(); probe) {
-      fences.emplace_back("IPv6", std::move(v6));
-    } else {
-      log_warning("IPv6 fence skipped: " + probe.error().message());
-    }
-  }
+  const std::vector<FamilyFence> fences = fence_families(options, ipv6 == "on");
   const auto failed = [&](const Error& error) {
     std::fprintf(stderr, "skopos: fence: %s\n", error.message().c_str());
     return kExitFailed;
   };
   if (command == "show" || (command == "apply" && !args.flag("dry-run"))) {
     std::vector<std::pair<std::string, FenceState>> states;
-    for (const auto& [family, fence] : fences) {
-      auto state = command == "show" ? fence.show() : fence.apply(ports);
+    for (const FamilyFence& f : fences) {
+      auto state = command == "show" ? f.fence.show() : f.fence.apply(ports);
       if (!state) return failed(state.error());
-      states.emplace_back(family, std::move(*state));
+      states.emplace_back(f.family, std::move(*state));
     }
     print_states(states, options.chain, global.json);
     return kExitOk;
   }
   if (command == "apply") {
-    for (const auto& [family, fence] : fences) {
-      auto plan = fence.plan(ports);
+    for (const FamilyFence& f : fences) {
+      auto plan = f.fence.plan(ports);
       if (!plan) return failed(plan.error());
-      std::printf("# %s (%s --noflush)\n%s", family.c_str(), fence.options().iptables_restore.c_str(), plan->c_str());
+      std::printf("# %s (%s --noflush)\n%s", f.family.c_str(), f.fence.options().iptables_restore.c_str(), plan->c_str());
     }
     return kExitOk;
   }
   bool any = false;
-  for (const auto& [family, fence] : fences) {
-    auto removed = fence.remove();
+  for (const FamilyFence& f : fences) {
+    auto removed = f.fence.remove();
     if (!removed) return failed(removed.error());
     any = any || *removed;
   }

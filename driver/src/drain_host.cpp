@@ -1,6 +1,6 @@
 // LocalDrainHost (boot id, reboot command, ZooKeeper health, notification URL) and
 // IptablesDrainFence (the fence as the drain uses it).
-#include <algorithm>
+#include <set>
 #include <fstream>
 
 #include "driver/drain_systems_impl.h"
@@ -91,65 +91,40 @@ namespace {
 DrainError fence_error(const Error& error) { return {DrainError::Kind::kFailed, "fence: " + error.message()}; }
 }  // namespace
 
-IptablesDrainFence::IptablesDrainFence(FenceOptions options, bool ipv6) : v4_(options) {
-  if (ipv6) v6_.emplace(options.ipv6());
-}
-
-const Fence* IptablesDrainFence::ipv6() {
-  if (v6_ && !v6_probed_) {
-    v6_probed_ = true;
-    if (auto state = v6_->show(); !state) {
-      log_warning("IPv6 fence skipped: " + state.error().message() + " (no ip6tables or no IPv6 here)");
-      v6_.reset();
-    }
-  }
-  return v6_ ? &*v6_ : nullptr;
-}
-
 Result<std::vector<std::uint16_t>, DrainError> IptablesDrainFence::fenced() {
-  auto state = v4_.show();
-  if (!state) return unexpected(fence_error(state.error()));
-  std::vector<std::uint16_t> ports = state->ports;
-  if (const Fence* v6 = ipv6()) {
-    auto state6 = v6->show();
-    if (!state6) return unexpected(fence_error(state6.error()));
-    ports.insert(ports.end(), state6->ports.begin(), state6->ports.end());
-    std::sort(ports.begin(), ports.end());
-    ports.erase(std::unique(ports.begin(), ports.end()), ports.end());
+  std::set<std::uint16_t> ports;
+  for (const FamilyFence& f : families_) {
+    auto state = f.fence.show();
+    if (!state) return unexpected(fence_error(state.error()));
+    ports.insert(state->ports.begin(), state->ports.end());
   }
-  return ports;
+  return std::vector<std::uint16_t>(ports.begin(), ports.end());
 }
 
 Result<void, DrainError> IptablesDrainFence::apply(const std::vector<std::uint16_t>& ports) {
-  if (auto state = v4_.apply(ports); !state) return unexpected(fence_error(state.error()));
-  if (const Fence* v6 = ipv6()) {
-    // Each family is one transaction; a failed IPv6 half leaves the IPv4 fence in place
-    // (safe), and running again applies both.
-    if (auto state = v6->apply(ports); !state) return unexpected(fence_error(state.error()));
+  // A failed IPv6 half leaves the IPv4 fence in place (safe); running again applies both.
+  for (const FamilyFence& f : families_) {
+    if (auto state = f.fence.apply(ports); !state) return unexpected(fence_error(state.error()));
   }
   return {};
 }
 
 Result<bool, DrainError> IptablesDrainFence::remove() {
-  auto removed = v4_.remove();
-  if (!removed) return unexpected(fence_error(removed.error()));
-  bool any = *removed;
-  if (const Fence* v6 = ipv6()) {
-    auto removed6 = v6->remove();
-    if (!removed6) return unexpected(fence_error(removed6.error()));
-    any = any || *removed6;
+  bool any = false;
+  for (const FamilyFence& f : families_) {
+    auto removed = f.fence.remove();
+    if (!removed) return unexpected(fence_error(removed.error()));
+    any = any || *removed;
   }
   return any;
 }
 
 Result<std::string, DrainError> IptablesDrainFence::plan(const std::vector<std::uint16_t>& ports) {
-  auto plan = v4_.plan(ports);
-  if (!plan) return unexpected(fence_error(plan.error()));
-  std::string out = *plan;
-  if (const Fence* v6 = ipv6()) {
-    auto plan6 = v6->plan(ports);
-    if (!plan6) return unexpected(fence_error(plan6.error()));
-    out += "# and IPv6 (ip6tables-restore --noflush):\n" + *plan6;
+  std::string out;
+  for (const FamilyFence& f : families_) {
+    auto plan = f.fence.plan(ports);
+    if (!plan) return unexpected(fence_error(plan.error()));
+    out += "# " + f.family + " (" + f.fence.options().iptables_restore + " --noflush)\n" + *plan;
   }
   return out;
 }

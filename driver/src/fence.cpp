@@ -1,8 +1,11 @@
 #include "driver/fence.h"
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <charconv>
 #include <map>
+#include <set>
 #include <sstream>
 
 #include "skopos/log.h"
@@ -12,14 +15,23 @@ namespace skopos::driver {
 
 namespace {
 
-// The hooks and how each jumps to the chain. OUTPUT only for connections that were
-// addressed to loopback (before DNAT): this host's own connections elsewhere are not ours
-// to refuse.
+// The hooks and how each jumps to the chain: only connections INTO this host are ours to
+// refuse, never this host's own calls elsewhere.
+//   INPUT    delivered to this host (host-network tasks): into it by definition.
+//   FORWARD  only DNAT'ed connections: a published port of this host sent on to one of
+//            its bridge containers. A container here calling another host's task (Mesos
+//            hands out the same port range everywhere) or a public 443 is forwarded
+//            without DNAT and passes.
+//   OUTPUT   only connections addressed to loopback before DNAT (a balancer on this host
+//            reaching a published port, which DNAT sends straight out to the bridge).
 constexpr const char* kHooks[] = {"INPUT", "FORWARD", "OUTPUT"};
 
 // What iptables-save prints between "-A <hook>" and "-j <chain>".
 std::string hook_match(const char* hook, const FenceOptions& options) {
-  return std::string_view(hook) == "OUTPUT" ? "-m conntrack --ctorigdst " + options.loopback : std::string();
+  const std::string_view name(hook);
+  if (name == "OUTPUT") return "-m conntrack --ctorigdst " + options.loopback;
+  if (name == "FORWARD") return "-m conntrack --ctstate DNAT";
+  return {};
 }
 
 std::string jump_spec(const char* hook, const FenceOptions& options) {
@@ -105,14 +117,21 @@ std::string Fence::plan_for(const FenceState& state, const std::vector<std::uint
     out += "-A " + options_.chain + " -p tcp --dport " + std::to_string(options_.health_check->port) +
            " -m string --algo bm --string \"" + options_.health_check->match + "\" -j REJECT --reject-with tcp-reset\n";
   }
-  // Exactly one jump per hook, first in its chain.
+  // Exactly one jump per hook, first in its chain; any other jump to the chain (an
+  // older version's unconditional FORWARD jump, a hand-made one) goes.
   std::map<std::string, int> present;
   for (const std::string& jump : state.jumps) ++present[jump.substr(3)];
+  std::set<std::string> wanted;
   for (const char* hook : kHooks) {
     const std::string spec = jump_spec(hook, options_);
+    wanted.insert(spec);
     const int count = present.count(spec) > 0 ? present[spec] : 0;
     if (count == 0) out += "-I " + std::string(hook) + " 1" + spec.substr(std::string(hook).size()) + "\n";
     for (int extra = 1; extra < count; ++extra) out += "-D " + spec + "\n";
+  }
+  for (const auto& [spec, count] : present) {
+    if (wanted.count(spec) != 0) continue;
+    for (int i = 0; i < count; ++i) out += "-D " + spec + "\n";
   }
   return out + "COMMIT\n";
 }
@@ -146,6 +165,18 @@ Result<bool> Fence::remove() const {
   if (auto removed = restore(input); !removed) return unexpected(std::move(removed).error());
   log_notice("fence '" + options_.chain + "' removed (" + options_.iptables_restore + ")");
   return true;
+}
+
+bool kernel_has_ipv6() { return ::access("/proc/net/if_inet6", F_OK) == 0; }
+
+std::vector<FamilyFence> fence_families(const FenceOptions& options, bool ipv6) {
+  // No probing: a family that is asked for is fenced, and any failure of its tools is
+  // the caller's error. Dropping a family because one ip6tables-save failed would let
+  // IPv6 clients past the fence for the rest of the drain (or leave the IPv6 chain
+  // behind on removal) without a word.
+  std::vector<FamilyFence> out{{"IPv4", Fence(options)}};
+  if (ipv6) out.push_back({"IPv6", Fence(options.ipv6())});
+  return out;
 }
 
 }  // namespace skopos::driver

@@ -6,9 +6,13 @@
 #include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <filesystem>
+#include <fstream>
 
 #include "driver/drain_systems_impl.h"
 #include "driver/fence.h"
@@ -164,6 +168,93 @@ TEST_F(PrivilegedFence, APublishedPortDnatedToAContainerIsFencedByItsOriginalPor
   EXPECT_EQ(try_connect("127.0.0.1", 32000), 0);
 }
 
+// Mesos hands out the same port range on every host: a container here calling another
+// host's task on port P must not be reset because P is fenced here. Only connections
+// into this host (its published ports, its own addresses) are refused.
+// Failed before: the FORWARD jump took every forwarded SYN, so the outbound call to the
+// remote P was reset too.
+TEST_F(PrivilegedFence, OnlyConnectionsIntoThisHostAreRefusedNeverItsOutboundCalls) {
+  // "host" forwards between a bridged "container" (10.232.1.2) and a "remote" host
+  // (10.232.2.2); it publishes its port 33000 (10.232.2.1:33000) to the container's 8080,
+  // and the remote host runs a task on the same port number 33000.
+  auto container = TestNetns::create("skopos-fcon");
+  ASSERT_TRUE(container) << container.error().message();
+  auto remote = TestNetns::create("skopos-frem");
+  ASSERT_TRUE(remote) << remote.error().message();
+  const auto run = [](std::vector<std::string> argv) {
+    auto out = run_program(argv, {}, std::chrono::seconds(5));
+    ASSERT_TRUE(out) << out.error().message();
+    ASSERT_EQ(out->exit_code, 0) << argv[0] << " " << argv[1] << " " << argv[2] << ": " << out->err;
+  };
+  const std::string& h = host_->name();
+  const std::string& c = (*container)->name();
+  const std::string& r = (*remote)->name();
+  run({"ip", "link", "add", "skfh1", "netns", h, "type", "veth", "peer", "name", "skfc1", "netns", c});
+  run({"ip", "link", "add", "skfh2", "netns", h, "type", "veth", "peer", "name", "skfr2", "netns", r});
+  run({"ip", "-n", h, "addr", "add", "10.232.1.1/30", "dev", "skfh1"});
+  run({"ip", "-n", h, "addr", "add", "10.232.2.1/30", "dev", "skfh2"});
+  run({"ip", "-n", c, "addr", "add", "10.232.1.2/30", "dev", "skfc1"});
+  run({"ip", "-n", r, "addr", "add", "10.232.2.2/30", "dev", "skfr2"});
+  for (const auto& [ns, dev] : {std::pair{h, "skfh1"}, {h, "skfh2"}, {c, "skfc1"}, {r, "skfr2"}}) {
+    run({"ip", "-n", ns, "link", "set", dev, "up"});
+  }
+  run({"ip", "-n", c, "route", "add", "default", "via", "10.232.1.1"});
+  run({"ip", "-n", r, "route", "add", "default", "via", "10.232.2.1"});
+  run({"ip", "netns", "exec", h, "sysctl", "-q", "-w", "net.ipv4.ip_forward=1"});
+  run({"ip", "netns", "exec", h, "iptables", "-t", "nat", "-A", "PREROUTING", "-p", "tcp", "-d", "10.232.2.1",
+       "--dport", "33000", "-j", "DNAT", "--to-destination", "10.232.1.2:8080"});
+
+  UniqueFd task_here, task_remote;
+  {
+    TestNetns::Inside inside(**container);
+    task_here = tcp_listen("10.232.1.2", 8080);
+  }
+  {
+    TestNetns::Inside inside(**remote);
+    task_remote = tcp_listen("10.232.2.2", 33000);
+  }
+  const auto from = [](TestNetns& ns, const std::string& address, std::uint16_t port) {
+    TestNetns::Inside inside(ns);
+    return try_connect(address, port);
+  };
+  ASSERT_EQ(from(**container, "10.232.2.2", 33000), 0) << "the outbound call works unfenced";
+  ASSERT_EQ(from(**remote, "10.232.2.1", 33000), 0) << "the published port works unfenced";
+  UniqueFd established, accepted;
+  {
+    TestNetns::Inside inside(**remote);
+    established = skopos::testing::tcp_connect("10.232.2.1", 33000);
+  }
+  {
+    TestNetns::Inside inside(**container);
+    // Drain the two accepted connections of the checks above, then take the live one.
+    (void)tcp_accept(task_here.get());
+    accepted = tcp_accept(task_here.get());
+  }
+
+  {
+    TestNetns::Inside inside(*host_);
+    Fence fence;
+    auto applied = fence.apply({33000});
+    ASSERT_TRUE(applied) << applied.error().message();
+    EXPECT_NE(std::find(applied->jumps.begin(), applied->jumps.end(), "-A FORWARD -m conntrack --ctstate DNAT -j SKOPOS"),
+              applied->jumps.end());
+  }
+  EXPECT_EQ(from(**container, "10.232.2.2", 33000), 0)
+      << "this host's container calling another host's port 33000 is not refused";
+  EXPECT_EQ(from(**remote, "10.232.2.1", 33000), ECONNREFUSED) << "a new connection into the published 33000 is";
+  EXPECT_TRUE(still_flows(established.get(), accepted.get())) << "the established one into it keeps flowing";
+
+  // An older version's unconditional FORWARD jump is replaced, not kept beside the new one.
+  TestNetns::Inside inside(*host_);
+  ASSERT_TRUE(run_program({"iptables", "-I", "FORWARD", "-j", "SKOPOS"}, {}, std::chrono::seconds(5)));
+  Fence fence;
+  auto again = fence.apply({33000});
+  ASSERT_TRUE(again) << again.error().message();
+  EXPECT_EQ(std::count(again->jumps.begin(), again->jumps.end(), "-A FORWARD -j SKOPOS"), 0);
+  EXPECT_EQ(again->jumps.size(), 3u);
+  ASSERT_TRUE(fence.remove());
+}
+
 TEST_F(PrivilegedFence, ARefusedRestoreChangesNothingAndSaysWhy) {
   TestNetns::Inside inside(*host_);
   FenceOptions options;
@@ -217,6 +308,55 @@ TEST_F(PrivilegedFence, TheDrainFencesIpv6AsWellAndRemovesBoth) {
   ASSERT_TRUE(v4_only.apply({31000}));
   EXPECT_EQ(try_connect6(31000), 0) << "--fence-ipv6 off";
   ASSERT_TRUE(v4_only.remove());
+}
+
+// One failed ip6tables-save must not turn the IPv6 fence off: the step fails (the drain
+// keeps its journal and resumes), and the next try fences, or removes, both families.
+// Failed before: the first IPv6 call was a probe, and its failure dropped IPv6 for the
+// life of the process -- the apply "succeeded" with IPv6 clients unfenced.
+TEST_F(PrivilegedFence, AFailedIpv6CallIsAnErrorNeverASilentIpv4OnlyFence) {
+  TestNetns::Inside inside(*host_);
+  char dir_template[] = "/tmp/skopos-ip6fail-XXXXXX";
+  ASSERT_NE(::mkdtemp(dir_template), nullptr);
+  const std::string dir = dir_template;
+  const std::string real = run_program({"sh", "-c", "command -v ip6tables-save"}, {}, std::chrono::seconds(5))->out;
+  ASSERT_FALSE(real.empty());
+  {
+    std::ofstream wrapper(dir + "/ip6tables-save");
+    wrapper << "#!/bin/sh\n"
+            << "if [ -e " << dir << "/fail ]; then rm -f " << dir << "/fail; echo 'ip6tables-save: simulated failure' >&2; exit 1; fi\n"
+            << "exec " << real.substr(0, real.find('\n')) << " \"$@\"\n";
+  }
+  ::chmod((dir + "/ip6tables-save").c_str(), 0755);
+  const std::string old_path = ::getenv("PATH");
+  ::setenv("PATH", (dir + ":" + old_path).c_str(), 1);
+  const auto fail_once = [&] { std::ofstream(dir + "/fail") << "1"; };
+
+  UniqueFd listener = tcp_listen("::", 31000, false);
+  IptablesDrainFence fence(FenceOptions{}, true);
+  fail_once();
+  auto first = fence.apply({31000});
+  EXPECT_FALSE(first) << "the IPv6 half failed: the step fails";
+  if (!first) {
+    EXPECT_NE(first.error().message.find("simulated failure"), std::string::npos) << first.error().message;
+  }
+  auto second = fence.apply({31000});
+  EXPECT_TRUE(second) << "run again, both families are fenced";
+  EXPECT_EQ(try_connect6(31000), ECONNREFUSED) << "IPv6 clients are fenced after the retry";
+  EXPECT_EQ(try_connect("127.0.0.1", 31000), ECONNREFUSED);
+
+  fail_once();
+  auto removed = fence.remove();
+  EXPECT_FALSE(removed) << "a removal that could not read the IPv6 table is an error";
+  auto state6 = Fence(FenceOptions{}.ipv6()).show();
+  ASSERT_TRUE(state6);
+  EXPECT_TRUE(state6->active()) << "and says so while the IPv6 chain is still there";
+  auto again = fence.remove();
+  ASSERT_TRUE(again) << again.error().message;
+  EXPECT_EQ(try_connect6(31000), 0);
+  EXPECT_FALSE(Fence(FenceOptions{}.ipv6()).show()->active());
+  ::setenv("PATH", old_path.c_str(), 1);
+  std::filesystem::remove_all(dir);
 }
 
 }  // namespace

@@ -3,10 +3,12 @@
 // in flight.
 //
 // One iptables chain (default SKOPOS) in the filter table (and the same with ip6tables for
-// IPv6: FenceOptions::ipv6()), jumped to first from INPUT
-// (host-mode containers), FORWARD (bridge-mode containers reached from other hosts) and
-// OUTPUT for loopback-origin traffic (a balancer on this host reaching a published port,
-// which DNAT sends straight out to the bridge). Its rules REJECT a SYN of a new
+// IPv6: FenceOptions::ipv6()), jumped to first from INPUT (host-mode containers),
+// FORWARD for DNAT'ed connections only (bridge-mode containers reached through a port
+// this host publishes) and OUTPUT for connections addressed to loopback (a balancer on
+// this host reaching a published port, which DNAT sends straight out to the bridge).
+// Only connections INTO this host are refused: this host's own outbound calls, to any
+// port on any other host, never pass a jump. Its rules REJECT a SYN of a new
 // connection, with a TCP reset, whose ORIGINAL destination port (conntrack, before DNAT)
 // is a fenced port:
 //
@@ -84,5 +86,18 @@ class Fence {
 
   FenceOptions options_;
 };
+
+// The fence of each address family: IPv4 and, when `ipv6`, IPv6. Each family is its own
+// all-or-nothing transaction; a failure of either is an error for the caller (a drain
+// keeps its journal and resumes later), never a reason to leave a family out.
+struct FamilyFence {
+  std::string family;  // "IPv4", "IPv6"
+  Fence fence;
+};
+std::vector<FamilyFence> fence_families(const FenceOptions& options, bool ipv6);
+
+// Whether this kernel has IPv6 at all (/proc/net/if_inet6): the default of the IPv6 half,
+// decided from the kernel, never from a command that happened to fail.
+bool kernel_has_ipv6();
 
 }  // namespace skopos::driver
