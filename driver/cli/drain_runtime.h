@@ -23,6 +23,9 @@
 
 namespace skopos::driver::cli {
 
+// Where the drain's journal lives unless --journal says otherwise.
+inline constexpr const char* kDefaultJournal = "/var/lib/skopos/journal";
+
 // The options of every drain command (added to the global ones), and their help.
 extern const std::set<std::string> kDrainOptions;
 extern const char* const kDrainOptionsHelp;
@@ -38,15 +41,11 @@ class DrainRuntime {
   const DrainOptions& options() const { return options_; }
   DrainOptions& options() { return options_; }
   const std::string& journal_path() const { return journal_path_; }
-  const HostIdentity& identity() const { return identity_; }
-  LockService& locks() { return *locks_; }
+  const HostIdentity& identity() const { return locks_->self(); }
   EtcdClient& etcd() { return *etcd_; }
-  const GlobalOptions& global() const { return global_; }
   std::chrono::seconds heartbeat_ttl() const { return heartbeat_ttl_; }
 
  private:
-  GlobalOptions global_;
-  HostIdentity identity_;
   DrainOptions options_;
   std::string journal_path_;
   std::chrono::seconds heartbeat_ttl_{15};
@@ -111,8 +110,6 @@ class DrainReporter {
   void operator()(const DrainEvent& event);
   // The closing line (stdout): what happened, with the figures.
   void result(const std::string& command, const Result<DrainResult, DrainError>& result);
-  // The connections counted when the fence went up ("?" unknown).
-  const std::string& connections_at_fence() const { return at_fence_; }
 
  private:
   void progress(const WaitProgress& progress);
@@ -130,8 +127,5 @@ class DrainReporter {
 
 // Exit status for a drain error.
 int drain_exit_code(const DrainError& error);
-
-// "interrupted" is its own exit status: the drain stopped at a safe point.
-inline constexpr int kExitInterrupted = 5;
 
 }  // namespace skopos::driver::cli

@@ -96,6 +96,12 @@ std::string env_or(const char* name, const std::string& fallback) {
   return value != nullptr && *value != '\0' ? std::string(value) : fallback;
 }
 
+std::uint16_t port_value(const std::string& what, const std::string& text) {
+  const auto port = parse_port(text);
+  if (!port) throw FatalError(what + " '" + text + "' is not a port (1-65535)");
+  return *port;
+}
+
 std::vector<HttpEndpoint> parse_url_list(const std::string& text, const std::string& what) {
   std::vector<HttpEndpoint> out;
   std::size_t start = 0;
@@ -165,6 +171,7 @@ int report(const LockError& error, bool json) {
     case LockError::Kind::kTimedOut: return kExitTimedOut;
     case LockError::Kind::kConflict: return kExitRefused;
     case LockError::Kind::kInvalid: return kExitUsage;
+    case LockError::Kind::kInterrupted: return kExitInterrupted;
     case LockError::Kind::kEtcd:
     case LockError::Kind::kBadData: return kExitFailed;
   }

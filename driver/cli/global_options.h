@@ -21,6 +21,7 @@ enum ExitCode : int {
   kExitUsage = 2,     // bad flag, argument or configuration
   kExitFailed = 3,    // etcd (or another system) unreachable, unknown outcome, bad data
   kExitRefused = 4,   // the state forbids it: held by another, another token, live holder
+  kExitInterrupted = 5,  // stopped (SIGTERM, Ctrl-C) at a safe point
 };
 
 // The help text of the global options.
@@ -51,6 +52,9 @@ LockContext connect_locks(const GlobalOptions& options);
 
 // The value of the environment variable `name`, or `fallback` when unset or empty.
 std::string env_or(const char* name, const std::string& fallback);
+
+// `text` as a port; FatalError "<what> '<text>' is not a port (1-65535)" otherwise.
+std::uint16_t port_value(const std::string& what, const std::string& text);
 
 // A comma-separated list of http(s) URLs; FatalError naming `what` and the bad one.
 std::vector<HttpEndpoint> parse_url_list(const std::string& text, const std::string& what);

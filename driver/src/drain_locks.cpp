@@ -10,6 +10,7 @@ DrainError from_lock(const LockError& error) {
     case LockError::Kind::kTimedOut: return {DrainError::Kind::kTimedOut, error.message};
     case LockError::Kind::kConflict: return {DrainError::Kind::kRefused, error.message};
     case LockError::Kind::kInvalid: return {DrainError::Kind::kUsage, error.message};
+    case LockError::Kind::kInterrupted: return {DrainError::Kind::kInterrupted, error.message};
     case LockError::Kind::kEtcd:
     case LockError::Kind::kBadData: return {DrainError::Kind::kFailed, error.message};
   }
@@ -40,8 +41,9 @@ Result<bool, DrainError> EtcdDrainLocks::host_unlock(const std::string& token) {
 
 Result<std::int64_t, DrainError> EtcdDrainLocks::acquire(const std::string& lock, const std::string& group,
                                                          const std::string& token,
-                                                         std::chrono::steady_clock::time_point until) {
-  auto acquired = locks_.acquire(lock, group, token, until);
+                                                         std::chrono::steady_clock::time_point until,
+                                                         const std::atomic<bool>& stop) {
+  auto acquired = locks_.acquire(lock, group, token, until, &stop);
   if (!acquired) return unexpected(from_lock(acquired.error()));
   return acquired->fencing_token;
 }

@@ -2,7 +2,9 @@
 
 #include <unistd.h>
 
+#include <cstdio>
 #include <ctime>
+#include <random>
 
 #include "skopos/json_writer.h"
 #include "skopos/log.h"
@@ -12,7 +14,13 @@ namespace skopos::driver {
 Heartbeat::Heartbeat(EtcdClient& etcd, HostIdentity self, std::string prefix, std::chrono::seconds ttl)
     : etcd_(etcd), self_(std::move(self)), ttl_(std::max<std::chrono::seconds>(ttl, std::chrono::seconds(2))) {
   while (prefix.size() > 1 && prefix.back() == '/') prefix.pop_back();
-  key_ = prefix + "/heartbeats/" + self_.machine_id;
+  // One key per process: an operator's `skopos drain` beside the running agent beats
+  // (and revokes, on exit) its own key, never the agent's. The machine is alive while
+  // any of its keys is.
+  std::random_device random;
+  char instance[32];
+  std::snprintf(instance, sizeof instance, "%d.%08x", static_cast<int>(::getpid()), random());
+  key_ = prefix + "/heartbeats/" + self_.machine_id + "/" + instance;
 }
 
 Result<void, LockError> Heartbeat::start() {

@@ -128,6 +128,7 @@ const char* lock_error_kind_name(LockError::Kind kind) {
     case LockError::Kind::kConflict: return "conflict";
     case LockError::Kind::kBadData: return "bad-data";
     case LockError::Kind::kInvalid: return "invalid";
+    case LockError::Kind::kInterrupted: return "interrupted";
   }
   return "etcd";
 }
@@ -148,9 +149,6 @@ std::string LockService::group_prefix(const std::string& lock, const std::string
 std::string LockService::holder_key(const std::string& lock, const std::string& group,
                                     const std::string& machine_id) const {
   return group_prefix(lock, group) + "holders/" + machine_id;
-}
-std::string LockService::heartbeat_key(const std::string& machine_id) const {
-  return options_.prefix + "/heartbeats/" + machine_id;
 }
 std::string LockService::host_key(const std::string& machine_id) const {
   return options_.prefix + "/hosts/" + machine_id;
@@ -244,14 +242,18 @@ void parse_locks(dom::parser& parser, const std::string& locks_prefix, const std
   }
 }
 
-// Marks holders whose heartbeat key exists, from a range over P/heartbeats/.
+// The machine a key under P/heartbeats/ beats for: "<machine>/<instance>" (one key per
+// process), or "<machine>" as an older version wrote it.
+std::string_view heartbeat_machine(std::string_view rest) { return rest.substr(0, rest.find('/')); }
+
+// Marks holders with a live heartbeat key, from a range over P/heartbeats/.
 void join_heartbeats(dom::parser& parser, const std::string& heartbeats_prefix, const std::vector<KeyValue>& kvs,
                      std::vector<Holder>& holders) {
   for (Holder& holder : holders) {
     holder.heartbeat = false;
     holder.heartbeat_boot_id.clear();
     for (const KeyValue& kv : kvs) {
-      if (std::string_view(kv.key).substr(heartbeats_prefix.size()) != holder.machine_id) continue;
+      if (heartbeat_machine(std::string_view(kv.key).substr(heartbeats_prefix.size())) != holder.machine_id) continue;
       holder.heartbeat = true;
       dom::object object;
       std::string_view boot;
@@ -295,7 +297,9 @@ Result<std::vector<std::string>, LockError> LockService::live_heartbeats(std::ve
 }
 
 Result<Acquired, LockError> LockService::acquire(const std::string& lock, const std::string& group,
-                                                 const std::string& token, Clock::time_point until) {
+                                                 const std::string& token, Clock::time_point until,
+                                                 const std::atomic<bool>* stop) {
+  const auto stopped = [stop] { return stop != nullptr && stop->load(std::memory_order_relaxed); };
   if (auto bad = invalid_name({{"lock", &lock}, {"group", &group}, {"token", &token}})) return unexpected(*bad);
   const std::string my_key = holder_key(lock, group, self_.machine_id);
   const std::string prefix = group_prefix(lock, group);
@@ -381,9 +385,21 @@ Result<Acquired, LockError> LockService::acquire(const std::string& lock, const 
         }
       }
     }
-    auto change = etcd_.wait_for_change(prefix, EtcdClient::prefix_end(prefix), revision + 1, until);
-    if (!change && !retry.again(change.error())) {
-      return unexpected(etcd_error("watch " + quoted_group(lock, group), change.error()));
+    // Wait for any change in the group since the read. With a stop flag, the watch is
+    // re-armed every kStopLatency from the same revision: nothing is missed, nothing is
+    // re-read, and a stop ends the wait at once.
+    for (;;) {
+      if (stopped()) {
+        return unexpected(make_error(LockError::Kind::kInterrupted,
+                                     "stopped while waiting for " + quoted_group(lock, group) + "; no slot was taken"));
+      }
+      const auto slice_end = stop == nullptr ? until : std::min(until, Clock::now() + kStopLatency);
+      auto change = etcd_.wait_for_change(prefix, EtcdClient::prefix_end(prefix), revision + 1, slice_end);
+      if (!change) {
+        if (!retry.again(change.error())) return unexpected(etcd_error("watch " + quoted_group(lock, group), change.error()));
+        break;
+      }
+      if (!change->events.empty() || change->compacted || Clock::now() >= until) break;
     }
   }
 }

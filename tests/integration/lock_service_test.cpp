@@ -184,6 +184,46 @@ TEST_F(LockServiceTest, UnlockBreaksAStaleHolderButALiveOneOnlyWithForce) {
   EXPECT_EQ(keys_under(prefix_ + "/heartbeats/"), 0) << "stopping the heartbeat withdraws it at once";
 }
 
+TEST_F(LockServiceTest, AHeartbeatOfASecondProcessOnTheSameMachineLeavesTheAgentsAlone) {
+  // Failed before: both processes put the one key P/heartbeats/<machine> on their own
+  // lease, and the second one's exit revoked it. The agent's keepalive still succeeded,
+  // so its key stayed gone, its slot looked stale, and a plain unlock broke it.
+  auto agent = node("machine-a");
+  auto operator_drain = node("machine-a");  // `skopos drain` by hand: its own process, client and lease
+  auto admin = node("admin");
+  ASSERT_TRUE(agent.locks->acquire("reboot", "worker", "REBOOT", in(0ms)));
+  Heartbeat agent_beat(*agent.etcd, agent.locks->self(), prefix_, 10s);
+  ASSERT_TRUE(agent_beat.beat());
+  {
+    Heartbeat second(*operator_drain.etcd, operator_drain.locks->self(), prefix_, 10s);
+    ASSERT_TRUE(second.beat());
+    EXPECT_EQ(keys_under(prefix_ + "/heartbeats/"), 2) << "one key per process";
+    ASSERT_TRUE(second.beat());
+    ASSERT_TRUE(second.stop());
+  }
+  ASSERT_TRUE(agent_beat.beat()) << "the agent's keepalive goes on";
+  EXPECT_EQ(keys_under(prefix_ + "/heartbeats/"), 1);
+  auto status = admin.locks->status();
+  ASSERT_TRUE(status) << status.error().message;
+  ASSERT_EQ(status->groups.size(), 1u);
+  ASSERT_EQ(status->groups[0].holders.size(), 1u);
+  EXPECT_TRUE(status->groups[0].holders[0].heartbeat) << "the holder is still fresh";
+  auto refused = admin.locks->unlock("reboot", "worker", "machine-a", false);
+  ASSERT_FALSE(refused) << "a live holder is not broken without --force";
+  EXPECT_EQ(refused.error().kind, LockError::Kind::kConflict);
+  EXPECT_EQ(keys_under(prefix_ + "/locks/reboot/worker/holders/"), 1);
+
+  // A key written by an older version (P/heartbeats/<machine>) still counts as alive.
+  ASSERT_TRUE(agent_beat.stop());
+  auto lease = raw_->lease_grant(10);
+  ASSERT_TRUE(lease);
+  ASSERT_TRUE(raw_->put(prefix_ + "/heartbeats/machine-a", "{\"boot_id\":\"boot-1\"}", *lease));
+  auto old_format = admin.locks->status();
+  ASSERT_TRUE(old_format);
+  EXPECT_TRUE(old_format->groups[0].holders[0].heartbeat);
+  ASSERT_TRUE(raw_->lease_revoke(*lease));
+}
+
 TEST_F(LockServiceTest, HostLocksHoldOneReasonAtATimeAndOnlyThatTokenUnlocks) {
   auto a = node("machine-a");
   auto locked = a.locks->host_lock("DRAIN");

@@ -56,9 +56,11 @@ class DrainLocks {
   virtual Result<HostLockInfo, DrainError> host_lock(const std::string& token) = 0;
   virtual Result<bool, DrainError> host_unlock(const std::string& token) = 0;
   // A slot of lock/group, waiting until `until`; idempotent (the same fencing token back).
+  // Once `stop` is true the wait ends within a fraction of a second with kInterrupted.
   virtual Result<std::int64_t, DrainError> acquire(const std::string& lock, const std::string& group,
                                                    const std::string& token,
-                                                   std::chrono::steady_clock::time_point until) = 0;
+                                                   std::chrono::steady_clock::time_point until,
+                                                   const std::atomic<bool>& stop) = 0;
   virtual Result<bool, DrainError> release(const std::string& lock, const std::string& group,
                                            std::int64_t fencing_token) = 0;
   // One etcd transaction: still the holder with this fencing token; records the phase
@@ -196,6 +198,12 @@ struct WaitProgress {
   std::string oldest_peer;       // "10.0.0.7:51234 -> web (31 s)", "" when none known
   std::chrono::milliseconds elapsed{0};
   bool connected = false;        // the tracker stream is up
+
+  // The containers a person should see first, at most `n`: unknown counts, then the
+  // most connections, then passed deadlines; containers at a known 0 only when there is
+  // room. A host with hundreds of containers stays readable: the rest is summed up by
+  // the caller ("and 57 more at 0").
+  std::vector<const ContainerCount*> busiest(std::size_t n) const;
 };
 
 struct WaitOutcome {
@@ -215,7 +223,7 @@ class DrainConnections {
                                                     std::chrono::milliseconds tick,
                                                     FunctionRef<void(const WaitProgress&)> on_progress,
                                                     const std::atomic<bool>& stop) = 0;
-  // One reading, for --dry-run and the fence report.
+  // One reading of the counts (no peers, no rate), for --dry-run and the fence report.
   virtual Result<WaitProgress, DrainError> counts(const std::vector<DrainContainer>& containers) = 0;
 };
 

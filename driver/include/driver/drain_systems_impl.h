@@ -30,7 +30,8 @@ class EtcdDrainLocks final : public DrainLocks {
   Result<HostLockInfo, DrainError> host_lock(const std::string& token) override;
   Result<bool, DrainError> host_unlock(const std::string& token) override;
   Result<std::int64_t, DrainError> acquire(const std::string& lock, const std::string& group, const std::string& token,
-                                           std::chrono::steady_clock::time_point until) override;
+                                           std::chrono::steady_clock::time_point until,
+                                           const std::atomic<bool>& stop) override;
   Result<bool, DrainError> release(const std::string& lock, const std::string& group, std::int64_t fencing_token) override;
   Result<void, DrainError> guard(const std::string& lock, const std::string& group, std::int64_t fencing_token,
                                  const std::string& phase) override;
@@ -135,24 +136,20 @@ class TrackerDrainConnections final : public DrainConnections {
   std::unique_ptr<Peers> peers_;
 };
 
-// The fence for both families: iptables, and ip6tables with the same rules (a balancer
-// or client reaching a task over IPv6 must be refused too). Where ip6tables cannot run
-// (no IPv6 in the kernel, no ip6tables) the IPv6 half is skipped with one warning.
+// The fence for both families: iptables, and (when `ipv6`) ip6tables with the same rules
+// (a balancer or client reaching a task over IPv6 must be refused too). A failure of
+// either family is the step's error: the drain keeps its journal and resumes later, the
+// undrain keeps it and removes both when run again.
 class IptablesDrainFence final : public DrainFence {
  public:
-  IptablesDrainFence(FenceOptions options, bool ipv6);
+  IptablesDrainFence(const FenceOptions& options, bool ipv6) : families_(fence_families(options, ipv6)) {}
   Result<std::vector<std::uint16_t>, DrainError> fenced() override;
   Result<void, DrainError> apply(const std::vector<std::uint16_t>& ports) override;
   Result<bool, DrainError> remove() override;
   Result<std::string, DrainError> plan(const std::vector<std::uint16_t>& ports) override;
 
  private:
-  // The IPv6 fence, if ip6tables works here (probed once).
-  const Fence* ipv6();
-
-  Fence v4_;
-  std::optional<Fence> v6_;
-  bool v6_probed_ = false;
+  std::vector<FamilyFence> families_;
 };
 
 struct LocalHostOptions {

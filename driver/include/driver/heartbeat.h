@@ -1,7 +1,12 @@
-// Heartbeat: this machine's liveness key, P/heartbeats/<machine-id>, on an etcd lease
-// that the running driver keeps alive. Lock holders are judged by it: a holder whose
-// heartbeat key is gone is "stale" (reported, never reclaimed). The value records the
-// boot id, so a holder that rebooted and came back shows a new one.
+// Heartbeat: one process's liveness key, P/heartbeats/<machine-id>/<pid>.<random>, on an
+// etcd lease that the process keeps alive. Every process of a machine that beats (the
+// agent, an operator's `skopos drain` beside it) has its own key and lease, so one that
+// exits and revokes its lease never takes another's key with it. A machine is alive
+// while any of its keys exists (an older version's single key P/heartbeats/<machine-id>
+// counts too). Lock holders are judged by it: a holder with no live key is "stale"
+// (reported, never reclaimed). The value records the boot id and hostname, so a holder
+// that rebooted shows a new boot id, and two hosts sharing a machine id show two
+// hostnames.
 //
 // The owner calls beat() every interval(); beat() re-creates the lease and key when the
 // lease expired (etcd was away longer than the TTL). stop() revokes the lease, so the key

@@ -7,7 +7,8 @@
 //   P/locks/<lock>/<group>/holders/<machine>  holder record (JSON), NOT on a lease: it
 //                                             survives the holder's reboot; its
 //                                             create_revision is the fencing token
-//   P/heartbeats/<machine>                    liveness, on a lease (see heartbeat.h)
+//   P/heartbeats/<machine>/<instance>         liveness, one per process, on a lease
+//                                             (see heartbeat.h)
 //   P/hosts/<machine>                         host lock record (JSON), not on a lease
 //
 // Taking a slot is one transaction that compares: no holder key was created in the group
@@ -21,6 +22,7 @@
 // Not thread-safe: one LockService (and one EtcdClient) per thread.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <optional>
@@ -44,6 +46,7 @@ struct LockError {
     kConflict,  // the state forbids it: another token, a live holder, a lost slot
     kBadData,   // a key we rely on holds something we cannot read; nothing was written
     kInvalid,   // a bad argument (name, token, number)
+    kInterrupted,  // a stop was asked for while waiting; no slot was taken
   };
   Kind kind = Kind::kEtcd;
   std::string message;
@@ -122,8 +125,14 @@ class LockService {
   // free or `until` passes (kTimedOut). If this machine already holds it with the same
   // token, returns the existing fencing token (already_held); with another token,
   // kConflict. Never writes when the max key or this machine's record is unreadable.
+  // `stop` (optional), once true, ends the wait within kStopLatency with kInterrupted;
+  // a slot granted before the stop was seen is returned as usual (the caller records it).
   Result<Acquired, LockError> acquire(const std::string& lock, const std::string& group, const std::string& token,
-                                      std::chrono::steady_clock::time_point until);
+                                      std::chrono::steady_clock::time_point until,
+                                      const std::atomic<bool>* stop = nullptr);
+  // How long a waiting acquire takes at most to notice its stop flag: the watch is
+  // re-armed at this interval from the same revision (no read in between).
+  static constexpr std::chrono::milliseconds kStopLatency{250};
 
   // Gives this machine's slot back. `fencing_token` != 0: only if it is still that
   // holding (else kConflict). Returns whether a slot was held; releasing nothing is ok.
@@ -161,7 +170,6 @@ class LockService {
   const std::string& prefix() const { return options_.prefix; }
   std::string group_prefix(const std::string& lock, const std::string& group) const;
   std::string holder_key(const std::string& lock, const std::string& group, const std::string& machine_id) const;
-  std::string heartbeat_key(const std::string& machine_id) const;
   std::string host_key(const std::string& machine_id) const;
 
   static bool valid_host_token(const std::string& token);
