@@ -2,6 +2,7 @@
 
 #include <poll.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -28,6 +29,29 @@ int remaining_ms(Clock::time_point deadline) {
   return left <= 0 ? 0 : static_cast<int>(std::min<long long>(left, 1 << 30));
 }
 
+// {"type":"subscribe","protocol":1,"filter":{...}} and its newline.
+std::string subscribe_line(const StreamFilter& filter) {
+  std::string request = R"({"type":"subscribe","protocol":)" + std::to_string(kStreamProtocol) + R"(,"filter":{)";
+  bool first_list = true;
+  for (const auto& [key, list] : {std::pair{"ids", &filter.ids}, std::pair{"names", &filter.names},
+                                  std::pair{"mesos_task_ids", &filter.mesos_task_ids},
+                                  std::pair{"marathon_app_ids", &filter.marathon_app_ids}}) {
+    if (list->empty()) continue;
+    request += std::string(first_list ? "" : ",") + "\"" + key + "\":[";
+    first_list = false;
+    for (std::size_t i = 0; i < list->size(); ++i) {
+      request += i == 0 ? "\"" : ",\"";
+      for (char c : (*list)[i]) {
+        if (c == '"' || c == '\\') request += '\\';
+        if (static_cast<unsigned char>(c) >= 0x20) request += c;
+      }
+      request += '"';
+    }
+    request += ']';
+  }
+  return request + "}}\n";
+}
+
 }  // namespace
 
 Result<std::unique_ptr<TrackerClient>> TrackerClient::connect(const ClientOptions& options) {
@@ -39,10 +63,22 @@ Result<std::unique_ptr<TrackerClient>> TrackerClient::connect(const ClientOption
   options.path.copy(address.sun_path, sizeof address.sun_path - 1);
   UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
   if (!fd) return unexpected(Error::from_errno(errno, "socket", options.path));
+  // A Unix connect blocks while the listener's backlog is full, and a send while the
+  // tracker does not read: both are bounded by the send timeout (the kernel applies
+  // SO_SNDTIMEO to a Unix stream connect too).
+  const auto timeout_us = std::chrono::duration_cast<std::chrono::microseconds>(options.timeout).count();
+  timeval send_timeout{static_cast<time_t>(timeout_us / 1000000), static_cast<suseconds_t>(timeout_us % 1000000)};
+  if (::setsockopt(fd.get(), SOL_SOCKET, SO_SNDTIMEO, &send_timeout, sizeof send_timeout) != 0) {
+    return unexpected(Error::from_errno(errno, "setsockopt SO_SNDTIMEO", options.path));
+  }
   if (::connect(fd.get(), reinterpret_cast<const sockaddr*>(&address), sizeof address) != 0) {
     const int error = errno;
     Error failure = Error::from_errno(error, "connect to the tracker", options.path);
-    if (error == ENOENT || error == ECONNREFUSED) {
+    if (error == EAGAIN || error == EINPROGRESS) {
+      failure.code = ETIMEDOUT;
+      failure.detail = "the tracker did not accept within " + std::to_string(options.timeout.count()) +
+                       " ms (its backlog is full: hung or overloaded)";
+    } else if (error == ENOENT || error == ECONNREFUSED) {
       failure.detail = "skopos-tracker is not running (or serves another --stream-socket)";
     } else if (error == EACCES || error == EPERM) {
       failure.detail = "not permitted: the socket is mode 0660; join its group or run as root";
@@ -69,26 +105,21 @@ Result<std::unique_ptr<TrackerClient>> TrackerClient::connect(const ClientOption
   client->source_ = hello->source;
   if (hello->heartbeat_ms > 0) client->heartbeat_ = std::chrono::milliseconds(hello->heartbeat_ms);
 
-  // {"type":"subscribe","protocol":1,"filter":{...}}
-  std::string request = R"({"type":"subscribe","protocol":)" + std::to_string(kStreamProtocol) + R"(,"filter":{)";
-  bool first_list = true;
-  for (const auto& [key, list] : {std::pair{"ids", &options.filter.ids}, std::pair{"names", &options.filter.names},
-                                  std::pair{"mesos_task_ids", &options.filter.mesos_task_ids},
-                                  std::pair{"marathon_app_ids", &options.filter.marathon_app_ids}}) {
-    if (list->empty()) continue;
-    request += std::string(first_list ? "" : ",") + "\"" + key + "\":[";
-    first_list = false;
-    for (std::size_t i = 0; i < list->size(); ++i) {
-      request += i == 0 ? "\"" : ",\"";
-      for (char c : (*list)[i]) {
-        if (c == '"' || c == '\\') request += '\\';
-        if (static_cast<unsigned char>(c) >= 0x20) request += c;
-      }
-      request += '"';
-    }
-    request += ']';
+  // The filter goes to the tracker when it fits the limits the tracker announced (an
+  // older tracker announces none: 4,096 bytes, 256 strings per list). Otherwise the
+  // client subscribes to every container and applies the filter itself: a dense host
+  // still gets its counts at once, from any tracker version.
+  const std::size_t max_line =
+      hello->max_client_line > 0 ? static_cast<std::size_t>(hello->max_client_line) : kOldMaxClientLine;
+  const std::size_t max_strings =
+      hello->max_filter_strings > 0 ? static_cast<std::size_t>(hello->max_filter_strings) : kOldMaxFilterStrings;
+  std::string request = subscribe_line(options.filter);
+  const auto& f = options.filter;
+  if (request.size() > max_line || f.ids.size() > max_strings || f.names.size() > max_strings ||
+      f.mesos_task_ids.size() > max_strings || f.marathon_app_ids.size() > max_strings) {
+    client->local_filter_ = options.filter;
+    request = subscribe_line(StreamFilter{});
   }
-  request += "}}\n";
   if (::send(client->fd_.get(), request.data(), request.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(request.size())) {
     return unexpected(Error::from_errno(errno, "subscribe", options.path));
   }
@@ -151,6 +182,10 @@ void TrackerClient::apply(ServerMessage& message) {
     return;
   }
   for (StreamContainer& container : message.containers) {
+    if (local_filter_ && !local_filter_->matches(container.id, container.name, container.mesos_task_id,
+                                                  container.marathon_app_id)) {
+      continue;
+    }
     std::string id = container.id;
     containers_[std::move(id)] = std::move(container);
   }
@@ -190,7 +225,8 @@ Result<ReconnectingClient::Event> ReconnectingClient::next(std::chrono::steady_c
       // Retrying cannot fix these.
       const std::string& detail = connected.error().detail;
       if (connected.error().code == EACCES || detail.find("forbidden") != std::string::npos ||
-          detail.find("protocol") != std::string::npos) {
+          detail.find("protocol") != std::string::npos || detail.find("bad_message") != std::string::npos ||
+          detail.find("message_too_large") != std::string::npos) {
         return unexpected(std::move(connected).error());
       }
       const auto wake = std::min(deadline, Clock::now() + backoff_);

@@ -191,6 +191,8 @@ Result<ServerMessage> ServerMessageParser::parse(std::string_view line) {
   std::string_view text;
   if (object["source"].get(text) == simdjson::SUCCESS) message.source = std::string(text);
   read_optional(object["heartbeat_ms"], message.heartbeat_ms);
+  read_optional(object["max_client_line"], message.max_client_line);
+  read_optional(object["max_filter_strings"], message.max_filter_strings);
   read_optional(object["containers_known"], message.containers_known);
   if (object["code"].get(text) == simdjson::SUCCESS) message.error_code = std::string(text);
   if (object["message"].get(text) == simdjson::SUCCESS) message.error_message = std::string(text);

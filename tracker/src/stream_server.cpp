@@ -204,6 +204,10 @@ void StreamServer::on_accept(std::shared_ptr<Client> client) {
       .value(source_name(tracker_.source().kind()))
       .key("heartbeat_ms")
       .value(static_cast<std::int64_t>(options_.heartbeat.count()))
+      .key("max_client_line")
+      .value(static_cast<std::int64_t>(kMaxClientLine))
+      .key("max_filter_strings")
+      .value(static_cast<std::int64_t>(kMaxFilterStrings))
       .end_object();
   client->out.push_back('\n');
   client->writing = true;

@@ -8,11 +8,16 @@
 #include <unistd.h>
 
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/post.hpp>
+
+#include <cstdio>
+#include <thread>
 
 #include "allocation_counter.h"
 #include "skopos/handler_memory.h"
 #include "skopos/unique_fd.h"
+#include "tracker/stream_client.h"
 #include "tracker/stream_server.h"
 #include "tracker_fakes.h"
 
@@ -102,6 +107,71 @@ TEST(StreamServer, PublishingAChangeAllocatesNothingOnceWarm) {
   EXPECT_EQ(delivered, 1000);
   EXPECT_EQ(allocations, 0u) << "allocations while publishing 1000 changes";
   server.stop();
+}
+
+// A Mesos agent with hundreds of containers: the drain subscribes to every one of them
+// by full id. Failed before: 300 ids made a subscribe line of about 20 KB, over the old
+// 4,096-byte limit (and 256 ids per list), so the tracker refused it, the client retried
+// for ever and every count stayed unknown.
+TEST(StreamServer, ADenseHostsFilterOfThreeHundredFullIdsGetsRealCounts) {
+  constexpr int kContainers = 300;
+  FakeProc proc;
+  auto owned = std::make_unique<FakeSource>();
+  FakeSource& source = *owned;
+  Tracker tracker(std::move(owned), nullptr, Tracker::Options{proc.root(), proc.root() + "/none"});
+  std::vector<std::uint64_t> namespaces;
+  for (int i = 0; i < kContainers; ++i) {
+    namespaces.push_back(proc.add_process(5000 + i, 1, "task"));
+  }
+  tracker.rescan();
+  DiscoveryUpdate list;
+  StreamFilter filter;
+  for (int i = 0; i < kContainers; ++i) {
+    ContainerInfo info;
+    char id[65];
+    std::snprintf(id, sizeof id, "%064x", 0xc0ffee00u + static_cast<unsigned>(i));
+    info.id = id;
+    info.name = "mesos-" + std::to_string(i);
+    info.running = true;
+    info.pid = 5000 + i;
+    list.containers.push_back(info);
+    // Every other container is drained: 150 ids, and a control that must not show up.
+    if (i % 2 == 0) filter.ids.push_back(info.id);
+    source.set(namespaces[static_cast<std::size_t>(i)], 8080, Direction::kInbound, static_cast<std::uint32_t>(i % 7));
+  }
+  // And 150 more ids of containers that are not there (gone already): 300 in the line.
+  for (int i = 0; i < kContainers / 2; ++i) filter.ids.push_back(std::string(63, 'f') + std::to_string(i % 10));
+  tracker.apply(list);
+  tracker.update_source();
+
+  boost::asio::io_context io;
+  StreamOptions options;
+  options.path = "/tmp/skopos-dense-" + std::to_string(::getpid()) + ".sock";
+  StreamServer server(io, tracker, options);
+  ASSERT_TRUE(server.start());
+  auto guard = boost::asio::make_work_guard(io);
+  std::thread loop([&] { io.run(); });
+
+  ClientOptions client_options;
+  client_options.path = options.path;
+  client_options.filter = filter;
+  client_options.timeout = std::chrono::seconds(5);
+  auto client = TrackerClient::connect(client_options);
+  ASSERT_TRUE(client) << client.error().message();
+  EXPECT_TRUE((*client)->containers_known());
+  ASSERT_EQ((*client)->containers().size(), static_cast<std::size_t>(kContainers / 2)) << "exactly the drained half";
+  std::int64_t total = 0;
+  for (const auto& [id, container] : (*client)->containers()) {
+    EXPECT_TRUE(container.known) << id;
+    total += container.inbound;
+  }
+  std::int64_t expected = 0;
+  for (int i = 0; i < kContainers; i += 2) expected += i % 7;
+  EXPECT_EQ(total, expected) << "real counts, not unknown";
+
+  boost::asio::post(io, [&] { server.stop(); });
+  guard.reset();
+  loop.join();
 }
 
 }  // namespace

@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "skopos/result.h"
@@ -63,6 +64,9 @@ class TrackerClient {
   std::int64_t timestamp_ns_ = 0;
   std::uint64_t states_received_ = 0;
   std::uint64_t messages_received_ = 0;
+  // Set when the filter was too large for the tracker's limits: subscribed to every
+  // container, and this filter is applied here.
+  std::optional<StreamFilter> local_filter_;
 };
 
 class ReconnectingClient {

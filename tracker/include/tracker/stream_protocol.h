@@ -14,10 +14,16 @@
 namespace skopos::tracker {
 
 inline constexpr int kStreamProtocol = 1;
-// Longest client line, newline included.
-inline constexpr std::size_t kMaxClientLine = 4096;
+// Longest client line, newline included: room for a filter naming every container of
+// the densest host (4,096 full ids of 64 hex digits) with margin, and still a small,
+// fixed cost per client (the server buffers at most one line). Servers announce their
+// limits in hello; one that does not (before these were raised) takes 4,096 bytes and
+// 256 strings per list (kOldMaxClientLine, kOldMaxFilterStrings).
+inline constexpr std::size_t kMaxClientLine = 512 * 1024;
 // Most strings in one filter list.
-inline constexpr std::size_t kMaxFilterStrings = 256;
+inline constexpr std::size_t kMaxFilterStrings = 4096;
+inline constexpr std::size_t kOldMaxClientLine = 4096;
+inline constexpr std::size_t kOldMaxFilterStrings = 256;
 
 struct StreamFilter {
   std::vector<std::string> ids;  // full ids or prefixes of at least 12 characters
@@ -84,6 +90,8 @@ struct ServerMessage {
   int protocol = 0;
   std::string source;
   std::int64_t heartbeat_ms = 0;
+  std::int64_t max_client_line = 0;     // 0: not announced (an older server)
+  std::int64_t max_filter_strings = 0;  // likewise
   // snapshot, update
   bool containers_known = false;
   std::vector<StreamContainer> containers;
