@@ -116,7 +116,8 @@ class TriggerWatcher {
         }
         revision = status->revision;
       }
-      auto changed = rolling_->wait_for_change(tier, revision, Clock::now() + std::chrono::seconds(1));
+      // A watch, not a poll; its window bounds how long the agent takes to stop.
+      auto changed = rolling_->wait_for_change(tier, revision, Clock::now() + std::chrono::seconds(5));
       if (!changed) {
         revision = 0;
         std::this_thread::sleep_for(std::chrono::seconds(1));
@@ -213,14 +214,15 @@ int agent_command(int argc, char** argv) {
   bool told_manual = false;
   while (!stop.load()) {
     watchdog.alive();
-    auto journal = Journal::open(runtime.journal_path());
-    if (!journal) {
-      log_error("journal: " + journal.error().message());
+    // Only a look: a `skopos drain` run by hand may be writing the journal right now.
+    auto seen = Journal::inspect(runtime.journal_path());
+    if (!seen) {
+      log_error("journal: " + seen.error().message());
       triggers.wait(recheck, stop, alive);
       continue;
     }
     std::string problem;
-    const auto progress = Drain::in_progress(*journal, &problem);
+    const auto progress = Drain::in_progress(*seen, &problem);
     if (!problem.empty()) {
       log_error(problem + "; not draining until a person looks at it");
       triggers.wait(recheck, stop, alive);
@@ -238,17 +240,14 @@ int agent_command(int argc, char** argv) {
       trigger = progress->second.trigger;  // resume or recover it
     } else {
       told_manual = false;
-      std::optional<RollingRequest> request;
-      if (auto pending = rolling.pending(tier, self.machine_id, runtime.options().hostname)) {
-        request = std::move(*pending);
-      } else {
-        log_warning("rolling reboot: " + pending.error().message);
-      }
       if (::access(trigger_file.c_str(), F_OK) == 0) {
         trigger = "file";
-      } else if (request) {
-        trigger = "rolling:" + request->id;
-      } else {
+      } else if (auto pending = rolling.pending(tier, self.machine_id, runtime.options().hostname); !pending) {
+        log_warning("rolling reboot: " + pending.error().message);
+      } else if (*pending) {
+        trigger = "rolling:" + (*pending)->id;
+      }
+      if (trigger.empty()) {
         triggers.wait(recheck, stop, alive);
         continue;
       }
@@ -259,6 +258,12 @@ int agent_command(int argc, char** argv) {
     auto local = LocalDrainLock::take(runtime.journal_path(), false, std::chrono::milliseconds(0));
     if (!local) {
       log_warning(local.error().message());
+      triggers.wait(recheck, stop, alive);
+      continue;
+    }
+    auto journal = Journal::open(runtime.journal_path());  // ours now: repairs a torn line
+    if (!journal) {
+      log_error("journal: " + journal.error().message());
       triggers.wait(recheck, stop, alive);
       continue;
     }
@@ -354,7 +359,7 @@ int rolling_reboot_command(int argc, char** argv) {
         json.null();
       }
       json.key("done").begin_array();
-      for (const RollingDone& done : *&status->done) {
+      for (const RollingDone& done : status->done) {
         if (!status->request || done.id != status->request->id) continue;
         json.begin_object().key("machine_id").value(done.machine_id).key("hostname").value(done.hostname);
         json.key("at").value(done.at).end_object();
@@ -375,17 +380,7 @@ int rolling_reboot_command(int argc, char** argv) {
     }
     return kExitOk;
   }
-  std::vector<std::string> hosts;
-  if (args.has("hosts")) {
-    std::string list = args.option("hosts");
-    std::size_t start = 0;
-    while (start < list.size()) {
-      const std::size_t comma = std::min(list.find(',', start), list.size());
-      if (comma > start) hosts.push_back(list.substr(start, comma - start));
-      start = comma + 1;
-    }
-  }
-  auto request = rolling.request(tier, context.locks->self().hostname, hosts);
+  auto request = rolling.request(tier, context.locks->self().hostname, split_list(args.option("hosts")));
   if (!request) return report(request.error(), global.json);
   if (global.json) {
     std::printf("{\"id\":\"%s\",\"tier\":\"%s\"}\n", request->id.c_str(), tier.c_str());

@@ -54,7 +54,8 @@ constexpr const char* kDrainUsage =
 void print_usage(std::FILE* out) { std::fprintf(out, kDrainUsage, kDrainOptionsHelp, kGlobalOptionsHelp); }
 
 int print_status(const std::string& journal_path, bool json_output) {
-  auto journal = Journal::open(journal_path);
+  // Read only: a running driver may be writing it.
+  auto journal = Journal::inspect(journal_path);
   if (!journal) {
     std::fprintf(stderr, "skopos: %s\n", journal.error().message().c_str());
     return kExitFailed;
@@ -71,7 +72,8 @@ int print_status(const std::string& journal_path, bool json_output) {
     json.begin_object().key("in_progress").value(progress.has_value());
     if (progress) {
       json.key("drain_id").value(journal->last()->drain_id).key("phase").value(drain_phase_name(progress->first));
-      json.key("since").value(journal->last()->at).key("facts").begin_object();
+      json.key("since").value(journal->last()->at).key("boot_id").value(journal->last()->boot_id);
+      json.key("fencing_token").value(journal->last()->fencing_token).key("facts").begin_object();
       for (const auto& [key, value] : progress->second.to_map()) json.key(key).value(value);
       json.end_object();
     }
@@ -87,6 +89,8 @@ int print_status(const std::string& journal_path, bool json_output) {
   std::printf("drain '%s': %s, tier %s, phase %s since %s\n", journal->last()->drain_id.c_str(),
               drain_kind_token(facts.kind), facts.tier.c_str(), drain_phase_name(progress->first),
               utc_time(journal->last()->at).c_str());
+  std::printf("  %-20s %s\n  %-20s %lld\n", "boot_id", journal->last()->boot_id.c_str(), "fencing_token",
+              static_cast<long long>(journal->last()->fencing_token));
   for (const auto& [key, value] : facts.to_map()) {
     if (value.empty() || key == "containers") continue;
     std::printf("  %-20s %s\n", key.c_str(), value.c_str());
@@ -126,8 +130,9 @@ int drain_command(int argc, char** argv) {
   if (name == "booster" && args.flag("reboot")) throw FatalError(command + ": a booster drain does not reboot");
   const DrainKind kind = name == "booster" ? DrainKind::kBooster : args.flag("reboot") ? DrainKind::kReboot : DrainKind::kDrain;
 
+  // --status reads the journal and nothing else: no client is built for it.
+  if (args.flag("status")) return print_status(args.option("journal", kDefaultJournal), global.json);
   DrainRuntime runtime(global, args, command, kind);
-  if (args.flag("status")) return print_status(runtime.journal_path(), global.json);
 
   const std::atomic<bool>& stop = install_stop_signals();
   // A dry run changes nothing, so it neither waits for nor stops a running drain.

@@ -6,11 +6,9 @@
 #include <unistd.h>
 
 #include <cerrno>
-#include <charconv>
 #include <cstdio>
 #include <cstring>
-#include <fstream>
-#include <sstream>
+#include <filesystem>
 
 #include "skopos/json_writer.h"
 #include "skopos/log.h"
@@ -21,27 +19,19 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-std::vector<std::string> split_words(const std::string& text, char separator) {
-  std::vector<std::string> out;
-  std::string word;
-  std::istringstream in(text);
-  while (std::getline(in, word, separator)) {
-    if (!word.empty()) out.push_back(word);
-  }
-  return out;
-}
-
-std::uint16_t parse_port_option(const std::string& command, const std::string& name, const std::string& text) {
-  unsigned value = 0;
-  const auto [ptr, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
-  if (text.empty() || ec != std::errc{} || ptr != text.data() + text.size() || value == 0 || value > 65535) {
-    throw FatalError(command + ": --" + name + " '" + text + "' is not a port (1-65535)");
-  }
-  return static_cast<std::uint16_t>(value);
-}
-
 std::chrono::seconds whole_seconds(const CliArgs& args, const std::string& name, std::chrono::seconds fallback) {
   return std::chrono::duration_cast<std::chrono::seconds>(args.duration(name, fallback));
+}
+
+// The defaults of the per-app overrides obey the labels' ceiling.
+std::chrono::seconds override_default(const CliArgs& args, const std::string& command, const std::string& name,
+                                      std::chrono::seconds fallback) {
+  const std::chrono::seconds value = whole_seconds(args, name, fallback);
+  if (value > kMaxOverrideDuration) {
+    throw FatalError(command + ": --" + name + " '" + args.option(name) + "' is above the ceiling of " +
+                     std::to_string(kMaxOverrideDuration.count() / 3600) + "h");
+  }
+  return value;
 }
 
 std::string ms_text(std::chrono::milliseconds ms) {
@@ -97,8 +87,8 @@ const char* const kDrainOptionsHelp =
     "  --maintenance-window D    length of the Mesos maintenance window (default 2h)\n"
     "  --zookeeper HOST:PORT,... control tier: the ensemble that must keep its quorum\n"
     "  --fence-chain NAME        the iptables chain (default SKOPOS)\n"
-    "  --fence-ipv6 on|off       fence IPv6 too, with ip6tables (default on; skipped with a\n"
-    "                            warning where ip6tables cannot run)\n"
+    "  --fence-ipv6 on|off       fence IPv6 too, with ip6tables (default on where the kernel\n"
+    "                            has IPv6); an ip6tables failure fails the step\n"
     "  --health-check-port P, --health-check-match TEXT\n"
     "                            also reset the cloud balancer's health check; off by\n"
     "                            default: an autoscaler may terminate a host whose health\n"
@@ -116,23 +106,21 @@ const char* const kDrainOptionsHelp =
 
 // ---- the runtime ---------------------------------------------------------------------
 
-DrainRuntime::DrainRuntime(const GlobalOptions& global, const CliArgs& args, const std::string& command, DrainKind kind)
-    : global_(global) {
-  auto identity = HostIdentity::detect(global.machine_id, global.boot_id_file);
-  if (!identity) {
-    throw FatalError(command + ": cannot tell which machine this is: " + identity.error().message(),
-                     "pass --machine-id ID or set MACHINEID");
-  }
-  identity_ = std::move(*identity);
+DrainRuntime::DrainRuntime(const GlobalOptions& global, const CliArgs& args, const std::string& command, DrainKind kind) {
+  // etcd and the locks (always: every drain takes the host lock), and who this host is.
+  LockContext context = connect_locks(global);
+  etcd_ = std::move(context.etcd);
+  locks_ = std::move(context.locks);
+  drain_locks_ = std::make_unique<EtcdDrainLocks>(*locks_);
 
   options_.kind = kind;
   options_.tier = args.option("tier", "worker");
   if (options_.tier != "control" && options_.tier != "proxy" && options_.tier != "worker") {
     throw FatalError(command + ": --tier '" + options_.tier + "' is not control, proxy or worker");
   }
-  options_.hostname = args.option("hostname", identity_.hostname);
-  options_.connection_deadline = whole_seconds(args, "connection-deadline", options_.connection_deadline);
-  options_.stop_grace = whole_seconds(args, "stop-grace", options_.stop_grace);
+  options_.hostname = args.option("hostname", identity().hostname);
+  options_.connection_deadline = override_default(args, command, "connection-deadline", options_.connection_deadline);
+  options_.stop_grace = override_default(args, command, "stop-grace", options_.stop_grace);
   options_.lock_wait = args.duration("lock-wait", options_.lock_wait);
   options_.recover_timeout = args.duration("recover-timeout", options_.recover_timeout);
   options_.leader_wait = args.duration("leader-move-wait", options_.leader_wait);
@@ -141,17 +129,8 @@ DrainRuntime::DrainRuntime(const GlobalOptions& global, const CliArgs& args, con
   options_.marathon_self = args.option("marathon-self");
   options_.mark_gone = args.flag("mark-gone");
   options_.dry_run = args.flag("dry-run");
-  journal_path_ = args.option("journal", "/var/lib/skopos/journal");
+  journal_path_ = args.option("journal", kDefaultJournal);
   heartbeat_ttl_ = whole_seconds(args, "heartbeat-ttl", heartbeat_ttl_);
-
-  // etcd and the locks (always: every drain takes the host lock).
-  auto etcd = EtcdClient::create(global.etcd);
-  if (!etcd) throw FatalError(command + ": etcd client: " + etcd.error().message);
-  etcd_ = std::move(*etcd);
-  LockServiceOptions lock_options;
-  lock_options.prefix = global.prefix;
-  locks_ = std::make_unique<LockService>(*etcd_, identity_, lock_options);
-  drain_locks_ = std::make_unique<EtcdDrainLocks>(*locks_);
 
   // Mesos, when masters are given.
   MesosMasterOptions mesos = mesos_options(args, command, "");
@@ -207,20 +186,20 @@ DrainRuntime::DrainRuntime(const GlobalOptions& global, const CliArgs& args, con
     throw FatalError(command + ": --health-check-port and --health-check-match go together");
   }
   if (args.has("health-check-port")) {
-    fence.health_check = HealthCheckFence{parse_port_option(command, "health-check-port", args.option("health-check-port")),
+    fence.health_check = HealthCheckFence{port_value(command + ": --health-check-port", args.option("health-check-port")),
                                           args.option("health-check-match")};
   }
-  const std::string ipv6 = args.option("fence-ipv6", "on");
+  const std::string ipv6 = args.option("fence-ipv6", kernel_has_ipv6() ? "on" : "off");
   if (ipv6 != "on" && ipv6 != "off") throw FatalError(command + ": --fence-ipv6 '" + ipv6 + "' is not on or off");
   fence_ = std::make_unique<IptablesDrainFence>(fence, ipv6 == "on");
 
   // This host.
   LocalHostOptions host;
-  if (args.has("reboot-command")) host.reboot_command = split_words(args.option("reboot-command"), ' ');
+  if (args.has("reboot-command")) host.reboot_command = split_list(args.option("reboot-command"), ' ');
   host.boot_id_path = global.boot_id_file;
-  if (args.has("zookeeper")) host.zookeeper = split_words(args.option("zookeeper"), ',');
+  if (args.has("zookeeper")) host.zookeeper = split_list(args.option("zookeeper"));
   host.notify_url = args.option("notify", env_or("NOTIFY", ""));
-  host.machine_id = identity_.machine_id;
+  host.machine_id = identity().machine_id;
   host.hostname = options_.hostname;
   host_ = std::make_unique<LocalDrainHost>(host);
 }
@@ -236,7 +215,11 @@ DrainSystems DrainRuntime::systems() {
 Result<LocalDrainLock> LocalDrainLock::take(const std::string& journal_path, bool take_over,
                                             std::chrono::milliseconds wait) {
   const std::string path = journal_path + ".lock";
-  if (auto opened = Journal::open(journal_path); !opened) return unexpected(opened.error());  // creates the directory
+  std::error_code ec;
+  if (const auto dir = std::filesystem::path(journal_path).parent_path(); !dir.empty()) {
+    std::filesystem::create_directories(dir, ec);
+    if (ec) return unexpected(Error::invalid("create directory", dir.string(), ec.message()));
+  }
   UniqueFd fd(::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600));
   if (!fd) return unexpected(Error::from_errno(errno, "open", path));
   const auto deadline = Clock::now() + wait;
@@ -393,6 +376,9 @@ void DrainReporter::operator()(const DrainEvent& event) {
   std::fflush(stdout);
 }
 
+// How many containers a progress line or screen lists by name.
+constexpr std::size_t kProgressContainers = 8;
+
 void DrainReporter::progress(const WaitProgress& p) {
   const std::string eta = p.eta ? std::to_string(p.eta->count()) + " s" : std::string("-");
   char rate[32];
@@ -424,12 +410,18 @@ void DrainReporter::progress(const WaitProgress& p) {
     json_line(out);
     if (json_) return;
   }
+  // Totals, the unknowns and the few containers holding the most connections: a host
+  // with hundreds of containers still gets one readable line (or screen).
+  const std::vector<const ContainerCount*> shown = p.busiest(kProgressContainers);
+  const std::size_t rest = p.containers.size() - shown.size();
   std::string per_container;
-  for (const ContainerCount& c : p.containers) {
+  for (const ContainerCount* c : shown) {
     if (!per_container.empty()) per_container += ", ";
-    per_container += c.name + " " + (c.inbound < 0 ? std::string("?") : std::to_string(c.inbound)) +
-                     (c.gone ? " (gone)" : c.deadline_passed ? " (deadline)" : "");
+    per_container += c->name + " " + (c->inbound < 0 ? std::string("?") : std::to_string(c->inbound)) +
+                     (c->gone ? " (gone)" : c->deadline_passed ? " (deadline)" : "");
   }
+  const std::string rest_text = rest == 0 ? std::string() : "and " + std::to_string(rest) + " more, none of them holding a connection";
+  if (rest != 0) per_container += ", " + rest_text;
   const std::string head = std::to_string(p.total) + " inbound connection(s)" +
                            (p.unknown ? " + " + std::to_string(p.unknown) + " unknown" : "") + " in " +
                            std::to_string(p.containers.size()) + " container(s), closing " + rate + ", ETA " + eta +
@@ -438,9 +430,13 @@ void DrainReporter::progress(const WaitProgress& p) {
     clear_live();
     std::printf("waiting: %s\n", head.c_str());
     live_lines_ = 1;
-    for (const ContainerCount& c : p.containers) {
-      std::printf("  %-44s %6s%s\n", c.name.c_str(), c.inbound < 0 ? "?" : std::to_string(c.inbound).c_str(),
-                  c.gone ? "  gone" : c.deadline_passed ? "  deadline passed" : "");
+    for (const ContainerCount* c : shown) {
+      std::printf("  %-44s %6s%s\n", c->name.c_str(), c->inbound < 0 ? "?" : std::to_string(c->inbound).c_str(),
+                  c->gone ? "  gone" : c->deadline_passed ? "  deadline passed" : "");
+      ++live_lines_;
+    }
+    if (rest != 0) {
+      std::printf("  %s\n", rest_text.c_str());
       ++live_lines_;
     }
     std::printf("  oldest: %s\n", p.oldest_peer.empty() ? "-" : p.oldest_peer.c_str());

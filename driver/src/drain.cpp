@@ -5,8 +5,8 @@
 #include <ctime>
 #include <random>
 #include <set>
-#include <thread>
 
+#include "driver/http_client.h"
 #include "skopos/cli_args.h"
 #include "skopos/log.h"
 
@@ -40,28 +40,9 @@ std::string join(const std::vector<std::string>& items, const char* separator = 
   return out;
 }
 
-std::vector<std::string> split(const std::string& text, char separator = ',') {
-  std::vector<std::string> out;
-  std::size_t start = 0;
-  while (start < text.size()) {
-    const std::size_t end = std::min(text.find(separator, start), text.size());
-    if (end > start) out.push_back(text.substr(start, end - start));
-    start = end + 1;
-  }
-  return out;
-}
-
 bool parse_int(const std::string& text, std::int64_t& value) {
   const auto [ptr, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
   return !text.empty() && ec == std::errc{} && ptr == text.data() + text.size();
-}
-
-bool parse_port(std::string_view text, std::uint16_t& port) {
-  unsigned value = 0;
-  const auto [ptr, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
-  if (text.empty() || ec != std::errc{} || ptr != text.data() + text.size() || value == 0 || value > 65535) return false;
-  port = static_cast<std::uint16_t>(value);
-  return true;
 }
 
 std::string ports_text(const std::vector<std::uint16_t>& ports) {
@@ -162,9 +143,7 @@ std::map<std::string, std::string> DrainFacts::to_map() const {
   out["kind"] = drain_kind_token(kind);
   out["tier"] = tier;
   out["lock"] = lock;
-  out["fencing_token"] = std::to_string(fencing_token);
   out["host_lock_revision"] = std::to_string(host_lock_revision);
-  out["boot_id"] = boot_id;
   out["mesos_mode"] = mesos_mode_name(machine.mode);
   out["mesos_hostname"] = machine.hostname;
   out["mesos_ip"] = machine.ip;
@@ -185,19 +164,15 @@ Result<DrainFacts, std::string> DrainFacts::from_map(const std::map<std::string,
     return it == facts.end() ? nullptr : &it->second;
   };
   DrainFacts out;
-  for (const char* required : {"kind", "tier", "lock", "fencing_token", "host_lock_revision", "boot_id", "mesos_mode"}) {
+  for (const char* required : {"kind", "tier", "lock", "host_lock_revision", "mesos_mode"}) {
     if (get(required) == nullptr) return unexpected("fact '" + std::string(required) + "' is missing");
   }
   if (!parse_drain_kind(*get("kind"), out.kind)) return unexpected("fact kind='" + *get("kind") + "' is not a drain kind");
   out.tier = *get("tier");
   out.lock = *get("lock");
-  if (!parse_int(*get("fencing_token"), out.fencing_token) || out.fencing_token < 0) {
-    return unexpected("fact fencing_token='" + *get("fencing_token") + "' is not a revision");
-  }
   if (!parse_int(*get("host_lock_revision"), out.host_lock_revision) || out.host_lock_revision < 0) {
     return unexpected("fact host_lock_revision='" + *get("host_lock_revision") + "' is not a revision");
   }
-  out.boot_id = *get("boot_id");
   if (!parse_mesos_mode(*get("mesos_mode"), out.machine.mode)) {
     return unexpected("fact mesos_mode='" + *get("mesos_mode") + "' is not none, schedule or drain-api");
   }
@@ -205,15 +180,15 @@ Result<DrainFacts, std::string> DrainFacts::from_map(const std::map<std::string,
   if (const auto* value = get("mesos_ip")) out.machine.ip = *value;
   if (const auto* value = get("mesos_agent_id")) out.machine.agent_id = *value;
   if (const auto* value = get("fenced_ports")) {
-    for (const std::string& text : split(*value)) {
-      std::uint16_t port = 0;
-      if (!parse_port(text, port)) return unexpected("fact fenced_ports has '" + text + "', not a port");
-      out.fenced_ports.push_back(port);
+    for (const std::string& text : split_list(*value)) {
+      const auto port = parse_port(text);
+      if (!port) return unexpected("fact fenced_ports has '" + text + "', not a port");
+      out.fenced_ports.push_back(*port);
     }
   }
-  if (const auto* value = get("containers")) out.containers = split(*value);
-  if (const auto* value = get("apps")) out.apps = split(*value);
-  if (const auto* value = get("tasks")) out.tasks = split(*value);
+  if (const auto* value = get("containers")) out.containers = split_list(*value);
+  if (const auto* value = get("apps")) out.apps = split_list(*value);
+  if (const auto* value = get("tasks")) out.tasks = split_list(*value);
   if (const auto* value = get("leader_moved")) out.leader_moved = *value == "true";
   if (const auto* value = get("connections_zero")) out.connections_zero = *value == "true";
   if (const auto* value = get("trigger")) out.trigger = *value;
@@ -246,6 +221,11 @@ Result<void, std::string> Drain::apply_overrides(DrainContainer& container,
       return unexpected(value->second + " " + name + "='" + value->first + "' of container '" + container.name +
                         "' is not a duration (write e.g. 90s or 5m)");
     }
+    if (*parsed > kMaxOverrideDuration) {
+      return unexpected(value->second + " " + name + "='" + value->first + "' of container '" + container.name + "'" +
+                        (container.app_id.empty() ? std::string() : " (app '" + container.app_id + "')") +
+                        " is above the ceiling of " + std::to_string(kMaxOverrideDuration.count() / 3600) + "h");
+    }
     out = std::chrono::duration_cast<std::chrono::seconds>(*parsed);
     return {};
   };
@@ -253,13 +233,13 @@ Result<void, std::string> Drain::apply_overrides(DrainContainer& container,
   if (auto ok = duration("skopos.stop-grace", default_grace, container.grace); !ok) return ok;
   container.ignore_ports.clear();
   if (const auto value = label("skopos.ignore-ports")) {
-    for (const std::string& text : split(value->first)) {
-      std::uint16_t port = 0;
-      if (!parse_port(text, port)) {
+    for (const std::string& text : split_list(value->first)) {
+      const auto port = parse_port(text);
+      if (!port) {
         return unexpected(value->second + " skopos.ignore-ports='" + value->first + "' of container '" +
                           container.name + "' has '" + text + "', not a port");
       }
-      container.ignore_ports.push_back(port);
+      container.ignore_ports.push_back(*port);
     }
   }
   return {};
@@ -302,15 +282,11 @@ std::optional<std::pair<DrainPhase, DrainFacts>> Drain::in_progress(const Journa
     if (problem) *problem = "journal " + journal.path() + ": " + facts.error();
     return std::nullopt;
   }
+  facts->fencing_token = last.fencing_token;
   return std::pair{phase, std::move(*facts)};
 }
 
-Result<void, DrainError> Drain::enter(DrainPhase phase) {
-  phase_ = phase;
-  if (stopping()) {
-    return drain_error(DrainError::Kind::kInterrupted,
-                       std::string("stopped before phase ") + drain_phase_name(phase) + "; run again to resume, or undrain");
-  }
+Result<void, DrainError> Drain::record(DrainPhase phase) {
   JournalEntry entry;
   entry.drain_id = drain_id_;
   entry.phase = drain_phase_name(phase);
@@ -321,6 +297,17 @@ Result<void, DrainError> Drain::enter(DrainPhase phase) {
   if (auto recorded = journal_.record(std::move(entry)); !recorded) {
     return drain_error(DrainError::Kind::kFailed, "journal: " + recorded.error().message() + "; nothing more was done");
   }
+  return {};
+}
+
+Result<void, DrainError> Drain::enter(DrainPhase phase) {
+  phase_ = phase;
+  if (stopping()) {
+    return drain_error(DrainError::Kind::kInterrupted,
+                       std::string("stopped before phase ") + drain_phase_name(phase) + "; run again to resume, or undrain");
+  }
+  if (phase == DrainPhase::kClusterLock) facts_.lock = lock_name();  // journaled before the wait
+  if (auto recorded = record(phase); !recorded) return recorded;
   emit(DrainEvent::Type::kPhase, drain_phase_name(phase));
   return guard(phase);
 }
@@ -368,6 +355,38 @@ Result<std::vector<DrainContainer>, DrainError> Drain::targets(const HostTasks& 
   return running;
 }
 
+namespace {
+
+std::string shortfall_text(const AppShortfall& s) {
+  return "app '" + s.app_id + "': " +
+         (s.problem.empty() ? std::to_string(s.healthy_elsewhere) + " healthy elsewhere, needs " + std::to_string(s.required)
+                            : s.problem);
+}
+
+}  // namespace
+
+Result<Drain::Survey, DrainError> Drain::survey() {
+  Survey out;
+  if (systems_.marathon.configured()) {
+    auto shortfalls = systems_.marathon.budget(options_.hostname);
+    if (!shortfalls) return unexpected(std::move(shortfalls).error());
+    out.shortfalls = std::move(*shortfalls);
+    auto tasks = systems_.marathon.on_host(options_.hostname);
+    if (!tasks) return unexpected(std::move(tasks).error());
+    out.tasks = std::move(*tasks);
+  }
+  auto machine = systems_.mesos.locate(options_.hostname);
+  if (!machine) return unexpected(std::move(machine).error());
+  out.machine = std::move(*machine);
+  auto containers = targets(out.tasks);
+  if (!containers) return unexpected(std::move(containers).error());
+  out.containers = std::move(*containers);
+  std::set<std::uint16_t> ports;
+  for (const DrainContainer& c : out.containers) ports.insert(c.fence_ports.begin(), c.fence_ports.end());
+  out.ports.assign(ports.begin(), ports.end());
+  return out;
+}
+
 Result<DrainResult, DrainError> Drain::run() {
   const auto started = Clock::now();
   std::string problem;
@@ -384,7 +403,10 @@ Result<DrainResult, DrainError> Drain::run() {
     facts_ = facts;
     drain_id_ = journal_.last()->drain_id;
     phase_ = phase;
-    if (phase > DrainPhase::kReboot || (phase == DrainPhase::kReboot && facts.boot_id != systems_.host.boot_id())) {
+    // The reboot entry was written in the boot that was to end; another boot now means
+    // the reboot happened.
+    const bool rebooted = phase == DrainPhase::kReboot && journal_.last()->boot_id != systems_.host.boot_id();
+    if (phase > DrainPhase::kReboot || rebooted) {
       emit(DrainEvent::Type::kInfo, phase == DrainPhase::kReboot ? "this host rebooted (boot id changed): recovering"
                                                                  : "recovery in progress: resuming it");
       return recover(true);
@@ -405,7 +427,6 @@ Result<DrainResult, DrainError> Drain::run() {
     drain_id_ = new_drain_id();
     facts_.kind = options_.kind;
     facts_.tier = options_.tier;
-    facts_.boot_id = systems_.host.boot_id();
     facts_.trigger = options_.trigger;
   }
   if (options_.dry_run) {
@@ -457,13 +478,17 @@ Result<void, DrainError> Drain::step(DrainPhase phase) {
       return {};
     }
     case DrainPhase::kClusterLock: {
-      facts_.lock = lock_name();
+      // The lock is named in this phase's journal entry (enter() wrote it before the
+      // wait), and the fencing token is journaled the moment the slot is granted: a stop
+      // or crash at any instant leaves undrain knowing what to give back (it releases
+      // this machine's slot of the named group, whatever its token).
       if (facts_.lock.empty()) return {};
       emit(DrainEvent::Type::kInfo, "waiting (up to " + seconds_text(options_.lock_wait) + ") for a slot of lock '" +
                                         facts_.lock + "' group '" + facts_.tier + "'");
-      auto token_held = systems_.locks.acquire(facts_.lock, facts_.tier, token, Clock::now() + options_.lock_wait);
+      auto token_held = systems_.locks.acquire(facts_.lock, facts_.tier, token, Clock::now() + options_.lock_wait, stop_);
       if (!token_held) return unexpected(std::move(token_held).error());
       facts_.fencing_token = *token_held;
+      if (auto recorded = record(DrainPhase::kClusterLock); !recorded) return recorded;
       emit(DrainEvent::Type::kInfo, "holding lock '" + facts_.lock + "' group '" + facts_.tier + "'",
            {{"fencing_token", std::to_string(*token_held)}});
       return {};
@@ -480,55 +505,37 @@ Result<void, DrainError> Drain::step(DrainPhase phase) {
                              "ZooKeeper is not healthy (" + summary + "): taking a control host down could lose its quorum");
         }
       }
-      if (!systems_.marathon.configured()) {
+      auto found = survey();
+      if (!found) return unexpected(std::move(found).error());
+      if (!found->shortfalls) {
         emit(DrainEvent::Type::kWarning, "Marathon is not configured: no disruption budget check, no task release");
-      } else {
-        auto shortfalls = systems_.marathon.budget(options_.hostname);
-        if (!shortfalls) return unexpected(std::move(shortfalls).error());
-        if (!shortfalls->empty()) {
-          std::string text;
-          for (const AppShortfall& s : *shortfalls) {
-            if (!text.empty()) text += "; ";
-            text += "app '" + s.app_id + "': " +
-                    (s.problem.empty() ? std::to_string(s.healthy_elsewhere) + " healthy elsewhere, needs " +
-                                             std::to_string(s.required)
-                                       : s.problem);
-          }
-          return drain_error(DrainError::Kind::kRefused, "disruption budget: " + text);
-        }
-        auto tasks = systems_.marathon.on_host(options_.hostname);
-        if (!tasks) return unexpected(std::move(tasks).error());
-        host_tasks_ = std::move(*tasks);
-        facts_.apps.clear();
-        facts_.tasks.clear();
-        for (const HostTasks::App& app : host_tasks_.apps) {
-          facts_.apps.push_back(app.id);
-          facts_.tasks.insert(facts_.tasks.end(), app.task_ids.begin(), app.task_ids.end());
-        }
+      } else if (!found->shortfalls->empty()) {
+        std::string text;
+        for (const AppShortfall& s : *found->shortfalls) text += (text.empty() ? "" : "; ") + shortfall_text(s);
+        return drain_error(DrainError::Kind::kRefused, "disruption budget: " + text);
       }
-      auto machine = systems_.mesos.locate(options_.hostname);
-      if (!machine) return unexpected(std::move(machine).error());
-      facts_.machine = *machine;
-      if (systems_.mesos.configured() && machine->mode == MesosMachine::Mode::kNone) {
+      if (systems_.mesos.configured() && found->machine.mode == MesosMachine::Mode::kNone) {
         if (options_.tier == "worker") {
           return drain_error(DrainError::Kind::kRefused, "Mesos knows no agent or machine named '" + options_.hostname +
-                                                             "'; give the name it registered with (--mesos-hostname)");
+                                                             "'; give the name it registered with (--hostname)");
         }
         emit(DrainEvent::Type::kWarning, "Mesos knows no agent named '" + options_.hostname + "': not telling Mesos");
       }
-      auto containers = targets(host_tasks_);
-      if (!containers) return unexpected(std::move(containers).error());
-      containers_ = std::move(*containers);
-      facts_.containers.clear();
-      std::set<std::uint16_t> ports;
-      for (const DrainContainer& container : containers_) {
-        facts_.containers.push_back(container.id + ":" + container.name);
-        ports.insert(container.fence_ports.begin(), container.fence_ports.end());
+      host_tasks_ = std::move(found->tasks);
+      containers_ = std::move(found->containers);
+      facts_.machine = found->machine;
+      facts_.fenced_ports = found->ports;
+      facts_.apps.clear();
+      facts_.tasks.clear();
+      for (const HostTasks::App& app : host_tasks_.apps) {
+        facts_.apps.push_back(app.id);
+        facts_.tasks.insert(facts_.tasks.end(), app.task_ids.begin(), app.task_ids.end());
       }
-      facts_.fenced_ports.assign(ports.begin(), ports.end());
+      facts_.containers.clear();
+      for (const DrainContainer& c : containers_) facts_.containers.push_back(c.id + ":" + c.name);
       emit(DrainEvent::Type::kInfo,
            "budget ok: " + std::to_string(facts_.apps.size()) + " app(s), " + std::to_string(containers_.size()) +
-               " container(s), ports " + (ports.empty() ? std::string("none") : ports_text(facts_.fenced_ports)) +
+               " container(s), ports " + (facts_.fenced_ports.empty() ? std::string("none") : ports_text(facts_.fenced_ports)) +
                ", Mesos " + mesos_mode_name(facts_.machine.mode));
       return {};
     }
@@ -616,19 +623,14 @@ Result<void, DrainError> Drain::step(DrainPhase phase) {
         if (!released) return unexpected(std::move(released).error());
         facts_.fencing_token = 0;
         facts_.lock.clear();
-        JournalEntry entry = *journal_.last();
-        entry.fencing_token = 0;
-        entry.facts = facts_.to_map();
-        if (auto recorded = journal_.record(std::move(entry)); !recorded) {
-          return drain_error(DrainError::Kind::kFailed, "journal: " + recorded.error().message());
-        }
+        if (auto recorded = record(DrainPhase::kDrained); !recorded) return recorded;
       }
       emit(DrainEvent::Type::kDone, "drained", {{"drain_id", drain_id_}});
       if (facts_.kind != DrainKind::kReboot) systems_.host.notify(token, "drained", drain_id_);
       return {};
     }
     case DrainPhase::kReboot: {
-      emit(DrainEvent::Type::kInfo, "rebooting (boot id " + facts_.boot_id + ")");
+      emit(DrainEvent::Type::kInfo, "rebooting (boot id " + journal_.last()->boot_id + ")");
       systems_.host.notify(token, "rebooting", drain_id_);
       return systems_.host.reboot();
     }
@@ -645,25 +647,18 @@ Result<void, DrainError> Drain::journal_finish() {
 }
 
 Result<void, DrainError> Drain::resume_containers() {
-  // Resumed past the budget phase: the containers are the ones it chose, if still running.
+  // Resumed past the budget phase: the containers it chose, if still running.
   if (!containers_.empty() || facts_.containers.empty()) return {};
   if (host_tasks_.apps.empty() && systems_.marathon.configured()) {
     // For the apps' override labels; without Marathon the containers' own labels apply.
     if (auto tasks = systems_.marathon.on_host(options_.hostname)) host_tasks_ = std::move(*tasks);
   }
-  auto running = systems_.containers.running();
+  auto running = targets(host_tasks_);
   if (!running) return unexpected(std::move(running).error());
   std::set<std::string> chosen;
   for (const std::string& entry : facts_.containers) chosen.insert(entry.substr(0, entry.find(':')));
   for (DrainContainer& container : *running) {
-    if (chosen.count(container.id) == 0) continue;
-    const auto app = std::find_if(host_tasks_.apps.begin(), host_tasks_.apps.end(),
-                                  [&](const HostTasks::App& a) { return a.id == container.app_id; });
-    static const std::map<std::string, std::string> kNoLabels;
-    auto ok = apply_overrides(container, app == host_tasks_.apps.end() ? kNoLabels : app->labels,
-                              options_.connection_deadline, options_.stop_grace);
-    if (!ok) return drain_error(DrainError::Kind::kRefused, ok.error());
-    containers_.push_back(std::move(container));
+    if (chosen.count(container.id) != 0) containers_.push_back(std::move(container));
   }
   return {};
 }
@@ -680,48 +675,36 @@ Result<void, DrainError> Drain::plan() {
     if (!group) return unexpected(std::move(group).error());
     line("cluster lock: a slot of '" + lock + "' group '" + options_.tier + "' (" + *group + ")");
   }
-  if (systems_.marathon.configured()) {
-    auto shortfalls = systems_.marathon.budget(options_.hostname);
-    if (!shortfalls) return unexpected(std::move(shortfalls).error());
-    auto tasks = systems_.marathon.on_host(options_.hostname);
-    if (!tasks) return unexpected(std::move(tasks).error());
-    host_tasks_ = *tasks;
-    for (const HostTasks::App& app : tasks->apps) {
+  auto found = survey();
+  if (!found) return unexpected(std::move(found).error());
+  if (found->shortfalls) {
+    for (const HostTasks::App& app : found->tasks.apps) {
       line("app '" + app.id + "': " + std::to_string(app.task_ids.size()) + " task(s) here of " +
            std::to_string(app.instances) + "; Marathon will replace them elsewhere");
     }
-    for (const AppShortfall& s : *shortfalls) {
-      line("REFUSED by the budget: app '" + s.app_id + "' " +
-           (s.problem.empty() ? std::to_string(s.healthy_elsewhere) + " healthy elsewhere, needs " + std::to_string(s.required)
-                              : s.problem));
-    }
-    if (shortfalls->empty()) line("disruption budget: ok");
+    for (const AppShortfall& s : *found->shortfalls) line("REFUSED by the budget: " + shortfall_text(s));
+    if (found->shortfalls->empty()) line("disruption budget: ok");
   } else {
     line("Marathon: not configured (no budget check, no task release)");
   }
-  auto machine = systems_.mesos.locate(options_.hostname);
-  if (!machine) return unexpected(std::move(machine).error());
-  for (const std::string& call : systems_.mesos.describe(*machine, facts_.kind == DrainKind::kBooster && options_.mark_gone)) {
+  for (const std::string& call :
+       systems_.mesos.describe(found->machine, facts_.kind == DrainKind::kBooster && options_.mark_gone)) {
     line("Mesos: " + call);
   }
-  auto containers = targets(host_tasks_);
-  if (!containers) return unexpected(std::move(containers).error());
-  std::set<std::uint16_t> ports;
-  for (const DrainContainer& c : *containers) {
-    ports.insert(c.fence_ports.begin(), c.fence_ports.end());
+  const std::vector<DrainContainer>& containers = found->containers;
+  for (const DrainContainer& c : containers) {
     line("container '" + c.name + "' (" + c.id.substr(0, 12) + ", " + (c.host_network ? "host" : "bridge") +
          "): fence ports " + (c.fence_ports.empty() ? std::string("none") : ports_text(c.fence_ports)) + ", deadline " +
          seconds_text(c.deadline) + ", stop grace " + seconds_text(c.grace) +
          (c.ignore_ports.empty() ? "" : ", ignoring ports " + ports_text(c.ignore_ports)));
   }
-  if (containers->empty()) line("containers: none to take out");
-  const std::vector<std::uint16_t> port_list(ports.begin(), ports.end());
-  if (!port_list.empty()) {
-    auto rules = systems_.fence.plan(port_list);
+  if (containers.empty()) line("containers: none to take out");
+  if (!found->ports.empty()) {
+    auto rules = systems_.fence.plan(found->ports);
     if (!rules) return unexpected(std::move(rules).error());
-    line("fence (iptables-restore --noflush):\n" + *rules);
+    line("fence:\n" + *rules);
   }
-  auto counts = systems_.connections.counts(*containers);
+  auto counts = systems_.connections.counts(containers);
   if (counts) {
     for (const ContainerCount& c : counts->containers) {
       line("now: '" + c.name + "' " + (c.inbound < 0 ? std::string("? (unknown)") : std::to_string(c.inbound)) +
@@ -777,22 +760,19 @@ Result<DrainResult, DrainError> Drain::recover(bool wait_apps) {
 Result<void, DrainError> Drain::recover_steps(DrainPhase from, bool wait_apps) {
   // A bounded wait for `ready`, polled; kTimedOut with `what` when it does not come.
   const auto wait_for = [&](const std::string& what, auto ready) -> Result<void, DrainError> {
-    const auto deadline = Clock::now() + options_.recover_timeout;
     emit(DrainEvent::Type::kInfo, "waiting (up to " + seconds_text(options_.recover_timeout) + ") for " + what);
-    auto backoff = 200ms;
+    DeadlineBackoff backoff(200ms, 2000ms, Clock::now() + options_.recover_timeout);
     std::string last;
     for (;;) {
       if (stopping()) return drain_error(DrainError::Kind::kInterrupted, "stopped while waiting for " + what);
       auto ok = ready(last);
       if (!ok) return unexpected(std::move(ok).error());
       if (*ok) return {};
-      if (Clock::now() + backoff > deadline) {
+      if (!backoff.sleep()) {
         return drain_error(DrainError::Kind::kTimedOut,
                            "gave up waiting for " + what + (last.empty() ? "" : " (" + last + ")") +
                                "; the locks are kept so no other host of the tier goes down; run again to keep waiting");
       }
-      std::this_thread::sleep_for(backoff);
-      backoff = std::min(backoff * 2, std::chrono::milliseconds(2000));
     }
   };
   for (DrainPhase phase = from; phase <= DrainPhase::kDone; phase = next(phase)) {
@@ -849,7 +829,9 @@ Result<void, DrainError> Drain::recover_steps(DrainPhase from, bool wait_apps) {
         }
         break;
       case DrainPhase::kReleaseLocks: {
-        if (!facts_.lock.empty() && facts_.fencing_token != 0) {
+        if (!facts_.lock.empty()) {
+          // Token 0 (a stop between the grant and its journal entry): this machine's
+          // slot of the group, whatever its token; nothing held is fine.
           auto released = systems_.locks.release(facts_.lock, facts_.tier, facts_.fencing_token);
           if (!released && released.error().kind != DrainError::Kind::kRefused) return unexpected(std::move(released).error());
           if (!released) emit(DrainEvent::Type::kWarning, released.error().message);

@@ -9,6 +9,7 @@
 #include <map>
 #include <set>
 #include <thread>
+#include <tuple>
 
 #include "driver/drain_systems_impl.h"
 #include "skopos/log.h"
@@ -121,18 +122,57 @@ void fill_counts(const std::map<std::string, tracker::StreamContainer>& seen, bo
   }
 }
 
+// A subscription to exactly these containers.
+tracker::ClientOptions subscription(const TrackerConnectionsOptions& options,
+                                    const std::vector<DrainContainer>& containers) {
+  tracker::ClientOptions out;
+  out.path = options.socket;
+  out.timeout = options.timeout;
+  for (const DrainContainer& c : containers) out.filter.ids.push_back(c.id);
+  return out;
+}
+
+// The closing rate over the last 10 s of complete readings, and the ETA from it.
+void update_rate(std::deque<std::pair<Clock::time_point, std::int64_t>>& history, Clock::time_point at,
+                 WaitProgress& progress) {
+  if (progress.connected && progress.unknown == 0) history.emplace_back(at, progress.total);
+  while (history.size() > 1 && at - history.front().first > 10s) history.pop_front();
+  const double span = history.empty() ? 0 : std::chrono::duration<double>(at - history.front().first).count();
+  const double closed = history.empty() ? 0 : static_cast<double>(history.front().second - progress.total);
+  progress.closing_per_second = span > 0.5 && closed > 0 ? closed / span : 0;
+  progress.eta.reset();
+  if (progress.closing_per_second > 0 && progress.unknown == 0) {
+    progress.eta = std::chrono::seconds(
+        static_cast<std::int64_t>(static_cast<double>(progress.total) / progress.closing_per_second + 0.5));
+  }
+}
+
 }  // namespace
+
+std::vector<const ContainerCount*> WaitProgress::busiest(std::size_t n) const {
+  std::vector<const ContainerCount*> out;
+  out.reserve(containers.size());
+  for (const ContainerCount& c : containers) out.push_back(&c);
+  // Unknown first (it may hide anything), then by connections, then the deadline.
+  const auto rank = [](const ContainerCount* c) {
+    return std::tuple(c->inbound < 0 && !c->gone, c->inbound, c->deadline_passed);
+  };
+  const std::size_t keep = std::min(n, out.size());
+  std::partial_sort(out.begin(), out.begin() + static_cast<std::ptrdiff_t>(keep), out.end(),
+                    [&](const ContainerCount* a, const ContainerCount* b) {
+                      if (rank(a) != rank(b)) return rank(a) > rank(b);
+                      return a->name < b->name;
+                    });
+  out.resize(keep);
+  return out;
+}
 
 Result<WaitOutcome, DrainError> TrackerDrainConnections::wait_zero(const std::vector<DrainContainer>& containers,
                                                                    std::chrono::milliseconds tick,
                                                                    FunctionRef<void(const WaitProgress&)> on_progress,
                                                                    const std::atomic<bool>& stop) {
   if (containers.empty()) return WaitOutcome{true, {}, {}};
-  tracker::ClientOptions client_options;
-  client_options.path = options_.socket;
-  client_options.timeout = options_.timeout;
-  for (const DrainContainer& c : containers) client_options.filter.ids.push_back(c.id);
-  tracker::ReconnectingClient client(client_options);
+  tracker::ReconnectingClient client(subscription(options_, containers));
 
   const auto started = Clock::now();
   std::vector<Clock::time_point> deadlines;
@@ -160,8 +200,7 @@ Result<WaitOutcome, DrainError> TrackerDrainConnections::wait_zero(const std::ve
     auto event = client.next(wake);
     if (!event && event.error().code != ETIMEDOUT) {
       // Not permitted, another protocol: no counts. Unknown is never zero: wait on to the
-      // deadlines, saying why.
-      progress.connected = false;
+      // deadlines (the progress says the tracker is not connected).
       std::this_thread::sleep_for(std::min<Clock::duration>(wake - Clock::now(), 200ms));
     }
     progress.connected = client.connected() && client.containers_known();
@@ -178,20 +217,11 @@ Result<WaitOutcome, DrainError> TrackerDrainConnections::wait_zero(const std::ve
     }
     if (!progress.connected && at >= last_deadline) done = true;
 
+    // Report a change once connected (before that the counts are placeholders), every
+    // tick, and the end.
     const bool changed = progress.total != reported_total || progress.unknown != reported_unknown;
-    if (changed || at >= next_tick || done) {
-      // The rate only from readings that knew every count.
-      if (progress.connected && progress.unknown == 0) history.emplace_back(at, progress.total);
-      while (history.size() > 1 && at - history.front().first > 10s) history.pop_front();
-      const double span = history.empty() ? 0 : std::chrono::duration<double>(at - history.front().first).count();
-      const double closed = history.empty() ? 0 : static_cast<double>(history.front().second - progress.total);
-      progress.closing_per_second = span > 0.5 && closed > 0 ? closed / span : 0;
-      progress.eta.reset();
-      if (progress.closing_per_second > 0 && progress.unknown == 0) {
-        progress.eta = std::chrono::seconds(
-            static_cast<std::int64_t>(static_cast<double>(progress.total) / progress.closing_per_second + 0.5));
-      }
-      if (changed && !progress.connected && !done && at < next_tick) continue;  // not connected yet
+    if ((changed && progress.connected) || at >= next_tick || done) {
+      update_rate(history, at, progress);
       if (at >= next_tick && !done) {
         progress.oldest_peer = peers_->oldest(containers, progress.containers);
         next_tick = at + tick;
@@ -209,18 +239,12 @@ Result<WaitOutcome, DrainError> TrackerDrainConnections::wait_zero(const std::ve
 }
 
 Result<WaitProgress, DrainError> TrackerDrainConnections::counts(const std::vector<DrainContainer>& containers) {
-  tracker::ClientOptions client_options;
-  client_options.path = options_.socket;
-  client_options.timeout = options_.timeout;
-  for (const DrainContainer& c : containers) client_options.filter.ids.push_back(c.id);
-  if (client_options.filter.ids.empty()) return WaitProgress{};
-  auto client = tracker::TrackerClient::connect(client_options);
+  if (containers.empty()) return WaitProgress{};
+  auto client = tracker::TrackerClient::connect(subscription(options_, containers));
   if (!client) return drain_error(DrainError::Kind::kFailed, "tracker: " + client.error().message());
   WaitProgress progress;
   progress.connected = (*client)->containers_known();
   fill_counts((*client)->containers(), (*client)->containers_known(), containers, {}, progress);
-  std::vector<ContainerCount> counts = progress.containers;
-  progress.oldest_peer = peers_->oldest(containers, counts);
   return progress;
 }
 

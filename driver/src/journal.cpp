@@ -63,21 +63,8 @@ Result<JournalEntry, std::string> parse_journal_line(std::string_view line) {
   return entry;
 }
 
-Result<Journal> Journal::open(const std::string& path) {
-  Journal journal;
-  journal.path_ = path;
-  std::error_code ec;
-  const auto dir = std::filesystem::path(path).parent_path();
-  if (!dir.empty()) std::filesystem::create_directories(dir, ec);
-  if (ec) return unexpected(Error::invalid("create directory", dir.string(), ec.message()));
-  const bool existed = std::filesystem::exists(path);
-  journal.fd_ = UniqueFd(::open(path.c_str(), O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, 0600));
-  if (!journal.fd_) return unexpected(Error::from_errno(errno, "open", path));
-  if (!existed) {
-    if (::fsync(journal.fd_.get()) != 0) return unexpected(Error::from_errno(errno, "fsync", path));
-    if (auto synced = sync_directory(path); !synced) return unexpected(std::move(synced).error());
-  }
-  std::ifstream in(path);
+void Journal::read_entries() {
+  std::ifstream in(path_);
   std::stringstream all;
   all << in.rdbuf();
   const std::string text = all.str();
@@ -93,13 +80,41 @@ Result<Journal> Journal::open(const std::string& path) {
     if (!entry) {
       // Only the last line can be torn by a crash; damage anywhere else is reported too,
       // and nothing after it is trusted.
-      journal.damage_ = path + " line " + std::to_string(number) + ": " + entry.error() +
-                        (complete ? "" : " (an unfinished last line)");
+      damage_ = path_ + " line " + std::to_string(number) + ": " + entry.error() +
+                (complete ? "" : " (an unfinished last line)");
       break;
     }
-    journal.entries_.push_back(std::move(*entry));
+    entries_.push_back(std::move(*entry));
   }
-  if (!journal.entries_.empty()) journal.last_ = journal.entries_.back();
+  if (!entries_.empty()) last_ = entries_.back();
+}
+
+Result<Journal> Journal::inspect(const std::string& path) {
+  Journal journal;
+  journal.path_ = path;
+  if (::access(path.c_str(), F_OK) != 0) {
+    if (errno == ENOENT) return journal;
+    return unexpected(Error::from_errno(errno, "access", path));
+  }
+  journal.read_entries();
+  return journal;
+}
+
+Result<Journal> Journal::open(const std::string& path) {
+  Journal journal;
+  journal.path_ = path;
+  std::error_code ec;
+  const auto dir = std::filesystem::path(path).parent_path();
+  if (!dir.empty()) std::filesystem::create_directories(dir, ec);
+  if (ec) return unexpected(Error::invalid("create directory", dir.string(), ec.message()));
+  const bool existed = std::filesystem::exists(path);
+  journal.fd_ = UniqueFd(::open(path.c_str(), O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, 0600));
+  if (!journal.fd_) return unexpected(Error::from_errno(errno, "open", path));
+  if (!existed) {
+    if (::fsync(journal.fd_.get()) != 0) return unexpected(Error::from_errno(errno, "fsync", path));
+    if (auto synced = sync_directory(path); !synced) return unexpected(std::move(synced).error());
+  }
+  journal.read_entries();
   if (!journal.damage_.empty()) {
     // Cut the file back to what was durable, so the next record starts on a clean line.
     std::string good;

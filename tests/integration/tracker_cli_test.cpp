@@ -12,6 +12,7 @@
 namespace {
 
 using skopos::testing::ProcessResult;
+using skopos::testing::read_file;
 using skopos::testing::run_process;
 
 const std::string kCli = SKOPOS_TRACKER_CLI;
@@ -22,13 +23,6 @@ const std::string kTcp6 = kData + "/netns.tcp6";
 ProcessResult cli(std::vector<std::string> args, const std::string& input = {}) {
   args.insert(args.begin(), kCli);
   return run_process(args, input);
-}
-
-std::string read_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::ostringstream text;
-  text << in.rdbuf();
-  return text.str();
 }
 
 simdjson::dom::element parse(simdjson::dom::parser& parser, const std::string& text) {

@@ -197,13 +197,6 @@ std::string join(const std::vector<std::string>& items) {
   return out;
 }
 
-std::string read_file(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream text;
-  text << in.rdbuf();
-  return text.str();
-}
-
 std::unique_ptr<DrainSandbox> start_sandbox(int apps) {
   auto sandbox = DrainSandbox::up(SKOPOS_SOURCE_DIR, SKOPOS_BIN_DIR, apps);
   if (!sandbox) {
@@ -227,6 +220,9 @@ TEST(PrivilegedDrainEndToEnd, DrainsUnderLoadWithoutOneFailedRequestAndLeavesNot
   const ProcessResult drained = run(sandbox->skopos("drain", {"--json", "--log-level", "warning", "--connection-deadline", "60s"}));
   ASSERT_EQ(drained.exit_code, 0) << drained.err << drained.out;
   const Events events = parse_events(drained.out);
+  std::printf("drain result: connections at fence %s, waited %s ms, took %s ms\n",
+              events.result.at("connections_at_fence").c_str(), events.result.at("waited_ms").c_str(),
+              events.result.at("took_ms").c_str());
   EXPECT_EQ(events.phases, (std::vector<std::string>{"host-lock", "cluster-lock", "budget", "announce", "fence", "wait",
                                                     "stop", "release-tasks", "take-down", "drained"}));
   EXPECT_EQ(events.result.at("outcome"), "drained") << drained.out;
@@ -350,6 +346,20 @@ TEST(PrivilegedDrainEndToEnd, AgentRebootsOnItsTriggersOnceEachAndRecoversAfterB
   const auto etcd_has = [&](const std::string& key) {
     return run({"etcdctl", "--endpoints", sandbox->etcd(), "get", key, "--keys-only"}).out.find(key) != std::string::npos;
   };
+  // The machine's side of a reboot: the shutdown stops the agent (cleanly), the next
+  // boot has another boot id.
+  const auto reboot_machine = [&](Driver& agent) {
+    agent.signal(SIGTERM);
+    EXPECT_EQ(agent.wait(20s), 0) << read_file(log);
+    sandbox->new_boot();
+    std::filesystem::remove(rebooted);
+  };
+  const auto rolling_reboot = [&](const std::string& flag) {
+    std::vector<std::string> argv{SKOPOS_BIN_DIR "/skopos", "rolling-reboot", "--tier", "worker", "--etcd-endpoints",
+                                  sandbox->etcd(), "--machine-id", "operator", "--json"};
+    if (!flag.empty()) argv.push_back(flag);
+    return run(argv);
+  };
   Load load(sandbox->apps()[0].frontend, 4000);
   {
     Driver agent(agent_argv, log);
@@ -360,11 +370,8 @@ TEST(PrivilegedDrainEndToEnd, AgentRebootsOnItsTriggersOnceEachAndRecoversAfterB
     EXPECT_FALSE(exists(trigger)) << "the trigger is consumed when the reboot is journaled";
     EXPECT_EQ(sandbox->journal_phase(), "reboot");
     EXPECT_TRUE(etcd_has(holder)) << "the reboot lock is held through the reboot";
-    agent.signal(SIGTERM);
-    EXPECT_EQ(agent.wait(20s), 0) << read_file(log);
+    reboot_machine(agent);
   }
-  sandbox->new_boot();
-  std::filesystem::remove(rebooted);
   {
     Driver agent(agent_argv, log);
     ASSERT_TRUE(wait_until(90s, [&] { return sandbox->journal_phase().empty(); })) << read_file(log);
@@ -372,32 +379,24 @@ TEST(PrivilegedDrainEndToEnd, AgentRebootsOnItsTriggersOnceEachAndRecoversAfterB
     EXPECT_EQ(join(sandbox->leftovers()), "");
 
     // A rolling reboot of the tier: this agent takes its turn.
-    const ProcessResult requested = run({SKOPOS_BIN_DIR "/skopos", "rolling-reboot", "--tier", "worker",
-                                         "--etcd-endpoints", sandbox->etcd(), "--machine-id", "operator"});
+    const ProcessResult requested = rolling_reboot("");
     ASSERT_EQ(requested.exit_code, 0) << requested.err;
     ASSERT_TRUE(wait_until(90s, [&] { return exists(rebooted); })) << read_file(log);
     EXPECT_EQ(sandbox->journal_phase(), "reboot");
-    agent.signal(SIGTERM);
-    EXPECT_EQ(agent.wait(20s), 0) << read_file(log);
+    reboot_machine(agent);
   }
-  sandbox->new_boot();
-  std::filesystem::remove(rebooted);
   {
     Driver agent(agent_argv, log);
     ASSERT_TRUE(wait_until(90s, [&] { return sandbox->journal_phase().empty(); })) << read_file(log);
     // Once per request: the same request does not reboot it again.
     std::this_thread::sleep_for(5s);
     EXPECT_FALSE(exists(rebooted)) << read_file(log);
-    const ProcessResult status = run({SKOPOS_BIN_DIR "/skopos", "rolling-reboot", "--tier", "worker", "--status",
-                                      "--json", "--etcd-endpoints", sandbox->etcd(), "--machine-id", "operator"});
+    const ProcessResult status = rolling_reboot("--status");
     EXPECT_NE(status.out.find("\"machine_id\":\"sandbox-a\""), std::string::npos) << status.out;
     agent.signal(SIGTERM);
     EXPECT_EQ(agent.wait(20s), 0) << read_file(log);
   }
-  ASSERT_EQ(run({SKOPOS_BIN_DIR "/skopos", "rolling-reboot", "--tier", "worker", "--cancel", "--etcd-endpoints",
-                 sandbox->etcd(), "--machine-id", "operator"})
-                .exit_code,
-            0);
+  ASSERT_EQ(rolling_reboot("--cancel").exit_code, 0);
   const Load::Totals totals = load.wait();
   EXPECT_EQ(totals.failed, 0) << totals.text;
   EXPECT_EQ(totals.served, 4000) << totals.text;

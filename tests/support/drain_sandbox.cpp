@@ -8,18 +8,12 @@
 #include <random>
 #include <sstream>
 
+#include "driver/journal.h"
 #include "process.h"
 
 namespace skopos::testing {
 
 namespace {
-
-std::string read_file(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream text;
-  text << in.rdbuf();
-  return text.str();
-}
 
 std::uint16_t port_of(const std::string& url) { return static_cast<std::uint16_t>(std::stoi(url.substr(url.rfind(':') + 1))); }
 
@@ -75,7 +69,6 @@ Result<void> DrainSandbox::read_state() {
   mesos_ = get("mesos");
   marathon_ = get("marathon");
   docker_ = get("docker");
-  tracker_ = get("tracker");
   journal_ = get("journal");
   chain_ = get("chain");
   apps_.clear();
@@ -91,18 +84,7 @@ Result<void> DrainSandbox::read_state() {
 }
 
 std::vector<std::string> DrainSandbox::skopos(const std::string& command, const std::vector<std::string>& extra) const {
-  std::vector<std::string> argv{bin_dir_ + "/skopos",
-                                command,
-                                "--etcd-endpoints", etcd_,
-                                "--mesos-master", mesos_,
-                                "--marathon", marathon_,
-                                "--docker-socket", docker_,
-                                "--tracker-socket", tracker_,
-                                "--fence-chain", chain_,
-                                "--journal", journal_,
-                                "--machine-id", "sandbox-a",
-                                "--hostname", "sandbox-a",
-                                "--boot-id-file", dir_ + "/boot_id"};
+  std::vector<std::string> argv{bin_dir_ + "/skopos", command, "--config", dir_ + "/skopos.conf"};
   argv.insert(argv.end(), extra.begin(), extra.end());
   return argv;
 }
@@ -116,15 +98,15 @@ void DrainSandbox::new_boot() {
 }
 
 std::string DrainSandbox::journal_phase() const {
+  // The last line, read as the driver reads it (without repairing: a driver may be
+  // writing it right now, and a torn line is not a phase).
   const std::string text = read_file(journal_);
-  if (text.empty()) return {};
   const auto end = text.find_last_not_of('\n');
+  if (end == std::string::npos) return {};
   const auto start = text.rfind('\n', end);
-  const std::string line = text.substr(start == std::string::npos ? 0 : start + 1, end - (start == std::string::npos ? 0 : start + 1) + 1);
-  const auto at = line.find("\"phase\":\"");
-  if (at == std::string::npos) return "?";
-  const auto from = at + 9;
-  return line.substr(from, line.find('"', from) - from);
+  auto entry = driver::parse_journal_line(std::string_view(text).substr(start == std::string::npos ? 0 : start + 1,
+                                                                         end - (start == std::string::npos ? 0 : start + 1) + 1));
+  return entry ? entry->phase : "?";
 }
 
 std::string DrainSandbox::mesos_get(const std::string& path) const { return loopback_http(port_of(mesos_), "GET", path); }

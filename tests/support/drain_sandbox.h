@@ -31,7 +31,8 @@ class DrainSandbox {
   // journal gone.
   Result<void> reset();
 
-  // argv of `skopos COMMAND` with every sandbox option, then `extra`.
+  // argv of `skopos COMMAND` (drain, undrain, booster, agent) with the sandbox's
+  // options (its skopos.conf), then `extra` (the command line wins).
   std::vector<std::string> skopos(const std::string& command, const std::vector<std::string>& extra = {}) const;
   // A new boot id in the file the drain reads it from (a simulated reboot).
   void new_boot();
@@ -61,7 +62,7 @@ class DrainSandbox {
   std::string source_dir_;
   std::string bin_dir_;
   std::string dir_;
-  std::string etcd_, mesos_, marathon_, docker_, tracker_, journal_, chain_;
+  std::string etcd_, mesos_, marathon_, docker_, journal_, chain_;
   std::vector<App> apps_;
 };
 

@@ -15,6 +15,8 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <fstream>
+#include <sstream>
 
 namespace skopos::testing {
 
@@ -26,6 +28,13 @@ namespace {
 }
 
 }  // namespace
+
+std::string read_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::ostringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
 
 ProcessResult run_process(const std::vector<std::string>& argv, const std::string& input) {
   int in[2], out[2], err[2];

@@ -24,6 +24,9 @@ struct ProcessResult {
 // Aborts the test binary if the program cannot even be started.
 ProcessResult run_process(const std::vector<std::string>& argv, const std::string& input = {});
 
+// The whole file, "" when it cannot be read.
+std::string read_file(const std::string& path);
+
 // A TCP port on 127.0.0.1 that nothing listens on right now.
 std::uint16_t free_loopback_port();
 

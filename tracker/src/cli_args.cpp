@@ -1,5 +1,6 @@
 #include "skopos/cli_args.h"
 
+#include <algorithm>
 #include <charconv>
 #include <fstream>
 
@@ -100,10 +101,32 @@ std::optional<std::chrono::microseconds> parse_duration(std::string_view text) {
   else if (unit == "s" || unit.empty()) scale = 1'000'000;
   else if (unit == "m") scale = 60'000'000;
   else if (unit == "h") scale = 3'600'000'000;
-  if (parsed.ec != std::errc{} || parsed.ptr == text.data() || scale == 0 || number > UINT64_MAX / 3'600'000'000) {
+  // The product must fit the signed count of std::chrono::microseconds.
+  if (parsed.ec != std::errc{} || parsed.ptr == text.data() || scale == 0 ||
+      number > static_cast<std::uint64_t>(INT64_MAX) / scale) {
     return std::nullopt;
   }
   return std::chrono::microseconds(number * scale);
+}
+
+std::optional<std::uint16_t> parse_port(std::string_view text) {
+  unsigned value = 0;
+  const auto [ptr, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+  if (text.empty() || ec != std::errc{} || ptr != text.data() + text.size() || value == 0 || value > 65535) {
+    return std::nullopt;
+  }
+  return static_cast<std::uint16_t>(value);
+}
+
+std::vector<std::string> split_list(std::string_view text, char separator) {
+  std::vector<std::string> out;
+  std::size_t start = 0;
+  while (start < text.size()) {
+    const std::size_t end = std::min(text.find(separator, start), text.size());
+    if (end > start) out.emplace_back(text.substr(start, end - start));
+    start = end + 1;
+  }
+  return out;
 }
 
 std::chrono::microseconds CliArgs::duration_us(const std::string& name, std::chrono::microseconds fallback) const {
@@ -112,6 +135,11 @@ std::chrono::microseconds CliArgs::duration_us(const std::string& name, std::chr
   const auto value = parse_duration(it->second);
   if (!value) {
     throw FatalError("option '--" + name + "': '" + it->second + "' is not a duration", "write e.g. 500ms, 5s, 2m or 1h");
+  }
+  if (*value > kMaxOptionDuration) {
+    // Every wait adds its option to a clock; a value this large is a typo, and one
+    // near the type's range would wrap the deadline into the past.
+    throw FatalError("option '--" + name + "': '" + it->second + "' is above the ceiling of 30 days");
   }
   return *value;
 }

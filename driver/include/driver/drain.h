@@ -77,14 +77,15 @@ const char* drain_phase_name(DrainPhase phase);  // "host-lock", "cluster-lock",
 bool parse_drain_phase(const std::string& name, DrainPhase& phase);
 
 // What the drain has learned and done, carried in every journal entry's facts so a
-// restarted driver (or recovery after the reboot) knows it without asking anyone.
+// restarted driver (or recovery after the reboot) knows it without asking anyone. The
+// fencing token and the boot id are the journal entry's own fields, not facts: the
+// entry that recorded the reboot says which boot it was written in.
 struct DrainFacts {
   DrainKind kind = DrainKind::kDrain;
   std::string tier;
   std::string lock;                 // the cluster lock ("" for DRAIN)
-  std::int64_t fencing_token = 0;   // its fencing token
+  std::int64_t fencing_token = 0;   // its fencing token (JournalEntry::fencing_token)
   std::int64_t host_lock_revision = 0;
-  std::string boot_id;              // the boot the drain ran in (reboot: the one to leave)
   MesosMachine machine;
   std::vector<std::uint16_t> fenced_ports;
   std::vector<std::string> containers;  // "id name" of the containers taken out
@@ -94,8 +95,10 @@ struct DrainFacts {
   bool connections_zero = false;        // the wait ended because every count was 0
   std::string trigger;                  // what started it: "cli", "file", "rolling:<request id>"
 
+  // The facts map of a journal entry (without the fencing token).
   std::map<std::string, std::string> to_map() const;
-  // Errors name the fact that is wrong.
+  // Errors name the fact that is wrong. The fencing token is left 0: it comes from the
+  // entry (see Drain::in_progress).
   static Result<DrainFacts, std::string> from_map(const std::map<std::string, std::string>& facts);
 };
 
@@ -146,6 +149,10 @@ struct DrainResult {
   bool rebooting = false;  // the reboot command ran: this process should end quietly
 };
 
+// The ceiling of skopos.drain-deadline and skopos.stop-grace (and of the matching
+// command-line defaults): one day.
+inline constexpr std::chrono::seconds kMaxOverrideDuration{24 * 3600};
+
 class Drain {
  public:
   Drain(DrainSystems systems, Journal& journal, DrainOptions options, std::function<void(const DrainEvent&)> on_event,
@@ -168,13 +175,28 @@ class Drain {
 
   // Per-app overrides (labels on the container, then on its Marathon app; then the
   // defaults): skopos.drain-deadline, skopos.stop-grace (durations), skopos.ignore-ports
-  // (comma-separated ports). A label that cannot be read is an error naming it.
+  // (comma-separated ports). A label that cannot be read is an error naming it, and so
+  // is a duration above kMaxOverrideDuration (a deadline that far out is a typo, and
+  // one past what a clock can add would wrap into the past and stop the container at
+  // once).
   static Result<void, std::string> apply_overrides(DrainContainer& container,
                                                    const std::map<std::string, std::string>& app_labels,
                                                    std::chrono::seconds default_deadline,
                                                    std::chrono::seconds default_grace);
 
  private:
+  // What is on this host and what the drain would do with it: read-only, shared by the
+  // budget phase and the dry run.
+  struct Survey {
+    std::optional<std::vector<AppShortfall>> shortfalls;  // nullopt: Marathon not configured
+    HostTasks tasks;
+    MesosMachine machine;
+    std::vector<DrainContainer> containers;  // overrides applied
+    std::vector<std::uint16_t> ports;        // to fence: every container's, sorted, unique
+  };
+  Result<Survey, DrainError> survey();
+  // Appends `phase` with the current facts to the journal (durable when it returns).
+  Result<void, DrainError> record(DrainPhase phase);
   Result<void, DrainError> enter(DrainPhase phase);
   Result<void, DrainError> guard(DrainPhase phase);
   Result<void, DrainError> step(DrainPhase phase);

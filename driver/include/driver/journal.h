@@ -35,8 +35,13 @@ struct JournalEntry {
 
 class Journal {
  public:
-  // Opens (creating it and its directory) the journal at `path` and reads what it holds.
+  // Opens (creating it and its directory) the journal at `path` and reads what it holds,
+  // cutting a torn last line away. Only the driver holding the host's drain lock may.
   static Result<Journal> open(const std::string& path);
+  // Reads the journal without creating, repairing or being able to write it: for
+  // looking at a drain another process may be writing (status, the agent's idle loop).
+  // A missing file is an empty journal; damage() says what could not be read.
+  static Result<Journal> inspect(const std::string& path);
 
   // Appends `entry` durably (fdatasync) before returning.
   Result<void> record(JournalEntry entry);
@@ -54,6 +59,8 @@ class Journal {
 
  private:
   Journal() = default;
+  // Parses the file at path_ into entries_, last_ and damage_.
+  void read_entries();
   std::string path_;
   UniqueFd fd_;
   std::vector<JournalEntry> entries_;

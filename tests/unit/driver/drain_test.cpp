@@ -10,6 +10,7 @@
 #include <fstream>
 #include <sstream>
 #include <map>
+#include <thread>
 
 #include "driver/drain.h"
 #include "driver/drain_systems_impl.h"
@@ -81,9 +82,16 @@ class FakeLocks : public DrainLocks {
     return true;
   }
   Result<std::int64_t, DrainError> acquire(const std::string&, const std::string&, const std::string&,
-                                           std::chrono::steady_clock::time_point) override {
+                                           std::chrono::steady_clock::time_point,
+                                           const std::atomic<bool>& stop) override {
     SKOPOS_FAKE_FAIL(w_, "acquire");
+    if (slot_busy_) {
+      // Another host holds the only slot: wait (bounded) for the stop.
+      for (int i = 0; i < 5000 && !stop.load(); ++i) std::this_thread::sleep_for(1ms);
+      return drain_error(DrainError::Kind::kInterrupted, "stopped while waiting for the slot");
+    }
     held_ = true;
+    if (stop_after_grant_) w_.stop = true;  // SIGTERM right after the slot was granted
     return std::int64_t{77};
   }
   Result<bool, DrainError> release(const std::string&, const std::string&, std::int64_t) override {
@@ -102,6 +110,8 @@ class FakeLocks : public DrainLocks {
 
   HostLockInfo host_;
   bool held_ = false;
+  bool slot_busy_ = false;
+  bool stop_after_grant_ = false;
 
  private:
   World& w_;
@@ -450,6 +460,71 @@ TEST_F(DrainTest, TheSameBootAfterTheRebootPhaseRunsTheRebootAgain) {
   EXPECT_EQ(world_.side_effects(), std::vector<std::string>{"reboot@reboot"});
 }
 
+TEST_F(DrainTest, ARebootNotYetDoneIsRunAgainEvenWhenTheDrainBeganInAnEarlierBoot) {
+  // Started in boot-1, failed at stop; the machine restarted for another reason; the
+  // drain resumed in boot-2 and recorded its reboot there. Started again in boot-2, the
+  // reboot has not happened: it must reboot, not recover.
+  world_.fail["stop"] = DrainError{DrainError::Kind::kFailed, "Docker: connection refused"};
+  ASSERT_FALSE(run(kind(DrainKind::kReboot)));
+  world_.boot_id = "boot-2";
+  world_.fail["reboot"] = DrainError{DrainError::Kind::kFailed, "reboot command exited 1"};
+  ASSERT_FALSE(run(kind(DrainKind::kReboot)));
+  EXPECT_EQ(world_.phase(), "reboot");
+  world_.calls.clear();
+  auto again = run(kind(DrainKind::kReboot));
+  ASSERT_TRUE(again) << again.error().message;
+  EXPECT_TRUE(again->rebooting);
+  EXPECT_EQ(world_.side_effects(), std::vector<std::string>{"reboot@reboot"});
+}
+
+// A stop must end the lock wait at once, and whatever was taken must be recoverable
+// from the journal at every instant. Failed before: the acquire could not be stopped,
+// and the lock and fencing token reached the journal only with the next phase, so a stop
+// right after the grant left undrain nothing to release and the slot leaked for good.
+TEST_F(DrainTest, AStopDuringTheLockWaitEndsItAndUndrainLeavesNoSlot) {
+  locks_.slot_busy_ = true;
+  std::thread terminate([&] {
+    std::this_thread::sleep_for(50ms);
+    world_.stop = true;
+  });
+  const auto started = std::chrono::steady_clock::now();
+  auto result = run(kind(DrainKind::kReboot));
+  terminate.join();
+  ASSERT_FALSE(result);
+  EXPECT_EQ(result.error().kind, DrainError::Kind::kInterrupted) << result.error().message;
+  EXPECT_LT(std::chrono::steady_clock::now() - started, 2s) << "the wait ended on the stop, not its deadline";
+  EXPECT_EQ(world_.phase(), "cluster-lock");
+  world_.stop = false;
+  locks_.slot_busy_ = false;
+  auto undrain = run(kind(DrainKind::kReboot), true);
+  ASSERT_TRUE(undrain) << undrain.error().message;
+  EXPECT_TRUE(world_.called("release")) << "the journal named the lock, so undrain gives back any slot of it";
+  EXPECT_FALSE(locks_.held_);
+  EXPECT_FALSE(locks_.host_.locked);
+  EXPECT_TRUE(journal_done());
+}
+
+TEST_F(DrainTest, AStopJustAfterTheGrantLeavesTheSlotInTheJournalForUndrain) {
+  locks_.stop_after_grant_ = true;
+  auto result = run(kind(DrainKind::kReboot));
+  ASSERT_FALSE(result);
+  EXPECT_EQ(result.error().kind, DrainError::Kind::kInterrupted) << result.error().message;
+  ASSERT_TRUE(locks_.held_) << "the slot was granted";
+  auto journal = Journal::open(world_.journal_path);
+  ASSERT_TRUE(journal && journal->last());
+  EXPECT_EQ(journal->last()->fencing_token, 77) << "the grant is journaled before anything else happens";
+  EXPECT_EQ(journal->last()->facts.at("lock"), "reboot");
+  world_.stop = false;
+  world_.calls.clear();
+  auto undrain = run(kind(DrainKind::kReboot), true);
+  ASSERT_TRUE(undrain) << undrain.error().message;
+  EXPECT_FALSE(locks_.held_) << "undrain released the slot";
+  EXPECT_FALSE(locks_.host_.locked);
+  EXPECT_EQ(world_.side_effects(),
+            (std::vector<std::string>{"remove@unfence", "release@release-locks", "host_unlock@release-locks"}))
+      << "nothing but the (idempotent) fence removal and the locks";
+}
+
 TEST_F(DrainTest, UndrainOfAnInterruptedDrainUndoesWhatWasDone) {
   world_.fail["wait"] = DrainError{DrainError::Kind::kFailed, "tracker gone"};
   ASSERT_FALSE(run(kind(DrainKind::kDrain)));
@@ -522,6 +597,46 @@ TEST(DrainOverrides, ContainerLabelsWinOverAppLabelsOverDefaults) {
   auto error = Drain::apply_overrides(bad, {}, 60s, 30s);
   ASSERT_FALSE(error);
   EXPECT_EQ(error.error(), "container label skopos.ignore-ports='9090,http' of container 'api' has 'http', not a port");
+}
+
+TEST(DrainOverrides, DurationsAboveTheCeilingAreRefusedNamingAppAndLabel) {
+  // Failed before: 99999999h was taken, and the deadline it gave wrapped past what the
+  // clock can add (UBSan: signed overflow), so the container was stopped at once.
+  DrainContainer container;
+  container.name = "mesos-1";
+  container.app_id = "/shop/web";
+  auto deadline = Drain::apply_overrides(container, {{"skopos.drain-deadline", "99999999h"}}, 300s, 300s);
+  ASSERT_FALSE(deadline);
+  EXPECT_EQ(deadline.error(),
+            "Marathon app label skopos.drain-deadline='99999999h' of container 'mesos-1' (app '/shop/web') is above "
+            "the ceiling of 24h");
+  container.labels = {{"skopos.stop-grace", "25h"}};
+  auto grace = Drain::apply_overrides(container, {}, 300s, 300s);
+  ASSERT_FALSE(grace);
+  EXPECT_NE(grace.error().find("container label skopos.stop-grace='25h'"), std::string::npos) << grace.error();
+  container.labels = {{"skopos.stop-grace", "24h"}, {"skopos.drain-deadline", "1440m"}};
+  ASSERT_TRUE(Drain::apply_overrides(container, {}, 300s, 300s)) << "the ceiling itself is allowed";
+  EXPECT_EQ(container.grace, kMaxOverrideDuration);
+  EXPECT_EQ(container.deadline, kMaxOverrideDuration);
+}
+
+TEST(DrainProgress, ADenseHostShowsUnknownsAndTheBusiestContainersFirst) {
+  // The progress line used to list every container every tick: 300 names on one line.
+  WaitProgress progress;
+  for (int i = 0; i < 300; ++i) {
+    progress.containers.push_back(ContainerCount{"id" + std::to_string(i), "mesos-" + std::to_string(i), 0, false, false});
+  }
+  progress.containers[17].inbound = 4;
+  progress.containers[230].inbound = 9;
+  progress.containers[5].inbound = -1;  // unknown: first, whatever the others hold
+  progress.containers[99].deadline_passed = true;
+  progress.containers[99].inbound = 1;
+  const auto shown = progress.busiest(3);
+  ASSERT_EQ(shown.size(), 3u);
+  EXPECT_EQ(shown[0]->name, "mesos-5");
+  EXPECT_EQ(shown[1]->name, "mesos-230");
+  EXPECT_EQ(shown[2]->name, "mesos-17");
+  EXPECT_EQ(progress.busiest(1000).size(), 300u) << "never more than there are";
 }
 
 TEST(DrainFactsTest, RoundTripThroughTheJournalAndBadFactsAreNamed) {

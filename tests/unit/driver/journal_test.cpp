@@ -103,5 +103,26 @@ TEST(JournalLines, BadLinesNameTheField) {
   EXPECT_EQ(journal_line(round).find('\n'), std::string::npos) << "one line per entry";
 }
 
+TEST_F(JournalTest, InspectReadsWithoutCreatingOrRepairing) {
+  auto missing = Journal::inspect(path_);
+  ASSERT_TRUE(missing) << missing.error().message();
+  EXPECT_FALSE(missing->last());
+  EXPECT_FALSE(std::filesystem::exists(path_)) << "nothing created";
+  {
+    auto journal = Journal::open(path_);
+    ASSERT_TRUE(journal);
+    ASSERT_TRUE(journal->record(entry("fence")));
+  }
+  std::ofstream(path_, std::ios::app) << "{\"drain_id\":\"drain-1\",\"pha";  // a writer mid-line
+  const auto size = std::filesystem::file_size(path_);
+  auto seen = Journal::inspect(path_);
+  ASSERT_TRUE(seen);
+  ASSERT_TRUE(seen->last());
+  EXPECT_EQ(seen->last()->phase, "fence");
+  EXPECT_NE(seen->damage().find("an unfinished last line"), std::string::npos) << seen->damage();
+  EXPECT_EQ(std::filesystem::file_size(path_), size) << "the other process's line is left alone";
+  EXPECT_FALSE(seen->record(entry("wait"))) << "an inspected journal cannot be written";
+}
+
 }  // namespace
 }  // namespace skopos::driver

@@ -48,5 +48,17 @@ TEST(CliArgs, RejectsWhatItDoesNotKnowNamingIt) {
   EXPECT_EQ(failure({"--kernel"}), "tool cmd: option '--kernel' needs a value");
 }
 
+TEST(ParseDuration, UnitsAndValuesThatDoNotFitAreRefused) {
+  EXPECT_EQ(parse_duration("250us"), std::chrono::microseconds(250));
+  EXPECT_EQ(parse_duration("90"), std::chrono::seconds(90));
+  EXPECT_EQ(parse_duration("2562047788h"), std::chrono::hours(2562047788)) << "the largest whole hour that fits";
+  // Failed before: the product fit an unsigned 64-bit number but not the signed count,
+  // and came back negative (a deadline in the past).
+  EXPECT_EQ(parse_duration("5000000000h"), std::nullopt);
+  EXPECT_EQ(parse_duration("9223372036854775808us"), std::nullopt);
+  EXPECT_EQ(parse_duration("5d"), std::nullopt);
+  EXPECT_EQ(parse_duration("-5s"), std::nullopt);
+}
+
 }  // namespace
 }  // namespace skopos

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <chrono>
+#include <cstdint>
 #include <map>
 #include <optional>
 #include <set>
@@ -19,8 +20,17 @@ struct CliSpec {
   std::set<std::string> options;     // names without "--", take a value
 };
 
-// "250us", "500ms", "5s", "2m", "1h"; a bare number is seconds. nullopt for anything else.
+// Value parsers for options, labels and stored facts (no exceptions: callers name what
+// was wrong in their own words).
+// "250us", "500ms", "5s", "2m", "1h"; a bare number is seconds. nullopt for anything else,
+// and for a value too large for std::chrono::microseconds.
 std::optional<std::chrono::microseconds> parse_duration(std::string_view text);
+// The largest duration an option takes (CliArgs::duration): 30 days.
+inline constexpr std::chrono::hours kMaxOptionDuration{30 * 24};
+// A TCP/UDP port, 1-65535, and nothing else.
+std::optional<std::uint16_t> parse_port(std::string_view text);
+// The non-empty parts of `text` between `separator`s: "a,,b" -> {"a", "b"}.
+std::vector<std::string> split_list(std::string_view text, char separator = ',');
 
 class CliArgs {
  public:
