@@ -5,7 +5,8 @@
 //             undrain`, timed per phase from the driver's own JSON events. The waits that
 //             belong to the drain's purpose are counted apart: connections closing (here
 //             none are open, so this is the driver seeing zero), and the Docker engine
-//             stopping the containers. Goal: everything else < 1 s.
+//             stopping the containers. Goal: everything else < 1 s up to 20 containers,
+//             < 2 s up to 100 (a dense Mesos agent: --containers 100).
 //  notice     the time from the last inbound connection of a container closing to the
 //             driver's wait (TrackerDrainConnections::wait_zero, as `skopos drain` runs
 //             it) returning. Goal: < 50 ms (the first generation polled every second).
@@ -113,14 +114,17 @@ void overhead(DrainSandbox& sandbox, int runs, std::vector<Row>& rows) {
   std::printf("\nper phase (median of %d runs):\n", runs);
   for (const auto& [phase, seconds] : per_phase) std::printf("  %-14s %8.3f s\n", phase.c_str(), percentile(seconds, 0.5));
   const double median_overhead = percentile(overheads, 0.5);
+  const double max_overhead = *std::max_element(overheads.begin(), overheads.end());
+  const double goal = sandbox.apps().size() <= 20 ? 1.0 : 2.0;  // seconds, by host size
+  const std::string goal_text = "< " + std::to_string(static_cast<int>(goal)) + " s";
   rows.push_back({"drain, whole command (" + std::to_string(sandbox.apps().size()) + " containers, median)",
                   percentile(totals, 0.5), "s", "", ""});
   rows.push_back({"  of which the Docker engine stopping them", percentile(stops, 0.5), "s", "inherent", ""});
   rows.push_back({"  of which waiting for zero connections", percentile(waits, 0.5), "s", "counted as overhead", ""});
-  rows.push_back({"driver overhead beyond the stop (median)", median_overhead, "s", "< 1 s",
-                  median_overhead < 1.0 ? "met" : "NOT met"});
-  rows.push_back({"driver overhead beyond the stop (max)", *std::max_element(overheads.begin(), overheads.end()), "s",
-                  "< 1 s", *std::max_element(overheads.begin(), overheads.end()) < 1.0 ? "met" : "NOT met"});
+  rows.push_back({"driver overhead beyond the stop (median)", median_overhead, "s", goal_text,
+                  median_overhead < goal ? "met" : "NOT met"});
+  rows.push_back({"driver overhead beyond the stop (max)", max_overhead, "s", goal_text,
+                  max_overhead < goal ? "met" : "NOT met"});
   rows.push_back({"undrain (median)", percentile(recoveries, 0.5), "s", "", ""});
 }
 

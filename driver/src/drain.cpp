@@ -358,17 +358,19 @@ Result<std::vector<DrainContainer>, DrainError> Drain::targets(const HostTasks& 
 namespace {
 
 std::string shortfall_text(const AppShortfall& s) {
-  return "app '" + s.app_id + "': " +
-         (s.problem.empty() ? std::to_string(s.healthy_elsewhere) + " healthy elsewhere, needs " + std::to_string(s.required)
-                            : s.problem);
+  if (!s.problem.empty()) return "app '" + s.app_id + "': " + s.problem;
+  return "app '" + s.app_id + "': " + std::to_string(s.healthy_elsewhere) + " healthy elsewhere" +
+         (s.healthy_draining == 0 ? std::string()
+                                  : " (not counting " + std::to_string(s.healthy_draining) + " on hosts draining now)") +
+         ", needs " + std::to_string(s.required);
 }
 
 }  // namespace
 
-Result<Drain::Survey, DrainError> Drain::survey() {
+Result<Drain::Survey, DrainError> Drain::survey(const std::vector<std::string>& draining) {
   Survey out;
   if (systems_.marathon.configured()) {
-    auto shortfalls = systems_.marathon.budget(options_.hostname);
+    auto shortfalls = systems_.marathon.budget(options_.hostname, draining);
     if (!shortfalls) return unexpected(std::move(shortfalls).error());
     out.shortfalls = std::move(*shortfalls);
     auto tasks = systems_.marathon.on_host(options_.hostname);
@@ -385,6 +387,42 @@ Result<Drain::Survey, DrainError> Drain::survey() {
   for (const DrainContainer& c : out.containers) ports.insert(c.fence_ports.begin(), c.fence_ports.end());
   out.ports.assign(ports.begin(), ports.end());
   return out;
+}
+
+Result<Drain::Survey, DrainError> Drain::budget_decision(const std::string& token) {
+  if (!systems_.marathon.configured()) {
+    auto found = survey({});
+    if (found) emit(DrainEvent::Type::kWarning, "Marathon is not configured: no disruption budget check, no task release");
+    return found;
+  }
+  // One cluster-wide decision: the hosts draining now (their claims, read at a revision),
+  // the check without their tasks, and our claim -- which etcd grants only if no claim
+  // came since that read. A claim that came meanwhile means reading and checking again,
+  // so two drivers never both spend an app's last healthy instance.
+  for (int attempt = 1;; ++attempt) {
+    auto draining = systems_.locks.budget_claims();
+    if (!draining) return unexpected(std::move(draining).error());
+    auto found = survey(draining->hostnames);
+    if (!found) return unexpected(std::move(found).error());
+    if (!found->shortfalls->empty()) {
+      std::string text;
+      for (const AppShortfall& s : *found->shortfalls) text += (text.empty() ? "" : "; ") + shortfall_text(s);
+      std::string hosts;
+      for (const std::string& h : draining->hostnames) hosts += (hosts.empty() ? "'" : ", '") + h + "'";
+      return drain_error(DrainError::Kind::kRefused,
+                         "disruption budget: " + text +
+                             (hosts.empty() ? std::string() : "; hosts draining now: " + hosts + "; try again once they are back"));
+    }
+    auto claimed = systems_.locks.claim_budget(*draining, options_.hostname, token);
+    if (!claimed) return unexpected(std::move(claimed).error());
+    if (*claimed) return found;
+    if (attempt == kBudgetAttempts) {
+      return drain_error(DrainError::Kind::kFailed, "the disruption budget's claims changed " +
+                                                        std::to_string(kBudgetAttempts) +
+                                                        " times while checking; run again");
+    }
+    emit(DrainEvent::Type::kInfo, "another host claimed the disruption budget meanwhile: checking again");
+  }
 }
 
 Result<DrainResult, DrainError> Drain::run() {
@@ -505,15 +543,8 @@ Result<void, DrainError> Drain::step(DrainPhase phase) {
                              "ZooKeeper is not healthy (" + summary + "): taking a control host down could lose its quorum");
         }
       }
-      auto found = survey();
+      auto found = budget_decision(token);
       if (!found) return unexpected(std::move(found).error());
-      if (!found->shortfalls) {
-        emit(DrainEvent::Type::kWarning, "Marathon is not configured: no disruption budget check, no task release");
-      } else if (!found->shortfalls->empty()) {
-        std::string text;
-        for (const AppShortfall& s : *found->shortfalls) text += (text.empty() ? "" : "; ") + shortfall_text(s);
-        return drain_error(DrainError::Kind::kRefused, "disruption budget: " + text);
-      }
       if (systems_.mesos.configured() && found->machine.mode == MesosMachine::Mode::kNone) {
         if (options_.tier == "worker") {
           return drain_error(DrainError::Kind::kRefused, "Mesos knows no agent or machine named '" + options_.hostname +
@@ -617,6 +648,11 @@ Result<void, DrainError> Drain::step(DrainPhase phase) {
       return systems_.mesos.take_down(facts_.machine, gone);
     }
     case DrainPhase::kDrained: {
+      if (facts_.kind == DrainKind::kBooster) {
+        // Its tasks are gone and replaced elsewhere: its claim on the budget has done its
+        // work, and the host is not coming back to withdraw it.
+        if (auto withdrawn = systems_.locks.release_budget_claim(); !withdrawn) return unexpected(std::move(withdrawn).error());
+      }
       if (facts_.kind == DrainKind::kBooster && !facts_.lock.empty() && facts_.fencing_token != 0) {
         // The booster slot limits drains in progress; a drained host is on its way out.
         auto released = systems_.locks.release(facts_.lock, facts_.tier, facts_.fencing_token);
@@ -675,7 +711,15 @@ Result<void, DrainError> Drain::plan() {
     if (!group) return unexpected(std::move(group).error());
     line("cluster lock: a slot of '" + lock + "' group '" + options_.tier + "' (" + *group + ")");
   }
-  auto found = survey();
+  // The dry run checks as the drain would (without the hosts draining now), but claims nothing.
+  std::vector<std::string> draining;
+  if (systems_.marathon.configured()) {
+    auto claims = systems_.locks.budget_claims();
+    if (!claims) return unexpected(std::move(claims).error());
+    draining = claims->hostnames;
+    for (const std::string& h : draining) line("draining now (its tasks do not count): '" + h + "'");
+  }
+  auto found = survey(draining);
   if (!found) return unexpected(std::move(found).error());
   if (found->shortfalls) {
     for (const HostTasks::App& app : found->tasks.apps) {
@@ -735,6 +779,12 @@ Result<DrainResult, DrainError> Drain::recover(bool wait_apps) {
       clean = false;
       emit(DrainEvent::Type::kWarning, "no drain in progress, but ports " + ports_text(*fenced) +
                                            " are fenced; 'skopos fence remove' removes the fence");
+    }
+    // A budget claim without a drain in progress only keeps other hosts from counting
+    // this host's tasks: withdraw it.
+    if (auto withdrawn = systems_.locks.release_budget_claim(); withdrawn && *withdrawn) {
+      clean = false;
+      emit(DrainEvent::Type::kWarning, "no drain in progress, but this host held a disruption budget claim: withdrawn");
     }
     if (host && host->locked) {
       clean = false;
@@ -836,6 +886,7 @@ Result<void, DrainError> Drain::recover_steps(DrainPhase from, bool wait_apps) {
           if (!released && released.error().kind != DrainError::Kind::kRefused) return unexpected(std::move(released).error());
           if (!released) emit(DrainEvent::Type::kWarning, released.error().message);
         }
+        if (auto withdrawn = systems_.locks.release_budget_claim(); !withdrawn) return unexpected(std::move(withdrawn).error());
         auto unlocked = systems_.locks.host_unlock(drain_kind_token(facts_.kind));
         if (!unlocked && unlocked.error().kind != DrainError::Kind::kRefused) return unexpected(std::move(unlocked).error());
         if (!unlocked) emit(DrainEvent::Type::kWarning, unlocked.error().message);

@@ -75,4 +75,32 @@ Result<std::string, DrainError> EtcdDrainLocks::describe(const std::string& lock
   return out;
 }
 
+Result<DrainingHosts, DrainError> EtcdDrainLocks::budget_claims() {
+  auto claims = locks_.budget_claims();
+  if (!claims) return unexpected(from_lock(claims.error()));
+  DrainingHosts out;
+  out.revision = claims->revision;
+  for (const BudgetClaim& claim : claims->claims) {
+    if (claim.machine_id == locks_.self().machine_id) {
+      out.ours = true;
+    } else {
+      out.hostnames.push_back(claim.hostname);
+    }
+  }
+  return out;
+}
+
+Result<bool, DrainError> EtcdDrainLocks::claim_budget(const DrainingHosts& seen, const std::string& hostname,
+                                                      const std::string& kind) {
+  auto claimed = locks_.claim_budget(seen.revision, hostname, kind);
+  if (!claimed) return unexpected(from_lock(claimed.error()));
+  return *claimed;
+}
+
+Result<bool, DrainError> EtcdDrainLocks::release_budget_claim() {
+  auto released = locks_.release_budget_claim();
+  if (!released) return unexpected(from_lock(released.error()));
+  return *released;
+}
+
 }  // namespace skopos::driver

@@ -41,12 +41,13 @@ Result<HostTasks, DrainError> MarathonDrainSteps::on_host(const std::string& hos
   return out;
 }
 
-Result<std::vector<AppShortfall>, DrainError> MarathonDrainSteps::budget(const std::string& hostname) {
+Result<std::vector<AppShortfall>, DrainError> MarathonDrainSteps::budget(const std::string& hostname,
+                                                                         const std::vector<std::string>& draining) {
   auto apps = marathon_->apps();
   if (!apps) return unexpected(from_marathon("apps", apps.error()));
   std::vector<AppShortfall> out;
-  for (const BudgetShortfall& s : disruption_budget(*apps, hostname, label_, default_min_)) {
-    out.push_back(AppShortfall{s.app_id, s.on_host, s.healthy_elsewhere, s.required, s.problem});
+  for (const BudgetShortfall& s : disruption_budget(*apps, hostname, label_, default_min_, draining)) {
+    out.push_back(AppShortfall{s.app_id, s.on_host, s.healthy_elsewhere, s.required, s.problem, s.healthy_unavailable});
   }
   return out;
 }

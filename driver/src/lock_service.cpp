@@ -150,6 +150,10 @@ std::string LockService::holder_key(const std::string& lock, const std::string& 
                                     const std::string& machine_id) const {
   return group_prefix(lock, group) + "holders/" + machine_id;
 }
+std::string LockService::budget_key(const std::string& machine_id) const {
+  return options_.prefix + "/budget/" + machine_id;
+}
+
 std::string LockService::host_key(const std::string& machine_id) const {
   return options_.prefix + "/hosts/" + machine_id;
 }
@@ -748,6 +752,94 @@ Result<bool, LockError> LockService::host_unlock(const std::string& token) {
       log_notice("host '" + self_.machine_id + "' unlocked (" + token + ")");
       return true;
     }
+  }
+}
+
+Result<BudgetClaims, LockError> LockService::budget_claims() {
+  const std::string prefix = options_.prefix + "/budget/";
+  Retry retry(options_.retry_backoff, Clock::now() + options_.operation_timeout);
+  for (;;) {
+    auto range = etcd_.range(prefix, EtcdClient::prefix_end(prefix));
+    if (!range) {
+      if (retry.again(range.error())) continue;
+      return unexpected(etcd_error("read the disruption budget's claims", range.error()));
+    }
+    BudgetClaims out;
+    out.revision = range->revision;
+    for (const KeyValue& kv : range->kvs) {
+      BudgetClaim claim;
+      claim.machine_id = kv.key.substr(prefix.size());
+      dom::object object;
+      std::string_view text;
+      if (parser_->parse(kv.value).get(object) != simdjson::SUCCESS ||
+          object["hostname"].get(text) != simdjson::SUCCESS || text.empty()) {
+        return unexpected(make_error(LockError::Kind::kBadData,
+                                     "budget claim '" + kv.key + "' is unreadable (no hostname); remove it only once "
+                                     "that host is back in service"));
+      }
+      claim.hostname.assign(text);
+      if (object["kind"].get(text) == simdjson::SUCCESS) claim.kind.assign(text);
+      std::int64_t at = 0;
+      if (object["claimed_at"].get(at) == simdjson::SUCCESS) claim.claimed_at = at;
+      out.claims.push_back(std::move(claim));
+    }
+    return out;
+  }
+}
+
+Result<bool, LockError> LockService::claim_budget(std::int64_t seen_revision, const std::string& hostname,
+                                                  const std::string& kind) {
+  const std::string prefix = options_.prefix + "/budget/";
+  const std::string key = budget_key(self_.machine_id);
+  std::string value;
+  JsonWriter json(value);
+  json.begin_object()
+      .key("hostname").value(hostname)
+      .key("kind").value(kind)
+      .key("boot_id").value(self_.boot_id)
+      .key("claimed_at").value(unix_now())
+      .end_object();
+  Compare no_new_claim;  // every claim was created at or before what the check saw
+  no_new_claim.key = prefix;
+  no_new_claim.range_end = EtcdClient::prefix_end(prefix);
+  no_new_claim.target = Compare::Target::kCreateRevision;
+  no_new_claim.result = Compare::Result::kLess;
+  no_new_claim.number = seen_revision + 1;
+  Retry retry(options_.retry_backoff, Clock::now() + options_.operation_timeout);
+  for (;;) {
+    auto txn = etcd_.txn({no_new_claim, Compare{key, Compare::Target::kCreateRevision, Compare::Result::kEqual, 0, {}, {}}},
+                         {TxnOp{TxnOp::Kind::kPut, key, value, 0, {}}}, {});
+    if (txn && txn->succeeded) {
+      log_notice("disruption budget claimed for '" + hostname + "' (" + kind + ")");
+      return true;
+    }
+    if (txn) {
+      // Refused: another claim came, or this machine holds one already (idempotent).
+      auto mine = etcd_.range(key);
+      if (mine) return !mine->kvs.empty();
+      if (!retry.again(mine.error())) return unexpected(etcd_error("read the budget claim", mine.error()));
+      continue;
+    }
+    if (txn.error().kind == EtcdError::Kind::kUnknownOutcome) {
+      // Applied or not: our key says. If it is there, the claim is ours; if not, the
+      // caller reads again and decides again.
+      auto mine = etcd_.range(key);
+      if (mine) return !mine->kvs.empty();
+    }
+    if (!retry.again(txn.error())) return unexpected(etcd_error("claim the disruption budget", txn.error()));
+  }
+}
+
+Result<bool, LockError> LockService::release_budget_claim() {
+  const std::string key = budget_key(self_.machine_id);
+  Retry retry(options_.retry_backoff, Clock::now() + options_.operation_timeout);
+  for (;;) {
+    auto deleted = etcd_.delete_range(key);
+    if (deleted) {
+      if (*deleted > 0) log_notice("disruption budget claim of '" + self_.machine_id + "' withdrawn");
+      return *deleted > 0;
+    }
+    if (!retry.again(deleted.error())) return unexpected(etcd_error("withdraw the budget claim", deleted.error()));
   }
 }
 

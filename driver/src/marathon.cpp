@@ -193,7 +193,11 @@ Result<std::vector<MarathonDeployment>, std::string> parse_marathon_deployments(
 }
 
 std::vector<BudgetShortfall> disruption_budget(const std::vector<MarathonApp>& apps, const std::string& host,
-                                               const std::string& label, std::int64_t default_minimum) {
+                                               const std::string& label, std::int64_t default_minimum,
+                                               const std::vector<std::string>& unavailable) {
+  const auto draining = [&](const std::string& name) {
+    return std::any_of(unavailable.begin(), unavailable.end(), [&](const std::string& u) { return iequal(u, name); });
+  };
   std::vector<BudgetShortfall> out;
   for (const MarathonApp& app : apps) {
     BudgetShortfall entry;
@@ -202,7 +206,7 @@ std::vector<BudgetShortfall> disruption_budget(const std::vector<MarathonApp>& a
       if (iequal(task.host, host)) {
         ++entry.on_host;
       } else if (app.healthy(task)) {
-        ++entry.healthy_elsewhere;
+        ++(draining(task.host) ? entry.healthy_unavailable : entry.healthy_elsewhere);
       }
     }
     if (entry.on_host == 0) continue;

@@ -5,7 +5,11 @@
 //   cluster-lock    reboot and booster drains: a slot of the tier's semaphore (its
 //                   fencing token is checked by guard() before every later side effect)
 //   budget          every Marathon app on this host keeps enough healthy instances on
-//                   other hosts, or the drain is refused (read-only)
+//                   other hosts that are not draining themselves, or the drain is
+//                   refused; the check and this host's claim on the budget are one
+//                   atomic decision in etcd (LockService's budget claims), so two
+//                   drivers never both spend an app's last healthy instance. The claim
+//                   is withdrawn with the locks (booster: once drained)
 //   announce        Mesos: a maintenance window or DEACTIVATE_AGENT; control tier: the
 //                   Marathon leader moved away from this host
 //   fence           new connections to the task ports are reset; established ones flow
@@ -20,7 +24,8 @@
 //
 // and recovery, after the reboot or for `skopos undrain` / `--abort`, in order: health
 // checks (ZooKeeper quorum on the control tier), unfence, Mesos up/reactivate, the agent
-// registered again, the apps that were here back at full strength, locks released.
+// registered again, the apps that were here back at full strength, locks (and the
+// budget claim) released.
 //
 // Crash safety: before each phase's side effect the phase and everything undoing needs
 // (the facts) are appended to the journal and fdatasync'ed, then the lock guard runs.
@@ -194,7 +199,12 @@ class Drain {
     std::vector<DrainContainer> containers;  // overrides applied
     std::vector<std::uint16_t> ports;        // to fence: every container's, sorted, unique
   };
-  Result<Survey, DrainError> survey();
+  // `draining`: hosts whose tasks do not count for the budget (they are going away too).
+  Result<Survey, DrainError> survey(const std::vector<std::string>& draining);
+  // The budget phase's survey, its check and its claim, as one decision (see LockService's
+  // budget claims); kRefused naming the apps that would fall short.
+  Result<Survey, DrainError> budget_decision(const std::string& token);
+  static constexpr int kBudgetAttempts = 20;
   // Appends `phase` with the current facts to the journal (durable when it returns).
   Result<void, DrainError> record(DrainPhase phase);
   Result<void, DrainError> enter(DrainPhase phase);

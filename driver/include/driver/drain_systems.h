@@ -48,6 +48,13 @@ struct HostLockInfo {
   std::int64_t revision = 0;  // the host key's create revision
 };
 
+// The hosts whose drains hold a claim on the disruption budget, read at `revision`.
+struct DrainingHosts {
+  std::int64_t revision = 0;
+  std::vector<std::string> hostnames;  // of other machines
+  bool ours = false;                   // this machine holds a claim already
+};
+
 class DrainLocks {
  public:
   virtual ~DrainLocks() = default;
@@ -67,6 +74,13 @@ class DrainLocks {
   // and boot id. kRefused when the slot was lost.
   virtual Result<void, DrainError> guard(const std::string& lock, const std::string& group,
                                          std::int64_t fencing_token, const std::string& phase) = 0;
+  // The cluster-wide disruption budget (LockService's budget claims): the hosts that hold
+  // a claim now and the revision they were read at; a claim for this host that succeeds
+  // only if no claim was added since (false: read again, check again); its withdrawal.
+  virtual Result<DrainingHosts, DrainError> budget_claims() = 0;
+  virtual Result<bool, DrainError> claim_budget(const DrainingHosts& seen, const std::string& hostname,
+                                                const std::string& kind) = 0;
+  virtual Result<bool, DrainError> release_budget_claim() = 0;
   // One line about the group for --dry-run: "max 1, held by: web-3 (REBOOT)".
   virtual Result<std::string, DrainError> describe(const std::string& lock, const std::string& group) = 0;
 };
@@ -128,6 +142,7 @@ struct AppShortfall {
   std::int64_t healthy_elsewhere = 0;
   std::int64_t required = 0;
   std::string problem;  // a label that is not a count
+  std::int64_t healthy_draining = 0;  // healthy, but on hosts that are draining too
 };
 
 class DrainMarathon {
@@ -135,8 +150,10 @@ class DrainMarathon {
   virtual ~DrainMarathon() = default;
   virtual bool configured() const = 0;
   virtual Result<HostTasks, DrainError> on_host(const std::string& hostname) = 0;
-  // Apps that would fall short of their minimum healthy instances without this host.
-  virtual Result<std::vector<AppShortfall>, DrainError> budget(const std::string& hostname) = 0;
+  // Apps that would fall short of their minimum healthy instances without this host and
+  // the `draining` hosts (whose tasks are going away too).
+  virtual Result<std::vector<AppShortfall>, DrainError> budget(const std::string& hostname,
+                                                               const std::vector<std::string>& draining) = 0;
   // The leader ("host:port"), "" when none.
   virtual Result<std::string, DrainError> leader() = 0;
   // Abdicates and waits until a different leader answers; the new leader.

@@ -36,6 +36,10 @@ class EtcdDrainLocks final : public DrainLocks {
   Result<void, DrainError> guard(const std::string& lock, const std::string& group, std::int64_t fencing_token,
                                  const std::string& phase) override;
   Result<std::string, DrainError> describe(const std::string& lock, const std::string& group) override;
+  Result<DrainingHosts, DrainError> budget_claims() override;
+  Result<bool, DrainError> claim_budget(const DrainingHosts& seen, const std::string& hostname,
+                                        const std::string& kind) override;
+  Result<bool, DrainError> release_budget_claim() override;
 
  private:
   LockService& locks_;
@@ -77,7 +81,8 @@ class MarathonDrainSteps final : public DrainMarathon {
       : marathon_(marathon), label_(std::move(min_healthy_label)), default_min_(default_min_healthy) {}
   bool configured() const override { return marathon_ != nullptr; }
   Result<HostTasks, DrainError> on_host(const std::string& hostname) override;
-  Result<std::vector<AppShortfall>, DrainError> budget(const std::string& hostname) override;
+  Result<std::vector<AppShortfall>, DrainError> budget(const std::string& hostname,
+                                                       const std::vector<std::string>& draining) override;
   Result<std::string, DrainError> leader() override;
   Result<std::string, DrainError> abdicate(std::chrono::steady_clock::time_point until) override;
   Result<void, DrainError> release_tasks(const std::vector<std::string>& task_ids,

@@ -10,6 +10,8 @@
 //   P/heartbeats/<machine>/<instance>         liveness, one per process, on a lease
 //                                             (see heartbeat.h)
 //   P/hosts/<machine>                         host lock record (JSON), not on a lease
+//   P/budget/<machine>                        a drain's claim on the disruption budget
+//                                             (JSON), not on a lease (see BudgetClaims)
 //
 // Taking a slot is one transaction that compares: no holder key was created in the group
 // after the revision we counted at (a range comparison, so a concurrent taker makes it
@@ -106,6 +108,23 @@ struct HostLockState {
   bool already = false;        // host_lock: this token held it before the call
 };
 
+// The cluster-wide disruption budget: a drain that passed its budget check holds a claim
+// until its host is back (or, for a booster, until its tasks are gone). A host with a
+// claim is draining: its tasks count as unavailable in every other host's check. The
+// check and the claim it justifies are one decision: claim_budget() succeeds only if no
+// claim was added since the claims the check excluded were read, so two drivers can
+// never both spend an app's last healthy instance.
+struct BudgetClaim {
+  std::string machine_id;
+  std::string hostname;  // as Marathon and Mesos name the host
+  std::string kind;      // REBOOT, DRAIN, BOOSTER
+  std::int64_t claimed_at = 0;  // unix seconds
+};
+struct BudgetClaims {
+  std::int64_t revision = 0;  // read at
+  std::vector<BudgetClaim> claims;
+};
+
 struct LockServiceOptions {
   std::string prefix = "/skopos";
   // How long a single operation (release, guard, unlock, ...) keeps retrying while etcd
@@ -158,6 +177,17 @@ class LockService {
   // One group (also when it has no keys yet: max 1, no holders).
   Result<GroupState, LockError> group_status(const std::string& lock, const std::string& group);
 
+  // Every claim on the disruption budget, read at one revision. kBadData names a claim
+  // that cannot be read (a host whose claim we cannot read cannot be left out).
+  Result<BudgetClaims, LockError> budget_claims();
+  // Claims the budget for this machine as `hostname`, if no claim was added since
+  // `seen_revision` (when the claims the check left out were read); false when one was
+  // (read again, check again). Idempotent: a claim this machine already holds is kept,
+  // and true.
+  Result<bool, LockError> claim_budget(std::int64_t seen_revision, const std::string& hostname, const std::string& kind);
+  // Withdraws this machine's claim; false when there was none.
+  Result<bool, LockError> release_budget_claim();
+
   // Host locks of this machine (host_status: of any machine).
   Result<HostLockState, LockError> host_status(const std::string& machine_id);
   // Takes the host lock for `token` (REBOOT, DRAIN, BOOSTER). The same token again is a
@@ -171,6 +201,7 @@ class LockService {
   std::string group_prefix(const std::string& lock, const std::string& group) const;
   std::string holder_key(const std::string& lock, const std::string& group, const std::string& machine_id) const;
   std::string host_key(const std::string& machine_id) const;
+  std::string budget_key(const std::string& machine_id) const;
 
   static bool valid_host_token(const std::string& token);
 

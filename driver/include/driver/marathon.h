@@ -113,18 +113,22 @@ class Marathon {
 
 // Apps that would fall short if `host` went away: for every app with a task on `host`,
 // its healthy tasks on other hosts against the minimum (the app's `label`, a count;
-// else `default_minimum`). A label that is not a count is a shortfall with a problem:
-// we do not guess.
+// else `default_minimum`). Tasks on `unavailable` hosts (draining now: see
+// LockService's budget claims) do not count: they are going away too. A label that is
+// not a count is a shortfall with a problem: we do not guess. Host names compare
+// without case.
 struct BudgetShortfall {
   std::string app_id;
   std::int64_t on_host = 0;
   std::int64_t healthy_elsewhere = 0;
+  std::int64_t healthy_unavailable = 0;  // healthy, but on a host that is draining
   std::int64_t required = 0;
   std::string problem;
 };
 std::vector<BudgetShortfall> disruption_budget(const std::vector<MarathonApp>& apps, const std::string& host,
                                                const std::string& label = "skopos.min-healthy",
-                                               std::int64_t default_minimum = 1);
+                                               std::int64_t default_minimum = 1,
+                                               const std::vector<std::string>& unavailable = {});
 
 // Parsers, exposed for the fixture tests: {"apps": [...]} or {"app": {...}}; {"tasks":
 // [...]} or {"task": {...}}; a deployment list. Errors name the field.

@@ -1,0 +1,322 @@
+// Fakes of every system the drain steers, for tests of the drain (and of what drives
+// it): each appends "call@phase" to one World log -- the call and the journal's last
+// phase when it happened -- so the order and the journal-before-side-effect rule are
+// visible, and each can be told to fail once.
+#pragma once
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <map>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "driver/drain_systems.h"
+#include "driver/journal.h"
+
+namespace skopos::driver::fakes {
+
+using namespace std::chrono_literals;
+
+// Every fake appends "call@phase" to one log: the call and the journal's last phase
+// when it happened, so the order and the journal-before-side-effect rule are visible.
+struct World {
+  std::string journal_path;
+  std::vector<std::string> calls;
+  std::string boot_id = "boot-1";
+  std::map<std::string, DrainError> fail;  // call -> the error it returns (once)
+  std::atomic<bool> stop{false};
+
+  std::string phase() const {
+    auto journal = Journal::open(journal_path);
+    return journal && journal->last() ? journal->last()->phase : "-";
+  }
+  // Records the call; returns the error it should fail with, if any.
+  std::optional<DrainError> call(const std::string& name) {
+    calls.push_back(name + "@" + phase());
+    const auto it = fail.find(name);
+    if (it == fail.end()) return std::nullopt;
+    DrainError error = it->second;
+    fail.erase(it);
+    return error;
+  }
+  bool called(const std::string& name) const {
+    return std::any_of(calls.begin(), calls.end(), [&](const std::string& c) { return c.rfind(name + "@", 0) == 0; });
+  }
+  std::vector<std::string> side_effects() const {
+    std::vector<std::string> out;
+    for (const std::string& c : calls) {
+      for (const char* name : {"host_lock", "acquire", "announce", "abdicate", "apply", "stop", "release_tasks",
+                               "take_down", "reboot", "remove", "bring_up", "release", "host_unlock"}) {
+        if (c.rfind(std::string(name) + "@", 0) == 0) out.push_back(c);
+      }
+    }
+    return out;
+  }
+};
+
+#define SKOPOS_FAKE_FAIL(world, name)                           \
+  if (auto error_ = (world).call(name)) return unexpected(*error_)
+
+class FakeLocks : public DrainLocks {
+ public:
+  explicit FakeLocks(World& world) : w_(world) {}
+  Result<HostLockInfo, DrainError> host_status() override {
+    w_.call("host_status");
+    return host_;
+  }
+  Result<HostLockInfo, DrainError> host_lock(const std::string& token) override {
+    SKOPOS_FAKE_FAIL(w_, "host_lock");
+    if (host_.locked && host_.token != token) return drain_error(DrainError::Kind::kRefused, "locked for " + host_.token);
+    if (!host_.locked) host_ = HostLockInfo{true, token, 42};
+    return host_;
+  }
+  Result<bool, DrainError> host_unlock(const std::string& token) override {
+    SKOPOS_FAKE_FAIL(w_, "host_unlock");
+    if (!host_.locked) return false;
+    if (host_.token != token) return drain_error(DrainError::Kind::kRefused, "not " + token);
+    host_ = {};
+    return true;
+  }
+  Result<std::int64_t, DrainError> acquire(const std::string&, const std::string&, const std::string&,
+                                           std::chrono::steady_clock::time_point,
+                                           const std::atomic<bool>& stop) override {
+    SKOPOS_FAKE_FAIL(w_, "acquire");
+    if (slot_busy_) {
+      // Another host holds the only slot: wait (bounded) for the stop.
+      for (int i = 0; i < 5000 && !stop.load(); ++i) std::this_thread::sleep_for(1ms);
+      return drain_error(DrainError::Kind::kInterrupted, "stopped while waiting for the slot");
+    }
+    held_ = true;
+    if (stop_after_grant_) w_.stop = true;  // SIGTERM right after the slot was granted
+    return std::int64_t{77};
+  }
+  Result<bool, DrainError> release(const std::string&, const std::string&, std::int64_t) override {
+    SKOPOS_FAKE_FAIL(w_, "release");
+    const bool was = held_;
+    held_ = false;
+    return was;
+  }
+  Result<void, DrainError> guard(const std::string&, const std::string&, std::int64_t token,
+                                 const std::string& phase) override {
+    SKOPOS_FAKE_FAIL(w_, "guard:" + phase);
+    if (!held_ || token != 77) return drain_error(DrainError::Kind::kRefused, "slot lost");
+    return {};
+  }
+  Result<std::string, DrainError> describe(const std::string&, const std::string&) override { return std::string("free"); }
+  Result<DrainingHosts, DrainError> budget_claims() override {
+    SKOPOS_FAKE_FAIL(w_, "budget_claims");
+    DrainingHosts out;
+    out.revision = 10;
+    out.hostnames = draining_;
+    out.ours = claimed_;
+    return out;
+  }
+  Result<bool, DrainError> claim_budget(const DrainingHosts&, const std::string&, const std::string&) override {
+    SKOPOS_FAKE_FAIL(w_, "claim");
+    if (claims_lost_ > 0) {  // another host claimed meanwhile
+      --claims_lost_;
+      return false;
+    }
+    claimed_ = true;
+    return true;
+  }
+  Result<bool, DrainError> release_budget_claim() override {
+    SKOPOS_FAKE_FAIL(w_, "unclaim");
+    const bool was = claimed_;
+    claimed_ = false;
+    return was;
+  }
+
+  HostLockInfo host_;
+  std::vector<std::string> draining_;  // other hosts with a budget claim
+  bool claimed_ = false;
+  int claims_lost_ = 0;
+  bool held_ = false;
+  bool slot_busy_ = false;
+  bool stop_after_grant_ = false;
+
+ private:
+  World& w_;
+};
+
+class FakeMesos : public DrainMesos {
+ public:
+  explicit FakeMesos(World& world) : w_(world) {}
+  bool configured() const override { return true; }
+  Result<MesosMachine, DrainError> locate(const std::string& hostname) override {
+    SKOPOS_FAKE_FAIL(w_, "locate");
+    return MesosMachine{MesosMachine::Mode::kSchedule, hostname, "10.0.0.5", "S1"};
+  }
+  Result<void, DrainError> announce(const MesosMachine&) override {
+    SKOPOS_FAKE_FAIL(w_, "announce");
+    return {};
+  }
+  Result<void, DrainError> take_down(const MesosMachine&, bool) override {
+    SKOPOS_FAKE_FAIL(w_, "take_down");
+    return {};
+  }
+  Result<void, DrainError> bring_up(const MesosMachine&) override {
+    SKOPOS_FAKE_FAIL(w_, "bring_up");
+    return {};
+  }
+  Result<bool, DrainError> agent_active(const MesosMachine&) override {
+    w_.call("agent_active");
+    return true;
+  }
+  std::vector<std::string> describe(const MesosMachine&, bool) const override { return {"window", "down"}; }
+
+ private:
+  World& w_;
+};
+
+class FakeMarathon : public DrainMarathon {
+ public:
+  explicit FakeMarathon(World& world) : w_(world) {}
+  bool configured() const override { return true; }
+  Result<HostTasks, DrainError> on_host(const std::string&) override {
+    w_.call("on_host");
+    HostTasks tasks;
+    tasks.apps.push_back({"/web", 2, app_labels, {"web.1"}});
+    return tasks;
+  }
+  Result<std::vector<AppShortfall>, DrainError> budget(const std::string&, const std::vector<std::string>& draining) override {
+    SKOPOS_FAKE_FAIL(w_, "budget");
+    budget_without = draining;
+    return shortfalls;
+  }
+  Result<std::string, DrainError> leader() override { return leader_; }
+  Result<std::string, DrainError> abdicate(std::chrono::steady_clock::time_point) override {
+    SKOPOS_FAKE_FAIL(w_, "abdicate");
+    leader_ = "other:8080";
+    return leader_;
+  }
+  Result<void, DrainError> release_tasks(const std::vector<std::string>&, std::chrono::steady_clock::time_point) override {
+    SKOPOS_FAKE_FAIL(w_, "release_tasks");
+    return {};
+  }
+  Result<std::vector<std::string>, DrainError> below_strength(const std::vector<std::string>&) override {
+    w_.call("below_strength");
+    return std::vector<std::string>{};
+  }
+
+  std::vector<AppShortfall> shortfalls;
+  std::vector<std::string> budget_without;  // the draining hosts the last check left out
+  std::map<std::string, std::string> app_labels;
+  std::string leader_ = "self:8080";
+
+ private:
+  World& w_;
+};
+
+class FakeContainers : public DrainContainers {
+ public:
+  explicit FakeContainers(World& world) : w_(world) {
+    DrainContainer web;
+    web.id = "c1";
+    web.name = "mesos-1";
+    web.app_id = "/web";
+    web.fence_ports = {31000};
+    web.listen_ports = {8080};
+    running_.push_back(web);
+  }
+  Result<std::vector<DrainContainer>, DrainError> running() override {
+    SKOPOS_FAKE_FAIL(w_, "running");
+    return running_;
+  }
+  Result<void, DrainError> stop(const std::vector<DrainContainer>& containers) override {
+    SKOPOS_FAKE_FAIL(w_, "stop");
+    stopped = containers;
+    running_.clear();
+    return {};
+  }
+  std::vector<DrainContainer> running_;
+  std::vector<DrainContainer> stopped;
+
+ private:
+  World& w_;
+};
+
+class FakeConnections : public DrainConnections {
+ public:
+  explicit FakeConnections(World& world) : w_(world) {}
+  Result<WaitOutcome, DrainError> wait_zero(const std::vector<DrainContainer>& containers, std::chrono::milliseconds,
+                                            FunctionRef<void(const WaitProgress&)> on_progress,
+                                            const std::atomic<bool>& stop) override {
+    SKOPOS_FAKE_FAIL(w_, "wait");
+    waited_for = containers;
+    waiting = true;
+    // Connections still open: wait (bounded) until the test lets them close.
+    for (int i = 0; i < 30000 && hold.load() && !stop.load(); ++i) std::this_thread::sleep_for(1ms);
+    waiting = false;
+    if (stop_during_wait) w_.stop = true;
+    if (stop.load()) return drain_error(DrainError::Kind::kInterrupted, "stopped");
+    WaitOutcome outcome;
+    outcome.all_zero = reach_zero;
+    outcome.last.total = reach_zero ? 0 : 3;
+    outcome.waited = 1500ms;
+    on_progress(outcome.last);
+    return outcome;
+  }
+  Result<WaitProgress, DrainError> counts(const std::vector<DrainContainer>&) override {
+    WaitProgress progress;
+    progress.total = 5;
+    return progress;
+  }
+  bool reach_zero = true;
+  bool stop_during_wait = false;
+  std::atomic<bool> hold{false};     // true: the wait blocks until it is false again
+  std::atomic<bool> waiting{false};  // inside wait_zero now
+  std::vector<DrainContainer> waited_for;
+
+ private:
+  World& w_;
+};
+
+class FakeFence : public DrainFence {
+ public:
+  explicit FakeFence(World& world) : w_(world) {}
+  Result<std::vector<std::uint16_t>, DrainError> fenced() override { return ports; }
+  Result<void, DrainError> apply(const std::vector<std::uint16_t>& p) override {
+    SKOPOS_FAKE_FAIL(w_, "apply");
+    ports = p;
+    return {};
+  }
+  Result<bool, DrainError> remove() override {
+    SKOPOS_FAKE_FAIL(w_, "remove");
+    const bool was = !ports.empty();
+    ports.clear();
+    return was;
+  }
+  Result<std::string, DrainError> plan(const std::vector<std::uint16_t>&) override { return std::string("*filter\n"); }
+  std::vector<std::uint16_t> ports;
+
+ private:
+  World& w_;
+};
+
+class FakeHost : public DrainHost {
+ public:
+  explicit FakeHost(World& world) : w_(world) {}
+  std::string boot_id() override { return w_.boot_id; }
+  Result<void, DrainError> reboot() override {
+    SKOPOS_FAKE_FAIL(w_, "reboot");
+    return {};
+  }
+  Result<bool, DrainError> zookeeper_healthy(std::string& summary) override {
+    summary = zookeeper_ok ? "leader, 3 of 3 serving" : "1 of 3 serving";
+    return zookeeper_ok;
+  }
+  void notify(const std::string& kind, const std::string& outcome, const std::string&) override {
+    notified.push_back(kind + " " + outcome);
+  }
+  bool zookeeper_ok = true;
+  std::vector<std::string> notified;
+
+ private:
+  World& w_;
+};
+
+}  // namespace skopos::driver::fakes
