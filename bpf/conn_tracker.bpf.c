@@ -62,41 +62,60 @@ static __always_inline void send_event(const struct skopos_conn_key *key, __s32 
 	bpf_ringbuf_submit(event, 0);
 }
 
-/* Adds the socket to `key` and marks it; false when it could not be counted. */
+/*
+ * Adds the socket to `key` and marks it; false when it could not be counted (the socket
+ * stays unmarked, stats.count_failures says so, and userspace stops trusting counts
+ * until a snapshot has found it).
+ */
 static __always_inline bool count_socket(struct skopos_sock_mark *mark, const struct skopos_conn_key *key)
 {
 	__u64 zero = 0;
 	__u64 *count;
+	__u64 before;
+	int i;
 
-	count = bpf_map_lookup_elem(&conn_counts, key);
-	if (!count) {
-		/* -EEXIST means another CPU created it first: fine. */
-		bpf_map_update_elem(&conn_counts, key, &zero, BPF_NOEXIST);
+	for (i = 0; i < SKOPOS_COUNT_TRIES; i++) {
 		count = bpf_map_lookup_elem(&conn_counts, key);
 		if (!count) {
-			__sync_fetch_and_add(&stats.count_failures, 1);
-			return false;
+			/* -EEXIST means another CPU created it first: fine. -E2BIG: full. */
+			bpf_map_update_elem(&conn_counts, key, &zero, BPF_NOEXIST);
+			count = bpf_map_lookup_elem(&conn_counts, key);
+			if (!count)
+				break;
 		}
+		/* The old value tells whether this key was alive when we added to it. */
+		before = __sync_fetch_and_add(count, 1);
+		if (before & SKOPOS_COUNT_RECLAIMED)
+			continue; /* being deleted by the CPU that brought it to 0: a fresh key */
+		mark->key = *key;
+		mark->counted = 1;
+		send_event(key, 1);
+		return true;
 	}
-	__sync_fetch_and_add(count, 1);
-	mark->key = *key;
-	mark->counted = 1;
-	send_event(key, 1);
-	return true;
+	__sync_fetch_and_add(&stats.count_failures, 1);
+	return false;
 }
 
 static __always_inline void uncount_socket(struct skopos_sock_mark *mark)
 {
 	__u64 *count;
+	__u64 before;
 
 	mark->counted = 0;
 	count = bpf_map_lookup_elem(&conn_counts, &mark->key);
-	/* Entries are never deleted while the program runs, and a marked socket added 1. */
-	if (!count || *count == 0) {
+	/* A marked socket added 1 to a live key, and a live key is not deleted. */
+	if (!count) {
 		__sync_fetch_and_add(&stats.underflows, 1);
 		return;
 	}
-	__sync_fetch_and_add(count, -1);
+	before = __sync_fetch_and_add(count, -1);
+	if (before == 0 || (before & SKOPOS_COUNT_RECLAIMED)) {
+		__sync_fetch_and_add(&stats.underflows, 1);
+		return;
+	}
+	/* The last socket of the key: reclaim it, unless another CPU added one meanwhile. */
+	if (before == 1 && __sync_val_compare_and_swap(count, 0, SKOPOS_COUNT_RECLAIMED) == 0)
+		bpf_map_delete_elem(&conn_counts, &mark->key);
 	send_event(&mark->key, -1);
 }
 

@@ -1,6 +1,6 @@
 # bpf_object(<name> <source.bpf.c>)
 #
-# Compiles a CO-RE BPF program with clang (-target bpf -g -O2), strips its DWARF (the
+# Compiles a CO-RE BPF program with clang (-target bpf -mcpu=v3 -g -O2), strips its DWARF (the
 # BTF that CO-RE needs stays), and generates a libbpf skeleton with `bpftool gen
 # skeleton`. Header dependencies are tracked through clang's depfile, so editing the
 # ABI header rebuilds the object and its skeleton.
@@ -39,7 +39,9 @@ function(bpf_object name source)
 
   add_custom_command(
     OUTPUT ${obj}
-    COMMAND ${SKOPOS_CLANG} -g -O2 -target bpf -D__TARGET_ARCH_${SKOPOS_BPF_ARCH}
+    # -mcpu=v3: atomic fetch-and-add and compare-and-exchange (kernel 5.12+; the
+    # programs already need 5.11 for socket storage in tracing programs).
+    COMMAND ${SKOPOS_CLANG} -g -O2 -target bpf -mcpu=v3 -D__TARGET_ARCH_${SKOPOS_BPF_ARCH}
             -Wall -Werror
             -I${SKOPOS_VMLINUX_DIR} -I${CMAKE_SOURCE_DIR}/bpf/include -I${CMAKE_SOURCE_DIR}/bpf
             -MD -MF ${dep} -MT ${obj}

@@ -4,6 +4,7 @@
 // source at once, and both must equal the expected numbers -- and so each other.
 #include <poll.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <thread>
@@ -268,6 +269,73 @@ TEST_F(PrivilegedConnectionSources, SnapshotDuringChurnAgreesWithProcAfterwards)
     EXPECT_SETTLES(*source, ns.inode, truth);
     EXPECT_EQ(source->stats().underflows, 0u);
   }
+}
+
+// A full count map never reads as a known zero. Keys at zero are reclaimed, so the map
+// holds only keys with live sockets; when it is full even so, a socket that cannot be
+// counted makes the counts unknown until a snapshot has proven them again. Failed before:
+// keys were never deleted, and a socket the full map could not take left its namespace
+// reading a known 0.
+TEST_F(PrivilegedConnectionSources, AFullMapMakesCountsUnknownNeverZeroAndReclaimedKeysMakeThemExactAgain) {
+  constexpr std::uint32_t kMaxKeys = 64;
+  constexpr int kPressurePorts = 80;  // 160 keys: inbound and outbound per port
+  BpfConnectionSource::Options options;
+  options.max_keys = kMaxKeys;
+  auto created = BpfConnectionSource::create(options);
+  ASSERT_TRUE(created) << created.error().message();
+  BpfConnectionSource& bpf = **created;
+
+  // Pressure: one connection on each of 80 ports, more keys than the map holds.
+  std::vector<UniqueFd> listeners;
+  std::vector<Connection> pressure;
+  {
+    TestNetns::Inside inside(*netns_);
+    for (int i = 0; i < kPressurePorts; ++i) {
+      const auto port = static_cast<std::uint16_t>(9100 + i);
+      listeners.push_back(tcp_listen("127.0.0.1", port));
+      pressure.push_back(open_connection(listeners.back().get(), "127.0.0.1", port));
+    }
+  }
+  ASSERT_TRUE(bpf.update([](std::uint64_t) {}));
+  EXPECT_GT(bpf.stats().count_failures, 0u) << "the map is full";
+  auto occupied = bpf.map_keys();
+  ASSERT_TRUE(occupied);
+  EXPECT_LE(*occupied, kMaxKeys);
+
+  // A fresh namespace with one connection while the map is full: 1 or unknown, never 0.
+  auto fresh = TestNetns::create("skopos-fresh");
+  ASSERT_TRUE(fresh) << fresh.error().message();
+  const NamespaceHandle ns = handle_of(**fresh);
+  ASSERT_TRUE(bpf.track(ns));
+  UniqueFd listener;
+  Connection live;
+  {
+    TestNetns::Inside inside(**fresh);
+    listener = tcp_listen("127.0.0.1", 8080);
+    live = open_connection(listener.get(), "127.0.0.1", 8080);
+  }
+  for (int i = 0; i < 20; ++i) {
+    ASSERT_TRUE(bpf.update([](std::uint64_t) {}));
+    const NamespaceCounts* counts = bpf.counts(ns.inode);
+    if (counts != nullptr) {
+      const auto ports = counts->ports();
+      const auto it = std::find_if(ports.begin(), ports.end(), [](const PortConnections& p) { return p.port == 8080; });
+      ASSERT_TRUE(it != ports.end() && it->inbound == 1) << "a known count must be the truth: " << describe(counts);
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  EXPECT_GT(bpf.stats().unproven, 0u) << "the failure was seen";
+
+  // The pressure goes away: its keys are reclaimed at zero, a snapshot proves the fresh
+  // namespace again, and its count is exact.
+  pressure.clear();
+  const NamespaceCounts want = make_counts({{8080, 1, 1}});
+  EXPECT_SETTLES(bpf, ns.inode, want);
+  EXPECT_EQ(bpf.stats().unproven, 0u);
+  EXPECT_EQ(bpf.stats().underflows, 0u);
+  auto after = bpf.map_keys();
+  ASSERT_TRUE(after);
+  EXPECT_LT(*after, kMaxKeys / 2) << "the pressure's keys were reclaimed";
 }
 
 }  // namespace

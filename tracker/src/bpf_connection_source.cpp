@@ -45,18 +45,28 @@ Direction direction_of(const skopos_conn_key& key) {
 
 std::uint64_t load(const std::uint64_t& counter) { return __atomic_load_n(&counter, __ATOMIC_RELAXED); }
 
+// A value with the reclaimed bit is a key being deleted: 0 (conn_tracker.h).
 std::uint32_t clamp_count(std::uint64_t value) {
+  if ((value & SKOPOS_COUNT_RECLAIMED) != 0) return 0;
   return value > UINT32_MAX ? UINT32_MAX : static_cast<std::uint32_t>(value);
 }
 
+// Keys and values per batch lookup.
+constexpr std::uint32_t kBatch = 4096;
+
 }  // namespace
 
-Result<std::unique_ptr<BpfConnectionSource>> BpfConnectionSource::create() {
+Result<std::unique_ptr<BpfConnectionSource>> BpfConnectionSource::create(Options options) {
   errno = 0;
   conn_tracker* skeleton = conn_tracker__open();
   if (skeleton == nullptr) return unexpected(Error::from_errno(failure_errno(0), "bpf open", kObject));
   // Owned from here on, so every error path below frees it.
   std::unique_ptr<BpfConnectionSource> source(new BpfConnectionSource(skeleton));
+  if (options.max_keys != 0) {
+    if (int ret = bpf_map__set_max_entries(skeleton->maps.conn_counts, options.max_keys); ret != 0) {
+      return unexpected(Error::from_errno(failure_errno(ret), "bpf map size", "conn_counts"));
+    }
+  }
 
   if (int ret = conn_tracker__load(skeleton); ret != 0) {
     Error error = Error::from_errno(failure_errno(ret), "bpf load", kObject);
@@ -139,55 +149,126 @@ Result<void> BpfConnectionSource::snapshot(const NamespaceHandle& ns) {
   });
 }
 
+Result<std::size_t> BpfConnectionSource::map_keys() const {
+  std::size_t keys = 0;
+  const int fd = bpf_map__fd(skeleton_->maps.conn_counts);
+  batch_keys_.resize(kBatch * sizeof(skopos_conn_key));
+  batch_values_.resize(kBatch * sizeof(std::uint64_t));
+  std::uint64_t cursor = 0;
+  bool first = true;
+  for (;;) {
+    std::uint32_t n = kBatch;
+    LIBBPF_OPTS(bpf_map_batch_opts, opts);
+    const int ret = bpf_map_lookup_batch(fd, first ? nullptr : &cursor, &cursor, batch_keys_.data(),
+                                         batch_values_.data(), &n, &opts);
+    const int error = ret < 0 ? errno : 0;
+    if (ret < 0 && error != ENOENT) return unexpected(Error::from_errno(error, "bpf map batch lookup", "conn_counts"));
+    first = false;
+    keys += n;
+    if (error == ENOENT) return keys;
+  }
+}
+
 Result<NamespaceCounts> BpfConnectionSource::read_map(std::uint64_t inode) const {
   NamespaceCounts counts;
   const int fd = bpf_map__fd(skeleton_->maps.conn_counts);
-  skopos_conn_key key{};
-  skopos_conn_key next{};
-  const skopos_conn_key* previous = nullptr;
-  // Keys are never deleted while the program runs, so the walk cannot restart midway.
-  while (bpf_map_get_next_key(fd, previous, &next) == 0) {
-    key = next;
-    previous = &key;
-    if (key.netns != inode) continue;
-    std::uint64_t value = 0;
-    if (bpf_map_lookup_elem(fd, &key, &value) != 0) {
-      if (errno == ENOENT) continue;
-      return unexpected(Error::from_errno(errno, "bpf map lookup", "conn_counts"));
+  // Batch lookups walk the hash bucket by bucket, so keys reclaimed meanwhile (deleted
+  // by the kernel at zero) neither restart nor derail the walk, as a get_next_key walk
+  // from a deleted key would.
+  batch_keys_.resize(kBatch * sizeof(skopos_conn_key));
+  batch_values_.resize(kBatch * sizeof(std::uint64_t));
+  std::uint64_t cursor = 0;  // opaque to us: the kernel's bucket position
+  bool first = true;
+  for (;;) {
+    std::uint32_t n = kBatch;
+    LIBBPF_OPTS(bpf_map_batch_opts, opts);
+    const int ret = bpf_map_lookup_batch(fd, first ? nullptr : &cursor, &cursor, batch_keys_.data(),
+                                         batch_values_.data(), &n, &opts);
+    const int error = ret < 0 ? errno : 0;
+    if (ret < 0 && error != ENOENT) return unexpected(Error::from_errno(error, "bpf map batch lookup", "conn_counts"));
+    first = false;
+    for (std::uint32_t k = 0; k < n; ++k) {
+      skopos_conn_key key;
+      std::uint64_t value = 0;
+      std::memcpy(&key, batch_keys_.data() + k * sizeof key, sizeof key);
+      std::memcpy(&value, batch_values_.data() + k * sizeof value, sizeof value);
+      if (key.netns != inode) continue;
+      counts.set(key.port, direction_of(key), clamp_count(value));
     }
-    counts.set(key.port, direction_of(key), clamp_count(value));
+    if (error == ENOENT) return counts;  // the last batch
   }
-  if (errno != ENOENT) return unexpected(Error::from_errno(errno, "bpf map walk", "conn_counts"));
-  return counts;
 }
 
 Result<void> BpfConnectionSource::track(const NamespaceHandle& ns) {
   if (tracked_.contains(ns.inode)) return {};
+  const std::uint64_t failures_before = failures();
   if (auto status = snapshot(ns); !status) return status;
   auto counts = read_map(ns.inode);
   if (!counts) return unexpected(std::move(counts).error());
-  tracked_.emplace(ns.inode, std::move(*counts));
+  Tracked tracked{ns, std::move(*counts), true};
+  // A socket the kernel failed to count meanwhile may be this namespace's: unknown until
+  // a later snapshot proves it (update() tries).
+  if (failures() != failures_before || failures() != failures_seen_) {
+    tracked.proven = false;
+    ++unproven_;
+  }
+  tracked_.emplace(ns.inode, std::move(tracked));
   return {};
 }
 
-void BpfConnectionSource::untrack(std::uint64_t inode) { tracked_.erase(inode); }
+void BpfConnectionSource::untrack(std::uint64_t inode) {
+  auto it = tracked_.find(inode);
+  if (it == tracked_.end()) return;
+  if (!it->second.proven) --unproven_;
+  tracked_.erase(it);
+}
 
 const NamespaceCounts* BpfConnectionSource::counts(std::uint64_t inode) const {
   auto it = tracked_.find(inode);
-  return it == tracked_.end() ? nullptr : &it->second;
+  if (it == tracked_.end() || !it->second.proven) return nullptr;  // unknown, never 0
+  return &it->second.counts;
+}
+
+std::uint64_t BpfConnectionSource::failures() const {
+  const skopos_conn_stats& kernel = skeleton_->bss->stats;
+  return load(kernel.count_failures) + load(kernel.storage_failures);
 }
 
 Result<void> BpfConnectionSource::reread_all(FunctionRef<void(std::uint64_t inode)> changed) {
   ++resyncs_;
-  for (auto& [inode, counts] : tracked_) {
+  for (auto& [inode, tracked] : tracked_) {
     auto fresh = read_map(inode);
     if (!fresh) return unexpected(std::move(fresh).error());
-    if (!(*fresh == counts)) {
-      counts = std::move(*fresh);
+    if (!(*fresh == tracked.counts)) {
+      tracked.counts = std::move(*fresh);
       changed(inode);
     }
   }
   return {};
+}
+
+void BpfConnectionSource::prove(FunctionRef<void(std::uint64_t inode)> changed) {
+  // A failed socket is unmarked, so a snapshot of its namespace counts it if it is still
+  // ESTABLISHED (and there is room now); one that closed meanwhile changed nothing. A
+  // namespace is proven when a whole pass ran with no new failure anywhere.
+  const std::uint64_t before = failures();
+  std::vector<std::uint64_t> proven;
+  for (auto& [inode, tracked] : tracked_) {
+    if (tracked.proven) continue;
+    ++proofs_;
+    if (auto status = snapshot(tracked.handle); !status) continue;  // vanished: the tracker untracks it
+    auto fresh = read_map(inode);
+    if (!fresh) continue;
+    tracked.counts = std::move(*fresh);
+    proven.push_back(inode);
+  }
+  if (failures() != before) return;  // not proven: the next update() tries again
+  failures_seen_ = before;
+  for (const std::uint64_t inode : proven) {
+    tracked_[inode].proven = true;
+    --unproven_;
+    changed(inode);
+  }
 }
 
 Result<void> BpfConnectionSource::update(FunctionRef<void(std::uint64_t inode)> changed) {
@@ -195,6 +276,19 @@ Result<void> BpfConnectionSource::update(FunctionRef<void(std::uint64_t inode)> 
   const int consumed = ring_buffer__consume(ring_);
   if (consumed < 0) return unexpected(Error::from_errno(-consumed, "bpf ring buffer consume", "conn_events"));
   if (consumed > 0) ++updates_;
+
+  // A socket the kernel could not count: we cannot tell whose, so no count is known any
+  // more until a snapshot proves it again.
+  if (const std::uint64_t now = failures(); now != failures_seen_) {
+    for (auto& [inode, tracked] : tracked_) {
+      if (!tracked.proven) continue;
+      tracked.proven = false;
+      ++unproven_;
+      changed(inode);
+    }
+    failures_seen_ = now;
+  }
+  if (unproven_ > 0) prove(changed);
 
   // Events the kernel could not send: some keys changed unseen, so read everything.
   const std::uint64_t lost = load(skeleton_->bss->stats.lost_events);
@@ -215,9 +309,11 @@ Result<void> BpfConnectionSource::update(FunctionRef<void(std::uint64_t inode)> 
     if (it == tracked_.end()) continue;
     std::uint64_t value = 0;
     if (bpf_map_lookup_elem(fd, &key, &value) != 0) {
-      return unexpected(Error::from_errno(errno, "bpf map lookup", "conn_counts"));
+      // Reclaimed: the count went to 0 and the kernel deleted the key.
+      if (errno != ENOENT) return unexpected(Error::from_errno(errno, "bpf map lookup", "conn_counts"));
+      value = 0;
     }
-    it->second.set(key.port, direction_of(key), clamp_count(value));
+    it->second.counts.set(key.port, direction_of(key), clamp_count(value));
     if (last_reported != key.netns) {
       last_reported = key.netns;
       changed(key.netns);
@@ -238,6 +334,8 @@ SourceStats BpfConnectionSource::stats() const {
   stats.storage_failures = load(kernel.storage_failures);
   stats.underflows = load(kernel.underflows);
   stats.snapshot_counted = load(kernel.snapshot_counted);
+  stats.unproven = unproven_;
+  stats.proofs = proofs_;
   return stats;
 }
 

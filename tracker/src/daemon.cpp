@@ -142,6 +142,14 @@ class TrackerDaemon::Loop {
         tracker_.update_source();
         publish();
       });
+    } else {
+      // Events wake the BPF source; but a namespace left unknown by a socket the kernel
+      // could not count is proven again by a snapshot, which no event may prompt.
+      every(proc_timer_, options_.proc_interval, [this] {
+        if (tracker_.source().stats().unproven == 0) return;
+        tracker_.update_source();
+        publish();
+      });
     }
     if (options_.check_interval.count() > 0) {
       every(check_timer_, options_.check_interval, [this] {

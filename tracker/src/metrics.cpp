@@ -125,6 +125,11 @@ std::string render_metrics(const Tracker& tracker, const StreamStats* stream) {
          stats.source.storage_failures);
   metric(out, "skopos_tracker_bpf_underflows_total", "counter", "Decrements of a zero count (a bug if nonzero).",
          stats.source.underflows);
+  metric(out, "skopos_tracker_bpf_unproven_namespaces", "gauge",
+         "Namespaces unknown since a socket could not be counted, until a snapshot proves them.",
+         stats.source.unproven);
+  metric(out, "skopos_tracker_bpf_proofs_total", "counter", "Snapshots run again to prove a namespace's count.",
+         stats.source.proofs);
   metric(out, "skopos_tracker_proc_read_errors_total", "counter", "Namespaces /proc could not read.",
          stats.source.read_errors);
   metric(out, "skopos_tracker_consistency_checks_total", "counter", "bpf vs /proc consistency checks run.",

@@ -10,6 +10,13 @@
 // only name the (namespace, port, direction) to re-read from the kernel's map, so lost
 // or reordered events never make a count wrong; lost events trigger a full re-read.
 //
+// A socket the kernel could not count (the map full, no socket storage) is never a
+// silent 0: from the update() that sees the kernel's failure counters move, every
+// tracked namespace is unknown (counts() == nullptr) until a fresh snapshot -- which
+// counts every ESTABLISHED socket not counted yet -- has run in it with no failure
+// meanwhile. update() retries those snapshots; call it on an interval while
+// stats().unproven is nonzero (no event may come to wake the caller).
+//
 // Not thread-safe: one thread calls everything (the tracker's event loop).
 #pragma once
 
@@ -27,9 +34,15 @@ namespace skopos::tracker {
 
 class BpfConnectionSource final : public ConnectionSource {
  public:
+  struct Options {
+    // Capacity of the kernel's count map (keys with live sockets); tests lower it to
+    // fill it on purpose.
+    std::uint32_t max_keys = 0;  // 0: SKOPOS_CONN_MAX_KEYS
+  };
   // Loads, verifies and attaches the programs. Needs root (CAP_BPF, CAP_PERFMON,
   // CAP_SYS_ADMIN for setns) and kernel BTF; errors name the step and carry errno.
-  static Result<std::unique_ptr<BpfConnectionSource>> create();
+  static Result<std::unique_ptr<BpfConnectionSource>> create(Options options);
+  static Result<std::unique_ptr<BpfConnectionSource>> create() { return create(Options{}); }
 
   // Detaches the programs and frees the maps; nothing stays pinned.
   ~BpfConnectionSource() override;
@@ -50,6 +63,9 @@ class BpfConnectionSource final : public ConnectionSource {
   // The kernel's counts for a namespace read straight from the map (tracked or not),
   // bypassing the event path; for tests and the consistency check.
   Result<NamespaceCounts> read_map(std::uint64_t inode) const;
+  // How many keys the kernel's count map holds now (its occupancy; keys at zero are
+  // reclaimed, so this is the keys with live sockets).
+  Result<std::size_t> map_keys() const;
 
  private:
   explicit BpfConnectionSource(conn_tracker* skeleton) : skeleton_(skeleton) {}
@@ -57,17 +73,32 @@ class BpfConnectionSource final : public ConnectionSource {
   Result<void> snapshot(const NamespaceHandle& ns);
   // Re-reads every tracked namespace from the map.
   Result<void> reread_all(FunctionRef<void(std::uint64_t inode)> changed);
+  // The kernel's count and storage failures so far.
+  std::uint64_t failures() const;
+  // Snapshots the unproven namespaces again; those with no failure meanwhile are known.
+  void prove(FunctionRef<void(std::uint64_t inode)> changed);
+
+  struct Tracked {
+    NamespaceHandle handle;
+    NamespaceCounts counts;
+    bool proven = true;  // false: a socket may have gone uncounted; unknown until a snapshot
+  };
 
   conn_tracker* skeleton_;
   ring_buffer* ring_ = nullptr;
   std::uint32_t program_id_ = 0;
-  std::unordered_map<std::uint64_t, NamespaceCounts> tracked_;
+  std::unordered_map<std::uint64_t, Tracked> tracked_;
   // Keys named by the events of the current update(), as packed 64-bit values.
   std::vector<std::uint64_t> pending_;
   std::uint64_t events_ = 0;
   std::uint64_t updates_ = 0;
   std::uint64_t resyncs_ = 0;
   std::uint64_t lost_seen_ = 0;  // stats.lost_events at the last full re-read
+  std::uint64_t failures_seen_ = 0;  // failures() when every namespace was last proven
+  std::size_t unproven_ = 0;
+  std::uint64_t proofs_ = 0;  // snapshots run again to prove a count
+  // Reused by read_map's batch lookups.
+  mutable std::vector<std::uint8_t> batch_keys_, batch_values_;
 };
 
 }  // namespace skopos::tracker

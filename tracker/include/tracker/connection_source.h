@@ -33,6 +33,8 @@ struct SourceStats {
   std::uint64_t underflows = 0;        // decrements of a zero count (a bug if nonzero)
   std::uint64_t snapshot_counted = 0;  // pre-existing sockets found by snapshots
   std::uint64_t read_errors = 0;       // namespaces that could not be read (/proc)
+  std::uint64_t unproven = 0;          // tracked namespaces unknown until a snapshot proves them (BPF)
+  std::uint64_t proofs = 0;            // snapshots run again to prove a count (BPF)
 };
 
 class ConnectionSource {

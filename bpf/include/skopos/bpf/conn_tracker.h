@@ -14,6 +14,18 @@
  * a socket that leaves ESTABLISHED unmarked was never counted and changes nothing.
  * Both the tracepoint and the iterator run under the socket's lock, so the two can
  * never both count one socket.
+ *
+ * Keys are reclaimed: the decrement that brings a count to 0 turns the value into
+ * SKOPOS_COUNT_RECLAIMED (compare-and-exchange from exactly 0) and deletes the key. An
+ * increment that finds the reclaimed marker (atomic fetch-and-add returns it) did not
+ * count and tries again on a fresh key; so no increment is ever lost with a deleted
+ * key, and the map holds only keys with live sockets. Readers take a value with the
+ * marker bit set as 0.
+ *
+ * A socket that cannot be counted (the map is full even so, no socket storage, or the
+ * retries ran out) is left unmarked and counted in stats; userspace then treats every
+ * namespace as unknown until a fresh snapshot (which counts every ESTABLISHED unmarked
+ * socket) has proven its count again. Never a known 0 for a socket we lost.
  */
 #ifndef SKOPOS_BPF_CONN_TRACKER_H
 #define SKOPOS_BPF_CONN_TRACKER_H
@@ -67,8 +79,18 @@ struct skopos_conn_stats {
 	__u64 snapshot_counted; /* sockets counted by the snapshot iterator */
 };
 
-/* Capacity of conn_counts: (namespace, port, direction) keys. */
-#define SKOPOS_CONN_MAX_KEYS 65536
+/*
+ * Capacity of conn_counts: (namespace, port, direction) keys WITH live sockets (keys at
+ * zero are reclaimed). The worst case is one key per established socket: 2^18 covers
+ * every remote port of four busy namespaces, or thousands of containers with dozens of
+ * distinct ports each; beyond it, sockets make their namespace unknown, never 0.
+ * Userspace may lower it before loading (tests build a small map on purpose).
+ */
+#define SKOPOS_CONN_MAX_KEYS 262144
+/* The top bit of a conn_counts value: this key is being reclaimed (see above). */
+#define SKOPOS_COUNT_RECLAIMED (1ULL << 63)
+/* How often an increment that met a reclaimed key tries a fresh one. */
+#define SKOPOS_COUNT_TRIES 4
 /* Ring buffer size in bytes (a power of two and a multiple of the page size). */
 #define SKOPOS_CONN_RINGBUF_BYTES (1 << 20)
 /* The snapshot iterator's listener bitmap: one bit per port. */
