@@ -6,7 +6,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <thread>
 
 #include "skopos/unique_fd.h"
 
@@ -100,9 +102,24 @@ Result<ProgramOutput> run_program(const std::vector<std::string>& argv, const st
   while (::sigtimedwait(&pipe_signal, nullptr, &no_wait) == SIGPIPE) {
   }
   ::pthread_sigmask(SIG_SETMASK, &previous_mask, nullptr);
-  if (timed_out) ::kill(pid, SIGKILL);
+  // The child may have closed its output and still run (a daemon, `exec >&-`): its exit
+  // is waited for under the same deadline, never for ever.
   int status = 0;
-  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  auto pause = std::chrono::milliseconds(1);
+  while (!timed_out) {
+    const pid_t done = ::waitpid(pid, &status, WNOHANG);
+    if (done == pid || (done < 0 && errno != EINTR)) break;
+    if (Clock::now() >= deadline) {
+      timed_out = true;
+      break;
+    }
+    std::this_thread::sleep_for(std::min<Clock::duration>(pause, deadline - Clock::now()));
+    pause = std::min(pause * 2, std::chrono::milliseconds(20));
+  }
+  if (timed_out) {
+    ::kill(pid, SIGKILL);
+    while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+    }
   }
   if (timed_out) {
     return unexpected(Error::invalid("run", argv[0], "still running after " + std::to_string(timeout.count()) +

@@ -45,5 +45,20 @@ TEST(RunProgram, ADeadlineKillsAndAMissingProgramIsNamed) {
   EXPECT_FALSE(run_program({}, {}, 1s));
 }
 
+TEST(RunProgram, AChildThatClosedItsOutputAndRunsOnIsKilledAtTheDeadline) {
+  // Failed before: with both pipes at EOF the output loop ended and waitpid() waited
+  // for the child without a deadline (30 s here; for ever for a daemon).
+  const auto start = std::chrono::steady_clock::now();
+  auto detached = run_program({"sh", "-c", "exec >&- 2>&-; sleep 30"}, {}, 300ms);
+  ASSERT_FALSE(detached) << "exit " << detached->exit_code;
+  EXPECT_NE(detached.error().message().find("still running after 300 ms; killed"), std::string::npos)
+      << detached.error().message();
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 5s);
+  // One that closes its output and then exits in time is waited for, with its status.
+  auto quick = run_program({"sh", "-c", "exec >&- 2>&-; sleep 0.1; exit 3"}, {}, 5s);
+  ASSERT_TRUE(quick) << quick.error().message();
+  EXPECT_EQ(quick->exit_code, 3);
+}
+
 }  // namespace
 }  // namespace skopos
