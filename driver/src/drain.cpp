@@ -502,6 +502,7 @@ Result<DrainResult, DrainError> Drain::run() {
   result.wait = wait_;
   result.took = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - started);
   result.rebooting = phase_ == DrainPhase::kReboot;
+  result.fence_reapplied = fence_reapplied_;
   return result;
 }
 
@@ -603,9 +604,27 @@ Result<void, DrainError> Drain::step(DrainPhase phase) {
     case DrainPhase::kWait: {
       if (auto resumed = resume_containers(); !resumed) return resumed;
       if (containers_.empty()) return {};
+      // While waiting, the fence must stay first in its hooks: Docker re-inserts its own
+      // FORWARD jumps at the top when it restarts or creates a network, and new
+      // connections would then get through. Checked every kFenceCheckInterval (at the
+      // progress ticks), applied again when pushed down, and counted.
+      auto next_check = Clock::now() + kFenceCheckInterval;
       auto outcome = systems_.connections.wait_zero(
           containers_, options_.progress_interval,
           [&](const WaitProgress& progress) {
+            if (Clock::now() >= next_check && !facts_.fenced_ports.empty()) {
+              next_check = Clock::now() + kFenceCheckInterval;
+              auto reapplied = systems_.fence.ensure(facts_.fenced_ports);
+              if (!reapplied) {
+                emit(DrainEvent::Type::kWarning, "could not check the fence: " + reapplied.error().message);
+              } else if (*reapplied) {
+                ++fence_reapplied_;
+                emit(DrainEvent::Type::kWarning,
+                     "the fence was no longer first in its hooks (another program put rules above it): applied "
+                     "again",
+                     {{"fence_reapplied", std::to_string(fence_reapplied_)}});
+              }
+            }
             DrainEvent event;
             event.type = DrainEvent::Type::kProgress;
             event.phase = phase_;

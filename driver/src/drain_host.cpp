@@ -129,4 +129,16 @@ Result<std::string, DrainError> IptablesDrainFence::plan(const std::vector<std::
   return out;
 }
 
+Result<bool, DrainError> IptablesDrainFence::ensure(const std::vector<std::uint16_t>& ports) {
+  bool reapplied = false;
+  for (const FamilyFence& f : families_) {
+    auto state = f.fence.show();
+    if (!state) return unexpected(fence_error(state.error()));
+    if (f.fence.intact(*state, ports)) continue;
+    if (auto applied = f.fence.apply(ports); !applied) return unexpected(fence_error(applied.error()));
+    reapplied = true;
+  }
+  return reapplied;
+}
+
 }  // namespace skopos::driver

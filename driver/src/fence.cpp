@@ -80,6 +80,10 @@ FenceState Fence::parse(const std::string& saved) const {
   const std::string jump_suffix = "-j " + options_.chain;
   std::istringstream in(saved);
   for (std::string line; std::getline(in, line);) {
+    for (const char* hook : kHooks) {
+      const std::string prefix = "-A " + std::string(hook) + " ";
+      if (line.rfind(prefix, 0) == 0 && state.first_rules.count(hook) == 0) state.first_rules[hook] = line;
+    }
     if (line.rfind(declaration, 0) == 0) {
       state.chain_exists = true;
     } else if (line.rfind(rule_prefix, 0) == 0) {
@@ -126,6 +130,14 @@ std::string Fence::plan_for(const FenceState& state, const std::vector<std::uint
     const std::string spec = jump_spec(hook, options_);
     wanted.insert(spec);
     const int count = present.count(spec) > 0 ? present[spec] : 0;
+    const auto first = state.first_rules.find(hook);
+    const bool first_is_ours = first != state.first_rules.end() && first->second == "-A " + spec;
+    if (count > 0 && !first_is_ours) {
+      // Pushed down (Docker re-inserts its jumps at the top): take ours out, put it first.
+      for (int i = 0; i < count; ++i) out += "-D " + spec + "\n";
+      out += "-I " + std::string(hook) + " 1" + spec.substr(std::string(hook).size()) + "\n";
+      continue;
+    }
     if (count == 0) out += "-I " + std::string(hook) + " 1" + spec.substr(std::string(hook).size()) + "\n";
     for (int extra = 1; extra < count; ++extra) out += "-D " + spec + "\n";
   }
@@ -168,6 +180,20 @@ Result<bool> Fence::remove() const {
 }
 
 bool kernel_has_ipv6() { return ::access("/proc/net/if_inet6", F_OK) == 0; }
+
+bool Fence::intact(const FenceState& state, const std::vector<std::uint16_t>& ports) const {
+  std::vector<std::uint16_t> want = ports;
+  std::sort(want.begin(), want.end());
+  want.erase(std::unique(want.begin(), want.end()), want.end());
+  std::vector<std::uint16_t> have = state.ports;
+  std::sort(have.begin(), have.end());
+  if (!state.chain_exists || have != want || state.jumps.size() != std::size(kHooks)) return false;
+  for (const char* hook : kHooks) {
+    const auto first = state.first_rules.find(hook);
+    if (first == state.first_rules.end() || first->second != "-A " + jump_spec(hook, options_)) return false;
+  }
+  return true;
+}
 
 std::vector<FamilyFence> fence_families(const FenceOptions& options, bool ipv6) {
   // No probing: a family that is asked for is fenced, and any failure of its tools is

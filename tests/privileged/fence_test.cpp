@@ -359,5 +359,40 @@ TEST_F(PrivilegedFence, AFailedIpv6CallIsAnErrorNeverASilentIpv4OnlyFence) {
   std::filesystem::remove_all(dir);
 }
 
+// Docker re-inserts its own jumps at the top of FORWARD when it restarts or creates a
+// network; a rule above the fence's jump lets new connections through. The drain checks
+// during its wait (ensure) and applies the fence again.
+TEST_F(PrivilegedFence, AFencePushedDownByAnotherProgramIsFoundAndPutFirstAgain) {
+  TestNetns::Inside inside(*host_);
+  UniqueFd listener = tcp_listen("127.0.0.1", 31000);
+  IptablesDrainFence fence(FenceOptions{}, false);
+  ASSERT_TRUE(fence.apply({31000}));
+  auto untouched = fence.ensure({31000});
+  ASSERT_TRUE(untouched) << untouched.error().message;
+  EXPECT_FALSE(*untouched) << "an intact fence is left alone";
+  EXPECT_EQ(try_connect("127.0.0.1", 31000), ECONNREFUSED);
+
+  // Another program's rules above ours (a loopback connection passes OUTPUT, then
+  // INPUT): new connections get through.
+  for (const char* hook : {"OUTPUT", "INPUT"}) {
+    ASSERT_EQ(run_program({"iptables", "-I", hook, "1", "-p", "tcp", "--dport", "31000", "-j", "ACCEPT"}, {},
+                          std::chrono::seconds(5))->exit_code,
+              0);
+  }
+  EXPECT_EQ(try_connect("127.0.0.1", 31000), 0) << "the fence is bypassed";
+  auto state = Fence().show();
+  ASSERT_TRUE(state);
+  EXPECT_FALSE(Fence().intact(*state, {31000}));
+  auto reapplied = fence.ensure({31000});
+  ASSERT_TRUE(reapplied) << reapplied.error().message;
+  EXPECT_TRUE(*reapplied) << "found and applied again";
+  EXPECT_EQ(try_connect("127.0.0.1", 31000), ECONNREFUSED) << "first again, so new connections are refused again";
+  auto now = Fence().show();
+  ASSERT_TRUE(now);
+  EXPECT_TRUE(Fence().intact(*now, {31000}));
+  EXPECT_EQ(now->jumps.size(), 3u) << "one jump per hook, none left behind";
+  ASSERT_TRUE(fence.remove());
+}
+
 }  // namespace
 }  // namespace skopos::driver

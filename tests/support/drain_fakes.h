@@ -291,7 +291,15 @@ class FakeFence : public DrainFence {
     return was;
   }
   Result<std::string, DrainError> plan(const std::vector<std::uint16_t>&) override { return std::string("*filter\n"); }
+  Result<bool, DrainError> ensure(const std::vector<std::uint16_t>& p) override {
+    SKOPOS_FAKE_FAIL(w_, "ensure");
+    const bool pushed = pushed_down;
+    pushed_down = false;
+    ports = p;
+    return pushed;
+  }
   std::vector<std::uint16_t> ports;
+  bool pushed_down = false;  // the next ensure() finds the fence pushed down
 
  private:
   World& w_;

@@ -152,6 +152,7 @@ struct DrainResult {
   std::optional<WaitOutcome> wait;
   std::chrono::milliseconds took{0};
   bool rebooting = false;  // the reboot command ran: this process should end quietly
+  int fence_reapplied = 0;  // times the wait found the fence pushed down and applied it again
 };
 
 // The ceiling of skopos.drain-deadline and skopos.stop-grace (and of the matching
@@ -231,6 +232,9 @@ class Drain {
   std::vector<DrainContainer> containers_;  // computed in this run (fence..stop)
   HostTasks host_tasks_;
   std::optional<WaitOutcome> wait_;
+  int fence_reapplied_ = 0;
+  // How often the wait checks that the fence is still first in its hooks.
+  static constexpr std::chrono::seconds kFenceCheckInterval{2};
 };
 
 // A new random drain id ("d-" + 16 hex digits).

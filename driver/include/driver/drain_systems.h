@@ -253,6 +253,10 @@ class DrainFence {
   virtual Result<void, DrainError> apply(const std::vector<std::uint16_t>& ports) = 0;
   virtual Result<bool, DrainError> remove() = 0;
   virtual Result<std::string, DrainError> plan(const std::vector<std::uint16_t>& ports) = 0;
+  // Checks that exactly `ports` are fenced with every jump first in its hook, and
+  // applies the fence again where not; true when it had to (another program, e.g.
+  // Docker restarting, put rules above ours: new connections were getting through).
+  virtual Result<bool, DrainError> ensure(const std::vector<std::uint16_t>& ports) = 0;
 };
 
 // ---- this host -------------------------------------------------------------------------

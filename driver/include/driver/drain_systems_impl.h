@@ -152,6 +152,7 @@ class IptablesDrainFence final : public DrainFence {
   Result<void, DrainError> apply(const std::vector<std::uint16_t>& ports) override;
   Result<bool, DrainError> remove() override;
   Result<std::string, DrainError> plan(const std::vector<std::uint16_t>& ports) override;
+  Result<bool, DrainError> ensure(const std::vector<std::uint16_t>& ports) override;
 
  private:
   std::vector<FamilyFence> families_;

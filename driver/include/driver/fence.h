@@ -28,6 +28,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -59,6 +60,10 @@ struct FenceState {
   std::vector<std::string> jumps;              // "-A INPUT -j SKOPOS", as iptables-save prints them
   std::vector<std::string> rules;              // "-A SKOPOS ...", likewise
   std::vector<std::uint16_t> ports;            // the fenced ports read back from the rules
+  // Per hook (INPUT, FORWARD, OUTPUT), its first rule as iptables-save prints it: the
+  // fence works only while its jump is first (Docker re-inserts its own FORWARD jumps
+  // at the top when it restarts or creates a network).
+  std::map<std::string, std::string> first_rules;
 
   bool active() const { return chain_exists || !jumps.empty(); }
 };
@@ -75,6 +80,8 @@ class Fence {
   Result<FenceState> apply(const std::vector<std::uint16_t>& ports) const;
   // Removes the jumps and the chain; false when there was nothing. Atomic.
   Result<bool> remove() const;
+  // Whether `state` fences exactly `ports` with every jump first in its hook.
+  bool intact(const FenceState& state, const std::vector<std::uint16_t>& ports) const;
 
   const FenceOptions& options() const { return options_; }
 
