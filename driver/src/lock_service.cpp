@@ -326,6 +326,10 @@ Result<Acquired, LockError> LockService::acquire(const std::string& lock, const 
                                                                     "); remove it with 'skopos lock unlock " + lock +
                                                                     " " + group + " " + self_.machine_id + "'"));
       }
+      if (auto clone = another_host("the slot of " + quoted_group(lock, group), holder.record.hostname,
+                                    holder.record.boot_id)) {
+        return unexpected(*clone);
+      }
       if (holder.record.token != token) {
         return unexpected(make_error(LockError::Kind::kConflict, "this machine holds " + quoted_group(lock, group) +
                                                                      " with token '" + holder.record.token +
@@ -668,6 +672,35 @@ Result<HostLockState, LockError> LockService::host_status(const std::string& mac
   }
 }
 
+std::optional<LockError> LockService::another_host(const std::string& what, const std::string& hostname,
+                                                  const std::string& boot_id) {
+  // A record of this machine id written by another host: two hosts cloned from one image
+  // share /etc/machine-id, and would share one slot. Another hostname says so at once;
+  // another boot id says so when that boot is alive (it still beats), since our own
+  // earlier boot (before a reboot) is not.
+  const std::string fix = "; two hosts share machine id '" + self_.machine_id +
+                          "' (cloned from one image?): give each its own (systemd-machine-id-setup, or --machine-id)";
+  if (!hostname.empty() && !self_.hostname.empty() && hostname != self_.hostname) {
+    return make_error(LockError::Kind::kConflict, what + " of this machine id was written by host '" + hostname +
+                                                      "', and this is '" + self_.hostname + "'" + fix);
+  }
+  if (boot_id.empty() || boot_id == self_.boot_id) return std::nullopt;
+  const std::string prefix = options_.prefix + "/heartbeats/" + self_.machine_id + "/";
+  auto beats = etcd_.range(prefix, EtcdClient::prefix_end(prefix));
+  if (!beats) return std::nullopt;  // cannot tell: the other checks still hold
+  for (const KeyValue& kv : beats->kvs) {
+    dom::object object;
+    std::string_view boot;
+    if (parser_->parse(kv.value).get(object) == simdjson::SUCCESS && object["boot_id"].get(boot) == simdjson::SUCCESS &&
+        boot == boot_id) {
+      return make_error(LockError::Kind::kConflict, what + " of this machine id belongs to boot '" + boot_id +
+                                                        "', which is alive (it beats), and this is boot '" +
+                                                        self_.boot_id + "'" + fix);
+    }
+  }
+  return std::nullopt;
+}
+
 Result<HostLockState, LockError> LockService::host_lock(const std::string& token) {
   if (!valid_host_token(token)) {
     return unexpected(make_error(LockError::Kind::kInvalid,
@@ -680,6 +713,7 @@ Result<HostLockState, LockError> LockService::host_lock(const std::string& token
     auto current = host_status(self_.machine_id);
     if (!current) return current;
     if (current->locked) {
+      if (auto clone = another_host("the host lock", current->hostname, current->boot_id)) return unexpected(*clone);
       if (current->token != token) {
         return unexpected(make_error(LockError::Kind::kConflict,
                                      "host '" + self_.machine_id + "' is locked for " + current->token + " since " +

@@ -224,6 +224,42 @@ TEST_F(LockServiceTest, AHeartbeatOfASecondProcessOnTheSameMachineLeavesTheAgent
   ASSERT_TRUE(raw_->lease_revoke(*lease));
 }
 
+// Two hosts cloned from one image share a machine id. Failed before: the second host's
+// host lock and slot were taken as its own (idempotent re-acquire), so both drained
+// under one slot.
+TEST_F(LockServiceTest, ASecondHostWithTheSameMachineIdIsRefusedNamingBoth) {
+  auto original = node("machine-a");  // hostname host-machine-a, boot-1
+  ASSERT_TRUE(original.locks->host_lock("REBOOT"));
+  ASSERT_TRUE(original.locks->acquire("reboot", "worker", "REBOOT", in(0ms)));
+  auto clone_etcd = testing::etcd_client({server_->endpoint()});
+  LockServiceOptions options;
+  options.prefix = prefix_;
+  LockService clone(*clone_etcd, HostIdentity{"machine-a", "boot-9", "clone-b"}, options);
+  auto host = clone.host_lock("REBOOT");
+  ASSERT_FALSE(host) << "the clone took the original's host lock as its own";
+  EXPECT_EQ(host.error().kind, LockError::Kind::kConflict);
+  EXPECT_NE(host.error().message.find("written by host 'host-machine-a', and this is 'clone-b'"), std::string::npos)
+      << host.error().message;
+  EXPECT_NE(host.error().message.find("systemd-machine-id-setup"), std::string::npos) << host.error().message;
+  auto slot = clone.acquire("reboot", "worker", "REBOOT", in(0ms));
+  ASSERT_FALSE(slot) << "the clone shared the original's slot";
+  EXPECT_EQ(slot.error().kind, LockError::Kind::kConflict);
+
+  // The same hostname from another boot that is alive (it beats) is a clone too; the
+  // original itself after a reboot (its old boot gone) is not.
+  Heartbeat beat(*original.etcd, original.locks->self(), prefix_, 10s);
+  ASSERT_TRUE(beat.beat());
+  LockService same_name(*clone_etcd, HostIdentity{"machine-a", "boot-9", "host-machine-a"}, options);
+  auto twin = same_name.host_lock("REBOOT");
+  ASSERT_FALSE(twin);
+  EXPECT_NE(twin.error().message.find("belongs to boot 'boot-1', which is alive"), std::string::npos)
+      << twin.error().message;
+  ASSERT_TRUE(beat.stop());
+  auto rebooted = same_name.host_lock("REBOOT");
+  ASSERT_TRUE(rebooted) << rebooted.error().message;
+  EXPECT_TRUE(rebooted->already) << "after its own reboot the host lock is still this machine's";
+}
+
 TEST_F(LockServiceTest, HostLocksHoldOneReasonAtATimeAndOnlyThatTokenUnlocks) {
   auto a = node("machine-a");
   auto locked = a.locks->host_lock("DRAIN");

@@ -202,6 +202,10 @@ class LockService {
   std::string holder_key(const std::string& lock, const std::string& group, const std::string& machine_id) const;
   std::string host_key(const std::string& machine_id) const;
   std::string budget_key(const std::string& machine_id) const;
+  // A conflict when a record of this machine id (`what`) was written by another live
+  // host (another hostname, or another boot id that still beats); see lock_service.cpp.
+  std::optional<LockError> another_host(const std::string& what, const std::string& hostname,
+                                        const std::string& boot_id);
 
   static bool valid_host_token(const std::string& token);
 
