@@ -4,6 +4,7 @@
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/http.hpp>
 
+#include <algorithm>
 #include <charconv>
 
 #include "skopos/log.h"
@@ -163,7 +164,7 @@ std::string render_metrics(const Tracker& tracker, const StreamStats* stream) {
 }
 
 MetricsServer::MetricsServer(asio::io_context& context, Render render)
-    : context_(context), render_(std::move(render)), acceptor_(context) {}
+    : context_(context), render_(std::move(render)), acceptor_(context), retry_(context) {}
 
 MetricsServer::~MetricsServer() { stop(); }
 
@@ -201,6 +202,7 @@ Result<void> MetricsServer::start(const std::string& listen) {
 void MetricsServer::stop() {
   error_code ignored;
   acceptor_.close(ignored);
+  retry_.cancel();
 }
 
 unsigned short MetricsServer::port() const {
@@ -212,11 +214,15 @@ namespace {
 
 // One request, one response, then close; the timer bounds a client that never sends.
 struct MetricsSession : std::enable_shared_from_this<MetricsSession> {
-  MetricsSession(asio::ip::tcp::socket s, MetricsServer::Render& r)
-      : socket(std::move(s)), timer(socket.get_executor()), render(r) {}
+  MetricsSession(asio::ip::tcp::socket s, MetricsServer::Render& r, std::shared_ptr<int> live)
+      : socket(std::move(s)), timer(socket.get_executor()), render(r), sessions(std::move(live)) {
+    ++*sessions;
+  }
+  ~MetricsSession() { --*sessions; }
   asio::ip::tcp::socket socket;
   asio::steady_timer timer;
   MetricsServer::Render& render;
+  std::shared_ptr<int> sessions;
   boost::beast::flat_buffer buffer;
   http::request<http::empty_body> request;
   http::response<http::string_body> response;
@@ -262,7 +268,28 @@ struct MetricsSession : std::enable_shared_from_this<MetricsSession> {
 void MetricsServer::accept() {
   acceptor_.async_accept([this](const error_code& ec, asio::ip::tcp::socket socket) {
     if (ec == asio::error::operation_aborted) return;
-    if (!ec) std::make_shared<MetricsSession>(std::move(socket), render_)->run();
+    if (ec) {
+      // EMFILE/ENFILE/ENOBUFS leave the connection in the backlog, so accepting again at
+      // once fails again at once: pause (doubling to 1 s) instead of spinning.
+      ++accept_errors_;
+      if (pause_.count() == 0) {  // one line per episode; the count is in accept_errors()
+        log_warning("metrics: accept failed (" + ec.message() + "); pausing the listener until it works again");
+      }
+      pause_ = std::min(std::max(pause_ * 2, std::chrono::milliseconds(50)), std::chrono::milliseconds(1000));
+      retry_.expires_after(pause_);
+      retry_.async_wait([this](const error_code& waited) {
+        if (!waited) accept();
+      });
+      return;
+    }
+    pause_ = std::chrono::milliseconds(0);
+    if (*sessions_ >= kMaxSessions) {
+      ++over_cap_;  // closed unanswered: a scraper retries, a flood costs nothing
+      error_code ignored;
+      socket.close(ignored);
+    } else {
+      std::make_shared<MetricsSession>(std::move(socket), render_, sessions_)->run();
+    }
     accept();
   });
 }

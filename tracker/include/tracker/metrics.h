@@ -4,6 +4,10 @@
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/steady_timer.hpp>
+
+#include <chrono>
+#include <cstdint>
 
 #include <functional>
 #include <memory>
@@ -21,7 +25,14 @@ namespace skopos::tracker {
 std::string render_metrics(const Tracker& tracker, const StreamStats* stream);
 
 // Serves GET /metrics over HTTP/1.1 on a loopback address; anything else is 404. Each
-// connection gets one response and has a 5 s deadline.
+// connection gets one response and has a 5 s deadline; at most kMaxSessions are served
+// at once (more are closed unanswered), and a failing accept (EMFILE: out of file
+// descriptors) is retried after a pause, never in a loop.
+//
+// Trusted callers only: the metrics name containers, apps and their counts, and unlike
+// the stream socket (uid/gid allow-lists) any local user can connect to a loopback
+// port. It is off unless --metrics-listen is given; give it on hosts where every local
+// user may see what runs there, or keep it off and read counts through the stream.
 class MetricsServer {
  public:
   using Render = std::function<std::string()>;
@@ -34,12 +45,22 @@ class MetricsServer {
   void stop();
   // The bound port (useful with port 0).
   unsigned short port() const;
+  // Accepts that failed (EMFILE and the like), connections closed for being over the cap.
+  std::uint64_t accept_errors() const { return accept_errors_; }
+  std::uint64_t over_cap() const { return over_cap_; }
+
+  static constexpr int kMaxSessions = 16;
 
  private:
   void accept();
   boost::asio::io_context& context_;
   Render render_;
   boost::asio::ip::tcp::acceptor acceptor_;
+  boost::asio::steady_timer retry_;
+  std::shared_ptr<int> sessions_ = std::make_shared<int>(0);  // live sessions (shared with them)
+  std::uint64_t accept_errors_ = 0;
+  std::uint64_t over_cap_ = 0;
+  std::chrono::milliseconds pause_{0};
 };
 
 }  // namespace skopos::tracker
