@@ -54,7 +54,7 @@ const std::set<std::string> kDrainOptions = {
     "tracker-socket", "connection-deadline", "stop-grace",       "lock-wait",          "recover-timeout",
     "leader-move-wait", "fence-chain",    "health-check-port",  "health-check-match", "zookeeper",
     "reboot-command", "journal",          "notify",             "heartbeat-ttl",      "progress-interval",
-    "events",         "fence-ipv6",
+    "events",         "fence-ipv6",       "fence-allow",
     "mesos-master",   "mesos-user",       "mesos-password-file", "mesos-cacert",      "mesos-cert",
     "mesos-key",      "mesos-timeout",    "leader-wait"};
 
@@ -89,6 +89,10 @@ const char* const kDrainOptionsHelp =
     "  --fence-chain NAME        the iptables chain (default SKOPOS)\n"
     "  --fence-ipv6 on|off       fence IPv6 too, with ip6tables (default on where the kernel\n"
     "                            has IPv6); an ip6tables failure fails the step\n"
+    "  --fence-allow CIDR,...    sources whose new connections pass the fence: the hosts\n"
+    "                            of health checkers that must keep seeing a fenced task\n"
+    "                            alive (Marathon's own HTTP/TCP checks come from the\n"
+    "                            Marathon hosts; failing, they make Marathon kill it)\n"
     "  --health-check-port P, --health-check-match TEXT\n"
     "                            also reset the cloud balancer's health check; off by\n"
     "                            default: an autoscaler may terminate a host whose health\n"
@@ -189,6 +193,7 @@ DrainRuntime::DrainRuntime(const GlobalOptions& global, const CliArgs& args, con
     fence.health_check = HealthCheckFence{port_value(command + ": --health-check-port", args.option("health-check-port")),
                                           args.option("health-check-match")};
   }
+  fence.allow_sources = allow_list(command + ": --fence-allow", args.option("fence-allow"));
   const std::string ipv6 = args.option("fence-ipv6", kernel_has_ipv6() ? "on" : "off");
   if (ipv6 != "on" && ipv6 != "off") throw FatalError(command + ": --fence-ipv6 '" + ipv6 + "' is not on or off");
   fence_ = std::make_unique<IptablesDrainFence>(fence, ipv6 == "on");

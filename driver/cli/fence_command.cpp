@@ -28,6 +28,8 @@ constexpr const char* kFenceUsage =
     "  --chain NAME                  the chain (default SKOPOS)\n"
     "  --ipv6 on|off                 the same with ip6tables (default on where the kernel\n"
     "                                has IPv6); an ip6tables failure is an error\n"
+    "  --allow CIDR,...              sources whose new connections pass (health checkers,\n"
+    "                                e.g. the Marathon hosts)\n"
     "  --health-check-port P, --health-check-match TEXT\n"
     "                                also reset the cloud balancer's health check. Off by\n"
     "                                default: an autoscaler may take a failing health check\n"
@@ -89,7 +91,7 @@ int fence_command(int argc, char** argv) {
     return kExitUsage;
   }
   const CliSpec spec = with_global_options("skopos fence " + command, {"dry-run"},
-                                           {"chain", "health-check-port", "health-check-match", "ipv6"});
+                                           {"chain", "health-check-port", "health-check-match", "ipv6", "allow"});
   CliArgs args = CliArgs::parse(spec, argc, argv, 3);
   if (args.flag("help")) {
     std::fputs(kFenceUsage, stdout);
@@ -105,6 +107,7 @@ int fence_command(int argc, char** argv) {
   if (args.has("health-check-port")) {
     options.health_check = HealthCheckFence{port_value("skopos fence:", args.option("health-check-port")), args.option("health-check-match")};
   }
+  options.allow_sources = allow_list("skopos fence: --allow", args.option("allow"));
   std::vector<std::uint16_t> ports;
   for (const std::string& text : args.positional()) ports.push_back(port_value("skopos fence:", text));
   if (command == "apply" ? ports.empty() : !ports.empty()) {

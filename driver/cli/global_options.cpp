@@ -6,6 +6,7 @@
 #include <cstdlib>
 #include <fstream>
 
+#include "driver/fence.h"
 #include "skopos/json_writer.h"
 #include "skopos/log.h"
 #include "skopos/result.h"
@@ -100,6 +101,16 @@ std::uint16_t port_value(const std::string& what, const std::string& text) {
   const auto port = parse_port(text);
   if (!port) throw FatalError(what + " '" + text + "' is not a port (1-65535)");
   return *port;
+}
+
+std::vector<std::string> allow_list(const std::string& what, const std::string& text) {
+  std::vector<std::string> out;
+  for (const std::string& item : split_list(text)) {
+    const auto cidr = parse_cidr(item);
+    if (!cidr) throw FatalError(what + " '" + item + "' is not an address or CIDR (e.g. 10.0.0.7, 10.0.0.0/24, fd00::/64)");
+    out.push_back(*cidr);
+  }
+  return out;
 }
 
 std::vector<HttpEndpoint> parse_url_list(const std::string& text, const std::string& what) {

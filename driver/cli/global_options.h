@@ -56,6 +56,9 @@ std::string env_or(const char* name, const std::string& fallback);
 // `text` as a port; FatalError "<what> '<text>' is not a port (1-65535)" otherwise.
 std::uint16_t port_value(const std::string& what, const std::string& text);
 
+// A comma-separated list of CIDRs (parse_cidr); FatalError naming `what` and the bad one.
+std::vector<std::string> allow_list(const std::string& what, const std::string& text);
+
 // A comma-separated list of http(s) URLs; FatalError naming `what` and the bad one.
 std::vector<HttpEndpoint> parse_url_list(const std::string& text, const std::string& what);
 

@@ -1,5 +1,6 @@
 #include "driver/fence.h"
 
+#include <arpa/inet.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -113,6 +114,12 @@ std::string Fence::plan_for(const FenceState& state, const std::vector<std::uint
   std::sort(unique.begin(), unique.end());
   unique.erase(std::unique(unique.begin(), unique.end()), unique.end());
   std::string out = "*filter\n:" + options_.chain + " - [0:0]\n";  // created, or flushed (--noflush)
+  // Allowed sources first: their new connections leave the chain before any REJECT.
+  const bool v6 = options_.loopback.find(':') != std::string::npos;
+  for (const std::string& source : options_.allow_sources) {
+    if ((source.find(':') != std::string::npos) != v6) continue;  // the other family's
+    out += "-A " + options_.chain + " -s " + source + " -j RETURN\n";
+  }
   for (const std::uint16_t port : unique) {
     out += "-A " + options_.chain + " -p tcp --syn -m conntrack --ctstate NEW --ctorigdstport " + std::to_string(port) +
            " -j REJECT --reject-with tcp-reset\n";
@@ -177,6 +184,26 @@ Result<bool> Fence::remove() const {
   if (auto removed = restore(input); !removed) return unexpected(std::move(removed).error());
   log_notice("fence '" + options_.chain + "' removed (" + options_.iptables_restore + ")");
   return true;
+}
+
+std::optional<std::string> parse_cidr(std::string_view text) {
+  const auto slash = text.find('/');
+  const std::string address(text.substr(0, slash));
+  const bool v6 = address.find(':') != std::string::npos;
+  unsigned char bytes[16] = {};
+  if (::inet_pton(v6 ? AF_INET6 : AF_INET, address.c_str(), bytes) != 1) return std::nullopt;
+  const unsigned bits = v6 ? 128 : 32;
+  unsigned prefix = bits;
+  if (slash != std::string_view::npos) {
+    const std::string_view digits = text.substr(slash + 1);
+    const auto [end, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), prefix);
+    if (digits.empty() || ec != std::errc{} || end != digits.data() + digits.size() || prefix > bits) return std::nullopt;
+  }
+  // The network address, as iptables-save prints it.
+  for (unsigned bit = prefix; bit < bits; ++bit) bytes[bit / 8] &= static_cast<unsigned char>(~(0x80u >> (bit % 8)));
+  char printed[INET6_ADDRSTRLEN];
+  if (::inet_ntop(v6 ? AF_INET6 : AF_INET, bytes, printed, sizeof printed) == nullptr) return std::nullopt;
+  return std::string(printed) + "/" + std::to_string(prefix);
 }
 
 bool kernel_has_ipv6() { return ::access("/proc/net/if_inet6", F_OK) == 0; }

@@ -394,5 +394,38 @@ TEST_F(PrivilegedFence, AFencePushedDownByAnotherProgramIsFoundAndPutFirstAgain)
   ASSERT_TRUE(fence.remove());
 }
 
+// Marathon's own HTTP/TCP health checks come from the Marathon hosts: refused by the
+// fence, they fail, and Marathon kills the task mid-wait. Sources on the allow list
+// keep reaching a fenced port; everyone else is refused.
+TEST_F(PrivilegedFence, AllowedSourcesSuchAsHealthCheckersStillReachAFencedPort) {
+  TestNetns::Inside inside(*host_);
+  UniqueFd listener = tcp_listen("127.0.0.1", 31000);
+  FenceOptions options;
+  options.allow_sources = {"127.0.0.2/32", "fd00::/64"};  // the IPv6 one goes to ip6tables only
+  IptablesDrainFence fence(options, true);
+  ASSERT_TRUE(fence.apply({31000}));
+  const auto from = [](const char* source) {
+    UniqueFd fd(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    sockaddr_in local{};
+    local.sin_family = AF_INET;
+    ::inet_pton(AF_INET, source, &local.sin_addr);
+    if (::bind(fd.get(), reinterpret_cast<sockaddr*>(&local), sizeof local) != 0) return -1;
+    sockaddr_in target{};
+    target.sin_family = AF_INET;
+    target.sin_port = htons(31000);
+    ::inet_pton(AF_INET, "127.0.0.1", &target.sin_addr);
+    return ::connect(fd.get(), reinterpret_cast<sockaddr*>(&target), sizeof target) == 0 ? 0 : errno;
+  };
+  EXPECT_EQ(from("127.0.0.2"), 0) << "the health checker's address passes";
+  EXPECT_EQ(from("127.0.0.3"), ECONNREFUSED) << "anyone else is refused";
+  EXPECT_EQ(try_connect("127.0.0.1", 31000), ECONNREFUSED);
+  const std::string v4 = run_program({"iptables-save", "-t", "filter"}, {}, std::chrono::seconds(5))->out;
+  const std::string v6 = run_program({"ip6tables-save", "-t", "filter"}, {}, std::chrono::seconds(5))->out;
+  EXPECT_NE(v4.find("-A SKOPOS -s 127.0.0.2/32 -j RETURN"), std::string::npos) << v4;
+  EXPECT_EQ(v4.find("fd00::"), std::string::npos) << "each family takes its own sources";
+  EXPECT_NE(v6.find("-A SKOPOS -s fd00::/64 -j RETURN"), std::string::npos) << v6;
+  ASSERT_TRUE(fence.remove());
+}
+
 }  // namespace
 }  // namespace skopos::driver

@@ -31,6 +31,7 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "skopos/result.h"
@@ -48,6 +49,11 @@ struct FenceOptions {
   std::string iptables_restore = "iptables-restore";
   std::chrono::milliseconds timeout{10000};
   std::optional<HealthCheckFence> health_check;  // off by default: see above
+  // Sources whose new connections pass the fence (CIDRs, as parse_cidr() returns them;
+  // each family takes its own): the health checkers that must keep seeing a fenced task
+  // alive, e.g. the Marathon hosts running Marathon's own HTTP/TCP health checks, which
+  // would otherwise fail and make Marathon kill the task mid-wait.
+  std::vector<std::string> allow_sources;
   // The OUTPUT jump matches connections addressed to this (as iptables-save prints it).
   std::string loopback = "127.0.0.0/8";
 
@@ -93,6 +99,10 @@ class Fence {
 
   FenceOptions options_;
 };
+
+// "10.0.0.7", "10.0.0.0/24", "fd00::/64" as iptables-save prints them ("10.0.0.7/32",
+// the network address under its prefix); nullopt for anything else.
+std::optional<std::string> parse_cidr(std::string_view text);
 
 // The fence of each address family: IPv4 and, when `ipv6`, IPv6. Each family is its own
 // all-or-nothing transaction; a failure of either is an error for the caller (a drain
