@@ -11,7 +11,10 @@
 //             driver's wait (TrackerDrainConnections::wait_zero, as `skopos drain` runs
 //             it) returning. Goal: < 50 ms (the first generation polled every second).
 //
-// Usage: bench_drain [--containers N] [--runs R] [--closes K] [--parts overhead,notice]
+//             With --load N, N requests go through haproxy during each drain (spread
+//             over up to 10 apps): every one must be served (goal: 0 failed).
+//
+// Usage: bench_drain [--containers N] [--runs R] [--closes K] [--load N] [--parts overhead,notice]
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <simdjson.h>
@@ -22,6 +25,7 @@
 #include <cstdio>
 #include <cstring>
 #include <map>
+#include <memory>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -29,6 +33,7 @@
 
 #include "bench_support.h"
 #include "drain_sandbox.h"
+#include "load.h"
 #include "driver/drain_systems_impl.h"
 #include "process.h"
 
@@ -51,6 +56,7 @@ struct Run {
   std::map<std::string, double> phases;
   double total = 0;
   int exit_code = -1;
+  bool connections_zero = false;  // the wait ended because every count reached 0
 };
 
 Run timed(const std::vector<std::string>& argv) {
@@ -71,6 +77,8 @@ Run timed(const std::vector<std::string>& argv) {
     if (event["time_ns"].get(at) != simdjson::SUCCESS) continue;
     last = at;
     std::string_view type;
+    bool zero = false;
+    if (event["connections_zero"].get(zero) == simdjson::SUCCESS) run.connections_zero = zero;
     if (event["event"].get(type) != simdjson::SUCCESS || type != "phase") continue;
     if (!phase.empty()) run.phases[phase] += static_cast<double>(at - phase_at) / 1e9;
     phase = std::string(std::string_view(event["phase"]));
@@ -91,13 +99,34 @@ UniqueFd connect_to(std::uint16_t port) {
   return fd;
 }
 
-void overhead(DrainSandbox& sandbox, int runs, std::vector<Row>& rows) {
+void overhead(DrainSandbox& sandbox, int runs, long load_requests, std::vector<Row>& rows) {
   std::vector<double> totals, overheads, waits, stops, recoveries;
   std::map<std::string, std::vector<double>> per_phase;
+  long served = 0, failed = 0;
+  int zero_runs = 0;
   for (int i = 0; i < runs; ++i) {
     if (i > 0 && !sandbox.reset()) die("sandbox reset");
+    // Under load: through the first (up to) 10 apps' haproxy frontends, started before
+    // the drain and running across it (every 100th request takes 2 s, so connections
+    // are open when the fence goes up).
+    std::vector<std::unique_ptr<skopos::testing::Load>> loads;
+    if (load_requests > 0) {
+      const std::size_t fronts = std::min<std::size_t>(10, sandbox.apps().size());
+      for (std::size_t a = 0; a < fronts; ++a) {
+        loads.push_back(std::make_unique<skopos::testing::Load>(SKOPOS_LOAD, sandbox.apps()[a].frontend,
+                                                                load_requests / static_cast<long>(fronts)));
+      }
+      std::this_thread::sleep_for(std::chrono::seconds(2));
+    }
     const Run drain = timed(sandbox.skopos("drain", {"--json", "--log-level", "warning"}));
     if (drain.exit_code != 0) die("skopos drain failed");
+    zero_runs += drain.connections_zero ? 1 : 0;
+    for (auto& load : loads) {
+      const auto totals_of_load = load->wait();
+      if (totals_of_load.served < 0) die("the load printed no counts: " + totals_of_load.text);
+      served += totals_of_load.served;
+      failed += totals_of_load.failed;
+    }
     const Run undrain = timed(sandbox.skopos("undrain", {"--json", "--log-level", "warning"}));
     if (undrain.exit_code != 0) die("skopos undrain failed");
     const double wait = drain.phases.count("wait") ? drain.phases.at("wait") : 0;
@@ -126,6 +155,12 @@ void overhead(DrainSandbox& sandbox, int runs, std::vector<Row>& rows) {
   rows.push_back({"driver overhead beyond the stop (max)", max_overhead, "s", goal_text,
                   max_overhead < goal ? "met" : "NOT met"});
   rows.push_back({"undrain (median)", percentile(recoveries, 0.5), "s", "", ""});
+  rows.push_back({"drains whose wait ended because connections reached zero", static_cast<double>(zero_runs), "runs",
+                  std::to_string(runs), zero_runs == runs ? "met" : "NOT met"});
+  if (load_requests > 0) {
+    rows.push_back({"requests through haproxy during the drains, served", static_cast<double>(served), "", "", ""});
+    rows.push_back({"  of which failed", static_cast<double>(failed), "", "0", failed == 0 ? "met" : "NOT met"});
+  }
 }
 
 void notice(DrainSandbox& sandbox, int closes, std::vector<Row>& rows) {
@@ -178,6 +213,7 @@ int main(int argc, char** argv) {
   int containers = 20;
   int runs = 3;
   int closes = 50;
+  long load = 0;
   std::string parts = "overhead,notice";
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string option = argv[i];
@@ -185,14 +221,15 @@ int main(int argc, char** argv) {
     else if (option == "--runs") runs = std::atoi(argv[i + 1]);
     else if (option == "--closes") closes = std::atoi(argv[i + 1]);
     else if (option == "--parts") parts = argv[i + 1];
-    else die("unknown option " + option + " (--containers N --runs R --closes K --parts overhead,notice)");
+    else if (option == "--load") load = std::atol(argv[i + 1]);
+    else die("unknown option " + option + " (--containers N --runs R --closes K --load REQUESTS --parts overhead,notice)");
   }
   if (::geteuid() != 0) die("bench_drain needs root (containers, BPF, iptables, network namespaces)");
   std::printf("starting the sandbox with %d containers...\n", containers);
   auto sandbox = DrainSandbox::up(SKOPOS_SOURCE_DIR, SKOPOS_BIN_DIR, containers);
   if (!sandbox) die(sandbox.error().message());
   std::vector<Row> rows;
-  if (parts.find("overhead") != std::string::npos) overhead(**sandbox, runs, rows);
+  if (parts.find("overhead") != std::string::npos) overhead(**sandbox, runs, load, rows);
   if (parts.find("notice") != std::string::npos) notice(**sandbox, closes, rows);
   std::printf("\n");
   print_rows(rows);

@@ -25,6 +25,7 @@
 #include <thread>
 
 #include "drain_sandbox.h"
+#include "load.h"
 #include "privileged_support.h"
 #include "simulators.h"
 #include "skopos/subprocess.h"
@@ -38,48 +39,10 @@ using Clock = std::chrono::steady_clock;
 
 // ---- helpers -------------------------------------------------------------------------
 
-// A bounded load through one frontend, on a thread of its own.
-class Load {
+// The load through one frontend, with this build's load generator.
+class Load : public skopos::testing::Load {
  public:
-  Load(const std::string& target, long requests, int slow_every = 100, int slow_ms = 2000) {
-    thread_ = std::thread([=, this] {
-      auto out = run_program({SKOPOS_LOAD, "--target", target, "--workers", "10", "--requests", std::to_string(requests),
-                              "--duration", "240", "--slow-every", std::to_string(slow_every), "--slow-ms",
-                              std::to_string(slow_ms), "--timeout", "30"},
-                             {}, 300s);
-      output_ = out ? out->out : "load: " + out.error().message();
-    });
-  }
-  ~Load() {
-    if (thread_.joinable()) thread_.join();
-  }
-  // Waits for the end; the counts.
-  struct Totals {
-    long requests = -1;
-    long served = -1;
-    long failed = -1;
-    std::map<std::string, long> by_instance;
-    std::string text;
-  };
-  Totals wait() {
-    if (thread_.joinable()) thread_.join();
-    Totals totals;
-    totals.text = output_;
-    simdjson::dom::parser parser;
-    simdjson::dom::element root;
-    if (parser.parse(output_).get(root) != simdjson::SUCCESS) return totals;
-    totals.requests = std::int64_t(root["requests"]);
-    totals.served = std::int64_t(root["served"]);
-    totals.failed = std::int64_t(root["failed"]);
-    for (auto [name, count] : simdjson::dom::object(root["by_instance"])) {
-      totals.by_instance[std::string(name)] = std::int64_t(count);
-    }
-    return totals;
-  }
-
- private:
-  std::string output_;
-  std::thread thread_;
+  Load(const std::string& target, long requests) : skopos::testing::Load(SKOPOS_LOAD, target, requests) {}
 };
 
 // The JSON event lines a `skopos ... --json` printed.
@@ -255,8 +218,46 @@ TEST(PrivilegedDrainEndToEnd, DrainsUnderLoadWithoutOneFailedRequestAndLeavesNot
 
 // ---- SIGKILL at every phase ----------------------------------------------------------
 
-TEST(PrivilegedDrainEndToEnd, KilledAtEveryPhaseAndRestartedItConvergesWithoutAFailedRequest) {
-  SKOPOS_REQUIRE_ROOT();
+// Another host of the worker tier draining beside this one: it holds a slot of
+// reboot/worker (max 2), its host lock and a budget claim, all as machine sandbox-c
+// (hostname sandbox-c, which has no task of the sandbox's apps).
+class HostBeside {
+ public:
+  explicit HostBeside(const DrainSandbox& sandbox) : etcd_(sandbox.etcd()) {}
+  void take() const {
+    ASSERT_EQ(lock({"set-max", "reboot", "worker", "2"}).exit_code, 0);
+    ASSERT_EQ(lock({"acquire", "reboot", "worker", "--token", "REBOOT"}).exit_code, 0);
+    ASSERT_EQ(lock({"host-lock", "REBOOT"}).exit_code, 0);
+    ASSERT_EQ(run({"etcdctl", "--endpoints", etcd_, "put", "/skopos/budget/sandbox-c",
+                   R"({"hostname":"sandbox-c","kind":"REBOOT"})"})
+                  .exit_code,
+              0);
+  }
+  // The slot's holders now, from `skopos lock status --json`.
+  int holders() const {
+    const std::string out = lock({"status", "--json"}).out;
+    int count = 0;
+    for (auto at = out.find("\"machine_id\""); at != std::string::npos; at = out.find("\"machine_id\"", at + 1)) ++count;
+    return count;
+  }
+  void give_back() const {
+    EXPECT_EQ(lock({"release", "reboot", "worker"}).exit_code, 0);
+    EXPECT_EQ(lock({"host-unlock", "REBOOT"}).exit_code, 0);
+    EXPECT_EQ(run({"etcdctl", "--endpoints", etcd_, "del", "/skopos/budget/sandbox-c"}).exit_code, 0);
+    EXPECT_EQ(run({"etcdctl", "--endpoints", etcd_, "del", "/skopos/locks/reboot/worker/max"}).exit_code, 0);
+  }
+
+ private:
+  ProcessResult lock(std::vector<std::string> args) const {
+    std::vector<std::string> argv{SKOPOS_BIN_DIR "/skopos", "lock"};
+    argv.insert(argv.end(), args.begin(), args.end());
+    argv.insert(argv.end(), {"--etcd-endpoints", etcd_, "--machine-id", "sandbox-c"});
+    return run(argv);
+  }
+  std::string etcd_;
+};
+
+void kill_at_every_phase(bool host_beside) {
   auto sandbox = start_sandbox(1);
   ASSERT_TRUE(sandbox);
   // Every phase, a reboot drain's and its recovery's. The simulators answer after 150
@@ -278,6 +279,8 @@ TEST(PrivilegedDrainEndToEnd, KilledAtEveryPhaseAndRestartedItConvergesWithoutAF
       ASSERT_TRUE(sandbox->reset());
     }
     sandbox->new_boot();
+    const HostBeside beside(*sandbox);
+    if (host_beside) beside.take();
     Simulator::control(sandbox->mesos(), R"({"latency_ms": 150})");
     Simulator::control(sandbox->marathon(), R"({"latency_ms": 150})");
     Load load(sandbox->apps()[0].frontend, 4000);
@@ -293,6 +296,9 @@ TEST(PrivilegedDrainEndToEnd, KilledAtEveryPhaseAndRestartedItConvergesWithoutAF
     Driver resumed(sandbox->skopos("drain", reboot), log);
     ASSERT_EQ(resumed.wait(180s), 0) << read_file(log);
     ASSERT_EQ(sandbox->journal_phase(), "reboot") << read_file(log);
+    if (host_beside) {
+      EXPECT_EQ(beside.holders(), 2) << "both hosts hold a slot of max 2";
+    }
     // The reboot: a new boot id. The same command now recovers.
     sandbox->new_boot();
     if (!in_drain) {
@@ -305,6 +311,10 @@ TEST(PrivilegedDrainEndToEnd, KilledAtEveryPhaseAndRestartedItConvergesWithoutAF
     total_requests += totals.served;
     EXPECT_EQ(totals.failed, 0) << totals.text;
     EXPECT_EQ(totals.served, 4000) << totals.text;
+    if (host_beside) {
+      EXPECT_EQ(beside.holders(), 1) << "this host gave its slot back, the other keeps its own";
+      beside.give_back();
+    }
     EXPECT_EQ(join(sandbox->leftovers()), "") << read_file(log);
   }
   std::string summary;
@@ -316,6 +326,19 @@ TEST(PrivilegedDrainEndToEnd, KilledAtEveryPhaseAndRestartedItConvergesWithoutAF
                             "bring-up", "agent-back", "apps-healthy"}) {
     EXPECT_GT(hit[phase], 0) << "never killed at " << phase << " (hit: " << summary << ")";
   }
+}
+
+TEST(PrivilegedDrainEndToEnd, KilledAtEveryPhaseAndRestartedItConvergesWithoutAFailedRequest) {
+  SKOPOS_REQUIRE_ROOT();
+  kill_at_every_phase(false);
+}
+
+// The same with the tier's max at 2 and another host holding the other slot, its host
+// lock and a budget claim throughout: the fencing-token guards, the budget check and
+// every release are per host.
+TEST(PrivilegedDrainEndToEnd, KilledAtEveryPhaseBesideASecondHostDrainingInATierOfMaxTwo) {
+  SKOPOS_REQUIRE_ROOT();
+  kill_at_every_phase(true);
 }
 
 // ---- the reboot agent ----------------------------------------------------------------
