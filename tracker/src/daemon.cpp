@@ -151,12 +151,7 @@ class TrackerDaemon::Loop {
         publish();
       });
     }
-    if (options_.check_interval.count() > 0) {
-      every(check_timer_, options_.check_interval, [this] {
-        tracker_.check_consistency();
-        publish();
-      });
-    }
+    if (options_.check_interval.count() > 0) schedule_check();
     if (auto watchdog = sd_watchdog_interval()) {
       const auto period = std::chrono::duration_cast<std::chrono::milliseconds>(*watchdog / 2);
       every(watchdog_timer_, std::max(period, std::chrono::milliseconds(1)), [] { (void)sd_notify("WATCHDOG=1"); });
@@ -188,6 +183,22 @@ class TrackerDaemon::Loop {
   }
 
  private:
+  // The BPF vs /proc check, kCheckSlice namespaces at a time, paced so that every
+  // namespace is checked once per --check-interval: a check of a dense host never holds
+  // the event loop (and every subscriber's update) for more than a slice.
+  static constexpr std::size_t kCheckSlice = 8;
+  void schedule_check() {
+    const std::size_t turns = std::max<std::size_t>(1, (tracker_.namespace_count() + kCheckSlice - 1) / kCheckSlice);
+    const auto pause = std::max(options_.check_interval / static_cast<long>(turns), std::chrono::milliseconds(100));
+    check_timer_.expires_after(pause);
+    check_timer_.async_wait([this](const error_code& ec) {
+      if (ec) return;
+      tracker_.check_consistency(kCheckSlice);
+      publish();
+      schedule_check();
+    });
+  }
+
   template <class Work>
   void every(asio::steady_timer& timer, std::chrono::milliseconds period, Work work) {
     timer.expires_after(period);

@@ -367,13 +367,24 @@ std::size_t Tracker::update_source() {
   return changed;
 }
 
-std::size_t Tracker::check_consistency() {
+std::size_t Tracker::check_consistency(std::size_t slice) {
   if (!checker_ || source_->kind() != SourceKind::kBpf) return 0;
   ++stats_.consistency_checks;
   update_source();
   std::size_t mismatches = 0;
   NamespaceCounts truth;
-  for (const auto& [inode, ns] : namespaces_) {
+  // The next `slice` namespaces after the cursor, wrapping around once.
+  std::vector<std::uint64_t> turn;
+  const std::uint64_t from = check_cursor_;
+  for (auto it = namespaces_.upper_bound(from); it != namespaces_.end() && turn.size() < slice; ++it) {
+    turn.push_back(it->first);
+  }
+  for (auto it = namespaces_.begin(); it != namespaces_.end() && it->first <= from && turn.size() < slice; ++it) {
+    turn.push_back(it->first);
+  }
+  if (!turn.empty()) check_cursor_ = turn.back();
+  for (const std::uint64_t inode : turn) {
+    const NetworkNamespace& ns = namespaces_.at(inode);
     const NamespaceCounts* counted = source_->counts(inode);
     if (counted == nullptr) continue;
     const NamespaceHandle handle{inode, ns.pid >= 0 ? options_.proc_root + "/" + std::to_string(ns.pid) + "/ns/net"

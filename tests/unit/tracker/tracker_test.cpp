@@ -203,6 +203,27 @@ TEST_F(TrackerTest, ConsistencyCheckReportsOnlyDifferencesThatPersist) {
   EXPECT_EQ(tracker_->stats().consistency_mismatches, 1u);
 }
 
+TEST_F(TrackerTest, ConsistencyCheckInSlicesVisitsEveryNamespaceInTurn) {
+  // On a dense host one check of every namespace held the event loop (and every
+  // subscriber's update) for most of a second; the daemon now checks a slice at a time.
+  const std::uint64_t bad = proc_.add_process(4242, 777, "httpd");
+  proc_.add_tables(4242);
+  proc_.add_process(4343, 778, "job");
+  proc_.add_process(4444, 779, "job");
+  tracker_->rescan();
+  const std::size_t namespaces = tracker_->namespace_count();
+  ASSERT_GE(namespaces, 3u);
+  // The source disagrees with /proc about one namespace: it is found twice in a row only
+  // once the slices have come round to it twice.
+  source_->set(bad, 1, Direction::kInbound, 99);
+  std::size_t found = 0;
+  std::size_t calls = 0;
+  for (; calls < 2 * namespaces && found == 0; ++calls) found += tracker_->check_consistency(1);
+  EXPECT_EQ(found, 1u) << "each namespace comes round in turn, one per call";
+  EXPECT_GT(calls, namespaces) << "the second look needs a full round";
+  EXPECT_LE(calls, 2 * namespaces);
+}
+
 TEST(ProcessStartTime, ReadsField22EvenWithSpacesAndParensInTheCommand) {
   const fs::path root = fs::temp_directory_path() / ("skopos-stat-" + std::to_string(::getpid()));
   fs::create_directories(root / "9");

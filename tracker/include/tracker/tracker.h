@@ -132,10 +132,13 @@ class Tracker {
   // Lets the source catch up (BPF: consume events; /proc: re-read). Returns the number
   // of namespaces whose counts changed.
   std::size_t update_source();
-  // BPF only: compares each tracked namespace with a /proc read; a namespace that
-  // disagrees on two reads in a row (so not mere churn) is a mismatch, counted and
-  // logged. Returns the mismatches of this run.
-  std::size_t check_consistency();
+  // BPF only: compares tracked namespaces with a /proc read; a namespace that disagrees
+  // on two reads in a row (so not mere churn) is a mismatch, counted and logged. At most
+  // `slice` namespaces per call, resuming after the last one checked (round robin), so
+  // on a dense host one call never holds the event loop (and every subscriber's update)
+  // for the whole host. Returns the mismatches of this call.
+  std::size_t check_consistency(std::size_t slice = SIZE_MAX);
+  std::size_t namespace_count() const { return namespaces_.size(); }
 
   TrackerSnapshot snapshot() const;
   TrackerStats stats() const;
@@ -195,6 +198,7 @@ class Tracker {
   bool containers_known_ = false;
   std::map<std::uint64_t, NetworkNamespace> namespaces_;  // by inode, from the last rescan
   std::map<std::uint64_t, int> suspect_;  // namespaces that disagreed on the last check
+  std::uint64_t check_cursor_ = 0;         // the last namespace check_consistency() read
   ProcNetReader reader_;
   TrackerStats stats_;
 };
