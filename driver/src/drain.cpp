@@ -399,9 +399,16 @@ Result<Drain::Survey, DrainError> Drain::budget_decision(const std::string& toke
   // the check without their tasks, and our claim -- which etcd grants only if no claim
   // came since that read. A claim that came meanwhile means reading and checking again,
   // so two drivers never both spend an app's last healthy instance.
+  // Hosts Mesos has going away (a window or a drain set by hand, another tool) count as
+  // draining too; they are read once, outside the claim's atomic step, as etcd cannot
+  // hold Mesos's state.
+  auto in_mesos = systems_.mesos.unavailable_hosts();
+  if (!in_mesos) return unexpected(std::move(in_mesos).error());
+  std::erase_if(*in_mesos, [&](const std::string& h) { return same_host(h, options_.hostname); });
   for (int attempt = 1;; ++attempt) {
     auto draining = systems_.locks.budget_claims();
     if (!draining) return unexpected(std::move(draining).error());
+    draining->hostnames.insert(draining->hostnames.end(), in_mesos->begin(), in_mesos->end());
     auto found = survey(draining->hostnames);
     if (!found) return unexpected(std::move(found).error());
     if (!found->shortfalls->empty()) {
@@ -736,6 +743,11 @@ Result<void, DrainError> Drain::plan() {
     auto claims = systems_.locks.budget_claims();
     if (!claims) return unexpected(std::move(claims).error());
     draining = claims->hostnames;
+    auto in_mesos = systems_.mesos.unavailable_hosts();
+    if (!in_mesos) return unexpected(std::move(in_mesos).error());
+    for (const std::string& h : *in_mesos) {
+      if (!same_host(h, options_.hostname)) draining.push_back(h);
+    }
     for (const std::string& h : draining) line("draining now (its tasks do not count): '" + h + "'");
   }
   auto found = survey(draining);

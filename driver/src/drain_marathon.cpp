@@ -19,13 +19,13 @@ DrainError from_marathon(const std::string& what, const MarathonError& error) {
   return {kind, "Marathon " + what + ": " + error.message};
 }
 
+}  // namespace
+
 bool same_host(const std::string& a, const std::string& b) {
   return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
            return std::tolower(static_cast<unsigned char>(x)) == std::tolower(static_cast<unsigned char>(y));
          });
 }
-
-}  // namespace
 
 Result<HostTasks, DrainError> MarathonDrainSteps::on_host(const std::string& hostname) {
   auto apps = marathon_->apps();

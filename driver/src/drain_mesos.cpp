@@ -31,12 +31,6 @@ DrainError from_maintenance(const std::string& what, const MaintenanceError& err
   return {refused ? DrainError::Kind::kRefused : DrainError::Kind::kFailed, "Mesos " + what + ": " + error.message};
 }
 
-bool same_host(const std::string& a, const std::string& b) {
-  return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
-           return std::tolower(static_cast<unsigned char>(x)) == std::tolower(static_cast<unsigned char>(y));
-         });
-}
-
 bool contains(const std::vector<MachineId>& machines, const MachineId& machine) {
   return std::find(machines.begin(), machines.end(), machine) != machines.end();
 }
@@ -57,6 +51,22 @@ Result<MaintenanceStatus, DrainError> MesosDrainSteps::status() {
   auto status = master_->maintenance_status();
   if (!status) return unexpected(from_mesos("maintenance status", status.error()));
   return std::move(*status);
+}
+
+Result<std::vector<std::string>, DrainError> MesosDrainSteps::unavailable_hosts() {
+  std::vector<std::string> out;
+  if (master_ == nullptr) return out;
+  auto maintenance = status();
+  if (!maintenance) return unexpected(std::move(maintenance).error());
+  for (const auto* machines : {&maintenance->draining, &maintenance->down}) {
+    for (const MachineId& machine : *machines) out.push_back(machine.hostname);
+  }
+  auto agents = master_->agents();
+  if (!agents) return unexpected(from_mesos("GET_AGENTS", agents.error()));
+  for (const MesosAgentInfo& agent : *agents) {
+    if (agent.deactivated || agent.drain != MesosAgentInfo::DrainState::kNone) out.push_back(agent.hostname);
+  }
+  return out;
 }
 
 Result<MesosMachine, DrainError> MesosDrainSteps::locate(const std::string& hostname) {

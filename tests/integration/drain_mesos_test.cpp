@@ -5,6 +5,8 @@
 // repeated after it took effect (a restarted driver does that) is accepted.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+
 #include "driver/drain_systems_impl.h"
 #include "etcd_server.h"
 #include "lock_test_support.h"
@@ -90,6 +92,25 @@ TEST_F(DrainMesosTest, ScheduleModeWindowDownAndUpEachRepeatable) {
     back = steps_->agent_active(*machine).value_or(false);
   }
   EXPECT_TRUE(back) << "the agent registered again";
+}
+
+TEST_F(DrainMesosTest, HostsInMaintenanceOrDeactivatedAreUnavailable) {
+  start("1.9.0");
+  auto none = steps_->unavailable_hosts();
+  ASSERT_TRUE(none) << none.error().message;
+  EXPECT_TRUE(none->empty());
+  // worker-2 in a window (DRAINING), worker-1 deactivated through the drain API.
+  ASSERT_TRUE(scheduler_->schedule({{"worker-2", "127.0.0.3"}}, 2000000000000000000, 3600000000000));
+  auto machine = steps_->locate("worker-1");
+  ASSERT_TRUE(machine);
+  ASSERT_EQ(machine->mode, MesosMachine::Mode::kDrainApi);
+  ASSERT_TRUE(steps_->announce(*machine));
+  auto both = steps_->unavailable_hosts();
+  ASSERT_TRUE(both) << both.error().message;
+  std::sort(both->begin(), both->end());
+  both->erase(std::unique(both->begin(), both->end()), both->end());
+  EXPECT_EQ(*both, (std::vector<std::string>{"worker-1", "worker-2"}));
+  ASSERT_TRUE(steps_->bring_up(*machine));
 }
 
 TEST_F(DrainMesosTest, AWindowThatWasNeverDownIsCancelledOnBringUp) {

@@ -167,6 +167,11 @@ class FakeMesos : public DrainMesos {
     return true;
   }
   std::vector<std::string> describe(const MesosMachine&, bool) const override { return {"window", "down"}; }
+  Result<std::vector<std::string>, DrainError> unavailable_hosts() override {
+    SKOPOS_FAKE_FAIL(w_, "unavailable_hosts");
+    return unavailable;
+  }
+  std::vector<std::string> unavailable;  // hosts Mesos has in maintenance or draining
 
  private:
   World& w_;

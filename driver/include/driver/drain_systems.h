@@ -48,6 +48,9 @@ struct HostLockInfo {
   std::int64_t revision = 0;  // the host key's create revision
 };
 
+// Host names as Mesos and Marathon compare them: without case.
+bool same_host(const std::string& a, const std::string& b);
+
 // The hosts whose drains hold a claim on the disruption budget, read at `revision`.
 struct DrainingHosts {
   std::int64_t revision = 0;
@@ -122,6 +125,10 @@ class DrainMesos {
   virtual Result<bool, DrainError> agent_active(const MesosMachine& machine) = 0;
   // One line per call announce/take_down would make, for --dry-run.
   virtual std::vector<std::string> describe(const MesosMachine& machine, bool gone) const = 0;
+  // The hostnames Mesos has going away, whoever put them there: machines DRAINING or
+  // DOWN in the maintenance schedule, agents deactivated or draining. Their tasks do not
+  // count for the disruption budget. Empty when Mesos is not configured.
+  virtual Result<std::vector<std::string>, DrainError> unavailable_hosts() = 0;
 };
 
 // ---- Marathon --------------------------------------------------------------------------

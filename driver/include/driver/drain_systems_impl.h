@@ -64,6 +64,7 @@ class MesosDrainSteps final : public DrainMesos {
   Result<void, DrainError> bring_up(const MesosMachine& machine) override;
   Result<bool, DrainError> agent_active(const MesosMachine& machine) override;
   std::vector<std::string> describe(const MesosMachine& machine, bool gone) const override;
+  Result<std::vector<std::string>, DrainError> unavailable_hosts() override;
 
  private:
   Result<MaintenanceStatus, DrainError> status();

@@ -278,6 +278,16 @@ TEST_F(DrainTest, TheBudgetLeavesOutHostsDrainingNowAndClaimsAfterTheCheck) {
   EXPECT_FALSE(locks_.claimed_) << "withdrawn with the locks";
 }
 
+TEST_F(DrainTest, HostsMesosHasGoingAwayDoNotCountForTheBudgetEither) {
+  // A window or a drain set in Mesos by hand (or by another tool) takes a host's tasks
+  // away as surely as a claim; this host's own name in that list is not another host.
+  mesos_.unavailable = {"host-c", "HOST-A"};
+  locks_.draining_ = {"host-b"};
+  auto result = run(kind(DrainKind::kDrain));
+  ASSERT_TRUE(result) << result.error().message;
+  EXPECT_EQ(marathon_.budget_without, (std::vector<std::string>{"host-b", "host-c"}));
+}
+
 TEST_F(DrainTest, AShortfallCountingTheDrainingHostsIsRefusedAndClaimsNothing) {
   locks_.draining_ = {"host-b"};
   marathon_.shortfalls = {AppShortfall{"/web", 1, 0, 1, "", 1}};
