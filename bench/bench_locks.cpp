@@ -4,6 +4,7 @@
 //   * a released slot is taken by a waiting contender within 50 ms (etcd watch).
 // Prints a goals table. Usage: bench_locks [--cycles N] [--handoffs N]
 #include <algorithm>
+#include <atomic>
 #include <cstdio>
 #include <cstring>
 #include <string>
@@ -115,6 +116,29 @@ int main(int argc, char** argv) {
   }
   if (!holder->locks->release("reboot", "worker")) skopos::bench::die("final release");
 
+  // Stop: B waits (up to an hour) for the slot A holds; a stop (the drain's SIGTERM
+  // flag) is set; how long until the wait returns, interrupted and holding nothing.
+  auto held = a.locks->acquire("reboot", "worker", "REBOOT", Clock::now() + 10s);
+  if (!held) skopos::bench::die("acquire: " + held.error().message);
+  std::vector<double> stop_ms;
+  for (int i = 0; i < std::max(10, handoffs / 5); ++i) {
+    std::atomic<bool> stop{false};
+    Clock::time_point returned_at;
+    bool interrupted = false;
+    std::thread thread([&] {
+      auto got = b.locks->acquire("reboot", "worker", "REBOOT", Clock::now() + 3600s, &stop);
+      returned_at = Clock::now();
+      interrupted = !got && got.error().kind == skopos::driver::LockError::Kind::kInterrupted;
+    });
+    std::this_thread::sleep_for(std::chrono::milliseconds(50 + 37 * (i % 7)));  // anywhere in a watch slice
+    const auto stopped_at = Clock::now();
+    stop = true;
+    thread.join();
+    if (!interrupted) skopos::bench::die("the stopped wait did not report an interruption");
+    stop_ms.push_back(ms(returned_at - stopped_at));
+  }
+  if (!a.locks->release("reboot", "worker")) skopos::bench::die("release after the stops");
+
   using skopos::bench::Row;
   const double p50_cycle = percentile(cycle_ms, 0.5);
   const double p50_handoff = percentile(handoff_ms, 0.5);
@@ -128,6 +152,10 @@ int main(int argc, char** argv) {
       {"released slot taken by a waiter, p50", p50_handoff, "ms", "< 50 ms", p50_handoff < 50 ? "met" : "MISSED"},
       {"released slot taken by a waiter, p99", p99_handoff, "ms", "< 50 ms", p99_handoff < 50 ? "met" : "MISSED"},
       {"released slot taken by a waiter, max", *std::max_element(handoff_ms.begin(), handoff_ms.end()), "ms", "", ""},
+      {"stop -> a waiting acquire returns, p50", percentile(stop_ms, 0.5), "ms", "< 1000 ms",
+       percentile(stop_ms, 0.5) < 1000 ? "met" : "MISSED"},
+      {"stop -> a waiting acquire returns, max", *std::max_element(stop_ms.begin(), stop_ms.end()), "ms", "< 1000 ms",
+       *std::max_element(stop_ms.begin(), stop_ms.end()) < 1000 ? "met" : "MISSED"},
   };
   skopos::bench::print_rows(rows);
   return 0;
