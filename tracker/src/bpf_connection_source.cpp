@@ -149,28 +149,7 @@ Result<void> BpfConnectionSource::snapshot(const NamespaceHandle& ns) {
   });
 }
 
-Result<std::size_t> BpfConnectionSource::map_keys() const {
-  std::size_t keys = 0;
-  const int fd = bpf_map__fd(skeleton_->maps.conn_counts);
-  batch_keys_.resize(kBatch * sizeof(skopos_conn_key));
-  batch_values_.resize(kBatch * sizeof(std::uint64_t));
-  std::uint64_t cursor = 0;
-  bool first = true;
-  for (;;) {
-    std::uint32_t n = kBatch;
-    LIBBPF_OPTS(bpf_map_batch_opts, opts);
-    const int ret = bpf_map_lookup_batch(fd, first ? nullptr : &cursor, &cursor, batch_keys_.data(),
-                                         batch_values_.data(), &n, &opts);
-    const int error = ret < 0 ? errno : 0;
-    if (ret < 0 && error != ENOENT) return unexpected(Error::from_errno(error, "bpf map batch lookup", "conn_counts"));
-    first = false;
-    keys += n;
-    if (error == ENOENT) return keys;
-  }
-}
-
-Result<NamespaceCounts> BpfConnectionSource::read_map(std::uint64_t inode) const {
-  NamespaceCounts counts;
+Result<void> BpfConnectionSource::walk_map(FunctionRef<void(const skopos_conn_key&, std::uint64_t)> visit) const {
   const int fd = bpf_map__fd(skeleton_->maps.conn_counts);
   // Batch lookups walk the hash bucket by bucket, so keys reclaimed meanwhile (deleted
   // by the kernel at zero) neither restart nor derail the walk, as a get_next_key walk
@@ -179,9 +158,10 @@ Result<NamespaceCounts> BpfConnectionSource::read_map(std::uint64_t inode) const
   batch_values_.resize(kBatch * sizeof(std::uint64_t));
   std::uint64_t cursor = 0;  // opaque to us: the kernel's bucket position
   bool first = true;
+  bpf_map_batch_opts opts{};
+  opts.sz = sizeof opts;
   for (;;) {
     std::uint32_t n = kBatch;
-    LIBBPF_OPTS(bpf_map_batch_opts, opts);
     const int ret = bpf_map_lookup_batch(fd, first ? nullptr : &cursor, &cursor, batch_keys_.data(),
                                          batch_values_.data(), &n, &opts);
     const int error = ret < 0 ? errno : 0;
@@ -192,11 +172,26 @@ Result<NamespaceCounts> BpfConnectionSource::read_map(std::uint64_t inode) const
       std::uint64_t value = 0;
       std::memcpy(&key, batch_keys_.data() + k * sizeof key, sizeof key);
       std::memcpy(&value, batch_values_.data() + k * sizeof value, sizeof value);
-      if (key.netns != inode) continue;
-      counts.set(key.port, direction_of(key), clamp_count(value));
+      visit(key, value);
     }
-    if (error == ENOENT) return counts;  // the last batch
+    if (error == ENOENT) return {};  // that was the last batch
   }
+}
+
+Result<std::size_t> BpfConnectionSource::map_keys() const {
+  std::size_t keys = 0;
+  auto walked = walk_map([&](const skopos_conn_key&, std::uint64_t) { ++keys; });
+  if (!walked) return unexpected(std::move(walked).error());
+  return keys;
+}
+
+Result<NamespaceCounts> BpfConnectionSource::read_map(std::uint64_t inode) const {
+  NamespaceCounts counts;
+  auto walked = walk_map([&](const skopos_conn_key& key, std::uint64_t value) {
+    if (key.netns == inode) counts.set(key.port, direction_of(key), clamp_count(value));
+  });
+  if (!walked) return unexpected(std::move(walked).error());
+  return counts;
 }
 
 Result<void> BpfConnectionSource::track(const NamespaceHandle& ns) {

@@ -28,6 +28,7 @@
 #include "tracker/connection_source.h"
 
 struct conn_tracker;  // the bpftool skeleton
+struct skopos_conn_key;  // bpf/include/skopos/bpf/conn_tracker.h
 struct ring_buffer;   // libbpf
 
 namespace skopos::tracker {
@@ -73,6 +74,8 @@ class BpfConnectionSource final : public ConnectionSource {
   Result<void> snapshot(const NamespaceHandle& ns);
   // Re-reads every tracked namespace from the map.
   Result<void> reread_all(FunctionRef<void(std::uint64_t inode)> changed);
+  // Calls `visit` with every key and value of the kernel's count map.
+  Result<void> walk_map(FunctionRef<void(const skopos_conn_key&, std::uint64_t)> visit) const;
   // The kernel's count and storage failures so far.
   std::uint64_t failures() const;
   // Snapshots the unproven namespaces again; those with no failure meanwhile are known.
