@@ -91,15 +91,6 @@ Run timed(const std::vector<std::string>& argv) {
   return run;
 }
 
-UniqueFd connect_to(std::uint16_t port) {
-  UniqueFd fd(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  sockaddr_in address{};
-  address.sin_family = AF_INET;
-  address.sin_port = htons(port);
-  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (::connect(fd.get(), reinterpret_cast<const sockaddr*>(&address), sizeof address) != 0) die("connect");
-  return fd;
-}
 
 void overhead(DrainSandbox& sandbox, int runs, long load_requests, std::vector<Row>& rows) {
   std::vector<double> totals, overheads, waits, stops, recoveries;
@@ -183,7 +174,8 @@ void notice(DrainSandbox& sandbox, int closes, std::vector<Row>& rows) {
   driver::TrackerDrainConnections connections(options);
   std::vector<double> latencies;
   for (int i = 0; i < closes; ++i) {
-    UniqueFd held = connect_to(port);
+    UniqueFd held = skopos::testing::connect_loopback(port);
+    if (!held) die("connect");
     // Until the tracker counts it.
     for (int tries = 0;; ++tries) {
       auto counts = connections.counts({target});

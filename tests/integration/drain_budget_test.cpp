@@ -76,31 +76,21 @@ struct Host {
   std::string name;
 };
 
-class DrainBudgetTest : public ::testing::Test {
+class DrainBudgetTest : public testing::OneEtcdTest {
  protected:
-  static void SetUpTestSuite() { server_ = skopos::testing::EtcdServer::start().release(); }
-  static void TearDownTestSuite() {
-    delete server_;
-    server_ = nullptr;
-  }
   void SetUp() override {
+    OneEtcdTest::SetUp();
     sim_ = Simulator::start(std::string(SKOPOS_SOURCE_DIR) + "/tools", "marathon-sim", kCluster);
     marathon_ = sim_->list("instances").at(0);
-    prefix_ = std::string("/t/") + ::testing::UnitTest::GetInstance()->current_test_info()->name();
-    raw_ = testing::etcd_client({server_->endpoint()});
   }
   std::int64_t claims() {
     auto range = raw_->range(prefix_ + "/budget/", EtcdClient::prefix_end(prefix_ + "/budget/"));
     return range ? static_cast<std::int64_t>(range->kvs.size()) : -1;
   }
 
-  static skopos::testing::EtcdServer* server_;
   std::unique_ptr<Simulator> sim_;
   std::string marathon_;
-  std::string prefix_;
-  std::unique_ptr<EtcdClient> raw_;
 };
-skopos::testing::EtcdServer* DrainBudgetTest::server_ = nullptr;
 
 TEST_F(DrainBudgetTest, AHostIsRefusedWhileTheOtherInstanceIsDrainingAndAdmittedOnceItIsBack) {
   Host a(server_->endpoint(), prefix_, marathon_, "a");

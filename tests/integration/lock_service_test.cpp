@@ -17,17 +17,8 @@ using namespace std::chrono_literals;
 using testing::in;
 using testing::machine;
 
-class LockServiceTest : public ::testing::Test {
+class LockServiceTest : public testing::OneEtcdTest {
  protected:
-  static void SetUpTestSuite() { server_ = skopos::testing::EtcdServer::start().release(); }
-  static void TearDownTestSuite() {
-    delete server_;
-    server_ = nullptr;
-  }
-  void SetUp() override {
-    prefix_ = std::string("/t/") + ::testing::UnitTest::GetInstance()->current_test_info()->name();
-    raw_ = testing::etcd_client({server_->endpoint()});
-  }
   testing::Machine node(const std::string& id, const std::string& boot = "boot-1") {
     return machine({server_->endpoint()}, prefix_, id, boot);
   }
@@ -36,12 +27,7 @@ class LockServiceTest : public ::testing::Test {
     EXPECT_TRUE(range);
     return range ? static_cast<std::int64_t>(range->kvs.size()) : -1;
   }
-
-  static skopos::testing::EtcdServer* server_;
-  std::string prefix_;
-  std::unique_ptr<EtcdClient> raw_;
 };
-skopos::testing::EtcdServer* LockServiceTest::server_ = nullptr;
 
 TEST_F(LockServiceTest, AcquireIsIdempotentPerHolderAndTheDefaultMaxIsOne) {
   auto a = node("machine-a");

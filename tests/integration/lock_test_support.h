@@ -10,6 +10,7 @@
 
 #include "driver/etcd_client.h"
 #include "driver/lock_service.h"
+#include "etcd_server.h"
 
 namespace skopos::driver::testing {
 
@@ -49,5 +50,24 @@ inline Machine machine(const std::vector<std::string>& endpoints, const std::str
 inline std::chrono::steady_clock::time_point in(std::chrono::milliseconds d) {
   return std::chrono::steady_clock::now() + d;
 }
+
+// A test suite with one real etcd member for all its tests, a key prefix of each test's
+// own (/t/<test name>) and a plain client for looking at the keys.
+class OneEtcdTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() { server_ = skopos::testing::EtcdServer::start().release(); }
+  static void TearDownTestSuite() {
+    delete server_;
+    server_ = nullptr;
+  }
+  void SetUp() override {
+    prefix_ = std::string("/t/") + ::testing::UnitTest::GetInstance()->current_test_info()->name();
+    raw_ = etcd_client({server_->endpoint()});
+  }
+
+  inline static skopos::testing::EtcdServer* server_ = nullptr;
+  std::string prefix_;
+  std::unique_ptr<EtcdClient> raw_;
+};
 
 }  // namespace skopos::driver::testing

@@ -16,6 +16,7 @@
 #include <thread>
 #include <vector>
 
+#include "process.h"
 #include "skopos/unique_fd.h"
 #include "tracker/metrics.h"
 
@@ -23,16 +24,7 @@ namespace skopos::tracker {
 namespace {
 
 using namespace std::chrono_literals;
-
-UniqueFd connect_to(unsigned short port) {
-  UniqueFd fd(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  sockaddr_in address{};
-  address.sin_family = AF_INET;
-  address.sin_port = htons(port);
-  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (::connect(fd.get(), reinterpret_cast<sockaddr*>(&address), sizeof address) != 0) return UniqueFd();
-  return fd;
-}
+using skopos::testing::connect_loopback;
 
 // The whole answer to one GET /metrics ("" when closed unanswered or after 3 s).
 std::string scrape(int fd) {
@@ -83,16 +75,16 @@ class MetricsServerTest : public ::testing::Test {
 TEST_F(MetricsServerTest, ConnectionsBeyondTheCapAreClosedAndLaterScrapesServed) {
   // Failed before: there was no cap; every idle connection held a session.
   std::vector<UniqueFd> idle;
-  for (int i = 0; i < MetricsServer::kMaxSessions; ++i) idle.push_back(connect_to(server_->port()));
+  for (int i = 0; i < MetricsServer::kMaxSessions; ++i) idle.push_back(connect_loopback(server_->port()));
   std::this_thread::sleep_for(200ms);  // accepted, each waiting for its request
-  UniqueFd extra = connect_to(server_->port());
+  UniqueFd extra = connect_loopback(server_->port());
   ASSERT_TRUE(extra);
   EXPECT_TRUE(closed_unanswered(extra.get())) << "the 17th connection is closed at once";
   EXPECT_GE(server_->over_cap(), 1u);
   EXPECT_NE(scrape(idle.front().get()).find("skopos_test_metric 1"), std::string::npos) << "the capped ones are served";
   idle.clear();
   std::this_thread::sleep_for(200ms);
-  UniqueFd later = connect_to(server_->port());
+  UniqueFd later = connect_loopback(server_->port());
   EXPECT_NE(scrape(later.get()).find("skopos_test_metric 1"), std::string::npos);
 }
 
@@ -113,7 +105,7 @@ TEST_F(MetricsServerTest, OutOfFileDescriptorsPausesTheListenerInsteadOfSpinning
     hog.push_back(std::move(fd));
   }
   hog.pop_back();
-  UniqueFd pending = connect_to(server_->port());
+  UniqueFd pending = connect_loopback(server_->port());
   ASSERT_TRUE(pending) << "the client's socket took the one free descriptor";
   std::this_thread::sleep_for(1s);
   const std::uint64_t errors = server_->accept_errors();
@@ -123,7 +115,7 @@ TEST_F(MetricsServerTest, OutOfFileDescriptorsPausesTheListenerInsteadOfSpinning
   EXPECT_LE(errors, 30u) << "and was retried after pauses, not in a loop";
   // With descriptors back, the listener serves again.
   std::this_thread::sleep_for(1200ms);
-  UniqueFd after = connect_to(server_->port());
+  UniqueFd after = connect_loopback(server_->port());
   EXPECT_NE(scrape(after.get()).find("skopos_test_metric 1"), std::string::npos);
 }
 

@@ -11,6 +11,7 @@
 #include <thread>
 
 #include "etcd_server.h"
+#include "lock_test_support.h"
 #include "process.h"
 
 namespace {
@@ -18,17 +19,10 @@ namespace {
 using namespace std::chrono_literals;
 using skopos::testing::ProcessResult;
 using skopos::testing::run_process;
+using skopos::driver::testing::OneEtcdTest;
 
-class SkoposLockCliTest : public ::testing::Test {
+class SkoposLockCliTest : public OneEtcdTest {
  protected:
-  static void SetUpTestSuite() { server_ = skopos::testing::EtcdServer::start().release(); }
-  static void TearDownTestSuite() {
-    delete server_;
-    server_ = nullptr;
-  }
-  void SetUp() override {
-    prefix_ = std::string("/cli/") + ::testing::UnitTest::GetInstance()->current_test_info()->name();
-  }
   // skopos lock ARGS... as machine `machine`.
   ProcessResult lock(const std::string& machine, std::vector<std::string> args) {
     std::vector<std::string> argv = {SKOPOS_CLI, "lock"};
@@ -72,11 +66,8 @@ class SkoposLockCliTest : public ::testing::Test {
     return state;
   }
 
-  static skopos::testing::EtcdServer* server_;
-  std::string prefix_;
   simdjson::dom::parser parser_;
 };
-skopos::testing::EtcdServer* SkoposLockCliTest::server_ = nullptr;
 
 TEST_F(SkoposLockCliTest, AcquireWaitReleaseWithExitCodesJsonAndMetrics) {
   ASSERT_EQ(lock("admin", {"set-max", "reboot", "worker", "1"}).exit_code, 0);

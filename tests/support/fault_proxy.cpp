@@ -8,19 +8,12 @@
 
 #include <chrono>
 
+#include "process.h"
+
 namespace skopos::testing {
 
 namespace {
 
-UniqueFd connect_loopback(std::uint16_t port) {
-  UniqueFd fd(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  sockaddr_in address{};
-  address.sin_family = AF_INET;
-  address.sin_port = htons(port);
-  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (::connect(fd.get(), reinterpret_cast<sockaddr*>(&address), sizeof address) != 0) return UniqueFd();
-  return fd;
-}
 
 }  // namespace
 

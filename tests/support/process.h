@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "skopos/result.h"
+#include "skopos/unique_fd.h"
 
 namespace skopos::testing {
 
@@ -26,6 +27,9 @@ ProcessResult run_process(const std::vector<std::string>& argv, const std::strin
 
 // The whole file, "" when it cannot be read.
 std::string read_file(const std::string& path);
+
+// A TCP connection to 127.0.0.1:`port`; an invalid fd when it is refused.
+UniqueFd connect_loopback(std::uint16_t port);
 
 // A TCP port on 127.0.0.1 that nothing listens on right now.
 std::uint16_t free_loopback_port();
