@@ -104,6 +104,39 @@ Result<std::string> zookeeper_four_letter_word(const std::string& endpoint, cons
   return answer;
 }
 
+bool read_srvr(const std::string& answer, ZkServerHealth& health) {
+  const std::string& endpoint = health.endpoint;
+  if (disabled(answer)) {
+    health.error = "'srvr' is disabled on " + endpoint + "; add it to 4lw.commands.whitelist";
+    return false;
+  }
+  if (answer.find("not currently serving requests") != std::string::npos) {
+    health.error = endpoint + " is not serving requests (no quorum)";
+    return false;
+  }
+  health.mode = line_value(answer, "Mode:");
+  health.version = line_value(answer, "Zookeeper version:");
+  health.serving = !health.mode.empty();
+  if (!health.serving) {
+    std::string start = answer.substr(0, 100);
+    for (char& c : start) {
+      if (static_cast<unsigned char>(c) < 0x20 || static_cast<unsigned char>(c) > 0x7e) c = '?';
+    }
+    health.error = endpoint + " answered srvr without a mode: '" + start + "'";
+    return false;
+  }
+  return true;
+}
+
+std::int64_t read_synced_followers(const std::string& answer) {
+  if (disabled(answer)) return -1;
+  const std::string synced = line_value(answer, "zk_synced_followers");
+  std::int64_t value = 0;
+  const auto [ptr, ec] = std::from_chars(synced.data(), synced.data() + synced.size(), value);
+  if (synced.empty() || ec != std::errc{} || ptr != synced.data() + synced.size() || value < 0) return -1;
+  return value;
+}
+
 ZkServerHealth check_zookeeper_server(const std::string& endpoint, std::chrono::milliseconds timeout) {
   ZkServerHealth health;
   health.endpoint = endpoint;
@@ -124,29 +157,10 @@ ZkServerHealth check_zookeeper_server(const std::string& endpoint, std::chrono::
     health.error = srvr.error().message();
     return health;
   }
-  if (disabled(*srvr)) {
-    health.error = "'srvr' is disabled on " + endpoint + "; add it to 4lw.commands.whitelist";
-    return health;
-  }
-  if (srvr->find("not currently serving requests") != std::string::npos) {
-    health.error = endpoint + " is not serving requests (no quorum)";
-    return health;
-  }
-  health.mode = line_value(*srvr, "Mode:");
-  health.version = line_value(*srvr, "Zookeeper version:");
-  health.serving = !health.mode.empty();
-  if (!health.serving) {
-    health.error = endpoint + " answered srvr without a mode: '" + srvr->substr(0, 100) + "'";
-    return health;
-  }
+  if (!read_srvr(*srvr, health)) return health;
   if (health.mode == "leader") {
     auto mntr = zookeeper_four_letter_word(endpoint, "mntr", timeout);
-    if (mntr && !disabled(*mntr)) {
-      const std::string synced = line_value(*mntr, "zk_synced_followers");
-      std::int64_t value = 0;
-      const auto [ptr, ec] = std::from_chars(synced.data(), synced.data() + synced.size(), value);
-      if (!synced.empty() && ec == std::errc{} && ptr == synced.data() + synced.size()) health.synced_followers = value;
-    }
+    if (mntr) health.synced_followers = read_synced_followers(*mntr);
   }
   if (!health.imok) health.error = endpoint + " did not answer imok to ruok";
   return health;

@@ -1,5 +1,6 @@
 // libFuzzer target for what the servers we call send back: every parser of Marathon's,
-// the Mesos master's and agent's and the Docker Engine's answers runs on each input.
+// the Mesos master's and agent's, the Docker Engine's and ZooKeeper's (srvr, mntr)
+// answers runs on each input.
 // An answer is outside input -- a proxy, a bug, a version we never saw -- so a parser
 // must never crash, and a refusal must say what was wrong (a non-empty message). Seeded
 // with the upstream examples in tests/fixtures/upstream.
@@ -13,6 +14,7 @@
 #include "driver/marathon.h"
 #include "driver/mesos_agent.h"
 #include "driver/mesos_master.h"
+#include "driver/zookeeper_health.h"
 #include "tracker/docker_api.h"
 
 namespace {
@@ -49,5 +51,15 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   check_error(parse_container_inspect(input));
   check_error(parse_docker_event(input));
   (void)parse_docker_error(input);
+  // ZooKeeper's four-letter words (srvr, mntr): plain text from a TCP peer.
+  const std::string text(input);
+  ZkServerHealth health;
+  health.endpoint = "zk:2181";
+  if (read_srvr(text, health)) {
+    if (health.mode.empty()) std::abort();  // serving means a mode was read
+  } else if (health.error.empty()) {
+    std::abort();  // not serving says why
+  }
+  if (read_synced_followers(text) < -1) std::abort();
   return 0;
 }

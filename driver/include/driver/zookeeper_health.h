@@ -37,6 +37,14 @@ Result<std::string> zookeeper_four_letter_word(const std::string& endpoint, cons
                                                std::chrono::milliseconds timeout);
 
 ZkServerHealth check_zookeeper_server(const std::string& endpoint, std::chrono::milliseconds timeout);
+
+// The parsers of the answers, exposed for the fuzz target. read_srvr: fills mode,
+// version and serving from a srvr answer; false with `error` set (naming
+// health.endpoint) when the word is disabled, the server does not serve, or there is no
+// mode. read_synced_followers: the leader's mntr zk_synced_followers, -1 when absent,
+// disabled or not a count.
+bool read_srvr(const std::string& answer, ZkServerHealth& health);
+std::int64_t read_synced_followers(const std::string& answer);
 // Every server of the ensemble (as configured: the majority is of these).
 ZkEnsembleHealth check_zookeeper(const std::vector<std::string>& endpoints, std::chrono::milliseconds timeout);
 
