@@ -23,6 +23,9 @@ std::string encode64(const std::string& raw) {
 
 // Strict: every character must be base64, with at most two '=' of padding at the end.
 bool decode64(std::string_view text, std::string& out) {
+  // First: the output is sized for whole quads, and a partial last quad would decode
+  // past it (found by fuzzing: a 23-character key overran the string by 2 bytes).
+  if (text.size() % 4 != 0) return false;
   std::size_t padding = 0;
   while (padding < 2 && padding < text.size() && text[text.size() - 1 - padding] == '=') ++padding;
   const std::string_view body = text.substr(0, text.size() - padding);
@@ -221,12 +224,7 @@ Result<RangeResult, EtcdError> EtcdClient::range(const std::string& key, const s
   json.end_object();
   auto text = call("/v3/kv/range", body, true);
   if (!text) return unexpected(std::move(text).error());
-  auto parsed = parse_object(*text, "range");
-  if (!parsed) return unexpected(std::move(parsed).error());
-  const dom::object object = *parsed;
-  auto revision = header_revision(object);
-  if (!revision) return unexpected(std::move(revision).error());
-  return parse_range(object, *revision);
+  return parse_etcd_range(*parser_, *text);
 }
 
 Result<std::int64_t, EtcdError> EtcdClient::put(const std::string& key, const std::string& value, std::int64_t lease) {
@@ -287,27 +285,7 @@ Result<TxnResult, EtcdError> EtcdClient::txn(const std::vector<Compare>& compare
   json.end_object();
   auto text = call("/v3/kv/txn", body, false);
   if (!text) return unexpected(std::move(text).error());
-  auto parsed = parse_object(*text, "txn");
-  if (!parsed) return unexpected(std::move(parsed).error());
-  const dom::object object = *parsed;
-  TxnResult result;
-  auto revision = header_revision(object);
-  if (!revision) return unexpected(std::move(revision).error());
-  result.revision = *revision;
-  bool succeeded = false;
-  // Omitted when false.
-  if (object["succeeded"].get(succeeded) == simdjson::SUCCESS) result.succeeded = succeeded;
-  dom::array responses;
-  if (object["responses"].get(responses) == simdjson::SUCCESS) {
-    for (dom::element response : responses) {
-      dom::object range;
-      if (response["response_range"].get(range) != simdjson::SUCCESS) continue;
-      auto one = parse_range(range, result.revision);
-      if (!one) return unexpected(std::move(one).error());
-      result.ranges.push_back(std::move(*one));
-    }
-  }
-  return result;
+  return parse_etcd_txn(*parser_, *text);
 }
 
 Result<WatchResult, EtcdError> EtcdClient::wait_for_change(const std::string& key, const std::string& range_end,
@@ -427,6 +405,41 @@ Result<void, EtcdError> EtcdClient::lease_revoke(std::int64_t id) {
   auto text = call("/v3/lease/revoke", R"({"ID":")" + std::to_string(id) + "\"}", false);
   if (!text) return unexpected(std::move(text).error());
   return {};
+}
+
+Result<RangeResult, EtcdError> parse_etcd_range(dom::parser& parser, std::string_view json) {
+  dom::object object;
+  if (parser.parse(json.data(), json.size(), true).get(object) != simdjson::SUCCESS) {
+    return unexpected(bad_response("range: not a JSON object"));
+  }
+  auto revision = header_revision(object);
+  if (!revision) return unexpected(std::move(revision).error());
+  return parse_range(object, *revision);
+}
+
+Result<TxnResult, EtcdError> parse_etcd_txn(dom::parser& parser, std::string_view json) {
+  dom::object object;
+  if (parser.parse(json.data(), json.size(), true).get(object) != simdjson::SUCCESS) {
+    return unexpected(bad_response("txn: not a JSON object"));
+  }
+  TxnResult result;
+  auto revision = header_revision(object);
+  if (!revision) return unexpected(std::move(revision).error());
+  result.revision = *revision;
+  bool succeeded = false;
+  // Omitted when false.
+  if (object["succeeded"].get(succeeded) == simdjson::SUCCESS) result.succeeded = succeeded;
+  dom::array responses;
+  if (object["responses"].get(responses) == simdjson::SUCCESS) {
+    for (dom::element response : responses) {
+      dom::object range;
+      if (response["response_range"].get(range) != simdjson::SUCCESS) continue;
+      auto one = parse_range(range, result.revision);
+      if (!one) return unexpected(std::move(one).error());
+      result.ranges.push_back(std::move(*one));
+    }
+  }
+  return result;
 }
 
 }  // namespace skopos::driver

@@ -1,6 +1,6 @@
 // libFuzzer target for what the servers we call send back: every parser of Marathon's,
-// the Mesos master's and agent's, the Docker Engine's and ZooKeeper's (srvr, mntr)
-// answers runs on each input.
+// the Mesos master's and agent's, the Docker Engine's, the etcd gateway's (range, txn)
+// and ZooKeeper's (srvr, mntr) answers runs on each input.
 // An answer is outside input -- a proxy, a bug, a version we never saw -- so a parser
 // must never crash, and a refusal must say what was wrong (a non-empty message). Seeded
 // with the upstream examples in tests/fixtures/upstream.
@@ -11,6 +11,7 @@
 #include <string>
 #include <string_view>
 
+#include "driver/etcd_client.h"
 #include "driver/marathon.h"
 #include "driver/mesos_agent.h"
 #include "driver/mesos_master.h"
@@ -46,6 +47,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   check(parse_get_agents(parser, input));
   check(parse_agent_get_tasks(parser, input));
   check(parse_agent_state(parser, input));
+  if (auto range = parse_etcd_range(parser, input); !range && range.error().message.empty()) std::abort();
+  if (auto txn = parse_etcd_txn(parser, input); !txn && txn.error().message.empty()) std::abort();
   using namespace skopos::tracker;
   check_error(parse_container_list(input));
   check_error(parse_container_inspect(input));

@@ -12,6 +12,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "driver/http_client.h"
@@ -139,5 +140,10 @@ class EtcdClient {
   std::unique_ptr<HttpClient> http_;
   std::unique_ptr<simdjson::dom::parser> parser_;
 };
+
+// The gateway's answers to /v3/kv/range and /v3/kv/txn, exposed for the fuzz target.
+// Errors are kBadResponse naming what was wrong.
+Result<RangeResult, EtcdError> parse_etcd_range(simdjson::dom::parser& parser, std::string_view json);
+Result<TxnResult, EtcdError> parse_etcd_txn(simdjson::dom::parser& parser, std::string_view json);
 
 }  // namespace skopos::driver
