@@ -389,6 +389,19 @@ Result<Drain::Survey, DrainError> Drain::survey(const std::vector<std::string>& 
   return out;
 }
 
+Result<DrainingHosts, DrainError> Drain::draining_now() {
+  auto draining = systems_.locks.budget_claims();
+  if (!draining) return unexpected(std::move(draining).error());
+  // Hosts Mesos has going away (a window or a drain set by hand, another tool) count as
+  // draining too. They are outside the claim's atomic step: etcd cannot hold Mesos's state.
+  auto in_mesos = systems_.mesos.unavailable_hosts();
+  if (!in_mesos) return unexpected(std::move(in_mesos).error());
+  for (const std::string& h : *in_mesos) {
+    if (!same_host(h, options_.hostname)) draining->hostnames.push_back(h);
+  }
+  return draining;
+}
+
 Result<Drain::Survey, DrainError> Drain::budget_decision(const std::string& token) {
   if (!systems_.marathon.configured()) {
     auto found = survey({});
@@ -399,16 +412,9 @@ Result<Drain::Survey, DrainError> Drain::budget_decision(const std::string& toke
   // the check without their tasks, and our claim -- which etcd grants only if no claim
   // came since that read. A claim that came meanwhile means reading and checking again,
   // so two drivers never both spend an app's last healthy instance.
-  // Hosts Mesos has going away (a window or a drain set by hand, another tool) count as
-  // draining too; they are read once, outside the claim's atomic step, as etcd cannot
-  // hold Mesos's state.
-  auto in_mesos = systems_.mesos.unavailable_hosts();
-  if (!in_mesos) return unexpected(std::move(in_mesos).error());
-  std::erase_if(*in_mesos, [&](const std::string& h) { return same_host(h, options_.hostname); });
   for (int attempt = 1;; ++attempt) {
-    auto draining = systems_.locks.budget_claims();
+    auto draining = draining_now();
     if (!draining) return unexpected(std::move(draining).error());
-    draining->hostnames.insert(draining->hostnames.end(), in_mesos->begin(), in_mesos->end());
     auto found = survey(draining->hostnames);
     if (!found) return unexpected(std::move(found).error());
     if (!found->shortfalls->empty()) {
@@ -740,14 +746,9 @@ Result<void, DrainError> Drain::plan() {
   // The dry run checks as the drain would (without the hosts draining now), but claims nothing.
   std::vector<std::string> draining;
   if (systems_.marathon.configured()) {
-    auto claims = systems_.locks.budget_claims();
-    if (!claims) return unexpected(std::move(claims).error());
-    draining = claims->hostnames;
-    auto in_mesos = systems_.mesos.unavailable_hosts();
-    if (!in_mesos) return unexpected(std::move(in_mesos).error());
-    for (const std::string& h : *in_mesos) {
-      if (!same_host(h, options_.hostname)) draining.push_back(h);
-    }
+    auto now = draining_now();
+    if (!now) return unexpected(std::move(now).error());
+    draining = std::move(now->hostnames);
     for (const std::string& h : draining) line("draining now (its tasks do not count): '" + h + "'");
   }
   auto found = survey(draining);

@@ -203,25 +203,24 @@ Result<void> BpfConnectionSource::track(const NamespaceHandle& ns) {
   Tracked tracked{ns, std::move(*counts), true};
   // A socket the kernel failed to count meanwhile may be this namespace's: unknown until
   // a later snapshot proves it (update() tries).
-  if (failures() != failures_before || failures() != failures_seen_) {
-    tracked.proven = false;
-    ++unproven_;
-  }
+  if (failures() != failures_before || failures() != failures_seen_) tracked.proven = false;
   tracked_.emplace(ns.inode, std::move(tracked));
   return {};
 }
 
 void BpfConnectionSource::untrack(std::uint64_t inode) {
-  auto it = tracked_.find(inode);
-  if (it == tracked_.end()) return;
-  if (!it->second.proven) --unproven_;
-  tracked_.erase(it);
+  tracked_.erase(inode);
 }
 
 const NamespaceCounts* BpfConnectionSource::counts(std::uint64_t inode) const {
   auto it = tracked_.find(inode);
   if (it == tracked_.end() || !it->second.proven) return nullptr;  // unknown, never 0
   return &it->second.counts;
+}
+
+std::size_t BpfConnectionSource::unproven() const {
+  return static_cast<std::size_t>(
+      std::count_if(tracked_.begin(), tracked_.end(), [](const auto& entry) { return !entry.second.proven; }));
 }
 
 std::uint64_t BpfConnectionSource::failures() const {
@@ -261,7 +260,6 @@ void BpfConnectionSource::prove(FunctionRef<void(std::uint64_t inode)> changed) 
   failures_seen_ = before;
   for (const std::uint64_t inode : proven) {
     tracked_[inode].proven = true;
-    --unproven_;
     changed(inode);
   }
 }
@@ -278,12 +276,11 @@ Result<void> BpfConnectionSource::update(FunctionRef<void(std::uint64_t inode)> 
     for (auto& [inode, tracked] : tracked_) {
       if (!tracked.proven) continue;
       tracked.proven = false;
-      ++unproven_;
       changed(inode);
     }
     failures_seen_ = now;
   }
-  if (unproven_ > 0) prove(changed);
+  if (unproven() > 0) prove(changed);
 
   // Events the kernel could not send: some keys changed unseen, so read everything.
   const std::uint64_t lost = load(skeleton_->bss->stats.lost_events);
@@ -329,7 +326,7 @@ SourceStats BpfConnectionSource::stats() const {
   stats.storage_failures = load(kernel.storage_failures);
   stats.underflows = load(kernel.underflows);
   stats.snapshot_counted = load(kernel.snapshot_counted);
-  stats.unproven = unproven_;
+  stats.unproven = unproven();
   stats.proofs = proofs_;
   return stats;
 }

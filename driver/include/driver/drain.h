@@ -205,6 +205,9 @@ class Drain {
   // The budget phase's survey, its check and its claim, as one decision (see LockService's
   // budget claims); kRefused naming the apps that would fall short.
   Result<Survey, DrainError> budget_decision(const std::string& token);
+  // The hosts whose tasks do not count for the budget: those with a claim (read at a
+  // revision, for the claim), and those Mesos has going away; never this host.
+  Result<DrainingHosts, DrainError> draining_now();
   static constexpr int kBudgetAttempts = 20;
   // Appends `phase` with the current facts to the journal (durable when it returns).
   Result<void, DrainError> record(DrainPhase phase);

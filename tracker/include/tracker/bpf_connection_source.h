@@ -76,6 +76,8 @@ class BpfConnectionSource final : public ConnectionSource {
   Result<void> reread_all(FunctionRef<void(std::uint64_t inode)> changed);
   // Calls `visit` with every key and value of the kernel's count map.
   Result<void> walk_map(FunctionRef<void(const skopos_conn_key&, std::uint64_t)> visit) const;
+  // Tracked namespaces whose counts are unknown until a snapshot proves them.
+  std::size_t unproven() const;
   // The kernel's count and storage failures so far.
   std::uint64_t failures() const;
   // Snapshots the unproven namespaces again; those with no failure meanwhile are known.
@@ -98,7 +100,6 @@ class BpfConnectionSource final : public ConnectionSource {
   std::uint64_t resyncs_ = 0;
   std::uint64_t lost_seen_ = 0;  // stats.lost_events at the last full re-read
   std::uint64_t failures_seen_ = 0;  // failures() when every namespace was last proven
-  std::size_t unproven_ = 0;
   std::uint64_t proofs_ = 0;  // snapshots run again to prove a count
   // Reused by read_map's batch lookups.
   mutable std::vector<std::uint8_t> batch_keys_, batch_values_;
