@@ -379,7 +379,12 @@ int main(int argc, char** argv) {
                         " connections",
                     rss_mb, "MB", "< 30 MB", rss_mb < 30 ? "met" : "MISSED"});
     rows.push_back({"  tracker peak RSS (VmHWM)", hwm_mb, "MB", "", ""});
-    rows.push_back({"  start to every container counted", ready_s, "s", "", ""});
+    // Issue 13's goal: a tracker (re)started on a host with 300 containers knows every
+    // count within 1 s. Snapshots run one thread per usable CPU, so this row scales with
+    // the CPUs: state them beside it.
+    const bool goal_applies = containers <= 300;
+    rows.push_back({"start to every container counted (" + std::to_string(usable_cpus()) + " CPUs usable)", ready_s,
+                    "s", goal_applies ? "< 1 s" : "", goal_applies ? (ready_s < 1.0 ? "met" : "MISSED") : ""});
     for (int fd : controls) ::close(fd);
     for (pid_t pid : holders) ::waitpid(pid, nullptr, 0);
   }

@@ -39,13 +39,17 @@ struct {
 struct skopos_conn_stats stats = {};
 
 /*
- * Snapshot state, written by userspace (through the mmapped .bss) before each run of the
- * iterator; runs are serialised by userspace. The iterator sees a namespace's listeners
- * before its established sockets (bpf_iter_tcp walks the listening hash first), so the
- * bitmap is complete by the time it is needed.
+ * The snapshot runs in progress (see struct skopos_snapshot_run): userspace adds a
+ * namespace's entry, zeroed, before it runs the iterator there and deletes it after. The
+ * iterator sees a namespace's listeners before its established sockets (bpf_iter_tcp
+ * walks the listening hash first), so the bitmap is complete by the time it is needed.
  */
-__u32 snapshot_netns = 0;
-__u64 snapshot_listeners[SKOPOS_PORT_BITMAP_WORDS] = {};
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, SKOPOS_SNAPSHOT_MAX_RUNS);
+	__type(key, __u32);
+	__type(value, struct skopos_snapshot_run);
+} snapshot_runs SEC(".maps");
 
 static __always_inline void send_event(const struct skopos_conn_key *key, __s32 delta)
 {
@@ -190,16 +194,22 @@ SEC("iter/tcp")
 int snapshot_namespace(struct bpf_iter__tcp *ctx)
 {
 	struct sock_common *skc = ctx->sk_common;
+	struct skopos_snapshot_run *run;
 	struct skopos_sock_mark *mark;
 	struct skopos_conn_key key;
 	struct tcp_sock *tp;
+	__u32 netns;
 	__u16 port;
 	__u8 state;
 	bool inbound;
 
 	if (!skc)
 		return 0;
-	if (skc->skc_net.net->ns.inum != snapshot_netns)
+	/* The kernel walks only the namespace the iterator was created in; its run holds
+	 * that namespace's listeners. */
+	netns = skc->skc_net.net->ns.inum;
+	run = bpf_map_lookup_elem(&snapshot_runs, &netns);
+	if (!run)
 		return 0;
 	state = skc->skc_state;
 	port = skc->skc_num;
@@ -211,7 +221,7 @@ int snapshot_namespace(struct bpf_iter__tcp *ctx)
 		 * register actually used for the index. */
 		barrier_var(word);
 		word &= SKOPOS_PORT_BITMAP_WORDS - 1;
-		__sync_fetch_and_or(&snapshot_listeners[word], 1ULL << (port % 64));
+		__sync_fetch_and_or(&run->listeners[word], 1ULL << (port % 64));
 		return 0;
 	}
 	if (state != TCP_ESTABLISHED)
@@ -233,7 +243,7 @@ int snapshot_namespace(struct bpf_iter__tcp *ctx)
 
 		barrier_var(word);
 		word &= SKOPOS_PORT_BITMAP_WORDS - 1;
-		inbound = (snapshot_listeners[word] >> (port % 64)) & 1;
+		inbound = (run->listeners[word] >> (port % 64)) & 1;
 	}
 	fill_key(&key, (struct sock *)tp, inbound);
 	if (count_socket(mark, &key))

@@ -2,11 +2,15 @@
 // that existed before counting began, connections opened and closed while it runs, IPv4
 // and IPv6, inbound and outbound. Every scenario runs against the BPF and the /proc
 // source at once, and both must equal the expected numbers -- and so each other.
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <poll.h>
+#include <sys/socket.h>
 
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cstring>
 #include <thread>
 
 #include "privileged_support.h"
@@ -84,6 +88,23 @@ Connection open_connection(int listener, const std::string& address, std::uint16
   c.client = tcp_connect(address, port);
   c.server = tcp_accept(listener);
   return c;
+}
+
+// A loopback IPv4 client bound to `local_port`, connected to `port`.
+UniqueFd bound_connect(std::uint16_t local_port, std::uint16_t port) {
+  UniqueFd fd(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  EXPECT_TRUE(fd) << "socket: " << std::strerror(errno);
+  sockaddr_in local{};
+  local.sin_family = AF_INET;
+  local.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  local.sin_port = htons(local_port);
+  EXPECT_EQ(::bind(fd.get(), reinterpret_cast<const sockaddr*>(&local), sizeof local), 0)
+      << "bind port " << local_port << ": " << std::strerror(errno);
+  sockaddr_in remote = local;
+  remote.sin_port = htons(port);
+  EXPECT_EQ(::connect(fd.get(), reinterpret_cast<const sockaddr*>(&remote), sizeof remote), 0)
+      << "connect port " << port << ": " << std::strerror(errno);
+  return fd;
 }
 
 class PrivilegedConnectionSources : public ::testing::Test {
@@ -336,6 +357,52 @@ TEST_F(PrivilegedConnectionSources, AFullMapMakesCountsUnknownNeverZeroAndReclai
   auto after = bpf.map_keys();
   ASSERT_TRUE(after);
   EXPECT_LT(*after, kMaxKeys / 2) << "the pressure's keys were reclaimed";
+}
+
+// A burst of namespaces tracked at once (a tracker starting on a dense host): their
+// snapshots run in parallel, each with its own listeners. In namespace i the client of
+// every connection is bound to the port namespace i+1 listens on, so a snapshot that saw
+// another namespace's listeners would take those clients for inbound connections.
+TEST_F(PrivilegedConnectionSources, ManyNamespacesTrackedAtOnceEachCountWithItsOwnListeners) {
+  constexpr int kNamespaces = 12;  // more than the snapshot threads of any test machine
+  const auto port_of = [](int i) { return static_cast<std::uint16_t>(7300 + i % kNamespaces); };
+  std::vector<std::unique_ptr<TestNetns>> namespaces;
+  std::vector<UniqueFd> listeners;
+  std::vector<Connection> connections;
+  for (int i = 0; i < kNamespaces; ++i) {
+    auto netns = TestNetns::create("skopos-many");
+    ASSERT_TRUE(netns) << netns.error().message();
+    TestNetns::Inside inside(**netns);
+    listeners.push_back(tcp_listen("127.0.0.1", port_of(i)));
+    for (int c = 0; c < i + 1; ++c) {
+      Connection connection;
+      connection.client = bound_connect(static_cast<std::uint16_t>(port_of(i + 1) + 1000 * c), port_of(i));
+      connection.server = tcp_accept(listeners.back().get());
+      connections.push_back(std::move(connection));
+    }
+    namespaces.push_back(std::move(*netns));
+  }
+
+  auto created = BpfConnectionSource::create();
+  ASSERT_TRUE(created) << created.error().message();
+  BpfConnectionSource& bpf = **created;
+  std::vector<NamespaceHandle> handles;
+  for (const auto& netns : namespaces) handles.push_back(handle_of(*netns));
+  handles.push_back(NamespaceHandle{1, "/run/netns/skopos-no-such-namespace"});
+  std::vector<std::string> failed;
+  bpf.track_many(handles, [&](const NamespaceHandle& handle, const Error&) { failed.push_back(handle.ns_path); });
+  EXPECT_EQ(failed, std::vector<std::string>{"/run/netns/skopos-no-such-namespace"}) << "only the missing one fails";
+  for (int i = 0; i < kNamespaces; ++i) {
+    const auto n = static_cast<std::uint32_t>(i + 1);
+    // Counted at once: known straight after track_many, before any update.
+    const NamespaceCounts want = make_counts({{port_of(i), n, n}});
+    const NamespaceCounts* have = bpf.counts(handles[static_cast<std::size_t>(i)].inode);
+    EXPECT_TRUE(have != nullptr && *have == want) << "namespace " << i << " has " << describe(have) << "; want "
+                                                  << describe(&want);
+  }
+  EXPECT_EQ(bpf.stats().snapshot_counted, static_cast<std::uint64_t>(kNamespaces * (kNamespaces + 1)))
+      << "both ends of 1 + 2 + ... + 12 connections";
+  EXPECT_EQ(bpf.stats().tracked, static_cast<std::uint64_t>(kNamespaces));
 }
 
 }  // namespace

@@ -1,10 +1,15 @@
 #include "tracker/bpf_connection_source.h"
 
+#include <fcntl.h>
+#include <sched.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <cstring>
+#include <thread>
 
 // The ABI header first: the skeleton refers to its structs by name.
 #include "skopos/bpf/conn_tracker.h"
@@ -14,8 +19,6 @@
 #include <bpf/libbpf.h>
 
 #include "skopos/unique_fd.h"
-#include "tracker/proc_connection_source.h"
-#include "tracker/proc_net_reader.h"
 
 namespace skopos::tracker {
 
@@ -53,6 +56,19 @@ std::uint32_t clamp_count(std::uint64_t value) {
 
 // Keys and values per batch lookup.
 constexpr std::uint32_t kBatch = 4096;
+
+// Snapshot threads at most: the kernel's map holds SKOPOS_SNAPSHOT_MAX_RUNS runs, and
+// past a few threads a snapshot burst would crowd the host's own work.
+constexpr std::size_t kMaxSnapshotThreads = 8;
+static_assert(kMaxSnapshotThreads <= SKOPOS_SNAPSHOT_MAX_RUNS);
+
+// The CPUs this process may run on (its affinity, as a cgroup or systemd set it).
+std::size_t usable_cpus() {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  if (::sched_getaffinity(0, sizeof set, &set) != 0) return 1;
+  return static_cast<std::size_t>(std::max(1, CPU_COUNT(&set)));
+}
 
 }  // namespace
 
@@ -113,40 +129,69 @@ int BpfConnectionSource::on_event(void* context, void* data, std::size_t size) {
   return 0;
 }
 
-Result<void> BpfConnectionSource::snapshot(const NamespaceHandle& ns) {
+std::vector<Result<void>> BpfConnectionSource::snapshot_all(std::span<const NamespaceHandle> namespaces) const {
+  std::vector<Result<void>> results(namespaces.size());
+  const std::size_t threads = std::min({namespaces.size(), usable_cpus(), kMaxSnapshotThreads});
+  std::atomic<std::size_t> next{0};
+  {
+    std::vector<std::jthread> pool;  // joined on leaving the block, also if one fails to start
+    pool.reserve(threads);
+    for (std::size_t t = 0; t < threads; ++t) {
+      pool.emplace_back([&] {
+        for (std::size_t i = next.fetch_add(1); i < namespaces.size(); i = next.fetch_add(1)) {
+          results[i] = snapshot_here(namespaces[i]);
+        }
+      });
+    }
+  }
+  return results;
+}
+
+Result<void> BpfConnectionSource::snapshot_here(const NamespaceHandle& ns) const {
   if (ns.inode > UINT32_MAX) {
     return unexpected(Error::invalid("bpf snapshot", ns.ns_path, "namespace inode does not fit 32 bits"));
   }
-  auto inode = namespace_inode(ns.ns_path);
-  if (!inode) return unexpected(std::move(inode).error());
-  if (*inode != ns.inode) {
+  UniqueFd ns_fd(::open(ns.ns_path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!ns_fd) return unexpected(Error::from_errno(errno, "open", ns.ns_path));
+  // The namespace the open file refers to, not whatever the path names a moment later.
+  struct stat st {};
+  if (::fstat(ns_fd.get(), &st) != 0) return unexpected(Error::from_errno(errno, "fstat", ns.ns_path));
+  if (st.st_ino != ns.inode) {
     return unexpected(Error::invalid("bpf snapshot", ns.ns_path,
-                                     "now refers to namespace " + std::to_string(*inode) + ", not " +
+                                     "now refers to namespace " + std::to_string(st.st_ino) + ", not " +
                                          std::to_string(ns.inode)));
   }
+  // bpf_iter_tcp walks the namespace of the task that creates the iterator; setns()
+  // moves only this thread.
+  if (::setns(ns_fd.get(), CLONE_NEWNET) != 0) return unexpected(Error::from_errno(errno, "setns", ns.ns_path));
 
-  // Snapshots run one at a time (this object is single-threaded), so the iterator's
-  // inputs in .bss belong to this run.
-  skeleton_->bss->snapshot_netns = static_cast<std::uint32_t>(ns.inode);
-  std::memset(skeleton_->bss->snapshot_listeners, 0, sizeof skeleton_->bss->snapshot_listeners);
+  // This namespace's run: its listener bitmap, empty. One run per namespace at a time.
+  static const skopos_snapshot_run kEmptyRun{};
+  const int runs_fd = bpf_map__fd(skeleton_->maps.snapshot_runs);
+  const auto key = static_cast<std::uint32_t>(ns.inode);
+  if (bpf_map_update_elem(runs_fd, &key, &kEmptyRun, BPF_NOEXIST) != 0) {
+    Error error = Error::from_errno(errno, "bpf snapshot run", ns.ns_path);
+    if (error.code == EEXIST) error.detail = "a snapshot of this namespace is already running";
+    return unexpected(std::move(error));
+  }
+  struct RunEntry {
+    int fd;
+    std::uint32_t key;
+    ~RunEntry() { bpf_map_delete_elem(fd, &key); }
+  } run{runs_fd, key};
 
-  const int link_fd = bpf_link__fd(skeleton_->links.snapshot_namespace);
-  // bpf_iter_tcp walks the namespace of the task that creates the iterator, so create
-  // and read it from a thread that joined the namespace.
-  return run_in_namespace(ns.ns_path, [&]() -> Result<void> {
-    UniqueFd iter(bpf_iter_create(link_fd));
-    if (!iter) return unexpected(Error::from_errno(errno, "bpf iterator create", ns.ns_path));
-    // The program prints nothing, so read() returns 0 once it has visited every socket;
-    // EAGAIN means the kernel paused after a million objects and wants another read.
-    char sink[64];
-    for (;;) {
-      const ssize_t n = ::read(iter.get(), sink, sizeof sink);
-      if (n == 0) return {};
-      if (n < 0 && errno != EINTR && errno != EAGAIN) {
-        return unexpected(Error::from_errno(errno, "bpf iterator read", ns.ns_path));
-      }
+  UniqueFd iter(bpf_iter_create(bpf_link__fd(skeleton_->links.snapshot_namespace)));
+  if (!iter) return unexpected(Error::from_errno(errno, "bpf iterator create", ns.ns_path));
+  // The program prints nothing, so read() returns 0 once it has visited every socket;
+  // EAGAIN means the kernel paused after a million objects and wants another read.
+  char sink[64];
+  for (;;) {
+    const ssize_t n = ::read(iter.get(), sink, sizeof sink);
+    if (n == 0) return {};
+    if (n < 0 && errno != EINTR && errno != EAGAIN) {
+      return unexpected(Error::from_errno(errno, "bpf iterator read", ns.ns_path));
     }
-  });
+  }
 }
 
 Result<void> BpfConnectionSource::walk_map(FunctionRef<void(const skopos_conn_key&, std::uint64_t)> visit) const {
@@ -185,27 +230,56 @@ Result<std::size_t> BpfConnectionSource::map_keys() const {
   return keys;
 }
 
-Result<NamespaceCounts> BpfConnectionSource::read_map(std::uint64_t inode) const {
-  NamespaceCounts counts;
-  auto walked = walk_map([&](const skopos_conn_key& key, std::uint64_t value) {
-    if (key.netns == inode) counts.set(key.port, direction_of(key), clamp_count(value));
+Result<void> BpfConnectionSource::read_maps(std::unordered_map<std::uint64_t, NamespaceCounts>& into) const {
+  return walk_map([&](const skopos_conn_key& key, std::uint64_t value) {
+    if (auto it = into.find(key.netns); it != into.end()) it->second.set(key.port, direction_of(key), clamp_count(value));
   });
-  if (!walked) return unexpected(std::move(walked).error());
-  return counts;
+}
+
+Result<NamespaceCounts> BpfConnectionSource::read_map(std::uint64_t inode) const {
+  std::unordered_map<std::uint64_t, NamespaceCounts> one{{inode, NamespaceCounts{}}};
+  if (auto read = read_maps(one); !read) return unexpected(std::move(read).error());
+  return std::move(one.begin()->second);
 }
 
 Result<void> BpfConnectionSource::track(const NamespaceHandle& ns) {
-  if (tracked_.contains(ns.inode)) return {};
+  Result<void> result;
+  track_many(std::span(&ns, 1), [&](const NamespaceHandle&, const Error& error) { result = unexpected(error); });
+  return result;
+}
+
+void BpfConnectionSource::track_many(std::span<const NamespaceHandle> namespaces,
+                                     FunctionRef<void(const NamespaceHandle&, const Error&)> failed) {
+  std::vector<NamespaceHandle> fresh;
+  std::unordered_map<std::uint64_t, NamespaceCounts> counts;
+  for (const NamespaceHandle& ns : namespaces) {
+    if (tracked_.contains(ns.inode) || counts.contains(ns.inode)) continue;
+    fresh.push_back(ns);
+    counts.emplace(ns.inode, NamespaceCounts{});
+  }
+  if (fresh.empty()) return;
   const std::uint64_t failures_before = failures();
-  if (auto status = snapshot(ns); !status) return status;
-  auto counts = read_map(ns.inode);
-  if (!counts) return unexpected(std::move(counts).error());
-  Tracked tracked{ns, std::move(*counts), true};
-  // A socket the kernel failed to count meanwhile may be this namespace's: unknown until
-  // a later snapshot proves it (update() tries).
-  if (failures() != failures_before || failures() != failures_seen_) tracked.proven = false;
-  tracked_.emplace(ns.inode, std::move(tracked));
-  return {};
+  const std::vector<Result<void>> snapshots = snapshot_all(fresh);
+  for (std::size_t i = 0; i < fresh.size(); ++i) {
+    if (snapshots[i]) continue;
+    failed(fresh[i], snapshots[i].error());
+    counts.erase(fresh[i].inode);
+  }
+  if (counts.empty()) return;
+  if (auto read = read_maps(counts); !read) {
+    for (std::size_t i = 0; i < fresh.size(); ++i) {
+      if (snapshots[i]) failed(fresh[i], read.error());
+    }
+    return;
+  }
+  // A socket the kernel failed to count meanwhile may be one of these namespaces':
+  // unknown until a later snapshot proves them (update() tries).
+  const bool proven = failures() == failures_before && failures() == failures_seen_;
+  for (std::size_t i = 0; i < fresh.size(); ++i) {
+    if (!snapshots[i]) continue;
+    const std::uint64_t inode = fresh[i].inode;
+    tracked_.emplace(inode, Tracked{fresh[i], std::move(counts.at(inode)), proven});
+  }
 }
 
 void BpfConnectionSource::untrack(std::uint64_t inode) {
@@ -230,13 +304,14 @@ std::uint64_t BpfConnectionSource::failures() const {
 
 Result<void> BpfConnectionSource::reread_all(FunctionRef<void(std::uint64_t inode)> changed) {
   ++resyncs_;
+  std::unordered_map<std::uint64_t, NamespaceCounts> fresh;
+  for (const auto& [inode, tracked] : tracked_) fresh.emplace(inode, NamespaceCounts{});
+  if (auto read = read_maps(fresh); !read) return read;
   for (auto& [inode, tracked] : tracked_) {
-    auto fresh = read_map(inode);
-    if (!fresh) return unexpected(std::move(fresh).error());
-    if (!(*fresh == tracked.counts)) {
-      tracked.counts = std::move(*fresh);
-      changed(inode);
-    }
+    NamespaceCounts& now = fresh.at(inode);
+    if (now == tracked.counts) continue;
+    tracked.counts = std::move(now);
+    changed(inode);
   }
   return {};
 }
@@ -246,20 +321,23 @@ void BpfConnectionSource::prove(FunctionRef<void(std::uint64_t inode)> changed) 
   // ESTABLISHED (and there is room now); one that closed meanwhile changed nothing. A
   // namespace is proven when a whole pass ran with no new failure anywhere.
   const std::uint64_t before = failures();
-  std::vector<std::uint64_t> proven;
-  for (auto& [inode, tracked] : tracked_) {
-    if (tracked.proven) continue;
-    ++proofs_;
-    if (auto status = snapshot(tracked.handle); !status) continue;  // vanished: the tracker untracks it
-    auto fresh = read_map(inode);
-    if (!fresh) continue;
-    tracked.counts = std::move(*fresh);
-    proven.push_back(inode);
+  std::vector<NamespaceHandle> unproven;
+  for (const auto& [inode, tracked] : tracked_) {
+    if (!tracked.proven) unproven.push_back(tracked.handle);
   }
+  proofs_ += unproven.size();
+  const std::vector<Result<void>> snapshots = snapshot_all(unproven);
+  std::unordered_map<std::uint64_t, NamespaceCounts> fresh;
+  for (std::size_t i = 0; i < unproven.size(); ++i) {
+    // One that vanished stays unproven: the tracker untracks it.
+    if (snapshots[i]) fresh.emplace(unproven[i].inode, NamespaceCounts{});
+  }
+  if (auto read = read_maps(fresh); !read) return;  // the next update() tries again
+  for (auto& [inode, counts] : fresh) tracked_.at(inode).counts = std::move(counts);
   if (failures() != before) return;  // not proven: the next update() tries again
   failures_seen_ = before;
-  for (const std::uint64_t inode : proven) {
-    tracked_[inode].proven = true;
+  for (const auto& [inode, counts] : fresh) {
+    tracked_.at(inode).proven = true;
     changed(inode);
   }
 }

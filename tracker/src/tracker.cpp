@@ -115,13 +115,26 @@ Tracker::Tracker(std::unique_ptr<ConnectionSource> source, std::unique_ptr<ProcC
   if (auto inode = namespace_inode(options_.proc_root + "/self/ns/net")) host_netns_ = *inode;
 }
 
-void Tracker::track_namespace(const NamespaceHandle& handle, std::string_view what) {
+void Tracker::track_namespace(const NamespaceHandle& handle, std::string what) {
   if (source_->tracking(handle.inode)) return;
-  if (auto status = source_->track(handle); !status) {
+  to_track_.push_back(handle);
+  to_track_what_.push_back(std::move(what));
+}
+
+void Tracker::track_pending() {
+  if (to_track_.empty()) return;
+  source_->track_many(to_track_, [&](const NamespaceHandle& handle, const Error& error) {
+    const auto it = std::find_if(to_track_.begin(), to_track_.end(),
+                                 [&](const NamespaceHandle& queued) { return queued.inode == handle.inode; });
+    const std::string& what =
+        it != to_track_.end() ? to_track_what_[static_cast<std::size_t>(it - to_track_.begin())] : handle.ns_path;
     // Processes exit while we look; that is routine, not worth a warning.
-    log_debug("cannot count namespace " + std::to_string(handle.inode) + " of " + std::string(what) + ": " +
-              status.error().message());
-  }
+    log_debug("cannot count namespace " + std::to_string(handle.inode) + " of " + what + ": " + error.message());
+  });
+  // Every namespace is counted, or unknown (not tracked) and tried again at the next rescan.
+  for (const NamespaceHandle& handle : to_track_) mark_namespace_changed(handle.inode);
+  to_track_.clear();
+  to_track_what_.clear();
 }
 
 void Tracker::rescan() {
@@ -141,6 +154,7 @@ void Tracker::rescan() {
     if (!handle.ns_path.empty()) track_namespace(handle, ns.command.empty() ? "a named namespace" : ns.command);
     fresh.emplace(ns.inode, std::move(ns));
   }
+  track_pending();
   // Forget namespaces that are gone (and are not a container's, which follows its pid).
   std::set<std::uint64_t> in_use;
   for (const auto& [id, container] : containers_) in_use.insert(container.netns);
@@ -183,6 +197,7 @@ void Tracker::rescan() {
       }
     }
   }
+  track_pending();  // containers resolved just now
   stats_.namespaces = namespaces_.size();
 }
 
@@ -354,6 +369,7 @@ void Tracker::apply(const DiscoveryUpdate& update) {
       containers_known_ = false;
       break;
   }
+  track_pending();
   stats_.containers = containers_.size();
 }
 

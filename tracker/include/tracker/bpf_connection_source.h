@@ -6,6 +6,12 @@
 // before and that no transition has counted yet; socket-local storage makes the two
 // agree with no double count and no negative count, however the sockets churn meanwhile.
 //
+// A snapshot walks the kernel's whole established hash (shared by every namespace) for
+// the sockets of one namespace: milliseconds each, whatever the namespace holds. So
+// track_many() runs the snapshots of many namespaces at once, one thread per CPU this
+// process may use, and reads the kernel's map once for all of them: a tracker (re)started
+// on a dense host knows every count in the time of namespaces / CPUs walks.
+//
 // Change events arrive through a ring buffer: wait on wait_fd(), then update(). Events
 // only name the (namespace, port, direction) to re-read from the kernel's map, so lost
 // or reordered events never make a count wrong; lost events trigger a full re-read.
@@ -52,6 +58,8 @@ class BpfConnectionSource final : public ConnectionSource {
 
   SourceKind kind() const override { return SourceKind::kBpf; }
   Result<void> track(const NamespaceHandle& ns) override;
+  void track_many(std::span<const NamespaceHandle> namespaces,
+                  FunctionRef<void(const NamespaceHandle&, const Error&)> failed) override;
   void untrack(std::uint64_t inode) override;
   bool tracking(std::uint64_t inode) const override { return tracked_.contains(inode); }
   const NamespaceCounts* counts(std::uint64_t inode) const override;
@@ -71,7 +79,14 @@ class BpfConnectionSource final : public ConnectionSource {
  private:
   explicit BpfConnectionSource(conn_tracker* skeleton) : skeleton_(skeleton) {}
   static int on_event(void* context, void* data, std::size_t size);
-  Result<void> snapshot(const NamespaceHandle& ns);
+  // Runs the snapshot of each namespace, in parallel (see above); one result each.
+  std::vector<Result<void>> snapshot_all(std::span<const NamespaceHandle> namespaces) const;
+  // One snapshot, from the calling thread, which it moves into the namespace for good:
+  // only for a thread of snapshot_all's own.
+  Result<void> snapshot_here(const NamespaceHandle& ns) const;
+  // Fills the counts of every namespace in `into` (keyed by inode, each empty) with one
+  // walk of the map.
+  Result<void> read_maps(std::unordered_map<std::uint64_t, NamespaceCounts>& into) const;
   // Re-reads every tracked namespace from the map.
   Result<void> reread_all(FunctionRef<void(std::uint64_t inode)> changed);
   // Calls `visit` with every key and value of the kernel's count map.

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <span>
 #include <string>
 
 #include "skopos/function_ref.h"
@@ -47,6 +48,15 @@ class ConnectionSource {
   // ok, counts(ns.inode) is exact. Tracking a tracked namespace again is a no-op.
   // Errors (the namespace vanished, no permission) leave it untracked.
   virtual Result<void> track(const NamespaceHandle& ns) = 0;
+  // Tracks every namespace of `namespaces` as track() does, and calls `failed` for each
+  // one left untracked. A source that can do the work of many at once (BPF: snapshots in
+  // parallel and one read of the kernel's map) does; the others track one by one.
+  virtual void track_many(std::span<const NamespaceHandle> namespaces,
+                          FunctionRef<void(const NamespaceHandle&, const Error&)> failed) {
+    for (const NamespaceHandle& ns : namespaces) {
+      if (auto status = track(ns); !status) failed(ns, status.error());
+    }
+  }
   // Stops counting; its counts become unknown.
   virtual void untrack(std::uint64_t inode) = 0;
   virtual bool tracking(std::uint64_t inode) const = 0;

@@ -173,7 +173,11 @@ class Tracker {
   void mark_changed(std::uint32_t slot);
   void mark_namespace_changed(std::uint64_t inode);
   void resolve(Container& container);
-  void track_namespace(const NamespaceHandle& handle, std::string_view what);
+  // Queues a namespace to track (`what` names it in a log line if that fails);
+  // track_pending() tracks the queue at once (see ConnectionSource::track_many), so a
+  // burst of containers -- the first list of a dense host -- costs one batch.
+  void track_namespace(const NamespaceHandle& handle, std::string what);
+  void track_pending();
   // The host's processes and its listening sockets, read once per rescan and shared
   // by every host-mode container.
   struct HostSockets {
@@ -199,6 +203,8 @@ class Tracker {
   std::map<std::uint64_t, NetworkNamespace> namespaces_;  // by inode, from the last rescan
   std::map<std::uint64_t, int> suspect_;  // namespaces that disagreed on the last check
   std::uint64_t check_cursor_ = 0;         // the last namespace check_consistency() read
+  std::vector<NamespaceHandle> to_track_;  // queued by track_namespace()
+  std::vector<std::string> to_track_what_;
   ProcNetReader reader_;
   TrackerStats stats_;
 };

@@ -96,4 +96,15 @@ struct skopos_conn_stats {
 /* The snapshot iterator's listener bitmap: one bit per port. */
 #define SKOPOS_PORT_BITMAP_WORDS (65536 / 64)
 
+/*
+ * A snapshot run in progress, keyed by its namespace's inode (snapshot_runs): the ports
+ * the namespace listens on, filled in as the iterator meets its listeners. Runs in
+ * different namespaces go on at once, each from its own thread; userspace starts at most
+ * one run per namespace and at most SKOPOS_SNAPSHOT_MAX_RUNS at a time.
+ */
+struct skopos_snapshot_run {
+	__u64 listeners[SKOPOS_PORT_BITMAP_WORDS];
+};
+#define SKOPOS_SNAPSHOT_MAX_RUNS 64
+
 #endif /* SKOPOS_BPF_CONN_TRACKER_H */
