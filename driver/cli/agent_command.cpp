@@ -200,6 +200,13 @@ int agent_command(int argc, char** argv) {
   DrainRuntime runtime(global, args, "skopos agent", DrainKind::kReboot);
   const std::string tier = runtime.options().tier;
   const HostIdentity& self = runtime.identity();
+  if (args.has("metrics-file")) {
+    // Idle until a drain starts (its labels only); a directory that refuses the file
+    // stops the agent now, not in the middle of a drain.
+    if (auto written = DrainMetrics(args.option("metrics-file"), runtime.options().hostname).write(); !written) {
+      throw FatalError("skopos agent: --metrics-file: " + written.error());
+    }
+  }
 
   const std::atomic<bool>& stop = install_stop_signals();
   HeartbeatThread heartbeat(global.etcd, self, global.prefix, runtime.heartbeat_ttl());
@@ -270,7 +277,8 @@ int agent_command(int argc, char** argv) {
     watchdog.busy(true);
     DrainOptions options = runtime.options();
     options.trigger = trigger;
-    DrainReporter reporter(false, false, options.progress_interval, args.option("events"));
+    DrainReporter reporter(false, false, options.progress_interval, args.option("events"), args.option("metrics-file"),
+                           options.hostname);
     Drain drain(runtime.systems(), *journal, options,
                 [&](const DrainEvent& event) {
                   reporter(event);

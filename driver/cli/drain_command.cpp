@@ -153,7 +153,8 @@ int drain_command(int argc, char** argv) {
   if (!journal->damage().empty()) log_warning("journal repaired: " + journal->damage());
 
   DrainReporter reporter(global.json, ::isatty(STDOUT_FILENO) == 1 && !args.flag("no-live"),
-                         runtime.options().progress_interval, args.option("events"));
+                         runtime.options().progress_interval, args.option("events"), args.option("metrics-file"),
+                         runtime.options().hostname);
   std::optional<HeartbeatThread> heartbeat;
   if (!args.flag("dry-run")) {
     heartbeat.emplace(global.etcd, runtime.identity(), global.prefix, runtime.heartbeat_ttl());

@@ -8,6 +8,7 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <ctime>
 #include <filesystem>
 
 #include "skopos/json_writer.h"
@@ -54,7 +55,7 @@ const std::set<std::string> kDrainOptions = {
     "tracker-socket", "connection-deadline", "stop-grace",       "lock-wait",          "recover-timeout",
     "leader-move-wait", "fence-chain",    "health-check-port",  "health-check-match", "zookeeper",
     "reboot-command", "journal",          "notify",             "heartbeat-ttl",      "progress-interval",
-    "events",         "fence-ipv6",       "fence-allow",
+    "events",         "metrics-file",     "fence-ipv6",         "fence-allow",
     "mesos-master",   "mesos-user",       "mesos-password-file", "mesos-cacert",      "mesos-cert",
     "mesos-key",      "mesos-timeout",    "leader-wait"};
 
@@ -105,6 +106,9 @@ const char* const kDrainOptionsHelp =
     "  --progress-interval D     progress lines under systemd (default 5s)\n"
     "  --events FILE             also append every event and the result to FILE as JSON\n"
     "                            lines (an audit trail for automation)\n"
+    "  --metrics-file FILE       keep FILE up to date as Prometheus text: phase, time in\n"
+    "                            it, connections left, fence re-applied (for node_exporter's\n"
+    "                            textfile collector: FILE in its directory, ending in .prom)\n"
     "  --mesos-master URLS ...   as for 'skopos maintenance'; without it, Mesos is not\n"
     "                            told ($SKOPOS_MESOS_MASTER)\n";
 
@@ -315,13 +319,32 @@ const std::atomic<bool>& install_stop_signals() {
 
 // ---- reporting -----------------------------------------------------------------------
 
-DrainReporter::DrainReporter(bool json, bool live, std::chrono::milliseconds interval, const std::string& events_file)
+DrainReporter::DrainReporter(bool json, bool live, std::chrono::milliseconds interval, const std::string& events_file,
+                             const std::string& metrics_file, const std::string& host)
     : json_(json), live_(live && !json), interval_(interval) {
   if (!events_file.empty()) {
     events_ = std::fopen(events_file.c_str(), "ae");
     if (events_ == nullptr) {
       throw FatalError("--events: cannot open '" + events_file + "' for appending: " + std::strerror(errno));
     }
+  }
+  if (!metrics_file.empty()) {
+    metrics_.emplace(metrics_file, host);
+    // Written once now, so a directory that refuses it is a usage error before anything
+    // is done, not a warning in the middle of the drain.
+    if (auto written = metrics_->write(); !written) throw FatalError("--metrics-file: " + written.error());
+  }
+}
+
+void DrainReporter::write_metrics() {
+  metrics_written_ = std::chrono::steady_clock::now();
+  auto written = metrics_->write();
+  if (written) {
+    metrics_failed_ = false;
+  } else if (!metrics_failed_) {
+    // The drain goes on: the metrics are how people watch it, not part of it.
+    log_warning(written.error() + " (the drain goes on; the file is tried again at the next event)");
+    metrics_failed_ = true;
   }
 }
 
@@ -348,6 +371,13 @@ void DrainReporter::clear_live() {
 }
 
 void DrainReporter::operator()(const DrainEvent& event) {
+  if (metrics_ && metrics_->observe(event, static_cast<std::int64_t>(std::time(nullptr)))) {
+    // Progress comes with every change of a count: at most once a second for those.
+    if (event.type != DrainEvent::Type::kProgress ||
+        std::chrono::steady_clock::now() - metrics_written_ >= std::chrono::seconds(1)) {
+      write_metrics();
+    }
+  }
   if (event.type == DrainEvent::Type::kProgress) {
     progress(*event.progress);
     return;
@@ -460,6 +490,10 @@ void DrainReporter::result(const std::string& command, const Result<DrainResult,
   clear_live();
   if (!result) {
     const DrainError& error = result.error();
+    if (metrics_) {
+      metrics_->finish(drain_error_kind_name(error.kind), static_cast<std::int64_t>(std::time(nullptr)));
+      write_metrics();
+    }
     std::fprintf(stderr, "%s: %s\n", command.c_str(), error.message.c_str());
     std::string out;
     JsonWriter json(out);
@@ -473,6 +507,10 @@ void DrainReporter::result(const std::string& command, const Result<DrainResult,
                         : r.reached == DrainPhase::kReboot ? "rebooting"
                         : r.reached == DrainPhase::kDrained ? "drained"
                                                             : "planned";
+  if (metrics_) {
+    metrics_->finish(outcome, static_cast<std::int64_t>(std::time(nullptr)));
+    write_metrics();
+  }
   std::string out;
   JsonWriter json(out);
   json.begin_object().key("event").value("result").key("time_ns").value(wall_ns()).key("outcome").value(outcome);

@@ -10,11 +10,13 @@
 #include <cstdio>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <string>
 #include <thread>
 
 #include "driver/drain.h"
+#include "driver/drain_metrics.h"
 #include "driver/drain_systems_impl.h"
 #include "driver/heartbeat.h"
 #include "driver/journal.h"
@@ -101,9 +103,11 @@ const std::atomic<bool>& install_stop_signals();
 // Renders drain events for people (log lines, or a live view on a terminal) or programs
 // (JSON lines on stdout with --json), and appends them as JSON lines to `events_file`
 // when given (an audit trail and a machine-readable result next to the human view).
+// With `metrics_file`, keeps it up to date as Prometheus text (see DrainMetrics).
 class DrainReporter {
  public:
-  DrainReporter(bool json, bool live, std::chrono::milliseconds interval, const std::string& events_file = {});
+  DrainReporter(bool json, bool live, std::chrono::milliseconds interval, const std::string& events_file = {},
+                const std::string& metrics_file = {}, const std::string& host = {});
   ~DrainReporter();
   DrainReporter(const DrainReporter&) = delete;
   DrainReporter& operator=(const DrainReporter&) = delete;
@@ -115,6 +119,7 @@ class DrainReporter {
   void progress(const WaitProgress& progress);
   void clear_live();
   void json_line(const std::string& line);
+  void write_metrics();
 
   bool json_;
   bool live_;
@@ -123,6 +128,9 @@ class DrainReporter {
   int live_lines_ = 0;
   std::string at_fence_ = "?";
   std::FILE* events_ = nullptr;
+  std::optional<DrainMetrics> metrics_;
+  std::chrono::steady_clock::time_point metrics_written_{};
+  bool metrics_failed_ = false;  // warned once
 };
 
 // Exit status for a drain error.

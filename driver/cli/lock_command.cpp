@@ -12,6 +12,7 @@
 #include "global_options.h"
 #include "skopos/json_writer.h"
 #include "skopos/log.h"
+#include "skopos/prometheus_text.h"
 #include "skopos/text_table.h"
 
 namespace skopos::driver::cli {
@@ -126,7 +127,10 @@ int status_command(LockService& locks, const GlobalOptions& options, bool metric
     for (const GroupState& group : status->groups) {
       std::int64_t stale = 0;
       for (const Holder& holder : group.holders) stale += holder.heartbeat ? 0 : 1;
-      const std::string labels = "{lock=\"" + group.lock + "\",group=\"" + group.group + "\"}";
+      std::string labels = "{";
+      prometheus::append_label(labels, "lock", group.lock, true);
+      prometheus::append_label(labels, "group", group.group, false);
+      labels += '}';
       out += "skopos_lock_max" + labels + " " + std::to_string(group.max) + "\n";
       out += "skopos_lock_holders" + labels + " " + std::to_string(group.holders.size()) + "\n";
       out += "skopos_lock_stale_holders" + labels + " " + std::to_string(stale) + "\n";

@@ -308,7 +308,8 @@ Result<void, DrainError> Drain::enter(DrainPhase phase) {
   }
   if (phase == DrainPhase::kClusterLock) facts_.lock = lock_name();  // journaled before the wait
   if (auto recorded = record(phase); !recorded) return recorded;
-  emit(DrainEvent::Type::kPhase, drain_phase_name(phase));
+  emit(DrainEvent::Type::kPhase, drain_phase_name(phase),
+       {{"kind", drain_kind_token(facts_.kind)}, {"drain_id", drain_id_}});
   return guard(phase);
 }
 

@@ -256,6 +256,14 @@ class FakeConnections : public DrainConnections {
     // Connections still open: wait (bounded) until the test lets them close.
     for (int i = 0; i < 30000 && hold.load() && !stop.load(); ++i) std::this_thread::sleep_for(1ms);
     waiting = false;
+    // Progress ticks for a while, as a real wait gives them (the drain checks the fence
+    // at its ticks).
+    for (auto left = ticks_for; left > 0ms && !stop.load(); left -= 100ms) {
+      std::this_thread::sleep_for(100ms);
+      WaitProgress progress;
+      progress.total = 1;
+      on_progress(progress);
+    }
     if (stop_during_wait) w_.stop = true;
     if (stop.load()) return drain_error(DrainError::Kind::kInterrupted, "stopped");
     WaitOutcome outcome;
@@ -272,6 +280,7 @@ class FakeConnections : public DrainConnections {
   }
   bool reach_zero = true;
   bool stop_during_wait = false;
+  std::chrono::milliseconds ticks_for{0};  // progress ticks every 100 ms this long
   std::atomic<bool> hold{false};     // true: the wait blocks until it is false again
   std::atomic<bool> waiting{false};  // inside wait_zero now
   std::vector<DrainContainer> waited_for;

@@ -8,6 +8,7 @@
 #include <charconv>
 
 #include "skopos/log.h"
+#include "skopos/prometheus_text.h"
 
 namespace skopos::tracker {
 
@@ -17,47 +18,14 @@ using boost::system::error_code;
 
 namespace {
 
-// A label value as the exposition format wants it: \\, \" and \n escaped.
-void append_label(std::string& out, std::string_view name, std::string_view value, bool first) {
-  if (!first) out += ',';
-  out += name;
-  out += "=\"";
-  for (char c : value) {
-    if (c == '\\' || c == '"') {
-      out += '\\';
-      out += c;
-    } else if (c == '\n') {
-      out += "\\n";
-    } else {
-      out += c;
-    }
-  }
-  out += '"';
-}
-
-void header(std::string& out, std::string_view name, std::string_view type, std::string_view help) {
-  out += "# HELP ";
-  out += name;
-  out += ' ';
-  out += help;
-  out += "\n# TYPE ";
-  out += name;
-  out += ' ';
-  out += type;
-  out += '\n';
-}
-
-void sample(std::string& out, std::string_view name, std::uint64_t value) {
-  out += name;
-  out += ' ';
-  out += std::to_string(value);
-  out += '\n';
-}
+using prometheus::append_label;
+using prometheus::append_header;
+using prometheus::append_sample;
 
 void metric(std::string& out, std::string_view name, std::string_view type, std::string_view help,
             std::uint64_t value) {
-  header(out, name, type, help);
-  sample(out, name, value);
+  append_header(out, name, type, help);
+  append_sample(out, name, value);
 }
 
 void container_labels(std::string& out, const ContainerView& c) {
@@ -77,7 +45,7 @@ std::string render_metrics(const Tracker& tracker, const StreamStats* stream) {
   out.reserve(4096);
   const TrackerStats stats = tracker.stats();
 
-  header(out, "skopos_tracker_container_inbound", "gauge",
+  append_header(out, "skopos_tracker_container_inbound", "gauge",
          "Established inbound connections of a container (absent while unknown).");
   for (std::uint32_t slot = 0; slot < tracker.slot_count(); ++slot) {
     if (!tracker.slot_live(slot)) continue;
@@ -87,7 +55,7 @@ std::string render_metrics(const Tracker& tracker, const StreamStats* stream) {
     container_labels(out, c);
     out += ' ' + std::to_string(c.inbound) + '\n';
   }
-  header(out, "skopos_tracker_container_outbound", "gauge",
+  append_header(out, "skopos_tracker_container_outbound", "gauge",
          "Established outbound connections of a container (absent when unknown or host mode).");
   for (std::uint32_t slot = 0; slot < tracker.slot_count(); ++slot) {
     if (!tracker.slot_live(slot)) continue;
@@ -97,7 +65,7 @@ std::string render_metrics(const Tracker& tracker, const StreamStats* stream) {
     container_labels(out, c);
     out += ' ' + std::to_string(c.outbound) + '\n';
   }
-  header(out, "skopos_tracker_container_known", "gauge", "1 when a container's counts are known, 0 when not.");
+  append_header(out, "skopos_tracker_container_known", "gauge", "1 when a container's counts are known, 0 when not.");
   for (std::uint32_t slot = 0; slot < tracker.slot_count(); ++slot) {
     if (!tracker.slot_live(slot)) continue;
     const ContainerView c = tracker.view(slot);
@@ -106,7 +74,7 @@ std::string render_metrics(const Tracker& tracker, const StreamStats* stream) {
     out += c.known ? " 1\n" : " 0\n";
   }
 
-  header(out, "skopos_tracker_source", "gauge", "The counting source in use (1 for the active one).");
+  append_header(out, "skopos_tracker_source", "gauge", "The counting source in use (1 for the active one).");
   out += "skopos_tracker_source{source=\"";
   out += source_name(tracker.const_source().kind());
   out += "\"} 1\n";
@@ -153,7 +121,7 @@ std::string render_metrics(const Tracker& tracker, const StreamStats* stream) {
            stream->messages);
     metric(out, "skopos_tracker_stream_container_updates_total", "counter",
            "Container states written to subscribers.", stream->container_updates);
-    header(out, "skopos_tracker_stream_disconnects_total", "counter", "Subscribers disconnected, by reason.");
+    append_header(out, "skopos_tracker_stream_disconnects_total", "counter", "Subscribers disconnected, by reason.");
     for (const auto& [reason, count] : stream->disconnects) {
       out += "skopos_tracker_stream_disconnects_total{";
       append_label(out, "reason", reason, true);

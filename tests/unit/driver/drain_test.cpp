@@ -10,9 +10,11 @@
 #include <fstream>
 #include <sstream>
 #include <map>
+#include <optional>
 #include <thread>
 
 #include "driver/drain.h"
+#include "driver/drain_metrics.h"
 #include "driver/drain_systems_impl.h"
 #include "drain_fakes.h"
 #include "tracker/docker_api.h"
@@ -38,7 +40,11 @@ class DrainTest : public ::testing::Test {
     EXPECT_TRUE(journal) << journal.error().message();
     events_.clear();
     Drain drain(DrainSystems{locks_, mesos_, marathon_, containers_, connections_, fence_, host_}, *journal, options,
-                [&](const DrainEvent& event) { events_.push_back(event.message); }, world_.stop);
+                [&](const DrainEvent& event) {
+                  events_.push_back(event.message);
+                  if (metrics_) metrics_->observe(event, 0);
+                },
+                world_.stop);
     return recover ? drain.recover(true) : drain.run();
   }
   static DrainOptions kind(DrainKind k) {
@@ -61,6 +67,7 @@ class DrainTest : public ::testing::Test {
   FakeFence fence_{world_};
   FakeHost host_{world_};
   std::vector<std::string> events_;
+  std::optional<DrainMetrics> metrics_;  // observes the events when set
 };
 
 TEST_F(DrainTest, EverySideEffectHappensAfterItsPhaseIsJournaled) {
@@ -159,6 +166,21 @@ TEST_F(DrainTest, ASignalDuringTheWaitLeavesTheJournalToResumeFrom) {
   EXPECT_EQ(world_.phase(), "wait");
   EXPECT_FALSE(world_.called("stop"));
   EXPECT_EQ(fence_.ports, std::vector<std::uint16_t>{31000}) << "still fenced: safe";
+}
+
+TEST_F(DrainTest, AFencePushedDownDuringTheWaitIsAppliedAgainCountedAndShownInTheMetrics) {
+  connections_.ticks_for = 2500ms;  // past the fence check's interval
+  fence_.pushed_down = true;
+  metrics_.emplace(dir_ + "/skopos.prom", "host-a");
+  auto result = run(kind(DrainKind::kDrain));
+  ASSERT_TRUE(result) << result.error().message;
+  EXPECT_EQ(result->fence_reapplied, 1);
+  EXPECT_EQ(fence_.ports, std::vector<std::uint16_t>{31000}) << "applied again";
+  EXPECT_TRUE(std::any_of(events_.begin(), events_.end(), [](const std::string& e) {
+    return e.find("the fence was no longer first in its hooks") != std::string::npos;
+  }));
+  EXPECT_EQ(metrics_->fence_reapplied(), 1);
+  EXPECT_NE(metrics_->text().find("skopos_drain_fence_reapplied_total{host=\"host-a\"} 1\n"), std::string::npos);
 }
 
 TEST_F(DrainTest, TheDeadlineStopsTheContainersAnywayAndSaysSo) {

@@ -1,0 +1,137 @@
+#include "driver/drain_metrics.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+
+#include "skopos/prometheus_text.h"
+#include "skopos/unique_fd.h"
+
+namespace skopos::driver {
+
+using prometheus::append_header;
+using prometheus::append_label;
+
+DrainMetrics::DrainMetrics(std::string path, std::string host) : path_(std::move(path)), host_(std::move(host)) {}
+
+bool DrainMetrics::observe(const DrainEvent& event, std::int64_t now_seconds) {
+  last_event_ = now_seconds;
+  switch (event.type) {
+    case DrainEvent::Type::kPhase: {
+      if (const auto it = event.fields.find("kind"); it != event.fields.end()) kind_ = it->second;
+      if (const auto it = event.fields.find("drain_id"); it != event.fields.end()) drain_id_ = it->second;
+      if (!started_ || event.phase != phase_) phase_started_ = now_seconds;
+      started_ = true;
+      phase_ = event.phase;
+      return true;
+    }
+    case DrainEvent::Type::kWarning:
+      ++warnings_;
+      if (const auto it = event.fields.find("fence_reapplied"); it != event.fields.end()) ++fence_reapplied_;
+      return true;
+    case DrainEvent::Type::kProgress:
+      if (event.progress == nullptr) return false;
+      inbound_ = event.progress->total;
+      unknown_ = event.progress->unknown;
+      return true;
+    case DrainEvent::Type::kDone:
+      return true;
+    case DrainEvent::Type::kInfo:
+    case DrainEvent::Type::kPlan:
+      return false;
+  }
+  return false;
+}
+
+void DrainMetrics::finish(const std::string& result, std::int64_t now_seconds) {
+  result_ = result;
+  last_event_ = now_seconds;
+}
+
+std::string DrainMetrics::text() const {
+  std::string out;
+  // One sample labelled with the host, and with `label`="`value`" when a label is given.
+  const auto sample = [&](std::string_view name, std::int64_t number, std::string_view label = {},
+                          std::string_view value = {}) {
+    out += name;
+    out += '{';
+    append_label(out, "host", host_, true);
+    if (!label.empty()) append_label(out, label, value, false);
+    out += "} ";
+    out += std::to_string(number);
+    out += '\n';
+  };
+
+  append_header(out, "skopos_drain_info", "gauge", "The drain this file describes (its labels); always 1.");
+  out += "skopos_drain_info{";
+  append_label(out, "host", host_, true);
+  append_label(out, "kind", kind_, false);
+  append_label(out, "drain_id", drain_id_, false);
+  out += "} 1\n";
+
+  if (started_) {
+    append_header(out, "skopos_drain_phase", "gauge", "1 for the drain's current phase, 0 for the others.");
+    for (int p = 0; p <= static_cast<int>(DrainPhase::kDone); ++p) {
+      const auto phase = static_cast<DrainPhase>(p);
+      sample("skopos_drain_phase", phase == phase_ ? 1 : 0, "phase", drain_phase_name(phase));
+    }
+    append_header(out, "skopos_drain_phase_started_seconds", "gauge", "When the current phase began (Unix time).");
+    sample("skopos_drain_phase_started_seconds", phase_started_);
+  }
+
+  append_header(out, "skopos_drain_fence_reapplied_total", "counter",
+                "Times the wait found the fence no longer first in its hooks (another program put rules above "
+                "it) and applied it again.");
+  sample("skopos_drain_fence_reapplied_total", fence_reapplied_);
+  append_header(out, "skopos_drain_warnings_total", "counter", "Warnings the drain reported.");
+  sample("skopos_drain_warnings_total", static_cast<std::int64_t>(warnings_));
+
+  if (inbound_ >= 0) {
+    append_header(out, "skopos_drain_inbound_connections", "gauge",
+                  "Known inbound connections the wait still counts (a lower bound while any container is "
+                  "unknown).");
+    sample("skopos_drain_inbound_connections", inbound_);
+    append_header(out, "skopos_drain_unknown_containers", "gauge", "Containers whose connection count is unknown.");
+    sample("skopos_drain_unknown_containers", unknown_);
+  }
+
+  if (!result_.empty()) {
+    append_header(out, "skopos_drain_result", "gauge", "How the drain ended (1).");
+    sample("skopos_drain_result", 1, "result", result_);
+  }
+  append_header(out, "skopos_drain_last_event_seconds", "gauge", "When this file was last written (Unix time).");
+  sample("skopos_drain_last_event_seconds", last_event_);
+  return out;
+}
+
+Result<void, std::string> DrainMetrics::write() const {
+  const std::string text = this->text();
+  // Beside the file, so the rename stays in one filesystem; the collector reads only
+  // names ending in .prom.
+  const std::string temporary = path_ + ".tmp";
+  UniqueFd fd(::open(temporary.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
+  if (!fd) return unexpected("metrics file '" + temporary + "': " + std::strerror(errno));
+  std::size_t written = 0;
+  while (written < text.size()) {
+    const ssize_t n = ::write(fd.get(), text.data() + written, text.size() - written);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      const int error = errno;
+      ::unlink(temporary.c_str());
+      return unexpected("metrics file '" + temporary + "': " + std::strerror(error));
+    }
+    written += static_cast<std::size_t>(n);
+  }
+  fd.reset();
+  if (::rename(temporary.c_str(), path_.c_str()) != 0) {
+    const int error = errno;
+    ::unlink(temporary.c_str());
+    return unexpected("metrics file '" + path_ + "': " + std::strerror(error));
+  }
+  return {};
+}
+
+}  // namespace skopos::driver

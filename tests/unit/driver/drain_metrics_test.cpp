@@ -1,0 +1,119 @@
+// The drain's metrics file: what the events make of it, label escaping, and the file
+// replaced whole.
+#include "driver/drain_metrics.h"
+
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+namespace skopos::driver {
+namespace {
+
+DrainEvent phase_event(DrainPhase phase) {
+  DrainEvent event;
+  event.type = DrainEvent::Type::kPhase;
+  event.phase = phase;
+  event.message = drain_phase_name(phase);
+  event.fields = {{"kind", "REBOOT"}, {"drain_id", "d-0123"}};
+  return event;
+}
+
+DrainEvent fence_pushed_down(int times) {
+  DrainEvent event;
+  event.type = DrainEvent::Type::kWarning;
+  event.phase = DrainPhase::kWait;
+  event.message = "the fence was no longer first in its hooks";
+  event.fields = {{"fence_reapplied", std::to_string(times)}};
+  return event;
+}
+
+bool has_line(const std::string& text, const std::string& line) {
+  std::istringstream in(text);
+  for (std::string have; std::getline(in, have);) {
+    if (have == line) return true;
+  }
+  return false;
+}
+
+#define EXPECT_LINE(text, line) EXPECT_TRUE(has_line(text, line)) << "no line '" << (line) << "' in:\n" << (text)
+
+TEST(DrainMetrics, PhaseTimeInItConnectionsAndFenceReappliesFollowTheEvents) {
+  DrainMetrics metrics("/nonexistent/skopos.prom", "worker-3");
+  EXPECT_TRUE(metrics.observe(phase_event(DrainPhase::kHostLock), 1000));
+  EXPECT_TRUE(metrics.observe(phase_event(DrainPhase::kFence), 1010));
+  EXPECT_TRUE(metrics.observe(phase_event(DrainPhase::kWait), 1012));
+
+  WaitProgress progress;
+  progress.total = 42;
+  progress.unknown = 1;
+  DrainEvent tick;
+  tick.type = DrainEvent::Type::kProgress;
+  tick.phase = DrainPhase::kWait;
+  tick.progress = &progress;
+  EXPECT_TRUE(metrics.observe(tick, 1015));
+  EXPECT_TRUE(metrics.observe(fence_pushed_down(1), 1016));
+  EXPECT_TRUE(metrics.observe(fence_pushed_down(2), 1020));
+  DrainEvent info;
+  info.type = DrainEvent::Type::kInfo;
+  EXPECT_FALSE(metrics.observe(info, 1021)) << "an info line changes no metric";
+
+  const std::string text = metrics.text();
+  EXPECT_LINE(text, "skopos_drain_info{host=\"worker-3\",kind=\"REBOOT\",drain_id=\"d-0123\"} 1");
+  EXPECT_LINE(text, "skopos_drain_phase{host=\"worker-3\",phase=\"wait\"} 1");
+  EXPECT_LINE(text, "skopos_drain_phase{host=\"worker-3\",phase=\"fence\"} 0");
+  EXPECT_LINE(text, "skopos_drain_phase_started_seconds{host=\"worker-3\"} 1012");
+  EXPECT_LINE(text, "skopos_drain_fence_reapplied_total{host=\"worker-3\"} 2");
+  EXPECT_LINE(text, "skopos_drain_warnings_total{host=\"worker-3\"} 2");
+  EXPECT_LINE(text, "skopos_drain_inbound_connections{host=\"worker-3\"} 42");
+  EXPECT_LINE(text, "skopos_drain_unknown_containers{host=\"worker-3\"} 1");
+  EXPECT_LINE(text, "# TYPE skopos_drain_fence_reapplied_total counter");
+  EXPECT_EQ(text.find("skopos_drain_result"), std::string::npos) << "not ended yet";
+
+  // The same phase again (a resumed drain) keeps its start.
+  metrics.observe(phase_event(DrainPhase::kWait), 1030);
+  EXPECT_LINE(metrics.text(), "skopos_drain_phase_started_seconds{host=\"worker-3\"} 1012");
+  metrics.finish("drained", 1040);
+  EXPECT_LINE(metrics.text(), "skopos_drain_result{host=\"worker-3\",result=\"drained\"} 1");
+  EXPECT_LINE(metrics.text(), "skopos_drain_last_event_seconds{host=\"worker-3\"} 1040");
+}
+
+TEST(DrainMetrics, BeforeAnyPhaseOnlyTheInfoAndCountersAreShown) {
+  const DrainMetrics metrics("/nonexistent/skopos.prom", "worker-3");
+  const std::string text = metrics.text();
+  EXPECT_EQ(text.find("skopos_drain_phase{"), std::string::npos);
+  EXPECT_EQ(text.find("skopos_drain_inbound_connections{"), std::string::npos) << "no tick: not a known 0";
+  EXPECT_LINE(text, "skopos_drain_fence_reapplied_total{host=\"worker-3\"} 0");
+}
+
+TEST(DrainMetrics, LabelValuesAreEscaped) {
+  const DrainMetrics metrics("/nonexistent/skopos.prom", "a\"b\\c\nd");
+  EXPECT_LINE(metrics.text(), "skopos_drain_warnings_total{host=\"a\\\"b\\\\c\\nd\"} 0");
+}
+
+TEST(DrainMetrics, TheFileIsReplacedWholeAndAnUnwritablePlaceIsNamed) {
+  const auto dir = std::filesystem::temp_directory_path() / ("skopos-metrics-" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir);
+  const std::string path = (dir / "skopos.prom").string();
+  DrainMetrics metrics(path, "worker-3");
+  metrics.observe(phase_event(DrainPhase::kWait), 1000);
+  ASSERT_TRUE(metrics.write());
+  metrics.observe(fence_pushed_down(1), 1001);
+  ASSERT_TRUE(metrics.write());
+  std::ifstream in(path);
+  std::stringstream read;
+  read << in.rdbuf();
+  EXPECT_EQ(read.str(), metrics.text());
+  EXPECT_FALSE(std::filesystem::exists(path + ".tmp")) << "no temporary file left beside it";
+
+  const DrainMetrics nowhere((dir / "missing" / "skopos.prom").string(), "worker-3");
+  auto written = nowhere.write();
+  ASSERT_FALSE(written);
+  EXPECT_NE(written.error().find("missing/skopos.prom"), std::string::npos) << written.error();
+  std::filesystem::remove_all(dir);
+}
+
+}  // namespace
+}  // namespace skopos::driver
