@@ -307,56 +307,13 @@ Result<WatchResult, EtcdError> EtcdClient::wait_for_change(const std::string& ke
   std::optional<EtcdError> failure;
   std::string pending;
   bool finished = false;
-  // Each line is {"result":{...}}: first "created", then events, or "canceled".
   const auto on_line = [&](std::string_view line) {
-    auto parsed = parse_object(line, "watch");
-    if (!parsed) {
-      failure = std::move(parsed).error();
-      return;
+    auto done = parse_etcd_watch_line(*parser_, line, result);
+    if (!done) {
+      failure = std::move(done).error();
+    } else {
+      finished = *done;
     }
-    const dom::object object = *parsed;
-    dom::object message;
-    if (object["result"].get(message) != simdjson::SUCCESS) {
-      std::string_view error;
-      failure = bad_response(object["error"].get(error) == simdjson::SUCCESS ? "watch: " + std::string(error)
-                                                                               : "watch: no result");
-      return;
-    }
-    bool canceled = false;
-    if (message["canceled"].get(canceled) == simdjson::SUCCESS && canceled) {
-      result.compacted = true;
-      if (!read_int64(message, "compact_revision", result.compact_revision)) {
-        failure = bad_response("watch: compact_revision is not an integer");
-      }
-      finished = true;
-      return;
-    }
-    dom::array events;
-    if (message["events"].get(events) != simdjson::SUCCESS) return;  // "created", progress
-    auto revision = header_revision(message);
-    if (!revision) {
-      failure = std::move(revision).error();
-      return;
-    }
-    result.revision = *revision;
-    for (dom::element event : events) {
-      WatchEvent out;
-      std::string_view type;
-      if (event["type"].get(type) == simdjson::SUCCESS && type == "DELETE") out.type = WatchEvent::Type::kDelete;
-      dom::element kv_element;
-      if (event["kv"].get(kv_element) != simdjson::SUCCESS) {
-        failure = bad_response("watch: an event without kv");
-        return;
-      }
-      auto kv = parse_kv(kv_element);
-      if (!kv) {
-        failure = std::move(kv).error();
-        return;
-      }
-      out.kv = std::move(*kv);
-      result.events.push_back(std::move(out));
-    }
-    finished = !result.events.empty();
   };
   unsigned status = 0;
   auto streamed = http_->stream(request, until, [&](std::string_view data) {
@@ -415,6 +372,44 @@ Result<RangeResult, EtcdError> parse_etcd_range(dom::parser& parser, std::string
   auto revision = header_revision(object);
   if (!revision) return unexpected(std::move(revision).error());
   return parse_range(object, *revision);
+}
+
+Result<bool, EtcdError> parse_etcd_watch_line(dom::parser& parser, std::string_view line, WatchResult& result) {
+  dom::object object;
+  if (parser.parse(line.data(), line.size(), true).get(object) != simdjson::SUCCESS) {
+    return unexpected(bad_response("watch: not a JSON object"));
+  }
+  dom::object message;
+  if (object["result"].get(message) != simdjson::SUCCESS) {
+    std::string_view error;
+    return unexpected(bad_response(object["error"].get(error) == simdjson::SUCCESS ? "watch: " + std::string(error)
+                                                                                   : "watch: no result"));
+  }
+  bool canceled = false;
+  if (message["canceled"].get(canceled) == simdjson::SUCCESS && canceled) {
+    result.compacted = true;
+    if (!read_int64(message, "compact_revision", result.compact_revision)) {
+      return unexpected(bad_response("watch: compact_revision is not an integer"));
+    }
+    return true;
+  }
+  dom::array events;
+  if (message["events"].get(events) != simdjson::SUCCESS) return false;  // "created", progress
+  auto revision = header_revision(message);
+  if (!revision) return unexpected(std::move(revision).error());
+  result.revision = *revision;
+  for (dom::element event : events) {
+    WatchEvent out;
+    std::string_view type;
+    if (event["type"].get(type) == simdjson::SUCCESS && type == "DELETE") out.type = WatchEvent::Type::kDelete;
+    dom::element kv_element;
+    if (event["kv"].get(kv_element) != simdjson::SUCCESS) return unexpected(bad_response("watch: an event without kv"));
+    auto kv = parse_kv(kv_element);
+    if (!kv) return unexpected(std::move(kv).error());
+    out.kv = std::move(*kv);
+    result.events.push_back(std::move(out));
+  }
+  return !result.events.empty();
 }
 
 Result<TxnResult, EtcdError> parse_etcd_txn(dom::parser& parser, std::string_view json) {

@@ -1,5 +1,5 @@
 // libFuzzer target for what the servers we call send back: every parser of Marathon's,
-// the Mesos master's and agent's, the Docker Engine's, the etcd gateway's (range, txn)
+// the Mesos master's and agent's, the Docker Engine's, the etcd gateway's (range, txn, watch)
 // and ZooKeeper's (srvr, mntr) answers runs on each input.
 // An answer is outside input -- a proxy, a bug, a version we never saw -- so a parser
 // must never crash, and a refusal must say what was wrong (a non-empty message). Seeded
@@ -49,6 +49,15 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   check(parse_agent_state(parser, input));
   if (auto range = parse_etcd_range(parser, input); !range && range.error().message.empty()) std::abort();
   if (auto txn = parse_etcd_txn(parser, input); !txn && txn.error().message.empty()) std::abort();
+  // The watch stream, a line at a time into one result, as the client reads it.
+  skopos::driver::WatchResult watch;
+  for (std::size_t at = 0; at < input.size();) {
+    const std::size_t newline = std::min(input.find('\n', at), input.size());
+    auto done = parse_etcd_watch_line(parser, input.substr(at, newline - at), watch);
+    if (!done && done.error().message.empty()) std::abort();
+    if (!done || *done) break;
+    at = newline + 1;
+  }
   using namespace skopos::tracker;
   check_error(parse_container_list(input));
   check_error(parse_container_inspect(input));

@@ -145,5 +145,10 @@ class EtcdClient {
 // Errors are kBadResponse naming what was wrong.
 Result<RangeResult, EtcdError> parse_etcd_range(simdjson::dom::parser& parser, std::string_view json);
 Result<TxnResult, EtcdError> parse_etcd_txn(simdjson::dom::parser& parser, std::string_view json);
+// One line of the /v3/watch stream, {"result":{...}}: first "created", then events, or
+// "canceled" (compacted). Adds what it says to `result`; true when the watch is done
+// (events arrived, or it was canceled).
+Result<bool, EtcdError> parse_etcd_watch_line(simdjson::dom::parser& parser, std::string_view line,
+                                              WatchResult& result);
 
 }  // namespace skopos::driver

@@ -3,6 +3,10 @@
 #include <simdjson.h>
 #include <gtest/gtest.h>
 
+#include <string>
+#include <utility>
+#include <vector>
+
 #include "driver/etcd_client.h"
 
 namespace skopos::driver {
@@ -38,6 +42,48 @@ TEST(EtcdAnswers, AFailedTxnHasNoSucceededFieldAndItsRangesAreRead) {
   auto bad = parse_etcd_txn(parser, "[1,2]");
   ASSERT_FALSE(bad);
   EXPECT_EQ(bad.error().message, "txn: not a JSON object");
+}
+
+TEST(EtcdAnswers, TheWatchStreamIsReadALineAtATime) {
+  simdjson::dom::parser parser;
+  WatchResult watch;
+  auto created = parse_etcd_watch_line(parser, R"({"result":{"header":{"revision":"11"},"created":true}})", watch);
+  ASSERT_TRUE(created) << created.error().message;
+  EXPECT_FALSE(*created) << "created: the watch goes on";
+  auto events = parse_etcd_watch_line(
+      parser,
+      R"({"result":{"header":{"revision":"12"},"events":[{"kv":{"key":"ZHJhaW4vaG9zdC1h","create_revision":"12",)"
+      R"("mod_revision":"12","version":"1","value":"c3RhcnRlZA=="}},{"type":"DELETE","kv":{"key":"Zm9v",)"
+      R"("mod_revision":"12"}}]}})",
+      watch);
+  ASSERT_TRUE(events) << events.error().message;
+  EXPECT_TRUE(*events);
+  EXPECT_EQ(watch.revision, 12);
+  ASSERT_EQ(watch.events.size(), 2u);
+  EXPECT_EQ(watch.events[0].kv.key, "drain/host-a");
+  EXPECT_EQ(watch.events[0].kv.value, "started");
+  EXPECT_EQ(watch.events[1].type, WatchEvent::Type::kDelete);
+
+  WatchResult compacted;
+  auto canceled = parse_etcd_watch_line(
+      parser, R"({"result":{"header":{"raft_term":"2"},"canceled":true,"compact_revision":"10"}})", compacted);
+  ASSERT_TRUE(canceled) << canceled.error().message;
+  EXPECT_TRUE(*canceled && compacted.compacted);
+  EXPECT_EQ(compacted.compact_revision, 10);
+
+  for (const auto& [line, why] : std::vector<std::pair<std::string, std::string>>{
+           {"not json", "watch: not a JSON object"},
+           {R"({"error":"etcdserver: mvcc: required revision has been compacted"})",
+            "watch: etcdserver: mvcc: required revision has been compacted"},
+           {R"({"result":{"header":{"revision":"12"},"events":[{"type":"PUT"}]}})", "watch: an event without kv"},
+           {R"({"result":{"canceled":true,"compact_revision":"ten"}})", "watch: compact_revision is not an integer"},
+       }) {
+    WatchResult ignored;
+    auto refused = parse_etcd_watch_line(parser, line, ignored);
+    ASSERT_FALSE(refused) << line;
+    EXPECT_EQ(refused.error().kind, EtcdError::Kind::kBadResponse);
+    EXPECT_EQ(refused.error().message, why);
+  }
 }
 
 }  // namespace
