@@ -338,6 +338,7 @@ DrainReporter::DrainReporter(bool json, bool live, std::chrono::milliseconds int
 
 void DrainReporter::write_metrics() {
   metrics_written_ = std::chrono::steady_clock::now();
+  metrics_pending_ = false;
   auto written = metrics_->write();
   if (written) {
     metrics_failed_ = false;
@@ -371,12 +372,14 @@ void DrainReporter::clear_live() {
 }
 
 void DrainReporter::operator()(const DrainEvent& event) {
-  if (metrics_ && metrics_->observe(event, static_cast<std::int64_t>(std::time(nullptr)))) {
-    // Progress comes with every change of a count: at most once a second for those.
-    if (event.type != DrainEvent::Type::kProgress ||
-        std::chrono::steady_clock::now() - metrics_written_ >= std::chrono::seconds(1)) {
-      write_metrics();
-    }
+  if (metrics_) {
+    // Progress comes with every change of a count: written at most once a second, and a
+    // change held back goes out with the next event a second later (the next tick at
+    // the latest).
+    metrics_pending_ = metrics_->observe(event, static_cast<std::int64_t>(std::time(nullptr))) || metrics_pending_;
+    const bool due = std::chrono::steady_clock::now() - metrics_written_ >= std::chrono::seconds(1);
+    const bool urgent = event.type != DrainEvent::Type::kProgress && event.type != DrainEvent::Type::kInfo;
+    if (metrics_pending_ && (urgent || due)) write_metrics();
   }
   if (event.type == DrainEvent::Type::kProgress) {
     progress(*event.progress);

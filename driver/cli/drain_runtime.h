@@ -130,6 +130,7 @@ class DrainReporter {
   std::FILE* events_ = nullptr;
   std::optional<DrainMetrics> metrics_;
   std::chrono::steady_clock::time_point metrics_written_{};
+  bool metrics_pending_ = false;  // a change not written yet
   bool metrics_failed_ = false;  // warned once
 };
 

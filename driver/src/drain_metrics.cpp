@@ -1,6 +1,7 @@
 #include "driver/drain_metrics.h"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -78,8 +79,8 @@ std::string DrainMetrics::text() const {
       const auto phase = static_cast<DrainPhase>(p);
       sample("skopos_drain_phase", phase == phase_ ? 1 : 0, "phase", drain_phase_name(phase));
     }
-    append_header(out, "skopos_drain_phase_started_seconds", "gauge", "When the current phase began (Unix time).");
-    sample("skopos_drain_phase_started_seconds", phase_started_);
+    append_header(out, "skopos_drain_phase_started_timestamp_seconds", "gauge", "When the current phase began (Unix time).");
+    sample("skopos_drain_phase_started_timestamp_seconds", phase_started_);
   }
 
   append_header(out, "skopos_drain_fence_reapplied_total", "counter",
@@ -102,35 +103,38 @@ std::string DrainMetrics::text() const {
     append_header(out, "skopos_drain_result", "gauge", "How the drain ended (1).");
     sample("skopos_drain_result", 1, "result", result_);
   }
-  append_header(out, "skopos_drain_last_event_seconds", "gauge", "When this file was last written (Unix time).");
-  sample("skopos_drain_last_event_seconds", last_event_);
+  append_header(out, "skopos_drain_last_event_timestamp_seconds", "gauge",
+                "When the drain last reported anything (Unix time).");
+  sample("skopos_drain_last_event_timestamp_seconds", last_event_);
   return out;
 }
 
 Result<void, std::string> DrainMetrics::write() const {
   const std::string text = this->text();
-  // Beside the file, so the rename stays in one filesystem; the collector reads only
-  // names ending in .prom.
-  const std::string temporary = path_ + ".tmp";
-  UniqueFd fd(::open(temporary.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
-  if (!fd) return unexpected("metrics file '" + temporary + "': " + std::strerror(errno));
-  std::size_t written = 0;
-  while (written < text.size()) {
-    const ssize_t n = ::write(fd.get(), text.data() + written, text.size() - written);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) {
-      const int error = errno;
-      ::unlink(temporary.c_str());
-      return unexpected("metrics file '" + temporary + "': " + std::strerror(error));
-    }
-    written += static_cast<std::size_t>(n);
-  }
-  fd.reset();
-  if (::rename(temporary.c_str(), path_.c_str()) != 0) {
+  const auto failed = [&](const char* step, int error) -> Result<void, std::string> {
+    return unexpected("metrics file '" + path_ + "': " + step + ": " + std::strerror(error));
+  };
+  // A temporary file of its own beside it (the rename stays in one filesystem; the
+  // collector reads only names ending in .prom, and two writers never share one).
+  std::string temporary = path_ + ".XXXXXX";
+  UniqueFd fd(::mkostemp(temporary.data(), O_CLOEXEC));
+  if (!fd) return failed("create a temporary file beside it", errno);
+  const auto discard = [&](const char* step) {
     const int error = errno;
     ::unlink(temporary.c_str());
-    return unexpected("metrics file '" + path_ + "': " + std::strerror(error));
+    return failed(step, error);
+  };
+  if (::fchmod(fd.get(), 0644) != 0) return discard("chmod");  // the collector may run as another user
+  for (std::size_t written = 0; written < text.size();) {
+    const ssize_t n = ::write(fd.get(), text.data() + written, text.size() - written);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return discard("write");
+    written += static_cast<std::size_t>(n);
   }
+  // On disk before it replaces the old file: a crash leaves the old text or the new.
+  if (::fdatasync(fd.get()) != 0) return discard("fdatasync");
+  if (::close(fd.release()) != 0) return discard("close");
+  if (::rename(temporary.c_str(), path_.c_str()) != 0) return discard("rename");
   return {};
 }
 

@@ -385,19 +385,22 @@ Result<bool, EtcdError> parse_etcd_watch_line(dom::parser& parser, std::string_v
     return unexpected(bad_response(object["error"].get(error) == simdjson::SUCCESS ? "watch: " + std::string(error)
                                                                                    : "watch: no result"));
   }
+  // A line that is refused leaves `result` as it was.
   bool canceled = false;
   if (message["canceled"].get(canceled) == simdjson::SUCCESS && canceled) {
-    result.compacted = true;
-    if (!read_int64(message, "compact_revision", result.compact_revision)) {
+    std::int64_t compact_revision = 0;
+    if (!read_int64(message, "compact_revision", compact_revision)) {
       return unexpected(bad_response("watch: compact_revision is not an integer"));
     }
+    result.compacted = true;
+    result.compact_revision = compact_revision;
     return true;
   }
   dom::array events;
   if (message["events"].get(events) != simdjson::SUCCESS) return false;  // "created", progress
   auto revision = header_revision(message);
   if (!revision) return unexpected(std::move(revision).error());
-  result.revision = *revision;
+  std::vector<WatchEvent> read;
   for (dom::element event : events) {
     WatchEvent out;
     std::string_view type;
@@ -407,8 +410,10 @@ Result<bool, EtcdError> parse_etcd_watch_line(dom::parser& parser, std::string_v
     auto kv = parse_kv(kv_element);
     if (!kv) return unexpected(std::move(kv).error());
     out.kv = std::move(*kv);
-    result.events.push_back(std::move(out));
+    read.push_back(std::move(out));
   }
+  result.revision = *revision;
+  for (WatchEvent& event : read) result.events.push_back(std::move(event));
   return !result.events.empty();
 }
 

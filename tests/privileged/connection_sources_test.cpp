@@ -360,9 +360,10 @@ TEST_F(PrivilegedConnectionSources, AFullMapMakesCountsUnknownNeverZeroAndReclai
 }
 
 // A burst of namespaces tracked at once (a tracker starting on a dense host): their
-// snapshots run in parallel, each with its own listeners. In namespace i the client of
-// every connection is bound to the port namespace i+1 listens on, so a snapshot that saw
-// another namespace's listeners would take those clients for inbound connections.
+// snapshots run in parallel, each with its own listeners. In namespace i the first
+// client is bound to the port namespace i+1 listens on, so a snapshot that saw another
+// namespace's listeners would take it for an inbound connection (runs overlap only
+// with 2 CPUs or more; CI has them).
 TEST_F(PrivilegedConnectionSources, ManyNamespacesTrackedAtOnceEachCountWithItsOwnListeners) {
   constexpr int kNamespaces = 12;  // more than the snapshot threads of any test machine
   const auto port_of = [](int i) { return static_cast<std::uint16_t>(7300 + i % kNamespaces); };
@@ -403,6 +404,9 @@ TEST_F(PrivilegedConnectionSources, ManyNamespacesTrackedAtOnceEachCountWithItsO
   EXPECT_EQ(bpf.stats().snapshot_counted, static_cast<std::uint64_t>(kNamespaces * (kNamespaces + 1)))
       << "both ends of 1 + 2 + ... + 12 connections";
   EXPECT_EQ(bpf.stats().tracked, static_cast<std::uint64_t>(kNamespaces));
+  auto runs = bpf.snapshot_runs();
+  ASSERT_TRUE(runs) << runs.error().message();
+  EXPECT_EQ(*runs, 0u) << "every run removed its entry, the failed one too";
 }
 
 }  // namespace

@@ -9,6 +9,7 @@
 #include <atomic>
 #include <cerrno>
 #include <cstring>
+#include <system_error>
 #include <thread>
 
 // The ABI header first: the skeleton refers to its structs by name.
@@ -134,14 +135,26 @@ std::vector<Result<void>> BpfConnectionSource::snapshot_all(std::span<const Name
   const std::size_t threads = std::min({namespaces.size(), usable_cpus(), kMaxSnapshotThreads});
   std::atomic<std::size_t> next{0};
   {
-    std::vector<std::jthread> pool;  // joined on leaving the block, also if one fails to start
+    std::vector<std::jthread> pool;  // joined on leaving the block
     pool.reserve(threads);
     for (std::size_t t = 0; t < threads; ++t) {
-      pool.emplace_back([&] {
-        for (std::size_t i = next.fetch_add(1); i < namespaces.size(); i = next.fetch_add(1)) {
-          results[i] = snapshot_here(namespaces[i]);
+      try {
+        pool.emplace_back([&] {
+          for (std::size_t i = next.fetch_add(1); i < namespaces.size(); i = next.fetch_add(1)) {
+            results[i] = snapshot_here(namespaces[i]);
+          }
+        });
+      } catch (const std::system_error& error) {
+        // The threads already running take the whole queue; with none, every namespace
+        // fails (and is tried again at the next rescan). Never on this thread: a
+        // snapshot moves its thread into the namespace.
+        if (pool.empty()) {
+          for (auto& result : results) {
+            result = unexpected(Error::from_errno(error.code().value(), "bpf snapshot", "thread start"));
+          }
         }
-      });
+        break;
+      }
     }
   }
   return results;
@@ -230,6 +243,15 @@ Result<std::size_t> BpfConnectionSource::map_keys() const {
   return keys;
 }
 
+Result<std::size_t> BpfConnectionSource::snapshot_runs() const {
+  const int fd = bpf_map__fd(skeleton_->maps.snapshot_runs);
+  std::size_t runs = 0;
+  std::uint32_t key = 0;
+  for (const std::uint32_t* previous = nullptr; bpf_map_get_next_key(fd, previous, &key) == 0; previous = &key) ++runs;
+  if (errno != ENOENT) return unexpected(Error::from_errno(errno, "bpf map next key", "snapshot_runs"));
+  return runs;
+}
+
 Result<void> BpfConnectionSource::read_maps(std::unordered_map<std::uint64_t, NamespaceCounts>& into) const {
   return walk_map([&](const skopos_conn_key& key, std::uint64_t value) {
     if (auto it = into.find(key.netns); it != into.end()) it->second.set(key.port, direction_of(key), clamp_count(value));
@@ -304,6 +326,7 @@ std::uint64_t BpfConnectionSource::failures() const {
 
 Result<void> BpfConnectionSource::reread_all(FunctionRef<void(std::uint64_t inode)> changed) {
   ++resyncs_;
+  if (tracked_.empty()) return {};
   std::unordered_map<std::uint64_t, NamespaceCounts> fresh;
   for (const auto& [inode, tracked] : tracked_) fresh.emplace(inode, NamespaceCounts{});
   if (auto read = read_maps(fresh); !read) return read;
@@ -332,6 +355,7 @@ void BpfConnectionSource::prove(FunctionRef<void(std::uint64_t inode)> changed) 
     // One that vanished stays unproven: the tracker untracks it.
     if (snapshots[i]) fresh.emplace(unproven[i].inode, NamespaceCounts{});
   }
+  if (fresh.empty()) return;  // every one vanished: nothing to read
   if (auto read = read_maps(fresh); !read) return;  // the next update() tries again
   for (auto& [inode, counts] : fresh) tracked_.at(inode).counts = std::move(counts);
   if (failures() != before) return;  // not proven: the next update() tries again

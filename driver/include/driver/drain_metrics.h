@@ -2,13 +2,14 @@
 // textfile collector serves (the driver is a command that ends, not a server to scrape;
 // the agent runs drains in-process and writes the same file).
 //
-// The file is rewritten whole at every phase, warning, progress tick and at the end, by
-// writing a temporary file beside it and renaming it over the old one: a scrape reads
-// either the old text or the new, never half of one.
+// The file is rewritten whole at every phase, warning and at the end, and with the
+// progress at most once a second, by writing a temporary file of its own beside it,
+// syncing it and renaming it over the old one: a scrape (or a crash) finds either the
+// old text or the new, never half of one.
 //
 //   skopos_drain_info{host,kind,drain_id}         1
 //   skopos_drain_phase{phase}                     1 for the current phase, 0 for the others
-//   skopos_drain_phase_started_seconds            when the current phase began (Unix time)
+//   skopos_drain_phase_started_timestamp_seconds  when the current phase began (Unix time)
 //   skopos_drain_fence_reapplied_total            times the wait found the fence pushed
 //                                                 down in its hooks and applied it again
 //   skopos_drain_warnings_total                   warnings of this run
@@ -16,7 +17,7 @@
 //   skopos_drain_unknown_containers               containers whose count is unknown (last
 //                                                 tick): while nonzero the count above is
 //                                                 a lower bound, never the truth
-//   skopos_drain_last_event_seconds               when the file was last written
+//   skopos_drain_last_event_timestamp_seconds     when the drain last reported anything
 //   skopos_drain_result{result}                   once it ended: 1 for how it ended
 #pragma once
 

@@ -64,7 +64,7 @@ TEST(DrainMetrics, PhaseTimeInItConnectionsAndFenceReappliesFollowTheEvents) {
   EXPECT_LINE(text, "skopos_drain_info{host=\"worker-3\",kind=\"REBOOT\",drain_id=\"d-0123\"} 1");
   EXPECT_LINE(text, "skopos_drain_phase{host=\"worker-3\",phase=\"wait\"} 1");
   EXPECT_LINE(text, "skopos_drain_phase{host=\"worker-3\",phase=\"fence\"} 0");
-  EXPECT_LINE(text, "skopos_drain_phase_started_seconds{host=\"worker-3\"} 1012");
+  EXPECT_LINE(text, "skopos_drain_phase_started_timestamp_seconds{host=\"worker-3\"} 1012");
   EXPECT_LINE(text, "skopos_drain_fence_reapplied_total{host=\"worker-3\"} 2");
   EXPECT_LINE(text, "skopos_drain_warnings_total{host=\"worker-3\"} 2");
   EXPECT_LINE(text, "skopos_drain_inbound_connections{host=\"worker-3\"} 42");
@@ -74,10 +74,10 @@ TEST(DrainMetrics, PhaseTimeInItConnectionsAndFenceReappliesFollowTheEvents) {
 
   // The same phase again (a resumed drain) keeps its start.
   metrics.observe(phase_event(DrainPhase::kWait), 1030);
-  EXPECT_LINE(metrics.text(), "skopos_drain_phase_started_seconds{host=\"worker-3\"} 1012");
+  EXPECT_LINE(metrics.text(), "skopos_drain_phase_started_timestamp_seconds{host=\"worker-3\"} 1012");
   metrics.finish("drained", 1040);
   EXPECT_LINE(metrics.text(), "skopos_drain_result{host=\"worker-3\",result=\"drained\"} 1");
-  EXPECT_LINE(metrics.text(), "skopos_drain_last_event_seconds{host=\"worker-3\"} 1040");
+  EXPECT_LINE(metrics.text(), "skopos_drain_last_event_timestamp_seconds{host=\"worker-3\"} 1040");
 }
 
 TEST(DrainMetrics, BeforeAnyPhaseOnlyTheInfoAndCountersAreShown) {
@@ -106,12 +106,17 @@ TEST(DrainMetrics, TheFileIsReplacedWholeAndAnUnwritablePlaceIsNamed) {
   std::stringstream read;
   read << in.rdbuf();
   EXPECT_EQ(read.str(), metrics.text());
-  EXPECT_FALSE(std::filesystem::exists(path + ".tmp")) << "no temporary file left beside it";
+  EXPECT_EQ(std::distance(std::filesystem::directory_iterator(dir), std::filesystem::directory_iterator()), 1)
+      << "no temporary file left beside it";
+  EXPECT_EQ(std::filesystem::status(path).permissions() & std::filesystem::perms::others_read,
+            std::filesystem::perms::others_read)
+      << "readable by a collector running as another user";
 
   const DrainMetrics nowhere((dir / "missing" / "skopos.prom").string(), "worker-3");
   auto written = nowhere.write();
   ASSERT_FALSE(written);
-  EXPECT_NE(written.error().find("missing/skopos.prom"), std::string::npos) << written.error();
+  EXPECT_NE(written.error().find("'" + (dir / "missing" / "skopos.prom").string() + "'"), std::string::npos)
+      << "names the file asked for: " << written.error();
   std::filesystem::remove_all(dir);
 }
 

@@ -75,14 +75,16 @@ TEST(EtcdAnswers, TheWatchStreamIsReadALineAtATime) {
            {"not json", "watch: not a JSON object"},
            {R"({"error":"etcdserver: mvcc: required revision has been compacted"})",
             "watch: etcdserver: mvcc: required revision has been compacted"},
-           {R"({"result":{"header":{"revision":"12"},"events":[{"type":"PUT"}]}})", "watch: an event without kv"},
+           {R"({"result":{"header":{"revision":"12"},"events":[{"kv":{"key":"Zm9v"}},{"type":"PUT"}]}})",
+            "watch: an event without kv"},
            {R"({"result":{"canceled":true,"compact_revision":"ten"}})", "watch: compact_revision is not an integer"},
        }) {
-    WatchResult ignored;
-    auto refused = parse_etcd_watch_line(parser, line, ignored);
+    WatchResult untouched;
+    auto refused = parse_etcd_watch_line(parser, line, untouched);
     ASSERT_FALSE(refused) << line;
     EXPECT_EQ(refused.error().kind, EtcdError::Kind::kBadResponse);
     EXPECT_EQ(refused.error().message, why);
+    EXPECT_TRUE(untouched.events.empty() && untouched.revision == 0 && !untouched.compacted) << "refused whole: " << line;
   }
 }
 

@@ -75,6 +75,9 @@ class BpfConnectionSource final : public ConnectionSource {
   // How many keys the kernel's count map holds now (its occupancy; keys at zero are
   // reclaimed, so this is the keys with live sockets).
   Result<std::size_t> map_keys() const;
+  // Snapshot runs the kernel's map holds now: 0 between snapshots (each run removes its
+  // entry however it ends).
+  Result<std::size_t> snapshot_runs() const;
 
  private:
   explicit BpfConnectionSource(conn_tracker* skeleton) : skeleton_(skeleton) {}
