@@ -25,6 +25,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <fstream>
 #include <map>
 #include <sstream>
 #include <string>
@@ -133,6 +134,24 @@ void records(benchmark::State& state, TcpTableFamily family, std::size_t lines) 
     meter.add_bytes(text.size());
   }
   benchmark::DoNotOptimize(sum);
+}
+
+// The CPU as /proc/cpuinfo names it, with its family and model numbers (a virtual
+// machine may call a Zen 3 just "AMD EPYC"): figures are only comparable with it.
+std::string cpu_model() {
+  std::ifstream in("/proc/cpuinfo");
+  std::string name, family, model;
+  const auto value = [](const std::string& line) {
+    const auto colon = line.find(':');
+    return colon == std::string::npos || colon + 2 > line.size() ? std::string() : line.substr(colon + 2);
+  };
+  for (std::string line; std::getline(in, line) && !line.empty();) {
+    if (line.rfind("model name", 0) == 0) name = value(line);
+    if (line.rfind("cpu family", 0) == 0) family = value(line);
+    if (line.rfind("model\t", 0) == 0) model = value(line);
+  }
+  if (name.empty()) return "unknown (no model name in /proc/cpuinfo)";
+  return name + " (family " + family + ", model " + model + ")";
 }
 
 // --- Live /proc ------------------------------------------------------------------
@@ -286,7 +305,8 @@ class ComparisonReporter : public benchmark::ConsoleReporter {
 
   void print_table() const {
     const std::string best(tracker::scan_kernel_name(tracker::best_scan_kernel()));
-    std::printf("\nDecoding in memory, GB/s (10^9 bytes/s), higher is better; best kernel here: %s\n", best.c_str());
+    std::printf("\nCPU: %s\n", cpu_model().c_str());
+    std::printf("Decoding in memory, GB/s (10^9 bytes/s), higher is better; best kernel here: %s\n", best.c_str());
     std::printf("%-6s %8s  %8s %8s %8s %8s  %8s %8s  %s\n", "table", "lines", "memchr", "avx512", "avx2", "portable",
                 "records", "naive", "count/memchr");
     for (const char* family : {"tcp", "tcp6"}) {
@@ -321,15 +341,21 @@ class ComparisonReporter : public benchmark::ConsoleReporter {
       value = it->second;
       return true;
     };
+    // Ratios to the memchr line split of the same run: a figure in GB/s says as much
+    // about the CPU as about the decoder (issue 14).
     double count = 0;
+    double portable = 0;
     double memchr = 0;
     double full = 0;
     const bool have_count = find("count/tcp6/1000000/" + best, count);
+    const bool have_portable = find("count/tcp6/1000000/portable", portable);
     const bool have_memchr = find("memchr_split/tcp6/1000000", memchr);
     const bool have_full = find("records/tcp6/1000000", full);
-    goal("counting path", have_count, count, "GB/s", 12.0, false);
-    goal("counting path / memchr split", have_count && have_memchr, have_memchr ? count / memchr : 0, "x", 0.6, false);
-    goal("full-record path", have_full, full, "GB/s", 3.0, false);
+    const auto of_memchr = [&](double value) { return have_memchr ? value / memchr : 0; };
+    const std::string counting = "counting path (" + best + ") / memchr split";
+    goal(counting.c_str(), have_count && have_memchr, of_memchr(count), "x", 0.9, false);
+    goal("portable counting path / memchr split", have_portable && have_memchr, of_memchr(portable), "x", 0.5, false);
+    goal("full-record path / memchr split", have_full && have_memchr, of_memchr(full), "x", 0.3, false);
     for (const char* file : {"tcp", "tcp6"}) {
       const auto plain = seconds_.find(std::string("live_read/") + file);
       const auto decoded = seconds_.find(std::string("live_read_count/") + file);

@@ -61,15 +61,90 @@ struct Avx2Block {
   }
 };
 
+// Four lines' comparisons: all-ones or all-zero per 64-bit lane (AVX2 has no mask
+// registers), combined bitwise like Lanes8's __mmask8.
+struct Mask4 {
+  __m256i v;
+  friend Mask4 operator&(Mask4 a, Mask4 b) { return {_mm256_and_si256(a.v, b.v)}; }
+  friend Mask4 operator|(Mask4 a, Mask4 b) { return {_mm256_or_si256(a.v, b.v)}; }
+  // Bit i set for lane i.
+  unsigned bits() const { return static_cast<unsigned>(_mm256_movemask_pd(_mm256_castsi256_pd(v))); }
+};
+
+// Four lines' 64-bit words in one register, for judge(): stage B for half a batch at
+// once. AVX2 lacks three of the operations AVX-512 has per 64-bit lane, built here from
+// what it has: popcount (a nibble table and a sum of absolute differences), the
+// highest set bit (smearing it down) and the unsigned compare (signed, sign-flipped).
+// Profile on Zen 3 before this: judge<Word>, one line at a time, was a third of the
+// counting path's time.
+struct Lanes4 {
+  __m256i v;
+  static Lanes4 broadcast(std::uint64_t x) { return {_mm256_set1_epi64x(static_cast<long long>(x))}; }
+  static Lanes4 load(const std::uint64_t* p) { return {_mm256_load_si256(reinterpret_cast<const __m256i*>(p))}; }
+  void store(std::uint64_t* p) const { _mm256_store_si256(reinterpret_cast<__m256i*>(p), v); }
+  friend Lanes4 operator&(Lanes4 a, Lanes4 b) { return {_mm256_and_si256(a.v, b.v)}; }
+  friend Lanes4 operator|(Lanes4 a, Lanes4 b) { return {_mm256_or_si256(a.v, b.v)}; }
+  friend Lanes4 operator~(Lanes4 a) { return {_mm256_xor_si256(a.v, _mm256_set1_epi64x(-1))}; }
+  friend Lanes4 operator+(Lanes4 a, Lanes4 b) { return {_mm256_add_epi64(a.v, b.v)}; }
+  friend Lanes4 operator-(Lanes4 a, Lanes4 b) { return {_mm256_sub_epi64(a.v, b.v)}; }
+  friend Lanes4 operator-(Lanes4 a) { return {_mm256_sub_epi64(_mm256_setzero_si256(), a.v)}; }
+  friend Lanes4 operator<<(Lanes4 a, int n) { return {_mm256_slli_epi64(a.v, n)}; }
+  friend Lanes4 operator>>(Lanes4 a, int n) { return {_mm256_srli_epi64(a.v, n)}; }
+  // vpsllvq and vpsrlvq give 0 for shifts of 64 or more, which judge() relies on.
+  friend Lanes4 operator<<(Lanes4 a, Lanes4 n) { return {_mm256_sllv_epi64(a.v, n.v)}; }
+  friend Lanes4 shift_right(Lanes4 a, Lanes4 n) { return {_mm256_srlv_epi64(a.v, n.v)}; }
+  friend Mask4 operator==(Lanes4 a, Lanes4 b) { return {_mm256_cmpeq_epi64(a.v, b.v)}; }
+  friend Mask4 at_most(Lanes4 a, Lanes4 b) {
+    const __m256i sign = _mm256_set1_epi64x(static_cast<long long>(std::uint64_t{1} << 63));
+    const __m256i greater = _mm256_cmpgt_epi64(_mm256_xor_si256(a.v, sign), _mm256_xor_si256(b.v, sign));
+    return {_mm256_xor_si256(greater, _mm256_set1_epi64x(-1))};
+  }
+  friend Lanes4 popcount(Lanes4 a) {
+    const __m256i table = _mm256_setr_epi8(0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4, 0, 1, 1, 2, 1, 2, 2, 3, 1, 2,
+                                           2, 3, 2, 3, 3, 4);
+    const __m256i nibble = _mm256_set1_epi8(0x0F);
+    const __m256i low = _mm256_shuffle_epi8(table, _mm256_and_si256(a.v, nibble));
+    const __m256i high = _mm256_shuffle_epi8(table, _mm256_and_si256(_mm256_srli_epi16(a.v, 4), nibble));
+    return {_mm256_sad_epu8(_mm256_add_epi8(low, high), _mm256_setzero_si256())};
+  }
+  friend Lanes4 highest_bit(Lanes4 a) {
+    __m256i x = _mm256_or_si256(a.v, _mm256_set1_epi64x(1));
+    x = _mm256_or_si256(x, _mm256_srli_epi64(x, 1));
+    x = _mm256_or_si256(x, _mm256_srli_epi64(x, 2));
+    x = _mm256_or_si256(x, _mm256_srli_epi64(x, 4));
+    x = _mm256_or_si256(x, _mm256_srli_epi64(x, 8));
+    x = _mm256_or_si256(x, _mm256_srli_epi64(x, 16));
+    x = _mm256_or_si256(x, _mm256_srli_epi64(x, 32));
+    return {_mm256_xor_si256(x, _mm256_srli_epi64(x, 1))};
+  }
+  friend Lanes4 select(Mask4 condition, Lanes4 a) { return {_mm256_and_si256(condition.v, a.v)}; }
+  friend Mask4 is_zero(Lanes4 a) { return {_mm256_cmpeq_epi64(a.v, _mm256_setzero_si256())}; }
+};
+
+unsigned judge_lanes(Batch& batch) {
+  unsigned ok = 0;
+  for (int half = 0; half < kBatch; half += 4) {
+    const Judged<Lanes4> lines =
+        judge(Lanes4::load(batch.space + half), Lanes4::load(batch.digit + half), Lanes4::load(batch.lower + half),
+              Lanes4::load(batch.minus + half), Lanes4::load(batch.length + half),
+              Lanes4::load(batch.problems + half), Lanes4::load(batch.colon + half),
+              Lanes4::load(batch.slot_spaces + half), Lanes4::load(batch.port_chars + half),
+              Lanes4::load(batch.state_chars + half));
+    lines.port.store(batch.port + half);
+    lines.state.store(batch.state + half);
+    ok |= lines.ok.bits() << half;
+  }
+  return ok & ((1u << batch.size) - 1);
+}
+
 }  // namespace
 
-// AVX2 has no 64-bit popcount or leading-zero count per lane: stage B runs line by line.
 ScanProgress count_lines_avx2(const char* begin, const char* end, bool ipv6, const CountTarget& target) {
-  return count_lines<Avx2Block, judge_each>(begin, end, ipv6, target);
+  return count_lines<Avx2Block, judge_lanes>(begin, end, ipv6, target);
 }
 
 ScanProgress shape_lines_avx2(const char* begin, const char* end, bool ipv6, const RecordTarget& target) {
-  return shape_lines<Avx2Block, judge_each>(begin, end, ipv6, target);
+  return shape_lines<Avx2Block, judge_lanes>(begin, end, ipv6, target);
 }
 
 }  // namespace skopos::tracker::detail
