@@ -27,6 +27,8 @@ ProcessResult run_process(const std::vector<std::string>& argv, const std::strin
 
 // The whole file, "" when it cannot be read.
 std::string read_file(const std::string& path);
+// Replaces the file's contents (or writes a /proc/sys setting); false when it failed.
+bool write_file(const std::string& path, const std::string& text);
 
 // A TCP connection to 127.0.0.1:`port`; an invalid fd when it is refused.
 UniqueFd connect_loopback(std::uint16_t port);

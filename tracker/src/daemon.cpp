@@ -3,6 +3,9 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <cstdio>
+#include <optional>
+
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/posix/stream_descriptor.hpp>
@@ -23,12 +26,44 @@ namespace skopos::tracker {
 namespace asio = boost::asio;
 using boost::system::error_code;
 
+#if SKOPOS_HAVE_BPF
+namespace {
+
+// A number from a /proc/sys file, or nullopt when it cannot be read.
+std::optional<long long> read_sysctl(const char* path) {
+  std::FILE* file = std::fopen(path, "re");
+  if (file == nullptr) return std::nullopt;
+  long long value = 0;
+  const bool read = std::fscanf(file, "%lld", &value) == 1;
+  std::fclose(file);
+  return read ? std::optional<long long>(value) : std::nullopt;
+}
+
+// A BPF snapshot walks the established hash its namespace uses. By default every
+// network namespace shares the host's (net.ipv4.tcp_child_ehash_entries = 0), so each
+// container's snapshot walks all of its buckets -- milliseconds each, whatever the
+// container holds. Said once at start, with the way out: a hash of their own for
+// namespaces created afterwards.
+void advise_on_shared_tcp_hash() {
+  const auto child = read_sysctl("/proc/sys/net/ipv4/tcp_child_ehash_entries");
+  const auto host = read_sysctl("/proc/sys/net/ipv4/tcp_ehash_entries");
+  if (!child || *child != 0 || !host) return;  // an older kernel, or already set
+  log_notice("new network namespaces share the host's TCP established hash (net.ipv4.tcp_child_ehash_entries = 0): "
+             "each container's snapshot walks all " + std::to_string(*host < 0 ? -*host : *host) +
+             " of its buckets; setting it (e.g. to 1024) before containers start makes their snapshots, and a "
+             "tracker restart on a dense host, several times faster (see tracker/README.md)");
+}
+
+}  // namespace
+#endif
+
 Result<std::unique_ptr<ConnectionSource>> make_source(SourceChoice choice) {
   if (choice == SourceChoice::kProc) return std::unique_ptr<ConnectionSource>(std::make_unique<ProcConnectionSource>());
 #if SKOPOS_HAVE_BPF
   auto bpf = BpfConnectionSource::create();
   if (bpf) {
     log_info("counting with bpf: tp_btf/inet_sock_set_state program id " + std::to_string((*bpf)->program_id()));
+    advise_on_shared_tcp_hash();
     return std::unique_ptr<ConnectionSource>(std::move(*bpf));
   }
   if (choice == SourceChoice::kBpf) return unexpected(std::move(bpf).error());
