@@ -3,6 +3,7 @@
 //
 //   build/bin/bench_proc_net_tcp                      # everything (about two minutes)
 //   build/bin/bench_proc_net_tcp --live_sockets=20000 # sockets per table for the live part
+//   build/bin/bench_proc_net_tcp --process_lines=N    # lines of the whole-process file (0: skip)
 //
 // In memory: generated tables of 1k to 1M lines (bench/proc_net_tcp_gen.h), decoded by
 //   memchr_split  a plain memchr line split: the practical floor
@@ -11,6 +12,7 @@
 //   records       the full-record path
 // Live: this machine's /proc/net/tcp and tcp6 holding --live_sockets sockets each (in a
 // network namespace of its own when run as root), read plainly vs. read and counted.
+// Whole processes: tracker-cli decode against wc -l and cat on the same files.
 #include <benchmark/benchmark.h>
 #include <fcntl.h>
 #include <net/if.h>
@@ -18,10 +20,14 @@
 #include <sched.h>
 #include <sys/ioctl.h>
 #include <sys/resource.h>
+#include <spawn.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -268,6 +274,68 @@ void read_and_count(benchmark::State& state, const char* path) {
   state.counters["sockets"] = static_cast<double>(tally.summarize().sockets);
 }
 
+// --- Whole processes ------------------------------------------------------------
+//
+// tracker-cli as people run it, against the plainest tool doing the least of the same
+// work on the same file: start-up, reading, decoding and output included. Each command
+// runs five times, stdout to /dev/null; the best wall time counts.
+
+double best_wall_seconds(const std::vector<std::string>& argv) {
+  double best = 1e30;
+  for (int run = 0; run < 5; ++run) {
+    std::vector<char*> args;
+    for (const std::string& arg : argv) args.push_back(const_cast<char*>(arg.c_str()));
+    args.push_back(nullptr);
+    posix_spawn_file_actions_t actions;
+    posix_spawn_file_actions_init(&actions);
+    posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO, "/dev/null", O_WRONLY, 0);
+    const auto started = std::chrono::steady_clock::now();
+    pid_t pid = -1;
+    const int spawned = posix_spawnp(&pid, args[0], &actions, nullptr, args.data(), environ);
+    posix_spawn_file_actions_destroy(&actions);
+    if (spawned != 0) {
+      std::fprintf(stderr, "cannot run %s: %s\n", args[0], std::strerror(spawned));
+      return 0;
+    }
+    int status = 0;
+    ::waitpid(pid, &status, 0);
+    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+      std::fprintf(stderr, "%s failed (status %d)\n", argv[0].c_str(), status);
+      return 0;
+    }
+    best = std::min(best, seconds);
+  }
+  return best;
+}
+
+struct ProcessRow {
+  std::string what;
+  double ours = 0;
+  double baseline = 0;
+  double goal = 0;
+};
+
+// tracker-cli decode --json on a file of `lines` tcp6 lines vs wc -l, and tracker-cli
+// decode on this namespace's live tables vs cat.
+std::vector<ProcessRow> compare_processes(std::size_t lines) {
+  std::vector<ProcessRow> rows;
+  const std::string path = "/tmp/skopos-bench-tcp6-" + std::to_string(::getpid());
+  {
+    std::ofstream out(path, std::ios::binary);
+    out << generate_tcp_table(TcpTableFamily::kIpv6, lines, 42);
+  }
+  const std::string cli = SKOPOS_TRACKER_CLI_BINARY;
+  rows.push_back({"tracker-cli decode --json FILE / wc -l FILE (" + std::to_string(lines) + " tcp6 lines)",
+                  best_wall_seconds({cli, "decode", "--json", path}), best_wall_seconds({"wc", "-l", path}), 1.15});
+  ::unlink(path.c_str());
+  for (const char* file : {"/proc/net/tcp", "/proc/net/tcp6"}) {
+    rows.push_back({std::string("tracker-cli decode ") + file + " / cat " + file,
+                    best_wall_seconds({cli, "decode", file}), best_wall_seconds({"cat", file}), 1.05});
+  }
+  return rows;
+}
+
 // --- The comparison table ------------------------------------------------------
 
 class ComparisonReporter : public benchmark::ConsoleReporter {
@@ -379,11 +447,14 @@ int main(int argc, char** argv) {
   using skopos::tracker::TcpTableFamily;
 
   std::size_t live_sockets = 20000;
+  std::size_t process_lines = 1'000'000;
   std::vector<char*> args;
   for (int i = 0; i < argc; ++i) {
     const std::string arg = argv[i];
     if (arg.rfind("--live_sockets=", 0) == 0) {
       live_sockets = std::stoul(arg.substr(15));
+    } else if (arg.rfind("--process_lines=", 0) == 0) {
+      process_lines = std::stoul(arg.substr(16));
     } else {
       args.push_back(argv[i]);
     }
@@ -419,5 +490,18 @@ int main(int argc, char** argv) {
   ComparisonReporter reporter(std::to_string(live.per_table) + " sockets per table, in " + live.where);
   benchmark::RunSpecifiedBenchmarks(&reporter);
   benchmark::Shutdown();
+
+  if (process_lines > 0) {
+    std::printf("\nWhole processes (best of 5 wall times; live tables: %s):\n", live.where.c_str());
+    for (const ProcessRow& row : compare_processes(process_lines)) {
+      if (row.ours <= 0 || row.baseline <= 0) {
+        std::printf("  %-66s not measured\n", row.what.c_str());
+        continue;
+      }
+      const double ratio = row.ours / row.baseline;
+      std::printf("  %-66s %6.3f s / %6.3f s = %5.2f x (goal <= %.2f)  %s\n", row.what.c_str(), row.ours,
+                  row.baseline, ratio, row.goal, ratio <= row.goal ? "met" : "MISSED");
+    }
+  }
   return 0;
 }
