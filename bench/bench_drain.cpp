@@ -207,21 +207,18 @@ void notice(DrainSandbox& sandbox, int closes, std::vector<Row>& rows) {
 
 }  // namespace
 
+constexpr const char* kUsage =
+    "usage: bench_drain [--containers N] [--runs R] [--closes K] [--load REQUESTS] [--parts overhead,notice]\n"
+    "  (root) the driver's overhead per drain on tools/drain-sandbox and the close-to-notice\n"
+    "  latency; see the top of bench/bench_drain.cpp\n";
+
 int main(int argc, char** argv) {
-  int containers = 20;
-  int runs = 3;
-  int closes = 50;
-  long load = 0;
-  std::string parts = "overhead,notice";
-  for (int i = 1; i + 1 < argc; i += 2) {
-    const std::string option = argv[i];
-    if (option == "--containers") containers = std::atoi(argv[i + 1]);
-    else if (option == "--runs") runs = std::atoi(argv[i + 1]);
-    else if (option == "--closes") closes = std::atoi(argv[i + 1]);
-    else if (option == "--parts") parts = argv[i + 1];
-    else if (option == "--load") load = std::atol(argv[i + 1]);
-    else die("unknown option " + option + " (--containers N --runs R --closes K --load REQUESTS --parts overhead,notice)");
-  }
+  const BenchArgs args("bench_drain", {"containers", "runs", "closes", "load", "parts"}, kUsage, argc, argv);
+  const auto containers = static_cast<int>(args.number("containers", 20));
+  const auto runs = static_cast<int>(args.number("runs", 3));
+  const auto closes = static_cast<int>(args.number("closes", 50));
+  const long load = args.number("load", 0, 0);
+  const std::string parts = args.text("parts", "overhead,notice");
   if (::geteuid() != 0) die("bench_drain needs root (containers, BPF, iptables, network namespaces)");
   std::printf("starting the sandbox with %d containers...\n", containers);
   auto sandbox = DrainSandbox::up(SKOPOS_SOURCE_DIR, SKOPOS_BIN_DIR, containers);

@@ -53,23 +53,14 @@ Node node(const std::string& endpoint, const std::string& id) {
 
 }  // namespace
 
+constexpr const char* kUsage =
+    "usage: bench_locks [--cycles N] [--handoffs N]\n"
+    "  the lock goals against a real etcd 3.4 on loopback; see the top of bench/bench_locks.cpp\n";
+
 int main(int argc, char** argv) {
-  int cycles = 1000;
-  int handoffs = 100;
-  for (int i = 1; i + 1 < argc; i += 2) {
-    if (std::strcmp(argv[i], "--cycles") == 0) {
-      cycles = std::atoi(argv[i + 1]);
-    } else if (std::strcmp(argv[i], "--handoffs") == 0) {
-      handoffs = std::atoi(argv[i + 1]);
-    } else {
-      std::fprintf(stderr, "bench_locks: unknown option '%s'; see bench/bench_locks.cpp\n", argv[i]);
-      return 2;
-    }
-  }
-  if (cycles <= 0 || handoffs <= 0) {
-    std::fprintf(stderr, "bench_locks: --cycles and --handoffs must be positive\n");
-    return 2;
-  }
+  const skopos::bench::BenchArgs args("bench_locks", {"cycles", "handoffs"}, kUsage, argc, argv);
+  const auto cycles = static_cast<int>(args.number("cycles", 1000));
+  const auto handoffs = static_cast<int>(args.number("handoffs", 100));
   skopos::set_log_level(skopos::LogLevel::kError);
   auto server = skopos::testing::EtcdServer::start(1);
   std::printf("etcd 3.4 on %s (one member, data on /tmp); %d cycles, %d handoffs\n", server->endpoint().c_str(),

@@ -133,30 +133,27 @@ double percentile(std::vector<double> values, double p) {
 
 }  // namespace
 
+constexpr const char* kUsage =
+    "usage: bench_stream [--latency-events N] [--subscribers N] [--throughput-seconds S]\n"
+    "                    [--throughput-containers N] [--containers N] [--connections N]\n"
+    "                    [--parts latency,throughput,rss] [--churn-rate R] [--child-ehash N]\n"
+    "  (root) the stream's latency, throughput, the tracker's RSS and start on many\n"
+    "  containers; see the top of bench/bench_stream.cpp\n";
+
 int main(int argc, char** argv) {
-  const skopos::CliSpec spec{"bench_stream", {}, {"latency-events", "subscribers", "throughput-seconds",
-                                                  "throughput-containers", "containers", "connections",
-                                                  "parts", "churn-rate", "child-ehash"}};
-  int latency_events = 0, subscribers = 0, throughput_seconds = 0, throughput_containers = 0, containers = 0,
-      connections = 0;
-  std::string parts;
-  int churn_rate = 0;
-  int child_ehash = 0;
-  try {
-    const skopos::CliArgs args = skopos::CliArgs::parse(spec, argc, argv, 1);
-    latency_events = std::stoi(args.option("latency-events", "10000"));
-    subscribers = std::stoi(args.option("subscribers", "10"));
-    throughput_seconds = std::stoi(args.option("throughput-seconds", "5"));
-    throughput_containers = std::stoi(args.option("throughput-containers", "20"));
-    containers = std::stoi(args.option("containers", "1000"));
-    connections = std::stoi(args.option("connections", "100000"));
-    parts = "," + args.option("parts", "latency,throughput,rss") + ",";
-    churn_rate = std::stoi(args.option("churn-rate", "0"));
-    child_ehash = std::stoi(args.option("child-ehash", "0"));
-  } catch (...) {
-    std::fprintf(stderr, "bench_stream: bad option; see the comment at the top of bench/bench_stream.cpp\n");
-    return 2;
-  }
+  const BenchArgs args("bench_stream",
+                       {"latency-events", "subscribers", "throughput-seconds", "throughput-containers", "containers",
+                        "connections", "parts", "churn-rate", "child-ehash"},
+                       kUsage, argc, argv);
+  const auto latency_events = static_cast<int>(args.number("latency-events", 10000));
+  const auto subscribers = static_cast<int>(args.number("subscribers", 10));
+  const auto throughput_seconds = static_cast<int>(args.number("throughput-seconds", 5));
+  const auto throughput_containers = static_cast<int>(args.number("throughput-containers", 20));
+  const auto containers = static_cast<int>(args.number("containers", 1000));
+  const auto connections = static_cast<int>(args.number("connections", 100000));
+  const std::string parts = "," + args.text("parts", "latency,throughput,rss") + ",";
+  const auto churn_rate = static_cast<int>(args.number("churn-rate", 0, 0));
+  const auto child_ehash = static_cast<int>(args.number("child-ehash", 0, 0));
   if (::geteuid() != 0) {
     std::fprintf(stderr, "bench_stream: needs root (BPF, network namespaces)\n");
     return 1;

@@ -1,5 +1,7 @@
 #include "bench_support.h"
 
+#include "skopos/result.h"
+
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -10,6 +12,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <charconv>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -20,6 +23,42 @@ namespace skopos::bench {
 void die(const std::string& what) {
   std::fprintf(stderr, "bench: %s: %s\n", what.c_str(), std::strerror(errno));
   std::exit(1);
+}
+
+BenchArgs::BenchArgs(const std::string& name, const std::set<std::string>& options, const char* usage, int argc,
+                     char** argv)
+    : name_(name), usage_(usage) {
+  try {
+    args_ = CliArgs::parse(CliSpec{name, {"help"}, options}, argc, argv, 1);
+  } catch (const FatalError& error) {
+    refuse(error.message());
+  }
+  if (args_.flag("help")) {
+    std::fputs(usage_, stdout);
+    std::exit(0);
+  }
+  if (!args_.positional().empty()) refuse(name + ": takes no arguments ('" + args_.positional()[0] + "')");
+}
+
+void BenchArgs::refuse(const std::string& what) const {
+  std::fprintf(stderr, "%s\n%s", what.c_str(), usage_);
+  std::exit(2);
+}
+
+long BenchArgs::number(const std::string& option, long fallback, long min) const {
+  if (!args_.has(option)) return fallback;
+  const std::string text = args_.option(option);
+  long value = 0;
+  const auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), value);
+  if (error != std::errc() || end != text.data() + text.size() || value < min) {
+    refuse(name_ + ": --" + option + " wants a whole number of at least " + std::to_string(min) + ", not '" + text +
+           "'");
+  }
+  return value;
+}
+
+std::string BenchArgs::text(const std::string& option, const std::string& fallback) const {
+  return args_.option(option, fallback);
 }
 
 double seconds_since(Clock::time_point start) { return std::chrono::duration<double>(Clock::now() - start).count(); }

@@ -6,9 +6,11 @@
 
 #include <chrono>
 #include <cstdint>
+#include <set>
 #include <string>
 #include <vector>
 
+#include "skopos/cli_args.h"
 #include "skopos/unique_fd.h"
 
 namespace skopos::bench {
@@ -16,6 +18,24 @@ namespace skopos::bench {
 using Clock = std::chrono::steady_clock;
 
 [[noreturn]] void die(const std::string& what);
+
+// A benchmark's command line: --help prints `usage` and exits 0; an unknown option, a
+// missing value or a value out of range prints what was wrong and the usage to stderr
+// and exits 2 -- never a run with defaults the user did not ask for.
+class BenchArgs {
+ public:
+  BenchArgs(const std::string& name, const std::set<std::string>& options, const char* usage, int argc,
+            char** argv);
+  // A whole number of at least `min`, or `fallback` when not given.
+  long number(const std::string& option, long fallback, long min = 1) const;
+  std::string text(const std::string& option, const std::string& fallback) const;
+
+ private:
+  [[noreturn]] void refuse(const std::string& what) const;
+  std::string name_;
+  const char* usage_;
+  CliArgs args_;
+};
 double seconds_since(Clock::time_point start);
 // Runs argv (no shell) and waits; its exit status.
 int run(const std::vector<std::string>& argv);

@@ -221,27 +221,22 @@ ProgramStats program_stats(std::uint32_t id) {
 
 }  // namespace
 
+constexpr const char* kUsage =
+    "usage: bench_tracker [--connections N] [--churn-rate R] [--churn-seconds S] [--transitions M]\n"
+    "                     [--occupancy-churn M] [--tracker PATH]\n"
+    "  (root) count queries, the BPF program's cost, the daemon's CPU under churn and the\n"
+    "  map's occupancy; see the top of bench/bench_tracker.cpp\n";
+
 int main(int argc, char** argv) {
-  const skopos::CliSpec spec{"bench_tracker",
-                             {"help"},
-                             {"connections", "churn-rate", "churn-seconds", "transitions", "occupancy-churn", "tracker"}};
-  skopos::CliArgs args;
-  int connections = 0, rate = 0, churn_seconds = 0, transitions = 0, occupancy_churn = 0;
-  try {
-    args = skopos::CliArgs::parse(spec, argc, argv, 1);
-    connections = std::stoi(args.option("connections", "100000"));
-    rate = std::stoi(args.option("churn-rate", "10000"));
-    churn_seconds = std::stoi(args.option("churn-seconds", "5"));
-    transitions = std::stoi(args.option("transitions", "50000"));
-    occupancy_churn = std::stoi(args.option("occupancy-churn", "1000000"));
-  } catch (const std::exception&) {
-    std::fprintf(stderr, "bench_tracker: bad option; see the comment at the top of bench/bench_tracker.cpp\n");
-    return 2;
-  } catch (const skopos::FatalError& error) {
-    std::fprintf(stderr, "%s\n", error.message().c_str());
-    return 2;
-  }
-  const std::string tracker_binary = args.option("tracker", SKOPOS_TRACKER_BINARY);
+  const skopos::bench::BenchArgs args(
+      "bench_tracker", {"connections", "churn-rate", "churn-seconds", "transitions", "occupancy-churn", "tracker"},
+      kUsage, argc, argv);
+  const auto connections = static_cast<int>(args.number("connections", 100000));
+  const auto rate = static_cast<int>(args.number("churn-rate", 10000));
+  const auto churn_seconds = static_cast<int>(args.number("churn-seconds", 5));
+  const auto transitions = static_cast<int>(args.number("transitions", 50000));
+  const auto occupancy_churn = static_cast<int>(args.number("occupancy-churn", 1000000, 0));
+  const std::string tracker_binary = args.text("tracker", SKOPOS_TRACKER_BINARY);
   if (::geteuid() != 0) {
     std::fprintf(stderr, "bench_tracker: needs root (BPF, network namespaces)\n");
     return 1;
