@@ -323,7 +323,7 @@ std::vector<ProcessRow> compare_processes(std::size_t lines) {
   const std::string path = "/tmp/skopos-bench-tcp6-" + std::to_string(::getpid());
   {
     std::ofstream out(path, std::ios::binary);
-    out << generate_tcp_table(TcpTableFamily::kIpv6, lines, 42);
+    out << table(TcpTableFamily::kIpv6, lines);
   }
   const std::string cli = SKOPOS_TRACKER_CLI_BINARY;
   rows.push_back({"tracker-cli decode --json FILE / wc -l FILE (" + std::to_string(lines) + " tcp6 lines)",

@@ -34,6 +34,7 @@
 #include "bench_support.h"
 #include "fake_docker.h"
 #include "process.h"
+#include "skopos/cpus.h"
 #include "skopos/cli_args.h"
 #include "tracker/stream_client.h"
 
@@ -397,7 +398,7 @@ int main(int argc, char** argv) {
     // count within 1 s. Snapshots run one thread per usable CPU, so this row scales with
     // the CPUs: state them beside it.
     const bool goal_applies = containers <= 300;
-    rows.push_back({"start to every container counted (" + std::to_string(usable_cpus()) + " CPUs, " + hash_note + ")",
+    rows.push_back({"start to every container counted (" + std::to_string(skopos::usable_cpus()) + " CPUs, " + hash_note + ")",
                     ready_s,
                     "s", goal_applies ? "< 1 s" : "", goal_applies ? (ready_s < 1.0 ? "met" : "MISSED") : ""});
     for (int fd : controls) ::close(fd);

@@ -67,8 +67,6 @@ bool connect_pair(int listener, std::uint16_t port, UniqueFd& client, UniqueFd& 
 std::uint64_t process_cpu_ticks(pid_t pid);
 // A field of /proc/<pid>/status in kB ("VmRSS", "VmHWM"); 0 if absent.
 std::uint64_t process_status_kb(pid_t pid, const std::string& field);
-// The CPUs this process may run on (its affinity).
-int usable_cpus();
 
 // A measurement, its goal and whether it was met, printed as one table.
 struct Row {

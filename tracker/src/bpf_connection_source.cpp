@@ -19,6 +19,7 @@
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 
+#include "skopos/cpus.h"
 #include "skopos/unique_fd.h"
 
 namespace skopos::tracker {
@@ -62,14 +63,6 @@ constexpr std::uint32_t kBatch = 4096;
 // past a few threads a snapshot burst would crowd the host's own work.
 constexpr std::size_t kMaxSnapshotThreads = 8;
 static_assert(kMaxSnapshotThreads <= SKOPOS_SNAPSHOT_MAX_RUNS);
-
-// The CPUs this process may run on (its affinity, as a cgroup or systemd set it).
-std::size_t usable_cpus() {
-  cpu_set_t set;
-  CPU_ZERO(&set);
-  if (::sched_getaffinity(0, sizeof set, &set) != 0) return 1;
-  return static_cast<std::size_t>(std::max(1, CPU_COUNT(&set)));
-}
 
 }  // namespace
 

@@ -21,8 +21,8 @@ namespace {
 
 // Gathering this much before each decode keeps all but the last few lines of a
 // buffer on the SIMD path (the kernels need 576 bytes of read-ahead), and the buffer in
-// the CPU's L2 cache between the kernel's copy and the decode (on Zen 3, a 1M-line file
-// read through 256 KiB took 0.13 s to decode whole, through 64 KiB 0.10-0.11 s).
+// the CPU's L2 cache between the kernel's copy and the decode (a 256 KiB buffer measured
+// slower on Zen 3).
 constexpr std::size_t kBufferSize = 64 * 1024;
 // Refill while at least a kernel page still fits.
 constexpr std::size_t kReadSlack = 4096;
@@ -55,9 +55,9 @@ Result<void> ProcNetReader::count_fd(int fd, const std::string& name, PortStateT
 Result<void> ProcNetReader::read_stream(int fd, const std::string& path,
                                         FunctionRef<DecodeStatus(std::span<const char>)> feed) {
   // A saved table (a regular file with a size; /proc's tables have none) is decoded
-  // where it lies in the page cache: no copy into a buffer. Measured on a 1M-line tcp6
-  // file: 0.08 s instead of 0.11 s for the whole `tracker-cli decode`. (A file truncated
-  // while mapped would fault; the daemon reads only /proc.)
+  // where it lies in the page cache: no copy into a buffer (bench_proc_net_tcp's
+  // whole-process part measures it). A file truncated while mapped would fault; the
+  // daemon reads only /proc.
   struct stat st {};
   if (::fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && static_cast<std::size_t>(st.st_size) > kBufferSize) {
     const auto size = static_cast<std::size_t>(st.st_size);
