@@ -86,6 +86,7 @@ class FakeLocks : public DrainLocks {
     SKOPOS_FAKE_FAIL(w_, "acquire");
     if (slot_busy_) {
       // Another host holds the only slot: wait (bounded) for the stop.
+      waiting_ = true;
       for (int i = 0; i < 5000 && !stop.load(); ++i) std::this_thread::sleep_for(1ms);
       return drain_error(DrainError::Kind::kInterrupted, "stopped while waiting for the slot");
     }
@@ -136,6 +137,7 @@ class FakeLocks : public DrainLocks {
   int claims_lost_ = 0;
   bool held_ = false;
   bool slot_busy_ = false;
+  std::atomic<bool> waiting_{false};  // acquire() is waiting for the busy slot
   bool stop_after_grant_ = false;
 
  private:

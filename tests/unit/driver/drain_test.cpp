@@ -242,8 +242,10 @@ TEST_F(DrainTest, ARebootNotYetDoneIsRunAgainEvenWhenTheDrainBeganInAnEarlierBoo
 // right after the grant left undrain nothing to release and the slot leaked for good.
 TEST_F(DrainTest, AStopDuringTheLockWaitEndsItAndUndrainLeavesNoSlot) {
   locks_.slot_busy_ = true;
+  // The stop comes once the drain waits for the slot (not after a fixed time, which a
+  // loaded machine can spend before the drain gets there).
   std::thread terminate([&] {
-    std::this_thread::sleep_for(50ms);
+    for (int i = 0; i < 5000 && !locks_.waiting_; ++i) std::this_thread::sleep_for(1ms);
     world_.stop = true;
   });
   const auto started = std::chrono::steady_clock::now();
