@@ -375,8 +375,8 @@ class ComparisonReporter : public benchmark::ConsoleReporter {
     const std::string best(tracker::scan_kernel_name(tracker::best_scan_kernel()));
     std::printf("\nCPU: %s\n", cpu_model().c_str());
     std::printf("Decoding in memory, GB/s (10^9 bytes/s), higher is better; best kernel here: %s\n", best.c_str());
-    std::printf("%-6s %8s  %8s %8s %8s %8s  %8s %8s  %s\n", "table", "lines", "memchr", "avx512", "avx2", "portable",
-                "records", "naive", "count/memchr");
+    std::printf("%-6s %8s  %8s %8s %8s %8s %8s  %8s %8s  %s\n", "table", "lines", "memchr", "avx512", "avx2",
+                "portable", "parser", "records", "naive", "count/memchr");
     for (const char* family : {"tcp", "tcp6"}) {
       for (const char* lines : {"1000", "10000", "100000", "1000000"}) {
         const std::string suffix = std::string("/") + family + "/" + lines;
@@ -386,10 +386,10 @@ class ComparisonReporter : public benchmark::ConsoleReporter {
         if (memchr != gbps_.end() && counted != gbps_.end()) {
           std::snprintf(ratio, sizeof ratio, "%.2f x", counted->second / memchr->second);
         }
-        std::printf("%-6s %8s  %s %s %s %s  %s %s  %s\n", family, lines, cell("memchr_split" + suffix).c_str(),
+        std::printf("%-6s %8s  %s %s %s %s %s  %s %s  %s\n", family, lines, cell("memchr_split" + suffix).c_str(),
                     cell("count" + suffix + "/avx512").c_str(), cell("count" + suffix + "/avx2").c_str(),
-                    cell("count" + suffix + "/portable").c_str(), cell("records" + suffix).c_str(),
-                    cell("naive" + suffix).c_str(), ratio);
+                    cell("count" + suffix + "/portable").c_str(), cell("count" + suffix + "/parser").c_str(),
+                    cell("records" + suffix).c_str(), cell("naive" + suffix).c_str(), ratio);
       }
     }
 
@@ -468,7 +468,7 @@ int main(int argc, char** argv) {
     for (std::size_t lines : {1'000UL, 10'000UL, 100'000UL, 1'000'000UL}) {
       const std::string suffix = "/" + name + "/" + std::to_string(lines);
       benchmark::RegisterBenchmark(("memchr_split" + suffix).c_str(), memchr_split, family, lines);
-      for (ScanKernel kernel : {ScanKernel::kAvx512, ScanKernel::kAvx2, ScanKernel::kPortable}) {
+      for (ScanKernel kernel : {ScanKernel::kAvx512, ScanKernel::kAvx2, ScanKernel::kPortable, ScanKernel::kParser}) {
         if (!skopos::tracker::scan_kernel_supported(kernel)) continue;
         const std::string kernel_name(skopos::tracker::scan_kernel_name(kernel));
         benchmark::RegisterBenchmark(("count" + suffix + "/" + kernel_name).c_str(), count, family, lines, kernel);

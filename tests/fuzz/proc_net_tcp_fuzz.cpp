@@ -3,7 +3,7 @@
 // Input: one byte choosing how to cut the rest into chunks, then the table text.
 // On every input, beyond "no crash, no sanitizer report":
 //  * the record path of every kernel this CPU runs makes exactly the records of the
-//    portable parser, or stops with exactly its error (line, byte, offset, kind);
+//    full parser (ScanKernel::kParser), or stops with exactly its error (line, byte, offset, kind);
 //  * the counting path of every kernel makes exactly the tally of those records, or
 //    the same error;
 //  * both hold with the input cut into chunks, each copied into its own exactly sized
@@ -56,12 +56,12 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   const std::string_view text(reinterpret_cast<const char*>(data + 1), size - 1);
   const std::vector<std::string_view> whole = {text};
 
-  const auto reference = decode_records(whole, ScanKernel::kPortable);
-  // The portable records, tallied: what every counting path must make.
-  const auto reference_counts = count_records(whole, ScanKernel::kPortable);
+  const auto reference = decode_records(whole, ScanKernel::kParser);
+  // The full parser's records, tallied: what every counting path must make.
+  const auto reference_counts = count_records(whole, ScanKernel::kParser);
   const std::vector<std::string_view> chunks = cut(text, selector);
   for (ScanKernel kernel : testing::runnable_kernels()) {
-    if (!(decode_records(whole, kernel) == reference)) violated("records differ from the portable parser's", kernel);
+    if (!(decode_records(whole, kernel) == reference)) violated("records differ from the full parser's", kernel);
     if (!(count(whole, kernel) == reference_counts)) violated("counts differ from the records' tally", kernel);
     if (!(decode_records(chunks, kernel) == reference)) violated("chunked records differ", kernel);
     if (!(count(chunks, kernel) == reference_counts)) violated("chunked counts differ", kernel);

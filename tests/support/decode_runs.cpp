@@ -4,7 +4,7 @@ namespace skopos::tracker::testing {
 
 std::vector<ScanKernel> runnable_kernels() {
   std::vector<ScanKernel> kernels;
-  for (ScanKernel k : {ScanKernel::kPortable, ScanKernel::kAvx2, ScanKernel::kAvx512}) {
+  for (ScanKernel k : {ScanKernel::kParser, ScanKernel::kPortable, ScanKernel::kAvx2, ScanKernel::kAvx512}) {
     if (scan_kernel_supported(k)) kernels.push_back(k);
   }
   return kernels;

@@ -14,7 +14,7 @@
 
 namespace skopos::tracker::testing {
 
-// Every kernel this CPU can run; kPortable always.
+// Every kernel this CPU can run; kParser (the reference) and kPortable always.
 std::vector<ScanKernel> runnable_kernels();
 
 // The text cut at `cuts` (ascending offsets).
@@ -36,7 +36,7 @@ void PrintTo(const Outcome& outcome, std::ostream* os);
 // The counting path over one file given in chunks.
 Outcome count(const std::vector<std::string_view>& chunks, ScanKernel kernel);
 // The record path over the same, tallying each record's local port and state.
-Outcome count_records(const std::vector<std::string_view>& chunks, ScanKernel kernel = ScanKernel::kPortable);
+Outcome count_records(const std::vector<std::string_view>& chunks, ScanKernel kernel = ScanKernel::kParser);
 // The records of a text, or its error, through one kernel.
 struct RecordsOutcome {
   std::vector<TcpSocketRecord> records;

@@ -5,7 +5,7 @@
 namespace skopos::tracker::cli {
 
 ScanKernel parse_kernel(const std::string& command, const std::string& name) {
-  for (ScanKernel kernel : {ScanKernel::kAuto, ScanKernel::kPortable, ScanKernel::kAvx2, ScanKernel::kAvx512}) {
+  for (ScanKernel kernel : {ScanKernel::kAuto, ScanKernel::kParser, ScanKernel::kPortable, ScanKernel::kAvx2, ScanKernel::kAvx512}) {
     if (name == scan_kernel_name(kernel)) {
       if (!scan_kernel_supported(kernel)) {
         throw FatalError(command + ": this CPU cannot run the '" + name + "' kernel",
@@ -14,7 +14,7 @@ ScanKernel parse_kernel(const std::string& command, const std::string& name) {
       return kernel;
     }
   }
-  throw FatalError(command + ": unknown --kernel '" + name + "'", "one of auto, portable, avx2, avx512");
+  throw FatalError(command + ": unknown --kernel '" + name + "'", "one of auto, parser, portable, avx2, avx512");
 }
 
 std::vector<TcpState> states_present(const TallySummary& summary) {

@@ -78,6 +78,7 @@ std::string DecodeError::message() const {
 std::string_view scan_kernel_name(ScanKernel kernel) {
   switch (kernel) {
     case ScanKernel::kAuto: return "auto";
+    case ScanKernel::kParser: return "parser";
     case ScanKernel::kPortable: return "portable";
     case ScanKernel::kAvx2: return "avx2";
     case ScanKernel::kAvx512: return "avx512";
@@ -88,6 +89,7 @@ std::string_view scan_kernel_name(ScanKernel kernel) {
 bool scan_kernel_supported(ScanKernel kernel) {
   switch (kernel) {
     case ScanKernel::kAuto:
+    case ScanKernel::kParser:
     case ScanKernel::kPortable: return true;
 #if defined(SKOPOS_X86_KERNELS)
     case ScanKernel::kAvx2:
@@ -142,7 +144,7 @@ TcpTableFamily family_of(bool ipv6) { return ipv6 ? TcpTableFamily::kIpv6 : TcpT
 
 }  // namespace
 
-const char* count_line_portable(const char* line, const char* end, bool ipv6, const CountTarget& target) {
+const char* count_line_parsed(const char* line, const char* end, bool ipv6, const CountTarget& target) {
   TcpSocketRecord record;
   LineError error;
   const char* next = parse_line_at(line, end, family_of(ipv6), record, error);
@@ -150,8 +152,8 @@ const char* count_line_portable(const char* line, const char* end, bool ipv6, co
   return next;
 }
 
-ScanProgress count_lines_portable(const char* begin, const char* end, bool ipv6, const CountTarget& target) {
-  return scan_each(begin, end, [&](const char* line) { return count_line_portable(line, end, ipv6, target); });
+ScanProgress count_lines_parsed(const char* begin, const char* end, bool ipv6, const CountTarget& target) {
+  return scan_each(begin, end, [&](const char* line) { return count_line_parsed(line, end, ipv6, target); });
 }
 
 // Splits a file's chunks into lines: reads the header, hands runs of complete lines to
@@ -331,9 +333,11 @@ class TcpTableDecoder::Scanner : public detail::LineFramer {
       case ScanKernel::kAvx2: return detail::shape_lines_avx2(begin, end, ipv6, target);
       case ScanKernel::kAvx512: return detail::shape_lines_avx512(begin, end, ipv6, target);
 #endif
+      case ScanKernel::kParser:
+        return detail::scan_each(begin, end, [&](const char* line) { return fallback(this, line, end); });
       default: break;
     }
-    return detail::scan_each(begin, end, [&](const char* line) { return fallback(this, line, end); });
+    return detail::shape_lines_portable(begin, end, ipv6, target);
   }
 
  private:
@@ -394,6 +398,7 @@ class TcpTableCounter::Scanner : public detail::LineFramer {
       case ScanKernel::kAvx2: run_ = &detail::count_lines_avx2; break;
       case ScanKernel::kAvx512: run_ = &detail::count_lines_avx512; break;
 #endif
+      case ScanKernel::kParser: run_ = &detail::count_lines_parsed; break;
       default: run_ = &detail::count_lines_portable; break;
     }
   }

@@ -37,11 +37,9 @@ bool parse_socket_line(const char* begin, const char* newline, TcpTableFamily fa
 const char* parse_line_at(const char* line, const char* end, TcpTableFamily family, TcpSocketRecord& out,
                           LineError& error);
 
-#if defined(SKOPOS_X86_KERNELS)
 // The record of a line a kernel proved well-formed: the same record parse_socket_line()
 // makes of it, read from known offsets without re-checking. Fills every field of `out`
-// except `line`. Needs BMI2, as do the kernels that call it.
+// except `line`.
 void record_from_shape(const LineShape& shape, TcpTableFamily family, TcpSocketRecord& out);
-#endif
 
 }  // namespace skopos::tracker::detail

@@ -140,11 +140,11 @@ unsigned judge_lanes(Batch& batch) {
 }  // namespace
 
 ScanProgress count_lines_avx2(const char* begin, const char* end, bool ipv6, const CountTarget& target) {
-  return count_lines<Avx2Block, judge_lanes>(begin, end, ipv6, target);
+  return count_lines<BlockStage<Avx2Block>, judge_lanes>(begin, end, ipv6, target);
 }
 
 ScanProgress shape_lines_avx2(const char* begin, const char* end, bool ipv6, const RecordTarget& target) {
-  return shape_lines<Avx2Block, judge_lanes>(begin, end, ipv6, target);
+  return shape_lines<BlockStage<Avx2Block>, judge_lanes>(begin, end, ipv6, target);
 }
 
 }  // namespace skopos::tracker::detail

@@ -58,16 +58,18 @@ struct ScanProgress {
   bool failed;                   // the line at `stop` is invalid
 };
 
-// The portable path for one line: finds its newline within [line, end) and parses it
-// with the full-record parser. Same returns as RecordTarget::fallback.
-const char* count_line_portable(const char* line, const char* end, bool ipv6, const CountTarget& target);
+// The full parser on one line: finds its newline within [line, end) and parses it.
+// Same returns as RecordTarget::fallback.
+const char* count_line_parsed(const char* line, const char* end, bool ipv6, const CountTarget& target);
 
 // Count every complete line in [begin, end). Reads never go past `end`.
+ScanProgress count_lines_parsed(const char* begin, const char* end, bool ipv6, const CountTarget& target);
 ScanProgress count_lines_portable(const char* begin, const char* end, bool ipv6, const CountTarget& target);
+// Hand every complete line in [begin, end) to `target`, proven or as a fallback.
+ScanProgress shape_lines_portable(const char* begin, const char* end, bool ipv6, const RecordTarget& target);
 #if defined(SKOPOS_X86_KERNELS)
 ScanProgress count_lines_avx2(const char* begin, const char* end, bool ipv6, const CountTarget& target);
 ScanProgress count_lines_avx512(const char* begin, const char* end, bool ipv6, const CountTarget& target);
-// Hand every complete line in [begin, end) to `target`, proven or as a fallback.
 ScanProgress shape_lines_avx2(const char* begin, const char* end, bool ipv6, const RecordTarget& target);
 ScanProgress shape_lines_avx512(const char* begin, const char* end, bool ipv6, const RecordTarget& target);
 #endif

@@ -1,5 +1,7 @@
-// Internal: the SIMD kernels, written once over a 64-byte `Block` type and included by
-// one translation unit per instruction set (scan_avx2.cpp, scan_avx512.cpp).
+// Internal: the scan kernels, written once and included by one translation unit per
+// instruction set (scan_portable.cpp, scan_avx2.cpp, scan_avx512.cpp). The SIMD
+// kernels' stage A runs over a 64-byte `Block` type (BlockStage below); the portable
+// kernel has a stage A of its own over fixed offsets.
 // Everything here has internal linkage so that each unit keeps its own copy; see
 // scan_kernel.h for why no standard-library templates appear.
 //
@@ -25,8 +27,6 @@
 // error. So a kernel never decides that a line is invalid, and every path agrees on
 // every input by construction (the unit tests' mutations and tests/fuzz check it).
 #pragma once
-
-#include <immintrin.h>
 
 #include <cstddef>
 #include <cstdint>
@@ -144,6 +144,18 @@ static_assert(kNewlineWindow >= kIpv6.prefix + kMaxSlotShift);
 inline std::uint64_t low_bits(unsigned n) { return n >= 64 ? ~std::uint64_t{0} : (std::uint64_t{1} << n) - 1; }
 inline unsigned lowest(std::uint64_t x) { return static_cast<unsigned>(__builtin_ctzll(x)); }
 inline unsigned highest(std::uint64_t x) { return 63u - static_cast<unsigned>(__builtin_clzll(x)); }
+// x86_64 before POPCNT has no instruction for it, and the compiler's builtin becomes a
+// call into libgcc there; the portable kernel counts with shifts and a multiply.
+inline unsigned bit_count(std::uint64_t x) {
+#if defined(__x86_64__) && !defined(__POPCNT__)
+  x -= (x >> 1) & 0x5555555555555555ULL;
+  x = (x & 0x3333333333333333ULL) + ((x >> 2) & 0x3333333333333333ULL);
+  x = (x + (x >> 4)) & 0x0F0F0F0F0F0F0F0FULL;
+  return static_cast<unsigned>((x * 0x0101010101010101ULL) >> 56);
+#else
+  return static_cast<unsigned>(__builtin_popcountll(x));
+#endif
+}
 // --- Stage B: judging lines from what stage A recorded --------------------------------
 //
 // Stage A records, per line, raw inputs: masks of the tail window's spaces, digits,
@@ -266,7 +278,7 @@ struct Word {
   friend Word shift_right(Word a, Word n) { return {n.v >= 64 ? 0 : a.v >> n.v}; }
   friend unsigned operator==(Word a, Word b) { return a.v == b.v ? 1u : 0u; }
   friend unsigned at_most(Word a, Word b) { return a.v <= b.v ? 1u : 0u; }
-  friend Word popcount(Word a) { return {static_cast<std::uint64_t>(__builtin_popcountll(a.v))}; }
+  friend Word popcount(Word a) { return {bit_count(a.v)}; }
   friend Word highest_bit(Word a) { return {std::uint64_t{1} << highest(a.v | 1)}; }
   friend Word select(unsigned condition, Word a) { return {condition != 0 ? a.v : 0}; }
   friend unsigned is_zero(Word a) { return a.v == 0 ? 1u : 0u; }
@@ -367,10 +379,19 @@ template <class Block>
   return newline;
 }
 
-// The scan loop shared by counting and records. `Sink` takes proven lines
-// (accept(batch, i)) and decides the others (fallback(line, end), with the returns of
-// RecordTarget::fallback).
-template <class Block, unsigned (*Judge)(Batch&), class Sink>
+// Stage A of the SIMD kernels, for scan_lines(). A stage is a type whose examine() has
+// the contract of stage_a().
+template <class Block>
+struct BlockStage {
+  [[gnu::always_inline]] static const char* examine(const char* line, const Family& family, Batch& batch) {
+    return stage_a<Block>(line, family, batch);
+  }
+};
+
+// The scan loop shared by counting and records. `Stage` examines each line (stage A),
+// `Judge` judges a batch (stage B). `Sink` takes proven lines (accept(batch, i)) and
+// decides the others (fallback(line, end), with the returns of RecordTarget::fallback).
+template <class Stage, unsigned (*Judge)(Batch&), class Sink>
 inline ScanProgress scan_lines(const char* begin, const char* end, bool ipv6, Sink& sink) {
   const Family& family = ipv6 ? kIpv6 : kIpv4;
   ScanProgress progress{begin, 0, 0, false};
@@ -379,7 +400,7 @@ inline ScanProgress scan_lines(const char* begin, const char* end, bool ipv6, Si
     Batch batch;
     while (batch.size < kBatch && static_cast<std::size_t>(end - p) >= kReadAhead) {
       prefetch_ahead(p);
-      const char* newline = stage_a<Block>(p, family, batch);
+      const char* newline = Stage::examine(p, family, batch);
       if (newline == nullptr) break;
       p = newline + 1;
     }
@@ -445,7 +466,7 @@ struct CountSink {
     ++target.cells[std::size_t{state} * 65536 + port];
   }
   const char* fallback(const char* line, const char* end) const {
-    return count_line_portable(line, end, ipv6, target);
+    return count_line_parsed(line, end, ipv6, target);
   }
 };
 
@@ -480,16 +501,16 @@ struct ShapeSink {
   }
 };
 
-template <class Block, unsigned (*Judge)(Batch&)>
+template <class Stage, unsigned (*Judge)(Batch&)>
 inline ScanProgress count_lines(const char* begin, const char* end, bool ipv6, const CountTarget& target) {
   CountSink sink{target, ipv6};
-  return scan_lines<Block, Judge>(begin, end, ipv6, sink);
+  return scan_lines<Stage, Judge>(begin, end, ipv6, sink);
 }
 
-template <class Block, unsigned (*Judge)(Batch&)>
+template <class Stage, unsigned (*Judge)(Batch&)>
 inline ScanProgress shape_lines(const char* begin, const char* end, bool ipv6, const RecordTarget& target) {
   ShapeSink sink{target, ipv6};
-  return scan_lines<Block, Judge>(begin, end, ipv6, sink);
+  return scan_lines<Stage, Judge>(begin, end, ipv6, sink);
 }
 
 }  // namespace

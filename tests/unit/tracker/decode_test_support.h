@@ -14,6 +14,6 @@ namespace skopos::tracker::testing {
 std::string testdata(std::string_view name);
 
 // All records of a whole text (which must decode).
-std::vector<TcpSocketRecord> records_of(std::string_view text, ScanKernel kernel = ScanKernel::kPortable);
+std::vector<TcpSocketRecord> records_of(std::string_view text, ScanKernel kernel = ScanKernel::kParser);
 
 }  // namespace skopos::tracker::testing

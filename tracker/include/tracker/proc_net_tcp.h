@@ -135,7 +135,8 @@ using DecodeStatus = Result<void, DecodeError>;
 // others exist so tests and benchmarks can pin one.
 enum class ScanKernel : std::uint8_t {
   kAuto,
-  kPortable,  // the full-record parser on every line; any CPU
+  kParser,    // the full-record parser on every line: the definition the others match
+  kPortable,  // fixed offsets, generic vectors and words; any CPU (arm64 runs it)
   kAvx2,      // x86_64 with AVX2 and BMI2
   kAvx512,   // x86_64 with AVX-512 BW, CD and VPOPCNTDQ (Ice Lake and later) and BMI2
 };
@@ -200,7 +201,7 @@ class TcpTableCounter {
   // The kernel in use (kAuto resolved).
   ScanKernel kernel() const;
   // Socket lines of this file that the SIMD kernel handed to the full parser (every
-  // line, for kPortable). Kernel-printed lines take the fast path except the last few
+  // line, for kParser). Kernel-printed lines take the fast path except the last few
   // of each chunk, so a high share means the fast path has stopped recognising the
   // format -- a performance problem, never a correctness one.
   std::uint64_t fallback_lines() const;

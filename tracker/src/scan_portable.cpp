@@ -1,0 +1,212 @@
+// The portable scan kernel: what arm64 and x86 CPUs without AVX2 run. No instruction
+// set's intrinsics: stage A is written over 16-byte generic vectors (GCC's and Clang's
+// vector extensions, which every target lowers to its own baseline: SSE2 on x86_64,
+// NEON on arm64, plain words elsewhere) and 64-bit words, checking each line against
+// the fixed offsets of the kernel's format. Stages B and C are the SIMD kernels' own
+// (scan_kernel_impl.h), one line at a time, so every kernel proves lines by the same
+// rules and hands the same lines to the full parser.
+#include <bit>
+
+#include "scan_kernel_impl.h"
+
+namespace skopos::tracker::detail {
+namespace {
+
+using V16 = std::uint8_t __attribute__((vector_size(16)));
+
+inline V16 load16(const char* p) {
+  V16 v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+inline V16 splat(std::uint8_t b) { return V16{} + b; }
+// A comparison's result (a vector of 0 or -1 per byte, signed) as bytes of 0x00 or 0xFF.
+template <class Compared>
+inline V16 bytes_of(Compared compared) {
+  return std::bit_cast<V16>(compared);
+}
+inline V16 in_range(V16 x, std::uint8_t low, std::uint8_t count) {
+  return bytes_of(static_cast<V16>(x - splat(low)) < splat(count));
+}
+inline V16 equal(V16 x, std::uint8_t b) { return bytes_of(x == splat(b)); }
+
+// Bit i set for each byte i of `mask` (0x00 or 0xFF bytes) that is set, for the bytes
+// at `bit` (0x80 for all of a 0xFF byte, or one plane of a byte holding several masks).
+// The multiply gathers the eight chosen bits of a word into its top byte: the bit of
+// byte i moves up by 7 * (7 - i), and no two products overlap.
+inline std::uint64_t gather8(std::uint64_t word) { return (word * 0x0002040810204081ULL) >> 56; }
+inline std::uint32_t bits16(V16 mask, std::uint8_t bit) {
+  std::uint64_t words[2];
+  std::memcpy(words, &mask, sizeof words);
+  const int up = std::countl_zero(bit);  // moves the plane's bit to bit 7
+  const std::uint64_t high = 0x8080808080808080ULL;
+  return static_cast<std::uint32_t>(gather8((words[0] << up) & high) | (gather8((words[1] << up) & high) << 8));
+}
+inline bool any(V16 mask) {
+  std::uint64_t words[2];
+  std::memcpy(words, &mask, sizeof words);
+  return (words[0] | words[1]) != 0;
+}
+
+// The prefix after the slot, from its colon on: per position either an uppercase hex
+// digit or one exact byte. 16-byte rows of three masks, zero past the prefix.
+constexpr std::size_t kTemplateRows = 8;
+struct Template {
+  alignas(16) std::uint8_t hex[kTemplateRows * 16];    // 0xFF where a hex digit goes
+  alignas(16) std::uint8_t fixed[kTemplateRows * 16];  // 0xFF where `exact` must be
+  alignas(16) std::uint8_t exact[kTemplateRows * 16];
+  unsigned rows;
+};
+
+template <std::size_t N>
+constexpr Template make_template(const char (&pattern)[N]) {
+  Template t{};
+  static_assert(N - 1 - 4 <= kTemplateRows * 16);
+  for (std::size_t i = 4; i < N - 1; ++i) {  // after "dddd"
+    const std::size_t at = i - 4;
+    if (pattern[i] == 'H') {
+      t.hex[at] = 0xFF;
+    } else {
+      t.fixed[at] = 0xFF;
+      t.exact[at] = static_cast<std::uint8_t>(pattern[i]);
+    }
+  }
+  t.rows = static_cast<unsigned>((N - 1 - 4 + 15) / 16);
+  return t;
+}
+constexpr Template kIpv4Template = make_template(kIpv4Pattern);
+constexpr Template kIpv6Template = make_template(kIpv6Pattern);
+static_assert(kIpv6Template.rows == kTemplateRows);
+// The rows start at the colon, at most 8 bytes in; the tail window and what lies past it
+// end before 256.
+static_assert(8 + kTemplateRows * 16 <= kReadAhead);
+
+inline V16 row(const std::uint8_t* bytes, unsigned r) {
+  V16 v;
+  std::memcpy(&v, bytes + 16 * r, sizeof v);
+  return v;
+}
+
+// A word's bytes equal to b, as 0x80 in each such byte (exact: no false positives from
+// borrows, unlike the shorter zero-byte test).
+inline std::uint64_t equal_bytes(std::uint64_t word, std::uint8_t b) {
+  const std::uint64_t x = word ^ (0x0101010101010101ULL * b);
+  const std::uint64_t low7 = 0x7F7F7F7F7F7F7F7FULL;
+  return ~(((x & low7) + low7) | x | low7);
+}
+// A word's decimal digits, as 0x80 in each.
+inline std::uint64_t digit_bytes(std::uint64_t word) {
+  const std::uint64_t low7 = 0x7F7F7F7F7F7F7F7FULL;
+  const std::uint64_t seven = word & low7;
+  const std::uint64_t at_least_0 = seven + 0x5050505050505050ULL;  // 0x30 + 0x50 sets bit 7
+  const std::uint64_t above_9 = seven + 0x4646464646464646ULL;     // 0x3A + 0x46 sets bit 7
+  return at_least_0 & ~above_9 & ~word & ~low7;
+}
+
+struct PortableStage {
+  // The contract of stage_a() (scan_kernel_impl.h), the same records for stage B.
+  [[gnu::always_inline]] static const char* examine(const char* line, const Family& family, Batch& batch) {
+    // The newline, where kernel-printed lines end: [128, 192) from the start. memchr,
+    // which every C library tunes for its CPU, measured faster here than generic
+    // vectors, whose comparison results cost a multiply per 8 bytes to turn into bits.
+    const auto* newline = static_cast<const char*>(std::memchr(line + kNewlineWindow, '\n', 64));
+    if (newline == nullptr) return nullptr;
+
+    // The slot: up to 8 columns of spaces and digits, then the colon.
+    std::uint64_t head;
+    std::memcpy(&head, line, 8);
+    const std::uint64_t colons = gather8(equal_bytes(head, ':'));
+    const unsigned colon = colons != 0 ? lowest(colons) : (line[8] == ':' ? 8u : 63u);
+    const unsigned wider = colon - 4u;  // huge when the colon comes early
+    std::uint64_t problems = wider > kMaxSlotShift;
+    const unsigned shift = wider > kMaxSlotShift ? 0 : wider;
+    const std::uint64_t spaces = gather8(equal_bytes(head, ' '));
+    problems |= ~(spaces | gather8(digit_bytes(head))) & low_bits(colon);
+
+    // The rest of the prefix against its template.
+    const bool v6 = &family == &kIpv6;
+    const Template& t = v6 ? kIpv6Template : kIpv4Template;
+    const char* from = line + 4 + shift;
+    V16 bad{};
+    for (unsigned r = 0; r < (v6 ? kIpv6Template.rows : kIpv4Template.rows); ++r) {
+      const V16 x = load16(from + 16 * r);
+      const V16 hex = in_range(x, '0', 10) | in_range(x, 'A', 6);
+      bad |= (row(t.hex, r) & ~hex) | (row(t.fixed, r) & (x ^ row(t.exact, r)));
+    }
+    problems |= any(bad);
+
+    // The tail: its classes for stage B, and nothing but spaces between the window and
+    // the newline.
+    const unsigned prefix = family.prefix + shift;
+    const char* tail = line + prefix;
+    const auto tail_length = static_cast<unsigned>(newline - tail);
+    const unsigned length = tail_length < 64 ? tail_length : 64;
+    std::uint64_t space = 0;
+    std::uint64_t lower = 0;
+    V16 other{};
+    V16 minus_rows[4];
+    for (unsigned r = 0; r < 4; ++r) {
+      const V16 x = load16(tail + 16 * r);
+      const V16 s = equal(x, ' ');
+      const V16 l = in_range(x, 'a', 6);
+      minus_rows[r] = equal(x, '-');
+      const V16 valid = bytes_of(kIota + static_cast<std::uint8_t>(16 * r) < splat(static_cast<std::uint8_t>(length)));
+      other |= valid & ~(s | l | minus_rows[r] | in_range(x, '0', 10));
+      const V16 planes = (s & splat(0x80)) | (l & splat(0x40));
+      space |= std::uint64_t{bits16(planes, 0x80)} << (16 * r);
+      lower |= std::uint64_t{bits16(planes, 0x40)} << (16 * r);
+    }
+    // Minus signs are rare (ssthresh -1 only): their bits only when there are some.
+    std::uint64_t minus = 0;
+    if (any(minus_rows[0] | minus_rows[1] | minus_rows[2] | minus_rows[3])) {
+      for (unsigned r = 0; r < 4; ++r) minus |= std::uint64_t{bits16(minus_rows[r], 0x80)} << (16 * r);
+    }
+    problems |= any(other);
+    if (tail_length > 64) {
+      // newline < line + 192 and the tail starts at or after line + 76, so one more
+      // window always reaches the newline.
+      V16 not_space{};
+      for (unsigned r = 0; r < 4; ++r) {
+        const V16 valid =
+            bytes_of(kIota + static_cast<std::uint8_t>(16 * r) < splat(static_cast<std::uint8_t>(tail_length - 64)));
+        not_space |= valid & ~equal(load16(tail + 64 + 16 * r), ' ');
+      }
+      problems |= any(not_space);
+    }
+    const std::uint64_t valid = low_bits(length);
+
+    const int i = batch.size++;
+    batch.space[i] = space;
+    batch.digit[i] = valid & ~(space | lower | minus);  // `other` was checked empty
+    batch.lower[i] = lower;
+    batch.minus[i] = minus;
+    batch.length[i] = length;
+    batch.problems[i] = problems;
+    batch.colon[i] = colon;
+    batch.slot_spaces[i] = spaces;
+    std::uint32_t port_chars;
+    std::memcpy(&port_chars, line + family.port_at + shift, 4);
+    batch.port_chars[i] = port_chars;
+    std::uint16_t state_chars;
+    std::memcpy(&state_chars, line + family.state_at + shift, 2);
+    batch.state_chars[i] = state_chars;
+    batch.begin[i] = line;
+    batch.newline[i] = newline;
+    batch.prefix[i] = static_cast<std::uint8_t>(prefix);
+    return newline;
+  }
+
+  static constexpr V16 kIota = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15};
+};
+
+}  // namespace
+
+ScanProgress count_lines_portable(const char* begin, const char* end, bool ipv6, const CountTarget& target) {
+  return count_lines<PortableStage, judge_each>(begin, end, ipv6, target);
+}
+
+ScanProgress shape_lines_portable(const char* begin, const char* end, bool ipv6, const RecordTarget& target) {
+  return shape_lines<PortableStage, judge_each>(begin, end, ipv6, target);
+}
+
+}  // namespace skopos::tracker::detail
