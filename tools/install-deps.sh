@@ -29,7 +29,15 @@ packages=(
   # A real ZooKeeper (with its Java runtime) for the health checks' tests; haproxy is
   # the balancer in front of the drained host in the drain tests.
   zookeeper haproxy
+  # The arm64 tier (tools/test.sh arm64): Debian's cross compiler, qemu-user to run what
+  # it builds, and the arm64 libraries the decoder and tracker-cli link, through
+  # multiarch (added below). libsimdjson-dev cannot be installed for two architectures
+  # at once; its arm64 files are unpacked under $cross_root instead (see the end).
+  g++-aarch64-linux-gnu qemu-user libboost-dev:arm64 libnetfilter-conntrack-dev:arm64
+  libgtest-dev:arm64 libssl-dev:arm64 libsimdjson14:arm64
 )
+# Where the arm64 simdjson development files are unpacked (cmake/toolchains/ points here).
+cross_root=/opt/skopos-cross/aarch64
 
 missing=()
 for p in "${packages[@]}"; do
@@ -38,8 +46,31 @@ for p in "${packages[@]}"; do
   fi
 done
 
+# The arm64 simdjson headers, CMake files and library link, from the Debian package's
+# files unpacked rather than installed; its shared library is libsimdjson14:arm64's.
+unpack_cross_simdjson() {
+  local marker=$cross_root/usr/lib/aarch64-linux-gnu/cmake/simdjson/simdjson-config.cmake
+  [ -f "$marker" ] && return 0
+  local scratch
+  scratch=$(mktemp -d)
+  (cd "$scratch" && apt-get download -q libsimdjson-dev:arm64 >/dev/null 2>&1) || {
+    echo "install-deps: cannot download libsimdjson-dev:arm64" >&2
+    rm -rf "$scratch"
+    return 1
+  }
+  mkdir -p "$cross_root"
+  dpkg-deb -x "$scratch"/libsimdjson-dev_*_arm64.deb "$cross_root"
+  local lib
+  for lib in /usr/lib/aarch64-linux-gnu/libsimdjson.so.*.*; do
+    ln -sf "$lib" "$cross_root/usr/lib/aarch64-linux-gnu/$(basename "$lib")"
+  done
+  rm -rf "$scratch"
+  echo "install-deps: unpacked libsimdjson-dev:arm64 under $cross_root"
+}
+
 if [ ${#missing[@]} -eq 0 ]; then
   echo "install-deps: all ${#packages[@]} packages present"
+  [ "$(id -u)" -ne 0 ] || unpack_cross_simdjson
   exit 0
 fi
 
@@ -50,5 +81,10 @@ fi
 
 echo "install-deps: installing ${missing[*]}"
 export DEBIAN_FRONTEND=noninteractive
+case " $(dpkg --print-foreign-architectures | tr '\n' ' ') " in
+  *" arm64 "*) ;;
+  *) dpkg --add-architecture arm64 ;;
+esac
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends "${missing[@]}"
+unpack_cross_simdjson

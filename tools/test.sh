@@ -4,6 +4,7 @@
 #   integration  our binaries as operators run them
 #   privileged   root: BPF, network namespaces (a skip is a failure when run as root)
 #   bench        a seconds-long smoke run of the benchmarks, so they cannot rot
+#   arm64        the decoder and tracker-cli cross-built for arm64, run under qemu-user
 #   sanitize     a clang build with ASan+UBSan; unit and integration tests again there
 #   fuzz         a bounded libFuzzer run of the decoder (SKOPOS_FUZZ_SECONDS, default 60)
 #
@@ -12,7 +13,7 @@ set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 cd "$top"
 
-all_tiers=(unit integration privileged bench sanitize fuzz)
+all_tiers=(unit integration privileged bench arm64 sanitize fuzz)
 tiers=("$@")
 [ ${#tiers[@]} -gt 0 ] || tiers=("${all_tiers[@]}")
 for tier in "${tiers[@]}"; do
@@ -95,6 +96,26 @@ if wants privileged; then
   [ $status -eq 0 ] || exit $status
 fi
 wants bench && run_tier build bench
+
+# The decoder where arm64 runs it: cross-built with Debian's compiler, its tests and
+# tracker-cli run under qemu-user, and tracker-cli's records of a captured table must
+# be the same bytes on both architectures.
+if wants arm64; then
+  step "configure and build (arm64 cross: the decoder's tests and tracker-cli)"
+  cmake -S . -B build/arm64 -G Ninja -DCMAKE_TOOLCHAIN_FILE=cmake/toolchains/aarch64-linux-gnu.cmake \
+    -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSKOPOS_BPF=OFF -DSKOPOS_BENCH=OFF -DSKOPOS_WERROR=ON
+  cmake --build build/arm64 -j "$(nproc)" --target skopos_decoder_tests tracker-cli
+  step "tier: arm64 (build/arm64, under qemu-user)"
+  arm64_run() { qemu-aarch64 -L /usr/aarch64-linux-gnu "$@"; }
+  arm64_run build/arm64/bin/skopos_decoder_tests --gtest_brief=1
+  for capture in tests/unit/tracker/testdata/netns.tcp tests/unit/tracker/testdata/netns.tcp6; do
+    arm64_run build/arm64/bin/tracker-cli decode --json "$capture" > build/arm64/decode.json
+    if [ -x build/bin/tracker-cli ]; then
+      build/bin/tracker-cli decode --json "$capture" | cmp - build/arm64/decode.json
+      echo "arm64: tracker-cli decode --json $capture: the same records as on $(uname -m)"
+    fi
+  done
+fi
 
 if wants sanitize || wants fuzz; then
   step "configure and build (clang, ASan+UBSan, libFuzzer)"
