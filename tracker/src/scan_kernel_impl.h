@@ -451,19 +451,40 @@ inline ScanProgress scan_lines(const char* begin, const char* end, bool ipv6, Si
   return progress;
 }
 
-// The counting path's sink: the tally, and the portable parser for the rest. The
-// states seen are gathered in a register and stored once, not once per line.
+// The counting path's sink: the tally, and the full parser for the rest. The states
+// seen are gathered in a register and stored once, not once per line.
+//
+// A cell of the tally (a port in a state) is a random place in 3.5 MiB whenever the
+// ports are spread out -- the local ports of outbound connections are -- and waiting
+// for it line after line cost a third of the counting path's time on Zen 3 (measured
+// with bench_proc_net_tcp's generated tables: fixing every port made the same kernel
+// 1.7x faster). So each cell is prefetched when its line is proven and incremented
+// kCellDelay lines later, when it has arrived; counting does not care about the order.
+constexpr unsigned kCellDelay = 16;
+
 struct CountSink {
   const CountTarget& target;
   bool ipv6;
   std::uint32_t states = 0;
-  ~CountSink() { *target.states_used |= states; }
+  std::uint32_t pending[kCellDelay] = {};
+  unsigned proven = 0;
+  ~CountSink() {
+    for (unsigned i = proven > kCellDelay ? proven - kCellDelay : 0; i < proven; ++i) {
+      ++target.cells[pending[i % kCellDelay]];
+    }
+    *target.states_used |= states;
+  }
   void accept(const Batch& batch, int i) {
     const auto port = static_cast<unsigned>(batch.port[i]);
     const auto state = static_cast<unsigned>(batch.state[i]);
     target.in_use[port / 64] |= std::uint64_t{1} << (port % 64);
     states |= 1u << state;
-    ++target.cells[std::size_t{state} * 65536 + port];
+    const std::uint32_t cell = state * 65536 + port;
+    __builtin_prefetch(target.cells + cell, 1);
+    std::uint32_t& slot = pending[proven % kCellDelay];
+    if (proven >= kCellDelay) ++target.cells[slot];
+    slot = cell;
+    ++proven;
   }
   const char* fallback(const char* line, const char* end) const {
     return count_line_parsed(line, end, ipv6, target);
