@@ -32,7 +32,8 @@ constexpr const char* kHelp =
     "\n"
     "  --json          one JSON document instead of a table\n"
     "  --records       every decoded line instead of counts\n"
-    "  --kernel=NAME   decoder implementation: auto (default), portable, avx2, avx512\n"
+    "  --kernel=NAME   decoder implementation: auto (default: the fastest measured on this CPU),\n"
+    "                  portable, avx2, avx512, or parser (the full parser on every line)\n"
     "\n"
     "Exit status: 0 decoded, 1 a file could not be read or decoded (the error names the\n"
     "file, line and byte), 2 usage error.\n";

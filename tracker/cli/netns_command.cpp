@@ -25,7 +25,8 @@ constexpr const char* kHelp =
     "CLOSE_WAIT and the listening ports. Run as root to see every namespace.\n"
     "\n"
     "  --json          one JSON document instead of a table\n"
-    "  --kernel=NAME   decoder implementation: auto (default), portable, avx2, avx512\n";
+    "  --kernel=NAME   decoder implementation: auto (default: the fastest measured on this CPU),\n"
+    "                  portable, avx2, avx512, or parser (the full parser on every line)\n";
 
 struct Row {
   NetworkNamespace netns;

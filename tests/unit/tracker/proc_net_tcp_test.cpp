@@ -579,6 +579,32 @@ TEST(ProcNetTcpCounting, KernelPrintedLinesTakeTheFastPath) {
   }
 }
 
+// kAuto is the kernel measured fastest on this CPU, not the one with the widest
+// instructions: every fast kernel it runs is timed on the same sample, which they all
+// decode on their fast path.
+TEST(ProcNetTcpCounting, AutoIsTheFastestKernelMeasuredOnThisCpu) {
+  const ScanKernelChoice& choice = scan_kernel_choice();
+  EXPECT_EQ(best_scan_kernel(), choice.chosen);
+  std::vector<ScanKernel> fast;
+  for (ScanKernel kernel : runnable_kernels()) {
+    if (kernel != ScanKernel::kParser) fast.push_back(kernel);
+  }
+  ASSERT_EQ(choice.timings.size(), fast.size()) << choice.describe();
+  EXPECT_EQ(choice.timings.front().kernel, choice.chosen);
+  if (fast.size() > 1) {
+    for (std::size_t i = 0; i < choice.timings.size(); ++i) {
+      const ScanKernelTiming& timing = choice.timings[i];
+      EXPECT_EQ(timing.lines, 513u) << scan_kernel_name(timing.kernel) << ": the sample (header and 512 lines)";
+      EXPECT_LE(timing.fallback_lines, 2u) << scan_kernel_name(timing.kernel) << " left its sample to the parser";
+      EXPECT_GT(timing.ns_per_line, 0.0);
+      if (i > 0) {
+        EXPECT_LE(choice.timings[i - 1].ns_per_line, timing.ns_per_line) << choice.describe();
+      }
+    }
+  }
+  EXPECT_NE(choice.describe().find(std::string(scan_kernel_name(choice.chosen))), std::string::npos);
+}
+
 TEST(ProcNetTcpCounting, UnsupportedOrAutoKernelResolvesToOneThatRuns) {
   PortStateTally tally;
   EXPECT_EQ(TcpTableCounter(tally).kernel(), best_scan_kernel());

@@ -1,7 +1,9 @@
 // PortStateTally: counts of TCP sockets in one network namespace by local port and state.
 //
-// The tally is a dense table of 32-bit counters, one 65536-port array per state (4 MiB,
-// allocated once), so that adding a socket is one increment and one bit set, with no
+// The tally is a dense table of 32-bit counters, one 65536-port array per state (4 MiB
+// of address space, mapped once; pages only become memory when a count lands on them,
+// so a fresh tally costs neither a 4 MiB memset nor 4 MiB of resident memory), so that
+// adding a socket is one increment and one bit set, with no
 // branch; a bitmap of the ports in use (8 KiB) and a mask of the states in use keep
 // clearing and summarising proportional to what was counted. State-major order keeps
 // the busy states' arrays (ESTABLISHED, TIME_WAIT: 256 KiB each) in L2 while a decoder
@@ -51,11 +53,12 @@ class PortStateTally {
   // Cell (port, state) is cells()[state * kPorts + port].
   static constexpr std::size_t kCells = kPorts * kTcpStateSlots;
 
-  PortStateTally();
+  PortStateTally();  // throws std::bad_alloc when the table cannot be mapped
+  ~PortStateTally();
   PortStateTally(const PortStateTally&) = delete;
   PortStateTally& operator=(const PortStateTally&) = delete;
-  PortStateTally(PortStateTally&&) noexcept = default;
-  PortStateTally& operator=(PortStateTally&&) noexcept = default;
+  PortStateTally(PortStateTally&& other) noexcept;
+  PortStateTally& operator=(PortStateTally&& other) noexcept;
 
   void add(std::uint16_t port, TcpState state) {
     in_use_[port / 64] |= std::uint64_t{1} << (port % 64);
@@ -74,12 +77,12 @@ class PortStateTally {
   TallySummary summarize() const;
 
   // Raw access for the scan kernels, which do what add() does without a call per line.
-  std::uint32_t* cells() { return cells_.get(); }
+  std::uint32_t* cells() { return cells_; }
   std::uint64_t* in_use() { return in_use_.get(); }
   std::uint32_t* states_used() { return &states_used_; }
 
  private:
-  std::unique_ptr<std::uint32_t[]> cells_;
+  std::uint32_t* cells_ = nullptr;  // kCells counters, an anonymous mapping
   std::unique_ptr<std::uint64_t[]> in_use_;  // one bit per port
   std::uint32_t states_used_ = 0;            // bit s: some port has a socket in state s
 };

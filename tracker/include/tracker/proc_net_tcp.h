@@ -40,6 +40,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "skopos/function_ref.h"
 #include "skopos/result.h"
@@ -135,7 +136,7 @@ using DecodeStatus = Result<void, DecodeError>;
 // others exist so tests and benchmarks can pin one.
 enum class ScanKernel : std::uint8_t {
   kAuto,
-  kParser,    // the full-record parser on every line: the definition the others match
+  kParser,    // the full-record parser on every line: the definition the others match; never auto
   kPortable,  // fixed offsets, generic vectors and words; any CPU (arm64 runs it)
   kAvx2,      // x86_64 with AVX2 and BMI2
   kAvx512,   // x86_64 with AVX-512 BW, CD and VPOPCNTDQ (Ice Lake and later) and BMI2
@@ -143,7 +144,24 @@ enum class ScanKernel : std::uint8_t {
 
 std::string_view scan_kernel_name(ScanKernel kernel);
 bool scan_kernel_supported(ScanKernel kernel);
-// What kAuto resolves to on this CPU.
+
+// How kAuto chose: every fast kernel this CPU runs, timed on the same sample table
+// (kernel-printed tcp6 lines, in cache) at first use, the fastest chosen. Which kernel
+// is fastest depends on the CPU, not only on its features: an AVX-512 kernel is not
+// faster on every CPU that has AVX-512.
+struct ScanKernelTiming {
+  ScanKernel kernel;
+  double ns_per_line = 0;           // the best of several runs
+  std::uint64_t lines = 0;          // sample lines decoded (0: the sample failed)
+  std::uint64_t fallback_lines = 0; // of those, lines the kernel left to the parser
+};
+struct ScanKernelChoice {
+  ScanKernel chosen;
+  std::vector<ScanKernelTiming> timings;  // fastest first
+  std::string describe() const;           // "avx2 (avx2 30.1 ns/line, portable 80.2 ns/line)"
+};
+const ScanKernelChoice& scan_kernel_choice();
+// What kAuto resolves to on this CPU: scan_kernel_choice().chosen.
 ScanKernel best_scan_kernel();
 
 // The full-record path. Feed one file's bytes in order, then finish(). With a SIMD
