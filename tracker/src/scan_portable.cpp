@@ -105,7 +105,8 @@ inline std::uint64_t digit_bytes(std::uint64_t word) {
 
 struct PortableStage {
   // The contract of stage_a() (scan_kernel_impl.h), the same records for stage B.
-  [[gnu::always_inline]] static const char* examine(const char* line, const Family& family, Batch& batch) {
+  [[gnu::always_inline]] static const char* examine(const char* line, const Family& family, Batch& batch,
+                                                    unsigned& shift) {
     // The newline, where kernel-printed lines end: [128, 192) from the start. memchr,
     // which every C library tunes for its CPU, measured faster here than generic
     // vectors, whose comparison results cost a multiply per 8 bytes to turn into bits.
@@ -117,9 +118,15 @@ struct PortableStage {
     std::memcpy(&head, line, 8);
     const std::uint64_t colons = gather8(equal_bytes(head, ':'));
     const unsigned colon = colons != 0 ? lowest(colons) : (line[8] == ':' ? 8u : 63u);
-    const unsigned wider = colon - 4u;  // huge when the colon comes early
-    std::uint64_t problems = wider > kMaxSlotShift;
-    const unsigned shift = wider > kMaxSlotShift ? 0 : wider;
+    std::uint64_t problems = 0;
+    if (colon != 4 + shift) [[unlikely]] {  // the slot's width changed: see stage_a()
+      const unsigned wider = colon - 4u;    // huge when the colon comes early
+      if (wider > kMaxSlotShift) {
+        problems = 1;
+      } else {
+        shift = wider;
+      }
+    }
     const std::uint64_t spaces = gather8(equal_bytes(head, ' '));
     problems |= ~(spaces | gather8(digit_bytes(head))) & low_bits(colon);
 
