@@ -62,6 +62,7 @@ TEST(TrackerDaemon, UsageErrorsExit2AndNameWhatWasWrong) {
       {{"--proc-interval", "5x"}, "'--proc-interval': '5x' is not a duration"},
       {{"--proc-interval", "0"}, "--proc-interval must be more than 0"},
       {{"--format", "xml"}, "--format must be json or table"},
+      {{"--coalesce", "2ms", "--coalesce-max", "1ms"}, "--coalesce-max (1000us) must be at least --coalesce (2000us)"},
       {{"--config", bad_key.path()}, bad_key.path() + ":3: unknown setting 'sorce'"},
       {{"--config", bad_line.path()}, bad_line.path() + ":1: expected 'name = value'"},
       {{"--config", "/nonexistent/skopos.conf"}, "cannot read config file '/nonexistent/skopos.conf'"},

@@ -33,6 +33,8 @@ constexpr const char* kUsage =
     "  --print-interval D       print a snapshot every D (default 0: off)\n"
     "  --coalesce D             when bpf events stream in faster than one per D, wait D\n"
     "                           after each batch (default 250us; 0: never)\n"
+    "  --coalesce-max D         while events keep coming, each wait doubles, up to D\n"
+    "                           (default 4ms): the longest a change waits to be seen\n"
     "  --format json|table      snapshot format (default json: one object per line)\n"
     "  --once                   print one snapshot once containers are known, and exit\n"
     "  --stream-socket PATH     the subscribers' socket (default /run/skopos/tracker.sock;\n"
@@ -78,7 +80,7 @@ skopos::tracker::DaemonOptions parse_options(int argc, char** argv) {
       "skopos-tracker",
       {"once", "help"},
       {"config", "source", "docker-socket", "docker-timeout", "proc-interval", "rescan-interval", "check-interval",
-       "print-interval", "format", "log-level", "conntrack", "conntrack-resync", "coalesce", "stream-socket", "stream-group", "stream-allow-uids",
+       "print-interval", "format", "log-level", "conntrack", "conntrack-resync", "coalesce", "coalesce-max", "stream-socket", "stream-group", "stream-allow-uids",
        "stream-allow-gids", "stream-max-clients", "heartbeat", "stream-stall-timeout", "metrics-listen"}};
   skopos::CliArgs args = skopos::CliArgs::parse(spec, argc, argv, 1);
   if (args.flag("help")) {
@@ -112,6 +114,11 @@ skopos::tracker::DaemonOptions parse_options(int argc, char** argv) {
   options.check_interval = args.duration("check-interval", options.check_interval);
   options.print_interval = args.duration("print-interval", options.print_interval);
   options.coalesce = args.duration_us("coalesce", options.coalesce);
+  options.coalesce_max = args.duration_us("coalesce-max", options.coalesce_max);
+  if (options.coalesce_max < options.coalesce) {
+    throw FatalError("skopos-tracker: --coalesce-max (" + std::to_string(options.coalesce_max.count()) +
+                     "us) must be at least --coalesce (" + std::to_string(options.coalesce.count()) + "us)");
+  }
   for (auto [name, value] : {std::pair{"docker-timeout", options.docker_timeout},
                              std::pair{"proc-interval", options.proc_interval},
                              std::pair{"rescan-interval", options.rescan_interval},

@@ -275,12 +275,25 @@ class TrackerDaemon::Loop {
       const bool busy = now - last_source_wakeup_ < options_.coalesce;
       last_source_wakeup_ = now;
       if (options_.coalesce.count() == 0 || !busy) return arm_source();
-      // Events that arrive meanwhile wait in the ring buffer; the next wait returns at
-      // once if there are any.
-      coalesce_timer_.expires_after(options_.coalesce);
-      coalesce_timer_.async_wait(coalesce_memory_.wrap([this](const error_code& ec2) {
-        if (!ec2) arm_source();
-      }));
+      coalesce(options_.coalesce);
+    }));
+  }
+
+  // Events that arrive meanwhile wait in the ring buffer. While they keep coming, each
+  // pause ends by taking them directly -- not by asking epoll first, whose answer would
+  // be "readable" and cost a second wakeup per batch -- and the next pause is twice as
+  // long, up to --coalesce-max. The profile under 10k connections/s: most of the
+  // tracker's time was its own wakeups (epoll, timerfd, the scheduler), not the events.
+  // The first pause that finds nothing goes back to waiting on the ring buffer, so a
+  // quiet host sees each change at once again.
+  void coalesce(std::chrono::microseconds pause) {
+    coalesce_timer_.expires_after(pause);
+    coalesce_timer_.async_wait(coalesce_memory_.wrap([this, pause](const error_code& ec) {
+      if (ec) return;
+      if (tracker_.update_source() == 0) return arm_source();
+      publish();
+      last_source_wakeup_ = std::chrono::steady_clock::now();
+      coalesce(std::min(pause * 2, options_.coalesce_max));
     }));
   }
 

@@ -36,6 +36,10 @@ struct DaemonOptions {
   // one per event; it bounds how late a change is seen then. A change after a quiet
   // spell is handled at once. 0 handles every wakeup at once.
   std::chrono::microseconds coalesce{250};
+  // While every pause finds events waiting, the next pause is twice as long, up to this:
+  // a host churning thousands of connections a second costs a few hundred wakeups a
+  // second, not thousands, and no change waits longer than this to be seen.
+  std::chrono::microseconds coalesce_max{4000};
   FeatureChoice conntrack = FeatureChoice::kAuto;
   std::chrono::milliseconds conntrack_resync{30000};  // full conntrack dump period
   bool print_json = true;
