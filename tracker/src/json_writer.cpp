@@ -119,6 +119,22 @@ std::size_t utf8_sequence(std::string_view text, std::size_t i) {
 // from a broken host, say) become U+FFFD so the document stays valid JSON.
 void JsonWriter::escape(std::string_view text) {
   static constexpr char kHex[] = "0123456789abcdef";
+  // Keys and most values are plain printable ASCII: one check of every byte, then the
+  // quoted text in one append.
+  bool plain = true;
+  for (const char c : text) {
+    const auto b = static_cast<unsigned char>(c);
+    plain &= b >= 0x20 && b < 0x80 && b != '"' && b != '\\';
+  }
+  if (plain) {
+    const std::size_t at = out_.size();
+    out_.resize(at + text.size() + 2);
+    char* to = out_.data() + at;
+    to[0] = '"';
+    text.copy(to + 1, text.size());
+    to[text.size() + 1] = '"';
+    return;
+  }
   out_ += '"';
   for (std::size_t i = 0; i < text.size(); ++i) {
     // Plain printable ASCII needs no escaping: copy the whole run at once.
