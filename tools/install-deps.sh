@@ -52,25 +52,34 @@ unpack_cross_simdjson() {
   local marker=$cross_root/usr/lib/aarch64-linux-gnu/cmake/simdjson/simdjson-config.cmake
   [ -f "$marker" ] && return 0
   local scratch
-  scratch=$(mktemp -d)
-  (cd "$scratch" && apt-get download -q libsimdjson-dev:arm64 >/dev/null 2>&1) || {
+  scratch=$(mktemp -d) || return 1
+  if ! (cd "$scratch" && apt-get download -q libsimdjson-dev:arm64 >/dev/null 2>&1); then
     echo "install-deps: cannot download libsimdjson-dev:arm64" >&2
     rm -rf "$scratch"
     return 1
+  fi
+  # Unpacked beside, then moved into place: an interrupted run leaves no half tree
+  # that the marker check above would take for a whole one.
+  rm -rf "$cross_root.new" && mkdir -p "$cross_root.new" &&
+    dpkg-deb -x "$scratch"/libsimdjson-dev_*_arm64.deb "$cross_root.new" || {
+    echo "install-deps: cannot unpack libsimdjson-dev:arm64 into $cross_root.new" >&2
+    rm -rf "$scratch" "$cross_root.new"
+    return 1
   }
-  mkdir -p "$cross_root"
-  dpkg-deb -x "$scratch"/libsimdjson-dev_*_arm64.deb "$cross_root"
-  local lib
-  for lib in /usr/lib/aarch64-linux-gnu/libsimdjson.so.*.*; do
-    ln -sf "$lib" "$cross_root/usr/lib/aarch64-linux-gnu/$(basename "$lib")"
-  done
   rm -rf "$scratch"
+  local lib
+  for lib in /usr/lib/aarch64-linux-gnu/libsimdjson.so.*; do
+    ln -sf "$lib" "$cross_root.new/usr/lib/aarch64-linux-gnu/$(basename "$lib")" || return 1
+  done
+  rm -rf "$cross_root" && mv "$cross_root.new" "$cross_root" || return 1
   echo "install-deps: unpacked libsimdjson-dev:arm64 under $cross_root"
 }
 
 if [ ${#missing[@]} -eq 0 ]; then
   echo "install-deps: all ${#packages[@]} packages present"
-  [ "$(id -u)" -ne 0 ] || unpack_cross_simdjson
+  if [ "$(id -u)" -eq 0 ]; then
+    unpack_cross_simdjson || exit 1
+  fi
   exit 0
 fi
 
@@ -87,4 +96,4 @@ case " $(dpkg --print-foreign-architectures | tr '\n' ' ') " in
 esac
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends "${missing[@]}"
-unpack_cross_simdjson
+unpack_cross_simdjson || exit 1

@@ -98,22 +98,27 @@ fi
 wants bench && run_tier build bench
 
 # The decoder where arm64 runs it: cross-built with Debian's compiler, its tests and
-# tracker-cli run under qemu-user, and tracker-cli's records of a captured table must
-# be the same bytes on both architectures.
+# tracker-cli run under qemu-user, and tracker-cli's counts and records of the captured
+# tables must be the same bytes as this machine's build gives.
 if wants arm64; then
   step "configure and build (arm64 cross: the decoder's tests and tracker-cli)"
   cmake -S . -B build/arm64 -G Ninja -DCMAKE_TOOLCHAIN_FILE=cmake/toolchains/aarch64-linux-gnu.cmake \
     -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSKOPOS_BPF=OFF -DSKOPOS_BENCH=OFF -DSKOPOS_WERROR=ON
   cmake --build build/arm64 -j "$(nproc)" --target skopos_decoder_tests tracker-cli
+  # This machine's tracker-cli, from the same sources, for the comparison.
+  cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSKOPOS_WERROR=ON > /dev/null
+  cmake --build build -j "$(nproc)" --target tracker-cli
   step "tier: arm64 (build/arm64, under qemu-user)"
   arm64_run() { qemu-aarch64 -L /usr/aarch64-linux-gnu "$@"; }
   arm64_run build/arm64/bin/skopos_decoder_tests --gtest_brief=1
   for capture in tests/unit/tracker/testdata/netns.tcp tests/unit/tracker/testdata/netns.tcp6; do
-    arm64_run build/arm64/bin/tracker-cli decode --json "$capture" > build/arm64/decode.json
-    if [ -x build/bin/tracker-cli ]; then
-      build/bin/tracker-cli decode --json "$capture" | cmp - build/arm64/decode.json
-      echo "arm64: tracker-cli decode --json $capture: the same records as on $(uname -m)"
-    fi
+    for mode in --json "--json --records"; do
+      # shellcheck disable=SC2086 # $mode is one or two flags
+      arm64_run build/arm64/bin/tracker-cli decode $mode "$capture" > build/arm64/decode.json
+      # shellcheck disable=SC2086
+      build/bin/tracker-cli decode $mode "$capture" | cmp - build/arm64/decode.json
+    done
+    echo "arm64: tracker-cli decode --json [--records] $capture: the same bytes as on $(uname -m)"
   done
 fi
 

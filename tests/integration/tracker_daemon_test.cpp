@@ -104,6 +104,14 @@ TEST(TrackerDaemon, WithoutPrivilegeAutoFallsBackToProcAndBpfRefusesToStart) {
   EXPECT_NE(conntrack.err.find("cannot start: nfct_open events \"conntrack\""), std::string::npos) << conntrack.err;
 }
 
+// --coalesce-max defaults to 4 ms but never below --coalesce: a configuration that set
+// only a longer --coalesce (valid before --coalesce-max existed) still starts.
+TEST(TrackerDaemon, ALongCoalesceAloneRaisesTheCeilingInsteadOfFailing) {
+  const ProcessResult result =
+      unprivileged({"--once", "--source", "proc", "--conntrack", "off", "--docker-socket", "none", "--coalesce", "5ms"});
+  EXPECT_EQ(result.exit_code, 0) << result.err;
+}
+
 TEST(TrackerDaemon, WithoutDockerItStillReportsNamespacesAndSaysContainersAreUnknown) {
   const ProcessResult result = unprivileged({"--once", "--source", "proc", "--conntrack", "off", "--docker-socket",
                                              "/nonexistent/docker.sock", "--docker-timeout", "300ms"});

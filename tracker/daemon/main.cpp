@@ -1,5 +1,6 @@
 // skopos-tracker: counts established connections per container and network namespace.
 // Wiring only: flags and config file -> DaemonOptions -> TrackerDaemon.
+#include <algorithm>
 #include <charconv>
 #include <cstdio>
 #include <cstring>
@@ -34,7 +35,8 @@ constexpr const char* kUsage =
     "  --coalesce D             when bpf events stream in faster than one per D, wait D\n"
     "                           after each batch (default 250us; 0: never)\n"
     "  --coalesce-max D         while events keep coming, each wait doubles, up to D\n"
-    "                           (default 4ms): the longest a change waits to be seen\n"
+    "                           (default 4ms, or --coalesce if longer): the longest a\n"
+    "                           change waits to be seen\n"
     "  --format json|table      snapshot format (default json: one object per line)\n"
     "  --once                   print one snapshot once containers are known, and exit\n"
     "  --stream-socket PATH     the subscribers' socket (default /run/skopos/tracker.sock;\n"
@@ -114,7 +116,10 @@ skopos::tracker::DaemonOptions parse_options(int argc, char** argv) {
   options.check_interval = args.duration("check-interval", options.check_interval);
   options.print_interval = args.duration("print-interval", options.print_interval);
   options.coalesce = args.duration_us("coalesce", options.coalesce);
-  options.coalesce_max = args.duration_us("coalesce-max", options.coalesce_max);
+  // Unset, the ceiling is never below --coalesce (a configuration that set only
+  // --coalesce keeps working); set, it must be at least --coalesce.
+  options.coalesce_max = args.has("coalesce-max") ? args.duration_us("coalesce-max", options.coalesce_max)
+                                                  : std::max(options.coalesce_max, options.coalesce);
   if (options.coalesce_max < options.coalesce) {
     throw FatalError("skopos-tracker: --coalesce-max (" + std::to_string(options.coalesce_max.count()) +
                      "us) must be at least --coalesce (" + std::to_string(options.coalesce.count()) + "us)");

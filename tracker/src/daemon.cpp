@@ -290,10 +290,14 @@ class TrackerDaemon::Loop {
     coalesce_timer_.expires_after(pause);
     coalesce_timer_.async_wait(coalesce_memory_.wrap([this, pause](const error_code& ec) {
       if (ec) return;
-      if (tracker_.update_source() == 0) return arm_source();
+      // Events, not changed namespaces: churn in namespaces we do not track drains the
+      // ring buffer too, and is load all the same.
+      const std::uint64_t events_before = tracker_.source().stats().events;
+      tracker_.update_source();
+      if (tracker_.source().stats().events == events_before) return arm_source();
       publish();
       last_source_wakeup_ = std::chrono::steady_clock::now();
-      coalesce(std::min(pause * 2, options_.coalesce_max));
+      coalesce(std::max(options_.coalesce, std::min(pause * 2, options_.coalesce_max)));
     }));
   }
 
