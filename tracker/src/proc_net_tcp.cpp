@@ -163,6 +163,7 @@ ScanKernelChoice choose_scan_kernel() {
     choice.timings.push_back({ScanKernel::kPortable});
     return choice;
   }
+  const auto started_choosing = std::chrono::steady_clock::now();
   const std::string sample = sample_table();
   PortStateTally tally;
   std::vector<ScanKernelTiming> timings;
@@ -188,6 +189,8 @@ ScanKernelChoice choose_scan_kernel() {
   // A kernel that failed the sample is never chosen; if every one did (a bug the tests
   // would show), the portable kernel is the safe choice.
   choice.chosen = choice.timings.front().lines > 0 ? choice.timings.front().kernel : ScanKernel::kPortable;
+  choice.choosing_ms =
+      std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - started_choosing).count();
   return choice;
 }
 
@@ -196,8 +199,9 @@ ScanKernelChoice choose_scan_kernel() {
 std::string ScanKernelChoice::describe() const {
   std::string text(scan_kernel_name(chosen));
   if (timings.size() < 2) return text + " (the only kernel this CPU runs)";
-  text += " (measured:";
   char figure[64];
+  std::snprintf(figure, sizeof figure, " (measured in %.2f ms:", choosing_ms);
+  text += figure;
   for (const ScanKernelTiming& timing : timings) {
     std::snprintf(figure, sizeof figure, " %s %.1f ns/line", std::string(scan_kernel_name(timing.kernel)).c_str(),
                   timing.ns_per_line);

@@ -83,7 +83,7 @@ struct Mask4 {
 // once. AVX2 lacks three of the operations AVX-512 has per 64-bit lane, built here from
 // what it has: popcount (a nibble table and a sum of absolute differences), the
 // highest set bit (smearing it down) and the unsigned compare (signed, sign-flipped).
-// Profile on Zen 3 before this: judge<Word>, one line at a time, was a third of the
+// Profile on Zen 3 before this: judge() on one line at a time, was a third of the
 // counting path's time.
 struct Lanes4 {
   __m256i v;

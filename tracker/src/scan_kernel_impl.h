@@ -164,7 +164,8 @@ inline unsigned bit_count(std::uint64_t x) {
 // for the prefix (nonzero: wrong), the slot's colon position and space mask, and the
 // characters of port and state. judge() decides whether the line is proven and reads
 // port and state. It is written once, without branches, over a 64-bit word type W:
-// Word for one line, Lanes8 (scan_avx512.cpp) for eight at once.
+// Pair (scan_portable.cpp) for two lines, Lanes4 (scan_avx2.cpp) for four, Lanes8
+// (scan_avx512.cpp) for eight at once.
 //
 // A line is proven when the prefix had no problem, the slot is spaces then at least one
 // digit, the state is 1..13, and the tail is 5 or 10 fields in the grammar's shape --
@@ -260,30 +261,6 @@ inline Judged<W> judge(W space, W digit, W lower, W minus, const W& length, cons
   return {ok, port, state};
 }
 
-// One line's 64-bit word for judge(). Its comparisons give 0 or 1 as an unsigned, the
-// one-lane counterpart of Lanes8's __mmask8, so that judge() combines them bitwise.
-struct Word {
-  std::uint64_t v;
-  static Word broadcast(std::uint64_t x) { return {x}; }
-  friend Word operator&(Word a, Word b) { return {a.v & b.v}; }
-  friend Word operator|(Word a, Word b) { return {a.v | b.v}; }
-  friend Word operator~(Word a) { return {~a.v}; }
-  friend Word operator+(Word a, Word b) { return {a.v + b.v}; }
-  friend Word operator-(Word a, Word b) { return {a.v - b.v}; }
-  friend Word operator-(Word a) { return {0 - a.v}; }
-  friend Word operator<<(Word a, int n) { return {a.v << n}; }
-  friend Word operator>>(Word a, int n) { return {a.v >> n}; }
-  // Shifts by 64 or more give 0, as vpsllvq and vpsrlvq do.
-  friend Word operator<<(Word a, Word n) { return {n.v >= 64 ? 0 : a.v << n.v}; }
-  friend Word shift_right(Word a, Word n) { return {n.v >= 64 ? 0 : a.v >> n.v}; }
-  friend unsigned operator==(Word a, Word b) { return a.v == b.v ? 1u : 0u; }
-  friend unsigned at_most(Word a, Word b) { return a.v <= b.v ? 1u : 0u; }
-  friend Word popcount(Word a) { return {bit_count(a.v)}; }
-  friend Word highest_bit(Word a) { return {std::uint64_t{1} << highest(a.v | 1)}; }
-  friend Word select(unsigned condition, Word a) { return {condition != 0 ? a.v : 0}; }
-  friend unsigned is_zero(Word a) { return a.v == 0 ? 1u : 0u; }
-};
-
 // --- Batches -------------------------------------------------------------------------
 //
 // Lines are examined in batches of eight: stage A checks each line's prefix with
@@ -313,19 +290,45 @@ struct alignas(64) Batch {
   int size = 0;
 };
 
-// Stage B, one line at a time (any CPU). Returns bit i set for each proven line i.
-inline unsigned judge_each(Batch& batch) {
-  unsigned ok = 0;
-  for (int i = 0; i < batch.size; ++i) {
-    const Judged<Word> line =
-        judge(Word{batch.space[i]}, Word{batch.digit[i]}, Word{batch.lower[i]}, Word{batch.minus[i]},
-              Word{batch.length[i]}, Word{batch.problems[i]}, Word{batch.colon[i]}, Word{batch.slot_spaces[i]},
-              Word{batch.port_chars[i]}, Word{batch.state_chars[i]});
-    ok |= static_cast<unsigned>(line.ok) << i;
-    batch.port[i] = line.port.v;
-    batch.state[i] = line.state.v;
-  }
-  return ok;
+// The slot's width beyond four columns from the colon's position, for a stage A that
+// predicted `shift` (the previous line's width): a colon where predicted changes
+// nothing; a colon at 4 to 8 columns becomes the new width; any other leaves the line to
+// the parser (returns a problem) and keeps the prediction.
+[[gnu::always_inline]] inline std::uint64_t take_slot_width(unsigned colon, unsigned& shift) {
+  if (colon == 4 + shift) [[likely]] return 0;
+  const unsigned wider = colon - 4u;  // huge when the colon comes early
+  if (wider > kMaxSlotShift) return 1;
+  shift = wider;
+  return 0;
+}
+
+// What a stage A found of one line, in judge()'s terms (see Batch).
+struct LineClasses {
+  std::uint64_t space, digit, lower, minus, length, problems, colon, slot_spaces;
+};
+
+// Appends the line to the batch: its classes, the raw port and state characters at the
+// family's offsets for its slot width, and where it starts and ends.
+[[gnu::always_inline]] inline void record_line(Batch& batch, const Family& family, const char* line,
+                                               const char* newline, unsigned shift, const LineClasses& c) {
+  const int i = batch.size++;
+  batch.space[i] = c.space;
+  batch.digit[i] = c.digit;
+  batch.lower[i] = c.lower;
+  batch.minus[i] = c.minus;
+  batch.length[i] = c.length;
+  batch.problems[i] = c.problems;
+  batch.colon[i] = c.colon;
+  batch.slot_spaces[i] = c.slot_spaces;
+  std::uint32_t port_chars;
+  std::memcpy(&port_chars, line + family.port_at + shift, 4);
+  batch.port_chars[i] = port_chars;
+  std::uint16_t state_chars;
+  std::memcpy(&state_chars, line + family.state_at + shift, 2);
+  batch.state_chars[i] = state_chars;
+  batch.begin[i] = line;
+  batch.newline[i] = newline;
+  batch.prefix[i] = static_cast<std::uint8_t>(family.prefix + shift);
 }
 
 // Stage A for the line at `line`: finds its newline (nullptr if it does not end where
@@ -347,15 +350,7 @@ template <class Block>
   const Block head = Block::load(line);
   const Block body = Block::load(line + 64);
   const unsigned colon = lowest(head.has(kColon) | (std::uint64_t{1} << 63));
-  std::uint64_t problems = 0;
-  if (colon != 4 + shift) [[unlikely]] {
-    const unsigned wider = colon - 4u;  // huge when the colon comes early
-    if (wider > kMaxSlotShift) {
-      problems = 1;  // the parser decides; the width stays as predicted
-    } else {
-      shift = wider;
-    }
-  }
+  std::uint64_t problems = take_slot_width(colon, shift);
   const std::uint8_t* allowed = family.allowed + kMaxSlotShift - shift;
   const unsigned prefix = family.prefix + shift;
   problems |= ~head.allows(allowed);
@@ -370,24 +365,9 @@ template <class Block>
     // window always reaches the newline.
     problems |= low_bits(static_cast<unsigned>(tail_length - 64)) & ~Block::equal(tail + 64, ' ');
   }
-  const int i = batch.size++;
-  batch.space[i] = w.has(kSpace);
-  batch.digit[i] = w.has(kDigit);
-  batch.lower[i] = w.has(kLower);
-  batch.minus[i] = w.has(kMinus);
-  batch.length[i] = tail_length < 64 ? tail_length : 64;
-  batch.problems[i] = problems;
-  batch.colon[i] = colon;
-  batch.slot_spaces[i] = head.has(kSpace);
-  std::uint32_t port_chars;
-  std::memcpy(&port_chars, line + family.port_at + shift, 4);
-  batch.port_chars[i] = port_chars;
-  std::uint16_t state_chars;
-  std::memcpy(&state_chars, line + family.state_at + shift, 2);
-  batch.state_chars[i] = state_chars;
-  batch.begin[i] = line;
-  batch.newline[i] = newline;
-  batch.prefix[i] = static_cast<std::uint8_t>(prefix);
+  record_line(batch, family, line, newline, shift,
+              {w.has(kSpace), w.has(kDigit), w.has(kLower), w.has(kMinus), tail_length < 64 ? tail_length : 64,
+               problems, colon, head.has(kSpace)});
   return newline;
 }
 

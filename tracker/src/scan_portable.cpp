@@ -118,24 +118,15 @@ struct PortableStage {
     std::memcpy(&head, line, 8);
     const std::uint64_t colons = gather8(equal_bytes(head, ':'));
     const unsigned colon = colons != 0 ? lowest(colons) : (line[8] == ':' ? 8u : 63u);
-    std::uint64_t problems = 0;
-    if (colon != 4 + shift) [[unlikely]] {  // the slot's width changed: see stage_a()
-      const unsigned wider = colon - 4u;    // huge when the colon comes early
-      if (wider > kMaxSlotShift) {
-        problems = 1;
-      } else {
-        shift = wider;
-      }
-    }
+    std::uint64_t problems = take_slot_width(colon, shift);
     const std::uint64_t spaces = gather8(equal_bytes(head, ' '));
     problems |= ~(spaces | gather8(digit_bytes(head))) & low_bits(colon);
 
     // The rest of the prefix against its template.
-    const bool v6 = &family == &kIpv6;
-    const Template& t = v6 ? kIpv6Template : kIpv4Template;
+    const Template& t = &family == &kIpv6 ? kIpv6Template : kIpv4Template;
     const char* from = line + 4 + shift;
     V16 bad{};
-    for (unsigned r = 0; r < (v6 ? kIpv6Template.rows : kIpv4Template.rows); ++r) {
+    for (unsigned r = 0; r < t.rows; ++r) {
       const V16 x = load16(from + 16 * r);
       const V16 hex = in_range(x, '0', 10) | in_range(x, 'A', 6);
       bad |= (row(t.hex, r) & ~hex) | (row(t.fixed, r) & (x ^ row(t.exact, r)));
@@ -182,24 +173,9 @@ struct PortableStage {
     }
     const std::uint64_t valid = low_bits(length);
 
-    const int i = batch.size++;
-    batch.space[i] = space;
-    batch.digit[i] = valid & ~(space | lower | minus);  // `other` was checked empty
-    batch.lower[i] = lower;
-    batch.minus[i] = minus;
-    batch.length[i] = length;
-    batch.problems[i] = problems;
-    batch.colon[i] = colon;
-    batch.slot_spaces[i] = spaces;
-    std::uint32_t port_chars;
-    std::memcpy(&port_chars, line + family.port_at + shift, 4);
-    batch.port_chars[i] = port_chars;
-    std::uint16_t state_chars;
-    std::memcpy(&state_chars, line + family.state_at + shift, 2);
-    batch.state_chars[i] = state_chars;
-    batch.begin[i] = line;
-    batch.newline[i] = newline;
-    batch.prefix[i] = static_cast<std::uint8_t>(prefix);
+    record_line(batch, family, line, newline, shift,
+                {space, valid & ~(space | lower | minus) /* `other` was checked empty */, lower, minus, length,
+                 problems, colon, spaces});
     return newline;
   }
 
@@ -208,8 +184,8 @@ struct PortableStage {
 
 // Two lines' words for judge(), side by side: judge() is a long chain of dependent
 // steps (each field start found from the previous one), and one line at a time left the
-// CPU waiting on it -- judging was over 40 % of this kernel's time (measured with the
-// stage-B-free variant of a harness). Two independent chains fill the gaps. Comparisons
+// CPU waiting on it; two independent chains fill the gaps (bench_proc_net_tcp's portable
+// column, one line at a time against this: about a tenth faster). Comparisons
 // give bit 0 for the first line and bit 1 for the second, like Lanes4's masks.
 struct Pair {
   std::uint64_t a;
