@@ -2,7 +2,10 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <array>
 #include <cerrno>
+#include <charconv>
 #include <cinttypes>
 #include <cstdio>
 #include <memory>
@@ -12,7 +15,6 @@
 #include "commands.h"
 #include "output.h"
 #include "skopos/cli_args.h"
-#include "skopos/text_table.h"
 #include "skopos/unique_fd.h"
 #include "tracker/proc_net_reader.h"
 
@@ -38,8 +40,27 @@ constexpr const char* kHelp =
     "Exit status: 0 decoded, 1 a file could not be read or decoded (the error names the\n"
     "file, line and byte), 2 usage error.\n";
 
-std::string port_text(std::uint16_t port) { return std::to_string(port); }
+// `text` right-aligned in `width` columns.
+void append_right(std::string& out, std::string_view text, std::size_t width) {
+  if (width > text.size()) out.append(width - text.size(), ' ');
+  out += text;
+}
 
+void append_right(std::string& out, std::uint64_t value, std::size_t width) {
+  char digits[24];
+  const char* end = std::to_chars(digits, digits + sizeof digits, value).ptr;
+  append_right(out, std::string_view(digits, static_cast<std::size_t>(end - digits)), width);
+}
+
+std::size_t decimal_width(std::uint64_t value) {
+  std::size_t width = 1;
+  for (; value >= 10; value /= 10) ++width;
+  return width;
+}
+
+// The counts print straight from the tally into the output buffer, a port at a time: a
+// busy host has tens of thousands of ports, and a list of them, then a table of strings,
+// cost more in allocations and page faults than decoding its tables.
 int print_counts(const std::vector<std::string>& files, bool json, ScanKernel kernel) {
   PortStateTally tally;
   ProcNetReader reader(kernel);
@@ -50,50 +71,68 @@ int print_counts(const std::vector<std::string>& files, bool json, ScanKernel ke
       return 1;
     }
   }
-  const TallySummary summary = tally.summarize();
+  const TallySummary totals = tally.totals();
   Output out;
   if (json) {
     JsonWriter w(out.text());
     w.begin_object().key("files").begin_array();
     for (const std::string& file : files) w.value(file);
     w.end_array();
-    w.key("sockets").value(summary.sockets);
+    w.key("sockets").value(totals.sockets);
     w.key("established").begin_object();
-    w.key("inbound").value(summary.established_inbound);
-    w.key("outbound").value(summary.established_outbound);
+    w.key("inbound").value(totals.established_inbound);
+    w.key("outbound").value(totals.established_outbound);
     w.end_object();
     w.key("states");
-    write_states(w, summary.by_state);
+    write_states(w, totals.by_state);
     w.key("ports").begin_array();
-    for (const PortCounts& port : summary.ports) {
+    tally.for_each_port_counts([&](const PortCounts& port) {
       w.begin_object().key("port").value(static_cast<unsigned>(port.port));
       w.key("listening").value(port.listening());
       w.key("states");
       write_states(w, port.counts);
       w.end_object();
-    }
+      out.maybe_flush();
+    });
     w.end_array().end_object();
     out.text() += '\n';
     return 0;
   }
 
-  const std::vector<TcpState> states = states_present(summary);
-  std::vector<std::string> header = {"PORT"};
-  std::vector<bool> right = {true};
+  // Right-aligned columns, two spaces apart, each as wide as its header or its widest
+  // number (as TextTable lays them out).
+  const std::vector<TcpState> states = states_present(totals);
+  std::size_t ports = 0;
+  std::size_t port_width = 4;  // "PORT"
+  std::array<std::size_t, kTcpStateSlots> widths{};
+  for (TcpState state : states) widths[static_cast<std::size_t>(state)] = tcp_state_name(state).size();
+  tally.for_each_port_counts([&](const PortCounts& port) {
+    ++ports;
+    port_width = std::max(port_width, decimal_width(port.port));
+    for (TcpState state : states) {
+      std::size_t& width = widths[static_cast<std::size_t>(state)];
+      width = std::max(width, decimal_width(port.count(state)));
+    }
+  });
+  std::string& text = out.text();
+  append_right(text, "PORT", port_width);
   for (TcpState state : states) {
-    header.emplace_back(tcp_state_name(state));
-    right.push_back(true);
+    text += "  ";
+    append_right(text, tcp_state_name(state), widths[static_cast<std::size_t>(state)]);
   }
-  TextTable table(std::move(header), std::move(right));
-  for (const PortCounts& port : summary.ports) {
-    std::vector<std::string> row = {port_text(port.port)};
-    for (TcpState state : states) row.push_back(std::to_string(port.count(state)));
-    table.add_row(std::move(row));
-  }
-  out.text() += table.render();
-  out.text() += std::to_string(summary.sockets) + " sockets on " + std::to_string(summary.ports.size()) +
-                " ports; ESTABLISHED: " + std::to_string(summary.established_inbound) + " inbound, " +
-                std::to_string(summary.established_outbound) + " outbound\n";
+  text += '\n';
+  tally.for_each_port_counts([&](const PortCounts& port) {
+    append_right(text, port.port, port_width);
+    for (TcpState state : states) {
+      text += "  ";
+      append_right(text, port.count(state), widths[static_cast<std::size_t>(state)]);
+    }
+    text += '\n';
+    out.maybe_flush();
+  });
+  text += std::to_string(totals.sockets) + " sockets on " + std::to_string(ports) +
+          " ports; ESTABLISHED: " + std::to_string(totals.established_inbound) + " inbound, " +
+          std::to_string(totals.established_outbound) + " outbound\n";
   return 0;
 }
 

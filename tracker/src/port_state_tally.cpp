@@ -74,28 +74,42 @@ void PortStateTally::clear() {
   states_used_ = 0;
 }
 
-TallySummary PortStateTally::summarize() const {
-  TallySummary summary;
-  summary.ports.reserve(ports_in_use());
-  for_each_port(in_use_.get(), [&](std::uint16_t port) {
-    PortCounts counts{.port = port};
-    for (std::size_t state = 1; state < kTcpStateSlots; ++state) {
-      if ((states_used_ & (1u << state)) != 0) counts.counts[state] = cells_[state * kPorts + port];
-    }
-    summary.ports.push_back(counts);
-  });
-  for (const PortCounts& port : summary.ports) {
-    for (std::size_t state = 1; state < port.counts.size(); ++state) {
-      summary.by_state[state] += port.counts[state];
-      summary.sockets += port.counts[state];
-    }
-    const std::uint32_t established = port.count(TcpState::kEstablished);
-    if (port.listening()) {
-      summary.established_inbound += established;
-    } else {
-      summary.established_outbound += established;
-    }
+PortCounts PortStateTally::port_counts(std::uint16_t port) const {
+  PortCounts counts{.port = port};
+  for (std::uint32_t states = states_used_ & ~1u; states != 0; states &= states - 1) {
+    const auto state = static_cast<std::size_t>(__builtin_ctz(states));
+    counts.counts[state] = cells_[state * kPorts + port];
   }
+  return counts;
+}
+
+TallySummary PortStateTally::totals() const {
+  // State by state over the ports in use: a busy host's tables leave two or three states
+  // in use, so this reads just those cells.
+  TallySummary summary;
+  const std::uint32_t* listen = &cells_[static_cast<std::size_t>(TcpState::kListen) * kPorts];
+  const std::uint32_t* established = &cells_[static_cast<std::size_t>(TcpState::kEstablished) * kPorts];
+  for (std::uint32_t states = states_used_ & ~1u; states != 0; states &= states - 1) {
+    const auto state = static_cast<std::size_t>(__builtin_ctz(states));
+    const std::uint32_t* cells = &cells_[state * kPorts];
+    std::uint64_t total = 0;
+    for_each_port(in_use_.get(), [&](std::uint16_t port) { total += cells[port]; });
+    summary.by_state[state] = total;
+    summary.sockets += total;
+  }
+  if ((states_used_ & (1u << static_cast<unsigned>(TcpState::kListen))) != 0) {
+    for_each_port(in_use_.get(), [&](std::uint16_t port) {
+      if (listen[port] != 0) summary.established_inbound += established[port];
+    });
+  }
+  summary.established_outbound = summary.count(TcpState::kEstablished) - summary.established_inbound;
+  return summary;
+}
+
+TallySummary PortStateTally::summarize() const {
+  TallySummary summary = totals();
+  summary.ports.reserve(ports_in_use());
+  for_each_port_counts([&](const PortCounts& port) { summary.ports.push_back(port); });
   return summary;
 }
 

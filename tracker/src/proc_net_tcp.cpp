@@ -3,6 +3,7 @@
 #include <arpa/inet.h>
 
 #include <algorithm>
+#include <charconv>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
@@ -87,20 +88,62 @@ std::string_view scan_kernel_name(ScanKernel kernel) {
   return "?";
 }
 
+#if defined(SKOPOS_X86_KERNELS)
+namespace {
+
+// What the SIMD kernels need, read with CPUID when first asked. (__builtin_cpu_supports
+// would do, but links a constructor that runs every CPUID leaf at each start, before
+// main: under a hypervisor, where CPUID traps, that was 0.08 ms of every tracker-cli run.)
+struct X86Features {
+  bool avx2 = false;  // with BMI2 and POPCNT, and the OS saving the YMM registers
+  bool avx512 = false;  // F, BW, CD, VBMI, VPOPCNTDQ, and the OS saving the ZMM registers
+};
+
+X86Features read_x86_features() {
+  const auto cpuid = [](unsigned leaf, unsigned subleaf, unsigned (&regs)[4]) {
+    asm volatile("cpuid" : "=a"(regs[0]), "=b"(regs[1]), "=c"(regs[2]), "=d"(regs[3]) : "a"(leaf), "c"(subleaf));
+  };
+  const auto bit = [](unsigned value, int n) { return ((value >> n) & 1u) != 0; };
+  unsigned regs[4];
+  cpuid(0, 0, regs);
+  const unsigned max_leaf = regs[0];
+  if (max_leaf < 7) return {};
+  cpuid(1, 0, regs);
+  const bool popcnt = bit(regs[2], 23);
+  const bool osxsave = bit(regs[2], 27);
+  const bool avx = bit(regs[2], 28);
+  if (!osxsave || !avx || !popcnt) return {};
+  unsigned xcr0_low = 0;
+  unsigned xcr0_high = 0;
+  asm volatile("xgetbv" : "=a"(xcr0_low), "=d"(xcr0_high) : "c"(0));
+  const bool ymm_saved = (xcr0_low & 0x6u) == 0x6u;     // SSE and AVX state
+  const bool zmm_saved = (xcr0_low & 0xE6u) == 0xE6u;   // and opmask, ZMM_Hi256, Hi16_ZMM
+  cpuid(7, 0, regs);
+  const unsigned ebx = regs[1];
+  const unsigned ecx = regs[2];
+  X86Features features;
+  features.avx2 = ymm_saved && bit(ebx, 5) && bit(ebx, 3) && bit(ebx, 8);
+  features.avx512 = features.avx2 && zmm_saved && bit(ebx, 16) && bit(ebx, 30) && bit(ebx, 28) && bit(ecx, 1) &&
+                    bit(ecx, 14);
+  return features;
+}
+
+const X86Features& x86_features() {
+  static const X86Features features = read_x86_features();
+  return features;
+}
+
+}  // namespace
+#endif
+
 bool scan_kernel_supported(ScanKernel kernel) {
   switch (kernel) {
     case ScanKernel::kAuto:
     case ScanKernel::kParser:
     case ScanKernel::kPortable: return true;
 #if defined(SKOPOS_X86_KERNELS)
-    case ScanKernel::kAvx2:
-      return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("bmi2") &&
-             __builtin_cpu_supports("popcnt");
-    case ScanKernel::kAvx512:
-      return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-             __builtin_cpu_supports("avx512cd") && __builtin_cpu_supports("avx512vbmi") &&
-             __builtin_cpu_supports("avx512vpopcntdq") &&
-             __builtin_cpu_supports("bmi2") && __builtin_cpu_supports("popcnt");
+    case ScanKernel::kAvx2: return x86_features().avx2;
+    case ScanKernel::kAvx512: return x86_features().avx512;
 #else
     case ScanKernel::kAvx2:
     case ScanKernel::kAvx512: return false;
@@ -112,15 +155,47 @@ bool scan_kernel_supported(ScanKernel kernel) {
 namespace {
 
 // A sample for timing the kernels: kernel-printed tcp6 lines, full sockets and
-// TIME_WAIT ones. 512 lines (about 90 KB) fit in the L2 cache of any CPU with AVX2, and
-// their ports in a few pages of the tally, so the timing measures the kernels, not the
-// memory or page faults; choosing costs about a millisecond once per process.
-constexpr int kSampleLines = 512;
+// TIME_WAIT ones. 256 lines (about 45 KB) fit in the L1 or L2 cache of any CPU with
+// AVX2, and their ports in a few pages of the tally, so the timing measures the kernels,
+// not the memory or page faults. The lines are formatted here rather than by snprintf,
+// which would cost more than the timing itself: choosing is paid once per process, and
+// tracker-cli pays it on every run (bench_proc_net_tcp prints what it costs).
+constexpr int kSampleLines = 256;
+
+class SampleLine {
+ public:
+  explicit SampleLine(std::string& text) : text_(text) {}
+  SampleLine& raw(std::string_view part) {
+    text_ += part;
+    return *this;
+  }
+  SampleLine& hex(std::uint64_t value, int digits) {
+    for (int shift = 4 * (digits - 1); shift >= 0; shift -= 4) text_ += "0123456789ABCDEF"[(value >> shift) & 15];
+    return *this;
+  }
+  SampleLine& lower_hex(std::uint64_t value, int digits) {
+    for (int shift = 4 * (digits - 1); shift >= 0; shift -= 4) text_ += "0123456789abcdef"[(value >> shift) & 15];
+    return *this;
+  }
+  // Right-aligned in `width` columns, as printf's "%*u"; a leading '-' for negatives.
+  SampleLine& decimal(long long value, int width = 0) {
+    char digits[24];
+    const auto [end, ec] = std::to_chars(digits, digits + sizeof digits, value);
+    const auto length = static_cast<int>(end - digits);
+    if (width > length) text_.append(static_cast<std::size_t>(width - length), ' ');
+    text_.append(digits, end);
+    return *this;
+  }
+
+ private:
+  std::string& text_;
+};
 
 std::string sample_table() {
   std::string text(
       "  sl  local_address                         remote_address                        "
       "st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n");
+  text.reserve(kSampleLines * 180);
   std::uint32_t seed = 0x2545F491;
   const auto next = [&seed] {
     seed ^= seed << 13;
@@ -128,39 +203,42 @@ std::string sample_table() {
     seed ^= seed << 5;
     return seed;
   };
-  char line[320];
   for (int slot = 0; slot < kSampleLines; ++slot) {
     const std::uint32_t a = next();
     const std::uint32_t b = next();
     const unsigned local_port = 40000 + (a % 512);
     const unsigned remote_port = slot % 3 == 0 ? 443 : 8080;
-    int n = 0;
+    SampleLine line(text);
+    line.decimal(slot, 4).raw(": 0000000000000000FFFF0000").hex(a, 8).raw(":").hex(local_port, 4);
+    line.raw(" 0000000000000000FFFF0000").hex(b, 8).raw(":").hex(remote_port, 4);
     if (slot % 8 == 7) {
-      n = std::snprintf(line, sizeof line,
-                        "%4d: 0000000000000000FFFF0000%08X:%04X 0000000000000000FFFF0000%08X:%04X 06 "
-                        "00000000:00000000 03:%08X 00000000     0        0 0 3 %016llx\n",
-                        slot, a, local_port, b, remote_port, a % 6000, 0xFFFF888000000000ULL | b);
+      line.raw(" 06 00000000:00000000 03:").hex(a % 6000, 8).raw(" 00000000     0        0 0 3 ");
+      line.lower_hex(0xFFFF888000000000ULL | b, 16).raw("\n");
     } else {
-      n = std::snprintf(line, sizeof line,
-                        "%4d: 0000000000000000FFFF0000%08X:%04X 0000000000000000FFFF0000%08X:%04X 01 "
-                        "00000000:00000000 02:%08X 00000000  %4u        0 %u 2 %016llx %u %u %u %u %d\n",
-                        slot, a, local_port, b, remote_port, b % 9000, 1000 + a % 8, 100000 + b % 900000,
-                        0xFFFF888000000000ULL | a, 20 + b % 200, 4 + a % 36, (a >> 3) % 32, 10 + b % 90,
-                        slot % 5 == 0 ? -1 : static_cast<int>(7 + a % 200));
+      line.raw(" 01 00000000:00000000 02:").hex(b % 9000, 8).raw(" 00000000  ").decimal(1000 + a % 8, 4);
+      line.raw("        0 ").decimal(100000 + b % 900000).raw(" 2 ").lower_hex(0xFFFF888000000000ULL | a, 16);
+      line.raw(" ").decimal(20 + b % 200).raw(" ").decimal(4 + a % 36).raw(" ").decimal((a >> 3) % 32);
+      line.raw(" ").decimal(10 + b % 90).raw(" ").decimal(slot % 5 == 0 ? -1 : static_cast<int>(7 + a % 200));
+      line.raw("\n");
     }
-    text.append(line, static_cast<std::size_t>(n));
   }
   return text;
 }
 
 ScanKernelChoice choose_scan_kernel() {
+  // The SIMD kernels this CPU runs are timed against each other. The portable one is
+  // timed only where none runs: it measured 3-4x slower than either on every CPU
+  // bench_proc_net_tcp has run on (Zen 3, Zen 4, an AVX-512 Xeon), and timing it would
+  // double what choosing costs.
   std::vector<ScanKernel> candidates;
-  for (ScanKernel kernel : {ScanKernel::kAvx512, ScanKernel::kAvx2, ScanKernel::kPortable}) {
+  for (ScanKernel kernel : {ScanKernel::kAvx512, ScanKernel::kAvx2}) {
     if (scan_kernel_supported(kernel)) candidates.push_back(kernel);
   }
+  if (candidates.empty()) candidates.push_back(ScanKernel::kPortable);
   ScanKernelChoice choice{ScanKernel::kPortable, {}};
   if (candidates.size() == 1) {
-    choice.timings.push_back({ScanKernel::kPortable});
+    choice.chosen = candidates.front();
+    choice.timings.push_back({candidates.front()});
     return choice;
   }
   const auto started_choosing = std::chrono::steady_clock::now();
@@ -198,7 +276,10 @@ ScanKernelChoice choose_scan_kernel() {
 
 std::string ScanKernelChoice::describe() const {
   std::string text(scan_kernel_name(chosen));
-  if (timings.size() < 2) return text + " (the only kernel this CPU runs)";
+  if (timings.size() < 2) {
+    return text + (chosen == ScanKernel::kPortable ? " (no SIMD kernel runs on this CPU)"
+                                                   : " (the only SIMD kernel this CPU runs)");
+  }
   char figure[64];
   std::snprintf(figure, sizeof figure, " (measured in %.2f ms:", choosing_ms);
   text += figure;

@@ -75,6 +75,19 @@ class PortStateTally {
   void clear();
   // Allocates the result; not for per-line use.
   TallySummary summarize() const;
+  // summarize() without the per-port list (`ports` stays empty): no allocation.
+  TallySummary totals() const;
+  // Calls visit(const PortCounts&) for every port in use, in ascending order, without
+  // building a list: for printing a busy host's tens of thousands of ports.
+  template <class Visit>
+  void for_each_port_counts(Visit visit) const {
+    const std::uint64_t* in_use = in_use_.get();
+    for (std::size_t word = 0; word < kPorts / 64; ++word) {
+      for (std::uint64_t bits = in_use[word]; bits != 0; bits &= bits - 1) {
+        visit(port_counts(static_cast<std::uint16_t>(word * 64 + static_cast<std::size_t>(__builtin_ctzll(bits)))));
+      }
+    }
+  }
 
   // Raw access for the scan kernels, which do what add() does without a call per line.
   std::uint32_t* cells() { return cells_; }
@@ -82,6 +95,8 @@ class PortStateTally {
   std::uint32_t* states_used() { return &states_used_; }
 
  private:
+  PortCounts port_counts(std::uint16_t port) const;
+
   std::uint32_t* cells_ = nullptr;  // kCells counters, an anonymous mapping
   std::unique_ptr<std::uint64_t[]> in_use_;  // one bit per port
   std::uint32_t states_used_ = 0;            // bit s: some port has a socket in state s

@@ -145,10 +145,10 @@ enum class ScanKernel : std::uint8_t {
 std::string_view scan_kernel_name(ScanKernel kernel);
 bool scan_kernel_supported(ScanKernel kernel);
 
-// How kAuto chose: every fast kernel this CPU runs, timed on the same sample table
-// (kernel-printed tcp6 lines, in cache) at first use, the fastest chosen. Which kernel
-// is fastest depends on the CPU, not only on its features: an AVX-512 kernel is not
-// faster on every CPU that has AVX-512.
+// How kAuto chose: every SIMD kernel this CPU runs, timed on the same sample table
+// (kernel-printed tcp6 lines, in cache) at first use, the fastest chosen; the portable
+// kernel where none runs. Which SIMD kernel is fastest depends on the CPU, not only on
+// its features: an AVX-512 kernel is not faster on every CPU that has AVX-512.
 struct ScanKernelTiming {
   ScanKernel kernel;
   double ns_per_line = 0;           // the best of several runs
