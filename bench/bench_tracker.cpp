@@ -219,6 +219,80 @@ ProgramStats program_stats(std::uint32_t id) {
   return {info.run_time_ns, info.run_cnt};
 }
 
+// The highest id of a program the kernel holds now, loaded or being freed.
+std::uint32_t last_program_id() {
+  std::uint32_t last = 0;
+  for (std::uint32_t id = 0; bpf_prog_get_next_id(id, &id) == 0;) last = id;
+  return last;
+}
+
+// The id of the newest live program above `after` whose name starts with `name` (the
+// kernel keeps 15 characters); 0 if none.
+std::uint32_t newest_program(const char* name, std::uint32_t after) {
+  std::uint32_t found = 0;
+  for (std::uint32_t id = after; bpf_prog_get_next_id(id, &id) == 0;) {
+    UniqueFd fd(bpf_prog_get_fd_by_id(id));
+    bpf_prog_info info{};
+    std::uint32_t length = sizeof info;
+    if (!fd || bpf_obj_get_info_by_fd(fd.get(), &info, &length) != 0) continue;
+    if (std::strncmp(info.name, name, sizeof info.name - 1) == 0) found = id;
+  }
+  return found;
+}
+
+// The skopos-tracker daemon as a host runs it (BPF source; no Docker, no conntrack),
+// started by the constructor and stopped with SIGTERM by stop() or the destructor.
+class TrackerDaemon {
+ public:
+  // Programs ids only grow, so the daemon's is above every id the kernel holds now (a
+  // previous daemon's program may still be on its way out).
+  explicit TrackerDaemon(const std::string& binary) : programs_before_(last_program_id()) {
+    pid_ = ::fork();
+    if (pid_ == 0) {
+      const int null = ::open("/dev/null", O_WRONLY);
+      ::dup2(null, STDOUT_FILENO);
+      ::dup2(null, STDERR_FILENO);
+      ::execl(binary.c_str(), binary.c_str(), "--source", "bpf", "--docker-socket", "none", "--conntrack", "off",
+              "--check-interval", "0", static_cast<char*>(nullptr));
+      ::_exit(127);
+    }
+  }
+  ~TrackerDaemon() { stop(); }
+  TrackerDaemon(const TrackerDaemon&) = delete;
+  TrackerDaemon& operator=(const TrackerDaemon&) = delete;
+
+  pid_t pid() const { return pid_; }
+
+  // The id of the daemon's tracepoint program once it is attached, and its start-up
+  // snapshot given time to finish; 0 if it did not attach within 10 s.
+  std::uint32_t wait_attached() {
+    const auto deadline = Clock::now() + std::chrono::seconds(10);
+    while (Clock::now() < deadline) {
+      const std::uint32_t id = newest_program("track_transition", programs_before_);
+      if (id != 0) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(300));
+        return id;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    return 0;
+  }
+
+  // SIGTERM, then its exit status (-1: killed by a signal or already stopped).
+  int stop() {
+    if (pid_ <= 0) return -1;
+    ::kill(pid_, SIGTERM);
+    int status = 0;
+    ::waitpid(pid_, &status, 0);
+    pid_ = -1;
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  }
+
+ private:
+  std::uint32_t programs_before_;
+  pid_t pid_ = -1;
+};
+
 }  // namespace
 
 constexpr const char* kUsage =
@@ -315,36 +389,56 @@ int main(int argc, char** argv) {
   holders.reset();
   created->reset();
 
-  // ---- 2. Kernel cost per transition.
-  const double bare_s = churn(netns, transitions, 30001);
-  auto second = BpfConnectionSource::create();
-  if (!second) die("bpf create");
-  UniqueFd stats_fd(bpf_enable_stats(BPF_STATS_RUN_TIME));
-  if (!stats_fd) die("bpf_enable_stats");
-  const ProgramStats before = program_stats((*second)->program_id());
-  const double traced_s = churn(netns, transitions, 30002);
-  const ProgramStats after = program_stats((*second)->program_id());
-  stats_fd.reset();
-  // Drain so the ring buffer does not fill (it would only count lost events).
-  (void)(*second)->update([](std::uint64_t) {});
-  const double ns_per_run = static_cast<double>(after.run_time_ns - before.run_time_ns) /
-                            static_cast<double>(std::max<std::uint64_t>(1, after.run_count - before.run_count));
-  const double runs_per_connection =
-      static_cast<double>(after.run_count - before.run_count) / static_cast<double>(transitions);
-  rows.push_back({"bpf program per state transition (kernel bpf stats)", ns_per_run, "ns", "< 300 ns",
-                  ns_per_run < 300 ? "met" : "MISSED"});
+  // ---- 2. Kernel cost per transition: wall time per churned connection without and
+  // with the skopos-tracker daemon running (its program attached, its event loop
+  // consuming the ring buffer as on a host), in interleaved rounds -- a slow spell of
+  // the machine slows a round of each alike -- each the best of its rounds. The
+  // kernel's run-time statistics, which add two clock reads per run, are on only for a
+  // churn of their own.
+  constexpr int kWallRounds = 5;
+  const int per_round = std::max(1, transitions / kWallRounds);
+  double bare_s = 1e30;
+  double traced_s = 1e30;
+  for (int round = 0; round < kWallRounds; ++round) {
+    bare_s = std::min(bare_s, churn(netns, per_round, 30001));
+    TrackerDaemon daemon(tracker_binary);
+    if (daemon.wait_attached() == 0) die("skopos-tracker did not attach its program");
+    traced_s = std::min(traced_s, churn(netns, per_round, 30002));
+  }
+  double ns_per_run = 0;
+  double runs_per_connection = 0;
+  {
+    TrackerDaemon daemon(tracker_binary);
+    const std::uint32_t program = daemon.wait_attached();
+    if (program == 0) die("skopos-tracker did not attach its program");
+    UniqueFd stats_fd(bpf_enable_stats(BPF_STATS_RUN_TIME));
+    if (!stats_fd) die("bpf_enable_stats");
+    const ProgramStats before = program_stats(program);
+    (void)churn(netns, per_round, 30003);
+    const ProgramStats after = program_stats(program);
+    ns_per_run = static_cast<double>(after.run_time_ns - before.run_time_ns) /
+                 static_cast<double>(std::max<std::uint64_t>(1, after.run_count - before.run_count));
+    runs_per_connection = static_cast<double>(after.run_count - before.run_count) / static_cast<double>(per_round);
+  }
+  const double added = traced_s / bare_s - 1;
+  rows.push_back({"churn wall time added by the running tracker", added * 100, "%", "<= 5 %",
+                  added <= 0.05 ? "met" : "MISSED"});
+  rows.push_back({"  churn wall time per connection, no tracker", bare_s * 1e9 / per_round, "ns", "", ""});
+  rows.push_back({"  churn wall time per connection, tracker running", traced_s * 1e9 / per_round, "ns", "", ""});
+  rows.push_back({"bpf program per state transition (kernel bpf stats)", ns_per_run, "ns", "(reported)", ""});
   rows.push_back({"  transitions per churned connection (both ends)", runs_per_connection, "", "", ""});
-  rows.push_back({"  churn wall time per connection, no program", bare_s * 1e9 / transitions, "ns", "", ""});
-  rows.push_back({"  churn wall time per connection, program attached", traced_s * 1e9 / transitions, "ns", "", ""});
 
   // ---- 4. Map occupancy after a long churn over many ports.
+  auto loaded = BpfConnectionSource::create();
+  if (!loaded) die("bpf create");
+  std::unique_ptr<BpfConnectionSource> attached = std::move(*loaded);
   constexpr int kChurnPorts = 4000;
   const auto occupancy_start = Clock::now();
   churn_ports(netns, occupancy_churn, 40000, kChurnPorts);
-  (void)(*second)->update([](std::uint64_t) {});
-  const auto occupied = (*second)->map_keys();
+  (void)attached->update([](std::uint64_t) {});
+  const auto occupied = attached->map_keys();
   if (!occupied) die("bpf map keys");
-  const SourceStats churn_stats = (*second)->stats();
+  const SourceStats churn_stats = attached->stats();
   std::printf("  occupancy churn: %d connections over %d ports in %.1f s; %zu keys left\n", occupancy_churn,
               kChurnPorts, seconds_since(occupancy_start), *occupied);
   // Without reclaiming, every port would have left two keys behind (8,000).
@@ -354,19 +448,12 @@ int main(int argc, char** argv) {
                   *occupied < 2 * kChurnPorts / 10 ? "met" : "MISSED"});
   rows.push_back({"  sockets the map could not count during it", static_cast<double>(churn_stats.count_failures), "",
                   "0", churn_stats.count_failures == 0 ? "met" : "MISSED"});
-  second->reset();
+  attached.reset();
 
   // ---- 3. Tracker CPU under churn.
-  const pid_t tracker = ::fork();
-  if (tracker == 0) {
-    const int null = ::open("/dev/null", O_WRONLY);
-    ::dup2(null, STDOUT_FILENO);
-    ::dup2(null, STDERR_FILENO);
-    ::execl(tracker_binary.c_str(), tracker_binary.c_str(), "--source", "bpf", "--docker-socket", "none", "--conntrack",
-            "off", "--check-interval", "0", static_cast<char*>(nullptr));
-    ::_exit(127);
-  }
-  std::this_thread::sleep_for(std::chrono::seconds(1));  // startup: load, attach, snapshot
+  TrackerDaemon daemon(tracker_binary);
+  if (daemon.wait_attached() == 0) die("skopos-tracker did not attach its program");
+  const pid_t tracker = daemon.pid();
   const std::uint64_t ticks_before = process_cpu_ticks(tracker);
   int opened = 0;
   const auto churn_start = Clock::now();
@@ -387,15 +474,13 @@ int main(int argc, char** argv) {
   load.join();
   const double churn_wall = seconds_since(churn_start);
   const std::uint64_t ticks_after = process_cpu_ticks(tracker);
-  ::kill(tracker, SIGTERM);
-  int status = 0;
-  ::waitpid(tracker, &status, 0);
+  const int status = daemon.stop();
   const double cpu_share = static_cast<double>(ticks_after - ticks_before) / static_cast<double>(::sysconf(_SC_CLK_TCK)) /
                            churn_wall * 100.0;
   rows.push_back({"skopos-tracker CPU at " + std::to_string(rate) + " connections/s", cpu_share, "% core", "< 5 %",
                   cpu_share < 5.0 ? "met" : "MISSED"});
   rows.push_back({"  connections/s achieved by the load", opened / churn_wall, "conn/s", "", ""});
-  rows.push_back({"  tracker exit status after SIGTERM", WIFEXITED(status) ? WEXITSTATUS(status) : -1.0, "", "0", ""});
+  rows.push_back({"  tracker exit status after SIGTERM", static_cast<double>(status), "", "0", ""});
 
   print_rows(rows);
   return counts_agree ? 0 : 1;
