@@ -404,13 +404,14 @@ int main(int argc, char** argv) {
                         " connections",
                     rss_mb, "MB", "< 30 MB", rss_mb < 30 ? "met" : "MISSED"});
     rows.push_back({"  tracker peak RSS (VmHWM)", hwm_mb, "MB", "", ""});
-    // Issue 13's goal: a tracker (re)started on a host with 300 containers knows every
-    // count within 1 s. Snapshots run one thread per usable CPU, so this row scales with
-    // the CPUs: state them beside it.
-    const bool goal_applies = containers <= 300;
+    // The goals: a tracker (re)started on a host with 300 containers knows every count
+    // within 1 s (issue 13), with 1,000 containers within 2 s (issue 14). Snapshots run
+    // one thread per usable CPU, so this row scales with the CPUs: state them beside it.
+    const double goal_s = containers <= 300 ? 1.0 : containers <= 1000 ? 2.0 : 0.0;
+    char goal_text[16] = "";
+    if (goal_s > 0) std::snprintf(goal_text, sizeof goal_text, "< %.0f s", goal_s);
     rows.push_back({"start to every container counted (" + std::to_string(skopos::usable_cpus()) + " CPUs, " + hash_note + ")",
-                    ready_s,
-                    "s", goal_applies ? "< 1 s" : "", goal_applies ? (ready_s < 1.0 ? "met" : "MISSED") : ""});
+                    ready_s, "s", goal_text, goal_s > 0 ? (ready_s < goal_s ? "met" : "MISSED") : ""});
     for (int fd : controls) ::close(fd);
     for (pid_t pid : holders) ::waitpid(pid, nullptr, 0);
   }
