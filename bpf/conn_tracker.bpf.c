@@ -24,10 +24,16 @@ struct {
 	__type(value, __u64);
 } conn_counts SEC(".maps");
 
+/*
+ * The counted sockets, by socket address (see the ABI header). Not preallocated: entries
+ * come from the kernel's per-CPU BPF allocator as sockets are counted, which costs a
+ * fraction of socket-local storage's allocation, memcg charge and RCU free per socket.
+ */
 struct {
-	__uint(type, BPF_MAP_TYPE_SK_STORAGE);
+	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__type(key, int);
+	__uint(max_entries, SKOPOS_CONN_MAX_SOCKETS);
+	__type(key, __u64);
 	__type(value, struct skopos_sock_mark);
 } sock_marks SEC(".maps");
 
@@ -67,17 +73,24 @@ static __always_inline void send_event(const struct skopos_conn_key *key, __s32 
 }
 
 /*
- * Adds the socket to `key` and marks it; false when it could not be counted (the socket
- * stays unmarked, stats.count_failures says so, and userspace stops trusting counts
- * until a snapshot has found it).
+ * Marks the socket (by its address) and adds it to `key`; false when it could not be
+ * counted (it stays unmarked, stats.storage_failures or stats.count_failures says so,
+ * and userspace stops trusting counts until a snapshot has found it). The mark goes
+ * first: taking it back is one delete, while taking back a count could leave a key to
+ * reclaim.
  */
-static __always_inline bool count_socket(struct skopos_sock_mark *mark, const struct skopos_conn_key *key)
+static __always_inline bool count_socket(__u64 addr, const struct skopos_conn_key *key)
 {
+	struct skopos_sock_mark mark = { .key = *key };
 	__u64 zero = 0;
 	__u64 *count;
 	__u64 before;
 	int i;
 
+	if (bpf_map_update_elem(&sock_marks, &addr, &mark, BPF_NOEXIST)) {
+		__sync_fetch_and_add(&stats.storage_failures, 1);
+		return false;
+	}
 	for (i = 0; i < SKOPOS_COUNT_TRIES; i++) {
 		count = bpf_map_lookup_elem(&conn_counts, key);
 		if (!count) {
@@ -91,22 +104,23 @@ static __always_inline bool count_socket(struct skopos_sock_mark *mark, const st
 		before = __sync_fetch_and_add(count, 1);
 		if (before & SKOPOS_COUNT_RECLAIMED)
 			continue; /* being deleted by the CPU that brought it to 0: a fresh key */
-		mark->key = *key;
-		mark->counted = 1;
 		send_event(key, 1);
 		return true;
 	}
+	bpf_map_delete_elem(&sock_marks, &addr);
 	__sync_fetch_and_add(&stats.count_failures, 1);
 	return false;
 }
 
-static __always_inline void uncount_socket(struct skopos_sock_mark *mark)
+/* Takes a counted socket (its mark found under `addr`) off its key and unmarks it. */
+static __always_inline void uncount_socket(__u64 addr, const struct skopos_sock_mark *mark)
 {
+	struct skopos_conn_key key = mark->key;
 	__u64 *count;
 	__u64 before;
 
-	mark->counted = 0;
-	count = bpf_map_lookup_elem(&conn_counts, &mark->key);
+	bpf_map_delete_elem(&sock_marks, &addr);
+	count = bpf_map_lookup_elem(&conn_counts, &key);
 	/* A marked socket added 1 to a live key, and a live key is not deleted. */
 	if (!count) {
 		__sync_fetch_and_add(&stats.underflows, 1);
@@ -119,8 +133,8 @@ static __always_inline void uncount_socket(struct skopos_sock_mark *mark)
 	}
 	/* The last socket of the key: reclaim it, unless another CPU added one meanwhile. */
 	if (before == 1 && __sync_val_compare_and_swap(count, 0, SKOPOS_COUNT_RECLAIMED) == 0)
-		bpf_map_delete_elem(&conn_counts, &mark->key);
-	send_event(&mark->key, -1);
+		bpf_map_delete_elem(&conn_counts, &key);
+	send_event(&key, -1);
 }
 
 /*
@@ -155,32 +169,32 @@ int BPF_PROG(track_transition, struct sock *sk, int oldstate, int newstate)
 {
 	struct skopos_sock_mark *mark;
 	struct skopos_conn_key key;
+	__u64 addr = (__u64)sk;
 
-	if (newstate != TCP_ESTABLISHED && oldstate != TCP_ESTABLISHED)
-		return 0;
+	if ((newstate == TCP_ESTABLISHED) == (oldstate == TCP_ESTABLISHED))
+		return 0; /* neither entering nor leaving ESTABLISHED */
 	/* sk_protocol was an 8-bit bitfield before 5.6 and a u16 since; CO-RE relocates
 	 * the bitfield read for both layouts. */
 	if (BPF_CORE_READ_BITFIELD(sk, sk_protocol) != SKOPOS_IPPROTO_TCP)
 		return 0;
 
+	mark = bpf_map_lookup_elem(&sock_marks, &addr);
 	if (newstate == TCP_ESTABLISHED) {
-		mark = bpf_sk_storage_get(&sock_marks, sk, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
-		if (!mark) {
-			__sync_fetch_and_add(&stats.storage_failures, 1);
-			return 0;
+		/* A mark here belonged to a socket freed at this address while counted, which
+		 * tcp_set_state() rules out: its count goes now, and stats say it happened. */
+		if (mark) {
+			__sync_fetch_and_add(&stats.stale_marks, 1);
+			uncount_socket(addr, mark);
 		}
-		if (mark->counted)
-			return 0;
 		fill_key(&key, sk, oldstate == TCP_SYN_RECV);
-		count_socket(mark, &key);
+		count_socket(addr, &key);
 		return 0;
 	}
 
 	/* Leaving ESTABLISHED. No mark: established before we loaded and not yet found by
 	 * a snapshot, so it was never counted. */
-	mark = bpf_sk_storage_get(&sock_marks, sk, 0, 0);
-	if (mark && mark->counted)
-		uncount_socket(mark);
+	if (mark)
+		uncount_socket(addr, mark);
 	return 0;
 }
 
@@ -195,9 +209,9 @@ int snapshot_namespace(struct bpf_iter__tcp *ctx)
 {
 	struct sock_common *skc = ctx->sk_common;
 	struct skopos_snapshot_run *run;
-	struct skopos_sock_mark *mark;
 	struct skopos_conn_key key;
 	struct tcp_sock *tp;
+	__u64 addr;
 	__u32 netns;
 	__u16 port;
 	__u8 state;
@@ -226,17 +240,13 @@ int snapshot_namespace(struct bpf_iter__tcp *ctx)
 	}
 	if (state != TCP_ESTABLISHED)
 		return 0;
-	/* Request and time-wait mini-sockets have no storage; only full sockets count. */
+	/* Request and time-wait mini-sockets are never ESTABLISHED; only full sockets count. */
 	tp = bpf_skc_to_tcp_sock(skc);
 	if (!tp)
 		return 0;
-	mark = bpf_sk_storage_get(&sock_marks, tp, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
-	if (!mark) {
-		__sync_fetch_and_add(&stats.storage_failures, 1);
-		return 0;
-	}
-	if (mark->counted)
-		return 0;
+	addr = (__u64)tp;
+	if (bpf_map_lookup_elem(&sock_marks, &addr))
+		return 0; /* counted already */
 
 	{
 		__u32 word = port / 64;
@@ -246,7 +256,7 @@ int snapshot_namespace(struct bpf_iter__tcp *ctx)
 		inbound = (run->listeners[word] >> (port % 64)) & 1;
 	}
 	fill_key(&key, (struct sock *)tp, inbound);
-	if (count_socket(mark, &key))
+	if (count_socket(addr, &key))
 		__sync_fetch_and_add(&stats.snapshot_counted, 1);
 	return 0;
 }

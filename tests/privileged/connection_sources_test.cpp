@@ -183,6 +183,7 @@ TEST_F(PrivilegedConnectionSources, PreexistingOpenedAndClosedCountExactlyInBoth
   EXPECT_SETTLES(proc, ns.inode, none);
   const SourceStats stats = bpf->stats();
   EXPECT_EQ(stats.underflows, 0u);
+  EXPECT_EQ(stats.stale_marks, 0u);
   EXPECT_EQ(stats.count_failures, 0u);
   EXPECT_EQ(stats.storage_failures, 0u);
   EXPECT_EQ(stats.snapshot_counted, 16u) << "5 + 3 pre-existing connections, both ends";
@@ -357,6 +358,68 @@ TEST_F(PrivilegedConnectionSources, AFullMapMakesCountsUnknownNeverZeroAndReclai
   auto after = bpf.map_keys();
   ASSERT_TRUE(after);
   EXPECT_LT(*after, kMaxKeys / 2) << "the pressure's keys were reclaimed";
+}
+
+// The marks of counted sockets (a hash map keyed by socket address) are bounded too: a
+// socket the full mark map has no room for is never counted, so its namespace reads
+// unknown, never a wrong number; the marks go with the sockets' ESTABLISHED state, and
+// the counts are exact again.
+TEST_F(PrivilegedConnectionSources, AFullMarkMapMakesCountsUnknownNeverWrongAndMarksGoWithTheirSockets) {
+  constexpr std::uint32_t kMaxSockets = 64;
+  constexpr int kPressureConnections = 80;  // 160 ESTABLISHED sockets
+  BpfConnectionSource::Options options;
+  options.max_sockets = kMaxSockets;
+  auto created = BpfConnectionSource::create(options);
+  ASSERT_TRUE(created) << created.error().message();
+  BpfConnectionSource& bpf = **created;
+
+  UniqueFd pressure_listener;
+  std::vector<Connection> pressure;
+  {
+    TestNetns::Inside inside(*netns_);
+    pressure_listener = tcp_listen("127.0.0.1", 9300);
+    for (int i = 0; i < kPressureConnections; ++i) {
+      pressure.push_back(open_connection(pressure_listener.get(), "127.0.0.1", 9300));
+    }
+  }
+  ASSERT_TRUE(bpf.update([](std::uint64_t) {}));
+  EXPECT_GT(bpf.stats().storage_failures, 0u) << "the mark map is full";
+  auto marked = bpf.marked_sockets();
+  ASSERT_TRUE(marked) << marked.error().message();
+  EXPECT_LE(*marked, kMaxSockets);
+
+  auto fresh = TestNetns::create("skopos-marks");
+  ASSERT_TRUE(fresh) << fresh.error().message();
+  const NamespaceHandle ns = handle_of(**fresh);
+  ASSERT_TRUE(bpf.track(ns));
+  UniqueFd listener;
+  Connection live;
+  {
+    TestNetns::Inside inside(**fresh);
+    listener = tcp_listen("127.0.0.1", 8080);
+    live = open_connection(listener.get(), "127.0.0.1", 8080);
+  }
+  for (int i = 0; i < 20; ++i) {
+    ASSERT_TRUE(bpf.update([](std::uint64_t) {}));
+    const NamespaceCounts* counts = bpf.counts(ns.inode);
+    if (counts != nullptr) {
+      const auto ports = counts->ports();
+      const auto it = std::find_if(ports.begin(), ports.end(), [](const PortConnections& p) { return p.port == 8080; });
+      ASSERT_TRUE(it != ports.end() && it->inbound == 1) << "a known count must be the truth: " << describe(counts);
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  EXPECT_GT(bpf.stats().unproven, 0u) << "the failure was seen";
+
+  pressure.clear();
+  const NamespaceCounts want = make_counts({{8080, 1, 1}});
+  EXPECT_SETTLES(bpf, ns.inode, want);
+  EXPECT_EQ(bpf.stats().unproven, 0u);
+  EXPECT_EQ(bpf.stats().underflows, 0u);
+  EXPECT_EQ(bpf.stats().stale_marks, 0u);
+  marked = bpf.marked_sockets();
+  ASSERT_TRUE(marked) << marked.error().message();
+  EXPECT_LT(*marked, kMaxSockets / 2) << "the pressure's marks went when its sockets closed";
 }
 
 // A burst of namespaces tracked at once (a tracker starting on a dense host): their

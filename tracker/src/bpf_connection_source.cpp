@@ -77,6 +77,11 @@ Result<std::unique_ptr<BpfConnectionSource>> BpfConnectionSource::create(Options
       return unexpected(Error::from_errno(failure_errno(ret), "bpf map size", "conn_counts"));
     }
   }
+  if (options.max_sockets != 0) {
+    if (int ret = bpf_map__set_max_entries(skeleton->maps.sock_marks, options.max_sockets); ret != 0) {
+      return unexpected(Error::from_errno(failure_errno(ret), "bpf map size", "sock_marks"));
+    }
+  }
 
   if (int ret = conn_tracker__load(skeleton); ret != 0) {
     Error error = Error::from_errno(failure_errno(ret), "bpf load", kObject);
@@ -234,6 +239,17 @@ Result<std::size_t> BpfConnectionSource::map_keys() const {
   auto walked = walk_map([&](const skopos_conn_key&, std::uint64_t) { ++keys; });
   if (!walked) return unexpected(std::move(walked).error());
   return keys;
+}
+
+Result<std::size_t> BpfConnectionSource::marked_sockets() const {
+  const int fd = bpf_map__fd(skeleton_->maps.sock_marks);
+  std::size_t marks = 0;
+  std::uint64_t cookie = 0;
+  for (const std::uint64_t* previous = nullptr; bpf_map_get_next_key(fd, previous, &cookie) == 0; previous = &cookie) {
+    ++marks;
+  }
+  if (errno != ENOENT) return unexpected(Error::from_errno(errno, "bpf map next key", "sock_marks"));
+  return marks;
 }
 
 Result<std::size_t> BpfConnectionSource::snapshot_runs() const {
@@ -420,6 +436,7 @@ SourceStats BpfConnectionSource::stats() const {
   stats.count_failures = load(kernel.count_failures);
   stats.storage_failures = load(kernel.storage_failures);
   stats.underflows = load(kernel.underflows);
+  stats.stale_marks = load(kernel.stale_marks);
   stats.snapshot_counted = load(kernel.snapshot_counted);
   stats.unproven = unproven();
   stats.proofs = proofs_;

@@ -94,6 +94,9 @@ std::string render_metrics(const Tracker& tracker, const StreamStats* stream) {
          stats.source.storage_failures);
   metric(out, "skopos_tracker_bpf_underflows_total", "counter", "Decrements of a zero count (a bug if nonzero).",
          stats.source.underflows);
+  metric(out, "skopos_tracker_bpf_stale_marks_total", "counter",
+         "Counted sockets freed without leaving ESTABLISHED, their counts taken back (a bug if nonzero).",
+         stats.source.stale_marks);
   metric(out, "skopos_tracker_bpf_unproven_namespaces", "gauge",
          "Namespaces unknown since a socket could not be counted, until a snapshot proves them.",
          stats.source.unproven);

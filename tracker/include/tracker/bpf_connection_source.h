@@ -3,8 +3,9 @@
 // A tp_btf program on inet_sock_set_state counts every socket entering and leaving
 // ESTABLISHED, in every namespace, from the moment create() returns. track() runs the
 // snapshot iterator in the namespace, which counts the sockets that were ESTABLISHED
-// before and that no transition has counted yet; socket-local storage makes the two
-// agree with no double count and no negative count, however the sockets churn meanwhile.
+// before and that no transition has counted yet; a mark per counted socket (a hash map
+// keyed by socket cookie) makes the two agree with no double count and no negative
+// count, however the sockets churn meanwhile.
 //
 // A snapshot walks the kernel's whole established hash (shared by every namespace) for
 // the sockets of one namespace: milliseconds each, whatever the namespace holds. So
@@ -16,7 +17,7 @@
 // only name the (namespace, port, direction) to re-read from the kernel's map, so lost
 // or reordered events never make a count wrong; lost events trigger a full re-read.
 //
-// A socket the kernel could not count (the map full, no socket storage) is never a
+// A socket the kernel could not count (the count or mark map full) is never a
 // silent 0: from the update() that sees the kernel's failure counters move, every
 // tracked namespace is unknown (counts() == nullptr) until a fresh snapshot -- which
 // counts every ESTABLISHED socket not counted yet -- has run in it with no failure
@@ -45,6 +46,9 @@ class BpfConnectionSource final : public ConnectionSource {
     // Capacity of the kernel's count map (keys with live sockets); tests lower it to
     // fill it on purpose.
     std::uint32_t max_keys = 0;  // 0: SKOPOS_CONN_MAX_KEYS
+    // Capacity of the kernel's mark map (sockets counted at once, host-wide); tests
+    // lower it to fill it on purpose.
+    std::uint32_t max_sockets = 0;  // 0: SKOPOS_CONN_MAX_SOCKETS
   };
   // Loads, verifies and attaches the programs. Needs root (CAP_BPF, CAP_PERFMON,
   // CAP_SYS_ADMIN for setns) and kernel BTF; errors name the step and carry errno.
@@ -75,6 +79,9 @@ class BpfConnectionSource final : public ConnectionSource {
   // How many keys the kernel's count map holds now (its occupancy; keys at zero are
   // reclaimed, so this is the keys with live sockets).
   Result<std::size_t> map_keys() const;
+  // Sockets the kernel has marked as counted now: the counted ESTABLISHED sockets of
+  // every namespace, no more (a mark left behind would be a leak).
+  Result<std::size_t> marked_sockets() const;
   // Snapshot runs the kernel's map holds now: 0 between snapshots (each run removes its
   // entry however it ends).
   Result<std::size_t> snapshot_runs() const;

@@ -8,12 +8,20 @@
  * through the ring buffer `conn_events`. The map is the truth; an event only says which
  * key to read again, so lost or reordered events can never make a count wrong.
  *
- * A socket is counted at most once: the socket-local storage `sock_marks` records the
- * key it was counted under. It is set when the socket enters ESTABLISHED (or when the
- * snapshot iterator finds it ESTABLISHED and unmarked) and cleared when it leaves;
- * a socket that leaves ESTABLISHED unmarked was never counted and changes nothing.
- * Both the tracepoint and the iterator run under the socket's lock, so the two can
- * never both count one socket.
+ * A socket is counted at most once: the hash map `sock_marks`, keyed by the socket's
+ * address, holds the key it was counted under exactly while it is counted. The mark is
+ * added when the socket enters ESTABLISHED (or when the snapshot iterator finds it
+ * ESTABLISHED and unmarked) and deleted when it leaves; a socket that leaves
+ * ESTABLISHED unmarked was never counted and changes nothing. Both the tracepoint and
+ * the iterator run under the socket's lock, so the two can never both count one socket.
+ * Every TCP socket leaves ESTABLISHED (through tcp_set_state(), which fires the
+ * tracepoint) before it is freed, so the map holds the counted live sockets and no
+ * more, and a socket entering ESTABLISHED has no mark. Should one be there even so (a
+ * socket freed at that address while counted), its count is taken back before the new
+ * socket is counted, and stats.stale_marks says it happened. (The marks were
+ * socket-local storage before: its allocation, memory charge and RCU free per socket
+ * were most of the program's cost per connection. The socket cookie would be a key
+ * never reused, but making one cost a third as much again.)
  *
  * Keys are reclaimed: the decrement that brings a count to 0 turns the value into
  * SKOPOS_COUNT_RECLAIMED (compare-and-exchange from exactly 0) and deletes the key. An
@@ -22,8 +30,8 @@
  * key, and the map holds only keys with live sockets. Readers take a value with the
  * marker bit set as 0.
  *
- * A socket that cannot be counted (the map is full even so, no socket storage, or the
- * retries ran out) is left unmarked and counted in stats; userspace then treats every
+ * A socket that cannot be counted (either map full, or the retries ran out) is left
+ * unmarked and counted in stats; userspace then treats every
  * namespace as unknown until a fresh snapshot (which counts every ESTABLISHED unmarked
  * socket) has proven its count again. Never a known 0 for a socket we lost.
  */
@@ -53,10 +61,9 @@ struct skopos_conn_key {
 	__u8 pad;       /* always 0: keys are compared as bytes */
 };
 
-/* What sock_marks holds for a counted socket. */
+/* What sock_marks holds for a counted socket (keyed by its address, as a __u64). */
 struct skopos_sock_mark {
 	struct skopos_conn_key key; /* where the socket is counted */
-	__u32 counted;              /* 1 while counted */
 };
 
 /* One ring buffer record: the count of `key` changed by `delta`. */
@@ -74,9 +81,10 @@ struct skopos_conn_event {
 struct skopos_conn_stats {
 	__u64 lost_events;      /* ring buffer full: an event was not sent */
 	__u64 count_failures;   /* conn_counts full: a socket could not be counted */
-	__u64 storage_failures; /* no socket storage: a socket could not be marked */
+	__u64 storage_failures; /* sock_marks full: a socket could not be marked */
 	__u64 underflows;       /* a decrement found 0 (must never happen) */
 	__u64 snapshot_counted; /* sockets counted by the snapshot iterator */
+	__u64 stale_marks;      /* a socket entering ESTABLISHED was marked (must never happen) */
 };
 
 /*
@@ -87,6 +95,13 @@ struct skopos_conn_stats {
  * Userspace may lower it before loading (tests build a small map on purpose).
  */
 #define SKOPOS_CONN_MAX_KEYS 262144
+/*
+ * Capacity of sock_marks: ESTABLISHED sockets counted at once, host-wide. The kernel
+ * allocates the entries as sockets come (about 100 bytes each) and a bucket array of 16
+ * bytes per entry up front (16 MiB); beyond it, sockets make counts unknown, never 0.
+ * Userspace may set it before loading (tests build a small map on purpose).
+ */
+#define SKOPOS_CONN_MAX_SOCKETS (1 << 20)
 /* The top bit of a conn_counts value: this key is being reclaimed (see above). */
 #define SKOPOS_COUNT_RECLAIMED (1ULL << 63)
 /* How often an increment that met a reclaimed key tries a fresh one. */
