@@ -16,6 +16,8 @@ char LICENSE[] SEC("license") = "GPL";
 
 /* IPPROTO_TCP; the uapi enum is not in vmlinux.h on every kernel. */
 #define SKOPOS_IPPROTO_TCP 6
+/* errno.h is not for BPF programs. */
+#define SKOPOS_EEXIST 17
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -72,46 +74,6 @@ static __always_inline void send_event(const struct skopos_conn_key *key, __s32 
 	bpf_ringbuf_submit(event, 0);
 }
 
-/*
- * Marks the socket (by its address) and adds it to `key`; false when it could not be
- * counted (it stays unmarked, stats.storage_failures or stats.count_failures says so,
- * and userspace stops trusting counts until a snapshot has found it). The mark goes
- * first: taking it back is one delete, while taking back a count could leave a key to
- * reclaim.
- */
-static __always_inline bool count_socket(__u64 addr, const struct skopos_conn_key *key)
-{
-	struct skopos_sock_mark mark = { .key = *key };
-	__u64 zero = 0;
-	__u64 *count;
-	__u64 before;
-	int i;
-
-	if (bpf_map_update_elem(&sock_marks, &addr, &mark, BPF_NOEXIST)) {
-		__sync_fetch_and_add(&stats.storage_failures, 1);
-		return false;
-	}
-	for (i = 0; i < SKOPOS_COUNT_TRIES; i++) {
-		count = bpf_map_lookup_elem(&conn_counts, key);
-		if (!count) {
-			/* -EEXIST means another CPU created it first: fine. -E2BIG: full. */
-			bpf_map_update_elem(&conn_counts, key, &zero, BPF_NOEXIST);
-			count = bpf_map_lookup_elem(&conn_counts, key);
-			if (!count)
-				break;
-		}
-		/* The old value tells whether this key was alive when we added to it. */
-		before = __sync_fetch_and_add(count, 1);
-		if (before & SKOPOS_COUNT_RECLAIMED)
-			continue; /* being deleted by the CPU that brought it to 0: a fresh key */
-		send_event(key, 1);
-		return true;
-	}
-	bpf_map_delete_elem(&sock_marks, &addr);
-	__sync_fetch_and_add(&stats.count_failures, 1);
-	return false;
-}
-
 /* Takes a counted socket (its mark found under `addr`) off its key and unmarks it. */
 static __always_inline void uncount_socket(__u64 addr, const struct skopos_sock_mark *mark)
 {
@@ -135,6 +97,59 @@ static __always_inline void uncount_socket(__u64 addr, const struct skopos_sock_
 	if (before == 1 && __sync_val_compare_and_swap(count, 0, SKOPOS_COUNT_RECLAIMED) == 0)
 		bpf_map_delete_elem(&conn_counts, &key);
 	send_event(&key, -1);
+}
+
+/*
+ * Marks the socket (by its address) and adds it to `key`; false when it could not be
+ * counted (it stays unmarked, stats.storage_failures or stats.count_failures says so,
+ * and userspace stops trusting counts until a snapshot has found it). The mark goes
+ * first: taking it back is one delete, while taking back a count could leave a key to
+ * reclaim.
+ */
+static __always_inline bool count_socket(__u64 addr, const struct skopos_conn_key *key)
+{
+	struct skopos_sock_mark mark = { .key = *key };
+	__u64 zero = 0;
+	__u64 *count;
+	__u64 before;
+	int i;
+
+	long marked = bpf_map_update_elem(&sock_marks, &addr, &mark, BPF_NOEXIST);
+
+	if (marked == -SKOPOS_EEXIST) {
+		/* Only the tracepoint gets here marked (the iterator looks first): the mark of
+		 * a socket freed at this address while counted, which tcp_set_state() rules
+		 * out. Its count goes now, and stats say it happened. */
+		struct skopos_sock_mark *stale = bpf_map_lookup_elem(&sock_marks, &addr);
+
+		__sync_fetch_and_add(&stats.stale_marks, 1);
+		if (stale)
+			uncount_socket(addr, stale);
+		marked = bpf_map_update_elem(&sock_marks, &addr, &mark, BPF_NOEXIST);
+	}
+	if (marked) {
+		__sync_fetch_and_add(&stats.storage_failures, 1);
+		return false;
+	}
+	for (i = 0; i < SKOPOS_COUNT_TRIES; i++) {
+		count = bpf_map_lookup_elem(&conn_counts, key);
+		if (!count) {
+			/* -EEXIST means another CPU created it first: fine. -E2BIG: full. */
+			bpf_map_update_elem(&conn_counts, key, &zero, BPF_NOEXIST);
+			count = bpf_map_lookup_elem(&conn_counts, key);
+			if (!count)
+				break;
+		}
+		/* The old value tells whether this key was alive when we added to it. */
+		before = __sync_fetch_and_add(count, 1);
+		if (before & SKOPOS_COUNT_RECLAIMED)
+			continue; /* being deleted by the CPU that brought it to 0: a fresh key */
+		send_event(key, 1);
+		return true;
+	}
+	bpf_map_delete_elem(&sock_marks, &addr);
+	__sync_fetch_and_add(&stats.count_failures, 1);
+	return false;
 }
 
 /*
@@ -178,14 +193,9 @@ int BPF_PROG(track_transition, struct sock *sk, int oldstate, int newstate)
 	if (BPF_CORE_READ_BITFIELD(sk, sk_protocol) != SKOPOS_IPPROTO_TCP)
 		return 0;
 
-	mark = bpf_map_lookup_elem(&sock_marks, &addr);
 	if (newstate == TCP_ESTABLISHED) {
-		/* A mark here belonged to a socket freed at this address while counted, which
-		 * tcp_set_state() rules out: its count goes now, and stats say it happened. */
-		if (mark) {
-			__sync_fetch_and_add(&stats.stale_marks, 1);
-			uncount_socket(addr, mark);
-		}
+		/* Unmarked, as every socket entering ESTABLISHED is: count_socket's insert of
+		 * the mark finds out if not, with no lookup first. */
 		fill_key(&key, sk, oldstate == TCP_SYN_RECV);
 		count_socket(addr, &key);
 		return 0;
@@ -193,6 +203,7 @@ int BPF_PROG(track_transition, struct sock *sk, int oldstate, int newstate)
 
 	/* Leaving ESTABLISHED. No mark: established before we loaded and not yet found by
 	 * a snapshot, so it was never counted. */
+	mark = bpf_map_lookup_elem(&sock_marks, &addr);
 	if (mark)
 		uncount_socket(addr, mark);
 	return 0;
