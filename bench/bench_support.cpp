@@ -17,11 +17,46 @@
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <map>
+#include <mutex>
 
 namespace skopos::bench {
 
+namespace {
+struct DieCleanups {
+  std::mutex mutex;
+  int next = 0;
+  std::map<int, std::function<void()>> cleanups;
+  pid_t owner = ::getpid();  // a forked child that dies leaves its parent's things alone
+};
+DieCleanups& die_cleanups() {
+  static DieCleanups registry;
+  return registry;
+}
+}  // namespace
+
+int at_die(std::function<void()> cleanup) {
+  DieCleanups& registry = die_cleanups();
+  std::lock_guard lock(registry.mutex);
+  registry.cleanups.emplace(registry.next, std::move(cleanup));
+  return registry.next++;
+}
+
+void cancel_at_die(int token) {
+  DieCleanups& registry = die_cleanups();
+  std::lock_guard lock(registry.mutex);
+  registry.cleanups.erase(token);
+}
+
 void die(const std::string& what) {
   std::fprintf(stderr, "bench: %s: %s\n", what.c_str(), std::strerror(errno));
+  std::map<int, std::function<void()>> cleanups;
+  {
+    DieCleanups& registry = die_cleanups();
+    std::lock_guard lock(registry.mutex);
+    if (registry.owner == ::getpid()) cleanups.swap(registry.cleanups);
+  }
+  for (auto it = cleanups.rbegin(); it != cleanups.rend(); ++it) it->second();
   std::exit(1);
 }
 
@@ -79,6 +114,7 @@ int run(const std::vector<std::string>& argv) {
 
 BenchNetns::BenchNetns(const std::string& prefix) : name_(prefix + "-" + std::to_string(::getpid())) {
   if (run({"ip", "netns", "add", name_}) != 0) die("ip netns add " + name_);
+  cleanup_ = at_die([name = name_] { run({"ip", "netns", "delete", name}); });
   run({"ip", "-n", name_, "link", "set", "lo", "up"});
   fd_ = UniqueFd(::open(path().c_str(), O_RDONLY | O_CLOEXEC));
   if (!fd_) die("open " + path());
@@ -88,6 +124,7 @@ BenchNetns::BenchNetns(const std::string& prefix) : name_(prefix + "-" + std::to
 }
 
 BenchNetns::~BenchNetns() {
+  cancel_at_die(cleanup_);
   fd_.reset();
   run({"ip", "netns", "delete", name_});
 }

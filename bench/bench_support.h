@@ -7,6 +7,7 @@
 #include <chrono>
 #include <cstdint>
 #include <set>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -18,6 +19,13 @@ namespace skopos::bench {
 using Clock = std::chrono::steady_clock;
 
 [[noreturn]] void die(const std::string& what);
+
+// What die() undoes before it exits, newest first, so that a benchmark that fails half
+// way leaves no namespace or process behind (a forked child's die() undoes nothing of
+// its parent's). at_die() returns a token; the owner passes it to cancel_at_die() once
+// it has cleaned up itself.
+int at_die(std::function<void()> cleanup);
+void cancel_at_die(int token);
 
 // A benchmark's command line: --help prints `usage` and exits 0; an unknown option, a
 // missing value or a value out of range prints what was wrong and the usage to stderr
@@ -53,6 +61,7 @@ class BenchNetns {
   std::string name_;
   UniqueFd fd_;
   std::uint64_t inode_ = 0;
+  int cleanup_ = -1;  // at_die() token
 };
 
 // Moves the calling thread into the namespace `fd` refers to; dies on failure.

@@ -256,6 +256,10 @@ class TrackerDaemon {
               "--check-interval", "0", static_cast<char*>(nullptr));
       ::_exit(127);
     }
+    cleanup_ = at_die([pid = pid_] {
+      ::kill(pid, SIGTERM);
+      ::waitpid(pid, nullptr, 0);
+    });
   }
   ~TrackerDaemon() { stop(); }
   TrackerDaemon(const TrackerDaemon&) = delete;
@@ -281,6 +285,7 @@ class TrackerDaemon {
   // SIGTERM, then its exit status (-1: killed by a signal or already stopped).
   int stop() {
     if (pid_ <= 0) return -1;
+    cancel_at_die(cleanup_);
     ::kill(pid_, SIGTERM);
     int status = 0;
     ::waitpid(pid_, &status, 0);
@@ -291,6 +296,7 @@ class TrackerDaemon {
  private:
   std::uint32_t programs_before_;
   pid_t pid_ = -1;
+  int cleanup_ = -1;  // at_die() token
 };
 
 }  // namespace
