@@ -16,14 +16,12 @@ char LICENSE[] SEC("license") = "GPL";
 
 /* IPPROTO_TCP; the uapi enum is not in vmlinux.h on every kernel. */
 #define SKOPOS_IPPROTO_TCP 6
-/* errno.h is not for BPF programs. */
-#define SKOPOS_EEXIST 17
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, SKOPOS_CONN_MAX_KEYS);
 	__type(key, struct skopos_conn_key);
-	__type(value, __u64);
+	__type(value, struct skopos_conn_count);
 } conn_counts SEC(".maps");
 
 /*
@@ -74,80 +72,124 @@ static __always_inline void send_event(const struct skopos_conn_key *key, __s32 
 	bpf_ringbuf_submit(event, 0);
 }
 
+static __always_inline bool same_key(const struct skopos_conn_key *a, const struct skopos_conn_key *b)
+{
+	return a->netns == b->netns && a->port == b->port && a->direction == b->direction;
+}
+
+/*
+ * Unmarks the socket: `counted` cleared in place first, which cannot fail, then the mark
+ * deleted. A hash map delete can fail (its bucket lock busy on this CPU, when this runs
+ * in a softirq that interrupted a run holding it); the mark then stays, uncounted, for
+ * the next socket at this address to reuse in place, and stats.unmark_failures says so.
+ */
+static __always_inline void unmark_socket(__u64 addr, struct skopos_sock_mark *mark)
+{
+	mark->counted = 0;
+	if (bpf_map_delete_elem(&sock_marks, &addr))
+		__sync_fetch_and_add(&stats.unmark_failures, 1);
+}
+
 /* Takes a counted socket (its mark found under `addr`) off its key and unmarks it. */
-static __always_inline void uncount_socket(__u64 addr, const struct skopos_sock_mark *mark)
+static __always_inline void uncount_socket(__u64 addr, struct skopos_sock_mark *mark)
 {
 	struct skopos_conn_key key = mark->key;
-	__u64 *count;
+	struct skopos_conn_count *value;
 	__u64 before;
 
-	bpf_map_delete_elem(&sock_marks, &addr);
-	count = bpf_map_lookup_elem(&conn_counts, &key);
-	/* A marked socket added 1 to a live key, and a live key is not deleted. */
-	if (!count) {
+	unmark_socket(addr, mark);
+	value = bpf_map_lookup_elem(&conn_counts, &key);
+	/* A marked socket added 1 to a live key, and a live key is neither deleted nor
+	 * handed to another key while it is. */
+	if (!value) {
 		__sync_fetch_and_add(&stats.underflows, 1);
 		return;
 	}
-	before = __sync_fetch_and_add(count, -1);
+	before = __sync_fetch_and_add(&value->count, -1);
 	if (before == 0 || (before & SKOPOS_COUNT_RECLAIMED)) {
 		__sync_fetch_and_add(&stats.underflows, 1);
 		return;
 	}
 	/* The last socket of the key: reclaim it, unless another CPU added one meanwhile. */
-	if (before == 1 && __sync_val_compare_and_swap(count, 0, SKOPOS_COUNT_RECLAIMED) == 0)
+	if (before == 1 && __sync_val_compare_and_swap(&value->count, 0, SKOPOS_COUNT_RECLAIMED) == 0)
 		bpf_map_delete_elem(&conn_counts, &key);
 	send_event(&key, -1);
 }
 
 /*
- * Marks the socket (by its address) and adds it to `key`; false when it could not be
- * counted (it stays unmarked, stats.storage_failures or stats.count_failures says so,
- * and userspace stops trusting counts until a snapshot has found it). The mark goes
- * first: taking it back is one delete, while taking back a count could leave a key to
- * reclaim.
+ * Marks the socket at `addr` as counted under `key`: a new mark, or one left uncounted
+ * at this address (see unmark_socket) reused in place. A counted mark here belongs to a
+ * socket freed at this address while counted, which tcp_set_state() rules out: its count
+ * is taken back first, and stats.stale_marks says it happened. False when the map has no
+ * room (or its lock was busy): stats.storage_failures.
+ */
+static __always_inline bool mark_socket(__u64 addr, const struct skopos_conn_key *key)
+{
+	struct skopos_sock_mark fresh = { .key = *key, .counted = 1 };
+	struct skopos_sock_mark *mark;
+	int tries;
+
+	for (tries = 0; tries < 2; tries++) {
+		if (bpf_map_update_elem(&sock_marks, &addr, &fresh, BPF_NOEXIST) == 0)
+			return true;
+		mark = bpf_map_lookup_elem(&sock_marks, &addr);
+		if (!mark)
+			break;
+		if (!mark->counted) {
+			mark->key = *key;
+			mark->counted = 1;
+			return true;
+		}
+		__sync_fetch_and_add(&stats.stale_marks, 1);
+		uncount_socket(addr, mark); /* deletes the mark, or leaves it uncounted */
+	}
+	__sync_fetch_and_add(&stats.storage_failures, 1);
+	return false;
+}
+
+/*
+ * Marks the socket and adds it to `key`; false when it could not be counted (it stays
+ * unmarked, stats.storage_failures or stats.count_failures says so, and userspace stops
+ * trusting counts until a snapshot has found it). The mark goes first: taking it back
+ * cannot fail, while taking back a count could leave a key to reclaim.
  */
 static __always_inline bool count_socket(__u64 addr, const struct skopos_conn_key *key)
 {
-	struct skopos_sock_mark mark = { .key = *key };
-	__u64 zero = 0;
-	__u64 *count;
+	struct skopos_conn_count zero = { .key = *key, .count = 0 };
+	struct skopos_conn_count *value;
+	struct skopos_sock_mark *mark;
 	__u64 before;
 	int i;
 
-	long marked = bpf_map_update_elem(&sock_marks, &addr, &mark, BPF_NOEXIST);
-
-	if (marked == -SKOPOS_EEXIST) {
-		/* Only the tracepoint gets here marked (the iterator looks first): the mark of
-		 * a socket freed at this address while counted, which tcp_set_state() rules
-		 * out. Its count goes now, and stats say it happened. */
-		struct skopos_sock_mark *stale = bpf_map_lookup_elem(&sock_marks, &addr);
-
-		__sync_fetch_and_add(&stats.stale_marks, 1);
-		if (stale)
-			uncount_socket(addr, stale);
-		marked = bpf_map_update_elem(&sock_marks, &addr, &mark, BPF_NOEXIST);
-	}
-	if (marked) {
-		__sync_fetch_and_add(&stats.storage_failures, 1);
+	if (!mark_socket(addr, key))
 		return false;
-	}
 	for (i = 0; i < SKOPOS_COUNT_TRIES; i++) {
-		count = bpf_map_lookup_elem(&conn_counts, key);
-		if (!count) {
+		value = bpf_map_lookup_elem(&conn_counts, key);
+		if (!value) {
 			/* -EEXIST means another CPU created it first: fine. -E2BIG: full. */
 			bpf_map_update_elem(&conn_counts, key, &zero, BPF_NOEXIST);
-			count = bpf_map_lookup_elem(&conn_counts, key);
-			if (!count)
+			value = bpf_map_lookup_elem(&conn_counts, key);
+			if (!value)
 				break;
 		}
 		/* The old value tells whether this key was alive when we added to it. */
-		before = __sync_fetch_and_add(count, 1);
+		before = __sync_fetch_and_add(&value->count, 1);
 		if (before & SKOPOS_COUNT_RECLAIMED)
 			continue; /* being deleted by the CPU that brought it to 0: a fresh key */
+		if (!same_key(&value->key, key)) {
+			/* Reclaimed and handed to another key since the lookup: not ours. */
+			struct skopos_conn_key other = value->key;
+
+			__sync_fetch_and_add(&value->count, -1);
+			send_event(&other, 0);
+			continue;
+		}
 		send_event(key, 1);
 		return true;
 	}
-	bpf_map_delete_elem(&sock_marks, &addr);
+	mark = bpf_map_lookup_elem(&sock_marks, &addr);
+	if (mark)
+		unmark_socket(addr, mark);
 	__sync_fetch_and_add(&stats.count_failures, 1);
 	return false;
 }
@@ -194,17 +236,17 @@ int BPF_PROG(track_transition, struct sock *sk, int oldstate, int newstate)
 		return 0;
 
 	if (newstate == TCP_ESTABLISHED) {
-		/* Unmarked, as every socket entering ESTABLISHED is: count_socket's insert of
-		 * the mark finds out if not, with no lookup first. */
+		/* Unmarked, as every socket entering ESTABLISHED is (mark_socket's insert
+		 * finds out if not, with no lookup first). */
 		fill_key(&key, sk, oldstate == TCP_SYN_RECV);
 		count_socket(addr, &key);
 		return 0;
 	}
 
-	/* Leaving ESTABLISHED. No mark: established before we loaded and not yet found by
-	 * a snapshot, so it was never counted. */
+	/* Leaving ESTABLISHED. Not counted: established before we loaded and not yet
+	 * found by a snapshot, so there is nothing to take back. */
 	mark = bpf_map_lookup_elem(&sock_marks, &addr);
-	if (mark)
+	if (mark && mark->counted)
 		uncount_socket(addr, mark);
 	return 0;
 }
@@ -256,8 +298,12 @@ int snapshot_namespace(struct bpf_iter__tcp *ctx)
 	if (!tp)
 		return 0;
 	addr = (__u64)tp;
-	if (bpf_map_lookup_elem(&sock_marks, &addr))
-		return 0; /* counted already */
+	{
+		struct skopos_sock_mark *mark = bpf_map_lookup_elem(&sock_marks, &addr);
+
+		if (mark && mark->counted)
+			return 0; /* counted already */
+	}
 
 	{
 		__u32 word = port / 64;

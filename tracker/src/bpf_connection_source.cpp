@@ -205,13 +205,13 @@ Result<void> BpfConnectionSource::snapshot_here(const NamespaceHandle& ns) const
   }
 }
 
-Result<void> BpfConnectionSource::walk_map(FunctionRef<void(const skopos_conn_key&, std::uint64_t)> visit) const {
-  const int fd = bpf_map__fd(skeleton_->maps.conn_counts);
-  // Batch lookups walk the hash bucket by bucket, so keys reclaimed meanwhile (deleted
-  // by the kernel at zero) neither restart nor derail the walk, as a get_next_key walk
-  // from a deleted key would.
-  batch_keys_.resize(kBatch * sizeof(skopos_conn_key));
-  batch_values_.resize(kBatch * sizeof(std::uint64_t));
+Result<void> BpfConnectionSource::walk_batches(int fd, const char* map, std::size_t key_size, std::size_t value_size,
+                                               FunctionRef<void(const std::uint8_t*, const std::uint8_t*)> visit) const {
+  // Batch lookups walk the hash bucket by bucket, so keys the kernel deletes meanwhile
+  // (counts reclaimed at zero, marks of sockets leaving ESTABLISHED) neither restart nor
+  // derail the walk, as a get_next_key walk from a deleted key would.
+  batch_keys_.resize(kBatch * key_size);
+  batch_values_.resize(kBatch * value_size);
   std::uint64_t cursor = 0;  // opaque to us: the kernel's bucket position
   bool first = true;
   bpf_map_batch_opts opts{};
@@ -221,17 +221,22 @@ Result<void> BpfConnectionSource::walk_map(FunctionRef<void(const skopos_conn_ke
     const int ret = bpf_map_lookup_batch(fd, first ? nullptr : &cursor, &cursor, batch_keys_.data(),
                                          batch_values_.data(), &n, &opts);
     const int error = ret < 0 ? errno : 0;
-    if (ret < 0 && error != ENOENT) return unexpected(Error::from_errno(error, "bpf map batch lookup", "conn_counts"));
+    if (ret < 0 && error != ENOENT) return unexpected(Error::from_errno(error, "bpf map batch lookup", map));
     first = false;
-    for (std::uint32_t k = 0; k < n; ++k) {
-      skopos_conn_key key;
-      std::uint64_t value = 0;
-      std::memcpy(&key, batch_keys_.data() + k * sizeof key, sizeof key);
-      std::memcpy(&value, batch_values_.data() + k * sizeof value, sizeof value);
-      visit(key, value);
-    }
+    for (std::uint32_t k = 0; k < n; ++k) visit(batch_keys_.data() + k * key_size, batch_values_.data() + k * value_size);
     if (error == ENOENT) return {};  // that was the last batch
   }
+}
+
+Result<void> BpfConnectionSource::walk_map(FunctionRef<void(const skopos_conn_key&, std::uint64_t)> visit) const {
+  return walk_batches(bpf_map__fd(skeleton_->maps.conn_counts), "conn_counts", sizeof(skopos_conn_key),
+                      sizeof(skopos_conn_count), [&](const std::uint8_t* key_bytes, const std::uint8_t* value_bytes) {
+                        skopos_conn_key key;
+                        skopos_conn_count value{};
+                        std::memcpy(&key, key_bytes, sizeof key);
+                        std::memcpy(&value, value_bytes, sizeof value);
+                        visit(key, value.count);
+                      });
 }
 
 Result<std::size_t> BpfConnectionSource::map_keys() const {
@@ -242,14 +247,15 @@ Result<std::size_t> BpfConnectionSource::map_keys() const {
 }
 
 Result<std::size_t> BpfConnectionSource::marked_sockets() const {
-  const int fd = bpf_map__fd(skeleton_->maps.sock_marks);
-  std::size_t marks = 0;
-  std::uint64_t cookie = 0;
-  for (const std::uint64_t* previous = nullptr; bpf_map_get_next_key(fd, previous, &cookie) == 0; previous = &cookie) {
-    ++marks;
-  }
-  if (errno != ENOENT) return unexpected(Error::from_errno(errno, "bpf map next key", "sock_marks"));
-  return marks;
+  std::size_t marked = 0;
+  auto walked = walk_batches(bpf_map__fd(skeleton_->maps.sock_marks), "sock_marks", sizeof(std::uint64_t),
+                             sizeof(skopos_sock_mark), [&](const std::uint8_t*, const std::uint8_t* value_bytes) {
+                               skopos_sock_mark mark;
+                               std::memcpy(&mark, value_bytes, sizeof mark);
+                               if (mark.counted != 0) ++marked;
+                             });
+  if (!walked) return unexpected(std::move(walked).error());
+  return marked;
 }
 
 Result<std::size_t> BpfConnectionSource::snapshot_runs() const {
@@ -410,13 +416,13 @@ Result<void> BpfConnectionSource::update(FunctionRef<void(std::uint64_t inode)> 
     const skopos_conn_key key = unpack(packed);
     auto it = tracked_.find(key.netns);
     if (it == tracked_.end()) continue;
-    std::uint64_t value = 0;
+    skopos_conn_count value{};
     if (bpf_map_lookup_elem(fd, &key, &value) != 0) {
       // Reclaimed: the count went to 0 and the kernel deleted the key.
       if (errno != ENOENT) return unexpected(Error::from_errno(errno, "bpf map lookup", "conn_counts"));
-      value = 0;
+      value.count = 0;
     }
-    it->second.counts.set(key.port, direction_of(key), clamp_count(value));
+    it->second.counts.set(key.port, direction_of(key), clamp_count(value.count));
     if (last_reported != key.netns) {
       last_reported = key.netns;
       changed(key.netns);
@@ -437,6 +443,7 @@ SourceStats BpfConnectionSource::stats() const {
   stats.storage_failures = load(kernel.storage_failures);
   stats.underflows = load(kernel.underflows);
   stats.stale_marks = load(kernel.stale_marks);
+  stats.unmark_failures = load(kernel.unmark_failures);
   stats.snapshot_counted = load(kernel.snapshot_counted);
   stats.unproven = unproven();
   stats.proofs = proofs_;

@@ -95,8 +95,11 @@ std::string render_metrics(const Tracker& tracker, const StreamStats* stream) {
   metric(out, "skopos_tracker_bpf_underflows_total", "counter", "Decrements of a zero count (a bug if nonzero).",
          stats.source.underflows);
   metric(out, "skopos_tracker_bpf_stale_marks_total", "counter",
-         "Counted sockets freed without leaving ESTABLISHED, their counts taken back (a bug if nonzero).",
+         "Sockets found counted when entering ESTABLISHED, their old counts taken back (a bug if nonzero).",
          stats.source.stale_marks);
+  metric(out, "skopos_tracker_bpf_unmark_failures_total", "counter",
+         "Socket marks the kernel could not delete (left uncounted, reused by the next socket at the address).",
+         stats.source.unmark_failures);
   metric(out, "skopos_tracker_bpf_unproven_namespaces", "gauge",
          "Namespaces unknown since a socket could not be counted, until a snapshot proves them.",
          stats.source.unproven);

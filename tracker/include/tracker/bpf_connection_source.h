@@ -4,7 +4,7 @@
 // ESTABLISHED, in every namespace, from the moment create() returns. track() runs the
 // snapshot iterator in the namespace, which counts the sockets that were ESTABLISHED
 // before and that no transition has counted yet; a mark per counted socket (a hash map
-// keyed by socket cookie) makes the two agree with no double count and no negative
+// keyed by socket address) makes the two agree with no double count and no negative
 // count, however the sockets churn meanwhile.
 //
 // A snapshot walks the kernel's whole established hash (shared by every namespace) for
@@ -17,7 +17,8 @@
 // only name the (namespace, port, direction) to re-read from the kernel's map, so lost
 // or reordered events never make a count wrong; lost events trigger a full re-read.
 //
-// A socket the kernel could not count (the count or mark map full) is never a
+// A socket the kernel could not count (a map full or out of memory, or a lock it could
+// not take) is never a
 // silent 0: from the update() that sees the kernel's failure counters move, every
 // tracked namespace is unknown (counts() == nullptr) until a fresh snapshot -- which
 // counts every ESTABLISHED socket not counted yet -- has run in it with no failure
@@ -99,6 +100,10 @@ class BpfConnectionSource final : public ConnectionSource {
   Result<void> read_maps(std::unordered_map<std::uint64_t, NamespaceCounts>& into) const;
   // Re-reads every tracked namespace from the map.
   Result<void> reread_all(FunctionRef<void(std::uint64_t inode)> changed);
+  // Calls `visit` with every key and value (as bytes) of the hash map `fd` (`map` names
+  // it in errors), in batches.
+  Result<void> walk_batches(int fd, const char* map, std::size_t key_size, std::size_t value_size,
+                            FunctionRef<void(const std::uint8_t*, const std::uint8_t*)> visit) const;
   // Calls `visit` with every key and value of the kernel's count map.
   Result<void> walk_map(FunctionRef<void(const skopos_conn_key&, std::uint64_t)> visit) const;
   // Tracked namespaces whose counts are unknown until a snapshot proves them.

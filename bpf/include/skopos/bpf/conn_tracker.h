@@ -9,16 +9,18 @@
  * key to read again, so lost or reordered events can never make a count wrong.
  *
  * A socket is counted at most once: the hash map `sock_marks`, keyed by the socket's
- * address, holds the key it was counted under exactly while it is counted. The mark is
- * added when the socket enters ESTABLISHED (or when the snapshot iterator finds it
- * ESTABLISHED and unmarked) and deleted when it leaves; a socket that leaves
- * ESTABLISHED unmarked was never counted and changes nothing. Both the tracepoint and
- * the iterator run under the socket's lock, so the two can never both count one socket.
- * Every TCP socket leaves ESTABLISHED (through tcp_set_state(), which fires the
- * tracepoint) before it is freed, so the map holds the counted live sockets and no
- * more, and a socket entering ESTABLISHED has no mark. Should one be there even so (a
- * socket freed at that address while counted), its count is taken back before the new
- * socket is counted, and stats.stale_marks says it happened. (The marks were
+ * address, holds the key it was counted under while it is counted (`counted` = 1). The
+ * mark is set when the socket enters ESTABLISHED (or when the snapshot iterator finds it
+ * ESTABLISHED and not counted) and cleared when it leaves: `counted` set to 0 in place,
+ * which cannot fail, then the entry deleted, which can (a busy bucket lock); a mark left
+ * so is reused in place by the next socket at that address. A socket that leaves
+ * ESTABLISHED not counted changes nothing. Both the tracepoint and the iterator run
+ * under the socket's lock (the iterator since kernel 5.15), so the two can never both
+ * count one socket. Every TCP socket leaves ESTABLISHED (through tcp_set_state(), which
+ * fires the tracepoint) before it is freed, so a socket entering ESTABLISHED is never
+ * counted already. Should it be even so (a socket freed at that address while counted),
+ * its count is taken back before the new socket is counted, and stats.stale_marks says
+ * it happened. (The marks were
  * socket-local storage before: its allocation, memory charge and RCU free per socket
  * were most of the program's cost per connection. The socket cookie would be a key
  * never reused, but making one cost a third as much again.)
@@ -28,10 +30,15 @@
  * increment that finds the reclaimed marker (atomic fetch-and-add returns it) did not
  * count and tries again on a fresh key; so no increment is ever lost with a deleted
  * key, and the map holds only keys with live sockets. Readers take a value with the
- * marker bit set as 0.
+ * marker bit set as 0. The kernel may hand a deleted element to another key at once
+ * (a preallocated hash map's free list), so an increment that looked its key up just
+ * before another CPU reclaimed it can land on an element that now counts a different
+ * key. Each value therefore carries its key, written before its count: an increment
+ * that finds another key there after adding takes the addition back, sends an event
+ * for that key (whose readers may have seen the extra 1), and tries again.
  *
- * A socket that cannot be counted (either map full, or the retries ran out) is left
- * unmarked and counted in stats; userspace then treats every
+ * A socket that cannot be counted (either map full or out of memory, a bucket lock busy,
+ * or the retries ran out) is left unmarked and counted in stats; userspace then treats every
  * namespace as unknown until a fresh snapshot (which counts every ESTABLISHED unmarked
  * socket) has proven its count again. Never a known 0 for a socket we lost.
  */
@@ -61,15 +68,23 @@ struct skopos_conn_key {
 	__u8 pad;       /* always 0: keys are compared as bytes */
 };
 
-/* What sock_marks holds for a counted socket (keyed by its address, as a __u64). */
+/* Values of conn_counts. `key` repeats the map key (see above); `count` has the
+ * SKOPOS_COUNT_RECLAIMED bit while the key is being reclaimed. */
+struct skopos_conn_count {
+	struct skopos_conn_key key;
+	__u64 count;
+};
+
+/* What sock_marks holds for a socket (keyed by its address, as a __u64). */
 struct skopos_sock_mark {
 	struct skopos_conn_key key; /* where the socket is counted */
+	__u32 counted;              /* 1 while counted; 0: a mark whose delete failed, reusable */
 };
 
 /* One ring buffer record: the count of `key` changed by `delta`. */
 struct skopos_conn_event {
 	struct skopos_conn_key key;
-	__s32 delta; /* +1 or -1 */
+	__s32 delta; /* +1 or -1; 0: re-read it (an addition taken back) */
 	__u32 pad;
 };
 
@@ -81,10 +96,11 @@ struct skopos_conn_event {
 struct skopos_conn_stats {
 	__u64 lost_events;      /* ring buffer full: an event was not sent */
 	__u64 count_failures;   /* conn_counts full: a socket could not be counted */
-	__u64 storage_failures; /* sock_marks full: a socket could not be marked */
+	__u64 storage_failures; /* sock_marks full (or busy): a socket could not be marked */
 	__u64 underflows;       /* a decrement found 0 (must never happen) */
 	__u64 snapshot_counted; /* sockets counted by the snapshot iterator */
 	__u64 stale_marks;      /* a socket entering ESTABLISHED was marked (must never happen) */
+	__u64 unmark_failures;  /* a mark's delete failed: it stays, uncounted, to be reused */
 };
 
 /*
@@ -97,8 +113,9 @@ struct skopos_conn_stats {
 #define SKOPOS_CONN_MAX_KEYS 262144
 /*
  * Capacity of sock_marks: ESTABLISHED sockets counted at once, host-wide. The kernel
- * allocates the entries as sockets come (about 100 bytes each) and a bucket array of 16
- * bytes per entry up front (16 MiB); beyond it, sockets make counts unknown, never 0.
+ * allocates the entries as sockets come (64-96 bytes each) and a bucket array of 16
+ * bytes per entry up front (16 MiB), all charged to the tracker's memory cgroup; beyond
+ * it, sockets make counts unknown, never 0.
  * Userspace may set it before loading (tests build a small map on purpose).
  */
 #define SKOPOS_CONN_MAX_SOCKETS (1 << 20)
