@@ -177,10 +177,16 @@ static __always_inline bool count_socket(__u64 addr, const struct skopos_conn_ke
 		if (before & SKOPOS_COUNT_RECLAIMED)
 			continue; /* being deleted by the CPU that brought it to 0: a fresh key */
 		if (!same_key(&value->key, key)) {
-			/* Reclaimed and handed to another key since the lookup: not ours. */
+			/* Reclaimed and handed to another key since the lookup: the 1 went to
+			 * that key. Taken back only if its count is still exactly what this add
+			 * made it (a compare-and-exchange): the element's new owner may have
+			 * rewritten the count under us, and a blind subtraction could then
+			 * wrap it. Otherwise it stays one too high -- never too low -- and
+			 * stats.misplaced_counts says so. Either way its readers re-read it. */
 			struct skopos_conn_key other = value->key;
 
-			__sync_fetch_and_add(&value->count, -1);
+			if (__sync_val_compare_and_swap(&value->count, before + 1, before) != before + 1)
+				__sync_fetch_and_add(&stats.misplaced_counts, 1);
 			send_event(&other, 0);
 			continue;
 		}
@@ -236,7 +242,7 @@ int BPF_PROG(track_transition, struct sock *sk, int oldstate, int newstate)
 		return 0;
 
 	if (newstate == TCP_ESTABLISHED) {
-		/* Unmarked, as every socket entering ESTABLISHED is (mark_socket's insert
+		/* Not counted, as every socket entering ESTABLISHED is (mark_socket's insert
 		 * finds out if not, with no lookup first). */
 		fill_key(&key, sk, oldstate == TCP_SYN_RECV);
 		count_socket(addr, &key);

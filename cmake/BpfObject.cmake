@@ -40,7 +40,7 @@ function(bpf_object name source)
   add_custom_command(
     OUTPUT ${obj}
     # -mcpu=v3: atomic fetch-and-add and compare-and-exchange (kernel 5.12+; the
-    # programs already need 5.11 for socket storage in tracing programs).
+    # programs need 5.15 for the TCP iterator's per-socket lock).
     COMMAND ${SKOPOS_CLANG} -g -O2 -target bpf -mcpu=v3 -D__TARGET_ARCH_${SKOPOS_BPF_ARCH}
             -Wall -Werror
             -I${SKOPOS_VMLINUX_DIR} -I${CMAKE_SOURCE_DIR}/bpf/include -I${CMAKE_SOURCE_DIR}/bpf

@@ -247,15 +247,11 @@ Result<std::size_t> BpfConnectionSource::map_keys() const {
 }
 
 Result<std::size_t> BpfConnectionSource::marked_sockets() const {
-  std::size_t marked = 0;
+  std::size_t marks = 0;
   auto walked = walk_batches(bpf_map__fd(skeleton_->maps.sock_marks), "sock_marks", sizeof(std::uint64_t),
-                             sizeof(skopos_sock_mark), [&](const std::uint8_t*, const std::uint8_t* value_bytes) {
-                               skopos_sock_mark mark;
-                               std::memcpy(&mark, value_bytes, sizeof mark);
-                               if (mark.counted != 0) ++marked;
-                             });
+                             sizeof(skopos_sock_mark), [&](const std::uint8_t*, const std::uint8_t*) { ++marks; });
   if (!walked) return unexpected(std::move(walked).error());
-  return marked;
+  return marks;
 }
 
 Result<std::size_t> BpfConnectionSource::snapshot_runs() const {
@@ -444,6 +440,7 @@ SourceStats BpfConnectionSource::stats() const {
   stats.underflows = load(kernel.underflows);
   stats.stale_marks = load(kernel.stale_marks);
   stats.unmark_failures = load(kernel.unmark_failures);
+  stats.misplaced_counts = load(kernel.misplaced_counts);
   stats.snapshot_counted = load(kernel.snapshot_counted);
   stats.unproven = unproven();
   stats.proofs = proofs_;

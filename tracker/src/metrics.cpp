@@ -100,6 +100,9 @@ std::string render_metrics(const Tracker& tracker, const StreamStats* stream) {
   metric(out, "skopos_tracker_bpf_unmark_failures_total", "counter",
          "Socket marks the kernel could not delete (left uncounted, reused by the next socket at the address).",
          stats.source.unmark_failures);
+  metric(out, "skopos_tracker_bpf_misplaced_counts_total", "counter",
+         "Increments left on a map element the kernel had handed to another key: that key one too high.",
+         stats.source.misplaced_counts);
   metric(out, "skopos_tracker_bpf_unproven_namespaces", "gauge",
          "Namespaces unknown since a socket could not be counted, until a snapshot proves them.",
          stats.source.unproven);

@@ -80,8 +80,9 @@ class BpfConnectionSource final : public ConnectionSource {
   // How many keys the kernel's count map holds now (its occupancy; keys at zero are
   // reclaimed, so this is the keys with live sockets).
   Result<std::size_t> map_keys() const;
-  // Sockets the kernel has marked as counted now: the counted ESTABLISHED sockets of
-  // every namespace, no more (a mark left behind would be a leak).
+  // Marks the kernel holds now: one per counted ESTABLISHED socket of every namespace,
+  // plus any a refused delete left uncounted (reused by the next socket at that
+  // address; stats().unmark_failures counts them). More would be a leak.
   Result<std::size_t> marked_sockets() const;
   // Snapshot runs the kernel's map holds now: 0 between snapshots (each run removes its
   // entry however it ends).

@@ -34,6 +34,7 @@ struct SourceStats {
   std::uint64_t underflows = 0;        // decrements of a zero count (a bug if nonzero)
   std::uint64_t stale_marks = 0;       // marks left by freed sockets, taken back (a bug if nonzero)
   std::uint64_t unmark_failures = 0;   // marks whose delete failed (left uncounted, reused)
+  std::uint64_t misplaced_counts = 0;  // increments left on a reused element: a key one too high
   std::uint64_t snapshot_counted = 0;  // pre-existing sockets found by snapshots
   std::uint64_t read_errors = 0;       // namespaces that could not be read (/proc)
   std::uint64_t unproven = 0;          // tracked namespaces unknown until a snapshot proves them (BPF)

@@ -33,9 +33,15 @@
  * marker bit set as 0. The kernel may hand a deleted element to another key at once
  * (a preallocated hash map's free list), so an increment that looked its key up just
  * before another CPU reclaimed it can land on an element that now counts a different
- * key. Each value therefore carries its key, written before its count: an increment
- * that finds another key there after adding takes the addition back, sends an event
- * for that key (whose readers may have seen the extra 1), and tries again.
+ * key. Each value therefore carries its key: an increment that finds another key there
+ * after adding tries again on its own key, takes its 1 back from the other key only if
+ * that count is still exactly what the add made it (compare-and-exchange; a blind
+ * subtraction could wrap a count the new owner rewrote meanwhile), and otherwise leaves
+ * it one too high -- the safe side: a drain waits rather than stops a live connection --
+ * and counts stats.misplaced_counts. It sends an event for that key either way. Known
+ * gaps (see tracker/README.md): a reclaim whose delete the kernel refuses leaves its key
+ * reclaimed, so later sockets of that key count as failures (unknown, never 0) until
+ * the tracker restarts.
  *
  * A socket that cannot be counted (either map full or out of memory, a bucket lock busy,
  * or the retries ran out) is left unmarked and counted in stats; userspace then treats every
@@ -95,12 +101,13 @@ struct skopos_conn_event {
  */
 struct skopos_conn_stats {
 	__u64 lost_events;      /* ring buffer full: an event was not sent */
-	__u64 count_failures;   /* conn_counts full: a socket could not be counted */
+	__u64 count_failures;   /* conn_counts full, busy or its key reclaimed: a socket not counted */
 	__u64 storage_failures; /* sock_marks full (or busy): a socket could not be marked */
 	__u64 underflows;       /* a decrement found 0 (must never happen) */
 	__u64 snapshot_counted; /* sockets counted by the snapshot iterator */
-	__u64 stale_marks;      /* a socket entering ESTABLISHED was marked (must never happen) */
+	__u64 stale_marks;      /* a socket entering ESTABLISHED had a counted mark (must never happen) */
 	__u64 unmark_failures;  /* a mark's delete failed: it stays, uncounted, to be reused */
+	__u64 misplaced_counts; /* an increment left on a reused element: that key one too high */
 };
 
 /*
