@@ -268,10 +268,16 @@ class TrackerDaemon {
   pid_t pid() const { return pid_; }
 
   // The id of the daemon's tracepoint program once it is attached, and its start-up
-  // snapshot given time to finish; 0 if it did not attach within 10 s.
+  // snapshot given time to finish; 0 if it exited or did not attach within 10 s.
   std::uint32_t wait_attached() {
     const auto deadline = Clock::now() + std::chrono::seconds(10);
     while (Clock::now() < deadline) {
+      int status = 0;
+      if (::waitpid(pid_, &status, WNOHANG) == pid_) {
+        cancel_at_die(cleanup_);
+        pid_ = -1;
+        return 0;
+      }
       const std::uint32_t id = newest_program("track_transition", programs_before_);
       if (id != 0) {
         std::this_thread::sleep_for(std::chrono::milliseconds(300));
@@ -431,7 +437,8 @@ int main(int argc, char** argv) {
                   added <= 0.05 ? "met" : "MISSED"});
   rows.push_back({"  churn wall time per connection, no tracker", bare_s * 1e9 / per_round, "ns", "", ""});
   rows.push_back({"  churn wall time per connection, tracker running", traced_s * 1e9 / per_round, "ns", "", ""});
-  rows.push_back({"bpf program per state transition (kernel bpf stats)", ns_per_run, "ns", "(reported)", ""});
+  rows.push_back({"bpf program per state transition (kernel bpf stats)", ns_per_run, "ns", "< 300 ns",
+                  ns_per_run < 300 ? "met" : "MISSED"});
   rows.push_back({"  transitions per churned connection (both ends)", runs_per_connection, "", "", ""});
 
   // ---- 4. Map occupancy after a long churn over many ports.

@@ -122,6 +122,43 @@ class PrivilegedConnectionSources : public ::testing::Test {
     return bpf ? std::unique_ptr<ConnectionSource>(std::move(*bpf)) : nullptr;
   }
 
+  // A namespace made and tracked while a kernel map is full, holding one connection to
+  // port 8080.
+  struct FreshConnection {
+    std::unique_ptr<TestNetns> netns;
+    NamespaceHandle handle;
+    UniqueFd listener;
+    Connection live;
+  };
+
+  // Opens `fresh`, then checks over 20 updates that every count `bpf` knows for it is
+  // the truth (1 inbound on 8080): unknown is fine, a wrong number is not; and that
+  // `bpf` saw the failure.
+  void open_fresh_connection_under_pressure(BpfConnectionSource& bpf, const char* name, FreshConnection& fresh) {
+    auto made = TestNetns::create(name);
+    ASSERT_TRUE(made) << made.error().message();
+    fresh.netns = std::move(*made);
+    fresh.handle = handle_of(*fresh.netns);
+    ASSERT_TRUE(bpf.track(fresh.handle));
+    {
+      TestNetns::Inside inside(*fresh.netns);
+      fresh.listener = tcp_listen("127.0.0.1", 8080);
+      fresh.live = open_connection(fresh.listener.get(), "127.0.0.1", 8080);
+    }
+    for (int i = 0; i < 20; ++i) {
+      ASSERT_TRUE(bpf.update([](std::uint64_t) {}));
+      const NamespaceCounts* counts = bpf.counts(fresh.handle.inode);
+      if (counts != nullptr) {
+        const auto ports = counts->ports();
+        const auto it =
+            std::find_if(ports.begin(), ports.end(), [](const PortConnections& p) { return p.port == 8080; });
+        ASSERT_TRUE(it != ports.end() && it->inbound == 1) << "a known count must be the truth: " << describe(counts);
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    EXPECT_GT(bpf.stats().unproven, 0u) << "the failure was seen";
+  }
+
   std::unique_ptr<TestNetns> netns_;
 };
 
@@ -325,28 +362,10 @@ TEST_F(PrivilegedConnectionSources, AFullMapMakesCountsUnknownNeverZeroAndReclai
   EXPECT_LE(*occupied, kMaxKeys);
 
   // A fresh namespace with one connection while the map is full: 1 or unknown, never 0.
-  auto fresh = TestNetns::create("skopos-fresh");
-  ASSERT_TRUE(fresh) << fresh.error().message();
-  const NamespaceHandle ns = handle_of(**fresh);
-  ASSERT_TRUE(bpf.track(ns));
-  UniqueFd listener;
-  Connection live;
-  {
-    TestNetns::Inside inside(**fresh);
-    listener = tcp_listen("127.0.0.1", 8080);
-    live = open_connection(listener.get(), "127.0.0.1", 8080);
-  }
-  for (int i = 0; i < 20; ++i) {
-    ASSERT_TRUE(bpf.update([](std::uint64_t) {}));
-    const NamespaceCounts* counts = bpf.counts(ns.inode);
-    if (counts != nullptr) {
-      const auto ports = counts->ports();
-      const auto it = std::find_if(ports.begin(), ports.end(), [](const PortConnections& p) { return p.port == 8080; });
-      ASSERT_TRUE(it != ports.end() && it->inbound == 1) << "a known count must be the truth: " << describe(counts);
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  }
-  EXPECT_GT(bpf.stats().unproven, 0u) << "the failure was seen";
+  FreshConnection fresh;
+  open_fresh_connection_under_pressure(bpf, "skopos-fresh", fresh);
+  if (HasFatalFailure()) return;
+  const NamespaceHandle ns = fresh.handle;
 
   // The pressure goes away: its keys are reclaimed at zero, a snapshot proves the fresh
   // namespace again, and its count is exact.
@@ -388,28 +407,10 @@ TEST_F(PrivilegedConnectionSources, AFullMarkMapMakesCountsUnknownNeverWrongAndM
   ASSERT_TRUE(marked) << marked.error().message();
   EXPECT_LE(*marked, kMaxSockets);
 
-  auto fresh = TestNetns::create("skopos-marks");
-  ASSERT_TRUE(fresh) << fresh.error().message();
-  const NamespaceHandle ns = handle_of(**fresh);
-  ASSERT_TRUE(bpf.track(ns));
-  UniqueFd listener;
-  Connection live;
-  {
-    TestNetns::Inside inside(**fresh);
-    listener = tcp_listen("127.0.0.1", 8080);
-    live = open_connection(listener.get(), "127.0.0.1", 8080);
-  }
-  for (int i = 0; i < 20; ++i) {
-    ASSERT_TRUE(bpf.update([](std::uint64_t) {}));
-    const NamespaceCounts* counts = bpf.counts(ns.inode);
-    if (counts != nullptr) {
-      const auto ports = counts->ports();
-      const auto it = std::find_if(ports.begin(), ports.end(), [](const PortConnections& p) { return p.port == 8080; });
-      ASSERT_TRUE(it != ports.end() && it->inbound == 1) << "a known count must be the truth: " << describe(counts);
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  }
-  EXPECT_GT(bpf.stats().unproven, 0u) << "the failure was seen";
+  FreshConnection fresh;
+  open_fresh_connection_under_pressure(bpf, "skopos-marks", fresh);
+  if (HasFatalFailure()) return;
+  const NamespaceHandle ns = fresh.handle;
 
   pressure.clear();
   const NamespaceCounts want = make_counts({{8080, 1, 1}});

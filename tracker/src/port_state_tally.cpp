@@ -10,16 +10,6 @@ namespace skopos::tracker {
 
 namespace {
 constexpr std::size_t kWords = PortStateTally::kPorts / 64;
-
-// Calls f(port) for every port in use, in ascending order.
-template <class F>
-void for_each_port(const std::uint64_t* in_use, F f) {
-  for (std::size_t word = 0; word < kWords; ++word) {
-    for (std::uint64_t bits = in_use[word]; bits != 0; bits &= bits - 1) {
-      f(static_cast<std::uint16_t>(word * 64 + static_cast<std::size_t>(__builtin_ctzll(bits))));
-    }
-  }
-}
 }  // namespace
 
 // An anonymous mapping reads as zeros and takes memory only where it is written. (A
@@ -67,7 +57,7 @@ void PortStateTally::clear() {
     if (many) {
       std::fill_n(cells, kPorts, 0U);
     } else {
-      for_each_port(in_use_.get(), [&](std::uint16_t port) { cells[port] = 0; });
+      for_each_port([&](std::uint16_t port) { cells[port] = 0; });
     }
   }
   std::fill_n(in_use_.get(), kWords, std::uint64_t{0});
@@ -93,12 +83,12 @@ TallySummary PortStateTally::totals() const {
     const auto state = static_cast<std::size_t>(__builtin_ctz(states));
     const std::uint32_t* cells = &cells_[state * kPorts];
     std::uint64_t total = 0;
-    for_each_port(in_use_.get(), [&](std::uint16_t port) { total += cells[port]; });
+    for_each_port([&](std::uint16_t port) { total += cells[port]; });
     summary.by_state[state] = total;
     summary.sockets += total;
   }
   if ((states_used_ & (1u << static_cast<unsigned>(TcpState::kListen))) != 0) {
-    for_each_port(in_use_.get(), [&](std::uint16_t port) {
+    for_each_port([&](std::uint16_t port) {
       if (listen[port] != 0) summary.established_inbound += established[port];
     });
   }

@@ -169,12 +169,11 @@ class SampleLine {
     text_ += part;
     return *this;
   }
-  SampleLine& hex(std::uint64_t value, int digits) {
-    for (int shift = 4 * (digits - 1); shift >= 0; shift -= 4) text_ += "0123456789ABCDEF"[(value >> shift) & 15];
-    return *this;
-  }
-  SampleLine& lower_hex(std::uint64_t value, int digits) {
-    for (int shift = 4 * (digits - 1); shift >= 0; shift -= 4) text_ += "0123456789abcdef"[(value >> shift) & 15];
+  // `digits` hex digits, zero-padded; upper case as the kernel prints addresses, lower
+  // case as it prints socket pointers.
+  SampleLine& hex(std::uint64_t value, int digits, bool upper = true) {
+    const char* alphabet = upper ? "0123456789ABCDEF" : "0123456789abcdef";
+    for (int shift = 4 * (digits - 1); shift >= 0; shift -= 4) text_ += alphabet[(value >> shift) & 15];
     return *this;
   }
   // Right-aligned in `width` columns, as printf's "%*u"; a leading '-' for negatives.
@@ -213,10 +212,10 @@ std::string sample_table() {
     line.raw(" 0000000000000000FFFF0000").hex(b, 8).raw(":").hex(remote_port, 4);
     if (slot % 8 == 7) {
       line.raw(" 06 00000000:00000000 03:").hex(a % 6000, 8).raw(" 00000000     0        0 0 3 ");
-      line.lower_hex(0xFFFF888000000000ULL | b, 16).raw("\n");
+      line.hex(0xFFFF888000000000ULL | b, 16, false).raw("\n");
     } else {
       line.raw(" 01 00000000:00000000 02:").hex(b % 9000, 8).raw(" 00000000  ").decimal(1000 + a % 8, 4);
-      line.raw("        0 ").decimal(100000 + b % 900000).raw(" 2 ").lower_hex(0xFFFF888000000000ULL | a, 16);
+      line.raw("        0 ").decimal(100000 + b % 900000).raw(" 2 ").hex(0xFFFF888000000000ULL | a, 16, false);
       line.raw(" ").decimal(20 + b % 200).raw(" ").decimal(4 + a % 36).raw(" ").decimal((a >> 3) % 32);
       line.raw(" ").decimal(10 + b % 90).raw(" ").decimal(slot % 5 == 0 ? -1 : static_cast<int>(7 + a % 200));
       line.raw("\n");

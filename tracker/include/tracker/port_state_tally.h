@@ -81,12 +81,7 @@ class PortStateTally {
   // building a list: for printing a busy host's tens of thousands of ports.
   template <class Visit>
   void for_each_port_counts(Visit visit) const {
-    const std::uint64_t* in_use = in_use_.get();
-    for (std::size_t word = 0; word < kPorts / 64; ++word) {
-      for (std::uint64_t bits = in_use[word]; bits != 0; bits &= bits - 1) {
-        visit(port_counts(static_cast<std::uint16_t>(word * 64 + static_cast<std::size_t>(__builtin_ctzll(bits)))));
-      }
-    }
+    for_each_port([&](std::uint16_t port) { visit(port_counts(port)); });
   }
 
   // Raw access for the scan kernels, which do what add() does without a call per line.
@@ -96,6 +91,16 @@ class PortStateTally {
 
  private:
   PortCounts port_counts(std::uint16_t port) const;
+  // Calls f(port) for every port in use, in ascending order.
+  template <class F>
+  void for_each_port(F f) const {
+    const std::uint64_t* in_use = in_use_.get();
+    for (std::size_t word = 0; word < kPorts / 64; ++word) {
+      for (std::uint64_t bits = in_use[word]; bits != 0; bits &= bits - 1) {
+        f(static_cast<std::uint16_t>(word * 64 + static_cast<std::size_t>(__builtin_ctzll(bits))));
+      }
+    }
+  }
 
   std::uint32_t* cells_ = nullptr;  // kCells counters, an anonymous mapping
   std::unique_ptr<std::uint64_t[]> in_use_;  // one bit per port
