@@ -290,8 +290,11 @@ int snapshot_namespace(struct bpf_iter__tcp *ctx)
 	if (state == TCP_LISTEN) {
 		__u32 word = port / 64;
 
-		/* See the verifier note in state_transitions.bpf.c: keep the bound on the
-		 * register actually used for the index. */
+		/* clang turns a range test into a test on a copy of `word` and indexes
+		 * with the original register, about which the verifier then knows
+		 * nothing ("unbounded memory access"). barrier_var() hides from clang
+		 * that `word` is already in range, so the mask stays and bounds the
+		 * register actually used. */
 		barrier_var(word);
 		word &= SKOPOS_PORT_BITMAP_WORDS - 1;
 		__sync_fetch_and_or(&run->listeners[word], 1ULL << (port % 64));

@@ -36,12 +36,16 @@ trap cleanup EXIT
 
 step() { printf '\n== %s\n\n' "$*"; }
 show() { printf '$ %s\n' "$*"; }
-json() { python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print(eval(sys.argv[2]))' "$dir/sandbox.json" "$1"; }
+# A value of the sandbox's description by its keys: `json apps web frontend`.
+json() {
+  python3 -c 'import functools, json, sys; print(functools.reduce(lambda d, k: d[k], sys.argv[2:], json.load(open(sys.argv[1]))))' \
+    "$dir/sandbox.json" "$@"
+}
 
 step "Starting the sandbox: host A (this host: podman containers), host B (a namespace), haproxy, etcd, skopos-tracker, mesos-sim, marathon-sim"
 "$sandbox" up --apps 2 >/dev/null
-web=$(json 'd["apps"]["web"]["frontend"]')
-api=$(json 'd["apps"]["api"]["frontend"]')
+web=$(json apps web frontend)
+api=$(json apps api frontend)
 printf 'apps: /web behind haproxy at %s, /api at %s; one replica on each host\n' "$web" "$api"
 
 step "What the tracker counts on host A"
@@ -72,7 +76,7 @@ show "skopos drain --status"
 show "skopos fence show"
 build/bin/skopos fence show --chain SKOPOS-SB
 show "skopos maintenance status"
-build/bin/skopos maintenance status --mesos-master "$(json 'd["mesos"]')" --etcd-endpoints "$(json 'd["etcd"]')"
+build/bin/skopos maintenance status --mesos-master "$(json mesos)" --etcd-endpoints "$(json etcd)"
 
 step "Bringing host A back"
 show "skopos undrain"

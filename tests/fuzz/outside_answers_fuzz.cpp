@@ -13,7 +13,6 @@
 
 #include "driver/etcd_client.h"
 #include "driver/marathon.h"
-#include "driver/mesos_agent.h"
 #include "driver/mesos_master.h"
 #include "driver/zookeeper_health.h"
 #include "tracker/docker_api.h"
@@ -45,8 +44,6 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   check(parse_schedule(parser, input));
   check(parse_maintenance_status(parser, input));
   check(parse_get_agents(parser, input));
-  check(parse_agent_get_tasks(parser, input));
-  check(parse_agent_state(parser, input));
   if (auto range = parse_etcd_range(parser, input); !range && range.error().message.empty()) std::abort();
   if (auto txn = parse_etcd_txn(parser, input); !txn && txn.error().message.empty()) std::abort();
   // The watch stream, a line at a time into one result, as the client reads it.

@@ -6,7 +6,6 @@
 
 #include <thread>
 
-#include "driver/mesos_agent.h"
 #include "driver/mesos_master.h"
 #include "simulators.h"
 
@@ -227,22 +226,6 @@ TEST_F(MesosMasterTest, ServerErrorsHangsAndLatencyGiveTypedErrorsAndNoSilentRet
   auto bad = garbage->maintenance_status();
   ASSERT_FALSE(bad);
   EXPECT_EQ(bad.error().kind, MesosError::Kind::kBadResponse);
-}
-
-TEST_F(MesosMasterTest, TheAgentListsItsTasksWithTheirDockerContainerNames) {
-  HttpOptions options;
-  options.endpoints.push_back(*HttpEndpoint::parse(sim_->map("agents").at("S0")));
-  auto agent = MesosAgent::create(options);
-  ASSERT_TRUE(agent);
-  auto tasks = (*agent)->tasks();
-  ASSERT_TRUE(tasks) << tasks.error().message;
-  ASSERT_EQ(tasks->size(), 1u);
-  EXPECT_EQ(tasks->front().id, "web.1");
-  EXPECT_EQ(tasks->front().docker_name(), "mesos-c-web-1");
-  auto from_state = (*agent)->tasks_from_state();
-  ASSERT_TRUE(from_state) << from_state.error().message;
-  ASSERT_EQ(from_state->size(), 1u);
-  EXPECT_EQ(from_state->front().docker_name(), "mesos-c-web-1");
 }
 
 }  // namespace

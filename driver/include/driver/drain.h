@@ -93,7 +93,7 @@ struct DrainFacts {
   std::int64_t host_lock_revision = 0;
   MesosMachine machine;
   std::vector<std::uint16_t> fenced_ports;
-  std::vector<std::string> containers;  // "id name" of the containers taken out
+  std::vector<std::string> containers;  // "id:name" of the containers taken out
   std::vector<std::string> apps;        // Marathon apps that had tasks here
   std::vector<std::string> tasks;       // their tasks on this host
   bool leader_moved = false;

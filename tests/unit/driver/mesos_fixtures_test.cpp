@@ -7,7 +7,6 @@
 
 #include "json_shapes.h"
 
-#include "driver/mesos_agent.h"
 #include "driver/mesos_master.h"
 
 namespace skopos::driver {
@@ -145,44 +144,6 @@ TEST(MesosFixtures, MalformedAndTruncatedAnswersAreErrorsThatNameTheField) {
   auto none = parse_get_agents(parser, R"({"type":"GET_AGENTS","get_agents":{}})");
   ASSERT_TRUE(none) << "no agents: the list is omitted";
   EXPECT_TRUE(none->empty());
-}
-
-}  // namespace
-}  // namespace skopos::driver
-
-namespace skopos::driver {
-namespace {
-
-std::string agent_fixture(const std::string& name) {
-  return skopos::testing::read_fixture(std::string(SKOPOS_FIXTURES_DIR) + "/mesos-agent", name);
-}
-
-TEST(MesosAgentFixtures, GetTasksAndStateParse) {
-  simdjson::dom::parser parser;
-  auto tasks = parse_agent_get_tasks(parser, agent_fixture("api-v1-GET_TASKS.response.json"));
-  ASSERT_TRUE(tasks) << tasks.error();
-  ASSERT_EQ(tasks->size(), 1u);
-  EXPECT_EQ(tasks->front().id, "1");
-  EXPECT_EQ(tasks->front().state, "TASK_RUNNING");
-  EXPECT_EQ(tasks->front().container_id, "") << "the doc example's status names no container";
-  EXPECT_EQ(tasks->front().docker_name(), "");
-  auto state = parse_agent_state(parser, agent_fixture("state.response.json"));
-  ASSERT_TRUE(state) << state.error();
-  EXPECT_TRUE(state->empty()) << "the doc example has no frameworks";
-
-  auto with_container = parse_agent_get_tasks(parser, R"({"type":"GET_TASKS","get_tasks":{"launched_tasks":[
-      {"task_id":{"value":"web.1"},"state":"TASK_RUNNING","statuses":[
-       {"container_status":{"container_id":{"value":"0f2c"}}}]}]}})");
-  ASSERT_TRUE(with_container) << with_container.error();
-  EXPECT_EQ(with_container->front().docker_name(), "mesos-0f2c");
-  auto none = parse_agent_get_tasks(parser, R"({"type":"GET_TASKS","get_tasks":{}})");
-  ASSERT_TRUE(none);
-  EXPECT_TRUE(none->empty());
-  const std::string text = agent_fixture("api-v1-GET_TASKS.response.json");
-  for (std::size_t cut = 0; cut + 2 < text.size(); cut += 11) {
-    EXPECT_FALSE(parse_agent_get_tasks(parser, text.substr(0, cut))) << cut;
-  }
-  EXPECT_FALSE(parse_agent_get_tasks(parser, R"({"get_tasks":{"launched_tasks":[{"state":"TASK_RUNNING"}]}})"));
 }
 
 }  // namespace

@@ -12,7 +12,6 @@
 #include <sstream>
 
 #include "driver/marathon.h"
-#include "driver/mesos_agent.h"
 #include "driver/mesos_master.h"
 #include "tracker/docker_api.h"
 
@@ -99,9 +98,11 @@ std::map<std::string, Check> checks() {
   c["mesos-master/state.response.json"] = not_read;
   c["mesos-master/error-responses.from-source.json"] = not_read;  // texts checked in mesos-sim (MesosSimFidelity)
   // --- Mesos agent ---
-  c["mesos-agent/api-v1-GET_TASKS.response.json"] = [](const std::string& t) { return ok_or_error(parse_agent_get_tasks(parser, t)); };
-  c["mesos-agent/state.response.json"] = [](const std::string& t) { return ok_or_error(parse_agent_state(parser, t)); };
-  c["mesos-agent/api-v1-GET_TASKS.request.json"] = [](const std::string& t) { return same_json(R"({"type":"GET_TASKS"})", t); };
+  // No client of ours asks the agent: a task's containers are found by their Docker
+  // labels (MESOS_TASK_ID), which the tracker and the drain read from Docker itself.
+  c["mesos-agent/api-v1-GET_TASKS.response.json"] = not_read;
+  c["mesos-agent/state.response.json"] = not_read;
+  c["mesos-agent/api-v1-GET_TASKS.request.json"] = not_read;
   // --- Marathon ---
   for (const char* name : {"v2-apps.response.json", "v2-apps-id.embed-tasks.response.json"}) {
     c[std::string("marathon/") + name] = [](const std::string& t) { return ok_or_error(parse_marathon_apps(parser, t)); };
