@@ -163,7 +163,7 @@ void overhead(DrainSandbox& sandbox, int runs, long load_requests, std::vector<R
 void notice(DrainSandbox& sandbox, int closes, std::vector<Row>& rows) {
   if (!sandbox.reset()) die("sandbox reset");
   driver::DockerContainersOptions docker;
-  docker.engine.http.endpoints.push_back(*driver::HttpEndpoint::parse(sandbox.docker()));
+  docker.engine.http.endpoints.push_back(*skopos::HttpEndpoint::parse(sandbox.docker()));
   driver::DockerDrainContainers containers(docker);
   auto running = containers.running();
   if (!running || running->empty()) die("no containers in the sandbox");

@@ -20,6 +20,7 @@ namespace {
 
 using namespace std::chrono_literals;
 using skopos::bench::Clock;
+using namespace skopos;
 using namespace skopos::driver;
 
 double ms(Clock::duration d) { return std::chrono::duration<double, std::milli>(d).count(); }

@@ -6,7 +6,7 @@
 #include <random>
 #include <set>
 
-#include "driver/http_client.h"
+#include "skopos/http_client.h"
 #include "skopos/cli_args.h"
 #include "skopos/log.h"
 

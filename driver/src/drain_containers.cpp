@@ -18,17 +18,17 @@ DrainError from_docker(const std::string& what, const DockerError& error) {
 
 }  // namespace
 
-bool DockerDrainContainers::is_task_container(const tracker::ContainerInfo& info) {
+bool DockerDrainContainers::is_task_container(const ContainerInfo& info) {
   return !info.mesos_task_id.empty() || !info.marathon_app_id.empty() || info.name.rfind("mesos-", 0) == 0;
 }
 
-DrainContainer DockerDrainContainers::from_inspect(const tracker::ContainerInfo& info) {
+DrainContainer DockerDrainContainers::from_inspect(const ContainerInfo& info) {
   DrainContainer out;
   out.id = info.id;
   out.name = info.name;
   out.app_id = info.marathon_app_id;
   out.task_id = info.mesos_task_id;
-  out.host_network = info.network_mode == tracker::NetworkMode::kHost;
+  out.host_network = info.network_mode == NetworkMode::kHost;
   out.pid = info.pid;
   out.labels = info.labels;
   std::set<std::uint16_t> fence;
@@ -38,7 +38,7 @@ DrainContainer DockerDrainContainers::from_inspect(const tracker::ContainerInfo&
     fence.insert(info.task_ports.begin(), info.task_ports.end());
     listen.insert(info.task_ports.begin(), info.task_ports.end());
   } else {
-    for (const tracker::ContainerPort& port : info.ports) {
+    for (const ContainerPort& port : info.ports) {
       if (port.protocol != "tcp") continue;
       listen.insert(port.container_port);
       if (port.host_port != 0) fence.insert(port.host_port);
@@ -55,7 +55,7 @@ Result<std::vector<DrainContainer>, DrainError> DockerDrainContainers::running()
   auto listed = (*engine)->list(false);
   if (!listed) return unexpected(from_docker("list containers", listed.error()));
   std::vector<DrainContainer> out;
-  for (const tracker::ListedContainer& container : *listed) {
+  for (const ListedContainer& container : *listed) {
     auto info = (*engine)->inspect(container.id);
     if (!info) {
       if (info.error().kind == DockerError::Kind::kNotFound) continue;  // gone meanwhile

@@ -4,7 +4,7 @@
 #include <fstream>
 
 #include "driver/drain_systems_impl.h"
-#include "driver/http_client.h"
+#include "skopos/http_client.h"
 #include "driver/zookeeper_health.h"
 #include "skopos/json_writer.h"
 #include "skopos/log.h"

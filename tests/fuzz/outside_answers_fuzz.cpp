@@ -15,7 +15,7 @@
 #include "driver/marathon.h"
 #include "driver/mesos_master.h"
 #include "driver/zookeeper_health.h"
-#include "tracker/docker_api.h"
+#include "skopos/docker_api.h"
 
 namespace {
 

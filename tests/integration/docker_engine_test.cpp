@@ -6,7 +6,7 @@
 
 #include <thread>
 
-#include "driver/docker_engine.h"
+#include "skopos/docker_engine.h"
 #include "podman.h"
 #include "privileged_support.h"
 
@@ -110,7 +110,7 @@ TEST_F(DockerEngineTest, KillWaitAndEvents) {
   EXPECT_EQ(*unknown, DockerEngine::KillOutcome::kGone);
 
   std::vector<std::string> actions;
-  auto events = engine_->events(since, Clock::now() + 5s, [&](const tracker::DockerEvent& event) {
+  auto events = engine_->events(since, Clock::now() + 5s, [&](const DockerEvent& event) {
     if (event.id == id) actions.push_back(event.action);
     return std::find(actions.begin(), actions.end(), "died") == actions.end() &&
            std::find(actions.begin(), actions.end(), "die") == actions.end();

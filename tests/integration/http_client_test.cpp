@@ -15,8 +15,9 @@
 #include <mutex>
 #include <thread>
 
-#include "driver/http_client.h"
 #include "process.h"
+#include "skopos/docker_engine.h"
+#include "skopos/http_client.h"
 #include "skopos/unique_fd.h"
 
 namespace skopos::driver {
@@ -27,7 +28,7 @@ using namespace std::chrono_literals;
 // A one-thread server: reads each request whole, then does what `behave` says.
 class ScriptedServer {
  public:
-  enum class Mode { kOk, kStatus500, kHang, kGarbage, kHuge, kCloseAfterRequest };
+  enum class Mode { kOk, kStatus500, kHang, kGarbage, kHuge, kCloseAfterRequest, kQuietStream, kLongLineStream };
 
   explicit ScriptedServer(Mode mode, const std::string& unix_path = "") : mode_(mode) {
     if (unix_path.empty()) {
@@ -107,6 +108,16 @@ class ScriptedServer {
         case Mode::kGarbage: reply = "SSH-2.0-OpenSSH_9.2\r\n"; break;
         case Mode::kHuge: reply = "HTTP/1.1 200 OK\r\nContent-Length: 100000000\r\n\r\n" + std::string(200000, 'x'); break;
         case Mode::kCloseAfterRequest: continue;  // the request arrived; the connection just closes
+        case Mode::kQuietStream:
+        case Mode::kLongLineStream: {
+          // A streamed body (no length, ended by the close), as Docker's /events is:
+          // nothing at all, or one line that never ends.
+          reply = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\r\n";
+          if (mode_ == Mode::kLongLineStream) reply += "{\"Type\":\"container\",\"Action\":\"" + std::string(70000, 'x');
+          (void)!::send(client.get(), reply.data(), reply.size(), MSG_NOSIGNAL);
+          while (!stop_) std::this_thread::sleep_for(10ms);
+          continue;
+        }
       }
       (void)!::send(client.get(), reply.data(), reply.size(), MSG_NOSIGNAL);
     }
@@ -275,6 +286,56 @@ TEST(HttpClient, GarbageAndOversizedResponsesAreProtocolErrors) {
   ASSERT_FALSE(big);
   EXPECT_EQ(big.error().kind, HttpError::Kind::kProtocol);
   EXPECT_NE(big.error().message().find("larger than 65536 bytes"), std::string::npos) << big.error().message();
+}
+
+TEST(HttpClient, AStopFromAnotherThreadEndsAQuietStreamWithoutAnError) {
+  ScriptedServer server(ScriptedServer::Mode::kQuietStream);
+  auto client = make_client({server.endpoint()});
+  std::stop_source stop;
+  std::thread stopper([&] {
+    std::this_thread::sleep_for(200ms);
+    stop.request_stop();
+  });
+  const auto started = std::chrono::steady_clock::now();
+  unsigned status = 0;
+  std::size_t bytes = 0;
+  auto streamed = client->stream(json_request("GET", "/events", "", true), started + 60s,
+                                 [&](std::string_view data) {
+                                   bytes += data.size();
+                                   return true;
+                                 },
+                                 status, stop.get_token());
+  stopper.join();
+  ASSERT_TRUE(streamed) << streamed.error().message();
+  EXPECT_EQ(status, 200u);
+  EXPECT_EQ(bytes, 0u);
+  // Ended by the stop, not by the deadline a minute away.
+  EXPECT_LT(std::chrono::steady_clock::now() - started, 30s);
+  // A stream asked to stop before it starts does not start.
+  const int before = server.requests();
+  auto again = client->stream(json_request("GET", "/events", "", true), std::chrono::steady_clock::now() + 60s,
+                              [](std::string_view) { return true; }, status, stop.get_token());
+  EXPECT_TRUE(again);
+  EXPECT_EQ(server.requests(), before);
+}
+
+TEST(DockerEngineEvents, AnEventLongerThan64KiBIsAnErrorNotAQuietEnd) {
+  const std::string path = ::testing::TempDir() + "skopos-docker-long-" + std::to_string(::getpid()) + ".sock";
+  ScriptedServer server(ScriptedServer::Mode::kLongLineStream, path);
+  DockerEngineOptions options;
+  options.http.endpoints.push_back(*HttpEndpoint::parse(server.endpoint()));
+  options.http.timeout = 2s;
+  auto engine = DockerEngine::create(options);
+  ASSERT_TRUE(engine);
+  int events = 0;
+  auto streamed = (*engine)->events(0, std::chrono::steady_clock::now() + 5s, [&](const DockerEvent&) {
+    ++events;
+    return true;
+  });
+  ASSERT_FALSE(streamed) << "a 70 KB line is not an event; the stream must fail, not end quietly";
+  EXPECT_EQ(streamed.error().kind, DockerError::Kind::kBadResponse);
+  EXPECT_NE(streamed.error().message.find("longer than 64 KiB"), std::string::npos) << streamed.error().message;
+  EXPECT_EQ(events, 0);
 }
 
 }  // namespace

@@ -19,8 +19,21 @@ bool is_gone(std::string_view action) {
 
 }  // namespace
 
+Result<std::unique_ptr<DockerEngine>, DockerError> ContainerDiscovery::make_engine() const {
+  DockerEngineOptions options;
+  auto endpoint = HttpEndpoint::parse("unix://" + socket_path_);
+  if (!endpoint) return unexpected(DockerError{DockerError::Kind::kUnavailable, 0, endpoint.error().message()});
+  options.http.endpoints.push_back(std::move(*endpoint));
+  options.http.timeout = request_timeout_;
+  // One try per request: the discovery loop has its own backoff, and a daemon that does
+  // not answer must be reported within one deadline, not three.
+  options.http.attempts = 1;
+  options.http.user_agent = "skopos-tracker";
+  return DockerEngine::create(std::move(options));
+}
+
 ContainerDiscovery::ContainerDiscovery(std::string socket_path, std::chrono::milliseconds request_timeout, Sink sink)
-    : client_(socket_path, request_timeout), inspector_(socket_path, request_timeout), sink_(std::move(sink)) {}
+    : socket_path_(std::move(socket_path)), request_timeout_(request_timeout), sink_(std::move(sink)) {}
 
 ContainerDiscovery::~ContainerDiscovery() { stop(); }
 
@@ -34,7 +47,7 @@ void ContainerDiscovery::stop() {
     stopping_ = true;
   }
   wake_.notify_all();
-  client_.stop_events();
+  stop_source_.request_stop();
   if (thread_.joinable()) thread_.join();
 }
 
@@ -43,21 +56,28 @@ void ContainerDiscovery::sleep_for(std::chrono::milliseconds delay) {
   wake_.wait_for(lock, delay, [this] { return stopping_; });
 }
 
+Result<std::optional<ContainerInfo>, DockerError> ContainerDiscovery::inspect(DockerEngine& engine,
+                                                                             const std::string& id) {
+  auto info = engine.inspect(id);
+  if (info) return std::optional<ContainerInfo>(std::move(*info));
+  if (info.error().kind == DockerError::Kind::kNotFound) return std::optional<ContainerInfo>();
+  return unexpected(std::move(info).error());
+}
+
 bool ContainerDiscovery::list_all(DiscoveryUpdate& update) {
   update = DiscoveryUpdate{};
-  auto listed = client_.list_containers();
-  if (!listed) {
+  const auto fail = [&](std::string error) {
     update.kind = DiscoveryUpdate::Kind::kUnavailable;
-    update.error = listed.error().message();
+    update.error = std::move(error);
     return false;
-  }
+  };
+  auto engine = make_engine();
+  if (!engine) return fail(engine.error().message);
+  auto listed = (*engine)->list(false);
+  if (!listed) return fail(listed.error().message);
   for (const ListedContainer& container : *listed) {
-    auto info = client_.inspect(container.id);
-    if (!info) {
-      update.kind = DiscoveryUpdate::Kind::kUnavailable;
-      update.error = info.error().message();
-      return false;
-    }
+    auto info = inspect(**engine, container.id);
+    if (!info) return fail(info.error().message);
     // Gone between list and inspect, or stopped meanwhile: not an error.
     if (info->has_value() && (*info)->running) update.containers.push_back(std::move(**info));
   }
@@ -86,21 +106,30 @@ void ContainerDiscovery::run() {
       backoff = std::min(backoff * 2, kMaxBackoff);
       continue;
     }
-    if (reported_unavailable) log_notice("docker API available again at '" + client_.socket_path() + "'");
+    if (reported_unavailable) log_notice("docker API available again at '" + socket_path_ + "'");
     reported_unavailable = false;
     backoff = kMinBackoff;
     sink_(std::move(update));
 
-    auto streamed = client_.stream_events_since(since, [&](const DockerEvent& event) {
+    // The stream and the inspects during it each have an engine (a connection) of their own.
+    auto streamer = make_engine();
+    auto inspector = make_engine();
+    if (!streamer || !inspector) {
+      log_warning("docker event stream cannot start: " + (!streamer ? streamer.error() : inspector.error()).message);
+      sleep_for(kMinBackoff);
+      continue;
+    }
+    const auto forever = std::chrono::steady_clock::time_point::max();
+    auto streamed = (*streamer)->events(since, forever, [&](const DockerEvent& event) {
       if (event.type != "container" || event.id.empty()) return true;
       if (!is_start(event.action) && !is_gone(event.action)) return true;
       // Inspect on every start AND every death: podman writes "died" from a cleanup
       // process, so it can arrive after the restarted container's "start"; what the
       // daemon says now is the truth, whatever order the events came in.
-      auto info = inspector_.inspect(event.id);
+      auto info = inspect(**inspector, event.id);
       if (!info) {
         log_warning("docker inspect of container '" + event.id.substr(0, 12) + "' after '" + event.action +
-                    "' failed: " + info.error().message());
+                    "' failed: " + info.error().message);
         return false;  // list again
       }
       DiscoveryUpdate changed;
@@ -113,8 +142,8 @@ void ContainerDiscovery::run() {
       }
       sink_(std::move(changed));
       return true;
-    });
-    if (!streamed) log_warning("docker event stream ended: " + streamed.error().message());
+    }, stop_source_.get_token());
+    if (!streamed) log_warning("docker event stream ended: " + streamed.error().message);
     sleep_for(kMinBackoff);
   }
 }

@@ -12,7 +12,7 @@
 #include <string>
 #include <vector>
 
-#include "driver/docker_engine.h"
+#include "skopos/docker_engine.h"
 #include "driver/drain_systems.h"
 #include "driver/fence.h"
 #include "driver/lock_service.h"
@@ -111,10 +111,10 @@ class DockerDrainContainers final : public DrainContainers {
 
   // A task container: Marathon or Mesos put it there (MESOS_TASK_ID, MARATHON_APP_ID,
   // or Mesos's "mesos-" name).
-  static bool is_task_container(const tracker::ContainerInfo& info);
+  static bool is_task_container(const ContainerInfo& info);
   // The drain's view of an inspected container: the ports to fence (published TCP host
   // ports; host networking: the task's ports) and to count inbound connections on.
-  static DrainContainer from_inspect(const tracker::ContainerInfo& info);
+  static DrainContainer from_inspect(const ContainerInfo& info);
 
  private:
   DockerContainersOptions options_;

@@ -15,7 +15,7 @@
 #include <string_view>
 #include <vector>
 
-#include "driver/http_client.h"
+#include "skopos/http_client.h"
 #include "skopos/result.h"
 
 namespace simdjson::dom {

@@ -21,7 +21,7 @@
 #include <string>
 #include <vector>
 
-#include "driver/http_client.h"
+#include "skopos/http_client.h"
 #include "skopos/result.h"
 
 namespace simdjson::dom {

@@ -17,7 +17,7 @@
 #include "driver/drain_metrics.h"
 #include "driver/drain_systems_impl.h"
 #include "drain_fakes.h"
-#include "tracker/docker_api.h"
+#include "skopos/docker_api.h"
 
 namespace skopos::driver {
 namespace {
@@ -483,7 +483,7 @@ std::string docker_fixture(const std::string& name) {
 }
 
 TEST(DockerDrainContainersTest, BridgeContainersAreFencedByPublishedPortsHostOnesByTaskPorts) {
-  auto bridge = tracker::parse_container_inspect(docker_fixture("container-inspect.mesos-bridge.derived.json"));
+  auto bridge = parse_container_inspect(docker_fixture("container-inspect.mesos-bridge.derived.json"));
   ASSERT_TRUE(bridge) << bridge.error().message();
   EXPECT_TRUE(DockerDrainContainers::is_task_container(*bridge));
   const DrainContainer b = DockerDrainContainers::from_inspect(*bridge);
@@ -492,14 +492,14 @@ TEST(DockerDrainContainersTest, BridgeContainersAreFencedByPublishedPortsHostOne
   EXPECT_EQ(b.listen_ports, std::vector<std::uint16_t>{8080}) << "the port it accepts on inside";
   EXPECT_EQ(b.app_id, "/toggle");
 
-  auto host = tracker::parse_container_inspect(docker_fixture("container-inspect.mesos-host.derived.json"));
+  auto host = parse_container_inspect(docker_fixture("container-inspect.mesos-host.derived.json"));
   ASSERT_TRUE(host) << host.error().message();
   const DrainContainer h = DockerDrainContainers::from_inspect(*host);
   EXPECT_TRUE(h.host_network);
   EXPECT_EQ(h.fence_ports, std::vector<std::uint16_t>{31045}) << "the task's port (PORT0)";
   EXPECT_EQ(h.listen_ports, std::vector<std::uint16_t>{31045});
 
-  auto plain = tracker::parse_container_inspect(docker_fixture("container-inspect.response.json"));
+  auto plain = parse_container_inspect(docker_fixture("container-inspect.response.json"));
   ASSERT_TRUE(plain);
   EXPECT_FALSE(DockerDrainContainers::is_task_container(*plain)) << "not Mesos's: left alone unless --all-containers";
 }

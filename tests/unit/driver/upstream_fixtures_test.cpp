@@ -13,7 +13,7 @@
 
 #include "driver/marathon.h"
 #include "driver/mesos_master.h"
-#include "tracker/docker_api.h"
+#include "skopos/docker_api.h"
 
 namespace skopos::driver {
 namespace {
@@ -139,22 +139,22 @@ std::map<std::string, Check> checks() {
   }
   c["marathon/v2-apps.create.request.json"] = not_read;  // we never create apps
   // --- Docker (the tracker's parsers, which the driver's DockerEngine uses) ---
-  c["docker/containers-json.response.json"] = [](const std::string& t) { return ok_or_error(tracker::parse_container_list(t)); };
+  c["docker/containers-json.response.json"] = [](const std::string& t) { return ok_or_error(parse_container_list(t)); };
   for (const char* name : {"container-inspect.response.json", "container-inspect.mesos-bridge.derived.json",
                            "container-inspect.mesos-host.derived.json"}) {
-    c[std::string("docker/") + name] = [](const std::string& t) { return ok_or_error(tracker::parse_container_inspect(t)); };
+    c[std::string("docker/") + name] = [](const std::string& t) { return ok_or_error(parse_container_inspect(t)); };
   }
   for (const char* name : {"container-kill.error-409-not-running.response.json", "error-404-no-such-container.response.json",
                            "error-response.example.json"}) {
     c[std::string("docker/") + name] = [](const std::string& t) {
-      return tracker::parse_docker_error(t).empty() ? std::string("no message") : std::string();
+      return parse_docker_error(t).empty() ? std::string("no message") : std::string();
     };
   }
   c["docker/events.stream.json"] = [](const std::string& t) {
     simdjson::dom::element root;
     if (parser.parse(t).get(root) != simdjson::SUCCESS) return std::string("not JSON");
     for (simdjson::dom::element event : root.get_array()) {
-      if (auto parsed = tracker::parse_docker_event(simdjson::minify(event)); !parsed) return parsed.error().message();
+      if (auto parsed = parse_docker_event(simdjson::minify(event)); !parsed) return parsed.error().message();
     }
     return std::string();
   };

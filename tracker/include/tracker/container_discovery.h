@@ -10,12 +10,14 @@
 #include <chrono>
 #include <condition_variable>
 #include <functional>
+#include <memory>
 #include <mutex>
+#include <stop_token>
 #include <string>
 #include <thread>
 #include <vector>
 
-#include "tracker/docker_client.h"
+#include "skopos/docker_engine.h"
 
 namespace skopos::tracker {
 
@@ -49,11 +51,15 @@ class ContainerDiscovery {
   void run();
   // Lists and inspects; false when the daemon failed (error in `error`).
   bool list_all(DiscoveryUpdate& update);
+  Result<std::unique_ptr<DockerEngine>, DockerError> make_engine() const;
+  // The container as the daemon sees it now; nullopt when it is gone (404).
+  Result<std::optional<ContainerInfo>, DockerError> inspect(DockerEngine& engine, const std::string& id);
   void sleep_for(std::chrono::milliseconds delay);
 
-  DockerClient client_;
-  DockerClient inspector_;  // inspects during the event stream, on its own connection
+  std::string socket_path_;
+  std::chrono::milliseconds request_timeout_;
   Sink sink_;
+  std::stop_source stop_source_;  // ends the event stream from stop()
   std::thread thread_;
   std::mutex mutex_;
   std::condition_variable wake_;

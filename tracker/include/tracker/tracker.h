@@ -32,7 +32,7 @@
 #include "tracker/conntrack_source.h"
 #include "tracker/connection_source.h"
 #include "tracker/container_discovery.h"
-#include "tracker/docker_api.h"
+#include "skopos/docker_api.h"
 #include "tracker/proc_connection_source.h"
 #include "tracker/proc_net_reader.h"
 

@@ -1,7 +1,7 @@
-// DockerEngine: the Docker Engine API over its Unix socket, for the driver's side
-// effects on containers, on the shared HttpClient: list, inspect, stop with a grace
-// period, kill, wait, and the event stream. Answers as Docker (and podman's compatible
-// service) give them:
+// DockerEngine: the one client of the Docker Engine API over its Unix socket, on the
+// shared HttpClient, for both programs: the tracker lists, inspects and follows the
+// event stream (ContainerDiscovery); the driver also stops, kills and waits. Answers as
+// Docker (and podman's compatible service) give them:
 //
 //  * stop: 204 stopped, 304 already stopped, 404 no such container; it blocks up to the
 //    grace period while the process exits, so its deadline is the grace period plus the
@@ -10,21 +10,23 @@
 //    containers"), 404 no such container;
 //  * errors are {"message": ...}.
 //
-// The JSON parsers are the tracker's (tracker/docker_api.h). Not thread-safe.
+// The JSON parsers are skopos/docker_api.h. Not thread-safe: one engine per thread (the
+// event stream's stop token excepted).
 #pragma once
 
 #include <chrono>
 #include <cstdint>
 #include <memory>
+#include <stop_token>
 #include <string>
 #include <vector>
 
-#include "driver/http_client.h"
+#include "skopos/docker_api.h"
 #include "skopos/function_ref.h"
+#include "skopos/http_client.h"
 #include "skopos/result.h"
-#include "tracker/docker_api.h"
 
-namespace skopos::driver {
+namespace skopos {
 
 struct DockerError {
   enum class Kind : std::uint8_t { kUnavailable, kUnknownOutcome, kNotFound, kRefused, kBadResponse };
@@ -46,18 +48,20 @@ class DockerEngine {
   static Result<std::unique_ptr<DockerEngine>, DockerError> create(DockerEngineOptions options);
   ~DockerEngine();
 
-  Result<std::vector<tracker::ListedContainer>, DockerError> list(bool all);
-  Result<tracker::ContainerInfo, DockerError> inspect(const std::string& id_or_name);  // kNotFound when gone
+  Result<std::vector<ListedContainer>, DockerError> list(bool all);
+  Result<ContainerInfo, DockerError> inspect(const std::string& id_or_name);  // kNotFound when gone
   // SIGTERM, then SIGKILL after `grace` (Docker's stop); returns when the container is
   // stopped. Sent once: a timeout says the outcome is unknown, inspect to find out.
   Result<StopOutcome, DockerError> stop(const std::string& id_or_name, std::chrono::seconds grace);
   Result<KillOutcome, DockerError> kill(const std::string& id_or_name, const std::string& signal = "SIGKILL");
   // Waits until the container is not running (or `until`); its exit code.
   Result<std::int64_t, DockerError> wait(const std::string& id_or_name, std::chrono::steady_clock::time_point until);
-  // Container events from `since` (unix seconds) until `until` or `on_event` returns
-  // false; events that cannot be parsed are errors.
+  // Container events from `since` (unix seconds; 0: from now) until `until`, `stop`
+  // (from any thread), the daemon ending the stream, or `on_event` returning false:
+  // all of these return ok. An event that cannot be parsed, or one longer than 64 KiB,
+  // is an error that ends the stream.
   Result<void, DockerError> events(std::int64_t since, std::chrono::steady_clock::time_point until,
-                                   FunctionRef<bool(const tracker::DockerEvent&)> on_event);
+                                   FunctionRef<bool(const DockerEvent&)> on_event, std::stop_token stop = {});
 
  private:
   explicit DockerEngine(DockerEngineOptions options, std::unique_ptr<HttpClient> http);
@@ -68,4 +72,4 @@ class DockerEngine {
   std::unique_ptr<HttpClient> http_;
 };
 
-}  // namespace skopos::driver
+}  // namespace skopos

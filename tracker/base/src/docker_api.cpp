@@ -1,11 +1,11 @@
-#include "tracker/docker_api.h"
+#include "skopos/docker_api.h"
 
 #include <simdjson.h>
 
 #include <algorithm>
 #include <charconv>
 
-namespace skopos::tracker {
+namespace skopos {
 
 namespace dom = simdjson::dom;
 
@@ -312,4 +312,4 @@ std::string parse_docker_error(std::string_view body) {
   return std::string(trimmed.substr(0, 200));
 }
 
-}  // namespace skopos::tracker
+}  // namespace skopos

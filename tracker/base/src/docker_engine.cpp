@@ -1,10 +1,13 @@
-#include "driver/docker_engine.h"
+#include "skopos/docker_engine.h"
 
 #include <simdjson.h>
 
-namespace skopos::driver {
+namespace skopos {
 
 namespace {
+
+// Docker's events are a few hundred bytes; one this long is not an event.
+constexpr std::size_t kMaxEventBytes = 64 * 1024;
 
 std::string escape_path(const std::string& id) {
   std::string out;
@@ -24,7 +27,7 @@ std::string escape_path(const std::string& id) {
 }
 
 DockerError refused(const std::string& what, const HttpResponse& response) {
-  const std::string message = tracker::parse_docker_error(response.body);
+  const std::string message = parse_docker_error(response.body);
   return DockerError{response.status == 404 ? DockerError::Kind::kNotFound : DockerError::Kind::kRefused,
                      response.status, "docker " + what + ": HTTP " + std::to_string(response.status) + ": " + message};
 }
@@ -60,20 +63,20 @@ Result<HttpResponse, DockerError> DockerEngine::send(const std::string& method, 
   return std::move(*response);
 }
 
-Result<std::vector<tracker::ListedContainer>, DockerError> DockerEngine::list(bool all) {
+Result<std::vector<ListedContainer>, DockerError> DockerEngine::list(bool all) {
   auto response = send("GET", std::string("/containers/json") + (all ? "?all=1" : ""), true);
   if (!response) return unexpected(std::move(response).error());
   if (response->status != 200) return unexpected(refused("list", *response));
-  auto list = tracker::parse_container_list(response->body);
+  auto list = parse_container_list(response->body);
   if (!list) return unexpected(DockerError{DockerError::Kind::kBadResponse, 0, "docker list: " + list.error().message()});
   return std::move(*list);
 }
 
-Result<tracker::ContainerInfo, DockerError> DockerEngine::inspect(const std::string& id) {
+Result<ContainerInfo, DockerError> DockerEngine::inspect(const std::string& id) {
   auto response = send("GET", "/containers/" + escape_path(id) + "/json", true);
   if (!response) return unexpected(std::move(response).error());
   if (response->status != 200) return unexpected(refused("inspect '" + id + "'", *response));
-  auto info = tracker::parse_container_inspect(response->body);
+  auto info = parse_container_inspect(response->body);
   if (!info) {
     return unexpected(DockerError{DockerError::Kind::kBadResponse, 0, "docker inspect '" + id + "': " + info.error().message()});
   }
@@ -113,7 +116,7 @@ Result<DockerEngine::KillOutcome, DockerError> DockerEngine::kill(const std::str
     default:
       // podman's compatible API answers 500 "can only kill running containers ...
       // container state improper" where Docker answers 409.
-      if (response->status == 500 && tracker::parse_docker_error(response->body).find("can only kill running containers") !=
+      if (response->status == 500 && parse_docker_error(response->body).find("can only kill running containers") !=
                                          std::string::npos) {
         return KillOutcome::kNotRunning;
       }
@@ -134,7 +137,7 @@ Result<std::int64_t, DockerError> DockerEngine::wait(const std::string& id, std:
   }, status);
   if (!streamed) return unexpected(DockerError{DockerError::Kind::kUnavailable, 0, "docker wait '" + id + "': " + streamed.error().message()});
   if (status == 404) return unexpected(DockerError{DockerError::Kind::kNotFound, 404, "docker wait '" + id + "': no such container"});
-  if (status != 200) return unexpected(DockerError{DockerError::Kind::kRefused, status, "docker wait '" + id + "': HTTP " + std::to_string(status) + ": " + tracker::parse_docker_error(body)});
+  if (status != 200) return unexpected(DockerError{DockerError::Kind::kRefused, status, "docker wait '" + id + "': HTTP " + std::to_string(status) + ": " + parse_docker_error(body)});
   simdjson::dom::parser parser;
   std::int64_t code = 0;
   if (body.empty()) {
@@ -147,10 +150,12 @@ Result<std::int64_t, DockerError> DockerEngine::wait(const std::string& id, std:
 }
 
 Result<void, DockerError> DockerEngine::events(std::int64_t since, std::chrono::steady_clock::time_point until,
-                                               FunctionRef<bool(const tracker::DockerEvent&)> on_event) {
+                                               FunctionRef<bool(const DockerEvent&)> on_event, std::stop_token stop) {
   HttpRequest request;
   request.method = "GET";
-  request.target = path("/events?since=" + std::to_string(since) + "&filters=%7B%22type%22%3A%5B%22container%22%5D%7D");
+  // filters={"type":["container"]}
+  request.target = path("/events?filters=%7B%22type%22%3A%5B%22container%22%5D%7D");
+  if (since > 0) request.target += "&since=" + std::to_string(since);
   std::string pending;
   std::optional<DockerError> failure;
   unsigned status = 0;
@@ -161,19 +166,23 @@ Result<void, DockerError> DockerEngine::events(std::int64_t since, std::chrono::
       const std::string line = pending.substr(0, newline);
       pending.erase(0, newline + 1);
       if (line.empty()) continue;
-      auto event = tracker::parse_docker_event(line);
+      auto event = parse_docker_event(line);
       if (!event) {
         failure = DockerError{DockerError::Kind::kBadResponse, 0, "docker events: " + event.error().message()};
         return false;
       }
       if (!on_event(*event)) return false;
     }
-    return pending.size() < 1024 * 1024;
-  }, status);
+    if (pending.size() > kMaxEventBytes) {
+      failure = DockerError{DockerError::Kind::kBadResponse, 0, "docker events: an event longer than 64 KiB"};
+      return false;
+    }
+    return true;
+  }, status, stop);
   if (!streamed) return unexpected(DockerError{DockerError::Kind::kUnavailable, 0, "docker events: " + streamed.error().message()});
   if (status != 200) return unexpected(DockerError{DockerError::Kind::kRefused, status, "docker events: HTTP " + std::to_string(status)});
   if (failure) return unexpected(std::move(*failure));
   return {};
 }
 
-}  // namespace skopos::driver
+}  // namespace skopos

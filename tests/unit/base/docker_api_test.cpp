@@ -7,9 +7,9 @@
 
 #include <simdjson.h>
 
-#include "tracker/docker_api.h"
+#include "skopos/docker_api.h"
 
-namespace skopos::tracker {
+namespace skopos {
 namespace {
 
 std::string fixture(const std::string& name) {
@@ -133,4 +133,4 @@ TEST(DockerApi, ExposedOnlyAndUserNetworksAreBridgeMode) {
 }
 
 }  // namespace
-}  // namespace skopos::tracker
+}  // namespace skopos

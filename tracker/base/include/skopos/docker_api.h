@@ -1,8 +1,8 @@
-// What the tracker reads from the Docker Engine API (GET only): the container list,
-// container inspect and the /events stream, as value types, and the parsers that build
-// them from the daemon's JSON. The parsers are pure functions so the upstream examples in
-// tests/unit/tracker/testdata/docker/ can check them; DockerClient (docker_client.h)
-// does the HTTP.
+// The Docker Engine API's documents both programs read: the container list, container
+// inspect and the /events stream, as value types, and the parsers that build them from
+// the daemon's JSON. The parsers are pure functions, so tests/unit/base/docker_api_test.cpp
+// and the upstream examples (tests/fixtures/upstream/docker) check them without a
+// daemon; DockerEngine (docker_engine.h) does the HTTP.
 #pragma once
 
 #include <sys/types.h>
@@ -15,7 +15,7 @@
 
 #include "skopos/result.h"
 
-namespace skopos::tracker {
+namespace skopos {
 
 // HostConfig.NetworkMode. Docker reports "default" for the default bridge on older
 // daemons and a network's name for user-defined networks: both are bridge mode (a
@@ -72,4 +72,4 @@ Result<DockerEvent> parse_docker_event(std::string_view json);
 // most 200 bytes) when it is not one.
 std::string parse_docker_error(std::string_view body);
 
-}  // namespace skopos::tracker
+}  // namespace skopos

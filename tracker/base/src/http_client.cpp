@@ -1,9 +1,10 @@
-#include "driver/http_client.h"
+#include "skopos/http_client.h"
 
 #include <boost/asio/connect.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/local/stream_protocol.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/ssl.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/beast/core/detail/base64.hpp>
@@ -15,7 +16,7 @@
 #include <charconv>
 #include <thread>
 
-namespace skopos::driver {
+namespace skopos {
 
 namespace asio = boost::asio;
 namespace http = boost::beast::http;
@@ -360,9 +361,11 @@ Result<HttpResponse, HttpError> HttpClient::attempt(const HttpEndpoint& endpoint
 }
 
 Result<void, HttpError> HttpClient::stream(const HttpRequest& request, Clock::time_point until,
-                                           FunctionRef<bool(std::string_view data)> on_data, unsigned& status) {
+                                           FunctionRef<bool(std::string_view data)> on_data, unsigned& status,
+                                           std::stop_token stop) {
   HttpError error;
   for (std::size_t tried = 0; tried < options_.endpoints.size(); ++tried) {
+    if (stop.stop_requested()) return {};
     const std::size_t index = (preferred_ + tried) % options_.endpoints.size();
     const HttpEndpoint& endpoint = options_.endpoints[index];
     error = HttpError{};
@@ -402,6 +405,17 @@ Result<void, HttpError> HttpClient::stream(const HttpRequest& request, Clock::ti
       socket.close(ignored);
       local.close(ignored);
     };
+    // A stop from another thread closes the connection on this exchange's own context,
+    // which only this thread runs; the pending operation then ends, and so does the
+    // stream, as when `until` passes. Declared after all it refers to, so it is
+    // deregistered (waiting for a running callback) before any of them goes.
+    bool stopped = false;
+    const std::stop_callback on_stop(stop, [&] {
+      asio::post(context, [&] {
+        stopped = true;
+        cancel();
+      });
+    });
     if (endpoint.scheme == HttpEndpoint::Scheme::kUnix) {
       local.async_connect(asio::local::stream_protocol::endpoint(endpoint.unix_path), [&](const error_code& ec) {
         if (ec) return finish(ec);
@@ -423,7 +437,9 @@ Result<void, HttpError> HttpClient::stream(const HttpRequest& request, Clock::ti
                              });
     }
     // Connecting, the handshake and the response header have the per-attempt deadline.
-    if (!run_until(context, done, std::min(until, Clock::now() + options_.timeout), cancel)) {
+    const bool in_time = run_until(context, done, std::min(until, Clock::now() + options_.timeout), cancel);
+    if (stopped) return {};
+    if (!in_time) {
       error.kind = step == "connect" ? HttpError::Kind::kConnect : HttpError::Kind::kTimeout;
       error.detail = "timed out (" + step + ")";
       if (step == "connect" && Clock::now() < until) continue;  // try the next endpoint
@@ -448,7 +464,7 @@ Result<void, HttpError> HttpClient::stream(const HttpRequest& request, Clock::ti
         parser.get().body().size = sizeof chunk;
         done = false;
         http::async_read_some(stream, buffer, parser, [&](const error_code& ec, std::size_t) { finish(ec); });
-        if (!run_until(context, done, until, cancel)) return {};  // `until` passed: fine
+        if (!run_until(context, done, until, cancel) || stopped) return {};  // `until` passed or stopped: fine
         if (result && result != http::error::need_buffer) {
           if (result == http::error::end_of_stream || result == asio::error::eof ||
               result == ssl::error::stream_truncated) {
@@ -494,4 +510,4 @@ Result<HttpResponse, HttpError> HttpClient::request(const HttpRequest& request) 
   return unexpected(std::move(last));
 }
 
-}  // namespace skopos::driver
+}  // namespace skopos

@@ -14,7 +14,7 @@
 // Endpoints: "http://host:port", "https://host:port", "unix:///path/to.sock"; a path
 // after the authority is a prefix for every request target.
 //
-// Not thread-safe: one client per thread.
+// Not thread-safe: one client per thread (a stream's stop token excepted).
 #pragma once
 
 #include <chrono>
@@ -22,6 +22,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <stop_token>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -29,7 +30,7 @@
 #include "skopos/function_ref.h"
 #include "skopos/result.h"
 
-namespace skopos::driver {
+namespace skopos {
 
 struct HttpEndpoint {
   enum class Scheme : std::uint8_t { kHttp, kHttps, kUnix };
@@ -138,11 +139,14 @@ class HttpClient {
 
   // A streaming exchange (a watch): sends the request to the first endpoint that accepts
   // it and hands the response body to `on_data` as it arrives, until `on_data` returns
-  // false, the server ends the response, or `until` passes (then it returns ok: waiting
-  // out a quiet stream is not an error). Connecting and the response header have the
-  // usual per-attempt deadline. `status` receives the HTTP status.
+  // false, the server ends the response, `until` passes, or `stop` is requested (then
+  // it returns ok: waiting out a quiet stream is not an error). Connecting and the
+  // response header have the usual per-attempt deadline. `status` receives the HTTP
+  // status. `stop` may be requested from any thread: it is how another thread ends a
+  // stream that has no deadline of its own (an event stream).
   Result<void, HttpError> stream(const HttpRequest& request, std::chrono::steady_clock::time_point until,
-                                 FunctionRef<bool(std::string_view data)> on_data, unsigned& status);
+                                 FunctionRef<bool(std::string_view data)> on_data, unsigned& status,
+                                 std::stop_token stop = {});
 
   // One attempt at `endpoint` (e.g. where a redirect points) with this client's deadline,
   // TLS settings and credentials; no failover and no retry.
@@ -162,4 +166,4 @@ class HttpClient {
   std::size_t preferred_ = 0;  // the endpoint that last answered
 };
 
-}  // namespace skopos::driver
+}  // namespace skopos
