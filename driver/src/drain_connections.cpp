@@ -1,8 +1,8 @@
 // TrackerDrainConnections: waiting on skopos-tracker's stream until the containers'
 // inbound connections reach zero. The tracker pushes every change, so the wait notices
 // the last connection closing as soon as the tracker publishes it -- no polling. The
-// oldest connection's peer comes from the containers' own /proc/<pid>/net/tcp{,6}, read
-// once per progress tick (the stream carries counts, not peers).
+// oldest connection's peer comes from the tracker too: a "peers" question per busy
+// container once per progress tick, answered from the container's own tables.
 #include <algorithm>
 #include <cerrno>
 #include <deque>
@@ -45,12 +45,31 @@ std::int64_t waited_inbound(const tracker::StreamContainer& seen, const DrainCon
 
 // First-seen times of inbound established sockets, by inode, to name the oldest one.
 struct TrackerDrainConnections::Peers {
-  explicit Peers(std::string root) : proc_root(std::move(root)) {}
-  std::string proc_root;
-  tracker::ProcNetReader reader;
   std::map<std::uint64_t, Clock::time_point> first_seen;
 
-  std::string oldest(const std::vector<DrainContainer>& containers, const std::vector<ContainerCount>& counts) {
+  // Asks the tracker about each container that still has connections: on the ports
+  // the drain waits on (those it listens on, less the ignored ones).
+  static void ask(tracker::ReconnectingClient& client, const std::vector<DrainContainer>& containers,
+                  const std::vector<ContainerCount>& counts) {
+    for (std::size_t i = 0; i < containers.size() && i < counts.size(); ++i) {
+      const DrainContainer& c = containers[i];
+      if (counts[i].gone || counts[i].inbound <= 0) continue;
+      tracker::PeersRequest request;
+      request.id = c.id;
+      for (const std::uint16_t port : c.listen_ports) {
+        if (std::find(c.ignore_ports.begin(), c.ignore_ports.end(), port) == c.ignore_ports.end()) {
+          request.ports.push_back(port);
+        }
+      }
+      if (request.ports.empty()) continue;  // nothing the drain waits on
+      request.limit = kPeersPerContainer;
+      if (!client.ask_peers(request)) return;  // not connected, or an older tracker
+    }
+  }
+
+  // The oldest of the connections the tracker's latest answers name.
+  std::string oldest(const tracker::ReconnectingClient& client, const std::vector<DrainContainer>& containers,
+                     const std::vector<ContainerCount>& counts) {
     struct Candidate {
       Clock::time_point seen;
       std::uint64_t inode = 0;
@@ -59,35 +78,34 @@ struct TrackerDrainConnections::Peers {
     std::optional<Candidate> best;
     std::set<std::uint64_t> present;
     const auto now = Clock::now();
-    for (std::size_t i = 0; i < containers.size(); ++i) {
+    for (std::size_t i = 0; i < containers.size() && i < counts.size(); ++i) {
       const DrainContainer& c = containers[i];
-      if (c.pid <= 0 || counts[i].gone || counts[i].inbound == 0) continue;
-      const auto sink = [&](const tracker::TcpSocketRecord& record) {
-        if (record.state != tracker::TcpState::kEstablished || record.inode == 0) return;
-        if (std::find(c.listen_ports.begin(), c.listen_ports.end(), record.local_port) == c.listen_ports.end()) return;
-        if (std::find(c.ignore_ports.begin(), c.ignore_ports.end(), record.local_port) != c.ignore_ports.end()) return;
-        present.insert(record.inode);
-        const auto seen = first_seen.emplace(record.inode, now).first->second;
+      if (counts[i].gone || counts[i].inbound == 0) continue;
+      const tracker::PeersAnswer* answer = client.peers(c.id);
+      if (answer == nullptr || !answer->known) continue;
+      for (const tracker::StreamPeer& peer : answer->peers) {
+        present.insert(peer.inode);
+        const auto seen = first_seen.emplace(peer.inode, now).first->second;
         // Earliest seen wins; among those seen together, the lower inode is the older
         // socket (the kernel numbers inodes in creation order).
-        if (!best || seen < best->seen || (seen == best->seen && record.inode < best->inode)) {
-          best = Candidate{seen, record.inode,
-                           tracker::format_address(record.family, record.remote_address) + ":" +
-                               std::to_string(record.remote_port) + " -> " + c.name + ":" +
-                               std::to_string(record.local_port)};
+        if (!best || seen < best->seen || (seen == best->seen && peer.inode < best->inode)) {
+          best = Candidate{seen, peer.inode,
+                           peer.remote_address + ":" + std::to_string(peer.remote_port) + " -> " + c.name + ":" +
+                               std::to_string(peer.local_port)};
         }
-      };
-      // A container that exits meanwhile has no tables: no peers, not an error.
-      (void)reader.decode_namespace(proc_root + "/" + std::to_string(c.pid) + "/net", sink);
+      }
     }
     std::erase_if(first_seen, [&](const auto& entry) { return present.count(entry.first) == 0; });
     if (!best) return {};
     return best->text + " (seen " + age_text(now - best->seen) + ")";
   }
+
+  // The tracker answers with the oldest first (lowest inodes): a few name the oldest.
+  static constexpr std::uint32_t kPeersPerContainer = 8;
 };
 
 TrackerDrainConnections::TrackerDrainConnections(TrackerConnectionsOptions options)
-    : options_(std::move(options)), peers_(std::make_unique<Peers>(options_.proc_root)) {}
+    : options_(std::move(options)), peers_(std::make_unique<Peers>()) {}
 TrackerDrainConnections::~TrackerDrainConnections() = default;
 
 namespace {
@@ -185,6 +203,7 @@ Result<WaitOutcome, DrainError> TrackerDrainConnections::wait_zero(const std::ve
   std::deque<std::pair<Clock::time_point, std::int64_t>> history;  // (when, total) for the rate
   // The first line comes with the first snapshot (a change), the next after a tick.
   auto next_tick = started + tick;
+  auto next_peers_question = started;
   std::int64_t reported_total = -2;
   std::int64_t reported_unknown = -2;
   for (;;) {
@@ -205,6 +224,12 @@ Result<WaitOutcome, DrainError> TrackerDrainConnections::wait_zero(const std::ve
     }
     progress.connected = client.connected() && client.containers_known();
     fill_counts(client.containers(), client.containers_known(), containers, deadlines, progress);
+    // Ask who holds the connections once per tick, from the first counts on, so that
+    // each tick's line names the oldest from an answer the tick before asked for.
+    if (progress.connected && Clock::now() >= next_peers_question) {
+      Peers::ask(client, containers, progress.containers);
+      next_peers_question = Clock::now() + tick;
+    }
     const auto at = Clock::now();
     progress.elapsed = std::chrono::duration_cast<std::chrono::milliseconds>(at - started);
 
@@ -223,7 +248,7 @@ Result<WaitOutcome, DrainError> TrackerDrainConnections::wait_zero(const std::ve
     if ((changed && progress.connected) || at >= next_tick || done) {
       update_rate(history, at, progress);
       if (at >= next_tick && !done) {
-        progress.oldest_peer = peers_->oldest(containers, progress.containers);
+        progress.oldest_peer = peers_->oldest(client, containers, progress.containers);
         next_tick = at + tick;
       }
       reported_total = progress.total;

@@ -19,6 +19,7 @@
 
 #include "fake_docker.h"
 #include "privileged_support.h"
+#include "driver/drain_systems_impl.h"
 #include "tracker/stream_client.h"
 
 namespace skopos::testing {
@@ -455,6 +456,38 @@ TEST_F(PrivilegedStream, WatchUntilZeroWaitsForTheLastConnectionAndReportsHolder
   const ProcessResult missing = run_process({SKOPOS_TRACKER_CLI, "snapshot", "--socket", "/tmp/skopos-no-such.sock"});
   EXPECT_EQ(missing.exit_code, 3);
   EXPECT_NE(missing.err.find("skopos-tracker is not running"), std::string::npos) << missing.err;
+}
+
+// The drain's progress names the oldest connection a container still holds, and it
+// learns it from the tracker ("peers"), not by reading the kernel's tables itself: a
+// real tracker, real connections in the container's namespace.
+TEST_F(PrivilegedStream, TheDrainsProgressNamesTheOldestPeerTheTrackerReports) {
+  start_tracker();
+  auto fds = connect_to(0, 3);
+  // connect_to() pairs (client, accepted): the first client is the oldest peer.
+  sockaddr_in first{};
+  socklen_t length = sizeof first;
+  ASSERT_EQ(::getsockname(fds[0].get(), reinterpret_cast<sockaddr*>(&first), &length), 0);
+  const std::string oldest = "127.0.0.1:" + std::to_string(ntohs(first.sin_port)) + " -> web:8080";
+
+  driver::TrackerConnectionsOptions options;
+  options.socket = stream_;
+  driver::TrackerDrainConnections connections(options);
+  driver::DrainContainer web;
+  web.id = FakeDocker::make_id(1);
+  web.name = "web";
+  web.listen_ports = {8080};
+  web.deadline = std::chrono::seconds(3);
+  std::vector<std::string> named;
+  std::atomic<bool> stop{false};
+  auto waited = connections.wait_zero({web}, 300ms, [&](const driver::WaitProgress& progress) {
+    if (!progress.oldest_peer.empty()) named.push_back(progress.oldest_peer);
+  }, stop);
+  ASSERT_TRUE(waited) << waited.error().message;
+  EXPECT_FALSE(waited->all_zero) << "the connections were held to the deadline";
+  EXPECT_EQ(waited->last.total, 3);
+  ASSERT_FALSE(named.empty()) << "no progress line named a peer";
+  for (const std::string& line : named) EXPECT_EQ(line.rfind(oldest, 0), 0u) << line << " (want " << oldest << ")";
 }
 
 // GET http://127.0.0.1:port/metrics, the body.

@@ -130,6 +130,8 @@ std::string render_metrics(const Tracker& tracker, const StreamStats* stream) {
            stream->messages);
     metric(out, "skopos_tracker_stream_container_updates_total", "counter",
            "Container states written to subscribers.", stream->container_updates);
+    metric(out, "skopos_tracker_stream_peers_requests_total", "counter",
+           "Peers questions answered (a drain asks who holds a container's connections).", stream->peers_requests);
     append_header(out, "skopos_tracker_stream_disconnects_total", "counter", "Subscribers disconnected, by reason.");
     for (const auto& [reason, count] : stream->disconnects) {
       out += "skopos_tracker_stream_disconnects_total{";

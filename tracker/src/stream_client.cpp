@@ -6,6 +6,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <thread>
@@ -103,6 +104,8 @@ Result<std::unique_ptr<TrackerClient>> TrackerClient::connect(const ClientOption
                                          "; upgrade the older of the two"));
   }
   client->source_ = hello->source;
+  client->takes_peers_ =
+      std::find(hello->requests.begin(), hello->requests.end(), "peers") != hello->requests.end();
   if (hello->heartbeat_ms > 0) client->heartbeat_ = std::chrono::milliseconds(hello->heartbeat_ms);
 
   // The filter goes to the tracker when it fits the limits the tracker announced (an
@@ -168,9 +171,30 @@ Result<ServerMessage> TrackerClient::read_message(std::chrono::milliseconds time
   }
 }
 
+Result<void> TrackerClient::ask_peers(const PeersRequest& request) {
+  if (!takes_peers_) {
+    return unexpected(Error::invalid("tracker stream", path_, "this tracker does not answer peers questions"));
+  }
+  const std::string line = encode_peers_request(request);
+  if (::send(fd_.get(), line.data(), line.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(line.size())) {
+    return unexpected(Error::from_errno(errno, "ask for peers", path_));
+  }
+  return {};
+}
+
+const PeersAnswer* TrackerClient::peers(const std::string& id) const {
+  const auto it = peers_.find(id);
+  return it == peers_.end() ? nullptr : &it->second;
+}
+
 void TrackerClient::apply(ServerMessage& message) {
   timestamp_ns_ = message.timestamp_ns;
   ++messages_received_;
+  if (message.type == ServerMessage::Type::kPeers) {
+    std::string id = message.peers.id;
+    peers_[std::move(id)] = std::move(message.peers);
+    return;
+  }
   states_received_ += message.containers.size();
   if (message.type == ServerMessage::Type::kSnapshot) {
     containers_.clear();
@@ -201,6 +225,15 @@ Result<ServerMessage::Type> TrackerClient::next(std::chrono::milliseconds timeou
   }
   apply(*message);
   return message->type;
+}
+
+bool ReconnectingClient::ask_peers(const PeersRequest& request) {
+  if (!client_ || !client_->takes_peers()) return false;
+  if (auto asked = client_->ask_peers(request); !asked) {
+    last_error_ = asked.error().message();
+    return false;
+  }
+  return true;
 }
 
 const std::map<std::string, StreamContainer>& ReconnectingClient::containers() const {
@@ -241,6 +274,7 @@ Result<ReconnectingClient::Event> ReconnectingClient::next(std::chrono::steady_c
     if (type) {
       if (*type == ServerMessage::Type::kSnapshot) return Event::kSnapshot;
       if (*type == ServerMessage::Type::kUpdate) return Event::kUpdate;
+      if (*type == ServerMessage::Type::kPeers) return Event::kPeers;
       return Event::kHeartbeat;
     }
     // Our own deadline came first: the connection is fine, the caller's time is up.

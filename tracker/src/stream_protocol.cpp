@@ -49,7 +49,79 @@ struct ClientMessageParser::Impl {
 ClientMessageParser::ClientMessageParser() : impl_(std::make_unique<Impl>()) {}
 ClientMessageParser::~ClientMessageParser() = default;
 
-Result<SubscribeMessage, ProtocolError> ClientMessageParser::parse(std::string_view line) {
+namespace {
+
+Result<PeersRequest, ProtocolError> parse_peers_request(dom::object object) {
+  PeersRequest request;
+  for (auto [key, value] : object) {
+    if (key != "type" && key != "id" && key != "ports" && key != "limit") {
+      return unexpected(bad("unknown field '" + std::string(key.substr(0, 64)) + "' in peers"));
+    }
+  }
+  std::string_view id;
+  if (object["id"].get(id) != simdjson::SUCCESS || id.empty() || id.size() > 128) {
+    return unexpected(bad("peers: \"id\" must be a container id (1 to 128 characters)"));
+  }
+  request.id = std::string(id);
+  dom::element ports_element;
+  if (object["ports"].get(ports_element) == simdjson::SUCCESS && !ports_element.is_null()) {
+    dom::array ports;
+    if (ports_element.get(ports) != simdjson::SUCCESS) return unexpected(bad("peers: \"ports\" must be an array"));
+    if (ports.size() > kMaxPeersPorts) {
+      return unexpected(bad("peers: \"ports\" has more than " + std::to_string(kMaxPeersPorts) + " entries"));
+    }
+    for (dom::element entry : ports) {
+      std::uint64_t port = 0;
+      if (entry.get(port) != simdjson::SUCCESS || port == 0 || port > 65535) {
+        return unexpected(bad("peers: \"ports\" must hold port numbers (1 to 65535)"));
+      }
+      request.ports.push_back(static_cast<std::uint16_t>(port));
+    }
+  }
+  dom::element limit_element;
+  if (object["limit"].get(limit_element) == simdjson::SUCCESS) {
+    std::uint64_t limit = 0;
+    if (limit_element.get(limit) != simdjson::SUCCESS || limit == 0 || limit > kMaxPeersLimit) {
+      return unexpected(bad("peers: \"limit\" must be 1 to " + std::to_string(kMaxPeersLimit)));
+    }
+    request.limit = static_cast<std::uint32_t>(limit);
+  }
+  return request;
+}
+
+}  // namespace
+
+std::string encode_peers_request(const PeersRequest& request) {
+  std::string line;
+  JsonWriter json(line);
+  json.begin_object().key("type").value("peers").key("id").value(request.id).key("ports").begin_array();
+  for (const std::uint16_t port : request.ports) json.value(static_cast<unsigned>(port));
+  json.end_array().key("limit").value(request.limit).end_object();
+  line += '\n';
+  return line;
+}
+
+void write_peers_answer(JsonWriter& json, std::uint64_t seq, std::int64_t timestamp_ns, const PeersAnswer& answer) {
+  json.begin_object().key("type").value("peers").key("seq").value(seq).key("timestamp_ns").value(timestamp_ns);
+  json.key("id").value(answer.id).key("known").value(answer.known);
+  if (!answer.known) json.key("reason").value(answer.reason);
+  json.key("total").value(answer.total).key("peers").begin_array();
+  for (const StreamPeer& peer : answer.peers) {
+    json.begin_object()
+        .key("local_port")
+        .value(static_cast<unsigned>(peer.local_port))
+        .key("remote_address")
+        .value(peer.remote_address)
+        .key("remote_port")
+        .value(static_cast<unsigned>(peer.remote_port))
+        .key("inode")
+        .value(peer.inode)
+        .end_object();
+  }
+  json.end_array().end_object();
+}
+
+Result<ClientMessage, ProtocolError> ClientMessageParser::parse(std::string_view line) {
   if (line.size() >= kMaxClientLine) {
     return unexpected(ProtocolError{"message_too_large", "a client message may be at most " +
                                                              std::to_string(kMaxClientLine - 1) + " bytes"});
@@ -63,11 +135,21 @@ Result<SubscribeMessage, ProtocolError> ClientMessageParser::parse(std::string_v
   if (root.get(object) != simdjson::SUCCESS) return unexpected(bad("a message must be a JSON object"));
   std::string_view type;
   if (object["type"].get(type) != simdjson::SUCCESS) return unexpected(bad("\"type\" must be a string"));
+  if (type == "peers") {
+    auto request = parse_peers_request(object);
+    if (!request) return unexpected(std::move(request).error());
+    ClientMessage out;
+    out.type = ClientMessage::Type::kPeers;
+    out.peers = std::move(*request);
+    return out;
+  }
   if (type != "subscribe") {
     return unexpected(bad("unknown message type '" + std::string(type.substr(0, 64)) +
-                          "'; the stream accepts only \"subscribe\""));
+                          "'; the stream accepts only \"subscribe\" and \"peers\""));
   }
-  SubscribeMessage message;
+  ClientMessage out;
+  out.type = ClientMessage::Type::kSubscribe;
+  SubscribeMessage& message = out.subscribe;
   std::int64_t protocol = 0;
   if (object["protocol"].get(protocol) != simdjson::SUCCESS) return unexpected(bad("\"protocol\" must be an integer"));
   if (protocol != kStreamProtocol) {
@@ -108,7 +190,7 @@ Result<SubscribeMessage, ProtocolError> ClientMessageParser::parse(std::string_v
       }
     }
   }
-  return message;
+  return out;
 }
 
 struct ServerMessageParser::Impl {
@@ -166,6 +248,36 @@ Result<StreamContainer> parse_container(dom::element element) {
   return c;
 }
 
+Result<PeersAnswer> parse_peers_answer(dom::object object) {
+  PeersAnswer answer;
+  std::string_view text;
+  if (object["id"].get(text) != simdjson::SUCCESS) return unexpected(server_error("peers.id", "missing"));
+  answer.id = std::string(text);
+  if (object["known"].get(answer.known) != simdjson::SUCCESS) return unexpected(server_error("peers.known", "missing"));
+  if (object["reason"].get(text) == simdjson::SUCCESS) answer.reason = std::string(text);
+  read_optional(object["total"], answer.total);
+  dom::array peers;
+  if (object["peers"].get(peers) == simdjson::SUCCESS) {
+    for (dom::element element : peers) {
+      StreamPeer peer;
+      std::uint64_t local = 0, remote = 0;
+      if (element["local_port"].get(local) != simdjson::SUCCESS || local > 65535 ||
+          element["remote_port"].get(remote) != simdjson::SUCCESS || remote > 65535) {
+        return unexpected(server_error("peers.peers[]", "ports missing or out of range"));
+      }
+      if (element["remote_address"].get(text) != simdjson::SUCCESS) {
+        return unexpected(server_error("peers.peers[].remote_address", "missing"));
+      }
+      peer.local_port = static_cast<std::uint16_t>(local);
+      peer.remote_port = static_cast<std::uint16_t>(remote);
+      peer.remote_address = std::string(text);
+      read_optional(element["inode"], peer.inode);
+      answer.peers.push_back(std::move(peer));
+    }
+  }
+  return answer;
+}
+
 }  // namespace
 
 Result<ServerMessage> ServerMessageParser::parse(std::string_view line) {
@@ -183,6 +295,7 @@ Result<ServerMessage> ServerMessageParser::parse(std::string_view line) {
   else if (type == "update") message.type = ServerMessage::Type::kUpdate;
   else if (type == "heartbeat") message.type = ServerMessage::Type::kHeartbeat;
   else if (type == "error") message.type = ServerMessage::Type::kError;
+  else if (type == "peers") message.type = ServerMessage::Type::kPeers;
   else return unexpected(server_error("type", "unknown type '" + std::string(type) + "'"));
   read_optional(object["seq"], message.seq);
   read_optional(object["timestamp_ns"], message.timestamp_ns);
@@ -194,6 +307,17 @@ Result<ServerMessage> ServerMessageParser::parse(std::string_view line) {
   read_optional(object["max_client_line"], message.max_client_line);
   read_optional(object["max_filter_strings"], message.max_filter_strings);
   read_optional(object["containers_known"], message.containers_known);
+  dom::array requests;
+  if (object["requests"].get(requests) == simdjson::SUCCESS) {
+    for (dom::element element : requests) {
+      if (element.get(text) == simdjson::SUCCESS) message.requests.emplace_back(text);
+    }
+  }
+  if (message.type == ServerMessage::Type::kPeers) {
+    auto peers = parse_peers_answer(object);
+    if (!peers) return unexpected(std::move(peers).error());
+    message.peers = std::move(*peers);
+  }
   if (object["code"].get(text) == simdjson::SUCCESS) message.error_code = std::string(text);
   if (object["message"].get(text) == simdjson::SUCCESS) message.error_message = std::string(text);
   dom::array containers;

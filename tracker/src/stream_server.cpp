@@ -13,6 +13,7 @@
 #include <cerrno>
 #include <charconv>
 #include <filesystem>
+#include <optional>
 
 #include "skopos/handler_memory.h"
 #include "skopos/json_writer.h"
@@ -42,6 +43,9 @@ class StreamServer::Client {
   std::vector<std::uint32_t> dirty_list;
   std::vector<std::uint8_t> sent;  // by slot: the client has been told about it
   std::vector<std::string> removed;
+  // The answer to the client's latest "peers" question, until it is sent. One at most:
+  // a question asked again before the answer went out replaces it.
+  std::optional<PeersAnswer> peers;
   std::string out;  // the message being written (reused)
   JsonWriter json;
   HandlerMemory write_memory;  // for the one write in flight
@@ -208,6 +212,10 @@ void StreamServer::on_accept(std::shared_ptr<Client> client) {
       .value(static_cast<std::int64_t>(kMaxClientLine))
       .key("max_filter_strings")
       .value(static_cast<std::int64_t>(kMaxFilterStrings))
+      .key("requests")
+      .begin_array()
+      .value("peers")
+      .end_array()
       .end_object();
   client->out.push_back('\n');
   client->writing = true;
@@ -252,7 +260,14 @@ void StreamServer::on_line(const std::shared_ptr<Client>& client, std::string_vi
     log_notice("stream " + client->describe() + " sent a bad message: " + message.error().message);
     return fail(client, message.error().code, message.error().message);
   }
-  client->filter = std::move(message->filter);
+  if (message->type == ClientMessage::Type::kPeers) {
+    if (!client->subscribed) return fail(client, "bad_message", "subscribe before asking for peers");
+    ++stats_.peers_requests;
+    client->peers = tracker_.inbound_peers(message->peers);
+    flush(client);
+    return;
+  }
+  client->filter = std::move(message->subscribe.filter);
   client->subscribed = true;
   client->needs_snapshot = true;
   flush(client);
@@ -378,6 +393,9 @@ void StreamServer::flush(const std::shared_ptr<Client>& client) {
   if (client->needs_snapshot) {
     client->needs_snapshot = false;
     write_snapshot(*client);
+  } else if (client->peers) {
+    write_peers_answer(client->json, ++client->seq, now_ns(), *client->peers);
+    client->peers.reset();
   } else if (!client->dirty_list.empty() || !client->removed.empty()) {
     write_update(*client);
   } else {

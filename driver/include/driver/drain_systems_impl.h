@@ -19,7 +19,6 @@
 #include "driver/maintenance_scheduler.h"
 #include "driver/marathon.h"
 #include "driver/mesos_master.h"
-#include "tracker/proc_net_reader.h"
 
 namespace skopos::driver {
 
@@ -123,7 +122,6 @@ class DockerDrainContainers final : public DrainContainers {
 struct TrackerConnectionsOptions {
   std::string socket = "/run/skopos/tracker.sock";
   std::chrono::milliseconds timeout{5000};  // connect, hello and snapshot
-  std::string proc_root = "/proc";          // for the oldest connection's peer
 };
 
 class TrackerDrainConnections final : public DrainConnections {

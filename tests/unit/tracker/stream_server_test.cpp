@@ -42,6 +42,38 @@ class LineCounter {
   char buffer_[65536];
 };
 
+// A StreamServer for `tracker` on a socket of its own, its event loop on a thread,
+// stopped and joined on destruction: for tests that talk to it with the blocking client.
+class ServedTracker {
+ public:
+  ServedTracker(Tracker& tracker, const std::string& name)
+      : path_("/tmp/skopos-" + name + "-" + std::to_string(::getpid()) + ".sock"), server_(io_, tracker, options()) {
+    started_ = static_cast<bool>(server_.start());
+    loop_ = std::thread([this] { io_.run(); });
+  }
+  ~ServedTracker() {
+    boost::asio::post(io_, [this] { server_.stop(); });
+    guard_.reset();
+    loop_.join();
+  }
+  bool started() const { return started_; }
+  const std::string& path() const { return path_; }
+
+ private:
+  StreamOptions options() const {
+    StreamOptions options;
+    options.path = path_;
+    return options;
+  }
+
+  std::string path_;
+  boost::asio::io_context io_;
+  boost::asio::executor_work_guard<boost::asio::io_context::executor_type> guard_ = boost::asio::make_work_guard(io_);
+  StreamServer server_;
+  bool started_ = false;
+  std::thread loop_;
+};
+
 TEST(StreamServer, PublishingAChangeAllocatesNothingOnceWarm) {
   FakeProc proc;
   const std::uint64_t netns = proc.add_process(4242, 1, "web");
@@ -50,11 +82,7 @@ TEST(StreamServer, PublishingAChangeAllocatesNothingOnceWarm) {
   Tracker tracker(std::move(owned), nullptr, Tracker::Options{proc.root(), proc.root() + "/none"});
   tracker.rescan();
   DiscoveryUpdate list;
-  ContainerInfo web;
-  web.id = std::string(64, 'a');
-  web.name = "web";
-  web.running = true;
-  web.pid = 4242;
+  ContainerInfo web = running_container(std::string(64, 'a'), "web", 4242);
   web.marathon_app_id = "/web";
   list.containers.push_back(web);
   tracker.apply(list);
@@ -144,16 +172,11 @@ TEST(StreamServer, ADenseHostsFilterOfThreeHundredFullIdsGetsRealCounts) {
   tracker.apply(list);
   tracker.update_source();
 
-  boost::asio::io_context io;
-  StreamOptions options;
-  options.path = "/tmp/skopos-dense-" + std::to_string(::getpid()) + ".sock";
-  StreamServer server(io, tracker, options);
-  ASSERT_TRUE(server.start());
-  auto guard = boost::asio::make_work_guard(io);
-  std::thread loop([&] { io.run(); });
+  ServedTracker served(tracker, "dense");
+  ASSERT_TRUE(served.started());
 
   ClientOptions client_options;
-  client_options.path = options.path;
+  client_options.path = served.path();
   client_options.filter = filter;
   client_options.timeout = std::chrono::seconds(5);
   auto client = TrackerClient::connect(client_options);
@@ -168,10 +191,66 @@ TEST(StreamServer, ADenseHostsFilterOfThreeHundredFullIdsGetsRealCounts) {
   std::int64_t expected = 0;
   for (int i = 0; i < kContainers; i += 2) expected += i % 7;
   EXPECT_EQ(total, expected) << "real counts, not unknown";
+}
 
-  boost::asio::post(io, [&] { server.stop(); });
-  guard.reset();
-  loop.join();
+// The drain names who holds a container's connections by asking the tracker (the
+// "peers" question) instead of reading the kernel's tables itself: the answer comes
+// over the stream, from the container's own tables, oldest first.
+TEST(StreamServer, APeersQuestionGetsTheContainersInboundConnectionsOldestFirst) {
+  FakeProc proc;
+  proc.add_process(4242, 1, "web");
+  proc.add_tables(4242);
+  Tracker tracker(std::make_unique<FakeSource>(), nullptr, Tracker::Options{proc.root(), proc.root() + "/none"});
+  tracker.rescan();
+  DiscoveryUpdate list;
+  const ContainerInfo web = running_container(std::string(64, 'b'), "web", 4242);
+  list.containers.push_back(web);
+  tracker.apply(list);
+
+  ServedTracker served(tracker, "peers");
+  ASSERT_TRUE(served.started());
+
+  ClientOptions client_options;
+  client_options.path = served.path();
+  auto client = TrackerClient::connect(client_options);
+  ASSERT_TRUE(client) << client.error().message();
+  ASSERT_TRUE((*client)->takes_peers()) << "the tracker lists peers in hello";
+  EXPECT_EQ((*client)->peers(web.id), nullptr);
+  PeersRequest request;
+  request.id = web.id;
+  request.ports = {8080, 9090};
+  request.limit = 2;
+  ASSERT_TRUE((*client)->ask_peers(request));
+  const PeersAnswer* answer = nullptr;
+  for (int i = 0; i < 20 && answer == nullptr; ++i) {
+    auto type = (*client)->next(std::chrono::seconds(2));
+    ASSERT_TRUE(type) << type.error().message();
+    if (*type == ServerMessage::Type::kPeers) answer = (*client)->peers(web.id);
+  }
+  ASSERT_NE(answer, nullptr);
+  EXPECT_TRUE(answer->known) << answer->reason;
+  EXPECT_EQ(answer->total, 3u);
+  EXPECT_EQ(answer->peers, (std::vector<StreamPeer>{{8080, "127.0.0.1", 60766, 8460}, {9090, "::1", 53238, 8463}}));
+
+  // Asking before subscribing is a protocol error, named, with a disconnect.
+  skopos::UniqueFd raw(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  sockaddr_un address{};
+  address.sun_family = AF_UNIX;
+  served.path().copy(address.sun_path, sizeof address.sun_path - 1);
+  ASSERT_EQ(::connect(raw.get(), reinterpret_cast<const sockaddr*>(&address), sizeof address), 0);
+  const std::string early = encode_peers_request(request);
+  ASSERT_EQ(::send(raw.get(), early.data(), early.size(), 0), static_cast<ssize_t>(early.size()));
+  std::string received;
+  char chunk[4096];
+  for (;;) {
+    pollfd pfd{raw.get(), POLLIN, 0};
+    if (::poll(&pfd, 1, 5000) <= 0) break;
+    const ssize_t n = ::recv(raw.get(), chunk, sizeof chunk, 0);
+    if (n <= 0) break;  // closed after the error
+    received.append(chunk, static_cast<std::size_t>(n));
+  }
+  EXPECT_NE(received.find(R"("code":"bad_message")"), std::string::npos) << received;
+  EXPECT_NE(received.find("subscribe before asking for peers"), std::string::npos) << received;
 }
 
 }  // namespace

@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "skopos/docker_api.h"
 #include "tracker/connection_source.h"
 
 namespace skopos::tracker {
@@ -55,6 +56,18 @@ class FakeSource final : public ConnectionSource {
   std::map<std::uint64_t, NamespaceCounts> counts_;
   std::vector<std::uint64_t> pending_;
 };
+
+// A running container as Docker's inspect describes it, for Tracker::apply().
+inline ContainerInfo running_container(std::string id, std::string name, pid_t pid,
+                                       NetworkMode mode = NetworkMode::kBridge) {
+  ContainerInfo info;
+  info.id = std::move(id);
+  info.name = std::move(name);
+  info.running = true;
+  info.pid = pid;
+  info.network_mode = mode;
+  return info;
+}
 
 // /proc with processes whose ns/net are plain files: each file's inode is the
 // "namespace" identity, exactly as the Tracker reads it with stat().

@@ -18,13 +18,7 @@ namespace {
 namespace fs = std::filesystem;
 
 ContainerInfo container(const std::string& id, const std::string& name, pid_t pid, NetworkMode mode) {
-  ContainerInfo info;
-  info.id = id;
-  info.name = name;
-  info.running = true;
-  info.pid = pid;
-  info.network_mode = mode;
-  return info;
+  return running_container(id, name, pid, mode);
 }
 
 class TrackerTest : public ::testing::Test {
@@ -222,6 +216,52 @@ TEST_F(TrackerTest, ConsistencyCheckInSlicesVisitsEveryNamespaceInTurn) {
   EXPECT_EQ(found, 1u) << "each namespace comes round in turn, one per call";
   EXPECT_GT(calls, namespaces) << "the second look needs a full round";
   EXPECT_LE(calls, 2 * namespaces);
+}
+
+// The stream's "peers" question, answered from the container's own saved tables
+// (testdata/netns.tcp{,6}): the established connections accepted on a port the
+// namespace listens on, oldest (lowest inode) first; connections the container opened
+// itself, and ones not yet accepted (inode 0), are not inbound peers.
+TEST_F(TrackerTest, PeersAreTheInboundConnectionsOfTheContainersOwnTablesOldestFirst) {
+  proc_.add_process(4242, 777, "httpd");
+  proc_.add_tables(4242);
+  tracker_->rescan();
+  const std::string id = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+  DiscoveryUpdate update;
+  update.containers.push_back(container(id, "web", 4242, NetworkMode::kBridge));
+  tracker_->apply(update);
+
+  PeersRequest every;
+  every.id = id.substr(0, 12);  // a prefix names it too
+  const PeersAnswer all = tracker_->inbound_peers(every);
+  ASSERT_TRUE(all.known) << all.reason;
+  EXPECT_EQ(all.id, id) << "the answer names the full id";
+  EXPECT_EQ(all.total, 3u);
+  EXPECT_EQ(all.peers, (std::vector<StreamPeer>{{8080, "127.0.0.1", 60766, 8460},
+                                                {9090, "::1", 53238, 8463},
+                                                {9090, "::ffff:127.0.0.1", 47170, 8465}}));
+
+  PeersRequest one;
+  one.id = id;
+  one.ports = {9090};
+  one.limit = 1;
+  const PeersAnswer oldest = tracker_->inbound_peers(one);
+  ASSERT_TRUE(oldest.known) << oldest.reason;
+  EXPECT_EQ(oldest.total, 2u) << "both on 9090; the limit keeps the oldest";
+  EXPECT_EQ(oldest.peers, (std::vector<StreamPeer>{{9090, "::1", 53238, 8463}}));
+
+  PeersRequest stranger;
+  stranger.id = "feedfacefeedface";
+  const PeersAnswer none = tracker_->inbound_peers(stranger);
+  EXPECT_FALSE(none.known);
+  EXPECT_NE(none.reason.find("no running container"), std::string::npos) << none.reason;
+  EXPECT_TRUE(none.peers.empty());
+
+  // The pid now belongs to another process: unknown, never another process's peers.
+  proc_.set_start_time(4242, 99999, "intruder");
+  const PeersAnswer reused = tracker_->inbound_peers(every);
+  EXPECT_FALSE(reused.known);
+  EXPECT_TRUE(reused.peers.empty());
 }
 
 TEST(ProcessStartTime, ReadsField22EvenWithSpacesAndParensInTheCommand) {

@@ -40,6 +40,15 @@ class TrackerClient {
 
   const std::map<std::string, StreamContainer>& containers() const { return containers_; }
   bool containers_known() const { return containers_known_; }
+
+  // Whether this tracker answers "peers" questions (it lists them in hello).
+  bool takes_peers() const { return takes_peers_; }
+  // Asks who holds a container's inbound connections; the answer arrives through
+  // next() (type kPeers) and is then peers(answer id). The send is bounded by the
+  // connection's send timeout. An error when the tracker does not take the question.
+  Result<void> ask_peers(const PeersRequest& request);
+  // The latest answer about the container with this full id; nullptr before one came.
+  const PeersAnswer* peers(const std::string& id) const;
   const std::string& source() const { return source_; }
   std::chrono::milliseconds heartbeat() const { return heartbeat_; }
   // The last message's timestamp (the tracker's clock).
@@ -64,6 +73,8 @@ class TrackerClient {
   std::int64_t timestamp_ns_ = 0;
   std::uint64_t states_received_ = 0;
   std::uint64_t messages_received_ = 0;
+  bool takes_peers_ = false;
+  std::map<std::string, PeersAnswer> peers_;  // by full id
   // Set when the filter was too large for the tracker's limits: subscribed to every
   // container, and this filter is applied here.
   std::optional<StreamFilter> local_filter_;
@@ -77,6 +88,7 @@ class ReconnectingClient {
     kSnapshot,     // a (new) snapshot replaced the state: first connect, or a reconnect
     kUpdate,       // containers changed
     kHeartbeat,    // nothing changed
+    kPeers,        // the answer to a peers question arrived
     kDisconnected, // the tracker is gone for now; containers() is stale; retrying
   };
   // Waits until `deadline` for something to report. Reconnects as needed, with
@@ -87,6 +99,10 @@ class ReconnectingClient {
   bool connected() const { return client_ != nullptr; }
   const std::map<std::string, StreamContainer>& containers() const;
   bool containers_known() const { return client_ != nullptr && client_->containers_known(); }
+  // As TrackerClient's, on the current connection: false when not connected or the
+  // tracker does not take the question; answers are forgotten on a reconnect.
+  bool ask_peers(const PeersRequest& request);
+  const PeersAnswer* peers(const std::string& id) const { return client_ ? client_->peers(id) : nullptr; }
   std::uint64_t reconnects() const { return reconnects_; }
   // Why the last connection attempt or connection failed, for progress lines.
   const std::string& last_error() const { return last_error_; }

@@ -9,6 +9,7 @@
 #include <string_view>
 #include <vector>
 
+#include "skopos/json_writer.h"
 #include "skopos/result.h"
 
 namespace skopos::tracker {
@@ -42,6 +43,28 @@ struct SubscribeMessage {
   StreamFilter filter;
 };
 
+// A question about one container (PROTOCOL.md, "peers"): its established inbound
+// connections on `ports` (every port it listens on when empty), oldest first, at most
+// `limit`. A server that takes it lists "peers" in hello's `requests`.
+inline constexpr std::uint32_t kMaxPeersLimit = 256;
+inline constexpr std::size_t kMaxPeersPorts = 1024;
+struct PeersRequest {
+  std::string id;  // the full id, or a prefix of at least 12 characters
+  std::vector<std::uint16_t> ports;
+  std::uint32_t limit = 16;  // 1..kMaxPeersLimit
+};
+
+// One line, newline included, that ClientMessageParser reads back as `request`.
+std::string encode_peers_request(const PeersRequest& request);
+
+// What a client sent: a subscription or a question.
+struct ClientMessage {
+  enum class Type : std::uint8_t { kSubscribe, kPeers };
+  Type type = Type::kSubscribe;
+  SubscribeMessage subscribe;
+  PeersRequest peers;
+};
+
 // Why a client message was refused: `code` is the error code the server sends back.
 struct ProtocolError {
   std::string code;  // "bad_message", "protocol_version", "message_too_large"
@@ -53,7 +76,7 @@ class ClientMessageParser {
  public:
   ClientMessageParser();
   ~ClientMessageParser();
-  Result<SubscribeMessage, ProtocolError> parse(std::string_view line);
+  Result<ClientMessage, ProtocolError> parse(std::string_view line);
 
  private:
   struct Impl;
@@ -81,8 +104,29 @@ struct StreamContainer {
   std::vector<StreamPort> ports;
 };
 
+// One established inbound connection of a container, as the kernel's table shows it.
+struct StreamPeer {
+  std::uint16_t local_port = 0;
+  std::string remote_address;  // "10.0.0.7", "::1", "::ffff:10.0.0.7"
+  std::uint16_t remote_port = 0;
+  std::uint64_t inode = 0;     // the socket's; the kernel numbers them in creation order
+
+  bool operator==(const StreamPeer&) const = default;
+};
+
+// The answer to a PeersRequest.
+struct PeersAnswer {
+  std::string id;           // the container's full id, or the id asked about when unknown
+  bool known = false;       // false: not a running container whose tables can be read
+  std::string reason;       // why not known
+  std::uint64_t total = 0;  // every matching connection; `peers` holds the oldest `limit`
+  std::vector<StreamPeer> peers;  // by inode, oldest first
+
+  bool operator==(const PeersAnswer&) const = default;
+};
+
 struct ServerMessage {
-  enum class Type : std::uint8_t { kHello, kSnapshot, kUpdate, kHeartbeat, kError };
+  enum class Type : std::uint8_t { kHello, kSnapshot, kUpdate, kHeartbeat, kError, kPeers };
   Type type = Type::kHeartbeat;
   std::uint64_t seq = 0;
   std::int64_t timestamp_ns = 0;
@@ -92,6 +136,7 @@ struct ServerMessage {
   std::int64_t heartbeat_ms = 0;
   std::int64_t max_client_line = 0;     // 0: not announced (an older server)
   std::int64_t max_filter_strings = 0;  // likewise
+  std::vector<std::string> requests;    // the client requests it takes besides subscribe
   // snapshot, update
   bool containers_known = false;
   std::vector<StreamContainer> containers;
@@ -99,7 +144,12 @@ struct ServerMessage {
   // error
   std::string error_code;
   std::string error_message;
+  // peers
+  PeersAnswer peers;
 };
+
+// The server's answer to a PeersRequest, as one JSON object (no newline).
+void write_peers_answer(JsonWriter& json, std::uint64_t seq, std::int64_t timestamp_ns, const PeersAnswer& answer);
 
 // Parses one server line. Errors say which field was wrong.
 class ServerMessageParser {

@@ -46,6 +46,7 @@ struct StreamStats {
   std::uint64_t accepted = 0;
   std::uint64_t messages = 0;
   std::uint64_t container_updates = 0;  // containers written in snapshots and updates
+  std::uint64_t peers_requests = 0;     // "peers" questions answered
   std::map<std::string, std::uint64_t> disconnects;  // by reason
 };
 

@@ -35,6 +35,7 @@
 #include "skopos/docker_api.h"
 #include "tracker/proc_connection_source.h"
 #include "tracker/proc_net_reader.h"
+#include "tracker/stream_protocol.h"
 
 namespace skopos::tracker {
 
@@ -158,6 +159,12 @@ class Tracker {
   ContainerView view(std::uint32_t slot) const;
   // Whether the container list is from a reachable Docker API.
   bool containers_known() const { return containers_known_; }
+
+  // The stream's "peers" question (PROTOCOL.md): the container's established inbound
+  // connections, read from its own /proc/<pid>/net/tcp{,6} now, oldest (lowest inode)
+  // first. A container that is not running, not resolved, or whose process changed is
+  // answered known = false with the reason. Reads two files; allocates.
+  PeersAnswer inbound_peers(const PeersRequest& request);
 
  private:
   struct Container {
