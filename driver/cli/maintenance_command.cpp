@@ -62,12 +62,12 @@ constexpr const char* kMaintenanceUsage =
 
 void print_usage(std::FILE* out) { std::fprintf(out, kMaintenanceUsage, kGlobalOptionsHelp); }
 
-int report_mesos(const MesosError& error, bool json) {
-  const bool refused = error.kind == MesosError::Kind::kRefused && error.status >= 400 && error.status < 500;
+int report_mesos(const OutsideError& error, bool json) {
+  const bool refused = error.kind == OutsideError::Kind::kRefused && error.status >= 400 && error.status < 500;
   const char* kind = refused ? "refused"
-                     : error.kind == MesosError::Kind::kNoLeader ? "no-leader"
-                     : error.kind == MesosError::Kind::kUnknownOutcome ? "unknown-outcome"
-                     : error.kind == MesosError::Kind::kBadResponse ? "bad-response"
+                     : error.kind == OutsideError::Kind::kNoLeader ? "no-leader"
+                     : error.kind == OutsideError::Kind::kUnknownOutcome ? "unknown-outcome"
+                     : error.kind == OutsideError::Kind::kBadResponse ? "bad-response"
                                                                    : "unavailable";
   std::fprintf(stderr, "skopos: %s\n", error.message.c_str());
   if (json) {
@@ -123,7 +123,7 @@ struct Inventory {
   }
 };
 
-Result<Inventory, MesosError> read_inventory(MesosMaster& master) {
+Result<Inventory, OutsideError> read_inventory(MesosMaster& master) {
   Inventory inventory;
   auto agents = master.agents();
   if (!agents) return unexpected(std::move(agents).error());

@@ -73,6 +73,18 @@ const char* drain_error_kind_name(DrainError::Kind kind) {
   return "failed";
 }
 
+DrainError drain_error_from(const OutsideError& error, std::string_view what) {
+  DrainError::Kind kind = DrainError::Kind::kFailed;
+  if (error.kind == OutsideError::Kind::kTimedOut) kind = DrainError::Kind::kTimedOut;
+  if (error.refused_as_wrong()) kind = DrainError::Kind::kRefused;
+  // As operators write the systems' names.
+  std::string system = error.system;
+  if (system == "mesos") system = "Mesos";
+  if (system == "marathon") system = "Marathon";
+  if (system == "docker") system = "Docker";
+  return {kind, system + " " + std::string(what) + ": " + error.message};
+}
+
 const char* mesos_mode_name(MesosMachine::Mode mode) {
   switch (mode) {
     case MesosMachine::Mode::kNone: return "none";

@@ -12,9 +12,6 @@ namespace skopos::driver {
 
 namespace {
 
-DrainError from_docker(const std::string& what, const DockerError& error) {
-  return {DrainError::Kind::kFailed, "Docker " + what + ": " + error.message};
-}
 
 }  // namespace
 
@@ -51,15 +48,15 @@ DrainContainer DockerDrainContainers::from_inspect(const ContainerInfo& info) {
 
 Result<std::vector<DrainContainer>, DrainError> DockerDrainContainers::running() {
   auto engine = DockerEngine::create(options_.engine);
-  if (!engine) return unexpected(from_docker("client", engine.error()));
+  if (!engine) return unexpected(drain_error_from(engine.error(), "client"));
   auto listed = (*engine)->list(false);
-  if (!listed) return unexpected(from_docker("list containers", listed.error()));
+  if (!listed) return unexpected(drain_error_from(listed.error(), "list containers"));
   std::vector<DrainContainer> out;
   for (const ListedContainer& container : *listed) {
     auto info = (*engine)->inspect(container.id);
     if (!info) {
-      if (info.error().kind == DockerError::Kind::kNotFound) continue;  // gone meanwhile
-      return unexpected(from_docker("inspect '" + container.name + "'", info.error()));
+      if (info.error().kind == OutsideError::Kind::kNotFound) continue;  // gone meanwhile
+      return unexpected(drain_error_from(info.error(), "inspect '" + container.name + "'"));
     }
     if (!info->running) continue;
     if (!options_.all_containers && !is_task_container(*info)) continue;
@@ -88,7 +85,7 @@ Result<void, DrainError> DockerDrainContainers::stop(const std::vector<DrainCont
     if (!killed) return fail("stop: " + stopped.error().message + "; kill: " + killed.error().message);
     if (*killed == DockerEngine::KillOutcome::kGone) return;
     auto waited = (*engine)->wait(container.id, std::chrono::steady_clock::now() + options_.kill_wait);
-    if (!waited && waited.error().kind != DockerError::Kind::kNotFound) {
+    if (!waited && waited.error().kind != OutsideError::Kind::kNotFound) {
       fail("still running after SIGKILL: " + waited.error().message);
     }
   };
@@ -103,12 +100,12 @@ Result<void, DrainError> DockerDrainContainers::stop(const std::vector<DrainCont
   }
   // Read back: none of them may still run.
   auto engine = DockerEngine::create(options_.engine);
-  if (!engine) return unexpected(from_docker("client", engine.error()));
+  if (!engine) return unexpected(drain_error_from(engine.error(), "client"));
   for (const DrainContainer& container : containers) {
     auto info = (*engine)->inspect(container.id);
     if (!info) {
-      if (info.error().kind == DockerError::Kind::kNotFound) continue;
-      return unexpected(from_docker("inspect '" + container.name + "'", info.error()));
+      if (info.error().kind == OutsideError::Kind::kNotFound) continue;
+      return unexpected(drain_error_from(info.error(), "inspect '" + container.name + "'"));
     }
     if (info->running) return drain_error(DrainError::Kind::kFailed, "container '" + container.name + "' still runs");
   }

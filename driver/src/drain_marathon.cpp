@@ -8,19 +8,6 @@
 
 namespace skopos::driver {
 
-namespace {
-
-DrainError from_marathon(const std::string& what, const MarathonError& error) {
-  DrainError::Kind kind = DrainError::Kind::kFailed;
-  if (error.kind == MarathonError::Kind::kTimedOut) kind = DrainError::Kind::kTimedOut;
-  if (error.kind == MarathonError::Kind::kRefused && error.status >= 400 && error.status < 500) {
-    kind = DrainError::Kind::kRefused;
-  }
-  return {kind, "Marathon " + what + ": " + error.message};
-}
-
-}  // namespace
-
 bool same_host(const std::string& a, const std::string& b) {
   return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
            return std::tolower(static_cast<unsigned char>(x)) == std::tolower(static_cast<unsigned char>(y));
@@ -29,7 +16,7 @@ bool same_host(const std::string& a, const std::string& b) {
 
 Result<HostTasks, DrainError> MarathonDrainSteps::on_host(const std::string& hostname) {
   auto apps = marathon_->apps();
-  if (!apps) return unexpected(from_marathon("apps", apps.error()));
+  if (!apps) return unexpected(drain_error_from(apps.error(), "apps"));
   HostTasks out;
   for (const MarathonApp& app : *apps) {
     HostTasks::App entry{app.id, app.instances, app.labels, {}};
@@ -44,7 +31,7 @@ Result<HostTasks, DrainError> MarathonDrainSteps::on_host(const std::string& hos
 Result<std::vector<AppShortfall>, DrainError> MarathonDrainSteps::budget(const std::string& hostname,
                                                                          const std::vector<std::string>& draining) {
   auto apps = marathon_->apps();
-  if (!apps) return unexpected(from_marathon("apps", apps.error()));
+  if (!apps) return unexpected(drain_error_from(apps.error(), "apps"));
   std::vector<AppShortfall> out;
   for (const BudgetShortfall& s : disruption_budget(*apps, hostname, label_, default_min_, draining)) {
     out.push_back(AppShortfall{s.app_id, s.on_host, s.healthy_elsewhere, s.required, s.problem, s.healthy_unavailable});
@@ -55,15 +42,15 @@ Result<std::vector<AppShortfall>, DrainError> MarathonDrainSteps::budget(const s
 Result<std::string, DrainError> MarathonDrainSteps::leader() {
   auto leader = marathon_->leader();
   if (!leader) {
-    if (leader.error().kind == MarathonError::Kind::kNoLeader) return std::string();
-    return unexpected(from_marathon("leader", leader.error()));
+    if (leader.error().kind == OutsideError::Kind::kNoLeader) return std::string();
+    return unexpected(drain_error_from(leader.error(), "leader"));
   }
   return *leader;
 }
 
 Result<std::string, DrainError> MarathonDrainSteps::abdicate(std::chrono::steady_clock::time_point until) {
   auto leader = marathon_->abdicate(until);
-  if (!leader) return unexpected(from_marathon("abdicate", leader.error()));
+  if (!leader) return unexpected(drain_error_from(leader.error(), "abdicate"));
   return *leader;
 }
 
@@ -72,7 +59,7 @@ Result<void, DrainError> MarathonDrainSteps::release_tasks(const std::vector<std
   // Only the tasks Marathon still lists: after a restart some may be gone already, and
   // Marathon refuses to kill tasks it does not know.
   auto tasks = marathon_->tasks();
-  if (!tasks) return unexpected(from_marathon("tasks", tasks.error()));
+  if (!tasks) return unexpected(drain_error_from(tasks.error(), "tasks"));
   const std::set<std::string> wanted(task_ids.begin(), task_ids.end());
   std::vector<std::string> present;
   for (const MarathonTask& task : *tasks) {
@@ -80,15 +67,15 @@ Result<void, DrainError> MarathonDrainSteps::release_tasks(const std::vector<std
   }
   if (present.empty()) return {};
   auto killed = marathon_->kill_tasks(present, false);
-  if (!killed) return unexpected(from_marathon("kill tasks", killed.error()));
+  if (!killed) return unexpected(drain_error_from(killed.error(), "kill tasks"));
   auto gone = marathon_->wait_tasks_gone(present, until);
-  if (!gone) return unexpected(from_marathon("kill tasks", gone.error()));
+  if (!gone) return unexpected(drain_error_from(gone.error(), "kill tasks"));
   return {};
 }
 
 Result<std::vector<std::string>, DrainError> MarathonDrainSteps::below_strength(const std::vector<std::string>& app_ids) {
   auto apps = marathon_->apps();
-  if (!apps) return unexpected(from_marathon("apps", apps.error()));
+  if (!apps) return unexpected(drain_error_from(apps.error(), "apps"));
   const std::set<std::string> wanted(app_ids.begin(), app_ids.end());
   std::vector<std::string> out;
   for (const MarathonApp& app : *apps) {

@@ -21,11 +21,6 @@ namespace skopos::driver {
 
 namespace {
 
-DrainError from_mesos(const std::string& what, const MesosError& error) {
-  const bool refused = error.kind == MesosError::Kind::kRefused && error.status >= 400 && error.status < 500;
-  return {refused ? DrainError::Kind::kRefused : DrainError::Kind::kFailed, "Mesos " + what + ": " + error.message};
-}
-
 DrainError from_maintenance(const std::string& what, const MaintenanceError& error) {
   const bool refused = error.kind == MaintenanceError::Kind::kMesos && error.status >= 400 && error.status < 500;
   return {refused ? DrainError::Kind::kRefused : DrainError::Kind::kFailed, "Mesos " + what + ": " + error.message};
@@ -49,7 +44,7 @@ MachineId machine_id(const MesosMachine& machine) { return MachineId{machine.hos
 
 Result<MaintenanceStatus, DrainError> MesosDrainSteps::status() {
   auto status = master_->maintenance_status();
-  if (!status) return unexpected(from_mesos("maintenance status", status.error()));
+  if (!status) return unexpected(drain_error_from(status.error(), "maintenance status"));
   return std::move(*status);
 }
 
@@ -62,7 +57,7 @@ Result<std::vector<std::string>, DrainError> MesosDrainSteps::unavailable_hosts(
     for (const MachineId& machine : *machines) out.push_back(machine.hostname);
   }
   auto agents = master_->agents();
-  if (!agents) return unexpected(from_mesos("GET_AGENTS", agents.error()));
+  if (!agents) return unexpected(drain_error_from(agents.error(), "GET_AGENTS"));
   for (const MesosAgentInfo& agent : *agents) {
     if (agent.deactivated || agent.drain != MesosAgentInfo::DrainState::kNone) out.push_back(agent.hostname);
   }
@@ -73,7 +68,7 @@ Result<MesosMachine, DrainError> MesosDrainSteps::locate(const std::string& host
   MesosMachine machine;
   if (master_ == nullptr) return machine;
   auto agents = master_->agents();
-  if (!agents) return unexpected(from_mesos("GET_AGENTS", agents.error()));
+  if (!agents) return unexpected(drain_error_from(agents.error(), "GET_AGENTS"));
   const auto agent = std::find_if(agents->begin(), agents->end(),
                                   [&](const MesosAgentInfo& a) { return same_host(a.hostname, hostname); });
   if (agent != agents->end()) {
@@ -101,7 +96,7 @@ Result<MesosMachine, DrainError> MesosDrainSteps::locate(const std::string& host
     return machine;
   }
   auto version = master_->version();
-  if (!version) return unexpected(from_mesos("version", version.error()));
+  if (!version) return unexpected(drain_error_from(version.error(), "version"));
   const bool drainable = std::find(agent->capabilities.begin(), agent->capabilities.end(), "AGENT_DRAINING") !=
                          agent->capabilities.end();
   machine.mode = has_drain_api(*version) && drainable ? MesosMachine::Mode::kDrainApi : MesosMachine::Mode::kSchedule;
@@ -111,7 +106,7 @@ Result<MesosMachine, DrainError> MesosDrainSteps::locate(const std::string& host
 Result<void, DrainError> MesosDrainSteps::announce(const MesosMachine& machine) {
   if (machine.mode == MesosMachine::Mode::kDrainApi) {
     auto done = master_->deactivate_agent(machine.agent_id);
-    if (!done) return unexpected(from_mesos("DEACTIVATE_AGENT " + machine.agent_id, done.error()));
+    if (!done) return unexpected(drain_error_from(done.error(), "DEACTIVATE_AGENT " + machine.agent_id));
     log_notice("Mesos agent '" + machine.agent_id + "' deactivated: no new tasks on '" + machine.hostname + "'");
     return {};
   }
@@ -130,7 +125,7 @@ Result<void, DrainError> MesosDrainSteps::announce(const MesosMachine& machine) 
 Result<void, DrainError> MesosDrainSteps::take_down(const MesosMachine& machine, bool gone) {
   if (machine.mode == MesosMachine::Mode::kDrainApi) {
     auto done = master_->drain_agent(machine.agent_id, options_.drain_grace, gone);
-    if (!done) return unexpected(from_mesos("DRAIN_AGENT " + machine.agent_id, done.error()));
+    if (!done) return unexpected(drain_error_from(done.error(), "DRAIN_AGENT " + machine.agent_id));
     log_notice("Mesos agent '" + machine.agent_id + "' draining" + (gone ? " (marked gone)" : ""));
     return {};
   }
@@ -148,7 +143,7 @@ Result<void, DrainError> MesosDrainSteps::take_down(const MesosMachine& machine,
     // A lost answer may have been applied: the state decides.
     auto again = status();
     if (again && contains(again->down, id)) return {};
-    return unexpected(from_mesos("/machine/down " + id.text(), down.error()));
+    return unexpected(drain_error_from(down.error(), "/machine/down " + id.text()));
   }
   log_notice("Mesos machine " + id.text() + " is DOWN");
   return {};
@@ -162,7 +157,7 @@ Result<void, DrainError> MesosDrainSteps::bring_up(const MesosMachine& machine) 
     DeadlineBackoff backoff(std::chrono::milliseconds(100), std::chrono::milliseconds(1000), deadline);
     for (;;) {
       auto agents = master_->agents();
-      if (!agents) return unexpected(from_mesos("GET_AGENTS", agents.error()));
+      if (!agents) return unexpected(drain_error_from(agents.error(), "GET_AGENTS"));
       bool draining = false;
       for (const MesosAgentInfo& agent : *agents) {
         if (!same_host(agent.hostname, machine.hostname) && agent.id != machine.agent_id) continue;
@@ -172,7 +167,7 @@ Result<void, DrainError> MesosDrainSteps::bring_up(const MesosMachine& machine) 
         }
         if (!agent.deactivated && agent.drain == MesosAgentInfo::DrainState::kNone) continue;
         auto done = master_->reactivate_agent(agent.id);
-        if (!done) return unexpected(from_mesos("REACTIVATE_AGENT " + agent.id, done.error()));
+        if (!done) return unexpected(drain_error_from(done.error(), "REACTIVATE_AGENT " + agent.id));
         log_notice("Mesos agent '" + agent.id + "' reactivated");
       }
       if (!draining) return {};
@@ -191,12 +186,12 @@ Result<void, DrainError> MesosDrainSteps::bring_up(const MesosMachine& machine) 
     auto up = master_->machines_up({id});
     if (!up) {
       auto again = status();
-      if (!again || contains(again->down, id)) return unexpected(from_mesos("/machine/up " + id.text(), up.error()));
+      if (!again || contains(again->down, id)) return unexpected(drain_error_from(up.error(), "/machine/up " + id.text()));
     }
     log_notice("Mesos machine " + id.text() + " is UP");
   }
   auto schedule = master_->schedule();
-  if (!schedule) return unexpected(from_mesos("maintenance schedule", schedule.error()));
+  if (!schedule) return unexpected(drain_error_from(schedule.error(), "maintenance schedule"));
   if (schedule->find(id) != nullptr) {
     auto cancelled = scheduler_->cancel({id});
     if (!cancelled) return unexpected(from_maintenance("cancel window of " + id.text(), cancelled.error()));
@@ -208,7 +203,7 @@ Result<void, DrainError> MesosDrainSteps::bring_up(const MesosMachine& machine) 
 Result<bool, DrainError> MesosDrainSteps::agent_active(const MesosMachine& machine) {
   if (master_ == nullptr) return true;
   auto agents = master_->agents();
-  if (!agents) return unexpected(from_mesos("GET_AGENTS", agents.error()));
+  if (!agents) return unexpected(drain_error_from(agents.error(), "GET_AGENTS"));
   return std::any_of(agents->begin(), agents->end(), [&](const MesosAgentInfo& a) {
     return same_host(a.hostname, machine.hostname) && a.active && !a.deactivated &&
            a.drain == MesosAgentInfo::DrainState::kNone;

@@ -15,6 +15,14 @@ namespace base64 = boost::beast::detail::base64;
 
 namespace {
 
+// etcd's errors carry its gRPC status code (5 NOT_FOUND, 9 FAILED_PRECONDITION, ...).
+OutsideError etcd_error(OutsideError::Kind kind, int code, std::string message) {
+  OutsideError error = OutsideError::unavailable("etcd", std::move(message));
+  error.kind = kind;
+  error.code = code;
+  return error;
+}
+
 std::string encode64(const std::string& raw) {
   std::string out(base64::encoded_size(raw.size()), '\0');
   out.resize(base64::encode(out.data(), raw.data(), raw.size()));
@@ -36,7 +44,7 @@ bool decode64(std::string_view text, std::string& out) {
   return true;
 }
 
-EtcdError bad_response(const std::string& what) { return EtcdError{EtcdError::Kind::kBadResponse, 0, what}; }
+OutsideError bad_response(const std::string& what) { return etcd_error(OutsideError::Kind::kBadResponse, 0, what); }
 
 // int64 fields arrive as strings ("12"), occasionally as numbers; absent means 0.
 bool read_int64(dom::object object, std::string_view key, std::int64_t& out) {
@@ -51,7 +59,7 @@ bool read_int64(dom::object object, std::string_view key, std::int64_t& out) {
   return value.get(out) == simdjson::SUCCESS;
 }
 
-Result<KeyValue, EtcdError> parse_kv(dom::element element) {
+Result<KeyValue, OutsideError> parse_kv(dom::element element) {
   dom::object object;
   if (element.get(object) != simdjson::SUCCESS) return unexpected(bad_response("kvs[] is not an object"));
   KeyValue kv;
@@ -69,7 +77,7 @@ Result<KeyValue, EtcdError> parse_kv(dom::element element) {
   return kv;
 }
 
-Result<RangeResult, EtcdError> parse_range(dom::object object, std::int64_t header_revision) {
+Result<RangeResult, OutsideError> parse_range(dom::object object, std::int64_t header_revision) {
   RangeResult range;
   range.revision = header_revision;
   dom::array kvs;
@@ -86,7 +94,7 @@ Result<RangeResult, EtcdError> parse_range(dom::object object, std::int64_t head
   return range;
 }
 
-Result<std::int64_t, EtcdError> header_revision(dom::object object) {
+Result<std::int64_t, OutsideError> header_revision(dom::object object) {
   dom::object header;
   if (object["header"].get(header) != simdjson::SUCCESS) return unexpected(bad_response("no header"));
   std::int64_t revision = 0;
@@ -158,7 +166,7 @@ EtcdClient::EtcdClient(std::unique_ptr<HttpClient> http)
     : http_(std::move(http)), parser_(std::make_unique<dom::parser>()) {}
 EtcdClient::~EtcdClient() = default;
 
-Result<dom::object, EtcdError> EtcdClient::parse_object(std::string_view text, const char* what) {
+Result<dom::object, OutsideError> EtcdClient::parse_object(std::string_view text, const char* what) {
   dom::object object;
   if (parser_->parse(text.data(), text.size(), true).get(object) != simdjson::SUCCESS) {
     return unexpected(bad_response(std::string(what) + ": not a JSON object"));
@@ -166,13 +174,13 @@ Result<dom::object, EtcdError> EtcdClient::parse_object(std::string_view text, c
   return object;
 }
 
-Result<std::unique_ptr<EtcdClient>, EtcdError> EtcdClient::create(EtcdOptions options) {
+Result<std::unique_ptr<EtcdClient>, OutsideError> EtcdClient::create(EtcdOptions options) {
   auto http = HttpClient::create(std::move(options.http));
-  if (!http) return unexpected(EtcdError{EtcdError::Kind::kUnavailable, 0, http.error().message()});
+  if (!http) return unexpected(etcd_error(OutsideError::Kind::kUnavailable, 0, http.error().message()));
   return std::unique_ptr<EtcdClient>(new EtcdClient(std::move(*http)));
 }
 
-Result<std::string, EtcdError> EtcdClient::call(const std::string& path, const std::string& body, bool idempotent) {
+Result<std::string, OutsideError> EtcdClient::call(const std::string& path, const std::string& body, bool idempotent) {
   HttpRequest request;
   request.method = "POST";
   request.target = path;
@@ -184,15 +192,14 @@ Result<std::string, EtcdError> EtcdClient::call(const std::string& path, const s
     const HttpError& error = response.error();
     if (error.kind == HttpError::Kind::kTls) {
       // A certificate problem is configuration: refused, nothing applied, not worth a retry.
-      return unexpected(EtcdError{EtcdError::Kind::kRefused, 16, "etcd " + path + ": " + error.message()});
+      return unexpected(etcd_error(OutsideError::Kind::kRefused, 16, "etcd " + path + ": " + error.message()));
     }
-    const bool unknown = error.maybe_applied;
-    return unexpected(EtcdError{unknown ? EtcdError::Kind::kUnknownOutcome : EtcdError::Kind::kUnavailable, 0,
-                                "etcd " + path + ": " + error.message()});
+    return unexpected(OutsideError::from_http("etcd", error, "etcd " + path + ": "));
   }
   if (response->status != 200) {
     // {"error":"...","message":"...","code":N}; the gateway's own 404/405 are text.
-    EtcdError error{EtcdError::Kind::kRefused, 0, "etcd " + path + ": HTTP " + std::to_string(response->status)};
+    OutsideError error = OutsideError::answered("etcd", OutsideError::Kind::kRefused, response->status,
+                                                "etcd " + path + ": HTTP " + std::to_string(response->status));
     dom::element root;
     std::string_view message;
     std::int64_t code = 0;
@@ -204,17 +211,17 @@ Result<std::string, EtcdError> EtcdClient::call(const std::string& path, const s
     }
     // A 5xx other than a clean gRPC refusal (e.g. a proxy's 502) says nothing about
     // whether a write happened.
-    if (response->status >= 500 && error.code == 0 && !idempotent) error.kind = EtcdError::Kind::kUnknownOutcome;
+    if (response->status >= 500 && error.code == 0 && !idempotent) error.kind = OutsideError::Kind::kUnknownOutcome;
     // etcd's "leader changed", "request timed out" and "timed out due to leader failure"
     // are gRPC UNAVAILABLE (14) or DEADLINE_EXCEEDED (4) after the proposal went to raft:
     // the write may still be applied.
-    if ((error.code == 14 || error.code == 4) && !idempotent) error.kind = EtcdError::Kind::kUnknownOutcome;
+    if ((error.code == 14 || error.code == 4) && !idempotent) error.kind = OutsideError::Kind::kUnknownOutcome;
     return unexpected(std::move(error));
   }
   return std::move(response->body);
 }
 
-Result<RangeResult, EtcdError> EtcdClient::range(const std::string& key, const std::string& range_end,
+Result<RangeResult, OutsideError> EtcdClient::range(const std::string& key, const std::string& range_end,
                                                  std::int64_t limit) {
   std::string body;
   JsonWriter json(body);
@@ -227,7 +234,7 @@ Result<RangeResult, EtcdError> EtcdClient::range(const std::string& key, const s
   return parse_etcd_range(*parser_, *text);
 }
 
-Result<std::int64_t, EtcdError> EtcdClient::put(const std::string& key, const std::string& value, std::int64_t lease) {
+Result<std::int64_t, OutsideError> EtcdClient::put(const std::string& key, const std::string& value, std::int64_t lease) {
   std::string body;
   JsonWriter json(body);
   json.begin_object().key("key").value(encode64(key)).key("value").value(encode64(value));
@@ -241,7 +248,7 @@ Result<std::int64_t, EtcdError> EtcdClient::put(const std::string& key, const st
   return header_revision(object);
 }
 
-Result<std::int64_t, EtcdError> EtcdClient::delete_range(const std::string& key, const std::string& range_end) {
+Result<std::int64_t, OutsideError> EtcdClient::delete_range(const std::string& key, const std::string& range_end) {
   std::string body;
   JsonWriter json(body);
   json.begin_object().key("key").value(encode64(key));
@@ -257,7 +264,7 @@ Result<std::int64_t, EtcdError> EtcdClient::delete_range(const std::string& key,
   return deleted;
 }
 
-Result<TxnResult, EtcdError> EtcdClient::txn(const std::vector<Compare>& compares, const std::vector<TxnOp>& success,
+Result<TxnResult, OutsideError> EtcdClient::txn(const std::vector<Compare>& compares, const std::vector<TxnOp>& success,
                                              const std::vector<TxnOp>& failure) {
   std::string body;
   JsonWriter json(body);
@@ -288,7 +295,7 @@ Result<TxnResult, EtcdError> EtcdClient::txn(const std::vector<Compare>& compare
   return parse_etcd_txn(*parser_, *text);
 }
 
-Result<WatchResult, EtcdError> EtcdClient::wait_for_change(const std::string& key, const std::string& range_end,
+Result<WatchResult, OutsideError> EtcdClient::wait_for_change(const std::string& key, const std::string& range_end,
                                                            std::int64_t start_revision,
                                                            std::chrono::steady_clock::time_point until) {
   std::string body;
@@ -304,7 +311,7 @@ Result<WatchResult, EtcdError> EtcdClient::wait_for_change(const std::string& ke
   request.content_type = "application/json";
 
   WatchResult result;
-  std::optional<EtcdError> failure;
+  std::optional<OutsideError> failure;
   std::string pending;
   bool finished = false;
   const auto on_line = [&](std::string_view line) {
@@ -326,14 +333,14 @@ Result<WatchResult, EtcdError> EtcdClient::wait_for_change(const std::string& ke
     return pending.size() < 16 * 1024 * 1024;
   }, status);
   if (!streamed) {
-    return unexpected(EtcdError{EtcdError::Kind::kUnavailable, 0, "etcd watch: " + streamed.error().message()});
+    return unexpected(etcd_error(OutsideError::Kind::kUnavailable, 0, "etcd watch: " + streamed.error().message()));
   }
-  if (status != 200) return unexpected(EtcdError{EtcdError::Kind::kRefused, 0, "etcd watch: HTTP " + std::to_string(status)});
+  if (status != 200) return unexpected(etcd_error(OutsideError::Kind::kRefused, 0, "etcd watch: HTTP " + std::to_string(status)));
   if (failure) return unexpected(std::move(*failure));
   return result;
 }
 
-Result<std::int64_t, EtcdError> EtcdClient::lease_grant(std::int64_t ttl_seconds) {
+Result<std::int64_t, OutsideError> EtcdClient::lease_grant(std::int64_t ttl_seconds) {
   auto text = call("/v3/lease/grant", R"({"TTL":")" + std::to_string(ttl_seconds) + "\"}", false);
   if (!text) return unexpected(std::move(text).error());
   auto parsed = parse_object(*text, "lease grant");
@@ -344,7 +351,7 @@ Result<std::int64_t, EtcdError> EtcdClient::lease_grant(std::int64_t ttl_seconds
   return id;
 }
 
-Result<std::int64_t, EtcdError> EtcdClient::lease_keepalive(std::int64_t id) {
+Result<std::int64_t, OutsideError> EtcdClient::lease_keepalive(std::int64_t id) {
   auto text = call("/v3/lease/keepalive", R"({"ID":")" + std::to_string(id) + "\"}", true);
   if (!text) return unexpected(std::move(text).error());
   // The gateway streams {"result":{...,"TTL":"5"}}; an expired lease has no TTL.
@@ -358,13 +365,13 @@ Result<std::int64_t, EtcdError> EtcdClient::lease_keepalive(std::int64_t id) {
   return ttl;
 }
 
-Result<void, EtcdError> EtcdClient::lease_revoke(std::int64_t id) {
+Result<void, OutsideError> EtcdClient::lease_revoke(std::int64_t id) {
   auto text = call("/v3/lease/revoke", R"({"ID":")" + std::to_string(id) + "\"}", false);
   if (!text) return unexpected(std::move(text).error());
   return {};
 }
 
-Result<RangeResult, EtcdError> parse_etcd_range(dom::parser& parser, std::string_view json) {
+Result<RangeResult, OutsideError> parse_etcd_range(dom::parser& parser, std::string_view json) {
   dom::object object;
   if (parser.parse(json.data(), json.size(), true).get(object) != simdjson::SUCCESS) {
     return unexpected(bad_response("range: not a JSON object"));
@@ -374,7 +381,7 @@ Result<RangeResult, EtcdError> parse_etcd_range(dom::parser& parser, std::string
   return parse_range(object, *revision);
 }
 
-Result<bool, EtcdError> parse_etcd_watch_line(dom::parser& parser, std::string_view line, WatchResult& result) {
+Result<bool, OutsideError> parse_etcd_watch_line(dom::parser& parser, std::string_view line, WatchResult& result) {
   dom::object object;
   if (parser.parse(line.data(), line.size(), true).get(object) != simdjson::SUCCESS) {
     return unexpected(bad_response("watch: not a JSON object"));
@@ -417,7 +424,7 @@ Result<bool, EtcdError> parse_etcd_watch_line(dom::parser& parser, std::string_v
   return !result.events.empty();
 }
 
-Result<TxnResult, EtcdError> parse_etcd_txn(dom::parser& parser, std::string_view json) {
+Result<TxnResult, OutsideError> parse_etcd_txn(dom::parser& parser, std::string_view json) {
   dom::object object;
   if (parser.parse(json.data(), json.size(), true).get(object) != simdjson::SUCCESS) {
     return unexpected(bad_response("txn: not a JSON object"));

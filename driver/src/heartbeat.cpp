@@ -60,7 +60,7 @@ Result<void, LockError> Heartbeat::beat() {
 Result<void, LockError> Heartbeat::stop() {
   if (lease_ == 0) return {};
   auto revoked = etcd_.lease_revoke(lease_);
-  if (!revoked && !(revoked.error().kind == EtcdError::Kind::kRefused && revoked.error().code == 5)) {
+  if (!revoked && !(revoked.error().kind == OutsideError::Kind::kRefused && revoked.error().code == 5)) {
     return unexpected(LockError{LockError::Kind::kEtcd, "heartbeat revoke: " + revoked.error().message});
   }
   lease_ = 0;

@@ -17,7 +17,7 @@ using Clock = std::chrono::steady_clock;
 
 namespace {
 
-LockError etcd_error(const std::string& what, const EtcdError& error) {
+LockError etcd_error(const std::string& what, const OutsideError& error) {
   return LockError{LockError::Kind::kEtcd, what + ": " + error.message};
 }
 
@@ -28,13 +28,17 @@ std::string quoted_group(const std::string& lock, const std::string& group) {
 }
 
 // Errors worth another try: nothing was applied, or we will re-read before deciding.
-bool transient(const EtcdError& error) {
+bool transient(const OutsideError& error) {
   switch (error.kind) {
-    case EtcdError::Kind::kUnavailable:
-    case EtcdError::Kind::kUnknownOutcome: return true;
+    case OutsideError::Kind::kUnavailable:
+    case OutsideError::Kind::kUnknownOutcome: return true;
     // UNAVAILABLE ("no leader", "leader changed"), DEADLINE_EXCEEDED.
-    case EtcdError::Kind::kRefused: return error.code == 14 || error.code == 4;
-    case EtcdError::Kind::kBadResponse: return false;
+    case OutsideError::Kind::kRefused: return error.code == 14 || error.code == 4;
+    case OutsideError::Kind::kBadResponse: return false;
+    // etcd's client never gives these.
+    case OutsideError::Kind::kNoLeader:
+    case OutsideError::Kind::kNotFound:
+    case OutsideError::Kind::kTimedOut: return false;
   }
   return false;
 }
@@ -44,7 +48,7 @@ class Retry {
  public:
   Retry(std::chrono::milliseconds backoff, Clock::time_point until) : backoff_(backoff, std::chrono::seconds(1), until) {}
   // After a transient error: sleeps and returns true while the deadline allows.
-  bool again(const EtcdError& error) {
+  bool again(const OutsideError& error) {
     if (!transient(error)) return false;
     // The first failure of an operation is worth a line; the retries after it are not.
     log(tries_++ == 0 ? LogLevel::kWarning : LogLevel::kDebug,
@@ -270,7 +274,7 @@ void join_heartbeats(dom::parser& parser, const std::string& heartbeats_prefix, 
 
 }  // namespace
 
-Result<GroupState, EtcdError> LockService::read_group(const std::string& lock, const std::string& group,
+Result<GroupState, OutsideError> LockService::read_group(const std::string& lock, const std::string& group,
                                                       std::int64_t& revision) {
   const std::string prefix = group_prefix(lock, group);
   auto range = etcd_.range(prefix, EtcdClient::prefix_end(prefix));
@@ -360,7 +364,7 @@ Result<Acquired, LockError> LockService::acquire(const std::string& lock, const 
       auto txn = etcd_.txn(compares, {TxnOp{TxnOp::Kind::kPut, my_key, holder_json(record), 0, {}}}, {});
       if (!txn) {
         // Unknown outcome: the next read finds our record if it was applied.
-        sent_unknown = sent_unknown || txn.error().kind == EtcdError::Kind::kUnknownOutcome;
+        sent_unknown = sent_unknown || txn.error().kind == OutsideError::Kind::kUnknownOutcome;
         if (retry.again(txn.error())) continue;
         return unexpected(etcd_error("take a slot of " + quoted_group(lock, group), txn.error()));
       }
@@ -412,7 +416,7 @@ Result<Acquired, LockError> LockService::acquire(const std::string& lock, const 
   }
 }
 
-Result<std::optional<Holder>, EtcdError> LockService::read_holder(const std::string& lock, const std::string& group,
+Result<std::optional<Holder>, OutsideError> LockService::read_holder(const std::string& lock, const std::string& group,
                                                                   const std::string& machine_id) {
   auto range = etcd_.range(holder_key(lock, group, machine_id));
   if (!range) return unexpected(std::move(range).error());
@@ -636,7 +640,7 @@ bool parse_host_record(dom::parser& parser, const KeyValue& kv, HostLockState& s
 
 }  // namespace
 
-Result<std::optional<HostLockState>, EtcdError> LockService::read_host(const std::string& machine_id,
+Result<std::optional<HostLockState>, OutsideError> LockService::read_host(const std::string& machine_id,
                                                                        std::string& problem) {
   problem.clear();
   auto range = etcd_.range(host_key(machine_id));
@@ -854,7 +858,7 @@ Result<bool, LockError> LockService::claim_budget(std::int64_t seen_revision, co
       if (!retry.again(mine.error())) return unexpected(etcd_error("read the budget claim", mine.error()));
       continue;
     }
-    if (txn.error().kind == EtcdError::Kind::kUnknownOutcome) {
+    if (txn.error().kind == OutsideError::Kind::kUnknownOutcome) {
       // Applied or not: our key says. If it is there, the claim is ours; if not, the
       // caller reads again and decides again.
       auto mine = etcd_.range(key);

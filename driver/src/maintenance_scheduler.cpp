@@ -6,7 +6,7 @@ namespace skopos::driver {
 
 namespace {
 
-MaintenanceError mesos_error(const char* what, const MesosError& error) {
+MaintenanceError mesos_error(const char* what, const OutsideError& error) {
   return MaintenanceError{MaintenanceError::Kind::kMesos, error.status, std::string(what) + ": " + error.message};
 }
 
@@ -82,7 +82,7 @@ Result<MaintenanceSchedule, MaintenanceError> MaintenanceScheduler::edit(
                                          std::string(what) + ": lost the schedule lock: " + guarded.error().message});
     }
     auto posted = master_.update_schedule(change(*current));
-    if (!posted && posted.error().kind != MesosError::Kind::kUnknownOutcome) {
+    if (!posted && posted.error().kind != OutsideError::Kind::kUnknownOutcome) {
       return unexpected(mesos_error(what, posted.error()));
     }
     // Posted, or perhaps posted: the read-back decides.

@@ -17,8 +17,12 @@ using Clock = std::chrono::steady_clock;
 
 namespace {
 
-MarathonError bad(std::string message) {
-  return MarathonError{MarathonError::Kind::kBadResponse, 0, std::move(message)};
+OutsideError marathon_error(OutsideError::Kind kind, unsigned status, std::string message) {
+  return OutsideError::answered("marathon", kind, status, std::move(message));
+}
+
+OutsideError bad(std::string message) {
+  return marathon_error(OutsideError::Kind::kBadResponse, 0, std::move(message));
 }
 
 bool iequal(std::string_view a, std::string_view b) {
@@ -231,39 +235,36 @@ Marathon::Marathon(MarathonOptions options, std::unique_ptr<HttpClient> http)
     : options_(std::move(options)), http_(std::move(http)), parser_(std::make_unique<dom::parser>()) {}
 Marathon::~Marathon() = default;
 
-Result<std::unique_ptr<Marathon>, MarathonError> Marathon::create(MarathonOptions options) {
+Result<std::unique_ptr<Marathon>, OutsideError> Marathon::create(MarathonOptions options) {
   auto http = HttpClient::create(options.http);
-  if (!http) return unexpected(MarathonError{MarathonError::Kind::kUnavailable, 0, http.error().message()});
+  if (!http) return unexpected(marathon_error(OutsideError::Kind::kUnavailable, 0, http.error().message()));
   return std::unique_ptr<Marathon>(new Marathon(std::move(options), std::move(*http)));
 }
 
-Result<HttpResponse, MarathonError> Marathon::send(const std::string& method, const std::string& target,
+Result<HttpResponse, OutsideError> Marathon::send(const std::string& method, const std::string& target,
                                                    const std::string& body, bool idempotent) {
   const HttpRequest request = json_request(method, target, body, idempotent);
   DeadlineBackoff backoff(std::chrono::milliseconds(100), std::chrono::seconds(2), Clock::now() + options_.leader_wait);
   for (;;) {
     auto response = http_->request(request);
     if (!response) {
-      const HttpError& error = response.error();
-      return unexpected(MarathonError{error.maybe_applied ? MarathonError::Kind::kUnknownOutcome
-                                                          : MarathonError::Kind::kUnavailable,
-                                      0, "marathon " + error.message()});
+      return unexpected(OutsideError::from_http("marathon", response.error(), "marathon "));
     }
     // 503: no leader to proxy to; nothing was done, so asking again is safe.
     if (response->status == 503) {
       const std::string text = marathon_error_text(*parser_, response->body);
       log_info("marathon: " + text + "; retrying in " + std::to_string(backoff.next().count()) + " ms");
       if (!backoff.sleep()) {
-        return unexpected(MarathonError{MarathonError::Kind::kNoLeader, 503,
-                                        "marathon " + method + " " + target + ": HTTP 503: " + text});
+        return unexpected(marathon_error(OutsideError::Kind::kNoLeader, 503,
+                                        "marathon " + method + " " + target + ": HTTP 503: " + text));
       }
       continue;
     }
     if (response->status >= 400) {
-      return unexpected(MarathonError{MarathonError::Kind::kRefused, response->status,
+      return unexpected(marathon_error(OutsideError::Kind::kRefused, response->status,
                                       "marathon " + method + " " + target + ": HTTP " +
                                           std::to_string(response->status) + ": " +
-                                          marathon_error_text(*parser_, response->body)});
+                                          marathon_error_text(*parser_, response->body)));
     }
     return std::move(*response);
   }
@@ -304,7 +305,7 @@ std::string kill_tasks_json(const std::vector<std::string>& task_ids) {
   return body;
 }
 
-Result<MarathonInfo, MarathonError> Marathon::info() {
+Result<MarathonInfo, OutsideError> Marathon::info() {
   auto response = send("GET", "/v2/info", {}, true);
   if (!response) return unexpected(std::move(response).error());
   auto info = parse_marathon_info(*parser_, response->body);
@@ -312,11 +313,11 @@ Result<MarathonInfo, MarathonError> Marathon::info() {
   return std::move(*info);
 }
 
-Result<std::string, MarathonError> Marathon::leader() {
+Result<std::string, OutsideError> Marathon::leader() {
   auto response = send("GET", "/v2/leader", {}, true);
   if (!response) {
-    MarathonError error = std::move(response).error();
-    if (error.kind == MarathonError::Kind::kRefused && error.status == 404) error.kind = MarathonError::Kind::kNoLeader;
+    OutsideError error = std::move(response).error();
+    if (error.kind == OutsideError::Kind::kRefused && error.status == 404) error.kind = OutsideError::Kind::kNoLeader;
     return unexpected(std::move(error));
   }
   auto parsed = parse_marathon_leader(*parser_, response->body);
@@ -324,11 +325,11 @@ Result<std::string, MarathonError> Marathon::leader() {
   return std::move(*parsed);
 }
 
-Result<std::string, MarathonError> Marathon::abdicate(Clock::time_point until) {
+Result<std::string, OutsideError> Marathon::abdicate(Clock::time_point until) {
   auto old_leader = leader();
   if (!old_leader) return unexpected(std::move(old_leader).error());
   auto response = send("DELETE", "/v2/leader", {}, false);
-  if (!response && response.error().kind != MarathonError::Kind::kUnknownOutcome) {
+  if (!response && response.error().kind != OutsideError::Kind::kUnknownOutcome) {
     return unexpected(std::move(response).error());
   }
   log_info("marathon leader '" + *old_leader + "' abdicated; waiting for another to lead");
@@ -339,19 +340,19 @@ Result<std::string, MarathonError> Marathon::abdicate(Clock::time_point until) {
       log_info("marathon leader is now '" + *current + "'");
       return std::move(*current);
     }
-    if (!current && current.error().kind != MarathonError::Kind::kNoLeader &&
-        current.error().kind != MarathonError::Kind::kUnavailable) {
+    if (!current && current.error().kind != OutsideError::Kind::kNoLeader &&
+        current.error().kind != OutsideError::Kind::kUnavailable) {
       return unexpected(std::move(current).error());
     }
     if (Clock::now() + options_.poll_interval >= until) {
-      return unexpected(MarathonError{MarathonError::Kind::kTimedOut, 0,
-                                      "marathon: no leader other than '" + *old_leader + "' by the deadline"});
+      return unexpected(marathon_error(OutsideError::Kind::kTimedOut, 0,
+                                      "marathon: no leader other than '" + *old_leader + "' by the deadline"));
     }
     std::this_thread::sleep_for(options_.poll_interval);
   }
 }
 
-Result<std::vector<MarathonApp>, MarathonError> Marathon::apps() {
+Result<std::vector<MarathonApp>, OutsideError> Marathon::apps() {
   auto response = send("GET", "/v2/apps?embed=apps.tasks", {}, true);
   if (!response) return unexpected(std::move(response).error());
   auto apps = parse_marathon_apps(*parser_, response->body);
@@ -359,7 +360,7 @@ Result<std::vector<MarathonApp>, MarathonError> Marathon::apps() {
   return std::move(*apps);
 }
 
-Result<std::vector<MarathonTask>, MarathonError> Marathon::tasks() {
+Result<std::vector<MarathonTask>, OutsideError> Marathon::tasks() {
   auto response = send("GET", "/v2/tasks", {}, true);
   if (!response) return unexpected(std::move(response).error());
   auto tasks = parse_marathon_tasks(*parser_, response->body);
@@ -367,7 +368,7 @@ Result<std::vector<MarathonTask>, MarathonError> Marathon::tasks() {
   return std::move(*tasks);
 }
 
-Result<std::vector<MarathonDeployment>, MarathonError> Marathon::deployments() {
+Result<std::vector<MarathonDeployment>, OutsideError> Marathon::deployments() {
   auto response = send("GET", "/v2/deployments", {}, true);
   if (!response) return unexpected(std::move(response).error());
   auto deployments = parse_marathon_deployments(*parser_, response->body);
@@ -375,7 +376,7 @@ Result<std::vector<MarathonDeployment>, MarathonError> Marathon::deployments() {
   return std::move(*deployments);
 }
 
-Result<std::string, MarathonError> Marathon::kill_tasks(const std::vector<std::string>& task_ids, bool scale) {
+Result<std::string, OutsideError> Marathon::kill_tasks(const std::vector<std::string>& task_ids, bool scale) {
   const std::string body = kill_tasks_json(task_ids);
   // Never `wipe`: Marathon refuses it with scale, and without scale it forgets the
   // instance's reservation, which a drain must not do.
@@ -391,7 +392,7 @@ Result<std::string, MarathonError> Marathon::kill_tasks(const std::vector<std::s
   return std::string(deployment);
 }
 
-Result<void, MarathonError> Marathon::wait_tasks_gone(const std::vector<std::string>& task_ids, Clock::time_point until) {
+Result<void, OutsideError> Marathon::wait_tasks_gone(const std::vector<std::string>& task_ids, Clock::time_point until) {
   for (;;) {
     auto tasks = this->tasks();
     if (!tasks) return unexpected(std::move(tasks).error());
@@ -403,8 +404,8 @@ Result<void, MarathonError> Marathon::wait_tasks_gone(const std::vector<std::str
     if (Clock::now() + options_.poll_interval >= until) {
       std::string names;
       for (const std::string& id : left) names += (names.empty() ? "'" : ", '") + id + "'";
-      return unexpected(MarathonError{MarathonError::Kind::kTimedOut, 0,
-                                      "marathon: tasks still listed after the kill: " + names});
+      return unexpected(marathon_error(OutsideError::Kind::kTimedOut, 0,
+                                      "marathon: tasks still listed after the kill: " + names));
     }
     std::this_thread::sleep_for(options_.poll_interval);
   }

@@ -16,13 +16,17 @@ using Clock = std::chrono::steady_clock;
 
 namespace {
 
+OutsideError mesos_error(OutsideError::Kind kind, unsigned status, std::string message) {
+  return OutsideError::answered("mesos", kind, status, std::move(message));
+}
+
 bool iequal(std::string_view a, std::string_view b) {
   return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
            return std::tolower(static_cast<unsigned char>(x)) == std::tolower(static_cast<unsigned char>(y));
          });
 }
 
-MesosError bad(std::string message) { return MesosError{MesosError::Kind::kBadResponse, 0, std::move(message)}; }
+OutsideError bad(std::string message) { return mesos_error(OutsideError::Kind::kBadResponse, 0, std::move(message)); }
 
 // A string field; absent gives "" (the master omits empty strings).
 bool optional_string(dom::object object, std::string_view key, std::string& out) {
@@ -319,15 +323,15 @@ MesosMaster::MesosMaster(MesosMasterOptions options, std::unique_ptr<HttpClient>
     : options_(std::move(options)), http_(std::move(http)), parser_(std::make_unique<dom::parser>()) {}
 MesosMaster::~MesosMaster() = default;
 
-Result<std::unique_ptr<MesosMaster>, MesosError> MesosMaster::create(MesosMasterOptions options) {
+Result<std::unique_ptr<MesosMaster>, OutsideError> MesosMaster::create(MesosMasterOptions options) {
   auto http = HttpClient::create(options.http);
-  if (!http) return unexpected(MesosError{MesosError::Kind::kUnavailable, 0, http.error().message()});
+  if (!http) return unexpected(mesos_error(OutsideError::Kind::kUnavailable, 0, http.error().message()));
   return std::unique_ptr<MesosMaster>(new MesosMaster(std::move(options), std::move(*http)));
 }
 
 std::string MesosMaster::leader() const { return leader_ ? leader_->text : std::string(); }
 
-Result<HttpResponse, MesosError> MesosMaster::send(const std::string& method, const std::string& path,
+Result<HttpResponse, OutsideError> MesosMaster::send(const std::string& method, const std::string& path,
                                                    const std::string& body, bool idempotent) {
   HttpRequest request = json_request(method, path, body, idempotent);
   DeadlineBackoff backoff(std::chrono::milliseconds(100), std::chrono::seconds(2), Clock::now() + options_.leader_wait);
@@ -343,8 +347,7 @@ Result<HttpResponse, MesosError> MesosMaster::send(const std::string& method, co
         request.target = path;
         continue;
       }
-      return unexpected(MesosError{error.maybe_applied ? MesosError::Kind::kUnknownOutcome : MesosError::Kind::kUnavailable,
-                                   0, "mesos " + error.message()});
+      return unexpected(OutsideError::from_http("mesos", error, "mesos "));
     }
     HttpEndpoint answered;
     if (leader_) {
@@ -374,9 +377,9 @@ Result<HttpResponse, MesosError> MesosMaster::send(const std::string& method, co
                                     text.starts_with("Master has not finished recovery"))) {
       log_info("mesos: " + text + "; retrying in " + std::to_string(backoff.next().count()) + " ms");
       if (!backoff.sleep()) {
-        return unexpected(MesosError{MesosError::Kind::kNoLeader, 503,
+        return unexpected(mesos_error(OutsideError::Kind::kNoLeader, 503,
                                      "mesos " + path + ": " + text + " (waited " +
-                                         std::to_string(options_.leader_wait.count()) + " ms)"});
+                                         std::to_string(options_.leader_wait.count()) + " ms)"));
       }
       leader_.reset();
       request.target = path;
@@ -385,21 +388,21 @@ Result<HttpResponse, MesosError> MesosMaster::send(const std::string& method, co
     }
     leader_ = answered;
     if (response->status >= 400) {
-      return unexpected(MesosError{MesosError::Kind::kRefused, response->status,
+      return unexpected(mesos_error(OutsideError::Kind::kRefused, response->status,
                                    "mesos " + method + " " + path + ": HTTP " + std::to_string(response->status) +
-                                       (text.empty() ? std::string() : ": " + text)});
+                                       (text.empty() ? std::string() : ": " + text)));
     }
     return std::move(*response);
   }
 }
 
-Result<std::string, MesosError> MesosMaster::call_api(const std::string& body, bool idempotent) {
+Result<std::string, OutsideError> MesosMaster::call_api(const std::string& body, bool idempotent) {
   auto response = send("POST", "/api/v1", body, idempotent);
   if (!response) return unexpected(std::move(response).error());
   return std::move(response->body);
 }
 
-Result<std::string, MesosError> MesosMaster::version() {
+Result<std::string, OutsideError> MesosMaster::version() {
   auto response = send("GET", "/version", {}, true);
   if (!response) return unexpected(std::move(response).error());
   dom::object object;
@@ -411,7 +414,7 @@ Result<std::string, MesosError> MesosMaster::version() {
   return std::string(version);
 }
 
-Result<std::vector<MesosAgentInfo>, MesosError> MesosMaster::agents() {
+Result<std::vector<MesosAgentInfo>, OutsideError> MesosMaster::agents() {
   auto body = call_api(R"({"type":"GET_AGENTS"})", true);
   if (!body) return unexpected(std::move(body).error());
   auto agents = parse_get_agents(*parser_, *body);
@@ -419,7 +422,7 @@ Result<std::vector<MesosAgentInfo>, MesosError> MesosMaster::agents() {
   return std::move(*agents);
 }
 
-Result<MaintenanceSchedule, MesosError> MesosMaster::schedule() {
+Result<MaintenanceSchedule, OutsideError> MesosMaster::schedule() {
   auto response = send("GET", "/maintenance/schedule", {}, true);
   if (!response) return unexpected(std::move(response).error());
   auto schedule = parse_schedule(*parser_, response->body);
@@ -427,13 +430,13 @@ Result<MaintenanceSchedule, MesosError> MesosMaster::schedule() {
   return std::move(*schedule);
 }
 
-Result<void, MesosError> MesosMaster::update_schedule(const MaintenanceSchedule& schedule) {
+Result<void, OutsideError> MesosMaster::update_schedule(const MaintenanceSchedule& schedule) {
   auto response = send("POST", "/maintenance/schedule", schedule_json(schedule), false);
   if (!response) return unexpected(std::move(response).error());
   return {};
 }
 
-Result<MaintenanceStatus, MesosError> MesosMaster::maintenance_status() {
+Result<MaintenanceStatus, OutsideError> MesosMaster::maintenance_status() {
   auto response = send("GET", "/maintenance/status", {}, true);
   if (!response) return unexpected(std::move(response).error());
   auto status = parse_maintenance_status(*parser_, response->body);
@@ -441,19 +444,19 @@ Result<MaintenanceStatus, MesosError> MesosMaster::maintenance_status() {
   return std::move(*status);
 }
 
-Result<void, MesosError> MesosMaster::machines_down(const std::vector<MachineId>& machines) {
+Result<void, OutsideError> MesosMaster::machines_down(const std::vector<MachineId>& machines) {
   auto response = send("POST", "/machine/down", machines_json(machines), false);
   if (!response) return unexpected(std::move(response).error());
   return {};
 }
 
-Result<void, MesosError> MesosMaster::machines_up(const std::vector<MachineId>& machines) {
+Result<void, OutsideError> MesosMaster::machines_up(const std::vector<MachineId>& machines) {
   auto response = send("POST", "/machine/up", machines_json(machines), false);
   if (!response) return unexpected(std::move(response).error());
   return {};
 }
 
-Result<void, MesosError> MesosMaster::drain_agent(const std::string& agent_id,
+Result<void, OutsideError> MesosMaster::drain_agent(const std::string& agent_id,
                                                   std::optional<std::chrono::seconds> max_grace_period,
                                                   bool mark_gone) {
   // DRAIN_AGENT on a draining agent is accepted again: safe to repeat.
@@ -462,13 +465,13 @@ Result<void, MesosError> MesosMaster::drain_agent(const std::string& agent_id,
   return {};
 }
 
-Result<void, MesosError> MesosMaster::deactivate_agent(const std::string& agent_id) {
+Result<void, OutsideError> MesosMaster::deactivate_agent(const std::string& agent_id) {
   auto response = call_api(agent_call_json("DEACTIVATE_AGENT", "deactivate_agent", agent_id), true);
   if (!response) return unexpected(std::move(response).error());
   return {};
 }
 
-Result<void, MesosError> MesosMaster::reactivate_agent(const std::string& agent_id) {
+Result<void, OutsideError> MesosMaster::reactivate_agent(const std::string& agent_id) {
   auto response = call_api(agent_call_json("REACTIVATE_AGENT", "reactivate_agent", agent_id), false);
   if (!response) return unexpected(std::move(response).error());
   return {};

@@ -12,7 +12,7 @@ namespace skopos::driver {
 
 namespace {
 
-LockError etcd_failure(const std::string& what, const EtcdError& error) {
+LockError etcd_failure(const std::string& what, const OutsideError& error) {
   return LockError{LockError::Kind::kEtcd, what + ": " + error.message};
 }
 

@@ -72,7 +72,7 @@ TEST_F(DockerEngineTest, StopIsStoppedThenAlreadyStoppedAndUnknownIsGone) {
   EXPECT_EQ(*gone, DockerEngine::StopOutcome::kGone);
   auto missing = engine_->inspect("skopos-de-no-such");
   ASSERT_FALSE(missing);
-  EXPECT_EQ(missing.error().kind, DockerError::Kind::kNotFound);
+  EXPECT_EQ(missing.error().kind, OutsideError::Kind::kNotFound);
   EXPECT_NE(missing.error().message.find("no such container"), std::string::npos) << missing.error().message;
 }
 
@@ -93,7 +93,7 @@ TEST_F(DockerEngineTest, StopWaitsOutTheGracePeriodThenKills) {
 TEST_F(DockerEngineTest, KillWaitAndEvents) {
   const std::int64_t since = static_cast<std::int64_t>(std::time(nullptr)) - 1;
   const std::string id = run("skopos-de-victim", {"/bin/sleep", "300"});
-  Result<std::int64_t, DockerError> code = unexpected(DockerError{});
+  Result<std::int64_t, OutsideError> code = unexpected(OutsideError{});
   std::thread waiter([&] { code = engine_->wait(id, Clock::now() + 20s); });
   std::this_thread::sleep_for(300ms);
   auto killed = engine_->kill(id);

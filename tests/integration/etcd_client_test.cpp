@@ -146,7 +146,7 @@ TEST_F(EtcdClientTest, LeasesKeepKeysAliveUntilRevoked) {
   EXPECT_EQ(*gone, 0) << "an expired lease has no TTL";
   auto revoke_again = etcd_->lease_revoke(*lease);
   ASSERT_FALSE(revoke_again);
-  EXPECT_EQ(revoke_again.error().kind, EtcdError::Kind::kRefused);
+  EXPECT_EQ(revoke_again.error().kind, OutsideError::Kind::kRefused);
   EXPECT_EQ(revoke_again.error().code, 5) << revoke_again.error().message;
 }
 
@@ -188,7 +188,7 @@ TEST(EtcdClientDown, NoEtcdIsUnavailableNotUnknown) {
   auto etcd = client_for("http://127.0.0.1:1");
   auto put = etcd->put("k", "v");
   ASSERT_FALSE(put);
-  EXPECT_EQ(put.error().kind, EtcdError::Kind::kUnavailable) << put.error().message;
+  EXPECT_EQ(put.error().kind, OutsideError::Kind::kUnavailable) << put.error().message;
 }
 
 }  // namespace

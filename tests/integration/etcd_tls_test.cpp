@@ -62,7 +62,7 @@ class EtcdTlsTest : public ::testing::Test {
     delete dir_;
   }
 
-  static Result<std::unique_ptr<EtcdClient>, EtcdError> client(const std::string& endpoint, const std::string& ca,
+  static Result<std::unique_ptr<EtcdClient>, OutsideError> client(const std::string& endpoint, const std::string& ca,
                                                                bool with_cert) {
     EtcdOptions options;
     auto parsed = HttpEndpoint::parse(endpoint);
@@ -112,7 +112,7 @@ TEST_F(EtcdTlsTest, AServerSignedByAnotherCaIsRefusedBeforeAnythingIsSent) {
   ASSERT_TRUE(etcd);
   auto put = (*etcd)->put("tls/untrusted", "x");
   ASSERT_FALSE(put);
-  EXPECT_EQ(put.error().kind, EtcdError::Kind::kRefused) << "nothing was sent, and retrying cannot help";
+  EXPECT_EQ(put.error().kind, OutsideError::Kind::kRefused) << "nothing was sent, and retrying cannot help";
   EXPECT_NE(put.error().message.find("certificate verify failed"), std::string::npos) << put.error().message;
 }
 
@@ -132,7 +132,7 @@ TEST_F(EtcdTlsTest, WithoutAClientCertificateEtcdRefusesTheConnection) {
   ASSERT_TRUE(etcd);
   auto read = (*etcd)->range("tls/key");
   ASSERT_FALSE(read);
-  EXPECT_EQ(read.error().kind, EtcdError::Kind::kRefused) << "the server never read it: " << read.error().message;
+  EXPECT_EQ(read.error().kind, OutsideError::Kind::kRefused) << "the server never read it: " << read.error().message;
   EXPECT_NE(read.error().message.find("certificate"), std::string::npos) << read.error().message;
 }
 

@@ -333,7 +333,7 @@ TEST(DockerEngineEvents, AnEventLongerThan64KiBIsAnErrorNotAQuietEnd) {
     return true;
   });
   ASSERT_FALSE(streamed) << "a 70 KB line is not an event; the stream must fail, not end quietly";
-  EXPECT_EQ(streamed.error().kind, DockerError::Kind::kBadResponse);
+  EXPECT_EQ(streamed.error().kind, OutsideError::Kind::kBadResponse);
   EXPECT_NE(streamed.error().message.find("longer than 64 KiB"), std::string::npos) << streamed.error().message;
   EXPECT_EQ(events, 0);
 }

@@ -80,10 +80,10 @@ TEST_F(MarathonTest, NoLeaderIsWaitedOutThenReported) {
   auto impatient = client(instances_[1], 500ms);
   auto none = impatient->apps();
   ASSERT_FALSE(none);
-  EXPECT_EQ(none.error().kind, MarathonError::Kind::kNoLeader);
+  EXPECT_EQ(none.error().kind, OutsideError::Kind::kNoLeader);
   auto leader = impatient->leader();
   ASSERT_FALSE(leader);
-  EXPECT_EQ(leader.error().kind, MarathonError::Kind::kNoLeader);
+  EXPECT_EQ(leader.error().kind, OutsideError::Kind::kNoLeader);
   EXPECT_NE(leader.error().message.find("There is no leader"), std::string::npos) << leader.error().message;
 
   auto patient = client(instances_[1], 10s);
@@ -109,7 +109,7 @@ TEST_F(MarathonTest, AbdicationWaitsUntilADifferentLeaderAnswers) {
   control(R"({"leader": null})");
   auto stuck = client(instances_[0], 300ms)->abdicate(Clock::now() + 1s);
   ASSERT_FALSE(stuck);
-  EXPECT_EQ(stuck.error().kind, MarathonError::Kind::kNoLeader) << "no leader to abdicate";
+  EXPECT_EQ(stuck.error().kind, OutsideError::Kind::kNoLeader) << "no leader to abdicate";
 }
 
 TEST_F(MarathonTest, KillsAreVerifiedByReadingTheTaskListBack) {
@@ -128,7 +128,7 @@ TEST_F(MarathonTest, KillsAreVerifiedByReadingTheTaskListBack) {
   ASSERT_TRUE(marathon->kill_tasks({"api.1"}, false)) << "Marathon said 200";
   auto lied = marathon->wait_tasks_gone({"api.1"}, Clock::now() + 1s);
   ASSERT_FALSE(lied);
-  EXPECT_EQ(lied.error().kind, MarathonError::Kind::kTimedOut);
+  EXPECT_EQ(lied.error().kind, OutsideError::Kind::kTimedOut);
   EXPECT_NE(lied.error().message.find("'api.1'"), std::string::npos) << lied.error().message;
 
   auto deployment = marathon->kill_tasks({"tools_cron.1"}, true);
@@ -160,11 +160,11 @@ TEST_F(MarathonTest, FaultsGiveTypedErrors) {
   control(R"({"hang": 1})");
   auto hung = marathon->kill_tasks({"web.2"}, false);
   ASSERT_FALSE(hung);
-  EXPECT_EQ(hung.error().kind, MarathonError::Kind::kUnknownOutcome);
+  EXPECT_EQ(hung.error().kind, OutsideError::Kind::kUnknownOutcome);
   control(R"({"fail": {"status": 200, "count": 1, "body": "{\"apps\": 7}"}})");
   auto garbage = marathon->apps();
   ASSERT_FALSE(garbage);
-  EXPECT_EQ(garbage.error().kind, MarathonError::Kind::kBadResponse);
+  EXPECT_EQ(garbage.error().kind, OutsideError::Kind::kBadResponse);
 }
 
 TEST_F(MarathonTest, TheSimulatorAnswersInTheShapeOfTheUpstreamExamples) {

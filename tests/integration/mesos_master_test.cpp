@@ -79,7 +79,7 @@ TEST_F(MesosMasterTest, NoLeaderIsWaitedOutWithinTheDeadlineThenReported) {
   auto master = client({masters_[1]}, 600ms);
   auto none = master->schedule();
   ASSERT_FALSE(none);
-  EXPECT_EQ(none.error().kind, MesosError::Kind::kNoLeader);
+  EXPECT_EQ(none.error().kind, OutsideError::Kind::kNoLeader);
   EXPECT_NE(none.error().message.find("No leader elected"), std::string::npos) << none.error().message;
 
   // A leader is elected while we wait.
@@ -123,7 +123,7 @@ TEST_F(MesosMasterTest, AFailoverBetweenScheduleAndDownIsFollowed) {
 
 TEST_F(MesosMasterTest, TheMaintenanceStateMachineRefusesWithTheMastersOwnWords) {
   auto master = client({masters_[0]});
-  const auto refused = [](const Result<void, MesosError>& result) {
+  const auto refused = [](const Result<void, OutsideError>& result) {
     return result ? std::string("(accepted)") : std::to_string(result.error().status) + " " + result.error().message;
   };
   EXPECT_NE(refused(master->machines_down({agent1_})).find(
@@ -208,13 +208,13 @@ TEST_F(MesosMasterTest, ServerErrorsHangsAndLatencyGiveTypedErrorsAndNoSilentRet
   control(R"({"fail": {"status": 500, "count": 1, "body": "Internal Server Error"}})");
   auto failed = master->schedule();
   ASSERT_FALSE(failed);
-  EXPECT_EQ(failed.error().kind, MesosError::Kind::kRefused);
+  EXPECT_EQ(failed.error().kind, OutsideError::Kind::kRefused);
   EXPECT_EQ(failed.error().status, 500u);
 
   control(R"({"hang": 1})");
   auto hung = master->update_schedule(with_window({}, agent2_, 1, std::nullopt));
   ASSERT_FALSE(hung);
-  EXPECT_EQ(hung.error().kind, MesosError::Kind::kUnknownOutcome) << "a POST that timed out may have been applied";
+  EXPECT_EQ(hung.error().kind, OutsideError::Kind::kUnknownOutcome) << "a POST that timed out may have been applied";
 
   control(R"({"latency_ms": 100})");
   auto slow = master->schedule();
@@ -225,7 +225,7 @@ TEST_F(MesosMasterTest, ServerErrorsHangsAndLatencyGiveTypedErrorsAndNoSilentRet
   control(R"({"fail": {"status": 200, "count": 1, "body": "<html>not json</html>"}})");
   auto bad = garbage->maintenance_status();
   ASSERT_FALSE(bad);
-  EXPECT_EQ(bad.error().kind, MesosError::Kind::kBadResponse);
+  EXPECT_EQ(bad.error().kind, OutsideError::Kind::kBadResponse);
 }
 
 }  // namespace

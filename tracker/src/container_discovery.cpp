@@ -19,10 +19,10 @@ bool is_gone(std::string_view action) {
 
 }  // namespace
 
-Result<std::unique_ptr<DockerEngine>, DockerError> ContainerDiscovery::make_engine() const {
+Result<std::unique_ptr<DockerEngine>, OutsideError> ContainerDiscovery::make_engine() const {
   DockerEngineOptions options;
   auto endpoint = HttpEndpoint::parse("unix://" + socket_path_);
-  if (!endpoint) return unexpected(DockerError{DockerError::Kind::kUnavailable, 0, endpoint.error().message()});
+  if (!endpoint) return unexpected(OutsideError::unavailable("docker", endpoint.error().message()));
   options.http.endpoints.push_back(std::move(*endpoint));
   options.http.timeout = request_timeout_;
   // One try per request: the discovery loop has its own backoff, and a daemon that does
@@ -56,11 +56,11 @@ void ContainerDiscovery::sleep_for(std::chrono::milliseconds delay) {
   wake_.wait_for(lock, delay, [this] { return stopping_; });
 }
 
-Result<std::optional<ContainerInfo>, DockerError> ContainerDiscovery::inspect(DockerEngine& engine,
+Result<std::optional<ContainerInfo>, OutsideError> ContainerDiscovery::inspect(DockerEngine& engine,
                                                                              const std::string& id) {
   auto info = engine.inspect(id);
   if (info) return std::optional<ContainerInfo>(std::move(*info));
-  if (info.error().kind == DockerError::Kind::kNotFound) return std::optional<ContainerInfo>();
+  if (info.error().kind == OutsideError::Kind::kNotFound) return std::optional<ContainerInfo>();
   return unexpected(std::move(info).error());
 }
 

@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "skopos/function_ref.h"
+#include "skopos/outside_error.h"
 #include "skopos/result.h"
 
 namespace skopos::driver {
@@ -36,6 +37,11 @@ struct DrainError {
 };
 
 const char* drain_error_kind_name(DrainError::Kind kind);
+// A step's error from an outside system's, made in this one place: refused when the
+// system refused the request as wrong for its state (a 4xx), timed out when our wait
+// for it ran out, else failed. The message names the system and what the step did:
+// "Marathon kill tasks of '/web': ...".
+DrainError drain_error_from(const OutsideError& error, std::string_view what);
 inline Unexpected<DrainError> drain_error(DrainError::Kind kind, std::string message) {
   return unexpected(DrainError{kind, std::move(message)});
 }

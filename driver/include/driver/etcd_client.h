@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "skopos/http_client.h"
+#include "skopos/outside_error.h"
 #include "skopos/result.h"
 
 namespace simdjson::dom {
@@ -32,20 +33,6 @@ struct KeyValue {
   std::int64_t mod_revision = 0;
   std::int64_t version = 0;
   std::int64_t lease = 0;
-};
-
-struct EtcdError {
-  enum class Kind : std::uint8_t {
-    kUnavailable,     // no endpoint answered; nothing was applied
-    kUnknownOutcome,  // sent, no answer: it may have been applied
-    kRefused,         // etcd answered with an error (grpc code in `code`); not applied
-                      // (a write refused with UNAVAILABLE, e.g. "leader changed" or
-                      // "request timed out", is kUnknownOutcome: raft may still apply it)
-    kBadResponse,     // etcd's answer could not be understood; do not act on it
-  };
-  Kind kind = Kind::kUnavailable;
-  int code = 0;  // gRPC status code for kRefused (5 NOT_FOUND, 9 FAILED_PRECONDITION, ...)
-  std::string message;
 };
 
 struct RangeResult {
@@ -102,28 +89,33 @@ struct EtcdOptions {
   HttpOptions http;  // endpoints, deadlines, TLS, auth
 };
 
+// Errors are OutsideError (system "etcd"). A refusal carries etcd's gRPC status in
+// `code` (5 NOT_FOUND, 9 FAILED_PRECONDITION, 16 UNAUTHENTICATED for a refused
+// certificate, ...). A write refused with UNAVAILABLE ("leader changed", "request timed
+// out") or DEADLINE_EXCEEDED is kUnknownOutcome, not kRefused: raft may still apply it;
+// so is a write answered by a 5xx without a gRPC code (a proxy's 502).
 class EtcdClient {
  public:
   ~EtcdClient();
-  static Result<std::unique_ptr<EtcdClient>, EtcdError> create(EtcdOptions options);
+  static Result<std::unique_ptr<EtcdClient>, OutsideError> create(EtcdOptions options);
 
   // `range_end` "" reads one key; prefix_end(p) reads a prefix.
-  Result<RangeResult, EtcdError> range(const std::string& key, const std::string& range_end = {},
+  Result<RangeResult, OutsideError> range(const std::string& key, const std::string& range_end = {},
                                        std::int64_t limit = 0);
   // The revision of the put.
-  Result<std::int64_t, EtcdError> put(const std::string& key, const std::string& value, std::int64_t lease = 0);
-  Result<std::int64_t, EtcdError> delete_range(const std::string& key, const std::string& range_end = {});
-  Result<TxnResult, EtcdError> txn(const std::vector<Compare>& compares, const std::vector<TxnOp>& success,
+  Result<std::int64_t, OutsideError> put(const std::string& key, const std::string& value, std::int64_t lease = 0);
+  Result<std::int64_t, OutsideError> delete_range(const std::string& key, const std::string& range_end = {});
+  Result<TxnResult, OutsideError> txn(const std::vector<Compare>& compares, const std::vector<TxnOp>& success,
                                    const std::vector<TxnOp>& failure);
   // A lease of `ttl_seconds` (etcd raises it to its minimum); its id.
-  Result<std::int64_t, EtcdError> lease_grant(std::int64_t ttl_seconds);
+  Result<std::int64_t, OutsideError> lease_grant(std::int64_t ttl_seconds);
   // Refreshes the lease; its remaining TTL, 0 when the lease no longer exists.
-  Result<std::int64_t, EtcdError> lease_keepalive(std::int64_t id);
-  Result<void, EtcdError> lease_revoke(std::int64_t id);
+  Result<std::int64_t, OutsideError> lease_keepalive(std::int64_t id);
+  Result<void, OutsideError> lease_revoke(std::int64_t id);
 
   // Waits (etcd watch, not polling) until a key in [key, range_end) changes at or after
   // `start_revision`, or until `until`; returns the first batch of events, or none.
-  Result<WatchResult, EtcdError> wait_for_change(const std::string& key, const std::string& range_end,
+  Result<WatchResult, OutsideError> wait_for_change(const std::string& key, const std::string& range_end,
                                                  std::int64_t start_revision,
                                                  std::chrono::steady_clock::time_point until);
 
@@ -132,10 +124,10 @@ class EtcdClient {
 
  private:
   explicit EtcdClient(std::unique_ptr<HttpClient> http);
-  Result<std::string, EtcdError> call(const std::string& path, const std::string& body, bool idempotent);
+  Result<std::string, OutsideError> call(const std::string& path, const std::string& body, bool idempotent);
   // Parses an answer into the client's one reused parser; the object lives until the
   // next parse. `what` names the call in errors.
-  Result<simdjson::dom::object, EtcdError> parse_object(std::string_view text, const char* what);
+  Result<simdjson::dom::object, OutsideError> parse_object(std::string_view text, const char* what);
 
   std::unique_ptr<HttpClient> http_;
   std::unique_ptr<simdjson::dom::parser> parser_;
@@ -143,12 +135,12 @@ class EtcdClient {
 
 // The gateway's answers to /v3/kv/range and /v3/kv/txn, exposed for the fuzz target.
 // Errors are kBadResponse naming what was wrong.
-Result<RangeResult, EtcdError> parse_etcd_range(simdjson::dom::parser& parser, std::string_view json);
-Result<TxnResult, EtcdError> parse_etcd_txn(simdjson::dom::parser& parser, std::string_view json);
+Result<RangeResult, OutsideError> parse_etcd_range(simdjson::dom::parser& parser, std::string_view json);
+Result<TxnResult, OutsideError> parse_etcd_txn(simdjson::dom::parser& parser, std::string_view json);
 // One line of the /v3/watch stream, {"result":{...}}: first "created", then events, or
 // "canceled" (compacted). Adds what it says to `result`; true when the watch is done
 // (events arrived, or it was canceled).
-Result<bool, EtcdError> parse_etcd_watch_line(simdjson::dom::parser& parser, std::string_view line,
+Result<bool, OutsideError> parse_etcd_watch_line(simdjson::dom::parser& parser, std::string_view line,
                                               WatchResult& result);
 
 }  // namespace skopos::driver

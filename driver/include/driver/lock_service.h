@@ -212,11 +212,11 @@ class LockService {
  private:
   // The group's keys, parsed. Holder records that cannot be read still count as
   // holders (they occupy a slot); `valid` and `problem` say what is wrong.
-  Result<GroupState, EtcdError> read_group(const std::string& lock, const std::string& group, std::int64_t& revision);
+  Result<GroupState, OutsideError> read_group(const std::string& lock, const std::string& group, std::int64_t& revision);
   Result<std::vector<std::string>, LockError> live_heartbeats(std::vector<Holder>& holders);
-  Result<std::optional<HostLockState>, EtcdError> read_host(const std::string& machine_id, std::string& problem);
+  Result<std::optional<HostLockState>, OutsideError> read_host(const std::string& machine_id, std::string& problem);
   // One machine's holder record in the group, if there is one (parsed; see `valid`).
-  Result<std::optional<Holder>, EtcdError> read_holder(const std::string& lock, const std::string& group,
+  Result<std::optional<Holder>, OutsideError> read_holder(const std::string& lock, const std::string& group,
                                                        const std::string& machine_id);
   std::string holder_json(const HolderRecord& record) const;
 

@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "skopos/http_client.h"
+#include "skopos/outside_error.h"
 #include "skopos/result.h"
 
 namespace simdjson::dom {
@@ -64,13 +65,6 @@ struct MarathonDeployment {
   std::vector<std::string> affected_apps;
 };
 
-struct MarathonError {
-  enum class Kind : std::uint8_t { kUnavailable, kUnknownOutcome, kNoLeader, kRefused, kBadResponse, kTimedOut };
-  Kind kind = Kind::kUnavailable;
-  unsigned status = 0;
-  std::string message;
-};
-
 struct MarathonOptions {
   HttpOptions http;
   std::chrono::milliseconds leader_wait{30000};
@@ -79,31 +73,31 @@ struct MarathonOptions {
 
 class Marathon {
  public:
-  static Result<std::unique_ptr<Marathon>, MarathonError> create(MarathonOptions options);
+  static Result<std::unique_ptr<Marathon>, OutsideError> create(MarathonOptions options);
   ~Marathon();
 
-  Result<MarathonInfo, MarathonError> info();
+  Result<MarathonInfo, OutsideError> info();
   // GET /v2/leader: "host:port"; kNoLeader when there is none.
-  Result<std::string, MarathonError> leader();
+  Result<std::string, OutsideError> leader();
   // DELETE /v2/leader, then waits until a leader other than the one that abdicated
   // answers; returns it. kTimedOut when none did by `until`.
-  Result<std::string, MarathonError> abdicate(std::chrono::steady_clock::time_point until);
+  Result<std::string, OutsideError> abdicate(std::chrono::steady_clock::time_point until);
   // Every app with its tasks (GET /v2/apps?embed=apps.tasks).
-  Result<std::vector<MarathonApp>, MarathonError> apps();
-  Result<std::vector<MarathonTask>, MarathonError> tasks();
-  Result<std::vector<MarathonDeployment>, MarathonError> deployments();
+  Result<std::vector<MarathonApp>, OutsideError> apps();
+  Result<std::vector<MarathonTask>, OutsideError> tasks();
+  Result<std::vector<MarathonDeployment>, OutsideError> deployments();
   // POST /v2/tasks/delete: kill `task_ids`, with `scale` shrinking their apps (never
   // with wipe). A 200 is not proof: follow with wait_tasks_gone(). With scale, the
   // deployment's id.
-  Result<std::string, MarathonError> kill_tasks(const std::vector<std::string>& task_ids, bool scale);
+  Result<std::string, OutsideError> kill_tasks(const std::vector<std::string>& task_ids, bool scale);
   // Reads the task list until none of `task_ids` is in it; kTimedOut naming the ones
   // still there at `until`.
-  Result<void, MarathonError> wait_tasks_gone(const std::vector<std::string>& task_ids,
+  Result<void, OutsideError> wait_tasks_gone(const std::vector<std::string>& task_ids,
                                               std::chrono::steady_clock::time_point until);
 
  private:
   explicit Marathon(MarathonOptions options, std::unique_ptr<HttpClient> http);
-  Result<HttpResponse, MarathonError> send(const std::string& method, const std::string& target,
+  Result<HttpResponse, OutsideError> send(const std::string& method, const std::string& target,
                                            const std::string& body, bool idempotent);
 
   MarathonOptions options_;

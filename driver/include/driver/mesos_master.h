@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "skopos/http_client.h"
+#include "skopos/outside_error.h"
 #include "skopos/result.h"
 
 namespace simdjson::dom {
@@ -73,19 +74,6 @@ struct MesosAgentInfo {
   MachineId machine() const { return MachineId{hostname, ip}; }
 };
 
-struct MesosError {
-  enum class Kind : std::uint8_t {
-    kUnavailable,     // no master answered; nothing was applied
-    kUnknownOutcome,  // sent, no answer: it may have been applied
-    kNoLeader,        // masters answer, but none leads (within leader_wait)
-    kRefused,         // the master answered 4xx/5xx; `message` is its text
-    kBadResponse,     // an answer we could not understand; do not act on it
-  };
-  Kind kind = Kind::kUnavailable;
-  unsigned status = 0;  // HTTP status for kRefused
-  std::string message;
-};
-
 struct MesosMasterOptions {
   HttpOptions http;  // the masters (any of them), deadlines, TLS, credentials
   std::chrono::milliseconds leader_wait{30000};
@@ -94,27 +82,27 @@ struct MesosMasterOptions {
 
 class MesosMaster {
  public:
-  static Result<std::unique_ptr<MesosMaster>, MesosError> create(MesosMasterOptions options);
+  static Result<std::unique_ptr<MesosMaster>, OutsideError> create(MesosMasterOptions options);
   ~MesosMaster();
 
   // GET /version: "1.11.0".
-  Result<std::string, MesosError> version();
+  Result<std::string, OutsideError> version();
   // Operator API GET_AGENTS.
-  Result<std::vector<MesosAgentInfo>, MesosError> agents();
+  Result<std::vector<MesosAgentInfo>, OutsideError> agents();
   // GET /maintenance/schedule (the one cluster-wide schedule).
-  Result<MaintenanceSchedule, MesosError> schedule();
+  Result<MaintenanceSchedule, OutsideError> schedule();
   // POST /maintenance/schedule: REPLACES the whole schedule.
-  Result<void, MesosError> update_schedule(const MaintenanceSchedule& schedule);
+  Result<void, OutsideError> update_schedule(const MaintenanceSchedule& schedule);
   // GET /maintenance/status.
-  Result<MaintenanceStatus, MesosError> maintenance_status();
+  Result<MaintenanceStatus, OutsideError> maintenance_status();
   // POST /machine/down (only from DRAINING) and /machine/up (only from DOWN).
-  Result<void, MesosError> machines_down(const std::vector<MachineId>& machines);
-  Result<void, MesosError> machines_up(const std::vector<MachineId>& machines);
+  Result<void, OutsideError> machines_down(const std::vector<MachineId>& machines);
+  Result<void, OutsideError> machines_up(const std::vector<MachineId>& machines);
   // Operator API (Mesos 1.9+).
-  Result<void, MesosError> drain_agent(const std::string& agent_id, std::optional<std::chrono::seconds> max_grace_period,
+  Result<void, OutsideError> drain_agent(const std::string& agent_id, std::optional<std::chrono::seconds> max_grace_period,
                                        bool mark_gone);
-  Result<void, MesosError> deactivate_agent(const std::string& agent_id);
-  Result<void, MesosError> reactivate_agent(const std::string& agent_id);
+  Result<void, OutsideError> deactivate_agent(const std::string& agent_id);
+  Result<void, OutsideError> reactivate_agent(const std::string& agent_id);
 
   // The master that answered last (the leader, once found).
   std::string leader() const;
@@ -122,9 +110,9 @@ class MesosMaster {
  private:
   explicit MesosMaster(MesosMasterOptions options, std::unique_ptr<HttpClient> http);
   // Sends to the leader, following redirects and waiting out "no leader".
-  Result<HttpResponse, MesosError> send(const std::string& method, const std::string& path, const std::string& body,
+  Result<HttpResponse, OutsideError> send(const std::string& method, const std::string& path, const std::string& body,
                                         bool idempotent);
-  Result<std::string, MesosError> call_api(const std::string& body, bool idempotent);
+  Result<std::string, OutsideError> call_api(const std::string& body, bool idempotent);
 
   MesosMasterOptions options_;
   std::unique_ptr<HttpClient> http_;

@@ -20,7 +20,7 @@ TEST(EtcdAnswers, ARangeWithAKeyThatIsNotWholeBase64QuadsIsRefusedCleanly) {
                           R"("create_revision":"3","mod_revision":"3","version":"1"}],"count":"1"})";
   auto refused = parse_etcd_range(parser, bad);
   ASSERT_FALSE(refused);
-  EXPECT_EQ(refused.error().kind, EtcdError::Kind::kBadResponse);
+  EXPECT_EQ(refused.error().kind, OutsideError::Kind::kBadResponse);
   EXPECT_EQ(refused.error().message, "kvs[].key is not base64");
 
   const std::string good = R"({"header":{"revision":"3"},"kvs":[{"key":"Zm9v","value":"YmF6",)"
@@ -82,7 +82,7 @@ TEST(EtcdAnswers, TheWatchStreamIsReadALineAtATime) {
     WatchResult untouched;
     auto refused = parse_etcd_watch_line(parser, line, untouched);
     ASSERT_FALSE(refused) << line;
-    EXPECT_EQ(refused.error().kind, EtcdError::Kind::kBadResponse);
+    EXPECT_EQ(refused.error().kind, OutsideError::Kind::kBadResponse);
     EXPECT_EQ(refused.error().message, why);
     EXPECT_TRUE(untouched.events.empty() && untouched.revision == 0 && !untouched.compacted) << "refused whole: " << line;
   }

@@ -6,6 +6,10 @@ namespace skopos {
 
 namespace {
 
+OutsideError docker_error(OutsideError::Kind kind, unsigned status, std::string message) {
+  return OutsideError::answered("docker", kind, status, std::move(message));
+}
+
 // Docker's events are a few hundred bytes; one this long is not an event.
 constexpr std::size_t kMaxEventBytes = 64 * 1024;
 
@@ -26,10 +30,10 @@ std::string escape_path(const std::string& id) {
   return out;
 }
 
-DockerError refused(const std::string& what, const HttpResponse& response) {
+OutsideError refused(const std::string& what, const HttpResponse& response) {
   const std::string message = parse_docker_error(response.body);
-  return DockerError{response.status == 404 ? DockerError::Kind::kNotFound : DockerError::Kind::kRefused,
-                     response.status, "docker " + what + ": HTTP " + std::to_string(response.status) + ": " + message};
+  return docker_error(response.status == 404 ? OutsideError::Kind::kNotFound : OutsideError::Kind::kRefused,
+                     response.status, "docker " + what + ": HTTP " + std::to_string(response.status) + ": " + message);
 }
 
 }  // namespace
@@ -38,9 +42,9 @@ DockerEngine::DockerEngine(DockerEngineOptions options, std::unique_ptr<HttpClie
     : options_(std::move(options)), http_(std::move(http)) {}
 DockerEngine::~DockerEngine() = default;
 
-Result<std::unique_ptr<DockerEngine>, DockerError> DockerEngine::create(DockerEngineOptions options) {
+Result<std::unique_ptr<DockerEngine>, OutsideError> DockerEngine::create(DockerEngineOptions options) {
   auto http = HttpClient::create(options.http);
-  if (!http) return unexpected(DockerError{DockerError::Kind::kUnavailable, 0, http.error().message()});
+  if (!http) return unexpected(docker_error(OutsideError::Kind::kUnavailable, 0, http.error().message()));
   return std::unique_ptr<DockerEngine>(new DockerEngine(std::move(options), std::move(*http)));
 }
 
@@ -48,7 +52,7 @@ std::string DockerEngine::path(const std::string& rest) const {
   return options_.api_version.empty() ? rest : "/" + options_.api_version + rest;
 }
 
-Result<HttpResponse, DockerError> DockerEngine::send(const std::string& method, const std::string& target,
+Result<HttpResponse, OutsideError> DockerEngine::send(const std::string& method, const std::string& target,
                                                      bool idempotent) {
   HttpRequest request;
   request.method = method;
@@ -56,34 +60,32 @@ Result<HttpResponse, DockerError> DockerEngine::send(const std::string& method, 
   request.idempotent = idempotent;
   auto response = http_->request(request);
   if (!response) {
-    return unexpected(DockerError{response.error().maybe_applied ? DockerError::Kind::kUnknownOutcome
-                                                                 : DockerError::Kind::kUnavailable,
-                                  0, "docker " + response.error().message()});
+    return unexpected(OutsideError::from_http("docker", response.error(), "docker "));
   }
   return std::move(*response);
 }
 
-Result<std::vector<ListedContainer>, DockerError> DockerEngine::list(bool all) {
+Result<std::vector<ListedContainer>, OutsideError> DockerEngine::list(bool all) {
   auto response = send("GET", std::string("/containers/json") + (all ? "?all=1" : ""), true);
   if (!response) return unexpected(std::move(response).error());
   if (response->status != 200) return unexpected(refused("list", *response));
   auto list = parse_container_list(response->body);
-  if (!list) return unexpected(DockerError{DockerError::Kind::kBadResponse, 0, "docker list: " + list.error().message()});
+  if (!list) return unexpected(docker_error(OutsideError::Kind::kBadResponse, 0, "docker list: " + list.error().message()));
   return std::move(*list);
 }
 
-Result<ContainerInfo, DockerError> DockerEngine::inspect(const std::string& id) {
+Result<ContainerInfo, OutsideError> DockerEngine::inspect(const std::string& id) {
   auto response = send("GET", "/containers/" + escape_path(id) + "/json", true);
   if (!response) return unexpected(std::move(response).error());
   if (response->status != 200) return unexpected(refused("inspect '" + id + "'", *response));
   auto info = parse_container_inspect(response->body);
   if (!info) {
-    return unexpected(DockerError{DockerError::Kind::kBadResponse, 0, "docker inspect '" + id + "': " + info.error().message()});
+    return unexpected(docker_error(OutsideError::Kind::kBadResponse, 0, "docker inspect '" + id + "': " + info.error().message()));
   }
   return std::move(*info);
 }
 
-Result<DockerEngine::StopOutcome, DockerError> DockerEngine::stop(const std::string& id, std::chrono::seconds grace) {
+Result<DockerEngine::StopOutcome, OutsideError> DockerEngine::stop(const std::string& id, std::chrono::seconds grace) {
   // The daemon answers only once the container stopped: up to `grace`, then the kill.
   HttpRequest request;
   request.method = "POST";
@@ -91,12 +93,10 @@ Result<DockerEngine::StopOutcome, DockerError> DockerEngine::stop(const std::str
   HttpOptions longer = options_.http;
   longer.timeout += std::chrono::duration_cast<std::chrono::milliseconds>(grace);
   auto client = HttpClient::create(longer);
-  if (!client) return unexpected(DockerError{DockerError::Kind::kUnavailable, 0, client.error().message()});
+  if (!client) return unexpected(docker_error(OutsideError::Kind::kUnavailable, 0, client.error().message()));
   auto response = (*client)->request(request);
   if (!response) {
-    return unexpected(DockerError{response.error().maybe_applied ? DockerError::Kind::kUnknownOutcome
-                                                                 : DockerError::Kind::kUnavailable,
-                                  0, "docker stop '" + id + "': " + response.error().message()});
+    return unexpected(OutsideError::from_http("docker", response.error(), "docker stop '" + id + "': "));
   }
   switch (response->status) {
     case 204: return StopOutcome::kStopped;
@@ -106,7 +106,7 @@ Result<DockerEngine::StopOutcome, DockerError> DockerEngine::stop(const std::str
   }
 }
 
-Result<DockerEngine::KillOutcome, DockerError> DockerEngine::kill(const std::string& id, const std::string& signal) {
+Result<DockerEngine::KillOutcome, OutsideError> DockerEngine::kill(const std::string& id, const std::string& signal) {
   auto response = send("POST", "/containers/" + escape_path(id) + "/kill?signal=" + escape_path(signal), false);
   if (!response) return unexpected(std::move(response).error());
   switch (response->status) {
@@ -124,7 +124,7 @@ Result<DockerEngine::KillOutcome, DockerError> DockerEngine::kill(const std::str
   }
 }
 
-Result<std::int64_t, DockerError> DockerEngine::wait(const std::string& id, std::chrono::steady_clock::time_point until) {
+Result<std::int64_t, OutsideError> DockerEngine::wait(const std::string& id, std::chrono::steady_clock::time_point until) {
   // POST /wait answers when the container stops; stream() has the long deadline.
   HttpRequest request;
   request.method = "POST";
@@ -135,21 +135,21 @@ Result<std::int64_t, DockerError> DockerEngine::wait(const std::string& id, std:
     body.append(data);
     return body.size() < 64 * 1024;
   }, status);
-  if (!streamed) return unexpected(DockerError{DockerError::Kind::kUnavailable, 0, "docker wait '" + id + "': " + streamed.error().message()});
-  if (status == 404) return unexpected(DockerError{DockerError::Kind::kNotFound, 404, "docker wait '" + id + "': no such container"});
-  if (status != 200) return unexpected(DockerError{DockerError::Kind::kRefused, status, "docker wait '" + id + "': HTTP " + std::to_string(status) + ": " + parse_docker_error(body)});
+  if (!streamed) return unexpected(docker_error(OutsideError::Kind::kUnavailable, 0, "docker wait '" + id + "': " + streamed.error().message()));
+  if (status == 404) return unexpected(docker_error(OutsideError::Kind::kNotFound, 404, "docker wait '" + id + "': no such container"));
+  if (status != 200) return unexpected(docker_error(OutsideError::Kind::kRefused, status, "docker wait '" + id + "': HTTP " + std::to_string(status) + ": " + parse_docker_error(body)));
   simdjson::dom::parser parser;
   std::int64_t code = 0;
   if (body.empty()) {
-    return unexpected(DockerError{DockerError::Kind::kUnknownOutcome, 0, "docker wait '" + id + "': still running at the deadline"});
+    return unexpected(docker_error(OutsideError::Kind::kUnknownOutcome, 0, "docker wait '" + id + "': still running at the deadline"));
   }
   if (parser.parse(body)["StatusCode"].get(code) != simdjson::SUCCESS) {
-    return unexpected(DockerError{DockerError::Kind::kBadResponse, 0, "docker wait '" + id + "': no StatusCode in '" + body.substr(0, 100) + "'"});
+    return unexpected(docker_error(OutsideError::Kind::kBadResponse, 0, "docker wait '" + id + "': no StatusCode in '" + body.substr(0, 100) + "'"));
   }
   return code;
 }
 
-Result<void, DockerError> DockerEngine::events(std::int64_t since, std::chrono::steady_clock::time_point until,
+Result<void, OutsideError> DockerEngine::events(std::int64_t since, std::chrono::steady_clock::time_point until,
                                                FunctionRef<bool(const DockerEvent&)> on_event, std::stop_token stop) {
   HttpRequest request;
   request.method = "GET";
@@ -157,7 +157,7 @@ Result<void, DockerError> DockerEngine::events(std::int64_t since, std::chrono::
   request.target = path("/events?filters=%7B%22type%22%3A%5B%22container%22%5D%7D");
   if (since > 0) request.target += "&since=" + std::to_string(since);
   std::string pending;
-  std::optional<DockerError> failure;
+  std::optional<OutsideError> failure;
   unsigned status = 0;
   auto streamed = http_->stream(request, until, [&](std::string_view data) {
     pending.append(data);
@@ -168,19 +168,19 @@ Result<void, DockerError> DockerEngine::events(std::int64_t since, std::chrono::
       if (line.empty()) continue;
       auto event = parse_docker_event(line);
       if (!event) {
-        failure = DockerError{DockerError::Kind::kBadResponse, 0, "docker events: " + event.error().message()};
+        failure = docker_error(OutsideError::Kind::kBadResponse, 0, "docker events: " + event.error().message());
         return false;
       }
       if (!on_event(*event)) return false;
     }
     if (pending.size() > kMaxEventBytes) {
-      failure = DockerError{DockerError::Kind::kBadResponse, 0, "docker events: an event longer than 64 KiB"};
+      failure = docker_error(OutsideError::Kind::kBadResponse, 0, "docker events: an event longer than 64 KiB");
       return false;
     }
     return true;
   }, status, stop);
-  if (!streamed) return unexpected(DockerError{DockerError::Kind::kUnavailable, 0, "docker events: " + streamed.error().message()});
-  if (status != 200) return unexpected(DockerError{DockerError::Kind::kRefused, status, "docker events: HTTP " + std::to_string(status)});
+  if (!streamed) return unexpected(docker_error(OutsideError::Kind::kUnavailable, 0, "docker events: " + streamed.error().message()));
+  if (status != 200) return unexpected(docker_error(OutsideError::Kind::kRefused, status, "docker events: HTTP " + std::to_string(status)));
   if (failure) return unexpected(std::move(*failure));
   return {};
 }

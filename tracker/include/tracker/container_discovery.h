@@ -51,9 +51,9 @@ class ContainerDiscovery {
   void run();
   // Lists and inspects; false when the daemon failed (error in `error`).
   bool list_all(DiscoveryUpdate& update);
-  Result<std::unique_ptr<DockerEngine>, DockerError> make_engine() const;
+  Result<std::unique_ptr<DockerEngine>, OutsideError> make_engine() const;
   // The container as the daemon sees it now; nullopt when it is gone (404).
-  Result<std::optional<ContainerInfo>, DockerError> inspect(DockerEngine& engine, const std::string& id);
+  Result<std::optional<ContainerInfo>, OutsideError> inspect(DockerEngine& engine, const std::string& id);
   void sleep_for(std::chrono::milliseconds delay);
 
   std::string socket_path_;

@@ -24,16 +24,10 @@
 #include "skopos/docker_api.h"
 #include "skopos/function_ref.h"
 #include "skopos/http_client.h"
+#include "skopos/outside_error.h"
 #include "skopos/result.h"
 
 namespace skopos {
-
-struct DockerError {
-  enum class Kind : std::uint8_t { kUnavailable, kUnknownOutcome, kNotFound, kRefused, kBadResponse };
-  Kind kind = Kind::kUnavailable;
-  unsigned status = 0;
-  std::string message;
-};
 
 struct DockerEngineOptions {
   HttpOptions http;          // one endpoint: unix:///var/run/docker.sock
@@ -45,27 +39,27 @@ class DockerEngine {
   enum class StopOutcome : std::uint8_t { kStopped, kAlreadyStopped, kGone };
   enum class KillOutcome : std::uint8_t { kKilled, kNotRunning, kGone };
 
-  static Result<std::unique_ptr<DockerEngine>, DockerError> create(DockerEngineOptions options);
+  static Result<std::unique_ptr<DockerEngine>, OutsideError> create(DockerEngineOptions options);
   ~DockerEngine();
 
-  Result<std::vector<ListedContainer>, DockerError> list(bool all);
-  Result<ContainerInfo, DockerError> inspect(const std::string& id_or_name);  // kNotFound when gone
+  Result<std::vector<ListedContainer>, OutsideError> list(bool all);
+  Result<ContainerInfo, OutsideError> inspect(const std::string& id_or_name);  // kNotFound when gone
   // SIGTERM, then SIGKILL after `grace` (Docker's stop); returns when the container is
   // stopped. Sent once: a timeout says the outcome is unknown, inspect to find out.
-  Result<StopOutcome, DockerError> stop(const std::string& id_or_name, std::chrono::seconds grace);
-  Result<KillOutcome, DockerError> kill(const std::string& id_or_name, const std::string& signal = "SIGKILL");
+  Result<StopOutcome, OutsideError> stop(const std::string& id_or_name, std::chrono::seconds grace);
+  Result<KillOutcome, OutsideError> kill(const std::string& id_or_name, const std::string& signal = "SIGKILL");
   // Waits until the container is not running (or `until`); its exit code.
-  Result<std::int64_t, DockerError> wait(const std::string& id_or_name, std::chrono::steady_clock::time_point until);
+  Result<std::int64_t, OutsideError> wait(const std::string& id_or_name, std::chrono::steady_clock::time_point until);
   // Container events from `since` (unix seconds; 0: from now) until `until`, `stop`
   // (from any thread), the daemon ending the stream, or `on_event` returning false:
   // all of these return ok. An event that cannot be parsed, or one longer than 64 KiB,
   // is an error that ends the stream.
-  Result<void, DockerError> events(std::int64_t since, std::chrono::steady_clock::time_point until,
+  Result<void, OutsideError> events(std::int64_t since, std::chrono::steady_clock::time_point until,
                                    FunctionRef<bool(const DockerEvent&)> on_event, std::stop_token stop = {});
 
  private:
   explicit DockerEngine(DockerEngineOptions options, std::unique_ptr<HttpClient> http);
-  Result<HttpResponse, DockerError> send(const std::string& method, const std::string& path, bool idempotent);
+  Result<HttpResponse, OutsideError> send(const std::string& method, const std::string& path, bool idempotent);
   std::string path(const std::string& rest) const;
 
   DockerEngineOptions options_;
