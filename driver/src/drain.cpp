@@ -6,8 +6,11 @@
 #include <random>
 #include <set>
 
+#include <simdjson.h>
+
 #include "skopos/http_client.h"
 #include "skopos/cli_args.h"
+#include "skopos/json_writer.h"
 #include "skopos/log.h"
 
 namespace skopos::driver {
@@ -170,6 +173,73 @@ std::map<std::string, std::string> DrainFacts::to_map() const {
   return out;
 }
 
+std::string DrainFacts::to_json() const {
+  std::string out;
+  JsonWriter json(out);
+  const auto strings = [&](const char* key, const std::vector<std::string>& list) {
+    json.key(key).begin_array();
+    for (const std::string& item : list) json.value(item);
+    json.end_array();
+  };
+  json.begin_object().key("kind").value(drain_kind_token(kind)).key("tier").value(tier).key("lock").value(lock);
+  json.key("host_lock_revision").value(host_lock_revision);
+  json.key("mesos_mode").value(mesos_mode_name(machine.mode)).key("mesos_hostname").value(machine.hostname);
+  json.key("mesos_ip").value(machine.ip).key("mesos_agent_id").value(machine.agent_id);
+  json.key("fenced_ports").begin_array();
+  for (const std::uint16_t port : fenced_ports) json.value(static_cast<unsigned>(port));
+  json.end_array();
+  strings("containers", containers);
+  strings("apps", apps);
+  strings("tasks", tasks);
+  json.key("leader_moved").value(leader_moved).key("connections_zero").value(connections_zero);
+  json.key("trigger").value(trigger).end_object();
+  return out;
+}
+
+Result<DrainFacts, std::string> DrainFacts::from_json(std::string_view object) {
+  simdjson::dom::parser parser;
+  simdjson::dom::object facts;
+  if (parser.parse(object.data(), object.size()).get(facts) != simdjson::SUCCESS) {
+    return unexpected(std::string("the facts are not a JSON object"));
+  }
+  // Each fact as the text form from_map() reads: the journals before typed facts wrote
+  // exactly that, and both formats then meet the same checks.
+  std::map<std::string, std::string> text;
+  const auto scalar = [](simdjson::dom::element value, std::string& out) {
+    std::string_view s;
+    std::int64_t number = 0;
+    bool flag = false;
+    if (value.get(s) == simdjson::SUCCESS) {
+      out.assign(s);
+    } else if (value.get(number) == simdjson::SUCCESS) {
+      out = std::to_string(number);
+    } else if (value.get(flag) == simdjson::SUCCESS) {
+      out = flag ? "true" : "false";
+    } else {
+      return false;
+    }
+    return true;
+  };
+  for (auto [key, value] : facts) {
+    std::string& out = text[std::string(key)];
+    if (value.is_null()) continue;
+    simdjson::dom::array list;
+    if (value.get(list) == simdjson::SUCCESS) {
+      for (simdjson::dom::element item : list) {
+        std::string one;
+        if (!scalar(item, one) || one.find(',') != std::string::npos) {
+          return unexpected("fact " + std::string(key) + " holds " + simdjson::minify(item) +
+                            ", not a string or number without commas");
+        }
+        out += (out.empty() ? "" : ",") + one;
+      }
+    } else if (!scalar(value, out)) {
+      return unexpected("fact " + std::string(key) + " is " + simdjson::minify(value) + ", not a string, number or flag");
+    }
+  }
+  return from_map(text);
+}
+
 Result<DrainFacts, std::string> DrainFacts::from_map(const std::map<std::string, std::string>& facts) {
   const auto get = [&](const char* name) -> const std::string* {
     const auto it = facts.find(name);
@@ -289,7 +359,7 @@ std::optional<std::pair<DrainPhase, DrainFacts>> Drain::in_progress(const Journa
     if (problem) *problem = "journal " + journal.path() + ": phase '" + last.phase + "' is not a drain phase";
     return std::nullopt;
   }
-  auto facts = DrainFacts::from_map(last.facts);
+  auto facts = DrainFacts::from_json(last.facts);
   if (!facts) {
     if (problem) *problem = "journal " + journal.path() + ": " + facts.error();
     return std::nullopt;
@@ -305,7 +375,7 @@ Result<void, DrainError> Drain::record(DrainPhase phase) {
   entry.fencing_token = facts_.fencing_token;
   entry.boot_id = systems_.host.boot_id();
   entry.at = static_cast<std::int64_t>(std::time(nullptr));
-  entry.facts = facts_.to_map();
+  entry.facts = facts_.to_json();
   if (auto recorded = journal_.record(std::move(entry)); !recorded) {
     return drain_error(DrainError::Kind::kFailed, "journal: " + recorded.error().message() + "; nothing more was done");
   }

@@ -30,9 +30,8 @@ std::string journal_line(const JournalEntry& entry) {
   JsonWriter json(out);
   json.begin_object().key("drain_id").value(entry.drain_id).key("phase").value(entry.phase);
   json.key("fencing_token").value(entry.fencing_token).key("boot_id").value(entry.boot_id);
-  json.key("at").value(entry.at).key("facts").begin_object();
-  for (const auto& [key, value] : entry.facts) json.key(key).value(value);
-  json.end_object().end_object();
+  json.key("at").value(entry.at).key("facts").raw_value(entry.facts);
+  json.end_object();
   return out;
 }
 
@@ -54,12 +53,11 @@ Result<JournalEntry, std::string> parse_journal_line(std::string_view line) {
     return unexpected(std::string("fencing_token is not an integer"));
   }
   if (object["at"].get(entry.at) != simdjson::SUCCESS) return unexpected(std::string("at is not an integer"));
-  simdjson::dom::object facts;
-  if (object["facts"].get(facts) != simdjson::SUCCESS) return unexpected(std::string("facts is not an object"));
-  for (auto [key, value] : facts) {
-    if (value.get(text) != simdjson::SUCCESS) return unexpected("facts." + std::string(key) + " is not a string");
-    entry.facts.emplace(std::string(key), std::string(text));
+  simdjson::dom::element facts;
+  if (object["facts"].get(facts) != simdjson::SUCCESS || !facts.is_object()) {
+    return unexpected(std::string("facts is not an object"));
   }
+  entry.facts = simdjson::minify(facts);
   return entry;
 }
 
@@ -132,6 +130,13 @@ Result<void> Journal::record(JournalEntry entry) {
   if (!entries_.empty() && entries_.front().drain_id != entry.drain_id) {
     return unexpected(Error::invalid("journal", path_,
                                      "drain '" + entries_.front().drain_id + "' is still in progress; finish it first"));
+  }
+  {
+    simdjson::dom::parser parser;
+    simdjson::dom::element facts;
+    if (parser.parse(entry.facts).get(facts) != simdjson::SUCCESS || !facts.is_object()) {
+      return unexpected(Error::invalid("journal", path_, "the facts of phase '" + entry.phase + "' are not a JSON object"));
+    }
   }
   const std::string line = journal_line(entry) + "\n";
   std::size_t written = 0;

@@ -100,10 +100,18 @@ struct DrainFacts {
   bool connections_zero = false;        // the wait ended because every count was 0
   std::string trigger;                  // what started it: "cli", "file", "rolling:<request id>"
 
-  // The facts map of a journal entry (without the fencing token).
-  std::map<std::string, std::string> to_map() const;
+  // The facts as a journal entry carries them (without the fencing token): one JSON
+  // object, each fact with its own type -- ports and ids as arrays, revisions as
+  // numbers, flags as booleans.
+  std::string to_json() const;
+  // Reads what to_json() writes, and the facts of journals written before it (every
+  // value a string, lists comma-joined), so a drain interrupted by an upgrade resumes.
   // Errors name the fact that is wrong. The fencing token is left 0: it comes from the
   // entry (see Drain::in_progress).
+  static Result<DrainFacts, std::string> from_json(std::string_view object);
+  // The facts as text, one string per fact (lists comma-joined): for people (skopos
+  // drain --status) and for the older journal format.
+  std::map<std::string, std::string> to_map() const;
   static Result<DrainFacts, std::string> from_map(const std::map<std::string, std::string>& facts);
 };
 

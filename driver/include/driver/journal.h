@@ -30,7 +30,9 @@ struct JournalEntry {
   std::int64_t fencing_token = 0;  // the cluster lock's, 0 without one
   std::string boot_id;
   std::int64_t at = 0;          // unix seconds
-  std::map<std::string, std::string> facts;  // what undoing needs
+  // What undoing needs: one JSON object, as the drain wrote it (DrainFacts::to_json),
+  // kept as text so the journal need not know the drain's facts.
+  std::string facts = "{}";
 };
 
 class Journal {
@@ -43,7 +45,9 @@ class Journal {
   // A missing file is an empty journal; damage() says what could not be read.
   static Result<Journal> inspect(const std::string& path);
 
-  // Appends `entry` durably (fdatasync) before returning.
+  // Appends `entry` durably (fdatasync) before returning. Refuses (writing nothing) an
+  // entry whose facts are not a JSON object: the journal never holds a line it could
+  // not read back.
   Result<void> record(JournalEntry entry);
   // The last durable entry, if any.
   const std::optional<JournalEntry>& last() const { return last_; }

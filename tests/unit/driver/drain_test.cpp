@@ -15,6 +15,7 @@
 
 #include "driver/drain.h"
 #include "driver/drain_metrics.h"
+#include "driver/journal.h"
 #include "driver/drain_systems_impl.h"
 #include "drain_fakes.h"
 #include "skopos/docker_api.h"
@@ -274,7 +275,7 @@ TEST_F(DrainTest, AStopJustAfterTheGrantLeavesTheSlotInTheJournalForUndrain) {
   auto journal = Journal::open(world_.journal_path);
   ASSERT_TRUE(journal && journal->last());
   EXPECT_EQ(journal->last()->fencing_token, 77) << "the grant is journaled before anything else happens";
-  EXPECT_EQ(journal->last()->facts.at("lock"), "reboot");
+  EXPECT_EQ(DrainFacts::from_json(journal->last()->facts)->lock, "reboot");
   world_.stop = false;
   world_.calls.clear();
   auto undrain = run(kind(DrainKind::kReboot), true);
@@ -473,6 +474,65 @@ TEST(DrainFactsTest, RoundTripThroughTheJournalAndBadFactsAreNamed) {
   map = facts.to_map();
   map["mesos_mode"] = "maybe";
   EXPECT_EQ(DrainFacts::from_map(map).error(), "fact mesos_mode='maybe' is not none, schedule or drain-api");
+}
+
+// The journal's facts are one JSON object with typed values: ports and ids are arrays,
+// not comma-joined strings, and the revision is a number.
+TEST(DrainFactsTest, TheJournalCarriesTypedFactsThatReadBackTheSame) {
+  DrainFacts facts;
+  facts.kind = DrainKind::kReboot;
+  facts.tier = "worker";
+  facts.lock = "reboot";
+  facts.host_lock_revision = 42;
+  facts.machine = MesosMachine{MesosMachine::Mode::kSchedule, "agent-3", "10.0.0.3", ""};
+  facts.fenced_ports = {31000, 31001};
+  facts.containers = {"abc:mesos-1"};
+  facts.tasks = {"web.1", "web.2"};
+  facts.connections_zero = true;
+  facts.trigger = "file";
+  const std::string json = facts.to_json();
+  EXPECT_NE(json.find(R"("fenced_ports":[31000,31001])"), std::string::npos) << json;
+  EXPECT_NE(json.find(R"("host_lock_revision":42)"), std::string::npos) << json;
+  EXPECT_NE(json.find(R"("tasks":["web.1","web.2"])"), std::string::npos) << json;
+  EXPECT_NE(json.find(R"("connections_zero":true)"), std::string::npos) << json;
+  auto back = DrainFacts::from_json(json);
+  ASSERT_TRUE(back) << back.error();
+  EXPECT_EQ(back->to_json(), json);
+  EXPECT_EQ(back->to_map(), facts.to_map());
+
+  // Wrong types are named, never guessed at.
+  EXPECT_EQ(DrainFacts::from_json(R"({"kind":"DRAIN","tier":"w","lock":"","host_lock_revision":1,)"
+                                  R"("mesos_mode":"none","fenced_ports":[80,{"port":81}]})")
+                .error(),
+            R"(fact fenced_ports holds {"port":81}, not a string or number without commas)");
+  EXPECT_EQ(DrainFacts::from_json("[1]").error(), "the facts are not a JSON object");
+}
+
+// A drain interrupted by the upgrade that brought typed facts resumes: the facts of a
+// journal line exactly as the version before wrote it (a662846: every value a string,
+// lists comma-joined) read as they did.
+TEST(DrainFactsTest, AJournalWrittenBeforeTypedFactsStillReads) {
+  const std::string line =
+      R"({"drain_id":"d-5f3a","phase":"wait","fencing_token":12,"boot_id":"b-1","at":1795000000,)"
+      R"("facts":{"apps":"/web,/api","connections_zero":"false","containers":"abc:mesos-1,def:mesos-2",)"
+      R"("fenced_ports":"31000,31001","host_lock_revision":"3","kind":"REBOOT","leader_moved":"true",)"
+      R"("lock":"reboot","mesos_agent_id":"S1","mesos_hostname":"agent-1","mesos_ip":"10.0.0.1",)"
+      R"("mesos_mode":"drain-api","tasks":"web.1,api.1","tier":"worker","trigger":"rolling:r-9"}})";
+  auto entry = parse_journal_line(line);
+  ASSERT_TRUE(entry) << entry.error();
+  auto facts = DrainFacts::from_json(entry->facts);
+  ASSERT_TRUE(facts) << facts.error();
+  EXPECT_EQ(facts->kind, DrainKind::kReboot);
+  EXPECT_EQ(facts->host_lock_revision, 3);
+  EXPECT_EQ(facts->machine.mode, MesosMachine::Mode::kDrainApi);
+  EXPECT_EQ(facts->machine.agent_id, "S1");
+  EXPECT_EQ(facts->fenced_ports, (std::vector<std::uint16_t>{31000, 31001}));
+  EXPECT_EQ(facts->containers, (std::vector<std::string>{"abc:mesos-1", "def:mesos-2"}));
+  EXPECT_EQ(facts->apps, (std::vector<std::string>{"/web", "/api"}));
+  EXPECT_EQ(facts->tasks, (std::vector<std::string>{"web.1", "api.1"}));
+  EXPECT_TRUE(facts->leader_moved);
+  EXPECT_FALSE(facts->connections_zero);
+  EXPECT_EQ(facts->trigger, "rolling:r-9");
 }
 
 std::string docker_fixture(const std::string& name) {
