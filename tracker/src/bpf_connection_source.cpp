@@ -94,9 +94,9 @@ Result<std::unique_ptr<BpfConnectionSource>> BpfConnectionSource::create(Options
   if (int ret = conn_tracker__attach(skeleton); ret != 0) {
     return unexpected(Error::from_errno(failure_errno(ret), "bpf attach", kObject));
   }
-  source->ring_ = ring_buffer__new(bpf_map__fd(skeleton->maps.conn_events), &BpfConnectionSource::on_event,
-                                   source.get(), nullptr);
-  if (source->ring_ == nullptr) {
+  source->ring_.reset(ring_buffer__new(bpf_map__fd(skeleton->maps.conn_events), &BpfConnectionSource::on_event,
+                                       source.get(), nullptr));
+  if (!source->ring_) {
     return unexpected(Error::from_errno(failure_errno(0), "bpf ring buffer", "conn_events"));
   }
   bpf_prog_info info{};
@@ -110,12 +110,12 @@ Result<std::unique_ptr<BpfConnectionSource>> BpfConnectionSource::create(Options
   return source;
 }
 
-BpfConnectionSource::~BpfConnectionSource() {
-  if (ring_ != nullptr) ring_buffer__free(ring_);
-  conn_tracker__destroy(skeleton_);
-}
+void BpfConnectionSource::DestroySkeleton::operator()(conn_tracker* skeleton) const { conn_tracker__destroy(skeleton); }
+void BpfConnectionSource::FreeRing::operator()(ring_buffer* ring) const { ring_buffer__free(ring); }
 
-int BpfConnectionSource::wait_fd() const { return ring_buffer__epoll_fd(ring_); }
+BpfConnectionSource::~BpfConnectionSource() = default;
+
+int BpfConnectionSource::wait_fd() const { return ring_buffer__epoll_fd(ring_.get()); }
 
 int BpfConnectionSource::on_event(void* context, void* data, std::size_t size) {
   auto* self = static_cast<BpfConnectionSource*>(context);
@@ -379,7 +379,7 @@ void BpfConnectionSource::prove(FunctionRef<void(std::uint64_t inode)> changed) 
 
 Result<void> BpfConnectionSource::update(FunctionRef<void(std::uint64_t inode)> changed) {
   pending_.clear();
-  const int consumed = ring_buffer__consume(ring_);
+  const int consumed = ring_buffer__consume(ring_.get());
   if (consumed < 0) return unexpected(Error::from_errno(-consumed, "bpf ring buffer consume", "conn_events"));
   if (consumed > 0) ++updates_;
 

@@ -41,36 +41,35 @@ bool parse_ip_address(const std::string& text, IpAddress& address) {
 }
 
 Result<std::unique_ptr<ConntrackSource>> ConntrackSource::create(unsigned event_buffer_bytes) {
-  nfct_handle* events =
-      nfct_open(CONNTRACK, NF_NETLINK_CONNTRACK_NEW | NF_NETLINK_CONNTRACK_UPDATE | NF_NETLINK_CONNTRACK_DESTROY);
-  if (events == nullptr) return unexpected(Error::from_errno(errno, "nfct_open events", "conntrack"));
-  nfct_handle* dump = nfct_open(CONNTRACK, 0);
-  if (dump == nullptr) {
-    const int saved = errno;
-    nfct_close(events);
-    return unexpected(Error::from_errno(saved, "nfct_open dump", "conntrack"));
-  }
-  std::unique_ptr<ConntrackSource> source(new ConntrackSource(events, dump));
-  nfnl_rcvbufsiz(nfct_nfnlh(events), event_buffer_bytes);
-  const int fd = nfct_fd(events);
+  Handle events(
+      nfct_open(CONNTRACK, NF_NETLINK_CONNTRACK_NEW | NF_NETLINK_CONNTRACK_UPDATE | NF_NETLINK_CONNTRACK_DESTROY));
+  if (!events) return unexpected(Error::from_errno(errno, "nfct_open events", "conntrack"));
+  Handle dump(nfct_open(CONNTRACK, 0));
+  if (!dump) return unexpected(Error::from_errno(errno, "nfct_open dump", "conntrack"));
+  nfct_handle* const events_handle = events.get();
+  nfct_handle* const dump_handle = dump.get();
+  std::unique_ptr<ConntrackSource> source(new ConntrackSource(std::move(events), std::move(dump)));
+  nfnl_rcvbufsiz(nfct_nfnlh(events_handle), event_buffer_bytes);
+  const int fd = nfct_fd(events_handle);
   ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) | O_NONBLOCK);
   const auto callback = [](nf_conntrack_msg_type type, nf_conntrack* ct, void* context) {
     return ConntrackSource::on_conntrack(static_cast<int>(type), ct, context);
   };
-  nfct_callback_register(events, NFCT_T_ALL, callback, source.get());
-  nfct_callback_register(dump, NFCT_T_ALL, callback, source.get());
+  nfct_callback_register(events_handle, NFCT_T_ALL, callback, source.get());
+  nfct_callback_register(dump_handle, NFCT_T_ALL, callback, source.get());
   // Subscribed first, dumped second: an event queued meanwhile is applied after the
   // dump, in order, so the result is the latest state.
   if (auto status = source->resync(); !status) return unexpected(std::move(status).error());
   return source;
 }
 
-ConntrackSource::~ConntrackSource() {
-  nfct_close(events_);
-  nfct_close(dump_);
+void ConntrackSource::CloseHandle::operator()(nfct_handle* handle) const {
+  if (handle != nullptr) nfct_close(handle);
 }
 
-int ConntrackSource::wait_fd() const { return nfct_fd(events_); }
+ConntrackSource::~ConntrackSource() = default;
+
+int ConntrackSource::wait_fd() const { return nfct_fd(events_.get()); }
 
 int ConntrackSource::on_conntrack(int type, nf_conntrack* ct, void* context) {
   static_cast<ConntrackSource*>(context)->apply(type, ct);
@@ -136,7 +135,7 @@ Result<void> ConntrackSource::resync() {
   established_.clear();
   ++stats_.dumps;
   std::uint32_t family = AF_UNSPEC;
-  if (nfct_query(dump_, NFCT_Q_DUMP, &family) < 0) {
+  if (nfct_query(dump_.get(), NFCT_Q_DUMP, &family) < 0) {
     return unexpected(Error::from_errno(errno, "nfct_query dump", "conntrack"));
   }
   return {};
@@ -145,7 +144,7 @@ Result<void> ConntrackSource::resync() {
 void ConntrackSource::discard_queued() {
   char buffer[65536];
   for (;;) {
-    const ssize_t n = ::recv(nfct_fd(events_), buffer, sizeof buffer, MSG_DONTWAIT);
+    const ssize_t n = ::recv(nfct_fd(events_.get()), buffer, sizeof buffer, MSG_DONTWAIT);
     if (n > 0 || (n < 0 && (errno == EINTR || errno == ENOBUFS))) continue;
     return;
   }
@@ -153,7 +152,7 @@ void ConntrackSource::discard_queued() {
 
 Result<void> ConntrackSource::update() {
   for (;;) {
-    const int ret = nfct_catch(events_);
+    const int ret = nfct_catch(events_.get());
     if (ret >= 0) continue;
     if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) return {};
     if (errno == ENOBUFS) {

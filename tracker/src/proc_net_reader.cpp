@@ -14,6 +14,7 @@
 #include <thread>
 
 #include "skopos/unique_fd.h"
+#include "skopos/unique_handle.h"
 
 namespace skopos::tracker {
 
@@ -154,9 +155,9 @@ Result<std::vector<NetworkNamespace>> list_network_namespaces(const std::string&
                                                               const std::string& run_netns) {
   std::map<std::uint64_t, NetworkNamespace> by_inode;
 
-  DIR* proc = ::opendir(proc_root.c_str());
-  if (proc == nullptr) return unexpected(Error::from_errno(errno, "opendir", proc_root));
-  while (const dirent* entry = ::readdir(proc)) {
+  const UniqueHandle<DIR, ::closedir> proc(::opendir(proc_root.c_str()));
+  if (!proc) return unexpected(Error::from_errno(errno, "opendir", proc_root));
+  while (const dirent* entry = ::readdir(proc.get())) {
     pid_t pid = 0;
     const std::string_view name(entry->d_name);
     const auto parsed = std::from_chars(name.data(), name.data() + name.size(), pid);
@@ -173,10 +174,9 @@ Result<std::vector<NetworkNamespace>> list_network_namespaces(const std::string&
       netns.command = read_small_file(proc_root + "/" + std::string(name) + "/comm");
     }
   }
-  ::closedir(proc);
 
-  if (DIR* named = ::opendir(run_netns.c_str())) {
-    while (const dirent* entry = ::readdir(named)) {
+  if (const UniqueHandle<DIR, ::closedir> named(::opendir(run_netns.c_str())); named) {
+    while (const dirent* entry = ::readdir(named.get())) {
       const std::string name(entry->d_name);
       if (name == "." || name == "..") continue;
       struct stat ns {};
@@ -185,7 +185,6 @@ Result<std::vector<NetworkNamespace>> list_network_namespaces(const std::string&
       netns.inode = ns.st_ino;
       netns.names.push_back(name);
     }
-    ::closedir(named);
   }
 
   std::vector<NetworkNamespace> namespaces;

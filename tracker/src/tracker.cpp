@@ -16,6 +16,7 @@
 #include "skopos/log.h"
 #include "skopos/text_table.h"
 #include "skopos/unique_fd.h"
+#include "skopos/unique_handle.h"
 
 namespace skopos::tracker {
 
@@ -61,9 +62,9 @@ std::string quoted_id(const std::string& id) { return "'" + id.substr(0, 12) + "
 // Every process's parent, for finding a container's process tree.
 std::unordered_map<pid_t, std::vector<pid_t>> children_by_parent(const std::string& proc_root) {
   std::unordered_map<pid_t, std::vector<pid_t>> children;
-  DIR* dir = ::opendir(proc_root.c_str());
-  if (dir == nullptr) return children;
-  while (const dirent* entry = ::readdir(dir)) {
+  const UniqueHandle<DIR, ::closedir> dir(::opendir(proc_root.c_str()));
+  if (!dir) return children;
+  while (const dirent* entry = ::readdir(dir.get())) {
     pid_t pid = 0;
     if (!parse_integer(std::string_view(entry->d_name), pid)) continue;
     const std::string stat = read_text(proc_root + "/" + entry->d_name + "/stat");
@@ -72,26 +73,24 @@ std::unordered_map<pid_t, std::vector<pid_t>> children_by_parent(const std::stri
     // Fields after the command: state (3), ppid (4).
     if (fields.size() > 1 && parse_integer(fields[1], parent)) children[parent].push_back(pid);
   }
-  ::closedir(dir);
   return children;
 }
 
 // Socket inodes held open by `pid` ("socket:[12345]" links under /proc/<pid>/fd).
 void socket_inodes(const std::string& proc_root, pid_t pid, std::unordered_set<std::uint64_t>& inodes) {
   const std::string fd_dir = proc_root + "/" + std::to_string(pid) + "/fd";
-  DIR* dir = ::opendir(fd_dir.c_str());
-  if (dir == nullptr) return;
+  const UniqueHandle<DIR, ::closedir> dir(::opendir(fd_dir.c_str()));
+  if (!dir) return;
   char target[64];
-  while (const dirent* entry = ::readdir(dir)) {
+  while (const dirent* entry = ::readdir(dir.get())) {
     if (entry->d_name[0] == '.') continue;
-    const ssize_t n = ::readlinkat(::dirfd(dir), entry->d_name, target, sizeof target - 1);
+    const ssize_t n = ::readlinkat(::dirfd(dir.get()), entry->d_name, target, sizeof target - 1);
     if (n <= 0) continue;
     const std::string_view link(target, static_cast<std::size_t>(n));
     if (!link.starts_with("socket:[") || !link.ends_with("]")) continue;
     std::uint64_t inode = 0;
     if (parse_integer(link.substr(8, link.size() - 9), inode)) inodes.insert(inode);
   }
-  ::closedir(dir);
 }
 
 }  // namespace

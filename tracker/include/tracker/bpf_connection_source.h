@@ -89,6 +89,15 @@ class BpfConnectionSource final : public ConnectionSource {
   Result<std::size_t> snapshot_runs() const;
 
  private:
+  // Release the skeleton (conn_tracker__destroy) and the ring buffer (ring_buffer__free):
+  // defined where the skeleton's header is included.
+  struct DestroySkeleton {
+    void operator()(conn_tracker* skeleton) const;
+  };
+  struct FreeRing {
+    void operator()(ring_buffer* ring) const;
+  };
+
   explicit BpfConnectionSource(conn_tracker* skeleton) : skeleton_(skeleton) {}
   static int on_event(void* context, void* data, std::size_t size);
   // Runs the snapshot of each namespace, in parallel (see above); one result each.
@@ -120,8 +129,10 @@ class BpfConnectionSource final : public ConnectionSource {
     bool proven = true;  // false: a socket may have gone uncounted; unknown until a snapshot
   };
 
-  conn_tracker* skeleton_;
-  ring_buffer* ring_ = nullptr;
+  // Declared in this order so the ring buffer, which reads a map of the skeleton's, goes
+  // first.
+  std::unique_ptr<conn_tracker, DestroySkeleton> skeleton_;
+  std::unique_ptr<ring_buffer, FreeRing> ring_;
   std::uint32_t program_id_ = 0;
   std::unordered_map<std::uint64_t, Tracked> tracked_;
   // Keys named by the events of the current update(), as packed 64-bit values.

@@ -77,14 +77,20 @@ class ConntrackSource {
   };
   using Endpoint = std::pair<IpAddress, std::uint16_t>;
 
-  ConntrackSource(nfct_handle* events, nfct_handle* dump) : events_(events), dump_(dump) {}
+  // Closes a handle (nfct_close): defined where libnetfilter_conntrack is included.
+  struct CloseHandle {
+    void operator()(nfct_handle* handle) const;
+  };
+  using Handle = std::unique_ptr<nfct_handle, CloseHandle>;
+
+  ConntrackSource(Handle events, Handle dump) : events_(std::move(events)), dump_(std::move(dump)) {}
   static int on_conntrack(int type, nf_conntrack* ct, void* context);
   void apply(int type, const nf_conntrack* ct);
   void set_flow(std::uint32_t id, const Flow* flow);
   void discard_queued();
 
-  nfct_handle* events_;
-  nfct_handle* dump_;
+  Handle events_;
+  Handle dump_;
   std::unordered_map<std::uint32_t, Flow> flows_;  // by conntrack id
   std::map<Endpoint, std::uint32_t> established_;  // container end -> ESTABLISHED flows
   ConntrackStats stats_;
