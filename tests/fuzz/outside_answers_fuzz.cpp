@@ -1,5 +1,5 @@
 // libFuzzer target for what the servers we call send back: every parser of Marathon's,
-// the Mesos master's and agent's, the Docker Engine's, the etcd gateway's (range, txn, watch)
+// the Mesos master's, the Docker Engine's, the etcd gateway's (range, txn, watch)
 // and ZooKeeper's (srvr, mntr) answers runs on each input.
 // An answer is outside input -- a proxy, a bug, a version we never saw -- so a parser
 // must never crash, and a refusal must say what was wrong (a non-empty message). Seeded
@@ -55,11 +55,10 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     if (!done || *done) break;
     at = newline + 1;
   }
-  using namespace skopos::tracker;
-  check_error(parse_container_list(input));
-  check_error(parse_container_inspect(input));
-  check_error(parse_docker_event(input));
-  (void)parse_docker_error(input);
+  check_error(skopos::parse_container_list(input));
+  check_error(skopos::parse_container_inspect(input));
+  check_error(skopos::parse_docker_event(input));
+  (void)skopos::parse_docker_error(input);
   // ZooKeeper's four-letter words (srvr, mntr): plain text from a TCP peer.
   const std::string text(input);
   ZkServerHealth health;

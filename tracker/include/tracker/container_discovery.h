@@ -18,21 +18,9 @@
 #include <vector>
 
 #include "skopos/docker_engine.h"
+#include "tracker/discovery_update.h"
 
 namespace skopos::tracker {
-
-struct DiscoveryUpdate {
-  enum class Kind : std::uint8_t {
-    kFullList,  // `containers` is every running container; forget all others
-    kStarted,   // `containers` holds the one container that started (or restarted)
-    kGone,      // container `id` stopped or was removed
-    kUnavailable,  // the daemon cannot be reached; `error` says why; containers unknown
-  };
-  Kind kind = Kind::kFullList;
-  std::vector<ContainerInfo> containers;
-  std::string id;
-  std::string error;
-};
 
 class ContainerDiscovery {
  public:

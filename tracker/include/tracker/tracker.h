@@ -31,7 +31,7 @@
 #include "skopos/json_writer.h"
 #include "tracker/conntrack_source.h"
 #include "tracker/connection_source.h"
-#include "tracker/container_discovery.h"
+#include "tracker/discovery_update.h"
 #include "skopos/docker_api.h"
 #include "tracker/proc_connection_source.h"
 #include "tracker/proc_net_reader.h"
