@@ -81,6 +81,11 @@ void print_states(const std::vector<std::pair<std::string, FenceState>>& states,
 }  // namespace
 
 int fence_command(int argc, char** argv) {
+  const std::set<std::string> kValueOptions = {"chain", "health-check-port", "health-check-match", "ipv6", "allow"};
+  // Options may come before the subcommand too: `skopos fence --chain X show`.
+  std::set<std::string> value_options = global_value_options();
+  value_options.insert(kValueOptions.begin(), kValueOptions.end());
+  commands_first(argc, argv, 2, 1, value_options);
   if (argc < 3 || std::string_view(argv[2]) == "--help" || std::string_view(argv[2]) == "-h") {
     std::fputs(kFenceUsage, argc < 3 ? stderr : stdout);
     return argc < 3 ? kExitUsage : kExitOk;
@@ -90,8 +95,7 @@ int fence_command(int argc, char** argv) {
     std::fprintf(stderr, "skopos fence: unknown command '%s'\n\n%s", command.c_str(), kFenceUsage);
     return kExitUsage;
   }
-  const CliSpec spec = with_global_options("skopos fence " + command, {"dry-run"},
-                                           {"chain", "health-check-port", "health-check-match", "ipv6", "allow"});
+  const CliSpec spec = with_global_options("skopos fence " + command, {"dry-run"}, kValueOptions);
   CliArgs args = CliArgs::parse(spec, argc, argv, 3);
   if (args.flag("help")) {
     std::fputs(kFenceUsage, stdout);

@@ -42,6 +42,11 @@ CliSpec with_global_options(std::string command, std::set<std::string> flags, st
   return CliSpec{std::move(command), std::move(flags), std::move(options)};
 }
 
+const std::set<std::string>& global_value_options() {
+  static const std::set<std::string> options = with_global_options("", {}, {}).options;
+  return options;
+}
+
 GlobalOptions parse_global_options(const CliSpec& spec, CliArgs& args) {
   if (args.has("config")) {
     args.merge_config_file(spec, args.option("config"));

@@ -27,6 +27,10 @@ enum ExitCode : int {
 // The help text of the global options.
 extern const char* const kGlobalOptionsHelp;
 
+// The global options that take a value: what commands_first() skips with its value
+// when it looks for the (sub)command among options given before it.
+const std::set<std::string>& global_value_options();
+
 // A subcommand's spec with the global options added.
 CliSpec with_global_options(std::string command, std::set<std::string> flags, std::set<std::string> options);
 

@@ -229,11 +229,6 @@ int heartbeat_command(LockContext& context, const GlobalOptions& options, std::c
 }  // namespace
 
 int lock_command(int argc, char** argv) {
-  if (argc < 3 || std::string_view(argv[2]) == "--help" || std::string_view(argv[2]) == "-h") {
-    print_usage(argc < 3 ? stderr : stdout);
-    return argc < 3 ? kExitUsage : kExitOk;
-  }
-  const std::string command = argv[2];
   struct Shape {
     const char* name;
     std::size_t positional;
@@ -252,6 +247,15 @@ int lock_command(int argc, char** argv) {
       {"host-unlock", 1, {}, {}},
       {"heartbeat", 0, {}, {"ttl", "for"}},
   };
+  // Options may come before the subcommand too: `skopos lock --etcd-endpoints X status`.
+  std::set<std::string> value_options = global_value_options();
+  for (const Shape& candidate : kShapes) value_options.insert(candidate.options.begin(), candidate.options.end());
+  commands_first(argc, argv, 2, 1, value_options);
+  if (argc < 3 || std::string_view(argv[2]) == "--help" || std::string_view(argv[2]) == "-h") {
+    print_usage(argc < 3 ? stderr : stdout);
+    return argc < 3 ? kExitUsage : kExitOk;
+  }
+  const std::string command = argv[2];
   const Shape* shape = nullptr;
   for (const Shape& candidate : kShapes) {
     if (command == candidate.name) shape = &candidate;

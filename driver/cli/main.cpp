@@ -5,6 +5,7 @@
 
 #include "commands.h"
 #include "global_options.h"
+#include "skopos/cli_args.h"
 #include "skopos/result.h"
 
 namespace {
@@ -38,6 +39,8 @@ int main(int argc, char** argv) {
     std::fputs(kUsage, argc < 2 ? stderr : stdout);
     return argc < 2 ? cli::kExitUsage : cli::kExitOk;
   }
+  // Global options may come before the command: `skopos --etcd-endpoints X lock status`.
+  skopos::commands_first(argc, argv, 1, 1, cli::global_value_options());
   const std::string_view command = argv[1];
   try {
     if (command == "lock") return cli::lock_command(argc, argv);

@@ -224,11 +224,6 @@ std::string machine_list(const std::vector<MachineId>& machines) {
 }  // namespace
 
 int maintenance_command(int argc, char** argv) {
-  if (argc < 3 || std::string_view(argv[2]) == "--help" || std::string_view(argv[2]) == "-h") {
-    print_usage(argc < 3 ? stderr : stdout);
-    return argc < 3 ? kExitUsage : kExitOk;
-  }
-  const std::string command = argv[2];
   static const std::map<std::string, std::pair<std::set<std::string>, std::set<std::string>>> kShapes = {
       {"status", {{}, {}}},
       {"schedule", {{}, {"start", "duration", "lock-wait"}}},
@@ -238,6 +233,16 @@ int maintenance_command(int argc, char** argv) {
       {"drain-agent", {{"mark-gone"}, {"grace"}}},
       {"reactivate-agent", {{}, {}}},
   };
+  // Options may come before the subcommand too: `skopos maintenance --mesos-master X status`.
+  std::set<std::string> value_options = global_value_options();
+  value_options.insert(kMesosOptions.begin(), kMesosOptions.end());
+  for (const auto& [name, shape] : kShapes) value_options.insert(shape.second.begin(), shape.second.end());
+  commands_first(argc, argv, 2, 1, value_options);
+  if (argc < 3 || std::string_view(argv[2]) == "--help" || std::string_view(argv[2]) == "-h") {
+    print_usage(argc < 3 ? stderr : stdout);
+    return argc < 3 ? kExitUsage : kExitOk;
+  }
+  const std::string command = argv[2];
   const auto shape = kShapes.find(command);
   if (shape == kShapes.end()) {
     std::fprintf(stderr, "skopos maintenance: unknown command '%s'\n\n", command.c_str());

@@ -168,6 +168,30 @@ TEST_F(SkoposLockCliTest, HostLockTakesOneTokenAndOnlyThatTokenUnlocks) {
   EXPECT_NE(free.out.find("is not locked"), std::string::npos) << free.out;
 }
 
+// Options before the command and before the subcommand, as `etcdctl --endpoints X get`
+// and `kubectl -n X get` take them. Failed before: `skopos lock --etcd-endpoints X
+// status` was refused as "unknown command '--etcd-endpoints'".
+TEST_F(SkoposLockCliTest, OptionsMayComeBeforeTheCommandAndTheSubcommand) {
+  ASSERT_EQ(lock("m-1", {"acquire", "reboot", "worker", "--token", "REBOOT"}).exit_code, 0);
+  const ProcessResult after = lock("admin", {"status", "--json"});
+  ASSERT_EQ(after.exit_code, 0) << after.err;
+  const std::vector<std::string> connection = {"--etcd-endpoints", server_->endpoint(), "--etcd-prefix", prefix_,
+                                               "--machine-id", "admin"};
+  std::vector<std::string> before_subcommand = {SKOPOS_CLI, "lock"};
+  before_subcommand.insert(before_subcommand.end(), connection.begin(), connection.end());
+  before_subcommand.insert(before_subcommand.end(), {"status", "--json"});
+  const ProcessResult middle = run_process(before_subcommand);
+  EXPECT_EQ(middle.exit_code, 0) << middle.err;
+  EXPECT_NE(middle.out.find("m-1"), std::string::npos) << middle.out;
+  std::vector<std::string> before_command = {SKOPOS_CLI};
+  before_command.insert(before_command.end(), connection.begin(), connection.end());
+  before_command.insert(before_command.end(), {"--json", "lock", "status"});
+  const ProcessResult first = run_process(before_command);
+  EXPECT_EQ(first.exit_code, 0) << first.err;
+  EXPECT_NE(first.out.find("m-1"), std::string::npos) << first.out;
+  EXPECT_NE(after.out.find("m-1"), std::string::npos) << after.out;
+}
+
 TEST_F(SkoposLockCliTest, BadFlagsBadDataAndAnUnreachableEtcdEachSayWhatIsWrong) {
   auto unknown = lock("machine-a", {"acquire", "reboot", "worker", "--tokn", "X"});
   EXPECT_EQ(unknown.exit_code, 2);

@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <fstream>
+#include <sstream>
 #include <string>
 
 #include "process.h"
@@ -75,6 +76,33 @@ TEST(TrackerDaemon, UsageErrorsExit2AndNameWhatWasWrong) {
     EXPECT_EQ(result.exit_code, 2) << c.says;
     EXPECT_NE(result.err.find(c.says), std::string::npos) << "stderr: " << result.err;
     EXPECT_TRUE(result.out.empty());
+  }
+}
+
+// The README's table of skopos-tracker's options is the one the binary declares: every
+// option, its value and default, as --help-markdown prints them from the one table.
+TEST(TrackerDaemon, TheReadmeListsEveryOptionAsTheBinaryDeclaresIt) {
+  const ProcessResult table = run_process({kTracker, "--help-markdown"});
+  ASSERT_EQ(table.exit_code, 0) << table.err;
+  ASSERT_NE(table.out.find("| `--docker-socket PATH` | `/var/run/docker.sock` |"), std::string::npos) << table.out;
+  std::ifstream in(std::string(SKOPOS_SOURCE_DIR) + "/README.md");
+  std::stringstream readme;
+  readme << in.rdbuf();
+  const std::string text = readme.str();
+  const std::string begin = "<!-- skopos-tracker --help-markdown -->\n";
+  const std::string end = "<!-- end skopos-tracker --help-markdown -->";
+  const auto from = text.find(begin);
+  const auto to = text.find(end);
+  ASSERT_NE(from, std::string::npos) << "README.md lost its skopos-tracker options table";
+  ASSERT_NE(to, std::string::npos);
+  EXPECT_EQ(text.substr(from + begin.size(), to - from - begin.size()), table.out)
+      << "README.md's skopos-tracker options differ from the binary's: paste the output of "
+         "'skopos-tracker --help-markdown' between the markers";
+  // And --help shows the same options.
+  const ProcessResult help = run_process({kTracker, "--help"});
+  ASSERT_EQ(help.exit_code, 0);
+  for (const char* option : {"--source auto|bpf|proc", "--coalesce-max D", "--stream-socket PATH", "--log-level LEVEL"}) {
+    EXPECT_NE(help.out.find(std::string("  ") + option), std::string::npos) << option << "\n" << help.out;
   }
 }
 

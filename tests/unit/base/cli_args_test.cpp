@@ -48,6 +48,31 @@ TEST(CliArgs, RejectsWhatItDoesNotKnowNamingIt) {
   EXPECT_EQ(failure({"--kernel"}), "tool cmd: option '--kernel' needs a value");
 }
 
+// Options before a command word or after it read the same; a value is never taken
+// for the command.
+TEST(CommandsFirst, MovesTheCommandWordsAheadOfTheOptionsBeforeThem) {
+  const auto reordered = [](std::vector<std::string> words, int first, int count) {
+    std::vector<char*> argv;
+    for (std::string& word : words) argv.push_back(word.data());
+    commands_first(static_cast<int>(argv.size()), argv.data(), first, count, {"etcd-endpoints", "timeout"});
+    std::vector<std::string> out;
+    for (char* arg : argv) out.emplace_back(arg);
+    return out;
+  };
+  using Words = std::vector<std::string>;
+  EXPECT_EQ(reordered({"skopos", "--etcd-endpoints", "http://e:2379", "--json", "lock", "status"}, 1, 1),
+            (Words{"skopos", "lock", "--etcd-endpoints", "http://e:2379", "--json", "status"}));
+  EXPECT_EQ(reordered({"skopos", "lock", "--timeout=5s", "--etcd-endpoints", "status", "acquire"}, 2, 1),
+            (Words{"skopos", "lock", "acquire", "--timeout=5s", "--etcd-endpoints", "status"}))
+      << "'status' is --etcd-endpoints' value, not the subcommand";
+  EXPECT_EQ(reordered({"skopos", "lock", "status", "--json"}, 2, 1), (Words{"skopos", "lock", "status", "--json"}));
+  EXPECT_EQ(reordered({"skopos", "lock", "--json", "--", "status"}, 2, 1),
+            (Words{"skopos", "lock", "--json", "--", "status"}))
+      << "nothing after --";
+  EXPECT_EQ(reordered({"skopos", "--timeout", "5s"}, 1, 1), (Words{"skopos", "--timeout", "5s"}))
+      << "no command: as it was";
+}
+
 TEST(ParseDuration, UnitsAndValuesThatDoNotFitAreRefused) {
   EXPECT_EQ(parse_duration("250us"), std::chrono::microseconds(250));
   EXPECT_EQ(parse_duration("90"), std::chrono::seconds(90));

@@ -1,4 +1,5 @@
 #include "skopos/cli_args.h"
+#include "skopos/option_table.h"
 
 #include <algorithm>
 #include <charconv>
@@ -107,6 +108,39 @@ std::optional<std::chrono::microseconds> parse_duration(std::string_view text) {
     return std::nullopt;
   }
   return std::chrono::microseconds(number * scale);
+}
+
+void commands_first(int argc, char** argv, int first, int words, const std::set<std::string>& value_options) {
+  std::vector<int> found;
+  for (int i = first; i < argc && static_cast<int>(found.size()) < words; ++i) {
+    const std::string_view arg = argv[i];
+    if (arg == "--") break;
+    if (arg.size() > 1 && arg.front() == '-') {
+      const std::string_view name = arg.substr(arg.starts_with("--") ? 2 : 1);
+      // "--name value": the value is the option's, not a word.
+      if (name.find('=') == std::string_view::npos && value_options.count(std::string(name)) != 0) ++i;
+      continue;
+    }
+    found.push_back(i);
+  }
+  if (static_cast<int>(found.size()) < words) return;
+  // A stable move: the words first, then everything else in its order.
+  std::vector<char*> reordered;
+  for (const int i : found) reordered.push_back(argv[i]);
+  for (int i = first; i < argc; ++i) {
+    if (std::find(found.begin(), found.end(), i) == found.end()) reordered.push_back(argv[i]);
+  }
+  std::copy(reordered.begin(), reordered.end(), argv + first);
+}
+
+std::string format_duration(std::chrono::microseconds value) {
+  const std::int64_t us = value.count();
+  if (us == 0) return "0";
+  for (const auto& [unit, scale] : {std::pair{"h", std::int64_t{3'600'000'000}}, std::pair{"m", std::int64_t{60'000'000}},
+                                    std::pair{"s", std::int64_t{1'000'000}}, std::pair{"ms", std::int64_t{1000}}}) {
+    if (us % scale == 0) return std::to_string(us / scale) + unit;
+  }
+  return std::to_string(us) + "us";
 }
 
 std::optional<std::uint16_t> parse_port(std::string_view text) {

@@ -32,6 +32,15 @@ std::optional<std::uint16_t> parse_port(std::string_view text);
 // The non-empty parts of `text` between `separator`s: "a,,b" -> {"a", "b"}.
 std::vector<std::string> split_list(std::string_view text, char separator = ',');
 
+// Moves the first `words` command words found in argv[first..argc) -- arguments that are
+// neither options ("--name", "--name=value") nor the value of an option in
+// `value_options` -- to argv[first..first+words), keeping the order of the rest. So
+// options may stand before or after a (sub)command, as `etcdctl --endpoints X get` and
+// `kubectl -n X get` allow: `skopos --etcd-endpoints X lock status` and `skopos lock
+// --etcd-endpoints X status` both read as `skopos lock status --etcd-endpoints X`.
+// "--" ends the search. Fewer words than asked for leaves argv as it was.
+void commands_first(int argc, char** argv, int first, int words, const std::set<std::string>& value_options);
+
 class CliArgs {
  public:
   // Parses argv[first..argc). Throws FatalError on an unknown option, a flag given a

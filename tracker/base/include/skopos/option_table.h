@@ -1,0 +1,194 @@
+// OptionTable: a command's options declared once. Each option is one entry -- its name,
+// the value it takes, what it does, and where its value goes in the command's one
+// config value -- and everything else is made from the table:
+//
+//  * spec(): the names CliArgs parses (command line and `--config` file alike);
+//  * read(): every option given, read into the config, in table order;
+//  * help(): the options section of --help, each with the default the config holds;
+//  * markdown(): the same as a Markdown table, which the README carries and a test
+//    compares with the binary's, so --help, the config file and the README agree by
+//    construction.
+//
+//   OptionTable<DaemonOptions> table("skopos-tracker");
+//   table.duration("docker-timeout", "deadline of each Docker request", &DaemonOptions::docker_timeout);
+//
+// Errors are CliArgs's: a FatalError that names the option and the bad value.
+#pragma once
+
+#include <chrono>
+#include <functional>
+#include <type_traits>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "skopos/cli_args.h"
+#include "skopos/result.h"
+
+namespace skopos {
+
+// A duration as options take it: the largest unit that divides it exactly ("250us",
+// "4ms", "5s", "2m", "1h"; "0" for zero).
+std::string format_duration(std::chrono::microseconds value);
+
+template <class Config>
+class OptionTable {
+ public:
+  struct Option {
+    std::string name;   // without "--"
+    std::string value;  // "" for a flag; else what it takes: "D", "PATH", "auto|bpf|proc"
+    std::string help;   // what it does; '\n' starts another line
+    // The default as --help shows it, from a default config; "" shows none.
+    std::function<std::string(const Config&)> shown_default;
+    // Reads the option's value (a flag: "") into the config; throws FatalError.
+    std::function<void(const CliArgs& args, Config& config)> read;
+  };
+
+  explicit OptionTable(std::string command) : command_(std::move(command)) {}
+
+  const std::string& command() const { return command_; }
+  const std::vector<Option>& options() const { return options_; }
+
+  // Anything the typed helpers below do not cover.
+  OptionTable& add(Option option) {
+    options_.push_back(std::move(option));
+    return *this;
+  }
+  // The typed helpers take where the value goes as a member pointer (&Config::once) or
+  // as a callable that gives the field of a config, const or not
+  // ([](auto& c) -> auto& { return c.daemon.once; }).
+  template <class Get>
+  OptionTable& flag(std::string name, std::string help, Get get) {
+    return add({name, "", std::move(help), {}, [get](const CliArgs&, Config& c) { std::invoke(get, c) = true; }});
+  }
+  template <class Get>
+  OptionTable& text(std::string name, std::string value, std::string help, Get get) {
+    return add({name, std::move(value), std::move(help), [get](const Config& c) { return std::string(std::invoke(get, c)); },
+                [name, get](const CliArgs& args, Config& c) { std::invoke(get, c) = args.option(name); }});
+  }
+  // A duration field (milliseconds or microseconds): "250us", "5s", "2m".
+  template <class Get>
+  OptionTable& duration(std::string name, std::string help, Get get) {
+    return add({name, "D", std::move(help), [get](const Config& c) { return format_duration(std::invoke(get, c)); },
+                [name, get](const CliArgs& args, Config& c) {
+                  auto& field = std::invoke(get, c);
+                  using Field = std::remove_reference_t<decltype(field)>;
+                  field = std::chrono::duration_cast<Field>(args.duration_us(name, field));
+                }});
+  }
+  // One of `choices` (name, value); the placeholder lists them: "auto|on|off".
+  template <class Get, class Value>
+  OptionTable& choice(std::string name, std::string help, Get get, std::vector<std::pair<std::string, Value>> choices) {
+    std::string value;
+    for (const auto& choice : choices) value += (value.empty() ? "" : "|") + choice.first;
+    return add({name, value, std::move(help),
+                [get, choices](const Config& c) {
+                  for (const auto& [text, candidate] : choices) {
+                    if (candidate == std::invoke(get, c)) return text;
+                  }
+                  return std::string();
+                },
+                [command = command_, name, get, choices, value](const CliArgs& args, Config& c) {
+                  const std::string given = args.option(name);
+                  for (const auto& [text, candidate] : choices) {
+                    if (text == given) {
+                      std::invoke(get, c) = candidate;
+                      return;
+                    }
+                  }
+                  throw FatalError(command + ": --" + name + " must be " + one_of(value) + ", not '" + given + "'");
+                }});
+  }
+
+  // The parser's names (every option may also be a `name = value` setting of --config).
+  CliSpec spec() const {
+    CliSpec spec{command_, {}, {}};
+    for (const Option& option : options_) (option.value.empty() ? spec.flags : spec.options).insert(option.name);
+    return spec;
+  }
+
+  // Reads every option `args` holds into `config`, in table order.
+  void read(const CliArgs& args, Config& config) const {
+    for (const Option& option : options_) {
+      if (option.value.empty() ? args.flag(option.name) : args.has(option.name)) option.read(args, config);
+    }
+  }
+
+  // "  --name VALUE   help (default X)", one option after another, the help's further
+  // lines indented under its first.
+  std::string help() const {
+    const Config defaults{};
+    std::string out;
+    for (const Option& option : options_) {
+      std::string head = "  --" + option.name + (option.value.empty() ? "" : " " + option.value);
+      std::string text = option.help;
+      const std::string shown = option.shown_default ? option.shown_default(defaults) : std::string();
+      if (!shown.empty()) {
+        // On the help's last line, or a line of its own where that would pass the width.
+        const std::size_t last = text.rfind('\n');
+        const std::size_t last_length = text.size() - (last == std::string::npos ? 0 : last + 1);
+        const std::string note = "(default " + shown + ")";
+        text += kHelpColumn + last_length + 1 + note.size() > kHelpWidth ? "\n" + note : " " + note;
+      }
+      std::size_t start = 0;
+      bool first = true;
+      while (start <= text.size()) {
+        const std::size_t end = std::min(text.find('\n', start), text.size());
+        const std::string line = text.substr(start, end - start);
+        if (first) {
+          if (head.size() < kHelpColumn - 1) head.resize(kHelpColumn, ' ');
+          else head += "\n" + std::string(kHelpColumn, ' ');
+          out += head + line + "\n";
+          first = false;
+        } else {
+          out += std::string(kHelpColumn, ' ') + line + "\n";
+        }
+        start = end + 1;
+      }
+    }
+    return out;
+  }
+
+  // | option | default | what it does |, one row per option, for the README.
+  std::string markdown() const {
+    const Config defaults{};
+    std::string out = "| option | default | what it does |\n| --- | --- | --- |\n";
+    for (const Option& option : options_) {
+      const std::string shown = option.shown_default ? option.shown_default(defaults) : std::string();
+      std::string help = option.help;
+      for (char& c : help) {
+        if (c == '\n') c = ' ';
+      }
+      out += "| `" + escape_cell("--" + option.name + (option.value.empty() ? "" : " " + option.value)) + "` | " +
+             (shown.empty() ? "" : "`" + escape_cell(shown) + "`") + " | " + escape_cell(help) + " |\n";
+    }
+    return out;
+  }
+
+ private:
+  static constexpr std::size_t kHelpColumn = 27;
+  static constexpr std::size_t kHelpWidth = 80;
+
+  // "auto|on|off" -> "auto, on or off".
+  static std::string one_of(const std::string& choices) {
+    const auto parts = split_list(choices, '|');
+    std::string out;
+    for (std::size_t i = 0; i < parts.size(); ++i) {
+      out += (i == 0 ? "" : i + 1 == parts.size() ? " or " : ", ") + parts[i];
+    }
+    return out;
+  }
+  static std::string escape_cell(const std::string& text) {
+    std::string out;
+    for (const char c : text) {
+      if (c == '|') out += '\\';
+      out += c;
+    }
+    return out;
+  }
+
+  std::string command_;
+  std::vector<Option> options_;
+};
+
+}  // namespace skopos
