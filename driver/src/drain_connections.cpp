@@ -251,6 +251,8 @@ Result<WaitOutcome, DrainError> TrackerDrainConnections::wait_zero(const std::ve
         progress.oldest_peer = peers_->oldest(client, containers, progress.containers);
         next_tick = at + tick;
       }
+      // No connection left: no oldest one (the name of the last tick's is stale).
+      if (progress.connected && progress.unknown == 0 && progress.total == 0) progress.oldest_peer.clear();
       reported_total = progress.total;
       reported_unknown = progress.unknown;
       on_progress(progress);
