@@ -198,7 +198,7 @@ int agent_command(int argc, char** argv) {
   const auto recheck = args.duration("recheck", std::chrono::seconds(60));
   const auto reboot_wait = args.duration("reboot-wait", std::chrono::minutes(10));
   DrainRuntime runtime(global, args, "skopos agent", DrainKind::kReboot);
-  const std::string tier = runtime.options().tier;
+  const std::string tier = tier_name(runtime.options().tier);
   const HostIdentity& self = runtime.identity();
   if (args.has("metrics-file")) {
     // Idle until a drain starts (its labels only); a directory that refuses the file
@@ -340,7 +340,7 @@ int rolling_reboot_command(int argc, char** argv) {
   const GlobalOptions global = parse_global_options(spec, args);
   if (!args.has("tier")) throw FatalError("skopos rolling-reboot: which --tier?", "control, proxy or worker");
   const std::string tier = args.option("tier");
-  if (tier != "control" && tier != "proxy" && tier != "worker") {
+  if (!parse_tier(tier)) {
     throw FatalError("skopos rolling-reboot: --tier '" + tier + "' is not control, proxy or worker");
   }
   if (args.flag("status") && args.flag("cancel")) throw FatalError("skopos rolling-reboot: --status or --cancel, not both");

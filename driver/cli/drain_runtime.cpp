@@ -122,10 +122,10 @@ DrainRuntime::DrainRuntime(const GlobalOptions& global, const CliArgs& args, con
   drain_locks_ = std::make_unique<EtcdDrainLocks>(*locks_);
 
   options_.kind = kind;
-  options_.tier = args.option("tier", "worker");
-  if (options_.tier != "control" && options_.tier != "proxy" && options_.tier != "worker") {
-    throw FatalError(command + ": --tier '" + options_.tier + "' is not control, proxy or worker");
-  }
+  const std::string tier = args.option("tier", "worker");
+  const auto parsed_tier = parse_tier(tier);
+  if (!parsed_tier) throw FatalError(command + ": --tier '" + tier + "' is not control, proxy or worker");
+  options_.tier = *parsed_tier;
   options_.hostname = args.option("hostname", identity().hostname);
   options_.connection_deadline = override_default(args, command, "connection-deadline", options_.connection_deadline);
   options_.stop_grace = override_default(args, command, "stop-grace", options_.stop_grace);

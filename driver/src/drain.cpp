@@ -126,6 +126,22 @@ bool parse_drain_kind(const std::string& token, DrainKind& kind) {
   return false;
 }
 
+const char* tier_name(Tier tier) {
+  switch (tier) {
+    case Tier::kControl: return "control";
+    case Tier::kProxy: return "proxy";
+    case Tier::kWorker: return "worker";
+  }
+  return "worker";
+}
+
+std::optional<Tier> parse_tier(std::string_view name) {
+  for (const auto tier : {Tier::kControl, Tier::kProxy, Tier::kWorker}) {
+    if (name == tier_name(tier)) return tier;
+  }
+  return std::nullopt;
+}
+
 const char* drain_phase_name(DrainPhase phase) {
   for (const auto& [candidate, name] : kPhaseNames) {
     if (candidate == phase) return name;
@@ -560,7 +576,7 @@ Result<DrainResult, DrainError> Drain::run() {
   } else {
     drain_id_ = new_drain_id();
     facts_.kind = options_.kind;
-    facts_.tier = options_.tier;
+    facts_.tier = tier_name(options_.tier);
     facts_.trigger = options_.trigger;
   }
   if (options_.dry_run) {
@@ -631,7 +647,7 @@ Result<void, DrainError> Drain::step(DrainPhase phase) {
     case DrainPhase::kBudget: {
       // Read-only: what is here, and whether taking it away is allowed. Everything later
       // phases need is put into the facts, so it is journaled before any side effect.
-      if (options_.tier == "control") {
+      if (options_.tier == Tier::kControl) {
         std::string summary;
         auto healthy = systems_.host.zookeeper_healthy(summary);
         if (!healthy) return unexpected(std::move(healthy).error());
@@ -643,7 +659,7 @@ Result<void, DrainError> Drain::step(DrainPhase phase) {
       auto found = budget_decision(token);
       if (!found) return unexpected(std::move(found).error());
       if (systems_.mesos.configured() && found->machine.mode == MesosMachine::Mode::kNone) {
-        if (options_.tier == "worker") {
+        if (options_.tier == Tier::kWorker) {
           return drain_error(DrainError::Kind::kRefused, "Mesos knows no agent or machine named '" + options_.hostname +
                                                              "'; give the name it registered with (--hostname)");
         }
@@ -672,7 +688,7 @@ Result<void, DrainError> Drain::step(DrainPhase phase) {
         auto announced = systems_.mesos.announce(facts_.machine);
         if (!announced) return unexpected(std::move(announced).error());
       }
-      if (options_.tier == "control" && systems_.marathon.configured() && !options_.marathon_self.empty()) {
+      if (options_.tier == Tier::kControl && systems_.marathon.configured() && !options_.marathon_self.empty()) {
         auto leader = systems_.marathon.leader();
         if (!leader) return unexpected(std::move(leader).error());
         if (*leader == options_.marathon_self) {
@@ -817,14 +833,14 @@ Result<void, DrainError> Drain::resume_containers() {
 Result<void, DrainError> Drain::plan() {
   const std::string token = drain_kind_token(facts_.kind);
   const auto line = [&](std::string text) { emit(DrainEvent::Type::kPlan, std::move(text)); };
-  line(std::string("drain ") + token + " of '" + options_.hostname + "', tier " + options_.tier + " (dry run: nothing is changed)");
+  line(std::string("drain ") + token + " of '" + options_.hostname + "', tier " + tier_name(options_.tier) + " (dry run: nothing is changed)");
   auto host = systems_.locks.host_status();
   if (!host) return unexpected(std::move(host).error());
   line("host lock: take " + token + (host->locked ? " (now held for " + host->token + ")" : " (now free)"));
   if (const std::string lock = lock_name(); !lock.empty()) {
-    auto group = systems_.locks.describe(lock, options_.tier);
+    auto group = systems_.locks.describe(lock, tier_name(options_.tier));
     if (!group) return unexpected(std::move(group).error());
-    line("cluster lock: a slot of '" + lock + "' group '" + options_.tier + "' (" + *group + ")");
+    line("cluster lock: a slot of '" + lock + "' group '" + tier_name(options_.tier) + "' (" + *group + ")");
   }
   // The dry run checks as the drain would (without the hosts draining now), but claims nothing.
   std::vector<std::string> draining;
@@ -956,7 +972,7 @@ Result<void, DrainError> Drain::recover_steps(DrainPhase from, bool wait_apps) {
     }
     switch (phase) {
       case DrainPhase::kRecoverChecks:
-        if (options_.tier == "control") {
+        if (options_.tier == Tier::kControl) {
           auto ok = wait_for("a healthy ZooKeeper quorum", [&](std::string& last) -> Result<bool, DrainError> {
             return systems_.host.zookeeper_healthy(last);
           });

@@ -45,6 +45,7 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "driver/drain_systems.h"
@@ -56,6 +57,13 @@ namespace skopos::driver {
 enum class DrainKind : std::uint8_t { kReboot, kDrain, kBooster };
 const char* drain_kind_token(DrainKind kind);  // "REBOOT", "DRAIN", "BOOSTER"
 bool parse_drain_kind(const std::string& token, DrainKind& kind);
+
+// The host's tier: the cluster lock's group, and what the drain checks besides. The
+// control tier moves Marathon's leader away and keeps ZooKeeper's quorum; the worker
+// tier holds the apps' disruption budget.
+enum class Tier : std::uint8_t { kControl, kProxy, kWorker };
+const char* tier_name(Tier tier);  // "control", "proxy", "worker": the lock group's name
+std::optional<Tier> parse_tier(std::string_view name);
 
 enum class DrainPhase : std::uint8_t {
   kHostLock,
@@ -117,7 +125,7 @@ struct DrainFacts {
 
 struct DrainOptions {
   DrainKind kind = DrainKind::kDrain;
-  std::string tier = "worker";       // control, proxy, worker: the cluster lock's group
+  Tier tier = Tier::kWorker;
   std::string hostname;              // as Mesos and Marathon name this host
   std::string reboot_lock = "reboot";
   std::string booster_lock = "booster";

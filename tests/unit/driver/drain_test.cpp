@@ -370,7 +370,7 @@ TEST_F(DrainTest, ABadOverrideLabelRefusesBeforeAnySideEffectButTheLocks) {
 
 TEST_F(DrainTest, TheControlTierMovesTheMarathonLeaderAndNeedsZooKeeper) {
   DrainOptions options = kind(DrainKind::kReboot);
-  options.tier = "control";
+  options.tier = Tier::kControl;
   options.marathon_self = "self:8080";
   auto result = run(options);
   ASSERT_TRUE(result) << result.error().message;
