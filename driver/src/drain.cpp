@@ -218,9 +218,11 @@ Result<DrainFacts, std::string> DrainFacts::from_json(std::string_view object) {
   if (parser.parse(object.data(), object.size()).get(facts) != simdjson::SUCCESS) {
     return unexpected(std::string("the facts are not a JSON object"));
   }
-  // Each fact as the text form from_map() reads: the journals before typed facts wrote
-  // exactly that, and both formats then meet the same checks.
+  // Scalar facts in the text form from_map() reads: the journals before typed facts wrote
+  // exactly that (lists comma-joined too), and both formats then meet the same checks.
+  // Lists written as arrays are read item by item afterwards, so an item may hold a comma.
   std::map<std::string, std::string> text;
+  std::map<std::string, std::vector<std::string>> lists;
   const auto scalar = [](simdjson::dom::element value, std::string& out) {
     std::string_view s;
     std::int64_t number = 0;
@@ -237,23 +239,41 @@ Result<DrainFacts, std::string> DrainFacts::from_json(std::string_view object) {
     return true;
   };
   for (auto [key, value] : facts) {
-    std::string& out = text[std::string(key)];
     if (value.is_null()) continue;
     simdjson::dom::array list;
     if (value.get(list) == simdjson::SUCCESS) {
+      std::vector<std::string>& items = lists[std::string(key)];
       for (simdjson::dom::element item : list) {
         std::string one;
-        if (!scalar(item, one) || one.find(',') != std::string::npos) {
-          return unexpected("fact " + std::string(key) + " holds " + simdjson::minify(item) +
-                            ", not a string or number without commas");
+        if (!scalar(item, one)) {
+          return unexpected("fact " + std::string(key) + " holds " + simdjson::minify(item) + ", not a string or number");
         }
-        out += (out.empty() ? "" : ",") + one;
+        items.push_back(std::move(one));
       }
-    } else if (!scalar(value, out)) {
+    } else if (!scalar(value, text[std::string(key)])) {
       return unexpected("fact " + std::string(key) + " is " + simdjson::minify(value) + ", not a string, number or flag");
     }
   }
-  return from_map(text);
+  auto out = from_map(text);
+  if (!out) return out;
+  for (auto& [key, items] : lists) {
+    if (key == "fenced_ports") {
+      for (const std::string& item : items) {
+        const auto port = parse_port(item);
+        if (!port) return unexpected("fact fenced_ports has '" + item + "', not a port");
+        out->fenced_ports.push_back(*port);
+      }
+    } else if (key == "containers") {
+      out->containers = std::move(items);
+    } else if (key == "apps") {
+      out->apps = std::move(items);
+    } else if (key == "tasks") {
+      out->tasks = std::move(items);
+    } else {
+      return unexpected("fact " + key + " is a list; only fenced_ports, containers, apps and tasks are");
+    }
+  }
+  return out;
 }
 
 Result<DrainFacts, std::string> DrainFacts::from_map(const std::map<std::string, std::string>& facts) {

@@ -80,7 +80,7 @@ struct TrackerDrainConnections::Peers {
     const auto now = Clock::now();
     for (std::size_t i = 0; i < containers.size() && i < counts.size(); ++i) {
       const DrainContainer& c = containers[i];
-      if (counts[i].gone || counts[i].inbound == 0) continue;
+      if (counts[i].gone || counts[i].inbound <= 0) continue;  // none, or unknown: not asked
       const tracker::PeersAnswer* answer = client.peers(c.id);
       if (answer == nullptr || !answer->known) continue;
       for (const tracker::StreamPeer& peer : answer->peers) {

@@ -137,6 +137,7 @@ const skopos::OptionTable<TrackerConfig>& options_table() {
                  [](const TrackerConfig& c) { return std::to_string(c.daemon.stream->max_clients); },
                  [](const skopos::CliArgs& args, TrackerConfig& c) {
                    const auto max_clients = parse_ids<std::size_t>(args, "stream-max-clients");
+                   if (max_clients.empty()) return;  // "name =" in a config file: the default
                    if (max_clients.size() != 1 || max_clients.front() == 0) {
                      throw FatalError("skopos-tracker: --stream-max-clients must be one number above 0");
                    }

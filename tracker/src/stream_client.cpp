@@ -176,9 +176,17 @@ Result<void> TrackerClient::ask_peers(const PeersRequest& request) {
     return unexpected(Error::invalid("tracker stream", path_, "this tracker does not answer peers questions"));
   }
   const std::string line = encode_peers_request(request);
-  if (::send(fd_.get(), line.data(), line.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(line.size())) {
-    return unexpected(Error::from_errno(errno, "ask for peers", path_));
+  const ssize_t sent = ::send(fd_.get(), line.data(), line.size(), MSG_NOSIGNAL);
+  if (sent != static_cast<ssize_t>(line.size())) {
+    const int error = sent < 0 ? errno : ETIMEDOUT;
+    // Part of a line may be on the socket: the next message would be garbage to the
+    // tracker. The connection is done; reading from it now fails, and a
+    // ReconnectingClient starts a fresh one.
+    fd_ = UniqueFd();
+    return unexpected(Error::from_errno(error, "ask for peers", path_));
   }
+  // Only an answer to this question counts from now on: the one before may be stale.
+  peers_.erase(request.id);
   return {};
 }
 

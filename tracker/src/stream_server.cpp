@@ -13,7 +13,7 @@
 #include <cerrno>
 #include <charconv>
 #include <filesystem>
-#include <optional>
+#include <deque>
 
 #include "skopos/handler_memory.h"
 #include "skopos/json_writer.h"
@@ -43,9 +43,10 @@ class StreamServer::Client {
   std::vector<std::uint32_t> dirty_list;
   std::vector<std::uint8_t> sent;  // by slot: the client has been told about it
   std::vector<std::string> removed;
-  // The answer to the client's latest "peers" question, until it is sent. One at most:
-  // a question asked again before the answer went out replaces it.
-  std::optional<PeersAnswer> peers;
+  // "peers" questions not answered yet, in the order asked; one per container: a
+  // question about a container already waiting replaces it. Each is answered (the
+  // tables read) only when its turn to be written comes.
+  std::deque<PeersRequest> questions;
   std::string out;  // the message being written (reused)
   JsonWriter json;
   HandlerMemory write_memory;  // for the one write in flight
@@ -262,8 +263,17 @@ void StreamServer::on_line(const std::shared_ptr<Client>& client, std::string_vi
   }
   if (message->type == ClientMessage::Type::kPeers) {
     if (!client->subscribed) return fail(client, "bad_message", "subscribe before asking for peers");
-    ++stats_.peers_requests;
-    client->peers = tracker_.inbound_peers(message->peers);
+    auto& questions = client->questions;
+    const auto same = std::find_if(questions.begin(), questions.end(),
+                                   [&](const PeersRequest& q) { return q.id == message->peers.id; });
+    if (same != questions.end()) {
+      *same = std::move(message->peers);
+    } else if (questions.size() >= kMaxFilterStrings) {
+      return fail(client, "bad_message",
+                  "more than " + std::to_string(kMaxFilterStrings) + " peers questions waiting for their answers");
+    } else {
+      questions.push_back(std::move(message->peers));
+    }
     flush(client);
     return;
   }
@@ -393,9 +403,10 @@ void StreamServer::flush(const std::shared_ptr<Client>& client) {
   if (client->needs_snapshot) {
     client->needs_snapshot = false;
     write_snapshot(*client);
-  } else if (client->peers) {
-    write_peers_answer(client->json, ++client->seq, now_ns(), *client->peers);
-    client->peers.reset();
+  } else if (!client->questions.empty()) {
+    ++stats_.peers_requests;
+    write_peers_answer(client->json, ++client->seq, now_ns(), tracker_.inbound_peers(client->questions.front()));
+    client->questions.pop_front();
   } else if (!client->dirty_list.empty() || !client->removed.empty()) {
     write_update(*client);
   } else {

@@ -253,5 +253,45 @@ TEST(StreamServer, APeersQuestionGetsTheContainersInboundConnectionsOldestFirst)
   EXPECT_NE(received.find("subscribe before asking for peers"), std::string::npos) << received;
 }
 
+// A drain asks about every busy container in one go: each question gets its answer.
+// Failed before: the server kept one answer slot per client, and questions that came
+// while a message was being written replaced each other, so the middle containers of
+// every tick were never answered.
+TEST(StreamServer, QuestionsAboutSeveralContainersAskedAtOnceAreEachAnswered) {
+  constexpr int kContainers = 5;
+  FakeProc proc;
+  DiscoveryUpdate list;
+  for (int i = 0; i < kContainers; ++i) {
+    proc.add_process(4242 + i, 1, "web");
+    proc.add_tables(4242 + i);
+    list.containers.push_back(running_container(std::string(64, static_cast<char>('a' + i)), "web" + std::to_string(i), 4242 + i));
+  }
+  Tracker tracker(std::make_unique<FakeSource>(), nullptr, Tracker::Options{proc.root(), proc.root() + "/none"});
+  tracker.rescan();
+  tracker.apply(list);
+  ServedTracker served(tracker, "questions");
+  ASSERT_TRUE(served.started());
+  ClientOptions client_options;
+  client_options.path = served.path();
+  auto client = TrackerClient::connect(client_options);
+  ASSERT_TRUE(client) << client.error().message();
+  for (const ContainerInfo& c : list.containers) {
+    PeersRequest request;
+    request.id = c.id;
+    ASSERT_TRUE((*client)->ask_peers(request));
+  }
+  int answered = 0;
+  for (int i = 0; i < 50 && answered < kContainers; ++i) {
+    auto type = (*client)->next(std::chrono::seconds(2));
+    ASSERT_TRUE(type) << type.error().message();
+    answered = 0;
+    for (const ContainerInfo& c : list.containers) {
+      const PeersAnswer* answer = (*client)->peers(c.id);
+      if (answer != nullptr && answer->known && answer->total == 3) ++answered;
+    }
+  }
+  EXPECT_EQ(answered, kContainers) << "every container's question answered";
+}
+
 }  // namespace
 }  // namespace skopos::tracker

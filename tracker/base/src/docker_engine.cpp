@@ -180,6 +180,7 @@ Result<void, OutsideError> DockerEngine::events(std::int64_t since, std::chrono:
     return true;
   }, status, stop);
   if (!streamed) return unexpected(docker_error(OutsideError::Kind::kUnavailable, 0, "docker events: " + streamed.error().message()));
+  if (stop.stop_requested()) return {};  // stopped, perhaps before any answer came
   if (status != 200) return unexpected(docker_error(OutsideError::Kind::kRefused, status, "docker events: HTTP " + std::to_string(status)));
   if (failure) return unexpected(std::move(*failure));
   return {};

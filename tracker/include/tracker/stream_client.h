@@ -47,7 +47,8 @@ class TrackerClient {
   // next() (type kPeers) and is then peers(answer id). The send is bounded by the
   // connection's send timeout. An error when the tracker does not take the question.
   Result<void> ask_peers(const PeersRequest& request);
-  // The latest answer about the container with this full id; nullptr before one came.
+  // The answer to the latest question about the container with this full id; nullptr
+  // until it came (asking again forgets the answer before).
   const PeersAnswer* peers(const std::string& id) const;
   const std::string& source() const { return source_; }
   std::chrono::milliseconds heartbeat() const { return heartbeat_; }
