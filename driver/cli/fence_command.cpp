@@ -82,10 +82,7 @@ void print_states(const std::vector<std::pair<std::string, FenceState>>& states,
 
 int fence_command(int argc, char** argv) {
   const std::set<std::string> kValueOptions = {"chain", "health-check-port", "health-check-match", "ipv6", "allow"};
-  // Options may come before the subcommand too: `skopos fence --chain X show`.
-  std::set<std::string> value_options = global_value_options();
-  value_options.insert(kValueOptions.begin(), kValueOptions.end());
-  commands_first(argc, argv, 2, 1, value_options);
+  subcommand_first(argc, argv, kValueOptions);  // `skopos fence --chain X show` too
   if (argc < 3 || std::string_view(argv[2]) == "--help" || std::string_view(argv[2]) == "-h") {
     std::fputs(kFenceUsage, argc < 3 ? stderr : stdout);
     return argc < 3 ? kExitUsage : kExitOk;

@@ -47,6 +47,11 @@ const std::set<std::string>& global_value_options() {
   return options;
 }
 
+void subcommand_first(int argc, char** argv, std::set<std::string> own) {
+  own.insert(global_value_options().begin(), global_value_options().end());
+  commands_first(argc, argv, 2, 1, own);
+}
+
 GlobalOptions parse_global_options(const CliSpec& spec, CliArgs& args) {
   if (args.has("config")) {
     args.merge_config_file(spec, args.option("config"));

@@ -31,6 +31,11 @@ extern const char* const kGlobalOptionsHelp;
 // when it looks for the (sub)command among options given before it.
 const std::set<std::string>& global_value_options();
 
+// Moves a command's subcommand (argv[2]) ahead of the options given before it, which may
+// be global ones or `own` (the command's options that take a value): `skopos lock
+// --etcd-endpoints X status` reads as `skopos lock status --etcd-endpoints X`.
+void subcommand_first(int argc, char** argv, std::set<std::string> own);
+
 // A subcommand's spec with the global options added.
 CliSpec with_global_options(std::string command, std::set<std::string> flags, std::set<std::string> options);
 

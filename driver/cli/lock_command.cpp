@@ -247,10 +247,9 @@ int lock_command(int argc, char** argv) {
       {"host-unlock", 1, {}, {}},
       {"heartbeat", 0, {}, {"ttl", "for"}},
   };
-  // Options may come before the subcommand too: `skopos lock --etcd-endpoints X status`.
-  std::set<std::string> value_options = global_value_options();
+  std::set<std::string> value_options;
   for (const Shape& candidate : kShapes) value_options.insert(candidate.options.begin(), candidate.options.end());
-  commands_first(argc, argv, 2, 1, value_options);
+  subcommand_first(argc, argv, std::move(value_options));  // `skopos lock --etcd-endpoints X status` too
   if (argc < 3 || std::string_view(argv[2]) == "--help" || std::string_view(argv[2]) == "-h") {
     print_usage(argc < 3 ? stderr : stdout);
     return argc < 3 ? kExitUsage : kExitOk;

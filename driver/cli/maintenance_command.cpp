@@ -63,8 +63,7 @@ constexpr const char* kMaintenanceUsage =
 void print_usage(std::FILE* out) { std::fprintf(out, kMaintenanceUsage, kGlobalOptionsHelp); }
 
 int report_mesos(const OutsideError& error, bool json) {
-  const bool refused = error.kind == OutsideError::Kind::kRefused && error.status >= 400 && error.status < 500;
-  const char* kind = refused ? "refused"
+  const char* kind = error.refused_as_wrong() ? "refused"
                      : error.kind == OutsideError::Kind::kNoLeader ? "no-leader"
                      : error.kind == OutsideError::Kind::kUnknownOutcome ? "unknown-outcome"
                      : error.kind == OutsideError::Kind::kBadResponse ? "bad-response"
@@ -77,7 +76,7 @@ int report_mesos(const OutsideError& error, bool json) {
     writer.end_object().end_object();
     std::printf("%s\n", out.c_str());
   }
-  return refused ? kExitRefused : kExitFailed;
+  return error.refused_as_wrong() ? kExitRefused : kExitFailed;
 }
 
 // "now", "+30m", or "2026-11-21T14:00:00Z"; unix nanoseconds.
@@ -233,11 +232,9 @@ int maintenance_command(int argc, char** argv) {
       {"drain-agent", {{"mark-gone"}, {"grace"}}},
       {"reactivate-agent", {{}, {}}},
   };
-  // Options may come before the subcommand too: `skopos maintenance --mesos-master X status`.
-  std::set<std::string> value_options = global_value_options();
-  value_options.insert(kMesosOptions.begin(), kMesosOptions.end());
+  std::set<std::string> value_options = kMesosOptions;
   for (const auto& [name, shape] : kShapes) value_options.insert(shape.second.begin(), shape.second.end());
-  commands_first(argc, argv, 2, 1, value_options);
+  subcommand_first(argc, argv, std::move(value_options));  // `skopos maintenance --mesos-master X status` too
   if (argc < 3 || std::string_view(argv[2]) == "--help" || std::string_view(argv[2]) == "-h") {
     print_usage(argc < 3 ? stderr : stdout);
     return argc < 3 ? kExitUsage : kExitOk;

@@ -17,8 +17,7 @@ namespace {
 
 // etcd's errors carry its gRPC status code (5 NOT_FOUND, 9 FAILED_PRECONDITION, ...).
 OutsideError etcd_error(OutsideError::Kind kind, int code, std::string message) {
-  OutsideError error = OutsideError::unavailable("etcd", std::move(message));
-  error.kind = kind;
+  OutsideError error = OutsideError::answered("etcd", kind, 0, std::move(message));
   error.code = code;
   return error;
 }

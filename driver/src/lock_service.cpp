@@ -364,7 +364,7 @@ Result<Acquired, LockError> LockService::acquire(const std::string& lock, const 
       auto txn = etcd_.txn(compares, {TxnOp{TxnOp::Kind::kPut, my_key, holder_json(record), 0, {}}}, {});
       if (!txn) {
         // Unknown outcome: the next read finds our record if it was applied.
-        sent_unknown = sent_unknown || txn.error().kind == OutsideError::Kind::kUnknownOutcome;
+        sent_unknown = sent_unknown || txn.error().maybe_applied();
         if (retry.again(txn.error())) continue;
         return unexpected(etcd_error("take a slot of " + quoted_group(lock, group), txn.error()));
       }
@@ -858,7 +858,7 @@ Result<bool, LockError> LockService::claim_budget(std::int64_t seen_revision, co
       if (!retry.again(mine.error())) return unexpected(etcd_error("read the budget claim", mine.error()));
       continue;
     }
-    if (txn.error().kind == OutsideError::Kind::kUnknownOutcome) {
+    if (txn.error().maybe_applied()) {
       // Applied or not: our key says. If it is there, the claim is ours; if not, the
       // caller reads again and decides again.
       auto mine = etcd_.range(key);

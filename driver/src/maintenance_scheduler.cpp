@@ -82,7 +82,7 @@ Result<MaintenanceSchedule, MaintenanceError> MaintenanceScheduler::edit(
                                          std::string(what) + ": lost the schedule lock: " + guarded.error().message});
     }
     auto posted = master_.update_schedule(change(*current));
-    if (!posted && posted.error().kind != OutsideError::Kind::kUnknownOutcome) {
+    if (!posted && !posted.error().maybe_applied()) {
       return unexpected(mesos_error(what, posted.error()));
     }
     // Posted, or perhaps posted: the read-back decides.

@@ -50,8 +50,4 @@ struct OutsideError {
   }
 };
 
-// "unavailable", "unknown-outcome", "no-leader", "refused", "not-found", "bad-response",
-// "timed-out".
-const char* outside_error_kind_name(OutsideError::Kind kind);
-
 }  // namespace skopos
