@@ -5,7 +5,10 @@
 #include <string>
 
 #include "commands.h"
+#include "drain_reporter.h"
 #include "drain_runtime.h"
+#include "driver/local_drain_lock.h"
+#include "stop_signals.h"
 #include "skopos/json_writer.h"
 #include "skopos/log.h"
 
@@ -155,10 +158,8 @@ int drain_command(int argc, char** argv) {
   DrainReporter reporter(global.json, ::isatty(STDOUT_FILENO) == 1 && !args.flag("no-live"),
                          runtime.options().progress_interval, args.option("events"), args.option("metrics-file"),
                          runtime.options().hostname);
-  std::optional<HeartbeatThread> heartbeat;
-  if (!args.flag("dry-run")) {
-    heartbeat.emplace(global.etcd, runtime.identity(), global.prefix, runtime.heartbeat_ttl());
-  }
+  std::unique_ptr<HeartbeatThread> heartbeat;
+  if (!args.flag("dry-run")) heartbeat = runtime.start_heartbeat();
   Drain drain(runtime.systems(), *journal, runtime.options(), [&](const DrainEvent& event) { reporter(event); }, stop);
   auto result = abort ? drain.recover(!args.flag("no-wait-apps")) : drain.run();
   reporter.result(command, result);

@@ -67,4 +67,43 @@ Result<void, LockError> Heartbeat::stop() {
   return {};
 }
 
+// ---- on a thread of its own ----------------------------------------------------------
+
+HeartbeatThread::HeartbeatThread(std::unique_ptr<EtcdClient> etcd, const HostIdentity& self,
+                                 const std::string& prefix, std::chrono::seconds ttl)
+    : etcd_(std::move(etcd)) {
+  heartbeat_ = std::make_unique<Heartbeat>(*etcd_, self, prefix, ttl);
+  thread_ = std::thread([this] {
+    std::unique_lock<std::mutex> lock(mutex_);
+    std::string last_error;
+    while (!stopping_) {
+      lock.unlock();
+      auto beat = heartbeat_->beat();
+      lock.lock();
+      // One line when it starts failing and one when it recovers, not one per beat.
+      const std::string error = beat ? std::string() : beat.error().message;
+      if (error != last_error) {
+        if (!error.empty()) log_warning("heartbeat: " + error);
+        if (error.empty()) log_info("heartbeat: alive again");
+        last_error = error;
+      }
+      wake_.wait_for(lock, heartbeat_->interval(), [this] { return stopping_; });
+    }
+    if (revoke_) (void)heartbeat_->stop();
+  });
+}
+
+void HeartbeatThread::stop(bool revoke) {
+  {
+    const std::lock_guard<std::mutex> lock(mutex_);
+    if (stopping_) return;
+    stopping_ = true;
+    revoke_ = revoke;
+  }
+  wake_.notify_all();
+  if (thread_.joinable()) thread_.join();
+}
+
+HeartbeatThread::~HeartbeatThread() { stop(true); }
+
 }  // namespace skopos::driver

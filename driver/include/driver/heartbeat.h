@@ -14,8 +14,12 @@
 #pragma once
 
 #include <chrono>
+#include <condition_variable>
 #include <cstdint>
+#include <memory>
+#include <mutex>
 #include <string>
+#include <thread>
 
 #include "driver/etcd_client.h"
 #include "driver/host_identity.h"
@@ -47,6 +51,29 @@ class Heartbeat {
   std::chrono::seconds ttl_;
   std::int64_t lease_ = 0;
   std::int64_t started_at_ = 0;
+};
+
+// Keeps a heartbeat alive on a thread of its own, with an etcd client of its own, so
+// lock holders see the process alive while it waits or stops containers. Logs one line
+// when beating starts failing and one when it works again.
+class HeartbeatThread {
+ public:
+  HeartbeatThread(std::unique_ptr<EtcdClient> etcd, const HostIdentity& self, const std::string& prefix,
+                  std::chrono::seconds ttl);
+  HeartbeatThread(const HeartbeatThread&) = delete;
+  HeartbeatThread& operator=(const HeartbeatThread&) = delete;
+  // Stops beating; `revoke`: the key goes at once (else it expires with its lease).
+  void stop(bool revoke);
+  ~HeartbeatThread();
+
+ private:
+  std::unique_ptr<EtcdClient> etcd_;
+  std::unique_ptr<Heartbeat> heartbeat_;
+  std::mutex mutex_;
+  std::condition_variable wake_;
+  bool stopping_ = false;
+  bool revoke_ = true;
+  std::thread thread_;
 };
 
 }  // namespace skopos::driver

@@ -1,0 +1,132 @@
+#include "driver/agent.h"
+
+#include <string_view>
+
+#include "driver/local_drain_lock.h"
+
+namespace skopos::driver {
+
+const char* agent_turn_name(AgentTurn turn) {
+  switch (turn) {
+    case AgentTurn::kIdle: return "idle";
+    case AgentTurn::kBlocked: return "blocked";
+    case AgentTurn::kBusy: return "busy";
+    case AgentTurn::kFailed: return "failed";
+    case AgentTurn::kRebooting: return "rebooting";
+    case AgentTurn::kRecovered: return "recovered";
+    case AgentTurn::kStopped: return "stopped";
+  }
+  return "?";
+}
+
+Agent::Agent(DrainSystems systems, AgentOptions options, RebootTriggers& triggers, AgentObserver& observer,
+             const std::atomic<bool>& stop)
+    : systems_(systems), options_(std::move(options)), triggers_(triggers), observer_(observer), stop_(stop) {
+  options_.drain.kind = DrainKind::kReboot;
+}
+
+void Agent::run() {
+  while (!stopping()) {
+    observer_.alive();
+    switch (run_once()) {
+      case AgentTurn::kStopped: return;
+      case AgentTurn::kRecovered: continue;  // look again at once: another request may wait
+      case AgentTurn::kRebooting:
+        wait(options_.reboot_wait);
+        if (!stopping()) {
+          observer_.error("still running " + std::to_string(options_.reboot_wait.count() / 1000) +
+                          " s after the reboot command");
+        }
+        continue;
+      default: wait(options_.recheck);
+    }
+  }
+}
+
+void Agent::wait(std::chrono::milliseconds timeout) {
+  triggers_.wait(timeout, stop_, [this] { observer_.alive(); });
+}
+
+AgentTurn Agent::run_once() {
+  if (stopping()) return AgentTurn::kStopped;
+  // Only a look: a `skopos drain` run by hand may be writing the journal right now.
+  auto seen = Journal::inspect(options_.journal_path);
+  if (!seen) {
+    observer_.error("journal: " + seen.error().message());
+    return AgentTurn::kBlocked;
+  }
+  std::string problem;
+  const auto progress = Drain::in_progress(*seen, &problem);
+  if (!problem.empty()) {
+    observer_.error(problem + "; not draining until a person looks at it");
+    return AgentTurn::kBlocked;
+  }
+  if (progress && progress->second.kind != DrainKind::kReboot) {
+    if (!told_manual_) {
+      observer_.status(std::string("a ") + drain_kind_token(progress->second.kind) +
+                       " drain is in progress: no reboots until it is undrained");
+    }
+    told_manual_ = true;
+    return AgentTurn::kBlocked;
+  }
+  told_manual_ = false;
+  if (progress) return drain(progress->second.trigger);  // resume it, or recover after the boot
+
+  auto requested = triggers_.requested();
+  if (!requested) {
+    observer_.warning(requested.error());
+    return AgentTurn::kIdle;
+  }
+  if (requested->empty()) return AgentTurn::kIdle;
+  observer_.status("reboot requested (" + *requested + ")");
+  return drain(*requested);
+}
+
+AgentTurn Agent::drain(const std::string& trigger) {
+  // This host's drain lock for the whole drain: an operator's `skopos drain` waits.
+  auto local = LocalDrainLock::take(options_.journal_path, false, std::chrono::milliseconds(0));
+  if (!local) {
+    observer_.warning(local.error().message());
+    return AgentTurn::kBusy;
+  }
+  auto journal = Journal::open(options_.journal_path);  // ours now: repairs a torn line
+  if (!journal) {
+    observer_.error("journal: " + journal.error().message());
+    return AgentTurn::kBlocked;
+  }
+  DrainOptions options = options_.drain;
+  options.trigger = trigger;
+  observer_.drain_started(options);
+  Drain drain(systems_, *journal, options,
+              [&](const DrainEvent& event) {
+                observer_.drain_event(event);
+                // The reboot is journaled: the request is used up before the command runs.
+                if (event.type == DrainEvent::Type::kPhase && event.phase == DrainPhase::kReboot) {
+                  if (auto consumed = triggers_.consumed(trigger); !consumed) observer_.warning(consumed.error());
+                }
+              },
+              stop_);
+  auto result = drain.run();
+  observer_.drain_finished(result);
+  if (!result) {
+    if (result.error().kind == DrainError::Kind::kInterrupted) return AgentTurn::kStopped;
+    observer_.status("drain failed: " + result.error().message + "; trying again in " +
+                     std::to_string(std::chrono::duration_cast<std::chrono::seconds>(options_.recheck).count()) + " s");
+    return AgentTurn::kFailed;
+  }
+  if (result->rebooting) {
+    observer_.status("reboot command ran; waiting for the shutdown");
+    return AgentTurn::kRebooting;
+  }
+  if (result->reached != DrainPhase::kDone) {
+    // A REBOOT drain ends rebooting or recovered; anything else is a fault to look at.
+    observer_.error(std::string("the drain ended in phase ") + drain_phase_name(result->reached) +
+                    " without rebooting");
+    return AgentTurn::kFailed;
+  }
+  if (auto completed = triggers_.completed(result->facts.trigger); !completed) observer_.warning(completed.error());
+  observer_.status("back in service after the reboot");
+  return AgentTurn::kRecovered;
+}
+
+}  // namespace skopos::driver

@@ -1,0 +1,121 @@
+#include "driver/reboot_triggers.h"
+
+#include <poll.h>
+#include <sys/eventfd.h>
+#include <sys/inotify.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+
+#include "skopos/log.h"
+
+namespace skopos::driver {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+namespace fs = std::filesystem;
+
+constexpr std::string_view kRolling = "rolling:";
+
+}  // namespace
+
+WatchedRebootTriggers::WatchedRebootTriggers(Options options, EtcdClient& etcd, std::unique_ptr<EtcdClient> watch_etcd)
+    : options_(std::move(options)),
+      watch_etcd_(std::move(watch_etcd)),
+      rolling_(etcd, options_.prefix),
+      watch_rolling_(*watch_etcd_, options_.prefix),
+      wake_(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)),
+      inotify_(::inotify_init1(IN_CLOEXEC | IN_NONBLOCK)) {
+  const fs::path dir = fs::path(options_.trigger_file).parent_path();
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  if (!inotify_ || ::inotify_add_watch(inotify_.get(), dir.c_str(), IN_CREATE | IN_MOVED_TO | IN_CLOSE_WRITE) < 0) {
+    log_warning("inotify on '" + dir.string() + "': " + std::strerror(errno) + "; the trigger file is read every recheck");
+  }
+  thread_ = std::thread([this] { watch(); });
+}
+
+WatchedRebootTriggers::~WatchedRebootTriggers() {
+  stopping_ = true;
+  if (thread_.joinable()) thread_.join();
+}
+
+std::string WatchedRebootTriggers::describe() const {
+  return "'" + options_.trigger_file + "' and rolling reboots of " + tier_name(options_.tier);
+}
+
+Result<std::string, std::string> WatchedRebootTriggers::requested() {
+  if (::access(options_.trigger_file.c_str(), F_OK) == 0) return std::string("file");
+  auto pending = rolling_.pending(tier_name(options_.tier), options_.machine_id, options_.hostname);
+  if (!pending) return unexpected("rolling reboot: " + pending.error().message);
+  if (*pending) return std::string(kRolling) + (*pending)->id;
+  return std::string();
+}
+
+Result<void, std::string> WatchedRebootTriggers::mark_rolling_done(const std::string& trigger) {
+  if (trigger.rfind(kRolling, 0) != 0) return {};
+  auto done = rolling_.mark_done(tier_name(options_.tier), options_.machine_id, options_.hostname,
+                                 trigger.substr(kRolling.size()));
+  if (!done) return unexpected("rolling reboot: " + done.error().message);
+  return {};
+}
+
+Result<void, std::string> WatchedRebootTriggers::consumed(const std::string& trigger) {
+  // The file goes whatever asked: one reboot answers every request there was.
+  std::error_code ec;
+  fs::remove(options_.trigger_file, ec);
+  return mark_rolling_done(trigger);
+}
+
+Result<void, std::string> WatchedRebootTriggers::completed(const std::string& trigger) {
+  return mark_rolling_done(trigger);
+}
+
+void WatchedRebootTriggers::wait(std::chrono::milliseconds timeout, const std::atomic<bool>& stop,
+                                 FunctionRef<void()> alive) {
+  const auto until = Clock::now() + timeout;
+  while (!stop.load() && Clock::now() < until) {
+    alive();
+    pollfd fds[2] = {{wake_.get(), POLLIN, 0}, {inotify_ ? inotify_.get() : -1, POLLIN, 0}};
+    if (::poll(fds, 2, 200) > 0) {
+      char buffer[4096];
+      while (::read(wake_.get(), buffer, 8) > 0) {
+      }
+      while (inotify_ && ::read(inotify_.get(), buffer, sizeof buffer) > 0) {
+      }
+      return;
+    }
+  }
+}
+
+void WatchedRebootTriggers::watch() {
+  const std::string tier = tier_name(options_.tier);
+  std::int64_t revision = 0;
+  while (!stopping_) {
+    if (revision == 0) {
+      auto status = watch_rolling_.status(tier);
+      if (!status) {
+        std::this_thread::sleep_for(std::chrono::seconds(1));
+        continue;
+      }
+      revision = status->revision;
+    }
+    // A watch, not a poll; its window bounds how long the destructor waits.
+    auto changed = watch_rolling_.wait_for_change(tier, revision, Clock::now() + std::chrono::seconds(5));
+    if (!changed) {
+      revision = 0;
+      std::this_thread::sleep_for(std::chrono::seconds(1));
+      continue;
+    }
+    if (*changed) {
+      revision = 0;  // read again for the new revision
+      const std::uint64_t one = 1;
+      (void)::write(wake_.get(), &one, sizeof one);
+    }
+  }
+}
+
+}  // namespace skopos::driver

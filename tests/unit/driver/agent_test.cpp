@@ -1,0 +1,316 @@
+// The reboot agent's decision loop against the drain's fakes (drain_fakes.h), a scripted
+// trigger source and a recording observer: a request drains, reboots and -- after the
+// boot -- recovers; the request is used up once the reboot is journaled; a drain
+// interrupted by a crash is resumed with the trigger it recorded; a drain started by
+// hand, an unreadable journal or another driver holding the host hold reboots back; a
+// stop ends the drain at a safe point; run() waits as long as each outcome says.
+#include "driver/agent.h"
+
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <deque>
+#include <functional>
+#include <filesystem>
+#include <fstream>
+
+#include "drain_fakes.h"
+#include "driver/local_drain_lock.h"
+
+namespace skopos::driver {
+namespace {
+
+using namespace std::chrono_literals;
+using namespace fakes;
+
+// Requests from a script; each use of a request is logged into the World with the
+// journal's phase, so "consumed before the reboot command" is visible in one order.
+class ScriptedTriggers : public RebootTriggers {
+ public:
+  explicit ScriptedTriggers(World& world) : w_(world) {}
+  Result<std::string, std::string> requested() override {
+    if (unreachable) return unexpected(std::string("rolling reboot: etcd unavailable"));
+    return request;
+  }
+  Result<void, std::string> consumed(const std::string& trigger) override {
+    w_.call("consumed:" + trigger);
+    request.clear();
+    return {};
+  }
+  Result<void, std::string> completed(const std::string& trigger) override {
+    w_.call("completed:" + trigger);
+    return {};
+  }
+  void wait(std::chrono::milliseconds timeout, const std::atomic<bool>& stop, FunctionRef<void()> alive) override {
+    alive();
+    waits.push_back(timeout);
+    // What happens in the world between turns: the script's next step; without one,
+    // `stop_after` more plain waits, then the end of the test.
+    if (!between_turns.empty()) {
+      const std::function<void()> step = between_turns.front();
+      between_turns.pop_front();
+      step();
+    } else if (stop_after_waits_ > 0) {
+      --stop_after_waits_;
+    } else if (!stop.load()) {
+      w_.stop = true;
+    }
+  }
+  std::string describe() const override { return "a script"; }
+
+  void stop_after(int plain_waits) { stop_after_waits_ = plain_waits; }
+
+  std::string request;
+  bool unreachable = false;
+  std::vector<std::chrono::milliseconds> waits;
+  std::deque<std::function<void()>> between_turns;
+
+ private:
+  World& w_;
+  int stop_after_waits_ = 0;
+};
+
+class RecordingObserver : public AgentObserver {
+ public:
+  void status(const std::string& text) override { lines.push_back("status: " + text); }
+  void warning(const std::string& text) override { lines.push_back("warning: " + text); }
+  void error(const std::string& text) override { lines.push_back("error: " + text); }
+  void alive() override { ++alive_calls; }
+  void drain_started(const DrainOptions& options) override {
+    started.push_back(options);
+    busy = true;
+  }
+  void drain_event(const DrainEvent& event) override {
+    if (event.type == DrainEvent::Type::kPhase) phases.push_back(drain_phase_name(event.phase));
+  }
+  void drain_finished(const Result<DrainResult, DrainError>& result) override {
+    busy = false;
+    finished.push_back(result ? drain_phase_name(result->reached) : "error: " + result.error().message);
+  }
+  bool saw(const std::string& prefix) const {
+    return std::any_of(lines.begin(), lines.end(), [&](const std::string& l) { return l.rfind(prefix, 0) == 0; });
+  }
+
+  std::vector<std::string> lines;
+  std::vector<DrainOptions> started;
+  std::vector<std::string> phases;
+  std::vector<std::string> finished;
+  int alive_calls = 0;
+  bool busy = false;
+};
+
+class AgentTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = "/tmp/skopos-agent-test-" + std::to_string(::getpid());
+    std::filesystem::remove_all(dir_);
+    std::filesystem::create_directories(dir_);
+    world_.journal_path = dir_ + "/journal";
+  }
+  void TearDown() override { std::filesystem::remove_all(dir_); }
+
+  AgentOptions options() const {
+    AgentOptions o;
+    o.journal_path = world_.journal_path;
+    o.recheck = 60s;
+    o.reboot_wait = 10min;
+    o.drain.hostname = "host-a";
+    o.drain.tier = Tier::kWorker;
+    return o;
+  }
+  // A new agent each time, as after a restart of the process (or a boot).
+  AgentTurn turn() {
+    Agent agent(systems(), options(), triggers_, observer_, world_.stop);
+    return agent.run_once();
+  }
+  DrainSystems systems() { return DrainSystems{locks_, mesos_, marathon_, containers_, connections_, fence_, host_}; }
+  // A drain run by hand (`skopos drain`), as the CLI runs it.
+  Result<DrainResult, DrainError> drain_by_hand(DrainKind kind) {
+    auto journal = Journal::open(world_.journal_path);
+    EXPECT_TRUE(journal);
+    DrainOptions o;
+    o.kind = kind;
+    o.hostname = "host-a";
+    Drain drain(systems(), *journal, o, [](const DrainEvent&) {}, world_.stop);
+    return drain.run();
+  }
+  bool journal_done() const {
+    auto journal = Journal::open(world_.journal_path);
+    return journal && !journal->last();
+  }
+
+  std::string dir_;
+  World world_;
+  FakeLocks locks_{world_};
+  FakeMesos mesos_{world_};
+  FakeMarathon marathon_{world_};
+  FakeContainers containers_{world_};
+  FakeConnections connections_{world_};
+  FakeFence fence_{world_};
+  FakeHost host_{world_};
+  ScriptedTriggers triggers_{world_};
+  RecordingObserver observer_;
+};
+
+TEST_F(AgentTest, NoRequestIsAnIdleTurnThatTouchesNothing) {
+  EXPECT_EQ(turn(), AgentTurn::kIdle);
+  EXPECT_TRUE(world_.side_effects().empty());
+  EXPECT_TRUE(observer_.started.empty());
+}
+
+TEST_F(AgentTest, ARequestDrainsAndRebootsUsingTheRequestUpOnceTheRebootIsJournaled) {
+  triggers_.request = "rolling:r-1";
+  EXPECT_EQ(turn(), AgentTurn::kRebooting);
+  ASSERT_EQ(observer_.started.size(), 1U);
+  EXPECT_EQ(observer_.started[0].kind, DrainKind::kReboot) << "the agent's drains are REBOOT drains";
+  EXPECT_EQ(observer_.started[0].trigger, "rolling:r-1");
+  // The request is used up after the reboot phase is journaled and before the command.
+  const auto consumed = std::find(world_.calls.begin(), world_.calls.end(), "consumed:rolling:r-1@reboot");
+  const auto reboot = std::find(world_.calls.begin(), world_.calls.end(), "reboot@reboot");
+  ASSERT_NE(consumed, world_.calls.end());
+  ASSERT_NE(reboot, world_.calls.end());
+  EXPECT_LT(consumed, reboot);
+  EXPECT_EQ(world_.side_effects().front(), "host_lock@host-lock");
+  EXPECT_EQ(world_.side_effects().back(), "reboot@reboot");
+  EXPECT_TRUE(observer_.saw("status: reboot requested (rolling:r-1)"));
+  EXPECT_TRUE(locks_.held_) << "the tier's slot is held through the reboot";
+  EXPECT_FALSE(world_.called("completed:rolling:r-1"));
+}
+
+TEST_F(AgentTest, AfterTheBootItRecoversAndTellsTheTriggersTheHostIsBack) {
+  triggers_.request = "rolling:r-1";
+  ASSERT_EQ(turn(), AgentTurn::kRebooting);
+  world_.boot_id = "boot-2";  // the machine rebooted; systemd starts the agent again
+  world_.calls.clear();
+  EXPECT_EQ(turn(), AgentTurn::kRecovered);
+  EXPECT_EQ(world_.side_effects(), (std::vector<std::string>{"remove@unfence", "bring_up@bring-up",
+                                                             "release@release-locks", "host_unlock@release-locks"}));
+  EXPECT_TRUE(world_.called("completed:rolling:r-1"));
+  EXPECT_FALSE(world_.called("reboot")) << "one reboot per request";
+  EXPECT_FALSE(locks_.held_);
+  EXPECT_TRUE(journal_done());
+  EXPECT_TRUE(observer_.saw("status: back in service after the reboot"));
+  // And with the request used up, the next turn is idle.
+  world_.calls.clear();
+  EXPECT_EQ(turn(), AgentTurn::kIdle);
+  EXPECT_TRUE(world_.side_effects().empty());
+}
+
+TEST_F(AgentTest, ADrainInterruptedByACrashIsResumedWithItsTriggerEvenWhenNoRequestIsLeft) {
+  triggers_.request = "file";
+  world_.fail["stop"] = DrainError{DrainError::Kind::kFailed, "Docker: connection refused"};
+  EXPECT_EQ(turn(), AgentTurn::kFailed);
+  EXPECT_EQ(world_.phase(), "stop");
+  EXPECT_TRUE(observer_.saw("status: drain failed: Docker: connection refused; trying again in 60 s"));
+  // The request is gone (the file was removed by hand, say): the journal still says a
+  // reboot drain is under way, and it is finished for the trigger it recorded.
+  triggers_.request.clear();
+  world_.calls.clear();
+  EXPECT_EQ(turn(), AgentTurn::kRebooting);
+  ASSERT_EQ(observer_.started.size(), 2U);
+  EXPECT_EQ(observer_.started[1].trigger, "file");
+  EXPECT_EQ(world_.side_effects(),
+            (std::vector<std::string>{"stop@stop", "release_tasks@release-tasks", "take_down@take-down", "reboot@reboot"}))
+      << "resumed at the journaled phase, not started again";
+  EXPECT_NE(std::find(world_.calls.begin(), world_.calls.end(), "consumed:file@reboot"), world_.calls.end());
+}
+
+TEST_F(AgentTest, ADrainStartedByHandHoldsRebootsBackUntilItIsUndrained) {
+  ASSERT_TRUE(drain_by_hand(DrainKind::kDrain));
+  triggers_.request = "file";
+  world_.calls.clear();
+  EXPECT_EQ(turn(), AgentTurn::kBlocked);
+  EXPECT_TRUE(world_.side_effects().empty());
+  EXPECT_TRUE(observer_.saw("status: a DRAIN drain is in progress: no reboots until it is undrained"));
+  // Said once, not at every turn.
+  Agent agent(systems(), options(), triggers_, observer_, world_.stop);
+  ASSERT_EQ(agent.run_once(), AgentTurn::kBlocked);
+  ASSERT_EQ(agent.run_once(), AgentTurn::kBlocked);
+  EXPECT_EQ(std::count_if(observer_.lines.begin(), observer_.lines.end(),
+                          [](const std::string& l) { return l.find("in progress") != std::string::npos; }),
+            2)
+      << "once by the first agent, once by the second";
+}
+
+TEST_F(AgentTest, AJournalThatCannotBeResumedBlocksTheAgentAndIsNotTouched) {
+  // Written by a newer version, say: a phase this one does not know.
+  const std::string entry =
+      "{\"drain_id\":\"d-1\",\"phase\":\"teleport\",\"fencing_token\":0,\"boot_id\":\"boot-1\",\"at\":1,"
+      "\"facts\":{\"kind\":\"REBOOT\",\"trigger\":\"file\"}}\n";
+  {
+    std::ofstream(world_.journal_path) << entry;
+  }
+  triggers_.request = "file";
+  EXPECT_EQ(turn(), AgentTurn::kBlocked);
+  EXPECT_TRUE(world_.side_effects().empty());
+  EXPECT_TRUE(observer_.saw("error: ")) << (observer_.lines.empty() ? "" : observer_.lines.back());
+  std::ifstream in(world_.journal_path);
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  EXPECT_EQ(text, entry);
+}
+
+TEST_F(AgentTest, AnotherDriverHoldingTheHostMakesTheTurnBusyWithoutADrain) {
+  auto held = LocalDrainLock::take(world_.journal_path, false, 0ms);
+  ASSERT_TRUE(held) << held.error().message();
+  triggers_.request = "file";
+  EXPECT_EQ(turn(), AgentTurn::kBusy);
+  EXPECT_TRUE(world_.side_effects().empty());
+  EXPECT_TRUE(observer_.saw("warning: ")) << "names the driver holding it";
+}
+
+TEST_F(AgentTest, AnUnreachableTriggerSourceIsAWarningAndAnIdleTurn) {
+  triggers_.unreachable = true;
+  EXPECT_EQ(turn(), AgentTurn::kIdle);
+  EXPECT_TRUE(observer_.saw("warning: rolling reboot: etcd unavailable"));
+  EXPECT_TRUE(world_.side_effects().empty());
+}
+
+TEST_F(AgentTest, AStopDuringTheWaitEndsTheDrainAtASafePointAndTheNextAgentResumes) {
+  triggers_.request = "file";
+  connections_.stop_during_wait = true;
+  Agent agent(systems(), options(), triggers_, observer_, world_.stop);
+  agent.run();  // returns by itself: the stop came during the wait
+  EXPECT_EQ(world_.phase(), "wait");
+  EXPECT_FALSE(world_.called("stop")) << "no container stopped after the stop";
+  EXPECT_TRUE(triggers_.waits.empty()) << "a stopped agent does not wait for the next turn";
+  ASSERT_EQ(observer_.finished.size(), 1U);
+  EXPECT_NE(observer_.finished[0].find("error: "), std::string::npos);
+  EXPECT_FALSE(observer_.busy);
+  // Started again (systemd restarts it), it goes on from the wait.
+  world_.stop = false;
+  connections_.stop_during_wait = false;
+  world_.calls.clear();
+  EXPECT_EQ(turn(), AgentTurn::kRebooting);
+  EXPECT_FALSE(world_.called("host_lock")) << "earlier phases are not redone";
+  EXPECT_FALSE(world_.called("announce"));
+  EXPECT_TRUE(world_.called("stop"));
+}
+
+TEST_F(AgentTest, RunWaitsTheRecheckWhenIdleAndTheRebootWaitAfterTheRebootCommand) {
+  Agent agent(systems(), options(), triggers_, observer_, world_.stop);
+  // Turn 1: idle. Then a request arrives; turn 2 reboots; the shutdown never comes.
+  triggers_.between_turns.push_back([&] { triggers_.request = "file"; });
+  triggers_.between_turns.push_back([&] { world_.stop = true; });
+  agent.run();
+  ASSERT_EQ(triggers_.waits.size(), 2U);
+  EXPECT_EQ(triggers_.waits[0], 60s) << "idle: the recheck";
+  EXPECT_EQ(triggers_.waits[1], 10min) << "after the reboot command: the reboot wait";
+  EXPECT_GE(observer_.alive_calls, 2) << "signs of life while waiting";
+  EXPECT_TRUE(world_.called("reboot"));
+}
+
+TEST_F(AgentTest, AfterTheRebootWaitPassesWithoutAShutdownItSaysSoAndRebootsAgain) {
+  triggers_.request = "file";
+  Agent agent(systems(), options(), triggers_, observer_, world_.stop);
+  triggers_.stop_after(1);  // let one more turn run after the reboot wait
+  agent.run();
+  EXPECT_TRUE(observer_.saw("error: still running 600 s after the reboot command"));
+  EXPECT_EQ(std::count_if(world_.calls.begin(), world_.calls.end(),
+                          [](const std::string& c) { return c.rfind("reboot@", 0) == 0; }),
+            2)
+      << "the same boot after the reboot phase runs the reboot again";
+}
+
+}  // namespace
+}  // namespace skopos::driver
