@@ -34,12 +34,7 @@ constexpr const char* kAgentUsage =
     "a crash is resumed when it starts.\n"
     "\n"
     "agent options:\n"
-    "  --trigger-file PATH       the file whose existence asks for a reboot (default\n"
-    "                            /var/lib/skopos/needs_reboot); removed when the reboot is\n"
-    "                            recorded, before the reboot command runs\n"
-    "  --recheck D               re-read the triggers at least this often (default 60s)\n"
-    "  --reboot-wait D           after the reboot command, how long to wait for the\n"
-    "                            shutdown before trying again (default 10m)\n"
+    "%s"
     "\n"
     "%s\n%s";
 
@@ -78,39 +73,75 @@ class AgentLog : public AgentObserver {
   std::optional<DrainReporter> reporter_;
 };
 
+// Everything the agent's options set.
+struct AgentConfig {
+  GlobalConfig global;
+  DrainConfig drain = DrainConfig::from_environment();
+  AgentOptions agent;
+  WatchedRebootTriggers::Options triggers;
+};
+
+const OptionTable<AgentConfig>& own_options_table() {
+  static const OptionTable<AgentConfig> table = [] {
+    OptionTable<AgentConfig> t("skopos agent");
+    t.text("trigger-file", "PATH",
+           "the file whose existence asks for a reboot; removed when\nthe reboot is recorded, before the reboot command "
+           "runs",
+           [](auto& c) -> auto& { return c.triggers.trigger_file; });
+    t.duration("recheck", "look at the triggers (and try a failed drain again) at\nleast this often",
+               [](auto& c) -> auto& { return c.agent.recheck; });
+    t.duration("reboot-wait", "after the reboot command, how long to wait for the\nshutdown before trying again",
+               [](auto& c) -> auto& { return c.agent.reboot_wait; });
+    return t;
+  }();
+  return table;
+}
+
+const OptionTable<AgentConfig>& table() {
+  static const OptionTable<AgentConfig> table = [] {
+    OptionTable<AgentConfig> t = own_options_table();
+    t.include(drain_options_table(), &AgentConfig::drain);
+    t.include(global_options_table(), &AgentConfig::global);
+    return t;
+  }();
+  return table;
+}
+
+void print_usage() {
+  std::printf(kAgentUsage, own_options_table().help().c_str(), drain_options_help().c_str(),
+              global_options_help().c_str());
+}
+
 }  // namespace
+
+std::string agent_options_markdown() { return own_options_table().markdown(); }
 
 int agent_command(int argc, char** argv) {
   if (argc >= 3 && (std::string_view(argv[2]) == "--help" || std::string_view(argv[2]) == "-h")) {
-    std::printf(kAgentUsage, kDrainOptionsHelp, kGlobalOptionsHelp);
+    print_usage();
     return kExitOk;
   }
-  std::set<std::string> names = kDrainOptions;
-  names.insert({"trigger-file", "recheck", "reboot-wait"});
-  const CliSpec spec = with_global_options("skopos agent", {"all-containers"}, names);
-  CliArgs args = CliArgs::parse(spec, argc, argv, 2);
-  if (args.flag("help")) {
-    std::printf(kAgentUsage, kDrainOptionsHelp, kGlobalOptionsHelp);
+  AgentConfig config;
+  const CliArgs args = parse_command_options(table(), argc, argv, config);
+  if (config.global.help) {
+    print_usage();
     return kExitOk;
   }
-  const GlobalOptions global = parse_global_options(spec, args);
+  const GlobalOptions global = global_options(config.global, "skopos agent");
   if (!args.positional().empty()) throw FatalError("skopos agent: takes no arguments");
-  DrainRuntime runtime(global, args, "skopos agent", DrainKind::kReboot);
-  AgentOptions options;
+  DrainRuntime runtime(global, config.drain, "skopos agent", DrainKind::kReboot);
+  AgentOptions options = config.agent;
   options.journal_path = runtime.journal_path();
-  options.recheck = args.duration("recheck", options.recheck);
-  options.reboot_wait = args.duration("reboot-wait", options.reboot_wait);
   options.drain = runtime.options();
-  WatchedRebootTriggers::Options watched;
-  watched.trigger_file = args.option("trigger-file", watched.trigger_file);
+  WatchedRebootTriggers::Options watched = config.triggers;
   watched.prefix = global.prefix;
   watched.tier = options.drain.tier;
   watched.machine_id = runtime.identity().machine_id;
   watched.hostname = options.drain.hostname;
-  if (args.has("metrics-file")) {
+  if (!config.drain.metrics_file.empty()) {
     // Idle until a drain starts (its labels only); a directory that refuses the file
     // stops the agent now, not in the middle of a drain.
-    if (auto written = DrainMetrics(args.option("metrics-file"), options.drain.hostname).write(); !written) {
+    if (auto written = DrainMetrics(config.drain.metrics_file, options.drain.hostname).write(); !written) {
       throw FatalError("skopos agent: --metrics-file: " + written.error());
     }
   }
@@ -118,7 +149,7 @@ int agent_command(int argc, char** argv) {
   const std::atomic<bool>& stop = install_stop_signals();
   const std::unique_ptr<HeartbeatThread> heartbeat = runtime.start_heartbeat();
   WatchedRebootTriggers triggers(watched, runtime.etcd(), runtime.new_etcd_client());
-  AgentLog log(args.option("events"), args.option("metrics-file"));
+  AgentLog log(config.drain.events, config.drain.metrics_file);
   Agent agent(runtime.systems(), options, triggers, log, stop);
   (void)sd_notify("READY=1");
   const HostIdentity& self = runtime.identity();

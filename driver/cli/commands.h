@@ -1,6 +1,8 @@
 // The `skopos` subcommands; each returns the process exit status (see global_options.h).
 #pragma once
 
+#include <string>
+
 namespace skopos::driver::cli {
 
 int lock_command(int argc, char** argv);
@@ -10,5 +12,9 @@ int fence_command(int argc, char** argv);
 int drain_command(int argc, char** argv);
 int agent_command(int argc, char** argv);
 int rolling_reboot_command(int argc, char** argv);
+
+// The commands' own options as Markdown tables (see `skopos --help-markdown`).
+std::string drain_flags_markdown();
+std::string agent_options_markdown();
 
 }  // namespace skopos::driver::cli

@@ -40,12 +40,7 @@ constexpr const char* kDrainUsage =
     "          released when drained; --mark-gone tells Mesos the agent is gone for good.\n"
     "\n"
     "flags:\n"
-    "  --dry-run        print the whole plan (locks, Mesos calls, fence rules, containers,\n"
-    "                   current counts) and change nothing\n"
-    "  --status         what the journal says: the drain in progress and its phase\n"
-    "  --json           one JSON object per event and progress tick, and the result\n"
-    "  --no-live        progress as lines even on a terminal\n"
-
+    "%s"
     "\n"
     "%s\n%s"
     "\n"
@@ -54,7 +49,52 @@ constexpr const char* kDrainUsage =
     "(budget, another drain or token, a lost lock, a bad label); 5 interrupted by a signal at\n"
     "a safe point (run again to resume, or undrain).\n";
 
-void print_usage(std::FILE* out) { std::fprintf(out, kDrainUsage, kDrainOptionsHelp, kGlobalOptionsHelp); }
+// Everything a drain command's options set.
+struct DrainCommandConfig {
+  GlobalConfig global;
+  DrainConfig drain = DrainConfig::from_environment();
+  bool reboot = false;
+  bool abort = false;
+  bool status = false;
+  bool no_wait_apps = false;
+  bool no_live = false;
+};
+
+// The command's own flags; the table() adds the drain and global options.
+const OptionTable<DrainCommandConfig>& own_flags_table() {
+  static const OptionTable<DrainCommandConfig> table = [] {
+    using C = DrainCommandConfig;
+    OptionTable<C> t("skopos drain");
+    t.flag("reboot", "drain: then reboot, holding the tier's reboot lock", &C::reboot);
+    t.flag("dry-run",
+           "print the whole plan (locks, Mesos calls, fence rules,\ncontainers, current counts) and change nothing",
+           [](auto& c) -> auto& { return c.drain.drain.dry_run; });
+    t.flag("abort", "= undrain", &C::abort);
+    t.flag("no-wait-apps", "undrain: do not wait for the apps to be back at full\nstrength", &C::no_wait_apps);
+    t.flag("mark-gone", "booster: tell Mesos the agent is gone for good",
+           [](auto& c) -> auto& { return c.drain.drain.mark_gone; });
+    t.flag("status", "what the journal says: the drain in progress and its phase", &C::status);
+    t.flag("no-live", "progress as lines even on a terminal (--json: one JSON\nobject per event and tick)",
+           &C::no_live);
+    return t;
+  }();
+  return table;
+}
+
+const OptionTable<DrainCommandConfig>& table() {
+  static const OptionTable<DrainCommandConfig> table = [] {
+    OptionTable<DrainCommandConfig> t = own_flags_table();
+    t.include(drain_options_table(), &DrainCommandConfig::drain);
+    t.include(global_options_table(), &DrainCommandConfig::global);
+    return t;
+  }();
+  return table;
+}
+
+void print_usage(std::FILE* out) {
+  std::fprintf(out, kDrainUsage, own_flags_table().help().c_str(), drain_options_help().c_str(),
+               global_options_help().c_str());
+}
 
 int print_status(const std::string& journal_path, bool json_output) {
   // Read only: a running driver may be writing it.
@@ -108,6 +148,8 @@ int print_status(const std::string& journal_path, bool json_output) {
 
 }  // namespace
 
+std::string drain_flags_markdown() { return own_flags_table().markdown(); }
+
 int drain_command(int argc, char** argv) {
   const std::string name = argv[1];  // drain, undrain or booster
   const std::string command = "skopos " + name;
@@ -115,32 +157,33 @@ int drain_command(int argc, char** argv) {
     print_usage(stdout);
     return kExitOk;
   }
-  const CliSpec spec = with_global_options(
-      command, {"dry-run", "abort", "reboot", "status", "no-wait-apps", "mark-gone", "all-containers", "no-live"},
-      kDrainOptions);
-  CliArgs args = CliArgs::parse(spec, argc, argv, 2);
-  if (args.flag("help")) {
+  DrainCommandConfig config;
+  const CliArgs args = parse_command_options(table(), argc, argv, config);
+  if (config.global.help) {
     print_usage(stdout);
     return kExitOk;
   }
-  const GlobalOptions global = parse_global_options(spec, args);
+  const GlobalOptions global = global_options(config.global, command);
   if (!args.positional().empty()) throw FatalError(command + ": takes no arguments ('" + args.positional()[0] + "')");
-  const bool abort = name == "undrain" || args.flag("abort");
-  if (abort && (args.flag("dry-run") || args.flag("reboot"))) {
+  const bool dry_run = config.drain.drain.dry_run;
+  const bool abort = name == "undrain" || config.abort;
+  if (abort && (dry_run || config.reboot)) {
     throw FatalError(command + ": --abort/undrain cannot be combined with --dry-run or --reboot");
   }
-  if (name != "booster" && args.flag("mark-gone")) throw FatalError(command + ": --mark-gone is for 'skopos booster'");
-  if (name == "booster" && args.flag("reboot")) throw FatalError(command + ": a booster drain does not reboot");
-  const DrainKind kind = name == "booster" ? DrainKind::kBooster : args.flag("reboot") ? DrainKind::kReboot : DrainKind::kDrain;
+  if (name != "booster" && config.drain.drain.mark_gone) {
+    throw FatalError(command + ": --mark-gone is for 'skopos booster'");
+  }
+  if (name == "booster" && config.reboot) throw FatalError(command + ": a booster drain does not reboot");
+  const DrainKind kind = name == "booster" ? DrainKind::kBooster : config.reboot ? DrainKind::kReboot : DrainKind::kDrain;
 
   // --status reads the journal and nothing else: no client is built for it.
-  if (args.flag("status")) return print_status(args.option("journal", kDefaultJournal), global.json);
-  DrainRuntime runtime(global, args, command, kind);
+  if (config.status) return print_status(config.drain.journal, global.json);
+  DrainRuntime runtime(global, config.drain, command, kind);
 
   const std::atomic<bool>& stop = install_stop_signals();
   // A dry run changes nothing, so it neither waits for nor stops a running drain.
   std::optional<LocalDrainLock> local;
-  if (!args.flag("dry-run")) {
+  if (!dry_run) {
     auto taken = LocalDrainLock::take(runtime.journal_path(), abort, std::chrono::seconds(60));
     if (!taken) {
       std::fprintf(stderr, "%s: %s\n", command.c_str(), taken.error().message().c_str());
@@ -155,13 +198,13 @@ int drain_command(int argc, char** argv) {
   }
   if (!journal->damage().empty()) log_warning("journal repaired: " + journal->damage());
 
-  DrainReporter reporter(global.json, ::isatty(STDOUT_FILENO) == 1 && !args.flag("no-live"),
-                         runtime.options().progress_interval, args.option("events"), args.option("metrics-file"),
+  DrainReporter reporter(global.json, ::isatty(STDOUT_FILENO) == 1 && !config.no_live,
+                         runtime.options().progress_interval, config.drain.events, config.drain.metrics_file,
                          runtime.options().hostname);
   std::unique_ptr<HeartbeatThread> heartbeat;
-  if (!args.flag("dry-run")) heartbeat = runtime.start_heartbeat();
+  if (!dry_run) heartbeat = runtime.start_heartbeat();
   Drain drain(runtime.systems(), *journal, runtime.options(), [&](const DrainEvent& event) { reporter(event); }, stop);
-  auto result = abort ? drain.recover(!args.flag("no-wait-apps")) : drain.run();
+  auto result = abort ? drain.recover(!config.no_wait_apps) : drain.run();
   reporter.result(command, result);
   // Rebooting: the lease ends with this boot; otherwise the key goes now.
   if (heartbeat) heartbeat->stop(!(result && result->rebooting));

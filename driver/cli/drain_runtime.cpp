@@ -6,89 +6,130 @@ namespace skopos::driver::cli {
 
 namespace {
 
-std::chrono::seconds whole_seconds(const CliArgs& args, const std::string& name, std::chrono::seconds fallback) {
-  return std::chrono::duration_cast<std::chrono::seconds>(args.duration(name, fallback));
-}
-
 // The defaults of the per-app overrides obey the labels' ceiling.
-std::chrono::seconds override_default(const CliArgs& args, const std::string& command, const std::string& name,
-                                      std::chrono::seconds fallback) {
-  const std::chrono::seconds value = whole_seconds(args, name, fallback);
+void check_override_default(const std::string& command, const std::string& name, std::chrono::seconds value) {
   if (value > kMaxOverrideDuration) {
-    throw FatalError(command + ": --" + name + " '" + args.option(name) + "' is above the ceiling of " +
+    throw FatalError(command + ": --" + name + " '" + format_duration(value) + "' is above the ceiling of " +
                      std::to_string(kMaxOverrideDuration.count() / 3600) + "h");
   }
-  return value;
 }
 
 }  // namespace
 
-const std::set<std::string> kDrainOptions = {
-    "tier",           "hostname",         "mesos-mode",         "maintenance-window", "marathon",
-    "marathon-user",  "marathon-password-file", "marathon-timeout", "marathon-self",    "docker-socket",
-    "tracker-socket", "connection-deadline", "stop-grace",       "lock-wait",          "recover-timeout",
-    "leader-move-wait", "fence-chain",    "health-check-port",  "health-check-match", "zookeeper",
-    "reboot-command", "journal",          "notify",             "heartbeat-ttl",      "progress-interval",
-    "events",         "metrics-file",     "fence-ipv6",         "fence-allow",
-    "mesos-master",   "mesos-user",       "mesos-password-file", "mesos-cacert",      "mesos-cert",
-    "mesos-key",      "mesos-timeout",    "leader-wait"};
+DrainConfig DrainConfig::from_environment() {
+  DrainConfig config;
+  config.marathon = env_or("SKOPOS_MARATHON", config.marathon);
+  config.tracker_socket = env_or("SKOPOS_TRACKER_SOCKET", config.tracker_socket);
+  config.notify = env_or("NOTIFY", config.notify);
+  return config;
+}
 
-const char* const kDrainOptionsHelp =
-    "drain options (each may also be set in the config file as 'name = value'):\n"
-    "  --tier T                  control, proxy or worker (default worker): the cluster\n"
-    "                            lock's group, and what the control tier also checks\n"
-    "  --hostname H              this host as Mesos and Marathon name it (default: the\n"
-    "                            host name)\n"
-    "  --connection-deadline D   how long to wait for inbound connections to close\n"
-    "                            (default 300s; label skopos.drain-deadline per app)\n"
-    "  --stop-grace D            docker stop's SIGTERM-to-SIGKILL grace (default 300s;\n"
-    "                            label skopos.stop-grace per app; skopos.ignore-ports\n"
-    "                            lists ports whose connections are not waited for)\n"
-    "  --lock-wait D             how long to wait for the tier's lock (default 1h)\n"
-    "  --recover-timeout D       how long recovery waits for the agent and the apps\n"
-    "                            (default 15m; on timeout the locks are kept)\n"
-    "  --journal FILE            the drain's journal (default /var/lib/skopos/journal)\n"
-    "  --tracker-socket PATH     skopos-tracker's stream (default /run/skopos/tracker.sock)\n"
-    "  --docker-socket URL       the Docker Engine API (default unix:///var/run/docker.sock)\n"
-    "  --all-containers          take every running container out, not only Mesos and\n"
-    "                            Marathon tasks\n"
-    "  --marathon URLS           Marathon (any instance); without it, no budget check\n"
-    "                            and no task release ($SKOPOS_MARATHON)\n"
-    "  --marathon-user U, --marathon-password-file F, --marathon-timeout D\n"
-    "  --marathon-self HOST:PORT control tier: this host's Marathon as /v2/leader names it;\n"
-    "                            if it leads, it abdicates and the drain waits for a new one\n"
-    "  --leader-move-wait D      how long to wait for that (default 60s)\n"
-    "  --mesos-mode M            auto (default), schedule or drain-api\n"
-    "  --maintenance-window D    length of the Mesos maintenance window (default 2h)\n"
-    "  --zookeeper HOST:PORT,... control tier: the ensemble that must keep its quorum\n"
-    "  --fence-chain NAME        the iptables chain (default SKOPOS)\n"
-    "  --fence-ipv6 on|off       fence IPv6 too, with ip6tables (default on where the kernel\n"
-    "                            has IPv6); an ip6tables failure fails the step\n"
-    "  --fence-allow CIDR,...    sources whose new connections pass the fence: the hosts\n"
-    "                            of health checkers that must keep seeing a fenced task\n"
-    "                            alive (Marathon's own HTTP/TCP checks come from the\n"
-    "                            Marathon hosts; failing, they make Marathon kill it)\n"
-    "  --health-check-port P, --health-check-match TEXT\n"
-    "                            also reset the cloud balancer's health check; off by\n"
-    "                            default: an autoscaler may terminate a host whose health\n"
-    "                            check fails, even one holding the reboot lock\n"
-    "  --reboot-command CMD      run to reboot (default 'systemctl reboot'; split on\n"
-    "                            spaces, no shell)\n"
-    "  --notify URL              POSTed {machine_id, hostname, kind, outcome, drain_id} at\n"
-    "                            the end ($NOTIFY; {machine_id} in the URL is replaced)\n"
-    "  --heartbeat-ttl D         this driver's liveness lease (default 15s)\n"
-    "  --progress-interval D     progress lines under systemd (default 5s)\n"
-    "  --events FILE             also append every event and the result to FILE as JSON\n"
-    "                            lines (an audit trail for automation)\n"
-    "  --metrics-file FILE       keep FILE up to date as Prometheus text: phase, time in\n"
-    "                            it, connections left, fence re-applied (for node_exporter's\n"
-    "                            textfile collector: FILE in its directory, ending in .prom)\n"
-    "  --mesos-master URLS ...   as for 'skopos maintenance'; without it, Mesos is not\n"
-    "                            told ($SKOPOS_MESOS_MASTER)\n";
+const OptionTable<DrainConfig>& drain_options_table() {
+  static const OptionTable<DrainConfig> table = [] {
+    using C = DrainConfig;
+    OptionTable<C> t("skopos");
+    t.choice("tier",
+             "the cluster lock's group, and what the control tier also\nchecks (Marathon's leader, ZooKeeper's quorum)",
+             [](auto& c) -> auto& { return c.drain.tier; },
+             std::vector<std::pair<std::string, Tier>>{
+                 {"control", Tier::kControl}, {"proxy", Tier::kProxy}, {"worker", Tier::kWorker}});
+    t.text("hostname", "H", "this host as Mesos and Marathon name it (default: the\nhost name)",
+           [](auto& c) -> auto& { return c.drain.hostname; });
+    t.duration("connection-deadline",
+               "how long to wait for inbound connections to close\n(label skopos.drain-deadline per app)",
+               [](auto& c) -> auto& { return c.drain.connection_deadline; });
+    t.duration("stop-grace",
+               "docker stop's SIGTERM-to-SIGKILL grace (label\nskopos.stop-grace per app; skopos.ignore-ports lists\n"
+               "ports whose connections are not waited for)",
+               [](auto& c) -> auto& { return c.drain.stop_grace; });
+    t.duration("lock-wait", "how long to wait for the tier's lock", [](auto& c) -> auto& { return c.drain.lock_wait; });
+    t.duration("recover-timeout",
+               "how long recovery waits for the agent and the apps\n(on timeout the locks are kept)",
+               [](auto& c) -> auto& { return c.drain.recover_timeout; });
+    t.text("journal", "FILE", "the drain's journal", &C::journal);
+    t.text("tracker-socket", "PATH", "skopos-tracker's stream ($SKOPOS_TRACKER_SOCKET)", &C::tracker_socket);
+    t.text("docker-socket", "URL", "the Docker Engine API", &C::docker_socket);
+    t.flag("all-containers", "take every running container out, not only Mesos and\nMarathon tasks",
+           &C::all_containers);
+    t.text("marathon", "URLS",
+           "Marathon (any instance); without it, no budget check\nand no task release ($SKOPOS_MARATHON)", &C::marathon);
+    t.text("marathon-user", "U", "basic auth user ($SKOPOS_MARATHON_USER)", &C::marathon_user);
+    t.text("marathon-password-file", "F",
+           "basic auth password, first line of F\n($SKOPOS_MARATHON_PASSWORD holds it directly)",
+           &C::marathon_password_file);
+    t.duration("marathon-timeout", "deadline of each Marathon request", &C::marathon_timeout);
+    t.text("marathon-self", "HOST:PORT",
+           "control tier: this host's Marathon as /v2/leader names it;\nif it leads, it abdicates and the drain waits "
+           "for a new one",
+           [](auto& c) -> auto& { return c.drain.marathon_self; });
+    t.duration("leader-move-wait", "how long to wait for that", [](auto& c) -> auto& { return c.drain.leader_wait; });
+    t.choice("mesos-mode", "how Mesos is told: per master version and agent (auto),\nmaintenance schedule or drain API",
+             &C::mesos_mode,
+             std::vector<std::pair<std::string, std::optional<MesosMachine::Mode>>>{
+                 {"auto", std::nullopt},
+                 {"schedule", MesosMachine::Mode::kSchedule},
+                 {"drain-api", MesosMachine::Mode::kDrainApi}});
+    t.duration("maintenance-window", "length of the Mesos maintenance window", &C::maintenance_window);
+    t.include(mesos_options_table(), &C::mesos);
+    t.text("zookeeper", "HOST:PORT,...", "control tier: the ensemble that must keep its quorum", &C::zookeeper);
+    t.text("fence-chain", "NAME", "the iptables chain (1-28 characters)", &C::fence_chain);
+    t.choice("fence-ipv6",
+             "fence IPv6 too, with ip6tables (default on where the kernel\nhas IPv6); an ip6tables failure fails the step",
+             &C::fence_ipv6, std::vector<std::pair<std::string, std::optional<bool>>>{{"on", true}, {"off", false}});
+    t.text("fence-allow", "CIDR,...",
+           "sources whose new connections pass the fence: the hosts\nof health checkers that must keep seeing a fenced "
+           "task\nalive (Marathon's own HTTP/TCP checks come from the\nMarathon hosts; failing, they make Marathon kill "
+           "it)",
+           &C::fence_allow);
+    t.text("health-check-port", "P",
+           "with --health-check-match: also reset the cloud balancer's\nhealth check; off by default: an autoscaler may "
+           "terminate\na host whose health check fails, even one holding the\nreboot lock",
+           &C::health_check_port);
+    t.text("health-check-match", "TEXT", "what the balancer's health check request contains",
+           &C::health_check_match);
+    t.text("reboot-command", "CMD", "run to reboot (split on spaces, no shell)", &C::reboot_command);
+    t.text("notify", "URL",
+           "POSTed {machine_id, hostname, kind, outcome, drain_id} at\nthe end ($NOTIFY; {machine_id} in the URL is "
+           "replaced)",
+           &C::notify);
+    t.duration("heartbeat-ttl", "this driver's liveness lease", &C::heartbeat_ttl);
+    t.duration("progress-interval", "progress lines under systemd",
+               [](auto& c) -> auto& { return c.drain.progress_interval; });
+    t.text("events", "FILE",
+           "also append every event and the result to FILE as JSON\nlines (an audit trail for automation)", &C::events);
+    t.text("metrics-file", "FILE",
+           "keep FILE up to date as Prometheus text: phase, time in\nit, connections left, fence re-applied (for "
+           "node_exporter's\ntextfile collector: FILE in its directory, ending in .prom)",
+           &C::metrics_file);
+    return t;
+  }();
+  return table;
+}
+
+const std::string& drain_options_help() {
+  static const std::string help =
+      "drain options (each may also be set in the config file as 'name = value'):\n" + drain_options_table().help();
+  return help;
+}
 
 // ---- the runtime ---------------------------------------------------------------------
 
-DrainRuntime::DrainRuntime(const GlobalOptions& global, const CliArgs& args, const std::string& command, DrainKind kind) {
+DrainRuntime::DrainRuntime(const GlobalOptions& global, const DrainConfig& config, const std::string& command,
+                           DrainKind kind) {
+  // Checks first: a bad value is a usage error before any client exists.
+  check_override_default(command, "connection-deadline", config.drain.connection_deadline);
+  check_override_default(command, "stop-grace", config.drain.stop_grace);
+  if (config.drain.progress_interval.count() <= 0) throw FatalError(command + ": --progress-interval must be positive");
+  if (config.fence_chain.empty() || config.fence_chain.size() > 28) {
+    throw FatalError(command + ": --fence-chain must be 1-28 characters");
+  }
+  if (config.health_check_port.empty() != config.health_check_match.empty()) {
+    throw FatalError(command + ": --health-check-port and --health-check-match go together");
+  }
+  MesosMasterOptions mesos = mesos_master_options(config.mesos, command, "");
+  auto docker_endpoint = HttpEndpoint::parse(config.docker_socket);
+  if (!docker_endpoint) throw FatalError(command + ": --docker-socket: " + docker_endpoint.error().message());
+
   // etcd and the locks (always: every drain takes the host lock), and who this host is.
   etcd_options_ = global.etcd;
   prefix_ = global.prefix;
@@ -97,36 +138,16 @@ DrainRuntime::DrainRuntime(const GlobalOptions& global, const CliArgs& args, con
   locks_ = std::move(context.locks);
   drain_locks_ = std::make_unique<EtcdDrainLocks>(*locks_);
 
+  options_ = config.drain;
   options_.kind = kind;
-  const std::string tier = args.option("tier", "worker");
-  const auto parsed_tier = parse_tier(tier);
-  if (!parsed_tier) throw FatalError(command + ": --tier '" + tier + "' is not control, proxy or worker");
-  options_.tier = *parsed_tier;
-  options_.hostname = args.option("hostname", identity().hostname);
-  options_.connection_deadline = override_default(args, command, "connection-deadline", options_.connection_deadline);
-  options_.stop_grace = override_default(args, command, "stop-grace", options_.stop_grace);
-  options_.lock_wait = args.duration("lock-wait", options_.lock_wait);
-  options_.recover_timeout = args.duration("recover-timeout", options_.recover_timeout);
-  options_.leader_wait = args.duration("leader-move-wait", options_.leader_wait);
-  options_.progress_interval = args.duration("progress-interval", options_.progress_interval);
-  if (options_.progress_interval.count() <= 0) throw FatalError(command + ": --progress-interval must be positive");
-  options_.marathon_self = args.option("marathon-self");
-  options_.mark_gone = args.flag("mark-gone");
-  options_.dry_run = args.flag("dry-run");
-  journal_path_ = args.option("journal", kDefaultJournal);
-  heartbeat_ttl_ = whole_seconds(args, "heartbeat-ttl", heartbeat_ttl_);
+  if (options_.hostname.empty()) options_.hostname = identity().hostname;
+  journal_path_ = config.journal;
+  heartbeat_ttl_ = config.heartbeat_ttl;
 
   // Mesos, when masters are given.
-  MesosMasterOptions mesos = mesos_options(args, command, "");
   MesosStepsOptions steps;
-  if (args.has("mesos-mode") && args.option("mesos-mode") != "auto") {
-    MesosMachine::Mode mode = MesosMachine::Mode::kNone;
-    if (!parse_mesos_mode(args.option("mesos-mode"), mode) || mode == MesosMachine::Mode::kNone) {
-      throw FatalError(command + ": --mesos-mode '" + args.option("mesos-mode") + "' is not auto, schedule or drain-api");
-    }
-    steps.mode = mode;
-  }
-  steps.window = whole_seconds(args, "maintenance-window", steps.window);
+  steps.mode = config.mesos_mode;
+  steps.window = config.maintenance_window;
   if (!mesos.http.endpoints.empty()) {
     auto master = MesosMaster::create(mesos);
     if (!master) throw FatalError(command + ": Mesos client: " + master.error().message);
@@ -136,12 +157,12 @@ DrainRuntime::DrainRuntime(const GlobalOptions& global, const CliArgs& args, con
   mesos_ = std::make_unique<MesosDrainSteps>(master_.get(), scheduler_.get(), steps);
 
   // Marathon, when given.
-  const std::string marathon_urls = args.option("marathon", env_or("SKOPOS_MARATHON", ""));
-  if (!marathon_urls.empty()) {
+  if (!config.marathon.empty()) {
     MarathonOptions marathon;
-    marathon.http.endpoints = parse_url_list(marathon_urls, command + ": --marathon");
-    marathon.http.timeout = args.duration("marathon-timeout", std::chrono::seconds(10));
-    read_basic_auth(args, command, "marathon", "SKOPOS_MARATHON", marathon.http);
+    marathon.http.endpoints = parse_url_list(config.marathon, command + ": --marathon");
+    marathon.http.timeout = config.marathon_timeout;
+    basic_auth(config.marathon_user, config.marathon_password_file, command, "marathon", "SKOPOS_MARATHON",
+               marathon.http);
     auto client = Marathon::create(marathon);
     if (!client) throw FatalError(command + ": Marathon client: " + client.error().message);
     marathon_ = std::move(*client);
@@ -150,40 +171,32 @@ DrainRuntime::DrainRuntime(const GlobalOptions& global, const CliArgs& args, con
 
   // Docker.
   DockerContainersOptions docker;
-  auto endpoint = HttpEndpoint::parse(args.option("docker-socket", "unix:///var/run/docker.sock"));
-  if (!endpoint) throw FatalError(command + ": --docker-socket: " + endpoint.error().message());
-  docker.engine.http.endpoints.push_back(std::move(*endpoint));
+  docker.engine.http.endpoints.push_back(std::move(*docker_endpoint));
   docker.engine.http.timeout = std::chrono::seconds(10);
-  docker.all_containers = args.flag("all-containers");
+  docker.all_containers = config.all_containers;
   containers_ = std::make_unique<DockerDrainContainers>(docker);
 
   // The tracker.
   TrackerConnectionsOptions tracker;
-  tracker.socket = args.option("tracker-socket", env_or("SKOPOS_TRACKER_SOCKET", tracker.socket));
+  tracker.socket = config.tracker_socket;
   connections_ = std::make_unique<TrackerDrainConnections>(tracker);
 
   // The fence.
   FenceOptions fence;
-  fence.chain = args.option("fence-chain", "SKOPOS");
-  if (fence.chain.empty() || fence.chain.size() > 28) throw FatalError(command + ": --fence-chain must be 1-28 characters");
-  if (args.has("health-check-port") != args.has("health-check-match")) {
-    throw FatalError(command + ": --health-check-port and --health-check-match go together");
+  fence.chain = config.fence_chain;
+  if (!config.health_check_port.empty()) {
+    fence.health_check =
+        HealthCheckFence{port_value(command + ": --health-check-port", config.health_check_port), config.health_check_match};
   }
-  if (args.has("health-check-port")) {
-    fence.health_check = HealthCheckFence{port_value(command + ": --health-check-port", args.option("health-check-port")),
-                                          args.option("health-check-match")};
-  }
-  fence.allow_sources = allow_list(command + ": --fence-allow", args.option("fence-allow"));
-  const std::string ipv6 = args.option("fence-ipv6", kernel_has_ipv6() ? "on" : "off");
-  if (ipv6 != "on" && ipv6 != "off") throw FatalError(command + ": --fence-ipv6 '" + ipv6 + "' is not on or off");
-  fence_ = std::make_unique<IptablesDrainFence>(fence, ipv6 == "on");
+  fence.allow_sources = allow_list(command + ": --fence-allow", config.fence_allow);
+  fence_ = std::make_unique<IptablesDrainFence>(fence, config.fence_ipv6.value_or(kernel_has_ipv6()));
 
   // This host.
   LocalHostOptions host;
-  if (args.has("reboot-command")) host.reboot_command = split_list(args.option("reboot-command"), ' ');
+  host.reboot_command = split_list(config.reboot_command, ' ');
   host.boot_id_path = global.boot_id_file;
-  if (args.has("zookeeper")) host.zookeeper = split_list(args.option("zookeeper"));
-  host.notify_url = args.option("notify", env_or("NOTIFY", ""));
+  host.zookeeper = split_list(config.zookeeper);
+  host.notify_url = config.notify;
   host.machine_id = identity().machine_id;
   host.hostname = options_.hostname;
   host_ = std::make_unique<LocalDrainHost>(host);

@@ -6,7 +6,7 @@
 
 #include <chrono>
 #include <memory>
-#include <set>
+#include <optional>
 #include <string>
 
 #include "driver/drain.h"
@@ -19,15 +19,49 @@ namespace skopos::driver::cli {
 // Where the drain's journal lives unless --journal says otherwise.
 inline constexpr const char* kDefaultJournal = "/var/lib/skopos/journal";
 
-// The options of every drain command (added to the global ones), and their help.
-extern const std::set<std::string> kDrainOptions;
-extern const char* const kDrainOptionsHelp;
+// The options of every drain command (drain, undrain, booster, agent) as given: the
+// command line, the config file, and the environment where noted. DrainRuntime checks
+// them and builds the systems from them, in one place.
+struct DrainConfig {
+  DrainOptions drain;  // tier, hostname ("": this host's name), deadlines, waits
+  std::string journal = kDefaultJournal;
+  std::chrono::seconds heartbeat_ttl{15};
+  MesosConfig mesos;
+  std::optional<MesosMachine::Mode> mesos_mode;  // auto: per master version and agent
+  std::chrono::seconds maintenance_window{2 * 3600};
+  std::string marathon;  // URLs; "" : no budget check, no task release
+  std::string marathon_user;
+  std::string marathon_password_file;
+  std::chrono::milliseconds marathon_timeout{std::chrono::seconds(10)};
+  std::string docker_socket = "unix:///var/run/docker.sock";
+  bool all_containers = false;
+  std::string tracker_socket = TrackerConnectionsOptions{}.socket;
+  std::string fence_chain = "SKOPOS";
+  std::optional<bool> fence_ipv6;  // unset: where the kernel has IPv6
+  std::string fence_allow;
+  std::string health_check_port;
+  std::string health_check_match;
+  std::string zookeeper;
+  std::string reboot_command = "systemctl reboot";
+  std::string notify;
+  std::string events;
+  std::string metrics_file;
+
+  // The defaults, with what the environment sets: $SKOPOS_MARATHON,
+  // $SKOPOS_TRACKER_SOCKET, $NOTIFY (options given win).
+  static DrainConfig from_environment();
+};
+
+// The drain options, each declared once; the drain commands' tables include them.
+const OptionTable<DrainConfig>& drain_options_table();
+// Their help: a heading and the table's lines.
+const std::string& drain_options_help();
 
 // Every client a drain needs, built from the options; owns them.
 class DrainRuntime {
  public:
   // Throws FatalError for bad options (before anything is contacted).
-  DrainRuntime(const GlobalOptions& global, const CliArgs& args, const std::string& command, DrainKind kind);
+  DrainRuntime(const GlobalOptions& global, const DrainConfig& config, const std::string& command, DrainKind kind);
   ~DrainRuntime();
 
   DrainSystems systems();

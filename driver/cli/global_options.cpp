@@ -13,37 +13,55 @@
 
 namespace skopos::driver::cli {
 
-const char* const kGlobalOptionsHelp =
-    "global options (each may also be set in the config file as 'name = value'):\n"
-    "  --config FILE           settings file; command-line options win (default\n"
-    "                          /etc/skopos/skopos.conf when it exists)\n"
-    "  --etcd-endpoints URLS   comma-separated etcd client URLs (default\n"
-    "                          http://127.0.0.1:2379); https:// uses TLS\n"
-    "  --etcd-prefix P         key prefix of every skopos key (default /skopos)\n"
-    "  --etcd-cacert FILE      CA bundle that signs etcd's certificate\n"
-    "  --etcd-cert FILE        client certificate, with --etcd-key FILE\n"
-    "  --etcd-timeout D        deadline of each etcd request (default 5s)\n"
-    "  --machine-id ID         this machine (default $MACHINEID, else /etc/machine-id)\n"
-    "  --boot-id-file FILE     where this boot's id is read (default\n"
-    "                          /proc/sys/kernel/random/boot_id)\n"
-    "  --json                  machine-readable output\n"
-    "  --log-level L           error, warning, notice, info (default), debug\n";
-
 namespace {
 
 constexpr const char* kDefaultConfig = "/etc/skopos/skopos.conf";
 
 }  // namespace
 
+const OptionTable<GlobalConfig>& global_options_table() {
+  static const OptionTable<GlobalConfig> table = [] {
+    OptionTable<GlobalConfig> t("skopos");
+    t.text("config", "FILE", "settings file; command-line options win (default\n" + std::string(kDefaultConfig) +
+                                 " when it exists)",
+           &GlobalConfig::config);
+    t.text("etcd-endpoints", "URLS", "comma-separated etcd client URLs; https:// uses TLS",
+           &GlobalConfig::etcd_endpoints);
+    t.text("etcd-prefix", "P", "key prefix of every skopos key", &GlobalConfig::etcd_prefix);
+    t.text("etcd-cacert", "FILE", "CA bundle that signs etcd's certificate", &GlobalConfig::etcd_cacert);
+    t.text("etcd-cert", "FILE", "client certificate, with --etcd-key", &GlobalConfig::etcd_cert);
+    t.text("etcd-key", "FILE", "the client certificate's key", &GlobalConfig::etcd_key);
+    t.duration("etcd-timeout", "deadline of each etcd request", &GlobalConfig::etcd_timeout);
+    t.text("machine-id", "ID", "this machine (default $MACHINEID, else /etc/machine-id)", &GlobalConfig::machine_id);
+    t.text("boot-id-file", "FILE", "where this boot's id is read", &GlobalConfig::boot_id_file);
+    t.flag("json", "machine-readable output", &GlobalConfig::json);
+    t.choice("log-level", "the least important lines logged", &GlobalConfig::log_level,
+             std::vector<std::pair<std::string, LogLevel>>{{"error", LogLevel::kError},
+                                                          {"warning", LogLevel::kWarning},
+                                                          {"notice", LogLevel::kNotice},
+                                                          {"info", LogLevel::kInfo},
+                                                          {"debug", LogLevel::kDebug}});
+    t.flag("help", "this help", &GlobalConfig::help);
+    return t;
+  }();
+  return table;
+}
+
+const std::string& global_options_help() {
+  static const std::string help =
+      "global options (each may also be set in the config file as 'name = value'):\n" + global_options_table().help();
+  return help;
+}
+
 CliSpec with_global_options(std::string command, std::set<std::string> flags, std::set<std::string> options) {
-  flags.insert({"json", "help"});
-  options.insert({"config", "etcd-endpoints", "etcd-prefix", "etcd-cacert", "etcd-cert", "etcd-key", "etcd-timeout",
-                  "machine-id", "boot-id-file", "log-level"});
+  const CliSpec global = global_options_table().spec();
+  flags.insert(global.flags.begin(), global.flags.end());
+  options.insert(global.options.begin(), global.options.end());
   return CliSpec{std::move(command), std::move(flags), std::move(options)};
 }
 
 const std::set<std::string>& global_value_options() {
-  static const std::set<std::string> options = with_global_options("", {}, {}).options;
+  static const std::set<std::string> options = global_options_table().spec().options;
   return options;
 }
 
@@ -52,38 +70,41 @@ void subcommand_first(int argc, char** argv, std::set<std::string> own) {
   commands_first(argc, argv, 2, 1, own);
 }
 
-GlobalOptions parse_global_options(const CliSpec& spec, CliArgs& args) {
+void merge_config_file(const CliSpec& spec, CliArgs& args) {
   if (args.has("config")) {
     args.merge_config_file(spec, args.option("config"));
   } else if (::access(kDefaultConfig, F_OK) == 0) {
     args.merge_config_file(spec, kDefaultConfig);
   }
-  LogLevel level = LogLevel::kInfo;
-  if (!parse_log_level(args.option("log-level", "info"), level)) {
-    throw FatalError(spec.command + ": --log-level '" + args.option("log-level") + "' is not a level",
-                     "use error, warning, notice, info or debug");
-  }
-  set_log_level(level);
+}
 
+GlobalOptions global_options(const GlobalConfig& config, const std::string& command) {
+  set_log_level(config.log_level);
   GlobalOptions options;
-  options.json = args.flag("json");
-  options.machine_id = args.option("machine-id");
-  options.boot_id_file = args.option("boot-id-file", HostIdentity::kBootIdPath);
-  options.prefix = args.option("etcd-prefix", "/skopos");
+  options.json = config.json;
+  options.machine_id = config.machine_id;
+  options.boot_id_file = config.boot_id_file;
+  options.prefix = config.etcd_prefix;
   if (options.prefix.empty() || options.prefix.front() != '/') {
-    throw FatalError(spec.command + ": --etcd-prefix '" + options.prefix + "' must start with '/'");
+    throw FatalError(command + ": --etcd-prefix '" + options.prefix + "' must start with '/'");
   }
-  options.etcd.http.endpoints =
-      parse_url_list(args.option("etcd-endpoints", "http://127.0.0.1:2379"), spec.command + ": --etcd-endpoints");
-  options.etcd.http.tls.ca_file = args.option("etcd-cacert");
-  options.etcd.http.tls.cert_file = args.option("etcd-cert");
-  options.etcd.http.tls.key_file = args.option("etcd-key");
+  options.etcd.http.endpoints = parse_url_list(config.etcd_endpoints, command + ": --etcd-endpoints");
+  options.etcd.http.tls.ca_file = config.etcd_cacert;
+  options.etcd.http.tls.cert_file = config.etcd_cert;
+  options.etcd.http.tls.key_file = config.etcd_key;
   if (options.etcd.http.tls.cert_file.empty() != options.etcd.http.tls.key_file.empty()) {
-    throw FatalError(spec.command + ": --etcd-cert and --etcd-key go together");
+    throw FatalError(command + ": --etcd-cert and --etcd-key go together");
   }
-  options.etcd.http.timeout = args.duration("etcd-timeout", std::chrono::seconds(5));
-  if (options.etcd.http.timeout.count() <= 0) throw FatalError(spec.command + ": --etcd-timeout must be positive");
+  options.etcd.http.timeout = config.etcd_timeout;
+  if (options.etcd.http.timeout.count() <= 0) throw FatalError(command + ": --etcd-timeout must be positive");
   return options;
+}
+
+GlobalOptions parse_global_options(const CliSpec& spec, CliArgs& args) {
+  merge_config_file(spec, args);
+  GlobalConfig config;
+  global_options_table().read(args, config);
+  return global_options(config, spec.command);
 }
 
 LockContext connect_locks(const GlobalOptions& options) {
@@ -140,42 +161,49 @@ std::vector<HttpEndpoint> parse_url_list(const std::string& text, const std::str
   return out;
 }
 
-void read_basic_auth(const CliArgs& args, const std::string& command, const std::string& system,
-                     const std::string& env_prefix, HttpOptions& http) {
-  http.basic_user = args.option(system + "-user", env_or((env_prefix + "_USER").c_str(), ""));
+void basic_auth(const std::string& user, const std::string& password_file, const std::string& command,
+                const std::string& system, const std::string& env_prefix, HttpOptions& http) {
+  http.basic_user = user.empty() ? env_or((env_prefix + "_USER").c_str(), "") : user;
   http.basic_password = env_or((env_prefix + "_PASSWORD").c_str(), "");
-  const std::string file_option = system + "-password-file";
-  if (args.has(file_option)) {
-    std::ifstream in(args.option(file_option));
-    if (!in) throw FatalError(command + ": cannot read --" + file_option + " '" + args.option(file_option) + "'");
+  if (!password_file.empty()) {
+    std::ifstream in(password_file);
+    if (!in) throw FatalError(command + ": cannot read --" + system + "-password-file '" + password_file + "'");
     std::getline(in, http.basic_password);
   }
 }
 
-const std::set<std::string> kMesosOptions = {"mesos-master", "mesos-user", "mesos-password-file", "mesos-cacert",
-                                             "mesos-cert",   "mesos-key",  "mesos-timeout",       "leader-wait"};
+const OptionTable<MesosConfig>& mesos_options_table() {
+  static const OptionTable<MesosConfig> table = [] {
+    OptionTable<MesosConfig> t("skopos");
+    t.text("mesos-master", "URLS",
+           "comma-separated master URLs, any of them; the leader is\nfound by following redirects "
+           "($SKOPOS_MESOS_MASTER)",
+           &MesosConfig::masters);
+    t.text("mesos-user", "U", "basic auth user ($SKOPOS_MESOS_USER)", &MesosConfig::user);
+    t.text("mesos-password-file", "F",
+           "basic auth password, first line of F\n($SKOPOS_MESOS_PASSWORD holds it directly)",
+           &MesosConfig::password_file);
+    t.text("mesos-cacert", "FILE", "CA bundle that signs the masters' certificates", &MesosConfig::cacert);
+    t.text("mesos-cert", "FILE", "client certificate, with --mesos-key", &MesosConfig::cert);
+    t.text("mesos-key", "FILE", "the client certificate's key", &MesosConfig::key);
+    t.duration("mesos-timeout", "deadline of each Mesos request", &MesosConfig::timeout);
+    t.duration("leader-wait", "how long to wait for a leader to be elected", &MesosConfig::leader_wait);
+    return t;
+  }();
+  return table;
+}
 
-const char* const kMesosOptionsHelp =
-    "Mesos options (also in the config file, or from the environment as noted):\n"
-    "  --mesos-master URLS       comma-separated master URLs, any of them; the leader is\n"
-    "                            found by following redirects ($SKOPOS_MESOS_MASTER)\n"
-    "  --mesos-user U            basic auth user ($SKOPOS_MESOS_USER)\n"
-    "  --mesos-password-file F   basic auth password, first line of F\n"
-    "                            ($SKOPOS_MESOS_PASSWORD holds it directly)\n"
-    "  --mesos-cacert FILE, --mesos-cert FILE, --mesos-key FILE   TLS\n"
-    "  --mesos-timeout D         deadline per request (default 10s)\n"
-    "  --leader-wait D           how long to wait for a leader to be elected (default 30s)\n";
-
-MesosMasterOptions mesos_options(const CliArgs& args, const std::string& command, const std::string& default_master) {
+MesosMasterOptions mesos_master_options(const MesosConfig& config, const std::string& command,
+                                        const std::string& default_master) {
   MesosMasterOptions options;
-  const std::string masters = args.option("mesos-master", env_or("SKOPOS_MESOS_MASTER", default_master));
+  const std::string masters = config.masters.empty() ? env_or("SKOPOS_MESOS_MASTER", default_master) : config.masters;
   if (!masters.empty()) options.http.endpoints = parse_url_list(masters, command + ": --mesos-master");
-  read_basic_auth(args, command, "mesos", "SKOPOS_MESOS", options.http);
-  options.http.tls.ca_file = args.option("mesos-cacert");
-  options.http.tls.cert_file = args.option("mesos-cert");
-  options.http.tls.key_file = args.option("mesos-key");
-  options.http.timeout = args.duration("mesos-timeout", std::chrono::seconds(10));
-  options.leader_wait = args.duration("leader-wait", std::chrono::seconds(30));
+  basic_auth(config.user, config.password_file, command, "mesos", "SKOPOS_MESOS", options.http);
+  options.http.tls.ca_file = config.cacert;
+  options.http.tls.cert_file = config.cert;
+  options.http.tls.key_file = config.key;
+  options.http.timeout = config.timeout;
+  options.leader_wait = config.leader_wait;
   return options;
 }
 

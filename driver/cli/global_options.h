@@ -11,6 +11,8 @@
 #include "driver/lock_service.h"
 #include "driver/mesos_master.h"
 #include "skopos/cli_args.h"
+#include "skopos/log.h"
+#include "skopos/option_table.h"
 
 namespace skopos::driver::cli {
 
@@ -24,8 +26,29 @@ enum ExitCode : int {
   kExitInterrupted = 5,  // stopped (SIGTERM, Ctrl-C) at a safe point
 };
 
-// The help text of the global options.
-extern const char* const kGlobalOptionsHelp;
+// The global options as given (command line, then the config file); parse_global_options
+// checks them into GlobalOptions.
+struct GlobalConfig {
+  std::string config;  // "": /etc/skopos/skopos.conf when it exists
+  std::string etcd_endpoints = "http://127.0.0.1:2379";
+  std::string etcd_prefix = "/skopos";
+  std::string etcd_cacert;
+  std::string etcd_cert;
+  std::string etcd_key;
+  std::chrono::milliseconds etcd_timeout{std::chrono::seconds(5)};
+  std::string machine_id;
+  std::string boot_id_file = HostIdentity::kBootIdPath;
+  bool json = false;
+  LogLevel log_level = LogLevel::kInfo;
+  bool help = false;
+};
+
+// The global options, each declared once (skopos/option_table.h); every command's
+// options include them.
+const OptionTable<GlobalConfig>& global_options_table();
+
+// The help text of the global options: a heading and the table's lines.
+const std::string& global_options_help();
 
 // The global options that take a value: what commands_first() skips with its value
 // when it looks for the (sub)command among options given before it.
@@ -47,9 +70,27 @@ struct GlobalOptions {
   bool json = false;
 };
 
-// Parses argv[first..) with the spec, merges --config (or /etc/skopos/skopos.conf when it
-// exists), applies --log-level and reads the global options. Throws FatalError.
+// Merges --config (or /etc/skopos/skopos.conf when it exists) into `args`, for a
+// command whose options are `spec`.
+void merge_config_file(const CliSpec& spec, CliArgs& args);
+
+// Checks the global options, applies --log-level. Throws FatalError naming what is wrong.
+GlobalOptions global_options(const GlobalConfig& config, const std::string& command);
+
+// For commands with a spec of their own: merges the config file, reads the global
+// options and checks them. Throws FatalError.
 GlobalOptions parse_global_options(const CliSpec& spec, CliArgs& args);
+
+// Parses argv[2..) with a command's table, merges the config file and reads every option
+// into `config` (seeded beforehand with what the environment says). Throws FatalError.
+template <class Config>
+CliArgs parse_command_options(const OptionTable<Config>& table, int argc, char** argv, Config& config) {
+  const CliSpec spec = table.spec();
+  CliArgs args = CliArgs::parse(spec, argc, argv, 2);
+  merge_config_file(spec, args);
+  table.read(args, config);
+  return args;
+}
 
 // The pieces a lock subcommand needs, built from the options. Throws FatalError when the
 // identity cannot be read (that is configuration).
@@ -71,18 +112,29 @@ std::vector<std::string> allow_list(const std::string& what, const std::string& 
 // A comma-separated list of http(s) URLs; FatalError naming `what` and the bad one.
 std::vector<HttpEndpoint> parse_url_list(const std::string& text, const std::string& what);
 
-// Basic auth of `system` ("mesos", "marathon"): --SYSTEM-user (else $PREFIX_USER), the
-// password from the first line of --SYSTEM-password-file (else $PREFIX_PASSWORD).
-void read_basic_auth(const CliArgs& args, const std::string& command, const std::string& system,
-                     const std::string& env_prefix, HttpOptions& http);
+// The Mesos master options (--mesos-master, credentials, TLS, deadlines) of every command
+// that talks to Mesos, as given.
+struct MesosConfig {
+  std::string masters;  // "": $SKOPOS_MESOS_MASTER, else the command's default
+  std::string user;     // "": $SKOPOS_MESOS_USER
+  std::string password_file;  // none: $SKOPOS_MESOS_PASSWORD
+  std::string cacert;
+  std::string cert;
+  std::string key;
+  std::chrono::milliseconds timeout{std::chrono::seconds(10)};
+  std::chrono::milliseconds leader_wait{std::chrono::seconds(30)};
+};
+const OptionTable<MesosConfig>& mesos_options_table();
+// Checks them, with the environment's values, into the client's options. `default_master`
+// empty: no endpoints unless given (Mesos is then not told).
+MesosMasterOptions mesos_master_options(const MesosConfig& config, const std::string& command,
+                                        const std::string& default_master);
 
-// The Mesos master options (--mesos-master, credentials, TLS, deadlines) every command
-// that talks to Mesos takes, and their reading. `default_master` empty: the masters
-// must be given (flag, config or $SKOPOS_MESOS_MASTER), else no endpoints are returned.
-extern const std::set<std::string> kMesosOptions;
-extern const char* const kMesosOptionsHelp;
-MesosMasterOptions mesos_options(const CliArgs& args, const std::string& command,
-                                 const std::string& default_master = "http://127.0.0.1:5050");
+// Basic auth of `system` ("mesos", "marathon"): `user` (else $PREFIX_USER), the
+// password from the first line of `password_file` (else $PREFIX_PASSWORD). FatalError
+// when the file cannot be read.
+void basic_auth(const std::string& user, const std::string& password_file, const std::string& command,
+                const std::string& system, const std::string& env_prefix, HttpOptions& http);
 
 // The exit code for a lock error. Prints it to stderr and, with --json, as
 // {"error":{"kind":"timed-out","message":"..."}} to stdout.

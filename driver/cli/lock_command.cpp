@@ -54,7 +54,7 @@ constexpr const char* kLockUsage =
     "unknown, or unreadable data (nothing was written on it); 4 refused: held by another\n"
     "token, a live holder without --force, a slot that is no longer ours.\n";
 
-void print_usage(std::FILE* out) { std::fprintf(out, kLockUsage, kGlobalOptionsHelp); }
+void print_usage(std::FILE* out) { std::fprintf(out, kLockUsage, global_options_help().c_str()); }
 
 std::string age_text(std::int64_t seconds) {
   if (seconds < 0) seconds = 0;

@@ -4,6 +4,7 @@
 #include <string_view>
 
 #include "commands.h"
+#include "drain_runtime.h"
 #include "global_options.h"
 #include "skopos/cli_args.h"
 #include "skopos/result.h"
@@ -25,11 +26,22 @@ constexpr const char* kUsage =
     "               reboots, recovers after boot\n"
     "  rolling-reboot  ask every host of a tier to reboot, one (or max) at a time\n"
     "\n"
-    "Run 'skopos <command> --help' for a command's arguments and options.\n"
+    "Run 'skopos <command> --help' for a command's arguments and options\n"
+    "('skopos --help-markdown': the shared ones as the README's tables).\n"
     "\n"
     "Exit status: 0 done; 1 timed out waiting; 2 usage or configuration error; 3 a system\n"
     "we depend on failed (etcd unreachable, an unknown outcome, unreadable data); 4 refused\n"
     "by the current state; 5 (drain) interrupted at a safe point.\n";
+
+// Every option the commands that share them declare, as the README's tables.
+void print_options_markdown() {
+  namespace cli = skopos::driver::cli;
+  std::printf("Global options (every command):\n\n%s\n", cli::global_options_table().markdown().c_str());
+  std::printf("Drain options (`drain`, `undrain`, `booster`, `agent`; the Mesos ones also `maintenance`):\n\n%s\n",
+              cli::drain_options_table().markdown().c_str());
+  std::printf("`drain`, `undrain` and `booster`:\n\n%s\n", cli::drain_flags_markdown().c_str());
+  std::printf("`agent`:\n\n%s", cli::agent_options_markdown().c_str());
+}
 
 }  // namespace
 
@@ -38,6 +50,10 @@ int main(int argc, char** argv) {
   if (argc < 2 || std::strcmp(argv[1], "--help") == 0 || std::strcmp(argv[1], "-h") == 0) {
     std::fputs(kUsage, argc < 2 ? stderr : stdout);
     return argc < 2 ? cli::kExitUsage : cli::kExitOk;
+  }
+  if (std::strcmp(argv[1], "--help-markdown") == 0) {
+    print_options_markdown();
+    return cli::kExitOk;
   }
   // Global options may come before the command: `skopos --etcd-endpoints X lock status`.
   skopos::commands_first(argc, argv, 1, 1, cli::global_value_options());

@@ -43,16 +43,9 @@ constexpr const char* kMaintenanceUsage =
     "                                  schedule)\n"
     "  reactivate-agent HOST...        REACTIVATE_AGENT\n"
     "\n"
-    "Mesos options (also in the config file, or from the environment as noted):\n"
-    "  --mesos-master URLS       comma-separated master URLs, any of them; the leader is\n"
-    "                            found by following redirects ($SKOPOS_MESOS_MASTER;\n"
-    "                            default http://127.0.0.1:5050)\n"
-    "  --mesos-user U            basic auth user ($SKOPOS_MESOS_USER)\n"
-    "  --mesos-password-file F   basic auth password, first line of F\n"
-    "                            ($SKOPOS_MESOS_PASSWORD holds it directly)\n"
-    "  --mesos-cacert FILE, --mesos-cert FILE, --mesos-key FILE   TLS\n"
-    "  --mesos-timeout D         deadline per request (default 10s)\n"
-    "  --leader-wait D           how long to wait for a leader to be elected (default 30s)\n"
+    "Mesos options (also in the config file, or from the environment as noted; without\n"
+    "any master, http://127.0.0.1:5050):\n"
+    "%s"
     "\n"
     "%s"
     "\n"
@@ -60,7 +53,9 @@ constexpr const char* kMaintenanceUsage =
     "unreachable, or an outcome that stayed unknown; 4 refused by Mesos (its text is\n"
     "printed: e.g. down for a machine not DRAINING).\n";
 
-void print_usage(std::FILE* out) { std::fprintf(out, kMaintenanceUsage, kGlobalOptionsHelp); }
+void print_usage(std::FILE* out) {
+  std::fprintf(out, kMaintenanceUsage, mesos_options_table().help().c_str(), global_options_help().c_str());
+}
 
 int report_mesos(const OutsideError& error, bool json) {
   const char* kind = error.refused_as_wrong() ? "refused"
@@ -232,7 +227,8 @@ int maintenance_command(int argc, char** argv) {
       {"drain-agent", {{"mark-gone"}, {"grace"}}},
       {"reactivate-agent", {{}, {}}},
   };
-  std::set<std::string> value_options = kMesosOptions;
+  const std::set<std::string> mesos_options = mesos_options_table().spec().options;
+  std::set<std::string> value_options = mesos_options;
   for (const auto& [name, shape] : kShapes) value_options.insert(shape.second.begin(), shape.second.end());
   subcommand_first(argc, argv, std::move(value_options));  // `skopos maintenance --mesos-master X status` too
   if (argc < 3 || std::string_view(argv[2]) == "--help" || std::string_view(argv[2]) == "-h") {
@@ -247,7 +243,7 @@ int maintenance_command(int argc, char** argv) {
     return kExitUsage;
   }
   std::set<std::string> options = shape->second.second;
-  options.insert(kMesosOptions.begin(), kMesosOptions.end());
+  options.insert(mesos_options.begin(), mesos_options.end());
   const CliSpec spec = with_global_options("skopos maintenance " + command, shape->second.first, options);
   CliArgs args = CliArgs::parse(spec, argc, argv, 3);
   if (args.flag("help")) {
@@ -266,7 +262,9 @@ int maintenance_command(int argc, char** argv) {
   const auto grace = args.duration("grace", std::chrono::milliseconds(-1));
   const auto lock_wait = args.duration("lock-wait", std::chrono::minutes(2));
 
-  auto master = MesosMaster::create(mesos_options(args, "skopos maintenance"));
+  MesosConfig mesos;
+  mesos_options_table().read(args, mesos);
+  auto master = MesosMaster::create(mesos_master_options(mesos, "skopos maintenance", "http://127.0.0.1:5050"));
   if (!master) throw FatalError("skopos maintenance: " + master.error().message);
   auto inventory = read_inventory(**master);
   if (!inventory) return report_mesos(inventory.error(), global.json);

@@ -28,12 +28,12 @@ constexpr const char* kRollingUsage =
 int rolling_reboot_command(int argc, char** argv) {
   const CliSpec spec = with_global_options("skopos rolling-reboot", {"status", "cancel"}, {"tier", "hosts"});
   if (argc >= 3 && (std::string_view(argv[2]) == "--help" || std::string_view(argv[2]) == "-h")) {
-    std::printf(kRollingUsage, kGlobalOptionsHelp);
+    std::printf(kRollingUsage, global_options_help().c_str());
     return kExitOk;
   }
   CliArgs args = CliArgs::parse(spec, argc, argv, 2);
   if (args.flag("help")) {
-    std::printf(kRollingUsage, kGlobalOptionsHelp);
+    std::printf(kRollingUsage, global_options_help().c_str());
     return kExitOk;
   }
   const GlobalOptions global = parse_global_options(spec, args);

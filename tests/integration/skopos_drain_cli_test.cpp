@@ -2,7 +2,9 @@
 // bad flags and values are usage errors naming what was wrong (exit 2) before anything is
 // contacted; --status reads the journal; a journal that cannot be read stops the drain
 // and says which file and what is wrong (nothing is guessed); a second driver on the same
-// host is refused (exit 4) while the first holds the host's drain lock.
+// host is refused (exit 4) while the first holds the host's drain lock. Every option is
+// declared once: the config file sets what the command line does, and the README's
+// tables are the binary's.
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <sys/file.h>
@@ -10,6 +12,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <sstream>
 
 #include "process.h"
 
@@ -61,6 +64,68 @@ TEST_F(SkoposDrainCli, BadFlagsAndValuesAreUsageErrorsThatNameThem) {
     EXPECT_NE(result.err.find(c.says), std::string::npos) << result.err;
   }
   EXPECT_FALSE(std::filesystem::exists(dir_ + "/journal.lock")) << "nothing was started";
+}
+
+TEST_F(SkoposDrainCli, TheConfigFileSetsDrainOptionsAndTheCommandLineWins) {
+  {
+    std::ofstream config(dir_ + "/skopos.conf");
+    config << "# drain settings\njournal = " << dir_ << "/from-config\ntier = control\n";
+  }
+  // --status reads the journal the file names (the fixture's --journal is given first on
+  // the command line, so run without it here).
+  const ProcessResult from_file = run_process({SKOPOS_CLI, "drain", "--status", "--config", dir_ + "/skopos.conf"});
+  EXPECT_EQ(from_file.exit_code, 0) << from_file.err;
+  EXPECT_NE(from_file.out.find("no drain in progress (journal " + dir_ + "/from-config)"), std::string::npos)
+      << from_file.out;
+  const ProcessResult wins = run_process({SKOPOS_CLI, "drain", "--status", "--config", dir_ + "/skopos.conf",
+                                          "--journal", dir_ + "/from-flag"});
+  EXPECT_NE(wins.out.find("(journal " + dir_ + "/from-flag)"), std::string::npos) << wins.out;
+  // A bad value in the file is named as the flag would be, and so is an unknown name.
+  {
+    std::ofstream config(dir_ + "/bad.conf");
+    config << "fence-ipv6 = maybe\n";
+  }
+  const ProcessResult bad = skopos("agent", {"--config", dir_ + "/bad.conf"});
+  EXPECT_EQ(bad.exit_code, 2) << bad.err;
+  EXPECT_NE(bad.err.find("--fence-ipv6 'maybe' is not on or off"), std::string::npos) << bad.err;
+  {
+    std::ofstream config(dir_ + "/unknown.conf");
+    config << "connection-dedline = 5m\n";
+  }
+  const ProcessResult unknown = skopos("drain", {"--config", dir_ + "/unknown.conf"});
+  EXPECT_EQ(unknown.exit_code, 2) << unknown.err;
+  EXPECT_NE(unknown.err.find("connection-dedline"), std::string::npos) << unknown.err;
+}
+
+TEST_F(SkoposDrainCli, TheReadmeListsEveryOptionAsTheBinaryDeclaresIt) {
+  const ProcessResult tables = run_process({SKOPOS_CLI, "--help-markdown"});
+  ASSERT_EQ(tables.exit_code, 0) << tables.err;
+  ASSERT_NE(tables.out.find("| `--tier control\\|proxy\\|worker` | `worker` |"), std::string::npos) << tables.out;
+  ASSERT_NE(tables.out.find("| `--recheck D` | `1m` |"), std::string::npos) << tables.out;
+  std::ifstream in(std::string(SKOPOS_SOURCE_DIR) + "/README.md");
+  std::stringstream readme;
+  readme << in.rdbuf();
+  const std::string text = readme.str();
+  const std::string begin = "<!-- skopos --help-markdown -->\n";
+  const std::string end = "<!-- end skopos --help-markdown -->";
+  const auto from = text.find(begin);
+  const auto to = text.find(end);
+  ASSERT_NE(from, std::string::npos) << "README.md lost its skopos options tables";
+  ASSERT_NE(to, std::string::npos);
+  EXPECT_EQ(text.substr(from + begin.size(), to - from - begin.size()), tables.out)
+      << "README.md's skopos options differ from the binary's: paste the output of 'skopos --help-markdown' "
+         "between the markers";
+  // And each command's --help shows the same options.
+  const ProcessResult drain = run_process({SKOPOS_CLI, "drain", "--help"});
+  const ProcessResult agent = run_process({SKOPOS_CLI, "agent", "--help"});
+  ASSERT_EQ(drain.exit_code, 0);
+  ASSERT_EQ(agent.exit_code, 0);
+  for (const char* option : {"--tier control|proxy|worker", "--mesos-master URLS", "--etcd-endpoints URLS", "--dry-run"}) {
+    EXPECT_NE(drain.out.find(std::string("  ") + option), std::string::npos) << option << "\n" << drain.out;
+  }
+  for (const char* option : {"--trigger-file PATH", "--fence-allow CIDR,...", "--log-level"}) {
+    EXPECT_NE(agent.out.find(std::string("  ") + option), std::string::npos) << option << "\n" << agent.out;
+  }
 }
 
 TEST_F(SkoposDrainCli, StatusReadsTheJournal) {

@@ -58,11 +58,11 @@ TEST(TrackerDaemon, UsageErrorsExit2AndNameWhatWasWrong) {
   TempConfig bad_key("# comment\nsource = proc\nsorce = bpf\n");
   TempConfig bad_line("source proc\n");
   const std::vector<Case> cases = {
-      {{"--source", "magic"}, "--source must be auto, bpf or proc, not 'magic'"},
+      {{"--source", "magic"}, "--source 'magic' is not auto, bpf or proc"},
       {{"--bogus"}, "unknown option '--bogus'"},
       {{"--proc-interval", "5x"}, "'--proc-interval': '5x' is not a duration"},
       {{"--proc-interval", "0"}, "--proc-interval must be more than 0"},
-      {{"--format", "xml"}, "--format must be json or table"},
+      {{"--format", "xml"}, "--format 'xml' is not json or table"},
       {{"--coalesce", "2ms", "--coalesce-max", "1ms"}, "--coalesce-max (1000us) must be at least --coalesce (2000us)"},
       {{"--config", bad_key.path()}, bad_key.path() + ":3: unknown setting 'sorce'"},
       {{"--config", bad_line.path()}, bad_line.path() + ":1: expected 'name = value'"},

@@ -71,7 +71,7 @@ TEST(OptionTable, WrongValuesAreNamedWithWhatIsAllowed) {
     }
     return std::string("(accepted)");
   };
-  EXPECT_EQ(failure({"--mode", "maybe"}), "tool: --mode must be auto, on or off, not 'maybe'");
+  EXPECT_EQ(failure({"--mode", "maybe"}), "tool: --mode 'maybe' is not auto, on or off");
   EXPECT_EQ(failure({"--coalesce", "soon"}), "option '--coalesce': 'soon' is not a duration");
   EXPECT_EQ(failure({"--sockett", "x"}), "tool: unknown option '--sockett'");
   EXPECT_EQ(failure({"--once=yes"}), "tool: option '--once' takes no value");

@@ -96,8 +96,23 @@ class OptionTable {
                       return;
                     }
                   }
-                  throw FatalError(command + ": --" + name + " must be " + one_of(value) + ", not '" + given + "'");
+                  throw FatalError(command + ": --" + name + " '" + given + "' is not " + one_of(value));
                 }});
+  }
+
+  // Every option of `sub`, reading into the part of this table's config that `get`
+  // gives (a member pointer, or [](auto& c) -> auto& { return c.part; }): options that
+  // several commands share are declared once, in their own table.
+  template <class Sub, class Get>
+  OptionTable& include(const OptionTable<Sub>& sub, Get get) {
+    for (const auto& option : sub.options()) {
+      add({option.name, option.value, option.help,
+           [shown = option.shown_default, get](const Config& c) {
+             return shown ? shown(std::invoke(get, c)) : std::string();
+           },
+           [read = option.read, get](const CliArgs& args, Config& c) { read(args, std::invoke(get, c)); }});
+    }
+    return *this;
   }
 
   // The parser's names (every option may also be a `name = value` setting of --config).
