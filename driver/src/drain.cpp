@@ -10,6 +10,7 @@
 
 #include "skopos/http_client.h"
 #include "skopos/cli_args.h"
+#include "skopos/enum_names.h"
 #include "skopos/json_writer.h"
 #include "skopos/log.h"
 
@@ -31,6 +32,21 @@ constexpr std::pair<DrainPhase, const char*> kPhaseNames[] = {
     {DrainPhase::kAgentBack, "agent-back"},       {DrainPhase::kAppsHealthy, "apps-healthy"},
     {DrainPhase::kReleaseLocks, "release-locks"}, {DrainPhase::kDone, "done"},
 };
+
+constexpr std::pair<DrainKind, const char*> kKindTokens[] = {
+    {DrainKind::kReboot, "REBOOT"}, {DrainKind::kDrain, "DRAIN"}, {DrainKind::kBooster, "BOOSTER"}};
+
+constexpr std::pair<Tier, const char*> kTierNames[] = {
+    {Tier::kControl, "control"}, {Tier::kProxy, "proxy"}, {Tier::kWorker, "worker"}};
+
+constexpr std::pair<MesosMachine::Mode, const char*> kMesosModeNames[] = {
+    {MesosMachine::Mode::kNone, "none"}, {MesosMachine::Mode::kSchedule, "schedule"},
+    {MesosMachine::Mode::kDrainApi, "drain-api"}};
+
+constexpr std::pair<DrainError::Kind, const char*> kErrorKindNames[] = {
+    {DrainError::Kind::kFailed, "failed"},           {DrainError::Kind::kRefused, "refused"},
+    {DrainError::Kind::kTimedOut, "timed-out"},      {DrainError::Kind::kInterrupted, "interrupted"},
+    {DrainError::Kind::kUsage, "usage"}};
 
 DrainPhase next(DrainPhase phase) { return static_cast<DrainPhase>(static_cast<int>(phase) + 1); }
 
@@ -65,16 +81,7 @@ std::string seconds_text(std::chrono::milliseconds duration) {
 
 }  // namespace
 
-const char* drain_error_kind_name(DrainError::Kind kind) {
-  switch (kind) {
-    case DrainError::Kind::kFailed: return "failed";
-    case DrainError::Kind::kRefused: return "refused";
-    case DrainError::Kind::kTimedOut: return "timed-out";
-    case DrainError::Kind::kInterrupted: return "interrupted";
-    case DrainError::Kind::kUsage: return "usage";
-  }
-  return "failed";
-}
+const char* drain_error_kind_name(DrainError::Kind kind) { return enum_name(kErrorKindNames, kind, "failed"); }
 
 DrainError drain_error_from(const OutsideError& error, std::string_view what) {
   DrainError::Kind kind = DrainError::Kind::kFailed;
@@ -88,75 +95,32 @@ DrainError drain_error_from(const OutsideError& error, std::string_view what) {
   return {kind, system + " " + std::string(what) + ": " + error.message};
 }
 
-const char* mesos_mode_name(MesosMachine::Mode mode) {
-  switch (mode) {
-    case MesosMachine::Mode::kNone: return "none";
-    case MesosMachine::Mode::kSchedule: return "schedule";
-    case MesosMachine::Mode::kDrainApi: return "drain-api";
-  }
-  return "none";
-}
+const char* mesos_mode_name(MesosMachine::Mode mode) { return enum_name(kMesosModeNames, mode, "none"); }
 
 bool parse_mesos_mode(const std::string& text, MesosMachine::Mode& mode) {
-  for (const auto candidate : {MesosMachine::Mode::kNone, MesosMachine::Mode::kSchedule, MesosMachine::Mode::kDrainApi}) {
-    if (text == mesos_mode_name(candidate)) {
-      mode = candidate;
-      return true;
-    }
-  }
-  return false;
+  const auto parsed = enum_value(kMesosModeNames, text);
+  if (parsed) mode = *parsed;
+  return parsed.has_value();
 }
 
-const char* drain_kind_token(DrainKind kind) {
-  switch (kind) {
-    case DrainKind::kReboot: return "REBOOT";
-    case DrainKind::kDrain: return "DRAIN";
-    case DrainKind::kBooster: return "BOOSTER";
-  }
-  return "DRAIN";
-}
+const char* drain_kind_token(DrainKind kind) { return enum_name(kKindTokens, kind, "DRAIN"); }
 
 bool parse_drain_kind(const std::string& token, DrainKind& kind) {
-  for (const auto candidate : {DrainKind::kReboot, DrainKind::kDrain, DrainKind::kBooster}) {
-    if (token == drain_kind_token(candidate)) {
-      kind = candidate;
-      return true;
-    }
-  }
-  return false;
+  const auto parsed = enum_value(kKindTokens, token);
+  if (parsed) kind = *parsed;
+  return parsed.has_value();
 }
 
-const char* tier_name(Tier tier) {
-  switch (tier) {
-    case Tier::kControl: return "control";
-    case Tier::kProxy: return "proxy";
-    case Tier::kWorker: return "worker";
-  }
-  return "worker";
-}
+const char* tier_name(Tier tier) { return enum_name(kTierNames, tier, "worker"); }
 
-std::optional<Tier> parse_tier(std::string_view name) {
-  for (const auto tier : {Tier::kControl, Tier::kProxy, Tier::kWorker}) {
-    if (name == tier_name(tier)) return tier;
-  }
-  return std::nullopt;
-}
+std::optional<Tier> parse_tier(std::string_view name) { return enum_value(kTierNames, name); }
 
-const char* drain_phase_name(DrainPhase phase) {
-  for (const auto& [candidate, name] : kPhaseNames) {
-    if (candidate == phase) return name;
-  }
-  return "?";
-}
+const char* drain_phase_name(DrainPhase phase) { return enum_name(kPhaseNames, phase); }
 
 bool parse_drain_phase(const std::string& name, DrainPhase& phase) {
-  for (const auto& [candidate, candidate_name] : kPhaseNames) {
-    if (name == candidate_name) {
-      phase = candidate;
-      return true;
-    }
-  }
-  return false;
+  const auto parsed = enum_value(kPhaseNames, name);
+  if (parsed) phase = *parsed;
+  return parsed.has_value();
 }
 
 std::string new_drain_id() {
@@ -639,191 +603,240 @@ Result<DrainResult, DrainError> Drain::run() {
 }
 
 Result<void, DrainError> Drain::step(DrainPhase phase) {
-  const std::string token = drain_kind_token(facts_.kind);
   switch (phase) {
-    case DrainPhase::kHostLock: {
-      auto host = systems_.locks.host_lock(token);
-      if (!host) return unexpected(std::move(host).error());
-      facts_.host_lock_revision = host->revision;
-      emit(DrainEvent::Type::kInfo, "host locked for " + token, {{"revision", std::to_string(host->revision)}});
-      return {};
-    }
-    case DrainPhase::kClusterLock: {
-      // The lock is named in this phase's journal entry (enter() wrote it before the
-      // wait), and the fencing token is journaled the moment the slot is granted: a stop
-      // or crash at any instant leaves undrain knowing what to give back (it releases
-      // this machine's slot of the named group, whatever its token).
-      if (facts_.lock.empty()) return {};
-      emit(DrainEvent::Type::kInfo, "waiting (up to " + seconds_text(options_.lock_wait) + ") for a slot of lock '" +
-                                        facts_.lock + "' group '" + facts_.tier + "'");
-      auto token_held = systems_.locks.acquire(facts_.lock, facts_.tier, token, Clock::now() + options_.lock_wait, stop_);
-      if (!token_held) return unexpected(std::move(token_held).error());
-      facts_.fencing_token = *token_held;
-      if (auto recorded = record(DrainPhase::kClusterLock); !recorded) return recorded;
-      emit(DrainEvent::Type::kInfo, "holding lock '" + facts_.lock + "' group '" + facts_.tier + "'",
-           {{"fencing_token", std::to_string(*token_held)}});
-      return {};
-    }
-    case DrainPhase::kBudget: {
-      // Read-only: what is here, and whether taking it away is allowed. Everything later
-      // phases need is put into the facts, so it is journaled before any side effect.
-      if (options_.tier == Tier::kControl) {
-        std::string summary;
-        auto healthy = systems_.host.zookeeper_healthy(summary);
-        if (!healthy) return unexpected(std::move(healthy).error());
-        if (!*healthy) {
-          return drain_error(DrainError::Kind::kRefused,
-                             "ZooKeeper is not healthy (" + summary + "): taking a control host down could lose its quorum");
-        }
-      }
-      auto found = budget_decision(token);
-      if (!found) return unexpected(std::move(found).error());
-      if (systems_.mesos.configured() && found->machine.mode == MesosMachine::Mode::kNone) {
-        if (options_.tier == Tier::kWorker) {
-          return drain_error(DrainError::Kind::kRefused, "Mesos knows no agent or machine named '" + options_.hostname +
-                                                             "'; give the name it registered with (--hostname)");
-        }
-        emit(DrainEvent::Type::kWarning, "Mesos knows no agent named '" + options_.hostname + "': not telling Mesos");
-      }
-      host_tasks_ = std::move(found->tasks);
-      containers_ = std::move(found->containers);
-      facts_.machine = found->machine;
-      facts_.fenced_ports = found->ports;
-      facts_.apps.clear();
-      facts_.tasks.clear();
-      for (const HostTasks::App& app : host_tasks_.apps) {
-        facts_.apps.push_back(app.id);
-        facts_.tasks.insert(facts_.tasks.end(), app.task_ids.begin(), app.task_ids.end());
-      }
-      facts_.containers.clear();
-      for (const DrainContainer& c : containers_) facts_.containers.push_back(c.id + ":" + c.name);
-      emit(DrainEvent::Type::kInfo,
-           "budget ok: " + std::to_string(facts_.apps.size()) + " app(s), " + std::to_string(containers_.size()) +
-               " container(s), ports " + (facts_.fenced_ports.empty() ? std::string("none") : ports_text(facts_.fenced_ports)) +
-               ", Mesos " + mesos_mode_name(facts_.machine.mode));
-      return {};
-    }
-    case DrainPhase::kAnnounce: {
-      if (facts_.machine.mode != MesosMachine::Mode::kNone) {
-        auto announced = systems_.mesos.announce(facts_.machine);
-        if (!announced) return unexpected(std::move(announced).error());
-      }
-      if (options_.tier == Tier::kControl && systems_.marathon.configured() && !options_.marathon_self.empty()) {
-        auto leader = systems_.marathon.leader();
-        if (!leader) return unexpected(std::move(leader).error());
-        if (*leader == options_.marathon_self) {
-          emit(DrainEvent::Type::kInfo, "Marathon leader is this host ('" + *leader + "'): abdicating");
-          auto moved = systems_.marathon.abdicate(Clock::now() + options_.leader_wait);
-          if (!moved) return unexpected(std::move(moved).error());
-          facts_.leader_moved = true;
-          emit(DrainEvent::Type::kInfo, "Marathon leader is now '" + *moved + "'");
-        }
-      }
-      return {};
-    }
-    case DrainPhase::kFence: {
-      if (facts_.fenced_ports.empty()) {
-        emit(DrainEvent::Type::kWarning, "no task ports to fence");
-        return {};
-      }
-      if (auto applied = systems_.fence.apply(facts_.fenced_ports); !applied) return unexpected(std::move(applied).error());
-      auto counts = systems_.connections.counts(containers_);
-      emit(DrainEvent::Type::kInfo, "fenced ports " + ports_text(facts_.fenced_ports),
-           {{"ports", ports_text(facts_.fenced_ports)},
-            {"connections", counts ? std::to_string(counts->total) + (counts->unknown ? "+?" : "") : "?"}});
-      return {};
-    }
-    case DrainPhase::kWait: {
-      if (auto resumed = resume_containers(); !resumed) return resumed;
-      if (containers_.empty()) return {};
-      // While waiting, the fence must stay first in its hooks: Docker re-inserts its own
-      // FORWARD jumps at the top when it restarts or creates a network, and new
-      // connections would then get through. Checked every kFenceCheckInterval (at the
-      // progress ticks), applied again when pushed down, and counted.
-      auto next_check = Clock::now() + kFenceCheckInterval;
-      auto outcome = systems_.connections.wait_zero(
-          containers_, options_.progress_interval,
-          [&](const WaitProgress& progress) {
-            if (Clock::now() >= next_check && !facts_.fenced_ports.empty()) {
-              next_check = Clock::now() + kFenceCheckInterval;
-              auto reapplied = systems_.fence.ensure(facts_.fenced_ports);
-              if (!reapplied) {
-                emit(DrainEvent::Type::kWarning, "could not check the fence: " + reapplied.error().message);
-              } else if (*reapplied) {
-                ++fence_reapplied_;
-                emit(DrainEvent::Type::kWarning,
-                     "the fence was no longer first in its hooks (another program put rules above it): applied "
-                     "again",
-                     {{"fence_reapplied", std::to_string(fence_reapplied_)}});
-              }
-            }
-            DrainEvent event;
-            event.type = DrainEvent::Type::kProgress;
-            event.phase = phase_;
-            event.progress = &progress;
-            if (on_event_) on_event_(event);
-          },
-          stop_);
-      if (!outcome) return unexpected(std::move(outcome).error());
-      facts_.connections_zero = outcome->all_zero;
-      wait_ = *outcome;
-      if (outcome->all_zero) {
-        emit(DrainEvent::Type::kInfo, "every container reached 0 inbound connections in " + seconds_text(outcome->waited),
-             {{"reason", "zero"}, {"waited_ms", std::to_string(outcome->waited.count())}});
-      } else {
-        emit(DrainEvent::Type::kWarning,
-             "deadline reached with " + std::to_string(outcome->last.total) + " inbound connection(s) left" +
-                 (outcome->last.unknown ? " and " + std::to_string(outcome->last.unknown) + " unknown count(s)" : "") +
-                 ": stopping anyway",
-             {{"reason", "deadline"}, {"waited_ms", std::to_string(outcome->waited.count())}});
-      }
-      return {};
-    }
-    case DrainPhase::kStop: {
-      if (auto resumed = resume_containers(); !resumed) return resumed;
-      if (containers_.empty()) return {};
-      if (auto stopped = systems_.containers.stop(containers_); !stopped) return unexpected(std::move(stopped).error());
-      emit(DrainEvent::Type::kInfo, "stopped " + std::to_string(containers_.size()) + " container(s)");
-      return {};
-    }
-    case DrainPhase::kReleaseTasks: {
-      if (!systems_.marathon.configured() || facts_.tasks.empty()) return {};
-      auto released = systems_.marathon.release_tasks(facts_.tasks, Clock::now() + options_.leader_wait);
-      if (!released) return unexpected(std::move(released).error());
-      emit(DrainEvent::Type::kInfo, "Marathon released " + std::to_string(facts_.tasks.size()) + " task(s) of this host");
-      return {};
-    }
-    case DrainPhase::kTakeDown: {
-      if (facts_.machine.mode == MesosMachine::Mode::kNone) return {};
-      const bool gone = facts_.kind == DrainKind::kBooster && options_.mark_gone;
-      return systems_.mesos.take_down(facts_.machine, gone);
-    }
-    case DrainPhase::kDrained: {
-      if (facts_.kind == DrainKind::kBooster) {
-        // Its tasks are gone and replaced elsewhere: its claim on the budget has done its
-        // work, and the host is not coming back to withdraw it.
-        if (auto withdrawn = systems_.locks.release_budget_claim(); !withdrawn) return unexpected(std::move(withdrawn).error());
-      }
-      if (facts_.kind == DrainKind::kBooster && !facts_.lock.empty() && facts_.fencing_token != 0) {
-        // The booster slot limits drains in progress; a drained host is on its way out.
-        auto released = systems_.locks.release(facts_.lock, facts_.tier, facts_.fencing_token);
-        if (!released) return unexpected(std::move(released).error());
-        facts_.fencing_token = 0;
-        facts_.lock.clear();
-        if (auto recorded = record(DrainPhase::kDrained); !recorded) return recorded;
-      }
-      emit(DrainEvent::Type::kDone, "drained", {{"drain_id", drain_id_}});
-      if (facts_.kind != DrainKind::kReboot) systems_.host.notify(token, "drained", drain_id_);
-      return {};
-    }
-    case DrainPhase::kReboot: {
-      emit(DrainEvent::Type::kInfo, "rebooting (boot id " + journal_.last()->boot_id + ")");
-      systems_.host.notify(token, "rebooting", drain_id_);
-      return systems_.host.reboot();
-    }
+    case DrainPhase::kHostLock: return take_host_lock();
+    case DrainPhase::kClusterLock: return take_cluster_lock();
+    case DrainPhase::kBudget: return check_budget();
+    case DrainPhase::kAnnounce: return announce();
+    case DrainPhase::kFence: return fence();
+    case DrainPhase::kWait: return wait_for_connections();
+    case DrainPhase::kStop: return stop_containers();
+    case DrainPhase::kReleaseTasks: return release_tasks();
+    case DrainPhase::kTakeDown: return take_down();
+    case DrainPhase::kDrained: return drained();
+    case DrainPhase::kReboot: return reboot();
     default:
       return drain_error(DrainError::Kind::kUsage, std::string("phase ") + drain_phase_name(phase) + " is not a drain step");
   }
+}
+
+// ---- the decisions the phases and the dry run share -----------------------------------
+
+Result<Drain::Verdict, DrainError> Drain::zookeeper_verdict() {
+  if (options_.tier != Tier::kControl) return Verdict{};
+  std::string summary;
+  auto healthy = systems_.host.zookeeper_healthy(summary);
+  if (!healthy) return unexpected(std::move(healthy).error());
+  if (!*healthy) {
+    return Verdict{true, "ZooKeeper is not healthy (" + summary + "): taking a control host down could lose its quorum"};
+  }
+  return Verdict{false, "ZooKeeper is healthy (" + summary + ")"};
+}
+
+Drain::Verdict Drain::mesos_verdict(const MesosMachine& machine) const {
+  if (!systems_.mesos.configured() || machine.mode != MesosMachine::Mode::kNone) return Verdict{};
+  // A worker's tasks are Mesos's: draining a host Mesos does not know by this name would
+  // tell Mesos nothing and leave its offers coming. Other tiers may run outside Mesos.
+  if (options_.tier == Tier::kWorker) {
+    return Verdict{true, "Mesos knows no agent or machine named '" + options_.hostname +
+                             "'; give the name it registered with (--hostname)"};
+  }
+  return Verdict{false, "Mesos knows no agent named '" + options_.hostname + "': not telling Mesos"};
+}
+
+Result<std::optional<std::string>, DrainError> Drain::leader_here() {
+  if (options_.tier != Tier::kControl || !systems_.marathon.configured() || options_.marathon_self.empty()) {
+    return std::optional<std::string>{};
+  }
+  auto leader = systems_.marathon.leader();
+  if (!leader) return unexpected(std::move(leader).error());
+  if (*leader != options_.marathon_self) return std::optional<std::string>{};
+  return std::optional<std::string>{*leader};
+}
+
+bool Drain::marks_gone() const { return facts_.kind == DrainKind::kBooster && options_.mark_gone; }
+
+// ---- the drain's phases ---------------------------------------------------------------
+
+Result<void, DrainError> Drain::take_host_lock() {
+  const std::string token = drain_kind_token(facts_.kind);
+  auto host = systems_.locks.host_lock(token);
+  if (!host) return unexpected(std::move(host).error());
+  facts_.host_lock_revision = host->revision;
+  emit(DrainEvent::Type::kInfo, "host locked for " + token, {{"revision", std::to_string(host->revision)}});
+  return {};
+}
+
+Result<void, DrainError> Drain::take_cluster_lock() {
+  // The lock is named in this phase's journal entry (enter() wrote it before the wait),
+  // and the fencing token is journaled the moment the slot is granted: a stop or crash
+  // at any instant leaves undrain knowing what to give back (it releases this machine's
+  // slot of the named group, whatever its token).
+  if (facts_.lock.empty()) return {};
+  emit(DrainEvent::Type::kInfo, "waiting (up to " + seconds_text(options_.lock_wait) + ") for a slot of lock '" +
+                                    facts_.lock + "' group '" + facts_.tier + "'");
+  auto token_held = systems_.locks.acquire(facts_.lock, facts_.tier, drain_kind_token(facts_.kind),
+                                           Clock::now() + options_.lock_wait, stop_);
+  if (!token_held) return unexpected(std::move(token_held).error());
+  facts_.fencing_token = *token_held;
+  if (auto recorded = record(DrainPhase::kClusterLock); !recorded) return recorded;
+  emit(DrainEvent::Type::kInfo, "holding lock '" + facts_.lock + "' group '" + facts_.tier + "'",
+       {{"fencing_token", std::to_string(*token_held)}});
+  return {};
+}
+
+Result<void, DrainError> Drain::check_budget() {
+  // Read-only: what is here, and whether taking it away is allowed. Everything later
+  // phases need is put into the facts, so it is journaled before any side effect.
+  auto zookeeper = zookeeper_verdict();
+  if (!zookeeper) return unexpected(std::move(zookeeper).error());
+  if (zookeeper->refused) return drain_error(DrainError::Kind::kRefused, zookeeper->text);
+  auto found = budget_decision(drain_kind_token(facts_.kind));
+  if (!found) return unexpected(std::move(found).error());
+  if (const Verdict mesos = mesos_verdict(found->machine); mesos.refused) {
+    return drain_error(DrainError::Kind::kRefused, mesos.text);
+  } else if (!mesos.text.empty()) {
+    emit(DrainEvent::Type::kWarning, mesos.text);
+  }
+  host_tasks_ = std::move(found->tasks);
+  containers_ = std::move(found->containers);
+  facts_.machine = found->machine;
+  facts_.fenced_ports = found->ports;
+  facts_.apps.clear();
+  facts_.tasks.clear();
+  for (const HostTasks::App& app : host_tasks_.apps) {
+    facts_.apps.push_back(app.id);
+    facts_.tasks.insert(facts_.tasks.end(), app.task_ids.begin(), app.task_ids.end());
+  }
+  facts_.containers.clear();
+  for (const DrainContainer& c : containers_) facts_.containers.push_back(c.id + ":" + c.name);
+  emit(DrainEvent::Type::kInfo,
+       "budget ok: " + std::to_string(facts_.apps.size()) + " app(s), " + std::to_string(containers_.size()) +
+           " container(s), ports " + (facts_.fenced_ports.empty() ? std::string("none") : ports_text(facts_.fenced_ports)) +
+           ", Mesos " + mesos_mode_name(facts_.machine.mode));
+  return {};
+}
+
+Result<void, DrainError> Drain::announce() {
+  if (facts_.machine.mode != MesosMachine::Mode::kNone) {
+    auto announced = systems_.mesos.announce(facts_.machine);
+    if (!announced) return unexpected(std::move(announced).error());
+  }
+  auto leader = leader_here();
+  if (!leader) return unexpected(std::move(leader).error());
+  if (*leader) {
+    emit(DrainEvent::Type::kInfo, "Marathon leader is this host ('" + **leader + "'): abdicating");
+    auto moved = systems_.marathon.abdicate(Clock::now() + options_.leader_wait);
+    if (!moved) return unexpected(std::move(moved).error());
+    facts_.leader_moved = true;
+    emit(DrainEvent::Type::kInfo, "Marathon leader is now '" + *moved + "'");
+  }
+  return {};
+}
+
+Result<void, DrainError> Drain::fence() {
+  if (facts_.fenced_ports.empty()) {
+    emit(DrainEvent::Type::kWarning, "no task ports to fence");
+    return {};
+  }
+  if (auto applied = systems_.fence.apply(facts_.fenced_ports); !applied) return unexpected(std::move(applied).error());
+  auto counts = systems_.connections.counts(containers_);
+  emit(DrainEvent::Type::kInfo, "fenced ports " + ports_text(facts_.fenced_ports),
+       {{"ports", ports_text(facts_.fenced_ports)},
+        {"connections", counts ? std::to_string(counts->total) + (counts->unknown ? "+?" : "") : "?"}});
+  return {};
+}
+
+Result<void, DrainError> Drain::wait_for_connections() {
+  if (auto resumed = resume_containers(); !resumed) return resumed;
+  if (containers_.empty()) return {};
+  // While waiting, the fence must stay first in its hooks: Docker re-inserts its own
+  // FORWARD jumps at the top when it restarts or creates a network, and new connections
+  // would then get through. Checked every kFenceCheckInterval (at the progress ticks),
+  // applied again when pushed down, and counted.
+  auto next_check = Clock::now() + kFenceCheckInterval;
+  auto outcome = systems_.connections.wait_zero(
+      containers_, options_.progress_interval,
+      [&](const WaitProgress& progress) {
+        if (Clock::now() >= next_check && !facts_.fenced_ports.empty()) {
+          next_check = Clock::now() + kFenceCheckInterval;
+          auto reapplied = systems_.fence.ensure(facts_.fenced_ports);
+          if (!reapplied) {
+            emit(DrainEvent::Type::kWarning, "could not check the fence: " + reapplied.error().message);
+          } else if (*reapplied) {
+            ++fence_reapplied_;
+            emit(DrainEvent::Type::kWarning,
+                 "the fence was no longer first in its hooks (another program put rules above it): applied again",
+                 {{"fence_reapplied", std::to_string(fence_reapplied_)}});
+          }
+        }
+        DrainEvent event;
+        event.type = DrainEvent::Type::kProgress;
+        event.phase = phase_;
+        event.progress = &progress;
+        if (on_event_) on_event_(event);
+      },
+      stop_);
+  if (!outcome) return unexpected(std::move(outcome).error());
+  facts_.connections_zero = outcome->all_zero;
+  wait_ = *outcome;
+  if (outcome->all_zero) {
+    emit(DrainEvent::Type::kInfo, "every container reached 0 inbound connections in " + seconds_text(outcome->waited),
+         {{"reason", "zero"}, {"waited_ms", std::to_string(outcome->waited.count())}});
+  } else {
+    emit(DrainEvent::Type::kWarning,
+         "deadline reached with " + std::to_string(outcome->last.total) + " inbound connection(s) left" +
+             (outcome->last.unknown ? " and " + std::to_string(outcome->last.unknown) + " unknown count(s)" : "") +
+             ": stopping anyway",
+         {{"reason", "deadline"}, {"waited_ms", std::to_string(outcome->waited.count())}});
+  }
+  return {};
+}
+
+Result<void, DrainError> Drain::stop_containers() {
+  if (auto resumed = resume_containers(); !resumed) return resumed;
+  if (containers_.empty()) return {};
+  if (auto stopped = systems_.containers.stop(containers_); !stopped) return unexpected(std::move(stopped).error());
+  emit(DrainEvent::Type::kInfo, "stopped " + std::to_string(containers_.size()) + " container(s)");
+  return {};
+}
+
+Result<void, DrainError> Drain::release_tasks() {
+  if (!systems_.marathon.configured() || facts_.tasks.empty()) return {};
+  auto released = systems_.marathon.release_tasks(facts_.tasks, Clock::now() + options_.leader_wait);
+  if (!released) return unexpected(std::move(released).error());
+  emit(DrainEvent::Type::kInfo, "Marathon released " + std::to_string(facts_.tasks.size()) + " task(s) of this host");
+  return {};
+}
+
+Result<void, DrainError> Drain::take_down() {
+  if (facts_.machine.mode == MesosMachine::Mode::kNone) return {};
+  return systems_.mesos.take_down(facts_.machine, marks_gone());
+}
+
+Result<void, DrainError> Drain::drained() {
+  if (facts_.kind == DrainKind::kBooster) {
+    // Its tasks are gone and replaced elsewhere: its claim on the budget has done its
+    // work, and the host is not coming back to withdraw it.
+    if (auto withdrawn = systems_.locks.release_budget_claim(); !withdrawn) return unexpected(std::move(withdrawn).error());
+    if (!facts_.lock.empty() && facts_.fencing_token != 0) {
+      // The booster slot limits drains in progress; a drained host is on its way out.
+      auto released = systems_.locks.release(facts_.lock, facts_.tier, facts_.fencing_token);
+      if (!released) return unexpected(std::move(released).error());
+      facts_.fencing_token = 0;
+      facts_.lock.clear();
+      if (auto recorded = record(DrainPhase::kDrained); !recorded) return recorded;
+    }
+  }
+  emit(DrainEvent::Type::kDone, "drained", {{"drain_id", drain_id_}});
+  if (facts_.kind != DrainKind::kReboot) systems_.host.notify(drain_kind_token(facts_.kind), "drained", drain_id_);
+  return {};
+}
+
+Result<void, DrainError> Drain::reboot() {
+  emit(DrainEvent::Type::kInfo, "rebooting (boot id " + journal_.last()->boot_id + ")");
+  systems_.host.notify(drain_kind_token(facts_.kind), "rebooting", drain_id_);
+  return systems_.host.reboot();
 }
 
 Result<void, DrainError> Drain::journal_finish() {
@@ -853,7 +866,8 @@ Result<void, DrainError> Drain::resume_containers() {
 Result<void, DrainError> Drain::plan() {
   const std::string token = drain_kind_token(facts_.kind);
   const auto line = [&](std::string text) { emit(DrainEvent::Type::kPlan, std::move(text)); };
-  line(std::string("drain ") + token + " of '" + options_.hostname + "', tier " + tier_name(options_.tier) + " (dry run: nothing is changed)");
+  line(std::string("drain ") + token + " of '" + options_.hostname + "', tier " + tier_name(options_.tier) +
+       " (dry run: nothing is changed)");
   auto host = systems_.locks.host_status();
   if (!host) return unexpected(std::move(host).error());
   line("host lock: take " + token + (host->locked ? " (now held for " + host->token + ")" : " (now free)"));
@@ -862,6 +876,10 @@ Result<void, DrainError> Drain::plan() {
     if (!group) return unexpected(std::move(group).error());
     line("cluster lock: a slot of '" + lock + "' group '" + tier_name(options_.tier) + "' (" + *group + ")");
   }
+  // Each phase's decision as the drain makes it, with what it sees now.
+  auto zookeeper = zookeeper_verdict();
+  if (!zookeeper) return unexpected(std::move(zookeeper).error());
+  if (!zookeeper->text.empty()) line((zookeeper->refused ? "REFUSED: " : "") + zookeeper->text);
   // The dry run checks as the drain would (without the hosts draining now), but claims nothing.
   std::vector<std::string> draining;
   if (systems_.marathon.configured()) {
@@ -882,10 +900,13 @@ Result<void, DrainError> Drain::plan() {
   } else {
     line("Marathon: not configured (no budget check, no task release)");
   }
-  for (const std::string& call :
-       systems_.mesos.describe(found->machine, facts_.kind == DrainKind::kBooster && options_.mark_gone)) {
-    line("Mesos: " + call);
+  if (const Verdict mesos = mesos_verdict(found->machine); !mesos.text.empty()) {
+    line((mesos.refused ? "REFUSED: " : "Mesos: ") + mesos.text);
   }
+  for (const std::string& call : systems_.mesos.describe(found->machine, marks_gone())) line("Mesos: " + call);
+  auto leader = leader_here();
+  if (!leader) return unexpected(std::move(leader).error());
+  if (*leader) line("Marathon leader is this host ('" + **leader + "'): it abdicates, and the drain waits for another");
   const std::vector<DrainContainer>& containers = found->containers;
   for (const DrainContainer& c : containers) {
     line("container '" + c.name + "' (" + c.id.substr(0, 12) + ", " + (c.host_network ? "host" : "bridge") +
@@ -958,24 +979,25 @@ Result<DrainResult, DrainError> Drain::recover(bool wait_apps) {
   return result;
 }
 
-Result<void, DrainError> Drain::recover_steps(DrainPhase from, bool wait_apps) {
-  // A bounded wait for `ready`, polled; kTimedOut with `what` when it does not come.
-  const auto wait_for = [&](const std::string& what, auto ready) -> Result<void, DrainError> {
-    emit(DrainEvent::Type::kInfo, "waiting (up to " + seconds_text(options_.recover_timeout) + ") for " + what);
-    DeadlineBackoff backoff(200ms, 2000ms, Clock::now() + options_.recover_timeout);
-    std::string last;
-    for (;;) {
-      if (stopping()) return drain_error(DrainError::Kind::kInterrupted, "stopped while waiting for " + what);
-      auto ok = ready(last);
-      if (!ok) return unexpected(std::move(ok).error());
-      if (*ok) return {};
-      if (!backoff.sleep()) {
-        return drain_error(DrainError::Kind::kTimedOut,
-                           "gave up waiting for " + what + (last.empty() ? "" : " (" + last + ")") +
-                               "; the locks are kept so no other host of the tier goes down; run again to keep waiting");
-      }
+Result<void, DrainError> Drain::wait_until(const std::string& what,
+                                           FunctionRef<Result<bool, DrainError>(std::string& last)> ready) {
+  emit(DrainEvent::Type::kInfo, "waiting (up to " + seconds_text(options_.recover_timeout) + ") for " + what);
+  DeadlineBackoff backoff(200ms, 2000ms, Clock::now() + options_.recover_timeout);
+  std::string last;
+  for (;;) {
+    if (stopping()) return drain_error(DrainError::Kind::kInterrupted, "stopped while waiting for " + what);
+    auto ok = ready(last);
+    if (!ok) return unexpected(std::move(ok).error());
+    if (*ok) return {};
+    if (!backoff.sleep()) {
+      return drain_error(DrainError::Kind::kTimedOut,
+                         "gave up waiting for " + what + (last.empty() ? "" : " (" + last + ")") +
+                             "; the locks are kept so no other host of the tier goes down; run again to keep waiting");
     }
-  };
+  }
+}
+
+Result<void, DrainError> Drain::recover_steps(DrainPhase from, bool wait_apps) {
   for (DrainPhase phase = from; phase <= DrainPhase::kDone; phase = next(phase)) {
     if (phase == DrainPhase::kDone) {
       phase_ = phase;
@@ -990,64 +1012,74 @@ Result<void, DrainError> Drain::recover_steps(DrainPhase from, bool wait_apps) {
       if (entered.error().kind != DrainError::Kind::kRefused) return entered;
       emit(DrainEvent::Type::kWarning, entered.error().message + "; recovering anyway");
     }
-    switch (phase) {
-      case DrainPhase::kRecoverChecks:
-        if (options_.tier == Tier::kControl) {
-          auto ok = wait_for("a healthy ZooKeeper quorum", [&](std::string& last) -> Result<bool, DrainError> {
-            return systems_.host.zookeeper_healthy(last);
-          });
-          if (!ok) return ok;
-        }
-        break;
-      case DrainPhase::kUnfence: {
-        auto removed = systems_.fence.remove();
-        if (!removed) return unexpected(std::move(removed).error());
-        emit(DrainEvent::Type::kInfo, *removed ? "fence removed" : "no fence to remove");
-        break;
-      }
-      case DrainPhase::kBringUp:
-        if (facts_.machine.mode != MesosMachine::Mode::kNone) {
-          if (auto up = systems_.mesos.bring_up(facts_.machine); !up) return up;
-        }
-        break;
-      case DrainPhase::kAgentBack:
-        if (facts_.machine.mode != MesosMachine::Mode::kNone && !facts_.machine.agent_id.empty()) {
-          auto ok = wait_for("the Mesos agent of '" + facts_.machine.hostname + "' to be registered and active",
-                             [&](std::string&) { return systems_.mesos.agent_active(facts_.machine); });
-          if (!ok) return ok;
-        }
-        break;
-      case DrainPhase::kAppsHealthy:
-        if (wait_apps && systems_.marathon.configured() && !facts_.apps.empty()) {
-          auto ok = wait_for("the apps that were here at full healthy strength",
-                             [&](std::string& last) -> Result<bool, DrainError> {
-                               auto below = systems_.marathon.below_strength(facts_.apps);
-                               if (!below) return unexpected(std::move(below).error());
-                               last = join(*below, ", ");
-                               return below->empty();
-                             });
-          if (!ok) return ok;
-        }
-        break;
-      case DrainPhase::kReleaseLocks: {
-        if (!facts_.lock.empty()) {
-          // Token 0 (a stop between the grant and its journal entry): this machine's
-          // slot of the group, whatever its token; nothing held is fine.
-          auto released = systems_.locks.release(facts_.lock, facts_.tier, facts_.fencing_token);
-          if (!released && released.error().kind != DrainError::Kind::kRefused) return unexpected(std::move(released).error());
-          if (!released) emit(DrainEvent::Type::kWarning, released.error().message);
-        }
-        if (auto withdrawn = systems_.locks.release_budget_claim(); !withdrawn) return unexpected(std::move(withdrawn).error());
-        auto unlocked = systems_.locks.host_unlock(drain_kind_token(facts_.kind));
-        if (!unlocked && unlocked.error().kind != DrainError::Kind::kRefused) return unexpected(std::move(unlocked).error());
-        if (!unlocked) emit(DrainEvent::Type::kWarning, unlocked.error().message);
-        emit(DrainEvent::Type::kInfo, "locks released");
-        break;
-      }
-      default:
-        break;
-    }
+    if (auto done = recovery_step(phase, wait_apps); !done) return done;
   }
+  return {};
+}
+
+Result<void, DrainError> Drain::recovery_step(DrainPhase phase, bool wait_apps) {
+  switch (phase) {
+    case DrainPhase::kRecoverChecks: return recover_checks();
+    case DrainPhase::kUnfence: return unfence();
+    case DrainPhase::kBringUp: return bring_up();
+    case DrainPhase::kAgentBack: return agent_back();
+    case DrainPhase::kAppsHealthy: return wait_apps ? apps_healthy() : Result<void, DrainError>{};
+    case DrainPhase::kReleaseLocks: return release_locks();
+    default: return {};
+  }
+}
+
+// ---- recovery's phases ----------------------------------------------------------------
+
+Result<void, DrainError> Drain::recover_checks() {
+  if (options_.tier != Tier::kControl) return {};
+  return wait_until("a healthy ZooKeeper quorum", [&](std::string& last) -> Result<bool, DrainError> {
+    return systems_.host.zookeeper_healthy(last);
+  });
+}
+
+Result<void, DrainError> Drain::unfence() {
+  auto removed = systems_.fence.remove();
+  if (!removed) return unexpected(std::move(removed).error());
+  emit(DrainEvent::Type::kInfo, *removed ? "fence removed" : "no fence to remove");
+  return {};
+}
+
+Result<void, DrainError> Drain::bring_up() {
+  if (facts_.machine.mode == MesosMachine::Mode::kNone) return {};
+  return systems_.mesos.bring_up(facts_.machine);
+}
+
+Result<void, DrainError> Drain::agent_back() {
+  if (facts_.machine.mode == MesosMachine::Mode::kNone || facts_.machine.agent_id.empty()) return {};
+  return wait_until("the Mesos agent of '" + facts_.machine.hostname + "' to be registered and active",
+                    [&](std::string&) { return systems_.mesos.agent_active(facts_.machine); });
+}
+
+Result<void, DrainError> Drain::apps_healthy() {
+  if (!systems_.marathon.configured() || facts_.apps.empty()) return {};
+  return wait_until("the apps that were here at full healthy strength",
+                    [&](std::string& last) -> Result<bool, DrainError> {
+                      auto below = systems_.marathon.below_strength(facts_.apps);
+                      if (!below) return unexpected(std::move(below).error());
+                      last = join(*below, ", ");
+                      return below->empty();
+                    });
+}
+
+Result<void, DrainError> Drain::release_locks() {
+  if (!facts_.lock.empty()) {
+    // Token 0 (a stop between the grant and its journal entry): this machine's slot of
+    // the group, whatever its token; nothing held is fine.
+    auto released = systems_.locks.release(facts_.lock, facts_.tier, facts_.fencing_token);
+    if (!released && released.error().kind != DrainError::Kind::kRefused) return unexpected(std::move(released).error());
+    if (!released) emit(DrainEvent::Type::kWarning, released.error().message);
+  }
+  if (auto withdrawn = systems_.locks.release_budget_claim(); !withdrawn) return unexpected(std::move(withdrawn).error());
+  auto unlocked = systems_.locks.host_unlock(drain_kind_token(facts_.kind));
+  if (!unlocked && unlocked.error().kind != DrainError::Kind::kRefused) return unexpected(std::move(unlocked).error());
+  if (!unlocked) emit(DrainEvent::Type::kWarning, unlocked.error().message);
+  emit(DrainEvent::Type::kInfo, "locks released");
   return {};
 }
 

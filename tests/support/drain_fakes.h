@@ -150,6 +150,7 @@ class FakeMesos : public DrainMesos {
   bool configured() const override { return true; }
   Result<MesosMachine, DrainError> locate(const std::string& hostname) override {
     SKOPOS_FAKE_FAIL(w_, "locate");
+    if (!knows_machine) return MesosMachine{};
     return MesosMachine{MesosMachine::Mode::kSchedule, hostname, "10.0.0.5", "S1"};
   }
   Result<void, DrainError> announce(const MesosMachine&) override {
@@ -174,6 +175,7 @@ class FakeMesos : public DrainMesos {
     return unavailable;
   }
   std::vector<std::string> unavailable;  // hosts Mesos has in maintenance or draining
+  bool knows_machine = true;             // false: no agent or machine of that name
 
  private:
   World& w_;

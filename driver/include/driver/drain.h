@@ -50,6 +50,7 @@
 
 #include "driver/drain_systems.h"
 #include "driver/journal.h"
+#include "skopos/function_ref.h"
 #include "skopos/result.h"
 
 namespace skopos::driver {
@@ -229,7 +230,45 @@ class Drain {
   Result<void, DrainError> record(DrainPhase phase);
   Result<void, DrainError> enter(DrainPhase phase);
   Result<void, DrainError> guard(DrainPhase phase);
+  // One function per phase; step() picks the drain's, recovery_step() recovery's.
   Result<void, DrainError> step(DrainPhase phase);
+  Result<void, DrainError> take_host_lock();
+  Result<void, DrainError> take_cluster_lock();
+  Result<void, DrainError> check_budget();
+  Result<void, DrainError> announce();
+  Result<void, DrainError> fence();
+  Result<void, DrainError> wait_for_connections();
+  Result<void, DrainError> stop_containers();
+  Result<void, DrainError> release_tasks();
+  Result<void, DrainError> take_down();
+  Result<void, DrainError> drained();
+  Result<void, DrainError> reboot();
+  Result<void, DrainError> recovery_step(DrainPhase phase, bool wait_apps);
+  Result<void, DrainError> recover_checks();
+  Result<void, DrainError> unfence();
+  Result<void, DrainError> bring_up();
+  Result<void, DrainError> agent_back();
+  Result<void, DrainError> apps_healthy();
+  Result<void, DrainError> release_locks();
+  // A bounded wait (--recover-timeout) for `ready`, polled; kTimedOut naming `what`.
+  Result<void, DrainError> wait_until(const std::string& what,
+                                      FunctionRef<Result<bool, DrainError>(std::string& last)> ready);
+
+  // The decisions a phase and the dry run share: the phase acts on them, plan() reports
+  // them. A verdict's text is "" when there is nothing to say.
+  struct Verdict {
+    bool refused = false;
+    std::string text;
+  };
+  // Control tier: refused while ZooKeeper's quorum is at risk.
+  Result<Verdict, DrainError> zookeeper_verdict();
+  // Mesos configured but knowing no machine by this name: refused for a worker, a
+  // warning (Mesos is not told) for other tiers.
+  Verdict mesos_verdict(const MesosMachine& machine) const;
+  // Control tier with --marathon-self: Marathon's leader, when it is this host.
+  Result<std::optional<std::string>, DrainError> leader_here();
+  // Booster with mark_gone: Mesos is told the agent is gone for good.
+  bool marks_gone() const;
   Result<void, DrainError> plan();
   Result<std::vector<DrainContainer>, DrainError> targets(const HostTasks& tasks);
   // After a restart past the budget phase: the containers it chose that still run.

@@ -358,6 +358,42 @@ TEST_F(DrainTest, ADryRunChangesNothing) {
                           [](const std::string& e) { return e.find("fence ports 31000") != std::string::npos; }));
 }
 
+// The dry run reports each phase's decision as the drain would make it. Failed before:
+// the plan said nothing of ZooKeeper, of a host Mesos does not know, or of the leader
+// move, so a dry run could promise a drain that the drain itself refuses.
+TEST_F(DrainTest, ADryRunSaysWhatTheDrainWouldRefuseAndWhatItWouldMove) {
+  const auto said = [&](const std::string& text) {
+    return std::any_of(events_.begin(), events_.end(), [&](const std::string& e) { return e.find(text) != std::string::npos; });
+  };
+  DrainOptions control = kind(DrainKind::kReboot);
+  control.tier = Tier::kControl;
+  control.marathon_self = "self:8080";
+  control.dry_run = true;
+  host_.zookeeper_ok = false;
+  auto planned = run(control);
+  ASSERT_TRUE(planned) << planned.error().message;
+  EXPECT_TRUE(said("REFUSED: ZooKeeper is not healthy (1 of 3 serving)"));
+  EXPECT_TRUE(said("Marathon leader is this host ('self:8080'): it abdicates"));
+  EXPECT_TRUE(world_.side_effects().empty());
+  // The drain itself refuses for the same reason.
+  control.dry_run = false;
+  auto refused = run(control);
+  ASSERT_FALSE(refused);
+  EXPECT_NE(refused.error().message.find("ZooKeeper is not healthy (1 of 3 serving)"), std::string::npos);
+
+  DrainTest::TearDown();
+  DrainTest::SetUp();
+  mesos_.knows_machine = false;
+  DrainOptions worker = kind(DrainKind::kDrain);
+  worker.dry_run = true;
+  ASSERT_TRUE(run(worker));
+  EXPECT_TRUE(said("REFUSED: Mesos knows no agent or machine named 'host-a'"));
+  worker.dry_run = false;
+  auto unknown = run(worker);
+  ASSERT_FALSE(unknown);
+  EXPECT_NE(unknown.error().message.find("Mesos knows no agent or machine named 'host-a'"), std::string::npos);
+}
+
 TEST_F(DrainTest, ABadOverrideLabelRefusesBeforeAnySideEffectButTheLocks) {
   marathon_.app_labels["skopos.stop-grace"] = "soon";
   auto result = run(kind(DrainKind::kDrain));
