@@ -50,33 +50,6 @@ constexpr const char* kWatchHelp =
     "Exit status: 0 drained (or the timeout passed without --until-zero), 1 timed out\n"
     "with connections left, 2 usage errors, 3 the tracker cannot be reached or refused us.\n";
 
-void write_stream_container(JsonWriter& json, const StreamContainer& c) {
-  json.begin_object().key("id").value(c.id).key("name").value(c.name).key("network_mode").value(c.network_mode);
-  json.key("mesos_task_id").value(c.mesos_task_id).key("marathon_app_id").value(c.marathon_app_id);
-  json.key("netns").value(c.netns).key("known").value(c.known);
-  for (const auto& [key, value] : {std::pair{"inbound", c.inbound}, std::pair{"outbound", c.outbound},
-                                   std::pair{"conntrack_inbound", c.conntrack_inbound}}) {
-    json.key(key);
-    if (value >= 0) {
-      json.value(value);
-    } else {
-      json.null();
-    }
-  }
-  json.key("ports").begin_array();
-  for (const StreamPort& port : c.ports) {
-    json.begin_object()
-        .key("port")
-        .value(unsigned{port.port})
-        .key("inbound")
-        .value(port.inbound)
-        .key("outbound")
-        .value(port.outbound)
-        .end_object();
-  }
-  json.end_array().end_object();
-}
-
 }  // namespace
 
 std::string count_text(std::int64_t value) { return value < 0 ? "?" : std::to_string(value); }
@@ -141,7 +114,7 @@ int snapshot_command(int argc, char** argv) {
         .key("containers_known")
         .value(c.containers_known());
     json.key("containers").begin_array();
-    for (const auto& [id, container] : c.containers()) write_stream_container(json, container);
+    for (const auto& [id, container] : c.containers()) write_container(json, view_of(container));
     json.end_array().end_object();
     out += '\n';
   } else {

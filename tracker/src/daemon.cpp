@@ -1,5 +1,7 @@
 #include "tracker/daemon.h"
 
+#include "tracker/snapshot_output.h"
+
 #include <signal.h>
 #include <unistd.h>
 

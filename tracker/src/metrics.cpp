@@ -28,13 +28,13 @@ void metric(std::string& out, std::string_view name, std::string_view type, std:
   append_sample(out, name, value);
 }
 
-void container_labels(std::string& out, const ContainerView& c) {
+void container_labels(std::string& out, const StreamContainerView& c) {
   out += '{';
   append_label(out, "id", c.id.substr(0, 12), true);
   append_label(out, "name", c.name, false);
   append_label(out, "marathon_app_id", c.marathon_app_id, false);
   append_label(out, "mesos_task_id", c.mesos_task_id, false);
-  append_label(out, "network_mode", network_mode_name(c.network_mode), false);
+  append_label(out, "network_mode", c.network_mode, false);
   out += '}';
 }
 
@@ -49,7 +49,7 @@ std::string render_metrics(const Tracker& tracker, const StreamStats* stream) {
          "Established inbound connections of a container (absent while unknown).");
   for (std::uint32_t slot = 0; slot < tracker.slot_count(); ++slot) {
     if (!tracker.slot_live(slot)) continue;
-    const ContainerView c = tracker.view(slot);
+    const StreamContainerView c = tracker.view(slot);
     if (!c.known) continue;
     out += "skopos_tracker_container_inbound";
     container_labels(out, c);
@@ -59,8 +59,8 @@ std::string render_metrics(const Tracker& tracker, const StreamStats* stream) {
          "Established outbound connections of a container (absent when unknown or host mode).");
   for (std::uint32_t slot = 0; slot < tracker.slot_count(); ++slot) {
     if (!tracker.slot_live(slot)) continue;
-    const ContainerView c = tracker.view(slot);
-    if (!c.known || !c.outbound_attributed) continue;
+    const StreamContainerView c = tracker.view(slot);
+    if (!c.known || c.outbound < 0) continue;
     out += "skopos_tracker_container_outbound";
     container_labels(out, c);
     out += ' ' + std::to_string(c.outbound) + '\n';
@@ -68,7 +68,7 @@ std::string render_metrics(const Tracker& tracker, const StreamStats* stream) {
   append_header(out, "skopos_tracker_container_known", "gauge", "1 when a container's counts are known, 0 when not.");
   for (std::uint32_t slot = 0; slot < tracker.slot_count(); ++slot) {
     if (!tracker.slot_live(slot)) continue;
-    const ContainerView c = tracker.view(slot);
+    const StreamContainerView c = tracker.view(slot);
     out += "skopos_tracker_container_known";
     container_labels(out, c);
     out += c.known ? " 1\n" : " 0\n";

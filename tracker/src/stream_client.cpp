@@ -30,29 +30,6 @@ int remaining_ms(Clock::time_point deadline) {
   return left <= 0 ? 0 : static_cast<int>(std::min<long long>(left, 1 << 30));
 }
 
-// {"type":"subscribe","protocol":1,"filter":{...}} and its newline.
-std::string subscribe_line(const StreamFilter& filter) {
-  std::string request = R"({"type":"subscribe","protocol":)" + std::to_string(kStreamProtocol) + R"(,"filter":{)";
-  bool first_list = true;
-  for (const auto& [key, list] : {std::pair{"ids", &filter.ids}, std::pair{"names", &filter.names},
-                                  std::pair{"mesos_task_ids", &filter.mesos_task_ids},
-                                  std::pair{"marathon_app_ids", &filter.marathon_app_ids}}) {
-    if (list->empty()) continue;
-    request += std::string(first_list ? "" : ",") + "\"" + key + "\":[";
-    first_list = false;
-    for (std::size_t i = 0; i < list->size(); ++i) {
-      request += i == 0 ? "\"" : ",\"";
-      for (char c : (*list)[i]) {
-        if (c == '"' || c == '\\') request += '\\';
-        if (static_cast<unsigned char>(c) >= 0x20) request += c;
-      }
-      request += '"';
-    }
-    request += ']';
-  }
-  return request + "}}\n";
-}
-
 }  // namespace
 
 Result<std::unique_ptr<TrackerClient>> TrackerClient::connect(const ClientOptions& options) {
@@ -116,12 +93,12 @@ Result<std::unique_ptr<TrackerClient>> TrackerClient::connect(const ClientOption
       hello->max_client_line > 0 ? static_cast<std::size_t>(hello->max_client_line) : kOldMaxClientLine;
   const std::size_t max_strings =
       hello->max_filter_strings > 0 ? static_cast<std::size_t>(hello->max_filter_strings) : kOldMaxFilterStrings;
-  std::string request = subscribe_line(options.filter);
+  std::string request = encode_subscribe(options.filter);
   const auto& f = options.filter;
   if (request.size() > max_line || f.ids.size() > max_strings || f.names.size() > max_strings ||
       f.mesos_task_ids.size() > max_strings || f.marathon_app_ids.size() > max_strings) {
     client->local_filter_ = options.filter;
-    request = subscribe_line(StreamFilter{});
+    request = encode_subscribe(StreamFilter{});
   }
   if (::send(client->fd_.get(), request.data(), request.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(request.size())) {
     return unexpected(Error::from_errno(errno, "subscribe", options.path));

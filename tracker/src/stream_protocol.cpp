@@ -101,6 +101,172 @@ std::string encode_peers_request(const PeersRequest& request) {
   return line;
 }
 
+std::string encode_subscribe(const StreamFilter& filter) {
+  std::string line;
+  JsonWriter json(line);
+  json.begin_object().key("type").value("subscribe").key("protocol").value(kStreamProtocol).key("filter").begin_object();
+  for (const auto& [key, list] : {std::pair{"ids", &filter.ids}, std::pair{"names", &filter.names},
+                                  std::pair{"mesos_task_ids", &filter.mesos_task_ids},
+                                  std::pair{"marathon_app_ids", &filter.marathon_app_ids}}) {
+    if (list->empty()) continue;
+    json.key(key).begin_array();
+    for (const std::string& item : *list) json.value(item);
+    json.end_array();
+  }
+  json.end_object().end_object();
+  line += '\n';
+  return line;
+}
+
+StreamContainerView view_of(const StreamContainer& c) {
+  StreamContainerView view;
+  view.id = c.id;
+  view.name = c.name;
+  view.network_mode = c.network_mode;
+  view.mesos_task_id = c.mesos_task_id;
+  view.marathon_app_id = c.marathon_app_id;
+  view.netns = c.netns;
+  view.known = c.known;
+  view.inbound = c.inbound;
+  view.outbound = c.outbound;
+  view.conntrack_inbound = c.conntrack_inbound;
+  view.ports = c.ports;
+  view.declared_ports = c.declared_ports;
+  return view;
+}
+
+StreamContainer copy_of(const StreamContainerView& v) {
+  StreamContainer c;
+  c.id = std::string(v.id);
+  c.name = std::string(v.name);
+  c.network_mode = std::string(v.network_mode);
+  c.mesos_task_id = std::string(v.mesos_task_id);
+  c.marathon_app_id = std::string(v.marathon_app_id);
+  c.netns = v.netns;
+  c.known = v.known;
+  c.inbound = v.known ? v.inbound : -1;
+  c.outbound = v.known ? v.outbound : -1;
+  c.conntrack_inbound = v.conntrack_inbound;
+  c.ports.assign(v.ports.begin(), v.ports.end());
+  c.declared_ports.assign(v.declared_ports.begin(), v.declared_ports.end());
+  return c;
+}
+
+namespace {
+
+void nullable(JsonWriter& json, std::string_view key, std::int64_t value) {
+  json.key(key);
+  if (value >= 0) {
+    json.value(value);
+  } else {
+    json.null();
+  }
+}
+
+}  // namespace
+
+void write_container(JsonWriter& json, const StreamContainerView& c) {
+  json.begin_object().key("id").value(c.id).key("name").value(c.name).key("network_mode").value(c.network_mode);
+  json.key("mesos_task_id").value(c.mesos_task_id).key("marathon_app_id").value(c.marathon_app_id);
+  json.key("netns").value(c.netns).key("known").value(c.known);
+  // Unknown is not zero: a reader must never see a 0 it could act on.
+  nullable(json, "inbound", c.known ? c.inbound : -1);
+  nullable(json, "outbound", c.known ? c.outbound : -1);
+  nullable(json, "conntrack_inbound", c.conntrack_inbound);
+  json.key("ports").begin_array();
+  for (const StreamPort& port : c.ports) {
+    json.begin_object()
+        .key("port")
+        .value(unsigned{port.port})
+        .key("inbound")
+        .value(port.inbound)
+        .key("outbound")
+        .value(port.outbound)
+        .end_object();
+  }
+  json.end_array().key("declared_ports").begin_array();
+  for (const ContainerPort& port : c.declared_ports) {
+    json.begin_object()
+        .key("container_port")
+        .value(unsigned{port.container_port})
+        .key("protocol")
+        .value(port.protocol)
+        .key("host_ip")
+        .value(port.host_ip)
+        .key("host_port")
+        .value(unsigned{port.host_port})
+        .end_object();
+  }
+  json.end_array().end_object();
+}
+
+void write_hello(JsonWriter& json, std::string_view source, std::int64_t heartbeat_ms) {
+  json.begin_object()
+      .key("type")
+      .value("hello")
+      .key("protocol")
+      .value(kStreamProtocol)
+      .key("source")
+      .value(source)
+      .key("heartbeat_ms")
+      .value(heartbeat_ms)
+      .key("max_client_line")
+      .value(static_cast<std::int64_t>(kMaxClientLine))
+      .key("max_filter_strings")
+      .value(static_cast<std::int64_t>(kMaxFilterStrings))
+      .key("requests")
+      .begin_array()
+      .value("peers")
+      .end_array()
+      .end_object();
+}
+
+void begin_snapshot(JsonWriter& json, std::uint64_t seq, std::int64_t timestamp_ns, std::string_view source,
+                    bool containers_known) {
+  json.begin_object()
+      .key("type")
+      .value("snapshot")
+      .key("seq")
+      .value(seq)
+      .key("timestamp_ns")
+      .value(timestamp_ns)
+      .key("source")
+      .value(source)
+      .key("containers_known")
+      .value(containers_known);
+  json.key("containers").begin_array();
+}
+
+void end_snapshot(JsonWriter& json) { json.end_array().end_object(); }
+
+void begin_update(JsonWriter& json, std::uint64_t seq, std::int64_t timestamp_ns, bool containers_known) {
+  json.begin_object()
+      .key("type")
+      .value("update")
+      .key("seq")
+      .value(seq)
+      .key("timestamp_ns")
+      .value(timestamp_ns)
+      .key("containers_known")
+      .value(containers_known);
+  json.key("containers").begin_array();
+}
+
+void end_update(JsonWriter& json, std::span<const std::string> removed) {
+  json.end_array().key("removed").begin_array();
+  for (const std::string& id : removed) json.value(id);
+  json.end_array().end_object();
+}
+
+void write_heartbeat(JsonWriter& json, std::uint64_t seq, std::int64_t timestamp_ns) {
+  json.begin_object().key("type").value("heartbeat").key("seq").value(seq).key("timestamp_ns").value(timestamp_ns);
+  json.end_object();
+}
+
+void write_error(JsonWriter& json, std::string_view code, std::string_view message) {
+  json.begin_object().key("type").value("error").key("code").value(code).key("message").value(message).end_object();
+}
+
 void write_peers_answer(JsonWriter& json, std::uint64_t seq, std::int64_t timestamp_ns, const PeersAnswer& answer) {
   json.begin_object().key("type").value("peers").key("seq").value(seq).key("timestamp_ns").value(timestamp_ns);
   json.key("id").value(answer.id).key("known").value(answer.known);
@@ -243,6 +409,23 @@ Result<StreamContainer> parse_container(dom::element element) {
       port.inbound = static_cast<std::uint32_t>(in);
       port.outbound = static_cast<std::uint32_t>(out);
       c.ports.push_back(port);
+    }
+  }
+  dom::array declared;
+  if (object["declared_ports"].get(declared) == simdjson::SUCCESS) {
+    for (dom::element p : declared) {
+      ContainerPort port;
+      std::uint64_t container_port = 0, host_port = 0;
+      if (p["container_port"].get(container_port) != simdjson::SUCCESS || container_port > 65535) {
+        return unexpected(server_error("containers[].declared_ports[].container_port", "not a port"));
+      }
+      read_optional(p["host_port"], host_port);
+      if (host_port > 65535) return unexpected(server_error("containers[].declared_ports[].host_port", "not a port"));
+      if (p["protocol"].get(text) == simdjson::SUCCESS) port.protocol = std::string(text);
+      if (p["host_ip"].get(text) == simdjson::SUCCESS) port.host_ip = std::string(text);
+      port.container_port = static_cast<std::uint16_t>(container_port);
+      port.host_port = static_cast<std::uint16_t>(host_port);
+      c.declared_ports.push_back(std::move(port));
     }
   }
   return c;

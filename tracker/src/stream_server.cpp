@@ -85,7 +85,7 @@ std::int64_t now_ns() {
       .count();
 }
 
-bool matches(const StreamFilter& filter, const ContainerView& view) {
+bool matches(const StreamFilter& filter, const StreamContainerView& view) {
   return filter.matches(view.id, view.name, view.mesos_task_id, view.marathon_app_id);
 }
 
@@ -200,24 +200,7 @@ void StreamServer::on_accept(std::shared_ptr<Client> client) {
   }
   client->out.clear();
   client->json.reset();
-  client->json.begin_object()
-      .key("type")
-      .value("hello")
-      .key("protocol")
-      .value(kStreamProtocol)
-      .key("source")
-      .value(source_name(tracker_.source().kind()))
-      .key("heartbeat_ms")
-      .value(static_cast<std::int64_t>(options_.heartbeat.count()))
-      .key("max_client_line")
-      .value(static_cast<std::int64_t>(kMaxClientLine))
-      .key("max_filter_strings")
-      .value(static_cast<std::int64_t>(kMaxFilterStrings))
-      .key("requests")
-      .begin_array()
-      .value("peers")
-      .end_array()
-      .end_object();
+  write_hello(client->json, source_name(tracker_.source().kind()), static_cast<std::int64_t>(options_.heartbeat.count()));
   client->out.push_back('\n');
   client->writing = true;
   client->write_started = Clock::now();
@@ -325,41 +308,21 @@ void StreamServer::write_snapshot(Client& client) {
   client.dirty_list.clear();
   client.removed.clear();
   JsonWriter& json = client.json;
-  json.begin_object()
-      .key("type")
-      .value("snapshot")
-      .key("seq")
-      .value(++client.seq)
-      .key("timestamp_ns")
-      .value(now_ns())
-      .key("source")
-      .value(source_name(tracker_.source().kind()))
-      .key("containers_known")
-      .value(tracker_.containers_known());
-  json.key("containers").begin_array();
+  begin_snapshot(json, ++client.seq, now_ns(), source_name(tracker_.source().kind()), tracker_.containers_known());
   for (std::uint32_t slot = 0; slot < slots; ++slot) {
     if (!tracker_.slot_live(slot)) continue;
-    const ContainerView view = tracker_.view(slot);
+    const StreamContainerView view = tracker_.view(slot);
     if (!matches(client.filter, view)) continue;
     json.raw_value(slot_json(slot));
     client.sent[slot] = 1;
     ++stats_.container_updates;
   }
-  json.end_array().end_object();
+  end_snapshot(json);
 }
 
 void StreamServer::write_update(Client& client) {
   JsonWriter& json = client.json;
-  json.begin_object()
-      .key("type")
-      .value("update")
-      .key("seq")
-      .value(++client.seq)
-      .key("timestamp_ns")
-      .value(now_ns())
-      .key("containers_known")
-      .value(tracker_.containers_known());
-  json.key("containers").begin_array();
+  begin_update(json, ++client.seq, now_ns(), tracker_.containers_known());
   for (std::uint32_t slot : client.dirty_list) {
     client.dirty[slot] = 0;
     if (!tracker_.slot_live(slot)) continue;
@@ -368,10 +331,8 @@ void StreamServer::write_update(Client& client) {
     ++stats_.container_updates;
   }
   client.dirty_list.clear();
-  json.end_array().key("removed").begin_array();
-  for (const std::string& id : client.removed) json.value(id);
+  end_update(json, client.removed);
   client.removed.clear();
-  json.end_array().end_object();
 }
 
 void StreamServer::flush(const std::shared_ptr<Client>& client) {
@@ -382,14 +343,7 @@ void StreamServer::flush(const std::shared_ptr<Client>& client) {
     if (client->closing_reason.empty()) return;  // the error was sent already
     const std::string code = client->closing_reason;
     client->closing_reason.clear();
-    client->json.begin_object()
-        .key("type")
-        .value("error")
-        .key("code")
-        .value(code)
-        .key("message")
-        .value(client->closing_message);
-    client->json.end_object();
+    write_error(client->json, code, client->closing_message);
     client->out.push_back('\n');
     client->writing = true;
     client->write_started = Clock::now();
@@ -482,14 +436,7 @@ void StreamServer::tick() {
       if (!client->writing && now - client->last_sent >= options_.heartbeat) {
         client->out.clear();
         client->json.reset();
-        client->json.begin_object()
-            .key("type")
-            .value("heartbeat")
-            .key("seq")
-            .value(++client->seq)
-            .key("timestamp_ns")
-            .value(now_ns())
-            .end_object();
+        write_heartbeat(client->json, ++client->seq, now_ns());
         client->out.push_back('\n');
         client->writing = true;
         client->write_started = now;

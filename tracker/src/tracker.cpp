@@ -1,6 +1,7 @@
 #include "tracker/tracker.h"
 
-#include <dirent.h>
+#include "tracker/proc_processes.h"
+
 #include <fcntl.h>
 #include <unistd.h>
 
@@ -12,9 +13,7 @@
 #include <unordered_map>
 #include <unordered_set>
 
-#include "skopos/json_writer.h"
 #include "skopos/log.h"
-#include "skopos/text_table.h"
 #include "skopos/unique_fd.h"
 #include "skopos/unique_handle.h"
 
@@ -22,91 +21,9 @@ namespace skopos::tracker {
 
 namespace {
 
-std::string read_text(const std::string& path, std::size_t limit = 4096) {
-  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-  if (!fd) return {};
-  std::string text(limit, '\0');
-  std::size_t used = 0;
-  while (used < limit) {
-    const ssize_t n = ::read(fd.get(), text.data() + used, limit - used);
-    if (n <= 0) break;
-    used += static_cast<std::size_t>(n);
-  }
-  text.resize(used);
-  return text;
-}
-
-// Fields of /proc/<pid>/stat after the command, which may itself hold spaces and ')'.
-std::vector<std::string_view> stat_fields(std::string_view stat) {
-  std::vector<std::string_view> fields;
-  const auto close = stat.rfind(')');
-  if (close == std::string_view::npos) return fields;
-  std::string_view rest = stat.substr(close + 1);
-  while (!rest.empty()) {
-    while (!rest.empty() && rest.front() == ' ') rest.remove_prefix(1);
-    const auto end = rest.find(' ');
-    if (!rest.empty()) fields.push_back(rest.substr(0, end));
-    rest = end == std::string_view::npos ? std::string_view{} : rest.substr(end);
-  }
-  return fields;
-}
-
-template <class Integer>
-bool parse_integer(std::string_view text, Integer& value) {
-  const auto parsed = std::from_chars(text.data(), text.data() + text.size(), value);
-  return parsed.ec == std::errc{} && parsed.ptr == text.data() + text.size();
-}
-
 std::string quoted_id(const std::string& id) { return "'" + id.substr(0, 12) + "'"; }
 
-// Every process's parent, for finding a container's process tree.
-std::unordered_map<pid_t, std::vector<pid_t>> children_by_parent(const std::string& proc_root) {
-  std::unordered_map<pid_t, std::vector<pid_t>> children;
-  const UniqueHandle<DIR, ::closedir> dir(::opendir(proc_root.c_str()));
-  if (!dir) return children;
-  while (const dirent* entry = ::readdir(dir.get())) {
-    pid_t pid = 0;
-    if (!parse_integer(std::string_view(entry->d_name), pid)) continue;
-    const std::string stat = read_text(proc_root + "/" + entry->d_name + "/stat");
-    const auto fields = stat_fields(stat);  // views into `stat`
-    pid_t parent = 0;
-    // Fields after the command: state (3), ppid (4).
-    if (fields.size() > 1 && parse_integer(fields[1], parent)) children[parent].push_back(pid);
-  }
-  return children;
-}
-
-// Socket inodes held open by `pid` ("socket:[12345]" links under /proc/<pid>/fd).
-void socket_inodes(const std::string& proc_root, pid_t pid, std::unordered_set<std::uint64_t>& inodes) {
-  const std::string fd_dir = proc_root + "/" + std::to_string(pid) + "/fd";
-  const UniqueHandle<DIR, ::closedir> dir(::opendir(fd_dir.c_str()));
-  if (!dir) return;
-  char target[64];
-  while (const dirent* entry = ::readdir(dir.get())) {
-    if (entry->d_name[0] == '.') continue;
-    const ssize_t n = ::readlinkat(::dirfd(dir.get()), entry->d_name, target, sizeof target - 1);
-    if (n <= 0) continue;
-    const std::string_view link(target, static_cast<std::size_t>(n));
-    if (!link.starts_with("socket:[") || !link.ends_with("]")) continue;
-    std::uint64_t inode = 0;
-    if (parse_integer(link.substr(8, link.size() - 9), inode)) inodes.insert(inode);
-  }
-}
-
 }  // namespace
-
-Result<std::uint64_t> process_start_time(const std::string& proc_root, pid_t pid) {
-  const std::string path = proc_root + "/" + std::to_string(pid) + "/stat";
-  const std::string stat = read_text(path);
-  if (stat.empty()) return unexpected(Error::from_errno(ESRCH, "read", path));
-  const auto fields = stat_fields(stat);
-  // starttime is field 22 of the line; fields[0] is field 3.
-  std::uint64_t start = 0;
-  if (fields.size() < 20 || !parse_integer(fields[19], start)) {
-    return unexpected(Error::invalid("parse", path, "no starttime field"));
-  }
-  return start;
-}
 
 Tracker::Tracker(std::unique_ptr<ConnectionSource> source, std::unique_ptr<ProcConnectionSource> checker,
                  Options options)
@@ -426,12 +343,12 @@ std::size_t Tracker::check_consistency(std::size_t slice) {
   return mismatches;
 }
 
-ContainerView Tracker::view(std::uint32_t slot) const {
+StreamContainerView Tracker::view(std::uint32_t slot) const {
   const Container& container = *slots_[slot];
-  ContainerView out;
+  StreamContainerView out;
   out.id = container.info.id;
   out.name = container.info.name;
-  out.network_mode = container.info.network_mode;
+  out.network_mode = network_mode_name(container.info.network_mode);
   out.mesos_task_id = container.info.mesos_task_id;
   out.marathon_app_id = container.info.marathon_app_id;
   out.declared_ports = container.info.ports;
@@ -439,19 +356,22 @@ ContainerView Tracker::view(std::uint32_t slot) const {
   const NamespaceCounts* counts = container.netns != 0 ? source_->counts(container.netns) : nullptr;
   out.known = counts != nullptr;
   if (counts != nullptr && container.info.network_mode == NetworkMode::kHost) {
-    out.outbound_attributed = false;
+    // Outbound connections of a host-mode container cannot be told from the host's own:
+    // not attributed (null), never 0.
     view_ports_.clear();
+    std::int64_t inbound = 0;
     for (const PortConnections& port : counts->ports()) {
       if (port.inbound == 0) continue;
       if (!std::binary_search(container.listen_ports.begin(), container.listen_ports.end(), port.port)) continue;
       view_ports_.push_back(PortConnections{port.port, port.inbound, 0});
-      out.inbound += port.inbound;
+      inbound += port.inbound;
     }
+    out.inbound = inbound;
     out.ports = view_ports_;
   } else if (counts != nullptr) {
     out.ports = counts->ports();
-    out.inbound = counts->inbound();
-    out.outbound = counts->outbound();
+    out.inbound = static_cast<std::int64_t>(counts->inbound());
+    out.outbound = static_cast<std::int64_t>(counts->outbound());
   }
   if (conntrack_ && container.info.network_mode == NetworkMode::kBridge && !container.info.addresses.empty()) {
     out.conntrack_inbound = 0;
@@ -472,26 +392,13 @@ TrackerSnapshot Tracker::snapshot() const {
   snapshot.containers_known = containers_known_;
   std::map<std::uint64_t, std::vector<std::string>> by_netns;
   for (const auto& [id, container] : containers_) {
-    const ContainerView v = view(container.slot);
-    ContainerCounts out;
-    out.id = id;
-    out.name = container.info.name;
-    out.network_mode = v.network_mode;
-    out.mesos_task_id = container.info.mesos_task_id;
-    out.marathon_app_id = container.info.marathon_app_id;
-    out.declared_ports = container.info.ports;
-    out.netns = v.netns;
-    out.known = v.known;
-    out.outbound_attributed = v.outbound_attributed;
-    out.ports.assign(v.ports.begin(), v.ports.end());
-    out.inbound = v.inbound;
-    out.outbound = v.outbound;
-    out.conntrack_inbound = v.conntrack_inbound;
-    if (v.known && v.network_mode != NetworkMode::kHost) by_netns[container.netns].push_back(id);
-    snapshot.containers.push_back(std::move(out));
+    const StreamContainerView v = view(container.slot);
+    if (v.known && container.info.network_mode != NetworkMode::kHost) by_netns[container.netns].push_back(id);
+    snapshot.containers.push_back(copy_of(v));
   }
-  std::sort(snapshot.containers.begin(), snapshot.containers.end(),
-            [](const ContainerCounts& a, const ContainerCounts& b) { return std::tie(a.name, a.id) < std::tie(b.name, b.id); });
+  std::sort(snapshot.containers.begin(), snapshot.containers.end(), [](const StreamContainer& a, const StreamContainer& b) {
+    return std::tie(a.name, a.id) < std::tie(b.name, b.id);
+  });
   for (const auto& [inode, ns] : namespaces_) {
     NamespaceEntry entry;
     entry.inode = inode;
@@ -513,158 +420,6 @@ TrackerStats Tracker::stats() const {
   stats.conntrack = conntrack_ != nullptr;
   if (conntrack_) stats.conntrack_stats = conntrack_->stats();
   return stats;
-}
-
-namespace {
-
-void write_ports(JsonWriter& json, std::span<const PortConnections> ports) {
-  json.key("ports").begin_array();
-  for (const PortConnections& port : ports) {
-    json.begin_object()
-        .key("port")
-        .value(unsigned{port.port})
-        .key("inbound")
-        .value(port.inbound)
-        .key("outbound")
-        .value(port.outbound)
-        .end_object();
-  }
-  json.end_array();
-}
-
-std::string ports_text(const std::vector<PortConnections>& ports, bool inbound) {
-  std::string text;
-  for (const PortConnections& port : ports) {
-    const std::uint32_t count = inbound ? port.inbound : port.outbound;
-    if (count == 0) continue;
-    if (!text.empty()) text += ' ';
-    text += std::to_string(port.port) + ":" + std::to_string(count);
-  }
-  return text.empty() ? "-" : text;
-}
-
-}  // namespace
-
-ContainerView view_of(const ContainerCounts& c) {
-  ContainerView view;
-  view.id = c.id;
-  view.name = c.name;
-  view.network_mode = c.network_mode;
-  view.mesos_task_id = c.mesos_task_id;
-  view.marathon_app_id = c.marathon_app_id;
-  view.declared_ports = c.declared_ports;
-  view.netns = c.netns;
-  view.known = c.known;
-  view.outbound_attributed = c.outbound_attributed;
-  view.ports = c.ports;
-  view.inbound = c.inbound;
-  view.outbound = c.outbound;
-  view.conntrack_inbound = c.conntrack_inbound;
-  return view;
-}
-
-void write_container(JsonWriter& json, const ContainerView& c) {
-  json.begin_object().key("id").value(c.id).key("name").value(c.name);
-  json.key("network_mode").value(network_mode_name(c.network_mode));
-  json.key("mesos_task_id").value(c.mesos_task_id).key("marathon_app_id").value(c.marathon_app_id);
-  json.key("netns").value(c.netns).key("known").value(c.known);
-  if (c.known) {
-    json.key("inbound").value(c.inbound);
-    if (c.outbound_attributed) {
-      json.key("outbound").value(c.outbound);
-    } else {
-      json.key("outbound").null();
-    }
-  } else {
-    // Unknown is not zero: a reader must never see a 0 it could act on.
-    json.key("inbound").null().key("outbound").null();
-  }
-  json.key("conntrack_inbound");
-  if (c.conntrack_inbound >= 0) {
-    json.value(c.conntrack_inbound);
-  } else {
-    json.null();
-  }
-  write_ports(json, c.ports);
-  json.key("declared_ports").begin_array();
-  for (const ContainerPort& port : c.declared_ports) {
-    json.begin_object()
-        .key("container_port")
-        .value(unsigned{port.container_port})
-        .key("protocol")
-        .value(port.protocol)
-        .key("host_ip")
-        .value(port.host_ip)
-        .key("host_port")
-        .value(unsigned{port.host_port})
-        .end_object();
-  }
-  json.end_array().end_object();
-}
-
-std::string snapshot_json(const TrackerSnapshot& snapshot) {
-  std::string out;
-  JsonWriter json(out);
-  json.begin_object()
-      .key("version")
-      .value(TrackerSnapshot::kVersion)
-      .key("source")
-      .value(source_name(snapshot.source))
-      .key("timestamp_ns")
-      .value(snapshot.timestamp_ns)
-      .key("containers_known")
-      .value(snapshot.containers_known);
-  json.key("containers").begin_array();
-  for (const ContainerCounts& c : snapshot.containers) write_container(json, view_of(c));
-  json.end_array();
-  json.key("namespaces").begin_array();
-  for (const NamespaceEntry& ns : snapshot.namespaces) {
-    json.begin_object().key("inode").value(ns.inode).key("known").value(ns.known);
-    json.key("pid").value(static_cast<std::int64_t>(ns.pid)).key("command").value(ns.command);
-    json.key("names").begin_array();
-    for (const std::string& name : ns.names) json.value(name);
-    json.end_array().key("containers").begin_array();
-    for (const std::string& id : ns.container_ids) json.value(id);
-    json.end_array();
-    if (ns.known) {
-      json.key("inbound").value(ns.counts.inbound()).key("outbound").value(ns.counts.outbound());
-    } else {
-      json.key("inbound").null().key("outbound").null();
-    }
-    write_ports(json, ns.counts.ports());
-    json.end_object();
-  }
-  json.end_array().end_object();
-  return out;
-}
-
-std::string snapshot_table(const TrackerSnapshot& snapshot) {
-  std::string out;
-  if (snapshot.containers_known || !snapshot.containers.empty()) {
-    TextTable containers({"CONTAINER", "MODE", "APP", "IN", "OUT", "INBOUND BY PORT"}, {false, false, false, true, true, false});
-    for (const ContainerCounts& c : snapshot.containers) {
-      const std::string app = !c.marathon_app_id.empty() ? c.marathon_app_id : (c.mesos_task_id.empty() ? "-" : c.mesos_task_id);
-      containers.add_row({c.name, std::string(network_mode_name(c.network_mode)), app,
-                          c.known ? std::to_string(c.inbound) : "?",
-                          c.known && c.outbound_attributed ? std::to_string(c.outbound) : (c.known ? "n/a" : "?"),
-                          c.known ? ports_text(c.ports, true) : "unknown"});
-    }
-    out += containers.render();
-    if (!snapshot.containers_known) out += "(docker API unavailable: container list may be stale)\n";
-    out += '\n';
-  }
-  TextTable namespaces({"NETNS", "PID", "COMMAND", "IN", "OUT", "INBOUND BY PORT"}, {true, true, false, true, true, false});
-  for (const NamespaceEntry& ns : snapshot.namespaces) {
-    std::string command = ns.command;
-    if (!ns.names.empty()) command += (command.empty() ? "" : " ") + std::string("[") + ns.names.front() + "]";
-    namespaces.add_row({std::to_string(ns.inode), ns.pid >= 0 ? std::to_string(ns.pid) : "-", command.empty() ? "-" : command,
-                        ns.known ? std::to_string(ns.counts.inbound()) : "?",
-                        ns.known ? std::to_string(ns.counts.outbound()) : "?",
-                        ns.known ? ports_text(ns.counts.ports(), true) : "unknown"});
-  }
-  out += namespaces.render();
-  out += "source: " + std::string(source_name(snapshot.source)) + "\n";
-  return out;
 }
 
 }  // namespace skopos::tracker

@@ -7,6 +7,8 @@
 
 #include "tracker/tracker.h"
 
+#include "tracker/proc_processes.h"
+
 namespace skopos::tracker {
 
 PeersAnswer Tracker::inbound_peers(const PeersRequest& request) {

@@ -13,6 +13,8 @@
 #include <string_view>
 #include <vector>
 
+#include "tracker/port_connections.h"  // PortConnections: one port's counts
+
 namespace skopos::tracker {
 
 enum class Direction : std::uint8_t { kInbound, kOutbound };
@@ -21,13 +23,6 @@ enum class Direction : std::uint8_t { kInbound, kOutbound };
 enum class SourceKind : std::uint8_t { kBpf, kProc, kConntrack };
 std::string_view source_name(SourceKind kind);  // "bpf", "proc", "conntrack"
 
-struct PortConnections {
-  std::uint16_t port = 0;
-  std::uint32_t inbound = 0;
-  std::uint32_t outbound = 0;
-
-  bool operator==(const PortConnections&) const = default;
-};
 
 // Counts of one namespace: ports in ascending order, only ports with a nonzero count.
 class NamespaceCounts {

@@ -1,16 +1,20 @@
-// The tracker stream's messages (tracker/PROTOCOL.md), as value types, with the parsers
-// for both directions: ClientMessageParser for what subscribers send (hostile input:
-// bounded, fuzzed), ServerMessageParser for what the tracker sends (the client library).
+// The tracker stream's codec (tracker/PROTOCOL.md): its messages as value types, the
+// encoders of every message in both directions, and the parsers -- ClientMessageParser
+// for what subscribers send (hostile input: bounded, fuzzed), ServerMessageParser for
+// what the tracker sends (the client library). Nothing else writes or reads the wire.
 #pragma once
 
 #include <cstdint>
 #include <memory>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include "skopos/docker_api.h"
 #include "skopos/json_writer.h"
 #include "skopos/result.h"
+#include "tracker/port_connections.h"
 
 namespace skopos::tracker {
 
@@ -83,12 +87,14 @@ class ClientMessageParser {
   std::unique_ptr<Impl> impl_;
 };
 
-// A container as the stream publishes it (see PROTOCOL.md, CONTAINER).
-struct StreamPort {
-  std::uint16_t port = 0;
-  std::uint32_t inbound = 0;
-  std::uint32_t outbound = 0;
-};
+// The subscribe line, newline included, that ClientMessageParser reads back.
+std::string encode_subscribe(const StreamFilter& filter);
+
+// A container as the stream publishes it (see PROTOCOL.md, CONTAINER): one port's counts
+// (port_connections.h), the owning container a client holds, and the borrowed view the one
+// encoder writes -- from the tracker's state (the server, allocating nothing) or from a
+// client's (tracker-cli).
+using StreamPort = PortConnections;
 
 struct StreamContainer {
   std::string id;
@@ -102,7 +108,29 @@ struct StreamContainer {
   std::int64_t outbound = -1;  // -1: null (unknown, or not attributable)
   std::int64_t conntrack_inbound = -1;
   std::vector<StreamPort> ports;
+  std::vector<ContainerPort> declared_ports;  // from Docker: exposed and published
 };
+
+struct StreamContainerView {
+  std::string_view id;
+  std::string_view name;
+  std::string_view network_mode;
+  std::string_view mesos_task_id;
+  std::string_view marathon_app_id;
+  std::uint64_t netns = 0;
+  bool known = false;
+  std::int64_t inbound = -1;   // -1: null -- unknown is not zero
+  std::int64_t outbound = -1;  // -1: null (unknown, or not attributable: host mode)
+  std::int64_t conntrack_inbound = -1;
+  std::span<const StreamPort> ports;
+  std::span<const ContainerPort> declared_ports;
+};
+StreamContainerView view_of(const StreamContainer& container);
+StreamContainer copy_of(const StreamContainerView& container);
+
+// The CONTAINER object: the only code that writes one. Allocates nothing beyond growing
+// `json`'s string.
+void write_container(JsonWriter& json, const StreamContainerView& container);
 
 // One established inbound connection of a container, as the kernel's table shows it.
 struct StreamPeer {
@@ -148,7 +176,17 @@ struct ServerMessage {
   PeersAnswer peers;
 };
 
-// The server's answer to a PeersRequest, as one JSON object (no newline).
+// The server's messages, each one JSON object (no newline). A snapshot and an update
+// are written in two halves around their containers, which the server keeps encoded
+// per container (write_container) and adds as raw values.
+void write_hello(JsonWriter& json, std::string_view source, std::int64_t heartbeat_ms);
+void begin_snapshot(JsonWriter& json, std::uint64_t seq, std::int64_t timestamp_ns, std::string_view source,
+                    bool containers_known);
+void end_snapshot(JsonWriter& json);
+void begin_update(JsonWriter& json, std::uint64_t seq, std::int64_t timestamp_ns, bool containers_known);
+void end_update(JsonWriter& json, std::span<const std::string> removed);
+void write_heartbeat(JsonWriter& json, std::uint64_t seq, std::int64_t timestamp_ns);
+void write_error(JsonWriter& json, std::string_view code, std::string_view message);
 void write_peers_answer(JsonWriter& json, std::uint64_t seq, std::int64_t timestamp_ns, const PeersAnswer& answer);
 
 // Parses one server line. Errors say which field was wrong.

@@ -1,8 +1,10 @@
 // Tracker: the tracker's state, independent of how it is driven. It knows the network
 // namespaces of the machine and the containers in them, keeps the chosen
-// ConnectionSource counting every one of them, and answers with a TrackerSnapshot --
-// the data model the stream publishes: per container, per port, {inbound, outbound}
-// established connections, plus the source and a timestamp.
+// ConnectionSource counting every one of them, and answers with the containers as the
+// stream publishes them (stream_protocol.h: StreamContainerView per slot, StreamContainer
+// in a TrackerSnapshot): per container, per port, {inbound, outbound} established
+// connections, plus the source and a timestamp. What it reads about processes is
+// proc_processes.h; how a snapshot is printed, snapshot_output.h.
 //
 // Containers are attributed like this:
 //  * bridge (and container:<id>) mode: everything in the container's own namespace,
@@ -28,7 +30,6 @@
 #include <unordered_map>
 #include <vector>
 
-#include "skopos/json_writer.h"
 #include "tracker/conntrack_source.h"
 #include "tracker/connection_source.h"
 #include "tracker/discovery_update.h"
@@ -38,47 +39,6 @@
 #include "tracker/stream_protocol.h"
 
 namespace skopos::tracker {
-
-struct ContainerCounts {
-  std::string id;
-  std::string name;
-  NetworkMode network_mode = NetworkMode::kBridge;
-  std::string mesos_task_id;
-  std::string marathon_app_id;
-  std::vector<ContainerPort> declared_ports;  // from Docker (exposed and published)
-  std::uint64_t netns = 0;                    // 0 when unknown
-  bool known = false;  // false: the counts are unknown (never read them as zero)
-  bool outbound_attributed = true;
-  std::vector<PortConnections> ports;
-  std::uint64_t inbound = 0;
-  std::uint64_t outbound = 0;
-  // Bridge mode with conntrack: ESTABLISHED DNAT'ed flows to the container's addresses
-  // (the cross-check); -1 when not available.
-  std::int64_t conntrack_inbound = -1;
-};
-
-// One container's published state, borrowed (no copies): what the stream encodes per
-// change. Valid until the Tracker's next non-const call.
-struct ContainerView {
-  std::string_view id;
-  std::string_view name;
-  NetworkMode network_mode = NetworkMode::kBridge;
-  std::string_view mesos_task_id;
-  std::string_view marathon_app_id;
-  std::span<const ContainerPort> declared_ports;
-  std::uint64_t netns = 0;
-  bool known = false;
-  bool outbound_attributed = true;
-  std::span<const PortConnections> ports;
-  std::uint64_t inbound = 0;
-  std::uint64_t outbound = 0;
-  std::int64_t conntrack_inbound = -1;
-};
-ContainerView view_of(const ContainerCounts& counts);
-
-// Writes one container as the JSON object of the snapshot and the stream (the same
-// shape everywhere). Allocates nothing beyond growing `json`'s string.
-void write_container(JsonWriter& json, const ContainerView& container);
 
 struct NamespaceEntry {
   std::uint64_t inode = 0;
@@ -95,7 +55,7 @@ struct TrackerSnapshot {
   SourceKind source = SourceKind::kProc;
   std::int64_t timestamp_ns = 0;  // Unix time of the snapshot
   bool containers_known = false;  // false without a reachable Docker API
-  std::vector<ContainerCounts> containers;  // sorted by name
+  std::vector<StreamContainer> containers;  // as the stream publishes them, sorted by name
   std::vector<NamespaceEntry> namespaces;   // sorted by inode
 };
 
@@ -155,8 +115,9 @@ class Tracker {
   void take_changes(std::vector<std::uint32_t>& changed, std::vector<Removed>& removed);
   std::uint32_t slot_count() const { return static_cast<std::uint32_t>(slots_.size()); }
   bool slot_live(std::uint32_t slot) const { return slot < slots_.size() && slots_[slot] != nullptr; }
-  // The container in a live slot, as published.
-  ContainerView view(std::uint32_t slot) const;
+  // The container in a live slot, as the stream publishes it (borrowed: valid until the
+  // next non-const call).
+  StreamContainerView view(std::uint32_t slot) const;
   // Whether the container list is from a reachable Docker API.
   bool containers_known() const { return containers_known_; }
 
@@ -215,13 +176,5 @@ class Tracker {
   ProcNetReader reader_;
   TrackerStats stats_;
 };
-
-// The pid's start time (field 22 of /proc/<pid>/stat, clock ticks since boot), or an
-// error when the process does not exist.
-Result<std::uint64_t> process_start_time(const std::string& proc_root, pid_t pid);
-
-// JSON (one line, no newline) and the human table of a snapshot.
-std::string snapshot_json(const TrackerSnapshot& snapshot);
-std::string snapshot_table(const TrackerSnapshot& snapshot);
 
 }  // namespace skopos::tracker
