@@ -7,10 +7,10 @@
 #                  (tracker/stream_protocol.h, tracker/stream_client.h)
 #
 # and, given the built binaries, that each links only what it uses: `skopos` carries
-# neither the /proc decoder (its kernels, its reader) nor conntrack, and `tracker-cli`
-# carries no HTTP or TLS.
+# neither the /proc decoder (its kernels, its reader) nor conntrack, and neither
+# `tracker-cli` nor `skopos-tracker` links TLS (only https needs it; they speak none).
 #
-# Usage: tools/check-layers.sh SOURCE_DIR [SKOPOS_BINARY TRACKER_CLI_BINARY]
+# Usage: tools/check-layers.sh SOURCE_DIR [SKOPOS_BINARY TRACKER_CLI_BINARY SKOPOS_TRACKER_BINARY]
 #        tools/check-layers.sh --self-test   (proves the check fails on a crossing)
 set -uo pipefail
 
@@ -41,7 +41,7 @@ check_sources() {
 }
 
 check_binaries() {
-  local skopos=$1 tracker_cli=$2 failed=0 found
+  local skopos=$1 tracker_cli=$2 tracker=$3 failed=0 found
   found=$(nm -C "$skopos" | grep -E 'count_lines_|shape_lines_|TcpTableCounter|TcpTableDecoder|ProcNetReader|ConntrackSource|nfct_' | head -5)
   if [ -n "$found" ]; then
     printf 'check-layers: %s carries the decoder or conntrack:\n%s\n' "$skopos" "$found" >&2
@@ -52,11 +52,13 @@ check_binaries() {
     printf 'check-layers: %s links conntrack:\n%s\n' "$skopos" "$found" >&2
     failed=1
   fi
-  found=$(readelf -d "$tracker_cli" | grep -E 'NEEDED.*(libssl|libcrypto)')
-  if [ -n "$found" ]; then
-    printf 'check-layers: %s links TLS, which only the HTTP client needs:\n%s\n' "$tracker_cli" "$found" >&2
-    failed=1
-  fi
+  for binary in "$tracker_cli" "$tracker"; do
+    found=$(readelf -d "$binary" | grep -E 'NEEDED.*(libssl|libcrypto)')
+    if [ -n "$found" ]; then
+      printf 'check-layers: %s links TLS, which only https needs:\n%s\n' "$binary" "$found" >&2
+      failed=1
+    fi
+  done
   return $failed
 }
 
@@ -90,14 +92,14 @@ if [ "${1:-}" = "--self-test" ]; then
   self_test
   exit $?
 fi
-if [ $# -ne 1 ] && [ $# -ne 3 ]; then
-  echo "usage: tools/check-layers.sh SOURCE_DIR [SKOPOS_BINARY TRACKER_CLI_BINARY] | --self-test" >&2
+if [ $# -ne 1 ] && [ $# -ne 4 ]; then
+  echo "usage: tools/check-layers.sh SOURCE_DIR [SKOPOS_BINARY TRACKER_CLI_BINARY SKOPOS_TRACKER_BINARY] | --self-test" >&2
   exit 2
 fi
 status=0
 check_sources "$1" || status=1
-if [ $# -eq 3 ]; then
-  check_binaries "$2" "$3" || status=1
+if [ $# -eq 4 ]; then
+  check_binaries "$2" "$3" "$4" || status=1
 fi
 [ $status -eq 0 ] && echo "check-layers: base, tracker and driver keep to their layers"
 exit $status

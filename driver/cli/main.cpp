@@ -7,6 +7,7 @@
 #include "drain_runtime.h"
 #include "global_options.h"
 #include "skopos/cli_args.h"
+#include "skopos/http_tls.h"
 #include "skopos/result.h"
 
 namespace {
@@ -47,6 +48,7 @@ void print_options_markdown() {
 
 int main(int argc, char** argv) {
   namespace cli = skopos::driver::cli;
+  skopos::enable_http_tls();  // etcd, Mesos and Marathon may be https://
   if (argc < 2 || std::strcmp(argv[1], "--help") == 0 || std::strcmp(argv[1], "-h") == 0) {
     std::fputs(kUsage, argc < 2 ? stderr : stdout);
     return argc < 2 ? cli::kExitUsage : cli::kExitOk;

@@ -12,6 +12,7 @@
 #include "driver/lock_service.h"
 #include "etcd_server.h"
 #include "process.h"
+#include "skopos/http_tls.h"
 
 namespace skopos::driver {
 namespace {
@@ -43,6 +44,7 @@ void issue(const std::string& dir, const std::string& name, const std::string& e
 class EtcdTlsTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
+    enable_http_tls();
     dir_ = new std::string("/tmp/skopos-etcd-tls-" + std::to_string(::getpid()));
     std::filesystem::create_directories(*dir_);
     const std::string& d = *dir_;

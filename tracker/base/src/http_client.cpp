@@ -1,28 +1,38 @@
 #include "skopos/http_client.h"
 
 #include <boost/asio/connect.hpp>
-#include <boost/asio/io_context.hpp>
-#include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/local/stream_protocol.hpp>
 #include <boost/asio/post.hpp>
-#include <boost/asio/ssl.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/beast/core/detail/base64.hpp>
-#include <boost/beast/core/flat_buffer.hpp>
-#include <boost/beast/http.hpp>
 
 #include <algorithm>
+#include <atomic>
 #include <cctype>
 #include <charconv>
 #include <thread>
+
+#include "http_exchange.h"
 
 namespace skopos {
 
 namespace asio = boost::asio;
 namespace http = boost::beast::http;
-namespace ssl = boost::asio::ssl;
 using boost::system::error_code;
 using Clock = std::chrono::steady_clock;
+using http_detail::Exchange;
+using http_detail::run_until;
+using http_detail::StreamExchange;
+
+namespace http_detail {
+
+namespace {
+std::atomic<TlsLayerFactory> g_tls_factory{nullptr};
+}  // namespace
+
+void set_tls_layer_factory(TlsLayerFactory factory) { g_tls_factory.store(factory); }
+
+}  // namespace http_detail
 
 Result<HttpEndpoint> HttpEndpoint::parse(std::string_view text) {
   HttpEndpoint endpoint;
@@ -91,39 +101,25 @@ std::string HttpError::message() const {
 }
 
 struct HttpClient::Tls {
-  ssl::context context{ssl::context::tls_client};
+  std::unique_ptr<http_detail::TlsLayer> layer;
 };
 
 Result<std::unique_ptr<HttpClient>> HttpClient::create(HttpOptions options) {
   if (options.endpoints.empty()) return unexpected(Error::invalid("http client", "endpoints", "no endpoint given"));
   if (options.attempts < 1) options.attempts = 1;
   std::unique_ptr<HttpClient> client(new HttpClient(std::move(options)));
-  const bool any_tls = std::any_of(client->options_.endpoints.begin(), client->options_.endpoints.end(),
-                                   [](const HttpEndpoint& e) { return e.scheme == HttpEndpoint::Scheme::kHttps; });
-  if (any_tls) {
+  const auto https = std::find_if(client->options_.endpoints.begin(), client->options_.endpoints.end(),
+                                  [](const HttpEndpoint& e) { return e.scheme == HttpEndpoint::Scheme::kHttps; });
+  if (https != client->options_.endpoints.end()) {
+    const http_detail::TlsLayerFactory factory = http_detail::g_tls_factory.load();
+    if (factory == nullptr) {
+      return unexpected(Error::invalid("http client", https->text,
+                                       "this program is built without TLS: it cannot reach https:// endpoints"));
+    }
+    auto layer = factory(client->options_.tls);
+    if (!layer) return unexpected(std::move(layer).error());
     client->tls_ = std::make_unique<Tls>();
-    ssl::context& context = client->tls_->context;
-    const TlsOptions& tls = client->options_.tls;
-    error_code ec;
-    context.set_options(ssl::context::default_workarounds | ssl::context::no_sslv2 | ssl::context::no_sslv3 |
-                            ssl::context::no_tlsv1 | ssl::context::no_tlsv1_1,
-                        ec);
-    if (tls.ca_file.empty()) {
-      context.set_default_verify_paths(ec);
-    } else {
-      context.load_verify_file(tls.ca_file, ec);
-      if (ec) return unexpected(Error::invalid("load CA file", tls.ca_file, ec.message()));
-    }
-    if (!tls.cert_file.empty() || !tls.key_file.empty()) {
-      if (tls.cert_file.empty() || tls.key_file.empty()) {
-        return unexpected(Error::invalid("tls", "client certificate", "give both the certificate and the key file"));
-      }
-      context.use_certificate_chain_file(tls.cert_file, ec);
-      if (ec) return unexpected(Error::invalid("load client certificate", tls.cert_file, ec.message()));
-      context.use_private_key_file(tls.key_file, ssl::context::pem, ec);
-      if (ec) return unexpected(Error::invalid("load client key", tls.key_file, ec.message()));
-    }
-    context.set_verify_mode(tls.verify ? ssl::verify_peer : ssl::verify_none);
+    client->tls_->layer = std::move(*layer);
   }
   return client;
 }
@@ -151,53 +147,6 @@ HttpClient::~HttpClient() = default;
 
 namespace {
 
-// Runs `context` until `done` or `deadline`; on timeout calls `cancel` (which closes the
-// socket, ending every pending operation) and drains. Returns whether it finished.
-template <class Cancel>
-bool run_until(asio::io_context& context, const bool& done, Clock::time_point deadline, Cancel cancel) {
-  context.restart();
-  while (!done && context.run_one_until(deadline) > 0) {
-  }
-  if (done) return true;
-  cancel();
-  context.restart();
-  context.run();
-  return false;
-}
-
-struct Exchange {
-  http::request<http::string_body> request;
-  http::response_parser<http::string_body> parser;
-  boost::beast::flat_buffer buffer;
-  bool written = false;  // the whole request reached the kernel: the server may have it
-  std::uint64_t limit = 0;
-  std::string step = "connect";
-  error_code error;
-  bool done = false;
-
-  void finish(const error_code& ec) {
-    error = ec;
-    done = true;
-  }
-
-  // Sends the request and reads the response on a connected stream.
-  template <class Stream>
-  void talk(Stream& stream) {
-    step = "send";
-    http::async_write(stream, request, [this, &stream](const error_code& ec, std::size_t) {
-      if (ec) return finish(ec);
-      written = true;
-      step = "receive";
-      http::async_read_header(stream, buffer, parser, [this, &stream](const error_code& ec2, std::size_t) {
-        if (ec2) return finish(ec2);
-        // A declared length over the limit is refused before a byte of it is read.
-        if (parser.content_length() && *parser.content_length() > limit) return finish(http::error::body_limit);
-        http::async_read(stream, buffer, parser, [this](const error_code& ec3, std::size_t) { finish(ec3); });
-      });
-    });
-  }
-};
-
 // The request as every exchange sends it: target under the endpoint's base path, Host,
 // User-Agent, one request per connection, and the configured authorization.
 void build_request(http::request<http::string_body>& out, const HttpEndpoint& endpoint, const HttpRequest& request,
@@ -221,43 +170,6 @@ void build_request(http::request<http::string_body>& out, const HttpEndpoint& en
   if (!request.content_type.empty()) out.set(http::field::content_type, request.content_type);
   out.body() = request.body;
   out.prepare_payload();
-}
-
-// A TLS stream over `socket` that sends SNI and, when verifying, checks that the
-// certificate names the host we asked for.
-std::unique_ptr<ssl::stream<asio::ip::tcp::socket&>> make_tls_stream(asio::ip::tcp::socket& socket,
-                                                                     ssl::context& context, const std::string& host,
-                                                                     bool verify) {
-  auto secure = std::make_unique<ssl::stream<asio::ip::tcp::socket&>>(socket, context);
-  // SSL_set_tlsext_host_name() is a macro with a C cast; this is what it expands to.
-  SSL_ctrl(secure->native_handle(), SSL_CTRL_SET_TLSEXT_HOSTNAME, TLSEXT_NAMETYPE_host_name,
-           const_cast<char*>(host.c_str()));
-  if (verify) secure->set_verify_callback(ssl::host_name_verification(host));
-  return secure;
-}
-
-// OpenSSL refusing the peer, or the peer refusing us: a failed certificate check in the
-// handshake, or the server's alert that it does not accept our certificate (with TLS 1.3
-// that alert arrives after the client's handshake, when the request was already written;
-// the server never read it). Retrying cannot help. A connection that merely broke during
-// the handshake is not this: it is reported as a failed connect.
-bool tls_refusal(const error_code& ec) {
-  if (ec.category() != asio::error::get_ssl_category()) return false;
-  switch (ERR_GET_REASON(static_cast<unsigned long>(ec.value()))) {
-    case SSL_R_CERTIFICATE_VERIFY_FAILED:
-    case SSL_R_SSLV3_ALERT_BAD_CERTIFICATE:
-    case SSL_R_SSLV3_ALERT_CERTIFICATE_EXPIRED:
-    case SSL_R_SSLV3_ALERT_CERTIFICATE_REVOKED:
-    case SSL_R_SSLV3_ALERT_CERTIFICATE_UNKNOWN:
-    case SSL_R_SSLV3_ALERT_UNSUPPORTED_CERTIFICATE:
-    case SSL_R_TLSV1_ALERT_UNKNOWN_CA:
-    case SSL_R_TLSV1_ALERT_ACCESS_DENIED:
-    case SSL_R_TLSV13_ALERT_CERTIFICATE_REQUIRED:
-    case SSL_R_SSLV3_ALERT_HANDSHAKE_FAILURE:
-      return true;
-    default:
-      return false;
-  }
 }
 
 }  // namespace
@@ -292,10 +204,8 @@ Result<HttpResponse, HttpError> HttpClient::attempt(const HttpEndpoint& endpoint
   } else {
     asio::ip::tcp::resolver resolver(context);
     asio::ip::tcp::socket plain(context);
-    std::unique_ptr<ssl::stream<asio::ip::tcp::socket&>> secure;
-    if (endpoint.scheme == HttpEndpoint::Scheme::kHttps) {
-      secure = make_tls_stream(plain, tls_->context, endpoint.host, options_.tls.verify);
-    }
+    std::unique_ptr<http_detail::TlsSession> secure;
+    if (endpoint.scheme == HttpEndpoint::Scheme::kHttps) secure = tls_->layer->session(plain, endpoint.host);
     resolver.async_resolve(endpoint.host, std::to_string(endpoint.port),
                            [&](const error_code& ec, const asio::ip::tcp::resolver::results_type& results) {
                              if (ec) return exchange.finish(ec);
@@ -303,12 +213,12 @@ Result<HttpResponse, HttpError> HttpClient::attempt(const HttpEndpoint& endpoint
                                if (ec2) return exchange.finish(ec2);
                                if (!secure) return exchange.talk(plain);
                                exchange.step = "TLS handshake";
-                               secure->async_handshake(ssl::stream_base::client, [&](const error_code& ec3) {
+                               secure->handshake([&](const error_code& ec3) {
                                  if (ec3) {
                                    tls_failed = true;
                                    return exchange.finish(ec3);
                                  }
-                                 exchange.talk(*secure);
+                                 secure->talk(exchange);
                                });
                              });
                            });
@@ -331,7 +241,7 @@ Result<HttpResponse, HttpError> HttpClient::attempt(const HttpEndpoint& endpoint
     const error_code& ec = exchange.error;
     error.maybe_applied = exchange.written;
     error.detail = exchange.step + ": " + ec.message();
-    if (tls_refusal(ec)) {
+    if (tls_ && tls_->layer->refusal(ec)) {
       error.kind = HttpError::Kind::kTls;
       error.maybe_applied = false;
     } else if (exchange.step == "connect" || tls_failed) {
@@ -374,31 +284,11 @@ Result<void, HttpError> HttpClient::stream(const HttpRequest& request, Clock::ti
     asio::ip::tcp::resolver resolver(context);
     asio::ip::tcp::socket socket(context);
     asio::local::stream_protocol::socket local(context);
-    std::unique_ptr<ssl::stream<asio::ip::tcp::socket&>> secure;
-    if (endpoint.scheme == HttpEndpoint::Scheme::kHttps) {
-      secure = make_tls_stream(socket, tls_->context, endpoint.host, options_.tls.verify);
-    }
-    http::request<http::string_body> out;
-    build_request(out, endpoint, request, options_);
-    http::response_parser<http::buffer_body> parser;
-    parser.body_limit(boost::none);
-    boost::beast::flat_buffer buffer;
-    error_code result;
-    bool done = false;
-    std::string step = "connect";
-    const auto finish = [&](const error_code& ec) {
-      result = ec;
-      done = true;
-    };
-    // Sends the request and reads the response header on the connected (or secured) stream.
-    const auto converse = [&](auto& stream) {
-      step = "send";
-      http::async_write(stream, out, [&](const error_code& ec, std::size_t) {
-        if (ec) return finish(ec);
-        step = "receive header";
-        http::async_read_header(stream, buffer, parser, [&](const error_code& ec2, std::size_t) { finish(ec2); });
-      });
-    };
+    std::unique_ptr<http_detail::TlsSession> secure;
+    if (endpoint.scheme == HttpEndpoint::Scheme::kHttps) secure = tls_->layer->session(socket, endpoint.host);
+    StreamExchange exchange;
+    build_request(exchange.request, endpoint, request, options_);
+    exchange.parser.body_limit(boost::none);
     const auto cancel = [&] {
       resolver.cancel();
       error_code ignored;
@@ -416,29 +306,32 @@ Result<void, HttpError> HttpClient::stream(const HttpRequest& request, Clock::ti
         cancel();
       });
     });
+    // Sends the request and reads the response header on the connected (or secured) stream.
     if (endpoint.scheme == HttpEndpoint::Scheme::kUnix) {
       local.async_connect(asio::local::stream_protocol::endpoint(endpoint.unix_path), [&](const error_code& ec) {
-        if (ec) return finish(ec);
-        converse(local);
+        if (ec) return exchange.finish(ec);
+        exchange.converse(local);
       });
     } else {
       resolver.async_resolve(endpoint.host, std::to_string(endpoint.port),
                              [&](const error_code& ec, const asio::ip::tcp::resolver::results_type& results) {
-                               if (ec) return finish(ec);
+                               if (ec) return exchange.finish(ec);
                                asio::async_connect(socket, results, [&](const error_code& ec2, const auto&) {
-                                 if (ec2) return finish(ec2);
-                                 if (!secure) return converse(socket);
-                                 step = "TLS handshake";
-                                 secure->async_handshake(ssl::stream_base::client, [&](const error_code& ec3) {
-                                   if (ec3) return finish(ec3);
-                                   converse(*secure);
+                                 if (ec2) return exchange.finish(ec2);
+                                 if (!secure) return exchange.converse(socket);
+                                 exchange.step = "TLS handshake";
+                                 secure->handshake([&](const error_code& ec3) {
+                                   if (ec3) return exchange.finish(ec3);
+                                   secure->converse(exchange);
                                  });
                                });
                              });
     }
     // Connecting, the handshake and the response header have the per-attempt deadline.
-    const bool in_time = run_until(context, done, std::min(until, Clock::now() + options_.timeout), cancel);
+    const bool in_time = run_until(context, exchange.done, std::min(until, Clock::now() + options_.timeout), cancel);
     if (stopped) return {};
+    const std::string& step = exchange.step;
+    const error_code& result = exchange.result;
     if (!in_time) {
       error.kind = step == "connect" ? HttpError::Kind::kConnect : HttpError::Kind::kTimeout;
       error.detail = "timed out (" + step + ")";
@@ -446,7 +339,7 @@ Result<void, HttpError> HttpClient::stream(const HttpRequest& request, Clock::ti
       return unexpected(std::move(error));
     }
     if (result) {
-      error.kind = tls_refusal(result)                                   ? HttpError::Kind::kTls
+      error.kind = tls_ && tls_->layer->refusal(result)                 ? HttpError::Kind::kTls
                    : step == "connect" || step == "TLS handshake" ? HttpError::Kind::kConnect
                                                                   : HttpError::Kind::kIo;
       error.detail = step + ": " + result.message();
@@ -454,33 +347,31 @@ Result<void, HttpError> HttpClient::stream(const HttpRequest& request, Clock::ti
       return unexpected(std::move(error));
     }
     preferred_ = index;
-    status = parser.get().result_int();
+    status = exchange.parser.get().result_int();
     // The body, piece by piece, until the server ends it, `on_data` has enough, or `until`.
     char chunk[16384];
-    const auto read_body = [&](auto& stream) -> Result<void, HttpError> {
-      for (;;) {
-        if (parser.is_done()) return {};
-        parser.get().body().data = chunk;
-        parser.get().body().size = sizeof chunk;
-        done = false;
-        http::async_read_some(stream, buffer, parser, [&](const error_code& ec, std::size_t) { finish(ec); });
-        if (!run_until(context, done, until, cancel) || stopped) return {};  // `until` passed or stopped: fine
-        if (result && result != http::error::need_buffer) {
-          if (result == http::error::end_of_stream || result == asio::error::eof ||
-              result == ssl::error::stream_truncated) {
-            return {};
-          }
-          error.kind = HttpError::Kind::kIo;
-          error.detail = "stream: " + result.message();
-          return unexpected(std::move(error));
-        }
-        const std::size_t got = sizeof chunk - parser.get().body().size;
-        if (got > 0 && !on_data(std::string_view(chunk, got))) return {};
+    for (;;) {
+      if (exchange.parser.is_done()) return {};
+      if (endpoint.scheme == HttpEndpoint::Scheme::kUnix) {
+        exchange.read_some(local, chunk, sizeof chunk);
+      } else if (secure) {
+        secure->read_some(exchange, chunk, sizeof chunk);
+      } else {
+        exchange.read_some(socket, chunk, sizeof chunk);
       }
-    };
-    if (endpoint.scheme == HttpEndpoint::Scheme::kUnix) return read_body(local);
-    if (secure) return read_body(*secure);
-    return read_body(socket);
+      if (!run_until(context, exchange.done, until, cancel) || stopped) return {};  // `until` passed or stopped: fine
+      if (result && result != http::error::need_buffer) {
+        if (result == http::error::end_of_stream || result == asio::error::eof ||
+            (tls_ && tls_->layer->truncated(result))) {
+          return {};
+        }
+        error.kind = HttpError::Kind::kIo;
+        error.detail = "stream: " + result.message();
+        return unexpected(std::move(error));
+      }
+      const std::size_t got = sizeof chunk - exchange.parser.get().body().size;
+      if (got > 0 && !on_data(std::string_view(chunk, got))) return {};
+    }
   }
   return unexpected(std::move(error));
 }
