@@ -6,22 +6,21 @@
 #include <cstdlib>
 #include <string>
 
+#include "skopos/enum_names.h"
+
 namespace skopos {
 
 namespace {
 
 std::atomic<int> g_level{static_cast<int>(LogLevel::kInfo)};
 
-std::string_view level_name(LogLevel level) {
-  switch (level) {
-    case LogLevel::kError: return "error";
-    case LogLevel::kWarning: return "warning";
-    case LogLevel::kNotice: return "notice";
-    case LogLevel::kInfo: return "info";
-    case LogLevel::kDebug: return "debug";
-  }
-  return "info";
-}
+constexpr std::pair<LogLevel, const char*> kLevelNames[] = {{LogLevel::kError, "error"},
+                                                             {LogLevel::kWarning, "warning"},
+                                                             {LogLevel::kNotice, "notice"},
+                                                             {LogLevel::kInfo, "info"},
+                                                             {LogLevel::kDebug, "debug"}};
+
+std::string_view level_name(LogLevel level) { return enum_name(kLevelNames, level, "info"); }
 
 bool under_journal() {
   static const bool journal = std::getenv("JOURNAL_STREAM") != nullptr;
@@ -33,14 +32,9 @@ bool under_journal() {
 void set_log_level(LogLevel level) { g_level = static_cast<int>(level); }
 
 bool parse_log_level(std::string_view text, LogLevel& level) {
-  for (LogLevel candidate :
-       {LogLevel::kError, LogLevel::kWarning, LogLevel::kNotice, LogLevel::kInfo, LogLevel::kDebug}) {
-    if (text == level_name(candidate)) {
-      level = candidate;
-      return true;
-    }
-  }
-  return false;
+  const auto parsed = enum_value(kLevelNames, text);
+  if (parsed) level = *parsed;
+  return parsed.has_value();
 }
 
 void log(LogLevel level, std::string_view message) {
