@@ -98,12 +98,7 @@ const OptionTable<AgentConfig>& own_options_table() {
 }
 
 const OptionTable<AgentConfig>& table() {
-  static const OptionTable<AgentConfig> table = [] {
-    OptionTable<AgentConfig> t = own_options_table();
-    t.include(drain_options_table(), &AgentConfig::drain);
-    t.include(global_options_table(), &AgentConfig::global);
-    return t;
-  }();
+  static const OptionTable<AgentConfig> table = with_drain_and_global_options(own_options_table());
   return table;
 }
 

@@ -82,12 +82,7 @@ const OptionTable<DrainCommandConfig>& own_flags_table() {
 }
 
 const OptionTable<DrainCommandConfig>& table() {
-  static const OptionTable<DrainCommandConfig> table = [] {
-    OptionTable<DrainCommandConfig> t = own_flags_table();
-    t.include(drain_options_table(), &DrainCommandConfig::drain);
-    t.include(global_options_table(), &DrainCommandConfig::global);
-    return t;
-  }();
+  static const OptionTable<DrainCommandConfig> table = with_drain_and_global_options(own_flags_table());
   return table;
 }
 

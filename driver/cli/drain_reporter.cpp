@@ -6,6 +6,7 @@
 
 #include "global_options.h"
 #include "skopos/json_writer.h"
+#include "skopos/cli_args.h"
 #include "skopos/log.h"
 
 namespace skopos::driver::cli {
@@ -13,12 +14,6 @@ namespace skopos::driver::cli {
 namespace {
 
 using Clock = std::chrono::steady_clock;
-
-std::string ms_text(std::chrono::milliseconds ms) {
-  char text[32];
-  std::snprintf(text, sizeof text, "%.1f s", static_cast<double>(ms.count()) / 1000.0);
-  return text;
-}
 
 // CLOCK_REALTIME in nanoseconds: JSON events carry it so other processes (tests,
 // benchmarks, log pipelines) can line them up with their own clocks.
@@ -172,7 +167,7 @@ void DrainReporter::progress(const WaitProgress& p) {
   const std::string head = std::to_string(p.total) + " inbound connection(s)" +
                            (p.unknown ? " + " + std::to_string(p.unknown) + " unknown" : "") + " in " +
                            std::to_string(p.containers.size()) + " container(s), closing " + rate + ", ETA " + eta +
-                           ", waited " + ms_text(p.elapsed) + (p.connected ? "" : " [tracker not connected]");
+                           ", waited " + format_seconds(p.elapsed) + (p.connected ? "" : " [tracker not connected]");
   if (live_) {
     clear_live();
     std::printf("waiting: %s\n", head.c_str());
@@ -234,13 +229,13 @@ void DrainReporter::result(const std::string& command, const Result<DrainResult,
   json.end_object();
   json_line(out);
   if (json_ || std::string_view(outcome) == "planned") return;  // a dry run printed its plan
-  std::string line = std::string(outcome) + " in " + ms_text(r.took);
+  std::string line = std::string(outcome) + " in " + format_seconds(r.took);
   if (r.reached != DrainPhase::kDone) {
     line += ": " + std::to_string(r.facts.containers.size()) + " container(s), " + at_fence_ +
             " inbound connection(s) when fenced";
     if (r.wait) {
-      line += r.wait->all_zero ? ", all closed after " + ms_text(r.wait->waited)
-                               : ", deadline reached after " + ms_text(r.wait->waited) + " with " +
+      line += r.wait->all_zero ? ", all closed after " + format_seconds(r.wait->waited)
+                               : ", deadline reached after " + format_seconds(r.wait->waited) + " with " +
                                      std::to_string(r.wait->last.total) + " left";
     }
   }

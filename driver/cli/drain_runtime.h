@@ -57,6 +57,15 @@ const OptionTable<DrainConfig>& drain_options_table();
 // Their help: a heading and the table's lines.
 const std::string& drain_options_help();
 
+// A drain command's whole table: its own options (`own`), then the drain options
+// (into Config::drain) and the global ones (into Config::global).
+template <class Config>
+OptionTable<Config> with_drain_and_global_options(OptionTable<Config> own) {
+  own.include(drain_options_table(), &Config::drain);
+  own.include(global_options_table(), &Config::global);
+  return own;
+}
+
 // Every client a drain needs, built from the options; owns them.
 class DrainRuntime {
  public:

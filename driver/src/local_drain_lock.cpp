@@ -10,6 +10,7 @@
 #include <cstdlib>
 #include <filesystem>
 
+#include "skopos/cli_args.h"
 #include "skopos/log.h"
 
 namespace skopos::driver {
@@ -17,12 +18,6 @@ namespace skopos::driver {
 namespace {
 
 using Clock = std::chrono::steady_clock;
-
-std::string seconds_text(std::chrono::milliseconds ms) {
-  char text[32];
-  std::snprintf(text, sizeof text, "%.1f s", static_cast<double>(ms.count()) / 1000.0);
-  return text;
-}
 
 }  // namespace
 
@@ -54,7 +49,7 @@ Result<LocalDrainLock> LocalDrainLock::take(const std::string& journal_path, boo
     }
     if (Clock::now() >= deadline) {
       return unexpected(Error::invalid("lock", path, "the running drain (pid " + std::to_string(pid) +
-                                                         ") did not stop within " + seconds_text(wait)));
+                                                         ") did not stop within " + format_seconds(wait)));
     }
     ::usleep(100000);
   }

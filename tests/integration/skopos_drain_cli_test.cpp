@@ -12,13 +12,13 @@
 
 #include <filesystem>
 #include <fstream>
-#include <sstream>
 
 #include "process.h"
 
 namespace {
 
 using skopos::testing::ProcessResult;
+using skopos::testing::marked_section;
 using skopos::testing::run_process;
 
 class SkoposDrainCli : public ::testing::Test {
@@ -102,19 +102,10 @@ TEST_F(SkoposDrainCli, TheReadmeListsEveryOptionAsTheBinaryDeclaresIt) {
   ASSERT_EQ(tables.exit_code, 0) << tables.err;
   ASSERT_NE(tables.out.find("| `--tier control\\|proxy\\|worker` | `worker` |"), std::string::npos) << tables.out;
   ASSERT_NE(tables.out.find("| `--recheck D` | `1m` |"), std::string::npos) << tables.out;
-  std::ifstream in(std::string(SKOPOS_SOURCE_DIR) + "/README.md");
-  std::stringstream readme;
-  readme << in.rdbuf();
-  const std::string text = readme.str();
-  const std::string begin = "<!-- skopos --help-markdown -->\n";
-  const std::string end = "<!-- end skopos --help-markdown -->";
-  const auto from = text.find(begin);
-  const auto to = text.find(end);
-  ASSERT_NE(from, std::string::npos) << "README.md lost its skopos options tables";
-  ASSERT_NE(to, std::string::npos);
-  EXPECT_EQ(text.substr(from + begin.size(), to - from - begin.size()), tables.out)
-      << "README.md's skopos options differ from the binary's: paste the output of 'skopos --help-markdown' "
-         "between the markers";
+  const auto section = marked_section(std::string(SKOPOS_SOURCE_DIR) + "/README.md", "skopos --help-markdown");
+  ASSERT_TRUE(section) << "README.md lost its skopos options tables";
+  EXPECT_EQ(*section, tables.out) << "README.md's skopos options differ from the binary's: paste the output of "
+                                     "'skopos --help-markdown' between the markers";
   // And each command's --help shows the same options.
   const ProcessResult drain = run_process({SKOPOS_CLI, "drain", "--help"});
   const ProcessResult agent = run_process({SKOPOS_CLI, "agent", "--help"});

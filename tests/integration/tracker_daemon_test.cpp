@@ -13,6 +13,7 @@
 namespace {
 
 using skopos::testing::ProcessResult;
+using skopos::testing::marked_section;
 using skopos::testing::run_process;
 
 const std::string kTracker = SKOPOS_TRACKER;
@@ -85,19 +86,10 @@ TEST(TrackerDaemon, TheReadmeListsEveryOptionAsTheBinaryDeclaresIt) {
   const ProcessResult table = run_process({kTracker, "--help-markdown"});
   ASSERT_EQ(table.exit_code, 0) << table.err;
   ASSERT_NE(table.out.find("| `--docker-socket PATH` | `/var/run/docker.sock` |"), std::string::npos) << table.out;
-  std::ifstream in(std::string(SKOPOS_SOURCE_DIR) + "/README.md");
-  std::stringstream readme;
-  readme << in.rdbuf();
-  const std::string text = readme.str();
-  const std::string begin = "<!-- skopos-tracker --help-markdown -->\n";
-  const std::string end = "<!-- end skopos-tracker --help-markdown -->";
-  const auto from = text.find(begin);
-  const auto to = text.find(end);
-  ASSERT_NE(from, std::string::npos) << "README.md lost its skopos-tracker options table";
-  ASSERT_NE(to, std::string::npos);
-  EXPECT_EQ(text.substr(from + begin.size(), to - from - begin.size()), table.out)
-      << "README.md's skopos-tracker options differ from the binary's: paste the output of "
-         "'skopos-tracker --help-markdown' between the markers";
+  const auto section = marked_section(std::string(SKOPOS_SOURCE_DIR) + "/README.md", "skopos-tracker --help-markdown");
+  ASSERT_TRUE(section) << "README.md lost its skopos-tracker options table";
+  EXPECT_EQ(*section, table.out) << "README.md's skopos-tracker options differ from the binary's: paste the output of "
+                                    "'skopos-tracker --help-markdown' between the markers";
   // And --help shows the same options.
   const ProcessResult help = run_process({kTracker, "--help"});
   ASSERT_EQ(help.exit_code, 0);

@@ -4,9 +4,13 @@
 // visible, and each can be told to fail once.
 #pragma once
 
+#include <gtest/gtest.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <filesystem>
 #include <map>
 #include <optional>
 #include <string>
@@ -343,6 +347,37 @@ class FakeHost : public DrainHost {
 
  private:
   World& w_;
+};
+
+// A test on the fakes: a World with its own journal in a fresh directory, every fake,
+// and the systems as the drain takes them. The drain's and the agent's tests derive
+// from it.
+class FakeWorldTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = "/tmp/skopos-fake-world-" + std::to_string(::getpid());
+    std::filesystem::remove_all(dir_);
+    std::filesystem::create_directories(dir_);
+    world_.journal_path = dir_ + "/journal";
+  }
+  void TearDown() override { std::filesystem::remove_all(dir_); }
+
+  DrainSystems systems() { return DrainSystems{locks_, mesos_, marathon_, containers_, connections_, fence_, host_}; }
+  // No drain in progress: the journal is finished (or was never written).
+  bool journal_done() const {
+    auto journal = Journal::open(world_.journal_path);
+    return journal && !journal->last();
+  }
+
+  std::string dir_;
+  World world_;
+  FakeLocks locks_{world_};
+  FakeMesos mesos_{world_};
+  FakeMarathon marathon_{world_};
+  FakeContainers containers_{world_};
+  FakeConnections connections_{world_};
+  FakeFence fence_{world_};
+  FakeHost host_{world_};
 };
 
 }  // namespace skopos::driver::fakes

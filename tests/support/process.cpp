@@ -39,6 +39,15 @@ UniqueFd connect_loopback(std::uint16_t port) {
   return fd;
 }
 
+std::optional<std::string> marked_section(const std::string& path, const std::string& name) {
+  const std::string text = read_file(path);
+  const std::string begin = "<!-- " + name + " -->\n";
+  const auto from = text.find(begin);
+  const auto to = text.find("<!-- end " + name + " -->");
+  if (from == std::string::npos || to == std::string::npos || to < from + begin.size()) return std::nullopt;
+  return text.substr(from + begin.size(), to - from - begin.size());
+}
+
 std::string read_file(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   std::ostringstream text;

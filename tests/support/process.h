@@ -27,6 +27,11 @@ ProcessResult run_process(const std::vector<std::string>& argv, const std::strin
 
 // The whole file, "" when it cannot be read.
 std::string read_file(const std::string& path);
+
+// What a Markdown file holds between the lines "<!-- NAME -->" and "<!-- end NAME -->"
+// (a table the docs carry and a test compares with a binary's output); nullopt when a
+// marker is missing.
+std::optional<std::string> marked_section(const std::string& path, const std::string& name);
 // Replaces the file's contents (or writes a /proc/sys setting); false when it failed.
 bool write_file(const std::string& path, const std::string& text);
 

@@ -7,21 +7,6 @@ namespace skopos::tracker {
 
 namespace {
 
-void write_ports(JsonWriter& json, std::span<const PortConnections> ports) {
-  json.key("ports").begin_array();
-  for (const PortConnections& port : ports) {
-    json.begin_object()
-        .key("port")
-        .value(unsigned{port.port})
-        .key("inbound")
-        .value(port.inbound)
-        .key("outbound")
-        .value(port.outbound)
-        .end_object();
-  }
-  json.end_array();
-}
-
 std::string ports_text(std::span<const PortConnections> ports, bool inbound) {
   std::string text;
   for (const PortConnections& port : ports) {

@@ -165,16 +165,9 @@ void nullable(JsonWriter& json, std::string_view key, std::int64_t value) {
 
 }  // namespace
 
-void write_container(JsonWriter& json, const StreamContainerView& c) {
-  json.begin_object().key("id").value(c.id).key("name").value(c.name).key("network_mode").value(c.network_mode);
-  json.key("mesos_task_id").value(c.mesos_task_id).key("marathon_app_id").value(c.marathon_app_id);
-  json.key("netns").value(c.netns).key("known").value(c.known);
-  // Unknown is not zero: a reader must never see a 0 it could act on.
-  nullable(json, "inbound", c.known ? c.inbound : -1);
-  nullable(json, "outbound", c.known ? c.outbound : -1);
-  nullable(json, "conntrack_inbound", c.conntrack_inbound);
+void write_ports(JsonWriter& json, std::span<const StreamPort> ports) {
   json.key("ports").begin_array();
-  for (const StreamPort& port : c.ports) {
+  for (const StreamPort& port : ports) {
     json.begin_object()
         .key("port")
         .value(unsigned{port.port})
@@ -184,7 +177,19 @@ void write_container(JsonWriter& json, const StreamContainerView& c) {
         .value(port.outbound)
         .end_object();
   }
-  json.end_array().key("declared_ports").begin_array();
+  json.end_array();
+}
+
+void write_container(JsonWriter& json, const StreamContainerView& c) {
+  json.begin_object().key("id").value(c.id).key("name").value(c.name).key("network_mode").value(c.network_mode);
+  json.key("mesos_task_id").value(c.mesos_task_id).key("marathon_app_id").value(c.marathon_app_id);
+  json.key("netns").value(c.netns).key("known").value(c.known);
+  // Unknown is not zero: a reader must never see a 0 it could act on.
+  nullable(json, "inbound", c.known ? c.inbound : -1);
+  nullable(json, "outbound", c.known ? c.outbound : -1);
+  nullable(json, "conntrack_inbound", c.conntrack_inbound);
+  write_ports(json, c.ports);
+  json.key("declared_ports").begin_array();
   for (const ContainerPort& port : c.declared_ports) {
     json.begin_object()
         .key("container_port")

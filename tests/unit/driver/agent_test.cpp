@@ -100,16 +100,8 @@ class RecordingObserver : public AgentObserver {
   bool busy = false;
 };
 
-class AgentTest : public ::testing::Test {
+class AgentTest : public FakeWorldTest {
  protected:
-  void SetUp() override {
-    dir_ = "/tmp/skopos-agent-test-" + std::to_string(::getpid());
-    std::filesystem::remove_all(dir_);
-    std::filesystem::create_directories(dir_);
-    world_.journal_path = dir_ + "/journal";
-  }
-  void TearDown() override { std::filesystem::remove_all(dir_); }
-
   AgentOptions options() const {
     AgentOptions o;
     o.journal_path = world_.journal_path;
@@ -124,7 +116,6 @@ class AgentTest : public ::testing::Test {
     Agent agent(systems(), options(), triggers_, observer_, world_.stop);
     return agent.run_once();
   }
-  DrainSystems systems() { return DrainSystems{locks_, mesos_, marathon_, containers_, connections_, fence_, host_}; }
   // A drain run by hand (`skopos drain`), as the CLI runs it.
   Result<DrainResult, DrainError> drain_by_hand(DrainKind kind) {
     auto journal = Journal::open(world_.journal_path);
@@ -135,20 +126,6 @@ class AgentTest : public ::testing::Test {
     Drain drain(systems(), *journal, o, [](const DrainEvent&) {}, world_.stop);
     return drain.run();
   }
-  bool journal_done() const {
-    auto journal = Journal::open(world_.journal_path);
-    return journal && !journal->last();
-  }
-
-  std::string dir_;
-  World world_;
-  FakeLocks locks_{world_};
-  FakeMesos mesos_{world_};
-  FakeMarathon marathon_{world_};
-  FakeContainers containers_{world_};
-  FakeConnections connections_{world_};
-  FakeFence fence_{world_};
-  FakeHost host_{world_};
   ScriptedTriggers triggers_{world_};
   RecordingObserver observer_;
 };

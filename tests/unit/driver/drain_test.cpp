@@ -26,21 +26,14 @@ namespace {
 using namespace std::chrono_literals;
 using namespace fakes;
 
-class DrainTest : public ::testing::Test {
+class DrainTest : public FakeWorldTest {
  protected:
-  void SetUp() override {
-    dir_ = "/tmp/skopos-drain-test-" + std::to_string(::getpid());
-    std::filesystem::remove_all(dir_);
-    world_.journal_path = dir_ + "/journal";
-  }
-  void TearDown() override { std::filesystem::remove_all(dir_); }
-
   Result<DrainResult, DrainError> run(DrainOptions options, bool recover = false) {
     options.hostname = "host-a";
     auto journal = Journal::open(world_.journal_path);
     EXPECT_TRUE(journal) << journal.error().message();
     events_.clear();
-    Drain drain(DrainSystems{locks_, mesos_, marathon_, containers_, connections_, fence_, host_}, *journal, options,
+    Drain drain(systems(), *journal, options,
                 [&](const DrainEvent& event) {
                   events_.push_back(event.message);
                   if (metrics_) metrics_->observe(event, 0);
@@ -53,20 +46,6 @@ class DrainTest : public ::testing::Test {
     options.kind = k;
     return options;
   }
-  bool journal_done() const {
-    auto journal = Journal::open(world_.journal_path);
-    return journal && !journal->last();
-  }
-
-  std::string dir_;
-  World world_;
-  FakeLocks locks_{world_};
-  FakeMesos mesos_{world_};
-  FakeMarathon marathon_{world_};
-  FakeContainers containers_{world_};
-  FakeConnections connections_{world_};
-  FakeFence fence_{world_};
-  FakeHost host_{world_};
   std::vector<std::string> events_;
   std::optional<DrainMetrics> metrics_;  // observes the events when set
 };

@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <charconv>
+#include <cstdio>
 #include <fstream>
 
 #include "skopos/result.h"
@@ -131,6 +132,12 @@ void commands_first(int argc, char** argv, int first, int words, const std::set<
     if (std::find(found.begin(), found.end(), i) == found.end()) reordered.push_back(argv[i]);
   }
   std::copy(reordered.begin(), reordered.end(), argv + first);
+}
+
+std::string format_seconds(std::chrono::milliseconds value) {
+  char text[32];
+  std::snprintf(text, sizeof text, "%.1f s", static_cast<double>(value.count()) / 1000.0);
+  return text;
 }
 
 std::string format_duration(std::chrono::microseconds value) {

@@ -128,6 +128,10 @@ struct StreamContainerView {
 StreamContainerView view_of(const StreamContainer& container);
 StreamContainer copy_of(const StreamContainerView& container);
 
+// "ports": [{"port", "inbound", "outbound"}, ...], as a CONTAINER (and the tracker's
+// --once snapshot, per namespace) carries them.
+void write_ports(JsonWriter& json, std::span<const StreamPort> ports);
+
 // The CONTAINER object: the only code that writes one. Allocates nothing beyond growing
 // `json`'s string.
 void write_container(JsonWriter& json, const StreamContainerView& container);

@@ -27,6 +27,11 @@ struct CliSpec {
 std::optional<std::chrono::microseconds> parse_duration(std::string_view text);
 // The largest duration an option takes (CliArgs::duration): 30 days.
 inline constexpr std::chrono::hours kMaxOptionDuration{30 * 24};
+// A duration as options take it: the largest unit that divides it exactly ("250us",
+// "4ms", "5s", "2m", "1h"; "0" for zero).
+std::string format_duration(std::chrono::microseconds value);
+// A duration for people, in seconds with one decimal: "0.5 s", "12.0 s".
+std::string format_seconds(std::chrono::milliseconds value);
 // A TCP/UDP port, 1-65535, and nothing else.
 std::optional<std::uint16_t> parse_port(std::string_view text);
 // The non-empty parts of `text` between `separator`s: "a,,b" -> {"a", "b"}.

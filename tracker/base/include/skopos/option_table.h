@@ -27,10 +27,6 @@
 
 namespace skopos {
 
-// A duration as options take it: the largest unit that divides it exactly ("250us",
-// "4ms", "5s", "2m", "1h"; "0" for zero).
-std::string format_duration(std::chrono::microseconds value);
-
 template <class Config>
 class OptionTable {
  public:
