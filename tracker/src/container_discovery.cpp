@@ -1,5 +1,7 @@
 #include "tracker/container_discovery.h"
 
+#include <malloc.h>
+
 #include <ctime>
 
 #include "skopos/log.h"
@@ -110,6 +112,10 @@ void ContainerDiscovery::run() {
     reported_unavailable = false;
     backoff = kMinBackoff;
     sink_(std::move(update));
+    // A full list is a burst (an inspect per container, each answer parsed) on this
+    // thread's malloc arena, which glibc keeps once freed: give it back, or a dense host
+    // carries it for the tracker's whole life. Once per (re)connection to Docker.
+    ::malloc_trim(0);
 
     // The stream and the inspects during it each have an engine (a connection) of their own.
     auto streamer = make_engine();
