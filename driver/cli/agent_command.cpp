@@ -117,12 +117,10 @@ int agent_command(int argc, char** argv) {
     return kExitOk;
   }
   AgentConfig config;
-  const CliArgs args = parse_command_options(table(), argc, argv, config);
-  if (config.global.help) {
-    print_usage();
-    return kExitOk;
-  }
-  const GlobalOptions global = global_options(config.global, "skopos agent");
+  const auto parsed = parse_command(table(), argc, argv, config, 2, "skopos agent", [] { print_usage(); });
+  if (!parsed) return kExitOk;
+  const CliArgs& args = parsed->args;
+  const GlobalOptions& global = parsed->global;
   if (!args.positional().empty()) throw FatalError("skopos agent: takes no arguments");
   DrainRuntime runtime(global, config.drain, "skopos agent", DrainKind::kReboot);
   AgentOptions options = config.agent;

@@ -153,12 +153,10 @@ int drain_command(int argc, char** argv) {
     return kExitOk;
   }
   DrainCommandConfig config;
-  const CliArgs args = parse_command_options(table(), argc, argv, config);
-  if (config.global.help) {
-    print_usage(stdout);
-    return kExitOk;
-  }
-  const GlobalOptions global = global_options(config.global, command);
+  const auto parsed = parse_command(table(), argc, argv, config, 2, command, [] { print_usage(stdout); });
+  if (!parsed) return kExitOk;
+  const CliArgs& args = parsed->args;
+  const GlobalOptions& global = parsed->global;
   if (!args.positional().empty()) throw FatalError(command + ": takes no arguments ('" + args.positional()[0] + "')");
   const bool dry_run = config.drain.drain.dry_run;
   const bool abort = name == "undrain" || config.abort;

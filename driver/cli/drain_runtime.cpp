@@ -2,6 +2,8 @@
 
 #include <string>
 
+#include "skopos/enum_names.h"
+
 namespace skopos::driver::cli {
 
 namespace {
@@ -30,9 +32,7 @@ const OptionTable<DrainConfig>& drain_options_table() {
     OptionTable<C> t("skopos");
     t.choice("tier",
              "the cluster lock's group, and what the control tier also\nchecks (Marathon's leader, ZooKeeper's quorum)",
-             [](auto& c) -> auto& { return c.drain.tier; },
-             std::vector<std::pair<std::string, Tier>>{
-                 {"control", Tier::kControl}, {"proxy", Tier::kProxy}, {"worker", Tier::kWorker}});
+             [](auto& c) -> auto& { return c.drain.tier; }, enum_choices(kTierNames));
     t.text("hostname", "H", "this host as Mesos and Marathon name it (default: the\nhost name)",
            [](auto& c) -> auto& { return c.drain.hostname; });
     t.duration("connection-deadline",
@@ -72,21 +72,7 @@ const OptionTable<DrainConfig>& drain_options_table() {
     t.duration("maintenance-window", "length of the Mesos maintenance window", &C::maintenance_window);
     t.include(mesos_options_table(), &C::mesos);
     t.text("zookeeper", "HOST:PORT,...", "control tier: the ensemble that must keep its quorum", &C::zookeeper);
-    t.text("fence-chain", "NAME", "the iptables chain (1-28 characters)", &C::fence_chain);
-    t.choice("fence-ipv6",
-             "fence IPv6 too, with ip6tables (default on where the kernel\nhas IPv6); an ip6tables failure fails the step",
-             &C::fence_ipv6, std::vector<std::pair<std::string, std::optional<bool>>>{{"on", true}, {"off", false}});
-    t.text("fence-allow", "CIDR,...",
-           "sources whose new connections pass the fence: the hosts\nof health checkers that must keep seeing a fenced "
-           "task\nalive (Marathon's own HTTP/TCP checks come from the\nMarathon hosts; failing, they make Marathon kill "
-           "it)",
-           &C::fence_allow);
-    t.text("health-check-port", "P",
-           "with --health-check-match: also reset the cloud balancer's\nhealth check; off by default: an autoscaler may "
-           "terminate\na host whose health check fails, even one holding the\nreboot lock",
-           &C::health_check_port);
-    t.text("health-check-match", "TEXT", "what the balancer's health check request contains",
-           &C::health_check_match);
+    t.include(fence_options_table("fence-"), &C::fence);
     t.text("reboot-command", "CMD", "run to reboot (split on spaces, no shell)", &C::reboot_command);
     t.text("notify", "URL",
            "POSTed {machine_id, hostname, kind, outcome, drain_id} at\nthe end ($NOTIFY; {machine_id} in the URL is "
@@ -120,12 +106,7 @@ DrainRuntime::DrainRuntime(const GlobalOptions& global, const DrainConfig& confi
   check_override_default(command, "connection-deadline", config.drain.connection_deadline);
   check_override_default(command, "stop-grace", config.drain.stop_grace);
   if (config.drain.progress_interval.count() <= 0) throw FatalError(command + ": --progress-interval must be positive");
-  if (config.fence_chain.empty() || config.fence_chain.size() > 28) {
-    throw FatalError(command + ": --fence-chain must be 1-28 characters");
-  }
-  if (config.health_check_port.empty() != config.health_check_match.empty()) {
-    throw FatalError(command + ": --health-check-port and --health-check-match go together");
-  }
+  const FenceOptions fence = config.fence.options(command, "fence-");
   MesosMasterOptions mesos = mesos_master_options(config.mesos, command, "");
   auto docker_endpoint = HttpEndpoint::parse(config.docker_socket);
   if (!docker_endpoint) throw FatalError(command + ": --docker-socket: " + docker_endpoint.error().message());
@@ -182,14 +163,7 @@ DrainRuntime::DrainRuntime(const GlobalOptions& global, const DrainConfig& confi
   connections_ = std::make_unique<TrackerDrainConnections>(tracker);
 
   // The fence.
-  FenceOptions fence;
-  fence.chain = config.fence_chain;
-  if (!config.health_check_port.empty()) {
-    fence.health_check =
-        HealthCheckFence{port_value(command + ": --health-check-port", config.health_check_port), config.health_check_match};
-  }
-  fence.allow_sources = allow_list(command + ": --fence-allow", config.fence_allow);
-  fence_ = std::make_unique<IptablesDrainFence>(fence, config.fence_ipv6.value_or(kernel_has_ipv6()));
+  fence_ = std::make_unique<IptablesDrainFence>(fence, config.fence.ipv6_on());
 
   // This host.
   LocalHostOptions host;

@@ -36,11 +36,7 @@ struct DrainConfig {
   std::string docker_socket = "unix:///var/run/docker.sock";
   bool all_containers = false;
   std::string tracker_socket = TrackerConnectionsOptions{}.socket;
-  std::string fence_chain = "SKOPOS";
-  std::optional<bool> fence_ipv6;  // unset: where the kernel has IPv6
-  std::string fence_allow;
-  std::string health_check_port;
-  std::string health_check_match;
+  FenceConfig fence;
   std::string zookeeper;
   std::string reboot_command = "systemctl reboot";
   std::string notify;
@@ -62,8 +58,7 @@ const std::string& drain_options_help();
 template <class Config>
 OptionTable<Config> with_drain_and_global_options(OptionTable<Config> own) {
   own.include(drain_options_table(), &Config::drain);
-  own.include(global_options_table(), &Config::global);
-  return own;
+  return with_global_options(std::move(own));
 }
 
 // Every client a drain needs, built from the options; owns them.

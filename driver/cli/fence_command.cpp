@@ -25,19 +25,33 @@ constexpr const char* kFenceUsage =
     "  remove               remove the chain and exactly its jumps\n"
     "\n"
     "options:\n"
-    "  --chain NAME                  the chain (default SKOPOS)\n"
-    "  --ipv6 on|off                 the same with ip6tables (default on where the kernel\n"
-    "                                has IPv6); an ip6tables failure is an error\n"
-    "  --allow CIDR,...              sources whose new connections pass (health checkers,\n"
-    "                                e.g. the Marathon hosts)\n"
-    "  --health-check-port P, --health-check-match TEXT\n"
-    "                                also reset the cloud balancer's health check. Off by\n"
-    "                                default: an autoscaler may take a failing health check\n"
-    "                                for a dead host and terminate it mid-drain\n"
-    "  --json, --log-level L, --config FILE   as for every skopos command\n"
+    "%s"
+    "\n"
+    "%s"
     "\n"
     "Exit status: 0 done (also: nothing to remove); 2 usage error; 3 iptables failed (it\n"
     "changes all or nothing: nothing was changed).\n";
+
+// Everything `skopos fence`'s options set.
+struct FenceCommandConfig {
+  GlobalConfig global;
+  FenceConfig fence;
+  bool dry_run = false;
+};
+
+const OptionTable<FenceCommandConfig>& own_options_table() {
+  static const OptionTable<FenceCommandConfig> table = [] {
+    OptionTable<FenceCommandConfig> t("skopos fence");
+    t.flag("dry-run", "apply: print the iptables-restore input instead", &FenceCommandConfig::dry_run);
+    t.include(fence_options_table(""), &FenceCommandConfig::fence);
+    return t;
+  }();
+  return table;
+}
+
+void print_usage(std::FILE* out) {
+  std::fprintf(out, kFenceUsage, own_options_table().help().c_str(), global_options_help().c_str());
+}
 
 void print_states(const std::vector<std::pair<std::string, FenceState>>& states, const std::string& chain,
                   bool json_output) {
@@ -81,47 +95,35 @@ void print_states(const std::vector<std::pair<std::string, FenceState>>& states,
 }  // namespace
 
 int fence_command(int argc, char** argv) {
-  const std::set<std::string> kValueOptions = {"chain", "health-check-port", "health-check-match", "ipv6", "allow"};
-  subcommand_first(argc, argv, kValueOptions);  // `skopos fence --chain X show` too
+  subcommand_first(argc, argv, own_options_table().spec().options);  // `skopos fence --chain X show` too
   if (argc < 3 || std::string_view(argv[2]) == "--help" || std::string_view(argv[2]) == "-h") {
-    std::fputs(kFenceUsage, argc < 3 ? stderr : stdout);
+    print_usage(argc < 3 ? stderr : stdout);
     return argc < 3 ? kExitUsage : kExitOk;
   }
   const std::string command = argv[2];
   if (command != "show" && command != "apply" && command != "remove") {
-    std::fprintf(stderr, "skopos fence: unknown command '%s'\n\n%s", command.c_str(), kFenceUsage);
+    std::fprintf(stderr, "skopos fence: unknown command '%s'\n\n", command.c_str());
+    print_usage(stderr);
     return kExitUsage;
   }
-  const CliSpec spec = with_global_options("skopos fence " + command, {"dry-run"}, kValueOptions);
-  CliArgs args = CliArgs::parse(spec, argc, argv, 3);
-  if (args.flag("help")) {
-    std::fputs(kFenceUsage, stdout);
-    return kExitOk;
-  }
-  const GlobalOptions global = parse_global_options(spec, args);
-  FenceOptions options;
-  options.chain = args.option("chain", "SKOPOS");
-  if (options.chain.empty() || options.chain.size() > 28) throw FatalError("skopos fence: --chain must be 1-28 characters");
-  if (args.has("health-check-port") != args.has("health-check-match")) {
-    throw FatalError("skopos fence: --health-check-port and --health-check-match go together");
-  }
-  if (args.has("health-check-port")) {
-    options.health_check = HealthCheckFence{port_value("skopos fence:", args.option("health-check-port")), args.option("health-check-match")};
-  }
-  options.allow_sources = allow_list("skopos fence: --allow", args.option("allow"));
+  FenceCommandConfig config;
+  const auto parsed = parse_command(with_global_options(own_options_table()), argc, argv, config, 3,
+                                    "skopos fence " + command, [] { print_usage(stdout); });
+  if (!parsed) return kExitOk;
+  const CliArgs& args = parsed->args;
+  const GlobalOptions& global = parsed->global;
+  const FenceOptions options = config.fence.options("skopos fence", "");
   std::vector<std::uint16_t> ports;
   for (const std::string& text : args.positional()) ports.push_back(port_value("skopos fence:", text));
   if (command == "apply" ? ports.empty() : !ports.empty()) {
     throw FatalError("skopos fence " + command + (command == "apply" ? ": which ports?" : ": takes no ports"));
   }
-  const std::string ipv6 = args.option("ipv6", kernel_has_ipv6() ? "on" : "off");
-  if (ipv6 != "on" && ipv6 != "off") throw FatalError("skopos fence: --ipv6 '" + ipv6 + "' is not on or off");
-  const std::vector<FamilyFence> fences = fence_families(options, ipv6 == "on");
+  const std::vector<FamilyFence> fences = fence_families(options, config.fence.ipv6_on());
   const auto failed = [&](const Error& error) {
     std::fprintf(stderr, "skopos: fence: %s\n", error.message().c_str());
     return kExitFailed;
   };
-  if (command == "show" || (command == "apply" && !args.flag("dry-run"))) {
+  if (command == "show" || (command == "apply" && !config.dry_run)) {
     std::vector<std::pair<std::string, FenceState>> states;
     for (const FamilyFence& f : fences) {
       auto state = command == "show" ? f.fence.show() : f.fence.apply(ports);

@@ -7,6 +7,7 @@
 #include <fstream>
 
 #include "driver/fence.h"
+#include "skopos/enum_names.h"
 #include "skopos/json_writer.h"
 #include "skopos/log.h"
 #include "skopos/result.h"
@@ -35,12 +36,7 @@ const OptionTable<GlobalConfig>& global_options_table() {
     t.text("machine-id", "ID", "this machine (default $MACHINEID, else /etc/machine-id)", &GlobalConfig::machine_id);
     t.text("boot-id-file", "FILE", "where this boot's id is read", &GlobalConfig::boot_id_file);
     t.flag("json", "machine-readable output", &GlobalConfig::json);
-    t.choice("log-level", "the least important lines logged", &GlobalConfig::log_level,
-             std::vector<std::pair<std::string, LogLevel>>{{"error", LogLevel::kError},
-                                                          {"warning", LogLevel::kWarning},
-                                                          {"notice", LogLevel::kNotice},
-                                                          {"info", LogLevel::kInfo},
-                                                          {"debug", LogLevel::kDebug}});
+    t.choice("log-level", "the least important lines logged", &GlobalConfig::log_level, enum_choices(kLogLevelNames));
     t.flag("help", "this help", &GlobalConfig::help);
     return t;
   }();
@@ -51,13 +47,6 @@ const std::string& global_options_help() {
   static const std::string help =
       "global options (each may also be set in the config file as 'name = value'):\n" + global_options_table().help();
   return help;
-}
-
-CliSpec with_global_options(std::string command, std::set<std::string> flags, std::set<std::string> options) {
-  const CliSpec global = global_options_table().spec();
-  flags.insert(global.flags.begin(), global.flags.end());
-  options.insert(global.options.begin(), global.options.end());
-  return CliSpec{std::move(command), std::move(flags), std::move(options)};
 }
 
 const std::set<std::string>& global_value_options() {
@@ -100,12 +89,6 @@ GlobalOptions global_options(const GlobalConfig& config, const std::string& comm
   return options;
 }
 
-GlobalOptions parse_global_options(const CliSpec& spec, CliArgs& args) {
-  merge_config_file(spec, args);
-  GlobalConfig config;
-  global_options_table().read(args, config);
-  return global_options(config, spec.command);
-}
 
 LockContext connect_locks(const GlobalOptions& options) {
   auto identity = HostIdentity::detect(options.machine_id, options.boot_id_file);
@@ -160,6 +143,42 @@ std::vector<HttpEndpoint> parse_url_list(const std::string& text, const std::str
   }
   return out;
 }
+
+OptionTable<FenceConfig> fence_options_table(const std::string& prefix) {
+  using C = FenceConfig;
+  OptionTable<C> t("skopos");
+  t.text(prefix + "chain", "NAME", "the iptables chain (1-28 characters)", &C::chain);
+  t.choice(prefix + "ipv6",
+           "fence IPv6 too, with ip6tables (default on where the kernel\nhas IPv6); an ip6tables failure fails the step",
+           &C::ipv6, std::vector<std::pair<std::string, std::optional<bool>>>{{"on", true}, {"off", false}});
+  t.text(prefix + "allow", "CIDR,...",
+         "sources whose new connections pass the fence: the hosts\nof health checkers that must keep seeing a fenced "
+         "task\nalive (Marathon's own HTTP/TCP checks come from the\nMarathon hosts; failing, they make Marathon kill "
+         "it)",
+         &C::allow);
+  t.text("health-check-port", "P",
+         "with --health-check-match: also reset the cloud balancer's\nhealth check; off by default: an autoscaler may "
+         "terminate\na host whose health check fails, even one holding the\nreboot lock",
+         &C::health_check_port);
+  t.text("health-check-match", "TEXT", "what the balancer's health check request contains", &C::health_check_match);
+  return t;
+}
+
+FenceOptions FenceConfig::options(const std::string& command, const std::string& prefix) const {
+  FenceOptions out;
+  out.chain = chain;
+  if (out.chain.empty() || out.chain.size() > 28) throw FatalError(command + ": --" + prefix + "chain must be 1-28 characters");
+  if (health_check_port.empty() != health_check_match.empty()) {
+    throw FatalError(command + ": --health-check-port and --health-check-match go together");
+  }
+  if (!health_check_port.empty()) {
+    out.health_check = HealthCheckFence{port_value(command + ": --health-check-port", health_check_port), health_check_match};
+  }
+  out.allow_sources = allow_list(command + ": --" + prefix + "allow", allow);
+  return out;
+}
+
+bool FenceConfig::ipv6_on() const { return ipv6.value_or(kernel_has_ipv6()); }
 
 void basic_auth(const std::string& user, const std::string& password_file, const std::string& command,
                 const std::string& system, const std::string& env_prefix, HttpOptions& http) {

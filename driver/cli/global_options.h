@@ -3,14 +3,17 @@
 #pragma once
 
 #include <memory>
+#include <optional>
 #include <set>
 #include <string>
 
 #include "driver/etcd_client.h"
+#include "driver/fence.h"
 #include "driver/host_identity.h"
 #include "driver/lock_service.h"
 #include "driver/mesos_master.h"
 #include "skopos/cli_args.h"
+#include "skopos/function_ref.h"
 #include "skopos/log.h"
 #include "skopos/option_table.h"
 
@@ -26,7 +29,7 @@ enum ExitCode : int {
   kExitInterrupted = 5,  // stopped (SIGTERM, Ctrl-C) at a safe point
 };
 
-// The global options as given (command line, then the config file); parse_global_options
+// The global options as given (command line, then the config file); global_options()
 // checks them into GlobalOptions.
 struct GlobalConfig {
   std::string config;  // "": /etc/skopos/skopos.conf when it exists
@@ -59,9 +62,6 @@ const std::set<std::string>& global_value_options();
 // --etcd-endpoints X status` reads as `skopos lock status --etcd-endpoints X`.
 void subcommand_first(int argc, char** argv, std::set<std::string> own);
 
-// A subcommand's spec with the global options added.
-CliSpec with_global_options(std::string command, std::set<std::string> flags, std::set<std::string> options);
-
 struct GlobalOptions {
   EtcdOptions etcd;
   std::string prefix = "/skopos";
@@ -77,19 +77,38 @@ void merge_config_file(const CliSpec& spec, CliArgs& args);
 // Checks the global options, applies --log-level. Throws FatalError naming what is wrong.
 GlobalOptions global_options(const GlobalConfig& config, const std::string& command);
 
-// For commands with a spec of their own: merges the config file, reads the global
-// options and checks them. Throws FatalError.
-GlobalOptions parse_global_options(const CliSpec& spec, CliArgs& args);
 
-// Parses argv[2..) with a command's table, merges the config file and reads every option
-// into `config` (seeded beforehand with what the environment says). Throws FatalError.
+// `own` with the global options added (read into Config::global).
 template <class Config>
-CliArgs parse_command_options(const OptionTable<Config>& table, int argc, char** argv, Config& config) {
+OptionTable<Config> with_global_options(OptionTable<Config> own) {
+  own.include(global_options_table(), &Config::global);
+  return own;
+}
+
+// A command's arguments and its checked global options.
+struct ParsedCommand {
+  CliArgs args;
+  GlobalOptions global;
+};
+
+// Parses argv[first..) (2 for a command, 3 for a subcommand) with `table` -- the
+// command's options and the global ones --, merges the config file and reads every
+// option into `config` (seeded beforehand with what the environment says), then checks
+// the global options. nullopt when --help was asked: `print_help` has printed it.
+// Throws FatalError naming what is wrong.
+template <class Config>
+std::optional<ParsedCommand> parse_command(const OptionTable<Config>& table, int argc, char** argv, Config& config,
+                                           int first, const std::string& command, FunctionRef<void()> print_help) {
   const CliSpec spec = table.spec();
-  CliArgs args = CliArgs::parse(spec, argc, argv, 2);
+  CliArgs args = CliArgs::parse(spec, argc, argv, first);
   merge_config_file(spec, args);
   table.read(args, config);
-  return args;
+  if (config.global.help) {
+    print_help();
+    return std::nullopt;
+  }
+  GlobalOptions global = global_options(config.global, command);
+  return ParsedCommand{std::move(args), std::move(global)};
 }
 
 // The pieces a lock subcommand needs, built from the options. Throws FatalError when the
@@ -129,6 +148,24 @@ const OptionTable<MesosConfig>& mesos_options_table();
 // empty: no endpoints unless given (Mesos is then not told).
 MesosMasterOptions mesos_master_options(const MesosConfig& config, const std::string& command,
                                         const std::string& default_master);
+
+// The fence's options (`skopos fence`, and every drain command, whose names are
+// prefixed "fence-"), as given.
+struct FenceConfig {
+  std::string chain = "SKOPOS";
+  std::optional<bool> ipv6;  // unset: where the kernel has IPv6
+  std::string allow;
+  std::string health_check_port;
+  std::string health_check_match;
+
+  // Checked into the fence's options; FatalError naming the option (`prefix` + name) and
+  // the bad value.
+  FenceOptions options(const std::string& command, const std::string& prefix) const;
+  bool ipv6_on() const;
+};
+// `prefix` "" for `skopos fence` (--chain, --ipv6, --allow), "fence-" for the drain
+// commands (--fence-chain, ...); the health check options are named alike in both.
+OptionTable<FenceConfig> fence_options_table(const std::string& prefix);
 
 // Basic auth of `system` ("mesos", "marathon"): `user` (else $PREFIX_USER), the
 // password from the first line of `password_file` (else $PREFIX_PASSWORD). FatalError

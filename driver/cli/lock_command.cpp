@@ -47,6 +47,9 @@ constexpr const char* kLockUsage =
     "  heartbeat [--ttl D] [--for D]   keep this machine's heartbeat alive until SIGTERM\n"
     "                                  or SIGINT (or for D), then withdraw it\n"
     "\n"
+    "options (each where the command above shows it):\n"
+    "%s"
+    "\n"
     "%s"
     "\n"
     "Exit status: 0 done (also: nothing to release or unlock); 1 timed out waiting for a\n"
@@ -54,7 +57,43 @@ constexpr const char* kLockUsage =
     "unknown, or unreadable data (nothing was written on it); 4 refused: held by another\n"
     "token, a live holder without --force, a slot that is no longer ours.\n";
 
-void print_usage(std::FILE* out) { std::fprintf(out, kLockUsage, global_options_help().c_str()); }
+// Everything `skopos lock`'s options set.
+struct LockConfig {
+  GlobalConfig global;
+  std::string token = "manual";
+  std::chrono::milliseconds timeout{0};
+  std::string fencing_token = "0";  // a number, checked with the other arguments
+  std::string phase;
+  bool force = false;
+  std::string confirm;
+  std::chrono::milliseconds ttl{std::chrono::seconds(15)};
+  std::chrono::milliseconds run_for{0};
+  bool metrics = false;
+};
+
+// Every option of every lock command, each declared once; a command takes the ones its
+// shape names.
+const OptionTable<LockConfig>& lock_options_table() {
+  static const OptionTable<LockConfig> table = [] {
+    using C = LockConfig;
+    OptionTable<C> t("skopos lock");
+    t.flag("metrics", "status: Prometheus text instead of the table", &C::metrics);
+    t.text("token", "T", "acquire: what this holder is for", &C::token);
+    t.duration("timeout", "acquire: how long to wait for a slot (0: do not wait)", &C::timeout);
+    t.text("fencing-token", "N", "release, guard: the slot's fencing token", &C::fencing_token);
+    t.text("phase", "P", "guard: the phase to record", &C::phase);
+    t.flag("force", "unlock: break a holder whose heartbeat is fresh", &C::force);
+    t.text("confirm", "MACHINE-ID", "unlock --force: the holder's machine id again", &C::confirm);
+    t.duration("ttl", "heartbeat: the lease's time to live", &C::ttl);
+    t.duration("for", "heartbeat: stop after D (0: run until SIGTERM or SIGINT)", &C::run_for);
+    return t;
+  }();
+  return table;
+}
+
+void print_usage(std::FILE* out) {
+  std::fprintf(out, kLockUsage, lock_options_table().help().c_str(), global_options_help().c_str());
+}
 
 std::string age_text(std::int64_t seconds) {
   if (seconds < 0) seconds = 0;
@@ -232,24 +271,21 @@ int lock_command(int argc, char** argv) {
   struct Shape {
     const char* name;
     std::size_t positional;
-    std::set<std::string> flags;
-    std::set<std::string> options;
+    std::vector<std::string_view> options;
   };
   static const Shape kShapes[] = {
-      {"status", 0, {"metrics"}, {}},
-      {"acquire", 2, {}, {"token", "timeout"}},
-      {"release", 2, {}, {"fencing-token"}},
-      {"guard", 2, {}, {"fencing-token", "phase"}},
-      {"unlock", 3, {"force"}, {"confirm"}},
-      {"set-max", 3, {}, {}},
-      {"host-status", 0, {}, {}},
-      {"host-lock", 1, {}, {}},
-      {"host-unlock", 1, {}, {}},
-      {"heartbeat", 0, {}, {"ttl", "for"}},
+      {"status", 0, {"metrics"}},
+      {"acquire", 2, {"token", "timeout"}},
+      {"release", 2, {"fencing-token"}},
+      {"guard", 2, {"fencing-token", "phase"}},
+      {"unlock", 3, {"force", "confirm"}},
+      {"set-max", 3, {}},
+      {"host-status", 0, {}},
+      {"host-lock", 1, {}},
+      {"host-unlock", 1, {}},
+      {"heartbeat", 0, {"ttl", "for"}},
   };
-  std::set<std::string> value_options;
-  for (const Shape& candidate : kShapes) value_options.insert(candidate.options.begin(), candidate.options.end());
-  subcommand_first(argc, argv, std::move(value_options));  // `skopos lock --etcd-endpoints X status` too
+  subcommand_first(argc, argv, lock_options_table().spec().options);  // `skopos lock --etcd-endpoints X status` too
   if (argc < 3 || std::string_view(argv[2]) == "--help" || std::string_view(argv[2]) == "-h") {
     print_usage(argc < 3 ? stderr : stdout);
     return argc < 3 ? kExitUsage : kExitOk;
@@ -264,13 +300,12 @@ int lock_command(int argc, char** argv) {
     print_usage(stderr);
     return kExitUsage;
   }
-  const CliSpec spec = with_global_options("skopos lock " + command, shape->flags, shape->options);
-  CliArgs args = CliArgs::parse(spec, argc, argv, 3);
-  if (args.flag("help")) {
-    print_usage(stdout);
-    return kExitOk;
-  }
-  const GlobalOptions options = parse_global_options(spec, args);
+  LockConfig config;
+  const auto parsed = parse_command(with_global_options(lock_options_table().only(shape->options, "skopos lock " + command)),
+                                    argc, argv, config, 3, "skopos lock " + command, [] { print_usage(stdout); });
+  if (!parsed) return kExitOk;
+  const CliArgs& args = parsed->args;
+  const GlobalOptions& options = parsed->global;
   const auto& positional = args.positional();
   if (positional.size() != shape->positional) {
     throw FatalError("skopos lock " + command + ": expects " + std::to_string(shape->positional) +
@@ -286,26 +321,26 @@ int lock_command(int argc, char** argv) {
   if (command == "set-max" && (!valid_key_name(positional[0]) || !valid_key_name(positional[1]))) {
     throw FatalError("skopos lock set-max: invalid lock or group name");
   }
-  if (command == "unlock" && args.flag("force") && args.option("confirm") != positional[2]) {
+  if (command == "unlock" && config.force && config.confirm != positional[2]) {
     throw FatalError("skopos lock unlock: --force breaks a live holder's lock; confirm it with --confirm " +
                      positional[2]);
   }
-  if (command == "guard" && (!args.has("fencing-token") || !args.has("phase"))) {
+  if (command == "guard" && (!args.has("fencing-token") || config.phase.empty())) {
     throw FatalError("skopos lock guard: --fencing-token and --phase are required");
   }
-  // Parse numbers and durations before touching etcd.
-  const std::int64_t fencing = parse_number(args.option("fencing-token", "0"), "--fencing-token");
+  // Parse numbers before touching etcd.
+  const std::int64_t fencing = parse_number(config.fencing_token, "--fencing-token");
   const std::int64_t max = command == "set-max" ? parse_number(positional[2], "max") : 0;
-  const auto timeout = args.duration("timeout", std::chrono::milliseconds(0));
-  const auto ttl = std::chrono::duration_cast<std::chrono::seconds>(args.duration("ttl", std::chrono::seconds(15)));
-  const auto run_for = args.duration("for", std::chrono::milliseconds(0));
+  const auto timeout = config.timeout;
+  const auto ttl = std::chrono::duration_cast<std::chrono::seconds>(config.ttl);
+  const auto run_for = config.run_for;
 
   LockContext context = connect_locks(options);
   LockService& locks = *context.locks;
-  if (command == "status") return status_command(locks, options, args.flag("metrics"));
+  if (command == "status") return status_command(locks, options, config.metrics);
   if (command == "heartbeat") return heartbeat_command(context, options, ttl, run_for);
   if (command == "acquire") {
-    const std::string token = args.option("token", "manual");
+    const std::string& token = config.token;
     auto acquired = locks.acquire(positional[0], positional[1], token, std::chrono::steady_clock::now() + timeout);
     if (!acquired) return report(acquired.error(), options.json);
     std::string out;
@@ -328,13 +363,13 @@ int lock_command(int argc, char** argv) {
     return kExitOk;
   }
   if (command == "guard") {
-    auto guarded = locks.guard(positional[0], positional[1], fencing, args.option("phase"));
+    auto guarded = locks.guard(positional[0], positional[1], fencing, config.phase);
     if (!guarded) return report(guarded.error(), options.json);
-    print_json_or_text(options, "{\"held\":true}", "held; phase '" + args.option("phase") + "' recorded");
+    print_json_or_text(options, "{\"held\":true}", "held; phase '" + config.phase + "' recorded");
     return kExitOk;
   }
   if (command == "unlock") {
-    auto removed = locks.unlock(positional[0], positional[1], positional[2], args.flag("force"));
+    auto removed = locks.unlock(positional[0], positional[1], positional[2], config.force);
     if (!removed) return report(removed.error(), options.json);
     std::string out;
     JsonWriter json(out);

@@ -8,6 +8,7 @@
 #include <ctime>
 #include <fstream>
 #include <map>
+#include <optional>
 #include <set>
 #include <string>
 
@@ -43,6 +44,9 @@ constexpr const char* kMaintenanceUsage =
     "                                  schedule)\n"
     "  reactivate-agent HOST...        REACTIVATE_AGENT\n"
     "\n"
+    "options (each where the command above shows it):\n"
+    "%s"
+    "\n"
     "Mesos options (also in the config file, or from the environment as noted; without\n"
     "any master, http://127.0.0.1:5050):\n"
     "%s"
@@ -53,8 +57,36 @@ constexpr const char* kMaintenanceUsage =
     "unreachable, or an outcome that stayed unknown; 4 refused by Mesos (its text is\n"
     "printed: e.g. down for a machine not DRAINING).\n";
 
+// Everything `skopos maintenance`'s options set.
+struct MaintenanceConfig {
+  GlobalConfig global;
+  MesosConfig mesos;
+  std::string start = "now";
+  std::chrono::milliseconds duration{std::chrono::hours(2)};
+  std::chrono::milliseconds lock_wait{std::chrono::minutes(2)};
+  std::optional<std::chrono::milliseconds> grace;  // none: Mesos's default
+  bool mark_gone = false;
+};
+
+// The commands' own options, each declared once; a command takes the ones its shape names.
+const OptionTable<MaintenanceConfig>& maintenance_options_table() {
+  static const OptionTable<MaintenanceConfig> table = [] {
+    using C = MaintenanceConfig;
+    OptionTable<C> t("skopos maintenance");
+    t.text("start", "T", "schedule: when the window opens: now, +30m or\n2026-11-21T14:00:00Z", &C::start);
+    t.duration("duration", "schedule: the window's length, 0 for open-ended", &C::duration);
+    t.duration("lock-wait", "schedule, cancel: how long to wait for the schedule's\netcd lock", &C::lock_wait);
+    t.add({"grace", "D", "drain-agent: DRAIN_AGENT's max_grace_period (default:\nMesos's)", {},
+           [](const CliArgs& args, C& c) { c.grace = args.duration("grace", std::chrono::milliseconds(0)); }});
+    t.flag("mark-gone", "drain-agent: tell Mesos the agent is gone for good", &C::mark_gone);
+    return t;
+  }();
+  return table;
+}
+
 void print_usage(std::FILE* out) {
-  std::fprintf(out, kMaintenanceUsage, mesos_options_table().help().c_str(), global_options_help().c_str());
+  std::fprintf(out, kMaintenanceUsage, maintenance_options_table().help().c_str(), mesos_options_table().help().c_str(),
+               global_options_help().c_str());
 }
 
 int report_mesos(const OutsideError& error, bool json) {
@@ -218,18 +250,18 @@ std::string machine_list(const std::vector<MachineId>& machines) {
 }  // namespace
 
 int maintenance_command(int argc, char** argv) {
-  static const std::map<std::string, std::pair<std::set<std::string>, std::set<std::string>>> kShapes = {
-      {"status", {{}, {}}},
-      {"schedule", {{}, {"start", "duration", "lock-wait"}}},
-      {"cancel", {{}, {"lock-wait"}}},
-      {"down", {{}, {}}},
-      {"up", {{}, {}}},
-      {"drain-agent", {{"mark-gone"}, {"grace"}}},
-      {"reactivate-agent", {{}, {}}},
+  static const std::map<std::string, std::vector<std::string_view>> kShapes = {
+      {"status", {}},
+      {"schedule", {"start", "duration", "lock-wait"}},
+      {"cancel", {"lock-wait"}},
+      {"down", {}},
+      {"up", {}},
+      {"drain-agent", {"mark-gone", "grace"}},
+      {"reactivate-agent", {}},
   };
-  const std::set<std::string> mesos_options = mesos_options_table().spec().options;
-  std::set<std::string> value_options = mesos_options;
-  for (const auto& [name, shape] : kShapes) value_options.insert(shape.second.begin(), shape.second.end());
+  std::set<std::string> value_options = mesos_options_table().spec().options;
+  const std::set<std::string> own = maintenance_options_table().spec().options;
+  value_options.insert(own.begin(), own.end());
   subcommand_first(argc, argv, std::move(value_options));  // `skopos maintenance --mesos-master X status` too
   if (argc < 3 || std::string_view(argv[2]) == "--help" || std::string_view(argv[2]) == "-h") {
     print_usage(argc < 3 ? stderr : stdout);
@@ -242,28 +274,24 @@ int maintenance_command(int argc, char** argv) {
     print_usage(stderr);
     return kExitUsage;
   }
-  std::set<std::string> options = shape->second.second;
-  options.insert(mesos_options.begin(), mesos_options.end());
-  const CliSpec spec = with_global_options("skopos maintenance " + command, shape->second.first, options);
-  CliArgs args = CliArgs::parse(spec, argc, argv, 3);
-  if (args.flag("help")) {
-    print_usage(stdout);
-    return kExitOk;
-  }
-  const GlobalOptions global = parse_global_options(spec, args);
+  OptionTable<MaintenanceConfig> table = maintenance_options_table().only(shape->second, "skopos maintenance " + command);
+  table.include(mesos_options_table(), &MaintenanceConfig::mesos);
+  MaintenanceConfig config;
+  const auto parsed = parse_command(with_global_options(std::move(table)), argc, argv, config, 3,
+                                    "skopos maintenance " + command, [] { print_usage(stdout); });
+  if (!parsed) return kExitOk;
+  const CliArgs& args = parsed->args;
+  const GlobalOptions& global = parsed->global;
   const auto& patterns = args.positional();
   if (command == "status" ? !patterns.empty() : patterns.empty()) {
     throw FatalError("skopos maintenance " + command + (command == "status" ? ": takes no HOST" : ": which HOST?"),
                      "see 'skopos maintenance --help'");
   }
   // Parse everything before talking to anyone.
-  const std::int64_t start_ns = parse_start(args.option("start", "now"));
-  const auto duration = args.duration("duration", std::chrono::hours(2));
-  const auto grace = args.duration("grace", std::chrono::milliseconds(-1));
-  const auto lock_wait = args.duration("lock-wait", std::chrono::minutes(2));
-
-  MesosConfig mesos;
-  mesos_options_table().read(args, mesos);
+  const std::int64_t start_ns = parse_start(config.start);
+  const auto duration = config.duration;
+  const auto lock_wait = config.lock_wait;
+  const MesosConfig& mesos = config.mesos;
   auto master = MesosMaster::create(mesos_master_options(mesos, "skopos maintenance", "http://127.0.0.1:5050"));
   if (!master) throw FatalError("skopos maintenance: " + master.error().message);
   auto inventory = read_inventory(**master);
@@ -300,11 +328,11 @@ int maintenance_command(int argc, char** argv) {
       const std::string id = inventory->agent(machine)->id;
       auto changed = command == "drain-agent"
                          ? (*master)->drain_agent(id,
-                                                  grace.count() >= 0
-                                                      ? std::optional<std::chrono::seconds>(
-                                                            std::chrono::duration_cast<std::chrono::seconds>(grace))
-                                                      : std::nullopt,
-                                                  args.flag("mark-gone"))
+                                                  config.grace ? std::optional<std::chrono::seconds>(
+                                                                     std::chrono::duration_cast<std::chrono::seconds>(
+                                                                         *config.grace))
+                                                               : std::nullopt,
+                                                  config.mark_gone)
                          : (*master)->reactivate_agent(id);
       if (!changed) return report_mesos(changed.error(), global.json);
     }

@@ -1,12 +1,14 @@
 // skopos rolling-reboot: asks every agent of a tier to take its turn (a request in etcd,
 // driver/rolling_reboot.h), shows the request and each host's turn, or withdraws it.
 #include <cstdio>
+#include <optional>
 #include <string>
 
 #include "commands.h"
 #include "driver/drain.h"
 #include "driver/rolling_reboot.h"
 #include "global_options.h"
+#include "skopos/enum_names.h"
 #include "skopos/json_writer.h"
 
 namespace skopos::driver::cli {
@@ -21,38 +23,64 @@ constexpr const char* kRollingUsage =
     "Every 'skopos agent' of the tier watches the request; each reboots once for it, at\n"
     "most the tier's reboot-lock max at a time ('skopos lock set-max reboot T N').\n"
     "\n"
+    "options:\n"
+    "%s"
+    "\n"
     "%s";
+
+// Everything `skopos rolling-reboot`'s options set.
+struct RollingConfig {
+  GlobalConfig global;
+  std::optional<Tier> tier;
+  std::string hosts;
+  bool status = false;
+  bool cancel = false;
+};
+
+const OptionTable<RollingConfig>& own_options_table() {
+  static const OptionTable<RollingConfig> table = [] {
+    using C = RollingConfig;
+    OptionTable<C> t("skopos rolling-reboot");
+    t.choice("tier", "the tier to roll (required)", &C::tier, enum_choices(kTierNames));
+    t.text("hosts", "H,...", "only these hosts (machine ids or host names); default: all", &C::hosts);
+    t.flag("status", "show the request and each host's turn", &C::status);
+    t.flag("cancel", "withdraw the request", &C::cancel);
+    return t;
+  }();
+  return table;
+}
+
+void print_usage() {
+  std::printf(kRollingUsage, own_options_table().help().c_str(), global_options_help().c_str());
+}
 
 }  // namespace
 
 int rolling_reboot_command(int argc, char** argv) {
-  const CliSpec spec = with_global_options("skopos rolling-reboot", {"status", "cancel"}, {"tier", "hosts"});
   if (argc >= 3 && (std::string_view(argv[2]) == "--help" || std::string_view(argv[2]) == "-h")) {
-    std::printf(kRollingUsage, global_options_help().c_str());
+    print_usage();
     return kExitOk;
   }
-  CliArgs args = CliArgs::parse(spec, argc, argv, 2);
-  if (args.flag("help")) {
-    std::printf(kRollingUsage, global_options_help().c_str());
-    return kExitOk;
-  }
-  const GlobalOptions global = parse_global_options(spec, args);
-  if (!args.has("tier")) throw FatalError("skopos rolling-reboot: which --tier?", "control, proxy or worker");
-  const std::string tier = args.option("tier");
-  if (!parse_tier(tier)) {
-    throw FatalError("skopos rolling-reboot: --tier '" + tier + "' is not control, proxy or worker");
-  }
-  if (args.flag("status") && args.flag("cancel")) throw FatalError("skopos rolling-reboot: --status or --cancel, not both");
+  RollingConfig config;
+  const auto parsed = parse_command(with_global_options(own_options_table()), argc, argv, config, 2,
+                                    "skopos rolling-reboot", [] { print_usage(); });
+  if (!parsed) return kExitOk;
+  const CliArgs& args = parsed->args;
+  const GlobalOptions& global = parsed->global;
+  if (!args.positional().empty()) throw FatalError("skopos rolling-reboot: takes no arguments");
+  if (!config.tier) throw FatalError("skopos rolling-reboot: which --tier?", "control, proxy or worker");
+  const std::string tier = tier_name(*config.tier);
+  if (config.status && config.cancel) throw FatalError("skopos rolling-reboot: --status or --cancel, not both");
   LockContext context = connect_locks(global);
   RollingReboot rolling(*context.etcd, global.prefix);
-  if (args.flag("cancel")) {
+  if (config.cancel) {
     auto cancelled = rolling.cancel(tier);
     if (!cancelled) return report(cancelled.error(), global.json);
     std::printf(global.json ? "{\"cancelled\":%s}\n" : "%s\n",
                 global.json ? (*cancelled ? "true" : "false") : (*cancelled ? "request cancelled" : "no request"));
     return kExitOk;
   }
-  if (args.flag("status")) {
+  if (config.status) {
     auto status = rolling.status(tier);
     if (!status) return report(status.error(), global.json);
     if (global.json) {
@@ -87,7 +115,7 @@ int rolling_reboot_command(int argc, char** argv) {
     }
     return kExitOk;
   }
-  auto request = rolling.request(tier, context.locks->self().hostname, split_list(args.option("hosts")));
+  auto request = rolling.request(tier, context.locks->self().hostname, split_list(config.hosts));
   if (!request) return report(request.error(), global.json);
   if (global.json) {
     std::printf("{\"id\":\"%s\",\"tier\":\"%s\"}\n", request->id.c_str(), tier.c_str());

@@ -36,9 +36,6 @@ constexpr std::pair<DrainPhase, const char*> kPhaseNames[] = {
 constexpr std::pair<DrainKind, const char*> kKindTokens[] = {
     {DrainKind::kReboot, "REBOOT"}, {DrainKind::kDrain, "DRAIN"}, {DrainKind::kBooster, "BOOSTER"}};
 
-constexpr std::pair<Tier, const char*> kTierNames[] = {
-    {Tier::kControl, "control"}, {Tier::kProxy, "proxy"}, {Tier::kWorker, "worker"}};
-
 constexpr std::pair<MesosMachine::Mode, const char*> kMesosModeNames[] = {
     {MesosMachine::Mode::kNone, "none"}, {MesosMachine::Mode::kSchedule, "schedule"},
     {MesosMachine::Mode::kDrainApi, "drain-api"}};

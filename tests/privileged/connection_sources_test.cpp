@@ -159,6 +159,20 @@ class PrivilegedConnectionSources : public ::testing::Test {
     EXPECT_GT(bpf.stats().unproven, 0u) << "the failure was seen";
   }
 
+  // The whole story of a full map: a fresh namespace opened under `pressure` is never
+  // wrong; once the pressure goes, a snapshot proves it again and its count is exact.
+  void fresh_namespace_is_exact_once_the_pressure_goes(BpfConnectionSource& bpf, const char* name,
+                                                       std::vector<Connection>& pressure) {
+    FreshConnection fresh;
+    open_fresh_connection_under_pressure(bpf, name, fresh);
+    if (HasFatalFailure()) return;
+    pressure.clear();
+    const NamespaceCounts want = make_counts({{8080, 1, 1}});
+    EXPECT_SETTLES(bpf, fresh.handle.inode, want);
+    EXPECT_EQ(bpf.stats().unproven, 0u);
+    EXPECT_EQ(bpf.stats().underflows, 0u);
+  }
+
   std::unique_ptr<TestNetns> netns_;
 };
 
@@ -362,18 +376,10 @@ TEST_F(PrivilegedConnectionSources, AFullMapMakesCountsUnknownNeverZeroAndReclai
   EXPECT_LE(*occupied, kMaxKeys);
 
   // A fresh namespace with one connection while the map is full: 1 or unknown, never 0.
-  FreshConnection fresh;
-  open_fresh_connection_under_pressure(bpf, "skopos-fresh", fresh);
-  if (HasFatalFailure()) return;
-  const NamespaceHandle ns = fresh.handle;
-
   // The pressure goes away: its keys are reclaimed at zero, a snapshot proves the fresh
   // namespace again, and its count is exact.
-  pressure.clear();
-  const NamespaceCounts want = make_counts({{8080, 1, 1}});
-  EXPECT_SETTLES(bpf, ns.inode, want);
-  EXPECT_EQ(bpf.stats().unproven, 0u);
-  EXPECT_EQ(bpf.stats().underflows, 0u);
+  fresh_namespace_is_exact_once_the_pressure_goes(bpf, "skopos-fresh", pressure);
+  if (HasFatalFailure()) return;
   auto after = bpf.map_keys();
   ASSERT_TRUE(after);
   EXPECT_LT(*after, kMaxKeys / 2) << "the pressure's keys were reclaimed";
@@ -407,16 +413,8 @@ TEST_F(PrivilegedConnectionSources, AFullMarkMapMakesCountsUnknownNeverWrongAndM
   ASSERT_TRUE(marked) << marked.error().message();
   EXPECT_LE(*marked, kMaxSockets);
 
-  FreshConnection fresh;
-  open_fresh_connection_under_pressure(bpf, "skopos-marks", fresh);
+  fresh_namespace_is_exact_once_the_pressure_goes(bpf, "skopos-marks", pressure);
   if (HasFatalFailure()) return;
-  const NamespaceHandle ns = fresh.handle;
-
-  pressure.clear();
-  const NamespaceCounts want = make_counts({{8080, 1, 1}});
-  EXPECT_SETTLES(bpf, ns.inode, want);
-  EXPECT_EQ(bpf.stats().unproven, 0u);
-  EXPECT_EQ(bpf.stats().underflows, 0u);
   EXPECT_EQ(bpf.stats().stale_marks, 0u);
   marked = bpf.marked_sockets();
   ASSERT_TRUE(marked) << marked.error().message();

@@ -14,6 +14,7 @@
 
 #include "commands.h"
 #include "output.h"
+#include "cli_options.h"
 #include "skopos/cli_args.h"
 #include "skopos/unique_fd.h"
 #include "tracker/proc_net_reader.h"
@@ -32,13 +33,12 @@ constexpr const char* kHelp =
     "Prints, per local port, the number of sockets in each TCP state, and the ESTABLISHED\n"
     "sockets split into inbound (the local port is a listening port) and outbound.\n"
     "\n"
-    "  --json          one JSON document instead of a table\n"
-    "  --records       every decoded line instead of counts\n"
-    "  --kernel=NAME   decoder implementation: auto (default: the fastest measured on this CPU),\n"
-    "                  portable, avx2, avx512, or parser (the full parser on every line)\n"
+    "%s"
     "\n"
     "Exit status: 0 decoded, 1 a file could not be read or decoded (the error names the\n"
     "file, line and byte), 2 usage error.\n";
+
+const std::vector<std::string_view> kOptions = {"json", "records", "kernel"};
 
 // `text` right-aligned in `width` columns.
 void append_right(std::string& out, std::string_view text, std::size_t width) {
@@ -273,19 +273,15 @@ int print_records(const std::vector<std::string>& files, bool json, ScanKernel k
 }  // namespace
 
 int decode_command(int argc, char** argv) {
-  const CliSpec spec{"tracker-cli decode", {"json", "records", "help"}, {"kernel"}};
-  const CliArgs args = CliArgs::parse(spec, argc, argv, 2);
-  if (args.flag("help")) {
-    std::fputs(kHelp, stdout);
-    return 0;
-  }
-  if (args.positional().empty()) {
+  const auto command_line = parse_command_line("tracker-cli decode", kOptions, kHelp, argc, argv);
+  if (!command_line) return 0;
+  if (command_line->positional.empty()) {
     throw FatalError("tracker-cli decode: no FILE given",
                      "tracker-cli decode /proc/net/tcp /proc/net/tcp6 (or - for standard input)");
   }
-  const ScanKernel kernel = parse_kernel(spec.command, args.option("kernel", "auto"));
-  if (args.flag("records")) return print_records(args.positional(), args.flag("json"), kernel);
-  return print_counts(args.positional(), args.flag("json"), kernel);
+  const ScanKernel kernel = parse_kernel("tracker-cli decode", command_line->config.kernel);
+  if (command_line->config.records) return print_records(command_line->positional, command_line->config.json, kernel);
+  return print_counts(command_line->positional, command_line->config.json, kernel);
 }
 
 }  // namespace skopos::tracker::cli

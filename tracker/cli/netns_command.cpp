@@ -8,6 +8,7 @@
 
 #include "commands.h"
 #include "output.h"
+#include "cli_options.h"
 #include "skopos/cli_args.h"
 #include "skopos/text_table.h"
 #include "tracker/proc_net_reader.h"
@@ -24,9 +25,9 @@ constexpr const char* kHelp =
     "counts: ESTABLISHED inbound (to a listening port) and outbound, TIME_WAIT,\n"
     "CLOSE_WAIT and the listening ports. Run as root to see every namespace.\n"
     "\n"
-    "  --json          one JSON document instead of a table\n"
-    "  --kernel=NAME   decoder implementation: auto (default: the fastest measured on this CPU),\n"
-    "                  portable, avx2, avx512, or parser (the full parser on every line)\n";
+    "%s";
+
+const std::vector<std::string_view> kOptions = {"json", "kernel"};
 
 struct Row {
   NetworkNamespace netns;
@@ -52,17 +53,13 @@ std::string listening_ports(const TallySummary& summary) {
 }  // namespace
 
 int netns_command(int argc, char** argv) {
-  const CliSpec spec{"tracker-cli netns", {"json", "help"}, {"kernel"}};
-  const CliArgs args = CliArgs::parse(spec, argc, argv, 2);
-  if (args.flag("help")) {
-    std::fputs(kHelp, stdout);
-    return 0;
-  }
-  if (!args.positional().empty()) {
-    throw FatalError("tracker-cli netns: unexpected argument '" + args.positional().front() + "'",
+  const auto command_line = parse_command_line("tracker-cli netns", kOptions, kHelp, argc, argv);
+  if (!command_line) return 0;
+  if (!command_line->positional.empty()) {
+    throw FatalError("tracker-cli netns: unexpected argument '" + command_line->positional.front() + "'",
                      "see 'tracker-cli netns --help'");
   }
-  const ScanKernel kernel = parse_kernel(spec.command, args.option("kernel", "auto"));
+  const ScanKernel kernel = parse_kernel("tracker-cli netns", command_line->config.kernel);
 
   auto namespaces = list_network_namespaces();
   if (!namespaces) {
@@ -89,7 +86,7 @@ int netns_command(int argc, char** argv) {
   }
 
   Output out;
-  if (args.flag("json")) {
+  if (command_line->config.json) {
     JsonWriter w(out.text());
     w.begin_object().key("namespaces").begin_array();
     for (const Row& row : rows) {

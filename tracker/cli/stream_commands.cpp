@@ -11,6 +11,7 @@
 #include "skopos/cli_args.h"
 #include "skopos/json_writer.h"
 #include "skopos/text_table.h"
+#include "cli_options.h"
 #include "stream_common.h"
 #include "tracker/stream_client.h"
 
@@ -23,15 +24,14 @@ constexpr const char* kSnapshotHelp =
     "                            [--app APP,...] [--task TASK,...]\n"
     "\n"
     "One snapshot of the running tracker's counts: per container, inbound and outbound\n"
-    "established connections and the ports that carry them.\n"
+    "established connections and the ports that carry them (--json: the stream's\n"
+    "container objects).\n"
     "\n"
-    "  --json          JSON for scripts (the stream's container objects)\n"
-    "  --socket PATH   the tracker's stream socket (default $SKOPOS_TRACKER_SOCKET or\n"
-    "                  /run/skopos/tracker.sock)\n"
-    "  --name, --id, --app, --task   only these containers (names, ids or 12+ character\n"
-    "                  id prefixes, Marathon app ids, Mesos task ids; comma-separated)\n"
+    "%s"
     "\n"
     "Exit status: 0, 2 for usage errors, 3 when the tracker cannot be reached.\n";
+
+const std::vector<std::string_view> kSnapshotOptions = {"json", "socket", "name", "id", "app", "task"};
 
 constexpr const char* kWatchHelp =
     "usage: tracker-cli watch CONTAINER... [--until-zero] [--timeout D] [--socket PATH]\n"
@@ -39,16 +39,14 @@ constexpr const char* kWatchHelp =
     "Follows the named containers (names, or ids / 12+ character id prefixes) and prints\n"
     "their inbound connection counts as they change.\n"
     "\n"
-    "  --until-zero    exit 0 as soon as every named container is known to the tracker\n"
-    "                  with 0 inbound connections\n"
-    "  --timeout D     give up after D (default 300s): with --until-zero, exit 1 and\n"
-    "                  print who still holds connections\n"
-    "  --socket PATH   the tracker's stream socket (as for snapshot)\n"
+    "%s"
     "\n"
     "It reconnects by itself if the tracker restarts. A container the tracker does not\n"
     "know, or whose count is unknown, is never taken for 0.\n"
     "Exit status: 0 drained (or the timeout passed without --until-zero), 1 timed out\n"
     "with connections left, 2 usage errors, 3 the tracker cannot be reached or refused us.\n";
+
+const std::vector<std::string_view> kWatchOptions = {"until-zero", "timeout", "socket"};
 
 }  // namespace
 
@@ -69,42 +67,18 @@ std::string app_text(const StreamContainer& c) {
   return c.mesos_task_id.empty() ? "-" : c.mesos_task_id;
 }
 
-ClientOptions client_options(const CliArgs& args) {
-  ClientOptions options;
-  const char* env = std::getenv("SKOPOS_TRACKER_SOCKET");
-  options.path = args.option("socket", env != nullptr && env[0] != '\0' ? env : "/run/skopos/tracker.sock");
-  const auto split = [&](const std::string& name, std::vector<std::string>& into) {
-    const std::string value = args.option(name);
-    std::string_view text = value;
-    while (!text.empty()) {
-      const auto comma = text.find(',');
-      if (comma != 0) into.emplace_back(text.substr(0, comma));
-      text = comma == std::string_view::npos ? std::string_view{} : text.substr(comma + 1);
-    }
-  };
-  split("name", options.filter.names);
-  split("id", options.filter.ids);
-  split("app", options.filter.marathon_app_ids);
-  split("task", options.filter.mesos_task_ids);
-  return options;
-}
-
 int snapshot_command(int argc, char** argv) {
-  const CliSpec spec{"tracker-cli snapshot", {"json", "help"}, {"socket", "name", "id", "app", "task"}};
-  const CliArgs args = CliArgs::parse(spec, argc, argv, 2);
-  if (args.flag("help")) {
-    std::fputs(kSnapshotHelp, stdout);
-    return 0;
-  }
-  if (!args.positional().empty()) throw FatalError("tracker-cli snapshot: unexpected argument '" + args.positional()[0] + "'");
-  auto client = TrackerClient::connect(client_options(args));
+  const auto command_line = parse_command_line("tracker-cli snapshot", kSnapshotOptions, kSnapshotHelp, argc, argv);
+  if (!command_line) return 0;
+  if (!command_line->positional.empty()) throw FatalError("tracker-cli snapshot: unexpected argument '" + command_line->positional[0] + "'");
+  auto client = TrackerClient::connect(client_options(command_line->config));
   if (!client) {
     std::fprintf(stderr, "tracker-cli snapshot: %s\n", client.error().message().c_str());
     return 3;
   }
   const TrackerClient& c = **client;
   std::string out;
-  if (args.flag("json")) {
+  if (command_line->config.json) {
     JsonWriter json(out);
     json.begin_object()
         .key("source")
@@ -155,17 +129,13 @@ bool wanted_matches(const std::string& wanted, const StreamContainer& c) {
 }  // namespace
 
 int watch_command(int argc, char** argv) {
-  const CliSpec spec{"tracker-cli watch", {"until-zero", "help"}, {"socket", "timeout"}};
-  const CliArgs args = CliArgs::parse(spec, argc, argv, 2);
-  if (args.flag("help")) {
-    std::fputs(kWatchHelp, stdout);
-    return 0;
-  }
-  if (args.positional().empty()) throw FatalError("tracker-cli watch: name at least one container", "see --help");
-  const auto timeout = args.duration("timeout", std::chrono::seconds(300));
-  const bool until_zero = args.flag("until-zero");
-  ClientOptions options = client_options(args);
-  for (const std::string& wanted : args.positional()) {
+  const auto command_line = parse_command_line("tracker-cli watch", kWatchOptions, kWatchHelp, argc, argv);
+  if (!command_line) return 0;
+  if (command_line->positional.empty()) throw FatalError("tracker-cli watch: name at least one container", "see --help");
+  const auto timeout = command_line->config.timeout;
+  const bool until_zero = command_line->config.until_zero;
+  ClientOptions options = client_options(command_line->config);
+  for (const std::string& wanted : command_line->positional) {
     options.filter.names.push_back(wanted);
     options.filter.ids.push_back(wanted);
   }
@@ -174,7 +144,7 @@ int watch_command(int argc, char** argv) {
   const auto start = Clock::now();
   const auto deadline = start + timeout;
   std::vector<Watched> watched;
-  for (const std::string& wanted : args.positional()) watched.push_back(Watched{wanted, nullptr});
+  for (const std::string& wanted : command_line->positional) watched.push_back(Watched{wanted, nullptr});
   std::string last_line;
   auto last_print = Clock::time_point{};
   bool ever_connected = false;

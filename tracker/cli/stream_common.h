@@ -3,14 +3,10 @@
 
 #include <string>
 
-#include "skopos/cli_args.h"
 #include "tracker/stream_client.h"
 
 namespace skopos::tracker::cli {
 
-// --socket (or $SKOPOS_TRACKER_SOCKET, or the default) and the --name/--id/--app/--task
-// filters.
-ClientOptions client_options(const CliArgs& args);
 // "?" for unknown (-1), the number otherwise.
 std::string count_text(std::int64_t value);
 // "8080:3 8443:1", "-" for none, "unknown" when the counts are unknown.

@@ -17,7 +17,7 @@
 #include <vector>
 
 #include "commands.h"
-#include "skopos/cli_args.h"
+#include "cli_options.h"
 #include "stream_common.h"
 #include "tracker/stream_client.h"
 
@@ -26,13 +26,18 @@ namespace skopos::tracker::cli {
 namespace {
 
 constexpr const char* kTopHelp =
-    "usage: tracker-cli top [--socket PATH] [--name N,...] [--app APP,...]\n"
+    "usage: tracker-cli top [--socket PATH] [--name N,...] [--id ID,...] [--app APP,...]\n"
+    "                       [--task TASK,...]\n"
     "\n"
     "A live view of the tracker: one row per container with its Marathon app or Mesos\n"
     "task, network mode, inbound connections by port, inbound and outbound totals and\n"
     "how fast inbound changes. It redraws on every change.\n"
     "\n"
-    "keys: q quit   s next sort column   r reverse   / filter (Enter applies, Esc clears)\n";
+    "keys: q quit   s next sort column   r reverse   / filter (Enter applies, Esc clears)\n"
+    "\n"
+    "%s";
+
+const std::vector<std::string_view> kTopOptions = {"socket", "name", "id", "app", "task"};
 
 volatile sig_atomic_t g_stop = 0;
 volatile sig_atomic_t g_resized = 0;
@@ -99,17 +104,13 @@ std::string fit(std::string text, std::size_t width, bool right = false) {
 }  // namespace
 
 int top_command(int argc, char** argv) {
-  const CliSpec spec{"tracker-cli top", {"help"}, {"socket", "name", "id", "app", "task"}};
-  const CliArgs args = CliArgs::parse(spec, argc, argv, 2);
-  if (args.flag("help")) {
-    std::fputs(kTopHelp, stdout);
-    return 0;
-  }
+  const auto command_line = parse_command_line("tracker-cli top", kTopOptions, kTopHelp, argc, argv);
+  if (!command_line) return 0;
   if (!::isatty(STDIN_FILENO) || !::isatty(STDOUT_FILENO)) {
     std::fprintf(stderr, "tracker-cli top: needs a terminal; use 'tracker-cli snapshot' or 'watch' in scripts\n");
     return 2;
   }
-  ReconnectingClient client(client_options(args));
+  ReconnectingClient client(client_options(command_line->config));
   // First connection before taking over the screen, so its error is readable.
   auto first = client.next(Clock::now() + std::chrono::seconds(5));
   if (!first) {

@@ -46,6 +46,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "driver/drain_systems.h"
@@ -63,7 +64,10 @@ bool parse_drain_kind(const std::string& token, DrainKind& kind);
 // control tier moves Marathon's leader away and keeps ZooKeeper's quorum; the worker
 // tier holds the apps' disruption budget.
 enum class Tier : std::uint8_t { kControl, kProxy, kWorker };
-const char* tier_name(Tier tier);  // "control", "proxy", "worker": the lock group's name
+// The tiers' names, which are the lock groups' names.
+inline constexpr std::pair<Tier, const char*> kTierNames[] = {
+    {Tier::kControl, "control"}, {Tier::kProxy, "proxy"}, {Tier::kWorker, "worker"}};
+const char* tier_name(Tier tier);  // "control", "proxy", "worker"
 std::optional<Tier> parse_tier(std::string_view name);
 
 enum class DrainPhase : std::uint8_t {

@@ -14,13 +14,7 @@ namespace {
 
 std::atomic<int> g_level{static_cast<int>(LogLevel::kInfo)};
 
-constexpr std::pair<LogLevel, const char*> kLevelNames[] = {{LogLevel::kError, "error"},
-                                                             {LogLevel::kWarning, "warning"},
-                                                             {LogLevel::kNotice, "notice"},
-                                                             {LogLevel::kInfo, "info"},
-                                                             {LogLevel::kDebug, "debug"}};
-
-std::string_view level_name(LogLevel level) { return enum_name(kLevelNames, level, "info"); }
+std::string_view level_name(LogLevel level) { return enum_name(kLogLevelNames, level, "info"); }
 
 bool under_journal() {
   static const bool journal = std::getenv("JOURNAL_STREAM") != nullptr;
@@ -32,7 +26,7 @@ bool under_journal() {
 void set_log_level(LogLevel level) { g_level = static_cast<int>(level); }
 
 bool parse_log_level(std::string_view text, LogLevel& level) {
-  const auto parsed = enum_value(kLevelNames, text);
+  const auto parsed = enum_value(kLogLevelNames, text);
   if (parsed) level = *parsed;
   return parsed.has_value();
 }

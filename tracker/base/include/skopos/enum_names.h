@@ -9,8 +9,10 @@
 
 #include <cstddef>
 #include <optional>
+#include <string>
 #include <string_view>
 #include <utility>
+#include <vector>
 
 namespace skopos {
 
@@ -28,6 +30,14 @@ constexpr std::optional<E> enum_value(const std::pair<E, const char*> (&names)[N
     if (text == name) return candidate;
   }
   return std::nullopt;
+}
+
+// The table as an option's choices (OptionTable::choice): {"name", value}, in order.
+template <class E, std::size_t N>
+std::vector<std::pair<std::string, E>> enum_choices(const std::pair<E, const char*> (&names)[N]) {
+  std::vector<std::pair<std::string, E>> out;
+  for (const auto& [value, name] : names) out.emplace_back(name, value);
+  return out;
 }
 
 }  // namespace skopos

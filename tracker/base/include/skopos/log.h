@@ -5,10 +5,17 @@
 #pragma once
 
 #include <string_view>
+#include <utility>
 
 namespace skopos {
 
 enum class LogLevel : int { kError = 3, kWarning = 4, kNotice = 5, kInfo = 6, kDebug = 7 };
+// The levels' names (enum_names.h): "error", "warning", "notice", "info", "debug".
+inline constexpr std::pair<LogLevel, const char*> kLogLevelNames[] = {{LogLevel::kError, "error"},
+                                                                      {LogLevel::kWarning, "warning"},
+                                                                      {LogLevel::kNotice, "notice"},
+                                                                      {LogLevel::kInfo, "info"},
+                                                                      {LogLevel::kDebug, "debug"}};
 
 // Lines above `level` (less important) are dropped. Default: kInfo.
 void set_log_level(LogLevel level);

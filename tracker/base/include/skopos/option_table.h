@@ -15,8 +15,11 @@
 // Errors are CliArgs's: a FatalError that names the option and the bad value.
 #pragma once
 
+#include <algorithm>
 #include <chrono>
 #include <functional>
+#include <stdexcept>
+#include <string_view>
 #include <type_traits>
 #include <string>
 #include <utility>
@@ -109,6 +112,22 @@ class OptionTable {
            [read = option.read, get](const CliArgs& args, Config& c) { read(args, std::invoke(get, c)); }});
     }
     return *this;
+  }
+
+  // The options named in `names`, in this table's order: what one subcommand of a
+  // command takes from the command's table (`command` names it in messages). A name the
+  // table lacks is a programming error (std::logic_error).
+  OptionTable only(const std::vector<std::string_view>& names, std::string command) const {
+    OptionTable out(std::move(command));
+    for (const std::string_view name : names) {
+      if (std::none_of(options_.begin(), options_.end(), [&](const Option& o) { return o.name == name; })) {
+        throw std::logic_error("OptionTable::only: no option --" + std::string(name) + " in " + command_);
+      }
+    }
+    for (const Option& option : options_) {
+      if (std::find(names.begin(), names.end(), option.name) != names.end()) out.add(option);
+    }
+    return out;
   }
 
   // The parser's names (every option may also be a `name = value` setting of --config).
