@@ -99,10 +99,11 @@ struct ParsedCommand {
 template <class Config>
 std::optional<ParsedCommand> parse_command(const OptionTable<Config>& table, int argc, char** argv, Config& config,
                                            int first, const std::string& command, FunctionRef<void()> print_help) {
-  const CliSpec spec = table.spec();
+  CliSpec spec = table.spec();
+  spec.command = command;  // one table may serve several commands (drain, undrain, booster)
   CliArgs args = CliArgs::parse(spec, argc, argv, first);
   merge_config_file(spec, args);
-  table.read(args, config);
+  table.read(args, config, command);
   if (config.global.help) {
     print_help();
     return std::nullopt;

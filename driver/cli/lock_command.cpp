@@ -325,7 +325,7 @@ int lock_command(int argc, char** argv) {
     throw FatalError("skopos lock unlock: --force breaks a live holder's lock; confirm it with --confirm " +
                      positional[2]);
   }
-  if (command == "guard" && (!args.has("fencing-token") || config.phase.empty())) {
+  if (command == "guard" && (!args.has("fencing-token") || !args.has("phase"))) {
     throw FatalError("skopos lock guard: --fencing-token and --phase are required");
   }
   // Parse numbers before touching etcd.

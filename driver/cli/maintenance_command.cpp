@@ -77,7 +77,7 @@ const OptionTable<MaintenanceConfig>& maintenance_options_table() {
     t.duration("duration", "schedule: the window's length, 0 for open-ended", &C::duration);
     t.duration("lock-wait", "schedule, cancel: how long to wait for the schedule's\netcd lock", &C::lock_wait);
     t.add({"grace", "D", "drain-agent: DRAIN_AGENT's max_grace_period (default:\nMesos's)", {},
-           [](const CliArgs& args, C& c) { c.grace = args.duration("grace", std::chrono::milliseconds(0)); }});
+           [](const CliArgs& args, C& c, const std::string&) { c.grace = args.duration("grace", std::chrono::milliseconds(0)); }});
     t.flag("mark-gone", "drain-agent: tell Mesos the agent is gone for good", &C::mark_gone);
     return t;
   }();

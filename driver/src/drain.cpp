@@ -901,9 +901,12 @@ Result<void, DrainError> Drain::plan() {
     line((mesos.refused ? "REFUSED: " : "Mesos: ") + mesos.text);
   }
   for (const std::string& call : systems_.mesos.describe(found->machine, marks_gone())) line("Mesos: " + call);
-  auto leader = leader_here();
-  if (!leader) return unexpected(std::move(leader).error());
-  if (*leader) line("Marathon leader is this host ('" + **leader + "'): it abdicates, and the drain waits for another");
+  // A plan goes on where a read fails: it says what it could not find out.
+  if (auto leader = leader_here(); !leader) {
+    line("Marathon leader: unknown (" + leader.error().message + ")");
+  } else if (*leader) {
+    line("Marathon leader is this host ('" + **leader + "'): it abdicates, and the drain waits for another");
+  }
   const std::vector<DrainContainer>& containers = found->containers;
   for (const DrainContainer& c : containers) {
     line("container '" + c.name + "' (" + c.id.substr(0, 12) + ", " + (c.host_network ? "host" : "bridge") +

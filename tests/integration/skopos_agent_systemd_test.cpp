@@ -21,6 +21,7 @@
 #include "etcd_server.h"
 #include "process.h"
 #include "systemd_support.h"
+#include "unit_file_checks.h"
 
 namespace {
 

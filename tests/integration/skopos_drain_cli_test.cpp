@@ -57,6 +57,9 @@ TEST_F(SkoposDrainCli, BadFlagsAndValuesAreUsageErrorsThatNameThem) {
       {"drain", {"--marathon", "ftp://x"}, "--marathon: 'ftp://x' is not an http:// or https:// URL"},
       {"drain", {"--health-check-port", "8080"}, "--health-check-port and --health-check-match go together"},
       {"undrain", {"--frobnicate"}, "frobnicate"},
+      // A shared option's error names the command that was run.
+      {"agent", {"--tier", "sideways"}, "skopos agent: --tier 'sideways' is not control, proxy or worker"},
+      {"booster", {"--fence-ipv6", "maybe"}, "skopos booster: --fence-ipv6 'maybe' is not on or off"},
   };
   for (const auto& c : cases) {
     const ProcessResult result = skopos(c.command, c.args);

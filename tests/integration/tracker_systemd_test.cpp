@@ -17,6 +17,7 @@
 
 #include "process.h"
 #include "systemd_support.h"
+#include "unit_file_checks.h"
 #include "skopos/unique_fd.h"
 
 namespace {

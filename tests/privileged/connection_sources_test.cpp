@@ -161,9 +161,9 @@ class PrivilegedConnectionSources : public ::testing::Test {
 
   // The whole story of a full map: a fresh namespace opened under `pressure` is never
   // wrong; once the pressure goes, a snapshot proves it again and its count is exact.
+  // `fresh` stays open with the caller, for what it checks next.
   void fresh_namespace_is_exact_once_the_pressure_goes(BpfConnectionSource& bpf, const char* name,
-                                                       std::vector<Connection>& pressure) {
-    FreshConnection fresh;
+                                                       std::vector<Connection>& pressure, FreshConnection& fresh) {
     open_fresh_connection_under_pressure(bpf, name, fresh);
     if (HasFatalFailure()) return;
     pressure.clear();
@@ -378,7 +378,8 @@ TEST_F(PrivilegedConnectionSources, AFullMapMakesCountsUnknownNeverZeroAndReclai
   // A fresh namespace with one connection while the map is full: 1 or unknown, never 0.
   // The pressure goes away: its keys are reclaimed at zero, a snapshot proves the fresh
   // namespace again, and its count is exact.
-  fresh_namespace_is_exact_once_the_pressure_goes(bpf, "skopos-fresh", pressure);
+  FreshConnection fresh;
+  fresh_namespace_is_exact_once_the_pressure_goes(bpf, "skopos-fresh", pressure, fresh);
   if (HasFatalFailure()) return;
   auto after = bpf.map_keys();
   ASSERT_TRUE(after);
@@ -413,7 +414,8 @@ TEST_F(PrivilegedConnectionSources, AFullMarkMapMakesCountsUnknownNeverWrongAndM
   ASSERT_TRUE(marked) << marked.error().message();
   EXPECT_LE(*marked, kMaxSockets);
 
-  fresh_namespace_is_exact_once_the_pressure_goes(bpf, "skopos-marks", pressure);
+  FreshConnection fresh;
+  fresh_namespace_is_exact_once_the_pressure_goes(bpf, "skopos-marks", pressure, fresh);
   if (HasFatalFailure()) return;
   EXPECT_EQ(bpf.stats().stale_marks, 0u);
   marked = bpf.marked_sockets();

@@ -200,7 +200,10 @@ class FakeMarathon : public DrainMarathon {
     budget_without = draining;
     return shortfalls;
   }
-  Result<std::string, DrainError> leader() override { return leader_; }
+  Result<std::string, DrainError> leader() override {
+    SKOPOS_FAKE_FAIL(w_, "leader");
+    return leader_;
+  }
   Result<std::string, DrainError> abdicate(std::chrono::steady_clock::time_point) override {
     SKOPOS_FAKE_FAIL(w_, "abdicate");
     leader_ = "other:8080";

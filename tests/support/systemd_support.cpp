@@ -1,7 +1,5 @@
 #include "systemd_support.h"
 
-#include <gtest/gtest.h>
-
 #include <poll.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -49,15 +47,6 @@ std::string NotifySocket::next(std::chrono::milliseconds timeout) {
   char buffer[4096];
   const ssize_t n = ::recv(fd_.get(), buffer, sizeof buffer, 0);
   return n > 0 ? std::string(buffer, static_cast<std::size_t>(n)) : "";
-}
-
-void expect_notify_unit(const VerifiedUnit& unit, const std::string& exec_start, const std::string& restart) {
-  EXPECT_NE(unit.text.find("ExecStart=" + exec_start), std::string::npos) << unit.text;
-  EXPECT_EQ(unit.verify.exit_code, 0) << unit.verify.err;
-  EXPECT_EQ(unit.verify.err, "") << "warnings are mistakes too";
-  EXPECT_NE(unit.text.find("Type=notify"), std::string::npos);
-  EXPECT_NE(unit.text.find("WatchdogSec="), std::string::npos);
-  EXPECT_NE(unit.text.find(restart), std::string::npos) << unit.text;
 }
 
 }  // namespace skopos::testing

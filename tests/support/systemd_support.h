@@ -20,11 +20,6 @@ struct VerifiedUnit {
 // `binary` in its ExecStart line.
 VerifiedUnit verify_unit(const std::string& unit_path, const std::string& installed, const std::string& binary);
 
-// Expects (gtest) what our daemons' units all have: `exec_start` in ExecStart,
-// systemd-analyze verify silent, Type=notify, a watchdog, and `restart` (e.g.
-// "Restart=always").
-void expect_notify_unit(const VerifiedUnit& unit, const std::string& exec_start, const std::string& restart);
-
 // A datagram socket bound at `path` where a daemon sends its notifications.
 class NotifySocket {
  public:

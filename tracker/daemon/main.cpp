@@ -83,7 +83,7 @@ const skopos::OptionTable<TrackerConfig>& options_table() {
                  {"auto", SourceChoice::kAuto}, {"bpf", SourceChoice::kBpf}, {"proc", SourceChoice::kProc}});
     t.add(Option{"docker-socket", "PATH", "Docker Engine API socket; 'none' disables\ncontainer discovery",
                  [](const TrackerConfig& c) { return c.daemon.docker_socket; },
-                 [](const skopos::CliArgs& args, TrackerConfig& c) {
+                 [](const skopos::CliArgs& args, TrackerConfig& c, const std::string&) {
                    c.daemon.docker_socket = args.option("docker-socket");
                    if (c.daemon.docker_socket == "none") c.daemon.docker_socket.clear();
                  }});
@@ -112,30 +112,30 @@ const skopos::OptionTable<TrackerConfig>& options_table() {
            [](auto& c) -> auto& { return c.daemon.once; });
     t.add(Option{"stream-socket", "PATH", "the subscribers' socket (tracker/PROTOCOL.md);\n'none' disables it",
                  [](const TrackerConfig& c) { return c.daemon.stream ? c.daemon.stream->path : std::string("none"); },
-                 [](const skopos::CliArgs& args, TrackerConfig& c) {
+                 [](const skopos::CliArgs& args, TrackerConfig& c, const std::string&) {
                    const std::string path = args.option("stream-socket");
                    if (path == "none") c.daemon.stream.reset();
                    on_stream(c, [&](skopos::tracker::StreamOptions& s) { s.path = path; });
                  }});
     t.add(Option{"stream-group", "GROUP", "group of the socket (mode 0660); empty: ours", {},
-                 [](const skopos::CliArgs& args, TrackerConfig& c) {
+                 [](const skopos::CliArgs& args, TrackerConfig& c, const std::string&) {
                    on_stream(c, [&](skopos::tracker::StreamOptions& s) { s.group = args.option("stream-group"); });
                  }});
     t.add(Option{"stream-allow-uids", "L", "uids allowed to subscribe, comma-separated;\nempty: 0 and ours", {},
-                 [](const skopos::CliArgs& args, TrackerConfig& c) {
+                 [](const skopos::CliArgs& args, TrackerConfig& c, const std::string&) {
                    on_stream(c, [&](skopos::tracker::StreamOptions& s) {
                      s.allow_uids = parse_ids<uid_t>(args, "stream-allow-uids");
                    });
                  }});
     t.add(Option{"stream-allow-gids", "L", "gids allowed to subscribe; empty: the socket's group", {},
-                 [](const skopos::CliArgs& args, TrackerConfig& c) {
+                 [](const skopos::CliArgs& args, TrackerConfig& c, const std::string&) {
                    on_stream(c, [&](skopos::tracker::StreamOptions& s) {
                      s.allow_gids = parse_ids<gid_t>(args, "stream-allow-gids");
                    });
                  }});
     t.add(Option{"stream-max-clients", "N", "most subscribers at once",
                  [](const TrackerConfig& c) { return std::to_string(c.daemon.stream->max_clients); },
-                 [](const skopos::CliArgs& args, TrackerConfig& c) {
+                 [](const skopos::CliArgs& args, TrackerConfig& c, const std::string&) {
                    const auto max_clients = parse_ids<std::size_t>(args, "stream-max-clients");
                    if (max_clients.empty()) return;  // "name =" in a config file: the default
                    if (max_clients.size() != 1 || max_clients.front() == 0) {
@@ -145,12 +145,12 @@ const skopos::OptionTable<TrackerConfig>& options_table() {
                  }});
     t.add(Option{"heartbeat", "D", "heartbeat period to quiet subscribers; at least 4ms",
                  [](const TrackerConfig& c) { return skopos::format_duration(c.daemon.stream->heartbeat); },
-                 [](const skopos::CliArgs& args, TrackerConfig& c) {
+                 [](const skopos::CliArgs& args, TrackerConfig& c, const std::string&) {
                    on_stream(c, [&](skopos::tracker::StreamOptions& s) { s.heartbeat = args.duration("heartbeat", s.heartbeat); });
                  }});
     t.add(Option{"stream-stall-timeout", "D", "drop a subscriber whose message is in flight\nthis long",
                  [](const TrackerConfig& c) { return skopos::format_duration(c.daemon.stream->stall_timeout); },
-                 [](const skopos::CliArgs& args, TrackerConfig& c) {
+                 [](const skopos::CliArgs& args, TrackerConfig& c, const std::string&) {
                    on_stream(c, [&](skopos::tracker::StreamOptions& s) {
                      s.stall_timeout = args.duration("stream-stall-timeout", s.stall_timeout);
                    });

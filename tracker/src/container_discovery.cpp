@@ -114,8 +114,11 @@ void ContainerDiscovery::run() {
     sink_(std::move(update));
     // A full list is a burst (an inspect per container, each answer parsed) on this
     // thread's malloc arena, which glibc keeps once freed: give it back, or a dense host
-    // carries it for the tracker's whole life. Once per (re)connection to Docker.
+    // carries it for the tracker's whole life. Once per full list: at start and after
+    // each reconnection to Docker (those are paced by the backoff).
+#ifdef __GLIBC__
     ::malloc_trim(0);
+#endif
 
     // The stream and the inspects during it each have an engine (a connection) of their own.
     auto streamer = make_engine();

@@ -373,6 +373,22 @@ TEST_F(DrainTest, ADryRunSaysWhatTheDrainWouldRefuseAndWhatItWouldMove) {
   EXPECT_NE(unknown.error().message.find("Mesos knows no agent or machine named 'host-a'"), std::string::npos);
 }
 
+// A read that fails during a dry run is a line of the plan, not the end of it.
+TEST_F(DrainTest, ADryRunSaysWhatItCouldNotFindOutAndGoesOn) {
+  DrainOptions control = kind(DrainKind::kReboot);
+  control.tier = Tier::kControl;
+  control.marathon_self = "self:8080";
+  control.dry_run = true;
+  world_.fail["leader"] = DrainError{DrainError::Kind::kFailed, "Marathon GET /v2/leader: connection refused"};
+  auto planned = run(control);
+  ASSERT_TRUE(planned) << planned.error().message;
+  const auto said = [&](const std::string& text) {
+    return std::any_of(events_.begin(), events_.end(), [&](const std::string& e) { return e.find(text) != std::string::npos; });
+  };
+  EXPECT_TRUE(said("Marathon leader: unknown (Marathon GET /v2/leader: connection refused)"));
+  EXPECT_TRUE(said("fence ports 31000")) << "the rest of the plan is there";
+}
+
 TEST_F(DrainTest, ABadOverrideLabelRefusesBeforeAnySideEffectButTheLocks) {
   marathon_.app_labels["skopos.stop-grace"] = "soon";
   auto result = run(kind(DrainKind::kDrain));

@@ -39,8 +39,10 @@ class OptionTable {
     std::string help;   // what it does; '\n' starts another line
     // The default as --help shows it, from a default config; "" shows none.
     std::function<std::string(const Config&)> shown_default;
-    // Reads the option's value (a flag: "") into the config; throws FatalError.
-    std::function<void(const CliArgs& args, Config& config)> read;
+    // Reads the option's value (a flag: "") into the config; throws FatalError, naming
+    // `command` (the table's, as it is being read: a shared table's options name the
+    // command that includes them).
+    std::function<void(const CliArgs& args, Config& config, const std::string& command)> read;
   };
 
   explicit OptionTable(std::string command) : command_(std::move(command)) {}
@@ -58,18 +60,18 @@ class OptionTable {
   // ([](auto& c) -> auto& { return c.daemon.once; }).
   template <class Get>
   OptionTable& flag(std::string name, std::string help, Get get) {
-    return add({name, "", std::move(help), {}, [get](const CliArgs&, Config& c) { std::invoke(get, c) = true; }});
+    return add({name, "", std::move(help), {}, [get](const CliArgs&, Config& c, const std::string&) { std::invoke(get, c) = true; }});
   }
   template <class Get>
   OptionTable& text(std::string name, std::string value, std::string help, Get get) {
     return add({name, std::move(value), std::move(help), [get](const Config& c) { return std::string(std::invoke(get, c)); },
-                [name, get](const CliArgs& args, Config& c) { std::invoke(get, c) = args.option(name); }});
+                [name, get](const CliArgs& args, Config& c, const std::string&) { std::invoke(get, c) = args.option(name); }});
   }
   // A duration field (milliseconds or microseconds): "250us", "5s", "2m".
   template <class Get>
   OptionTable& duration(std::string name, std::string help, Get get) {
     return add({name, "D", std::move(help), [get](const Config& c) { return format_duration(std::invoke(get, c)); },
-                [name, get](const CliArgs& args, Config& c) {
+                [name, get](const CliArgs& args, Config& c, const std::string&) {
                   auto& field = std::invoke(get, c);
                   using Field = std::remove_reference_t<decltype(field)>;
                   field = std::chrono::duration_cast<Field>(args.duration_us(name, field));
@@ -87,7 +89,7 @@ class OptionTable {
                   }
                   return std::string();
                 },
-                [command = command_, name, get, choices, value](const CliArgs& args, Config& c) {
+                [name, get, choices, value](const CliArgs& args, Config& c, const std::string& command) {
                   const std::string given = args.option(name);
                   for (const auto& [text, candidate] : choices) {
                     if (text == given) {
@@ -109,7 +111,9 @@ class OptionTable {
            [shown = option.shown_default, get](const Config& c) {
              return shown ? shown(std::invoke(get, c)) : std::string();
            },
-           [read = option.read, get](const CliArgs& args, Config& c) { read(args, std::invoke(get, c)); }});
+           [read = option.read, get](const CliArgs& args, Config& c, const std::string& command) {
+             read(args, std::invoke(get, c), command);
+           }});
     }
     return *this;
   }
@@ -137,10 +141,12 @@ class OptionTable {
     return spec;
   }
 
-  // Reads every option `args` holds into `config`, in table order.
-  void read(const CliArgs& args, Config& config) const {
+  // Reads every option `args` holds into `config`, in table order; errors name
+  // `command` (by default the table's).
+  void read(const CliArgs& args, Config& config) const { read(args, config, command_); }
+  void read(const CliArgs& args, Config& config, const std::string& command) const {
     for (const Option& option : options_) {
-      if (option.value.empty() ? args.flag(option.name) : args.has(option.name)) option.read(args, config);
+      if (option.value.empty() ? args.flag(option.name) : args.has(option.name)) option.read(args, config, command);
     }
   }
 
