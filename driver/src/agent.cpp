@@ -1,23 +1,9 @@
 #include "driver/agent.h"
 
-#include <string_view>
 
 #include "driver/local_drain_lock.h"
 
 namespace skopos::driver {
-
-const char* agent_turn_name(AgentTurn turn) {
-  switch (turn) {
-    case AgentTurn::kIdle: return "idle";
-    case AgentTurn::kBlocked: return "blocked";
-    case AgentTurn::kBusy: return "busy";
-    case AgentTurn::kFailed: return "failed";
-    case AgentTurn::kRebooting: return "rebooting";
-    case AgentTurn::kRecovered: return "recovered";
-    case AgentTurn::kStopped: return "stopped";
-  }
-  return "?";
-}
 
 Agent::Agent(DrainSystems systems, AgentOptions options, RebootTriggers& triggers, AgentObserver& observer,
              const std::atomic<bool>& stop)

@@ -89,7 +89,6 @@ enum class AgentTurn : std::uint8_t {
   kRecovered,  // back in service after the reboot
   kStopped,    // `stop` ended the drain at a safe point
 };
-const char* agent_turn_name(AgentTurn turn);  // "idle", "blocked", ...
 
 class Agent {
  public:

@@ -47,7 +47,6 @@ class OptionTable {
 
   explicit OptionTable(std::string command) : command_(std::move(command)) {}
 
-  const std::string& command() const { return command_; }
   const std::vector<Option>& options() const { return options_; }
 
   // Anything the typed helpers below do not cover.
