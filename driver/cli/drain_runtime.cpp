@@ -114,7 +114,7 @@ DrainRuntime::DrainRuntime(const GlobalOptions& global, const DrainConfig& confi
   // etcd and the locks (always: every drain takes the host lock), and who this host is.
   etcd_options_ = global.etcd;
   prefix_ = global.prefix;
-  LockContext context = connect_locks(global);
+  LockContext context = connect_locks(global, heartbeat_lease_);
   etcd_ = std::move(context.etcd);
   locks_ = std::move(context.locks);
   drain_locks_ = std::make_unique<EtcdDrainLocks>(*locks_);
@@ -185,7 +185,7 @@ std::unique_ptr<EtcdClient> DrainRuntime::new_etcd_client() const {
 }
 
 std::unique_ptr<HeartbeatThread> DrainRuntime::start_heartbeat() const {
-  return std::make_unique<HeartbeatThread>(new_etcd_client(), identity(), prefix_, heartbeat_ttl_);
+  return std::make_unique<HeartbeatThread>(new_etcd_client(), identity(), prefix_, heartbeat_ttl_, heartbeat_lease_);
 }
 
 DrainSystems DrainRuntime::systems() {

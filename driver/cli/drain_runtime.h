@@ -86,6 +86,8 @@ class DrainRuntime {
   std::chrono::seconds heartbeat_ttl_{15};
   EtcdOptions etcd_options_;
   std::string prefix_;
+  // The heartbeat's lease, published by its thread: lock waiters queue on it.
+  std::shared_ptr<std::atomic<std::int64_t>> heartbeat_lease_ = std::make_shared<std::atomic<std::int64_t>>(0);
   std::unique_ptr<EtcdClient> etcd_;
   std::unique_ptr<LockService> locks_;
   std::unique_ptr<MesosMaster> master_;

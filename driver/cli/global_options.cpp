@@ -90,7 +90,7 @@ GlobalOptions global_options(const GlobalConfig& config, const std::string& comm
 }
 
 
-LockContext connect_locks(const GlobalOptions& options) {
+LockContext connect_locks(const GlobalOptions& options, std::shared_ptr<const std::atomic<std::int64_t>> waiter_lease) {
   auto identity = HostIdentity::detect(options.machine_id, options.boot_id_file);
   if (!identity) {
     throw FatalError("skopos: cannot tell which machine this is: " + identity.error().message(),
@@ -102,6 +102,7 @@ LockContext connect_locks(const GlobalOptions& options) {
   context.etcd = std::move(*etcd);
   LockServiceOptions lock_options;
   lock_options.prefix = options.prefix;
+  lock_options.waiter_lease = std::move(waiter_lease);
   context.locks = std::make_unique<LockService>(*context.etcd, std::move(*identity), lock_options);
   return context;
 }

@@ -118,7 +118,9 @@ struct LockContext {
   std::unique_ptr<EtcdClient> etcd;
   std::unique_ptr<LockService> locks;
 };
-LockContext connect_locks(const GlobalOptions& options);
+// `waiter_lease`: see LockServiceOptions (a drain's heartbeat publishes it).
+LockContext connect_locks(const GlobalOptions& options,
+                          std::shared_ptr<const std::atomic<std::int64_t>> waiter_lease = nullptr);
 
 // The value of the environment variable `name`, or `fallback` when unset or empty.
 std::string env_or(const char* name, const std::string& fallback);

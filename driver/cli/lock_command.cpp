@@ -138,7 +138,41 @@ void write_group(JsonWriter& json, const GroupState& group) {
   json.key("held").value(static_cast<std::int64_t>(group.holders.size())).key("stale").value(stale);
   json.key("holders").begin_array();
   for (const Holder& holder : group.holders) write_holder(json, holder);
+  json.end_array();
+  json.key("waiting").value(static_cast<std::int64_t>(group.queue.size()));
+  json.key("queue").begin_array();
+  std::int64_t position = 0;
+  for (const Waiter& waiter : group.queue) {
+    json.begin_object().key("position").value(++position).key("machine_id").value(waiter.machine_id);
+    json.key("place_revision").value(waiter.place).key("valid").value(waiter.valid);
+    if (!waiter.valid) json.key("problem").value(waiter.problem);
+    if (waiter.valid) {
+      json.key("token").value(waiter.token).key("hostname").value(waiter.hostname).key("boot_id").value(waiter.boot_id);
+      json.key("since").value(utc_time(waiter.since));
+      json.key("waiting_seconds").value(std::max<std::int64_t>(0, now_seconds() - waiter.since));
+    }
+    json.end_object();
+  }
   json.end_array().end_object();
+}
+
+// The line of every group, first served first.
+void print_queues(const LockStatus& status) {
+  TextTable table({"LOCK", "GROUP", "POSITION", "WAITER", "HOST", "TOKEN", "WAITING"},
+                  {false, false, true, false, false, false, true});
+  bool any = false;
+  for (const GroupState& group : status.groups) {
+    std::int64_t position = 0;
+    for (const Waiter& waiter : group.queue) {
+      any = true;
+      table.add_row({group.lock, group.group, std::to_string(++position), waiter.machine_id,
+                     waiter.valid ? waiter.hostname : "?", waiter.valid ? waiter.token : "unreadable entry",
+                     waiter.valid ? age_text(now_seconds() - waiter.since) : "?"});
+    }
+  }
+  if (!any) return;
+  std::printf("\nwaiting (first come, first served; a place goes when its waiter's liveness does):\n");
+  std::fputs(table.render().c_str(), stdout);
 }
 
 void add_holder_rows(TextTable& table, const GroupState& group) {
@@ -162,7 +196,11 @@ int status_command(LockService& locks, const GlobalOptions& options, bool metric
     std::string out =
         "# HELP skopos_lock_max Holder limit of a lock group.\n# TYPE skopos_lock_max gauge\n"
         "# HELP skopos_lock_holders Machines holding a slot of a lock group.\n# TYPE skopos_lock_holders gauge\n"
-        "# HELP skopos_lock_stale_holders Holders without a live heartbeat.\n# TYPE skopos_lock_stale_holders gauge\n";
+        "# HELP skopos_lock_stale_holders Holders without a live heartbeat.\n# TYPE skopos_lock_stale_holders gauge\n"
+        "# HELP skopos_lock_waiters Machines waiting in line for a slot of a lock group.\n"
+        "# TYPE skopos_lock_waiters gauge\n"
+        "# HELP skopos_lock_longest_wait_seconds How long the first in line has waited (0: nobody waits).\n"
+        "# TYPE skopos_lock_longest_wait_seconds gauge\n";
     for (const GroupState& group : status->groups) {
       std::int64_t stale = 0;
       for (const Holder& holder : group.holders) stale += holder.heartbeat ? 0 : 1;
@@ -173,6 +211,12 @@ int status_command(LockService& locks, const GlobalOptions& options, bool metric
       out += "skopos_lock_max" + labels + " " + std::to_string(group.max) + "\n";
       out += "skopos_lock_holders" + labels + " " + std::to_string(group.holders.size()) + "\n";
       out += "skopos_lock_stale_holders" + labels + " " + std::to_string(stale) + "\n";
+      std::int64_t longest = 0;
+      for (const Waiter& waiter : group.queue) {
+        if (waiter.valid) longest = std::max(longest, now_seconds() - waiter.since);
+      }
+      out += "skopos_lock_waiters" + labels + " " + std::to_string(group.queue.size()) + "\n";
+      out += "skopos_lock_longest_wait_seconds" + labels + " " + std::to_string(longest) + "\n";
     }
     std::fputs(out.c_str(), stdout);
     return kExitOk;
@@ -196,6 +240,7 @@ int status_command(LockService& locks, const GlobalOptions& options, bool metric
                     {false, false, true, true, false, false, false, false, true, false, true});
     for (const GroupState& group : status->groups) add_holder_rows(table, group);
     std::fputs(table.render().c_str(), stdout);
+    print_queues(*status);
   }
   for (const std::string& key : status->unrecognized_keys) std::printf("warning: unrecognized key %s\n", key.c_str());
   return kExitOk;

@@ -139,6 +139,10 @@ void write_ops(JsonWriter& json, const char* name, const std::vector<TxnOp>& ops
       case TxnOp::Kind::kRange:
         json.key("request_range").begin_object().key("key").value(encode64(op.key));
         if (!op.range_end.empty()) json.key("range_end").value(encode64(op.range_end));
+        if (op.limit > 0) json.key("limit").value(std::to_string(op.limit));
+        if (op.max_create_revision > 0) json.key("max_create_revision").value(std::to_string(op.max_create_revision));
+        if (op.newest_first) json.key("sort_order").value("DESCEND").key("sort_target").value("CREATE");
+        if (op.keys_only) json.key("keys_only").value(true);
         json.end_object();
         break;
     }
@@ -180,6 +184,7 @@ Result<std::unique_ptr<EtcdClient>, OutsideError> EtcdClient::create(EtcdOptions
 }
 
 Result<std::string, OutsideError> EtcdClient::call(const std::string& path, const std::string& body, bool idempotent) {
+  requests_.fetch_add(1, std::memory_order_relaxed);
   HttpRequest request;
   request.method = "POST";
   request.target = path;
@@ -297,12 +302,26 @@ Result<TxnResult, OutsideError> EtcdClient::txn(const std::vector<Compare>& comp
 Result<WatchResult, OutsideError> EtcdClient::wait_for_change(const std::string& key, const std::string& range_end,
                                                            std::int64_t start_revision,
                                                            std::chrono::steady_clock::time_point until) {
+  return wait_for_change({WatchSpec{key, range_end, false}}, start_revision, until);
+}
+
+Result<WatchResult, OutsideError> EtcdClient::wait_for_change(const std::vector<WatchSpec>& watches,
+                                                           std::int64_t start_revision,
+                                                           std::chrono::steady_clock::time_point until,
+                                                           const std::atomic<bool>* stop) {
+  requests_.fetch_add(1, std::memory_order_relaxed);
+  // The gateway reads one WatchRequest after another from the body: each creates a
+  // watcher on the same stream.
   std::string body;
-  JsonWriter json(body);
-  json.begin_object().key("create_request").begin_object().key("key").value(encode64(key));
-  if (!range_end.empty()) json.key("range_end").value(encode64(range_end));
-  if (start_revision > 0) json.key("start_revision").value(std::to_string(start_revision));
-  json.end_object().end_object();
+  for (const WatchSpec& watch : watches) {
+    JsonWriter json(body);
+    json.begin_object().key("create_request").begin_object().key("key").value(encode64(watch.key));
+    if (!watch.range_end.empty()) json.key("range_end").value(encode64(watch.range_end));
+    if (start_revision > 0) json.key("start_revision").value(std::to_string(start_revision));
+    if (watch.deletes_only) json.key("filters").begin_array().value("NOPUT").end_array();
+    json.end_object().end_object();
+    body += '\n';
+  }
   HttpRequest request;
   request.method = "POST";
   request.target = "/v3/watch";
@@ -330,7 +349,7 @@ Result<WatchResult, OutsideError> EtcdClient::wait_for_change(const std::string&
       if (failure || finished) return false;
     }
     return pending.size() < 16 * 1024 * 1024;
-  }, status);
+  }, status, {}, stop);
   if (!streamed) {
     return unexpected(etcd_error(OutsideError::Kind::kUnavailable, 0, "etcd watch: " + streamed.error().message()));
   }

@@ -70,8 +70,10 @@ Result<void, LockError> Heartbeat::stop() {
 // ---- on a thread of its own ----------------------------------------------------------
 
 HeartbeatThread::HeartbeatThread(std::unique_ptr<EtcdClient> etcd, const HostIdentity& self,
-                                 const std::string& prefix, std::chrono::seconds ttl)
+                                 const std::string& prefix, std::chrono::seconds ttl,
+                                 std::shared_ptr<std::atomic<std::int64_t>> lease)
     : etcd_(std::move(etcd)) {
+  if (lease != nullptr) lease_ = std::move(lease);
   heartbeat_ = std::make_unique<Heartbeat>(*etcd_, self, prefix, ttl);
   thread_ = std::thread([this] {
     std::unique_lock<std::mutex> lock(mutex_);
@@ -79,6 +81,7 @@ HeartbeatThread::HeartbeatThread(std::unique_ptr<EtcdClient> etcd, const HostIde
     while (!stopping_) {
       lock.unlock();
       auto beat = heartbeat_->beat();
+      lease_->store(heartbeat_->lease(), std::memory_order_relaxed);
       lock.lock();
       // One line when it starts failing and one when it recovers, not one per beat.
       const std::string error = beat ? std::string() : beat.error().message;
@@ -89,6 +92,7 @@ HeartbeatThread::HeartbeatThread(std::unique_ptr<EtcdClient> etcd, const HostIde
       }
       wake_.wait_for(lock, heartbeat_->interval(), [this] { return stopping_; });
     }
+    lease_->store(0, std::memory_order_relaxed);
     if (revoke_) (void)heartbeat_->stop();
   });
 }

@@ -2,6 +2,8 @@
 
 #include <simdjson.h>
 
+#include "lock_detail.h"
+
 #include <algorithm>
 #include <charconv>
 #include <ctime>
@@ -15,72 +17,7 @@ namespace skopos::driver {
 namespace dom = simdjson::dom;
 using Clock = std::chrono::steady_clock;
 
-namespace {
-
-LockError etcd_error(const std::string& what, const OutsideError& error) {
-  return LockError{LockError::Kind::kEtcd, what + ": " + error.message};
-}
-
-LockError make_error(LockError::Kind kind, std::string message) { return LockError{kind, std::move(message)}; }
-
-std::string quoted_group(const std::string& lock, const std::string& group) {
-  return "lock '" + lock + "' group '" + group + "'";
-}
-
-// Errors worth another try: nothing was applied, or we will re-read before deciding.
-bool transient(const OutsideError& error) {
-  switch (error.kind) {
-    case OutsideError::Kind::kUnavailable:
-    case OutsideError::Kind::kUnknownOutcome: return true;
-    // UNAVAILABLE ("no leader", "leader changed"), DEADLINE_EXCEEDED.
-    case OutsideError::Kind::kRefused: return error.code == 14 || error.code == 4;
-    case OutsideError::Kind::kBadResponse: return false;
-    // etcd's client never gives these.
-    case OutsideError::Kind::kNoLeader:
-    case OutsideError::Kind::kNotFound:
-    case OutsideError::Kind::kTimedOut: return false;
-  }
-  return false;
-}
-
-// Backoff between tries of one operation, bounded by its deadline.
-class Retry {
- public:
-  Retry(std::chrono::milliseconds backoff, Clock::time_point until) : backoff_(backoff, std::chrono::seconds(1), until) {}
-  // After a transient error: sleeps and returns true while the deadline allows.
-  bool again(const OutsideError& error) {
-    if (!transient(error)) return false;
-    // The first failure of an operation is worth a line; the retries after it are not.
-    log(tries_++ == 0 ? LogLevel::kWarning : LogLevel::kDebug,
-        error.message + "; retrying in " + std::to_string(backoff_.next().count()) + " ms");
-    return backoff_.sleep();
-  }
-
- private:
-  DeadlineBackoff backoff_;
-  int tries_ = 0;
-};
-
-std::string printable(const std::string& raw) {
-  std::string out;
-  for (const char c : raw.substr(0, 60)) out += (c >= 0x20 && c < 0x7f) ? c : '?';
-  return raw.size() > 60 ? out + "..." : out;
-}
-
-std::int64_t unix_now() { return static_cast<std::int64_t>(std::time(nullptr)); }
-
-// kInvalid naming the first of `names` that cannot be part of a key, if any.
-std::optional<LockError> invalid_name(std::initializer_list<std::pair<const char*, const std::string*>> names) {
-  for (const auto& [what, name] : names) {
-    if (!valid_key_name(*name)) {
-      return LockError{LockError::Kind::kInvalid, std::string("invalid ") + what + " '" + printable(*name) +
-                                                      "': use 1-128 of letters, digits, '_', '.' and '-'"};
-    }
-  }
-  return std::nullopt;
-}
-
-}  // namespace
+using namespace lock_detail;
 
 std::string utc_time(std::int64_t seconds) {
   const std::time_t t = static_cast<std::time_t>(seconds);
@@ -91,7 +28,7 @@ std::string utc_time(std::int64_t seconds) {
   return text;
 }
 
-namespace {
+namespace lock_detail {
 
 bool parse_utc_time(std::string_view text, std::int64_t& out) {
   std::tm tm{};
@@ -108,7 +45,6 @@ bool parse_count(std::string_view text, std::int64_t& out) {
   return ec == std::errc{} && ptr == text.data() + text.size() && out >= 0;
 }
 
-// Reads string fields of a JSON object; false names the first one missing or mistyped.
 bool read_strings(dom::object object, std::initializer_list<std::pair<const char*, std::string*>> fields,
                   std::string& problem) {
   for (const auto& [name, out] : fields) {
@@ -154,6 +90,10 @@ std::string LockService::holder_key(const std::string& lock, const std::string& 
                                     const std::string& machine_id) const {
   return group_prefix(lock, group) + "holders/" + machine_id;
 }
+std::string LockService::queue_key(const std::string& lock, const std::string& group,
+                                   const std::string& machine_id) const {
+  return group_prefix(lock, group) + "queue/" + machine_id;
+}
 std::string LockService::budget_key(const std::string& machine_id) const {
   return options_.prefix + "/budget/" + machine_id;
 }
@@ -176,18 +116,25 @@ std::string LockService::holder_json(const HolderRecord& record) const {
   return out;
 }
 
+namespace lock_detail {
+
 namespace {
 
-// Fills a holder from its key's value.
+// The record's JSON object; false, saying so in `problem`, when the value is not one.
+bool record_object(dom::parser& parser, const KeyValue& kv, dom::object& object, std::string& problem) {
+  if (parser.parse(kv.value).get(object) == simdjson::SUCCESS) return true;
+  problem = "not a JSON object: '" + printable(kv.value) + "'";
+  return false;
+}
+
+}  // namespace
+
 void parse_holder(dom::parser& parser, const KeyValue& kv, const std::string& machine_id, Holder& holder) {
   holder.machine_id = machine_id;
   holder.fencing_token = kv.create_revision;
   holder.updated_revision = kv.mod_revision;
   dom::object object;
-  if (parser.parse(kv.value).get(object) != simdjson::SUCCESS) {
-    holder.problem = "not a JSON object: '" + printable(kv.value) + "'";
-    return;
-  }
+  if (!record_object(parser, kv, object, holder.problem)) return;
   HolderRecord& r = holder.record;
   std::string acquired;
   if (!read_strings(object,
@@ -207,6 +154,25 @@ void parse_holder(dom::parser& parser, const KeyValue& kv, const std::string& ma
   holder.valid = true;
 }
 
+void parse_waiter(dom::parser& parser, const KeyValue& kv, const std::string& machine_id, Waiter& waiter) {
+  waiter.machine_id = machine_id;
+  waiter.place = kv.create_revision;
+  waiter.lease = kv.lease;
+  dom::object object;
+  if (!record_object(parser, kv, object, waiter.problem)) return;
+  std::string since;
+  if (!read_strings(object, {{"token", &waiter.token}, {"hostname", &waiter.hostname}, {"boot_id", &waiter.boot_id},
+                             {"since", &since}},
+                    waiter.problem)) {
+    return;
+  }
+  if (!parse_utc_time(since, waiter.since)) {
+    waiter.problem = "since '" + printable(since) + "' is not a UTC time";
+    return;
+  }
+  waiter.valid = true;
+}
+
 // Adds one key under P/locks/ to the group it belongs to. `rest` is "<lock>/<group>/...".
 bool add_lock_key(dom::parser& parser, const KeyValue& kv, std::string_view rest, std::vector<GroupState>& groups) {
   const auto slash1 = rest.find('/');
@@ -219,7 +185,8 @@ bool add_lock_key(dom::parser& parser, const KeyValue& kv, std::string_view rest
   if (!valid_key_name(lock) || !valid_key_name(group)) return false;
   const bool is_max = tail == "max";
   const bool is_holder = tail.starts_with("holders/") && valid_key_name(tail.substr(8));
-  if (!is_max && !is_holder) return false;
+  const bool is_waiter = tail.starts_with("queue/") && valid_key_name(tail.substr(6));
+  if (!is_max && !is_holder && !is_waiter) return false;
   if (groups.empty() || groups.back().lock != lock || groups.back().group != group) {
     groups.push_back(GroupState{});
     groups.back().lock = lock;
@@ -233,15 +200,21 @@ bool add_lock_key(dom::parser& parser, const KeyValue& kv, std::string_view rest
       state.max = 0;
       state.max_problem = "the max key holds '" + printable(kv.value) + "', not a count";
     }
-  } else {
+  } else if (is_holder) {
     Holder holder;
     parse_holder(parser, kv, std::string(tail.substr(8)), holder);
     state.holders.push_back(std::move(holder));
+  } else {
+    Waiter waiter;
+    parse_waiter(parser, kv, std::string(tail.substr(6)), waiter);
+    // In order of arrival: the first is served first.
+    const auto at = std::upper_bound(state.queue.begin(), state.queue.end(), waiter.place,
+                                     [](std::int64_t place, const Waiter& other) { return place < other.place; });
+    state.queue.insert(at, std::move(waiter));
   }
   return true;
 }
 
-// Groups from a range over P/locks/ (sorted by key, so one group's keys are adjacent).
 void parse_locks(dom::parser& parser, const std::string& locks_prefix, const std::vector<KeyValue>& kvs,
                  std::vector<GroupState>& groups, std::vector<std::string>& unrecognized) {
   for (const KeyValue& kv : kvs) {
@@ -293,127 +266,30 @@ Result<GroupState, OutsideError> LockService::read_group(const std::string& lock
 }
 
 Result<std::vector<std::string>, LockError> LockService::live_heartbeats(std::vector<Holder>& holders) {
+  // Only these machines' keys (an older version's P/heartbeats/<machine> and this one's
+  // P/heartbeats/<machine>/<instance>), not every machine's: one request whatever the
+  // size of the fleet.
   const std::string prefix = options_.prefix + "/heartbeats/";
-  auto range = etcd_.range(prefix, EtcdClient::prefix_end(prefix));
-  if (!range) return unexpected(etcd_error("read heartbeats", range.error()));
-  join_heartbeats(*parser_, prefix, range->kvs, holders);
+  std::vector<TxnOp> reads;
+  for (const Holder& holder : holders) {
+    const std::string key = prefix + holder.machine_id;
+    reads.push_back(TxnOp{TxnOp::Kind::kRange, key, {}, 0, {}});
+    reads.push_back(TxnOp{TxnOp::Kind::kRange, key + "/", {}, 0, EtcdClient::prefix_end(key + "/")});
+  }
+  std::vector<KeyValue> beats;
+  if (!reads.empty()) {
+    auto txn = etcd_.txn({}, reads, {});
+    if (!txn) return unexpected(etcd_error("read heartbeats", txn.error()));
+    for (RangeResult& range : txn->ranges) {
+      for (KeyValue& kv : range.kvs) beats.push_back(std::move(kv));
+    }
+  }
+  join_heartbeats(*parser_, prefix, beats, holders);
   std::vector<std::string> stale;
   for (const Holder& holder : holders) {
     if (!holder.heartbeat) stale.push_back(holder.machine_id);
   }
   return stale;
-}
-
-Result<Acquired, LockError> LockService::acquire(const std::string& lock, const std::string& group,
-                                                 const std::string& token, Clock::time_point until,
-                                                 const std::atomic<bool>* stop) {
-  const auto stopped = [stop] { return stop != nullptr && stop->load(std::memory_order_relaxed); };
-  if (auto bad = invalid_name({{"lock", &lock}, {"group", &group}, {"token", &token}})) return unexpected(*bad);
-  const std::string my_key = holder_key(lock, group, self_.machine_id);
-  const std::string prefix = group_prefix(lock, group);
-  const std::string holders_prefix = prefix + "holders/";
-  Retry retry(options_.retry_backoff, until);
-  std::string waiting_for;  // the holder set we last logged waiting on
-  bool sent_unknown = false;  // a taking txn whose outcome we never heard
-  for (;;) {
-    std::int64_t revision = 0;
-    auto state = read_group(lock, group, revision);
-    if (!state) {
-      if (retry.again(state.error())) continue;  // a bad response never retries
-      return unexpected(etcd_error("read " + quoted_group(lock, group), state.error()));
-    }
-    for (const Holder& holder : state->holders) {
-      if (holder.machine_id != self_.machine_id) continue;
-      if (!holder.valid) {
-        return unexpected(make_error(LockError::Kind::kBadData, "this machine's record in " + quoted_group(lock, group) +
-                                                                    " is unreadable (" + holder.problem +
-                                                                    "); remove it with 'skopos lock unlock " + lock +
-                                                                    " " + group + " " + self_.machine_id + "'"));
-      }
-      if (auto clone = another_host("the slot of " + quoted_group(lock, group), holder.record.hostname,
-                                    holder.record.boot_id)) {
-        return unexpected(*clone);
-      }
-      if (holder.record.token != token) {
-        return unexpected(make_error(LockError::Kind::kConflict, "this machine holds " + quoted_group(lock, group) +
-                                                                     " with token '" + holder.record.token +
-                                                                     "', not '" + token + "'"));
-      }
-      // After a lost answer the record we find is this call's own (we had read our key absent).
-      return Acquired{holder.fencing_token, !sent_unknown, holder.record};
-    }
-    if (!state->max_problem.empty()) {
-      return unexpected(make_error(LockError::Kind::kBadData, quoted_group(lock, group) + ": " + state->max_problem +
-                                                                  "; fix it with 'skopos lock set-max " + lock + " " +
-                                                                  group + " N'"));
-    }
-    const auto held = static_cast<std::int64_t>(state->holders.size());
-    if (held < state->max) {
-      HolderRecord record{self_.machine_id, token, self_.boot_id, "acquired", self_.hostname, unix_now()};
-      std::vector<Compare> compares;
-      Compare no_new_holder;  // every holder key was created at or before `revision`
-      no_new_holder.key = holders_prefix;
-      no_new_holder.range_end = EtcdClient::prefix_end(holders_prefix);
-      no_new_holder.target = Compare::Target::kCreateRevision;
-      no_new_holder.result = Compare::Result::kLess;
-      no_new_holder.number = revision + 1;
-      compares.push_back(no_new_holder);
-      compares.push_back(Compare{my_key, Compare::Target::kCreateRevision, Compare::Result::kEqual, 0, {}, {}});
-      compares.push_back(Compare{prefix + "max", Compare::Target::kModRevision, Compare::Result::kEqual,
-                                 state->max_mod_revision, {}, {}});
-      auto txn = etcd_.txn(compares, {TxnOp{TxnOp::Kind::kPut, my_key, holder_json(record), 0, {}}}, {});
-      if (!txn) {
-        // Unknown outcome: the next read finds our record if it was applied.
-        sent_unknown = sent_unknown || txn.error().maybe_applied();
-        if (retry.again(txn.error())) continue;
-        return unexpected(etcd_error("take a slot of " + quoted_group(lock, group), txn.error()));
-      }
-      if (txn->succeeded) {
-        log_info("acquired " + quoted_group(lock, group) + " with token '" + token + "' (fencing token " +
-                 std::to_string(txn->revision) + ")");
-        return Acquired{txn->revision, false, record};
-      }
-      continue;  // someone else moved first: count again
-    }
-    if (Clock::now() >= until) {
-      std::string names;
-      for (const Holder& holder : state->holders) names += (names.empty() ? "'" : ", '") + holder.machine_id + "'";
-      return unexpected(make_error(LockError::Kind::kTimedOut,
-                                   "timed out waiting for " + quoted_group(lock, group) + ": " + std::to_string(held) +
-                                       " of max " + std::to_string(state->max) + " held" +
-                                       (names.empty() ? std::string() : " by " + names)));
-    }
-    std::string names;
-    for (const Holder& holder : state->holders) names += (names.empty() ? "'" : ", '") + holder.machine_id + "'";
-    if (names != waiting_for) {
-      waiting_for = names;
-      log_info("waiting for " + quoted_group(lock, group) + ": " + std::to_string(held) + " of max " +
-               std::to_string(state->max) + " held by " + names);
-      auto stale = live_heartbeats(state->holders);
-      if (stale) {
-        for (const std::string& machine : *stale) {
-          log_warning("holder '" + machine + "' of " + quoted_group(lock, group) +
-                      " is stale: no heartbeat; it keeps its slot until it releases or an admin unlocks it");
-        }
-      }
-    }
-    // Wait for any change in the group since the read. With a stop flag, the watch is
-    // re-armed every kStopLatency from the same revision: nothing is missed, nothing is
-    // re-read, and a stop ends the wait at once.
-    for (;;) {
-      if (stopped()) {
-        return unexpected(make_error(LockError::Kind::kInterrupted,
-                                     "stopped while waiting for " + quoted_group(lock, group) + "; no slot was taken"));
-      }
-      const auto slice_end = stop == nullptr ? until : std::min(until, Clock::now() + kStopLatency);
-      auto change = etcd_.wait_for_change(prefix, EtcdClient::prefix_end(prefix), revision + 1, slice_end);
-      if (!change) {
-        if (!retry.again(change.error())) return unexpected(etcd_error("watch " + quoted_group(lock, group), change.error()));
-        break;
-      }
-      if (!change->events.empty() || change->compacted || Clock::now() >= until) break;
-    }
-  }
 }
 
 Result<std::optional<Holder>, OutsideError> LockService::read_holder(const std::string& lock, const std::string& group,
@@ -583,6 +459,27 @@ Result<GroupState, LockError> LockService::group_status(const std::string& lock,
     auto stale = live_heartbeats(state->holders);
     if (!stale) return unexpected(std::move(stale).error());
     return std::move(*state);
+  }
+}
+
+Result<std::vector<std::string>, LockError> LockService::live_machines() {
+  const std::string prefix = options_.prefix + "/heartbeats/";
+  Retry retry(options_.retry_backoff, Clock::now() + options_.operation_timeout);
+  for (;;) {
+    auto txn = etcd_.txn({}, {TxnOp{TxnOp::Kind::kRange, prefix, {}, 0, EtcdClient::prefix_end(prefix), 0, 0, false, true}},
+                         {});
+    if (!txn) {
+      if (retry.again(txn.error())) continue;
+      return unexpected(etcd_error("read heartbeats", txn.error()));
+    }
+    std::vector<std::string> machines;
+    for (const RangeResult& range : txn->ranges) {
+      for (const KeyValue& kv : range.kvs) {
+        const std::string machine(heartbeat_machine(std::string_view(kv.key).substr(prefix.size())));
+        if (machines.empty() || machines.back() != machine) machines.push_back(machine);
+      }
+    }
+    return machines;
   }
 }
 

@@ -94,7 +94,9 @@ void WatchedRebootTriggers::wait(std::chrono::milliseconds timeout, const std::a
 void WatchedRebootTriggers::watch() {
   const std::string tier = tier_name(options_.tier);
   std::int64_t revision = 0;
+  bool member = false;  // this host is recorded as one of the tier's
   while (!stopping_) {
+    if (!member) member = static_cast<bool>(watch_rolling_.join_tier(tier, options_.machine_id, options_.hostname));
     if (revision == 0) {
       auto status = watch_rolling_.status(tier);
       if (!status) {
@@ -103,8 +105,10 @@ void WatchedRebootTriggers::watch() {
       }
       revision = status->revision;
     }
-    // A watch, not a poll; its window bounds how long the destructor waits.
-    auto changed = watch_rolling_.wait_for_change(tier, revision, Clock::now() + std::chrono::seconds(5));
+    // A watch, not a poll: it stays open (the destructor's stop ends it within 100 ms)
+    // and is only re-armed after a change, or every few minutes in case a proxy on the
+    // way closes quiet connections.
+    auto changed = watch_rolling_.wait_for_change(tier, revision, Clock::now() + std::chrono::minutes(5), &stopping_);
     if (!changed) {
       revision = 0;
       std::this_thread::sleep_for(std::chrono::seconds(1));

@@ -38,6 +38,9 @@ std::string RollingReboot::request_key(const std::string& tier) const {
   return prefix_ + "/rolling-reboot/" + tier + "/request";
 }
 std::string RollingReboot::done_prefix(const std::string& tier) const { return prefix_ + "/rolling-reboot/" + tier + "/done/"; }
+std::string RollingReboot::members_prefix(const std::string& tier) const {
+  return prefix_ + "/rolling-reboot/" + tier + "/hosts/";
+}
 
 Result<RollingRequest, LockError> RollingReboot::request(const std::string& tier, const std::string& requested_by,
                                                          const std::vector<std::string>& hosts) {
@@ -69,10 +72,16 @@ Result<RollingStatus, LockError> RollingReboot::status(const std::string& tier) 
   const std::string base = prefix_ + "/rolling-reboot/" + tier + "/";
   auto range = etcd_.range(base, EtcdClient::prefix_end(base));
   if (!range) return unexpected(etcd_failure("read the rolling reboot of tier '" + tier + "'", range.error()));
+  return parse_status(tier, range->kvs, range->revision);
+}
+
+Result<RollingStatus, LockError> RollingReboot::parse_status(const std::string& tier, const std::vector<KeyValue>& kvs,
+                                                             std::int64_t revision) {
   RollingStatus out;
-  out.revision = range->revision;
+  out.revision = revision;
   const std::string done = done_prefix(tier);
-  for (const KeyValue& kv : range->kvs) {
+  const std::string members = members_prefix(tier);
+  for (const KeyValue& kv : kvs) {
     simdjson::dom::object object;
     if (parser_->parse(kv.value).get(object) != simdjson::SUCCESS) {
       return unexpected(LockError{LockError::Kind::kBadData, "'" + kv.key + "' is not a JSON object"});
@@ -101,6 +110,12 @@ Result<RollingStatus, LockError> RollingReboot::status(const std::string& tier) 
       if (object["at"].get(entry.at) != simdjson::SUCCESS) entry.at = 0;
       if (object["hostname"].get(text) == simdjson::SUCCESS) entry.hostname.assign(text);
       out.done.push_back(std::move(entry));
+    } else if (kv.key.rfind(members, 0) == 0) {
+      RollingMember member;
+      member.machine_id = kv.key.substr(members.size());
+      if (object["hostname"].get(text) == simdjson::SUCCESS) member.hostname.assign(text);
+      if (object["since"].get(member.since) != simdjson::SUCCESS) member.since = 0;
+      out.members.push_back(std::move(member));
     }
   }
   return out;
@@ -109,13 +124,61 @@ Result<RollingStatus, LockError> RollingReboot::status(const std::string& tier) 
 Result<std::optional<RollingRequest>, LockError> RollingReboot::pending(const std::string& tier,
                                                                         const std::string& machine_id,
                                                                         const std::string& hostname) {
-  auto current = status(tier);
+  // The request and this machine's own mark only, not every host's: one small read
+  // whatever the size of the tier.
+  auto txn = etcd_.txn({},
+                       {TxnOp{TxnOp::Kind::kRange, request_key(tier), {}, 0, {}},
+                        TxnOp{TxnOp::Kind::kRange, done_prefix(tier) + machine_id, {}, 0, {}}},
+                       {});
+  if (!txn) return unexpected(etcd_failure("read the rolling reboot of tier '" + tier + "'", txn.error()));
+  if (txn->ranges.size() != 2) {
+    return unexpected(LockError{LockError::Kind::kEtcd, "read the rolling reboot: etcd answered without the two ranges"});
+  }
+  std::vector<KeyValue> kvs;
+  for (RangeResult& range : txn->ranges) {
+    for (KeyValue& kv : range.kvs) kvs.push_back(std::move(kv));
+  }
+  auto current = parse_status(tier, kvs, txn->revision);
   if (!current) return unexpected(std::move(current).error());
   if (!current->request || !current->request->includes(machine_id, hostname)) return std::optional<RollingRequest>();
   for (const RollingDone& done : current->done) {
     if (done.machine_id == machine_id && done.id == current->request->id) return std::optional<RollingRequest>();
   }
   return current->request;
+}
+
+Result<void, LockError> RollingReboot::join_tier(const std::string& tier, const std::string& machine_id,
+                                                 const std::string& hostname) {
+  const std::string key = members_prefix(tier) + machine_id;
+  std::string value;
+  JsonWriter json(value);
+  json.begin_object().key("hostname").value(hostname).key("since").value(static_cast<std::int64_t>(std::time(nullptr)));
+  json.end_object();
+  // Only when absent: a member keeps its `since` (a retry after an unknown outcome finds
+  // the key there and is done).
+  auto txn = etcd_.txn({Compare{key, Compare::Target::kCreateRevision, Compare::Result::kEqual, 0, {}, {}}},
+                       {TxnOp{TxnOp::Kind::kPut, key, value, 0, {}}}, {});
+  if (!txn) return unexpected(etcd_failure("record this host as a member of tier '" + tier + "'", txn.error()));
+  return {};
+}
+
+Result<bool, LockError> RollingReboot::forget(const std::string& tier, const std::string& host) {
+  auto current = status(tier);
+  if (!current) return unexpected(std::move(current).error());
+  std::string machine;
+  for (const RollingMember& member : current->members) {
+    if (member.machine_id == host || member.hostname == host) machine = member.machine_id;
+  }
+  for (const RollingDone& done : current->done) {
+    if (machine.empty() && (done.machine_id == host || done.hostname == host)) machine = done.machine_id;
+  }
+  if (machine.empty()) return false;
+  auto txn = etcd_.txn({},
+                       {TxnOp{TxnOp::Kind::kDelete, members_prefix(tier) + machine, {}, 0, {}},
+                        TxnOp{TxnOp::Kind::kDelete, done_prefix(tier) + machine, {}, 0, {}}},
+                       {});
+  if (!txn) return unexpected(etcd_failure("forget host '" + host + "' of tier '" + tier + "'", txn.error()));
+  return true;
 }
 
 Result<void, LockError> RollingReboot::mark_done(const std::string& tier, const std::string& machine_id,
@@ -130,10 +193,90 @@ Result<void, LockError> RollingReboot::mark_done(const std::string& tier, const 
 }
 
 Result<bool, LockError> RollingReboot::wait_for_change(const std::string& tier, std::int64_t revision,
-                                                       std::chrono::steady_clock::time_point until) {
-  auto watched = etcd_.wait_for_change(request_key(tier), {}, revision + 1, until);
+                                                       std::chrono::steady_clock::time_point until,
+                                                       const std::atomic<bool>* stop) {
+  auto watched = etcd_.wait_for_change({WatchSpec{request_key(tier), {}, false}}, revision + 1, until, stop);
   if (!watched) return unexpected(etcd_failure("watch the rolling reboot request", watched.error()));
   return !watched->events.empty() || watched->compacted;
+}
+
+RollingProgress rolling_progress(const RollingStatus& status, const GroupState& reboot_lock,
+                                 const std::vector<std::string>& alive, std::int64_t now, std::int64_t stuck_after) {
+  RollingProgress out;
+  out.max = reboot_lock.max;
+  if (!status.request) return out;
+  const RollingRequest& request = *status.request;
+  const auto is_alive = [&](const std::string& machine) {
+    return std::find(alive.begin(), alive.end(), machine) != alive.end();
+  };
+  // Every host the request concerns: the members it includes, and any other host that
+  // did its turn or holds or waits for a slot (an agent that has not recorded itself).
+  std::vector<HostProgress> hosts;
+  const auto find = [&](const std::string& machine) -> HostProgress* {
+    for (HostProgress& host : hosts) {
+      if (host.machine_id == machine) return &host;
+    }
+    return nullptr;
+  };
+  const auto add = [&](const std::string& machine, const std::string& hostname) -> HostProgress& {
+    if (HostProgress* known = find(machine)) {
+      if (known->hostname.empty()) known->hostname = hostname;
+      return *known;
+    }
+    hosts.push_back(HostProgress{machine, hostname, is_alive(machine) ? HostTurn::kPending : HostTurn::kDown, {}, 0, 0});
+    return hosts.back();
+  };
+  for (const RollingMember& member : status.members) {
+    if (request.includes(member.machine_id, member.hostname)) add(member.machine_id, member.hostname);
+  }
+  std::int64_t position = 0;
+  for (const Waiter& waiter : reboot_lock.queue) {
+    ++position;
+    if (!request.includes(waiter.machine_id, waiter.hostname)) continue;
+    HostProgress& host = add(waiter.machine_id, waiter.hostname);
+    host.turn = HostTurn::kWaiting;
+    host.position = position;
+    host.since = waiter.since;
+  }
+  for (const Holder& holder : reboot_lock.holders) {
+    if (!request.includes(holder.machine_id, holder.record.hostname)) continue;
+    HostProgress& host = add(holder.machine_id, holder.record.hostname);
+    host.phase = holder.valid ? holder.record.phase : "unreadable record";
+    host.since = holder.record.acquired_at;
+    host.turn = !holder.heartbeat && now - holder.record.acquired_at > stuck_after ? HostTurn::kStuck
+                                                                                   : HostTurn::kInProgress;
+    host.position = 0;
+  }
+  for (const RollingDone& done : status.done) {
+    if (done.id != request.id) continue;
+    HostProgress& host = add(done.machine_id, done.hostname);
+    // The mark is written when the reboot is journaled and again once the host is back:
+    // it is done when it no longer holds its slot.
+    if (host.turn == HostTurn::kInProgress || host.turn == HostTurn::kStuck) continue;
+    host.turn = HostTurn::kDone;
+    host.since = done.at;
+    host.position = 0;
+  }
+  std::stable_sort(hosts.begin(), hosts.end(), [](const HostProgress& a, const HostProgress& b) {
+    if (a.turn != b.turn) return a.turn < b.turn;
+    if (a.turn == HostTurn::kWaiting) return a.position < b.position;
+    return a.machine_id < b.machine_id;
+  });
+  for (const HostProgress& host : hosts) ++out.counts[static_cast<int>(host.turn)];
+  out.hosts = std::move(hosts);
+  out.usable_slots = std::max<std::int64_t>(0, out.max - out.count(HostTurn::kStuck));
+  out.elapsed_seconds = std::max<std::int64_t>(0, now - request.requested_at);
+  // The pace so far (which already reflects how many slots work at once), applied to
+  // what is left; stuck and down hosts are left too.
+  const std::int64_t done = out.count(HostTurn::kDone);
+  const std::int64_t left = static_cast<std::int64_t>(out.hosts.size()) - done;
+  if (left == 0) {
+    out.complete = true;
+    out.eta_seconds = 0;
+  } else if (done > 0 && out.usable_slots > 0) {
+    out.eta_seconds = out.elapsed_seconds * left / done;
+  }
+  return out;
 }
 
 }  // namespace skopos::driver

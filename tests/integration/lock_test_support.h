@@ -34,13 +34,16 @@ struct Machine {
   std::unique_ptr<LockService> locks;
 };
 
+// `waiter_lease`: the lease its places in line live on (see LockServiceOptions).
 inline Machine machine(const std::vector<std::string>& endpoints, const std::string& prefix, const std::string& id,
                        const std::string& boot_id = "boot-1",
-                       std::chrono::milliseconds timeout = std::chrono::seconds(5)) {
+                       std::chrono::milliseconds timeout = std::chrono::seconds(5),
+                       std::shared_ptr<const std::atomic<std::int64_t>> waiter_lease = nullptr) {
   Machine m;
   m.etcd = etcd_client(endpoints, timeout);
   LockServiceOptions options;
   options.prefix = prefix;
+  options.waiter_lease = std::move(waiter_lease);
   options.operation_timeout = std::chrono::seconds(30);
   options.retry_backoff = std::chrono::milliseconds(20);
   m.locks = std::make_unique<LockService>(*m.etcd, HostIdentity{id, boot_id, "host-" + id}, options);

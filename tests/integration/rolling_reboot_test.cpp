@@ -8,7 +8,9 @@
 
 #include <thread>
 
+#include "driver/heartbeat.h"
 #include "lock_test_support.h"
+#include "process.h"
 
 namespace skopos::driver {
 namespace {
@@ -59,6 +61,80 @@ TEST_F(RollingRebootTest, EachHostOfTheTierTakesItsTurnOncePerRequest) {
   EXPECT_TRUE(*cancelled);
   EXPECT_FALSE(*r.pending("worker", "m2", "host-2"));
   EXPECT_FALSE(*r.cancel("worker")) << "nothing left to cancel";
+}
+
+TEST_F(RollingRebootTest, MembersAreRecordedOnceAndAHostRetiredForGoodIsForgotten) {
+  RollingReboot r = rolling();
+  ASSERT_TRUE(r.join_tier("worker", "m1", "host-1"));
+  ASSERT_TRUE(r.join_tier("worker", "m2", "host-2"));
+  auto first = r.status("worker");
+  ASSERT_TRUE(first);
+  ASSERT_EQ(first->members.size(), 2U);
+  const std::int64_t since = first->members[0].since;
+  std::this_thread::sleep_for(1100ms);
+  ASSERT_TRUE(r.join_tier("worker", "m1", "host-1")) << "joining again is a no-op";
+  EXPECT_EQ(r.status("worker")->members[0].since, since) << "a member keeps the time it first joined";
+
+  auto request = r.request("worker", "operator", {});
+  ASSERT_TRUE(request);
+  ASSERT_TRUE(r.mark_done("worker", "m2", "host-2", request->id));
+  auto forgotten = r.forget("worker", "host-2");
+  ASSERT_TRUE(forgotten);
+  EXPECT_TRUE(*forgotten);
+  auto after = r.status("worker");
+  ASSERT_TRUE(after);
+  ASSERT_EQ(after->members.size(), 1U);
+  EXPECT_EQ(after->members[0].machine_id, "m1");
+  EXPECT_TRUE(after->done.empty()) << "its done mark goes with it";
+  EXPECT_FALSE(*r.forget("worker", "host-9")) << "no such host";
+}
+
+TEST_F(RollingRebootTest, TheStatusCommandShowsEveryHostsTurnTheSlotsAndAnEta) {
+  RollingReboot r = rolling();
+  for (const char* m : {"m1", "m2", "m3", "m4"}) ASSERT_TRUE(r.join_tier("worker", m, std::string("host-") + m));
+  auto request = r.request("worker", "operator", {});
+  ASSERT_TRUE(request);
+  ASSERT_TRUE(r.mark_done("worker", "m1", "host-1", request->id));
+  // m2 holds the tier's reboot slot (alive: it beats), m3 waits in line, m4 is down.
+  auto m2 = testing::machine({server_->endpoint()}, prefix_, "m2");
+  ASSERT_TRUE(m2.locks->acquire("reboot", "worker", "REBOOT", in(0ms)));
+  ASSERT_TRUE(m2.locks->guard("reboot", "worker", m2.locks->group_status("reboot", "worker")->holders[0].fencing_token,
+                              "stop-containers"));
+  Heartbeat beat2(*m2.etcd, m2.locks->self(), prefix_, 30s);
+  ASSERT_TRUE(beat2.beat());
+  auto m3 = testing::machine({server_->endpoint()}, prefix_, "m3");
+  Heartbeat beat3(*m3.etcd, m3.locks->self(), prefix_, 30s);
+  ASSERT_TRUE(beat3.beat());
+  std::thread waiting([&] { (void)m3.locks->acquire("reboot", "worker", "REBOOT", in(3s)); });
+  std::this_thread::sleep_for(500ms);
+  const auto cli = [&](std::vector<std::string> extra) {
+    std::vector<std::string> argv{SKOPOS_CLI, "rolling-reboot", "--tier", "worker", "--status", "--etcd-endpoints",
+                                  server_->endpoint(), "--etcd-prefix", prefix_, "--machine-id", "operator"};
+    argv.insert(argv.end(), extra.begin(), extra.end());
+    return skopos::testing::run_process(argv);
+  };
+  const auto json = cli({"--json"});
+  ASSERT_EQ(json.exit_code, 0) << json.err;
+  for (const char* expected : {R"("counts":{"done":1,"in-progress":1,"stuck":0,"waiting":1,"down":1,"pending":0})",
+                               R"("machine_id":"m2","hostname":"host-m2","state":"in-progress","phase":"stop-containers")",
+                               R"("machine_id":"m3","hostname":"host-m3","state":"waiting","position":1)",
+                               R"("machine_id":"m4","hostname":"host-m4","state":"down")"}) {
+    EXPECT_NE(json.out.find(expected), std::string::npos) << expected << " in " << json.out;
+  }
+  const auto text = cli({});
+  EXPECT_NE(text.out.find("hosts: 4 (1 done, 1 in-progress, 1 waiting, 1 down)"), std::string::npos) << text.out;
+  EXPECT_NE(text.out.find("ETA: "), std::string::npos) << text.out;
+  const auto metrics = cli({"--metrics"});
+  EXPECT_NE(metrics.out.find(R"(skopos_rolling_reboot_hosts{tier="worker",state="down"} 1)"), std::string::npos)
+      << metrics.out;
+  // A holder without a heartbeat for longer than --stuck-after is stuck: the roll goes
+  // on with one slot fewer, and says so.
+  ASSERT_TRUE(beat2.stop());
+  std::this_thread::sleep_for(1100ms);
+  const auto stuck = cli({"--stuck-after", "0s"});
+  EXPECT_NE(stuck.out.find("1 kept by stuck hosts: the roll goes on with 0"), std::string::npos) << stuck.out;
+  waiting.join();
+  ASSERT_TRUE(beat3.stop());
 }
 
 TEST_F(RollingRebootTest, ARequestNamingHostsAsksOnlyThemByMachineIdOrHostName) {

@@ -117,6 +117,52 @@ TEST_F(SkoposLockCliTest, AcquireWaitReleaseWithExitCodesJsonAndMetrics) {
   EXPECT_EQ(lock("machine-b", {"acquire", "reboot", "worker"}).exit_code, 0);
 }
 
+TEST_F(SkoposLockCliTest, StatusShowsTheLineInOrderWithHowLongEachHasWaited) {
+  ASSERT_EQ(lock("machine-a", {"acquire", "reboot", "worker", "--token", "REBOOT"}).exit_code, 0);
+  const auto waiter = [&](const std::string& machine) {
+    return std::make_unique<skopos::testing::ChildProcess>(std::vector<std::string>{
+        SKOPOS_CLI, "lock", "acquire", "reboot", "worker", "--timeout", "60s", "--etcd-endpoints",
+        server_->endpoint(), "--etcd-prefix", prefix_, "--machine-id", machine});
+  };
+  const auto waiting = [&] {
+    auto status = lock("admin", {"status", "--json"});
+    std::vector<std::string> out;
+    for (simdjson::dom::element group : json(status)["groups"].get_array()) {
+      for (simdjson::dom::element entry : group["queue"].get_array()) {
+        out.push_back(std::to_string(entry["position"].get_int64().value()) + ":" +
+                      std::string(std::string_view(entry["machine_id"])));
+      }
+    }
+    return out;
+  };
+  const auto wait_for = [&](std::vector<std::string> want) {
+    const auto deadline = std::chrono::steady_clock::now() + 10s;
+    while (waiting() != want && std::chrono::steady_clock::now() < deadline) std::this_thread::sleep_for(50ms);
+    return waiting();
+  };
+  auto b = waiter("machine-b");
+  ASSERT_EQ(wait_for({"1:machine-b"}), std::vector<std::string>({"1:machine-b"}));
+  auto c = waiter("machine-c");
+  ASSERT_EQ(wait_for({"1:machine-b", "2:machine-c"}), std::vector<std::string>({"1:machine-b", "2:machine-c"}));
+
+  auto text = lock("admin", {"status"});
+  ASSERT_EQ(text.exit_code, 0);
+  EXPECT_NE(text.out.find("waiting (first come, first served"), std::string::npos) << text.out;
+  EXPECT_LT(text.out.find("machine-b"), text.out.find("machine-c")) << text.out;
+  auto metrics = lock("admin", {"status", "--metrics"});
+  EXPECT_NE(metrics.out.find("skopos_lock_waiters{lock=\"reboot\",group=\"worker\"} 2\n"), std::string::npos)
+      << metrics.out;
+  EXPECT_NE(metrics.out.find("skopos_lock_longest_wait_seconds{lock=\"reboot\",group=\"worker\"} "),
+            std::string::npos);
+
+  // The first in line is served; one that is stopped leaves the line at once.
+  ASSERT_EQ(lock("machine-a", {"release", "reboot", "worker"}).exit_code, 0);
+  EXPECT_EQ(b->stop(0, 10s), 0);
+  EXPECT_EQ(wait_for({"1:machine-c"}), std::vector<std::string>({"1:machine-c"}));
+  c->stop(SIGTERM, 10s);
+  EXPECT_EQ(wait_for({}), std::vector<std::string>());
+}
+
 TEST_F(SkoposLockCliTest, BreakingALiveHolderNeedsForceAndConfirmationAStaleOneDoesNot) {
   ASSERT_EQ(lock("machine-a", {"acquire", "reboot", "control", "--token", "REBOOT"}).exit_code, 0);
   auto heartbeat = start_heartbeat("machine-a", "2s");

@@ -125,9 +125,13 @@ std::vector<std::string> DrainSandbox::leftovers() const {
       run_process({"etcdctl", "--endpoints", etcd_, "get", "--prefix", "/skopos", "--keys-only"});
   std::istringstream lines(keys.out);
   for (std::string key; std::getline(lines, key);) {
-    // Heartbeats expire by themselves; a rolling reboot's done records are its history.
+    // Heartbeats expire by themselves; a rolling reboot's done records are its history,
+    // and its member records say which hosts the tier has.
     if (key.empty() || key.rfind("/skopos/heartbeats/", 0) == 0) continue;
-    if (key.rfind("/skopos/rolling-reboot/", 0) == 0 && key.find("/done/") != std::string::npos) continue;
+    if (key.rfind("/skopos/rolling-reboot/", 0) == 0 &&
+        (key.find("/done/") != std::string::npos || key.find("/hosts/") != std::string::npos)) {
+      continue;
+    }
     out.push_back("etcd key " + key);
   }
   const std::string schedule = mesos_get("/maintenance/schedule");

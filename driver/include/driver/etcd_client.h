@@ -7,6 +7,7 @@
 // after sending): after the latter, callers re-read before deciding.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <memory>
@@ -64,6 +65,20 @@ struct TxnOp {
   std::string value;         // put
   std::int64_t lease = 0;    // put
   std::string range_end;     // delete/range: "" for the key alone
+  // range only: at most `limit` keys (0: all), only those created at or before
+  // `max_create_revision` (0: any), newest created first, keys without values.
+  std::int64_t limit = 0;
+  std::int64_t max_create_revision = 0;
+  bool newest_first = false;
+  bool keys_only = false;
+};
+
+// One key or range a watch follows. `deletes_only`: puts are not reported (etcd's
+// NOPUT filter), so rewriting a value wakes nobody.
+struct WatchSpec {
+  std::string key;
+  std::string range_end;  // "" for the key alone
+  bool deletes_only = false;
 };
 
 struct TxnResult {
@@ -118,6 +133,16 @@ class EtcdClient {
   Result<WatchResult, OutsideError> wait_for_change(const std::string& key, const std::string& range_end,
                                                  std::int64_t start_revision,
                                                  std::chrono::steady_clock::time_point until);
+  // The same over several keys or ranges at once (one request, one stream). `stop`,
+  // when given, ends the wait within 100 ms of being set, with no events: a long wait
+  // needs no new request to notice it.
+  Result<WatchResult, OutsideError> wait_for_change(const std::vector<WatchSpec>& watches, std::int64_t start_revision,
+                                                 std::chrono::steady_clock::time_point until,
+                                                 const std::atomic<bool>* stop = nullptr);
+
+  // Requests this client sent (each call, each watch), for measuring what an operation
+  // costs etcd.
+  std::uint64_t requests() const { return requests_.load(std::memory_order_relaxed); }
 
   // The key right after every key that starts with `prefix`, for range_end.
   static std::string prefix_end(const std::string& prefix);
@@ -131,6 +156,7 @@ class EtcdClient {
 
   std::unique_ptr<HttpClient> http_;
   std::unique_ptr<simdjson::dom::parser> parser_;
+  std::atomic<std::uint64_t> requests_{0};
 };
 
 // The gateway's answers to /v3/kv/range and /v3/kv/txn, exposed for the fuzz target.

@@ -13,6 +13,7 @@
 // goes at once. Not thread-safe; give it its own EtcdClient.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
@@ -58,13 +59,18 @@ class Heartbeat {
 // when beating starts failing and one when it works again.
 class HeartbeatThread {
  public:
+  // `lease`, when given, is where the thread publishes its lease (see lease()).
   HeartbeatThread(std::unique_ptr<EtcdClient> etcd, const HostIdentity& self, const std::string& prefix,
-                  std::chrono::seconds ttl);
+                  std::chrono::seconds ttl, std::shared_ptr<std::atomic<std::int64_t>> lease = nullptr);
   HeartbeatThread(const HeartbeatThread&) = delete;
   HeartbeatThread& operator=(const HeartbeatThread&) = delete;
   // Stops beating; `revoke`: the key goes at once (else it expires with its lease).
   void stop(bool revoke);
   ~HeartbeatThread();
+  // The lease the heartbeat lives on, 0 while it has none: a lock waiter's place in
+  // line is put on it (LockServiceOptions::waiter_lease), so it lives as long as the
+  // process beats.
+  std::shared_ptr<const std::atomic<std::int64_t>> lease() const { return lease_; }
 
  private:
   std::unique_ptr<EtcdClient> etcd_;
@@ -73,6 +79,7 @@ class HeartbeatThread {
   std::condition_variable wake_;
   bool stopping_ = false;
   bool revoke_ = true;
+  std::shared_ptr<std::atomic<std::int64_t>> lease_ = std::make_shared<std::atomic<std::int64_t>>(0);
   std::thread thread_;
 };
 

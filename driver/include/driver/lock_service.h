@@ -7,6 +7,9 @@
 //   P/locks/<lock>/<group>/holders/<machine>  holder record (JSON), NOT on a lease: it
 //                                             survives the holder's reboot; its
 //                                             create_revision is the fencing token
+//   P/locks/<lock>/<group>/queue/<machine>    a waiter's place (JSON), on the waiter's
+//                                             liveness lease; its create_revision is
+//                                             its place in the line
 //   P/heartbeats/<machine>/<instance>         liveness, one per process, on a lease
 //                                             (see heartbeat.h)
 //   P/hosts/<machine>                         host lock record (JSON), not on a lease
@@ -16,7 +19,22 @@
 // Taking a slot is one transaction that compares: no holder key was created in the group
 // after the revision we counted at (a range comparison, so a concurrent taker makes it
 // fail), our own holder key is absent, and the max key is unchanged. Releases only lower
-// the count, so they never invalidate a decision. Every decision reads linearizably;
+// the count, so they never invalidate a decision.
+//
+// Waiting is first come, first served, and quiet. A taker that cannot have a slot at
+// once (or finds others waiting) puts its queue entry; entries are served in
+// create_revision order, and a waiter with k entries ahead of it may take a slot only
+// while k < max - holders, so nobody that came later overtakes it. Only the first `max`
+// waiters watch the group, and only for deletions (a release, a waiter leaving): a
+// holder recording its phase, or a new waiter, wakes nobody. Every later waiter watches
+// the one entry `max` places ahead of it, which must go before it can move up; a
+// release therefore wakes at most max + 1 waiters, however long the line. Taking a slot
+// deletes the taker's entry in the same transaction. An entry lives on its waiter's
+// lease (the process's heartbeat lease, or one of its own): a waiter that dies loses its
+// place when its lease expires, and one that comes back while its entry is still there
+// keeps it (a put keeps a key's create_revision).
+//
+// Every decision reads linearizably;
 // after a write whose outcome is unknown (timeout, reset, leader change) the next step
 // re-reads before deciding. A holder whose heartbeat is gone is reported stale, never
 // reclaimed: only `unlock` removes another machine's record.
@@ -27,6 +45,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -75,6 +94,19 @@ struct Holder {
   std::string heartbeat_boot_id;  // the boot id the live heartbeat reports
 };
 
+// A machine waiting for a slot.
+struct Waiter {
+  std::string machine_id;       // from the key
+  std::int64_t place = 0;       // the key's create_revision: the order of arrival
+  std::int64_t lease = 0;       // the liveness its place lives on
+  bool valid = false;           // false: `problem` says what is wrong with the record
+  std::string problem;
+  std::string token;
+  std::string hostname;
+  std::string boot_id;
+  std::int64_t since = 0;       // unix seconds: when it first queued
+};
+
 struct GroupState {
   std::string lock;
   std::string group;
@@ -83,6 +115,7 @@ struct GroupState {
   std::string max_problem;     // non-empty: the max key holds garbage (blocks acquire)
   std::int64_t max_mod_revision = 0;
   std::vector<Holder> holders;  // by machine id
+  std::vector<Waiter> queue;    // by place: the first is served first
 };
 
 struct LockStatus {
@@ -131,6 +164,11 @@ struct LockServiceOptions {
   // is unavailable or an outcome is unknown, before it reports the error.
   std::chrono::milliseconds operation_timeout{20000};
   std::chrono::milliseconds retry_backoff{50};  // doubles up to 1 s
+  // The lease a waiter's queue entry lives on: this process's heartbeat lease, as the
+  // heartbeat thread publishes it (0 while it has none). Without one (or while it is 0)
+  // a waiter grants a lease of its own and keeps it alive while it waits.
+  std::shared_ptr<const std::atomic<std::int64_t>> waiter_lease;
+  std::chrono::seconds own_lease_ttl{10};
 };
 
 class LockService {
@@ -140,17 +178,19 @@ class LockService {
   LockService(const LockService&) = delete;
   LockService& operator=(const LockService&) = delete;
 
-  // Takes a slot of `lock`/`group` for this machine, waiting (etcd watch) until one is
-  // free or `until` passes (kTimedOut). If this machine already holds it with the same
-  // token, returns the existing fencing token (already_held); with another token,
-  // kConflict. Never writes when the max key or this machine's record is unreadable.
-  // `stop` (optional), once true, ends the wait within kStopLatency with kInterrupted;
-  // a slot granted before the stop was seen is returned as usual (the caller records it).
+  // Takes a slot of `lock`/`group` for this machine, waiting in line (see above) until
+  // its turn comes or `until` passes (kTimedOut). If this machine already holds it with
+  // the same token, returns the existing fencing token (already_held); with another
+  // token, kConflict. Never writes when the max key or this machine's record is
+  // unreadable. `stop` (optional), once true, ends the wait within kStopLatency with
+  // kInterrupted; a slot granted before the stop was seen is returned as usual (the
+  // caller records it). Whatever it returns, it leaves no queue entry behind (one it
+  // could not delete goes with its lease).
   Result<Acquired, LockError> acquire(const std::string& lock, const std::string& group, const std::string& token,
                                       std::chrono::steady_clock::time_point until,
                                       const std::atomic<bool>* stop = nullptr);
-  // How long a waiting acquire takes at most to notice its stop flag: the watch is
-  // re-armed at this interval from the same revision (no read in between).
+  // How long a waiting acquire takes at most to notice its stop flag (the open watch
+  // looks at it; no request is sent).
   static constexpr std::chrono::milliseconds kStopLatency{250};
 
   // Gives this machine's slot back. `fencing_token` != 0: only if it is still that
@@ -174,6 +214,8 @@ class LockService {
 
   // Every lock group with its holders and their heartbeats, from one consistent read.
   Result<LockStatus, LockError> status();
+  // The machines with a live heartbeat, sorted.
+  Result<std::vector<std::string>, LockError> live_machines();
   // One group (also when it has no keys yet: max 1, no holders).
   Result<GroupState, LockError> group_status(const std::string& lock, const std::string& group);
 
@@ -200,6 +242,7 @@ class LockService {
   const std::string& prefix() const { return options_.prefix; }
   std::string group_prefix(const std::string& lock, const std::string& group) const;
   std::string holder_key(const std::string& lock, const std::string& group, const std::string& machine_id) const;
+  std::string queue_key(const std::string& lock, const std::string& group, const std::string& machine_id) const;
   std::string host_key(const std::string& machine_id) const;
   std::string budget_key(const std::string& machine_id) const;
   // A conflict when a record of this machine id (`what`) was written by another live
@@ -219,6 +262,12 @@ class LockService {
   Result<std::optional<Holder>, OutsideError> read_holder(const std::string& lock, const std::string& group,
                                                        const std::string& machine_id);
   std::string holder_json(const HolderRecord& record) const;
+  // What a waiter reads before each decision, in one transaction (lock_queue.cpp).
+  struct LineView;
+  Result<LineView, OutsideError> read_line(const std::string& lock, const std::string& group, std::int64_t place,
+                                           std::int64_t window);
+  // The liveness lease a queue entry is put on now (lock_queue.cpp).
+  class WaiterLease;
 
   EtcdClient& etcd_;
   HostIdentity self_;

@@ -6,16 +6,24 @@
 // Keys under the prefix P:
 //   P/rolling-reboot/<tier>/request          {"id", "requested_at", "requested_by", "hosts": [...]}
 //   P/rolling-reboot/<tier>/done/<machine>   {"id", "at", "hostname"}
-// An empty "hosts" means every host of the tier.
+//   P/rolling-reboot/<tier>/hosts/<machine>  {"hostname", "since"}: the tier's members, as
+//                                            each agent records itself when it starts (not
+//                                            on a lease: a host that is down is still one)
+// An empty "hosts" means every host of the tier: those there when it was asked, those
+// down then (they take their turn when their agent is back) and those that join while
+// it runs. A request stays until it is cancelled; a host retired for good leaves the
+// tier with forget().
 //
 // Not thread-safe: one per EtcdClient.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "driver/etcd_client.h"
@@ -44,11 +52,60 @@ struct RollingDone {
   std::string hostname;
 };
 
+struct RollingMember {
+  std::string machine_id;
+  std::string hostname;
+  std::int64_t since = 0;  // unix seconds: when its agent first recorded it
+};
+
 struct RollingStatus {
   std::optional<RollingRequest> request;
-  std::vector<RollingDone> done;  // every host's last turn
+  std::vector<RollingDone> done;        // every host's last turn
+  std::vector<RollingMember> members;   // by machine id
   std::int64_t revision = 0;
 };
+
+// Where one host of a roll stands.
+enum class HostTurn : std::uint8_t {
+  kDone,        // rebooted for this request and back
+  kInProgress,  // holds a slot of the tier's reboot lock (`phase` says where it is)
+  kStuck,       // holds a slot, without a heartbeat for longer than the stuck limit:
+                // it keeps its slot (never reclaimed) and the roll goes on with one fewer
+  kWaiting,     // in line for a slot (`position`, from 1)
+  kDown,        // a member without a heartbeat: takes its turn when its agent is back
+  kPending,     // alive, not in line yet (its agent has not looked, or is busy)
+};
+inline constexpr std::pair<HostTurn, const char*> kHostTurnNames[] = {
+    {HostTurn::kDone, "done"},       {HostTurn::kInProgress, "in-progress"}, {HostTurn::kStuck, "stuck"},
+    {HostTurn::kWaiting, "waiting"}, {HostTurn::kDown, "down"},              {HostTurn::kPending, "pending"}};
+
+struct HostProgress {
+  std::string machine_id;
+  std::string hostname;
+  HostTurn turn = HostTurn::kPending;
+  std::string phase;          // in progress or stuck: the holder's phase
+  std::int64_t position = 0;  // waiting: 1 is next
+  std::int64_t since = 0;     // unix seconds: done at, holding since, waiting since
+};
+
+// A roll at a glance: every host of the request and the tier's reboot lock, with an ETA
+// from the roll's own pace so far.
+struct RollingProgress {
+  std::vector<HostProgress> hosts;     // in order: done, in progress, stuck, waiting, down, pending
+  std::int64_t counts[6] = {};         // by HostTurn
+  std::int64_t max = 1;                // the reboot lock's max for the tier
+  std::int64_t usable_slots = 1;       // max less the slots stuck hosts keep
+  std::int64_t elapsed_seconds = 0;    // since the request
+  std::int64_t eta_seconds = -1;       // -1: unknown (nothing done yet, or no slot usable)
+  bool complete = false;               // a request, and every host of it done
+  std::int64_t count(HostTurn turn) const { return counts[static_cast<int>(turn)]; }
+};
+
+// Puts the roll's state together (a pure function: tested on its own). `alive` are the
+// machines with a live heartbeat; a holder without one longer than `stuck_after` seconds
+// (since it took its slot) is stuck.
+RollingProgress rolling_progress(const RollingStatus& status, const GroupState& reboot_lock,
+                                 const std::vector<std::string>& alive, std::int64_t now, std::int64_t stuck_after);
 
 class RollingReboot {
  public:
@@ -66,14 +123,26 @@ class RollingReboot {
                                                            const std::string& hostname);
   Result<void, LockError> mark_done(const std::string& tier, const std::string& machine_id,
                                     const std::string& hostname, const std::string& request_id);
-  // Waits (etcd watch) until the tier's request key changes after `revision`, or `until`.
+  // Records this machine as a member of the tier (idempotent; keeps `since`).
+  Result<void, LockError> join_tier(const std::string& tier, const std::string& machine_id,
+                                    const std::string& hostname);
+  // Removes a member retired for good (by machine id or host name) and its done mark;
+  // whether there was one.
+  Result<bool, LockError> forget(const std::string& tier, const std::string& host);
+  // Waits (etcd watch) until the tier's request key changes after `revision`, `until`,
+  // or `stop` is set (checked within 100 ms; no request is sent meanwhile).
   Result<bool, LockError> wait_for_change(const std::string& tier, std::int64_t revision,
-                                          std::chrono::steady_clock::time_point until);
+                                          std::chrono::steady_clock::time_point until,
+                                          const std::atomic<bool>* stop = nullptr);
 
   std::string request_key(const std::string& tier) const;
   std::string done_prefix(const std::string& tier) const;
+  std::string members_prefix(const std::string& tier) const;
 
  private:
+  Result<RollingStatus, LockError> parse_status(const std::string& tier, const std::vector<KeyValue>& kvs,
+                                                std::int64_t revision);
+
   EtcdClient& etcd_;
   std::string prefix_;
   std::unique_ptr<simdjson::dom::parser> parser_;

@@ -272,10 +272,10 @@ Result<HttpResponse, HttpError> HttpClient::attempt(const HttpEndpoint& endpoint
 
 Result<void, HttpError> HttpClient::stream(const HttpRequest& request, Clock::time_point until,
                                            FunctionRef<bool(std::string_view data)> on_data, unsigned& status,
-                                           std::stop_token stop) {
+                                           std::stop_token stop, const std::atomic<bool>* stop_flag) {
   HttpError error;
   for (std::size_t tried = 0; tried < options_.endpoints.size(); ++tried) {
-    if (stop.stop_requested()) return {};
+    if (stop.stop_requested() || (stop_flag != nullptr && stop_flag->load(std::memory_order_relaxed))) return {};
     const std::size_t index = (preferred_ + tried) % options_.endpoints.size();
     const HttpEndpoint& endpoint = options_.endpoints[index];
     error = HttpError{};
@@ -359,7 +359,8 @@ Result<void, HttpError> HttpClient::stream(const HttpRequest& request, Clock::ti
       } else {
         exchange.read_some(socket, chunk, sizeof chunk);
       }
-      if (!run_until(context, exchange.done, until, cancel) || stopped) return {};  // `until` passed or stopped: fine
+      // `until` passed or stopped: fine.
+      if (!run_until(context, exchange.done, until, cancel, stop_flag) || stopped) return {};
       if (result && result != http::error::need_buffer) {
         if (result == http::error::end_of_stream || result == asio::error::eof ||
             (tls_ && tls_->layer->truncated(result))) {

@@ -9,6 +9,8 @@
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/http.hpp>
 
+#include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <functional>
@@ -24,12 +26,22 @@ namespace http = boost::beast::http;
 using boost::system::error_code;
 using Clock = std::chrono::steady_clock;
 
-// Runs `context` until `done` or `deadline`; on timeout calls `cancel` (which closes the
-// socket, ending every pending operation) and drains. Returns whether it finished.
+// How often a wait looks at a stop flag that a signal handler may set.
+inline constexpr std::chrono::milliseconds kStopFlagPoll{100};
+
+// Runs `context` until `done` or `deadline` (or `stop`, when given, is set: it is looked
+// at every kStopFlagPoll); otherwise calls `cancel` (which closes the socket, ending
+// every pending operation) and drains. Returns whether it finished.
 template <class Cancel>
-bool run_until(asio::io_context& context, const bool& done, Clock::time_point deadline, Cancel cancel) {
+bool run_until(asio::io_context& context, const bool& done, Clock::time_point deadline, Cancel cancel,
+               const std::atomic<bool>* stop = nullptr) {
   context.restart();
-  while (!done && context.run_one_until(deadline) > 0) {
+  for (;;) {
+    const auto slice = stop == nullptr ? deadline : std::min(deadline, Clock::now() + kStopFlagPoll);
+    while (!done && context.run_one_until(slice) > 0) {
+    }
+    if (done || context.stopped() || Clock::now() >= deadline) break;
+    if (stop != nullptr && stop->load(std::memory_order_relaxed)) break;
   }
   if (done) return true;
   cancel();

@@ -17,6 +17,7 @@
 // Not thread-safe: one client per thread (a stream's stop token excepted).
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <map>
@@ -143,10 +144,12 @@ class HttpClient {
   // it returns ok: waiting out a quiet stream is not an error). Connecting and the
   // response header have the usual per-attempt deadline. `status` receives the HTTP
   // status. `stop` may be requested from any thread: it is how another thread ends a
-  // stream that has no deadline of its own (an event stream).
+  // stream that has no deadline of its own (an event stream). `stop_flag`, when given,
+  // ends it the same way within 100 ms of being set (a flag a signal handler sets), so a
+  // long wait needs no new request to notice a stop.
   Result<void, HttpError> stream(const HttpRequest& request, std::chrono::steady_clock::time_point until,
                                  FunctionRef<bool(std::string_view data)> on_data, unsigned& status,
-                                 std::stop_token stop = {});
+                                 std::stop_token stop = {}, const std::atomic<bool>* stop_flag = nullptr);
 
   // One attempt at `endpoint` (e.g. where a redirect points) with this client's deadline,
   // TLS settings and credentials; no failover and no retry.

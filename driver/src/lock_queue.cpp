@@ -1,0 +1,375 @@
+// LockService::acquire: the fair and quiet line for a slot (see lock_service.h).
+#include <simdjson.h>
+
+#include <algorithm>
+
+#include "driver/lock_service.h"
+#include "lock_detail.h"
+#include "skopos/json_writer.h"
+#include "skopos/log.h"
+
+namespace skopos::driver {
+
+using namespace lock_detail;
+
+namespace {
+
+// How many entries ahead a waiter reads at most, to start with; raised to the group's max
+// when that is larger (a waiter needs to see `max` entries ahead to decide).
+constexpr std::int64_t kFirstWindow = 16;
+
+OutsideError bad_answer(const std::string& what) {
+  return OutsideError::answered("etcd", OutsideError::Kind::kBadResponse, 0, what);
+}
+
+}  // namespace
+
+// What one waiter reads before each decision, at one revision.
+struct LockService::LineView {
+  std::int64_t revision = 0;
+  GroupState group;                // holders and max (not the line)
+  std::optional<KeyValue> entry;   // this machine's queue entry
+  std::vector<std::string> ahead;  // machine ids of the entries ahead, nearest first
+  bool more_ahead = false;         // more than `window` entries are ahead
+  bool line_empty = false;         // (read without a place) nobody waits at all
+};
+
+Result<LockService::LineView, OutsideError> LockService::read_line(const std::string& lock, const std::string& group,
+                                                                   std::int64_t place, std::int64_t window) {
+  const std::string prefix = group_prefix(lock, group);
+  const std::string holders = prefix + "holders/";
+  const std::string line = prefix + "queue/";
+  TxnOp ahead{TxnOp::Kind::kRange, line, {}, 0, EtcdClient::prefix_end(line)};
+  ahead.keys_only = true;
+  if (place > 0) {
+    ahead.max_create_revision = place - 1;  // those that came before us, the nearest first
+    ahead.newest_first = true;
+    ahead.limit = window;
+  } else {
+    ahead.limit = 1;  // is anyone waiting?
+  }
+  auto txn = etcd_.txn({},
+                       {TxnOp{TxnOp::Kind::kRange, holders, {}, 0, EtcdClient::prefix_end(holders)},
+                        TxnOp{TxnOp::Kind::kRange, prefix + "max", {}, 0, {}},
+                        TxnOp{TxnOp::Kind::kRange, queue_key(lock, group, self_.machine_id), {}, 0, {}}, ahead},
+                       {});
+  if (!txn) return unexpected(std::move(txn).error());
+  if (txn->ranges.size() != 4) return unexpected(bad_answer("read the line: etcd answered without the four ranges"));
+  LineView view;
+  view.revision = txn->revision;
+  std::vector<KeyValue> keys = std::move(txn->ranges[0].kvs);
+  for (KeyValue& kv : txn->ranges[1].kvs) keys.push_back(std::move(kv));
+  std::vector<GroupState> groups;
+  std::vector<std::string> unrecognized;
+  parse_locks(*parser_, options_.prefix + "/locks/", keys, groups, unrecognized);
+  if (groups.empty()) {
+    view.group.lock = lock;
+    view.group.group = group;
+  } else {
+    view.group = std::move(groups.front());
+  }
+  if (!txn->ranges[2].kvs.empty()) view.entry = std::move(txn->ranges[2].kvs.front());
+  for (const KeyValue& kv : txn->ranges[3].kvs) {
+    if (place > 0) view.ahead.push_back(kv.key.substr(line.size()));
+  }
+  view.more_ahead = place > 0 && txn->ranges[3].more;
+  view.line_empty = place == 0 && txn->ranges[3].kvs.empty();
+  return view;
+}
+
+// The lease a queue entry lives on: the process's heartbeat lease when it has one, else
+// one of the waiter's own, kept alive while it waits and revoked when it is done.
+class LockService::WaiterLease {
+ public:
+  WaiterLease(EtcdClient& etcd, std::shared_ptr<const std::atomic<std::int64_t>> shared, std::chrono::seconds ttl)
+      : etcd_(etcd), shared_(std::move(shared)), ttl_(std::max<std::chrono::seconds>(ttl, std::chrono::seconds(2))) {}
+  WaiterLease(const WaiterLease&) = delete;
+  WaiterLease& operator=(const WaiterLease&) = delete;
+  ~WaiterLease() {
+    if (own_ != 0) (void)etcd_.lease_revoke(own_);
+  }
+
+  // The lease to put the entry on now.
+  Result<std::int64_t, OutsideError> current() {
+    if (shared_ != nullptr) {
+      const std::int64_t id = shared_->load(std::memory_order_relaxed);
+      if (id != 0) return id;
+    }
+    if (own_ == 0) {
+      auto granted = etcd_.lease_grant(ttl_.count());
+      if (!granted) return unexpected(std::move(granted).error());
+      own_ = *granted;
+      due_ = Clock::now() + ttl_ / 3;
+    }
+    return own_;
+  }
+  // When the own lease needs refreshing (never, without one).
+  Clock::time_point due() const { return own_ == 0 ? Clock::time_point::max() : due_; }
+  // Refreshes the own lease. One that had expired is forgotten (the entry went with it;
+  // the next read finds it gone and queues again).
+  void keepalive() {
+    if (own_ == 0) return;
+    auto ttl = etcd_.lease_keepalive(own_);
+    if (ttl && *ttl == 0) own_ = 0;
+    due_ = Clock::now() + (ttl ? ttl_ / 3 : std::chrono::seconds(1));
+  }
+
+ private:
+  EtcdClient& etcd_;
+  std::shared_ptr<const std::atomic<std::int64_t>> shared_;
+  std::chrono::seconds ttl_;
+  std::int64_t own_ = 0;
+  Clock::time_point due_{};
+};
+
+namespace {
+
+// Removes this machine's queue entry when a wait ends without a slot: nobody waits on a
+// place its owner gave up. Taking a slot removes the entry in the same transaction.
+class LeaveLine {
+ public:
+  LeaveLine(EtcdClient& etcd, std::string key, std::string what, const LockServiceOptions& options)
+      : etcd_(etcd), key_(std::move(key)), what_(std::move(what)), options_(options) {}
+  LeaveLine(const LeaveLine&) = delete;
+  LeaveLine& operator=(const LeaveLine&) = delete;
+  void queued() { queued_ = true; }
+  void served() { queued_ = false; }
+  ~LeaveLine() {
+    if (!queued_) return;
+    DeadlineBackoff backoff(options_.retry_backoff, std::chrono::seconds(1), Clock::now() + options_.operation_timeout);
+    for (;;) {
+      auto deleted = etcd_.delete_range(key_);
+      if (deleted) return;
+      if (!transient(deleted.error()) || !backoff.sleep()) {
+        log_warning("could not leave the line for " + what_ + " (" + deleted.error().message +
+                    "); the place goes when this process's lease does");
+        return;
+      }
+    }
+  }
+
+ private:
+  EtcdClient& etcd_;
+  std::string key_;
+  std::string what_;
+  const LockServiceOptions& options_;
+  bool queued_ = false;
+};
+
+std::string entry_json(const HostIdentity& self, const std::string& token, std::int64_t since) {
+  std::string out;
+  JsonWriter json(out);
+  json.begin_object()
+      .key("machine_id").value(self.machine_id)
+      .key("token").value(token)
+      .key("hostname").value(self.hostname)
+      .key("boot_id").value(self.boot_id)
+      .key("since").value(utc_time(since))
+      .end_object();
+  return out;
+}
+
+std::string holder_names(const std::vector<Holder>& holders) {
+  std::string names;
+  for (const Holder& holder : holders) names += (names.empty() ? "'" : ", '") + holder.machine_id + "'";
+  return names;
+}
+
+}  // namespace
+
+Result<Acquired, LockError> LockService::acquire(const std::string& lock, const std::string& group,
+                                                 const std::string& token, Clock::time_point until,
+                                                 const std::atomic<bool>* stop) {
+  const auto stopped = [stop] { return stop != nullptr && stop->load(std::memory_order_relaxed); };
+  if (auto bad = invalid_name({{"lock", &lock}, {"group", &group}, {"token", &token}})) return unexpected(*bad);
+  const std::string what = quoted_group(lock, group);
+  const std::string prefix = group_prefix(lock, group);
+  const std::string holders_prefix = prefix + "holders/";
+  const std::string line_prefix = prefix + "queue/";
+  const std::string my_key = holder_key(lock, group, self_.machine_id);
+  const std::string my_entry = queue_key(lock, group, self_.machine_id);
+  Retry retry(options_.retry_backoff, until);
+  WaiterLease lease(etcd_, options_.waiter_lease, options_.own_lease_ttl);
+  LeaveLine leave(etcd_, my_entry, what, options_);
+  std::int64_t place = 0;  // our entry's create_revision, once queued
+  std::int64_t window = kFirstWindow;
+  const std::int64_t since = unix_now();
+  bool sent_unknown = false;  // a taking txn whose outcome we never heard
+  bool told = false;          // the "waiting" line was logged
+  for (;;) {
+    auto view = read_line(lock, group, place, window);
+    if (!view) {
+      if (retry.again(view.error())) continue;  // a bad response never retries
+      return unexpected(etcd_error("read " + what, view.error()));
+    }
+    if (view->entry) leave.queued();
+    GroupState& state = view->group;
+    for (const Holder& holder : state.holders) {
+      if (holder.machine_id != self_.machine_id) continue;
+      if (!holder.valid) {
+        return unexpected(make_error(LockError::Kind::kBadData, "this machine's record in " + what +
+                                                                    " is unreadable (" + holder.problem +
+                                                                    "); remove it with 'skopos lock unlock " + lock +
+                                                                    " " + group + " " + self_.machine_id + "'"));
+      }
+      if (auto clone = another_host("the slot of " + what, holder.record.hostname, holder.record.boot_id)) {
+        return unexpected(*clone);
+      }
+      if (holder.record.token != token) {
+        return unexpected(make_error(LockError::Kind::kConflict, "this machine holds " + what + " with token '" +
+                                                                     holder.record.token + "', not '" + token + "'"));
+      }
+      // After a lost answer the record we find is this call's own (we had read our key absent).
+      return Acquired{holder.fencing_token, !sent_unknown, holder.record};
+    }
+    if (!state.max_problem.empty()) {
+      return unexpected(make_error(LockError::Kind::kBadData, what + ": " + state.max_problem +
+                                                                  "; fix it with 'skopos lock set-max " + lock + " " +
+                                                                  group + " N'"));
+    }
+    const auto held = static_cast<std::int64_t>(state.holders.size());
+
+    // Where we stand: not in line (and may take a free slot only if nobody waits), or in
+    // line with `ahead` entries before us.
+    std::int64_t ahead = 0;
+    if (!view->entry) {
+      if (place != 0) {
+        log_warning("lost this machine's place in line for " + what +
+                    ": its lease ended (etcd unreachable for longer than its TTL?); queueing again at the end");
+        place = 0;
+        window = kFirstWindow;
+        continue;
+      }
+      if (!view->line_empty || held >= state.max) {
+        // Join the line: one put (it keeps an entry's place if ours is already there).
+        auto lease_id = lease.current();
+        if (!lease_id) {
+          if (retry.again(lease_id.error())) continue;
+          return unexpected(etcd_error("lease for a place in line for " + what, lease_id.error()));
+        }
+        leave.queued();
+        auto txn = etcd_.txn({}, {TxnOp{TxnOp::Kind::kPut, my_entry, entry_json(self_, token, since), *lease_id, {}},
+                                  TxnOp{TxnOp::Kind::kRange, my_entry, {}, 0, {}}},
+                             {});
+        if (!txn) {
+          if (retry.again(txn.error())) continue;
+          return unexpected(etcd_error("join the line for " + what, txn.error()));
+        }
+        if (txn->ranges.size() == 1 && !txn->ranges[0].kvs.empty()) place = txn->ranges[0].kvs.front().create_revision;
+        continue;
+      }
+    } else {
+      if (view->entry->create_revision != place) {
+        // A place we already had (this process came back, or another of this machine's
+        // processes waits too): keep it, and look again knowing it.
+        if (place == 0) {
+          log_info("this machine is in line for " + what + " already (since revision " +
+                   std::to_string(view->entry->create_revision) + "): keeping its place");
+        }
+        place = view->entry->create_revision;
+        continue;
+      }
+      auto lease_id = lease.current();
+      if (!lease_id) {
+        if (retry.again(lease_id.error())) continue;
+        return unexpected(etcd_error("lease for a place in line for " + what, lease_id.error()));
+      }
+      if (view->entry->lease != *lease_id) {
+        // Move the entry onto the lease that is alive now; a put keeps its place.
+        auto txn = etcd_.txn(
+            {Compare{my_entry, Compare::Target::kCreateRevision, Compare::Result::kEqual, place, {}, {}}},
+            {TxnOp{TxnOp::Kind::kPut, my_entry, entry_json(self_, token, since), *lease_id, {}}}, {});
+        if (!txn && !retry.again(txn.error())) {
+          return unexpected(etcd_error("renew the place in line for " + what, txn.error()));
+        }
+        continue;
+      }
+      if (view->more_ahead && window < state.max) {
+        window = state.max;  // to see the entry `max` places ahead
+        continue;
+      }
+      ahead = static_cast<std::int64_t>(view->ahead.size()) + (view->more_ahead ? 1 : 0);
+    }
+
+    // Those ahead take the free slots first: we may take one only if one is left for us.
+    if (ahead < state.max - held) {
+      HolderRecord record{self_.machine_id, token, self_.boot_id, "acquired", self_.hostname, unix_now()};
+      Compare no_new_holder;  // every holder key was created at or before what we read
+      no_new_holder.key = holders_prefix;
+      no_new_holder.range_end = EtcdClient::prefix_end(holders_prefix);
+      no_new_holder.target = Compare::Target::kCreateRevision;
+      no_new_holder.result = Compare::Result::kLess;
+      no_new_holder.number = view->revision + 1;
+      std::vector<Compare> compares{
+          no_new_holder, Compare{my_key, Compare::Target::kCreateRevision, Compare::Result::kEqual, 0, {}, {}},
+          Compare{prefix + "max", Compare::Target::kModRevision, Compare::Result::kEqual, state.max_mod_revision, {}, {}}};
+      std::vector<TxnOp> take{TxnOp{TxnOp::Kind::kPut, my_key, holder_json(record), 0, {}}};
+      if (view->entry) {
+        // Still our place; it goes in the same transaction.
+        compares.push_back(Compare{my_entry, Compare::Target::kCreateRevision, Compare::Result::kEqual, place, {}, {}});
+        take.push_back(TxnOp{TxnOp::Kind::kDelete, my_entry, {}, 0, {}});
+      } else {
+        // Still nobody waiting.
+        compares.push_back(Compare{line_prefix, Compare::Target::kCreateRevision, Compare::Result::kEqual, 0, {},
+                                   EtcdClient::prefix_end(line_prefix)});
+      }
+      auto txn = etcd_.txn(compares, take, {});
+      if (!txn) {
+        sent_unknown = sent_unknown || txn.error().maybe_applied();
+        if (retry.again(txn.error())) continue;
+        return unexpected(etcd_error("take a slot of " + what, txn.error()));
+      }
+      if (txn->succeeded) {
+        leave.served();
+        log_info("acquired " + what + " with token '" + token + "' (fencing token " + std::to_string(txn->revision) +
+                 (view->entry ? ") after waiting " + std::to_string(unix_now() - since) + " s" : std::string(")")));
+        return Acquired{txn->revision, false, record};
+      }
+      continue;  // a holder or a waiter came, or the max changed: look again
+    }
+    const std::string standing = std::to_string(held) + " of max " + std::to_string(state.max) + " held" +
+                                 (state.holders.empty() ? std::string() : " by " + holder_names(state.holders)) +
+                                 ", " + std::to_string(ahead) + (view->more_ahead ? " or more" : "");
+    if (Clock::now() >= until) {
+      return unexpected(make_error(LockError::Kind::kTimedOut, "timed out waiting for " + what + ": " + standing +
+                                                                   " waiting ahead of this machine"));
+    }
+    if (!told) {
+      told = true;
+      log_info("waiting in line for " + what + ": " + standing + " ahead");
+      if (auto stale = live_heartbeats(state.holders)) {
+        for (const std::string& machine : *stale) {
+          log_warning("holder '" + machine + "' of " + what +
+                      " is stale: no heartbeat; it keeps its slot until it releases or an admin unlocks it");
+        }
+      }
+    }
+    // The first `max` in line watch the group for deletions (a release, a waiter
+    // leaving); the others only the entry `max` places ahead, which must go before they
+    // can move up. All watch the max key and their own entry.
+    std::vector<WatchSpec> watches{WatchSpec{prefix + "max", {}, false}};
+    if (ahead < state.max) {
+      watches.push_back(WatchSpec{prefix, EtcdClient::prefix_end(prefix), true});
+    } else {
+      watches.push_back(WatchSpec{my_entry, {}, true});
+      if (state.max > 0) {
+        watches.push_back(WatchSpec{line_prefix + view->ahead[static_cast<std::size_t>(state.max - 1)], {}, true});
+      }
+    }
+    for (;;) {
+      if (stopped()) {
+        return unexpected(
+            make_error(LockError::Kind::kInterrupted, "stopped while waiting for " + what + "; no slot was taken"));
+      }
+      if (Clock::now() >= lease.due()) lease.keepalive();
+      auto change = etcd_.wait_for_change(watches, view->revision + 1, std::min(until, lease.due()), stop);
+      if (!change) {
+        if (!retry.again(change.error())) return unexpected(etcd_error("watch " + what, change.error()));
+        break;
+      }
+      if (!change->events.empty() || change->compacted || Clock::now() >= until) break;
+    }
+  }
+}
+
+}  // namespace skopos::driver

@@ -1,0 +1,318 @@
+// The line for a slot, against a real etcd 3.4: first come, first served (nobody that
+// came later overtakes a waiter), quiet (a holder recording its phase wakes nobody; a
+// release wakes at most max + 1 waiters however long the line), a dead waiter's place
+// goes with its lease, a waiter that comes back keeps its place, and `status` shows the
+// line.
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <deque>
+#include <mutex>
+#include <thread>
+
+#include "etcd_server.h"
+#include "lock_test_support.h"
+
+namespace skopos::driver {
+namespace {
+
+using namespace std::chrono_literals;
+using testing::in;
+using testing::machine;
+using Clock = std::chrono::steady_clock;
+
+class LockQueueTest : public testing::OneEtcdTest {
+ protected:
+  void SetUp() override {
+    OneEtcdTest::SetUp();
+    // One long lease for every waiter's place, as a heartbeat's would be: the waiters
+    // then send nothing of their own to keep places alive, and every request counted
+    // below is the line's.
+    auto granted = raw_->lease_grant(120);
+    ASSERT_TRUE(granted);
+    lease_->store(*granted);
+  }
+  testing::Machine node(const std::string& id) {
+    return machine({server_->endpoint()}, prefix_, id, "boot-1", 5s, lease_);
+  }
+  std::string line_key(const std::string& id) const { return prefix_ + "/locks/reboot/worker/queue/" + id; }
+  bool queued(const std::string& id) {
+    auto range = raw_->range(line_key(id));
+    return range && !range->kvs.empty();
+  }
+  // Waits (bounded) until `id` has its place in line.
+  void wait_queued(const std::string& id) {
+    const auto give_up = Clock::now() + 10s;
+    while (!queued(id) && Clock::now() < give_up) std::this_thread::sleep_for(10ms);
+    ASSERT_TRUE(queued(id)) << id << " never joined the line";
+  }
+  // The entry a waiter of machine `id` left when its process went: on a lease of
+  // `ttl_seconds` that nobody keeps alive. Returns the lease.
+  std::int64_t put_entry_of_a_gone_process(const std::string& id, std::int64_t ttl_seconds) {
+    auto lease = raw_->lease_grant(ttl_seconds);
+    EXPECT_TRUE(lease);
+    EXPECT_TRUE(raw_->put(line_key(id),
+                          R"({"machine_id":")" + id + R"(","token":"REBOOT","hostname":"host-)" + id +
+                              R"(","boot_id":"boot-1","since":"2026-12-05T07:00:00Z"})",
+                          lease ? *lease : 0));
+    return lease ? *lease : 0;
+  }
+  std::shared_ptr<std::atomic<std::int64_t>> lease_ = std::make_shared<std::atomic<std::int64_t>>(0);
+};
+
+// Waiters that each take the slot in a thread, then hold it briefly and give it back.
+class Crowd {
+ public:
+  void join_line(testing::Machine& m, const std::string& id) {
+    threads_.emplace_back([this, &m, id] {
+      auto got = m.locks->acquire("reboot", "worker", "REBOOT", in(60s));
+      const std::lock_guard<std::mutex> lock(mutex_);
+      if (!got) {
+        errors_.push_back(id + ": " + got.error().message);
+        return;
+      }
+      order_.push_back(id);
+      holding_.push_back(id);
+    });
+  }
+  // The next one that took a slot, once one did ("" after 20 s or an error).
+  std::string holder() {
+    const auto give_up = Clock::now() + 20s;
+    while (Clock::now() < give_up) {
+      {
+        const std::lock_guard<std::mutex> lock(mutex_);
+        if (!holding_.empty()) {
+          std::string first = holding_.front();
+          holding_.pop_front();
+          return first;
+        }
+        if (!errors_.empty()) return {};
+      }
+      std::this_thread::sleep_for(5ms);
+    }
+    return {};
+  }
+  std::vector<std::string> finish() {
+    for (std::thread& thread : threads_) thread.join();
+    threads_.clear();
+    return order_;
+  }
+  std::vector<std::string> errors() {
+    const std::lock_guard<std::mutex> lock(mutex_);
+    return errors_;
+  }
+
+ private:
+  std::mutex mutex_;
+  std::vector<std::thread> threads_;
+  std::vector<std::string> order_;
+  std::vector<std::string> errors_;
+  std::deque<std::string> holding_;  // took a slot, in order, not yet asked for
+};
+
+TEST_F(LockQueueTest, WaitersAreServedInTheOrderTheyCameAndALateComerNeverOvertakes) {
+  auto first = node("first");
+  ASSERT_TRUE(first.locks->acquire("reboot", "worker", "REBOOT", in(0ms)));
+  constexpr int kWaiters = 8;
+  std::vector<testing::Machine> waiters;
+  std::vector<std::string> arrival;
+  for (int i = 0; i < kWaiters; ++i) {
+    arrival.push_back("w" + std::to_string(i));
+    waiters.push_back(node(arrival.back()));
+  }
+  Crowd crowd;
+  for (int i = 0; i < kWaiters; ++i) {
+    crowd.join_line(waiters[static_cast<std::size_t>(i)], arrival[static_cast<std::size_t>(i)]);
+    wait_queued(arrival[static_cast<std::size_t>(i)]);
+  }
+  // Each release is followed at once by a newcomer that finds the slot free: it must
+  // queue behind those already waiting, not take the slot.
+  auto late = node("late");
+  ASSERT_TRUE(first.locks->release("reboot", "worker"));
+  auto overtaker = late.locks->acquire("reboot", "worker", "REBOOT", in(0ms));
+  EXPECT_FALSE(overtaker) << "a newcomer took the slot ahead of " << kWaiters << " waiters";
+  if (overtaker) {
+    ASSERT_TRUE(late.locks->release("reboot", "worker"));
+  }
+  for (int i = 0; i < kWaiters; ++i) {
+    const std::string holder = crowd.holder();
+    ASSERT_FALSE(holder.empty()) << "nobody took the slot; errors: " << crowd.errors().size();
+    for (auto& m : waiters) {
+      if (m.locks->self().machine_id == holder) {
+        ASSERT_TRUE(m.locks->release("reboot", "worker"));
+      }
+    }
+  }
+  EXPECT_EQ(crowd.finish(), arrival);
+  EXPECT_TRUE(crowd.errors().empty());
+  EXPECT_FALSE(queued("late")) << "a wait that timed out leaves no place behind";
+}
+
+TEST_F(LockQueueTest, AHolderRecordingItsPhaseWakesNobodyAndAReleaseWakesOnlyTheHeadOfTheLine) {
+  auto holder = node("holder");
+  auto held = holder.locks->acquire("reboot", "worker", "REBOOT", in(0ms));
+  ASSERT_TRUE(held);
+  constexpr int kWaiters = 12;
+  std::vector<testing::Machine> waiters;
+  Crowd crowd;
+  for (int i = 0; i < kWaiters; ++i) waiters.push_back(node("w" + std::to_string(i)));
+  for (int i = 0; i < kWaiters; ++i) {
+    crowd.join_line(waiters[static_cast<std::size_t>(i)], "w" + std::to_string(i));
+    wait_queued("w" + std::to_string(i));
+  }
+  std::this_thread::sleep_for(300ms);  // every waiter is in its watch
+  const auto sent = [&] {
+    std::vector<std::uint64_t> out;
+    for (auto& m : waiters) out.push_back(m.etcd->requests());
+    return out;
+  };
+  const std::vector<std::uint64_t> before_guards = sent();
+  for (int i = 0; i < 20; ++i) {
+    ASSERT_TRUE(holder.locks->guard("reboot", "worker", held->fencing_token, "phase-" + std::to_string(i)));
+  }
+  std::this_thread::sleep_for(300ms);
+  EXPECT_EQ(sent(), before_guards) << "a holder recording its phase woke waiters";
+
+  ASSERT_TRUE(holder.locks->release("reboot", "worker"));
+  EXPECT_EQ(crowd.holder(), "w0");
+  std::this_thread::sleep_for(300ms);
+  const std::vector<std::uint64_t> after_release = sent();
+  // With max 1: w0 took the slot, w1 (watching w0's place) moved up to the head; the rest
+  // of the line heard nothing.
+  for (int i = 2; i < kWaiters; ++i) {
+    EXPECT_EQ(after_release[static_cast<std::size_t>(i)], before_guards[static_cast<std::size_t>(i)])
+        << "w" << i << " was woken by a release that was not its turn";
+  }
+  ASSERT_TRUE(waiters[0].locks->release("reboot", "worker"));
+  for (int i = 1; i < kWaiters; ++i) {
+    const std::string next = crowd.holder();
+    ASSERT_EQ(next, "w" + std::to_string(i));
+    ASSERT_TRUE(waiters[static_cast<std::size_t>(i)].locks->release("reboot", "worker"));
+  }
+  crowd.finish();
+  // Each waiter's whole wait cost the same few requests, wherever it stood in line.
+  const std::vector<std::uint64_t> total = sent();
+  for (int i = 0; i < kWaiters; ++i) {
+    EXPECT_LE(total[static_cast<std::size_t>(i)], 16u) << "w" << i << " sent " << total[static_cast<std::size_t>(i)];
+  }
+}
+
+TEST_F(LockQueueTest, WithMaxThreeTheFirstThreeServeAtOnceAndTheLineNeverExceedsTheMax) {
+  ASSERT_TRUE(node("admin").locks->set_max("reboot", "worker", 3));
+  std::vector<testing::Machine> holders;
+  for (int i = 0; i < 3; ++i) {
+    holders.push_back(node("h" + std::to_string(i)));
+    ASSERT_TRUE(holders.back().locks->acquire("reboot", "worker", "REBOOT", in(0ms)));
+  }
+  constexpr int kWaiters = 9;
+  std::vector<testing::Machine> waiters;
+  std::vector<std::string> arrival;
+  Crowd crowd;
+  for (int i = 0; i < kWaiters; ++i) {
+    arrival.push_back("w" + std::to_string(i));
+    waiters.push_back(node(arrival.back()));
+  }
+  for (int i = 0; i < kWaiters; ++i) {
+    crowd.join_line(waiters[static_cast<std::size_t>(i)], arrival[static_cast<std::size_t>(i)]);
+    wait_queued(arrival[static_cast<std::size_t>(i)]);
+  }
+  for (auto& h : holders) ASSERT_TRUE(h.locks->release("reboot", "worker"));
+  std::vector<std::string> served;
+  for (int i = 0; i < kWaiters; ++i) {
+    const std::string next = crowd.holder();
+    ASSERT_FALSE(next.empty());
+    served.push_back(next);
+    auto state = node("admin").locks->group_status("reboot", "worker");
+    ASSERT_TRUE(state);
+    EXPECT_LE(state->holders.size(), 3u);
+    for (auto& m : waiters) {
+      if (m.locks->self().machine_id == next) {
+        ASSERT_TRUE(m.locks->release("reboot", "worker"));
+      }
+    }
+  }
+  crowd.finish();
+  // Three slots free at once may go in any order among the first three; nobody later than
+  // third in line may come before one that was ahead of it by three or more.
+  for (std::size_t i = 0; i < served.size(); ++i) {
+    const auto at = static_cast<std::size_t>(std::find(arrival.begin(), arrival.end(), served[i]) - arrival.begin());
+    EXPECT_LT(at, i + 3) << served[i] << " was served " << i << "th but came " << at << "th";
+  }
+}
+
+TEST_F(LockQueueTest, ADeadWaitersPlaceGoesWithItsLeaseAndTheNextOneIsServed) {
+  auto holder = node("holder");
+  ASSERT_TRUE(holder.locks->acquire("reboot", "worker", "REBOOT", in(0ms)));
+  // A waiter that died: its entry on a lease nobody keeps alive.
+  put_entry_of_a_gone_process("dead", 3);
+  auto next = node("next");
+  Crowd crowd;
+  crowd.join_line(next, "next");
+  wait_queued("next");
+  auto status = holder.locks->group_status("reboot", "worker");
+  ASSERT_TRUE(status);
+  ASSERT_EQ(status->queue.size(), 2u);
+  EXPECT_EQ(status->queue[0].machine_id, "dead");
+  EXPECT_EQ(status->queue[0].hostname, "host-dead");
+  EXPECT_EQ(status->queue[1].machine_id, "next");
+  EXPECT_TRUE(status->queue[1].valid);
+  const auto released_at = Clock::now();
+  ASSERT_TRUE(holder.locks->release("reboot", "worker"));
+  EXPECT_EQ(crowd.holder(), "next");
+  // Not before the dead one's lease ran out (it might have come back), and soon after.
+  EXPECT_LT(Clock::now() - released_at, 8s);
+  crowd.finish();
+}
+
+TEST_F(LockQueueTest, AWaiterThatComesBackKeepsItsPlace) {
+  auto holder = node("holder");
+  ASSERT_TRUE(holder.locks->acquire("reboot", "worker", "REBOOT", in(0ms)));
+  // "back" queued, then its process died before its lease expired (an agent SIGKILLed and
+  // restarted): the place is still there, on the old lease.
+  const std::int64_t old_lease = put_entry_of_a_gone_process("back", 30);
+  auto later = node("later");
+  Crowd crowd;
+  crowd.join_line(later, "later");
+  wait_queued("later");
+  auto back = node("back");
+  crowd.join_line(back, "back");
+  std::this_thread::sleep_for(300ms);
+  ASSERT_TRUE(raw_->lease_revoke(old_lease));  // the old process's lease ends
+  std::this_thread::sleep_for(300ms);
+  EXPECT_TRUE(queued("back")) << "the place moved onto the new process's lease";
+  ASSERT_TRUE(holder.locks->release("reboot", "worker"));
+  EXPECT_EQ(crowd.holder(), "back");
+  ASSERT_TRUE(back.locks->release("reboot", "worker"));
+  EXPECT_EQ(crowd.holder(), "later");
+  ASSERT_TRUE(later.locks->release("reboot", "worker"));
+  crowd.finish();
+}
+
+TEST_F(LockQueueTest, AStoppedOrTimedOutWaiterLeavesTheLine) {
+  auto holder = node("holder");
+  ASSERT_TRUE(holder.locks->acquire("reboot", "worker", "REBOOT", in(0ms)));
+  auto waiter = node("waiter");
+  auto timed_out = waiter.locks->acquire("reboot", "worker", "REBOOT", in(500ms));
+  ASSERT_FALSE(timed_out);
+  EXPECT_EQ(timed_out.error().kind, LockError::Kind::kTimedOut);
+  EXPECT_NE(timed_out.error().message.find("0 waiting ahead"), std::string::npos) << timed_out.error().message;
+  EXPECT_FALSE(queued("waiter"));
+
+  std::atomic<bool> stop{false};
+  Result<Acquired, LockError> stopped = unexpected(LockError{});
+  std::thread thread([&] { stopped = waiter.locks->acquire("reboot", "worker", "REBOOT", in(60s), &stop); });
+  wait_queued("waiter");
+  const std::uint64_t sent = waiter.etcd->requests();
+  std::this_thread::sleep_for(1s);
+  EXPECT_EQ(waiter.etcd->requests(), sent) << "a waiter with a stop flag re-armed its watch";
+  const auto asked = Clock::now();
+  stop = true;
+  thread.join();
+  EXPECT_LT(Clock::now() - asked, LockService::kStopLatency + 500ms);
+  ASSERT_FALSE(stopped);
+  EXPECT_EQ(stopped.error().kind, LockError::Kind::kInterrupted);
+  EXPECT_FALSE(queued("waiter"));
+}
+
+}  // namespace
+}  // namespace skopos::driver
