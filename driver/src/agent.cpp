@@ -2,8 +2,11 @@
 
 
 #include "driver/local_drain_lock.h"
+#include "skopos/cli_args.h"
 
 namespace skopos::driver {
+
+using Clock = std::chrono::steady_clock;
 
 Agent::Agent(DrainSystems systems, AgentOptions options, RebootTriggers& triggers, AgentObserver& observer,
              const std::atomic<bool>& stop)
@@ -17,13 +20,19 @@ void Agent::run() {
     switch (run_once()) {
       case AgentTurn::kStopped: return;
       case AgentTurn::kRecovered: continue;  // look again at once: another request may wait
-      case AgentTurn::kRebooting:
-        wait(options_.reboot_wait);
+      case AgentTurn::kRebooting: {
+        // The whole reboot wait, however often the triggers wake it: a request that
+        // changes meanwhile (or a watch that is re-armed) must not run the reboot again.
+        const auto until = Clock::now() + options_.reboot_wait;
+        for (auto left = options_.reboot_wait; !stopping() && left > std::chrono::milliseconds::zero();
+             left = std::chrono::duration_cast<std::chrono::milliseconds>(until - Clock::now())) {
+          wait(left);
+        }
         if (!stopping()) {
-          observer_.error("still running " + std::to_string(options_.reboot_wait.count() / 1000) +
-                          " s after the reboot command");
+          observer_.error("still running " + format_seconds(options_.reboot_wait) + " after the reboot command");
         }
         continue;
+      }
       default: wait(options_.recheck);
     }
   }

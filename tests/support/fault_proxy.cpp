@@ -133,6 +133,10 @@ void FaultProxy::serve(UniqueFd client) {
       }
       if (!upstream) break;
       if (request_start) dropping = should_drop(data);
+      // Network delay: each request waits before it goes on (the answer comes later).
+      if (const int delay = delay_ms_.load(); request_start && delay > 0) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(delay));
+      }
       if (::send(upstream.get(), buffer, static_cast<std::size_t>(n), MSG_NOSIGNAL) != n) break;
     }
     if (upstream && fds[1].revents != 0) {

@@ -4,11 +4,13 @@
 //     given text (e.g. "POST /v3/kv/txn"): the server applied the request, the client
 //     never hears back and times out, the "unknown outcome" case;
 //   * do the same for every Nth such request, for a long run;
-//   * answer every request itself with HTTP 500, or never answer (hang).
+//   * answer every request itself with HTTP 500, or never answer (hang);
+//   * delay every request (a slow network).
 // One thread per connection direction; stopped and joined on destruction.
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <mutex>
@@ -33,6 +35,8 @@ class FaultProxy {
   std::string endpoint() const { return "http://127.0.0.1:" + std::to_string(port_); }
 
   void set_mode(Mode mode) { mode_ = mode; }
+  // Holds every request this long before forwarding it (0: none): a slow network.
+  void set_delay(std::chrono::milliseconds delay) { delay_ms_ = static_cast<int>(delay.count()); }
   // Swallows the responses of the next `count` requests whose first line starts with
   // `request_prefix`.
   void drop_next(const std::string& request_prefix, int count);
@@ -49,6 +53,7 @@ class FaultProxy {
   std::uint16_t upstream_port_;
   std::uint16_t port_ = 0;
   UniqueFd listen_;
+  std::atomic<int> delay_ms_{0};
   std::atomic<Mode> mode_{Mode::kForward};
   std::atomic<bool> stop_{false};
   std::mutex mutex_;

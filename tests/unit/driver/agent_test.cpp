@@ -45,6 +45,7 @@ class ScriptedTriggers : public RebootTriggers {
   void wait(std::chrono::milliseconds timeout, const std::atomic<bool>& stop, FunctionRef<void()> alive) override {
     alive();
     waits.push_back(timeout);
+    std::this_thread::sleep_for(std::min(timeout, time_per_wait));
     // What happens in the world between turns: the script's next step; without one,
     // `stop_after` more plain waits, then the end of the test.
     if (!between_turns.empty()) {
@@ -63,6 +64,7 @@ class ScriptedTriggers : public RebootTriggers {
 
   std::string request;
   bool unreachable = false;
+  std::chrono::milliseconds time_per_wait{0};  // how long each wait takes (it may end early)
   std::vector<std::chrono::milliseconds> waits;
   std::deque<std::function<void()>> between_turns;
 
@@ -272,21 +274,39 @@ TEST_F(AgentTest, RunWaitsTheRecheckWhenIdleAndTheRebootWaitAfterTheRebootComman
   agent.run();
   ASSERT_EQ(triggers_.waits.size(), 2U);
   EXPECT_EQ(triggers_.waits[0], 60s) << "idle: the recheck";
-  EXPECT_EQ(triggers_.waits[1], 10min) << "after the reboot command: the reboot wait";
+  EXPECT_GT(triggers_.waits[1], 9min) << "after the reboot command: the reboot wait";
   EXPECT_GE(observer_.alive_calls, 2) << "signs of life while waiting";
   EXPECT_TRUE(world_.called("reboot"));
 }
 
 TEST_F(AgentTest, AfterTheRebootWaitPassesWithoutAShutdownItSaysSoAndRebootsAgain) {
   triggers_.request = "file";
-  Agent agent(systems(), options(), triggers_, observer_, world_.stop);
-  triggers_.stop_after(1);  // let one more turn run after the reboot wait
+  AgentOptions o = options();
+  o.reboot_wait = 120ms;
+  Agent agent(systems(), o, triggers_, observer_, world_.stop);
+  triggers_.time_per_wait = 50ms;
+  triggers_.stop_after(4);  // three waits pass the reboot wait; one more after the second reboot
   agent.run();
-  EXPECT_TRUE(observer_.saw("error: still running 600 s after the reboot command"));
+  EXPECT_TRUE(observer_.saw("error: still running 0.1 s after the reboot command")) << observer_.lines.back();
   EXPECT_EQ(std::count_if(world_.calls.begin(), world_.calls.end(),
                           [](const std::string& c) { return c.rfind("reboot@", 0) == 0; }),
             2)
       << "the same boot after the reboot phase runs the reboot again";
+}
+
+// Found by the fleet simulation: the triggers wake the agent when the rolling request
+// may have changed (or their watch fails and is re-armed); during the reboot wait each
+// such wake ran the reboot command again.
+TEST_F(AgentTest, WakesDuringTheRebootWaitDoNotRunTheRebootAgain) {
+  triggers_.request = "file";
+  Agent agent(systems(), options(), triggers_, observer_, world_.stop);
+  for (int i = 0; i < 3; ++i) triggers_.between_turns.push_back([] {});  // woken early, three times
+  triggers_.between_turns.push_back([&] { world_.stop = true; });         // then the shutdown
+  agent.run();
+  EXPECT_EQ(std::count_if(world_.calls.begin(), world_.calls.end(),
+                          [](const std::string& c) { return c.rfind("reboot@", 0) == 0; }),
+            1);
+  EXPECT_FALSE(observer_.saw("error: still running"));
 }
 
 }  // namespace
