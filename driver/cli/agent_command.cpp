@@ -90,6 +90,8 @@ const OptionTable<AgentConfig>& own_options_table() {
            [](auto& c) -> auto& { return c.triggers.trigger_file; });
     t.duration("recheck", "look at the triggers (and try a failed drain again) at\nleast this often",
                [](auto& c) -> auto& { return c.agent.recheck; });
+    t.duration("retry", "after a failed drain, try again this soon (doubling up to\n--recheck while it keeps failing)",
+               [](auto& c) -> auto& { return c.agent.retry; });
     t.duration("reboot-wait", "after the reboot command, how long to wait for the\nshutdown before trying again",
                [](auto& c) -> auto& { return c.agent.reboot_wait; });
     return t;
@@ -122,6 +124,11 @@ int agent_command(int argc, char** argv) {
   const CliArgs& args = parsed->args;
   const GlobalOptions& global = parsed->global;
   if (!args.positional().empty()) throw FatalError("skopos agent: takes no arguments");
+  for (const auto& [name, value] : {std::pair<const char*, std::chrono::milliseconds>{"recheck", config.agent.recheck},
+                                    {"retry", config.agent.retry},
+                                    {"reboot-wait", config.agent.reboot_wait}}) {
+    if (value.count() <= 0) throw FatalError(std::string("skopos agent: --") + name + " must be positive");
+  }
   DrainRuntime runtime(global, config.drain, "skopos agent", DrainKind::kReboot);
   AgentOptions options = config.agent;
   options.journal_path = runtime.journal_path();

@@ -10,6 +10,7 @@
 #include "commands.h"
 #include "driver/heartbeat.h"
 #include "global_options.h"
+#include "stop_signals.h"
 #include "skopos/json_writer.h"
 #include "skopos/log.h"
 #include "skopos/prometheus_text.h"
@@ -386,7 +387,11 @@ int lock_command(int argc, char** argv) {
   if (command == "heartbeat") return heartbeat_command(context, options, ttl, run_for);
   if (command == "acquire") {
     const std::string& token = config.token;
-    auto acquired = locks.acquire(positional[0], positional[1], token, std::chrono::steady_clock::now() + timeout);
+    // SIGTERM or SIGINT ends the wait at once and gives the place in line up (it would
+    // otherwise hold up those behind it until its lease expired).
+    const std::atomic<bool>& stop = install_stop_signals();
+    auto acquired =
+        locks.acquire(positional[0], positional[1], token, std::chrono::steady_clock::now() + timeout, &stop);
     if (!acquired) return report(acquired.error(), options.json);
     std::string out;
     JsonWriter json(out);
@@ -416,20 +421,24 @@ int lock_command(int argc, char** argv) {
   if (command == "unlock") {
     auto removed = locks.unlock(positional[0], positional[1], positional[2], config.force);
     if (!removed) return report(removed.error(), options.json);
+    // Its place in line too: one its owner no longer waits on holds up everyone behind it.
+    auto dequeued = locks.remove_waiter(positional[0], positional[1], positional[2]);
+    if (!dequeued) return report(dequeued.error(), options.json);
     std::string out;
     JsonWriter json(out);
-    json.begin_object().key("removed").value(removed->has_value());
+    json.begin_object().key("removed").value(removed->has_value()).key("left_line").value(*dequeued);
     if (removed->has_value()) {
       json.key("holder");
       write_holder(json, **removed);
     }
     json.end_object();
-    print_json_or_text(options, out,
-                       removed->has_value() ? "removed holder '" + positional[2] + "' of " + positional[0] + "/" +
+    std::string text = removed->has_value() ? "removed holder '" + positional[2] + "' of " + positional[0] + "/" +
                                                   positional[1] + " (fencing token " +
                                                   std::to_string((*removed)->fencing_token) + ")"
                                             : "'" + positional[2] + "' held no slot of " + positional[0] + "/" +
-                                                  positional[1]);
+                                                  positional[1];
+    if (*dequeued) text += "; removed its place in line";
+    print_json_or_text(options, out, text);
     return kExitOk;
   }
   if (command == "set-max") {

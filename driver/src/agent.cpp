@@ -17,7 +17,9 @@ Agent::Agent(DrainSystems systems, AgentOptions options, RebootTriggers& trigger
 void Agent::run() {
   while (!stopping()) {
     observer_.alive();
-    switch (run_once()) {
+    const AgentTurn turn = run_once();
+    if (turn != AgentTurn::kFailed && turn != AgentTurn::kBusy) retry_wait_ = options_.retry;
+    switch (turn) {
       case AgentTurn::kStopped: return;
       case AgentTurn::kRecovered: continue;  // look again at once: another request may wait
       case AgentTurn::kRebooting: {
@@ -33,6 +35,13 @@ void Agent::run() {
         }
         continue;
       }
+      case AgentTurn::kFailed:
+      case AgentTurn::kBusy:
+        // Soon at first (a budget refusal ends when other hosts are back), then less
+        // often, up to the recheck.
+        wait(std::min(retry_wait_, options_.recheck));
+        retry_wait_ = std::min(retry_wait_ * 2, options_.recheck);
+        continue;
       default: wait(options_.recheck);
     }
   }
@@ -72,7 +81,16 @@ AgentTurn Agent::run_once() {
     observer_.warning(requested.error());
     return AgentTurn::kIdle;
   }
-  if (requested->empty()) return AgentTurn::kIdle;
+  if (requested->empty()) {
+    // No request (cancelled while this host waited for its turn?): give up a place in
+    // line an earlier try kept, or it would hold up those behind it.
+    if (auto left = systems_.locks.leave_lines(); !left) {
+      observer_.warning("leave the line: " + left.error().message);
+    } else if (*left > 0) {
+      observer_.status("no reboot requested any more: left the line for the reboot lock");
+    }
+    return AgentTurn::kIdle;
+  }
   observer_.status("reboot requested (" + *requested + ")");
   return drain(*requested);
 }

@@ -75,6 +75,12 @@ Result<std::string, DrainError> EtcdDrainLocks::describe(const std::string& lock
   return out;
 }
 
+Result<int, DrainError> EtcdDrainLocks::leave_lines() {
+  auto left = locks_.leave_lines();
+  if (!left) return unexpected(from_lock(left.error()));
+  return *left;
+}
+
 Result<DrainingHosts, DrainError> EtcdDrainLocks::budget_claims() {
   auto claims = locks_.budget_claims();
   if (!claims) return unexpected(from_lock(claims.error()));

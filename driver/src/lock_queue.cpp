@@ -2,6 +2,7 @@
 #include <simdjson.h>
 
 #include <algorithm>
+#include <set>
 
 #include "driver/lock_service.h"
 #include "lock_detail.h"
@@ -15,7 +16,7 @@ using namespace lock_detail;
 namespace {
 
 // How many entries ahead a waiter reads at most, to start with; raised to the group's max
-// when that is larger (a waiter needs to see `max` entries ahead to decide).
+// when that is larger (it may take a slot while fewer than max - holders are ahead).
 constexpr std::int64_t kFirstWindow = 16;
 
 OutsideError bad_answer(const std::string& what) {
@@ -93,7 +94,7 @@ class LockService::WaiterLease {
   Result<std::int64_t, OutsideError> current() {
     if (shared_ != nullptr) {
       const std::int64_t id = shared_->load(std::memory_order_relaxed);
-      if (id != 0) return id;
+      if (id != 0 && id != distrusted_) return id;
     }
     if (own_ == 0) {
       auto granted = etcd_.lease_grant(ttl_.count());
@@ -102,6 +103,14 @@ class LockService::WaiterLease {
       due_ = Clock::now() + ttl_ / 3;
     }
     return own_;
+  }
+  // Whether the lease current() gives is the process's heartbeat lease.
+  bool shared() const { return own_ == 0 && shared_ != nullptr && shared_->load(std::memory_order_relaxed) != 0; }
+  // etcd no longer knows `id` (it expired before the heartbeat renewed it): use a lease
+  // of our own until the heartbeat has a new one.
+  void forget(std::int64_t id) {
+    if (id == own_) own_ = 0;
+    if (shared_ != nullptr && shared_->load(std::memory_order_relaxed) == id) distrusted_ = id;
   }
   // When the own lease needs refreshing (never, without one).
   Clock::time_point due() const { return own_ == 0 ? Clock::time_point::max() : due_; }
@@ -119,30 +128,47 @@ class LockService::WaiterLease {
   std::shared_ptr<const std::atomic<std::int64_t>> shared_;
   std::chrono::seconds ttl_;
   std::int64_t own_ = 0;
+  std::int64_t distrusted_ = 0;
   Clock::time_point due_{};
 };
 
 namespace {
 
 // Removes this machine's queue entry when a wait ends without a slot: nobody waits on a
-// place its owner gave up. Taking a slot removes the entry in the same transaction.
+// place its owner gave up. Taking a slot removes the entry in the same transaction. A
+// place kept on purpose (a wait that timed out on the process's heartbeat lease, to be
+// taken up again) or one that could not be removed is parked: leave_lines() removes it.
 class LeaveLine {
  public:
-  LeaveLine(EtcdClient& etcd, std::string key, std::string what, const LockServiceOptions& options)
-      : etcd_(etcd), key_(std::move(key)), what_(std::move(what)), options_(options) {}
+  LeaveLine(EtcdClient& etcd, std::string key, std::string what, const LockServiceOptions& options,
+            std::set<std::string>& parked)
+      : etcd_(etcd), key_(std::move(key)), what_(std::move(what)), options_(options), parked_(parked) {}
   LeaveLine(const LeaveLine&) = delete;
   LeaveLine& operator=(const LeaveLine&) = delete;
   void queued() { queued_ = true; }
   void served() { queued_ = false; }
+  void keep() { keep_ = true; }
   ~LeaveLine() {
-    if (!queued_) return;
+    if (!queued_) {
+      parked_.erase(key_);
+      return;
+    }
+    if (keep_) {
+      parked_.insert(key_);
+      log_info("keeping this machine's place in line for " + what_ + ": the next try takes it up again");
+      return;
+    }
     DeadlineBackoff backoff(options_.retry_backoff, std::chrono::seconds(1), Clock::now() + options_.operation_timeout);
     for (;;) {
       auto deleted = etcd_.delete_range(key_);
-      if (deleted) return;
+      if (deleted) {
+        parked_.erase(key_);
+        return;
+      }
       if (!transient(deleted.error()) || !backoff.sleep()) {
+        parked_.insert(key_);
         log_warning("could not leave the line for " + what_ + " (" + deleted.error().message +
-                    "); the place goes when this process's lease does");
+                    "); this process tries again when idle, or 'skopos lock unlock' removes it");
         return;
       }
     }
@@ -153,7 +179,9 @@ class LeaveLine {
   std::string key_;
   std::string what_;
   const LockServiceOptions& options_;
+  std::set<std::string>& parked_;
   bool queued_ = false;
+  bool keep_ = false;
 };
 
 std::string entry_json(const HostIdentity& self, const std::string& token, std::int64_t since) {
@@ -167,6 +195,22 @@ std::string entry_json(const HostIdentity& self, const std::string& token, std::
       .key("since").value(utc_time(since))
       .end_object();
   return out;
+}
+
+// etcd refused a put on a lease it no longer knows (NOT_FOUND).
+bool lease_gone(const OutsideError& error) { return error.kind == OutsideError::Kind::kRefused && error.code == 5; }
+
+// When an entry's waiter first queued, from its value; `fallback` when unreadable.
+std::int64_t entry_since(const std::string& value, std::int64_t fallback) {
+  simdjson::dom::parser parser;
+  simdjson::dom::object object;
+  std::string_view text;
+  std::int64_t since = 0;
+  if (parser.parse(value).get(object) != simdjson::SUCCESS || object["since"].get(text) != simdjson::SUCCESS ||
+      !parse_utc_time(text, since)) {
+    return fallback;
+  }
+  return since;
 }
 
 std::string holder_names(const std::vector<Holder>& holders) {
@@ -190,10 +234,10 @@ Result<Acquired, LockError> LockService::acquire(const std::string& lock, const 
   const std::string my_entry = queue_key(lock, group, self_.machine_id);
   Retry retry(options_.retry_backoff, until);
   WaiterLease lease(etcd_, options_.waiter_lease, options_.own_lease_ttl);
-  LeaveLine leave(etcd_, my_entry, what, options_);
+  LeaveLine leave(etcd_, my_entry, what, options_, parked_);
   std::int64_t place = 0;  // our entry's create_revision, once queued
   std::int64_t window = kFirstWindow;
-  const std::int64_t since = unix_now();
+  std::int64_t since = unix_now();
   bool sent_unknown = false;  // a taking txn whose outcome we never heard
   bool told = false;          // the "waiting" line was logged
   for (;;) {
@@ -251,6 +295,10 @@ Result<Acquired, LockError> LockService::acquire(const std::string& lock, const 
         auto txn = etcd_.txn({}, {TxnOp{TxnOp::Kind::kPut, my_entry, entry_json(self_, token, since), *lease_id, {}},
                                   TxnOp{TxnOp::Kind::kRange, my_entry, {}, 0, {}}},
                              {});
+        if (!txn && lease_gone(txn.error())) {
+          lease.forget(*lease_id);  // expired before the heartbeat renewed it
+          continue;
+        }
         if (!txn) {
           if (retry.again(txn.error())) continue;
           return unexpected(etcd_error("join the line for " + what, txn.error()));
@@ -260,13 +308,15 @@ Result<Acquired, LockError> LockService::acquire(const std::string& lock, const 
       }
     } else {
       if (view->entry->create_revision != place) {
-        // A place we already had (this process came back, or another of this machine's
-        // processes waits too): keep it, and look again knowing it.
+        // A place we already had (an earlier try, this process before a restart, or
+        // another process of this machine): keep it, and look again knowing it. Its
+        // `since` stays what it was.
         if (place == 0) {
-          log_info("this machine is in line for " + what + " already (since revision " +
-                   std::to_string(view->entry->create_revision) + "): keeping its place");
+          log_info("this machine has a place in line for " + what + " (since revision " +
+                   std::to_string(view->entry->create_revision) + "): keeping it");
         }
         place = view->entry->create_revision;
+        since = entry_since(view->entry->value, since);
         continue;
       }
       auto lease_id = lease.current();
@@ -279,13 +329,17 @@ Result<Acquired, LockError> LockService::acquire(const std::string& lock, const 
         auto txn = etcd_.txn(
             {Compare{my_entry, Compare::Target::kCreateRevision, Compare::Result::kEqual, place, {}, {}}},
             {TxnOp{TxnOp::Kind::kPut, my_entry, entry_json(self_, token, since), *lease_id, {}}}, {});
+        if (!txn && lease_gone(txn.error())) {
+          lease.forget(*lease_id);
+          continue;
+        }
         if (!txn && !retry.again(txn.error())) {
           return unexpected(etcd_error("renew the place in line for " + what, txn.error()));
         }
         continue;
       }
       if (view->more_ahead && window < state.max) {
-        window = state.max;  // to see the entry `max` places ahead
+        window = state.max;  // to count those ahead up to the max
         continue;
       }
       ahead = static_cast<std::int64_t>(view->ahead.size()) + (view->more_ahead ? 1 : 0);
@@ -321,6 +375,7 @@ Result<Acquired, LockError> LockService::acquire(const std::string& lock, const 
       }
       if (txn->succeeded) {
         leave.served();
+        records_[my_key] = {txn->revision, record};
         log_info("acquired " + what + " with token '" + token + "' (fencing token " + std::to_string(txn->revision) +
                  (view->entry ? ") after waiting " + std::to_string(unix_now() - since) + " s" : std::string(")")));
         return Acquired{txn->revision, false, record};
@@ -331,6 +386,9 @@ Result<Acquired, LockError> LockService::acquire(const std::string& lock, const 
                                  (state.holders.empty() ? std::string() : " by " + holder_names(state.holders)) +
                                  ", " + std::to_string(ahead) + (view->more_ahead ? " or more" : "");
     if (Clock::now() >= until) {
+      // On the process's heartbeat lease the place outlives this call: an agent tries
+      // again and should not start at the back of the line.
+      if (lease.shared()) leave.keep();
       return unexpected(make_error(LockError::Kind::kTimedOut, "timed out waiting for " + what + ": " + standing +
                                                                    " waiting ahead of this machine"));
     }
@@ -344,17 +402,16 @@ Result<Acquired, LockError> LockService::acquire(const std::string& lock, const 
         }
       }
     }
-    // The first `max` in line watch the group for deletions (a release, a waiter
-    // leaving); the others only the entry `max` places ahead, which must go before they
-    // can move up. All watch the max key and their own entry.
-    std::vector<WatchSpec> watches{WatchSpec{prefix + "max", {}, false}};
-    if (ahead < state.max) {
-      watches.push_back(WatchSpec{prefix, EtcdClient::prefix_end(prefix), true});
+    // The first in line watches the holders for a release (deletions only: a holder
+    // recording its phase wakes nobody) and the max; every other waiter only the entry
+    // right ahead of it, which must go (take a slot, or die) before it can move up. All
+    // watch their own entry, to notice a place lost with its lease.
+    std::vector<WatchSpec> watches{WatchSpec{my_entry, {}, true}};
+    if (ahead == 0) {
+      watches.push_back(WatchSpec{holders_prefix, EtcdClient::prefix_end(holders_prefix), true});
+      watches.push_back(WatchSpec{prefix + "max", {}, false});
     } else {
-      watches.push_back(WatchSpec{my_entry, {}, true});
-      if (state.max > 0) {
-        watches.push_back(WatchSpec{line_prefix + view->ahead[static_cast<std::size_t>(state.max - 1)], {}, true});
-      }
+      watches.push_back(WatchSpec{line_prefix + view->ahead.front(), {}, true});
     }
     for (;;) {
       if (stopped()) {
@@ -370,6 +427,24 @@ Result<Acquired, LockError> LockService::acquire(const std::string& lock, const 
       if (!change->events.empty() || change->compacted || Clock::now() >= until) break;
     }
   }
+}
+
+Result<int, LockError> LockService::leave_lines() {
+  int left = 0;
+  for (auto it = parked_.begin(); it != parked_.end();) {
+    Retry retry(options_.retry_backoff, Clock::now() + options_.operation_timeout);
+    for (;;) {
+      auto deleted = etcd_.delete_range(*it);
+      if (deleted) {
+        if (*deleted > 0) log_info("left the line: " + *it);
+        left += *deleted > 0 ? 1 : 0;
+        it = parked_.erase(it);
+        break;
+      }
+      if (!retry.again(deleted.error())) return unexpected(etcd_error("leave the line " + *it, deleted.error()));
+    }
+  }
+  return left;
 }
 
 }  // namespace skopos::driver

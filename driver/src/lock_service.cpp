@@ -276,9 +276,13 @@ Result<std::vector<std::string>, LockError> LockService::live_heartbeats(std::ve
     reads.push_back(TxnOp{TxnOp::Kind::kRange, key, {}, 0, {}});
     reads.push_back(TxnOp{TxnOp::Kind::kRange, key + "/", {}, 0, EtcdClient::prefix_end(key + "/")});
   }
+  // etcd takes at most 128 operations in one transaction (--max-txn-ops).
+  constexpr std::size_t kMaxOps = 128;
   std::vector<KeyValue> beats;
-  if (!reads.empty()) {
-    auto txn = etcd_.txn({}, reads, {});
+  for (std::size_t first = 0; first < reads.size(); first += kMaxOps) {
+    const std::vector<TxnOp> chunk(reads.begin() + static_cast<std::ptrdiff_t>(first),
+                                   reads.begin() + static_cast<std::ptrdiff_t>(std::min(reads.size(), first + kMaxOps)));
+    auto txn = etcd_.txn({}, chunk, {});
     if (!txn) return unexpected(etcd_error("read heartbeats", txn.error()));
     for (RangeResult& range : txn->ranges) {
       for (KeyValue& kv : range.kvs) beats.push_back(std::move(kv));
@@ -331,6 +335,7 @@ Result<bool, LockError> LockService::release(const std::string& lock, const std:
       return unexpected(etcd_error("release " + quoted_group(lock, group), txn.error()));
     }
     if (txn->succeeded) {
+      records_.erase(my_key);
       log_info("released " + quoted_group(lock, group) + " (fencing token " + std::to_string(token) + ")");
       return true;
     }
@@ -342,41 +347,56 @@ Result<void, LockError> LockService::guard(const std::string& lock, const std::s
   if (auto bad = invalid_name({{"lock", &lock}, {"group", &group}, {"phase", &phase}})) return unexpected(*bad);
   const std::string my_key = holder_key(lock, group, self_.machine_id);
   Retry retry(options_.retry_backoff, Clock::now() + options_.operation_timeout);
+  // The record of this holding as this process last wrote or read it: then one
+  // transaction records the phase (its compare says whether the holding is still ours).
+  std::optional<HolderRecord> known;
+  if (const auto it = records_.find(my_key); it != records_.end() && it->second.first == fencing_token) {
+    known = it->second.second;
+  }
   for (;;) {
-    auto holder = read_holder(lock, group, self_.machine_id);
-    if (!holder) {
-      if (retry.again(holder.error())) continue;
-      return unexpected(etcd_error("read " + quoted_group(lock, group), holder.error()));
+    if (!known) {
+      auto holder = read_holder(lock, group, self_.machine_id);
+      if (!holder) {
+        if (retry.again(holder.error())) continue;
+        return unexpected(etcd_error("read " + quoted_group(lock, group), holder.error()));
+      }
+      if (!holder->has_value() || (*holder)->fencing_token != fencing_token) {
+        records_.erase(my_key);
+        return unexpected(make_error(
+            LockError::Kind::kConflict,
+            "this machine no longer holds " + quoted_group(lock, group) + " with fencing token " +
+                std::to_string(fencing_token) +
+                (holder->has_value() ? " (it holds " + std::to_string((*holder)->fencing_token) + ")"
+                                     : std::string(" (no slot)"))));
+      }
+      if (!(*holder)->valid) {
+        return unexpected(make_error(LockError::Kind::kBadData,
+                                     "this machine's record in " + quoted_group(lock, group) + " is unreadable (" +
+                                         (*holder)->problem + ")"));
+      }
+      known = (*holder)->record;
+      if (known->phase == phase && known->boot_id == self_.boot_id) {  // recorded (perhaps by a retried txn)
+        records_[my_key] = {fencing_token, *known};
+        return {};
+      }
     }
-    if (!holder->has_value() || (*holder)->fencing_token != fencing_token) {
-      return unexpected(make_error(LockError::Kind::kConflict,
-                                   "this machine no longer holds " + quoted_group(lock, group) + " with fencing token " +
-                                       std::to_string(fencing_token) +
-                                       (holder->has_value() ? " (it holds " + std::to_string((*holder)->fencing_token) + ")"
-                                                            : std::string(" (no slot)"))));
-    }
-    if (!(*holder)->valid) {
-      return unexpected(make_error(LockError::Kind::kBadData,
-                                   "this machine's record in " + quoted_group(lock, group) + " is unreadable (" +
-                                       (*holder)->problem + ")"));
-    }
-    HolderRecord record = (*holder)->record;
-    if (record.phase == phase && record.boot_id == self_.boot_id) return {};  // recorded (perhaps by a retried txn)
+    HolderRecord record = *known;
     record.phase = phase;
     record.boot_id = self_.boot_id;
     auto txn = etcd_.txn(
         {Compare{my_key, Compare::Target::kCreateRevision, Compare::Result::kEqual, fencing_token, {}, {}}},
         {TxnOp{TxnOp::Kind::kPut, my_key, holder_json(record), 0, {}}}, {});
     if (!txn) {
-      if (retry.again(txn.error())) continue;
+      if (retry.again(txn.error())) continue;  // the same put again is harmless
       return unexpected(etcd_error("guard " + quoted_group(lock, group), txn.error()));
     }
     if (txn->succeeded) {
+      records_[my_key] = {fencing_token, record};
       log_debug("guard " + quoted_group(lock, group) + ": phase '" + phase + "' (fencing token " +
                 std::to_string(fencing_token) + ")");
       return {};
     }
-    // The compare failed: the next read says how (gone, or another holding).
+    known.reset();  // the compare failed: the next read says how (gone, or another holding)
   }
 }
 
@@ -418,6 +438,24 @@ Result<std::optional<Holder>, LockError> LockService::unlock(const std::string& 
       log_warning("unlocked " + quoted_group(lock, group) + ": removed holder '" + machine_id + "' (fencing token " +
                   std::to_string(token) + (one.front().heartbeat ? ", heartbeat fresh, forced)" : ", stale)"));
       return std::optional<Holder>(one.front());
+    }
+  }
+}
+
+Result<bool, LockError> LockService::remove_waiter(const std::string& lock, const std::string& group,
+                                                   const std::string& machine_id) {
+  if (auto bad = invalid_name({{"lock", &lock}, {"group", &group}, {"machine id", &machine_id}})) {
+    return unexpected(*bad);
+  }
+  Retry retry(options_.retry_backoff, Clock::now() + options_.operation_timeout);
+  for (;;) {
+    auto deleted = etcd_.delete_range(queue_key(lock, group, machine_id));
+    if (deleted) {
+      if (*deleted > 0) log_warning("removed '" + machine_id + "' from the line of " + quoted_group(lock, group));
+      return *deleted > 0;
+    }
+    if (!retry.again(deleted.error())) {
+      return unexpected(etcd_error("remove '" + machine_id + "' from the line", deleted.error()));
     }
   }
 }

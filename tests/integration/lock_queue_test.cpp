@@ -1,8 +1,8 @@
 // The line for a slot, against a real etcd 3.4: first come, first served (nobody that
 // came later overtakes a waiter), quiet (a holder recording its phase wakes nobody; a
-// release wakes at most max + 1 waiters however long the line), a dead waiter's place
-// goes with its lease, a waiter that comes back keeps its place, and `status` shows the
-// line.
+// release wakes the first in line and its take the next, however long the line), a dead
+// waiter's place goes with its lease, a waiter that comes back keeps its place, and
+// `status` shows the line.
 #include <gtest/gtest.h>
 
 #include <atomic>
@@ -145,7 +145,13 @@ TEST_F(LockQueueTest, WaitersAreServedInTheOrderTheyCameAndALateComerNeverOverta
   }
   EXPECT_EQ(crowd.finish(), arrival);
   EXPECT_TRUE(crowd.errors().empty());
-  EXPECT_FALSE(queued("late")) << "a wait that timed out leaves no place behind";
+  // Its wait timed out on the heartbeat lease: its place is kept for the next try,
+  // until it gives it up.
+  EXPECT_TRUE(queued("late"));
+  auto left = late.locks->leave_lines();
+  ASSERT_TRUE(left);
+  EXPECT_EQ(*left, 1);
+  EXPECT_FALSE(queued("late"));
 }
 
 TEST_F(LockQueueTest, AHolderRecordingItsPhaseWakesNobodyAndAReleaseWakesOnlyTheHeadOfTheLine) {
@@ -288,7 +294,7 @@ TEST_F(LockQueueTest, AWaiterThatComesBackKeepsItsPlace) {
   crowd.finish();
 }
 
-TEST_F(LockQueueTest, AStoppedOrTimedOutWaiterLeavesTheLine) {
+TEST_F(LockQueueTest, AWaitThatTimesOutKeepsItsPlaceForTheNextTryUntilItIsGivenUp) {
   auto holder = node("holder");
   ASSERT_TRUE(holder.locks->acquire("reboot", "worker", "REBOOT", in(0ms)));
   auto waiter = node("waiter");
@@ -296,7 +302,39 @@ TEST_F(LockQueueTest, AStoppedOrTimedOutWaiterLeavesTheLine) {
   ASSERT_FALSE(timed_out);
   EXPECT_EQ(timed_out.error().kind, LockError::Kind::kTimedOut);
   EXPECT_NE(timed_out.error().message.find("0 waiting ahead"), std::string::npos) << timed_out.error().message;
-  EXPECT_FALSE(queued("waiter"));
+  EXPECT_TRUE(queued("waiter")) << "on the heartbeat lease, the place outlives the wait";
+  // One that comes later stays behind it; the next try takes the place up again.
+  auto later = node("later");
+  Crowd crowd;
+  crowd.join_line(later, "later");
+  wait_queued("later");
+  crowd.join_line(waiter, "waiter");
+  std::this_thread::sleep_for(300ms);
+  ASSERT_TRUE(holder.locks->release("reboot", "worker"));
+  EXPECT_EQ(crowd.holder(), "waiter");
+  ASSERT_TRUE(waiter.locks->release("reboot", "worker"));
+  EXPECT_EQ(crowd.holder(), "later");
+  crowd.finish();
+  // The admin's remedy for a place nobody waits on any more: it holds up the line.
+  put_entry_of_a_gone_process("ghost", 60);
+  auto admin = node("admin");
+  auto removed = admin.locks->remove_waiter("reboot", "worker", "ghost");
+  ASSERT_TRUE(removed);
+  EXPECT_TRUE(*removed);
+  EXPECT_FALSE(queued("ghost"));
+  ASSERT_TRUE(later.locks->release("reboot", "worker"));
+}
+
+TEST_F(LockQueueTest, AStoppedWaiterAndOneOnALeaseOfItsOwnLeaveTheLine) {
+  auto holder = node("holder");
+  ASSERT_TRUE(holder.locks->acquire("reboot", "worker", "REBOOT", in(0ms)));
+  // `skopos lock acquire` has no heartbeat: its place lives on a lease of its own, which
+  // goes when the wait ends.
+  auto own = machine({server_->endpoint()}, prefix_, "own");
+  ASSERT_FALSE(own.locks->acquire("reboot", "worker", "REBOOT", in(500ms)));
+  EXPECT_FALSE(queued("own"));
+
+  auto waiter = node("waiter");
 
   std::atomic<bool> stop{false};
   Result<Acquired, LockError> stopped = unexpected(LockError{});

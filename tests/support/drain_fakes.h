@@ -111,6 +111,10 @@ class FakeLocks : public DrainLocks {
     return {};
   }
   Result<std::string, DrainError> describe(const std::string&, const std::string&) override { return std::string("free"); }
+  Result<int, DrainError> leave_lines() override {
+    w_.call("leave_lines");
+    return 0;
+  }
   Result<DrainingHosts, DrainError> budget_claims() override {
     SKOPOS_FAKE_FAIL(w_, "budget_claims");
     DrainingHosts out;

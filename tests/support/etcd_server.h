@@ -41,6 +41,11 @@ class EtcdServer {
   // Starts a killed member again on its data and waits until the cluster has a leader.
   void restart(int member);
   bool running(int member) const { return members_[static_cast<std::size_t>(member)].process != nullptr; }
+  // The member's process id, or -1 while it is down.
+  pid_t pid(int member) const {
+    const auto& process = members_[static_cast<std::size_t>(member)].process;
+    return process ? process->pid() : -1;
+  }
   // The index of the current leader, waiting (bounded) for one; -1 if none emerged.
   int leader(std::chrono::milliseconds timeout = std::chrono::seconds(15)) const;
 

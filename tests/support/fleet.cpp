@@ -24,8 +24,23 @@ struct Fleet::Cluster {
   std::mutex mutex;
   std::map<std::string, std::vector<const FleetApp*>> apps_on;  // host name -> its apps
   std::map<std::string, std::string> maintenance;                // host name -> window | down
-  std::condition_variable changed;
   std::map<std::string, std::uint64_t> generation;               // tier -> request changes seen
+  // Each agent's wait, by tier: woken one by one (a thousand threads on one condition
+  // variable would all wake for any change).
+  std::map<std::string, std::set<std::condition_variable*>> waiting;
+  void wake_tier(const std::string& tier) {
+    for (std::condition_variable* waiter : waiting[tier]) waiter->notify_one();
+  }
+};
+
+// When slots were released and taken, per group, to measure handoffs.
+struct Fleet::Slots {
+  mutable std::mutex mutex;
+  std::map<std::string, int> waiting;                                // group -> acquires in flight
+  std::map<std::string, std::vector<Clock::time_point>> released;    // group -> releases not yet taken
+  std::map<std::string, std::vector<Fleet::Handoff>> handoffs;
+  std::map<std::string, Clock::time_point> taken;       // "<group> <machine>" -> when its slot was taken
+  std::map<std::string, std::vector<double>> held_ms;   // group -> how long each slot was held
 };
 
 namespace {
@@ -129,6 +144,14 @@ class SimContainers final : public DrainContainers {
   Result<std::vector<DrainContainer>, DrainError> running() override {
     std::vector<DrainContainer> out;
     if (stopped_) return out;
+    // Every host runs a service of its own besides Marathon's tasks, so every drain
+    // waits for connections.
+    DrainContainer own;
+    own.id = "c-local";
+    own.name = "local-service";
+    own.fence_ports = {30000};
+    own.listen_ports = {9000};
+    out.push_back(own);
     const std::lock_guard<std::mutex> lock(cluster_.mutex);
     const auto it = cluster_.apps_on.find(hostname_);
     if (it == cluster_.apps_on.end()) return out;
@@ -178,6 +201,69 @@ class SimConnections final : public DrainConnections {
 
  private:
   std::chrono::milliseconds drain_time_;
+};
+
+// The real locks, timed: a waiter that takes a slot after a release is a handoff.
+class TimedLocks final : public DrainLocks {
+ public:
+  TimedLocks(DrainLocks& locks, Fleet::Slots& slots, std::string machine)
+      : locks_(locks), slots_(slots), machine_(std::move(machine)) {}
+  Result<HostLockInfo, DrainError> host_status() override { return locks_.host_status(); }
+  Result<HostLockInfo, DrainError> host_lock(const std::string& token) override { return locks_.host_lock(token); }
+  Result<bool, DrainError> host_unlock(const std::string& token) override { return locks_.host_unlock(token); }
+  Result<std::int64_t, DrainError> acquire(const std::string& lock, const std::string& group, const std::string& token,
+                                           Clock::time_point until, const std::atomic<bool>& stop) override {
+    const std::string key = lock + "/" + group;
+    const auto started = Clock::now();
+    int waiting = 0;
+    {
+      const std::lock_guard<std::mutex> guard(slots_.mutex);
+      waiting = slots_.waiting[key]++;
+    }
+    auto got = locks_.acquire(lock, group, token, until, stop);
+    const auto now = Clock::now();
+    const std::lock_guard<std::mutex> guard(slots_.mutex);
+    --slots_.waiting[key];
+    auto& released = slots_.released[key];
+    if (got) slots_.taken.emplace(key + " " + machine_, now);  // kept when taken again (idempotent)
+    if (got && !released.empty() && released.front() > started) {
+      slots_.handoffs[key].push_back({std::chrono::duration<double, std::milli>(now - released.front()).count(), waiting});
+      released.erase(released.begin());
+    }
+    return got;
+  }
+  Result<bool, DrainError> release(const std::string& lock, const std::string& group, std::int64_t token) override {
+    auto released = locks_.release(lock, group, token);
+    const std::string key = lock + "/" + group;
+    const std::lock_guard<std::mutex> guard(slots_.mutex);
+    if (released && *released && slots_.waiting[key] > 0) slots_.released[key].push_back(Clock::now());
+    if (released && *released) {
+      if (const auto it = slots_.taken.find(key + " " + machine_); it != slots_.taken.end()) {
+        slots_.held_ms[key].push_back(std::chrono::duration<double, std::milli>(Clock::now() - it->second).count());
+        slots_.taken.erase(it);
+      }
+    }
+    return released;
+  }
+  Result<void, DrainError> guard(const std::string& lock, const std::string& group, std::int64_t token,
+                                 const std::string& phase) override {
+    return locks_.guard(lock, group, token, phase);
+  }
+  Result<DrainingHosts, DrainError> budget_claims() override { return locks_.budget_claims(); }
+  Result<bool, DrainError> claim_budget(const DrainingHosts& seen, const std::string& hostname,
+                                        const std::string& token) override {
+    return locks_.claim_budget(seen, hostname, token);
+  }
+  Result<bool, DrainError> release_budget_claim() override { return locks_.release_budget_claim(); }
+  Result<std::string, DrainError> describe(const std::string& lock, const std::string& group) override {
+    return locks_.describe(lock, group);
+  }
+  Result<int, DrainError> leave_lines() override { return locks_.leave_lines(); }
+
+ private:
+  DrainLocks& locks_;
+  Fleet::Slots& slots_;
+  std::string machine_;
 };
 
 class SimFence final : public DrainFence {
@@ -233,6 +319,7 @@ struct Fleet::Host::Boot {
   std::unique_ptr<EtcdClient> etcd;
   std::unique_ptr<LockService> locks;
   std::unique_ptr<EtcdDrainLocks> drain_locks;
+  std::unique_ptr<TimedLocks> timed_locks;
   std::shared_ptr<std::atomic<std::int64_t>> lease = std::make_shared<std::atomic<std::int64_t>>(0);
   std::unique_ptr<HeartbeatThread> heartbeat;
   std::unique_ptr<SimMesos> mesos;
@@ -241,7 +328,7 @@ struct Fleet::Host::Boot {
   std::unique_ptr<SimConnections> connections;
   std::unique_ptr<SimFence> fence;
   std::unique_ptr<DrainHost> host;
-  std::unique_ptr<RebootTriggers> triggers;
+  std::unique_ptr<SimTriggers> triggers;
   std::unique_ptr<AgentObserver> observer;
   std::unique_ptr<Agent> agent;
   std::thread thread;
@@ -268,15 +355,22 @@ class SimTriggers final : public RebootTriggers {
   }
   Result<void, std::string> consumed(const std::string& trigger) override { return mark(trigger); }
   Result<void, std::string> completed(const std::string& trigger) override { return mark(trigger); }
+  // Until the tier's request changes, `timeout`, or wake() (the stop). The simulation's
+  // observer needs no sign of life, so `alive` is called once, not every 200 ms.
   void wait(std::chrono::milliseconds timeout, const std::atomic<bool>& stop, FunctionRef<void()> alive) override {
+    alive();
     const auto until = Clock::now() + timeout;
     std::unique_lock<std::mutex> lock(cluster_.mutex);
+    cluster_.waiting[view_.tier].insert(&wake_);
     while (!stop.load() && Clock::now() < until && cluster_.generation[view_.tier] == seen_) {
-      lock.unlock();
-      alive();
-      lock.lock();
-      cluster_.changed.wait_for(lock, std::min<Clock::duration>(100ms, until - Clock::now()));
+      wake_.wait_until(lock, until);
     }
+    cluster_.waiting[view_.tier].erase(&wake_);
+  }
+  // The agent's stop was set: end its wait now.
+  void wake() {
+    const std::lock_guard<std::mutex> lock(cluster_.mutex);
+    wake_.notify_one();
   }
   std::string describe() const override { return "the fleet's rolling reboot of " + view_.tier; }
 
@@ -291,6 +385,7 @@ class SimTriggers final : public RebootTriggers {
   FleetHostView view_;
   Fleet::Cluster& cluster_;
   std::uint64_t seen_ = 0;
+  std::condition_variable wake_;
 };
 
 class SimObserver final : public AgentObserver {
@@ -337,7 +432,8 @@ class SimHost final : public DrainHost {
 
 }  // namespace
 
-Fleet::Fleet(FleetOptions options) : options_(std::move(options)), cluster_(std::make_unique<Cluster>()) {
+Fleet::Fleet(FleetOptions options)
+    : options_(std::move(options)), cluster_(std::make_unique<Cluster>()), slots_(std::make_unique<Slots>()) {
   std::size_t index = 0;
   for (const FleetTier& tier : options_.tiers) {
     for (int i = 0; i < tier.hosts; ++i) {
@@ -388,7 +484,9 @@ Fleet::~Fleet() {
   for (std::thread& watcher : watchers_) watcher.join();
   // Every agent told first, then each waited for: they stop together.
   for (auto& host : hosts_) {
-    if (host->current) host->current->stop = true;
+    if (!host->current) continue;
+    host->current->stop = true;
+    host->current->triggers->wake();
   }
   for (auto& host : hosts_) shut_down(*host, true);
 }
@@ -421,6 +519,7 @@ void Fleet::boot(Host& host) {
   const HostIdentity self{host.view.machine_id, boot_id, host.view.hostname};
   b->locks = std::make_unique<LockService>(*b->etcd, self, lock_options);
   b->drain_locks = std::make_unique<EtcdDrainLocks>(*b->locks);
+  b->timed_locks = std::make_unique<TimedLocks>(*b->drain_locks, *slots_, host.view.machine_id);
   b->heartbeat = std::make_unique<HeartbeatThread>(client(host.endpoints), self, options_.prefix,
                                                    options_.heartbeat_ttl, b->lease);
   b->mesos = std::make_unique<SimMesos>(*cluster_);
@@ -442,13 +541,14 @@ void Fleet::boot(Host& host) {
   AgentOptions agent;
   agent.journal_path = host.journal;
   agent.recheck = options_.recheck;
+  agent.retry = options_.retry;
   agent.reboot_wait = std::chrono::minutes(10);
   agent.drain.tier = host.tier;
   agent.drain.hostname = host.view.hostname;
   agent.drain.lock_wait = std::chrono::hours(6);
   agent.drain.progress_interval = std::chrono::seconds(30);
   agent.drain.trigger = "rolling";
-  b->agent = std::make_unique<Agent>(DrainSystems{*b->drain_locks, *b->mesos, *b->marathon, *b->containers,
+  b->agent = std::make_unique<Agent>(DrainSystems{*b->timed_locks, *b->mesos, *b->marathon, *b->containers,
                                                   *b->connections, *b->fence, *b->host},
                                      agent, *b->triggers, *b->observer, b->stop);
   Agent& running = *b->agent;
@@ -466,6 +566,7 @@ void Fleet::shut_down(Host& host, bool revoke) {
     host.requests_before += b->etcd ? b->etcd->requests() : 0;
   }
   b->stop = true;
+  b->triggers->wake();  // an agent waiting for its triggers hears the stop at once
   if (b->thread.joinable()) b->thread.join();
   b->heartbeat->stop(revoke);
 }
@@ -559,6 +660,18 @@ std::uint64_t Fleet::etcd_requests() const {
   return total;
 }
 
+std::vector<Fleet::Handoff> Fleet::handoffs(const std::string& tier) const {
+  const std::lock_guard<std::mutex> lock(slots_->mutex);
+  const auto it = slots_->handoffs.find("reboot/" + tier);
+  return it == slots_->handoffs.end() ? std::vector<Handoff>{} : it->second;
+}
+
+std::vector<double> Fleet::held_ms(const std::string& tier) const {
+  const std::lock_guard<std::mutex> lock(slots_->mutex);
+  const auto it = slots_->held_ms.find("reboot/" + tier);
+  return it == slots_->held_ms.end() ? std::vector<double>{} : it->second;
+}
+
 void Fleet::watch_loop(std::size_t t) {
   const std::string tier = options_.tiers[t].name;
   auto etcd = client(options_.endpoints);
@@ -578,7 +691,7 @@ void Fleet::watch_loop(std::size_t t) {
       revision = 0;
       const std::lock_guard<std::mutex> lock(cluster_->mutex);
       ++cluster_->generation[tier];
-      cluster_->changed.notify_all();
+      cluster_->wake_tier(tier);
       if (!changed) std::this_thread::sleep_for(200ms);
     }
   }

@@ -44,7 +44,8 @@ struct FleetOptions {
   std::chrono::milliseconds drain_time{200};   // a host's connections take this long to close
   std::chrono::milliseconds reboot_time{300};  // down between the reboot command and the agent's start
   std::chrono::seconds heartbeat_ttl{4};
-  std::chrono::milliseconds recheck{std::chrono::seconds(2)};  // an agent's retry after a failed turn
+  std::chrono::milliseconds recheck{std::chrono::seconds(2)};  // an idle agent looks again this often
+  std::chrono::milliseconds retry{std::chrono::seconds(1)};    // a failed turn is tried again after this
   std::chrono::milliseconds restart_delay{500};                 // restart_agent(): down this long
   // Marathon apps spread over `apps_tier`: `apps` apps of `instances` each, on distinct
   // hosts, that need ceil(instances * min_healthy) healthy.
@@ -96,8 +97,21 @@ class Fleet {
   std::string last_error() const;
   // Hosts in Mesos maintenance now (a window or down), by host name.
   std::vector<std::string> in_maintenance() const;
-  // etcd requests every host's clients sent so far.
+  // etcd requests every host's agent sent so far (its locks, its drain, its rolling
+  // reboot; not its heartbeat, which costs the same per host and minute whatever happens).
   std::uint64_t etcd_requests() const;
+
+  // Slot handoffs of a tier's reboot lock: from a holder's release (etcd confirmed it)
+  // to the next waiter holding the slot (its acquire returned), in ms, with how many
+  // hosts were waiting then.
+  struct Handoff {
+    double ms = 0;
+    int waiting = 0;
+  };
+  std::vector<Handoff> handoffs(const std::string& tier) const;
+  // How long each host held its slot of the tier's reboot lock (taken -> released), ms.
+  std::vector<double> held_ms(const std::string& tier) const;
+  struct Slots;
 
   struct Host;
   struct Cluster;
@@ -115,6 +129,7 @@ class Fleet {
   std::vector<FleetApp> apps_;
   std::vector<std::unique_ptr<Host>> hosts_;
   std::unique_ptr<Cluster> cluster_;
+  std::unique_ptr<Slots> slots_;
   std::atomic<int> errors_{0};
   mutable std::mutex mutex_;  // guards what follows
   std::condition_variable wake_;

@@ -14,9 +14,10 @@
 //      journaled the request is consumed, before the reboot command runs, so the host
 //      does not reboot twice for it; after recovery the triggers hear that the host is
 //      back.
-// run() takes turns until `stop`: after a turn that did nothing or failed it waits
-// `recheck` (or less, when the triggers see a change); after the reboot command it waits
-// `reboot_wait` for the shutdown.
+// run() takes turns until `stop`: after a turn that did nothing it waits `recheck` (or
+// less, when the triggers see a change), after a failed one `retry`, doubling up to
+// `recheck` while it keeps failing; after the reboot command it waits `reboot_wait` for
+// the shutdown.
 //
 // Owns no thread, no signal handler and no global state: the systems, the triggers, the
 // observer and the stop flag are given to it. Not thread-safe; one per host.
@@ -75,6 +76,9 @@ class AgentObserver {
 struct AgentOptions {
   std::string journal_path;
   std::chrono::milliseconds recheck{std::chrono::seconds(60)};
+  // After a failed drain (or another driver holding the host): the first retry, doubling
+  // up to `recheck` while it keeps failing.
+  std::chrono::milliseconds retry{std::chrono::seconds(10)};
   std::chrono::milliseconds reboot_wait{std::chrono::minutes(10)};
   DrainOptions drain;  // every drain's options; the kind is always REBOOT
 };
@@ -111,6 +115,7 @@ class Agent {
   AgentObserver& observer_;
   const std::atomic<bool>& stop_;
   bool told_manual_ = false;  // the "drain in progress" status was given
+  std::chrono::milliseconds retry_wait_ = options_.retry;  // the next wait after a failed turn
 };
 
 }  // namespace skopos::driver

@@ -92,6 +92,9 @@ class DrainLocks {
   virtual Result<bool, DrainError> release_budget_claim() = 0;
   // One line about the group for --dry-run: "max 1, held by: web-3 (REBOOT)".
   virtual Result<std::string, DrainError> describe(const std::string& lock, const std::string& group) = 0;
+  // Gives up every place in line this process kept (a wait for a slot that timed out
+  // keeps it for the next try): an agent with no request calls it. The number left.
+  virtual Result<int, DrainError> leave_lines() = 0;
 };
 
 // ---- Mesos -----------------------------------------------------------------------------

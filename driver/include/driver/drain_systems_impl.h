@@ -35,6 +35,7 @@ class EtcdDrainLocks final : public DrainLocks {
   Result<void, DrainError> guard(const std::string& lock, const std::string& group, std::int64_t fencing_token,
                                  const std::string& phase) override;
   Result<std::string, DrainError> describe(const std::string& lock, const std::string& group) override;
+  Result<int, DrainError> leave_lines() override;
   Result<DrainingHosts, DrainError> budget_claims() override;
   Result<bool, DrainError> claim_budget(const DrainingHosts& seen, const std::string& hostname,
                                         const std::string& kind) override;

@@ -24,12 +24,13 @@
 // Waiting is first come, first served, and quiet. A taker that cannot have a slot at
 // once (or finds others waiting) puts its queue entry; entries are served in
 // create_revision order, and a waiter with k entries ahead of it may take a slot only
-// while k < max - holders, so nobody that came later overtakes it. Only the first `max`
-// waiters watch the group, and only for deletions (a release, a waiter leaving): a
-// holder recording its phase, or a new waiter, wakes nobody. Every later waiter watches
-// the one entry `max` places ahead of it, which must go before it can move up; a
-// release therefore wakes at most max + 1 waiters, however long the line. Taking a slot
-// deletes the taker's entry in the same transaction. An entry lives on its waiter's
+// while k < max - holders, so nobody that came later overtakes it. Only the first in
+// line watches the holders (and the max), and only for deletions: a holder recording
+// its phase, or a new waiter, wakes nobody. Every other waiter watches only the entry
+// right ahead of it: when that one takes a slot (or dies) it moves up. A release wakes
+// the first in line, and its take the next: a handoff wakes two waiters however long
+// the line. Whoever could take a freed slot is first or follows one that takes it, so
+// no wake-up is lost. Taking a slot deletes the taker's entry in the same transaction. An entry lives on its waiter's
 // lease (the process's heartbeat lease, or one of its own): a waiter that dies loses its
 // place when its lease expires, and one that comes back while its entry is still there
 // keeps it (a put keeps a key's create_revision).
@@ -45,8 +46,10 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -184,11 +187,17 @@ class LockService {
   // token, kConflict. Never writes when the max key or this machine's record is
   // unreadable. `stop` (optional), once true, ends the wait within kStopLatency with
   // kInterrupted; a slot granted before the stop was seen is returned as usual (the
-  // caller records it). Whatever it returns, it leaves no queue entry behind (one it
-  // could not delete goes with its lease).
+  // caller records it). It leaves its queue entry behind only when it timed out on the
+  // heartbeat lease (the next acquire takes the place up again) or could not remove
+  // it; leave_lines() removes those.
   Result<Acquired, LockError> acquire(const std::string& lock, const std::string& group, const std::string& token,
                                       std::chrono::steady_clock::time_point until,
                                       const std::atomic<bool>* stop = nullptr);
+  // Leaves every line this process kept a place in: a wait that timed out on the
+  // process's heartbeat lease keeps its place for the next try (an agent's), and a place
+  // that could not be removed is kept too. An idle agent calls it; no request when
+  // there is none. The number of places left.
+  Result<int, LockError> leave_lines();
   // How long a waiting acquire takes at most to notice its stop flag (the open watch
   // looks at it; no request is sent).
   static constexpr std::chrono::milliseconds kStopLatency{250};
@@ -199,7 +208,8 @@ class LockService {
 
   // One transaction before each side effect: succeeds only while this machine still
   // holds the slot with `fencing_token`, and records `phase` and this boot id. kConflict
-  // when the slot is gone or is another holding.
+  // when the slot is gone or is another holding. The first guard of a holding in this
+  // process reads the record first; later ones are the transaction alone.
   Result<void, LockError> guard(const std::string& lock, const std::string& group, std::int64_t fencing_token,
                                 const std::string& phase);
 
@@ -207,6 +217,11 @@ class LockService {
   // refused (kConflict) unless `force`. Returns whether there was a record.
   Result<std::optional<Holder>, LockError> unlock(const std::string& lock, const std::string& group,
                                                   const std::string& machine_id, bool force);
+
+  // The admin's removal of `machine_id`'s place in line (a live waiter notices and
+  // lines up again at the end). Whether there was one.
+  Result<bool, LockError> remove_waiter(const std::string& lock, const std::string& group,
+                                        const std::string& machine_id);
 
   // Sets the holder limit (0 closes the group). Never evicts: holders above the new max
   // keep their slots and only new takers wait. Returns the group as it is now.
@@ -272,6 +287,10 @@ class LockService {
   EtcdClient& etcd_;
   HostIdentity self_;
   LockServiceOptions options_;
+  // Holder key -> (fencing token, record) as this process last wrote or read it, so
+  // guard() records a phase in one transaction.
+  std::map<std::string, std::pair<std::int64_t, HolderRecord>> records_;
+  std::set<std::string> parked_;  // queue keys of places kept (see leave_lines())
   std::unique_ptr<simdjson::dom::parser> parser_;
 };
 

@@ -309,5 +309,15 @@ TEST_F(AgentTest, WakesDuringTheRebootWaitDoNotRunTheRebootAgain) {
   EXPECT_FALSE(observer_.saw("error: still running"));
 }
 
+TEST_F(AgentTest, AFailingDrainIsTriedAgainSoonThenLessOftenUpToTheRecheck) {
+  triggers_.request = "file";
+  marathon_.shortfalls = {AppShortfall{"/web", 1, 0, 2, "", 0}};  // the budget refuses, every time
+  Agent agent(systems(), options(), triggers_, observer_, world_.stop);
+  triggers_.stop_after(4);
+  agent.run();
+  EXPECT_EQ(triggers_.waits, std::vector<std::chrono::milliseconds>({10s, 20s, 40s, 60s, 60s}));
+  EXPECT_FALSE(world_.called("reboot"));
+}
+
 }  // namespace
 }  // namespace skopos::driver
