@@ -26,7 +26,8 @@ namespace skopos::testing {
 
 class FleetChecker {
  public:
-  // Starts replaying from `from_revision` at once, on a thread of its own.
+  // Starts replaying from `from_revision` at once, on a thread of its own. It knows only
+  // what it replays: take `from_revision` before the groups' max keys are written.
   FleetChecker(std::vector<std::string> endpoints, std::string prefix, std::int64_t from_revision,
                std::vector<FleetApp> apps);
   ~FleetChecker();
