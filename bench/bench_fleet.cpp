@@ -13,7 +13,8 @@
 //     the worker tier's line ~900 long;
 //   * etcd requests per host reboot constant in N (the largest within 1.2x the smallest);
 //   * the agents' memory per simulated host and etcd's CPU during the roll, reported.
-// Usage: bench_fleet [--scales 100,300,1000] [--drain-ms 800] [--reboot-ms 400]
+// Usage: bench_fleet [--scales 100,300,1000] [--drain-ms 800] [--reboot-ms 400] [--faults on|off]
+// (--faults off: the same roll without them, to see what they cost).
 #include <algorithm>
 #include <atomic>
 #include <cmath>
@@ -45,7 +46,7 @@ using namespace skopos::driver;
 using skopos::testing::Fleet;
 
 constexpr const char* kUsage =
-    "usage: bench_fleet [--scales 100,300,1000] [--drain-ms 800] [--reboot-ms 400]\n"
+    "usage: bench_fleet [--scales 100,300,1000] [--drain-ms 800] [--reboot-ms 400] [--faults on|off]\n"
     "  the fleet goals on simulated hosts against a real 3-member etcd; see the top of bench/bench_fleet.cpp\n";
 
 double percentile(std::vector<double> values, double p) {
@@ -119,7 +120,7 @@ struct RunResult {
   int rolled_once = 0;
 };
 
-RunResult run_fleet(int n, std::chrono::milliseconds drain, std::chrono::milliseconds reboot) {
+RunResult run_fleet(int n, std::chrono::milliseconds drain, std::chrono::milliseconds reboot, bool faults) {
   const int control = std::max(1, static_cast<int>(std::lround(n * 0.04)));
   const int proxy = std::max(1, static_cast<int>(std::lround(n * 0.06)));
   const int worker = n - control - proxy;
@@ -135,7 +136,7 @@ RunResult run_fleet(int n, std::chrono::milliseconds drain, std::chrono::millise
   options.tiers = {{"control", control, 1}, {"proxy", proxy, 3}, {"worker", worker, 15}};
   options.endpoints = etcd->endpoints();
   options.slow_endpoints = {slow.endpoint(), etcd->endpoints()[2]};
-  options.slow_every = 20;
+  options.slow_every = faults ? 20 : 0;
   options.dir = dir;
   options.drain_time = drain;
   options.reboot_time = reboot;
@@ -171,7 +172,7 @@ RunResult run_fleet(int n, std::chrono::milliseconds drain, std::chrono::millise
       });
     };
     while (runs_an_app(fleet.hosts()[held].hostname)) ++held;
-    fleet.hold_reboot(held);
+    if (faults) fleet.hold_reboot(held);
 
     RollingReboot rolling(*admin_etcd, "/skopos");
     EtcdCpu cpu(*etcd);
@@ -187,7 +188,7 @@ RunResult run_fleet(int n, std::chrono::milliseconds drain, std::chrono::millise
       std::atomic<bool> tier_over{false};
       std::thread chaos([&] {
         const int at = tier.name == "proxy" ? tier.hosts / 3 : tier.hosts / 4;
-        if (tier.name != "proxy" && tier.name != "worker") return;
+        if (!faults || (tier.name != "proxy" && tier.name != "worker")) return;
         while (!tier_over && done < at) std::this_thread::sleep_for(50ms);
         if (tier_over) return;
         // A member that is not the leader (proxy tier), then the leader (worker tier).
@@ -210,11 +211,11 @@ RunResult run_fleet(int n, std::chrono::milliseconds drain, std::chrono::millise
         }
         if (done == tier.hosts) break;
         cpu.sample();
-        if (tier.name == "worker" && out.restarts < std::max(2, n / 100) && done > 0 && random() % 4 == 0) {
+        if (faults && tier.name == "worker" && out.restarts < std::max(2, n / 100) && done > 0 && random() % 4 == 0) {
           ++out.restarts;
           fleet.restart_agent(static_cast<std::size_t>(control + proxy) + random() % static_cast<unsigned>(worker));
         }
-        if (tier.name == "worker" && done == tier.hosts - 1) fleet.release_reboot(held);
+        if (faults && tier.name == "worker" && done == tier.hosts - 1) fleet.release_reboot(held);
         std::this_thread::sleep_for(100ms);
       }
       tier_over = true;
@@ -283,7 +284,13 @@ std::vector<int> parse_scales(const std::string& text) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  const bench::BenchArgs args("bench_fleet", {"scales", "drain-ms", "reboot-ms"}, kUsage, argc, argv);
+  const bench::BenchArgs args("bench_fleet", {"scales", "drain-ms", "reboot-ms", "faults"}, kUsage, argc, argv);
+  const std::string faults_text = args.text("faults", "on");
+  if (faults_text != "on" && faults_text != "off") {
+    std::fprintf(stderr, "bench_fleet: --faults '%s' is not on or off\n%s", faults_text.c_str(), kUsage);
+    return 2;
+  }
+  const bool faults = faults_text == "on";
   const std::vector<int> scales = parse_scales(args.text("scales", "100,300,1000"));
   const auto drain = std::chrono::milliseconds(args.number("drain-ms", 800));
   const auto reboot = std::chrono::milliseconds(args.number("reboot-ms", 400));
@@ -295,7 +302,7 @@ int main(int argc, char** argv) {
   for (const int n : scales) {
     std::printf("rolling %d hosts ...\n", n);
     std::fflush(stdout);
-    results.push_back(run_fleet(n, drain, reboot));
+    results.push_back(run_fleet(n, drain, reboot, faults));
     const RunResult& r = results.back();
     std::printf(
         "  %d hosts: %d rolled (%d exactly once), %zu violations, %zu keys left, %.1f s (ideal %.1f s), %.1f etcd "
@@ -316,7 +323,8 @@ int main(int argc, char** argv) {
   const double growth = big.requests_per_reboot / small.requests_per_reboot;
   using bench::Row;
   std::vector<Row> rows = {
-      {"hosts rolled exactly once (" + std::to_string(big.hosts) + ", faults on)", static_cast<double>(big.rolled_once),
+      {"hosts rolled exactly once (" + std::to_string(big.hosts) + ", faults " + faults_text + ")",
+       static_cast<double>(big.rolled_once),
        "hosts", "all", all_rolled ? "met" : "MISSED"},
       {"invariant violations in etcd's history", static_cast<double>(big.violations), "", "0",
        big.violations == 0 && big.left_over == 0 ? "met" : "MISSED"},

@@ -149,12 +149,13 @@ TEST_F(FleetTest, TwoHundredHostsInThreeTiersRollOnceEachThroughFaultsAndTheHist
   EXPECT_GE(restarts, 6);
 
   // Every host is back; wait for the last holder to let go, then prove the run.
-  const auto quiet = Clock::now() + 60s;
-  while (Clock::now() < quiet && !admin.status()->groups.empty() &&
-         std::any_of(admin.status()->groups.begin(), admin.status()->groups.end(),
-                     [](const GroupState& g) { return !g.holders.empty() || !g.queue.empty(); })) {
-    std::this_thread::sleep_for(200ms);
-  }
+  const auto settled = [&] {
+    auto status = admin.status();
+    return status && std::none_of(status->groups.begin(), status->groups.end(), [](const GroupState& g) {
+             return !g.holders.empty() || !g.queue.empty();
+           });
+  };
+  for (const auto quiet = Clock::now() + 60s; !settled() && Clock::now() < quiet;) std::this_thread::sleep_for(200ms);
   auto end = admin_etcd->range("/skopos/", EtcdClient::prefix_end("/skopos/"), 1);
   ASSERT_TRUE(end);
   checker.finish(end->revision);

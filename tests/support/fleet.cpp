@@ -233,10 +233,17 @@ class TimedLocks final : public DrainLocks {
     return got;
   }
   Result<bool, DrainError> release(const std::string& lock, const std::string& group, std::int64_t token) override {
+    // Timed from the start of the release: under load the next holder's acquire may
+    // return before this thread runs again, and a release noted after it would be
+    // paired with a later taker. So a handoff includes the release's own transaction.
+    const auto started = Clock::now();
     auto released = locks_.release(lock, group, token);
     const std::string key = lock + "/" + group;
     const std::lock_guard<std::mutex> guard(slots_.mutex);
-    if (released && *released && slots_.waiting[key] > 0) slots_.released[key].push_back(Clock::now());
+    if (released && *released && slots_.waiting[key] > 0) {
+      auto& pending = slots_.released[key];
+      pending.insert(std::upper_bound(pending.begin(), pending.end(), started), started);
+    }
     if (released && *released) {
       if (const auto it = slots_.taken.find(key + " " + machine_); it != slots_.taken.end()) {
         slots_.held_ms[key].push_back(std::chrono::duration<double, std::milli>(Clock::now() - it->second).count());

@@ -101,9 +101,9 @@ class Fleet {
   // reboot; not its heartbeat, which costs the same per host and minute whatever happens).
   std::uint64_t etcd_requests() const;
 
-  // Slot handoffs of a tier's reboot lock: from a holder's release (etcd confirmed it)
-  // to the next waiter holding the slot (its acquire returned), in ms, with how many
-  // hosts were waiting then.
+  // Slot handoffs of a tier's reboot lock: from the start of a holder's release to the
+  // next waiter holding the slot (its acquire returned), in ms, with how many hosts were
+  // waiting then.
   struct Handoff {
     double ms = 0;
     int waiting = 0;
