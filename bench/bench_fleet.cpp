@@ -63,17 +63,6 @@ std::string cpu_model() {
   return "unknown";
 }
 
-std::unique_ptr<EtcdClient> etcd_client(const std::vector<std::string>& endpoints) {
-  EtcdOptions options;
-  for (const std::string& text : endpoints) {
-    if (auto parsed = HttpEndpoint::parse(text)) options.http.endpoints.push_back(*parsed);
-  }
-  options.http.timeout = 5s;
-  auto client = EtcdClient::create(std::move(options));
-  if (!client) bench::die("etcd client: " + client.error().message);
-  return std::move(*client);
-}
-
 // etcd's CPU across member restarts: each member's ticks, summed by process.
 class EtcdCpu {
  public:
@@ -148,7 +137,8 @@ RunResult run_fleet(int n, std::chrono::milliseconds drain, std::chrono::millise
   options.apps = worker / 10;
   options.instances = 3;
   options.min_healthy = 0.5;
-  auto admin_etcd = etcd_client(etcd->endpoints());
+  auto admin_etcd = skopos::testing::fleet_etcd_client(etcd->endpoints());
+  if (!admin_etcd) bench::die("no etcd client");
   LockService admin(*admin_etcd, HostIdentity{"operator", "boot", "operator"}, LockServiceOptions{});
   auto before = admin_etcd->range("/skopos/", EtcdClient::prefix_end("/skopos/"), 1);
   if (!before) bench::die("etcd: " + before.error().message);
@@ -201,13 +191,8 @@ RunResult run_fleet(int n, std::chrono::milliseconds drain, std::chrono::millise
       });
       const auto deadline = Clock::now() + std::chrono::seconds(60 + 3 * tier.hosts);
       while (Clock::now() < deadline) {
-        auto status = rolling.status(tier.name);
-        auto group = admin.group_status("reboot", tier.name);
-        auto alive = admin.live_machines();
-        if (status && group && alive) {
-          done = static_cast<int>(
-              rolling_progress(*status, *group, *alive, static_cast<std::int64_t>(std::time(nullptr)), 3600)
-                  .count(HostTurn::kDone));
+        if (auto view = read_rolling_view(rolling, admin, tier.name, "reboot", 3600)) {
+          done = static_cast<int>(view->progress.count(HostTurn::kDone));
         }
         if (done == tier.hosts) break;
         cpu.sample();

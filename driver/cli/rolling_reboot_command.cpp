@@ -178,21 +178,17 @@ void print_progress_text(const std::string& tier, const RollingStatus& status, c
 
 int status_command(RollingReboot& rolling, LockService& locks, const GlobalOptions& global, const std::string& tier,
                    const RollingConfig& config) {
-  auto status = rolling.status(tier);
-  if (!status) return report(status.error(), global.json);
-  auto lock = locks.group_status(config.lock, tier);
-  if (!lock) return report(lock.error(), global.json);
-  auto alive = locks.live_machines();
-  if (!alive) return report(alive.error(), global.json);
   const auto stuck_after = std::chrono::duration_cast<std::chrono::seconds>(config.stuck_after).count();
-  const RollingProgress progress =
-      rolling_progress(*status, *lock, *alive, static_cast<std::int64_t>(std::time(nullptr)), stuck_after);
+  auto view = read_rolling_view(rolling, locks, tier, config.lock, stuck_after);
+  if (!view) return report(view.error(), global.json);
+  const RollingStatus& status = view->status;
+  const RollingProgress& progress = view->progress;
   if (config.metrics) {
     print_progress_metrics(tier, progress);
   } else if (global.json) {
-    print_progress_json(tier, *status, progress);
+    print_progress_json(tier, status, progress);
   } else {
-    print_progress_text(tier, *status, progress);
+    print_progress_text(tier, status, progress);
   }
   return kExitOk;
 }

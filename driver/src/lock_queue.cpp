@@ -201,8 +201,7 @@ std::string entry_json(const HostIdentity& self, const std::string& token, std::
 bool lease_gone(const OutsideError& error) { return error.kind == OutsideError::Kind::kRefused && error.code == 5; }
 
 // When an entry's waiter first queued, from its value; `fallback` when unreadable.
-std::int64_t entry_since(const std::string& value, std::int64_t fallback) {
-  simdjson::dom::parser parser;
+std::int64_t entry_since(simdjson::dom::parser& parser, const std::string& value, std::int64_t fallback) {
   simdjson::dom::object object;
   std::string_view text;
   std::int64_t since = 0;
@@ -316,7 +315,7 @@ Result<Acquired, LockError> LockService::acquire(const std::string& lock, const 
                    std::to_string(view->entry->create_revision) + "): keeping it");
         }
         place = view->entry->create_revision;
-        since = entry_since(view->entry->value, since);
+        since = entry_since(*parser_, view->entry->value, since);
         continue;
       }
       auto lease_id = lease.current();

@@ -279,4 +279,18 @@ RollingProgress rolling_progress(const RollingStatus& status, const GroupState& 
   return out;
 }
 
+Result<RollingView, LockError> read_rolling_view(RollingReboot& rolling, LockService& locks, const std::string& tier,
+                                                 const std::string& lock, std::int64_t stuck_after) {
+  auto status = rolling.status(tier);
+  if (!status) return unexpected(std::move(status).error());
+  auto group = locks.group_status(lock, tier);
+  if (!group) return unexpected(std::move(group).error());
+  auto alive = locks.live_machines();
+  if (!alive) return unexpected(std::move(alive).error());
+  RollingView view{std::move(*status), {}};
+  view.progress =
+      rolling_progress(view.status, *group, *alive, static_cast<std::int64_t>(std::time(nullptr)), stuck_after);
+  return view;
+}
+
 }  // namespace skopos::driver

@@ -41,11 +41,8 @@ class FleetTest : public ::testing::Test {
   static RollingProgress progress(EtcdClient& etcd, LockService& locks, const std::string& tier,
                                   std::int64_t stuck_after = 3600) {
     RollingReboot rolling(etcd, "/skopos");
-    auto status = rolling.status(tier);
-    auto group = locks.group_status("reboot", tier);
-    auto alive = locks.live_machines();
-    if (!status || !group || !alive) return RollingProgress{};
-    return rolling_progress(*status, *group, *alive, static_cast<std::int64_t>(std::time(nullptr)), stuck_after);
+    auto view = read_rolling_view(rolling, locks, tier, "reboot", stuck_after);
+    return view ? view->progress : RollingProgress{};
   }
 
   std::string dir_;

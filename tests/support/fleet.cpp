@@ -43,9 +43,7 @@ struct Fleet::Slots {
   std::map<std::string, std::vector<double>> held_ms;   // group -> how long each slot was held
 };
 
-namespace {
-
-std::unique_ptr<EtcdClient> client(const std::vector<std::string>& endpoints) {
+std::unique_ptr<EtcdClient> fleet_etcd_client(const std::vector<std::string>& endpoints) {
   EtcdOptions options;
   for (const std::string& text : endpoints) {
     if (auto parsed = HttpEndpoint::parse(text)) options.http.endpoints.push_back(*parsed);
@@ -55,6 +53,8 @@ std::unique_ptr<EtcdClient> client(const std::vector<std::string>& endpoints) {
   auto created = EtcdClient::create(std::move(options));
   return created ? std::move(*created) : nullptr;
 }
+
+namespace {
 
 class SimMesos final : public DrainMesos {
  public:
@@ -499,7 +499,7 @@ Fleet::~Fleet() {
 }
 
 std::string Fleet::start() {
-  auto admin = client(options_.endpoints);
+  auto admin = fleet_etcd_client(options_.endpoints);
   if (!admin) return "no etcd client";
   LockServiceOptions lock_options;
   lock_options.prefix = options_.prefix;
@@ -519,7 +519,7 @@ std::string Fleet::start() {
 void Fleet::boot(Host& host) {
   auto b = std::make_unique<Host::Boot>();
   const std::string boot_id = "boot-" + std::to_string(++host.boot);
-  b->etcd = client(host.endpoints);
+  b->etcd = fleet_etcd_client(host.endpoints);
   LockServiceOptions lock_options;
   lock_options.prefix = options_.prefix;
   lock_options.waiter_lease = b->lease;
@@ -527,7 +527,7 @@ void Fleet::boot(Host& host) {
   b->locks = std::make_unique<LockService>(*b->etcd, self, lock_options);
   b->drain_locks = std::make_unique<EtcdDrainLocks>(*b->locks);
   b->timed_locks = std::make_unique<TimedLocks>(*b->drain_locks, *slots_, host.view.machine_id);
-  b->heartbeat = std::make_unique<HeartbeatThread>(client(host.endpoints), self, options_.prefix,
+  b->heartbeat = std::make_unique<HeartbeatThread>(fleet_etcd_client(host.endpoints), self, options_.prefix,
                                                    options_.heartbeat_ttl, b->lease);
   b->mesos = std::make_unique<SimMesos>(*cluster_);
   b->marathon = std::make_unique<SimMarathon>(*cluster_);
@@ -681,7 +681,7 @@ std::vector<double> Fleet::held_ms(const std::string& tier) const {
 
 void Fleet::watch_loop(std::size_t t) {
   const std::string tier = options_.tiers[t].name;
-  auto etcd = client(options_.endpoints);
+  auto etcd = fleet_etcd_client(options_.endpoints);
   RollingReboot rolling(*etcd, options_.prefix);
   std::int64_t revision = 0;
   while (!watch_stop_) {

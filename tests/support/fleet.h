@@ -24,7 +24,15 @@
 #include <thread>
 #include <vector>
 
+namespace skopos::driver {
+class EtcdClient;
+}
+
 namespace skopos::testing {
+
+// A client of the fleet's etcd (5 s deadline per request), nullptr when the endpoints
+// are unusable; the fleet, its tests and bench_fleet talk to etcd through it.
+std::unique_ptr<driver::EtcdClient> fleet_etcd_client(const std::vector<std::string>& endpoints);
 
 struct FleetTier {
   std::string name;  // control, proxy or worker

@@ -15,7 +15,11 @@ using namespace std::chrono_literals;
 
 FleetChecker::FleetChecker(std::vector<std::string> endpoints, std::string prefix, std::int64_t from_revision,
                            std::vector<FleetApp> apps)
-    : endpoints_(std::move(endpoints)), prefix_(std::move(prefix)), next_(from_revision), apps_(std::move(apps)) {
+    : endpoints_(std::move(endpoints)),
+      prefix_(std::move(prefix)),
+      next_(from_revision),
+      apps_(std::move(apps)),
+      parser_(std::make_unique<simdjson::dom::parser>()) {
   thread_ = std::thread([this] { run(); });
 }
 
@@ -36,12 +40,7 @@ void FleetChecker::violation(std::string text) {
 }
 
 void FleetChecker::run() {
-  EtcdOptions options;
-  for (const std::string& text : endpoints_) {
-    if (auto parsed = HttpEndpoint::parse(text)) options.http.endpoints.push_back(*parsed);
-  }
-  options.http.timeout = 5s;
-  auto etcd = EtcdClient::create(std::move(options));
+  auto etcd = fleet_etcd_client(endpoints_);
   if (!etcd) {
     violation("checker: no etcd client");
     return;
@@ -50,7 +49,7 @@ void FleetChecker::run() {
   while (Clock::now() < give_up) {
     const std::int64_t last = last_.load();
     if (last < 0 || (last > 0 && next_ > last)) return;
-    auto batch = (*etcd)->wait_for_change(prefix_ + "/", EtcdClient::prefix_end(prefix_ + "/"), next_,
+    auto batch = etcd->wait_for_change(prefix_ + "/", EtcdClient::prefix_end(prefix_ + "/"), next_,
                                           Clock::now() + 1s);
     if (!batch) {  // a member went away: watch again from the same revision
       std::this_thread::sleep_for(50ms);
@@ -105,10 +104,9 @@ void FleetChecker::apply(const std::string& key, bool put, const std::string& va
       }
       // The holder records each phase before it runs it (guard): a holding that reached
       // "reboot" rebooted its host.
-      simdjson::dom::parser parser;
       simdjson::dom::object object;
       std::string_view phase;
-      if (parser.parse(value).get(object) == simdjson::SUCCESS && object["phase"].get(phase) == simdjson::SUCCESS &&
+      if (parser_->parse(value).get(object) == simdjson::SUCCESS && object["phase"].get(phase) == simdjson::SUCCESS &&
           phase == "reboot") {
         const auto holding = holders_[group].find(machine);
         if (holding != holders_[group].end()) rebooted_[group][machine].insert(holding->second);
@@ -135,10 +133,9 @@ void FleetChecker::apply(const std::string& key, bool put, const std::string& va
   if (rest.rfind("budget/", 0) == 0) {
     if (put) {
       // The claim names the host as Marathon does.
-      simdjson::dom::parser parser;
       simdjson::dom::object object;
       std::string_view hostname;
-      if (parser.parse(value).get(object) != simdjson::SUCCESS || object["hostname"].get(hostname) != simdjson::SUCCESS) {
+      if (parser_->parse(value).get(object) != simdjson::SUCCESS || object["hostname"].get(hostname) != simdjson::SUCCESS) {
         violation("budget claim " + key + " names no host");
       }
       claims_[key] = std::string(hostname);

@@ -15,12 +15,17 @@
 #include <atomic>
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <set>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "fleet.h"
+
+namespace simdjson::dom {
+class parser;
+}
 
 namespace skopos::testing {
 
@@ -66,6 +71,7 @@ class FleetChecker {
   std::string prefix_;
   std::int64_t next_;
   std::vector<FleetApp> apps_;
+  std::unique_ptr<simdjson::dom::parser> parser_;  // the replay thread's, for the records it reads
   std::atomic<std::int64_t> last_{0};
   std::thread thread_;
 

@@ -107,6 +107,17 @@ struct RollingProgress {
 RollingProgress rolling_progress(const RollingStatus& status, const GroupState& reboot_lock,
                                  const std::vector<std::string>& alive, std::int64_t now, std::int64_t stuck_after);
 
+class RollingReboot;
+
+// The roll of `tier` read now, as `skopos rolling-reboot --status` shows it: the request
+// and the marks, the tier's group of `lock` and the machines alive, put together.
+struct RollingView {
+  RollingStatus status;
+  RollingProgress progress;
+};
+Result<RollingView, LockError> read_rolling_view(RollingReboot& rolling, LockService& locks, const std::string& tier,
+                                                 const std::string& lock, std::int64_t stuck_after);
+
 class RollingReboot {
  public:
   RollingReboot(EtcdClient& etcd, std::string prefix);
