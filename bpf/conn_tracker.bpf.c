@@ -16,6 +16,8 @@ char LICENSE[] SEC("license") = "GPL";
 
 /* IPPROTO_TCP; the uapi enum is not in vmlinux.h on every kernel. */
 #define SKOPOS_IPPROTO_TCP 6
+/* errno's EEXIST, which vmlinux.h (types only) lacks. */
+#define SKOPOS_EEXIST 17
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -57,18 +59,23 @@ struct {
 	__type(value, struct skopos_snapshot_run);
 } snapshot_runs SEC(".maps");
 
-static __always_inline void send_event(const struct skopos_conn_key *key, __s32 delta)
+/*
+ * Names `key` (its value `value`) to userspace, unless an event already has and userspace
+ * has not read the key since (see the ABI header).
+ */
+static __always_inline void notify(struct skopos_conn_count *value, const struct skopos_conn_key *key)
 {
 	struct skopos_conn_event *event;
 
+	if (value->pending || __sync_lock_test_and_set(&value->pending, 1))
+		return;
 	event = bpf_ringbuf_reserve(&conn_events, sizeof(*event), 0);
 	if (!event) {
+		/* Userspace re-reads every key after lost events, clearing every flag. */
 		__sync_fetch_and_add(&stats.lost_events, 1);
 		return;
 	}
 	event->key = *key;
-	event->delta = delta;
-	event->pad = 0;
 	bpf_ringbuf_submit(event, 0);
 }
 
@@ -77,71 +84,77 @@ static __always_inline bool same_key(const struct skopos_conn_key *a, const stru
 	return a->netns == b->netns && a->port == b->port && a->direction == b->direction;
 }
 
-/*
- * Unmarks the socket: `counted` cleared in place first, which cannot fail, then the mark
- * deleted. A hash map delete can fail (its bucket lock busy on this CPU, when this runs
- * in a softirq that interrupted a run holding it); the mark then stays, uncounted, for
- * the next socket at this address to reuse in place, and stats.unmark_failures says so.
- */
-static __always_inline void unmark_socket(__u64 addr, struct skopos_sock_mark *mark)
+/* Unmarks a counted socket: back to idle, in place, for the next socket at its address. */
+static __always_inline void unmark_socket(struct skopos_sock_mark *mark)
 {
-	mark->counted = 0;
-	if (bpf_map_delete_elem(&sock_marks, &addr))
-		__sync_fetch_and_add(&stats.unmark_failures, 1);
+	mark->state = SKOPOS_MARK_IDLE;
 }
 
-/* Takes a counted socket (its mark found under `addr`) off its key and unmarks it. */
-static __always_inline void uncount_socket(__u64 addr, struct skopos_sock_mark *mark)
+/* Takes a counted socket (its mark `mark`) off its key and unmarks it. A key brought to
+ * 0 stays, for the reclaim program. */
+static __always_inline void uncount_socket(struct skopos_sock_mark *mark)
 {
 	struct skopos_conn_key key = mark->key;
 	struct skopos_conn_count *value;
 	__u64 before;
 
-	unmark_socket(addr, mark);
+	unmark_socket(mark);
 	value = bpf_map_lookup_elem(&conn_counts, &key);
-	/* A marked socket added 1 to a live key, and a live key is neither deleted nor
-	 * handed to another key while it is. */
+	/* A marked socket added 1 to a live key, and the reclaim program deletes only keys
+	 * at 0. */
 	if (!value) {
 		__sync_fetch_and_add(&stats.underflows, 1);
 		return;
 	}
 	before = __sync_fetch_and_add(&value->count, -1);
-	if (before == 0 || (before & SKOPOS_COUNT_RECLAIMED)) {
+	if ((before & ~SKOPOS_COUNT_AGED) == 0 || (before & SKOPOS_COUNT_RECLAIMED)) {
 		__sync_fetch_and_add(&stats.underflows, 1);
 		return;
 	}
-	/* The last socket of the key: reclaim it, unless another CPU added one meanwhile. */
-	if (before == 1 && __sync_val_compare_and_swap(&value->count, 0, SKOPOS_COUNT_RECLAIMED) == 0)
-		bpf_map_delete_elem(&conn_counts, &key);
-	send_event(&key, -1);
+	notify(value, &key);
 }
 
 /*
- * Marks the socket at `addr` as counted under `key`: a new mark, or one left uncounted
- * at this address (see unmark_socket) reused in place. A counted mark here belongs to a
- * socket freed at this address while counted, which tcp_set_state() rules out: its count
- * is taken back first, and stats.stale_marks says it happened. False when the map has no
- * room (or its lock was busy): stats.storage_failures.
+ * Marks the socket at `addr` as counted under `key`: an idle mark at this address claimed
+ * in place (compare-and-exchange, against the reclaim program), or a new one. A counted
+ * mark here belongs to a socket freed at this address while counted, which
+ * tcp_set_state() rules out: its count is taken back first, and stats.stale_marks says
+ * it happened. A mark being reclaimed is left to its delete, and a fresh one made after
+ * it. False when there is no room (or a lock was busy, or the reclaim's delete did not
+ * come in time): stats.storage_failures.
  */
 static __always_inline bool mark_socket(__u64 addr, const struct skopos_conn_key *key)
 {
-	struct skopos_sock_mark fresh = { .key = *key, .counted = 1 };
+	struct skopos_sock_mark fresh = { .key = *key, .state = SKOPOS_MARK_COUNTED };
 	struct skopos_sock_mark *mark;
+	__u32 state;
 	int tries;
 
-	for (tries = 0; tries < 2; tries++) {
-		if (bpf_map_update_elem(&sock_marks, &addr, &fresh, BPF_NOEXIST) == 0)
-			return true;
+	for (tries = 0; tries < SKOPOS_MARK_TRIES; tries++) {
 		mark = bpf_map_lookup_elem(&sock_marks, &addr);
-		if (!mark)
-			break;
-		if (!mark->counted) {
+		if (!mark) {
+			long err = bpf_map_update_elem(&sock_marks, &addr, &fresh, BPF_NOEXIST);
+
+			if (err == 0) {
+				__sync_fetch_and_add(&stats.marks_created, 1);
+				return true;
+			}
+			if (err != -SKOPOS_EEXIST)
+				break; /* full, or a lock busy */
+			continue; /* a reclaimed mark not deleted yet */
+		}
+		state = mark->state;
+		if (state == SKOPOS_MARK_IDLE || state == SKOPOS_MARK_AGED) {
+			if (__sync_val_compare_and_swap(&mark->state, state, SKOPOS_MARK_COUNTED) != state)
+				continue; /* the reclaim took it first */
+			/* Ours: the key is read only under this socket's lock, which we hold. */
 			mark->key = *key;
-			mark->counted = 1;
 			return true;
 		}
-		__sync_fetch_and_add(&stats.stale_marks, 1);
-		uncount_socket(addr, mark); /* deletes the mark, or leaves it uncounted */
+		if (state == SKOPOS_MARK_COUNTED) {
+			__sync_fetch_and_add(&stats.stale_marks, 1);
+			uncount_socket(mark); /* back to idle: the next try claims it */
+		}
 	}
 	__sync_fetch_and_add(&stats.storage_failures, 1);
 	return false;
@@ -167,7 +180,8 @@ static __always_inline bool count_socket(__u64 addr, const struct skopos_conn_ke
 		value = bpf_map_lookup_elem(&conn_counts, key);
 		if (!value) {
 			/* -EEXIST means another CPU created it first: fine. -E2BIG: full. */
-			bpf_map_update_elem(&conn_counts, key, &zero, BPF_NOEXIST);
+			if (bpf_map_update_elem(&conn_counts, key, &zero, BPF_NOEXIST) == 0)
+				__sync_fetch_and_add(&stats.keys_created, 1);
 			value = bpf_map_lookup_elem(&conn_counts, key);
 			if (!value)
 				break;
@@ -175,7 +189,9 @@ static __always_inline bool count_socket(__u64 addr, const struct skopos_conn_ke
 		/* The old value tells whether this key was alive when we added to it. */
 		before = __sync_fetch_and_add(&value->count, 1);
 		if (before & SKOPOS_COUNT_RECLAIMED)
-			continue; /* being deleted by the CPU that brought it to 0: a fresh key */
+			continue; /* being deleted by the reclaim program: a fresh key */
+		if (before & SKOPOS_COUNT_AGED) /* in use again: not the reclaim's any more */
+			__sync_fetch_and_and(&value->count, ~SKOPOS_COUNT_AGED);
 		if (!same_key(&value->key, key)) {
 			/* Reclaimed and handed to another key since the lookup: the 1 went to
 			 * that key. Taken back only if its count is still exactly what this add
@@ -187,15 +203,15 @@ static __always_inline bool count_socket(__u64 addr, const struct skopos_conn_ke
 
 			if (__sync_val_compare_and_swap(&value->count, before + 1, before) != before + 1)
 				__sync_fetch_and_add(&stats.misplaced_counts, 1);
-			send_event(&other, 0);
+			notify(value, &other);
 			continue;
 		}
-		send_event(key, 1);
+		notify(value, key);
 		return true;
 	}
 	mark = bpf_map_lookup_elem(&sock_marks, &addr);
 	if (mark)
-		unmark_socket(addr, mark);
+		unmark_socket(mark);
 	__sync_fetch_and_add(&stats.count_failures, 1);
 	return false;
 }
@@ -242,8 +258,8 @@ int BPF_PROG(track_transition, struct sock *sk, int oldstate, int newstate)
 		return 0;
 
 	if (newstate == TCP_ESTABLISHED) {
-		/* Not counted, as every socket entering ESTABLISHED is (mark_socket's insert
-		 * finds out if not, with no lookup first). */
+		/* Not counted, as every socket entering ESTABLISHED is (mark_socket finds
+		 * out if not). */
 		fill_key(&key, sk, oldstate == TCP_SYN_RECV);
 		count_socket(addr, &key);
 		return 0;
@@ -252,8 +268,8 @@ int BPF_PROG(track_transition, struct sock *sk, int oldstate, int newstate)
 	/* Leaving ESTABLISHED. Not counted: established before we loaded and not yet
 	 * found by a snapshot, so there is nothing to take back. */
 	mark = bpf_map_lookup_elem(&sock_marks, &addr);
-	if (mark && mark->counted)
-		uncount_socket(addr, mark);
+	if (mark && mark->state == SKOPOS_MARK_COUNTED)
+		uncount_socket(mark);
 	return 0;
 }
 
@@ -310,7 +326,7 @@ int snapshot_namespace(struct bpf_iter__tcp *ctx)
 	{
 		struct skopos_sock_mark *mark = bpf_map_lookup_elem(&sock_marks, &addr);
 
-		if (mark && mark->counted)
+		if (mark && mark->state == SKOPOS_MARK_COUNTED)
 			return 0; /* counted already */
 	}
 
@@ -324,5 +340,145 @@ int snapshot_namespace(struct bpf_iter__tcp *ctx)
 	fill_key(&key, (struct sock *)tp, inbound);
 	if (count_socket(addr, &key))
 		__sync_fetch_and_add(&stats.snapshot_counted, 1);
+	return 0;
+}
+
+/* What a reclaim pass has found so far (bpf_for_each_map_elem's context). */
+struct reclaim_walk {
+	struct skopos_reclaim result;
+};
+
+static long reclaim_key(struct bpf_map *map, struct skopos_conn_key *key, struct skopos_conn_count *value,
+			struct reclaim_walk *walk)
+{
+	__u64 count = value->count;
+
+	/* At 0: aged by this pass, reclaimed by the next if no socket came meanwhile (the
+	 * first increment clears the aged bit). Already reclaimed: a delete that failed in
+	 * an earlier pass (this program is the only one that reclaims, one pass at a time),
+	 * tried again. Increments meeting the reclaimed marker try a fresh key. */
+	if (count == 0) {
+		__sync_val_compare_and_swap(&value->count, 0, SKOPOS_COUNT_AGED);
+		walk->result.keys_left++;
+		walk->result.keys_idle++;
+		return 0;
+	}
+	if (count == SKOPOS_COUNT_AGED &&
+	    __sync_val_compare_and_swap(&value->count, SKOPOS_COUNT_AGED, SKOPOS_COUNT_RECLAIMED) == SKOPOS_COUNT_AGED)
+		count = SKOPOS_COUNT_RECLAIMED;
+	if (!(count & SKOPOS_COUNT_RECLAIMED)) {
+		walk->result.keys_left++;
+		return 0;
+	}
+	if (bpf_map_delete_elem(map, key)) {
+		__sync_fetch_and_add(&stats.reclaim_failures, 1);
+		walk->result.failures++;
+		walk->result.keys_left++;
+		return 0;
+	}
+	walk->result.keys_reclaimed++;
+	return 0;
+}
+
+static long reclaim_mark(struct bpf_map *map, __u64 *addr, struct skopos_sock_mark *mark, struct reclaim_walk *walk)
+{
+	__u32 state = mark->state;
+
+	/* Idle: aged by this pass, reclaimed by the next if no socket claimed it meanwhile.
+	 * Reclaiming already: a delete that failed in an earlier pass, tried again. */
+	if (state == SKOPOS_MARK_IDLE) {
+		__sync_val_compare_and_swap(&mark->state, SKOPOS_MARK_IDLE, SKOPOS_MARK_AGED);
+		walk->result.marks_left++;
+		return 0;
+	}
+	if (state == SKOPOS_MARK_AGED &&
+	    __sync_val_compare_and_swap(&mark->state, SKOPOS_MARK_AGED, SKOPOS_MARK_RECLAIMING) == SKOPOS_MARK_AGED)
+		state = SKOPOS_MARK_RECLAIMING;
+	if (state != SKOPOS_MARK_RECLAIMING) {
+		walk->result.marks_left++;
+		if (mark->state == SKOPOS_MARK_COUNTED)
+			walk->result.marks_counted++;
+		return 0;
+	}
+	if (bpf_map_delete_elem(map, addr)) {
+		__sync_fetch_and_add(&stats.reclaim_failures, 1);
+		walk->result.failures++;
+		walk->result.marks_left++;
+		return 0;
+	}
+	walk->result.marks_reclaimed++;
+	return 0;
+}
+
+/*
+ * The reclaim pass: deletes the keys at 0 and the idle marks that the previous pass
+ * found so and no socket used since, and ages the rest of those at 0 or idle (see the
+ * ABI header).
+ * Userspace runs it with BPF_PROG_RUN, one pass at a time; `args` comes back with what
+ * it did.
+ */
+SEC("syscall")
+int reclaim(struct skopos_reclaim *args)
+{
+	struct reclaim_walk walk = {};
+
+	bpf_for_each_map_elem(&conn_counts, reclaim_key, &walk, 0);
+	bpf_for_each_map_elem(&sock_marks, reclaim_mark, &walk, 0);
+	args->keys_reclaimed = walk.result.keys_reclaimed;
+	args->keys_left = walk.result.keys_left;
+	args->keys_idle = walk.result.keys_idle;
+	args->marks_reclaimed = walk.result.marks_reclaimed;
+	args->marks_left = walk.result.marks_left;
+	args->marks_counted = walk.result.marks_counted;
+	args->failures = walk.result.failures;
+	return 0;
+}
+
+/* read_keys' batch: userspace writes it through the global data's mapping. */
+struct skopos_key_batch read_batch = {};
+
+/*
+ * Reads a batch of counts for userspace (see struct skopos_key_batch), clearing each
+ * key's pending flag first: a change after the clear sends a fresh event.
+ */
+SEC("syscall")
+int read_keys(void *ctx)
+{
+	__u32 n = read_batch.n;
+	__u32 i;
+
+	for (i = 0; i < SKOPOS_READ_BATCH; i++) {
+		struct skopos_conn_key key;
+		struct skopos_conn_count *value;
+
+		if (i >= n)
+			break;
+		key = read_batch.keys[i];
+		value = bpf_map_lookup_elem(&conn_counts, &key);
+		if (!value) {
+			read_batch.counts[i] = SKOPOS_COUNT_MISSING;
+			continue;
+		}
+		__sync_lock_test_and_set(&value->pending, 0);
+		read_batch.counts[i] = value->count;
+	}
+	return 0;
+}
+
+static long clear_pending(struct bpf_map *map, struct skopos_conn_key *key, struct skopos_conn_count *value,
+			  void *unused)
+{
+	__sync_lock_test_and_set(&value->pending, 0);
+	return 0;
+}
+
+/*
+ * Clears every key's pending flag: userspace runs it before it re-reads the whole map
+ * (after lost events, whose keys would otherwise never be named again).
+ */
+SEC("syscall")
+int clear_all_pending(void *ctx)
+{
+	bpf_for_each_map_elem(&conn_counts, clear_pending, NULL, 0);
 	return 0;
 }

@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <cerrno>
 #include <cstring>
 #include <system_error>
@@ -50,9 +51,11 @@ Direction direction_of(const skopos_conn_key& key) {
 
 std::uint64_t load(const std::uint64_t& counter) { return __atomic_load_n(&counter, __ATOMIC_RELAXED); }
 
-// A value with the reclaimed bit is a key being deleted: 0 (conn_tracker.h).
+// A value with the reclaimed bit is a key being deleted: 0; the aged bit is the reclaim
+// passes' bookkeeping (conn_tracker.h).
 std::uint32_t clamp_count(std::uint64_t value) {
   if ((value & SKOPOS_COUNT_RECLAIMED) != 0) return 0;
+  value &= ~SKOPOS_COUNT_AGED;
   return value > UINT32_MAX ? UINT32_MAX : static_cast<std::uint32_t>(value);
 }
 
@@ -106,6 +109,8 @@ Result<std::unique_ptr<BpfConnectionSource>> BpfConnectionSource::create(Options
     return unexpected(Error::from_errno(failure_errno(ret), "bpf prog info", kObject));
   }
   source->program_id_ = info.id;
+  source->max_keys_ = bpf_map__max_entries(skeleton->maps.conn_counts);
+  source->max_marks_ = bpf_map__max_entries(skeleton->maps.sock_marks);
   source->pending_.reserve(4096);
   return source;
 }
@@ -207,9 +212,9 @@ Result<void> BpfConnectionSource::snapshot_here(const NamespaceHandle& ns) const
 
 Result<void> BpfConnectionSource::walk_batches(int fd, const char* map, std::size_t key_size, std::size_t value_size,
                                                FunctionRef<void(const std::uint8_t*, const std::uint8_t*)> visit) const {
-  // Batch lookups walk the hash bucket by bucket, so keys the kernel deletes meanwhile
-  // (counts reclaimed at zero, marks of sockets leaving ESTABLISHED) neither restart nor
-  // derail the walk, as a get_next_key walk from a deleted key would.
+  // Batch lookups walk the hash bucket by bucket, so keys a reclaim pass deletes
+  // meanwhile neither restart nor derail the walk, as a get_next_key walk from a deleted
+  // key would.
   batch_keys_.resize(kBatch * key_size);
   batch_values_.resize(kBatch * value_size);
   std::uint64_t cursor = 0;  // opaque to us: the kernel's bucket position
@@ -239,19 +244,86 @@ Result<void> BpfConnectionSource::walk_map(FunctionRef<void(const skopos_conn_ke
                       });
 }
 
-Result<std::size_t> BpfConnectionSource::map_keys() const {
-  std::size_t keys = 0;
-  auto walked = walk_map([&](const skopos_conn_key&, std::uint64_t) { ++keys; });
+Result<BpfConnectionSource::Occupancy> BpfConnectionSource::occupancy() const {
+  Occupancy occupancy;
+  auto walked = walk_map([&](const skopos_conn_key&, std::uint64_t value) {
+    ++occupancy.keys;
+    if (clamp_count(value) == 0) ++occupancy.idle_keys;
+  });
   if (!walked) return unexpected(std::move(walked).error());
-  return keys;
+  walked = walk_batches(bpf_map__fd(skeleton_->maps.sock_marks), "sock_marks", sizeof(std::uint64_t),
+                        sizeof(skopos_sock_mark), [&](const std::uint8_t*, const std::uint8_t* value_bytes) {
+                          skopos_sock_mark mark{};
+                          std::memcpy(&mark, value_bytes, sizeof mark);
+                          ++occupancy.marks;
+                          if (mark.state == SKOPOS_MARK_COUNTED) ++occupancy.counted_marks;
+                        });
+  if (!walked) return unexpected(std::move(walked).error());
+  return occupancy;
 }
 
-Result<std::size_t> BpfConnectionSource::marked_sockets() const {
-  std::size_t marks = 0;
-  auto walked = walk_batches(bpf_map__fd(skeleton_->maps.sock_marks), "sock_marks", sizeof(std::uint64_t),
-                             sizeof(skopos_sock_mark), [&](const std::uint8_t*, const std::uint8_t*) { ++marks; });
-  if (!walked) return unexpected(std::move(walked).error());
-  return marks;
+Result<BpfConnectionSource::ReclaimPass> BpfConnectionSource::reclaim() {
+  const skopos_conn_stats& kernel = skeleton_->bss->stats;
+  // What the kernel had made before the pass starts: entries made during it are counted
+  // into the next pass's growth, never lost from it.
+  const std::uint64_t keys_created = load(kernel.keys_created);
+  const std::uint64_t marks_created = load(kernel.marks_created);
+  const std::uint64_t failures_now = failures();
+  skopos_reclaim args{};
+  bpf_test_run_opts opts{};
+  opts.sz = sizeof opts;
+  opts.ctx_in = &args;
+  opts.ctx_size_in = sizeof args;
+  const auto started = std::chrono::steady_clock::now();
+  if (int ret = bpf_prog_test_run_opts(bpf_program__fd(skeleton_->progs.reclaim), &opts); ret != 0) {
+    return unexpected(Error::from_errno(failure_errno(ret), "bpf reclaim pass", kObject));
+  }
+  ReclaimPass pass;
+  pass.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  pass.keys_reclaimed = args.keys_reclaimed;
+  pass.keys_left = args.keys_left;
+  pass.keys_idle = args.keys_idle;
+  pass.marks_reclaimed = args.marks_reclaimed;
+  pass.marks_left = args.marks_left;
+  pass.marks_counted = args.marks_counted;
+  pass.failures = args.failures;
+  ++reclaim_passes_;
+  keys_reclaimed_ += pass.keys_reclaimed;
+  marks_reclaimed_ += pass.marks_reclaimed;
+  last_pass_ = pass;
+  keys_created_at_pass_ = keys_created;
+  marks_created_at_pass_ = marks_created;
+  failures_at_pass_ = failures_now;
+  return pass;
+}
+
+Result<void> BpfConnectionSource::maintain() {
+  const skopos_conn_stats& kernel = skeleton_->bss->stats;
+  // Nothing made since the last pass and nothing idle left by it: nothing to reclaim.
+  const bool made = load(kernel.keys_created) != keys_created_at_pass_ ||
+                    load(kernel.marks_created) != marks_created_at_pass_;
+  const bool idle_left = last_pass_.keys_idle > 0 || last_pass_.marks_left > last_pass_.marks_counted;
+  if (!made && !idle_left && reclaim_passes_ > 0) return {};
+  if (auto pass = reclaim(); !pass) return unexpected(std::move(pass).error());
+  return {};
+}
+
+Result<void> BpfConnectionSource::reclaim_if_full() {
+  const skopos_conn_stats& kernel = skeleton_->bss->stats;
+  const std::uint64_t keys_made = load(kernel.keys_created) - keys_created_at_pass_;
+  const std::uint64_t marks_made = load(kernel.marks_created) - marks_created_at_pass_;
+  int passes = keys_made > max_keys_ / 4 || marks_made > max_marks_ / 4 ? 1 : 0;
+  // A socket not counted: the room the proof needs, at once (the first pass ages what is
+  // idle, the second deletes it); at most once a second while failures go on.
+  const auto now = std::chrono::steady_clock::now();
+  if (failures() != failures_at_pass_ && now - last_failure_passes_ >= std::chrono::seconds(1)) {
+    last_failure_passes_ = now;
+    passes = 2;
+  }
+  for (int i = 0; i < passes; ++i) {
+    if (auto pass = reclaim(); !pass) return unexpected(std::move(pass).error());
+  }
+  return {};
 }
 
 Result<std::size_t> BpfConnectionSource::snapshot_runs() const {
@@ -337,6 +409,13 @@ std::uint64_t BpfConnectionSource::failures() const {
 
 Result<void> BpfConnectionSource::reread_all(FunctionRef<void(std::uint64_t inode)> changed) {
   ++resyncs_;
+  // Every key's flag first, so that any change from here on is named again; then the
+  // values.
+  bpf_test_run_opts opts{};
+  opts.sz = sizeof opts;
+  if (int ret = bpf_prog_test_run_opts(bpf_program__fd(skeleton_->progs.clear_all_pending), &opts); ret != 0) {
+    return unexpected(Error::from_errno(failure_errno(ret), "bpf clear pending", kObject));
+  }
   if (tracked_.empty()) return {};
   std::unordered_map<std::uint64_t, NamespaceCounts> fresh;
   for (const auto& [inode, tracked] : tracked_) fresh.emplace(inode, NamespaceCounts{});
@@ -383,6 +462,10 @@ Result<void> BpfConnectionSource::update(FunctionRef<void(std::uint64_t inode)> 
   if (consumed < 0) return unexpected(Error::from_errno(-consumed, "bpf ring buffer consume", "conn_events"));
   if (consumed > 0) ++updates_;
 
+  // Maps grown by a quarter, or full: reclaim what is idle (before any proof, which
+  // needs the room).
+  if (auto reclaimed = reclaim_if_full(); !reclaimed) return reclaimed;
+
   // A socket the kernel could not count: we cannot tell whose, so no count is known any
   // more until a snapshot proves it again.
   if (const std::uint64_t now = failures(); now != failures_seen_) {
@@ -405,24 +488,37 @@ Result<void> BpfConnectionSource::update(FunctionRef<void(std::uint64_t inode)> 
 
   std::sort(pending_.begin(), pending_.end());
   pending_.erase(std::unique(pending_.begin(), pending_.end()), pending_.end());
-  const int fd = bpf_map__fd(skeleton_->maps.conn_counts);
+  // Every named key is read, tracked or not: the read clears its pending flag, without
+  // which the kernel would name it no more (conn_tracker.h). Sorted by namespace first,
+  // so each namespace is reported once.
   std::uint64_t last_reported = UINT64_MAX;
-  // Sorted by namespace first, so each namespace is reported once.
-  for (const std::uint64_t packed : pending_) {
-    const skopos_conn_key key = unpack(packed);
-    auto it = tracked_.find(key.netns);
-    if (it == tracked_.end()) continue;
-    skopos_conn_count value{};
-    if (bpf_map_lookup_elem(fd, &key, &value) != 0) {
-      // Reclaimed: the count went to 0 and the kernel deleted the key.
-      if (errno != ENOENT) return unexpected(Error::from_errno(errno, "bpf map lookup", "conn_counts"));
-      value.count = 0;
+  for (std::size_t from = 0; from < pending_.size(); from += SKOPOS_READ_BATCH) {
+    const std::size_t n = std::min<std::size_t>(SKOPOS_READ_BATCH, pending_.size() - from);
+    skopos_key_batch& batch = skeleton_->bss->read_batch;
+    batch.n = static_cast<std::uint32_t>(n);
+    for (std::size_t i = 0; i < n; ++i) batch.keys[i] = unpack(pending_[from + i]);
+    if (auto read = run_read_keys(); !read) return read;
+    for (std::size_t i = 0; i < n; ++i) {
+      const skopos_conn_key& key = batch.keys[i];
+      auto it = tracked_.find(key.netns);
+      if (it == tracked_.end()) continue;
+      // Missing: the count went to 0 and a reclaim pass deleted the key.
+      const std::uint64_t value = batch.counts[i] == SKOPOS_COUNT_MISSING ? 0 : batch.counts[i];
+      it->second.counts.set(key.port, direction_of(key), clamp_count(value));
+      if (last_reported != key.netns) {
+        last_reported = key.netns;
+        changed(key.netns);
+      }
     }
-    it->second.counts.set(key.port, direction_of(key), clamp_count(value.count));
-    if (last_reported != key.netns) {
-      last_reported = key.netns;
-      changed(key.netns);
-    }
+  }
+  return {};
+}
+
+Result<void> BpfConnectionSource::run_read_keys() {
+  bpf_test_run_opts opts{};
+  opts.sz = sizeof opts;
+  if (int ret = bpf_prog_test_run_opts(bpf_program__fd(skeleton_->progs.read_keys), &opts); ret != 0) {
+    return unexpected(Error::from_errno(failure_errno(ret), "bpf read keys", kObject));
   }
   return {};
 }
@@ -439,11 +535,17 @@ SourceStats BpfConnectionSource::stats() const {
   stats.storage_failures = load(kernel.storage_failures);
   stats.underflows = load(kernel.underflows);
   stats.stale_marks = load(kernel.stale_marks);
-  stats.unmark_failures = load(kernel.unmark_failures);
+  stats.reclaim_failures = load(kernel.reclaim_failures);
   stats.misplaced_counts = load(kernel.misplaced_counts);
   stats.snapshot_counted = load(kernel.snapshot_counted);
   stats.unproven = unproven();
   stats.proofs = proofs_;
+  stats.reclaim_passes = reclaim_passes_;
+  stats.keys_reclaimed = keys_reclaimed_;
+  stats.marks_reclaimed = marks_reclaimed_;
+  // Entries are made only by the kernel's counters and deleted only by reclaim passes.
+  stats.map_keys = last_pass_.keys_left + (load(kernel.keys_created) - keys_created_at_pass_);
+  stats.map_marks = last_pass_.marks_left + (load(kernel.marks_created) - marks_created_at_pass_);
   return stats;
 }
 

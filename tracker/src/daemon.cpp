@@ -117,6 +117,7 @@ class TrackerDaemon::Loop {
         signals_(context_, SIGTERM, SIGINT),
         rescan_timer_(context_),
         proc_timer_(context_),
+        maintain_timer_(context_),
         check_timer_(context_),
         print_timer_(context_),
         once_timer_(context_),
@@ -195,6 +196,9 @@ class TrackerDaemon::Loop {
         publish();
       });
     }
+    every(maintain_timer_, ConnectionSource::kMaintainInterval, [this] {
+      if (auto status = tracker_.source().maintain(); !status) log_error("source upkeep failed: " + status.error().message());
+    });
     if (options_.check_interval.count() > 0) schedule_check();
     if (auto watchdog = sd_watchdog_interval()) {
       const auto period = std::chrono::duration_cast<std::chrono::milliseconds>(*watchdog / 2);
@@ -346,7 +350,7 @@ class TrackerDaemon::Loop {
     error_code ignored;
     signals_.cancel(ignored);
     for (asio::steady_timer* timer :
-         {&rescan_timer_, &proc_timer_, &check_timer_, &print_timer_, &once_timer_, &conntrack_timer_, &coalesce_timer_,
+         {&rescan_timer_, &proc_timer_, &maintain_timer_, &check_timer_, &print_timer_, &once_timer_, &conntrack_timer_, &coalesce_timer_,
           &watchdog_timer_}) {
       timer->cancel();
     }
@@ -363,6 +367,7 @@ class TrackerDaemon::Loop {
   asio::signal_set signals_;
   asio::steady_timer rescan_timer_;
   asio::steady_timer proc_timer_;
+  asio::steady_timer maintain_timer_;
   asio::steady_timer check_timer_;
   asio::steady_timer print_timer_;
   asio::steady_timer once_timer_;

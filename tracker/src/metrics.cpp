@@ -97,9 +97,19 @@ std::string render_metrics(const Tracker& tracker, const StreamStats* stream) {
   metric(out, "skopos_tracker_bpf_stale_marks_total", "counter",
          "Sockets found counted when entering ESTABLISHED, their old counts taken back (a bug if nonzero).",
          stats.source.stale_marks);
-  metric(out, "skopos_tracker_bpf_unmark_failures_total", "counter",
-         "Socket marks the kernel could not delete (left uncounted, reused by the next socket at the address).",
-         stats.source.unmark_failures);
+  metric(out, "skopos_tracker_bpf_reclaim_failures_total", "counter",
+         "Idle kernel map entries whose delete failed (the next reclaim pass tries again).",
+         stats.source.reclaim_failures);
+  metric(out, "skopos_tracker_bpf_reclaim_passes_total", "counter", "Passes over the kernel maps for idle entries.",
+         stats.source.reclaim_passes);
+  metric(out, "skopos_tracker_bpf_keys_reclaimed_total", "counter", "Count keys at zero the reclaim passes deleted.",
+         stats.source.keys_reclaimed);
+  metric(out, "skopos_tracker_bpf_marks_reclaimed_total", "counter", "Idle socket marks the reclaim passes deleted.",
+         stats.source.marks_reclaimed);
+  metric(out, "skopos_tracker_bpf_map_keys", "gauge",
+         "Count keys the kernel map holds, idle ones included.", stats.source.map_keys);
+  metric(out, "skopos_tracker_bpf_map_marks", "gauge",
+         "Socket marks the kernel map holds, idle ones included.", stats.source.map_marks);
   metric(out, "skopos_tracker_bpf_misplaced_counts_total", "counter",
          "Increments left on a map element the kernel had handed to another key: that key one too high.",
          stats.source.misplaced_counts);

@@ -15,7 +15,15 @@
 //
 // Change events arrive through a ring buffer: wait on wait_fd(), then update(). Events
 // only name the (namespace, port, direction) to re-read from the kernel's map, so lost
-// or reordered events never make a count wrong; lost events trigger a full re-read.
+// or reordered events never make a count wrong; lost events trigger a full re-read. The
+// kernel names a key once until update() has read it (in batches, through a program that
+// clears the key's flag as it reads), so a busy port costs an event per update.
+//
+// The kernel's hot path reuses map entries instead of deleting them (a count at zero
+// keeps its key, a socket's mark waits for the next socket at its address); reclaim()
+// deletes those that stayed idle from one pass to the next. update() runs it when the
+// maps have grown by a quarter of their capacity or a socket could not be counted (twice
+// then, at most once a second), and maintain() on ConnectionSource::kMaintainInterval.
 //
 // A socket the kernel could not count (a map full or out of memory, or a lock it could
 // not take) is never a
@@ -28,6 +36,7 @@
 // Not thread-safe: one thread calls everything (the tracker's event loop).
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <unordered_map>
@@ -77,13 +86,27 @@ class BpfConnectionSource final : public ConnectionSource {
   // The kernel's counts for a namespace read straight from the map (tracked or not),
   // bypassing the event path; for tests and the consistency check.
   Result<NamespaceCounts> read_map(std::uint64_t inode) const;
-  // How many keys the kernel's count map holds now (its occupancy; keys at zero are
-  // reclaimed, so this is the keys with live sockets).
-  Result<std::size_t> map_keys() const;
-  // Marks the kernel holds now: one per counted ESTABLISHED socket of every namespace,
-  // plus any a refused delete left uncounted (reused by the next socket at that
-  // address; stats().unmark_failures counts them). More would be a leak.
-  Result<std::size_t> marked_sockets() const;
+  // What the kernel's maps hold now, read entry by entry.
+  struct Occupancy {
+    std::size_t keys = 0;           // count keys
+    std::size_t idle_keys = 0;      // of those, at zero: reclaimed by the reclaim passes
+    std::size_t marks = 0;          // socket marks
+    std::size_t counted_marks = 0;  // of those, counted sockets: one per ESTABLISHED socket
+  };
+  Result<Occupancy> occupancy() const;
+  // One reclaim pass (see above); what it did.
+  struct ReclaimPass {
+    std::uint64_t keys_reclaimed = 0;
+    std::uint64_t keys_left = 0;
+    std::uint64_t keys_idle = 0;  // left at zero, for the next pass
+    std::uint64_t marks_reclaimed = 0;
+    std::uint64_t marks_left = 0;
+    std::uint64_t marks_counted = 0;  // of the marks left; the rest are idle, for the next pass
+    std::uint64_t failures = 0;       // deletes that failed, tried again by the next pass
+    double seconds = 0;               // how long the pass took
+  };
+  Result<ReclaimPass> reclaim();
+  Result<void> maintain() override;
   // Snapshot runs the kernel's map holds now: 0 between snapshots (each run removes its
   // entry however it ends).
   Result<std::size_t> snapshot_runs() const;
@@ -108,6 +131,8 @@ class BpfConnectionSource final : public ConnectionSource {
   // Fills the counts of every namespace in `into` (keyed by inode, each empty) with one
   // walk of the map.
   Result<void> read_maps(std::unordered_map<std::uint64_t, NamespaceCounts>& into) const;
+  // Runs read_keys on the batch in the program's global data.
+  Result<void> run_read_keys();
   // Re-reads every tracked namespace from the map.
   Result<void> reread_all(FunctionRef<void(std::uint64_t inode)> changed);
   // Calls `visit` with every key and value (as bytes) of the hash map `fd` (`map` names
@@ -122,6 +147,9 @@ class BpfConnectionSource final : public ConnectionSource {
   std::uint64_t failures() const;
   // Snapshots the unproven namespaces again; those with no failure meanwhile are known.
   void prove(FunctionRef<void(std::uint64_t inode)> changed);
+  // Reclaims when the maps have grown by a quarter of their capacity since the last pass,
+  // or a socket could not be counted since (twice then: room for the proof).
+  Result<void> reclaim_if_full();
 
   struct Tracked {
     NamespaceHandle handle;
@@ -143,6 +171,17 @@ class BpfConnectionSource final : public ConnectionSource {
   std::uint64_t lost_seen_ = 0;  // stats.lost_events at the last full re-read
   std::uint64_t failures_seen_ = 0;  // failures() when every namespace was last proven
   std::uint64_t proofs_ = 0;  // snapshots run again to prove a count
+  // Reclaim passes, what they deleted, and the maps' state after the last one.
+  std::uint64_t reclaim_passes_ = 0;
+  std::uint64_t keys_reclaimed_ = 0;
+  std::uint64_t marks_reclaimed_ = 0;
+  ReclaimPass last_pass_;
+  std::uint64_t keys_created_at_pass_ = 0;   // stats.keys_created when the last pass ran
+  std::uint64_t marks_created_at_pass_ = 0;  // stats.marks_created when the last pass ran
+  std::uint64_t failures_at_pass_ = 0;       // failures() when the last pass ran
+  std::chrono::steady_clock::time_point last_failure_passes_{};  // passes made for a failure
+  std::uint32_t max_keys_ = 0;
+  std::uint32_t max_marks_ = 0;
   // Reused by read_map's batch lookups.
   mutable std::vector<std::uint8_t> batch_keys_, batch_values_;
 };

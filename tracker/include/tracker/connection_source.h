@@ -4,6 +4,7 @@
 // BPF to /proc when BPF cannot load.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <span>
 #include <string>
@@ -33,12 +34,17 @@ struct SourceStats {
   std::uint64_t storage_failures = 0;  // sockets that could not be marked
   std::uint64_t underflows = 0;        // decrements of a zero count (a bug if nonzero)
   std::uint64_t stale_marks = 0;       // marks left by freed sockets, taken back (a bug if nonzero)
-  std::uint64_t unmark_failures = 0;   // marks whose delete failed (left uncounted, reused)
+  std::uint64_t reclaim_failures = 0;  // idle map entries whose delete failed (retried next pass)
   std::uint64_t misplaced_counts = 0;  // increments left on a reused element: a key one too high
   std::uint64_t snapshot_counted = 0;  // pre-existing sockets found by snapshots
   std::uint64_t read_errors = 0;       // namespaces that could not be read (/proc)
   std::uint64_t unproven = 0;          // tracked namespaces unknown until a snapshot proves them (BPF)
   std::uint64_t proofs = 0;            // snapshots run again to prove a count (BPF)
+  std::uint64_t reclaim_passes = 0;    // passes over the kernel maps for idle entries (BPF)
+  std::uint64_t keys_reclaimed = 0;    // count keys at zero deleted by them (BPF)
+  std::uint64_t marks_reclaimed = 0;   // idle socket marks deleted by them (BPF)
+  std::uint64_t map_keys = 0;          // count keys the kernel holds now, idle ones included (BPF)
+  std::uint64_t map_marks = 0;         // socket marks the kernel holds now, idle ones included (BPF)
 };
 
 class ConnectionSource {
@@ -73,6 +79,11 @@ class ConnectionSource {
   // whose counts may have changed. BPF: consumes pending kernel events (cheap; call when
   // wait_fd() is readable). /proc: re-reads every tracked namespace (call on an interval).
   virtual Result<void> update(FunctionRef<void(std::uint64_t inode)> changed) = 0;
+
+  // Housekeeping the source needs whatever the events, on kMaintainInterval: BPF
+  // reclaims the kernel maps' idle entries. Cheap when there is nothing to do.
+  static constexpr auto kMaintainInterval = std::chrono::seconds(10);
+  virtual Result<void> maintain() { return {}; }
 
   // A descriptor that becomes readable when update() has work, or -1 when the source
   // must be updated on a timer instead.

@@ -4,44 +4,63 @@
  * userspace owner (tracker/src/bpf_connection_source.cpp) include.
  *
  * The program keeps, for every network namespace, the number of ESTABLISHED TCP sockets
- * per (port, direction) in the hash map `conn_counts`, and sends the key of every change
- * through the ring buffer `conn_events`. The map is the truth; an event only says which
- * key to read again, so lost or reordered events can never make a count wrong.
+ * per (port, direction) in the hash map `conn_counts`, and names changed keys through the
+ * ring buffer `conn_events`. The map is the truth; an event only says which key to read
+ * again, so lost or reordered events can never make a count wrong. A key is named once
+ * until userspace has read it: a change sets the value's `pending` flag and sends an
+ * event only if it was clear, and the `read_keys` program clears the flag before it
+ * reads the count. So a change made after a read always sends a fresh event, and a busy
+ * port costs one event per read of userspace instead of two per connection (the ring
+ * buffer's lock, its cache lines shared with the reader and the reader's wakeup were
+ * half of the hot path's cost).
  *
  * A socket is counted at most once: the hash map `sock_marks`, keyed by the socket's
- * address, holds the key it was counted under while it is counted (`counted` = 1). The
- * mark is set when the socket enters ESTABLISHED (or when the snapshot iterator finds it
- * ESTABLISHED and not counted) and cleared when it leaves: `counted` set to 0 in place,
- * which cannot fail, then the entry deleted, which can (a busy bucket lock); a mark left
- * so is reused in place by the next socket at that address. A socket that leaves
- * ESTABLISHED not counted changes nothing. Both the tracepoint and the iterator run
- * under the socket's lock (the iterator since kernel 5.15), so the two can never both
- * count one socket. Every TCP socket leaves ESTABLISHED (through tcp_set_state(), which
- * fires the tracepoint) before it is freed, so a socket entering ESTABLISHED is never
- * counted already. Should it be even so (a socket freed at that address while counted),
- * its count is taken back before the new socket is counted, and stats.stale_marks says
- * it happened. (The marks were
- * socket-local storage before: its allocation, memory charge and RCU free per socket
- * were most of the program's cost per connection. The socket cookie would be a key
- * never reused, but making one cost a third as much again.)
+ * address, holds the key it was counted under while it is counted (state
+ * SKOPOS_MARK_COUNTED). The mark is set when the socket enters ESTABLISHED (or when the
+ * snapshot iterator finds it ESTABLISHED and not counted) and goes back to
+ * SKOPOS_MARK_IDLE, in place, when it leaves. A socket that leaves ESTABLISHED not
+ * counted changes nothing. Both the tracepoint and the iterator run under the socket's
+ * lock (the iterator since kernel 5.15), so the two can never both count one socket.
+ * Every TCP socket leaves ESTABLISHED (through tcp_set_state(), which fires the
+ * tracepoint) before it is freed, so a socket entering ESTABLISHED is never counted
+ * already. Should it be even so (a socket freed at that address while counted), its
+ * count is taken back before the new socket is counted, and stats.stale_marks says it
+ * happened. (The marks were socket-local storage before: its allocation, memory charge
+ * and RCU free per socket were most of the program's cost per connection. The socket
+ * cookie would be a key never reused, but making one cost a third as much again.)
  *
- * Keys are reclaimed: the decrement that brings a count to 0 turns the value into
- * SKOPOS_COUNT_RECLAIMED (compare-and-exchange from exactly 0) and deletes the key. An
- * increment that finds the reclaimed marker (atomic fetch-and-add returns it) did not
- * count and tries again on a fresh key; so no increment is ever lost with a deleted
- * key, and the map holds only keys with live sockets. Readers take a value with the
- * marker bit set as 0. The kernel may hand a deleted element to another key at once
- * (a preallocated hash map's free list), so an increment that looked its key up just
- * before another CPU reclaimed it can land on an element that now counts a different
- * key. Each value therefore carries its key: an increment that finds another key there
- * after adding tries again on its own key, takes its 1 back from the other key only if
- * that count is still exactly what the add made it (compare-and-exchange; a blind
- * subtraction could wrap a count the new owner rewrote meanwhile), and otherwise leaves
- * it one too high -- the safe side: a drain waits rather than stops a live connection --
- * and counts stats.misplaced_counts. It sends an event for that key either way. Known
- * gaps (see tracker/README.md): a reclaim whose delete the kernel refuses leaves its key
- * reclaimed, so later sockets of that key count as failures (unknown, never 0) until
- * the tracker restarts.
+ * The hot path neither creates nor deletes map entries once they exist. A count that
+ * reaches 0 keeps its key, and an idle mark waits for the next socket at its address
+ * (the kernel's socket slab hands addresses out again and again), so a connection that
+ * opens and closes costs lookups and atomics, not two allocations and two frees per map
+ * (bench_tracker measured those at half the added wall time of a connect/accept/close
+ * loop). Idle entries are reclaimed in batches by the `reclaim` program, which userspace
+ * runs (BPF_PROG_RUN) on an interval and when the maps have grown. An entry goes only
+ * once it has stayed idle from one pass to the next, so the entries the hot path keeps
+ * reusing (a service's port between connections, a recycled socket address) are never
+ * deleted under it:
+ *  - a pass turns a count of exactly 0 into SKOPOS_COUNT_AGED (compare-and-exchange);
+ *    the first increment after clears the bit again. The next pass turns an
+ *    exactly-aged value into SKOPOS_COUNT_RECLAIMED (compare-and-exchange) and deletes
+ *    the key. An increment that finds the reclaimed marker (atomic fetch-and-add
+ *    returns it) did not count and tries again on a fresh key; so no increment is ever
+ *    lost with a deleted key. Readers take a value with the marker bit set as 0, and
+ *    ignore the aged bit.
+ *  - a pass turns an idle mark into SKOPOS_MARK_AGED, and the next an aged one into
+ *    SKOPOS_MARK_RECLAIMING (compare-and-exchange each) and deletes it. A socket
+ *    entering ESTABLISHED claims an idle or aged mark by compare-and-exchange to
+ *    COUNTED, which keeps it from the reclaim; one that meets a mark being reclaimed
+ *    waits for the delete and makes a fresh mark.
+ *  - an entry a delete failed on stays reclaimed and is deleted by the next pass.
+ * The kernel may hand a deleted element to another key at once, so an increment that
+ * looked its key up just before the reclaim deleted it can land on an element that now
+ * counts a different key. Each value therefore carries its key: an increment that finds
+ * another key there after adding tries again on its own key, takes its 1 back from the
+ * other key only if that count is still exactly what the add made it (compare-and-
+ * exchange; a blind subtraction could wrap a count the new owner rewrote meanwhile), and
+ * otherwise leaves it one too high -- the safe side: a drain waits rather than stops a
+ * live connection -- and counts stats.misplaced_counts. It sends an event for that key
+ * either way.
  *
  * A socket that cannot be counted (either map full or out of memory, a bucket lock busy,
  * or the retries ran out) is left unmarked and counted in stats; userspace then treats every
@@ -75,23 +94,46 @@ struct skopos_conn_key {
 };
 
 /* Values of conn_counts. `key` repeats the map key (see above); `count` has the
- * SKOPOS_COUNT_RECLAIMED bit while the key is being reclaimed. */
+ * SKOPOS_COUNT_RECLAIMED bit while the key is being reclaimed and SKOPOS_COUNT_AGED while
+ * it has stayed at 0 through a reclaim pass; `pending`: an event names the key and
+ * userspace has not read it since. */
 struct skopos_conn_count {
 	struct skopos_conn_key key;
 	__u64 count;
+	__u32 pending;
+	__u32 pad;
 };
+
+/* States of a socket mark (see above). */
+#define SKOPOS_MARK_IDLE 0       /* not counted: reused in place by the next socket at the address */
+#define SKOPOS_MARK_COUNTED 1    /* counted under `key` */
+#define SKOPOS_MARK_RECLAIMING 2 /* the reclaim program is deleting it */
+#define SKOPOS_MARK_AGED 3       /* idle through a reclaim pass: the next deletes it */
 
 /* What sock_marks holds for a socket (keyed by its address, as a __u64). */
 struct skopos_sock_mark {
 	struct skopos_conn_key key; /* where the socket is counted */
-	__u32 counted;              /* 1 while counted; 0: a mark whose delete failed, reusable */
+	__u32 state;                /* SKOPOS_MARK_* */
 };
 
-/* One ring buffer record: the count of `key` changed by `delta`. */
+/* One ring buffer record: the count of `key` changed; read it (read_keys). */
 struct skopos_conn_event {
 	struct skopos_conn_key key;
-	__s32 delta; /* +1 or -1; 0: re-read it (an addition taken back) */
+};
+
+/*
+ * The read_keys program's batch (the global `read_batch`, which userspace reaches through
+ * the skeleton's mapping of the program's data): userspace fills `keys[0, n)` and runs
+ * the program (BPF_PROG_RUN), which clears each key's pending flag, then reads its count
+ * into `counts` (SKOPOS_COUNT_MISSING for a key not in the map: reclaimed, so 0).
+ */
+#define SKOPOS_READ_BATCH 256
+#define SKOPOS_COUNT_MISSING (~0ULL)
+struct skopos_key_batch {
+	__u32 n;
 	__u32 pad;
+	struct skopos_conn_key keys[SKOPOS_READ_BATCH];
+	__u64 counts[SKOPOS_READ_BATCH];
 };
 
 /*
@@ -106,30 +148,50 @@ struct skopos_conn_stats {
 	__u64 underflows;       /* a decrement found 0 (must never happen) */
 	__u64 snapshot_counted; /* sockets counted by the snapshot iterator */
 	__u64 stale_marks;      /* a socket entering ESTABLISHED had a counted mark (must never happen) */
-	__u64 unmark_failures;  /* a mark's delete failed: it stays, uncounted, to be reused */
+	__u64 reclaim_failures; /* a reclaim's delete failed: the entry waits for the next pass */
 	__u64 misplaced_counts; /* an increment left on a reused element: that key one too high */
+	__u64 keys_created;     /* conn_counts entries made (reclaim passes delete them) */
+	__u64 marks_created;    /* sock_marks entries made (reclaim passes delete them) */
 };
 
 /*
- * Capacity of conn_counts: (namespace, port, direction) keys WITH live sockets (keys at
- * zero are reclaimed). The worst case is one key per established socket: 2^18 covers
+ * The reclaim program's context (BPF_PROG_RUN's ctx_in, copied back out): what one pass
+ * deleted and what the maps hold after it.
+ */
+struct skopos_reclaim {
+	__u64 keys_reclaimed;  /* conn_counts keys at 0, deleted */
+	__u64 keys_left;       /* conn_counts keys after the pass */
+	__u64 keys_idle;       /* of those, keys at 0 this pass aged (the next deletes them) */
+	__u64 marks_reclaimed; /* idle sock_marks entries deleted */
+	__u64 marks_left;      /* sock_marks entries after the pass */
+	__u64 marks_counted;   /* of those, counted sockets; the rest idle (the next pass deletes them) */
+	__u64 failures;        /* deletes that failed (retried by the next pass) */
+};
+
+/*
+ * Capacity of conn_counts: (namespace, port, direction) keys with live sockets, plus the
+ * idle ones the next reclaim pass deletes. The worst case is one key per established socket: 2^18 covers
  * every remote port of four busy namespaces, or thousands of containers with dozens of
  * distinct ports each; beyond it, sockets make their namespace unknown, never 0.
  * Userspace may lower it before loading (tests build a small map on purpose).
  */
 #define SKOPOS_CONN_MAX_KEYS 262144
 /*
- * Capacity of sock_marks: ESTABLISHED sockets counted at once, host-wide. The kernel
- * allocates the entries as sockets come (64-96 bytes each) and a bucket array of 16
- * bytes per entry up front (16 MiB), all charged to the tracker's memory cgroup; beyond
- * it, sockets make counts unknown, never 0.
+ * Capacity of sock_marks: ESTABLISHED sockets counted at once, host-wide, plus idle
+ * marks until the next reclaim pass. The kernel allocates the entries as sockets come
+ * (64-96 bytes each) and a bucket array of 16 bytes per entry up front (16 MiB), all
+ * charged to the tracker's memory cgroup; beyond it, sockets make counts unknown, never 0.
  * Userspace may set it before loading (tests build a small map on purpose).
  */
 #define SKOPOS_CONN_MAX_SOCKETS (1 << 20)
 /* The top bit of a conn_counts value: this key is being reclaimed (see above). */
 #define SKOPOS_COUNT_RECLAIMED (1ULL << 63)
+/* The next bit: this key stayed at 0 through a reclaim pass (see above). */
+#define SKOPOS_COUNT_AGED (1ULL << 62)
 /* How often an increment that met a reclaimed key tries a fresh one. */
-#define SKOPOS_COUNT_TRIES 4
+#define SKOPOS_COUNT_TRIES 8
+/* How often a socket that met a mark being reclaimed looks again. */
+#define SKOPOS_MARK_TRIES 32
 /* Ring buffer size in bytes (a power of two and a multiple of the page size). */
 #define SKOPOS_CONN_RINGBUF_BYTES (1 << 20)
 /* The snapshot iterator's listener bitmap: one bit per port. */
