@@ -2,6 +2,7 @@
 #include <simdjson.h>
 
 #include <algorithm>
+#include <optional>
 #include <set>
 
 #include "driver/lock_service.h"
@@ -239,8 +240,13 @@ Result<Acquired, LockError> LockService::acquire(const std::string& lock, const 
   std::int64_t since = unix_now();
   bool sent_unknown = false;  // a taking txn whose outcome we never heard
   bool told = false;          // the "waiting" line was logged
+  // What the first in line knows without reading again: the view it waited on, less
+  // the holders whose release it watched (see the watch below).
+  std::optional<LineView> known;
   for (;;) {
-    auto view = read_line(lock, group, place, window);
+    Result<LineView, OutsideError> view = known ? Result<LineView, OutsideError>(std::move(*known))
+                                                : read_line(lock, group, place, window);
+    known.reset();
     if (!view) {
       if (retry.again(view.error())) continue;  // a bad response never retries
       return unexpected(etcd_error("read " + what, view.error()));
@@ -423,9 +429,33 @@ Result<Acquired, LockError> LockService::acquire(const std::string& lock, const 
         if (!retry.again(change.error())) return unexpected(etcd_error("watch " + what, change.error()));
         break;
       }
+      if (ahead == 0 && !change->compacted) known = after_releases(*view, holders_prefix, change->events);
       if (!change->events.empty() || change->compacted || Clock::now() >= until) break;
     }
   }
+}
+
+std::optional<LockService::LineView> LockService::after_releases(const LineView& view,
+                                                                 const std::string& holders_prefix,
+                                                                 const std::vector<WatchEvent>& events) {
+  // Only releases of holders we had read: then the view less them is the line as it
+  // stands (the first in line has nobody ahead, and nobody can come ahead of it), and a
+  // slot it sees free is taken at once. The take compares that no holder was created
+  // since the view and that the max is unchanged, so a holder it did not see (a put is
+  // not watched) or a new max fails the take and sends it back to read the line.
+  // Anything else -- its own entry, the max, a key it did not know -- is read again.
+  if (events.empty()) return std::nullopt;
+  LineView known = view;
+  for (const WatchEvent& event : events) {
+    if (event.type != WatchEvent::Type::kDelete || !event.kv.key.starts_with(holders_prefix)) return std::nullopt;
+    const std::string machine = event.kv.key.substr(holders_prefix.size());
+    auto& holders = known.group.holders;
+    const auto it =
+        std::find_if(holders.begin(), holders.end(), [&](const Holder& holder) { return holder.machine_id == machine; });
+    if (it == holders.end()) return std::nullopt;
+    holders.erase(it);
+  }
+  return known;
 }
 
 Result<int, LockError> LockService::leave_lines() {

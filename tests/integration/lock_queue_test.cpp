@@ -183,6 +183,10 @@ TEST_F(LockQueueTest, AHolderRecordingItsPhaseWakesNobodyAndAReleaseWakesOnlyThe
   EXPECT_EQ(crowd.holder(), "w0");
   std::this_thread::sleep_for(300ms);
   const std::vector<std::uint64_t> after_release = sent();
+  // The head heard the release in the watch it was already in and took the slot at once:
+  // one request, the take, with no read of the line in between (the take's compares
+  // stand in for it).
+  EXPECT_EQ(after_release[0] - before_guards[0], 1u) << "the head read the line again before taking the slot";
   // With max 1: w0 took the slot, w1 (watching w0's place) moved up to the head; the rest
   // of the line heard nothing.
   for (int i = 2; i < kWaiters; ++i) {

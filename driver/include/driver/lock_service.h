@@ -281,6 +281,10 @@ class LockService {
   struct LineView;
   Result<LineView, OutsideError> read_line(const std::string& lock, const std::string& group, std::int64_t place,
                                            std::int64_t window);
+  // The first in line's view after the watched `events`, when they are only releases
+  // of holders it had read; nullopt when it must read the line again.
+  static std::optional<LineView> after_releases(const LineView& view, const std::string& holders_prefix,
+                                                const std::vector<WatchEvent>& events);
   // The liveness lease a queue entry is put on now (lock_queue.cpp).
   class WaiterLease;
 
