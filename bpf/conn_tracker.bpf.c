@@ -59,16 +59,10 @@ struct {
 	__type(value, struct skopos_snapshot_run);
 } snapshot_runs SEC(".maps");
 
-/*
- * Names `key` (its value `value`) to userspace, unless an event already has and userspace
- * has not read the key since (see the ABI header).
- */
-static __always_inline void notify(struct skopos_conn_count *value, const struct skopos_conn_key *key)
+static __always_inline void send_event(const struct skopos_conn_key *key)
 {
 	struct skopos_conn_event *event;
 
-	if (value->pending || __sync_lock_test_and_set(&value->pending, 1))
-		return;
 	event = bpf_ringbuf_reserve(&conn_events, sizeof(*event), 0);
 	if (!event) {
 		/* Userspace re-reads every key after lost events, clearing every flag. */
@@ -77,6 +71,26 @@ static __always_inline void notify(struct skopos_conn_count *value, const struct
 	}
 	event->key = *key;
 	bpf_ringbuf_submit(event, 0);
+}
+
+static __always_inline bool same_key(const struct skopos_conn_key *a, const struct skopos_conn_key *b);
+
+/*
+ * Names the key of `value` to userspace, unless an event already has and userspace has
+ * not read it since (see the ABI header). The element may have been reclaimed and handed
+ * to another key since the caller changed it (a reclaim pass between the two): the flag
+ * set is then that key's, so that key is named, and `key` too, without a flag.
+ */
+static __always_inline void notify(struct skopos_conn_count *value, const struct skopos_conn_key *key)
+{
+	struct skopos_conn_key owner;
+
+	if (value->pending || __sync_lock_test_and_set(&value->pending, 1))
+		return;
+	owner = value->key;
+	send_event(&owner);
+	if (!same_key(&owner, key))
+		send_event(key);
 }
 
 static __always_inline bool same_key(const struct skopos_conn_key *a, const struct skopos_conn_key *b)
@@ -108,6 +122,8 @@ static __always_inline void uncount_socket(struct skopos_sock_mark *mark)
 	}
 	before = __sync_fetch_and_add(&value->count, -1);
 	if ((before & ~SKOPOS_COUNT_AGED) == 0 || (before & SKOPOS_COUNT_RECLAIMED)) {
+		/* Taken back, so the markers' bits stay as they were. */
+		__sync_fetch_and_add(&value->count, 1);
 		__sync_fetch_and_add(&stats.underflows, 1);
 		return;
 	}
@@ -125,7 +141,7 @@ static __always_inline void uncount_socket(struct skopos_sock_mark *mark)
  */
 static __always_inline bool mark_socket(__u64 addr, const struct skopos_conn_key *key)
 {
-	struct skopos_sock_mark fresh = { .key = *key, .state = SKOPOS_MARK_COUNTED };
+	struct skopos_sock_mark fresh = { .key = *key, .state = SKOPOS_MARK_COUNTED, .addr = addr };
 	struct skopos_sock_mark *mark;
 	__u32 state;
 	int tries;
@@ -147,6 +163,12 @@ static __always_inline bool mark_socket(__u64 addr, const struct skopos_conn_key
 		if (state == SKOPOS_MARK_IDLE || state == SKOPOS_MARK_AGED) {
 			if (__sync_val_compare_and_swap(&mark->state, state, SKOPOS_MARK_COUNTED) != state)
 				continue; /* the reclaim took it first */
+			if (mark->addr != addr) {
+				/* Reclaimed and handed to another address since the lookup: not
+				 * ours. Given back as it was, and a fresh look. */
+				__sync_val_compare_and_swap(&mark->state, SKOPOS_MARK_COUNTED, state);
+				continue;
+			}
 			/* Ours: the key is read only under this socket's lock, which we hold. */
 			mark->key = *key;
 			return true;
@@ -190,8 +212,6 @@ static __always_inline bool count_socket(__u64 addr, const struct skopos_conn_ke
 		before = __sync_fetch_and_add(&value->count, 1);
 		if (before & SKOPOS_COUNT_RECLAIMED)
 			continue; /* being deleted by the reclaim program: a fresh key */
-		if (before & SKOPOS_COUNT_AGED) /* in use again: not the reclaim's any more */
-			__sync_fetch_and_and(&value->count, ~SKOPOS_COUNT_AGED);
 		if (!same_key(&value->key, key)) {
 			/* Reclaimed and handed to another key since the lookup: the 1 went to
 			 * that key. Taken back only if its count is still exactly what this add
@@ -206,6 +226,8 @@ static __always_inline bool count_socket(__u64 addr, const struct skopos_conn_ke
 			notify(value, &other);
 			continue;
 		}
+		if (before & SKOPOS_COUNT_AGED) /* in use again: not the reclaim's any more */
+			__sync_fetch_and_and(&value->count, ~SKOPOS_COUNT_AGED);
 		notify(value, key);
 		return true;
 	}
@@ -268,7 +290,7 @@ int BPF_PROG(track_transition, struct sock *sk, int oldstate, int newstate)
 	/* Leaving ESTABLISHED. Not counted: established before we loaded and not yet
 	 * found by a snapshot, so there is nothing to take back. */
 	mark = bpf_map_lookup_elem(&sock_marks, &addr);
-	if (mark && mark->state == SKOPOS_MARK_COUNTED)
+	if (mark && mark->state == SKOPOS_MARK_COUNTED && mark->addr == addr)
 		uncount_socket(mark);
 	return 0;
 }
@@ -326,7 +348,7 @@ int snapshot_namespace(struct bpf_iter__tcp *ctx)
 	{
 		struct skopos_sock_mark *mark = bpf_map_lookup_elem(&sock_marks, &addr);
 
-		if (mark && mark->state == SKOPOS_MARK_COUNTED)
+		if (mark && mark->state == SKOPOS_MARK_COUNTED && mark->addr == addr)
 			return 0; /* counted already */
 	}
 
@@ -342,6 +364,9 @@ int snapshot_namespace(struct bpf_iter__tcp *ctx)
 		__sync_fetch_and_add(&stats.snapshot_counted, 1);
 	return 0;
 }
+
+/* What the last reclaim pass did, for userspace (through the global data's mapping). */
+struct skopos_reclaim reclaim_result = {};
 
 /* What a reclaim pass has found so far (bpf_for_each_map_elem's context). */
 struct reclaim_walk {
@@ -413,24 +438,18 @@ static long reclaim_mark(struct bpf_map *map, __u64 *addr, struct skopos_sock_ma
 /*
  * The reclaim pass: deletes the keys at 0 and the idle marks that the previous pass
  * found so and no socket used since, and ages the rest of those at 0 or idle (see the
- * ABI header).
- * Userspace runs it with BPF_PROG_RUN, one pass at a time; `args` comes back with what
- * it did.
+ * ABI header). Userspace runs it with BPF_PROG_RUN, one pass at a time, and reads what it
+ * did from `reclaim_result`. (A raw_tp program, not a sleepable `syscall` one: before
+ * kernel 6.1 sleepable programs could not use sock_marks, a map allocated as it fills.)
  */
-SEC("syscall")
-int reclaim(struct skopos_reclaim *args)
+SEC("raw_tp")
+int reclaim(void *ctx)
 {
 	struct reclaim_walk walk = {};
 
 	bpf_for_each_map_elem(&conn_counts, reclaim_key, &walk, 0);
 	bpf_for_each_map_elem(&sock_marks, reclaim_mark, &walk, 0);
-	args->keys_reclaimed = walk.result.keys_reclaimed;
-	args->keys_left = walk.result.keys_left;
-	args->keys_idle = walk.result.keys_idle;
-	args->marks_reclaimed = walk.result.marks_reclaimed;
-	args->marks_left = walk.result.marks_left;
-	args->marks_counted = walk.result.marks_counted;
-	args->failures = walk.result.failures;
+	reclaim_result = walk.result;
 	return 0;
 }
 
@@ -441,7 +460,7 @@ struct skopos_key_batch read_batch = {};
  * Reads a batch of counts for userspace (see struct skopos_key_batch), clearing each
  * key's pending flag first: a change after the clear sends a fresh event.
  */
-SEC("syscall")
+SEC("raw_tp")
 int read_keys(void *ctx)
 {
 	__u32 n = read_batch.n;
@@ -476,7 +495,7 @@ static long clear_pending(struct bpf_map *map, struct skopos_conn_key *key, stru
  * Clears every key's pending flag: userspace runs it before it re-reads the whole map
  * (after lost events, whose keys would otherwise never be named again).
  */
-SEC("syscall")
+SEC("raw_tp")
 int clear_all_pending(void *ctx)
 {
 	bpf_for_each_map_elem(&conn_counts, clear_pending, NULL, 0);

@@ -86,6 +86,10 @@ Result<std::unique_ptr<BpfConnectionSource>> BpfConnectionSource::create(Options
     }
   }
 
+  // Run by BPF_PROG_RUN, never attached.
+  for (bpf_program* program : {skeleton->progs.reclaim, skeleton->progs.read_keys, skeleton->progs.clear_all_pending}) {
+    bpf_program__set_autoattach(program, false);
+  }
   if (int ret = conn_tracker__load(skeleton); ret != 0) {
     Error error = Error::from_errno(failure_errno(ret), "bpf load", kObject);
     error.detail = error.code == EPERM ? "loading BPF programs needs root (CAP_BPF, CAP_PERFMON, CAP_SYS_ADMIN)"
@@ -244,9 +248,11 @@ Result<void> BpfConnectionSource::walk_map(FunctionRef<void(const skopos_conn_ke
                       });
 }
 
-Result<BpfConnectionSource::Occupancy> BpfConnectionSource::occupancy() const {
+Result<BpfConnectionSource::Occupancy> BpfConnectionSource::occupancy(std::optional<std::uint64_t> netns) const {
   Occupancy occupancy;
-  auto walked = walk_map([&](const skopos_conn_key&, std::uint64_t value) {
+  const auto wanted = [&](const skopos_conn_key& key) { return !netns || key.netns == *netns; };
+  auto walked = walk_map([&](const skopos_conn_key& key, std::uint64_t value) {
+    if (!wanted(key)) return;
     ++occupancy.keys;
     if (clamp_count(value) == 0) ++occupancy.idle_keys;
   });
@@ -255,6 +261,7 @@ Result<BpfConnectionSource::Occupancy> BpfConnectionSource::occupancy() const {
                         sizeof(skopos_sock_mark), [&](const std::uint8_t*, const std::uint8_t* value_bytes) {
                           skopos_sock_mark mark{};
                           std::memcpy(&mark, value_bytes, sizeof mark);
+                          if (!wanted(mark.key)) return;
                           ++occupancy.marks;
                           if (mark.state == SKOPOS_MARK_COUNTED) ++occupancy.counted_marks;
                         });
@@ -269,15 +276,13 @@ Result<BpfConnectionSource::ReclaimPass> BpfConnectionSource::reclaim() {
   const std::uint64_t keys_created = load(kernel.keys_created);
   const std::uint64_t marks_created = load(kernel.marks_created);
   const std::uint64_t failures_now = failures();
-  skopos_reclaim args{};
   bpf_test_run_opts opts{};
   opts.sz = sizeof opts;
-  opts.ctx_in = &args;
-  opts.ctx_size_in = sizeof args;
   const auto started = std::chrono::steady_clock::now();
   if (int ret = bpf_prog_test_run_opts(bpf_program__fd(skeleton_->progs.reclaim), &opts); ret != 0) {
     return unexpected(Error::from_errno(failure_errno(ret), "bpf reclaim pass", kObject));
   }
+  const skopos_reclaim& args = skeleton_->bss->reclaim_result;
   ReclaimPass pass;
   pass.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
   pass.keys_reclaimed = args.keys_reclaimed;
@@ -298,12 +303,8 @@ Result<BpfConnectionSource::ReclaimPass> BpfConnectionSource::reclaim() {
 }
 
 Result<void> BpfConnectionSource::maintain() {
-  const skopos_conn_stats& kernel = skeleton_->bss->stats;
-  // Nothing made since the last pass and nothing idle left by it: nothing to reclaim.
-  const bool made = load(kernel.keys_created) != keys_created_at_pass_ ||
-                    load(kernel.marks_created) != marks_created_at_pass_;
-  const bool idle_left = last_pass_.keys_idle > 0 || last_pass_.marks_left > last_pass_.marks_counted;
-  if (!made && !idle_left && reclaim_passes_ > 0) return {};
+  // Always a pass: one over both maps costs milliseconds, and a key that went to zero,
+  // or a delete that failed, is reclaimed within two intervals whatever else happened.
   if (auto pass = reclaim(); !pass) return unexpected(std::move(pass).error());
   return {};
 }
@@ -459,12 +460,18 @@ void BpfConnectionSource::prove(FunctionRef<void(std::uint64_t inode)> changed) 
 Result<void> BpfConnectionSource::update(FunctionRef<void(std::uint64_t inode)> changed) {
   pending_.clear();
   const int consumed = ring_buffer__consume(ring_.get());
-  if (consumed < 0) return unexpected(Error::from_errno(-consumed, "bpf ring buffer consume", "conn_events"));
+  if (consumed < 0) {
+    // Some events may have been taken off the ring: their keys' flags are set and nobody
+    // will read them; only a full re-read clears them.
+    resync_needed_ = true;
+    return unexpected(Error::from_errno(-consumed, "bpf ring buffer consume", "conn_events"));
+  }
   if (consumed > 0) ++updates_;
 
   // Maps grown by a quarter, or full: reclaim what is idle (before any proof, which
-  // needs the room).
-  if (auto reclaimed = reclaim_if_full(); !reclaimed) return reclaimed;
+  // needs the room). A failed pass is reported after the events are handled.
+  Result<void> status;
+  if (auto reclaimed = reclaim_if_full(); !reclaimed) status = std::move(reclaimed);
 
   // A socket the kernel could not count: we cannot tell whose, so no count is known any
   // more until a snapshot proves it again.
@@ -478,13 +485,18 @@ Result<void> BpfConnectionSource::update(FunctionRef<void(std::uint64_t inode)> 
   }
   if (unproven() > 0) prove(changed);
 
-  // Events the kernel could not send: some keys changed unseen, so read everything.
+  // Events the kernel could not send, or keys named to a read that failed: some keys
+  // changed unseen, so read everything (and clear every flag). Until that succeeds,
+  // every update() tries it again.
   const std::uint64_t lost = load(skeleton_->bss->stats.lost_events);
-  if (lost != lost_seen_) {
+  if (lost != lost_seen_ || resync_needed_) {
+    resync_needed_ = true;
+    if (auto reread = reread_all(changed); !reread) return reread;
+    resync_needed_ = false;
     lost_seen_ = lost;
-    return reread_all(changed);
+    return status;
   }
-  if (pending_.empty()) return {};
+  if (pending_.empty()) return status;
 
   std::sort(pending_.begin(), pending_.end());
   pending_.erase(std::unique(pending_.begin(), pending_.end()), pending_.end());
@@ -497,7 +509,10 @@ Result<void> BpfConnectionSource::update(FunctionRef<void(std::uint64_t inode)> 
     skopos_key_batch& batch = skeleton_->bss->read_batch;
     batch.n = static_cast<std::uint32_t>(n);
     for (std::size_t i = 0; i < n; ++i) batch.keys[i] = unpack(pending_[from + i]);
-    if (auto read = run_read_keys(); !read) return read;
+    if (auto read = run_read_keys(); !read) {
+      resync_needed_ = true;
+      return read;
+    }
     for (std::size_t i = 0; i < n; ++i) {
       const skopos_conn_key& key = batch.keys[i];
       auto it = tracked_.find(key.netns);
@@ -511,7 +526,7 @@ Result<void> BpfConnectionSource::update(FunctionRef<void(std::uint64_t inode)> 
       }
     }
   }
-  return {};
+  return status;
 }
 
 Result<void> BpfConnectionSource::run_read_keys() {
@@ -543,7 +558,9 @@ SourceStats BpfConnectionSource::stats() const {
   stats.reclaim_passes = reclaim_passes_;
   stats.keys_reclaimed = keys_reclaimed_;
   stats.marks_reclaimed = marks_reclaimed_;
-  // Entries are made only by the kernel's counters and deleted only by reclaim passes.
+  // Entries are made only where the kernel counts them and deleted only by reclaim
+  // passes. Approximate by what the maps gained during the last pass, which its walk may
+  // also have seen.
   stats.map_keys = last_pass_.keys_left + (load(kernel.keys_created) - keys_created_at_pass_);
   stats.map_marks = last_pass_.marks_left + (load(kernel.marks_created) - marks_created_at_pass_);
   return stats;

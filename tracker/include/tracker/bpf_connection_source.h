@@ -23,7 +23,7 @@
 // keeps its key, a socket's mark waits for the next socket at its address); reclaim()
 // deletes those that stayed idle from one pass to the next. update() runs it when the
 // maps have grown by a quarter of their capacity or a socket could not be counted (twice
-// then, at most once a second), and maintain() on ConnectionSource::kMaintainInterval.
+// then, at most once a second), and maintain() on every ConnectionSource::kMaintainInterval.
 //
 // A socket the kernel could not count (a map full or out of memory, or a lock it could
 // not take) is never a
@@ -39,6 +39,7 @@
 #include <chrono>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <unordered_map>
 #include <vector>
 
@@ -86,14 +87,16 @@ class BpfConnectionSource final : public ConnectionSource {
   // The kernel's counts for a namespace read straight from the map (tracked or not),
   // bypassing the event path; for tests and the consistency check.
   Result<NamespaceCounts> read_map(std::uint64_t inode) const;
-  // What the kernel's maps hold now, read entry by entry.
+  // What the kernel's maps hold now, read entry by entry; with `netns`, only the keys of
+  // that namespace and the marks of its sockets (a mark names the key it was counted
+  // under, and an idle one its last).
   struct Occupancy {
     std::size_t keys = 0;           // count keys
     std::size_t idle_keys = 0;      // of those, at zero: reclaimed by the reclaim passes
     std::size_t marks = 0;          // socket marks
     std::size_t counted_marks = 0;  // of those, counted sockets: one per ESTABLISHED socket
   };
-  Result<Occupancy> occupancy() const;
+  Result<Occupancy> occupancy(std::optional<std::uint64_t> netns = std::nullopt) const;
   // One reclaim pass (see above); what it did.
   struct ReclaimPass {
     std::uint64_t keys_reclaimed = 0;
@@ -179,6 +182,7 @@ class BpfConnectionSource final : public ConnectionSource {
   std::uint64_t keys_created_at_pass_ = 0;   // stats.keys_created when the last pass ran
   std::uint64_t marks_created_at_pass_ = 0;  // stats.marks_created when the last pass ran
   std::uint64_t failures_at_pass_ = 0;       // failures() when the last pass ran
+  bool resync_needed_ = false;  // keys may have been named and not read: re-read them all
   std::chrono::steady_clock::time_point last_failure_passes_{};  // passes made for a failure
   std::uint32_t max_keys_ = 0;
   std::uint32_t max_marks_ = 0;

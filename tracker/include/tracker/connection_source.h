@@ -43,8 +43,8 @@ struct SourceStats {
   std::uint64_t reclaim_passes = 0;    // passes over the kernel maps for idle entries (BPF)
   std::uint64_t keys_reclaimed = 0;    // count keys at zero deleted by them (BPF)
   std::uint64_t marks_reclaimed = 0;   // idle socket marks deleted by them (BPF)
-  std::uint64_t map_keys = 0;          // count keys the kernel holds now, idle ones included (BPF)
-  std::uint64_t map_marks = 0;         // socket marks the kernel holds now, idle ones included (BPF)
+  std::uint64_t map_keys = 0;          // count keys the kernel holds now, idle ones included (BPF; approximate)
+  std::uint64_t map_marks = 0;         // socket marks the kernel holds now, idle ones included (BPF; approximate)
 };
 
 class ConnectionSource {

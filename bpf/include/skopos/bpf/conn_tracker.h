@@ -35,7 +35,8 @@
  * opens and closes costs lookups and atomics, not two allocations and two frees per map
  * (bench_tracker measured those at half the added wall time of a connect/accept/close
  * loop). Idle entries are reclaimed in batches by the `reclaim` program, which userspace
- * runs (BPF_PROG_RUN) on an interval and when the maps have grown. An entry goes only
+ * runs (BPF_PROG_RUN) on an interval and when the maps have grown or a socket could not
+ * be counted. An entry goes only
  * once it has stayed idle from one pass to the next, so the entries the hot path keeps
  * reusing (a service's port between connections, a recycled socket address) are never
  * deleted under it:
@@ -50,7 +51,9 @@
  *    SKOPOS_MARK_RECLAIMING (compare-and-exchange each) and deletes it. A socket
  *    entering ESTABLISHED claims an idle or aged mark by compare-and-exchange to
  *    COUNTED, which keeps it from the reclaim; one that meets a mark being reclaimed
- *    waits for the delete and makes a fresh mark.
+ *    waits for the delete and makes a fresh mark. Each mark carries its address: the
+ *    kernel hands a deleted element to the next new one at once, so a claim that finds
+ *    another address there after the compare-and-exchange gives the element back.
  *  - an entry a delete failed on stays reclaimed and is deleted by the next pass.
  * The kernel may hand a deleted element to another key at once, so an increment that
  * looked its key up just before the reclaim deleted it can land on an element that now
@@ -60,7 +63,8 @@
  * exchange; a blind subtraction could wrap a count the new owner rewrote meanwhile), and
  * otherwise leaves it one too high -- the safe side: a drain waits rather than stops a
  * live connection -- and counts stats.misplaced_counts. It sends an event for that key
- * either way.
+ * either way. An event names the key the element holds when its pending flag is set,
+ * and the caller's key too when that is another.
  *
  * A socket that cannot be counted (either map full or out of memory, a bucket lock busy,
  * or the retries ran out) is left unmarked and counted in stats; userspace then treats every
@@ -114,6 +118,9 @@ struct skopos_conn_count {
 struct skopos_sock_mark {
 	struct skopos_conn_key key; /* where the socket is counted */
 	__u32 state;                /* SKOPOS_MARK_* */
+	__u32 pad;
+	__u64 addr; /* the map key again: an element claimed after the reclaim handed it on
+		     * to another address is given back (the kernel reuses them at once) */
 };
 
 /* One ring buffer record: the count of `key` changed; read it (read_keys). */
@@ -155,8 +162,8 @@ struct skopos_conn_stats {
 };
 
 /*
- * The reclaim program's context (BPF_PROG_RUN's ctx_in, copied back out): what one pass
- * deleted and what the maps hold after it.
+ * What one reclaim pass deleted and what the maps hold after it: the program's global
+ * `reclaim_result`, which userspace reads through the skeleton's mapping of its data.
  */
 struct skopos_reclaim {
 	__u64 keys_reclaimed;  /* conn_counts keys at 0, deleted */
