@@ -28,7 +28,21 @@ using namespace std::chrono_literals;
 // A one-thread server: reads each request whole, then does what `behave` says.
 class ScriptedServer {
  public:
-  enum class Mode { kOk, kStatus500, kHang, kGarbage, kHuge, kCloseAfterRequest, kQuietStream, kLongLineStream };
+  // kKeepAlive answers every request of a connection on it; kKeepAliveThenClose answers
+  // one as if the connection stayed open, then closes it 100 ms later (as a server with
+  // an idle timeout does). The others answer one request and close.
+  enum class Mode {
+    kOk,
+    kStatus500,
+    kHang,
+    kGarbage,
+    kHuge,
+    kCloseAfterRequest,
+    kQuietStream,
+    kLongLineStream,
+    kKeepAlive,
+    kKeepAliveThenClose
+  };
 
   explicit ScriptedServer(Mode mode, const std::string& unix_path = "") : mode_(mode) {
     if (unix_path.empty()) {
@@ -61,33 +75,59 @@ class ScriptedServer {
   }
   const std::string& endpoint() const { return endpoint_; }
   int requests() const { return requests_; }
+  int connections() const { return connections_; }
   std::string last_request() {
     std::lock_guard lock(mutex_);
     return last_;
   }
 
  private:
+  // Reads one whole request from `client` into `request`; false when the client closed
+  // (or sent nothing for 2 s).
+  bool read_request(int client, std::string& request) {
+    request.clear();
+    char buffer[65536];
+    std::size_t need = std::string::npos;
+    while (need == std::string::npos || request.size() < need) {
+      pollfd pfd{client, POLLIN, 0};
+      if (::poll(&pfd, 1, 2000) <= 0) break;
+      const ssize_t n = ::recv(client, buffer, sizeof buffer, 0);
+      if (n <= 0) break;
+      request.append(buffer, static_cast<std::size_t>(n));
+      const auto end = request.find("\r\n\r\n");
+      if (end != std::string::npos && need == std::string::npos) {
+        std::size_t body = 0;
+        const auto cl = request.find("Content-Length: ");
+        if (cl != std::string::npos && cl < end) body = std::stoul(request.substr(cl + 16));
+        need = end + 4 + body;
+      }
+    }
+    return !request.empty();
+  }
+
   void serve() {
     while (!stop_) {
       UniqueFd client(::accept4(fd_.get(), nullptr, nullptr, SOCK_CLOEXEC));
       if (!client) return;
+      ++connections_;
       std::string request;
-      char buffer[65536];
-      std::size_t need = std::string::npos;
-      while (need == std::string::npos || request.size() < need) {
-        pollfd pfd{client.get(), POLLIN, 0};
-        if (::poll(&pfd, 1, 2000) <= 0) break;
-        const ssize_t n = ::recv(client.get(), buffer, sizeof buffer, 0);
-        if (n <= 0) break;
-        request.append(buffer, static_cast<std::size_t>(n));
-        const auto end = request.find("\r\n\r\n");
-        if (end != std::string::npos && need == std::string::npos) {
-          std::size_t body = 0;
-          const auto cl = request.find("Content-Length: ");
-          if (cl != std::string::npos && cl < end) body = std::stoul(request.substr(cl + 16));
-          need = end + 4 + body;
+      if (mode_ == Mode::kKeepAlive || mode_ == Mode::kKeepAliveThenClose) {
+        while (!stop_ && read_request(client.get(), request)) {
+          ++requests_;
+          {
+            std::lock_guard lock(mutex_);
+            last_ = request;
+          }
+          const std::string reply = "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello";
+          (void)!::send(client.get(), reply.data(), reply.size(), MSG_NOSIGNAL);
+          if (mode_ == Mode::kKeepAliveThenClose) {
+            std::this_thread::sleep_for(100ms);
+            break;
+          }
         }
+        continue;
       }
+      read_request(client.get(), request);
       ++requests_;
       {
         std::lock_guard lock(mutex_);
@@ -97,10 +137,10 @@ class ScriptedServer {
       switch (mode_) {
         case Mode::kOk:
           reply = "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nX-Echo-Length: " + std::to_string(request.size()) +
-                  "\r\nContent-Length: 5\r\n\r\nhello";
+                  "\r\nConnection: close\r\nContent-Length: 5\r\n\r\nhello";
           break;
         case Mode::kStatus500:
-          reply = "HTTP/1.1 500 Internal Server Error\r\nContent-Length: 16\r\n\r\netcdserver: oops";
+          reply = "HTTP/1.1 500 Internal Server Error\r\nConnection: close\r\nContent-Length: 16\r\n\r\netcdserver: oops";
           break;
         case Mode::kHang:
           while (!stop_) std::this_thread::sleep_for(10ms);
@@ -118,6 +158,8 @@ class ScriptedServer {
           while (!stop_) std::this_thread::sleep_for(10ms);
           continue;
         }
+        case Mode::kKeepAlive:
+        case Mode::kKeepAliveThenClose: break;  // above
       }
       (void)!::send(client.get(), reply.data(), reply.size(), MSG_NOSIGNAL);
     }
@@ -130,6 +172,7 @@ class ScriptedServer {
   std::thread thread_;
   std::atomic<bool> stop_{false};
   std::atomic<int> requests_{0};
+  std::atomic<int> connections_{0};
   std::mutex mutex_;
   std::string last_;
 };
@@ -206,6 +249,43 @@ TEST(HttpClient, SpeaksOverUnixSockets) {
   auto response = client->request(HttpRequest{});
   ASSERT_TRUE(response) << response.error().message();
   EXPECT_EQ(response->body, "hello");
+}
+
+// Connections stay open between requests: an agent's requests to etcd go over one
+// connection instead of a TCP handshake each. Failed before: every request said
+// "Connection: close" and took a connection of its own (5 here).
+TEST(HttpClient, RequestsShareOneKeptAliveConnection) {
+  ScriptedServer server(ScriptedServer::Mode::kKeepAlive);
+  auto client = make_client({server.endpoint()});
+  HttpRequest post;
+  post.method = "POST";
+  post.body = "x";
+  for (int i = 0; i < 5; ++i) {
+    auto response = client->request(post);
+    ASSERT_TRUE(response) << response.error().message();
+    EXPECT_EQ(response->body, "hello");
+  }
+  EXPECT_EQ(server.requests(), 5);
+  EXPECT_EQ(server.connections(), 1);
+  EXPECT_EQ(server.last_request().find("Connection: close"), std::string::npos) << server.last_request();
+}
+
+// A kept connection the server has closed meanwhile (an idle timeout) is not used: the
+// next request, a POST that must never be sent twice, goes on a fresh connection and
+// succeeds.
+TEST(HttpClient, AKeptConnectionTheServerClosedIsReplacedBeforeAnythingIsSent) {
+  ScriptedServer server(ScriptedServer::Mode::kKeepAliveThenClose);
+  auto client = make_client({server.endpoint()});
+  HttpRequest post;
+  post.method = "POST";
+  post.body = "x";
+  for (int i = 0; i < 3; ++i) {
+    auto response = client->request(post);
+    ASSERT_TRUE(response) << response.error().message();
+    std::this_thread::sleep_for(300ms);  // the server closes the connection meanwhile
+  }
+  EXPECT_EQ(server.requests(), 3) << "each POST was sent exactly once";
+  EXPECT_EQ(server.connections(), 3);
 }
 
 TEST(HttpClient, FailsOverFromADeadEndpointAndRemembersTheLiveOne) {

@@ -12,6 +12,8 @@
 #include <charconv>
 #include <thread>
 
+#include <poll.h>
+
 #include "http_exchange.h"
 
 namespace skopos {
@@ -148,16 +150,17 @@ HttpClient::~HttpClient() = default;
 namespace {
 
 // The request as every exchange sends it: target under the endpoint's base path, Host,
-// User-Agent, one request per connection, and the configured authorization.
+// User-Agent, the configured authorization, and whether the connection stays open for
+// the next request (a stream's ends with it).
 void build_request(http::request<http::string_body>& out, const HttpEndpoint& endpoint, const HttpRequest& request,
-                   const HttpOptions& options) {
+                   const HttpOptions& options, bool keep_alive) {
   out.method_string(request.method);
   out.target(endpoint.base_path + request.target);
   out.version(11);
   out.set(http::field::host, endpoint.scheme == HttpEndpoint::Scheme::kUnix ? std::string("localhost")
                                                                             : endpoint.host + ":" + std::to_string(endpoint.port));
   out.set(http::field::user_agent, options.user_agent);
-  out.set(http::field::connection, "close");
+  if (!keep_alive) out.set(http::field::connection, "close");  // HTTP/1.1 keeps it open by default
   if (!options.bearer_token.empty()) {
     out.set(http::field::authorization, "Bearer " + options.bearer_token);
   } else if (!options.basic_user.empty()) {
@@ -174,14 +177,75 @@ void build_request(http::request<http::string_body>& out, const HttpEndpoint& en
 
 }  // namespace
 
+// A connection kept open between requests: its own I/O context, the socket, and the TLS
+// session over it.
+struct HttpClient::Connection {
+  asio::io_context context;
+  asio::ip::tcp::socket plain{context};
+  asio::local::stream_protocol::socket local{context};
+  std::unique_ptr<http_detail::TlsSession> secure;
+  std::string endpoint;  // HttpEndpoint::text
+  Clock::time_point idle_since;
+
+  int fd() { return plain.is_open() ? static_cast<int>(plain.native_handle()) : static_cast<int>(local.native_handle()); }
+};
+
+std::unique_ptr<HttpClient::Connection> HttpClient::take_idle(const HttpEndpoint& endpoint) {
+  std::unique_ptr<Connection> connection;
+  {
+    std::lock_guard lock(idle_mutex_);
+    const auto now = Clock::now();
+    // Connections idle too long are dropped: a server or a proxy between may close them
+    // any time after, and a request racing that close would fail after it was sent.
+    std::erase_if(idle_, [&](const std::unique_ptr<Connection>& c) { return now - c->idle_since > kKeepIdle; });
+    const auto it = std::find_if(idle_.rbegin(), idle_.rend(),
+                                 [&](const std::unique_ptr<Connection>& c) { return c->endpoint == endpoint.text; });
+    if (it == idle_.rend()) return nullptr;
+    connection = std::move(*it);
+    idle_.erase(std::next(it).base());
+  }
+  // Closed by the server meanwhile (or it sent something unasked): not usable.
+  pollfd pfd{connection->fd(), POLLIN | POLLRDHUP, 0};
+  if (::poll(&pfd, 1, 0) != 0) return nullptr;
+  return connection;
+}
+
+void HttpClient::keep_idle(std::unique_ptr<Connection> connection) {
+  connection->idle_since = Clock::now();
+  std::lock_guard lock(idle_mutex_);
+  if (idle_.size() >= kMaxIdle) idle_.erase(idle_.begin());  // the oldest
+  idle_.push_back(std::move(connection));
+}
+
 Result<HttpResponse, HttpError> HttpClient::attempt(const HttpEndpoint& endpoint, const HttpRequest& request) {
   if (endpoint.scheme == HttpEndpoint::Scheme::kHttps && !tls_) {
     // Only reachable through request_at() with an https endpoint on a plain-HTTP client.
     return unexpected(HttpError{HttpError::Kind::kTls, false, endpoint.text, "this client has no TLS settings"});
   }
-  asio::io_context context;
+  // An open connection to this endpoint when there is one. One the server closed just
+  // as the request went out fails before a byte was written: then a fresh one is
+  // tried, and the request was certainly not applied.
+  std::unique_ptr<Connection> connection = take_idle(endpoint);
+  for (;;) {
+    const bool reused = connection != nullptr;
+    if (!reused) {
+      connection = std::make_unique<Connection>();
+      connection->endpoint = endpoint.text;
+    }
+    auto result = attempt_on(*connection, reused, endpoint, request);
+    if (result.done) {
+      if (result.keep) keep_idle(std::move(connection));
+      return std::move(result.response);
+    }
+    connection.reset();  // unsent on a stale connection: again on a fresh one
+  }
+}
+
+HttpClient::AttemptResult HttpClient::attempt_on(Connection& connection, bool reused, const HttpEndpoint& endpoint,
+                                                 const HttpRequest& request) {
+  asio::io_context& context = connection.context;
   Exchange exchange;
-  build_request(exchange.request, endpoint, request, options_);
+  build_request(exchange.request, endpoint, request, options_, true);
   exchange.parser.body_limit(options_.max_response_bytes);
   exchange.limit = options_.max_response_bytes;
   exchange.parser.header_limit(64 * 1024);
@@ -190,22 +254,32 @@ Result<HttpResponse, HttpError> HttpClient::attempt(const HttpEndpoint& endpoint
   const std::string name = request.method + " " + endpoint.text + request.target;
   bool finished = false;
   bool tls_failed = false;
+  const auto close_all = [&] {
+    error_code ignored;
+    connection.plain.close(ignored);
+    connection.local.close(ignored);
+  };
 
-  if (endpoint.scheme == HttpEndpoint::Scheme::kUnix) {
-    asio::local::stream_protocol::socket socket(context);
+  if (reused) {
+    asio::post(context, [&] {
+      if (connection.secure) return connection.secure->talk(exchange);
+      if (connection.local.is_open()) return exchange.talk(connection.local);
+      exchange.talk(connection.plain);
+    });
+    finished = run_until(context, exchange.done, deadline, close_all);
+    if (finished && exchange.error && !exchange.written) return {};  // stale: try a fresh connection
+  } else if (endpoint.scheme == HttpEndpoint::Scheme::kUnix) {
+    auto& socket = connection.local;
     socket.async_connect(asio::local::stream_protocol::endpoint(endpoint.unix_path), [&](const error_code& ec) {
       if (ec) return exchange.finish(ec);
       exchange.talk(socket);
     });
-    finished = run_until(context, exchange.done, deadline, [&] {
-      error_code ignored;
-      socket.close(ignored);
-    });
+    finished = run_until(context, exchange.done, deadline, close_all);
   } else {
     asio::ip::tcp::resolver resolver(context);
-    asio::ip::tcp::socket plain(context);
-    std::unique_ptr<http_detail::TlsSession> secure;
-    if (endpoint.scheme == HttpEndpoint::Scheme::kHttps) secure = tls_->layer->session(plain, endpoint.host);
+    auto& plain = connection.plain;
+    if (endpoint.scheme == HttpEndpoint::Scheme::kHttps) connection.secure = tls_->layer->session(plain, endpoint.host);
+    http_detail::TlsSession* secure = connection.secure.get();
     resolver.async_resolve(endpoint.host, std::to_string(endpoint.port),
                            [&](const error_code& ec, const asio::ip::tcp::resolver::results_type& results) {
                              if (ec) return exchange.finish(ec);
@@ -224,11 +298,19 @@ Result<HttpResponse, HttpError> HttpClient::attempt(const HttpEndpoint& endpoint
                            });
     finished = run_until(context, exchange.done, deadline, [&] {
       resolver.cancel();
-      error_code ignored;
-      plain.close(ignored);
+      close_all();
     });
   }
+  AttemptResult out;
+  out.done = true;
+  out.response = finish_attempt(exchange, finished, tls_failed, endpoint, name);
+  // Kept for the next request only after a whole response that lets it stay open.
+  out.keep = out.response && exchange.parser.is_done() && exchange.parser.get().keep_alive();
+  return out;
+}
 
+Result<HttpResponse, HttpError> HttpClient::finish_attempt(Exchange& exchange, bool finished, bool tls_failed,
+                                                           const HttpEndpoint& endpoint, const std::string& name) {
   HttpError error;
   error.endpoint = name;
   if (!finished) {
@@ -287,7 +369,7 @@ Result<void, HttpError> HttpClient::stream(const HttpRequest& request, Clock::ti
     std::unique_ptr<http_detail::TlsSession> secure;
     if (endpoint.scheme == HttpEndpoint::Scheme::kHttps) secure = tls_->layer->session(socket, endpoint.host);
     StreamExchange exchange;
-    build_request(exchange.request, endpoint, request, options_);
+    build_request(exchange.request, endpoint, request, options_, false);
     exchange.parser.body_limit(boost::none);
     const auto cancel = [&] {
       resolver.cancel();

@@ -22,6 +22,7 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <stop_token>
 #include <string>
@@ -32,6 +33,10 @@
 #include "skopos/result.h"
 
 namespace skopos {
+
+namespace http_detail {
+struct Exchange;
+}  // namespace http_detail
 
 struct HttpEndpoint {
   enum class Scheme : std::uint8_t { kHttp, kHttps, kUnix };
@@ -163,10 +168,32 @@ class HttpClient {
   explicit HttpClient(HttpOptions options);
   Result<HttpResponse, HttpError> attempt(const HttpEndpoint& endpoint, const HttpRequest& request);
 
+  // Connections stay open between requests (HTTP/1.1 keep-alive): an agent talks to etcd
+  // every few seconds, and a connection per request cost a TCP handshake each and left
+  // the server a connection to set up and tear down. At most kMaxIdle stay, each at most
+  // kKeepIdle; several threads may share a client, each exchange on a connection of its
+  // own.
+  struct Connection;
+  static constexpr std::size_t kMaxIdle = 4;
+  static constexpr std::chrono::seconds kKeepIdle{15};
+  std::unique_ptr<Connection> take_idle(const HttpEndpoint& endpoint);
+  void keep_idle(std::unique_ptr<Connection> connection);
+  struct AttemptResult {
+    bool done = false;  // false: the connection was stale and nothing was sent
+    bool keep = false;  // the connection may carry the next request
+    Result<HttpResponse, HttpError> response = unexpected(HttpError{});
+  };
+  AttemptResult attempt_on(Connection& connection, bool reused, const HttpEndpoint& endpoint,
+                           const HttpRequest& request);
+  Result<HttpResponse, HttpError> finish_attempt(http_detail::Exchange& exchange, bool finished, bool tls_failed,
+                                                 const HttpEndpoint& endpoint, const std::string& name);
+
   struct Tls;
   HttpOptions options_;
   std::unique_ptr<Tls> tls_;
   std::size_t preferred_ = 0;  // the endpoint that last answered
+  std::mutex idle_mutex_;
+  std::vector<std::unique_ptr<Connection>> idle_;  // oldest first
 };
 
 }  // namespace skopos
