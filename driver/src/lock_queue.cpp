@@ -455,6 +455,10 @@ std::optional<LockService::LineView> LockService::after_releases(const LineView&
     if (it == holders.end()) return std::nullopt;
     holders.erase(it);
   }
+  // Still no slot free for it (the max was lowered below the holders, or is 0): read the
+  // line again, which also moves the revision it waits from past these events. (Waiting
+  // from the view it had would hear the same releases once more first.)
+  if (static_cast<std::int64_t>(known.group.holders.size()) >= known.group.max) return std::nullopt;
   return known;
 }
 

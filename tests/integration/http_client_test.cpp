@@ -29,8 +29,8 @@ using namespace std::chrono_literals;
 class ScriptedServer {
  public:
   // kKeepAlive answers every request of a connection on it; kKeepAliveThenClose answers
-  // one as if the connection stayed open, then closes it 100 ms later (as a server with
-  // an idle timeout does). The others answer one request and close.
+  // one as if the connection stayed open, then closes it (as a server with an idle
+  // timeout does, later). The others answer one request and close.
   enum class Mode {
     kOk,
     kStatus500,
@@ -120,10 +120,7 @@ class ScriptedServer {
           }
           const std::string reply = "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello";
           (void)!::send(client.get(), reply.data(), reply.size(), MSG_NOSIGNAL);
-          if (mode_ == Mode::kKeepAliveThenClose) {
-            std::this_thread::sleep_for(100ms);
-            break;
-          }
+          if (mode_ == Mode::kKeepAliveThenClose) break;  // closed, without saying so
         }
         continue;
       }
@@ -282,7 +279,7 @@ TEST(HttpClient, AKeptConnectionTheServerClosedIsReplacedBeforeAnythingIsSent) {
   for (int i = 0; i < 3; ++i) {
     auto response = client->request(post);
     ASSERT_TRUE(response) << response.error().message();
-    std::this_thread::sleep_for(300ms);  // the server closes the connection meanwhile
+    std::this_thread::sleep_for(300ms);  // the server's close arrives meanwhile
   }
   EXPECT_EQ(server.requests(), 3) << "each POST was sent exactly once";
   EXPECT_EQ(server.connections(), 3);

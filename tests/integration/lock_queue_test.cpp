@@ -179,14 +179,16 @@ TEST_F(LockQueueTest, AHolderRecordingItsPhaseWakesNobodyAndAReleaseWakesOnlyThe
   std::this_thread::sleep_for(300ms);
   EXPECT_EQ(sent(), before_guards) << "a holder recording its phase woke waiters";
 
+  const std::uint64_t head_before = waiters[0].etcd->requests();
   ASSERT_TRUE(holder.locks->release("reboot", "worker"));
   EXPECT_EQ(crowd.holder(), "w0");
-  std::this_thread::sleep_for(300ms);
-  const std::vector<std::uint64_t> after_release = sent();
   // The head heard the release in the watch it was already in and took the slot at once:
   // one request, the take, with no read of the line in between (the take's compares
-  // stand in for it).
-  EXPECT_EQ(after_release[0] - before_guards[0], 1u) << "the head read the line again before taking the slot";
+  // stand in for it). (Counted from just before the release to the take, so that its
+  // lease's keepalive, every few seconds, is unlikely to fall in between.)
+  EXPECT_EQ(waiters[0].etcd->requests() - head_before, 1u) << "the head read the line again before taking the slot";
+  std::this_thread::sleep_for(300ms);
+  const std::vector<std::uint64_t> after_release = sent();
   // With max 1: w0 took the slot, w1 (watching w0's place) moved up to the head; the rest
   // of the line heard nothing.
   for (int i = 2; i < kWaiters; ++i) {
@@ -205,6 +207,37 @@ TEST_F(LockQueueTest, AHolderRecordingItsPhaseWakesNobodyAndAReleaseWakesOnlyThe
   for (int i = 0; i < kWaiters; ++i) {
     EXPECT_LE(total[static_cast<std::size_t>(i)], 16u) << "w" << i << " sent " << total[static_cast<std::size_t>(i)];
   }
+}
+
+// The max lowered below the holders (an operator pausing the roll): a release that
+// leaves no slot free wakes the head of the line, which reads the line and waits again
+// -- quietly, from past that release -- and takes the slot when one is free. (A review
+// feared the head's direct take would loop here, hearing the same release again and
+// again; it does not, and this keeps it so.)
+TEST_F(LockQueueTest, AReleaseThatLeavesNoSlotFreeWakesTheHeadOnceAndItWaitsQuietly) {
+  ASSERT_TRUE(node("admin").locks->set_max("reboot", "worker", 2));
+  auto first = node("h0");
+  auto second = node("h1");
+  ASSERT_TRUE(first.locks->acquire("reboot", "worker", "REBOOT", in(0ms)));
+  ASSERT_TRUE(second.locks->acquire("reboot", "worker", "REBOOT", in(0ms)));
+  auto head = node("w0");
+  Crowd crowd;
+  crowd.join_line(head, "w0");
+  wait_queued("w0");
+  ASSERT_TRUE(node("admin").locks->set_max("reboot", "worker", 1));
+  std::this_thread::sleep_for(300ms);  // the head has read the new max and waits again
+
+  ASSERT_TRUE(first.locks->release("reboot", "worker"));  // 1 held, max 1: still no slot
+  std::this_thread::sleep_for(200ms);
+  const std::uint64_t settled = head.etcd->requests();
+  std::this_thread::sleep_for(1s);
+  EXPECT_LE(head.etcd->requests() - settled, 1u) << "the head kept sending requests with no slot free";
+  EXPECT_TRUE(queued("w0"));
+
+  ASSERT_TRUE(second.locks->release("reboot", "worker"));
+  EXPECT_EQ(crowd.holder(), "w0");
+  crowd.finish();
+  EXPECT_TRUE(crowd.errors().empty());
 }
 
 TEST_F(LockQueueTest, WithMaxThreeTheFirstThreeServeAtOnceAndTheLineNeverExceedsTheMax) {

@@ -211,8 +211,10 @@ std::unique_ptr<HttpClient::Connection> HttpClient::take_idle(const HttpEndpoint
 }
 
 void HttpClient::keep_idle(std::unique_ptr<Connection> connection) {
-  connection->idle_since = Clock::now();
+  const auto now = Clock::now();
+  connection->idle_since = now;
   std::lock_guard lock(idle_mutex_);
+  std::erase_if(idle_, [&](const std::unique_ptr<Connection>& c) { return now - c->idle_since > kKeepIdle; });
   if (idle_.size() >= kMaxIdle) idle_.erase(idle_.begin());  // the oldest
   idle_.push_back(std::move(connection));
 }
@@ -305,7 +307,9 @@ HttpClient::AttemptResult HttpClient::attempt_on(Connection& connection, bool re
   out.done = true;
   out.response = finish_attempt(exchange, finished, tls_failed, endpoint, name);
   // Kept for the next request only after a whole response that lets it stay open.
-  out.keep = out.response && exchange.parser.is_done() && exchange.parser.get().keep_alive();
+  // (The parser's keep_alive, not the message's: a body that ends with the connection,
+  // no length and not chunked, leaves nothing to keep.)
+  out.keep = out.response && exchange.parser.is_done() && exchange.parser.keep_alive() && exchange.buffer.size() == 0;
   return out;
 }
 

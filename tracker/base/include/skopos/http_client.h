@@ -171,11 +171,13 @@ class HttpClient {
   // Connections stay open between requests (HTTP/1.1 keep-alive): an agent talks to etcd
   // every few seconds, and a connection per request cost a TCP handshake each and left
   // the server a connection to set up and tear down. At most kMaxIdle stay, each at most
-  // kKeepIdle; several threads may share a client, each exchange on a connection of its
-  // own.
+  // kKeepIdle: shorter than the idle timeouts of servers and proxies, so that a request
+  // rarely meets a connection closed as it is sent (a POST then "may have been applied").
+  // The pool is safe to use from several threads; the client as a whole is not (one per
+  // thread, as every caller has).
   struct Connection;
   static constexpr std::size_t kMaxIdle = 4;
-  static constexpr std::chrono::seconds kKeepIdle{15};
+  static constexpr std::chrono::seconds kKeepIdle{4};
   std::unique_ptr<Connection> take_idle(const HttpEndpoint& endpoint);
   void keep_idle(std::unique_ptr<Connection> connection);
   struct AttemptResult {
