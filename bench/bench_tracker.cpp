@@ -8,9 +8,10 @@
 //     own BPF run-time statistics, and as extra wall time per connection (churn with
 //     and without the program attached).
 //  3. CPU used by the skopos-tracker daemon while connections churn at 10k/s.
-//  4. The kernel map's occupancy after a churn of M connections (default 1M) over
-//     random ports: keys are reclaimed at zero, so it stays at the keys with live
-//     sockets however long the uptime.
+//  4. The kernel maps' occupancy after a churn of M connections (default 1M) over
+//     random ports: keys at zero and idle marks stay until the reclaim passes (the
+//     tracker runs one every 10 s), and two passes bring the maps back to the keys and
+//     marks of live sockets however long the uptime; and how long a pass takes.
 //
 // Prints a comparison table with the goals. A harness, not Google Benchmark: the
 // setup (200k sockets in 11 processes) is done once and every part reuses it.

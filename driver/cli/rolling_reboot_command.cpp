@@ -99,7 +99,7 @@ void print_progress_json(const std::string& tier, const RollingStatus& status, c
   for (const HostProgress& host : progress.hosts) {
     json.begin_object().key("machine_id").value(host.machine_id).key("hostname").value(host.hostname);
     json.key("state").value(enum_name(kHostTurnNames, host.turn));
-    if (!host.phase.empty()) json.key("phase").value(host.phase);
+    if (!host.phase.empty()) json.key(host.turn == HostTurn::kFailed ? "error" : "phase").value(host.phase);
     if (host.position > 0) json.key("position").value(host.position);
     if (host.since > 0) json.key("since").value(host.since);
     json.end_object();
@@ -170,6 +170,7 @@ void print_progress_text(const std::string& tier, const RollingStatus& status, c
     if (host.turn == HostTurn::kWaiting) where = "position " + std::to_string(host.position);
     if (host.turn == HostTurn::kDown) where = "no heartbeat: takes its turn when its agent is back";
     if (host.turn == HostTurn::kStuck) where = host.phase + " (no heartbeat; keeps its slot)";
+    if (host.turn == HostTurn::kFailed) where = "last try failed: " + host.phase + " (tries again)";
     table.add_row({host.hostname.empty() ? "?" : host.hostname, host.machine_id,
                    enum_name(kHostTurnNames, host.turn), where, host.since > 0 ? age(now - host.since) : ""});
   }

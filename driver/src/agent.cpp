@@ -123,8 +123,9 @@ AgentTurn Agent::drain(const std::string& trigger) {
   observer_.drain_finished(result);
   if (!result) {
     if (result.error().kind == DrainError::Kind::kInterrupted) return AgentTurn::kStopped;
+    if (auto noted = triggers_.failed(trigger, result.error().message); !noted) observer_.warning(noted.error());
     observer_.status("drain failed: " + result.error().message + "; trying again in " +
-                     std::to_string(std::chrono::duration_cast<std::chrono::seconds>(options_.recheck).count()) + " s");
+                     std::to_string(std::chrono::duration_cast<std::chrono::seconds>(std::min(retry_wait_, options_.recheck)).count()) + " s");
     return AgentTurn::kFailed;
   }
   if (result->rebooting) {
@@ -133,8 +134,10 @@ AgentTurn Agent::drain(const std::string& trigger) {
   }
   if (result->reached != DrainPhase::kDone) {
     // A REBOOT drain ends rebooting or recovered; anything else is a fault to look at.
-    observer_.error(std::string("the drain ended in phase ") + drain_phase_name(result->reached) +
-                    " without rebooting");
+    const std::string why = std::string("the drain ended in phase ") + drain_phase_name(result->reached) +
+                            " without rebooting";
+    if (auto noted = triggers_.failed(trigger, why); !noted) observer_.warning(noted.error());
+    observer_.error(why);
     return AgentTurn::kFailed;
   }
   if (auto completed = triggers_.completed(result->facts.trigger); !completed) observer_.warning(completed.error());

@@ -74,6 +74,14 @@ Result<void, std::string> WatchedRebootTriggers::completed(const std::string& tr
   return mark_rolling_done(trigger);
 }
 
+Result<void, std::string> WatchedRebootTriggers::failed(const std::string& trigger, const std::string& why) {
+  if (trigger.rfind(kRolling, 0) != 0) return {};
+  auto noted = rolling_.mark_failed(tier_name(options_.tier), options_.machine_id, options_.hostname,
+                                    trigger.substr(kRolling.size()), why);
+  if (!noted) return unexpected("rolling reboot: " + noted.error().message);
+  return {};
+}
+
 void WatchedRebootTriggers::wait(std::chrono::milliseconds timeout, const std::atomic<bool>& stop,
                                  FunctionRef<void()> alive) {
   const auto until = Clock::now() + timeout;

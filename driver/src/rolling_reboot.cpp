@@ -38,6 +38,9 @@ std::string RollingReboot::request_key(const std::string& tier) const {
   return prefix_ + "/rolling-reboot/" + tier + "/request";
 }
 std::string RollingReboot::done_prefix(const std::string& tier) const { return prefix_ + "/rolling-reboot/" + tier + "/done/"; }
+std::string RollingReboot::failed_prefix(const std::string& tier) const {
+  return prefix_ + "/rolling-reboot/" + tier + "/failed/";
+}
 std::string RollingReboot::members_prefix(const std::string& tier) const {
   return prefix_ + "/rolling-reboot/" + tier + "/hosts/";
 }
@@ -80,6 +83,7 @@ Result<RollingStatus, LockError> RollingReboot::parse_status(const std::string& 
   RollingStatus out;
   out.revision = revision;
   const std::string done = done_prefix(tier);
+  const std::string failed = failed_prefix(tier);
   const std::string members = members_prefix(tier);
   for (const KeyValue& kv : kvs) {
     simdjson::dom::object object;
@@ -110,6 +114,14 @@ Result<RollingStatus, LockError> RollingReboot::parse_status(const std::string& 
       if (object["at"].get(entry.at) != simdjson::SUCCESS) entry.at = 0;
       if (object["hostname"].get(text) == simdjson::SUCCESS) entry.hostname.assign(text);
       out.done.push_back(std::move(entry));
+    } else if (kv.key.rfind(failed, 0) == 0) {
+      RollingFailure entry;
+      entry.machine_id = kv.key.substr(failed.size());
+      if (object["id"].get(text) == simdjson::SUCCESS) entry.id.assign(text);
+      if (object["at"].get(entry.at) != simdjson::SUCCESS) entry.at = 0;
+      if (object["hostname"].get(text) == simdjson::SUCCESS) entry.hostname.assign(text);
+      if (object["error"].get(text) == simdjson::SUCCESS) entry.error.assign(text);
+      out.failed.push_back(std::move(entry));
     } else if (kv.key.rfind(members, 0) == 0) {
       RollingMember member;
       member.machine_id = kv.key.substr(members.size());
@@ -175,7 +187,8 @@ Result<bool, LockError> RollingReboot::forget(const std::string& tier, const std
   if (machine.empty()) return false;
   auto txn = etcd_.txn({},
                        {TxnOp{TxnOp::Kind::kDelete, members_prefix(tier) + machine, {}, 0, {}},
-                        TxnOp{TxnOp::Kind::kDelete, done_prefix(tier) + machine, {}, 0, {}}},
+                        TxnOp{TxnOp::Kind::kDelete, done_prefix(tier) + machine, {}, 0, {}},
+                        TxnOp{TxnOp::Kind::kDelete, failed_prefix(tier) + machine, {}, 0, {}}},
                        {});
   if (!txn) return unexpected(etcd_failure("forget host '" + host + "' of tier '" + tier + "'", txn.error()));
   return true;
@@ -187,8 +200,23 @@ Result<void, LockError> RollingReboot::mark_done(const std::string& tier, const 
   JsonWriter json(value);
   json.begin_object().key("id").value(request_id).key("at").value(static_cast<std::int64_t>(std::time(nullptr)));
   json.key("hostname").value(hostname).end_object();
-  auto put = etcd_.put(done_prefix(tier) + machine_id, value);
-  if (!put) return unexpected(etcd_failure("record the rolling reboot as done", put.error()));
+  auto txn = etcd_.txn({},
+                       {TxnOp{TxnOp::Kind::kPut, done_prefix(tier) + machine_id, value, 0, {}},
+                        TxnOp{TxnOp::Kind::kDelete, failed_prefix(tier) + machine_id, {}, 0, {}}},
+                       {});
+  if (!txn) return unexpected(etcd_failure("record the rolling reboot as done", txn.error()));
+  return {};
+}
+
+Result<void, LockError> RollingReboot::mark_failed(const std::string& tier, const std::string& machine_id,
+                                                   const std::string& hostname, const std::string& request_id,
+                                                   const std::string& error) {
+  std::string value;
+  JsonWriter json(value);
+  json.begin_object().key("id").value(request_id).key("at").value(static_cast<std::int64_t>(std::time(nullptr)));
+  json.key("hostname").value(hostname).key("error").value(error).end_object();
+  auto put = etcd_.put(failed_prefix(tier) + machine_id, value);
+  if (!put) return unexpected(etcd_failure("record the rolling reboot's failed try", put.error()));
   return {};
 }
 
@@ -246,6 +274,16 @@ RollingProgress rolling_progress(const RollingStatus& status, const GroupState& 
     host.turn = !holder.heartbeat && now - holder.record.acquired_at > stuck_after ? HostTurn::kStuck
                                                                                    : HostTurn::kInProgress;
     host.position = 0;
+  }
+  // A failed last try shows while the host is alive and neither holds a slot nor waits
+  // in line (it tries again after its retry pause); one that is down shows as down.
+  for (const RollingFailure& failure : status.failed) {
+    if (failure.id != request.id || !request.includes(failure.machine_id, failure.hostname)) continue;
+    HostProgress& host = add(failure.machine_id, failure.hostname);
+    if (host.turn != HostTurn::kPending) continue;
+    host.turn = HostTurn::kFailed;
+    host.phase = failure.error;
+    host.since = failure.at;
   }
   for (const RollingDone& done : status.done) {
     if (done.id != request.id) continue;

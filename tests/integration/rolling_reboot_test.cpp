@@ -40,6 +40,15 @@ TEST_F(RollingRebootTest, EachHostOfTheTierTakesItsTurnOncePerRequest) {
   }
   EXPECT_FALSE(*r.pending("control", "m1", "host-1")) << "another tier's hosts are not asked";
 
+  // m1's first try fails (recorded, with why), its second succeeds (which clears it).
+  ASSERT_TRUE(r.mark_failed("worker", "m1", "host-1", request->id, "budget: app 'web' would go below 2"));
+  auto failed = r.status("worker");
+  ASSERT_TRUE(failed);
+  ASSERT_EQ(failed->failed.size(), 1U);
+  EXPECT_EQ(failed->failed[0].machine_id, "m1");
+  EXPECT_EQ(failed->failed[0].id, request->id);
+  EXPECT_EQ(failed->failed[0].error, "budget: app 'web' would go below 2");
+  EXPECT_TRUE(*r.pending("worker", "m1", "host-1")) << "a failed try leaves the turn to do";
   ASSERT_TRUE(r.mark_done("worker", "m1", "host-1", request->id));
   EXPECT_FALSE(*r.pending("worker", "m1", "host-1")) << "done once";
   EXPECT_TRUE(*r.pending("worker", "m2", "host-2"));
@@ -49,6 +58,7 @@ TEST_F(RollingRebootTest, EachHostOfTheTierTakesItsTurnOncePerRequest) {
   ASSERT_EQ(status->done.size(), 1U);
   EXPECT_EQ(status->done[0].machine_id, "m1");
   EXPECT_EQ(status->done[0].id, request->id);
+  EXPECT_TRUE(status->failed.empty()) << "done clears the failed try";
 
   // A new request: every host's turn comes again.
   auto again = r.request("worker", "operator", {});
@@ -115,7 +125,7 @@ TEST_F(RollingRebootTest, TheStatusCommandShowsEveryHostsTurnTheSlotsAndAnEta) {
   };
   const auto json = cli({"--json"});
   ASSERT_EQ(json.exit_code, 0) << json.err;
-  for (const char* expected : {R"("counts":{"done":1,"in-progress":1,"stuck":0,"waiting":1,"down":1,"pending":0})",
+  for (const char* expected : {R"("counts":{"done":1,"in-progress":1,"stuck":0,"failed":0,"waiting":1,"down":1,"pending":0})",
                                R"("machine_id":"m2","hostname":"host-m2","state":"in-progress","phase":"stop-containers")",
                                R"("machine_id":"m3","hostname":"host-m3","state":"waiting","position":1)",
                                R"("machine_id":"m4","hostname":"host-m4","state":"down")"}) {

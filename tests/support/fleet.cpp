@@ -362,6 +362,12 @@ class SimTriggers final : public RebootTriggers {
   }
   Result<void, std::string> consumed(const std::string& trigger) override { return mark(trigger); }
   Result<void, std::string> completed(const std::string& trigger) override { return mark(trigger); }
+  Result<void, std::string> failed(const std::string& trigger, const std::string& why) override {
+    if (trigger.rfind("rolling:", 0) != 0) return {};
+    auto noted = rolling_.mark_failed(view_.tier, view_.machine_id, view_.hostname, trigger.substr(8), why);
+    if (!noted) return unexpected(noted.error().message);
+    return {};
+  }
   // Until the tier's request changes, `timeout`, or wake() (the stop). The simulation's
   // observer needs no sign of life, so `alive` is called once, not every 200 ms.
   void wait(std::chrono::milliseconds timeout, const std::atomic<bool>& stop, FunctionRef<void()> alive) override {

@@ -47,6 +47,9 @@ class RebootTriggers {
   virtual Result<void, std::string> consumed(const std::string& trigger) = 0;
   // The host is back in service after the reboot `trigger` asked for.
   virtual Result<void, std::string> completed(const std::string& trigger) = 0;
+  // A try at `trigger` failed (`why`); the agent tries again after its retry pause. For
+  // `skopos rolling-reboot --status`, which shows the host as failed meanwhile.
+  virtual Result<void, std::string> failed(const std::string& trigger, const std::string& why) = 0;
   // Returns when a request may have changed, after `timeout`, or soon after `stop` is
   // set; calls `alive` at least every 200 ms meanwhile.
   virtual void wait(std::chrono::milliseconds timeout, const std::atomic<bool>& stop, FunctionRef<void()> alive) = 0;

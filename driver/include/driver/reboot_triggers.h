@@ -42,6 +42,7 @@ class WatchedRebootTriggers : public RebootTriggers {
   Result<std::string, std::string> requested() override;
   Result<void, std::string> consumed(const std::string& trigger) override;
   Result<void, std::string> completed(const std::string& trigger) override;
+  Result<void, std::string> failed(const std::string& trigger, const std::string& why) override;
   void wait(std::chrono::milliseconds timeout, const std::atomic<bool>& stop, FunctionRef<void()> alive) override;
   std::string describe() const override;
 

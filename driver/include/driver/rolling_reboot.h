@@ -6,6 +6,8 @@
 // Keys under the prefix P:
 //   P/rolling-reboot/<tier>/request          {"id", "requested_at", "requested_by", "hosts": [...]}
 //   P/rolling-reboot/<tier>/done/<machine>   {"id", "at", "hostname"}
+//   P/rolling-reboot/<tier>/failed/<machine> {"id", "at", "hostname", "error"}: its last
+//                                            try failed (it tries again; done clears it)
 //   P/rolling-reboot/<tier>/hosts/<machine>  {"hostname", "since"}: the tier's members, as
 //                                            each agent records itself when it starts (not
 //                                            on a lease: a host that is down is still one)
@@ -52,6 +54,14 @@ struct RollingDone {
   std::string hostname;
 };
 
+struct RollingFailure {
+  std::string machine_id;
+  std::string id;  // the request it tried
+  std::int64_t at = 0;
+  std::string hostname;
+  std::string error;
+};
+
 struct RollingMember {
   std::string machine_id;
   std::string hostname;
@@ -61,6 +71,7 @@ struct RollingMember {
 struct RollingStatus {
   std::optional<RollingRequest> request;
   std::vector<RollingDone> done;        // every host's last turn
+  std::vector<RollingFailure> failed;   // hosts whose last try failed
   std::vector<RollingMember> members;   // by machine id
   std::int64_t revision = 0;
 };
@@ -71,19 +82,21 @@ enum class HostTurn : std::uint8_t {
   kInProgress,  // holds a slot of the tier's reboot lock (`phase` says where it is)
   kStuck,       // holds a slot, without a heartbeat for longer than the stuck limit:
                 // it keeps its slot (never reclaimed) and the roll goes on with one fewer
+  kFailed,      // its last try failed (`phase` says why, `since` when); it tries again
   kWaiting,     // in line for a slot (`position`, from 1)
   kDown,        // a member without a heartbeat: takes its turn when its agent is back
   kPending,     // alive, not in line yet (its agent has not looked, or is busy)
 };
 inline constexpr std::pair<HostTurn, const char*> kHostTurnNames[] = {
     {HostTurn::kDone, "done"},       {HostTurn::kInProgress, "in-progress"}, {HostTurn::kStuck, "stuck"},
-    {HostTurn::kWaiting, "waiting"}, {HostTurn::kDown, "down"},              {HostTurn::kPending, "pending"}};
+    {HostTurn::kFailed, "failed"},   {HostTurn::kWaiting, "waiting"},        {HostTurn::kDown, "down"},
+    {HostTurn::kPending, "pending"}};
 
 struct HostProgress {
   std::string machine_id;
   std::string hostname;
   HostTurn turn = HostTurn::kPending;
-  std::string phase;          // in progress or stuck: the holder's phase
+  std::string phase;          // in progress or stuck: the holder's phase; failed: why
   std::int64_t position = 0;  // waiting: 1 is next
   std::int64_t since = 0;     // unix seconds: done at, holding since, waiting since
 };
@@ -91,8 +104,8 @@ struct HostProgress {
 // A roll at a glance: every host of the request and the tier's reboot lock, with an ETA
 // from the roll's own pace so far.
 struct RollingProgress {
-  std::vector<HostProgress> hosts;     // in order: done, in progress, stuck, waiting, down, pending
-  std::int64_t counts[6] = {};         // by HostTurn
+  std::vector<HostProgress> hosts;     // in order: done, in progress, stuck, failed, waiting, down, pending
+  std::int64_t counts[7] = {};         // by HostTurn
   std::int64_t max = 1;                // the reboot lock's max for the tier
   std::int64_t usable_slots = 1;       // max less the slots stuck hosts keep
   std::int64_t elapsed_seconds = 0;    // since the request
@@ -132,8 +145,13 @@ class RollingReboot {
   // The request this machine still has to do, if any.
   Result<std::optional<RollingRequest>, LockError> pending(const std::string& tier, const std::string& machine_id,
                                                            const std::string& hostname);
+  // Records this machine's turn as done (and clears a failure of an earlier try).
   Result<void, LockError> mark_done(const std::string& tier, const std::string& machine_id,
                                     const std::string& hostname, const std::string& request_id);
+  // Records that this machine's last try at `request_id` failed, and why.
+  Result<void, LockError> mark_failed(const std::string& tier, const std::string& machine_id,
+                                      const std::string& hostname, const std::string& request_id,
+                                      const std::string& error);
   // Records this machine as a member of the tier (idempotent; keeps `since`).
   Result<void, LockError> join_tier(const std::string& tier, const std::string& machine_id,
                                     const std::string& hostname);
@@ -148,6 +166,7 @@ class RollingReboot {
 
   std::string request_key(const std::string& tier) const;
   std::string done_prefix(const std::string& tier) const;
+  std::string failed_prefix(const std::string& tier) const;
   std::string members_prefix(const std::string& tier) const;
 
  private:

@@ -42,6 +42,10 @@ class ScriptedTriggers : public RebootTriggers {
     w_.call("completed:" + trigger);
     return {};
   }
+  Result<void, std::string> failed(const std::string& trigger, const std::string& why) override {
+    w_.call("failed:" + trigger + ": " + why);
+    return {};
+  }
   void wait(std::chrono::milliseconds timeout, const std::atomic<bool>& stop, FunctionRef<void()> alive) override {
     alive();
     waits.push_back(timeout);
@@ -181,7 +185,10 @@ TEST_F(AgentTest, ADrainInterruptedByACrashIsResumedWithItsTriggerEvenWhenNoRequ
   world_.fail["stop"] = DrainError{DrainError::Kind::kFailed, "Docker: connection refused"};
   EXPECT_EQ(turn(), AgentTurn::kFailed);
   EXPECT_EQ(world_.phase(), "stop");
-  EXPECT_TRUE(observer_.saw("status: drain failed: Docker: connection refused; trying again in 60 s"));
+  // It says when it tries again (the retry pause, not the recheck), and the request's
+  // source hears of the failed try (rolling-reboot --status shows it).
+  EXPECT_TRUE(observer_.saw("status: drain failed: Docker: connection refused; trying again in 10 s"));
+  EXPECT_TRUE(world_.called("failed:file: Docker: connection refused"));
   // The request is gone (the file was removed by hand, say): the journal still says a
   // reboot drain is under way, and it is finished for the trigger it recorded.
   triggers_.request.clear();

@@ -5,6 +5,10 @@
 
 #include <gtest/gtest.h>
 
+#include <string>
+
+#include "skopos/enum_names.h"
+
 namespace skopos::driver {
 namespace {
 
@@ -91,6 +95,31 @@ TEST(RollingProgress, AHostMarkedWhenItsRebootWasJournaledIsDoneOnlyOnceItReleas
   const RollingProgress p = rolling_progress(status, lock, {"a", "b"}, kNow, 3600);
   EXPECT_EQ(find(p, "a").turn, HostTurn::kInProgress);
   EXPECT_EQ(find(p, "b").turn, HostTurn::kDone);
+}
+
+// A host whose last try failed (refused by the disruption budget, say) shows as failed,
+// with why and since when, while it neither holds a slot nor waits in line; trying again
+// it shows where it is, and a failure of an earlier request, or of a host that is down,
+// is not shown as one. Before, such a host read "pending" and only its agent's log said
+// why.
+TEST(RollingProgress, AHostWhoseLastTryFailedIsFailedWithWhyUntilItTriesAgain) {
+  RollingStatus status = roll({"a", "b", "c", "d", "e"});
+  status.failed = {RollingFailure{"a", "r-1", kNow - 30, "host-a", "budget: app 'web' would go below 2"},
+                   RollingFailure{"b", "r-1", kNow - 90, "host-b", "Docker: connection refused"},
+                   RollingFailure{"c", "r-0", kNow - 9000, "host-c", "old"},
+                   RollingFailure{"d", "r-1", kNow - 60, "host-d", "etcd unavailable"}};
+  GroupState lock;
+  lock.max = 1;
+  lock.queue = {waiter("b", kNow - 10)};
+  const RollingProgress p = rolling_progress(status, lock, {"a", "b", "c", "e"}, kNow, 3600);
+  EXPECT_EQ(find(p, "a").turn, HostTurn::kFailed);
+  EXPECT_EQ(find(p, "a").phase, "budget: app 'web' would go below 2");
+  EXPECT_EQ(find(p, "a").since, kNow - 30);
+  EXPECT_EQ(find(p, "b").turn, HostTurn::kWaiting) << "trying again";
+  EXPECT_EQ(find(p, "c").turn, HostTurn::kPending) << "an earlier request's failure";
+  EXPECT_EQ(find(p, "d").turn, HostTurn::kDown);
+  EXPECT_EQ(p.count(HostTurn::kFailed), 1);
+  EXPECT_EQ(enum_name(kHostTurnNames, HostTurn::kFailed), std::string("failed"));
 }
 
 TEST(RollingProgress, NamedHostsOnlyAndACompleteRollHasNoTimeLeft) {
