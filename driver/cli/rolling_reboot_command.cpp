@@ -102,6 +102,9 @@ void print_progress_json(const std::string& tier, const RollingStatus& status, c
     if (!host.phase.empty()) json.key(host.turn == HostTurn::kFailed ? "error" : "phase").value(host.phase);
     if (host.position > 0) json.key("position").value(host.position);
     if (host.since > 0) json.key("since").value(host.since);
+    if (host.failed_tries > 0) {
+      json.key("failed_tries").value(host.failed_tries).key("failing_since").value(host.failing_since);
+    }
     json.end_object();
   }
   // As earlier versions wrote it.
@@ -129,6 +132,10 @@ void print_progress_metrics(const std::string& tier, const RollingProgress& prog
   out += "# HELP skopos_rolling_reboot_usable_slots Reboot slots the roll can use (max less those stuck hosts keep).\n"
          "# TYPE skopos_rolling_reboot_usable_slots gauge\n"
          "skopos_rolling_reboot_usable_slots" + labels + "} " + std::to_string(progress.usable_slots) + "\n";
+  out += "# HELP skopos_rolling_reboot_failing_hosts Hosts not done whose tries of this request failed, whatever "
+         "they do now.\n"
+         "# TYPE skopos_rolling_reboot_failing_hosts gauge\n"
+         "skopos_rolling_reboot_failing_hosts" + labels + "} " + std::to_string(progress.failing) + "\n";
   out += "# HELP skopos_rolling_reboot_eta_seconds Time left at the pace so far (-1: unknown).\n"
          "# TYPE skopos_rolling_reboot_eta_seconds gauge\n"
          "skopos_rolling_reboot_eta_seconds" + labels + "} " + std::to_string(progress.eta_seconds) + "\n";
@@ -170,7 +177,10 @@ void print_progress_text(const std::string& tier, const RollingStatus& status, c
     if (host.turn == HostTurn::kWaiting) where = "position " + std::to_string(host.position);
     if (host.turn == HostTurn::kDown) where = "no heartbeat: takes its turn when its agent is back";
     if (host.turn == HostTurn::kStuck) where = host.phase + " (no heartbeat; keeps its slot)";
-    if (host.turn == HostTurn::kFailed) where = "last try failed: " + host.phase + " (tries again)";
+    if (host.turn == HostTurn::kFailed) {
+      where = std::to_string(host.failed_tries) + (host.failed_tries == 1 ? " try" : " tries") +
+              " failed, the last: " + host.phase + " (tries again)";
+    }
     table.add_row({host.hostname.empty() ? "?" : host.hostname, host.machine_id,
                    enum_name(kHostTurnNames, host.turn), where, host.since > 0 ? age(now - host.since) : ""});
   }

@@ -121,6 +121,8 @@ Result<RollingStatus, LockError> RollingReboot::parse_status(const std::string& 
       if (object["at"].get(entry.at) != simdjson::SUCCESS) entry.at = 0;
       if (object["hostname"].get(text) == simdjson::SUCCESS) entry.hostname.assign(text);
       if (object["error"].get(text) == simdjson::SUCCESS) entry.error.assign(text);
+      if (object["first_at"].get(entry.first_at) != simdjson::SUCCESS) entry.first_at = entry.at;
+      if (object["tries"].get(entry.tries) != simdjson::SUCCESS) entry.tries = 1;
       out.failed.push_back(std::move(entry));
     } else if (kv.key.rfind(members, 0) == 0) {
       RollingMember member;
@@ -184,6 +186,9 @@ Result<bool, LockError> RollingReboot::forget(const std::string& tier, const std
   for (const RollingDone& done : current->done) {
     if (machine.empty() && (done.machine_id == host || done.hostname == host)) machine = done.machine_id;
   }
+  for (const RollingFailure& failure : current->failed) {
+    if (machine.empty() && (failure.machine_id == host || failure.hostname == host)) machine = failure.machine_id;
+  }
   if (machine.empty()) return false;
   auto txn = etcd_.txn({},
                        {TxnOp{TxnOp::Kind::kDelete, members_prefix(tier) + machine, {}, 0, {}},
@@ -208,14 +213,45 @@ Result<void, LockError> RollingReboot::mark_done(const std::string& tier, const 
   return {};
 }
 
+namespace {
+
+// A failure as one readable line of bounded length: it comes from a drain's error, which
+// may carry a command's whole standard error.
+std::string one_line(const std::string& text) {
+  constexpr std::size_t kMax = 300;
+  std::string out;
+  for (const char c : text.substr(0, kMax)) out += static_cast<unsigned char>(c) < 0x20 || c == 0x7f ? ' ' : c;
+  return text.size() > kMax ? out + "..." : out;
+}
+
+}  // namespace
+
 Result<void, LockError> RollingReboot::mark_failed(const std::string& tier, const std::string& machine_id,
                                                    const std::string& hostname, const std::string& request_id,
                                                    const std::string& error) {
+  // The first failure of this request and how many tries failed stay across tries: a host
+  // refused again and again is failing since its first refusal, whatever it does between.
+  const std::string key = failed_prefix(tier) + machine_id;
+  auto read = etcd_.range(key);
+  if (!read) return unexpected(etcd_failure("read the rolling reboot's failed tries", read.error()));
+  const auto now = static_cast<std::int64_t>(std::time(nullptr));
+  std::int64_t first_at = now;
+  std::int64_t tries = 1;
+  if (!read->kvs.empty()) {
+    simdjson::dom::object object;
+    std::string_view id;
+    if (parser_->parse(read->kvs.front().value).get(object) == simdjson::SUCCESS &&
+        object["id"].get(id) == simdjson::SUCCESS && id == request_id) {
+      std::int64_t before = 0;
+      if (object["first_at"].get(before) == simdjson::SUCCESS && before > 0) first_at = before;
+      if (object["tries"].get(before) == simdjson::SUCCESS && before > 0) tries = before + 1;
+    }
+  }
   std::string value;
   JsonWriter json(value);
-  json.begin_object().key("id").value(request_id).key("at").value(static_cast<std::int64_t>(std::time(nullptr)));
-  json.key("hostname").value(hostname).key("error").value(error).end_object();
-  auto put = etcd_.put(failed_prefix(tier) + machine_id, value);
+  json.begin_object().key("id").value(request_id).key("at").value(now).key("first_at").value(first_at);
+  json.key("tries").value(tries).key("hostname").value(hostname).key("error").value(one_line(error)).end_object();
+  auto put = etcd_.put(key, value);
   if (!put) return unexpected(etcd_failure("record the rolling reboot's failed try", put.error()));
   return {};
 }
@@ -280,10 +316,12 @@ RollingProgress rolling_progress(const RollingStatus& status, const GroupState& 
   for (const RollingFailure& failure : status.failed) {
     if (failure.id != request.id || !request.includes(failure.machine_id, failure.hostname)) continue;
     HostProgress& host = add(failure.machine_id, failure.hostname);
+    host.failing_since = failure.first_at;
+    host.failed_tries = failure.tries;
     if (host.turn != HostTurn::kPending) continue;
     host.turn = HostTurn::kFailed;
     host.phase = failure.error;
-    host.since = failure.at;
+    host.since = failure.first_at;
   }
   for (const RollingDone& done : status.done) {
     if (done.id != request.id) continue;
@@ -300,7 +338,10 @@ RollingProgress rolling_progress(const RollingStatus& status, const GroupState& 
     if (a.turn == HostTurn::kWaiting) return a.position < b.position;
     return a.machine_id < b.machine_id;
   });
-  for (const HostProgress& host : hosts) ++out.counts[static_cast<int>(host.turn)];
+  for (const HostProgress& host : hosts) {
+    ++out.counts[static_cast<int>(host.turn)];
+    if (host.failed_tries > 0 && host.turn != HostTurn::kDone) ++out.failing;
+  }
   out.hosts = std::move(hosts);
   out.usable_slots = std::max<std::int64_t>(0, out.max - out.count(HostTurn::kStuck));
   out.elapsed_seconds = std::max<std::int64_t>(0, now - request.requested_at);

@@ -48,6 +48,17 @@ TEST_F(RollingRebootTest, EachHostOfTheTierTakesItsTurnOncePerRequest) {
   EXPECT_EQ(failed->failed[0].machine_id, "m1");
   EXPECT_EQ(failed->failed[0].id, request->id);
   EXPECT_EQ(failed->failed[0].error, "budget: app 'web' would go below 2");
+  EXPECT_EQ(failed->failed[0].tries, 1);
+  // Tried again and failed again: the first failure is kept, the tries counted, and a
+  // command's many-line error becomes one bounded line.
+  ASSERT_TRUE(r.mark_failed("worker", "m1", "host-1", request->id, "reboot: exit 1:\nline 1\n" + std::string(500, 'x')));
+  failed = r.status("worker");
+  ASSERT_TRUE(failed);
+  ASSERT_EQ(failed->failed.size(), 1U);
+  EXPECT_EQ(failed->failed[0].tries, 2);
+  EXPECT_LE(failed->failed[0].first_at, failed->failed[0].at);
+  EXPECT_EQ(failed->failed[0].error.find('\n'), std::string::npos);
+  EXPECT_LE(failed->failed[0].error.size(), 303U);
   EXPECT_TRUE(*r.pending("worker", "m1", "host-1")) << "a failed try leaves the turn to do";
   ASSERT_TRUE(r.mark_done("worker", "m1", "host-1", request->id));
   EXPECT_FALSE(*r.pending("worker", "m1", "host-1")) << "done once";

@@ -308,6 +308,11 @@ struct Fleet::Host {
   std::atomic<int> reboots{0};
   bool hold = false;  // (Fleet::mutex_) the next reboot does not come back on its own
   bool held = false;  // (Fleet::mutex_) a held reboot is down now
+  // (Fleet::mutex_) its reboot command ran and the shutdown is coming: a second command
+  // in this boot (a restarted agent resuming at the reboot phase runs it again, at least
+  // once being the rule) reboots it no more than `systemctl reboot` twice would, and an
+  // agent crash now changes nothing.
+  bool going_down = false;
   std::atomic<std::uint64_t> requests_before{0};  // etcd requests of its earlier boots
 
   // The current boot.
@@ -542,6 +547,11 @@ void Fleet::boot(Host& host) {
   b->fence = std::make_unique<SimFence>();
   const std::size_t index = host.index;
   b->host = std::make_unique<SimHost>(boot_id, [this, index] {
+    {
+      const std::lock_guard<std::mutex> lock(mutex_);
+      if (hosts_[index]->going_down) return;
+      hosts_[index]->going_down = true;
+    }
     ++hosts_[index]->reboots;
     // The shutdown: at once, on the reboot thread (this is the agent's own thread).
     schedule(Clock::now(), Action::kReboot, index);
@@ -617,14 +627,19 @@ void Fleet::reboot_loop() {
         }
         continue;
       case Action::kCrash:
-        if (host.current == nullptr) break;  // down already (rebooting)
+        if (host.current == nullptr || host.going_down) break;  // down already, or going down (rebooting)
         shut_down(host, false);  // its lease is left to expire, as after a crash
         --host.boot;             // the same boot when it starts again: a process restart
         lock.lock();
         actions_.emplace(Clock::now() + options_.restart_delay, std::make_pair(Action::kBoot, index));
         continue;
       case Action::kBoot:
-        if (host.current == nullptr) boot(host);
+        if (host.current == nullptr) {
+          lock.lock();
+          host.going_down = false;
+          lock.unlock();
+          boot(host);
+        }
         break;
     }
     lock.lock();

@@ -6,8 +6,9 @@
 // Keys under the prefix P:
 //   P/rolling-reboot/<tier>/request          {"id", "requested_at", "requested_by", "hosts": [...]}
 //   P/rolling-reboot/<tier>/done/<machine>   {"id", "at", "hostname"}
-//   P/rolling-reboot/<tier>/failed/<machine> {"id", "at", "hostname", "error"}: its last
-//                                            try failed (it tries again; done clears it)
+//   P/rolling-reboot/<tier>/failed/<machine> {"id", "at", "first_at", "tries", "hostname",
+//                                            "error"}: its tries failed (it tries again;
+//                                            done clears it)
 //   P/rolling-reboot/<tier>/hosts/<machine>  {"hostname", "since"}: the tier's members, as
 //                                            each agent records itself when it starts (not
 //                                            on a lease: a host that is down is still one)
@@ -22,6 +23,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <iterator>
 #include <memory>
 #include <optional>
 #include <string>
@@ -56,10 +58,12 @@ struct RollingDone {
 
 struct RollingFailure {
   std::string machine_id;
-  std::string id;  // the request it tried
-  std::int64_t at = 0;
+  std::string id;             // the request it tried
+  std::int64_t at = 0;        // the last failed try
+  std::int64_t first_at = 0;  // the first failed try of this request
+  std::int64_t tries = 1;     // failed tries of this request
   std::string hostname;
-  std::string error;
+  std::string error;          // the last one's, one line
 };
 
 struct RollingMember {
@@ -91,6 +95,7 @@ inline constexpr std::pair<HostTurn, const char*> kHostTurnNames[] = {
     {HostTurn::kDone, "done"},       {HostTurn::kInProgress, "in-progress"}, {HostTurn::kStuck, "stuck"},
     {HostTurn::kFailed, "failed"},   {HostTurn::kWaiting, "waiting"},        {HostTurn::kDown, "down"},
     {HostTurn::kPending, "pending"}};
+static_assert(static_cast<int>(HostTurn::kPending) + 1 == static_cast<int>(std::size(kHostTurnNames)));
 
 struct HostProgress {
   std::string machine_id;
@@ -98,14 +103,17 @@ struct HostProgress {
   HostTurn turn = HostTurn::kPending;
   std::string phase;          // in progress or stuck: the holder's phase; failed: why
   std::int64_t position = 0;  // waiting: 1 is next
-  std::int64_t since = 0;     // unix seconds: done at, holding since, waiting since
+  std::int64_t since = 0;     // unix seconds: done at, holding since, waiting since, failing since
+  std::int64_t failing_since = 0;  // its first failed try of this request, whatever it does now
+  std::int64_t failed_tries = 0;
 };
 
 // A roll at a glance: every host of the request and the tier's reboot lock, with an ETA
 // from the roll's own pace so far.
 struct RollingProgress {
   std::vector<HostProgress> hosts;     // in order: done, in progress, stuck, failed, waiting, down, pending
-  std::int64_t counts[7] = {};         // by HostTurn
+  std::int64_t counts[std::size(kHostTurnNames)] = {};  // by HostTurn
+  std::int64_t failing = 0;            // hosts not done whose tries of this request failed, in any state
   std::int64_t max = 1;                // the reboot lock's max for the tier
   std::int64_t usable_slots = 1;       // max less the slots stuck hosts keep
   std::int64_t elapsed_seconds = 0;    // since the request

@@ -104,21 +104,23 @@ TEST(RollingProgress, AHostMarkedWhenItsRebootWasJournaledIsDoneOnlyOnceItReleas
 // why.
 TEST(RollingProgress, AHostWhoseLastTryFailedIsFailedWithWhyUntilItTriesAgain) {
   RollingStatus status = roll({"a", "b", "c", "d", "e"});
-  status.failed = {RollingFailure{"a", "r-1", kNow - 30, "host-a", "budget: app 'web' would go below 2"},
-                   RollingFailure{"b", "r-1", kNow - 90, "host-b", "Docker: connection refused"},
-                   RollingFailure{"c", "r-0", kNow - 9000, "host-c", "old"},
-                   RollingFailure{"d", "r-1", kNow - 60, "host-d", "etcd unavailable"}};
+  status.failed = {RollingFailure{"a", "r-1", kNow - 30, kNow - 400, 3, "host-a", "budget: app 'web' would go below 2"},
+                   RollingFailure{"b", "r-1", kNow - 90, kNow - 90, 1, "host-b", "Docker: connection refused"},
+                   RollingFailure{"c", "r-0", kNow - 9000, kNow - 9000, 1, "host-c", "old"},
+                   RollingFailure{"d", "r-1", kNow - 60, kNow - 60, 1, "host-d", "etcd unavailable"}};
   GroupState lock;
   lock.max = 1;
   lock.queue = {waiter("b", kNow - 10)};
   const RollingProgress p = rolling_progress(status, lock, {"a", "b", "c", "e"}, kNow, 3600);
   EXPECT_EQ(find(p, "a").turn, HostTurn::kFailed);
   EXPECT_EQ(find(p, "a").phase, "budget: app 'web' would go below 2");
-  EXPECT_EQ(find(p, "a").since, kNow - 30);
+  EXPECT_EQ(find(p, "a").since, kNow - 400) << "failing since its first failed try";
+  EXPECT_EQ(find(p, "a").failed_tries, 3);
   EXPECT_EQ(find(p, "b").turn, HostTurn::kWaiting) << "trying again";
   EXPECT_EQ(find(p, "c").turn, HostTurn::kPending) << "an earlier request's failure";
   EXPECT_EQ(find(p, "d").turn, HostTurn::kDown);
   EXPECT_EQ(p.count(HostTurn::kFailed), 1);
+  EXPECT_EQ(p.failing, 3) << "a, b (in line again) and d (down): every host of this request whose tries failed";
   EXPECT_EQ(enum_name(kHostTurnNames, HostTurn::kFailed), std::string("failed"));
 }
 
