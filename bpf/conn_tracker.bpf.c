@@ -368,13 +368,21 @@ int snapshot_namespace(struct bpf_iter__tcp *ctx)
 /* What the last reclaim pass did, for userspace (through the global data's mapping). */
 struct skopos_reclaim reclaim_result = {};
 
-/* What a reclaim pass has found so far (bpf_for_each_map_elem's context). */
-struct reclaim_walk {
-	struct skopos_reclaim result;
-};
+/*
+ * Deletes an entry this pass or an earlier one marked reclaimed. A delete that fails is
+ * counted, and the entry left, still marked, for the next pass.
+ */
+static __always_inline bool delete_reclaimed(struct bpf_map *map, const void *key, struct skopos_reclaim *result)
+{
+	if (!bpf_map_delete_elem(map, key))
+		return true;
+	__sync_fetch_and_add(&stats.reclaim_failures, 1);
+	result->failures++;
+	return false;
+}
 
 static long reclaim_key(struct bpf_map *map, struct skopos_conn_key *key, struct skopos_conn_count *value,
-			struct reclaim_walk *walk)
+			struct skopos_reclaim *result)
 {
 	__u64 count = value->count;
 
@@ -384,28 +392,22 @@ static long reclaim_key(struct bpf_map *map, struct skopos_conn_key *key, struct
 	 * tried again. Increments meeting the reclaimed marker try a fresh key. */
 	if (count == 0) {
 		__sync_val_compare_and_swap(&value->count, 0, SKOPOS_COUNT_AGED);
-		walk->result.keys_left++;
-		walk->result.keys_idle++;
+		result->keys_left++;
+		result->keys_idle++;
 		return 0;
 	}
 	if (count == SKOPOS_COUNT_AGED &&
 	    __sync_val_compare_and_swap(&value->count, SKOPOS_COUNT_AGED, SKOPOS_COUNT_RECLAIMED) == SKOPOS_COUNT_AGED)
 		count = SKOPOS_COUNT_RECLAIMED;
-	if (!(count & SKOPOS_COUNT_RECLAIMED)) {
-		walk->result.keys_left++;
-		return 0;
-	}
-	if (bpf_map_delete_elem(map, key)) {
-		__sync_fetch_and_add(&stats.reclaim_failures, 1);
-		walk->result.failures++;
-		walk->result.keys_left++;
-		return 0;
-	}
-	walk->result.keys_reclaimed++;
+	if ((count & SKOPOS_COUNT_RECLAIMED) && delete_reclaimed(map, key, result))
+		result->keys_reclaimed++;
+	else
+		result->keys_left++;
 	return 0;
 }
 
-static long reclaim_mark(struct bpf_map *map, __u64 *addr, struct skopos_sock_mark *mark, struct reclaim_walk *walk)
+static long reclaim_mark(struct bpf_map *map, __u64 *addr, struct skopos_sock_mark *mark,
+			 struct skopos_reclaim *result)
 {
 	__u32 state = mark->state;
 
@@ -413,25 +415,19 @@ static long reclaim_mark(struct bpf_map *map, __u64 *addr, struct skopos_sock_ma
 	 * Reclaiming already: a delete that failed in an earlier pass, tried again. */
 	if (state == SKOPOS_MARK_IDLE) {
 		__sync_val_compare_and_swap(&mark->state, SKOPOS_MARK_IDLE, SKOPOS_MARK_AGED);
-		walk->result.marks_left++;
+		result->marks_left++;
 		return 0;
 	}
 	if (state == SKOPOS_MARK_AGED &&
 	    __sync_val_compare_and_swap(&mark->state, SKOPOS_MARK_AGED, SKOPOS_MARK_RECLAIMING) == SKOPOS_MARK_AGED)
 		state = SKOPOS_MARK_RECLAIMING;
-	if (state != SKOPOS_MARK_RECLAIMING) {
-		walk->result.marks_left++;
-		if (mark->state == SKOPOS_MARK_COUNTED)
-			walk->result.marks_counted++;
+	if (state == SKOPOS_MARK_RECLAIMING && delete_reclaimed(map, addr, result)) {
+		result->marks_reclaimed++;
 		return 0;
 	}
-	if (bpf_map_delete_elem(map, addr)) {
-		__sync_fetch_and_add(&stats.reclaim_failures, 1);
-		walk->result.failures++;
-		walk->result.marks_left++;
-		return 0;
-	}
-	walk->result.marks_reclaimed++;
+	result->marks_left++;
+	if (mark->state == SKOPOS_MARK_COUNTED)
+		result->marks_counted++;
 	return 0;
 }
 
@@ -445,11 +441,11 @@ static long reclaim_mark(struct bpf_map *map, __u64 *addr, struct skopos_sock_ma
 SEC("raw_tp")
 int reclaim(void *ctx)
 {
-	struct reclaim_walk walk = {};
+	struct skopos_reclaim result = {};
 
-	bpf_for_each_map_elem(&conn_counts, reclaim_key, &walk, 0);
-	bpf_for_each_map_elem(&sock_marks, reclaim_mark, &walk, 0);
-	reclaim_result = walk.result;
+	bpf_for_each_map_elem(&conn_counts, reclaim_key, &result, 0);
+	bpf_for_each_map_elem(&sock_marks, reclaim_mark, &result, 0);
+	reclaim_result = result;
 	return 0;
 }
 

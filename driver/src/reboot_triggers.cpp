@@ -18,7 +18,6 @@ namespace {
 using Clock = std::chrono::steady_clock;
 namespace fs = std::filesystem;
 
-constexpr std::string_view kRolling = "rolling:";
 
 }  // namespace
 
@@ -51,14 +50,14 @@ Result<std::string, std::string> WatchedRebootTriggers::requested() {
   if (::access(options_.trigger_file.c_str(), F_OK) == 0) return std::string("file");
   auto pending = rolling_.pending(tier_name(options_.tier), options_.machine_id, options_.hostname);
   if (!pending) return unexpected("rolling reboot: " + pending.error().message);
-  if (*pending) return std::string(kRolling) + (*pending)->id;
+  if (*pending) return rolling_trigger((*pending)->id);
   return std::string();
 }
 
 Result<void, std::string> WatchedRebootTriggers::mark_rolling_done(const std::string& trigger) {
-  if (trigger.rfind(kRolling, 0) != 0) return {};
-  auto done = rolling_.mark_done(tier_name(options_.tier), options_.machine_id, options_.hostname,
-                                 trigger.substr(kRolling.size()));
+  const auto id = rolling_request_id(trigger);
+  if (!id) return {};
+  auto done = rolling_.mark_done(tier_name(options_.tier), options_.machine_id, options_.hostname, *id);
   if (!done) return unexpected("rolling reboot: " + done.error().message);
   return {};
 }
@@ -75,9 +74,9 @@ Result<void, std::string> WatchedRebootTriggers::completed(const std::string& tr
 }
 
 Result<void, std::string> WatchedRebootTriggers::failed(const std::string& trigger, const std::string& why) {
-  if (trigger.rfind(kRolling, 0) != 0) return {};
-  auto noted = rolling_.mark_failed(tier_name(options_.tier), options_.machine_id, options_.hostname,
-                                    trigger.substr(kRolling.size()), why);
+  const auto id = rolling_request_id(trigger);
+  if (!id) return {};
+  auto noted = rolling_.mark_failed(tier_name(options_.tier), options_.machine_id, options_.hostname, *id, why);
   if (!noted) return unexpected("rolling reboot: " + noted.error().message);
   return {};
 }

@@ -264,6 +264,17 @@ Result<bool, LockError> RollingReboot::wait_for_change(const std::string& tier, 
   return !watched->events.empty() || watched->compacted;
 }
 
+namespace {
+constexpr std::string_view kRollingTrigger = "rolling:";
+}  // namespace
+
+std::string rolling_trigger(const std::string& request_id) { return std::string(kRollingTrigger) + request_id; }
+
+std::optional<std::string> rolling_request_id(const std::string& trigger) {
+  if (!trigger.starts_with(kRollingTrigger)) return std::nullopt;
+  return trigger.substr(kRollingTrigger.size());
+}
+
 RollingProgress rolling_progress(const RollingStatus& status, const GroupState& reboot_lock,
                                  const std::vector<std::string>& alive, std::int64_t now, std::int64_t stuck_after) {
   RollingProgress out;

@@ -363,13 +363,14 @@ class SimTriggers final : public RebootTriggers {
     }
     auto pending = rolling_.pending(view_.tier, view_.machine_id, view_.hostname);
     if (!pending) return unexpected(pending.error().message);
-    return *pending ? "rolling:" + (*pending)->id : std::string();
+    return *pending ? rolling_trigger((*pending)->id) : std::string();
   }
   Result<void, std::string> consumed(const std::string& trigger) override { return mark(trigger); }
   Result<void, std::string> completed(const std::string& trigger) override { return mark(trigger); }
   Result<void, std::string> failed(const std::string& trigger, const std::string& why) override {
-    if (trigger.rfind("rolling:", 0) != 0) return {};
-    auto noted = rolling_.mark_failed(view_.tier, view_.machine_id, view_.hostname, trigger.substr(8), why);
+    const auto id = rolling_request_id(trigger);
+    if (!id) return {};
+    auto noted = rolling_.mark_failed(view_.tier, view_.machine_id, view_.hostname, *id, why);
     if (!noted) return unexpected(noted.error().message);
     return {};
   }
@@ -394,8 +395,9 @@ class SimTriggers final : public RebootTriggers {
 
  private:
   Result<void, std::string> mark(const std::string& trigger) {
-    if (trigger.rfind("rolling:", 0) != 0) return {};
-    auto done = rolling_.mark_done(view_.tier, view_.machine_id, view_.hostname, trigger.substr(8));
+    const auto id = rolling_request_id(trigger);
+    if (!id) return {};
+    auto done = rolling_.mark_done(view_.tier, view_.machine_id, view_.hostname, *id);
     if (!done) return unexpected(done.error().message);
     return {};
   }

@@ -276,12 +276,8 @@ Result<BpfConnectionSource::ReclaimPass> BpfConnectionSource::reclaim() {
   const std::uint64_t keys_created = load(kernel.keys_created);
   const std::uint64_t marks_created = load(kernel.marks_created);
   const std::uint64_t failures_now = failures();
-  bpf_test_run_opts opts{};
-  opts.sz = sizeof opts;
   const auto started = std::chrono::steady_clock::now();
-  if (int ret = bpf_prog_test_run_opts(bpf_program__fd(skeleton_->progs.reclaim), &opts); ret != 0) {
-    return unexpected(Error::from_errno(failure_errno(ret), "bpf reclaim pass", kObject));
-  }
+  if (auto ran = run(skeleton_->progs.reclaim, "bpf reclaim pass"); !ran) return unexpected(std::move(ran).error());
   const skopos_reclaim& args = skeleton_->bss->reclaim_result;
   ReclaimPass pass;
   pass.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
@@ -412,11 +408,7 @@ Result<void> BpfConnectionSource::reread_all(FunctionRef<void(std::uint64_t inod
   ++resyncs_;
   // Every key's flag first, so that any change from here on is named again; then the
   // values.
-  bpf_test_run_opts opts{};
-  opts.sz = sizeof opts;
-  if (int ret = bpf_prog_test_run_opts(bpf_program__fd(skeleton_->progs.clear_all_pending), &opts); ret != 0) {
-    return unexpected(Error::from_errno(failure_errno(ret), "bpf clear pending", kObject));
-  }
+  if (auto cleared = run(skeleton_->progs.clear_all_pending, "bpf clear pending"); !cleared) return cleared;
   if (tracked_.empty()) return {};
   std::unordered_map<std::uint64_t, NamespaceCounts> fresh;
   for (const auto& [inode, tracked] : tracked_) fresh.emplace(inode, NamespaceCounts{});
@@ -509,7 +501,7 @@ Result<void> BpfConnectionSource::update(FunctionRef<void(std::uint64_t inode)> 
     skopos_key_batch& batch = skeleton_->bss->read_batch;
     batch.n = static_cast<std::uint32_t>(n);
     for (std::size_t i = 0; i < n; ++i) batch.keys[i] = unpack(pending_[from + i]);
-    if (auto read = run_read_keys(); !read) {
+    if (auto read = run(skeleton_->progs.read_keys, "bpf read keys"); !read) {
       resync_needed_ = true;
       return read;
     }
@@ -529,11 +521,12 @@ Result<void> BpfConnectionSource::update(FunctionRef<void(std::uint64_t inode)> 
   return status;
 }
 
-Result<void> BpfConnectionSource::run_read_keys() {
+Result<void> BpfConnectionSource::run(bpf_program* program, const char* what) {
+  // Its input and output are in the program's global data, which the skeleton maps.
   bpf_test_run_opts opts{};
   opts.sz = sizeof opts;
-  if (int ret = bpf_prog_test_run_opts(bpf_program__fd(skeleton_->progs.read_keys), &opts); ret != 0) {
-    return unexpected(Error::from_errno(failure_errno(ret), "bpf read keys", kObject));
+  if (int ret = bpf_prog_test_run_opts(bpf_program__fd(program), &opts); ret != 0) {
+    return unexpected(Error::from_errno(failure_errno(ret), what, kObject));
   }
   return {};
 }

@@ -139,6 +139,11 @@ struct RollingView {
 Result<RollingView, LockError> read_rolling_view(RollingReboot& rolling, LockService& locks, const std::string& tier,
                                                  const std::string& lock, std::int64_t stuck_after);
 
+// The agent's trigger for a rolling request ("rolling:<request id>"), and back: the
+// request id, or nullopt for another trigger (the trigger file).
+std::string rolling_trigger(const std::string& request_id);
+std::optional<std::string> rolling_request_id(const std::string& trigger);
+
 class RollingReboot {
  public:
   RollingReboot(EtcdClient& etcd, std::string prefix);

@@ -190,14 +190,17 @@ struct HttpClient::Connection {
   int fd() { return plain.is_open() ? static_cast<int>(plain.native_handle()) : static_cast<int>(local.native_handle()); }
 };
 
+void HttpClient::drop_expired(Clock::time_point now) {
+  // Connections idle too long are dropped: a server or a proxy between may close them
+  // any time after, and a request racing that close would fail after it was sent.
+  std::erase_if(idle_, [&](const std::unique_ptr<Connection>& c) { return now - c->idle_since > kKeepIdle; });
+}
+
 std::unique_ptr<HttpClient::Connection> HttpClient::take_idle(const HttpEndpoint& endpoint) {
   std::unique_ptr<Connection> connection;
   {
     std::lock_guard lock(idle_mutex_);
-    const auto now = Clock::now();
-    // Connections idle too long are dropped: a server or a proxy between may close them
-    // any time after, and a request racing that close would fail after it was sent.
-    std::erase_if(idle_, [&](const std::unique_ptr<Connection>& c) { return now - c->idle_since > kKeepIdle; });
+    drop_expired(Clock::now());
     const auto it = std::find_if(idle_.rbegin(), idle_.rend(),
                                  [&](const std::unique_ptr<Connection>& c) { return c->endpoint == endpoint.text; });
     if (it == idle_.rend()) return nullptr;
@@ -214,7 +217,7 @@ void HttpClient::keep_idle(std::unique_ptr<Connection> connection) {
   const auto now = Clock::now();
   connection->idle_since = now;
   std::lock_guard lock(idle_mutex_);
-  std::erase_if(idle_, [&](const std::unique_ptr<Connection>& c) { return now - c->idle_since > kKeepIdle; });
+  drop_expired(now);
   if (idle_.size() >= kMaxIdle) idle_.erase(idle_.begin());  // the oldest
   idle_.push_back(std::move(connection));
 }

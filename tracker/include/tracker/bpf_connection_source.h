@@ -48,6 +48,7 @@
 struct conn_tracker;  // the bpftool skeleton
 struct skopos_conn_key;  // bpf/include/skopos/bpf/conn_tracker.h
 struct ring_buffer;   // libbpf
+struct bpf_program;   // libbpf
 
 namespace skopos::tracker {
 
@@ -134,8 +135,9 @@ class BpfConnectionSource final : public ConnectionSource {
   // Fills the counts of every namespace in `into` (keyed by inode, each empty) with one
   // walk of the map.
   Result<void> read_maps(std::unordered_map<std::uint64_t, NamespaceCounts>& into) const;
-  // Runs read_keys on the batch in the program's global data.
-  Result<void> run_read_keys();
+  // Runs one of the programs that are run, never attached (reclaim, read_keys,
+  // clear_all_pending); `what` names it in errors.
+  Result<void> run(bpf_program* program, const char* what);
   // Re-reads every tracked namespace from the map.
   Result<void> reread_all(FunctionRef<void(std::uint64_t inode)> changed);
   // Calls `visit` with every key and value (as bytes) of the hash map `fd` (`map` names

@@ -180,6 +180,7 @@ class HttpClient {
   static constexpr std::chrono::seconds kKeepIdle{4};
   std::unique_ptr<Connection> take_idle(const HttpEndpoint& endpoint);
   void keep_idle(std::unique_ptr<Connection> connection);
+  void drop_expired(std::chrono::steady_clock::time_point now);  // idle_mutex_ held
   struct AttemptResult {
     bool done = false;  // false: the connection was stale and nothing was sent
     bool keep = false;  // the connection may carry the next request
