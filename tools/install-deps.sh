@@ -26,6 +26,9 @@ packages=(
   # Driver: TLS for the HTTP client (openssl makes the test certificates); a real etcd
   # for the lock tests; python3 runs the Mesos and Marathon simulators in tools/.
   libssl-dev openssl etcd-server etcd-client python3
+  # Maintenance windows in IANA time zones: Howard Hinnant's date library (the
+  # <chrono> time zones that GCC 12's libstdc++ lacks) over the system's tzdata.
+  libhowardhinnant-date-dev libdate-tz3 tzdata
   # A real ZooKeeper (with its Java runtime) for the health checks' tests; haproxy is
   # the balancer in front of the drained host in the drain tests.
   zookeeper haproxy
