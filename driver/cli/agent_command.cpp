@@ -12,6 +12,7 @@
 #include "drain_runtime.h"
 #include "driver/agent.h"
 #include "driver/reboot_triggers.h"
+#include "driver/reboot_windows.h"
 #include "driver/watchdog.h"
 #include "skopos/log.h"
 #include "skopos/sd_notify.h"
@@ -79,6 +80,7 @@ struct AgentConfig {
   DrainConfig drain = DrainConfig::from_environment();
   AgentOptions agent;
   WatchedRebootTriggers::Options triggers;
+  std::string windows;  // this host's own maintenance windows (--window)
 };
 
 const OptionTable<AgentConfig>& own_options_table() {
@@ -94,6 +96,10 @@ const OptionTable<AgentConfig>& own_options_table() {
                [](auto& c) -> auto& { return c.agent.retry; });
     t.duration("reboot-wait", "after the reboot command, how long to wait for the\nshutdown before trying again",
                [](auto& c) -> auto& { return c.agent.reboot_wait; });
+    t.text("window", "SPEC",
+           "this host's own maintenance windows, narrowing those in\netcd ('skopos window', whose status does not see "
+           "these):\n'DAYS HH:MM DURATION [ZONE]', several separated by ';'\n(e.g. 'mon-fri 01:00 4h Europe/Berlin')",
+           [](auto& c) -> auto& { return c.windows; });
     return t;
   }();
   return table;
@@ -129,10 +135,25 @@ int agent_command(int argc, char** argv) {
                                     {"reboot-wait", config.agent.reboot_wait}}) {
     if (value.count() <= 0) throw FatalError(std::string("skopos agent: --") + name + " must be positive");
   }
+  auto local_windows = parse_window_specs(config.windows);
+  if (!local_windows) throw FatalError("skopos agent: --window: " + local_windows.error());
   DrainRuntime runtime(global, config.drain, "skopos agent", DrainKind::kReboot);
   AgentOptions options = config.agent;
   options.journal_path = runtime.journal_path();
   options.drain = runtime.options();
+  // The maintenance windows, read from etcd at every check (on the agent's thread, with
+  // its client): those of its tier and its host there, and its own --window. Unknown is
+  // closed: a read that fails closes the gate and says why.
+  WindowStore windows(runtime.etcd(), global.prefix);
+  options.drain.start_gate = [&windows, &local = *local_windows, tier = std::string(tier_name(options.drain.tier)),
+                              hostname = options.drain.hostname]() -> StartGateVerdict {
+    auto set = windows.for_host(tier, hostname);
+    if (!set) return {false, "maintenance windows cannot be read: " + set.error(), std::nullopt};
+    set->local = local;
+    const WindowVerdict verdict =
+        evaluate_windows(*set, std::chrono::floor<std::chrono::seconds>(std::chrono::system_clock::now()));
+    return {verdict.open, verdict.reason, verdict.next_change};
+  };
   WatchedRebootTriggers::Options watched = config.triggers;
   watched.prefix = global.prefix;
   watched.tier = options.drain.tier;

@@ -12,6 +12,7 @@ int fence_command(int argc, char** argv);
 int drain_command(int argc, char** argv);
 int agent_command(int argc, char** argv);
 int rolling_reboot_command(int argc, char** argv);
+int window_command(int argc, char** argv);
 
 // The commands' own options as Markdown tables (see `skopos --help-markdown`).
 std::string drain_flags_markdown();

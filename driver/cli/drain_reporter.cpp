@@ -245,7 +245,8 @@ void DrainReporter::result(const std::string& command, const Result<DrainResult,
 int drain_exit_code(const DrainError& error) {
   switch (error.kind) {
     case DrainError::Kind::kFailed: return kExitFailed;
-    case DrainError::Kind::kRefused: return kExitRefused;
+    case DrainError::Kind::kRefused:
+    case DrainError::Kind::kGated: return kExitRefused;
     case DrainError::Kind::kTimedOut: return kExitTimedOut;
     case DrainError::Kind::kInterrupted: return kExitInterrupted;
     case DrainError::Kind::kUsage: return kExitUsage;

@@ -26,6 +26,7 @@ constexpr const char* kUsage =
     "  agent        the reboot daemon under systemd: waits for a trigger, drains,\n"
     "               reboots, recovers after boot\n"
     "  rolling-reboot  ask every host of a tier to reboot, one (or max) at a time\n"
+    "  window       maintenance windows: when a tier's or a host's agent may start a reboot\n"
     "\n"
     "Run 'skopos <command> --help' for a command's arguments and options\n"
     "('skopos --help-markdown': the shared ones as the README's tables).\n"
@@ -67,6 +68,7 @@ int main(int argc, char** argv) {
     if (command == "drain" || command == "undrain" || command == "booster") return cli::drain_command(argc, argv);
     if (command == "agent") return cli::agent_command(argc, argv);
     if (command == "rolling-reboot") return cli::rolling_reboot_command(argc, argv);
+    if (command == "window") return cli::window_command(argc, argv);
     std::fprintf(stderr, "skopos: unknown command '%s'\n\n%s", argv[1], kUsage);
     return cli::kExitUsage;
   } catch (const skopos::FatalError& error) {

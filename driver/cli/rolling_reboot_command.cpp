@@ -4,11 +4,13 @@
 #include <chrono>
 #include <cstdio>
 #include <ctime>
+#include <map>
 #include <optional>
 #include <string>
 
 #include "commands.h"
 #include "driver/drain.h"
+#include "driver/reboot_windows.h"
 #include "driver/rolling_reboot.h"
 #include "global_options.h"
 #include "skopos/enum_names.h"
@@ -99,7 +101,10 @@ void print_progress_json(const std::string& tier, const RollingStatus& status, c
   for (const HostProgress& host : progress.hosts) {
     json.begin_object().key("machine_id").value(host.machine_id).key("hostname").value(host.hostname);
     json.key("state").value(enum_name(kHostTurnNames, host.turn));
-    if (!host.phase.empty()) json.key(host.turn == HostTurn::kFailed ? "error" : "phase").value(host.phase);
+    if (!host.phase.empty()) {
+      const char* what = host.turn == HostTurn::kFailed ? "error" : host.turn == HostTurn::kGated ? "gate" : "phase";
+      json.key(what).value(host.phase);
+    }
     if (host.position > 0) json.key("position").value(host.position);
     if (host.since > 0) json.key("since").value(host.since);
     if (host.failed_tries > 0) {
@@ -176,6 +181,7 @@ void print_progress_text(const std::string& tier, const RollingStatus& status, c
     std::string where = host.phase;
     if (host.turn == HostTurn::kWaiting) where = "position " + std::to_string(host.position);
     if (host.turn == HostTurn::kDown) where = "no heartbeat: takes its turn when its agent is back";
+    if (host.turn == HostTurn::kGated) where = host.phase;
     if (host.turn == HostTurn::kStuck) where = host.phase + " (no heartbeat; keeps its slot)";
     if (host.turn == HostTurn::kFailed) {
       where = std::to_string(host.failed_tries) + (host.failed_tries == 1 ? " try" : " tries") +
@@ -187,11 +193,27 @@ void print_progress_text(const std::string& tier, const RollingStatus& status, c
   std::fputs(table.render().c_str(), stdout);
 }
 
-int status_command(RollingReboot& rolling, LockService& locks, const GlobalOptions& global, const std::string& tier,
-                   const RollingConfig& config) {
+int status_command(RollingReboot& rolling, LockService& locks, EtcdClient& etcd, const GlobalOptions& global,
+                   const std::string& tier, const RollingConfig& config) {
   const auto stuck_after = std::chrono::duration_cast<std::chrono::seconds>(config.stuck_after).count();
   auto view = read_rolling_view(rolling, locks, tier, config.lock, stuck_after);
   if (!view) return report(view.error(), global.json);
+  // Hosts that wait for their maintenance window show as gated, with when it opens; as
+  // the agents do, windows that cannot be read count as closed.
+  WindowStore windows(etcd, global.prefix);
+  auto stored = windows.list();
+  std::map<std::string, std::string> closed;
+  const SysSeconds now = std::chrono::floor<std::chrono::seconds>(std::chrono::system_clock::now());
+  for (const HostProgress& host : view->progress.hosts) {
+    if (host.turn != HostTurn::kPending) continue;
+    if (!stored) {
+      closed[host.hostname] = "maintenance windows cannot be read: " + stored.error();
+      continue;
+    }
+    const WindowVerdict verdict = evaluate_windows(WindowStore::select(*stored, tier, host.hostname), now);
+    if (!verdict.open) closed[host.hostname] = verdict.reason;
+  }
+  apply_gates(view->progress, closed);
   const RollingStatus& status = view->status;
   const RollingProgress& progress = view->progress;
   if (config.metrics) {
@@ -238,7 +260,7 @@ int rolling_reboot_command(int argc, char** argv) {
                             : (*forgotten ? "host removed from the tier" : "no such host in the tier"));
     return kExitOk;
   }
-  if (config.status) return status_command(rolling, *context.locks, global, tier, config);
+  if (config.status) return status_command(rolling, *context.locks, *context.etcd, global, tier, config);
   auto request = rolling.request(tier, context.locks->self().hostname, split_list(config.hosts));
   if (!request) return report(request.error(), global.json);
   if (global.json) {

@@ -1,5 +1,6 @@
 #include "driver/agent.h"
 
+#include <algorithm>
 
 #include "driver/local_drain_lock.h"
 #include "skopos/cli_args.h"
@@ -35,6 +36,7 @@ void Agent::run() {
         }
         continue;
       }
+      case AgentTurn::kGated: wait(gate_wait()); continue;
       case AgentTurn::kFailed:
       case AgentTurn::kBusy:
         // Soon at first (a budget refusal ends when other hosts are back), then less
@@ -45,6 +47,26 @@ void Agent::run() {
       default: wait(options_.recheck);
     }
   }
+}
+
+std::chrono::milliseconds Agent::gate_wait() const {
+  if (!gate_changes_) return options_.recheck;
+  // A little past the change, so the gate's own clock is past it too.
+  const auto until = std::chrono::ceil<std::chrono::milliseconds>(*gate_changes_ - std::chrono::system_clock::now()) +
+                     std::chrono::milliseconds(100);
+  return std::min(std::max(until, std::chrono::milliseconds(100)), options_.recheck);
+}
+
+AgentTurn Agent::gated(const StartGateVerdict& verdict) {
+  gate_changes_ = verdict.next_change;
+  // "outside window nights (tier): opens Tue 01:00 Europe/Berlin, in 3 h 12 min": said
+  // again when it says something new, not every minute for its countdown.
+  const std::string told = verdict.reason.substr(0, verdict.reason.rfind(", in "));
+  if (told != gate_told_) observer_.status("reboot requested, waiting: " + verdict.reason);
+  gate_told_ = told;
+  // Out of the line while the gate is closed, or this host would hold up those behind.
+  if (auto left = systems_.locks.leave_lines(); !left) observer_.warning("leave the line: " + left.error().message);
+  return AgentTurn::kGated;
 }
 
 void Agent::wait(std::chrono::milliseconds timeout) {
@@ -82,6 +104,8 @@ AgentTurn Agent::run_once() {
     return AgentTurn::kIdle;
   }
   if (requested->empty()) {
+    if (!gate_told_.empty()) observer_.status("no reboot requested any more");
+    gate_told_.clear();
     // No request (cancelled while this host waited for its turn?): give up a place in
     // line an earlier try kept, or it would hold up those behind it.
     if (auto left = systems_.locks.leave_lines(); !left) {
@@ -91,6 +115,11 @@ AgentTurn Agent::run_once() {
     }
     return AgentTurn::kIdle;
   }
+  if (options_.drain.start_gate) {
+    const StartGateVerdict gate = options_.drain.start_gate();
+    if (!gate.open) return gated(gate);
+  }
+  gate_told_.clear();
   observer_.status("reboot requested (" + *requested + ")");
   return drain(*requested);
 }
@@ -123,6 +152,12 @@ AgentTurn Agent::drain(const std::string& trigger) {
   observer_.drain_finished(result);
   if (!result) {
     if (result.error().kind == DrainError::Kind::kInterrupted) return AgentTurn::kStopped;
+    if (result.error().kind == DrainError::Kind::kGated) {
+      // The gate closed while this host waited for its slot: not a failure, a wait.
+      StartGateVerdict now = options_.drain.start_gate ? options_.drain.start_gate() : StartGateVerdict{};
+      if (now.open) now = {false, result.error().message, std::chrono::system_clock::now()};  // look again soon
+      return gated(now);
+    }
     if (auto noted = triggers_.failed(trigger, result.error().message); !noted) observer_.warning(noted.error());
     observer_.status("drain failed: " + result.error().message + "; trying again in " +
                      std::to_string(std::chrono::duration_cast<std::chrono::seconds>(std::min(retry_wait_, options_.recheck)).count()) + " s");
@@ -138,6 +173,13 @@ AgentTurn Agent::drain(const std::string& trigger) {
                             " without rebooting";
     if (auto noted = triggers_.failed(trigger, why); !noted) observer_.warning(noted.error());
     observer_.error(why);
+    return AgentTurn::kFailed;
+  }
+  if (!result->rebooted) {
+    // A drain that ended before its reboot (refused, timed out, or its gate closed) and
+    // could not give its locks back then has given them back now. The host did not
+    // reboot: the request stays, and its turn is not done.
+    observer_.status("gave back the locks of a drain that ended before its reboot; the request stays");
     return AgentTurn::kFailed;
   }
   if (auto completed = triggers_.completed(result->facts.trigger); !completed) observer_.warning(completed.error());

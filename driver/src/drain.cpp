@@ -43,7 +43,7 @@ constexpr std::pair<MesosMachine::Mode, const char*> kMesosModeNames[] = {
 constexpr std::pair<DrainError::Kind, const char*> kErrorKindNames[] = {
     {DrainError::Kind::kFailed, "failed"},           {DrainError::Kind::kRefused, "refused"},
     {DrainError::Kind::kTimedOut, "timed-out"},      {DrainError::Kind::kInterrupted, "interrupted"},
-    {DrainError::Kind::kUsage, "usage"}};
+    {DrainError::Kind::kUsage, "usage"},             {DrainError::Kind::kGated, "gated"}};
 
 DrainPhase next(DrainPhase phase) { return static_cast<DrainPhase>(static_cast<int>(phase) + 1); }
 
@@ -573,17 +573,19 @@ Result<DrainResult, DrainError> Drain::run() {
     auto done = step(phase);
     if (!done) {
       const auto kind = done.error().kind;
-      if ((kind == DrainError::Kind::kRefused || kind == DrainError::Kind::kTimedOut) && phase <= DrainPhase::kBudget) {
+      if ((kind == DrainError::Kind::kRefused || kind == DrainError::Kind::kTimedOut ||
+           kind == DrainError::Kind::kGated) &&
+          phase <= DrainPhase::kBudget) {
         // Nothing but the locks was taken and the answer is final (refused, or no slot
         // in time): give them back, so the drain leaves nothing behind. A host lock
         // refused to us was never ours. A failure (etcd, Docker, Mesos unreachable)
         // keeps the journal: running again resumes, undrain gives everything back.
         const bool nothing_taken = phase == DrainPhase::kHostLock && done.error().kind == DrainError::Kind::kRefused;
         emit(DrainEvent::Type::kWarning, done.error().message + (nothing_taken ? "" : "; releasing the locks taken"));
-        auto undone = nothing_taken ? journal_finish() : recover_steps(DrainPhase::kReleaseLocks, false);
+        auto undone = nothing_taken ? journal_finish() : recover_steps(DrainPhase::kReleaseLocks, false, false);
         if (!undone) emit(DrainEvent::Type::kWarning, "could not give the locks back: " + undone.error().message);
       }
-      if (done.error().kind != DrainError::Kind::kInterrupted) {
+      if (done.error().kind != DrainError::Kind::kInterrupted && done.error().kind != DrainError::Kind::kGated) {
         systems_.host.notify(drain_kind_token(facts_.kind), std::string("failed at ") + drain_phase_name(phase), drain_id_);
       }
       return unexpected(std::move(done).error());
@@ -670,6 +672,10 @@ Result<void, DrainError> Drain::take_cluster_lock() {
   // at any instant leaves undrain knowing what to give back (it releases this machine's
   // slot of the named group, whatever its token).
   if (facts_.lock.empty()) return {};
+  // The start gate, before joining the line and again with the slot held: the window
+  // may have closed while this host waited. Closed: the slot goes back (run()), and the
+  // drain ends having changed nothing.
+  if (auto gated = check_start_gate(); !gated) return gated;
   emit(DrainEvent::Type::kInfo, "waiting (up to " + seconds_text(options_.lock_wait) + ") for a slot of lock '" +
                                     facts_.lock + "' group '" + facts_.tier + "'");
   auto token_held = systems_.locks.acquire(facts_.lock, facts_.tier, drain_kind_token(facts_.kind),
@@ -679,6 +685,14 @@ Result<void, DrainError> Drain::take_cluster_lock() {
   if (auto recorded = record(DrainPhase::kClusterLock); !recorded) return recorded;
   emit(DrainEvent::Type::kInfo, "holding lock '" + facts_.lock + "' group '" + facts_.tier + "'",
        {{"fencing_token", std::to_string(*token_held)}});
+  return check_start_gate();
+}
+
+Result<void, DrainError> Drain::check_start_gate() {
+  if (!options_.start_gate) return {};
+  const StartGateVerdict verdict = options_.start_gate();
+  if (!verdict.open) return drain_error(DrainError::Kind::kGated, "not starting: " + verdict.reason);
+  emit(DrainEvent::Type::kInfo, "start gate open: " + verdict.reason);
   return {};
 }
 
@@ -969,10 +983,21 @@ Result<DrainResult, DrainError> Drain::recover(bool wait_apps) {
   }
   facts_ = existing->second;
   drain_id_ = journal_.last()->drain_id;
+  // Whether this drain went down (or was to): its reboot phase is in the journal (which
+  // is finished below, so look now).
+  // And whether it took anything away (announced, fenced, ...): one that ended before
+  // that -- refused, timed out, its gate closed -- only gives its locks back, quietly.
+  bool went_out = false;
+  for (const JournalEntry& entry : journal_.entries()) {
+    DrainPhase phase = DrainPhase::kHostLock;
+    if (entry.drain_id != drain_id_ || !parse_drain_phase(entry.phase, phase)) continue;
+    if (phase == DrainPhase::kReboot) result.rebooted = true;
+    if (phase > DrainPhase::kBudget && phase <= DrainPhase::kReboot) went_out = true;
+  }
   const DrainPhase from = std::max(existing->first, DrainPhase::kRecoverChecks);
   emit(DrainEvent::Type::kInfo, "bringing the host back from phase " + std::string(drain_phase_name(existing->first)) +
                                     " (drain '" + drain_id_ + "')");
-  if (auto done = recover_steps(from, wait_apps); !done) return unexpected(std::move(done).error());
+  if (auto done = recover_steps(from, wait_apps, went_out); !done) return unexpected(std::move(done).error());
   result.reached = DrainPhase::kDone;
   result.facts = facts_;
   result.took = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - started);
@@ -997,11 +1022,15 @@ Result<void, DrainError> Drain::wait_until(const std::string& what,
   }
 }
 
-Result<void, DrainError> Drain::recover_steps(DrainPhase from, bool wait_apps) {
+Result<void, DrainError> Drain::recover_steps(DrainPhase from, bool wait_apps, bool announce) {
   for (DrainPhase phase = from; phase <= DrainPhase::kDone; phase = next(phase)) {
     if (phase == DrainPhase::kDone) {
       phase_ = phase;
       if (auto finished = journal_finish(); !finished) return finished;
+      if (!announce) {
+        emit(DrainEvent::Type::kInfo, "locks given back", {{"drain_id", drain_id_}});
+        return {};
+      }
       emit(DrainEvent::Type::kDone, "back in service", {{"drain_id", drain_id_}});
       systems_.host.notify(drain_kind_token(facts_.kind), "recovered", drain_id_);
       return {};

@@ -8,7 +8,9 @@
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
+#include <vector>
 
+#include "driver/reboot_windows.h"
 #include "skopos/log.h"
 
 namespace skopos::driver {
@@ -114,15 +116,26 @@ void WatchedRebootTriggers::watch() {
     }
     // A watch, not a poll: it stays open (the destructor's stop ends it within 100 ms)
     // and is only re-armed after a change, or every few minutes in case a proxy on the
-    // way closes quiet connections.
-    auto changed = watch_rolling_.wait_for_change(tier, revision, Clock::now() + std::chrono::minutes(5), &stopping_);
+    // way closes quiet connections. It watches the request and this host's maintenance
+    // windows (its tier's and its own): a window set to open now wakes the agent at once
+    // rather than at its next recheck.
+    std::vector<WatchSpec> watched = {WatchSpec{watch_rolling_.request_key(tier), {}, false}};
+    for (const std::string& windows :
+         {WindowStore::owner_root(options_.prefix, WindowStore::Scope::kTier, tier),
+          WindowStore::owner_root(options_.prefix, WindowStore::Scope::kHost, options_.hostname)}) {
+      watched.push_back(WatchSpec{windows, EtcdClient::prefix_end(windows), false});
+    }
+    auto changed =
+        watch_etcd_->wait_for_change(watched, revision + 1, Clock::now() + std::chrono::minutes(5), &stopping_);
     if (!changed) {
       revision = 0;
       std::this_thread::sleep_for(std::chrono::seconds(1));
       continue;
     }
-    if (*changed) {
-      revision = 0;  // read again for the new revision
+    if (!changed->events.empty() || changed->compacted) {
+      // Go on from the change (a change made while the agent reads is not missed); after
+      // a compaction, from a fresh read.
+      revision = changed->compacted ? 0 : changed->revision;
       const std::uint64_t one = 1;
       (void)::write(wake_.get(), &one, sizeof one);
     }

@@ -91,10 +91,14 @@ std::string two_digits(long value) {
 
 std::string start_text(std::chrono::minutes start) { return two_digits(start.count() / 60) + ":" + two_digits(start.count() % 60); }
 
-// The zone, or why there is none. locate_zone throws for a name the tz database lacks.
+// The zone, or why there is none. locate_zone throws for a name the tz database lacks;
+// the zone's file is read only when first used, so it is used here once, inside the
+// try: a file that is missing or damaged is reported, not thrown later.
 Result<const date::time_zone*, std::string> find_zone(std::string_view name) {
   try {
-    return date::locate_zone(name);
+    const date::time_zone* zone = date::locate_zone(name);
+    (void)zone->get_info(date::sys_seconds{});
+    return zone;
   } catch (const std::exception& error) {
     return unexpected("zone '" + std::string(name) + "': not a time zone this host knows (" + error.what() +
                       "); use an IANA name such as UTC or Europe/Berlin");
@@ -196,7 +200,7 @@ std::string local_text(SysSeconds at, const RebootWindow& window) {
 
 std::string window_names(const std::vector<RebootWindow>& windows) {
   std::string out;
-  for (const RebootWindow& window : windows) out += (out.empty() ? "" : ", ") + window.name;
+  for (const RebootWindow& window : windows) out += (out.empty() ? "'" : ", '") + window.name + "'";
   return out;
 }
 
@@ -241,6 +245,24 @@ Result<RebootWindow, std::string> make_window(std::string_view name, std::string
   return window;
 }
 
+Result<std::vector<RebootWindow>, std::string> parse_window_specs(std::string_view text) {
+  std::vector<RebootWindow> out;
+  for (const std::string& part : split_list(text, ';')) {
+    const std::vector<std::string> words = split_list(part, ' ');
+    if (words.empty()) continue;
+    std::string spec;  // as written, without the spaces around it
+    for (const std::string& word : words) spec += (spec.empty() ? "" : " ") + word;
+    if (words.size() < 3 || words.size() > 4) {
+      return unexpected("window '" + spec + "': write DAYS HH:MM DURATION [ZONE], e.g. mon-fri 01:00 4h Europe/Berlin");
+    }
+    auto window = make_window("local-" + std::to_string(out.size() + 1), words[0], words[1], words[2],
+                              words.size() == 4 ? words[3] : "UTC");
+    if (!window) return unexpected("window '" + spec + "': " + window.error());
+    out.push_back(std::move(window).value());
+  }
+  return out;
+}
+
 Result<RebootWindow, std::string> parse_window_json(std::string_view name, std::string_view json) {
   simdjson::dom::parser parser;
   simdjson::dom::object object;
@@ -268,13 +290,15 @@ std::string format_wait(std::chrono::seconds wait) {
   return std::to_string(minutes / (24 * 60)) + " days " + std::to_string(minutes / 60 % 24) + " h";
 }
 
-WindowVerdict evaluate_windows(const WindowSet& windows, SysSeconds now) {
+namespace {
+
+WindowVerdict evaluate(const WindowSet& windows, SysSeconds now) {
   WindowVerdict verdict;
   if (!windows.problems.empty()) {
     verdict.reason = "maintenance windows cannot be evaluated: " + windows.problems.front();
     return verdict;
   }
-  if (windows.tier.empty() && windows.host.empty()) {
+  if (windows.tier.empty() && windows.host.empty() && windows.local.empty()) {
     verdict.open = true;
     verdict.reason = "no maintenance windows";
     return verdict;
@@ -287,23 +311,27 @@ WindowVerdict evaluate_windows(const WindowSet& windows, SysSeconds now) {
     std::vector<Interval> all;
     for (const RebootWindow& window : list) {
       auto zone = find_zone(window.zone);
-      if (!zone) return unexpected("window " + window.name + ": " + zone.error());
+      if (!zone) return unexpected("window '" + window.name + "': " + zone.error());
       add_occurrences(window, **zone, from, to, all);
     }
     return merged(std::move(all));
   };
   auto tier = side(windows.tier);
   auto host = side(windows.host);
-  if (!tier || !host) {
-    verdict.reason = "maintenance windows cannot be evaluated: " + (!tier ? tier.error() : host.error());
-    return verdict;
+  auto local = side(windows.local);
+  for (const auto* failed : {&tier, &host, &local}) {
+    if (!*failed) {
+      verdict.reason = "maintenance windows cannot be evaluated: " + failed->error();
+      return verdict;
+    }
   }
-  const std::vector<Interval> open = intersected(*tier, *host);
+  const std::vector<Interval> open = intersected(intersected(*tier, *host), *local);
   const auto names = [&](const RebootWindow* window) {
     if (window == nullptr) return std::string("?");
-    const bool of_tier = std::any_of(windows.tier.begin(), windows.tier.end(),
-                                     [&](const RebootWindow& w) { return &w == window; });
-    return window->name + (of_tier ? " (tier)" : " (host)");
+    const auto in = [window](const std::vector<RebootWindow>& list) {
+      return std::any_of(list.begin(), list.end(), [&](const RebootWindow& w) { return &w == window; });
+    };
+    return "'" + window->name + "'" + (in(windows.tier) ? " (tier)" : in(windows.host) ? " (host)" : " (local)");
   };
   for (const Interval& interval : open) {
     if (interval.begin <= now && now < interval.end) {
@@ -321,19 +349,37 @@ WindowVerdict evaluate_windows(const WindowSet& windows, SysSeconds now) {
       return verdict;
     }
   }
-  std::string which = window_names(windows.tier);
-  if (!windows.host.empty()) which += (which.empty() ? "" : "; host's ") + window_names(windows.host);
+  std::string which;
+  for (const auto& [list, label] : {std::pair{&windows.tier, "tier's "}, std::pair{&windows.host, "host's "},
+                                   std::pair{&windows.local, "local "}}) {
+    if (!list->empty()) which += (which.empty() ? "" : "; ") + std::string(label) + window_names(*list);
+  }
+  const int sides = !windows.tier.empty() + !windows.host.empty() + !windows.local.empty();
   verdict.reason = "outside windows " + which + ": none opens in the next 14 days" +
-                   (!windows.tier.empty() && !windows.host.empty() ? " (do the host's and the tier's overlap?)" : "");
+                   (sides > 1 ? " (do they overlap?)" : "");
   return verdict;
+}
+
+}  // namespace
+
+WindowVerdict evaluate_windows(const WindowSet& windows, SysSeconds now) {
+  // The date library throws when a zone's file turns bad after it was first read (a
+  // tzdata upgrade under a running agent): a gate that cannot be evaluated is closed.
+  try {
+    return evaluate(windows, now);
+  } catch (const std::exception& error) {
+    return {false, std::string("maintenance windows cannot be evaluated: ") + error.what(), std::nullopt};
+  }
 }
 
 // ---- WindowStore -------------------------------------------------------------------------
 
 WindowStore::WindowStore(EtcdClient& etcd, std::string prefix) : etcd_(etcd), prefix_(std::move(prefix)) {}
 
+bool WindowStore::valid_part(std::string_view name) { return valid_name(name); }
+
 std::string WindowStore::key(Scope scope, const std::string& owner, const std::string& name) const {
-  return root() + (scope == Scope::kTier ? "tier/" : "host/") + owner + "/" + name;
+  return owner_root(prefix_, scope, owner) + name;
 }
 
 Result<std::vector<WindowStore::Stored>, std::string> WindowStore::list() {
@@ -367,11 +413,9 @@ Result<std::vector<WindowStore::Stored>, std::string> WindowStore::list() {
   return out;
 }
 
-Result<WindowSet, std::string> WindowStore::for_host(const std::string& tier, const std::string& hostname) {
-  auto all = list();
-  if (!all) return unexpected(std::move(all).error());
+WindowSet WindowStore::select(const std::vector<Stored>& all, const std::string& tier, const std::string& hostname) {
   WindowSet set;
-  for (Stored& stored : *all) {
+  for (const Stored& stored : all) {
     const bool applies = stored.scope == Scope::kTier ? stored.owner == tier : stored.owner == hostname;
     // A key that cannot be placed might be ours: closed.
     if (!stored.problem.empty() && (applies || stored.owner.empty())) {
@@ -379,9 +423,15 @@ Result<WindowSet, std::string> WindowStore::for_host(const std::string& tier, co
       continue;
     }
     if (!applies) continue;
-    (stored.scope == Scope::kTier ? set.tier : set.host).push_back(std::move(stored.window));
+    (stored.scope == Scope::kTier ? set.tier : set.host).push_back(stored.window);
   }
   return set;
+}
+
+Result<WindowSet, std::string> WindowStore::for_host(const std::string& tier, const std::string& hostname) {
+  auto all = list();
+  if (!all) return unexpected(std::move(all).error());
+  return select(*all, tier, hostname);
 }
 
 Result<void, std::string> WindowStore::set(Scope scope, const std::string& owner, const RebootWindow& window) {

@@ -275,6 +275,36 @@ std::optional<std::string> rolling_request_id(const std::string& trigger) {
   return trigger.substr(kRollingTrigger.size());
 }
 
+namespace {
+
+// Hosts in the order of their turns (the line by position), and the counts by turn.
+void order_and_count(RollingProgress& out) {
+  std::stable_sort(out.hosts.begin(), out.hosts.end(), [](const HostProgress& a, const HostProgress& b) {
+    if (a.turn != b.turn) return a.turn < b.turn;
+    if (a.turn == HostTurn::kWaiting) return a.position < b.position;
+    return a.machine_id < b.machine_id;
+  });
+  std::fill(std::begin(out.counts), std::end(out.counts), 0);
+  out.failing = 0;
+  for (const HostProgress& host : out.hosts) {
+    ++out.counts[static_cast<int>(host.turn)];
+    if (host.failed_tries > 0 && host.turn != HostTurn::kDone) ++out.failing;
+  }
+}
+
+}  // namespace
+
+void apply_gates(RollingProgress& progress, const std::map<std::string, std::string>& closed) {
+  for (HostProgress& host : progress.hosts) {
+    if (host.turn != HostTurn::kPending) continue;
+    const auto it = closed.find(host.hostname);
+    if (it == closed.end()) continue;
+    host.turn = HostTurn::kGated;
+    host.phase = it->second;
+  }
+  order_and_count(progress);
+}
+
 RollingProgress rolling_progress(const RollingStatus& status, const GroupState& reboot_lock,
                                  const std::vector<std::string>& alive, std::int64_t now, std::int64_t stuck_after) {
   RollingProgress out;
@@ -344,16 +374,8 @@ RollingProgress rolling_progress(const RollingStatus& status, const GroupState& 
     host.since = done.at;
     host.position = 0;
   }
-  std::stable_sort(hosts.begin(), hosts.end(), [](const HostProgress& a, const HostProgress& b) {
-    if (a.turn != b.turn) return a.turn < b.turn;
-    if (a.turn == HostTurn::kWaiting) return a.position < b.position;
-    return a.machine_id < b.machine_id;
-  });
-  for (const HostProgress& host : hosts) {
-    ++out.counts[static_cast<int>(host.turn)];
-    if (host.failed_tries > 0 && host.turn != HostTurn::kDone) ++out.failing;
-  }
   out.hosts = std::move(hosts);
+  order_and_count(out);
   out.usable_slots = std::max<std::int64_t>(0, out.max - out.count(HostTurn::kStuck));
   out.elapsed_seconds = std::max<std::int64_t>(0, now - request.requested_at);
   // The pace so far (which already reflects how many slots work at once), applied to

@@ -9,7 +9,10 @@
 //   2. a DRAIN or BOOSTER drain in progress blocks reboots until it is undrained; a
 //      REBOOT drain in progress is resumed -- or recovered, after the boot -- with the
 //      trigger it recorded;
-//   3. otherwise a request ("file", "rolling:<id>") from the triggers starts one;
+//   3. otherwise a request ("file", "rolling:<id>") from the triggers starts one, if the
+//      start gate (DrainOptions::start_gate: maintenance windows) is open. While it is
+//      closed the host stays out of the tier's line and says why; the drain checks the
+//      gate again once it holds its slot;
 //   4. the drain runs holding this host's local drain lock. When its reboot phase is
 //      journaled the request is consumed, before the reboot command runs, so the host
 //      does not reboot twice for it; after recovery the triggers hear that the host is
@@ -17,7 +20,8 @@
 // run() takes turns until `stop`: after a turn that did nothing it waits `recheck` (or
 // less, when the triggers see a change), after a failed one `retry`, doubling up to
 // `recheck` while it keeps failing; after the reboot command it waits `reboot_wait` for
-// the shutdown.
+// the shutdown; while the start gate is closed, until the gate's next change (at most
+// `recheck`).
 //
 // Owns no thread, no signal handler and no global state: the systems, the triggers, the
 // observer and the stop flag are given to it. Not thread-safe; one per host.
@@ -26,6 +30,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <optional>
 #include <string>
 
 #include "driver/drain.h"
@@ -95,6 +100,7 @@ enum class AgentTurn : std::uint8_t {
   kRebooting,  // the reboot command ran: the host is going down
   kRecovered,  // back in service after the reboot
   kStopped,    // `stop` ended the drain at a safe point
+  kGated,      // a request waits: the start gate is closed (outside a maintenance window)
 };
 
 class Agent {
@@ -109,6 +115,10 @@ class Agent {
 
  private:
   AgentTurn drain(const std::string& trigger);
+  // A closed gate: says why (once per reason), leaves the tier's line, and remembers when
+  // to look again.
+  AgentTurn gated(const StartGateVerdict& verdict);
+  std::chrono::milliseconds gate_wait() const;
   void wait(std::chrono::milliseconds timeout);
   bool stopping() const { return stop_.load(std::memory_order_relaxed); }
 
@@ -119,6 +129,8 @@ class Agent {
   const std::atomic<bool>& stop_;
   bool told_manual_ = false;  // the "drain in progress" status was given
   std::chrono::milliseconds retry_wait_ = options_.retry;  // the next wait after a failed turn
+  std::string gate_told_;  // the closed gate's reason last given, without its countdown
+  std::optional<std::chrono::system_clock::time_point> gate_changes_;  // when the gate may open
 };
 
 }  // namespace skopos::driver

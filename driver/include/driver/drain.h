@@ -128,6 +128,19 @@ struct DrainFacts {
   static Result<DrainFacts, std::string> from_map(const std::map<std::string, std::string>& facts);
 };
 
+// A condition a drain must meet to start: the agent's maintenance windows (and later
+// health gates). Checked before the host joins the line for its tier slot and again
+// once it holds the slot; a closed gate ends the drain with DrainError::kGated, having
+// given back what it took. A drain past that point finishes whatever the gate says.
+// Unknown is closed: the gate's own reading errors come back as a closed verdict.
+struct StartGateVerdict {
+  bool open = false;
+  std::string reason;  // for people, open or closed
+  // When the verdict may change (the window opens or closes); nullopt: not known.
+  std::optional<std::chrono::system_clock::time_point> next_change;
+};
+using StartGate = std::function<StartGateVerdict()>;
+
 struct DrainOptions {
   DrainKind kind = DrainKind::kDrain;
   Tier tier = Tier::kWorker;
@@ -144,6 +157,7 @@ struct DrainOptions {
   bool mark_gone = false;     // booster: DRAIN_AGENT with mark_gone
   std::string trigger = "cli";
   bool dry_run = false;
+  StartGate start_gate;  // empty: none (only reboot and booster drains take a slot)
 };
 
 // What the drain reports as it goes: one event per phase and per progress tick. The
@@ -173,6 +187,10 @@ struct DrainResult {
   std::optional<WaitOutcome> wait;
   std::chrono::milliseconds took{0};
   bool rebooting = false;  // the reboot command ran: this process should end quietly
+  // A recovery: the drain it finished had journaled its reboot phase. False for a drain
+  // wound up before it went down (its locks given back after a refusal, a timeout or a
+  // closed gate, when giving them back failed the first time).
+  bool rebooted = false;
   int fence_reapplied = 0;  // times the wait found the fence pushed down and applied it again
 };
 
@@ -238,6 +256,7 @@ class Drain {
   Result<void, DrainError> step(DrainPhase phase);
   Result<void, DrainError> take_host_lock();
   Result<void, DrainError> take_cluster_lock();
+  Result<void, DrainError> check_start_gate();
   Result<void, DrainError> check_budget();
   Result<void, DrainError> announce();
   Result<void, DrainError> fence();
@@ -278,7 +297,9 @@ class Drain {
   // After a restart past the budget phase: the containers it chose that still run.
   Result<void, DrainError> resume_containers();
   Result<void, DrainError> journal_finish();
-  Result<void, DrainError> recover_steps(DrainPhase from, bool wait_apps);
+  // `announce`: the end says "back in service" and notifies "recovered"; a drain that
+  // ended before it took anything away only gives its locks back, quietly.
+  Result<void, DrainError> recover_steps(DrainPhase from, bool wait_apps, bool announce = true);
   void emit(DrainEvent::Type type, std::string message, std::map<std::string, std::string> fields = {});
   bool stopping() const { return stop_.load(std::memory_order_relaxed); }
   std::string lock_name() const;

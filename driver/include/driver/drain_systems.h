@@ -31,6 +31,7 @@ struct DrainError {
     kTimedOut,     // a bounded wait ran out
     kInterrupted,  // SIGTERM/SIGINT: stopped at a safe point, the journal says where
     kUsage,        // bad options or journal contents that need a person
+    kGated,        // a start gate is closed (outside a maintenance window): nothing kept
   };
   Kind kind = Kind::kFailed;
   std::string message;

@@ -2,7 +2,8 @@
 // week, a local start time, a duration and an IANA time zone ("mon-fri 01:00 4h
 // Europe/Berlin"); it may cross midnight. A tier has any number of windows, and so may
 // one host, which narrows its tier's: a host may start while one of its tier's windows
-// AND one of its own are open (a side without windows is always open). The gate is
+// AND one of its own are open (a side without windows is always open). An agent's own
+// --window windows are a third side, narrowing both. The gate is
 // checked when a drain would start, before the host takes its tier slot, and again once
 // it holds the slot; a drain that started inside a window finishes whatever the clock.
 //
@@ -59,16 +60,21 @@ struct RebootWindow {
 Result<RebootWindow, std::string> make_window(std::string_view name, std::string_view days,
                                                    std::string_view start, std::string_view duration,
                                                    std::string_view zone);
+// Windows written on one line, as the agent's --window option (and its config file)
+// takes them: "DAYS HH:MM DURATION [ZONE]", several separated by ';'. They are named
+// local-1, local-2, ...; the error names the one that is wrong.
+Result<std::vector<RebootWindow>, std::string> parse_window_specs(std::string_view text);
 // A window stored as JSON (to_json()); the error says what is wrong with it.
 Result<RebootWindow, std::string> parse_window_json(std::string_view name, std::string_view json);
 
-// The windows that apply to one host: its tier's and its own. A window that could not be
-// read is kept as a problem, which closes the gate.
+// The windows that apply to one host: its tier's and its own in etcd, and its agent's
+// --window. A host may start while one window of each side that has any is open. A
+// window that could not be read is kept as a problem, which closes the gate.
 struct WindowSet {
   std::vector<RebootWindow> tier;
   std::vector<RebootWindow> host;
+  std::vector<RebootWindow> local;  // the agent's own (--window): only its agent knows them
   std::vector<std::string> problems;
-  bool empty() const { return tier.empty() && host.empty() && problems.empty(); }
 };
 
 // Whether a host may start now, and until or from when.
@@ -83,6 +89,8 @@ struct WindowVerdict {
   std::optional<SysSeconds> next_change;
 };
 
+// Pure and thread-safe (the tz database is read-only once loaded); never throws: a zone
+// that cannot be used closes the gate with the reason.
 WindowVerdict evaluate_windows(const WindowSet& windows, SysSeconds now);
 
 // "3 h 12 min", "45 s": how long until `then`, for people.
@@ -105,13 +113,25 @@ class WindowStore {
   Result<WindowSet, std::string> for_host(const std::string& tier, const std::string& hostname);
   // Every stored window, for `skopos window show`.
   Result<std::vector<Stored>, std::string> list();
+  // Of `all` (list()), the windows that apply to a host of `tier` named `hostname`: one
+  // read for many hosts (rolling-reboot --status).
+  static WindowSet select(const std::vector<Stored>& all, const std::string& tier, const std::string& hostname);
   Result<void, std::string> set(Scope scope, const std::string& owner, const RebootWindow& window);
   // Removes one window (`name`), or every window of the owner when `name` is empty;
   // returns how many were removed.
   Result<std::int64_t, std::string> clear(Scope scope, const std::string& owner, const std::string& name);
 
-  // The keys every window lives under, for a watch.
-  std::string root() const { return prefix_ + "/windows/"; }
+  // A name that may stand in a window's key: a tier, a host name or a window name of 1 to
+  // 64 of A-Z a-z 0-9 . _ -.
+  static bool valid_part(std::string_view name);
+
+  // The keys every window lives under, and those of one tier or host (for a watch: the
+  // agent wakes when its windows change).
+  static std::string root(const std::string& prefix) { return prefix + "/windows/"; }
+  static std::string owner_root(const std::string& prefix, Scope scope, const std::string& owner) {
+    return root(prefix) + (scope == Scope::kTier ? "tier/" : "host/") + owner + "/";
+  }
+  std::string root() const { return root(prefix_); }
 
  private:
   std::string key(Scope scope, const std::string& owner, const std::string& name = {}) const;

@@ -24,6 +24,7 @@
 #include <chrono>
 #include <cstdint>
 #include <iterator>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -88,13 +89,15 @@ enum class HostTurn : std::uint8_t {
                 // it keeps its slot (never reclaimed) and the roll goes on with one fewer
   kFailed,      // its last try failed (`phase` says why, `since` when); it tries again
   kWaiting,     // in line for a slot (`position`, from 1)
+  kGated,       // alive, not in line: its start gate is closed (outside its maintenance
+                // window; `phase` says why and when it opens)
   kDown,        // a member without a heartbeat: takes its turn when its agent is back
   kPending,     // alive, not in line yet (its agent has not looked, or is busy)
 };
 inline constexpr std::pair<HostTurn, const char*> kHostTurnNames[] = {
     {HostTurn::kDone, "done"},       {HostTurn::kInProgress, "in-progress"}, {HostTurn::kStuck, "stuck"},
-    {HostTurn::kFailed, "failed"},   {HostTurn::kWaiting, "waiting"},        {HostTurn::kDown, "down"},
-    {HostTurn::kPending, "pending"}};
+    {HostTurn::kFailed, "failed"},   {HostTurn::kWaiting, "waiting"},        {HostTurn::kGated, "gated"},
+    {HostTurn::kDown, "down"},       {HostTurn::kPending, "pending"}};
 static_assert(static_cast<int>(HostTurn::kPending) + 1 == static_cast<int>(std::size(kHostTurnNames)));
 
 struct HostProgress {
@@ -127,6 +130,11 @@ struct RollingProgress {
 // (since it took its slot) is stuck.
 RollingProgress rolling_progress(const RollingStatus& status, const GroupState& reboot_lock,
                                  const std::vector<std::string>& alive, std::int64_t now, std::int64_t stuck_after);
+
+// Pending hosts whose start gate is closed become gated, with the gate's reason as their
+// `phase`: `closed` maps a host name to why its gate is closed (the caller evaluates the
+// windows: rolling-reboot --status reads them from etcd). Counts and order follow.
+void apply_gates(RollingProgress& progress, const std::map<std::string, std::string>& closed);
 
 class RollingReboot;
 

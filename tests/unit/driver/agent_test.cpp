@@ -326,5 +326,105 @@ TEST_F(AgentTest, AFailingDrainIsTriedAgainSoonThenLessOftenUpToTheRecheck) {
   EXPECT_FALSE(world_.called("reboot"));
 }
 
+// A start gate that answers from a script: one verdict per check, the last repeated.
+struct ScriptedGate {
+  std::vector<StartGateVerdict> verdicts;
+  std::size_t checks = 0;
+  StartGate gate() {
+    return [this] { return verdicts[std::min(checks++, verdicts.size() - 1)]; };
+  }
+};
+
+StartGateVerdict closed_for(std::chrono::seconds opens_in) {
+  return {false, "outside window nights (tier): opens Tue 01:00 UTC, in 5 s",
+          std::chrono::system_clock::now() + opens_in};
+}
+
+TEST_F(AgentTest, AClosedStartGateKeepsTheHostOutOfTheLineAndSaysWhyOnce) {
+  triggers_.request = "rolling:r-1";
+  ScriptedGate gate{{closed_for(5s)}};
+  AgentOptions o = options();
+  o.drain.start_gate = gate.gate();
+  Agent agent(systems(), o, triggers_, observer_, world_.stop);
+  EXPECT_EQ(agent.run_once(), AgentTurn::kGated);
+  EXPECT_EQ(agent.run_once(), AgentTurn::kGated);
+  EXPECT_TRUE(observer_.started.empty()) << "no drain while the gate is closed";
+  EXPECT_TRUE(world_.side_effects().empty());
+  EXPECT_TRUE(world_.called("leave_lines")) << "out of the tier's line while it waits";
+  const auto told = std::count_if(observer_.lines.begin(), observer_.lines.end(), [](const std::string& line) {
+    return line == "status: reboot requested, waiting: outside window nights (tier): opens Tue 01:00 UTC, in 5 s";
+  });
+  EXPECT_EQ(told, 1) << "the same reason is said once, not every turn";
+  EXPECT_FALSE(world_.called("failed:rolling:r-1")) << "a closed gate is a wait, not a failed try";
+}
+
+TEST_F(AgentTest, AnOpenStartGateLetsTheDrainRun) {
+  triggers_.request = "rolling:r-1";
+  ScriptedGate gate{{{true, "inside window nights (tier) until Tue 05:00 UTC, in 4 h", std::nullopt}}};
+  AgentOptions o = options();
+  o.drain.start_gate = gate.gate();
+  Agent agent(systems(), o, triggers_, observer_, world_.stop);
+  EXPECT_EQ(agent.run_once(), AgentTurn::kRebooting);
+  EXPECT_EQ(gate.checks, 3U) << "the agent before the drain, the drain before the line and with the slot held";
+}
+
+TEST_F(AgentTest, AGateThatClosesWhileTheHostWaitsForItsSlotGivesTheSlotBackAndChangesNothing) {
+  triggers_.request = "rolling:r-1";
+  // Open for the agent and for the drain before the line, closed once the slot is held.
+  ScriptedGate gate{{{true, "inside window", std::nullopt}, {true, "inside window", std::nullopt}, closed_for(60s)}};
+  AgentOptions o = options();
+  o.drain.start_gate = gate.gate();
+  Agent agent(systems(), o, triggers_, observer_, world_.stop);
+  EXPECT_EQ(agent.run_once(), AgentTurn::kGated);
+  EXPECT_FALSE(locks_.held_) << "the slot went back";
+  EXPECT_TRUE(world_.called("acquire"));
+  EXPECT_FALSE(world_.called("announce")) << "nothing past the slot ran";
+  EXPECT_FALSE(world_.called("failed:rolling:r-1"));
+  auto seen = Journal::inspect(world_.journal_path);
+  ASSERT_TRUE(seen);
+  std::string problem;
+  EXPECT_FALSE(Drain::in_progress(*seen, &problem)) << "the journal holds no drain in progress";
+  EXPECT_EQ(triggers_.request, "rolling:r-1") << "the request stays for the next window";
+}
+
+TEST_F(AgentTest, AGatedDrainWhoseLocksCouldNotGoBackIsWoundUpLaterWithoutMarkingItsTurnDone) {
+  triggers_.request = "rolling:r-1";
+  ScriptedGate gate{{{true, "inside window", std::nullopt}, {true, "inside window", std::nullopt}, closed_for(60s),
+                     closed_for(60s)}};
+  AgentOptions o = options();
+  o.drain.start_gate = gate.gate();
+  world_.fail["release"] = DrainError{DrainError::Kind::kFailed, "etcd: no leader"};  // once
+  {
+    Agent agent(systems(), o, triggers_, observer_, world_.stop);
+    EXPECT_EQ(agent.run_once(), AgentTurn::kGated);
+  }
+  EXPECT_TRUE(locks_.held_) << "giving the slot back failed";
+  // The next turn finds the drain in the journal and winds it up: the slot goes back,
+  // and the host, which never rebooted, is not reported done.
+  Agent agent(systems(), o, triggers_, observer_, world_.stop);
+  EXPECT_EQ(agent.run_once(), AgentTurn::kFailed);
+  EXPECT_FALSE(locks_.held_);
+  EXPECT_FALSE(world_.called("completed:rolling:r-1")) << "no reboot happened: the turn is not done";
+  EXPECT_TRUE(host_.notified.empty()) << "nothing to announce: the host never left service";
+  EXPECT_TRUE(observer_.saw("status: gave back the locks of a drain that ended before its reboot"));
+  EXPECT_EQ(triggers_.request, "rolling:r-1");
+}
+
+TEST_F(AgentTest, RunWaitsUntilTheGateOpensAtMostTheRecheck) {
+  triggers_.request = "rolling:r-1";
+  ScriptedGate gate{{closed_for(5s), closed_for(600s), {false, "etcd unavailable", std::nullopt}}};
+  AgentOptions o = options();
+  o.drain.start_gate = gate.gate();
+  Agent agent(systems(), o, triggers_, observer_, world_.stop);
+  triggers_.stop_after(2);
+  agent.run();
+  ASSERT_EQ(triggers_.waits.size(), 3U);
+  EXPECT_GE(triggers_.waits[0], 4900ms);
+  EXPECT_LE(triggers_.waits[0], 5100ms) << "until the window opens, a little past it";
+  EXPECT_EQ(triggers_.waits[1], 60s) << "no longer than the recheck";
+  EXPECT_EQ(triggers_.waits[2], 60s) << "a gate that cannot say when: the recheck";
+  EXPECT_TRUE(observer_.saw("status: reboot requested, waiting: etcd unavailable"));
+}
+
 }  // namespace
 }  // namespace skopos::driver

@@ -84,6 +84,20 @@ TEST(RebootWindows, DaysAreWrittenBackAsRangesAndSurviveJson) {
             std::string::npos);
 }
 
+TEST(RebootWindows, WindowsOnOneLineAreSeparatedBySemicolons) {
+  auto windows = parse_window_specs("mon-fri 01:00 4h Europe/Berlin; sat,sun 00:00 24h");
+  ASSERT_TRUE(windows.has_value()) << windows.error();
+  ASSERT_EQ(windows->size(), 2U);
+  EXPECT_EQ((*windows)[0].name, "local-1");
+  EXPECT_EQ((*windows)[0].describe(), "mon-fri 01:00 4h Europe/Berlin");
+  EXPECT_EQ((*windows)[1].describe(), "sat,sun 00:00 24h UTC");
+  EXPECT_TRUE(parse_window_specs("")->empty());
+  EXPECT_EQ(parse_window_specs("mon-fri 01:00").error(),
+            "window 'mon-fri 01:00': write DAYS HH:MM DURATION [ZONE], e.g. mon-fri 01:00 4h Europe/Berlin");
+  EXPECT_NE(parse_window_specs("mon 01:00 4h; tue 25:00 1h").error().find("window 'tue 25:00 1h': start '25:00'"),
+            std::string::npos);
+}
+
 TEST(RebootWindows, NoWindowsIsAlwaysOpen) {
   const WindowVerdict verdict = evaluate_windows({}, at(2026, 12, 5, 12, 0));
   EXPECT_TRUE(verdict.open);
@@ -98,12 +112,12 @@ TEST(RebootWindows, AWindowCrossesMidnight) {
   WindowVerdict v = evaluate_windows(set, at(2026, 12, 4, 23, 30));
   EXPECT_TRUE(v.open);
   EXPECT_EQ(v.next_change, at(2026, 12, 5, 2, 0));
-  EXPECT_EQ(v.reason, "inside window late (tier) until Sat 02:00 UTC, in 2 h 30 min");
+  EXPECT_EQ(v.reason, "inside window 'late' (tier) until Sat 02:00 UTC, in 2 h 30 min");
   EXPECT_TRUE(evaluate_windows(set, at(2026, 12, 5, 1, 59, 59)).open);  // Saturday, still Friday's window
   v = evaluate_windows(set, at(2026, 12, 5, 2, 0));
   EXPECT_FALSE(v.open);
   EXPECT_EQ(v.next_change, at(2026, 12, 11, 22, 0));
-  EXPECT_EQ(v.reason, "outside window late (tier): opens Fri 22:00 UTC, in 6 days 20 h");
+  EXPECT_EQ(v.reason, "outside window 'late' (tier): opens Fri 22:00 UTC, in 6 days 20 h");
 }
 
 TEST(RebootWindows, ADayRangeWrapsPastSunday) {
@@ -120,7 +134,7 @@ TEST(RebootWindows, SpringForwardOpensAStartTimeThatDoesNotExistAtTheEndOfTheGap
   WindowVerdict v = evaluate_windows(set, at(2026, 3, 29, 0, 59, 59));
   EXPECT_FALSE(v.open);
   EXPECT_EQ(v.next_change, at(2026, 3, 29, 1, 0));  // 03:00 CEST, the end of the gap
-  EXPECT_EQ(v.reason, "outside window w (tier): opens Sun 03:00 Europe/Berlin, in 1 s");
+  EXPECT_EQ(v.reason, "outside window 'w' (tier): opens Sun 03:00 Europe/Berlin, in 1 s");
   v = evaluate_windows(set, at(2026, 3, 29, 1, 0));
   EXPECT_TRUE(v.open);
   EXPECT_EQ(v.next_change, at(2026, 3, 29, 2, 0));  // one hour of elapsed time: 04:00 CEST
@@ -139,7 +153,7 @@ TEST(RebootWindows, FallBackOpensARepeatedStartTimeAtItsFirstOccurrence) {
   v = evaluate_windows(set, at(2026, 10, 25, 1, 45));  // 02:45 CET, the second time round
   EXPECT_TRUE(v.open);
   EXPECT_EQ(v.next_change, at(2026, 10, 25, 2, 30));  // two hours after 00:30Z: 03:30 CET
-  EXPECT_EQ(v.reason, "inside window w (tier) until Sun 03:30 Europe/Berlin, in 45 min");
+  EXPECT_EQ(v.reason, "inside window 'w' (tier) until Sun 03:30 Europe/Berlin, in 45 min");
   EXPECT_FALSE(evaluate_windows(set, at(2026, 10, 25, 2, 30)).open);
 }
 
@@ -150,7 +164,7 @@ TEST(RebootWindows, TheNextOfSeveralWindowsOpensNext) {
   const WindowVerdict v = evaluate_windows(set, at(2026, 12, 8, 12, 0));
   EXPECT_FALSE(v.open);
   EXPECT_EQ(v.next_change, at(2026, 12, 9, 1, 0));
-  EXPECT_EQ(v.reason, "outside window wednesday (tier): opens Wed 01:00 UTC, in 13 h");
+  EXPECT_EQ(v.reason, "outside window 'wednesday' (tier): opens Wed 01:00 UTC, in 13 h");
   // Overlapping windows of one side are one stretch: open until the later end.
   const WindowSet overlapping =
       tier({window("a", "daily", "01:00", "2h", "UTC"), window("b", "daily", "02:00", "3h", "UTC")});
@@ -163,11 +177,18 @@ TEST(RebootWindows, AHostsWindowsNarrowItsTiers) {
   WindowVerdict v = evaluate_windows(set, at(2026, 12, 8, 3, 0));  // the tier's open, the host's not
   EXPECT_FALSE(v.open);
   EXPECT_EQ(v.next_change, at(2026, 12, 8, 6, 0));
-  EXPECT_EQ(v.reason, "outside window late-morning (host): opens Tue 06:00 UTC, in 3 h");
+  EXPECT_EQ(v.reason, "outside window 'late-morning' (host): opens Tue 06:00 UTC, in 3 h");
   v = evaluate_windows(set, at(2026, 12, 8, 7, 0));
   EXPECT_TRUE(v.open);
   EXPECT_EQ(v.next_change, at(2026, 12, 8, 8, 0));  // the tier's closes first
   EXPECT_FALSE(evaluate_windows(set, at(2026, 12, 8, 9, 0)).open);  // the host's open, the tier's not
+  // The agent's own --window narrows both.
+  set.local = {window("local-1", "daily", "07:30", "1h", "UTC")};
+  v = evaluate_windows(set, at(2026, 12, 8, 7, 0));
+  EXPECT_FALSE(v.open);
+  EXPECT_EQ(v.reason, "outside window 'local-1' (local): opens Tue 07:30 UTC, in 30 min");
+  EXPECT_EQ(evaluate_windows(set, at(2026, 12, 8, 7, 45)).next_change, at(2026, 12, 8, 8, 0));
+  set.local.clear();
   // Only a host window: the tier has none, which is no limit.
   WindowSet only_host;
   only_host.host = set.host;
@@ -181,8 +202,7 @@ TEST(RebootWindows, WindowsThatNeverOverlapKeepTheGateClosedAndSaySo) {
   EXPECT_FALSE(v.open);
   EXPECT_FALSE(v.next_change.has_value());
   EXPECT_EQ(v.reason,
-            "outside windows mondays; host's tuesdays: none opens in the next 14 days (do the host's and the "
-            "tier's overlap?)");
+            "outside windows tier's 'mondays'; host's 'tuesdays': none opens in the next 14 days (do they overlap?)");
 }
 
 TEST(RebootWindows, AWindowThatCannotBeEvaluatedClosesTheGate) {
@@ -198,7 +218,7 @@ TEST(RebootWindows, AWindowThatCannotBeEvaluatedClosesTheGate) {
   lost.zone = "Gone/Away";
   v = evaluate_windows(tier({lost}), at(2026, 12, 8, 12, 0));
   EXPECT_FALSE(v.open);
-  EXPECT_NE(v.reason.find("cannot be evaluated: window lost: zone 'Gone/Away'"), std::string::npos);
+  EXPECT_NE(v.reason.find("cannot be evaluated: window 'lost': zone 'Gone/Away'"), std::string::npos);
 }
 
 TEST(RebootWindows, WaitsAreWrittenForPeople) {

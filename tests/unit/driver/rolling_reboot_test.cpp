@@ -47,6 +47,27 @@ const HostProgress& find(const RollingProgress& progress, const std::string& mac
   return none;
 }
 
+TEST(RollingProgress, PendingHostsOutsideTheirWindowAreGatedWithTheReason) {
+  RollingStatus status = roll({"a", "b", "c", "d"});
+  GroupState lock;
+  lock.max = 1;
+  lock.queue = {waiter("a", kNow - 10)};
+  RollingProgress p = rolling_progress(status, lock, {"a", "b", "c"}, kNow, 3600);
+  ASSERT_EQ(p.count(HostTurn::kPending), 2);
+  // host-a waits in line and host-d is down: a closed gate changes neither.
+  apply_gates(p, {{"host-a", "outside window x"}, {"host-b", "outside window nights (tier): opens Tue 01:00 UTC"},
+                  {"host-d", "outside window x"}});
+  EXPECT_EQ(find(p, "a").turn, HostTurn::kWaiting);
+  EXPECT_EQ(find(p, "b").turn, HostTurn::kGated);
+  EXPECT_EQ(find(p, "b").phase, "outside window nights (tier): opens Tue 01:00 UTC");
+  EXPECT_EQ(find(p, "c").turn, HostTurn::kPending);
+  EXPECT_EQ(find(p, "d").turn, HostTurn::kDown);
+  EXPECT_EQ(p.count(HostTurn::kGated), 1);
+  EXPECT_EQ(p.count(HostTurn::kPending), 1);
+  ASSERT_EQ(p.hosts.size(), 4U);
+  EXPECT_EQ(p.hosts[1].machine_id, "b") << "gated hosts come after the line";
+}
+
 TEST(RollingProgress, EveryHostIsDoneInProgressWaitingDownOrPendingAndTheEtaFollowsThePace) {
   RollingStatus status = roll({"a", "b", "c", "d", "e", "f"});
   status.done = {RollingDone{"a", "r-1", kNow - 400, "host-a"}, RollingDone{"b", "r-0", kNow - 9000, "host-b"}};
