@@ -3,7 +3,10 @@
 // watches driver/reboot_triggers.h, the systemd watchdog driver/watchdog.h.
 #include <unistd.h>
 
+#include <charconv>
+#include <cmath>
 #include <cstdio>
+#include <tuple>
 #include <memory>
 #include <string>
 
@@ -11,6 +14,8 @@
 #include "drain_reporter.h"
 #include "drain_runtime.h"
 #include "driver/agent.h"
+#include "driver/health_gates.h"
+#include "driver/pauses.h"
 #include "driver/reboot_triggers.h"
 #include "driver/reboot_windows.h"
 #include "driver/watchdog.h"
@@ -24,6 +29,8 @@ namespace {
 
 constexpr const char* kAgentUsage =
     "usage: skopos agent [options]\n"
+    "\n"
+    "       skopos agent pause|resume|pauses ...   (see 'skopos agent pause --help')\n"
     "\n"
     "The reboot daemon (run it under systemd: driver/systemd/skopos-agent.service). It\n"
     "waits for a trigger -- the trigger file, or a rolling reboot request for its tier\n"
@@ -81,7 +88,58 @@ struct AgentConfig {
   AgentOptions agent;
   WatchedRebootTriggers::Options triggers;
   std::string windows;  // this host's own maintenance windows (--window)
+  std::string sentinel;  // --reboot-sentinel, split into argv in agent_command()
+  // Health gates, as given (checked in agent_command()).
+  std::string health_prometheus;
+  std::string health_query;
+  std::string health_query_max;
+  std::string health_alertmanager;
+  std::string health_alerts;
+  std::string health_ignore_alerts;
+  std::chrono::milliseconds health_timeout{std::chrono::seconds(10)};
+  std::chrono::milliseconds soak{0};
 };
+
+// The health gates from the options; FatalError naming the option that is wrong.
+HealthGateOptions health_options(const AgentConfig& config) {
+  HealthGateOptions options;
+  const auto endpoint = [](const std::string& option, const std::string& text) -> std::optional<HttpEndpoint> {
+    if (text.empty()) return std::nullopt;
+    auto parsed = HttpEndpoint::parse(text);
+    if (!parsed) throw FatalError("skopos agent: --" + option + ": " + parsed.error().message());
+    return *parsed;
+  };
+  options.prometheus = endpoint("health-prometheus", config.health_prometheus);
+  options.alertmanager = endpoint("health-alertmanager", config.health_alertmanager);
+  options.query = config.health_query;
+  if (!options.query.empty() && !options.prometheus) {
+    throw FatalError("skopos agent: --health-query needs --health-prometheus URL");
+  }
+  if (!config.health_query_max.empty()) {
+    double bound = 0;
+    const auto& text = config.health_query_max;
+    const auto parsed = std::from_chars(text.data(), text.data() + text.size(), bound);
+    if (parsed.ec != std::errc{} || parsed.ptr != text.data() + text.size() || !std::isfinite(bound)) {
+      throw FatalError("skopos agent: --health-query-max '" + text + "' is not a number");
+    }
+    if (options.query.empty()) throw FatalError("skopos agent: --health-query-max needs --health-query");
+    options.query_max = bound;
+  }
+  for (const auto& [option, text, out] :
+       {std::tuple{"health-alerts", &config.health_alerts, &options.alerts},
+        std::tuple{"health-ignore-alerts", &config.health_ignore_alerts, &options.ignore}}) {
+    auto matchers = parse_alert_selector(*text);
+    if (!matchers) throw FatalError(std::string("skopos agent: --") + option + ": " + matchers.error());
+    if (!matchers->empty() && !options.alertmanager) {
+      throw FatalError(std::string("skopos agent: --") + option + " needs --health-alertmanager URL");
+    }
+    *out = std::move(matchers).value();
+  }
+  if (config.health_timeout.count() <= 0) throw FatalError("skopos agent: --health-timeout must be positive");
+  options.timeout = config.health_timeout;
+  options.soak = std::chrono::duration_cast<std::chrono::seconds>(config.soak);
+  return options;
+}
 
 const OptionTable<AgentConfig>& own_options_table() {
   static const OptionTable<AgentConfig> table = [] {
@@ -90,12 +148,41 @@ const OptionTable<AgentConfig>& own_options_table() {
            "the file whose existence asks for a reboot; removed when\nthe reboot is recorded, before the reboot command "
            "runs",
            [](auto& c) -> auto& { return c.triggers.trigger_file; });
+    t.text("reboot-required-file", "PATH",
+           "the OS's sign that a reboot is needed (Debian, Ubuntu);\n'' ignores it",
+           [](auto& c) -> auto& { return c.triggers.reboot_required_file; });
+    t.text("reboot-sentinel", "CMD",
+           "a command run every turn (no shell; words split on spaces):\nexit 0 asks for a reboot, 1 does not, anything "
+           "else is\nreported and asks for none",
+           [](auto& c) -> auto& { return c.sentinel; });
+    t.duration("reboot-sentinel-timeout", "how long the sentinel may take; later is no answer",
+               [](auto& c) -> auto& { return c.triggers.sentinel_timeout; });
     t.duration("recheck", "look at the triggers (and try a failed drain again) at\nleast this often",
                [](auto& c) -> auto& { return c.agent.recheck; });
     t.duration("retry", "after a failed drain, try again this soon (doubling up to\n--recheck while it keeps failing)",
                [](auto& c) -> auto& { return c.agent.retry; });
     t.duration("reboot-wait", "after the reboot command, how long to wait for the\nshutdown before trying again",
                [](auto& c) -> auto& { return c.agent.reboot_wait; });
+    t.text("health-prometheus", "URL", "Prometheus for --health-query", [](auto& c) -> auto& { return c.health_prometheus; });
+    t.text("health-query", "PROMQL",
+           "a health gate: no host starts, and none gives its slot back\nafter its reboot, while this returns a series "
+           "(or one\nabove --health-query-max)",
+           [](auto& c) -> auto& { return c.health_query; });
+    t.text("health-query-max", "N", "--health-query: values up to N are healthy",
+           [](auto& c) -> auto& { return c.health_query_max; });
+    t.text("health-alertmanager", "URL",
+           "a health gate: no host starts, and none gives its slot back,\nwhile Alertmanager has a firing alert (active: "
+           "not\nsilenced, inhibited or pending) matching --health-alerts",
+           [](auto& c) -> auto& { return c.health_alertmanager; });
+    t.text("health-alerts", "MATCHERS", "which alerts hold the roll (default: all), e.g.\nseverity=\"critical\",team=~\"db|web\"",
+           [](auto& c) -> auto& { return c.health_alerts; });
+    t.text("health-ignore-alerts", "MATCHERS", "alerts that never hold it (those a drain itself causes)",
+           [](auto& c) -> auto& { return c.health_ignore_alerts; });
+    t.duration("health-timeout", "each health gate's request; no answer in time is a closed\ngate",
+               [](auto& c) -> auto& { return c.health_timeout; });
+    t.duration("soak", "after a host of the tier is back from its reboot, the next\nmay start only this long after (0: "
+               "none)",
+               [](auto& c) -> auto& { return c.soak; });
     t.text("window", "SPEC",
            "this host's own maintenance windows, narrowing those in\netcd ('skopos window', whose status does not see "
            "these):\n'DAYS HH:MM DURATION [ZONE]', several separated by ';'\n(e.g. 'mon-fri 01:00 4h Europe/Berlin')",
@@ -120,6 +207,10 @@ void print_usage() {
 std::string agent_options_markdown() { return own_options_table().markdown(); }
 
 int agent_command(int argc, char** argv) {
+  if (argc >= 3) {
+    const std::string_view sub = argv[2];
+    if (sub == "pause" || sub == "resume" || sub == "pauses") return pause_command(argc, argv);
+  }
   if (argc >= 3 && (std::string_view(argv[2]) == "--help" || std::string_view(argv[2]) == "-h")) {
     print_usage();
     return kExitOk;
@@ -137,6 +228,7 @@ int agent_command(int argc, char** argv) {
   }
   auto local_windows = parse_window_specs(config.windows);
   if (!local_windows) throw FatalError("skopos agent: --window: " + local_windows.error());
+  HealthGateOptions health = health_options(config);
   DrainRuntime runtime(global, config.drain, "skopos agent", DrainKind::kReboot);
   AgentOptions options = config.agent;
   options.journal_path = runtime.journal_path();
@@ -144,17 +236,50 @@ int agent_command(int argc, char** argv) {
   // The maintenance windows, read from etcd at every check (on the agent's thread, with
   // its client): those of its tier and its host there, and its own --window. Unknown is
   // closed: a read that fails closes the gate and says why.
+  // Then the health gates (the soak, a Prometheus query, Alertmanager's firing alerts),
+  // which are also checked before a host that came back gives its slot back; that is
+  // when the tier's soak starts.
+  const std::string tier = tier_name(options.drain.tier);
+  const std::string hostname = options.drain.hostname;
   WindowStore windows(runtime.etcd(), global.prefix);
-  options.drain.start_gate = [&windows, &local = *local_windows, tier = std::string(tier_name(options.drain.tier)),
-                              hostname = options.drain.hostname]() -> StartGateVerdict {
+  SoakRecord soak(runtime.etcd(), global.prefix);
+  HealthGateOptions release_health = health;
+  release_health.soak = std::chrono::seconds(0);  // the soak holds the next host, not this one
+  auto start_health = HealthGates::create(health, &soak, tier);
+  auto release_gates = HealthGates::create(release_health, &soak, tier);
+  if (!start_health || !release_gates) {
+    throw FatalError("skopos agent: health gates: " + (!start_health ? start_health.error() : release_gates.error()));
+  }
+  PauseStore pauses(runtime.etcd(), global.prefix);
+  options.drain.start_gate = [&, local = *local_windows]() -> StartGateVerdict {
+    const auto now = std::chrono::system_clock::now();
+    auto paused = pauses.list();
+    if (!paused) return {false, "pauses cannot be read: " + paused.error(), std::nullopt};
+    if (auto why = PauseStore::paused(*paused, tier, hostname)) return {false, *why, std::nullopt};
     auto set = windows.for_host(tier, hostname);
     if (!set) return {false, "maintenance windows cannot be read: " + set.error(), std::nullopt};
     set->local = local;
-    const WindowVerdict verdict =
-        evaluate_windows(*set, std::chrono::floor<std::chrono::seconds>(std::chrono::system_clock::now()));
-    return {verdict.open, verdict.reason, verdict.next_change};
+    const WindowVerdict window = evaluate_windows(*set, std::chrono::floor<std::chrono::seconds>(now));
+    if (!window.open || !health.any()) return {window.open, window.reason, window.next_change};
+    const HealthVerdict healthy = (*start_health)->check(now);
+    if (!healthy.open) return {false, healthy.reason, healthy.opens_at};
+    return {true, window.reason + "; " + healthy.reason, window.next_change};
   };
+  if (health.any()) {
+    options.drain.release_gate = [&]() -> StartGateVerdict {
+      const auto now = std::chrono::system_clock::now();
+      const HealthVerdict healthy = (*release_gates)->check(now);
+      if (!healthy.open || health.soak.count() == 0) return {healthy.open, healthy.reason, std::nullopt};
+      // The next host of the tier soaks from now: recorded before the slot goes back, so
+      // the host that takes it sees it.
+      const auto at = std::chrono::duration_cast<std::chrono::seconds>(now.time_since_epoch()).count();
+      if (auto recorded = soak.back(tier, hostname, at); !recorded) return {false, recorded.error(), std::nullopt};
+      return {true, healthy.reason + "; the tier soaks " + format_duration(health.soak) + " from now", std::nullopt};
+    };
+  }
   WatchedRebootTriggers::Options watched = config.triggers;
+  watched.sentinel = split_list(config.sentinel, ' ');
+  if (watched.sentinel_timeout.count() <= 0) throw FatalError("skopos agent: --reboot-sentinel-timeout must be positive");
   watched.prefix = global.prefix;
   watched.tier = options.drain.tier;
   watched.machine_id = runtime.identity().machine_id;

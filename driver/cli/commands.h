@@ -11,6 +11,8 @@ int fence_command(int argc, char** argv);
 // argv[1] is "drain", "undrain" or "booster".
 int drain_command(int argc, char** argv);
 int agent_command(int argc, char** argv);
+// argv[2] is "pause", "resume" or "pauses" (skopos agent pause ...).
+int pause_command(int argc, char** argv);
 int rolling_reboot_command(int argc, char** argv);
 int window_command(int argc, char** argv);
 

@@ -10,6 +10,7 @@
 
 #include "commands.h"
 #include "driver/drain.h"
+#include "driver/pauses.h"
 #include "driver/reboot_windows.h"
 #include "driver/rolling_reboot.h"
 #include "global_options.h"
@@ -202,10 +203,19 @@ int status_command(RollingReboot& rolling, LockService& locks, EtcdClient& etcd,
   // the agents do, windows that cannot be read count as closed.
   WindowStore windows(etcd, global.prefix);
   auto stored = windows.list();
+  auto pauses = PauseStore(etcd, global.prefix).list();
   std::map<std::string, std::string> closed;
   const SysSeconds now = std::chrono::floor<std::chrono::seconds>(std::chrono::system_clock::now());
   for (const HostProgress& host : view->progress.hosts) {
     if (host.turn != HostTurn::kPending) continue;
+    if (!pauses) {
+      closed[host.hostname] = "pauses cannot be read: " + pauses.error();
+      continue;
+    }
+    if (auto why = PauseStore::paused(*pauses, tier, host.hostname)) {
+      closed[host.hostname] = *why;
+      continue;
+    }
     if (!stored) {
       closed[host.hostname] = "maintenance windows cannot be read: " + stored.error();
       continue;

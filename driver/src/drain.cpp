@@ -1023,6 +1023,7 @@ Result<void, DrainError> Drain::wait_until(const std::string& what,
 }
 
 Result<void, DrainError> Drain::recover_steps(DrainPhase from, bool wait_apps, bool announce) {
+  announce_ = announce;
   for (DrainPhase phase = from; phase <= DrainPhase::kDone; phase = next(phase)) {
     if (phase == DrainPhase::kDone) {
       phase_ = phase;
@@ -1097,6 +1098,19 @@ Result<void, DrainError> Drain::apps_healthy() {
 }
 
 Result<void, DrainError> Drain::release_locks() {
+  // After a host that went out is back: the health gates before the next host may take
+  // its slot (bounded by the recovery's wait; past it the slot is kept, and the roll
+  // waits for a person). A drain wound up before it took anything away just lets go.
+  if (announce_ && options_.release_gate && !facts_.lock.empty()) {
+    auto healthy = wait_until("the health gates to open before the slot goes back",
+                              [&](std::string& last) -> Result<bool, DrainError> {
+                                const StartGateVerdict verdict = options_.release_gate();
+                                last = verdict.reason;
+                                return verdict.open;
+                              });
+    if (!healthy) return healthy;
+    emit(DrainEvent::Type::kInfo, "health gates open: " + options_.release_gate().reason);
+  }
   if (!facts_.lock.empty()) {
     // Token 0 (a stop between the grant and its journal entry): this machine's slot of
     // the group, whatever its token; nothing held is fine.

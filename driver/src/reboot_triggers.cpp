@@ -10,8 +10,10 @@
 #include <filesystem>
 #include <vector>
 
+#include "driver/pauses.h"
 #include "driver/reboot_windows.h"
 #include "skopos/log.h"
+#include "skopos/subprocess.h"
 
 namespace skopos::driver {
 
@@ -36,6 +38,13 @@ WatchedRebootTriggers::WatchedRebootTriggers(Options options, EtcdClient& etcd, 
   if (!inotify_ || ::inotify_add_watch(inotify_.get(), dir.c_str(), IN_CREATE | IN_MOVED_TO | IN_CLOSE_WRITE) < 0) {
     log_warning("inotify on '" + dir.string() + "': " + std::strerror(errno) + "; the trigger file is read every recheck");
   }
+  if (!options_.reboot_required_file.empty()) {
+    const fs::path required = fs::path(options_.reboot_required_file).parent_path();
+    if (!inotify_ || ::inotify_add_watch(inotify_.get(), required.c_str(), IN_CREATE | IN_MOVED_TO | IN_CLOSE_WRITE) < 0) {
+      log_info("inotify on '" + required.string() + "': " + std::strerror(errno) + "; '" +
+               options_.reboot_required_file + "' is looked at every recheck");
+    }
+  }
   thread_ = std::thread([this] { watch(); });
 }
 
@@ -45,14 +54,63 @@ WatchedRebootTriggers::~WatchedRebootTriggers() {
 }
 
 std::string WatchedRebootTriggers::describe() const {
-  return "'" + options_.trigger_file + "' and rolling reboots of " + tier_name(options_.tier);
+  std::string out = "'" + options_.trigger_file + "'";
+  if (!options_.reboot_required_file.empty()) out += ", '" + options_.reboot_required_file + "'";
+  if (!options_.sentinel.empty()) out += ", the reboot sentinel '" + options_.sentinel.front() + "'";
+  return out + " and rolling reboots of " + tier_name(options_.tier);
+}
+
+std::string WatchedRebootTriggers::own_signs(std::string& note) {
+  const auto asks = [&](const std::string& sign, const std::string& what) {
+    if (answered_ != sign) return true;
+    note = what + " still asks for a reboot after the one it asked for: not rebooting again for it until it has "
+                  "said that none is needed (a reboot loop otherwise)";
+    return false;
+  };
+  const auto answered = [&](const std::string& sign) {
+    if (answered_ == sign) answered_.clear();
+  };
+  if (!options_.reboot_required_file.empty()) {
+    if (::access(options_.reboot_required_file.c_str(), F_OK) == 0) {
+      if (asks("reboot-required", "'" + options_.reboot_required_file + "'")) return "reboot-required";
+    } else {
+      answered("reboot-required");
+    }
+  }
+  if (options_.sentinel.empty()) return "";
+  std::string command;
+  for (const std::string& word : options_.sentinel) command += (command.empty() ? "" : " ") + word;
+  auto ran = run_program(options_.sentinel, "", options_.sentinel_timeout);
+  if (!ran) {
+    note = "reboot sentinel '" + command + "' did not answer: " + ran.error().message() + "; it asks for no reboot";
+    return "";
+  }
+  if (ran->exit_code == 1) {
+    answered("sentinel");
+    return "";
+  }
+  if (ran->exit_code != 0) {
+    std::string err = ran->err.substr(0, ran->err.find('\n')).substr(0, 200);
+    note = "reboot sentinel '" + command + "' exited " + std::to_string(ran->exit_code) +
+           (err.empty() ? "" : " (" + err + ")") + ", neither 0 (reboot needed) nor 1 (not needed): it asks for no reboot";
+    return "";
+  }
+  return asks("sentinel", "reboot sentinel '" + command + "'") ? "sentinel" : "";
 }
 
 Result<std::string, std::string> WatchedRebootTriggers::requested() {
   if (::access(options_.trigger_file.c_str(), F_OK) == 0) return std::string("file");
+  std::string note;
+  const std::string own = own_signs(note);
+  // A problem is reported once (the agent logs a returned error as a warning), and the
+  // other sources are still looked at.
+  const bool tell = !note.empty() && note != told_;
+  told_ = note;
+  if (!own.empty()) return own;
   auto pending = rolling_.pending(tier_name(options_.tier), options_.machine_id, options_.hostname);
-  if (!pending) return unexpected("rolling reboot: " + pending.error().message);
+  if (!pending) return unexpected("rolling reboot: " + pending.error().message + (tell ? "; " + note : ""));
   if (*pending) return rolling_trigger((*pending)->id);
+  if (tell) return unexpected(note);
   return std::string();
 }
 
@@ -72,6 +130,8 @@ Result<void, std::string> WatchedRebootTriggers::consumed(const std::string& tri
 }
 
 Result<void, std::string> WatchedRebootTriggers::completed(const std::string& trigger) {
+  // This boot answered the host's own sign: if it still asks, that is a loop.
+  if (trigger == "reboot-required" || trigger == "sentinel") answered_ = trigger;
   return mark_rolling_done(trigger);
 }
 
@@ -116,14 +176,19 @@ void WatchedRebootTriggers::watch() {
     }
     // A watch, not a poll: it stays open (the destructor's stop ends it within 100 ms)
     // and is only re-armed after a change, or every few minutes in case a proxy on the
-    // way closes quiet connections. It watches the request and this host's maintenance
-    // windows (its tier's and its own): a window set to open now wakes the agent at once
-    // rather than at its next recheck.
+    // way closes quiet connections. It watches the request, this host's maintenance
+    // windows (its tier's and its own) and pauses: a window set to open now, or a resume,
+    // wakes the agent at once rather than at its next recheck.
     std::vector<WatchSpec> watched = {WatchSpec{watch_rolling_.request_key(tier), {}, false}};
     for (const std::string& windows :
          {WindowStore::owner_root(options_.prefix, WindowStore::Scope::kTier, tier),
           WindowStore::owner_root(options_.prefix, WindowStore::Scope::kHost, options_.hostname)}) {
       watched.push_back(WatchSpec{windows, EtcdClient::prefix_end(windows), false});
+    }
+    for (const WindowStore::Scope scope : {WindowStore::Scope::kTier, WindowStore::Scope::kHost}) {
+      watched.push_back(WatchSpec{
+          PauseStore::key(options_.prefix, scope, scope == WindowStore::Scope::kTier ? tier : options_.hostname), {},
+          false});
     }
     auto changed =
         watch_etcd_->wait_for_change(watched, revision + 1, Clock::now() + std::chrono::minutes(5), &stopping_);

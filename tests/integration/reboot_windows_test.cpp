@@ -187,7 +187,8 @@ TEST_F(RebootWindowsTest, AnAgentOutsideItsWindowWaitsSayingWhyAndStartsSoonAfte
   ::setenv("NOTIFY_SOCKET", notify.path().c_str(), 1);
   ChildProcess agent({SKOPOS_CLI, "agent", "--etcd-endpoints", server_->endpoint(), "--etcd-prefix", prefix_,
                       "--machine-id", "agent-window", "--hostname", "h-window", "--journal", dir + "/journal",
-                      "--trigger-file", dir + "/needs_reboot", "--docker-socket", "unix://" + dir + "/no-docker.sock",
+                      "--trigger-file", dir + "/needs_reboot", "--reboot-required-file", dir + "/reboot-required",
+                      "--docker-socket", "unix://" + dir + "/no-docker.sock",
                       "--tracker-socket", dir + "/no-tracker.sock", "--recheck", "10m"});
   ::unsetenv("NOTIFY_SOCKET");
 
@@ -223,6 +224,75 @@ TEST_F(RebootWindowsTest, AnAgentOutsideItsWindowWaitsSayingWhyAndStartsSoonAfte
   EXPECT_FALSE(started.empty()) << "the drain did not start after the window opened";
   std::printf("window set to open now -> drain started: %lld ms (the recheck is 10 min)\n", static_cast<long long>(took.count()));
   EXPECT_LT(took, 20s);
+  ::kill(agent.pid(), SIGTERM);
+  agent.stop(0, 15s);
+  std::filesystem::remove_all(dir);
+}
+
+// A pause holds a tier's agents from new turns, shows in every status, and a resume
+// lets them go at once (the agent watches its pauses).
+TEST_F(RebootWindowsTest, APausedTierTakesNoTurnAndAResumeLetsItGo) {
+  const auto agent_cli = [&](std::vector<std::string> args) {
+    std::vector<std::string> argv = {SKOPOS_CLI, "agent"};
+    argv.insert(argv.end(), args.begin(), args.end());
+    for (const std::string& option :
+         {std::string("--etcd-endpoints"), server_->endpoint(), std::string("--etcd-prefix"), prefix_}) {
+      argv.push_back(option);
+    }
+    return run_process(argv);
+  };
+  const auto rolling = [&](std::vector<std::string> args) {
+    std::vector<std::string> argv = {SKOPOS_CLI, "rolling-reboot", "--tier", "worker", "--etcd-endpoints",
+                                     server_->endpoint(), "--etcd-prefix", prefix_, "--machine-id", "admin"};
+    argv.insert(argv.end(), args.begin(), args.end());
+    return run_process(argv);
+  };
+  // Bad input first: exit 2, nothing written.
+  EXPECT_EQ(agent_cli({"pause"}).exit_code, 2);
+  EXPECT_EQ(agent_cli({"pause", "--host", "db 7"}).exit_code, 2);
+  EXPECT_EQ(agent_cli({"pauses"}).out, "no pauses\n");
+
+  ProcessResult paused = agent_cli({"pause", "--tier", "worker", "--reason", "kernel rollout on hold"});
+  ASSERT_EQ(paused.exit_code, 0) << paused.err;
+  EXPECT_EQ(paused.out, "tier worker paused: no new turns until 'skopos agent resume'\n");
+  const ProcessResult listed = agent_cli({"pauses"});
+  EXPECT_NE(listed.out.find("tier worker paused by "), std::string::npos) << listed.out;
+  EXPECT_NE(listed.out.find(": kernel rollout on hold\n"), std::string::npos) << listed.out;
+
+  const std::string dir = "/tmp/skopos-agent-pause-" + std::to_string(::getpid());
+  std::filesystem::create_directories(dir);
+  ASSERT_EQ(rolling({}).exit_code, 0);
+  NotifySocket notify(dir + "/notify.sock");
+  ::setenv("NOTIFY_SOCKET", notify.path().c_str(), 1);
+  ChildProcess agent({SKOPOS_CLI, "agent", "--etcd-endpoints", server_->endpoint(), "--etcd-prefix", prefix_,
+                      "--machine-id", "agent-pause", "--hostname", "h-pause", "--journal", dir + "/journal",
+                      "--trigger-file", dir + "/needs_reboot", "--reboot-required-file", dir + "/reboot-required",
+                      "--docker-socket", "unix://" + dir + "/no-docker.sock",
+                      "--tracker-socket", dir + "/no-tracker.sock", "--recheck", "10m"});
+  ::unsetenv("NOTIFY_SOCKET");
+  const auto status_starting = [&](const std::string& prefix, std::chrono::seconds limit) {
+    for (auto deadline = Clock::now() + limit; Clock::now() < deadline;) {
+      const std::string line = notify.next(500ms);
+      if (line.rfind("STATUS=" + prefix, 0) == 0) return line;
+    }
+    return std::string();
+  };
+  const std::string waiting = status_starting("reboot requested, waiting: ", 15s);
+  EXPECT_NE(waiting.find("tier worker paused by "), std::string::npos) << waiting;
+  EXPECT_NE(waiting.find(": kernel rollout on hold"), std::string::npos) << waiting;
+  const ProcessResult status = rolling({"--status"});
+  EXPECT_NE(status.out.find("h-pause  agent-pause  gated  tier worker paused by "), std::string::npos) << status.out;
+
+  const auto resumed_at = Clock::now();
+  const ProcessResult resumed = agent_cli({"resume", "--tier", "worker"});
+  ASSERT_EQ(resumed.exit_code, 0) << resumed.err;
+  EXPECT_EQ(resumed.out, "tier worker resumed\n");
+  const std::string started = status_starting("reboot requested (rolling:", 20s);
+  EXPECT_FALSE(started.empty()) << "the drain did not start after the resume";
+  std::printf("resume -> drain started: %lld ms (the recheck is 10 min)\n",
+              static_cast<long long>(
+                  std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - resumed_at).count()));
+  EXPECT_EQ(agent_cli({"resume", "--tier", "worker"}).out, "tier worker was not paused\n");
   ::kill(agent.pid(), SIGTERM);
   agent.stop(0, 15s);
   std::filesystem::remove_all(dir);

@@ -45,7 +45,8 @@ TEST(SkoposAgentSystemd, NotifiesReadyStatusWatchdogAndStopping) {
   ::setenv("NOTIFY_SOCKET", notify.path().c_str(), 1);
   ::setenv("WATCHDOG_USEC", "400000", 1);
   ChildProcess agent({SKOPOS_CLI, "agent", "--etcd-endpoints", etcd->endpoint(), "--machine-id", "agent-test",
-                      "--journal", dir + "/journal", "--trigger-file", dir + "/needs_reboot", "--docker-socket",
+                      "--journal", dir + "/journal", "--trigger-file", dir + "/needs_reboot", "--reboot-required-file",
+                      dir + "/reboot-required", "--docker-socket",
                       "unix://" + dir + "/no-docker.sock", "--tracker-socket", dir + "/no-tracker.sock"});
   ::unsetenv("NOTIFY_SOCKET");
   ::unsetenv("WATCHDOG_USEC");

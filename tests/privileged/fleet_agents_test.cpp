@@ -72,6 +72,7 @@ TEST(PrivilegedFleetAgents, ThirtyRealAgentsRollOnceEachThroughSigkillsAndALeade
     host.agent = std::make_unique<ChildProcess>(
         skopos({"agent", "--tier", "worker", "--machine-id", host.id, "--hostname", host.id, "--boot-id-file",
                 host.dir + "/boot_id", "--journal", host.dir + "/journal", "--trigger-file", host.dir + "/needs_reboot",
+                "--reboot-required-file", host.dir + "/reboot-required",
                 "--reboot-command", "touch " + host.dir + "/rebooted", "--docker-socket", "unix://" + docker.socket(),
                 "--fence-chain", "SKF-" + host.id, "--recheck", "5s", "--retry", "1s", "--heartbeat-ttl", "3s",
                 "--reboot-wait", "10m", "--log-level", "warning"}),

@@ -128,11 +128,13 @@ struct DrainFacts {
   static Result<DrainFacts, std::string> from_map(const std::map<std::string, std::string>& facts);
 };
 
-// A condition a drain must meet to start: the agent's maintenance windows (and later
-// health gates). Checked before the host joins the line for its tier slot and again
-// once it holds the slot; a closed gate ends the drain with DrainError::kGated, having
-// given back what it took. A drain past that point finishes whatever the gate says.
-// Unknown is closed: the gate's own reading errors come back as a closed verdict.
+// A condition a drain must meet: the agent's maintenance windows and health gates. The
+// start gate is checked before the host joins the line for its tier slot and again once
+// it holds the slot; a closed gate ends the drain with DrainError::kGated, having given
+// back what it took. A drain past that point finishes whatever the gate says. Called on
+// the drain's thread; it may block on the network (bounded by its own timeouts) and
+// must not throw. Unknown is closed: the gate's own reading errors come back as a
+// closed verdict.
 struct StartGateVerdict {
   bool open = false;
   std::string reason;  // for people, open or closed
@@ -158,6 +160,9 @@ struct DrainOptions {
   std::string trigger = "cli";
   bool dry_run = false;
   StartGate start_gate;  // empty: none (only reboot and booster drains take a slot)
+  // After the host came back, before it gives its slot back: the health gates (and the
+  // start of the tier's soak time). Waited for up to recover_timeout; empty: none.
+  StartGate release_gate;
 };
 
 // What the drain reports as it goes: one event per phase and per progress tick. The
@@ -316,6 +321,7 @@ class Drain {
   HostTasks host_tasks_;
   std::optional<WaitOutcome> wait_;
   int fence_reapplied_ = 0;
+  bool announce_ = true;  // recover_steps(): the host went out and comes back (see there)
   // How often the wait checks that the fence is still first in its hooks.
   static constexpr std::chrono::seconds kFenceCheckInterval{2};
 };

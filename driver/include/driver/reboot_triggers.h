@@ -3,17 +3,27 @@
 //   the trigger file    its existence asks for a reboot ("file"); removed when the
 //                       reboot is journaled. Its directory is watched with inotify, and
 //                       the file is looked at every turn in any case;
+//   reboot-required     the OS's own sign, /var/run/reboot-required (Debian, Ubuntu:
+//                       written by package upgrades that need one; /run is emptied by
+//                       the boot) -- "reboot-required", its directory watched too;
+//   a sentinel command  run every turn (argv, no shell, with a timeout): exit 0 asks for
+//                       a reboot ("sentinel"), exit 1 does not; anything else -- missing,
+//                       timed out, another status -- never asks, and is reported;
 //   a rolling reboot    of this host's tier in etcd ("rolling:<request id>",
 //                       rolling_reboot.h); marked done for this machine when the reboot
 //                       is journaled and again once the host is back. An etcd watch on a
 //                       thread of its own (with its own client) wakes the agent when the
 //                       request changes.
+// A sign of the host's own (reboot-required, the sentinel) that still asks after the
+// reboot it asked for -- the host came back and the file or the command says the same --
+// asks no more until it has said "not needed" once: a reboot loop is reported instead.
 #pragma once
 
 #include <atomic>
 #include <memory>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "driver/agent.h"
 #include "driver/etcd_client.h"
@@ -26,6 +36,9 @@ class WatchedRebootTriggers : public RebootTriggers {
  public:
   struct Options {
     std::string trigger_file = "/var/lib/skopos/needs_reboot";
+    std::string reboot_required_file = "/var/run/reboot-required";  // "": not looked at
+    std::vector<std::string> sentinel;                               // argv; empty: none
+    std::chrono::milliseconds sentinel_timeout{std::chrono::seconds(10)};
     std::string prefix;  // the cluster's etcd prefix
     Tier tier = Tier::kWorker;
     std::string machine_id;
@@ -49,6 +62,9 @@ class WatchedRebootTriggers : public RebootTriggers {
  private:
   void watch();
   Result<void, std::string> mark_rolling_done(const std::string& trigger);
+  // The host's own signs: "reboot-required", "sentinel" or ""; `note` gets a problem to
+  // report (a sentinel that cannot answer, a sign still there after its reboot).
+  std::string own_signs(std::string& note);
 
   Options options_;
   std::unique_ptr<EtcdClient> watch_etcd_;
@@ -57,6 +73,8 @@ class WatchedRebootTriggers : public RebootTriggers {
   UniqueFd wake_;                // eventfd: the watch saw a change
   UniqueFd inotify_;
   std::atomic<bool> stopping_{false};
+  std::string answered_;  // the own sign a reboot of this boot answered ("" for none)
+  std::string told_;      // the last problem reported, so it is reported once
   std::thread thread_;
 };
 

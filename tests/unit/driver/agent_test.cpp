@@ -410,6 +410,49 @@ TEST_F(AgentTest, AGatedDrainWhoseLocksCouldNotGoBackIsWoundUpLaterWithoutMarkin
   EXPECT_EQ(triggers_.request, "rolling:r-1");
 }
 
+TEST_F(AgentTest, AfterTheBootTheSlotGoesBackOnlyOnceTheHealthGatesOpen) {
+  triggers_.request = "rolling:r-1";
+  ScriptedGate release{{{false, "firing alert HostsUnhealthy{severity=\"critical\"}", std::nullopt},
+                        {false, "firing alert HostsUnhealthy{severity=\"critical\"}", std::nullopt},
+                        {true, "no firing alerts", std::nullopt}}};
+  AgentOptions o = options();
+  o.drain.release_gate = release.gate();
+  o.drain.recover_timeout = 10s;
+  {
+    Agent agent(systems(), o, triggers_, observer_, world_.stop);
+    ASSERT_EQ(agent.run_once(), AgentTurn::kRebooting);
+  }
+  EXPECT_EQ(release.checks, 0U) << "not before the host went out";
+  world_.boot_id = "boot-2";
+  Agent agent(systems(), o, triggers_, observer_, world_.stop);
+  EXPECT_EQ(agent.run_once(), AgentTurn::kRecovered);
+  EXPECT_GE(release.checks, 3U) << "checked until open";
+  EXPECT_FALSE(locks_.held_);
+  EXPECT_TRUE(world_.called("completed:rolling:r-1"));
+}
+
+TEST_F(AgentTest, AHealthGateThatStaysClosedKeepsTheSlotAndSaysWhy) {
+  triggers_.request = "rolling:r-1";
+  ScriptedGate release{{{false, "Prometheus query 'up == 0' returns up{job=\"db\"} = 0", std::nullopt}}};
+  AgentOptions o = options();
+  o.drain.release_gate = release.gate();
+  o.drain.recover_timeout = 300ms;
+  {
+    Agent agent(systems(), o, triggers_, observer_, world_.stop);
+    ASSERT_EQ(agent.run_once(), AgentTurn::kRebooting);
+  }
+  world_.boot_id = "boot-2";
+  Agent agent(systems(), o, triggers_, observer_, world_.stop);
+  EXPECT_EQ(agent.run_once(), AgentTurn::kFailed);
+  EXPECT_TRUE(locks_.held_) << "the slot is kept: no other host of the tier goes down meanwhile";
+  ASSERT_FALSE(observer_.finished.empty());
+  EXPECT_NE(observer_.finished.back().find("gave up waiting for the health gates to open before the slot goes back "
+                                           "(Prometheus query 'up == 0' returns up{job=\"db\"} = 0)"),
+            std::string::npos)
+      << observer_.finished.back();
+  EXPECT_FALSE(world_.called("completed:rolling:r-1"));
+}
+
 TEST_F(AgentTest, RunWaitsUntilTheGateOpensAtMostTheRecheck) {
   triggers_.request = "rolling:r-1";
   ScriptedGate gate{{closed_for(5s), closed_for(600s), {false, "etcd unavailable", std::nullopt}}};

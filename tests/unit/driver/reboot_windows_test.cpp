@@ -8,6 +8,8 @@
 
 #include <ctime>
 
+#include "driver/pauses.h"
+
 namespace skopos::driver {
 namespace {
 
@@ -219,6 +221,17 @@ TEST(RebootWindows, AWindowThatCannotBeEvaluatedClosesTheGate) {
   v = evaluate_windows(tier({lost}), at(2026, 12, 8, 12, 0));
   EXPECT_FALSE(v.open);
   EXPECT_NE(v.reason.find("cannot be evaluated: window 'lost': zone 'Gone/Away'"), std::string::npos);
+}
+
+TEST(Pauses, ATiersPauseHoldsItsHostsAndAnUnreadableRecordHoldsEveryone) {
+  std::vector<Pause> all = {{WindowStore::Scope::kTier, "proxy", "no", "bob@ops", 1796480000, ""},
+                            {WindowStore::Scope::kHost, "db-7", "disk", "alice@ops", 1796480000, ""}};
+  EXPECT_FALSE(PauseStore::paused(all, "worker", "web-1").has_value());
+  EXPECT_EQ(PauseStore::paused(all, "proxy", "p-1"), "tier proxy paused by bob@ops at 2026-12-05T14:13:20Z: no");
+  EXPECT_EQ(PauseStore::paused(all, "worker", "db-7"), "host db-7 paused by alice@ops at 2026-12-05T14:13:20Z: disk");
+  all.push_back({WindowStore::Scope::kTier, "", "", "", 0, "key /skopos/pause/x is not <tier|host>/<name>"});
+  EXPECT_EQ(PauseStore::paused(all, "worker", "web-1"),
+            "paused: a pause record cannot be read (key /skopos/pause/x is not <tier|host>/<name>)");
 }
 
 TEST(RebootWindows, WaitsAreWrittenForPeople) {

@@ -1,0 +1,59 @@
+// Pauses: a tier, or one host, that takes no new turn -- no reboot drain starts there
+// until it is resumed; a drain in progress finishes. Kept in etcd, so every agent and
+// every status command sees them:
+//   P/pause/tier/<tier>       {"reason", "by", "at"}
+//   P/pause/host/<hostname>   (the same)
+// A pause is a start gate (drain.h): checked before a host joins its tier's line and
+// again once it holds its slot. A record that cannot be read pauses whom it may concern
+// (fails closed), and says so.
+//
+// Not thread-safe: one per EtcdClient.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "driver/etcd_client.h"
+#include "driver/reboot_windows.h"
+#include "skopos/result.h"
+
+namespace skopos::driver {
+
+struct Pause {
+  WindowStore::Scope scope = WindowStore::Scope::kTier;
+  std::string owner;  // the tier or the host name
+  std::string reason;
+  std::string by;
+  std::int64_t at = 0;  // unix seconds
+  std::string problem;  // non-empty: the record could not be read
+
+  // "tier worker paused by alice at 2026-12-05T14:40:00Z: kernel rollout on hold".
+  std::string describe() const;
+};
+
+class PauseStore {
+ public:
+  PauseStore(EtcdClient& etcd, std::string prefix) : etcd_(etcd), prefix_(std::move(prefix)) {}
+
+  Result<void, std::string> pause(WindowStore::Scope scope, const std::string& owner, const std::string& reason,
+                                  const std::string& by, std::int64_t at);
+  // Whether there was a pause to lift.
+  Result<bool, std::string> resume(WindowStore::Scope scope, const std::string& owner);
+  Result<std::vector<Pause>, std::string> list();
+  // Why a host of `tier` named `hostname` is paused (its tier's pause first), or nullopt.
+  static std::optional<std::string> paused(const std::vector<Pause>& all, const std::string& tier,
+                                           const std::string& hostname);
+
+  static std::string root(const std::string& prefix) { return prefix + "/pause/"; }
+  static std::string key(const std::string& prefix, WindowStore::Scope scope, const std::string& owner) {
+    return root(prefix) + (scope == WindowStore::Scope::kTier ? "tier/" : "host/") + owner;
+  }
+
+ private:
+  EtcdClient& etcd_;
+  std::string prefix_;
+};
+
+}  // namespace skopos::driver

@@ -1,0 +1,92 @@
+#include "driver/pauses.h"
+
+#include <simdjson.h>
+
+#include <ctime>
+
+#include "skopos/json_writer.h"
+
+namespace skopos::driver {
+
+namespace {
+
+std::string utc(std::int64_t at) {
+  const auto t = static_cast<std::time_t>(at);
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char text[32];
+  std::strftime(text, sizeof text, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return text;
+}
+
+}  // namespace
+
+std::string Pause::describe() const {
+  if (!problem.empty()) return "paused: a pause record cannot be read (" + problem + ")";
+  const std::string who = std::string(scope == WindowStore::Scope::kTier ? "tier " : "host ") + owner;
+  return who + " paused by " + (by.empty() ? "?" : by) + " at " + utc(at) + (reason.empty() ? "" : ": " + reason);
+}
+
+Result<void, std::string> PauseStore::pause(WindowStore::Scope scope, const std::string& owner,
+                                            const std::string& reason, const std::string& by, std::int64_t at) {
+  if (!WindowStore::valid_part(owner)) return unexpected("'" + owner + "' is not a tier or host name");
+  std::string value;
+  JsonWriter(value).begin_object().key("reason").value(reason).key("by").value(by).key("at").value(at).end_object();
+  auto put = etcd_.put(key(prefix_, scope, owner), value);
+  if (!put) return unexpected("pause: " + put.error().message);
+  return {};
+}
+
+Result<bool, std::string> PauseStore::resume(WindowStore::Scope scope, const std::string& owner) {
+  if (!WindowStore::valid_part(owner)) return unexpected("'" + owner + "' is not a tier or host name");
+  auto removed = etcd_.delete_range(key(prefix_, scope, owner));
+  if (!removed) return unexpected("resume: " + removed.error().message);
+  return *removed > 0;
+}
+
+Result<std::vector<Pause>, std::string> PauseStore::list() {
+  const std::string first = root(prefix_);
+  auto found = etcd_.range(first, EtcdClient::prefix_end(first));
+  if (!found) return unexpected("pauses: " + found.error().message);
+  std::vector<Pause> out;
+  simdjson::dom::parser parser;
+  for (const KeyValue& kv : found->kvs) {
+    Pause pause;
+    const std::string_view rest = std::string_view(kv.key).substr(first.size());
+    const auto slash = rest.find('/');
+    const std::string_view scope = rest.substr(0, slash);
+    if (slash == std::string_view::npos || (scope != "tier" && scope != "host")) {
+      pause.problem = "key " + kv.key + " is not <tier|host>/<name>";
+      out.push_back(std::move(pause));
+      continue;
+    }
+    pause.scope = scope == "tier" ? WindowStore::Scope::kTier : WindowStore::Scope::kHost;
+    pause.owner = std::string(rest.substr(slash + 1));
+    simdjson::dom::object object;
+    std::string_view reason;
+    std::string_view by;
+    if (parser.parse(kv.value).get(object) != simdjson::SUCCESS || object["reason"].get(reason) != simdjson::SUCCESS ||
+        object["by"].get(by) != simdjson::SUCCESS || object["at"].get(pause.at) != simdjson::SUCCESS) {
+      pause.problem = kv.key + " holds '" + kv.value.substr(0, 100) + "', not {\"reason\",\"by\",\"at\"}";
+    } else {
+      pause.reason = std::string(reason);
+      pause.by = std::string(by);
+    }
+    out.push_back(std::move(pause));
+  }
+  return out;
+}
+
+std::optional<std::string> PauseStore::paused(const std::vector<Pause>& all, const std::string& tier,
+                                              const std::string& hostname) {
+  for (const WindowStore::Scope scope : {WindowStore::Scope::kTier, WindowStore::Scope::kHost}) {
+    for (const Pause& pause : all) {
+      const std::string& mine = scope == WindowStore::Scope::kTier ? tier : hostname;
+      // A record whose key cannot be placed might be ours: paused.
+      if (pause.owner.empty() || (pause.scope == scope && pause.owner == mine)) return pause.describe();
+    }
+  }
+  return std::nullopt;
+}
+
+}  // namespace skopos::driver

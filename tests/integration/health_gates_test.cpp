@@ -1,0 +1,243 @@
+// Health gates against a real Prometheus and Alertmanager (tests/support/prometheus_stack.h)
+// with alerting rules of the test's own, and the soak against a real etcd: a query
+// returning a series closes the gate and names it, a bound lets values through, a
+// firing alert holds, a silenced, resolved, pending or ignored one does not, and a
+// gate that cannot be evaluated -- Prometheus down, a bad query, a garbled record --
+// is closed with the reason.
+#include "driver/health_gates.h"
+
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <thread>
+
+#include "lock_test_support.h"
+#include "prometheus_stack.h"
+
+namespace skopos::driver {
+namespace {
+
+using namespace std::chrono_literals;
+using skopos::driver::testing::OneEtcdTest;
+using skopos::testing::PrometheusStack;
+using Clock = std::chrono::steady_clock;
+
+constexpr const char* kRules =
+    "      - alert: HostsUnhealthy\n"
+    "        expr: test_unhealthy > 0\n"
+    "        labels: {severity: critical}\n"
+    "      - alert: SlowBurn\n"
+    "        expr: test_slow > 0\n"
+    "        for: 1h\n"
+    "        labels: {severity: critical}\n"
+    "      - alert: DrainCaused\n"
+    "        expr: test_drain_caused > 0\n"
+    "        labels: {severity: critical, cause: drain}\n";
+
+HttpEndpoint endpoint(const std::string& url) {
+  auto parsed = HttpEndpoint::parse(url);
+  EXPECT_TRUE(parsed) << url;
+  return *parsed;
+}
+
+std::vector<AlertMatcher> selector(const std::string& text) {
+  auto parsed = parse_alert_selector(text);
+  EXPECT_TRUE(parsed) << (parsed ? "" : parsed.error());
+  return parsed ? *parsed : std::vector<AlertMatcher>{};
+}
+
+std::unique_ptr<HealthGates> gates(HealthGateOptions options, SoakRecord* soak = nullptr) {
+  options.timeout = 2s;
+  auto made = HealthGates::create(std::move(options), soak, "worker");
+  EXPECT_TRUE(made) << (made ? "" : made.error());
+  return made ? std::move(made).value() : nullptr;
+}
+
+// Checks until the verdict is `open` or `limit` passes; the last verdict.
+HealthVerdict until(HealthGates& gate, bool open, std::chrono::seconds limit) {
+  HealthVerdict verdict = gate.check(std::chrono::system_clock::now());
+  for (const auto deadline = Clock::now() + limit; verdict.open != open && Clock::now() < deadline;) {
+    std::this_thread::sleep_for(200ms);
+    verdict = gate.check(std::chrono::system_clock::now());
+  }
+  return verdict;
+}
+
+class HealthGatesTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() { stack_ = PrometheusStack::start(kRules).release(); }
+  static void TearDownTestSuite() {
+    delete stack_;
+    stack_ = nullptr;
+  }
+  inline static PrometheusStack* stack_ = nullptr;
+};
+
+TEST(AlertSelectors, AreAlertmanagersMatchersAndBadOnesAreNamed) {
+  const auto matchers = selector(R"(severity="critical", team=~"db|web",alertname!=Watchdog)");
+  ASSERT_EQ(matchers.size(), 3U);
+  EXPECT_EQ(matchers[0].text(), R"(severity="critical")");
+  EXPECT_EQ(matchers[1].text(), R"(team=~"db|web")");
+  const std::vector<std::pair<std::string, std::string>> labels = {{"severity", "critical"}, {"team", "db"}};
+  EXPECT_TRUE(matchers[0].matches(labels));
+  EXPECT_TRUE(matchers[1].matches(labels));
+  EXPECT_FALSE(matchers[1].matches({{"team", "dbx"}})) << "regexes match the whole value";
+  EXPECT_TRUE(matchers[2].matches(labels)) << "a missing label is empty";
+  EXPECT_TRUE(parse_alert_selector("")->empty());
+  EXPECT_EQ(parse_alert_selector("severity").error(),
+            "matcher 'severity': write label=value, label!=value, label=~regex or label!~regex");
+  EXPECT_NE(parse_alert_selector("team=~\"(db\"").error().find("not a regular expression"), std::string::npos);
+  EXPECT_NE(parse_alert_selector("bad-label=x").error().find("'bad-label' is not a label name"), std::string::npos);
+  EXPECT_EQ(url_query_escape(R"(a b="c"&)"), "a%20b%3D%22c%22%26");
+}
+
+TEST_F(HealthGatesTest, AQueryThatReturnsASeriesClosesTheGateAndABoundLetsValuesThrough) {
+  stack_->set_metrics("test_unhealthy 0\n");
+  HealthGateOptions options;
+  options.prometheus = endpoint(stack_->prometheus_url());
+  options.query = "test_unhealthy > 0";
+  auto gate = gates(options);
+  ASSERT_TRUE(gate);
+  HealthVerdict verdict = until(*gate, true, 20s);
+  EXPECT_TRUE(verdict.open) << verdict.reason;
+  EXPECT_EQ(verdict.reason, "Prometheus query 'test_unhealthy > 0' returns no series");
+
+  stack_->set_metrics("test_unhealthy 3\n");
+  verdict = until(*gate, false, 20s);
+  EXPECT_FALSE(verdict.open);
+  EXPECT_NE(verdict.reason.find("Prometheus query 'test_unhealthy > 0' returns test_unhealthy{instance=\"127.0.0.1:"),
+            std::string::npos)
+      << verdict.reason;
+  EXPECT_NE(verdict.reason.find("job=\"test\"} = 3"), std::string::npos) << verdict.reason;
+
+  // With a bound: values up to it are healthy.
+  options.query = "test_unhealthy";
+  options.query_max = 3;
+  gate = gates(options);
+  EXPECT_TRUE(gate->check(std::chrono::system_clock::now()).open);
+  options.query_max = 2;
+  gate = gates(options);
+  EXPECT_FALSE(gate->check(std::chrono::system_clock::now()).open);
+
+  // A query Prometheus cannot parse: closed, with Prometheus's own words.
+  options.query = "sum(";
+  options.query_max.reset();
+  verdict = gates(options)->check(std::chrono::system_clock::now());
+  EXPECT_FALSE(verdict.open);
+  EXPECT_NE(verdict.reason.find("Prometheus query 'sum(' cannot be evaluated: "), std::string::npos) << verdict.reason;
+  EXPECT_NE(verdict.reason.find("parse error"), std::string::npos) << verdict.reason;
+  stack_->set_metrics("test_unhealthy 0\n");
+}
+
+TEST_F(HealthGatesTest, FiringAlertsHoldTheGateAndSilencedPendingIgnoredOrResolvedOnesDoNot) {
+  stack_->set_metrics("test_unhealthy 0\ntest_slow 0\ntest_drain_caused 0\n");
+  HealthGateOptions options;
+  options.alertmanager = endpoint(stack_->alertmanager_url());
+  options.alerts = selector("severity=critical");
+  options.ignore = selector(R"(cause="drain")");
+  auto gate = gates(options);
+  ASSERT_TRUE(gate);
+  ASSERT_TRUE(stack_->wait_alert("HostsUnhealthy", false, 30s));
+  HealthVerdict verdict = gate->check(std::chrono::system_clock::now());
+  EXPECT_TRUE(verdict.open) << verdict.reason;
+  EXPECT_EQ(verdict.reason, "no firing alerts matching the selector");
+
+  // Firing: held, and the reason names the alert.
+  stack_->set_metrics("test_unhealthy 1\ntest_slow 0\ntest_drain_caused 0\n");
+  ASSERT_TRUE(stack_->wait_alert("HostsUnhealthy", true, 30s));
+  verdict = gate->check(std::chrono::system_clock::now());
+  EXPECT_FALSE(verdict.open);
+  EXPECT_EQ(verdict.reason.rfind("firing alert HostsUnhealthy{", 0), 0U) << verdict.reason;
+  EXPECT_NE(verdict.reason.find("severity=\"critical\""), std::string::npos) << verdict.reason;
+  // A selector it does not match does not hold.
+  HealthGateOptions warnings = options;
+  warnings.alerts = selector("severity=warning");
+  EXPECT_TRUE(gates(warnings)->check(std::chrono::system_clock::now()).open);
+
+  // Resolved: released.
+  stack_->set_metrics("test_unhealthy 0\ntest_slow 0\ntest_drain_caused 0\n");
+  verdict = until(*gate, true, 30s);
+  EXPECT_TRUE(verdict.open) << verdict.reason;
+
+  // Pending (its rule needs an hour of firing first): Prometheus has it, Alertmanager
+  // never does, and the gate stays open.
+  stack_->set_metrics("test_unhealthy 0\ntest_slow 1\ntest_drain_caused 0\n");
+  ASSERT_TRUE(stack_->wait_prometheus_alert("SlowBurn", "pending", 30s));
+  std::this_thread::sleep_for(2s);
+  verdict = gate->check(std::chrono::system_clock::now());
+  EXPECT_TRUE(verdict.open) << "a pending alert is not a firing one: " << verdict.reason;
+
+  // An alert the drain itself causes (matching the ignore selector) does not hold.
+  stack_->set_metrics("test_unhealthy 0\ntest_slow 0\ntest_drain_caused 1\n");
+  ASSERT_TRUE(stack_->wait_alert("DrainCaused", true, 30s));
+  verdict = gate->check(std::chrono::system_clock::now());
+  EXPECT_TRUE(verdict.open) << verdict.reason;
+  HealthGateOptions not_ignoring = options;
+  not_ignoring.ignore.clear();
+  EXPECT_FALSE(gates(not_ignoring)->check(std::chrono::system_clock::now()).open);
+
+  // Silenced: released while the alert still fires.
+  stack_->set_metrics("test_unhealthy 1\ntest_slow 0\ntest_drain_caused 0\n");
+  ASSERT_TRUE(stack_->wait_alert("HostsUnhealthy", true, 30s));
+  ASSERT_FALSE(gate->check(std::chrono::system_clock::now()).open);
+  ASSERT_NE(stack_->silence("HostsUnhealthy").find("silenceID"), std::string::npos);
+  verdict = until(*gate, true, 20s);
+  EXPECT_TRUE(verdict.open) << "a silenced alert does not hold: " << verdict.reason;
+  stack_->set_metrics("test_unhealthy 0\ntest_slow 0\ntest_drain_caused 0\n");
+}
+
+TEST_F(HealthGatesTest, AGateThatCannotBeEvaluatedIsClosed) {
+  HealthGateOptions options;
+  options.alertmanager = endpoint("http://127.0.0.1:1");
+  HealthVerdict verdict = gates(options)->check(std::chrono::system_clock::now());
+  EXPECT_FALSE(verdict.open);
+  EXPECT_EQ(verdict.reason.rfind("Alertmanager cannot be evaluated: ", 0), 0U) << verdict.reason;
+  // Prometheus's answer where Alertmanager's is expected: not a list of alerts.
+  options.alertmanager = endpoint(stack_->prometheus_url());
+  verdict = gates(options)->check(std::chrono::system_clock::now());
+  EXPECT_FALSE(verdict.open);
+  EXPECT_NE(verdict.reason.find("not a list of alerts"), std::string::npos) << verdict.reason;
+}
+
+// Last of the suite: it kills Prometheus.
+TEST_F(HealthGatesTest, ZzPrometheusDownClosesTheGate) {
+  HealthGateOptions options;
+  options.prometheus = endpoint(stack_->prometheus_url());
+  options.query = "up == 0";
+  auto gate = gates(options);
+  EXPECT_TRUE(until(*gate, true, 20s).open);
+  stack_->kill_prometheus();
+  const HealthVerdict verdict = gate->check(std::chrono::system_clock::now());
+  EXPECT_FALSE(verdict.open);
+  EXPECT_EQ(verdict.reason.rfind("Prometheus query 'up == 0' cannot be evaluated: ", 0), 0U) << verdict.reason;
+}
+
+class SoakTest : public OneEtcdTest {};
+
+TEST_F(SoakTest, TheNextHostWaitsTheSoakAfterOneCameBackAndAGarbledRecordIsClosed) {
+  SoakRecord soak(*raw_, prefix_);
+  HealthGateOptions options;
+  options.soak = 60s;
+  auto gate = gates(options, &soak);
+  ASSERT_TRUE(gate);
+  const auto now = std::chrono::system_clock::now();
+  HealthVerdict verdict = gate->check(now);
+  EXPECT_TRUE(verdict.open) << "no host came back yet";
+  const auto back = std::chrono::floor<std::chrono::seconds>(now) - 20s;
+  ASSERT_TRUE(soak.back("worker", "h2", back.time_since_epoch().count()));
+  verdict = gate->check(std::chrono::floor<std::chrono::seconds>(now));
+  EXPECT_FALSE(verdict.open);
+  EXPECT_EQ(verdict.reason, "soaking after 'h2' came back: 40 s left");
+  ASSERT_TRUE(verdict.opens_at.has_value());
+  EXPECT_EQ(*verdict.opens_at, back + 60s);
+  EXPECT_TRUE(gate->check(back + 60s).open);
+  EXPECT_TRUE(soak.back("proxy", "p1", back.time_since_epoch().count())) << "another tier's record";
+  ASSERT_TRUE(raw_->put(prefix_ + "/soak/worker", "{\"at\":\"yesterday\"}"));
+  verdict = gate->check(back + 60s);
+  EXPECT_FALSE(verdict.open);
+  EXPECT_NE(verdict.reason.find("soak time cannot be evaluated: " + prefix_ + "/soak/worker holds"), std::string::npos)
+      << verdict.reason;
+}
+
+}  // namespace
+}  // namespace skopos::driver
