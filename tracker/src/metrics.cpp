@@ -1,9 +1,5 @@
 #include "tracker/metrics.h"
 
-#include <boost/asio/steady_timer.hpp>
-#include <boost/beast/core/flat_buffer.hpp>
-#include <boost/beast/http.hpp>
-
 #include <algorithm>
 #include <charconv>
 
@@ -13,8 +9,6 @@
 namespace skopos::tracker {
 
 namespace asio = boost::asio;
-namespace http = boost::beast::http;
-using boost::system::error_code;
 
 namespace {
 
@@ -153,134 +147,18 @@ std::string render_metrics(const Tracker& tracker, const StreamStats* stream) {
 }
 
 MetricsServer::MetricsServer(asio::io_context& context, Render render)
-    : context_(context), render_(std::move(render)), acceptor_(context), retry_(context) {}
-
-MetricsServer::~MetricsServer() { stop(); }
+    : server_(context, "metrics", "the metrics name containers and apps",
+              [render = std::move(render)](const HttpServerRequest& request) -> HttpServerResponse {
+                if (request.method == "GET" && (request.target == "/metrics" || request.target == "/")) {
+                  return {200, "text/plain; version=0.0.4; charset=utf-8", render()};
+                }
+                return {404, "text/plain", "only GET /metrics is served here\n"};
+              }) {}
 
 Result<void> MetricsServer::start(const std::string& listen) {
-  const auto colon = listen.rfind(':');
-  if (colon == std::string::npos) {
-    return unexpected(Error::invalid("metrics listen", listen, "expected ADDRESS:PORT, e.g. 127.0.0.1:9464"));
-  }
-  std::string host = listen.substr(0, colon);
-  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
-  if (host == "localhost") host = "127.0.0.1";
-  unsigned short port = 0;
-  const std::string port_text = listen.substr(colon + 1);
-  if (std::from_chars(port_text.data(), port_text.data() + port_text.size(), port).ec != std::errc{}) {
-    return unexpected(Error::invalid("metrics listen", listen, "bad port"));
-  }
-  error_code ec;
-  const auto address = asio::ip::make_address(host, ec);
-  if (ec) return unexpected(Error::invalid("metrics listen", listen, "not an IP address"));
-  if (!address.is_loopback()) {
-    return unexpected(Error::invalid("metrics listen", listen,
-                                     "only loopback addresses are allowed: the metrics name containers and apps"));
-  }
-  const asio::ip::tcp::endpoint endpoint(address, port);
-  acceptor_.open(endpoint.protocol(), ec);
-  if (!ec) acceptor_.set_option(asio::socket_base::reuse_address(true), ec);
-  if (!ec) acceptor_.bind(endpoint, ec);
-  if (!ec) acceptor_.listen(64, ec);
-  if (ec) return unexpected(Error::from_errno(ec.value(), "metrics listen", listen));
-  accept();
+  if (auto started = server_.start(listen); !started) return started;
   log_info("metrics on http://" + listen + "/metrics");
   return {};
-}
-
-void MetricsServer::stop() {
-  error_code ignored;
-  acceptor_.close(ignored);
-  retry_.cancel();
-}
-
-unsigned short MetricsServer::port() const {
-  error_code ec;
-  return acceptor_.local_endpoint(ec).port();
-}
-
-namespace {
-
-// One request, one response, then close; the timer bounds a client that never sends.
-struct MetricsSession : std::enable_shared_from_this<MetricsSession> {
-  MetricsSession(asio::ip::tcp::socket s, MetricsServer::Render& r, std::shared_ptr<int> live)
-      : socket(std::move(s)), timer(socket.get_executor()), render(r), sessions(std::move(live)) {
-    ++*sessions;
-  }
-  ~MetricsSession() { --*sessions; }
-  asio::ip::tcp::socket socket;
-  asio::steady_timer timer;
-  MetricsServer::Render& render;
-  std::shared_ptr<int> sessions;
-  boost::beast::flat_buffer buffer;
-  http::request<http::empty_body> request;
-  http::response<http::string_body> response;
-
-  void run() {
-    timer.expires_after(std::chrono::seconds(5));
-    timer.async_wait([self = shared_from_this()](const error_code& ec) {
-      if (!ec) {
-        error_code ignored;
-        self->socket.close(ignored);
-      }
-    });
-    http::async_read(socket, buffer, request, [self = shared_from_this()](const error_code& ec, std::size_t) {
-      if (ec) return;
-      self->respond();
-    });
-  }
-  void respond() {
-    const bool metrics = request.method() == http::verb::get && (request.target() == "/metrics" || request.target() == "/");
-    response.version(11);
-    response.keep_alive(false);
-    if (metrics) {
-      response.result(http::status::ok);
-      response.set(http::field::content_type, "text/plain; version=0.0.4; charset=utf-8");
-      response.body() = render();
-    } else {
-      response.result(http::status::not_found);
-      response.set(http::field::content_type, "text/plain");
-      response.body() = "only GET /metrics is served here\n";
-    }
-    response.prepare_payload();
-    http::async_write(socket, response, [self = shared_from_this()](const error_code&, std::size_t) {
-      error_code ignored;
-      self->socket.shutdown(asio::ip::tcp::socket::shutdown_both, ignored);
-      self->socket.close(ignored);
-      self->timer.cancel();
-    });
-  }
-};
-
-}  // namespace
-
-void MetricsServer::accept() {
-  acceptor_.async_accept([this](const error_code& ec, asio::ip::tcp::socket socket) {
-    if (ec == asio::error::operation_aborted) return;
-    if (ec) {
-      // EMFILE/ENFILE/ENOBUFS leave the connection in the backlog, so accepting again at
-      // once fails again at once: pause (doubling to 1 s) instead of spinning.
-      ++accept_errors_;
-      if (pause_.count() == 0) {  // one line per episode; the count is in accept_errors()
-        log_warning("metrics: accept failed (" + ec.message() + "); pausing the listener until it works again");
-      }
-      pause_ = std::min(std::max(pause_ * 2, std::chrono::milliseconds(50)), std::chrono::milliseconds(1000));
-      retry_.expires_after(pause_);
-      retry_.async_wait([this](const error_code& waited) {
-        if (!waited) accept();
-      });
-      return;
-    }
-    pause_ = std::chrono::milliseconds(0);
-    if (*sessions_ >= kMaxSessions) {
-      ++over_cap_;  // closed unanswered: a scraper retries, a flood costs nothing
-      error_code ignored;
-      socket.close(ignored);
-    } else {
-      std::make_shared<MetricsSession>(std::move(socket), render_, sessions_)->run();
-    }
-    accept();
-  });
 }
 
 }  // namespace skopos::tracker

@@ -3,8 +3,6 @@
 #pragma once
 
 #include <boost/asio/io_context.hpp>
-#include <boost/asio/ip/tcp.hpp>
-#include <boost/asio/steady_timer.hpp>
 
 #include <chrono>
 #include <cstdint>
@@ -13,6 +11,7 @@
 #include <memory>
 #include <string>
 
+#include "skopos/http_server.h"
 #include "skopos/result.h"
 #include "tracker/stream_server.h"
 #include "tracker/tracker.h"
@@ -37,30 +36,21 @@ class MetricsServer {
  public:
   using Render = std::function<std::string()>;
   MetricsServer(boost::asio::io_context& context, Render render);
-  ~MetricsServer();
 
   // `listen` is "127.0.0.1:9464", "[::1]:9464" or "localhost:9464"; non-loopback
   // addresses are refused (the metrics name containers and apps).
   Result<void> start(const std::string& listen);
-  void stop();
+  void stop() { server_.stop(); }
   // The bound port (useful with port 0).
-  unsigned short port() const;
+  unsigned short port() const { return server_.port(); }
   // Accepts that failed (EMFILE and the like), connections closed for being over the cap.
-  std::uint64_t accept_errors() const { return accept_errors_; }
-  std::uint64_t over_cap() const { return over_cap_; }
+  std::uint64_t accept_errors() const { return server_.accept_errors(); }
+  std::uint64_t over_cap() const { return server_.over_cap(); }
 
-  static constexpr int kMaxSessions = 16;
+  static constexpr int kMaxSessions = LoopbackHttpServer::kMaxSessions;
 
  private:
-  void accept();
-  boost::asio::io_context& context_;
-  Render render_;
-  boost::asio::ip::tcp::acceptor acceptor_;
-  boost::asio::steady_timer retry_;
-  std::shared_ptr<int> sessions_ = std::make_shared<int>(0);  // live sessions (shared with them)
-  std::uint64_t accept_errors_ = 0;
-  std::uint64_t over_cap_ = 0;
-  std::chrono::milliseconds pause_{0};
+  LoopbackHttpServer server_;
 };
 
 }  // namespace skopos::tracker
