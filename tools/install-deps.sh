@@ -29,8 +29,9 @@ packages=(
   # Maintenance windows in IANA time zones: Howard Hinnant's date library (the
   # <chrono> time zones that GCC 12's libstdc++ lacks) over the system's tzdata.
   libhowardhinnant-date-dev libdate-tz3 tzdata
-  # Health gates are tested against a real Prometheus and Alertmanager.
-  prometheus prometheus-alertmanager
+  # Health gates: alert selectors' regexes in RE2 (Alertmanager's dialect, linear time);
+  # tested against a real Prometheus and Alertmanager.
+  libre2-dev prometheus prometheus-alertmanager
   # A real ZooKeeper (with its Java runtime) for the health checks' tests; haproxy is
   # the balancer in front of the drained host in the drain tests.
   zookeeper haproxy

@@ -6,6 +6,7 @@
 #include <charconv>
 #include <cmath>
 #include <cstdio>
+#include <thread>
 #include <tuple>
 #include <memory>
 #include <string>
@@ -14,11 +15,13 @@
 #include "drain_reporter.h"
 #include "drain_runtime.h"
 #include "driver/agent.h"
+#include "driver/fleetlock.h"
 #include "driver/health_gates.h"
 #include "driver/pauses.h"
 #include "driver/reboot_triggers.h"
 #include "driver/reboot_windows.h"
 #include "driver/watchdog.h"
+#include "skopos/http_server.h"
 #include "skopos/log.h"
 #include "skopos/sd_notify.h"
 #include "stop_signals.h"
@@ -89,6 +92,8 @@ struct AgentConfig {
   WatchedRebootTriggers::Options triggers;
   std::string windows;  // this host's own maintenance windows (--window)
   std::string sentinel;  // --reboot-sentinel, split into argv in agent_command()
+  std::string fleetlock_listen;  // FleetLock's address; "": not served
+  std::string fleetlock_group;   // "": the tier's name
   // Health gates, as given (checked in agent_command()).
   std::string health_prometheus;
   std::string health_query;
@@ -135,7 +140,12 @@ HealthGateOptions health_options(const AgentConfig& config) {
     }
     *out = std::move(matchers).value();
   }
-  if (config.health_timeout.count() <= 0) throw FatalError("skopos agent: --health-timeout must be positive");
+  if (config.health_timeout.count() <= 0 || config.health_timeout > std::chrono::seconds(30)) {
+    throw FatalError("skopos agent: --health-timeout must be more than 0 and at most 30s");
+  }
+  if (options.prometheus && options.query.empty()) {
+    throw FatalError("skopos agent: --health-prometheus without --health-query checks nothing");
+  }
   options.timeout = config.health_timeout;
   options.soak = std::chrono::duration_cast<std::chrono::seconds>(config.soak);
   return options;
@@ -157,6 +167,12 @@ const OptionTable<AgentConfig>& own_options_table() {
            [](auto& c) -> auto& { return c.sentinel; });
     t.duration("reboot-sentinel-timeout", "how long the sentinel may take; later is no answer",
                [](auto& c) -> auto& { return c.triggers.sentinel_timeout; });
+    t.text("fleetlock-listen", "ADDR",
+           "serve FleetLock (the OS updater's reboot lock, e.g. Zincati's\nfleet_lock.base_url) on this loopback "
+           "address:port",
+           [](auto& c) -> auto& { return c.fleetlock_listen; });
+    t.text("fleetlock-group", "G", "the FleetLock group served (default: the tier's name)",
+           [](auto& c) -> auto& { return c.fleetlock_group; });
     t.duration("recheck", "look at the triggers (and try a failed drain again) at\nleast this often",
                [](auto& c) -> auto& { return c.agent.recheck; });
     t.duration("retry", "after a failed drain, try again this soon (doubling up to\n--recheck while it keeps failing)",
@@ -279,7 +295,11 @@ int agent_command(int argc, char** argv) {
   }
   WatchedRebootTriggers::Options watched = config.triggers;
   watched.sentinel = split_list(config.sentinel, ' ');
-  if (watched.sentinel_timeout.count() <= 0) throw FatalError("skopos agent: --reboot-sentinel-timeout must be positive");
+  watched.boot_id = runtime.identity().boot_id;
+  // Both run on the agent's thread between its watchdog pings (every 30 s): bounded.
+  if (watched.sentinel_timeout.count() <= 0 || watched.sentinel_timeout > std::chrono::seconds(30)) {
+    throw FatalError("skopos agent: --reboot-sentinel-timeout must be more than 0 and at most 30s");
+  }
   watched.prefix = global.prefix;
   watched.tier = options.drain.tier;
   watched.machine_id = runtime.identity().machine_id;
@@ -292,9 +312,29 @@ int agent_command(int argc, char** argv) {
     }
   }
 
+  // FleetLock: a loopback server on a thread of its own; a call wakes the agent.
+  WatchedRebootTriggers* wakes = nullptr;
+  FleetLockService fleetlock({config.fleetlock_group.empty() ? tier : config.fleetlock_group, options.journal_path,
+                              runtime.identity().boot_id},
+                             [&wakes] {
+                               if (wakes != nullptr) wakes->wake();
+                             });
+  boost::asio::io_context fleetlock_io;
+  LoopbackHttpServer fleetlock_server(fleetlock_io, "fleetlock", "FleetLock starts this host's drain",
+                                      [&fleetlock](const HttpServerRequest& request) { return fleetlock.handle(request); });
+  std::thread fleetlock_thread;
+  if (!config.fleetlock_listen.empty()) {
+    if (auto started = fleetlock_server.start(config.fleetlock_listen); !started) {
+      throw FatalError("skopos agent: --fleetlock-listen: " + started.error().message());
+    }
+    watched.fleetlock = &fleetlock;
+    fleetlock_thread = std::thread([&fleetlock_io] { fleetlock_io.run(); });
+  }
+
   const std::atomic<bool>& stop = install_stop_signals();
   const std::unique_ptr<HeartbeatThread> heartbeat = runtime.start_heartbeat();
   WatchedRebootTriggers triggers(watched, runtime.etcd(), runtime.new_etcd_client());
+  wakes = &triggers;
   AgentLog log(config.drain.events, config.drain.metrics_file);
   Agent agent(runtime.systems(), options, triggers, log, stop);
   (void)sd_notify("READY=1");
@@ -303,6 +343,10 @@ int agent_command(int argc, char** argv) {
              ") watching " + triggers.describe());
   agent.run();
   (void)sd_notify("STOPPING=1");
+  wakes = nullptr;
+  fleetlock_server.stop();
+  fleetlock_io.stop();
+  if (fleetlock_thread.joinable()) fleetlock_thread.join();
   // The key goes now, in our own reboot's shutdown too: this machine's locks show a
   // stale holder until the agent beats again after the boot.
   heartbeat->stop(true);

@@ -95,17 +95,11 @@ void print_states(const std::vector<std::pair<std::string, FenceState>>& states,
 }  // namespace
 
 int fence_command(int argc, char** argv) {
-  subcommand_first(argc, argv, own_options_table().spec().options);  // `skopos fence --chain X show` too
-  if (argc < 3 || std::string_view(argv[2]) == "--help" || std::string_view(argv[2]) == "-h") {
-    print_usage(argc < 3 ? stderr : stdout);
-    return argc < 3 ? kExitUsage : kExitOk;
-  }
-  const std::string command = argv[2];
-  if (command != "show" && command != "apply" && command != "remove") {
-    std::fprintf(stderr, "skopos fence: unknown command '%s'\n\n", command.c_str());
-    print_usage(stderr);
-    return kExitUsage;
-  }
+  int exit_code = kExitOk;  // `skopos fence --chain X show` too
+  const auto picked = pick_subcommand(argc, argv, "fence", own_options_table().spec().options,
+                                      {"show", "apply", "remove"}, print_usage, exit_code);
+  if (!picked) return exit_code;
+  const std::string command = *picked;
   FenceCommandConfig config;
   const auto parsed = parse_command(with_global_options(own_options_table()), argc, argv, config, 3,
                                     "skopos fence " + command, [] { print_usage(stdout); });

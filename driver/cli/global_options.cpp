@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
@@ -57,6 +58,25 @@ const std::set<std::string>& global_value_options() {
 void subcommand_first(int argc, char** argv, std::set<std::string> own) {
   own.insert(global_value_options().begin(), global_value_options().end());
   commands_first(argc, argv, 2, 1, own);
+}
+
+std::optional<std::string> pick_subcommand(int argc, char** argv, const std::string& command,
+                                           const std::set<std::string>& own, std::initializer_list<std::string_view> subcommands,
+                                           void (*print_usage)(std::FILE*), int& exit_code) {
+  subcommand_first(argc, argv, own);
+  if (argc < 3 || std::string_view(argv[2]) == "--help" || std::string_view(argv[2]) == "-h") {
+    print_usage(argc < 3 ? stderr : stdout);
+    exit_code = argc < 3 ? kExitUsage : kExitOk;
+    return std::nullopt;
+  }
+  const std::string_view sub = argv[2];
+  if (std::find(subcommands.begin(), subcommands.end(), sub) == subcommands.end()) {
+    std::fprintf(stderr, "skopos %s: unknown command '%s'\n\n", command.c_str(), argv[2]);
+    print_usage(stderr);
+    exit_code = kExitUsage;
+    return std::nullopt;
+  }
+  return std::string(sub);
 }
 
 void merge_config_file(const CliSpec& spec, CliArgs& args) {

@@ -2,10 +2,13 @@
 // prefix and TLS files, this machine's id, JSON output, log level.
 #pragma once
 
+#include <cstdio>
+#include <initializer_list>
 #include <memory>
 #include <optional>
 #include <set>
 #include <string>
+#include <string_view>
 
 #include "driver/etcd_client.h"
 #include "driver/fence.h"
@@ -61,6 +64,14 @@ const std::set<std::string>& global_value_options();
 // be global ones or `own` (the command's options that take a value): `skopos lock
 // --etcd-endpoints X status` reads as `skopos lock status --etcd-endpoints X`.
 void subcommand_first(int argc, char** argv, std::set<std::string> own);
+
+// `skopos <command> SUB ...`: SUB (argv[2], moved ahead of the options as
+// subcommand_first() does) when it is one of `subcommands`. Otherwise nullopt, with the
+// usage printed -- to stdout for --help (exit 0), to stderr after "unknown command" or
+// when none was given (exit 2) -- and the exit code in `exit_code`.
+std::optional<std::string> pick_subcommand(int argc, char** argv, const std::string& command,
+                                           const std::set<std::string>& own, std::initializer_list<std::string_view> subcommands,
+                                           void (*print_usage)(std::FILE*), int& exit_code);
 
 struct GlobalOptions {
   EtcdOptions etcd;

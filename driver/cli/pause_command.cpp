@@ -86,6 +86,9 @@ int pause_command(int argc, char** argv) {
   if (!etcd) throw FatalError("skopos: etcd client: " + etcd.error().message);
   PauseStore store(**etcd, global.prefix);
   if (command == "pauses") {
+    if (config.tier || !config.host.empty() || !config.reason.empty()) {
+      throw FatalError(what + ": lists every pause; --tier, --host and --reason are for pause and resume");
+    }
     auto all = store.list();
     if (!all) return failed(all.error(), global.json);
     if (global.json) {

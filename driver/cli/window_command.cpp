@@ -134,17 +134,11 @@ int show(WindowStore& store, const WindowConfig& config, bool json) {
 }  // namespace
 
 int window_command(int argc, char** argv) {
-  subcommand_first(argc, argv, own_options_table().spec().options);
-  if (argc < 3 || std::string_view(argv[2]) == "--help" || std::string_view(argv[2]) == "-h") {
-    print_usage(argc < 3 ? stderr : stdout);
-    return argc < 3 ? kExitUsage : kExitOk;
-  }
-  const std::string command = argv[2];
-  if (command != "set" && command != "show" && command != "clear") {
-    std::fprintf(stderr, "skopos window: unknown command '%s'\n\n", command.c_str());
-    print_usage(stderr);
-    return kExitUsage;
-  }
+  int exit_code = kExitOk;
+  const auto picked = pick_subcommand(argc, argv, "window", own_options_table().spec().options, {"set", "show", "clear"},
+                                      print_usage, exit_code);
+  if (!picked) return exit_code;
+  const std::string command = *picked;
   WindowConfig config;
   const auto parsed = parse_command(with_global_options(own_options_table()), argc, argv, config, 3,
                                     "skopos window " + command, [] { print_usage(stdout); });

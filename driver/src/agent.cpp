@@ -138,6 +138,7 @@ AgentTurn Agent::drain(const std::string& trigger) {
   }
   DrainOptions options = options_.drain;
   options.trigger = trigger;
+  options.external_reboot = trigger.starts_with(kFleetLockTrigger);
   observer_.drain_started(options);
   Drain drain(systems_, *journal, options,
               [&](const DrainEvent& event) {

@@ -845,6 +845,13 @@ Result<void, DrainError> Drain::drained() {
 }
 
 Result<void, DrainError> Drain::reboot() {
+  if (options_.external_reboot) {
+    // The OS's updater reboots (FleetLock): the host is drained and holds its slot, and
+    // the journal says so; the updater hears it on its next call.
+    emit(DrainEvent::Type::kInfo, "ready for the updater's reboot (boot id " + journal_.last()->boot_id + ")");
+    systems_.host.notify(drain_kind_token(facts_.kind), "rebooting", drain_id_);
+    return {};
+  }
   emit(DrainEvent::Type::kInfo, "rebooting (boot id " + journal_.last()->boot_id + ")");
   systems_.host.notify(drain_kind_token(facts_.kind), "rebooting", drain_id_);
   return systems_.host.reboot();
@@ -1102,14 +1109,15 @@ Result<void, DrainError> Drain::release_locks() {
   // its slot (bounded by the recovery's wait; past it the slot is kept, and the roll
   // waits for a person). A drain wound up before it took anything away just lets go.
   if (announce_ && options_.release_gate && !facts_.lock.empty()) {
+    std::string reason;
     auto healthy = wait_until("the health gates to open before the slot goes back",
                               [&](std::string& last) -> Result<bool, DrainError> {
                                 const StartGateVerdict verdict = options_.release_gate();
-                                last = verdict.reason;
+                                last = reason = verdict.reason;
                                 return verdict.open;
                               });
     if (!healthy) return healthy;
-    emit(DrainEvent::Type::kInfo, "health gates open: " + options_.release_gate().reason);
+    emit(DrainEvent::Type::kInfo, "health gates open: " + reason);
   }
   if (!facts_.lock.empty()) {
     // Token 0 (a stop between the grant and its journal entry): this machine's slot of

@@ -1,11 +1,12 @@
 #include "driver/health_gates.h"
 
+#include <re2/re2.h>
 #include <simdjson.h>
 
 #include <algorithm>
 #include <charconv>
 #include <cstdio>
-#include <regex>
+#include <limits>
 
 #include "driver/reboot_windows.h"
 #include "skopos/json_writer.h"
@@ -73,7 +74,7 @@ bool AlertMatcher::matches(const Labels& labels) const {
     case Op::kRegex:
     case Op::kNotRegex: {
       // Alertmanager anchors its regexes: the whole value must match.
-      const bool hit = std::regex_match(actual, std::regex(value, std::regex::ECMAScript));
+      const bool hit = regex != nullptr && re2::RE2::FullMatch(actual, *regex);
       return op == Op::kRegex ? hit : !hit;
     }
   }
@@ -133,11 +134,11 @@ Result<std::vector<AlertMatcher>, std::string> parse_alert_selector(std::string_
     });
     if (matcher.label.empty() || !label_ok) return unexpected("matcher '" + part + "': '" + matcher.label + "' is not a label name");
     if (matcher.op == AlertMatcher::Op::kRegex || matcher.op == AlertMatcher::Op::kNotRegex) {
-      try {
-        (void)std::regex(value, std::regex::ECMAScript);
-      } catch (const std::regex_error& error) {
-        return unexpected("matcher '" + part + "': not a regular expression (" + error.what() + ")");
-      }
+      re2::RE2::Options options;
+      options.set_log_errors(false);
+      auto regex = std::make_shared<const re2::RE2>(value, options);
+      if (!regex->ok()) return unexpected("matcher '" + part + "': not a regular expression (" + regex->error() + ")");
+      matcher.regex = std::move(regex);
     }
     matcher.value = std::move(value);
     out.push_back(std::move(matcher));
@@ -180,7 +181,7 @@ Result<std::optional<std::pair<std::int64_t, std::string>>, std::string> SoakRec
   simdjson::dom::object object;
   std::int64_t at = 0;
   std::string_view hostname;
-  if (parser.parse(found->kvs.front().value).get(object) != simdjson::SUCCESS ||
+  if (parser.parse(found->kvs.front().value.data(), found->kvs.front().value.size(), true).get(object) != simdjson::SUCCESS ||
       object["at"].get(at) != simdjson::SUCCESS || object["hostname"].get(hostname) != simdjson::SUCCESS) {
     return unexpected(key + " holds '" + found->kvs.front().value.substr(0, 100) + "', not {\"at\",\"hostname\"}");
   }
@@ -274,7 +275,7 @@ HealthVerdict HealthGates::check_query() {
   simdjson::dom::parser parser;
   simdjson::dom::object root;
   std::string_view status;
-  if (parser.parse(response->body).get(root) != simdjson::SUCCESS || root["status"].get(status) != simdjson::SUCCESS) {
+  if (parser.parse(response->body.data(), response->body.size(), true).get(root) != simdjson::SUCCESS || root["status"].get(status) != simdjson::SUCCESS) {
     return closed(what + " cannot be evaluated: HTTP " + std::to_string(response->status) + ", not Prometheus's answer");
   }
   if (status != "success") {
@@ -291,6 +292,18 @@ HealthVerdict HealthGates::check_query() {
   const auto sample = [](simdjson::dom::array pair, double& value) {
     std::string_view text;
     if (pair.at(1).get(text) != simdjson::SUCCESS) return false;
+    if (text == "+Inf" || text == "Inf") {
+      value = std::numeric_limits<double>::infinity();
+      return true;
+    }
+    if (text == "-Inf") {
+      value = -std::numeric_limits<double>::infinity();
+      return true;
+    }
+    if (text == "NaN") {
+      value = std::numeric_limits<double>::quiet_NaN();
+      return true;
+    }
     const auto parsed = std::from_chars(text.data(), text.data() + text.size(), value);
     return parsed.ec == std::errc{} && parsed.ptr == text.data() + text.size();
   };
@@ -304,7 +317,7 @@ HealthVerdict HealthGates::check_query() {
       double value = 0;
       if (item["metric"].get(metric) != simdjson::SUCCESS || item["value"].get(pair) != simdjson::SUCCESS ||
           !sample(pair, value)) {
-        return closed(what + " cannot be evaluated: a series without a metric and a numeric value");
+        return closed(what + " cannot be evaluated: a series without a metric and a float value (a histogram?)");
       }
       const Labels labels = read_labels(metric);
       series.emplace_back(labels_text("__name__", labels), value);
@@ -338,14 +351,14 @@ HealthVerdict HealthGates::check_query() {
 
 HealthVerdict HealthGates::check_alerts() {
   HttpRequest request;
-  request.target = "/api/v2/alerts?active=true&silenced=false&inhibited=false&unprocessed=false";
+  request.target = "/api/v2/alerts?active=true&silenced=false&inhibited=false&unprocessed=true";
   for (const AlertMatcher& matcher : options_.alerts) request.target += "&filter=" + url_query_escape(matcher.text());
   request.idempotent = true;
   auto response = alertmanager_->request(request);
   if (!response) return closed(unreachable("Alertmanager", response.error()));
   simdjson::dom::parser parser;
   simdjson::dom::array alerts;
-  if (response->status != 200 || parser.parse(response->body).get(alerts) != simdjson::SUCCESS) {
+  if (response->status != 200 || parser.parse(response->body.data(), response->body.size(), true).get(alerts) != simdjson::SUCCESS) {
     return closed("Alertmanager cannot be evaluated: HTTP " + std::to_string(response->status) +
                   ", not a list of alerts (" + response->body.substr(0, 200) + ")");
   }
@@ -357,7 +370,7 @@ HealthVerdict HealthGates::check_alerts() {
         alert["status"]["state"].get(state) != simdjson::SUCCESS) {
       return closed("Alertmanager cannot be evaluated: an alert without labels and status.state");
     }
-    if (state != "active") continue;  // suppressed (silenced, inhibited) or not yet processed
+    if (state == "suppressed") continue;  // silenced or inhibited; "unprocessed" counts (fail closed)
     const Labels labels = read_labels(labels_object);
     // The API filtered by the selector; checked again here, so an Alertmanager that
     // ignores the filter cannot open the gate.

@@ -3,11 +3,14 @@
 #include <poll.h>
 #include <sys/eventfd.h>
 #include <sys/inotify.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
+#include <optional>
 #include <vector>
 
 #include "driver/pauses.h"
@@ -57,24 +60,43 @@ std::string WatchedRebootTriggers::describe() const {
   std::string out = "'" + options_.trigger_file + "'";
   if (!options_.reboot_required_file.empty()) out += ", '" + options_.reboot_required_file + "'";
   if (!options_.sentinel.empty()) out += ", the reboot sentinel '" + options_.sentinel.front() + "'";
+  if (options_.fleetlock != nullptr) out += ", the updater's FleetLock calls";
   return out + " and rolling reboots of " + tier_name(options_.tier);
 }
 
+namespace {
+
+// When this boot began (unix seconds, /proc/stat's btime); 0 if unknown.
+std::int64_t boot_time() {
+  std::ifstream stat("/proc/stat");
+  std::string word;
+  while (stat >> word) {
+    if (word == "btime") {
+      std::int64_t at = 0;
+      stat >> at;
+      return at;
+    }
+  }
+  return 0;
+}
+
+}  // namespace
+
+std::string WatchedRebootTriggers::sentinel_record() const {
+  return (fs::path(options_.trigger_file).parent_path() / "sentinel-rebooted").string();
+}
+
 std::string WatchedRebootTriggers::own_signs(std::string& note) {
-  const auto asks = [&](const std::string& sign, const std::string& what) {
-    if (answered_ != sign) return true;
-    note = what + " still asks for a reboot after the one it asked for: not rebooting again for it until it has "
-                  "said that none is needed (a reboot loop otherwise)";
-    return false;
-  };
-  const auto answered = [&](const std::string& sign) {
-    if (answered_ == sign) answered_.clear();
-  };
   if (!options_.reboot_required_file.empty()) {
-    if (::access(options_.reboot_required_file.c_str(), F_OK) == 0) {
-      if (asks("reboot-required", "'" + options_.reboot_required_file + "'")) return "reboot-required";
-    } else {
-      answered("reboot-required");
+    struct stat st {};
+    if (::stat(options_.reboot_required_file.c_str(), &st) == 0) {
+      // On /run the file cannot outlive a boot: one older than this boot survived the
+      // reboot it asked for (not on /run, or not removed), and would ask again forever.
+      const std::int64_t booted = boot_time();
+      if (booted == 0 || st.st_mtime >= booted) return "reboot-required";
+      note = "'" + options_.reboot_required_file +
+             "' is older than this boot: it survived the reboot it asked for, and asks for no other (remove it, or "
+             "touch it to ask again)";
     }
   }
   if (options_.sentinel.empty()) return "";
@@ -86,7 +108,8 @@ std::string WatchedRebootTriggers::own_signs(std::string& note) {
     return "";
   }
   if (ran->exit_code == 1) {
-    answered("sentinel");
+    std::error_code ignored;
+    fs::remove(sentinel_record(), ignored);  // it said "not needed": it may ask again
     return "";
   }
   if (ran->exit_code != 0) {
@@ -95,28 +118,60 @@ std::string WatchedRebootTriggers::own_signs(std::string& note) {
            (err.empty() ? "" : " (" + err + ")") + ", neither 0 (reboot needed) nor 1 (not needed): it asks for no reboot";
     return "";
   }
-  return asks("sentinel", "reboot sentinel '" + command + "'") ? "sentinel" : "";
+  // Asking again in a later boot than the one whose reboot it asked for, without having
+  // said "not needed" in between, is a loop (kept on disk: an agent restart does not
+  // forget it).
+  std::string asked_in;
+  std::ifstream(sentinel_record()) >> asked_in;
+  if (!asked_in.empty() && asked_in != options_.boot_id) {
+    note = "reboot sentinel '" + command +
+           "' still asks for a reboot after the one it asked for: not rebooting again for it until it has said "
+           "that none is needed (exit 1)";
+    return "";
+  }
+  return "sentinel";
+}
+
+void WatchedRebootTriggers::wake() {
+  const std::uint64_t one = 1;
+  (void)::write(wake_.get(), &one, sizeof one);
 }
 
 Result<std::string, std::string> WatchedRebootTriggers::requested() {
   if (::access(options_.trigger_file.c_str(), F_OK) == 0) return std::string("file");
+  if (options_.fleetlock != nullptr) {
+    if (std::string asked = options_.fleetlock->requested(); !asked.empty()) return asked;
+  }
   std::string note;
   const std::string own = own_signs(note);
-  // A problem is reported once (the agent logs a returned error as a warning), and the
-  // other sources are still looked at.
-  const bool tell = !note.empty() && note != told_;
-  told_ = note;
   if (!own.empty()) return own;
+  // A problem is reported once (the agent logs a returned error as a warning), and the
+  // other sources are still looked at; it counts as told only when it was returned.
+  const bool tell = !note.empty() && note != told_;
+  if (note.empty()) told_.clear();
   auto pending = rolling_.pending(tier_name(options_.tier), options_.machine_id, options_.hostname);
-  if (!pending) return unexpected("rolling reboot: " + pending.error().message + (tell ? "; " + note : ""));
+  if (!pending) {
+    if (tell) told_ = note;
+    return unexpected("rolling reboot: " + pending.error().message + (tell ? "; " + note : ""));
+  }
   if (*pending) return rolling_trigger((*pending)->id);
-  if (tell) return unexpected(note);
+  if (tell) {
+    told_ = note;
+    return unexpected(note);
+  }
   return std::string();
 }
 
 Result<void, std::string> WatchedRebootTriggers::mark_rolling_done(const std::string& trigger) {
-  const auto id = rolling_request_id(trigger);
-  if (!id) return {};
+  // One reboot answers every request there was: a rolling request waiting for this host
+  // is done too, whatever asked (or the host would reboot again for the roll).
+  std::optional<std::string> id = rolling_request_id(trigger);
+  if (!id) {
+    auto pending = rolling_.pending(tier_name(options_.tier), options_.machine_id, options_.hostname);
+    if (!pending) return unexpected("rolling reboot: " + pending.error().message);
+    if (!*pending) return {};
+    id = (*pending)->id;
+  }
   auto done = rolling_.mark_done(tier_name(options_.tier), options_.machine_id, options_.hostname, *id);
   if (!done) return unexpected("rolling reboot: " + done.error().message);
   return {};
@@ -126,12 +181,15 @@ Result<void, std::string> WatchedRebootTriggers::consumed(const std::string& tri
   // The file goes whatever asked: one reboot answers every request there was.
   std::error_code ec;
   fs::remove(options_.trigger_file, ec);
+  if (options_.fleetlock != nullptr) options_.fleetlock->taken(trigger);
+  if (trigger == "sentinel") {
+    // The boot whose reboot the sentinel asked for; written before the reboot command.
+    std::ofstream(sentinel_record()) << options_.boot_id << "\n";
+  }
   return mark_rolling_done(trigger);
 }
 
 Result<void, std::string> WatchedRebootTriggers::completed(const std::string& trigger) {
-  // This boot answered the host's own sign: if it still asks, that is a loop.
-  if (trigger == "reboot-required" || trigger == "sentinel") answered_ = trigger;
   return mark_rolling_done(trigger);
 }
 
@@ -150,12 +208,22 @@ void WatchedRebootTriggers::wait(std::chrono::milliseconds timeout, const std::a
     alive();
     pollfd fds[2] = {{wake_.get(), POLLIN, 0}, {inotify_ ? inotify_.get() : -1, POLLIN, 0}};
     if (::poll(fds, 2, 200) > 0) {
-      char buffer[4096];
-      while (::read(wake_.get(), buffer, 8) > 0) {
+      alignas(inotify_event) char buffer[4096];
+      bool woken = false;
+      while (::read(wake_.get(), buffer, 8) > 0) woken = true;
+      // Only the files watched count: /run sees pid files and utmp all day long.
+      const std::string names[2] = {fs::path(options_.trigger_file).filename().string(),
+                                    fs::path(options_.reboot_required_file).filename().string()};
+      ssize_t n = 0;
+      while (inotify_ && (n = ::read(inotify_.get(), buffer, sizeof buffer)) > 0) {
+        for (ssize_t at = 0; at + static_cast<ssize_t>(sizeof(inotify_event)) <= n;) {
+          const auto* event = reinterpret_cast<const inotify_event*>(buffer + at);
+          const std::string name = event->len > 0 ? std::string(event->name) : std::string();
+          if (!name.empty() && (name == names[0] || name == names[1])) woken = true;
+          at += static_cast<ssize_t>(sizeof(inotify_event) + event->len);
+        }
       }
-      while (inotify_ && ::read(inotify_.get(), buffer, sizeof buffer) > 0) {
-      }
-      return;
+      if (woken) return;
     }
   }
 }
@@ -201,8 +269,7 @@ void WatchedRebootTriggers::watch() {
       // Go on from the change (a change made while the agent reads is not missed); after
       // a compaction, from a fresh read.
       revision = changed->compacted ? 0 : changed->revision;
-      const std::uint64_t one = 1;
-      (void)::write(wake_.get(), &one, sizeof one);
+      wake();
     }
   }
 }

@@ -56,6 +56,44 @@ class RebootWindowsTest : public OneEtcdTest {
     }
     return run_process(argv);
   }
+  ProcessResult rolling(std::vector<std::string> args) {
+    std::vector<std::string> argv = {SKOPOS_CLI, "rolling-reboot", "--tier", "worker", "--etcd-endpoints",
+                                     server_->endpoint(), "--etcd-prefix", prefix_, "--machine-id", "admin"};
+    argv.insert(argv.end(), args.begin(), args.end());
+    return run_process(argv);
+  }
+  // `skopos agent` of machine `name` (host name "h-" + name) as systemd runs it, its
+  // notifications on notify_ and everything else in dir_, which it creates.
+  std::unique_ptr<ChildProcess> start_agent(const std::string& name) {
+    dir_ = "/tmp/skopos-agent-" + name + "-" + std::to_string(::getpid());
+    std::filesystem::create_directories(dir_);
+    notify_ = std::make_unique<NotifySocket>(dir_ + "/notify.sock");
+    ::setenv("NOTIFY_SOCKET", notify_->path().c_str(), 1);
+    auto agent = std::make_unique<ChildProcess>(std::vector<std::string>{
+        SKOPOS_CLI, "agent", "--etcd-endpoints", server_->endpoint(), "--etcd-prefix", prefix_, "--machine-id",
+        "agent-" + name, "--hostname", "h-" + name, "--journal", dir_ + "/journal", "--trigger-file",
+        dir_ + "/needs_reboot", "--reboot-required-file", dir_ + "/reboot-required", "--docker-socket",
+        "unix://" + dir_ + "/no-docker.sock", "--tracker-socket", dir_ + "/no-tracker.sock", "--recheck", "10m"});
+    ::unsetenv("NOTIFY_SOCKET");
+    return agent;
+  }
+  // Reads the agent's STATUS= lines until one starts with `prefix` or `limit` passes.
+  std::string status_starting(const std::string& prefix, std::chrono::seconds limit) {
+    for (auto deadline = Clock::now() + limit; Clock::now() < deadline;) {
+      const std::string line = notify_->next(500ms);
+      if (line.rfind("STATUS=" + prefix, 0) == 0) return line;
+    }
+    return std::string();
+  }
+  void stop_agent(ChildProcess& agent) {
+    ::kill(agent.pid(), SIGTERM);
+    agent.stop(0, 15s);
+    std::filesystem::remove_all(dir_);
+  }
+
+  std::string dir_;
+  std::unique_ptr<NotifySocket> notify_;
+
   RebootWindow make(std::string_view name, std::string_view days, std::string_view start, std::string_view duration) {
     auto made = make_window(name, days, start, duration, "UTC");
     if (!made) {
@@ -170,36 +208,12 @@ TEST_F(RebootWindowsTest, TheWindowCommandSetsShowsAndClears) {
 
 // The agent as systemd runs it: a rolling reboot asks for a reboot, a closed window holds
 // it (STATUS and rolling-reboot --status say why, no lock is taken), and a window set to
-// open now starts the drain within seconds, woken by its etcd watch. The drain itself fails later (no Docker here),
-// which does not matter: what is tested is when it starts.
+// open now starts the drain within seconds, woken by its etcd watch. The drain itself
+// fails later (no Docker here), which does not matter: what is tested is when it starts.
 TEST_F(RebootWindowsTest, AnAgentOutsideItsWindowWaitsSayingWhyAndStartsSoonAfterTheWindowOpens) {
-  const std::string dir = "/tmp/skopos-agent-window-" + std::to_string(::getpid());
-  std::filesystem::create_directories(dir);
   ASSERT_EQ(window({"set", "--tier", "worker", "nights", "daily", utc_clock(180min), "1h"}).exit_code, 0);
-  const auto rolling = [&](std::vector<std::string> args) {
-    std::vector<std::string> argv = {SKOPOS_CLI, "rolling-reboot", "--tier", "worker", "--etcd-endpoints",
-                                     server_->endpoint(), "--etcd-prefix", prefix_, "--machine-id", "admin"};
-    argv.insert(argv.end(), args.begin(), args.end());
-    return run_process(argv);
-  };
   ASSERT_EQ(rolling({}).exit_code, 0);
-  NotifySocket notify(dir + "/notify.sock");
-  ::setenv("NOTIFY_SOCKET", notify.path().c_str(), 1);
-  ChildProcess agent({SKOPOS_CLI, "agent", "--etcd-endpoints", server_->endpoint(), "--etcd-prefix", prefix_,
-                      "--machine-id", "agent-window", "--hostname", "h-window", "--journal", dir + "/journal",
-                      "--trigger-file", dir + "/needs_reboot", "--reboot-required-file", dir + "/reboot-required",
-                      "--docker-socket", "unix://" + dir + "/no-docker.sock",
-                      "--tracker-socket", dir + "/no-tracker.sock", "--recheck", "10m"});
-  ::unsetenv("NOTIFY_SOCKET");
-
-  // Reads STATUS= lines until one starts with `prefix` or `limit` passes.
-  const auto status_starting = [&](const std::string& prefix, std::chrono::seconds limit) {
-    for (auto deadline = Clock::now() + limit; Clock::now() < deadline;) {
-      const std::string line = notify.next(500ms);
-      if (line.rfind("STATUS=" + prefix, 0) == 0) return line;
-    }
-    return std::string();
-  };
+  auto agent = start_agent("window");
   const std::string waiting = status_starting("reboot requested, waiting: ", 15s);
   EXPECT_NE(waiting.find("outside window 'nights' (tier): opens "), std::string::npos) << waiting;
   std::this_thread::sleep_for(1s);
@@ -224,9 +238,7 @@ TEST_F(RebootWindowsTest, AnAgentOutsideItsWindowWaitsSayingWhyAndStartsSoonAfte
   EXPECT_FALSE(started.empty()) << "the drain did not start after the window opened";
   std::printf("window set to open now -> drain started: %lld ms (the recheck is 10 min)\n", static_cast<long long>(took.count()));
   EXPECT_LT(took, 20s);
-  ::kill(agent.pid(), SIGTERM);
-  agent.stop(0, 15s);
-  std::filesystem::remove_all(dir);
+  stop_agent(*agent);
 }
 
 // A pause holds a tier's agents from new turns, shows in every status, and a resume
@@ -241,12 +253,6 @@ TEST_F(RebootWindowsTest, APausedTierTakesNoTurnAndAResumeLetsItGo) {
     }
     return run_process(argv);
   };
-  const auto rolling = [&](std::vector<std::string> args) {
-    std::vector<std::string> argv = {SKOPOS_CLI, "rolling-reboot", "--tier", "worker", "--etcd-endpoints",
-                                     server_->endpoint(), "--etcd-prefix", prefix_, "--machine-id", "admin"};
-    argv.insert(argv.end(), args.begin(), args.end());
-    return run_process(argv);
-  };
   // Bad input first: exit 2, nothing written.
   EXPECT_EQ(agent_cli({"pause"}).exit_code, 2);
   EXPECT_EQ(agent_cli({"pause", "--host", "db 7"}).exit_code, 2);
@@ -259,24 +265,8 @@ TEST_F(RebootWindowsTest, APausedTierTakesNoTurnAndAResumeLetsItGo) {
   EXPECT_NE(listed.out.find("tier worker paused by "), std::string::npos) << listed.out;
   EXPECT_NE(listed.out.find(": kernel rollout on hold\n"), std::string::npos) << listed.out;
 
-  const std::string dir = "/tmp/skopos-agent-pause-" + std::to_string(::getpid());
-  std::filesystem::create_directories(dir);
   ASSERT_EQ(rolling({}).exit_code, 0);
-  NotifySocket notify(dir + "/notify.sock");
-  ::setenv("NOTIFY_SOCKET", notify.path().c_str(), 1);
-  ChildProcess agent({SKOPOS_CLI, "agent", "--etcd-endpoints", server_->endpoint(), "--etcd-prefix", prefix_,
-                      "--machine-id", "agent-pause", "--hostname", "h-pause", "--journal", dir + "/journal",
-                      "--trigger-file", dir + "/needs_reboot", "--reboot-required-file", dir + "/reboot-required",
-                      "--docker-socket", "unix://" + dir + "/no-docker.sock",
-                      "--tracker-socket", dir + "/no-tracker.sock", "--recheck", "10m"});
-  ::unsetenv("NOTIFY_SOCKET");
-  const auto status_starting = [&](const std::string& prefix, std::chrono::seconds limit) {
-    for (auto deadline = Clock::now() + limit; Clock::now() < deadline;) {
-      const std::string line = notify.next(500ms);
-      if (line.rfind("STATUS=" + prefix, 0) == 0) return line;
-    }
-    return std::string();
-  };
+  auto agent = start_agent("pause");
   const std::string waiting = status_starting("reboot requested, waiting: ", 15s);
   EXPECT_NE(waiting.find("tier worker paused by "), std::string::npos) << waiting;
   EXPECT_NE(waiting.find(": kernel rollout on hold"), std::string::npos) << waiting;
@@ -293,9 +283,7 @@ TEST_F(RebootWindowsTest, APausedTierTakesNoTurnAndAResumeLetsItGo) {
               static_cast<long long>(
                   std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - resumed_at).count()));
   EXPECT_EQ(agent_cli({"resume", "--tier", "worker"}).out, "tier worker was not paused\n");
-  ::kill(agent.pid(), SIGTERM);
-  agent.stop(0, 15s);
-  std::filesystem::remove_all(dir);
+  stop_agent(*agent);
 }
 
 }  // namespace

@@ -427,6 +427,88 @@ TEST(PrivilegedDrainEndToEnd, AgentRebootsOnItsTriggersOnceEachAndRecoversAfterB
   EXPECT_EQ(join(sandbox->leftovers()), "");
 }
 
+// ---- FleetLock: the OS's updater asks ----------------------------------------------
+//
+// The agent serves FleetLock; the test is the updater (Zincati): it asks /v1/pre-reboot
+// until the answer is 200 -- the host drained, holding its slot, and no reboot command
+// run -- then "reboots" the machine, and asks /v1/steady-state until the agent has
+// recovered the host and given its slot back. Requests as the protocol document writes
+// them, error cases included; the apps' load sees no failed request.
+
+// One FleetLock call as the updater sends it: the status and the body.
+std::pair<int, std::string> fleetlock_call(std::uint16_t port, const std::string& path, const std::string& id,
+                                           const std::string& group = "worker", bool header = true) {
+  const std::string body = R"({"client_params":{"group":")" + group + R"(","id":")" + id + R"("}})";
+  const std::string request = "POST " + path + " HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n" +
+                              (header ? std::string("fleet-lock-protocol: true\r\n") : std::string()) +
+                              "Content-Length: " + std::to_string(body.size()) + "\r\nConnection: close\r\n\r\n" + body;
+  const std::string answer = loopback_exchange(port, request);
+  if (answer.size() < 12) return {0, answer};
+  const auto blank = answer.find("\r\n\r\n");
+  return {std::atoi(answer.substr(9, 3).c_str()), blank == std::string::npos ? "" : answer.substr(blank + 4)};
+}
+
+TEST(PrivilegedDrainEndToEnd, TheUpdatersFleetLockCallsDrainTheHostBeforeItsRebootAndReleaseItAfter) {
+  SKOPOS_REQUIRE_ROOT();
+  auto sandbox = start_sandbox(1);
+  ASSERT_TRUE(sandbox);
+  const std::string rebooted = sandbox->dir() + "/rebooted";
+  const std::string log = sandbox->dir() + "/agent.log";
+  const std::uint16_t port = free_loopback_port();
+  const auto agent_argv = sandbox->skopos(
+      "agent", {"--trigger-file", sandbox->dir() + "/needs_reboot", "--reboot-required-file",
+                sandbox->dir() + "/reboot-required", "--reboot-command", "touch " + rebooted, "--fleetlock-listen",
+                "127.0.0.1:" + std::to_string(port), "--recheck", "2s", "--recover-timeout", "60s",
+                "--heartbeat-ttl", "3s"});
+  const std::string holder = "/skopos/locks/reboot/worker/holders/sandbox-a";
+  const auto etcd_has = [&](const std::string& key) {
+    return run({"etcdctl", "--endpoints", sandbox->etcd(), "get", key, "--keys-only"}).out.find(key) != std::string::npos;
+  };
+  Load load(sandbox->apps()[0].frontend, 4000);
+  {
+    Driver agent(agent_argv, log);
+    ASSERT_TRUE(wait_until(20s, [&] { return fleetlock_call(port, "/v1/steady-state", "zincati-1").first == 200; }))
+        << "at start the updater unlocks: nothing is held" << read_file(log);
+    // The protocol's error cases, on the live endpoint.
+    auto answer = fleetlock_call(port, "/v1/pre-reboot", "zincati-1", "worker", false);
+    EXPECT_EQ(answer.first, 400);
+    EXPECT_NE(answer.second.find("\"kind\":\"missing_header\""), std::string::npos) << answer.second;
+    answer = fleetlock_call(port, "/v1/pre-reboot", "zincati-1", "default");
+    EXPECT_EQ(answer.first, 409);
+    EXPECT_NE(answer.second.find("\"kind\":\"wrong_group\""), std::string::npos) << answer.second;
+    // The updater asks until it may reboot; meanwhile the host drains.
+    answer = fleetlock_call(port, "/v1/pre-reboot", "zincati-1");
+    EXPECT_EQ(answer.first, 503) << answer.second;
+    EXPECT_NE(answer.second.find("\"kind\":\"draining\""), std::string::npos) << answer.second;
+    EXPECT_EQ(fleetlock_call(port, "/v1/pre-reboot", "other-node").first, 409) << "the lock is the first client's";
+    ASSERT_TRUE(wait_until(90s, [&] { return fleetlock_call(port, "/v1/pre-reboot", "zincati-1").first == 200; }))
+        << read_file(log);
+    EXPECT_EQ(sandbox->journal_phase(), "reboot");
+    EXPECT_TRUE(etcd_has(holder)) << "the slot is held through the updater's reboot";
+    EXPECT_FALSE(exists(rebooted)) << "the updater reboots, not the reboot command";
+    EXPECT_EQ(fleetlock_call(port, "/v1/steady-state", "zincati-1").first, 409) << "drained, waiting for the reboot";
+    // The updater reboots the machine.
+    agent.signal(SIGTERM);
+    EXPECT_EQ(agent.wait(20s), 0) << read_file(log);
+    sandbox->new_boot();
+  }
+  {
+    Driver agent(agent_argv, log);
+    // After the boot the updater unlocks, and keeps asking until the host is back.
+    ASSERT_TRUE(wait_until(90s, [&] { return fleetlock_call(port, "/v1/steady-state", "zincati-1").first == 200; }))
+        << read_file(log);
+    EXPECT_EQ(sandbox->journal_phase(), "");
+    EXPECT_FALSE(etcd_has(holder)) << "released after recovery";
+    EXPECT_FALSE(exists(rebooted));
+    agent.signal(SIGTERM);
+    EXPECT_EQ(agent.wait(20s), 0) << read_file(log);
+  }
+  const Load::Totals totals = load.wait();
+  EXPECT_EQ(totals.failed, 0) << totals.text;
+  EXPECT_EQ(totals.served, 4000) << totals.text;
+  EXPECT_EQ(join(sandbox->leftovers()), "");
+}
+
 // ---- the control tier ----------------------------------------------------------------
 
 TEST(PrivilegedDrainEndToEnd, ControlTierMovesTheMarathonLeaderAwayAndRefusesToBreakZooKeeperQuorum) {

@@ -47,44 +47,53 @@ std::unique_ptr<PrometheusStack> PrometheusStack::start(const std::string& rules
   std::filesystem::create_directories(dir + "/prometheus");
   std::filesystem::create_directories(dir + "/alertmanager");
   stack->set_metrics("");
-  stack->target_port_ = free_loopback_port();
-  stack->prometheus_port_ = free_loopback_port();
-  stack->alertmanager_port_ = free_loopback_port();
+  // Ports chosen free can be taken before the servers bind them (tests run in parallel):
+  // a stack that does not come up is started again on new ports, a few times.
+  for (int attempt = 1;; ++attempt) {
+    stack->target_port_ = free_loopback_port();
+    stack->prometheus_port_ = free_loopback_port();
+    stack->alertmanager_port_ = free_loopback_port();
+    replace_file(dir + "/alertmanager.yml",
+               "route:\n  receiver: nobody\n  group_wait: 0s\n  group_interval: 1s\n  repeat_interval: 1h\n"
+               "receivers:\n  - name: nobody\n");
+    replace_file(dir + "/rules.yml", "groups:\n  - name: test\n    interval: 1s\n    rules:\n" + rules);
+    replace_file(dir + "/prometheus.yml",
+               "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n"
+               "rule_files: ['" + dir + "/rules.yml']\n"
+               "alerting:\n  alertmanagers:\n    - static_configs:\n        - targets: ['127.0.0.1:" +
+                   std::to_string(stack->alertmanager_port_) + "']\n"
+               "scrape_configs:\n  - job_name: test\n    static_configs:\n      - targets: ['127.0.0.1:" +
+                   std::to_string(stack->target_port_) + "']\n");
 
-  replace_file(dir + "/alertmanager.yml",
-             "route:\n  receiver: nobody\n  group_wait: 0s\n  group_interval: 1s\n  repeat_interval: 1h\n"
-             "receivers:\n  - name: nobody\n");
-  replace_file(dir + "/rules.yml", "groups:\n  - name: test\n    interval: 1s\n    rules:\n" + rules);
-  replace_file(dir + "/prometheus.yml",
-             "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n"
-             "rule_files: ['" + dir + "/rules.yml']\n"
-             "alerting:\n  alertmanagers:\n    - static_configs:\n        - targets: ['127.0.0.1:" +
-                 std::to_string(stack->alertmanager_port_) + "']\n"
-             "scrape_configs:\n  - job_name: test\n    static_configs:\n      - targets: ['127.0.0.1:" +
-                 std::to_string(stack->target_port_) + "']\n");
-
-  stack->target_ = std::make_unique<ChildProcess>(
-      std::vector<std::string>{"python3", "-m", "http.server", "--bind", "127.0.0.1", "--directory", dir + "/target",
-                               std::to_string(stack->target_port_)},
-      dir + "/target.log");
-  stack->alertmanager_ = std::make_unique<ChildProcess>(
-      std::vector<std::string>{"/usr/bin/prometheus-alertmanager", "--config.file=" + dir + "/alertmanager.yml",
-                               "--storage.path=" + dir + "/alertmanager",
-                               "--web.listen-address=127.0.0.1:" + std::to_string(stack->alertmanager_port_),
-                               "--cluster.listen-address=", "--log.level=warn"},
-      dir + "/alertmanager.log");
-  stack->prometheus_ = std::make_unique<ChildProcess>(
-      std::vector<std::string>{"/usr/bin/prometheus", "--config.file=" + dir + "/prometheus.yml",
-                               "--storage.tsdb.path=" + dir + "/prometheus",
-                               "--web.listen-address=127.0.0.1:" + std::to_string(stack->prometheus_port_),
-                               "--log.level=warn"},
-      dir + "/prometheus.log");
-  const bool up = wait_for(std::chrono::seconds(30), [&] {
-    return loopback_http(stack->prometheus_port_, "GET", "/-/ready").find("Ready") != std::string::npos &&
-           loopback_http(stack->alertmanager_port_, "GET", "/-/ready").find("OK") != std::string::npos &&
-           !loopback_http(stack->target_port_, "GET", "/metrics").empty();
-  });
-  if (!up) std::fprintf(stderr, "PrometheusStack: not ready within 30 s (logs in %s)\n", dir.c_str());
+    stack->target_ = std::make_unique<ChildProcess>(
+        std::vector<std::string>{"python3", "-m", "http.server", "--bind", "127.0.0.1", "--directory", dir + "/target",
+                                 std::to_string(stack->target_port_)},
+        dir + "/target.log");
+    stack->alertmanager_ = std::make_unique<ChildProcess>(
+        std::vector<std::string>{"/usr/bin/prometheus-alertmanager", "--config.file=" + dir + "/alertmanager.yml",
+                                 "--storage.path=" + dir + "/alertmanager",
+                                 "--web.listen-address=127.0.0.1:" + std::to_string(stack->alertmanager_port_),
+                                 "--cluster.listen-address=", "--log.level=warn"},
+        dir + "/alertmanager.log");
+    stack->prometheus_ = std::make_unique<ChildProcess>(
+        std::vector<std::string>{"/usr/bin/prometheus", "--config.file=" + dir + "/prometheus.yml",
+                                 "--storage.tsdb.path=" + dir + "/prometheus",
+                                 "--web.listen-address=127.0.0.1:" + std::to_string(stack->prometheus_port_),
+                                 "--log.level=warn"},
+        dir + "/prometheus.log");
+    const bool up = wait_for(std::chrono::seconds(30), [&] {
+      return loopback_http(stack->prometheus_port_, "GET", "/-/ready").find("Ready") != std::string::npos &&
+             loopback_http(stack->alertmanager_port_, "GET", "/-/ready").find("OK") != std::string::npos &&
+             !loopback_http(stack->target_port_, "GET", "/metrics").empty();
+    });
+    if (up) break;
+    std::fprintf(stderr, "PrometheusStack: not ready within 30 s (try %d; logs in %s)\n", attempt, dir.c_str());
+    for (auto* process : {&stack->prometheus_, &stack->alertmanager_, &stack->target_}) {
+      if (*process) (*process)->stop(SIGKILL, std::chrono::seconds(10));
+      process->reset();
+    }
+    if (attempt == 3) std::abort();  // a test failure, loudly
+  }
   return stack;
 }
 

@@ -32,12 +32,18 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <string_view>
 
 #include "driver/drain.h"
 #include "skopos/function_ref.h"
 #include "skopos/result.h"
 
 namespace skopos::driver {
+
+// The trigger of a reboot the OS's updater asked for through FleetLock
+// ("fleetlock:<client id>", fleetlock.h): its drain does not run the reboot command, the
+// updater reboots once it hears the host is ready.
+inline constexpr std::string_view kFleetLockTrigger = "fleetlock:";
 
 // Where reboot requests come from: the trigger file and the tier's rolling reboot in
 // `skopos agent` (WatchedRebootTriggers), a script in tests.

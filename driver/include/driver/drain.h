@@ -163,6 +163,9 @@ struct DrainOptions {
   // After the host came back, before it gives its slot back: the health gates (and the
   // start of the tier's soak time). Waited for up to recover_timeout; empty: none.
   StartGate release_gate;
+  // The reboot phase only journals: something else reboots the host (the OS's updater,
+  // through FleetLock), and recovery follows the boot as after any reboot.
+  bool external_reboot = false;
 };
 
 // What the drain reports as it goes: one event per phase and per progress tick. The

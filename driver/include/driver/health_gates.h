@@ -6,10 +6,11 @@
 //
 //   a Prometheus query   GET /api/v1/query: open when it returns no series, or (with a
 //                        bound) when every value is at most the bound
-//   firing alerts        GET /api/v2/alerts of Alertmanager, active only (silenced and
-//                        inhibited ones excluded by the API; pending alerts never reach
-//                        Alertmanager), matching a selector; alerts matching an ignore
-//                        selector (those the drain itself causes) do not count
+//   firing alerts        GET /api/v2/alerts of Alertmanager: every alert not suppressed
+//                        (silenced and inhibited ones are; one not yet processed counts:
+//                        fail closed; pending alerts never reach Alertmanager), matching a
+//                        selector; alerts matching an ignore selector (those the drain
+//                        itself causes) do not count
 //   a soak time          after a host of the tier came back from its reboot, the next
 //                        may start only this long after (the time is in etcd, written by
 //                        the agent that came back)
@@ -32,6 +33,10 @@
 #include "skopos/http_client.h"
 #include "skopos/result.h"
 
+namespace re2 {
+class RE2;
+}
+
 namespace skopos::driver {
 
 // One label matcher of an alert selector.
@@ -40,6 +45,9 @@ struct AlertMatcher {
   std::string label;
   Op op = Op::kEqual;
   std::string value;
+  // The regex, compiled once (RE2, Alertmanager's own dialect: linear time, anchored as
+  // Alertmanager anchors it).
+  std::shared_ptr<const re2::RE2> regex;
 
   bool matches(const std::vector<std::pair<std::string, std::string>>& labels) const;
   std::string text() const;  // as Alertmanager's API takes it: label="value"

@@ -9,14 +9,18 @@
 //   a sentinel command  run every turn (argv, no shell, with a timeout): exit 0 asks for
 //                       a reboot ("sentinel"), exit 1 does not; anything else -- missing,
 //                       timed out, another status -- never asks, and is reported;
+//   FleetLock           the OS's updater asking through the agent's FleetLock endpoint
+//                       (fleetlock.h): "fleetlock:<client id>";
 //   a rolling reboot    of this host's tier in etcd ("rolling:<request id>",
 //                       rolling_reboot.h); marked done for this machine when the reboot
 //                       is journaled and again once the host is back. An etcd watch on a
 //                       thread of its own (with its own client) wakes the agent when the
 //                       request changes.
-// A sign of the host's own (reboot-required, the sentinel) that still asks after the
-// reboot it asked for -- the host came back and the file or the command says the same --
-// asks no more until it has said "not needed" once: a reboot loop is reported instead.
+// A sign of the host's own that still asks after the reboot it asked for asks no more,
+// and the loop is reported: a reboot-required file older than this boot (it survived
+// the reboot), a sentinel saying 0 in a later boot than the one whose reboot it asked
+// for (recorded beside the trigger file) until it has said 1 once. A reboot for any
+// trigger also answers a rolling request waiting for this host.
 #pragma once
 
 #include <atomic>
@@ -27,6 +31,7 @@
 
 #include "driver/agent.h"
 #include "driver/etcd_client.h"
+#include "driver/fleetlock.h"
 #include "driver/rolling_reboot.h"
 #include "skopos/unique_fd.h"
 
@@ -39,6 +44,8 @@ class WatchedRebootTriggers : public RebootTriggers {
     std::string reboot_required_file = "/var/run/reboot-required";  // "": not looked at
     std::vector<std::string> sentinel;                               // argv; empty: none
     std::chrono::milliseconds sentinel_timeout{std::chrono::seconds(10)};
+    FleetLockService* fleetlock = nullptr;  // the updater's requests (FleetLock); may be null
+    std::string boot_id;                    // this boot (the sentinel's loop check)
     std::string prefix;  // the cluster's etcd prefix
     Tier tier = Tier::kWorker;
     std::string machine_id;
@@ -58,6 +65,8 @@ class WatchedRebootTriggers : public RebootTriggers {
   Result<void, std::string> failed(const std::string& trigger, const std::string& why) override;
   void wait(std::chrono::milliseconds timeout, const std::atomic<bool>& stop, FunctionRef<void()> alive) override;
   std::string describe() const override;
+  // Wakes a waiting agent (from any thread): a request arrived some other way.
+  void wake();
 
  private:
   void watch();
@@ -65,6 +74,8 @@ class WatchedRebootTriggers : public RebootTriggers {
   // The host's own signs: "reboot-required", "sentinel" or ""; `note` gets a problem to
   // report (a sentinel that cannot answer, a sign still there after its reboot).
   std::string own_signs(std::string& note);
+  // Beside the trigger file: the boot in which the sentinel's reboot was journaled.
+  std::string sentinel_record() const;
 
   Options options_;
   std::unique_ptr<EtcdClient> watch_etcd_;
@@ -73,8 +84,7 @@ class WatchedRebootTriggers : public RebootTriggers {
   UniqueFd wake_;                // eventfd: the watch saw a change
   UniqueFd inotify_;
   std::atomic<bool> stopping_{false};
-  std::string answered_;  // the own sign a reboot of this boot answered ("" for none)
-  std::string told_;      // the last problem reported, so it is reported once
+  std::string told_;  // the last problem reported, so it is reported once
   std::thread thread_;
 };
 
