@@ -84,6 +84,31 @@ class AgentLog : public AgentObserver {
   std::optional<DrainReporter> reporter_;
 };
 
+// The FleetLock server on a thread of its own; stopped and joined when it goes.
+class FleetLockEndpoint {
+ public:
+  FleetLockEndpoint(FleetLockService& service, const std::string& listen)
+      : server_(io_, "fleetlock", "FleetLock starts this host's drain",
+                [&service](const HttpServerRequest& request) { return service.handle(request); }) {
+    if (auto started = server_.start(listen); !started) {
+      throw FatalError("skopos agent: --fleetlock-listen: " + started.error().message());
+    }
+    thread_ = std::thread([this] { io_.run(); });
+  }
+  ~FleetLockEndpoint() {
+    io_.stop();
+    thread_.join();
+    server_.stop();  // the io thread has ended: nothing else touches the server now
+  }
+  FleetLockEndpoint(const FleetLockEndpoint&) = delete;
+  FleetLockEndpoint& operator=(const FleetLockEndpoint&) = delete;
+
+ private:
+  boost::asio::io_context io_;
+  LoopbackHttpServer server_;
+  std::thread thread_;
+};
+
 // Everything the agent's options set.
 struct AgentConfig {
   GlobalConfig global;
@@ -312,29 +337,20 @@ int agent_command(int argc, char** argv) {
     }
   }
 
-  // FleetLock: a loopback server on a thread of its own; a call wakes the agent.
-  WatchedRebootTriggers* wakes = nullptr;
+  // FleetLock: the service answers from the journal; its server (below, once the
+  // triggers it wakes exist) runs on a thread of its own.
   FleetLockService fleetlock({config.fleetlock_group.empty() ? tier : config.fleetlock_group, options.journal_path,
-                              runtime.identity().boot_id},
-                             [&wakes] {
-                               if (wakes != nullptr) wakes->wake();
-                             });
-  boost::asio::io_context fleetlock_io;
-  LoopbackHttpServer fleetlock_server(fleetlock_io, "fleetlock", "FleetLock starts this host's drain",
-                                      [&fleetlock](const HttpServerRequest& request) { return fleetlock.handle(request); });
-  std::thread fleetlock_thread;
-  if (!config.fleetlock_listen.empty()) {
-    if (auto started = fleetlock_server.start(config.fleetlock_listen); !started) {
-      throw FatalError("skopos agent: --fleetlock-listen: " + started.error().message());
-    }
-    watched.fleetlock = &fleetlock;
-    fleetlock_thread = std::thread([&fleetlock_io] { fleetlock_io.run(); });
-  }
+                              runtime.identity().boot_id});
+  if (!config.fleetlock_listen.empty()) watched.fleetlock = &fleetlock;
 
   const std::atomic<bool>& stop = install_stop_signals();
   const std::unique_ptr<HeartbeatThread> heartbeat = runtime.start_heartbeat();
   WatchedRebootTriggers triggers(watched, runtime.etcd(), runtime.new_etcd_client());
-  wakes = &triggers;
+  fleetlock.set_wake([&triggers] { triggers.wake(); });
+  // Declared after the triggers, so it is stopped and joined before they go, on every
+  // path out of here.
+  std::optional<FleetLockEndpoint> fleetlock_endpoint;
+  if (!config.fleetlock_listen.empty()) fleetlock_endpoint.emplace(fleetlock, config.fleetlock_listen);
   AgentLog log(config.drain.events, config.drain.metrics_file);
   Agent agent(runtime.systems(), options, triggers, log, stop);
   (void)sd_notify("READY=1");
@@ -343,10 +359,7 @@ int agent_command(int argc, char** argv) {
              ") watching " + triggers.describe());
   agent.run();
   (void)sd_notify("STOPPING=1");
-  wakes = nullptr;
-  fleetlock_server.stop();
-  fleetlock_io.stop();
-  if (fleetlock_thread.joinable()) fleetlock_thread.join();
+  fleetlock_endpoint.reset();
   // The key goes now, in our own reboot's shutdown too: this machine's locks show a
   // stale holder until the agent beats again after the boot.
   heartbeat->stop(true);

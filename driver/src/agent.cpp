@@ -165,6 +165,11 @@ AgentTurn Agent::drain(const std::string& trigger) {
     return AgentTurn::kFailed;
   }
   if (result->rebooting) {
+    triggers_.rebooting(trigger);
+    if (options.external_reboot) {
+      observer_.status("drained and holding the slot: ready for the updater's reboot");
+      return AgentTurn::kRebooting;
+    }
     observer_.status("reboot command ran; waiting for the shutdown");
     return AgentTurn::kRebooting;
   }

@@ -66,17 +66,30 @@ Result<FleetLockCall, HttpServerResponse> parse_fleetlock(const HttpServerReques
   return call;
 }
 
-FleetLockService::FleetLockService(Options options, std::function<void()> wake)
-    : options_(std::move(options)), wake_(std::move(wake)) {}
+FleetLockService::FleetLockService(Options options) : options_(std::move(options)) {}
 
-std::string FleetLockService::requested() const {
+void FleetLockService::set_wake(std::function<void()> wake) {
   const std::lock_guard<std::mutex> lock(mutex_);
+  wake_ = std::move(wake);
+}
+
+std::string FleetLockService::requested() {
+  const std::lock_guard<std::mutex> lock(mutex_);
+  if (!requested_.empty()) taken_up_ = true;
   return requested_;
 }
 
 void FleetLockService::taken(const std::string& trigger) {
   const std::lock_guard<std::mutex> lock(mutex_);
-  if (requested_ == trigger) requested_.clear();
+  if (requested_ == trigger) {
+    requested_.clear();
+    taken_up_ = false;
+  }
+}
+
+void FleetLockService::ready(const std::string& trigger) {
+  const std::lock_guard<std::mutex> lock(mutex_);
+  if (trigger.starts_with(kFleetLockTrigger)) ready_ = trigger;
 }
 
 HttpServerResponse FleetLockService::handle(const HttpServerRequest& request) {
@@ -87,44 +100,54 @@ HttpServerResponse FleetLockService::handle(const HttpServerRequest& request) {
                                                    call->group + "' (the updater's fleet-lock group)");
   }
   const std::string mine = std::string(kFleetLockTrigger) + call->id;
-  // What the drain has done, as the journal says (a read: the agent may be writing it).
+  const bool pre = call->op == FleetLockCall::Op::kPreReboot;
+  // The journal is read and the request decided under one lock, so a request the agent
+  // is taking up cannot be withdrawn or made twice in between.
+  const std::lock_guard<std::mutex> lock(mutex_);
   auto seen = Journal::inspect(options_.journal_path);
   if (!seen) return fleetlock_error(503, "journal_unreadable", "the agent's journal: " + seen.error().message());
   std::string problem;
   const auto progress = Drain::in_progress(*seen, &problem);
   if (!problem.empty()) return fleetlock_error(503, "journal_unreadable", problem);
-  const bool pre = call->op == FleetLockCall::Op::kPreReboot;
   if (!progress) {
     if (!pre) {
-      taken(mine);  // nothing held: unlocked, and a request not taken up is withdrawn
+      if (requested_ == mine && taken_up_) {
+        return fleetlock_error(503, "draining", "the agent is starting the drain this client asked for");
+      }
+      if (requested_ == mine) requested_.clear();  // nothing held: a request not taken up is withdrawn
       return ok();
     }
-    {
-      const std::lock_guard<std::mutex> lock(mutex_);
-      if (!requested_.empty() && requested_ != mine) {
-        return fleetlock_error(409, "failed_lock_owned",
-                               "a drain was asked for by client '" + requested_.substr(kFleetLockTrigger.size()) + "'");
-      }
-      requested_ = mine;
+    if (!requested_.empty() && requested_ != mine) {
+      return fleetlock_error(409, "failed_lock_owned",
+                             "a drain was asked for by client '" + requested_.substr(kFleetLockTrigger.size()) + "'");
     }
-    wake_();
+    if (requested_.empty()) {
+      requested_ = mine;
+      taken_up_ = false;
+      if (wake_) wake_();  // once per request: the updater's polling does not rush the agent
+    }
     return fleetlock_error(503, "draining", "drain requested: this host is drained before it may reboot");
   }
   const auto& [phase, facts] = *progress;
-  if (!facts.trigger.starts_with(kFleetLockTrigger)) {
-    if (!pre) return ok();  // this client holds nothing
-    return fleetlock_error(409, "failed_lock_busy", std::string("a ") + drain_kind_token(facts.kind) + " drain for '" +
-                                                        facts.trigger + "' is in progress (phase " +
-                                                        drain_phase_name(phase) + ")");
-  }
-  if (facts.trigger != mine) {
+  if (!facts.trigger.starts_with(kFleetLockTrigger) || facts.trigger != mine) {
+    if (!pre) return ok();  // this client holds nothing: unlocked
+    if (!facts.trigger.starts_with(kFleetLockTrigger)) {
+      return fleetlock_error(409, "failed_lock_busy", std::string("a ") + drain_kind_token(facts.kind) +
+                                                          " drain for '" + facts.trigger + "' is in progress (phase " +
+                                                          drain_phase_name(phase) + ")");
+    }
     return fleetlock_error(409, "failed_lock_owned",
                            "the drain is held by client '" + facts.trigger.substr(kFleetLockTrigger.size()) + "'");
   }
-  const bool rebooted = phase > DrainPhase::kReboot ||
-                        (phase == DrainPhase::kReboot && seen->last()->boot_id != options_.boot_id);
-  if (rebooted) return fleetlock_error(503, "recovering", std::string("recovering after the reboot: phase ") + drain_phase_name(phase));
-  if (phase == DrainPhase::kReboot) {
+  const JournalEntry& last = *seen->last();
+  const bool rebooted = phase > DrainPhase::kReboot || (phase == DrainPhase::kReboot && last.boot_id != options_.boot_id);
+  if (rebooted) {
+    return fleetlock_error(503, "recovering", std::string("recovering after the reboot: phase ") + drain_phase_name(phase));
+  }
+  // Ready: the reboot is journaled in this boot for a REBOOT drain holding its slot, and
+  // the agent says its reboot step passed (the slot checked under its fencing token).
+  const bool holds = facts.kind == DrainKind::kReboot && !facts.lock.empty() && last.fencing_token != 0;
+  if (phase == DrainPhase::kReboot && holds && ready_ == mine) {
     if (pre) return ok();  // drained, holding the slot: reboot now
     return fleetlock_error(409, "reboot_pending",
                            "drained and waiting for the reboot; reboot, or run 'skopos undrain' to bring it back");

@@ -162,11 +162,14 @@ Result<std::string, std::string> WatchedRebootTriggers::requested() {
   return std::string();
 }
 
-Result<void, std::string> WatchedRebootTriggers::mark_rolling_done(const std::string& trigger) {
-  // One reboot answers every request there was: a rolling request waiting for this host
-  // is done too, whatever asked (or the host would reboot again for the roll).
+Result<void, std::string> WatchedRebootTriggers::mark_rolling_done(const std::string& trigger, bool pending_too) {
+  // When the reboot is journaled, one reboot answers every request there was: a rolling
+  // request waiting for this host then is done too, whatever asked (or the host would
+  // reboot again for the roll). Back after it, only the trigger's own (a request made
+  // during the recovery was not answered by this reboot).
   std::optional<std::string> id = rolling_request_id(trigger);
   if (!id) {
+    if (!pending_too) return {};
     auto pending = rolling_.pending(tier_name(options_.tier), options_.machine_id, options_.hostname);
     if (!pending) return unexpected("rolling reboot: " + pending.error().message);
     if (!*pending) return {};
@@ -186,11 +189,15 @@ Result<void, std::string> WatchedRebootTriggers::consumed(const std::string& tri
     // The boot whose reboot the sentinel asked for; written before the reboot command.
     std::ofstream(sentinel_record()) << options_.boot_id << "\n";
   }
-  return mark_rolling_done(trigger);
+  return mark_rolling_done(trigger, true);
 }
 
 Result<void, std::string> WatchedRebootTriggers::completed(const std::string& trigger) {
-  return mark_rolling_done(trigger);
+  return mark_rolling_done(trigger, false);
+}
+
+void WatchedRebootTriggers::rebooting(const std::string& trigger) {
+  if (options_.fleetlock != nullptr) options_.fleetlock->ready(trigger);
 }
 
 Result<void, std::string> WatchedRebootTriggers::failed(const std::string& trigger, const std::string& why) {

@@ -61,6 +61,9 @@ class RebootTriggers {
   // A try at `trigger` failed (`why`); the agent tries again after its retry pause. For
   // `skopos rolling-reboot --status`, which shows the host as failed meanwhile.
   virtual Result<void, std::string> failed(const std::string& trigger, const std::string& why) = 0;
+  // The drain's reboot step is done -- the slot checked, the reboot command run, or for
+  // an external reboot the host ready for it (FleetLock answers 200 only from here on).
+  virtual void rebooting(const std::string& /*trigger*/) {}
   // Returns when a request may have changed, after `timeout`, or soon after `stop` is
   // set; calls `alive` at least every 200 ms meanwhile.
   virtual void wait(std::chrono::milliseconds timeout, const std::atomic<bool>& stop, FunctionRef<void()> alive) = 0;

@@ -3,14 +3,20 @@
 // local address, so that a host whose OS updates itself is drained before it reboots:
 //
 //   POST /v1/pre-reboot     200 once this host is drained and holds its tier slot (the
-//                           drain's reboot phase is journaled in this boot). Before
+//                           drain's reboot phase is journaled in this boot, with its
+//                           fencing token, and the agent says the slot passed its check
+//                           there -- in this process: after an agent restart, once the
+//                           resumed drain has checked it again). Before
 //                           that: the first call asks the agent for a drain
 //                           ("fleetlock:<id>"), and every call answers an error the
 //                           updater retries -- 503 {"kind":"draining","value":"..."}.
-//   POST /v1/steady-state   200 when no drain of this client is in progress (after the
-//                           reboot: once the agent has recovered the host and given its
-//                           slot back); 503 while it recovers; 409 while its drain waits
-//                           for the reboot.
+//   POST /v1/steady-state   200 when this client holds nothing (after the reboot: once
+//                           the agent has recovered the host and given its slot back);
+//                           503 while it recovers, and while its drain runs; 409 once
+//                           its drain waits for the reboot. (An updater that restarts in
+//                           the middle of its drain is answered so until the host reboots
+//                           or 'skopos undrain' brings it back: the agent does not yet roll
+//                           a drain back on an unlock.)
 //
 // Every request carries the header "fleet-lock-protocol: true" and the body
 // {"client_params":{"id":"...","group":"..."}}; the group must be the agent's (its tier,
@@ -18,7 +24,8 @@
 // 409 until it is over. Errors are JSON {"kind","value"} with 4xx/5xx, kinds from a
 // small fixed set.
 //
-// Thread-safe: the server's thread calls handle(); the agent's calls take_request().
+// Thread-safe: the server's thread calls handle(); the agent's thread requested(),
+// taken() and ready().
 #pragma once
 
 #include <functional>
@@ -49,20 +56,29 @@ class FleetLockService {
     std::string journal_path;  // the agent's journal: what the drain has done
     std::string boot_id;       // this boot
   };
-  // `wake`: tells the agent a request arrived (its triggers' wake).
-  FleetLockService(Options options, std::function<void()> wake);
+  explicit FleetLockService(Options options);
+
+  // Who to wake when a drain is asked for (the agent's triggers); nullptr: nobody. The
+  // agent sets it once its triggers exist and clears it before they go.
+  void set_wake(std::function<void()> wake);
 
   HttpServerResponse handle(const HttpServerRequest& request);
-  // The drain asked for and not yet taken up, as a trigger ("fleetlock:<id>"), or "".
-  std::string requested() const;
-  // The agent took it up (its reboot is journaled), or it is over: forget it.
+  // The drain asked for, as a trigger ("fleetlock:<id>"), or "": the agent is taking it
+  // up (until its drain is journaled, steady-state answers "draining", not 200).
+  std::string requested();
+  // Its reboot is journaled: the request is answered.
   void taken(const std::string& trigger);
+  // Its drain's reboot step passed (the slot checked under its fencing token): from now
+  // on, in this process, pre-reboot answers 200.
+  void ready(const std::string& trigger);
 
  private:
   Options options_;
+  std::mutex mutex_;
   std::function<void()> wake_;
-  mutable std::mutex mutex_;
-  std::string requested_;  // "fleetlock:<id>" asked for, not yet in the journal's past
+  std::string requested_;  // "fleetlock:<id>" asked for, not yet journaled as rebooting
+  bool taken_up_ = false;  // the agent has seen requested_
+  std::string ready_;      // the trigger whose drain is ready for the reboot
 };
 
 }  // namespace skopos::driver

@@ -63,6 +63,7 @@ class WatchedRebootTriggers : public RebootTriggers {
   Result<void, std::string> consumed(const std::string& trigger) override;
   Result<void, std::string> completed(const std::string& trigger) override;
   Result<void, std::string> failed(const std::string& trigger, const std::string& why) override;
+  void rebooting(const std::string& trigger) override;
   void wait(std::chrono::milliseconds timeout, const std::atomic<bool>& stop, FunctionRef<void()> alive) override;
   std::string describe() const override;
   // Wakes a waiting agent (from any thread): a request arrived some other way.
@@ -70,7 +71,7 @@ class WatchedRebootTriggers : public RebootTriggers {
 
  private:
   void watch();
-  Result<void, std::string> mark_rolling_done(const std::string& trigger);
+  Result<void, std::string> mark_rolling_done(const std::string& trigger, bool pending_too);
   // The host's own signs: "reboot-required", "sentinel" or ""; `note` gets a problem to
   // report (a sentinel that cannot answer, a sign still there after its reboot).
   std::string own_signs(std::string& note);

@@ -71,6 +71,7 @@ class FleetLockServiceTest : public ::testing::Test {
   void SetUp() override {
     std::filesystem::remove_all(dir_);
     std::filesystem::create_directories(dir_);
+    service_.set_wake([this] { ++wakes_; });
   }
   void TearDown() override { std::filesystem::remove_all(dir_); }
   // The journal as a drain with `trigger` leaves it at `phase`, written in `boot`.
@@ -89,15 +90,16 @@ class FleetLockServiceTest : public ::testing::Test {
   }
   std::string dir_ = "/tmp/skopos-fleetlock-test-" + std::to_string(::getpid());
   int wakes_ = 0;
-  FleetLockService service_{{"worker", dir_ + "/journal", "boot-1"}, [this] { ++wakes_; }};
+  FleetLockService service_{{"worker", dir_ + "/journal", "boot-1"}};
 };
 
 TEST_F(FleetLockServiceTest, TheFirstPreRebootAsksForADrainAndOnlyItsClientOwnsIt) {
   HttpServerResponse answer = service_.handle(call("/v1/pre-reboot", "node-a"));
   EXPECT_EQ(answer.status, 503U) << "retried by the updater until the host is drained";
   EXPECT_EQ(kind(answer), "draining");
-  EXPECT_EQ(service_.requested(), "fleetlock:node-a");
   EXPECT_EQ(wakes_, 1);
+  (void)service_.handle(call("/v1/pre-reboot", "node-a"));
+  EXPECT_EQ(wakes_, 1) << "the updater's polling does not rush the agent: one wake per request";
   answer = service_.handle(call("/v1/pre-reboot", "node-b"));
   EXPECT_EQ(answer.status, 409U);
   EXPECT_EQ(kind(answer), "failed_lock_owned");
@@ -105,10 +107,16 @@ TEST_F(FleetLockServiceTest, TheFirstPreRebootAsksForADrainAndOnlyItsClientOwnsI
   EXPECT_EQ(answer.status, 409U);
   EXPECT_EQ(kind(answer), "wrong_group");
   EXPECT_NE(answer.body.find("serves group 'worker', not 'default'"), std::string::npos) << answer.body;
-  // The updater changed its mind before the drain started: the request is withdrawn.
+  // The updater changed its mind before the agent saw the request: withdrawn.
   answer = service_.handle(call("/v1/steady-state", "node-a"));
   EXPECT_EQ(answer.status, 200U);
   EXPECT_EQ(service_.requested(), "");
+  // Once the agent is taking it up, an unlock waits for the drain it started.
+  (void)service_.handle(call("/v1/pre-reboot", "node-a"));
+  EXPECT_EQ(service_.requested(), "fleetlock:node-a");
+  answer = service_.handle(call("/v1/steady-state", "node-a"));
+  EXPECT_EQ(answer.status, 503U);
+  EXPECT_EQ(kind(answer), "draining");
 }
 
 TEST_F(FleetLockServiceTest, PreRebootSucceedsOnlyOnceDrainedAndSteadyStateOnlyOnceRecovered) {
@@ -119,7 +127,12 @@ TEST_F(FleetLockServiceTest, PreRebootSucceedsOnlyOnceDrainedAndSteadyStateOnlyO
   EXPECT_NE(answer.body.find("draining: phase fence"), std::string::npos) << answer.body;
   EXPECT_EQ(kind(service_.handle(call("/v1/pre-reboot", "node-b"))), "failed_lock_owned");
 
-  journal("fleetlock:node-a", "reboot", "boot-1");  // drained, holding the slot
+  EXPECT_EQ(service_.handle(call("/v1/steady-state", "node-b")).status, 200U) << "node-b holds nothing";
+
+  journal("fleetlock:node-a", "reboot", "boot-1");
+  answer = service_.handle(call("/v1/pre-reboot", "node-a"));
+  EXPECT_EQ(answer.status, 503U) << "journaled, but the slot's check at the reboot step has not passed yet";
+  service_.ready("fleetlock:node-a");  // drained, the slot checked: ready
   EXPECT_EQ(service_.handle(call("/v1/pre-reboot", "node-a")).status, 200U);
   EXPECT_EQ(service_.handle(call("/v1/pre-reboot", "node-a")).status, 200U) << "recursive";
   answer = service_.handle(call("/v1/steady-state", "node-a"));
@@ -127,7 +140,7 @@ TEST_F(FleetLockServiceTest, PreRebootSucceedsOnlyOnceDrainedAndSteadyStateOnlyO
   EXPECT_EQ(kind(answer), "reboot_pending");
 
   // After the boot: recovering until the journal is finished.
-  FleetLockService after({"worker", dir_ + "/journal", "boot-2"}, [] {});
+  FleetLockService after({"worker", dir_ + "/journal", "boot-2"});
   answer = after.handle(call("/v1/steady-state", "node-a"));
   EXPECT_EQ(answer.status, 503U);
   EXPECT_EQ(kind(answer), "recovering");

@@ -8,6 +8,7 @@
 #include <sys/time.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <filesystem>
 #include <fstream>
 #include <thread>
@@ -134,6 +135,60 @@ TEST_F(RebootTriggersTest, ASentinelAsksWithExitZeroAndOneThatCannotAnswerNeverA
   EXPECT_NE(none.error().find("still asks for a reboot after the one it asked for"), std::string::npos) << none.error();
   (void)ask(after, "1");
   EXPECT_EQ(ask(after, "0").value_or("error"), "sentinel");
+}
+
+TEST_F(RebootTriggersTest, TheFileGoesWhenTheRebootIsJournaled) {
+  WatchedRebootTriggers triggers(options_, *etcd_, unreachable_etcd());
+  std::ofstream(options_.trigger_file) << "\n";
+  // One reboot answers every request there was: the file goes, and a rolling request
+  // waiting for this host is marked done -- in etcd, out of reach here: an error to
+  // report, after the file went.
+  EXPECT_FALSE(triggers.consumed("file"));
+  EXPECT_FALSE(fs::exists(options_.trigger_file));
+  std::ofstream(options_.trigger_file) << "\n";
+  auto rolling = triggers.consumed("rolling:r-1");
+  EXPECT_FALSE(rolling);
+  EXPECT_FALSE(fs::exists(options_.trigger_file)) << "one reboot answers every request: the file goes too";
+  EXPECT_TRUE(triggers.completed("file")) << "back after the reboot: only the trigger's own roll is marked";
+}
+
+TEST_F(RebootTriggersTest, ANewFileWakesAWaitingAgentAtOnceAndOtherFilesThereDoNot) {
+  WatchedRebootTriggers triggers(options_, *etcd_, unreachable_etcd());
+  std::atomic<bool> stop{false};
+  int alive = 0;
+  // Another file in the watched directory (/run sees pid files all day): no wake.
+  std::thread other([&] {
+    std::this_thread::sleep_for(100ms);
+    std::ofstream(dir_ + "/some.pid") << "1\n";
+  });
+  auto started = std::chrono::steady_clock::now();
+  triggers.wait(1s, stop, [&] { ++alive; });
+  other.join();
+  EXPECT_GE(std::chrono::steady_clock::now() - started, 950ms) << "an unrelated file woke the agent";
+  std::thread writer([&] {
+    std::this_thread::sleep_for(300ms);
+    std::ofstream(options_.trigger_file) << "\n";
+  });
+  started = std::chrono::steady_clock::now();
+  triggers.wait(30s, stop, [&] { ++alive; });
+  const auto waited = std::chrono::steady_clock::now() - started;
+  writer.join();
+  EXPECT_LT(waited, 10s) << "woken by inotify, not by the 30 s recheck";
+  EXPECT_GE(waited, 250ms);
+  EXPECT_GE(alive, 1) << "signs of life while waiting";
+}
+
+TEST_F(RebootTriggersTest, AStopEndsTheWait) {
+  WatchedRebootTriggers triggers(options_, *etcd_, unreachable_etcd());
+  std::atomic<bool> stop{false};
+  std::thread stopper([&] {
+    std::this_thread::sleep_for(200ms);
+    stop = true;
+  });
+  const auto started = std::chrono::steady_clock::now();
+  triggers.wait(30s, stop, [] {});
+  stopper.join();
+  EXPECT_LT(std::chrono::steady_clock::now() - started, 5s);
 }
 
 }  // namespace
