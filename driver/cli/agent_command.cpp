@@ -186,10 +186,11 @@ const OptionTable<AgentConfig>& own_options_table() {
     t.text("reboot-required-file", "PATH",
            "the OS's sign that a reboot is needed (Debian, Ubuntu);\n'' ignores it",
            [](auto& c) -> auto& { return c.triggers.reboot_required_file; });
-    t.text("reboot-sentinel", "CMD",
-           "a command run every turn (no shell; words split on spaces):\nexit 0 asks for a reboot, 1 does not, anything "
-           "else is\nreported and asks for none",
-           [](auto& c) -> auto& { return c.sentinel; });
+    t.text(
+        "reboot-sentinel", "CMD",
+        "a command run every turn (no shell; words split on spaces):\nexit 0 asks for a reboot, 1 does not, anything "
+        "else is\nreported and asks for none",
+        [](auto& c) -> auto& { return c.sentinel; });
     t.duration("reboot-sentinel-timeout", "how long the sentinel may take; later is no answer",
                [](auto& c) -> auto& { return c.triggers.sentinel_timeout; });
     t.text("fleetlock-listen", "ADDR",
@@ -204,19 +205,24 @@ const OptionTable<AgentConfig>& own_options_table() {
                [](auto& c) -> auto& { return c.agent.retry; });
     t.duration("reboot-wait", "after the reboot command, how long to wait for the\nshutdown before trying again",
                [](auto& c) -> auto& { return c.agent.reboot_wait; });
-    t.text("health-prometheus", "URL", "Prometheus for --health-query", [](auto& c) -> auto& { return c.health_prometheus; });
+    t.text(
+        "health-prometheus", "URL", "Prometheus for --health-query",
+        [](auto& c) -> auto& { return c.health_prometheus; });
     t.text("health-query", "PROMQL",
            "a health gate: no host starts, and none gives its slot back\nafter its reboot, while this returns a series "
            "(or one\nabove --health-query-max)",
            [](auto& c) -> auto& { return c.health_query; });
     t.text("health-query-max", "N", "--health-query: values up to N are healthy",
            [](auto& c) -> auto& { return c.health_query_max; });
-    t.text("health-alertmanager", "URL",
-           "a health gate: no host starts, and none gives its slot back,\nwhile Alertmanager has a firing alert (active: "
-           "not\nsilenced, inhibited or pending) matching --health-alerts",
-           [](auto& c) -> auto& { return c.health_alertmanager; });
-    t.text("health-alerts", "MATCHERS", "which alerts hold the roll (default: all), e.g.\nseverity=\"critical\",team=~\"db|web\"",
-           [](auto& c) -> auto& { return c.health_alerts; });
+    t.text(
+        "health-alertmanager", "URL",
+        "a health gate: no host starts, and none gives its slot back,\nwhile Alertmanager has a firing alert (active: "
+        "not\nsilenced, inhibited or pending) matching --health-alerts",
+        [](auto& c) -> auto& { return c.health_alertmanager; });
+    t.text(
+        "health-alerts", "MATCHERS",
+        "which alerts hold the roll (default: all), e.g.\nseverity=\"critical\",team=~\"db|web\"",
+        [](auto& c) -> auto& { return c.health_alerts; });
     t.text("health-ignore-alerts", "MATCHERS", "alerts that never hold it (those a drain itself causes)",
            [](auto& c) -> auto& { return c.health_ignore_alerts; });
     t.duration("health-timeout", "each health gate's request; no answer in time is a closed\ngate",

@@ -61,7 +61,8 @@ void subcommand_first(int argc, char** argv, std::set<std::string> own) {
 }
 
 std::optional<std::string> pick_subcommand(int argc, char** argv, const std::string& command,
-                                           const std::set<std::string>& own, std::initializer_list<std::string_view> subcommands,
+                                           const std::set<std::string>& own,
+                                           std::initializer_list<std::string_view> subcommands,
                                            void (*print_usage)(std::FILE*), int& exit_code) {
   subcommand_first(argc, argv, own);
   if (argc < 3 || std::string_view(argv[2]) == "--help" || std::string_view(argv[2]) == "-h") {

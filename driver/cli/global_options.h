@@ -70,7 +70,8 @@ void subcommand_first(int argc, char** argv, std::set<std::string> own);
 // usage printed -- to stdout for --help (exit 0), to stderr after "unknown command" or
 // when none was given (exit 2) -- and the exit code in `exit_code`.
 std::optional<std::string> pick_subcommand(int argc, char** argv, const std::string& command,
-                                           const std::set<std::string>& own, std::initializer_list<std::string_view> subcommands,
+                                           const std::set<std::string>& own,
+                                           std::initializer_list<std::string_view> subcommands,
                                            void (*print_usage)(std::FILE*), int& exit_code);
 
 struct GlobalOptions {

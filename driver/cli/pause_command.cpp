@@ -111,16 +111,20 @@ int pause_command(int argc, char** argv) {
     }
     return kExitOk;
   }
-  if (config.tier.has_value() == !config.host.empty()) throw FatalError(what + ": give --tier T or --host H (one of them)");
+  if (config.tier.has_value() == !config.host.empty()) {
+    throw FatalError(what + ": give --tier T or --host H (one of them)");
+  }
   const WindowStore::Scope scope = config.tier ? WindowStore::Scope::kTier : WindowStore::Scope::kHost;
   const std::string owner = config.tier ? tier_name(*config.tier) : config.host;
   if (!WindowStore::valid_part(owner)) {
-    throw FatalError(what + ": --host '" + owner + "' is not a host name", "1 to 64 of A-Z a-z 0-9 . _ -, as the agent's --hostname");
+    throw FatalError(what + ": --host '" + owner + "' is not a host name",
+                     "1 to 64 of A-Z a-z 0-9 . _ -, as the agent's --hostname");
   }
   const std::string who_text = std::string(config.tier ? "tier " : "host ") + owner;
   if (command == "pause") {
     if (config.reason.size() > 300) throw FatalError(what + ": --reason is longer than 300 characters");
-    const auto now = std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch());
+    const auto now =
+        std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch());
     if (auto paused = store.pause(scope, owner, config.reason, who(), now.count()); !paused) {
       return failed(paused.error(), global.json);
     }

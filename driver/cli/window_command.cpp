@@ -135,8 +135,8 @@ int show(WindowStore& store, const WindowConfig& config, bool json) {
 
 int window_command(int argc, char** argv) {
   int exit_code = kExitOk;
-  const auto picked = pick_subcommand(argc, argv, "window", own_options_table().spec().options, {"set", "show", "clear"},
-                                      print_usage, exit_code);
+  const auto picked = pick_subcommand(argc, argv, "window", own_options_table().spec().options,
+                                      {"set", "show", "clear"}, print_usage, exit_code);
   if (!picked) return exit_code;
   const std::string command = *picked;
   WindowConfig config;

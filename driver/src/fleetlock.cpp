@@ -40,7 +40,9 @@ Result<FleetLockCall, HttpServerResponse> parse_fleetlock(const HttpServerReques
                                                             "' is not a FleetLock endpoint (/v1/pre-reboot, "
                                                             "/v1/steady-state)"));
   }
-  if (request.method != "POST") return unexpected(fleetlock_error(405, "method_not_allowed", "FleetLock calls are POST"));
+  if (request.method != "POST") {
+    return unexpected(fleetlock_error(405, "method_not_allowed", "FleetLock calls are POST"));
+  }
   const auto header = request.headers.find("fleet-lock-protocol");
   if (header == request.headers.end() || header->second != "true") {
     return unexpected(fleetlock_error(400, "missing_header", "the header 'fleet-lock-protocol: true' is required"));
@@ -57,7 +59,9 @@ Result<FleetLockCall, HttpServerResponse> parse_fleetlock(const HttpServerReques
       client["group"].get(group) != simdjson::SUCCESS) {
     return unexpected(fleetlock_error(400, "invalid_body", "the body needs client_params.id and client_params.group"));
   }
-  if (id.empty() || id.size() > 256) return unexpected(fleetlock_error(400, "invalid_body", "client_params.id: 1 to 256 characters"));
+  if (id.empty() || id.size() > 256) {
+    return unexpected(fleetlock_error(400, "invalid_body", "client_params.id: 1 to 256 characters"));
+  }
   if (!valid_group(group)) {
     return unexpected(fleetlock_error(400, "invalid_body", "client_params.group must match ^[a-zA-Z0-9.-]+$"));
   }
@@ -140,9 +144,11 @@ HttpServerResponse FleetLockService::handle(const HttpServerRequest& request) {
                            "the drain is held by client '" + facts.trigger.substr(kFleetLockTrigger.size()) + "'");
   }
   const JournalEntry& last = *seen->last();
-  const bool rebooted = phase > DrainPhase::kReboot || (phase == DrainPhase::kReboot && last.boot_id != options_.boot_id);
+  const bool rebooted =
+      phase > DrainPhase::kReboot || (phase == DrainPhase::kReboot && last.boot_id != options_.boot_id);
   if (rebooted) {
-    return fleetlock_error(503, "recovering", std::string("recovering after the reboot: phase ") + drain_phase_name(phase));
+    return fleetlock_error(503, "recovering",
+                           std::string("recovering after the reboot: phase ") + drain_phase_name(phase));
   }
   // Ready: the reboot is journaled in this boot for a REBOOT drain holding its slot, and
   // the agent says its reboot step passed (the slot checked under its fencing token).

@@ -132,7 +132,9 @@ Result<std::vector<AlertMatcher>, std::string> parse_alert_selector(std::string_
     const bool label_ok = std::all_of(matcher.label.begin(), matcher.label.end(), [](char c) {
       return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_';
     });
-    if (matcher.label.empty() || !label_ok) return unexpected("matcher '" + part + "': '" + matcher.label + "' is not a label name");
+    if (matcher.label.empty() || !label_ok) {
+      return unexpected("matcher '" + part + "': '" + matcher.label + "' is not a label name");
+    }
     if (matcher.op == AlertMatcher::Op::kRegex || matcher.op == AlertMatcher::Op::kNotRegex) {
       re2::RE2::Options options;
       options.set_log_errors(false);
@@ -181,7 +183,8 @@ Result<std::optional<std::pair<std::int64_t, std::string>>, std::string> SoakRec
   simdjson::dom::object object;
   std::int64_t at = 0;
   std::string_view hostname;
-  if (parser.parse(found->kvs.front().value.data(), found->kvs.front().value.size(), true).get(object) != simdjson::SUCCESS ||
+  if (parser.parse(found->kvs.front().value.data(), found->kvs.front().value.size(), true).get(object) !=
+          simdjson::SUCCESS ||
       object["at"].get(at) != simdjson::SUCCESS || object["hostname"].get(hostname) != simdjson::SUCCESS) {
     return unexpected(key + " holds '" + found->kvs.front().value.substr(0, 100) + "', not {\"at\",\"hostname\"}");
   }
@@ -275,8 +278,10 @@ HealthVerdict HealthGates::check_query() {
   simdjson::dom::parser parser;
   simdjson::dom::object root;
   std::string_view status;
-  if (parser.parse(response->body.data(), response->body.size(), true).get(root) != simdjson::SUCCESS || root["status"].get(status) != simdjson::SUCCESS) {
-    return closed(what + " cannot be evaluated: HTTP " + std::to_string(response->status) + ", not Prometheus's answer");
+  if (parser.parse(response->body.data(), response->body.size(), true).get(root) != simdjson::SUCCESS ||
+      root["status"].get(status) != simdjson::SUCCESS) {
+    return closed(what + " cannot be evaluated: HTTP " + std::to_string(response->status) +
+                  ", not Prometheus's answer");
   }
   if (status != "success") {
     std::string_view error;
@@ -285,7 +290,8 @@ HealthVerdict HealthGates::check_query() {
   }
   std::string_view type;
   simdjson::dom::element result;
-  if (root["data"]["resultType"].get(type) != simdjson::SUCCESS || root["data"]["result"].get(result) != simdjson::SUCCESS) {
+  if (root["data"]["resultType"].get(type) != simdjson::SUCCESS ||
+      root["data"]["result"].get(result) != simdjson::SUCCESS) {
     return closed(what + " cannot be evaluated: no data.resultType and data.result in the answer");
   }
   // A sample's value is [time, "text"]; Prometheus writes NaN and infinities as text too.
@@ -330,7 +336,8 @@ HealthVerdict HealthGates::check_query() {
     }
     series.emplace_back("scalar", value);
   } else {
-    return closed(what + " cannot be evaluated: a " + std::string(type) + " result (write a query that gives a vector)");
+    return closed(what + " cannot be evaluated: a " + std::string(type) +
+                  " result (write a query that gives a vector)");
   }
   const auto over = [&](const std::pair<std::string, double>& s) {
     return !options_.query_max || !(s.second <= *options_.query_max);  // NaN is over any bound
@@ -358,7 +365,8 @@ HealthVerdict HealthGates::check_alerts() {
   if (!response) return closed(unreachable("Alertmanager", response.error()));
   simdjson::dom::parser parser;
   simdjson::dom::array alerts;
-  if (response->status != 200 || parser.parse(response->body.data(), response->body.size(), true).get(alerts) != simdjson::SUCCESS) {
+  if (response->status != 200 ||
+      parser.parse(response->body.data(), response->body.size(), true).get(alerts) != simdjson::SUCCESS) {
     return closed("Alertmanager cannot be evaluated: HTTP " + std::to_string(response->status) +
                   ", not a list of alerts (" + response->body.substr(0, 200) + ")");
   }
@@ -381,7 +389,10 @@ HealthVerdict HealthGates::check_alerts() {
     if (!options_.ignore.empty() && all(options_.ignore)) continue;
     firing.push_back(labels_text("alertname", labels));
   }
-  if (firing.empty()) return {true, "no firing alerts" + std::string(options_.alerts.empty() ? "" : " matching the selector"), std::nullopt};
+  if (firing.empty()) {
+    return {true, "no firing alerts" + std::string(options_.alerts.empty() ? "" : " matching the selector"),
+            std::nullopt};
+  }
   std::sort(firing.begin(), firing.end());
   return closed("firing alert " + firing.front() +
                 (firing.size() > 1 ? " and " + std::to_string(firing.size() - 1) + " more" : ""));

@@ -65,8 +65,9 @@ Result<std::vector<Pause>, std::string> PauseStore::list() {
     simdjson::dom::object object;
     std::string_view reason;
     std::string_view by;
-    if (parser.parse(kv.value.data(), kv.value.size(), true).get(object) != simdjson::SUCCESS || object["reason"].get(reason) != simdjson::SUCCESS ||
-        object["by"].get(by) != simdjson::SUCCESS || object["at"].get(pause.at) != simdjson::SUCCESS) {
+    if (parser.parse(kv.value.data(), kv.value.size(), true).get(object) != simdjson::SUCCESS ||
+        object["reason"].get(reason) != simdjson::SUCCESS || object["by"].get(by) != simdjson::SUCCESS ||
+        object["at"].get(pause.at) != simdjson::SUCCESS) {
       pause.problem = kv.key + " holds '" + kv.value.substr(0, 100) + "', not {\"reason\",\"by\",\"at\"}";
     } else {
       pause.reason = std::string(reason);

@@ -43,7 +43,8 @@ WatchedRebootTriggers::WatchedRebootTriggers(Options options, EtcdClient& etcd, 
   }
   if (!options_.reboot_required_file.empty()) {
     const fs::path required = fs::path(options_.reboot_required_file).parent_path();
-    if (!inotify_ || ::inotify_add_watch(inotify_.get(), required.c_str(), IN_CREATE | IN_MOVED_TO | IN_CLOSE_WRITE) < 0) {
+    if (!inotify_ ||
+        ::inotify_add_watch(inotify_.get(), required.c_str(), IN_CREATE | IN_MOVED_TO | IN_CLOSE_WRITE) < 0) {
       log_info("inotify on '" + required.string() + "': " + std::strerror(errno) + "; '" +
                options_.reboot_required_file + "' is looked at every recheck");
     }
@@ -115,7 +116,8 @@ std::string WatchedRebootTriggers::own_signs(std::string& note) {
   if (ran->exit_code != 0) {
     std::string err = ran->err.substr(0, ran->err.find('\n')).substr(0, 200);
     note = "reboot sentinel '" + command + "' exited " + std::to_string(ran->exit_code) +
-           (err.empty() ? "" : " (" + err + ")") + ", neither 0 (reboot needed) nor 1 (not needed): it asks for no reboot";
+           (err.empty() ? "" : " (" + err + ")") +
+           ", neither 0 (reboot needed) nor 1 (not needed): it asks for no reboot";
     return "";
   }
   // Asking again in a later boot than the one whose reboot it asked for, without having

@@ -89,7 +89,9 @@ std::string two_digits(long value) {
   return std::string(1, static_cast<char>('0' + value / 10)) + static_cast<char>('0' + value % 10);
 }
 
-std::string start_text(std::chrono::minutes start) { return two_digits(start.count() / 60) + ":" + two_digits(start.count() % 60); }
+std::string start_text(std::chrono::minutes start) {
+  return two_digits(start.count() / 60) + ":" + two_digits(start.count() % 60);
+}
 
 // The zone, or why there is none. locate_zone throws for a name the tz database lacks;
 // the zone's file is read only when first used, so it is used here once, inside the

@@ -195,7 +195,8 @@ TEST_F(RebootWindowsTest, TheWindowCommandSetsShowsAndClears) {
   EXPECT_EQ(root["windows"].get_array().size(), 2U) << show.out;
   ASSERT_EQ(window({"set", "--tier", "proxy", "now", "daily", utc_clock(120min), "1h"}).exit_code, 0);
   show = window({"show", "--tier", "proxy", "--host", "h1"});
-  EXPECT_NE(show.out.find("h1 in tier proxy: may not start now (outside window 'now' (tier): opens "), std::string::npos)
+  EXPECT_NE(show.out.find("h1 in tier proxy: may not start now (outside window 'now' (tier): opens "),
+            std::string::npos)
       << show.out;
 
   ProcessResult cleared = window({"clear", "--tier", "worker"});
@@ -236,7 +237,8 @@ TEST_F(RebootWindowsTest, AnAgentOutsideItsWindowWaitsSayingWhyAndStartsSoonAfte
   const std::string started = status_starting("reboot requested (rolling:", 20s);
   const auto took = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - opened);
   EXPECT_FALSE(started.empty()) << "the drain did not start after the window opened";
-  std::printf("window set to open now -> drain started: %lld ms (the recheck is 10 min)\n", static_cast<long long>(took.count()));
+  std::printf("window set to open now -> drain started: %lld ms (the recheck is 10 min)\n",
+              static_cast<long long>(took.count()));
   EXPECT_LT(took, 20s);
   stop_agent(*agent);
 }

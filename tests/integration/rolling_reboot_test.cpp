@@ -136,10 +136,11 @@ TEST_F(RollingRebootTest, TheStatusCommandShowsEveryHostsTurnTheSlotsAndAnEta) {
   };
   const auto json = cli({"--json"});
   ASSERT_EQ(json.exit_code, 0) << json.err;
-  for (const char* expected : {R"("counts":{"done":1,"in-progress":1,"stuck":0,"failed":0,"waiting":1,"gated":0,"down":1,"pending":0})",
-                               R"("machine_id":"m2","hostname":"host-m2","state":"in-progress","phase":"stop-containers")",
-                               R"("machine_id":"m3","hostname":"host-m3","state":"waiting","position":1)",
-                               R"("machine_id":"m4","hostname":"host-m4","state":"down")"}) {
+  for (const char* expected :
+       {R"("counts":{"done":1,"in-progress":1,"stuck":0,"failed":0,"waiting":1,"gated":0,"down":1,"pending":0})",
+        R"("machine_id":"m2","hostname":"host-m2","state":"in-progress","phase":"stop-containers")",
+        R"("machine_id":"m3","hostname":"host-m3","state":"waiting","position":1)",
+        R"("machine_id":"m4","hostname":"host-m4","state":"down")"}) {
     EXPECT_NE(json.out.find(expected), std::string::npos) << expected << " in " << json.out;
   }
   const auto text = cli({});

@@ -363,9 +363,9 @@ TEST(PrivilegedDrainEndToEnd, AgentRebootsOnItsTriggersOnceEachAndRecoversAfterB
   const std::string log = sandbox->dir() + "/agent.log";
   // The "reboot" only leaves a mark; the test then plays the machine: it stops the agent
   // as a shutdown would, changes the boot id and starts the agent again.
-  const auto agent_argv = sandbox->skopos("agent", {"--trigger-file", trigger, "--reboot-required-file", trigger + ".os",
-                                                    "--reboot-command", "touch " + rebooted,
-                                                    "--recheck", "2s", "--recover-timeout", "60s", "--heartbeat-ttl", "3s"});
+  const auto agent_argv = sandbox->skopos(
+      "agent", {"--trigger-file", trigger, "--reboot-required-file", trigger + ".os", "--reboot-command",
+                "touch " + rebooted, "--recheck", "2s", "--recover-timeout", "60s", "--heartbeat-ttl", "3s"});
   const std::string holder = "/skopos/locks/reboot/worker/holders/sandbox-a";
   const auto etcd_has = [&](const std::string& key) {
     return run({"etcdctl", "--endpoints", sandbox->etcd(), "get", key, "--keys-only"}).out.find(key) != std::string::npos;
@@ -462,7 +462,8 @@ TEST(PrivilegedDrainEndToEnd, TheUpdatersFleetLockCallsDrainTheHostBeforeItsRebo
                 "--heartbeat-ttl", "3s"});
   const std::string holder = "/skopos/locks/reboot/worker/holders/sandbox-a";
   const auto etcd_has = [&](const std::string& key) {
-    return run({"etcdctl", "--endpoints", sandbox->etcd(), "get", key, "--keys-only"}).out.find(key) != std::string::npos;
+    return run({"etcdctl", "--endpoints", sandbox->etcd(), "get", key, "--keys-only"}).out.find(key) !=
+           std::string::npos;
   };
   Load load(sandbox->apps()[0].frontend, 4000);
   {

@@ -49,9 +49,10 @@ TEST(FleetLockProtocol, RequestsOutsideTheProtocolAreRefusedWithAKindAndAValue) 
   EXPECT_NE(missing.body.find("\"value\":\"the header 'fleet-lock-protocol: true' is required\""), std::string::npos);
   no_header.headers["fleet-lock-protocol"] = "false";
   EXPECT_EQ(kind(parse_fleetlock(no_header).error()), "missing_header");
-  for (const char* body : {"not json", "{}", R"({"client_params":{"id":"a"}})", R"({"client_params":{"group":"g"}})",
-                           R"({"client_params":{"id":"","group":"g"}})", R"({"client_params":{"id":"a","group":""}})",
-                           R"({"client_params":{"id":"a","group":"a b"}})", R"({"client_params":{"id":1,"group":"g"}})"}) {
+  for (const char* body :
+       {"not json", "{}", R"({"client_params":{"id":"a"}})", R"({"client_params":{"group":"g"}})",
+        R"({"client_params":{"id":"","group":"g"}})", R"({"client_params":{"id":"a","group":""}})",
+        R"({"client_params":{"id":"a","group":"a b"}})", R"({"client_params":{"id":1,"group":"g"}})"}) {
     HttpServerRequest bad = call("/v1/steady-state");
     bad.body = body;
     const auto parsed = parse_fleetlock(bad);

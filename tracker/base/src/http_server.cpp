@@ -29,7 +29,9 @@ LoopbackHttpServer::~LoopbackHttpServer() { stop(); }
 Result<void> LoopbackHttpServer::start(const std::string& listen) {
   const std::string where = what_ + " listen";
   const auto colon = listen.rfind(':');
-  if (colon == std::string::npos) return unexpected(Error::invalid(where, listen, "expected ADDRESS:PORT, e.g. 127.0.0.1:9464"));
+  if (colon == std::string::npos) {
+    return unexpected(Error::invalid(where, listen, "expected ADDRESS:PORT, e.g. 127.0.0.1:9464"));
+  }
   std::string host = listen.substr(0, colon);
   if (host.size() >= 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
   if (host == "localhost") host = "127.0.0.1";
@@ -104,7 +106,8 @@ struct Session : std::enable_shared_from_this<Session> {
       request.target = std::string(message.target());
       for (const auto& field : message) {
         std::string name(field.name_string());
-        std::transform(name.begin(), name.end(), name.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+        std::transform(name.begin(), name.end(), name.begin(),
+                       [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
         request.headers[name] = std::string(field.value());
       }
       request.body = message.body();
