@@ -300,13 +300,8 @@ int agent_command(int argc, char** argv) {
   PauseStore pauses(runtime.etcd(), global.prefix);
   options.drain.start_gate = [&, local = *local_windows]() -> StartGateVerdict {
     const auto now = std::chrono::system_clock::now();
-    auto paused = pauses.list();
-    if (!paused) return {false, "pauses cannot be read: " + paused.error(), std::nullopt};
-    if (auto why = PauseStore::paused(*paused, tier, hostname)) return {false, *why, std::nullopt};
-    auto set = windows.for_host(tier, hostname);
-    if (!set) return {false, "maintenance windows cannot be read: " + set.error(), std::nullopt};
-    set->local = local;
-    const WindowVerdict window = evaluate_windows(*set, std::chrono::floor<std::chrono::seconds>(now));
+    const WindowVerdict window = pauses_and_windows(pauses.list(), windows.list(), local, tier, hostname,
+                                                    std::chrono::floor<std::chrono::seconds>(now));
     if (!window.open || !health.any()) return {window.open, window.reason, window.next_change};
     const HealthVerdict healthy = (*start_health)->check(now);
     if (!healthy.open) return {false, healthy.reason, healthy.opens_at};

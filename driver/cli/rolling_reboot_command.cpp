@@ -208,19 +208,7 @@ int status_command(RollingReboot& rolling, LockService& locks, EtcdClient& etcd,
   const SysSeconds now = std::chrono::floor<std::chrono::seconds>(std::chrono::system_clock::now());
   for (const HostProgress& host : view->progress.hosts) {
     if (host.turn != HostTurn::kPending) continue;
-    if (!pauses) {
-      closed[host.hostname] = "pauses cannot be read: " + pauses.error();
-      continue;
-    }
-    if (auto why = PauseStore::paused(*pauses, tier, host.hostname)) {
-      closed[host.hostname] = *why;
-      continue;
-    }
-    if (!stored) {
-      closed[host.hostname] = "maintenance windows cannot be read: " + stored.error();
-      continue;
-    }
-    const WindowVerdict verdict = evaluate_windows(WindowStore::select(*stored, tier, host.hostname), now);
+    const WindowVerdict verdict = pauses_and_windows(pauses, stored, {}, tier, host.hostname, now);
     if (!verdict.open) closed[host.hostname] = verdict.reason;
   }
   apply_gates(view->progress, closed);

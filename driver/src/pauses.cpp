@@ -90,4 +90,16 @@ std::optional<std::string> PauseStore::paused(const std::vector<Pause>& all, con
   return std::nullopt;
 }
 
+WindowVerdict pauses_and_windows(const Result<std::vector<Pause>, std::string>& pauses,
+                                 const Result<std::vector<WindowStore::Stored>, std::string>& windows,
+                                 const std::vector<RebootWindow>& local, const std::string& tier,
+                                 const std::string& hostname, SysSeconds now) {
+  if (!pauses) return {false, "pauses cannot be read: " + pauses.error(), std::nullopt};
+  if (auto why = PauseStore::paused(*pauses, tier, hostname)) return {false, *why, std::nullopt};
+  if (!windows) return {false, "maintenance windows cannot be read: " + windows.error(), std::nullopt};
+  WindowSet set = WindowStore::select(*windows, tier, hostname);
+  set.local = local;
+  return evaluate_windows(set, now);
+}
+
 }  // namespace skopos::driver

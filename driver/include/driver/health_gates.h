@@ -98,8 +98,6 @@ class HealthGates {
   // the wall clock (injected for tests).
   HealthVerdict check(std::chrono::system_clock::time_point now);
 
-  const HealthGateOptions& options() const { return options_; }
-
  private:
   HealthGates(HealthGateOptions options, SoakRecord* soak, std::string tier);
   HealthVerdict check_all(std::chrono::system_clock::time_point now);

@@ -56,4 +56,13 @@ class PauseStore {
   std::string prefix_;
 };
 
+// Whether a host of `tier` named `hostname` may start as far as etcd's pauses and
+// windows (and its agent's own `local` windows) say, at `now`: a pause first, then the
+// windows; a list that could not be read closes the gate. What the agent's start gate
+// checks before its health gates, and what rolling-reboot --status shows.
+WindowVerdict pauses_and_windows(const Result<std::vector<Pause>, std::string>& pauses,
+                                 const Result<std::vector<WindowStore::Stored>, std::string>& windows,
+                                 const std::vector<RebootWindow>& local, const std::string& tier,
+                                 const std::string& hostname, SysSeconds now);
+
 }  // namespace skopos::driver

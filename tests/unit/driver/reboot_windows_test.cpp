@@ -234,6 +234,27 @@ TEST(Pauses, ATiersPauseHoldsItsHostsAndAnUnreadableRecordHoldsEveryone) {
             "paused: a pause record cannot be read (key /skopos/pause/x is not <tier|host>/<name>)");
 }
 
+TEST(Pauses, APauseComesBeforeTheWindowsAndAListThatCouldNotBeReadCloses) {
+  using Pauses = Result<std::vector<Pause>, std::string>;
+  using Windows = Result<std::vector<WindowStore::Stored>, std::string>;
+  const SysSeconds now = at(2026, 12, 8, 12, 0);
+  const Pauses none = std::vector<Pause>{};
+  const Windows nightly = std::vector<WindowStore::Stored>{
+      {WindowStore::Scope::kTier, "worker", window("n", "daily", "01:00", "1h", "UTC"), ""}};
+  EXPECT_FALSE(pauses_and_windows(none, nightly, {}, "worker", "h", now).open);
+  EXPECT_TRUE(pauses_and_windows(none, nightly, {}, "proxy", "h", now).open) << "another tier's window";
+  const Pauses paused = std::vector<Pause>{{WindowStore::Scope::kHost, "h", "disk", "ops", 1796480000, ""}};
+  EXPECT_EQ(pauses_and_windows(paused, nightly, {}, "worker", "h", now).reason.rfind("host h paused by ops", 0), 0U);
+  EXPECT_EQ(pauses_and_windows(Pauses(unexpected(std::string("etcd away"))), nightly, {}, "worker", "h", now).reason,
+            "pauses cannot be read: etcd away");
+  EXPECT_EQ(pauses_and_windows(none, Windows(unexpected(std::string("etcd away"))), {}, "worker", "h", now).reason,
+            "maintenance windows cannot be read: etcd away");
+  EXPECT_FALSE(pauses_and_windows(none, std::vector<WindowStore::Stored>{},
+                                  {window("l", "daily", "01:00", "1h", "UTC")}, "worker", "h", now)
+                   .open)
+      << "the agent's own windows narrow too";
+}
+
 TEST(RebootWindows, WaitsAreWrittenForPeople) {
   EXPECT_EQ(format_wait(seconds(0)), "0 s");
   EXPECT_EQ(format_wait(seconds(59)), "59 s");
