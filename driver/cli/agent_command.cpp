@@ -6,6 +6,8 @@
 #include <charconv>
 #include <cmath>
 #include <cstdio>
+#include <ctime>
+#include <functional>
 #include <thread>
 #include <tuple>
 #include <memory>
@@ -15,6 +17,7 @@
 #include "drain_reporter.h"
 #include "drain_runtime.h"
 #include "driver/agent.h"
+#include "driver/agent_metrics.h"
 #include "driver/fleetlock.h"
 #include "driver/health_gates.h"
 #include "driver/pauses.h"
@@ -53,8 +56,10 @@ constexpr const char* kAgentUsage =
 // and each drain rendered as `skopos drain` renders it under systemd.
 class AgentLog : public AgentObserver {
  public:
-  AgentLog(std::string events_file, std::string metrics_file)
-      : events_file_(std::move(events_file)), metrics_file_(std::move(metrics_file)) {}
+  // `agent_metrics`: the agent's own metrics (may be null).
+  AgentLog(std::string events_file, std::string metrics_file, AgentMetrics* agent_metrics)
+      : events_file_(std::move(events_file)), metrics_file_(std::move(metrics_file)), agent_metrics_(agent_metrics) {}
+  void count_sentinel_failures(std::function<std::uint64_t()> read) { sentinel_failures_ = std::move(read); }
 
   void status(const std::string& text) override {
     log_notice(text);
@@ -76,10 +81,33 @@ class AgentLog : public AgentObserver {
     reporter_->result("skopos agent", result);
     reporter_.reset();
   }
+  void turn(AgentTurn turn) override {
+    if (agent_metrics_ == nullptr) return;
+    agent_metrics_->turn(turn, now_seconds());
+    if (sentinel_failures_) agent_metrics_->sentinel_failures(sentinel_failures_());
+    flush_metrics();
+  }
+  // Each gate's state from a check at `point` ("start", "release").
+  void gates(std::string_view point, const std::vector<GateState>& gates) {
+    if (agent_metrics_ == nullptr) return;
+    agent_metrics_->gates(point, gates, now_seconds());
+    flush_metrics();
+  }
 
  private:
+  static std::int64_t now_seconds() { return static_cast<std::int64_t>(std::time(nullptr)); }
+  void flush_metrics() {
+    auto flushed = agent_metrics_->flush(now_seconds());
+    // The agent goes on: the metrics are how people watch it, not part of it.
+    if (!flushed && !metrics_failed_) log_warning("--agent-metrics-file: " + flushed.error());
+    metrics_failed_ = !flushed;
+  }
+
   std::string events_file_;
   std::string metrics_file_;
+  AgentMetrics* agent_metrics_;
+  std::function<std::uint64_t()> sentinel_failures_;
+  bool metrics_failed_ = false;  // warned
   Watchdog watchdog_;
   std::optional<DrainReporter> reporter_;
 };
@@ -127,7 +155,9 @@ struct AgentConfig {
   std::string health_alerts;
   std::string health_ignore_alerts;
   std::chrono::milliseconds health_timeout{std::chrono::seconds(10)};
+  std::chrono::milliseconds health_interval{std::chrono::seconds(1)};
   std::chrono::milliseconds soak{0};
+  std::string agent_metrics_file;  // "": none
 };
 
 // The health gates from the options; FatalError naming the option that is wrong.
@@ -168,6 +198,9 @@ HealthGateOptions health_options(const AgentConfig& config) {
   if (config.health_timeout.count() <= 0 || config.health_timeout > std::chrono::seconds(30)) {
     throw FatalError("skopos agent: --health-timeout must be more than 0 and at most 30s");
   }
+  if (config.health_interval < std::chrono::milliseconds(100)) {
+    throw FatalError("skopos agent: --health-interval must be at least 100ms");
+  }
   if (options.prometheus && options.query.empty()) {
     throw FatalError("skopos agent: --health-prometheus without --health-query checks nothing");
   }
@@ -179,10 +212,11 @@ HealthGateOptions health_options(const AgentConfig& config) {
 const OptionTable<AgentConfig>& own_options_table() {
   static const OptionTable<AgentConfig> table = [] {
     OptionTable<AgentConfig> t("skopos agent");
-    t.text("trigger-file", "PATH",
-           "the file whose existence asks for a reboot; removed when\nthe reboot is recorded, before the reboot command "
-           "runs",
-           [](auto& c) -> auto& { return c.triggers.trigger_file; });
+    t.text(
+        "trigger-file", "PATH",
+        "the file whose existence asks for a reboot; removed when\nthe reboot is recorded, before the reboot command "
+        "runs",
+        [](auto& c) -> auto& { return c.triggers.trigger_file; });
     t.text("reboot-required-file", "PATH",
            "the OS's sign that a reboot is needed (Debian, Ubuntu);\n'' ignores it",
            [](auto& c) -> auto& { return c.triggers.reboot_required_file; });
@@ -227,6 +261,14 @@ const OptionTable<AgentConfig>& own_options_table() {
            [](auto& c) -> auto& { return c.health_ignore_alerts; });
     t.duration("health-timeout", "each health gate's request; no answer in time is a closed\ngate",
                [](auto& c) -> auto& { return c.health_timeout; });
+    t.duration("health-interval",
+               "while a Prometheus or Alertmanager gate holds a requested\nreboot, check it again this often (each "
+               "gated agent asks\nonce per interval: raise it for fleets of thousands)",
+               [](auto& c) -> auto& { return c.health_interval; });
+    t.text("agent-metrics-file", "FILE",
+           "keep FILE up to date as Prometheus text: each gate's state,\nwhat the agent's turns did, sentinel failures "
+           "(for\nnode_exporter's textfile collector, beside --metrics-file)",
+           [](auto& c) -> auto& { return c.agent_metrics_file; });
     t.duration("soak", "after a host of the tier is back from its reboot, the next\nmay start only this long after (0: "
                "none)",
                [](auto& c) -> auto& { return c.soak; });
@@ -298,19 +340,40 @@ int agent_command(int argc, char** argv) {
     throw FatalError("skopos agent: health gates: " + (!start_health ? start_health.error() : release_gates.error()));
   }
   PauseStore pauses(runtime.etcd(), global.prefix);
+  std::optional<AgentMetrics> agent_metrics;
+  if (!config.agent_metrics_file.empty()) {
+    agent_metrics.emplace(config.agent_metrics_file, hostname, tier);
+    // A directory that refuses the file stops the agent now, not in the middle of a drain.
+    if (auto written = agent_metrics->flush(0); !written) {
+      throw FatalError("skopos agent: --agent-metrics-file: " + written.error());
+    }
+  }
+  AgentLog log(config.drain.events, config.drain.metrics_file, agent_metrics ? &*agent_metrics : nullptr);
+  // Every gate is checked each time, so the metrics show each one's state; the first
+  // closed one decides. A closed health gate (other than the soak, whose end is known)
+  // is asked again every --health-interval: Prometheus and Alertmanager have no watch.
   options.drain.start_gate = [&, local = *local_windows]() -> StartGateVerdict {
     const auto now = std::chrono::system_clock::now();
     const WindowVerdict window = pauses_and_windows(pauses.list(), windows.list(), local, tier, hostname,
                                                     std::chrono::floor<std::chrono::seconds>(now));
-    if (!window.open || !health.any()) return {window.open, window.reason, window.next_change};
-    const HealthVerdict healthy = (*start_health)->check(now);
-    if (!healthy.open) return {false, healthy.reason, healthy.opens_at};
+    std::vector<GateState> gates = window.gates;
+    HealthVerdict healthy;
+    healthy.open = true;
+    if (health.any()) {
+      healthy = (*start_health)->check(now);
+      gates.insert(gates.end(), healthy.gates.begin(), healthy.gates.end());
+    }
+    log.gates("start", gates);
+    if (!window.open) return {false, window.reason, window.next_change};
+    if (!health.any()) return {true, window.reason, window.next_change};
+    if (!healthy.open) return {false, healthy.reason, healthy.opens_at.value_or(now + config.health_interval)};
     return {true, window.reason + "; " + healthy.reason, window.next_change};
   };
   if (health.any()) {
     options.drain.release_gate = [&]() -> StartGateVerdict {
       const auto now = std::chrono::system_clock::now();
       const HealthVerdict healthy = (*release_gates)->check(now);
+      log.gates("release", healthy.gates);
       if (!healthy.open || health.soak.count() == 0) return {healthy.open, healthy.reason, std::nullopt};
       // The next host of the tier soaks from now: recorded before the slot goes back, so
       // the host that takes it sees it.
@@ -352,7 +415,7 @@ int agent_command(int argc, char** argv) {
   // path out of here.
   std::optional<FleetLockEndpoint> fleetlock_endpoint;
   if (!config.fleetlock_listen.empty()) fleetlock_endpoint.emplace(fleetlock, config.fleetlock_listen);
-  AgentLog log(config.drain.events, config.drain.metrics_file);
+  log.count_sentinel_failures([&triggers] { return triggers.sentinel_failures(); });
   Agent agent(runtime.systems(), options, triggers, log, stop);
   (void)sd_notify("READY=1");
   const HostIdentity& self = runtime.identity();

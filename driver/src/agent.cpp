@@ -19,6 +19,7 @@ void Agent::run() {
   while (!stopping()) {
     observer_.alive();
     const AgentTurn turn = run_once();
+    observer_.turn(turn);
     if (turn != AgentTurn::kFailed && turn != AgentTurn::kBusy) retry_wait_ = options_.retry;
     switch (turn) {
       case AgentTurn::kStopped: return;

@@ -109,14 +109,15 @@ std::string DrainMetrics::text() const {
   return out;
 }
 
-Result<void, std::string> DrainMetrics::write() const {
-  const std::string text = this->text();
+Result<void, std::string> DrainMetrics::write() const { return write_metrics_file(path_, text()); }
+
+Result<void, std::string> write_metrics_file(const std::string& path, const std::string& text) {
   const auto failed = [&](const char* step, int error) -> Result<void, std::string> {
-    return unexpected("metrics file '" + path_ + "': " + step + ": " + std::strerror(error));
+    return unexpected("metrics file '" + path + "': " + step + ": " + std::strerror(error));
   };
   // A temporary file of its own beside it (the rename stays in one filesystem; the
   // collector reads only names ending in .prom, and two writers never share one).
-  std::string temporary = path_ + ".XXXXXX";
+  std::string temporary = path + ".XXXXXX";
   UniqueFd fd(::mkostemp(temporary.data(), O_CLOEXEC));
   if (!fd) return failed("create a temporary file beside it", errno);
   const auto discard = [&](const char* step) {
@@ -134,7 +135,7 @@ Result<void, std::string> DrainMetrics::write() const {
   // On disk before it replaces the old file: a crash leaves the old text or the new.
   if (::fdatasync(fd.get()) != 0) return discard("fdatasync");
   if (::close(fd.release()) != 0) return discard("close");
-  if (::rename(temporary.c_str(), path_.c_str()) != 0) return discard("rename");
+  if (::rename(temporary.c_str(), path.c_str()) != 0) return discard("rename");
   return {};
 }
 

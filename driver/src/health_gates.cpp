@@ -49,7 +49,23 @@ std::string label_of(const Labels& labels, std::string_view name) {
   return {};
 }
 
-HealthVerdict closed(std::string reason) { return {false, std::move(reason), std::nullopt}; }
+HealthVerdict closed(std::string reason) {
+  HealthVerdict verdict;
+  verdict.reason = std::move(reason);
+  return verdict;
+}
+HealthVerdict opened(std::string reason) {
+  HealthVerdict verdict;
+  verdict.open = true;
+  verdict.reason = std::move(reason);
+  return verdict;
+}
+// Closed because it could not be evaluated.
+HealthVerdict unknown(std::string reason) {
+  HealthVerdict verdict = closed(std::move(reason));
+  verdict.unknown = true;
+  return verdict;
+}
 
 // A failed request's reason; `what` names the gate.
 std::string unreachable(const std::string& what, const HttpError& error) {
@@ -229,43 +245,43 @@ HealthVerdict HealthGates::check(std::chrono::system_clock::time_point now) {
   try {
     return check_all(now);
   } catch (const std::exception& error) {
-    return closed(std::string("health gates cannot be evaluated: ") + error.what());
+    return unknown(std::string("health gates cannot be evaluated: ") + error.what());
   }
 }
 
 HealthVerdict HealthGates::check_all(std::chrono::system_clock::time_point now) {
-  std::vector<std::string> checked;
-  if (options_.soak.count() > 0) {
-    HealthVerdict soak = check_soak(now);
-    if (!soak.open) return soak;
-    checked.push_back(soak.reason);
+  // Every gate, so each shows its own state; the first closed one decides.
+  std::vector<std::pair<const char*, HealthVerdict>> each;
+  if (options_.soak.count() > 0) each.emplace_back("soak", check_soak(now));
+  if (prometheus_) each.emplace_back("query", check_query());
+  if (alertmanager_) each.emplace_back("alerts", check_alerts());
+  HealthVerdict verdict;
+  verdict.open = true;
+  for (auto& [gate, one] : each) {
+    verdict.gates.push_back({gate, one.open, one.unknown, one.reason});
+    if (!one.open && verdict.open) {
+      verdict.open = false;
+      verdict.unknown = one.unknown;
+      verdict.reason = one.reason;
+      verdict.opens_at = one.opens_at;
+    }
+    if (verdict.open) verdict.reason += (verdict.reason.empty() ? "" : "; ") + one.reason;
   }
-  if (prometheus_) {
-    HealthVerdict query = check_query();
-    if (!query.open) return query;
-    checked.push_back(query.reason);
-  }
-  if (alertmanager_) {
-    HealthVerdict alerts = check_alerts();
-    if (!alerts.open) return alerts;
-    checked.push_back(alerts.reason);
-  }
-  std::string reason;
-  for (const std::string& part : checked) reason += (reason.empty() ? "" : "; ") + part;
-  return {true, reason.empty() ? "no health gates" : reason, std::nullopt};
+  if (verdict.open && verdict.reason.empty()) verdict.reason = "no health gates";
+  return verdict;
 }
 
 HealthVerdict HealthGates::check_soak(std::chrono::system_clock::time_point now) {
   auto last = soak_->last(tier_);
-  if (!last) return closed("soak time cannot be evaluated: " + last.error());
-  if (!*last) return {true, "no host of tier " + tier_ + " came back yet: no soak", std::nullopt};
+  if (!last) return unknown("soak time cannot be evaluated: " + last.error());
+  if (!*last) return opened("no host of tier " + tier_ + " came back yet: no soak");
   const auto back = std::chrono::system_clock::time_point(std::chrono::seconds((*last)->first));
   const auto ends = back + options_.soak;
-  if (now >= ends) return {true, "soaked after '" + (*last)->second + "' came back", std::nullopt};
-  return {false,
-          "soaking after '" + (*last)->second + "' came back: " +
-              format_wait(std::chrono::ceil<std::chrono::seconds>(ends - now)) + " left",
-          ends};
+  if (now >= ends) return opened("soaked after '" + (*last)->second + "' came back");
+  HealthVerdict soaking = closed("soaking after '" + (*last)->second + "' came back: " +
+                                 format_wait(std::chrono::ceil<std::chrono::seconds>(ends - now)) + " left");
+  soaking.opens_at = ends;
+  return soaking;
 }
 
 HealthVerdict HealthGates::check_query() {
@@ -274,25 +290,25 @@ HealthVerdict HealthGates::check_query() {
   request.target = "/api/v1/query?query=" + url_query_escape(options_.query);
   request.idempotent = true;
   auto response = prometheus_->request(request);
-  if (!response) return closed(unreachable(what, response.error()));
+  if (!response) return unknown(unreachable(what, response.error()));
   simdjson::dom::parser parser;
   simdjson::dom::object root;
   std::string_view status;
   if (parser.parse(response->body.data(), response->body.size(), true).get(root) != simdjson::SUCCESS ||
       root["status"].get(status) != simdjson::SUCCESS) {
-    return closed(what + " cannot be evaluated: HTTP " + std::to_string(response->status) +
+    return unknown(what + " cannot be evaluated: HTTP " + std::to_string(response->status) +
                   ", not Prometheus's answer");
   }
   if (status != "success") {
     std::string_view error;
     if (root["error"].get(error) != simdjson::SUCCESS) error = "no error given";
-    return closed(what + " cannot be evaluated: " + std::string(error));
+    return unknown(what + " cannot be evaluated: " + std::string(error));
   }
   std::string_view type;
   simdjson::dom::element result;
   if (root["data"]["resultType"].get(type) != simdjson::SUCCESS ||
       root["data"]["result"].get(result) != simdjson::SUCCESS) {
-    return closed(what + " cannot be evaluated: no data.resultType and data.result in the answer");
+    return unknown(what + " cannot be evaluated: no data.resultType and data.result in the answer");
   }
   // A sample's value is [time, "text"]; Prometheus writes NaN and infinities as text too.
   const auto sample = [](simdjson::dom::array pair, double& value) {
@@ -316,14 +332,15 @@ HealthVerdict HealthGates::check_query() {
   std::vector<std::pair<std::string, double>> series;
   if (type == "vector") {
     simdjson::dom::array items;
-    if (result.get(items) != simdjson::SUCCESS) return closed(what + " cannot be evaluated: data.result is not a list");
+    if (result.get(items) != simdjson::SUCCESS)
+      return unknown(what + " cannot be evaluated: data.result is not a list");
     for (simdjson::dom::element item : items) {
       simdjson::dom::object metric;
       simdjson::dom::array pair;
       double value = 0;
       if (item["metric"].get(metric) != simdjson::SUCCESS || item["value"].get(pair) != simdjson::SUCCESS ||
           !sample(pair, value)) {
-        return closed(what + " cannot be evaluated: a series without a metric and a float value (a histogram?)");
+        return unknown(what + " cannot be evaluated: a series without a metric and a float value (a histogram?)");
       }
       const Labels labels = read_labels(metric);
       series.emplace_back(labels_text("__name__", labels), value);
@@ -332,11 +349,11 @@ HealthVerdict HealthGates::check_query() {
     simdjson::dom::array pair;
     double value = 0;
     if (result.get(pair) != simdjson::SUCCESS || !sample(pair, value)) {
-      return closed(what + " cannot be evaluated: a scalar without a numeric value");
+      return unknown(what + " cannot be evaluated: a scalar without a numeric value");
     }
     series.emplace_back("scalar", value);
   } else {
-    return closed(what + " cannot be evaluated: a " + std::string(type) +
+    return unknown(what + " cannot be evaluated: a " + std::string(type) +
                   " result (write a query that gives a vector)");
   }
   const auto over = [&](const std::pair<std::string, double>& s) {
@@ -344,9 +361,8 @@ HealthVerdict HealthGates::check_query() {
   };
   const auto bad = std::find_if(series.begin(), series.end(), over);
   if (bad == series.end()) {
-    return {true,
-            what + (options_.query_max ? " within " + std::to_string(*options_.query_max) : " returns no series"),
-            std::nullopt};
+    return opened(what +
+                  (options_.query_max ? " within " + std::to_string(*options_.query_max) : " returns no series"));
   }
   char value[32];
   std::snprintf(value, sizeof value, "%g", bad->second);
@@ -362,12 +378,12 @@ HealthVerdict HealthGates::check_alerts() {
   for (const AlertMatcher& matcher : options_.alerts) request.target += "&filter=" + url_query_escape(matcher.text());
   request.idempotent = true;
   auto response = alertmanager_->request(request);
-  if (!response) return closed(unreachable("Alertmanager", response.error()));
+  if (!response) return unknown(unreachable("Alertmanager", response.error()));
   simdjson::dom::parser parser;
   simdjson::dom::array alerts;
   if (response->status != 200 ||
       parser.parse(response->body.data(), response->body.size(), true).get(alerts) != simdjson::SUCCESS) {
-    return closed("Alertmanager cannot be evaluated: HTTP " + std::to_string(response->status) +
+    return unknown("Alertmanager cannot be evaluated: HTTP " + std::to_string(response->status) +
                   ", not a list of alerts (" + response->body.substr(0, 200) + ")");
   }
   std::vector<std::string> firing;
@@ -376,7 +392,7 @@ HealthVerdict HealthGates::check_alerts() {
     std::string_view state;
     if (alert["labels"].get(labels_object) != simdjson::SUCCESS ||
         alert["status"]["state"].get(state) != simdjson::SUCCESS) {
-      return closed("Alertmanager cannot be evaluated: an alert without labels and status.state");
+      return unknown("Alertmanager cannot be evaluated: an alert without labels and status.state");
     }
     if (state == "suppressed") continue;  // silenced or inhibited; "unprocessed" counts (fail closed)
     const Labels labels = read_labels(labels_object);
@@ -390,8 +406,7 @@ HealthVerdict HealthGates::check_alerts() {
     firing.push_back(labels_text("alertname", labels));
   }
   if (firing.empty()) {
-    return {true, "no firing alerts" + std::string(options_.alerts.empty() ? "" : " matching the selector"),
-            std::nullopt};
+    return opened("no firing alerts" + std::string(options_.alerts.empty() ? "" : " matching the selector"));
   }
   std::sort(firing.begin(), firing.end());
   return closed("firing alert " + firing.front() +

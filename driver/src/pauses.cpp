@@ -78,28 +78,50 @@ Result<std::vector<Pause>, std::string> PauseStore::list() {
   return out;
 }
 
-std::optional<std::string> PauseStore::paused(const std::vector<Pause>& all, const std::string& tier,
-                                              const std::string& hostname) {
+const Pause* PauseStore::find(const std::vector<Pause>& all, const std::string& tier, const std::string& hostname) {
   for (const WindowStore::Scope scope : {WindowStore::Scope::kTier, WindowStore::Scope::kHost}) {
     for (const Pause& pause : all) {
       const std::string& mine = scope == WindowStore::Scope::kTier ? tier : hostname;
       // A record whose key cannot be placed might be ours: paused.
-      if (pause.owner.empty() || (pause.scope == scope && pause.owner == mine)) return pause.describe();
+      if (pause.owner.empty() || (pause.scope == scope && pause.owner == mine)) return &pause;
     }
   }
-  return std::nullopt;
+  return nullptr;
+}
+
+std::optional<std::string> PauseStore::paused(const std::vector<Pause>& all, const std::string& tier,
+                                              const std::string& hostname) {
+  const Pause* pause = find(all, tier, hostname);
+  if (pause == nullptr) return std::nullopt;
+  return pause->describe();
 }
 
 WindowVerdict pauses_and_windows(const Result<std::vector<Pause>, std::string>& pauses,
                                  const Result<std::vector<WindowStore::Stored>, std::string>& windows,
                                  const std::vector<RebootWindow>& local, const std::string& tier,
                                  const std::string& hostname, SysSeconds now) {
-  if (!pauses) return {false, "pauses cannot be read: " + pauses.error(), std::nullopt};
-  if (auto why = PauseStore::paused(*pauses, tier, hostname)) return {false, *why, std::nullopt};
-  if (!windows) return {false, "maintenance windows cannot be read: " + windows.error(), std::nullopt};
-  WindowSet set = WindowStore::select(*windows, tier, hostname);
-  set.local = local;
-  return evaluate_windows(set, now);
+  GateState pause{"pause", true, false, "not paused"};
+  if (!pauses) {
+    pause = {"pause", false, true, "pauses cannot be read: " + pauses.error()};
+  } else if (const Pause* found = PauseStore::find(*pauses, tier, hostname)) {
+    pause = {"pause", false, !found->problem.empty(), found->describe()};
+  }
+  WindowVerdict verdict;
+  if (!windows) {
+    verdict = {false, "maintenance windows cannot be read: " + windows.error(), std::nullopt, true, {}};
+  } else {
+    WindowSet set = WindowStore::select(*windows, tier, hostname);
+    set.local = local;
+    verdict = evaluate_windows(set, now);
+  }
+  verdict.gates = {pause, GateState{"window", verdict.open, verdict.unknown, verdict.reason}};
+  if (!pause.open) {
+    verdict.open = false;
+    verdict.unknown = pause.unknown;
+    verdict.reason = pause.reason;
+    verdict.next_change = std::nullopt;
+  }
+  return verdict;
 }
 
 }  // namespace skopos::driver

@@ -106,6 +106,7 @@ std::string WatchedRebootTriggers::own_signs(std::string& note) {
   auto ran = run_program(options_.sentinel, "", options_.sentinel_timeout);
   if (!ran) {
     note = "reboot sentinel '" + command + "' did not answer: " + ran.error().message() + "; it asks for no reboot";
+    ++sentinel_failures_;
     return "";
   }
   if (ran->exit_code == 1) {
@@ -118,6 +119,7 @@ std::string WatchedRebootTriggers::own_signs(std::string& note) {
     note = "reboot sentinel '" + command + "' exited " + std::to_string(ran->exit_code) +
            (err.empty() ? "" : " (" + err + ")") +
            ", neither 0 (reboot needed) nor 1 (not needed): it asks for no reboot";
+    ++sentinel_failures_;
     return "";
   }
   // Asking again in a later boot than the one whose reboot it asked for, without having
@@ -129,6 +131,7 @@ std::string WatchedRebootTriggers::own_signs(std::string& note) {
     note = "reboot sentinel '" + command +
            "' still asks for a reboot after the one it asked for: not rebooting again for it until it has said "
            "that none is needed (exit 1)";
+    ++sentinel_failures_;
     return "";
   }
   return "sentinel";

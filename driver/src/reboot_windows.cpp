@@ -298,6 +298,7 @@ WindowVerdict evaluate(const WindowSet& windows, SysSeconds now) {
   WindowVerdict verdict;
   if (!windows.problems.empty()) {
     verdict.reason = "maintenance windows cannot be evaluated: " + windows.problems.front();
+    verdict.unknown = true;
     return verdict;
   }
   if (windows.tier.empty() && windows.host.empty() && windows.local.empty()) {
@@ -324,6 +325,7 @@ WindowVerdict evaluate(const WindowSet& windows, SysSeconds now) {
   for (const auto* failed : {&tier, &host, &local}) {
     if (!*failed) {
       verdict.reason = "maintenance windows cannot be evaluated: " + failed->error();
+      verdict.unknown = true;
       return verdict;
     }
   }
@@ -370,7 +372,7 @@ WindowVerdict evaluate_windows(const WindowSet& windows, SysSeconds now) {
   try {
     return evaluate(windows, now);
   } catch (const std::exception& error) {
-    return {false, std::string("maintenance windows cannot be evaluated: ") + error.what(), std::nullopt};
+    return {false, std::string("maintenance windows cannot be evaluated: ") + error.what(), std::nullopt, true, {}};
   }
 }
 

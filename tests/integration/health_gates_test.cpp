@@ -9,8 +9,12 @@
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <sstream>
 #include <thread>
 
+#include "agent_process.h"
 #include "lock_test_support.h"
 #include "prometheus_stack.h"
 
@@ -18,6 +22,7 @@ namespace skopos::driver {
 namespace {
 
 using namespace std::chrono_literals;
+using skopos::driver::testing::AgentProcess;
 using skopos::driver::testing::OneEtcdTest;
 using skopos::testing::PrometheusStack;
 using Clock = std::chrono::steady_clock;
@@ -109,6 +114,7 @@ TEST_F(HealthGatesTest, AQueryThatReturnsASeriesClosesTheGateAndABoundLetsValues
             std::string::npos)
       << verdict.reason;
   EXPECT_NE(verdict.reason.find("job=\"test\"} = 3"), std::string::npos) << verdict.reason;
+  EXPECT_FALSE(verdict.unknown) << "a series is an answer: closed, not unknown";
 
   // With a bound: values up to it are healthy.
   options.query = "test_unhealthy";
@@ -192,6 +198,7 @@ TEST_F(HealthGatesTest, AGateThatCannotBeEvaluatedIsClosed) {
   options.alertmanager = endpoint("http://127.0.0.1:1");
   HealthVerdict verdict = gates(options)->check(std::chrono::system_clock::now());
   EXPECT_FALSE(verdict.open);
+  EXPECT_TRUE(verdict.unknown);
   EXPECT_EQ(verdict.reason.rfind("Alertmanager cannot be evaluated: ", 0), 0U) << verdict.reason;
   // Prometheus's answer where Alertmanager's is expected: not a list of alerts.
   options.alertmanager = endpoint(stack_->prometheus_url());
@@ -210,6 +217,7 @@ TEST_F(HealthGatesTest, ZzPrometheusDownClosesTheGate) {
   stack_->kill_prometheus();
   const HealthVerdict verdict = gate->check(std::chrono::system_clock::now());
   EXPECT_FALSE(verdict.open);
+  EXPECT_TRUE(verdict.unknown) << "down is unknown, and unknown is closed";
   EXPECT_EQ(verdict.reason.rfind("Prometheus query 'up == 0' cannot be evaluated: ", 0), 0U) << verdict.reason;
 }
 
@@ -240,6 +248,85 @@ TEST_F(SoakTest, TheNextHostWaitsTheSoakAfterOneCameBackAndAGarbledRecordIsClose
   EXPECT_FALSE(verdict.open);
   EXPECT_NE(verdict.reason.find("soak time cannot be evaluated: " + prefix_ + "/soak/worker holds"), std::string::npos)
       << verdict.reason;
+}
+
+// The real agent with both health gates on a real Prometheus and Alertmanager: every
+// gate is evaluated and shown in its metrics file, a closed one holds the requested
+// reboot with the reason on systemd's STATUS, and once the last one opens the drain
+// starts within about --health-interval (the recheck is 10 min: only the gate's own
+// interval can wake it).
+class AgentHealthGatesTest : public OneEtcdTest {
+ protected:
+  static void SetUpTestSuite() {
+    OneEtcdTest::SetUpTestSuite();
+    stack_ = PrometheusStack::start(kRules).release();
+  }
+  static void TearDownTestSuite() {
+    delete stack_;
+    stack_ = nullptr;
+    OneEtcdTest::TearDownTestSuite();
+  }
+  inline static PrometheusStack* stack_ = nullptr;
+};
+
+std::string read_file(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
+TEST_F(AgentHealthGatesTest, AFiringAlertHoldsTheAgentsRebootEachGateShowsInItsMetricsAndTheResolutionStartsIt) {
+  stack_->set_metrics("test_unhealthy 1\ntest_slow 0\ntest_drain_caused 0\ntest_backlog 9\n");
+  ASSERT_TRUE(stack_->wait_alert("HostsUnhealthy", true, 30s));
+  const std::string metrics = AgentProcess::dir_for("gates") + "/agent.prom";
+  AgentProcess agent(server_->endpoint(), prefix_, "gates",
+                     {"--health-prometheus", stack_->prometheus_url(), "--health-query", "test_backlog > 5",
+                      "--health-alertmanager", stack_->alertmanager_url(), "--health-alerts", "severity=critical",
+                      "--health-interval", "1s", "--agent-metrics-file", metrics});
+  std::ofstream(agent.dir() + "/needs_reboot") << "\n";
+  // Both health gates are closed; the first in order (the query) is the reason given.
+  std::string waiting = agent.status_starting("reboot requested, waiting: ", 20s);
+  EXPECT_NE(waiting.find("Prometheus query 'test_backlog > 5' returns test_backlog{"), std::string::npos)
+      << waiting << "\n" << agent.log();
+  // Each gate evaluated, each in the metrics: the pause and window open, both health
+  // gates closed (the alerts too, though the query already decided), none unknown.
+  std::string text = read_file(metrics);
+  for (const auto& [gate, open] : {std::pair{"pause", 1}, {"window", 1}, {"query", 0}, {"alerts", 0}}) {
+    const std::string line = "skopos_agent_gate_open{host=\"h-gates\",point=\"start\",gate=\"" + std::string(gate) +
+                             "\"} " + std::to_string(open) + "\n";
+    EXPECT_NE(text.find(line), std::string::npos) << line << " in:\n" << text;
+  }
+  EXPECT_NE(text.find("skopos_agent_gate_unknown{host=\"h-gates\",point=\"start\",gate=\"alerts\"} 0\n"),
+            std::string::npos)
+      << text;
+  // The turn is counted once it ends, just after its status line.
+  const std::string gated = "skopos_agent_turn{host=\"h-gates\",turn=\"gated\"} 1\n";
+  for (const auto deadline = Clock::now() + 10s; text.find(gated) == std::string::npos && Clock::now() < deadline;) {
+    std::this_thread::sleep_for(100ms);
+    text = read_file(metrics);
+  }
+  EXPECT_NE(text.find(gated), std::string::npos) << text;
+
+  // The query's series goes: still held, now by the alert.
+  stack_->set_metrics("test_unhealthy 1\ntest_slow 0\ntest_drain_caused 0\ntest_backlog 0\n");
+  waiting = agent.status_starting("reboot requested, waiting: ", 30s);
+  EXPECT_EQ(waiting.rfind("STATUS=reboot requested, waiting: firing alert HostsUnhealthy{", 0), 0U) << waiting;
+  EXPECT_NE(read_file(metrics).find("point=\"start\",gate=\"query\"} 1\n"), std::string::npos) << read_file(metrics);
+  EXPECT_TRUE(std::ifstream(agent.dir() + "/needs_reboot").good()) << "a held request stays";
+
+  // The alert resolves: the drain starts within about the health interval of
+  // Alertmanager no longer listing it.
+  stack_->set_metrics("test_unhealthy 0\ntest_slow 0\ntest_drain_caused 0\ntest_backlog 0\n");
+  ASSERT_TRUE(stack_->wait_alert("HostsUnhealthy", false, 30s));
+  const auto resolved = Clock::now();
+  const std::string started = agent.status_starting("reboot requested (file)", 20s);
+  const auto took = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - resolved);
+  EXPECT_FALSE(started.empty()) << "the drain did not start after the alert resolved\n" << agent.log();
+  std::printf("alert resolved in Alertmanager -> drain started: %lld ms (--health-interval 1s, the recheck 10 min)\n",
+              static_cast<long long>(took.count()));
+  EXPECT_LT(took, 10s);
+  EXPECT_EQ(agent.stop(), 0) << agent.log();
 }
 
 }  // namespace

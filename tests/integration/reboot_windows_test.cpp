@@ -18,6 +18,7 @@
 #include <fstream>
 
 #include "etcd_server.h"
+#include "agent_process.h"
 #include "lock_test_support.h"
 #include "process.h"
 #include "systemd_support.h"
@@ -26,9 +27,8 @@ namespace skopos::driver {
 namespace {
 
 using namespace std::chrono_literals;
+using skopos::driver::testing::AgentProcess;
 using skopos::driver::testing::OneEtcdTest;
-using skopos::testing::ChildProcess;
-using skopos::testing::NotifySocket;
 using skopos::testing::ProcessResult;
 using skopos::testing::run_process;
 using Clock = std::chrono::steady_clock;
@@ -62,38 +62,6 @@ class RebootWindowsTest : public OneEtcdTest {
     argv.insert(argv.end(), args.begin(), args.end());
     return run_process(argv);
   }
-  // `skopos agent` of machine `name` (host name "h-" + name) as systemd runs it, its
-  // notifications on notify_ and everything else in dir_, which it creates.
-  std::unique_ptr<ChildProcess> start_agent(const std::string& name) {
-    dir_ = "/tmp/skopos-agent-" + name + "-" + std::to_string(::getpid());
-    std::filesystem::create_directories(dir_);
-    notify_ = std::make_unique<NotifySocket>(dir_ + "/notify.sock");
-    ::setenv("NOTIFY_SOCKET", notify_->path().c_str(), 1);
-    auto agent = std::make_unique<ChildProcess>(std::vector<std::string>{
-        SKOPOS_CLI, "agent", "--etcd-endpoints", server_->endpoint(), "--etcd-prefix", prefix_, "--machine-id",
-        "agent-" + name, "--hostname", "h-" + name, "--journal", dir_ + "/journal", "--trigger-file",
-        dir_ + "/needs_reboot", "--reboot-required-file", dir_ + "/reboot-required", "--docker-socket",
-        "unix://" + dir_ + "/no-docker.sock", "--tracker-socket", dir_ + "/no-tracker.sock", "--recheck", "10m"});
-    ::unsetenv("NOTIFY_SOCKET");
-    return agent;
-  }
-  // Reads the agent's STATUS= lines until one starts with `prefix` or `limit` passes.
-  std::string status_starting(const std::string& prefix, std::chrono::seconds limit) {
-    for (auto deadline = Clock::now() + limit; Clock::now() < deadline;) {
-      const std::string line = notify_->next(500ms);
-      if (line.rfind("STATUS=" + prefix, 0) == 0) return line;
-    }
-    return std::string();
-  }
-  void stop_agent(ChildProcess& agent) {
-    ::kill(agent.pid(), SIGTERM);
-    agent.stop(0, 15s);
-    std::filesystem::remove_all(dir_);
-  }
-
-  std::string dir_;
-  std::unique_ptr<NotifySocket> notify_;
-
   RebootWindow make(std::string_view name, std::string_view days, std::string_view start, std::string_view duration) {
     auto made = make_window(name, days, start, duration, "UTC");
     if (!made) {
@@ -214,8 +182,8 @@ TEST_F(RebootWindowsTest, TheWindowCommandSetsShowsAndClears) {
 TEST_F(RebootWindowsTest, AnAgentOutsideItsWindowWaitsSayingWhyAndStartsSoonAfterTheWindowOpens) {
   ASSERT_EQ(window({"set", "--tier", "worker", "nights", "daily", utc_clock(180min), "1h"}).exit_code, 0);
   ASSERT_EQ(rolling({}).exit_code, 0);
-  auto agent = start_agent("window");
-  const std::string waiting = status_starting("reboot requested, waiting: ", 15s);
+  AgentProcess agent(server_->endpoint(), prefix_, "window");
+  const std::string waiting = agent.status_starting("reboot requested, waiting: ", 15s);
   EXPECT_NE(waiting.find("outside window 'nights' (tier): opens "), std::string::npos) << waiting;
   std::this_thread::sleep_for(1s);
   auto host_lock = run_process({"etcdctl", "--endpoints", server_->endpoint(), "get", "--prefix",
@@ -234,13 +202,13 @@ TEST_F(RebootWindowsTest, AnAgentOutsideItsWindowWaitsSayingWhyAndStartsSoonAfte
   // The window opens now: the watch wakes the agent, which starts the drain.
   const auto opened = Clock::now();
   ASSERT_EQ(window({"set", "--tier", "worker", "nights", "daily", utc_clock(-1min), "2h"}).exit_code, 0);
-  const std::string started = status_starting("reboot requested (rolling:", 20s);
+  const std::string started = agent.status_starting("reboot requested (rolling:", 20s);
   const auto took = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - opened);
   EXPECT_FALSE(started.empty()) << "the drain did not start after the window opened";
   std::printf("window set to open now -> drain started: %lld ms (the recheck is 10 min)\n",
               static_cast<long long>(took.count()));
   EXPECT_LT(took, 20s);
-  stop_agent(*agent);
+  EXPECT_EQ(agent.stop(), 0);
 }
 
 // A pause holds a tier's agents from new turns, shows in every status, and a resume
@@ -268,8 +236,8 @@ TEST_F(RebootWindowsTest, APausedTierTakesNoTurnAndAResumeLetsItGo) {
   EXPECT_NE(listed.out.find(": kernel rollout on hold\n"), std::string::npos) << listed.out;
 
   ASSERT_EQ(rolling({}).exit_code, 0);
-  auto agent = start_agent("pause");
-  const std::string waiting = status_starting("reboot requested, waiting: ", 15s);
+  AgentProcess agent(server_->endpoint(), prefix_, "pause");
+  const std::string waiting = agent.status_starting("reboot requested, waiting: ", 15s);
   EXPECT_NE(waiting.find("tier worker paused by "), std::string::npos) << waiting;
   EXPECT_NE(waiting.find(": kernel rollout on hold"), std::string::npos) << waiting;
   const ProcessResult status = rolling({"--status"});
@@ -279,13 +247,13 @@ TEST_F(RebootWindowsTest, APausedTierTakesNoTurnAndAResumeLetsItGo) {
   const ProcessResult resumed = agent_cli({"resume", "--tier", "worker"});
   ASSERT_EQ(resumed.exit_code, 0) << resumed.err;
   EXPECT_EQ(resumed.out, "tier worker resumed\n");
-  const std::string started = status_starting("reboot requested (rolling:", 20s);
+  const std::string started = agent.status_starting("reboot requested (rolling:", 20s);
   EXPECT_FALSE(started.empty()) << "the drain did not start after the resume";
   std::printf("resume -> drain started: %lld ms (the recheck is 10 min)\n",
               static_cast<long long>(
                   std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - resumed_at).count()));
   EXPECT_EQ(agent_cli({"resume", "--tier", "worker"}).out, "tier worker was not paused\n");
-  stop_agent(*agent);
+  EXPECT_EQ(agent.stop(), 0);
 }
 
 }  // namespace

@@ -71,6 +71,18 @@ class RebootTriggers {
   virtual std::string describe() const = 0;
 };
 
+// What one turn did.
+enum class AgentTurn : std::uint8_t {
+  kIdle,       // no request
+  kBlocked,    // the journal, or a drain started by hand, holds reboots back
+  kBusy,       // another driver holds this host's drain lock
+  kFailed,     // the drain failed; the request stays and is tried again
+  kRebooting,  // the reboot command ran: the host is going down
+  kRecovered,  // back in service after the reboot
+  kStopped,    // `stop` ended the drain at a safe point
+  kGated,      // a request waits: the start gate is closed (a pause, a window, a health gate)
+};
+
 // How the agent shows what it does: log lines and systemd's STATUS and watchdog in
 // `skopos agent`, a record in tests.
 class AgentObserver {
@@ -88,6 +100,8 @@ class AgentObserver {
   virtual void drain_started(const DrainOptions& options) = 0;
   virtual void drain_event(const DrainEvent& event) = 0;
   virtual void drain_finished(const Result<DrainResult, DrainError>& result) = 0;
+  // What a turn of run() did.
+  virtual void turn(AgentTurn /*turn*/) {}
 };
 
 struct AgentOptions {
@@ -98,18 +112,6 @@ struct AgentOptions {
   std::chrono::milliseconds retry{std::chrono::seconds(10)};
   std::chrono::milliseconds reboot_wait{std::chrono::minutes(10)};
   DrainOptions drain;  // every drain's options; the kind is always REBOOT
-};
-
-// What one turn did.
-enum class AgentTurn : std::uint8_t {
-  kIdle,       // no request
-  kBlocked,    // the journal, or a drain started by hand, holds reboots back
-  kBusy,       // another driver holds this host's drain lock
-  kFailed,     // the drain failed; the request stays and is tried again
-  kRebooting,  // the reboot command ran: the host is going down
-  kRecovered,  // back in service after the reboot
-  kStopped,    // `stop` ended the drain at a safe point
-  kGated,      // a request waits: the start gate is closed (outside a maintenance window)
 };
 
 class Agent {

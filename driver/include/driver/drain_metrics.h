@@ -63,4 +63,9 @@ class DrainMetrics {
   std::string result_;
 };
 
+// Replaces the file at `path` with `text` whole (a temporary file of its own beside it,
+// synced, renamed over it): a reader finds the old text or the new. The error names the
+// file and the step that failed.
+Result<void, std::string> write_metrics_file(const std::string& path, const std::string& text);
+
 }  // namespace skopos::driver

@@ -30,6 +30,7 @@
 #include <vector>
 
 #include "driver/etcd_client.h"
+#include "driver/gate_state.h"
 #include "skopos/http_client.h"
 #include "skopos/result.h"
 
@@ -73,6 +74,9 @@ struct HealthVerdict {
   std::string reason;  // open: what was checked; closed: which gate and why
   // When a closed gate may open by itself (the soak's end); nullopt: when it changes.
   std::optional<std::chrono::system_clock::time_point> opens_at;
+  bool unknown = false;  // closed because it could not be evaluated
+  // Each configured gate ("soak", "query", "alerts") evaluated on its own (check()).
+  std::vector<GateState> gates;
 };
 
 // The soak's record: when a host of a tier last came back from a reboot.
@@ -94,8 +98,8 @@ class HealthGates {
   // `soak`: where the soak's record is read (may be null when options.soak is 0).
   static Result<std::unique_ptr<HealthGates>, std::string> create(HealthGateOptions options, SoakRecord* soak,
                                                                    std::string tier);
-  // Every gate, in order (soak, query, alerts); the first closed one decides. `now` is
-  // the wall clock (injected for tests).
+  // Every gate, in order (soak, query, alerts), each evaluated (in `gates`); the first
+  // closed one decides. `now` is the wall clock (injected for tests).
   HealthVerdict check(std::chrono::system_clock::time_point now);
 
  private:

@@ -42,6 +42,8 @@ class PauseStore {
   // Whether there was a pause to lift.
   Result<bool, std::string> resume(WindowStore::Scope scope, const std::string& owner);
   Result<std::vector<Pause>, std::string> list();
+  // The pause that holds a host of `tier` named `hostname` (its tier's first), or null.
+  static const Pause* find(const std::vector<Pause>& all, const std::string& tier, const std::string& hostname);
   // Why a host of `tier` named `hostname` is paused (its tier's pause first), or nullopt.
   static std::optional<std::string> paused(const std::vector<Pause>& all, const std::string& tier,
                                            const std::string& hostname);
@@ -59,7 +61,8 @@ class PauseStore {
 // Whether a host of `tier` named `hostname` may start as far as etcd's pauses and
 // windows (and its agent's own `local` windows) say, at `now`: a pause first, then the
 // windows; a list that could not be read closes the gate. What the agent's start gate
-// checks before its health gates, and what rolling-reboot --status shows.
+// checks before its health gates, and what rolling-reboot --status shows. Both gates
+// are evaluated, each in `gates` ("pause", "window"); the first closed one decides.
 WindowVerdict pauses_and_windows(const Result<std::vector<Pause>, std::string>& pauses,
                                  const Result<std::vector<WindowStore::Stored>, std::string>& windows,
                                  const std::vector<RebootWindow>& local, const std::string& tier,

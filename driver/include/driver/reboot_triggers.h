@@ -24,6 +24,7 @@
 #pragma once
 
 #include <atomic>
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <thread>
@@ -68,6 +69,9 @@ class WatchedRebootTriggers : public RebootTriggers {
   std::string describe() const override;
   // Wakes a waiting agent (from any thread): a request arrived some other way.
   void wake();
+  // Runs of the sentinel that gave no answer, or asked again after its reboot (the
+  // agent's metrics); the agent's thread.
+  std::uint64_t sentinel_failures() const { return sentinel_failures_; }
 
  private:
   void watch();
@@ -86,6 +90,7 @@ class WatchedRebootTriggers : public RebootTriggers {
   UniqueFd inotify_;
   std::atomic<bool> stopping_{false};
   std::string told_;  // the last problem reported, so it is reported once
+  std::uint64_t sentinel_failures_ = 0;
   std::thread thread_;
 };
 

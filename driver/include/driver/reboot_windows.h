@@ -31,6 +31,7 @@
 #include <vector>
 
 #include "driver/etcd_client.h"
+#include "driver/gate_state.h"
 #include "skopos/result.h"
 
 namespace skopos::driver {
@@ -87,6 +88,9 @@ struct WindowVerdict {
   // Open: when it closes; closed: when it opens (nullopt: not within two weeks, or never
   // without a change of the windows).
   std::optional<SysSeconds> next_change;
+  bool unknown = false;  // closed because it could not be evaluated
+  // pauses_and_windows(): each of its gates ("pause", "window") evaluated on its own.
+  std::vector<GateState> gates;
 };
 
 // Pure and thread-safe (the tz database is read-only once loaded); never throws: a zone

@@ -107,6 +107,7 @@ TEST_F(RebootTriggersTest, ASentinelAsksWithExitZeroAndOneThatCannotAnswerNeverA
   EXPECT_NE(none.error().find("reboot sentinel '" + script + "' exited 3, neither 0 (reboot needed) nor 1"),
             std::string::npos)
       << none.error();
+  EXPECT_EQ(triggers.sentinel_failures(), 1U) << "counted for the agent's metrics; exit 0 and 1 are answers";
   {
     WatchedRebootTriggers::Options hurried = options_;
     hurried.sentinel_timeout = 300ms;
@@ -114,6 +115,7 @@ TEST_F(RebootTriggersTest, ASentinelAsksWithExitZeroAndOneThatCannotAnswerNeverA
     none = ask(slow, "sleep");
     ASSERT_FALSE(none);
     EXPECT_NE(none.error().find("did not answer"), std::string::npos) << none.error();
+    EXPECT_EQ(slow.sentinel_failures(), 1U);
   }
   // A sentinel that is not there never asks.
   WatchedRebootTriggers::Options missing_options = options_;
@@ -123,6 +125,7 @@ TEST_F(RebootTriggersTest, ASentinelAsksWithExitZeroAndOneThatCannotAnswerNeverA
   ASSERT_FALSE(none);
   EXPECT_NE(none.error().find("reboot sentinel '" + dir_ + "/missing-sentinel' did not answer"), std::string::npos)
       << none.error();
+  EXPECT_EQ(missing.sentinel_failures(), 1U);
   // Its reboot is journaled in boot-1; in the next boot (a new agent process) it still
   // says 0: a loop, reported, not rebooted -- until it has said 1 once.
   std::ofstream(answer) << "0\n";
@@ -133,6 +136,7 @@ TEST_F(RebootTriggersTest, ASentinelAsksWithExitZeroAndOneThatCannotAnswerNeverA
   none = ask(after, "0");
   ASSERT_FALSE(none);
   EXPECT_NE(none.error().find("still asks for a reboot after the one it asked for"), std::string::npos) << none.error();
+  EXPECT_EQ(after.sentinel_failures(), 1U);
   (void)ask(after, "1");
   EXPECT_EQ(ask(after, "0").value_or("error"), "sentinel");
 }
