@@ -3,6 +3,7 @@
 // watches driver/reboot_triggers.h, the systemd watchdog driver/watchdog.h.
 #include <unistd.h>
 
+#include <algorithm>
 #include <charconv>
 #include <cmath>
 #include <cstdio>
@@ -222,8 +223,8 @@ const OptionTable<AgentConfig>& own_options_table() {
            [](auto& c) -> auto& { return c.triggers.reboot_required_file; });
     t.text(
         "reboot-sentinel", "CMD",
-        "a command run every turn (no shell; words split on spaces):\nexit 0 asks for a reboot, 1 does not, anything "
-        "else is\nreported and asks for none",
+        "a command run once per --recheck (no shell; words split on\nspaces): exit 0 asks for a reboot, 1 does not, "
+        "anything\nelse is reported and asks for none",
         [](auto& c) -> auto& { return c.sentinel; });
     t.duration("reboot-sentinel-timeout", "how long the sentinel may take; later is no answer",
                [](auto& c) -> auto& { return c.triggers.sentinel_timeout; });
@@ -360,30 +361,37 @@ int agent_command(int argc, char** argv) {
     HealthVerdict healthy;
     healthy.open = true;
     if (health.any()) {
-      healthy = (*start_health)->check(now);
+      healthy = (*start_health)->check(now, [&log] { log.alive(); });
       gates.insert(gates.end(), healthy.gates.begin(), healthy.gates.end());
     }
     log.gates("start", gates);
-    if (!window.open) return {false, window.reason, window.next_change};
-    if (!health.any()) return {true, window.reason, window.next_change};
-    if (!healthy.open) return {false, healthy.reason, healthy.opens_at.value_or(now + config.health_interval)};
-    return {true, window.reason + "; " + healthy.reason, window.next_change};
+    const auto closed = std::find_if(gates.begin(), gates.end(), [](const GateState& g) { return !g.open; });
+    const std::string decided = closed == gates.end() ? "" : closed->gate;
+    if (!window.open) return {false, window.reason, window.next_change, decided};
+    if (!health.any()) return {true, window.reason, window.next_change, ""};
+    if (!healthy.open) {
+      return {false, healthy.reason, healthy.opens_at.value_or(now + config.health_interval), decided};
+    }
+    return {true, window.reason + "; " + healthy.reason, window.next_change, ""};
   };
   if (health.any()) {
     options.drain.release_gate = [&]() -> StartGateVerdict {
       const auto now = std::chrono::system_clock::now();
-      const HealthVerdict healthy = (*release_gates)->check(now);
+      const HealthVerdict healthy = (*release_gates)->check(now, [&log] { log.alive(); });
       log.gates("release", healthy.gates);
-      if (!healthy.open || health.soak.count() == 0) return {healthy.open, healthy.reason, std::nullopt};
+      if (!healthy.open || health.soak.count() == 0) return {healthy.open, healthy.reason, std::nullopt, ""};
       // The next host of the tier soaks from now: recorded before the slot goes back, so
       // the host that takes it sees it.
       const auto at = std::chrono::duration_cast<std::chrono::seconds>(now.time_since_epoch()).count();
-      if (auto recorded = soak.back(tier, hostname, at); !recorded) return {false, recorded.error(), std::nullopt};
-      return {true, healthy.reason + "; the tier soaks " + format_duration(health.soak) + " from now", std::nullopt};
+      if (auto recorded = soak.back(tier, hostname, at); !recorded)
+        return {false, recorded.error(), std::nullopt, "soak"};
+      return {true, healthy.reason + "; the tier soaks " + format_duration(health.soak) + " from now", std::nullopt,
+              ""};
     };
   }
   WatchedRebootTriggers::Options watched = config.triggers;
   watched.sentinel = split_list(config.sentinel, ' ');
+  watched.sentinel_every = config.agent.recheck;  // not at every turn of a gate's interval
   watched.boot_id = runtime.identity().boot_id;
   // Both run on the agent's thread between its watchdog pings (every 30 s): bounded.
   if (watched.sentinel_timeout.count() <= 0 || watched.sentinel_timeout > std::chrono::seconds(30)) {

@@ -61,10 +61,17 @@ std::chrono::milliseconds Agent::gate_wait() const {
 AgentTurn Agent::gated(const StartGateVerdict& verdict) {
   gate_changes_ = verdict.next_change;
   // "outside window nights (tier): opens Tue 01:00 Europe/Berlin, in 3 h 12 min": said
-  // again when it says something new, not every minute for its countdown.
+  // again when it says something new, not every minute for its countdown -- and while
+  // the same gate holds, at most every kRetell (a query's value may change at every
+  // check, each second).
   const std::string told = verdict.reason.substr(0, verdict.reason.rfind(", in "));
-  if (told != gate_told_) observer_.status("reboot requested, waiting: " + verdict.reason);
-  gate_told_ = told;
+  const auto now = Clock::now();
+  if (told != gate_told_ && (verdict.gate != gate_told_gate_ || now - gate_told_at_ >= kRetell)) {
+    observer_.status("reboot requested, waiting: " + verdict.reason);
+    gate_told_ = told;
+    gate_told_gate_ = verdict.gate;
+    gate_told_at_ = now;
+  }
   // Out of the line while the gate is closed, or this host would hold up those behind.
   if (auto left = systems_.locks.leave_lines(); !left) observer_.warning("leave the line: " + left.error().message);
   return AgentTurn::kGated;
@@ -107,6 +114,7 @@ AgentTurn Agent::run_once() {
   if (requested->empty()) {
     if (!gate_told_.empty()) observer_.status("no reboot requested any more");
     gate_told_.clear();
+    gate_told_gate_.clear();
     // No request (cancelled while this host waited for its turn?): give up a place in
     // line an earlier try kept, or it would hold up those behind it.
     if (auto left = systems_.locks.leave_lines(); !left) {
@@ -121,6 +129,7 @@ AgentTurn Agent::run_once() {
     if (!gate.open) return gated(gate);
   }
   gate_told_.clear();
+  gate_told_gate_.clear();
   observer_.status("reboot requested (" + *requested + ")");
   return drain(*requested);
 }
@@ -157,12 +166,15 @@ AgentTurn Agent::drain(const std::string& trigger) {
     if (result.error().kind == DrainError::Kind::kGated) {
       // The gate closed while this host waited for its slot: not a failure, a wait.
       StartGateVerdict now = options_.drain.start_gate ? options_.drain.start_gate() : StartGateVerdict{};
-      if (now.open) now = {false, result.error().message, std::chrono::system_clock::now()};  // look again soon
+      if (now.open) now = {false, result.error().message, std::chrono::system_clock::now(), ""};  // look again soon
       return gated(now);
     }
     if (auto noted = triggers_.failed(trigger, result.error().message); !noted) observer_.warning(noted.error());
-    observer_.status("drain failed: " + result.error().message + "; trying again in " +
-                     std::to_string(std::chrono::duration_cast<std::chrono::seconds>(std::min(retry_wait_, options_.recheck)).count()) + " s");
+    observer_.status(
+        "drain failed: " + result.error().message + "; trying again in " +
+        std::to_string(
+            std::chrono::duration_cast<std::chrono::seconds>(std::min(retry_wait_, options_.recheck)).count()) +
+        " s");
     return AgentTurn::kFailed;
   }
   if (result->rebooting) {

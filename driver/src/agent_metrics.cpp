@@ -40,12 +40,19 @@ void AgentMetrics::gates(std::string_view point, const std::vector<GateState>& g
     gate.open = state.open;
     gate.unknown = state.unknown;
     gate.checked = now_seconds;
-    if (state.unknown) ++gate.unknown_total;
+    std::uint64_t& unknown_checks = unknown_checks_[{std::string(point), state.gate}];
+    if (state.unknown) ++unknown_checks;
   }
 }
 
 void AgentMetrics::turn(AgentTurn turn, std::int64_t now_seconds) {
   changed_ = changed_ || !turned_ || turn != last_turn_;
+  // No gate was checked in this turn (no request, or something else holds the host):
+  // their last states would be stale -- a gate left unknown would look unknown forever.
+  if (turn == AgentTurn::kIdle || turn == AgentTurn::kBlocked || turn == AgentTurn::kBusy) {
+    changed_ = changed_ || !gates_.empty();
+    gates_.clear();
+  }
   ++turns_[turn];
   last_turn_ = turn;
   turned_ = true;
@@ -87,8 +94,12 @@ std::string AgentMetrics::text() const {
            [](const Gate& g) { return g.unknown ? 1 : 0; });
   per_gate("skopos_agent_gate_checked_timestamp_seconds", "gauge", "When the gate was last checked (Unix time).",
            [](const Gate& g) { return g.checked; });
-  per_gate("skopos_agent_gate_unknown_total", "counter", "Checks that could not evaluate the gate.",
-           [](const Gate& g) { return g.unknown_total; });
+  if (!unknown_checks_.empty()) {  // a counter: kept while the gate series come and go
+    append_header(out, "skopos_agent_gate_unknown_checks_total", "counter", "Checks that could not evaluate the gate.");
+    for (const auto& [key, count] : unknown_checks_) {
+      sample("skopos_agent_gate_unknown_checks_total", {{"point", key.first}, {"gate", key.second}}, count);
+    }
+  }
 
   if (turned_) {
     append_header(out, "skopos_agent_turn", "gauge", "1 for what the agent's last turn did, 0 for the others.");

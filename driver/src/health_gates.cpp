@@ -239,22 +239,36 @@ Result<std::unique_ptr<HealthGates>, std::string> HealthGates::create(HealthGate
   return gates;
 }
 
-HealthVerdict HealthGates::check(std::chrono::system_clock::time_point now) {
+HealthVerdict HealthGates::check(std::chrono::system_clock::time_point now, FunctionRef<void()> between) {
   // Nothing here may throw out of a gate (a regex too complex to match, an allocation):
-  // a gate that cannot be evaluated is closed.
+  // a gate that cannot be evaluated is closed -- and so is each configured gate, so none
+  // shows the state of an earlier check.
   try {
-    return check_all(now);
+    return check_all(now, between);
   } catch (const std::exception& error) {
-    return unknown(std::string("health gates cannot be evaluated: ") + error.what());
+    HealthVerdict verdict = unknown(std::string("health gates cannot be evaluated: ") + error.what());
+    for (const char* gate : {"soak", "query", "alerts"}) {
+      const bool configured = std::string_view(gate) == "soak" ? options_.soak.count() > 0
+                              : std::string_view(gate) == "query" ? prometheus_ != nullptr
+                                                                   : alertmanager_ != nullptr;
+      if (configured) verdict.gates.push_back({gate, false, true, verdict.reason});
+    }
+    return verdict;
   }
 }
 
-HealthVerdict HealthGates::check_all(std::chrono::system_clock::time_point now) {
+HealthVerdict HealthGates::check_all(std::chrono::system_clock::time_point now, FunctionRef<void()> between) {
   // Every gate, so each shows its own state; the first closed one decides.
   std::vector<std::pair<const char*, HealthVerdict>> each;
   if (options_.soak.count() > 0) each.emplace_back("soak", check_soak(now));
-  if (prometheus_) each.emplace_back("query", check_query());
-  if (alertmanager_) each.emplace_back("alerts", check_alerts());
+  if (prometheus_) {
+    between();
+    each.emplace_back("query", check_query());
+  }
+  if (alertmanager_) {
+    between();
+    each.emplace_back("alerts", check_alerts());
+  }
   HealthVerdict verdict;
   verdict.open = true;
   for (auto& [gate, one] : each) {

@@ -101,6 +101,21 @@ std::string WatchedRebootTriggers::own_signs(std::string& note) {
     }
   }
   if (options_.sentinel.empty()) return "";
+  // Its last answer while it is fresh: a closed health gate makes the agent take a turn
+  // every second, and the sentinel is a process to start.
+  const auto now = std::chrono::steady_clock::now();
+  if (sentinel_ran_ && now - *sentinel_ran_ < options_.sentinel_every) {
+    note = sentinel_note_;
+    return sentinel_answer_;
+  }
+  sentinel_ran_ = now;
+  sentinel_answer_ = run_sentinel(sentinel_note_);
+  note = sentinel_note_;
+  return sentinel_answer_;
+}
+
+std::string WatchedRebootTriggers::run_sentinel(std::string& note) {
+  note.clear();
   std::string command;
   for (const std::string& word : options_.sentinel) command += (command.empty() ? "" : " ") + word;
   auto ran = run_program(options_.sentinel, "", options_.sentinel_timeout);
@@ -190,6 +205,7 @@ Result<void, std::string> WatchedRebootTriggers::consumed(const std::string& tri
   std::error_code ec;
   fs::remove(options_.trigger_file, ec);
   if (options_.fleetlock != nullptr) options_.fleetlock->taken(trigger);
+  sentinel_ran_.reset();  // asked afresh after this reboot
   if (trigger == "sentinel") {
     // The boot whose reboot the sentinel asked for; written before the reboot command.
     std::ofstream(sentinel_record()) << options_.boot_id << "\n";

@@ -22,7 +22,7 @@ namespace skopos::driver {
 namespace {
 
 using namespace std::chrono_literals;
-using skopos::driver::testing::AgentProcess;
+using skopos::testing::AgentProcess;
 using skopos::driver::testing::OneEtcdTest;
 using skopos::testing::PrometheusStack;
 using Clock = std::chrono::steady_clock;
@@ -280,7 +280,7 @@ TEST_F(AgentHealthGatesTest, AFiringAlertHoldsTheAgentsRebootEachGateShowsInItsM
   stack_->set_metrics("test_unhealthy 1\ntest_slow 0\ntest_drain_caused 0\ntest_backlog 9\n");
   ASSERT_TRUE(stack_->wait_alert("HostsUnhealthy", true, 30s));
   const std::string metrics = AgentProcess::dir_for("gates") + "/agent.prom";
-  AgentProcess agent(server_->endpoint(), prefix_, "gates",
+  AgentProcess agent(SKOPOS_CLI, server_->endpoint(), prefix_, "gates",
                      {"--health-prometheus", stack_->prometheus_url(), "--health-query", "test_backlog > 5",
                       "--health-alertmanager", stack_->alertmanager_url(), "--health-alerts", "severity=critical",
                       "--health-interval", "1s", "--agent-metrics-file", metrics});
@@ -312,7 +312,9 @@ TEST_F(AgentHealthGatesTest, AFiringAlertHoldsTheAgentsRebootEachGateShowsInItsM
   stack_->set_metrics("test_unhealthy 1\ntest_slow 0\ntest_drain_caused 0\ntest_backlog 0\n");
   waiting = agent.status_starting("reboot requested, waiting: ", 30s);
   EXPECT_EQ(waiting.rfind("STATUS=reboot requested, waiting: firing alert HostsUnhealthy{", 0), 0U) << waiting;
-  EXPECT_NE(read_file(metrics).find("point=\"start\",gate=\"query\"} 1\n"), std::string::npos) << read_file(metrics);
+  EXPECT_NE(read_file(metrics).find("skopos_agent_gate_open{host=\"h-gates\",point=\"start\",gate=\"query\"} 1\n"),
+            std::string::npos)
+      << read_file(metrics);
   EXPECT_TRUE(std::ifstream(agent.dir() + "/needs_reboot").good()) << "a held request stays";
 
   // The alert resolves: the drain starts within about the health interval of

@@ -27,7 +27,7 @@ namespace skopos::driver {
 namespace {
 
 using namespace std::chrono_literals;
-using skopos::driver::testing::AgentProcess;
+using skopos::testing::AgentProcess;
 using skopos::driver::testing::OneEtcdTest;
 using skopos::testing::ProcessResult;
 using skopos::testing::run_process;
@@ -182,7 +182,7 @@ TEST_F(RebootWindowsTest, TheWindowCommandSetsShowsAndClears) {
 TEST_F(RebootWindowsTest, AnAgentOutsideItsWindowWaitsSayingWhyAndStartsSoonAfterTheWindowOpens) {
   ASSERT_EQ(window({"set", "--tier", "worker", "nights", "daily", utc_clock(180min), "1h"}).exit_code, 0);
   ASSERT_EQ(rolling({}).exit_code, 0);
-  AgentProcess agent(server_->endpoint(), prefix_, "window");
+  AgentProcess agent(SKOPOS_CLI, server_->endpoint(), prefix_, "window");
   const std::string waiting = agent.status_starting("reboot requested, waiting: ", 15s);
   EXPECT_NE(waiting.find("outside window 'nights' (tier): opens "), std::string::npos) << waiting;
   std::this_thread::sleep_for(1s);
@@ -236,7 +236,7 @@ TEST_F(RebootWindowsTest, APausedTierTakesNoTurnAndAResumeLetsItGo) {
   EXPECT_NE(listed.out.find(": kernel rollout on hold\n"), std::string::npos) << listed.out;
 
   ASSERT_EQ(rolling({}).exit_code, 0);
-  AgentProcess agent(server_->endpoint(), prefix_, "pause");
+  AgentProcess agent(SKOPOS_CLI, server_->endpoint(), prefix_, "pause");
   const std::string waiting = agent.status_starting("reboot requested, waiting: ", 15s);
   EXPECT_NE(waiting.find("tier worker paused by "), std::string::npos) << waiting;
   EXPECT_NE(waiting.find(": kernel rollout on hold"), std::string::npos) << waiting;

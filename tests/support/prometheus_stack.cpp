@@ -25,7 +25,7 @@ void replace_file(const std::string& path, const std::string& text) {
 bool wait_for(std::chrono::seconds limit, const std::function<bool()>& ready) {
   for (const auto deadline = Clock::now() + limit; Clock::now() < deadline;) {
     if (ready()) return true;
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
   return ready();
 }

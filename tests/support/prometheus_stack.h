@@ -27,7 +27,7 @@ class PrometheusStack {
   // Replaces what the scrape target serves (Prometheus text format).
   void set_metrics(const std::string& text);
   // Waits (bounded by `limit`) until Alertmanager lists `alertname` active (true) or no
-  // longer lists it at all (false); whether it got there.
+  // longer lists it at all (false), asking every 20 ms; whether it got there.
   bool wait_alert(const std::string& alertname, bool active, std::chrono::seconds limit);
   // Waits until Prometheus's own alerts API shows `alertname` in `state` ("pending",
   // "firing").

@@ -140,7 +140,10 @@ class Agent {
   const std::atomic<bool>& stop_;
   bool told_manual_ = false;  // the "drain in progress" status was given
   std::chrono::milliseconds retry_wait_ = options_.retry;  // the next wait after a failed turn
+  static constexpr std::chrono::seconds kRetell{10};
   std::string gate_told_;  // the closed gate's reason last given, without its countdown
+  std::string gate_told_gate_;  // and the gate that gave it
+  std::chrono::steady_clock::time_point gate_told_at_{};
   std::optional<std::chrono::system_clock::time_point> gate_changes_;  // when the gate may open
 };
 

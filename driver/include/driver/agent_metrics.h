@@ -10,7 +10,7 @@
 //                                                evaluated (unreachable, an error, a bad
 //                                                answer): unknown is closed
 //   skopos_agent_gate_checked_timestamp_seconds{point,gate}
-//   skopos_agent_gate_unknown_total{point,gate}  checks that could not evaluate it
+//   skopos_agent_gate_unknown_checks_total{point,gate}  checks that could not evaluate it
 //   skopos_agent_turn{turn}                      1 for what the last turn did (idle, gated,
 //                                                blocked, ...), 0 for the others
 //   skopos_agent_turns_total{turn}
@@ -22,11 +22,13 @@
 //
 // point: "start" (checked before the host takes its tier slot) or "release" (before a
 // host back from its reboot gives the slot back). gate: "pause", "window", "soak",
-// "query", "alerts" (gate_state.h).
+// "query", "alerts" (gate_state.h). The gate series are there while the agent checks
+// gates: a turn that checked none (no request; the journal or another driver holds
+// the host) removes them, or a gate once unknown would look unknown for good.
 //
-// The file is written (whole, replacing the old one) when a value other than a time
-// changes, and otherwise at most every 15 s, so a scrape sees fresh check times without
-// a disk write per check. Not thread-safe: the agent's thread only.
+// The file is written (whole, replacing the old one) at a check or a turn: at once when
+// a value other than a time changed, otherwise when 15 s passed since the last write --
+// no disk write per check. Not thread-safe: the agent's thread only.
 #pragma once
 
 #include <cstdint>
@@ -64,13 +66,13 @@ class AgentMetrics {
     bool open = false;
     bool unknown = false;
     std::int64_t checked = 0;
-    std::uint64_t unknown_total = 0;
   };
 
   std::string path_;
   std::string host_;
   std::string tier_;
   std::map<std::pair<std::string, std::string>, Gate> gates_;  // (point, gate)
+  std::map<std::pair<std::string, std::string>, std::uint64_t> unknown_checks_;
   std::map<AgentTurn, std::uint64_t> turns_;
   AgentTurn last_turn_ = AgentTurn::kIdle;
   bool turned_ = false;

@@ -140,6 +140,7 @@ struct StartGateVerdict {
   std::string reason;  // for people, open or closed
   // When the verdict may change (the window opens or closes); nullopt: not known.
   std::optional<std::chrono::system_clock::time_point> next_change;
+  std::string gate;  // closed: the gate that decided ("pause", "alerts", ...; "" if not known)
 };
 using StartGate = std::function<StartGateVerdict()>;
 

@@ -31,6 +31,7 @@
 
 #include "driver/etcd_client.h"
 #include "driver/gate_state.h"
+#include "skopos/function_ref.h"
 #include "skopos/http_client.h"
 #include "skopos/result.h"
 
@@ -99,12 +100,14 @@ class HealthGates {
   static Result<std::unique_ptr<HealthGates>, std::string> create(HealthGateOptions options, SoakRecord* soak,
                                                                    std::string tier);
   // Every gate, in order (soak, query, alerts), each evaluated (in `gates`); the first
-  // closed one decides. `now` is the wall clock (injected for tests).
-  HealthVerdict check(std::chrono::system_clock::time_point now);
+  // closed one decides. `now` is the wall clock (injected for tests); `between` is
+  // called before each request to a server (the agent's sign of life: each may take
+  // the whole timeout).
+  HealthVerdict check(std::chrono::system_clock::time_point now, FunctionRef<void()> between = [] {});
 
  private:
   HealthGates(HealthGateOptions options, SoakRecord* soak, std::string tier);
-  HealthVerdict check_all(std::chrono::system_clock::time_point now);
+  HealthVerdict check_all(std::chrono::system_clock::time_point now, FunctionRef<void()> between);
   HealthVerdict check_query();
   HealthVerdict check_alerts();
   HealthVerdict check_soak(std::chrono::system_clock::time_point now);

@@ -24,8 +24,10 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -45,6 +47,8 @@ class WatchedRebootTriggers : public RebootTriggers {
     std::string reboot_required_file = "/var/run/reboot-required";  // "": not looked at
     std::vector<std::string> sentinel;                               // argv; empty: none
     std::chrono::milliseconds sentinel_timeout{std::chrono::seconds(10)};
+    // Its answer is used again for this long (the agent's recheck): 0 runs it each time.
+    std::chrono::milliseconds sentinel_every{0};
     FleetLockService* fleetlock = nullptr;  // the updater's requests (FleetLock); may be null
     std::string boot_id;                    // this boot (the sentinel's loop check)
     std::string prefix;  // the cluster's etcd prefix
@@ -79,6 +83,8 @@ class WatchedRebootTriggers : public RebootTriggers {
   // The host's own signs: "reboot-required", "sentinel" or ""; `note` gets a problem to
   // report (a sentinel that cannot answer, a sign still there after its reboot).
   std::string own_signs(std::string& note);
+  // Runs the sentinel: "sentinel" or "", `note` as own_signs() has it.
+  std::string run_sentinel(std::string& note);
   // Beside the trigger file: the boot in which the sentinel's reboot was journaled.
   std::string sentinel_record() const;
 
@@ -91,6 +97,9 @@ class WatchedRebootTriggers : public RebootTriggers {
   std::atomic<bool> stopping_{false};
   std::string told_;  // the last problem reported, so it is reported once
   std::uint64_t sentinel_failures_ = 0;
+  std::optional<std::chrono::steady_clock::time_point> sentinel_ran_;  // its last run
+  std::string sentinel_answer_;  // and what it made of it
+  std::string sentinel_note_;
   std::thread thread_;
 };
 

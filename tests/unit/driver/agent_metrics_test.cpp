@@ -57,7 +57,7 @@ TEST(AgentMetrics, EachGatesStatePerPointTheTurnsAndSentinelFailures) {
   EXPECT_LINE(text, "skopos_agent_gate_open{host=\"worker-3\",point=\"release\",gate=\"alerts\"} 1");
   EXPECT_LINE(text, "skopos_agent_gate_unknown{host=\"worker-3\",point=\"start\",gate=\"query\"} 1");
   EXPECT_LINE(text, "skopos_agent_gate_unknown{host=\"worker-3\",point=\"start\",gate=\"alerts\"} 0");
-  EXPECT_LINE(text, "skopos_agent_gate_unknown_total{host=\"worker-3\",point=\"start\",gate=\"query\"} 1");
+  EXPECT_LINE(text, "skopos_agent_gate_unknown_checks_total{host=\"worker-3\",point=\"start\",gate=\"query\"} 1");
   EXPECT_LINE(text,
               "skopos_agent_gate_checked_timestamp_seconds{host=\"worker-3\",point=\"release\",gate=\"alerts\"} 1001");
   EXPECT_LINE(text, "skopos_agent_turn{host=\"worker-3\",turn=\"gated\"} 1");
@@ -66,8 +66,23 @@ TEST(AgentMetrics, EachGatesStatePerPointTheTurnsAndSentinelFailures) {
   EXPECT_LINE(text, "skopos_agent_last_turn_timestamp_seconds{host=\"worker-3\"} 1002");
   EXPECT_LINE(text, "skopos_agent_sentinel_failures_total{host=\"worker-3\"} 3");
   // Each family has its HELP and TYPE once.
-  EXPECT_LINE(text, "# TYPE skopos_agent_gate_unknown_total counter");
+  EXPECT_LINE(text, "# TYPE skopos_agent_gate_unknown_checks_total counter");
   EXPECT_LINE(text, "# TYPE skopos_agent_gate_open gauge");
+}
+
+// A request cancelled while a gate was unknown: the gate is not checked any more, and
+// its series go (an alert on them would fire for good); the counter stays.
+TEST(AgentMetrics, ATurnThatChecksNoGateRemovesTheGateSeriesButNotTheirCounter) {
+  AgentMetrics metrics("/nonexistent/agent.prom", "h", "worker");
+  metrics.gates("start", {{"alerts", false, true, "Alertmanager cannot be evaluated: refused"}}, 1000);
+  metrics.turn(AgentTurn::kGated, 1000);
+  EXPECT_LINE(metrics.text(), "skopos_agent_gate_unknown{host=\"h\",point=\"start\",gate=\"alerts\"} 1");
+  metrics.turn(AgentTurn::kIdle, 1010);
+  const std::string text = metrics.text();
+  EXPECT_EQ(text.find("skopos_agent_gate_unknown{"), std::string::npos) << text;
+  EXPECT_EQ(text.find("skopos_agent_gate_open{"), std::string::npos) << text;
+  EXPECT_LINE(text, "skopos_agent_gate_unknown_checks_total{host=\"h\",point=\"start\",gate=\"alerts\"} 1");
+  EXPECT_LINE(text, "skopos_agent_turn{host=\"h\",turn=\"idle\"} 1");
 }
 
 TEST(AgentMetrics, TheFileIsWrittenOnAChangeAndOtherwiseEveryFifteenSeconds) {

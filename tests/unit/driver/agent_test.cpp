@@ -337,7 +337,27 @@ struct ScriptedGate {
 
 StartGateVerdict closed_for(std::chrono::seconds opens_in) {
   return {false, "outside window nights (tier): opens Tue 01:00 UTC, in 5 s",
-          std::chrono::system_clock::now() + opens_in};
+          std::chrono::system_clock::now() + opens_in, "window"};
+}
+
+// A health gate is checked every second; a query's value may change at each check. The
+// same gate says its new reason at most every 10 s; another gate at once.
+TEST_F(AgentTest, TheSameGateRetellsAChangingReasonAtMostEveryTenSecondsAnotherGateAtOnce) {
+  triggers_.request = "file";
+  ScriptedGate gate{{{false, "Prometheus query 'backlog > 5' returns backlog = 9", std::nullopt, "query"},
+                     {false, "Prometheus query 'backlog > 5' returns backlog = 10", std::nullopt, "query"},
+                     {false, "Prometheus query 'backlog > 5' returns backlog = 11", std::nullopt, "query"},
+                     {false, "firing alert HostsUnhealthy{severity=\"critical\"}", std::nullopt, "alerts"}}};
+  AgentOptions o = options();
+  o.drain.start_gate = gate.gate();
+  Agent agent(systems(), o, triggers_, observer_, world_.stop);
+  for (int i = 0; i < 4; ++i) EXPECT_EQ(agent.run_once(), AgentTurn::kGated);
+  std::vector<std::string> told;
+  std::copy_if(observer_.lines.begin(), observer_.lines.end(), std::back_inserter(told),
+               [](const std::string& line) { return line.rfind("status: reboot requested, waiting: ", 0) == 0; });
+  EXPECT_EQ(told, std::vector<std::string>(
+                      {"status: reboot requested, waiting: Prometheus query 'backlog > 5' returns backlog = 9",
+                       "status: reboot requested, waiting: firing alert HostsUnhealthy{severity=\"critical\"}"}));
 }
 
 TEST_F(AgentTest, AClosedStartGateKeepsTheHostOutOfTheLineAndSaysWhyOnce) {
@@ -360,7 +380,7 @@ TEST_F(AgentTest, AClosedStartGateKeepsTheHostOutOfTheLineAndSaysWhyOnce) {
 
 TEST_F(AgentTest, AnOpenStartGateLetsTheDrainRun) {
   triggers_.request = "rolling:r-1";
-  ScriptedGate gate{{{true, "inside window nights (tier) until Tue 05:00 UTC, in 4 h", std::nullopt}}};
+  ScriptedGate gate{{{true, "inside window nights (tier) until Tue 05:00 UTC, in 4 h", std::nullopt, ""}}};
   AgentOptions o = options();
   o.drain.start_gate = gate.gate();
   Agent agent(systems(), o, triggers_, observer_, world_.stop);
@@ -371,7 +391,8 @@ TEST_F(AgentTest, AnOpenStartGateLetsTheDrainRun) {
 TEST_F(AgentTest, AGateThatClosesWhileTheHostWaitsForItsSlotGivesTheSlotBackAndChangesNothing) {
   triggers_.request = "rolling:r-1";
   // Open for the agent and for the drain before the line, closed once the slot is held.
-  ScriptedGate gate{{{true, "inside window", std::nullopt}, {true, "inside window", std::nullopt}, closed_for(60s)}};
+  ScriptedGate gate{
+      {{true, "inside window", std::nullopt, ""}, {true, "inside window", std::nullopt, ""}, closed_for(60s)}};
   AgentOptions o = options();
   o.drain.start_gate = gate.gate();
   Agent agent(systems(), o, triggers_, observer_, world_.stop);
@@ -389,7 +410,9 @@ TEST_F(AgentTest, AGateThatClosesWhileTheHostWaitsForItsSlotGivesTheSlotBackAndC
 
 TEST_F(AgentTest, AGatedDrainWhoseLocksCouldNotGoBackIsWoundUpLaterWithoutMarkingItsTurnDone) {
   triggers_.request = "rolling:r-1";
-  ScriptedGate gate{{{true, "inside window", std::nullopt}, {true, "inside window", std::nullopt}, closed_for(60s),
+  ScriptedGate gate{{{true, "inside window", std::nullopt, ""},
+                     {true, "inside window", std::nullopt, ""},
+                     closed_for(60s),
                      closed_for(60s)}};
   AgentOptions o = options();
   o.drain.start_gate = gate.gate();
@@ -412,9 +435,9 @@ TEST_F(AgentTest, AGatedDrainWhoseLocksCouldNotGoBackIsWoundUpLaterWithoutMarkin
 
 TEST_F(AgentTest, AfterTheBootTheSlotGoesBackOnlyOnceTheHealthGatesOpen) {
   triggers_.request = "rolling:r-1";
-  ScriptedGate release{{{false, "firing alert HostsUnhealthy{severity=\"critical\"}", std::nullopt},
-                        {false, "firing alert HostsUnhealthy{severity=\"critical\"}", std::nullopt},
-                        {true, "no firing alerts", std::nullopt}}};
+  ScriptedGate release{{{false, "firing alert HostsUnhealthy{severity=\"critical\"}", std::nullopt, ""},
+                        {false, "firing alert HostsUnhealthy{severity=\"critical\"}", std::nullopt, ""},
+                        {true, "no firing alerts", std::nullopt, ""}}};
   AgentOptions o = options();
   o.drain.release_gate = release.gate();
   o.drain.recover_timeout = 10s;
@@ -433,7 +456,7 @@ TEST_F(AgentTest, AfterTheBootTheSlotGoesBackOnlyOnceTheHealthGatesOpen) {
 
 TEST_F(AgentTest, AHealthGateThatStaysClosedKeepsTheSlotAndSaysWhy) {
   triggers_.request = "rolling:r-1";
-  ScriptedGate release{{{false, "Prometheus query 'up == 0' returns up{job=\"db\"} = 0", std::nullopt}}};
+  ScriptedGate release{{{false, "Prometheus query 'up == 0' returns up{job=\"db\"} = 0", std::nullopt, ""}}};
   AgentOptions o = options();
   o.drain.release_gate = release.gate();
   o.drain.recover_timeout = 300ms;
@@ -455,7 +478,7 @@ TEST_F(AgentTest, AHealthGateThatStaysClosedKeepsTheSlotAndSaysWhy) {
 
 TEST_F(AgentTest, RunWaitsUntilTheGateOpensAtMostTheRecheck) {
   triggers_.request = "rolling:r-1";
-  ScriptedGate gate{{closed_for(5s), closed_for(600s), {false, "etcd unavailable", std::nullopt}}};
+  ScriptedGate gate{{closed_for(5s), closed_for(600s), {false, "etcd unavailable", std::nullopt, ""}}};
   AgentOptions o = options();
   o.drain.start_gate = gate.gate();
   Agent agent(systems(), o, triggers_, observer_, world_.stop);

@@ -141,6 +141,28 @@ TEST_F(RebootTriggersTest, ASentinelAsksWithExitZeroAndOneThatCannotAnswerNeverA
   EXPECT_EQ(ask(after, "0").value_or("error"), "sentinel");
 }
 
+// A closed health gate makes the agent look every second: the sentinel (a process to
+// start) answers once per --recheck, and afresh after the reboot it asked for is taken.
+TEST_F(RebootTriggersTest, TheSentinelsAnswerIsUsedAgainForItsIntervalNotRunAtEveryLook) {
+  fs::create_directories(dir_);
+  const std::string runs = dir_ + "/runs";
+  const std::string script = dir_ + "/sentinel.sh";
+  std::ofstream(script) << "#!/bin/sh\necho run >> " << runs << "\nexit 0\n";
+  fs::permissions(script, fs::perms::owner_all);
+  options_.sentinel = {script};
+  options_.sentinel_every = 1h;
+  WatchedRebootTriggers triggers(options_, *etcd_, unreachable_etcd());
+  const auto count_runs = [&] {
+    std::ifstream in(runs);
+    return std::count(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>(), '\n');
+  };
+  for (int i = 0; i < 3; ++i) EXPECT_EQ(triggers.requested().value_or("error"), "sentinel");
+  EXPECT_EQ(count_runs(), 1);
+  (void)triggers.consumed("sentinel");  // etcd is out of reach: the roll's mark fails
+  EXPECT_EQ(triggers.requested().value_or("error"), "sentinel");
+  EXPECT_EQ(count_runs(), 2) << "asked afresh once its reboot was taken";
+}
+
 TEST_F(RebootTriggersTest, TheFileGoesWhenTheRebootIsJournaled) {
   WatchedRebootTriggers triggers(options_, *etcd_, unreachable_etcd());
   std::ofstream(options_.trigger_file) << "\n";

@@ -1,7 +1,8 @@
-// `skopos agent` as systemd runs it, for the integration tests: its notifications on a
-// socket of the test's own, everything else (journal, trigger file, metrics) in a
-// directory of its own, removed when it goes. No Docker, tracker or Mesos: the tests
-// that use it look at when a drain starts, not at the drain.
+// `skopos agent` as systemd runs it, for the integration tests and bench_gates: its
+// notifications on a socket of the caller's own, everything else (journal, trigger
+// file, log, metrics) in a directory of its own, removed when it goes. No Docker,
+// tracker or Mesos: those who use it look at when a drain starts and takes its slot,
+// not at the drain.
 #pragma once
 
 #include <signal.h>
@@ -19,26 +20,26 @@
 #include "process.h"
 #include "systemd_support.h"
 
-namespace skopos::driver::testing {
+namespace skopos::testing {
 
 class AgentProcess {
  public:
-  // The agent of machine `name` (host name "h-" + name) of tier worker, on etcd
-  // `endpoint` under `prefix`, with `extra` options; --recheck is 10 min, so whatever
-  // wakes it sooner is what the test looks at.
-  AgentProcess(const std::string& endpoint, const std::string& prefix, const std::string& name,
-               const std::vector<std::string>& extra = {})
+  // The agent (`skopos` binary) of machine `name` (host name "h-" + name) of tier
+  // worker, on etcd `endpoint` under `prefix`, with `extra` options; --recheck is 10
+  // min, so whatever wakes it sooner is what the caller looks at.
+  AgentProcess(const std::string& skopos, const std::string& endpoint, const std::string& prefix,
+               const std::string& name, const std::vector<std::string>& extra = {})
       : dir_(dir_for(name)) {
     std::filesystem::create_directories(dir_);
-    notify_ = std::make_unique<skopos::testing::NotifySocket>(dir_ + "/notify.sock");
+    notify_ = std::make_unique<NotifySocket>(dir_ + "/notify.sock");
     std::vector<std::string> argv = {
-        SKOPOS_CLI, "agent", "--etcd-endpoints", endpoint, "--etcd-prefix", prefix, "--machine-id", "agent-" + name,
+        skopos, "agent", "--etcd-endpoints", endpoint, "--etcd-prefix", prefix, "--machine-id", "agent-" + name,
         "--hostname", "h-" + name, "--journal", dir_ + "/journal", "--trigger-file", dir_ + "/needs_reboot",
         "--reboot-required-file", dir_ + "/reboot-required", "--docker-socket", "unix://" + dir_ + "/no-docker.sock",
         "--tracker-socket", dir_ + "/no-tracker.sock", "--recheck", "10m"};
     argv.insert(argv.end(), extra.begin(), extra.end());
     ::setenv("NOTIFY_SOCKET", notify_->path().c_str(), 1);
-    process_ = std::make_unique<skopos::testing::ChildProcess>(argv, dir_ + "/agent.log");
+    process_ = std::make_unique<ChildProcess>(argv, dir_ + "/agent.log");
     ::unsetenv("NOTIFY_SOCKET");
   }
   ~AgentProcess() { stop(); }
@@ -76,8 +77,8 @@ class AgentProcess {
 
  private:
   std::string dir_;
-  std::unique_ptr<skopos::testing::NotifySocket> notify_;
-  std::unique_ptr<skopos::testing::ChildProcess> process_;
+  std::unique_ptr<NotifySocket> notify_;
+  std::unique_ptr<ChildProcess> process_;
 };
 
-}  // namespace skopos::driver::testing
+}  // namespace skopos::testing
