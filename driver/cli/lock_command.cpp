@@ -3,12 +3,14 @@
 
 #include <cerrno>
 #include <charconv>
+#include <chrono>
 #include <cstdio>
 #include <ctime>
 #include <string>
 
 #include "commands.h"
 #include "driver/heartbeat.h"
+#include "driver/pauses.h"
 #include "global_options.h"
 #include "stop_signals.h"
 #include "skopos/json_writer.h"
@@ -25,7 +27,9 @@ constexpr const char* kLockUsage =
     "\n"
     "commands:\n"
     "  status [--metrics]              every lock and group: max, holders with phase, age,\n"
-    "                                  fencing token and heartbeat (fresh or stale);\n"
+    "                                  fencing token and heartbeat (fresh or stale), the\n"
+    "                                  line, and the start gates in etcd (pauses,\n"
+    "                                  maintenance windows) with why each is closed;\n"
     "                                  --metrics prints Prometheus text instead\n"
     "  acquire LOCK GROUP [--token T] [--timeout D]\n"
     "                                  take a slot for this machine, waiting up to D\n"
@@ -190,9 +194,32 @@ void add_holder_rows(TextTable& table, const GroupState& group) {
   }
 }
 
-int status_command(LockService& locks, const GlobalOptions& options, bool metrics) {
+// The start gates etcd holds (pauses, maintenance windows): why a host with a reboot
+// requested may be in no line. An agent's own --window and its health gates are in its
+// STATUS, log and metrics.
+std::vector<OwnerGate> read_gates(EtcdClient& etcd, const std::string& prefix) {
+  return stored_gates(PauseStore(etcd, prefix).list(), WindowStore(etcd, prefix).list(),
+                      std::chrono::floor<std::chrono::seconds>(std::chrono::system_clock::now()));
+}
+
+std::string_view scope_name(WindowStore::Scope scope) { return scope == WindowStore::Scope::kTier ? "tier" : "host"; }
+
+void print_gates(const std::vector<OwnerGate>& gates) {
+  if (gates.empty()) return;
+  TextTable table({"SCOPE", "OWNER", "GATE", "STATE", "WHY"}, {false, false, false, false, false});
+  for (const OwnerGate& g : gates) {
+    table.add_row({std::string(scope_name(g.scope)), g.owner, g.state.gate,
+                   g.state.open ? "open" : g.state.unknown ? "unknown" : "closed", g.state.reason});
+  }
+  std::printf("\nstart gates in etcd (a closed one keeps its hosts out of the line; agents' own windows and health "
+              "gates: their status):\n");
+  std::fputs(table.render().c_str(), stdout);
+}
+
+int status_command(LockService& locks, EtcdClient& etcd, const GlobalOptions& options, bool metrics) {
   auto status = locks.status();
   if (!status) return report(status.error(), options.json);
+  const std::vector<OwnerGate> gates = read_gates(etcd, locks.prefix());
   if (metrics) {
     std::string out =
         "# HELP skopos_lock_max Holder limit of a lock group.\n# TYPE skopos_lock_max gauge\n"
@@ -219,6 +246,19 @@ int status_command(LockService& locks, const GlobalOptions& options, bool metric
       out += "skopos_lock_waiters" + labels + " " + std::to_string(group.queue.size()) + "\n";
       out += "skopos_lock_longest_wait_seconds" + labels + " " + std::to_string(longest) + "\n";
     }
+    if (!gates.empty()) {
+      prometheus::append_header(out, "skopos_start_gate_open", "gauge",
+                                "1 when a pause or the maintenance windows of a tier or host let it start now, 0 "
+                                "when they hold it (unknown: held).");
+      for (const OwnerGate& g : gates) {
+        std::string labels = "{";
+        prometheus::append_label(labels, "scope", scope_name(g.scope), true);
+        prometheus::append_label(labels, "owner", g.owner, false);
+        prometheus::append_label(labels, "gate", g.state.gate, false);
+        labels += '}';
+        out += "skopos_start_gate_open" + labels + " " + (g.state.open ? "1" : "0") + "\n";
+      }
+    }
     std::fputs(out.c_str(), stdout);
     return kExitOk;
   }
@@ -230,6 +270,12 @@ int status_command(LockService& locks, const GlobalOptions& options, bool metric
     for (const GroupState& group : status->groups) write_group(json, group);
     json.end_array().key("unrecognized_keys").begin_array();
     for (const std::string& key : status->unrecognized_keys) json.value(key);
+    json.end_array().key("start_gates").begin_array();
+    for (const OwnerGate& g : gates) {
+      json.begin_object().key("scope").value(scope_name(g.scope)).key("owner").value(g.owner);
+      json.key("gate").value(g.state.gate).key("open").value(g.state.open).key("unknown").value(g.state.unknown);
+      json.key("reason").value(g.state.reason).end_object();
+    }
     json.end_array().end_object();
     std::printf("%s\n", out.c_str());
     return kExitOk;
@@ -243,6 +289,7 @@ int status_command(LockService& locks, const GlobalOptions& options, bool metric
     std::fputs(table.render().c_str(), stdout);
     print_queues(*status);
   }
+  print_gates(gates);
   for (const std::string& key : status->unrecognized_keys) std::printf("warning: unrecognized key %s\n", key.c_str());
   return kExitOk;
 }
@@ -383,7 +430,7 @@ int lock_command(int argc, char** argv) {
 
   LockContext context = connect_locks(options);
   LockService& locks = *context.locks;
-  if (command == "status") return status_command(locks, options, config.metrics);
+  if (command == "status") return status_command(locks, *context.etcd, options, config.metrics);
   if (command == "heartbeat") return heartbeat_command(context, options, ttl, run_for);
   if (command == "acquire") {
     const std::string& token = config.token;

@@ -2,7 +2,9 @@
 
 #include <simdjson.h>
 
+#include <algorithm>
 #include <ctime>
+#include <set>
 
 #include "skopos/json_writer.h"
 
@@ -122,6 +124,56 @@ WindowVerdict pauses_and_windows(const Result<std::vector<Pause>, std::string>& 
     verdict.next_change = std::nullopt;
   }
   return verdict;
+}
+
+std::vector<OwnerGate> stored_gates(const Result<std::vector<Pause>, std::string>& pauses,
+                                    const Result<std::vector<WindowStore::Stored>, std::string>& windows,
+                                    SysSeconds now) {
+  using Scope = WindowStore::Scope;
+  std::vector<OwnerGate> out;
+  if (!pauses) out.push_back({Scope::kTier, "?", {"pause", false, true, "pauses cannot be read: " + pauses.error()}});
+  if (!windows) {
+    out.push_back(
+        {Scope::kTier, "?", {"window", false, true, "maintenance windows cannot be read: " + windows.error()}});
+  }
+  // Every owner with a record, tiers first, each once.
+  std::set<std::pair<Scope, std::string>> owners;
+  if (pauses) {
+    for (const Pause& pause : *pauses) owners.emplace(pause.scope, pause.owner.empty() ? "?" : pause.owner);
+  }
+  if (windows) {
+    for (const WindowStore::Stored& stored : *windows) {
+      owners.emplace(stored.scope, stored.owner.empty() ? "?" : stored.owner);
+    }
+  }
+  for (const auto& [scope, owner] : owners) {
+    if (pauses) {
+      for (const Pause& pause : *pauses) {
+        if (pause.scope != scope || (pause.owner.empty() ? "?" : pause.owner) != owner) continue;
+        out.push_back({scope, owner, {"pause", false, !pause.problem.empty(), pause.describe()}});
+        break;
+      }
+    }
+    if (windows && owner != "?") {
+      const bool has = std::any_of(windows->begin(), windows->end(), [&](const WindowStore::Stored& stored) {
+        return stored.scope == scope && stored.owner == owner;
+      });
+      if (!has) continue;
+      const WindowSet set = scope == Scope::kTier ? WindowStore::select(*windows, owner, "")
+                                                  : WindowStore::select(*windows, "", owner);
+      const WindowVerdict verdict = evaluate_windows(set, now);
+      out.push_back({scope, owner, {"window", verdict.open, verdict.unknown, verdict.reason}});
+    } else if (windows && owner == "?") {
+      const bool garbled = std::any_of(windows->begin(), windows->end(), [&](const WindowStore::Stored& stored) {
+        return stored.scope == scope && stored.owner.empty();
+      });
+      if (garbled) {
+        const WindowVerdict verdict = evaluate_windows(WindowStore::select(*windows, "", ""), now);
+        out.push_back({scope, owner, {"window", false, true, verdict.reason}});
+      }
+    }
+  }
+  return out;
 }
 
 }  // namespace skopos::driver

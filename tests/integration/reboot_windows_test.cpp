@@ -16,6 +16,7 @@
 #include <ctime>
 #include <filesystem>
 #include <fstream>
+#include <sstream>
 
 #include "etcd_server.h"
 #include "agent_process.h"
@@ -254,6 +255,60 @@ TEST_F(RebootWindowsTest, APausedTierTakesNoTurnAndAResumeLetsItGo) {
                   std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - resumed_at).count()));
   EXPECT_EQ(agent_cli({"resume", "--tier", "worker"}).out, "tier worker was not paused\n");
   EXPECT_EQ(agent.stop(), 0);
+}
+
+// `skopos lock status` shows why a host with a reboot requested may be in no line: the
+// pauses and windows etcd holds, each tier's and host's evaluated, a garbled record as
+// unknown -- in the table, --json and --metrics.
+TEST_F(RebootWindowsTest, LockStatusShowsTheStartGatesInEtcdAndWhyEachIsClosed) {
+  const auto skopos = [&](std::vector<std::string> args) {
+    std::vector<std::string> argv = {SKOPOS_CLI};
+    argv.insert(argv.end(), args.begin(), args.end());
+    for (const std::string& option :
+         {std::string("--etcd-endpoints"), server_->endpoint(), std::string("--etcd-prefix"), prefix_}) {
+      argv.push_back(option);
+    }
+    return run_process(argv);
+  };
+  ProcessResult status = skopos({"lock", "status"});
+  EXPECT_EQ(status.out.find("start gates"), std::string::npos) << "none configured, none shown:\n" << status.out;
+
+  ASSERT_EQ(window({"set", "--tier", "worker", "nights", "daily", utc_clock(180min), "1h"}).exit_code, 0);
+  ASSERT_EQ(window({"set", "--tier", "proxy", "always", "daily", utc_clock(-1min), "23h"}).exit_code, 0);
+  ASSERT_EQ(skopos({"agent", "pause", "--host", "db-7", "--reason", "disk swap"}).exit_code, 0);
+  ASSERT_TRUE(raw_->put(prefix_ + "/windows/tier/worker/broken", "not a window"));
+  status = skopos({"lock", "status"});
+  ASSERT_EQ(status.exit_code, 0) << status.err;
+  // The table's line that starts with `start`, its columns one space apart.
+  const auto row = [&](const std::string& start) {
+    std::istringstream lines(status.out);
+    for (std::string line; std::getline(lines, line);) {
+      std::string words;
+      for (std::size_t i = 0; i < line.size(); ++i) {
+        if (line[i] != ' ' || (i > 0 && line[i - 1] != ' ')) words += line[i];
+      }
+      if (words.rfind(start, 0) == 0) return words;
+    }
+    return std::string();
+  };
+  EXPECT_NE(row("host db-7 pause closed host db-7 paused by ").find(": disk swap"), std::string::npos) << status.out;
+  EXPECT_NE(row("tier proxy window open inside window 'always' (tier) until "), "") << status.out;
+  EXPECT_NE(row("tier worker window unknown maintenance windows cannot be evaluated: "), "") << status.out;
+  ASSERT_TRUE(raw_->delete_range(prefix_ + "/windows/tier/worker/broken"));
+  status = skopos({"lock", "status"});
+  EXPECT_NE(row("tier worker window closed outside window 'nights' (tier): opens "), "") << status.out;
+
+  const ProcessResult json = skopos({"lock", "status", "--json"});
+  EXPECT_NE(json.out.find(R"({"scope":"host","owner":"db-7","gate":"pause","open":false,"unknown":false,)"),
+            std::string::npos)
+      << json.out;
+  const ProcessResult metrics = skopos({"lock", "status", "--metrics"});
+  EXPECT_NE(metrics.out.find("skopos_start_gate_open{scope=\"tier\",owner=\"worker\",gate=\"window\"} 0\n"),
+            std::string::npos)
+      << metrics.out;
+  EXPECT_NE(metrics.out.find("skopos_start_gate_open{scope=\"tier\",owner=\"proxy\",gate=\"window\"} 1\n"),
+            std::string::npos)
+      << metrics.out;
 }
 
 }  // namespace

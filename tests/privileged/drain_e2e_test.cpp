@@ -21,12 +21,14 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <optional>
 #include <sstream>
 #include <thread>
 
 #include "drain_sandbox.h"
 #include "load.h"
 #include "privileged_support.h"
+#include "prometheus_stack.h"
 #include "simulators.h"
 #include "skopos/subprocess.h"
 #include "zookeeper_server.h"
@@ -422,6 +424,81 @@ TEST(PrivilegedDrainEndToEnd, AgentRebootsOnItsTriggersOnceEachAndRecoversAfterB
   }
   ASSERT_EQ(rolling_reboot("--cancel").exit_code, 0);
   const Load::Totals totals = load.wait();
+  EXPECT_EQ(totals.failed, 0) << totals.text;
+  EXPECT_EQ(totals.served, 4000) << totals.text;
+  EXPECT_EQ(join(sandbox->leftovers()), "");
+}
+
+// ---- a health gate holds the agent's reboot -------------------------------------------
+//
+// A real Prometheus and Alertmanager (tests/support/prometheus_stack.h) with a rule of
+// the test's own: while its alert fires, the agent's requested reboot waits -- nothing
+// taken, nothing fenced, the gate's state in the agent's metrics; the alert resolves,
+// and the drain runs under load and reboots with 0 failed requests; after the boot the
+// release gate (the same alert) lets the slot go back.
+TEST(PrivilegedDrainEndToEnd, AFiringAlertHoldsTheAgentsRebootAndItsResolutionLetsTheDrainRunWithoutAFailedRequest) {
+  SKOPOS_REQUIRE_ROOT();
+  auto sandbox = start_sandbox(1);
+  ASSERT_TRUE(sandbox);
+  auto stack = PrometheusStack::start(
+      "      - alert: ClusterUnhealthy\n"
+      "        expr: sandbox_unhealthy > 0\n"
+      "        labels: {severity: critical}\n");
+  stack->set_metrics("sandbox_unhealthy 1\n");
+  ASSERT_TRUE(stack->wait_alert("ClusterUnhealthy", true, 60s));
+  const std::string trigger = sandbox->dir() + "/needs_reboot";
+  const std::string rebooted = sandbox->dir() + "/rebooted";
+  const std::string log = sandbox->dir() + "/agent.log";
+  const std::string metrics = sandbox->dir() + "/agent.prom";
+  const auto agent_argv = sandbox->skopos(
+      "agent", {"--trigger-file", trigger, "--reboot-required-file", trigger + ".os", "--reboot-command",
+                "touch " + rebooted, "--recheck", "10m", "--recover-timeout", "60s", "--heartbeat-ttl", "3s",
+                "--health-alertmanager", stack->alertmanager_url(), "--health-alerts", "severity=critical",
+                "--health-interval", "1s", "--agent-metrics-file", metrics});
+  const std::string holder = "/skopos/locks/reboot/worker/holders/sandbox-a";
+  const auto etcd_has = [&](const std::string& key) {
+    return run({"etcdctl", "--endpoints", sandbox->etcd(), "get", key, "--keys-only"}).out.find(key) !=
+           std::string::npos;
+  };
+  std::optional<Load> load;
+  {
+    Driver agent(agent_argv, log);
+    std::ofstream(trigger) << "kernel update\n";
+    ASSERT_TRUE(wait_until(30s, [&] {
+      return read_file(log).find("reboot requested, waiting: firing alert ClusterUnhealthy{") != std::string::npos;
+    })) << read_file(log);
+    std::this_thread::sleep_for(3s);  // three more looks at the gate
+    EXPECT_FALSE(exists(rebooted));
+    EXPECT_EQ(sandbox->journal_phase(), "") << "no drain while the alert fires";
+    EXPECT_FALSE(etcd_has(holder)) << "no slot taken";
+    EXPECT_TRUE(exists(trigger)) << "the request waits";
+    EXPECT_NE(read_file(metrics).find("skopos_agent_gate_open{host=\"sandbox-a\",point=\"start\",gate=\"alerts\"} 0"),
+              std::string::npos)
+        << read_file(metrics);
+
+    // The alert resolves while the apps are under load: the drain runs and reboots.
+    load.emplace(sandbox->apps()[0].frontend, 4000);
+    stack->set_metrics("sandbox_unhealthy 0\n");
+    ASSERT_TRUE(stack->wait_alert("ClusterUnhealthy", false, 60s));
+    ASSERT_TRUE(wait_until(90s, [&] { return exists(rebooted); })) << read_file(log);
+    EXPECT_TRUE(load->running()) << "the load spans the whole drain";
+    EXPECT_EQ(sandbox->journal_phase(), "reboot");
+    EXPECT_TRUE(etcd_has(holder)) << "the reboot lock is held through the reboot";
+    agent.signal(SIGTERM);
+    EXPECT_EQ(agent.wait(20s), 0) << read_file(log);
+    sandbox->new_boot();
+    std::filesystem::remove(rebooted);
+  }
+  {
+    Driver agent(agent_argv, log);
+    ASSERT_TRUE(wait_until(90s, [&] { return sandbox->journal_phase().empty(); })) << read_file(log);
+    EXPECT_FALSE(etcd_has(holder)) << "released after recovery, the release gate open";
+    EXPECT_NE(read_file(log).find("health gates open: no firing alerts matching the selector"), std::string::npos)
+        << read_file(log);
+    agent.signal(SIGTERM);
+    EXPECT_EQ(agent.wait(20s), 0) << read_file(log);
+  }
+  const Load::Totals totals = load->wait();
   EXPECT_EQ(totals.failed, 0) << totals.text;
   EXPECT_EQ(totals.served, 4000) << totals.text;
   EXPECT_EQ(join(sandbox->leftovers()), "");

@@ -15,6 +15,7 @@ Load::Load(const std::string& program, const std::string& target, long requests,
                             std::to_string(slow_ms), "--timeout", "30"},
                            {}, std::chrono::seconds(300));
     output_ = out ? out->out : "load: " + out.error().message();
+    running_ = false;
   });
 }
 

@@ -2,6 +2,7 @@
 // a thread of its own, with every request counted: served, or failed and why.
 #pragma once
 
+#include <atomic>
 #include <map>
 #include <string>
 #include <thread>
@@ -26,9 +27,12 @@ class Load {
   };
   // Waits for the end; the counts (-1 when the generator printed none).
   Totals wait();
+  // Whether it still sends requests (a test checks that its load spans what it proves).
+  bool running() const { return running_.load(); }
 
  private:
   std::string output_;
+  std::atomic<bool> running_{true};
   std::thread thread_;
 };
 

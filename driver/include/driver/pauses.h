@@ -68,4 +68,17 @@ WindowVerdict pauses_and_windows(const Result<std::vector<Pause>, std::string>& 
                                  const std::vector<RebootWindow>& local, const std::string& tier,
                                  const std::string& hostname, SysSeconds now);
 
+// For `skopos lock status`: the start gates etcd holds, one entry per gate of each tier
+// and host that has a pause or windows, each evaluated at `now` on its own (a host's
+// windows without its tier's: etcd does not say which tier a host is in). A list that
+// cannot be read, or a record whose key names no owner, is an unknown entry (owner "?").
+struct OwnerGate {
+  WindowStore::Scope scope = WindowStore::Scope::kTier;
+  std::string owner;
+  GateState state;
+};
+std::vector<OwnerGate> stored_gates(const Result<std::vector<Pause>, std::string>& pauses,
+                                    const Result<std::vector<WindowStore::Stored>, std::string>& windows,
+                                    SysSeconds now);
+
 }  // namespace skopos::driver
