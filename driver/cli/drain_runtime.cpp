@@ -1,5 +1,6 @@
 #include "drain_runtime.h"
 
+#include <array>
 #include <string>
 
 #include "skopos/enum_names.h"
@@ -78,6 +79,23 @@ const OptionTable<DrainConfig>& drain_options_table() {
            "POSTed {machine_id, hostname, kind, outcome, drain_id} at\nthe end ($NOTIFY; {machine_id} in the URL is "
            "replaced)",
            &C::notify);
+    t.text("hook-pre-drain", "CMD",
+           "run after the budget check, before anything is taken away\n(split on spaces, no shell): a non-zero exit "
+           "refuses the\ndrain and gives the locks back",
+           &C::hook_pre_drain);
+    t.text("hook-drained", "CMD", "run once the host is drained, before the reboot (e.g.\napply updates); a failure "
+           "stops the drain there",
+           &C::hook_drained);
+    t.text("hook-pre-reboot", "CMD", "run just before the reboot command", &C::hook_pre_reboot);
+    t.text("hook-post-boot", "CMD",
+           "run after the reboot, before the slot goes back: a failure\nkeeps the slot and the recovery is tried "
+           "again",
+           &C::hook_post_boot);
+    t.duration("hook-timeout", "each hook's limit; later is a failure", &C::hook_timeout);
+    t.text("hook-idempotent", "POINTS",
+           "hooks that may run again after the driver stopped in their\nmiddle (e.g. pre-drain,post-boot); others "
+           "then stop the\ndrain for a person",
+           &C::hook_idempotent);
     t.duration("heartbeat-ttl", "this driver's liveness lease", &C::heartbeat_ttl);
     t.duration("progress-interval", "progress lines under systemd",
                [](auto& c) -> auto& { return c.drain.progress_interval; });
@@ -111,6 +129,25 @@ DrainRuntime::DrainRuntime(const GlobalOptions& global, const DrainConfig& confi
   auto docker_endpoint = HttpEndpoint::parse(config.docker_socket);
   if (!docker_endpoint) throw FatalError(command + ": --docker-socket: " + docker_endpoint.error().message());
 
+  if (config.hook_timeout.count() <= 0) throw FatalError(command + ": --hook-timeout must be positive");
+  std::array<DrainHook, kHookPoints> hooks;
+  for (const auto& [point, text] : {std::pair{HookPoint::kPreDrain, &config.hook_pre_drain},
+                                    {HookPoint::kDrained, &config.hook_drained},
+                                    {HookPoint::kPreReboot, &config.hook_pre_reboot},
+                                    {HookPoint::kPostBoot, &config.hook_post_boot}}) {
+    DrainHook& hook = hooks[static_cast<std::size_t>(point)];
+    hook.argv = split_list(*text, ' ');
+    hook.timeout = config.hook_timeout;
+  }
+  for (const std::string& name : split_list(config.hook_idempotent)) {
+    const auto point = parse_hook_point(name);
+    if (!point) {
+      throw FatalError(command + ": --hook-idempotent: '" + name +
+                       "' is not a hook point (pre-drain, drained, pre-reboot, post-boot)");
+    }
+    hooks[static_cast<std::size_t>(*point)].idempotent = true;
+  }
+
   // etcd and the locks (always: every drain takes the host lock), and who this host is.
   etcd_options_ = global.etcd;
   prefix_ = global.prefix;
@@ -122,6 +159,8 @@ DrainRuntime::DrainRuntime(const GlobalOptions& global, const DrainConfig& confi
   options_ = config.drain;
   options_.kind = kind;
   if (options_.hostname.empty()) options_.hostname = identity().hostname;
+  options_.machine_id = identity().machine_id;
+  options_.hooks = hooks;
   journal_path_ = config.journal;
   heartbeat_ttl_ = config.heartbeat_ttl;
 

@@ -42,6 +42,13 @@ struct DrainConfig {
   std::string notify;
   std::string events;
   std::string metrics_file;
+  // Hooks (drain.h), as given: each a command split on spaces; checked in DrainRuntime.
+  std::string hook_pre_drain;
+  std::string hook_drained;
+  std::string hook_pre_reboot;
+  std::string hook_post_boot;
+  std::chrono::milliseconds hook_timeout{std::chrono::minutes(5)};
+  std::string hook_idempotent;  // hook points, comma-separated
 
   // The defaults, with what the environment sets: $SKOPOS_MARATHON,
   // $SKOPOS_TRACKER_SOCKET, $NOTIFY (options given win).

@@ -4,6 +4,7 @@
 #include <charconv>
 #include <ctime>
 #include <random>
+#include <sstream>
 #include <set>
 
 #include <simdjson.h>
@@ -44,6 +45,11 @@ constexpr std::pair<DrainError::Kind, const char*> kErrorKindNames[] = {
     {DrainError::Kind::kFailed, "failed"},           {DrainError::Kind::kRefused, "refused"},
     {DrainError::Kind::kTimedOut, "timed-out"},      {DrainError::Kind::kInterrupted, "interrupted"},
     {DrainError::Kind::kUsage, "usage"},             {DrainError::Kind::kGated, "gated"}};
+
+constexpr std::pair<HookPoint, const char*> kHookNames[] = {{HookPoint::kPreDrain, "pre-drain"},
+                                                           {HookPoint::kDrained, "drained"},
+                                                           {HookPoint::kPreReboot, "pre-reboot"},
+                                                           {HookPoint::kPostBoot, "post-boot"}};
 
 DrainPhase next(DrainPhase phase) { return static_cast<DrainPhase>(static_cast<int>(phase) + 1); }
 
@@ -120,6 +126,10 @@ bool parse_drain_phase(const std::string& name, DrainPhase& phase) {
   return parsed.has_value();
 }
 
+const char* hook_point_name(HookPoint point) { return enum_name(kHookNames, point); }
+
+std::optional<HookPoint> parse_hook_point(std::string_view name) { return enum_value(kHookNames, std::string(name)); }
+
 std::string new_drain_id() {
   std::random_device random;
   const std::uint64_t value = (static_cast<std::uint64_t>(random()) << 32) ^ random();
@@ -129,6 +139,17 @@ std::string new_drain_id() {
 }
 
 // ---- facts ---------------------------------------------------------------------------
+
+namespace {
+
+// "pre-drain=done,drained=started"
+std::string hooks_text(const std::map<std::string, std::string>& hooks) {
+  std::string out;
+  for (const auto& [point, state] : hooks) out += (out.empty() ? "" : ",") + point + "=" + state;
+  return out;
+}
+
+}  // namespace
 
 std::map<std::string, std::string> DrainFacts::to_map() const {
   std::map<std::string, std::string> out;
@@ -147,6 +168,7 @@ std::map<std::string, std::string> DrainFacts::to_map() const {
   out["leader_moved"] = leader_moved ? "true" : "false";
   out["connections_zero"] = connections_zero ? "true" : "false";
   out["trigger"] = trigger;
+  if (!hooks.empty()) out["hooks"] = hooks_text(hooks);
   return out;
 }
 
@@ -169,7 +191,9 @@ std::string DrainFacts::to_json() const {
   strings("apps", apps);
   strings("tasks", tasks);
   json.key("leader_moved").value(leader_moved).key("connections_zero").value(connections_zero);
-  json.key("trigger").value(trigger).end_object();
+  json.key("trigger").value(trigger);
+  if (!hooks.empty()) json.key("hooks").value(hooks_text(hooks));
+  json.end_object();
   return out;
 }
 
@@ -271,6 +295,17 @@ Result<DrainFacts, std::string> DrainFacts::from_map(const std::map<std::string,
   if (const auto* value = get("leader_moved")) out.leader_moved = *value == "true";
   if (const auto* value = get("connections_zero")) out.connections_zero = *value == "true";
   if (const auto* value = get("trigger")) out.trigger = *value;
+  if (const auto* value = get("hooks")) {
+    for (const std::string& item : split_list(*value)) {
+      const auto equals = item.find('=');
+      const std::string point = item.substr(0, equals);
+      const std::string state = equals == std::string::npos ? "" : item.substr(equals + 1);
+      if (!parse_hook_point(point) || (state != "started" && state != "done" && state != "failed")) {
+        return unexpected("fact hooks has '" + item + "', not <hook point>=started|done|failed");
+      }
+      out.hooks[point] = state;
+    }
+  }
   return out;
 }
 
@@ -725,7 +760,9 @@ Result<void, DrainError> Drain::check_budget() {
        "budget ok: " + std::to_string(facts_.apps.size()) + " app(s), " + std::to_string(containers_.size()) +
            " container(s), ports " + (facts_.fenced_ports.empty() ? std::string("none") : ports_text(facts_.fenced_ports)) +
            ", Mesos " + mesos_mode_name(facts_.machine.mode));
-  return {};
+  // The operator's veto, last before anything is taken away: a refusal gives the locks
+  // back (as the budget's does).
+  return run_hook(HookPoint::kPreDrain);
 }
 
 Result<void, DrainError> Drain::announce() {
@@ -839,12 +876,14 @@ Result<void, DrainError> Drain::drained() {
       if (auto recorded = record(DrainPhase::kDrained); !recorded) return recorded;
     }
   }
+  if (auto hooked = run_hook(HookPoint::kDrained); !hooked) return hooked;
   emit(DrainEvent::Type::kDone, "drained", {{"drain_id", drain_id_}});
   if (facts_.kind != DrainKind::kReboot) systems_.host.notify(drain_kind_token(facts_.kind), "drained", drain_id_);
   return {};
 }
 
 Result<void, DrainError> Drain::reboot() {
+  if (auto hooked = run_hook(HookPoint::kPreReboot); !hooked) return hooked;
   if (options_.external_reboot) {
     // The OS's updater reboots (FleetLock): the host is drained and holds its slot, and
     // the journal says so; the updater hears it on its next call.
@@ -855,6 +894,76 @@ Result<void, DrainError> Drain::reboot() {
   emit(DrainEvent::Type::kInfo, "rebooting (boot id " + journal_.last()->boot_id + ")");
   systems_.host.notify(drain_kind_token(facts_.kind), "rebooting", drain_id_);
   return systems_.host.reboot();
+}
+
+Result<void, DrainError> Drain::run_hook(HookPoint point) {
+  const DrainHook& hook = options_.hooks[static_cast<std::size_t>(point)];
+  if (hook.argv.empty()) return {};
+  const std::string name = hook_point_name(point);
+  std::string command;
+  for (const std::string& word : hook.argv) command += (command.empty() ? "" : " ") + word;
+  const std::string what = "hook " + name + " '" + command + "'";
+  // A veto is a refusal (the locks go back); any other hook's failure stops the drain
+  // where it is, to be run again or undrained.
+  const DrainError::Kind failure =
+      point == HookPoint::kPreDrain ? DrainError::Kind::kRefused : DrainError::Kind::kFailed;
+  const auto state = facts_.hooks.find(name);
+  if (state != facts_.hooks.end() && state->second == "done") {
+    emit(DrainEvent::Type::kInfo, what + " ran already (the journal says so)");
+    return {};
+  }
+  if (state != facts_.hooks.end() && state->second == "started" && !hook.idempotent) {
+    return drain_error(DrainError::Kind::kFailed,
+                       what + " was running when the driver stopped, and is not declared idempotent: not run again. "
+                              "Check what it did; then 'skopos undrain' gives the host back, or declare it idempotent "
+                              "(--hook-idempotent " + name + ") to run it again");
+  }
+  // Journaled before it runs: a crash in its middle is known as one.
+  facts_.hooks[name] = "started";
+  if (auto recorded = record(phase_); !recorded) return recorded;
+  std::vector<std::string> environment = {
+      "SKOPOS_HOOK=" + name,
+      "SKOPOS_MACHINE_ID=" + options_.machine_id,
+      "SKOPOS_HOSTNAME=" + options_.hostname,
+      "SKOPOS_TIER=" + facts_.tier,
+      "SKOPOS_KIND=" + std::string(drain_kind_token(facts_.kind)),
+      "SKOPOS_PHASE=" + std::string(drain_phase_name(phase_)),
+      "SKOPOS_DRAIN_ID=" + drain_id_,
+      "SKOPOS_JOURNAL=" + journal_.path(),
+      "SKOPOS_TRIGGER=" + facts_.trigger};
+  std::string input;
+  JsonWriter json(input);
+  json.begin_object().key("hook").value(name).key("machine_id").value(options_.machine_id);
+  json.key("hostname").value(options_.hostname).key("tier").value(facts_.tier);
+  json.key("kind").value(drain_kind_token(facts_.kind)).key("phase").value(drain_phase_name(phase_));
+  json.key("drain_id").value(drain_id_).key("journal").value(journal_.path()).key("trigger").value(facts_.trigger);
+  json.key("facts").raw_value(facts_.to_json()).end_object();
+  input += '\n';
+  emit(DrainEvent::Type::kInfo, "running " + what + " (up to " + seconds_text(hook.timeout) + ")");
+  auto ran = systems_.host.run_hook(hook.argv, environment, input, hook.timeout);
+  // Its output to the log, a line per event (bounded: a hook that prints a book).
+  if (ran) {
+    int lines = 0;
+    for (const std::string* stream : {&ran->out, &ran->err}) {
+      std::istringstream text(*stream);
+      for (std::string line; std::getline(text, line) && lines < 50; ++lines) {
+        emit(DrainEvent::Type::kInfo,
+             "hook " + name + (stream == &ran->err ? " (stderr): " : ": ") + line.substr(0, 500));
+      }
+    }
+  }
+  const bool ok = ran && ran->exit_code == 0;
+  facts_.hooks[name] = ok ? "done" : "failed";
+  if (auto recorded = record(phase_); !recorded) return recorded;
+  if (!ran) return drain_error(failure, what + " did not finish: " + ran.error().message);
+  if (!ok) {
+    const std::string first = ran->err.substr(0, ran->err.find('\n')).substr(0, 200);
+    return drain_error(failure, what + " exited " + std::to_string(ran->exit_code) +
+                                    (first.empty() ? "" : " (" + first + ")") +
+                                    (point == HookPoint::kPreDrain ? ": the drain is refused" : ""));
+  }
+  emit(DrainEvent::Type::kInfo, what + " done");
+  return {};
 }
 
 Result<void, DrainError> Drain::journal_finish() {
@@ -951,6 +1060,14 @@ Result<void, DrainError> Drain::plan() {
     line("now: connection counts unknown (" + counts.error().message + ")");
   }
   if (facts_.kind == DrainKind::kReboot) line("then: reboot, holding the cluster lock; recovery after boot");
+  for (std::size_t i = 0; i < kHookPoints; ++i) {
+    const DrainHook& hook = options_.hooks[i];
+    if (hook.argv.empty()) continue;
+    std::string command;
+    for (const std::string& word : hook.argv) command += (command.empty() ? "" : " ") + word;
+    line(std::string("hook ") + hook_point_name(static_cast<HookPoint>(i)) + ": '" + command + "' (up to " +
+         seconds_text(hook.timeout) + (hook.idempotent ? ", idempotent" : "") + ")");
+  }
   return {};
 }
 
@@ -1001,6 +1118,7 @@ Result<DrainResult, DrainError> Drain::recover(bool wait_apps) {
     if (phase == DrainPhase::kReboot) result.rebooted = true;
     if (phase > DrainPhase::kBudget && phase <= DrainPhase::kReboot) went_out = true;
   }
+  rebooted_ = result.rebooted;
   const DrainPhase from = std::max(existing->first, DrainPhase::kRecoverChecks);
   emit(DrainEvent::Type::kInfo, "bringing the host back from phase " + std::string(drain_phase_name(existing->first)) +
                                     " (drain '" + drain_id_ + "')");
@@ -1108,6 +1226,10 @@ Result<void, DrainError> Drain::release_locks() {
   // After a host that went out is back: the health gates before the next host may take
   // its slot (bounded by the recovery's wait; past it the slot is kept, and the roll
   // waits for a person). A drain wound up before it took anything away just lets go.
+  // Back from a reboot: the operator's validation first; a failure keeps the slot.
+  if (announce_ && rebooted_) {
+    if (auto hooked = run_hook(HookPoint::kPostBoot); !hooked) return hooked;
+  }
   if (announce_ && options_.release_gate && !facts_.lock.empty()) {
     std::string reason;
     auto healthy = wait_until("the health gates to open before the slot goes back",

@@ -38,6 +38,15 @@ Result<void, DrainError> LocalDrainHost::reboot() {
   return {};
 }
 
+Result<DrainHost::HookRun, DrainError> LocalDrainHost::run_hook(const std::vector<std::string>& argv,
+                                                                 const std::vector<std::string>& environment,
+                                                                 const std::string& input,
+                                                                 std::chrono::milliseconds timeout) {
+  auto ran = run_program(argv, input, timeout, environment);
+  if (!ran) return drain_error(DrainError::Kind::kFailed, ran.error().message());
+  return HookRun{ran->exit_code, std::move(ran->out), std::move(ran->err)};
+}
+
 Result<bool, DrainError> LocalDrainHost::zookeeper_healthy(std::string& summary) {
   if (options_.zookeeper.empty()) {
     summary = "no ZooKeeper configured";

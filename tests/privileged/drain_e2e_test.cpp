@@ -429,13 +429,14 @@ TEST(PrivilegedDrainEndToEnd, AgentRebootsOnItsTriggersOnceEachAndRecoversAfterB
   EXPECT_EQ(join(sandbox->leftovers()), "");
 }
 
-// ---- a health gate holds the agent's reboot -------------------------------------------
+// ---- a health gate holds the agent's reboot; hooks around it -------------------------
 //
 // A real Prometheus and Alertmanager (tests/support/prometheus_stack.h) with a rule of
 // the test's own: while its alert fires, the agent's requested reboot waits -- nothing
-// taken, nothing fenced, the gate's state in the agent's metrics; the alert resolves,
-// and the drain runs under load and reboots with 0 failed requests; after the boot the
-// release gate (the same alert) lets the slot go back.
+// taken, nothing fenced, no hook run, the gate's state in the agent's metrics; the
+// alert resolves, and the drain runs under load, its hooks (a script at every point)
+// with the drain's context, and reboots with 0 failed requests; after the boot the
+// post-boot hook, then the release gate (the same alert) let the slot go back.
 TEST(PrivilegedDrainEndToEnd, AFiringAlertHoldsTheAgentsRebootAndItsResolutionLetsTheDrainRunWithoutAFailedRequest) {
   SKOPOS_REQUIRE_ROOT();
   auto sandbox = start_sandbox(1);
@@ -450,11 +451,18 @@ TEST(PrivilegedDrainEndToEnd, AFiringAlertHoldsTheAgentsRebootAndItsResolutionLe
   const std::string rebooted = sandbox->dir() + "/rebooted";
   const std::string log = sandbox->dir() + "/agent.log";
   const std::string metrics = sandbox->dir() + "/agent.prom";
+  // A hook at every point, leaving its context where the test can read it.
+  const std::string hook = sandbox->dir() + "/hook.sh";
+  std::ofstream(hook) << "#!/bin/sh\nenv | grep '^SKOPOS_' | sort > " << sandbox->dir()
+                      << "/hook-$SKOPOS_HOOK.env\ncat > " << sandbox->dir() << "/hook-$SKOPOS_HOOK.json\n";
+  std::filesystem::permissions(hook, std::filesystem::perms::owner_all);
   const auto agent_argv = sandbox->skopos(
       "agent", {"--trigger-file", trigger, "--reboot-required-file", trigger + ".os", "--reboot-command",
                 "touch " + rebooted, "--recheck", "10m", "--recover-timeout", "60s", "--heartbeat-ttl", "3s",
                 "--health-alertmanager", stack->alertmanager_url(), "--health-alerts", "severity=critical",
-                "--health-interval", "1s", "--agent-metrics-file", metrics});
+                "--health-interval", "1s", "--agent-metrics-file", metrics, "--hook-pre-drain", hook,
+                "--hook-drained", hook, "--hook-pre-reboot", hook, "--hook-post-boot", hook});
+  const auto hook_ran = [&](const std::string& point) { return exists(sandbox->dir() + "/hook-" + point + ".env"); };
   const std::string holder = "/skopos/locks/reboot/worker/holders/sandbox-a";
   const auto etcd_has = [&](const std::string& key) {
     return run({"etcdctl", "--endpoints", sandbox->etcd(), "get", key, "--keys-only"}).out.find(key) !=
@@ -472,6 +480,7 @@ TEST(PrivilegedDrainEndToEnd, AFiringAlertHoldsTheAgentsRebootAndItsResolutionLe
     EXPECT_EQ(sandbox->journal_phase(), "") << "no drain while the alert fires";
     EXPECT_FALSE(etcd_has(holder)) << "no slot taken";
     EXPECT_TRUE(exists(trigger)) << "the request waits";
+    EXPECT_FALSE(hook_ran("pre-drain")) << "no hook before the gate opens";
     EXPECT_NE(read_file(metrics).find("skopos_agent_gate_open{host=\"sandbox-a\",point=\"start\",gate=\"alerts\"} 0"),
               std::string::npos)
         << read_file(metrics);
@@ -482,6 +491,12 @@ TEST(PrivilegedDrainEndToEnd, AFiringAlertHoldsTheAgentsRebootAndItsResolutionLe
     ASSERT_TRUE(stack->wait_alert("ClusterUnhealthy", false, 60s));
     ASSERT_TRUE(wait_until(90s, [&] { return exists(rebooted); })) << read_file(log);
     EXPECT_TRUE(load->running()) << "the load spans the whole drain";
+    for (const std::string point : {"pre-drain", "drained", "pre-reboot"}) EXPECT_TRUE(hook_ran(point)) << point;
+    EXPECT_FALSE(hook_ran("post-boot"));
+    const std::string drained_env = read_file(sandbox->dir() + "/hook-drained.env");
+    EXPECT_NE(drained_env.find("SKOPOS_KIND=REBOOT\n"), std::string::npos) << drained_env;
+    EXPECT_NE(drained_env.find("SKOPOS_PHASE=drained\n"), std::string::npos) << drained_env;
+    EXPECT_NE(drained_env.find("SKOPOS_TRIGGER=file\n"), std::string::npos) << drained_env;
     EXPECT_EQ(sandbox->journal_phase(), "reboot");
     EXPECT_TRUE(etcd_has(holder)) << "the reboot lock is held through the reboot";
     agent.signal(SIGTERM);
@@ -495,6 +510,8 @@ TEST(PrivilegedDrainEndToEnd, AFiringAlertHoldsTheAgentsRebootAndItsResolutionLe
     EXPECT_FALSE(etcd_has(holder)) << "released after recovery, the release gate open";
     EXPECT_NE(read_file(log).find("health gates open: no firing alerts matching the selector"), std::string::npos)
         << read_file(log);
+    const std::string post_boot = read_file(sandbox->dir() + "/hook-post-boot.json");
+    EXPECT_EQ(post_boot.rfind(R"({"hook":"post-boot","machine_id":"sandbox-a",)", 0), 0U) << post_boot;
     agent.signal(SIGTERM);
     EXPECT_EQ(agent.wait(20s), 0) << read_file(log);
   }

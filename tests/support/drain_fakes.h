@@ -11,6 +11,7 @@
 #include <atomic>
 #include <chrono>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <optional>
 #include <string>
@@ -349,8 +350,35 @@ class FakeHost : public DrainHost {
   void notify(const std::string& kind, const std::string& outcome, const std::string&) override {
     notified.push_back(kind + " " + outcome);
   }
+  // A hook: the call "hook:<point>" (SKOPOS_HOOK) in the world's calls, its environment
+  // and input kept; it exits as `hook_exit` says (0 when not there); `on_hook` runs
+  // first (a test copies the journal there: the state of a crash in the hook's middle).
+  Result<HookRun, DrainError> run_hook(const std::vector<std::string>& argv,
+                                       const std::vector<std::string>& environment, const std::string& input,
+                                       std::chrono::milliseconds) override {
+    std::string point;
+    for (const std::string& entry : environment) {
+      if (entry.rfind("SKOPOS_HOOK=", 0) == 0) point = entry.substr(12);
+    }
+    hook_argv.push_back(argv);
+    hook_environments.push_back(environment);
+    hook_inputs.push_back(input);
+    if (on_hook) on_hook(point);
+    SKOPOS_FAKE_FAIL(w_, "hook:" + point);
+    const auto exit = hook_exit.find(point);
+    HookRun run;
+    run.exit_code = exit == hook_exit.end() ? 0 : exit->second;
+    run.out = "checked " + point + "\n";
+    if (run.exit_code != 0) run.err = point + " says no\nsecond line\n";
+    return run;
+  }
   bool zookeeper_ok = true;
   std::vector<std::string> notified;
+  std::map<std::string, int> hook_exit;
+  std::function<void(const std::string& point)> on_hook;
+  std::vector<std::vector<std::string>> hook_argv;
+  std::vector<std::vector<std::string>> hook_environments;
+  std::vector<std::string> hook_inputs;
 
  private:
   World& w_;

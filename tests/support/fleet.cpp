@@ -444,6 +444,10 @@ class SimHost final : public DrainHost {
     return true;
   }
   void notify(const std::string&, const std::string&, const std::string&) override {}
+  Result<HookRun, DrainError> run_hook(const std::vector<std::string>&, const std::vector<std::string>&,
+                                       const std::string&, std::chrono::milliseconds) override {
+    return drain_error(DrainError::Kind::kUsage, "the simulated hosts run no hooks");
+  }
 
  private:
   std::string boot_id_;

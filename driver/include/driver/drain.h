@@ -38,6 +38,7 @@
 // Not thread-safe. `stop` (set by a signal handler) makes waits return at a safe point.
 #pragma once
 
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <cstdint>
@@ -112,6 +113,9 @@ struct DrainFacts {
   bool leader_moved = false;
   bool connections_zero = false;        // the wait ended because every count was 0
   std::string trigger;                  // what started it: "cli", "file", "rolling:<request id>"
+  // Each hook point's state in this drain: "started" (journaled before it runs),
+  // "done", "failed".
+  std::map<std::string, std::string> hooks;
 
   // The facts as a journal entry carries them (without the fencing token): one JSON
   // object, each fact with its own type -- ports and ids as arrays, revisions as
@@ -144,6 +148,31 @@ struct StartGateVerdict {
 };
 using StartGate = std::function<StartGateVerdict()>;
 
+// Hooks: the operator's programs at fixed points of the drain.
+//   pre-drain   after the budget check, before anything is taken away: a non-zero exit
+//               (or no answer) refuses the drain, and the locks are given back
+//   drained     the host is drained, before the reboot (e.g. apply updates)
+//   pre-reboot  just before the reboot command (REBOOT drains only)
+//   post-boot   back from the reboot, before the slot goes back: a failure keeps the
+//               slot (no other host of the tier goes down) and the recovery is tried
+//               again
+// Each runs without a shell, bounded by its timeout, with the drain's context in its
+// environment (SKOPOS_HOOK, SKOPOS_MACHINE_ID, SKOPOS_HOSTNAME, SKOPOS_TIER,
+// SKOPOS_KIND, SKOPOS_PHASE, SKOPOS_DRAIN_ID, SKOPOS_JOURNAL, SKOPOS_TRIGGER) and as one
+// JSON object on its standard input (the same, and the drain's facts). Its start and
+// its result are journaled: after a crash in its middle it runs again only when
+// declared idempotent -- otherwise the drain stops and says so.
+enum class HookPoint : std::uint8_t { kPreDrain, kDrained, kPreReboot, kPostBoot };
+inline constexpr std::size_t kHookPoints = 4;
+const char* hook_point_name(HookPoint point);  // "pre-drain", "drained", "pre-reboot", "post-boot"
+std::optional<HookPoint> parse_hook_point(std::string_view name);
+
+struct DrainHook {
+  std::vector<std::string> argv;  // empty: none
+  std::chrono::milliseconds timeout{std::chrono::minutes(5)};
+  bool idempotent = false;  // may run again after the driver stopped in its middle
+};
+
 struct DrainOptions {
   DrainKind kind = DrainKind::kDrain;
   Tier tier = Tier::kWorker;
@@ -167,6 +196,8 @@ struct DrainOptions {
   // The reboot phase only journals: something else reboots the host (the OS's updater,
   // through FleetLock), and recovery follows the boot as after any reboot.
   bool external_reboot = false;
+  std::string machine_id;  // for the hooks' context
+  std::array<DrainHook, kHookPoints> hooks;  // by HookPoint
 };
 
 // What the drain reports as it goes: one event per phase and per progress tick. The
@@ -282,6 +313,9 @@ class Drain {
   Result<void, DrainError> agent_back();
   Result<void, DrainError> apps_healthy();
   Result<void, DrainError> release_locks();
+  // Runs the hook configured at `point`, if any (see HookPoint), journaling its start and
+  // its result; a pre-drain failure is kRefused, any other kFailed.
+  Result<void, DrainError> run_hook(HookPoint point);
   // A bounded wait (--recover-timeout) for `ready`, polled; kTimedOut naming `what`.
   Result<void, DrainError> wait_until(const std::string& what,
                                       FunctionRef<Result<bool, DrainError>(std::string& last)> ready);
@@ -326,6 +360,7 @@ class Drain {
   std::optional<WaitOutcome> wait_;
   int fence_reapplied_ = 0;
   bool announce_ = true;  // recover_steps(): the host went out and comes back (see there)
+  bool rebooted_ = false;  // recover(): the drain it finishes journaled its reboot
   // How often the wait checks that the fence is still first in its hooks.
   static constexpr std::chrono::seconds kFenceCheckInterval{2};
 };

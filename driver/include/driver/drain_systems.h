@@ -289,6 +289,17 @@ class DrainHost {
   virtual Result<bool, DrainError> zookeeper_healthy(std::string& summary) = 0;
   // The notification URL, if configured, with the outcome; failures are logged.
   virtual void notify(const std::string& kind, const std::string& outcome, const std::string& drain_id) = 0;
+  // Runs a hook (drain.h): `environment` ("NAME=value") added to this process's, `input`
+  // on its standard input, killed after `timeout`. An error: it could not be started or
+  // did not finish in time; a non-zero exit is the caller's to judge.
+  struct HookRun {
+    int exit_code = -1;
+    std::string out;
+    std::string err;
+  };
+  virtual Result<HookRun, DrainError> run_hook(const std::vector<std::string>& argv,
+                                               const std::vector<std::string>& environment, const std::string& input,
+                                               std::chrono::milliseconds timeout) = 0;
 };
 
 }  // namespace skopos::driver

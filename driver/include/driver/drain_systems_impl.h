@@ -176,6 +176,9 @@ class LocalDrainHost final : public DrainHost {
   Result<void, DrainError> reboot() override;
   Result<bool, DrainError> zookeeper_healthy(std::string& summary) override;
   void notify(const std::string& kind, const std::string& outcome, const std::string& drain_id) override;
+  Result<HookRun, DrainError> run_hook(const std::vector<std::string>& argv,
+                                       const std::vector<std::string>& environment, const std::string& input,
+                                       std::chrono::milliseconds timeout) override;
 
  private:
   LocalHostOptions options_;

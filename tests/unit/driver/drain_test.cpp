@@ -595,5 +595,213 @@ TEST(DockerDrainContainersTest, BridgeContainersAreFencedByPublishedPortsHostOne
   EXPECT_FALSE(DockerDrainContainers::is_task_container(*plain)) << "not Mesos's: left alone unless --all-containers";
 }
 
+// ---- hooks ------------------------------------------------------------------------------
+
+DrainOptions with_hooks(DrainKind k) {
+  DrainOptions options;
+  options.kind = k;
+  options.machine_id = "m-1";
+  for (const HookPoint point :
+       {HookPoint::kPreDrain, HookPoint::kDrained, HookPoint::kPreReboot, HookPoint::kPostBoot}) {
+    options.hooks[static_cast<std::size_t>(point)].argv = {"/usr/local/bin/check", hook_point_name(point)};
+  }
+  return options;
+}
+
+// The order of every hook and side effect, from the world's calls.
+std::vector<std::string> hooks_and_side_effects(const World& world) {
+  std::vector<std::string> out;
+  const std::vector<std::string> effects = world.side_effects();
+  std::size_t next_effect = 0;
+  for (const std::string& call : world.calls) {
+    if (call.rfind("hook:", 0) == 0) {
+      out.push_back(call);
+    } else if (next_effect < effects.size() && call == effects[next_effect]) {
+      out.push_back(call);
+      ++next_effect;
+    }
+  }
+  return out;
+}
+
+TEST_F(DrainTest, EachHookRunsAtItsPointWithTheDrainsContextAndIsJournaledAroundIt) {
+  std::vector<std::string> journal_at_hook;
+  host_.on_hook = [&](const std::string& point) {
+    auto journal = Journal::open(world_.journal_path);
+    auto facts = DrainFacts::from_json(journal->last()->facts);
+    journal_at_hook.push_back(point + ":" + facts->hooks[point]);
+  };
+  ASSERT_TRUE(run(with_hooks(DrainKind::kReboot)));
+  EXPECT_EQ(hooks_and_side_effects(world_),
+            (std::vector<std::string>{"host_lock@host-lock", "acquire@cluster-lock", "hook:pre-drain@budget",
+                                      "announce@announce", "apply@fence", "stop@stop", "release_tasks@release-tasks",
+                                      "take_down@take-down", "hook:drained@drained", "hook:pre-reboot@reboot",
+                                      "reboot@reboot"}));
+  EXPECT_EQ(journal_at_hook,
+            (std::vector<std::string>{"pre-drain:started", "drained:started", "pre-reboot:started"}))
+      << "each start is journaled before the hook runs";
+  auto journal = Journal::open(world_.journal_path);
+  auto facts = DrainFacts::from_json(journal->last()->facts);
+  ASSERT_TRUE(facts) << facts.error();
+  EXPECT_EQ(facts->hooks, (std::map<std::string, std::string>{
+                              {"pre-drain", "done"}, {"drained", "done"}, {"pre-reboot", "done"}}));
+  // The context: in the environment and as JSON on standard input.
+  ASSERT_EQ(host_.hook_environments.size(), 3U);
+  const std::vector<std::string>& env = host_.hook_environments[0];
+  for (const std::string& want :
+       {std::string("SKOPOS_HOOK=pre-drain"), std::string("SKOPOS_MACHINE_ID=m-1"),
+        std::string("SKOPOS_HOSTNAME=host-a"), std::string("SKOPOS_KIND=REBOOT"), std::string("SKOPOS_PHASE=budget"),
+        "SKOPOS_JOURNAL=" + world_.journal_path, std::string("SKOPOS_TRIGGER=cli")}) {
+    EXPECT_NE(std::find(env.begin(), env.end(), want), env.end()) << want;
+  }
+  EXPECT_EQ(host_.hook_argv[0], (std::vector<std::string>{"/usr/local/bin/check", "pre-drain"}));
+  EXPECT_EQ(host_.hook_inputs[1].rfind(R"({"hook":"drained","machine_id":"m-1","hostname":"host-a",)", 0), 0U)
+      << host_.hook_inputs[1];
+  EXPECT_NE(host_.hook_inputs[1].find(R"("facts":{"kind":"REBOOT",)"), std::string::npos) << host_.hook_inputs[1];
+  EXPECT_NE(std::find(events_.begin(), events_.end(), "hook pre-reboot: checked pre-reboot"), events_.end())
+      << "its output goes to the log";
+
+  // After the boot: post-boot before the slot goes back.
+  world_.boot_id = "boot-2";
+  world_.calls.clear();
+  ASSERT_TRUE(run(with_hooks(DrainKind::kReboot)));
+  EXPECT_EQ(hooks_and_side_effects(world_),
+            (std::vector<std::string>{"remove@unfence", "bring_up@bring-up", "hook:post-boot@release-locks",
+                                      "release@release-locks", "host_unlock@release-locks"}));
+}
+
+TEST_F(DrainTest, APreDrainVetoRefusesTheDrainAndGivesTheLocksBack) {
+  host_.hook_exit["pre-drain"] = 3;
+  auto result = run(with_hooks(DrainKind::kReboot));
+  ASSERT_FALSE(result);
+  EXPECT_EQ(result.error().kind, DrainError::Kind::kRefused);
+  EXPECT_EQ(result.error().message,
+            "hook pre-drain '/usr/local/bin/check pre-drain' exited 3 (pre-drain says no): the drain is refused");
+  EXPECT_EQ(hooks_and_side_effects(world_),
+            (std::vector<std::string>{"host_lock@host-lock", "acquire@cluster-lock", "hook:pre-drain@budget",
+                                      "release@release-locks", "host_unlock@release-locks"}));
+  EXPECT_FALSE(locks_.held_);
+  EXPECT_TRUE(journal_done());
+  // A hook that cannot run is no consent either.
+  world_.fail["hook:pre-drain"] = DrainError{DrainError::Kind::kFailed, "timed out after 300s"};
+  result = run(with_hooks(DrainKind::kDrain));
+  ASSERT_FALSE(result);
+  EXPECT_EQ(result.error().kind, DrainError::Kind::kRefused);
+  EXPECT_NE(result.error().message.find("did not finish: timed out"), std::string::npos) << result.error().message;
+  EXPECT_TRUE(journal_done());
+}
+
+TEST_F(DrainTest, AFailingDrainedHookStopsTheDrainThereAndRunningAgainRunsItAgain) {
+  host_.hook_exit["drained"] = 1;
+  auto result = run(with_hooks(DrainKind::kReboot));
+  ASSERT_FALSE(result);
+  EXPECT_EQ(result.error().kind, DrainError::Kind::kFailed);
+  EXPECT_EQ(world_.phase(), "drained") << "the host stays drained, the journal says where";
+  EXPECT_FALSE(world_.called("reboot"));
+  host_.hook_exit.clear();
+  world_.calls.clear();
+  ASSERT_TRUE(run(with_hooks(DrainKind::kReboot)));
+  EXPECT_EQ(hooks_and_side_effects(world_),
+            (std::vector<std::string>{"hook:drained@drained", "hook:pre-reboot@reboot", "reboot@reboot"}))
+      << "a failed hook ran to its end: a new try runs it again; done ones are not";
+}
+
+// The driver killed while a hook runs: the journal says "started". Run again, a hook not
+// declared idempotent is not run a second time -- the drain stops for a person; one
+// declared idempotent runs again.
+TEST_F(DrainTest, AHookInterruptedByACrashRunsAgainOnlyWhenDeclaredIdempotent) {
+  const std::string crashed = dir_ + "/journal-in-the-hook";
+  host_.on_hook = [&](const std::string& point) {
+    if (point == "drained") std::filesystem::copy_file(world_.journal_path, crashed);
+  };
+  ASSERT_TRUE(run(with_hooks(DrainKind::kReboot)));
+  host_.on_hook = nullptr;
+  // The state of a SIGKILL in the drained hook's middle.
+  std::filesystem::copy_file(crashed, world_.journal_path, std::filesystem::copy_options::overwrite_existing);
+  world_.boot_id = "boot-1";
+  world_.calls.clear();
+  auto result = run(with_hooks(DrainKind::kReboot));
+  ASSERT_FALSE(result);
+  EXPECT_EQ(result.error().kind, DrainError::Kind::kFailed);
+  EXPECT_NE(result.error().message.find("was running when the driver stopped, and is not declared idempotent"),
+            std::string::npos)
+      << result.error().message;
+  EXPECT_FALSE(world_.called("hook:drained")) << "not run twice";
+  EXPECT_FALSE(world_.called("reboot"));
+
+  DrainOptions idempotent = with_hooks(DrainKind::kReboot);
+  idempotent.hooks[static_cast<std::size_t>(HookPoint::kDrained)].idempotent = true;
+  world_.calls.clear();
+  ASSERT_TRUE(run(idempotent));
+  EXPECT_EQ(hooks_and_side_effects(world_),
+            (std::vector<std::string>{"hook:drained@drained", "hook:pre-reboot@reboot", "reboot@reboot"}));
+}
+
+TEST_F(DrainTest, AFailingPostBootHookKeepsTheSlotAndTheRecoveryIsTriedAgain) {
+  ASSERT_TRUE(run(with_hooks(DrainKind::kReboot)));
+  world_.boot_id = "boot-2";
+  host_.hook_exit["post-boot"] = 2;
+  auto result = run(with_hooks(DrainKind::kReboot));
+  ASSERT_FALSE(result);
+  EXPECT_EQ(result.error().kind, DrainError::Kind::kFailed);
+  EXPECT_TRUE(locks_.held_) << "no other host of the tier goes down while this one fails its validation";
+  EXPECT_EQ(world_.phase(), "release-locks");
+  host_.hook_exit.clear();
+  ASSERT_TRUE(run(with_hooks(DrainKind::kReboot)));
+  EXPECT_FALSE(locks_.held_);
+  EXPECT_TRUE(journal_done());
+}
+
+TEST_F(DrainTest, TheDryRunListsTheHooksAndRunsNone) {
+  DrainOptions options = with_hooks(DrainKind::kReboot);
+  options.dry_run = true;
+  ASSERT_TRUE(run(options));
+  EXPECT_TRUE(host_.hook_argv.empty());
+  EXPECT_NE(std::find(events_.begin(), events_.end(), "hook pre-drain: '/usr/local/bin/check pre-drain' (up to 300s)"),
+            events_.end());
+}
+
+TEST_F(DrainTest, HooksDoNotRunInAnUndrainOfADrainThatNeverRebooted) {
+  ASSERT_TRUE(run(with_hooks(DrainKind::kDrain)));
+  world_.calls.clear();
+  ASSERT_TRUE(run(with_hooks(DrainKind::kDrain), true));
+  EXPECT_FALSE(world_.called("hook:post-boot")) << "no boot to validate";
+  EXPECT_TRUE(journal_done());
+}
+
+TEST(DrainFacts, HookStatesRoundTripAndABadOneIsNamed) {
+  DrainFacts facts;
+  facts.tier = "worker";
+  facts.hooks = {{"pre-drain", "done"}, {"drained", "started"}};
+  auto back = DrainFacts::from_json(facts.to_json());
+  ASSERT_TRUE(back) << back.error();
+  EXPECT_EQ(back->hooks, facts.hooks);
+  auto bad = DrainFacts::from_map({{"kind", "REBOOT"}, {"tier", "worker"}, {"lock", ""}, {"host_lock_revision", "0"},
+                                   {"mesos_mode", "none"}, {"hooks", "pre-drain=maybe"}});
+  ASSERT_FALSE(bad);
+  EXPECT_EQ(bad.error(), "fact hooks has 'pre-drain=maybe', not <hook point>=started|done|failed");
+}
+
+// The real host's hooks: a program without a shell, the context added to this
+// process's environment (replacing a variable of the same name), JSON on its standard
+// input, killed at its timeout.
+TEST(LocalDrainHost, AHookGetsTheContextInItsEnvironmentAndOnStdinAndIsKilledAtItsTimeout) {
+  LocalDrainHost host(LocalHostOptions{});
+  ::setenv("SKOPOS_HOOK", "from the parent", 1);
+  auto ran = host.run_hook({"/bin/sh", "-c", "echo \"$SKOPOS_HOOK $PATH_IS_SET\"; cat; echo oops >&2; exit 7"},
+                           {"SKOPOS_HOOK=drained"}, "{\"hook\":\"drained\"}\n", std::chrono::seconds(10));
+  ::unsetenv("SKOPOS_HOOK");
+  ASSERT_TRUE(ran) << ran.error().message;
+  EXPECT_EQ(ran->exit_code, 7);
+  EXPECT_EQ(ran->out, "drained \n{\"hook\":\"drained\"}\n");
+  EXPECT_EQ(ran->err, "oops\n");
+  const auto started = std::chrono::steady_clock::now();
+  auto slow = host.run_hook({"/bin/sleep", "30"}, {}, "", std::chrono::milliseconds(300));
+  ASSERT_FALSE(slow);
+  EXPECT_LT(std::chrono::steady_clock::now() - started, std::chrono::seconds(10));
+  auto missing = host.run_hook({"/nonexistent/hook"}, {}, "", std::chrono::seconds(5));
+  EXPECT_TRUE(!missing || missing->exit_code == 127);
+}
+
 }  // namespace
 }  // namespace skopos::driver

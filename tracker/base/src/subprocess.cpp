@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <string_view>
 #include <thread>
 
 #include "skopos/unique_fd.h"
@@ -27,7 +28,7 @@ int exit_code_of(int status) {
 }  // namespace
 
 Result<ProgramOutput> run_program(const std::vector<std::string>& argv, const std::string& input,
-                                  std::chrono::milliseconds timeout) {
+                                  std::chrono::milliseconds timeout, const std::vector<std::string>& environment) {
   if (argv.empty()) return unexpected(Error::invalid("run", "", "no program given"));
   int in[2];
   int out[2];
@@ -44,6 +45,18 @@ Result<ProgramOutput> run_program(const std::vector<std::string>& argv, const st
   std::vector<char*> args;
   for (const std::string& arg : argv) args.push_back(const_cast<char*>(arg.c_str()));
   args.push_back(nullptr);
+  // The child's environment, made before the fork (nothing may allocate after it in a
+  // threaded process): ours, less the names `environment` sets, then `environment`.
+  std::vector<char*> env;
+  const auto name_of = [](std::string_view entry) { return entry.substr(0, entry.find('=')); };
+  for (char** entry = environ; *entry != nullptr; ++entry) {
+    const std::string_view name = name_of(*entry);
+    const bool replaced = std::any_of(environment.begin(), environment.end(),
+                                      [&](const std::string& set) { return name_of(set) == name; });
+    if (!replaced) env.push_back(*entry);
+  }
+  for (const std::string& entry : environment) env.push_back(const_cast<char*>(entry.c_str()));
+  env.push_back(nullptr);
   const pid_t pid = ::fork();
   if (pid < 0) return unexpected(Error::from_errno(errno, "fork", argv[0]));
   if (pid == 0) {
@@ -55,7 +68,7 @@ Result<ProgramOutput> run_program(const std::vector<std::string>& argv, const st
     // in every child -- a reboot command, iptables-restore. (Fails harmlessly before
     // Linux 5.9.)
     (void)::close_range(3, ~0U, 0);
-    ::execvp(args[0], args.data());
+    ::execvpe(args[0], args.data(), env.data());
     ::_exit(127);
   }
   in_read.reset();
