@@ -72,6 +72,20 @@ class AgentLog : public AgentObserver {
   void drain_started(const DrainOptions& options) override {
     watchdog_.busy(true);
     reporter_.emplace(false, false, options.progress_interval, events_file_, metrics_file_, options.hostname);
+    reporter_->notify_to(notifier_, context_);
+  }
+  void waiting(const std::string& reason) override {
+    if (notifier_ == nullptr) return;
+    Notification n = context_;
+    n.event = "waiting";
+    n.at = now_seconds();
+    n.message = "reboot requested, waiting: " + reason;
+    notifier_->publish(n);
+  }
+  // Where the drains' milestones and the waits are told (may be null), and as whom.
+  void notify_to(Notifier* notifier, Notification context) {
+    notifier_ = notifier;
+    context_ = std::move(context);
   }
   void drain_event(const DrainEvent& event) override {
     (*reporter_)(event);
@@ -86,6 +100,13 @@ class AgentLog : public AgentObserver {
     if (agent_metrics_ == nullptr) return;
     agent_metrics_->turn(turn, now_seconds());
     if (sentinel_failures_) agent_metrics_->sentinel_failures(sentinel_failures_());
+    if (notifier_ != nullptr) {
+      for (std::size_t i = 0; i < notifier_->destinations().size(); ++i) {
+        const Notifier::Counts counts = notifier_->counts(i);
+        agent_metrics_->notifications(notifier_->destinations()[i].describe(), counts.delivered, counts.undelivered,
+                                      counts.dropped);
+      }
+    }
     flush_metrics();
   }
   // Each gate's state from a check at `point` ("start", "release").
@@ -109,6 +130,8 @@ class AgentLog : public AgentObserver {
   AgentMetrics* agent_metrics_;
   std::function<std::uint64_t()> sentinel_failures_;
   bool metrics_failed_ = false;  // warned
+  Notifier* notifier_ = nullptr;
+  Notification context_;
   Watchdog watchdog_;
   std::optional<DrainReporter> reporter_;
 };
@@ -350,6 +373,7 @@ int agent_command(int argc, char** argv) {
     }
   }
   AgentLog log(config.drain.events, config.drain.metrics_file, agent_metrics ? &*agent_metrics : nullptr);
+  log.notify_to(runtime.notifier(), runtime.notification_context());
   // Every gate is checked each time, so the metrics show each one's state; the first
   // closed one decides. A closed health gate (other than the soak, whose end is known)
   // is asked again every --health-interval: Prometheus and Alertmanager have no watch.

@@ -194,6 +194,7 @@ int drain_command(int argc, char** argv) {
   DrainReporter reporter(global.json, ::isatty(STDOUT_FILENO) == 1 && !config.no_live,
                          runtime.options().progress_interval, config.drain.events, config.drain.metrics_file,
                          runtime.options().hostname);
+  if (!dry_run) reporter.notify_to(runtime.notifier(), runtime.notification_context());
   std::unique_ptr<HeartbeatThread> heartbeat;
   if (!dry_run) heartbeat = runtime.start_heartbeat();
   Drain drain(runtime.systems(), *journal, runtime.options(), [&](const DrainEvent& event) { reporter(event); }, stop);

@@ -89,6 +89,16 @@ void DrainReporter::operator()(const DrainEvent& event) {
     progress(*event.progress);
     return;
   }
+  if (const auto kind = event.fields.find("kind"); kind != event.fields.end()) context_.kind = kind->second;
+  if (const auto id = event.fields.find("drain_id"); id != event.fields.end()) context_.drain_id = id->second;
+  if (const auto milestone = event.fields.find("notify"); milestone != event.fields.end() && notifier_ != nullptr) {
+    Notification n = context_;
+    n.event = milestone->second;
+    n.at = static_cast<std::int64_t>(std::time(nullptr));
+    n.phase = drain_phase_name(event.phase);
+    n.message = event.message;
+    notifier_->publish(n);
+  }
   if (event.type == DrainEvent::Type::kInfo && event.phase == DrainPhase::kFence) {
     if (const auto it = event.fields.find("connections"); it != event.fields.end()) at_fence_ = it->second;
   }
@@ -202,6 +212,15 @@ void DrainReporter::result(const std::string& command, const Result<DrainResult,
       write_metrics();
     }
     std::fprintf(stderr, "%s: %s\n", command.c_str(), error.message.c_str());
+    // A stop at a safe point is not a failure, nor a closed gate (the agent says it waits).
+    if (notifier_ != nullptr && error.kind != DrainError::Kind::kInterrupted &&
+        error.kind != DrainError::Kind::kGated) {
+      Notification n = context_;
+      n.event = "failed";
+      n.at = static_cast<std::int64_t>(std::time(nullptr));
+      n.message = std::string(drain_error_kind_name(error.kind)) + ": " + error.message;
+      notifier_->publish(n);
+    }
     std::string out;
     JsonWriter json(out);
     json.begin_object().key("event").value("result").key("time_ns").value(wall_ns());

@@ -10,6 +10,7 @@
 
 #include "driver/drain.h"
 #include "driver/drain_metrics.h"
+#include "driver/notifier.h"
 
 namespace skopos::driver::cli {
 
@@ -27,6 +28,12 @@ class DrainReporter {
   void operator()(const DrainEvent& event);
   // The closing line (stdout): what happened, with the figures.
   void result(const std::string& command, const Result<DrainResult, DrainError>& result);
+  // Publishes the drain's milestones (events with a "notify" field, and a failed end) to
+  // `notifier` (may be null), with `context`'s machine id, hostname and tier.
+  void notify_to(Notifier* notifier, Notification context) {
+    notifier_ = notifier;
+    context_ = std::move(context);
+  }
 
  private:
   void progress(const WaitProgress& progress);
@@ -45,6 +52,8 @@ class DrainReporter {
   std::chrono::steady_clock::time_point metrics_written_{};
   bool metrics_pending_ = false;  // a change not written yet
   bool metrics_failed_ = false;  // warned once
+  Notifier* notifier_ = nullptr;
+  Notification context_;  // kind and drain id follow the phase events
 };
 
 // Exit status for a drain error.

@@ -96,6 +96,12 @@ const OptionTable<DrainConfig>& drain_options_table() {
            "hooks that may run again after the driver stopped in their\nmiddle (e.g. pre-drain,post-boot); others "
            "then stop the\ndrain for a person",
            &C::hook_idempotent);
+    t.text("notify-to", "DESTS",
+           "tell what happens around the drain: 'TYPE EVENTS TARGET',\nseveral separated by ';'. TYPE webhook (JSON "
+           "POST),\nslack (incoming webhook) or command (JSON on stdin); EVENTS\n'*' or some of started,waiting,"
+           "fenced,deadline,drained,\nrebooting,recovered,failed,stuck. Delivery is retried and\nnever holds up "
+           "or fails a drain",
+           &C::notify_to);
     t.duration("heartbeat-ttl", "this driver's liveness lease", &C::heartbeat_ttl);
     t.duration("progress-interval", "progress lines under systemd",
                [](auto& c) -> auto& { return c.drain.progress_interval; });
@@ -147,6 +153,9 @@ DrainRuntime::DrainRuntime(const GlobalOptions& global, const DrainConfig& confi
     }
     hooks[static_cast<std::size_t>(*point)].idempotent = true;
   }
+
+  auto destinations = parse_notify_destinations(config.notify_to);
+  if (!destinations) throw FatalError(command + ": --notify-to: " + destinations.error());
 
   // etcd and the locks (always: every drain takes the host lock), and who this host is.
   etcd_options_ = global.etcd;
@@ -213,6 +222,17 @@ DrainRuntime::DrainRuntime(const GlobalOptions& global, const DrainConfig& confi
   host.machine_id = identity().machine_id;
   host.hostname = options_.hostname;
   host_ = std::make_unique<LocalDrainHost>(host);
+
+  if (!destinations->empty()) notifier_ = std::make_unique<Notifier>(std::move(*destinations), NotifierOptions{});
+}
+
+Notification DrainRuntime::notification_context() const {
+  Notification n;
+  n.machine_id = identity().machine_id;
+  n.hostname = options_.hostname;
+  n.tier = tier_name(options_.tier);
+  n.kind = drain_kind_token(options_.kind);
+  return n;
 }
 
 DrainRuntime::~DrainRuntime() = default;

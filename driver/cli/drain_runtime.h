@@ -10,6 +10,7 @@
 #include <string>
 
 #include "driver/drain.h"
+#include "driver/notifier.h"
 #include "driver/drain_systems_impl.h"
 #include "driver/heartbeat.h"
 #include "global_options.h"
@@ -40,6 +41,7 @@ struct DrainConfig {
   std::string zookeeper;
   std::string reboot_command = "systemctl reboot";
   std::string notify;
+  std::string notify_to;  // destinations (notifier.h): "TYPE EVENTS TARGET; ..."
   std::string events;
   std::string metrics_file;
   // Hooks (drain.h), as given: each a command split on spaces; checked in DrainRuntime.
@@ -86,6 +88,10 @@ class DrainRuntime {
   std::unique_ptr<EtcdClient> new_etcd_client() const;
   // This process's heartbeat (--heartbeat-ttl), beating on a thread of its own.
   std::unique_ptr<HeartbeatThread> start_heartbeat() const;
+  // The notifications' destinations (--notify-to); null when none. Its context: this
+  // machine, host and tier.
+  Notifier* notifier() { return notifier_.get(); }
+  Notification notification_context() const;
 
  private:
   DrainOptions options_;
@@ -95,6 +101,7 @@ class DrainRuntime {
   std::string prefix_;
   // The heartbeat's lease, published by its thread: lock waiters queue on it.
   std::shared_ptr<std::atomic<std::int64_t>> heartbeat_lease_ = std::make_shared<std::atomic<std::int64_t>>(0);
+  std::unique_ptr<Notifier> notifier_;  // before the clients: it goes last, its queues flushed
   std::unique_ptr<EtcdClient> etcd_;
   std::unique_ptr<LockService> locks_;
   std::unique_ptr<MesosMaster> master_;

@@ -68,6 +68,7 @@ AgentTurn Agent::gated(const StartGateVerdict& verdict) {
   const auto now = Clock::now();
   if (told != gate_told_ && (verdict.gate != gate_told_gate_ || now - gate_told_at_ >= kRetell)) {
     observer_.status("reboot requested, waiting: " + verdict.reason);
+    observer_.waiting(verdict.reason);
     gate_told_ = told;
     gate_told_gate_ = verdict.gate;
     gate_told_at_ = now;

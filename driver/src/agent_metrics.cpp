@@ -59,6 +59,14 @@ void AgentMetrics::turn(AgentTurn turn, std::int64_t now_seconds) {
   last_turn_at_ = now_seconds;
 }
 
+void AgentMetrics::notifications(const std::string& destination, std::uint64_t delivered, std::uint64_t undelivered,
+                                 std::uint64_t dropped) {
+  const std::array<std::uint64_t, 3> now{delivered, undelivered, dropped};
+  auto& kept = notifications_[destination];
+  changed_ = changed_ || kept != now;
+  kept = now;
+}
+
 void AgentMetrics::sentinel_failures(std::uint64_t total) {
   changed_ = changed_ || total != sentinel_failures_;
   sentinel_failures_ = total;
@@ -113,6 +121,17 @@ std::string AgentMetrics::text() const {
     append_header(out, "skopos_agent_last_turn_timestamp_seconds", "gauge",
                   "When the agent last took a turn (Unix time).");
     sample("skopos_agent_last_turn_timestamp_seconds", {}, last_turn_at_);
+  }
+  if (!notifications_.empty()) {
+    append_header(out, "skopos_agent_notifications_total", "counter",
+                  "Notifications by destination: delivered, undelivered (given up after every try) or dropped (a "
+                  "full queue).");
+    for (const auto& [destination, totals] : notifications_) {
+      std::size_t i = 0;
+      for (const char* result : {"delivered", "undelivered", "dropped"}) {
+        sample("skopos_agent_notifications_total", {{"destination", destination}, {"result", result}}, totals[i++]);
+      }
+    }
   }
   append_header(out, "skopos_agent_sentinel_failures_total", "counter",
                 "Runs of the reboot sentinel that gave no answer (missing, failed, timed out, an exit status other "

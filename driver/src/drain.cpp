@@ -169,6 +169,7 @@ std::map<std::string, std::string> DrainFacts::to_map() const {
   out["connections_zero"] = connections_zero ? "true" : "false";
   out["trigger"] = trigger;
   if (!hooks.empty()) out["hooks"] = hooks_text(hooks);
+  if (!post_boot_hook.empty()) out["post_boot_hook"] = post_boot_hook;
   return out;
 }
 
@@ -193,6 +194,7 @@ std::string DrainFacts::to_json() const {
   json.key("leader_moved").value(leader_moved).key("connections_zero").value(connections_zero);
   json.key("trigger").value(trigger);
   if (!hooks.empty()) json.key("hooks").value(hooks_text(hooks));
+  if (!post_boot_hook.empty()) json.key("post_boot_hook").value(post_boot_hook);
   json.end_object();
   return out;
 }
@@ -295,6 +297,7 @@ Result<DrainFacts, std::string> DrainFacts::from_map(const std::map<std::string,
   if (const auto* value = get("leader_moved")) out.leader_moved = *value == "true";
   if (const auto* value = get("connections_zero")) out.connections_zero = *value == "true";
   if (const auto* value = get("trigger")) out.trigger = *value;
+  if (const auto* value = get("post_boot_hook")) out.post_boot_hook = *value;
   if (const auto* value = get("hooks")) {
     for (const std::string& item : split_list(*value)) {
       const auto equals = item.find('=');
@@ -422,8 +425,9 @@ Result<void, DrainError> Drain::enter(DrainPhase phase) {
   }
   if (phase == DrainPhase::kClusterLock) facts_.lock = lock_name();  // journaled before the wait
   if (auto recorded = record(phase); !recorded) return recorded;
-  emit(DrainEvent::Type::kPhase, drain_phase_name(phase),
-       {{"kind", drain_kind_token(facts_.kind)}, {"drain_id", drain_id_}});
+  std::map<std::string, std::string> fields = {{"kind", drain_kind_token(facts_.kind)}, {"drain_id", drain_id_}};
+  if (phase == DrainPhase::kHostLock) fields["notify"] = "started";
+  emit(DrainEvent::Type::kPhase, drain_phase_name(phase), std::move(fields));
   return guard(phase);
 }
 
@@ -549,7 +553,8 @@ Result<Drain::Survey, DrainError> Drain::budget_decision(const std::string& toke
                                                         std::to_string(kBudgetAttempts) +
                                                         " times while checking; run again");
     }
-    emit(DrainEvent::Type::kInfo, "another host claimed the disruption budget meanwhile: checking again");
+    emit(DrainEvent::Type::kInfo, "another host claimed the disruption budget meanwhile: checking again",
+         {{"notify", "waiting"}});
   }
 }
 
@@ -578,7 +583,12 @@ Result<DrainResult, DrainError> Drain::run() {
       return recover(true);
     }
     start = phase;
-    if (phase == DrainPhase::kDrained && options_.kind != DrainKind::kReboot) {
+    // Drained -- unless its drained hook has not run to its end yet (failed, or the
+    // driver stopped in it): then the phase is run again for it.
+    const auto drained_hook = facts_.hooks.find(hook_point_name(HookPoint::kDrained));
+    const bool drained_hook_pending = !options_.hooks[static_cast<std::size_t>(HookPoint::kDrained)].argv.empty() &&
+                                      (drained_hook == facts_.hooks.end() || drained_hook->second != "done");
+    if (phase == DrainPhase::kDrained && options_.kind != DrainKind::kReboot && !drained_hook_pending) {
       emit(DrainEvent::Type::kInfo, "already drained (drain '" + drain_id_ + "'); 'skopos undrain' brings it back");
       DrainResult result;
       result.reached = phase;
@@ -594,6 +604,11 @@ Result<DrainResult, DrainError> Drain::run() {
     facts_.kind = options_.kind;
     facts_.tier = tier_name(options_.tier);
     facts_.trigger = options_.trigger;
+    // A reboot's validation after the boot is journaled now: whoever recovers the host
+    // (the agent, another configuration) runs the same.
+    if (options_.kind == DrainKind::kReboot) {
+      facts_.post_boot_hook = join(options_.hooks[static_cast<std::size_t>(HookPoint::kPostBoot)].argv, " ");
+    }
   }
   if (options_.dry_run) {
     if (auto planned = plan(); !planned) return unexpected(std::move(planned).error());
@@ -790,7 +805,8 @@ Result<void, DrainError> Drain::fence() {
   if (auto applied = systems_.fence.apply(facts_.fenced_ports); !applied) return unexpected(std::move(applied).error());
   auto counts = systems_.connections.counts(containers_);
   emit(DrainEvent::Type::kInfo, "fenced ports " + ports_text(facts_.fenced_ports),
-       {{"ports", ports_text(facts_.fenced_ports)},
+       {{"notify", "fenced"},
+        {"ports", ports_text(facts_.fenced_ports)},
         {"connections", counts ? std::to_string(counts->total) + (counts->unknown ? "+?" : "") : "?"}});
   return {};
 }
@@ -832,11 +848,18 @@ Result<void, DrainError> Drain::wait_for_connections() {
     emit(DrainEvent::Type::kInfo, "every container reached 0 inbound connections in " + seconds_text(outcome->waited),
          {{"reason", "zero"}, {"waited_ms", std::to_string(outcome->waited.count())}});
   } else {
+    // Who still holds connections: the busiest containers and the oldest peer.
+    std::string holders;
+    for (const ContainerCount* c : outcome->last.busiest(5)) {
+      if (c->inbound == 0) continue;
+      holders += (holders.empty() ? "" : ", ") + c->name + " " + (c->inbound < 0 ? "?" : std::to_string(c->inbound));
+    }
+    if (!outcome->last.oldest_peer.empty()) holders += (holders.empty() ? "" : "; oldest ") + outcome->last.oldest_peer;
     emit(DrainEvent::Type::kWarning,
          "deadline reached with " + std::to_string(outcome->last.total) + " inbound connection(s) left" +
              (outcome->last.unknown ? " and " + std::to_string(outcome->last.unknown) + " unknown count(s)" : "") +
-             ": stopping anyway",
-         {{"reason", "deadline"}, {"waited_ms", std::to_string(outcome->waited.count())}});
+             (holders.empty() ? "" : " (" + holders + ")") + ": stopping anyway",
+         {{"reason", "deadline"}, {"waited_ms", std::to_string(outcome->waited.count())}, {"notify", "deadline"}});
   }
   return {};
 }
@@ -877,7 +900,7 @@ Result<void, DrainError> Drain::drained() {
     }
   }
   if (auto hooked = run_hook(HookPoint::kDrained); !hooked) return hooked;
-  emit(DrainEvent::Type::kDone, "drained", {{"drain_id", drain_id_}});
+  emit(DrainEvent::Type::kDone, "drained", {{"drain_id", drain_id_}, {"notify", "drained"}});
   if (facts_.kind != DrainKind::kReboot) systems_.host.notify(drain_kind_token(facts_.kind), "drained", drain_id_);
   return {};
 }
@@ -887,17 +910,28 @@ Result<void, DrainError> Drain::reboot() {
   if (options_.external_reboot) {
     // The OS's updater reboots (FleetLock): the host is drained and holds its slot, and
     // the journal says so; the updater hears it on its next call.
-    emit(DrainEvent::Type::kInfo, "ready for the updater's reboot (boot id " + journal_.last()->boot_id + ")");
+    emit(DrainEvent::Type::kInfo, "ready for the updater's reboot (boot id " + journal_.last()->boot_id + ")",
+         {{"notify", "rebooting"}});
     systems_.host.notify(drain_kind_token(facts_.kind), "rebooting", drain_id_);
     return {};
   }
-  emit(DrainEvent::Type::kInfo, "rebooting (boot id " + journal_.last()->boot_id + ")");
+  emit(DrainEvent::Type::kInfo, "rebooting (boot id " + journal_.last()->boot_id + ")", {{"notify", "rebooting"}});
   systems_.host.notify(drain_kind_token(facts_.kind), "rebooting", drain_id_);
   return systems_.host.reboot();
 }
 
 Result<void, DrainError> Drain::run_hook(HookPoint point) {
-  const DrainHook& hook = options_.hooks[static_cast<std::size_t>(point)];
+  DrainHook hook = options_.hooks[static_cast<std::size_t>(point)];
+  if (point == HookPoint::kPostBoot && !facts_.post_boot_hook.empty()) {
+    // The validation the drain promised when it went down, whoever recovers it.
+    const std::vector<std::string> promised = split_list(facts_.post_boot_hook, ' ');
+    if (hook.argv != promised) {
+      emit(DrainEvent::Type::kWarning, "hook post-boot: running '" + facts_.post_boot_hook +
+                                           "', journaled when the drain began (configured here: '" +
+                                           join(hook.argv, " ") + "')");
+    }
+    hook.argv = promised;
+  }
   if (hook.argv.empty()) return {};
   const std::string name = hook_point_name(point);
   std::string command;
@@ -943,12 +977,16 @@ Result<void, DrainError> Drain::run_hook(HookPoint point) {
   auto ran = systems_.host.run_hook(hook.argv, environment, input, hook.timeout);
   // Its output to the log, a line per event (bounded: a hook that prints a book).
   if (ran) {
-    int lines = 0;
     for (const std::string* stream : {&ran->out, &ran->err}) {
+      const std::string label = "hook " + name + (stream == &ran->err ? " (stderr): " : ": ");
       std::istringstream text(*stream);
-      for (std::string line; std::getline(text, line) && lines < 50; ++lines) {
-        emit(DrainEvent::Type::kInfo,
-             "hook " + name + (stream == &ran->err ? " (stderr): " : ": ") + line.substr(0, 500));
+      int lines = 0;
+      for (std::string line; std::getline(text, line);) {
+        if (++lines > 50) {
+          emit(DrainEvent::Type::kInfo, label + "(more lines not shown)");
+          break;
+        }
+        emit(DrainEvent::Type::kInfo, label + line.substr(0, 500));
       }
     }
   }
@@ -1118,7 +1156,15 @@ Result<DrainResult, DrainError> Drain::recover(bool wait_apps) {
     if (phase == DrainPhase::kReboot) result.rebooted = true;
     if (phase > DrainPhase::kBudget && phase <= DrainPhase::kReboot) went_out = true;
   }
-  rebooted_ = result.rebooted;
+  // The post-boot hook: only after a reboot that happened (the reboot entry was written
+  // in another boot than this one: not after a failed pre-reboot hook, nor before the
+  // updater's reboot), and again after every boot (a state from an earlier boot is
+  // stale). Its command is the one journaled when the drain began, if any.
+  const std::string boot = systems_.host.boot_id();
+  rebooted_ = std::any_of(journal_.entries().begin(), journal_.entries().end(), [&](const JournalEntry& entry) {
+    return entry.drain_id == drain_id_ && entry.phase == drain_phase_name(DrainPhase::kReboot) && entry.boot_id != boot;
+  });
+  if (journal_.last()->boot_id != boot) facts_.hooks.erase(hook_point_name(HookPoint::kPostBoot));
   const DrainPhase from = std::max(existing->first, DrainPhase::kRecoverChecks);
   emit(DrainEvent::Type::kInfo, "bringing the host back from phase " + std::string(drain_phase_name(existing->first)) +
                                     " (drain '" + drain_id_ + "')");
@@ -1157,7 +1203,7 @@ Result<void, DrainError> Drain::recover_steps(DrainPhase from, bool wait_apps, b
         emit(DrainEvent::Type::kInfo, "locks given back", {{"drain_id", drain_id_}});
         return {};
       }
-      emit(DrainEvent::Type::kDone, "back in service", {{"drain_id", drain_id_}});
+      emit(DrainEvent::Type::kDone, "back in service", {{"drain_id", drain_id_}, {"notify", "recovered"}});
       systems_.host.notify(drain_kind_token(facts_.kind), "recovered", drain_id_);
       return {};
     }

@@ -29,6 +29,7 @@
 #include "load.h"
 #include "privileged_support.h"
 #include "prometheus_stack.h"
+#include "skopos/http_server.h"
 #include "simulators.h"
 #include "skopos/subprocess.h"
 #include "zookeeper_server.h"
@@ -456,7 +457,7 @@ TEST(PrivilegedDrainEndToEnd, AFiringAlertHoldsTheAgentsRebootAndItsResolutionLe
   std::ofstream(hook) << "#!/bin/sh\nenv | grep '^SKOPOS_' | sort > " << sandbox->dir()
                       << "/hook-$SKOPOS_HOOK.env\ncat > " << sandbox->dir() << "/hook-$SKOPOS_HOOK.json\n";
   std::filesystem::permissions(hook, std::filesystem::perms::owner_all);
-  const auto agent_argv = sandbox->skopos(
+  auto agent_argv = sandbox->skopos(
       "agent", {"--trigger-file", trigger, "--reboot-required-file", trigger + ".os", "--reboot-command",
                 "touch " + rebooted, "--recheck", "10m", "--recover-timeout", "60s", "--heartbeat-ttl", "3s",
                 "--health-alertmanager", stack->alertmanager_url(), "--health-alerts", "severity=critical",
@@ -468,6 +469,31 @@ TEST(PrivilegedDrainEndToEnd, AFiringAlertHoldsTheAgentsRebootAndItsResolutionLe
     return run({"etcdctl", "--endpoints", sandbox->etcd(), "get", key, "--keys-only"}).out.find(key) !=
            std::string::npos;
   };
+  // A webhook receiver: the notifications' events, in the order they came.
+  std::mutex received_mutex;
+  std::vector<std::string> received;
+  boost::asio::io_context receiver_io;
+  LoopbackHttpServer receiver(receiver_io, "test", "test", [&](const HttpServerRequest& request) {
+    simdjson::dom::parser parser;
+    std::string_view event;
+    if (parser.parse(request.body).get_object()["event"].get(event) == simdjson::SUCCESS) {
+      std::lock_guard<std::mutex> lock(received_mutex);
+      if (received.empty() || received.back() != event) received.emplace_back(event);  // one "waiting" per change
+    }
+    return HttpServerResponse{200, "text/plain", "ok"};
+  });
+  ASSERT_TRUE(receiver.start("127.0.0.1:0"));
+  std::thread receiver_thread([&] { receiver_io.run(); });
+  struct StopReceiver {
+    boost::asio::io_context& io;
+    std::thread& thread;
+    ~StopReceiver() {
+      io.stop();
+      thread.join();
+    }
+  } stop_receiver{receiver_io, receiver_thread};
+  agent_argv.push_back("--notify-to");
+  agent_argv.push_back("webhook * http://127.0.0.1:" + std::to_string(receiver.port()) + "/skopos");
   std::optional<Load> load;
   {
     Driver agent(agent_argv, log);
@@ -519,6 +545,10 @@ TEST(PrivilegedDrainEndToEnd, AFiringAlertHoldsTheAgentsRebootAndItsResolutionLe
   EXPECT_EQ(totals.failed, 0) << totals.text;
   EXPECT_EQ(totals.served, 4000) << totals.text;
   EXPECT_EQ(join(sandbox->leftovers()), "");
+  // Every milestone told, in order (delivery is asynchronous: the last may still be on
+  // its way when the agent stops -- it waits for its queue up to 5 s).
+  std::lock_guard<std::mutex> lock(received_mutex);
+  EXPECT_EQ(join(received), "waiting; started; fenced; drained; rebooting; recovered");
 }
 
 // ---- FleetLock: the OS's updater asks ----------------------------------------------

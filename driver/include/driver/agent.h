@@ -102,6 +102,9 @@ class AgentObserver {
   virtual void drain_finished(const Result<DrainResult, DrainError>& result) = 0;
   // What a turn of run() did.
   virtual void turn(AgentTurn /*turn*/) {}
+  // A requested reboot waits on a closed start gate, for `reason` (said when it changes,
+  // as status() is).
+  virtual void waiting(const std::string& /*reason*/) {}
 };
 
 struct AgentOptions {

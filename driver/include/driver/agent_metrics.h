@@ -15,6 +15,9 @@
 //                                                blocked, ...), 0 for the others
 //   skopos_agent_turns_total{turn}
 //   skopos_agent_last_turn_timestamp_seconds
+//   skopos_agent_notifications_total{destination,result}  notifications delivered,
+//                                                undelivered (given up after every try)
+//                                                or dropped (a full queue)
 //   skopos_agent_sentinel_failures_total         runs of the reboot sentinel that gave no
 //                                                answer (missing, failed, timed out, an exit
 //                                                status other than 0 and 1) or asked again
@@ -31,6 +34,7 @@
 // no disk write per check. Not thread-safe: the agent's thread only.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <map>
 #include <string>
@@ -55,6 +59,9 @@ class AgentMetrics {
   void gates(std::string_view point, const std::vector<GateState>& gates, std::int64_t now_seconds);
   void turn(AgentTurn turn, std::int64_t now_seconds);
   void sentinel_failures(std::uint64_t total);
+  // A notification destination's totals (notifier.h): delivered, given up, dropped.
+  void notifications(const std::string& destination, std::uint64_t delivered, std::uint64_t undelivered,
+                     std::uint64_t dropped);
 
   std::string text() const;
   // Writes the file if a value changed since the last write, or 15 s passed; the error
@@ -78,6 +85,7 @@ class AgentMetrics {
   bool turned_ = false;
   std::int64_t last_turn_at_ = 0;
   std::uint64_t sentinel_failures_ = 0;
+  std::map<std::string, std::array<std::uint64_t, 3>> notifications_;  // destination -> the three totals
   bool changed_ = true;
   std::int64_t written_ = 0;
 };

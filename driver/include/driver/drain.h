@@ -116,6 +116,9 @@ struct DrainFacts {
   // Each hook point's state in this drain: "started" (journaled before it runs),
   // "done", "failed".
   std::map<std::string, std::string> hooks;
+  // A REBOOT drain's post-boot hook as configured when it began (argv, space-joined):
+  // the recovery runs this one, whoever recovers the host.
+  std::string post_boot_hook;
 
   // The facts as a journal entry carries them (without the fencing token): one JSON
   // object, each fact with its own type -- ports and ids as arrays, revisions as

@@ -50,7 +50,11 @@ TEST(AgentMetrics, EachGatesStatePerPointTheTurnsAndSentinelFailures) {
   metrics.turn(AgentTurn::kGated, 1000);
   metrics.turn(AgentTurn::kGated, 1002);
   metrics.sentinel_failures(3);
+  metrics.notifications("webhook http://hooks/x", 7, 1, 0);
   text = metrics.text();
+  EXPECT_LINE(text,
+              "skopos_agent_notifications_total{host=\"worker-3\",destination=\"webhook http://hooks/x\","
+              "result=\"undelivered\"} 1");
   EXPECT_LINE(text, "skopos_agent_gate_open{host=\"worker-3\",point=\"start\",gate=\"pause\"} 1");
   EXPECT_LINE(text, "skopos_agent_gate_open{host=\"worker-3\",point=\"start\",gate=\"alerts\"} 0");
   EXPECT_LINE(text, "skopos_agent_gate_open{host=\"worker-3\",point=\"start\",gate=\"query\"} 0");

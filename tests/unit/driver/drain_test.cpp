@@ -761,6 +761,51 @@ TEST_F(DrainTest, TheDryRunListsTheHooksAndRunsNone) {
             events_.end());
 }
 
+// Found in review: a plain drain resumed at "drained" used to say "already drained"
+// and skip a drained hook that had failed.
+TEST_F(DrainTest, APlainDrainsFailedDrainedHookRunsAgainWhenTheDrainIsRunAgain) {
+  host_.hook_exit["drained"] = 1;
+  ASSERT_FALSE(run(with_hooks(DrainKind::kDrain)));
+  host_.hook_exit.clear();
+  world_.calls.clear();
+  auto again = run(with_hooks(DrainKind::kDrain));
+  ASSERT_TRUE(again) << again.error().message;
+  EXPECT_TRUE(world_.called("hook:drained"));
+  world_.calls.clear();
+  ASSERT_TRUE(run(with_hooks(DrainKind::kDrain)));
+  EXPECT_FALSE(world_.called("hook:drained")) << "done once: already drained";
+}
+
+// Found in review: the reboot entry is written before the pre-reboot hook; an undrain
+// after that hook failed (no reboot happened) ran post-boot, and could fail on it.
+TEST_F(DrainTest, UndrainAfterAFailedPreRebootHookRunsNoPostBootHook) {
+  host_.hook_exit["pre-reboot"] = 1;
+  ASSERT_FALSE(run(with_hooks(DrainKind::kReboot)));
+  EXPECT_EQ(world_.phase(), "reboot");
+  host_.hook_exit["post-boot"] = 1;  // would fail the undrain
+  world_.calls.clear();
+  auto undone = run(with_hooks(DrainKind::kReboot), true);
+  ASSERT_TRUE(undone) << undone.error().message;
+  EXPECT_FALSE(world_.called("hook:post-boot")) << "no boot happened";
+  EXPECT_TRUE(journal_done());
+}
+
+// The post-boot hook the drain was started with is the one run after the boot, even by
+// a recovery configured without it; and after another boot it runs again.
+TEST_F(DrainTest, ThePostBootHookIsJournaledWithTheDrainAndRunsAfterEveryBoot) {
+  ASSERT_TRUE(run(with_hooks(DrainKind::kReboot)));
+  world_.boot_id = "boot-2";
+  world_.fail["release"] = DrainError{DrainError::Kind::kFailed, "etcd unreachable"};
+  ASSERT_FALSE(run(kind(DrainKind::kReboot))) << "recovered by a configuration without hooks; the release fails";
+  ASSERT_EQ(host_.hook_argv.size(), 4U);
+  EXPECT_EQ(host_.hook_argv.back(), (std::vector<std::string>{"/usr/local/bin/check", "post-boot"}));
+  // The host reboots again before its slot went back: validated again.
+  world_.boot_id = "boot-3";
+  ASSERT_TRUE(run(kind(DrainKind::kReboot)));
+  EXPECT_EQ(host_.hook_argv.size(), 5U);
+  EXPECT_TRUE(journal_done());
+}
+
 TEST_F(DrainTest, HooksDoNotRunInAnUndrainOfADrainThatNeverRebooted) {
   ASSERT_TRUE(run(with_hooks(DrainKind::kDrain)));
   world_.calls.clear();
@@ -788,16 +833,27 @@ TEST(DrainFacts, HookStatesRoundTripAndABadOneIsNamed) {
 TEST(LocalDrainHost, AHookGetsTheContextInItsEnvironmentAndOnStdinAndIsKilledAtItsTimeout) {
   LocalDrainHost host(LocalHostOptions{});
   ::setenv("SKOPOS_HOOK", "from the parent", 1);
-  auto ran = host.run_hook({"/bin/sh", "-c", "echo \"$SKOPOS_HOOK $PATH_IS_SET\"; cat; echo oops >&2; exit 7"},
-                           {"SKOPOS_HOOK=drained"}, "{\"hook\":\"drained\"}\n", std::chrono::seconds(10));
+  ::setenv("SKOPOS_INHERITED", "kept", 1);
+  ::setenv("SKOPOS_UNSET_ME", "gone", 1);
+  auto ran = host.run_hook(
+      {"/bin/sh", "-c", "echo \"$SKOPOS_HOOK $SKOPOS_INHERITED ${SKOPOS_UNSET_ME-unset}\"; cat; echo oops >&2; exit 7"},
+      {"SKOPOS_HOOK=drained", "SKOPOS_UNSET_ME"}, "{\"hook\":\"drained\"}\n", std::chrono::seconds(10));
   ::unsetenv("SKOPOS_HOOK");
+  ::unsetenv("SKOPOS_INHERITED");
+  ::unsetenv("SKOPOS_UNSET_ME");
   ASSERT_TRUE(ran) << ran.error().message;
   EXPECT_EQ(ran->exit_code, 7);
-  EXPECT_EQ(ran->out, "drained \n{\"hook\":\"drained\"}\n");
+  EXPECT_EQ(ran->out, "drained kept unset\n{\"hook\":\"drained\"}\n");
   EXPECT_EQ(ran->err, "oops\n");
   const auto started = std::chrono::steady_clock::now();
-  auto slow = host.run_hook({"/bin/sleep", "30"}, {}, "", std::chrono::milliseconds(300));
+  // At the deadline its whole process group goes: a script's children too.
+  const std::string marker = "/tmp/skopos-hook-child-" + std::to_string(::getpid());
+  auto slow = host.run_hook({"/bin/sh", "-c", "(sleep 2; touch " + marker + ") & sleep 30"}, {}, "",
+                            std::chrono::milliseconds(300));
   ASSERT_FALSE(slow);
+  std::this_thread::sleep_for(std::chrono::milliseconds(2500));
+  EXPECT_FALSE(std::filesystem::exists(marker)) << "the hook's child outlived its deadline";
+  std::filesystem::remove(marker);
   EXPECT_LT(std::chrono::steady_clock::now() - started, std::chrono::seconds(10));
   auto missing = host.run_hook({"/nonexistent/hook"}, {}, "", std::chrono::seconds(5));
   EXPECT_TRUE(!missing || missing->exit_code == 127);

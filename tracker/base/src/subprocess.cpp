@@ -19,6 +19,9 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
+// What is kept of each output stream (a program that prints a book must not fill memory).
+constexpr std::size_t kKeptOutput = 4 * 1024 * 1024;
+
 int exit_code_of(int status) {
   if (WIFEXITED(status)) return WEXITSTATUS(status);
   if (WIFSIGNALED(status)) return 128 + WTERMSIG(status);
@@ -55,7 +58,9 @@ Result<ProgramOutput> run_program(const std::vector<std::string>& argv, const st
                                       [&](const std::string& set) { return name_of(set) == name; });
     if (!replaced) env.push_back(*entry);
   }
-  for (const std::string& entry : environment) env.push_back(const_cast<char*>(entry.c_str()));
+  for (const std::string& entry : environment) {
+    if (entry.find('=') != std::string::npos) env.push_back(const_cast<char*>(entry.c_str()));  // "NAME": unset
+  }
   env.push_back(nullptr);
   const pid_t pid = ::fork();
   if (pid < 0) return unexpected(Error::from_errno(errno, "fork", argv[0]));
@@ -68,6 +73,7 @@ Result<ProgramOutput> run_program(const std::vector<std::string>& argv, const st
     // in every child -- a reboot command, iptables-restore. (Fails harmlessly before
     // Linux 5.9.)
     (void)::close_range(3, ~0U, 0);
+    ::setpgid(0, 0);  // a group of its own, killed whole at the deadline
     ::execvpe(args[0], args.data(), env.data());
     ::_exit(127);
   }
@@ -106,7 +112,11 @@ Result<ProgramOutput> run_program(const std::vector<std::string>& argv, const st
       if (n <= 0) {
         fd.reset();
       } else {
-        (i == 0 ? result.out : result.err).append(buffer, static_cast<std::size_t>(n));
+        // Past the cap the pipe is still read (the program must not block on it), and
+        // what it says is dropped.
+        std::string& kept = i == 0 ? result.out : result.err;
+        const std::size_t room = kKeptOutput > kept.size() ? kKeptOutput - kept.size() : 0;
+        kept.append(buffer, std::min(room, static_cast<std::size_t>(n)));
       }
     }
     if (fds[2].revents != 0 && in_write) {
@@ -135,6 +145,7 @@ Result<ProgramOutput> run_program(const std::vector<std::string>& argv, const st
     pause = std::min(pause * 2, std::chrono::milliseconds(20));
   }
   if (timed_out) {
+    ::kill(-pid, SIGKILL);  // its process group: a script's children too
     ::kill(pid, SIGKILL);
     while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
     }

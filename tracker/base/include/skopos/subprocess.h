@@ -17,10 +17,11 @@ struct ProgramOutput {
   std::string err;
 };
 
-// Runs argv[0] (searched in PATH) with this process's environment and `environment`
-// ("NAME=value", each replacing a variable of that name). Errors: it could not be
-// started, or it ran past `timeout` (then it was killed with SIGKILL). A non-zero exit
-// is not an error here: the caller reads exit_code and err.
+// Runs argv[0] (searched in PATH), in a process group of its own, with this process's
+// environment and `environment` ("NAME=value" replaces a variable of that name, "NAME"
+// unsets it). Errors: it could not be started, or it ran past `timeout` (then its
+// whole group was killed with SIGKILL). A non-zero exit is not an error here: the
+// caller reads exit_code and err. Each output stream keeps its first 4 MiB.
 Result<ProgramOutput> run_program(const std::vector<std::string>& argv, const std::string& input,
                                   std::chrono::milliseconds timeout, const std::vector<std::string>& environment = {});
 
