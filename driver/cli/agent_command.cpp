@@ -103,8 +103,9 @@ class AgentLog : public AgentObserver {
     if (notifier_ != nullptr) {
       for (std::size_t i = 0; i < notifier_->destinations().size(); ++i) {
         const Notifier::Counts counts = notifier_->counts(i);
-        agent_metrics_->notifications(notifier_->destinations()[i].describe(), counts.delivered, counts.undelivered,
-                                      counts.dropped);
+        // Numbered: two destinations may look alike once their secrets are left out.
+        agent_metrics_->notifications(std::to_string(i + 1) + " " + notifier_->destinations()[i].describe(),
+                                      counts.delivered, counts.undelivered, counts.dropped);
       }
     }
     flush_metrics();

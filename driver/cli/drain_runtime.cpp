@@ -102,6 +102,11 @@ const OptionTable<DrainConfig>& drain_options_table() {
            "fenced,deadline,drained,\nrebooting,recovered,failed,stuck. Delivery is retried and\nnever holds up "
            "or fails a drain",
            &C::notify_to);
+    t.duration(
+        "stuck-after",
+        "a wait (the slot, connections, recovery) this long is\nreported stuck -- a warning and a "
+        "'stuck' notification --\nand again at twice, four times that (0: never)",
+        [](auto& c) -> auto& { return c.drain.stuck_after; });
     t.duration("heartbeat-ttl", "this driver's liveness lease", &C::heartbeat_ttl);
     t.duration("progress-interval", "progress lines under systemd",
                [](auto& c) -> auto& { return c.drain.progress_interval; });

@@ -607,7 +607,8 @@ Result<DrainResult, DrainError> Drain::run() {
     // A reboot's validation after the boot is journaled now: whoever recovers the host
     // (the agent, another configuration) runs the same.
     if (options_.kind == DrainKind::kReboot) {
-      facts_.post_boot_hook = join(options_.hooks[static_cast<std::size_t>(HookPoint::kPostBoot)].argv, " ");
+      const auto& argv = options_.hooks[static_cast<std::size_t>(HookPoint::kPostBoot)].argv;
+      facts_.post_boot_hook = argv.empty() ? "-" : join(argv, " ");  // "-": none
     }
   }
   if (options_.dry_run) {
@@ -728,8 +729,21 @@ Result<void, DrainError> Drain::take_cluster_lock() {
   if (auto gated = check_start_gate(); !gated) return gated;
   emit(DrainEvent::Type::kInfo, "waiting (up to " + seconds_text(options_.lock_wait) + ") for a slot of lock '" +
                                     facts_.lock + "' group '" + facts_.tier + "'");
-  auto token_held = systems_.locks.acquire(facts_.lock, facts_.tier, drain_kind_token(facts_.kind),
-                                           Clock::now() + options_.lock_wait, stop_);
+  // In slices of the stuck report's interval: between them the wait keeps its place in
+  // line (on this driver's liveness lease), and a long one says who holds the slots.
+  const auto since = Clock::now();
+  const auto deadline = since + options_.lock_wait;
+  std::chrono::milliseconds next_stuck = options_.stuck_after;
+  Result<std::int64_t, DrainError> token_held = drain_error(DrainError::Kind::kTimedOut, "");
+  for (;;) {
+    const auto slice_end =
+        options_.stuck_after.count() > 0 ? std::min(deadline, since + next_stuck) : deadline;
+    token_held = systems_.locks.acquire(facts_.lock, facts_.tier, drain_kind_token(facts_.kind), slice_end, stop_);
+    if (token_held || token_held.error().kind != DrainError::Kind::kTimedOut || Clock::now() >= deadline) break;
+    auto holders = systems_.locks.describe(facts_.lock, facts_.tier);
+    stuck_check(since, next_stuck, "waiting for a slot of lock '" + facts_.lock + "' group '" + facts_.tier + "'",
+                holders ? *holders : "holders unknown: " + holders.error().message);
+  }
   if (!token_held) return unexpected(std::move(token_held).error());
   facts_.fencing_token = *token_held;
   if (auto recorded = record(DrainPhase::kClusterLock); !recorded) return recorded;
@@ -819,6 +833,8 @@ Result<void, DrainError> Drain::wait_for_connections() {
   // would then get through. Checked every kFenceCheckInterval (at the progress ticks),
   // applied again when pushed down, and counted.
   auto next_check = Clock::now() + kFenceCheckInterval;
+  const auto wait_since = Clock::now();
+  std::chrono::milliseconds next_stuck = options_.stuck_after;
   auto outcome = systems_.connections.wait_zero(
       containers_, options_.progress_interval,
       [&](const WaitProgress& progress) {
@@ -839,6 +855,17 @@ Result<void, DrainError> Drain::wait_for_connections() {
         event.phase = phase_;
         event.progress = &progress;
         if (on_event_) on_event_(event);
+        if (options_.stuck_after.count() > 0 && Clock::now() - wait_since >= next_stuck) {
+          std::string holders;
+          for (const ContainerCount* c : progress.busiest(5)) {
+            if (c->inbound == 0) continue;
+            holders +=
+                (holders.empty() ? "" : ", ") + c->name + " " + (c->inbound < 0 ? "?" : std::to_string(c->inbound));
+          }
+          stuck_check(wait_since, next_stuck, "waiting for inbound connections to close",
+                      std::to_string(progress.total) + " left" + (holders.empty() ? "" : ": " + holders) +
+                          (progress.oldest_peer.empty() ? "" : "; oldest " + progress.oldest_peer));
+        }
       },
       stop_);
   if (!outcome) return unexpected(std::move(outcome).error());
@@ -854,7 +881,8 @@ Result<void, DrainError> Drain::wait_for_connections() {
       if (c->inbound == 0) continue;
       holders += (holders.empty() ? "" : ", ") + c->name + " " + (c->inbound < 0 ? "?" : std::to_string(c->inbound));
     }
-    if (!outcome->last.oldest_peer.empty()) holders += (holders.empty() ? "" : "; oldest ") + outcome->last.oldest_peer;
+    if (!outcome->last.oldest_peer.empty())
+      holders += (holders.empty() ? "oldest " : "; oldest ") + outcome->last.oldest_peer;
     emit(DrainEvent::Type::kWarning,
          "deadline reached with " + std::to_string(outcome->last.total) + " inbound connection(s) left" +
              (outcome->last.unknown ? " and " + std::to_string(outcome->last.unknown) + " unknown count(s)" : "") +
@@ -920,15 +948,32 @@ Result<void, DrainError> Drain::reboot() {
   return systems_.host.reboot();
 }
 
+void Drain::stuck_check(Clock::time_point since, std::chrono::milliseconds& next, const std::string& what,
+                        const std::string& why) {
+  if (options_.stuck_after.count() <= 0) return;
+  const auto waited = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - since);
+  if (waited < next) return;
+  // Once at stuck_after, then at twice, four times... that long: told, not nagged.
+  while (next <= waited) next *= 2;
+  const auto minutes = std::chrono::duration_cast<std::chrono::minutes>(waited).count();
+  emit(DrainEvent::Type::kWarning,
+       "stuck: " + what + " for " + std::to_string(minutes) + " min" + (why.empty() ? "" : " (" + why + ")"),
+       {{"notify", "stuck"}, {"stuck_seconds", std::to_string(waited.count() / 1000)}});
+}
+
 Result<void, DrainError> Drain::run_hook(HookPoint point) {
   DrainHook hook = options_.hooks[static_cast<std::size_t>(point)];
   if (point == HookPoint::kPostBoot && !facts_.post_boot_hook.empty()) {
     // The validation the drain promised when it went down, whoever recovers it.
-    const std::vector<std::string> promised = split_list(facts_.post_boot_hook, ' ');
+    const std::vector<std::string> promised =
+        facts_.post_boot_hook == "-" ? std::vector<std::string>{} : split_list(facts_.post_boot_hook, ' ');
     if (hook.argv != promised) {
-      emit(DrainEvent::Type::kWarning, "hook post-boot: running '" + facts_.post_boot_hook +
-                                           "', journaled when the drain began (configured here: '" +
-                                           join(hook.argv, " ") + "')");
+      emit(DrainEvent::Type::kWarning,
+           promised.empty() ? "hook post-boot: none was configured when the drain began; '" + join(hook.argv, " ") +
+                                  "', configured here, is not run"
+                            : "hook post-boot: running '" + facts_.post_boot_hook +
+                                  "', journaled when the drain began (configured here: '" + join(hook.argv, " ") +
+                                  "')");
     }
     hook.argv = promised;
   }
@@ -1180,11 +1225,14 @@ Result<void, DrainError> Drain::wait_until(const std::string& what,
   emit(DrainEvent::Type::kInfo, "waiting (up to " + seconds_text(options_.recover_timeout) + ") for " + what);
   DeadlineBackoff backoff(200ms, 2000ms, Clock::now() + options_.recover_timeout);
   std::string last;
+  const auto since = Clock::now();
+  std::chrono::milliseconds next_stuck = options_.stuck_after;
   for (;;) {
     if (stopping()) return drain_error(DrainError::Kind::kInterrupted, "stopped while waiting for " + what);
     auto ok = ready(last);
     if (!ok) return unexpected(std::move(ok).error());
     if (*ok) return {};
+    stuck_check(since, next_stuck, "waiting for " + what, last);
     if (!backoff.sleep()) {
       return drain_error(DrainError::Kind::kTimedOut,
                          "gave up waiting for " + what + (last.empty() ? "" : " (" + last + ")") +

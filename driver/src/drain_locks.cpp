@@ -1,6 +1,8 @@
 // EtcdDrainLocks: the drain's locks on LockService (etcd).
 #include "driver/drain_systems_impl.h"
 
+#include <ctime>
+
 namespace skopos::driver {
 
 namespace {
@@ -68,9 +70,16 @@ Result<std::string, DrainError> EtcdDrainLocks::describe(const std::string& lock
   std::string out = "max " + std::to_string(state->max) + ", ";
   if (state->holders.empty()) return out + "free";
   out += "held by:";
+  const std::int64_t now = static_cast<std::int64_t>(std::time(nullptr));
+  bool first = true;
   for (const Holder& holder : state->holders) {
-    out += " " + (holder.record.hostname.empty() ? holder.machine_id : holder.record.hostname) + " (" +
-           holder.record.token + (holder.heartbeat ? "" : ", stale") + ")";
+    const std::int64_t held = holder.record.acquired_at > 0 ? (now - holder.record.acquired_at) / 60 : -1;
+    out += std::string(first ? " " : ", ") +
+           (holder.record.hostname.empty() ? holder.machine_id : holder.record.hostname) + " (" + holder.record.token +
+           (holder.record.phase.empty() ? "" : ", phase " + holder.record.phase) +
+           (held >= 0 ? ", " + std::to_string(held) + " min" : "") + (holder.heartbeat ? "" : ", heartbeat stale") +
+           ")";
+    first = false;
   }
   return out;
 }

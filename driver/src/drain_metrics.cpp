@@ -31,6 +31,7 @@ bool DrainMetrics::observe(const DrainEvent& event, std::int64_t now_seconds) {
     }
     case DrainEvent::Type::kWarning:
       ++warnings_;
+      if (const auto it = event.fields.find("notify"); it != event.fields.end() && it->second == "stuck") ++stuck_;
       if (const auto it = event.fields.find("fence_reapplied"); it != event.fields.end()) ++fence_reapplied_;
       return true;
     case DrainEvent::Type::kProgress:
@@ -89,6 +90,9 @@ std::string DrainMetrics::text() const {
   sample("skopos_drain_fence_reapplied_total", fence_reapplied_);
   append_header(out, "skopos_drain_warnings_total", "counter", "Warnings the drain reported.");
   sample("skopos_drain_warnings_total", static_cast<std::int64_t>(warnings_));
+  append_header(out, "skopos_drain_stuck_total", "counter",
+                "Times a wait (the tier's slot, the connections, the recovery) was reported stuck.");
+  sample("skopos_drain_stuck_total", static_cast<std::int64_t>(stuck_));
 
   if (inbound_ >= 0) {
     append_header(out, "skopos_drain_inbound_connections", "gauge",

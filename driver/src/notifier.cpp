@@ -27,9 +27,9 @@ std::vector<std::string> words(std::string_view text) {
   std::vector<std::string> out;
   std::size_t at = 0;
   while (at < text.size()) {
-    const std::size_t start = text.find_first_not_of(" \t", at);
+    const std::size_t start = text.find_first_not_of(" \t\r\n", at);
     if (start == std::string_view::npos) break;
-    const std::size_t end = std::min(text.find_first_of(" \t", start), text.size());
+    const std::size_t end = std::min(text.find_first_of(" \t\r\n", start), text.size());
     out.emplace_back(text.substr(start, end - start));
     at = end;
   }
@@ -88,9 +88,10 @@ std::string notification_text(const Notification& n) {
 }
 
 std::string NotifyDestination::describe() const {
+  // Scheme and authority only: a webhook's path is often its secret (Slack's is).
   switch (type) {
-    case Type::kWebhook: return "webhook " + url;
-    case Type::kSlack: return "slack " + url;
+    case Type::kWebhook: return "webhook " + split_url(url).first;
+    case Type::kSlack: return "slack " + split_url(url).first;
     case Type::kCommand: return "command " + (argv.empty() ? std::string("?") : argv.front());
   }
   return "?";
@@ -105,7 +106,7 @@ Result<std::vector<NotifyDestination>, std::string> parse_notify_destinations(st
     at = end + 1;
     const std::vector<std::string> parts = words(spec);
     if (parts.empty()) continue;
-    const std::string quoted = "'" + std::string(spec.substr(spec.find_first_not_of(" \t"))) + "'";
+    const std::string quoted = "'" + std::string(spec.substr(spec.find_first_not_of(" \t\r\n"))) + "'";
     if (parts.size() < 3) return unexpected(quoted + ": write TYPE EVENTS TARGET (e.g. 'webhook * https://...')");
     NotifyDestination d;
     if (parts[0] == "webhook") {
@@ -245,10 +246,16 @@ void Notifier::run(std::size_t index) {
       changed_.wait_until(lock, stopping_ ? std::min(due, give_up_at_) : due);
       continue;
     }
+    // Stopping: no try past the end of the last flush.
+    std::chrono::milliseconds timeout = options_.timeout;
+    if (stopping_) {
+      timeout = std::min(timeout, std::chrono::duration_cast<std::chrono::milliseconds>(give_up_at_ - Clock::now()));
+      if (timeout.count() <= 0) continue;  // the loop's top gives the rest up
+    }
     queue.busy = true;
     const Notification n = queue.items.front().notification;
     lock.unlock();
-    const Result<void, std::string> sent = deliver_(destination, n, options_.timeout);
+    const Result<void, std::string> sent = deliver_(destination, n, timeout);
     lock.lock();
     queue.busy = false;
     Pending& head = queue.items.front();
@@ -263,8 +270,8 @@ void Notifier::run(std::size_t index) {
         ++queue.counts.undelivered;
         queue.items.pop_front();
       } else {
-        const auto backoff = std::min<std::chrono::milliseconds>(options_.first_backoff * (1 << (head.tries - 1)),
-                                                                 std::chrono::seconds(60));
+        const auto backoff = std::min<std::chrono::milliseconds>(
+            options_.first_backoff * (1 << std::min(head.tries - 1, 16)), std::chrono::seconds(60));
         head.due = Clock::now() + backoff;
       }
     }

@@ -86,9 +86,14 @@ class FakeLocks : public DrainLocks {
     return true;
   }
   Result<std::int64_t, DrainError> acquire(const std::string&, const std::string&, const std::string&,
-                                           std::chrono::steady_clock::time_point,
+                                           std::chrono::steady_clock::time_point deadline,
                                            const std::atomic<bool>& stop) override {
     SKOPOS_FAKE_FAIL(w_, "acquire");
+    if (timeouts_before_grant > 0) {  // the slot stays taken past the caller's deadline, this many times
+      --timeouts_before_grant;
+      std::this_thread::sleep_until(std::min(deadline, std::chrono::steady_clock::now() + std::chrono::seconds(1)));
+      return drain_error(DrainError::Kind::kTimedOut, "no slot before the deadline");
+    }
     if (slot_busy_) {
       // Another host holds the only slot: wait (bounded) for the stop.
       waiting_ = true;
@@ -111,7 +116,12 @@ class FakeLocks : public DrainLocks {
     if (!held_ || token != 77) return drain_error(DrainError::Kind::kRefused, "slot lost");
     return {};
   }
-  Result<std::string, DrainError> describe(const std::string&, const std::string&) override { return std::string("free"); }
+  Result<std::string, DrainError> describe(const std::string&, const std::string&) override {
+    return std::string(timeouts_before_grant > 0 || slot_busy_
+                           ? "max 1, held by: host-b (REBOOT, phase reboot, 25 min, heartbeat stale)"
+                           : "free");
+  }
+  int timeouts_before_grant = 0;
   Result<int, DrainError> leave_lines() override {
     w_.call("leave_lines");
     return 0;
@@ -220,8 +230,9 @@ class FakeMarathon : public DrainMarathon {
   }
   Result<std::vector<std::string>, DrainError> below_strength(const std::vector<std::string>&) override {
     w_.call("below_strength");
-    return std::vector<std::string>{};
+    return below;
   }
+  std::vector<std::string> below;  // apps not back at strength (recovery waits for them)
 
   std::vector<AppShortfall> shortfalls;
   std::vector<std::string> budget_without;  // the draining hosts the last check left out

@@ -116,8 +116,9 @@ struct DrainFacts {
   // Each hook point's state in this drain: "started" (journaled before it runs),
   // "done", "failed".
   std::map<std::string, std::string> hooks;
-  // A REBOOT drain's post-boot hook as configured when it began (argv, space-joined):
-  // the recovery runs this one, whoever recovers the host.
+  // A REBOOT drain's post-boot hook as configured when it began (argv, space-joined; "-"
+  // none): the recovery runs this one, whoever recovers the host ("": a journal from
+  // before hooks; the recovering host's own then).
   std::string post_boot_hook;
 
   // The facts as a journal entry carries them (without the fencing token): one JSON
@@ -199,6 +200,10 @@ struct DrainOptions {
   // The reboot phase only journals: something else reboots the host (the OS's updater,
   // through FleetLock), and recovery follows the boot as after any reboot.
   bool external_reboot = false;
+  // A wait (for the tier's slot, the connections, the host's recovery) that lasts this
+  // long is reported stuck -- a warning with the reason and a "stuck" notification --
+  // and again at twice, four times... that long; 0: never.
+  std::chrono::milliseconds stuck_after{std::chrono::minutes(10)};
   std::string machine_id;  // for the hooks' context
   std::array<DrainHook, kHookPoints> hooks;  // by HookPoint
 };
@@ -316,6 +321,10 @@ class Drain {
   Result<void, DrainError> agent_back();
   Result<void, DrainError> apps_healthy();
   Result<void, DrainError> release_locks();
+  // Whether a wait that began at `since` is stuck now (past options_.stuck_after, then
+  // twice, four times... that: `next` keeps the count); says so with `what` and `why`.
+  void stuck_check(std::chrono::steady_clock::time_point since, std::chrono::milliseconds& next,
+                   const std::string& what, const std::string& why);
   // Runs the hook configured at `point`, if any (see HookPoint), journaling its start and
   // its result; a pre-drain failure is kRefused, any other kFailed.
   Result<void, DrainError> run_hook(HookPoint point);

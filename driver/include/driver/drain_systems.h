@@ -91,7 +91,8 @@ class DrainLocks {
   virtual Result<bool, DrainError> claim_budget(const DrainingHosts& seen, const std::string& hostname,
                                                 const std::string& kind) = 0;
   virtual Result<bool, DrainError> release_budget_claim() = 0;
-  // One line about the group for --dry-run: "max 1, held by: web-3 (REBOOT)".
+  // One line about the group for --dry-run and a stuck lock wait: "max 1, held by: web-3
+  // (REBOOT, phase reboot, 25 min, heartbeat stale)".
   virtual Result<std::string, DrainError> describe(const std::string& lock, const std::string& group) = 0;
   // Gives up every place in line this process kept (a wait for a slot that timed out
   // keeps it for the next try): an agent with no request calls it. The number left.

@@ -859,5 +859,55 @@ TEST(LocalDrainHost, AHookGetsTheContextInItsEnvironmentAndOnStdinAndIsKilledAtI
   EXPECT_TRUE(!missing || missing->exit_code == 127);
 }
 
+// ---- stuck -------------------------------------------------------------------------------
+
+std::vector<std::string> stuck_lines(const std::vector<std::string>& events) {
+  std::vector<std::string> out;
+  for (const std::string& e : events) {
+    if (e.rfind("stuck: ", 0) == 0) out.push_back(e);
+  }
+  return out;
+}
+
+TEST_F(DrainTest, ALongLockWaitIsReportedStuckWithWhoHoldsTheSlotOnceThenAtABackoff) {
+  DrainOptions options = kind(DrainKind::kReboot);
+  options.stuck_after = 20ms;
+  locks_.timeouts_before_grant = 3;  // slices end at 20, 40, 80 ms
+  metrics_.emplace("/nonexistent/m.prom", "host-a");
+  auto result = run(options);
+  ASSERT_TRUE(result) << result.error().message;
+  const std::vector<std::string> stuck = stuck_lines(events_);
+  ASSERT_FALSE(stuck.empty());
+  EXPECT_EQ(stuck.front().rfind("stuck: waiting for a slot of lock 'reboot' group 'worker' for 0 min (max 1, held by: "
+                                "host-b (REBOOT, phase reboot, 25 min, heartbeat stale))",
+                                0),
+            0U)
+      << stuck.front();
+  EXPECT_LE(stuck.size(), 3U) << "at a backoff, not at every look";
+  EXPECT_NE(metrics_->text().find("skopos_drain_stuck_total{host=\"host-a\"} " + std::to_string(stuck.size())),
+            std::string::npos)
+      << metrics_->text();
+}
+
+TEST_F(DrainTest, ARecoveryWaitingForAnAppIsReportedStuckNamingItAndZeroNeverReports) {
+  ASSERT_TRUE(run(kind(DrainKind::kReboot)));
+  world_.boot_id = "boot-2";
+  marathon_.below = {"/web (1 of 2 healthy)"};  // never back at strength
+  DrainOptions options = kind(DrainKind::kReboot);
+  options.recover_timeout = 1500ms;
+  options.stuck_after = 100ms;
+  auto result = run(options);
+  ASSERT_FALSE(result);
+  EXPECT_EQ(result.error().kind, DrainError::Kind::kTimedOut);
+  const std::vector<std::string> stuck = stuck_lines(events_);
+  ASSERT_GE(stuck.size(), 2U) << "at 100 ms, 200 ms, 400 ms, 800 ms";
+  EXPECT_LE(stuck.size(), 4U);
+  EXPECT_NE(stuck.front().find("/web"), std::string::npos) << stuck.front();
+
+  options.stuck_after = 0ms;
+  ASSERT_FALSE(run(options));
+  EXPECT_TRUE(stuck_lines(events_).empty()) << "0: never";
+}
+
 }  // namespace
 }  // namespace skopos::driver

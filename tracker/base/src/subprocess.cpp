@@ -64,6 +64,7 @@ Result<ProgramOutput> run_program(const std::vector<std::string>& argv, const st
   env.push_back(nullptr);
   const pid_t pid = ::fork();
   if (pid < 0) return unexpected(Error::from_errno(errno, "fork", argv[0]));
+  if (pid > 0) (void)::setpgid(pid, pid);  // here too: the group exists before any kill
   if (pid == 0) {
     ::dup2(in_read.get(), STDIN_FILENO);
     ::dup2(out_write.get(), STDOUT_FILENO);

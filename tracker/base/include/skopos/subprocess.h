@@ -17,7 +17,8 @@ struct ProgramOutput {
   std::string err;
 };
 
-// Runs argv[0] (searched in PATH), in a process group of its own, with this process's
+// Runs argv[0] (searched in PATH), in a process group of its own (so a terminal's Ctrl-C
+// does not reach it: the caller's deadline ends it), with this process's
 // environment and `environment` ("NAME=value" replaces a variable of that name, "NAME"
 // unsets it). Errors: it could not be started, or it ran past `timeout` (then its
 // whole group was killed with SIGKILL). A non-zero exit is not an error here: the
