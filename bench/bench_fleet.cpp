@@ -49,19 +49,8 @@ constexpr const char* kUsage =
     "usage: bench_fleet [--scales 100,300,1000] [--drain-ms 800] [--reboot-ms 400] [--faults on|off]\n"
     "  the fleet goals on simulated hosts against a real 3-member etcd; see the top of bench/bench_fleet.cpp\n";
 
-double percentile(std::vector<double> values, double p) {
-  if (values.empty()) return 0;
-  std::sort(values.begin(), values.end());
-  return values[static_cast<std::size_t>(p * static_cast<double>(values.size() - 1))];
-}
-
-std::string cpu_model() {
-  std::ifstream in("/proc/cpuinfo");
-  for (std::string line; std::getline(in, line);) {
-    if (line.rfind("model name", 0) == 0) return line.substr(line.find(':') + 2);
-  }
-  return "unknown";
-}
+using skopos::bench::cpu_model;
+using skopos::bench::percentile;
 
 // etcd's CPU across member restarts: each member's ticks, summed by process.
 class EtcdCpu {

@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "agent_process.h"
+#include "clock_text.h"
 #include "bench_support.h"
 #include "etcd_server.h"
 #include "process.h"
@@ -43,28 +44,9 @@ constexpr const char* kRules =
 
 double ms(Clock::duration d) { return std::chrono::duration<double, std::milli>(d).count(); }
 
-double percentile(std::vector<double> values, double p) {
-  std::sort(values.begin(), values.end());
-  return values[static_cast<std::size_t>(p * static_cast<double>(values.size() - 1))];
-}
-
-// HH:MM in UTC, `offset` from now.
-std::string utc_clock(std::chrono::minutes offset) {
-  const std::time_t t = std::chrono::system_clock::to_time_t(std::chrono::system_clock::now() + offset);
-  std::tm tm{};
-  gmtime_r(&t, &tm);
-  char text[8];
-  std::snprintf(text, sizeof text, "%02d:%02d", tm.tm_hour, tm.tm_min);
-  return text;
-}
-
-std::string cpu_name() {
-  std::ifstream in("/proc/cpuinfo");
-  for (std::string line; std::getline(in, line);) {
-    if (line.rfind("model name", 0) == 0) return line.substr(line.find(':') + 2);
-  }
-  return "unknown CPU";
-}
+using skopos::bench::cpu_model;
+using skopos::bench::percentile;
+using skopos::testing::utc_clock;
 
 class Bench {
  public:
@@ -135,7 +117,7 @@ int main(int argc, char** argv) {
   const skopos::bench::BenchArgs args("bench_gates", {"runs"}, kUsage, argc, argv);
   const auto runs = static_cast<int>(args.number("runs", 10));
   std::printf("CPU: %s; etcd 3.4, Prometheus, Alertmanager on loopback; the real agent; %d runs per gate\n",
-              cpu_name().c_str(), runs);
+              cpu_model().c_str(), runs);
   Bench bench;
   std::vector<skopos::bench::Row> rows;
   for (const std::string kind : {"window", "resume", "alert"}) {

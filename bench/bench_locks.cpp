@@ -25,12 +25,7 @@ using namespace skopos::driver;
 
 double ms(Clock::duration d) { return std::chrono::duration<double, std::milli>(d).count(); }
 
-double percentile(std::vector<double> values, double p) {
-  if (values.empty()) return 0;
-  std::sort(values.begin(), values.end());
-  const auto index = static_cast<std::size_t>(p * static_cast<double>(values.size() - 1));
-  return values[index];
-}
+using skopos::bench::percentile;
 
 struct Node {
   std::unique_ptr<EtcdClient> etcd;

@@ -125,13 +125,6 @@ std::uint64_t metric_value(std::uint16_t port, const std::string& name) {
   return at == std::string::npos ? 0 : std::strtoull(response.c_str() + at + name.size() + 2, nullptr, 10);
 }
 
-double percentile(std::vector<double> values, double p) {
-  if (values.empty()) return 0;
-  std::sort(values.begin(), values.end());
-  const auto index = static_cast<std::size_t>(p * static_cast<double>(values.size() - 1));
-  return values[index];
-}
-
 }  // namespace
 
 constexpr const char* kUsage =

@@ -1,5 +1,7 @@
 #include "bench_support.h"
 
+#include <algorithm>
+
 #include "skopos/result.h"
 
 #include <arpa/inet.h>
@@ -193,6 +195,20 @@ void print_rows(const std::vector<Row>& rows) {
     std::printf("%-58s %12.3f %-8s %-12s %s\n", row.what.c_str(), row.value, row.unit.c_str(), row.goal.c_str(),
                 row.verdict.c_str());
   }
+}
+
+std::string cpu_model() {
+  std::ifstream in("/proc/cpuinfo");
+  for (std::string line; std::getline(in, line);) {
+    if (line.rfind("model name", 0) == 0) return line.substr(line.find(':') + 2);
+  }
+  return "unknown";
+}
+
+double percentile(std::vector<double> values, double p) {
+  if (values.empty()) return 0;
+  std::sort(values.begin(), values.end());
+  return values[static_cast<std::size_t>(p * static_cast<double>(values.size() - 1))];
 }
 
 }  // namespace skopos::bench

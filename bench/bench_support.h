@@ -77,6 +77,12 @@ std::uint64_t process_cpu_ticks(pid_t pid);
 // A field of /proc/<pid>/status in kB ("VmRSS", "VmHWM"); 0 if absent.
 std::uint64_t process_status_kb(pid_t pid, const std::string& field);
 
+// This CPU's model name (/proc/cpuinfo), "unknown" when there is none: every goals
+// table names the CPU it was measured on.
+std::string cpu_model();
+// The p-quantile (0..1) of `values` by nearest rank below; 0 for none.
+double percentile(std::vector<double> values, double p);
+
 // A measurement, its goal and whether it was met, printed as one table.
 struct Row {
   std::string what;

@@ -16,6 +16,7 @@
 
 #include "agent_process.h"
 #include "lock_test_support.h"
+#include "process.h"
 #include "prometheus_stack.h"
 
 namespace skopos::driver {
@@ -25,6 +26,7 @@ using namespace std::chrono_literals;
 using skopos::testing::AgentProcess;
 using skopos::driver::testing::OneEtcdTest;
 using skopos::testing::PrometheusStack;
+using skopos::testing::read_file;
 using Clock = std::chrono::steady_clock;
 
 constexpr const char* kRules =
@@ -268,13 +270,6 @@ class AgentHealthGatesTest : public OneEtcdTest {
   }
   inline static PrometheusStack* stack_ = nullptr;
 };
-
-std::string read_file(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream text;
-  text << in.rdbuf();
-  return text.str();
-}
 
 TEST_F(AgentHealthGatesTest, AFiringAlertHoldsTheAgentsRebootEachGateShowsInItsMetricsAndTheResolutionStartsIt) {
   stack_->set_metrics("test_unhealthy 1\ntest_slow 0\ntest_drain_caused 0\ntest_backlog 9\n");

@@ -20,6 +20,7 @@
 
 #include "etcd_server.h"
 #include "agent_process.h"
+#include "clock_text.h"
 #include "lock_test_support.h"
 #include "process.h"
 #include "systemd_support.h"
@@ -36,15 +37,7 @@ using Clock = std::chrono::steady_clock;
 
 SysSeconds now() { return std::chrono::floor<std::chrono::seconds>(std::chrono::system_clock::now()); }
 
-// HH:MM in UTC, `offset` from now.
-std::string utc_clock(std::chrono::minutes offset) {
-  const std::time_t t = std::chrono::system_clock::to_time_t(std::chrono::system_clock::now() + offset);
-  std::tm tm{};
-  gmtime_r(&t, &tm);
-  char text[8];
-  std::snprintf(text, sizeof text, "%02d:%02d", tm.tm_hour, tm.tm_min);
-  return text;
-}
+using skopos::testing::utc_clock;
 
 class RebootWindowsTest : public OneEtcdTest {
  protected:

@@ -13,19 +13,11 @@
 #include <sstream>
 
 #include "driver/pauses.h"
+#include "text_lines.h"
 
 namespace skopos::driver {
 namespace {
 
-bool has_line(const std::string& text, const std::string& line) {
-  std::istringstream in(text);
-  for (std::string have; std::getline(in, have);) {
-    if (have == line) return true;
-  }
-  return false;
-}
-
-#define EXPECT_LINE(text, line) EXPECT_TRUE(has_line(text, line)) << "no line '" << (line) << "' in:\n" << (text)
 
 std::string read(const std::string& path) {
   std::ifstream in(path);

@@ -9,6 +9,8 @@
 #include <fstream>
 #include <sstream>
 
+#include "text_lines.h"
+
 namespace skopos::driver {
 namespace {
 
@@ -30,15 +32,6 @@ DrainEvent fence_pushed_down(int times) {
   return event;
 }
 
-bool has_line(const std::string& text, const std::string& line) {
-  std::istringstream in(text);
-  for (std::string have; std::getline(in, have);) {
-    if (have == line) return true;
-  }
-  return false;
-}
-
-#define EXPECT_LINE(text, line) EXPECT_TRUE(has_line(text, line)) << "no line '" << (line) << "' in:\n" << (text)
 
 TEST(DrainMetrics, PhaseTimeInItConnectionsAndFenceReappliesFollowTheEvents) {
   DrainMetrics metrics("/nonexistent/skopos.prom", "worker-3");
