@@ -6,10 +6,12 @@
 #include <chrono>
 #include <cstdio>
 #include <ctime>
+#include <set>
 #include <string>
 
 #include "commands.h"
 #include "driver/heartbeat.h"
+#include "driver/mesos_master.h"
 #include "driver/pauses.h"
 #include "global_options.h"
 #include "stop_signals.h"
@@ -26,10 +28,13 @@ constexpr const char* kLockUsage =
     "usage: skopos lock <command> [arguments] [options]\n"
     "\n"
     "commands:\n"
-    "  status [--metrics]              every lock and group: max, holders with phase, age,\n"
+    "  status [--metrics] [--mesos-master URLS]\n"
+    "                                  every lock and group: max, holders with phase, age,\n"
     "                                  fencing token and heartbeat (fresh or stale), the\n"
     "                                  line, and the start gates in etcd (pauses,\n"
     "                                  maintenance windows) with why each is closed;\n"
+    "                                  with Mesos masters, holders whose machine Mesos\n"
+    "                                  no longer knows are flagged (never unlocked);\n"
     "                                  --metrics prints Prometheus text instead\n"
     "  acquire LOCK GROUP [--token T] [--timeout D]\n"
     "                                  take a slot for this machine, waiting up to D\n"
@@ -74,6 +79,7 @@ struct LockConfig {
   std::chrono::milliseconds ttl{std::chrono::seconds(15)};
   std::chrono::milliseconds run_for{0};
   bool metrics = false;
+  MesosConfig mesos;  // status: with masters, each holder is looked up in Mesos
 };
 
 // Every option of every lock command, each declared once; a command takes the ones its
@@ -91,6 +97,7 @@ const OptionTable<LockConfig>& lock_options_table() {
     t.text("confirm", "MACHINE-ID", "unlock --force: the holder's machine id again", &C::confirm);
     t.duration("ttl", "heartbeat: the lease's time to live", &C::ttl);
     t.duration("for", "heartbeat: stop after D (0: run until SIGTERM or SIGINT)", &C::run_for);
+    t.include(mesos_options_table(), &C::mesos);
     return t;
   }();
   return table;
@@ -119,6 +126,21 @@ std::string heartbeat_text(const Holder& holder) {
   return "fresh";
 }
 
+// Whether Mesos still knows each holder's machine (`skopos lock status --mesos-master`):
+// a holder whose machine Mesos no longer knows is flagged -- never unlocked for it.
+struct MesosView {
+  bool asked = false;
+  std::string problem;  // asked, no answer
+  std::set<std::string> hostnames;
+  // "known", "unknown", "?" (no answer) or "" (not asked).
+  std::string of(const Holder& holder) const {
+    if (!asked) return "";
+    if (!problem.empty() || !holder.valid) return "?";
+    return hostnames.count(holder.record.hostname) > 0 ? "known" : "unknown";
+  }
+};
+const MesosView* mesos_view = nullptr;  // status_command's, for the writers below
+
 void write_holder(JsonWriter& json, const Holder& holder) {
   json.begin_object().key("machine_id").value(holder.machine_id).key("fencing_token").value(holder.fencing_token);
   json.key("valid").value(holder.valid);
@@ -131,6 +153,7 @@ void write_holder(JsonWriter& json, const Holder& holder) {
   }
   json.key("heartbeat").value(holder.heartbeat ? "fresh" : "stale");
   json.key("heartbeat_boot_id").value(holder.heartbeat_boot_id);
+  if (mesos_view != nullptr && mesos_view->asked) json.key("mesos").value(mesos_view->of(holder));
   json.end_object();
 }
 
@@ -216,35 +239,83 @@ void print_gates(const std::vector<OwnerGate>& gates) {
   std::fputs(table.render().c_str(), stdout);
 }
 
-int status_command(LockService& locks, EtcdClient& etcd, const GlobalOptions& options, bool metrics) {
+// The holders Mesos does not know, a line each.
+void print_mesos_flags(const LockStatus& status, const MesosView& mesos) {
+  if (!mesos.asked) return;
+  if (!mesos.problem.empty()) {
+    std::printf("\nMesos could not be asked whether it knows the holders: %s\n", mesos.problem.c_str());
+    return;
+  }
+  for (const GroupState& group : status.groups) {
+    for (const Holder& holder : group.holders) {
+      if (mesos.of(holder) != "unknown") continue;
+      std::printf("\nflagged: %s holds %s/%s, and Mesos knows no agent '%s' (gone for good? it is never unlocked "
+                  "for that: 'skopos lock unlock %s %s %s' once you know)\n",
+                  holder.machine_id.c_str(), group.lock.c_str(), group.group.c_str(), holder.record.hostname.c_str(),
+                  group.lock.c_str(), group.group.c_str(), holder.machine_id.c_str());
+    }
+  }
+}
+
+int status_command(LockService& locks, EtcdClient& etcd, const GlobalOptions& options, bool metrics,
+                   const MesosConfig& mesos_config) {
   auto status = locks.status();
   if (!status) return report(status.error(), options.json);
+  MesosView mesos;
+  const MesosMasterOptions mesos_options = mesos_master_options(mesos_config, "skopos lock status", "");
+  if (!mesos_options.http.endpoints.empty()) {
+    mesos.asked = true;
+    auto master = MesosMaster::create(mesos_options);
+    auto agents = master ? (*master)->agents() : unexpected(master.error());
+    if (!agents) {
+      mesos.problem = agents.error().message;
+    } else {
+      for (const MesosAgentInfo& agent : *agents) mesos.hostnames.insert(agent.hostname);
+    }
+  }
+  mesos_view = &mesos;
   const std::vector<OwnerGate> gates = read_gates(etcd, locks.prefix());
   if (metrics) {
-    std::string out =
-        "# HELP skopos_lock_max Holder limit of a lock group.\n# TYPE skopos_lock_max gauge\n"
-        "# HELP skopos_lock_holders Machines holding a slot of a lock group.\n# TYPE skopos_lock_holders gauge\n"
-        "# HELP skopos_lock_stale_holders Holders without a live heartbeat.\n# TYPE skopos_lock_stale_holders gauge\n"
-        "# HELP skopos_lock_waiters Machines waiting in line for a slot of a lock group.\n"
-        "# TYPE skopos_lock_waiters gauge\n"
-        "# HELP skopos_lock_longest_wait_seconds How long the first in line has waited (0: nobody waits).\n"
-        "# TYPE skopos_lock_longest_wait_seconds gauge\n";
-    for (const GroupState& group : status->groups) {
-      std::int64_t stale = 0;
-      for (const Holder& holder : group.holders) stale += holder.heartbeat ? 0 : 1;
-      std::string labels = "{";
-      prometheus::append_label(labels, "lock", group.lock, true);
-      prometheus::append_label(labels, "group", group.group, false);
-      labels += '}';
-      out += "skopos_lock_max" + labels + " " + std::to_string(group.max) + "\n";
-      out += "skopos_lock_holders" + labels + " " + std::to_string(group.holders.size()) + "\n";
-      out += "skopos_lock_stale_holders" + labels + " " + std::to_string(stale) + "\n";
-      std::int64_t longest = 0;
-      for (const Waiter& waiter : group.queue) {
-        if (waiter.valid) longest = std::max(longest, now_seconds() - waiter.since);
+    // Each family whole (its HELP and TYPE, then its samples for every group), as the
+    // exposition format wants it.
+    std::string out;
+    const auto family = [&](const char* name, const char* help, const auto& value) {
+      prometheus::append_header(out, name, "gauge", help);
+      for (const GroupState& group : status->groups) {
+        std::string labels = "{";
+        prometheus::append_label(labels, "lock", group.lock, true);
+        prometheus::append_label(labels, "group", group.group, false);
+        labels += '}';
+        out += name + labels + " " + std::to_string(value(group)) + "\n";
       }
-      out += "skopos_lock_waiters" + labels + " " + std::to_string(group.queue.size()) + "\n";
-      out += "skopos_lock_longest_wait_seconds" + labels + " " + std::to_string(longest) + "\n";
+    };
+    const auto count_holders = [](const GroupState& group, const auto& flagged) {
+      std::int64_t n = 0;
+      for (const Holder& holder : group.holders) n += flagged(holder) ? 1 : 0;
+      return n;
+    };
+    family("skopos_lock_max", "Holder limit of a lock group.", [](const GroupState& g) { return g.max; });
+    family("skopos_lock_holders", "Machines holding a slot of a lock group.",
+           [](const GroupState& g) { return static_cast<std::int64_t>(g.holders.size()); });
+    family("skopos_lock_stale_holders", "Holders without a live heartbeat.", [&](const GroupState& g) {
+      return count_holders(g, [](const Holder& h) { return !h.heartbeat; });
+    });
+    family("skopos_lock_waiters", "Machines waiting in line for a slot of a lock group.",
+           [](const GroupState& g) { return static_cast<std::int64_t>(g.queue.size()); });
+    family("skopos_lock_longest_wait_seconds", "How long the first in line has waited (0: nobody waits).",
+           [](const GroupState& g) {
+             std::int64_t longest = 0;
+             for (const Waiter& waiter : g.queue) {
+               if (waiter.valid) longest = std::max(longest, now_seconds() - waiter.since);
+             }
+             return longest;
+           });
+    if (mesos.asked && mesos.problem.empty()) {
+      family("skopos_lock_holders_unknown_to_mesos",
+             "Holders whose machine Mesos knows no agent of (flagged, never unlocked for it).",
+             [&](const GroupState& g) {
+               return count_holders(g, [&](const Holder& h) { return mesos.of(h) == "unknown"; });
+             });
     }
     if (!gates.empty()) {
       prometheus::append_header(out, "skopos_start_gate_open", "gauge",
@@ -289,6 +360,7 @@ int status_command(LockService& locks, EtcdClient& etcd, const GlobalOptions& op
     std::fputs(table.render().c_str(), stdout);
     print_queues(*status);
   }
+  print_mesos_flags(*status, mesos);
   print_gates(gates);
   for (const std::string& key : status->unrecognized_keys) std::printf("warning: unrecognized key %s\n", key.c_str());
   return kExitOk;
@@ -367,7 +439,8 @@ int lock_command(int argc, char** argv) {
     std::vector<std::string_view> options;
   };
   static const Shape kShapes[] = {
-      {"status", 0, {"metrics"}},
+      {"status", 0, {"metrics", "mesos-master", "mesos-user", "mesos-password-file", "mesos-cacert", "mesos-cert",
+                     "mesos-key", "mesos-timeout", "leader-wait"}},
       {"acquire", 2, {"token", "timeout"}},
       {"release", 2, {"fencing-token"}},
       {"guard", 2, {"fencing-token", "phase"}},
@@ -430,7 +503,7 @@ int lock_command(int argc, char** argv) {
 
   LockContext context = connect_locks(options);
   LockService& locks = *context.locks;
-  if (command == "status") return status_command(locks, *context.etcd, options, config.metrics);
+  if (command == "status") return status_command(locks, *context.etcd, options, config.metrics, config.mesos);
   if (command == "heartbeat") return heartbeat_command(context, options, ttl, run_for);
   if (command == "acquire") {
     const std::string& token = config.token;

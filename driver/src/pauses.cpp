@@ -146,7 +146,9 @@ std::vector<OwnerGate> stored_gates(const Result<std::vector<Pause>, std::string
       owners.emplace(stored.scope, stored.owner.empty() ? "?" : stored.owner);
     }
   }
-  for (const auto& [scope, owner] : owners) {
+  for (const auto& entry : owners) {
+    const Scope scope = entry.first;  // not structured bindings: the lambdas below capture them
+    const std::string& owner = entry.second;
     if (pauses) {
       for (const Pause& pause : *pauses) {
         if (pause.scope != scope || (pause.owner.empty() ? "?" : pause.owner) != owner) continue;

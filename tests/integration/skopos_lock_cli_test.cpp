@@ -6,6 +6,8 @@
 #include <signal.h>
 #include <simdjson.h>
 
+#include <unistd.h>
+
 #include <chrono>
 #include <fstream>
 #include <thread>
@@ -13,6 +15,7 @@
 #include "etcd_server.h"
 #include "lock_test_support.h"
 #include "process.h"
+#include "simulators.h"
 
 namespace {
 
@@ -184,6 +187,51 @@ TEST_F(SkoposLockCliTest, BreakingALiveHolderNeedsForceAndConfirmationAStaleOneD
   EXPECT_EQ(broken.exit_code, 0) << broken.err;
   EXPECT_TRUE(json(broken)["removed"].get_bool().value());
   EXPECT_EQ(heartbeat_of("machine-a"), "absent");
+}
+
+// A holder whose machine Mesos no longer knows (gone for good, its agent removed) is
+// flagged in every form of status -- and never unlocked for it.
+TEST_F(SkoposLockCliTest, AHolderWhoseMachineMesosNoLongerKnowsIsFlaggedNeverUnlocked) {
+  using skopos::testing::Simulator;
+  char name[256] = {};
+  ::gethostname(name, sizeof name - 1);
+  const std::string tools = std::string(SKOPOS_SOURCE_DIR) + "/tools";
+  auto knows =
+      Simulator::start(tools, "mesos-sim",
+                       R"({"agents": [{"id": "S0", "hostname": ")" + std::string(name) + R"(", "ip": "127.0.0.2"}]})");
+  auto forgot = Simulator::start(tools, "mesos-sim",
+                                 R"({"agents": [{"id": "S1", "hostname": "worker-9", "ip": "127.0.0.3"}]})");
+  ASSERT_EQ(lock("machine-a", {"acquire", "reboot", "worker", "--token", "REBOOT"}).exit_code, 0);
+
+  ProcessResult status = lock("admin", {"status", "--mesos-master", knows->list("masters").at(0)});
+  ASSERT_EQ(status.exit_code, 0) << status.err;
+  EXPECT_EQ(status.out.find("flagged"), std::string::npos) << status.out;
+  EXPECT_NE(lock("admin", {"status", "--json", "--mesos-master", knows->list("masters").at(0)})
+                .out.find(R"("mesos":"known")"),
+            std::string::npos);
+
+  status = lock("admin", {"status", "--mesos-master", forgot->list("masters").at(0)});
+  ASSERT_EQ(status.exit_code, 0) << status.err;
+  EXPECT_NE(
+      status.out.find("flagged: machine-a holds reboot/worker, and Mesos knows no agent '" + std::string(name) + "'"),
+      std::string::npos)
+      << status.out;
+  const ProcessResult metrics = lock("admin", {"status", "--metrics", "--mesos-master", forgot->list("masters").at(0)});
+  EXPECT_NE(metrics.out.find("skopos_lock_holders_unknown_to_mesos{lock=\"reboot\",group=\"worker\"} 1\n"),
+            std::string::npos)
+      << metrics.out;
+  EXPECT_NE(
+      metrics.out.find("# TYPE skopos_lock_holders gauge\nskopos_lock_holders{lock=\"reboot\",group=\"worker\"} 1\n"),
+      std::string::npos)
+      << "each family whole, its samples right after its TYPE:\n"
+      << metrics.out;
+  EXPECT_EQ(heartbeat_of("machine-a"), "stale") << "still there: flagged, not unlocked";
+  // Mesos out of reach: said, and the lock view still shown.
+  status = lock("admin", {"status", "--mesos-master", "http://127.0.0.1:1", "--mesos-timeout", "1s", "--leader-wait",
+                          "1s"});
+  EXPECT_EQ(status.exit_code, 0) << status.err;
+  EXPECT_NE(status.out.find("Mesos could not be asked whether it knows the holders: "), std::string::npos)
+      << status.out;
 }
 
 TEST_F(SkoposLockCliTest, AHeartbeatStoppedCleanlyWithdrawsItselfAtOnce) {
