@@ -1,6 +1,7 @@
 // skopos lock: the cluster's semaphores and this host's lock, by hand.
 #include <signal.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <charconv>
 #include <chrono>
@@ -10,6 +11,7 @@
 #include <string>
 
 #include "commands.h"
+#include "driver/drain_systems.h"
 #include "driver/heartbeat.h"
 #include "driver/mesos_master.h"
 #include "driver/pauses.h"
@@ -128,18 +130,56 @@ std::string heartbeat_text(const Holder& holder) {
 
 // Whether Mesos still knows each holder's machine (`skopos lock status --mesos-master`):
 // a holder whose machine Mesos no longer knows is flagged -- never unlocked for it.
+// Known: an agent of that name (as Mesos compares names: same_host), or a machine in
+// its maintenance schedule -- a host a drain took down has no agent then, and is not
+// gone.
 struct MesosView {
   bool asked = false;
   std::string problem;  // asked, no answer
-  std::set<std::string> hostnames;
-  // "known", "unknown", "?" (no answer) or "" (not asked).
+  std::vector<std::string> hostnames;
+  // "known", "unknown", "?" (no answer, or a record without a host name) or "" (not asked).
   std::string of(const Holder& holder) const {
     if (!asked) return "";
-    if (!problem.empty() || !holder.valid) return "?";
-    return hostnames.count(holder.record.hostname) > 0 ? "known" : "unknown";
+    if (!problem.empty() || !holder.valid || holder.record.hostname.empty()) return "?";
+    const bool known = std::any_of(hostnames.begin(), hostnames.end(),
+                                   [&](const std::string& name) { return same_host(name, holder.record.hostname); });
+    return known ? "known" : "unknown";
   }
 };
-const MesosView* mesos_view = nullptr;  // status_command's, for the writers below
+const MesosView* mesos_view = nullptr;  // status_command's while it runs, for the writers below
+
+// Asks Mesos (only when --mesos-master or the config file names masters): agents, and
+// the machines of the maintenance schedule. A problem -- bad options included -- is
+// said, never the end of the lock view.
+MesosView ask_mesos(const MesosConfig& config) {
+  MesosView view;
+  if (config.masters.empty()) return view;
+  view.asked = true;
+  try {
+    auto master = MesosMaster::create(mesos_master_options(config, "skopos lock status", ""));
+    if (!master) {
+      view.problem = master.error().message;
+      return view;
+    }
+    auto agents = (*master)->agents();
+    if (!agents) {
+      view.problem = agents.error().message;
+      return view;
+    }
+    for (const MesosAgentInfo& agent : *agents) view.hostnames.push_back(agent.hostname);
+    auto maintenance = (*master)->maintenance_status();
+    if (!maintenance) {
+      view.problem = "maintenance status: " + maintenance.error().message;
+      return view;
+    }
+    for (const auto* list : {&maintenance->draining, &maintenance->down}) {
+      for (const MachineId& machine : *list) view.hostnames.push_back(machine.hostname);
+    }
+  } catch (const FatalError& error) {
+    view.problem = error.message();
+  }
+  return view;
+}
 
 void write_holder(JsonWriter& json, const Holder& holder) {
   json.begin_object().key("machine_id").value(holder.machine_id).key("fencing_token").value(holder.fencing_token);
@@ -261,19 +301,11 @@ int status_command(LockService& locks, EtcdClient& etcd, const GlobalOptions& op
                    const MesosConfig& mesos_config) {
   auto status = locks.status();
   if (!status) return report(status.error(), options.json);
-  MesosView mesos;
-  const MesosMasterOptions mesos_options = mesos_master_options(mesos_config, "skopos lock status", "");
-  if (!mesos_options.http.endpoints.empty()) {
-    mesos.asked = true;
-    auto master = MesosMaster::create(mesos_options);
-    auto agents = master ? (*master)->agents() : unexpected(master.error());
-    if (!agents) {
-      mesos.problem = agents.error().message;
-    } else {
-      for (const MesosAgentInfo& agent : *agents) mesos.hostnames.insert(agent.hostname);
-    }
-  }
+  const MesosView mesos = ask_mesos(mesos_config);
   mesos_view = &mesos;
+  struct Forget {
+    ~Forget() { mesos_view = nullptr; }
+  } forget;
   const std::vector<OwnerGate> gates = read_gates(etcd, locks.prefix());
   if (metrics) {
     // Each family whole (its HELP and TYPE, then its samples for every group), as the
@@ -310,6 +342,11 @@ int status_command(LockService& locks, EtcdClient& etcd, const GlobalOptions& op
              }
              return longest;
            });
+    if (mesos.asked) {
+      prometheus::append_header(out, "skopos_lock_mesos_up", "gauge",
+                                "1 when Mesos answered whether it knows the holders, 0 when it could not be asked.");
+      out += "skopos_lock_mesos_up " + std::string(mesos.problem.empty() ? "1" : "0") + "\n";
+    }
     if (mesos.asked && mesos.problem.empty()) {
       family("skopos_lock_holders_unknown_to_mesos",
              "Holders whose machine Mesos knows no agent of (flagged, never unlocked for it).",
@@ -341,7 +378,9 @@ int status_command(LockService& locks, EtcdClient& etcd, const GlobalOptions& op
     for (const GroupState& group : status->groups) write_group(json, group);
     json.end_array().key("unrecognized_keys").begin_array();
     for (const std::string& key : status->unrecognized_keys) json.value(key);
-    json.end_array().key("start_gates").begin_array();
+    json.end_array();
+    if (mesos.asked) json.key("mesos_problem").value(mesos.problem);
+    json.key("start_gates").begin_array();
     for (const OwnerGate& g : gates) {
       json.begin_object().key("scope").value(scope_name(g.scope)).key("owner").value(g.owner);
       json.key("gate").value(g.state.gate).key("open").value(g.state.open).key("unknown").value(g.state.unknown);

@@ -735,14 +735,28 @@ Result<void, DrainError> Drain::take_cluster_lock() {
   const auto deadline = since + options_.lock_wait;
   std::chrono::milliseconds next_stuck = options_.stuck_after;
   Result<std::int64_t, DrainError> token_held = drain_error(DrainError::Kind::kTimedOut, "");
+  const std::string waiting_for = "waiting for a slot of lock '" + facts_.lock + "' group '" + facts_.tier + "'";
   for (;;) {
+    if (stopping()) {
+      return drain_error(DrainError::Kind::kInterrupted,
+                         "stopped while " + waiting_for + "; run again to resume, or undrain");
+    }
     const auto slice_end =
         options_.stuck_after.count() > 0 ? std::min(deadline, since + next_stuck) : deadline;
     token_held = systems_.locks.acquire(facts_.lock, facts_.tier, drain_kind_token(facts_.kind), slice_end, stop_);
-    if (token_held || token_held.error().kind != DrainError::Kind::kTimedOut || Clock::now() >= deadline) break;
+    if (token_held || Clock::now() >= deadline) break;
+    const DrainError::Kind kind = token_held.error().kind;
+    if (kind == DrainError::Kind::kFailed) {
+      // etcd away at a slice's end: the wait as a whole keeps trying until its own
+      // deadline, as one acquire over the whole wait would have.
+      emit(DrainEvent::Type::kWarning, waiting_for + ": " + token_held.error().message + "; trying again");
+      for (int i = 0; i < 20 && !stopping(); ++i) std::this_thread::sleep_for(50ms);
+      continue;
+    }
+    if (kind != DrainError::Kind::kTimedOut) break;  // refused, interrupted: as the acquire says
+    if (stopping()) continue;                       // said at the top
     auto holders = systems_.locks.describe(facts_.lock, facts_.tier);
-    stuck_check(since, next_stuck, "waiting for a slot of lock '" + facts_.lock + "' group '" + facts_.tier + "'",
-                holders ? *holders : "holders unknown: " + holders.error().message);
+    stuck_check(since, next_stuck, waiting_for, holders ? *holders : "holders unknown: " + holders.error().message);
   }
   if (!token_held) return unexpected(std::move(token_held).error());
   facts_.fencing_token = *token_held;
@@ -1232,7 +1246,7 @@ Result<void, DrainError> Drain::wait_until(const std::string& what,
     auto ok = ready(last);
     if (!ok) return unexpected(std::move(ok).error());
     if (*ok) return {};
-    stuck_check(since, next_stuck, "waiting for " + what, last);
+    stuck_check(since, next_stuck, "waiting for " + what, last.empty() ? "no reason reported" : last);
     if (!backoff.sleep()) {
       return drain_error(DrainError::Kind::kTimedOut,
                          "gave up waiting for " + what + (last.empty() ? "" : " (" + last + ")") +

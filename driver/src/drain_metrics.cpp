@@ -25,13 +25,17 @@ bool DrainMetrics::observe(const DrainEvent& event, std::int64_t now_seconds) {
       if (const auto it = event.fields.find("kind"); it != event.fields.end()) kind_ = it->second;
       if (const auto it = event.fields.find("drain_id"); it != event.fields.end()) drain_id_ = it->second;
       if (!started_ || event.phase != phase_) phase_started_ = now_seconds;
+      stuck_now_ = false;
       started_ = true;
       phase_ = event.phase;
       return true;
     }
     case DrainEvent::Type::kWarning:
       ++warnings_;
-      if (const auto it = event.fields.find("notify"); it != event.fields.end() && it->second == "stuck") ++stuck_;
+      if (const auto it = event.fields.find("notify"); it != event.fields.end() && it->second == "stuck") {
+        ++stuck_;
+        stuck_now_ = true;
+      }
       if (const auto it = event.fields.find("fence_reapplied"); it != event.fields.end()) ++fence_reapplied_;
       return true;
     case DrainEvent::Type::kProgress:
@@ -93,6 +97,9 @@ std::string DrainMetrics::text() const {
   append_header(out, "skopos_drain_stuck_total", "counter",
                 "Times a wait (the tier's slot, the connections, the recovery) was reported stuck.");
   sample("skopos_drain_stuck_total", static_cast<std::int64_t>(stuck_));
+  append_header(out, "skopos_drain_stuck", "gauge",
+                "1 from a stuck report until the drain's next phase (or its end), else 0.");
+  sample("skopos_drain_stuck", stuck_now_ && result_.empty() ? 1 : 0);
 
   if (inbound_ >= 0) {
     append_header(out, "skopos_drain_inbound_connections", "gauge",

@@ -91,6 +91,7 @@ class FakeLocks : public DrainLocks {
     SKOPOS_FAKE_FAIL(w_, "acquire");
     if (timeouts_before_grant > 0) {  // the slot stays taken past the caller's deadline, this many times
       --timeouts_before_grant;
+      if (stop_at_timeout) w_.stop = true;  // SIGTERM while the wait's slice runs out
       std::this_thread::sleep_until(std::min(deadline, std::chrono::steady_clock::now() + std::chrono::seconds(1)));
       return drain_error(DrainError::Kind::kTimedOut, "no slot before the deadline");
     }
@@ -122,6 +123,7 @@ class FakeLocks : public DrainLocks {
                            : "free");
   }
   int timeouts_before_grant = 0;
+  bool stop_at_timeout = false;
   Result<int, DrainError> leave_lines() override {
     w_.call("leave_lines");
     return 0;

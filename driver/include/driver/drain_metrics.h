@@ -14,6 +14,7 @@
 //                                                 down in its hooks and applied it again
 //   skopos_drain_warnings_total                   warnings of this run
 //   skopos_drain_stuck_total                      times a wait was reported stuck (--stuck-after)
+//   skopos_drain_stuck                            1 from a stuck report until the next phase
 //   skopos_drain_inbound_connections              known inbound connections left (last tick)
 //   skopos_drain_unknown_containers               containers whose count is unknown (last
 //                                                 tick): while nonzero the count above is
@@ -59,6 +60,7 @@ class DrainMetrics {
   int fence_reapplied_ = 0;
   std::uint64_t warnings_ = 0;
   std::uint64_t stuck_ = 0;
+  bool stuck_now_ = false;  // reported stuck, no phase since
   std::int64_t inbound_ = -1;  // -1: no progress tick yet
   std::int64_t unknown_ = 0;
   std::int64_t last_event_ = 0;

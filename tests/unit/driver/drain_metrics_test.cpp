@@ -73,6 +73,22 @@ TEST(DrainMetrics, PhaseTimeInItConnectionsAndFenceReappliesFollowTheEvents) {
   EXPECT_LINE(metrics.text(), "skopos_drain_last_event_timestamp_seconds{host=\"worker-3\"} 1040");
 }
 
+TEST(DrainMetrics, AStuckReportHoldsUntilTheNextPhase) {
+  DrainMetrics metrics("/nonexistent/skopos.prom", "worker-3");
+  metrics.observe(phase_event(DrainPhase::kClusterLock), 1000);
+  DrainEvent stuck;
+  stuck.type = DrainEvent::Type::kWarning;
+  stuck.phase = DrainPhase::kClusterLock;
+  stuck.message = "stuck: waiting for a slot";
+  stuck.fields = {{"notify", "stuck"}};
+  metrics.observe(stuck, 1600);
+  EXPECT_LINE(metrics.text(), "skopos_drain_stuck{host=\"worker-3\"} 1");
+  EXPECT_LINE(metrics.text(), "skopos_drain_stuck_total{host=\"worker-3\"} 1");
+  metrics.observe(phase_event(DrainPhase::kBudget), 1700);
+  EXPECT_LINE(metrics.text(), "skopos_drain_stuck{host=\"worker-3\"} 0");
+  EXPECT_LINE(metrics.text(), "skopos_drain_stuck_total{host=\"worker-3\"} 1");
+}
+
 TEST(DrainMetrics, BeforeAnyPhaseOnlyTheInfoAndCountersAreShown) {
   const DrainMetrics metrics("/nonexistent/skopos.prom", "worker-3");
   const std::string text = metrics.text();

@@ -887,6 +887,32 @@ TEST_F(DrainTest, ALongLockWaitIsReportedStuckWithWhoHoldsTheSlotOnceThenAtABack
   EXPECT_NE(metrics_->text().find("skopos_drain_stuck_total{host=\"host-a\"} " + std::to_string(stuck.size())),
             std::string::npos)
       << metrics_->text();
+  EXPECT_NE(metrics_->text().find("skopos_drain_stuck{host=\"host-a\"} 0\n"), std::string::npos)
+      << "stuck until the next phase, not for good:\n" << metrics_->text();
+}
+
+// Found in review: the lock wait runs in slices, and an etcd failure at a slice's end
+// failed the drain where one acquire over the whole wait would have kept trying.
+TEST_F(DrainTest, AnEtcdFailureDuringTheLockWaitIsTriedAgainUntilTheWaitsOwnDeadline) {
+  world_.fail["acquire"] = DrainError{DrainError::Kind::kFailed, "etcd: connection refused"};
+  auto result = run(kind(DrainKind::kReboot));
+  ASSERT_TRUE(result) << result.error().message;
+  EXPECT_NE(std::find(events_.begin(), events_.end(),
+                      "waiting for a slot of lock 'reboot' group 'worker': etcd: connection refused; trying again"),
+            events_.end());
+}
+
+// Found in review: a stop between two slices went on to the next acquire, which could
+// take a free slot before it looked at the stop.
+TEST_F(DrainTest, AStopBetweenTwoSlicesOfTheLockWaitTakesNoSlot) {
+  DrainOptions options = kind(DrainKind::kReboot);
+  options.stuck_after = 20ms;
+  locks_.timeouts_before_grant = 1;
+  locks_.stop_at_timeout = true;
+  auto result = run(options);
+  ASSERT_FALSE(result);
+  EXPECT_EQ(result.error().kind, DrainError::Kind::kInterrupted);
+  EXPECT_FALSE(locks_.held_) << "no slot taken after the stop";
 }
 
 TEST_F(DrainTest, ARecoveryWaitingForAnAppIsReportedStuckNamingItAndZeroNeverReports) {
