@@ -146,7 +146,6 @@ struct MesosView {
     return known ? "known" : "unknown";
   }
 };
-const MesosView* mesos_view = nullptr;  // status_command's while it runs, for the writers below
 
 // Asks Mesos (only when --mesos-master or the config file names masters): agents, and
 // the machines of the maintenance schedule. A problem -- bad options included -- is
@@ -181,7 +180,8 @@ MesosView ask_mesos(const MesosConfig& config) {
   return view;
 }
 
-void write_holder(JsonWriter& json, const Holder& holder) {
+// `mesos`: status's view of Mesos, when it asked.
+void write_holder(JsonWriter& json, const Holder& holder, const MesosView* mesos = nullptr) {
   json.begin_object().key("machine_id").value(holder.machine_id).key("fencing_token").value(holder.fencing_token);
   json.key("valid").value(holder.valid);
   if (!holder.valid) json.key("problem").value(holder.problem);
@@ -193,11 +193,11 @@ void write_holder(JsonWriter& json, const Holder& holder) {
   }
   json.key("heartbeat").value(holder.heartbeat ? "fresh" : "stale");
   json.key("heartbeat_boot_id").value(holder.heartbeat_boot_id);
-  if (mesos_view != nullptr && mesos_view->asked) json.key("mesos").value(mesos_view->of(holder));
+  if (mesos != nullptr && mesos->asked) json.key("mesos").value(mesos->of(holder));
   json.end_object();
 }
 
-void write_group(JsonWriter& json, const GroupState& group) {
+void write_group(JsonWriter& json, const GroupState& group, const MesosView* mesos = nullptr) {
   std::int64_t stale = 0;
   for (const Holder& holder : group.holders) stale += holder.heartbeat ? 0 : 1;
   json.begin_object().key("lock").value(group.lock).key("group").value(group.group);
@@ -205,7 +205,7 @@ void write_group(JsonWriter& json, const GroupState& group) {
   if (!group.max_problem.empty()) json.key("max_problem").value(group.max_problem);
   json.key("held").value(static_cast<std::int64_t>(group.holders.size())).key("stale").value(stale);
   json.key("holders").begin_array();
-  for (const Holder& holder : group.holders) write_holder(json, holder);
+  for (const Holder& holder : group.holders) write_holder(json, holder, mesos);
   json.end_array();
   json.key("waiting").value(static_cast<std::int64_t>(group.queue.size()));
   json.key("queue").begin_array();
@@ -302,10 +302,6 @@ int status_command(LockService& locks, EtcdClient& etcd, const GlobalOptions& op
   auto status = locks.status();
   if (!status) return report(status.error(), options.json);
   const MesosView mesos = ask_mesos(mesos_config);
-  mesos_view = &mesos;
-  struct Forget {
-    ~Forget() { mesos_view = nullptr; }
-  } forget;
   const std::vector<OwnerGate> gates = read_gates(etcd, locks.prefix());
   if (metrics) {
     // Each family whole (its HELP and TYPE, then its samples for every group), as the
@@ -375,7 +371,7 @@ int status_command(LockService& locks, EtcdClient& etcd, const GlobalOptions& op
     JsonWriter json(out);
     json.begin_object().key("revision").value(status->revision).key("prefix").value(locks.prefix());
     json.key("groups").begin_array();
-    for (const GroupState& group : status->groups) write_group(json, group);
+    for (const GroupState& group : status->groups) write_group(json, group, &mesos);
     json.end_array().key("unrecognized_keys").begin_array();
     for (const std::string& key : status->unrecognized_keys) json.value(key);
     json.end_array();

@@ -51,6 +51,18 @@ constexpr std::pair<HookPoint, const char*> kHookNames[] = {{HookPoint::kPreDrai
                                                            {HookPoint::kPreReboot, "pre-reboot"},
                                                            {HookPoint::kPostBoot, "post-boot"}};
 
+// Who still holds connections, for people: the busiest containers with their counts
+// and the oldest peer -- "web-1 3, api 1; oldest 10.0.0.7:51234 -> web-1 (31 s)".
+std::string still_holding(const WaitProgress& progress) {
+  std::string out;
+  for (const ContainerCount* c : progress.busiest(5)) {
+    if (c->inbound == 0) continue;
+    out += (out.empty() ? "" : ", ") + c->name + " " + (c->inbound < 0 ? "?" : std::to_string(c->inbound));
+  }
+  if (!progress.oldest_peer.empty()) out += (out.empty() ? "oldest " : "; oldest ") + progress.oldest_peer;
+  return out;
+}
+
 DrainPhase next(DrainPhase phase) { return static_cast<DrainPhase>(static_cast<int>(phase) + 1); }
 
 std::string join(const std::vector<std::string>& items, const char* separator = ",") {
@@ -870,15 +882,9 @@ Result<void, DrainError> Drain::wait_for_connections() {
         event.progress = &progress;
         if (on_event_) on_event_(event);
         if (options_.stuck_after.count() > 0 && Clock::now() - wait_since >= next_stuck) {
-          std::string holders;
-          for (const ContainerCount* c : progress.busiest(5)) {
-            if (c->inbound == 0) continue;
-            holders +=
-                (holders.empty() ? "" : ", ") + c->name + " " + (c->inbound < 0 ? "?" : std::to_string(c->inbound));
-          }
+          const std::string holders = still_holding(progress);
           stuck_check(wait_since, next_stuck, "waiting for inbound connections to close",
-                      std::to_string(progress.total) + " left" + (holders.empty() ? "" : ": " + holders) +
-                          (progress.oldest_peer.empty() ? "" : "; oldest " + progress.oldest_peer));
+                      std::to_string(progress.total) + " left" + (holders.empty() ? "" : ": " + holders));
         }
       },
       stop_);
@@ -890,13 +896,7 @@ Result<void, DrainError> Drain::wait_for_connections() {
          {{"reason", "zero"}, {"waited_ms", std::to_string(outcome->waited.count())}});
   } else {
     // Who still holds connections: the busiest containers and the oldest peer.
-    std::string holders;
-    for (const ContainerCount* c : outcome->last.busiest(5)) {
-      if (c->inbound == 0) continue;
-      holders += (holders.empty() ? "" : ", ") + c->name + " " + (c->inbound < 0 ? "?" : std::to_string(c->inbound));
-    }
-    if (!outcome->last.oldest_peer.empty())
-      holders += (holders.empty() ? "oldest " : "; oldest ") + outcome->last.oldest_peer;
+    const std::string holders = still_holding(outcome->last);
     emit(DrainEvent::Type::kWarning,
          "deadline reached with " + std::to_string(outcome->last.total) + " inbound connection(s) left" +
              (outcome->last.unknown ? " and " + std::to_string(outcome->last.unknown) + " unknown count(s)" : "") +
@@ -993,9 +993,7 @@ Result<void, DrainError> Drain::run_hook(HookPoint point) {
   }
   if (hook.argv.empty()) return {};
   const std::string name = hook_point_name(point);
-  std::string command;
-  for (const std::string& word : hook.argv) command += (command.empty() ? "" : " ") + word;
-  const std::string what = "hook " + name + " '" + command + "'";
+  const std::string what = "hook " + name + " '" + join(hook.argv, " ") + "'";
   // A veto is a refusal (the locks go back); any other hook's failure stops the drain
   // where it is, to be run again or undrained.
   const DrainError::Kind failure =
@@ -1160,10 +1158,8 @@ Result<void, DrainError> Drain::plan() {
   for (std::size_t i = 0; i < kHookPoints; ++i) {
     const DrainHook& hook = options_.hooks[i];
     if (hook.argv.empty()) continue;
-    std::string command;
-    for (const std::string& word : hook.argv) command += (command.empty() ? "" : " ") + word;
-    line(std::string("hook ") + hook_point_name(static_cast<HookPoint>(i)) + ": '" + command + "' (up to " +
-         seconds_text(hook.timeout) + (hook.idempotent ? ", idempotent" : "") + ")");
+    line(std::string("hook ") + hook_point_name(static_cast<HookPoint>(i)) + ": '" + join(hook.argv, " ") +
+         "' (up to " + seconds_text(hook.timeout) + (hook.idempotent ? ", idempotent" : "") + ")");
   }
   return {};
 }

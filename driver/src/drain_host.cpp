@@ -61,11 +61,7 @@ void LocalDrainHost::notify(const std::string& kind, const std::string& outcome,
   if (options_.notify_url.empty()) return;
   std::string url = options_.notify_url;
   if (const auto at = url.find("{machine_id}"); at != std::string::npos) url.replace(at, 12, options_.machine_id);
-  // The target is everything after the authority.
-  const auto scheme_end = url.find("://");
-  const auto path_at = scheme_end == std::string::npos ? std::string::npos : url.find('/', scheme_end + 3);
-  const std::string base = path_at == std::string::npos ? url : url.substr(0, path_at);
-  const std::string target = path_at == std::string::npos ? "/" : url.substr(path_at);
+  const auto [base, target] = split_url(url);
   auto endpoint = HttpEndpoint::parse(base);
   if (!endpoint) {
     log_warning("notification URL '" + options_.notify_url + "': " + endpoint.error().message());

@@ -247,10 +247,9 @@ HealthVerdict HealthGates::check(std::chrono::system_clock::time_point now, Func
     return check_all(now, between);
   } catch (const std::exception& error) {
     HealthVerdict verdict = unknown(std::string("health gates cannot be evaluated: ") + error.what());
-    for (const char* gate : {"soak", "query", "alerts"}) {
-      const bool configured = std::string_view(gate) == "soak" ? options_.soak.count() > 0
-                              : std::string_view(gate) == "query" ? prometheus_ != nullptr
-                                                                   : alertmanager_ != nullptr;
+    for (const auto& [gate, configured] : {std::pair{"soak", options_.soak.count() > 0},
+                                           std::pair{"query", prometheus_ != nullptr},
+                                           std::pair{"alerts", alertmanager_ != nullptr}}) {
       if (configured) verdict.gates.push_back({gate, false, true, verdict.reason});
     }
     return verdict;

@@ -60,15 +60,6 @@ Result<void, std::string> post(const std::string& url, const std::string& body, 
 
 }  // namespace
 
-std::pair<std::string, std::string> split_url(const std::string& url) {
-  const auto scheme_end = url.find("://");
-  // The authority ends at the path, or at the query of a URL without one.
-  const auto path_at = scheme_end == std::string::npos ? std::string::npos : url.find_first_of("/?", scheme_end + 3);
-  if (path_at == std::string::npos) return {url, "/"};
-  if (url[path_at] == '?') return {url.substr(0, path_at), "/" + url.substr(path_at)};
-  return {url.substr(0, path_at), url.substr(path_at)};
-}
-
 std::string notification_json(const Notification& n) {
   std::string out;
   JsonWriter json(out);

@@ -70,9 +70,6 @@ struct NotifyDestination {
 // command and its arguments. The error names what is wrong.
 Result<std::vector<NotifyDestination>, std::string> parse_notify_destinations(std::string_view text);
 
-// A URL's base (scheme and authority) and target (path and query, "/" at least).
-std::pair<std::string, std::string> split_url(const std::string& url);
-
 struct NotifierOptions {
   std::chrono::milliseconds timeout{std::chrono::seconds(10)};  // per try
   int attempts = 5;

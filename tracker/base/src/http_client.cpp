@@ -126,6 +126,15 @@ Result<std::unique_ptr<HttpClient>> HttpClient::create(HttpOptions options) {
   return client;
 }
 
+std::pair<std::string, std::string> split_url(const std::string& url) {
+  // The authority ends at the path, or at the query of a URL without one.
+  const auto scheme_end = url.find("://");
+  const auto path_at = scheme_end == std::string::npos ? std::string::npos : url.find_first_of("/?", scheme_end + 3);
+  if (path_at == std::string::npos) return {url, "/"};
+  if (url[path_at] == '?') return {url.substr(0, path_at), "/" + url.substr(path_at)};
+  return {url.substr(0, path_at), url.substr(path_at)};
+}
+
 HttpRequest json_request(std::string method, std::string target, std::string body, bool idempotent) {
   HttpRequest request;
   request.method = std::move(method);

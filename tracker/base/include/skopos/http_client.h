@@ -26,6 +26,7 @@
 #include <optional>
 #include <stop_token>
 #include <string>
+#include <utility>
 #include <string_view>
 #include <vector>
 
@@ -50,6 +51,10 @@ struct HttpEndpoint {
   // Errors name what is wrong with the text.
   static Result<HttpEndpoint> parse(std::string_view text);
 };
+
+// A URL's base (scheme and authority: what HttpEndpoint::parse takes) and its target
+// (path and query, "/" at least), for a request to exactly that URL.
+std::pair<std::string, std::string> split_url(const std::string& url);
 
 struct TlsOptions {
   std::string ca_file;    // empty: the system's trust store
