@@ -5,7 +5,7 @@ one shared, lock-protected state. This module gives them:
 
 * HttpError: raise it from a route to answer with a status, a body and headers;
 * Faults: the knobs every simulator has (latency, injected failures, hangs, answers
-  swallowed after a POST was applied), set through POST /__sim/control;
+  swallowed after a POST or PUT was applied), set through POST /__sim/control;
 * Handler: a BaseHTTPRequestHandler that reads the body, applies the faults and turns
   HttpError into a reply; subclasses implement route(method, body);
 * serve() and run(): start servers, print the endpoints line, wait for SIGTERM/SIGINT.
@@ -34,7 +34,7 @@ class Faults:
         self.latency_ms = 0
         self.fail = None        # {"status": 500, "count": N, "body": "..."}
         self.hang = 0           # the next N requests get no answer and are not applied
-        self.swallow_posts = 0  # the next N successful POSTs are applied, then get no answer
+        self.swallow_posts = 0  # the next N successful POSTs/PUTs are applied, then get no answer
 
     def control(self, change):
         if "latency_ms" in change:
@@ -65,7 +65,7 @@ class Handler(BaseHTTPRequestHandler):
 
     def reply(self, status, body=b"", content_type=None, headers=None):
         state = self.state
-        if self.command == "POST" and status == 200 and not self.path.startswith("/__sim"):
+        if self.command in ("POST", "PUT") and status == 200 and not self.path.startswith("/__sim"):
             with state.lock:
                 swallow = state.faults.swallow_posts > 0
                 if swallow:

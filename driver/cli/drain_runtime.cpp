@@ -59,6 +59,14 @@ const OptionTable<DrainConfig>& drain_options_table() {
            "basic auth password, first line of F\n($SKOPOS_MARATHON_PASSWORD holds it directly)",
            &C::marathon_password_file);
     t.duration("marathon-timeout", "deadline of each Marathon request", &C::marathon_timeout);
+    t.flag("surge",
+           "start each app's replacements first: scale it up by its\ntasks here, wait until they are healthy "
+           "elsewhere, scale\nit back by as many once they are gone (Marathon label\nskopos.surge=true|false per app "
+           "wins)",
+           [](auto& c) -> auto& { return c.drain.surge; });
+    t.duration("surge-timeout",
+               "how long a surge waits for its replacements; then every\nsurge is taken back and the drain refused",
+               [](auto& c) -> auto& { return c.drain.surge_timeout; });
     t.text("marathon-self", "HOST:PORT",
            "control tier: this host's Marathon as /v2/leader names it;\nif it leads, it abdicates and the drain waits "
            "for a new one",
@@ -141,6 +149,7 @@ DrainRuntime::DrainRuntime(const GlobalOptions& global, const DrainConfig& confi
   if (!docker_endpoint) throw FatalError(command + ": --docker-socket: " + docker_endpoint.error().message());
 
   if (config.hook_timeout.count() <= 0) throw FatalError(command + ": --hook-timeout must be positive");
+  if (config.drain.surge_timeout.count() <= 0) throw FatalError(command + ": --surge-timeout must be positive");
   std::array<DrainHook, kHookPoints> hooks;
   for (const auto& [point, text] : {std::pair{HookPoint::kPreDrain, &config.hook_pre_drain},
                                     {HookPoint::kDrained, &config.hook_drained},

@@ -25,11 +25,13 @@ using namespace std::chrono_literals;
 constexpr std::pair<DrainPhase, const char*> kPhaseNames[] = {
     {DrainPhase::kHostLock, "host-lock"},         {DrainPhase::kClusterLock, "cluster-lock"},
     {DrainPhase::kBudget, "budget"},              {DrainPhase::kAnnounce, "announce"},
-    {DrainPhase::kFence, "fence"},                {DrainPhase::kWait, "wait"},
+    {DrainPhase::kSurge, "surge"},                {DrainPhase::kFence, "fence"},
+    {DrainPhase::kWait, "wait"},
     {DrainPhase::kStop, "stop"},                  {DrainPhase::kReleaseTasks, "release-tasks"},
     {DrainPhase::kTakeDown, "take-down"},         {DrainPhase::kDrained, "drained"},
     {DrainPhase::kReboot, "reboot"},              {DrainPhase::kRecoverChecks, "recover-checks"},
-    {DrainPhase::kUnfence, "unfence"},            {DrainPhase::kBringUp, "bring-up"},
+    {DrainPhase::kSurgeBack, "surge-back"},       {DrainPhase::kUnfence, "unfence"},
+    {DrainPhase::kBringUp, "bring-up"},
     {DrainPhase::kAgentBack, "agent-back"},       {DrainPhase::kAppsHealthy, "apps-healthy"},
     {DrainPhase::kReleaseLocks, "release-locks"}, {DrainPhase::kDone, "done"},
 };
@@ -161,6 +163,15 @@ std::string hooks_text(const std::map<std::string, std::string>& hooks) {
   return out;
 }
 
+// "/web=1:up,/api=2:planned" (Marathon app ids hold neither '=' nor ',' nor ':')
+std::string surges_text(const std::vector<DrainFacts::Surge>& surges) {
+  std::string out;
+  for (const DrainFacts::Surge& s : surges) {
+    out += (out.empty() ? "" : ",") + s.app + "=" + std::to_string(s.added) + ":" + s.state;
+  }
+  return out;
+}
+
 }  // namespace
 
 std::map<std::string, std::string> DrainFacts::to_map() const {
@@ -181,6 +192,7 @@ std::map<std::string, std::string> DrainFacts::to_map() const {
   out["connections_zero"] = connections_zero ? "true" : "false";
   out["trigger"] = trigger;
   if (!hooks.empty()) out["hooks"] = hooks_text(hooks);
+  if (!surges.empty()) out["surges"] = surges_text(surges);
   if (!post_boot_hook.empty()) out["post_boot_hook"] = post_boot_hook;
   return out;
 }
@@ -206,6 +218,7 @@ std::string DrainFacts::to_json() const {
   json.key("leader_moved").value(leader_moved).key("connections_zero").value(connections_zero);
   json.key("trigger").value(trigger);
   if (!hooks.empty()) json.key("hooks").value(hooks_text(hooks));
+  if (!surges.empty()) json.key("surges").value(surges_text(surges));
   if (!post_boot_hook.empty()) json.key("post_boot_hook").value(post_boot_hook);
   json.end_object();
   return out;
@@ -319,6 +332,23 @@ Result<DrainFacts, std::string> DrainFacts::from_map(const std::map<std::string,
         return unexpected("fact hooks has '" + item + "', not <hook point>=started|done|failed");
       }
       out.hooks[point] = state;
+    }
+  }
+  if (const auto* value = get("surges")) {
+    for (const std::string& item : split_list(*value)) {
+      const auto equals = item.find('=');
+      const auto colon = item.rfind(':');
+      DrainFacts::Surge surge;
+      if (equals != std::string::npos && colon != std::string::npos && colon > equals) {
+        surge.app = item.substr(0, equals);
+        surge.state = item.substr(colon + 1);
+      }
+      if (surge.app.empty() || surge.app.front() != '/' ||
+          !parse_int(item.substr(equals + 1, colon - equals - 1), surge.added) || surge.added < 1 ||
+          (surge.state != "planned" && surge.state != "up" && surge.state != "down")) {
+        return unexpected("fact surges has '" + item + "', not <app>=<instances added>:planned|up|down");
+      }
+      out.surges.push_back(std::move(surge));
     }
   }
   return out;
@@ -511,6 +541,21 @@ Result<Drain::Survey, DrainError> Drain::survey(const std::vector<std::string>& 
   auto machine = systems_.mesos.locate(options_.hostname);
   if (!machine) return unexpected(std::move(machine).error());
   out.machine = std::move(*machine);
+  if (out.shortfalls) {
+    // An app that surges gets its replacements before anything stops: its shortfall is
+    // the surge's to cover (checked again once they are healthy), not a refusal.
+    auto surges = surge_plan(out.tasks);
+    if (!surges) return drain_error(DrainError::Kind::kRefused, surges.error());
+    out.surges = std::move(*surges);
+    std::vector<AppShortfall> refused;
+    for (AppShortfall& shortfall : *out.shortfalls) {
+      const bool surged = shortfall.problem.empty() &&
+                          std::any_of(out.surges.begin(), out.surges.end(),
+                                      [&](const DrainFacts::Surge& s) { return s.app == shortfall.app_id; });
+      (surged ? out.surged : refused).push_back(std::move(shortfall));
+    }
+    out.shortfalls = std::move(refused);
+  }
   auto containers = targets(out.tasks);
   if (!containers) return unexpected(std::move(containers).error());
   out.containers = std::move(*containers);
@@ -636,7 +681,16 @@ Result<DrainResult, DrainError> Drain::run() {
     auto done = step(phase);
     if (!done) {
       const auto kind = done.error().kind;
-      if ((kind == DrainError::Kind::kRefused || kind == DrainError::Kind::kTimedOut ||
+      if ((kind == DrainError::Kind::kRefused || kind == DrainError::Kind::kTimedOut) && phase == DrainPhase::kSurge) {
+        // The replacements did not come (no host could take them, a deployment held the
+        // app): nothing was stopped yet. Every surge is taken back, the host is brought
+        // back and the locks given back -- the drain is refused, leaving nothing behind.
+        emit(DrainEvent::Type::kWarning, done.error().message + "; taking the surges back and giving everything back");
+        if (auto undone = recover_steps(DrainPhase::kRecoverChecks, false, false); !undone) {
+          emit(DrainEvent::Type::kWarning, "could not give everything back: " + undone.error().message +
+                                               "; 'skopos undrain' finishes it");
+        }
+      } else if ((kind == DrainError::Kind::kRefused || kind == DrainError::Kind::kTimedOut ||
            kind == DrainError::Kind::kGated) &&
           phase <= DrainPhase::kBudget) {
         // Nothing but the locks was taken and the answer is final (refused, or no slot
@@ -670,6 +724,7 @@ Result<void, DrainError> Drain::step(DrainPhase phase) {
     case DrainPhase::kClusterLock: return take_cluster_lock();
     case DrainPhase::kBudget: return check_budget();
     case DrainPhase::kAnnounce: return announce();
+    case DrainPhase::kSurge: return surge();
     case DrainPhase::kFence: return fence();
     case DrainPhase::kWait: return wait_for_connections();
     case DrainPhase::kStop: return stop_containers();
@@ -811,6 +866,10 @@ Result<void, DrainError> Drain::check_budget() {
   }
   facts_.containers.clear();
   for (const DrainContainer& c : containers_) facts_.containers.push_back(c.id + ":" + c.name);
+  facts_.surges = found->surges;
+  for (const AppShortfall& s : found->surged) {
+    emit(DrainEvent::Type::kInfo, shortfall_text(s) + ": its surge starts the replacements first");
+  }
   emit(DrainEvent::Type::kInfo,
        "budget ok: " + std::to_string(facts_.apps.size()) + " app(s), " + std::to_string(containers_.size()) +
            " container(s), ports " + (facts_.fenced_ports.empty() ? std::string("none") : ports_text(facts_.fenced_ports)) +
@@ -916,7 +975,11 @@ Result<void, DrainError> Drain::stop_containers() {
 
 Result<void, DrainError> Drain::release_tasks() {
   if (!systems_.marathon.configured() || facts_.tasks.empty()) return {};
-  auto released = systems_.marathon.release_tasks(facts_.tasks, Clock::now() + options_.leader_wait);
+  // The surges first: their tasks here killed with scale, so each app shrinks by exactly
+  // what its surge added. The rest (and a surge's whose count the operator changed) are
+  // killed without scale: Marathon replaces them elsewhere.
+  if (auto down = surges_down(true); !down) return down;
+  auto released = systems_.marathon.release_tasks(facts_.tasks, Clock::now() + options_.leader_wait, false);
   if (!released) return unexpected(std::move(released).error());
   emit(DrainEvent::Type::kInfo, "Marathon released " + std::to_string(facts_.tasks.size()) + " task(s) of this host");
   return {};
@@ -1114,9 +1177,17 @@ Result<void, DrainError> Drain::plan() {
   if (!found) return unexpected(std::move(found).error());
   if (found->shortfalls) {
     for (const HostTasks::App& app : found->tasks.apps) {
-      line("app '" + app.id + "': " + std::to_string(app.task_ids.size()) + " task(s) here of " +
-           std::to_string(app.instances) + "; Marathon will replace them elsewhere");
+      const bool surges = std::any_of(found->surges.begin(), found->surges.end(),
+                                      [&](const DrainFacts::Surge& s) { return s.app == app.id; });
+      const std::string here = std::to_string(app.task_ids.size());
+      line("app '" + app.id + "': " + here + " task(s) here of " + std::to_string(app.instances) +
+           (surges ? "; surge: scaled up by " + here + " before the fence, waiting (up to " +
+                         seconds_text(options_.surge_timeout) +
+                         ") until the new instances are healthy elsewhere; scaled back by " + here +
+                         " at release-tasks (this host's tasks killed with scale)"
+                   : "; Marathon will replace them elsewhere"));
     }
+    for (const AppShortfall& s : found->surged) line("budget: " + shortfall_text(s) + ": covered by its surge");
     for (const AppShortfall& s : *found->shortfalls) line("REFUSED by the budget: " + shortfall_text(s));
     if (found->shortfalls->empty()) line("disruption budget: ok");
   } else {
@@ -1279,6 +1350,7 @@ Result<void, DrainError> Drain::recover_steps(DrainPhase from, bool wait_apps, b
 Result<void, DrainError> Drain::recovery_step(DrainPhase phase, bool wait_apps) {
   switch (phase) {
     case DrainPhase::kRecoverChecks: return recover_checks();
+    case DrainPhase::kSurgeBack: return surge_back();
     case DrainPhase::kUnfence: return unfence();
     case DrainPhase::kBringUp: return bring_up();
     case DrainPhase::kAgentBack: return agent_back();

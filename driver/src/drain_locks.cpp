@@ -118,4 +118,17 @@ Result<bool, DrainError> EtcdDrainLocks::release_budget_claim() {
   return *released;
 }
 
+Result<SurgeLedger, DrainError> EtcdDrainLocks::surge_ledger(const std::string& app) {
+  auto record = locks_.surge_record(app);
+  if (!record) return unexpected(from_lock(record.error()));
+  return SurgeLedger{record->expected, std::move(record->hosts), std::move(record->leaving), record->revision};
+}
+
+Result<bool, DrainError> EtcdDrainLocks::write_surge_ledger(const std::string& app, const SurgeLedger& seen,
+                                                            const SurgeLedger& next) {
+  auto written = locks_.write_surge_record(app, seen.revision, SurgeRecord{next.expected, next.hosts, next.leaving, 0});
+  if (!written) return unexpected(from_lock(written.error()));
+  return *written;
+}
+
 }  // namespace skopos::driver

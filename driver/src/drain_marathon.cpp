@@ -5,6 +5,7 @@
 #include <set>
 
 #include "driver/drain_systems_impl.h"
+#include "skopos/log.h"
 
 namespace skopos::driver {
 
@@ -55,7 +56,7 @@ Result<std::string, DrainError> MarathonDrainSteps::abdicate(std::chrono::steady
 }
 
 Result<void, DrainError> MarathonDrainSteps::release_tasks(const std::vector<std::string>& task_ids,
-                                                           std::chrono::steady_clock::time_point until) {
+                                                           std::chrono::steady_clock::time_point until, bool scale) {
   // Only the tasks Marathon still lists: after a restart some may be gone already, and
   // Marathon refuses to kill tasks it does not know.
   auto tasks = marathon_->tasks();
@@ -66,11 +67,47 @@ Result<void, DrainError> MarathonDrainSteps::release_tasks(const std::vector<std
     if (wanted.count(task.id) != 0) present.push_back(task.id);
   }
   if (present.empty()) return {};
-  auto killed = marathon_->kill_tasks(present, false);
+  auto killed = marathon_->kill_tasks(present, scale);
   if (!killed) return unexpected(drain_error_from(killed.error(), "kill tasks"));
   auto gone = marathon_->wait_tasks_gone(present, until);
   if (!gone) return unexpected(drain_error_from(gone.error(), "kill tasks"));
   return {};
+}
+
+Result<SurgeApp, DrainError> MarathonDrainSteps::surge_app(const std::string& app_id, const std::string& hostname,
+                                                           const std::vector<std::string>& draining) {
+  auto app = marathon_->app(app_id);
+  if (!app) {
+    if (app.error().kind == OutsideError::Kind::kNotFound) return SurgeApp{};
+    return unexpected(drain_error_from(app.error(), "app '" + app_id + "'"));
+  }
+  SurgeApp out;
+  out.exists = true;
+  out.instances = app->instances;
+  out.deployments = static_cast<std::int64_t>(app->deployments.size());
+  out.labels = app->labels;
+  for (const MarathonTask& task : app->tasks) {
+    if (same_host(task.host, hostname)) {
+      out.here.push_back(task.id);
+    } else if (std::any_of(draining.begin(), draining.end(), [&](const std::string& h) { return same_host(h, task.host); })) {
+      ++out.on_draining;
+    } else if (app->healthy(task)) {
+      ++out.healthy_elsewhere;
+    }
+  }
+  return out;
+}
+
+Result<bool, DrainError> MarathonDrainSteps::scale(const std::string& app_id, std::int64_t instances, bool force) {
+  auto scaled = marathon_->scale(app_id, instances, force);
+  if (scaled) return true;
+  if (scaled.error().kind == OutsideError::Kind::kRefused && scaled.error().status == 409) return false;
+  // Sent, no answer: taken or not, the count read back says (the surge's loop reads it).
+  if (scaled.error().maybe_applied()) {
+    log_warning("marathon: " + scaled.error().message + "; reading the count back");
+    return true;
+  }
+  return unexpected(drain_error_from(scaled.error(), "scale '" + app_id + "' to " + std::to_string(instances)));
 }
 
 Result<std::vector<std::string>, DrainError> MarathonDrainSteps::below_strength(const std::vector<std::string>& app_ids) {

@@ -98,6 +98,8 @@ std::string LockService::budget_key(const std::string& machine_id) const {
   return options_.prefix + "/budget/" + machine_id;
 }
 
+std::string LockService::surge_key(const std::string& app) const { return options_.prefix + "/surge" + app; }
+
 std::string LockService::host_key(const std::string& machine_id) const {
   return options_.prefix + "/hosts/" + machine_id;
 }
@@ -813,6 +815,90 @@ Result<bool, LockError> LockService::release_budget_claim() {
       return *deleted > 0;
     }
     if (!retry.again(deleted.error())) return unexpected(etcd_error("withdraw the budget claim", deleted.error()));
+  }
+}
+
+// ---- the surge ledger -------------------------------------------------------------
+
+namespace {
+
+std::string surge_json(const SurgeRecord& record, const std::string& by, std::uint64_t nonce) {
+  std::string out;
+  JsonWriter json(out);
+  json.begin_object().key("expected").value(record.expected).key("hosts").begin_object();
+  for (const auto& [host, added] : record.hosts) json.key(host).value(added);
+  json.end_object().key("leaving").begin_object();
+  for (const auto& [host, taken] : record.leaving) json.key(host).value(taken);
+  // Who wrote it, and a number of that write's own: an unknown outcome is settled by
+  // finding exactly this value.
+  json.end_object().key("by").value(by).key("write").value(nonce).end_object();
+  return out;
+}
+
+}  // namespace
+
+Result<SurgeRecord, LockError> LockService::surge_record(const std::string& app) {
+  const std::string key = surge_key(app);
+  Retry retry(options_.retry_backoff, Clock::now() + options_.operation_timeout);
+  for (;;) {
+    auto range = etcd_.range(key);
+    if (!range) {
+      if (retry.again(range.error())) continue;
+      return unexpected(etcd_error("read the surge ledger of '" + app + "'", range.error()));
+    }
+    SurgeRecord out;
+    if (range->kvs.empty()) return out;
+    const KeyValue& kv = range->kvs.front();
+    const auto unreadable = [&](const std::string& why) {
+      return unexpected(make_error(LockError::Kind::kBadData, "surge ledger '" + key + "' is unreadable (" + why +
+                                                                  "); no app is scaled for a surge until it is fixed"));
+    };
+    dom::object object;
+    if (parser_->parse(kv.value).get(object) != simdjson::SUCCESS) return unreadable("not a JSON object");
+    if (object["expected"].get(out.expected) != simdjson::SUCCESS || out.expected < 0) {
+      return unreadable("no count in \"expected\"");
+    }
+    for (const auto& [field, parts] : {std::pair{"hosts", &out.hosts}, {"leaving", &out.leaving}}) {
+      dom::object object_parts;
+      if (object[field].get(object_parts) != simdjson::SUCCESS) {
+        return unreadable("no \"" + std::string(field) + "\" object");
+      }
+      for (auto [host, value] : object_parts) {
+        std::int64_t count = 0;
+        if (value.get(count) != simdjson::SUCCESS || count < 0) {
+          return unreadable(std::string(field) + ": host '" + std::string(host) + "' has no count");
+        }
+        parts->emplace(std::string(host), count);
+      }
+    }
+    out.revision = kv.mod_revision;
+    return out;
+  }
+}
+
+Result<bool, LockError> LockService::write_surge_record(const std::string& app, std::int64_t seen_revision,
+                                                        const SurgeRecord& next) {
+  const std::string key = surge_key(app);
+  static std::atomic<std::uint64_t> writes{0};
+  const std::uint64_t nonce = (static_cast<std::uint64_t>(unix_now()) << 20) ^ ++writes;
+  const std::string value = surge_json(next, self_.machine_id, nonce);
+  const Compare unchanged{key, Compare::Target::kModRevision, Compare::Result::kEqual, seen_revision, {}, {}};
+  Retry retry(options_.retry_backoff, Clock::now() + options_.operation_timeout);
+  for (;;) {
+    auto txn = etcd_.txn({unchanged}, {TxnOp{TxnOp::Kind::kPut, key, value, 0, {}}}, {});
+    if (txn) return txn->succeeded;
+    if (txn.error().maybe_applied()) {
+      // Applied or not: the record says -- ours is the value with our write's number.
+      auto now = etcd_.range(key);
+      if (now) {
+        if (!now->kvs.empty() && now->kvs.front().value == value) return true;
+        if (now->kvs.empty() ? seen_revision != 0 : now->kvs.front().mod_revision != seen_revision) return false;
+        // Not applied, and the record is as seen: try again, within the retry's deadline.
+      }
+    }
+    if (!retry.again(txn.error())) {
+      return unexpected(etcd_error("write the surge ledger of '" + app + "'", txn.error()));
+    }
   }
 }
 

@@ -376,6 +376,16 @@ Result<std::vector<MarathonDeployment>, OutsideError> Marathon::deployments() {
   return std::move(*deployments);
 }
 
+Result<std::string, std::string> parse_marathon_deployment_id(dom::parser& parser, std::string_view json) {
+  dom::object object;
+  std::string_view deployment;
+  if (parser.parse(json.data(), json.size(), true).get(object) != simdjson::SUCCESS ||
+      object["deploymentId"].get(deployment) != simdjson::SUCCESS || deployment.empty()) {
+    return unexpected(std::string("no deploymentId in the answer"));
+  }
+  return std::string(deployment);
+}
+
 Result<std::string, OutsideError> Marathon::kill_tasks(const std::vector<std::string>& task_ids, bool scale) {
   const std::string body = kill_tasks_json(task_ids);
   // Never `wipe`: Marathon refuses it with scale, and without scale it forgets the
@@ -383,13 +393,41 @@ Result<std::string, OutsideError> Marathon::kill_tasks(const std::vector<std::st
   auto response = send("POST", std::string("/v2/tasks/delete?scale=") + (scale ? "true" : "false"), body, false);
   if (!response) return unexpected(std::move(response).error());
   if (!scale) return std::string();
-  dom::object object;
-  std::string_view deployment;
-  if (parser_->parse(response->body).get(object) != simdjson::SUCCESS ||
-      object["deploymentId"].get(deployment) != simdjson::SUCCESS) {
-    return unexpected(bad("marathon /v2/tasks/delete?scale=true: no deploymentId in the answer"));
+  auto deployment = parse_marathon_deployment_id(*parser_, response->body);
+  if (!deployment) return unexpected(bad("marathon /v2/tasks/delete?scale=true: " + deployment.error()));
+  return std::move(*deployment);
+}
+
+Result<MarathonApp, OutsideError> Marathon::app(const std::string& app_id) {
+  auto response = send("GET", "/v2/apps" + app_id + "?embed=app.tasks", {}, true);
+  if (!response) {
+    OutsideError error = std::move(response).error();
+    if (error.kind == OutsideError::Kind::kRefused && error.status == 404) error.kind = OutsideError::Kind::kNotFound;
+    return unexpected(std::move(error));
   }
-  return std::string(deployment);
+  auto apps = parse_marathon_apps(*parser_, response->body);
+  if (!apps) return unexpected(bad("marathon " + apps.error()));
+  if (apps->size() != 1 || (*apps)[0].id != app_id) {
+    return unexpected(bad("marathon /v2/apps" + app_id + ": the answer is not that app"));
+  }
+  return std::move(apps->front());
+}
+
+Result<std::string, OutsideError> Marathon::scale(const std::string& app_id, std::int64_t instances, bool force) {
+  if (app_id.empty() || app_id.front() != '/' || instances < 0) {
+    return unexpected(marathon_error(OutsideError::Kind::kRefused, 0,
+                                    "marathon: will not scale app '" + app_id + "' to " + std::to_string(instances)));
+  }
+  std::string body;
+  JsonWriter json(body);
+  json.begin_object().key("instances").value(instances).end_object();
+  // Not sent again blindly when its answer is lost: each PUT is a deployment of its own.
+  // The caller reads the count back (kUnknownOutcome) and decides.
+  auto response = send("PUT", "/v2/apps" + app_id + (force ? "?force=true" : "?force=false"), body, false);
+  if (!response) return unexpected(std::move(response).error());
+  auto deployment = parse_marathon_deployment_id(*parser_, response->body);
+  if (!deployment) return unexpected(bad("marathon PUT /v2/apps" + app_id + ": " + deployment.error()));
+  return std::move(*deployment);
 }
 
 Result<void, OutsideError> Marathon::wait_tasks_gone(const std::vector<std::string>& task_ids, Clock::time_point until) {

@@ -3,6 +3,10 @@
 // with the other instance of the same app -- is refused, naming A; once A is back, B is
 // admitted. Without the cluster-wide claim both passed the check and the app was left
 // with no backend.
+//
+// And surges across drivers: two hosts surging the same app at once each scale it back
+// by their own part (the surge ledger in etcd); a surge no host can place is taken back
+// and refused; a PUT whose answer was lost is neither repeated nor lost.
 #include <gtest/gtest.h>
 
 #include <filesystem>
@@ -58,6 +62,8 @@ struct Host {
     options.kind = DrainKind::kDrain;
     options.hostname = name;
     options.recover_timeout = 20s;
+    options.surge = surge;
+    options.surge_timeout = surge_timeout;
     Drain drain(DrainSystems{locks, mesos, steps, containers, connections, fence, host}, *journal, options,
                 [](const DrainEvent&) {}, world.stop);
     return recover ? drain.recover(true) : drain.run();
@@ -74,6 +80,8 @@ struct Host {
   FakeFence fence{world};
   FakeHost host{world};
   std::string name;
+  bool surge = false;
+  std::chrono::milliseconds surge_timeout{10s};
 };
 
 class DrainBudgetTest : public testing::OneEtcdTest {
@@ -140,6 +148,105 @@ TEST_F(DrainBudgetTest, AHostIsRefusedWhileTheOtherInstanceIsDrainingAndAdmitted
   EXPECT_EQ(claims(), 1);
   ASSERT_TRUE(b.run(true));
   EXPECT_EQ(claims(), 0);
+}
+
+// ---- surges across drivers --------------------------------------------------------------
+
+constexpr const char* kSurgeCluster = R"({
+  "instances": 1, "kill_seconds": 0.1, "health_grace_seconds": 0.3,
+  "hosts": ["host-a", "host-b", "host-c", "host-d"],
+  "apps": [{"id": "/web", "instances": 2, "labels": {"skopos.surge": "true"},
+            "tasks": [{"id": "web.a", "host": "host-a"}, {"id": "web.b", "host": "host-b"}]}]
+})";
+
+class DrainSurgeAcrossDriversTest : public testing::OneEtcdTest {
+ protected:
+  void start(const std::string& cluster) {
+    sim_ = Simulator::start(std::string(SKOPOS_SOURCE_DIR) + "/tools", "marathon-sim", cluster);
+    marathon_ = sim_->list("instances").at(0);
+  }
+  // marathon-sim's log of every change of /web's count, as its JSON lists it.
+  std::string scale_log() const {
+    const std::string state = Simulator::get(marathon_, "/__sim/state");
+    const auto at = state.find("\"scale_log\": [");
+    return at == std::string::npos ? state : state.substr(at + 14, state.find(']', at) - at - 14);
+  }
+  std::string app() const { return Simulator::get(marathon_, "/v2/apps/web?embed=app.tasks"); }
+  std::unique_ptr<Simulator> sim_;
+  std::string marathon_;
+};
+
+constexpr const char* kUp23 = R"({"app": "/web", "from": 2, "to": 3, "via": "put"})";
+
+TEST_F(DrainSurgeAcrossDriversTest, TwoHostsSurgingTheSameAppAtOnceEachScaleItBackByTheirOwnPart) {
+  start(kSurgeCluster);
+  Host a(server_->endpoint(), prefix_, marathon_, "a");
+  Host b(server_->endpoint(), prefix_, marathon_, "b");
+  std::optional<Result<DrainResult, DrainError>> a_result;
+  std::optional<Result<DrainResult, DrainError>> b_result;
+  std::thread a_drain([&] { a_result = a.run(); });
+  std::thread b_drain([&] { b_result = b.run(); });
+  a_drain.join();
+  b_drain.join();
+  ASSERT_TRUE(a_result && *a_result) << (a_result && !*a_result ? a_result->error().message : "no result");
+  ASSERT_TRUE(b_result && *b_result) << (b_result && !*b_result ? b_result->error().message : "no result");
+  // Two scale-ups of one each, two scale-backs of one each (this host's task killed with
+  // scale): /web at the operator's 2, on the two hosts that took the surges.
+  const std::string log = scale_log();
+  EXPECT_NE(log.find(kUp23), std::string::npos) << log;
+  EXPECT_NE(log.find(R"({"app": "/web", "from": 3, "to": 4, "via": "put"})"), std::string::npos) << log;
+  EXPECT_NE(log.find(R"({"app": "/web", "from": 4, "to": 3, "via": "kill"})"), std::string::npos) << log;
+  EXPECT_NE(log.find(R"({"app": "/web", "from": 3, "to": 2, "via": "kill"})"), std::string::npos) << log;
+  EXPECT_EQ(std::count(log.begin(), log.end(), '{'), 4) << log;
+  const std::string web = app();
+  EXPECT_NE(web.find(R"("instances": 2)"), std::string::npos) << web;
+  EXPECT_EQ(web.find("host-a"), std::string::npos) << web;
+  EXPECT_EQ(web.find("host-b"), std::string::npos) << web;
+  auto ledger = a.locks.surge_ledger("/web");
+  ASSERT_TRUE(ledger) << ledger.error().message;
+  EXPECT_TRUE(ledger->hosts.empty());
+  EXPECT_EQ(ledger->expected, 2);
+  ASSERT_TRUE(a.run(true));
+  ASSERT_TRUE(b.run(true));
+}
+
+TEST_F(DrainSurgeAcrossDriversTest, ASurgeNoHostCanPlaceIsTakenBackAndTheDrainRefusedLeavingNothing) {
+  start(R"({"instances": 1, "kill_seconds": 0.1, "health_grace_seconds": 0.3, "hosts": ["host-a", "host-b"],
+            "apps": [{"id": "/web", "instances": 2, "labels": {"skopos.surge": "true"},
+                      "tasks": [{"id": "web.a", "host": "host-a"}, {"id": "web.b", "host": "host-b"}]}]})");
+  Host a(server_->endpoint(), prefix_, marathon_, "a");
+  a.surge_timeout = 1500ms;
+  auto refused = a.run();
+  ASSERT_FALSE(refused);
+  EXPECT_EQ(refused.error().kind, DrainError::Kind::kTimedOut);
+  EXPECT_NE(refused.error().message.find("/web 1/2 healthy elsewhere"), std::string::npos) << refused.error().message;
+  EXPECT_EQ(scale_log(), std::string(kUp23) + R"(, {"app": "/web", "from": 3, "to": 2, "via": "put"})");
+  EXPECT_FALSE(a.world.called("apply")) << "nothing fenced";
+  EXPECT_FALSE(a.world.called("stop")) << "nothing stopped";
+  const std::string web = app();
+  EXPECT_NE(web.find(R"("deployments": [])"), std::string::npos) << "the waiting deployment was replaced: " << web;
+  EXPECT_NE(web.find("web.a"), std::string::npos) << web;
+  auto journal = Journal::open(a.world.journal_path);
+  ASSERT_TRUE(journal);
+  EXPECT_FALSE(journal->last()) << "the locks given back";
+  auto host = a.locks.host_status();
+  ASSERT_TRUE(host);
+  EXPECT_FALSE(host->locked);
+}
+
+TEST_F(DrainSurgeAcrossDriversTest, APutWhoseAnswerWasLostIsNeitherRepeatedNorLost) {
+  start(kSurgeCluster);
+  Host a(server_->endpoint(), prefix_, marathon_, "a");
+  ASSERT_NE(Simulator::control(marathon_, R"({"swallow_posts": 1})"), "");  // the PUT is applied, then no answer
+  auto first = a.run();
+  if (!first) {
+    // The driver could not know whether Marathon took it: it stops there, journaled.
+    EXPECT_EQ(a.world.phase(), "surge") << first.error().message;
+    auto second = a.run();
+    ASSERT_TRUE(second) << second.error().message;
+  }
+  EXPECT_EQ(scale_log(), std::string(kUp23) + R"(, {"app": "/web", "from": 3, "to": 2, "via": "kill"})");
+  ASSERT_TRUE(a.run(true));
 }
 
 }  // namespace

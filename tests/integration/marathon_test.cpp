@@ -1,10 +1,12 @@
 // Marathon against tools/marathon-sim: apps with tasks and health, every instance
 // answering for the leader, no leader waited out, abdication waited until ANOTHER leader
 // answers, kills verified by reading the task list back (also when Marathon's 200 was a
-// lie), scale kills through a deployment, the disruption budget from live data, injected
-// faults; and the simulator's answers have the shape of the upstream examples.
+// lie), scale kills through a deployment, scaling an app (deployments that lock it, a
+// placement that waits for a host, force), the disruption budget from live data,
+// injected faults; and the simulator's answers have the shape of the upstream examples.
 #include <gtest/gtest.h>
 
+#include <set>
 #include <thread>
 
 #include "driver/marathon.h"
@@ -150,6 +152,68 @@ TEST_F(MarathonTest, KillsAreVerifiedByReadingTheTaskListBack) {
   EXPECT_NE(malformed.error().message.find("Invalid task id not_known"), std::string::npos);
 }
 
+// Scaling: a PUT of the count is a deployment that ends once the new instances are placed
+// (hostname UNIQUE) and healthy; while one holds the app a PUT is 409 unless forced; an
+// instance no host can take keeps its deployment waiting; scaling down kills the
+// youngest.
+TEST_F(MarathonTest, ScalingIsADeploymentThatLocksTheAppUntilTheNewInstancesAreHealthy) {
+  auto marathon = client(instances_[0]);
+  auto deployment = marathon->scale("/web", 3, false);
+  ASSERT_TRUE(deployment) << deployment.error().message;
+  EXPECT_FALSE(deployment->empty());
+  auto locked = marathon->scale("/web", 4, false);
+  ASSERT_FALSE(locked) << "the first deployment still holds /web";
+  EXPECT_EQ(locked.error().status, 409u);
+  EXPECT_NE(locked.error().message.find("App is locked by one or more deployments"), std::string::npos);
+  MarathonApp web;
+  for (int i = 0; i < 100; ++i) {
+    auto app = marathon->app("/web");
+    ASSERT_TRUE(app) << app.error().message;
+    web = *app;
+    if (web.deployments.empty()) break;
+    std::this_thread::sleep_for(50ms);
+  }
+  ASSERT_TRUE(web.deployments.empty()) << "the deployment ended";
+  EXPECT_EQ(web.instances, 3);
+  ASSERT_EQ(web.tasks.size(), 3u);
+  std::set<std::string> hosts;
+  for (const MarathonTask& task : web.tasks) {
+    hosts.insert(task.host);
+    EXPECT_TRUE(web.healthy(task)) << task.id;
+  }
+  EXPECT_EQ(hosts.size(), 3u) << "hostname UNIQUE";
+
+  // One more than there are free hosts: the deployment waits for a host, and a forced
+  // PUT replaces it.
+  ASSERT_TRUE(marathon->scale("/web", 5, false));
+  std::this_thread::sleep_for(300ms);
+  auto waiting = marathon->app("/web");
+  ASSERT_TRUE(waiting);
+  EXPECT_EQ(waiting->tasks.size(), 4u) << "4 hosts";
+  EXPECT_EQ(waiting->deployments.size(), 1u) << "a placement failure waits, it does not fail";
+  ASSERT_FALSE(marathon->scale("/web", 2, false));
+  ASSERT_TRUE(marathon->scale("/web", 2, true)) << "force replaces the waiting deployment";
+  for (int i = 0; i < 100; ++i) {
+    auto app = marathon->app("/web");
+    ASSERT_TRUE(app);
+    web = *app;
+    if (web.deployments.empty() && web.tasks.size() == 2) break;
+    std::this_thread::sleep_for(50ms);
+  }
+  EXPECT_EQ(web.tasks.size(), 2u);
+  std::set<std::string> kept;
+  for (const MarathonTask& task : web.tasks) kept.insert(task.id);
+  EXPECT_EQ(kept, (std::set<std::string>{"web.1", "web.2"})) << "scaling down killed the youngest";
+
+  auto missing = marathon->app("/nope");
+  ASSERT_FALSE(missing);
+  EXPECT_EQ(missing.error().kind, OutsideError::Kind::kNotFound);
+  auto bad = marathon->scale("/web", -1, false);
+  ASSERT_FALSE(bad);
+  const std::string log = Simulator::get(instances_[0], "/__sim/state");
+  EXPECT_NE(log.find(R"({"app": "/web", "from": 2, "to": 3, "via": "put"})"), std::string::npos) << log;
+}
+
 TEST_F(MarathonTest, FaultsGiveTypedErrors) {
   auto marathon = client(instances_[0], 2s, 500ms);
   control(R"({"fail": {"status": 500, "count": 1, "body": "{\"message\": \"boom\"}"}})");
@@ -191,6 +255,12 @@ TEST_F(MarathonTest, TheSimulatorAnswersInTheShapeOfTheUpstreamExamples) {
         {"/0/id", "/0/affectedApps"});
   check(Simulator::post(instances_[0], "/v2/tasks/delete", R"({"ids":["bad"]})"),
         "v2-tasks-delete.error-400.response.json", {"/message"});
+  check(Simulator::request(instances_[0], "PUT", "/v2/apps/api", R"({"instances": 3})"),
+        "deployment-result.response.json", {"/deploymentId", "/version"});
+  check(Simulator::request(instances_[0], "PUT", "/v2/apps/api", R"({"instances": 4})"),
+        "error-409-app-locked.response.json", {"/message", "/deployments/0/id"});
+  check(Simulator::get(instances_[0], "/v2/deployments"), "v2-deployments.response.json",
+        {"/0/id", "/0/affectedApps", "/0/steps/0/actions/0/action", "/0/currentActions/0/app", "/0/currentStep"});
 }
 
 }  // namespace

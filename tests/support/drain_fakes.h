@@ -53,8 +53,9 @@ struct World {
   std::vector<std::string> side_effects() const {
     std::vector<std::string> out;
     for (const std::string& c : calls) {
-      for (const char* name : {"host_lock", "acquire", "announce", "abdicate", "apply", "stop", "release_tasks",
-                               "take_down", "reboot", "remove", "bring_up", "release", "host_unlock"}) {
+      for (const char* name : {"host_lock", "acquire", "announce", "abdicate", "scale", "apply", "stop",
+                               "release_tasks", "release_tasks scaled", "take_down", "reboot", "remove",
+                               "bring_up", "release", "host_unlock"}) {
         if (c.rfind(std::string(name) + "@", 0) == 0) out.push_back(c);
       }
     }
@@ -152,7 +153,25 @@ class FakeLocks : public DrainLocks {
     return was;
   }
 
+  Result<SurgeLedger, DrainError> surge_ledger(const std::string& app) override {
+    SKOPOS_FAKE_FAIL(w_, "surge_ledger");
+    const auto it = ledgers_.find(app);
+    return it == ledgers_.end() ? SurgeLedger{} : it->second;
+  }
+  Result<bool, DrainError> write_surge_ledger(const std::string& app, const SurgeLedger& seen,
+                                              const SurgeLedger& next) override {
+    SKOPOS_FAKE_FAIL(w_, "ledger");
+    const auto it = ledgers_.find(app);
+    if ((it == ledgers_.end() ? 0 : it->second.revision) != seen.revision) return false;
+    SurgeLedger stored = next;
+    stored.revision = ++ledger_revision_;
+    ledgers_[app] = stored;
+    return true;
+  }
+
   HostLockInfo host_;
+  std::map<std::string, SurgeLedger> ledgers_;  // the surge ledgers, by app
+  std::int64_t ledger_revision_ = 100;
   std::vector<std::string> draining_;  // other hosts with a budget claim
   bool claimed_ = false;
   int claims_lost_ = 0;
@@ -209,13 +228,20 @@ class FakeMarathon : public DrainMarathon {
   Result<HostTasks, DrainError> on_host(const std::string&) override {
     w_.call("on_host");
     HostTasks tasks;
-    tasks.apps.push_back({"/web", 2, app_labels, {"web.1"}});
+    if (!here.empty()) tasks.apps.push_back({"/web", instances, app_labels, here});
     return tasks;
   }
   Result<std::vector<AppShortfall>, DrainError> budget(const std::string&, const std::vector<std::string>& draining) override {
     SKOPOS_FAKE_FAIL(w_, "budget");
     budget_without = draining;
-    return shortfalls;
+    // With `budget_follows`, /web's shortfall ends once its healthy instances elsewhere
+    // are enough (a surge's); else the shortfalls are as set.
+    std::vector<AppShortfall> out;
+    for (const AppShortfall& s : shortfalls) {
+      const std::int64_t elsewhere = places ? instances - static_cast<std::int64_t>(here.size()) : healthy_elsewhere;
+      if (!budget_follows || s.app_id != "/web" || !s.problem.empty() || elsewhere < s.required) out.push_back(s);
+    }
+    return out;
   }
   Result<std::string, DrainError> leader() override {
     SKOPOS_FAKE_FAIL(w_, "leader");
@@ -226,10 +252,50 @@ class FakeMarathon : public DrainMarathon {
     leader_ = "other:8080";
     return leader_;
   }
-  Result<void, DrainError> release_tasks(const std::vector<std::string>&, std::chrono::steady_clock::time_point) override {
-    SKOPOS_FAKE_FAIL(w_, "release_tasks");
+  Result<void, DrainError> release_tasks(const std::vector<std::string>& ids, std::chrono::steady_clock::time_point,
+                                         bool scale) override {
+    SKOPOS_FAKE_FAIL(w_, scale ? "release_tasks scaled" : "release_tasks");
+    if (scale) {
+      for (const std::string& id : ids) {
+        const auto it = std::find(here.begin(), here.end(), id);
+        if (it == here.end()) continue;
+        here.erase(it);
+        --instances;
+      }
+    }
     return {};
   }
+  // /web as a surge sees it: `instances`, the tasks `here`, and as many healthy
+  // elsewhere as Marathon could place (all of them while `places`).
+  Result<SurgeApp, DrainError> surge_app(const std::string& app_id, const std::string&,
+                                         const std::vector<std::string>&) override {
+    SKOPOS_FAKE_FAIL(w_, "surge_app");
+    SurgeApp out;
+    out.exists = app_id == "/web" && exists;
+    out.instances = instances;
+    out.here = here;
+    out.healthy_elsewhere = places ? instances - static_cast<std::int64_t>(here.size()) : healthy_elsewhere;
+    out.labels = app_labels;
+    return out;
+  }
+  Result<bool, DrainError> scale(const std::string& app_id, std::int64_t count, bool force) override {
+    SKOPOS_FAKE_FAIL(w_, "scale");
+    scales.push_back(app_id + " " + std::to_string(count) + (force ? " force" : ""));
+    if (locked > 0 && !force) {
+      --locked;
+      return false;
+    }
+    instances = count;
+    return true;
+  }
+  std::int64_t instances = 2;
+  std::vector<std::string> here = {"web.1"};
+  std::int64_t healthy_elsewhere = 1;  // when Marathon cannot place (!places)
+  bool places = true;
+  bool exists = true;
+  int locked = 0;  // the next scale()s refused: a deployment holds the app
+  bool budget_follows = false;
+  std::vector<std::string> scales;
   Result<std::vector<std::string>, DrainError> below_strength(const std::vector<std::string>&) override {
     w_.call("below_strength");
     return below;

@@ -122,7 +122,14 @@ class SimMarathon final : public DrainMarathon {
   }
   Result<std::string, DrainError> leader() override { return std::string("marathon-leader:8080"); }
   Result<std::string, DrainError> abdicate(Clock::time_point) override { return std::string("marathon-leader:8080"); }
-  Result<void, DrainError> release_tasks(const std::vector<std::string>&, Clock::time_point) override { return {}; }
+  Result<void, DrainError> release_tasks(const std::vector<std::string>&, Clock::time_point, bool) override { return {}; }
+  // The fleet's drains do not surge.
+  Result<SurgeApp, DrainError> surge_app(const std::string&, const std::string&, const std::vector<std::string>&) override {
+    return SurgeApp{};
+  }
+  Result<bool, DrainError> scale(const std::string& app_id, std::int64_t, bool) override {
+    return drain_error(DrainError::Kind::kUsage, "the fleet's Marathon does not scale '" + app_id + "'");
+  }
   Result<std::vector<std::string>, DrainError> below_strength(const std::vector<std::string>&) override {
     return std::vector<std::string>{};
   }
@@ -266,6 +273,11 @@ class TimedLocks final : public DrainLocks {
     return locks_.describe(lock, group);
   }
   Result<int, DrainError> leave_lines() override { return locks_.leave_lines(); }
+  Result<SurgeLedger, DrainError> surge_ledger(const std::string& app) override { return locks_.surge_ledger(app); }
+  Result<bool, DrainError> write_surge_ledger(const std::string& app, const SurgeLedger& seen,
+                                              const SurgeLedger& next) override {
+    return locks_.write_surge_ledger(app, seen, next);
+  }
 
  private:
   DrainLocks& locks_;

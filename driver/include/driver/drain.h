@@ -9,9 +9,21 @@
 //                   refused; the check and this host's claim on the budget are one
 //                   atomic decision in etcd (LockService's budget claims), so two
 //                   drivers never both spend an app's last healthy instance. The claim
-//                   is withdrawn with the locks (booster: once drained)
+//                   is withdrawn with the locks (booster: once drained). An app that
+//                   surges (below) is not refused: its replacements come first
 //   announce        Mesos: a maintenance window or DEACTIVATE_AGENT; control tier: the
 //                   Marathon leader moved away from this host
+//   surge           apps with surge on (label skopos.surge, or the driver's default):
+//                   each is scaled up by its tasks on this host, and the drain waits
+//                   (up to surge_timeout) until they are healthy on other hosts and the
+//                   budget holds without this host; else every surge is taken back and
+//                   the drain is refused, having given everything back. release-tasks
+//                   scales each back by exactly what it added (its tasks here killed
+//                   with scale) -- unless the operator set another count meanwhile,
+//                   which then stands. Drains of several hosts share an app's count
+//                   through its surge ledger in etcd (SurgeLedger): who added what, and
+//                   the count they last set, so each scales back only its own part and
+//                   a change by anyone else is seen
 //   fence           new connections to the task ports are reset; established ones flow
 //   wait            until every container's inbound count is 0, or its deadline
 //   stop            docker stop with grace, then kill
@@ -76,6 +88,7 @@ enum class DrainPhase : std::uint8_t {
   kClusterLock,
   kBudget,
   kAnnounce,
+  kSurge,
   kFence,
   kWait,
   kStop,
@@ -85,6 +98,7 @@ enum class DrainPhase : std::uint8_t {
   kReboot,
   // Recovery.
   kRecoverChecks,
+  kSurgeBack,  // a surge not scaled back yet (the drain stopped before release-tasks)
   kUnfence,
   kBringUp,
   kAgentBack,
@@ -116,6 +130,15 @@ struct DrainFacts {
   // Each hook point's state in this drain: "started" (journaled before it runs),
   // "done", "failed".
   std::map<std::string, std::string> hooks;
+  // The apps this drain surges, each with the instances it adds (its tasks here) and
+  // where it is: "planned" (decided at the budget), "up" (in the ledger, and Marathon
+  // asked), "down" (scaled back, or the count was left to the operator).
+  struct Surge {
+    std::string app;
+    std::int64_t added = 0;
+    std::string state = "planned";
+  };
+  std::vector<Surge> surges;
   // A REBOOT drain's post-boot hook as configured when it began (argv, space-joined; "-"
   // none): the recovery runs this one, whoever recovers the host ("": a journal from
   // before hooks; the recovering host's own then).
@@ -206,6 +229,13 @@ struct DrainOptions {
   std::chrono::milliseconds stuck_after{std::chrono::minutes(10)};
   std::string machine_id;  // for the hooks' context
   std::array<DrainHook, kHookPoints> hooks;  // by HookPoint
+  // Surge: start an app's replacements before its tasks here stop. Per app by its
+  // Marathon label (`surge_label`: "true" or "false"), else this default.
+  bool surge = false;
+  std::string surge_label = "skopos.surge";
+  // How long the surge waits for the replacements to be healthy elsewhere (and for a
+  // deployment holding the app to end) before it takes every surge back and refuses.
+  std::chrono::milliseconds surge_timeout{std::chrono::minutes(10)};
 };
 
 // What the drain reports as it goes: one event per phase and per progress tick. The
@@ -286,6 +316,8 @@ class Drain {
     MesosMachine machine;
     std::vector<DrainContainer> containers;  // overrides applied
     std::vector<std::uint16_t> ports;        // to fence: every container's, sorted, unique
+    std::vector<DrainFacts::Surge> surges;   // the apps that surge (label or default)
+    std::vector<AppShortfall> surged;        // shortfalls their surges will cover
   };
   // `draining`: hosts whose tasks do not count for the budget (they are going away too).
   Result<Survey, DrainError> survey(const std::vector<std::string>& draining);
@@ -314,6 +346,23 @@ class Drain {
   Result<void, DrainError> take_down();
   Result<void, DrainError> drained();
   Result<void, DrainError> reboot();
+  // Surge (drain_surge.cpp): the phase; one app up; the wait for its replacements;
+  // one app's scale-back, as far as the count goes (kKillHere: its tasks here are to be
+  // killed with scale by the caller, then asked again); recovery's phase.
+  Result<void, DrainError> surge();
+  Result<void, DrainError> surge_up(DrainFacts::Surge& surge, std::chrono::steady_clock::time_point deadline);
+  Result<void, DrainError> surge_wait(std::chrono::steady_clock::time_point deadline);
+  enum class SurgeDown : std::uint8_t { kDone, kKillHere };
+  Result<SurgeDown, DrainError> surge_down(const DrainFacts::Surge& surge, bool may_kill_here,
+                                           std::vector<std::string>& here, std::chrono::steady_clock::time_point deadline);
+  Result<void, DrainError> surge_back();
+  // A short pause in a surge's loop; kTimedOut saying `why` once `deadline` is near.
+  Result<void, DrainError> surge_pause(const std::string& why, std::chrono::steady_clock::time_point deadline);
+  // Scales every surge not yet back (the release-tasks phase: this host's tasks killed
+  // with scale; recovery: `may_kill_here` only when they no longer serve).
+  Result<void, DrainError> surges_down(bool may_kill_here);
+  // Which apps surge (the label, else the default); an unreadable label is an error.
+  Result<std::vector<DrainFacts::Surge>, std::string> surge_plan(const HostTasks& tasks) const;
   Result<void, DrainError> recovery_step(DrainPhase phase, bool wait_apps);
   Result<void, DrainError> recover_checks();
   Result<void, DrainError> unfence();

@@ -65,6 +65,31 @@ struct DrainingHosts {
   bool ours = false;                   // this machine holds a claim already
 };
 
+// The surge ledger of one Marathon app, kept in etcd beside the locks: the instance
+// count the drains last set, and what each draining host added for its surge. Drains of
+// several hosts scale the same app; the ledger is how each knows which part of the
+// count is whose, and whether the operator changed it since (Marathon's count is not
+// the ledger's). See Drain's surge phase.
+struct SurgeLedger {
+  std::int64_t expected = 0;                  // the count the drains set, scale-backs in flight included
+  std::map<std::string, std::int64_t> hosts;  // hostname -> instances added for it
+  // hostname -> instances its scale-back is taking away (this host's tasks killed with
+  // scale): still in `expected` until the kill has landed.
+  std::map<std::string, std::int64_t> leaving;
+  std::int64_t revision = 0;  // the record's mod revision; 0: none
+  static std::int64_t sum(const std::map<std::string, std::int64_t>& parts) {
+    std::int64_t total = 0;
+    for (const auto& [host, n] : parts) total += n;
+    return total;
+  }
+  // Marathon's count as the drains' changes explain it: each part's PUT or kill may not
+  // have landed yet. Any other count was set by someone else.
+  bool explains(std::int64_t instances) const {
+    return instances <= expected && instances >= expected - sum(hosts) - sum(leaving);
+  }
+  bool empty() const { return hosts.empty() && leaving.empty(); }
+};
+
 class DrainLocks {
  public:
   virtual ~DrainLocks() = default;
@@ -94,6 +119,13 @@ class DrainLocks {
   // One line about the group for --dry-run and a stuck lock wait: "max 1, held by: web-3
   // (REBOOT, phase reboot, 25 min, heartbeat stale)".
   virtual Result<std::string, DrainError> describe(const std::string& lock, const std::string& group) = 0;
+  // The surge ledger of `app` (revision 0: none), and its change: written only if the
+  // record is still the one `seen` was read as; false when it changed meanwhile (read
+  // again, decide again). A ledger with no hosts left keeps its count (a crashed
+  // scale-back compares with it).
+  virtual Result<SurgeLedger, DrainError> surge_ledger(const std::string& app) = 0;
+  virtual Result<bool, DrainError> write_surge_ledger(const std::string& app, const SurgeLedger& seen,
+                                                      const SurgeLedger& next) = 0;
   // Gives up every place in line this process kept (a wait for a slot that timed out
   // keeps it for the next try): an agent with no request calls it. The number left.
   virtual Result<int, DrainError> leave_lines() = 0;
@@ -163,6 +195,17 @@ struct AppShortfall {
   std::int64_t healthy_draining = 0;  // healthy, but on hosts that are draining too
 };
 
+// One app as a surge sees it (DrainMarathon::surge_app).
+struct SurgeApp {
+  bool exists = false;
+  std::int64_t instances = 0;
+  std::vector<std::string> here;      // its tasks on this host
+  std::int64_t on_draining = 0;       // its tasks on hosts draining now
+  std::int64_t healthy_elsewhere = 0;  // healthy, on hosts neither this one nor draining
+  std::int64_t deployments = 0;       // in progress
+  std::map<std::string, std::string> labels;
+};
+
 class DrainMarathon {
  public:
   virtual ~DrainMarathon() = default;
@@ -176,10 +219,18 @@ class DrainMarathon {
   virtual Result<std::string, DrainError> leader() = 0;
   // Abdicates and waits until a different leader answers; the new leader.
   virtual Result<std::string, DrainError> abdicate(std::chrono::steady_clock::time_point until) = 0;
-  // Kills the tasks without scaling (Marathon replaces them elsewhere) and reads the
-  // task list back until they are gone.
+  // Kills the tasks and reads the task list back until they are gone: without `scale`
+  // Marathon replaces them elsewhere; with it their apps shrink by as many (a surge's
+  // scale-back).
   virtual Result<void, DrainError> release_tasks(const std::vector<std::string>& task_ids,
-                                                 std::chrono::steady_clock::time_point until) = 0;
+                                                 std::chrono::steady_clock::time_point until, bool scale) = 0;
+  // The app as a surge sees it from `hostname`, not counting tasks on `draining` hosts.
+  virtual Result<SurgeApp, DrainError> surge_app(const std::string& app_id, const std::string& hostname,
+                                                 const std::vector<std::string>& draining) = 0;
+  // Sets the app's instance count. false: a deployment holds the app (Marathon's 409),
+  // nothing changed -- unless `force`, which replaces that deployment. true: asked (an
+  // answer lost too): the caller reads the count back, which is the proof.
+  virtual Result<bool, DrainError> scale(const std::string& app_id, std::int64_t instances, bool force) = 0;
   // Of `app_ids`, those below full strength (healthy tasks < instances), as
   // "id healthy/instances"; apps that no longer exist are not listed.
   virtual Result<std::vector<std::string>, DrainError> below_strength(const std::vector<std::string>& app_ids) = 0;

@@ -40,6 +40,9 @@ class EtcdDrainLocks final : public DrainLocks {
   Result<bool, DrainError> claim_budget(const DrainingHosts& seen, const std::string& hostname,
                                         const std::string& kind) override;
   Result<bool, DrainError> release_budget_claim() override;
+  Result<SurgeLedger, DrainError> surge_ledger(const std::string& app) override;
+  Result<bool, DrainError> write_surge_ledger(const std::string& app, const SurgeLedger& seen,
+                                              const SurgeLedger& next) override;
 
  private:
   LockService& locks_;
@@ -87,7 +90,10 @@ class MarathonDrainSteps final : public DrainMarathon {
   Result<std::string, DrainError> leader() override;
   Result<std::string, DrainError> abdicate(std::chrono::steady_clock::time_point until) override;
   Result<void, DrainError> release_tasks(const std::vector<std::string>& task_ids,
-                                         std::chrono::steady_clock::time_point until) override;
+                                         std::chrono::steady_clock::time_point until, bool scale) override;
+  Result<SurgeApp, DrainError> surge_app(const std::string& app_id, const std::string& hostname,
+                                         const std::vector<std::string>& draining) override;
+  Result<bool, DrainError> scale(const std::string& app_id, std::int64_t instances, bool force) override;
   Result<std::vector<std::string>, DrainError> below_strength(const std::vector<std::string>& app_ids) override;
 
  private:

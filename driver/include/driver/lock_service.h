@@ -15,6 +15,8 @@
 //   P/hosts/<machine>                         host lock record (JSON), not on a lease
 //   P/budget/<machine>                        a drain's claim on the disruption budget
 //                                             (JSON), not on a lease (see BudgetClaims)
+//   P/surge<app id>                           a Marathon app's surge ledger (JSON; see
+//                                             SurgeRecord), not on a lease
 //
 // Taking a slot is one transaction that compares: no holder key was created in the group
 // after the revision we counted at (a range comparison, so a concurrent taker makes it
@@ -161,6 +163,16 @@ struct BudgetClaims {
   std::vector<BudgetClaim> claims;
 };
 
+// A Marathon app's surge ledger: the instance count the drains last set, and what each
+// draining host added to it (see Drain's surge phase). Changed only by compare-and-swap
+// on its mod revision.
+struct SurgeRecord {
+  std::int64_t expected = 0;
+  std::map<std::string, std::int64_t> hosts;    // hostname -> instances added for it
+  std::map<std::string, std::int64_t> leaving;  // hostname -> instances its scale-back takes away
+  std::int64_t revision = 0;                    // mod revision; 0: no record
+};
+
 struct LockServiceOptions {
   std::string prefix = "/skopos";
   // How long a single operation (release, guard, unlock, ...) keeps retrying while etcd
@@ -245,6 +257,14 @@ class LockService {
   // Withdraws this machine's claim; false when there was none.
   Result<bool, LockError> release_budget_claim();
 
+  // The surge ledger of a Marathon app ("/web"); revision 0 when there is none. kBadData
+  // names a record that cannot be read.
+  Result<SurgeRecord, LockError> surge_record(const std::string& app);
+  // Writes `next` if the record is still at `seen_revision` (0: still absent); false when
+  // it changed meanwhile. An outcome not known is settled by reading the record back.
+  Result<bool, LockError> write_surge_record(const std::string& app, std::int64_t seen_revision,
+                                             const SurgeRecord& next);
+
   // Host locks of this machine (host_status: of any machine).
   Result<HostLockState, LockError> host_status(const std::string& machine_id);
   // Takes the host lock for `token` (REBOOT, DRAIN, BOOSTER). The same token again is a
@@ -260,6 +280,7 @@ class LockService {
   std::string queue_key(const std::string& lock, const std::string& group, const std::string& machine_id) const;
   std::string host_key(const std::string& machine_id) const;
   std::string budget_key(const std::string& machine_id) const;
+  std::string surge_key(const std::string& app) const;
   // A conflict when a record of this machine id (`what`) was written by another live
   // host (another hostname, or another boot id that still beats); see lock_service.cpp.
   std::optional<LockError> another_host(const std::string& what, const std::string& hostname,

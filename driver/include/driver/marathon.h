@@ -86,6 +86,14 @@ class Marathon {
   Result<std::vector<MarathonApp>, OutsideError> apps();
   Result<std::vector<MarathonTask>, OutsideError> tasks();
   Result<std::vector<MarathonDeployment>, OutsideError> deployments();
+  // One app with its tasks (GET /v2/apps/{id}?embed=app.tasks); kNotFound when Marathon
+  // has no such app.
+  Result<MarathonApp, OutsideError> app(const std::string& app_id);
+  // PUT /v2/apps/{id}?force= {"instances": N}: the app scales through a deployment, whose
+  // id comes back. While a deployment holds the app Marathon refuses it with 409 ("App is
+  // locked by one or more deployments") unless `force`, which replaces that deployment.
+  // Idempotent: the same count again changes nothing.
+  Result<std::string, OutsideError> scale(const std::string& app_id, std::int64_t instances, bool force);
   // POST /v2/tasks/delete: kill `task_ids`, with `scale` shrinking their apps (never
   // with wipe). A 200 is not proof: follow with wait_tasks_gone(). With scale, the
   // deployment's id.
@@ -138,5 +146,7 @@ Result<std::string, std::string> parse_marathon_leader(simdjson::dom::parser& pa
 std::string marathon_error_text(simdjson::dom::parser& parser, const std::string& body);
 // The /v2/tasks/delete request body.
 std::string kill_tasks_json(const std::vector<std::string>& task_ids);
+// The "deploymentId" of a deploying call's answer (examples/deployments_result.json).
+Result<std::string, std::string> parse_marathon_deployment_id(simdjson::dom::parser& parser, std::string_view json);
 
 }  // namespace skopos::driver

@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <cstdio>
+
 #include "skopos/result.h"
 
 namespace skopos {
@@ -46,6 +48,38 @@ TEST(CliArgs, RejectsWhatItDoesNotKnowNamingIt) {
   EXPECT_EQ(failure({"-j"}), "tool cmd: unknown option '-j'");
   EXPECT_EQ(failure({"--json=1"}), "tool cmd: option '--json' takes no value");
   EXPECT_EQ(failure({"--kernel"}), "tool cmd: option '--kernel' needs a value");
+}
+
+// A config file sets a flag with "true" ("false" leaves it unset), and says what a flag
+// takes when given anything else.
+TEST(CliArgs, AConfigFileSetsFlagsWithTrueOrFalse) {
+  const std::string path = ::testing::TempDir() + "/cli-args-flags.conf";
+  const auto with_config = [&](const std::string& text) {
+    {
+      std::FILE* file = std::fopen(path.c_str(), "w");
+      ASSERT_NE(file, nullptr);
+      std::fputs(text.c_str(), file);
+      std::fclose(file);
+    }
+    CliArgs args = parse({});
+    args.merge_config_file(kSpec, path);
+    EXPECT_EQ(args.flag("json"), text.find("json = true") != std::string::npos) << text;
+  };
+  with_config("json = true\nkernel = avx2\n");
+  with_config("json = false\n");
+  try {
+    CliArgs args = parse({});
+    std::FILE* file = std::fopen(path.c_str(), "w");
+    ASSERT_NE(file, nullptr);
+    std::fputs("records = yes\n", file);
+    std::fclose(file);
+    args.merge_config_file(kSpec, path);
+    ADD_FAILURE() << "a flag set to 'yes' was accepted";
+  } catch (const FatalError& error) {
+    EXPECT_NE(error.message().find("'records' is a flag: true or false, not 'yes'"), std::string::npos)
+        << error.message();
+  }
+  std::remove(path.c_str());
 }
 
 // Options before a command word or after it read the same; a value is never taken

@@ -936,5 +936,179 @@ TEST_F(DrainTest, ARecoveryWaitingForAnAppIsReportedStuckNamingItAndZeroNeverRep
   EXPECT_TRUE(stuck_lines(events_).empty()) << "0: never";
 }
 
+// ---- surge ------------------------------------------------------------------------
+
+// A single-instance app: without its own replacement the budget refuses the host.
+class DrainSurgeTest : public DrainTest {
+ protected:
+  void SetUp() override {
+    DrainTest::SetUp();
+    marathon_.instances = 1;
+    marathon_.shortfalls = {AppShortfall{"/web", 1, 0, 1, "", 0}};
+    marathon_.budget_follows = true;
+  }
+  static DrainOptions surging(DrainKind k = DrainKind::kDrain) {
+    DrainOptions options = kind(k);
+    options.surge = true;
+    return options;
+  }
+  bool said(const std::string& text) const {
+    return std::any_of(events_.begin(), events_.end(),
+                       [&](const std::string& e) { return e.find(text) != std::string::npos; });
+  }
+};
+
+TEST_F(DrainSurgeTest, ASingleInstanceAppIsRefusedWithoutSurgeAndDrainedWithItScaledBackByExactlyWhatWasAdded) {
+  auto refused = run(kind(DrainKind::kDrain));
+  ASSERT_FALSE(refused);
+  EXPECT_EQ(refused.error().kind, DrainError::Kind::kRefused);
+  ASSERT_TRUE(journal_done());
+  world_.calls.clear();
+
+  auto result = run(surging());
+  ASSERT_TRUE(result) << result.error().message;
+  // Up before the fence (after Mesos stopped offering this host), back at release-tasks
+  // by killing this host's task with scale: nothing that serves elsewhere is killed.
+  EXPECT_EQ(world_.side_effects(),
+            (std::vector<std::string>{"host_lock@host-lock", "announce@announce", "scale@surge", "apply@fence",
+                                      "stop@stop", "release_tasks scaled@release-tasks",
+                                      "release_tasks@release-tasks", "take_down@take-down"}));
+  EXPECT_EQ(marathon_.scales, std::vector<std::string>{"/web 2"});
+  EXPECT_EQ(marathon_.instances, 1) << "back at the operator's count";
+  EXPECT_TRUE(marathon_.here.empty());
+  const SurgeLedger& ledger = locks_.ledgers_["/web"];
+  EXPECT_TRUE(ledger.hosts.empty());
+  EXPECT_EQ(ledger.expected, 1);
+  ASSERT_EQ(result->facts.surges.size(), 1U);
+  EXPECT_EQ(result->facts.surges[0].state, "down");
+  EXPECT_TRUE(said("its surge starts the replacements first"));
+}
+
+TEST_F(DrainSurgeTest, TheAppsLabelDecidesOverTheDefaultAndAnUnreadableOneRefusesNamingIt) {
+  marathon_.app_labels = {{"skopos.surge", "false"}};
+  auto off = run(surging());
+  ASSERT_FALSE(off);
+  EXPECT_EQ(off.error().kind, DrainError::Kind::kRefused) << "the label turned the surge off: the budget refuses";
+  EXPECT_TRUE(marathon_.scales.empty());
+
+  marathon_.app_labels = {{"skopos.surge", "yes please"}};
+  auto bad = run(surging());
+  ASSERT_FALSE(bad);
+  EXPECT_EQ(bad.error().kind, DrainError::Kind::kRefused);
+  EXPECT_NE(bad.error().message.find("skopos.surge='yes please'"), std::string::npos) << bad.error().message;
+  EXPECT_TRUE(journal_done()) << "the locks given back";
+
+  marathon_.app_labels = {{"skopos.surge", "true"}};
+  auto on = run(kind(DrainKind::kDrain));
+  ASSERT_TRUE(on) << on.error().message;
+  EXPECT_EQ(marathon_.scales, std::vector<std::string>{"/web 2"});
+}
+
+TEST_F(DrainSurgeTest, ReplacementsThatNeverBecomeHealthyAreTakenBackAndTheDrainIsRefusedHavingStoppedNothing) {
+  marathon_.places = false;  // no host can take the new instance
+  marathon_.healthy_elsewhere = 0;
+  DrainOptions options = surging();
+  options.surge_timeout = 800ms;
+  auto result = run(options);
+  ASSERT_FALSE(result);
+  EXPECT_EQ(result.error().kind, DrainError::Kind::kTimedOut);
+  EXPECT_NE(result.error().message.find("/web 0/1 healthy elsewhere"), std::string::npos) << result.error().message;
+  // Taken back with force (its own deployment still waits for a host), the host brought
+  // back, the locks given back: nothing left behind.
+  EXPECT_EQ(marathon_.scales, (std::vector<std::string>{"/web 2", "/web 1 force"}));
+  EXPECT_EQ(marathon_.instances, 1);
+  EXPECT_FALSE(world_.called("apply"));
+  EXPECT_FALSE(world_.called("stop"));
+  EXPECT_TRUE(world_.called("bring_up"));
+  EXPECT_TRUE(world_.called("host_unlock"));
+  EXPECT_TRUE(journal_done());
+  EXPECT_TRUE(locks_.ledgers_["/web"].hosts.empty());
+}
+
+TEST_F(DrainSurgeTest, ACrashBeforeMarathonWasAskedResumesWithOneScaleUpAndOneScaleBack) {
+  world_.fail["scale"] = DrainError{DrainError::Kind::kFailed, "Marathon: connection reset"};
+  auto first = run(surging(DrainKind::kReboot));
+  ASSERT_FALSE(first);
+  EXPECT_EQ(world_.phase(), "surge");
+  EXPECT_EQ(locks_.ledgers_["/web"].hosts["host-a"], 1) << "the ledger is written before Marathon is asked";
+  EXPECT_EQ(marathon_.instances, 1);
+
+  auto second = run(surging(DrainKind::kReboot));
+  ASSERT_TRUE(second) << second.error().message;
+  EXPECT_EQ(marathon_.scales, std::vector<std::string>{"/web 2"});
+  EXPECT_EQ(marathon_.instances, 1);
+
+  // After the reboot nothing is scaled again: the surge was taken back before it.
+  world_.boot_id = "boot-2";
+  auto recovered = run(surging(DrainKind::kReboot));
+  ASSERT_TRUE(recovered) << recovered.error().message;
+  EXPECT_EQ(marathon_.scales, std::vector<std::string>{"/web 2"});
+  EXPECT_EQ(marathon_.instances, 1);
+}
+
+TEST_F(DrainSurgeTest, ACountTheOperatorSetDuringTheDrainStandsAndTheTasksAreKilledWithoutScale) {
+  world_.fail["stop"] = DrainError{DrainError::Kind::kFailed, "Docker: connection refused"};
+  ASSERT_FALSE(run(surging()));
+  EXPECT_EQ(marathon_.instances, 2);
+  marathon_.instances = 5;  // the operator
+  world_.calls.clear();
+  auto result = run(surging());
+  ASSERT_TRUE(result) << result.error().message;
+  EXPECT_EQ(marathon_.instances, 5);
+  EXPECT_FALSE(world_.called("release_tasks scaled"));
+  EXPECT_TRUE(world_.called("release_tasks"));
+  EXPECT_TRUE(said("the operator's count stands"));
+  EXPECT_EQ(locks_.ledgers_["/web"].expected, 5);
+}
+
+TEST_F(DrainSurgeTest, AnUndrainBeforeTheTasksWereReleasedScalesBackWithoutKillingThisHostsServingTasks) {
+  connections_.stop_during_wait = true;
+  ASSERT_FALSE(run(surging()));
+  EXPECT_EQ(world_.phase(), "wait");
+  EXPECT_EQ(marathon_.instances, 2);
+  world_.stop = false;
+  world_.calls.clear();
+  auto undone = run(surging(), true);
+  ASSERT_TRUE(undone) << undone.error().message;
+  // This host's task was never stopped: Marathon picks which instance goes.
+  EXPECT_EQ(marathon_.scales, (std::vector<std::string>{"/web 2", "/web 1 force"}));
+  EXPECT_FALSE(world_.called("release_tasks scaled"));
+  EXPECT_EQ(marathon_.instances, 1);
+  EXPECT_TRUE(journal_done());
+  // Scaled back before the fence came off.
+  const auto at = [&](const std::string& name) {
+    return std::find_if(world_.calls.begin(), world_.calls.end(),
+                        [&](const std::string& c) { return c.rfind(name + "@", 0) == 0; }) -
+           world_.calls.begin();
+  };
+  EXPECT_LT(at("scale"), at("remove"));
+}
+
+TEST_F(DrainSurgeTest, TheDryRunShowsTheSurgeAndChangesNothing) {
+  DrainOptions options = surging();
+  options.dry_run = true;
+  ASSERT_TRUE(run(options));
+  EXPECT_TRUE(said("surge: scaled up by 1 before the fence")) << ::testing::PrintToString(events_);
+  EXPECT_TRUE(said("covered by its surge"));
+  EXPECT_TRUE(marathon_.scales.empty());
+  EXPECT_TRUE(locks_.ledgers_.empty());
+}
+
+TEST(DrainFactsSurge, SurgesRoundTripThroughTheJournalAndAGarbledOneIsNamed) {
+  DrainFacts facts;
+  facts.surges = {{"/web", 1, "up"}, {"/shop/api", 2, "planned"}};
+  auto back = DrainFacts::from_json(facts.to_json());
+  ASSERT_TRUE(back) << back.error();
+  ASSERT_EQ(back->surges.size(), 2U);
+  EXPECT_EQ(back->surges[1].app, "/shop/api");
+  EXPECT_EQ(back->surges[1].added, 2);
+  EXPECT_EQ(back->surges[1].state, "planned");
+  auto map = facts.to_map();
+  map["surges"] = "/web=x:up";
+  auto bad = DrainFacts::from_map(map);
+  ASSERT_FALSE(bad);
+  EXPECT_NE(bad.error().find("/web=x:up"), std::string::npos) << bad.error();
+}
+
 }  // namespace
 }  // namespace skopos::driver

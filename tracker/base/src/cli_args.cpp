@@ -81,6 +81,15 @@ void CliArgs::merge_config_file(const CliSpec& spec, const std::string& path) {
     const std::string name(trim(line.substr(0, equals)));
     std::string value(trim(line.substr(equals + 1)));
     if (value.size() >= 2 && value.front() == '"' && value.back() == '"') value = value.substr(1, value.size() - 2);
+    if (spec.flags.count(name) > 0) {
+      // A flag: "true" sets it (the command line cannot unset it), "false" leaves it.
+      if (value == "true") {
+        flags_.insert(name);
+      } else if (value != "false") {
+        throw FatalError(spec.command + ": " + where + ": '" + name + "' is a flag: true or false, not '" + value + "'");
+      }
+      continue;
+    }
     if (spec.options.count(name) == 0 || name == "config") {
       throw FatalError(spec.command + ": " + where + ": unknown setting '" + name + "'",
                        "settings are the long options of '" + spec.command + " --help' without the dashes");
