@@ -345,8 +345,8 @@ Result<DrainFacts, std::string> DrainFacts::from_map(const std::map<std::string,
       }
       if (surge.app.empty() || surge.app.front() != '/' ||
           !parse_int(item.substr(equals + 1, colon - equals - 1), surge.added) || surge.added < 1 ||
-          (surge.state != "planned" && surge.state != "up" && surge.state != "down")) {
-        return unexpected("fact surges has '" + item + "', not <app>=<instances added>:planned|up|down");
+          (surge.state != "planned" && surge.state != "up" && surge.state != "killing" && surge.state != "down")) {
+        return unexpected("fact surges has '" + item + "', not <app>=<instances added>:planned|up|killing|down");
       }
       out.surges.push_back(std::move(surge));
     }
@@ -677,6 +677,7 @@ Result<DrainResult, DrainError> Drain::run() {
   }
   const DrainPhase last = options_.kind == DrainKind::kReboot ? DrainPhase::kReboot : DrainPhase::kDrained;
   for (DrainPhase phase = start; phase <= last; phase = next(phase)) {
+    if (phase == DrainPhase::kSurge && facts_.surges.empty()) continue;  // nothing surges: no phase to show
     if (auto entered = enter(phase); !entered) return unexpected(std::move(entered).error());
     auto done = step(phase);
     if (!done) {
@@ -1336,6 +1337,10 @@ Result<void, DrainError> Drain::recover_steps(DrainPhase from, bool wait_apps, b
       systems_.host.notify(drain_kind_token(facts_.kind), "recovered", drain_id_);
       return {};
     }
+    if (phase == DrainPhase::kSurgeBack &&
+        std::all_of(facts_.surges.begin(), facts_.surges.end(), [](const DrainFacts::Surge& s) { return s.state == "down"; })) {
+      continue;  // no surge to take back
+    }
     if (auto entered = enter(phase); !entered) {
       // Bringing the host back is safe even when the cluster lock was taken from us
       // meanwhile: say so and go on. Everything else stops here.
@@ -1350,8 +1355,8 @@ Result<void, DrainError> Drain::recover_steps(DrainPhase from, bool wait_apps, b
 Result<void, DrainError> Drain::recovery_step(DrainPhase phase, bool wait_apps) {
   switch (phase) {
     case DrainPhase::kRecoverChecks: return recover_checks();
-    case DrainPhase::kSurgeBack: return surge_back();
     case DrainPhase::kUnfence: return unfence();
+    case DrainPhase::kSurgeBack: return surge_back();
     case DrainPhase::kBringUp: return bring_up();
     case DrainPhase::kAgentBack: return agent_back();
     case DrainPhase::kAppsHealthy: return wait_apps ? apps_healthy() : Result<void, DrainError>{};

@@ -121,12 +121,13 @@ Result<bool, DrainError> EtcdDrainLocks::release_budget_claim() {
 Result<SurgeLedger, DrainError> EtcdDrainLocks::surge_ledger(const std::string& app) {
   auto record = locks_.surge_record(app);
   if (!record) return unexpected(from_lock(record.error()));
-  return SurgeLedger{record->expected, std::move(record->hosts), std::move(record->leaving), record->revision};
+  return SurgeLedger{record->expected, std::move(record->hosts), std::move(record->leaving), record->back_to,
+                     record->revision};
 }
 
 Result<bool, DrainError> EtcdDrainLocks::write_surge_ledger(const std::string& app, const SurgeLedger& seen,
                                                             const SurgeLedger& next) {
-  auto written = locks_.write_surge_record(app, seen.revision, SurgeRecord{next.expected, next.hosts, next.leaving, 0});
+  auto written = locks_.write_surge_record(app, seen.revision, SurgeRecord{next.expected, next.hosts, next.leaving, next.back_to, 0});
   if (!written) return unexpected(from_lock(written.error()));
   return *written;
 }

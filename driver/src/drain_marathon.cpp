@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cctype>
 #include <set>
+#include <thread>
 
 #include "driver/drain_systems_impl.h"
 #include "skopos/log.h"
@@ -68,6 +69,13 @@ Result<void, DrainError> MarathonDrainSteps::release_tasks(const std::vector<std
   }
   if (present.empty()) return {};
   auto killed = marathon_->kill_tasks(present, scale);
+  // With scale it is a deployment: while another holds the app Marathon answers 409 --
+  // asked again until `until`.
+  while (!killed && scale && killed.error().kind == OutsideError::Kind::kRefused && killed.error().status == 409 &&
+         std::chrono::steady_clock::now() + std::chrono::milliseconds(250) < until) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(250));
+    killed = marathon_->kill_tasks(present, scale);
+  }
   if (!killed) return unexpected(drain_error_from(killed.error(), "kill tasks"));
   auto gone = marathon_->wait_tasks_gone(present, until);
   if (!gone) return unexpected(drain_error_from(gone.error(), "kill tasks"));

@@ -12,17 +12,18 @@
 //    Marathon below the ledger (a PUT not made yet: another's in flight, or its own
 //    before a crash) sends `expected` again. A PUT waits while a scale-back is in flight
 //    (it would undo that one's decrement);
-//  * back: only while Marathon is at `expected` (no PUT in flight), this host's part
-//    moves to `leaving`; its tasks here are killed with scale -- a decrement, which
-//    commutes with the others' -- and once they are gone from Marathon the part leaves
-//    `leaving` and `expected`.
+//  * back: one host at a time, and only while Marathon is at `expected` (no PUT in
+//    flight), this host's part moves to `leaving` with the count it ends at; its tasks
+//    here (those the drain journaled) are killed with scale, the rest of the part (tasks
+//    Marathon no longer lists) goes by a PUT, and once Marathon is at that count the part
+//    leaves `leaving` and `expected`.
 //
 // Marathon at a count the ledger does not explain was set by someone else: the
 // operator's count stands, every host's part in it becomes 0 (none scales back).
 //
 // Journal: the surges are facts, journaled with the budget ("planned") before any
-// change; "up" once this host's part is in the ledger and in Marathon, "down" once it is
-// out of both. A drain resumed in either phase reads the ledger and Marathon, never
+// change; "up" once this host's part is in the ledger and in Marathon; "killing" before
+// the kill with scale is sent; "down" once it is out of both. A drain resumed in either phase reads the ledger and Marathon, never
 // guesses, so a crash anywhere gives one scale-up and one scale-back.
 #include <algorithm>
 #include <thread>
@@ -224,6 +225,7 @@ Result<void, DrainError> Drain::surge_wait(Clock::time_point deadline) {
 Result<Drain::SurgeDown, DrainError> Drain::surge_down(const DrainFacts::Surge& s, bool may_kill_here,
                                                        std::vector<std::string>& here, Clock::time_point deadline) {
   const std::string& host = options_.hostname;
+  const auto wait = [&](const std::string& why) { return surge_pause("'" + s.app + "': " + why, deadline); };
   for (;;) {
     if (stopping()) return drain_error(DrainError::Kind::kInterrupted, "stopped while scaling '" + s.app + "' back");
     auto ledger = systems_.locks.surge_ledger(s.app);
@@ -234,20 +236,31 @@ Result<Drain::SurgeDown, DrainError> Drain::surge_down(const DrainFacts::Surge& 
     if (const auto mine = ledger->hosts.find(host); mine != ledger->hosts.end()) {
       SurgeLedger next = *ledger;
       next.hosts.erase(host);
-      if (mine->second > 0 && app->instances == ledger->expected) {
-        next.leaving[host] = mine->second;  // the scale-back starts: nobody PUTs meanwhile
-      } else if (mine->second > 0 && ledger->explains(app->instances)) {
-        // A PUT in flight (another host's surge): its count first.
-        if (auto paused = surge_pause("'" + s.app + "': another host's scale-up did not land", deadline); !paused) {
-          return unexpected(std::move(paused).error());
+      if (mine->second > 0) {
+        if (!ledger->leaving.empty()) {
+          // One scale-back at a time: another's decrements and ours could not be told apart.
+          if (auto paused = wait("another host's scale-back is in flight"); !paused) return unexpected(paused.error());
+          continue;
         }
-        continue;
-      } else if (mine->second > 0) {
-        emit(DrainEvent::Type::kWarning, "surge: '" + s.app + "' is at " + count_text(app->instances) + ", not the " +
-                                             std::to_string(ledger->expected) +
-                                             " the drains set: the operator's count stands, not scaled back");
-        next = absorbed(*ledger, app->instances);
-        next.hosts.erase(host);
+        if (app->instances == ledger->expected) {
+          next.leaving[host] = mine->second;  // from now on nobody PUTs until it is done
+          next.back_to = app->instances - mine->second;
+        } else if (ledger->explains(app->instances)) {
+          // A scale-up that did not land (this host's own before a crash, or another's):
+          // landed first, so the count is what the ledger says.
+          auto scaled = systems_.marathon.scale(s.app, ledger->expected, false);
+          if (!scaled) return unexpected(std::move(scaled).error());
+          if (!*scaled) {
+            if (auto paused = wait("stayed locked by a deployment"); !paused) return unexpected(paused.error());
+          }
+          continue;
+        } else {
+          emit(DrainEvent::Type::kWarning, "surge: '" + s.app + "' is at " + count_text(app->instances) +
+                                               ", not the " + std::to_string(ledger->expected) +
+                                               " the drains set: the operator's count stands, not scaled back");
+          next = absorbed(*ledger, app->instances);
+          next.hosts.erase(host);
+        }
       }
       auto written = systems_.locks.write_surge_ledger(s.app, *ledger, next);
       if (!written) return unexpected(std::move(written).error());
@@ -258,44 +271,48 @@ Result<Drain::SurgeDown, DrainError> Drain::surge_down(const DrainFacts::Surge& 
       emit(DrainEvent::Type::kInfo, "surge: '" + s.app + "' at " + count_text(app->instances));
       return SurgeDown::kDone;
     }
-    // This host's part is leaving. Landed: its tasks here are gone and the count went
-    // down with them (a kill with scale does both at once).
-    const std::int64_t others_leaving = SurgeLedger::sum(ledger->leaving) - leaving->second;
-    const bool landed = (app->here.empty() || !may_kill_here) && app->instances <= ledger->expected - leaving->second;
-    if (landed) {
+    const std::int64_t part = leaving->second;
+    const std::int64_t target = ledger->back_to;
+    if (app->instances <= target) {
+      // Landed: out of the ledger; the PUTs it held back may go.
       SurgeLedger next = *ledger;
-      next.leaving.erase(host);
-      next.expected -= leaving->second;
+      next.leaving.clear();
+      next.back_to = 0;
+      next.expected -= part;
       auto written = systems_.locks.write_surge_ledger(s.app, *ledger, next);
       if (!written) return unexpected(std::move(written).error());
       continue;
     }
-    if (may_kill_here && !app->here.empty()) {
-      // This host's stopped tasks go, and the app shrinks with them: nothing that serves
-      // elsewhere is killed.
-      const auto n = std::min<std::size_t>(static_cast<std::size_t>(leaving->second), app->here.size());
-      here.assign(app->here.begin(), app->here.begin() + static_cast<std::ptrdiff_t>(n));
+    // This host's tasks the drain took out (journaled at the budget) that Marathon still
+    // lists: killed with scale, the app shrinks with them and nothing serving elsewhere
+    // is killed. Marathon lowers the count the moment it takes the kill.
+    std::vector<std::string> listed;
+    for (const std::string& id : app->here) {
+      if (std::find(facts_.tasks.begin(), facts_.tasks.end(), id) != facts_.tasks.end()) listed.push_back(id);
+    }
+    if (may_kill_here && !listed.empty()) {
+      if (s.state == "killing" && app->instances < target + part) {
+        // Our kill (journaled before it was sent) reached Marathon: its tasks go by
+        // themselves; a second kill would shrink the app twice.
+        if (auto paused = wait("this host's tasks killed with scale are still listed"); !paused) {
+          return unexpected(paused.error());
+        }
+        continue;
+      }
+      const auto n = std::min<std::size_t>(static_cast<std::size_t>(app->instances - target), listed.size());
+      here.assign(listed.begin(), listed.begin() + static_cast<std::ptrdiff_t>(n));
       return SurgeDown::kKillHere;
     }
-    // No task of this host to kill with scale (they serve: an undrain; or they are gone):
-    // a PUT, once it is the only change in flight (a PUT is absolute).
-    if (others_leaving > 0 || app->instances != ledger->expected) {
-      if (auto paused = surge_pause("'" + s.app + "': other changes of its count did not land", deadline); !paused) {
-        return unexpected(std::move(paused).error());
-      }
-      continue;
-    }
-    const std::int64_t target = ledger->expected - leaving->second;
+    // Nothing of this host's to kill (gone, or serving: an undrain): a PUT of the count it
+    // ends at -- nothing else changes the count while a scale-back is in flight.
     emit(DrainEvent::Type::kInfo, "surge: scaling '" + s.app + "' back from " + std::to_string(app->instances) +
                                       " to " + std::to_string(target));
-    // force: the surge's own deployment may still hold the app (its replacements could
-    // not be placed); taking it back replaces that deployment.
+    // force on an undrain: the surge's own deployment may still wait for a host.
     auto scaled = systems_.marathon.scale(s.app, target, !may_kill_here);
     if (!scaled) return unexpected(std::move(scaled).error());
     if (!*scaled) {
-      if (auto paused = surge_pause("app '" + s.app + "' stayed locked by a deployment; not scaled back", deadline);
-          !paused) {
-        return unexpected(std::move(paused).error());
+      if (auto paused = wait("stayed locked by a deployment; not scaled back"); !paused) {
+        return unexpected(paused.error());
       }
     }
   }
@@ -316,6 +333,10 @@ Result<void, DrainError> Drain::surges_down(bool may_kill_here) {
       }
       emit(DrainEvent::Type::kInfo, "surge: killing this host's " + std::to_string(here.size()) + " task(s) of '" +
                                         s.app + "' with scale");
+      // Journaled first: a drain resumed while the kill is in flight waits for it rather
+      // than sending a second one (Marathon would shrink the app twice).
+      s.state = "killing";
+      if (auto recorded = record(phase_); !recorded) return recorded;
       auto killed = systems_.marathon.release_tasks(here, deadline, true);
       if (!killed) return unexpected(std::move(killed).error());
       // Gone from Marathon's list: the kill, and with it the decrement, landed; the next
@@ -329,12 +350,12 @@ Result<void, DrainError> Drain::surges_down(bool may_kill_here) {
 
 Result<void, DrainError> Drain::surge_back() {
   if (!systems_.marathon.configured()) return {};
-  // The drain stopped before its release-tasks finished: its tasks here may still serve,
-  // unless it got as far as stopping them (still fenced: recovery unfences after this).
+  // The drain stopped before its release-tasks finished: its tasks here may serve again
+  // (unfenced just before), unless it got as far as stopping them.
   bool stopped_here = false;
   for (const JournalEntry& entry : journal_.entries()) {
     DrainPhase phase = DrainPhase::kHostLock;
-    if (entry.drain_id == drain_id_ && parse_drain_phase(entry.phase, phase) && phase >= DrainPhase::kReleaseTasks &&
+    if (entry.drain_id == drain_id_ && parse_drain_phase(entry.phase, phase) && phase >= DrainPhase::kStop &&
         phase <= DrainPhase::kReboot) {
       stopped_here = true;
     }

@@ -829,9 +829,10 @@ std::string surge_json(const SurgeRecord& record, const std::string& by, std::ui
   for (const auto& [host, added] : record.hosts) json.key(host).value(added);
   json.end_object().key("leaving").begin_object();
   for (const auto& [host, taken] : record.leaving) json.key(host).value(taken);
+  json.end_object().key("back_to").value(record.back_to);
   // Who wrote it, and a number of that write's own: an unknown outcome is settled by
   // finding exactly this value.
-  json.end_object().key("by").value(by).key("write").value(nonce).end_object();
+  json.key("by").value(by).key("write").value(nonce).end_object();
   return out;
 }
 
@@ -871,6 +872,7 @@ Result<SurgeRecord, LockError> LockService::surge_record(const std::string& app)
         parts->emplace(std::string(host), count);
       }
     }
+    if (object["back_to"].get(out.back_to) != simdjson::SUCCESS) out.back_to = 0;
     out.revision = kv.mod_revision;
     return out;
   }
@@ -883,15 +885,19 @@ Result<bool, LockError> LockService::write_surge_record(const std::string& app, 
   const std::uint64_t nonce = (static_cast<std::uint64_t>(unix_now()) << 20) ^ ++writes;
   const std::string value = surge_json(next, self_.machine_id, nonce);
   const Compare unchanged{key, Compare::Target::kModRevision, Compare::Result::kEqual, seen_revision, {}, {}};
+  // A ledger with no part left is gone: the next surge starts from Marathon's count.
+  const bool remove = next.hosts.empty() && next.leaving.empty();
+  const TxnOp op = remove ? TxnOp{TxnOp::Kind::kDelete, key, {}, 0, {}} : TxnOp{TxnOp::Kind::kPut, key, value, 0, {}};
   Retry retry(options_.retry_backoff, Clock::now() + options_.operation_timeout);
   for (;;) {
-    auto txn = etcd_.txn({unchanged}, {TxnOp{TxnOp::Kind::kPut, key, value, 0, {}}}, {});
+    auto txn = etcd_.txn({unchanged}, {op}, {});
     if (txn) return txn->succeeded;
     if (txn.error().maybe_applied()) {
-      // Applied or not: the record says -- ours is the value with our write's number.
+      // Applied or not: the record says -- ours is the value with our write's number (or,
+      // for a removal, no record).
       auto now = etcd_.range(key);
       if (now) {
-        if (!now->kvs.empty() && now->kvs.front().value == value) return true;
+        if (remove ? now->kvs.empty() : !now->kvs.empty() && now->kvs.front().value == value) return true;
         if (now->kvs.empty() ? seen_revision != 0 : now->kvs.front().mod_revision != seen_revision) return false;
         // Not applied, and the record is as seen: try again, within the retry's deadline.
       }

@@ -357,6 +357,137 @@ bool wait_until(std::chrono::seconds timeout, const std::function<bool()>& done)
 
 bool exists(const std::string& path) { return ::access(path.c_str(), F_OK) == 0; }
 
+// ---- surge: the replacement first ----------------------------------------------------
+
+// haproxy's admin socket: one command, its answer.
+std::string haproxy_command(const DrainSandbox& sandbox, const std::string& command) {
+  return run({"python3", "-c",
+              "import socket, sys\n"
+              "s = socket.socket(socket.AF_UNIX)\n"
+              "s.connect(sys.argv[1])\n"
+              "s.sendall(sys.argv[2].encode() + b'\\n')\n"
+              "print(s.recv(65536).decode())\n",
+              sandbox.dir() + "/haproxy.sock", command})
+      .out;
+}
+
+// marathon-sim's log of every change of an app's count.
+std::string scale_log(const DrainSandbox& sandbox) {
+  const std::string state = sandbox.marathon_get("/__sim/state");
+  const auto at = state.find("\"scale_log\": [");
+  return at == std::string::npos ? state : state.substr(at + 14, state.find(']', at) - at - 14);
+}
+
+// The app as a single instance on sandbox-a: its other instance (on sandbox-b) killed
+// with scale through Marathon's API, and out of haproxy. A balancer sync, as marathon-lb
+// would be, puts sandbox-b's server back the moment Marathon starts a task there.
+class SingleInstance {
+ public:
+  explicit SingleInstance(const DrainSandbox& sandbox) : sandbox_(sandbox), app_(sandbox.apps()[0].name) {
+    haproxy_command(sandbox_, "disable server be_" + app_ + "/b");
+    Simulator::post(sandbox_.marathon(), "/v2/tasks/delete?scale=true", R"({"ids": [")" + app_ + R"(.b"]})");
+    for (int i = 0; i < 200 && tasks_on("sandbox-b"); ++i) std::this_thread::sleep_for(25ms);
+    // Marathon says healthy well after haproxy's checks (rise 2 x 250 ms) pass.
+    Simulator::control(sandbox_.marathon(), R"({"health_grace_seconds": 2, "unavailable_hosts": ["sandbox-c"]})");
+    sync_ = std::thread([this] {
+      while (!stop_.load()) {
+        if (!enabled_ && tasks_on("sandbox-b")) {
+          haproxy_command(sandbox_, "enable server be_" + app_ + "/b");
+          enabled_ = true;
+        }
+        std::this_thread::sleep_for(20ms);
+      }
+    });
+  }
+  ~SingleInstance() {
+    stop_ = true;
+    sync_.join();
+    haproxy_command(sandbox_, "enable server be_" + app_ + "/b");
+  }
+  bool tasks_on(const std::string& host) const {
+    return sandbox_.marathon_get("/v2/apps/" + app_ + "?embed=app.tasks").find("\"host\": \"" + host + "\"") !=
+           std::string::npos;
+  }
+  std::string app_json() const { return sandbox_.marathon_get("/v2/apps/" + app_); }
+
+ private:
+  const DrainSandbox& sandbox_;
+  std::string app_;
+  std::atomic<bool> stop_{false};
+  bool enabled_ = false;
+  std::thread sync_;
+};
+
+// A single-instance app drained (a reboot) with surge under load: its replacement starts
+// on sandbox-b first, then the host is fenced, waited for and stopped, and the app is
+// scaled back to one -- 0 failed requests. Then the same with the driver SIGKILLed in
+// each phase of the surge and started again: exactly one scale-up and one scale-back.
+TEST(PrivilegedDrainEndToEnd, ASingleInstanceAppSurgesUnderLoadAndKilledInEachSurgePhaseItScalesUpAndBackOnce) {
+  SKOPOS_REQUIRE_ROOT();
+  auto sandbox = start_sandbox(1);
+  ASSERT_TRUE(sandbox);
+  const std::string app = "/" + sandbox->apps()[0].name;
+  const std::vector<std::string> reboot = {"--reboot", "--reboot-command", "true", "--surge", "--log-level", "warning",
+                                           "--connection-deadline", "60s", "--recover-timeout", "60s"};
+  // "" : not killed; "surge": at once; "surge-up": once Marathon holds the new count,
+  // while the drain waits for the replacement; "release-tasks": in the scale-back.
+  const std::vector<std::string> kills = {"", "surge", "surge-up", "release-tasks"};
+  std::vector<std::string> hit;
+  for (const std::string& kill : kills) {
+    SCOPED_TRACE("killed at '" + kill + "'");
+    if (kill != kills.front()) {
+      ASSERT_TRUE(sandbox->reset());
+    }
+    sandbox->new_boot();
+    SingleInstance single(*sandbox);
+    ASSERT_FALSE(single.tasks_on("sandbox-b"));
+    ASSERT_NE(single.app_json().find("\"instances\": 1"), std::string::npos) << single.app_json();
+    Simulator::control(sandbox->marathon(), R"({"latency_ms": 150})");
+    Load load(sandbox->apps()[0].frontend, 4000);
+    std::this_thread::sleep_for(1s);
+    const std::string log = sandbox->dir() + "/driver-surge-" + (kill.empty() ? "none" : kill) + ".log";
+    if (!kill.empty()) {
+      Driver driver(sandbox->skopos("drain", reboot), log);
+      const auto deadline = Clock::now() + 120s;
+      bool killed = false;
+      while (!killed && Clock::now() < deadline && !driver.poll()) {
+        const std::string phase = sandbox->journal_phase();
+        const bool now = kill == "surge-up" ? phase == "surge" && single.app_json().find("\"instances\": 2") !=
+                                                                       std::string::npos
+                                            : phase == kill;
+        if (now) {
+          driver.signal(SIGKILL);
+          driver.wait(10s);
+          killed = true;
+        }
+        std::this_thread::sleep_for(1ms);
+      }
+      if (killed) hit.push_back(kill);
+    }
+    Driver resumed(sandbox->skopos("drain", reboot), log);
+    ASSERT_EQ(resumed.wait(180s), 0) << read_file(log);
+    ASSERT_EQ(sandbox->journal_phase(), "reboot") << read_file(log);
+    sandbox->new_boot();
+    Driver recovered(sandbox->skopos("drain", reboot), log);
+    ASSERT_EQ(recovered.wait(180s), 0) << read_file(log);
+    const Load::Totals totals = load.wait();
+    std::printf("surge, killed at '%s': %s\n", kill.c_str(), totals.text.c_str());
+    EXPECT_EQ(totals.failed, 0) << totals.text;
+    EXPECT_EQ(totals.served, 4000) << totals.text;
+    // After the set-up's 2 -> 1: one scale-up by the host's one task, one scale-back by
+    // killing it with scale. The app at its count, its one instance on sandbox-b.
+    const std::string entry = R"({"app": ")" + app + R"(", "from": )";
+    EXPECT_EQ(scale_log(*sandbox), entry + R"(2, "to": 1, "via": "kill"}, )" + entry +
+                                       R"(1, "to": 2, "via": "put"}, )" + entry + R"(2, "to": 1, "via": "kill"})")
+        << read_file(log);
+    EXPECT_NE(single.app_json().find("\"instances\": 1"), std::string::npos) << single.app_json();
+    EXPECT_TRUE(single.tasks_on("sandbox-b"));
+    EXPECT_FALSE(single.tasks_on("sandbox-a"));
+    EXPECT_EQ(join(sandbox->leftovers()), "") << read_file(log);
+  }
+  EXPECT_EQ(hit, (std::vector<std::string>{"surge", "surge-up", "release-tasks"})) << "every surge phase was hit";
+}
+
 TEST(PrivilegedDrainEndToEnd, AgentRebootsOnItsTriggersOnceEachAndRecoversAfterBoot) {
   SKOPOS_REQUIRE_ROOT();
   auto sandbox = start_sandbox(1);

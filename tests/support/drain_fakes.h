@@ -163,6 +163,10 @@ class FakeLocks : public DrainLocks {
     SKOPOS_FAKE_FAIL(w_, "ledger");
     const auto it = ledgers_.find(app);
     if ((it == ledgers_.end() ? 0 : it->second.revision) != seen.revision) return false;
+    if (next.empty()) {
+      ledgers_.erase(app);
+      return true;
+    }
     SurgeLedger stored = next;
     stored.revision = ++ledger_revision_;
     ledgers_[app] = stored;
@@ -255,6 +259,14 @@ class FakeMarathon : public DrainMarathon {
   Result<void, DrainError> release_tasks(const std::vector<std::string>& ids, std::chrono::steady_clock::time_point,
                                          bool scale) override {
     SKOPOS_FAKE_FAIL(w_, scale ? "release_tasks scaled" : "release_tasks");
+    if (scale && lose_kill_answer) {
+      // Marathon took the kill (the count drops at once), the answer was lost, and the
+      // tasks go a moment later (by the next surge_app()).
+      lose_kill_answer = false;
+      instances -= static_cast<std::int64_t>(ids.size());
+      going = ids;
+      return drain_error(DrainError::Kind::kFailed, "Marathon: connection reset after the kill");
+    }
     if (scale) {
       for (const std::string& id : ids) {
         const auto it = std::find(here.begin(), here.end(), id);
@@ -270,6 +282,8 @@ class FakeMarathon : public DrainMarathon {
   Result<SurgeApp, DrainError> surge_app(const std::string& app_id, const std::string&,
                                          const std::vector<std::string>&) override {
     SKOPOS_FAKE_FAIL(w_, "surge_app");
+    for (const std::string& id : going) here.erase(std::remove(here.begin(), here.end(), id), here.end());
+    going.clear();
     SurgeApp out;
     out.exists = app_id == "/web" && exists;
     out.instances = instances;
@@ -295,6 +309,8 @@ class FakeMarathon : public DrainMarathon {
   bool exists = true;
   int locked = 0;  // the next scale()s refused: a deployment holds the app
   bool budget_follows = false;
+  bool lose_kill_answer = false;  // the next kill with scale is taken, its answer lost
+  std::vector<std::string> going;  // tasks killed, gone by the next surge_app()
   std::vector<std::string> scales;
   Result<std::vector<std::string>, DrainError> below_strength(const std::vector<std::string>&) override {
     w_.call("below_strength");

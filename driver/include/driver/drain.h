@@ -98,8 +98,8 @@ enum class DrainPhase : std::uint8_t {
   kReboot,
   // Recovery.
   kRecoverChecks,
-  kSurgeBack,  // a surge not scaled back yet (the drain stopped before release-tasks)
   kUnfence,
+  kSurgeBack,  // a surge not scaled back yet (the drain stopped before release-tasks)
   kBringUp,
   kAgentBack,
   kAppsHealthy,
@@ -132,7 +132,8 @@ struct DrainFacts {
   std::map<std::string, std::string> hooks;
   // The apps this drain surges, each with the instances it adds (its tasks here) and
   // where it is: "planned" (decided at the budget), "up" (in the ledger, and Marathon
-  // asked), "down" (scaled back, or the count was left to the operator).
+  // asked), "killing" (this host's tasks killed with scale: sent), "down" (scaled back,
+  // or the count was left to the operator).
   struct Surge {
     std::string app;
     std::int64_t added = 0;

@@ -73,9 +73,11 @@ struct DrainingHosts {
 struct SurgeLedger {
   std::int64_t expected = 0;                  // the count the drains set, scale-backs in flight included
   std::map<std::string, std::int64_t> hosts;  // hostname -> instances added for it
-  // hostname -> instances its scale-back is taking away (this host's tasks killed with
-  // scale): still in `expected` until the kill has landed.
+  // The one scale-back in flight (at most one per app: its decrements and the PUTs of
+  // the others could not be told apart): hostname -> instances it takes away, still in
+  // `expected` until done; `back_to`, the count Marathon had then less those.
   std::map<std::string, std::int64_t> leaving;
+  std::int64_t back_to = 0;
   std::int64_t revision = 0;  // the record's mod revision; 0: none
   static std::int64_t sum(const std::map<std::string, std::int64_t>& parts) {
     std::int64_t total = 0;
@@ -121,8 +123,7 @@ class DrainLocks {
   virtual Result<std::string, DrainError> describe(const std::string& lock, const std::string& group) = 0;
   // The surge ledger of `app` (revision 0: none), and its change: written only if the
   // record is still the one `seen` was read as; false when it changed meanwhile (read
-  // again, decide again). A ledger with no hosts left keeps its count (a crashed
-  // scale-back compares with it).
+  // again, decide again). A ledger with no part left is removed.
   virtual Result<SurgeLedger, DrainError> surge_ledger(const std::string& app) = 0;
   virtual Result<bool, DrainError> write_surge_ledger(const std::string& app, const SurgeLedger& seen,
                                                       const SurgeLedger& next) = 0;

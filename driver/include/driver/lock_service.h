@@ -170,6 +170,7 @@ struct SurgeRecord {
   std::int64_t expected = 0;
   std::map<std::string, std::int64_t> hosts;    // hostname -> instances added for it
   std::map<std::string, std::int64_t> leaving;  // hostname -> instances its scale-back takes away
+  std::int64_t back_to = 0;                     // the count that scale-back ends at
   std::int64_t revision = 0;                    // mod revision; 0: no record
 };
 
@@ -261,7 +262,8 @@ class LockService {
   // names a record that cannot be read.
   Result<SurgeRecord, LockError> surge_record(const std::string& app);
   // Writes `next` if the record is still at `seen_revision` (0: still absent); false when
-  // it changed meanwhile. An outcome not known is settled by reading the record back.
+  // it changed meanwhile. A record with no host part left is removed. An outcome not
+  // known is settled by reading the record back.
   Result<bool, LockError> write_surge_record(const std::string& app, std::int64_t seen_revision,
                                              const SurgeRecord& next);
 
