@@ -97,7 +97,8 @@ Result<SurgeApp, DrainError> MarathonDrainSteps::surge_app(const std::string& ap
   for (const MarathonTask& task : app->tasks) {
     if (same_host(task.host, hostname)) {
       out.here.push_back(task.id);
-    } else if (std::any_of(draining.begin(), draining.end(), [&](const std::string& h) { return same_host(h, task.host); })) {
+    } else if (std::any_of(draining.begin(), draining.end(),
+                           [&](const std::string& h) { return same_host(h, task.host); })) {
       ++out.on_draining;
     } else if (app->healthy(task)) {
       ++out.healthy_elsewhere;
@@ -118,7 +119,8 @@ Result<bool, DrainError> MarathonDrainSteps::scale(const std::string& app_id, st
   return unexpected(drain_error_from(scaled.error(), "scale '" + app_id + "' to " + std::to_string(instances)));
 }
 
-Result<std::vector<std::string>, DrainError> MarathonDrainSteps::below_strength(const std::vector<std::string>& app_ids) {
+Result<std::vector<std::string>, DrainError> MarathonDrainSteps::below_strength(
+    const std::vector<std::string>& app_ids) {
   auto apps = marathon_->apps();
   if (!apps) return unexpected(drain_error_from(apps.error(), "apps"));
   const std::set<std::string> wanted(app_ids.begin(), app_ids.end());

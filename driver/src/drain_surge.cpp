@@ -23,8 +23,9 @@
 //
 // Journal: the surges are facts, journaled with the budget ("planned") before any
 // change; "up" once this host's part is in the ledger and in Marathon; "killing" before
-// the kill with scale is sent; "down" once it is out of both. A drain resumed in either phase reads the ledger and Marathon, never
-// guesses, so a crash anywhere gives one scale-up and one scale-back.
+// the kill with scale is sent; "down" once it is out of both. A drain resumed in either
+// phase reads the ledger and Marathon, never guesses, so a crash anywhere gives one
+// scale-up and one scale-back.
 #include <algorithm>
 #include <thread>
 
@@ -319,7 +320,8 @@ Result<Drain::SurgeDown, DrainError> Drain::surge_down(const DrainFacts::Surge& 
 }
 
 Result<void, DrainError> Drain::surges_down(bool may_kill_here) {
-  const auto deadline = Clock::now() + std::max<std::chrono::milliseconds>(options_.surge_timeout, options_.leader_wait);
+  const auto deadline =
+      Clock::now() + std::max<std::chrono::milliseconds>(options_.surge_timeout, options_.leader_wait);
   for (DrainFacts::Surge& s : facts_.surges) {
     if (s.state == "down") continue;
     for (int round = 0;; ++round) {

@@ -75,7 +75,8 @@ class FakeLocks : public DrainLocks {
   }
   Result<HostLockInfo, DrainError> host_lock(const std::string& token) override {
     SKOPOS_FAKE_FAIL(w_, "host_lock");
-    if (host_.locked && host_.token != token) return drain_error(DrainError::Kind::kRefused, "locked for " + host_.token);
+    if (host_.locked && host_.token != token)
+      return drain_error(DrainError::Kind::kRefused, "locked for " + host_.token);
     if (!host_.locked) host_ = HostLockInfo{true, token, 42};
     return host_;
   }
@@ -235,7 +236,8 @@ class FakeMarathon : public DrainMarathon {
     if (!here.empty()) tasks.apps.push_back({"/web", instances, app_labels, here});
     return tasks;
   }
-  Result<std::vector<AppShortfall>, DrainError> budget(const std::string&, const std::vector<std::string>& draining) override {
+  Result<std::vector<AppShortfall>, DrainError> budget(const std::string&,
+                                                       const std::vector<std::string>& draining) override {
     SKOPOS_FAKE_FAIL(w_, "budget");
     budget_without = draining;
     // With `budget_follows`, /web's shortfall ends once its healthy instances elsewhere

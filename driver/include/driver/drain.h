@@ -355,7 +355,8 @@ class Drain {
   Result<void, DrainError> surge_wait(std::chrono::steady_clock::time_point deadline);
   enum class SurgeDown : std::uint8_t { kDone, kKillHere };
   Result<SurgeDown, DrainError> surge_down(const DrainFacts::Surge& surge, bool may_kill_here,
-                                           std::vector<std::string>& here, std::chrono::steady_clock::time_point deadline);
+                                           std::vector<std::string>& here,
+                                           std::chrono::steady_clock::time_point deadline);
   Result<void, DrainError> surge_back();
   // A short pause in a surge's loop; kTimedOut saying `why` once `deadline` is near.
   Result<void, DrainError> surge_pause(const std::string& why, std::chrono::steady_clock::time_point deadline);
