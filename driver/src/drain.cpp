@@ -1095,8 +1095,9 @@ Result<void, DrainError> Drain::run_hook(HookPoint point) {
   json.key("facts").raw_value(facts_.to_json()).end_object();
   input += '\n';
   emit(DrainEvent::Type::kInfo, "running " + what + " (up to " + seconds_text(hook.timeout) + ")");
-  auto ran = systems_.host.run_hook(hook.argv, environment, input, hook.timeout);
-  // Its output to the log, a line per event (bounded: a hook that prints a book).
+  auto ran = systems_.host.run_hook(hook.argv, environment, input, hook.timeout, stop_);
+  // Its output to the log, a line per event (bounded: a hook that prints a book) --
+  // also when it was killed: what it said last is what tells why it hung.
   if (ran) {
     for (const std::string* stream : {&ran->out, &ran->err}) {
       const std::string label = "hook " + name + (stream == &ran->err ? " (stderr): " : ": ");
@@ -1111,10 +1112,21 @@ Result<void, DrainError> Drain::run_hook(HookPoint point) {
       }
     }
   }
-  const bool ok = ran && ran->exit_code == 0;
+  if (ran && ran->stopped) {
+    // Stopped in its middle (SIGTERM, Ctrl-C): as after a crash, the journal keeps it
+    // "started" -- run again only when idempotent.
+    return drain_error(DrainError::Kind::kInterrupted,
+                       "stopped while " + what + " ran (it was ended); run again to resume, or undrain");
+  }
+  const bool ok = ran && ran->exit_code == 0 && !ran->timed_out;
   facts_.hooks[name] = ok ? "done" : "failed";
   if (auto recorded = record(phase_); !recorded) return recorded;
   if (!ran) return drain_error(failure, what + " did not finish: " + ran.error().message);
+  if (ran->timed_out) {
+    return drain_error(failure, what + " did not finish within " + seconds_text(hook.timeout) +
+                                    " and was killed (its output is above)" +
+                                    (point == HookPoint::kPreDrain ? ": the drain is refused" : ""));
+  }
   if (!ok) {
     const std::string first = ran->err.substr(0, ran->err.find('\n')).substr(0, 200);
     return drain_error(failure, what + " exited " + std::to_string(ran->exit_code) +

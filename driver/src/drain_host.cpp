@@ -41,10 +41,12 @@ Result<void, DrainError> LocalDrainHost::reboot() {
 Result<DrainHost::HookRun, DrainError> LocalDrainHost::run_hook(const std::vector<std::string>& argv,
                                                                  const std::vector<std::string>& environment,
                                                                  const std::string& input,
-                                                                 std::chrono::milliseconds timeout) {
-  auto ran = run_program(argv, input, timeout, environment);
+                                                                 std::chrono::milliseconds timeout,
+                                                                 const std::atomic<bool>& stop) {
+  auto ran = run_program_until(argv, input, timeout, environment, &stop);
   if (!ran) return drain_error(DrainError::Kind::kFailed, ran.error().message());
-  return HookRun{ran->exit_code, std::move(ran->out), std::move(ran->err)};
+  return HookRun{ran->output.exit_code, std::move(ran->output.out), std::move(ran->output.err),
+                 ran->end == ProgramRun::End::kTimedOut, ran->end == ProgramRun::End::kStopped};
 }
 
 Result<bool, DrainError> LocalDrainHost::zookeeper_healthy(std::string& summary) {

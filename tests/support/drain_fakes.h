@@ -452,7 +452,7 @@ class FakeHost : public DrainHost {
   // first (a test copies the journal there: the state of a crash in the hook's middle).
   Result<HookRun, DrainError> run_hook(const std::vector<std::string>& argv,
                                        const std::vector<std::string>& environment, const std::string& input,
-                                       std::chrono::milliseconds) override {
+                                       std::chrono::milliseconds, const std::atomic<bool>&) override {
     std::string point;
     for (const std::string& entry : environment) {
       if (entry.rfind("SKOPOS_HOOK=", 0) == 0) point = entry.substr(12);
@@ -467,11 +467,14 @@ class FakeHost : public DrainHost {
     run.exit_code = exit == hook_exit.end() ? 0 : exit->second;
     run.out = "checked " + point + "\n";
     if (run.exit_code != 0) run.err = point + " says no\nsecond line\n";
+    run.timed_out = hook_ends == "timeout";
+    run.stopped = hook_ends == "stop";
     return run;
   }
   bool zookeeper_ok = true;
   std::vector<std::string> notified;
   std::map<std::string, int> hook_exit;
+  std::string hook_ends;  // "timeout" or "stop": how the next hooks end (killed, output kept)
   std::function<void(const std::string& point)> on_hook;
   std::vector<std::vector<std::string>> hook_argv;
   std::vector<std::vector<std::string>> hook_environments;

@@ -457,7 +457,8 @@ class SimHost final : public DrainHost {
   }
   void notify(const std::string&, const std::string&, const std::string&) override {}
   Result<HookRun, DrainError> run_hook(const std::vector<std::string>&, const std::vector<std::string>&,
-                                       const std::string&, std::chrono::milliseconds) override {
+                                       const std::string&, std::chrono::milliseconds,
+                                       const std::atomic<bool>&) override {
     return drain_error(DrainError::Kind::kUsage, "the simulated hosts run no hooks");
   }
 

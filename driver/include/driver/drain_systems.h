@@ -343,16 +343,19 @@ class DrainHost {
   // The notification URL, if configured, with the outcome; failures are logged.
   virtual void notify(const std::string& kind, const std::string& outcome, const std::string& drain_id) = 0;
   // Runs a hook (drain.h): `environment` ("NAME=value") added to this process's, `input`
-  // on its standard input, killed after `timeout`. An error: it could not be started or
-  // did not finish in time; a non-zero exit is the caller's to judge.
+  // on its standard input, killed after `timeout`, or (SIGTERM, then SIGKILL) once
+  // `stop` is set. Its output is kept however it ended. An error: it could not be
+  // started; a non-zero exit, a timeout or a stop is the caller's to judge.
   struct HookRun {
     int exit_code = -1;
     std::string out;
     std::string err;
+    bool timed_out = false;
+    bool stopped = false;
   };
   virtual Result<HookRun, DrainError> run_hook(const std::vector<std::string>& argv,
                                                const std::vector<std::string>& environment, const std::string& input,
-                                               std::chrono::milliseconds timeout) = 0;
+                                               std::chrono::milliseconds timeout, const std::atomic<bool>& stop) = 0;
 };
 
 }  // namespace skopos::driver

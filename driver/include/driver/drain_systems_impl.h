@@ -184,7 +184,8 @@ class LocalDrainHost final : public DrainHost {
   void notify(const std::string& kind, const std::string& outcome, const std::string& drain_id) override;
   Result<HookRun, DrainError> run_hook(const std::vector<std::string>& argv,
                                        const std::vector<std::string>& environment, const std::string& input,
-                                       std::chrono::milliseconds timeout) override;
+                                       std::chrono::milliseconds timeout,
+                                       const std::atomic<bool>& stop) override;
 
  private:
   LocalHostOptions options_;

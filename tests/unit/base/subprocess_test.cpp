@@ -2,6 +2,9 @@
 // deadline that kills, and a clear error for a program that is not there.
 #include <gtest/gtest.h>
 
+#include <atomic>
+#include <thread>
+
 #include "skopos/subprocess.h"
 
 namespace skopos {
@@ -58,6 +61,38 @@ TEST(RunProgram, AChildThatClosedItsOutputAndRunsOnIsKilledAtTheDeadline) {
   auto quick = run_program({"sh", "-c", "exec >&- 2>&-; sleep 0.1; exit 3"}, {}, 5s);
   ASSERT_TRUE(quick) << quick.error().message();
   EXPECT_EQ(quick->exit_code, 3);
+}
+
+// run_program_until keeps what the program printed when it is killed (before, a hook
+// that hung left nothing but "killed"), and a stop ends it within the grace: SIGTERM,
+// then SIGKILL for one that ignores it (before, a SIGTERM to the driver waited out the
+// hook's whole timeout).
+TEST(RunProgramUntil, AKilledProgramsOutputIsKeptAndAStopEndsItWithinTheGrace) {
+  auto timed_out = run_program_until({"sh", "-c", "echo checking the database; sleep 30"}, {}, 500ms, {}, nullptr);
+  ASSERT_TRUE(timed_out) << timed_out.error().message();
+  EXPECT_EQ(timed_out->end, ProgramRun::End::kTimedOut);
+  EXPECT_EQ(timed_out->output.out, "checking the database\n");
+
+  for (const char* script : {"echo started; sleep 30", "trap '' TERM; echo started; sleep 30"}) {
+    SCOPED_TRACE(script);
+    std::atomic<bool> stop{false};
+    std::thread stopper([&] {
+      std::this_thread::sleep_for(300ms);
+      stop = true;
+    });
+    const auto start = std::chrono::steady_clock::now();
+    auto stopped = run_program_until({"sh", "-c", script}, {}, 30s, {}, &stop, 500ms);
+    stopper.join();
+    ASSERT_TRUE(stopped) << stopped.error().message();
+    EXPECT_EQ(stopped->end, ProgramRun::End::kStopped);
+    EXPECT_EQ(stopped->output.out, "started\n");
+    EXPECT_LT(std::chrono::steady_clock::now() - start, 3s) << "not the 30 s timeout";
+  }
+  std::atomic<bool> never{false};
+  auto exited = run_program_until({"sh", "-c", "echo ok; exit 4"}, {}, 5s, {}, &never);
+  ASSERT_TRUE(exited);
+  EXPECT_EQ(exited->end, ProgramRun::End::kExited);
+  EXPECT_EQ(exited->output.exit_code, 4);
 }
 
 }  // namespace

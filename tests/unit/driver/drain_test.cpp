@@ -737,6 +737,35 @@ TEST_F(DrainTest, AHookInterruptedByACrashRunsAgainOnlyWhenDeclaredIdempotent) {
             (std::vector<std::string>{"hook:drained@drained", "hook:pre-reboot@reboot", "reboot@reboot"}));
 }
 
+// A hook killed at its timeout: what it printed is in the log (before, only "killed"
+// was), and a pre-drain one refuses the drain. One ended by a stop (SIGTERM to the
+// driver) ends the drain at once as interrupted, the hook journaled "started" -- as after
+// a crash.
+TEST_F(DrainTest, AHookKilledAtItsTimeoutLeavesItsOutputInTheLogAndAStopEndsTheDrainAsInterrupted) {
+  host_.hook_ends = "timeout";
+  auto refused = run(with_hooks(DrainKind::kDrain));
+  ASSERT_FALSE(refused);
+  EXPECT_EQ(refused.error().kind, DrainError::Kind::kRefused);
+  EXPECT_NE(refused.error().message.find("did not finish within"), std::string::npos) << refused.error().message;
+  EXPECT_TRUE(std::any_of(events_.begin(), events_.end(),
+                          [](const std::string& e) { return e == "hook pre-drain: checked pre-drain"; }))
+      << ::testing::PrintToString(events_);
+  EXPECT_TRUE(journal_done()) << "the locks given back";
+
+  host_.hook_ends.clear();
+  host_.on_hook = [&](const std::string& point) {
+    if (point == "drained") host_.hook_ends = "stop";
+  };
+  auto stopped = run(with_hooks(DrainKind::kDrain));
+  ASSERT_FALSE(stopped);
+  EXPECT_EQ(stopped.error().kind, DrainError::Kind::kInterrupted) << stopped.error().message;
+  auto journal = Journal::open(world_.journal_path);
+  ASSERT_TRUE(journal && journal->last());
+  auto facts = DrainFacts::from_json(journal->last()->facts);
+  ASSERT_TRUE(facts);
+  EXPECT_EQ(facts->hooks["drained"], "started");
+}
+
 TEST_F(DrainTest, AFailingPostBootHookKeepsTheSlotAndTheRecoveryIsTriedAgain) {
   ASSERT_TRUE(run(with_hooks(DrainKind::kReboot)));
   world_.boot_id = "boot-2";
@@ -832,12 +861,13 @@ TEST(DrainFacts, HookStatesRoundTripAndABadOneIsNamed) {
 // input, killed at its timeout.
 TEST(LocalDrainHost, AHookGetsTheContextInItsEnvironmentAndOnStdinAndIsKilledAtItsTimeout) {
   LocalDrainHost host(LocalHostOptions{});
+  const std::atomic<bool> no_stop{false};
   ::setenv("SKOPOS_HOOK", "from the parent", 1);
   ::setenv("SKOPOS_INHERITED", "kept", 1);
   ::setenv("SKOPOS_UNSET_ME", "gone", 1);
   auto ran = host.run_hook(
       {"/bin/sh", "-c", "echo \"$SKOPOS_HOOK $SKOPOS_INHERITED ${SKOPOS_UNSET_ME-unset}\"; cat; echo oops >&2; exit 7"},
-      {"SKOPOS_HOOK=drained", "SKOPOS_UNSET_ME"}, "{\"hook\":\"drained\"}\n", std::chrono::seconds(10));
+      {"SKOPOS_HOOK=drained", "SKOPOS_UNSET_ME"}, "{\"hook\":\"drained\"}\n", std::chrono::seconds(10), no_stop);
   ::unsetenv("SKOPOS_HOOK");
   ::unsetenv("SKOPOS_INHERITED");
   ::unsetenv("SKOPOS_UNSET_ME");
@@ -848,14 +878,16 @@ TEST(LocalDrainHost, AHookGetsTheContextInItsEnvironmentAndOnStdinAndIsKilledAtI
   const auto started = std::chrono::steady_clock::now();
   // At the deadline its whole process group goes: a script's children too.
   const std::string marker = "/tmp/skopos-hook-child-" + std::to_string(::getpid());
-  auto slow = host.run_hook({"/bin/sh", "-c", "(sleep 2; touch " + marker + ") & sleep 30"}, {}, "",
-                            std::chrono::milliseconds(300));
-  ASSERT_FALSE(slow);
+  auto slow = host.run_hook({"/bin/sh", "-c", "echo waiting for the lock; (sleep 2; touch " + marker + ") & sleep 30"},
+                            {}, "", std::chrono::milliseconds(300), no_stop);
+  ASSERT_TRUE(slow) << slow.error().message;
+  EXPECT_TRUE(slow->timed_out);
+  EXPECT_EQ(slow->out, "waiting for the lock\n") << "what it said before it was killed";
   std::this_thread::sleep_for(std::chrono::milliseconds(2500));
   EXPECT_FALSE(std::filesystem::exists(marker)) << "the hook's child outlived its deadline";
   std::filesystem::remove(marker);
   EXPECT_LT(std::chrono::steady_clock::now() - started, std::chrono::seconds(10));
-  auto missing = host.run_hook({"/nonexistent/hook"}, {}, "", std::chrono::seconds(5));
+  auto missing = host.run_hook({"/nonexistent/hook"}, {}, "", std::chrono::seconds(5), no_stop);
   ASSERT_FALSE(missing) << "a hook that is not there is no answer";
   EXPECT_NE(missing.error().message.find("could not be started"), std::string::npos) << missing.error().message;
 }

@@ -32,6 +32,18 @@ int exit_code_of(int status) {
 
 Result<ProgramOutput> run_program(const std::vector<std::string>& argv, const std::string& input,
                                   std::chrono::milliseconds timeout, const std::vector<std::string>& environment) {
+  auto ran = run_program_until(argv, input, timeout, environment, nullptr);
+  if (!ran) return unexpected(std::move(ran).error());
+  if (ran->end == ProgramRun::End::kTimedOut) {
+    return unexpected(Error::invalid("run", argv[0], "still running after " + std::to_string(timeout.count()) +
+                                                         " ms; killed"));
+  }
+  return std::move(ran->output);
+}
+
+Result<ProgramRun> run_program_until(const std::vector<std::string>& argv, const std::string& input,
+                                     std::chrono::milliseconds timeout, const std::vector<std::string>& environment,
+                                     const std::atomic<bool>* stop, std::chrono::milliseconds stop_grace) {
   if (argv.empty()) return unexpected(Error::invalid("run", "", "no program given"));
   int in[2];
   int out[2];
@@ -90,20 +102,28 @@ Result<ProgramOutput> run_program(const std::vector<std::string>& argv, const st
   sigemptyset(&pipe_signal);
   sigaddset(&pipe_signal, SIGPIPE);
   ::pthread_sigmask(SIG_BLOCK, &pipe_signal, &previous_mask);
-  ProgramOutput result;
+  ProgramRun run;
+  ProgramOutput& result = run.output;
   std::size_t written = 0;
   if (input.empty()) in_write.reset();
   const auto deadline = Clock::now() + timeout;
   bool timed_out = false;
+  bool stopped = false;
+  const auto stop_asked = [&] { return stop != nullptr && stop->load(std::memory_order_relaxed); };
   while (out_read || err_read) {
     pollfd fds[3] = {{out_read ? out_read.get() : -1, POLLIN, 0},
                      {err_read ? err_read.get() : -1, POLLIN, 0},
                      {in_write ? in_write.get() : -1, POLLOUT, 0}};
-    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
     if (left <= 0) {
       timed_out = true;
       break;
     }
+    if (stop_asked()) {
+      stopped = true;
+      break;
+    }
+    if (stop != nullptr) left = std::min<decltype(left)>(left, 50);
     if (::poll(fds, 3, static_cast<int>(left)) < 0 && errno != EINTR) break;
     char buffer[8192];
     for (int i = 0; i < 2; ++i) {
@@ -135,31 +155,54 @@ Result<ProgramOutput> run_program(const std::vector<std::string>& argv, const st
   // is waited for under the same deadline, never for ever.
   int status = 0;
   auto pause = std::chrono::milliseconds(1);
-  while (!timed_out) {
+  bool reaped = false;
+  while (!timed_out && !stopped) {
     const pid_t done = ::waitpid(pid, &status, WNOHANG);
-    if (done == pid || (done < 0 && errno != EINTR)) break;
+    if (done == pid || (done < 0 && errno != EINTR)) {
+      reaped = true;
+      break;
+    }
     if (Clock::now() >= deadline) {
       timed_out = true;
+      break;
+    }
+    if (stop_asked()) {
+      stopped = true;
       break;
     }
     std::this_thread::sleep_for(std::min<Clock::duration>(pause, deadline - Clock::now()));
     pause = std::min(pause * 2, std::chrono::milliseconds(20));
   }
-  if (timed_out) {
+  if (stopped && !reaped) {
+    // Asked to stop: the group may end cleanly within the grace, then it is killed.
+    ::kill(-pid, SIGTERM);
+    const auto grace_end = Clock::now() + stop_grace;
+    while (Clock::now() < grace_end) {
+      const pid_t done = ::waitpid(pid, &status, WNOHANG);
+      if (done == pid || (done < 0 && errno != EINTR)) {
+        reaped = true;
+        break;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+  }
+  if ((timed_out || stopped) && !reaped) {
     ::kill(-pid, SIGKILL);  // its process group: a script's children too
     ::kill(pid, SIGKILL);
     while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
     }
   }
-  if (timed_out) {
-    return unexpected(Error::invalid("run", argv[0], "still running after " + std::to_string(timeout.count()) +
-                                                         " ms; killed"));
+  if (timed_out || stopped) {
+    ::kill(-pid, SIGKILL);  // what is left of the group (the leader may have gone first)
+    run.end = timed_out ? ProgramRun::End::kTimedOut : ProgramRun::End::kStopped;
+    result.exit_code = exit_code_of(status);
+    return run;
   }
   result.exit_code = exit_code_of(status);
   if (result.exit_code == 127 && result.err.empty()) {
     return unexpected(Error::invalid("run", argv[0], "could not be started (not installed, or not in PATH)"));
   }
-  return result;
+  return run;
 }
 
 }  // namespace skopos

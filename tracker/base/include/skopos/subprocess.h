@@ -3,7 +3,9 @@
 // its output and exit status, and a deadline after which it is killed.
 #pragma once
 
+#include <atomic>
 #include <chrono>
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -25,5 +27,18 @@ struct ProgramOutput {
 // caller reads exit_code and err. Each output stream keeps its first 4 MiB.
 Result<ProgramOutput> run_program(const std::vector<std::string>& argv, const std::string& input,
                                   std::chrono::milliseconds timeout, const std::vector<std::string>& environment = {});
+
+// As run_program, but what it printed is kept however it ended, and `stop` (when not
+// null; looked at every 50 ms) ends it early: its group gets SIGTERM, and SIGKILL
+// after `stop_grace`. An error only when it could not be started.
+struct ProgramRun {
+  enum class End : std::uint8_t { kExited, kTimedOut, kStopped };
+  End end = End::kExited;
+  ProgramOutput output;  // exit_code is meaningful for kExited
+};
+Result<ProgramRun> run_program_until(const std::vector<std::string>& argv, const std::string& input,
+                                     std::chrono::milliseconds timeout, const std::vector<std::string>& environment,
+                                     const std::atomic<bool>* stop,
+                                     std::chrono::milliseconds stop_grace = std::chrono::seconds(2));
 
 }  // namespace skopos
