@@ -92,8 +92,6 @@ Result<SurgeApp, DrainError> MarathonDrainSteps::surge_app(const std::string& ap
   SurgeApp out;
   out.exists = true;
   out.instances = app->instances;
-  out.deployments = static_cast<std::int64_t>(app->deployments.size());
-  out.labels = app->labels;
   for (const MarathonTask& task : app->tasks) {
     if (same_host(task.host, hostname)) {
       out.here.push_back(task.id);

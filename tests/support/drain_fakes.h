@@ -291,7 +291,6 @@ class FakeMarathon : public DrainMarathon {
     out.instances = instances;
     out.here = here;
     out.healthy_elsewhere = places ? instances - static_cast<std::int64_t>(here.size()) : healthy_elsewhere;
-    out.labels = app_labels;
     return out;
   }
   Result<bool, DrainError> scale(const std::string& app_id, std::int64_t count, bool force) override {

@@ -203,8 +203,6 @@ struct SurgeApp {
   std::vector<std::string> here;      // its tasks on this host
   std::int64_t on_draining = 0;       // its tasks on hosts draining now
   std::int64_t healthy_elsewhere = 0;  // healthy, on hosts neither this one nor draining
-  std::int64_t deployments = 0;       // in progress
-  std::map<std::string, std::string> labels;
 };
 
 class DrainMarathon {
