@@ -59,6 +59,14 @@ struct {
 	__type(value, struct skopos_snapshot_run);
 } snapshot_runs SEC(".maps");
 
+/* Written and read by userspace only (see the ABI header). */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, SKOPOS_PROVEN_MAX_NAMESPACES);
+	__type(key, __u32);
+	__type(value, __u64);
+} proven_netns SEC(".maps");
+
 static __always_inline void send_event(const struct skopos_conn_key *key)
 {
 	struct skopos_conn_event *event;

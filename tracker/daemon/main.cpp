@@ -28,6 +28,7 @@ struct TrackerConfig {
   std::string log_level = "info";
   bool help = false;
   bool help_markdown = false;
+  bool bpf_unpin = false;  // --bpf-unpin: remove the pinned state and exit
 };
 
 constexpr const char* kUsageHead =
@@ -81,6 +82,12 @@ const skopos::OptionTable<TrackerConfig>& options_table() {
     t.choice("source", "counting source: auto is bpf, else /proc", [](auto& c) -> auto& { return c.daemon.source; },
              std::vector<std::pair<std::string, SourceChoice>>{
                  {"auto", SourceChoice::kAuto}, {"bpf", SourceChoice::kBpf}, {"proc", SourceChoice::kProc}});
+    t.text("bpf-pin-dir", "DIR",
+           "keep the bpf maps and program pinned in DIR (on a\nBPF filesystem) between runs: a restart then\n"
+           "needs no snapshots; empty: nothing is pinned",
+           [](auto& c) -> auto& { return c.daemon.bpf_pin_dir; });
+    t.flag("bpf-unpin", "detach and remove what --bpf-pin-dir holds, and\nexit (an uninstall)",
+           &TrackerConfig::bpf_unpin);
     t.add(Option{"docker-socket", "PATH", "Docker Engine API socket; 'none' disables\ncontainer discovery",
                  [](const TrackerConfig& c) { return c.daemon.docker_socket; },
                  [](const skopos::CliArgs& args, TrackerConfig& c, const std::string&) {
@@ -186,6 +193,9 @@ void check(const skopos::CliArgs& args, TrackerConfig& config) {
   if (options.stream && options.stream->heartbeat.count() < 4) {
     throw FatalError("skopos-tracker: --heartbeat must be at least 4ms");
   }
+  if (config.bpf_unpin && options.bpf_pin_dir.empty()) {
+    throw FatalError("skopos-tracker: --bpf-unpin needs --bpf-pin-dir, the directory to clear");
+  }
   skopos::LogLevel level = skopos::LogLevel::kInfo;
   if (!skopos::parse_log_level(config.log_level, level)) {
     throw FatalError("skopos-tracker: unknown --log-level '" + config.log_level + "'",
@@ -194,7 +204,7 @@ void check(const skopos::CliArgs& args, TrackerConfig& config) {
   skopos::set_log_level(level);
 }
 
-DaemonOptions parse_options(int argc, char** argv) {
+TrackerConfig parse_options(int argc, char** argv) {
   const auto& table = options_table();
   const skopos::CliSpec spec = table.spec();
   skopos::CliArgs args = skopos::CliArgs::parse(spec, argc, argv, 1);
@@ -215,21 +225,29 @@ DaemonOptions parse_options(int argc, char** argv) {
   if (args.has("config")) args.merge_config_file(spec, args.option("config"));
   table.read(args, config);
   check(args, config);
-  return std::move(config.daemon);
+  return config;
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
-  skopos::tracker::DaemonOptions options;
+  TrackerConfig config;
   try {
-    options = parse_options(argc, argv);
+    config = parse_options(argc, argv);
   } catch (const skopos::FatalError& error) {
     std::fprintf(stderr, "%s\n", error.message().c_str());
     if (!error.hint().empty()) std::fprintf(stderr, "hint: %s\n", error.hint().c_str());
     return 2;
   }
-  auto daemon = skopos::tracker::TrackerDaemon::create(std::move(options));
+  if (config.bpf_unpin) {
+    if (auto removed = skopos::tracker::remove_bpf_pins(config.daemon.bpf_pin_dir); !removed) {
+      skopos::log_error("cannot unpin: " + removed.error().message());
+      return 1;
+    }
+    skopos::log_notice("removed the pinned bpf state in " + config.daemon.bpf_pin_dir);
+    return 0;
+  }
+  auto daemon = skopos::tracker::TrackerDaemon::create(std::move(config.daemon));
   if (!daemon) {
     skopos::log_error("cannot start: " + daemon.error().message());
     return 1;

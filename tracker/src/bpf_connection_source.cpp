@@ -1,8 +1,11 @@
 #include "tracker/bpf_connection_source.h"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <sched.h>
+#include <sys/file.h>
 #include <sys/stat.h>
+#include <sys/vfs.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -21,6 +24,7 @@
 #include <bpf/libbpf.h>
 
 #include "skopos/cpus.h"
+#include "skopos/log.h"
 #include "skopos/unique_fd.h"
 
 namespace skopos::tracker {
@@ -67,9 +71,149 @@ constexpr std::uint32_t kBatch = 4096;
 constexpr std::size_t kMaxSnapshotThreads = 8;
 static_assert(kMaxSnapshotThreads <= SKOPOS_SNAPSHOT_MAX_RUNS);
 
+// --- Pinned state (see Restart in the header) -----------------------------------------
+//
+// <pin_dir>/<state>/ holds one pin per map and, written last, the tracepoint's link: a
+// state without its link pin is one a tracker died while writing, and is removed. The
+// state's name is a hash of the BPF object and the map sizes, so a tracker never takes
+// maps another build laid out.
+
+constexpr unsigned long kBpfFsMagic = 0xcafe4a11;  // BPF_FS_MAGIC (linux/magic.h)
+constexpr const char* kLinkPin = "track_transition";
+constexpr const char* kStatePrefix = "state-";
+
+// The maps pinned, by their pin names.
+std::vector<std::pair<const char*, bpf_map*>> pinned_maps(conn_tracker* skeleton) {
+  return {{"conn_counts", skeleton->maps.conn_counts}, {"sock_marks", skeleton->maps.sock_marks},
+          {"conn_events", skeleton->maps.conn_events}, {"snapshot_runs", skeleton->maps.snapshot_runs},
+          {"proven_netns", skeleton->maps.proven_netns}, {"bss", skeleton->maps.bss}};
+}
+
+std::string state_name(conn_tracker* skeleton) {
+  std::uint64_t hash = 0xcbf29ce484222325ULL;  // FNV-1a, 64 bits
+  const auto mix = [&](const void* data, std::size_t size) {
+    for (std::size_t i = 0; i < size; ++i) {
+      hash = (hash ^ static_cast<const std::uint8_t*>(data)[i]) * 0x100000001b3ULL;
+    }
+  };
+  std::size_t size = 0;
+  const void* elf = conn_tracker__elf_bytes(&size);
+  mix(elf, size);
+  for (const auto& [name, map] : pinned_maps(skeleton)) {
+    const std::uint32_t entries = bpf_map__max_entries(map);
+    mix(&entries, sizeof entries);
+  }
+  char text[32];
+  std::snprintf(text, sizeof text, "%s%016llx", kStatePrefix, static_cast<unsigned long long>(hash));
+  return text;
+}
+
+// Removes a state directory and its pins; unpinning the link detaches its program once
+// no tracker holds it open. Missing is fine.
+Result<void> remove_state(const std::string& dir) {
+  std::unique_ptr<DIR, int (*)(DIR*)> entries(::opendir(dir.c_str()), ::closedir);
+  if (!entries) {
+    if (errno == ENOENT) return {};
+    return unexpected(Error::from_errno(errno, "opendir", dir));
+  }
+  while (const dirent* entry = ::readdir(entries.get())) {
+    const std::string name = entry->d_name;
+    if (name == "." || name == "..") continue;
+    if (::unlink((dir + "/" + name).c_str()) != 0 && errno != ENOENT) {
+      return unexpected(Error::from_errno(errno, "unlink", dir + "/" + name));
+    }
+  }
+  if (::rmdir(dir.c_str()) != 0 && errno != ENOENT) return unexpected(Error::from_errno(errno, "rmdir", dir));
+  return {};
+}
+
+// Opens (creating it if missing) and locks the pin directory: it must be on a BPF
+// filesystem, and one tracker at a time uses it.
+Result<UniqueFd> lock_pin_dir(const std::string& pin_dir) {
+  if (::mkdir(pin_dir.c_str(), 0700) != 0 && errno != EEXIST) {
+    return unexpected(Error::from_errno(errno, "mkdir", pin_dir));
+  }
+  UniqueFd fd(::open(pin_dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!fd) return unexpected(Error::from_errno(errno, "open", pin_dir));
+  struct statfs fs {};
+  if (::fstatfs(fd.get(), &fs) != 0) return unexpected(Error::from_errno(errno, "statfs", pin_dir));
+  if (static_cast<unsigned long>(fs.f_type) != kBpfFsMagic) {
+    return unexpected(Error::invalid("bpf pin directory", pin_dir,
+                                     "not on a BPF filesystem (mount -t bpf bpf /sys/fs/bpf)"));
+  }
+  if (::flock(fd.get(), LOCK_EX | LOCK_NB) != 0) {
+    Error error = Error::from_errno(errno, "flock", pin_dir);
+    if (errno == EWOULDBLOCK) error.detail = "another skopos-tracker uses this pin directory";
+    return unexpected(std::move(error));
+  }
+  return fd;
+}
+
+// Removes every state in the locked pin directory but `keep`.
+Result<void> remove_states(const std::string& pin_dir, const std::string& keep) {
+  std::vector<std::string> states;
+  {
+    std::unique_ptr<DIR, int (*)(DIR*)> entries(::opendir(pin_dir.c_str()), ::closedir);
+    if (!entries) return unexpected(Error::from_errno(errno, "opendir", pin_dir));
+    while (const dirent* entry = ::readdir(entries.get())) {
+      const std::string name = entry->d_name;
+      if (name.starts_with(kStatePrefix) && name != keep) states.push_back(name);
+    }
+  }
+  for (const std::string& name : states) {
+    if (auto removed = remove_state(pin_dir + "/" + name); !removed) return removed;
+  }
+  return {};
+}
+
+// Points each map of the skeleton at its pin in `state`, checking that the pin is the
+// map the object declares; false (nothing reused) when any is missing or differs.
+bool reuse_pinned_maps(conn_tracker* skeleton, const std::string& state) {
+  std::vector<UniqueFd> fds;
+  for (const auto& [name, map] : pinned_maps(skeleton)) {
+    UniqueFd fd(bpf_obj_get((state + "/" + name).c_str()));
+    if (!fd) return false;
+    bpf_map_info info{};
+    std::uint32_t length = sizeof info;
+    if (bpf_obj_get_info_by_fd(fd.get(), &info, &length) != 0 || info.type != bpf_map__type(map) ||
+        info.key_size != bpf_map__key_size(map) || info.value_size != bpf_map__value_size(map) ||
+        info.max_entries != bpf_map__max_entries(map)) {
+      return false;
+    }
+    fds.push_back(std::move(fd));
+  }
+  std::size_t i = 0;
+  for (const auto& [name, map] : pinned_maps(skeleton)) {
+    // The map dups the descriptor; ours closes with `fds`.
+    if (bpf_map__reuse_fd(map, fds[i++].get()) != 0) return false;
+  }
+  return true;
+}
+
 }  // namespace
 
+Result<void> BpfConnectionSource::remove_pins(const std::string& pin_dir) {
+  struct stat st {};
+  if (::stat(pin_dir.c_str(), &st) != 0 && errno == ENOENT) return {};
+  auto lock = lock_pin_dir(pin_dir);
+  if (!lock) return unexpected(std::move(lock).error());
+  return remove_states(pin_dir, "");
+}
+
 Result<std::unique_ptr<BpfConnectionSource>> BpfConnectionSource::create(Options options) {
+  bool pins_refused = false;
+  auto source = create_once(options, true, pins_refused);
+  if (source || !pins_refused) return source;
+  // The pinned state could not be taken (a map or the link gone, a load that refused
+  // it): log why, remove it and start afresh.
+  log_warning("bpf: pinned state in " + options.pin_dir + " not usable (" + source.error().message() +
+              "); starting afresh");
+  if (auto removed = remove_pins(options.pin_dir); !removed) return unexpected(std::move(removed).error());
+  return create_once(options, false, pins_refused);
+}
+
+Result<std::unique_ptr<BpfConnectionSource>> BpfConnectionSource::create_once(const Options& options, bool take_pins,
+                                                                              bool& pins_refused) {
   errno = 0;
   conn_tracker* skeleton = conn_tracker__open();
   if (skeleton == nullptr) return unexpected(Error::from_errno(failure_errno(0), "bpf open", kObject));
@@ -90,6 +234,28 @@ Result<std::unique_ptr<BpfConnectionSource>> BpfConnectionSource::create(Options
   for (bpf_program* program : {skeleton->progs.reclaim, skeleton->progs.read_keys, skeleton->progs.clear_all_pending}) {
     bpf_program__set_autoattach(program, false);
   }
+  std::string state;
+  if (!options.pin_dir.empty()) {
+    auto lock = lock_pin_dir(options.pin_dir);
+    if (!lock) return unexpected(std::move(lock).error());
+    source->pin_lock_ = std::move(*lock);
+    const std::string name = state_name(skeleton);
+    if (auto removed = remove_states(options.pin_dir, name); !removed) return unexpected(std::move(removed).error());
+    state = options.pin_dir + "/" + name;
+    struct stat st {};
+    const bool complete = ::stat((state + "/" + kLinkPin).c_str(), &st) == 0;
+    if (take_pins && complete) {
+      pins_refused = true;  // until the pinned state is ours
+      if (!reuse_pinned_maps(skeleton, state)) {
+        return unexpected(Error::invalid("bpf pinned maps", state, "missing or not this build's"));
+      }
+      source->restored_ = true;
+      // The pinned program counts already: ours only reads the maps.
+      bpf_program__set_autoattach(skeleton->progs.track_transition, false);
+    } else if (auto removed = remove_state(state); !removed) {
+      return unexpected(std::move(removed).error());
+    }
+  }
   if (int ret = conn_tracker__load(skeleton); ret != 0) {
     Error error = Error::from_errno(failure_errno(ret), "bpf load", kObject);
     error.detail = error.code == EPERM ? "loading BPF programs needs root (CAP_BPF, CAP_PERFMON, CAP_SYS_ADMIN)"
@@ -101,22 +267,87 @@ Result<std::unique_ptr<BpfConnectionSource>> BpfConnectionSource::create(Options
   if (int ret = conn_tracker__attach(skeleton); ret != 0) {
     return unexpected(Error::from_errno(failure_errno(ret), "bpf attach", kObject));
   }
+  if (source->restored_) {
+    // The skeleton destroys the link object it holds; the pin keeps the attachment.
+    errno = 0;
+    skeleton->links.track_transition = bpf_link__open((state + "/" + kLinkPin).c_str());
+    if (skeleton->links.track_transition == nullptr) {
+      return unexpected(Error::from_errno(failure_errno(0), "bpf link open", state + "/" + kLinkPin));
+    }
+  } else if (!state.empty()) {
+    if (::mkdir(state.c_str(), 0700) != 0) return unexpected(Error::from_errno(errno, "mkdir", state));
+    for (const auto& [name, map] : pinned_maps(skeleton)) {
+      const std::string path = state + "/" + name;
+      if (int ret = bpf_map__pin(map, path.c_str()); ret != 0) {
+        return unexpected(Error::from_errno(failure_errno(ret), "bpf map pin", path));
+      }
+    }
+    // Last: its pin is what makes the state complete.
+    const std::string path = state + "/" + kLinkPin;
+    if (int ret = bpf_link__pin(skeleton->links.track_transition, path.c_str()); ret != 0) {
+      return unexpected(Error::from_errno(failure_errno(ret), "bpf link pin", path));
+    }
+  }
   source->ring_.reset(ring_buffer__new(bpf_map__fd(skeleton->maps.conn_events), &BpfConnectionSource::on_event,
                                        source.get(), nullptr));
   if (!source->ring_) {
     return unexpected(Error::from_errno(failure_errno(0), "bpf ring buffer", "conn_events"));
   }
-  bpf_prog_info info{};
+  // The attached program's id: the pinned one after a restart.
+  bpf_link_info info{};
   std::uint32_t length = sizeof info;
-  if (int ret = bpf_obj_get_info_by_fd(bpf_program__fd(skeleton->progs.track_transition), &info, &length);
-      ret != 0) {
-    return unexpected(Error::from_errno(failure_errno(ret), "bpf prog info", kObject));
+  if (int ret = bpf_obj_get_info_by_fd(bpf_link__fd(skeleton->links.track_transition), &info, &length); ret != 0) {
+    return unexpected(Error::from_errno(failure_errno(ret), "bpf link info", kObject));
   }
-  source->program_id_ = info.id;
+  source->program_id_ = info.prog_id;
   source->max_keys_ = bpf_map__max_entries(skeleton->maps.conn_counts);
   source->max_marks_ = bpf_map__max_entries(skeleton->maps.sock_marks);
   source->pending_.reserve(4096);
+  if (source->restored_) {
+    if (auto resumed = source->resume_from_pins(); !resumed) return unexpected(std::move(resumed).error());
+  }
+  pins_refused = false;
   return source;
+}
+
+Result<void> BpfConnectionSource::resume_from_pins() {
+  // Runs a killed tracker left: nobody snapshots those namespaces now (we hold the lock).
+  const int runs_fd = bpf_map__fd(skeleton_->maps.snapshot_runs);
+  std::vector<std::uint32_t> runs;
+  std::uint32_t key = 0;
+  for (const std::uint32_t* previous = nullptr; bpf_map_get_next_key(runs_fd, previous, &key) == 0; previous = &key) {
+    runs.push_back(key);
+  }
+  for (std::uint32_t run : runs) bpf_map_delete_elem(runs_fd, &run);
+  // The totals so far are the last tracker's: ours start from them. Every key's pending
+  // flag is cleared before any count is read, so a change from here on is named again.
+  const skopos_conn_stats& kernel = skeleton_->bss->stats;
+  failures_seen_ = failures_at_pass_ = failures();
+  lost_seen_ = load(kernel.lost_events);
+  keys_created_at_pass_ = load(kernel.keys_created);
+  marks_created_at_pass_ = load(kernel.marks_created);
+  return run(skeleton_->progs.clear_all_pending, "bpf clear pending");
+}
+
+bool BpfConnectionSource::proven_before(std::uint64_t inode) const {
+  if (!pin_lock_ || inode > UINT32_MAX) return false;
+  const auto key = static_cast<std::uint32_t>(inode);
+  std::uint64_t failures_then = 0;
+  if (bpf_map_lookup_elem(bpf_map__fd(skeleton_->maps.proven_netns), &key, &failures_then) != 0) return false;
+  return failures_then == failures_seen_;
+}
+
+void BpfConnectionSource::record_proof(std::uint64_t inode, std::optional<std::uint64_t> failures) {
+  if (!pin_lock_ || inode > UINT32_MAX) return;
+  const auto key = static_cast<std::uint32_t>(inode);
+  const int fd = bpf_map__fd(skeleton_->maps.proven_netns);
+  // A record that cannot be written (the map full) costs only a snapshot at the next
+  // restart.
+  if (failures) {
+    bpf_map_update_elem(fd, &key, &*failures, BPF_ANY);
+  } else {
+    bpf_map_delete_elem(fd, &key);
+  }
 }
 
 void BpfConnectionSource::DestroySkeleton::operator()(conn_tracker* skeleton) const { conn_tracker__destroy(skeleton); }
@@ -137,7 +368,8 @@ int BpfConnectionSource::on_event(void* context, void* data, std::size_t size) {
   return 0;
 }
 
-std::vector<Result<void>> BpfConnectionSource::snapshot_all(std::span<const NamespaceHandle> namespaces) const {
+std::vector<Result<void>> BpfConnectionSource::snapshot_all(std::span<const NamespaceHandle> namespaces) {
+  snapshots_ += namespaces.size();
   std::vector<Result<void>> results(namespaces.size());
   const std::size_t threads = std::min({namespaces.size(), usable_cpus(), kMaxSnapshotThreads});
   std::atomic<std::size_t> next{0};
@@ -361,7 +593,21 @@ void BpfConnectionSource::track_many(std::span<const NamespaceHandle> namespaces
   }
   if (fresh.empty()) return;
   const std::uint64_t failures_before = failures();
-  const std::vector<Result<void>> snapshots = snapshot_all(fresh);
+  // A namespace a tracker before us proved, with no failure since, is counted in the
+  // maps already: no snapshot.
+  std::vector<NamespaceHandle> walk;
+  std::vector<std::size_t> walked;
+  for (std::size_t i = 0; i < fresh.size(); ++i) {
+    if (proven_before(fresh[i].inode)) {
+      ++carried_over_;
+      continue;
+    }
+    walk.push_back(fresh[i]);
+    walked.push_back(i);
+  }
+  std::vector<Result<void>> snapshots(fresh.size());
+  std::vector<Result<void>> walks = snapshot_all(walk);
+  for (std::size_t k = 0; k < walked.size(); ++k) snapshots[walked[k]] = std::move(walks[k]);
   for (std::size_t i = 0; i < fresh.size(); ++i) {
     if (snapshots[i]) continue;
     failed(fresh[i], snapshots[i].error());
@@ -381,11 +627,13 @@ void BpfConnectionSource::track_many(std::span<const NamespaceHandle> namespaces
     if (!snapshots[i]) continue;
     const std::uint64_t inode = fresh[i].inode;
     tracked_.emplace(inode, Tracked{fresh[i], std::move(counts.at(inode)), proven});
+    if (proven) record_proof(inode, failures_seen_);
   }
 }
 
 void BpfConnectionSource::untrack(std::uint64_t inode) {
   tracked_.erase(inode);
+  record_proof(inode, std::nullopt);
 }
 
 const NamespaceCounts* BpfConnectionSource::counts(std::uint64_t inode) const {
@@ -445,6 +693,7 @@ void BpfConnectionSource::prove(FunctionRef<void(std::uint64_t inode)> changed) 
   failures_seen_ = before;
   for (const auto& [inode, counts] : fresh) {
     tracked_.at(inode).proven = true;
+    record_proof(inode, before);
     changed(inode);
   }
 }
@@ -548,6 +797,8 @@ SourceStats BpfConnectionSource::stats() const {
   stats.snapshot_counted = load(kernel.snapshot_counted);
   stats.unproven = unproven();
   stats.proofs = proofs_;
+  stats.snapshots = snapshots_;
+  stats.carried_over = carried_over_;
   stats.reclaim_passes = reclaim_passes_;
   stats.keys_reclaimed = keys_reclaimed_;
   stats.marks_reclaimed = marks_reclaimed_;

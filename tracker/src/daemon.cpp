@@ -66,12 +66,17 @@ std::unique_ptr<ConnectionSource> make_proc_source() {
   return std::make_unique<ProcConnectionSource>();
 }
 
-Result<std::unique_ptr<ConnectionSource>> make_source(SourceChoice choice) {
+Result<std::unique_ptr<ConnectionSource>> make_source(SourceChoice choice, const std::string& bpf_pin_dir) {
   if (choice == SourceChoice::kProc) return make_proc_source();
 #if SKOPOS_HAVE_BPF
-  auto bpf = BpfConnectionSource::create();
+  BpfConnectionSource::Options options;
+  options.pin_dir = bpf_pin_dir;
+  auto bpf = BpfConnectionSource::create(options);
   if (bpf) {
-    log_info("counting with bpf: tp_btf/inet_sock_set_state program id " + std::to_string((*bpf)->program_id()));
+    log_info("counting with bpf: tp_btf/inet_sock_set_state program id " + std::to_string((*bpf)->program_id()) +
+             (bpf_pin_dir.empty() ? std::string()
+              : (*bpf)->restored() ? ", taken over from the pinned state in " + bpf_pin_dir
+                                   : ", pinned in " + bpf_pin_dir));
     advise_on_shared_tcp_hash();
     return std::unique_ptr<ConnectionSource>(std::move(*bpf));
   }
@@ -85,8 +90,16 @@ Result<std::unique_ptr<ConnectionSource>> make_source(SourceChoice choice) {
   return make_proc_source();
 }
 
+Result<void> remove_bpf_pins(const std::string& pin_dir) {
+#if SKOPOS_HAVE_BPF
+  return BpfConnectionSource::remove_pins(pin_dir);
+#else
+  return unexpected(Error::invalid("unpin", pin_dir, "this build has no BPF support (SKOPOS_BPF=OFF)"));
+#endif
+}
+
 Result<std::unique_ptr<TrackerDaemon>> TrackerDaemon::create(DaemonOptions options) {
-  auto source = make_source(options.source);
+  auto source = make_source(options.source, options.bpf_pin_dir);
   if (!source) return unexpected(std::move(source).error());
   std::unique_ptr<ProcConnectionSource> checker;
   if ((*source)->kind() == SourceKind::kBpf && options.check_interval.count() > 0) {

@@ -33,6 +33,16 @@
 // meanwhile. update() retries those snapshots; call it on an interval while
 // stats().unproven is nonzero (no event may come to wake the caller).
 //
+// Restart. With Options::pin_dir (a directory on a BPF filesystem), the maps and the
+// tracepoint's link are pinned there, so the program keeps counting while no tracker
+// runs, and a tracker started again takes the counts from the maps: a namespace that
+// was proven, with no failure since (proven_netns holds the failure total at each
+// proof), needs no snapshot. A restart on a dense host then costs one read of the map,
+// not a walk of the established hash per namespace. The pinned state belongs to one
+// build of the BPF object and one pair of map sizes (the state's directory is named by
+// their hash): a tracker of another build detaches and removes it and starts afresh.
+// One tracker at a time per directory (an exclusive flock on it).
+//
 // Not thread-safe: one thread calls everything (the tracker's event loop).
 #pragma once
 
@@ -40,9 +50,11 @@
 #include <cstdint>
 #include <memory>
 #include <optional>
+#include <string>
 #include <unordered_map>
 #include <vector>
 
+#include "skopos/unique_fd.h"
 #include "tracker/connection_source.h"
 
 struct conn_tracker;  // the bpftool skeleton
@@ -61,14 +73,22 @@ class BpfConnectionSource final : public ConnectionSource {
     // Capacity of the kernel's mark map (sockets counted at once, host-wide); tests
     // lower it to fill it on purpose.
     std::uint32_t max_sockets = 0;  // 0: SKOPOS_CONN_MAX_SOCKETS
+    // Where to pin the maps and the tracepoint's link (see Restart above); empty: nothing
+    // is pinned and the program stops with this object.
+    std::string pin_dir;
   };
   // Loads, verifies and attaches the programs. Needs root (CAP_BPF, CAP_PERFMON,
   // CAP_SYS_ADMIN for setns) and kernel BTF; errors name the step and carry errno.
   static Result<std::unique_ptr<BpfConnectionSource>> create(Options options);
   static Result<std::unique_ptr<BpfConnectionSource>> create() { return create(Options{}); }
 
-  // Detaches the programs and frees the maps; nothing stays pinned.
+  // Without a pin_dir, detaches the programs and frees the maps; with one, the pinned
+  // program goes on counting into the pinned maps.
   ~BpfConnectionSource() override;
+  // Detaches the program and frees the maps a tracker pinned in `pin_dir` (one of any
+  // build): for an uninstall, or to start afresh. Fails while a tracker uses the
+  // directory. Nothing to remove is not an error.
+  static Result<void> remove_pins(const std::string& pin_dir);
   BpfConnectionSource(const BpfConnectionSource&) = delete;
   BpfConnectionSource& operator=(const BpfConnectionSource&) = delete;
 
@@ -85,6 +105,9 @@ class BpfConnectionSource final : public ConnectionSource {
 
   // The kernel's id of the tracepoint program, as `bpftool prog show id N` lists it.
   std::uint32_t program_id() const { return program_id_; }
+  // Whether create() took the maps and the attached program a tracker before this one
+  // pinned (a restart), rather than loading afresh.
+  bool restored() const { return restored_; }
   // The kernel's counts for a namespace read straight from the map (tracked or not),
   // bypassing the event path; for tests and the consistency check.
   Result<NamespaceCounts> read_map(std::uint64_t inode) const;
@@ -126,9 +149,13 @@ class BpfConnectionSource final : public ConnectionSource {
   };
 
   explicit BpfConnectionSource(conn_tracker* skeleton) : skeleton_(skeleton) {}
+  // create() once: with `take_pins`, from the pinned state if there is a complete one;
+  // `pins_refused` says a failure came from taking it (create() then starts afresh).
+  static Result<std::unique_ptr<BpfConnectionSource>> create_once(const Options& options, bool take_pins,
+                                                                  bool& pins_refused);
   static int on_event(void* context, void* data, std::size_t size);
   // Runs the snapshot of each namespace, in parallel (see above); one result each.
-  std::vector<Result<void>> snapshot_all(std::span<const NamespaceHandle> namespaces) const;
+  std::vector<Result<void>> snapshot_all(std::span<const NamespaceHandle> namespaces);
   // One snapshot, from the calling thread, which it moves into the namespace for good:
   // only for a thread of snapshot_all's own.
   Result<void> snapshot_here(const NamespaceHandle& ns) const;
@@ -148,6 +175,13 @@ class BpfConnectionSource final : public ConnectionSource {
   Result<void> walk_map(FunctionRef<void(const skopos_conn_key&, std::uint64_t)> visit) const;
   // Tracked namespaces whose counts are unknown until a snapshot proves them.
   std::size_t unproven() const;
+  // With pinned state: whether a tracker proved `inode` and no socket went uncounted
+  // since; and the record of a proof (or, with nullopt, its removal).
+  bool proven_before(std::uint64_t inode) const;
+  void record_proof(std::uint64_t inode, std::optional<std::uint64_t> failures);
+  // After create() took pinned state: forgets snapshot runs a killed tracker left, and
+  // starts every bookkeeping counter from the kernel's totals.
+  Result<void> resume_from_pins();
   // The kernel's count and storage failures so far.
   std::uint64_t failures() const;
   // Snapshots the unproven namespaces again; those with no failure meanwhile are known.
@@ -167,6 +201,10 @@ class BpfConnectionSource final : public ConnectionSource {
   std::unique_ptr<conn_tracker, DestroySkeleton> skeleton_;
   std::unique_ptr<ring_buffer, FreeRing> ring_;
   std::uint32_t program_id_ = 0;
+  UniqueFd pin_lock_;       // the pin directory, flocked for as long as we live
+  bool restored_ = false;   // see restored()
+  std::uint64_t snapshots_ = 0;      // snapshots run
+  std::uint64_t carried_over_ = 0;   // namespaces proven by a tracker before us: no snapshot
   std::unordered_map<std::uint64_t, Tracked> tracked_;
   // Keys named by the events of the current update(), as packed 64-bit values.
   std::vector<std::uint64_t> pending_;

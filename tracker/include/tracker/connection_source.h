@@ -40,6 +40,8 @@ struct SourceStats {
   std::uint64_t read_errors = 0;       // namespaces that could not be read (/proc)
   std::uint64_t unproven = 0;          // tracked namespaces unknown until a snapshot proves them (BPF)
   std::uint64_t proofs = 0;            // snapshots run again to prove a count (BPF)
+  std::uint64_t snapshots = 0;         // snapshots run, first ones and proofs (BPF)
+  std::uint64_t carried_over = 0;      // namespaces a restart took from the pinned maps, no snapshot (BPF)
   std::uint64_t reclaim_passes = 0;    // passes over the kernel maps for idle entries (BPF)
   std::uint64_t keys_reclaimed = 0;    // count keys at zero deleted by them (BPF)
   std::uint64_t marks_reclaimed = 0;   // idle socket marks deleted by them (BPF)

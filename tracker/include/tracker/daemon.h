@@ -25,6 +25,9 @@ enum class FeatureChoice : std::uint8_t { kAuto, kOn, kOff };
 
 struct DaemonOptions {
   SourceChoice source = SourceChoice::kAuto;
+  // BPF source: where its maps and program stay pinned between runs, so that a restart
+  // needs no snapshots (BpfConnectionSource::Options::pin_dir); empty: nothing pinned.
+  std::string bpf_pin_dir;
   std::string docker_socket = "/var/run/docker.sock";  // empty: no container discovery
   std::chrono::milliseconds docker_timeout{5000};
   std::chrono::milliseconds proc_interval{1000};    // /proc source: re-read period
@@ -51,7 +54,10 @@ struct DaemonOptions {
 
 // Builds the source --source asks for: kAuto tries BPF and falls back to /proc with a
 // warning that says why; kBpf fails if BPF cannot load.
-Result<std::unique_ptr<ConnectionSource>> make_source(SourceChoice choice);
+Result<std::unique_ptr<ConnectionSource>> make_source(SourceChoice choice, const std::string& bpf_pin_dir = {});
+
+// Detaches and removes the BPF state a tracker pinned in `pin_dir` (--bpf-unpin).
+Result<void> remove_bpf_pins(const std::string& pin_dir);
 
 class TrackerDaemon {
  public:

@@ -215,4 +215,12 @@ struct skopos_snapshot_run {
 };
 #define SKOPOS_SNAPSHOT_MAX_RUNS 64
 
+/*
+ * The namespaces userspace has proven (proven_netns): inode -> the kernel's failure total
+ * (count_failures + storage_failures) when its count was proven. No program reads or
+ * writes it; it lives with the other maps so that, pinned with them, a restarted tracker
+ * knows which namespaces need no snapshot: those whose value is still the failure total.
+ */
+#define SKOPOS_PROVEN_MAX_NAMESPACES 65536
+
 #endif /* SKOPOS_BPF_CONN_TRACKER_H */
