@@ -62,6 +62,7 @@ struct {
 /* Written and read by userspace only (see the ABI header). */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__uint(max_entries, SKOPOS_PROVEN_MAX_NAMESPACES);
 	__type(key, __u32);
 	__type(value, __u64);

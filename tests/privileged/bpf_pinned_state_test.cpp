@@ -16,6 +16,7 @@
 #include <thread>
 
 #include "privileged_support.h"
+#include "skopos/bpf/conn_tracker.h"
 #include "process.h"
 #include "tracker/bpf_connection_source.h"
 
@@ -154,6 +155,19 @@ TEST_F(PrivilegedBpfPinnedState, ARestartTakesThePinnedCountsWithoutASnapshotAnd
   EXPECT_TRUE(program_alive(program)) << "the pinned program goes on counting with no tracker";
   for (int i = 0; i < 2; ++i) connections.push_back(connect_inside());
   connections.erase(connections.begin());
+  // A tracker killed in the middle of a snapshot leaves its run in the map: here one of
+  // a namespace the next tracker has never seen, which must still snapshot it.
+  auto other = TestNetns::create("skopos-pin2");
+  ASSERT_TRUE(other) << other.error().message();
+  {
+    const std::vector<std::string> states = states_in(fs_.pin_dir());
+    ASSERT_EQ(states.size(), 1u);
+    UniqueFd runs(bpf_obj_get((fs_.pin_dir() + "/" + states.front() + "/snapshot_runs").c_str()));
+    ASSERT_TRUE(runs) << std::strerror(errno);
+    const std::uint32_t key = (*other)->inode();
+    const skopos_snapshot_run empty_run{};
+    ASSERT_EQ(bpf_map_update_elem(runs.get(), &key, &empty_run, BPF_NOEXIST), 0) << std::strerror(errno);
+  }
 
   auto second = BpfConnectionSource::create(pinned());
   ASSERT_TRUE(second) << second.error().message();
@@ -167,6 +181,10 @@ TEST_F(PrivilegedBpfPinnedState, ARestartTakesThePinnedCountsWithoutASnapshotAnd
   ASSERT_NE(counts, nullptr) << "known at once";
   EXPECT_EQ(counts->get(kPort, Direction::kInbound), 4u);
   EXPECT_EQ(counts->get(kPort, Direction::kOutbound), 4u);
+
+  ASSERT_TRUE(bpf.track(NamespaceHandle{(*other)->inode(), "/run/netns/" + (*other)->name()}))
+      << "the killed tracker's snapshot run is gone";
+  EXPECT_EQ(bpf.stats().snapshots, 1u);
 
   connections.pop_back();
   EXPECT_TRUE(settles_to(bpf, 3)) << "changes after the restart are seen";
@@ -290,6 +308,15 @@ TEST_F(PrivilegedBpfPinnedState, TheDaemonPinsTakesOverAndUnpins) {
   const auto unpin = skopos::testing::run_process({SKOPOS_TRACKER, "--bpf-pin-dir", fs_.pin_dir(), "--bpf-unpin"});
   EXPECT_EQ(unpin.exit_code, 0) << unpin.err;
   EXPECT_TRUE(states_in(fs_.pin_dir()).empty());
+
+  // A pin directory it cannot use costs the fast restart, not the BPF source.
+  std::vector<std::string> elsewhere = once;
+  elsewhere.back() = "/tmp/skopos-no-bpffs-" + std::to_string(::getpid());
+  const auto unpinned = skopos::testing::run_process(elsewhere);
+  ::rmdir(elsewhere.back().c_str());
+  EXPECT_EQ(unpinned.exit_code, 0) << unpinned.err;
+  EXPECT_NE(unpinned.err.find("bpf: not pinning"), std::string::npos) << unpinned.err;
+  EXPECT_NE(unpinned.err.find("counting with bpf"), std::string::npos) << unpinned.err;
 }
 
 }  // namespace

@@ -129,18 +129,27 @@ Result<void> remove_state(const std::string& dir) {
 
 // Opens (creating it if missing) and locks the pin directory: it must be on a BPF
 // filesystem, and one tracker at a time uses it.
+Error not_bpffs(const std::string& pin_dir) {
+  return Error::invalid("bpf pin directory", pin_dir, "not on a BPF filesystem (mount -t bpf bpf /sys/fs/bpf)");
+}
+
 Result<UniqueFd> lock_pin_dir(const std::string& pin_dir) {
   if (::mkdir(pin_dir.c_str(), 0700) != 0 && errno != EEXIST) {
-    return unexpected(Error::from_errno(errno, "mkdir", pin_dir));
+    Error error = Error::from_errno(errno, "mkdir", pin_dir);
+    // /sys/fs/bpf with no BPF filesystem mounted is a plain sysfs directory.
+    const std::string parent = pin_dir.substr(0, pin_dir.find_last_of('/') + 1);
+    struct statfs fs {};
+    if (::statfs(parent.empty() ? "." : parent.c_str(), &fs) == 0 &&
+        static_cast<unsigned long>(fs.f_type) != kBpfFsMagic) {
+      return unexpected(not_bpffs(pin_dir));
+    }
+    return unexpected(std::move(error));
   }
   UniqueFd fd(::open(pin_dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
   if (!fd) return unexpected(Error::from_errno(errno, "open", pin_dir));
   struct statfs fs {};
   if (::fstatfs(fd.get(), &fs) != 0) return unexpected(Error::from_errno(errno, "statfs", pin_dir));
-  if (static_cast<unsigned long>(fs.f_type) != kBpfFsMagic) {
-    return unexpected(Error::invalid("bpf pin directory", pin_dir,
-                                     "not on a BPF filesystem (mount -t bpf bpf /sys/fs/bpf)"));
-  }
+  if (static_cast<unsigned long>(fs.f_type) != kBpfFsMagic) return unexpected(not_bpffs(pin_dir));
   if (::flock(fd.get(), LOCK_EX | LOCK_NB) != 0) {
     Error error = Error::from_errno(errno, "flock", pin_dir);
     if (errno == EWOULDBLOCK) error.detail = "another skopos-tracker uses this pin directory";
@@ -245,8 +254,8 @@ Result<std::unique_ptr<BpfConnectionSource>> BpfConnectionSource::create_once(co
     struct stat st {};
     const bool complete = ::stat((state + "/" + kLinkPin).c_str(), &st) == 0;
     if (take_pins && complete) {
-      pins_refused = true;  // until the pinned state is ours
       if (!reuse_pinned_maps(skeleton, state)) {
+        pins_refused = true;
         return unexpected(Error::invalid("bpf pinned maps", state, "missing or not this build's"));
       }
       source->restored_ = true;
@@ -256,7 +265,17 @@ Result<std::unique_ptr<BpfConnectionSource>> BpfConnectionSource::create_once(co
       return unexpected(std::move(removed).error());
     }
   }
+  // A state this start pinned is removed again if the start fails after all: pinned, it
+  // would keep a program counting (and its maps' memory) for nobody.
+  struct RemoveOnFailure {
+    std::string dir;
+    ~RemoveOnFailure() {
+      if (!dir.empty()) (void)remove_state(dir);
+    }
+  } unpin_on_failure;
   if (int ret = conn_tracker__load(skeleton); ret != 0) {
+    // The pinned maps refused by the verifier (not a missing privilege): start afresh.
+    pins_refused = source->restored_ && failure_errno(ret) != EPERM;
     Error error = Error::from_errno(failure_errno(ret), "bpf load", kObject);
     error.detail = error.code == EPERM ? "loading BPF programs needs root (CAP_BPF, CAP_PERFMON, CAP_SYS_ADMIN)"
                                        : "libbpf's log above says why; the kernel needs BTF (/sys/kernel/btf/vmlinux)";
@@ -272,10 +291,12 @@ Result<std::unique_ptr<BpfConnectionSource>> BpfConnectionSource::create_once(co
     errno = 0;
     skeleton->links.track_transition = bpf_link__open((state + "/" + kLinkPin).c_str());
     if (skeleton->links.track_transition == nullptr) {
+      pins_refused = true;
       return unexpected(Error::from_errno(failure_errno(0), "bpf link open", state + "/" + kLinkPin));
     }
   } else if (!state.empty()) {
     if (::mkdir(state.c_str(), 0700) != 0) return unexpected(Error::from_errno(errno, "mkdir", state));
+    unpin_on_failure.dir = state;
     for (const auto& [name, map] : pinned_maps(skeleton)) {
       const std::string path = state + "/" + name;
       if (int ret = bpf_map__pin(map, path.c_str()); ret != 0) {
@@ -304,9 +325,12 @@ Result<std::unique_ptr<BpfConnectionSource>> BpfConnectionSource::create_once(co
   source->max_marks_ = bpf_map__max_entries(skeleton->maps.sock_marks);
   source->pending_.reserve(4096);
   if (source->restored_) {
-    if (auto resumed = source->resume_from_pins(); !resumed) return unexpected(std::move(resumed).error());
+    if (auto resumed = source->resume_from_pins(); !resumed) {
+      pins_refused = true;
+      return unexpected(std::move(resumed).error());
+    }
   }
-  pins_refused = false;
+  unpin_on_failure.dir.clear();
   return source;
 }
 
@@ -326,7 +350,11 @@ Result<void> BpfConnectionSource::resume_from_pins() {
   lost_seen_ = load(kernel.lost_events);
   keys_created_at_pass_ = load(kernel.keys_created);
   marks_created_at_pass_ = load(kernel.marks_created);
-  return run(skeleton_->progs.clear_all_pending, "bpf clear pending");
+  if (auto cleared = run(skeleton_->progs.clear_all_pending, "bpf clear pending"); !cleared) return cleared;
+  // No pass ran while no tracker did: one now ages what went idle meanwhile (the next
+  // deletes it) and gives the map sizes in stats() a start.
+  if (auto pass = reclaim(); !pass) return unexpected(std::move(pass).error());
+  return {};
 }
 
 bool BpfConnectionSource::proven_before(std::uint64_t inode) const {
@@ -670,11 +698,26 @@ Result<void> BpfConnectionSource::reread_all(FunctionRef<void(std::uint64_t inod
   return {};
 }
 
+void BpfConnectionSource::unprove_on_failure(std::uint64_t now, FunctionRef<void(std::uint64_t inode)> changed) {
+  // A socket the kernel could not count: we cannot tell whose, so no count is known any
+  // more until a snapshot proves it again.
+  if (now == failures_seen_) return;
+  for (auto& [inode, tracked] : tracked_) {
+    if (!tracked.proven) continue;
+    tracked.proven = false;
+    changed(inode);
+  }
+  failures_seen_ = now;
+}
+
 void BpfConnectionSource::prove(FunctionRef<void(std::uint64_t inode)> changed) {
   // A failed socket is unmarked, so a snapshot of its namespace counts it if it is still
   // ESTABLISHED (and there is room now); one that closed meanwhile changed nothing. A
-  // namespace is proven when a whole pass ran with no new failure anywhere.
+  // namespace is proven when a whole pass ran with no new failure anywhere. A failure
+  // since update() looked unproves the rest first: this pass ends with failures_seen_ at
+  // `before`, which would otherwise vouch for them too.
   const std::uint64_t before = failures();
+  unprove_on_failure(before, changed);
   std::vector<NamespaceHandle> unproven;
   for (const auto& [inode, tracked] : tracked_) {
     if (!tracked.proven) unproven.push_back(tracked.handle);
@@ -714,16 +757,7 @@ Result<void> BpfConnectionSource::update(FunctionRef<void(std::uint64_t inode)> 
   Result<void> status;
   if (auto reclaimed = reclaim_if_full(); !reclaimed) status = std::move(reclaimed);
 
-  // A socket the kernel could not count: we cannot tell whose, so no count is known any
-  // more until a snapshot proves it again.
-  if (const std::uint64_t now = failures(); now != failures_seen_) {
-    for (auto& [inode, tracked] : tracked_) {
-      if (!tracked.proven) continue;
-      tracked.proven = false;
-      changed(inode);
-    }
-    failures_seen_ = now;
-  }
+  unprove_on_failure(failures(), changed);
   if (unproven() > 0) prove(changed);
 
   // Events the kernel could not send, or keys named to a read that failed: some keys

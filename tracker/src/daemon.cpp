@@ -72,11 +72,22 @@ Result<std::unique_ptr<ConnectionSource>> make_source(SourceChoice choice, const
   BpfConnectionSource::Options options;
   options.pin_dir = bpf_pin_dir;
   auto bpf = BpfConnectionSource::create(options);
+  if (!bpf && !options.pin_dir.empty()) {
+    // Pinning only makes restarts fast: a pin directory we cannot use (no BPF filesystem
+    // mounted, read-only, another tracker's) costs that, not the BPF source.
+    auto unpinned = BpfConnectionSource::create();
+    if (unpinned) {
+      log_warning("bpf: not pinning (" + bpf.error().message() +
+                  "); the program stops with this tracker, and the next start snapshots every namespace");
+      bpf = std::move(unpinned);
+      options.pin_dir.clear();
+    }
+  }
   if (bpf) {
     log_info("counting with bpf: tp_btf/inet_sock_set_state program id " + std::to_string((*bpf)->program_id()) +
-             (bpf_pin_dir.empty() ? std::string()
-              : (*bpf)->restored() ? ", taken over from the pinned state in " + bpf_pin_dir
-                                   : ", pinned in " + bpf_pin_dir));
+             (options.pin_dir.empty() ? std::string()
+              : (*bpf)->restored() ? ", taken over from the pinned state in " + options.pin_dir
+                                   : ", pinned in " + options.pin_dir));
     advise_on_shared_tcp_hash();
     return std::unique_ptr<ConnectionSource>(std::move(*bpf));
   }

@@ -184,6 +184,9 @@ class BpfConnectionSource final : public ConnectionSource {
   Result<void> resume_from_pins();
   // The kernel's count and storage failures so far.
   std::uint64_t failures() const;
+  // When the kernel's failure total `now` moved since failures_seen_, every proven
+  // namespace becomes unknown (`changed` for each) and failures_seen_ becomes `now`.
+  void unprove_on_failure(std::uint64_t now, FunctionRef<void(std::uint64_t inode)> changed);
   // Snapshots the unproven namespaces again; those with no failure meanwhile are known.
   void prove(FunctionRef<void(std::uint64_t inode)> changed);
   // Reclaims when the maps have grown by a quarter of their capacity since the last pass,
@@ -197,11 +200,11 @@ class BpfConnectionSource final : public ConnectionSource {
   };
 
   // Declared in this order so the ring buffer, which reads a map of the skeleton's, goes
-  // first.
+  // first, and the pin directory's lock last.
+  UniqueFd pin_lock_;  // the pin directory, flocked for as long as we live
   std::unique_ptr<conn_tracker, DestroySkeleton> skeleton_;
   std::unique_ptr<ring_buffer, FreeRing> ring_;
   std::uint32_t program_id_ = 0;
-  UniqueFd pin_lock_;       // the pin directory, flocked for as long as we live
   bool restored_ = false;   // see restored()
   std::uint64_t snapshots_ = 0;      // snapshots run
   std::uint64_t carried_over_ = 0;   // namespaces proven by a tracker before us: no snapshot
