@@ -10,9 +10,12 @@
 #include <algorithm>
 #include <cerrno>
 #include <charconv>
+#include <cstring>
+#include <system_error>
 #include <map>
 #include <thread>
 
+#include "skopos/cpus.h"
 #include "skopos/unique_fd.h"
 #include "skopos/unique_handle.h"
 
@@ -27,6 +30,8 @@ namespace {
 constexpr std::size_t kBufferSize = 64 * 1024;
 // Refill while at least a kernel page still fits.
 constexpr std::size_t kReadSlack = 4096;
+// A saved table is counted in at most this many parts at once (see count_stream).
+constexpr std::size_t kMaxParts = 8;
 
 UniqueFd open_read(const std::string& path) {
   return UniqueFd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
@@ -43,10 +48,123 @@ std::string read_small_file(const std::string& path) {
   return content;
 }
 
+// A mapped saved table, unmapped on destruction.
+struct Mapping {
+  const char* data = nullptr;
+  std::size_t size = 0;
+  Mapping(const Mapping&) = delete;
+  Mapping& operator=(const Mapping&) = delete;
+  Mapping(const char* d, std::size_t n) : data(d), size(n) {}
+  ~Mapping() { ::munmap(const_cast<char*>(data), size); }
+};
+
+// The size of a regular file that is mapped rather than read (larger than the buffer),
+// or 0: a pipe, /proc's tables (they have no size), a small file.
+std::size_t mappable_size(int fd) {
+  struct stat st {};
+  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) return 0;
+  const auto size = static_cast<std::size_t>(st.st_size);
+  return size > kBufferSize ? size : 0;
+}
+
+std::unique_ptr<Mapping> map_file(int fd, std::size_t size, bool populate) {
+  void* map = ::mmap(nullptr, size, PROT_READ, MAP_PRIVATE | (populate ? MAP_POPULATE : 0), fd, 0);
+  if (map == MAP_FAILED) return nullptr;
+  return std::make_unique<Mapping>(static_cast<const char*>(map), size);
+}
+
+// Counts a whole table held in memory in `parts` parts at once, one thread each (the
+// calling thread takes the first), each part whole lines; the parts' tallies are added
+// into `tally`. Counting a line never depends on another, so the result is the one
+// counter's, errors included: the first part that fails gives the error, with its line
+// number counted from the file's start.
+DecodeStatus count_in_parts(std::span<const char> table, std::size_t parts, ScanKernel kernel,
+                            PortStateTally& tally) {
+  const char* const data = table.data();
+  const std::size_t size = table.size();
+  TcpTableCounter first(tally, kernel);
+  const auto sequential = [&]() -> DecodeStatus {
+    if (auto status = first.feed(table); !status) return status;
+    return first.finish();
+  };
+  // The header first, which says the table's family; anything odd about it (and a file
+  // of one line) is the one counter's to report.
+  const auto* header_end = static_cast<const char*>(std::memchr(data, '\n', std::min(size, kMaxLineLength)));
+  if (header_end == nullptr) return sequential();
+  const auto body = static_cast<std::size_t>(header_end + 1 - data);
+  if (auto status = first.feed({data, body}); !status) return status;
+  if (!first.family()) {  // a whole header line always sets it; kept as it was, just in case
+    if (auto status = first.feed(table.subspan(body)); !status) return status;
+    return first.finish();
+  }
+  const TcpTableFamily family = *first.family();
+
+  // Part k starts after the first newline at or past an even share of the body.
+  std::vector<std::size_t> bounds{body};
+  for (std::size_t k = 1; k < parts; ++k) {
+    const std::size_t target = body + (size - body) / parts * k;
+    const auto* newline = static_cast<const char*>(std::memchr(data + target, '\n', size - target));
+    if (newline == nullptr) break;
+    const auto bound = static_cast<std::size_t>(newline + 1 - data);
+    if (bound > bounds.back() && bound < size) bounds.push_back(bound);
+  }
+  bounds.push_back(size);
+  const std::size_t count = bounds.size() - 1;
+
+  struct Part {
+    std::unique_ptr<PortStateTally> tally;
+    std::unique_ptr<TcpTableCounter> counter;
+    DecodeStatus status;
+  };
+  std::vector<Part> rest(count - 1);
+  for (std::size_t k = 1; k < count; ++k) {
+    Part& part = rest[k - 1];
+    part.tally = std::make_unique<PortStateTally>();
+    part.counter = std::make_unique<TcpTableCounter>(*part.tally, kernel);
+    part.counter->continue_table(family, bounds[k]);
+  }
+  const auto run = [&](std::size_t k) {
+    const std::span<const char> slice(data + bounds[k], bounds[k + 1] - bounds[k]);
+    Part& part = rest[k - 1];
+    part.status = part.counter->feed(slice);
+    if (part.status && k + 1 == count) part.status = part.counter->finish();  // a last line without newline
+  };
+  DecodeStatus first_status;
+  {
+    std::vector<std::jthread> threads;
+    for (std::size_t k = 1; k < count; ++k) {
+      try {
+        threads.emplace_back(run, k);
+      } catch (const std::system_error&) {
+        run(k);  // no thread to be had: this one does it
+      }
+    }
+    first_status = first.feed({data + bounds[0], bounds[1] - bounds[0]});
+    if (first_status && count == 1) first_status = first.finish();
+  }  // joined
+
+  if (!first_status) return first_status;
+  std::uint64_t lines_before = first.lines();
+  for (Part& part : rest) {
+    if (!part.status) {
+      DecodeError error = part.status.error();
+      error.line += lines_before;
+      return unexpected(error);
+    }
+    lines_before += part.counter->lines();
+  }
+  for (const Part& part : rest) tally.add(*part.tally);
+  return {};
+}
+
 }  // namespace
 
-ProcNetReader::ProcNetReader(ScanKernel kernel)
-    : kernel_(kernel), decoder_(kernel), buffer_(std::make_unique<char[]>(kBufferSize)) {}
+ProcNetReader::ProcNetReader(ScanKernel kernel, std::size_t min_part, std::size_t max_parts)
+    : kernel_(kernel),
+      decoder_(kernel),
+      buffer_(std::make_unique<char[]>(kBufferSize)),
+      min_part_(std::max<std::size_t>(min_part, 1)),
+      max_parts_(max_parts != 0 ? max_parts : std::min(usable_cpus(), kMaxParts)) {}
 
 Result<void> ProcNetReader::count_fd(int fd, const std::string& name, PortStateTally& tally) {
   bytes_read_ = 0;
@@ -59,15 +177,12 @@ Result<void> ProcNetReader::read_stream(int fd, const std::string& path,
   // where it lies in the page cache: no copy into a buffer (bench_proc_net_tcp's
   // whole-process part measures it). A file truncated while mapped would fault; the
   // daemon reads only /proc.
-  struct stat st {};
-  if (::fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && static_cast<std::size_t>(st.st_size) > kBufferSize) {
-    const auto size = static_cast<std::size_t>(st.st_size);
-    void* map = ::mmap(nullptr, size, PROT_READ, MAP_PRIVATE | MAP_POPULATE, fd, 0);
-    if (map != MAP_FAILED) {
+  if (const std::size_t size = mappable_size(fd); size > 0) {
+    if (auto mapped = map_file(fd, size, true)) {
       bytes_read_ += size;
-      auto status = feed({static_cast<const char*>(map), size});
-      ::munmap(map, size);
-      if (!status) return unexpected(Error::invalid("decode", path, status.error().message()));
+      if (auto status = feed({mapped->data, size}); !status) {
+        return unexpected(Error::invalid("decode", path, status.error().message()));
+      }
       return {};
     }
   }
@@ -95,6 +210,21 @@ Result<void> ProcNetReader::read_stream(int fd, const std::string& path,
 }
 
 Result<void> ProcNetReader::count_stream(int fd, const std::string& path, PortStateTally& tally) {
+  // A large saved table is counted in parts on the CPUs we may use, each thread faulting
+  // in its own part of the mapping: on a 2-CPU Zen 2, 1M tcp6 lines (183 MB) took
+  // tracker-cli decode 1.24-1.52x as long as wc -l on one thread, which only reads them.
+  if (const std::size_t size = mappable_size(fd); size > 0) {
+    const std::size_t parts = std::min(max_parts_, size / min_part_);
+    if (parts > 1) {
+      if (auto mapped = map_file(fd, size, false)) {
+        bytes_read_ += size;
+        if (auto status = count_in_parts({mapped->data, size}, parts, kernel_, tally); !status) {
+          return unexpected(Error::invalid("decode", path, status.error().message()));
+        }
+        return {};
+      }
+    }
+  }
   TcpTableCounter counter(tally, kernel_);
   auto feed = [&](std::span<const char> chunk) { return counter.feed(chunk); };
   if (auto status = read_stream(fd, path, feed); !status) return status;

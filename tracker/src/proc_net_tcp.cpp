@@ -410,6 +410,14 @@ class LineFramer {
   std::optional<TcpTableFamily> family() const { return family_; }
   std::uint64_t lines() const { return lines_; }
 
+  // Starts in the middle of a table (TcpTableCounter::continue_table).
+  void continue_at(TcpTableFamily family, std::uint64_t offset) {
+    reset();
+    family_ = family;
+    offset_ = offset;
+    seen_input_ = true;
+  }
+
  protected:
   // Consumes complete socket lines from [begin, end) without reading past end.
   // `first_line` is the line number of the line at begin.
@@ -613,6 +621,10 @@ TcpTableCounter::~TcpTableCounter() = default;
 DecodeStatus TcpTableCounter::feed(std::span<const char> chunk) { return scanner_->feed(chunk); }
 DecodeStatus TcpTableCounter::finish() { return scanner_->finish(); }
 void TcpTableCounter::reset() { scanner_->reset_counter(); }
+void TcpTableCounter::continue_table(TcpTableFamily family, std::uint64_t offset) {
+  scanner_->reset_counter();
+  scanner_->continue_at(family, offset);
+}
 std::optional<TcpTableFamily> TcpTableCounter::family() const { return scanner_->family(); }
 std::uint64_t TcpTableCounter::lines() const { return scanner_->lines(); }
 ScanKernel TcpTableCounter::kernel() const { return scanner_->kernel(); }

@@ -20,6 +20,39 @@ TEST(PortStateTally, CountsByPortAndState) {
   EXPECT_EQ(tally.ports_in_use(), 3u);
 }
 
+// Adding another tally (a part of the same tables counted on its own) sums every cell
+// and marks its ports and states in use, whether or not this tally had them.
+TEST(PortStateTally, AddingAnotherSumsEveryCellAndKeepsWhatIsInUse) {
+  PortStateTally tally;
+  tally.add(443, TcpState::kListen);
+  for (int i = 0; i < 3; ++i) tally.add(443, TcpState::kEstablished);
+  tally.add(40000, TcpState::kTimeWait);
+  PortStateTally other;
+  for (int i = 0; i < 2; ++i) other.add(443, TcpState::kEstablished);
+  other.add(443, TcpState::kCloseWait);
+  other.add(40001, TcpState::kTimeWait);
+  other.add(65535, TcpState::kSynSent);
+  tally.add(other);
+  EXPECT_EQ(tally.count(443, TcpState::kListen), 1u);
+  EXPECT_EQ(tally.count(443, TcpState::kEstablished), 5u);
+  EXPECT_EQ(tally.count(443, TcpState::kCloseWait), 1u);
+  EXPECT_EQ(tally.count(40000, TcpState::kTimeWait), 1u);
+  EXPECT_EQ(tally.count(40001, TcpState::kTimeWait), 1u);
+  EXPECT_EQ(tally.count(65535, TcpState::kSynSent), 1u);
+  EXPECT_EQ(tally.count(40001, TcpState::kEstablished), 0u);
+  EXPECT_EQ(tally.ports_in_use(), 4u);
+  const TallySummary summary = tally.summarize();
+  EXPECT_EQ(summary.sockets, 10u);
+  EXPECT_EQ(summary.established_inbound, 5u);
+  ASSERT_EQ(summary.ports.size(), 4u);
+  EXPECT_EQ(summary.ports.back().port, 65535);
+  // clear() finds the added states: nothing is left behind.
+  tally.clear();
+  EXPECT_EQ(tally.ports_in_use(), 0u);
+  EXPECT_EQ(tally.count(65535, TcpState::kSynSent), 0u);
+  EXPECT_EQ(tally.count(443, TcpState::kCloseWait), 0u);
+}
+
 TEST(PortStateTally, SummaryClassifiesEstablishedByListeningPort) {
   PortStateTally tally;
   tally.add(443, TcpState::kListen);

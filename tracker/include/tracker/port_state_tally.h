@@ -71,6 +71,9 @@ class PortStateTally {
   }
   std::uint32_t ports_in_use() const;
 
+  // Adds every count of `other` (another part of the same tables), touching only its
+  // ports and states in use.
+  void add(const PortStateTally& other);
   // Back to all zeros, touching only the cells of ports and states in use.
   void clear();
   // Allocates the result; not for per-line use.

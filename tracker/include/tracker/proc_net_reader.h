@@ -20,7 +20,12 @@ namespace skopos::tracker {
 // the SIMD path) and counts them. One buffer, allocated once. Not thread-safe.
 class ProcNetReader {
  public:
-  explicit ProcNetReader(ScanKernel kernel = ScanKernel::kAuto);
+  // A saved table (a regular file) of at least two `min_part`s is counted in parts at
+  // once, one thread each: at most `max_parts`, or with 0 one per CPU this process may
+  // use (at most 8). Tests lower min_part to split small files.
+  static constexpr std::size_t kMinPart = std::size_t{16} << 20;
+  explicit ProcNetReader(ScanKernel kernel = ScanKernel::kAuto, std::size_t min_part = kMinPart,
+                         std::size_t max_parts = 0);
 
   // Adds one table file to `tally`. Errors name the file: open/read errors carry
   // errno; a decode error carries the line, byte and what was expected.
@@ -53,6 +58,8 @@ class ProcNetReader {
   TcpTableDecoder decoder_;
   std::unique_ptr<char[]> buffer_;
   std::uint64_t bytes_read_ = 0;
+  std::size_t min_part_;
+  std::size_t max_parts_;
 };
 
 // One network namespace of this machine.

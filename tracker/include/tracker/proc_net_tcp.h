@@ -214,6 +214,11 @@ class TcpTableCounter {
   DecodeStatus finish();
   // Starts the next file; the tally is left as it is.
   void reset();
+  // Counts the socket lines of a table from the line at byte `offset` of its file on,
+  // its header (and the lines before) read by another counter: no header is expected,
+  // errors give offsets in the file and line numbers counted from that line (1 is the
+  // first line fed here: the caller adds the lines before), and lines() counts from 0.
+  void continue_table(TcpTableFamily family, std::uint64_t offset);
 
   std::optional<TcpTableFamily> family() const;
   std::uint64_t lines() const;
