@@ -11,6 +11,7 @@
 #include <cerrno>
 #include <charconv>
 #include <cstring>
+#include <new>
 #include <system_error>
 #include <map>
 #include <thread>
@@ -79,7 +80,8 @@ std::unique_ptr<Mapping> map_file(int fd, std::size_t size, bool populate) {
 // counter's, errors included: the first part that fails gives the error, with its line
 // number counted from the file's start.
 DecodeStatus count_in_parts(std::span<const char> table, std::size_t parts, ScanKernel kernel,
-                            PortStateTally& tally) {
+                            PortStateTally& tally, std::size_t& used) {
+  used = 1;
   const char* const data = table.data();
   const std::size_t size = table.size();
   TcpTableCounter first(tally, kernel);
@@ -99,11 +101,14 @@ DecodeStatus count_in_parts(std::span<const char> table, std::size_t parts, Scan
   }
   const TcpTableFamily family = *first.family();
 
-  // Part k starts after the first newline at or past an even share of the body.
+  // Part k starts after the first newline at or past an even share of the body. None
+  // within a line's length: the line there is too long, an error of an earlier part, so
+  // no more splitting (and no search to the end of a file of garbage).
   std::vector<std::size_t> bounds{body};
   for (std::size_t k = 1; k < parts; ++k) {
     const std::size_t target = body + (size - body) / parts * k;
-    const auto* newline = static_cast<const char*>(std::memchr(data + target, '\n', size - target));
+    const auto* newline =
+        static_cast<const char*>(std::memchr(data + target, '\n', std::min(size - target, kMaxLineLength)));
     if (newline == nullptr) break;
     const auto bound = static_cast<std::size_t>(newline + 1 - data);
     if (bound > bounds.back() && bound < size) bounds.push_back(bound);
@@ -117,12 +122,20 @@ DecodeStatus count_in_parts(std::span<const char> table, std::size_t parts, Scan
     DecodeStatus status;
   };
   std::vector<Part> rest(count - 1);
-  for (std::size_t k = 1; k < count; ++k) {
-    Part& part = rest[k - 1];
-    part.tally = std::make_unique<PortStateTally>();
-    part.counter = std::make_unique<TcpTableCounter>(*part.tally, kernel);
-    part.counter->continue_table(family, bounds[k]);
+  try {
+    for (std::size_t k = 1; k < count; ++k) {
+      Part& part = rest[k - 1];
+      part.tally = std::make_unique<PortStateTally>();
+      part.counter = std::make_unique<TcpTableCounter>(*part.tally, kernel);
+      part.counter->continue_table(family, bounds[k]);
+    }
+  } catch (const std::bad_alloc&) {
+    // No memory for the parts' tallies: the one counter goes on alone.
+    rest.clear();
+    if (auto status = first.feed(table.subspan(body)); !status) return status;
+    return first.finish();
   }
+  used = count;
   const auto run = [&](std::size_t k) {
     const std::span<const char> slice(data + bounds[k], bounds[k + 1] - bounds[k]);
     Part& part = rest[k - 1];
@@ -210,6 +223,7 @@ Result<void> ProcNetReader::read_stream(int fd, const std::string& path,
 }
 
 Result<void> ProcNetReader::count_stream(int fd, const std::string& path, PortStateTally& tally) {
+  parts_ = 1;
   // A large saved table is counted in parts on the CPUs we may use, each thread faulting
   // in its own part of the mapping: on a 2-CPU Zen 2, 1M tcp6 lines (183 MB) took
   // tracker-cli decode 1.24-1.52x as long as wc -l on one thread, which only reads them.
@@ -218,7 +232,7 @@ Result<void> ProcNetReader::count_stream(int fd, const std::string& path, PortSt
     if (parts > 1) {
       if (auto mapped = map_file(fd, size, false)) {
         bytes_read_ += size;
-        if (auto status = count_in_parts({mapped->data, size}, parts, kernel_, tally); !status) {
+        if (auto status = count_in_parts({mapped->data, size}, parts, kernel_, tally, parts_); !status) {
           return unexpected(Error::invalid("decode", path, status.error().message()));
         }
         return {};

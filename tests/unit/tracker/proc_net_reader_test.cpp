@@ -39,6 +39,7 @@ class TempTable {
 struct Counted {
   std::string error;  // the error's message, empty when the file counted
   TallySummary summary;
+  std::size_t parts = 0;
 };
 
 // Counts `text` as a file with `reader`.
@@ -54,6 +55,7 @@ Counted count_file(ProcNetReader& reader, const std::string& text) {
     if (at != std::string::npos) counted.error.replace(at, file.path().size(), "FILE");
   }
   counted.summary = tally.summarize();
+  counted.parts = reader.parts();
   return counted;
 }
 
@@ -81,6 +83,7 @@ TEST(ProcNetReaderParts, ALargeFileCountedInPartsCountsAsOneCounterOnEveryKernel
       ProcNetReader one(kernel, SIZE_MAX);
       const Counted in_parts = count_file(parts, table);
       ASSERT_TRUE(in_parts.error.empty()) << in_parts.error;
+      EXPECT_EQ(in_parts.parts, kParts) << what;
       expect_same(in_parts, count_file(one, table), what);
       EXPECT_EQ(in_parts.summary.sockets, truth.sockets) << what;
       EXPECT_EQ(in_parts.summary.count(TcpState::kEstablished), truth.established) << what;
@@ -89,27 +92,45 @@ TEST(ProcNetReaderParts, ALargeFileCountedInPartsCountsAsOneCounterOnEveryKernel
   }
 }
 
-// A bad byte in the first, a middle or the last part, a last line without its newline,
-// a line cut short at the end, and a bad header: the same error as one counter's.
+// The first hex digit of the local address on the line around `at` (a share of the
+// text) made a 'G'.
+void spoil_line_at(std::string& text, double at) {
+  const std::size_t line = text.find('\n', static_cast<std::size_t>(static_cast<double>(text.size()) * at)) + 1;
+  text[text.find(": ", line) + 2] = 'G';
+}
+
+// A bad byte in the first, a middle or the last part, bad bytes in two parts (the
+// first wins), a line too long across a part's start, a last line without its newline,
+// a line cut short at the end, and a bad header: the same error as one counter's, on
+// every kernel.
 TEST(ProcNetReaderParts, AnErrorInAnyPartIsTheOneCounterReports) {
   const std::string table = bench::generate_tcp_table(TcpTableFamily::kIpv6, 3'000, 5);
   std::vector<std::pair<std::string, std::string>> cases;
   for (double at : {0.05, 0.5, 0.97}) {
     std::string bad = table;
-    // The first hex digit of the local address on the line around `at`.
-    const std::size_t line = bad.find('\n', static_cast<std::size_t>(static_cast<double>(bad.size()) * at)) + 1;
-    bad[bad.find(": ", line) + 2] = 'G';
+    spoil_line_at(bad, at);
     cases.emplace_back("a bad byte at " + std::to_string(at), bad);
   }
+  std::string two = table;
+  spoil_line_at(two, 0.9);
+  spoil_line_at(two, 0.3);
+  cases.emplace_back("bad bytes in two parts", two);
+  std::string long_line = table;
+  const std::size_t middle = long_line.find('\n', long_line.size() / 2) + 1;
+  long_line.insert(middle, std::string(2 * kMaxLineLength, '0') + "\n");
+  cases.emplace_back("a line too long in the middle", long_line);
   cases.emplace_back("no newline at the end", table.substr(0, table.size() - 1));
   cases.emplace_back("a line cut short at the end", table.substr(0, table.size() - 40));
   cases.emplace_back("a bad header", "x" + table);
-  for (const auto& [what, text] : cases) {
-    ProcNetReader parts(ScanKernel::kAuto, kPart, kParts);
-    ProcNetReader one(ScanKernel::kAuto, SIZE_MAX);
-    const Counted in_parts = count_file(parts, text);
-    EXPECT_FALSE(in_parts.error.empty()) << what;
-    expect_same(in_parts, count_file(one, text), what);
+  for (ScanKernel kernel : testing::runnable_kernels()) {
+    for (const auto& [what, text] : cases) {
+      const std::string label = what + " (" + std::string(scan_kernel_name(kernel)) + ")";
+      ProcNetReader parts(kernel, kPart, kParts);
+      ProcNetReader one(kernel, SIZE_MAX);
+      const Counted in_parts = count_file(parts, text);
+      EXPECT_FALSE(in_parts.error.empty()) << label;
+      expect_same(in_parts, count_file(one, text), label);
+    }
   }
 }
 

@@ -45,6 +45,8 @@ class ProcNetReader {
 
   // Bytes read by the last count_* call.
   std::uint64_t bytes_read() const { return bytes_read_; }
+  // Parts the last table counted was counted in (1: on this thread alone).
+  std::size_t parts() const { return parts_; }
 
  private:
   Result<void> read_stream(int fd, const std::string& path,
@@ -60,6 +62,7 @@ class ProcNetReader {
   std::uint64_t bytes_read_ = 0;
   std::size_t min_part_;
   std::size_t max_parts_;
+  std::size_t parts_ = 1;
 };
 
 // One network namespace of this machine.
