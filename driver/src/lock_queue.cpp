@@ -240,7 +240,7 @@ Result<Acquired, LockError> LockService::acquire(const std::string& lock, const 
   std::int64_t since = unix_now();
   bool sent_unknown = false;  // a taking txn whose outcome we never heard
   bool told = false;          // the "waiting" line was logged
-  // What the first in line knows without reading again: the view it waited on, less
+  // What a waiter near the front knows without reading again: the view it waited on, less
   // the holders whose release it watched (see the watch below).
   std::optional<LineView> known;
   for (;;) {
@@ -407,17 +407,21 @@ Result<Acquired, LockError> LockService::acquire(const std::string& lock, const 
         }
       }
     }
-    // The first in line watches the holders for a release (deletions only: a holder
-    // recording its phase wakes nobody) and the max; every other waiter only the entry
-    // right ahead of it, which must go (take a slot, or die) before it can move up. All
-    // watch their own entry, to notice a place lost with its lease.
+    // A waiter that releases alone can make room for -- fewer than max entries ahead of
+    // it -- watches the holders for a release (deletions only: a holder recording its
+    // phase wakes nobody) and the max, and takes its slot from the release it hears. Any
+    // waiter with one ahead also watches that entry, which moves it up when it goes
+    // (takes a slot, or dies); all watch their own entry, to notice a place lost with
+    // its lease. So slots freed at once go to every waiter with room at once, not down
+    // the line one take after another, and not held up by an entry ahead that does not
+    // move (a waiter that died, until its lease ends).
+    const bool near_front = ahead < state.max;
     std::vector<WatchSpec> watches{WatchSpec{my_entry, {}, true}};
-    if (ahead == 0) {
+    if (near_front) {
       watches.push_back(WatchSpec{holders_prefix, EtcdClient::prefix_end(holders_prefix), true});
       watches.push_back(WatchSpec{prefix + "max", {}, false});
-    } else {
-      watches.push_back(WatchSpec{line_prefix + view->ahead.front(), {}, true});
     }
+    if (ahead > 0) watches.push_back(WatchSpec{line_prefix + view->ahead.front(), {}, true});
     for (;;) {
       if (stopped()) {
         return unexpected(
@@ -429,21 +433,22 @@ Result<Acquired, LockError> LockService::acquire(const std::string& lock, const 
         if (!retry.again(change.error())) return unexpected(etcd_error("watch " + what, change.error()));
         break;
       }
-      if (ahead == 0 && !change->compacted) known = after_releases(*view, holders_prefix, change->events);
+      if (near_front && !change->compacted) known = after_releases(*view, ahead, holders_prefix, change->events);
       if (!change->events.empty() || change->compacted || Clock::now() >= until) break;
     }
   }
 }
 
-std::optional<LockService::LineView> LockService::after_releases(const LineView& view,
+std::optional<LockService::LineView> LockService::after_releases(const LineView& view, std::int64_t ahead,
                                                                  const std::string& holders_prefix,
                                                                  const std::vector<WatchEvent>& events) {
   // Only releases of holders we had read: then the view less them is the line as it
-  // stands (the first in line has nobody ahead, and nobody can come ahead of it), and a
-  // slot it sees free is taken at once. The take compares that no holder was created
-  // since the view and that the max is unchanged, so a holder it did not see (a put is
-  // not watched) or a new max fails the take and sends it back to read the line.
-  // Anything else -- its own entry, the max, a key it did not know -- is read again.
+  // stands, or one a take by another has changed since, and a slot it shows free for
+  // this waiter (with `ahead` entries before it) is taken at once. The take compares
+  // that no holder was created since the view and that the max is unchanged, so a
+  // holder it did not see (a put is not watched), another waiter's take, or a new max
+  // fails it and sends it back to read the line. Anything else -- its own entry, the
+  // one ahead, the max, a key it did not know -- is read again.
   if (events.empty()) return std::nullopt;
   LineView known = view;
   for (const WatchEvent& event : events) {
@@ -455,10 +460,12 @@ std::optional<LockService::LineView> LockService::after_releases(const LineView&
     if (it == holders.end()) return std::nullopt;
     holders.erase(it);
   }
-  // Still no slot free for it (the max was lowered below the holders, or is 0): read the
-  // line again, which also moves the revision it waits from past these events. (Waiting
-  // from the view it had would hear the same releases once more first.)
-  if (static_cast<std::int64_t>(known.group.holders.size()) >= known.group.max) return std::nullopt;
+  // Still no slot for it (those ahead take the ones freed first, or the max was lowered
+  // below the holders): read the line again, which also moves the revision it waits
+  // from past these events -- and sees any event on its other watches that the stream
+  // had not delivered yet (each watch catches up on its own). (Waiting from the view
+  // it had would hear the same releases once more first.)
+  if (ahead >= known.group.max - static_cast<std::int64_t>(known.group.holders.size())) return std::nullopt;
   return known;
 }
 

@@ -8,6 +8,7 @@
 #include <atomic>
 #include <deque>
 #include <mutex>
+#include <set>
 #include <thread>
 
 #include "etcd_server.h"
@@ -281,6 +282,52 @@ TEST_F(LockQueueTest, WithMaxThreeTheFirstThreeServeAtOnceAndTheLineNeverExceeds
     const auto at = static_cast<std::size_t>(std::find(arrival.begin(), arrival.end(), served[i]) - arrival.begin());
     EXPECT_LT(at, i + 3) << served[i] << " was served " << i << "th but came " << at << "th";
   }
+}
+
+// Several slots freed at once go to everyone with room, each from the release it
+// heard, not one after another down the line: here the second in line is a waiter that
+// died (its entry on a 60 s lease), and the third takes a slot as soon as the holders
+// release, with the second's slot still kept for it. Failed before: only the first in
+// line heard releases and every other waiter waited for the entry right ahead of it to
+// go, so the third waited for the dead one's lease.
+TEST_F(LockQueueTest, SlotsFreedAtOnceGoToEveryWaiterWithRoomEvenBehindOneThatDoesNotMove) {
+  ASSERT_TRUE(node("admin").locks->set_max("reboot", "worker", 3));
+  std::vector<testing::Machine> holders;
+  for (int i = 0; i < 3; ++i) {
+    holders.push_back(node("h" + std::to_string(i)));
+    ASSERT_TRUE(holders.back().locks->acquire("reboot", "worker", "REBOOT", in(0ms)));
+  }
+  auto first = node("w0");
+  auto third = node("w2");
+  auto fourth = node("w3");
+  Crowd crowd;
+  crowd.join_line(first, "w0");
+  wait_queued("w0");
+  put_entry_of_a_gone_process("ghost", 60);
+  crowd.join_line(third, "w2");
+  wait_queued("w2");
+  crowd.join_line(fourth, "w3");
+  wait_queued("w3");
+  std::this_thread::sleep_for(300ms);  // every waiter is in its watch
+
+  const auto released_at = Clock::now();
+  for (auto& h : holders) ASSERT_TRUE(h.locks->release("reboot", "worker"));
+  const std::string a = crowd.holder();
+  const std::string b = crowd.holder();
+  EXPECT_LT(Clock::now() - released_at, 5s) << "the third in line waited for the one ahead of it";
+  EXPECT_EQ(std::set<std::string>({a, b}), std::set<std::string>({"w0", "w2"}));
+  // The ghost keeps its slot (it may come back): three places for two holders and it.
+  std::this_thread::sleep_for(500ms);
+  auto state = node("admin").locks->group_status("reboot", "worker");
+  ASSERT_TRUE(state);
+  EXPECT_EQ(state->holders.size(), 2u);
+  EXPECT_TRUE(queued("w3")) << "the fourth took the ghost's slot";
+  // The fourth is served when a holder goes.
+  ASSERT_TRUE(first.locks->release("reboot", "worker"));
+  EXPECT_EQ(crowd.holder(), "w3");
+  ASSERT_TRUE(raw_->delete_range(line_key("ghost")));
+  crowd.finish();
+  EXPECT_TRUE(crowd.errors().empty());
 }
 
 TEST_F(LockQueueTest, ADeadWaitersPlaceGoesWithItsLeaseAndTheNextOneIsServed) {

@@ -26,13 +26,16 @@
 // Waiting is first come, first served, and quiet. A taker that cannot have a slot at
 // once (or finds others waiting) puts its queue entry; entries are served in
 // create_revision order, and a waiter with k entries ahead of it may take a slot only
-// while k < max - holders, so nobody that came later overtakes it. Only the first in
-// line watches the holders (and the max), and only for deletions: a holder recording
-// its phase, or a new waiter, wakes nobody. Every other waiter watches only the entry
-// right ahead of it: when that one takes a slot (or dies) it moves up. A release wakes
-// the first in line, and its take the next: a handoff wakes two waiters however long
-// the line. Whoever could take a freed slot is first or follows one that takes it, so
-// no wake-up is lost. Taking a slot deletes the taker's entry in the same transaction. An entry lives on its waiter's
+// while k < max - holders, so nobody that came later overtakes it. Only the waiters
+// fewer than max from the front watch the holders (and the max), and only for
+// deletions: a holder recording its phase, or a new waiter, wakes nobody, and a release
+// wakes at most max waiters however long the line; each that the release leaves room
+// for takes its slot from it, the others read the line again. Every waiter with one
+// ahead also watches that entry: when it takes a slot (or dies) the waiter moves up.
+// So slots freed at once are taken at once, and an entry that does not move (a waiter
+// that died, until its lease ends) holds up only its own slot; concurrent takes make
+// each other's comparison fail, and the loser reads and takes again. Taking a slot
+// deletes the taker's entry in the same transaction. An entry lives on its waiter's
 // lease (the process's heartbeat lease, or one of its own): a waiter that dies loses its
 // place when its lease expires, and one that comes back while its entry is still there
 // keeps it (a put keeps a key's create_revision).
@@ -304,9 +307,11 @@ class LockService {
   struct LineView;
   Result<LineView, OutsideError> read_line(const std::string& lock, const std::string& group, std::int64_t place,
                                            std::int64_t window);
-  // The first in line's view after the watched `events`, when they are only releases
-  // of holders it had read; nullopt when it must read the line again.
-  static std::optional<LineView> after_releases(const LineView& view, const std::string& holders_prefix,
+  // The view of a waiter with `ahead` entries before it after the watched `events`,
+  // when they are only releases of holders it had read and leave a slot for it; nullopt
+  // when it must read the line again.
+  static std::optional<LineView> after_releases(const LineView& view, std::int64_t ahead,
+                                                const std::string& holders_prefix,
                                                 const std::vector<WatchEvent>& events);
   // The liveness lease a queue entry is put on now (lock_queue.cpp).
   class WaiterLease;
