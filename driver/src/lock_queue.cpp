@@ -412,10 +412,13 @@ Result<Acquired, LockError> LockService::acquire(const std::string& lock, const 
     // phase wakes nobody) and the max, and takes its slot from the release it hears. Any
     // waiter with one ahead also watches that entry, which moves it up when it goes
     // (takes a slot, or dies); all watch their own entry, to notice a place lost with
-    // its lease. So slots freed at once go to every waiter with room at once, not down
-    // the line one take after another, and not held up by an entry ahead that does not
-    // move (a waiter that died, until its lease ends).
-    const bool near_front = ahead < state.max;
+    // its lease. So slots freed at once go to every waiter near the front with room at
+    // once, not down the line one take after another, and an entry right ahead that
+    // does not move (a waiter that died, until its lease ends) no longer holds up one
+    // with room behind it. (One further ahead still can, until its lease ends: a waiter
+    // watches only the entry right ahead of it.)
+    // (The first in line always: with max 0 -- a closed group -- it waits for the max.)
+    const bool near_front = ahead == 0 || ahead < state.max;
     std::vector<WatchSpec> watches{WatchSpec{my_entry, {}, true}};
     if (near_front) {
       watches.push_back(WatchSpec{holders_prefix, EtcdClient::prefix_end(holders_prefix), true});

@@ -1,8 +1,9 @@
 // The line for a slot, against a real etcd 3.4: first come, first served (nobody that
 // came later overtakes a waiter), quiet (a holder recording its phase wakes nobody; a
-// release wakes the first in line and its take the next, however long the line), a dead
-// waiter's place goes with its lease, a waiter that comes back keeps its place, and
-// `status` shows the line.
+// release wakes at most max waiters, however long the line; with max 1 the first in
+// line and its take the next), slots freed at once taken at once, a dead waiter's place
+// goes with its lease, a waiter that comes back keeps its place, a closed group (max 0)
+// reopened wakes its line, and `status` shows the line.
 #include <gtest/gtest.h>
 
 #include <atomic>
@@ -326,6 +327,25 @@ TEST_F(LockQueueTest, SlotsFreedAtOnceGoToEveryWaiterWithRoomEvenBehindOneThatDo
   ASSERT_TRUE(first.locks->release("reboot", "worker"));
   EXPECT_EQ(crowd.holder(), "w3");
   ASSERT_TRUE(raw_->delete_range(line_key("ghost")));
+  crowd.finish();
+  EXPECT_TRUE(crowd.errors().empty());
+}
+
+// A group closed with max 0 (an operator stopping a roll) and opened again: the first in
+// line hears the new max and takes a slot at once. (A review of the change that let
+// every waiter near the front hear releases found that with max 0 nobody was near the
+// front any more, so nobody watched the max, and the line slept until its deadline.)
+TEST_F(LockQueueTest, AClosedGroupOpenedAgainServesItsLineAtOnce) {
+  ASSERT_TRUE(node("admin").locks->set_max("reboot", "worker", 0));
+  auto first = node("w0");
+  Crowd crowd;
+  crowd.join_line(first, "w0");
+  wait_queued("w0");
+  std::this_thread::sleep_for(300ms);  // in its watch
+  const auto opened_at = Clock::now();
+  ASSERT_TRUE(node("admin").locks->set_max("reboot", "worker", 2));
+  EXPECT_EQ(crowd.holder(), "w0");
+  EXPECT_LT(Clock::now() - opened_at, 5s) << "the line did not hear the group open";
   crowd.finish();
   EXPECT_TRUE(crowd.errors().empty());
 }

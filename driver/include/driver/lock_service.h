@@ -32,9 +32,11 @@
 // wakes at most max waiters however long the line; each that the release leaves room
 // for takes its slot from it, the others read the line again. Every waiter with one
 // ahead also watches that entry: when it takes a slot (or dies) the waiter moves up.
-// So slots freed at once are taken at once, and an entry that does not move (a waiter
-// that died, until its lease ends) holds up only its own slot; concurrent takes make
-// each other's comparison fail, and the loser reads and takes again. Taking a slot
+// So slots freed at once are taken at once by the waiters they leave room for, and an
+// entry that does not move (a waiter that died, until its lease ends) holds up no
+// waiter near the front right behind it; one further ahead of a waiter still does,
+// until its lease ends (a waiter watches only the entry right ahead). Concurrent takes
+// make each other's comparison fail, and the loser reads and takes again. Taking a slot
 // deletes the taker's entry in the same transaction. An entry lives on its waiter's
 // lease (the process's heartbeat lease, or one of its own): a waiter that dies loses its
 // place when its lease expires, and one that comes back while its entry is still there
