@@ -66,7 +66,9 @@ std::unique_ptr<ConnectionSource> make_proc_source() {
   return std::make_unique<ProcConnectionSource>();
 }
 
-Result<std::unique_ptr<ConnectionSource>> make_source(SourceChoice choice, const std::string& bpf_pin_dir) {
+// (Without BPF, `bpf_pin_dir` has nothing to pin.)
+Result<std::unique_ptr<ConnectionSource>> make_source(SourceChoice choice,
+                                                      [[maybe_unused]] const std::string& bpf_pin_dir) {
   if (choice == SourceChoice::kProc) return make_proc_source();
 #if SKOPOS_HAVE_BPF
   BpfConnectionSource::Options options;
