@@ -444,6 +444,9 @@ TEST_F(LockQueueTest, AStoppedWaiterAndOneOnALeaseOfItsOwnLeaveTheLine) {
   Result<Acquired, LockError> stopped = unexpected(LockError{});
   std::thread thread([&] { stopped = waiter.locks->acquire("reboot", "worker", "REBOOT", in(60s), &stop); });
   wait_queued("waiter");
+  // Its entry is in before it reads the line and starts its watch: let it settle (a
+  // sanitizer build, three times slower, sent that read inside the window).
+  std::this_thread::sleep_for(300ms);
   const std::uint64_t sent = waiter.etcd->requests();
   std::this_thread::sleep_for(1s);
   EXPECT_EQ(waiter.etcd->requests(), sent) << "a waiter with a stop flag re-armed its watch";
