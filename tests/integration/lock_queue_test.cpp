@@ -37,6 +37,16 @@ class LockQueueTest : public testing::OneEtcdTest {
   testing::Machine node(const std::string& id) {
     return machine({server_->endpoint()}, prefix_, id, "boot-1", 5s, lease_);
   }
+  // Max `n` and `n` holders h0..h<n-1>, each holding a slot.
+  std::vector<testing::Machine> fill_slots(int n) {
+    EXPECT_TRUE(node("admin").locks->set_max("reboot", "worker", n));
+    std::vector<testing::Machine> holders;
+    for (int i = 0; i < n; ++i) {
+      holders.push_back(node("h" + std::to_string(i)));
+      EXPECT_TRUE(holders.back().locks->acquire("reboot", "worker", "REBOOT", in(0ms)));
+    }
+    return holders;
+  }
   std::string line_key(const std::string& id) const { return prefix_ + "/locks/reboot/worker/queue/" + id; }
   bool queued(const std::string& id) {
     auto range = raw_->range(line_key(id));
@@ -243,12 +253,8 @@ TEST_F(LockQueueTest, AReleaseThatLeavesNoSlotFreeWakesTheHeadOnceAndItWaitsQuie
 }
 
 TEST_F(LockQueueTest, WithMaxThreeTheFirstThreeServeAtOnceAndTheLineNeverExceedsTheMax) {
-  ASSERT_TRUE(node("admin").locks->set_max("reboot", "worker", 3));
-  std::vector<testing::Machine> holders;
-  for (int i = 0; i < 3; ++i) {
-    holders.push_back(node("h" + std::to_string(i)));
-    ASSERT_TRUE(holders.back().locks->acquire("reboot", "worker", "REBOOT", in(0ms)));
-  }
+  std::vector<testing::Machine> holders = fill_slots(3);
+  if (HasFailure()) return;
   constexpr int kWaiters = 9;
   std::vector<testing::Machine> waiters;
   std::vector<std::string> arrival;
@@ -292,12 +298,8 @@ TEST_F(LockQueueTest, WithMaxThreeTheFirstThreeServeAtOnceAndTheLineNeverExceeds
 // line heard releases and every other waiter waited for the entry right ahead of it to
 // go, so the third waited for the dead one's lease.
 TEST_F(LockQueueTest, SlotsFreedAtOnceGoToEveryWaiterWithRoomEvenBehindOneThatDoesNotMove) {
-  ASSERT_TRUE(node("admin").locks->set_max("reboot", "worker", 3));
-  std::vector<testing::Machine> holders;
-  for (int i = 0; i < 3; ++i) {
-    holders.push_back(node("h" + std::to_string(i)));
-    ASSERT_TRUE(holders.back().locks->acquire("reboot", "worker", "REBOOT", in(0ms)));
-  }
+  std::vector<testing::Machine> holders = fill_slots(3);
+  if (HasFailure()) return;
   auto first = node("w0");
   auto third = node("w2");
   auto fourth = node("w3");

@@ -5,6 +5,7 @@
 #include <sched.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <linux/magic.h>
 #include <sys/vfs.h>
 #include <unistd.h>
 
@@ -26,6 +27,7 @@
 #include "skopos/cpus.h"
 #include "skopos/log.h"
 #include "skopos/unique_fd.h"
+#include "skopos/unique_handle.h"
 
 namespace skopos::tracker {
 
@@ -78,7 +80,6 @@ static_assert(kMaxSnapshotThreads <= SKOPOS_SNAPSHOT_MAX_RUNS);
 // state's name is a hash of the BPF object and the map sizes, so a tracker never takes
 // maps another build laid out.
 
-constexpr unsigned long kBpfFsMagic = 0xcafe4a11;  // BPF_FS_MAGIC (linux/magic.h)
 constexpr const char* kLinkPin = "track_transition";
 constexpr const char* kStatePrefix = "state-";
 
@@ -108,17 +109,27 @@ std::string state_name(conn_tracker* skeleton) {
   return text;
 }
 
-// Removes a state directory and its pins; unpinning the link detaches its program once
-// no tracker holds it open. Missing is fine.
-Result<void> remove_state(const std::string& dir) {
-  std::unique_ptr<DIR, int (*)(DIR*)> entries(::opendir(dir.c_str()), ::closedir);
+// The names in a directory (not "." and ".."); none when it does not exist.
+Result<std::vector<std::string>> entries_of(const std::string& dir) {
+  std::vector<std::string> names;
+  const UniqueHandle<DIR, ::closedir> entries(::opendir(dir.c_str()));
   if (!entries) {
-    if (errno == ENOENT) return {};
+    if (errno == ENOENT) return names;
     return unexpected(Error::from_errno(errno, "opendir", dir));
   }
   while (const dirent* entry = ::readdir(entries.get())) {
     const std::string name = entry->d_name;
-    if (name == "." || name == "..") continue;
+    if (name != "." && name != "..") names.push_back(name);
+  }
+  return names;
+}
+
+// Removes a state directory and its pins; unpinning the link detaches its program once
+// no tracker holds it open. Missing is fine.
+Result<void> remove_state(const std::string& dir) {
+  auto names = entries_of(dir);
+  if (!names) return unexpected(std::move(names).error());
+  for (const std::string& name : *names) {
     if (::unlink((dir + "/" + name).c_str()) != 0 && errno != ENOENT) {
       return unexpected(Error::from_errno(errno, "unlink", dir + "/" + name));
     }
@@ -140,7 +151,7 @@ Result<UniqueFd> lock_pin_dir(const std::string& pin_dir) {
     const std::string parent = pin_dir.substr(0, pin_dir.find_last_of('/') + 1);
     struct statfs fs {};
     if (::statfs(parent.empty() ? "." : parent.c_str(), &fs) == 0 &&
-        static_cast<unsigned long>(fs.f_type) != kBpfFsMagic) {
+        static_cast<unsigned long>(fs.f_type) != BPF_FS_MAGIC) {
       return unexpected(not_bpffs(pin_dir));
     }
     return unexpected(std::move(error));
@@ -149,7 +160,7 @@ Result<UniqueFd> lock_pin_dir(const std::string& pin_dir) {
   if (!fd) return unexpected(Error::from_errno(errno, "open", pin_dir));
   struct statfs fs {};
   if (::fstatfs(fd.get(), &fs) != 0) return unexpected(Error::from_errno(errno, "statfs", pin_dir));
-  if (static_cast<unsigned long>(fs.f_type) != kBpfFsMagic) return unexpected(not_bpffs(pin_dir));
+  if (static_cast<unsigned long>(fs.f_type) != BPF_FS_MAGIC) return unexpected(not_bpffs(pin_dir));
   if (::flock(fd.get(), LOCK_EX | LOCK_NB) != 0) {
     Error error = Error::from_errno(errno, "flock", pin_dir);
     if (errno == EWOULDBLOCK) error.detail = "another skopos-tracker uses this pin directory";
@@ -160,16 +171,10 @@ Result<UniqueFd> lock_pin_dir(const std::string& pin_dir) {
 
 // Removes every state in the locked pin directory but `keep`.
 Result<void> remove_states(const std::string& pin_dir, const std::string& keep) {
-  std::vector<std::string> states;
-  {
-    std::unique_ptr<DIR, int (*)(DIR*)> entries(::opendir(pin_dir.c_str()), ::closedir);
-    if (!entries) return unexpected(Error::from_errno(errno, "opendir", pin_dir));
-    while (const dirent* entry = ::readdir(entries.get())) {
-      const std::string name = entry->d_name;
-      if (name.starts_with(kStatePrefix) && name != keep) states.push_back(name);
-    }
-  }
-  for (const std::string& name : states) {
+  auto names = entries_of(pin_dir);
+  if (!names) return unexpected(std::move(names).error());
+  for (const std::string& name : *names) {
+    if (!name.starts_with(kStatePrefix) || name == keep) continue;
     if (auto removed = remove_state(pin_dir + "/" + name); !removed) return removed;
   }
   return {};
@@ -336,13 +341,9 @@ Result<std::unique_ptr<BpfConnectionSource>> BpfConnectionSource::create_once(co
 
 Result<void> BpfConnectionSource::resume_from_pins() {
   // Runs a killed tracker left: nobody snapshots those namespaces now (we hold the lock).
-  const int runs_fd = bpf_map__fd(skeleton_->maps.snapshot_runs);
-  std::vector<std::uint32_t> runs;
-  std::uint32_t key = 0;
-  for (const std::uint32_t* previous = nullptr; bpf_map_get_next_key(runs_fd, previous, &key) == 0; previous = &key) {
-    runs.push_back(key);
-  }
-  for (std::uint32_t run : runs) bpf_map_delete_elem(runs_fd, &run);
+  auto runs = snapshot_run_keys();
+  if (!runs) return unexpected(std::move(runs).error());
+  for (std::uint32_t run : *runs) bpf_map_delete_elem(bpf_map__fd(skeleton_->maps.snapshot_runs), &run);
   // The totals so far are the last tracker's: ours start from them. Every key's pending
   // flag is cleared before any count is read, so a change from here on is named again.
   const skopos_conn_stats& kernel = skeleton_->bss->stats;
@@ -583,13 +584,21 @@ Result<void> BpfConnectionSource::reclaim_if_full() {
   return {};
 }
 
-Result<std::size_t> BpfConnectionSource::snapshot_runs() const {
+Result<std::vector<std::uint32_t>> BpfConnectionSource::snapshot_run_keys() const {
   const int fd = bpf_map__fd(skeleton_->maps.snapshot_runs);
-  std::size_t runs = 0;
+  std::vector<std::uint32_t> keys;
   std::uint32_t key = 0;
-  for (const std::uint32_t* previous = nullptr; bpf_map_get_next_key(fd, previous, &key) == 0; previous = &key) ++runs;
+  for (const std::uint32_t* previous = nullptr; bpf_map_get_next_key(fd, previous, &key) == 0; previous = &key) {
+    keys.push_back(key);
+  }
   if (errno != ENOENT) return unexpected(Error::from_errno(errno, "bpf map next key", "snapshot_runs"));
-  return runs;
+  return keys;
+}
+
+Result<std::size_t> BpfConnectionSource::snapshot_runs() const {
+  auto keys = snapshot_run_keys();
+  if (!keys) return unexpected(std::move(keys).error());
+  return keys->size();
 }
 
 Result<void> BpfConnectionSource::read_maps(std::unordered_map<std::uint64_t, NamespaceCounts>& into) const {
@@ -622,40 +631,36 @@ void BpfConnectionSource::track_many(std::span<const NamespaceHandle> namespaces
   if (fresh.empty()) return;
   const std::uint64_t failures_before = failures();
   // A namespace a tracker before us proved, with no failure since, is counted in the
-  // maps already: no snapshot.
+  // maps already: no snapshot. One whose snapshot fails leaves `counts`.
   std::vector<NamespaceHandle> walk;
-  std::vector<std::size_t> walked;
-  for (std::size_t i = 0; i < fresh.size(); ++i) {
-    if (proven_before(fresh[i].inode)) {
+  for (const NamespaceHandle& ns : fresh) {
+    if (proven_before(ns.inode)) {
       ++carried_over_;
-      continue;
+    } else {
+      walk.push_back(ns);
     }
-    walk.push_back(fresh[i]);
-    walked.push_back(i);
   }
-  std::vector<Result<void>> snapshots(fresh.size());
-  std::vector<Result<void>> walks = snapshot_all(walk);
-  for (std::size_t k = 0; k < walked.size(); ++k) snapshots[walked[k]] = std::move(walks[k]);
-  for (std::size_t i = 0; i < fresh.size(); ++i) {
+  const std::vector<Result<void>> snapshots = snapshot_all(walk);
+  for (std::size_t i = 0; i < walk.size(); ++i) {
     if (snapshots[i]) continue;
-    failed(fresh[i], snapshots[i].error());
-    counts.erase(fresh[i].inode);
+    failed(walk[i], snapshots[i].error());
+    counts.erase(walk[i].inode);
   }
   if (counts.empty()) return;
   if (auto read = read_maps(counts); !read) {
-    for (std::size_t i = 0; i < fresh.size(); ++i) {
-      if (snapshots[i]) failed(fresh[i], read.error());
+    for (const NamespaceHandle& ns : fresh) {
+      if (counts.contains(ns.inode)) failed(ns, read.error());
     }
     return;
   }
   // A socket the kernel failed to count meanwhile may be one of these namespaces':
   // unknown until a later snapshot proves them (update() tries).
   const bool proven = failures() == failures_before && failures() == failures_seen_;
-  for (std::size_t i = 0; i < fresh.size(); ++i) {
-    if (!snapshots[i]) continue;
-    const std::uint64_t inode = fresh[i].inode;
-    tracked_.emplace(inode, Tracked{fresh[i], std::move(counts.at(inode)), proven});
-    if (proven) record_proof(inode, failures_seen_);
+  for (const NamespaceHandle& ns : fresh) {
+    const auto it = counts.find(ns.inode);
+    if (it == counts.end()) continue;
+    tracked_.emplace(ns.inode, Tracked{ns, std::move(it->second), proven});
+    if (proven) record_proof(ns.inode, failures_seen_);
   }
 }
 

@@ -85,20 +85,17 @@ DecodeStatus count_in_parts(std::span<const char> table, std::size_t parts, Scan
   const char* const data = table.data();
   const std::size_t size = table.size();
   TcpTableCounter first(tally, kernel);
-  const auto sequential = [&]() -> DecodeStatus {
-    if (auto status = first.feed(table); !status) return status;
+  // The one counter alone, from byte `from` on (what it has not been fed yet).
+  const auto alone = [&](std::size_t from) -> DecodeStatus {
+    if (auto status = first.feed(table.subspan(from)); !status) return status;
     return first.finish();
   };
-  // The header first, which says the table's family; anything odd about it (and a file
-  // of one line) is the one counter's to report.
+  // The header first, which says the table's family (a whole header line sets it, or
+  // fails); anything odd about it (and a file of one line) is the one counter's to report.
   const auto* header_end = static_cast<const char*>(std::memchr(data, '\n', std::min(size, kMaxLineLength)));
-  if (header_end == nullptr) return sequential();
+  if (header_end == nullptr) return alone(0);
   const auto body = static_cast<std::size_t>(header_end + 1 - data);
   if (auto status = first.feed({data, body}); !status) return status;
-  if (!first.family()) {  // a whole header line always sets it; kept as it was, just in case
-    if (auto status = first.feed(table.subspan(body)); !status) return status;
-    return first.finish();
-  }
   const TcpTableFamily family = *first.family();
 
   // Part k starts after the first newline at or past an even share of the body. None
@@ -131,9 +128,7 @@ DecodeStatus count_in_parts(std::span<const char> table, std::size_t parts, Scan
     }
   } catch (const std::bad_alloc&) {
     // No memory for the parts' tallies: the one counter goes on alone.
-    rest.clear();
-    if (auto status = first.feed(table.subspan(body)); !status) return status;
-    return first.finish();
+    return alone(body);
   }
   used = count;
   const auto run = [&](std::size_t k) {

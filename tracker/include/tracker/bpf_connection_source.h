@@ -154,6 +154,8 @@ class BpfConnectionSource final : public ConnectionSource {
   static Result<std::unique_ptr<BpfConnectionSource>> create_once(const Options& options, bool take_pins,
                                                                   bool& pins_refused);
   static int on_event(void* context, void* data, std::size_t size);
+  // The namespaces (inodes) of the snapshot runs the kernel's map holds now.
+  Result<std::vector<std::uint32_t>> snapshot_run_keys() const;
   // Runs the snapshot of each namespace, in parallel (see above); one result each.
   std::vector<Result<void>> snapshot_all(std::span<const NamespaceHandle> namespaces);
   // One snapshot, from the calling thread, which it moves into the namespace for good:
