@@ -19,5 +19,8 @@ int window_command(int argc, char** argv);
 // The commands' own options as Markdown tables (see `skopos --help-markdown`).
 std::string drain_flags_markdown();
 std::string agent_options_markdown();
+// The commented /etc/skopos/skopos.conf the package installs (`skopos agent
+// --example-config`).
+std::string agent_example_config();
 
 }  // namespace skopos::driver::cli

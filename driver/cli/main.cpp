@@ -6,6 +6,7 @@
 #include "commands.h"
 #include "drain_runtime.h"
 #include "global_options.h"
+#include "skopos/build_info.h"
 #include "skopos/cli_args.h"
 #include "skopos/http_tls.h"
 #include "skopos/result.h"
@@ -29,7 +30,8 @@ constexpr const char* kUsage =
     "  window       maintenance windows: when a tier's or a host's agent may start a reboot\n"
     "\n"
     "Run 'skopos <command> --help' for a command's arguments and options\n"
-    "('skopos --help-markdown': the shared ones as the README's tables).\n"
+    "('skopos --help-markdown': the shared ones as the README's tables; 'skopos --version':\n"
+    "the version and build).\n"
     "\n"
     "Exit status: 0 done; 1 timed out waiting; 2 usage or configuration error; 3 a system\n"
     "we depend on failed (etcd unreachable, an unknown outcome, unreadable data); 4 refused\n"
@@ -53,6 +55,10 @@ int main(int argc, char** argv) {
   if (argc < 2 || std::strcmp(argv[1], "--help") == 0 || std::strcmp(argv[1], "-h") == 0) {
     std::fputs(kUsage, argc < 2 ? stderr : stdout);
     return argc < 2 ? cli::kExitUsage : cli::kExitOk;
+  }
+  if (std::strcmp(argv[1], "--version") == 0) {
+    std::fputs(skopos::version_text("skopos").c_str(), stdout);
+    return cli::kExitOk;
   }
   if (std::strcmp(argv[1], "--help-markdown") == 0) {
     print_options_markdown();

@@ -33,8 +33,8 @@ using Clock = std::chrono::steady_clock;
 
 TEST(SkoposAgentSystemd, TheUnitFilePassesSystemdAnalyzeVerify) {
   const auto unit = skopos::testing::verify_unit(std::string(SKOPOS_SOURCE_DIR) + "/driver/systemd/skopos-agent.service",
-                                                 "/usr/local/bin/skopos", SKOPOS_CLI);
-  skopos::testing::expect_notify_unit(unit, "/usr/local/bin/skopos agent", "Restart=always");
+                                                 "/usr/local/sbin/skopos", SKOPOS_CLI);
+  skopos::testing::expect_notify_unit(unit, "/usr/local/sbin/skopos agent", "Restart=always");
 }
 
 TEST(SkoposAgentSystemd, NotifiesReadyStatusWatchdogAndStopping) {

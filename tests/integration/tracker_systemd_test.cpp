@@ -30,8 +30,8 @@ using Clock = std::chrono::steady_clock;
 
 TEST(TrackerSystemd, TheUnitFilePassesSystemdAnalyzeVerify) {
   const auto unit = skopos::testing::verify_unit(std::string(SKOPOS_SOURCE_DIR) + "/tracker/systemd/skopos-tracker.service",
-                                                 "/usr/local/bin/skopos-tracker", SKOPOS_TRACKER);
-  skopos::testing::expect_notify_unit(unit, "/usr/local/bin/skopos-tracker", "Restart=on-failure");
+                                                 "/usr/local/sbin/skopos-tracker", SKOPOS_TRACKER);
+  skopos::testing::expect_notify_unit(unit, "/usr/local/sbin/skopos-tracker", "Restart=on-failure");
 }
 
 bool connects(const std::string& path) {

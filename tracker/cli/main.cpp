@@ -5,6 +5,7 @@
 #include <string_view>
 
 #include "commands.h"
+#include "skopos/build_info.h"
 #include "skopos/result.h"
 
 namespace {
@@ -20,7 +21,8 @@ constexpr const char* kUsage =
     "  watch NAME...    follow containers' inbound counts; --until-zero waits for 0\n"
     "  top              a live view of every container's connections\n"
     "\n"
-    "Run 'tracker-cli <command> --help' for a command's options.\n";
+    "Run 'tracker-cli <command> --help' for a command's options; 'tracker-cli --version'\n"
+    "for the version and build.\n";
 
 }  // namespace
 
@@ -28,6 +30,10 @@ int main(int argc, char** argv) {
   if (argc < 2 || std::strcmp(argv[1], "--help") == 0 || std::strcmp(argv[1], "-h") == 0) {
     std::fputs(kUsage, argc < 2 ? stderr : stdout);
     return argc < 2 ? 2 : 0;
+  }
+  if (std::strcmp(argv[1], "--version") == 0) {
+    std::fputs(skopos::version_text("tracker-cli").c_str(), stdout);
+    return 0;
   }
   const std::string_view command = argv[1];
   try {

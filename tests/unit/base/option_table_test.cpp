@@ -3,6 +3,8 @@
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <cstdio>
+#include <fstream>
 #include <string>
 #include <vector>
 
@@ -104,6 +106,57 @@ TEST(OptionTable, DurationsShowInTheLargestWholeUnit) {
   EXPECT_EQ(format_duration(30s), "30s");
   EXPECT_EQ(format_duration(std::chrono::minutes(2)), "2m");
   EXPECT_EQ(format_duration(std::chrono::hours(24)), "24h");
+}
+
+// The example config file the package installs: every option at its default, commented
+// out, so installing it changes nothing; each line, uncommented, is one the parser takes
+// and reads back as that default.
+TEST(OptionTable, TheExampleConfigShowsEveryDefaultAsALineTheParserTakes) {
+  auto t = table();
+  t.flag("help", "this text", &Config::once);
+  t.text("config", "PATH", "read settings from PATH", &Config::socket);
+  const std::string example = t.config_example("tool's settings\nsecond line", {"help", "config"});
+  EXPECT_EQ(example,
+            "# tool's settings\n# second line\n"
+            "\n# --socket PATH: where to listen\n#socket = /run/x.sock\n"
+            "\n# --coalesce D: wait this long after a batch\n#   of events\n#coalesce = 250us\n"
+            "\n# --mode auto|on|off: how\n#mode = auto\n"
+            "\n# --once: once only\n#once = false\n"
+            "\n# --timeout D: deadline\n#timeout = 5s\n");
+
+  const auto read_file = [&](const std::string& text) {
+    const std::string path = ::testing::TempDir() + "option_table_example.conf";
+    std::ofstream(path) << text;
+    std::vector<std::string> argv = {"tool"};
+    std::vector<char*> raw;
+    for (std::string& arg : argv) raw.push_back(arg.data());
+    CliArgs args = CliArgs::parse(t.spec(), static_cast<int>(raw.size()), raw.data(), 1);
+    args.merge_config_file(t.spec(), path);
+    std::remove(path.c_str());
+    Config config;
+    config.socket = "changed";
+    config.coalesce = 1us;
+    config.mode = Mode::kOn;
+    config.inner.timeout = 1ms;
+    t.read(args, config);
+    return config;
+  };
+  const Config commented = read_file(example);
+  EXPECT_EQ(commented.socket, "changed") << "a commented line sets nothing";
+  std::string uncommented;
+  for (std::size_t at = 0; at < example.size();) {
+    const std::size_t end = example.find('\n', at);
+    std::string line = example.substr(at, end - at);
+    if (line.size() > 1 && line[0] == '#' && line[1] != ' ') line.erase(0, 1);
+    uncommented += line + "\n";
+    at = end + 1;
+  }
+  const Config defaults = read_file(uncommented);
+  EXPECT_EQ(defaults.socket, "/run/x.sock");
+  EXPECT_EQ(defaults.coalesce, 250us);
+  EXPECT_EQ(defaults.mode, Mode::kAuto);
+  EXPECT_FALSE(defaults.once);
+  EXPECT_EQ(defaults.inner.timeout, 5s);
 }
 
 }  // namespace

@@ -7,7 +7,9 @@
 //  * help(): the options section of --help, each with the default the config holds;
 //  * markdown(): the same as a Markdown table, which the README carries and a test
 //    compares with the binary's, so --help, the config file and the README agree by
-//    construction.
+//    construction;
+//  * config_example(): a commented `--config` file with every option at its default,
+//    which the package installs under /etc/skopos/ (a test compares those files too).
 //
 //   OptionTable<DaemonOptions> table("skopos-tracker");
 //   table.duration("docker-timeout", "deadline of each Docker request", &DaemonOptions::docker_timeout);
@@ -180,6 +182,36 @@ class OptionTable {
         }
         start = end + 1;
       }
+    }
+    return out;
+  }
+
+  // A `--config` file that changes nothing: `title` as its opening comment, then per
+  // option its help as comments and its line commented out at the default
+  // ("#name = value"; a flag "#name = false"; an empty default '#name = ""'; an option
+  // that shows no default, its placeholder "#name = A:P"). The options in `skip`
+  // (--help, --config, ...) are left out.
+  std::string config_example(const std::string& title, const std::vector<std::string_view>& skip) const {
+    const Config defaults{};
+    std::string out;
+    std::size_t start = 0;
+    while (start < title.size()) {
+      const std::size_t end = std::min(title.find('\n', start), title.size());
+      out += "# " + title.substr(start, end - start) + "\n";
+      start = end + 1;
+    }
+    for (const Option& option : options_) {
+      if (std::find(skip.begin(), skip.end(), option.name) != skip.end()) continue;
+      out += "\n# --" + option.name + (option.value.empty() ? "" : " " + option.value) + ": ";
+      for (const char c : option.help) out += c == '\n' ? std::string("\n#   ") : std::string(1, c);
+      std::string value = "false";
+      if (!option.value.empty() && !option.shown_default) {
+        value = option.value;  // no default to show: the placeholder
+      } else if (!option.value.empty()) {
+        value = option.shown_default(defaults);
+        if (value.empty()) value = "\"\"";
+      }
+      out += "\n#" + option.name + " = " + value + "\n";
     }
     return out;
   }
