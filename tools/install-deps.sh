@@ -35,6 +35,10 @@ packages=(
   # A real ZooKeeper (with its Java runtime) for the health checks' tests; haproxy is
   # the balancer in front of the drained host in the drain tests.
   zookeeper haproxy
+  # The Debian package (tools/package.sh, tests/package): CPack builds it, dpkg-shlibdeps
+  # (dpkg-dev) computes its dependencies, lintian checks it as Debian would, and the
+  # install test drives debconf and deb-systemd-helper (init-system-helpers).
+  dpkg-dev lintian debconf init-system-helpers
   # The arm64 tier (tools/test.sh arm64): Debian's cross compiler, qemu-user to run what
   # it builds, and the arm64 libraries the decoder and tracker-cli link, through
   # multiarch (added below). libsimdjson-dev cannot be installed for two architectures

@@ -1,0 +1,124 @@
+#!/usr/bin/env bash
+# The Debian package, as an operator meets it (root; the privileged tier runs it):
+# built and lintian-checked, installed with dpkg on this machine with the tracker asked
+# for through debconf, each program run from where the package put it, the units
+# verified, an operator's config change kept over a reinstall, then purged -- after
+# which nothing of it may be left: no file, no enable link, no state, no debconf answer.
+# It prints the package's size, its installed size and the time from `dpkg -i` to a
+# running tracker.
+#
+# Usage: tests/package/package_test.sh BUILD_DIR
+set -euo pipefail
+build=$(cd "${1:?usage: package_test.sh BUILD_DIR}" && pwd)
+source_dir=$(cd "$(dirname "$0")/../.." && pwd)
+fail() { echo "package_test: FAIL: $*" >&2; exit 1; }
+[ "$(id -u)" -eq 0 ] || fail "needs root (dpkg -i)"
+if dpkg-query -W -f='${Status}' skopos 2>/dev/null | grep -q 'installed\|config-files'; then
+  fail "a skopos package is already on this machine; this test installs and purges its own and will not touch it"
+fi
+
+# What an earlier run that died between install and purge (or a broken postrm) left:
+# not this run's doing, so removed, and said.
+stale=$(ls -d /etc/systemd/system/multi-user.target.wants/skopos-* /etc/systemd/system/skopos-* \
+          /var/lib/systemd/deb-systemd-helper-enabled/skopos-* \
+          /var/lib/systemd/deb-systemd-helper-enabled/multi-user.target.wants/skopos-* /etc/skopos 2>/dev/null || true)
+if [ -n "$stale" ]; then
+  echo "package_test: removing what an earlier run left: $stale" >&2
+  rm -rf $stale
+fi
+
+work=$(mktemp -d /tmp/skopos-package-XXXXXX)
+tracker_pid=""
+cleanup() {
+  [ -z "$tracker_pid" ] || kill "$tracker_pid" 2>/dev/null || true
+  if dpkg-query -W -f='${Status}' skopos 2>/dev/null | grep -q 'installed\|config-files'; then
+    DEBIAN_FRONTEND=noninteractive dpkg --purge skopos > /dev/null 2>&1 || true
+  fi
+  echo 'skopos skopos/enable-units multiselect' | debconf-set-selections 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+deb=$("$source_dir/tools/package.sh" "$build" "$work/out" | tail -1)
+[ -f "$deb" ] || fail "tools/package.sh made no package"
+dpkg-deb -c "$deb" | awk '{print $6}' | sed 's#^\.##' | grep -v '/$' > "$work/files"
+for want in /usr/sbin/skopos /usr/sbin/skopos-tracker /usr/bin/tracker-cli /etc/skopos/skopos.conf \
+            /etc/skopos/tracker.conf /usr/lib/systemd/system/skopos-tracker.service \
+            /usr/lib/systemd/system/skopos-agent.service /usr/share/skopos/prometheus/skopos-alerts.yml \
+            /usr/share/doc/skopos/copyright; do
+  grep -qx "$want" "$work/files" || fail "the package lacks $want"
+done
+[ "$(dpkg-deb --ctrl-tarfile "$deb" | tar -xO ./conffiles)" = $'/etc/skopos/skopos.conf\n/etc/skopos/tracker.conf' ] ||
+  fail "the conffiles are not the two configs"
+
+# The tracker asked for, the agent not.
+echo 'skopos skopos/enable-units multiselect skopos-tracker' | debconf-set-selections
+started=$(date +%s%N)
+DEBIAN_FRONTEND=noninteractive dpkg -i "$deb" > "$work/dpkg.log" 2>&1 || { cat "$work/dpkg.log"; fail "dpkg -i"; }
+installed=$(date +%s%N)
+wants=/etc/systemd/system/multi-user.target.wants
+[ -L "$wants/skopos-tracker.service" ] || fail "skopos-tracker was asked for but not enabled"
+[ ! -e "$wants/skopos-agent.service" ] || fail "skopos-agent was enabled without being asked for"
+
+# The programs, from where the package put them.
+for program in /usr/sbin/skopos /usr/sbin/skopos-tracker /usr/bin/tracker-cli; do
+  "$program" --version | head -1 | grep -qx "$(basename "$program") $(dpkg-deb -f "$deb" Version)" ||
+    fail "$program --version does not name the package's version"
+done
+/usr/bin/tracker-cli decode /proc/net/tcp > "$work/decode.out" || fail "tracker-cli decode /proc/net/tcp"
+/usr/sbin/skopos agent --example-config | cmp -s - /etc/skopos/skopos.conf || fail "/etc/skopos/skopos.conf is not the agent's example"
+
+# The tracker with the installed config (systemd is not PID 1 here, so started as its
+# unit would, without the pin directory): up means its stream socket answers.
+sock=$work/tracker.sock
+/usr/sbin/skopos-tracker --config /etc/skopos/tracker.conf --source proc --docker-socket none --conntrack off \
+  --stream-socket "$sock" > "$work/tracker.log" 2>&1 &
+tracker_pid=$!
+for _ in $(seq 1 100); do
+  [ -S "$sock" ] && break
+  sleep 0.05
+done
+[ -S "$sock" ] || { cat "$work/tracker.log"; fail "the installed tracker did not serve its socket within 5 s"; }
+running=$(date +%s%N)
+/usr/sbin/skopos-tracker --config /etc/skopos/tracker.conf --source proc --docker-socket none --conntrack off \
+  --stream-socket "$work/once.sock" --once > "$work/once.out" 2>&1 || { cat "$work/once.out"; fail "skopos-tracker --once"; }
+grep -q '"containers"' "$work/once.out" || { cat "$work/once.out"; fail "skopos-tracker --once printed no snapshot"; }
+kill "$tracker_pid" && wait "$tracker_pid" 2>/dev/null || true
+tracker_pid=""
+
+# The installed units, with the installed programs.
+systemd-analyze verify /usr/lib/systemd/system/skopos-tracker.service /usr/lib/systemd/system/skopos-agent.service \
+  > "$work/verify.log" 2>&1 || { cat "$work/verify.log"; fail "systemd-analyze verify of the installed units"; }
+
+# Asked for later: dpkg-reconfigure enables the agent too.
+echo 'skopos skopos/enable-units multiselect skopos-tracker, skopos-agent' | debconf-set-selections
+DEBIAN_FRONTEND=noninteractive dpkg-reconfigure skopos > "$work/reconfigure.log" 2>&1 ||
+  { cat "$work/reconfigure.log"; fail "dpkg-reconfigure"; }
+[ -L "$wants/skopos-agent.service" ] || { cat "$work/reconfigure.log"; fail "dpkg-reconfigure did not enable the agent"; }
+
+# An operator's changes survive a reinstall: a config edit (a conffile: dpkg keeps
+# it) and a service disabled by hand (an upgrade never enables behind their back).
+echo 'log-level = debug' >> /etc/skopos/tracker.conf
+systemctl disable skopos-tracker.service > /dev/null 2>&1
+[ ! -e "$wants/skopos-tracker.service" ] || fail "systemctl disable left the tracker enabled"
+DEBIAN_FRONTEND=noninteractive dpkg -i --force-confold "$deb" > "$work/dpkg2.log" 2>&1 || { cat "$work/dpkg2.log"; fail "reinstall"; }
+grep -qx 'log-level = debug' /etc/skopos/tracker.conf || fail "a reinstall lost the operator's change to tracker.conf"
+[ ! -e "$wants/skopos-tracker.service" ] || fail "a reinstall enabled the tracker the operator had disabled"
+[ -L "$wants/skopos-agent.service" ] || fail "a reinstall disabled the agent"
+
+# State the services would have made, for the purge to remove.
+mkdir -p /var/lib/skopos && echo '{}' > /var/lib/skopos/journal.test
+DEBIAN_FRONTEND=noninteractive dpkg --purge skopos > "$work/purge.log" 2>&1 || { cat "$work/purge.log"; fail "dpkg --purge"; }
+left=""
+while read -r file; do [ ! -e "$file" ] || left+=" $file"; done < "$work/files"
+[ -z "$left" ] || fail "the purge left:$left"
+for path in /etc/skopos /var/lib/skopos /var/lib/systemd/deb-systemd-helper-enabled/skopos-tracker.service.dsh-also \
+            /var/lib/systemd/deb-systemd-helper-enabled/skopos-agent.service.dsh-also "$wants/skopos-tracker.service" \
+            "$wants/skopos-agent.service" /etc/systemd/system/skopos-tracker.service /etc/systemd/system/skopos-agent.service; do
+  [ ! -e "$path" ] && [ ! -L "$path" ] || fail "the purge left $path"
+done
+if debconf-show skopos 2>/dev/null | grep -q .; then fail "the purge left debconf answers: $(debconf-show skopos)"; fi
+
+printf 'package_test: passed. package %s bytes, installed %s KiB; dpkg -i %d ms, dpkg -i to a running tracker %d ms\n' \
+  "$(stat -c %s "$deb")" "$(dpkg-deb -f "$deb" Installed-Size)" $(( (installed - started) / 1000000 )) \
+  $(( (running - started) / 1000000 ))
