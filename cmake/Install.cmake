@@ -7,6 +7,9 @@
 #   /etc/skopos/{skopos,tracker}.conf       commented examples; an existing file is kept
 #   P/share/skopos/                         Prometheus alert rules and their tests
 #   P/share/doc/skopos/                     the READMEs and the stream protocol
+#   P/share/man/man{1,5,8}/                 skopos(8), skopos-tracker(8), tracker-cli(1),
+#                                           skopos.conf(5) (cmake/Docs.cmake)
+#   P/share/bash-completion/completions/    bash completions; P/share/zsh/vendor-completions/ zsh
 #
 # The BPF object is embedded in skopos-tracker (its skeleton), so nothing else is
 # needed at run time. Paths that depend on P are computed when the install runs, not
@@ -64,3 +67,16 @@ foreach(conf tracker/systemd/tracker.conf driver/systemd/skopos.conf)
     endif()
   ")
 endforeach()
+
+# Man pages and completions (cmake/Docs.cmake), where Debian's man-db, bash-completion
+# and zsh look for them.
+if(TARGET skopos_docs)
+  foreach(page ${skopos_man_pages})
+    string(REGEX REPLACE ".*\\.([0-9])$" "\\1" man_section ${page})
+    install(FILES ${SKOPOS_DOCS_DIR}/man/${page}.gz DESTINATION ${CMAKE_INSTALL_MANDIR}/man${man_section})
+  endforeach()
+  foreach(program skopos skopos-tracker tracker-cli)
+    install(FILES ${SKOPOS_DOCS_DIR}/bash-completion/${program} DESTINATION ${CMAKE_INSTALL_DATADIR}/bash-completion/completions)
+    install(FILES ${SKOPOS_DOCS_DIR}/zsh/_${program} DESTINATION ${CMAKE_INSTALL_DATADIR}/zsh/vendor-completions)
+  endforeach()
+endif()

@@ -39,6 +39,9 @@ packages=(
   # (dpkg-dev) computes its dependencies, lintian checks it as Debian would, and the
   # install test drives debconf and deb-systemd-helper (init-system-helpers).
   dpkg-dev lintian debconf init-system-helpers
+  # The man pages are rendered (man-db, groff) and the completions run (bash-completion,
+  # zsh) by the tests.
+  man-db groff-base bash-completion zsh
   # The arm64 tier (tools/test.sh arm64): Debian's cross compiler, qemu-user to run what
   # it builds, and the arm64 libraries the decoder and tracker-cli link, through
   # multiarch (added below). libsimdjson-dev cannot be installed for two architectures

@@ -1,10 +1,11 @@
 // What a package ships and an operator reads first: every program's --version names the
-// version, the source revision and the build, and the example config files the package
-// installs under /etc/skopos/ are what the programs print from their option tables.
+// version, the source revision and the build; the example config files the package
+// installs under /etc/skopos/ are what the programs print from their option tables; the
+// man pages and shell completions the build makes from the programs' --help render and
+// complete what the programs take.
 #include <gtest/gtest.h>
 
-#include <fstream>
-#include <sstream>
+#include <cctype>
 #include <string>
 #include <vector>
 
@@ -13,14 +14,10 @@
 namespace {
 
 using skopos::testing::ProcessResult;
+using skopos::testing::read_file;
 using skopos::testing::run_process;
 
-std::string read_file(const std::string& path) {
-  std::ifstream in(path);
-  std::ostringstream text;
-  text << in.rdbuf();
-  return text.str();
-}
+const std::string kDocs = SKOPOS_DOCS_DIR;
 
 TEST(Packaging, EveryProgramPrintsItsVersionRevisionBuildAndBpf) {
   for (const auto& [name, path] : std::vector<std::pair<std::string, std::string>>{
@@ -49,6 +46,88 @@ TEST(Packaging, TheInstalledExampleConfigsAreWhatTheProgramsPrint) {
     EXPECT_EQ(read_file(file), run.out) << file << " differs from what the program prints: regenerate it with '"
                                         << command[0] << (command.size() > 2 ? " agent" : "")
                                         << " --example-config'";
+  }
+}
+
+// Each page renders with man's warnings on (no unknown macro, no line it cannot fit),
+// and holds every option the program's --help lists.
+TEST(Packaging, ManPagesRenderWithoutWarningsAndListEveryOption) {
+  const auto rendered = [](const std::string& page) {
+    const ProcessResult run =
+        run_process({"/usr/bin/env", "MANWIDTH=200", "LC_ALL=C.UTF-8", "man", "--warnings", "-l", kDocs + "/man/" + page});
+    EXPECT_EQ(run.exit_code, 0) << page << ": " << run.err;
+    EXPECT_TRUE(run.err.empty()) << page << " renders with warnings:\n" << run.err;
+    return run.out;
+  };
+  const auto options = [](const std::vector<std::string>& command) {
+    std::vector<std::string> names;
+    const ProcessResult help = run_process(command);
+    for (std::size_t at = help.out.find("\n  --"); at != std::string::npos; at = help.out.find("\n  --", at + 1)) {
+      const std::size_t end = help.out.find_first_of(" =\n", at + 3);
+      names.push_back(help.out.substr(at + 3, end - at - 3));
+    }
+    return names;
+  };
+  const std::string tracker = rendered("skopos-tracker.8");
+  const auto tracker_options = options({SKOPOS_TRACKER, "--help"});
+  ASSERT_GT(tracker_options.size(), 20u);
+  for (const std::string& option : tracker_options) EXPECT_NE(tracker.find(option), std::string::npos) << option;
+  const std::string skopos = rendered("skopos.8");
+  for (const char* group : {"lock", "maintenance", "fence", "drain", "agent", "rolling-reboot", "window"}) {
+    std::string section = std::string("SKOPOS ") + group;
+    for (char& c : section) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+    EXPECT_NE(skopos.find(section), std::string::npos) << section;
+    for (const std::string& option : options({SKOPOS_CLI, group, "--help"})) {
+      EXPECT_NE(skopos.find(option), std::string::npos) << "skopos " << group << " " << option;
+    }
+  }
+  const std::string cli = rendered("tracker-cli.1");
+  for (const std::string& option : options({SKOPOS_TRACKER_CLI, "decode", "--help"})) {
+    EXPECT_NE(cli.find(option), std::string::npos) << option;
+  }
+  const std::string conf = rendered("skopos.conf.5");
+  for (const char* setting : {"etcd-endpoints", "docker-socket", "surge", "stream-socket"}) {
+    EXPECT_NE(conf.find(setting), std::string::npos) << setting;
+  }
+}
+
+// What bash offers after what was typed, with the generated completion loaded as
+// bash-completion would.
+std::string complete_bash(const std::string& program, const std::vector<std::string>& words) {
+  std::string script = "source '" + kDocs + "/bash-completion/" + program + "'\nCOMP_WORDS=(";
+  for (const std::string& word : words) script += "'" + word + "' ";
+  script += ")\nCOMP_CWORD=" + std::to_string(words.size() - 1) + "\n";
+  std::string function = "_" + program;
+  for (char& c : function) c = c == '-' ? '_' : c;
+  script += function + "\nprintf '%s\\n' \"${COMPREPLY[@]}\"\n";
+  const ProcessResult run = run_process({"/bin/bash", "--norc", "-c", script});
+  EXPECT_EQ(run.exit_code, 0) << run.err;
+  EXPECT_TRUE(run.err.empty()) << run.err;
+  return run.out;
+}
+
+TEST(Packaging, BashCompletesCommandsOptionsAndTheirChoices) {
+  EXPECT_EQ(complete_bash("skopos", {"skopos", "lo"}), "lock\n");
+  EXPECT_EQ(complete_bash("skopos", {"skopos", "roll"}), "rolling-reboot\n");
+  const std::string lock = complete_bash("skopos", {"skopos", "lock", ""});
+  for (const char* word : {"status\n", "acquire\n", "set-max\n", "--etcd-endpoints\n", "--fencing-token\n"}) {
+    EXPECT_NE(lock.find(word), std::string::npos) << word << " not in:\n" << lock;
+  }
+  // Options before the command, and their values, do not hide it.
+  EXPECT_EQ(complete_bash("skopos", {"skopos", "--etcd-endpoints", "http://127.0.0.1:2379", "lock", "st"}), "status\n");
+  EXPECT_EQ(complete_bash("skopos", {"skopos", "agent", "pause", "--tier", ""}), "control\nproxy\nworker\n");
+  EXPECT_EQ(complete_bash("skopos-tracker", {"skopos-tracker", "--source", ""}), "auto\nbpf\nproc\n");
+  EXPECT_EQ(complete_bash("skopos-tracker", {"skopos-tracker", "--bpf-u"}), "--bpf-unpin\n");
+  EXPECT_EQ(complete_bash("tracker-cli", {"tracker-cli", "de"}), "decode\n");
+  EXPECT_EQ(complete_bash("tracker-cli", {"tracker-cli", "decode", "--re"}), "--records\n");
+}
+
+TEST(Packaging, ZshCompletionsParse) {
+  for (const char* program : {"skopos", "skopos-tracker", "tracker-cli"}) {
+    const std::string file = kDocs + "/zsh/_" + program;
+    EXPECT_EQ(read_file(file).rfind(std::string("#compdef ") + program + "\n", 0), 0u) << file;
+    const ProcessResult run = run_process({"/usr/bin/zsh", "-n", file});
+    EXPECT_EQ(run.exit_code, 0) << file << ": " << run.err;
   }
 }
 

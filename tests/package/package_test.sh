@@ -39,13 +39,17 @@ cleanup() {
 }
 trap cleanup EXIT
 
-deb=$("$source_dir/tools/package.sh" "$build" "$work/out" | tail -1)
-[ -f "$deb" ] || fail "tools/package.sh made no package"
+"$source_dir/tools/package.sh" "$build" "$work/out" > "$work/package.log" 2>&1 || { cat "$work/package.log"; fail "tools/package.sh"; }
+deb=$(tail -1 "$work/package.log")
+[ -f "$deb" ] || { cat "$work/package.log"; fail "tools/package.sh made no package"; }
+# lintian --pedantic finds nothing today; a new warning is fixed or explained here.
+if grep -q '^[EW]:' "$work/package.log"; then cat "$work/package.log"; fail "lintian reports errors or warnings"; fi
 dpkg-deb -c "$deb" | awk '{print $6}' | sed 's#^\.##' | grep -v '/$' > "$work/files"
 for want in /usr/sbin/skopos /usr/sbin/skopos-tracker /usr/bin/tracker-cli /etc/skopos/skopos.conf \
             /etc/skopos/tracker.conf /usr/lib/systemd/system/skopos-tracker.service \
             /usr/lib/systemd/system/skopos-agent.service /usr/share/skopos/prometheus/skopos-alerts.yml \
-            /usr/share/doc/skopos/copyright; do
+            /usr/share/doc/skopos/copyright /usr/share/man/man8/skopos.8.gz /usr/share/man/man5/skopos.conf.5.gz \
+            /usr/share/bash-completion/completions/skopos-tracker /usr/share/zsh/vendor-completions/_tracker-cli; do
   grep -qx "$want" "$work/files" || fail "the package lacks $want"
 done
 [ "$(dpkg-deb --ctrl-tarfile "$deb" | tar -xO ./conffiles)" = $'/etc/skopos/skopos.conf\n/etc/skopos/tracker.conf' ] ||
@@ -67,6 +71,19 @@ for program in /usr/sbin/skopos /usr/sbin/skopos-tracker /usr/bin/tracker-cli; d
 done
 /usr/bin/tracker-cli decode /proc/net/tcp > "$work/decode.out" || fail "tracker-cli decode /proc/net/tcp"
 /usr/sbin/skopos agent --example-config | cmp -s - /etc/skopos/skopos.conf || fail "/etc/skopos/skopos.conf is not the agent's example"
+
+# The man pages where man finds them, rendering without a warning; the completions
+# where bash-completion loads them.
+for page in skopos:8 skopos-tracker:8 tracker-cli:1 skopos.conf:5; do
+  found=$(man -w "${page#*:}" "${page%%:*}" 2>&1) || fail "man cannot find ${page%%:*}(${page#*:}): $found"
+  [ "$found" = "/usr/share/man/man${page#*:}/${page%%:*}.${page#*:}.gz" ] || fail "man finds ${page%%:*} at $found"
+  warnings=$(MANWIDTH=100 man --warnings -l "$found" 2>&1 > /dev/null)
+  [ -z "$warnings" ] || fail "man -l $found: $warnings"
+done
+completed=$(bash --norc -c 'source /usr/share/bash-completion/completions/skopos
+  COMP_WORDS=(skopos lock st); COMP_CWORD=2; _skopos; echo "${COMPREPLY[*]}"')
+[ "$completed" = status ] || fail "the installed bash completion offers '$completed' for 'skopos lock st'"
+[ -f /usr/share/zsh/vendor-completions/_skopos ] || fail "no zsh completion"
 
 # The tracker with the installed config (systemd is not PID 1 here, so started as its
 # unit would, without the pin directory): up means its stream socket answers.
