@@ -22,6 +22,7 @@
 #include "agent_process.h"
 #include "clock_text.h"
 #include "lock_test_support.h"
+#include "metrics_doc.h"
 #include "process.h"
 #include "systemd_support.h"
 
@@ -302,6 +303,14 @@ TEST_F(RebootWindowsTest, LockStatusShowsTheStartGatesInEtcdAndWhyEachIsClosed) 
   EXPECT_NE(metrics.out.find("skopos_start_gate_open{scope=\"tier\",owner=\"proxy\",gate=\"window\"} 1\n"),
             std::string::npos)
       << metrics.out;
+  // The gates' family documented as it is (SkoposLockCliTest checks the lock families,
+  // which need holders and Mesos).
+  const auto problems = skopos::testing::undocumented_metrics(
+      metrics.out, "skopos lock status --metrics", {"skopos_lock_holders", "skopos_lock_holders_unknown_to_mesos",
+                                       "skopos_lock_longest_wait_seconds", "skopos_lock_max", "skopos_lock_mesos_up",
+                                       "skopos_lock_stale_holders", "skopos_lock_waiters"});
+  for (const std::string& problem : problems) ADD_FAILURE() << problem;
+  EXPECT_EQ(skopos::testing::promtool_check_metrics(metrics.out), "");
 }
 
 }  // namespace

@@ -10,6 +10,7 @@
 
 #include "driver/heartbeat.h"
 #include "lock_test_support.h"
+#include "metrics_doc.h"
 #include "process.h"
 
 namespace skopos::driver {
@@ -149,6 +150,11 @@ TEST_F(RollingRebootTest, TheStatusCommandShowsEveryHostsTurnTheSlotsAndAnEta) {
   const auto metrics = cli({"--metrics"});
   EXPECT_NE(metrics.out.find(R"(skopos_rolling_reboot_hosts{tier="worker",state="down"} 1)"), std::string::npos)
       << metrics.out;
+  for (const std::string& problem :
+       skopos::testing::undocumented_metrics(metrics.out, "skopos rolling-reboot --status --metrics")) {
+    ADD_FAILURE() << problem;
+  }
+  EXPECT_EQ(skopos::testing::promtool_check_metrics(metrics.out), "");
   // A holder without a heartbeat for longer than --stuck-after is stuck: the roll goes
   // on with one slot fewer, and says so.
   ASSERT_TRUE(beat2.stop());

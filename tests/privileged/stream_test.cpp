@@ -18,6 +18,7 @@
 #include <netinet/in.h>
 
 #include "fake_docker.h"
+#include "metrics_doc.h"
 #include "privileged_support.h"
 #include "driver/drain_systems_impl.h"
 #include "tracker/stream_client.h"
@@ -507,9 +508,11 @@ std::string http_get_metrics(std::uint16_t port) {
   return body == std::string::npos ? "" : response.substr(body + 4);
 }
 
+// The tracker's whole output (BPF, conntrack, the stream, a container): every family is
+// documented as it is, and promtool finds nothing to say.
 TEST_F(PrivilegedStream, MetricsShowContainerGaugesAndStreamDisconnects) {
   const std::uint16_t port = free_loopback_port();
-  start_tracker({"--metrics-listen", "127.0.0.1:" + std::to_string(port)});
+  start_tracker({"--metrics-listen", "127.0.0.1:" + std::to_string(port), "--conntrack", "on"});
   auto client = TrackerClient::connect(options());
   ASSERT_TRUE(client) << client.error().message();
   auto fds = connect_to(0, 3);
@@ -537,6 +540,9 @@ TEST_F(PrivilegedStream, MetricsShowContainerGaugesAndStreamDisconnects) {
       << metrics;
   EXPECT_NE(metrics.find("skopos_tracker_ringbuffer_lost_events_total 0\n"), std::string::npos);
   EXPECT_NE(metrics.find("# TYPE skopos_tracker_events_total counter\n"), std::string::npos);
+  EXPECT_NE(metrics.find("skopos_tracker_conntrack_dumps_total "), std::string::npos) << metrics;
+  for (const std::string& problem : skopos::testing::undocumented_metrics(metrics, "skopos-tracker")) ADD_FAILURE() << problem;
+  EXPECT_EQ(skopos::testing::promtool_check_metrics(metrics), "");
 }
 
 TEST_F(PrivilegedStream, TopShowsTheCountsInA80x24Terminal) {

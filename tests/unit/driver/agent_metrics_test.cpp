@@ -13,6 +13,7 @@
 #include <sstream>
 
 #include "driver/pauses.h"
+#include "metrics_doc.h"
 #include "text_lines.h"
 
 namespace skopos::driver {
@@ -64,6 +65,11 @@ TEST(AgentMetrics, EachGatesStatePerPointTheTurnsAndSentinelFailures) {
   // Each family has its HELP and TYPE once.
   EXPECT_LINE(text, "# TYPE skopos_agent_gate_unknown_checks_total counter");
   EXPECT_LINE(text, "# TYPE skopos_agent_gate_open gauge");
+  // Every family documented as it is, and clean for promtool.
+  for (const std::string& problem : testing::undocumented_metrics(text, "skopos agent (--agent-metrics-file)")) {
+    ADD_FAILURE() << problem;
+  }
+  EXPECT_EQ(testing::promtool_check_metrics(text), "");
 }
 
 // A request cancelled while a gate was unknown: the gate is not checked any more, and

@@ -9,6 +9,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "metrics_doc.h"
 #include "text_lines.h"
 
 namespace skopos::driver {
@@ -87,6 +88,34 @@ TEST(DrainMetrics, AStuckReportHoldsUntilTheNextPhase) {
   metrics.observe(phase_event(DrainPhase::kBudget), 1700);
   EXPECT_LINE(metrics.text(), "skopos_drain_stuck{host=\"worker-3\"} 0");
   EXPECT_LINE(metrics.text(), "skopos_drain_stuck_total{host=\"worker-3\"} 1");
+}
+
+// A drain that went through every kind of event: each family is documented as it is,
+// and promtool finds nothing to say.
+TEST(DrainMetrics, EveryFamilyIsDocumentedAndCleanForPromtool) {
+  DrainMetrics metrics("/nonexistent/skopos.prom", "worker-3");
+  metrics.observe(phase_event(DrainPhase::kWait), 1000);
+  WaitProgress progress;
+  progress.total = 2;
+  progress.unknown = 1;
+  DrainEvent tick;
+  tick.type = DrainEvent::Type::kProgress;
+  tick.phase = DrainPhase::kWait;
+  tick.progress = &progress;
+  metrics.observe(tick, 1001);
+  metrics.observe(fence_pushed_down(1), 1002);
+  DrainEvent stuck;
+  stuck.type = DrainEvent::Type::kWarning;
+  stuck.phase = DrainPhase::kWait;
+  stuck.message = "stuck: connections stay open";
+  stuck.fields = {{"notify", "stuck"}};
+  metrics.observe(stuck, 1600);
+  metrics.finish("drained", 1700);
+  const std::string text = metrics.text();
+  for (const std::string& problem : testing::undocumented_metrics(text, "skopos drain (--metrics-file)")) {
+    ADD_FAILURE() << problem;
+  }
+  EXPECT_EQ(testing::promtool_check_metrics(text), "");
 }
 
 TEST(DrainMetrics, BeforeAnyPhaseOnlyTheInfoAndCountersAreShown) {
