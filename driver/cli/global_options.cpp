@@ -38,6 +38,8 @@ const OptionTable<GlobalConfig>& global_options_table() {
     t.text("boot-id-file", "FILE", "where this boot's id is read", &GlobalConfig::boot_id_file);
     t.flag("json", "machine-readable output", &GlobalConfig::json);
     t.choice("log-level", "the least important lines logged", &GlobalConfig::log_level, enum_choices(kLogLevelNames));
+    t.choice("log-format", "text: a line per event; json: one JSON object per\nline (time, level, program, pid, message), for log\nshippers", &GlobalConfig::log_format,
+             enum_choices(kLogFormatNames));
     t.flag("help", "this help", &GlobalConfig::help);
     return t;
   }();
@@ -90,6 +92,7 @@ void merge_config_file(const CliSpec& spec, CliArgs& args) {
 
 GlobalOptions global_options(const GlobalConfig& config, const std::string& command) {
   set_log_level(config.log_level);
+  set_log_format(config.log_format);
   GlobalOptions options;
   options.json = config.json;
   options.machine_id = config.machine_id;

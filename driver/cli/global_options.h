@@ -46,6 +46,7 @@ struct GlobalConfig {
   std::string boot_id_file = HostIdentity::kBootIdPath;
   bool json = false;
   LogLevel log_level = LogLevel::kInfo;
+  LogFormat log_format = LogFormat::kText;
   bool help = false;
 };
 

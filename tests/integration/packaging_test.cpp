@@ -5,8 +5,11 @@
 // complete what the programs take.
 #include <gtest/gtest.h>
 
+#include <simdjson.h>
+
 #include <cctype>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "process.h"
@@ -120,6 +123,42 @@ TEST(Packaging, BashCompletesCommandsOptionsAndTheirChoices) {
   EXPECT_EQ(complete_bash("skopos-tracker", {"skopos-tracker", "--bpf-u"}), "--bpf-unpin\n");
   EXPECT_EQ(complete_bash("tracker-cli", {"tracker-cli", "de"}), "decode\n");
   EXPECT_EQ(complete_bash("tracker-cli", {"tracker-cli", "decode", "--re"}), "--records\n");
+}
+
+// --log-format json: every log line is one JSON object a shipper can parse; a command's
+// own result (its last line, on failure) stays for the person who ran it.
+TEST(Packaging, LogFormatJsonGivesOneObjectPerLogLine) {
+  const std::string socket = ::testing::TempDir() + "packaging-json-log.sock";
+  const ProcessResult tracker = run_process({SKOPOS_TRACKER, "--source", "proc", "--docker-socket", "none", "--conntrack",
+                                             "off", "--once", "--stream-socket", socket, "--log-format", "json"});
+  ASSERT_EQ(tracker.exit_code, 0) << tracker.err;
+  // Nothing listens on port 1: a warning per failed try, then the command's error.
+  const ProcessResult skopos = run_process({SKOPOS_CLI, "lock", "acquire", "reboot", "worker", "--timeout", "1s",
+                                            "--log-format", "json", "--etcd-endpoints", "http://127.0.0.1:1",
+                                            "--etcd-timeout", "300ms"});
+  EXPECT_EQ(skopos.exit_code, 3) << skopos.err;
+  simdjson::dom::parser parser;
+  for (const auto& [program, err, plain_tail] : {std::tuple{std::string("skopos-tracker"), tracker.err, 0},
+                                                 std::tuple{std::string("skopos"), skopos.err, 1}}) {
+    std::vector<std::string> lines;
+    for (std::size_t at = 0; at < err.size();) {
+      const std::size_t end = err.find('\n', at);
+      lines.push_back(err.substr(at, end - at));
+      at = end == std::string::npos ? err.size() : end + 1;
+    }
+    ASSERT_GT(lines.size(), static_cast<std::size_t>(plain_tail)) << program << " logged nothing";
+    for (std::size_t i = 0; i + static_cast<std::size_t>(plain_tail) < lines.size(); ++i) {
+      simdjson::dom::element line;
+      ASSERT_EQ(parser.parse(lines[i]).get(line), simdjson::SUCCESS) << program << ": " << lines[i];
+      EXPECT_EQ(std::string_view(line["program"]), program);
+      std::string_view message;
+      EXPECT_EQ(line["message"].get(message), simdjson::SUCCESS);
+      EXPECT_FALSE(message.empty());
+    }
+    if (plain_tail == 1) {
+      EXPECT_EQ(lines.back().rfind("skopos: read lock 'reboot' group 'worker': ", 0), 0u) << lines.back();
+    }
+  }
 }
 
 TEST(Packaging, ZshCompletionsParse) {

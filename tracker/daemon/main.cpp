@@ -30,6 +30,7 @@ struct TrackerConfig {
   bool help = false;
   bool help_markdown = false;
   bool version = false;
+  skopos::LogFormat log_format = skopos::LogFormat::kText;
   bool example_config = false;
   bool bpf_unpin = false;  // --bpf-unpin: remove the pinned state and exit
 };
@@ -170,6 +171,9 @@ const skopos::OptionTable<TrackerConfig>& options_table() {
            "local user can read them (container and app\nnames): for trusted hosts only",
            [](auto& c) -> auto& { return c.daemon.metrics_listen; });
     t.text("log-level", "LEVEL", "error, warning, notice, info or debug", &TrackerConfig::log_level);
+    t.choice("log-format", "text: a line per event; json: one JSON object per\nline (time, level, program, pid, message), for log\nshippers",
+             &TrackerConfig::log_format, std::vector<std::pair<std::string, skopos::LogFormat>>{
+                 {"text", skopos::LogFormat::kText}, {"json", skopos::LogFormat::kJson}});
     t.flag("help", "this text", &TrackerConfig::help);
     t.flag("help-markdown", "the options as a Markdown table (the README's)", &TrackerConfig::help_markdown);
     t.flag("version", "the version, source revision and build, then exit", &TrackerConfig::version);
@@ -208,6 +212,7 @@ void check(const skopos::CliArgs& args, TrackerConfig& config) {
                      "one of error, warning, notice, info, debug");
   }
   skopos::set_log_level(level);
+  skopos::set_log_format(config.log_format);
 }
 
 TrackerConfig parse_options(int argc, char** argv) {

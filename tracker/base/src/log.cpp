@@ -3,16 +3,22 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cerrno>
+#include <chrono>
+#include <cstdio>
 #include <cstdlib>
+#include <ctime>
 #include <string>
 
 #include "skopos/enum_names.h"
+#include "skopos/json_writer.h"
 
 namespace skopos {
 
 namespace {
 
 std::atomic<int> g_level{static_cast<int>(LogLevel::kInfo)};
+std::atomic<int> g_format{static_cast<int>(LogFormat::kText)};
 
 std::string_view level_name(LogLevel level) { return enum_name(kLogLevelNames, level, "info"); }
 
@@ -21,9 +27,24 @@ bool under_journal() {
   return journal;
 }
 
+// "2026-12-06T05:20:01.123Z".
+std::string utc_now() {
+  const auto now = std::chrono::system_clock::now();
+  const auto millis = std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count();
+  const std::time_t seconds = static_cast<std::time_t>(millis / 1000);
+  std::tm tm{};
+  ::gmtime_r(&seconds, &tm);
+  char text[32];
+  const std::size_t length = std::strftime(text, sizeof text, "%Y-%m-%dT%H:%M:%S", &tm);
+  char fraction[8];
+  std::snprintf(fraction, sizeof fraction, ".%03dZ", static_cast<int>(millis % 1000));
+  return std::string(text, length) + fraction;
+}
+
 }  // namespace
 
 void set_log_level(LogLevel level) { g_level = static_cast<int>(level); }
+void set_log_format(LogFormat format) { g_format = static_cast<int>(format); }
 
 bool parse_log_level(std::string_view text, LogLevel& level) {
   const auto parsed = enum_value(kLogLevelNames, text);
@@ -39,11 +60,29 @@ void log(LogLevel level, std::string_view message) {
     line += '<';
     line += static_cast<char>('0' + static_cast<int>(level));
     line += '>';
-  } else {
-    line += level_name(level);
-    line += ": ";
   }
-  for (char c : message) line += c == '\n' ? ' ' : c;  // one event, one line
+  if (g_format.load(std::memory_order_relaxed) == static_cast<int>(LogFormat::kJson)) {
+    // The writer escapes newlines and control characters: still one event, one line.
+    JsonWriter json(line);
+    json.begin_object()
+        .key("time")
+        .value(utc_now())
+        .key("level")
+        .value(level_name(level))
+        .key("program")
+        .value(program_invocation_short_name)
+        .key("pid")
+        .value(static_cast<std::int64_t>(::getpid()))
+        .key("message")
+        .value(message)
+        .end_object();
+  } else {
+    if (!under_journal()) {
+      line += level_name(level);
+      line += ": ";
+    }
+    for (char c : message) line += c == '\n' ? ' ' : c;  // one event, one line
+  }
   line += '\n';
   // One write() per line, so lines from different threads never interleave.
   std::size_t done = 0;

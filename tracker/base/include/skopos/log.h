@@ -2,6 +2,12 @@
 // each line starts with a syslog priority "<N>", which journald turns into the entry's
 // priority; on a terminal it starts with the level's name instead. One line per event a
 // person would act on; no trailing period; quote IDs. Thread-safe (one write per line).
+//
+// With LogFormat::kJson (--log-format json), for log shippers, the rest of each line is
+// one JSON object instead: {"time":"2026-12-06T05:20:01.123Z","level":"warning",
+// "program":"skopos-tracker","pid":42,"message":"..."} (time in UTC, RFC 3339 with
+// milliseconds); under journald the "<N>" prefix stays, so the entry keeps its priority
+// and its MESSAGE is the object.
 #pragma once
 
 #include <string_view>
@@ -16,6 +22,12 @@ inline constexpr std::pair<LogLevel, const char*> kLogLevelNames[] = {{LogLevel:
                                                                       {LogLevel::kNotice, "notice"},
                                                                       {LogLevel::kInfo, "info"},
                                                                       {LogLevel::kDebug, "debug"}};
+
+enum class LogFormat : int { kText, kJson };
+inline constexpr std::pair<LogFormat, const char*> kLogFormatNames[] = {{LogFormat::kText, "text"},
+                                                                        {LogFormat::kJson, "json"}};
+// Default: kText.
+void set_log_format(LogFormat format);
 
 // Lines above `level` (less important) are dropped. Default: kInfo.
 void set_log_level(LogLevel level);
