@@ -110,6 +110,19 @@ class AgentLog : public AgentObserver {
     }
     flush_metrics();
   }
+  void fence_without_drain(const std::optional<std::vector<std::uint16_t>>& ports) override {
+    // Said when it changes: a fence nothing accounts for refuses new connections to
+    // these ports until a person removes it.
+    if (ports && !ports->empty() && *ports != fence_told_) {
+      std::string list;
+      for (const std::uint16_t port : *ports) list += (list.empty() ? "" : ",") + std::to_string(port);
+      log_warning("fenced with no drain in progress: new connections to ports " + list +
+                  " are refused; if no drain of this host is wanted, 'skopos fence remove' (or 'skopos undrain')");
+    }
+    if (ports) fence_told_ = *ports;
+    if (agent_metrics_ == nullptr) return;
+    agent_metrics_->fence_without_drain(ports ? std::optional<bool>(!ports->empty()) : std::nullopt);
+  }
   // Each gate's state from a check at `point` ("start", "release").
   void gates(std::string_view point, const std::vector<GateState>& gates) {
     if (agent_metrics_ == nullptr) return;
@@ -131,6 +144,7 @@ class AgentLog : public AgentObserver {
   AgentMetrics* agent_metrics_;
   std::function<std::uint64_t()> sentinel_failures_;
   bool metrics_failed_ = false;  // warned
+  std::vector<std::uint16_t> fence_told_;  // the fence without a drain last warned about
   Notifier* notifier_ = nullptr;
   Notification context_;
   Watchdog watchdog_;

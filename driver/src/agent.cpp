@@ -107,6 +107,15 @@ AgentTurn Agent::run_once() {
   told_manual_ = false;
   if (progress) return drain(progress->second.trigger);  // resume it, or recover after the boot
 
+  // No drain holds this host out, so no fence should be in place: one that is refuses
+  // new connections to its ports for no reason anyone tracks.
+  if (auto fenced = systems_.fence.fenced(); !fenced) {
+    observer_.warning("fence: cannot read it: " + fenced.error().message);
+    observer_.fence_without_drain(std::nullopt);
+  } else {
+    observer_.fence_without_drain(*fenced);
+  }
+
   auto requested = triggers_.requested();
   if (!requested) {
     observer_.warning(requested.error());

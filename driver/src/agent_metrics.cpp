@@ -72,6 +72,11 @@ void AgentMetrics::sentinel_failures(std::uint64_t total) {
   sentinel_failures_ = total;
 }
 
+void AgentMetrics::fence_without_drain(std::optional<bool> fenced) {
+  changed_ = changed_ || fenced != fence_without_drain_;
+  fence_without_drain_ = fenced;
+}
+
 std::string AgentMetrics::text() const {
   std::string out;
   // name{host="..",<labels>} value
@@ -132,6 +137,12 @@ std::string AgentMetrics::text() const {
         sample("skopos_agent_notifications_total", {{"destination", destination}, {"result", result}}, totals[i++]);
       }
     }
+  }
+  if (fence_without_drain_) {
+    append_header(out, "skopos_agent_fence_without_drain", "gauge",
+                  "1 when the host is fenced (new connections to its ports refused) while no drain holds it out: "
+                  "a fence left behind or applied by hand; 0 when not. Absent while it cannot be read.");
+    sample("skopos_agent_fence_without_drain", {}, *fence_without_drain_ ? 1 : 0);
   }
   append_header(out, "skopos_agent_sentinel_failures_total", "counter",
                 "Runs of the reboot sentinel that gave no answer (missing, failed, timed out, an exit status other "

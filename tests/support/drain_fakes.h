@@ -404,7 +404,15 @@ class FakeConnections : public DrainConnections {
 class FakeFence : public DrainFence {
  public:
   explicit FakeFence(World& world) : w_(world) {}
-  Result<std::vector<std::uint16_t>, DrainError> fenced() override { return ports; }
+  // A look, not a side effect: not recorded in `calls`, but it fails once when asked to.
+  Result<std::vector<std::uint16_t>, DrainError> fenced() override {
+    if (const auto it = w_.fail.find("fenced"); it != w_.fail.end()) {
+      const DrainError error = it->second;
+      w_.fail.erase(it);
+      return unexpected(error);
+    }
+    return ports;
+  }
   Result<void, DrainError> apply(const std::vector<std::uint16_t>& p) override {
     SKOPOS_FAKE_FAIL(w_, "apply");
     ports = p;

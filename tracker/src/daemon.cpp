@@ -68,7 +68,10 @@ std::unique_ptr<ConnectionSource> make_proc_source() {
 
 // (Without BPF, `bpf_pin_dir` has nothing to pin.)
 Result<std::unique_ptr<ConnectionSource>> make_source(SourceChoice choice,
-                                                      [[maybe_unused]] const std::string& bpf_pin_dir) {
+                                                      [[maybe_unused]] const std::string& bpf_pin_dir,
+                                                      SourceHealth* health) {
+  SourceHealth ignored;
+  [[maybe_unused]] SourceHealth& noted = health != nullptr ? *health : ignored;
   if (choice == SourceChoice::kProc) return make_proc_source();
 #if SKOPOS_HAVE_BPF
   BpfConnectionSource::Options options;
@@ -83,6 +86,7 @@ Result<std::unique_ptr<ConnectionSource>> make_source(SourceChoice choice,
                   "); the program stops with this tracker, and the next start snapshots every namespace");
       bpf = std::move(unpinned);
       options.pin_dir.clear();
+      noted.bpf_unpinned = true;
     }
   }
   if (bpf) {
@@ -95,6 +99,7 @@ Result<std::unique_ptr<ConnectionSource>> make_source(SourceChoice choice,
   }
   if (choice == SourceChoice::kBpf) return unexpected(std::move(bpf).error());
   log_warning("bpf source unavailable, falling back to /proc: " + bpf.error().message());
+  noted.bpf_fallback = true;
 #else
   if (choice == SourceChoice::kBpf) {
     return unexpected(Error::invalid("select source", "bpf", "this build has no BPF support (SKOPOS_BPF=OFF)"));
@@ -112,7 +117,8 @@ Result<void> remove_bpf_pins(const std::string& pin_dir) {
 }
 
 Result<std::unique_ptr<TrackerDaemon>> TrackerDaemon::create(DaemonOptions options) {
-  auto source = make_source(options.source, options.bpf_pin_dir);
+  SourceHealth health;
+  auto source = make_source(options.source, options.bpf_pin_dir, &health);
   if (!source) return unexpected(std::move(source).error());
   std::unique_ptr<ProcConnectionSource> checker;
   if ((*source)->kind() == SourceKind::kBpf && options.check_interval.count() > 0) {
@@ -129,7 +135,7 @@ Result<std::unique_ptr<TrackerDaemon>> TrackerDaemon::create(DaemonOptions optio
       log_warning("conntrack cross-check unavailable: " + conntrack.error().message());
     }
   }
-  return std::unique_ptr<TrackerDaemon>(new TrackerDaemon(std::move(options), std::move(tracker)));
+  return std::unique_ptr<TrackerDaemon>(new TrackerDaemon(std::move(options), std::move(tracker), health));
 }
 
 TrackerDaemon::~TrackerDaemon() = default;
@@ -137,9 +143,10 @@ TrackerDaemon::~TrackerDaemon() = default;
 // Everything that lives for one run().
 class TrackerDaemon::Loop {
  public:
-  Loop(const DaemonOptions& options, Tracker& tracker)
+  Loop(const DaemonOptions& options, Tracker& tracker, SourceHealth health)
       : options_(options),
         tracker_(tracker),
+        health_(health),
         signals_(context_, SIGTERM, SIGINT),
         rescan_timer_(context_),
         proc_timer_(context_),
@@ -174,9 +181,9 @@ class TrackerDaemon::Loop {
     }
     if (!options_.metrics_listen.empty() && !options_.once) {
       metrics_ = std::make_unique<MetricsServer>(context_, [this] {
-        if (!stream_) return render_metrics(tracker_, nullptr);
+        if (!stream_) return render_metrics(tracker_, nullptr, health_);
         const StreamStats stream_stats = stream_->stats();
-        return render_metrics(tracker_, &stream_stats);
+        return render_metrics(tracker_, &stream_stats, health_);
       });
       if (auto started = metrics_->start(options_.metrics_listen); !started) {
         log_error("cannot serve metrics: " + started.error().message());
@@ -389,6 +396,7 @@ class TrackerDaemon::Loop {
 
   const DaemonOptions& options_;
   Tracker& tracker_;
+  SourceHealth health_;
   asio::io_context context_;
   asio::signal_set signals_;
   asio::steady_timer rescan_timer_;
@@ -413,7 +421,7 @@ class TrackerDaemon::Loop {
 };
 
 int TrackerDaemon::run() {
-  Loop loop(options_, *tracker_);
+  Loop loop(options_, *tracker_, health_);
   return loop.run();
 }
 

@@ -34,7 +34,7 @@ void container_labels(std::string& out, const StreamContainerView& c) {
 
 }  // namespace
 
-std::string render_metrics(const Tracker& tracker, const StreamStats* stream) {
+std::string render_metrics(const Tracker& tracker, const StreamStats* stream, const SourceHealth& health) {
   std::string out;
   out.reserve(4096);
   const TrackerStats stats = tracker.stats();
@@ -72,6 +72,13 @@ std::string render_metrics(const Tracker& tracker, const StreamStats* stream) {
   out += "skopos_tracker_source{source=\"";
   out += source_name(tracker.const_source().kind());
   out += "\"} 1\n";
+  metric(out, "skopos_tracker_bpf_fallback", "gauge",
+         "1 when --source auto counts with /proc because the BPF program could not be loaded (the log says why).",
+         health.bpf_fallback ? 1 : 0);
+  metric(out, "skopos_tracker_bpf_unpinned", "gauge",
+         "1 when --bpf-pin-dir could not be used: the program stops with the tracker and its next start snapshots "
+         "every namespace.",
+         health.bpf_unpinned ? 1 : 0);
   metric(out, "skopos_tracker_docker_available", "gauge", "1 when the Docker API answers.",
          tracker.containers_known() ? 1 : 0);
   metric(out, "skopos_tracker_containers", "gauge", "Containers known.", stats.containers);

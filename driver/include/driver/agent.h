@@ -105,6 +105,10 @@ class AgentObserver {
   // A requested reboot waits on a closed start gate, for `reason` (said when it changes,
   // as status() is).
   virtual void waiting(const std::string& /*reason*/) {}
+  // What a turn without a drain in progress found fenced: the ports of a fence nothing
+  // accounts for (left behind by a drain whose journal is gone, or applied by hand), an
+  // empty list for none, or nullopt when it could not be read (unknown: never "none").
+  virtual void fence_without_drain(const std::optional<std::vector<std::uint16_t>>& /*ports*/) {}
 };
 
 struct AgentOptions {

@@ -37,6 +37,7 @@
 #include <array>
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -59,6 +60,9 @@ class AgentMetrics {
   void gates(std::string_view point, const std::vector<GateState>& gates, std::int64_t now_seconds);
   void turn(AgentTurn turn, std::int64_t now_seconds);
   void sentinel_failures(std::uint64_t total);
+  // What a turn without a drain in progress found fenced (agent.h): the gauge is 1 for a
+  // fence nothing accounts for, 0 for none; absent while unknown or not yet looked at.
+  void fence_without_drain(std::optional<bool> fenced);
   // A notification destination's totals (notifier.h): delivered, given up, dropped.
   void notifications(const std::string& destination, std::uint64_t delivered, std::uint64_t undelivered,
                      std::uint64_t dropped);
@@ -85,6 +89,7 @@ class AgentMetrics {
   bool turned_ = false;
   std::int64_t last_turn_at_ = 0;
   std::uint64_t sentinel_failures_ = 0;
+  std::optional<bool> fence_without_drain_;
   std::map<std::string, std::array<std::uint64_t, 3>> notifications_;  // destination -> the three totals
   bool changed_ = true;
   std::int64_t written_ = 0;

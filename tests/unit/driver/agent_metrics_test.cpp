@@ -44,7 +44,12 @@ TEST(AgentMetrics, EachGatesStatePerPointTheTurnsAndSentinelFailures) {
   metrics.turn(AgentTurn::kGated, 1002);
   metrics.sentinel_failures(3);
   metrics.notifications("webhook http://hooks/x", 7, 1, 0);
+  EXPECT_EQ(metrics.text().find("skopos_agent_fence_without_drain"), std::string::npos) << "not looked at yet";
+  metrics.fence_without_drain(std::nullopt);
+  EXPECT_EQ(metrics.text().find("skopos_agent_fence_without_drain"), std::string::npos) << "unknown is not 0";
+  metrics.fence_without_drain(true);
   text = metrics.text();
+  EXPECT_LINE(text, "skopos_agent_fence_without_drain{host=\"worker-3\"} 1");
   EXPECT_LINE(text,
               "skopos_agent_notifications_total{host=\"worker-3\",destination=\"webhook http://hooks/x\","
               "result=\"undelivered\"} 1");

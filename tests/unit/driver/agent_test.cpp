@@ -94,6 +94,7 @@ class RecordingObserver : public AgentObserver {
     busy = false;
     finished.push_back(result ? drain_phase_name(result->reached) : "error: " + result.error().message);
   }
+  void fence_without_drain(const std::optional<std::vector<std::uint16_t>>& ports) override { fences.push_back(ports); }
   bool saw(const std::string& prefix) const {
     return std::any_of(lines.begin(), lines.end(), [&](const std::string& l) { return l.rfind(prefix, 0) == 0; });
   }
@@ -102,6 +103,7 @@ class RecordingObserver : public AgentObserver {
   std::vector<DrainOptions> started;
   std::vector<std::string> phases;
   std::vector<std::string> finished;
+  std::vector<std::optional<std::vector<std::uint16_t>>> fences;
   int alive_calls = 0;
   bool busy = false;
 };
@@ -140,6 +142,35 @@ TEST_F(AgentTest, NoRequestIsAnIdleTurnThatTouchesNothing) {
   EXPECT_EQ(turn(), AgentTurn::kIdle);
   EXPECT_TRUE(world_.side_effects().empty());
   EXPECT_TRUE(observer_.started.empty());
+}
+
+// A fence while no drain holds the host out refuses new connections for no reason
+// anyone tracks (a drain whose journal is gone, a fence applied by hand): every turn
+// without a drain looks, says what it found, and touches nothing; a fence it cannot read
+// is unknown, never "none".
+TEST_F(AgentTest, ATurnWithoutADrainReportsAFenceNothingAccountsFor) {
+  fence_.ports = {31000, 31001};
+  EXPECT_EQ(turn(), AgentTurn::kIdle);
+  ASSERT_EQ(observer_.fences.size(), 1u);
+  EXPECT_EQ(observer_.fences[0], (std::vector<std::uint16_t>{31000, 31001}));
+  EXPECT_TRUE(world_.side_effects().empty()) << "reported, never removed: a person decides";
+
+  world_.fail["fenced"] = DrainError{DrainError::Kind::kFailed, "iptables-save: exit 4"};
+  EXPECT_EQ(turn(), AgentTurn::kIdle);
+  ASSERT_EQ(observer_.fences.size(), 2u);
+  EXPECT_EQ(observer_.fences[1], std::nullopt);
+  EXPECT_TRUE(observer_.saw("warning: fence: cannot read it: ")) << "unknown is said";
+
+  fence_.ports.clear();
+  EXPECT_EQ(turn(), AgentTurn::kIdle);
+  EXPECT_EQ(observer_.fences.back(), std::vector<std::uint16_t>{});
+
+  // A drain by hand that holds the host out owns its fence: not reported.
+  ASSERT_TRUE(drain_by_hand(DrainKind::kDrain));
+  ASSERT_FALSE(fence_.ports.empty());
+  const std::size_t before = observer_.fences.size();
+  EXPECT_EQ(turn(), AgentTurn::kBlocked);
+  EXPECT_EQ(observer_.fences.size(), before);
 }
 
 TEST_F(AgentTest, ARequestDrainsAndRebootsUsingTheRequestUpOnceTheRebootIsJournaled) {

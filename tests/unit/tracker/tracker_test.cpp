@@ -9,6 +9,7 @@
 #include <fstream>
 #include <map>
 
+#include "tracker/metrics.h"
 #include "tracker/tracker.h"
 #include "tracker/snapshot_output.h"
 #include "tracker_fakes.h"
@@ -42,6 +43,18 @@ class TrackerTest : public ::testing::Test {
   FakeSource* source_ = nullptr;
   std::unique_ptr<Tracker> tracker_;
 };
+
+// A source less than was asked for shows in the metrics (the alert rules watch these):
+// /proc instead of BPF under --source auto, BPF without its pins.
+TEST_F(TrackerTest, TheMetricsSayWhenTheSourceFellBackOrCouldNotPin) {
+  const std::string plain = render_metrics(*tracker_, nullptr);
+  EXPECT_NE(plain.find("\nskopos_tracker_bpf_fallback 0\n"), std::string::npos) << plain;
+  EXPECT_NE(plain.find("\nskopos_tracker_bpf_unpinned 0\n"), std::string::npos) << plain;
+  const std::string fell_back = render_metrics(*tracker_, nullptr, SourceHealth{.bpf_fallback = true});
+  EXPECT_NE(fell_back.find("\nskopos_tracker_bpf_fallback 1\n"), std::string::npos) << fell_back;
+  const std::string unpinned = render_metrics(*tracker_, nullptr, SourceHealth{.bpf_unpinned = true});
+  EXPECT_NE(unpinned.find("\nskopos_tracker_bpf_unpinned 1\n"), std::string::npos) << unpinned;
+}
 
 TEST_F(TrackerTest, BridgeContainerIsCountedInItsOwnNamespace) {
   const std::uint64_t netns = proc_.add_process(4242, 777, "httpd");

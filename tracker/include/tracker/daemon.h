@@ -14,6 +14,7 @@
 
 #include "skopos/result.h"
 #include "tracker/stream_server.h"
+#include "tracker/metrics.h"
 #include "tracker/tracker.h"
 
 namespace skopos::tracker {
@@ -54,7 +55,9 @@ struct DaemonOptions {
 
 // Builds the source --source asks for: kAuto tries BPF and falls back to /proc with a
 // warning that says why; kBpf fails if BPF cannot load.
-Result<std::unique_ptr<ConnectionSource>> make_source(SourceChoice choice, const std::string& bpf_pin_dir = {});
+// `health`, when given, says what was given up on the way (metrics.h).
+Result<std::unique_ptr<ConnectionSource>> make_source(SourceChoice choice, const std::string& bpf_pin_dir = {},
+                                                      SourceHealth* health = nullptr);
 
 // Detaches and removes the BPF state a tracker pinned in `pin_dir` (--bpf-unpin).
 Result<void> remove_bpf_pins(const std::string& pin_dir);
@@ -69,11 +72,12 @@ class TrackerDaemon {
   int run();
 
  private:
-  TrackerDaemon(DaemonOptions options, std::unique_ptr<Tracker> tracker)
-      : options_(std::move(options)), tracker_(std::move(tracker)) {}
+  TrackerDaemon(DaemonOptions options, std::unique_ptr<Tracker> tracker, SourceHealth health)
+      : options_(std::move(options)), tracker_(std::move(tracker)), health_(health) {}
   class Loop;
   DaemonOptions options_;
   std::unique_ptr<Tracker> tracker_;
+  SourceHealth health_;
 };
 
 }  // namespace skopos::tracker

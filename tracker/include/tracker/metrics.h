@@ -18,10 +18,16 @@
 
 namespace skopos::tracker {
 
+// How the counting source came to be what it is, when that is less than was asked for.
+struct SourceHealth {
+  bool bpf_fallback = false;  // --source auto counts with /proc: the BPF program did not load
+  bool bpf_unpinned = false;  // --bpf-pin-dir could not be used: BPF counts, unpinned
+};
+
 // Everything worth monitoring: per-container gauges, the sources' counters (events,
 // ring-buffer and conntrack drops, BPF vs /proc mismatches) and the stream's clients.
 // `stream` may be null (no stream socket).
-std::string render_metrics(const Tracker& tracker, const StreamStats* stream);
+std::string render_metrics(const Tracker& tracker, const StreamStats* stream, const SourceHealth& health = {});
 
 // Serves GET /metrics over HTTP/1.1 on a loopback address; anything else is 404. Each
 // connection gets one response and has a 5 s deadline; at most kMaxSessions are served
