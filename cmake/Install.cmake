@@ -5,7 +5,8 @@
 #   P/bin/tracker-cli                       read-only views, for any user the socket allows
 #   P/lib/systemd/system/*.service          the units, their paths rewritten for P
 #   /etc/skopos/{skopos,tracker}.conf       commented examples; an existing file is kept
-#   P/share/skopos/                         Prometheus alert rules and their tests
+#   P/share/skopos/                         Prometheus alert rules and their tests, the
+#                                           Grafana dashboard
 #   P/share/doc/skopos/                     the READMEs and the stream protocol
 #   P/share/man/man{1,5,8}/                 skopos(8), skopos-tracker(8), tracker-cli(1),
 #                                           skopos.conf(5) (cmake/Docs.cmake)
@@ -32,6 +33,7 @@ install(FILES tracker/README.md DESTINATION ${CMAKE_INSTALL_DOCDIR} RENAME track
 install(FILES driver/README.md DESTINATION ${CMAKE_INSTALL_DOCDIR} RENAME driver.md)
 install(FILES driver/prometheus/skopos-alerts.yml driver/prometheus/skopos-alerts.test.yml
         DESTINATION ${CMAKE_INSTALL_DATADIR}/skopos/prometheus)
+install(FILES driver/grafana/skopos-dashboard.json DESTINATION ${CMAKE_INSTALL_DATADIR}/skopos/grafana)
 
 # The units: the repository's name /usr/local and /etc/skopos; the installed ones name
 # the prefix of this install and SKOPOS_CONFIG_DIR.

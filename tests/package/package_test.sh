@@ -48,6 +48,7 @@ dpkg-deb -c "$deb" | awk '{print $6}' | sed 's#^\.##' | grep -v '/$' > "$work/fi
 for want in /usr/sbin/skopos /usr/sbin/skopos-tracker /usr/bin/tracker-cli /etc/skopos/skopos.conf \
             /etc/skopos/tracker.conf /usr/lib/systemd/system/skopos-tracker.service \
             /usr/lib/systemd/system/skopos-agent.service /usr/share/skopos/prometheus/skopos-alerts.yml \
+            /usr/share/skopos/grafana/skopos-dashboard.json \
             /usr/share/doc/skopos/copyright /usr/share/man/man8/skopos.8.gz /usr/share/man/man5/skopos.conf.5.gz \
             /usr/share/bash-completion/completions/skopos-tracker /usr/share/zsh/vendor-completions/_tracker-cli; do
   grep -qx "$want" "$work/files" || fail "the package lacks $want"
