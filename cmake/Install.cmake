@@ -3,7 +3,8 @@
 #
 #   P/sbin/skopos, P/sbin/skopos-tracker    the daemons and the admin CLI (root's tools)
 #   P/bin/tracker-cli                       read-only views, for any user the socket allows
-#   P/lib/systemd/system/*.service          the units, their paths rewritten for P
+#   P/lib/systemd/system/                   the units (skopos-tracker, skopos-agent, and the
+#                                           skopos-lock-metrics timer), paths rewritten for P
 #   /etc/skopos/{skopos,tracker}.conf       commented examples; an existing file is kept
 #   P/share/skopos/                         Prometheus alert rules and their tests, the
 #                                           Grafana dashboard
@@ -38,7 +39,9 @@ install(FILES driver/grafana/skopos-dashboard.json DESTINATION ${CMAKE_INSTALL_D
 # The units: the repository's name /usr/local and /etc/skopos; the installed ones name
 # the prefix of this install and SKOPOS_CONFIG_DIR.
 set(skopos_units ${PROJECT_SOURCE_DIR}/tracker/systemd/skopos-tracker.service
-                 ${PROJECT_SOURCE_DIR}/driver/systemd/skopos-agent.service)
+                 ${PROJECT_SOURCE_DIR}/driver/systemd/skopos-agent.service
+                 ${PROJECT_SOURCE_DIR}/driver/systemd/skopos-lock-metrics.service
+                 ${PROJECT_SOURCE_DIR}/driver/systemd/skopos-lock-metrics.timer)
 install(CODE "
   set(sbindir \"${CMAKE_INSTALL_SBINDIR}\")
   if(NOT IS_ABSOLUTE \"\${sbindir}\")

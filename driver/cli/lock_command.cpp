@@ -11,6 +11,7 @@
 #include <string>
 
 #include "commands.h"
+#include "driver/drain_metrics.h"
 #include "driver/drain_systems.h"
 #include "driver/heartbeat.h"
 #include "driver/mesos_master.h"
@@ -30,7 +31,7 @@ constexpr const char* kLockUsage =
     "usage: skopos lock <command> [arguments] [options]\n"
     "\n"
     "commands:\n"
-    "  status [--metrics] [--mesos-master URLS]\n"
+    "  status [--metrics | --metrics-file FILE] [--mesos-master URLS]\n"
     "                                  every lock and group: max, holders with phase, age,\n"
     "                                  fencing token and heartbeat (fresh or stale), the\n"
     "                                  line, and the start gates in etcd (pauses,\n"
@@ -81,6 +82,7 @@ struct LockConfig {
   std::chrono::milliseconds ttl{std::chrono::seconds(15)};
   std::chrono::milliseconds run_for{0};
   bool metrics = false;
+  std::string metrics_file;
   MesosConfig mesos;  // status: with masters, each holder is looked up in Mesos
 };
 
@@ -91,6 +93,10 @@ const OptionTable<LockConfig>& lock_options_table() {
     using C = LockConfig;
     OptionTable<C> t("skopos lock");
     t.flag("metrics", "status: Prometheus text instead of the table", &C::metrics);
+    t.text("metrics-file", "FILE",
+           "status: write the Prometheus text to FILE instead, replaced\nwhole (node_exporter's textfile collector; the\n"
+           "skopos-lock-metrics timer); etcd unreadable: the file\nholds skopos_lock_status_up 0 and nothing stale",
+           &C::metrics_file);
     t.text("token", "T", "acquire: what this holder is for", &C::token);
     t.duration("timeout", "acquire: how long to wait for a slot (0: do not wait)", &C::timeout);
     t.text("fencing-token", "N", "release, guard: the slot's fencing token", &C::fencing_token);
@@ -297,16 +303,33 @@ void print_mesos_flags(const LockStatus& status, const MesosView& mesos) {
   }
 }
 
+// `skopos_lock_status_up`: whether the rest of the text is the cluster's state now.
+void append_status_up(std::string& out, bool up) {
+  prometheus::append_header(out, "skopos_lock_status_up", "gauge",
+                            "1 when the lock status was read from etcd, 0 when it could not be (no other lock "
+                            "series then: nothing stale).");
+  out += std::string("skopos_lock_status_up ") + (up ? "1" : "0") + "\n";
+}
+
 int status_command(LockService& locks, EtcdClient& etcd, const GlobalOptions& options, bool metrics,
-                   const MesosConfig& mesos_config) {
+                   const std::string& metrics_file, const MesosConfig& mesos_config) {
   auto status = locks.status();
-  if (!status) return report(status.error(), options.json);
+  if (!status) {
+    if (!metrics_file.empty()) {
+      // The file a collector serves must not keep the last good numbers as if current.
+      std::string out;
+      append_status_up(out, false);
+      if (auto written = write_metrics_file(metrics_file, out); !written) log_error("--metrics-file: " + written.error());
+    }
+    return report(status.error(), options.json);
+  }
   const MesosView mesos = ask_mesos(mesos_config);
   const std::vector<OwnerGate> gates = read_gates(etcd, locks.prefix());
-  if (metrics) {
+  if (metrics || !metrics_file.empty()) {
     // Each family whole (its HELP and TYPE, then its samples for every group), as the
     // exposition format wants it.
     std::string out;
+    append_status_up(out, true);
     const auto family = [&](const char* name, const char* help, const auto& value) {
       prometheus::append_header(out, name, "gauge", help);
       for (const GroupState& group : status->groups) {
@@ -363,7 +386,12 @@ int status_command(LockService& locks, EtcdClient& etcd, const GlobalOptions& op
         out += "skopos_start_gate_open" + labels + " " + (g.state.open ? "1" : "0") + "\n";
       }
     }
-    std::fputs(out.c_str(), stdout);
+    if (metrics_file.empty()) {
+      std::fputs(out.c_str(), stdout);
+    } else if (auto written = write_metrics_file(metrics_file, out); !written) {
+      std::fprintf(stderr, "skopos lock status: --metrics-file: %s\n", written.error().c_str());
+      return kExitFailed;
+    }
     return kExitOk;
   }
   if (options.json) {
@@ -474,7 +502,7 @@ int lock_command(int argc, char** argv) {
     std::vector<std::string_view> options;
   };
   static const Shape kShapes[] = {
-      {"status", 0, {"metrics", "mesos-master", "mesos-user", "mesos-password-file", "mesos-cacert", "mesos-cert",
+      {"status", 0, {"metrics", "metrics-file", "mesos-master", "mesos-user", "mesos-password-file", "mesos-cacert", "mesos-cert",
                      "mesos-key", "mesos-timeout", "leader-wait"}},
       {"acquire", 2, {"token", "timeout"}},
       {"release", 2, {"fencing-token"}},
@@ -538,7 +566,9 @@ int lock_command(int argc, char** argv) {
 
   LockContext context = connect_locks(options);
   LockService& locks = *context.locks;
-  if (command == "status") return status_command(locks, *context.etcd, options, config.metrics, config.mesos);
+  if (command == "status") {
+    return status_command(locks, *context.etcd, options, config.metrics, config.metrics_file, config.mesos);
+  }
   if (command == "heartbeat") return heartbeat_command(context, options, ttl, run_for);
   if (command == "acquire") {
     const std::string& token = config.token;

@@ -37,6 +37,35 @@ TEST(SkoposAgentSystemd, TheUnitFilePassesSystemdAnalyzeVerify) {
   skopos::testing::expect_notify_unit(unit, "/usr/local/sbin/skopos agent", "Restart=always");
 }
 
+// The lock metrics timer and its service: both pass systemd-analyze verify together
+// (the timer's unit exists), the service writes the textfile the alert rules read, and
+// the timer runs it every minute.
+TEST(SkoposAgentSystemd, TheLockMetricsTimerAndServicePassSystemdAnalyzeVerify) {
+  const std::string source = std::string(SKOPOS_SOURCE_DIR) + "/driver/systemd/";
+  const std::string dir = ::testing::TempDir() + "skopos-lock-metrics-units-" + std::to_string(::getpid());
+  std::filesystem::create_directories(dir);
+  std::string service = skopos::testing::read_file(source + "skopos-lock-metrics.service");
+  const std::string installed = "ExecStart=/usr/local/sbin/skopos lock status --metrics-file "
+                                "/var/lib/prometheus/node-exporter/skopos-locks.prom\n";
+  const auto at = service.find(installed);
+  ASSERT_NE(at, std::string::npos) << service;
+  service.replace(at, installed.size(),
+                  std::string("ExecStart=") + SKOPOS_CLI + " lock status --metrics-file /tmp/skopos-locks.prom\n");
+  std::ofstream(dir + "/skopos-lock-metrics.service") << service;
+  const std::string timer = skopos::testing::read_file(source + "skopos-lock-metrics.timer");
+  EXPECT_NE(timer.find("\nOnUnitActiveSec=1min\n"), std::string::npos) << timer;
+  EXPECT_NE(timer.find("\nWantedBy=timers.target\n"), std::string::npos) << timer;
+  std::ofstream(dir + "/skopos-lock-metrics.timer") << timer;
+  const auto verify = run_process({"systemd-analyze", "verify", dir + "/skopos-lock-metrics.service",
+                                   dir + "/skopos-lock-metrics.timer"});
+  std::filesystem::remove_all(dir);
+  EXPECT_EQ(verify.exit_code, 0) << verify.out << verify.err;
+  EXPECT_TRUE(verify.err.empty()) << verify.err;
+  EXPECT_NE(service.find("\nType=oneshot\n"), std::string::npos);
+  EXPECT_NE(service.find("\nReadWritePaths=/var/lib/prometheus/node-exporter\n"), std::string::npos)
+      << "ProtectSystem=strict leaves only the collector's directory writable";
+}
+
 TEST(SkoposAgentSystemd, NotifiesReadyStatusWatchdogAndStopping) {
   auto etcd = skopos::testing::EtcdServer::start();
   const std::string dir = "/tmp/skopos-agent-notify-" + std::to_string(::getpid());

@@ -357,4 +357,40 @@ TEST_F(SkoposLockCliTest, SettingsComeFromTheConfigFileAndTheCommandLineWins) {
   std::remove(config.c_str());
 }
 
+// --metrics-file: the text --metrics prints, written whole for node_exporter's textfile
+// collector (the skopos-lock-metrics timer); when etcd cannot be read, the file is
+// replaced by skopos_lock_status_up 0 alone, never left with the last numbers as if
+// they were current.
+TEST_F(SkoposLockCliTest, TheMetricsFileIsTheStatusOrItsAbsenceNeverStaleNumbers) {
+  ASSERT_EQ(lock("machine-a", {"acquire", "reboot", "worker"}).exit_code, 0);
+  const std::string file = ::testing::TempDir() + "skopos-lock-metrics-" + std::to_string(::getpid()) + ".prom";
+  const ProcessResult written = lock("admin", {"status", "--metrics-file", file});
+  ASSERT_EQ(written.exit_code, 0) << written.err;
+  EXPECT_TRUE(written.out.empty()) << "the text goes to the file only: " << written.out;
+  const std::string text = skopos::testing::read_file(file);
+  EXPECT_NE(text.find("\nskopos_lock_status_up 1\n"), std::string::npos) << text;
+  EXPECT_NE(text.find("skopos_lock_holders{lock=\"reboot\",group=\"worker\"} 1\n"), std::string::npos) << text;
+  EXPECT_EQ(text, lock("admin", {"status", "--metrics"}).out) << "the same text --metrics prints";
+  EXPECT_EQ(skopos::testing::promtool_check_metrics(text), "");
+
+  // Something that is not etcd answers (a tracker's metrics port: 404 at once).
+  const std::uint16_t port = skopos::testing::free_loopback_port();
+  skopos::testing::ChildProcess not_etcd({SKOPOS_TRACKER, "--source", "proc", "--docker-socket", "none", "--conntrack",
+                                          "off", "--stream-socket", file + ".sock", "--metrics-listen",
+                                          "127.0.0.1:" + std::to_string(port)});
+  ProcessResult failed;
+  for (int i = 0; i < 50; ++i) {
+    failed = run_process({SKOPOS_CLI, "lock", "status", "--metrics-file", file, "--etcd-endpoints",
+                          "http://127.0.0.1:" + std::to_string(port), "--etcd-prefix", prefix_});
+    if (failed.err.find("connect") == std::string::npos) break;  // the tracker is listening now
+    std::this_thread::sleep_for(100ms);
+  }
+  EXPECT_EQ(failed.exit_code, 3) << failed.err;
+  const std::string down = skopos::testing::read_file(file);
+  EXPECT_NE(down.find("\nskopos_lock_status_up 0\n"), std::string::npos) << down;
+  EXPECT_EQ(down.find("skopos_lock_holders"), std::string::npos) << "nothing stale: " << down;
+  EXPECT_EQ(skopos::testing::promtool_check_metrics(down), "");
+  std::remove(file.c_str());
+}
+
 }  // namespace

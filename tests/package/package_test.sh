@@ -20,8 +20,10 @@ fi
 # What an earlier run that died between install and purge (or a broken postrm) left:
 # not this run's doing, so removed, and said.
 stale=$(ls -d /etc/systemd/system/multi-user.target.wants/skopos-* /etc/systemd/system/skopos-* \
+          /etc/systemd/system/timers.target.wants/skopos-* \
           /var/lib/systemd/deb-systemd-helper-enabled/skopos-* \
-          /var/lib/systemd/deb-systemd-helper-enabled/multi-user.target.wants/skopos-* /etc/skopos 2>/dev/null || true)
+          /var/lib/systemd/deb-systemd-helper-enabled/multi-user.target.wants/skopos-* \
+          /var/lib/systemd/deb-systemd-helper-enabled/timers.target.wants/skopos-* /etc/skopos 2>/dev/null || true)
 if [ -n "$stale" ]; then
   echo "package_test: removing what an earlier run left: $stale" >&2
   rm -rf $stale
@@ -50,7 +52,8 @@ for want in /usr/sbin/skopos /usr/sbin/skopos-tracker /usr/bin/tracker-cli /etc/
             /usr/lib/systemd/system/skopos-agent.service /usr/share/skopos/prometheus/skopos-alerts.yml \
             /usr/share/skopos/grafana/skopos-dashboard.json \
             /usr/share/doc/skopos/copyright /usr/share/man/man8/skopos.8.gz /usr/share/man/man5/skopos.conf.5.gz \
-            /usr/share/bash-completion/completions/skopos-tracker /usr/share/zsh/vendor-completions/_tracker-cli; do
+            /usr/share/bash-completion/completions/skopos-tracker /usr/share/zsh/vendor-completions/_tracker-cli \
+            /usr/lib/systemd/system/skopos-lock-metrics.service /usr/lib/systemd/system/skopos-lock-metrics.timer; do
   grep -qx "$want" "$work/files" || fail "the package lacks $want"
 done
 [ "$(dpkg-deb --ctrl-tarfile "$deb" | tar -xO ./conffiles)" = $'/etc/skopos/skopos.conf\n/etc/skopos/tracker.conf' ] ||
@@ -64,6 +67,8 @@ installed=$(date +%s%N)
 wants=/etc/systemd/system/multi-user.target.wants
 [ -L "$wants/skopos-tracker.service" ] || fail "skopos-tracker was asked for but not enabled"
 [ ! -e "$wants/skopos-agent.service" ] || fail "skopos-agent was enabled without being asked for"
+[ ! -e /etc/systemd/system/timers.target.wants/skopos-lock-metrics.timer ] ||
+  fail "skopos-lock-metrics.timer was enabled without being asked for"
 
 # The programs, from where the package put them.
 for program in /usr/sbin/skopos /usr/sbin/skopos-tracker /usr/bin/tracker-cli; do
@@ -106,13 +111,16 @@ tracker_pid=""
 
 # The installed units, with the installed programs.
 systemd-analyze verify /usr/lib/systemd/system/skopos-tracker.service /usr/lib/systemd/system/skopos-agent.service \
+  /usr/lib/systemd/system/skopos-lock-metrics.service /usr/lib/systemd/system/skopos-lock-metrics.timer \
   > "$work/verify.log" 2>&1 || { cat "$work/verify.log"; fail "systemd-analyze verify of the installed units"; }
 
-# Asked for later: dpkg-reconfigure enables the agent too.
-echo 'skopos skopos/enable-units multiselect skopos-tracker, skopos-agent' | debconf-set-selections
+# Asked for later: dpkg-reconfigure enables the agent and the lock metrics timer too.
+echo 'skopos skopos/enable-units multiselect skopos-tracker, skopos-agent, skopos-lock-metrics' | debconf-set-selections
 DEBIAN_FRONTEND=noninteractive dpkg-reconfigure skopos > "$work/reconfigure.log" 2>&1 ||
   { cat "$work/reconfigure.log"; fail "dpkg-reconfigure"; }
 [ -L "$wants/skopos-agent.service" ] || { cat "$work/reconfigure.log"; fail "dpkg-reconfigure did not enable the agent"; }
+[ -L /etc/systemd/system/timers.target.wants/skopos-lock-metrics.timer ] ||
+  { cat "$work/reconfigure.log"; fail "dpkg-reconfigure did not enable the lock metrics timer"; }
 
 # An operator's changes survive a reinstall: a config edit (a conffile: dpkg keeps
 # it) and a service disabled by hand (an upgrade never enables behind their back).
@@ -124,13 +132,19 @@ grep -qx 'log-level = debug' /etc/skopos/tracker.conf || fail "a reinstall lost 
 [ ! -e "$wants/skopos-tracker.service" ] || fail "a reinstall enabled the tracker the operator had disabled"
 [ -L "$wants/skopos-agent.service" ] || fail "a reinstall disabled the agent"
 
-# State the services would have made, for the purge to remove.
+# State the services would have made, for the purge to remove; the lock metrics file
+# the timer writes (it must not outlive the package: nothing would keep it current).
 mkdir -p /var/lib/skopos && echo '{}' > /var/lib/skopos/journal.test
+textfile_dir_existed=1
+[ -d /var/lib/prometheus/node-exporter ] || { textfile_dir_existed=0; mkdir -p /var/lib/prometheus/node-exporter; }
+echo 'skopos_lock_status_up 1' > /var/lib/prometheus/node-exporter/skopos-locks.prom
 DEBIAN_FRONTEND=noninteractive dpkg --purge skopos > "$work/purge.log" 2>&1 || { cat "$work/purge.log"; fail "dpkg --purge"; }
 left=""
 while read -r file; do [ ! -e "$file" ] || left+=" $file"; done < "$work/files"
 [ -z "$left" ] || fail "the purge left:$left"
-for path in /etc/skopos /var/lib/skopos /var/lib/systemd/deb-systemd-helper-enabled/skopos-tracker.service.dsh-also \
+[ ! -e /var/lib/prometheus/node-exporter/skopos-locks.prom ] || fail "the lock metrics file outlived the package"
+[ "$textfile_dir_existed" = 1 ] || rmdir -p /var/lib/prometheus/node-exporter 2>/dev/null || true
+for path in /etc/skopos /var/lib/skopos /etc/systemd/system/timers.target.wants/skopos-lock-metrics.timer /var/lib/systemd/deb-systemd-helper-enabled/skopos-tracker.service.dsh-also \
             /var/lib/systemd/deb-systemd-helper-enabled/skopos-agent.service.dsh-also "$wants/skopos-tracker.service" \
             "$wants/skopos-agent.service" /etc/systemd/system/skopos-tracker.service /etc/systemd/system/skopos-agent.service; do
   [ ! -e "$path" ] && [ ! -L "$path" ] || fail "the purge left $path"
