@@ -33,6 +33,14 @@ DrainEvent fence_pushed_down(int times) {
   return event;
 }
 
+// A tick of the wait, reporting `progress`.
+DrainEvent progress_tick(const WaitProgress& progress) {
+  DrainEvent tick;
+  tick.type = DrainEvent::Type::kProgress;
+  tick.phase = DrainPhase::kWait;
+  tick.progress = &progress;
+  return tick;
+}
 
 TEST(DrainMetrics, PhaseTimeInItConnectionsAndFenceReappliesFollowTheEvents) {
   DrainMetrics metrics("/nonexistent/skopos.prom", "worker-3");
@@ -43,11 +51,7 @@ TEST(DrainMetrics, PhaseTimeInItConnectionsAndFenceReappliesFollowTheEvents) {
   WaitProgress progress;
   progress.total = 42;
   progress.unknown = 1;
-  DrainEvent tick;
-  tick.type = DrainEvent::Type::kProgress;
-  tick.phase = DrainPhase::kWait;
-  tick.progress = &progress;
-  EXPECT_TRUE(metrics.observe(tick, 1015));
+  EXPECT_TRUE(metrics.observe(progress_tick(progress), 1015));
   EXPECT_TRUE(metrics.observe(fence_pushed_down(1), 1016));
   EXPECT_TRUE(metrics.observe(fence_pushed_down(2), 1020));
   DrainEvent info;
@@ -98,11 +102,7 @@ TEST(DrainMetrics, EveryFamilyIsDocumentedAndCleanForPromtool) {
   WaitProgress progress;
   progress.total = 2;
   progress.unknown = 1;
-  DrainEvent tick;
-  tick.type = DrainEvent::Type::kProgress;
-  tick.phase = DrainPhase::kWait;
-  tick.progress = &progress;
-  metrics.observe(tick, 1001);
+  metrics.observe(progress_tick(progress), 1001);
   metrics.observe(fence_pushed_down(1), 1002);
   DrainEvent stuck;
   stuck.type = DrainEvent::Type::kWarning;

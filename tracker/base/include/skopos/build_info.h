@@ -24,21 +24,8 @@ const BuildInfo& build_info();
 // --version's text: "<program> <version>" then one "name: value" line each.
 inline std::string version_text(std::string_view program) {
   const BuildInfo& info = build_info();
-  std::string out(program);
-  out += ' ';
-  out += info.version;
-  out += "\nrevision: ";
-  out += info.revision;
-  out += "\nbuild: ";
-  out += info.build_type;
-  out += ", ";
-  out += info.compiler;
-  out += ", ";
-  out += info.processor;
-  out += "\nbpf: ";
-  out += info.bpf_text;
-  out += '\n';
-  return out;
+  return std::string(program) + " " + info.version + "\nrevision: " + info.revision + "\nbuild: " + info.build_type +
+         ", " + info.compiler + ", " + info.processor + "\nbpf: " + info.bpf_text + "\n";
 }
 
 }  // namespace skopos
