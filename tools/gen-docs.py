@@ -184,8 +184,12 @@ settings of every command ('name = value', the long options without dashes; see 
 .I /var/lib/skopos
 the drain journal and the agent's state (skopos-agent.service's StateDirectory)
 .TP
-.I /lib/systemd/system/skopos-agent.service
-the agent's unit
+.I /usr/lib/systemd/system/skopos-agent.service
+the agent's unit (the package's path; /usr/local/lib/... after cmake \\-\\-install)
+.TP
+.I /usr/lib/systemd/system/skopos-lock-metrics.timer
+writes the cluster's lock status for node_exporter every minute (skopos lock status
+\\-\\-metrics\\-file)
 """
 FILES_TRACKER = """.TP
 .I /etc/skopos/tracker.conf
@@ -197,8 +201,8 @@ the stream of connection counts subscribers read (tracker-cli, skopos)
 .I /sys/fs/bpf/skopos\\-tracker
 the BPF maps and program kept pinned between runs (removed with \\-\\-bpf\\-unpin)
 .TP
-.I /lib/systemd/system/skopos-tracker.service
-the tracker's unit
+.I /usr/lib/systemd/system/skopos-tracker.service
+the tracker's unit (the package's path; /usr/local/lib/... after cmake \\-\\-install)
 """
 
 
@@ -229,7 +233,7 @@ def parse_example(text):
         title.append(lines[i][2:])
         i += 1
     while i < len(lines):
-        m = re.match(r'^# --([a-z0-9-]+)(?: ([^:]+))?: (.*)$', lines[i])
+        m = re.match(r'^# --([a-z0-9-]+)(?: (\S+))?: (.*)$', lines[i])
         if not m:
             i += 1
             continue
@@ -243,6 +247,9 @@ def parse_example(text):
             default = lines[i][len(m.group(1)) + 4:]
             i += 1
         settings.append((m.group(1), m.group(2), ' '.join(help_lines), default))
+    expected = sum(1 for line in lines if re.match(r'^#[a-z0-9-]+ = ', line))
+    if len(settings) != expected:
+        raise Failure(f'--example-config: read {len(settings)} settings of {expected}')
     return title, settings
 
 
@@ -251,7 +258,8 @@ def settings_roff(settings):
     for name, value, help_text, default in settings:
         out.append('.TP')
         out.append(f'\\fB{roff_text(name)}\\fR = \\fI{roff_text(value or "true|false")}\\fR')
-        shown = f' (default {default})' if default not in ('', '""', 'false') or value is None else ''
+        # A placeholder where a default would be: the option shows no default.
+        shown = f' (default {default})' if default not in ('', '""', 'false', value) else ''
         if value is None:
             shown = ' (default false)'
         out.append(roff_text(help_text + shown))

@@ -1,6 +1,7 @@
 // The `skopos` subcommands; each returns the process exit status (see global_options.h).
 #pragma once
 
+#include <set>
 #include <string>
 
 namespace skopos::driver::cli {
@@ -22,5 +23,8 @@ std::string agent_options_markdown();
 // The commented /etc/skopos/skopos.conf the package installs (`skopos agent
 // --example-config`).
 std::string agent_example_config();
+// Every setting that file may hold (the agent's options, with the drain's and the
+// global ones): the settings other commands reading it skip.
+std::set<std::string> agent_setting_names();
 
 }  // namespace skopos::driver::cli

@@ -1,5 +1,7 @@
 #include "global_options.h"
 
+#include "commands.h"
+
 #include <unistd.h>
 
 #include <algorithm>
@@ -83,10 +85,13 @@ std::optional<std::string> pick_subcommand(int argc, char** argv, const std::str
 }
 
 void merge_config_file(const CliSpec& spec, CliArgs& args) {
+  // The file is every command's (skopos-agent.service reads it too, and the installed
+  // example lists the agent's settings): another command's settings are not an error.
+  const std::set<std::string> shared = agent_setting_names();
   if (args.has("config")) {
-    args.merge_config_file(spec, args.option("config"));
+    args.merge_config_file(spec, args.option("config"), shared);
   } else if (::access(kDefaultConfig, F_OK) == 0) {
-    args.merge_config_file(spec, kDefaultConfig);
+    args.merge_config_file(spec, kDefaultConfig, shared);
   }
 }
 

@@ -78,6 +78,39 @@ AgentTurn Agent::gated(const StartGateVerdict& verdict) {
   return AgentTurn::kGated;
 }
 
+// No drain holds this host out, so no fence should be in place: one that is refuses new
+// connections to its ports for no reason anyone tracks. iptables is read at most once
+// per recheck (turns come sooner while a gate is closed or a drain is retried).
+void Agent::look_for_a_fence() {
+  const auto now = std::chrono::steady_clock::now();
+  if (fence_looked_at_ && now - *fence_looked_at_ < options_.recheck) return;
+  fence_looked_at_ = now;
+  auto fenced = systems_.fence.fenced();
+  if (!fenced) {
+    if (!fence_unreadable_told_) observer_.warning("fence: cannot read it: " + fenced.error().message);
+    fence_unreadable_told_ = true;
+    observer_.fence_without_drain(std::nullopt);
+    return;
+  }
+  fence_unreadable_told_ = false;
+  if (!fenced->empty()) {
+    // A `skopos drain` started by hand since this turn read the journal owns it.
+    auto seen = Journal::inspect(options_.journal_path);
+    std::string problem;
+    if (!seen) {
+      observer_.fence_without_drain(std::nullopt);
+      return;
+    }
+    const bool draining = Drain::in_progress(*seen, &problem).has_value();
+    if (draining || !problem.empty()) {
+      observer_.fence_without_drain(problem.empty() ? std::optional(std::vector<std::uint16_t>{}) : std::nullopt);
+      fence_looked_at_.reset();  // look again next turn
+      return;
+    }
+  }
+  observer_.fence_without_drain(*fenced);
+}
+
 void Agent::wait(std::chrono::milliseconds timeout) {
   triggers_.wait(timeout, stop_, [this] { observer_.alive(); });
 }
@@ -94,8 +127,11 @@ AgentTurn Agent::run_once() {
   const auto progress = Drain::in_progress(*seen, &problem);
   if (!problem.empty()) {
     observer_.error(problem + "; not draining until a person looks at it");
+    observer_.fence_without_drain(std::nullopt);  // whether a drain owns a fence: unknown
     return AgentTurn::kBlocked;
   }
+  // A drain in progress owns whatever fence there is.
+  if (progress) observer_.fence_without_drain(std::vector<std::uint16_t>{});
   if (progress && progress->second.kind != DrainKind::kReboot) {
     if (!told_manual_) {
       observer_.status(std::string("a ") + drain_kind_token(progress->second.kind) +
@@ -107,14 +143,7 @@ AgentTurn Agent::run_once() {
   told_manual_ = false;
   if (progress) return drain(progress->second.trigger);  // resume it, or recover after the boot
 
-  // No drain holds this host out, so no fence should be in place: one that is refuses
-  // new connections to its ports for no reason anyone tracks.
-  if (auto fenced = systems_.fence.fenced(); !fenced) {
-    observer_.warning("fence: cannot read it: " + fenced.error().message);
-    observer_.fence_without_drain(std::nullopt);
-  } else {
-    observer_.fence_without_drain(*fenced);
-  }
+  look_for_a_fence();
 
   auto requested = triggers_.requested();
   if (!requested) {

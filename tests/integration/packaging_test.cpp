@@ -88,10 +88,21 @@ TEST(Packaging, ManPagesRenderWithoutWarningsAndListEveryOption) {
   for (const std::string& option : options({SKOPOS_TRACKER_CLI, "decode", "--help"})) {
     EXPECT_NE(cli.find(option), std::string::npos) << option;
   }
+  // Every setting of both example files, as "name = VALUE" at the start of its entry.
   const std::string conf = rendered("skopos.conf.5");
-  for (const char* setting : {"etcd-endpoints", "docker-socket", "surge", "stream-socket"}) {
-    EXPECT_NE(conf.find(setting), std::string::npos) << setting;
+  int settings = 0;
+  for (const std::string& example : {read_file(std::string(SKOPOS_SOURCE_DIR) + "/driver/systemd/skopos.conf"),
+                                     read_file(std::string(SKOPOS_SOURCE_DIR) + "/tracker/systemd/tracker.conf")}) {
+    for (std::size_t at = example.find("\n#"); at != std::string::npos; at = example.find("\n#", at + 1)) {
+      const std::size_t equals = example.find(" = ", at);
+      const std::size_t end = example.find('\n', at + 1);
+      if (example[at + 2] == ' ' || equals == std::string::npos || equals > end) continue;
+      const std::string name = example.substr(at + 2, equals - at - 2);
+      ++settings;
+      EXPECT_NE(conf.find("\n       " + name + " = "), std::string::npos) << name << " is not in skopos.conf(5)";
+    }
   }
+  EXPECT_GT(settings, 100);
 }
 
 // What bash offers after what was typed, with the generated completion loaded as
@@ -129,8 +140,11 @@ TEST(Packaging, BashCompletesCommandsOptionsAndTheirChoices) {
 // own result (its last line, on failure) stays for the person who ran it.
 TEST(Packaging, LogFormatJsonGivesOneObjectPerLogLine) {
   const std::string socket = ::testing::TempDir() + "packaging-json-log.sock";
-  const ProcessResult tracker = run_process({SKOPOS_TRACKER, "--source", "proc", "--docker-socket", "none", "--conntrack",
-                                             "off", "--once", "--stream-socket", socket, "--log-format", "json"});
+  // JOURNAL_STREAM inherited from a unit while stderr is a pipe (a child of a service):
+  // not the journal, so no priority prefix in front of the objects.
+  const ProcessResult tracker =
+      run_process({"/usr/bin/env", "JOURNAL_STREAM=1:2", SKOPOS_TRACKER, "--source", "proc", "--docker-socket", "none",
+                   "--conntrack", "off", "--once", "--stream-socket", socket, "--log-format", "json"});
   ASSERT_EQ(tracker.exit_code, 0) << tracker.err;
   // Nothing listens on port 1: a warning per failed try, then the command's error.
   const ProcessResult skopos = run_process({SKOPOS_CLI, "lock", "acquire", "reboot", "worker", "--timeout", "1s",

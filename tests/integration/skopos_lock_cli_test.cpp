@@ -350,6 +350,13 @@ TEST_F(SkoposLockCliTest, SettingsComeFromTheConfigFileAndTheCommandLineWins) {
   auto other = run_process({SKOPOS_CLI, "lock", "acquire", "reboot", "worker", "--config", config, "--machine-id",
                             "from-flag"});
   EXPECT_EQ(other.exit_code, 1) << "from-flag waits behind from-config: " << other.err;
+  // The file is every command's, the agent's too (skopos-agent.service reads it): the
+  // agent's and the drain's settings are skipped by a command that does not take them,
+  // so `skopos lock` and `skopos fence remove` still run on a host whose agent is set up.
+  std::ofstream(config, std::ios::app) << "recheck = 30s\ntrigger-file = /var/lib/skopos/needs_reboot\n"
+                                          "hook-timeout = 2m\nsurge = true\n";
+  auto shared = run_process({SKOPOS_CLI, "lock", "status", "--config", config});
+  EXPECT_EQ(shared.exit_code, 0) << shared.err;
   std::ofstream(config, std::ios::app) << "bogus-setting = 1\n";
   auto bad = run_process({SKOPOS_CLI, "lock", "status", "--config", config});
   EXPECT_EQ(bad.exit_code, 2);

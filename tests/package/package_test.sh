@@ -13,30 +13,38 @@ build=$(cd "${1:?usage: package_test.sh BUILD_DIR}" && pwd)
 source_dir=$(cd "$(dirname "$0")/../.." && pwd)
 fail() { echo "package_test: FAIL: $*" >&2; exit 1; }
 [ "$(id -u)" -eq 0 ] || fail "needs root (dpkg -i)"
-if dpkg-query -W -f='${Status}' skopos 2>/dev/null | grep -q 'installed\|config-files'; then
-  fail "a skopos package is already on this machine; this test installs and purges its own and will not touch it"
-fi
-
-# What an earlier run that died between install and purge (or a broken postrm) left:
-# not this run's doing, so removed, and said.
-stale=$(ls -d /etc/systemd/system/multi-user.target.wants/skopos-* /etc/systemd/system/skopos-* \
-          /etc/systemd/system/timers.target.wants/skopos-* \
-          /var/lib/systemd/deb-systemd-helper-enabled/skopos-* \
-          /var/lib/systemd/deb-systemd-helper-enabled/multi-user.target.wants/skopos-* \
-          /var/lib/systemd/deb-systemd-helper-enabled/timers.target.wants/skopos-* /etc/skopos 2>/dev/null || true)
-if [ -n "$stale" ]; then
-  echo "package_test: removing what an earlier run left: $stale" >&2
-  rm -rf $stale
+command -v lintian > /dev/null || fail "lintian is not installed (tools/install-deps.sh installs it)"
+package_state() { dpkg-query -W -f='${db:Status-Status}' skopos 2>/dev/null || true; }
+case "$(package_state)" in
+  installed|config-files|half-installed|half-configured|unpacked|triggers-*)
+    fail "a skopos package is on this machine ($(package_state)); this test installs and purges its own and will not touch it" ;;
+esac
+# Files a package or `cmake --install` would own: not this test's to delete.
+present=$(ls -d /etc/systemd/system/multi-user.target.wants/skopos-* /etc/systemd/system/skopos-* \
+            /etc/systemd/system/timers.target.wants/skopos-* /var/lib/systemd/deb-systemd-helper-enabled/skopos-* \
+            /usr/lib/systemd/system/skopos-* /etc/skopos /usr/sbin/skopos /usr/sbin/skopos-tracker \
+            /var/lib/skopos 2>/dev/null || true)
+[ -z "$present" ] || fail "skopos files are already installed here (remove them first): $present"
+# Where systemd runs, the install would start the real services: policy-rc.d forbids it
+# for the test (deb-systemd-invoke asks it), unless one is there already.
+policy_made=no
+if [ -d /run/systemd/system ]; then
+  [ ! -e /usr/sbin/policy-rc.d ] || fail "systemd runs here and /usr/sbin/policy-rc.d exists: the test cannot keep the services from starting"
+  printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod 755 /usr/sbin/policy-rc.d
+  policy_made=yes
 fi
 
 work=$(mktemp -d /tmp/skopos-package-XXXXXX)
 tracker_pid=""
 cleanup() {
   [ -z "$tracker_pid" ] || kill "$tracker_pid" 2>/dev/null || true
-  if dpkg-query -W -f='${Status}' skopos 2>/dev/null | grep -q 'installed\|config-files'; then
-    DEBIAN_FRONTEND=noninteractive dpkg --purge skopos > /dev/null 2>&1 || true
-  fi
-  echo 'skopos skopos/enable-units multiselect' | debconf-set-selections 2>/dev/null || true
+  case "$(package_state)" in
+    ""|not-installed) ;;
+    *) SKOPOS_REMOVE_DURING_DRAIN=yes DEBIAN_FRONTEND=noninteractive dpkg --purge skopos > /dev/null 2>&1 || true ;;
+  esac
+  # The preseeded answer, gone as a purge leaves it.
+  echo PURGE | debconf-communicate skopos > /dev/null 2>&1 || true
+  [ "$policy_made" = no ] || rm -f /usr/sbin/policy-rc.d
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -122,6 +130,16 @@ DEBIAN_FRONTEND=noninteractive dpkg-reconfigure skopos > "$work/reconfigure.log"
 [ -L /etc/systemd/system/timers.target.wants/skopos-lock-metrics.timer ] ||
   { cat "$work/reconfigure.log"; fail "dpkg-reconfigure did not enable the lock metrics timer"; }
 
+# A reconfigure sets exactly what is selected: the others are disabled.
+echo 'skopos skopos/enable-units multiselect skopos-agent' | debconf-set-selections
+DEBIAN_FRONTEND=noninteractive dpkg-reconfigure skopos > "$work/reconfigure2.log" 2>&1 ||
+  { cat "$work/reconfigure2.log"; fail "dpkg-reconfigure"; }
+[ -L "$wants/skopos-agent.service" ] || fail "a reconfigure that kept the agent selected disabled it"
+[ ! -e "$wants/skopos-tracker.service" ] || fail "a reconfigure that unselected the tracker left it enabled"
+[ ! -e /etc/systemd/system/timers.target.wants/skopos-lock-metrics.timer ] ||
+  fail "a reconfigure that unselected the timer left it enabled"
+systemctl enable skopos-tracker.service > /dev/null 2>&1
+
 # An operator's changes survive a reinstall: a config edit (a conffile: dpkg keeps
 # it) and a service disabled by hand (an upgrade never enables behind their back).
 echo 'log-level = debug' >> /etc/skopos/tracker.conf
@@ -138,7 +156,17 @@ mkdir -p /var/lib/skopos && echo '{}' > /var/lib/skopos/journal.test
 textfile_dir_existed=1
 [ -d /var/lib/prometheus/node-exporter ] || { textfile_dir_existed=0; mkdir -p /var/lib/prometheus/node-exporter; }
 echo 'skopos_lock_status_up 1' > /var/lib/prometheus/node-exporter/skopos-locks.prom
-DEBIAN_FRONTEND=noninteractive dpkg --purge skopos > "$work/purge.log" 2>&1 || { cat "$work/purge.log"; fail "dpkg --purge"; }
+# A drain whose journal says it is in progress -- here, one that cannot even be read --
+# refuses the removal: nothing would be left to bring the host back.
+printf '%s\n' '{"drain_id":"d-1","phase":"fence","fencing_token":7,"boot_id":"b","at":1,"facts":{"kind":"DRAIN"}}' \
+  > /var/lib/skopos/journal
+if DEBIAN_FRONTEND=noninteractive dpkg --remove skopos > "$work/refused.log" 2>&1; then
+  cat "$work/refused.log"; fail "the package was removed during a drain"
+fi
+grep -q "run 'skopos undrain' first" "$work/refused.log" || { cat "$work/refused.log"; fail "the refusal does not say what to do"; }
+[ "$(package_state)" = installed ] || fail "a refused removal left the package $(package_state)"
+SKOPOS_REMOVE_DURING_DRAIN=yes DEBIAN_FRONTEND=noninteractive dpkg --purge skopos > "$work/purge.log" 2>&1 ||
+  { cat "$work/purge.log"; fail "dpkg --purge with SKOPOS_REMOVE_DURING_DRAIN=yes"; }
 left=""
 while read -r file; do [ ! -e "$file" ] || left+=" $file"; done < "$work/files"
 [ -z "$left" ] || fail "the purge left:$left"

@@ -137,6 +137,8 @@ class Agent {
   // to look again.
   AgentTurn gated(const StartGateVerdict& verdict);
   std::chrono::milliseconds gate_wait() const;
+  // Reports a fence no drain accounts for (AgentObserver::fence_without_drain).
+  void look_for_a_fence();
   void wait(std::chrono::milliseconds timeout);
   bool stopping() const { return stop_.load(std::memory_order_relaxed); }
 
@@ -152,6 +154,8 @@ class Agent {
   std::string gate_told_gate_;  // and the gate that gave it
   std::chrono::steady_clock::time_point gate_told_at_{};
   std::optional<std::chrono::system_clock::time_point> gate_changes_;  // when the gate may open
+  std::optional<std::chrono::steady_clock::time_point> fence_looked_at_;  // iptables last read
+  bool fence_unreadable_told_ = false;
 };
 
 }  // namespace skopos::driver

@@ -165,12 +165,25 @@ TEST_F(AgentTest, ATurnWithoutADrainReportsAFenceNothingAccountsFor) {
   EXPECT_EQ(turn(), AgentTurn::kIdle);
   EXPECT_EQ(observer_.fences.back(), std::vector<std::uint16_t>{});
 
-  // A drain by hand that holds the host out owns its fence: not reported.
+  // iptables is read at most once per recheck: a second turn of the same agent right
+  // after does not look (the failure armed here is not consumed).
+  {
+    fence_.ports = {31000};
+    Agent agent(systems(), options(), triggers_, observer_, world_.stop);
+    EXPECT_EQ(agent.run_once(), AgentTurn::kIdle);
+    const std::size_t looked = observer_.fences.size();
+    world_.fail["fenced"] = DrainError{DrainError::Kind::kFailed, "iptables-save: exit 4"};
+    EXPECT_EQ(agent.run_once(), AgentTurn::kIdle);
+    EXPECT_EQ(observer_.fences.size(), looked) << "looked again within the recheck";
+    world_.fail.erase("fenced");
+    fence_.ports.clear();
+  }
+
+  // A drain by hand that holds the host out owns its fence: 0, never "left behind".
   ASSERT_TRUE(drain_by_hand(DrainKind::kDrain));
   ASSERT_FALSE(fence_.ports.empty());
-  const std::size_t before = observer_.fences.size();
   EXPECT_EQ(turn(), AgentTurn::kBlocked);
-  EXPECT_EQ(observer_.fences.size(), before);
+  EXPECT_EQ(observer_.fences.back(), std::vector<std::uint16_t>{});
 }
 
 TEST_F(AgentTest, ARequestDrainsAndRebootsUsingTheRequestUpOnceTheRebootIsJournaled) {

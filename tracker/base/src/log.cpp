@@ -1,5 +1,6 @@
 #include "skopos/log.h"
 
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -22,8 +23,19 @@ std::atomic<int> g_format{static_cast<int>(LogFormat::kText)};
 
 std::string_view level_name(LogLevel level) { return enum_name(kLogLevelNames, level, "info"); }
 
+// Whether stderr is the journal's stream: JOURNAL_STREAM ("<dev>:<inode>") names the
+// stream systemd connected, and a child that inherited the variable with its stderr
+// sent elsewhere (a pipe, a file) must not write priority prefixes there.
 bool under_journal() {
-  static const bool journal = std::getenv("JOURNAL_STREAM") != nullptr;
+  static const bool journal = [] {
+    const char* stream = std::getenv("JOURNAL_STREAM");
+    if (stream == nullptr) return false;
+    unsigned long long device = 0;
+    unsigned long long inode = 0;
+    struct stat st {};
+    return std::sscanf(stream, "%llu:%llu", &device, &inode) == 2 && ::fstat(STDERR_FILENO, &st) == 0 &&
+           static_cast<unsigned long long>(st.st_dev) == device && static_cast<unsigned long long>(st.st_ino) == inode;
+  }();
   return journal;
 }
 
