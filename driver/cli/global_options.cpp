@@ -85,13 +85,32 @@ std::optional<std::string> pick_subcommand(int argc, char** argv, const std::str
 }
 
 void merge_config_file(const CliSpec& spec, CliArgs& args) {
-  // The file is every command's (skopos-agent.service reads it too, and the installed
-  // example lists the agent's settings): another command's settings are not an error.
-  const std::set<std::string> shared = agent_setting_names();
+  // The file is every command's, and the agent's too (skopos-agent.service reads it; the
+  // installed example lists the agent's settings). Those are the drain's and the agent's
+  // own: `skopos agent`, `drain`, `undrain` and `booster` take the ones they declare;
+  // every other command takes only those that mean the same everywhere (etcd, identity,
+  // logging, Mesos, the balancer's health check) and ignores the rest -- also a name it
+  // declares with another meaning (lock status's metrics-file, maintenance's lock-wait,
+  // rolling-reboot's tier and stuck-after). A name no command knows is still an error.
+  static const std::set<std::string> owners = {"skopos agent", "skopos drain", "skopos undrain", "skopos booster"};
+  static const std::set<std::string> same_everywhere = [] {
+    std::set<std::string> names = {"health-check-port", "health-check-match"};
+    for (const CliSpec& table : {global_options_table().spec(), mesos_options_table().spec()}) {
+      names.insert(table.options.begin(), table.options.end());
+      names.insert(table.flags.begin(), table.flags.end());
+    }
+    return names;
+  }();
+  const bool owner = owners.count(spec.command) > 0;
+  std::set<std::string> skip;
+  for (const std::string& name : agent_setting_names()) {
+    const bool takes = spec.flags.count(name) > 0 || spec.options.count(name) > 0;
+    if (owner ? !takes : same_everywhere.count(name) == 0) skip.insert(name);
+  }
   if (args.has("config")) {
-    args.merge_config_file(spec, args.option("config"), shared);
+    args.merge_config_file(spec, args.option("config"), skip);
   } else if (::access(kDefaultConfig, F_OK) == 0) {
-    args.merge_config_file(spec, kDefaultConfig, shared);
+    args.merge_config_file(spec, kDefaultConfig, skip);
   }
 }
 

@@ -130,8 +130,12 @@ AgentTurn Agent::run_once() {
     observer_.fence_without_drain(std::nullopt);  // whether a drain owns a fence: unknown
     return AgentTurn::kBlocked;
   }
-  // A drain in progress owns whatever fence there is.
-  if (progress) observer_.fence_without_drain(std::vector<std::uint16_t>{});
+  // A drain in progress owns whatever fence there is; the first turn after it looks at
+  // once.
+  if (progress) {
+    observer_.fence_without_drain(std::vector<std::uint16_t>{});
+    fence_looked_at_.reset();
+  }
   if (progress && progress->second.kind != DrainKind::kReboot) {
     if (!told_manual_) {
       observer_.status(std::string("a ") + drain_kind_token(progress->second.kind) +

@@ -11,6 +11,7 @@
 #include <cctype>
 #include <chrono>
 #include <fstream>
+#include <filesystem>
 #include <thread>
 
 #include "etcd_server.h"
@@ -353,10 +354,16 @@ TEST_F(SkoposLockCliTest, SettingsComeFromTheConfigFileAndTheCommandLineWins) {
   // The file is every command's, the agent's too (skopos-agent.service reads it): the
   // agent's and the drain's settings are skipped by a command that does not take them,
   // so `skopos lock` and `skopos fence remove` still run on a host whose agent is set up.
+  // And a name `lock status` declares with another meaning (the agent's drain textfile)
+  // is the agent's: lock status does not write its metrics over that file.
+  const std::string agent_textfile = config + ".agent.prom";
   std::ofstream(config, std::ios::app) << "recheck = 30s\ntrigger-file = /var/lib/skopos/needs_reboot\n"
-                                          "hook-timeout = 2m\nsurge = true\n";
+                                          "hook-timeout = 2m\nsurge = true\nmetrics-file = "
+                                       << agent_textfile << "\ntier = worker\n";
   auto shared = run_process({SKOPOS_CLI, "lock", "status", "--config", config});
   EXPECT_EQ(shared.exit_code, 0) << shared.err;
+  EXPECT_FALSE(std::filesystem::exists(agent_textfile)) << "lock status wrote its metrics into the agent's file";
+  EXPECT_NE(shared.out.find("reboot"), std::string::npos) << "the table, not metrics: " << shared.out;
   std::ofstream(config, std::ios::app) << "bogus-setting = 1\n";
   auto bad = run_process({SKOPOS_CLI, "lock", "status", "--config", config});
   EXPECT_EQ(bad.exit_code, 2);

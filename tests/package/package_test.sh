@@ -25,29 +25,36 @@ present=$(ls -d /etc/systemd/system/multi-user.target.wants/skopos-* /etc/system
             /usr/lib/systemd/system/skopos-* /etc/skopos /usr/sbin/skopos /usr/sbin/skopos-tracker \
             /var/lib/skopos 2>/dev/null || true)
 [ -z "$present" ] || fail "skopos files are already installed here (remove them first): $present"
-# Where systemd runs, the install would start the real services: policy-rc.d forbids it
-# for the test (deb-systemd-invoke asks it), unless one is there already.
-policy_made=no
-if [ -d /run/systemd/system ]; then
-  [ ! -e /usr/sbin/policy-rc.d ] || fail "systemd runs here and /usr/sbin/policy-rc.d exists: the test cannot keep the services from starting"
-  printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod 755 /usr/sbin/policy-rc.d
-  policy_made=yes
-fi
-
 work=$(mktemp -d /tmp/skopos-package-XXXXXX)
 tracker_pid=""
+policy_made=no
+textfile_dir_made=no
+policy_marker="# skopos package_test: keeps services from starting while it runs"
 cleanup() {
   [ -z "$tracker_pid" ] || kill "$tracker_pid" 2>/dev/null || true
   case "$(package_state)" in
     ""|not-installed) ;;
-    *) SKOPOS_REMOVE_DURING_DRAIN=yes DEBIAN_FRONTEND=noninteractive dpkg --purge skopos > /dev/null 2>&1 || true ;;
+    *) SKOPOS_REMOVE_DURING_DRAIN=yes DEBIAN_FRONTEND=noninteractive dpkg --purge skopos > "$work/cleanup.log" 2>&1 ||
+         { echo "package_test: the cleanup's purge failed:" >&2; cat "$work/cleanup.log" >&2; } ;;
   esac
   # The preseeded answer, gone as a purge leaves it.
   echo PURGE | debconf-communicate skopos > /dev/null 2>&1 || true
   [ "$policy_made" = no ] || rm -f /usr/sbin/policy-rc.d
+  [ "$textfile_dir_made" = no ] || rmdir -p /var/lib/prometheus/node-exporter 2>/dev/null || true
   rm -rf "$work"
 }
 trap cleanup EXIT
+
+# Where systemd runs, the install would start the real services: policy-rc.d forbids it
+# for the test (deb-systemd-invoke asks it). One this test left after a SIGKILL carries
+# its marker and is replaced; anyone else's is not touched.
+if [ -d /run/systemd/system ]; then
+  if [ -e /usr/sbin/policy-rc.d ] && ! grep -qF "$policy_marker" /usr/sbin/policy-rc.d; then
+    fail "systemd runs here and /usr/sbin/policy-rc.d exists: the test cannot keep the services from starting"
+  fi
+  policy_made=yes
+  printf '#!/bin/sh\n%s\nexit 101\n' "$policy_marker" > /usr/sbin/policy-rc.d && chmod 755 /usr/sbin/policy-rc.d
+fi
 
 "$source_dir/tools/package.sh" "$build" "$work/out" > "$work/package.log" 2>&1 || { cat "$work/package.log"; fail "tools/package.sh"; }
 deb=$(tail -1 "$work/package.log")
@@ -141,37 +148,44 @@ DEBIAN_FRONTEND=noninteractive dpkg-reconfigure skopos > "$work/reconfigure2.log
 systemctl enable skopos-tracker.service > /dev/null 2>&1
 
 # An operator's changes survive a reinstall: a config edit (a conffile: dpkg keeps
-# it) and a service disabled by hand (an upgrade never enables behind their back).
+# it) and a service disabled by hand -- even with a debconf answer that says otherwise
+# (an upgrade never enables or disables anything).
 echo 'log-level = debug' >> /etc/skopos/tracker.conf
 systemctl disable skopos-tracker.service > /dev/null 2>&1
 [ ! -e "$wants/skopos-tracker.service" ] || fail "systemctl disable left the tracker enabled"
+echo 'skopos skopos/enable-units multiselect skopos-tracker, skopos-lock-metrics' | debconf-set-selections
 DEBIAN_FRONTEND=noninteractive dpkg -i --force-confold "$deb" > "$work/dpkg2.log" 2>&1 || { cat "$work/dpkg2.log"; fail "reinstall"; }
 grep -qx 'log-level = debug' /etc/skopos/tracker.conf || fail "a reinstall lost the operator's change to tracker.conf"
 [ ! -e "$wants/skopos-tracker.service" ] || fail "a reinstall enabled the tracker the operator had disabled"
+[ ! -e /etc/systemd/system/timers.target.wants/skopos-lock-metrics.timer ] || fail "a reinstall enabled the timer"
 [ -L "$wants/skopos-agent.service" ] || fail "a reinstall disabled the agent"
 
 # State the services would have made, for the purge to remove; the lock metrics file
 # the timer writes (it must not outlive the package: nothing would keep it current).
 mkdir -p /var/lib/skopos && echo '{}' > /var/lib/skopos/journal.test
-textfile_dir_existed=1
-[ -d /var/lib/prometheus/node-exporter ] || { textfile_dir_existed=0; mkdir -p /var/lib/prometheus/node-exporter; }
+[ -d /var/lib/prometheus/node-exporter ] || { textfile_dir_made=yes; mkdir -p /var/lib/prometheus/node-exporter; }
 echo 'skopos_lock_status_up 1' > /var/lib/prometheus/node-exporter/skopos-locks.prom
-# A drain whose journal says it is in progress -- here, one that cannot even be read --
-# refuses the removal: nothing would be left to bring the host back.
-printf '%s\n' '{"drain_id":"d-1","phase":"fence","fencing_token":7,"boot_id":"b","at":1,"facts":{"kind":"DRAIN"}}' \
-  > /var/lib/skopos/journal
+# A drain in progress refuses the removal: nothing would be left to bring the host
+# back. With no drain, a plain remove goes through (and keeps the config).
+journal_line='{"drain_id":"d-1","phase":"fence","fencing_token":7,"boot_id":"b","at":1,'
+journal_line=$journal_line'"facts":{"kind":"DRAIN","tier":"worker","lock":"drain","host_lock_revision":"1","mesos_mode":"none"}}'
+printf '%s\n' "$journal_line" > /var/lib/skopos/journal
 if DEBIAN_FRONTEND=noninteractive dpkg --remove skopos > "$work/refused.log" 2>&1; then
   cat "$work/refused.log"; fail "the package was removed during a drain"
 fi
-grep -q "run 'skopos undrain' first" "$work/refused.log" || { cat "$work/refused.log"; fail "the refusal does not say what to do"; }
+grep -q '"in_progress":true' "$work/refused.log" || { cat "$work/refused.log"; fail "the refusal does not show the drain"; }
+grep -q "SKOPOS_REMOVE_DURING_DRAIN=yes apt remove skopos" "$work/refused.log" || { cat "$work/refused.log"; fail "the refusal does not say what to do"; }
 [ "$(package_state)" = installed ] || fail "a refused removal left the package $(package_state)"
-SKOPOS_REMOVE_DURING_DRAIN=yes DEBIAN_FRONTEND=noninteractive dpkg --purge skopos > "$work/purge.log" 2>&1 ||
-  { cat "$work/purge.log"; fail "dpkg --purge with SKOPOS_REMOVE_DURING_DRAIN=yes"; }
+rm /var/lib/skopos/journal
+DEBIAN_FRONTEND=noninteractive dpkg --remove skopos > "$work/remove.log" 2>&1 || { cat "$work/remove.log"; fail "a remove with no drain"; }
+[ "$(package_state)" = config-files ] || fail "after a remove the package is $(package_state)"
+[ -f /etc/skopos/skopos.conf ] || fail "a remove took the config"
+printf '%s\n' "$journal_line" > /var/lib/skopos/journal
+DEBIAN_FRONTEND=noninteractive dpkg --purge skopos > "$work/purge.log" 2>&1 || { cat "$work/purge.log"; fail "dpkg --purge"; }
 left=""
 while read -r file; do [ ! -e "$file" ] || left+=" $file"; done < "$work/files"
 [ -z "$left" ] || fail "the purge left:$left"
 [ ! -e /var/lib/prometheus/node-exporter/skopos-locks.prom ] || fail "the lock metrics file outlived the package"
-[ "$textfile_dir_existed" = 1 ] || rmdir -p /var/lib/prometheus/node-exporter 2>/dev/null || true
 for path in /etc/skopos /var/lib/skopos /etc/systemd/system/timers.target.wants/skopos-lock-metrics.timer /var/lib/systemd/deb-systemd-helper-enabled/skopos-tracker.service.dsh-also \
             /var/lib/systemd/deb-systemd-helper-enabled/skopos-agent.service.dsh-also "$wants/skopos-tracker.service" \
             "$wants/skopos-agent.service" /etc/systemd/system/skopos-tracker.service /etc/systemd/system/skopos-agent.service; do

@@ -64,7 +64,7 @@ std::string_view trim(std::string_view text) {
 
 }  // namespace
 
-void CliArgs::merge_config_file(const CliSpec& spec, const std::string& path, const std::set<std::string>& shared) {
+void CliArgs::merge_config_file(const CliSpec& spec, const std::string& path, const std::set<std::string>& skip) {
   std::ifstream in(path);
   if (!in) throw FatalError(spec.command + ": cannot read config file '" + path + "'", "check the path given to --config");
   std::string raw;
@@ -81,7 +81,7 @@ void CliArgs::merge_config_file(const CliSpec& spec, const std::string& path, co
     const std::string name(trim(line.substr(0, equals)));
     std::string value(trim(line.substr(equals + 1)));
     if (value.size() >= 2 && value.front() == '"' && value.back() == '"') value = value.substr(1, value.size() - 2);
-    if (spec.flags.count(name) == 0 && spec.options.count(name) == 0 && shared.count(name) > 0) continue;
+    if (skip.count(name) > 0) continue;
     if (spec.flags.count(name) > 0) {
       // A flag: "true" sets it (the command line cannot unset it), "false" leaves it.
       if (value == "true") {

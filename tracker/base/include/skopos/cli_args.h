@@ -62,9 +62,10 @@ class CliArgs {
   // `name = value` per line (names as the long options, without "--"), '#' comments,
   // blank lines. Command-line values win. Throws FatalError naming the file and line
   // for an unreadable file, a malformed line or an unknown name. A file several commands
-  // share names in `shared` the settings of the others: this command skips those it
-  // does not take (a typo is still an unknown name).
-  void merge_config_file(const CliSpec& spec, const std::string& path, const std::set<std::string>& shared = {});
+  // share names in `skip` the settings that are another command's: this command ignores
+  // them, even one whose name it also takes with another meaning (a typo is still an
+  // unknown name).
+  void merge_config_file(const CliSpec& spec, const std::string& path, const std::set<std::string>& skip = {});
 
   // The option as a duration ("250ms", "5s", "2m", "1h"; a bare number is seconds), or
   // `fallback`. Throws FatalError naming the option for anything else.
