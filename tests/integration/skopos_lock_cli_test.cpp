@@ -389,16 +389,19 @@ TEST_F(SkoposLockCliTest, TheMetricsFileIsTheStatusOrItsAbsenceNeverStaleNumbers
 
   // Something that is not etcd answers (a tracker's metrics port: 404 at once).
   const std::uint16_t port = skopos::testing::free_loopback_port();
-  skopos::testing::ChildProcess not_etcd({SKOPOS_TRACKER, "--source", "proc", "--docker-socket", "none", "--conntrack",
-                                          "off", "--stream-socket", file + ".sock", "--metrics-listen",
-                                          "127.0.0.1:" + std::to_string(port)});
   ProcessResult failed;
-  for (int i = 0; i < 50; ++i) {
-    failed = run_process({SKOPOS_CLI, "lock", "status", "--metrics-file", file, "--etcd-endpoints",
-                          "http://127.0.0.1:" + std::to_string(port), "--etcd-prefix", prefix_});
-    if (failed.err.find("connect") == std::string::npos) break;  // the tracker is listening now
-    std::this_thread::sleep_for(100ms);
+  {
+    skopos::testing::ChildProcess not_etcd({SKOPOS_TRACKER, "--source", "proc", "--docker-socket", "none", "--conntrack",
+                                            "off", "--stream-socket", file + ".sock", "--metrics-listen",
+                                            "127.0.0.1:" + std::to_string(port)});
+    for (int i = 0; i < 50; ++i) {
+      failed = run_process({SKOPOS_CLI, "lock", "status", "--metrics-file", file, "--etcd-endpoints",
+                            "http://127.0.0.1:" + std::to_string(port), "--etcd-prefix", prefix_});
+      if (failed.err.find("connect") == std::string::npos) break;  // the tracker is listening now
+      std::this_thread::sleep_for(100ms);
+    }
   }
+  std::remove((file + ".sock").c_str());  // the stopped tracker's socket
   EXPECT_EQ(failed.exit_code, 3) << failed.err;
   const std::string down = skopos::testing::read_file(file);
   EXPECT_NE(down.find("\nskopos_lock_status_up 0\n"), std::string::npos) << down;
