@@ -19,14 +19,6 @@ using Clock = std::chrono::steady_clock;
 
 using namespace lock_detail;
 
-std::string utc_time(std::int64_t seconds) {
-  const std::time_t t = static_cast<std::time_t>(seconds);
-  std::tm tm{};
-  ::gmtime_r(&t, &tm);
-  char text[32];
-  std::strftime(text, sizeof text, "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return text;
-}
 
 namespace lock_detail {
 

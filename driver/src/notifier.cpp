@@ -7,21 +7,13 @@
 #include "skopos/json_writer.h"
 #include "skopos/log.h"
 #include "skopos/subprocess.h"
+#include "skopos/utc_time.h"
 
 namespace skopos::driver {
 
 namespace {
 
 using Clock = std::chrono::steady_clock;
-
-std::string utc(std::int64_t at) {
-  const std::time_t t = static_cast<std::time_t>(at);
-  std::tm tm{};
-  gmtime_r(&t, &tm);
-  char text[32];
-  std::strftime(text, sizeof text, "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return text;
-}
 
 std::vector<std::string> words(std::string_view text) {
   std::vector<std::string> out;
@@ -63,7 +55,7 @@ Result<void, std::string> post(const std::string& url, const std::string& body, 
 std::string notification_json(const Notification& n) {
   std::string out;
   JsonWriter json(out);
-  json.begin_object().key("version").value(1).key("event").value(n.event).key("time").value(utc(n.at));
+  json.begin_object().key("version").value(1).key("event").value(n.event).key("time").value(utc_time(n.at));
   json.key("machine_id").value(n.machine_id).key("hostname").value(n.hostname).key("tier").value(n.tier);
   json.key("kind").value(n.kind).key("drain_id").value(n.drain_id).key("phase").value(n.phase);
   json.key("message").value(n.message).end_object();

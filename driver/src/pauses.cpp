@@ -7,26 +7,14 @@
 #include <set>
 
 #include "skopos/json_writer.h"
+#include "skopos/utc_time.h"
 
 namespace skopos::driver {
-
-namespace {
-
-std::string utc(std::int64_t at) {
-  const auto t = static_cast<std::time_t>(at);
-  std::tm tm{};
-  gmtime_r(&t, &tm);
-  char text[32];
-  std::strftime(text, sizeof text, "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return text;
-}
-
-}  // namespace
 
 std::string Pause::describe() const {
   if (!problem.empty()) return "paused: a pause record cannot be read (" + problem + ")";
   const std::string who = std::string(scope == WindowStore::Scope::kTier ? "tier " : "host ") + owner;
-  return who + " paused by " + (by.empty() ? "?" : by) + " at " + utc(at) + (reason.empty() ? "" : ": " + reason);
+  return who + " paused by " + (by.empty() ? "?" : by) + " at " + utc_time(at) + (reason.empty() ? "" : ": " + reason);
 }
 
 Result<void, std::string> PauseStore::pause(WindowStore::Scope scope, const std::string& owner,

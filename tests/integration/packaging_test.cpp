@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "process.h"
+#include "text_lines.h"
 
 namespace {
 
@@ -159,12 +160,7 @@ TEST(Packaging, LogFormatJsonGivesOneObjectPerLogLine) {
   simdjson::dom::parser parser;
   for (const auto& [program, err, plain_tail] : {std::tuple{std::string("skopos-tracker"), tracker.err, 0},
                                                  std::tuple{std::string("skopos"), skopos.err, 1}}) {
-    std::vector<std::string> lines;
-    for (std::size_t at = 0; at < err.size();) {
-      const std::size_t end = err.find('\n', at);
-      lines.push_back(err.substr(at, end - at));
-      at = end == std::string::npos ? err.size() : end + 1;
-    }
+    const std::vector<std::string> lines = skopos::testing::lines_of(err);
     ASSERT_GT(lines.size(), static_cast<std::size_t>(plain_tail)) << program << " logged nothing";
     for (std::size_t i = 0; i + static_cast<std::size_t>(plain_tail) < lines.size(); ++i) {
       simdjson::dom::element line;

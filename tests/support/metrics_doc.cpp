@@ -4,21 +4,14 @@
 
 #include <cstdio>
 #include <fstream>
-#include <sstream>
 
 #include "process.h"
+#include "text_lines.h"
 
 namespace skopos::testing {
 namespace {
 
 constexpr const char* kTableName = "metrics";
-
-std::vector<std::string> lines_of(const std::string& text) {
-  std::vector<std::string> out;
-  std::istringstream in(text);
-  for (std::string line; std::getline(in, line);) out.push_back(line);
-  return out;
-}
 
 std::string unescape_help(const std::string& text) {
   std::string out;
@@ -115,7 +108,7 @@ std::vector<std::string> undocumented_metrics(const std::string& text, const std
     if (family.samples == 0) {
       // Its labels are unknown here: the documented row with everything else the same.
       const std::string head = "| `" + name + "` | " + family.type + " | ";
-      const std::string tail = metrics_row(name, family, source).substr(head.size() + 1);  // "| help | source |"
+      const std::string tail = row.substr(head.size() + 1);  // "| help | source |"
       for (const std::string& candidate : rows) {
         if (candidate.rfind(head, 0) == 0 && candidate.size() >= tail.size() &&
             candidate.compare(candidate.size() - tail.size(), tail.size(), tail) == 0) {

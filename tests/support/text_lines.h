@@ -6,6 +6,7 @@
 
 #include <sstream>
 #include <string>
+#include <vector>
 
 namespace skopos::testing {
 
@@ -16,6 +17,14 @@ inline bool has_line(const std::string& text, const std::string& line) {
     if (have == line) return true;
   }
   return false;
+}
+
+// The lines of `text`, without their newlines (a last line without one counts).
+inline std::vector<std::string> lines_of(const std::string& text) {
+  std::vector<std::string> out;
+  std::istringstream in(text);
+  for (std::string line; std::getline(in, line);) out.push_back(line);
+  return out;
 }
 
 }  // namespace skopos::testing

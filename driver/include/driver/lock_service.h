@@ -63,6 +63,7 @@
 #include "driver/etcd_client.h"
 #include "driver/host_identity.h"
 #include "skopos/result.h"
+#include "skopos/utc_time.h"
 
 namespace simdjson::dom {
 class parser;
@@ -328,8 +329,8 @@ class LockService {
   std::unique_ptr<simdjson::dom::parser> parser_;
 };
 
-// "2026-11-21T12:50:09Z": how records store times.
-std::string utc_time(std::int64_t unix_seconds);
+// Records store times as skopos::utc_time writes them ("2026-11-21T12:50:09Z").
+using skopos::utc_time;
 
 // Human-readable kind names for messages and JSON ("etcd", "timed-out", ...).
 const char* lock_error_kind_name(LockError::Kind kind);

@@ -33,6 +33,16 @@ DrainEvent fence_pushed_down(int times) {
   return event;
 }
 
+// A wait of `phase` reported stuck, as the drain reports it.
+DrainEvent stuck_report(DrainPhase phase, const std::string& message) {
+  DrainEvent stuck;
+  stuck.type = DrainEvent::Type::kWarning;
+  stuck.phase = phase;
+  stuck.message = message;
+  stuck.fields = {{"notify", "stuck"}};
+  return stuck;
+}
+
 // A tick of the wait, reporting `progress`.
 DrainEvent progress_tick(const WaitProgress& progress) {
   DrainEvent tick;
@@ -81,12 +91,7 @@ TEST(DrainMetrics, PhaseTimeInItConnectionsAndFenceReappliesFollowTheEvents) {
 TEST(DrainMetrics, AStuckReportHoldsUntilTheNextPhase) {
   DrainMetrics metrics("/nonexistent/skopos.prom", "worker-3");
   metrics.observe(phase_event(DrainPhase::kClusterLock), 1000);
-  DrainEvent stuck;
-  stuck.type = DrainEvent::Type::kWarning;
-  stuck.phase = DrainPhase::kClusterLock;
-  stuck.message = "stuck: waiting for a slot";
-  stuck.fields = {{"notify", "stuck"}};
-  metrics.observe(stuck, 1600);
+  metrics.observe(stuck_report(DrainPhase::kClusterLock, "stuck: waiting for a slot"), 1600);
   EXPECT_LINE(metrics.text(), "skopos_drain_stuck{host=\"worker-3\"} 1");
   EXPECT_LINE(metrics.text(), "skopos_drain_stuck_total{host=\"worker-3\"} 1");
   metrics.observe(phase_event(DrainPhase::kBudget), 1700);
@@ -104,12 +109,7 @@ TEST(DrainMetrics, EveryFamilyIsDocumentedAndCleanForPromtool) {
   progress.unknown = 1;
   metrics.observe(progress_tick(progress), 1001);
   metrics.observe(fence_pushed_down(1), 1002);
-  DrainEvent stuck;
-  stuck.type = DrainEvent::Type::kWarning;
-  stuck.phase = DrainPhase::kWait;
-  stuck.message = "stuck: connections stay open";
-  stuck.fields = {{"notify", "stuck"}};
-  metrics.observe(stuck, 1600);
+  metrics.observe(stuck_report(DrainPhase::kWait, "stuck: connections stay open"), 1600);
   metrics.finish("drained", 1700);
   const std::string text = metrics.text();
   for (const std::string& problem : testing::undocumented_metrics(text, "skopos drain (--metrics-file)")) {

@@ -8,11 +8,11 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
-#include <ctime>
 #include <string>
 
 #include "skopos/enum_names.h"
 #include "skopos/json_writer.h"
+#include "skopos/utc_time.h"
 
 namespace skopos {
 
@@ -39,19 +39,6 @@ bool under_journal() {
   return journal;
 }
 
-// "2026-12-06T05:20:01.123Z".
-std::string utc_now() {
-  const auto now = std::chrono::system_clock::now();
-  const auto millis = std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count();
-  const std::time_t seconds = static_cast<std::time_t>(millis / 1000);
-  std::tm tm{};
-  ::gmtime_r(&seconds, &tm);
-  char text[32];
-  const std::size_t length = std::strftime(text, sizeof text, "%Y-%m-%dT%H:%M:%S", &tm);
-  char fraction[8];
-  std::snprintf(fraction, sizeof fraction, ".%03dZ", static_cast<int>(millis % 1000));
-  return std::string(text, length) + fraction;
-}
 
 }  // namespace
 
@@ -78,7 +65,9 @@ void log(LogLevel level, std::string_view message) {
     JsonWriter json(line);
     json.begin_object()
         .key("time")
-        .value(utc_now())
+        .value(utc_time_millis(std::chrono::duration_cast<std::chrono::milliseconds>(
+                       std::chrono::system_clock::now().time_since_epoch())
+                       .count()))
         .key("level")
         .value(level_name(level))
         .key("program")
