@@ -515,25 +515,51 @@ class TcpTableDecoder::Scanner : public detail::LineFramer {
     family_ = family;
     next_line_ = first_line;
     const bool ipv6 = family == TcpTableFamily::kIpv6;
-    const detail::RecordTarget target{this, &Scanner::on_line, &Scanner::fallback};
+    const detail::RecordTarget target{this, &Scanner::on_lines, &Scanner::fallback};
     switch (kernel_) {
 #if defined(SKOPOS_X86_KERNELS)
-      case ScanKernel::kAvx2: return detail::shape_lines_avx2(begin, end, ipv6, target);
-      case ScanKernel::kAvx512: return detail::shape_lines_avx512(begin, end, ipv6, target);
+      case ScanKernel::kAvx2: return detail::record_lines_avx2(begin, end, ipv6, target);
+      case ScanKernel::kAvx512: return detail::record_lines_avx512(begin, end, ipv6, target);
 #endif
       case ScanKernel::kParser:
         return detail::scan_each(begin, end, [&](const char* line) { return fallback(this, line, end); });
       default: break;
     }
-    return detail::shape_lines_portable(begin, end, ipv6, target);
+    return detail::record_lines_portable(begin, end, ipv6, target);
   }
 
  private:
-  // A line a kernel proved well-formed.
-  static void on_line(void* context, const detail::LineShape& shape) {
+  // Lines a kernel proved well-formed, decoded.
+  static void on_lines(void* context, const detail::LineValues* lines, int count) {
     auto* self = static_cast<Scanner*>(context);
-    detail::record_from_shape(shape, self->family_, self->record_);
-    self->emit();
+    TcpSocketRecord& r = self->record_;
+    r.family = self->family_;
+    for (const detail::LineValues& v : std::span(lines, static_cast<std::size_t>(count))) {
+      r.state = static_cast<TcpState>(v.state);
+      r.kind = v.full ? SocketKind::kFull
+                      : (r.state == TcpState::kSynRecv ? SocketKind::kRequest : SocketKind::kTimeWait);
+      r.slot = v.slot;
+      std::memcpy(r.local_address.data(), v.local_address, 16);
+      r.local_port = v.local_port;
+      std::memcpy(r.remote_address.data(), v.remote_address, 16);
+      r.remote_port = v.remote_port;
+      r.tx_queue = v.tx_queue;
+      r.rx_queue = v.rx_queue;
+      r.timer = v.timer;
+      r.timer_expires = v.timer_expires;
+      r.retransmits = v.retransmits;
+      r.uid = v.uid;
+      r.probes = v.probes;
+      r.inode = v.inode;
+      r.refcount = v.refcount;
+      r.kernel_pointer = v.kernel_pointer;
+      r.rto = v.rto;
+      r.ato = v.ato;
+      r.ack_quick_pingpong = v.ack_quick_pingpong;
+      r.snd_cwnd = v.snd_cwnd;
+      r.ssthresh = v.ssthresh;
+      self->emit();
+    }
   }
 
   // Any other line: the full parser decides.

@@ -37,9 +37,4 @@ bool parse_socket_line(const char* begin, const char* newline, TcpTableFamily fa
 const char* parse_line_at(const char* line, const char* end, TcpTableFamily family, TcpSocketRecord& out,
                           LineError& error);
 
-// The record of a line a kernel proved well-formed: the same record parse_socket_line()
-// makes of it, read from known offsets without re-checking. Fills every field of `out`
-// except `line`.
-void record_from_shape(const LineShape& shape, TcpTableFamily family, TcpSocketRecord& out);
-
 }  // namespace skopos::tracker::detail

@@ -2,6 +2,7 @@
 // -mlzcnt; called only when the CPU has them). See scan_kernel_impl.h.
 #include <immintrin.h>
 
+#include "scan_convert_avx2.h"
 #include "scan_kernel_impl.h"
 
 namespace skopos::tracker::detail {
@@ -151,8 +152,8 @@ ScanProgress count_lines_avx2(const char* begin, const char* end, bool ipv6, con
   return count_lines<BlockStage<Avx2Block>, judge_lanes>(begin, end, ipv6, target);
 }
 
-ScanProgress shape_lines_avx2(const char* begin, const char* end, bool ipv6, const RecordTarget& target) {
-  return shape_lines<BlockStage<Avx2Block>, judge_lanes>(begin, end, ipv6, target);
+ScanProgress record_lines_avx2(const char* begin, const char* end, bool ipv6, const RecordTarget& target) {
+  return record_lines<BlockStage<Avx2Block>, judge_lanes, VectorConvert>(begin, end, ipv6, target);
 }
 
 }  // namespace skopos::tracker::detail

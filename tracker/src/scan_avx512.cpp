@@ -11,6 +11,7 @@
 
 #include <immintrin.h>
 
+#include "scan_convert_avx2.h"
 #include "scan_kernel_impl.h"
 
 namespace skopos::tracker::detail {
@@ -99,8 +100,8 @@ ScanProgress count_lines_avx512(const char* begin, const char* end, bool ipv6, c
   return count_lines<BlockStage<Avx512Block>, judge_lanes>(begin, end, ipv6, target);
 }
 
-ScanProgress shape_lines_avx512(const char* begin, const char* end, bool ipv6, const RecordTarget& target) {
-  return shape_lines<BlockStage<Avx512Block>, judge_lanes>(begin, end, ipv6, target);
+ScanProgress record_lines_avx512(const char* begin, const char* end, bool ipv6, const RecordTarget& target) {
+  return record_lines<BlockStage<Avx512Block>, judge_lanes, VectorConvert>(begin, end, ipv6, target);
 }
 
 }  // namespace skopos::tracker::detail

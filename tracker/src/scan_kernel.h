@@ -28,25 +28,43 @@ inline void count_socket(const CountTarget& target, unsigned port, unsigned stat
   ++target.cells[std::size_t{state} * 65536 + port];
 }
 
-// A line a kernel proved well-formed: every byte of its fixed-width prefix is what the
-// grammar wants, and its tail is 5 or 10 fields in the grammar's shape. Offsets are
-// from `begin`.
-struct LineShape {
-  const char* begin;
-  const char* newline;
-  std::uint32_t slot_digits;  // the slot's width: 4 for "%4d" below 10000, more above
-  std::uint32_t fields;       // 5 (mini-socket) or 10 (full socket)
-  std::uint16_t field_begin[10];
-  std::uint16_t field_end[10];
+// A line a kernel proved well-formed, decoded: the values of TcpSocketRecord
+// (proc_net_tcp.h, which this header cannot include) in plain types, exactly as the full
+// parser reads them from the same line. Addresses are 16 bytes in network order; IPv4
+// ones IPv4-mapped.
+struct LineValues {
+  std::uint8_t local_address[16];
+  std::uint8_t remote_address[16];
+  std::uint64_t slot;
+  std::uint64_t timer_expires;
+  std::uint64_t inode;
+  std::uint64_t kernel_pointer;
+  std::uint64_t rto;  // rto to ssthresh: 0 on a mini-socket's line
+  std::uint64_t ato;
+  std::uint32_t tx_queue;
+  std::uint32_t rx_queue;
+  std::uint32_t retransmits;
+  std::uint32_t uid;
+  std::int32_t probes;
+  std::int32_t refcount;
+  std::uint32_t ack_quick_pingpong;
+  std::uint32_t snd_cwnd;
+  std::int32_t ssthresh;
+  std::uint16_t local_port;
+  std::uint16_t remote_port;
+  std::uint8_t state;
+  std::uint8_t timer;
+  bool full;  // 10 tail fields (a full socket), not 5 (a mini-socket)
 };
 
-// Callbacks of the record kernels into the decoder. `on_line` receives each proven
-// line. `fallback` gets each line the kernel could not prove and parses it fully:
-// it returns the byte after the line's newline, `line` itself when [line, end) holds no
-// newline yet (more input needed), or nullptr when the line is invalid.
+// Callbacks of the record kernels into the decoder. `on_lines` receives proven lines,
+// decoded, in order: `count` of them, at most a batch (8) per call. `fallback` gets each
+// line the kernel could not prove and parses it fully: it returns the byte after the
+// line's newline, `line` itself when [line, end) holds no newline yet (more input
+// needed), or nullptr when the line is invalid.
 struct RecordTarget {
   void* context;
-  void (*on_line)(void* context, const LineShape& shape);
+  void (*on_lines)(void* context, const LineValues* lines, int count);
   const char* (*fallback)(void* context, const char* line, const char* end);
 };
 
@@ -65,13 +83,14 @@ const char* count_line_parsed(const char* line, const char* end, bool ipv6, cons
 // Count every complete line in [begin, end). Reads never go past `end`.
 ScanProgress count_lines_parsed(const char* begin, const char* end, bool ipv6, const CountTarget& target);
 ScanProgress count_lines_portable(const char* begin, const char* end, bool ipv6, const CountTarget& target);
-// Hand every complete line in [begin, end) to `target`, proven or as a fallback.
-ScanProgress shape_lines_portable(const char* begin, const char* end, bool ipv6, const RecordTarget& target);
+// Hand every complete line in [begin, end) to `target`: decoded when proven, otherwise
+// to its fallback.
+ScanProgress record_lines_portable(const char* begin, const char* end, bool ipv6, const RecordTarget& target);
 #if defined(SKOPOS_X86_KERNELS)
 ScanProgress count_lines_avx2(const char* begin, const char* end, bool ipv6, const CountTarget& target);
 ScanProgress count_lines_avx512(const char* begin, const char* end, bool ipv6, const CountTarget& target);
-ScanProgress shape_lines_avx2(const char* begin, const char* end, bool ipv6, const RecordTarget& target);
-ScanProgress shape_lines_avx512(const char* begin, const char* end, bool ipv6, const RecordTarget& target);
+ScanProgress record_lines_avx2(const char* begin, const char* end, bool ipv6, const RecordTarget& target);
+ScanProgress record_lines_avx512(const char* begin, const char* end, bool ipv6, const RecordTarget& target);
 #endif
 
 }  // namespace skopos::tracker::detail

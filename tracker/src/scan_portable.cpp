@@ -260,8 +260,8 @@ ScanProgress count_lines_portable(const char* begin, const char* end, bool ipv6,
   return count_lines<PortableStage, judge_pairs>(begin, end, ipv6, target);
 }
 
-ScanProgress shape_lines_portable(const char* begin, const char* end, bool ipv6, const RecordTarget& target) {
-  return shape_lines<PortableStage, judge_pairs>(begin, end, ipv6, target);
+ScanProgress record_lines_portable(const char* begin, const char* end, bool ipv6, const RecordTarget& target) {
+  return record_lines<PortableStage, judge_pairs>(begin, end, ipv6, target);
 }
 
 }  // namespace skopos::tracker::detail

@@ -289,6 +289,59 @@ TEST(ProcNetTcpRecords, FieldLimitsAreExact) {
   }
 }
 
+// The SIMD kernels read a proven line's fields several at a time (scan_convert_avx2.h):
+// decimal fields from the eight bytes ending at each, with the longer ones read one by
+// one. Every width around those edges, on lines the kernels prove, must give the
+// parser's records.
+TEST(ProcNetTcpRecords, ProvenLinesWithFieldsOfEveryWidthDecodeAsTheParserDoes) {
+  // Each at most the tail window's 64 bytes, so that the kernels prove the line.
+  const std::vector<std::string_view> tails = {
+      "    0        0 8464 2 000000008ed97614 20 0 0 10 -1",
+      "123456789        0 8464 2 000000008ed97614 20 0 0 10 -1",
+      "    0 87654321 123456789 1 00000000b0595b8f 200 40 1 10 7",
+      "    0        0 1234567890123456 2 ffffffffffffffff 1 2 3 4 -5",
+      "    0        0 12345678901234567 2 0 1 0 0 10 -1",
+      "    0        0 1234567890123456789 2 123456789abcdef 1 2 3 4 -1",
+      "    0        0 8464 123456789 0123456789abcdef 1 2 3 4 5",
+      "    0        0 8464 2 0 123456789 0 0 10 -1",
+      "    0        0 8464 2 0 12345678 87654321 12345678 87654321 -1",
+      "    0        0 8464 2 0 1 987654321 1 1 1",
+      "    0        0 8464 2 0 1 1 123456789 1 1",
+      "    0        0 8464 2 0 1 1 1 123456789 1",
+      "    0        0 8464 2 0 1 1 1 1 -12345678",
+      "    0        0 8464 2 0 1 1 1 1 123456789",
+      "12345678 12345678 12345678 12345678 0 12345678 12345678 1 1 1",
+      "    0        0 0 3 00000000fb8aa117",
+      "    0        0 987654321 3 0",
+      "   99 12345678 12345678901 0 0000000000000001",
+  };
+  const std::vector<std::string_view> heads = {
+      "   2: 0100007F:B842 0100007F:2382 01 00000000:00000000 00:00000000 00000000 ",
+      "99999: 0A0B0C0D:FFFF FFFFFFFF:0001 06 FFFFFFFF:12345678 04:ABCDEF01 7FFFFFFF ",
+      "   4: 00000000000000000000000001000000:2382 00000000000000000000000001000000:CFF6 01 "
+      "00000000:00000000 00:00000000 00000000 ",
+      "12345678: 0123456789ABCDEF0123456789ABCDEF:FFFF FEDCBA9876543210FEDCBA9876543210:0000 0B "
+      "ABCDEF01:23456789 03:FFFFFFFF 00000009 ",
+  };
+  for (std::string_view head : heads) {
+    const bool v6 = head.size() > 100;
+    for (std::string_view tail : tails) {
+      const std::string line = std::string(head) + std::string(tail);
+      SCOPED_TRACE(line);
+      // Seven copies: all but the last two have the kernels' read-ahead.
+      const std::vector<std::string_view> lines(7, line);
+      const std::string table = v6 ? v6_table(lines) : v4_table(lines);
+      const auto reference = records_of(table, ScanKernel::kParser);
+      ASSERT_EQ(reference.size(), 7u);
+      for (ScanKernel kernel : runnable_kernels()) {
+        if (kernel == ScanKernel::kParser) continue;
+        EXPECT_LE(count({table}, kernel).fallback_lines, 2u) << scan_kernel_name(kernel) << ": not proven";
+        EXPECT_EQ(records_of(table, kernel), reference) << scan_kernel_name(kernel);
+      }
+    }
+  }
+}
+
 TEST(ProcNetTcpRecords, LongPaddingMayHoldOnlySpaces) {
   // Lines this long send the SIMD kernels through more than one 64-byte window after
   // the fields; four valid lines after each give them the read-ahead to do so.
