@@ -42,7 +42,7 @@ check_sources() {
 
 check_binaries() {
   local skopos=$1 tracker_cli=$2 tracker=$3 failed=0 found
-  found=$(nm -C "$skopos" | grep -E 'count_lines_|shape_lines_|TcpTableCounter|TcpTableDecoder|ProcNetReader|ConntrackSource|nfct_' | head -5)
+  found=$(nm -C "$skopos" | grep -E 'count_lines_|record_lines_|TcpTableCounter|TcpTableDecoder|ProcNetReader|ConntrackSource|nfct_' | head -5)
   if [ -n "$found" ]; then
     printf 'check-layers: %s carries the decoder or conntrack:\n%s\n' "$skopos" "$found" >&2
     failed=1

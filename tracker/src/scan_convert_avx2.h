@@ -75,8 +75,8 @@ struct VectorConvert {
 
   // The decimal numbers in the eight bytes ending at each of four fields' last digits:
   // in each lane, the digits after its last non-digit (every field is preceded by a
-  // space, so those are the field's digits when it has at most eight). `flags` gets a
-  // bit per lane with no non-digit at all, whose field may be longer.
+  // space, so those are the field's digits when it has fewer than eight). `flags` gets
+  // a bit per lane with no non-digit at all: a field of eight digits or more.
   [[gnu::always_inline]] static Four decimal(const char* a, const char* b, const char* c, const char* d) {
     const __m256i digit = _mm256_sub_epi8(load4x8(a, b, c, d), _mm256_set1_epi8('0'));
     const __m256i nine = _mm256_set1_epi8(9);
@@ -116,9 +116,9 @@ struct VectorConvert {
     const Four first = decimal(at[0], at[1], at[2], at[2] - 8);
     const Four second = decimal(at[3], at[5], at[6], at[7]);
     const Four third = decimal(at[8], at[9], at[8], at[9]);
-    // A field of more than eight digits other than the inode's first sixteen (rare: a
-    // uid of nine digits; judge() allows at most nine to every field but the inode) is
-    // read field by field.
+    // A line with a field of eight or nine digits (judge() allows no more but to the
+    // inode), or an inode of sixteen or more, is read field by field: rare (a uid of a
+    // user namespace's range), and always right.
     const unsigned longer = (first.flags & 0b1011) | (second.flags & (full ? 0b1111 : 0b0001)) |
                             (full ? third.flags & 0b0011 : 0);
     if (longer != 0) [[unlikely]] {
@@ -144,7 +144,12 @@ struct VectorConvert {
                                             : pointer(pointer_at, pointer_digits);
     v.uid = static_cast<std::uint32_t>(first.value[0]);
     v.probes = static_cast<std::int32_t>(first.value[1]);
-    v.inode = first.value[3] * 100000000 + first.value[2];
+    // The upper lane ends eight bytes before the inode's last digit: the inode's own
+    // digits when it has more than eight, otherwise bytes of the fields before it.
+    std::uint64_t third_start = text.starts;
+    third_start = _blsr_u64(_blsr_u64(third_start));
+    const auto inode_digits = static_cast<unsigned>(at[2] + 8 - (text.tail + _tzcnt_u64(third_start)));
+    v.inode = (inode_digits > 8 ? first.value[3] * 100000000 : 0) + first.value[2];
     v.refcount = static_cast<std::int32_t>(second.value[0]);
     v.full = full;
     const std::uint64_t keep = full ? ~std::uint64_t{0} : 0;

@@ -66,8 +66,9 @@ constexpr std::size_t kPrefixWindow = 128;  // two blocks cover the longest pref
 constexpr std::size_t kNewlineWindow = 128;
 // A line takes the fast path only when this many bytes are readable from its start.
 // Stage A reads the head, body and newline windows [0, 192), the tail window and, past a
-// long tail, one more window, which ends before 256; the record path reads a field's
-// eight bytes, which end before 200.
+// long tail, one more window, which ends before 256; the record path reads eight bytes
+// from a field's start or up to its end, which end before 208 (a pointer's second half
+// after the widest prefix and tail).
 constexpr std::size_t kReadAhead = 256;
 // How far ahead of the current line to prefetch: some 20 lines, the best of 2, 4 and
 // 8 KiB measured with bench_proc_net_tcp. The hardware prefetcher alone falls behind a
