@@ -306,21 +306,31 @@ Result<bool, LockError> LockService::release(const std::string& lock, const std:
   const std::string my_key = holder_key(lock, group, self_.machine_id);
   Retry retry(options_.retry_backoff, Clock::now() + options_.operation_timeout);
   bool released = false;  // a delete of ours whose outcome was unknown, then found gone
+  // A named holding is deleted in one transaction: its key's create revision is the
+  // fencing token, so the compare says whether it is still that holding. Only a failed
+  // compare or an unknown outcome reads what is there (and says why). Without a token,
+  // the holding is read first.
+  bool read_first = fencing_token == 0;
   for (;;) {
-    auto holder = read_holder(lock, group, self_.machine_id);
-    if (!holder) {
-      if (retry.again(holder.error())) continue;
-      return unexpected(etcd_error("read " + quoted_group(lock, group), holder.error()));
-    }
-    if (!holder->has_value()) return released;
-    const std::int64_t token = (*holder)->fencing_token;
-    if (fencing_token != 0 && token != fencing_token) {
-      return unexpected(make_error(LockError::Kind::kConflict, quoted_group(lock, group) + ": this machine's slot is " +
-                                                                   "fencing token " + std::to_string(token) +
-                                                                   ", not " + std::to_string(fencing_token)));
+    std::int64_t token = fencing_token;
+    if (read_first) {
+      auto holder = read_holder(lock, group, self_.machine_id);
+      if (!holder) {
+        if (retry.again(holder.error())) continue;
+        return unexpected(etcd_error("read " + quoted_group(lock, group), holder.error()));
+      }
+      if (!holder->has_value()) return released;
+      token = (*holder)->fencing_token;
+      if (fencing_token != 0 && token != fencing_token) {
+        return unexpected(make_error(LockError::Kind::kConflict, quoted_group(lock, group) +
+                                                                     ": this machine's slot is fencing token " +
+                                                                     std::to_string(token) + ", not " +
+                                                                     std::to_string(fencing_token)));
+      }
     }
     auto txn = etcd_.txn({Compare{my_key, Compare::Target::kCreateRevision, Compare::Result::kEqual, token, {}, {}}},
                          {TxnOp{TxnOp::Kind::kDelete, my_key, {}, 0, {}}}, {});
+    read_first = true;
     if (!txn) {
       if (retry.again(txn.error())) {
         released = true;

@@ -141,6 +141,38 @@ TEST_F(LockServiceTest, GuardSucceedsOnlyForTheSameHoldingAndRecordsThePhase) {
   EXPECT_EQ(keys_under(prefix_ + "/locks/reboot/control/holders/"), 1);
 }
 
+// A release that names its holding (the fencing token the acquire returned, as every
+// drain does) is one transaction: the delete compares that the key is still that
+// holding. Only when it is not does the release read what is there, to say why. The
+// read first made every release two round trips, and a handoff to the next in line
+// starts with the release (bench_fleet's handoff figures include it).
+TEST_F(LockServiceTest, AReleaseNamingItsHoldingIsOneRequestAndAWrongOneStillConflicts) {
+  auto a = node("machine-a");
+  auto held = a.locks->acquire("reboot", "worker", "REBOOT", in(0ms));
+  ASSERT_TRUE(held);
+  std::uint64_t before = a.etcd->requests();
+  auto released = a.locks->release("reboot", "worker", held->fencing_token);
+  ASSERT_TRUE(released);
+  EXPECT_TRUE(*released);
+  EXPECT_EQ(a.etcd->requests() - before, 1u) << "the release read the holding before deleting it";
+  EXPECT_EQ(keys_under(prefix_ + "/locks/reboot/worker/holders/"), 0);
+
+  // Nothing held any more: the same release says so (false), and a wrong token on a
+  // new holding is a conflict that leaves the holding alone.
+  auto again = a.locks->release("reboot", "worker", held->fencing_token);
+  ASSERT_TRUE(again);
+  EXPECT_FALSE(*again);
+  auto second = a.locks->acquire("reboot", "worker", "REBOOT", in(0ms));
+  ASSERT_TRUE(second);
+  auto wrong = a.locks->release("reboot", "worker", held->fencing_token);
+  ASSERT_FALSE(wrong);
+  EXPECT_EQ(wrong.error().kind, LockError::Kind::kConflict);
+  EXPECT_EQ(keys_under(prefix_ + "/locks/reboot/worker/holders/"), 1);
+  before = a.etcd->requests();
+  ASSERT_TRUE(a.locks->release("reboot", "worker", second->fencing_token));
+  EXPECT_EQ(a.etcd->requests() - before, 1u);
+}
+
 TEST_F(LockServiceTest, UnlockBreaksAStaleHolderButALiveOneOnlyWithForce) {
   auto a = node("machine-a");
   auto admin = node("admin");
