@@ -309,18 +309,36 @@ Result<WatchResult, OutsideError> EtcdClient::wait_for_change(const std::vector<
                                                            std::int64_t start_revision,
                                                            std::chrono::steady_clock::time_point until,
                                                            const std::atomic<bool>* stop) {
+  return first_batch(watches, start_revision, false, until, stop);
+}
+
+Result<WatchResult, OutsideError> EtcdClient::wait_for_news(const std::vector<WatchSpec>& watches,
+                                                         std::int64_t start_revision,
+                                                         std::chrono::steady_clock::time_point until,
+                                                         const std::atomic<bool>* stop) {
+  return first_batch(watches, start_revision, true, until, stop);
+}
+
+Result<WatchResult, OutsideError> EtcdClient::first_batch(const std::vector<WatchSpec>& watches,
+                                                       std::int64_t start_revision, bool twins,
+                                                       std::chrono::steady_clock::time_point until,
+                                                       const std::atomic<bool>* stop) {
   requests_.fetch_add(1, std::memory_order_relaxed);
   // The gateway reads one WatchRequest after another from the body: each creates a
-  // watcher on the same stream.
+  // watcher on the same stream. With `twins` (wait_for_news), a watcher from a revision
+  // has a twin from now; the first batch either brings ends the wait.
   std::string body;
   for (const WatchSpec& watch : watches) {
-    JsonWriter json(body);
-    json.begin_object().key("create_request").begin_object().key("key").value(encode64(watch.key));
-    if (!watch.range_end.empty()) json.key("range_end").value(encode64(watch.range_end));
-    if (start_revision > 0) json.key("start_revision").value(std::to_string(start_revision));
-    if (watch.deletes_only) json.key("filters").begin_array().value("NOPUT").end_array();
-    json.end_object().end_object();
-    body += '\n';
+    for (const bool from_revision : {true, false}) {
+      if (!from_revision && (!twins || start_revision <= 0)) continue;
+      JsonWriter json(body);
+      json.begin_object().key("create_request").begin_object().key("key").value(encode64(watch.key));
+      if (!watch.range_end.empty()) json.key("range_end").value(encode64(watch.range_end));
+      if (from_revision && start_revision > 0) json.key("start_revision").value(std::to_string(start_revision));
+      if (watch.deletes_only) json.key("filters").begin_array().value("NOPUT").end_array();
+      json.end_object().end_object();
+      body += '\n';
+    }
   }
   HttpRequest request;
   request.method = "POST";

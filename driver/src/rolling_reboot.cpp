@@ -259,7 +259,7 @@ Result<void, LockError> RollingReboot::mark_failed(const std::string& tier, cons
 Result<bool, LockError> RollingReboot::wait_for_change(const std::string& tier, std::int64_t revision,
                                                        std::chrono::steady_clock::time_point until,
                                                        const std::atomic<bool>* stop) {
-  auto watched = etcd_.wait_for_change({WatchSpec{request_key(tier), {}, false}}, revision + 1, until, stop);
+  auto watched = etcd_.wait_for_news({WatchSpec{request_key(tier), {}, false}}, revision + 1, until, stop);
   if (!watched) return unexpected(etcd_failure("watch the rolling reboot request", watched.error()));
   return !watched->events.empty() || watched->compacted;
 }

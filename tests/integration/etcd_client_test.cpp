@@ -184,6 +184,44 @@ TEST_F(EtcdClientTest, WatchWakesOnAChangeAndWaitsOutQuietPeriods) {
   EXPECT_EQ(replay->events[0].type, WatchEvent::Type::kDelete);
 }
 
+// wait_for_news watches from the revision and from now at once: a change the caller
+// has not seen is never lost, whether it came before the watch (in the gap after the
+// caller's read) or after it, and the wait still ends with one batch, not one per twin.
+// (How much sooner it hears a change after the watch: bench_locks.)
+TEST_F(EtcdClientTest, WaitForNewsMissesNoChangeSinceTheRevisionAndEndsWithOneBatch) {
+  auto seen = etcd_->put("n/seed", "x");
+  ASSERT_TRUE(seen);
+  auto other = client_for(server_->endpoint());
+  // A change in the gap, and writes elsewhere that move etcd past the revision.
+  ASSERT_TRUE(other->put("n/watched/a", "1"));
+  ASSERT_TRUE(other->put("n/elsewhere", "1"));
+  const std::vector<WatchSpec> watched{WatchSpec{"n/watched/", EtcdClient::prefix_end("n/watched/"), false}};
+  auto gap = etcd_->wait_for_news(watched, *seen + 1, std::chrono::steady_clock::now() + std::chrono::seconds(5));
+  ASSERT_TRUE(gap) << gap.error().message;
+  ASSERT_EQ(gap->events.size(), 1u);
+  EXPECT_EQ(gap->events[0].kv.key, "n/watched/a");
+
+  // A change after the watch, on a stream that also replays from a passed revision.
+  auto after = other->put("n/elsewhere", "2");
+  ASSERT_TRUE(after);
+  std::thread writer([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    (void)other->delete_range("n/watched/a");
+  });
+  auto news = etcd_->wait_for_news(watched, *after + 1, std::chrono::steady_clock::now() + std::chrono::seconds(5));
+  writer.join();
+  ASSERT_TRUE(news) << news.error().message;
+  ASSERT_EQ(news->events.size(), 1u) << "each change once, though two watchers saw it";
+  EXPECT_EQ(news->events[0].type, WatchEvent::Type::kDelete);
+
+  // Quiet: the deadline ends it with nothing, as wait_for_change.
+  auto quiet = etcd_->wait_for_news(watched, news->revision + 1,
+                                    std::chrono::steady_clock::now() + std::chrono::milliseconds(200));
+  ASSERT_TRUE(quiet) << quiet.error().message;
+  EXPECT_TRUE(quiet->events.empty());
+  EXPECT_EQ(etcd_->requests(), 4u) << "one request per wait, twins and all";
+}
+
 TEST(EtcdClientDown, NoEtcdIsUnavailableNotUnknown) {
   auto etcd = client_for("http://127.0.0.1:1");
   auto put = etcd->put("k", "v");
