@@ -330,10 +330,13 @@ Result<bool, LockError> LockService::release(const std::string& lock, const std:
     }
     auto txn = etcd_.txn({Compare{my_key, Compare::Target::kCreateRevision, Compare::Result::kEqual, token, {}, {}}},
                          {TxnOp{TxnOp::Kind::kDelete, my_key, {}, 0, {}}}, {});
+    const bool seen = read_first;  // the holding was read before this delete
     read_first = true;
     if (!txn) {
       if (retry.again(txn.error())) {
-        released = true;
+        // Found gone on the next read, it was ours only if it was there: read before the
+        // delete, or a delete that may have been applied.
+        released = released || seen || txn.error().maybe_applied();
         continue;
       }
       return unexpected(etcd_error("release " + quoted_group(lock, group), txn.error()));

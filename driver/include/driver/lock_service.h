@@ -222,7 +222,9 @@ class LockService {
   static constexpr std::chrono::milliseconds kStopLatency{250};
 
   // Gives this machine's slot back. `fencing_token` != 0: only if it is still that
-  // holding (else kConflict). Returns whether a slot was held; releasing nothing is ok.
+  // holding (else kConflict), in one transaction. Returns whether a slot was held;
+  // releasing nothing is ok. (A holding found gone after a delete whose answer was lost
+  // counts as released by it.)
   Result<bool, LockError> release(const std::string& lock, const std::string& group, std::int64_t fencing_token = 0);
 
   // One transaction before each side effect: succeeds only while this machine still
