@@ -16,16 +16,19 @@ namespace skopos::tracker::detail {
 namespace {
 
 struct VectorConvert {
-  // 32 uppercase hex digits at p (a kernel proved them) to the address's 16 bytes.
-  [[gnu::always_inline]] static void address(const char* p, std::uint8_t* bytes) {
-    const __m256i text = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
-    // A digit's value: its low nibble, plus 9 for the letters (above '9').
+  // Hex digits ([0-9A-Fa-f], as a kernel proved them) in pairs: 16 * first + second in
+  // the low byte of each 16-bit lane (bytes 16, 1 of the multiplier). A digit's value is
+  // its low nibble, plus 9 for the letters (above '9').
+  static __m256i hex_pairs(__m256i text) {
     const __m256i value =
         _mm256_add_epi8(_mm256_and_si256(text, _mm256_set1_epi8(0x0F)),
                         _mm256_and_si256(_mm256_cmpgt_epi8(text, _mm256_set1_epi8('9')), _mm256_set1_epi8(9)));
-    // Each pair of digits to one byte, 16 * first + second, in the low byte of a 16-bit
-    // lane (bytes 16, 1 of the multiplier).
-    const __m256i pairs = _mm256_maddubs_epi16(value, _mm256_set1_epi16(0x0110));
+    return _mm256_maddubs_epi16(value, _mm256_set1_epi16(0x0110));
+  }
+
+  // 32 uppercase hex digits at p to the address's 16 bytes.
+  [[gnu::always_inline]] static void address(const char* p, std::uint8_t* bytes) {
+    const __m256i pairs = hex_pairs(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
     // Per 128-bit half (16 digits, two words): the four bytes of each word in reverse,
     // since the kernel prints each 32-bit word of the address with %08X and the address
     // holds the word little-endian. The half's 8 bytes land in its low 8.
@@ -58,13 +61,9 @@ struct VectorConvert {
   // kernel proved them), in each lane's low 32 bits. A shorter field can be read from
   // the eight bytes ending at its last digit: bytes before it change only the bits
   // above its own.
-  [[gnu::always_inline]] static Four hex(const char* a, const char* b, const char* c, const char* d) {
-    const __m256i text = load4x8(a, b, c, d);
-    const __m256i value =
-        _mm256_add_epi8(_mm256_and_si256(text, _mm256_set1_epi8(0x0F)),
-                        _mm256_and_si256(_mm256_cmpgt_epi8(text, _mm256_set1_epi8('9')), _mm256_set1_epi8(9)));
-    // Pairs (16 * first + second), then fours (256 * pair + pair), then the eight.
-    const __m256i pairs = _mm256_maddubs_epi16(value, _mm256_set1_epi16(0x0110));
+  [[gnu::always_inline]] static Four hex_lanes(const char* a, const char* b, const char* c, const char* d) {
+    // Pairs, then fours (256 * pair + pair), then the eight.
+    const __m256i pairs = hex_pairs(load4x8(a, b, c, d));
     const __m256i fours = _mm256_madd_epi16(pairs, _mm256_set1_epi32(0x00010100));
     Four n;
     _mm256_store_si256(reinterpret_cast<__m256i*>(n.value),
@@ -77,7 +76,7 @@ struct VectorConvert {
   // in each lane, the digits after its last non-digit (every field is preceded by a
   // space, so those are the field's digits when it has fewer than eight). `flags` gets
   // a bit per lane with no non-digit at all: a field of eight digits or more.
-  [[gnu::always_inline]] static Four decimal(const char* a, const char* b, const char* c, const char* d) {
+  [[gnu::always_inline]] static Four decimal_lanes(const char* a, const char* b, const char* c, const char* d) {
     const __m256i digit = _mm256_sub_epi8(load4x8(a, b, c, d), _mm256_set1_epi8('0'));
     const __m256i nine = _mm256_set1_epi8(9);
     // Non-digits, then every byte at or before a lane's last one (a lane's bytes run
@@ -110,29 +109,34 @@ struct VectorConvert {
       a = text.tail + _tzcnt_u64(rest) - 7;
       rest = _blsr_u64(rest);
     }
+    // The first byte of the first five fields (the inode's and the pointer's are read).
+    const char* begin[5];
+    rest = text.starts;
+#pragma GCC unroll 5
+    for (auto& b : begin) {
+      b = text.tail + _tzcnt_u64(rest);
+      rest = _blsr_u64(rest);
+    }
     const bool full = bit_count(text.starts) == 10;
     // uid, probes, the inode's last eight digits and the eight before; refcount, rto,
     // ato, quick; cwnd, ssthresh.
-    const Four first = decimal(at[0], at[1], at[2], at[2] - 8);
-    const Four second = decimal(at[3], at[5], at[6], at[7]);
-    const Four third = decimal(at[8], at[9], at[8], at[9]);
+    const Four first = decimal_lanes(at[0], at[1], at[2], at[2] - 8);
+    const Four second = decimal_lanes(at[3], at[5], at[6], at[7]);
+    const Four third = decimal_lanes(at[8], at[9], at[8], at[9]);
     // A line with a field of eight or nine digits (judge() allows no more but to the
     // inode), or an inode of sixteen or more, is read field by field: rare (a uid of a
     // user namespace's range), and always right.
     const unsigned longer = (first.flags & 0b1011) | (second.flags & (full ? 0b1111 : 0b0001)) |
                             (full ? third.flags & 0b0011 : 0);
     if (longer != 0) [[unlikely]] {
-      hex_fields(text, v);
-      tail_fields(text, v);
+      ScalarConvert::fields(text, v);
       return;
     }
     // The pointer, the fifth field: 16 hex digits but where kptr_restrict hides it.
-    std::uint64_t s = text.starts;
-    for (int k = 0; k < 4; ++k) s = _blsr_u64(s);
-    const char* pointer_at = text.tail + _tzcnt_u64(s);
+    const char* pointer_at = begin[4];
     const auto pointer_digits = static_cast<unsigned>(at[4] + 8 - pointer_at);
-    const Four queues = hex(text.state + 3, text.state + 12, text.state + 24, text.state + 33);
-    const Four others = hex(text.remote_port - 4, text.state + 21 - 6, pointer_at, pointer_at + 8);
+    const Four queues = hex_lanes(text.state + 3, text.state + 12, text.state + 24, text.state + 33);
+    const Four others = hex_lanes(text.remote_port - 4, text.state + 21 - 6, pointer_at, pointer_at + 8);
 
     v.remote_port = static_cast<std::uint16_t>(others.value[0]);
     v.tx_queue = static_cast<std::uint32_t>(queues.value[0]);
@@ -146,9 +150,7 @@ struct VectorConvert {
     v.probes = static_cast<std::int32_t>(first.value[1]);
     // The upper lane ends eight bytes before the inode's last digit: the inode's own
     // digits when it has more than eight, otherwise bytes of the fields before it.
-    std::uint64_t third_start = text.starts;
-    third_start = _blsr_u64(_blsr_u64(third_start));
-    const auto inode_digits = static_cast<unsigned>(at[2] + 8 - (text.tail + _tzcnt_u64(third_start)));
+    const auto inode_digits = static_cast<unsigned>(at[2] + 8 - begin[2]);
     v.inode = (inode_digits > 8 ? first.value[3] * 100000000 : 0) + first.value[2];
     v.refcount = static_cast<std::int32_t>(second.value[0]);
     v.full = full;
