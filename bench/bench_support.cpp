@@ -8,6 +8,7 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <sched.h>
+#include <signal.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -21,6 +22,7 @@
 #include <fstream>
 #include <map>
 #include <mutex>
+#include <thread>
 
 namespace skopos::bench {
 
@@ -50,8 +52,9 @@ void cancel_at_die(int token) {
   registry.cleanups.erase(token);
 }
 
-void die(const std::string& what) {
-  std::fprintf(stderr, "bench: %s: %s\n", what.c_str(), std::strerror(errno));
+namespace {
+
+void run_die_cleanups() {
   std::map<int, std::function<void()>> cleanups;
   {
     DieCleanups& registry = die_cleanups();
@@ -59,6 +62,48 @@ void die(const std::string& what) {
     if (registry.owner == ::getpid()) cleanups.swap(registry.cleanups);
   }
   for (auto it = cleanups.rbegin(); it != cleanups.rend(); ++it) it->second();
+}
+
+// Ctrl-C, a kill or a closed terminal: the handler only writes the signal's number to a
+// pipe; a thread of its own reads it and runs die()'s cleanups, then exits as the signal
+// would have. A forked child (it shares the handler and the pipe) dies of the signal as
+// if no handler were set.
+int signal_pipe[2] = {-1, -1};
+pid_t signal_owner = -1;
+
+extern "C" void on_stop_signal(int signal) {
+  if (::getpid() != signal_owner) {
+    ::signal(signal, SIG_DFL);
+    ::raise(signal);
+    return;
+  }
+  const auto byte = static_cast<unsigned char>(signal);
+  (void)!::write(signal_pipe[1], &byte, 1);
+}
+
+void clean_up_on_stop_signals() {
+  if (signal_owner == ::getpid() || ::pipe2(signal_pipe, O_CLOEXEC) != 0) return;
+  signal_owner = ::getpid();
+  std::thread([] {
+    unsigned char signal = 0;
+    while (::read(signal_pipe[0], &signal, 1) < 0 && errno == EINTR) {
+    }
+    std::fprintf(stderr, "bench: stopped by %s; cleaning up\n", ::strsignal(signal));
+    run_die_cleanups();
+    std::_Exit(128 + signal);
+  }).detach();
+  struct sigaction action {};
+  action.sa_handler = on_stop_signal;
+  ::sigemptyset(&action.sa_mask);
+  action.sa_flags = SA_RESTART;
+  for (const int signal : {SIGINT, SIGTERM, SIGHUP}) ::sigaction(signal, &action, nullptr);
+}
+
+}  // namespace
+
+void die(const std::string& what) {
+  std::fprintf(stderr, "bench: %s: %s\n", what.c_str(), std::strerror(errno));
+  run_die_cleanups();
   std::exit(1);
 }
 
@@ -75,6 +120,7 @@ BenchArgs::BenchArgs(const std::string& name, const std::set<std::string>& optio
     std::exit(0);
   }
   if (!args_.positional().empty()) refuse(name + ": takes no arguments ('" + args_.positional()[0] + "')");
+  clean_up_on_stop_signals();
 }
 
 void BenchArgs::refuse(const std::string& what) const {

@@ -23,7 +23,9 @@ using Clock = std::chrono::steady_clock;
 // What die() undoes before it exits, newest first, so that a benchmark that fails half
 // way leaves no namespace or process behind (a forked child's die() undoes nothing of
 // its parent's). at_die() returns a token; the owner passes it to cancel_at_die() once
-// it has cleaned up itself.
+// it has cleaned up itself. Once a BenchArgs is made, SIGINT, SIGTERM and SIGHUP run the
+// same cleanups before the benchmark exits (children started through the test harness's
+// ChildProcess die with the benchmark in any case).
 int at_die(std::function<void()> cleanup);
 void cancel_at_die(int token);
 

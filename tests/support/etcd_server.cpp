@@ -27,6 +27,22 @@ std::string field(const std::string& json, const std::string& name) {
   return json.substr(start + key.size(), end - start - key.size());
 }
 
+// Removes the data directories of test processes that died without cleaning up (killed
+// by a timeout or a signal; their members died with them): /tmp/skopos-etcd-PID-N whose
+// PID no longer runs.
+void remove_orphaned_dirs() {
+  std::error_code ec;
+  for (const auto& entry : std::filesystem::directory_iterator("/tmp", ec)) {
+    const std::string name = entry.path().filename().string();
+    const std::string prefix = "skopos-etcd-";
+    if (name.rfind(prefix, 0) != 0) continue;
+    const std::string pid = name.substr(prefix.size(), name.find('-', prefix.size()) - prefix.size());
+    if (pid.empty() || pid.find_first_not_of("0123456789") != std::string::npos) continue;
+    if (std::filesystem::exists("/proc/" + pid, ec)) continue;
+    std::filesystem::remove_all(entry.path(), ec);
+  }
+}
+
 }  // namespace
 
 std::unique_ptr<EtcdServer> EtcdServer::start(int members, const EtcdTls* tls) {
@@ -34,6 +50,7 @@ std::unique_ptr<EtcdServer> EtcdServer::start(int members, const EtcdTls* tls) {
     std::fprintf(stderr, "EtcdServer: /usr/bin/etcd is missing; run tools/install-deps.sh\n");
     std::abort();
   }
+  remove_orphaned_dirs();
   std::unique_ptr<EtcdServer> server(new EtcdServer());
   static int sequence = 0;
   server->dir_ = "/tmp/skopos-etcd-" + std::to_string(::getpid()) + "-" + std::to_string(sequence++);

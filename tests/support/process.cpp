@@ -5,6 +5,7 @@
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <poll.h>
 #include <signal.h>
@@ -15,8 +16,12 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <condition_variable>
 #include <fstream>
+#include <functional>
+#include <mutex>
 #include <sstream>
+#include <thread>
 
 namespace skopos::testing {
 
@@ -149,6 +154,65 @@ Result<std::string> run_command(const std::vector<std::string>& argv) {
   return std::move(result.out);
 }
 
+namespace {
+
+// Forks the long-running children. A child asks the kernel to SIGKILL it when its
+// parent dies (PR_SET_PDEATHSIG), so that a test binary killed by a timeout, a crash or
+// a signal leaves no etcd or agent behind. The kernel takes "the parent" to be the
+// thread that forked, so the forks happen on this thread, which lives as long as the
+// process: a child started from a short-lived thread (a fault injector restarting an
+// etcd member) must outlive that thread.
+class Spawner {
+ public:
+  // The spawner of this process: a forked copy of a test binary gets its own, since a
+  // fork copies only the thread that called it.
+  static Spawner& instance() {
+    static std::mutex mutex;
+    static Spawner* current = nullptr;
+    std::lock_guard lock(mutex);
+    if (current == nullptr || current->owner_ != ::getpid()) {
+      current = new Spawner();  // never deleted: its thread runs until the process ends
+    }
+    return *current;
+  }
+
+  // Runs `fork_child` (which forks and returns the child's pid) on the spawner's thread.
+  pid_t spawn(const std::function<pid_t()>& fork_child) {
+    std::unique_lock lock(mutex_);
+    done_.wait(lock, [&] { return request_ == nullptr; });
+    request_ = &fork_child;
+    const std::uint64_t ticket = ++requested_;
+    ready_.notify_one();
+    done_.wait(lock, [&] { return served_ == ticket; });
+    return pid_;
+  }
+
+ private:
+  Spawner() : owner_(::getpid()) { std::thread([this] { serve(); }).detach(); }
+
+  [[noreturn]] void serve() {
+    std::unique_lock lock(mutex_);
+    for (;;) {
+      ready_.wait(lock, [&] { return request_ != nullptr; });
+      pid_ = (*request_)();
+      request_ = nullptr;
+      served_ = requested_;
+      done_.notify_all();
+    }
+  }
+
+  const pid_t owner_;
+  std::mutex mutex_;
+  std::condition_variable ready_;
+  std::condition_variable done_;
+  const std::function<pid_t()>* request_ = nullptr;
+  std::uint64_t requested_ = 0;
+  std::uint64_t served_ = 0;
+  pid_t pid_ = -1;
+};
+
+}  // namespace
+
 ChildProcess::ChildProcess(const std::vector<std::string>& argv, const std::string& stderr_path) {
   int out[2];
   if (::pipe2(out, O_CLOEXEC) != 0) die("pipe");
@@ -157,14 +221,21 @@ ChildProcess::ChildProcess(const std::vector<std::string>& argv, const std::stri
   std::vector<char*> args;
   for (const std::string& arg : argv) args.push_back(const_cast<char*>(arg.c_str()));
   args.push_back(nullptr);
-  pid_ = ::fork();
+  const pid_t parent = ::getpid();
+  pid_ = Spawner::instance().spawn([&] {
+    const pid_t pid = ::fork();
+    if (pid == 0) {
+      // Only async-signal-safe calls between fork and exec.
+      ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+      if (::getppid() != parent) ::_exit(127);  // the parent died before the request took
+      ::dup2(out[1], STDOUT_FILENO);
+      if (err >= 0) ::dup2(err, STDERR_FILENO);
+      ::execvp(args[0], args.data());
+      ::_exit(127);
+    }
+    return pid;
+  });
   if (pid_ < 0) die("fork");
-  if (pid_ == 0) {
-    ::dup2(out[1], STDOUT_FILENO);
-    if (err >= 0) ::dup2(err, STDERR_FILENO);
-    ::execvp(args[0], args.data());
-    ::_exit(127);
-  }
   if (err >= 0) ::close(err);
   ::close(out[1]);
   out_ = out[0];

@@ -56,7 +56,8 @@ std::string loopback_http(std::uint16_t port, const std::string& method, const s
 Result<std::string> run_command(const std::vector<std::string>& argv);
 
 // A long-running child (a daemon under test): its standard output is read line by line,
-// its standard error goes to the test's. Killed (SIGKILL) on destruction if still alive.
+// its standard error goes to the test's. Killed (SIGKILL) on destruction if still alive,
+// and by the kernel when the test process dies, however it dies (PR_SET_PDEATHSIG).
 class ChildProcess {
  public:
   // Starts argv[0] (searched in PATH); aborts the test binary if it cannot. A non-empty
