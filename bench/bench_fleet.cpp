@@ -103,8 +103,12 @@ RunResult run_fleet(int n, std::chrono::milliseconds drain, std::chrono::millise
   const int proxy = std::max(1, static_cast<int>(std::lround(n * 0.06)));
   const int worker = n - control - proxy;
   auto etcd = skopos::testing::EtcdServer::start(3);
+  // Two members behind delaying proxies: a slow host reaches etcd only through them,
+  // whichever member its client starts at.
   skopos::testing::FaultProxy slow(etcd->port(1));
+  skopos::testing::FaultProxy slow_too(etcd->port(2));
   slow.set_delay(10ms);
+  slow_too.set_delay(10ms);
   const std::string dir = "/tmp/skopos-bench-fleet-" + std::to_string(::getpid());
   std::filesystem::remove_all(dir);
   std::filesystem::create_directories(dir);
@@ -113,7 +117,7 @@ RunResult run_fleet(int n, std::chrono::milliseconds drain, std::chrono::millise
   skopos::testing::FleetOptions options;
   options.tiers = {{"control", control, 1}, {"proxy", proxy, 3}, {"worker", worker, 15}};
   options.endpoints = etcd->endpoints();
-  options.slow_endpoints = {slow.endpoint(), etcd->endpoints()[2]};
+  options.slow_endpoints = {slow.endpoint(), slow_too.endpoint()};
   options.slow_every = faults ? 20 : 0;
   options.dir = dir;
   options.drain_time = drain;

@@ -178,6 +178,7 @@ Result<dom::object, OutsideError> EtcdClient::parse_object(std::string_view text
 }
 
 Result<std::unique_ptr<EtcdClient>, OutsideError> EtcdClient::create(EtcdOptions options) {
+  options.http.spread = true;  // every member serves reads, writes and watches
   auto http = HttpClient::create(std::move(options.http));
   if (!http) return unexpected(etcd_error(OutsideError::Kind::kUnavailable, 0, http.error().message()));
   return std::unique_ptr<EtcdClient>(new EtcdClient(std::move(*http)));

@@ -50,12 +50,16 @@ class FleetTest : public ::testing::Test {
 
 TEST_F(FleetTest, TwoHundredHostsInThreeTiersRollOnceEachThroughFaultsAndTheHistoryProvesIt) {
   auto etcd = skopos::testing::EtcdServer::start(3);
+  // Two members behind delaying proxies: a slow host reaches etcd only through them,
+  // whichever member its client starts at.
   skopos::testing::FaultProxy slow(etcd->port(1));
+  skopos::testing::FaultProxy slow_too(etcd->port(2));
   slow.set_delay(15ms);
+  slow_too.set_delay(15ms);
   FleetOptions options;
   options.tiers = {{"control", 10, 1}, {"proxy", 30, 3}, {"worker", 160, 10}};
   options.endpoints = etcd->endpoints();
-  options.slow_endpoints = {slow.endpoint(), etcd->endpoints()[2]};
+  options.slow_endpoints = {slow.endpoint(), slow_too.endpoint()};
   options.slow_every = 10;
   options.dir = dir_;
   options.drain_time = 100ms;

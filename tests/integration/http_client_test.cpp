@@ -16,6 +16,7 @@
 #include <thread>
 
 #include "process.h"
+#include "driver/etcd_client.h"
 #include "skopos/docker_engine.h"
 #include "skopos/http_client.h"
 #include "skopos/unique_fd.h"
@@ -296,6 +297,34 @@ TEST(HttpClient, FailsOverFromADeadEndpointAndRemembersTheLiveOne) {
     EXPECT_EQ(response->endpoint, server.endpoint());
   }
   EXPECT_EQ(server.requests(), 3);
+}
+
+// Every agent of a fleet is given the same --etcd-endpoints. If each client began with
+// the first, the whole fleet would load one member (its gateway, its watches, and, when
+// it is not the leader, a forwarding hop for every request), and move to the next all at
+// once when that member died. Each client starts at a member of its own choosing.
+TEST(EtcdClient, AFleetGivenTheSameMembersSpreadsOverThem) {
+  ScriptedServer a(ScriptedServer::Mode::kOk), b(ScriptedServer::Mode::kOk), c(ScriptedServer::Mode::kOk);
+  for (int i = 0; i < 60; ++i) {
+    driver::EtcdOptions options;
+    for (const ScriptedServer* server : {&a, &b, &c}) options.http.endpoints.push_back(*HttpEndpoint::parse(server->endpoint()));
+    auto client = driver::EtcdClient::create(options);
+    ASSERT_TRUE(client) << client.error().message;
+    (void)(*client)->range("/k");  // the scripted answer is no etcd answer: only where it went counts
+  }
+  // Chance alone leaves a member without one of 60 clients with probability 3 x (2/3)^60, below 1e-10.
+  EXPECT_GT(a.requests(), 0);
+  EXPECT_GT(b.requests(), 0);
+  EXPECT_GT(c.requests(), 0);
+  EXPECT_EQ(a.requests() + b.requests() + c.requests(), 60);
+}
+
+// A client not asked to spread (Marathon, Mesos: one leader serves) begins with the first.
+TEST(HttpClient, WithoutSpreadTheFirstEndpointIsTriedFirst) {
+  ScriptedServer a(ScriptedServer::Mode::kOk), b(ScriptedServer::Mode::kOk);
+  for (int i = 0; i < 10; ++i) ASSERT_TRUE(make_client({a.endpoint(), b.endpoint()})->request(HttpRequest{}));
+  EXPECT_EQ(a.requests(), 10);
+  EXPECT_EQ(b.requests(), 0);
 }
 
 TEST(HttpClient, AllEndpointsDeadIsAConnectErrorThatWasNotApplied) {

@@ -109,6 +109,9 @@ struct EtcdOptions {
 // certificate, ...). A write refused with UNAVAILABLE ("leader changed", "request timed
 // out") or DEADLINE_EXCEEDED is kUnknownOutcome, not kRefused: raft may still apply it;
 // so is a write answered by a 5xx without a gRPC code (a proxy's 502).
+//
+// A client starts at a member chosen at random (HttpOptions::spread) and stays with the
+// one that last answered: a fleet given the same endpoints spreads over the members.
 class EtcdClient {
  public:
   ~EtcdClient();

@@ -7,6 +7,7 @@
 #include <boost/beast/core/detail/base64.hpp>
 
 #include <algorithm>
+#include <random>
 #include <atomic>
 #include <cctype>
 #include <charconv>
@@ -153,7 +154,12 @@ bool DeadlineBackoff::sleep() {
   return true;
 }
 
-HttpClient::HttpClient(HttpOptions options) : options_(std::move(options)) {}
+HttpClient::HttpClient(HttpOptions options) : options_(std::move(options)) {
+  if (options_.spread && options_.endpoints.size() > 1) {
+    std::random_device random;
+    preferred_ = std::uniform_int_distribution<std::size_t>(0, options_.endpoints.size() - 1)(random);
+  }
+}
 HttpClient::~HttpClient() = default;
 
 namespace {

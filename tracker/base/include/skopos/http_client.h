@@ -74,6 +74,11 @@ struct HttpOptions {
   std::string basic_password;
   std::string bearer_token;  // Authorization: Bearer, when set
   std::string user_agent = "skopos";
+  // Start at an endpoint chosen at random instead of the first. For servers that all
+  // serve (etcd members): a fleet of clients given the same list then shares the load,
+  // and a member's death moves only its share. Either way a client stays with the
+  // endpoint that last answered.
+  bool spread = false;
 };
 
 struct HttpRequest {
