@@ -240,6 +240,7 @@ Result<Acquired, LockError> LockService::acquire(const std::string& lock, const 
   std::int64_t since = unix_now();
   bool sent_unknown = false;  // a taking txn whose outcome we never heard
   bool told = false;          // the "waiting" line was logged
+  bool lost_race = false;     // a take without a place in line failed: queue from now on
   // What a waiter near the front knows without reading again: the view it waited on, less
   // the holders whose release it watched (see the watch below).
   std::optional<LineView> known;
@@ -289,7 +290,7 @@ Result<Acquired, LockError> LockService::acquire(const std::string& lock, const 
         window = kFirstWindow;
         continue;
       }
-      if (!view->line_empty || held >= state.max) {
+      if (!view->line_empty || held >= state.max || lost_race) {
         // Join the line: one put (it keeps an entry's place if ours is already there).
         auto lease_id = lease.current();
         if (!lease_id) {
@@ -385,7 +386,13 @@ Result<Acquired, LockError> LockService::acquire(const std::string& lock, const 
                  (view->entry ? ") after waiting " + std::to_string(unix_now() - since) + " s" : std::string(")")));
         return Acquired{txn->revision, false, record};
       }
-      continue;  // a holder or a waiter came, or the max changed: look again
+      // A holder or a waiter came, or the max changed: look again. One that raced for a
+      // free slot without a place and lost joins the line rather than racing again: when
+      // a whole tier hears a rolling reboot at once and finds the line empty, each races
+      // once and the line orders the rest (racing on cost every loser a read and a take
+      // per slot taken).
+      if (!view->entry) lost_race = true;
+      continue;
     }
     const std::string standing = std::to_string(held) + " of max " + std::to_string(state.max) + " held" +
                                  (state.holders.empty() ? std::string() : " by " + holder_names(state.holders)) +
