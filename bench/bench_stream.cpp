@@ -71,8 +71,15 @@ class TrackerProcess {
       ::execv(args[0], args.data());
       ::_exit(127);
     }
+    // A benchmark stopped by a signal or a failure stops its tracker too.
+    cleanup_ = skopos::bench::at_die([pid = pid_] {
+      ::kill(pid, SIGKILL);
+      ::waitpid(pid, nullptr, 0);
+      ::unlink(g_stream.c_str());
+    });
   }
   ~TrackerProcess() {
+    skopos::bench::cancel_at_die(cleanup_);
     ::kill(pid_, SIGTERM);
     ::waitpid(pid_, nullptr, 0);
   }
@@ -80,6 +87,7 @@ class TrackerProcess {
 
  private:
   pid_t pid_ = -1;
+  int cleanup_ = -1;  // at_die() token
 };
 
 // Connects once the tracker serves, waiting until `ready` holds for its state (bounded).

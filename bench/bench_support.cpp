@@ -54,31 +54,47 @@ void cancel_at_die(int token) {
 
 namespace {
 
+// Runs and forgets the cleanups, newest first, one caller at a time: a signal's thread
+// and a failing main thread that both clean up each wait for the other to finish before
+// they exit. A cleanup that throws is reported and the rest still run.
 void run_die_cleanups() {
+  static std::recursive_mutex running;  // recursive: a cleanup may itself die()
+  const std::lock_guard hold(running);
   std::map<int, std::function<void()>> cleanups;
   {
     DieCleanups& registry = die_cleanups();
     std::lock_guard lock(registry.mutex);
     if (registry.owner == ::getpid()) cleanups.swap(registry.cleanups);
   }
-  for (auto it = cleanups.rbegin(); it != cleanups.rend(); ++it) it->second();
+  for (auto it = cleanups.rbegin(); it != cleanups.rend(); ++it) {
+    try {
+      it->second();
+    } catch (const std::exception& error) {
+      std::fprintf(stderr, "bench: a cleanup failed: %s\n", error.what());
+    }
+  }
 }
 
 // Ctrl-C, a kill or a closed terminal: the handler only writes the signal's number to a
-// pipe; a thread of its own reads it and runs die()'s cleanups, then exits as the signal
-// would have. A forked child (it shares the handler and the pipe) dies of the signal as
-// if no handler were set.
+// pipe; a thread of its own reads it, runs die()'s cleanups, and then dies of the signal
+// (a shell loop around the benchmark stops too). A second signal during the cleanups
+// ends the process at once. A forked child (it shares the handler and the pipe) dies of
+// the signal as if no handler were set.
 int signal_pipe[2] = {-1, -1};
 pid_t signal_owner = -1;
 
 extern "C" void on_stop_signal(int signal) {
+  const int saved_errno = errno;
   if (::getpid() != signal_owner) {
     ::signal(signal, SIG_DFL);
     ::raise(signal);
+    errno = saved_errno;
     return;
   }
+  for (const int stop : {SIGINT, SIGTERM, SIGHUP}) ::signal(stop, SIG_DFL);
   const auto byte = static_cast<unsigned char>(signal);
   (void)!::write(signal_pipe[1], &byte, 1);
+  errno = saved_errno;
 }
 
 void clean_up_on_stop_signals() {
@@ -90,6 +106,8 @@ void clean_up_on_stop_signals() {
     }
     std::fprintf(stderr, "bench: stopped by %s; cleaning up\n", ::strsignal(signal));
     run_die_cleanups();
+    ::signal(signal, SIG_DFL);
+    ::raise(signal);
     std::_Exit(128 + signal);
   }).detach();
   struct sigaction action {};

@@ -449,11 +449,16 @@ TEST_F(LockQueueTest, ACrowdThatFindsTheLineEmptyAtOnceRacesOnceThenQueues) {
   // etcd is stopped while the crowd sends its first reads, so all of them find the line
   // empty and no slot held, as at a tier's start.
   ASSERT_EQ(::kill(server_->pid(0), SIGSTOP), 0);
-  for (testing::Machine& m : crowd) {
-    threads.emplace_back([&stop, &m] { (void)m.locks->acquire("reboot", "worker", "REBOOT", in(60s), &stop); });
+  {
+    struct Resume {  // etcd runs again however this block is left
+      pid_t pid;
+      ~Resume() { ::kill(pid, SIGCONT); }
+    } resume{server_->pid(0)};
+    for (testing::Machine& m : crowd) {
+      threads.emplace_back([&stop, &m] { (void)m.locks->acquire("reboot", "worker", "REBOOT", in(60s), &stop); });
+    }
+    std::this_thread::sleep_for(500ms);
   }
-  std::this_thread::sleep_for(500ms);
-  ::kill(server_->pid(0), SIGCONT);
   auto admin = node("admin");
   const auto give_up = Clock::now() + 30s;
   std::size_t held = 0;

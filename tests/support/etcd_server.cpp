@@ -1,6 +1,8 @@
 #include "etcd_server.h"
 
+#include <fcntl.h>
 #include <signal.h>
+#include <sys/file.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -27,19 +29,20 @@ std::string field(const std::string& json, const std::string& name) {
   return json.substr(start + key.size(), end - start - key.size());
 }
 
-// Removes the data directories of test processes that died without cleaning up (killed
-// by a timeout or a signal; their members died with them): /tmp/skopos-etcd-PID-N whose
-// PID no longer runs.
+// Each server holds a lock on <its directory>/owner.lock while it lives (flock, released
+// by the kernel however the process ends). Removes the directories of servers whose
+// process died without cleaning up -- killed by a timeout or a signal; their members
+// died with them -- that is, those whose lock can be taken. A directory without the file
+// (being made, or by an older version) is left alone.
 void remove_orphaned_dirs() {
   std::error_code ec;
-  for (const auto& entry : std::filesystem::directory_iterator("/tmp", ec)) {
-    const std::string name = entry.path().filename().string();
-    const std::string prefix = "skopos-etcd-";
-    if (name.rfind(prefix, 0) != 0) continue;
-    const std::string pid = name.substr(prefix.size(), name.find('-', prefix.size()) - prefix.size());
-    if (pid.empty() || pid.find_first_not_of("0123456789") != std::string::npos) continue;
-    if (std::filesystem::exists("/proc/" + pid, ec)) continue;
-    std::filesystem::remove_all(entry.path(), ec);
+  std::filesystem::directory_iterator it("/tmp", ec);
+  for (; !ec && it != std::filesystem::directory_iterator(); it.increment(ec)) {
+    if (it->path().filename().string().rfind("skopos-etcd-", 0) != 0) continue;
+    const UniqueFd lock(::open((it->path() / "owner.lock").c_str(), O_RDONLY | O_CLOEXEC));
+    if (!lock || ::flock(lock.get(), LOCK_EX | LOCK_NB) != 0) continue;
+    std::error_code ignored;
+    std::filesystem::remove_all(it->path(), ignored);
   }
 }
 
@@ -59,6 +62,13 @@ std::unique_ptr<EtcdServer> EtcdServer::start(int members, const EtcdTls* tls) {
   // parallel); a member that exits at once is started again on new ports.
   for (int attempt = 1;; ++attempt) {
     std::filesystem::remove_all(server->dir_);
+    std::filesystem::create_directories(server->dir_);
+    server->owner_lock_ = UniqueFd(
+        ::open((server->dir_ + "/owner.lock").c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0644));
+    if (!server->owner_lock_ || ::flock(server->owner_lock_.get(), LOCK_EX) != 0) {
+      std::fprintf(stderr, "EtcdServer: cannot lock %s/owner.lock\n", server->dir_.c_str());
+      std::abort();
+    }
     server->members_.clear();
     server->initial_cluster_.clear();
     for (int i = 0; i < members; ++i) {

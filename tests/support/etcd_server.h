@@ -65,6 +65,7 @@ class EtcdServer {
   bool wait_healthy(Member& member) const;
 
   std::string dir_;
+  UniqueFd owner_lock_;  // flock on dir_/owner.lock while this server lives
   std::string initial_cluster_;
   std::optional<EtcdTls> tls_;
   std::vector<Member> members_;

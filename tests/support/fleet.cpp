@@ -234,7 +234,8 @@ class TimedLocks final : public DrainLocks {
     auto& released = slots_.released[key];
     if (got) slots_.taken.emplace(key + " " + machine_, now);  // kept when taken again (idempotent)
     if (got && !released.empty() && released.front() > started) {
-      slots_.handoffs[key].push_back({std::chrono::duration<double, std::milli>(now - released.front()).count(), waiting});
+      slots_.handoffs[key].push_back(
+          {std::chrono::duration<double, std::milli>(now - released.front()).count(), waiting, released.front()});
       released.erase(released.begin());
     }
     return got;

@@ -115,6 +115,7 @@ class Fleet {
   struct Handoff {
     double ms = 0;
     int waiting = 0;
+    std::chrono::steady_clock::time_point released;  // when the release began
   };
   std::vector<Handoff> handoffs(const std::string& tier) const;
   // How long each host held its slot of the tier's reboot lock (taken -> released), ms.

@@ -5,7 +5,9 @@
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <sched.h>
 #include <sys/prctl.h>
+#include <sys/stat.h>
 #include <sys/socket.h>
 #include <poll.h>
 #include <signal.h>
@@ -17,6 +19,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <condition_variable>
+#include <deque>
 #include <fstream>
 #include <functional>
 #include <mutex>
@@ -156,12 +159,21 @@ Result<std::string> run_command(const std::vector<std::string>& argv) {
 
 namespace {
 
+// The inode of the calling thread's network namespace (0 if unknown).
+ino_t thread_netns() {
+  struct stat st {};
+  return ::stat("/proc/thread-self/ns/net", &st) == 0 ? st.st_ino : 0;
+}
+
 // Forks the long-running children. A child asks the kernel to SIGKILL it when its
 // parent dies (PR_SET_PDEATHSIG), so that a test binary killed by a timeout, a crash or
 // a signal leaves no etcd or agent behind. The kernel takes "the parent" to be the
 // thread that forked, so the forks happen on this thread, which lives as long as the
 // process: a child started from a short-lived thread (a fault injector restarting an
-// etcd member) must outlive that thread.
+// etcd member) must outlive that thread. What a fork on the caller's thread would have
+// passed on and is the thread's own -- its network namespace (a test inside a namespace
+// of its own enters it on its thread only) and its signal mask -- the child takes from
+// the caller before it execs.
 class Spawner {
  public:
   // The spawner of this process: a forked copy of a test binary gets its own, since a
@@ -176,39 +188,47 @@ class Spawner {
     return *current;
   }
 
+  // The network namespace the spawner's thread is in (it never moves).
+  ino_t netns() const { return netns_; }
+
   // Runs `fork_child` (which forks and returns the child's pid) on the spawner's thread.
   pid_t spawn(const std::function<pid_t()>& fork_child) {
+    Request request{&fork_child};
     std::unique_lock lock(mutex_);
-    done_.wait(lock, [&] { return request_ == nullptr; });
-    request_ = &fork_child;
-    const std::uint64_t ticket = ++requested_;
+    requests_.push_back(&request);
     ready_.notify_one();
-    done_.wait(lock, [&] { return served_ == ticket; });
-    return pid_;
+    done_.wait(lock, [&] { return request.done; });
+    return request.pid;
   }
 
  private:
-  Spawner() : owner_(::getpid()) { std::thread([this] { serve(); }).detach(); }
+  struct Request {
+    const std::function<pid_t()>* fork_child;
+    pid_t pid = -1;
+    bool done = false;
+  };
+
+  // A thread starts in the namespace of the thread that creates it: this one.
+  Spawner() : owner_(::getpid()), netns_(thread_netns()) { std::thread([this] { serve(); }).detach(); }
 
   [[noreturn]] void serve() {
     std::unique_lock lock(mutex_);
     for (;;) {
-      ready_.wait(lock, [&] { return request_ != nullptr; });
-      pid_ = (*request_)();
-      request_ = nullptr;
-      served_ = requested_;
+      ready_.wait(lock, [&] { return !requests_.empty(); });
+      Request* request = requests_.front();
+      requests_.pop_front();
+      request->pid = (*request->fork_child)();
+      request->done = true;
       done_.notify_all();
     }
   }
 
   const pid_t owner_;
+  const ino_t netns_;
   std::mutex mutex_;
   std::condition_variable ready_;
   std::condition_variable done_;
-  const std::function<pid_t()>* request_ = nullptr;
-  std::uint64_t requested_ = 0;
-  std::uint64_t served_ = 0;
-  pid_t pid_ = -1;
+  std::deque<Request*> requests_;
 };
 
 }  // namespace
@@ -222,20 +242,49 @@ ChildProcess::ChildProcess(const std::vector<std::string>& argv, const std::stri
   for (const std::string& arg : argv) args.push_back(const_cast<char*>(arg.c_str()));
   args.push_back(nullptr);
   const pid_t parent = ::getpid();
-  pid_ = Spawner::instance().spawn([&] {
+  Spawner& spawner = Spawner::instance();
+  // The caller's namespace, entered only when it is not the spawner's (entering needs
+  // CAP_SYS_ADMIN, which a test outside any namespace of its own may not have).
+  const ino_t netns = thread_netns();
+  const int netns_fd = netns != spawner.netns() ? ::open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC) : -1;
+  if (netns != spawner.netns() && netns_fd < 0) die("open /proc/thread-self/ns/net");
+  sigset_t mask;
+  ::pthread_sigmask(SIG_SETMASK, nullptr, &mask);
+  // Closed by the exec: the constructor returns once the child runs argv[0] (in the
+  // caller's namespace), or has failed to and says why.
+  int exec_report[2];
+  if (::pipe2(exec_report, O_CLOEXEC) != 0) die("pipe");
+  pid_ = spawner.spawn([&] {
     const pid_t pid = ::fork();
     if (pid == 0) {
-      // Only async-signal-safe calls between fork and exec.
+      // Only system calls between fork and exec (execvp searches PATH without allocating).
+      const auto fail = [&](int code) {
+        const int error = errno;
+        (void)!::write(exec_report[1], &error, sizeof error);
+        ::_exit(code);
+      };
       ::prctl(PR_SET_PDEATHSIG, SIGKILL);
       if (::getppid() != parent) ::_exit(127);  // the parent died before the request took
+      if (netns_fd >= 0 && ::setns(netns_fd, CLONE_NEWNET) != 0) fail(126);
+      ::sigprocmask(SIG_SETMASK, &mask, nullptr);
       ::dup2(out[1], STDOUT_FILENO);
       if (err >= 0) ::dup2(err, STDERR_FILENO);
       ::execvp(args[0], args.data());
-      ::_exit(127);
+      fail(127);
     }
     return pid;
   });
+  ::close(exec_report[1]);
+  if (netns_fd >= 0) ::close(netns_fd);
   if (pid_ < 0) die("fork");
+  int exec_error = 0;
+  ssize_t got = 0;
+  while ((got = ::read(exec_report[0], &exec_error, sizeof exec_error)) < 0 && errno == EINTR) {
+  }
+  ::close(exec_report[0]);
+  if (got == sizeof exec_error) {
+    std::fprintf(stderr, "ChildProcess: cannot start %s: %s\n", argv[0].c_str(), std::strerror(exec_error));
+  }
   if (err >= 0) ::close(err);
   ::close(out[1]);
   out_ = out[0];
