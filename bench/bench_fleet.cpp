@@ -10,8 +10,8 @@
 //   * the roll within 1.25x the ideal: sum over tiers of ceil(hosts / max) x the
 //     simulated time of one host (its connections' drain plus its reboot);
 //   * slot handoff (release -> the next waiter holds it) p50 < 20 ms, p99 < 100 ms with
-//     the worker tier's line ~900 long (with faults on, the p99 of the handoffs released
-//     outside the etcd member outages is reported too: an election stops every handoff);
+//     the worker tier's line ~900 long (with faults on, also reported without the handoffs
+//     to the hosts behind the delaying proxy and those released while a member was down);
 //   * etcd requests per host reboot constant in N (the largest within 1.2x the smallest);
 //   * the agents' memory per simulated host and etcd's CPU during the roll, reported.
 // Usage: bench_fleet [--scales 100,300,1000] [--drain-ms 800] [--reboot-ms 400] [--faults on|off]
@@ -25,6 +25,7 @@
 #include <map>
 #include <mutex>
 #include <random>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -95,7 +96,9 @@ struct RunResult {
   double agent_kb_per_host = 0;
   double etcd_cpu_cores = 0;
   std::vector<double> handoff_ms;
-  std::vector<double> handoff_ms_steady;  // released outside an etcd member's outage
+  std::vector<double> handoff_ms_steady;  // to a host not behind the delaying proxy, outside member outages
+  std::size_t handoffs_slow_host = 0;     // to a host behind the delaying proxy
+  std::size_t handoffs_in_outage = 0;     // released while a member was down
   std::vector<double> held_ms;  // worker slots: taken -> released
   int most_waiting = 0;
   int restarts = 0;
@@ -230,12 +233,19 @@ RunResult run_fleet(int n, std::chrono::milliseconds drain, std::chrono::millise
     out.requests_per_reboot =
         static_cast<double>(fleet.etcd_requests() - requests_before) / static_cast<double>(std::max(1, out.rolled));
     out.held_ms = fleet.held_ms("worker");
+    std::set<std::string> slow_hosts;  // Fleet puts every slow_every-th host behind the proxies
+    for (std::size_t i = 0; options.slow_every > 0 && i < fleet.hosts().size(); ++i) {
+      if (i % static_cast<std::size_t>(options.slow_every) == 0) slow_hosts.insert(fleet.hosts()[i].machine_id);
+    }
     for (const Fleet::Handoff& h : fleet.handoffs("worker")) {
       out.handoff_ms.push_back(h.ms);
-      if (std::none_of(outages.begin(), outages.end(),
-                       [&](const auto& outage) { return h.released >= outage.first && h.released < outage.second; })) {
-        out.handoff_ms_steady.push_back(h.ms);
-      }
+      const bool in_outage = std::any_of(outages.begin(), outages.end(), [&](const auto& outage) {
+        return h.released >= outage.first && h.released < outage.second;
+      });
+      const bool slow_host = slow_hosts.count(h.taker) != 0;
+      out.handoffs_in_outage += in_outage ? 1 : 0;
+      out.handoffs_slow_host += slow_host ? 1 : 0;
+      if (!in_outage && !slow_host) out.handoff_ms_steady.push_back(h.ms);
       out.most_waiting = std::max(out.most_waiting, h.waiting);
     }
     // Wait for the last holders to let go, then prove the run.
@@ -330,9 +340,11 @@ int main(int argc, char** argv) {
       {"slot handoff p99", p99, "ms", "< 100 ms", p99 < 100 ? "met" : "MISSED"},
   };
   if (big.handoff_ms_steady.size() != big.handoff_ms.size()) {
-    rows.push_back({"  p99 of those released outside etcd member outages (" +
-                        std::to_string(big.handoff_ms.size() - big.handoff_ms_steady.size()) + " of " +
-                        std::to_string(big.handoff_ms.size()) + " inside)",
+    // The faults' own share of the tail: a host behind the proxy pays its delay on every
+    // request of the take, and an election stops every handoff.
+    rows.push_back({"  p99 without the " + std::to_string(big.handoffs_slow_host) + " to delayed hosts and the " +
+                        std::to_string(big.handoffs_in_outage) + " in member outages (of " +
+                        std::to_string(big.handoff_ms.size()) + ")",
                     percentile(big.handoff_ms_steady, 0.99), "ms", "reported", ""});
   }
   for (const RunResult& r : results) {

@@ -235,7 +235,7 @@ class TimedLocks final : public DrainLocks {
     if (got) slots_.taken.emplace(key + " " + machine_, now);  // kept when taken again (idempotent)
     if (got && !released.empty() && released.front() > started) {
       slots_.handoffs[key].push_back(
-          {std::chrono::duration<double, std::milli>(now - released.front()).count(), waiting, released.front()});
+          {std::chrono::duration<double, std::milli>(now - released.front()).count(), waiting, released.front(), machine_});
       released.erase(released.begin());
     }
     return got;

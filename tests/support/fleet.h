@@ -116,6 +116,7 @@ class Fleet {
     double ms = 0;
     int waiting = 0;
     std::chrono::steady_clock::time_point released;  // when the release began
+    std::string taker;                                // the machine id that took the slot
   };
   std::vector<Handoff> handoffs(const std::string& tier) const;
   // How long each host held its slot of the tier's reboot lock (taken -> released), ms.
