@@ -233,9 +233,9 @@ RunResult run_fleet(int n, std::chrono::milliseconds drain, std::chrono::millise
     out.requests_per_reboot =
         static_cast<double>(fleet.etcd_requests() - requests_before) / static_cast<double>(std::max(1, out.rolled));
     out.held_ms = fleet.held_ms("worker");
-    std::set<std::string> slow_hosts;  // Fleet puts every slow_every-th host behind the proxies
-    for (std::size_t i = 0; options.slow_every > 0 && i < fleet.hosts().size(); ++i) {
-      if (i % static_cast<std::size_t>(options.slow_every) == 0) slow_hosts.insert(fleet.hosts()[i].machine_id);
+    std::set<std::string> slow_hosts;
+    for (const skopos::testing::FleetHostView& host : fleet.hosts()) {
+      if (host.behind_proxy) slow_hosts.insert(host.machine_id);
     }
     for (const Fleet::Handoff& h : fleet.handoffs("worker")) {
       out.handoff_ms.push_back(h.ms);

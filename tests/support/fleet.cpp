@@ -496,9 +496,9 @@ Fleet::Fleet(FleetOptions options)
       host->view = FleetHostView{tier.name, std::string("m-") + name, name};
       host->tier = parse_tier(tier.name).value_or(Tier::kWorker);
       host->journal = options_.dir + "/" + host->view.machine_id + "/journal";
-      host->endpoints = options_.slow_every > 0 && host->index % static_cast<std::size_t>(options_.slow_every) == 0
-                            ? options_.slow_endpoints
-                            : options_.endpoints;
+      host->view.behind_proxy =
+          options_.slow_every > 0 && host->index % static_cast<std::size_t>(options_.slow_every) == 0;
+      host->endpoints = host->view.behind_proxy ? options_.slow_endpoints : options_.endpoints;
       views_.push_back(host->view);
       hosts_.push_back(std::move(host));
     }

@@ -74,6 +74,7 @@ struct FleetHostView {
   std::string tier;
   std::string machine_id;
   std::string hostname;
+  bool behind_proxy = false;  // reaches etcd through FleetOptions::slow_endpoints
 };
 
 class Fleet {

@@ -159,10 +159,16 @@ Result<std::string> run_command(const std::vector<std::string>& argv) {
 
 namespace {
 
-// The inode of the calling thread's network namespace (0 if unknown).
-ino_t thread_netns() {
+// The calling thread's network namespace, open, and its inode (0 if unknown).
+struct ThreadNetns {
+  UniqueFd fd;
+  ino_t inode = 0;
+};
+ThreadNetns thread_netns() {
+  ThreadNetns netns{UniqueFd(::open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC)), 0};
   struct stat st {};
-  return ::stat("/proc/thread-self/ns/net", &st) == 0 ? st.st_ino : 0;
+  if (netns.fd && ::fstat(netns.fd.get(), &st) == 0) netns.inode = st.st_ino;
+  return netns;
 }
 
 // Forks the long-running children. A child asks the kernel to SIGKILL it when its
@@ -209,7 +215,7 @@ class Spawner {
   };
 
   // A thread starts in the namespace of the thread that creates it: this one.
-  Spawner() : owner_(::getpid()), netns_(thread_netns()) { std::thread([this] { serve(); }).detach(); }
+  Spawner() : owner_(::getpid()), netns_(thread_netns().inode) { std::thread([this] { serve(); }).detach(); }
 
   [[noreturn]] void serve() {
     std::unique_lock lock(mutex_);
@@ -245,9 +251,9 @@ ChildProcess::ChildProcess(const std::vector<std::string>& argv, const std::stri
   Spawner& spawner = Spawner::instance();
   // The caller's namespace, entered only when it is not the spawner's (entering needs
   // CAP_SYS_ADMIN, which a test outside any namespace of its own may not have).
-  const ino_t netns = thread_netns();
-  const int netns_fd = netns != spawner.netns() ? ::open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC) : -1;
-  if (netns != spawner.netns() && netns_fd < 0) die("open /proc/thread-self/ns/net");
+  ThreadNetns caller = thread_netns();
+  if (caller.inode != spawner.netns() && !caller.fd) die("open /proc/thread-self/ns/net");
+  const int netns_fd = caller.inode != spawner.netns() ? caller.fd.get() : -1;
   sigset_t mask;
   ::pthread_sigmask(SIG_SETMASK, nullptr, &mask);
   // Closed by the exec: the constructor returns once the child runs argv[0] (in the
@@ -275,7 +281,7 @@ ChildProcess::ChildProcess(const std::vector<std::string>& argv, const std::stri
     return pid;
   });
   ::close(exec_report[1]);
-  if (netns_fd >= 0) ::close(netns_fd);
+  caller.fd.reset();
   if (pid_ < 0) die("fork");
   int exec_error = 0;
   ssize_t got = 0;
