@@ -4,6 +4,7 @@
 
 #include <boost/beast/core/detail/base64.hpp>
 
+#include <algorithm>
 #include <charconv>
 
 #include "skopos/json_writer.h"
@@ -20,6 +21,23 @@ OutsideError etcd_error(OutsideError::Kind kind, int code, std::string message) 
   OutsideError error = OutsideError::answered("etcd", kind, 0, std::move(message));
   error.code = code;
   return error;
+}
+
+// Drops the events from `from` on that `events` already had: a watcher and its twin
+// (wait_for_news) both deliver a change made after the twin was created. An event is
+// its key, its kind and the revision that made it.
+void drop_repeats(std::vector<WatchEvent>& events, std::size_t from) {
+  const auto same = [](const WatchEvent& a, const WatchEvent& b) {
+    return a.type == b.type && a.kv.mod_revision == b.kv.mod_revision && a.kv.key == b.kv.key;
+  };
+  std::size_t kept = from;
+  for (std::size_t i = from; i < events.size(); ++i) {
+    const auto seen = events.begin() + static_cast<std::ptrdiff_t>(kept);
+    if (std::find_if(events.begin(), seen, [&](const WatchEvent& e) { return same(e, events[i]); }) != seen) continue;
+    if (kept != i) events[kept] = std::move(events[i]);
+    ++kept;
+  }
+  events.resize(kept);
 }
 
 std::string encode64(const std::string& raw) {
@@ -310,20 +328,22 @@ Result<WatchResult, OutsideError> EtcdClient::wait_for_change(const std::vector<
                                                            std::int64_t start_revision,
                                                            std::chrono::steady_clock::time_point until,
                                                            const std::atomic<bool>* stop) {
-  return first_batch(watches, start_revision, false, until, stop);
+  return first_batch(watches, start_revision, false, until, stop, {});
 }
 
 Result<WatchResult, OutsideError> EtcdClient::wait_for_news(const std::vector<WatchSpec>& watches,
                                                          std::int64_t start_revision,
                                                          std::chrono::steady_clock::time_point until,
-                                                         const std::atomic<bool>* stop) {
-  return first_batch(watches, start_revision, true, until, stop);
+                                                         const std::atomic<bool>* stop,
+                                                         const std::function<bool(const WatchResult&)>& enough) {
+  return first_batch(watches, start_revision, true, until, stop, enough);
 }
 
 Result<WatchResult, OutsideError> EtcdClient::first_batch(const std::vector<WatchSpec>& watches,
                                                        std::int64_t start_revision, bool twins,
                                                        std::chrono::steady_clock::time_point until,
-                                                       const std::atomic<bool>* stop) {
+                                                       const std::atomic<bool>* stop,
+                                                       const std::function<bool(const WatchResult&)>& enough) {
   requests_.fetch_add(1, std::memory_order_relaxed);
   // The gateway reads one WatchRequest after another from the body: each creates a
   // watcher on the same stream. With `twins` (wait_for_news), a watcher from a revision
@@ -352,12 +372,14 @@ Result<WatchResult, OutsideError> EtcdClient::first_batch(const std::vector<Watc
   std::string pending;
   bool finished = false;
   const auto on_line = [&](std::string_view line) {
+    const std::size_t heard = result.events.size();
     auto done = parse_etcd_watch_line(*parser_, line, result);
     if (!done) {
       failure = std::move(done).error();
-    } else {
-      finished = *done;
+      return;
     }
+    if (twins) drop_repeats(result.events, heard);
+    finished = *done && (result.compacted || !enough || enough(result));
   };
   unsigned status = 0;
   auto streamed = http_->stream(request, until, [&](std::string_view data) {

@@ -2,6 +2,7 @@
 #include <simdjson.h>
 
 #include <algorithm>
+#include <functional>
 #include <optional>
 #include <set>
 
@@ -434,13 +435,31 @@ Result<Acquired, LockError> LockService::acquire(const std::string& lock, const 
       watches.push_back(WatchSpec{prefix + "max", {}, false});
     }
     if (ahead > 0) watches.push_back(WatchSpec{line_prefix + view->ahead.front(), {}, true});
+    // Releases it must hear before a slot is left for it: those ahead take the first ones.
+    // Each release frees a slot, whoever held it (one taken since the view too); a take by
+    // one ahead uses a slot and leaves one fewer ahead, which changes nothing. So until
+    // then it counts releases on the stream it has, in step with etcd, and sends nothing:
+    // a release wakes the waiters it makes room for, not every waiter near the front (each
+    // of which read the line again, and opened a new watch -- and with it a gap in which
+    // the next release could wait for etcd's sync, up to 100 ms). Anything else it hears
+    // (its entry, the one ahead, the max) ends the wait at once, as does a compaction.
+    const std::int64_t short_by = ahead - (state.max - held);
+    const auto enough = [&](const WatchResult& heard) {
+      std::int64_t releases = 0;
+      for (const WatchEvent& event : heard.events) {
+        if (event.type != WatchEvent::Type::kDelete || !event.kv.key.starts_with(holders_prefix)) return true;
+        ++releases;
+      }
+      return releases > short_by;
+    };
     for (;;) {
       if (stopped()) {
         return unexpected(
             make_error(LockError::Kind::kInterrupted, "stopped while waiting for " + what + "; no slot was taken"));
       }
       if (Clock::now() >= lease.due()) lease.keepalive();
-      auto change = etcd_.wait_for_news(watches, view->revision + 1, std::min(until, lease.due()), stop);
+      auto change = etcd_.wait_for_news(watches, view->revision + 1, std::min(until, lease.due()), stop,
+                                        near_front ? std::function<bool(const WatchResult&)>(enough) : nullptr);
       if (!change) {
         if (!retry.again(change.error())) return unexpected(etcd_error("watch " + what, change.error()));
         break;

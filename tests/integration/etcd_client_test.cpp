@@ -3,6 +3,8 @@
 // no "succeeded"), leases live and die, and errors say whether anything was applied.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+
 #include <thread>
 
 #include "driver/etcd_client.h"
@@ -223,6 +225,45 @@ TEST_F(EtcdClientTest, WaitForNewsMissesNoChangeSinceTheRevisionAndEndsWithOneBa
   ASSERT_TRUE(quiet) << quiet.error().message;
   EXPECT_TRUE(quiet->events.empty());
   EXPECT_EQ(etcd_->requests(), 4u) << "one request per wait, twins and all";
+}
+
+// With `enough`, wait_for_news listens on the one stream until it has heard enough: the
+// changes add up in one result, each once though both twins see the later ones, and it
+// costs one request however many batches came.
+TEST_F(EtcdClientTest, WaitForNewsUntilEnoughAddsUpTheChangesOnOneStreamEachOnce) {
+  auto seen = etcd_->put("e/seed", "x");
+  ASSERT_TRUE(seen);
+  auto other = client_for(server_->endpoint());
+  ASSERT_TRUE(other->put("e/watched/gap", "1"));  // in the gap: only the watcher from the revision has it
+  const std::uint64_t before = etcd_->requests();
+  std::thread writer([&] {
+    for (int i = 0; i < 3; ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(40));
+      (void)other->put("e/watched/k", std::to_string(i));  // a batch each, seen by both twins
+    }
+  });
+  std::vector<std::size_t> batches;
+  const auto enough = [&](const WatchResult& heard) {
+    batches.push_back(heard.events.size());
+    return heard.events.size() >= 4;
+  };
+  auto news = etcd_->wait_for_news({WatchSpec{"e/watched/", EtcdClient::prefix_end("e/watched/"), false}}, *seen + 1,
+                                   std::chrono::steady_clock::now() + std::chrono::seconds(5), nullptr, enough);
+  writer.join();
+  ASSERT_TRUE(news) << news.error().message;
+  ASSERT_EQ(news->events.size(), 4u);
+  // The gap's change may come after later ones (wait_for_news): in revision order, each
+  // change is there once.
+  std::vector<WatchEvent> heard = news->events;
+  std::sort(heard.begin(), heard.end(),
+            [](const WatchEvent& a, const WatchEvent& b) { return a.kv.mod_revision < b.kv.mod_revision; });
+  EXPECT_EQ(heard[0].kv.key, "e/watched/gap");
+  for (std::size_t i = 1; i < 4; ++i) {
+    EXPECT_EQ(heard[i].kv.value, std::to_string(i - 1));
+    EXPECT_LT(heard[i - 1].kv.mod_revision, heard[i].kv.mod_revision);
+  }
+  EXPECT_GE(batches.size(), 4u) << "it returned before hearing enough";
+  EXPECT_EQ(etcd_->requests() - before, 1u) << "one stream for the whole wait";
 }
 
 TEST(EtcdClientDown, NoEtcdIsUnavailableNotUnknown) {

@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 #include <signal.h>
 
+#include <algorithm>
 #include <atomic>
 #include <deque>
 #include <mutex>
@@ -220,6 +221,74 @@ TEST_F(LockQueueTest, AHolderRecordingItsPhaseWakesNobodyAndAReleaseWakesOnlyThe
   for (int i = 0; i < kWaiters; ++i) {
     EXPECT_LE(total[static_cast<std::size_t>(i)], 16u) << "w" << i << " sent " << total[static_cast<std::size_t>(i)];
   }
+}
+
+// A release wakes the waiters it makes room for, not every waiter near the front: with
+// max 4 and eight in line, the first release is the first in line's slot, and the
+// second in line moves up (the entry ahead of it went); the third and fourth, who need
+// two and three more releases, count it where they listen and send nothing. Then the
+// rest are served in the order they came. Failed before: every waiter with fewer than
+// max ahead of it read the line again after each release and opened a new watch (two
+// requests each, four per release here, fourteen with max 15).
+TEST_F(LockQueueTest, AReleaseWakesOnlyTheWaitersItMakesRoomFor) {
+  std::vector<testing::Machine> holders = fill_slots(4);
+  if (HasFailure()) return;
+  constexpr int kWaiters = 8;
+  std::vector<testing::Machine> waiters;
+  std::vector<std::string> arrival;
+  Crowd crowd;
+  for (int i = 0; i < kWaiters; ++i) {
+    arrival.push_back("w" + std::to_string(i));
+    waiters.push_back(node(arrival.back()));
+  }
+  for (int i = 0; i < kWaiters; ++i) {
+    crowd.join_line(waiters[static_cast<std::size_t>(i)], arrival[static_cast<std::size_t>(i)]);
+    wait_queued(arrival[static_cast<std::size_t>(i)]);
+  }
+  std::this_thread::sleep_for(300ms);  // every waiter is in its watch
+  const auto sent = [&] {
+    std::vector<std::uint64_t> out;
+    for (auto& m : waiters) out.push_back(m.etcd->requests());
+    return out;
+  };
+  const std::vector<std::uint64_t> before = sent();
+  ASSERT_TRUE(holders[0].locks->release("reboot", "worker"));
+  EXPECT_EQ(crowd.holder(), "w0");
+  std::this_thread::sleep_for(300ms);
+  const std::vector<std::uint64_t> after_one = sent();
+  for (int i = 2; i < kWaiters; ++i) {
+    EXPECT_EQ(after_one[static_cast<std::size_t>(i)], before[static_cast<std::size_t>(i)])
+        << "w" << i << " was woken by a release that left no slot for it";
+  }
+  // The second release is the second in line's; the fourth still needs one more.
+  ASSERT_TRUE(holders[1].locks->release("reboot", "worker"));
+  EXPECT_EQ(crowd.holder(), "w1");
+  std::this_thread::sleep_for(300ms);
+  EXPECT_EQ(sent()[3], before[3]) << "w3 was woken by a release that left no slot for it";
+
+  // Two slots freed at once go to the next two, then one at a time down the line.
+  ASSERT_TRUE(holders[2].locks->release("reboot", "worker"));
+  ASSERT_TRUE(holders[3].locks->release("reboot", "worker"));
+  std::vector<std::string> served{"w0", "w1"};
+  for (int i = 2; i < kWaiters; ++i) {
+    const std::string next = crowd.holder();
+    ASSERT_FALSE(next.empty()) << "nobody took a slot; errors: " << crowd.errors().size();
+    served.push_back(next);
+    auto state = node("admin").locks->group_status("reboot", "worker");
+    ASSERT_TRUE(state);
+    EXPECT_LE(state->holders.size(), 4u);
+    if (i < 3) continue;  // w2 and w3 take the two slots; then each release makes room for one
+    for (auto& m : waiters) {
+      if (m.locks->self().machine_id == served[static_cast<std::size_t>(i - 3)]) {
+        ASSERT_TRUE(m.locks->release("reboot", "worker"));
+      }
+    }
+  }
+  crowd.finish();
+  EXPECT_TRUE(crowd.errors().empty());
+  // Slots freed at once may go in either order between the two they make room for.
+  std::sort(served.begin() + 2, served.begin() + 4);
+  EXPECT_EQ(served, arrival);
 }
 
 // The max lowered below the holders (an operator pausing the roll): a release that

@@ -10,6 +10,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -155,9 +156,16 @@ class EtcdClient {
   // caller's read and the watch (a round trip's gap) may wait for the sync. The first
   // batch may therefore come before an earlier one: a caller that replays history in
   // order uses wait_for_change.
+  //
+  // `enough`, when given, decides after each batch whether to return: while it says no,
+  // the wait goes on listening on the same stream, and the events heard so far add up
+  // in the result (each once: a twin's copy of an event is dropped). A waiter that only
+  // counts what it hears until it has heard enough keeps one watcher in step the whole
+  // time, instead of opening a new one -- and a new gap -- after every batch.
   Result<WatchResult, OutsideError> wait_for_news(const std::vector<WatchSpec>& watches, std::int64_t start_revision,
                                                std::chrono::steady_clock::time_point until,
-                                               const std::atomic<bool>* stop = nullptr);
+                                               const std::atomic<bool>* stop = nullptr,
+                                               const std::function<bool(const WatchResult&)>& enough = {});
 
   // Requests this client sent (each call, each watch), for measuring what an operation
   // costs etcd.
@@ -171,7 +179,8 @@ class EtcdClient {
   Result<std::string, OutsideError> call(const std::string& path, const std::string& body, bool idempotent);
   Result<WatchResult, OutsideError> first_batch(const std::vector<WatchSpec>& watches, std::int64_t start_revision,
                                              bool twins, std::chrono::steady_clock::time_point until,
-                                             const std::atomic<bool>* stop);
+                                             const std::atomic<bool>* stop,
+                                             const std::function<bool(const WatchResult&)>& enough);
   // Parses an answer into the client's one reused parser; the object lives until the
   // next parse. `what` names the call in errors.
   Result<simdjson::dom::object, OutsideError> parse_object(std::string_view text, const char* what);

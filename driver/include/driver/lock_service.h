@@ -29,8 +29,9 @@
 // while k < max - holders, so nobody that came later overtakes it. Only the waiters
 // fewer than max from the front watch the holders (and the max), and only for
 // deletions: a holder recording its phase, or a new waiter, wakes nobody, and a release
-// wakes at most max waiters however long the line; each that the release leaves room
-// for takes its slot from it, the others read the line again. Every waiter with one
+// wakes only the waiters it leaves room for, however long the line: each takes its slot
+// from it, and the others count it on the watch they are in (releases - those ahead take
+// the first ones) and send nothing until enough have come. Every waiter with one
 // ahead also watches that entry: when it takes a slot (or dies) the waiter moves up.
 // So slots freed at once are taken at once by the waiters they leave room for, and an
 // entry that does not move (a waiter that died, until its lease ends) holds up no
