@@ -25,55 +25,6 @@ using testing::in;
 using testing::machine;
 using Clock = std::chrono::steady_clock;
 
-class LockQueueTest : public testing::OneEtcdTest {
- protected:
-  void SetUp() override {
-    OneEtcdTest::SetUp();
-    // One long lease for every waiter's place, as a heartbeat's would be: the waiters
-    // then send nothing of their own to keep places alive, and every request counted
-    // below is the line's.
-    auto granted = raw_->lease_grant(120);
-    ASSERT_TRUE(granted);
-    lease_->store(*granted);
-  }
-  testing::Machine node(const std::string& id) {
-    return machine({server_->endpoint()}, prefix_, id, "boot-1", 5s, lease_);
-  }
-  // Max `n` and `n` holders h0..h<n-1>, each holding a slot.
-  std::vector<testing::Machine> fill_slots(int n) {
-    EXPECT_TRUE(node("admin").locks->set_max("reboot", "worker", n));
-    std::vector<testing::Machine> holders;
-    for (int i = 0; i < n; ++i) {
-      holders.push_back(node("h" + std::to_string(i)));
-      EXPECT_TRUE(holders.back().locks->acquire("reboot", "worker", "REBOOT", in(0ms)));
-    }
-    return holders;
-  }
-  std::string line_key(const std::string& id) const { return prefix_ + "/locks/reboot/worker/queue/" + id; }
-  bool queued(const std::string& id) {
-    auto range = raw_->range(line_key(id));
-    return range && !range->kvs.empty();
-  }
-  // Waits (bounded) until `id` has its place in line.
-  void wait_queued(const std::string& id) {
-    const auto give_up = Clock::now() + 10s;
-    while (!queued(id) && Clock::now() < give_up) std::this_thread::sleep_for(10ms);
-    ASSERT_TRUE(queued(id)) << id << " never joined the line";
-  }
-  // The entry a waiter of machine `id` left when its process went: on a lease of
-  // `ttl_seconds` that nobody keeps alive. Returns the lease.
-  std::int64_t put_entry_of_a_gone_process(const std::string& id, std::int64_t ttl_seconds) {
-    auto lease = raw_->lease_grant(ttl_seconds);
-    EXPECT_TRUE(lease);
-    EXPECT_TRUE(raw_->put(line_key(id),
-                          R"({"machine_id":")" + id + R"(","token":"REBOOT","hostname":"host-)" + id +
-                              R"(","boot_id":"boot-1","since":"2026-12-05T07:00:00Z"})",
-                          lease ? *lease : 0));
-    return lease ? *lease : 0;
-  }
-  std::shared_ptr<std::atomic<std::int64_t>> lease_ = std::make_shared<std::atomic<std::int64_t>>(0);
-};
-
 // Waiters that each take the slot in a thread, then hold it briefly and give it back.
 class Crowd {
  public:
@@ -124,21 +75,97 @@ class Crowd {
   std::deque<std::string> holding_;  // took a slot, in order, not yet asked for
 };
 
+class LockQueueTest : public testing::OneEtcdTest {
+ protected:
+  void SetUp() override {
+    OneEtcdTest::SetUp();
+    // One long lease for every waiter's place, as a heartbeat's would be: the waiters
+    // then send nothing of their own to keep places alive, and every request counted
+    // below is the line's.
+    auto granted = raw_->lease_grant(120);
+    ASSERT_TRUE(granted);
+    lease_->store(*granted);
+  }
+  testing::Machine node(const std::string& id) {
+    return machine({server_->endpoint()}, prefix_, id, "boot-1", 5s, lease_);
+  }
+  // Max `n` and `n` holders h0..h<n-1>, each holding a slot.
+  std::vector<testing::Machine> fill_slots(int n) {
+    EXPECT_TRUE(node("admin").locks->set_max("reboot", "worker", n));
+    std::vector<testing::Machine> holders;
+    for (int i = 0; i < n; ++i) {
+      holders.push_back(node("h" + std::to_string(i)));
+      EXPECT_TRUE(holders.back().locks->acquire("reboot", "worker", "REBOOT", in(0ms)));
+    }
+    return holders;
+  }
+  std::string line_key(const std::string& id) const { return prefix_ + "/locks/reboot/worker/queue/" + id; }
+  bool queued(const std::string& id) {
+    auto range = raw_->range(line_key(id));
+    return range && !range->kvs.empty();
+  }
+  // Waits (bounded) until `id` has its place in line.
+  void wait_queued(const std::string& id) {
+    const auto give_up = Clock::now() + 10s;
+    while (!queued(id) && Clock::now() < give_up) std::this_thread::sleep_for(10ms);
+    ASSERT_TRUE(queued(id)) << id << " never joined the line";
+  }
+  // The entry a waiter of machine `id` left when its process went: on a lease of
+  // `ttl_seconds` that nobody keeps alive. Returns the lease.
+  std::int64_t put_entry_of_a_gone_process(const std::string& id, std::int64_t ttl_seconds) {
+    auto lease = raw_->lease_grant(ttl_seconds);
+    EXPECT_TRUE(lease);
+    EXPECT_TRUE(raw_->put(line_key(id),
+                          R"({"machine_id":")" + id + R"(","token":"REBOOT","hostname":"host-)" + id +
+                              R"(","boot_id":"boot-1","since":"2026-12-05T07:00:00Z"})",
+                          lease ? *lease : 0));
+    return lease ? *lease : 0;
+  }
+  // Waiters w0..w<n-1>, all made first (their waits keep references into `waiters`),
+  // then each joins the line in turn. Returns their ids in the order they came.
+  std::vector<std::string> line_up(int n, std::vector<testing::Machine>& waiters, Crowd& crowd) {
+    std::vector<std::string> arrival;
+    for (int i = 0; i < n; ++i) {
+      arrival.push_back("w" + std::to_string(i));
+      waiters.push_back(node(arrival.back()));
+    }
+    for (std::size_t i = 0; i < arrival.size(); ++i) {
+      crowd.join_line(waiters[i], arrival[i]);
+      wait_queued(arrival[i]);
+    }
+    return arrival;
+  }
+  // The etcd requests each machine has sent so far.
+  static std::vector<std::uint64_t> requests_of(const std::vector<testing::Machine>& machines) {
+    std::vector<std::uint64_t> out;
+    for (const testing::Machine& m : machines) out.push_back(m.etcd->requests());
+    return out;
+  }
+  // Each machine from `from` on sent nothing between the counts `before` and `after`.
+  static void expect_quiet(const std::vector<std::uint64_t>& before, const std::vector<std::uint64_t>& after,
+                           std::size_t from, const std::string& woken_by) {
+    for (std::size_t i = from; i < before.size(); ++i) {
+      EXPECT_EQ(after[i], before[i]) << "w" << i << " was woken by " << woken_by;
+    }
+  }
+  // The machine `id` among `machines` gives its slot back.
+  static void release_by(std::vector<testing::Machine>& machines, const std::string& id) {
+    for (testing::Machine& m : machines) {
+      if (m.locks->self().machine_id == id) {
+        EXPECT_TRUE(m.locks->release("reboot", "worker")) << id << " could not release";
+      }
+    }
+  }
+  std::shared_ptr<std::atomic<std::int64_t>> lease_ = std::make_shared<std::atomic<std::int64_t>>(0);
+};
+
 TEST_F(LockQueueTest, WaitersAreServedInTheOrderTheyCameAndALateComerNeverOvertakes) {
   auto first = node("first");
   ASSERT_TRUE(first.locks->acquire("reboot", "worker", "REBOOT", in(0ms)));
   constexpr int kWaiters = 8;
   std::vector<testing::Machine> waiters;
-  std::vector<std::string> arrival;
-  for (int i = 0; i < kWaiters; ++i) {
-    arrival.push_back("w" + std::to_string(i));
-    waiters.push_back(node(arrival.back()));
-  }
   Crowd crowd;
-  for (int i = 0; i < kWaiters; ++i) {
-    crowd.join_line(waiters[static_cast<std::size_t>(i)], arrival[static_cast<std::size_t>(i)]);
-    wait_queued(arrival[static_cast<std::size_t>(i)]);
-  }
+  const std::vector<std::string> arrival = line_up(kWaiters, waiters, crowd);
   // Each release is followed at once by a newcomer that finds the slot free: it must
   // queue behind those already waiting, not take the slot.
   auto late = node("late");
@@ -151,11 +178,7 @@ TEST_F(LockQueueTest, WaitersAreServedInTheOrderTheyCameAndALateComerNeverOverta
   for (int i = 0; i < kWaiters; ++i) {
     const std::string holder = crowd.holder();
     ASSERT_FALSE(holder.empty()) << "nobody took the slot; errors: " << crowd.errors().size();
-    for (auto& m : waiters) {
-      if (m.locks->self().machine_id == holder) {
-        ASSERT_TRUE(m.locks->release("reboot", "worker"));
-      }
-    }
+    release_by(waiters, holder);
   }
   EXPECT_EQ(crowd.finish(), arrival);
   EXPECT_TRUE(crowd.errors().empty());
@@ -175,17 +198,9 @@ TEST_F(LockQueueTest, AHolderRecordingItsPhaseWakesNobodyAndAReleaseWakesOnlyThe
   constexpr int kWaiters = 12;
   std::vector<testing::Machine> waiters;
   Crowd crowd;
-  for (int i = 0; i < kWaiters; ++i) waiters.push_back(node("w" + std::to_string(i)));
-  for (int i = 0; i < kWaiters; ++i) {
-    crowd.join_line(waiters[static_cast<std::size_t>(i)], "w" + std::to_string(i));
-    wait_queued("w" + std::to_string(i));
-  }
+  line_up(kWaiters, waiters, crowd);
   std::this_thread::sleep_for(300ms);  // every waiter is in its watch
-  const auto sent = [&] {
-    std::vector<std::uint64_t> out;
-    for (auto& m : waiters) out.push_back(m.etcd->requests());
-    return out;
-  };
+  const auto sent = [&] { return requests_of(waiters); };
   const std::vector<std::uint64_t> before_guards = sent();
   for (int i = 0; i < 20; ++i) {
     ASSERT_TRUE(holder.locks->guard("reboot", "worker", held->fencing_token, "phase-" + std::to_string(i)));
@@ -205,10 +220,7 @@ TEST_F(LockQueueTest, AHolderRecordingItsPhaseWakesNobodyAndAReleaseWakesOnlyThe
   const std::vector<std::uint64_t> after_release = sent();
   // With max 1: w0 took the slot, w1 (watching w0's place) moved up to the head; the rest
   // of the line heard nothing.
-  for (int i = 2; i < kWaiters; ++i) {
-    EXPECT_EQ(after_release[static_cast<std::size_t>(i)], before_guards[static_cast<std::size_t>(i)])
-        << "w" << i << " was woken by a release that was not its turn";
-  }
+  expect_quiet(before_guards, after_release, 2, "a release that was not its turn");
   ASSERT_TRUE(waiters[0].locks->release("reboot", "worker"));
   for (int i = 1; i < kWaiters; ++i) {
     const std::string next = crowd.holder();
@@ -235,31 +247,16 @@ TEST_F(LockQueueTest, AReleaseWakesOnlyTheWaitersItMakesRoomFor) {
   if (HasFailure()) return;
   constexpr int kWaiters = 8;
   std::vector<testing::Machine> waiters;
-  std::vector<std::string> arrival;
   Crowd crowd;
-  for (int i = 0; i < kWaiters; ++i) {
-    arrival.push_back("w" + std::to_string(i));
-    waiters.push_back(node(arrival.back()));
-  }
-  for (int i = 0; i < kWaiters; ++i) {
-    crowd.join_line(waiters[static_cast<std::size_t>(i)], arrival[static_cast<std::size_t>(i)]);
-    wait_queued(arrival[static_cast<std::size_t>(i)]);
-  }
+  const std::vector<std::string> arrival = line_up(kWaiters, waiters, crowd);
   std::this_thread::sleep_for(300ms);  // every waiter is in its watch
-  const auto sent = [&] {
-    std::vector<std::uint64_t> out;
-    for (auto& m : waiters) out.push_back(m.etcd->requests());
-    return out;
-  };
+  const auto sent = [&] { return requests_of(waiters); };
   const std::vector<std::uint64_t> before = sent();
   ASSERT_TRUE(holders[0].locks->release("reboot", "worker"));
   EXPECT_EQ(crowd.holder(), "w0");
   std::this_thread::sleep_for(300ms);
   const std::vector<std::uint64_t> after_one = sent();
-  for (int i = 2; i < kWaiters; ++i) {
-    EXPECT_EQ(after_one[static_cast<std::size_t>(i)], before[static_cast<std::size_t>(i)])
-        << "w" << i << " was woken by a release that left no slot for it";
-  }
+  expect_quiet(before, after_one, 2, "a release that left no slot for it");
   // The second release is the second in line's; the fourth still needs one more.
   ASSERT_TRUE(holders[1].locks->release("reboot", "worker"));
   EXPECT_EQ(crowd.holder(), "w1");
@@ -278,11 +275,7 @@ TEST_F(LockQueueTest, AReleaseWakesOnlyTheWaitersItMakesRoomFor) {
     ASSERT_TRUE(state);
     EXPECT_LE(state->holders.size(), 4u);
     if (i < 3) continue;  // w2 and w3 take the two slots; then each release makes room for one
-    for (auto& m : waiters) {
-      if (m.locks->self().machine_id == served[static_cast<std::size_t>(i - 3)]) {
-        ASSERT_TRUE(m.locks->release("reboot", "worker"));
-      }
-    }
+    release_by(waiters, served[static_cast<std::size_t>(i - 3)]);
   }
   crowd.finish();
   EXPECT_TRUE(crowd.errors().empty());
@@ -327,16 +320,8 @@ TEST_F(LockQueueTest, WithMaxThreeTheFirstThreeServeAtOnceAndTheLineNeverExceeds
   if (HasFailure()) return;
   constexpr int kWaiters = 9;
   std::vector<testing::Machine> waiters;
-  std::vector<std::string> arrival;
   Crowd crowd;
-  for (int i = 0; i < kWaiters; ++i) {
-    arrival.push_back("w" + std::to_string(i));
-    waiters.push_back(node(arrival.back()));
-  }
-  for (int i = 0; i < kWaiters; ++i) {
-    crowd.join_line(waiters[static_cast<std::size_t>(i)], arrival[static_cast<std::size_t>(i)]);
-    wait_queued(arrival[static_cast<std::size_t>(i)]);
-  }
+  const std::vector<std::string> arrival = line_up(kWaiters, waiters, crowd);
   for (auto& h : holders) ASSERT_TRUE(h.locks->release("reboot", "worker"));
   std::vector<std::string> served;
   for (int i = 0; i < kWaiters; ++i) {
@@ -346,11 +331,7 @@ TEST_F(LockQueueTest, WithMaxThreeTheFirstThreeServeAtOnceAndTheLineNeverExceeds
     auto state = node("admin").locks->group_status("reboot", "worker");
     ASSERT_TRUE(state);
     EXPECT_LE(state->holders.size(), 3u);
-    for (auto& m : waiters) {
-      if (m.locks->self().machine_id == next) {
-        ASSERT_TRUE(m.locks->release("reboot", "worker"));
-      }
-    }
+    release_by(waiters, next);
   }
   crowd.finish();
   // Three slots free at once may go in any order among the first three; nobody later than
