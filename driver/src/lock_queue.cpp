@@ -424,17 +424,22 @@ Result<Acquired, LockError> LockService::acquire(const std::string& lock, const 
     // once, not down the line one take after another, and an entry right ahead that
     // does not move (a waiter that died, until its lease ends) no longer holds up one
     // with room behind it. (One further ahead still can, until its lease ends: a waiter
-    // watches only the entry right ahead of it.)
+    // watches only the two entries right ahead of it.)
     // (The first in line always: with max 0 -- a closed group -- it waits for the max.)
     // The watch is wait_for_news: etcd had mostly moved on since the view, and a watch from
     // the view's revision alone heard each release up to 100 ms late.
-    const bool near_front = ahead == 0 || ahead < state.max;
+    // The second in line watches as if near the front too, and every waiter further back
+    // also watches the entry two ahead of it: so each becomes second (and reads the line)
+    // while the head still waits, and is already listening, in step with etcd, when the
+    // head takes its slot (see `enough`).
+    const bool near_front = ahead <= 1 || ahead < state.max;
     std::vector<WatchSpec> watches{WatchSpec{my_entry, {}, true}};
     if (near_front) {
       watches.push_back(WatchSpec{holders_prefix, EtcdClient::prefix_end(holders_prefix), true});
       watches.push_back(WatchSpec{prefix + "max", {}, false});
     }
     if (ahead > 0) watches.push_back(WatchSpec{line_prefix + view->ahead.front(), {}, true});
+    if (ahead > 1 && view->ahead.size() > 1) watches.push_back(WatchSpec{line_prefix + view->ahead[1], {}, true});
     // Releases it must hear before a slot is left for it: those ahead take the first ones.
     // Each release frees a slot, whoever held it (one taken since the view too); a take by
     // one ahead uses a slot and leaves one fewer ahead, which changes nothing. So until
@@ -442,13 +447,43 @@ Result<Acquired, LockError> LockService::acquire(const std::string& lock, const 
     // a release wakes the waiters it makes room for, not every waiter near the front (each
     // of which read the line again, and opened a new watch -- and with it a gap in which
     // the next release could wait for etcd's sync, up to 100 ms). Anything else it hears
-    // (its entry, the one ahead, the max) ends the wait at once, as does a compaction.
-    const std::int64_t short_by = ahead - (state.max - held);
+    // (its entry, the one ahead, the max) ends the wait at once, as does a compaction --
+    // but for the second in line, whose one ahead went (took its slot, most often): it
+    // reads the line without leaving the stream, and when that shows it first in line it
+    // goes on listening from that read, so the head of the line never waits with a watch
+    // younger than its view. (Opening the watch after its read, a new head missed for up
+    // to 100 ms a release that came in between, and the slot waited.)
+    std::int64_t short_by = ahead - (state.max - held);
+    std::optional<LineView> fresh;  // that read, as the second in line became the first
+    const std::string ahead_entry = ahead == 1 ? line_prefix + view->ahead.front() : std::string();
     const auto enough = [&](const WatchResult& heard) {
       std::int64_t releases = 0;
+      bool ahead_went = false;
       for (const WatchEvent& event : heard.events) {
-        if (event.type != WatchEvent::Type::kDelete || !event.kv.key.starts_with(holders_prefix)) return true;
-        ++releases;
+        if (fresh && event.kv.mod_revision <= fresh->revision) continue;  // the read has it
+        if (event.type == WatchEvent::Type::kDelete && event.kv.key.starts_with(holders_prefix)) {
+          ++releases;
+        } else if (!fresh && event.type == WatchEvent::Type::kDelete && event.kv.key == ahead_entry) {
+          ahead_went = true;
+        } else {
+          return true;
+        }
+      }
+      if (!ahead_went) return releases > short_by;
+      if (stopped() || Clock::now() >= until) return true;  // no read past the caller's bounds
+      auto first = read_line(lock, group, place, window);
+      if (!first || !first->entry || first->entry->create_revision != place || !first->ahead.empty() ||
+          first->more_ahead || !first->group.max_problem.empty()) {
+        return true;  // not simply first in line now: look again the usual way
+      }
+      fresh = std::move(*first);
+      short_by = -(fresh->group.max - static_cast<std::int64_t>(fresh->group.holders.size()));
+      releases = 0;
+      for (const WatchEvent& event : heard.events) {
+        if (event.kv.mod_revision > fresh->revision && event.type == WatchEvent::Type::kDelete &&
+            event.kv.key.starts_with(holders_prefix)) {
+          ++releases;
+        }
       }
       return releases > short_by;
     };
@@ -464,7 +499,19 @@ Result<Acquired, LockError> LockService::acquire(const std::string& lock, const 
         if (!retry.again(change.error())) return unexpected(etcd_error("watch " + what, change.error()));
         break;
       }
-      if (near_front && !change->compacted) known = after_releases(*view, ahead, holders_prefix, change->events);
+      if (near_front && !change->compacted) {
+        if (fresh) {
+          // From the read as first in line, less the releases heard after it.
+          std::vector<WatchEvent> later;
+          for (const WatchEvent& event : change->events) {
+            if (event.kv.mod_revision > fresh->revision) later.push_back(event);
+          }
+          known = later.empty() ? std::optional<LineView>(std::move(*fresh))
+                                : after_releases(*fresh, 0, holders_prefix, later);
+          break;
+        }
+        known = after_releases(*view, ahead, holders_prefix, change->events);
+      }
       if (!change->events.empty() || change->compacted || Clock::now() >= until) break;
     }
   }

@@ -161,7 +161,9 @@ class EtcdClient {
   // the wait goes on listening on the same stream, and the events heard so far add up
   // in the result (each once: a twin's copy of an event is dropped). A waiter that only
   // counts what it hears until it has heard enough keeps one watcher in step the whole
-  // time, instead of opening a new one -- and a new gap -- after every batch.
+  // time, instead of opening a new one -- and a new gap -- after every batch. `enough`
+  // may send requests of its own on this client: they go on other connections, and the
+  // stream stays open meanwhile.
   Result<WatchResult, OutsideError> wait_for_news(const std::vector<WatchSpec>& watches, std::int64_t start_revision,
                                                std::chrono::steady_clock::time_point until,
                                                const std::atomic<bool>* stop = nullptr,

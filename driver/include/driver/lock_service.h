@@ -31,12 +31,16 @@
 // deletions: a holder recording its phase, or a new waiter, wakes nobody, and a release
 // wakes only the waiters it leaves room for, however long the line: each takes its slot
 // from it, and the others count it on the watch they are in (releases - those ahead take
-// the first ones) and send nothing until enough have come. Every waiter with one
-// ahead also watches that entry: when it takes a slot (or dies) the waiter moves up.
-// So slots freed at once are taken at once by the waiters they leave room for, and an
-// entry that does not move (a waiter that died, until its lease ends) holds up no
-// waiter near the front right behind it; one further ahead of a waiter still does,
-// until its lease ends (a waiter watches only the entry right ahead). Concurrent takes
+// the first ones) and send nothing until enough have come. Every waiter watches the
+// two entries right ahead of it: when one takes a slot (or dies) the waiter moves up.
+// So a take moves the next two up -- the third in line reads the line and becomes
+// second, and the second, which watches the holders too, reads the line without
+// leaving its watch and becomes the head already listening (a head that opened its
+// watch after its read missed a release in between for up to 100 ms). Slots freed at
+// once are taken at once by the waiters they leave room for, and an entry that does
+// not move (a waiter that died, until its lease ends) holds up no waiter near the
+// front right behind it; one further ahead of a waiter than two still does, until its
+// lease ends. Concurrent takes
 // make each other's comparison fail, and the loser reads and takes again. Taking a slot
 // deletes the taker's entry in the same transaction. An entry lives on its waiter's
 // lease (the process's heartbeat lease, or one of its own): a waiter that dies loses its
