@@ -456,36 +456,42 @@ Result<Acquired, LockError> LockService::acquire(const std::string& lock, const 
     std::int64_t short_by = ahead - (state.max - held);
     std::optional<LineView> fresh;  // that read, as the second in line became the first
     const std::string ahead_entry = ahead == 1 ? line_prefix + view->ahead.front() : std::string();
-    const auto enough = [&](const WatchResult& heard) {
+    // What the events not in `fresh` say: releases, the entry ahead going (the second in
+    // line's, before its read), or something else.
+    struct Heard {
       std::int64_t releases = 0;
       bool ahead_went = false;
+      bool other = false;
+    };
+    const auto sort_out = [&](const WatchResult& heard) {
+      Heard out;
       for (const WatchEvent& event : heard.events) {
         if (fresh && event.kv.mod_revision <= fresh->revision) continue;  // the read has it
         if (event.type == WatchEvent::Type::kDelete && event.kv.key.starts_with(holders_prefix)) {
-          ++releases;
+          ++out.releases;
         } else if (!fresh && event.type == WatchEvent::Type::kDelete && event.kv.key == ahead_entry) {
-          ahead_went = true;
+          out.ahead_went = true;
         } else {
-          return true;
+          out.other = true;
         }
       }
-      if (!ahead_went) return releases > short_by;
-      if (stopped() || Clock::now() >= until) return true;  // no read past the caller's bounds
-      auto first = read_line(lock, group, place, window);
-      if (!first || !first->entry || first->entry->create_revision != place || !first->ahead.empty() ||
-          first->more_ahead || !first->group.max_problem.empty()) {
-        return true;  // not simply first in line now: look again the usual way
-      }
-      fresh = std::move(*first);
-      short_by = -(fresh->group.max - static_cast<std::int64_t>(fresh->group.holders.size()));
-      releases = 0;
-      for (const WatchEvent& event : heard.events) {
-        if (event.kv.mod_revision > fresh->revision && event.type == WatchEvent::Type::kDelete &&
-            event.kv.key.starts_with(holders_prefix)) {
-          ++releases;
+      return out;
+    };
+    const auto enough = [&](const WatchResult& heard) {
+      Heard now = sort_out(heard);
+      if (now.other) return true;
+      if (now.ahead_went) {
+        if (stopped() || Clock::now() >= until) return true;  // no read past the caller's bounds
+        auto first = read_line(lock, group, place, window);
+        if (!first || !first->entry || first->entry->create_revision != place || !first->ahead.empty() ||
+            first->more_ahead || !first->group.max_problem.empty()) {
+          return true;  // not simply first in line now: look again the usual way
         }
+        fresh = std::move(*first);
+        short_by = -(fresh->group.max - static_cast<std::int64_t>(fresh->group.holders.size()));
+        now = sort_out(heard);  // the releases after the read
       }
-      return releases > short_by;
+      return now.releases > short_by;
     };
     for (;;) {
       if (stopped()) {
