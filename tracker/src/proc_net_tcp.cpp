@@ -96,7 +96,7 @@ namespace {
 // main: under a hypervisor, where CPUID traps, that was 0.08 ms of every tracker-cli run.)
 struct X86Features {
   bool avx2 = false;  // with BMI2 and POPCNT, and the OS saving the YMM registers
-  bool avx512 = false;  // F, BW, CD, VBMI, VPOPCNTDQ, and the OS saving the ZMM registers
+  bool avx512 = false;  // F, BW, CD, VBMI, VBMI2, VPOPCNTDQ, and the OS saving the ZMM registers
 };
 
 X86Features read_x86_features() {
@@ -124,7 +124,7 @@ X86Features read_x86_features() {
   X86Features features;
   features.avx2 = ymm_saved && bit(ebx, 5) && bit(ebx, 3) && bit(ebx, 8);
   features.avx512 = features.avx2 && zmm_saved && bit(ebx, 16) && bit(ebx, 30) && bit(ebx, 28) && bit(ecx, 1) &&
-                    bit(ecx, 14);
+                    bit(ecx, 6) && bit(ecx, 14);
   return features;
 }
 

@@ -717,7 +717,7 @@ TEST(ProcNetTcpCounting, KernelSupportAgreesWithTheCompilersCpuChecks) {
                     __builtin_cpu_supports("bmi2") && __builtin_cpu_supports("popcnt");
   const bool avx512 = avx2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
                       __builtin_cpu_supports("avx512cd") && __builtin_cpu_supports("avx512vbmi") &&
-                      __builtin_cpu_supports("avx512vpopcntdq");
+                      __builtin_cpu_supports("avx512vbmi2") && __builtin_cpu_supports("avx512vpopcntdq");
   EXPECT_EQ(scan_kernel_supported(ScanKernel::kAvx2), avx2);
   EXPECT_EQ(scan_kernel_supported(ScanKernel::kAvx512), avx512);
 #else
