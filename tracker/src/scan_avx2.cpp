@@ -30,14 +30,14 @@ struct Avx2Block {
             classify(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + 32)))};
   }
 
-  // Positions whose class intersects `classes`.
-  static std::uint64_t intersect(__m256i lo, __m256i hi, __m256i classes_lo, __m256i classes_hi) {
+  // Positions whose class intersects none of `classes`.
+  static std::uint64_t disjoint(__m256i lo, __m256i hi, __m256i classes_lo, __m256i classes_hi) {
     const __m256i zero = _mm256_setzero_si256();
     const auto none_lo = static_cast<std::uint32_t>(
         _mm256_movemask_epi8(_mm256_cmpeq_epi8(_mm256_and_si256(lo, classes_lo), zero)));
     const auto none_hi = static_cast<std::uint32_t>(
         _mm256_movemask_epi8(_mm256_cmpeq_epi8(_mm256_and_si256(hi, classes_hi), zero)));
-    return ~((std::uint64_t{none_hi} << 32) | none_lo);
+    return (std::uint64_t{none_hi} << 32) | none_lo;
   }
 
   // Positions of byte c in the 64 raw bytes at p (no classification needed).
@@ -61,12 +61,13 @@ struct Avx2Block {
       return (std::uint64_t{hi} << 32) | lo;
     }
     const __m256i c = _mm256_set1_epi8(static_cast<char>(classes));
-    return intersect(low, high, c, c);
+    return ~disjoint(low, high, c, c);
   }
 
-  std::uint64_t allows(const std::uint8_t* allowed) const {
-    return intersect(low, high, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(allowed)),
-                     _mm256_loadu_si256(reinterpret_cast<const __m256i*>(allowed + 32)));
+  // Positions whose class is none of those `allowed` there.
+  std::uint64_t refuses(const std::uint8_t* allowed) const {
+    return disjoint(low, high, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(allowed)),
+                    _mm256_loadu_si256(reinterpret_cast<const __m256i*>(allowed + 32)));
   }
 };
 
@@ -130,7 +131,7 @@ struct Lanes4 {
   friend Mask4 is_zero(Lanes4 a) { return {_mm256_cmpeq_epi64(a.v, _mm256_setzero_si256())}; }
 };
 
-unsigned judge_lanes(Batch& batch) {
+[[gnu::always_inline]] inline unsigned judge_lanes(Batch& batch) {
   unsigned ok = 0;
   for (int half = 0; half < kBatch; half += 4) {
     const Judged<Lanes4> lines =

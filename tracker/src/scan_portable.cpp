@@ -236,7 +236,7 @@ struct Pair {
 };
 
 // Stage B, two lines at a time. Returns bit i set for each proven line i.
-unsigned judge_pairs(Batch& batch) {
+[[gnu::always_inline]] inline unsigned judge_pairs(Batch& batch) {
   unsigned ok = 0;
   for (int i = 0; i < batch.size; i += 2) {
     // A batch's unused lines have defined contents (scan_lines), so the pair past an odd
