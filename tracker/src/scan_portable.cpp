@@ -96,10 +96,13 @@ inline V16 row(const std::uint8_t* bytes, unsigned r) {
 }
 
 // Whether every byte of the prefix from `from` on passes its template. The row count is
-// a constant, so the loop unrolls and the template rows become memory operands.
+// a constant, but GCC 12 kept the loop rolled, reloading each template row through a
+// pointer it stepped (profile, below): unrolled by hand, the rows are memory operands
+// at fixed addresses.
 template <const Template& t>
 [[gnu::always_inline]] inline bool prefix_fails(const char* from) {
   V16 passes = splat(0xFF);
+#pragma GCC unroll 8
   for (unsigned r = 0; r < t.rows; ++r) {
     const V16 x = load16(from + 16 * r);
     passes &= bytes_of(static_cast<V16>(x - row(t.low[0], r)) <= row(t.span[0], r)) |
@@ -175,6 +178,9 @@ struct PortableStage {
     std::uint64_t lower = 0;
     std::uint64_t minus = 0;
     V16 other{};
+    // Unrolled like prefix_fails(): rolled, the row's shift by 16 * r was a variable
+    // shift and its window a stepped pointer.
+#pragma GCC unroll 4
     for (unsigned r = 0; r < 4; ++r) {
       const V16 x = load16(tail + 16 * r);
       const V16 s = equal(x, ' ');
