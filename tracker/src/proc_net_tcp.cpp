@@ -95,7 +95,7 @@ namespace {
 // would do, but links a constructor that runs every CPUID leaf at each start, before
 // main: under a hypervisor, where CPUID traps, that was 0.08 ms of every tracker-cli run.)
 struct X86Features {
-  bool avx2 = false;  // with BMI2 and POPCNT, and the OS saving the YMM registers
+  bool avx2 = false;  // with BMI1, BMI2, POPCNT and LZCNT, and the OS saving the YMM registers
   bool avx512 = false;  // F, BW, CD, VBMI, VBMI2, VPOPCNTDQ, and the OS saving the ZMM registers
 };
 
@@ -118,11 +118,19 @@ X86Features read_x86_features() {
   asm volatile("xgetbv" : "=a"(xcr0_low), "=d"(xcr0_high) : "c"(0));
   const bool ymm_saved = (xcr0_low & 0x6u) == 0x6u;     // SSE and AVX state
   const bool zmm_saved = (xcr0_low & 0xE6u) == 0xE6u;   // and opmask, ZMM_Hi256, Hi16_ZMM
+  // LZCNT (the SIMD units are built with -mlzcnt): without it the instruction runs as
+  // bsr, silently wrong. Every CPU with AVX2 known has it; the check costs one leaf.
+  cpuid(0x80000000u, 0, regs);
+  bool lzcnt = false;
+  if (regs[0] >= 0x80000001u) {
+    cpuid(0x80000001u, 0, regs);
+    lzcnt = bit(regs[2], 5);
+  }
   cpuid(7, 0, regs);
   const unsigned ebx = regs[1];
   const unsigned ecx = regs[2];
   X86Features features;
-  features.avx2 = ymm_saved && bit(ebx, 5) && bit(ebx, 3) && bit(ebx, 8);
+  features.avx2 = ymm_saved && lzcnt && bit(ebx, 5) && bit(ebx, 3) && bit(ebx, 8);
   features.avx512 = features.avx2 && zmm_saved && bit(ebx, 16) && bit(ebx, 30) && bit(ebx, 28) && bit(ecx, 1) &&
                     bit(ecx, 6) && bit(ecx, 14);
   return features;

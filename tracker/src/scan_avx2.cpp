@@ -51,17 +51,20 @@ struct Avx2Block {
   }
   static std::uint64_t newlines(const char* p) { return equal(p, '\n'); }
 
-  std::uint64_t has(std::uint8_t classes) const {
-    if ((classes & (classes - 1)) == 0) {
-      // One class (every call, inlined with a constant): shift its bit to each byte's
-      // top and collect the tops, two instructions a half instead of three.
-      const int up = 7 - __builtin_ctz(classes);
+  // Positions of any of the classes kClasses.
+  template <std::uint8_t kClasses>
+  std::uint64_t has() const {
+    if constexpr ((kClasses & (kClasses - 1)) == 0) {
+      // One class (every caller's): shift its bit to each byte's top and collect the
+      // tops, two instructions a half instead of three.
+      constexpr int up = 7 - __builtin_ctz(kClasses);
       const auto lo = static_cast<std::uint32_t>(_mm256_movemask_epi8(_mm256_slli_epi16(low, up)));
       const auto hi = static_cast<std::uint32_t>(_mm256_movemask_epi8(_mm256_slli_epi16(high, up)));
       return (std::uint64_t{hi} << 32) | lo;
+    } else {
+      const __m256i c = _mm256_set1_epi8(static_cast<char>(kClasses));
+      return ~disjoint(low, high, c, c);
     }
-    const __m256i c = _mm256_set1_epi8(static_cast<char>(classes));
-    return ~disjoint(low, high, c, c);
   }
 
   // Positions whose class is none of those `allowed` there.

@@ -59,10 +59,12 @@ struct Avx512Block {
   }
   static std::uint64_t newlines(const char* p) { return equal(p, '\n'); }
 
-  // `wanted` is one class. Its byte comes from memory, not a register: the profile
-  // showed the compiler building each such constant again, line after line.
-  std::uint64_t has(std::uint8_t wanted) const {
-    return _mm512_test_epi8_mask(classes, _mm512_load_si512(kClassSplats.bytes[__builtin_ctz(wanted)]));
+  // Positions of class kClass (one class). Its byte comes from memory, not a register:
+  // the profile showed the compiler building each such constant again, line after line.
+  template <std::uint8_t kClass>
+  std::uint64_t has() const {
+    static_assert(kClass != 0 && (kClass & (kClass - 1)) == 0, "one class");
+    return _mm512_test_epi8_mask(classes, _mm512_load_si512(kClassSplats.bytes[__builtin_ctz(kClass)]));
   }
 
   // Positions whose class is none of those `allowed` there.
@@ -112,7 +114,7 @@ struct Lanes8 {
 }
 
 // decode_line()'s conversions with AVX-512 VBMI and VBMI2: every field after the
-// addresses comes out of two 64-byte registers by byte permutes, eight fields per
+// addresses comes out of two 64-byte registers by byte permutes, eight 8-byte lanes per
 // permute, where VectorConvert (the AVX2 kernel's) loads each field's eight bytes by
 // itself and finds the tail's fields one bit at a time. The tail's field positions come
 // from one compress of their bits each, and a decimal field's digits are told from the
@@ -128,6 +130,14 @@ struct Avx512Convert {
   // Offsets from the window's start.
   static constexpr int kState = 4 + 5;
   static constexpr int kTail = kState + 42;
+  // The remote port is the four hex digits five before the state, the tail starts 42
+  // after it, and a tail field's last byte is at most 63 into the tail: inside the
+  // window, whose end is inside the kernel's read-ahead even after the widest slot.
+  static_assert(kIpv4Pattern[kIpv4.state_at - 6] == ':' && kIpv6Pattern[kIpv6.state_at - 6] == ':');
+  static_assert(kIpv4.prefix == kIpv4.state_at + (kTail - kState) &&
+                kIpv6.prefix == kIpv6.state_at + (kTail - kState));
+  static_assert(kTail + 64 <= 128);
+  static_assert(kIpv6.state_at + kMaxSlotShift - kState + 128 <= kReadAhead);
 
   [[gnu::always_inline]] static void ipv6(const char* local, const char* remote, LineValues& v) {
     VectorConvert::ipv6(local, remote, v);
@@ -163,8 +173,9 @@ struct Avx512Convert {
            _mm512_cmple_epu8_mask(_mm512_sub_epi8(text, _mm512_set1_epi8('0')), _mm512_set1_epi8(9));
   }
 
-  // Eight hex digits per lane ([0-9A-Fa-f], or a space, which reads as 0) to numbers, in
-  // each lane's low 32 bits.
+  // Eight hex digits per lane ([0-9A-Fa-f]) to numbers, in each lane's low 32 bits. A
+  // lane that ends at a shorter field holds other bytes before it (a space reads as 0, a
+  // colon as 19): they change only the bits above the field's own.
   [[gnu::always_inline]] static __m512i hex8(__m512i text) {
     const __m512i nibble = _mm512_and_si512(text, _mm512_set1_epi8(0x0F));
     const __m512i value = _mm512_mask_add_epi8(nibble, _mm512_cmpgt_epi8_mask(text, _mm512_set1_epi8('9')), nibble,

@@ -68,7 +68,8 @@ constexpr std::size_t kNewlineWindow = 128;
 // Stage A reads the head, body and newline windows [0, 192), the tail window and, past a
 // long tail, one more window, which ends before 256; the record path reads eight bytes
 // from a field's start or up to its end, which end before 208 (a pointer's second half
-// after the widest prefix and tail).
+// after the widest prefix and tail), or, on AVX-512, the 128 bytes from four before the
+// remote port, which end before 206 (static_asserts in scan_avx512.cpp).
 constexpr std::size_t kReadAhead = 256;
 // How far ahead of the current line to prefetch: some 20 lines, the best of 2, 4 and
 // 8 KiB measured with bench_proc_net_tcp. The hardware prefetcher alone falls behind a
@@ -360,7 +361,7 @@ template <class Block>
   // The prefix, against the template for its slot width: the first colon ends the slot.
   const Block head = Block::load(line);
   const Block body = Block::load(line + 64);
-  const unsigned colon = lowest(head.has(kColon) | (std::uint64_t{1} << 63));
+  const unsigned colon = lowest(head.template has<kColon>() | (std::uint64_t{1} << 63));
   std::uint64_t problems = take_slot_width(colon, shift);
   const std::uint8_t* allowed = family.allowed + kMaxSlotShift - shift;
   const unsigned prefix = family.prefix + shift;
@@ -377,8 +378,8 @@ template <class Block>
     problems |= low_bits(static_cast<unsigned>(tail_length - 64)) & ~Block::equal(tail + 64, ' ');
   }
   record_line(batch, family, line, newline, shift,
-              {w.has(kSpace), w.has(kDigit), w.has(kLower), w.has(kMinus), tail_length < 64 ? tail_length : 64,
-               problems, colon, head.has(kSpace)});
+              {w.template has<kSpace>(), w.template has<kDigit>(), w.template has<kLower>(), w.template has<kMinus>(),
+               tail_length < 64 ? tail_length : 64, problems, colon, head.template has<kSpace>()});
   return newline;
 }
 
@@ -678,7 +679,8 @@ struct FieldText {
 // How decode_line() converts the long parts of a line: both IPv6 addresses (32 hex
 // digits each), and the fields after the addresses. This one goes word by word and field
 // by field, the portable way; the SIMD kernels pass a type with the same static
-// functions that converts several at once (scan_convert_avx2.h).
+// functions that converts several at once: the AVX2 kernel VectorConvert
+// (scan_convert_avx2.h), the AVX-512 kernel Avx512Convert (scan_avx512.cpp).
 struct ScalarConvert {
   [[gnu::always_inline]] static void ipv6(const char* local, const char* remote, LineValues& v) {
     words_to_address(local, 4, v.local_address);

@@ -3,8 +3,8 @@
 // vector extensions, which every target lowers to its own baseline: SSE2 on x86_64,
 // NEON on arm64, plain words elsewhere) and 64-bit words, checking each line against
 // the fixed offsets of the kernel's format. Stages B and C are the SIMD kernels' own
-// (scan_kernel_impl.h), one line at a time, so every kernel proves lines by the same
-// rules and hands the same lines to the full parser.
+// (scan_kernel_impl.h), stage B two lines at a time in 64-bit words, so every kernel
+// proves lines by the same rules and hands the same lines to the full parser.
 #include <bit>
 
 #include "scan_kernel_impl.h"
@@ -96,9 +96,9 @@ inline V16 row(const std::uint8_t* bytes, unsigned r) {
 }
 
 // Whether every byte of the prefix from `from` on passes its template. The row count is
-// a constant, but GCC 12 kept the loop rolled, reloading each template row through a
-// pointer it stepped (profile, below): unrolled by hand, the rows are memory operands
-// at fixed addresses.
+// a constant, but GCC 12 kept the loop rolled, loading each template row through a
+// pointer it stepped (the profile of commit 927ce2a); "#pragma GCC unroll" unrolls it,
+// and the rows become memory operands at fixed addresses.
 template <const Template& t>
 [[gnu::always_inline]] inline bool prefix_fails(const char* from) {
   V16 passes = splat(0xFF);

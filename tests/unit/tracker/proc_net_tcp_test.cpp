@@ -289,10 +289,10 @@ TEST(ProcNetTcpRecords, FieldLimitsAreExact) {
   }
 }
 
-// The SIMD kernels read a proven line's fields several at a time (scan_convert_avx2.h):
-// decimal fields from the eight bytes ending at each, with the longer ones read one by
-// one. Every width around those edges, on lines the kernels prove, must give the
-// parser's records.
+// The SIMD kernels read a proven line's fields several at a time (VectorConvert in
+// scan_convert_avx2.h, Avx512Convert in scan_avx512.cpp): decimal fields from the eight
+// bytes ending at each, with the longer ones read one by one. Every width around those
+// edges, on lines the kernels prove, must give the parser's records.
 TEST(ProcNetTcpRecords, ProvenLinesWithFieldsOfEveryWidthDecodeAsTheParserDoes) {
   // Each at most the tail window's 64 bytes, so that the kernels prove the line.
   const std::vector<std::string_view> tails = {
@@ -315,7 +315,8 @@ TEST(ProcNetTcpRecords, ProvenLinesWithFieldsOfEveryWidthDecodeAsTheParserDoes) 
       "    0        0 987654321 3 0",
       "   99 12345678 12345678901 0 0000000000000001",
       // Short inodes after a probes count that is not 0, and the widest the vector path
-      // reads whole: the upper half of the inode's lanes holds other fields' digits.
+      // reads whole: the upper half of the inode's lanes holds other fields' digits
+      // (VectorConvert stops at the last non-digit, Avx512Convert at the field's start).
       "    0        1 1234567 2 0000000000000000 20 4 30 10 -1",
       " 1000       12 123456 1 00000000b0595b8f 20 4 30 10 -1",
       "    7  1234567 12 1 00000000b0595b8f 20 4 30 10 -1",
@@ -323,6 +324,12 @@ TEST(ProcNetTcpRecords, ProvenLinesWithFieldsOfEveryWidthDecodeAsTheParserDoes) 
       "    0        3 123456789012345 2 0 20 4 30 10 -1",
       "    5        9 1234567890 2 abc 20 4 30 10 -1",
       "    0        1 1234567 3 00000000fb8aa117",
+      // A lane's first byte at a field's own first byte, neither a digit of eight nor a
+      // long field: a minus and seven digits, an inode of exactly eight, a uid of seven
+      // at the tail's start.
+      "    0        0 8464 2 0 1 1 1 1 -1234567",
+      "    0        0 12345678 2 00000000b0595b8f 20 4 30 10 -1",
+      "1234567        0 8464 2 0 1 1 1 1 5",
   };
   const std::vector<std::string_view> heads = {
       "   2: 0100007F:B842 0100007F:2382 01 00000000:00000000 00:00000000 00000000 ",

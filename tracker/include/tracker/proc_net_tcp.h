@@ -139,7 +139,8 @@ enum class ScanKernel : std::uint8_t {
   kParser,    // the full-record parser on every line: the definition the others match; never auto
   kPortable,  // fixed offsets, generic vectors and words; any CPU (arm64 runs it)
   kAvx2,      // x86_64 with AVX2 and BMI2
-  kAvx512,   // x86_64 with AVX-512 BW, CD and VPOPCNTDQ (Ice Lake and later) and BMI2
+  kAvx512,   // x86_64 with AVX-512 F, BW, CD, VBMI, VBMI2 and VPOPCNTDQ, and BMI2 (Ice Lake and
+             // later Xeons, Zen 4 and later)
 };
 
 std::string_view scan_kernel_name(ScanKernel kernel);
