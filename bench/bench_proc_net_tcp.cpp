@@ -75,20 +75,38 @@ class Meter {
   std::uint64_t bytes_ = 0;
 };
 
+// One pass of each in-memory measurement over `text`: the benchmarks below loop over
+// them, and the goal rows time them in interleaved rounds (interleaved_goals()).
+std::size_t memchr_split_pass(const std::string& text) {
+  std::size_t count = 0;
+  const char* p = text.data();
+  const char* const end = p + text.size();
+  while (p < end) {
+    const auto* newline = static_cast<const char*>(std::memchr(p, '\n', static_cast<std::size_t>(end - p)));
+    if (newline == nullptr) break;
+    ++count;
+    p = newline + 1;
+  }
+  return count;
+}
+
+bool count_pass(const std::string& text, PortStateTally& tally, tracker::TcpTableCounter& counter) {
+  tally.clear();
+  counter.reset();
+  return counter.feed(text) && counter.finish();
+}
+
+bool records_pass(const std::string& text, tracker::TcpTableDecoder& decoder, std::uint64_t& sum) {
+  decoder.reset();
+  return decoder.feed(text, [&](const tracker::TcpSocketRecord& r) { sum += r.inode + r.local_port; }) &&
+         decoder.finish();
+}
+
 void memchr_split(benchmark::State& state, TcpTableFamily family, std::size_t lines) {
   const std::string& text = table(family, lines);
   Meter meter(state);
   for (auto _ : state) {
-    std::size_t count = 0;
-    const char* p = text.data();
-    const char* const end = p + text.size();
-    while (p < end) {
-      const auto* newline = static_cast<const char*>(std::memchr(p, '\n', static_cast<std::size_t>(end - p)));
-      if (newline == nullptr) break;
-      ++count;
-      p = newline + 1;
-    }
-    benchmark::DoNotOptimize(count);
+    benchmark::DoNotOptimize(memchr_split_pass(text));
     meter.add_bytes(text.size());
   }
 }
@@ -120,9 +138,7 @@ void count(benchmark::State& state, TcpTableFamily family, std::size_t lines, Sc
   tracker::TcpTableCounter counter(tally, kernel);
   Meter meter(state);
   for (auto _ : state) {
-    tally.clear();
-    counter.reset();
-    if (!counter.feed(text) || !counter.finish()) state.SkipWithError("decode failed");
+    if (!count_pass(text, tally, counter)) state.SkipWithError("decode failed");
     meter.add_bytes(text.size());
   }
   state.counters["fallback_lines"] = static_cast<double>(counter.fallback_lines());
@@ -134,9 +150,7 @@ void records(benchmark::State& state, TcpTableFamily family, std::size_t lines) 
   std::uint64_t sum = 0;
   Meter meter(state);
   for (auto _ : state) {
-    decoder.reset();
-    auto status = decoder.feed(text, [&](const tracker::TcpSocketRecord& r) { sum += r.inode + r.local_port; });
-    if (!status || !decoder.finish()) state.SkipWithError("decode failed");
+    if (!records_pass(text, decoder, sum)) state.SkipWithError("decode failed");
     meter.add_bytes(text.size());
   }
   benchmark::DoNotOptimize(sum);
@@ -272,6 +286,50 @@ void read_and_count(benchmark::State& state, const char* path) {
     meter.add_bytes(reader.bytes_read());
   }
   state.counters["sockets"] = static_cast<double>(tally.summarize().sockets);
+}
+
+// --- The in-memory goals ----------------------------------------------------------
+//
+// The goal rows' ratios come from passes timed in turn, not from the benchmarks above,
+// each of which runs alone for a second or so: on a shared machine one of them can land
+// in a slower second than the next, and that spread (the counting path measured 0.78 to
+// 0.87 x memchr across runs of one build) is as large as the gaps the goals judge. Each
+// measurement here makes kGoalRounds passes over the same table, in turn with the
+// others, and keeps its fastest, as the whole-process rows below do.
+constexpr int kGoalRounds = 9;
+
+struct GoalSeconds {
+  double memchr = 1e30;
+  double count = 1e30;  // the kernel auto picks
+  double portable = 1e30;
+  double records = 1e30;
+};
+
+GoalSeconds interleaved_goals(const std::string& text, ScanKernel best) {
+  PortStateTally tally;
+  tracker::TcpTableCounter counter(tally, best);
+  PortStateTally portable_tally;
+  tracker::TcpTableCounter portable(portable_tally, ScanKernel::kPortable);
+  tracker::TcpTableDecoder decoder;
+  std::uint64_t sum = 0;
+  GoalSeconds seconds;
+  const auto timed = [](double& fastest, const auto& pass) {
+    const auto started = std::chrono::steady_clock::now();
+    const bool ok = pass();
+    const std::chrono::duration<double> took = std::chrono::steady_clock::now() - started;
+    if (ok) fastest = std::min(fastest, took.count());
+  };
+  for (int round = 0; round < kGoalRounds; ++round) {
+    timed(seconds.memchr, [&] {
+      benchmark::DoNotOptimize(memchr_split_pass(text));
+      return true;
+    });
+    timed(seconds.count, [&] { return count_pass(text, tally, counter); });
+    timed(seconds.portable, [&] { return count_pass(text, portable_tally, portable); });
+    timed(seconds.records, [&] { return records_pass(text, decoder, sum); });
+  }
+  benchmark::DoNotOptimize(sum);
+  return seconds;
 }
 
 // --- Whole processes ------------------------------------------------------------
@@ -418,7 +476,8 @@ class ComparisonReporter : public benchmark::ConsoleReporter {
       }
     }
 
-    std::printf("\nGoals (1M tcp6 lines in memory; live /proc %s):\n", live_note_.c_str());
+    std::printf("\nGoals (1M tcp6 lines in memory, the fastest of %d passes each, in turn; live /proc %s):\n",
+                kGoalRounds, live_note_.c_str());
     const auto goal = [&](const char* what, bool known, double value, const char* unit, double target, bool at_most) {
       if (!known) {
         std::printf("  %-44s not measured in this run\n", what);
@@ -434,21 +493,21 @@ class ComparisonReporter : public benchmark::ConsoleReporter {
       value = it->second;
       return true;
     };
-    // Ratios to the memchr line split of the same run: a figure in GB/s says as much
-    // about the CPU as about the decoder (issue 14).
-    double count = 0;
-    double portable = 0;
+    // Ratios to the memchr line split of the same passes: a figure in GB/s says as much
+    // about the CPU as about the decoder (issue 14). Measured when this run includes the
+    // 1M-line tcp6 table (--benchmark_filter).
     double memchr = 0;
-    double full = 0;
-    const bool have_count = find("count/tcp6/1000000/" + best, count);
-    const bool have_portable = find("count/tcp6/1000000/portable", portable);
     const bool have_memchr = find("memchr_split/tcp6/1000000", memchr);
-    const bool have_full = find("records/tcp6/1000000", full);
-    const auto of_memchr = [&](double value) { return have_memchr ? value / memchr : 0; };
+    GoalSeconds seconds;
+    if (have_memchr) {
+      seconds = interleaved_goals(table(TcpTableFamily::kIpv6, 1'000'000), tracker::best_scan_kernel());
+    }
+    const auto speed = [&](double taken) { return have_memchr && taken < 1e30 ? seconds.memchr / taken : 0; };
     const std::string counting = "counting path (" + best + ") / memchr split";
-    goal(counting.c_str(), have_count && have_memchr, of_memchr(count), "x", 0.9, false);
-    goal("portable counting path / memchr split", have_portable && have_memchr, of_memchr(portable), "x", 0.5, false);
-    goal("full-record path / memchr split", have_full && have_memchr, of_memchr(full), "x", 0.3, false);
+    goal(counting.c_str(), speed(seconds.count) > 0, speed(seconds.count), "x", 0.9, false);
+    goal("portable counting path / memchr split", speed(seconds.portable) > 0, speed(seconds.portable), "x", 0.5,
+         false);
+    goal("full-record path / memchr split", speed(seconds.records) > 0, speed(seconds.records), "x", 0.3, false);
     for (const char* file : {"tcp", "tcp6"}) {
       const auto plain = seconds_.find(std::string("live_read/") + file);
       const auto decoded = seconds_.find(std::string("live_read_count/") + file);
