@@ -25,8 +25,14 @@ template <class Compared>
 inline V16 bytes_of(Compared compared) {
   return std::bit_cast<V16>(compared);
 }
+// Signed bytes: the targets compare them in one instruction (pcmpgtb, cmgt), where an
+// unsigned compare takes two or three (a minimum or saturating subtraction, then an
+// equality). An unsigned a < b is the signed (a ^ 0x80) < (b ^ 0x80).
+using S16 = std::int8_t __attribute__((vector_size(16)));
 inline V16 in_range(V16 x, std::uint8_t low, std::uint8_t count) {
-  return bytes_of(static_cast<V16>(x - splat(low)) < splat(count));
+  // x - low < count, unsigned: (x - low - 0x80) < count - 0x80, signed.
+  return bytes_of(std::bit_cast<S16>(x - splat(static_cast<std::uint8_t>(low + 0x80))) <
+                  std::bit_cast<S16>(splat(static_cast<std::uint8_t>(count ^ 0x80))));
 }
 inline V16 equal(V16 x, std::uint8_t b) { return bytes_of(x == splat(b)); }
 
@@ -51,14 +57,16 @@ inline bool any(V16 mask) {
 // The prefix after the slot, from its colon on, as two byte ranges per position: a byte
 // passes when it lies in [low, low + span] of either. An uppercase hex digit is '0'+9 or
 // 'A'+5, a fixed byte is itself twice, and a position past the prefix takes any byte.
-// Checking a row costs two subtractions, two unsigned comparisons (a saturating
-// subtraction and a compare with zero where the target has no unsigned compare) and two
-// logic operations: the profile put the earlier form, a class per position (hex or
-// fixed) and an exact byte, at a quarter of the portable kernel's time.
+// Checking a row costs two subtractions, two signed comparisons and two logic
+// operations: the table holds low + 0x80 and span ^ 0x80, so that x - low > span
+// (unsigned: the byte is outside) is one signed compare of x - (low + 0x80) with
+// span ^ 0x80. The profile put the earlier form, a class per position (hex or fixed) and
+// an exact byte, at a quarter of the portable kernel's time; the unsigned compares that
+// followed cost two instructions each on SSE2 (a minimum, then an equality).
 constexpr std::size_t kTemplateRows = 8;
 struct Template {
-  alignas(16) std::uint8_t low[2][kTemplateRows * 16];
-  alignas(16) std::uint8_t span[2][kTemplateRows * 16];
+  alignas(16) std::uint8_t low[2][kTemplateRows * 16];   // low + 0x80
+  alignas(16) std::uint8_t span[2][kTemplateRows * 16];  // span ^ 0x80
   unsigned rows;
 };
 
@@ -68,15 +76,21 @@ constexpr Template make_template(const char (&pattern)[N]) {
   static_assert(N - 1 - 4 <= kTemplateRows * 16);
   for (std::size_t at = 0; at < kTemplateRows * 16; ++at) {
     const std::size_t i = at + 4;  // after "dddd"
+    std::uint8_t low[2] = {0, 0};
+    std::uint8_t span[2] = {0, 0};
     if (i >= N - 1) {
-      t.span[0][at] = t.span[1][at] = 0xFF;
+      span[0] = span[1] = 0xFF;
     } else if (pattern[i] == 'H') {
-      t.low[0][at] = '0';
-      t.span[0][at] = 9;
-      t.low[1][at] = 'A';
-      t.span[1][at] = 5;
+      low[0] = '0';
+      span[0] = 9;
+      low[1] = 'A';
+      span[1] = 5;
     } else {
-      t.low[0][at] = t.low[1][at] = static_cast<std::uint8_t>(pattern[i]);
+      low[0] = low[1] = static_cast<std::uint8_t>(pattern[i]);
+    }
+    for (int k = 0; k < 2; ++k) {
+      t.low[k][at] = static_cast<std::uint8_t>(low[k] + 0x80);
+      t.span[k][at] = static_cast<std::uint8_t>(span[k] ^ 0x80);
     }
   }
   t.rows = static_cast<unsigned>((N - 1 - 4 + 15) / 16);
@@ -101,14 +115,17 @@ inline V16 row(const std::uint8_t* bytes, unsigned r) {
 // and the rows become memory operands at fixed addresses.
 template <const Template& t>
 [[gnu::always_inline]] inline bool prefix_fails(const char* from) {
-  V16 passes = splat(0xFF);
+  V16 fails{};
 #pragma GCC unroll 8
   for (unsigned r = 0; r < t.rows; ++r) {
     const V16 x = load16(from + 16 * r);
-    passes &= bytes_of(static_cast<V16>(x - row(t.low[0], r)) <= row(t.span[0], r)) |
-              bytes_of(static_cast<V16>(x - row(t.low[1], r)) <= row(t.span[1], r));
+    const auto outside = [&](int k) {
+      return bytes_of(std::bit_cast<S16>(static_cast<V16>(x - row(t.low[k], r))) >
+                      std::bit_cast<S16>(row(t.span[k], r)));
+    };
+    fails |= outside(0) & outside(1);
   }
-  return any(~passes);
+  return any(fails);
 }
 
 // A word's bytes equal to b, as 0x80 in each such byte (exact: no false positives from
