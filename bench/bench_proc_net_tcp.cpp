@@ -487,17 +487,10 @@ class ComparisonReporter : public benchmark::ConsoleReporter {
       std::printf("  %-44s %8.3f %-5s (goal %s %.2f)  %s\n", what, value, unit, at_most ? "<=" : ">=", target,
                   met ? "met" : "MISSED");
     };
-    const auto find = [&](const std::string& name, double& value) {
-      const auto it = gbps_.find(name);
-      if (it == gbps_.end()) return false;
-      value = it->second;
-      return true;
-    };
     // Ratios to the memchr line split of the same passes: a figure in GB/s says as much
     // about the CPU as about the decoder (issue 14). Measured when this run includes the
     // 1M-line tcp6 table (--benchmark_filter).
-    double memchr = 0;
-    const bool have_memchr = find("memchr_split/tcp6/1000000", memchr);
+    const bool have_memchr = gbps_.contains("memchr_split/tcp6/1000000");
     GoalSeconds seconds;
     if (have_memchr) {
       seconds = interleaved_goals(table(TcpTableFamily::kIpv6, 1'000'000), tracker::best_scan_kernel());

@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <functional>
+#include <iterator>
 #include <optional>
 #include <set>
 
@@ -455,6 +456,8 @@ Result<Acquired, LockError> LockService::acquire(const std::string& lock, const 
     // to 100 ms a release that came in between, and the slot waited.)
     std::int64_t short_by = ahead - (state.max - held);
     std::optional<LineView> fresh;  // that read, as the second in line became the first
+    // Whether an event came after that read (every event, before it).
+    const auto after_read = [&](const WatchEvent& event) { return !fresh || event.kv.mod_revision > fresh->revision; };
     const std::string ahead_entry = ahead == 1 ? line_prefix + view->ahead.front() : std::string();
     // What the events not in `fresh` say: releases, the entry ahead going (the second in
     // line's, before its read), or something else.
@@ -466,7 +469,7 @@ Result<Acquired, LockError> LockService::acquire(const std::string& lock, const 
     const auto sort_out = [&](const WatchResult& heard) {
       Heard out;
       for (const WatchEvent& event : heard.events) {
-        if (fresh && event.kv.mod_revision <= fresh->revision) continue;  // the read has it
+        if (!after_read(event)) continue;  // the read has it
         if (event.type == WatchEvent::Type::kDelete && event.kv.key.starts_with(holders_prefix)) {
           ++out.releases;
         } else if (!fresh && event.type == WatchEvent::Type::kDelete && event.kv.key == ahead_entry) {
@@ -509,9 +512,7 @@ Result<Acquired, LockError> LockService::acquire(const std::string& lock, const 
         if (fresh) {
           // From the read as first in line, less the releases heard after it.
           std::vector<WatchEvent> later;
-          for (const WatchEvent& event : change->events) {
-            if (event.kv.mod_revision > fresh->revision) later.push_back(event);
-          }
+          std::copy_if(change->events.begin(), change->events.end(), std::back_inserter(later), after_read);
           known = later.empty() ? std::optional<LineView>(std::move(*fresh))
                                 : after_releases(*fresh, 0, holders_prefix, later);
           break;

@@ -30,19 +30,6 @@ constexpr AsciiClasses make_ascii_classes() {
 }
 alignas(64) constexpr AsciiClasses kAsciiClasses = make_ascii_classes();
 
-// Each class's bit in every byte of a block, by the bit's number.
-struct ClassSplats {
-  alignas(64) std::uint8_t bytes[8][64];
-};
-constexpr ClassSplats make_class_splats() {
-  ClassSplats splats{};
-  for (int bit = 0; bit < 8; ++bit) {
-    for (auto& b : splats.bytes[bit]) b = static_cast<std::uint8_t>(1u << bit);
-  }
-  return splats;
-}
-alignas(64) constexpr ClassSplats kClassSplats = make_class_splats();
-
 struct Avx512Block {
   __m512i classes;
 
@@ -59,12 +46,10 @@ struct Avx512Block {
   }
   static std::uint64_t newlines(const char* p) { return equal(p, '\n'); }
 
-  // Positions of class kClass (one class). Its byte comes from memory, not a register:
-  // the profile showed the compiler building each such constant again, line after line.
-  template <std::uint8_t kClass>
+  // Positions of any of the classes kClasses.
+  template <std::uint8_t kClasses>
   std::uint64_t has() const {
-    static_assert(kClass != 0 && (kClass & (kClass - 1)) == 0, "one class");
-    return _mm512_test_epi8_mask(classes, _mm512_load_si512(kClassSplats.bytes[__builtin_ctz(kClass)]));
+    return _mm512_test_epi8_mask(classes, _mm512_set1_epi8(static_cast<char>(kClasses)));
   }
 
   // Positions whose class is none of those `allowed` there.
@@ -126,7 +111,7 @@ struct Lanes8 {
 // Every field after the addresses lies within 128 bytes of the remote port's text less
 // four (`window` below): the state is five bytes after the port, the tail 42 after the
 // state, and a tail field ends at most 63 bytes into the tail.
-struct Avx512Convert {
+struct Avx512Convert : VectorConvert {  // whose ipv6() converts the addresses
   // Offsets from the window's start.
   static constexpr int kState = 4 + 5;
   static constexpr int kTail = kState + 42;
@@ -138,10 +123,6 @@ struct Avx512Convert {
                 kIpv6.prefix == kIpv6.state_at + (kTail - kState));
   static_assert(kTail + 64 <= 128);
   static_assert(kIpv6.state_at + kMaxSlotShift - kState + 128 <= kReadAhead);
-
-  [[gnu::always_inline]] static void ipv6(const char* local, const char* remote, LineValues& v) {
-    VectorConvert::ipv6(local, remote, v);
-  }
 
   // A permute index of eight-byte lanes: byte b of lane j is from[j] + step * b.
   static constexpr __m512i lanes(const int (&from)[8], int step) {

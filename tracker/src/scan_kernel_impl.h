@@ -200,8 +200,9 @@ template <class W>
 }
 
 template <class W>
-[[gnu::always_inline]] inline Judged<W> judge(W space, W digit, W lower, W minus, const W& length, const W& prefix_problems,
-                       const W& colon, const W& slot_spaces, const W& port_chars, const W& state_chars) {
+[[gnu::always_inline]] inline Judged<W> judge(W space, W digit, W lower, W minus, const W& length,
+                                              const W& prefix_problems, const W& colon, const W& slot_spaces,
+                                              const W& port_chars, const W& state_chars) {
   const W one = W::broadcast(1);
   const W valid = ~(W::broadcast(~std::uint64_t{0}) << length);  // shifts of 64 give 0
   space = space & valid;
