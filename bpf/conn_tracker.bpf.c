@@ -113,17 +113,15 @@ static __always_inline void unmark_socket(struct skopos_sock_mark *mark)
 	mark->state = SKOPOS_MARK_IDLE;
 }
 
-/* Takes a counted socket (its mark `mark`) off its key and unmarks it. A key brought to
- * 0 stays, for the reclaim program. */
-static __always_inline void uncount_socket(struct skopos_sock_mark *mark)
+/* Takes 1 off `key`, which a counted socket added it to. A key brought to 0 stays, for
+ * the reclaim program. */
+static __always_inline void take_count(const struct skopos_conn_key *key)
 {
-	struct skopos_conn_key key = mark->key;
 	struct skopos_conn_count *value;
 	__u64 before;
 
-	unmark_socket(mark);
-	value = bpf_map_lookup_elem(&conn_counts, &key);
-	/* A marked socket added 1 to a live key, and the reclaim program deletes only keys
+	value = bpf_map_lookup_elem(&conn_counts, key);
+	/* A counted socket added 1 to a live key, and the reclaim program deletes only keys
 	 * at 0. */
 	if (!value) {
 		__sync_fetch_and_add(&stats.underflows, 1);
@@ -136,7 +134,16 @@ static __always_inline void uncount_socket(struct skopos_sock_mark *mark)
 		__sync_fetch_and_add(&stats.underflows, 1);
 		return;
 	}
-	notify(value, &key);
+	notify(value, key);
+}
+
+/* Takes a counted socket (its mark `mark`) off its key and unmarks it. */
+static __always_inline void uncount_socket(struct skopos_sock_mark *mark)
+{
+	struct skopos_conn_key key = mark->key;
+
+	unmark_socket(mark);
+	take_count(&key);
 }
 
 /*
@@ -192,21 +199,16 @@ static __always_inline bool mark_socket(__u64 addr, const struct skopos_conn_key
 }
 
 /*
- * Marks the socket and adds it to `key`; false when it could not be counted (it stays
- * unmarked, stats.storage_failures or stats.count_failures says so, and userspace stops
- * trusting counts until a snapshot has found it). The mark goes first: taking it back
- * cannot fail, while taking back a count could leave a key to reclaim.
+ * Adds 1 to `key`, making the key if it is missing; false when it could not (the map
+ * full, or the retries ran out).
  */
-static __always_inline bool count_socket(__u64 addr, const struct skopos_conn_key *key)
+static __always_inline bool add_count(const struct skopos_conn_key *key)
 {
 	struct skopos_conn_count zero = { .key = *key, .count = 0 };
 	struct skopos_conn_count *value;
-	struct skopos_sock_mark *mark;
 	__u64 before;
 	int i;
 
-	if (!mark_socket(addr, key))
-		return false;
 	for (i = 0; i < SKOPOS_COUNT_TRIES; i++) {
 		value = bpf_map_lookup_elem(&conn_counts, key);
 		if (!value) {
@@ -240,11 +242,66 @@ static __always_inline bool count_socket(__u64 addr, const struct skopos_conn_ke
 		notify(value, key);
 		return true;
 	}
+	__sync_fetch_and_add(&stats.count_failures, 1);
+	return false;
+}
+
+/*
+ * Marks the socket and adds it to `key`; false when it could not be counted (it stays
+ * unmarked, stats.storage_failures or stats.count_failures says so, and userspace stops
+ * trusting counts until a snapshot has found it). The mark goes first: taking it back
+ * cannot fail, while taking back a count could leave a key to reclaim.
+ */
+static __always_inline bool count_socket(__u64 addr, const struct skopos_conn_key *key)
+{
+	struct skopos_sock_mark *mark;
+
+	if (!mark_socket(addr, key))
+		return false;
+	if (add_count(key))
+		return true;
 	mark = bpf_map_lookup_elem(&sock_marks, &addr);
 	if (mark)
 		unmark_socket(mark);
-	__sync_fetch_and_add(&stats.count_failures, 1);
 	return false;
+}
+
+/*
+ * A socket leaving ESTABLISHED with no mark at its address: nobody counted it (it was
+ * ESTABLISHED before we loaded, or its mark could not be made). A walk of the shared hash
+ * (which holds no socket lock) may have read it ESTABLISHED a moment ago and be about to
+ * count it, or read it after its memory goes to another socket: an idle mark at its
+ * address, made before its state changes, keeps any walk from counting it (a walk counts
+ * only where there is no mark), and should a walk have marked it first after all, it is
+ * taken back here. Sockets counted since we loaded never come here. A mark that cannot
+ * be made is a storage failure: counts are unknown until a snapshot proves them again.
+ */
+static __always_inline void leave_unmarked(const struct sock *sk, __u64 addr)
+{
+	/* The namespace in the key only says whose it was (occupancy()). */
+	struct skopos_sock_mark idle = {
+		.key.netns = sk->__sk_common.skc_net.net->ns.inum, .state = SKOPOS_MARK_IDLE, .addr = addr
+	};
+	struct skopos_sock_mark *mark;
+	long err;
+	int tries;
+
+	for (tries = 0; tries < SKOPOS_MARK_TRIES; tries++) {
+		err = bpf_map_update_elem(&sock_marks, &addr, &idle, BPF_NOEXIST);
+		if (err == 0) {
+			__sync_fetch_and_add(&stats.marks_created, 1);
+			return;
+		}
+		if (err != -SKOPOS_EEXIST)
+			break;
+		mark = bpf_map_lookup_elem(&sock_marks, &addr);
+		if (!mark)
+			continue; /* deleted since: make ours */
+		if (mark->state == SKOPOS_MARK_COUNTED && mark->addr == addr)
+			uncount_socket(mark); /* a walk counted it first */
+		return;
+	}
+	__sync_fetch_and_add(&stats.storage_failures, 1);
 }
 
 /*
@@ -297,10 +354,13 @@ int BPF_PROG(track_transition, struct sock *sk, int oldstate, int newstate)
 	}
 
 	/* Leaving ESTABLISHED. Not counted: established before we loaded and not yet
-	 * found by a snapshot, so there is nothing to take back. */
+	 * found by a snapshot, so there is nothing to take back -- but a mark to leave
+	 * (see leave_unmarked). */
 	mark = bpf_map_lookup_elem(&sock_marks, &addr);
 	if (mark && mark->state == SKOPOS_MARK_COUNTED && mark->addr == addr)
 		uncount_socket(mark);
+	else if (!mark)
+		leave_unmarked(sk, addr);
 	return 0;
 }
 
@@ -372,6 +432,243 @@ int snapshot_namespace(struct bpf_iter__tcp *ctx)
 	if (count_socket(addr, &key))
 		__sync_fetch_and_add(&stats.snapshot_counted, 1);
 	return 0;
+}
+
+/* The walk's arguments and results (see struct skopos_walk): userspace writes and reads
+ * them through the global data's mapping, from one thread at a time. */
+struct skopos_walk walk_args = {};
+
+/* Where a walk stands, on the program's stack, for its bpf_loop() steps. */
+struct walk_state {
+	__u64 heads;  /* the address of bucket 0's list head */
+	__u64 stride; /* bytes from one bucket's head to the next */
+	__u64 node;   /* the list node in hand; 0: the bucket's head is to be read */
+	__u64 net;    /* the last socket's namespace (struct net *), and its inode */
+	__u32 inum;
+	__u32 bucket;
+	__u32 to;
+	__u32 nulls_base;
+	__u32 chain; /* sockets met in this bucket so far */
+	__u32 tries; /* walks of this bucket so far */
+	__u32 table;
+	__s32 error;
+	__u64 sockets;
+	__u64 counted;
+	__u64 restarts;
+	__u64 unclaimed;
+	__u64 hash; /* the hash walked (struct inet_hashinfo *) */
+	__u64 net_hash; /* the hash of `net`'s namespace */
+};
+
+/* Reads a kernel value the walk passes (no socket lock: it may change under us). */
+#define WALK_READ(dst, src) bpf_probe_read_kernel(&(dst), sizeof(dst), (const void *)(src))
+
+/*
+ * One socket the walk met; 1 when it belongs to a namespace with an established hash of
+ * its own, where a socket freed and reused meanwhile led the walk (its bucket is walked
+ * again). A global function, so that the verifier checks it once, on its own, rather
+ * than along every path of the walk's loop (which made loading take seconds).
+ */
+__noinline int walk_visit(struct walk_state *w, __u64 addr)
+{
+	const struct sock_common *skc = (const struct sock_common *)addr;
+	struct skopos_snapshot_run *run;
+	struct skopos_conn_key key;
+	__u64 net = 0;
+	__u16 port = 0, dport = 0;
+	__u8 state = 0;
+	__u32 word;
+	bool inbound;
+
+	if (!w)
+		return 0;
+	w->sockets++;
+	if (BPF_CORE_READ_INTO(&net, skc, skc_net.net) || !net)
+		return 0;
+	if (net != w->net) {
+		const struct net *ns = (const struct net *)net;
+
+		if (BPF_CORE_READ_INTO(&w->inum, ns, ns.inum) ||
+		    BPF_CORE_READ_INTO(&w->net_hash, ns, ipv4.tcp_death_row.hashinfo))
+			return 0;
+		w->net = net;
+	}
+	/* Every namespace shares the listening hash; not every one the established hash. */
+	if (w->table == SKOPOS_WALK_ESTABLISHED && w->net_hash != w->hash)
+		return 1;
+	if (BPF_CORE_READ_INTO(&state, skc, skc_state))
+		return 0;
+	if (state != (w->table == SKOPOS_WALK_LISTENING ? TCP_LISTEN : TCP_ESTABLISHED))
+		return 0;
+	run = bpf_map_lookup_elem(&snapshot_runs, &w->inum);
+	if (!run)
+		return 0; /* not a namespace being snapshotted */
+	if (BPF_CORE_READ_INTO(&port, skc, skc_num))
+		return 0;
+	word = port / 64;
+	barrier_var(word); /* see snapshot_namespace */
+	word &= SKOPOS_PORT_BITMAP_WORDS - 1;
+	if (w->table == SKOPOS_WALK_LISTENING) {
+		__sync_fetch_and_or(&run->listeners[word], 1ULL << (port % 64));
+		return 0;
+	}
+	/* Any mark at the address: counted, or a socket there left ESTABLISHED since we
+	 * read it (see leave_unmarked). Only full sockets are ESTABLISHED, and a socket's
+	 * memory stays a socket of its kind. */
+	{
+		struct skopos_sock_mark *mark = bpf_map_lookup_elem(&sock_marks, &addr);
+
+		if (mark) {
+			if (mark->state != SKOPOS_MARK_COUNTED)
+				w->unclaimed++; /* left just now, or failed: the iterator's to tell */
+			return 0;
+		}
+	}
+	inbound = (run->listeners[word] >> (port % 64)) & 1;
+	if (!inbound && BPF_CORE_READ_INTO(&dport, skc, skc_dport))
+		return 0;
+	key.netns = w->inum;
+	key.direction = inbound ? SKOPOS_DIRECTION_INBOUND : SKOPOS_DIRECTION_OUTBOUND;
+	key.port = inbound ? port : bpf_ntohs(dport);
+	key.pad = 0;
+	/* Counted before it is marked, so that a leave that finds the mark has a count to
+	 * take back; a mark that cannot be made takes the count back. */
+	if (!add_count(&key))
+		return 0;
+	{
+		struct skopos_sock_mark fresh = { .key = key, .state = SKOPOS_MARK_COUNTED, .addr = addr };
+		long err = bpf_map_update_elem(&sock_marks, &addr, &fresh, BPF_NOEXIST);
+
+		if (err) {
+			take_count(&key);
+			if (err != -SKOPOS_EEXIST) /* -EEXIST: it left meanwhile (leave_unmarked) */
+				__sync_fetch_and_add(&stats.storage_failures, 1);
+			return 0;
+		}
+	}
+	__sync_fetch_and_add(&stats.marks_created, 1);
+	__sync_fetch_and_add(&stats.snapshot_counted, 1);
+	w->counted++;
+	return 0;
+}
+
+/* One step of a walk: a bucket's head read, a socket visited, or a chain's end. */
+static long walk_step(__u64 index, struct walk_state *w)
+{
+	__u64 next = 0;
+
+	if (!w->node) {
+		if (WALK_READ(w->node, w->heads + (__u64)w->bucket * w->stride) || !w->node) {
+			w->error = -14; /* EFAULT */
+			return 1;
+		}
+		w->chain = 0;
+	}
+	if (w->node & 1) {
+		/* A nulls marker: the chain's end, which names its bucket. Another bucket's
+		 * means a socket we stood on moved meanwhile: this bucket again. */
+		if ((w->node >> 1) != (__u64)w->nulls_base + w->bucket) {
+			w->restarts++;
+			w->node = 0;
+			if (++w->tries < SKOPOS_WALK_TRIES)
+				return 0;
+			w->error = -11; /* EAGAIN */
+			return 1;
+		}
+		w->bucket++;
+		w->node = 0;
+		w->tries = 0;
+		return w->bucket >= w->to;
+	}
+	if (++w->chain > SKOPOS_WALK_MAX_CHAIN) {
+		w->error = -7; /* E2BIG */
+		return 1;
+	}
+	if (walk_visit(w, w->node - bpf_core_field_offset(struct sock_common, skc_nulls_node)) ||
+	    WALK_READ(next, w->node + bpf_core_field_offset(struct hlist_nulls_node, next)) || !next) {
+		w->restarts++; /* led off the shared hash, or a node read mid-change: this bucket again */
+		w->node = 0;
+		if (++w->tries < SKOPOS_WALK_TRIES)
+			return 0;
+		w->error = -11;
+		return 1;
+	}
+	w->node = next;
+	return 0;
+}
+
+/* The TCP hash of the calling thread's namespace, or NULL on a kernel before per-namespace
+ * hashes (6.1), whose one hash the walk does not find. */
+static __always_inline struct inet_hashinfo *current_hash(void)
+{
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+
+	if (!bpf_core_field_exists(struct inet_timewait_death_row, hashinfo) ||
+	    !bpf_core_field_exists(struct inet_hashinfo, pernet))
+		return NULL;
+	return BPF_CORE_READ(task, nsproxy, net_ns, ipv4.tcp_death_row.hashinfo);
+}
+
+/*
+ * The shared-hash walk (see struct skopos_walk): buckets [from, to) of the host's TCP
+ * hash, from a thread in a namespace that shares it, as far as SKOPOS_WALK_STEPS go.
+ */
+SEC("raw_tp")
+int walk_hash(void *ctx)
+{
+	struct walk_state w = {};
+	struct inet_hashinfo *hash = current_hash();
+	__u32 mask = 0;
+	bool pernet = true;
+
+	walk_args.error = 0;
+	walk_args.next = walk_args.from;
+	if (!hash || BPF_CORE_READ_INTO(&pernet, hash, pernet) || pernet) {
+		walk_args.error = -95; /* EOPNOTSUPP: not the shared hash */
+		return 0;
+	}
+	w.table = walk_args.table;
+	w.hash = (__u64)hash;
+	if (w.table == SKOPOS_WALK_LISTENING) {
+		if (BPF_CORE_READ_INTO(&w.heads, hash, lhash2) || BPF_CORE_READ_INTO(&mask, hash, lhash2_mask))
+			goto fault;
+		w.heads += bpf_core_field_offset(struct inet_listen_hashbucket, nulls_head);
+		w.stride = bpf_core_type_size(struct inet_listen_hashbucket);
+		w.nulls_base = SKOPOS_LISTENING_NULLS_BASE;
+	} else {
+		if (BPF_CORE_READ_INTO(&w.heads, hash, ehash) || BPF_CORE_READ_INTO(&mask, hash, ehash_mask))
+			goto fault;
+		w.stride = bpf_core_type_size(struct inet_ehash_bucket);
+	}
+	if (!w.heads)
+		goto fault;
+	walk_args.buckets = mask + 1;
+	w.bucket = walk_args.from;
+	w.to = walk_args.to < mask + 1 ? walk_args.to : mask + 1;
+	if (w.bucket < w.to)
+		bpf_loop(SKOPOS_WALK_STEPS, walk_step, &w, 0);
+	walk_args.next = w.bucket;
+	walk_args.error = w.error;
+	walk_args.sockets += w.sockets;
+	walk_args.counted += w.counted;
+	walk_args.restarts += w.restarts;
+	walk_args.unclaimed += w.unclaimed;
+	return 0;
+fault:
+	walk_args.error = -14;
+	return 0;
+}
+
+/* Whether the calling thread's namespace shares the host's TCP hash (SKOPOS_HASH_*). */
+SEC("raw_tp")
+int hash_shared(void *ctx)
+{
+	struct inet_hashinfo *hash = current_hash();
+	bool pernet = true;
+
+	if (!hash || BPF_CORE_READ_INTO(&pernet, hash, pernet))
+		return SKOPOS_HASH_UNKNOWN;
+	return pernet ? SKOPOS_HASH_OWN : SKOPOS_HASH_SHARED;
 }
 
 /* What the last reclaim pass did, for userspace (through the global data's mapping). */

@@ -34,6 +34,8 @@ namespace skopos::tracker {
 namespace {
 
 constexpr const char* kObject = "conn_tracker";
+// What a load failure with the walk's programs in it is called (see create()).
+constexpr const char* kWalkLoad = "bpf load with the shared-hash walk";
 
 // libbpf reports failures as negative errno values and sets errno; take whichever
 // carries it.
@@ -72,6 +74,12 @@ constexpr std::uint32_t kBatch = 4096;
 // past a few threads a snapshot burst would crowd the host's own work.
 constexpr std::size_t kMaxSnapshotThreads = 8;
 static_assert(kMaxSnapshotThreads <= SKOPOS_SNAPSHOT_MAX_RUNS);
+
+// Buckets per run of the walk program: short runs (a run holds its CPU), each well inside
+// SKOPOS_WALK_STEPS on any hash not under attack.
+constexpr std::uint32_t kWalkBuckets = 16384;
+// A run always finishes a bucket, however often its chain makes the walk start it again.
+static_assert((SKOPOS_WALK_MAX_CHAIN + 1) * SKOPOS_WALK_TRIES < SKOPOS_WALK_STEPS);
 
 // --- Pinned state (see Restart in the header) -----------------------------------------
 //
@@ -217,6 +225,14 @@ Result<void> BpfConnectionSource::remove_pins(const std::string& pin_dir) {
 Result<std::unique_ptr<BpfConnectionSource>> BpfConnectionSource::create(Options options) {
   bool pins_refused = false;
   auto source = create_once(options, true, pins_refused);
+  if (!source && options.walk && source.error().operation == kWalkLoad) {
+    // The walk is an optimisation: a kernel that refuses its programs gets the iterator.
+    log_warning("bpf: the shared-hash walk's programs did not load (" + source.error().message() +
+                "); every snapshot uses the kernel's iterator");
+    options.walk = false;
+    pins_refused = false;
+    source = create_once(options, true, pins_refused);
+  }
   if (source || !pins_refused) return source;
   // The pinned state could not be taken (a map or the link gone, a load that refused
   // it): log why, remove it and start afresh.
@@ -245,8 +261,17 @@ Result<std::unique_ptr<BpfConnectionSource>> BpfConnectionSource::create_once(co
   }
 
   // Run by BPF_PROG_RUN, never attached.
-  for (bpf_program* program : {skeleton->progs.reclaim, skeleton->progs.read_keys, skeleton->progs.clear_all_pending}) {
+  for (bpf_program* program : {skeleton->progs.reclaim, skeleton->progs.read_keys, skeleton->progs.clear_all_pending,
+                               skeleton->progs.walk_hash, skeleton->progs.hash_shared}) {
     bpf_program__set_autoattach(program, false);
+  }
+  // The shared-hash walk steps with bpf_loop() (kernel 5.17); without it every snapshot
+  // is the kernel's iterator, one namespace at a time.
+  const bool load_walk =
+      options.walk && libbpf_probe_bpf_helper(BPF_PROG_TYPE_RAW_TRACEPOINT, BPF_FUNC_loop, nullptr) == 1;
+  if (!load_walk) {
+    bpf_program__set_autoload(skeleton->progs.walk_hash, false);
+    bpf_program__set_autoload(skeleton->progs.hash_shared, false);
   }
   std::string state;
   if (!options.pin_dir.empty()) {
@@ -278,7 +303,10 @@ Result<std::unique_ptr<BpfConnectionSource>> BpfConnectionSource::create_once(co
       if (!dir.empty()) (void)remove_state(dir);
     }
   } unpin_on_failure;
-  if (int ret = conn_tracker__load(skeleton); ret != 0) {
+  if (int ret = conn_tracker__load(skeleton); ret != 0 && load_walk && failure_errno(ret) != EPERM) {
+    // Perhaps only the walk's programs: create() tries again without them.
+    return unexpected(Error::from_errno(failure_errno(ret), kWalkLoad, kObject));
+  } else if (ret != 0) {
     // The pinned maps refused by the verifier (not a missing privilege): start afresh.
     pins_refused = source->restored_ && failure_errno(ret) != EPERM;
     Error error = Error::from_errno(failure_errno(ret), "bpf load", kObject);
@@ -329,6 +357,8 @@ Result<std::unique_ptr<BpfConnectionSource>> BpfConnectionSource::create_once(co
   source->max_keys_ = bpf_map__max_entries(skeleton->maps.conn_counts);
   source->max_marks_ = bpf_map__max_entries(skeleton->maps.sock_marks);
   source->pending_.reserve(4096);
+  // The walk reads the hash of our own namespace: it must be the one the host shares.
+  source->walk_ = load_walk && source->hash_here() == SKOPOS_HASH_SHARED;
   if (source->restored_) {
     if (auto resumed = source->resume_from_pins(); !resumed) {
       pins_refused = true;
@@ -397,38 +427,126 @@ int BpfConnectionSource::on_event(void* context, void* data, std::size_t size) {
   return 0;
 }
 
+void BpfConnectionSource::in_threads(std::size_t count, FunctionRef<void(std::size_t)> work,
+                                     FunctionRef<void(const Error&)> unstarted) {
+  const std::size_t threads = std::min({count, usable_cpus(), kMaxSnapshotThreads});
+  std::atomic<std::size_t> next{0};
+  std::vector<std::jthread> pool;  // joined on leaving
+  pool.reserve(threads);
+  for (std::size_t t = 0; t < threads; ++t) {
+    try {
+      pool.emplace_back([&] {
+        for (std::size_t i = next.fetch_add(1); i < count; i = next.fetch_add(1)) work(i);
+      });
+    } catch (const std::system_error& error) {
+      // The threads already running take the whole queue; with none, nothing runs (and
+      // the caller tries again at the next rescan). Never on this thread: the work
+      // moves its thread into a namespace.
+      if (pool.empty()) unstarted(Error::from_errno(error.code().value(), "bpf snapshot", "thread start"));
+      break;
+    }
+  }
+}
+
 std::vector<Result<void>> BpfConnectionSource::snapshot_all(std::span<const NamespaceHandle> namespaces) {
   snapshots_ += namespaces.size();
   std::vector<Result<void>> results(namespaces.size());
-  const std::size_t threads = std::min({namespaces.size(), usable_cpus(), kMaxSnapshotThreads});
-  std::atomic<std::size_t> next{0};
-  {
-    std::vector<std::jthread> pool;  // joined on leaving the block
-    pool.reserve(threads);
-    for (std::size_t t = 0; t < threads; ++t) {
-      try {
-        pool.emplace_back([&] {
-          for (std::size_t i = next.fetch_add(1); i < namespaces.size(); i = next.fetch_add(1)) {
-            results[i] = snapshot_here(namespaces[i]);
+  // SKOPOS_SNAPSHOT_MAX_RUNS namespaces at a time (a walk's worth: no more namespaces
+  // held open at once, whatever the host holds). In parallel, each from a thread of its
+  // own moved into the namespace: a namespace with a TCP hash of its own is snapshotted
+  // there by the kernel's iterator, which reads only that hash; one sharing the host's
+  // is held open (so that its inode stays its own) for the walk, which reads the shared
+  // hash once for all of them instead of the iterator reading it whole for each.
+  for (std::size_t first = 0; first < namespaces.size(); first += SKOPOS_SNAPSHOT_MAX_RUNS) {
+    const std::size_t count = std::min<std::size_t>(SKOPOS_SNAPSHOT_MAX_RUNS, namespaces.size() - first);
+    std::vector<UniqueFd> held(count);
+    in_threads(
+        count,
+        [&](std::size_t k) {
+          const std::size_t i = first + k;
+          auto entered = enter(namespaces[i]);
+          if (!entered) {
+            results[i] = unexpected(std::move(entered).error());
+          } else if (walk_ && hash_here() == SKOPOS_HASH_SHARED) {
+            held[k] = std::move(*entered);
+          } else {
+            results[i] = iterate_here(namespaces[i]);
           }
+        },
+        [&](const Error& error) {
+          for (std::size_t k = 0; k < count; ++k) results[first + k] = unexpected(error);
         });
-      } catch (const std::system_error& error) {
-        // The threads already running take the whole queue; with none, every namespace
-        // fails (and is tried again at the next rescan). Never on this thread: a
-        // snapshot moves its thread into the namespace.
-        if (pool.empty()) {
-          for (auto& result : results) {
-            result = unexpected(Error::from_errno(error.code().value(), "bpf snapshot", "thread start"));
-          }
-        }
-        break;
-      }
+    std::vector<std::size_t> shared;
+    for (std::size_t k = 0; k < count; ++k) {
+      if (held[k]) shared.push_back(first + k);
     }
+    if (shared.empty() || walk_batch(namespaces, shared, results)) continue;
+    held.clear();
+    in_threads(
+        shared.size(), [&](std::size_t k) { results[shared[k]] = snapshot_here(namespaces[shared[k]]); },
+        [&](const Error& error) {
+          for (std::size_t i : shared) results[i] = unexpected(error);
+        });
   }
   return results;
 }
 
-Result<void> BpfConnectionSource::snapshot_here(const NamespaceHandle& ns) const {
+bool BpfConnectionSource::walk_batch(std::span<const NamespaceHandle> namespaces, std::span<const std::size_t> batch,
+                                     std::vector<Result<void>>& results) {
+  // A run per namespace, removed however the walk ends.
+  const int runs_fd = bpf_map__fd(skeleton_->maps.snapshot_runs);
+  std::vector<std::uint32_t> runs;
+  struct RemoveRuns {
+    int fd;
+    std::vector<std::uint32_t>& keys;
+    ~RemoveRuns() {
+      for (std::uint32_t key : keys) bpf_map_delete_elem(fd, &key);
+    }
+  } remove{runs_fd, runs};
+  for (std::size_t i : batch) {
+    if (auto added = add_run(namespaces[i]); !added) {
+      results[i] = unexpected(std::move(added).error());
+    } else {
+      runs.push_back(static_cast<std::uint32_t>(namespaces[i].inode));
+    }
+  }
+  if (runs.empty()) return true;
+  // The listeners first, every one, then the established sockets: a socket is inbound
+  // when its namespace listens on its port.
+  skopos_walk& args = skeleton_->bss->walk_args;
+  args.sockets = args.counted = args.restarts = args.unclaimed = 0;
+  for (const std::uint32_t table : {std::uint32_t{SKOPOS_WALK_LISTENING}, std::uint32_t{SKOPOS_WALK_ESTABLISHED}}) {
+    std::uint32_t from = 0;
+    do {
+      args.table = table;
+      args.from = from;
+      args.to = from + kWalkBuckets;
+      auto ran = run(skeleton_->progs.walk_hash, "bpf shared-hash walk");
+      if (ran && args.error == 0) {
+        from = args.next;
+        continue;
+      }
+      // The iterator snapshots these instead; what the walk counted stays counted.
+      const int error = ran ? -args.error : ran.error().code;
+      ++walk_fallbacks_;
+      log_warning("bpf: the shared-hash walk stopped (" + std::string(std::strerror(error)) + ") at bucket " +
+                  std::to_string(args.next) + " of " + (table == SKOPOS_WALK_LISTENING ? "listening" : "established") +
+                  " hash; snapshotting its " + std::to_string(runs.size()) + " namespaces one by one");
+      if (error == EOPNOTSUPP) walk_ = false;
+      return false;
+    } while (from < args.buckets);
+  }
+  // A socket read ESTABLISHED with a mark not counted: one that left just now, or one the
+  // kernel failed to count, which only the iterator (holding its lock) can tell apart.
+  if (args.unclaimed != 0) {
+    ++walk_fallbacks_;
+    return false;
+  }
+  ++walks_;
+  return true;
+}
+
+Result<UniqueFd> BpfConnectionSource::enter(const NamespaceHandle& ns) const {
   if (ns.inode > UINT32_MAX) {
     return unexpected(Error::invalid("bpf snapshot", ns.ns_path, "namespace inode does not fit 32 bits"));
   }
@@ -442,24 +560,44 @@ Result<void> BpfConnectionSource::snapshot_here(const NamespaceHandle& ns) const
                                      "now refers to namespace " + std::to_string(st.st_ino) + ", not " +
                                          std::to_string(ns.inode)));
   }
-  // bpf_iter_tcp walks the namespace of the task that creates the iterator; setns()
-  // moves only this thread.
+  // The kernel's iterator and hash_shared look at the namespace of the calling task;
+  // setns() moves only this thread.
   if (::setns(ns_fd.get(), CLONE_NEWNET) != 0) return unexpected(Error::from_errno(errno, "setns", ns.ns_path));
+  return ns_fd;
+}
 
+std::uint32_t BpfConnectionSource::hash_here() const {
+  bpf_test_run_opts opts{};
+  opts.sz = sizeof opts;
+  if (bpf_prog_test_run_opts(bpf_program__fd(skeleton_->progs.hash_shared), &opts) != 0) return SKOPOS_HASH_UNKNOWN;
+  return opts.retval;
+}
+
+Result<void> BpfConnectionSource::add_run(const NamespaceHandle& ns) const {
   // This namespace's run: its listener bitmap, empty. One run per namespace at a time.
   static const skopos_snapshot_run kEmptyRun{};
-  const int runs_fd = bpf_map__fd(skeleton_->maps.snapshot_runs);
   const auto key = static_cast<std::uint32_t>(ns.inode);
-  if (bpf_map_update_elem(runs_fd, &key, &kEmptyRun, BPF_NOEXIST) != 0) {
+  if (bpf_map_update_elem(bpf_map__fd(skeleton_->maps.snapshot_runs), &key, &kEmptyRun, BPF_NOEXIST) != 0) {
     Error error = Error::from_errno(errno, "bpf snapshot run", ns.ns_path);
     if (error.code == EEXIST) error.detail = "a snapshot of this namespace is already running";
     return unexpected(std::move(error));
   }
+  return {};
+}
+
+Result<void> BpfConnectionSource::snapshot_here(const NamespaceHandle& ns) const {
+  auto entered = enter(ns);
+  if (!entered) return unexpected(std::move(entered).error());
+  return iterate_here(ns);
+}
+
+Result<void> BpfConnectionSource::iterate_here(const NamespaceHandle& ns) const {
+  if (auto added = add_run(ns); !added) return added;
   struct RunEntry {
     int fd;
     std::uint32_t key;
     ~RunEntry() { bpf_map_delete_elem(fd, &key); }
-  } run{runs_fd, key};
+  } run{bpf_map__fd(skeleton_->maps.snapshot_runs), static_cast<std::uint32_t>(ns.inode)};
 
   UniqueFd iter(bpf_iter_create(bpf_link__fd(skeleton_->links.snapshot_namespace)));
   if (!iter) return unexpected(Error::from_errno(errno, "bpf iterator create", ns.ns_path));
@@ -837,6 +975,8 @@ SourceStats BpfConnectionSource::stats() const {
   stats.unproven = unproven();
   stats.proofs = proofs_;
   stats.snapshots = snapshots_;
+  stats.hash_walks = walks_;
+  stats.hash_walk_fallbacks = walk_fallbacks_;
   stats.carried_over = carried_over_;
   stats.reclaim_passes = reclaim_passes_;
   stats.keys_reclaimed = keys_reclaimed_;

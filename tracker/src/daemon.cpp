@@ -42,11 +42,12 @@ std::optional<long long> read_sysctl(const char* path) {
   return read ? std::optional<long long>(value) : std::nullopt;
 }
 
-// A BPF snapshot walks the established hash its namespace uses. By default every
-// network namespace shares the host's (net.ipv4.tcp_child_ehash_entries = 0), so each
-// container's snapshot walks all of its buckets -- milliseconds each, whatever the
-// container holds. Said once at start, with the way out: a hash of their own for
-// namespaces created afterwards.
+// Without the shared-hash walk (a kernel before 6.1, or a tracker whose own namespace
+// has a TCP hash of its own), each container's snapshot is the kernel's iterator, which
+// reads the whole established hash its namespace uses -- by default the host's
+// (net.ipv4.tcp_child_ehash_entries = 0): milliseconds each, whatever the container
+// holds. Said once at start then, with the way out: a hash of their own for namespaces
+// created afterwards.
 void advise_on_shared_tcp_hash() {
   const auto child = read_sysctl("/proc/sys/net/ipv4/tcp_child_ehash_entries");
   const auto host = read_sysctl("/proc/sys/net/ipv4/tcp_ehash_entries");
@@ -94,7 +95,10 @@ Result<std::unique_ptr<ConnectionSource>> make_source(SourceChoice choice,
              (options.pin_dir.empty() ? std::string()
               : (*bpf)->restored() ? ", taken over from the pinned state in " + options.pin_dir
                                    : ", pinned in " + options.pin_dir));
-    advise_on_shared_tcp_hash();
+    log_info(std::string("bpf snapshots: ") +
+             ((*bpf)->walks_shared_hash() ? "one walk of the host's TCP hash for every namespace sharing it"
+                                          : "the kernel's iterator, one namespace at a time"));
+    if (!(*bpf)->walks_shared_hash()) advise_on_shared_tcp_hash();
     return std::unique_ptr<ConnectionSource>(std::move(*bpf));
   }
   if (choice == SourceChoice::kBpf) return unexpected(std::move(bpf).error());

@@ -7,11 +7,16 @@
 // keyed by socket address) makes the two agree with no double count and no negative
 // count, however the sockets churn meanwhile.
 //
-// A snapshot walks the kernel's whole established hash (shared by every namespace) for
-// the sockets of one namespace: milliseconds each, whatever the namespace holds. So
-// track_many() runs the snapshots of many namespaces at once, one thread per CPU this
-// process may use, and reads the kernel's map once for all of them: a tracker (re)started
-// on a dense host knows every count in the time of namespaces / CPUs walks.
+// The kernel's iterator walks the whole TCP hash for the sockets of one namespace, and
+// every namespace shares the host's hash (unless net.ipv4.tcp_child_ehash_entries gave it
+// one of its own): a thousand namespaces would read it a thousand times. So track_many()
+// snapshots the namespaces that share it with one walk of the hash per
+// SKOPOS_SNAPSHOT_MAX_RUNS of them (the `walk_hash` program, which counts the sockets of
+// every namespace it snapshots as it passes; see conn_tracker.h), and those with a hash
+// of their own with the iterator, in parallel, one thread per CPU this process may use.
+// It then reads the kernel's map once for all of them. Kernels before 6.1 (no
+// per-namespace hashes to tell apart) and a tracker whose own namespace has a hash of its
+// own use the iterator for every namespace.
 //
 // Change events arrive through a ring buffer: wait on wait_fd(), then update(). Events
 // only name the (namespace, port, direction) to re-read from the kernel's map, so lost
@@ -76,6 +81,9 @@ class BpfConnectionSource final : public ConnectionSource {
     // Where to pin the maps and the tracepoint's link (see Restart above); empty: nothing
     // is pinned and the program stops with this object.
     std::string pin_dir;
+    // Whether namespaces sharing the host's TCP hash are snapshotted by walks of it (see
+    // above) when the kernel allows; false: the iterator, one namespace at a time.
+    bool walk = true;
   };
   // Loads, verifies and attaches the programs. Needs root (CAP_BPF, CAP_PERFMON,
   // CAP_SYS_ADMIN for setns) and kernel BTF; errors name the step and carry errno.
@@ -108,6 +116,9 @@ class BpfConnectionSource final : public ConnectionSource {
   // Whether create() took the maps and the attached program a tracker before this one
   // pinned (a restart), rather than loading afresh.
   bool restored() const { return restored_; }
+  // Whether namespaces sharing the host's TCP hash are snapshotted by walks of it (see
+  // above), rather than by the iterator one at a time.
+  bool walks_shared_hash() const { return walk_; }
   // The kernel's counts for a namespace read straight from the map (tracked or not),
   // bypassing the event path; for tests and the consistency check.
   Result<NamespaceCounts> read_map(std::uint64_t inode) const;
@@ -158,9 +169,28 @@ class BpfConnectionSource final : public ConnectionSource {
   Result<std::vector<std::uint32_t>> snapshot_run_keys() const;
   // Runs the snapshot of each namespace, in parallel (see above); one result each.
   std::vector<Result<void>> snapshot_all(std::span<const NamespaceHandle> namespaces);
-  // One snapshot, from the calling thread, which it moves into the namespace for good:
-  // only for a thread of snapshot_all's own.
+  // Runs work(0 .. count-1) on up to one thread per usable CPU (threads of our own: the
+  // work may move them into namespaces); `unstarted` when no thread could start.
+  static void in_threads(std::size_t count, FunctionRef<void(std::size_t)> work,
+                         FunctionRef<void(const Error&)> unstarted);
+  // Opens `ns`, checks it is still the namespace of its inode and moves the calling
+  // thread into it, for good; the open namespace.
+  Result<UniqueFd> enter(const NamespaceHandle& ns) const;
+  // SKOPOS_HASH_*: whether the calling thread's namespace shares the host's TCP hash.
+  std::uint32_t hash_here() const;
+  // Adds the (empty) snapshot run of `ns`; an error when one is running already.
+  Result<void> add_run(const NamespaceHandle& ns) const;
+  // One snapshot by the kernel's iterator, from the calling thread, which it moves into
+  // the namespace for good (enter, then iterate_here): only for a thread of
+  // snapshot_all's own.
   Result<void> snapshot_here(const NamespaceHandle& ns) const;
+  Result<void> iterate_here(const NamespaceHandle& ns) const;
+  // One walk of the shared hash for the namespaces namespaces[i], i in `batch` (at most
+  // SKOPOS_SNAPSHOT_MAX_RUNS; each held open by the caller), filling their results;
+  // false when the iterator must snapshot the batch instead (the walk stopped, or met a
+  // socket only the iterator may claim).
+  bool walk_batch(std::span<const NamespaceHandle> namespaces, std::span<const std::size_t> batch,
+                  std::vector<Result<void>>& results);
   // Fills the counts of every namespace in `into` (keyed by inode, each empty) with one
   // walk of the map.
   Result<void> read_maps(std::unordered_map<std::uint64_t, NamespaceCounts>& into) const;
@@ -209,6 +239,9 @@ class BpfConnectionSource final : public ConnectionSource {
   std::uint32_t program_id_ = 0;
   bool restored_ = false;   // see restored()
   std::uint64_t snapshots_ = 0;      // snapshots run
+  bool walk_ = false;                // namespaces sharing the host's hash are walked (see above)
+  std::uint64_t walks_ = 0;          // walks of the shared hash that finished
+  std::uint64_t walk_fallbacks_ = 0;  // walks whose batch went to the iterator instead
   std::uint64_t carried_over_ = 0;   // namespaces proven by a tracker before us: no snapshot
   std::unordered_map<std::uint64_t, Tracked> tracked_;
   // Keys named by the events of the current update(), as packed 64-bit values.

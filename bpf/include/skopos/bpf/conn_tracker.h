@@ -19,8 +19,9 @@
  * SKOPOS_MARK_COUNTED). The mark is set when the socket enters ESTABLISHED (or when the
  * snapshot iterator finds it ESTABLISHED and not counted) and goes back to
  * SKOPOS_MARK_IDLE, in place, when it leaves. A socket that leaves ESTABLISHED not
- * counted changes nothing. Both the tracepoint and the iterator run under the socket's
- * lock (the iterator since kernel 5.15), so the two can never both count one socket.
+ * counted leaves an idle mark (for the shared-hash walk, see SKOPOS_WALK_*). Both the tracepoint and the iterator run under the socket's lock (the
+ * iterator since kernel 5.15), so the two can never both count one socket; the walk,
+ * which holds no lock, counts only where no mark exists at all.
  * Every TCP socket leaves ESTABLISHED (through tcp_set_state(), which fires the
  * tracepoint) before it is freed, so a socket entering ESTABLISHED is never counted
  * already. Should it be even so (a socket freed at that address while counted), its
@@ -214,6 +215,57 @@ struct skopos_snapshot_run {
 	__u64 listeners[SKOPOS_PORT_BITMAP_WORDS];
 };
 #define SKOPOS_SNAPSHOT_MAX_RUNS 64
+
+/*
+ * The shared-hash walk (the `walk_hash` program): the snapshot of many namespaces at
+ * once. Namespaces that share the host's TCP hash (all of them, unless
+ * net.ipv4.tcp_child_ehash_entries gave one a hash of its own) have their sockets in one
+ * table, which the kernel's iterator walks whole for each namespace; the walk reads it
+ * once for every namespace with a run. It holds no socket lock, so it reads each socket
+ * as it passes (RCU and the sockets' type-stable memory make that safe; a walk that a
+ * moved socket led off its chain -- the chain ends in another bucket's nulls marker, or
+ * the socket now belongs to a namespace with a hash of its own -- walks the bucket
+ * again). It counts a socket it read ESTABLISHED only where sock_marks has no entry for
+ * its address at all, and counts it before it marks it (a mark insert that fails takes
+ * the count back). Every socket leaving ESTABLISHED leaves a mark at its address before
+ * its state changes: a counted one's goes idle, and one nobody counted makes an idle one
+ * (which costs only the sockets established before the program loaded). So a walk that
+ * read a socket ESTABLISHED a moment before it left, or read a socket since freed and
+ * reused at that address, finds a mark and does not count it; marks are deleted only by
+ * reclaim passes, which userspace never runs during a walk (one thread does both). A
+ * socket read ESTABLISHED with a mark that is not COUNTED is either one that just left
+ * or one the kernel failed to count: only the iterator, holding the socket's lock, can
+ * tell, so the walk reports it (`unclaimed`) and userspace snapshots the batch with the
+ * iterator.
+ *
+ * Userspace fills `table`, `from` and `to`, runs the program (BPF_PROG_RUN) from a
+ * thread in the host's namespace, and reads the rest: buckets [from, next) are walked.
+ */
+#define SKOPOS_WALK_LISTENING 0   /* the listening hash: fills the runs' listener bitmaps */
+#define SKOPOS_WALK_ESTABLISHED 1 /* the established hash: counts */
+/* Steps per program run (one per bucket and one per socket) and sockets per bucket at most. */
+#define SKOPOS_WALK_STEPS (1 << 16)
+#define SKOPOS_WALK_MAX_CHAIN 1024
+/* Walks of one bucket before the walk gives up (its chain kept changing under it). */
+#define SKOPOS_WALK_TRIES 16
+/* The kernel's nulls marker base for the listening hash's buckets (LISTENING_NULLS_BASE). */
+#define SKOPOS_LISTENING_NULLS_BASE (1U << 29)
+struct skopos_walk {
+	__u32 table;    /* SKOPOS_WALK_*: in */
+	__u32 from;     /* the first bucket: in */
+	__u32 to;       /* one past the last bucket: in */
+	__u32 next;     /* out: the first bucket not walked yet */
+	__u32 buckets;  /* out: the table's size */
+	__s32 error;    /* out: 0, or why the walk stopped (a negative errno) */
+	__u64 sockets;  /* out: sockets visited */
+	__u64 counted;  /* out: sockets counted */
+	__u64 restarts; /* out: buckets walked again */
+	__u64 unclaimed; /* out: sockets read ESTABLISHED with a mark not COUNTED (see above) */
+};
+/* Returned by the `hash_shared` program, run from a thread in a namespace. */
+#define SKOPOS_HASH_OWN 0       /* the namespace has a TCP hash of its own */
+#define SKOPOS_HASH_SHARED 1    /* it shares the host's */
+#define SKOPOS_HASH_UNKNOWN 2   /* the kernel predates per-namespace hashes (6.1): not walked */
 
 /*
  * The namespaces userspace has proven (proven_netns): inode -> the kernel's failure total
