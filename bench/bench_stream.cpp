@@ -11,7 +11,7 @@
 //     the containers' namespaces are made with net.ipv4.tcp_child_ehash_entries = N
 //     (restored right after), so each has a TCP hash of its own instead of sharing the
 //     host's (snapshotted then by the kernel's iterator, one namespace each, rather than
-//     by walks of the shared hash, 64 namespaces each). Then the tracker is stopped
+//     by walks of the shared hash, 256 namespaces each). Then the tracker is stopped
 //     and started again: it takes over the BPF state the first pinned (--bpf-pin-dir),
 //     and the time to every container counted again is the restart's.
 //

@@ -54,6 +54,8 @@ struct skopos_conn_stats stats = {};
  */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
+	/* 8 KiB a run, so allocated only while a snapshot runs. */
+	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__uint(max_entries, SKOPOS_SNAPSHOT_MAX_RUNS);
 	__type(key, __u32);
 	__type(value, struct skopos_snapshot_run);

@@ -214,7 +214,7 @@ struct skopos_reclaim {
 struct skopos_snapshot_run {
 	__u64 listeners[SKOPOS_PORT_BITMAP_WORDS];
 };
-#define SKOPOS_SNAPSHOT_MAX_RUNS 64
+#define SKOPOS_SNAPSHOT_MAX_RUNS 256
 
 /*
  * The shared-hash walk (the `walk_hash` program): the snapshot of many namespaces at
