@@ -199,6 +199,34 @@ template <class W>
   return (chars & W::broadcast(0x0F0F0F0F)) + letters + (letters << 3);
 }
 
+// The part of judge() that is not the tail: the prefix's problems with the slot's, and
+// port and state. A line is proven when `problems` is 0, the state is 1..13 (head_ok)
+// and the tail passes.
+template <class W>
+struct Head {
+  W problems;
+  W port;
+  W state;
+};
+template <class W>
+[[gnu::always_inline]] inline Head<W> judge_head(const W& prefix_problems, const W& colon, const W& slot_spaces,
+                                                 const W& port_chars, const W& state_chars) {
+  const W one = W::broadcast(1);
+  const W p = hex_digit_values(port_chars);
+  const W port = ((p & W::broadcast(0xF)) << 12) | (p & W::broadcast(0xF00)) | ((p >> 12) & W::broadcast(0xF0)) |
+                 (p >> 24);
+  const W s = hex_digit_values(state_chars);
+  const W state = ((s & W::broadcast(0xF)) << 4) | ((s >> 8) & W::broadcast(0xF));
+  // "%4d": spaces, then digits, of which the one before the colon is not a space.
+  const W slot_padding = slot_spaces & ((one << colon) - one);
+  const W slot_problems = (slot_padding & (slot_padding + one)) | (shift_right(slot_padding, colon - one) & one);
+  return {prefix_problems | slot_problems, port, state};
+}
+template <class W>
+[[gnu::always_inline]] inline auto head_ok(const Head<W>& head) {
+  return is_zero(head.problems) & at_most(head.state - W::broadcast(1), W::broadcast(12));
+}
+
 template <class W>
 [[gnu::always_inline]] inline Judged<W> judge(W space, W digit, W lower, W minus, const W& length,
                                               const W& prefix_problems, const W& colon, const W& slot_spaces,
@@ -208,16 +236,7 @@ template <class W>
   space = space & valid;
   lower = lower & valid;
   minus = minus & valid;
-
-  // Port and state.
-  const W p = hex_digit_values(port_chars);
-  const W port = ((p & W::broadcast(0xF)) << 12) | (p & W::broadcast(0xF00)) | ((p >> 12) & W::broadcast(0xF0)) |
-                 (p >> 24);
-  const W s = hex_digit_values(state_chars);
-  const W state = ((s & W::broadcast(0xF)) << 4) | ((s >> 8) & W::broadcast(0xF));
-  // "%4d": spaces, then digits, of which the one before the colon is not a space.
-  const W slot_padding = slot_spaces & ((one << colon) - one);
-  const W slot_problems = (slot_padding & (slot_padding + one)) | (shift_right(slot_padding, colon - one) & one);
+  const Head<W> head = judge_head(prefix_problems, colon, slot_spaces, port_chars, state_chars);
 
   const W field = (digit | lower | minus) & valid;
   // The byte before the tail is the prefix's final space, so a field starting at bit
@@ -255,7 +274,6 @@ template <class W>
   // and after the last field.
   const W padding = (second - one) | (valid & ~(after_last - one));
   const W problems =
-      prefix_problems | slot_problems |
       // A byte that is none of the tail's classes.
       (valid & ~(space | digit | lower | minus)) |
       // Hex letters outside the pointer.
@@ -270,8 +288,8 @@ template <class W>
       (minus & ~select(count == W::broadcast(10), last)) | (minus & ~(digit >> 1));
   using Mask = decltype(is_zero(W{}));
   const auto ok = static_cast<Mask>(is_zero(problems) & ((count == W::broadcast(5)) | (count == W::broadcast(10))) &
-                                    at_most(state - one, W::broadcast(12)));
-  return {ok, port, state};
+                                    head_ok(head));
+  return {ok, head.port, head.state};
 }
 
 // --- Batches -------------------------------------------------------------------------
@@ -300,6 +318,9 @@ struct alignas(64) Batch {
   const char* begin[kBatch];
   const char* newline[kBatch];
   std::uint8_t prefix[kBatch];  // where the tail starts
+  // 1: stage A proved the tail itself (the portable kernel's known tail shapes), and
+  // stage B judges only the rest; the tail's masks are then not recorded.
+  std::uint8_t tail_proven[kBatch];
   int size = 0;
 };
 
@@ -342,6 +363,7 @@ struct LineClasses {
   batch.begin[i] = line;
   batch.newline[i] = newline;
   batch.prefix[i] = static_cast<std::uint8_t>(family.prefix + shift);
+  batch.tail_proven[i] = 0;
 }
 
 // Stage A for the line at `line`: finds its newline (nullptr if it does not end where
@@ -418,6 +440,7 @@ inline ScanProgress scan_family(const char* begin, const char* end, Sink& sink) 
       batch.space[i] = batch.digit[i] = batch.lower[i] = batch.minus[i] = batch.length[i] = 0;
       batch.colon[i] = batch.slot_spaces[i] = batch.port_chars[i] = batch.state_chars[i] = 0;
       batch.problems[i] = 1;
+      batch.tail_proven[i] = 0;
     }
     const unsigned ok = batch.size > 0 ? Judge(batch) : 0;
     if (batch.size == kBatch && ok == (1u << kBatch) - 1) {

@@ -228,6 +228,172 @@ struct PortableStage {
   }
 };
 
+// --- Known tail shapes ----------------------------------------------------------------
+//
+// The tail's field widths repeat from line to line (a host's uids, timeouts, inode and
+// rto widths are few), and for one shape -- which of the window's bytes are spaces, and
+// where the newline falls -- what judge() accepts of the other bytes is fixed by
+// position: a space where the shape has one, a digit in a field, a digit or lowercase
+// hex letter in the pointer, and a digit or a minus sign at the start of a full
+// socket's ssthresh when a digit follows. So once judge() has proven a line, its shape
+// becomes a template of two byte ranges per position (as the prefix's), and a later line
+// whose spaces hash to the same shape and whose bytes pass the template is proven
+// without its class masks: no gathering of three bit planes in stage A, and only the
+// prefix, slot and state in stage B. That is exact by construction: passing the
+// template means the same spaces, fields and classes as a line judge() proved, and a
+// line that does not pass takes the full path. The profile before (bench_proc_net_tcp,
+// portable, 1M tcp6 lines) was flat over ~1,400 instructions, the tail's three planes
+// (24 multiplies a line) and judge() the largest parts.
+struct TailShape {
+  alignas(16) std::uint8_t low[2][64];   // low + 0x80, as Template
+  alignas(16) std::uint8_t span[2][64];  // span ^ 0x80
+  std::uint64_t key;  // fingerprint() of its spaces and length; 0 (even): none yet
+  // The window's bytes before the newline. Compared as well as the fingerprint: past
+  // it the template takes any byte, so a line whose newline came later and whose
+  // fingerprint collided would have bytes nobody checked.
+  std::uint64_t length;
+};
+constexpr unsigned kShapeBits = 7;
+struct ShapeCache {
+  TailShape shapes[1u << kShapeBits];
+};
+// Per thread: decoders run on several threads at once. Zeroed, with no constructor, so
+// that reaching it costs no initialisation check.
+thread_local ShapeCache g_shapes;
+thread_local std::uint64_t g_known_tail_lines = 0;  // portable_known_tail_lines()
+
+// A fingerprint of the tail's spaces (four 16-byte rows of 0x00 or 0xFF, zero past the
+// newline) and of the window's length: words rotated by different amounts and folded
+// together, always odd (an empty slot's 0 never matches). Collisions only cost the full
+// path: the template decides.
+inline std::uint64_t fingerprint(const V16 (&spaces)[4], std::uint64_t length) {
+  // The length spread over every bit: the final `| 1` must not merge lengths 2k and
+  // 2k + 1 (lines a digit apart, which would then evict each other's shapes).
+  std::uint64_t fold = length * 0xC2B2AE3D27D4EB4FULL;
+#pragma GCC unroll 4
+  for (unsigned r = 0; r < 4; ++r) {
+    std::uint64_t words[2];
+    std::memcpy(words, &spaces[r], sizeof words);
+    fold ^= std::rotl(words[0], static_cast<int>(18 * r + 5)) ^ std::rotl(words[1], static_cast<int>(18 * r + 14));
+  }
+  return fold | 1;
+}
+inline TailShape& shape_slot(std::uint64_t key) { return g_shapes.shapes[(key * 0x9E3779B97F4A7C15ULL) >> (64 - kShapeBits)]; }
+
+// Makes the shape of a tail judge() proved (its spaces `space`, window length `length`)
+// known, with the template judge()'s rules give it (see above).
+void learn_shape(std::uint64_t space, std::uint64_t length) {
+  const std::uint64_t valid = low_bits(static_cast<unsigned>(length));
+  space &= valid;
+  const std::uint64_t field = valid & ~space;
+  const std::uint64_t starts = field & ~(field << 1);
+  const unsigned count = bit_count(starts);
+  if (count != 5 && count != 10) return;  // not a shape judge() proves
+  std::uint64_t rest = starts;
+  for (int k = 0; k < 4; ++k) rest &= rest - 1;
+  const std::uint64_t fifth = rest & (0 - rest);
+  const auto end_of = [&](std::uint64_t start) {
+    const std::uint64_t after = ~field & ~(start - 1);
+    return after & (0 - after);
+  };
+  const std::uint64_t pointer = end_of(fifth) - fifth;
+  const std::uint64_t last = std::uint64_t{1} << highest(starts);
+  const std::uint64_t last_field = end_of(last) - last;
+  const bool signed_last = count == 10 && bit_count(last_field) >= 2;
+  V16 spaces[4];
+  TailShape shape{};
+  for (unsigned at = 0; at < 64; ++at) {
+    const std::uint64_t bit = std::uint64_t{1} << at;
+    std::uint8_t low[2];
+    std::uint8_t span[2];
+    if ((valid & bit) == 0) {
+      low[0] = low[1] = 0;
+      span[0] = span[1] = 0xFF;
+    } else if ((space & bit) != 0) {
+      low[0] = low[1] = ' ';
+      span[0] = span[1] = 0;
+    } else if ((pointer & bit) != 0) {
+      low[0] = '0';
+      span[0] = 9;
+      low[1] = 'a';
+      span[1] = 5;
+    } else if (signed_last && bit == last) {
+      low[0] = '0';
+      span[0] = 9;
+      low[1] = '-';
+      span[1] = 0;
+    } else {
+      low[0] = low[1] = '0';
+      span[0] = span[1] = 9;
+    }
+    for (int k = 0; k < 2; ++k) {
+      shape.low[k][at] = static_cast<std::uint8_t>(low[k] + 0x80);
+      shape.span[k][at] = static_cast<std::uint8_t>(span[k] ^ 0x80);
+    }
+    reinterpret_cast<std::uint8_t*>(spaces)[at] = (space & bit) != 0 ? 0xFF : 0;
+  }
+  shape.key = fingerprint(spaces, length);
+  shape.length = length;
+  shape_slot(shape.key) = shape;
+}
+
+// Stage A for counting: the tail against a known shape when there is one, else
+// PortableStage's classes for judge() (which then teaches the shape, judge_pairs).
+struct KnownShapeStage {
+  [[gnu::always_inline]] static const char* examine(const char* line, const Family& family, Batch& batch,
+                                                    unsigned& shift) {
+    const auto* newline = static_cast<const char*>(std::memchr(line + kNewlineWindow, '\n', 64));
+    if (newline == nullptr) return nullptr;
+    const unsigned prefix = family.prefix + shift;
+    const char* tail = line + prefix;
+    const auto tail_length = static_cast<unsigned>(newline - tail);
+    const unsigned length = tail_length < 64 ? tail_length : 64;
+    V16 rows[4];
+    V16 spaces[4];
+#pragma GCC unroll 4
+    for (unsigned r = 0; r < 4; ++r) {
+      rows[r] = load16(tail + 16 * r);
+      spaces[r] = equal(rows[r], ' ') & load16(kBeforeNewline + 64 - length + 16 * r);
+    }
+    const std::uint64_t key = fingerprint(spaces, length);
+    const TailShape& shape = shape_slot(key);
+    if (shape.key != key || shape.length != length) return PortableStage::examine(line, family, batch, shift);
+    V16 fails{};
+#pragma GCC unroll 4
+    for (unsigned r = 0; r < 4; ++r) {
+      const auto outside = [&](int k) {
+        return bytes_of(std::bit_cast<S16>(static_cast<V16>(rows[r] - row(shape.low[k], r))) >
+                        std::bit_cast<S16>(row(shape.span[k], r)));
+      };
+      fails |= outside(0) & outside(1);
+    }
+    if (any(fails)) return PortableStage::examine(line, family, batch, shift);
+
+    // The slot and the prefix, as PortableStage does (the tail was read for the slot
+    // width predicted: a line whose colon says otherwise takes the full path).
+    std::uint64_t head;
+    std::memcpy(&head, line, 8);
+    const std::uint64_t colons = gather8(equal_bytes(head, ':'));
+    const unsigned colon = colons != 0 ? lowest(colons) : (line[8] == ':' ? 8u : 63u);
+    if (colon != 4 + shift) return PortableStage::examine(line, family, batch, shift);
+    const std::uint64_t spaces_at = gather8(equal_bytes(head, ' '));
+    std::uint64_t problems = ~(spaces_at | gather8(digit_bytes(head))) & low_bits(colon);
+    const char* from = line + 4 + shift;
+    problems |= &family == &kIpv6 ? prefix_fails<kIpv6Template>(from) : prefix_fails<kIpv4Template>(from);
+    if (tail_length > 64) {
+      V16 not_space{};
+      for (unsigned r = 0; r < 4; ++r) {
+        not_space |= load16(kBeforeNewline + 128 - tail_length + 16 * r) & ~equal(load16(tail + 64 + 16 * r), ' ');
+      }
+      problems |= any(not_space);
+    }
+    record_line(batch, family, line, newline, shift, {0, 0, 0, 0, length, problems, colon, spaces_at});
+    batch.tail_proven[batch.size - 1] = 1;
+    ++g_known_tail_lines;
+    return newline;
+  }
+};
+
 // Two lines' words for judge(), side by side: judge() is a long chain of dependent
 // steps (each field start found from the previous one), and one line at a time left the
 // CPU waiting on it; two independent chains fill the gaps (bench_proc_net_tcp's portable
@@ -258,33 +424,66 @@ struct Pair {
   friend unsigned is_zero(Pair x) { return (x.a == 0 ? 1u : 0u) | (x.b == 0 ? 2u : 0u); }
 };
 
-// Stage B, two lines at a time. Returns bit i set for each proven line i.
+// Stage B, two lines at a time. Returns bit i set for each proven line i. With
+// `learn`, the shapes of the tails it proves become known (KnownShapeStage).
+template <bool learn>
 [[gnu::always_inline]] inline unsigned judge_pairs(Batch& batch) {
   unsigned ok = 0;
+  unsigned judged = 0;  // lines whose tails judge() proved (not KnownShapeStage)
   for (int i = 0; i < batch.size; i += 2) {
     // A batch's unused lines have defined contents (scan_lines), so the pair past an odd
     // size is judged harmlessly and masked off below.
     const auto pair = [&](const std::uint64_t* field) { return Pair{field[i], field[i + 1]}; };
+    const unsigned known = batch.tail_proven[i] | (batch.tail_proven[i + 1] << 1);
+    if (known == 3) {
+      const Head<Pair> head = judge_head(pair(batch.problems), pair(batch.colon), pair(batch.slot_spaces),
+                                         pair(batch.port_chars), pair(batch.state_chars));
+      ok |= head_ok(head) << i;
+      batch.port[i] = head.port.a;
+      batch.port[i + 1] = head.port.b;
+      batch.state[i] = head.state.a;
+      batch.state[i + 1] = head.state.b;
+      continue;
+    }
     const Judged<Pair> lines = judge(pair(batch.space), pair(batch.digit), pair(batch.lower), pair(batch.minus),
                                      pair(batch.length), pair(batch.problems), pair(batch.colon),
                                      pair(batch.slot_spaces), pair(batch.port_chars), pair(batch.state_chars));
-    ok |= lines.ok << i;
+    unsigned pair_ok = lines.ok;
+    if (known != 0) {
+      // One known tail beside one judged: the known one needs only its head.
+      const Head<Pair> head = judge_head(pair(batch.problems), pair(batch.colon), pair(batch.slot_spaces),
+                                         pair(batch.port_chars), pair(batch.state_chars));
+      pair_ok = (pair_ok & ~known) | (head_ok(head) & known);
+    }
+    ok |= pair_ok << i;
+    judged |= (lines.ok & ~known) << i;
     batch.port[i] = lines.port.a;
     batch.port[i + 1] = lines.port.b;
     batch.state[i] = lines.state.a;
     batch.state[i + 1] = lines.state.b;
   }
-  return ok & ((1u << batch.size) - 1);
+  ok &= (1u << batch.size) - 1;
+  if constexpr (learn) {
+    for (unsigned rest = judged & ok; rest != 0; rest &= rest - 1) {
+      const unsigned i = lowest(rest);
+      learn_shape(batch.space[i], batch.length[i]);
+    }
+  }
+  return ok;
 }
 
 }  // namespace
 
+std::uint64_t portable_known_tail_lines() { return g_known_tail_lines; }
+
 ScanProgress count_lines_portable(const char* begin, const char* end, bool ipv6, const CountTarget& target) {
-  return count_lines<PortableStage, judge_pairs>(begin, end, ipv6, target);
+  return count_lines<KnownShapeStage, judge_pairs<true>>(begin, end, ipv6, target);
 }
 
+// Records need every line's tail masks (decode_line finds the fields with them), so
+// they take PortableStage always.
 ScanProgress record_lines_portable(const char* begin, const char* end, bool ipv6, const RecordTarget& target) {
-  return record_lines<PortableStage, judge_pairs>(begin, end, ipv6, target);
+  return record_lines<PortableStage, judge_pairs<false>>(begin, end, ipv6, target);
 }
 
 }  // namespace skopos::tracker::detail

@@ -555,6 +555,9 @@ TEST(ProcNetTcpChunking, AnyChunkSizeGivesTheSameResult) {
 TEST(ProcNetTcpEquivalence, SingleByteMutationsAgreeOnEveryPath) {
   const std::string replacements("\0\t -:09ADEFGafg\n\r\x7f\xff", 19);
   std::size_t variants = 0;
+  // The portable kernel learns each valid line's tail shape and proves later lines
+  // against it: the mutants must meet that path too (counted below).
+  const std::uint64_t known_before = known_tail_shape_lines();
   for (bool v6 : {false, true}) {
     const std::vector<std::string_view> shapes =
         v6 ? std::vector<std::string_view>{kV6Listen, kV6Mapped, kV6TimeWait}
@@ -603,6 +606,30 @@ TEST(ProcNetTcpEquivalence, SingleByteMutationsAgreeOnEveryPath) {
     }
   }
   EXPECT_GT(variants, 30000u);
+  EXPECT_GT(known_tail_shape_lines() - known_before, variants) << "lines proven by a learned tail shape";
+}
+
+// The portable kernel proves a line against a tail shape learned from earlier lines: the
+// same spaces, and the newline in the same place. A line like a learned one but longer
+// -- its last field a byte wider, or a byte the tail grammar refuses added at its end --
+// has bytes past the learned newline that the learned template never checks: it must be
+// a shape of its own. Every tail length and both kinds of byte, after the learned line
+// and in the same batch.
+TEST(ProcNetTcpEquivalence, ALineLongerThanALearnedShapeIsNotProvenByIt) {
+  const std::string_view full = kV6Mapped.substr(0, kV6Mapped.rfind(' ') + 1);  // up to ssthresh
+  for (const std::string_view last : {"1", "12", "123", "1234", "12345", "123456"}) {
+    const std::string learned = std::string(full) + std::string(last);
+    for (const std::string_view extra : {"7", "G", "x", ":", "-"}) {
+      const std::string longer = learned + std::string(extra);
+      const std::string text = v6_table({learned, learned, learned, longer, learned, learned, longer, learned,
+                                         learned, learned});
+      const Outcome reference = count_records({text});
+      for (ScanKernel kernel : runnable_kernels()) {
+        EXPECT_EQ(count({text}, kernel), reference)
+            << scan_kernel_name(kernel) << " on \"" << longer << "\" after \"" << learned << "\"";
+      }
+    }
+  }
 }
 
 TEST(ProcNetTcpCounting, GeneratedTablesMatchTheGeneratorOnEveryPathAndChunking) {

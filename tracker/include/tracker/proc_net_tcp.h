@@ -165,6 +165,9 @@ struct ScanKernelChoice {
 const ScanKernelChoice& scan_kernel_choice();
 // What kAuto resolves to on this CPU: scan_kernel_choice().chosen.
 ScanKernel best_scan_kernel();
+// Lines the portable kernel proved, on this thread, by a tail shape it had learned from
+// an earlier line (its fast path; see scan_portable.cpp). For tests and benchmarks.
+std::uint64_t known_tail_shape_lines();
 
 // The full-record path. Feed one file's bytes in order, then finish(). With a SIMD
 // kernel, lines it proves well-formed are read from known offsets and the rest go
