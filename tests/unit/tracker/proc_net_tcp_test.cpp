@@ -556,7 +556,8 @@ TEST(ProcNetTcpEquivalence, SingleByteMutationsAgreeOnEveryPath) {
   const std::string replacements("\0\t -:09ADEFGafg\n\r\x7f\xff", 19);
   std::size_t variants = 0;
   // The portable kernel learns each valid line's tail shape and proves later lines
-  // against it: the mutants must meet that path too (counted below).
+  // against it: that path is in use here (counted below; the mutants themselves meet it
+  // whenever their spaces and length are a learned line's).
   const std::uint64_t known_before = known_tail_shape_lines();
   for (bool v6 : {false, true}) {
     const std::vector<std::string_view> shapes =
@@ -708,6 +709,24 @@ TEST(ProcNetTcpCounting, KernelPrintedLinesTakeTheFastPath) {
       EXPECT_LE(outcome.fallback_lines, 4u) << scan_kernel_name(kernel) << " " << tcp_table_name(family);
       EXPECT_EQ(count({table}, ScanKernel::kParser).fallback_lines, 20'000u);
     }
+  }
+}
+
+// The portable kernel proves a table's lines against the tail shapes it learned: counted
+// again, a generated table's lines all but take that path (its ~20 shapes fit the
+// table), and with the same result.
+TEST(ProcNetTcpCounting, ThePortableKernelProvesKnownShapesWithoutTheirMasks) {
+  for (TcpTableFamily family : {TcpTableFamily::kIpv4, TcpTableFamily::kIpv6}) {
+    const std::string table = bench::generate_tcp_table(family, 20'000, 5);
+    const Outcome first = count({table}, ScanKernel::kPortable);
+    ASSERT_FALSE(first.error);
+    const std::uint64_t before = known_tail_shape_lines();
+    const Outcome second = count({table}, ScanKernel::kPortable);
+    const std::uint64_t known = known_tail_shape_lines() - before;
+    EXPECT_EQ(second, first);
+    EXPECT_EQ(second.fallback_lines, first.fallback_lines);
+    EXPECT_GE(known, 19'000u) << tcp_table_name(family) << ": lines proven by a learned shape, of 20,000";
+    EXPECT_EQ(count({table}, ScanKernel::kParser), first) << tcp_table_name(family);
   }
 }
 
