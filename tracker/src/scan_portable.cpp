@@ -443,7 +443,7 @@ template <bool learn>
     // A batch's unused lines have defined contents (scan_lines), so the pair past an odd
     // size is judged harmlessly and masked off below.
     const auto pair = [&](const std::uint64_t* field) { return Pair{field[i], field[i + 1]}; };
-    const unsigned known = batch.tail_proven[i] | (batch.tail_proven[i + 1] << 1);
+    const unsigned known = unsigned{batch.tail_proven[i]} | (unsigned{batch.tail_proven[i + 1]} << 1);
     if (known == 3) {
       const Head<Pair> head = judge_head(pair(batch.problems), pair(batch.colon), pair(batch.slot_spaces),
                                          pair(batch.port_chars), pair(batch.state_chars));
