@@ -454,9 +454,6 @@ struct walk_state {
 	__u32 tries; /* walks of this bucket so far */
 	__u32 table;
 	__s32 error;
-	__u64 sockets;
-	__u64 counted;
-	__u64 restarts;
 	__u64 unclaimed;
 	__u64 hash; /* the hash walked (struct inet_hashinfo *) */
 	__u64 net_hash; /* the hash of `net`'s namespace */
@@ -484,7 +481,6 @@ __noinline int walk_visit(struct walk_state *w, __u64 addr)
 
 	if (!w)
 		return 0;
-	w->sockets++;
 	if (BPF_CORE_READ_INTO(&net, skc, skc_net.net) || !net)
 		return 0;
 	if (net != w->net) {
@@ -550,8 +546,18 @@ __noinline int walk_visit(struct walk_state *w, __u64 addr)
 	}
 	__sync_fetch_and_add(&stats.marks_created, 1);
 	__sync_fetch_and_add(&stats.snapshot_counted, 1);
-	w->counted++;
 	return 0;
+}
+
+/* The bucket again, from its head (the walk was led off its chain); 1 (stop, EAGAIN)
+ * once it has been walked SKOPOS_WALK_TRIES times. */
+static __always_inline long walk_again(struct walk_state *w)
+{
+	w->node = 0;
+	if (++w->tries < SKOPOS_WALK_TRIES)
+		return 0;
+	w->error = -11; /* EAGAIN */
+	return 1;
 }
 
 /* One step of a walk: a bucket's head read, a socket visited, or a chain's end. */
@@ -569,14 +575,8 @@ static long walk_step(__u64 index, struct walk_state *w)
 	if (w->node & 1) {
 		/* A nulls marker: the chain's end, which names its bucket. Another bucket's
 		 * means a socket we stood on moved meanwhile: this bucket again. */
-		if ((w->node >> 1) != (__u64)w->nulls_base + w->bucket) {
-			w->restarts++;
-			w->node = 0;
-			if (++w->tries < SKOPOS_WALK_TRIES)
-				return 0;
-			w->error = -11; /* EAGAIN */
-			return 1;
-		}
+		if ((w->node >> 1) != (__u64)w->nulls_base + w->bucket)
+			return walk_again(w);
 		w->bucket++;
 		w->node = 0;
 		w->tries = 0;
@@ -587,14 +587,8 @@ static long walk_step(__u64 index, struct walk_state *w)
 		return 1;
 	}
 	if (walk_visit(w, w->node - bpf_core_field_offset(struct sock_common, skc_nulls_node)) ||
-	    WALK_READ(next, w->node + bpf_core_field_offset(struct hlist_nulls_node, next)) || !next) {
-		w->restarts++; /* led off the shared hash, or a node read mid-change: this bucket again */
-		w->node = 0;
-		if (++w->tries < SKOPOS_WALK_TRIES)
-			return 0;
-		w->error = -11;
-		return 1;
-	}
+	    WALK_READ(next, w->node + bpf_core_field_offset(struct hlist_nulls_node, next)) || !next)
+		return walk_again(w); /* led off the shared hash, or a node read mid-change */
 	w->node = next;
 	return 0;
 }
@@ -651,9 +645,6 @@ int walk_hash(void *ctx)
 		bpf_loop(SKOPOS_WALK_STEPS, walk_step, &w, 0);
 	walk_args.next = w.bucket;
 	walk_args.error = w.error;
-	walk_args.sockets += w.sockets;
-	walk_args.counted += w.counted;
-	walk_args.restarts += w.restarts;
 	walk_args.unclaimed += w.unclaimed;
 	return 0;
 fault:

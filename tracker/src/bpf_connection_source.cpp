@@ -494,27 +494,20 @@ std::vector<Result<void>> BpfConnectionSource::snapshot_all(std::span<const Name
 bool BpfConnectionSource::walk_batch(std::span<const NamespaceHandle> namespaces, std::span<const std::size_t> batch,
                                      std::vector<Result<void>>& results) {
   // A run per namespace, removed however the walk ends.
-  const int runs_fd = bpf_map__fd(skeleton_->maps.snapshot_runs);
-  std::vector<std::uint32_t> runs;
-  struct RemoveRuns {
-    int fd;
-    std::vector<std::uint32_t>& keys;
-    ~RemoveRuns() {
-      for (std::uint32_t key : keys) bpf_map_delete_elem(fd, &key);
-    }
-  } remove{runs_fd, runs};
+  std::vector<Run> runs;
+  runs.reserve(batch.size());
   for (std::size_t i : batch) {
     if (auto added = add_run(namespaces[i]); !added) {
       results[i] = unexpected(std::move(added).error());
     } else {
-      runs.push_back(static_cast<std::uint32_t>(namespaces[i].inode));
+      runs.push_back(std::move(*added));
     }
   }
   if (runs.empty()) return true;
   // The listeners first, every one, then the established sockets: a socket is inbound
   // when its namespace listens on its port.
   skopos_walk& args = skeleton_->bss->walk_args;
-  args.sockets = args.counted = args.restarts = args.unclaimed = 0;
+  args.unclaimed = 0;
   for (const std::uint32_t table : {std::uint32_t{SKOPOS_WALK_LISTENING}, std::uint32_t{SKOPOS_WALK_ESTABLISHED}}) {
     std::uint32_t from = 0;
     do {
@@ -573,16 +566,21 @@ std::uint32_t BpfConnectionSource::hash_here() const {
   return opts.retval;
 }
 
-Result<void> BpfConnectionSource::add_run(const NamespaceHandle& ns) const {
+BpfConnectionSource::Run::~Run() {
+  if (fd_ >= 0) bpf_map_delete_elem(fd_, &key_);
+}
+
+Result<BpfConnectionSource::Run> BpfConnectionSource::add_run(const NamespaceHandle& ns) const {
   // This namespace's run: its listener bitmap, empty. One run per namespace at a time.
   static const skopos_snapshot_run kEmptyRun{};
   const auto key = static_cast<std::uint32_t>(ns.inode);
-  if (bpf_map_update_elem(bpf_map__fd(skeleton_->maps.snapshot_runs), &key, &kEmptyRun, BPF_NOEXIST) != 0) {
+  const int fd = bpf_map__fd(skeleton_->maps.snapshot_runs);
+  if (bpf_map_update_elem(fd, &key, &kEmptyRun, BPF_NOEXIST) != 0) {
     Error error = Error::from_errno(errno, "bpf snapshot run", ns.ns_path);
     if (error.code == EEXIST) error.detail = "a snapshot of this namespace is already running";
     return unexpected(std::move(error));
   }
-  return {};
+  return Run(fd, key);
 }
 
 Result<void> BpfConnectionSource::snapshot_here(const NamespaceHandle& ns) const {
@@ -592,12 +590,8 @@ Result<void> BpfConnectionSource::snapshot_here(const NamespaceHandle& ns) const
 }
 
 Result<void> BpfConnectionSource::iterate_here(const NamespaceHandle& ns) const {
-  if (auto added = add_run(ns); !added) return added;
-  struct RunEntry {
-    int fd;
-    std::uint32_t key;
-    ~RunEntry() { bpf_map_delete_elem(fd, &key); }
-  } run{bpf_map__fd(skeleton_->maps.snapshot_runs), static_cast<std::uint32_t>(ns.inode)};
+  auto run = add_run(ns);  // removed however the snapshot ends
+  if (!run) return unexpected(std::move(run).error());
 
   UniqueFd iter(bpf_iter_create(bpf_link__fd(skeleton_->links.snapshot_namespace)));
   if (!iter) return unexpected(Error::from_errno(errno, "bpf iterator create", ns.ns_path));

@@ -113,18 +113,22 @@ inline V16 row(const std::uint8_t* bytes, unsigned r) {
 // a constant, but GCC 12 kept the loop rolled, loading each template row through a
 // pointer it stepped (the profile of commit 927ce2a); "#pragma GCC unroll" unrolls it,
 // and the rows become memory operands at fixed addresses.
+// Row r's bytes of `x` that lie in neither of their two ranges (0xFF each), for a
+// template's rows `low` and `span` (two each, as Template holds them).
+template <std::size_t N>
+[[gnu::always_inline]] inline V16 row_fails(V16 x, const std::uint8_t (&low)[2][N], const std::uint8_t (&span)[2][N],
+                                            unsigned r) {
+  const auto outside = [&](int k) {
+    return bytes_of(std::bit_cast<S16>(static_cast<V16>(x - row(low[k], r))) > std::bit_cast<S16>(row(span[k], r)));
+  };
+  return outside(0) & outside(1);
+}
+
 template <const Template& t>
 [[gnu::always_inline]] inline bool prefix_fails(const char* from) {
   V16 fails{};
 #pragma GCC unroll 8
-  for (unsigned r = 0; r < t.rows; ++r) {
-    const V16 x = load16(from + 16 * r);
-    const auto outside = [&](int k) {
-      return bytes_of(std::bit_cast<S16>(static_cast<V16>(x - row(t.low[k], r))) >
-                      std::bit_cast<S16>(row(t.span[k], r)));
-    };
-    fails |= outside(0) & outside(1);
-  }
+  for (unsigned r = 0; r < t.rows; ++r) fails |= row_fails(load16(from + 16 * r), t.low, t.span, r);
   return any(fails);
 }
 
@@ -158,6 +162,34 @@ constexpr BeforeNewlineTable make_before_newline() {
 constexpr BeforeNewlineTable kBeforeNewlineTable = make_before_newline();
 constexpr const char* kBeforeNewline = kBeforeNewlineTable.bytes;
 
+// The slot: up to 8 columns of spaces and digits, then the colon. Its colon's position,
+// its spaces, and whether a byte before the colon is neither (the caller checks the
+// colon's position against the width it predicted).
+struct Slot {
+  unsigned colon;
+  std::uint64_t spaces;
+  std::uint64_t problems;
+};
+[[gnu::always_inline]] inline Slot read_slot(const char* line) {
+  std::uint64_t head;
+  std::memcpy(&head, line, 8);
+  const std::uint64_t colons = gather8(equal_bytes(head, ':'));
+  const unsigned colon = colons != 0 ? lowest(colons) : (line[8] == ':' ? 8u : 63u);
+  const std::uint64_t spaces = gather8(equal_bytes(head, ' '));
+  return {colon, spaces, ~(spaces | gather8(digit_bytes(head))) & low_bits(colon)};
+}
+
+// Whether a byte between the tail's window and the newline (a tail of `tail_length`
+// bytes, more than 64) is not a space. newline < line + 192 and the tail starts at or
+// after line + 76, so one more window always reaches the newline.
+[[gnu::always_inline]] inline bool padding_fails(const char* tail, unsigned tail_length) {
+  V16 not_space{};
+  for (unsigned r = 0; r < 4; ++r) {
+    not_space |= load16(kBeforeNewline + 128 - tail_length + 16 * r) & ~equal(load16(tail + 64 + 16 * r), ' ');
+  }
+  return any(not_space);
+}
+
 struct PortableStage {
   // The contract of stage_a() (scan_kernel_impl.h), the same records for stage B.
   [[gnu::always_inline]] static const char* examine(const char* line, const Family& family, Batch& batch,
@@ -168,14 +200,8 @@ struct PortableStage {
     const auto* newline = static_cast<const char*>(std::memchr(line + kNewlineWindow, '\n', 64));
     if (newline == nullptr) return nullptr;
 
-    // The slot: up to 8 columns of spaces and digits, then the colon.
-    std::uint64_t head;
-    std::memcpy(&head, line, 8);
-    const std::uint64_t colons = gather8(equal_bytes(head, ':'));
-    const unsigned colon = colons != 0 ? lowest(colons) : (line[8] == ':' ? 8u : 63u);
-    std::uint64_t problems = take_slot_width(colon, shift);
-    const std::uint64_t spaces = gather8(equal_bytes(head, ' '));
-    problems |= ~(spaces | gather8(digit_bytes(head))) & low_bits(colon);
+    const Slot slot = read_slot(line);
+    std::uint64_t problems = take_slot_width(slot.colon, shift) | slot.problems;
 
     // The rest of the prefix against its template.
     const char* from = line + 4 + shift;
@@ -210,20 +236,12 @@ struct PortableStage {
       minus |= std::uint64_t{bits16(planes, 0x20)} << (16 * r);
     }
     problems |= any(other);
-    if (tail_length > 64) {
-      // newline < line + 192 and the tail starts at or after line + 76, so one more
-      // window always reaches the newline.
-      V16 not_space{};
-      for (unsigned r = 0; r < 4; ++r) {
-        not_space |= load16(kBeforeNewline + 128 - tail_length + 16 * r) & ~equal(load16(tail + 64 + 16 * r), ' ');
-      }
-      problems |= any(not_space);
-    }
+    if (tail_length > 64) problems |= padding_fails(tail, tail_length);
     const std::uint64_t valid = low_bits(length);
 
     record_line(batch, family, line, newline, shift,
                 {space, valid & ~(space | lower | minus) /* `other` was checked empty */, lower, minus, length,
-                 problems, colon, spaces});
+                 problems, slot.colon, slot.spaces});
     return newline;
   }
 };
@@ -244,9 +262,10 @@ struct PortableStage {
 // line that does not pass takes the full path. The profile before (bench_proc_net_tcp,
 // portable, 1M tcp6 lines) was flat over ~1,400 instructions, the tail's three planes
 // (24 multiplies a line) and judge() the largest parts.
+constexpr std::size_t kTailRows = 4;  // the tail's 64-byte window
 struct TailShape {
-  alignas(16) std::uint8_t low[2][64];   // low + 0x80, as Template
-  alignas(16) std::uint8_t span[2][64];  // span ^ 0x80
+  alignas(16) std::uint8_t low[2][kTailRows * 16];   // low + 0x80, as Template
+  alignas(16) std::uint8_t span[2][kTailRows * 16];  // span ^ 0x80
   std::uint64_t key;  // fingerprint() of its spaces and length; 0 (even): none yet
   // The window's bytes before the newline. Compared as well as the fingerprint: past
   // it the template takes any byte, so a line whose newline came later and whose
@@ -370,34 +389,18 @@ struct KnownShapeStage {
     if (shape.key != key || shape.length != length) return PortableStage::examine(line, family, batch, shift);
     V16 fails{};
 #pragma GCC unroll 4
-    for (unsigned r = 0; r < 4; ++r) {
-      const auto outside = [&](int k) {
-        return bytes_of(std::bit_cast<S16>(static_cast<V16>(rows[r] - row(shape.low[k], r))) >
-                        std::bit_cast<S16>(row(shape.span[k], r)));
-      };
-      fails |= outside(0) & outside(1);
-    }
+    for (unsigned r = 0; r < 4; ++r) fails |= row_fails(rows[r], shape.low, shape.span, r);
     if (any(fails)) return PortableStage::examine(line, family, batch, shift);
 
     // The slot and the prefix, as PortableStage does (the tail was read for the slot
     // width predicted: a line whose colon says otherwise takes the full path).
-    std::uint64_t head;
-    std::memcpy(&head, line, 8);
-    const std::uint64_t colons = gather8(equal_bytes(head, ':'));
-    const unsigned colon = colons != 0 ? lowest(colons) : (line[8] == ':' ? 8u : 63u);
-    if (colon != 4 + shift) return PortableStage::examine(line, family, batch, shift);
-    const std::uint64_t spaces_at = gather8(equal_bytes(head, ' '));
-    std::uint64_t problems = ~(spaces_at | gather8(digit_bytes(head))) & low_bits(colon);
+    const Slot slot = read_slot(line);
+    if (slot.colon != 4 + shift) return PortableStage::examine(line, family, batch, shift);
+    std::uint64_t problems = slot.problems;
     const char* from = line + 4 + shift;
     problems |= &family == &kIpv6 ? prefix_fails<kIpv6Template>(from) : prefix_fails<kIpv4Template>(from);
-    if (tail_length > 64) {
-      V16 not_space{};
-      for (unsigned r = 0; r < 4; ++r) {
-        not_space |= load16(kBeforeNewline + 128 - tail_length + 16 * r) & ~equal(load16(tail + 64 + 16 * r), ' ');
-      }
-      problems |= any(not_space);
-    }
-    record_line(batch, family, line, newline, shift, {0, 0, 0, 0, length, problems, colon, spaces_at});
+    if (tail_length > 64) problems |= padding_fails(tail, tail_length);
+    record_line(batch, family, line, newline, shift, {0, 0, 0, 0, length, problems, slot.colon, slot.spaces});
     batch.tail_proven[batch.size - 1] = 1;
     return newline;
   }
@@ -438,12 +441,14 @@ struct Pair {
 template <bool learn>
 [[gnu::always_inline]] inline unsigned judge_pairs(Batch& batch) {
   unsigned ok = 0;
-  unsigned judged = 0;  // lines whose tails judge() proved (not KnownShapeStage)
+  unsigned judged = 0;    // lines whose tails judge() proved (not KnownShapeStage)
+  [[maybe_unused]] unsigned known_all = 0;  // lines whose tails KnownShapeStage proved
   for (int i = 0; i < batch.size; i += 2) {
     // A batch's unused lines have defined contents (scan_lines), so the pair past an odd
     // size is judged harmlessly and masked off below.
     const auto pair = [&](const std::uint64_t* field) { return Pair{field[i], field[i + 1]}; };
     const unsigned known = unsigned{batch.tail_proven[i]} | (unsigned{batch.tail_proven[i + 1]} << 1);
+    known_all |= known << i;
     if (known == 3) {
       const Head<Pair> head = judge_head(pair(batch.problems), pair(batch.colon), pair(batch.slot_spaces),
                                          pair(batch.port_chars), pair(batch.state_chars));
@@ -473,9 +478,7 @@ template <bool learn>
   }
   ok &= (1u << batch.size) - 1;
   if constexpr (learn) {
-    unsigned known = 0;
-    for (int i = 0; i < batch.size; ++i) known |= unsigned{batch.tail_proven[i]} << i;
-    g_known_tail_lines += bit_count(known & ok);
+    g_known_tail_lines += bit_count(known_all & ok);
     for (unsigned rest = judged & ok; rest != 0; rest &= rest - 1) {
       const unsigned i = lowest(rest);
       learn_shape(batch.space[i], batch.length[i]);

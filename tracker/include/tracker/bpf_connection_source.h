@@ -57,6 +57,7 @@
 #include <optional>
 #include <string>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include "skopos/unique_fd.h"
@@ -178,8 +179,20 @@ class BpfConnectionSource final : public ConnectionSource {
   Result<UniqueFd> enter(const NamespaceHandle& ns) const;
   // SKOPOS_HASH_*: whether the calling thread's namespace shares the host's TCP hash.
   std::uint32_t hash_here() const;
+  // A snapshot run in the kernel's map, removed when this goes.
+  class Run {
+   public:
+    Run(int fd, std::uint32_t key) : fd_(fd), key_(key) {}
+    Run(Run&& other) noexcept : fd_(std::exchange(other.fd_, -1)), key_(other.key_) {}
+    Run& operator=(Run&&) = delete;
+    ~Run();
+
+   private:
+    int fd_;
+    std::uint32_t key_;
+  };
   // Adds the (empty) snapshot run of `ns`; an error when one is running already.
-  Result<void> add_run(const NamespaceHandle& ns) const;
+  Result<Run> add_run(const NamespaceHandle& ns) const;
   // One snapshot by the kernel's iterator, from the calling thread, which it moves into
   // the namespace for good (enter, then iterate_here): only for a thread of
   // snapshot_all's own.

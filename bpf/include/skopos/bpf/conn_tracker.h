@@ -257,9 +257,6 @@ struct skopos_walk {
 	__u32 next;     /* out: the first bucket not walked yet */
 	__u32 buckets;  /* out: the table's size */
 	__s32 error;    /* out: 0, or why the walk stopped (a negative errno) */
-	__u64 sockets;  /* out: sockets visited */
-	__u64 counted;  /* out: sockets counted */
-	__u64 restarts; /* out: buckets walked again */
 	__u64 unclaimed; /* out: sockets read ESTABLISHED with a mark not COUNTED (see above) */
 };
 /* Returned by the `hash_shared` program, run from a thread in a namespace. */
