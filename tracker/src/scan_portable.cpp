@@ -5,7 +5,9 @@
 // the fixed offsets of the kernel's format. Stages B and C are the SIMD kernels' own
 // (scan_kernel_impl.h), stage B two lines at a time in 64-bit words, so every kernel
 // proves lines by the same rules and hands the same lines to the full parser.
+#include <array>
 #include <bit>
+#include <utility>
 
 #include "scan_kernel_impl.h"
 
@@ -246,68 +248,193 @@ struct PortableStage {
   }
 };
 
-// --- Known tail shapes ----------------------------------------------------------------
+// --- Known line shapes -----------------------------------------------------------------
 //
 // The tail's field widths repeat from line to line (a host's uids, timeouts, inode and
-// rto widths are few), and for one shape -- which of the window's bytes are spaces, and
+// rto widths are few), and for one shape -- which of the tail's bytes are spaces, and
 // where the newline falls -- what judge() accepts of the other bytes is fixed by
 // position: a space where the shape has one, a digit in a field, a digit or lowercase
 // hex letter in the pointer, and a digit or a minus sign at the start of a full
-// socket's ssthresh when a digit follows. So once judge() has proven a line, its shape
-// becomes a template of two byte ranges per position (as the prefix's), and a later line
-// whose spaces hash to the same shape and whose bytes pass the template is proven
-// without its class masks: no gathering of three bit planes in stage A, and only the
-// prefix, slot and state in stage B. That is exact by construction: passing the
-// template means the same spaces, fields and classes as a line judge() proved, and a
-// line that does not pass takes the full path. The profile before (bench_proc_net_tcp,
-// portable, 1M tcp6 lines) was flat over ~1,400 instructions, the tail's three planes
-// (24 multiplies a line) and judge() the largest parts.
-constexpr std::size_t kTailRows = 4;  // the tail's 64-byte window
+// socket's ssthresh when a digit follows. So once judge() has proven a line, its tail's
+// shape becomes a template of two byte ranges per position (as the prefix's), its
+// newline included; and the prefix, the slot's columns included, has one template per
+// slot width. A later line whose bytes pass both templates is proven whole in stage A:
+// no search for its newline (the shape says where it is), no class masks, no stage B.
+// That is exact by construction: passing the templates means the same spaces, fields,
+// classes and newline as a line judge() proved, and a line that does not pass takes the
+// full path, which then teaches its shape.
+//
+// The profile of the earlier form (bench_proc_net_tcp, portable, 1M tcp6 lines), which
+// learned the tail only and still searched for the newline, read the slot and judged
+// the head in stage B, was flat: the template rows a fifth, then the newline search,
+// the fingerprint of the spaces, the slot's words, the shape's relearning (5 %: two
+// shapes sharing a slot of a direct-mapped cache evicted each other) and stage B.
+
+// The prefix from the line's first byte, for each slot width: the slot's columns (a
+// space or a digit for the three before the last of a four-column slot, which must be a
+// digit; digits only in wider slots, as "%4d" prints them), then the pattern.
+template <std::size_t N>
+constexpr Template make_line_template(const char (&pattern)[N], unsigned shift) {
+  Template t{};
+  const std::size_t length = N - 1 + shift;
+  static_assert(N - 1 + kMaxSlotShift <= kTemplateRows * 16);
+  for (std::size_t at = 0; at < kTemplateRows * 16; ++at) {
+    std::uint8_t low[2] = {0, 0};
+    std::uint8_t span[2] = {0xFF, 0xFF};
+    const char c = at >= length ? '\0' : (at < 4 + shift ? 'd' : pattern[at - shift]);
+    if (c == 'd' && shift == 0 && at < 3) {
+      low[0] = ' ';
+      span[0] = 0;
+      low[1] = '0';
+      span[1] = 9;
+    } else if (c == 'd') {
+      low[0] = low[1] = '0';
+      span[0] = span[1] = 9;
+    } else if (c == 'H') {
+      low[0] = '0';
+      span[0] = 9;
+      low[1] = 'A';
+      span[1] = 5;
+    } else if (c != '\0') {
+      low[0] = low[1] = static_cast<std::uint8_t>(c);
+      span[0] = span[1] = 0;
+    }
+    for (int k = 0; k < 2; ++k) {
+      t.low[k][at] = static_cast<std::uint8_t>(low[k] + 0x80);
+      t.span[k][at] = static_cast<std::uint8_t>(span[k] ^ 0x80);
+    }
+  }
+  t.rows = static_cast<unsigned>((length + 15) / 16);
+  return t;
+}
+template <std::size_t N, std::size_t... Shift>
+constexpr std::array<Template, sizeof...(Shift)> make_line_templates(const char (&pattern)[N],
+                                                                      std::index_sequence<Shift...>) {
+  return {make_line_template(pattern, Shift)...};
+}
+constexpr auto kIpv4Lines = make_line_templates(kIpv4Pattern, std::make_index_sequence<kMaxSlotShift + 1>{});
+constexpr auto kIpv6Lines = make_line_templates(kIpv6Pattern, std::make_index_sequence<kMaxSlotShift + 1>{});
+static_assert(kIpv6Lines[kMaxSlotShift].rows == kTemplateRows && kIpv4Lines[kMaxSlotShift].rows == 5);
+
+// Whether the prefix of a line with a slot `shift` columns wider than four passes its
+// template, and its slot's spaces all come before its digits (the template lets each of
+// a four-column slot's first three be either). A space is 0x20 and a digit 0x3X: bit 4
+// tells them apart, and the spaces must be the low bytes of the word.
+template <const Family& family>
+[[gnu::always_inline]] inline bool line_prefix_fails(const char* line, unsigned shift) {
+  const Template& t = (&family == &kIpv6 ? kIpv6Lines : kIpv4Lines)[shift];
+  V16 fails{};
+  constexpr unsigned rows = &family == &kIpv6 ? kTemplateRows : 5;
+#pragma GCC unroll 8
+  for (unsigned r = 0; r < rows; ++r) fails |= row_fails(load16(line + 16 * r), t.low, t.span, r);
+  std::uint32_t slot;
+  std::memcpy(&slot, line, 4);
+  // Bit 0 of each byte: whether it is a space; times 0xFF, the space's byte.
+  const std::uint32_t space_bytes = ((~slot >> 4) & 0x01010101u) * 0xFFu;
+  return any(fails) || (space_bytes & (space_bytes + 1)) != 0;
+}
+
+// The tail's window, for a family: the bytes a known shape covers, the newline included.
+// tcp4 pads its lines to 149 columns, so its tails (73 bytes and fewer) take five rows;
+// tcp6's unpadded tails are shorter than 64 bytes but where a field is unusually wide.
+inline constexpr unsigned tail_rows(bool ipv6) { return ipv6 ? 4 : 5; }
+constexpr unsigned kMaxTailRows = 5;
+static_assert(kIpv6.prefix + kMaxSlotShift + 16 * tail_rows(true) <= kReadAhead &&
+              kIpv4.prefix + kMaxSlotShift + 16 * tail_rows(false) <= kReadAhead);
+// A known line is never longer than a line the parser takes.
+static_assert(kIpv6.prefix + kMaxSlotShift + 16 * tail_rows(true) < kScanMaxLine);
+
 struct TailShape {
-  alignas(16) std::uint8_t low[2][kTailRows * 16];   // low + 0x80, as Template
-  alignas(16) std::uint8_t span[2][kTailRows * 16];  // span ^ 0x80
-  std::uint64_t key;  // fingerprint() of its spaces and length; 0 (even): none yet
-  // The window's bytes before the newline. Compared as well as the fingerprint: past
-  // it the template takes any byte, so a line whose newline came later and whose
-  // fingerprint collided would have bytes nobody checked.
-  std::uint64_t length;
+  alignas(16) std::uint8_t low[2][kMaxTailRows * 16];   // low + 0x80, as Template
+  alignas(16) std::uint8_t span[2][kMaxTailRows * 16];  // span ^ 0x80
+  std::uint64_t key;     // tail_key() of the lines it proves; 0 (even): none yet
+  std::uint64_t length;  // the tail's bytes before its newline
 };
+// Two candidate places per key (a key lives in either, so that two shapes whose first
+// places collide do not evict each other line after line, as they did when each key
+// had one place).
 constexpr unsigned kShapeBits = 7;
 struct ShapeCache {
   TailShape shapes[1u << kShapeBits];
+  unsigned placed;  // shapes placed since the cache was last emptied
 };
 // Per thread: decoders run on several threads at once. Zeroed, with no constructor, so
 // that reaching it costs no initialisation check, and static, so that decoding never
 // allocates (the decoder's contract, allocation_test.cpp). It makes every thread's TLS
-// 34 KiB larger, zero pages until the thread decodes; no thread of ours runs on a
+// 43 KiB larger, zero pages until the thread decodes; no thread of ours runs on a
 // small stack.
 thread_local ShapeCache g_shapes;
-thread_local std::uint64_t g_known_tail_lines = 0;  // portable_known_tail_lines()
+thread_local std::uint64_t g_known_lines = 0;  // portable_known_tail_lines()
 
-// A fingerprint of the tail's spaces (four 16-byte rows of 0x00 or 0xFF, zero past the
-// newline) and of the window's length: words rotated by different amounts and folded
-// together, always odd (an empty slot's 0 never matches). Collisions only cost the full
-// path: the template decides.
-inline std::uint64_t fingerprint(const V16 (&spaces)[4], std::uint64_t length) {
-  // The length spread over every bit: the final `| 1` must not merge lengths 2k and
-  // 2k + 1 (lines a digit apart, which would then evict each other's shapes).
-  std::uint64_t fold = length * 0xC2B2AE3D27D4EB4FULL;
-#pragma GCC unroll 4
-  for (unsigned r = 0; r < 4; ++r) {
-    std::uint64_t words[2];
-    std::memcpy(words, &spaces[r], sizeof words);
-    fold ^= std::rotl(words[0], static_cast<int>(18 * r + 5)) ^ std::rotl(words[1], static_cast<int>(18 * r + 14));
+// The key of a tail: which bytes of its window are a space, the newline or another
+// byte up to ' ' (bytes past the newline, of the next line, included: the template
+// takes any byte there, but they keep apart shapes that differ in nothing but the
+// newline's place). Each row's mask is one bit plane of a byte, and the two words are
+// folded and mixed; always odd, so that an empty place's 0 never matches. Collisions
+// only cost the full path: the templates decide.
+template <unsigned rows>
+[[gnu::always_inline]] inline std::uint64_t tail_key(const V16 (&x)[rows]) {
+  V16 planes{};
+#pragma GCC unroll 5
+  for (unsigned r = 0; r < rows; ++r) {
+    // The bytes above ' ' (signed: 0x80 and up count as below): the same information
+    // as those up to it, in one compare (SSE2 has "greater than" only).
+    const V16 above_space = bytes_of(std::bit_cast<S16>(x[r]) > std::bit_cast<S16>(splat(' ')));
+    planes |= above_space & splat(static_cast<std::uint8_t>(1u << r));
   }
-  return fold | 1;
+  std::uint64_t words[2];
+  std::memcpy(words, &planes, sizeof words);
+  return ((words[0] ^ std::rotl(words[1], 29)) * 0x9E3779B97F4A7C15ULL) | 1;
 }
-inline TailShape& shape_slot(std::uint64_t key) {
-  return g_shapes.shapes[(key * 0x9E3779B97F4A7C15ULL) >> (64 - kShapeBits)];
+inline TailShape& first_place(std::uint64_t key) { return g_shapes.shapes[key >> (64 - kShapeBits)]; }
+inline TailShape& second_place(std::uint64_t key) {
+  return g_shapes.shapes[(key >> (64 - 2 * kShapeBits)) & ((1u << kShapeBits) - 1)];
 }
 
-// Makes the shape of a tail judge() proved (its spaces `space`, window length `length`)
-// known, with the template judge()'s rules give it (see above).
-void learn_shape(std::uint64_t space, std::uint64_t length) {
-  const std::uint64_t valid = low_bits(static_cast<unsigned>(length));
+template <unsigned rows>
+[[gnu::always_inline]] inline void load_tail(const char* tail, V16 (&x)[rows]) {
+#pragma GCC unroll 5
+  for (unsigned r = 0; r < rows; ++r) x[r] = load16(tail + 16 * r);
+}
+
+// Puts a shape in one of its key's two places (cuckoo hashing): a free one, else the
+// first, whose shape moves to its own other place, and so on for a few moves; the shape
+// still without a place at the end is forgotten (it is learned again when met). With
+// one place per key, shapes whose places collided evicted each other line after line:
+// bench_proc_net_tcp's generated tables have some 40 shapes in steady use, and
+// relearning them took 5 % of the portable kernel's time.
+//
+// Nothing records which shapes are in use (that would cost a store per line), so the
+// cache is emptied once as many shapes have been placed as it has places: shapes met
+// once (the first thousand lines' slot paddings, a table's odd line) do not fill it for
+// good, and the shapes in use are learned again within a few lines.
+void place(TailShape shape) {
+  if (++g_shapes.placed > std::size(g_shapes.shapes)) {
+    std::memset(g_shapes.shapes, 0, sizeof g_shapes.shapes);
+    g_shapes.placed = 1;
+  }
+  TailShape* at = &first_place(shape.key);
+  if (at->key != 0 && at->key != shape.key) {
+    TailShape* other = &second_place(shape.key);
+    if (other->key == 0 || other->key == shape.key) at = other;
+  }
+  for (int moves = 0; moves < 8; ++moves) {
+    const TailShape evicted = *at;
+    *at = shape;
+    if (evicted.key == 0 || evicted.key == shape.key) return;
+    shape = evicted;
+    TailShape* first = &first_place(shape.key);
+    at = at == first ? &second_place(shape.key) : first;
+  }
+}
+
+// Makes the shape of a tail judge() proved (at `tail`, its newline `length` bytes on,
+// its window's spaces `space`) known, with the template judge()'s rules give it (see
+// above).
+template <unsigned rows>
+void learn_shape(const char* tail, std::uint64_t space, unsigned length) {
+  if (length >= 16 * rows) return;  // its newline is past what the template covers
+  const std::uint64_t valid = low_bits(length);
   space &= valid;
   const std::uint64_t field = valid & ~space;
   const std::uint64_t starts = field & ~(field << 1);
@@ -324,24 +451,24 @@ void learn_shape(std::uint64_t space, std::uint64_t length) {
   const std::uint64_t last = std::uint64_t{1} << highest(starts);
   const std::uint64_t last_field = end_of(last) - last;
   const bool signed_last = count == 10 && bit_count(last_field) >= 2;
-  V16 spaces[4];
-  for (unsigned at = 0; at < 64; ++at) {
-    reinterpret_cast<std::uint8_t*>(spaces)[at] = ((space >> at) & 1) != 0 ? 0xFF : 0;
-  }
-  const std::uint64_t key = fingerprint(spaces, length);
-  TailShape& slot = shape_slot(key);
-  if (slot.key == key && slot.length == length) return;  // known already
+
+  V16 x[rows];
+  load_tail<rows>(tail, x);
+  const std::uint64_t key = tail_key<rows>(x);
+  TailShape& first = first_place(key);
+  TailShape& second = second_place(key);
+  if ((first.key == key && first.length == length) || (second.key == key && second.length == length)) return;
   TailShape shape{};
-  for (unsigned at = 0; at < 64; ++at) {
-    const std::uint64_t bit = std::uint64_t{1} << at;
-    std::uint8_t low[2];
-    std::uint8_t span[2];
-    if ((valid & bit) == 0) {
-      low[0] = low[1] = 0;
-      span[0] = span[1] = 0xFF;
-    } else if ((space & bit) != 0) {
-      low[0] = low[1] = ' ';
-      span[0] = span[1] = 0;
+  for (unsigned at = 0; at < 16 * kMaxTailRows; ++at) {
+    const std::uint64_t bit = at < 64 ? std::uint64_t{1} << at : 0;
+    std::uint8_t low[2] = {0, 0};
+    std::uint8_t span[2] = {0, 0};
+    if (at > length) {
+      span[0] = span[1] = 0xFF;  // the next line's: any byte
+    } else if (at == length) {
+      low[0] = low[1] = '\n';
+    } else if (at >= 64 || (space & bit) != 0) {
+      low[0] = low[1] = ' ';  // past the window, judge()'s caller proved padding
     } else if ((pointer & bit) != 0) {
       low[0] = '0';
       span[0] = 9;
@@ -351,7 +478,6 @@ void learn_shape(std::uint64_t space, std::uint64_t length) {
       low[0] = '0';
       span[0] = 9;
       low[1] = '-';
-      span[1] = 0;
     } else {
       low[0] = low[1] = '0';
       span[0] = span[1] = 9;
@@ -363,45 +489,63 @@ void learn_shape(std::uint64_t space, std::uint64_t length) {
   }
   shape.key = key;
   shape.length = length;
-  slot = shape;
+  place(shape);
 }
 
-// Stage A for counting: the tail against a known shape when there is one, else
+// The known shape of the tail at `tail`, if any (nullptr), and where its newline is,
+// with the bytes that fail its template added to `fails`. The next line's start waits
+// on the length, so both places' lengths are read at once and one chosen, rather than
+// the length read from the place found after its key (the profile put a quarter of the
+// kernel's time on the key's hashing and look-up, waiting). GCC branches on which place
+// holds the key; most shapes lie in their first (place() fills it first) and the branch
+// is predicted: a select with a mask instead measured slower (bench_proc_net_tcp's
+// generated 1M tcp6 lines: 19.4 ns a line against 17.3).
+struct KnownTail {
+  const TailShape* shape;
+  std::uint64_t length;
+};
+template <unsigned rows>
+[[gnu::always_inline]] inline KnownTail known_shape(const char* tail, V16& fails) {
+  V16 x[rows];
+  load_tail<rows>(tail, x);
+  const std::uint64_t key = tail_key<rows>(x);
+  const TailShape& first = first_place(key);
+  const TailShape& second = second_place(key);
+  const bool in_first = first.key == key;
+  const std::uint64_t length = in_first ? first.length : second.length;
+  const TailShape* found = in_first ? &first : &second;
+  if (found->key != key) return {nullptr, 0};
+#pragma GCC unroll 5
+  for (unsigned r = 0; r < rows; ++r) fails |= row_fails(x[r], found->low, found->span, r);
+  return {found, length};
+}
+
+// Stage A for counting: the whole line against its slot width's prefix and a known
+// tail shape when there is one, recorded as proven with its port and state; else
 // PortableStage's classes for judge() (which then teaches the shape, judge_pairs).
 struct KnownShapeStage {
   [[gnu::always_inline]] static const char* examine(const char* line, const Family& family, Batch& batch,
                                                     unsigned& shift) {
-    const auto* newline = static_cast<const char*>(std::memchr(line + kNewlineWindow, '\n', 64));
-    if (newline == nullptr) return nullptr;
-    const unsigned prefix = family.prefix + shift;
-    const char* tail = line + prefix;
-    const auto tail_length = static_cast<unsigned>(newline - tail);
-    const unsigned length = tail_length < 64 ? tail_length : 64;
-    V16 rows[4];
-    V16 spaces[4];
-#pragma GCC unroll 4
-    for (unsigned r = 0; r < 4; ++r) {
-      rows[r] = load16(tail + 16 * r);
-      spaces[r] = equal(rows[r], ' ') & load16(kBeforeNewline + 64 - length + 16 * r);
-    }
-    const std::uint64_t key = fingerprint(spaces, length);
-    const TailShape& shape = shape_slot(key);
-    if (shape.key != key || shape.length != length) return PortableStage::examine(line, family, batch, shift);
+    const bool ipv6 = &family == &kIpv6;
+    const char* tail = line + family.prefix + shift;
+    constexpr unsigned kRowsV6 = tail_rows(true);
+    constexpr unsigned kRowsV4 = tail_rows(false);
     V16 fails{};
-#pragma GCC unroll 4
-    for (unsigned r = 0; r < 4; ++r) fails |= row_fails(rows[r], shape.low, shape.span, r);
-    if (any(fails)) return PortableStage::examine(line, family, batch, shift);
+    const KnownTail known = ipv6 ? known_shape<kRowsV6>(tail, fails) : known_shape<kRowsV4>(tail, fails);
+    if (known.shape == nullptr) return PortableStage::examine(line, family, batch, shift);
+    const bool prefix_fails =
+        ipv6 ? line_prefix_fails<kIpv6>(line, shift) : line_prefix_fails<kIpv4>(line, shift);
+    const std::uint32_t state = hex2(line + family.state_at + shift);
+    if (any(fails) || prefix_fails || state - 1 > 12) return PortableStage::examine(line, family, batch, shift);
 
-    // The slot and the prefix, as PortableStage does (the tail was read for the slot
-    // width predicted: a line whose colon says otherwise takes the full path).
-    const Slot slot = read_slot(line);
-    if (slot.colon != 4 + shift) return PortableStage::examine(line, family, batch, shift);
-    std::uint64_t problems = slot.problems;
-    const char* from = line + 4 + shift;
-    problems |= &family == &kIpv6 ? prefix_fails<kIpv6Template>(from) : prefix_fails<kIpv4Template>(from);
-    if (tail_length > 64) problems |= padding_fails(tail, tail_length);
-    record_line(batch, family, line, newline, shift, {0, 0, 0, 0, length, problems, slot.colon, slot.spaces});
-    batch.tail_proven[batch.size - 1] = 1;
+    const int i = batch.size++;
+    const char* newline = tail + known.length;
+    batch.port[i] = hex4(line + family.port_at + shift);
+    batch.state[i] = state;
+    batch.begin[i] = line;
+    batch.newline[i] = newline;
+    batch.prefix[i] = static_cast<std::uint8_t>(family.prefix + shift);
+    batch.tail_proven[i] = 1;
     return newline;
   }
 };
@@ -436,52 +580,54 @@ struct Pair {
   friend unsigned is_zero(Pair x) { return (x.a == 0 ? 1u : 0u) | (x.b == 0 ? 2u : 0u); }
 };
 
-// Stage B, two lines at a time. Returns bit i set for each proven line i. With
-// `learn`, the shapes of the tails it proves become known (KnownShapeStage).
+// Stage B, two lines at a time. Returns bit i set for each proven line i. Lines stage A
+// proved whole (KnownShapeStage) are taken as they are; with `learn`, the shapes of the
+// tails judge() proves become known.
 template <bool learn>
 [[gnu::always_inline]] inline unsigned judge_pairs(Batch& batch) {
   unsigned ok = 0;
-  unsigned judged = 0;    // lines whose tails judge() proved (not KnownShapeStage)
-  [[maybe_unused]] unsigned known_all = 0;  // lines whose tails KnownShapeStage proved
+  unsigned judged = 0;                      // lines judge() proved
+  [[maybe_unused]] unsigned known_all = 0;  // lines stage A proved
   for (int i = 0; i < batch.size; i += 2) {
-    // A batch's unused lines have defined contents (scan_lines), so the pair past an odd
-    // size is judged harmlessly and masked off below.
-    const auto pair = [&](const std::uint64_t* field) { return Pair{field[i], field[i + 1]}; };
     const unsigned known = unsigned{batch.tail_proven[i]} | (unsigned{batch.tail_proven[i + 1]} << 1);
     known_all |= known << i;
     if (known == 3) {
-      const Head<Pair> head = judge_head(pair(batch.problems), pair(batch.colon), pair(batch.slot_spaces),
-                                         pair(batch.port_chars), pair(batch.state_chars));
-      ok |= head_ok(head) << i;
-      batch.port[i] = head.port.a;
-      batch.port[i + 1] = head.port.b;
-      batch.state[i] = head.state.a;
-      batch.state[i + 1] = head.state.b;
+      ok |= 3u << i;
       continue;
     }
+    // A batch's unused lines have defined contents (scan_lines), so the pair past an odd
+    // size is judged harmlessly and masked off below. A line stage A proved has no
+    // masks recorded: both lanes then judge the other line.
+    const int a = (known & 1u) != 0 ? i + 1 : i;
+    const int b = (known & 2u) != 0 ? i : i + 1;
+    const auto pair = [&](const std::uint64_t* field) { return Pair{field[a], field[b]}; };
     const Judged<Pair> lines = judge(pair(batch.space), pair(batch.digit), pair(batch.lower), pair(batch.minus),
                                      pair(batch.length), pair(batch.problems), pair(batch.colon),
                                      pair(batch.slot_spaces), pair(batch.port_chars), pair(batch.state_chars));
-    unsigned pair_ok = lines.ok;
-    if (known != 0) {
-      // One known tail beside one judged: the known one needs only its head.
-      const Head<Pair> head = judge_head(pair(batch.problems), pair(batch.colon), pair(batch.slot_spaces),
-                                         pair(batch.port_chars), pair(batch.state_chars));
-      pair_ok = (pair_ok & ~known) | (head_ok(head) & known);
+    const unsigned judged_ok = lines.ok & ~known;
+    ok |= (judged_ok | known) << i;
+    judged |= judged_ok << i;
+    if ((known & 1u) == 0) {
+      batch.port[i] = lines.port.a;
+      batch.state[i] = lines.state.a;
     }
-    ok |= pair_ok << i;
-    judged |= (lines.ok & ~known) << i;
-    batch.port[i] = lines.port.a;
-    batch.port[i + 1] = lines.port.b;
-    batch.state[i] = lines.state.a;
-    batch.state[i + 1] = lines.state.b;
+    if ((known & 2u) == 0) {
+      batch.port[i + 1] = lines.port.b;
+      batch.state[i + 1] = lines.state.b;
+    }
   }
   ok &= (1u << batch.size) - 1;
   if constexpr (learn) {
-    g_known_tail_lines += bit_count(known_all & ok);
+    g_known_lines += bit_count(known_all & ok);
     for (unsigned rest = judged & ok; rest != 0; rest &= rest - 1) {
       const unsigned i = lowest(rest);
-      learn_shape(batch.space[i], batch.length[i]);
+      const char* tail = batch.begin[i] + batch.prefix[i];
+      const auto length = static_cast<unsigned>(batch.newline[i] - tail);
+      if (batch.prefix[i] >= kIpv6.prefix) {
+        learn_shape<tail_rows(true)>(tail, batch.space[i], length);
+      } else {
+        learn_shape<tail_rows(false)>(tail, batch.space[i], length);
+      }
     }
   }
   return ok;
@@ -489,7 +635,7 @@ template <bool learn>
 
 }  // namespace
 
-std::uint64_t portable_known_tail_lines() { return g_known_tail_lines; }
+std::uint64_t portable_known_tail_lines() { return g_known_lines; }
 
 ScanProgress count_lines_portable(const char* begin, const char* end, bool ipv6, const CountTarget& target) {
   return count_lines<KnownShapeStage, judge_pairs<true>>(begin, end, ipv6, target);
