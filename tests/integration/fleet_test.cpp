@@ -48,6 +48,62 @@ class FleetTest : public ::testing::Test {
   std::string dir_;
 };
 
+// An agent stopped (a crash, a restart) in the moment its reboot command runs: the host
+// goes down and comes back with a new boot once, whichever finished first. The crash is
+// ordered, not timed: the command waits until the agent is being stopped.
+TEST_F(FleetTest, AnAgentStoppedAsItsRebootCommandRunsRebootsItsHostOnce) {
+  auto etcd = skopos::testing::EtcdServer::start(1);
+  FleetOptions options;
+  options.tiers = {{"worker", 1, 1}};
+  options.endpoints = etcd->endpoints();
+  options.dir = dir_;
+  options.drain_time = 50ms;
+  options.reboot_time = 100ms;
+  options.restart_delay = 200ms;
+  options.heartbeat_ttl = 3s;
+  Fleet* running = nullptr;
+  std::atomic<int> commands{0};
+  bool saw_stop = false;
+  options.on_reboot_command = [&](std::size_t host, const std::atomic<bool>& agent_stop) {
+    if (commands++ != 0) return;
+    running->restart_agent(host);
+    for (const auto give_up = Clock::now() + 20s; !agent_stop && Clock::now() < give_up;) {
+      std::this_thread::sleep_for(1ms);
+    }
+    saw_stop = agent_stop;
+  };
+  auto admin_etcd = testing::etcd_client(etcd->endpoints());
+  auto before = admin_etcd->range("/skopos/", EtcdClient::prefix_end("/skopos/"), 1);
+  ASSERT_TRUE(before);
+  Fleet fleet(options);
+  running = &fleet;
+  FleetChecker checker(etcd->endpoints(), "/skopos", before->revision + 1, fleet.apps());
+  ASSERT_EQ(fleet.start(), "");
+  LockService admin(*admin_etcd, HostIdentity{"operator", "boot", "operator"}, LockServiceOptions{});
+  RollingReboot rolling(*admin_etcd, "/skopos");
+  ASSERT_TRUE(rolling.request("worker", "operator", {}));
+  const auto settled = [&] {
+    auto status = admin.status();
+    return progress(*admin_etcd, admin, "worker").count(HostTurn::kDone) == 1 && status &&
+           std::none_of(status->groups.begin(), status->groups.end(),
+                        [](const GroupState& g) { return !g.holders.empty() || !g.queue.empty(); });
+  };
+  for (const auto deadline = Clock::now() + 60s; !settled() && Clock::now() < deadline;) {
+    std::this_thread::sleep_for(100ms);
+  }
+  ASSERT_TRUE(settled()) << "the roll did not finish; last agent error: " << fleet.last_error();
+  EXPECT_TRUE(saw_stop) << "the agent was not stopped while its reboot command ran";
+  // A second reboot, had the stopped agent come back in its old boot, comes within a
+  // restart delay and a reboot of the first; the roll is done long after both.
+  std::this_thread::sleep_for(options.restart_delay + options.reboot_time + 500ms);
+  EXPECT_EQ(fleet.reboots(0), 1) << "reboot commands run: " << commands;
+  auto end = admin_etcd->range("/skopos/", EtcdClient::prefix_end("/skopos/"), 1);
+  ASSERT_TRUE(end);
+  checker.finish(end->revision);
+  EXPECT_TRUE(checker.violations().empty()) << checker.violations().front();
+  EXPECT_EQ(checker.reboots("reboot/worker", fleet.hosts()[0].machine_id), 1);
+}
+
 TEST_F(FleetTest, TwoHundredHostsInThreeTiersRollOnceEachThroughFaultsAndTheHistoryProvesIt) {
   auto etcd = skopos::testing::EtcdServer::start(3);
   // Two members behind delaying proxies: a slow host reaches etcd only through them,

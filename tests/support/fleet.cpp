@@ -580,7 +580,9 @@ void Fleet::boot(Host& host) {
   b->connections = std::make_unique<SimConnections>(options_.drain_time);
   b->fence = std::make_unique<SimFence>();
   const std::size_t index = host.index;
-  b->host = std::make_unique<SimHost>(boot_id, [this, index] {
+  const std::atomic<bool>& agent_stop = b->stop;  // lives until the agent's thread is joined
+  b->host = std::make_unique<SimHost>(boot_id, [this, index, &agent_stop] {
+    if (options_.on_reboot_command) options_.on_reboot_command(index, agent_stop);
     {
       const std::lock_guard<std::mutex> lock(mutex_);
       if (hosts_[index]->going_down) return;
@@ -660,13 +662,23 @@ void Fleet::reboot_loop() {
           actions_.emplace(Clock::now() + options_.reboot_time, std::make_pair(Action::kBoot, index));
         }
         continue;
-      case Action::kCrash:
-        if (host.current == nullptr || host.going_down) break;  // down already, or going down (rebooting)
-        shut_down(host, false);  // its lease is left to expire, as after a crash
-        --host.boot;             // the same boot when it starts again: a process restart
+      case Action::kCrash: {
         lock.lock();
+        const bool down = host.current == nullptr || host.going_down;  // or going down (rebooting)
+        lock.unlock();
+        if (down) break;
+        shut_down(host, false);  // its lease is left to expire, as after a crash
+        lock.lock();
+        // The reboot command may have run while the agent was being stopped: the host
+        // then goes down with a new boot when it comes back (the reboot action has it),
+        // not the same boot after a process restart. Restarting it here as well gave it
+        // its old boot id back, and its agent ran the reboot again (the fleet test saw
+        // a host rebooted twice).
+        if (host.going_down) continue;
+        --host.boot;  // the same boot when it starts again: a process restart
         actions_.emplace(Clock::now() + options_.restart_delay, std::make_pair(Action::kBoot, index));
         continue;
+      }
       case Action::kBoot:
         if (host.current == nullptr) {
           lock.lock();

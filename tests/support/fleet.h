@@ -17,6 +17,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -62,6 +63,10 @@ struct FleetOptions {
   int instances = 3;
   double min_healthy = 0.5;
   unsigned seed = 1;
+  // Called on the agent's thread when a host's reboot command runs, before the command
+  // takes effect, with the agent's stop flag (set once the agent is being stopped): a
+  // test puts a fault at that moment.
+  std::function<void(std::size_t host, const std::atomic<bool>& agent_stop)> on_reboot_command;
 };
 
 struct FleetApp {
