@@ -304,12 +304,23 @@ void kill_at_every_phase(bool host_beside) {
     }
     // The reboot: a new boot id. The same command now recovers.
     sandbox->new_boot();
+    bool recovered_already = false;
     if (!in_drain) {
       const std::string killed = kill_at_phase(*sandbox, sandbox->skopos("drain", reboot), target, log, status);
       if (!killed.empty()) ++hit[killed];
+      // A short phase may be passed before the test sees it: the recovery then ran to
+      // its end, and the same command again would start a new drain (and reboot) of
+      // its own, which this run never asked for.
+      recovered_already = killed.empty();
+      if (recovered_already) {
+        ASSERT_EQ(status, 0) << read_file(log);
+        ASSERT_EQ(sandbox->journal_phase(), "") << read_file(log);
+      }
     }
-    Driver recovered(sandbox->skopos("drain", reboot), log);
-    ASSERT_EQ(recovered.wait(180s), 0) << read_file(log);
+    if (!recovered_already) {
+      Driver recovered(sandbox->skopos("drain", reboot), log);
+      ASSERT_EQ(recovered.wait(180s), 0) << read_file(log);
+    }
     const Load::Totals totals = load.wait();
     total_requests += totals.served;
     EXPECT_EQ(totals.failed, 0) << totals.text;
