@@ -305,7 +305,7 @@ const ScanKernelChoice& scan_kernel_choice() {
 
 ScanKernel best_scan_kernel() { return scan_kernel_choice().chosen; }
 
-std::uint64_t known_tail_shape_lines() { return detail::portable_known_tail_lines(); }
+std::uint64_t known_tail_shape_lines() { return detail::known_tail_lines(); }
 
 namespace detail {
 

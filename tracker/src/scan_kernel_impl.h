@@ -21,6 +21,10 @@
 //  C. per line again, in order: count it, or decode its fields (decode_line) and hand
 //     the decoder the values, a batch at a time.
 //
+// When counting, the portable and AVX-512 kernels first try a line against the shapes
+// learned from the lines judge() proved (scan_known_shapes.h): a line that passes is
+// proven whole in stage A, its newline where the shape has it, and skips stage B.
+//
 // The checks are a sufficient condition for parse_socket_line() to accept the line
 // with the same fields. Any line that does not pass them -- a wide slot number,
 // lowercase hex, a long or short line, a negative field other than ssthresh, or a
@@ -138,7 +142,8 @@ static_assert(kIpv4Pattern[6 + 8] == ':' && kIpv4Pattern[6 + 2 * (8 + 1 + 4 + 1)
 static_assert(kIpv6Pattern[6 + 32] == ':' && kIpv6Pattern[6 + 2 * (32 + 1 + 4 + 1) - 1] == ' ');
 // Every prefix is longer than one block (the head block is checked whole) and fits two.
 static_assert(kIpv4.prefix > 64 && kIpv6.prefix + kMaxSlotShift <= kPrefixWindow);
-// Stage A only takes lines whose newline is [128, 192) from their start: such a line is
+// Stage A only takes lines whose newline is [128, 192) from their start (or, for a line
+// proven by a known shape, where the shape has it, scan_known_shapes.h): such a line is
 // never too long, and has a tail after even the widest prefix (an empty one has no
 // fields and fails the field count).
 static_assert(kNewlineWindow + 64 <= kScanMaxLine);
@@ -318,8 +323,9 @@ struct alignas(64) Batch {
   const char* begin[kBatch];
   const char* newline[kBatch];
   std::uint8_t prefix[kBatch];  // where the tail starts
-  // 1: stage A proved the tail itself (the portable kernel's known tail shapes), and
-  // stage B judges only the rest; the tail's masks are then not recorded.
+  // 1: stage A proved the whole line by a known shape (scan_known_shapes.h) and
+  // recorded its port and state, which stage B keeps; judge()'s inputs are then not
+  // recorded.
   std::uint8_t tail_proven[kBatch];
   int size = 0;
 };

@@ -4,14 +4,17 @@
 // NEON on arm64, plain words elsewhere) and 64-bit words, checking each line against
 // the fixed offsets of the kernel's format. Stages B and C are the SIMD kernels' own
 // (scan_kernel_impl.h), stage B two lines at a time in 64-bit words, so every kernel
-// proves lines by the same rules and hands the same lines to the full parser.
-#include <array>
+// proves lines by the same rules and hands the same lines to the full parser. When
+// counting, a line of a known shape is proven whole in stage A (scan_known_shapes.h).
 #include <bit>
-#include <utility>
 
 #include "scan_kernel_impl.h"
+#include "scan_known_shapes.h"
 
 namespace skopos::tracker::detail {
+
+constinit thread_local ShapeCache g_shapes{};
+
 namespace {
 
 using V16 = std::uint8_t __attribute__((vector_size(16)));
@@ -56,22 +59,12 @@ inline bool any(V16 mask) {
   return (words[0] | words[1]) != 0;
 }
 
-// The prefix after the slot, from its colon on, as two byte ranges per position: a byte
-// passes when it lies in [low, low + span] of either. An uppercase hex digit is '0'+9 or
-// 'A'+5, a fixed byte is itself twice, and a position past the prefix takes any byte.
-// Checking a row costs two subtractions, two signed comparisons and two logic
-// operations: the table holds low + 0x80 and span ^ 0x80, so that x - low > span
-// (unsigned: the byte is outside) is one signed compare of x - (low + 0x80) with
-// span ^ 0x80. The profile put the earlier form, a class per position (hex or fixed) and
-// an exact byte, at a quarter of the portable kernel's time; the unsigned compares that
-// followed cost two instructions each on SSE2 (a minimum, then an equality).
-constexpr std::size_t kTemplateRows = 8;
-struct Template {
-  alignas(16) std::uint8_t low[2][kTemplateRows * 16];   // low + 0x80
-  alignas(16) std::uint8_t span[2][kTemplateRows * 16];  // span ^ 0x80
-  unsigned rows;
-};
-
+// The prefix after the slot, from its colon on, as a template of two byte ranges per
+// position (scan_known_shapes.h). Checking a row costs two subtractions, two signed
+// comparisons and two logic operations. The profile put the earlier form, a class per
+// position (hex or fixed) and an exact byte, at a quarter of the portable kernel's time;
+// the unsigned compares that followed cost two instructions each on SSE2 (a minimum,
+// then an equality).
 template <std::size_t N>
 constexpr Template make_template(const char (&pattern)[N]) {
   Template t{};
@@ -248,123 +241,17 @@ struct PortableStage {
   }
 };
 
-// --- Known line shapes -----------------------------------------------------------------
-//
-// The tail's field widths repeat from line to line (a host's uids, timeouts, inode and
-// rto widths are few), and for one shape -- which of the tail's bytes are spaces, and
-// where the newline falls -- what judge() accepts of the other bytes is fixed by
-// position: a space where the shape has one, a digit in a field, a digit or lowercase
-// hex letter in the pointer, and a digit or a minus sign at the start of a full
-// socket's ssthresh when a digit follows. So once judge() has proven a line, its tail's
-// shape becomes a template of two byte ranges per position (as the prefix's), its
-// newline included; and the prefix, the slot's columns included, has one template per
-// slot width. A later line whose bytes pass both templates is proven whole in stage A:
-// no search for its newline (the shape says where it is), no class masks, no stage B.
-// That is exact by construction: passing the templates means the same spaces, fields,
-// classes and newline as a line judge() proved, and a line that does not pass takes the
-// full path, which then teaches its shape.
-//
-// The profile of the earlier form (bench_proc_net_tcp, portable, 1M tcp6 lines), which
-// learned the tail only and still searched for the newline, read the slot and judged
-// the head in stage B, was flat: the template rows a fifth, then the newline search,
-// the fingerprint of the spaces, the slot's words, the shape's relearning (5 %: two
-// shapes sharing a slot of a direct-mapped cache evicted each other) and stage B.
-
-// The prefix from the line's first byte, for each slot width: the slot's columns (a
-// space or a digit for the three before the last of a four-column slot, which must be a
-// digit; digits only in wider slots, as "%4d" prints them), then the pattern.
-template <std::size_t N>
-constexpr Template make_line_template(const char (&pattern)[N], unsigned shift) {
-  Template t{};
-  const std::size_t length = N - 1 + shift;
-  static_assert(N - 1 + kMaxSlotShift <= kTemplateRows * 16);
-  for (std::size_t at = 0; at < kTemplateRows * 16; ++at) {
-    std::uint8_t low[2] = {0, 0};
-    std::uint8_t span[2] = {0xFF, 0xFF};
-    const char c = at >= length ? '\0' : (at < 4 + shift ? 'd' : pattern[at - shift]);
-    if (c == 'd' && shift == 0 && at < 3) {
-      low[0] = ' ';
-      span[0] = 0;
-      low[1] = '0';
-      span[1] = 9;
-    } else if (c == 'd') {
-      low[0] = low[1] = '0';
-      span[0] = span[1] = 9;
-    } else if (c == 'H') {
-      low[0] = '0';
-      span[0] = 9;
-      low[1] = 'A';
-      span[1] = 5;
-    } else if (c != '\0') {
-      low[0] = low[1] = static_cast<std::uint8_t>(c);
-      span[0] = span[1] = 0;
-    }
-    for (int k = 0; k < 2; ++k) {
-      t.low[k][at] = static_cast<std::uint8_t>(low[k] + 0x80);
-      t.span[k][at] = static_cast<std::uint8_t>(span[k] ^ 0x80);
-    }
-  }
-  t.rows = static_cast<unsigned>((length + 15) / 16);
-  return t;
-}
-template <std::size_t N, std::size_t... Shift>
-constexpr std::array<Template, sizeof...(Shift)> make_line_templates(const char (&pattern)[N],
-                                                                      std::index_sequence<Shift...>) {
-  return {make_line_template(pattern, Shift)...};
-}
-constexpr auto kIpv4Lines = make_line_templates(kIpv4Pattern, std::make_index_sequence<kMaxSlotShift + 1>{});
-constexpr auto kIpv6Lines = make_line_templates(kIpv6Pattern, std::make_index_sequence<kMaxSlotShift + 1>{});
-static_assert(kIpv6Lines[kMaxSlotShift].rows == kTemplateRows && kIpv4Lines[kMaxSlotShift].rows == 5);
-
-// Whether the prefix of a line with a slot `shift` columns wider than four passes its
-// template, and its slot's spaces all come before its digits (the template lets each of
-// a four-column slot's first three be either). A space is 0x20 and a digit 0x3X: bit 4
-// tells them apart, and the spaces must be the low bytes of the word.
+// Whether the prefix of a line with a slot `shift` columns wider than four fails its
+// template (scan_known_shapes.h), or its slot's spaces do not all come before its digits.
 template <const Family& family>
 [[gnu::always_inline]] inline bool line_prefix_fails(const char* line, unsigned shift) {
-  const Template& t = (&family == &kIpv6 ? kIpv6Lines : kIpv4Lines)[shift];
+  const Template& t = line_template(&family == &kIpv6, shift);
   V16 fails{};
   constexpr unsigned rows = &family == &kIpv6 ? kTemplateRows : 5;
 #pragma GCC unroll 8
   for (unsigned r = 0; r < rows; ++r) fails |= row_fails(load16(line + 16 * r), t.low, t.span, r);
-  std::uint32_t slot;
-  std::memcpy(&slot, line, 4);
-  // Bit 0 of each byte: whether it is a space; times 0xFF, the space's byte.
-  const std::uint32_t space_bytes = ((~slot >> 4) & 0x01010101u) * 0xFFu;
-  return any(fails) || (space_bytes & (space_bytes + 1)) != 0;
+  return any(fails) || slot_spaces_fail(line);
 }
-
-// The tail's window, for a family: the bytes a known shape covers, the newline included.
-// tcp4 pads its lines to 149 columns, so its tails (73 bytes and fewer) take five rows;
-// tcp6's unpadded tails are shorter than 64 bytes but where a field is unusually wide.
-inline constexpr unsigned tail_rows(bool ipv6) { return ipv6 ? 4 : 5; }
-constexpr unsigned kMaxTailRows = 5;
-static_assert(kIpv6.prefix + kMaxSlotShift + 16 * tail_rows(true) <= kReadAhead &&
-              kIpv4.prefix + kMaxSlotShift + 16 * tail_rows(false) <= kReadAhead);
-// A known line is never longer than a line the parser takes.
-static_assert(kIpv6.prefix + kMaxSlotShift + 16 * tail_rows(true) < kScanMaxLine);
-
-struct TailShape {
-  alignas(16) std::uint8_t low[2][kMaxTailRows * 16];   // low + 0x80, as Template
-  alignas(16) std::uint8_t span[2][kMaxTailRows * 16];  // span ^ 0x80
-  std::uint64_t key;     // tail_key() of the lines it proves; 0 (even): none yet
-  std::uint64_t length;  // the tail's bytes before its newline
-};
-// Two candidate places per key (a key lives in either, so that two shapes whose first
-// places collide do not evict each other line after line, as they did when each key
-// had one place).
-constexpr unsigned kShapeBits = 7;
-struct ShapeCache {
-  TailShape shapes[1u << kShapeBits];
-  unsigned placed;  // shapes placed since the cache was last emptied
-};
-// Per thread: decoders run on several threads at once. Zeroed, with no constructor, so
-// that reaching it costs no initialisation check, and static, so that decoding never
-// allocates (the decoder's contract, allocation_test.cpp). It makes every thread's TLS
-// 43 KiB larger, zero pages until the thread decodes; no thread of ours runs on a
-// small stack.
-thread_local ShapeCache g_shapes;
-thread_local std::uint64_t g_known_lines = 0;  // portable_known_tail_lines()
 
 // The key of a tail: which bytes of its window are a space, the newline or another
 // byte up to ' ' (bytes past the newline, of the next line, included: the template
@@ -384,140 +271,34 @@ template <unsigned rows>
   }
   std::uint64_t words[2];
   std::memcpy(words, &planes, sizeof words);
-  return ((words[0] ^ std::rotl(words[1], 29)) * 0x9E3779B97F4A7C15ULL) | 1;
+  // The row count too: tcp and tcp6 tails that look alike keep apart (find_shape()
+  // refuses the other family's longer shapes, but they would evict each other).
+  return ((words[0] ^ std::rotl(words[1], 29) ^ rows) * 0x9E3779B97F4A7C15ULL) | 1;
 }
-inline TailShape& first_place(std::uint64_t key) { return g_shapes.shapes[key >> (64 - kShapeBits)]; }
-inline TailShape& second_place(std::uint64_t key) {
-  return g_shapes.shapes[(key >> (64 - 2 * kShapeBits)) & ((1u << kShapeBits) - 1)];
-}
-
 template <unsigned rows>
 [[gnu::always_inline]] inline void load_tail(const char* tail, V16 (&x)[rows]) {
 #pragma GCC unroll 5
   for (unsigned r = 0; r < rows; ++r) x[r] = load16(tail + 16 * r);
 }
-
-// Puts a shape in one of its key's two places (cuckoo hashing): a free one, else the
-// first, whose shape moves to its own other place, and so on for a few moves; the shape
-// still without a place at the end is forgotten (it is learned again when met). With
-// one place per key, shapes whose places collided evicted each other line after line:
-// bench_proc_net_tcp's generated tables have some 40 shapes in steady use, and
-// relearning them took 5 % of the portable kernel's time.
-//
-// Nothing records which shapes are in use (that would cost a store per line), so the
-// cache is emptied once as many shapes have been placed as it has places: shapes met
-// once (the first thousand lines' slot paddings, a table's odd line) do not fill it for
-// good, and the shapes in use are learned again within a few lines.
-void place(TailShape shape) {
-  if (++g_shapes.placed > std::size(g_shapes.shapes)) {
-    std::memset(g_shapes.shapes, 0, sizeof g_shapes.shapes);
-    g_shapes.placed = 1;
-  }
-  TailShape* at = &first_place(shape.key);
-  if (at->key != 0 && at->key != shape.key) {
-    TailShape* other = &second_place(shape.key);
-    if (other->key == 0 || other->key == shape.key) at = other;
-  }
-  for (int moves = 0; moves < 8; ++moves) {
-    const TailShape evicted = *at;
-    *at = shape;
-    if (evicted.key == 0 || evicted.key == shape.key) return;
-    shape = evicted;
-    TailShape* first = &first_place(shape.key);
-    at = at == first ? &second_place(shape.key) : first;
-  }
-}
-
-// Makes the shape of a tail judge() proved (at `tail`, its newline `length` bytes on,
-// its window's spaces `space`) known, with the template judge()'s rules give it (see
-// above).
+// Learns the shape of a tail judge() proved (learn_shape()), under this kernel's key.
 template <unsigned rows>
-void learn_shape(const char* tail, std::uint64_t space, unsigned length) {
-  if (length >= 16 * rows) return;  // its newline is past what the template covers
-  const std::uint64_t valid = low_bits(length);
-  space &= valid;
-  const std::uint64_t field = valid & ~space;
-  const std::uint64_t starts = field & ~(field << 1);
-  const unsigned count = bit_count(starts);
-  if (count != 5 && count != 10) return;  // not a shape judge() proves
-  std::uint64_t rest = starts;
-  for (int k = 0; k < 4; ++k) rest &= rest - 1;
-  const std::uint64_t fifth = rest & (0 - rest);
-  const auto end_of = [&](std::uint64_t start) {
-    const std::uint64_t after = ~field & ~(start - 1);
-    return after & (0 - after);
-  };
-  const std::uint64_t pointer = end_of(fifth) - fifth;
-  const std::uint64_t last = std::uint64_t{1} << highest(starts);
-  const std::uint64_t last_field = end_of(last) - last;
-  const bool signed_last = count == 10 && bit_count(last_field) >= 2;
-
+void learn_tail(const char* tail, std::uint64_t space, unsigned length) {
   V16 x[rows];
   load_tail<rows>(tail, x);
-  const std::uint64_t key = tail_key<rows>(x);
-  TailShape& first = first_place(key);
-  TailShape& second = second_place(key);
-  if ((first.key == key && first.length == length) || (second.key == key && second.length == length)) return;
-  TailShape shape{};
-  for (unsigned at = 0; at < 16 * kMaxTailRows; ++at) {
-    const std::uint64_t bit = at < 64 ? std::uint64_t{1} << at : 0;
-    std::uint8_t low[2] = {0, 0};
-    std::uint8_t span[2] = {0, 0};
-    if (at > length) {
-      span[0] = span[1] = 0xFF;  // the next line's: any byte
-    } else if (at == length) {
-      low[0] = low[1] = '\n';
-    } else if (at >= 64 || (space & bit) != 0) {
-      low[0] = low[1] = ' ';  // past the window, judge()'s caller proved padding
-    } else if ((pointer & bit) != 0) {
-      low[0] = '0';
-      span[0] = 9;
-      low[1] = 'a';
-      span[1] = 5;
-    } else if (signed_last && bit == last) {
-      low[0] = '0';
-      span[0] = 9;
-      low[1] = '-';
-    } else {
-      low[0] = low[1] = '0';
-      span[0] = span[1] = 9;
-    }
-    for (int k = 0; k < 2; ++k) {
-      shape.low[k][at] = static_cast<std::uint8_t>(low[k] + 0x80);
-      shape.span[k][at] = static_cast<std::uint8_t>(span[k] ^ 0x80);
-    }
-  }
-  shape.key = key;
-  shape.length = length;
-  place(shape);
+  learn_shape(tail_key<rows>(x), space, length, rows);
 }
 
-// The known shape of the tail at `tail`, if any (nullptr), and where its newline is,
-// with the bytes that fail its template added to `fails`. The next line's start waits
-// on the length, so both places' lengths are read at once and one chosen, rather than
-// the length read from the place found after its key (the profile put a quarter of the
-// kernel's time on the key's hashing and look-up, waiting). GCC branches on which place
-// holds the key; most shapes lie in their first (place() fills it first) and the branch
-// is predicted: a select with a mask instead measured slower (bench_proc_net_tcp's
-// generated 1M tcp6 lines: 19.4 ns a line against 17.3).
-struct KnownTail {
-  const TailShape* shape;
-  std::uint64_t length;
-};
+// The known shape of the tail at `tail` (find_shape()), with the bytes that fail its
+// template added to `fails`.
 template <unsigned rows>
 [[gnu::always_inline]] inline KnownTail known_shape(const char* tail, V16& fails) {
   V16 x[rows];
   load_tail<rows>(tail, x);
-  const std::uint64_t key = tail_key<rows>(x);
-  const TailShape& first = first_place(key);
-  const TailShape& second = second_place(key);
-  const bool in_first = first.key == key;
-  const std::uint64_t length = in_first ? first.length : second.length;
-  const TailShape* found = in_first ? &first : &second;
-  if (found->key != key) return {nullptr, 0};
+  const KnownTail known = find_shape(tail_key<rows>(x), rows);
+  if (known.shape == nullptr) return known;
 #pragma GCC unroll 5
-  for (unsigned r = 0; r < rows; ++r) fails |= row_fails(x[r], found->low, found->span, r);
-  return {found, length};
+  for (unsigned r = 0; r < rows; ++r) fails |= row_fails(x[r], known.shape->low, known.shape->span, r);
+  return known;
 }
 
 // Stage A for counting: the whole line against its slot width's prefix and a known
@@ -538,14 +319,8 @@ struct KnownShapeStage {
     const std::uint32_t state = hex2(line + family.state_at + shift);
     if (any(fails) || prefix_fails || state - 1 > 12) return PortableStage::examine(line, family, batch, shift);
 
-    const int i = batch.size++;
     const char* newline = tail + known.length;
-    batch.port[i] = hex4(line + family.port_at + shift);
-    batch.state[i] = state;
-    batch.begin[i] = line;
-    batch.newline[i] = newline;
-    batch.prefix[i] = static_cast<std::uint8_t>(family.prefix + shift);
-    batch.tail_proven[i] = 1;
+    record_known_line(batch, family, line, newline, shift, state);
     return newline;
   }
 };
@@ -618,15 +393,15 @@ template <bool learn>
   }
   ok &= (1u << batch.size) - 1;
   if constexpr (learn) {
-    g_known_lines += bit_count(known_all & ok);
+    g_shapes.known_lines += bit_count(known_all & ok);
     for (unsigned rest = judged & ok; rest != 0; rest &= rest - 1) {
       const unsigned i = lowest(rest);
       const char* tail = batch.begin[i] + batch.prefix[i];
       const auto length = static_cast<unsigned>(batch.newline[i] - tail);
       if (batch.prefix[i] >= kIpv6.prefix) {
-        learn_shape<tail_rows(true)>(tail, batch.space[i], length);
+        learn_tail<tail_rows(true)>(tail, batch.space[i], length);
       } else {
-        learn_shape<tail_rows(false)>(tail, batch.space[i], length);
+        learn_tail<tail_rows(false)>(tail, batch.space[i], length);
       }
     }
   }
@@ -635,7 +410,7 @@ template <bool learn>
 
 }  // namespace
 
-std::uint64_t portable_known_tail_lines() { return g_known_lines; }
+std::uint64_t known_tail_lines() { return g_shapes.known_lines; }
 
 ScanProgress count_lines_portable(const char* begin, const char* end, bool ipv6, const CountTarget& target) {
   return count_lines<KnownShapeStage, judge_pairs<true>>(begin, end, ipv6, target);

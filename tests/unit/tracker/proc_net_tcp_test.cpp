@@ -730,6 +730,39 @@ TEST(ProcNetTcpCounting, ThePortableKernelProvesKnownShapesWithoutTheirMasks) {
   }
 }
 
+// One thread counts a host's tcp and then its tcp6 (proc_net_reader), and the shapes a
+// kernel learned from one family stay known for the other. A tcp4 line may end past a
+// tcp6 tail's window (trailing spaces past column 149, which the parser takes): its
+// shape must never prove a tcp6 line whose window looks the same, neither by taking
+// bytes nobody checked nor by putting the newline where the line has none. Both
+// directions, on every kernel that learns shapes.
+TEST(ProcNetTcpEquivalence, AShapeLearnedFromOneFamilyNeverProvesTheOthersLine) {
+  const std::string_view v4_prefix = kV4Established.substr(0, kV4Established.find("    0        0"));
+  const std::string_view v6_prefix = kV6Mapped.substr(0, kV6Mapped.find("    0        0"));
+  const std::string tail = "    0        0 12345 1 0000000000000000 100 0 0 10 0";
+  ASSERT_EQ(v4_prefix.size(), 76u);
+  ASSERT_EQ(v6_prefix.size(), 124u);
+  // Ends 79 bytes into its tail: 15 spaces past the 64-byte window, then the newline.
+  const std::string long_v4 = std::string(v4_prefix) + tail + std::string(79 - tail.size(), ' ');
+  const std::string v4_text = v4_table({long_v4, long_v4, long_v4, kV4Established, kV4Established, kV4Established});
+  const std::string spaced = std::string(v6_prefix) + tail + std::string(64 - tail.size(), ' ');
+  // Bytes the parser refuses where the tcp4 line had spaces; and a valid line whose
+  // newline comes before the tcp4 line's.
+  const std::string refused = spaced + "garbage!garbage";
+  const std::string shorter = spaced + "   ";
+  for (const std::string& v6_line : {refused, shorter}) {
+    const std::string v6_text =
+        v6_table({v6_line, v6_line, std::string_view(kV6Mapped), kV6Mapped, kV6Mapped, kV6Mapped, kV6Mapped});
+    const Outcome reference = count_records({v6_text});
+    for (ScanKernel kernel : runnable_kernels()) {
+      const Outcome v4 = count({v4_text}, kernel);
+      ASSERT_FALSE(v4.error) << scan_kernel_name(kernel) << ": " << v4.error->message();
+      EXPECT_EQ(count({v6_text}, kernel), reference)
+          << scan_kernel_name(kernel) << " on a tcp6 line ending \"" << v6_line.substr(124 + 52) << "\"";
+    }
+  }
+}
+
 // The portable kernel keeps the shapes it learned in a cache of fixed size (per
 // thread), which it empties when as many shapes were placed in it as it has places. A
 // table with hundreds of shapes -- every width of five fields, tails up to and past
@@ -751,8 +784,9 @@ TEST(ProcNetTcpCounting, ThePortableKernelsShapeCacheOverflowsAndSettles) {
     line.replace(line.find(':') + 35, 4, port_text);  // the local port, after the address
     lines.push_back(line + tail);
   };
-  // Some 400 shapes, each once or twice: widths of inode (up to 19 digits), rto, ato,
-  // cwnd and ssthresh. The longest tails pass 64 bytes.
+  // Some 600 lines of as many shapes: widths of inode (up to 19 digits), rto, ato, cwnd
+  // and ssthresh. The longest tails pass 64 bytes, and the longest lines go to the
+  // parser (their newline lies past where the kernels look for it).
   unsigned n = 0;
   for (unsigned long inode : {7ul, 8465ul, 10000000ul, 123456789012ul, 1234567890123456789ul}) {
     for (unsigned rto : {20u, 200u, 120000u}) {
