@@ -451,6 +451,7 @@ struct walk_state {
 	__u32 to;
 	__u32 nulls_base;
 	__u32 chain; /* sockets met in this bucket so far */
+	__u32 max_chain; /* and at most */
 	__u32 tries; /* walks of this bucket so far */
 	__u32 table;
 	__s32 error;
@@ -582,7 +583,7 @@ static long walk_step(__u64 index, struct walk_state *w)
 		w->tries = 0;
 		return w->bucket >= w->to;
 	}
-	if (++w->chain > SKOPOS_WALK_MAX_CHAIN) {
+	if (++w->chain > w->max_chain) {
 		w->error = -7; /* E2BIG */
 		return 1;
 	}
@@ -624,6 +625,7 @@ int walk_hash(void *ctx)
 		return 0;
 	}
 	w.table = walk_args.table;
+	w.max_chain = walk_args.max_chain < SKOPOS_WALK_MAX_CHAIN ? walk_args.max_chain : SKOPOS_WALK_MAX_CHAIN;
 	w.hash = (__u64)hash;
 	if (w.table == SKOPOS_WALK_LISTENING) {
 		if (BPF_CORE_READ_INTO(&w.heads, hash, lhash2) || BPF_CORE_READ_INTO(&mask, hash, lhash2_mask))

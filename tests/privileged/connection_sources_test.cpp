@@ -629,6 +629,54 @@ TEST_F(PrivilegedConnectionSources, ManyNamespacesTrackedAtOnceEachCountWithItsO
   EXPECT_EQ(*runs, 0u) << "every run removed its entry, the failed one too";
 }
 
+// A walk of the shared hash that stops -- a bucket's chain longer than it takes (here
+// set to none, so that every walk stops at its first socket), a chain that keeps
+// changing, a fault -- hands its namespaces to the kernel's iterator, which counts them
+// all; the stop is counted in the stats, and nothing is counted twice.
+TEST_F(PrivilegedConnectionSources, AWalkThatStopsLeavesItsNamespacesToTheIterator) {
+  constexpr int kNamespaces = 4;
+  const auto port_of = [](int i) { return static_cast<std::uint16_t>(7400 + i); };
+  std::vector<std::unique_ptr<TestNetns>> namespaces;
+  std::vector<UniqueFd> listeners;
+  std::vector<Connection> connections;
+  for (int i = 0; i < kNamespaces; ++i) {
+    auto netns = TestNetns::create("skopos-stop");
+    ASSERT_TRUE(netns) << netns.error().message();
+    TestNetns::Inside inside(**netns);
+    listeners.push_back(tcp_listen("127.0.0.1", port_of(i)));
+    for (int c = 0; c < i + 1; ++c) connections.push_back(open_connection(listeners.back().get(), "127.0.0.1", port_of(i)));
+    namespaces.push_back(std::move(*netns));
+  }
+
+  BpfConnectionSource::Options options;
+  options.walk_max_chain = 0;
+  auto created = BpfConnectionSource::create(options);
+  ASSERT_TRUE(created) << created.error().message();
+  BpfConnectionSource& bpf = **created;
+  std::vector<NamespaceHandle> handles;
+  for (const auto& netns : namespaces) handles.push_back(handle_of(*netns));
+  std::vector<std::string> failed;
+  bpf.track_many(handles, [&](const NamespaceHandle& handle, const Error&) { failed.push_back(handle.ns_path); });
+  EXPECT_TRUE(failed.empty()) << failed.front();
+  for (int i = 0; i < kNamespaces; ++i) {
+    const auto n = static_cast<std::uint32_t>(i + 1);
+    // Inbound on the listener's port, and outbound by the remote port: the same.
+    const NamespaceCounts want = make_counts({{port_of(i), n, n}});
+    const NamespaceCounts* have = bpf.counts(handles[static_cast<std::size_t>(i)].inode);
+    EXPECT_TRUE(have != nullptr && *have == want) << "namespace " << i << " has " << describe(have) << "; want "
+                                                  << describe(&want);
+  }
+  EXPECT_EQ(bpf.stats().snapshot_counted, static_cast<std::uint64_t>(kNamespaces * (kNamespaces + 1)))
+      << "both ends of 1 + 2 + 3 + 4 connections, once each";
+  EXPECT_EQ(bpf.stats().hash_walks, 0u) << "no walk finished";
+  if (bpf.walks_shared_hash()) {
+    EXPECT_GE(bpf.stats().hash_walk_fallbacks, 1u) << "the stopped walk is counted";
+  }
+  auto runs = bpf.snapshot_runs();
+  ASSERT_TRUE(runs) << runs.error().message();
+  EXPECT_EQ(*runs, 0u);
+}
+
 // Namespaces made with net.ipv4.tcp_child_ehash_entries set have a TCP hash of their
 // own, which a walk of the host's hash never sees: those are snapshotted by the kernel's
 // iterator, the rest by one walk. Both ways, and the iterator alone (walk off), count

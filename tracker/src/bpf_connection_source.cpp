@@ -80,6 +80,7 @@ static_assert(kMaxSnapshotThreads <= SKOPOS_SNAPSHOT_MAX_RUNS);
 constexpr std::uint32_t kWalkBuckets = 16384;
 // A run always finishes a bucket, however often its chain makes the walk start it again.
 static_assert((SKOPOS_WALK_MAX_CHAIN + 1) * SKOPOS_WALK_TRIES < SKOPOS_WALK_STEPS);
+static_assert(BpfConnectionSource::Options{}.walk_max_chain == SKOPOS_WALK_MAX_CHAIN);
 
 // --- Pinned state (see Restart in the header) -----------------------------------------
 //
@@ -359,6 +360,7 @@ Result<std::unique_ptr<BpfConnectionSource>> BpfConnectionSource::create_once(co
   source->pending_.reserve(4096);
   // The walk reads the hash of our own namespace: it must be the one the host shares.
   source->walk_ = load_walk && source->hash_here() == SKOPOS_HASH_SHARED;
+  source->walk_max_chain_ = options.walk_max_chain;
   if (source->restored_) {
     if (auto resumed = source->resume_from_pins(); !resumed) {
       pins_refused = true;
@@ -508,6 +510,7 @@ bool BpfConnectionSource::walk_batch(std::span<const NamespaceHandle> namespaces
   // when its namespace listens on its port.
   skopos_walk& args = skeleton_->bss->walk_args;
   args.unclaimed = 0;
+  args.max_chain = walk_max_chain_;
   for (const std::uint32_t table : {std::uint32_t{SKOPOS_WALK_LISTENING}, std::uint32_t{SKOPOS_WALK_ESTABLISHED}}) {
     std::uint32_t from = 0;
     do {

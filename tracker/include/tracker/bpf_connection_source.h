@@ -85,6 +85,10 @@ class BpfConnectionSource final : public ConnectionSource {
     // Whether namespaces sharing the host's TCP hash are snapshotted by walks of it (see
     // above) when the kernel allows; false: the iterator, one namespace at a time.
     bool walk = true;
+    // Sockets in one bucket of the hash a walk takes at most (at most the program's own
+    // limit, 1024): a longer chain stops the walk and the iterator snapshots its
+    // namespaces instead. Lower only to test that path.
+    std::uint32_t walk_max_chain = 1024;
   };
   // Loads, verifies and attaches the programs. Needs root (CAP_BPF, CAP_PERFMON,
   // CAP_SYS_ADMIN for setns) and kernel BTF; errors name the step and carry errno.
@@ -253,6 +257,7 @@ class BpfConnectionSource final : public ConnectionSource {
   bool restored_ = false;   // see restored()
   std::uint64_t snapshots_ = 0;      // snapshots run
   bool walk_ = false;                // namespaces sharing the host's hash are walked (see above)
+  std::uint32_t walk_max_chain_ = 0;  // Options::walk_max_chain
   std::uint64_t walks_ = 0;          // walks of the shared hash that finished
   std::uint64_t walk_fallbacks_ = 0;  // walks whose batch went to the iterator instead
   std::uint64_t carried_over_ = 0;   // namespaces proven by a tracker before us: no snapshot

@@ -243,7 +243,8 @@ struct skopos_snapshot_run {
  */
 #define SKOPOS_WALK_LISTENING 0   /* the listening hash: fills the runs' listener bitmaps */
 #define SKOPOS_WALK_ESTABLISHED 1 /* the established hash: counts */
-/* Steps per program run (one per bucket and one per socket) and sockets per bucket at most. */
+/* Steps per program run (one per bucket and one per socket) and sockets per bucket at
+ * most: a longer chain stops the walk (E2BIG) and the iterator snapshots its batch. */
 #define SKOPOS_WALK_STEPS (1 << 16)
 #define SKOPOS_WALK_MAX_CHAIN 1024
 /* Walks of one bucket before the walk gives up (its chain kept changing under it). */
@@ -258,6 +259,8 @@ struct skopos_walk {
 	__u32 buckets;  /* out: the table's size */
 	__s32 error;    /* out: 0, or why the walk stopped (a negative errno) */
 	__u64 unclaimed; /* out: sockets read ESTABLISHED with a mark not COUNTED (see above) */
+	__u32 max_chain; /* in: sockets per bucket at most (SKOPOS_WALK_MAX_CHAIN, or fewer) */
+	__u32 padding;
 };
 /* Returned by the `hash_shared` program, run from a thread in a namespace. */
 #define SKOPOS_HASH_OWN 0       /* the namespace has a TCP hash of its own */
