@@ -301,6 +301,13 @@ template <unsigned rows>
   return known;
 }
 
+// PortableStage, out of line: the known-shape stage's rare way (a line of a new shape),
+// kept out of its loop.
+template <const Family& family>
+[[gnu::noinline]] const char* examine_unknown(const char* line, Batch& batch, unsigned& shift) {
+  return PortableStage::examine(line, family, batch, shift);
+}
+
 // Stage A for counting: the whole line against its slot width's prefix and a known
 // tail shape when there is one, recorded as proven with its port and state; else
 // PortableStage's classes for judge() (which then teaches the shape, judge_pairs).
@@ -313,11 +320,14 @@ struct KnownShapeStage {
     constexpr unsigned kRowsV4 = tail_rows(false);
     V16 fails{};
     const KnownTail known = ipv6 ? known_shape<kRowsV6>(tail, fails) : known_shape<kRowsV4>(tail, fails);
-    if (known.shape == nullptr) return PortableStage::examine(line, family, batch, shift);
+    const auto unknown = [&] {
+      return ipv6 ? examine_unknown<kIpv6>(line, batch, shift) : examine_unknown<kIpv4>(line, batch, shift);
+    };
+    if (known.shape == nullptr) return unknown();
     const bool prefix_fails =
         ipv6 ? line_prefix_fails<kIpv6>(line, shift) : line_prefix_fails<kIpv4>(line, shift);
     const std::uint32_t state = hex2(line + family.state_at + shift);
-    if (any(fails) || prefix_fails || state - 1 > 12) return PortableStage::examine(line, family, batch, shift);
+    if (any(fails) || prefix_fails || state - 1 > 12) return unknown();
 
     const char* newline = tail + known.length;
     record_known_line(batch, family, line, newline, shift, state);
@@ -359,7 +369,7 @@ struct Pair {
 // proved whole (KnownShapeStage) are taken as they are; with `learn`, the shapes of the
 // tails judge() proves become known.
 template <bool learn>
-[[gnu::always_inline]] inline unsigned judge_pairs(Batch& batch) {
+[[gnu::always_inline]] inline unsigned judge_all_pairs(Batch& batch) {
   unsigned ok = 0;
   unsigned judged = 0;                      // lines judge() proved
   [[maybe_unused]] unsigned known_all = 0;  // lines stage A proved
@@ -406,6 +416,31 @@ template <bool learn>
     }
   }
   return ok;
+}
+
+// judge_all_pairs<true>, out of line: counting's way for a batch with a line of a new
+// shape (rare once the shapes are known), kept out of the loop, as examine_unknown().
+[[gnu::noinline]] unsigned judge_learning(Batch& batch) { return judge_all_pairs<true>(batch); }
+
+// Stage B. When counting, a batch stage A proved whole (the common case) needs nothing
+// more: eight bytes say so.
+template <bool learn>
+[[gnu::always_inline]] inline unsigned judge_pairs(Batch& batch) {
+  if constexpr (learn) {
+    std::uint64_t proven;
+    static_assert(sizeof batch.tail_proven == sizeof proven);
+    std::memcpy(&proven, batch.tail_proven, sizeof proven);
+    const unsigned lines = (1u << batch.size) - 1;
+    const std::uint64_t all = batch.size == kBatch ? 0x0101010101010101ULL
+                                                   : 0x0101010101010101ULL & ((std::uint64_t{1} << (8 * batch.size)) - 1);
+    if (proven == all) {
+      g_shapes.known_lines += static_cast<unsigned>(batch.size);
+      return lines;
+    }
+    return judge_learning(batch);
+  } else {
+    return judge_all_pairs<false>(batch);
+  }
 }
 
 }  // namespace
