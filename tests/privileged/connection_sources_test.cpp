@@ -576,6 +576,23 @@ TEST_F(PrivilegedConnectionSources, ReclaimPassesRacingAChurnNeverLoseOrInventAC
               static_cast<unsigned long long>(stats.misplaced_counts));
 }
 
+// Namespace i of the first `namespaces` handles holds i + 1 connections to its listener
+// on port_of(i), both ends inside it: counted at once (straight after track_many, before
+// any update), inbound on that port and outbound by it (the remote port), each end once.
+template <class PortOf>
+void expect_ladder_counted(BpfConnectionSource& bpf, const std::vector<NamespaceHandle>& handles, int namespaces,
+                           PortOf port_of) {
+  for (int i = 0; i < namespaces; ++i) {
+    const auto n = static_cast<std::uint32_t>(i + 1);
+    const NamespaceCounts want = make_counts({{port_of(i), n, n}});
+    const NamespaceCounts* have = bpf.counts(handles[static_cast<std::size_t>(i)].inode);
+    EXPECT_TRUE(have != nullptr && *have == want) << "namespace " << i << " has " << describe(have) << "; want "
+                                                  << describe(&want);
+  }
+  EXPECT_EQ(bpf.stats().snapshot_counted, static_cast<std::uint64_t>(namespaces * (namespaces + 1)))
+      << "both ends of 1 + 2 + ... + " << namespaces << " connections, once each";
+}
+
 // A burst of namespaces tracked at once (a tracker starting on a dense host): their
 // snapshots run in parallel, each with its own listeners. In namespace i the first
 // client is bound to the port namespace i+1 listens on, so a snapshot that saw another
@@ -610,16 +627,7 @@ TEST_F(PrivilegedConnectionSources, ManyNamespacesTrackedAtOnceEachCountWithItsO
   std::vector<std::string> failed;
   bpf.track_many(handles, [&](const NamespaceHandle& handle, const Error&) { failed.push_back(handle.ns_path); });
   EXPECT_EQ(failed, std::vector<std::string>{"/run/netns/skopos-no-such-namespace"}) << "only the missing one fails";
-  for (int i = 0; i < kNamespaces; ++i) {
-    const auto n = static_cast<std::uint32_t>(i + 1);
-    // Counted at once: known straight after track_many, before any update.
-    const NamespaceCounts want = make_counts({{port_of(i), n, n}});
-    const NamespaceCounts* have = bpf.counts(handles[static_cast<std::size_t>(i)].inode);
-    EXPECT_TRUE(have != nullptr && *have == want) << "namespace " << i << " has " << describe(have) << "; want "
-                                                  << describe(&want);
-  }
-  EXPECT_EQ(bpf.stats().snapshot_counted, static_cast<std::uint64_t>(kNamespaces * (kNamespaces + 1)))
-      << "both ends of 1 + 2 + ... + 12 connections";
+  expect_ladder_counted(bpf, handles, kNamespaces, port_of);
   EXPECT_EQ(bpf.stats().tracked, static_cast<std::uint64_t>(kNamespaces));
   EXPECT_EQ(bpf.stats().hash_walks, bpf.walks_shared_hash() ? 1u : 0u)
       << "the namespaces share the host's TCP hash: one walk of it for all";
@@ -658,16 +666,7 @@ TEST_F(PrivilegedConnectionSources, AWalkThatStopsLeavesItsNamespacesToTheIterat
   std::vector<std::string> failed;
   bpf.track_many(handles, [&](const NamespaceHandle& handle, const Error&) { failed.push_back(handle.ns_path); });
   EXPECT_TRUE(failed.empty()) << failed.front();
-  for (int i = 0; i < kNamespaces; ++i) {
-    const auto n = static_cast<std::uint32_t>(i + 1);
-    // Inbound on the listener's port, and outbound by the remote port: the same.
-    const NamespaceCounts want = make_counts({{port_of(i), n, n}});
-    const NamespaceCounts* have = bpf.counts(handles[static_cast<std::size_t>(i)].inode);
-    EXPECT_TRUE(have != nullptr && *have == want) << "namespace " << i << " has " << describe(have) << "; want "
-                                                  << describe(&want);
-  }
-  EXPECT_EQ(bpf.stats().snapshot_counted, static_cast<std::uint64_t>(kNamespaces * (kNamespaces + 1)))
-      << "both ends of 1 + 2 + 3 + 4 connections, once each";
+  expect_ladder_counted(bpf, handles, kNamespaces, port_of);
   EXPECT_EQ(bpf.stats().hash_walks, 0u) << "no walk finished";
   if (bpf.walks_shared_hash()) {
     EXPECT_GE(bpf.stats().hash_walk_fallbacks, 1u) << "the stopped walk is counted";
