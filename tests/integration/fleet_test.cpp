@@ -7,6 +7,7 @@
 // exactly once, and nothing left behind.
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <filesystem>
 #include <random>
 #include <thread>
@@ -63,14 +64,14 @@ TEST_F(FleetTest, AnAgentStoppedAsItsRebootCommandRunsRebootsItsHostOnce) {
   options.heartbeat_ttl = 3s;
   Fleet* running = nullptr;
   std::atomic<int> commands{0};
-  bool saw_stop = false;
+  std::atomic<bool> saw_stop{false};  // written on the agent's thread
   options.on_reboot_command = [&](std::size_t host, const std::atomic<bool>& agent_stop) {
     if (commands++ != 0) return;
     running->restart_agent(host);
     for (const auto give_up = Clock::now() + 20s; !agent_stop && Clock::now() < give_up;) {
       std::this_thread::sleep_for(1ms);
     }
-    saw_stop = agent_stop;
+    saw_stop = agent_stop.load();
   };
   auto admin_etcd = testing::etcd_client(etcd->endpoints());
   auto before = admin_etcd->range("/skopos/", EtcdClient::prefix_end("/skopos/"), 1);

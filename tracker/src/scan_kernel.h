@@ -83,7 +83,7 @@ const char* count_line_parsed(const char* line, const char* end, bool ipv6, cons
 // Count every complete line in [begin, end). Reads never go past `end`.
 ScanProgress count_lines_parsed(const char* begin, const char* end, bool ipv6, const CountTarget& target);
 ScanProgress count_lines_portable(const char* begin, const char* end, bool ipv6, const CountTarget& target);
-// Lines the portable and AVX-512 kernels proved on this thread by a learned shape.
+// Lines the portable kernel proved on this thread by a learned shape (scan_known_shapes.h).
 std::uint64_t known_tail_lines();
 // Hand every complete line in [begin, end) to `target`: decoded when proven, otherwise
 // to its fallback.

@@ -21,9 +21,11 @@
 //  C. per line again, in order: count it, or decode its fields (decode_line) and hand
 //     the decoder the values, a batch at a time.
 //
-// When counting, the portable and AVX-512 kernels first try a line against the shapes
-// learned from the lines judge() proved (scan_known_shapes.h): a line that passes is
-// proven whole in stage A, its newline where the shape has it, and skips stage B.
+// When counting, the portable kernel first tries a line against the shapes learned from
+// the lines judge() proved (scan_known_shapes.h): a line that passes is proven whole in
+// stage A, its newline where the shape has it, and skips stage B. (The SIMD kernels
+// classify a block in a few instructions; tried there, the shapes' look-up cost more
+// than it saved.)
 //
 // The checks are a sufficient condition for parse_socket_line() to accept the line
 // with the same fields. Any line that does not pass them -- a wide slot number,

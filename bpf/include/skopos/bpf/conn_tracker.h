@@ -238,8 +238,9 @@ struct skopos_snapshot_run {
  * tell, so the walk reports it (`unclaimed`) and userspace snapshots the batch with the
  * iterator.
  *
- * Userspace fills `table`, `from` and `to`, runs the program (BPF_PROG_RUN) from a
- * thread in the host's namespace, and reads the rest: buckets [from, next) are walked.
+ * Userspace fills `table`, `from`, `to` and `max_chain`, runs the program (BPF_PROG_RUN)
+ * from a thread in the host's namespace, and reads the rest: buckets [from, next) are
+ * walked.
  */
 #define SKOPOS_WALK_LISTENING 0   /* the listening hash: fills the runs' listener bitmaps */
 #define SKOPOS_WALK_ESTABLISHED 1 /* the established hash: counts */
