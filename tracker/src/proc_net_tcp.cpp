@@ -237,8 +237,8 @@ ScanKernelChoice choose_scan_kernel() {
   // timed only where none runs: it measured slower than either on every CPU
   // bench_proc_net_tcp has run on (3-4x on Zen 3, Zen 4 and an AVX-512 Xeon before its
   // known-shape path; 1.6-1.8x after it, on a Zen 5), and timing it would add half again
-  // to what choosing costs (some 120 us in all on that Zen 5, 50 of them making the
-  // sample).
+  // to what choosing costs (ScanKernelChoice::choosing_ms, which bench_proc_net_tcp
+  // prints).
   std::vector<ScanKernel> candidates;
   for (ScanKernel kernel : {ScanKernel::kAvx512, ScanKernel::kAvx2}) {
     if (scan_kernel_supported(kernel)) candidates.push_back(kernel);

@@ -59,57 +59,16 @@ inline bool any(V16 mask) {
   return (words[0] | words[1]) != 0;
 }
 
-// The prefix after the slot, from its colon on, as a template of two byte ranges per
-// position (scan_known_shapes.h). Checking a row costs two subtractions, two signed
+// Checking a row of a template (scan_known_shapes.h) costs two subtractions, two signed
 // comparisons and two logic operations. The profile put the earlier form, a class per
 // position (hex or fixed) and an exact byte, at a quarter of the portable kernel's time;
 // the unsigned compares that followed cost two instructions each on SSE2 (a minimum,
 // then an equality).
-template <std::size_t N>
-constexpr Template make_template(const char (&pattern)[N]) {
-  Template t{};
-  static_assert(N - 1 - 4 <= kTemplateRows * 16);
-  for (std::size_t at = 0; at < kTemplateRows * 16; ++at) {
-    const std::size_t i = at + 4;  // after "dddd"
-    std::uint8_t low[2] = {0, 0};
-    std::uint8_t span[2] = {0, 0};
-    if (i >= N - 1) {
-      span[0] = span[1] = 0xFF;
-    } else if (pattern[i] == 'H') {
-      low[0] = '0';
-      span[0] = 9;
-      low[1] = 'A';
-      span[1] = 5;
-    } else {
-      low[0] = low[1] = static_cast<std::uint8_t>(pattern[i]);
-    }
-    for (int k = 0; k < 2; ++k) {
-      t.low[k][at] = static_cast<std::uint8_t>(low[k] + 0x80);
-      t.span[k][at] = static_cast<std::uint8_t>(span[k] ^ 0x80);
-    }
-  }
-  t.rows = static_cast<unsigned>((N - 1 - 4 + 15) / 16);
-  return t;
-}
-constexpr Template kIpv4Template = make_template(kIpv4Pattern);
-constexpr Template kIpv6Template = make_template(kIpv6Pattern);
-static_assert(kIpv6Template.rows == kTemplateRows);
-// The rows start at the colon, at most 8 bytes in; the tail window and what lies past it
-// end before 256.
-static_assert(8 + kTemplateRows * 16 <= kReadAhead);
-
 inline V16 row(const std::uint8_t* bytes, unsigned r) {
   V16 v;
   std::memcpy(&v, bytes + 16 * r, sizeof v);
   return v;
 }
-
-// Whether every byte of the prefix from `from` on passes its template. The row count is
-// a constant, but GCC 12 kept the loop rolled, loading each template row through a
-// pointer it stepped (the profile of commit 927ce2a); "#pragma GCC unroll" unrolls it,
-// and the rows become memory operands at fixed addresses.
-// Row r's bytes of `x` that lie in neither of their two ranges (0xFF each), for a
-// template's rows `low` and `span` (two each, as Template holds them).
 template <std::size_t N>
 [[gnu::always_inline]] inline V16 row_fails(V16 x, const std::uint8_t (&low)[2][N], const std::uint8_t (&span)[2][N],
                                             unsigned r) {
@@ -119,11 +78,18 @@ template <std::size_t N>
   return outside(0) & outside(1);
 }
 
-template <const Template& t>
-[[gnu::always_inline]] inline bool prefix_fails(const char* from) {
+// Whether the prefix of a line with a slot `shift` columns wider than four, its slot's
+// columns included, fails its template (scan_known_shapes.h). The row count is a
+// constant, but GCC 12 kept the loop rolled, loading each template row through a
+// pointer it stepped (the profile of commit 927ce2a); "#pragma GCC unroll" unrolls it,
+// and the rows become memory operands at fixed addresses.
+template <const Family& family>
+[[gnu::always_inline]] inline bool prefix_fails(const char* line, unsigned shift) {
+  const Template& t = line_template(&family == &kIpv6, shift);
   V16 fails{};
+  constexpr unsigned rows = &family == &kIpv6 ? kTemplateRows : 5;
 #pragma GCC unroll 8
-  for (unsigned r = 0; r < t.rows; ++r) fails |= row_fails(load16(from + 16 * r), t.low, t.span, r);
+  for (unsigned r = 0; r < rows; ++r) fails |= row_fails(load16(line + 16 * r), t.low, t.span, r);
   return any(fails);
 }
 
@@ -198,9 +164,8 @@ struct PortableStage {
     const Slot slot = read_slot(line);
     std::uint64_t problems = take_slot_width(slot.colon, shift) | slot.problems;
 
-    // The rest of the prefix against its template.
-    const char* from = line + 4 + shift;
-    problems |= &family == &kIpv6 ? prefix_fails<kIpv6Template>(from) : prefix_fails<kIpv4Template>(from);
+    // The prefix against the template of the slot width the colon says.
+    problems |= &family == &kIpv6 ? prefix_fails<kIpv6>(line, shift) : prefix_fails<kIpv4>(line, shift);
 
     // The tail: its classes for stage B, and nothing but spaces between the window and
     // the newline.
@@ -240,18 +205,6 @@ struct PortableStage {
     return newline;
   }
 };
-
-// Whether the prefix of a line with a slot `shift` columns wider than four fails its
-// template (scan_known_shapes.h), or its slot's spaces do not all come before its digits.
-template <const Family& family>
-[[gnu::always_inline]] inline bool line_prefix_fails(const char* line, unsigned shift) {
-  const Template& t = line_template(&family == &kIpv6, shift);
-  V16 fails{};
-  constexpr unsigned rows = &family == &kIpv6 ? kTemplateRows : 5;
-#pragma GCC unroll 8
-  for (unsigned r = 0; r < rows; ++r) fails |= row_fails(load16(line + 16 * r), t.low, t.span, r);
-  return any(fails) || slot_spaces_fail(line);
-}
 
 // The key of a tail: which bytes of its window are a space, the newline or another
 // byte up to ' ' (bytes past the newline, of the next line, included: the template
@@ -324,10 +277,12 @@ struct KnownShapeStage {
       return ipv6 ? examine_unknown<kIpv6>(line, batch, shift) : examine_unknown<kIpv4>(line, batch, shift);
     };
     if (known.shape == nullptr) return unknown();
-    const bool prefix_fails =
-        ipv6 ? line_prefix_fails<kIpv6>(line, shift) : line_prefix_fails<kIpv4>(line, shift);
+    // The prefix's template lets each of a four-column slot's first three columns be a
+    // space or a digit: its spaces must come first.
+    const bool head_fails = (ipv6 ? prefix_fails<kIpv6>(line, shift) : prefix_fails<kIpv4>(line, shift)) ||
+                            slot_spaces_fail(line);
     const std::uint32_t state = hex2(line + family.state_at + shift);
-    if (any(fails) || prefix_fails || state - 1 > 12) return unknown();
+    if (any(fails) || head_fails || state - 1 > 12) return unknown();
 
     const char* newline = tail + known.length;
     record_known_line(batch, family, line, newline, shift, state);
