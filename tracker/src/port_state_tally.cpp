@@ -6,6 +6,8 @@
 #include <new>
 #include <utility>
 
+#include "bit_count.h"
+
 namespace skopos::tracker {
 
 namespace {
@@ -43,7 +45,7 @@ PortStateTally& PortStateTally::operator=(PortStateTally&& other) noexcept {
 
 std::uint32_t PortStateTally::ports_in_use() const {
   std::uint32_t ports = 0;
-  for (std::size_t word = 0; word < kWords; ++word) ports += static_cast<std::uint32_t>(__builtin_popcountll(in_use_[word]));
+  for (std::size_t word = 0; word < kWords; ++word) ports += detail::bit_count(in_use_[word]);
   return ports;
 }
 

@@ -1,6 +1,9 @@
 #include "tracker/proc_net_tcp.h"
 
 #include <arpa/inet.h>
+#if defined(SKOPOS_X86_KERNELS)
+#include <sys/platform/x86.h>
+#endif
 
 #include <algorithm>
 #include <charconv>
@@ -91,48 +94,24 @@ std::string_view scan_kernel_name(ScanKernel kernel) {
 #if defined(SKOPOS_X86_KERNELS)
 namespace {
 
-// What the SIMD kernels need, read with CPUID when first asked. (__builtin_cpu_supports
-// would do, but links a constructor that runs every CPUID leaf at each start, before
-// main: under a hypervisor, where CPUID traps, that was 0.08 ms of every tracker-cli run.)
+// What the SIMD kernels need, as the dynamic loader found it: glibc runs CPUID once at
+// start-up for itself, and <sys/platform/x86.h> reads its answers, "active" meaning the
+// CPU has the feature and the OS saves its registers. (CPUID of our own cost 0.03 ms per
+// tracker-cli run under this hypervisor, where each leaf traps: six microseconds a leaf;
+// __builtin_cpu_supports runs libgcc's own pass over the leaves.)
 struct X86Features {
-  bool avx2 = false;  // with BMI1, BMI2, POPCNT and LZCNT, and the OS saving the YMM registers
-  bool avx512 = false;  // F, BW, CD, VBMI, VBMI2, VPOPCNTDQ, and the OS saving the ZMM registers
+  bool avx2 = false;  // with BMI1, BMI2, POPCNT and LZCNT (the SIMD units are built with -mlzcnt: without
+                      // it the instruction runs as bsr, silently wrong)
+  bool avx512 = false;  // F, BW, CD, VBMI, VBMI2, VPOPCNTDQ
 };
 
 X86Features read_x86_features() {
-  const auto cpuid = [](unsigned leaf, unsigned subleaf, unsigned (&regs)[4]) {
-    asm volatile("cpuid" : "=a"(regs[0]), "=b"(regs[1]), "=c"(regs[2]), "=d"(regs[3]) : "a"(leaf), "c"(subleaf));
-  };
-  const auto bit = [](unsigned value, int n) { return ((value >> n) & 1u) != 0; };
-  unsigned regs[4];
-  cpuid(0, 0, regs);
-  const unsigned max_leaf = regs[0];
-  if (max_leaf < 7) return {};
-  cpuid(1, 0, regs);
-  const bool popcnt = bit(regs[2], 23);
-  const bool osxsave = bit(regs[2], 27);
-  const bool avx = bit(regs[2], 28);
-  if (!osxsave || !avx || !popcnt) return {};
-  unsigned xcr0_low = 0;
-  unsigned xcr0_high = 0;
-  asm volatile("xgetbv" : "=a"(xcr0_low), "=d"(xcr0_high) : "c"(0));
-  const bool ymm_saved = (xcr0_low & 0x6u) == 0x6u;     // SSE and AVX state
-  const bool zmm_saved = (xcr0_low & 0xE6u) == 0xE6u;   // and opmask, ZMM_Hi256, Hi16_ZMM
-  // LZCNT (the SIMD units are built with -mlzcnt): without it the instruction runs as
-  // bsr, silently wrong. Every CPU with AVX2 known has it; the check costs one leaf.
-  cpuid(0x80000000u, 0, regs);
-  bool lzcnt = false;
-  if (regs[0] >= 0x80000001u) {
-    cpuid(0x80000001u, 0, regs);
-    lzcnt = bit(regs[2], 5);
-  }
-  cpuid(7, 0, regs);
-  const unsigned ebx = regs[1];
-  const unsigned ecx = regs[2];
   X86Features features;
-  features.avx2 = ymm_saved && lzcnt && bit(ebx, 5) && bit(ebx, 3) && bit(ebx, 8);
-  features.avx512 = features.avx2 && zmm_saved && bit(ebx, 16) && bit(ebx, 30) && bit(ebx, 28) && bit(ecx, 1) &&
-                    bit(ecx, 6) && bit(ecx, 14);
+  features.avx2 = CPU_FEATURE_ACTIVE(AVX2) && CPU_FEATURE_ACTIVE(BMI1) && CPU_FEATURE_ACTIVE(BMI2) &&
+                  CPU_FEATURE_ACTIVE(POPCNT) && CPU_FEATURE_ACTIVE(LZCNT);
+  features.avx512 = features.avx2 && CPU_FEATURE_ACTIVE(AVX512F) && CPU_FEATURE_ACTIVE(AVX512BW) &&
+                    CPU_FEATURE_ACTIVE(AVX512CD) && CPU_FEATURE_ACTIVE(AVX512_VBMI) &&
+                    CPU_FEATURE_ACTIVE(AVX512_VBMI2) && CPU_FEATURE_ACTIVE(AVX512_VPOPCNTDQ);
   return features;
 }
 
@@ -165,44 +144,49 @@ namespace {
 // A sample for timing the kernels: kernel-printed tcp6 lines, full sockets and
 // TIME_WAIT ones. 256 lines (about 45 KB) fit in the L1 or L2 cache of any CPU with
 // AVX2, and their ports in a few pages of the tally, so the timing measures the kernels,
-// not the memory or page faults. The lines are formatted here rather than by snprintf,
-// which would cost more than the timing itself: choosing is paid once per process, and
-// tracker-cli pays it on every run (bench_proc_net_tcp prints what it costs).
+// not the memory or page faults. The lines are formatted by the compiler: choosing is
+// paid once per process, tracker-cli pays it on every run (bench_proc_net_tcp prints
+// what it costs), and formatting them at run time was a third of it.
 constexpr int kSampleLines = 256;
 
-class SampleLine {
- public:
-  explicit SampleLine(std::string& text) : text_(text) {}
-  SampleLine& raw(std::string_view part) {
-    text_ += part;
+// A table of at most kCapacity bytes, written at compile time.
+struct SampleText {
+  static constexpr std::size_t kCapacity = 160 + kSampleLines * 200;
+  std::array<char, kCapacity> bytes{};
+  std::size_t size = 0;
+
+  constexpr SampleText& raw(std::string_view part) {
+    for (char c : part) bytes[size++] = c;
     return *this;
   }
   // `digits` hex digits, zero-padded; upper case as the kernel prints addresses, lower
   // case as it prints socket pointers.
-  SampleLine& hex(std::uint64_t value, int digits, bool upper = true) {
-    const char* alphabet = upper ? "0123456789ABCDEF" : "0123456789abcdef";
-    for (int shift = 4 * (digits - 1); shift >= 0; shift -= 4) text_ += alphabet[(value >> shift) & 15];
+  constexpr SampleText& hex(std::uint64_t value, int digits, bool upper = true) {
+    const std::string_view alphabet = upper ? "0123456789ABCDEF" : "0123456789abcdef";
+    for (int shift = 4 * (digits - 1); shift >= 0; shift -= 4) bytes[size++] = alphabet[(value >> shift) & 15];
     return *this;
   }
-  // Right-aligned in `width` columns, as printf's "%*u"; a leading '-' for negatives.
-  SampleLine& decimal(long long value, int width = 0) {
-    char digits[24];
-    const auto [end, ec] = std::to_chars(digits, digits + sizeof digits, value);
-    const auto length = static_cast<int>(end - digits);
-    if (width > length) text_.append(static_cast<std::size_t>(width - length), ' ');
-    text_.append(digits, end);
+  // Right-aligned in `width` columns, as printf's "%*d"; a leading '-' for negatives.
+  constexpr SampleText& decimal(long long value, int width = 0) {
+    char digits[24]{};
+    int length = 0;
+    const bool negative = value < 0;
+    auto magnitude = static_cast<unsigned long long>(negative ? -value : value);
+    do {
+      digits[length++] = static_cast<char>('0' + magnitude % 10);
+      magnitude /= 10;
+    } while (magnitude != 0);
+    if (negative) digits[length++] = '-';
+    for (int pad = width - length; pad > 0; --pad) bytes[size++] = ' ';
+    while (length > 0) bytes[size++] = digits[--length];
     return *this;
   }
-
- private:
-  std::string& text_;
 };
 
-std::string sample_table() {
-  std::string text(
-      "  sl  local_address                         remote_address                        "
-      "st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n");
-  text.reserve(kSampleLines * 180);
+constexpr SampleText make_sample_table() {
+  SampleText text;
+  text.raw("  sl  local_address                         remote_address                        "
+           "st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n");
   std::uint32_t seed = 0x2545F491;
   const auto next = [&seed] {
     seed ^= seed << 13;
@@ -215,22 +199,25 @@ std::string sample_table() {
     const std::uint32_t b = next();
     const unsigned local_port = 40000 + (a % 512);
     const unsigned remote_port = slot % 3 == 0 ? 443 : 8080;
-    SampleLine line(text);
-    line.decimal(slot, 4).raw(": 0000000000000000FFFF0000").hex(a, 8).raw(":").hex(local_port, 4);
-    line.raw(" 0000000000000000FFFF0000").hex(b, 8).raw(":").hex(remote_port, 4);
+    text.decimal(slot, 4).raw(": 0000000000000000FFFF0000").hex(a, 8).raw(":").hex(local_port, 4);
+    text.raw(" 0000000000000000FFFF0000").hex(b, 8).raw(":").hex(remote_port, 4);
     if (slot % 8 == 7) {
-      line.raw(" 06 00000000:00000000 03:").hex(a % 6000, 8).raw(" 00000000     0        0 0 3 ");
-      line.hex(0xFFFF888000000000ULL | b, 16, false).raw("\n");
+      text.raw(" 06 00000000:00000000 03:").hex(a % 6000, 8).raw(" 00000000     0        0 0 3 ");
+      text.hex(0xFFFF888000000000ULL | b, 16, false).raw("\n");
     } else {
-      line.raw(" 01 00000000:00000000 02:").hex(b % 9000, 8).raw(" 00000000  ").decimal(1000 + a % 8, 4);
-      line.raw("        0 ").decimal(100000 + b % 900000).raw(" 2 ").hex(0xFFFF888000000000ULL | a, 16, false);
-      line.raw(" ").decimal(20 + b % 200).raw(" ").decimal(4 + a % 36).raw(" ").decimal((a >> 3) % 32);
-      line.raw(" ").decimal(10 + b % 90).raw(" ").decimal(slot % 5 == 0 ? -1 : static_cast<int>(7 + a % 200));
-      line.raw("\n");
+      text.raw(" 01 00000000:00000000 02:").hex(b % 9000, 8).raw(" 00000000  ").decimal(1000 + a % 8, 4);
+      text.raw("        0 ").decimal(100000 + b % 900000).raw(" 2 ").hex(0xFFFF888000000000ULL | a, 16, false);
+      text.raw(" ").decimal(20 + b % 200).raw(" ").decimal(4 + a % 36).raw(" ").decimal((a >> 3) % 32);
+      text.raw(" ").decimal(10 + b % 90).raw(" ").decimal(slot % 5 == 0 ? -1 : static_cast<int>(7 + a % 200));
+      text.raw("\n");
     }
   }
   return text;
 }
+
+constexpr SampleText kSampleTable = make_sample_table();
+
+std::string_view sample_table() { return {kSampleTable.bytes.data(), kSampleTable.size}; }
 
 ScanKernelChoice choose_scan_kernel() {
   // The SIMD kernels this CPU runs are timed against each other. The portable one is
@@ -251,7 +238,7 @@ ScanKernelChoice choose_scan_kernel() {
     return choice;
   }
   const auto started_choosing = std::chrono::steady_clock::now();
-  const std::string sample = sample_table();
+  const std::string_view sample = sample_table();
   PortStateTally tally;
   std::vector<ScanKernelTiming> timings;
   for (ScanKernel kernel : candidates) timings.push_back({kernel, 1e300});

@@ -39,6 +39,7 @@
 #include <cstdint>
 #include <cstring>
 
+#include "bit_count.h"
 #include "scan_kernel.h"
 
 namespace skopos::tracker::detail {
@@ -163,18 +164,7 @@ inline std::uint64_t low_bits(unsigned n) {
 }
 inline unsigned lowest(std::uint64_t x) { return static_cast<unsigned>(__builtin_ctzll(x)); }
 inline unsigned highest(std::uint64_t x) { return 63u - static_cast<unsigned>(__builtin_clzll(x)); }
-// x86_64 before POPCNT has no instruction for it, and the compiler's builtin becomes a
-// call into libgcc there; the portable kernel counts with shifts and a multiply.
-inline unsigned bit_count(std::uint64_t x) {
-#if defined(__x86_64__) && !defined(__POPCNT__)
-  x -= (x >> 1) & 0x5555555555555555ULL;
-  x = (x & 0x3333333333333333ULL) + ((x >> 2) & 0x3333333333333333ULL);
-  x = (x + (x >> 4)) & 0x0F0F0F0F0F0F0F0FULL;
-  return static_cast<unsigned>((x * 0x0101010101010101ULL) >> 56);
-#else
-  return static_cast<unsigned>(__builtin_popcountll(x));
-#endif
-}
+
 // --- Stage B: judging lines from what stage A recorded --------------------------------
 //
 // Stage A records, per line, raw inputs: masks of the tail window's spaces, digits,
