@@ -2,7 +2,17 @@
 
 #include <arpa/inet.h>
 #if defined(SKOPOS_X86_KERNELS)
+// glibc's header returns C's _Bool, which C++ has only as an extension: g++'s
+// <stdbool.h> defines it, clang's does not under -std=c++20.
+#if !defined(_Bool)
+#define _Bool bool
+#define SKOPOS_DEFINED_BOOL
+#endif
 #include <sys/platform/x86.h>
+#if defined(SKOPOS_DEFINED_BOOL)
+#undef _Bool
+#undef SKOPOS_DEFINED_BOOL
+#endif
 #endif
 
 #include <algorithm>
@@ -95,13 +105,14 @@ std::string_view scan_kernel_name(ScanKernel kernel) {
 namespace {
 
 // What the SIMD kernels need, as the dynamic loader found it: glibc runs CPUID once at
-// start-up for itself, and <sys/platform/x86.h> reads its answers, "active" meaning the
-// CPU has the feature and the OS saves its registers. (CPUID of our own cost 0.03 ms per
-// tracker-cli run under this hypervisor, where each leaf traps: six microseconds a leaf;
-// __builtin_cpu_supports runs libgcc's own pass over the leaves.)
+// start-up for itself, and <sys/platform/x86.h> (glibc 2.33) reads its answers, "active"
+// meaning the CPU has the feature and the OS saves its registers. (CPUID of our own
+// cost 0.03 ms per tracker-cli run under this hypervisor, where each leaf traps: six
+// microseconds a leaf; __builtin_cpu_supports runs libgcc's own pass over the leaves.)
 struct X86Features {
-  bool avx2 = false;  // with BMI1, BMI2, POPCNT and LZCNT (the SIMD units are built with -mlzcnt: without
-                      // it the instruction runs as bsr, silently wrong)
+  // With BMI1, BMI2, POPCNT and LZCNT (the SIMD units are built with -mlzcnt: without it
+  // the instruction runs as bsr, silently wrong).
+  bool avx2 = false;
   bool avx512 = false;  // F, BW, CD, VBMI, VBMI2, VPOPCNTDQ
 };
 
