@@ -547,6 +547,7 @@ __noinline int walk_visit(struct walk_state *w, __u64 addr)
 	}
 	__sync_fetch_and_add(&stats.marks_created, 1);
 	__sync_fetch_and_add(&stats.snapshot_counted, 1);
+	__sync_fetch_and_add(&stats.walk_counted, 1);
 	return 0;
 }
 

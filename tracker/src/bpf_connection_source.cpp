@@ -974,6 +974,7 @@ SourceStats BpfConnectionSource::stats() const {
   stats.snapshots = snapshots_;
   stats.hash_walks = walks_;
   stats.hash_walk_fallbacks = walk_fallbacks_;
+  stats.hash_walk_counted = load(kernel.walk_counted);
   stats.carried_over = carried_over_;
   stats.reclaim_passes = reclaim_passes_;
   stats.keys_reclaimed = keys_reclaimed_;

@@ -160,6 +160,7 @@ struct skopos_conn_stats {
 	__u64 misplaced_counts; /* an increment left on a reused element: that key one too high */
 	__u64 keys_created;     /* conn_counts entries made (reclaim passes delete them) */
 	__u64 marks_created;    /* sock_marks entries made (reclaim passes delete them) */
+	__u64 walk_counted;     /* of snapshot_counted, sockets the shared-hash walk counted */
 };
 
 /*
