@@ -679,22 +679,25 @@ TEST_F(PrivilegedConnectionSources, AWalkThatStopsLeavesItsNamespacesToTheIterat
 
 // A walk that stops part way, after counting some of a namespace's sockets, leaves the
 // namespace to the iterator, which counts the rest: the walk's marks say which sockets
-// it already counted. With chains of at most one socket and 3,000 sockets in the host's
-// hash of 2^18 buckets (2^15 on a 4 GiB machine), some bucket holds two: a dozen such
-// on average, the first after some hundred of ours. Every socket counted once, by
-// one or the other.
+// it already counted. The walk takes chains of one socket in the established hash, and
+// the namespace holds 12,000 sockets: in a host's hash of 2^18 or 2^19 buckets (fewer on
+// a smaller machine) over a hundred buckets hold two, and the walk stops at the first
+// (here after 36 to 374 of ours, in six runs). Our sockets come first in any chain (the
+// kernel adds at the head), so the walk has counted some by then unless that first
+// bucket pairs two older sockets and lies before all of ours: e^-19 or less, even with
+// 18,000 TIME_WAIT sockets of earlier tests in a hash of 2^18. Every socket is counted
+// once, by one or the other.
 TEST_F(PrivilegedConnectionSources, AWalkThatStopsPartWayLeavesTheRestToTheIteratorAndCountsNothingTwice) {
-  constexpr int kConnections = 1500;
+  constexpr int kConnections = 6000;
   constexpr std::uint16_t kPort = 7450;
-  // Two descriptors a connection: the soft limit raised where it is lower, for this test.
+  // Two descriptors a connection: the limits raised where they are lower, for this test.
   rlimit original{};
   ASSERT_EQ(::getrlimit(RLIMIT_NOFILE, &original), 0);
   constexpr rlim_t kDescriptors = 2 * kConnections + 512;
-  ASSERT_GE(original.rlim_max, kDescriptors) << "the hard limit on descriptors is too low for this test";
   if (original.rlim_cur < kDescriptors) {
-    rlimit raised = original;
-    raised.rlim_cur = kDescriptors;
-    ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &raised), 0) << std::strerror(errno);
+    rlimit raised{kDescriptors, std::max(original.rlim_max, kDescriptors)};
+    ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &raised), 0) << "RLIMIT_NOFILE to " << kDescriptors << ": "
+                                                      << std::strerror(errno);
   }
   const auto restore = [&original](void*) { ::setrlimit(RLIMIT_NOFILE, &original); };
   const std::unique_ptr<void, decltype(restore)> restore_limit(&original, restore);

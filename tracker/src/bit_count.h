@@ -3,7 +3,7 @@
 // x86_64 before POPCNT has no instruction for it, and the compiler's builtin becomes a
 // call into libgcc there (__popcountdi2, a table walk: counting the tally's 1,024 port
 // words that way was a sixth of choosing a decoder kernel). Code built for the baseline
-// counts with shifts and a multiply; code built with -mpopcnt, and other CPUs, use the
+// counts with shifts and a multiply; code built with -mpopcnt, and aarch64, use the
 // instruction.
 #pragma once
 

@@ -510,8 +510,10 @@ bool BpfConnectionSource::walk_batch(std::span<const NamespaceHandle> namespaces
   // when its namespace listens on its port.
   skopos_walk& args = skeleton_->bss->walk_args;
   args.unclaimed = 0;
-  args.max_chain = walk_max_chain_;
   for (const std::uint32_t table : {std::uint32_t{SKOPOS_WALK_LISTENING}, std::uint32_t{SKOPOS_WALK_ESTABLISHED}}) {
+    // Options::walk_max_chain bounds the established hash's chains; the listening hash's
+    // are the program's limit, whatever the option (see there).
+    args.max_chain = table == SKOPOS_WALK_ESTABLISHED ? walk_max_chain_ : SKOPOS_WALK_MAX_CHAIN;
     std::uint32_t from = 0;
     do {
       args.table = table;

@@ -119,6 +119,14 @@ std::string render_metrics(const Tracker& tracker, const StreamStats* stream, co
          stats.source.unproven);
   metric(out, "skopos_tracker_bpf_proofs_total", "counter", "Snapshots run again to prove a namespace's count.",
          stats.source.proofs);
+  metric(out, "skopos_tracker_bpf_hash_walks_total", "counter",
+         "Walks of the host's TCP hash that snapshotted many namespaces at once.", stats.source.hash_walks);
+  metric(out, "skopos_tracker_bpf_hash_walk_fallbacks_total", "counter",
+         "Walks of the host's TCP hash that stopped, their namespaces then snapshotted one by one.",
+         stats.source.hash_walk_fallbacks);
+  metric(out, "skopos_tracker_bpf_hash_walk_sockets_total", "counter",
+         "Sockets the walks of the host's TCP hash counted, since the BPF program was loaded.",
+         stats.source.hash_walk_counted);
   metric(out, "skopos_tracker_proc_read_errors_total", "counter", "Namespaces /proc could not read.",
          stats.source.read_errors);
   metric(out, "skopos_tracker_consistency_checks_total", "counter", "bpf vs /proc consistency checks run.",

@@ -85,9 +85,12 @@ class BpfConnectionSource final : public ConnectionSource {
     // Whether namespaces sharing the host's TCP hash are snapshotted by walks of it (see
     // above) when the kernel allows; false: the iterator, one namespace at a time.
     bool walk = true;
-    // Sockets in one bucket of the hash a walk takes at most (at most the program's own
-    // limit, 1024): a longer chain stops the walk and the iterator snapshots its
-    // namespaces instead. Lower only to test that path.
+    // Sockets in one bucket of the established hash a walk takes at most (at most the
+    // program's own limit, 1024): a longer chain stops the walk and the iterator
+    // snapshots its namespaces instead. Lower only to test that path. The listening
+    // hash's chains always have the program's limit: a wildcard listener's IPv4 and IPv6
+    // sockets share a bucket, as do SO_REUSEPORT groups, so a lower one would stop every
+    // walk on many hosts before it counted anything.
     std::uint32_t walk_max_chain = 1024;
   };
   // Loads, verifies and attaches the programs. Needs root (CAP_BPF, CAP_PERFMON,

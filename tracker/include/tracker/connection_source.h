@@ -43,7 +43,10 @@ struct SourceStats {
   std::uint64_t snapshots = 0;         // snapshots run, first ones and proofs (BPF)
   std::uint64_t hash_walks = 0;        // walks of the host's TCP hash that snapshotted many at once (BPF)
   std::uint64_t hash_walk_fallbacks = 0;  // walks whose namespaces the iterator snapshotted instead (BPF)
-  std::uint64_t hash_walk_counted = 0;  // of snapshot_counted, sockets those walks counted, finished or not (BPF)
+  // Of snapshot_counted, sockets walks of the host's hash counted, finished or not, since
+  // the program was loaded: like the kernel's other counters here, it outlives a restart
+  // that takes over the pinned program (BPF).
+  std::uint64_t hash_walk_counted = 0;
   std::uint64_t carried_over = 0;      // namespaces a restart took from the pinned maps, no snapshot (BPF)
   std::uint64_t reclaim_passes = 0;    // passes over the kernel maps for idle entries (BPF)
   std::uint64_t keys_reclaimed = 0;    // count keys at zero deleted by them (BPF)
