@@ -22,6 +22,59 @@ void metric(std::string& out, std::string_view name, std::string_view type, std:
   append_sample(out, name, value);
 }
 
+// The source's counters and gauges, in the order they are written.
+struct SourceMetric {
+  std::string_view name;
+  std::string_view type;
+  std::string_view help;
+  std::uint64_t SourceStats::*value;
+};
+constexpr SourceMetric kSourceMetrics[] = {
+    {"skopos_tracker_namespaces_tracked", "gauge", "Network namespaces being counted.", &SourceStats::tracked},
+    {"skopos_tracker_events_total", "counter", "Kernel change events processed (bpf).", &SourceStats::events},
+    {"skopos_tracker_ringbuffer_lost_events_total", "counter",
+     "Change events the kernel could not put in the ring buffer (each triggers a re-read).", &SourceStats::lost_events},
+    {"skopos_tracker_resyncs_total", "counter", "Full re-reads of the kernel's counts.", &SourceStats::resyncs},
+    {"skopos_tracker_bpf_count_failures_total", "counter",
+     "Sockets the kernel map had no room for.", &SourceStats::count_failures},
+    {"skopos_tracker_bpf_storage_failures_total", "counter",
+     "Sockets that could not be marked.", &SourceStats::storage_failures},
+    {"skopos_tracker_bpf_underflows_total", "counter",
+     "Decrements of a zero count (a bug if nonzero).", &SourceStats::underflows},
+    {"skopos_tracker_bpf_stale_marks_total", "counter",
+     "Sockets found counted when entering ESTABLISHED, their old counts taken back (a bug if nonzero).",
+     &SourceStats::stale_marks},
+    {"skopos_tracker_bpf_reclaim_failures_total", "counter",
+     "Idle kernel map entries whose delete failed (the next reclaim pass tries again).",
+     &SourceStats::reclaim_failures},
+    {"skopos_tracker_bpf_reclaim_passes_total", "counter",
+     "Passes over the kernel maps for idle entries.", &SourceStats::reclaim_passes},
+    {"skopos_tracker_bpf_keys_reclaimed_total", "counter",
+     "Count keys at zero the reclaim passes deleted.", &SourceStats::keys_reclaimed},
+    {"skopos_tracker_bpf_marks_reclaimed_total", "counter",
+     "Idle socket marks the reclaim passes deleted.", &SourceStats::marks_reclaimed},
+    {"skopos_tracker_bpf_map_keys", "gauge",
+     "Count keys the kernel map holds, idle ones included.", &SourceStats::map_keys},
+    {"skopos_tracker_bpf_map_marks", "gauge",
+     "Socket marks the kernel map holds, idle ones included.", &SourceStats::map_marks},
+    {"skopos_tracker_bpf_misplaced_counts_total", "counter",
+     "Increments left on a map element the kernel had handed to another key: that key one too high.",
+     &SourceStats::misplaced_counts},
+    {"skopos_tracker_bpf_unproven_namespaces", "gauge",
+     "Namespaces unknown since a socket could not be counted, until a snapshot proves them.", &SourceStats::unproven},
+    {"skopos_tracker_bpf_proofs_total", "counter",
+     "Snapshots run again to prove a namespace's count.", &SourceStats::proofs},
+    {"skopos_tracker_bpf_hash_walks_total", "counter",
+     "Walks of the host's TCP hash that snapshotted many namespaces at once.", &SourceStats::hash_walks},
+    {"skopos_tracker_bpf_hash_walk_fallbacks_total", "counter",
+     "Walks of the host's TCP hash that stopped, their namespaces then snapshotted one by one.",
+     &SourceStats::hash_walk_fallbacks},
+    {"skopos_tracker_bpf_hash_walk_sockets_total", "counter",
+     "Sockets the walks of the host's TCP hash counted, since the BPF program was loaded.",
+     &SourceStats::hash_walk_counted},
+    {"skopos_tracker_proc_read_errors_total", "counter", "Namespaces /proc could not read.", &SourceStats::read_errors},
+};
+
 void container_labels(std::string& out, const StreamContainerView& c) {
   out += '{';
   append_label(out, "id", c.id.substr(0, 12), true);
@@ -83,52 +136,7 @@ std::string render_metrics(const Tracker& tracker, const StreamStats* stream, co
          tracker.containers_known() ? 1 : 0);
   metric(out, "skopos_tracker_containers", "gauge", "Containers known.", stats.containers);
   metric(out, "skopos_tracker_namespaces", "gauge", "Network namespaces seen.", stats.namespaces);
-  metric(out, "skopos_tracker_namespaces_tracked", "gauge", "Network namespaces being counted.", stats.source.tracked);
-  metric(out, "skopos_tracker_events_total", "counter", "Kernel change events processed (bpf).", stats.source.events);
-  metric(out, "skopos_tracker_ringbuffer_lost_events_total", "counter",
-         "Change events the kernel could not put in the ring buffer (each triggers a re-read).",
-         stats.source.lost_events);
-  metric(out, "skopos_tracker_resyncs_total", "counter", "Full re-reads of the kernel's counts.", stats.source.resyncs);
-  metric(out, "skopos_tracker_bpf_count_failures_total", "counter", "Sockets the kernel map had no room for.",
-         stats.source.count_failures);
-  metric(out, "skopos_tracker_bpf_storage_failures_total", "counter", "Sockets that could not be marked.",
-         stats.source.storage_failures);
-  metric(out, "skopos_tracker_bpf_underflows_total", "counter", "Decrements of a zero count (a bug if nonzero).",
-         stats.source.underflows);
-  metric(out, "skopos_tracker_bpf_stale_marks_total", "counter",
-         "Sockets found counted when entering ESTABLISHED, their old counts taken back (a bug if nonzero).",
-         stats.source.stale_marks);
-  metric(out, "skopos_tracker_bpf_reclaim_failures_total", "counter",
-         "Idle kernel map entries whose delete failed (the next reclaim pass tries again).",
-         stats.source.reclaim_failures);
-  metric(out, "skopos_tracker_bpf_reclaim_passes_total", "counter", "Passes over the kernel maps for idle entries.",
-         stats.source.reclaim_passes);
-  metric(out, "skopos_tracker_bpf_keys_reclaimed_total", "counter", "Count keys at zero the reclaim passes deleted.",
-         stats.source.keys_reclaimed);
-  metric(out, "skopos_tracker_bpf_marks_reclaimed_total", "counter", "Idle socket marks the reclaim passes deleted.",
-         stats.source.marks_reclaimed);
-  metric(out, "skopos_tracker_bpf_map_keys", "gauge",
-         "Count keys the kernel map holds, idle ones included.", stats.source.map_keys);
-  metric(out, "skopos_tracker_bpf_map_marks", "gauge",
-         "Socket marks the kernel map holds, idle ones included.", stats.source.map_marks);
-  metric(out, "skopos_tracker_bpf_misplaced_counts_total", "counter",
-         "Increments left on a map element the kernel had handed to another key: that key one too high.",
-         stats.source.misplaced_counts);
-  metric(out, "skopos_tracker_bpf_unproven_namespaces", "gauge",
-         "Namespaces unknown since a socket could not be counted, until a snapshot proves them.",
-         stats.source.unproven);
-  metric(out, "skopos_tracker_bpf_proofs_total", "counter", "Snapshots run again to prove a namespace's count.",
-         stats.source.proofs);
-  metric(out, "skopos_tracker_bpf_hash_walks_total", "counter",
-         "Walks of the host's TCP hash that snapshotted many namespaces at once.", stats.source.hash_walks);
-  metric(out, "skopos_tracker_bpf_hash_walk_fallbacks_total", "counter",
-         "Walks of the host's TCP hash that stopped, their namespaces then snapshotted one by one.",
-         stats.source.hash_walk_fallbacks);
-  metric(out, "skopos_tracker_bpf_hash_walk_sockets_total", "counter",
-         "Sockets the walks of the host's TCP hash counted, since the BPF program was loaded.",
-         stats.source.hash_walk_counted);
-  metric(out, "skopos_tracker_proc_read_errors_total", "counter", "Namespaces /proc could not read.",
-         stats.source.read_errors);
+  for (const SourceMetric& m : kSourceMetrics) metric(out, m.name, m.type, m.help, stats.source.*m.value);
   metric(out, "skopos_tracker_consistency_checks_total", "counter", "bpf vs /proc consistency checks run.",
          stats.consistency_checks);
   metric(out, "skopos_tracker_consistency_mismatches_total", "counter",
