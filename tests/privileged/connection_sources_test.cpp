@@ -701,12 +701,10 @@ TEST_F(PrivilegedConnectionSources, AWalkThatStopsPartWayLeavesTheRestToTheItera
   }
   const auto restore = [&original](void*) { ::setrlimit(RLIMIT_NOFILE, &original); };
   const std::unique_ptr<void, decltype(restore)> restore_limit(&original, restore);
-  auto netns = TestNetns::create("skopos-part");
-  ASSERT_TRUE(netns) << netns.error().message();
   UniqueFd listener;
   std::vector<Connection> connections;
   {
-    TestNetns::Inside inside(**netns);
+    TestNetns::Inside inside(*netns_);
     listener = tcp_listen("127.0.0.1", kPort);
     for (int c = 0; c < kConnections; ++c) connections.push_back(open_connection(listener.get(), "127.0.0.1", kPort));
   }
@@ -718,7 +716,7 @@ TEST_F(PrivilegedConnectionSources, AWalkThatStopsPartWayLeavesTheRestToTheItera
   BpfConnectionSource& bpf = **created;
   ASSERT_TRUE(bpf.walks_shared_hash()) << "a kernel of 6.1 or later walks the shared hash: without a walk, this proves "
                                           "nothing";
-  const std::vector<NamespaceHandle> handles{handle_of(**netns)};
+  const std::vector<NamespaceHandle> handles{handle_of(*netns_)};
   std::vector<std::string> failed;
   bpf.track_many(handles, [&](const NamespaceHandle& handle, const Error&) { failed.push_back(handle.ns_path); });
   EXPECT_TRUE(failed.empty()) << failed.front();

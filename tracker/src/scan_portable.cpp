@@ -87,7 +87,9 @@ template <const Family& family>
 [[gnu::always_inline]] inline bool prefix_fails(const char* line, unsigned shift) {
   const Template& t = line_template(&family == &kIpv6, shift);
   V16 fails{};
-  constexpr unsigned rows = &family == &kIpv6 ? kTemplateRows : 5;
+  // The widest slot's row count, a constant for every width: rows past a narrower
+  // slot's prefix take any byte.
+  constexpr unsigned rows = (&family == &kIpv6 ? kIpv6Lines : kIpv4Lines)[kMaxSlotShift].rows;
 #pragma GCC unroll 8
   for (unsigned r = 0; r < rows; ++r) fails |= row_fails(load16(line + 16 * r), t.low, t.span, r);
   return any(fails);
