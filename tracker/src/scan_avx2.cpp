@@ -30,6 +30,10 @@ struct Avx2Block {
             classify(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + 32)))};
   }
 
+  // classify() puts bytes >= 0x80 in no class (their high nibble allows none), so the
+  // template and tail checks catch them already.
+  static std::uint64_t outside_ascii(const Avx2Block&, const Avx2Block&, const Avx2Block&) { return 0; }
+
   // Positions whose class intersects none of `classes`.
   static std::uint64_t disjoint(__m256i lo, __m256i hi, __m256i classes_lo, __m256i classes_hi) {
     const __m256i zero = _mm256_setzero_si256();

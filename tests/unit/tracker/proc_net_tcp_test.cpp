@@ -553,7 +553,9 @@ TEST(ProcNetTcpChunking, AnyChunkSizeGivesTheSameResult) {
 // doubled: the SIMD kernels must accept exactly what the full parser accepts and
 // report the same error when they do not.
 TEST(ProcNetTcpEquivalence, SingleByteMutationsAgreeOnEveryPath) {
-  const std::string replacements("\0\t -:09ADEFGafg\n\r\x7f\xff", 19);
+  // Bytes >= 0x80 whose low seven bits are a byte the line allows (' ', '0', 'A' plus
+  // 0x80): a kernel that classifies by those bits alone must still refuse them.
+  const std::string replacements("\0\t -:09ADEFGafg\n\r\x7f\xff\xa0\xb0\xc1", 22);
   std::size_t variants = 0;
   // The portable kernel learns each valid line's tail shape and proves later lines
   // against it: that path is in use here (counted below; the mutants themselves meet it
