@@ -21,7 +21,7 @@
 //  C. per line again, in order: count it, or decode its fields (decode_line) and hand
 //     the decoder the values, a batch at a time.
 //
-// Stages B and C of a batch run after stage A of the next one (see scan_family).
+// Stages B and C of a full batch run after stage A of the next one (see scan_family).
 //
 // When counting, the portable kernel first tries a line against the shapes learned from
 // the lines judge() proved (scan_known_shapes.h): a line that passes is proven whole in
@@ -495,12 +495,14 @@ template <unsigned (*Judge)(Batch&), class Sink>
 // the core, so a batch judged straight after its stage A waited for that stage to retire,
 // and its hundred-odd dependent instructions then ran with little else to overlap them
 // (the profile of the AVX-512 counting path on Zen 5 put 29 % of its time in stage B).
-// One batch later the records are in the cache. Measured with bench_proc_net_tcp on Zen
-// 5: the portable counting path 0.50 -> 0.53-0.55 x memchr, the record path 0.30-0.31 ->
-// 0.33, AVX-512 counting 0.80-0.82 -> 0.82-0.89 -- with the two batches at fixed places;
-// one loop choosing its batch at run time made AVX-512 counting slower and unsteady. The
-// lines still reach the sink in order; a batch examined from a place the full parser then
-// moved (a line of the batch before ending elsewhere) is examined again.
+// One batch later the stores have left the core. Measured with bench_proc_net_tcp on
+// Zen 5, three runs of each build: the portable counting path 0.50-0.52 -> 0.53-0.55 x
+// memchr, the record path 0.30-0.32 -> 0.32-0.33, AVX-512 counting about even -- with the
+// two batches at fixed places; one loop choosing its batch at run time made AVX-512
+// counting slower and unsteady. The lines still reach the sink in order; a batch examined
+// from a place the full parser then moved (a line of the batch before ending elsewhere)
+// is examined again, and only stage B teaches the portable kernel's shapes, so a batch
+// examined ahead meets a new shape one batch later than before.
 template <class Stage, unsigned (*Judge)(Batch&), const Family& family, class Sink>
 inline ScanProgress scan_family(const char* begin, const char* end, Sink& sink) {
   ScanProgress progress{begin, 0, 0, false};

@@ -337,7 +337,7 @@ template <bool learn>
       ok |= 3u << i;
       continue;
     }
-    // A batch's unused lines have defined contents (scan_lines), so the pair past an odd
+    // A batch's unused lines have defined contents (examine_batch), so the pair past an odd
     // size is judged harmlessly and masked off below. A line stage A proved has no
     // masks recorded: both lanes then judge the other line.
     const int a = (known & 1u) != 0 ? i + 1 : i;
