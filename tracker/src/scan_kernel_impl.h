@@ -439,28 +439,21 @@ template <class Stage, const Family& family>
   return p;
 }
 
-// What committing a batch came to: every line taken, or a line the full parser found to
-// end elsewhere than stage A thought (the batch's later lines, and any batch examined
-// after it, started in the wrong place: scanning resumes at `resume`), or an invalid line
-// (progress.stop).
-struct Committed {
-  const char* resume;
-  bool realigned;
-  bool failed;
-};
-
 // Stages B and C for an examined batch: judges it, hands proven lines to the sink and the
-// others to its fallback, in order.
+// others to its fallback, in order. Returns nullptr when every line was taken, or where
+// scanning resumes when the full parser found a line to end elsewhere than stage A
+// thought (the batch's later lines, and any batch examined after it, started in the
+// wrong place); an invalid line sets progress.failed and progress.stop instead.
 template <unsigned (*Judge)(Batch&), class Sink>
-[[gnu::always_inline]] inline Committed commit_batch(Batch& batch, const char* end, Sink& sink,
-                                                     ScanProgress& progress) {
+[[gnu::always_inline]] inline const char* commit_batch(Batch& batch, const char* end, Sink& sink,
+                                                       ScanProgress& progress) {
   const unsigned ok = batch.size > 0 ? Judge(batch) : 0;
   if (batch.size == kBatch && ok == (1u << kBatch) - 1) {
     // The common case, a whole batch proven: one call, whose counters stay in registers
     // rather than being reloaded after every store into the tally.
     sink.accept_all(batch);
     progress.lines += kBatch;
-    return {nullptr, false, false};
+    return nullptr;
   }
   for (int i = 0; i < batch.size; ++i) {
     if ((ok >> i) & 1u) {
@@ -472,13 +465,13 @@ template <unsigned (*Judge)(Batch&), class Sink>
     if (next == nullptr) {
       progress.stop = batch.begin[i];
       progress.failed = true;
-      return {nullptr, false, true};
+      return nullptr;
     }
     ++progress.lines;
     ++progress.fallback_lines;
-    if (next != batch.newline[i] + 1) return {next, true, false};
+    if (next != batch.newline[i] + 1) return next;
   }
-  return {nullptr, false, false};
+  return nullptr;
 }
 
 // The scan loop shared by counting and records. `Stage` examines each line (stage A),
@@ -513,13 +506,11 @@ inline ScanProgress scan_family(const char* begin, const char* end, Sink& sink) 
   // Commits a batch that ended early, then the line it stopped at, which stage A could
   // not judge, goes to the full parser. Returns false when scanning is over.
   const auto short_batch = [&](Batch& batch) {
-    const Committed done = commit_batch<Judge>(batch, end, sink, progress);
-    if (done.failed) return false;
-    if (done.realigned) {
-      p = done.resume;
+    if (const char* resume = commit_batch<Judge>(batch, end, sink, progress)) {
+      p = resume;
       return true;
     }
-    if (p >= end) return false;
+    if (progress.failed || p >= end) return false;
     const char* next = sink.fallback(p, end);
     if (next == nullptr) {
       progress.stop = p;
@@ -536,12 +527,11 @@ inline ScanProgress scan_family(const char* begin, const char* end, Sink& sink) 
   // in turn, 0 to start afresh at p, -1 when scanning is over.
   const auto step = [&](Batch& next, Batch& waiting) {
     const char* after = examine_batch<Stage, family>(p, end, next, shift);
-    const Committed done = commit_batch<Judge>(waiting, end, sink, progress);
-    if (done.failed) return -1;
-    if (done.realigned) {
-      p = done.resume;
+    if (const char* resume = commit_batch<Judge>(waiting, end, sink, progress)) {
+      p = resume;
       return 0;
     }
+    if (progress.failed) return -1;
     p = after;
     if (next.size == kBatch) return 1;
     return short_batch(next) ? 0 : -1;
@@ -554,12 +544,10 @@ inline ScanProgress scan_family(const char* begin, const char* end, Sink& sink) 
     }
     // Steady state: the two batches take turns, each at a fixed place.
     int going;
-    for (;;) {
+    do {
       going = step(second, first);
-      if (going != 1) break;
-      going = step(first, second);
-      if (going != 1) break;
-    }
+      if (going == 1) going = step(first, second);
+    } while (going == 1);
     if (going < 0) break;
   }
   if (!progress.failed) progress.stop = p;
