@@ -80,10 +80,15 @@ constexpr std::size_t kNewlineWindow = 128;
 // after the widest prefix and tail), or, on AVX-512, the 128 bytes from four before the
 // remote port, which end before 206 (static_asserts in scan_avx512.cpp).
 constexpr std::size_t kReadAhead = 256;
-// How far ahead of the current line to prefetch: some 20 lines, the best of 2, 4 and
-// 8 KiB measured with bench_proc_net_tcp. The hardware prefetcher alone falls behind a
-// stream consumed this fast.
-constexpr std::size_t kPrefetchDistance = 4096;
+// How far ahead of the current line to prefetch. The hardware prefetcher alone falls
+// behind a stream consumed this fast, and a prefetch must be issued a memory latency
+// under load before its line is read: 6 KiB, some 36 lines, is about 300 ns of input at
+// 20 GB/s. Measured with bench_proc_net_tcp's goal rows on Zen 5 (1M tcp6 lines, each
+// build run in turn with the others): AVX-512 counting at 4 KiB 0.82 x memchr (mean of
+// six runs), 6 KiB 0.87, 7 and 8 KiB about as 6, 12 and 16 KiB lower again; the AVX2,
+// portable and record paths, which read the input more slowly, the same at 4 and 6 KiB.
+// (4 KiB was the best of 2, 4 and 8 KiB when the kernels were slower.)
+constexpr std::size_t kPrefetchDistance = 6144;
 
 // Prefetches the three cache lines that hold a line kPrefetchDistance ahead. A fixed
 // three per line (some twice) measured faster than tracking which were prefetched,
