@@ -346,11 +346,10 @@ struct LineClasses {
   std::uint64_t space, digit, lower, minus, length, problems, colon, slot_spaces;
 };
 
-// Appends the line to the batch: its classes, the raw port and state characters at the
-// family's offsets for its slot width, and where it starts and ends.
-[[gnu::always_inline]] inline void record_line(Batch& batch, const Family& family, const char* line,
+// Records the line as lane i of the batch: its classes, the raw port and state characters
+// at the family's offsets for its slot width, and where it starts and ends.
+[[gnu::always_inline]] inline void record_line(Batch& batch, int i, const Family& family, const char* line,
                                                const char* newline, unsigned shift, const LineClasses& c) {
-  const int i = batch.size++;
   batch.space[i] = c.space;
   batch.digit[i] = c.digit;
   batch.lower[i] = c.lower;
@@ -373,14 +372,15 @@ struct LineClasses {
 
 // Stage A for the line at `line`: finds its newline (nullptr if it does not end where
 // kernel-printed lines end), checks the prefix against its template, and records what
-// stage B needs. The caller has checked that kReadAhead bytes from `line` are readable.
+// stage B needs as lane i of the batch. The caller has checked that kReadAhead bytes from
+// `line` are readable.
 //
 // `shift` is the slot's width beyond four columns, as the previous line had it: the
 // template and the tail are read for that width at once, and only a line whose colon
 // says otherwise is read again. The width changes once per power of ten lines, and the
 // profile showed the template's load waiting on the colon's search line after line.
 template <class Block>
-[[gnu::always_inline]] inline const char* stage_a(const char* line, const Family& family, Batch& batch,
+[[gnu::always_inline]] inline const char* stage_a(const char* line, const Family& family, Batch& batch, int i,
                                                   unsigned& shift) {
   const std::uint64_t newlines = Block::newlines(line + kNewlineWindow);
   if (newlines == 0) return nullptr;
@@ -406,7 +406,7 @@ template <class Block>
     problems |= low_bits(static_cast<unsigned>(tail_length - 64)) & ~Block::equal(tail + 64, ' ');
   }
   problems |= Block::outside_ascii(head, body, w);
-  record_line(batch, family, line, newline, shift,
+  record_line(batch, i, family, line, newline, shift,
               {w.template has<kSpace>(), w.template has<kDigit>(), w.template has<kLower>(), w.template has<kMinus>(),
                tail_length < 64 ? tail_length : 64, problems, colon, head.template has<kSpace>()});
   return newline;
@@ -416,26 +416,36 @@ template <class Block>
 // the contract of stage_a().
 template <class Block>
 struct BlockStage {
-  [[gnu::always_inline]] static const char* examine(const char* line, const Family& family, Batch& batch,
+  [[gnu::always_inline]] static const char* examine(const char* line, const Family& family, Batch& batch, int i,
                                                     unsigned& shift) {
-    return stage_a<Block>(line, family, batch, shift);
+    return stage_a<Block>(line, family, batch, i, shift);
   }
 };
 
 // Stage A over the lines from p, up to a batch of them, while kReadAhead bytes remain
 // readable; returns the first byte after the last line examined. Unused lanes get
 // defined contents, since stage B reads all eight.
+//
+// The lane count and the slot width stay in registers until the batch is examined. As
+// Batch members, and a reference, they were stored and loaded again for every line: the
+// compiler cannot keep them in registers across the stores of prefix[] and tail_proven[],
+// whose byte type may alias anything (the profile of the AVX-512 counting path on Zen 5
+// showed both loads, and the pointer to `shift` kept in a vector register, line after line).
 template <class Stage, const Family& family>
 [[gnu::always_inline]] inline const char* examine_batch(const char* p, const char* end, Batch& batch,
-                                                        unsigned& shift) {
-  batch.size = 0;
-  while (batch.size < kBatch && static_cast<std::size_t>(end - p) >= kReadAhead) {
+                                                        unsigned& slot_shift) {
+  unsigned shift = slot_shift;
+  int size = 0;
+  while (size < kBatch && static_cast<std::size_t>(end - p) >= kReadAhead) {
     prefetch_ahead(p);
-    const char* newline = Stage::examine(p, family, batch, shift);
+    const char* newline = Stage::examine(p, family, batch, size, shift);
     if (newline == nullptr) break;
+    ++size;
     p = newline + 1;
   }
-  for (int i = batch.size; i < kBatch; ++i) {
+  batch.size = size;
+  slot_shift = shift;
+  for (int i = size; i < kBatch; ++i) {
     batch.space[i] = batch.digit[i] = batch.lower[i] = batch.minus[i] = batch.length[i] = 0;
     batch.colon[i] = batch.slot_spaces[i] = batch.port_chars[i] = batch.state_chars[i] = 0;
     batch.problems[i] = 1;

@@ -268,10 +268,10 @@ inline void learn_shape(std::uint64_t key, std::uint64_t space, unsigned length,
   place(shape);
 }
 
-// A line stage A proved whole: recorded with its port and state, which stage B keeps.
-[[gnu::always_inline]] inline void record_known_line(Batch& batch, const Family& family, const char* line,
+// A line stage A proved whole: recorded as lane i with its port and state, which stage B
+// keeps.
+[[gnu::always_inline]] inline void record_known_line(Batch& batch, int i, const Family& family, const char* line,
                                                      const char* newline, unsigned shift, std::uint32_t state) {
-  const int i = batch.size++;
   batch.port[i] = hex4(line + family.port_at + shift);
   batch.state[i] = state;
   batch.begin[i] = line;

@@ -155,7 +155,7 @@ struct Slot {
 
 struct PortableStage {
   // The contract of stage_a() (scan_kernel_impl.h), the same records for stage B.
-  [[gnu::always_inline]] static const char* examine(const char* line, const Family& family, Batch& batch,
+  [[gnu::always_inline]] static const char* examine(const char* line, const Family& family, Batch& batch, int i,
                                                     unsigned& shift) {
     // The newline, where kernel-printed lines end: [128, 192) from the start. memchr,
     // which every C library tunes for its CPU, measured faster here than generic
@@ -201,7 +201,7 @@ struct PortableStage {
     if (tail_length > 64) problems |= padding_fails(tail, tail_length);
     const std::uint64_t valid = low_bits(length);
 
-    record_line(batch, family, line, newline, shift,
+    record_line(batch, i, family, line, newline, shift,
                 {space, valid & ~(space | lower | minus) /* `other` was checked empty */, lower, minus, length,
                  problems, slot.colon, slot.spaces});
     return newline;
@@ -259,15 +259,15 @@ template <unsigned rows>
 // PortableStage, out of line: the known-shape stage's rare way (a line of a new shape),
 // kept out of its loop.
 template <const Family& family>
-[[gnu::noinline]] const char* examine_unknown(const char* line, Batch& batch, unsigned& shift) {
-  return PortableStage::examine(line, family, batch, shift);
+[[gnu::noinline]] const char* examine_unknown(const char* line, Batch& batch, int i, unsigned& shift) {
+  return PortableStage::examine(line, family, batch, i, shift);
 }
 
 // Stage A for counting: the whole line against its slot width's prefix and a known
 // tail shape when there is one, recorded as proven with its port and state; else
 // PortableStage's classes for judge() (which then teaches the shape, judge_pairs).
 struct KnownShapeStage {
-  [[gnu::always_inline]] static const char* examine(const char* line, const Family& family, Batch& batch,
+  [[gnu::always_inline]] static const char* examine(const char* line, const Family& family, Batch& batch, int i,
                                                     unsigned& shift) {
     const bool ipv6 = &family == &kIpv6;
     const char* tail = line + family.prefix + shift;
@@ -276,7 +276,12 @@ struct KnownShapeStage {
     V16 fails{};
     const KnownTail known = ipv6 ? known_shape<kRowsV6>(tail, fails) : known_shape<kRowsV4>(tail, fails);
     const auto unknown = [&] {
-      return ipv6 ? examine_unknown<kIpv6>(line, batch, shift) : examine_unknown<kIpv4>(line, batch, shift);
+      // A copy of the slot width, so that only the copy's address leaves for the call.
+      unsigned width = shift;
+      const char* newline =
+          ipv6 ? examine_unknown<kIpv6>(line, batch, i, width) : examine_unknown<kIpv4>(line, batch, i, width);
+      shift = width;
+      return newline;
     };
     if (known.shape == nullptr) return unknown();
     // The prefix's template lets each of a four-column slot's first three columns be a
@@ -287,7 +292,7 @@ struct KnownShapeStage {
     if (any(fails) || head_fails || state - 1 > 12) return unknown();
 
     const char* newline = tail + known.length;
-    record_known_line(batch, family, line, newline, shift, state);
+    record_known_line(batch, i, family, line, newline, shift, state);
     return newline;
   }
 };
