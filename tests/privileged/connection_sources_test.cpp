@@ -677,6 +677,48 @@ TEST_F(PrivilegedConnectionSources, AWalkThatStopsLeavesItsNamespacesToTheIterat
   EXPECT_EQ(*runs, 0u);
 }
 
+// A kernel that refuses the walk's programs (too old a verifier, a helper it lacks) still
+// gets a tracker: create() loads the programs again without them, and every snapshot is
+// then the kernel's iterator's, one namespace at a time, with the same counts.
+TEST_F(PrivilegedConnectionSources, AKernelThatRefusesTheWalkGetsTheIterator) {
+  {
+    auto plain = BpfConnectionSource::create();
+    ASSERT_TRUE(plain) << plain.error().message();
+    ASSERT_TRUE((*plain)->walks_shared_hash())
+        << "a kernel of 6.1 or later loads the walk: without it, this proves nothing";
+  }
+  constexpr int kNamespaces = 3;
+  const auto port_of = [](int i) { return static_cast<std::uint16_t>(7450 + i); };
+  std::vector<std::unique_ptr<TestNetns>> namespaces;
+  std::vector<UniqueFd> listeners;
+  std::vector<Connection> connections;
+  for (int i = 0; i < kNamespaces; ++i) {
+    auto netns = TestNetns::create("skopos-nowalk");
+    ASSERT_TRUE(netns) << netns.error().message();
+    TestNetns::Inside inside(**netns);
+    listeners.push_back(tcp_listen("127.0.0.1", port_of(i)));
+    for (int c = 0; c < i + 1; ++c) {
+      connections.push_back(open_connection(listeners.back().get(), "127.0.0.1", port_of(i)));
+    }
+    namespaces.push_back(std::move(*netns));
+  }
+
+  BpfConnectionSource::Options options;
+  options.refuse_walk = true;
+  auto created = BpfConnectionSource::create(options);
+  ASSERT_TRUE(created) << "the walk refused must not fail the start: " << created.error().message();
+  BpfConnectionSource& bpf = **created;
+  EXPECT_FALSE(bpf.walks_shared_hash()) << "the walk's programs were refused";
+  std::vector<NamespaceHandle> handles;
+  for (const auto& netns : namespaces) handles.push_back(handle_of(*netns));
+  std::vector<std::string> failed;
+  bpf.track_many(handles, [&](const NamespaceHandle& handle, const Error&) { failed.push_back(handle.ns_path); });
+  EXPECT_TRUE(failed.empty()) << failed.front();
+  expect_ladder_counted(bpf, handles, kNamespaces, port_of);
+  EXPECT_EQ(bpf.stats().hash_walks, 0u);
+  EXPECT_EQ(bpf.stats().hash_walk_fallbacks, 0u) << "no walk ran, so none stopped";
+}
+
 // A walk that stops part way, after counting some of a namespace's sockets, leaves the
 // namespace to the iterator, which counts the rest: the walk's marks say which sockets
 // it already counted. The walk takes chains of one socket in the established hash, and

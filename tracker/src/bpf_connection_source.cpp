@@ -273,6 +273,10 @@ Result<std::unique_ptr<BpfConnectionSource>> BpfConnectionSource::create_once(co
   if (!load_walk) {
     bpf_program__set_autoload(skeleton->progs.walk_hash, false);
     bpf_program__set_autoload(skeleton->progs.hash_shared, false);
+  } else if (options.refuse_walk) {
+    if (int ret = bpf_program__set_type(skeleton->progs.walk_hash, BPF_PROG_TYPE_UNSPEC); ret != 0) {
+      return unexpected(Error::from_errno(failure_errno(ret), "bpf program type", "walk_hash"));
+    }
   }
   std::string state;
   if (!options.pin_dir.empty()) {

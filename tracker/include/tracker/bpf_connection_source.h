@@ -92,6 +92,10 @@ class BpfConnectionSource final : public ConnectionSource {
     // sockets share a bucket, as do SO_REUSEPORT groups, so a lower one would stop every
     // walk on many hosts before it counted anything.
     std::uint32_t walk_max_chain = 1024;
+    // Tests only: the walk's program is given no program type, which fails the load as a
+    // kernel that refuses the walk would, so that create() is seen to fall back to the
+    // iterator.
+    bool refuse_walk = false;
   };
   // Loads, verifies and attaches the programs. Needs root (CAP_BPF, CAP_PERFMON,
   // CAP_SYS_ADMIN for setns) and kernel BTF; errors name the step and carry errno.
