@@ -81,13 +81,17 @@ constexpr std::size_t kNewlineWindow = 128;
 // remote port, which end before 206 (static_asserts in scan_avx512.cpp).
 constexpr std::size_t kReadAhead = 256;
 // How far ahead of the current line to prefetch. The hardware prefetcher alone falls
-// behind a stream consumed this fast, and a prefetch must be issued a memory latency
-// under load before its line is read: 6 KiB, some 36 lines, is about 300 ns of input at
-// 20 GB/s. Measured with bench_proc_net_tcp's goal rows on Zen 5 (1M tcp6 lines, each
-// build run in turn with the others): AVX-512 counting at 4 KiB 0.82 x memchr (mean of
-// six runs), 6 KiB 0.87, 7 and 8 KiB about as 6, 12 and 16 KiB lower again; the AVX2,
-// portable and record paths, which read the input more slowly, the same at 4 and 6 KiB.
-// (4 KiB was the best of 2, 4 and 8 KiB when the kernels were slower.)
+// behind a stream consumed this fast, and a prefetch has to be issued long enough before
+// its line is read: 6 KiB is some 36 lines of bench_proc_net_tcp's tcp6 table, about
+// 300 ns of input at 20 GB/s. Measured on a Zen 5 VM with the table in 4 KiB pages, each
+// build run in turn with the others (the goal rows; one build's runs spread by +-0.06):
+// AVX-512 counting at 4 KiB 0.82 x memchr (mean of six runs), 6 KiB 0.87 (six), 7 KiB
+// 0.87 (five), 8 KiB 0.89 (two), 12 and 16 KiB 0.83-0.87 (two each); the AVX2, portable
+// and record paths, which read the input more slowly, about the same at 4 and 6 KiB. With
+// the table in 2 MiB pages 6 KiB led as well: 0.95, against 0.91 at 4 KiB and 0.79 at
+// 2 KiB (three runs each). 4 KiB was the best of 2, 4 and 8 KiB when the kernels were
+// slower. (What 4 KiB pages likely cost the kernels and not memchr: HugePageCopy in
+// bench/bench_proc_net_tcp.cpp.)
 constexpr std::size_t kPrefetchDistance = 6144;
 
 // Prefetches the three cache lines that hold a line kPrefetchDistance ahead. A fixed
