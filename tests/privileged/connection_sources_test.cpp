@@ -594,6 +594,38 @@ void expect_ladder_counted(BpfConnectionSource& bpf, const std::vector<Namespace
       << "both ends of 1 + 2 + ... + " << namespaces << " connections, once each";
 }
 
+// Namespaces named after `name`, namespace i holding i + 1 connections to its listener on
+// port_of(i) (what expect_ladder_counted() checks), kept open while the test runs.
+struct Ladder {
+  std::vector<std::unique_ptr<TestNetns>> namespaces;
+  std::vector<UniqueFd> listeners;
+  std::vector<Connection> connections;
+
+  template <class PortOf>
+  void build(const char* name, int count, PortOf port_of) {
+    for (int i = 0; i < count; ++i) {
+      auto netns = TestNetns::create(name);
+      ASSERT_TRUE(netns) << netns.error().message();
+      TestNetns::Inside inside(**netns);
+      listeners.push_back(tcp_listen("127.0.0.1", port_of(i)));
+      for (int c = 0; c < i + 1; ++c) {
+        connections.push_back(open_connection(listeners.back().get(), "127.0.0.1", port_of(i)));
+      }
+      namespaces.push_back(std::move(*netns));
+    }
+  }
+  // Tracks every namespace at once and checks that each was counted exactly.
+  template <class PortOf>
+  void expect_tracked_and_counted(BpfConnectionSource& bpf, PortOf port_of) const {
+    std::vector<NamespaceHandle> handles;
+    for (const auto& netns : namespaces) handles.push_back(handle_of(*netns));
+    std::vector<std::string> failed;
+    bpf.track_many(handles, [&](const NamespaceHandle& handle, const Error&) { failed.push_back(handle.ns_path); });
+    EXPECT_TRUE(failed.empty()) << failed.front();
+    expect_ladder_counted(bpf, handles, static_cast<int>(namespaces.size()), port_of);
+  }
+};
+
 // A burst of namespaces tracked at once (a tracker starting on a dense host): their
 // snapshots run in parallel, each with its own listeners. In namespace i the first
 // client is bound to the port namespace i+1 listens on, so a snapshot that saw another
@@ -643,31 +675,16 @@ TEST_F(PrivilegedConnectionSources, ManyNamespacesTrackedAtOnceEachCountWithItsO
 // changing, a fault -- hands its namespaces to the kernel's iterator, which counts them
 // all; the stop is counted in the stats, and nothing is counted twice.
 TEST_F(PrivilegedConnectionSources, AWalkThatStopsLeavesItsNamespacesToTheIterator) {
-  constexpr int kNamespaces = 4;
   const auto port_of = [](int i) { return static_cast<std::uint16_t>(7400 + i); };
-  std::vector<std::unique_ptr<TestNetns>> namespaces;
-  std::vector<UniqueFd> listeners;
-  std::vector<Connection> connections;
-  for (int i = 0; i < kNamespaces; ++i) {
-    auto netns = TestNetns::create("skopos-stop");
-    ASSERT_TRUE(netns) << netns.error().message();
-    TestNetns::Inside inside(**netns);
-    listeners.push_back(tcp_listen("127.0.0.1", port_of(i)));
-    for (int c = 0; c < i + 1; ++c) connections.push_back(open_connection(listeners.back().get(), "127.0.0.1", port_of(i)));
-    namespaces.push_back(std::move(*netns));
-  }
+  Ladder ladder;
+  ASSERT_NO_FATAL_FAILURE(ladder.build("skopos-stop", 4, port_of));
 
   BpfConnectionSource::Options options;
   options.walk_max_chain = 0;
   auto created = BpfConnectionSource::create(options);
   ASSERT_TRUE(created) << created.error().message();
   BpfConnectionSource& bpf = **created;
-  std::vector<NamespaceHandle> handles;
-  for (const auto& netns : namespaces) handles.push_back(handle_of(*netns));
-  std::vector<std::string> failed;
-  bpf.track_many(handles, [&](const NamespaceHandle& handle, const Error&) { failed.push_back(handle.ns_path); });
-  EXPECT_TRUE(failed.empty()) << failed.front();
-  expect_ladder_counted(bpf, handles, kNamespaces, port_of);
+  ladder.expect_tracked_and_counted(bpf, port_of);
   EXPECT_EQ(bpf.stats().hash_walks, 0u) << "no walk finished";
   ASSERT_TRUE(bpf.walks_shared_hash()) << "a kernel of 6.1 or later walks the shared hash: without a walk, this proves "
                                           "nothing";
@@ -687,21 +704,9 @@ TEST_F(PrivilegedConnectionSources, AKernelThatRefusesTheWalkGetsTheIterator) {
     ASSERT_TRUE((*plain)->walks_shared_hash())
         << "a kernel of 6.1 or later loads the walk: without it, this proves nothing";
   }
-  constexpr int kNamespaces = 3;
-  const auto port_of = [](int i) { return static_cast<std::uint16_t>(7450 + i); };
-  std::vector<std::unique_ptr<TestNetns>> namespaces;
-  std::vector<UniqueFd> listeners;
-  std::vector<Connection> connections;
-  for (int i = 0; i < kNamespaces; ++i) {
-    auto netns = TestNetns::create("skopos-nowalk");
-    ASSERT_TRUE(netns) << netns.error().message();
-    TestNetns::Inside inside(**netns);
-    listeners.push_back(tcp_listen("127.0.0.1", port_of(i)));
-    for (int c = 0; c < i + 1; ++c) {
-      connections.push_back(open_connection(listeners.back().get(), "127.0.0.1", port_of(i)));
-    }
-    namespaces.push_back(std::move(*netns));
-  }
+  const auto port_of = [](int i) { return static_cast<std::uint16_t>(7500 + i); };
+  Ladder ladder;
+  ASSERT_NO_FATAL_FAILURE(ladder.build("skopos-nowalk", 3, port_of));
 
   BpfConnectionSource::Options options;
   options.refuse_walk = true;
@@ -709,12 +714,7 @@ TEST_F(PrivilegedConnectionSources, AKernelThatRefusesTheWalkGetsTheIterator) {
   ASSERT_TRUE(created) << "the walk refused must not fail the start: " << created.error().message();
   BpfConnectionSource& bpf = **created;
   EXPECT_FALSE(bpf.walks_shared_hash()) << "the walk's programs were refused";
-  std::vector<NamespaceHandle> handles;
-  for (const auto& netns : namespaces) handles.push_back(handle_of(*netns));
-  std::vector<std::string> failed;
-  bpf.track_many(handles, [&](const NamespaceHandle& handle, const Error&) { failed.push_back(handle.ns_path); });
-  EXPECT_TRUE(failed.empty()) << failed.front();
-  expect_ladder_counted(bpf, handles, kNamespaces, port_of);
+  ladder.expect_tracked_and_counted(bpf, port_of);
   EXPECT_EQ(bpf.stats().hash_walks, 0u);
   EXPECT_EQ(bpf.stats().hash_walk_fallbacks, 0u) << "no walk ran, so none stopped";
 }
