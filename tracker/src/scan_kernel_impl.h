@@ -542,18 +542,20 @@ inline ScanProgress scan_family(const char* begin, const char* end, Sink& sink) 
     p = next;
     return true;
   };
-  // Examines `next` while `waiting` is committed. Returns 1 when `next` is full and waits
-  // in turn, 0 to start afresh at p, -1 when scanning is over.
+  // What follows a step: `next` is full and waits in turn, or scanning starts afresh at p,
+  // or it is over.
+  enum class After { kTakeTurns, kRestart, kDone };
+  // Examines `next` while `waiting` is committed.
   const auto step = [&](Batch& next, Batch& waiting) {
     const char* after = examine_batch<Stage, family>(p, end, next, shift);
     if (const char* resume = commit_batch<Judge>(waiting, end, sink, progress)) {
       p = resume;
-      return 0;
+      return After::kRestart;
     }
-    if (progress.failed) return -1;
+    if (progress.failed) return After::kDone;
     p = after;
-    if (next.size == kBatch) return 1;
-    return short_batch(next) ? 0 : -1;
+    if (next.size == kBatch) return After::kTakeTurns;
+    return short_batch(next) ? After::kRestart : After::kDone;
   };
   for (;;) {
     p = examine_batch<Stage, family>(p, end, first, shift);
@@ -562,12 +564,12 @@ inline ScanProgress scan_family(const char* begin, const char* end, Sink& sink) 
       continue;
     }
     // Steady state: the two batches take turns, each at a fixed place.
-    int going;
+    After after;
     do {
-      going = step(second, first);
-      if (going == 1) going = step(first, second);
-    } while (going == 1);
-    if (going < 0) break;
+      after = step(second, first);
+      if (after == After::kTakeTurns) after = step(first, second);
+    } while (after == After::kTakeTurns);
+    if (after == After::kDone) break;
   }
   if (!progress.failed) progress.stop = p;
   return progress;
