@@ -355,12 +355,15 @@ class HugePageCopy {
       why_not_ = std::string("madvise(MADV_HUGEPAGE) failed: ") + std::strerror(errno);
       return;
     }
-    std::memcpy(start, text.data(), text.size());
-    share_ = huge_page_share(start);
-    if (share_ == 0) {
+    // One byte first: if its fault brings no huge page, neither would the rest, and the
+    // copy of the whole table (and its memory) is not worth making.
+    *start = text.empty() ? '\0' : text.front();
+    if (huge_page_share(start) == 0) {
       why_not_ = "the kernel gave the copy no huge pages (transparent huge pages off?)";
       return;
     }
+    std::memcpy(start, text.data(), text.size());
+    share_ = huge_page_share(start);
     text_ = {start, text.size()};
   }
   ~HugePageCopy() {
