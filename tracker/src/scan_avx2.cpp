@@ -18,10 +18,11 @@ struct Avx2Block {
         _mm_loadu_si128(reinterpret_cast<const __m128i*>(kByLowNibble)));
     const __m256i by_high = _mm256_broadcastsi128_si256(
         _mm_loadu_si128(reinterpret_cast<const __m128i*>(kByHighNibble)));
-    const __m256i nibble = _mm256_set1_epi8(0x0F);
-    const __m256i lo = _mm256_shuffle_epi8(by_low, _mm256_and_si256(bytes, nibble));
+    // vpshufb indexes by a byte's low nibble, and gives 0 for a byte with its top bit set:
+    // the class of a byte >= 0x80 either way.
+    const __m256i lo = _mm256_shuffle_epi8(by_low, bytes);
     const __m256i hi =
-        _mm256_shuffle_epi8(by_high, _mm256_and_si256(_mm256_srli_epi16(bytes, 4), nibble));
+        _mm256_shuffle_epi8(by_high, _mm256_and_si256(_mm256_srli_epi16(bytes, 4), _mm256_set1_epi8(0x0F)));
     return _mm256_and_si256(lo, hi);
   }
 
@@ -30,19 +31,9 @@ struct Avx2Block {
             classify(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + 32)))};
   }
 
-  // classify() puts bytes >= 0x80 in no class (their high nibble allows none), so the
-  // template and tail checks catch them already.
+  // classify() puts bytes >= 0x80 in no class, so the template and tail checks catch
+  // them already.
   static std::uint64_t outside_ascii(const Avx2Block&, const Avx2Block&, const Avx2Block&) { return 0; }
-
-  // Positions whose class intersects none of `classes`.
-  static std::uint64_t disjoint(__m256i lo, __m256i hi, __m256i classes_lo, __m256i classes_hi) {
-    const __m256i zero = _mm256_setzero_si256();
-    const auto none_lo = static_cast<std::uint32_t>(
-        _mm256_movemask_epi8(_mm256_cmpeq_epi8(_mm256_and_si256(lo, classes_lo), zero)));
-    const auto none_hi = static_cast<std::uint32_t>(
-        _mm256_movemask_epi8(_mm256_cmpeq_epi8(_mm256_and_si256(hi, classes_hi), zero)));
-    return (std::uint64_t{none_hi} << 32) | none_lo;
-  }
 
   // Positions of byte c in the 64 raw bytes at p (no classification needed).
   static std::uint64_t equal(const char* p, char c) {
@@ -55,26 +46,37 @@ struct Avx2Block {
   }
   static std::uint64_t newlines(const char* p) { return equal(p, '\n'); }
 
-  // Positions of any of the classes kClasses.
-  template <std::uint8_t kClasses>
+  // Positions of the class kClass (one class: every caller's): its bit shifted to each
+  // byte's top, and the tops collected.
+  template <std::uint8_t kClass>
   std::uint64_t has() const {
-    if constexpr ((kClasses & (kClasses - 1)) == 0) {
-      // One class (every caller's): shift its bit to each byte's top and collect the
-      // tops, two instructions a half instead of three.
-      constexpr int up = 7 - __builtin_ctz(kClasses);
-      const auto lo = static_cast<std::uint32_t>(_mm256_movemask_epi8(_mm256_slli_epi16(low, up)));
-      const auto hi = static_cast<std::uint32_t>(_mm256_movemask_epi8(_mm256_slli_epi16(high, up)));
-      return (std::uint64_t{hi} << 32) | lo;
-    } else {
-      const __m256i c = _mm256_set1_epi8(static_cast<char>(kClasses));
-      return ~disjoint(low, high, c, c);
-    }
+    return (std::uint64_t{tops<kClass>(high)} << 32) | tops<kClass>(low);
   }
 
-  // Positions whose class is none of those `allowed` there.
-  std::uint64_t refuses(const std::uint8_t* allowed) const {
-    return disjoint(low, high, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(allowed)),
-                    _mm256_loadu_si256(reinterpret_cast<const __m256i*>(allowed + 32)));
+  // Positions among the first 32 of the class kClass.
+  template <std::uint8_t kClass>
+  std::uint32_t front_has() const {
+    return tops<kClass>(low);
+  }
+
+  template <std::uint8_t kClass>
+  static std::uint32_t tops(__m256i classes) {
+    static_assert((kClass & (kClass - 1)) == 0, "one class");
+    if constexpr (kClass != 0x80) classes = _mm256_slli_epi16(classes, 7 - __builtin_ctz(kClass));
+    return static_cast<std::uint32_t>(_mm256_movemask_epi8(classes));
+  }
+
+  // Nonzero when a position of the two blocks holds a byte whose class is none of those
+  // `allowed` there (128 entries): such a byte ANDs with its allowed classes to 0, and so
+  // does the least of the four ANDs at its position. One mask for all four quarters,
+  // where a mask each took four vpmovmskb and the shifts joining them.
+  static std::uint64_t refuses(const Avx2Block& head, const Avx2Block& body, const std::uint8_t* allowed) {
+    const auto quarter = [allowed](__m256i classes, int at) {
+      return _mm256_and_si256(classes, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(allowed + at)));
+    };
+    const __m256i least = _mm256_min_epu8(_mm256_min_epu8(quarter(head.low, 0), quarter(head.high, 32)),
+                                          _mm256_min_epu8(quarter(body.low, 64), quarter(body.high, 96)));
+    return static_cast<std::uint32_t>(_mm256_movemask_epi8(_mm256_cmpeq_epi8(least, _mm256_setzero_si256())));
   }
 };
 

@@ -63,9 +63,17 @@ struct Avx512Block {
     return _mm512_test_epi8_mask(classes, _mm512_set1_epi8(static_cast<char>(kClasses)));
   }
 
-  // Positions whose class is none of those `allowed` there.
-  std::uint64_t refuses(const std::uint8_t* allowed) const {
-    return _mm512_testn_epi8_mask(classes, _mm512_loadu_si512(allowed));
+  // Positions among the first 32 of any of the classes kClasses.
+  template <std::uint8_t kClasses>
+  std::uint32_t front_has() const {
+    return static_cast<std::uint32_t>(has<kClasses>());
+  }
+
+  // Nonzero when a position of the two blocks holds a byte whose class is none of those
+  // `allowed` there (128 entries).
+  static std::uint64_t refuses(const Avx512Block& head, const Avx512Block& body, const std::uint8_t* allowed) {
+    return _kor_mask64(_mm512_testn_epi8_mask(head.classes, _mm512_loadu_si512(allowed)),
+                       _mm512_testn_epi8_mask(body.classes, _mm512_loadu_si512(allowed + 64)));
   }
 };
 

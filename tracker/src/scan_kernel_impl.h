@@ -47,11 +47,13 @@
 namespace skopos::tracker::detail {
 namespace {
 
-// Byte classes, one bit each. A byte outside every class classifies as 0.
+// Byte classes, one bit each. A byte outside every class classifies as 0. The space,
+// whose mask stage A takes twice a line, is the top bit, which AVX2's vpmovmskb
+// collects without a shift first.
 constexpr std::uint8_t kDigit = 0x01;    // 0-9
 constexpr std::uint8_t kUpper = 0x02;    // A-F
 constexpr std::uint8_t kLower = 0x04;    // a-f
-constexpr std::uint8_t kSpace = 0x08;    // ' '
+constexpr std::uint8_t kSpace = 0x80;    // ' '
 constexpr std::uint8_t kColon = 0x10;    // ':'
 constexpr std::uint8_t kMinus = 0x20;    // '-'
 
@@ -122,7 +124,9 @@ constexpr unsigned kMaxSlotShift = 4;
 // template for a slot `shift` columns wider than 4 starts at allowed + kMaxSlotShift -
 // shift, and everything after the prefix moves right by `shift`.
 struct Family {
-  std::uint8_t allowed[kMaxSlotShift + kPrefixWindow];  // zero past the pattern
+  // Past the pattern every class is allowed: that is the tail, which stage B checks, and
+  // a byte there in no class (a newline, a byte >= 0x80) is refused by either check.
+  std::uint8_t allowed[kMaxSlotShift + kPrefixWindow];
   unsigned prefix;    // prefix length with a 4-column slot: where the tail starts
   unsigned port_at;   // the local port's 4 hex digits
   unsigned state_at;  // the state's 2 hex digits
@@ -134,13 +138,16 @@ constexpr Family make_family(const char (&pattern)[N], unsigned port_at, unsigne
   family.prefix = static_cast<unsigned>(N - 1);
   family.port_at = port_at;
   family.state_at = state_at;
-  for (std::size_t i = 0; i < kMaxSlotShift + N - 1; ++i) {
+  for (std::size_t i = 0; i < kMaxSlotShift + kPrefixWindow; ++i) {
+    // '\0' past the pattern.
+    const char column = i < kMaxSlotShift ? 'd' : i < kMaxSlotShift + N ? pattern[i - kMaxSlotShift] : '\0';
     std::uint8_t allowed = 0;
-    switch (i < kMaxSlotShift ? 'd' : pattern[i - kMaxSlotShift]) {
+    switch (column) {
       case 'd': allowed = kDigit | kSpace; break;
       case 'H': allowed = kDigit | kUpper; break;
       case ':': allowed = kColon; break;
       case ' ': allowed = kSpace; break;
+      case '\0': allowed = 0xFF; break;
       default: break;
     }
     family.allowed[i] = allowed;
@@ -156,6 +163,8 @@ static_assert(kIpv4Pattern[6 + 8] == ':' && kIpv4Pattern[6 + 2 * (8 + 1 + 4 + 1)
 static_assert(kIpv6Pattern[6 + 32] == ':' && kIpv6Pattern[6 + 2 * (32 + 1 + 4 + 1) - 1] == ' ');
 // Every prefix is longer than one block (the head block is checked whole) and fits two.
 static_assert(kIpv4.prefix > 64 && kIpv6.prefix + kMaxSlotShift <= kPrefixWindow);
+// stage_a() looks for the slot's colon in the head's first 32 bytes.
+static_assert(4 + kMaxSlotShift < 32);
 // Stage A only takes lines whose newline is [128, 192) from their start (or, for a line
 // proven by a known shape, where the shape has it, scan_known_shapes.h): such a line is
 // never too long, and has a tail after even the widest prefix (an empty one has no
@@ -393,12 +402,13 @@ template <class Block>
   // The prefix, against the template for its slot width: the first colon ends the slot.
   const Block head = Block::load(line);
   const Block body = Block::load(line + 64);
-  const unsigned colon = lowest(head.template has<kColon>() | (std::uint64_t{1} << 63));
+  // A slot's colon is never past column 4 + kMaxSlotShift, so only the head's front
+  // half is searched for it, and for the slot's spaces; a line with no colon there is a
+  // problem as one with a colon too far.
+  const unsigned colon = lowest(head.template front_has<kColon>() | (std::uint64_t{1} << 32));
   std::uint64_t problems = take_slot_width(colon, shift);
-  const std::uint8_t* allowed = family.allowed + kMaxSlotShift - shift;
   const unsigned prefix = family.prefix + shift;
-  problems |= head.refuses(allowed);
-  problems |= body.refuses(allowed + 64) & low_bits(prefix - 64);
+  problems |= Block::refuses(head, body, family.allowed + kMaxSlotShift - shift);
 
   // The tail: its classes for stage B, and nothing but spaces past the window.
   const char* tail = line + prefix;
@@ -412,7 +422,7 @@ template <class Block>
   problems |= Block::outside_ascii(head, body, w);
   record_line(batch, i, family, line, newline, shift,
               {w.template has<kSpace>(), w.template has<kDigit>(), w.template has<kLower>(), w.template has<kMinus>(),
-               tail_length < 64 ? tail_length : 64, problems, colon, head.template has<kSpace>()});
+               tail_length < 64 ? tail_length : 64, problems, colon, head.template front_has<kSpace>()});
   return newline;
 }
 
