@@ -62,7 +62,7 @@ struct Avx2Block {
   template <std::uint8_t kClass>
   static std::uint32_t tops(__m256i classes) {
     static_assert((kClass & (kClass - 1)) == 0, "one class");
-    if constexpr (kClass != 0x80) classes = _mm256_slli_epi16(classes, 7 - __builtin_ctz(kClass));
+    if constexpr (kClass != kSpace) classes = _mm256_slli_epi16(classes, 7 - __builtin_ctz(kClass));
     return static_cast<std::uint32_t>(_mm256_movemask_epi8(classes));
   }
 

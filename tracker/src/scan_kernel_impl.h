@@ -124,8 +124,9 @@ constexpr unsigned kMaxSlotShift = 4;
 // template for a slot `shift` columns wider than 4 starts at allowed + kMaxSlotShift -
 // shift, and everything after the prefix moves right by `shift`.
 struct Family {
-  // Past the pattern every class is allowed: that is the tail, which stage B checks, and
-  // a byte there in no class (a newline, a byte >= 0x80) is refused by either check.
+  // Past the pattern every class is allowed: that is the tail, which stage B checks. A
+  // byte there in no class (a newline; on AVX2 a byte >= 0x80) is refused by either
+  // check, and on AVX-512 outside_ascii() refuses a byte >= 0x80 wherever it is.
   std::uint8_t allowed[kMaxSlotShift + kPrefixWindow];
   unsigned prefix;    // prefix length with a 4-column slot: where the tail starts
   unsigned port_at;   // the local port's 4 hex digits
