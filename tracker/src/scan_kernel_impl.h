@@ -92,9 +92,42 @@ constexpr std::size_t kReadAhead = 256;
 // and record paths, which read the input more slowly, about the same at 4 and 6 KiB. With
 // the table in 2 MiB pages 6 KiB led as well: 0.95, against 0.91 at 4 KiB and 0.79 at
 // 2 KiB (three runs each). 4 KiB was the best of 2, 4 and 8 KiB when the kernels were
-// slower. (What 4 KiB pages likely cost the kernels and not memchr: HugePageCopy in
-// bench/bench_proc_net_tcp.cpp.)
+// slower. Those figures predate touch_next_page(); with it, 6 KiB still led 4 and 8 KiB
+// (AVX-512 counting 0.99, 0.93 and 1.00; AVX2 0.77, 0.75 and 0.74; three runs each).
 constexpr std::size_t kPrefetchDistance = 6144;
+
+// Reads the first byte of the 4 KiB page after the one `line` starts on (the input's
+// last byte if that page lies past it: `line` < `end`), so that the page's translation is
+// in the TLB before the scan gets there. Called once a batch (at most 1.5 KiB of lines),
+// so the first batch to start on a page touches the next page at least 2.5 KiB before the
+// scan reaches it.
+//
+// Each line's start comes from the previous line's newline, so the loads of a line wait
+// on that chain; when the chain entered a page whose translation was not in the TLB, it
+// waited for the page walk too. The prefetches, which reach that page first, did not spare
+// it the walk on the Zen 5 VM measured here (prefetches may not install translations in
+// the TLB, or a walk under a VM's nested paging may cost more than they hide), and memchr,
+// whose loads run ahead of the newline it is looking for, lost nothing to it: with the
+// table in 4 KiB pages the AVX-512 counting path ran at 0.82-0.89 x memchr, in 2 MiB pages
+// at 0.95, memchr equally fast in both. This load is a demand load off the chain, and it
+// hits the cache: the prefetches brought the page's first line 2-6 KiB of input earlier.
+// Measured (bench_proc_net_tcp's goal rows, each build in turn with the other, three runs
+// each, Zen 5 VM): AVX-512 counting 0.856 -> 1.010 x memchr (4 KiB pages) and 0.954 ->
+// 1.003 (2 MiB pages); AVX2 0.703 -> 0.780; portable 0.516 -> 0.560; records unchanged at
+// 0.33-0.34. The same load before every line measured 0.915: it costs a compare and a
+// load a line. A prefetch (not a load) of a page ahead's first line, 8 or 12 KiB ahead,
+// halved the counting path's speed instead.
+//
+// On a kernel with 16 or 64 KiB pages this touches a line of the same page most of the
+// time, which costs one cached load a batch.
+inline void touch_next_page(const char* line, const char* end) {
+  constexpr std::uintptr_t kPage = 4096;
+  const auto at = reinterpret_cast<std::uintptr_t>(line);
+  const std::uintptr_t next = (at + kPage) & ~(kPage - 1);
+  const std::uintptr_t last = reinterpret_cast<std::uintptr_t>(end) - 1;
+  const char* byte = line + ((next < last ? next : last) - at);
+  (void)*static_cast<const volatile char*>(byte);
+}
 
 // Prefetches the three cache lines that hold a line kPrefetchDistance ahead. A fixed
 // three per line (some twice) measured faster than tracking which were prefetched,
@@ -451,6 +484,9 @@ template <class Stage, const Family& family>
                                                         unsigned& slot_shift) {
   unsigned shift = slot_shift;
   int size = 0;
+  // Under the loop's own condition, which the compiler then tests once for both: a test
+  // of p < end instead measured 0.94 x memchr against 1.00 (three runs each).
+  if (static_cast<std::size_t>(end - p) >= kReadAhead) touch_next_page(p, end);
   while (size < kBatch && static_cast<std::size_t>(end - p) >= kReadAhead) {
     prefetch_ahead(p);
     const char* newline = Stage::examine(p, family, batch, size, shift);

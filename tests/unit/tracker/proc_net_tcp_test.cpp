@@ -2,8 +2,12 @@
 
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
+#include <cstring>
 #include <string>
 #include <vector>
 
@@ -546,6 +550,37 @@ TEST(ProcNetTcpChunking, AnyChunkSizeGivesTheSameResult) {
         ASSERT_EQ(count(chunks_of(sample, size), kernel), whole) << scan_kernel_name(kernel) << ", chunk " << size;
       }
     }
+  }
+}
+
+// A table in memory with an inaccessible page on either side: a kernel that read one
+// byte before its input or past its end would crash the test. The tables end exactly
+// where the mapping does, or start exactly where it does, and are several pages long, so
+// that the scan crosses pages (stage A reads ahead of each line, and each batch reads a
+// byte of the page after its first line's).
+TEST(ProcNetTcpChunking, NoKernelReadsOutsideItsInput) {
+  const auto page = static_cast<std::size_t>(::sysconf(_SC_PAGESIZE));
+  for (TcpTableFamily family : {TcpTableFamily::kIpv4, TcpTableFamily::kIpv6}) {
+    SCOPED_TRACE(tcp_table_name(family));
+    const std::string table = bench::generate_tcp_table(family, 300, 11);
+    const Outcome reference = count_records({table});
+    ASSERT_FALSE(reference.error) << reference.error->message();
+    const std::size_t pages = (table.size() + page - 1) / page;
+    const std::size_t size = (pages + 2) * page;
+    void* mapped = ::mmap(nullptr, size, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    ASSERT_NE(mapped, MAP_FAILED) << std::strerror(errno);
+    char* inside = static_cast<char*>(mapped) + page;
+    ASSERT_EQ(::mprotect(inside, pages * page, PROT_READ | PROT_WRITE), 0) << std::strerror(errno);
+    // Ending at the upper guard page, and starting at the lower one.
+    for (char* start : {inside + pages * page - table.size(), inside}) {
+      std::memcpy(start, table.data(), table.size());
+      const std::string_view text(start, table.size());
+      for (ScanKernel kernel : runnable_kernels()) {
+        EXPECT_EQ(count({text}, kernel), reference) << scan_kernel_name(kernel);
+        EXPECT_EQ(count_records({text}, kernel), reference) << scan_kernel_name(kernel) << " records";
+      }
+    }
+    ::munmap(mapped, size);
   }
 }
 
