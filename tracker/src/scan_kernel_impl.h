@@ -92,8 +92,9 @@ constexpr std::size_t kReadAhead = 256;
 // and record paths, which read the input more slowly, about the same at 4 and 6 KiB. With
 // the table in 2 MiB pages 6 KiB led as well: 0.95, against 0.91 at 4 KiB and 0.79 at
 // 2 KiB (three runs each). 4 KiB was the best of 2, 4 and 8 KiB when the kernels were
-// slower. Those figures predate touch_next_page(); with it, 6 KiB still led 4 and 8 KiB
-// (AVX-512 counting 0.99, 0.93 and 1.00; AVX2 0.77, 0.75 and 0.74; three runs each).
+// slower. Those figures predate touch_next_page(); with it, 6 and 8 KiB tied on AVX-512
+// counting (0.99 and 1.00; 4 KiB 0.93) and 6 KiB led on AVX2 (0.77; 4 KiB 0.75, 8 KiB
+// 0.74), three runs each in one round of builds.
 constexpr std::size_t kPrefetchDistance = 6144;
 
 // Reads the first byte of the 4 KiB page after the one `line` starts on (the input's
@@ -102,21 +103,22 @@ constexpr std::size_t kPrefetchDistance = 6144;
 // so the first batch to start on a page touches the next page at least 2.5 KiB before the
 // scan reaches it.
 //
-// Each line's start comes from the previous line's newline, so the loads of a line wait
-// on that chain; when the chain entered a page whose translation was not in the TLB, it
-// waited for the page walk too. The prefetches, which reach that page first, did not spare
-// it the walk on the Zen 5 VM measured here (prefetches may not install translations in
-// the TLB, or a walk under a VM's nested paging may cost more than they hide), and memchr,
-// whose loads run ahead of the newline it is looking for, lost nothing to it: with the
-// table in 4 KiB pages the AVX-512 counting path ran at 0.82-0.89 x memchr, in 2 MiB pages
-// at 0.95, memchr equally fast in both. This load is a demand load off the chain, and it
-// hits the cache: the prefetches brought the page's first line 2-6 KiB of input earlier.
-// Measured (bench_proc_net_tcp's goal rows, each build in turn with the other, three runs
-// each, Zen 5 VM): AVX-512 counting 0.856 -> 1.010 x memchr (4 KiB pages) and 0.954 ->
-// 1.003 (2 MiB pages); AVX2 0.703 -> 0.780; portable 0.516 -> 0.560; records unchanged at
-// 0.33-0.34. The same load before every line measured 0.915: it costs a compare and a
-// load a line. A prefetch (not a load) of a page ahead's first line, 8 or 12 KiB ahead,
-// halved the counting path's speed instead.
+// What was measured: with the table in 4 KiB pages the AVX-512 counting path ran at
+// 0.82-0.89 x memchr, in 2 MiB pages at 0.95, memchr equally fast in both (Zen 5 VM). The
+// likely cause, not proven (the VM has no PMU to count page walks): each line's start
+// comes from the previous line's newline, so a line's loads wait on that chain, and when
+// the chain entered a page whose translation was not in the TLB it waited for the page
+// walk as well -- the prefetches, which reach the page first, did not spare it that
+// (prefetches may not install translations, or a walk under nested paging may cost more
+// than they hide), while memchr's loads run ahead of the newline it looks for. This load
+// is a demand load off the chain, which hits the cache unless the prefetch of that line
+// (2-6 KiB of input earlier) was dropped. bench_proc_net_tcp's goal rows, each build in
+// turn with the other, three runs each: AVX-512 counting 0.856 -> 1.00-1.01 x memchr
+// (4 KiB pages) and 0.954 -> 0.99-1.00 (2 MiB pages); AVX2 0.70 -> 0.77-0.78; portable
+// 0.516 -> 0.556-0.562; records about unchanged (0.331 -> 0.337-0.342). Whole runs of the
+// bench since spread the 4 KiB row over 0.88-1.03, as the machine's other load comes and
+// goes. The same load before every line measured 0.915 (a compare and a load a line); a
+// prefetch instead of a load, of the first line of a page 8 or 12 KiB ahead, 0.44-0.45.
 //
 // On a kernel with 16 or 64 KiB pages this touches a line of the same page most of the
 // time, which costs one cached load a batch.
@@ -484,8 +486,8 @@ template <class Stage, const Family& family>
                                                         unsigned& slot_shift) {
   unsigned shift = slot_shift;
   int size = 0;
-  // Under the loop's own condition, which the compiler then tests once for both: a test
-  // of p < end instead measured 0.94 x memchr against 1.00 (three runs each).
+  // Under the loop's own condition: a test of p < end instead measured 0.94 x memchr
+  // against 1.00 (three runs each).
   if (static_cast<std::size_t>(end - p) >= kReadAhead) touch_next_page(p, end);
   while (size < kBatch && static_cast<std::size_t>(end - p) >= kReadAhead) {
     prefetch_ahead(p);
