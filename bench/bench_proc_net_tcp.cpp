@@ -5,6 +5,12 @@
 //   build/bin/bench_proc_net_tcp --live_sockets=20000 # sockets per table for the live part
 //   build/bin/bench_proc_net_tcp --process_lines=N    # lines of the whole-process file (0: skip)
 //
+// As a host without AVX-512 on one with it (glibc's memchr and the decoder's dispatcher
+// both read CPU_FEATURE_ACTIVE, which the tunable masks; the goal rows then time the
+// AVX2 kernel against __memchr_avx2):
+//   GLIBC_TUNABLES=glibc.cpu.hwcaps=-AVX512F,-AVX512VL,-AVX512BW,-AVX512DQ,-AVX512CD,-EVEX
+//   build/bin/bench_proc_net_tcp                      # the two on one line
+//
 // In memory: generated tables of 1k to 1M lines (bench/proc_net_tcp_gen.h), decoded by
 //   memchr_split  a plain memchr line split: the practical floor
 //   naive         std::getline + std::istringstream + std::stoul, as most tools do it
