@@ -8,8 +8,7 @@
 // As a host without AVX-512 on one with it (glibc's memchr and the decoder's dispatcher
 // both read CPU_FEATURE_ACTIVE, which the tunable masks; the goal rows then time the
 // AVX2 kernel against __memchr_avx2):
-//   GLIBC_TUNABLES=glibc.cpu.hwcaps=-AVX512F,-AVX512VL,-AVX512BW,-AVX512DQ,-AVX512CD,-EVEX
-//   build/bin/bench_proc_net_tcp                      # the two on one line
+//   GLIBC_TUNABLES=glibc.cpu.hwcaps=-AVX512F,-AVX512VL,-AVX512BW,-AVX512DQ,-AVX512CD,-EVEX build/bin/bench_proc_net_tcp
 //
 // In memory: generated tables of 1k to 1M lines (bench/proc_net_tcp_gen.h), decoded by
 //   memchr_split  a plain memchr line split: the practical floor

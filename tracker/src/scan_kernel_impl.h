@@ -83,18 +83,13 @@ constexpr std::size_t kNewlineWindow = 128;
 // remote port, which end before 206 (static_asserts in scan_avx512.cpp).
 constexpr std::size_t kReadAhead = 256;
 // How far ahead of the current line to prefetch. The hardware prefetcher alone falls
-// behind a stream consumed this fast, and a prefetch has to be issued long enough before
-// its line is read: 6 KiB is some 36 lines of bench_proc_net_tcp's tcp6 table, about
-// 300 ns of input at 20 GB/s. Measured on a Zen 5 VM with the table in 4 KiB pages, each
-// build run in turn with the others (the goal rows; one build's runs spread by +-0.06):
-// AVX-512 counting at 4 KiB 0.82 x memchr (mean of six runs), 6 KiB 0.87 (six), 7 KiB
-// 0.87 (five), 8 KiB 0.89 (two), 12 and 16 KiB 0.83-0.87 (two each); the AVX2, portable
-// and record paths, which read the input more slowly, about the same at 4 and 6 KiB. With
-// the table in 2 MiB pages 6 KiB led as well: 0.95, against 0.91 at 4 KiB and 0.79 at
-// 2 KiB (three runs each). 4 KiB was the best of 2, 4 and 8 KiB when the kernels were
-// slower. Those figures predate touch_next_page(); with it, 6 and 8 KiB tied on AVX-512
-// counting (0.99 and 1.00; 4 KiB 0.93) and 6 KiB led on AVX2 (0.77; 4 KiB 0.75, 8 KiB
-// 0.74), three runs each in one round of builds.
+// behind a stream consumed this fast (without these prefetches the AVX-512 counting path
+// ran at 0.34-0.42 x memchr), and a prefetch has to be issued long enough before its line
+// is read: 6 KiB is some 36 lines of bench_proc_net_tcp's tcp6 table, about 300 ns of
+// input at 20 GB/s. Measured with bench_proc_net_tcp's goal rows on a Zen 5 VM, each build
+// in turn with the others, three runs each, with touch_next_page(): AVX-512 counting at
+// 4, 6 and 8 KiB 0.93, 0.99 and 1.00 x memchr, AVX2 0.75, 0.77 and 0.74 (before it, 6 KiB
+// led 4 KiB by 0.82 -> 0.87 and 12 or 16 KiB were slower again).
 constexpr std::size_t kPrefetchDistance = 6144;
 
 // Reads the first byte of the 4 KiB page after the one `line` starts on (the input's
@@ -103,22 +98,19 @@ constexpr std::size_t kPrefetchDistance = 6144;
 // so the first batch to start on a page touches the next page at least 2.5 KiB before the
 // scan reaches it.
 //
-// What was measured: with the table in 4 KiB pages the AVX-512 counting path ran at
-// 0.82-0.89 x memchr, in 2 MiB pages at 0.95, memchr equally fast in both (Zen 5 VM). The
-// likely cause, not proven (the VM has no PMU to count page walks): each line's start
-// comes from the previous line's newline, so a line's loads wait on that chain, and when
-// the chain entered a page whose translation was not in the TLB it waited for the page
-// walk as well -- the prefetches, which reach the page first, did not spare it that
-// (prefetches may not install translations, or a walk under nested paging may cost more
-// than they hide), while memchr's loads run ahead of the newline it looks for. This load
-// is a demand load off the chain, which hits the cache unless the prefetch of that line
+// Why: with the table in 4 KiB pages the AVX-512 counting path ran at 0.82-0.89 x memchr,
+// in 2 MiB pages at 0.95, memchr equally fast in both (Zen 5 VM). The likely cause, not
+// proven (the VM has no PMU to count page walks): each line's start comes from the
+// previous line's newline, and when that chain entered a page whose translation was not
+// in the TLB it waited for the page walk too; the prefetches, which reach the page first,
+// did not spare it that, while memchr's loads run ahead of the newline it looks for. This
+// load is a demand load off the chain; it hits the cache unless the prefetch of that line
 // (2-6 KiB of input earlier) was dropped. bench_proc_net_tcp's goal rows, each build in
 // turn with the other, three runs each: AVX-512 counting 0.856 -> 1.00-1.01 x memchr
-// (4 KiB pages) and 0.954 -> 0.99-1.00 (2 MiB pages); AVX2 0.70 -> 0.77-0.78; portable
-// 0.516 -> 0.556-0.562; records about unchanged (0.331 -> 0.337-0.342). Whole runs of the
-// bench since spread the 4 KiB row over 0.88-1.03, as the machine's other load comes and
-// goes. The same load before every line measured 0.915 (a compare and a load a line); a
-// prefetch instead of a load, of the first line of a page 8 or 12 KiB ahead, 0.44-0.45.
+// (4 KiB pages), 0.954 -> 0.99-1.00 (2 MiB pages); AVX2 0.70 -> 0.77-0.78; portable
+// 0.516 -> 0.556-0.562; records about unchanged. The same load before every line measured
+// 0.915 (a compare and a load a line); a prefetch instead of a load, of the first line of
+// a page 8 or 12 KiB ahead, 0.44-0.45.
 //
 // On a kernel with 16 or 64 KiB pages this touches a line of the same page most of the
 // time, which costs one cached load a batch.
