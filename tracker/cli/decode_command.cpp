@@ -229,7 +229,7 @@ std::string decode_file(const std::string& file, TcpTableDecoder& decoder, TcpTa
     fd = owned.get();
   }
   decoder.reset();
-  auto buffer = std::make_unique<char[]>(1 << 16);
+  auto buffer = std::make_unique_for_overwrite<char[]>(1 << 16);
   for (;;) {
     const ssize_t n = ::read(fd, buffer.get(), 1 << 16);
     if (n < 0) {

@@ -170,7 +170,7 @@ DecodeStatus count_in_parts(std::span<const char> table, std::size_t parts, Scan
 ProcNetReader::ProcNetReader(ScanKernel kernel, std::size_t min_part, std::size_t max_parts)
     : kernel_(kernel),
       decoder_(kernel),
-      buffer_(std::make_unique<char[]>(kBufferSize)),
+      buffer_(std::make_unique_for_overwrite<char[]>(kBufferSize)),  // read into: no zeroing, no faults before use
       min_part_(std::max<std::size_t>(min_part, 1)),
       max_parts_(max_parts != 0 ? max_parts : std::min(usable_cpus(), kMaxParts)) {}
 
