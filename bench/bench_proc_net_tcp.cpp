@@ -456,10 +456,13 @@ GoalSeconds interleaved_goals(const std::string& text, ScanKernel best) {
 }
 
 // The live rows' two reads, timed the same way: a plain read of the table (what cat
-// does) and ProcNetReader's read and count, in turn, the fastest of each. Taken from
-// the benchmarks above, each run alone for a second, their ratio spread from 0.99 to
-// 1.30 x over eight runs on a KVM guest (an Intel Xeon, model 207), where a read of
-// 10,000 sockets is 370 system calls and 12-20 ms; in turn, 0.98-1.05 over three.
+// does) and ProcNetReader's read and count, in turn (which goes first alternates), the
+// fastest of each. Taken from the benchmarks above, each run alone for a second, their
+// ratio spread from 0.99 to 1.30 x over eight runs of
+// `bench_proc_net_tcp --benchmark_filter=live --process_lines=0` on a KVM guest (an
+// Intel Xeon, model 207), whose descriptor limit left 9,873 sockets per table: a read of
+// one table there is some 370 system calls (the kernel hands out a page per read) and
+// took 12-20 ms. In turn, the same command gave 0.98-1.05 x over three runs.
 constexpr int kLiveRounds = 15;
 
 struct LiveSeconds {
@@ -472,19 +475,31 @@ LiveSeconds interleaved_live(const char* path) {
   tracker::ProcNetReader reader;
   PortStateTally tally;
   LiveSeconds seconds;
-  for (int round = 0; round < kLiveRounds; ++round) {
+  const auto plain = [&] {
     time_pass(seconds.plain, [&] {
       UniqueFd fd(::open(path, O_RDONLY | O_CLOEXEC));
       if (!fd) return false;
-      ssize_t n = 0;
-      while ((n = ::read(fd.get(), buffer.data(), buffer.size())) > 0) {
+      for (;;) {
+        const ssize_t n = ::read(fd.get(), buffer.data(), buffer.size());
+        if (n == 0) return true;
+        if (n < 0 && errno != EINTR) return false;
       }
-      return n == 0;
     });
+  };
+  const auto counted = [&] {
     time_pass(seconds.counted, [&] {
       tally.clear();
       return static_cast<bool>(reader.count_file(path, tally));
     });
+  };
+  for (int round = 0; round < kLiveRounds; ++round) {
+    if (round % 2 == 0) {
+      plain();
+      counted();
+    } else {
+      counted();
+      plain();
+    }
   }
   return seconds;
 }
@@ -567,9 +582,9 @@ std::vector<ProcessRow> compare_processes(std::size_t lines) {
     const auto [ours, baseline] = best_wall_seconds({cli, "decode", file}, {"cat", file});
     rows.push_back({std::string("tracker-cli decode ") + file + " / cat " + file, ours, baseline, 1.05});
   }
-  // What loading a C++ program costs before it does anything (the dynamic loader,
-  // libstdc++ and libsimdjson, which Debian ships only as shared libraries): the floor
-  // under the rows above. No goal of its own.
+  // What loading a C++ program costs before it does anything (the dynamic loader;
+  // libstdc++, libgcc_s and libsimdjson, which Debian ships only as shared libraries):
+  // the floor under the rows above. No goal of its own.
   const auto [started, baseline] = best_wall_seconds({cli, "--help"}, {"cat", "/dev/null"});
   rows.push_back({"  start-up alone: tracker-cli --help / cat /dev/null", started, baseline, 0});
   return rows;

@@ -25,9 +25,9 @@ namespace skopos::tracker {
 namespace {
 
 // Gathering this much before each decode keeps all but the last few lines of a
-// buffer on the SIMD path (the kernels need 576 bytes of read-ahead), and the buffer in
-// the CPU's L2 cache between the kernel's copy and the decode (a 256 KiB buffer measured
-// slower on Zen 3).
+// buffer on the SIMD path (the kernels need 256 bytes of read-ahead, kReadAhead), and
+// the buffer in the CPU's L2 cache between the kernel's copy and the decode (a 256 KiB
+// buffer measured slower on Zen 3).
 constexpr std::size_t kBufferSize = 64 * 1024;
 // Refill while at least a kernel page still fits.
 constexpr std::size_t kReadSlack = 4096;
@@ -170,7 +170,9 @@ DecodeStatus count_in_parts(std::span<const char> table, std::size_t parts, Scan
 ProcNetReader::ProcNetReader(ScanKernel kernel, std::size_t min_part, std::size_t max_parts)
     : kernel_(kernel),
       decoder_(kernel),
-      buffer_(std::make_unique_for_overwrite<char[]>(kBufferSize)),  // read into: no zeroing, no faults before use
+      // read() fills the buffer, so it is not zeroed first: zeroing it faulted its 16 pages
+      // in before the first read, however short the table.
+      buffer_(std::make_unique_for_overwrite<char[]>(kBufferSize)),
       min_part_(std::max<std::size_t>(min_part, 1)),
       max_parts_(max_parts != 0 ? max_parts : std::min(usable_cpus(), kMaxParts)) {}
 
