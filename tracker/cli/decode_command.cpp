@@ -30,6 +30,7 @@ constexpr const char* kHelp =
     "Decodes /proc/net/tcp and /proc/net/tcp6 files, live or saved from another host\n"
     "('-' reads standard input). The files are taken as one network namespace: give a\n"
     "host's tcp and tcp6 together so that connections to IPv6 listeners count as inbound.\n"
+    "Counting reads the files at once, a CPU each; --records reads them in turn.\n"
     "\n"
     "Prints, per local port, the number of sockets in each TCP state, and the ESTABLISHED\n"
     "sockets split into inbound (the local port is a listening port) and outbound.\n"
@@ -91,18 +92,20 @@ std::size_t port_json(const PortCounts& port, char* to) {
   return static_cast<std::size_t>(p - to);
 }
 
-// The counts print straight from the tally into the output buffer, a port at a time: a
-// busy host has tens of thousands of ports, and a list of them, then a table of strings,
-// cost more in allocations and page faults than decoding its tables.
+// The files are read at once, a CPU each (count_tables): a host's tcp and tcp6 take as
+// long as the longer of the two, not both. The counts print straight from the tally into
+// the output buffer, a port at a time: a busy host has tens of thousands of ports, and a
+// list of them, then a table of strings, cost more in allocations and page faults than
+// decoding its tables.
 int print_counts(const std::vector<std::string>& files, bool json, ScanKernel kernel) {
-  PortStateTally tally;
-  ProcNetReader reader(kernel);
+  std::vector<TableInput> inputs;
   for (const std::string& file : files) {
-    auto status = file == "-" ? reader.count_fd(STDIN_FILENO, "stdin", tally) : reader.count_file(file, tally);
-    if (!status) {
-      std::fprintf(stderr, "tracker-cli decode: %s\n", status.error().message().c_str());
-      return 1;
-    }
+    inputs.push_back(file == "-" ? TableInput{"stdin", STDIN_FILENO} : TableInput{file});
+  }
+  PortStateTally tally;
+  if (auto status = count_tables(inputs, kernel, tally); !status) {
+    std::fprintf(stderr, "tracker-cli decode: %s\n", status.error().message().c_str());
+    return 1;
   }
   const TallySummary totals = tally.totals();
   Output out;

@@ -8,10 +8,12 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <charconv>
 #include <cstring>
 #include <new>
+#include <optional>
 #include <system_error>
 #include <map>
 #include <thread>
@@ -260,6 +262,74 @@ Result<void> ProcNetReader::count_file(const std::string& path, PortStateTally& 
   UniqueFd fd = open_read(path);
   if (!fd) return unexpected(Error::from_errno(errno, "open", path));
   return count_stream(fd.get(), path, tally);
+}
+
+Result<void> count_tables(const std::vector<TableInput>& inputs, ScanKernel kernel, PortStateTally& tally,
+                          std::size_t max_parts) {
+  // The work: a file a task; the descriptors one task, read in their order.
+  std::vector<std::vector<std::size_t>> tasks;
+  std::vector<std::size_t> descriptors;
+  for (std::size_t i = 0; i < inputs.size(); ++i) {
+    if (inputs[i].fd >= 0) {
+      descriptors.push_back(i);
+    } else {
+      tasks.push_back({i});
+    }
+  }
+  if (!descriptors.empty()) tasks.push_back(std::move(descriptors));
+  const std::size_t cpus = max_parts != 0 ? max_parts : std::min(usable_cpus(), kMaxParts);
+  const std::size_t wanted = std::max<std::size_t>(1, std::min(tasks.size(), cpus));
+  const std::size_t parts_each = std::max<std::size_t>(1, cpus / wanted);
+
+  // A reader and a tally a worker, made here: a thread that failed to allocate would
+  // end the process. The calling thread is the first worker and counts into `tally`.
+  struct Worker {
+    std::unique_ptr<PortStateTally> tally;
+    std::unique_ptr<ProcNetReader> reader;
+  };
+  std::vector<Worker> workers(1);
+  workers[0].reader = std::make_unique<ProcNetReader>(kernel, ProcNetReader::kMinPart, parts_each);
+  try {
+    while (workers.size() < wanted) {
+      Worker worker{std::make_unique<PortStateTally>(),
+                    std::make_unique<ProcNetReader>(kernel, ProcNetReader::kMinPart, parts_each)};
+      workers.push_back(std::move(worker));
+    }
+  } catch (const std::bad_alloc&) {
+    // Fewer workers: the tasks wait their turn.
+  }
+
+  std::vector<std::optional<Error>> errors(inputs.size());
+  std::atomic<std::size_t> next{0};
+  const auto work = [&](ProcNetReader& reader, PortStateTally& into) {
+    for (std::size_t task = next++; task < tasks.size(); task = next++) {
+      for (std::size_t i : tasks[task]) {
+        const TableInput& input = inputs[i];
+        auto status = input.fd >= 0 ? reader.count_fd(input.fd, input.path, into) : reader.count_file(input.path, into);
+        if (!status) {
+          errors[i] = status.error();
+          break;  // the rest of a descriptor task would be read from a failed stream
+        }
+      }
+    }
+  };
+  {
+    std::vector<std::jthread> threads;
+    for (std::size_t w = 1; w < workers.size(); ++w) {
+      try {
+        threads.emplace_back(work, std::ref(*workers[w].reader), std::ref(*workers[w].tally));
+      } catch (const std::system_error&) {
+        break;  // no thread to be had: the others take its tasks
+      }
+    }
+    work(*workers[0].reader, tally);
+  }  // joined
+
+  for (const std::optional<Error>& error : errors) {
+    if (error) return unexpected(*error);
+  }
+  for (std::size_t w = 1; w < workers.size(); ++w) tally.add(*workers[w].tally);
+  return {};
 }
 
 Result<void> ProcNetReader::for_each_table(const std::string& net_dir,

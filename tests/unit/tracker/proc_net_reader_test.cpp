@@ -12,6 +12,7 @@
 
 #include "decode_runs.h"
 #include "proc_net_tcp_gen.h"
+#include "skopos/unique_fd.h"
 
 namespace skopos::tracker {
 namespace {
@@ -130,6 +131,113 @@ TEST(ProcNetReaderParts, AnErrorInAnyPartIsTheOneCounterReports) {
       const Counted in_parts = count_file(parts, text);
       EXPECT_FALSE(in_parts.error.empty()) << label;
       expect_same(in_parts, count_file(one, text), label);
+    }
+  }
+}
+
+// --- count_tables: several tables read at once ----------------------------------
+
+// A pipe's read end holding `text` (at most a pipe's capacity), its write end closed.
+UniqueFd pipe_holding(const std::string& text) {
+  int ends[2];
+  if (::pipe(ends) != 0) return UniqueFd();
+  UniqueFd read_end(ends[0]);
+  UniqueFd write_end(ends[1]);
+  EXPECT_EQ(::write(write_end.get(), text.data(), text.size()), static_cast<ssize_t>(text.size()));
+  return read_end;
+}
+
+// `inputs` counted one after another by one reader (what count_tables must equal),
+// into a tally that starts with `start`: the message of the first error, or the summary.
+Counted one_after_another(const std::vector<TableInput>& inputs, const std::string& start) {
+  ProcNetReader reader(ScanKernel::kAuto, SIZE_MAX);
+  PortStateTally tally;
+  TempTable first(start);
+  EXPECT_TRUE(reader.count_file(first.path(), tally));
+  Counted counted;
+  for (const TableInput& input : inputs) {
+    auto status = input.fd >= 0 ? reader.count_fd(input.fd, input.path, tally) : reader.count_file(input.path, tally);
+    if (!status) {
+      counted.error = status.error().message();
+      break;
+    }
+  }
+  counted.summary = tally.summarize();
+  return counted;
+}
+
+Counted at_once(const std::vector<TableInput>& inputs, const std::string& start, std::size_t workers) {
+  PortStateTally tally;
+  TempTable first(start);
+  EXPECT_TRUE(ProcNetReader().count_file(first.path(), tally));
+  Counted counted;
+  if (auto status = count_tables(inputs, ScanKernel::kAuto, tally, workers); !status) {
+    counted.error = status.error().message();
+  }
+  counted.summary = tally.summarize();
+  return counted;
+}
+
+// Tables of both families, a file given twice, and a pipe given twice (read in order:
+// the second time it is empty, an error either way), on one worker and on four
+// (whatever the CPUs): the counts, added to what the tally held, or the error, are one
+// reader's.
+TEST(CountTables, SeveralTablesCountAsOneReaderOneAfterAnother) {
+  const std::string start = bench::generate_tcp_table(TcpTableFamily::kIpv4, 500, 9);
+  TempTable tcp(bench::generate_tcp_table(TcpTableFamily::kIpv4, 3'000, 1));
+  TempTable tcp6(bench::generate_tcp_table(TcpTableFamily::kIpv6, 5'000, 2));
+  TempTable more(bench::generate_tcp_table(TcpTableFamily::kIpv4, 2'000, 3));
+  const std::string small = bench::generate_tcp_table(TcpTableFamily::kIpv6, 200, 4);
+  ASSERT_LT(small.size(), std::size_t{65536});
+  for (std::size_t workers : {std::size_t{1}, std::size_t{4}}) {
+    const std::string what = std::to_string(workers) + " worker(s)";
+    const std::vector<TableInput> files = {{tcp.path()}, {tcp6.path()}, {more.path()}, {tcp.path()}};
+    const Counted expected = one_after_another(files, start);
+    ASSERT_TRUE(expected.error.empty()) << expected.error;
+    const Counted got = at_once(files, start, workers);
+    expect_same(got, expected, what);
+    EXPECT_TRUE(got.error.empty()) << got.error;
+
+    // A pipe among the files: read once; given twice, its second read is empty.
+    UniqueFd pipe = pipe_holding(small);
+    UniqueFd same = pipe_holding(small);
+    const Counted with_pipe = at_once({{tcp.path()}, {"pipe", pipe.get()}, {tcp6.path()}}, start, workers);
+    const Counted pipe_expected = one_after_another({{tcp.path()}, {"pipe", same.get()}, {tcp6.path()}}, start);
+    ASSERT_TRUE(pipe_expected.error.empty()) << pipe_expected.error;
+    expect_same(with_pipe, pipe_expected, what + ", a pipe");
+
+    UniqueFd twice = pipe_holding(small);
+    UniqueFd twice_too = pipe_holding(small);
+    const Counted got_twice = at_once({{"pipe", twice.get()}, {tcp.path()}, {"pipe", twice.get()}}, start, workers);
+    const Counted expected_twice =
+        one_after_another({{"pipe", twice_too.get()}, {tcp.path()}, {"pipe", twice_too.get()}}, start);
+    EXPECT_NE(expected_twice.error.find("empty input"), std::string::npos) << expected_twice.error;
+    expect_same(got_twice, expected_twice, what + ", a pipe given twice");
+  }
+}
+
+// Whichever table a worker reaches first, the error is that of the first input in
+// order that fails: a bad byte before a missing file, a missing file before a bad
+// byte, on one worker and on four.
+TEST(CountTables, TheFirstInputInOrderThatFailsGivesTheError) {
+  const std::string good_text = bench::generate_tcp_table(TcpTableFamily::kIpv6, 4'000, 6);
+  std::string bad_text = good_text;
+  spoil_line_at(bad_text, 0.6);
+  TempTable good(good_text);
+  TempTable bad(bad_text);
+  const std::string missing = "/nonexistent/skopos-count-tables-test";
+  const std::vector<std::vector<TableInput>> cases = {
+      {{good.path()}, {bad.path()}, {good.path()}, {missing}},
+      {{good.path()}, {missing}, {bad.path()}},
+      {{missing}, {good.path()}, {good.path()}, {bad.path()}},
+      {{good.path()}, {good.path()}, {good.path()}, {bad.path()}},
+  };
+  for (std::size_t workers : {std::size_t{1}, std::size_t{4}}) {
+    for (std::size_t c = 0; c < cases.size(); ++c) {
+      const std::string what = "case " + std::to_string(c) + ", " + std::to_string(workers) + " worker(s)";
+      const Counted expected = one_after_another(cases[c], good_text);
+      ASSERT_FALSE(expected.error.empty()) << what;
+      EXPECT_EQ(at_once(cases[c], good_text, workers).error, expected.error) << what;
     }
   }
 }

@@ -65,6 +65,23 @@ class ProcNetReader {
   std::size_t parts_ = 1;
 };
 
+// One table for count_tables(): the file at `path`, or with `fd` set an open
+// descriptor (stdin, a pipe) that `path` names in errors.
+struct TableInput {
+  std::string path;
+  int fd = -1;
+};
+
+// Adds every table of `inputs` to `tally`, as count_file() and count_fd() would one
+// after another -- the same counts, and the first input in order that fails gives the
+// error (the tally is then incomplete) -- but reading up to one table per CPU this
+// process may use at once: the kernel formats a /proc table on the CPU that reads it,
+// so a namespace's tcp and tcp6 read together take as long as the longer of the two.
+// Descriptors are read one after another on one thread (the same one may be given
+// twice). `max_parts` is ProcNetReader's, shared among the tables read at once.
+Result<void> count_tables(const std::vector<TableInput>& inputs, ScanKernel kernel, PortStateTally& tally,
+                          std::size_t max_parts = 0);
+
 // One network namespace of this machine.
 struct NetworkNamespace {
   std::uint64_t inode = 0;  // identity: the nsfs inode of /proc/<pid>/ns/net
