@@ -12,6 +12,8 @@
 #include <cerrno>
 #include <charconv>
 #include <cstring>
+#include <exception>
+#include <functional>
 #include <new>
 #include <optional>
 #include <system_error>
@@ -265,56 +267,89 @@ Result<void> ProcNetReader::count_file(const std::string& path, PortStateTally& 
 }
 
 Result<void> count_tables(const std::vector<TableInput>& inputs, ScanKernel kernel, PortStateTally& tally,
-                          std::size_t max_parts) {
-  // The work: a file a task; the descriptors one task, read in their order.
+                          std::size_t max_parts, std::size_t min_part) {
+  const std::size_t cpus = max_parts != 0 ? max_parts : std::min(usable_cpus(), kMaxParts);
+  min_part = std::max<std::size_t>(min_part, 1);
+  // What reading an input alongside others would do decides where it goes:
+  // - a stream (a descriptor, or a path that is no regular file: a FIFO, /dev/stdin)
+  //   would be split between readers: the streams are one task, read in the order given
+  //   (the same stream may be given twice);
+  // - a saved table large enough to be counted in parts would lose its parts: the large
+  //   ones are counted after the rest, one after another, each with every CPU;
+  // - any other path (the /proc tables: regular files without a size; a small saved
+  //   one; one stat() cannot see, which its reader will report) is a task of its own.
   std::vector<std::vector<std::size_t>> tasks;
-  std::vector<std::size_t> descriptors;
+  std::vector<std::size_t> streams;
+  std::vector<std::size_t> large;
   for (std::size_t i = 0; i < inputs.size(); ++i) {
+    struct stat st {};
     if (inputs[i].fd >= 0) {
-      descriptors.push_back(i);
+      streams.push_back(i);
+    } else if (::stat(inputs[i].path.c_str(), &st) != 0) {
+      tasks.push_back({i});
+    } else if (!S_ISREG(st.st_mode)) {
+      streams.push_back(i);
+    } else if (cpus > 1 && static_cast<std::size_t>(st.st_size) / min_part >= 2) {
+      large.push_back(i);
     } else {
       tasks.push_back({i});
     }
   }
-  if (!descriptors.empty()) tasks.push_back(std::move(descriptors));
-  const std::size_t cpus = max_parts != 0 ? max_parts : std::min(usable_cpus(), kMaxParts);
-  const std::size_t wanted = std::max<std::size_t>(1, std::min(tasks.size(), cpus));
-  const std::size_t parts_each = std::max<std::size_t>(1, cpus / wanted);
+  if (!streams.empty()) tasks.push_back(std::move(streams));
 
-  // A reader and a tally a worker, made here: a thread that failed to allocate would
-  // end the process. The calling thread is the first worker and counts into `tally`.
+  // A reader and a tally a worker, made here, where running out of memory throws to the
+  // caller. The calling thread is the first worker and counts into `tally`.
   struct Worker {
     std::unique_ptr<PortStateTally> tally;
     std::unique_ptr<ProcNetReader> reader;
   };
+  const std::size_t wanted = std::max<std::size_t>(1, std::min(tasks.size(), cpus));
   std::vector<Worker> workers(1);
-  workers[0].reader = std::make_unique<ProcNetReader>(kernel, ProcNetReader::kMinPart, parts_each);
+  workers[0].reader = std::make_unique<ProcNetReader>(kernel, min_part, 1);
   try {
     while (workers.size() < wanted) {
-      Worker worker{std::make_unique<PortStateTally>(),
-                    std::make_unique<ProcNetReader>(kernel, ProcNetReader::kMinPart, parts_each)};
+      Worker worker{std::make_unique<PortStateTally>(), std::make_unique<ProcNetReader>(kernel, min_part, 1)};
       workers.push_back(std::move(worker));
     }
   } catch (const std::bad_alloc&) {
     // Fewer workers: the tasks wait their turn.
   }
 
+  // What each input came to. Once an input has failed, no later one is read: it could not
+  // change the outcome, and one after another would not have reached it.
   std::vector<std::optional<Error>> errors(inputs.size());
+  std::vector<std::exception_ptr> thrown(inputs.size());
+  std::atomic<std::size_t> first_failed{SIZE_MAX};
+  const auto failed = [&](std::size_t i) {
+    std::size_t seen = first_failed.load();
+    while (i < seen && !first_failed.compare_exchange_weak(seen, i)) {
+    }
+  };
+  // Counts input i; false when it failed.
+  const auto count = [&](ProcNetReader& reader, PortStateTally& into, std::size_t i) {
+    if (i > first_failed.load()) return false;
+    const TableInput& input = inputs[i];
+    try {
+      auto status = input.fd >= 0 ? reader.count_fd(input.fd, input.path, into) : reader.count_file(input.path, into);
+      if (status) return true;
+      errors[i] = std::move(status).error();
+    } catch (...) {  // out of memory, on a thread where it would end the process
+      thrown[i] = std::current_exception();
+    }
+    failed(i);
+    return false;
+  };
   std::atomic<std::size_t> next{0};
   const auto work = [&](ProcNetReader& reader, PortStateTally& into) {
     for (std::size_t task = next++; task < tasks.size(); task = next++) {
       for (std::size_t i : tasks[task]) {
-        const TableInput& input = inputs[i];
-        auto status = input.fd >= 0 ? reader.count_fd(input.fd, input.path, into) : reader.count_file(input.path, into);
-        if (!status) {
-          errors[i] = status.error();
-          break;  // the rest of a descriptor task would be read from a failed stream
-        }
+        if (!count(reader, into, i)) break;  // the rest of the streams follow a failed one
       }
     }
   };
   {
     std::vector<std::jthread> threads;
+    threads.reserve(workers.size() - 1);
     for (std::size_t w = 1; w < workers.size(); ++w) {
       try {
         threads.emplace_back(work, std::ref(*workers[w].reader), std::ref(*workers[w].tally));
@@ -324,9 +359,16 @@ Result<void> count_tables(const std::vector<TableInput>& inputs, ScanKernel kern
     }
     work(*workers[0].reader, tally);
   }  // joined
+  if (!large.empty()) {
+    ProcNetReader reader(kernel, min_part, cpus);
+    for (std::size_t i : large) {
+      if (!count(reader, tally, i)) break;
+    }
+  }
 
-  for (const std::optional<Error>& error : errors) {
-    if (error) return unexpected(*error);
+  for (std::size_t i = 0; i < inputs.size(); ++i) {
+    if (thrown[i]) std::rethrow_exception(thrown[i]);
+    if (errors[i]) return unexpected(std::move(*errors[i]));
   }
   for (std::size_t w = 1; w < workers.size(); ++w) tally.add(*workers[w].tally);
   return {};

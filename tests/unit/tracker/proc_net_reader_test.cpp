@@ -8,6 +8,7 @@
 
 #include <cstdlib>
 #include <fstream>
+#include <memory>
 #include <string>
 
 #include "decode_runs.h"
@@ -137,8 +138,10 @@ TEST(ProcNetReaderParts, AnErrorInAnyPartIsTheOneCounterReports) {
 
 // --- count_tables: several tables read at once ----------------------------------
 
-// A pipe's read end holding `text` (at most a pipe's capacity), its write end closed.
+// A pipe's read end holding `text`, its write end closed. The text fits in one page: a
+// pipe holds at least that much, whatever the user's pipe quota.
 UniqueFd pipe_holding(const std::string& text) {
+  EXPECT_LT(text.size(), std::size_t{4096});
   int ends[2];
   if (::pipe(ends) != 0) return UniqueFd();
   UniqueFd read_end(ends[0]);
@@ -166,29 +169,30 @@ Counted one_after_another(const std::vector<TableInput>& inputs, const std::stri
   return counted;
 }
 
+// The same through count_tables() on `workers` CPUs, saved tables of two 4 KiB parts
+// or more counted in parts.
 Counted at_once(const std::vector<TableInput>& inputs, const std::string& start, std::size_t workers) {
   PortStateTally tally;
   TempTable first(start);
   EXPECT_TRUE(ProcNetReader().count_file(first.path(), tally));
   Counted counted;
-  if (auto status = count_tables(inputs, ScanKernel::kAuto, tally, workers); !status) {
+  if (auto status = count_tables(inputs, ScanKernel::kAuto, tally, workers, kPart); !status) {
     counted.error = status.error().message();
   }
   counted.summary = tally.summarize();
   return counted;
 }
 
-// Tables of both families, a file given twice, and a pipe given twice (read in order:
-// the second time it is empty, an error either way), on one worker and on four
-// (whatever the CPUs): the counts, added to what the tally held, or the error, are one
-// reader's.
+// Tables of both families, small and in parts, a file given twice, and a pipe given
+// twice, as a descriptor and by a path (read in order: the second time it is empty, an
+// error either way), on one worker and on four (whatever the CPUs): the counts, added
+// to what the tally held, or the error, are one reader's.
 TEST(CountTables, SeveralTablesCountAsOneReaderOneAfterAnother) {
   const std::string start = bench::generate_tcp_table(TcpTableFamily::kIpv4, 500, 9);
-  TempTable tcp(bench::generate_tcp_table(TcpTableFamily::kIpv4, 3'000, 1));
-  TempTable tcp6(bench::generate_tcp_table(TcpTableFamily::kIpv6, 5'000, 2));
-  TempTable more(bench::generate_tcp_table(TcpTableFamily::kIpv4, 2'000, 3));
-  const std::string small = bench::generate_tcp_table(TcpTableFamily::kIpv6, 200, 4);
-  ASSERT_LT(small.size(), std::size_t{65536});
+  TempTable tcp(bench::generate_tcp_table(TcpTableFamily::kIpv4, 30, 1));
+  TempTable tcp6(bench::generate_tcp_table(TcpTableFamily::kIpv6, 5'000, 2));  // in parts
+  TempTable more(bench::generate_tcp_table(TcpTableFamily::kIpv4, 2'000, 3));  // in parts
+  const std::string small = bench::generate_tcp_table(TcpTableFamily::kIpv6, 15, 4);
   for (std::size_t workers : {std::size_t{1}, std::size_t{4}}) {
     const std::string what = std::to_string(workers) + " worker(s)";
     const std::vector<TableInput> files = {{tcp.path()}, {tcp6.path()}, {more.path()}, {tcp.path()}};
@@ -198,7 +202,7 @@ TEST(CountTables, SeveralTablesCountAsOneReaderOneAfterAnother) {
     expect_same(got, expected, what);
     EXPECT_TRUE(got.error.empty()) << got.error;
 
-    // A pipe among the files: read once; given twice, its second read is empty.
+    // A pipe among the files: read once.
     UniqueFd pipe = pipe_holding(small);
     UniqueFd same = pipe_holding(small);
     const Counted with_pipe = at_once({{tcp.path()}, {"pipe", pipe.get()}, {tcp6.path()}}, start, workers);
@@ -206,31 +210,55 @@ TEST(CountTables, SeveralTablesCountAsOneReaderOneAfterAnother) {
     ASSERT_TRUE(pipe_expected.error.empty()) << pipe_expected.error;
     expect_same(with_pipe, pipe_expected, what + ", a pipe");
 
+    // Given twice, as a descriptor and by its /proc/self/fd path (a FIFO to stat()).
     UniqueFd twice = pipe_holding(small);
     UniqueFd twice_too = pipe_holding(small);
-    const Counted got_twice = at_once({{"pipe", twice.get()}, {tcp.path()}, {"pipe", twice.get()}}, start, workers);
+    const std::string by_path = "/proc/self/fd/" + std::to_string(twice.get());
+    const std::string by_path_too = "/proc/self/fd/" + std::to_string(twice_too.get());
+    const Counted got_twice = at_once({{"pipe", twice.get()}, {more.path()}, {by_path}}, start, workers);
     const Counted expected_twice =
-        one_after_another({{"pipe", twice_too.get()}, {tcp.path()}, {"pipe", twice_too.get()}}, start);
+        one_after_another({{"pipe", twice_too.get()}, {more.path()}, {by_path_too}}, start);
     EXPECT_NE(expected_twice.error.find("empty input"), std::string::npos) << expected_twice.error;
-    expect_same(got_twice, expected_twice, what + ", a pipe given twice");
+    const auto at = expected_twice.error.find(by_path_too);
+    ASSERT_NE(at, std::string::npos) << expected_twice.error;
+    EXPECT_EQ(got_twice.error, std::string(expected_twice.error).replace(at, by_path_too.size(), by_path)) << what;
   }
 }
 
-// Whichever table a worker reaches first, the error is that of the first input in
-// order that fails: a bad byte before a missing file, a missing file before a bad
-// byte, on one worker and on four.
+// Many tables, more than workers: each worker takes the next table when it is done with
+// one, and the counts of every worker's tables reach the caller's tally.
+TEST(CountTables, EveryWorkersCountsReachTheTally) {
+  const std::string start = bench::generate_tcp_table(TcpTableFamily::kIpv4, 100, 10);
+  std::vector<std::unique_ptr<TempTable>> files;
+  std::vector<TableInput> inputs;
+  for (std::uint64_t seed = 0; seed < 24; ++seed) {
+    const TcpTableFamily family = seed % 2 == 0 ? TcpTableFamily::kIpv4 : TcpTableFamily::kIpv6;
+    files.push_back(std::make_unique<TempTable>(bench::generate_tcp_table(family, 40, 20 + seed)));
+    inputs.push_back({files.back()->path()});
+  }
+  const Counted expected = one_after_another(inputs, start);
+  ASSERT_TRUE(expected.error.empty()) << expected.error;
+  for (int run = 0; run < 5; ++run) expect_same(at_once(inputs, start, 4), expected, "run " + std::to_string(run));
+}
+
+// The error is that of the first input in the order given that fails, wherever the
+// inputs are read: a bad byte before a missing file, a missing file before a bad byte,
+// a bad table counted in parts after a missing file and before one, on one worker and
+// on four.
 TEST(CountTables, TheFirstInputInOrderThatFailsGivesTheError) {
   const std::string good_text = bench::generate_tcp_table(TcpTableFamily::kIpv6, 4'000, 6);
   std::string bad_text = good_text;
   spoil_line_at(bad_text, 0.6);
   TempTable good(good_text);
   TempTable bad(bad_text);
+  TempTable small(bench::generate_tcp_table(TcpTableFamily::kIpv4, 20, 7));
   const std::string missing = "/nonexistent/skopos-count-tables-test";
   const std::vector<std::vector<TableInput>> cases = {
-      {{good.path()}, {bad.path()}, {good.path()}, {missing}},
+      {{small.path()}, {bad.path()}, {good.path()}, {missing}},
       {{good.path()}, {missing}, {bad.path()}},
-      {{missing}, {good.path()}, {good.path()}, {bad.path()}},
-      {{good.path()}, {good.path()}, {good.path()}, {bad.path()}},
+      {{missing}, {small.path()}, {good.path()}, {bad.path()}},
+      {{small.path()}, {good.path()}, {small.path()}, {bad.path()}},
+      {{bad.path()}, {small.path()}, {missing}},
   };
   for (std::size_t workers : {std::size_t{1}, std::size_t{4}}) {
     for (std::size_t c = 0; c < cases.size(); ++c) {

@@ -72,15 +72,19 @@ struct TableInput {
   int fd = -1;
 };
 
-// Adds every table of `inputs` to `tally`, as count_file() and count_fd() would one
-// after another -- the same counts, and the first input in order that fails gives the
-// error (the tally is then incomplete) -- but reading up to one table per CPU this
-// process may use at once: the kernel formats a /proc table on the CPU that reads it,
-// so a namespace's tcp and tcp6 read together take as long as the longer of the two.
-// Descriptors are read one after another on one thread (the same one may be given
-// twice). `max_parts` is ProcNetReader's, shared among the tables read at once.
+// Adds every table of `inputs` to `tally` as one ProcNetReader would, reading them one
+// after another -- the same counts, and the error of the first input in the order given
+// that fails (the tally is then to be discarded: it may hold counts of inputs before and
+// after that one) -- but reading up to one table per CPU at once: the kernel formats a
+// /proc table on the CPU that reads it, so with two CPUs a namespace's tcp and tcp6 take
+// as long as the longer of the two. Streams (descriptors, and paths that are no regular
+// file: a FIFO, /dev/stdin) are read in the order given on one thread, and saved tables
+// that ProcNetReader would count in parts (`min_part`) are counted after the rest, each
+// with every CPU. `max_parts` caps the CPUs used, as ProcNetReader's does (1: one after
+// another on the calling thread). Starts its threads and joins them before it returns;
+// `tally` is not to be touched meanwhile. Throws what the readers throw (std::bad_alloc).
 Result<void> count_tables(const std::vector<TableInput>& inputs, ScanKernel kernel, PortStateTally& tally,
-                          std::size_t max_parts = 0);
+                          std::size_t max_parts = 0, std::size_t min_part = ProcNetReader::kMinPart);
 
 // One network namespace of this machine.
 struct NetworkNamespace {
