@@ -63,13 +63,22 @@ struct Mapping {
   ~Mapping() { ::munmap(const_cast<char*>(data), size); }
 };
 
-// The size of a regular file that is mapped rather than read (larger than the buffer),
-// or 0: a pipe, /proc's tables (they have no size), a small file.
-std::size_t mappable_size(int fd) {
-  struct stat st {};
-  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) return 0;
+// The size of a file that is mapped rather than read (a regular file larger than the
+// buffer), or 0: a pipe, /proc's tables (they have no size), a small file.
+std::size_t mappable_size(const struct stat& st) {
+  if (!S_ISREG(st.st_mode)) return 0;
   const auto size = static_cast<std::size_t>(st.st_size);
   return size > kBufferSize ? size : 0;
+}
+
+std::size_t mappable_size(int fd) {
+  struct stat st {};
+  return ::fstat(fd, &st) == 0 ? mappable_size(st) : 0;
+}
+
+// The parts a mapped table of `size` bytes is counted in (1: whole).
+std::size_t parts_for(std::size_t size, std::size_t min_part, std::size_t max_parts) {
+  return size > 0 ? std::max<std::size_t>(1, std::min(max_parts, size / min_part)) : 1;
 }
 
 std::unique_ptr<Mapping> map_file(int fd, std::size_t size, bool populate) {
@@ -229,7 +238,7 @@ Result<void> ProcNetReader::count_stream(int fd, const std::string& path, PortSt
   // in its own part of the mapping: on a 2-CPU Zen 2, 1M tcp6 lines (183 MB) took
   // tracker-cli decode 1.24-1.52x as long as wc -l on one thread, which only reads them.
   if (const std::size_t size = mappable_size(fd); size > 0) {
-    const std::size_t parts = std::min(max_parts_, size / min_part_);
+    const std::size_t parts = parts_for(size, min_part_, max_parts_);
     if (parts > 1) {
       if (auto mapped = map_file(fd, size, false)) {
         bytes_read_ += size;
@@ -270,40 +279,30 @@ Result<void> count_tables(const std::vector<TableInput>& inputs, ScanKernel kern
                           std::size_t max_parts, std::size_t min_part) {
   const std::size_t cpus = max_parts != 0 ? max_parts : std::min(usable_cpus(), kMaxParts);
   min_part = std::max<std::size_t>(min_part, 1);
-  // What reading an input alongside others would do decides where it goes:
-  // - a stream (a descriptor, or a path that is no regular file: a FIFO, /dev/stdin)
-  //   would be split between readers: the streams are one task, read in the order given
-  //   (the same stream may be given twice);
-  // - a saved table large enough to be counted in parts would lose its parts: the large
-  //   ones are counted after the rest, one after another, each with every CPU;
-  // - any other path (the /proc tables: regular files without a size; a small saved
-  //   one; one stat() cannot see, which its reader will report) is a task of its own.
-  std::vector<std::vector<std::size_t>> tasks;
-  std::vector<std::size_t> streams;
-  std::vector<std::size_t> large;
+  // Read at once: the tables that are neither streams nor counted in parts -- the /proc
+  // tables (regular files without a size), small saved ones, and any stat() cannot see
+  // (its reader will say why). Read after them, in the order given on this thread, and
+  // only while every input before has counted, as one after another would: streams
+  // (descriptors, and paths that are no regular file: a FIFO, /dev/stdin), which reading
+  // alongside another reader would split, or reading after a failure would consume or
+  // wait on; and saved tables large enough to be counted in parts, each with every CPU.
+  std::vector<std::size_t> at_once;
+  std::vector<std::size_t> after;
   for (std::size_t i = 0; i < inputs.size(); ++i) {
     struct stat st {};
-    if (inputs[i].fd >= 0) {
-      streams.push_back(i);
-    } else if (::stat(inputs[i].path.c_str(), &st) != 0) {
-      tasks.push_back({i});
-    } else if (!S_ISREG(st.st_mode)) {
-      streams.push_back(i);
-    } else if (cpus > 1 && static_cast<std::size_t>(st.st_size) / min_part >= 2) {
-      large.push_back(i);
-    } else {
-      tasks.push_back({i});
-    }
+    const bool in_turn = inputs[i].fd >= 0 ||
+                         (::stat(inputs[i].path.c_str(), &st) == 0 &&
+                          (!S_ISREG(st.st_mode) || parts_for(mappable_size(st), min_part, cpus) > 1));
+    (in_turn ? after : at_once).push_back(i);
   }
-  if (!streams.empty()) tasks.push_back(std::move(streams));
 
-  // A reader and a tally a worker, made here, where running out of memory throws to the
-  // caller. The calling thread is the first worker and counts into `tally`.
+  // A reader and a tally a worker. The calling thread is the first worker and counts into
+  // `tally`; a worker that cannot be made or started leaves its tables to the others.
   struct Worker {
     std::unique_ptr<PortStateTally> tally;
     std::unique_ptr<ProcNetReader> reader;
   };
-  const std::size_t wanted = std::max<std::size_t>(1, std::min(tasks.size(), cpus));
+  const std::size_t wanted = std::max<std::size_t>(1, std::min(at_once.size(), cpus));
   std::vector<Worker> workers(1);
   workers[0].reader = std::make_unique<ProcNetReader>(kernel, min_part, 1);
   try {
@@ -312,20 +311,14 @@ Result<void> count_tables(const std::vector<TableInput>& inputs, ScanKernel kern
       workers.push_back(std::move(worker));
     }
   } catch (const std::bad_alloc&) {
-    // Fewer workers: the tasks wait their turn.
   }
 
-  // What each input came to. Once an input has failed, no later one is read: it could not
-  // change the outcome, and one after another would not have reached it.
+  // What each input came to. Once an input has failed, no later one is read: it cannot
+  // change the outcome.
   std::vector<std::optional<Error>> errors(inputs.size());
   std::vector<std::exception_ptr> thrown(inputs.size());
   std::atomic<std::size_t> first_failed{SIZE_MAX};
-  const auto failed = [&](std::size_t i) {
-    std::size_t seen = first_failed.load();
-    while (i < seen && !first_failed.compare_exchange_weak(seen, i)) {
-    }
-  };
-  // Counts input i; false when it failed.
+  // Counts input i; false when it failed or came after a failure.
   const auto count = [&](ProcNetReader& reader, PortStateTally& into, std::size_t i) {
     if (i > first_failed.load()) return false;
     const TableInput& input = inputs[i];
@@ -333,35 +326,32 @@ Result<void> count_tables(const std::vector<TableInput>& inputs, ScanKernel kern
       auto status = input.fd >= 0 ? reader.count_fd(input.fd, input.path, into) : reader.count_file(input.path, into);
       if (status) return true;
       errors[i] = std::move(status).error();
-    } catch (...) {  // out of memory, on a thread where it would end the process
+    } catch (...) {  // out of memory: on a thread of its own it would end the process
       thrown[i] = std::current_exception();
     }
-    failed(i);
+    for (std::size_t seen = first_failed.load(); i < seen && !first_failed.compare_exchange_weak(seen, i);) {
+    }
     return false;
   };
   std::atomic<std::size_t> next{0};
   const auto work = [&](ProcNetReader& reader, PortStateTally& into) {
-    for (std::size_t task = next++; task < tasks.size(); task = next++) {
-      for (std::size_t i : tasks[task]) {
-        if (!count(reader, into, i)) break;  // the rest of the streams follow a failed one
-      }
-    }
+    for (std::size_t k = next++; k < at_once.size(); k = next++) count(reader, into, at_once[k]);
   };
   {
     std::vector<std::jthread> threads;
-    threads.reserve(workers.size() - 1);
-    for (std::size_t w = 1; w < workers.size(); ++w) {
-      try {
+    try {
+      threads.reserve(workers.size() - 1);
+      for (std::size_t w = 1; w < workers.size(); ++w) {
         threads.emplace_back(work, std::ref(*workers[w].reader), std::ref(*workers[w].tally));
-      } catch (const std::system_error&) {
-        break;  // no thread to be had: the others take its tasks
       }
+    } catch (...) {  // no thread (or no memory for one) to be had: the others take its tables
     }
     work(*workers[0].reader, tally);
   }  // joined
-  if (!large.empty()) {
+
+  if (!after.empty() && after.front() < first_failed.load()) {
     ProcNetReader reader(kernel, min_part, cpus);
-    for (std::size_t i : large) {
+    for (std::size_t i : after) {
       if (!count(reader, tally, i)) break;
     }
   }

@@ -3,6 +3,7 @@
 // -- the same line, byte and offset.
 #include "tracker/proc_net_reader.h"
 
+#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <unistd.h>
 
@@ -139,11 +140,14 @@ TEST(ProcNetReaderParts, AnErrorInAnyPartIsTheOneCounterReports) {
 // --- count_tables: several tables read at once ----------------------------------
 
 // A pipe's read end holding `text`, its write end closed. The text fits in one page: a
-// pipe holds at least that much, whatever the user's pipe quota.
+// pipe holds at least that much, whatever the user's pipe quota, so the write cannot
+// block.
 UniqueFd pipe_holding(const std::string& text) {
-  EXPECT_LT(text.size(), std::size_t{4096});
   int ends[2];
-  if (::pipe(ends) != 0) return UniqueFd();
+  if (text.size() >= 4096 || ::pipe2(ends, O_CLOEXEC) != 0) {
+    ADD_FAILURE() << "no pipe for " << text.size() << " bytes";
+    return UniqueFd();
+  }
   UniqueFd read_end(ends[0]);
   UniqueFd write_end(ends[1]);
   EXPECT_EQ(::write(write_end.get(), text.data(), text.size()), static_cast<ssize_t>(text.size()));
@@ -233,12 +237,40 @@ TEST(CountTables, EveryWorkersCountsReachTheTally) {
   std::vector<TableInput> inputs;
   for (std::uint64_t seed = 0; seed < 24; ++seed) {
     const TcpTableFamily family = seed % 2 == 0 ? TcpTableFamily::kIpv4 : TcpTableFamily::kIpv6;
-    files.push_back(std::make_unique<TempTable>(bench::generate_tcp_table(family, 40, 20 + seed)));
+    const std::string text = bench::generate_tcp_table(family, 40, 20 + seed);
+    // No larger than the read buffer: never counted in parts, so read by the workers.
+    ASSERT_LE(text.size(), std::size_t{64 * 1024});
+    files.push_back(std::make_unique<TempTable>(text));
     inputs.push_back({files.back()->path()});
   }
   const Counted expected = one_after_another(inputs, start);
   ASSERT_TRUE(expected.error.empty()) << expected.error;
   for (int run = 0; run < 5; ++run) expect_same(at_once(inputs, start, 4), expected, "run " + std::to_string(run));
+}
+
+// A stream after an input that fails is not read, as one after another would not read
+// it (a terminal would wait for input, a pipe would be drained): after a bad small table
+// and after a bad table counted in parts, on one worker and on four.
+TEST(CountTables, AStreamAfterAFailedInputIsNotRead) {
+  const std::string good_text = bench::generate_tcp_table(TcpTableFamily::kIpv6, 4'000, 6);
+  std::string bad_large_text = good_text;
+  spoil_line_at(bad_large_text, 0.6);
+  std::string bad_small_text = bench::generate_tcp_table(TcpTableFamily::kIpv4, 20, 7);
+  spoil_line_at(bad_small_text, 0.5);
+  TempTable bad_large(bad_large_text);
+  TempTable bad_small(bad_small_text);
+  TempTable small(bench::generate_tcp_table(TcpTableFamily::kIpv4, 20, 8));
+  const std::string stream = bench::generate_tcp_table(TcpTableFamily::kIpv6, 15, 4);
+  for (std::size_t workers : {std::size_t{1}, std::size_t{4}}) {
+    for (const std::string* bad : {&bad_large.path(), &bad_small.path()}) {
+      const std::string what = *bad + ", " + std::to_string(workers) + " worker(s)";
+      UniqueFd pipe = pipe_holding(stream);
+      const Counted got = at_once({{small.path()}, {*bad}, {"pipe", pipe.get()}, {small.path()}}, good_text, workers);
+      EXPECT_NE(got.error.find(*bad), std::string::npos) << what << ": " << got.error;
+      char byte = 0;
+      EXPECT_EQ(::read(pipe.get(), &byte, 1), 1) << what << ": the pipe was read";
+    }
+  }
 }
 
 // The error is that of the first input in the order given that fails, wherever the

@@ -78,11 +78,13 @@ struct TableInput {
 // after that one) -- but reading up to one table per CPU at once: the kernel formats a
 // /proc table on the CPU that reads it, so with two CPUs a namespace's tcp and tcp6 take
 // as long as the longer of the two. Streams (descriptors, and paths that are no regular
-// file: a FIFO, /dev/stdin) are read in the order given on one thread, and saved tables
-// that ProcNetReader would count in parts (`min_part`) are counted after the rest, each
-// with every CPU. `max_parts` caps the CPUs used, as ProcNetReader's does (1: one after
-// another on the calling thread). Starts its threads and joins them before it returns;
-// `tally` is not to be touched meanwhile. Throws what the readers throw (std::bad_alloc).
+// file: a FIFO, /dev/stdin) and saved tables that ProcNetReader would count in parts
+// (`min_part`) are read after the rest, in the order given, each table in parts with
+// every CPU, and only while every input before them has counted: a stream is never read
+// after a failure, nor by two readers. `max_parts` caps the CPUs used, as ProcNetReader's
+// does (1: every input on the calling thread). Starts its threads and joins them before it
+// returns; `tally` is not to be touched meanwhile. Throws what the readers throw
+// (std::bad_alloc), for the first input in order that failed.
 Result<void> count_tables(const std::vector<TableInput>& inputs, ScanKernel kernel, PortStateTally& tally,
                           std::size_t max_parts = 0, std::size_t min_part = ProcNetReader::kMinPart);
 
