@@ -93,8 +93,9 @@ std::size_t port_json(const PortCounts& port, char* to) {
   return static_cast<std::size_t>(p - to);
 }
 
-// The files are read at once, a CPU each (count_tables): a host's tcp and tcp6 take as
-// long as the longer of the two, not both. The counts print straight from the tally into
+// Live tables are read at once, a CPU each (count_tables: streams and large saved
+// tables after them, in turn): a host's tcp and tcp6 take as long as the longer of the
+// two, not both. The counts print straight from the tally into
 // the output buffer, a port at a time: a busy host has tens of thousands of ports, and a
 // list of them, then a table of strings, cost more in allocations and page faults than
 // decoding its tables.

@@ -249,24 +249,39 @@ TEST(CountTables, EveryWorkersCountsReachTheTally) {
 }
 
 // A stream after an input that fails is not read, as one after another would not read
-// it (a terminal would wait for input, a pipe would be drained): after a bad small table
-// and after a bad table counted in parts, on one worker and on four.
+// it (a terminal would wait for input, a pipe would be drained): after a bad small table,
+// after a bad table counted in parts (on four workers; on one there are no parts), and
+// after a good table in parts that comes before a bad small one (read after it).
 TEST(CountTables, AStreamAfterAFailedInputIsNotRead) {
   const std::string good_text = bench::generate_tcp_table(TcpTableFamily::kIpv6, 4'000, 6);
   std::string bad_large_text = good_text;
   spoil_line_at(bad_large_text, 0.6);
   std::string bad_small_text = bench::generate_tcp_table(TcpTableFamily::kIpv4, 20, 7);
   spoil_line_at(bad_small_text, 0.5);
+  TempTable good_large(good_text);
   TempTable bad_large(bad_large_text);
   TempTable bad_small(bad_small_text);
   TempTable small(bench::generate_tcp_table(TcpTableFamily::kIpv4, 20, 8));
   const std::string stream = bench::generate_tcp_table(TcpTableFamily::kIpv6, 15, 4);
   for (std::size_t workers : {std::size_t{1}, std::size_t{4}}) {
-    for (const std::string* bad : {&bad_large.path(), &bad_small.path()}) {
-      const std::string what = *bad + ", " + std::to_string(workers) + " worker(s)";
+    const std::vector<std::pair<std::string, std::vector<std::string>>> cases = {
+        {bad_small.path(), {small.path(), bad_small.path()}},
+        {bad_large.path(), {small.path(), bad_large.path()}},
+        {bad_small.path(), {good_large.path(), bad_small.path()}},
+    };
+    for (const auto& [bad, before] : cases) {
+      const std::string what = bad + " after " + before.front() + ", " + std::to_string(workers) + " worker(s)";
       UniqueFd pipe = pipe_holding(stream);
-      const Counted got = at_once({{small.path()}, {*bad}, {"pipe", pipe.get()}, {small.path()}}, good_text, workers);
-      EXPECT_NE(got.error.find(*bad), std::string::npos) << what << ": " << got.error;
+      UniqueFd pipe_too = pipe_holding(stream);
+      std::vector<TableInput> inputs;
+      for (const std::string& path : before) inputs.push_back({path});
+      inputs.push_back({"pipe", pipe.get()});
+      inputs.push_back({small.path()});
+      std::vector<TableInput> same = inputs;
+      same[before.size()].fd = pipe_too.get();
+      const Counted got = at_once(inputs, good_text, workers);
+      EXPECT_NE(got.error.find(bad), std::string::npos) << what << ": " << got.error;
+      EXPECT_EQ(got.error, one_after_another(same, good_text).error) << what;
       char byte = 0;
       EXPECT_EQ(::read(pipe.get(), &byte, 1), 1) << what << ": the pipe was read";
     }
