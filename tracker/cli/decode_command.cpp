@@ -95,10 +95,9 @@ std::size_t port_json(const PortCounts& port, char* to) {
 
 // Live tables are read at once, a CPU each (count_tables: streams and large saved
 // tables after them, in turn): a host's tcp and tcp6 take as long as the longer of the
-// two, not both. The counts print straight from the tally into
-// the output buffer, a port at a time: a busy host has tens of thousands of ports, and a
-// list of them, then a table of strings, cost more in allocations and page faults than
-// decoding its tables.
+// two, not both. The counts print straight from the tally into the output buffer, a port
+// at a time: a busy host has tens of thousands of ports, and a list of them, then a table
+// of strings, cost more in allocations and page faults than decoding its tables.
 int print_counts(const std::vector<std::string>& files, bool json, ScanKernel kernel) {
   std::vector<TableInput> inputs;
   for (const std::string& file : files) {

@@ -296,18 +296,20 @@ Result<void> count_tables(const std::vector<TableInput>& inputs, ScanKernel kern
     (in_turn ? after : at_once).push_back(i);
   }
 
-  // A reader and a tally a worker. The calling thread is the first worker and counts into
-  // `tally`; a worker that cannot be made or started leaves its tables to the others.
+  // A reader and a tally a worker, all readers alike: the tables read at once are none
+  // that a reader would count in parts. The calling thread is the first worker, counts
+  // into `tally` and reads the rest in turn; a worker that cannot be made or started
+  // leaves its tables to the others.
   struct Worker {
     std::unique_ptr<PortStateTally> tally;
     std::unique_ptr<ProcNetReader> reader;
   };
   const std::size_t wanted = std::max<std::size_t>(1, std::min(at_once.size(), cpus));
   std::vector<Worker> workers(1);
-  workers[0].reader = std::make_unique<ProcNetReader>(kernel, min_part, 1);
+  workers[0].reader = std::make_unique<ProcNetReader>(kernel, min_part, cpus);
   try {
     while (workers.size() < wanted) {
-      Worker worker{std::make_unique<PortStateTally>(), std::make_unique<ProcNetReader>(kernel, min_part, 1)};
+      Worker worker{std::make_unique<PortStateTally>(), std::make_unique<ProcNetReader>(kernel, min_part, cpus)};
       workers.push_back(std::move(worker));
     }
   } catch (const std::bad_alloc&) {
@@ -349,11 +351,8 @@ Result<void> count_tables(const std::vector<TableInput>& inputs, ScanKernel kern
     work(*workers[0].reader, tally);
   }  // joined
 
-  if (!after.empty() && after.front() < first_failed.load()) {
-    ProcNetReader reader(kernel, min_part, cpus);
-    for (std::size_t i : after) {
-      if (!count(reader, tally, i)) break;
-    }
+  for (std::size_t i : after) {
+    if (!count(*workers[0].reader, tally, i)) break;
   }
 
   for (std::size_t i = 0; i < inputs.size(); ++i) {
