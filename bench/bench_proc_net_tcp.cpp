@@ -270,7 +270,6 @@ LiveSockets open_live_sockets(std::size_t per_table) {
   return live;
 }
 
-// What every /proc consumer has to do at least: open, read to the end, close.
 // Reads the file at `path` to its end through `buffer`, as cat does; the bytes read, or
 // -1 when it cannot be opened or a read fails.
 std::int64_t read_whole(const char* path, std::vector<char>& buffer) {
@@ -288,6 +287,7 @@ std::int64_t read_whole(const char* path, std::vector<char>& buffer) {
   }
 }
 
+// What every /proc consumer has to do at least: open, read to the end, close.
 void plain_read(benchmark::State& state, const char* path) {
   std::vector<char> buffer(256 * 1024);
   Meter meter(state);
@@ -492,6 +492,19 @@ const char* live_table_path(std::string_view file) {
   return file == "tcp" ? "/proc/thread-self/net/tcp" : "/proc/thread-self/net/tcp6";
 }
 
+// Runs `a` then `b` in even rounds and `b` then `a` in odd ones: timed in turn, each goes
+// first as often, and the second does not always find the first's data in the caches.
+template <class A, class B>
+void in_turn(int round, A a, B b) {
+  if (round % 2 == 0) {
+    a();
+    b();
+  } else {
+    b();
+    a();
+  }
+}
+
 LiveSeconds interleaved_live(const char* path) {
   std::vector<char> buffer(256 * 1024);
   tracker::ProcNetReader reader;
@@ -504,15 +517,7 @@ LiveSeconds interleaved_live(const char* path) {
       return static_cast<bool>(reader.count_file(path, tally));
     });
   };
-  for (int round = 0; round < kLiveRounds; ++round) {
-    if (round % 2 == 0) {
-      plain();
-      counted();
-    } else {
-      counted();
-      plain();
-    }
-  }
+  for (int round = 0; round < kLiveRounds; ++round) in_turn(round, plain, counted);
   return seconds;
 }
 
@@ -566,11 +571,9 @@ double wall_seconds(const Commands& commands) {
   return ok ? seconds : 0;
 }
 
-// The best wall time of each over kProcessRounds rounds, the two run in turn: on a
-// shared machine a slow spell then slows both alike, not just the one that happened to
-// run during it. Which runs first alternates, as in the live rows, and each goes first
-// as often: the second reads a table whose sockets the first has just brought into the
-// CPU's caches.
+// The best wall time of each over kProcessRounds rounds, the two run in turn (in_turn):
+// on a shared machine a slow spell then slows both alike, not just the one that happened
+// to run during it.
 constexpr int kProcessRounds = 12;
 std::pair<double, double> best_wall_seconds(const Commands& ours, const Commands& baseline) {
   double best_ours = 1e30;
@@ -578,13 +581,7 @@ std::pair<double, double> best_wall_seconds(const Commands& ours, const Commands
   for (int round = 0; round < kProcessRounds; ++round) {
     double a = 0;
     double b = 0;
-    if (round % 2 == 0) {
-      a = wall_seconds(ours);
-      b = wall_seconds(baseline);
-    } else {
-      b = wall_seconds(baseline);
-      a = wall_seconds(ours);
-    }
+    in_turn(round, [&] { a = wall_seconds(ours); }, [&] { b = wall_seconds(baseline); });
     if (a <= 0 || b <= 0) return {0, 0};
     best_ours = std::min(best_ours, a);
     best_baseline = std::min(best_baseline, b);
